@@ -1,0 +1,44 @@
+# The two commands: `make run` and `make test`. Both create .venv on demand.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+SEEDS ?= 300
+SEED_START ?= 0
+
+.PHONY: run test lint types pytest bench sim clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/python -m meshd.demo
+
+test: $(TEST_STAMP) lint types pytest
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(TEST_STAMP)
+	$(BIN)/mypy raft registry connect meshd
+
+pytest: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q
+
+sim: $(TEST_STAMP)
+	$(BIN)/python -m tests.sim.run --seeds $(SEEDS) --seed-start $(SEED_START)
+
+bench: $(TEST_STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""meshd package."""

@@ -1,0 +1,61 @@
+"""Errors raised by raft/.
+
+Expected conditions are named errors callers can act on; broken invariants
+raise ``RaftInvariantError`` and should crash the process (the log or the
+state machine can no longer be trusted).
+"""
+
+from __future__ import annotations
+
+
+class RaftError(Exception):
+    """Base class of every error raft/ raises on purpose."""
+
+
+class NotLeaderError(RaftError):
+    """This server is not the leader; ``leader_id``/``leader_addr`` name the one
+    it believes leads (both ``None`` during an election)."""
+
+    def __init__(self, leader_id: str | None = None, leader_addr: str | None = None) -> None:
+        self.leader_id = leader_id
+        self.leader_addr = leader_addr
+        hint = f" (leader is {leader_id} at {leader_addr})" if leader_id else " (no known leader)"
+        super().__init__("not the leader" + hint)
+
+
+class ProposalDroppedError(RaftError):
+    """The proposal was not accepted: leadership was lost or a transfer is
+    in progress. It may or may not have been committed; retry idempotently."""
+
+
+class LeadershipLostError(ProposalDroppedError):
+    """Leadership was lost while the proposal or read was in flight."""
+
+
+class CompactedError(RaftError):
+    """The requested log index was compacted into a snapshot."""
+
+
+class ConfigChangeError(RaftError):
+    """A membership change was refused (another change pending, unknown
+    server, or it would leave the cluster without a voter)."""
+
+
+class StorageError(RaftError):
+    """Durable storage failed or holds data it cannot trust."""
+
+
+class SnapshotCorruptError(StorageError):
+    """A snapshot file failed its checksum or could not be decoded."""
+
+
+class TransportError(RaftError):
+    """A peer could not be reached or the connection was refused."""
+
+
+class PeerRejectedError(TransportError):
+    """A peer's TLS identity did not satisfy the cluster's requirements."""
+
+
+class RaftInvariantError(RaftError):
+    """A safety invariant was broken; the node must stop."""

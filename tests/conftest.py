@@ -1,0 +1,1 @@
+"""Shared pytest configuration: every test runs in CI, e2e and slow included."""
