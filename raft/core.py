@@ -1,0 +1,924 @@
+"""The sans-I/O Raft core.
+
+A pure state machine: inputs are ``tick()``, ``step(message)``,
+``propose(data)``, ``read_index(ctx)`` and the membership and transfer calls;
+outputs are collected in a ``Ready`` batch (what to persist, send, apply and
+which reads are safe). It reads no clock and does no I/O; randomness comes from
+the ``random.Random`` passed in, so a seeded run replays exactly.
+
+Rules implemented here, with the sections of Ongaro's thesis ("Consensus:
+Bridging Theory and Practice", 2014) they come from:
+
+* elections with randomized timeouts (§3.4), pre-vote (§9.6), leader
+  stickiness — a server that heard from a leader within the election timeout
+  ignores vote requests (§4.2.3) — and check-quorum: a leader that has not
+  heard from a majority for an election timeout steps down (§6.2);
+* log replication with fast backtracking (§5.3), pipelined appends with an
+  in-flight window, and commitment only of entries of the leader's own term
+  by counting replicas (§3.6.2, Figure 3.7);
+* ReadIndex reads (§6.4) and leader-lease reads (§6.4.1);
+* single-server membership changes that take effect when appended (§4.1),
+  non-voters that are promoted once caught up (§4.2.1), a removed leader
+  stepping down once its removal commits (§4.2.2);
+* leadership transfer with TimeoutNow (§3.10);
+* snapshots and InstallSnapshot (§5.1-5.3).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from . import codec
+from .errors import ConfigChangeError, NotLeaderError, ProposalDroppedError, RaftInvariantError
+from .log import RaftLog
+from .progress import Progress, ProgressState, committed_index, quorum
+from .types import (
+    Configuration,
+    Entry,
+    EntryKind,
+    HardState,
+    Message,
+    MessageType,
+    ReadState,
+    Ready,
+    Role,
+    Server,
+    Snapshot,
+    SnapshotMeta,
+    SoftState,
+    Suffrage,
+)
+
+MT = MessageType
+TRANSFER_CONTEXT = b"transfer"
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """Tunables, in logical ticks and counts."""
+
+    id: str
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    max_inflight: int = 256
+    max_entries_bytes: int = 1 << 20
+    max_apply_batch: int = 4096
+    pre_vote: bool = True
+    check_quorum: bool = True
+
+
+@dataclass
+class InitialState:
+    """Durable state loaded by the driver at start."""
+
+    hard_state: HardState = field(default_factory=HardState)
+    snapshot: SnapshotMeta | None = None
+    entries: Sequence[Entry] = ()
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    id: str
+    address: str
+    suffrage: Suffrage
+    match: int
+    next: int
+    state: str
+    ticks_since_ack: int
+
+
+@dataclass(frozen=True)
+class CoreStatus:
+    id: str
+    role: Role
+    term: int
+    leader: str | None
+    commit: int
+    applied: int
+    last_index: int
+    configuration: Configuration
+    peers: tuple[PeerStatus, ...]
+
+
+@dataclass
+class _PendingRead:
+    index: int
+    context: bytes
+    acks: set[str]
+
+
+class RaftCore:
+    """One Raft server's consensus state. Not thread-safe; one caller at a time."""
+
+    def __init__(
+        self,
+        config: CoreConfig,
+        rng: random.Random,
+        state: InitialState | None = None,
+        *,
+        bootstrap: Configuration | None = None,
+    ) -> None:
+        self.cfg = config
+        self.id = config.id
+        self.rng = rng
+        state = state or InitialState()
+        snap = state.snapshot
+        self.log = RaftLog(snap.index if snap else 0, snap.term if snap else 0, state.entries)
+        self.snapshot_meta: SnapshotMeta | None = snap
+        hs = state.hard_state
+        self.term = hs.term
+        self.vote = hs.vote
+        if hs.commit:
+            self.log.commit_to(hs.commit)
+        if self.log.last_index() == 0 and bootstrap is not None:
+            # Every bootstrapping server writes the same configuration at
+            # index 1, term 1 (as hashicorp/raft's BootstrapCluster does).
+            self.term = max(self.term, 1)
+            data = codec.encode_configuration(bootstrap)
+            self.log.append([Entry(1, 1, EntryKind.CONFIG, data)])
+            self.log.stable = 0
+        # Configurations in the log after the snapshot: (index, configuration).
+        self._conf_history: list[tuple[int, Configuration]] = []
+        for e in self.log.entries:
+            if e.kind == EntryKind.CONFIG:
+                self._conf_history.append((e.index, codec.decode_configuration(e.data)))
+        self.configuration = self._latest_configuration()
+
+        self.role = Role.FOLLOWER
+        self.leader: str | None = None
+        self.now = 0  # ticks since start, only for relative ages
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_timeout = self._new_timeout()
+        self.votes: dict[str, bool] = {}
+        self.progress: dict[str, Progress] = {}
+        self.pending_conf_index = 0
+        self.promote_when_caught_up: set[str] = set()
+        self.transferee: str | None = None
+        self.transfer_elapsed = 0
+        self.pending_reads: list[_PendingRead] = []
+        self.reads_waiting_commit: list[bytes] = []
+
+        self.msgs: list[Message] = []
+        self.read_states: list[ReadState] = []
+        self.pending_snapshot: Snapshot | None = None
+        self._prev_soft = SoftState(self.role, self.leader, self.term)
+        self._prev_hard = HardState(hs.term, hs.vote, self.log.commit)
+        if self.term != hs.term:
+            self._prev_hard = HardState(-1, None, 0)  # bootstrap: force a persist
+
+    # ------------------------------------------------------------------ helpers
+
+    def _new_timeout(self) -> int:
+        e = self.cfg.election_ticks
+        return e + self.rng.randrange(e)
+
+    def _latest_configuration(self) -> Configuration:
+        if self._conf_history:
+            return self._conf_history[-1][1]
+        if self.snapshot_meta is not None:
+            return self.snapshot_meta.configuration
+        return Configuration()
+
+    def configuration_at(self, index: int) -> Configuration:
+        conf = self.snapshot_meta.configuration if self.snapshot_meta else Configuration()
+        for i, c in self._conf_history:
+            if i <= index:
+                conf = c
+        return conf
+
+    def _is_voter(self) -> bool:
+        return self.id in self.configuration.voters()
+
+    def _send(self, msg: Message) -> None:
+        self.msgs.append(msg)
+
+    def _voters(self) -> frozenset[str]:
+        return self.configuration.voters()
+
+    def _apply_configuration(self) -> None:
+        """Make the latest configuration in the log take effect (§4.1)."""
+        self.configuration = self._latest_configuration()
+        if self.role != Role.LEADER:
+            return
+        ids = self.configuration.ids()
+        for sid in ids - self.progress.keys():
+            self.progress[sid] = Progress(
+                self.log.last_index() + 1, self.cfg.max_inflight, self.now
+            )
+        for sid in list(self.progress):
+            if sid not in ids and sid != self.id:
+                del self.progress[sid]
+        self.promote_when_caught_up &= ids
+
+    # ------------------------------------------------------------ role changes
+
+    def _reset(self, term: int) -> None:
+        if term != self.term:
+            self.term = term
+            self.vote = None
+        self.leader = None
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_timeout = self._new_timeout()
+        self.votes = {}
+        self.transferee = None
+        self.pending_reads = []
+        self.reads_waiting_commit = []
+        self.progress = {}
+
+    def become_follower(self, term: int, leader: str | None) -> None:
+        self._reset(term)
+        self.role = Role.FOLLOWER
+        self.leader = leader
+
+    def _become_pre_candidate(self) -> None:
+        # Pre-vote does not change the term or the vote (§9.6).
+        self.votes = {}
+        self.role = Role.PRE_CANDIDATE
+        self.leader = None
+        self.election_elapsed = 0
+        self.randomized_timeout = self._new_timeout()
+
+    def _become_candidate(self) -> None:
+        self._reset(self.term + 1)
+        self.vote = self.id
+        self.role = Role.CANDIDATE
+
+    def _become_leader(self) -> None:
+        self._reset(self.term)
+        self.role = Role.LEADER
+        self.leader = self.id
+        last = self.log.last_index()
+        for sid in self.configuration.ids():
+            self.progress[sid] = Progress(last + 1, self.cfg.max_inflight, self.now)
+        if self.id not in self.progress:
+            self.progress[self.id] = Progress(last + 1, self.cfg.max_inflight, self.now)
+        self.progress[self.id].match = self.log.stable
+        self.progress[self.id].become_replicate()
+        # A conservative guard: a configuration entry not yet committed blocks
+        # further changes until this term's no-op commits.
+        self.pending_conf_index = last
+        self._append([Entry(last + 1, self.term, EntryKind.NOOP)])
+        self._bcast_append()
+
+    # ------------------------------------------------------------------- tick
+
+    def tick(self) -> None:
+        """Advance logical time by one tick."""
+        self.now += 1
+        if self.role == Role.LEADER:
+            self._tick_leader()
+        else:
+            self.election_elapsed += 1
+            if self.election_elapsed >= self.randomized_timeout and self._promotable():
+                self.election_elapsed = 0
+                self._campaign(transfer=False)
+
+    def _promotable(self) -> bool:
+        return self._is_voter() and self.pending_snapshot is None
+
+    def _tick_leader(self) -> None:
+        self.heartbeat_elapsed += 1
+        self.election_elapsed += 1
+        if self.election_elapsed >= self.cfg.election_ticks:
+            self.election_elapsed = 0
+            if self.cfg.check_quorum and not self._quorum_active():
+                self.become_follower(self.term, None)
+                return
+            if self.transferee is not None:
+                self.transferee = None  # transfer timed out (§3.10)
+        if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks:
+            self.heartbeat_elapsed = 0
+            self._bcast_heartbeat()
+
+    def _quorum_active(self) -> bool:
+        voters = self._voters()
+        active = 0
+        for sid in voters:
+            pr = self.progress.get(sid)
+            if sid == self.id or (pr is not None and pr.recent_active):
+                active += 1
+        for pr in self.progress.values():
+            pr.recent_active = False
+        return active >= quorum(len(voters)) if voters else False
+
+    def lease_valid(self) -> bool:
+        """Whether a majority acknowledged this leader within the lease
+        (election timeout minus a tick of margin), so no other leader can
+        have been elected since: reads may be served locally (§6.4.1)."""
+        if self.role != Role.LEADER or self.transferee is not None:
+            return False
+        if not self._committed_in_term():
+            return False
+        voters = self._voters()
+        lease = self.cfg.election_ticks - 1
+        fresh = sum(
+            1
+            for sid in voters
+            if sid == self.id
+            or (sid in self.progress and self.now - self.progress[sid].last_ack_tick < lease)
+        )
+        return fresh >= quorum(len(voters))
+
+    # --------------------------------------------------------------- elections
+
+    def campaign(self) -> None:
+        """Start an election now (with a pre-vote round if enabled), as if the
+        election timeout had passed. Ignored by non-voters and leaders."""
+        if self.role != Role.LEADER and self._promotable():
+            self._campaign(transfer=False)
+
+    def _campaign(self, *, transfer: bool) -> None:
+        if self.cfg.pre_vote and not transfer:
+            self._become_pre_candidate()
+            self._request_votes(MT.PREVOTE, self.term + 1, b"")
+        else:
+            self._start_election(TRANSFER_CONTEXT if transfer else b"")
+
+    def _start_election(self, context: bytes) -> None:
+        self._become_candidate()
+        self._request_votes(MT.VOTE, self.term, context)
+
+    def _request_votes(self, vote_type: MessageType, term: int, context: bytes) -> None:
+        voters = self._voters()
+        self.votes[self.id] = True
+        if quorum(len(voters)) <= 1:
+            self._won()
+            return
+        for sid in sorted(voters - {self.id}):
+            self._send(
+                Message(
+                    vote_type,
+                    self.id,
+                    sid,
+                    term,
+                    log_term=self.log.last_term(),
+                    index=self.log.last_index(),
+                    context=context,
+                )
+            )
+
+    def _won(self) -> None:
+        if self.role == Role.PRE_CANDIDATE:
+            self._start_election(b"")
+        else:
+            self._become_leader()
+
+    def _handle_vote_request(self, m: Message) -> None:
+        resp = MT.VOTE_RESP if m.type == MT.VOTE else MT.PREVOTE_RESP
+        can_vote = (
+            self.vote == m.src
+            or (self.vote is None and self.leader is None)
+            or (m.type == MT.PREVOTE and m.term > self.term)
+        )
+        if can_vote and self.log.is_up_to_date(m.index, m.log_term):
+            # A granted pre-vote answers with the proposed term (§9.6).
+            self._send(Message(resp, self.id, m.src, m.term))
+            if m.type == MT.VOTE:
+                self.election_elapsed = 0
+                self.vote = m.src
+        else:
+            self._send(Message(resp, self.id, m.src, self.term, reject=True))
+
+    def _handle_vote_response(self, m: Message) -> None:
+        want = MT.PREVOTE_RESP if self.role == Role.PRE_CANDIDATE else MT.VOTE_RESP
+        if m.type != want:
+            return
+        self.votes.setdefault(m.src, not m.reject)
+        voters = self._voters()
+        granted = sum(1 for sid, v in self.votes.items() if v and sid in voters)
+        rejected = sum(1 for sid, v in self.votes.items() if not v and sid in voters)
+        if granted >= quorum(len(voters)):
+            self._won()
+        elif rejected >= quorum(len(voters)):
+            self.become_follower(self.term, None)
+
+    # -------------------------------------------------------------------- step
+
+    def step(self, m: Message) -> None:
+        """Handle one message from a peer. Never raises for a well-formed message."""
+        if m.term > self.term:
+            if m.type in (MT.VOTE, MT.PREVOTE):
+                in_lease = (
+                    self.cfg.check_quorum
+                    and self.leader is not None
+                    and self.election_elapsed < self.cfg.election_ticks
+                )
+                if in_lease and m.context != TRANSFER_CONTEXT:
+                    return  # leader stickiness (§4.2.3)
+            if m.type == MT.PREVOTE or (m.type == MT.PREVOTE_RESP and not m.reject):
+                pass  # pre-vote never changes terms
+            elif m.type in (MT.APP, MT.HEARTBEAT, MT.SNAP):
+                self.become_follower(m.term, m.src)
+            else:
+                self.become_follower(m.term, None)
+        elif m.term < self.term:
+            if m.type in (MT.APP, MT.HEARTBEAT):
+                # A stale leader learns the new term and steps down; without
+                # this, pre-vote plus check-quorum can deadlock (etcd #8501).
+                self._send(Message(MT.APP_RESP, self.id, m.src, self.term))
+            elif m.type == MT.PREVOTE:
+                self._send(Message(MT.PREVOTE_RESP, self.id, m.src, self.term, reject=True))
+            return
+
+        if m.type in (MT.VOTE, MT.PREVOTE):
+            self._handle_vote_request(m)
+        elif self.role == Role.LEADER:
+            self._step_leader(m)
+        elif self.role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
+            if m.type in (MT.APP, MT.HEARTBEAT, MT.SNAP):
+                self.become_follower(self.term, m.src)
+                self._step_follower(m)
+            else:
+                self._handle_vote_response(m)
+        else:
+            self._step_follower(m)
+
+    def _step_follower(self, m: Message) -> None:
+        if m.type in (MT.APP, MT.HEARTBEAT, MT.SNAP):
+            self.election_elapsed = 0
+            self.leader = m.src
+        if m.type == MT.APP:
+            self._handle_append(m)
+            if self._conf_history_stale(m.entries):
+                self._rebuild_conf_history()
+        elif m.type == MT.HEARTBEAT:
+            self.log.commit_to(m.commit)
+            # Echo the leader's send tick: its lease runs from when it sent this.
+            self._send(
+                Message(
+                    MT.HEARTBEAT_RESP, self.id, m.src, self.term, index=m.index, context=m.context
+                )
+            )
+        elif m.type == MT.SNAP:
+            self._handle_snapshot(m)
+        elif m.type == MT.TIMEOUT_NOW and self._promotable():
+            self._campaign(transfer=True)
+
+    def _handle_append(self, m: Message) -> None:
+        if m.index < self.log.commit:
+            self._send(Message(MT.APP_RESP, self.id, m.src, self.term, index=self.log.commit))
+            return
+        last_new = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
+        if last_new is not None:
+            self._send(Message(MT.APP_RESP, self.id, m.src, self.term, index=last_new))
+            return
+        hint = self.log.find_conflict_by_term(min(m.index, self.log.last_index()), m.log_term)
+        self._send(
+            Message(
+                MT.APP_RESP,
+                self.id,
+                m.src,
+                self.term,
+                index=m.index,
+                reject=True,
+                reject_hint=hint,
+                log_term=self.log.term(hint) or 0,
+            )
+        )
+
+    def _conf_history_stale(self, appended: Sequence[Entry]) -> bool:
+        """Whether an append added a configuration or truncated one away."""
+        if any(e.kind == EntryKind.CONFIG for e in appended):
+            return True
+        return any(
+            self.log.term(i) is None
+            or i > self.log.last_index()
+            or self.log.entry(i).kind != EntryKind.CONFIG
+            for i, _ in self._conf_history
+            if i > self.log.offset
+        )
+
+    def _rebuild_conf_history(self) -> None:
+        self._conf_history = [
+            (e.index, codec.decode_configuration(e.data))
+            for e in self.log.entries
+            if e.kind == EntryKind.CONFIG
+        ]
+        self._apply_configuration()
+
+    def _handle_snapshot(self, m: Message) -> None:
+        snap = m.snapshot
+        if snap is None:
+            return
+        meta = snap.meta
+        if meta.index <= self.log.commit:
+            self._send(Message(MT.APP_RESP, self.id, m.src, self.term, index=self.log.commit))
+            return
+        if self.log.match_term(meta.index, meta.term):
+            # We already hold the entry: just fast-forward the commit index.
+            self.log.commit_to(meta.index)
+        else:
+            self.log.restore(meta.index, meta.term)
+            self.snapshot_meta = meta
+            self._conf_history = []
+            self.pending_snapshot = snap
+            self._apply_configuration()
+        self._send(Message(MT.APP_RESP, self.id, m.src, self.term, index=self.log.last_index()))
+
+    # ------------------------------------------------------------------ leader
+
+    def _step_leader(self, m: Message) -> None:
+        pr = self.progress.get(m.src)
+        if pr is None:
+            return
+        pr.recent_active = True
+        if m.type == MT.APP_RESP:
+            self._handle_append_response(m, pr)
+        elif m.type == MT.HEARTBEAT_RESP:
+            pr.last_ack_tick = max(pr.last_ack_tick, m.index)
+            if pr.match < self.log.last_index():
+                pr.probe_sent = False
+                self._send_append(m.src)
+            if m.context:
+                self._ack_read(m.context, m.src)
+
+    def _handle_append_response(self, m: Message, pr: Progress) -> None:
+        if m.reject:
+            hint = m.reject_hint
+            if m.log_term > 0:
+                hint = self.log.find_conflict_by_term(hint, m.log_term)
+            if pr.maybe_decr_to(m.index, hint):
+                if pr.state == ProgressState.REPLICATE:
+                    pr.become_probe()
+                self._send_append(m.src)
+            return
+        old_paused = pr.is_paused()
+        if pr.maybe_update(m.index):
+            if pr.state == ProgressState.PROBE:
+                pr.become_replicate()
+            elif pr.state == ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:
+                pr.become_probe()
+                pr.become_replicate()
+            if self._maybe_commit():
+                self._bcast_append()
+            else:
+                # A follower that was paused may not know the commit index yet.
+                self._send_append(m.src, send_empty=old_paused)
+            if m.src in self.promote_when_caught_up:
+                self._maybe_promote(m.src, pr)
+            if m.src == self.transferee and pr.match == self.log.last_index():
+                self._send(Message(MT.TIMEOUT_NOW, self.id, m.src, self.term))
+        elif pr.next <= self.log.last_index():
+            self._send_append(m.src, send_empty=False)
+
+    def _committed_in_term(self) -> bool:
+        return self.log.term(self.log.commit) == self.term
+
+    def _maybe_commit(self) -> bool:
+        voters = self._voters()
+        if not voters:
+            return False
+        idx = committed_index(
+            self.progress[sid].match if sid in self.progress else 0 for sid in voters
+        )
+        # Only entries of the current term commit by counting replicas (§3.6.2).
+        if idx > self.log.commit and self.log.term(idx) == self.term:
+            self.log.commit_to(idx)
+            self._on_commit_advanced()
+            return True
+        return False
+
+    def _on_commit_advanced(self) -> None:
+        if self.reads_waiting_commit and self._committed_in_term():
+            waiting, self.reads_waiting_commit = self.reads_waiting_commit, []
+            for ctx in waiting:
+                self.read_index(ctx)
+        conf = self.configuration
+        if self.id not in conf.ids() and self.pending_conf_index <= self.log.commit:
+            # Our removal is committed: step down (§4.2.2).
+            self.become_follower(self.term, None)
+
+    def _append(self, entries: list[Entry]) -> None:
+        self.log.append(entries)
+        for e in entries:
+            if e.kind == EntryKind.CONFIG:
+                self._conf_history.append((e.index, codec.decode_configuration(e.data)))
+                self.pending_conf_index = e.index
+                self._apply_configuration()
+
+    def _bcast_append(self) -> None:
+        for sid in sorted(self.progress):
+            if sid != self.id:
+                self._send_append(sid)
+
+    def _send_append(self, to: str, *, send_empty: bool = True) -> None:
+        pr = self.progress.get(to)
+        if pr is None or pr.is_paused():
+            return
+        prev = pr.next - 1
+        prev_term = self.log.term(prev)
+        if prev_term is None or prev < self.log.offset:
+            self._send_snapshot(to, pr)
+            return
+        entries = self.log.slice(pr.next, self.log.last_index() + 1, self.cfg.max_entries_bytes)
+        if not entries and not send_empty:
+            return
+        self._send(
+            Message(
+                MT.APP,
+                self.id,
+                to,
+                self.term,
+                log_term=prev_term,
+                index=prev,
+                entries=tuple(entries),
+                commit=self.log.commit,
+            )
+        )
+        pr.sent(entries[-1].index if entries else prev)
+        # Keep a replicating follower's pipeline full in one step.
+        while (
+            pr.state == ProgressState.REPLICATE
+            and not pr.is_paused()
+            and pr.next <= self.log.last_index()
+        ):
+            self._send_append_once(to, pr)
+
+    def _send_append_once(self, to: str, pr: Progress) -> None:
+        prev = pr.next - 1
+        prev_term = self.log.term(prev)
+        assert prev_term is not None
+        entries = self.log.slice(pr.next, self.log.last_index() + 1, self.cfg.max_entries_bytes)
+        self._send(
+            Message(
+                MT.APP,
+                self.id,
+                to,
+                self.term,
+                log_term=prev_term,
+                index=prev,
+                entries=tuple(entries),
+                commit=self.log.commit,
+            )
+        )
+        pr.sent(entries[-1].index)
+
+    def _send_snapshot(self, to: str, pr: Progress) -> None:
+        meta = self.snapshot_meta
+        if meta is None:
+            raise RaftInvariantError(f"{to} needs compacted entries but there is no snapshot")
+        pr.become_snapshot(meta.index)
+        # The driver fills in the data from storage and streams it in chunks.
+        self._send(Message(MT.SNAP, self.id, to, self.term, snapshot=Snapshot(meta, b"")))
+
+    def _bcast_heartbeat(self, context: bytes = b"") -> None:
+        if not context and self.pending_reads:
+            context = self.pending_reads[-1].context
+        for sid in sorted(self.progress):
+            if sid == self.id:
+                continue
+            pr = self.progress[sid]
+            commit = min(pr.match, self.log.commit)
+            self._send(
+                Message(
+                    MT.HEARTBEAT,
+                    self.id,
+                    sid,
+                    self.term,
+                    index=self.now,
+                    commit=commit,
+                    context=context,
+                )
+            )
+
+    def report_unreachable(self, peer: str) -> None:
+        """The transport could not deliver to ``peer``: stop pipelining to it."""
+        pr = self.progress.get(peer)
+        if self.role == Role.LEADER and pr and pr.state == ProgressState.REPLICATE:
+            pr.become_probe()
+
+    def report_snapshot(self, peer: str, ok: bool) -> None:
+        """The snapshot stream to ``peer`` finished (``ok``) or failed."""
+        pr = self.progress.get(peer)
+        if self.role != Role.LEADER or pr is None or pr.state != ProgressState.SNAPSHOT:
+            return
+        if not ok:
+            pr.pending_snapshot = 0
+        pr.become_probe()
+        # Wait for the follower's answer before sending more (etcd does the same).
+        pr.probe_sent = True
+
+    # --------------------------------------------------------------- proposals
+
+    def _check_leader(self) -> None:
+        if self.role != Role.LEADER:
+            leader = self.configuration.get(self.leader) if self.leader else None
+            raise NotLeaderError(self.leader, leader.address if leader else None)
+        if self.transferee is not None:
+            raise ProposalDroppedError(f"leadership transfer to {self.transferee} in progress")
+
+    def propose(self, data: bytes) -> tuple[int, int]:
+        """Append a command; returns its (index, term). The command is applied
+        once an entry with that index *and* term is committed; if another term's
+        entry commits there, it was lost. Raises ``NotLeaderError`` or
+        ``ProposalDroppedError``."""
+        return self.propose_batch([data])[0]
+
+    def propose_batch(self, items: Sequence[bytes]) -> list[tuple[int, int]]:
+        """Append several commands at once (one message per follower)."""
+        self._check_leader()
+        first = self.log.last_index() + 1
+        entries = [Entry(first + i, self.term, EntryKind.NORMAL, d) for i, d in enumerate(items)]
+        self._append(entries)
+        self._bcast_append()
+        return [(e.index, e.term) for e in entries]
+
+    def read_index(self, context: bytes) -> None:
+        """Start a linearizable read (§6.4); a ``ReadState`` with ``context``
+        appears in a later ``Ready``. Raises ``NotLeaderError``."""
+        self._check_leader()
+        if not self._committed_in_term():
+            self.reads_waiting_commit.append(context)
+            return
+        voters = self._voters()
+        read = _PendingRead(self.log.commit, context, {self.id})
+        if len(read.acks & voters) >= quorum(len(voters)):
+            self.read_states.append(ReadState(read.index, context))
+            return
+        self.pending_reads.append(read)
+        self._bcast_heartbeat(context)
+
+    def _ack_read(self, context: bytes, src: str) -> None:
+        voters = self._voters()
+        for i, read in enumerate(self.pending_reads):
+            if read.context == context:
+                read.acks.add(src)
+                if len(read.acks & voters) >= quorum(len(voters)):
+                    # A quorum acknowledging this round also confirms earlier ones.
+                    for done in self.pending_reads[: i + 1]:
+                        self.read_states.append(ReadState(done.index, done.context))
+                    del self.pending_reads[: i + 1]
+                return
+
+    # -------------------------------------------------------------- membership
+
+    def _change_configuration(self, conf: Configuration) -> int:
+        self._check_leader()
+        if self.pending_conf_index > self.log.commit:
+            raise ConfigChangeError("another configuration change is still pending")
+        if not conf.voters():
+            raise ConfigChangeError("the change would leave no voter")
+        index = self.log.last_index() + 1
+        self._append([Entry(index, self.term, EntryKind.CONFIG, codec.encode_configuration(conf))])
+        self._bcast_append()
+        return index
+
+    def add_nonvoter(self, server_id: str, address: str) -> int:
+        """Add (or demote to) a non-voter; returns the configuration entry's index."""
+        return self._change_configuration(
+            self.configuration.with_server(Server(server_id, address, Suffrage.NONVOTER))
+        )
+
+    def add_voter(self, server_id: str, address: str) -> int:
+        """Add a voter: as a non-voter first, promoted once caught up (§4.2.1).
+        Returns the index of the first configuration entry written."""
+        existing = self.configuration.get(server_id)
+        if existing is not None and existing.suffrage == Suffrage.VOTER:
+            if existing.address == address:
+                return self.log.commit
+            return self._change_configuration(
+                self.configuration.with_server(Server(server_id, address))
+            )
+        index = self.add_nonvoter(server_id, address) if existing is None else self.log.last_index()
+        self.promote_when_caught_up.add(server_id)
+        pr = self.progress.get(server_id)
+        if pr is not None:
+            self._maybe_promote(server_id, pr)
+        return index
+
+    def _maybe_promote(self, server_id: str, pr: Progress) -> None:
+        if pr.match < self.log.commit or self.pending_conf_index > self.log.commit:
+            return
+        srv = self.configuration.get(server_id)
+        self.promote_when_caught_up.discard(server_id)
+        if srv is None or srv.suffrage == Suffrage.VOTER:
+            return
+        try:
+            self._change_configuration(self.configuration.with_server(Server(srv.id, srv.address)))
+        except ConfigChangeError:
+            self.promote_when_caught_up.add(server_id)
+
+    def remove_server(self, server_id: str) -> int:
+        """Remove a server (voter or not); returns the configuration entry's index."""
+        if self.configuration.get(server_id) is None:
+            raise ConfigChangeError(f"{server_id} is not in the configuration")
+        self.promote_when_caught_up.discard(server_id)
+        return self._change_configuration(self.configuration.without(server_id))
+
+    def transfer_leadership(self, target: str | None = None) -> str:
+        """Hand leadership to ``target`` (or the most caught-up voter) with
+        TimeoutNow (§3.10). Proposals are refused until it completes or an
+        election timeout passes. Returns the chosen target."""
+        self._check_leader()
+        voters = sorted(self._voters() - {self.id})
+        if target is None:
+            if not voters:
+                raise ConfigChangeError("no other voter to transfer leadership to")
+            target = max(voters, key=lambda s: self.progress[s].match if s in self.progress else 0)
+        if target not in voters:
+            raise ConfigChangeError(f"{target} is not another voter")
+        self.transferee = target
+        self.election_elapsed = 0
+        pr = self.progress[target]
+        if pr.match == self.log.last_index():
+            self._send(Message(MT.TIMEOUT_NOW, self.id, target, self.term))
+        else:
+            self._send_append(target)
+        return target
+
+    # -------------------------------------------------------------- snapshots
+
+    def compact(self, index: int, trailing: int) -> SnapshotMeta:
+        """The driver took an FSM snapshot at applied ``index``: remember its
+        meta (for followers that fall behind) and drop in-memory entries older
+        than ``index - trailing``. Returns the meta to store with the data."""
+        term = self.log.term(index)
+        if term is None or index > self.log.applied:
+            raise RaftInvariantError(f"snapshot index {index} not applied or compacted")
+        meta = SnapshotMeta(index, term, self.configuration_at(index))
+        self.snapshot_meta = meta
+        keep_from = max(index - trailing, self.log.offset)
+        self.log.compact(keep_from)
+        self._conf_history = [(i, c) for i, c in self._conf_history if i > keep_from]
+        return meta
+
+    # --------------------------------------------------------------- ready
+
+    def soft_state(self) -> SoftState:
+        return SoftState(self.role, self.leader, self.term)
+
+    def hard_state(self) -> HardState:
+        return HardState(self.term, self.vote, self.log.commit)
+
+    def has_ready(self) -> bool:
+        return bool(
+            self.msgs
+            or self.read_states
+            or self.pending_snapshot is not None
+            or self.log.stable < self.log.last_index()
+            or self.log.applied < min(self.log.commit, self.log.last_index())
+            or self.soft_state() != self._prev_soft
+            or self.hard_state() != self._prev_hard
+        )
+
+    def ready(self) -> Ready:
+        """Collect everything the driver must do now (see ``Ready``); the
+        committed entries in it count as handed out for application."""
+        rd = Ready()
+        soft = self.soft_state()
+        if soft != self._prev_soft:
+            rd.soft_state = self._prev_soft = soft
+        hard = self.hard_state()
+        if hard != self._prev_hard:
+            rd.hard_state = self._prev_hard = hard
+        rd.entries = self.log.unstable()
+        rd.snapshot, self.pending_snapshot = self.pending_snapshot, None
+        rd.messages, self.msgs = self.msgs, []
+        rd.committed_entries = self.log.next_committed(self.cfg.max_apply_batch)
+        if rd.committed_entries:
+            self.log.applied_to(rd.committed_entries[-1].index)
+        rd.read_states, self.read_states = self.read_states, []
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """The driver persisted and handled ``rd``."""
+        if rd.entries:
+            last = rd.entries[-1]
+            self.log.stable_to(last.index, last.term)
+            if self.role == Role.LEADER and self.id in self.progress:
+                self.progress[self.id].maybe_update(self.log.stable)
+                if self._maybe_commit():
+                    self._bcast_append()
+
+    # --------------------------------------------------------------- status
+
+    def status(self) -> CoreStatus:
+        peers = []
+        for srv in self.configuration.servers:
+            pr = self.progress.get(srv.id)
+            peers.append(
+                PeerStatus(
+                    srv.id,
+                    srv.address,
+                    srv.suffrage,
+                    pr.match if pr else 0,
+                    pr.next if pr else 0,
+                    pr.state.value if pr else "",
+                    self.now - pr.last_ack_tick if pr else -1,
+                )
+            )
+        return CoreStatus(
+            self.id,
+            self.role,
+            self.term,
+            self.leader,
+            self.log.commit,
+            self.log.applied,
+            self.log.last_index(),
+            self.configuration,
+            tuple(peers),
+        )
