@@ -530,6 +530,11 @@ class RaftCore:
             self._handle_append_response(m, pr)
         elif m.type == MT.HEARTBEAT_RESP:
             pr.last_ack_tick = max(pr.last_ack_tick, m.index)
+            if pr.state == ProgressState.REPLICATE and pr.is_paused():
+                # The follower is alive but its window is full of appends it
+                # may never have received (it restarted): let one more through
+                # so a rejection can reset it (etcd's FreeFirstOne).
+                pr.inflight.popleft()
             if pr.match < self.log.last_index():
                 pr.probe_sent = False
                 self._send_append(m.src)
@@ -832,14 +837,19 @@ class RaftCore:
 
     # -------------------------------------------------------------- snapshots
 
-    def compact(self, index: int, trailing: int) -> SnapshotMeta:
-        """The driver took an FSM snapshot at applied ``index``: remember its
-        meta (for followers that fall behind) and drop in-memory entries older
-        than ``index - trailing``. Returns the meta to store with the data."""
+    def snapshot_meta_at(self, index: int) -> SnapshotMeta:
+        """The meta an FSM snapshot taken at applied ``index`` must carry.
+        Raises ``RaftInvariantError`` if ``index`` is not applied or is compacted."""
         term = self.log.term(index)
         if term is None or index > self.log.applied:
             raise RaftInvariantError(f"snapshot index {index} not applied or compacted")
-        meta = SnapshotMeta(index, term, self.configuration_at(index))
+        return SnapshotMeta(index, term, self.configuration_at(index))
+
+    def compact(self, index: int, trailing: int) -> SnapshotMeta:
+        """A snapshot at applied ``index`` is now durable: offer it to followers
+        that fall behind and drop in-memory entries older than ``index -
+        trailing``. Returns its meta (equal to ``snapshot_meta_at(index)``)."""
+        meta = self.snapshot_meta_at(index)
         self.snapshot_meta = meta
         keep_from = max(index - trailing, self.log.offset)
         self.log.compact(keep_from)

@@ -1,0 +1,640 @@
+"""The trio driver: ties the sans-I/O core to storage, transport and the FSM.
+
+One task (``_loop``) owns the core. Everything else — incoming messages,
+ticks, proposals, reads, membership calls — is queued for it and picked up
+in batches, so many proposals that arrive while the previous batch is being
+fsynced go to disk together (group commit) and to followers in one message.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import trio
+
+from .core import CoreConfig, CoreStatus, InitialState, RaftCore
+from .errors import (
+    LeadershipLostError,
+    NotLeaderError,
+    ProposalDroppedError,
+    RaftError,
+)
+from .fsm import StateMachine
+from .storage import Storage
+from .types import (
+    Configuration,
+    EntryKind,
+    HardState,
+    Message,
+    MessageType,
+    Ready,
+    Role,
+    Snapshot,
+    SoftState,
+    Suffrage,
+)
+
+log = logging.getLogger("raft.node")
+_DROP_ALL = 1 << 62
+
+
+class TransportLike(Protocol):
+    """What the driver needs of ``raft.transport.Transport``."""
+
+    incoming: trio.MemoryReceiveChannel[Message]
+    on_snapshot_done: Callable[[str, bool], None] | None
+    on_unreachable: Callable[[str], None] | None
+
+    def send(self, msg: Message) -> None: ...
+    def set_peer(self, peer_id: str, address: str) -> None: ...
+    def remove_peer(self, peer_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    id: str
+    address: str
+    tick_interval: float = 0.1
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    snapshot_threshold: int = 16384
+    trailing_logs: int = 10240
+    max_inflight: int = 256
+    pre_vote: bool = True
+    check_quorum: bool = True
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    core: CoreStatus
+    applied: int
+    last_contact: float | None  # seconds since the leader was last heard; 0 on the leader
+    snapshot_index: int
+
+
+class _Future:
+    __slots__ = ("_done", "error", "result")
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def set(self, result: Any) -> None:
+        if not self._done.is_set():
+            self.result = result
+            self._done.set()
+
+    def fail(self, error: BaseException) -> None:
+        if not self._done.is_set():
+            self.error = error
+            self._done.set()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    async def wait(self) -> Any:
+        await self._done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class RaftNode:
+    """A Raft server. Start it with ``await nursery.start(node.run)``."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        storage: Storage,
+        fsm: StateMachine,
+        transport: TransportLike | None = None,
+        *,
+        rng: random.Random | None = None,
+        bootstrap: Configuration | None = None,
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self.fsm = fsm
+        self.transport = transport
+        self._rng = rng or random.Random()
+        self._bootstrap = bootstrap
+        self._core: RaftCore | None = None
+        self._wake = trio.Event()
+        self._inbox: list[Message] = []
+        self._ticks = 0
+        self._proposals: list[tuple[bytes, _Future]] = []
+        self._calls: list[tuple[Callable[[RaftCore], Any], _Future]] = []
+        self._pending: dict[int, tuple[int, _Future]] = {}
+        self._conf_waiters: list[tuple[int, int, _Future]] = []
+        self._read_waiters: list[_Future] = []
+        self._read_rounds: dict[bytes, list[_Future]] = {}
+        self._read_seq = 0
+        self._reads_ready: list[tuple[int, list[_Future]]] = []
+        self._applied = 0
+        self._snapshot_index = 0
+        self._snapshotting = False
+        self._persisted = HardState()
+        self._soft = SoftState(Role.FOLLOWER, None, 0)
+        self._state_changed = trio.Event()
+        self._last_contact: float | None = None
+        self._peers: dict[str, str] = {}
+        self._events: list[tuple[str, Any]] = []
+        self.observers: list[Callable[[SoftState], None]] = []
+        self._nursery: trio.Nursery | None = None
+        self._fatal: BaseException | None = None
+
+    # ---------------------------------------------------------------- start
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Load durable state, restore the FSM and run until cancelled.
+
+        Calls ``task_status.started()`` once the node is running. Raises
+        ``StorageError`` if the durable state cannot be loaded, and
+        ``RaftInvariantError`` if the log or FSM turns out to be corrupt.
+        Closes the storage on the way out.
+        """
+        try:
+            core = await self._load()
+            self._core = core
+            if self.transport is not None:
+                self.transport.on_snapshot_done = self._on_snapshot_done
+                self.transport.on_unreachable = self._on_unreachable
+            self._sync_peers()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._ticker)
+                if self.transport is not None:
+                    nursery.start_soon(self._receive)
+                task_status.started()
+                await self._loop()
+        finally:
+            self._fail_all(ProposalDroppedError("raft node stopped"))
+            await trio.to_thread.run_sync(self.storage.close)
+
+    async def _load(self) -> RaftCore:
+        state = await trio.to_thread.run_sync(self.storage.load)
+        snap = None
+        if state.snapshot is not None:
+            snap = await trio.to_thread.run_sync(self.storage.load_snapshot)
+        cfg = self.config
+        core = RaftCore(
+            CoreConfig(
+                id=cfg.id,
+                election_ticks=cfg.election_ticks,
+                heartbeat_ticks=cfg.heartbeat_ticks,
+                max_inflight=cfg.max_inflight,
+                pre_vote=cfg.pre_vote,
+                check_quorum=cfg.check_quorum,
+            ),
+            self._rng,
+            InitialState(state.hard_state, snap.meta if snap else None, state.entries),
+            bootstrap=self._bootstrap,
+        )
+        if snap is not None:
+            self.fsm.restore(snap.data)
+            self._applied = self._snapshot_index = snap.meta.index
+        self._persisted = state.hard_state
+        log.info(
+            "event=raft_loaded id=%s term=%d commit=%d last=%d snapshot=%d",
+            cfg.id,
+            state.hard_state.term,
+            state.hard_state.commit,
+            core.log.last_index(),
+            self._snapshot_index,
+        )
+        return core
+
+    # --------------------------------------------------------- public calls
+
+    @property
+    def core(self) -> RaftCore:
+        if self._core is None:
+            raise RaftError("raft node is not running")
+        return self._core
+
+    def is_leader(self) -> bool:
+        return self._core is not None and self._core.role == Role.LEADER
+
+    def leader(self) -> tuple[str | None, str | None]:
+        """(id, address) of the leader this server believes in, if any."""
+        core = self.core
+        if core.leader is None:
+            return None, None
+        srv = core.configuration.get(core.leader)
+        return core.leader, srv.address if srv else None
+
+    async def apply(self, data: bytes) -> Any:
+        """Replicate ``data`` and return the FSM's result for it.
+
+        Raises ``NotLeaderError`` (with the leader's id and address) on a
+        follower, ``ProposalDroppedError`` during a leadership transfer and
+        ``LeadershipLostError`` if leadership was lost before it committed
+        (it may still commit). On cancellation the command stays proposed and
+        may still be applied; only the wait is abandoned.
+        """
+        self._check_running()
+        if self.core.role != Role.LEADER:
+            leader_id, addr = self.leader()
+            raise NotLeaderError(leader_id, addr)
+        fut = _Future()
+        self._proposals.append((data, fut))
+        self._wake.set()
+        return await fut.wait()
+
+    async def read_barrier(self, *, allow_lease: bool = False) -> int:
+        """Wait until the local FSM reflects every write committed before the
+        call (a ReadIndex round, §6.4), and return that index. With
+        ``allow_lease`` a leader whose lease holds skips the round (Consul's
+        ``default`` consistency). Raises ``NotLeaderError`` on a follower and
+        ``LeadershipLostError`` if leadership is lost meanwhile."""
+        self._check_running()
+        core = self.core
+        if core.role != Role.LEADER:
+            leader_id, addr = self.leader()
+            raise NotLeaderError(leader_id, addr)
+        fut = _Future()
+        if allow_lease and core.lease_valid():
+            self._reads_ready.append((core.log.commit, [fut]))
+        else:
+            self._read_waiters.append(fut)
+        self._wake.set()
+        result: int = await fut.wait()
+        return result
+
+    async def add_nonvoter(self, server_id: str, address: str) -> None:
+        """Add a non-voting server and wait until the change commits."""
+        await self._conf_change(lambda c: c.add_nonvoter(server_id, address))
+
+    async def add_voter(self, server_id: str, address: str, *, timeout: float = 30) -> None:
+        """Add a voter (as a non-voter first, promoted once caught up) and wait
+        until it votes. Raises ``ConfigChangeError`` or ``TimeoutError``."""
+        await self._conf_change(lambda c: c.add_voter(server_id, address))
+        with trio.fail_after(timeout):
+            while True:
+                srv = self.core.configuration.get(server_id)
+                if srv is not None and srv.suffrage == Suffrage.VOTER:
+                    committed = self.core.configuration_at(self.core.log.commit)
+                    cs = committed.get(server_id)
+                    if cs is not None and cs.suffrage == Suffrage.VOTER:
+                        return
+                if self.core.role != Role.LEADER:
+                    raise LeadershipLostError("leadership lost while adding a voter")
+                await self.wait_state_change(self.config.tick_interval)
+
+    async def remove_server(self, server_id: str) -> None:
+        """Remove a server and wait until the change commits (a leader that
+        removes itself steps down after that, §4.2.2)."""
+        await self._conf_change(lambda c: c.remove_server(server_id))
+
+    async def transfer_leadership(self, target: str | None = None) -> str:
+        """Hand leadership to ``target`` (default: the most caught-up voter)
+        and wait until this server is no longer leader. Raises
+        ``ConfigChangeError`` for a bad target and ``TimeoutError`` if the
+        transfer did not happen within an election timeout."""
+        chosen: str = await self._call(lambda c: c.transfer_leadership(target))
+        limit = self.config.tick_interval * (self.config.election_ticks + 2)
+        with trio.fail_after(limit):
+            while self.core.role == Role.LEADER:
+                await self.wait_state_change(self.config.tick_interval)
+        return chosen
+
+    def status(self) -> NodeStatus:
+        core = self.core
+        contact: float | None
+        if core.role == Role.LEADER:
+            contact = 0.0
+        elif self._last_contact is None:
+            contact = None
+        else:
+            contact = trio.current_time() - self._last_contact
+        return NodeStatus(core.status(), self._applied, contact, self._snapshot_index)
+
+    async def wait_state_change(self, timeout: float = math.inf) -> None:
+        """Return when role, leader or term changes, or after ``timeout``."""
+        with trio.move_on_after(timeout):
+            await self._state_changed.wait()
+
+    async def wait_for_leader(self, timeout: float) -> str:
+        """Wait until some leader is known; returns its id. Raises TimeoutError."""
+        with trio.fail_after(timeout):
+            while self.core.leader is None:
+                await self.wait_state_change()
+        return self.core.leader
+
+    @property
+    def applied_index(self) -> int:
+        return self._applied
+
+    # ---------------------------------------------------------- internals
+
+    def _check_running(self) -> None:
+        if self._fatal is not None:
+            raise RaftError(f"raft node failed: {self._fatal}")
+        if self._core is None:
+            raise RaftError("raft node is not running")
+
+    async def _call(self, fn: Callable[[RaftCore], Any]) -> Any:
+        self._check_running()
+        fut = _Future()
+        self._calls.append((fn, fut))
+        self._wake.set()
+        return await fut.wait()
+
+    async def _conf_change(self, fn: Callable[[RaftCore], int]) -> None:
+        index: int = await self._call(fn)
+        core = self.core
+        if index <= core.log.commit:
+            return
+        fut = _Future()
+        self._conf_waiters.append((index, core.term, fut))
+        await fut.wait()
+
+    def _on_snapshot_done(self, peer: str, ok: bool) -> None:
+        self._events.append(("snapshot", (peer, ok)))
+        self._wake.set()
+
+    def _on_unreachable(self, peer: str) -> None:
+        self._events.append(("unreachable", peer))
+        self._wake.set()
+
+    async def _ticker(self) -> None:
+        interval = self.config.tick_interval
+        deadline = trio.current_time()
+        while True:
+            deadline += interval
+            await trio.sleep_until(deadline)
+            now = trio.current_time()
+            if now - deadline > 5 * interval:
+                deadline = now  # we were starved; do not burst ticks to catch up
+            self._ticks += 1
+            self._wake.set()
+
+    async def _receive(self) -> None:
+        assert self.transport is not None
+        async for msg in self.transport.incoming:
+            self._inbox.append(msg)
+            self._wake.set()
+
+    async def _loop(self) -> None:
+        core = self.core
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            self._feed(core)
+            while core.has_ready():
+                rd = core.ready()
+                await self._handle_ready(core, rd)
+                core.advance(rd)
+                self._after_advance(core)
+            self._sync_peers()
+            self._maybe_snapshot(core)
+
+    def _feed(self, core: RaftCore) -> None:
+        ticks, self._ticks = self._ticks, 0
+        for _ in range(min(ticks, 3)):
+            core.tick()
+        events, self._events = self._events, []
+        for kind, arg in events:
+            if kind == "snapshot":
+                core.report_snapshot(*arg)
+            elif kind == "unreachable":
+                core.report_unreachable(arg)
+            elif kind == "snapshot_written":
+                self._snapshotting = False
+                if arg and arg > self._snapshot_index and core.log.offset < arg <= core.log.applied:
+                    core.compact(arg, self.config.trailing_logs)
+                    self._snapshot_index = arg
+        inbox, self._inbox = self._inbox, []
+        for msg in inbox:
+            core.step(msg)
+            if msg.src == core.leader and core.role == Role.FOLLOWER:
+                self._last_contact = trio.current_time()
+        calls, self._calls = self._calls, []
+        for fn, fut in calls:
+            try:
+                fut.set(fn(core))
+            except RaftError as exc:
+                fut.fail(exc)
+        self._propose(core)
+        if self._read_waiters:
+            waiters, self._read_waiters = self._read_waiters, []
+            self._read_seq += 1
+            ctx = self._read_seq.to_bytes(8, "big")
+            try:
+                core.read_index(ctx)
+                self._read_rounds[ctx] = waiters
+            except RaftError as exc:
+                for fut in waiters:
+                    fut.fail(exc)
+
+    def _propose(self, core: RaftCore) -> None:
+        if not self._proposals:
+            return
+        proposals, self._proposals = self._proposals, []
+        try:
+            placed = core.propose_batch([data for data, _ in proposals])
+        except RaftError as exc:
+            for _, fut in proposals:
+                fut.fail(exc)
+            return
+        for (index, term), (_, fut) in zip(placed, proposals, strict=True):
+            self._pending[index] = (term, fut)
+
+    async def _handle_ready(self, core: RaftCore, rd: Ready) -> None:
+        # A leader may send appends before its own write (thesis §10.2.1): it
+        # counts itself towards commitment only once advance() says persisted.
+        hs = rd.hard_state
+        send_first = (
+            core.role == Role.LEADER
+            and rd.snapshot is None
+            and (hs is None or (hs.term, hs.vote) == (self._persisted.term, self._persisted.vote))
+        )
+        if send_first:
+            self._send(rd.messages)
+        if rd.snapshot is not None:
+            await trio.to_thread.run_sync(
+                lambda: self.storage.save_snapshot(rd.snapshot, compact_upto=_DROP_ALL)  # type: ignore[arg-type]
+            )
+        if rd.entries or hs is not None:
+            await trio.to_thread.run_sync(self.storage.save, hs, rd.entries)
+            if hs is not None:
+                self._persisted = hs
+        if not send_first:
+            self._send(rd.messages)
+        if rd.snapshot is not None:
+            self.fsm.restore(rd.snapshot.data)
+            self._applied = self._snapshot_index = rd.snapshot.meta.index
+            self._fail_pending_upto(rd.snapshot.meta.index)
+        self._apply(rd)
+        if rd.soft_state is not None:
+            self._on_soft_state(rd.soft_state)
+        for rs in rd.read_states:
+            waiters = self._read_rounds.pop(rs.context, [])
+            self._reads_ready.append((rs.index, waiters))
+
+    def _send(self, messages: Sequence[Message]) -> None:
+        if self.transport is None:
+            return
+        for msg in messages:
+            if msg.type == MessageType.SNAP and self._nursery is not None:
+                self._nursery.start_soon(self._send_snapshot, msg)
+            else:
+                self.transport.send(msg)
+
+    async def _send_snapshot(self, msg: Message) -> None:
+        assert self.transport is not None
+        snap = await trio.to_thread.run_sync(self.storage.load_snapshot)
+        if snap is None:
+            self._on_snapshot_done(msg.dst, False)
+            return
+        self.transport.send(
+            Message(
+                MessageType.SNAP,
+                msg.src,
+                msg.dst,
+                msg.term,
+                snapshot=Snapshot(snap.meta, snap.data),
+            )
+        )
+
+    def _apply(self, rd: Ready) -> None:
+        for entry in rd.committed_entries:
+            result: Any = None
+            if entry.kind == EntryKind.NORMAL:
+                result = self.fsm.apply(entry.index, entry.data)
+            self._applied = entry.index
+            pending = self._pending.pop(entry.index, None)
+            if pending is not None:
+                term, fut = pending
+                if term == entry.term:
+                    fut.set(result)
+                else:
+                    fut.fail(LeadershipLostError("another leader's entry committed in its place"))
+            if entry.kind == EntryKind.CONFIG:
+                self._resolve_conf(entry.index, entry.term)
+
+    def _resolve_conf(self, index: int, term: int) -> None:
+        keep = []
+        for want, want_term, fut in self._conf_waiters:
+            if want == index:
+                if want_term == term:
+                    fut.set(None)
+                else:
+                    fut.fail(LeadershipLostError("configuration change lost"))
+            elif want < index:
+                fut.fail(LeadershipLostError("configuration change lost"))
+            else:
+                keep.append((want, want_term, fut))
+        self._conf_waiters = keep
+
+    def _after_advance(self, core: RaftCore) -> None:
+        if self._reads_ready:
+            still = []
+            for index, waiters in self._reads_ready:
+                if index <= self._applied:
+                    for fut in waiters:
+                        fut.set(index)
+                else:
+                    still.append((index, waiters))
+            self._reads_ready = still
+
+    def _on_soft_state(self, soft: SoftState) -> None:
+        was_leader = self._soft.role == Role.LEADER
+        self._soft = soft
+        if was_leader and soft.role != Role.LEADER:
+            self._fail_all(LeadershipLostError("leadership lost"))
+        if soft.role == Role.FOLLOWER and soft.leader is not None:
+            self._last_contact = trio.current_time()
+        log.info(
+            "event=raft_state id=%s role=%s term=%d leader=%s",
+            self.config.id,
+            soft.role.value,
+            soft.term,
+            soft.leader,
+        )
+        self._state_changed.set()
+        self._state_changed = trio.Event()
+        for observer in self.observers:
+            observer(soft)
+
+    def _fail_all(self, error: RaftError) -> None:
+        for _, fut in self._pending.values():
+            fut.fail(error)
+        self._pending.clear()
+        for _, fut in self._proposals:
+            fut.fail(error)
+        self._proposals.clear()
+        for _, _, fut in self._conf_waiters:
+            fut.fail(error)
+        self._conf_waiters.clear()
+        for waiters in self._read_rounds.values():
+            for fut in waiters:
+                fut.fail(error)
+        self._read_rounds.clear()
+        for fut in self._read_waiters:
+            fut.fail(error)
+        self._read_waiters.clear()
+        for _, waiters in self._reads_ready:
+            for fut in waiters:
+                fut.fail(error)
+        self._reads_ready.clear()
+
+    def _fail_pending_upto(self, index: int) -> None:
+        for i in [i for i in self._pending if i <= index]:
+            _, fut = self._pending.pop(i)
+            fut.fail(LeadershipLostError("replaced by a snapshot from the leader"))
+
+    def _sync_peers(self) -> None:
+        if self.transport is None or self._core is None:
+            return
+        want = {s.id: s.address for s in self._core.configuration.servers if s.id != self.config.id}
+        if want == self._peers:
+            return
+        for sid, addr in want.items():
+            if self._peers.get(sid) != addr:
+                self.transport.set_peer(sid, addr)
+        for sid in self._peers.keys() - want.keys():
+            self.transport.remove_peer(sid)
+        self._peers = want
+
+    def _maybe_snapshot(self, core: RaftCore) -> None:
+        """Snapshot the FSM after ``snapshot_threshold`` applied entries; the
+        file is written by a background task and the log compacted (keeping
+        ``trailing_logs`` for slow followers) once it is durable."""
+        if self._applied - self._snapshot_index < self.config.snapshot_threshold:
+            return
+        if self._snapshotting or self._applied <= core.log.offset or self._nursery is None:
+            return
+        index = self._applied
+        snapshot = Snapshot(core.snapshot_meta_at(index), self.fsm.snapshot())
+        self._snapshotting = True
+        self._nursery.start_soon(self._write_snapshot, snapshot)
+
+    async def _write_snapshot(self, snapshot: Snapshot) -> None:
+        index = snapshot.meta.index
+        try:
+            await trio.to_thread.run_sync(
+                lambda: self.storage.save_snapshot(
+                    snapshot, compact_upto=index - self.config.trailing_logs
+                )
+            )
+        except RaftError as exc:
+            log.error(
+                "event=raft_snapshot_failed id=%s index=%d reason=%s", self.config.id, index, exc
+            )
+            self._events.append(("snapshot_written", 0))
+        else:
+            log.info(
+                "event=raft_snapshot id=%s index=%d bytes=%d",
+                self.config.id,
+                index,
+                len(snapshot.data),
+            )
+            self._events.append(("snapshot_written", index))
+        self._wake.set()

@@ -1,0 +1,194 @@
+"""The trio driver (raft.node) with real sqlite storage on an in-memory network."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from raft.errors import NotLeaderError
+from raft.node import NodeConfig, RaftNode
+from raft.storage import MemoryStorage, SqliteStorage
+from raft.types import Configuration, Role, Server
+from tests.raft.kvfsm import KVFSM, incr, put
+from tests.raft.local_net import LocalNetwork
+
+TICK = 0.01
+
+
+class Cluster:
+    def __init__(self, nursery: trio.Nursery, tmp: Path, ids: list[str], **cfg: int) -> None:
+        self.nursery = nursery
+        self.tmp = tmp
+        self.net = LocalNetwork()
+        self.ids = ids
+        self.cfg = cfg
+        self.nodes: dict[str, RaftNode] = {}
+        self.fsms: dict[str, KVFSM] = {}
+        self.scopes: dict[str, trio.CancelScope] = {}
+        self.conf = Configuration(tuple(Server(i, f"{i}:8300") for i in ids))
+
+    async def start(self, nid: str, *, bootstrap: bool = True) -> RaftNode:
+        fsm = KVFSM()
+        node = RaftNode(
+            NodeConfig(id=nid, address=f"{nid}:8300", tick_interval=TICK, **self.cfg),
+            SqliteStorage(self.tmp / nid),
+            fsm,
+            self.net.transport(nid),
+            rng=random.Random(nid),
+            bootstrap=self.conf if bootstrap else None,
+        )
+        scope = trio.CancelScope()
+
+        async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            with scope:
+                await node.run(task_status=task_status)
+
+        await self.nursery.start(run)
+        self.nodes[nid], self.fsms[nid], self.scopes[nid] = node, fsm, scope
+        return node
+
+    def crash(self, nid: str) -> None:
+        self.scopes.pop(nid).cancel()
+        self.net.transports.pop(nid)
+        del self.nodes[nid]
+
+    async def leader(self, timeout: float = 5) -> RaftNode:
+        with trio.fail_after(timeout):
+            while True:
+                leaders = [n for n in self.nodes.values() if n.is_leader()]
+                if len(leaders) == 1:
+                    return leaders[0]
+                await trio.sleep(TICK)
+
+
+@asynccontextmanager
+async def cluster(tmp: Path, n: int = 3, **cfg: int) -> AsyncIterator[Cluster]:
+    async with trio.open_nursery() as nursery:
+        c = Cluster(nursery, tmp, [f"s{i}" for i in range(1, n + 1)], **cfg)
+        for nid in c.ids:
+            await c.start(nid)
+        yield c
+        nursery.cancel_scope.cancel()
+
+
+async def test_single_node_applies_and_returns_fsm_result() -> None:
+    fsm = KVFSM()
+    conf = Configuration((Server("a", "a:1"),))
+    node = RaftNode(
+        NodeConfig("a", "a:1", tick_interval=TICK), MemoryStorage(), fsm, bootstrap=conf
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await node.wait_for_leader(2)
+        assert await node.apply(incr("n")) == 1
+        assert await node.apply(incr("n")) == 2
+        assert await node.read_barrier() >= 2
+        assert fsm.data == {"n": 2}
+        nursery.cancel_scope.cancel()
+
+
+async def test_three_nodes_replicate_and_follower_refuses_with_leader_hint(tmp_path: Path) -> None:
+    async with cluster(tmp_path) as c:
+        leader = await c.leader()
+        values = [await leader.apply(put(f"k{i}", i)) for i in range(20)]
+        assert values == [True] * 20
+        follower = next(n for n in c.nodes.values() if n is not leader)
+        with pytest.raises(NotLeaderError) as info:
+            await follower.apply(put("x", 1))
+        assert info.value.leader_id == leader.config.id
+        assert info.value.leader_addr == f"{leader.config.id}:8300"
+        idx = await leader.read_barrier()
+        with trio.fail_after(2):
+            while any(n.applied_index < idx for n in c.nodes.values()):
+                await trio.sleep(TICK)
+        for fsm in c.fsms.values():
+            assert fsm.data == {f"k{i}": i for i in range(20)}
+
+
+async def test_concurrent_proposals_are_batched_into_few_fsyncs(tmp_path: Path) -> None:
+    async with cluster(tmp_path) as c:
+        leader = await c.leader()
+        saves = 0
+        real_save = leader.storage.save
+
+        def counting_save(*args: object) -> None:
+            nonlocal saves
+            saves += 1
+            real_save(*args)  # type: ignore[arg-type]
+
+        leader.storage.save = counting_save  # type: ignore[method-assign]
+        got: list[int] = []
+
+        async def one() -> None:
+            got.append(await leader.apply(incr("n")))
+
+        async with trio.open_nursery() as n:
+            for _ in range(200):
+                n.start_soon(one)
+        assert sorted(got) == list(range(1, 201))
+        assert saves < 100, f"{saves} saves for 200 proposals: no group commit"
+
+
+async def test_leader_crash_elects_new_leader_and_keeps_acknowledged_writes(
+    tmp_path: Path,
+) -> None:
+    async with cluster(tmp_path) as c:
+        leader = await c.leader()
+        for _ in range(10):
+            await leader.apply(incr("n"))
+        old = leader.config.id
+        c.crash(old)
+        new = await c.leader(timeout=5)
+        assert new.config.id != old
+        assert await new.apply(incr("n")) == 11
+        # The crashed server restarts from its sqlite files and catches up.
+        back = await c.start(old, bootstrap=False)
+        idx = await new.read_barrier()
+        with trio.fail_after(3):
+            while back.applied_index < idx:
+                await trio.sleep(TICK)
+        assert c.fsms[old].data == {"n": 11}
+
+
+async def test_lagging_follower_catches_up_by_snapshot(tmp_path: Path) -> None:
+    async with cluster(tmp_path, snapshot_threshold=50, trailing_logs=10) as c:
+        leader = await c.leader()
+        lagger = next(i for i in c.ids if i != leader.config.id)
+        c.crash(lagger)
+        for _ in range(200):
+            await leader.apply(incr("n"))
+        with trio.fail_after(2):
+            while leader.status().snapshot_index < 100:
+                await trio.sleep(TICK)
+        assert leader.core.log.offset > 0, "leader did not compact its log"
+        back = await c.start(lagger, bootstrap=False)
+        idx = await leader.read_barrier()
+        with trio.fail_after(3):
+            while back.applied_index < idx:
+                await trio.sleep(TICK)
+        assert c.fsms[lagger].data == {"n": 200}
+        assert back.status().snapshot_index >= 100, "caught up without InstallSnapshot"
+
+
+async def test_add_voter_remove_server_and_transfer_leadership(tmp_path: Path) -> None:
+    async with cluster(tmp_path) as c:
+        leader = await c.leader()
+        await leader.apply(put("a", 1))
+        new = await c.start("s4", bootstrap=False)
+        await leader.add_voter("s4", "s4:8300")
+        assert "s4" in leader.core.configuration.voters()
+        with trio.fail_after(2):
+            while c.fsms["s4"].data != {"a": 1}:
+                await trio.sleep(TICK)
+        target = await leader.transfer_leadership("s4")
+        assert target == "s4"
+        assert await (await c.leader()).apply(put("b", 2)) is True
+        assert new.is_leader()
+        await new.remove_server(leader.config.id)
+        assert leader.config.id not in new.core.configuration.ids()
+        assert leader.status().core.role != Role.LEADER
