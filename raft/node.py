@@ -75,6 +75,7 @@ class NodeStatus:
     applied: int
     last_contact: float | None  # seconds since the leader was last heard; 0 on the leader
     snapshot_index: int
+    snapshots_installed: int  # snapshots received from a leader since start
 
 
 class _Future:
@@ -138,6 +139,7 @@ class RaftNode:
         self._reads_ready: list[tuple[int, list[_Future]]] = []
         self._applied = 0
         self._snapshot_index = 0
+        self._snapshots_installed = 0
         self._snapshotting = False
         self._persisted = HardState()
         self._soft = SoftState(Role.FOLLOWER, None, 0)
@@ -313,7 +315,9 @@ class RaftNode:
             contact = None
         else:
             contact = trio.current_time() - self._last_contact
-        return NodeStatus(core.status(), self._applied, contact, self._snapshot_index)
+        return NodeStatus(
+            core.status(), self._applied, contact, self._snapshot_index, self._snapshots_installed
+        )
 
     async def wait_state_change(self, timeout: float = math.inf) -> None:
         """Return when role, leader or term changes, or after ``timeout``."""
@@ -470,6 +474,7 @@ class RaftNode:
         if rd.snapshot is not None:
             self.fsm.restore(rd.snapshot.data)
             self._applied = self._snapshot_index = rd.snapshot.meta.index
+            self._snapshots_installed += 1
             self._fail_pending_upto(rd.snapshot.meta.index)
         self._apply(rd)
         if rd.soft_state is not None:
