@@ -138,7 +138,7 @@ class RaftCore:
             self.term = max(self.term, 1)
             data = codec.encode_configuration(bootstrap)
             self.log.append([Entry(1, 1, EntryKind.CONFIG, data)])
-            self.log.stable = 0
+            self.log.stable = self.log.persisting = 0
         # Configurations in the log after the snapshot: (index, configuration).
         self._conf_history: list[tuple[int, Configuration]] = []
         for e in self.log.entries:
@@ -538,6 +538,8 @@ class RaftCore:
             if pr.match < self.log.last_index():
                 pr.probe_sent = False
                 self._send_append(m.src)
+            elif m.src in self.promote_when_caught_up:
+                self._maybe_promote(m.src, pr)
             if m.context:
                 self._ack_read(m.context, m.src)
 
@@ -588,6 +590,10 @@ class RaftCore:
         return False
 
     def _on_commit_advanced(self) -> None:
+        # A server caught up before its non-voter entry committed is promoted now.
+        for sid in sorted(self.promote_when_caught_up):
+            if sid in self.progress:
+                self._maybe_promote(sid, self.progress[sid])
         if self.reads_waiting_commit and self._committed_in_term():
             waiting, self.reads_waiting_commit = self.reads_waiting_commit, []
             for ctx in waiting:
@@ -869,7 +875,7 @@ class RaftCore:
             self.msgs
             or self.read_states
             or self.pending_snapshot is not None
-            or self.log.stable < self.log.last_index()
+            or self.log.persisting < self.log.last_index()
             or self.log.applied < min(self.log.commit, self.log.last_index())
             or self.soft_state() != self._prev_soft
             or self.hard_state() != self._prev_hard
@@ -886,6 +892,8 @@ class RaftCore:
         if hard != self._prev_hard:
             rd.hard_state = self._prev_hard = hard
         rd.entries = self.log.unstable()
+        if rd.entries:
+            self.log.persisting = rd.entries[-1].index
         rd.snapshot, self.pending_snapshot = self.pending_snapshot, None
         rd.messages, self.msgs = self.msgs, []
         rd.committed_entries = self.log.next_committed(self.cfg.max_apply_batch)
@@ -894,15 +902,22 @@ class RaftCore:
         rd.read_states, self.read_states = self.read_states, []
         return rd
 
-    def advance(self, rd: Ready) -> None:
-        """The driver persisted and handled ``rd``."""
-        if rd.entries:
+    def advance(self, rd: Ready, *, persisted: bool = True) -> None:
+        """The driver handled ``rd``. With ``persisted=False`` its entries are
+        still being written (a leader writing in the background, thesis
+        §10.2.1); the driver reports them with ``persisted()`` later."""
+        if rd.entries and persisted:
             last = rd.entries[-1]
-            self.log.stable_to(last.index, last.term)
-            if self.role == Role.LEADER and self.id in self.progress:
-                self.progress[self.id].maybe_update(self.log.stable)
-                if self._maybe_commit():
-                    self._bcast_append()
+            self.persisted(last.index, last.term)
+
+    def persisted(self, index: int, term: int) -> None:
+        """Entries up to ``index`` (with ``term`` there) are durable. Ignored
+        if the log was truncated below them meanwhile."""
+        self.log.stable_to(index, term)
+        if self.role == Role.LEADER and self.id in self.progress:
+            self.progress[self.id].maybe_update(self.log.stable)
+            if self._maybe_commit():
+                self._bcast_append()
 
     # --------------------------------------------------------------- status
 

@@ -27,6 +27,9 @@ class RaftLog:
             if e.index != offset + 1 + i:
                 raise RaftInvariantError(f"log not contiguous at {e.index} (offset {offset})")
         self.stable = self.last_index()
+        # Entries up to ``persisting`` were handed to the driver to write; up
+        # to ``stable`` the driver confirmed them durable.
+        self.persisting = self.stable
         self.commit = offset
         self.applied = offset
 
@@ -90,7 +93,8 @@ class RaftLog:
         return index
 
     def unstable(self) -> list[Entry]:
-        return self.entries[self.stable - self.offset :]
+        """Entries not yet handed to the driver for writing."""
+        return self.entries[self.persisting - self.offset :]
 
     def next_committed(self, max_count: int) -> list[Entry]:
         """Committed entries not yet handed out, oldest first."""
@@ -121,6 +125,7 @@ class RaftLog:
         del self.entries[first - self.offset - 1 :]
         self.entries.extend(entries)
         self.stable = min(self.stable, first - 1)
+        self.persisting = min(self.persisting, first - 1)
 
     def maybe_append(
         self, prev_index: int, prev_term: int, commit: int, entries: Sequence[Entry]
@@ -172,4 +177,4 @@ class RaftLog:
         """Reset to an empty log that starts after a received snapshot."""
         self.entries = []
         self.offset, self.offset_term = index, term
-        self.commit = self.applied = self.stable = index
+        self.commit = self.applied = self.stable = self.persisting = index

@@ -8,6 +8,7 @@ fsynced go to disk together (group commit) and to followers in one message.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -28,6 +29,7 @@ from .fsm import StateMachine
 from .storage import Storage
 from .types import (
     Configuration,
+    Entry,
     EntryKind,
     HardState,
     Message,
@@ -106,6 +108,16 @@ class _Future:
         return self.result
 
 
+@dataclass
+class _Write:
+    """One Ready's durable part, queued for the writer task."""
+
+    hard_state: HardState | None
+    entries: list[Entry]
+    snapshot: Snapshot | None = None
+    done: trio.Event | None = None
+
+
 class RaftNode:
     """A Raft server. Start it with ``await nursery.start(node.run)``."""
 
@@ -150,6 +162,8 @@ class RaftNode:
         self.observers: list[Callable[[SoftState], None]] = []
         self._nursery: trio.Nursery | None = None
         self._fatal: BaseException | None = None
+        self._writes: list[_Write] = []
+        self._write_wake = trio.Event()
 
     # ---------------------------------------------------------------- start
 
@@ -171,6 +185,7 @@ class RaftNode:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._ticker)
+                nursery.start_soon(self._writer)
                 if self.transport is not None:
                     nursery.start_soon(self._receive)
                 task_status.started()
@@ -393,8 +408,8 @@ class RaftNode:
             self._feed(core)
             while core.has_ready():
                 rd = core.ready()
-                await self._handle_ready(core, rd)
-                core.advance(rd)
+                persisted = await self._handle_ready(core, rd)
+                core.advance(rd, persisted=persisted)
                 self._after_advance(core)
             self._sync_peers()
             self._maybe_snapshot(core)
@@ -409,6 +424,8 @@ class RaftNode:
                 core.report_snapshot(*arg)
             elif kind == "unreachable":
                 core.report_unreachable(arg)
+            elif kind == "persisted":
+                core.persisted(*arg)
             elif kind == "snapshot_written":
                 self._snapshotting = False
                 if arg and arg > self._snapshot_index and core.log.offset < arg <= core.log.applied:
@@ -450,26 +467,31 @@ class RaftNode:
         for (index, term), (_, fut) in zip(placed, proposals, strict=True):
             self._pending[index] = (term, fut)
 
-    async def _handle_ready(self, core: RaftCore, rd: Ready) -> None:
-        # A leader may send appends before its own write (thesis §10.2.1): it
-        # counts itself towards commitment only once advance() says persisted.
+    async def _handle_ready(self, core: RaftCore, rd: Ready) -> bool:
+        """Persist, send, apply; returns whether ``rd.entries`` are durable yet.
+
+        A leader sends its appends first and leaves its own write to the
+        writer task (thesis §10.2.1): it counts itself towards commitment
+        only once the writer reports the entries persisted. Everyone else
+        waits for the write before sending, since their messages (votes,
+        append acknowledgements) promise durability.
+        """
         hs = rd.hard_state
-        send_first = (
+        background = (
             core.role == Role.LEADER
             and rd.snapshot is None
             and (hs is None or (hs.term, hs.vote) == (self._persisted.term, self._persisted.vote))
         )
-        if send_first:
+        if background:
             self._send(rd.messages)
-        if rd.snapshot is not None:
-            await trio.to_thread.run_sync(
-                lambda: self.storage.save_snapshot(rd.snapshot, compact_upto=_DROP_ALL)  # type: ignore[arg-type]
-            )
-        if rd.entries or hs is not None:
-            await trio.to_thread.run_sync(self.storage.save, hs, rd.entries)
-            if hs is not None:
-                self._persisted = hs
-        if not send_first:
+            if rd.entries or hs is not None:
+                self._queue_write(_Write(hs, list(rd.entries)))
+        else:
+            if rd.entries or hs is not None or rd.snapshot is not None:
+                done = trio.Event()
+                self._queue_write(_Write(hs, list(rd.entries), rd.snapshot, done))
+                await done.wait()
+                self._check_running()
             self._send(rd.messages)
         if rd.snapshot is not None:
             self.fsm.restore(rd.snapshot.data)
@@ -482,6 +504,67 @@ class RaftNode:
         for rs in rd.read_states:
             waiters = self._read_rounds.pop(rs.context, [])
             self._reads_ready.append((rs.index, waiters))
+        return not background
+
+    def _queue_write(self, write: _Write) -> None:
+        self._writes.append(write)
+        self._write_wake.set()
+
+    async def _writer(self) -> None:
+        """Write queued Ready batches in order; consecutive log writes are
+        merged into one ``save`` (one fsync). A storage failure is fatal."""
+        while True:
+            await self._write_wake.wait()
+            self._write_wake = trio.Event()
+            while self._writes:
+                batch, self._writes = self._writes, []
+                try:
+                    await self._write_batch(batch)
+                except RaftError as exc:
+                    self._fatal = exc
+                    log.critical("event=raft_storage_failed id=%s reason=%s", self.config.id, exc)
+                    self._fail_all(exc)
+                    for w in batch:
+                        if w.done is not None:
+                            w.done.set()
+                    raise
+
+    async def _write_batch(self, batch: list[_Write]) -> None:
+        hs: HardState | None = None
+        entries: list[Entry] = []
+
+        async def flush() -> None:
+            nonlocal hs, entries
+            if hs is None and not entries:
+                return
+            save_hs, save_entries = hs, entries
+            await trio.to_thread.run_sync(self.storage.save, save_hs, save_entries)
+            if save_hs is not None:
+                self._persisted = save_hs
+            if save_entries:
+                last = save_entries[-1]
+                self._events.append(("persisted", (last.index, last.term)))
+                self._wake.set()
+            hs, entries = None, []
+
+        for w in batch:
+            if w.snapshot is not None:
+                await flush()
+                save = functools.partial(
+                    self.storage.save_snapshot, w.snapshot, compact_upto=_DROP_ALL
+                )
+                await trio.to_thread.run_sync(save)
+            if w.entries:
+                first = w.entries[0].index
+                if entries and first <= entries[-1].index:
+                    entries = [e for e in entries if e.index < first]
+                entries.extend(w.entries)
+            if w.hard_state is not None:
+                hs = w.hard_state
+        await flush()
+        for w in batch:
+            if w.done is not None:
+                w.done.set()
 
     def _send(self, messages: Sequence[Message]) -> None:
         if self.transport is None:

@@ -465,12 +465,15 @@ class SqliteStorage:
             StorageError: closed, or sqlite/OS failure (cause chained). If the
                 file was not made durable the log is left untouched.
         """
+        self._live_conn()
+        # The file is written outside the lock so that log saves (the commit
+        # path) are not held up by a large snapshot; only compaction and
+        # pruning touch shared state.
+        try:
+            path = self._write_snapshot_file(snapshot)
+        except OSError as exc:
+            raise StorageError(f"cannot write snapshot to {self._snap_dir}: {exc}") from exc
         with self._lock:
-            self._live_conn()
-            try:
-                path = self._write_snapshot_file(snapshot)
-            except OSError as exc:
-                raise StorageError(f"cannot write snapshot to {self._snap_dir}: {exc}") from exc
             with self._transaction("log compaction") as conn:
                 upto = min(compact_upto, _MAX_SQLITE_INT)
                 conn.execute("DELETE FROM log WHERE idx <= ?", (upto,))
