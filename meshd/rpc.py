@@ -1,0 +1,299 @@
+"""Agent-to-server RPC on port 8300, multiplexed over one mTLS connection.
+
+Connections arrive through ``raft.transport.Transport``'s listener with the
+hello kind ``"rpc"`` (so RPC shares Raft's port and TLS policy, as Consul's
+8300 does). Frames are msgpack maps::
+
+    request   {"v": 1, "id": n, "m": "KV.Apply", "a": {...}}
+    response  {"v": 1, "id": n, "ok": true, "r": result}
+              {"v": 1, "id": n, "ok": false, "e": {"code": ..., "msg": ..., ...}}
+
+Every request runs in its own task on the server, so a blocking query that
+waits minutes does not hold up the calls behind it; answers go back in
+completion order and are matched by ``id``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from raft.errors import RaftError, TransportError
+from raft.transport import FramedStream, PeerInfo
+
+log = logging.getLogger("meshd.rpc")
+
+RPC_KIND = "rpc"
+VERSION = 1
+MAX_IN_FLIGHT = 4096  # per connection, on both ends
+
+
+class RPCError(Exception):
+    """An error answered by the remote end. ``code`` is one of the names in
+    ``CODES``; ``details`` carries extra fields (e.g. ``leader``, ``field``)."""
+
+    def __init__(self, code: str, message: str, details: Mapping[str, Any] | None = None) -> None:
+        self.code = code
+        self.message = message
+        self.details = dict(details or {})
+        super().__init__(f"{code}: {message}")
+
+
+CODES = (
+    "NotLeader",  # details: leader (address or None)
+    "NoLeader",
+    "Validation",  # details: field
+    "NotFound",
+    "PermissionDenied",
+    "TooManyRequests",
+    "UnknownMethod",
+    "BadRequest",
+    "Internal",
+)
+
+
+class RPCUnavailable(RPCError):
+    """The server could not be reached or the connection broke mid-call; the
+    call may or may not have taken effect."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("Unavailable", message)
+
+
+Handler = Callable[[Mapping[str, Any], PeerInfo], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Method:
+    handler: Handler
+    # Methods that may run for minutes (blocking queries) are not counted
+    # against the per-connection limit's fast path; all are still bounded.
+    blocking: bool = False
+
+
+class RPCServer:
+    """Dispatches RPC frames to registered methods. Register it on the
+    transport with ``transport.register_handler(RPC_KIND, server.handle)``."""
+
+    def __init__(self) -> None:
+        self._methods: dict[str, Method] = {}
+        self._error_mappers: list[Callable[[BaseException], RPCError | None]] = []
+
+    def register(self, name: str, handler: Handler, *, blocking: bool = False) -> None:
+        self._methods[name] = Method(handler, blocking)
+
+    def add_error_mapper(self, fn: Callable[[BaseException], RPCError | None]) -> None:
+        """``fn`` turns a handler's exception into an ``RPCError`` (or returns
+        None to pass); unmapped exceptions answer ``Internal``."""
+        self._error_mappers.append(fn)
+
+    async def handle(self, framed: FramedStream, peer: PeerInfo) -> None:
+        """Serve one connection until the client closes it. Cancelling this
+        cancels every request still running on it."""
+        send_lock = trio.Lock()
+        limiter = trio.CapacityLimiter(MAX_IN_FLIGHT)
+        async with trio.open_nursery() as nursery:
+            try:
+                while True:
+                    req = await framed.receive()
+                    nursery.start_soon(self._serve_one, framed, send_lock, limiter, req, peer)
+            except TransportError:
+                pass  # the client went away
+            nursery.cancel_scope.cancel()
+
+    async def _serve_one(
+        self,
+        framed: FramedStream,
+        send_lock: trio.Lock,
+        limiter: trio.CapacityLimiter,
+        req: Mapping[str, Any],
+        peer: PeerInfo,
+    ) -> None:
+        rid = req.get("id")
+        try:
+            limiter.acquire_nowait()
+        except trio.WouldBlock:
+            await self._answer(framed, send_lock, rid, None, RPCError("TooManyRequests", "busy"))
+            return
+        try:
+            result, error = await self._dispatch(req, peer)
+        finally:
+            limiter.release()
+        await self._answer(framed, send_lock, rid, result, error)
+
+    async def _dispatch(
+        self, req: Mapping[str, Any], peer: PeerInfo
+    ) -> tuple[Any, RPCError | None]:
+        name = req.get("m")
+        args = req.get("a", {})
+        if not isinstance(name, str) or not isinstance(args, Mapping):
+            return None, RPCError("BadRequest", "malformed request frame")
+        method = self._methods.get(name)
+        if method is None:
+            return None, RPCError("UnknownMethod", f"unknown method {name!r}")
+        try:
+            return await method.handler(args, peer), None
+        except RPCError as exc:
+            return None, exc
+        except Exception as exc:
+            for mapper in self._error_mappers:
+                mapped = mapper(exc)
+                if mapped is not None:
+                    return None, mapped
+            log.exception("event=rpc_handler_failed method=%s peer=%s", name, peer.address)
+            return None, RPCError("Internal", "internal error")
+
+    async def _answer(
+        self,
+        framed: FramedStream,
+        lock: trio.Lock,
+        rid: Any,
+        result: Any,
+        error: RPCError | None,
+    ) -> None:
+        frame: dict[str, Any] = {"v": VERSION, "id": rid, "ok": error is None}
+        if error is None:
+            frame["r"] = result
+        else:
+            frame["e"] = {"code": error.code, "msg": error.message, **error.details}
+        try:
+            async with lock:
+                await framed.send(frame)
+        except TransportError:
+            pass  # the client is gone; nobody is waiting for this answer
+
+
+class _Conn:
+    def __init__(self, framed: FramedStream) -> None:
+        self.framed = framed
+        self.waiters: dict[int, tuple[trio.Event, list[Any]]] = {}
+        self.send_lock = trio.Lock()
+        self.broken: str | None = None
+        self.scope = trio.CancelScope()
+
+
+class RPCClient:
+    """Calls RPC methods on servers, one multiplexed connection per address.
+
+    ``nursery`` owns the reader tasks; cancelling it closes every connection.
+    """
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        ssl_context: ssl.SSLContext,
+        *,
+        server_name: str,
+        local_id: str,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self._nursery = nursery
+        self._ssl = ssl_context
+        self._server_name = server_name
+        self._local_id = local_id
+        self._connect_timeout = connect_timeout
+        self._conns: dict[str, _Conn] = {}
+        self._connecting: dict[str, trio.Lock] = {}
+        self._ids = itertools.count(1)
+
+    async def call(
+        self, address: str, method: str, args: Mapping[str, Any], *, timeout: float = 30.0
+    ) -> Any:
+        """Call ``method`` on the server at ``address`` and return its result.
+
+        Raises ``RPCError`` for an error the server answered,
+        ``RPCUnavailable`` if it could not be reached or the connection broke,
+        and ``trio.TooSlowError`` after ``timeout``. On cancellation the call
+        is abandoned (the server may still carry it out).
+        """
+        with trio.fail_after(timeout):
+            conn = await self._connection(address)
+            rid = next(self._ids)
+            done = trio.Event()
+            slot: list[Any] = []
+            conn.waiters[rid] = (done, slot)
+            try:
+                frame = {"v": VERSION, "id": rid, "m": method, "a": dict(args)}
+                try:
+                    async with conn.send_lock:
+                        await conn.framed.send(frame)
+                except TransportError as exc:
+                    self._break(address, conn, str(exc))
+                await done.wait()
+            finally:
+                conn.waiters.pop(rid, None)
+        resp = slot[0]
+        if resp is None:
+            raise RPCUnavailable(f"connection to {address} lost: {conn.broken}")
+        if resp.get("ok"):
+            return resp.get("r")
+        err = dict(resp.get("e") or {})
+        code = str(err.pop("code", "Internal"))
+        msg = str(err.pop("msg", ""))
+        raise RPCError(code, msg, err)
+
+    async def _connection(self, address: str) -> _Conn:
+        conn = self._conns.get(address)
+        if conn is not None and conn.broken is None:
+            return conn
+        lock = self._connecting.setdefault(address, trio.Lock())
+        async with lock:
+            conn = self._conns.get(address)
+            if conn is not None and conn.broken is None:
+                return conn
+            framed = await self._dial(address)
+            conn = _Conn(framed)
+            self._conns[address] = conn
+            self._nursery.start_soon(self._reader, address, conn)
+            return conn
+
+    async def _dial(self, address: str) -> FramedStream:
+        host, _, port = address.rpartition(":")
+        try:
+            with trio.fail_after(self._connect_timeout):
+                tcp = await trio.open_tcp_stream(host, int(port))
+                stream = trio.SSLStream(tcp, self._ssl, server_hostname=self._server_name)
+                await stream.do_handshake()
+                framed = FramedStream(stream)
+                await framed.send({"v": VERSION, "kind": RPC_KIND, "id": self._local_id})
+                return framed
+        except (OSError, ssl.SSLError, trio.BrokenResourceError, trio.TooSlowError) as exc:
+            raise RPCUnavailable(f"cannot reach {address}: {exc}") from exc
+        except (RaftError, ValueError) as exc:
+            raise RPCUnavailable(f"cannot reach {address}: {exc}") from exc
+
+    async def _reader(self, address: str, conn: _Conn) -> None:
+        with conn.scope:
+            try:
+                while True:
+                    resp = await conn.framed.receive()
+                    waiter = conn.waiters.get(resp.get("id"))  # type: ignore[arg-type]
+                    if waiter is not None:
+                        waiter[1].append(resp)
+                        waiter[0].set()
+            except TransportError as exc:
+                self._break(address, conn, str(exc))
+        self._break(address, conn, "closed")
+        with trio.CancelScope(shield=True):
+            await conn.framed.aclose()
+
+    def _break(self, address: str, conn: _Conn, reason: str) -> None:
+        if conn.broken is None:
+            conn.broken = reason
+        if self._conns.get(address) is conn:
+            del self._conns[address]
+        for done, slot in list(conn.waiters.values()):
+            if not slot:
+                slot.append(None)
+            done.set()
+        conn.scope.cancel()
+
+    async def aclose(self) -> None:
+        for address, conn in list(self._conns.items()):
+            self._break(address, conn, "client closed")
