@@ -78,6 +78,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias, TypeVar
 
+import re2
+
 __all__ = [
     "MAX_EXPRESSION_BYTES", "MAX_NESTING", "And", "Expr", "FilterError", "Match", "MatchOp",
     "Not", "Or", "Schema", "Selector", "Value", "apply_filter", "compile_filter", "parse",
@@ -118,6 +120,8 @@ class FilterError(Exception):
 # Positions and spelling do not take part in equality, so ``X == "a"`` and
 # ``X == a`` parse to equal trees, and ``parse(str(tree)) == tree``.
 
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # errors are reported to the caller, not printed
 _IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _DOTTED = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*")
 _KEYWORDS: Final = frozenset({"and", "or", "not", "in", "contains", "matches", "is"})
@@ -509,10 +513,11 @@ class _Parser:
 
     def _check_regex(self, value: Value) -> None:
         try:
-            re.compile(value.raw)
-        except re.error as exc:
+            _compile_regex(value.raw)
+        except re2.error as exc:
+            reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
             raise FilterError(
-                self._text, value.position, f"invalid regular expression {value.raw!r}: {exc}"
+                self._text, value.position, f"invalid regular expression {value.raw!r}: {reason}"
             ) from None
 
 
@@ -606,8 +611,14 @@ def _non_empty(v: Any) -> bool:
     return len(v) > 0 if isinstance(v, _SIZED) else True
 
 
+def _compile_regex(raw: str) -> Any:
+    """RE2, as Go's regexp: linear time whatever the pattern, so a filter from
+    the network cannot make the server backtrack for minutes (Python's re can)."""
+    return re2.compile(raw, _RE2_OPTIONS)
+
+
 def _regex_test(raw: str) -> Predicate:
-    search = re.compile(raw).search  # the parser has already rejected invalid patterns
+    search = _compile_regex(raw).search  # the parser has already rejected invalid patterns
     return lambda v: isinstance(v, str) and search(v) is not None
 
 

@@ -705,3 +705,18 @@ def test_filtering_10000_items_with_a_compiled_filter_is_fast() -> None:
     assert 100 < len(kept) < 2000
     # The target is 100 ms; the bound is 10x looser so a slow CI box does not flake.
     assert elapsed < 1.0
+
+
+def test_regex_is_linear_time_like_go_re2() -> None:
+    """A pattern that makes a backtracking engine run for minutes answers at
+    once: filters come from the network, so regexes use RE2 as Go does."""
+    items = [{"Node": "a" * 40 + "!"}]
+    start = time.perf_counter()
+    assert apply_filter(items, 'Node matches "(a+)+$"') == []
+    assert time.perf_counter() - start < 1.0
+
+
+def test_regex_features_re2_lacks_are_rejected_at_parse_time() -> None:
+    with pytest.raises(FilterError) as info:
+        parse('Node matches "(?<=x)y"')
+    assert "invalid regular expression" in str(info.value)
