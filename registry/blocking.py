@@ -1,0 +1,155 @@
+"""Consul blocking queries on top of the state store's watches (trio).
+
+This is the only registry module that imports trio. It relies on writes
+(FSM applies) happening on the trio thread: a watch callback reschedules
+the parked task directly through ``trio.lowlevel``.
+
+Waking 10,000 readers at once is the case to be cheap for, so a wait costs
+no ``trio.Event`` and no cancel scope of its own: timeouts of every waiter
+in a trio run are kept in one heap served by one system task
+(``_Timers``), which reschedules a waiter whose deadline passed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Callable
+from typing import TypeVar
+
+import trio
+
+from .state.watch import WatchSet
+
+T = TypeVar("T")
+
+MAX_WAIT = 600.0  # Consul caps ?wait= at 10 minutes
+DEFAULT_WAIT = 300.0  # Consul's wait when ?index= is given without ?wait=
+JITTER_FRACTION = 16  # Consul adds up to wait/16 of random stagger
+
+
+class _Waker:
+    """Reschedules one parked task once: on a watch firing or on its deadline.
+
+    Until ``park`` arms it, a call (a watch that had already fired when the
+    waiter registered) only marks it done: the task is still running then
+    and must not be rescheduled.
+    """
+
+    __slots__ = ("armed", "done", "task", "timers")
+
+    def __init__(self, task: trio.lowlevel.Task, timers: _Timers) -> None:
+        self.task = task
+        self.timers = timers
+        self.done = False
+        self.armed = False
+
+    def __call__(self) -> None:
+        if not self.done:
+            self.done = True
+            if self.armed:
+                self.timers.live -= 1
+                trio.lowlevel.reschedule(self.task)
+
+    def abort(self, _: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+        """Cancellation of the parked task: neither a watch nor the timer may wake it now."""
+        if not self.done:
+            self.done = True
+            self.timers.live -= 1
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
+class _Timers:
+    """Every waiter's deadline in one heap, expired by one system task per trio run."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, _Waker]] = []
+        self.seq = 0
+        self.live = 0
+        self.scope = trio.CancelScope()
+
+    def add(self, deadline: float, waker: _Waker) -> None:
+        """Wake ``waker`` at ``deadline`` unless something else woke it first."""
+        self.seq += 1
+        self.live += 1
+        heapq.heappush(self.heap, (deadline, self.seq, waker))
+        if deadline < self.scope.deadline:
+            self.scope.deadline = deadline
+        if len(self.heap) > 1024 and len(self.heap) > 2 * self.live:
+            self.heap = [entry for entry in self.heap if not entry[2].done]  # woken early
+            heapq.heapify(self.heap)
+
+    async def run(self) -> None:
+        """The system task: sleep until the earliest deadline, wake who is due, repeat."""
+        while True:
+            self.scope = trio.CancelScope(deadline=self.heap[0][0] if self.heap else math.inf)
+            with self.scope:
+                await trio.sleep_forever()
+            now = trio.current_time()
+            while self.heap and self.heap[0][0] <= now:
+                heapq.heappop(self.heap)[2]()
+
+
+_TIMERS: trio.lowlevel.RunVar[_Timers] = trio.lowlevel.RunVar("registry.blocking.timers")
+
+
+def _timers() -> _Timers:
+    try:
+        return _TIMERS.get()
+    except LookupError:
+        timers = _Timers()
+        _TIMERS.set(timers)
+        trio.lowlevel.spawn_system_task(timers.run, name="registry.blocking.timers")
+        return timers
+
+
+async def _park_until_fired(ws: WatchSet, deadline: float) -> None:
+    timers = _timers()
+    waker = _Waker(trio.lowlevel.current_task(), timers)
+    ws.register(waker)  # same synchronous step as the read: no write in between
+    try:
+        if waker.done:  # something the read depended on already changed
+            await trio.lowlevel.checkpoint()
+            return
+        waker.armed = True
+        timers.add(deadline, waker)
+        await trio.lowlevel.wait_task_rescheduled(waker.abort)
+    finally:
+        ws.unregister()
+
+
+async def wait_for_change(
+    store_query: Callable[[WatchSet], tuple[int, T]],
+    min_index: int,
+    timeout: float,
+    *,
+    rng: random.Random,
+) -> tuple[int, T]:
+    """Run ``store_query`` until its index differs from ``min_index`` or time runs out.
+
+    Consul semantics (agent/consul/rpc.go blockingQuery): ``min_index`` 0
+    answers at once; an index lower than ``min_index`` (the state went
+    backwards, e.g. after a snapshot restore) answers at once so the client
+    resets; otherwise wait until a watch the query registered fires and the
+    re-run shows a new index, or until ``timeout`` (capped at 10 minutes, plus
+    up to timeout/16 of jitter from ``rng``) passes, then answer with a fresh
+    read. Spurious wake-ups (watch fired, index unchanged) keep waiting.
+
+    Cancellation: the caller's cancel scope interrupts the wait (Cancelled
+    propagates); the watch callbacks are unregistered either way. Exceptions
+    from ``store_query`` propagate.
+    """
+    ws = WatchSet()
+    index, result = store_query(ws)
+    if min_index <= 0 or index != min_index:
+        return index, result
+    timeout = min(max(timeout, 0.0), MAX_WAIT)
+    timeout += rng.random() * timeout / JITTER_FRACTION
+    deadline = trio.current_time() + timeout
+    while True:
+        await _park_until_fired(ws, deadline)
+        ws = WatchSet()
+        index, result = store_query(ws)
+        if index != min_index or trio.current_time() >= deadline:
+            return index, result

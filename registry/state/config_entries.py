@@ -1,0 +1,95 @@
+"""Config entries table: Kind + Name + an arbitrary JSON body.
+
+Follows Consul's /v1/config: upsert, check-and-set on ModifyIndex (0 means
+create-only), delete, delete with CAS, get and list by kind. The body is
+stored as given (typed per kind by its consumers, e.g. connect/ for
+service-router or proxy-defaults).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..commands import ConfigEntryRequest
+from ..errors import ErrorCode
+from ..records import ConfigEntry
+from ..results import OK, Result, failed
+from .table import Table
+from .watch import WatchSet
+
+if TYPE_CHECKING:
+    from .store import StateStore, WriteTx
+
+
+class ConfigEntryTables:
+    """Config entries by (kind, name) and by kind."""
+
+    def __init__(self) -> None:
+        self.entries: Table[ConfigEntry] = Table(
+            "config_entries", ConfigEntry, lambda e: (e.kind, e.name), {"kind": lambda e: (e.kind,)}
+        )
+
+    def tables(self) -> list[Table[ConfigEntry]]:
+        """Tables in snapshot order."""
+        return [self.entries]
+
+
+def _touch(tx: WriteTx, kind: str, name: str) -> None:
+    tx.touch("config-entries", f"config:{kind}", f"config:{kind}/{name}")
+
+
+def apply_config_entry(store: StateStore, tx: WriteTx, cmd: ConfigEntryRequest) -> Result:
+    """Apply an upsert/upsert-cas/delete/delete-cas; a failed CAS is a False result."""
+    table = store.config.entries
+    entry = cmd.entry
+    key = (entry.kind, entry.name)
+    existing = table.get(key)
+    if cmd.op in ("upsert-cas", "delete-cas"):
+        current = existing.modify_index if existing else 0
+        if current != cmd.cas or (cmd.op == "delete-cas" and existing is None):
+            return failed(
+                ErrorCode.CAS_CONFLICT,
+                f"config entry {entry.kind}/{entry.name}: index {cmd.cas} != {current}",
+            )
+    if cmd.op in ("delete", "delete-cas"):
+        if table.delete(tx, key) is not None:
+            _touch(tx, entry.kind, entry.name)
+            tx.drop(f"config:{entry.kind}/{entry.name}")
+            if not table.by("kind", entry.kind):
+                tx.drop(f"config:{entry.kind}")
+        return OK
+    table.put(
+        tx,
+        ConfigEntry(
+            entry.kind,
+            entry.name,
+            entry.body,
+            existing.create_index if existing else tx.index,
+            tx.index,
+        ),
+    )
+    _touch(tx, entry.kind, entry.name)
+    return OK
+
+
+def config_entry_get(
+    store: StateStore, ws: WatchSet | None, kind: str, name: str
+) -> tuple[int, ConfigEntry | None]:
+    """/v1/config/:kind/:name (None if absent)."""
+    key = f"config:{kind}/{name}"
+    store.watch(ws, key)
+    return max(1, store.fine_index(key, "config-entries")), store.config.entries.get((kind, name))
+
+
+def config_entry_list(
+    store: StateStore, ws: WatchSet | None, kind: str | None = None
+) -> tuple[int, list[ConfigEntry]]:
+    """/v1/config/:kind (or every entry when ``kind`` is None), sorted by kind and name."""
+    table = store.config.entries
+    if kind is None:
+        store.watch(ws, "config-entries")
+        return max(1, store.index_of("config-entries")), table.sorted_records()
+    key = f"config:{kind}"
+    store.watch(ws, key)
+    bucket = table.by("kind", kind)
+    return max(1, store.fine_index(key, "config-entries")), [bucket[k] for k in sorted(bucket)]

@@ -1,0 +1,26 @@
+"""The registry benchmark runs end to end at --quick size and prints its figures."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bench.registry_bench import main
+
+
+def test_quick_bench_prints_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    for figure in (
+        "load (FSM apply",
+        "peak RSS",
+        "health query",
+        "wake 200 blocked readers",
+        "snapshot size",
+        "restore time",
+        "restored == original",
+    ):
+        assert figure in out
+    assert "target" in out
+    assert re.search(r"restored == original\s+True", out)

@@ -1,0 +1,137 @@
+"""Blocking queries (Consul semantics) with trio's autojump clock: no real waiting."""
+
+from __future__ import annotations
+
+import functools
+import random
+
+import trio
+
+from registry import queries
+from registry.blocking import MAX_WAIT, wait_for_change
+from registry.commands import KVRequest
+from registry.state.watch import WatchRegistry, WatchSet
+
+from .builders import Log, reg, svc
+
+
+def _web(log: Log):  # type: ignore[no-untyped-def]
+    return lambda ws: queries.health_service_nodes(log.store, ws, "web")
+
+
+async def test_min_index_zero_returns_at_once(log: Log, autojump_clock: trio.abc.Clock) -> None:
+    log.ok(reg("n1", svc("web")))
+    start = trio.current_time()
+    idx, rows = await wait_for_change(_web(log), 0, 60, rng=random.Random(1))
+    assert (idx, len(rows)) == (1, 1) and trio.current_time() == start
+
+
+async def test_wakes_when_the_service_changes(log: Log, autojump_clock: trio.abc.Clock) -> None:
+    log.ok(reg("n1", svc("web")))
+    got: list[int] = []
+
+    async def reader() -> None:
+        idx, _ = await wait_for_change(_web(log), 1, 300, rng=random.Random(1))
+        got.append(idx)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await trio.sleep(5)
+        log.ok(reg("n2", svc("db")))  # another service: must not wake it
+        await trio.sleep(5)
+        assert got == []
+        log.ok(reg("n2", svc("web")))
+    assert got == [3]
+    assert trio.current_time() < 20
+
+
+async def test_times_out_with_jitter_and_unchanged_index(
+    log: Log, autojump_clock: trio.abc.Clock
+) -> None:
+    log.ok(reg("n1", svc("web")))
+    start = trio.current_time()
+    idx, _ = await wait_for_change(_web(log), 1, 16, rng=random.Random(7))
+    waited = trio.current_time() - start
+    assert idx == 1
+    assert 16 <= waited <= 17  # at most timeout/16 of jitter
+
+
+async def test_timeout_is_capped_at_ten_minutes(log: Log, autojump_clock: trio.abc.Clock) -> None:
+    start = trio.current_time()
+    await wait_for_change(
+        lambda ws: queries.kv_get(log.store, ws, "k"), 1, 3600, rng=random.Random(0)
+    )
+    assert trio.current_time() - start <= MAX_WAIT * (1 + 1 / 16)
+
+
+async def test_index_behind_min_index_returns_at_once(
+    log: Log, autojump_clock: trio.abc.Clock
+) -> None:
+    log.ok(KVRequest(op="set", key="k", value=b"1"))
+    start = trio.current_time()
+    idx, _ = await wait_for_change(
+        lambda ws: queries.kv_get(log.store, ws, "k"), 50, 300, rng=random.Random(0)
+    )
+    assert idx == 1 and trio.current_time() == start
+
+
+async def test_restore_wakes_every_reader(log: Log, autojump_clock: trio.abc.Clock) -> None:
+    log.ok(KVRequest(op="set", key="k", value=b"1"))
+    snap = log.fsm.snapshot()
+    log.ok(KVRequest(op="set", key="k", value=b"2"))
+    got: list[int] = []
+
+    async def reader() -> None:
+        idx, _ = await wait_for_change(
+            lambda ws: queries.kv_get(log.store, ws, "k"), 2, 300, rng=random.Random(0)
+        )
+        got.append(idx)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await trio.sleep(1)
+        log.fsm.restore(snap)  # state went back to index 1: the reader must reset
+    assert got == [1]
+    assert trio.current_time() < 5
+
+
+async def test_spurious_wake_keeps_waiting(log: Log, autojump_clock: trio.abc.Clock) -> None:
+    log.ok(KVRequest(op="set", key="k", value=b"1"))
+    fired_store = log.store
+
+    def query(ws: WatchSet) -> tuple[int, None]:
+        fired_store.watch(ws, ("kv", "k"))
+        return 1, None
+
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(functools.partial(wait_for_change, rng=random.Random(0)), query, 1, 100)
+        await trio.sleep(1)
+        log.ok(KVRequest(op="set", key="k", value=b"2"))  # fires, but the index stays 1
+    assert trio.current_time() - start >= 100
+
+
+async def test_cancellation_unregisters(log: Log, autojump_clock: trio.abc.Clock) -> None:
+    log.ok(reg("n1", svc("web")))
+    with trio.move_on_after(5):
+        await wait_for_change(_web(log), 1, 300, rng=random.Random(0))
+    assert not log.store.watches.has("service:web")
+
+
+async def test_watch_fired_before_registering_answers_without_parking(
+    log: Log, autojump_clock: trio.abc.Clock
+) -> None:
+    registry = WatchRegistry()
+    stale = registry.get("k")
+    registry.fire(["k"])  # as if a write slipped in between the read and the wait
+    calls: list[int] = []
+
+    def query(ws: WatchSet) -> tuple[int, None]:
+        calls.append(1)
+        ws.add(stale if len(calls) == 1 else registry.get("k"))
+        return len(calls), None
+
+    start = trio.current_time()
+    idx, _ = await wait_for_change(query, 1, 300, rng=random.Random(0))
+    assert (idx, len(calls)) == (2, 2)
+    assert trio.current_time() == start

@@ -1,0 +1,129 @@
+"""Command encoding is strict and versioned; validate() names Consul's JSON fields."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from registry.commands import (
+    COMMAND_TYPES,
+    ACLPolicySet,
+    ACLTokenSet,
+    CAConfigSet,
+    CARootsSet,
+    ConfigEntryRequest,
+    DeregisterRequest,
+    IntentionUpsert,
+    KVRequest,
+    LivenessSet,
+    RegisterRequest,
+    SessionCreate,
+    TxnKVOp,
+    TxnOp,
+    TxnRequest,
+    decode_command,
+    encode_command,
+)
+from registry.errors import CorruptCommandError, ValidationError
+from registry.records import (
+    KIND_CONNECT_PROXY,
+    ACLLink,
+    ACLPolicy,
+    ACLToken,
+    CAConfig,
+    CARoot,
+    ConfigEntry,
+    Intention,
+)
+
+from .builders import chk, reg, svc
+
+SAMPLES = [
+    reg("n1", svc("web", tags=("a",), meta={"m": "1"}), (chk("c", service_id="web"),), now=5.5),
+    DeregisterRequest(node="n1", service_id="web"),
+    KVRequest(op="lock", key="k", value=b"\x00\xff", flags=3, session="s", now=2.0),
+    SessionCreate(id="11111111-1111-1111-1111-111111111111", node="n1", ttl="30s"),
+    TxnRequest(ops=(TxnOp(kv=TxnKVOp(verb="set", key="k", value=b"v")),)),
+    IntentionUpsert(
+        intention=Intention("i", source_name="a", destination_name="b", action="allow")
+    ),
+    ConfigEntryRequest(
+        op="upsert", entry=ConfigEntry("service-router", "web", {"Routes": [{"Match": {}}]})
+    ),
+    CARootsSet(roots=(CARoot("r", root_cert="x", signing_key="k", active=True),), cas=3),
+    CAConfigSet(config=CAConfig(cluster_id="c", config={"LeafCertTTL": "72h"}), cas=None),
+    ACLTokenSet(
+        tokens=(ACLToken("aaaaaaaa-0000-0000-0000-000000000001", "s", policies=(ACLLink("p"),)),)
+    ),
+    ACLPolicySet(
+        policies=(ACLPolicy("p", name="read", rules='key_prefix "" { policy = "read" }'),)
+    ),
+    LivenessSet(node="n1", status="failed"),
+]
+
+
+@pytest.mark.parametrize("cmd", SAMPLES, ids=lambda c: type(c).__name__)
+def test_round_trip(cmd: object) -> None:
+    data = encode_command(cmd)  # type: ignore[arg-type]
+    assert decode_command(data) == cmd
+    assert encode_command(decode_command(data)) == data
+
+
+def test_every_command_type_has_a_unique_code() -> None:
+    assert len(COMMAND_TYPES) == len({c.__name__ for c in COMMAND_TYPES.values()}) == 19
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xc1",  # never-used msgpack byte
+        msgpack.packb({"not": "a command"}),
+        msgpack.packb([999, 1, {}]),
+        msgpack.packb([3, 2, {"op": "set", "key": "k"}]),  # newer version than we know
+        msgpack.packb([3, 1, {"op": "set"}]),  # missing required field
+        msgpack.packb([3, 1, {"op": "set", "key": 7}]),  # wrong type
+        msgpack.packb([3, 1, {"op": "set", "key": "k", "bogus": 1}]),  # unknown field
+        msgpack.packb([1, 1, {"node": "n", "service": {"service": "s", "port": "80"}}]),
+    ],
+)
+def test_undecodable_bytes_are_corrupt(data: bytes) -> None:
+    with pytest.raises(CorruptCommandError):
+        decode_command(data)
+
+
+def test_fsm_raises_corrupt_command(log: object) -> None:
+    from registry.fsm import RegistryFSM
+
+    with pytest.raises(CorruptCommandError):
+        RegistryFSM().apply(1, b"garbage")
+
+
+@pytest.mark.parametrize(
+    ("cmd", "field"),
+    [
+        (RegisterRequest(node="", address="a"), "Node"),
+        (RegisterRequest(node="n"), "Address"),
+        (RegisterRequest(node="n", address="a", id="not-a-uuid"), "ID"),
+        (reg("n", svc("web", port=70000)), "Service.Port"),
+        (reg("n", svc("")), "Service.Service"),
+        (
+            reg("n", svc("p", kind=KIND_CONNECT_PROXY, port=1)),
+            "Service.Proxy.DestinationServiceName",
+        ),
+        (reg("n", svc("web", meta={"bad key": "v"})), "Service.Meta"),
+        (reg("n", checks=(chk("c", node="other"),)), "Checks[0].Node"),
+        (reg("n", checks=(chk("c", status="sad"),)), "Checks[0].Status"),
+        (KVRequest(op="lock", key="k"), "Session"),
+        (KVRequest(op="nope", key="k"), "Op"),
+        (SessionCreate(id="x", node="n"), "ID"),
+        (
+            SessionCreate(id="11111111-1111-1111-1111-111111111111", node="n", behavior="x"),
+            "Behavior",
+        ),
+        (LivenessSet(node="n", status="zombie"), "Status"),
+    ],
+)
+def test_validation_names_the_consul_field(cmd: object, field: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        cmd.validate()  # type: ignore[attr-defined]
+    assert err.value.field == field
