@@ -132,19 +132,16 @@ class RaftCore:
         self.vote = hs.vote
         if hs.commit:
             self.log.commit_to(hs.commit)
-        if self.log.last_index() == 0 and bootstrap is not None:
-            # Every bootstrapping server writes the same configuration at
-            # index 1, term 1 (as hashicorp/raft's BootstrapCluster does).
-            self.term = max(self.term, 1)
-            data = codec.encode_configuration(bootstrap)
-            self.log.append([Entry(1, 1, EntryKind.CONFIG, data)])
-            self.log.stable = self.log.persisting = 0
         # Configurations in the log after the snapshot: (index, configuration).
         self._conf_history: list[tuple[int, Configuration]] = []
         for e in self.log.entries:
             if e.kind == EntryKind.CONFIG:
                 self._conf_history.append((e.index, codec.decode_configuration(e.data)))
         self.configuration = self._latest_configuration()
+        if self.log.last_index() == 0 and bootstrap is not None and snap is None:
+            # Every bootstrapping server writes the same configuration at
+            # index 1, term 1 (as hashicorp/raft's BootstrapCluster does).
+            self.bootstrap(bootstrap)
 
         self.role = Role.FOLLOWER
         self.leader: str | None = None
@@ -324,6 +321,20 @@ class RaftCore:
         return fresh >= quorum(len(voters))
 
     # --------------------------------------------------------------- elections
+
+    def bootstrap(self, configuration: Configuration) -> None:
+        """Write ``configuration`` as the first entry of an empty log (index 1,
+        term 1), as every server of a new cluster does with the same servers.
+        Raises ``ConfigChangeError`` if this server already has state."""
+        if self.log.last_index() > 0 or self.snapshot_meta is not None:
+            raise ConfigChangeError("already bootstrapped: the log is not empty")
+        if not configuration.voters():
+            raise ConfigChangeError("a bootstrap configuration needs at least one voter")
+        self.term = max(self.term, 1)
+        data = codec.encode_configuration(configuration)
+        self.log.append([Entry(1, 1, EntryKind.CONFIG, data)])
+        self._conf_history = [(1, configuration)]
+        self.configuration = configuration
 
     def campaign(self) -> None:
         """Start an election now (with a pre-vote round if enabled), as if the

@@ -182,6 +182,7 @@ class RaftNode:
                 self.transport.on_snapshot_done = self._on_snapshot_done
                 self.transport.on_unreachable = self._on_unreachable
             self._sync_peers()
+            self._campaign_if_alone()
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._ticker)
@@ -283,6 +284,21 @@ class RaftNode:
         self._wake.set()
         result: int = await fut.wait()
         return result
+
+    async def bootstrap(self, configuration: Configuration) -> None:
+        """Bootstrap a server that has no state yet with ``configuration``
+        (every founding server must use the same one). Raises
+        ``ConfigChangeError`` if it already has state."""
+        await self._call(lambda c: c.bootstrap(configuration))
+        self._campaign_if_alone()
+
+    def _campaign_if_alone(self) -> None:
+        # A single-voter cluster need not wait an election timeout (--dev
+        # must be ready in well under a second).
+        core = self.core
+        if core.configuration.voters() == {self.config.id} and core.role != Role.LEADER:
+            self._calls.append((lambda c: c.campaign(), _Future()))
+            self._wake.set()
 
     async def add_nonvoter(self, server_id: str, address: str) -> None:
         """Add a non-voting server and wait until the change commits."""
