@@ -1,0 +1,71 @@
+"""The agent's HTTP API framework: server, route table, errors, Consul query options.
+
+Endpoints live in their own modules and register on one ``Router``; the agent
+wraps it in an ``App`` and runs ``serve_http``.
+"""
+
+from meshd.http.app import AfterResponseHook, App, BeforeRequestHook, Handler, Route, Router
+from meshd.http.errors import (
+    DEFAULT_ERROR_MAPPING,
+    BadRequest,
+    Conflict,
+    ErrorMapping,
+    HTTPError,
+    MethodNotAllowed,
+    NoLeader,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    TooManyRequests,
+    Unavailable,
+    register_error_mapper,
+)
+from meshd.http.message import TEXT_PLAIN, Headers, Request, Response
+from meshd.http.query import (
+    DEFAULT_WAIT,
+    MAX_WAIT,
+    Consistency,
+    JSONFields,
+    QueryMeta,
+    QueryOptions,
+    decode_json_body,
+    validate_fields,
+)
+from meshd.http.server import ServerLimits, open_http_listeners, serve_http
+
+__all__ = [
+    "DEFAULT_ERROR_MAPPING",
+    "DEFAULT_WAIT",
+    "MAX_WAIT",
+    "TEXT_PLAIN",
+    "AfterResponseHook",
+    "App",
+    "BadRequest",
+    "BeforeRequestHook",
+    "Conflict",
+    "Consistency",
+    "ErrorMapping",
+    "HTTPError",
+    "Handler",
+    "Headers",
+    "JSONFields",
+    "MethodNotAllowed",
+    "NoLeader",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "QueryMeta",
+    "QueryOptions",
+    "Request",
+    "Response",
+    "Route",
+    "Router",
+    "ServerLimits",
+    "TooManyRequests",
+    "Unavailable",
+    "decode_json_body",
+    "open_http_listeners",
+    "register_error_mapper",
+    "serve_http",
+    "validate_fields",
+]

@@ -1,0 +1,554 @@
+"""HTTP/1.1 server for the agent API: trio streams around h11's sans-I/O parser.
+
+Rules of a connection (everything that decides when to read, answer or close
+lives in ``_Connection``):
+
+- One task per connection answers requests strictly in order (keep-alive and
+  pipelining); a second task, the reader, owns ``receive_some`` for the whole
+  life of the connection and feeds h11. Because someone is always reading,
+  a client that goes away (EOF or reset) is noticed while its handler runs
+  and the answering task's cancel scope is cancelled: a blocking query stops
+  as soon as its client is gone, as Go's request context does for Consul.
+  No answer is written after that.
+- The reader reads at most ``_READ_AHEAD`` bytes beyond what the answering
+  task asked for, so pipelining cannot buffer without bound.
+- Limits: request head larger than ``max_header_bytes`` -> 431; body larger
+  than ``max_body`` (declared or counted) -> 413; malformed HTTP -> 400;
+  body not complete ``request_timeout`` after its head -> 408; head not
+  complete ``idle_timeout`` after the previous answer -> 408 if it had
+  started, else the idle connection is closed silently; an answer the peer
+  does not read within ``idle_timeout`` -> closed. Every error answer closes
+  the connection after a lingering close, so the client reads the answer
+  instead of a reset.
+- Admission: over ``max_connections`` a new connection gets 503, over
+  ``per_client_max_connections`` from one IP it gets 429 (Consul's
+  ``limits.http_max_conns_per_client``); both are then closed.
+- Responses always carry ``Content-Length``; HEAD gets the GET headers and no
+  body; ``Expect: 100-continue`` is answered just before the body is read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import ssl
+import time
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import NoReturn
+
+import h11
+import trio
+
+from meshd.http.app import App
+from meshd.http.message import TEXT_PLAIN, Headers, Request, Response
+
+__all__ = ["ServerLimits", "open_http_listeners", "serve_http"]
+
+log = logging.getLogger("meshd.http")
+
+_RECV_SIZE = 64 * 1024
+_READ_AHEAD = 256 * 1024
+_LINGER_SECONDS = 2.0
+_LINGER_BYTES = 16 * 1024 * 1024
+_CLOSE_TIMEOUT = 1.0
+_REASONS = {int(s): s.phrase.encode() for s in HTTPStatus}
+_NO_BODY_STATUSES = frozenset({204, 304})
+# Framing is the server's business; a handler's own values would corrupt it.
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
+_connection_ids = itertools.count(1)
+_NETWORK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Size, time and connection limits of one ``serve_http`` (see the module docstring)."""
+
+    max_body: int = 4 << 20
+    max_header_bytes: int = 64 * 1024
+    idle_timeout: float = 75.0
+    request_timeout: float = 30.0
+    max_connections: int = 4096
+    per_client_max_connections: int = 200
+
+
+class _DateCache:
+    """The ``Date`` header value, formatted once per second."""
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def get(self) -> bytes:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._value = formatdate(now, usegmt=True).encode()
+        return self._value
+
+
+_date = _DateCache()
+
+
+class _Admission:
+    """Counts open connections, in total and per client IP."""
+
+    def __init__(self, limits: ServerLimits) -> None:
+        self._limits = limits
+        self._total = 0
+        self._per_client: dict[str, int] = {}
+
+    def admit(self, host: str) -> int | None:
+        """Count a new connection from ``host``; return 503/429 instead when over a limit."""
+        if self._total >= self._limits.max_connections:
+            return 503
+        count = self._per_client.get(host, 0)
+        if count >= self._limits.per_client_max_connections:
+            return 429
+        self._total += 1
+        self._per_client[host] = count + 1
+        return None
+
+    def release(self, host: str) -> None:
+        """Forget a connection that ``admit`` accepted."""
+        self._total -= 1
+        count = self._per_client[host] - 1
+        if count:
+            self._per_client[host] = count
+        else:
+            del self._per_client[host]
+
+
+def _peer_address(stream: trio.abc.Stream) -> tuple[str, int] | None:
+    inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    if not isinstance(inner, trio.SocketStream):
+        return None
+    try:
+        peer = inner.socket.getpeername()
+    except OSError:
+        return None
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return str(peer[0]), int(peer[1])
+    return None
+
+
+def _simple_response(status: int, text: str) -> bytes:
+    body = text.encode()
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+        f"Content-Type: {TEXT_PLAIN}\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _linger_close(stream: trio.abc.Stream) -> None:
+    """Stop sending, then read and discard until EOF (bounded), so the peer gets our answer.
+
+    Closing a socket with unread input makes the kernel send a reset, which
+    can destroy a response the client has not read yet. Errors are ignored.
+    """
+    with trio.move_on_after(_LINGER_SECONDS):
+        try:
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                await stream.send_eof()
+            drained = 0
+            while drained < _LINGER_BYTES:
+                data = await stream.receive_some(_RECV_SIZE)
+                if not data:
+                    break
+                drained += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+            pass
+
+
+async def _close_stream(stream: trio.abc.Stream) -> None:
+    # A TLS close_notify needs the peer's cooperation; do not wait long for it.
+    with trio.move_on_after(_CLOSE_TIMEOUT):
+        await stream.aclose()
+    await trio.aclose_forcefully(stream)
+
+
+async def _reject(stream: trio.abc.Stream, status: int) -> None:
+    text = "Too many connections from this client" if status == 429 else "Too many connections"
+    with trio.move_on_after(_LINGER_SECONDS):
+        try:
+            await stream.send_all(_simple_response(status, text))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        else:
+            await _linger_close(stream)
+    await trio.aclose_forcefully(stream)
+
+
+class _ClientGone(Exception):
+    """The peer closed or reset the connection while we waited for it."""
+
+
+# What the answering task is doing; decides what a timeout means.
+_HEAD, _BODY, _HANDLER, _SEND = range(4)
+
+
+class _Connection:
+    """One HTTP/1.1 connection: a reader task feeding h11 and an in-order responder.
+
+    A single cancel scope covers the responder; its deadline moves with the
+    phase (cheaper than a scope per step, which shows in the profile):
+    waiting for a request head -> ``idle_timeout`` after the previous
+    response started; reading a body -> ``request_timeout``; running the
+    handler -> none; writing the response -> ``idle_timeout``. The reader
+    cancels the scope when the peer goes away.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        app: App,
+        limits: ServerLimits,
+        peer: tuple[str, int] | None,
+        scheme: str,
+    ) -> None:
+        self._stream = stream
+        self._app = app
+        self._limits = limits
+        self._peer = peer
+        self._scheme = scheme
+        self._id = next(_connection_ids)
+        self._seq = 0
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        self._data_arrived = trio.lowlevel.ParkingLot()
+        self._reader_wakeup = trio.lowlevel.ParkingLot()
+        self._read_ahead = 0
+        self._eof = False
+        self._got_bytes = False
+        self._phase = _HEAD
+        self._scope = trio.CancelScope(deadline=trio.current_time() + limits.idle_timeout)
+        self._linger = False
+
+    async def run(self) -> None:
+        """Serve requests until the connection ends; never raises on network errors.
+
+        Cancellation (server shutdown) closes the connection at once,
+        cancelling any handler in progress.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_loop)
+                try:
+                    with self._scope:
+                        await self._serve_requests()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, _ClientGone):
+                    pass
+                finally:
+                    nursery.cancel_scope.cancel()
+            if self._scope.cancelled_caught:
+                await self._after_cancel()
+            if self._linger:
+                await _linger_close(self._stream)
+        finally:
+            await _close_stream(self._stream)
+
+    async def _after_cancel(self) -> None:
+        if self._eof:
+            if self._phase == _HANDLER:
+                log.debug("http client went away, handler cancelled conn=%x", self._id)
+            return
+        # A deadline passed. Idle keep-alive connections just close; a
+        # request that started arriving but did not finish gets 408.
+        if self._phase == _BODY or (self._phase == _HEAD and self._got_bytes):
+            with trio.move_on_after(_CLOSE_TIMEOUT), suppress(*_NETWORK_ERRORS, _ClientGone):
+                await self._send_error(408, "408 Request Timeout")
+
+    # -- reading ---------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        """Feed everything the peer sends into h11; on EOF, cancel the responder."""
+        stream = self._stream
+        while True:
+            while self._read_ahead >= _READ_AHEAD:
+                await self._reader_wakeup.park()
+            try:
+                data = await stream.receive_some(_RECV_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            self._h11.receive_data(bytes(data))
+            self._data_arrived.unpark_all()
+            if not data:
+                self._eof = True
+                self._scope.cancel()
+                return
+            self._read_ahead += len(data)
+            self._got_bytes = True
+
+    async def _next_event(self) -> h11.Event | type[h11.PAUSED]:
+        """The next h11 event, waiting for the reader as long as the scope's deadline allows.
+
+        Raises ``h11.RemoteProtocolError`` for malformed input and
+        ``_ClientGone`` if more data is needed after EOF.
+        """
+        while True:
+            event = self._h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event  # type: ignore[return-value]  # h11's union; NEED_DATA excluded
+            if self._eof:
+                raise _ClientGone
+            self._read_ahead = 0
+            self._reader_wakeup.unpark_all()
+            await self._data_arrived.park()
+
+    async def _read_request(self) -> Request | None:
+        """Read one request head and body; None when the connection should end.
+
+        Error answers (400, 413, 431) are sent here.
+        """
+        try:
+            event = await self._next_event()
+            if not isinstance(event, h11.Request):
+                return None  # ConnectionClosed: the client is done
+            head_size, declared = _scan_head(event)
+            if head_size > self._limits.max_header_bytes:
+                # h11 only enforces its limit on heads still incomplete.
+                await self._send_error(431, "431 Request Header Fields Too Large")
+                return None
+            if declared is not None and declared > self._limits.max_body:
+                await self._send_error(413, self._too_large())
+                return None
+            body = b""
+            if self._h11.their_state is h11.SEND_BODY:
+                self._phase = _BODY
+                self._scope.deadline = trio.current_time() + self._limits.request_timeout
+                if self._h11.they_are_waiting_for_100_continue:
+                    continue_ = h11.InformationalResponse(status_code=100, headers=[])
+                    await self._stream.send_all(self._encode(continue_))
+                maybe_body = await self._read_body()
+                if maybe_body is None:
+                    return None
+                body = maybe_body
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint
+            log.debug("http bad request conn=%x status=%d reason=%s", self._id, status, exc)
+            await self._send_error(status, f"{status} {HTTPStatus(status).phrase}")
+            return None
+        return self._build_request(event, body)
+
+    async def _read_body(self) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        max_body = self._limits.max_body
+        while True:
+            event = await self._next_event()
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > max_body:
+                    await self._send_error(413, self._too_large())
+                    return None
+                chunks.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(chunks)
+            else:
+                return None
+
+    def _too_large(self) -> str:
+        return f"Request body too large, max size: {self._limits.max_body} bytes"
+
+    def _build_request(self, event: h11.Request, body: bytes) -> Request:
+        target = event.target.decode("utf-8", "replace")
+        path, _, query = target.partition("?")
+        if not path.startswith("/"):
+            path = _origin_form_path(path)
+        self._seq += 1
+        return Request(
+            event.method.decode("ascii"),
+            path,
+            query,
+            Headers(event.headers),
+            body,
+            remote_addr=self._peer,
+            request_id=f"{self._id:x}-{self._seq}",
+            scheme=self._scheme,
+        )
+
+    # -- answering -------------------------------------------------------
+
+    async def _serve_requests(self) -> None:
+        h = self._h11
+        while True:
+            request = await self._read_request()
+            if request is None:
+                return
+            self._phase = _HANDLER
+            self._scope.deadline = math.inf
+            try:
+                response = await self._app.handle(request)
+            except Exception:
+                log.exception("http app failed request_id=%s", request.request_id)
+                response = Response.text("Internal error", 500)
+            await self._send_response(request.method, response)
+            if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
+                return
+            h.start_next_cycle()
+            self._phase = _HEAD
+            self._got_bytes = False
+
+    def _encode(self, event: h11.Event) -> bytes:
+        data = self._h11.send(event)
+        assert data is not None  # only ConnectionClosed encodes to None
+        return data
+
+    async def _send_response(self, method: str, response: Response) -> None:
+        # One deadline covers writing this answer and waiting for the next
+        # request: a peer that stops reading is dropped after idle_timeout.
+        self._phase = _SEND
+        self._scope.deadline = trio.current_time() + self._limits.idle_timeout
+        try:
+            head = _response_head(response)
+        except (h11.LocalProtocolError, UnicodeEncodeError):
+            # A header h11 refuses (bad name, newline in a value, status < 200):
+            # the handler's bug, answered like any other one.
+            log.exception("http invalid response status=%r conn=%x", response.status, self._id)
+            response = Response.text("Internal error", 500)
+            head = _response_head(response)
+        status = response.status
+        body = response.body
+        data = self._encode(head)
+        if body and method != "HEAD" and status not in _NO_BODY_STATUSES:
+            data += self._encode(h11.Data(data=body))
+        data += self._encode(h11.EndOfMessage())
+        await self._stream.send_all(data)
+
+    async def _send_error(self, status: int, text: str) -> None:
+        """Answer with a plain-text error and mark the connection for a lingering close."""
+        self._linger = True
+        if self._h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        response = Response.text(text, status)
+        response.headers.append(("Connection", "close"))
+        phase = self._phase
+        try:
+            await self._send_response("", response)
+        except h11.LocalProtocolError:
+            log.debug("http cannot send error status=%d conn=%x", status, self._id)
+        finally:
+            self._phase = phase
+
+
+def _response_head(response: Response) -> h11.Response:
+    """The h11 head of ``response`` with framing headers set by the server.
+
+    Raises ``h11.LocalProtocolError`` for headers or a status h11 refuses.
+    """
+    status = response.status
+    if status < 200:
+        raise h11.LocalProtocolError(f"handlers cannot send informational status {status}")
+    headers: list[tuple[bytes, bytes]] = [
+        (b"Content-Length", str(len(response.body)).encode()),
+        (b"Date", _date.get()),
+    ]
+    for name, value in response.headers:
+        if name.lower() not in _FRAMING_HEADERS:
+            headers.append((name.encode("latin-1"), value.encode()))
+    return h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
+
+
+def _scan_head(event: h11.Request) -> tuple[int, int | None]:
+    """Approximate size of the request head in bytes, and its Content-Length if any."""
+    size = len(event.method) + len(event.target) + 12
+    declared: int | None = None
+    for name, value in event.headers:
+        size += len(name) + len(value) + 4
+        if name == b"content-length":
+            declared = int(value)  # h11 has validated it
+    return size, declared
+
+
+def _origin_form_path(target: str) -> str:
+    # Absolute-form ("http://host/path") is legal in requests (RFC 9112 3.2.2).
+    scheme, sep, rest = target.partition("://")
+    if sep and scheme.lower() in ("http", "https"):
+        _, slash, path = rest.partition("/")
+        return "/" + path if slash else "/"
+    return target
+
+
+async def open_http_listeners(addrs: Sequence[tuple[str, int]]) -> list[trio.SocketListener]:
+    """Bind TCP listeners for every ``(host, port)``; port 0 picks a free port.
+
+    Raises ``OSError`` if an address cannot be bound; listeners opened
+    before the failure are closed. Cancellation closes them too.
+    """
+    listeners: list[trio.SocketListener] = []
+    try:
+        for host, port in addrs:
+            listeners.extend(await trio.open_tcp_listeners(port, host=host))
+    except BaseException:
+        for listener in listeners:
+            await trio.aclose_forcefully(listener)
+        raise
+    return listeners
+
+
+async def serve_http(
+    listeners: Sequence[trio.abc.Listener[trio.abc.Stream]],
+    app: App,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    max_body: int = 4 << 20,
+    max_header_bytes: int = 64 * 1024,
+    idle_timeout: float = 75.0,
+    request_timeout: float = 30.0,
+    max_connections: int = 4096,
+    per_client_max_connections: int = 200,
+    task_status: trio.TaskStatus[list[trio.abc.Listener[trio.abc.Stream]]] = (
+        trio.TASK_STATUS_IGNORED
+    ),
+) -> NoReturn:
+    """Serve ``app`` over HTTP/1.1 on ``listeners`` until cancelled.
+
+    With ``ssl_context`` (an ``ssl.SSLContext``) every listener is wrapped in
+    ``trio.SSLListener`` and serves HTTPS. ``task_status.started`` receives
+    the listeners actually accepting (wrapped when TLS). Limits are
+    described in the module docstring.
+
+    Raises only what the listeners raise on accept (trio retries the
+    transient ones); errors of single connections are logged, never
+    propagated. Cancellation closes the listeners and every connection,
+    cancelling handlers in progress.
+    """
+    limits = ServerLimits(
+        max_body=max_body,
+        max_header_bytes=max_header_bytes,
+        idle_timeout=idle_timeout,
+        request_timeout=request_timeout,
+        max_connections=max_connections,
+        per_client_max_connections=per_client_max_connections,
+    )
+    active: list[trio.abc.Listener[trio.abc.Stream]] = list(listeners)
+    scheme = "http"
+    if ssl_context is not None:
+        active = [trio.SSLListener(lst, ssl_context, https_compatible=True) for lst in active]
+        scheme = "https"
+    admission = _Admission(limits)
+
+    async def handle(stream: trio.abc.Stream) -> None:
+        peer = _peer_address(stream)
+        host = peer[0] if peer is not None else ""
+        rejected = admission.admit(host)
+        if rejected is not None:
+            log.warning("http connection rejected status=%d from=%s", rejected, host)
+            await _reject(stream, rejected)
+            return
+        try:
+            await _Connection(stream, app, limits, peer, scheme).run()
+        except Exception:
+            log.exception("http connection failed from=%s", host)
+        finally:
+            admission.release(host)
+
+    await trio.serve_listeners(handle, active, task_status=task_status)

@@ -1,0 +1,511 @@
+"""The HTTP/1.1 server over real sockets on 127.0.0.1 (e2e)."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+from pathlib import Path
+
+import pytest
+import trio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from meshd.http import (
+    App,
+    ErrorMapping,
+    QueryMeta,
+    QueryOptions,
+    Request,
+    Response,
+    Router,
+    decode_json_body,
+)
+from tests.meshd.http._support import RawClient, echo, echo_router, encode_request, running
+
+pytestmark = pytest.mark.e2e
+
+
+def _app(router: Router | None = None) -> App:
+    return App(router or echo_router(), errors=ErrorMapping())
+
+
+async def test_routes_params_404_and_405_over_the_wire() -> None:
+    async with running(_app()) as port:
+        client = await RawClient.connect(port)
+        r = await client.request("GET", "/v1/catalog/service/web?tag=v1&stale")
+        assert r.status == 200
+        assert r.header("content-type") == "application/json"
+        assert r.json()["params"] == {"service": "web"}
+        assert r.json()["query"] == {"tag": ["v1"], "stale": [""]}
+        assert r.json()["route"] == "catalog_service"
+
+        r = await client.request("PUT", "/v1/kv/a/b%2Fc", body=b"value")
+        assert r.json()["params"] == {"key": "a/b/c"}
+        assert r.json()["body"] == "value"
+
+        r = await client.request("GET", "/v1/nothing/here")
+        assert (r.status, r.body) == (404, b"Invalid URL path: not a recognized HTTP API endpoint")
+        assert r.header("content-type") == "text/plain; charset=utf-8"
+
+        r = await client.request("DELETE", "/v1/kv/a")
+        assert (r.status, r.body) == (405, b"method DELETE not allowed")
+        assert r.header("allow") == "OPTIONS,GET,PUT"
+        await client.aclose()
+
+
+async def test_keep_alive_serves_two_requests_on_one_connection() -> None:
+    async with running(_app()) as port:
+        client = await RawClient.connect(port)
+        first = await client.request("GET", "/v1/json")
+        second = await client.request("PUT", "/v1/echo", body=b"{}")
+        assert (first.status, second.status) == (200, 200)
+        assert second.json()["method"] == "PUT"
+        assert first.header("connection") is None
+        assert first.header("date") is not None
+        await client.aclose()
+
+
+async def test_pipelined_requests_are_answered_in_order() -> None:
+    async def slow(req: Request) -> Response:
+        await trio.sleep(0.05)
+        return Response.text("slow")
+
+    router = echo_router()
+    router.add("GET", "/v1/slow", slow, name="slow")
+    async with running(_app(router)) as port:
+        client = await RawClient.connect(port)
+        await client.send(
+            encode_request("GET", "/v1/slow")
+            + encode_request("GET", "/v1/kv/second")
+            + encode_request("PUT", "/v1/echo", body=b"third")
+        )
+        bodies = []
+        for _ in range(3):
+            r = await client.read_response()
+            assert r is not None and r.status == 200
+            bodies.append(r.body)
+        assert bodies[0] == b"slow"
+        assert b'"key":"second"' in bodies[1]
+        assert b'"body":"third"' in bodies[2]
+        await client.aclose()
+
+
+async def test_connection_close_is_honoured() -> None:
+    async with running(_app()) as port:
+        client = await RawClient.connect(port)
+        r = await client.request("GET", "/v1/json", headers=[("Connection", "close")])
+        assert r.status == 200
+        assert r.header("connection") == "close"
+        assert await client.at_eof()
+
+
+async def test_head_sends_get_headers_without_body() -> None:
+    async def services(req: Request) -> Response:
+        return Response.json({"consul": [], "web": ["v1"]})
+
+    router = Router()
+    router.add("GET", "/v1/catalog/services", services, name="catalog_services")
+    async with running(_app(router)) as port:
+        client = await RawClient.connect(port)
+        get = await client.request("GET", "/v1/catalog/services")
+        head = await client.request("HEAD", "/v1/catalog/services")
+        assert head.status == 200
+        assert head.header("content-length") == get.header("content-length") != "0"
+        assert head.body == b""
+        # Nothing stray was written after the head: the next answer parses.
+        again = await client.request("GET", "/v1/catalog/services")
+        assert again.body == get.body == b'{"consul":[],"web":["v1"]}'
+        await client.aclose()
+
+
+async def test_expect_100_continue_then_body() -> None:
+    async with running(_app()) as port:
+        client = await RawClient.connect(port)
+        await client.send(
+            encode_request(
+                "PUT",
+                "/v1/echo",
+                headers=[("Expect", "100-continue"), ("Content-Length", "5")],
+            )
+        )
+        interim = await client.read_response()
+        assert interim is not None and interim.status == 100
+        await client.send(b"hello")
+        final = await client.read_response()
+        assert final is not None and final.status == 200
+        assert final.json()["body"] == "hello"
+        await client.aclose()
+
+
+async def test_chunked_request_body_is_assembled() -> None:
+    async with running(_app()) as port:
+        client = await RawClient.connect(port)
+        r = await client.request(
+            "PUT",
+            "/v1/echo",
+            headers=[("Transfer-Encoding", "chunked")],
+            body=b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n",
+        )
+        assert r.json()["body"] == "abcdefg"
+        await client.aclose()
+
+
+async def test_declared_oversized_body_is_413_and_closed() -> None:
+    async with running(_app(), max_body=1024) as port:
+        client = await RawClient.connect(port)
+        r = await client.request("PUT", "/v1/echo", body=b"x" * 4096)
+        assert r.status == 413
+        assert r.body == b"Request body too large, max size: 1024 bytes"
+        assert r.header("connection") == "close"
+        assert await client.at_eof()
+
+
+async def test_chunked_oversized_body_is_413_and_closed() -> None:
+    chunk = b"400\r\n" + b"y" * 1024 + b"\r\n"
+    async with running(_app(), max_body=2048) as port:
+        client = await RawClient.connect(port)
+        r = await client.request(
+            "PUT",
+            "/v1/echo",
+            headers=[("Transfer-Encoding", "chunked")],
+            body=chunk * 3 + b"0\r\n\r\n",
+        )
+        assert r.status == 413
+        assert await client.at_eof()
+
+
+async def test_oversized_headers_are_431() -> None:
+    async with running(_app(), max_header_bytes=2048) as port:
+        client = await RawClient.connect(port)
+        r = await client.request("GET", "/v1/json", headers=[("X-Big", "z" * 4096)])
+        assert r.status == 431
+        assert await client.at_eof()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"GET /v1/json HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"GET /v1/json HTTP/1.1\r\nBad Header Line\r\n\r\n",
+    ],
+)
+async def test_malformed_http_is_400_and_closed(garbage: bytes) -> None:
+    async with running(_app()) as port:
+        client = await RawClient.connect(port)
+        await client.send(garbage)
+        r = await client.read_response()
+        assert r is not None and r.status == 400
+        assert r.body == b"400 Bad Request"
+        assert await client.at_eof()
+
+
+async def test_handler_exception_is_500_and_the_server_keeps_serving() -> None:
+    async def boom(req: Request) -> Response:
+        raise RuntimeError("kaboom: do not leak me")
+
+    router = echo_router()
+    router.add("GET", "/v1/boom", boom, name="boom")
+    async with running(_app(router)) as port:
+        client = await RawClient.connect(port)
+        r = await client.request("GET", "/v1/boom")
+        assert (r.status, r.body) == (500, b"Internal error")
+        ok = await client.request("GET", "/v1/json")  # same connection still usable
+        assert ok.status == 200
+        other = await RawClient.connect(port)
+        assert (await other.request("GET", "/v1/json")).status == 200
+        await client.aclose()
+        await other.aclose()
+
+
+async def test_invalid_response_from_handler_becomes_500() -> None:
+    async def bad_header(req: Request) -> Response:
+        return Response(200, [("X-Evil", "a\r\nInjected: yes")], b"")
+
+    router = echo_router()
+    router.add("GET", "/v1/bad", bad_header, name="bad")
+    async with running(_app(router)) as port:
+        client = await RawClient.connect(port)
+        r = await client.request("GET", "/v1/bad")
+        assert (r.status, r.body) == (500, b"Internal error")
+        assert r.header("injected") is None
+        await client.aclose()
+
+
+async def test_client_disconnect_cancels_a_long_handler() -> None:
+    started = trio.Event()
+    cancelled = trio.Event()
+
+    async def blocking_query(req: Request) -> Response:
+        started.set()
+        try:
+            await trio.sleep(600)
+        except trio.Cancelled:
+            cancelled.set()
+            raise
+        return Response.text("too late")
+
+    router = echo_router()
+    router.add("GET", "/v1/block", blocking_query, name="block")
+    async with running(_app(router)) as port:
+        client = await RawClient.connect(port)
+        await client.send(encode_request("GET", "/v1/block?index=5&wait=10m"))
+        with trio.fail_after(2):
+            await started.wait()
+        await client.aclose()
+        with trio.fail_after(1):
+            await cancelled.wait()
+        # The server is still fine afterwards.
+        fresh = await RawClient.connect(port)
+        assert (await fresh.request("GET", "/v1/json")).status == 200
+        await fresh.aclose()
+
+
+async def test_per_client_connection_limit_is_429() -> None:
+    async with running(_app(), per_client_max_connections=2) as port:
+        first = await RawClient.connect(port)
+        second = await RawClient.connect(port)
+        assert (await first.request("GET", "/v1/json")).status == 200
+        assert (await second.request("GET", "/v1/json")).status == 200
+        third = await RawClient.connect(port)
+        await third.send(encode_request("GET", "/v1/json"))
+        r = await third.read_response()
+        assert r is not None and r.status == 429
+        assert r.body == b"Too many connections from this client"
+        assert await third.at_eof()
+        await first.aclose()
+        # A slot freed up: a new connection is served again.
+        with trio.fail_after(2):
+            while True:
+                fourth = await RawClient.connect(port)
+                r = await fourth.request("GET", "/v1/json")
+                await fourth.aclose()
+                if r.status == 200:
+                    break
+                await trio.sleep(0.01)
+        await second.aclose()
+
+
+async def test_total_connection_limit_is_503() -> None:
+    async with running(_app(), max_connections=1) as port:
+        first = await RawClient.connect(port)
+        assert (await first.request("GET", "/v1/json")).status == 200
+        second = await RawClient.connect(port)
+        await second.send(encode_request("GET", "/v1/json"))
+        r = await second.read_response()
+        assert r is not None and r.status == 503
+        await first.aclose()
+
+
+async def test_idle_connection_is_closed_silently() -> None:
+    async with running(_app(), idle_timeout=0.2) as port:
+        client = await RawClient.connect(port)
+        assert (await client.request("GET", "/v1/json")).status == 200
+        assert await client.at_eof(timeout=2)
+
+
+async def test_slow_request_is_408() -> None:
+    async with running(_app(), request_timeout=0.2) as port:
+        client = await RawClient.connect(port)
+        await client.send(b"PUT /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        r = await client.read_response()
+        assert r is not None and r.status == 408
+        assert await client.at_eof()
+
+
+async def test_consul_query_options_and_meta_headers_over_the_wire() -> None:
+    async def services(req: Request) -> Response:
+        opts = QueryOptions.from_request(req)
+        response = Response.json({"wait": opts.wait, "index": opts.index}, pretty=opts.pretty)
+        return QueryMeta(index=0, known_leader=True, last_contact=0.0).apply_headers(response)
+
+    router = Router()
+    router.add("GET", "/v1/catalog/services", services, name="catalog_services")
+    async with running(_app(router)) as port:
+        client = await RawClient.connect(port)
+        r = await client.request("GET", "/v1/catalog/services?index=3&wait=1m&pretty")
+        assert r.status == 200
+        assert r.body == b'{\n    "wait": 60.0,\n    "index": 3\n}\n'
+        assert r.header("x-consul-index") == "1"
+        assert r.header("x-consul-knownleader") == "true"
+        assert r.header("x-consul-lastcontact") == "0"
+        assert r.header("x-consul-effective-consistency") == "leader"
+        bad = await client.request("GET", "/v1/catalog/services?wait=forever")
+        assert (bad.status, bad.body) == (400, b"Invalid wait time")
+        conflict = await client.request("GET", "/v1/catalog/services?stale&consistent")
+        assert conflict.body == b"Cannot specify ?stale with ?consistent, conflicting semantics."
+        await client.aclose()
+
+
+async def test_json_body_errors_over_the_wire() -> None:
+    async def register(req: Request) -> Response:
+        body = decode_json_body(req, fields=["Name", "Port"])
+        return Response.json(body)
+
+    router = Router()
+    router.add("PUT", "/v1/agent/service/register", register, name="register")
+    async with running(_app(router)) as port:
+        client = await RawClient.connect(port)
+        r = await client.request(
+            "PUT", "/v1/agent/service/register", body=b'{"name":"web","Bogus":1}'
+        )
+        assert (r.status, r.body) == (400, b'Request decode failed: json: unknown field "Bogus"')
+        r = await client.request("PUT", "/v1/agent/service/register", body=b'{"Name":')
+        assert r.status == 400
+        assert r.body.startswith(b"Request decode failed: Expecting value")
+        r = await client.request("PUT", "/v1/agent/service/register", body=b'{"name":"web"}')
+        assert r.json() == {"Name": "web"}
+        await client.aclose()
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_https_listener_with_self_signed_certificate(tmp_path: Path) -> None:
+    cert_path, key_path = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert_path, key_path)
+    client_ctx = ssl.create_default_context(cafile=str(cert_path))
+    async with running(_app(), ssl_context=server_ctx) as port:
+        client = await RawClient.connect(port, ssl_context=client_ctx)
+        r = await client.request("GET", "/v1/kv/secure")
+        assert r.status == 200
+        assert r.json()["params"] == {"key": "secure"}
+        assert (await client.request("GET", "/v1/json")).status == 200  # keep-alive over TLS
+        await client.aclose()
+        # Plain HTTP to the HTTPS port gets no HTTP answer and does not hurt the server.
+        plain = await trio.open_tcp_stream("127.0.0.1", port)
+        await plain.send_all(encode_request("GET", "/v1/json"))
+        received = b""
+        with trio.fail_after(2):
+            while chunk := await plain.receive_some(4096):
+                received += chunk
+        assert b"HTTP/1.1" not in received
+        await plain.aclose()
+        again = await RawClient.connect(port, ssl_context=client_ctx)
+        assert (await again.request("GET", "/v1/json")).status == 200
+        await again.aclose()
+
+
+async def test_absolute_form_target_is_routed_by_path() -> None:
+    async with running(_app()) as port:
+        client = await RawClient.connect(port)
+        r = await client.request("GET", "http://127.0.0.1/v1/kv/abs?x=1")
+        assert r.json()["params"] == {"key": "abs"}
+        assert r.json()["query"] == {"x": ["1"]}
+        await client.aclose()
+
+
+async def test_remote_address_and_request_id_are_set() -> None:
+    seen: list[Request] = []
+
+    async def capture(req: Request) -> Response:
+        seen.append(req)
+        return await echo(req)
+
+    router = Router()
+    router.add("GET", "/v1/me", capture, name="me")
+    async with running(_app(router)) as port:
+        client = await RawClient.connect(port)
+        await client.request("GET", "/v1/me")
+        await client.request("GET", "/v1/me")
+        await client.aclose()
+    assert seen[0].remote_addr is not None and seen[0].remote_addr[0] == "127.0.0.1"
+    assert seen[0].request_id != seen[1].request_id
+    assert seen[0].scheme == "http"
+
+
+async def test_large_body_within_limit_is_received_whole() -> None:
+    async def size(req: Request) -> Response:
+        return Response.json({"size": len(req.body), "tail": req.body[-4:].decode()})
+
+    router = Router()
+    router.add("PUT", "/v1/txn", size, name="txn")
+    payload = b"a" * (3 << 20) + b"TAIL"
+    async with running(_app(router)) as port:
+        client = await RawClient.connect(port)
+        r = await client.request("PUT", "/v1/txn", body=payload)
+        assert r.json() == {"size": len(payload), "tail": "TAIL"}
+        # Many pipelined requests at once: more than the read-ahead window.
+        many = b"".join(encode_request("PUT", "/v1/txn", body=b"x" * 20_000) for _ in range(40))
+        await client.send(many)
+        for _ in range(40):
+            reply = await client.read_response()
+            assert reply is not None and reply.json()["size"] == 20_000
+        await client.aclose()
+
+
+async def test_incomplete_head_times_out_with_408() -> None:
+    async with running(_app(), idle_timeout=0.2) as port:
+        client = await RawClient.connect(port)
+        await client.send(b"GET /v1/json HTTP/1.1\r\nHo")
+        r = await client.read_response()
+        assert r is not None and r.status == 408
+        assert await client.at_eof()
+
+
+async def test_http10_request_is_answered_then_closed() -> None:
+    async with running(_app()) as port:
+        client = await RawClient.connect(port)
+        await client.send(b"GET /v1/json HTTP/1.0\r\n\r\n")
+        r = await client.read_response()
+        assert r is not None and r.status == 200
+        assert r.json()["route"] == "json"
+        assert await client.at_eof()
+
+
+async def test_shutdown_cancels_handlers_in_progress() -> None:
+    started = trio.Event()
+    cancelled = trio.Event()
+
+    async def blocking_query(req: Request) -> Response:
+        started.set()
+        try:
+            await trio.sleep_forever()
+        finally:
+            cancelled.set()
+
+    router = Router()
+    router.add("GET", "/v1/block", blocking_query, name="block")
+    async with running(_app(router)) as port:
+        client = await RawClient.connect(port)
+        await client.send(encode_request("GET", "/v1/block"))
+        with trio.fail_after(2):
+            await started.wait()
+    # Leaving running() cancelled serve_http.
+    assert cancelled.is_set()
+    assert await client.at_eof()
