@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["ConfigError", "DurationError", "MeshdError"]
+__all__ = [
+    "ConfigError",
+    "DurationError",
+    "MeshdError",
+    "NoLeaderError",
+    "NoServersError",
+    "RemoteError",
+]
 
 
 class MeshdError(Exception):
@@ -61,3 +68,28 @@ class DurationError(MeshdError, ValueError):
 
     def __str__(self) -> str:
         return f"invalid duration {json.dumps(self.text, ensure_ascii=False)}: {self.reason}"
+
+
+class NoLeaderError(MeshdError):
+    """No cluster leader could be found within the hold timeout; the HTTP API
+    answers 500 "No cluster leader" as Consul does."""
+
+    def __init__(self, message: str = "No cluster leader") -> None:
+        super().__init__(message)
+
+
+class NoServersError(MeshdError):
+    """A client agent knows no reachable server to send its request to; the
+    HTTP API answers 500 "No known Consul servers" as Consul does."""
+
+    def __init__(self, message: str = "No known Consul servers") -> None:
+        super().__init__(message)
+
+
+class RemoteError(MeshdError):
+    """A server answered a forwarded request with an error of ``code``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message

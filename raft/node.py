@@ -427,6 +427,8 @@ class RaftNode:
                 persisted = await self._handle_ready(core, rd)
                 core.advance(rd, persisted=persisted)
                 self._after_advance(core)
+            # Lease reads need no Ready at all: settle them on every pass.
+            self._after_advance(core)
             self._sync_peers()
             self._maybe_snapshot(core)
 

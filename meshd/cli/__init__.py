@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from .agent import agent
 from .tls import tls
 from .version import version
 
@@ -19,6 +20,7 @@ def cli() -> None:
     """meshd: service discovery, health checks and an mTLS mesh for VMs."""
 
 
+cli.add_command(agent)
 cli.add_command(tls)
 cli.add_command(version)
 

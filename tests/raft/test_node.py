@@ -192,3 +192,19 @@ async def test_add_voter_remove_server_and_transfer_leadership(tmp_path: Path) -
         await new.remove_server(leader.config.id)
         assert leader.config.id not in new.core.configuration.ids()
         assert leader.status().core.role != Role.LEADER
+
+
+async def test_lease_read_on_idle_leader_returns() -> None:
+    """A lease read on a leader with nothing else to do must not wait for
+    unrelated work (it used to hang until the next Ready)."""
+    conf = Configuration((Server("a", "a:1"),))
+    node = RaftNode(
+        NodeConfig("a", "a:1", tick_interval=10), MemoryStorage(), KVFSM(), bootstrap=conf
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await node.wait_for_leader(2)
+        await node.apply(put("k", 1))
+        with trio.fail_after(1):
+            assert await node.read_barrier(allow_lease=True) >= 2
+        nursery.cancel_scope.cancel()

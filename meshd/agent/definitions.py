@@ -1,0 +1,280 @@
+"""Service and check definitions as agents receive them.
+
+The same definitions arrive from ``/v1/agent/service/register`` (Consul's
+CamelCase JSON) and from configuration files (snake_case). Go's JSON decoder
+matches field names case-insensitively and Consul translates snake_case, so
+both are normalised here to one canonical spelling before validation. Bad
+input raises ``registry.errors.ValidationError`` naming the field (HTTP 400).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from registry.errors import ValidationError
+from registry.records import HealthCheck, ServiceInstance, Weights
+
+from ..durations import parse_duration
+from ..errors import DurationError
+
+SERVICE_FIELDS = [
+    "ID",
+    "Name",
+    "Tags",
+    "Address",
+    "Port",
+    "Meta",
+    "Kind",
+    "Proxy",
+    "Connect",
+    "Weights",
+    "EnableTagOverride",
+    "TaggedAddresses",
+    "Check",
+    "Checks",
+    "Token",
+    "Namespace",
+    "Partition",
+    "SocketPath",
+    "LocallyRegisteredAsSidecar",
+]
+CHECK_FIELDS = [
+    "ID",
+    "CheckID",
+    "Name",
+    "Notes",
+    "Status",
+    "ServiceID",
+    "TTL",
+    "HTTP",
+    "Header",
+    "Method",
+    "Body",
+    "TCP",
+    "UDP",
+    "GRPC",
+    "GRPCUseTLS",
+    "Args",
+    "ScriptArgs",
+    "Shell",
+    "DockerContainerID",
+    "AliasNode",
+    "AliasService",
+    "Interval",
+    "Timeout",
+    "DeregisterCriticalServiceAfter",
+    "SuccessBeforePassing",
+    "FailuresBeforeWarning",
+    "FailuresBeforeCritical",
+    "TLSSkipVerify",
+    "TLSServerName",
+    "OutputMaxSize",
+    "H2PING",
+    "Namespace",
+    "Partition",
+    "Definition",
+    "Type",
+    "CheckType",
+]
+_CANON_SERVICE = {k.lower(): k for k in SERVICE_FIELDS}
+_CANON_CHECK = {k.lower(): k for k in CHECK_FIELDS}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+STATUSES = ("passing", "warning", "critical", "maintenance")
+
+
+def _canon(obj: Mapping[str, Any], table: Mapping[str, str], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            raise ValidationError(prefix or "body", "keys must be strings")
+        canon = table.get(key.replace("_", "").lower())
+        if canon is None:
+            raise ValidationError(f"{prefix}{key}", "unknown field")
+        out[canon] = value
+    return out
+
+
+def _str(d: Mapping[str, Any], key: str, prefix: str, default: str = "") -> str:
+    v = d.get(key, default)
+    if v is None:
+        return default
+    if not isinstance(v, str):
+        raise ValidationError(prefix + key, f"must be a string, got {type(v).__name__}")
+    return v
+
+
+def _str_map(d: Mapping[str, Any], key: str, prefix: str) -> dict[str, str]:
+    v = d.get(key) or {}
+    if not isinstance(v, Mapping) or not all(
+        isinstance(k, str) and isinstance(x, str) for k, x in v.items()
+    ):
+        raise ValidationError(prefix + key, "must be an object of string values")
+    return dict(v)
+
+
+def _duration(d: Mapping[str, Any], key: str, prefix: str) -> str:
+    text = _str(d, key, prefix)
+    if text:
+        try:
+            parse_duration(text)
+        except DurationError as exc:
+            raise ValidationError(
+                prefix + key, f"invalid duration {text!r}: {exc.reason}"
+            ) from None
+    return text
+
+
+@dataclass(frozen=True)
+class CheckDefinition:
+    """A check as the agent runs it: the registry record plus how to run it."""
+
+    check: HealthCheck
+    kind: str  # ttl, http, tcp, udp, script, grpc, alias, h2ping
+    spec: dict[str, Any] = field(default_factory=dict)  # the canonical definition
+
+
+def check_kind(spec: Mapping[str, Any]) -> str:
+    for key, kind in (
+        ("TTL", "ttl"),
+        ("HTTP", "http"),
+        ("TCP", "tcp"),
+        ("UDP", "udp"),
+        ("GRPC", "grpc"),
+        ("H2PING", "h2ping"),
+        ("Args", "script"),
+        ("ScriptArgs", "script"),
+        ("AliasService", "alias"),
+        ("AliasNode", "alias"),
+    ):
+        if spec.get(key):
+            return kind
+    return ""
+
+
+def parse_check(
+    obj: Any, *, node: str, service: ServiceInstance | None = None, prefix: str = "", index: int = 0
+) -> CheckDefinition:
+    """A check definition (standalone, or in a service's Check/Checks)."""
+    if not isinstance(obj, Mapping):
+        raise ValidationError(prefix.rstrip(".") or "Check", "must be an object")
+    spec = _canon(obj, _CANON_CHECK, prefix)
+    if "ScriptArgs" in spec and "Args" not in spec:
+        spec["Args"] = spec.pop("ScriptArgs")
+    kind = check_kind(spec)
+    if not kind:
+        raise ValidationError(
+            prefix + "Check",
+            "must define one of TTL, HTTP, TCP, UDP, GRPC, H2PING, Args or AliasService/Node",
+        )
+    for key in ("Interval", "Timeout", "TTL", "DeregisterCriticalServiceAfter"):
+        _duration(spec, key, prefix)
+    if kind not in ("ttl", "alias") and not spec.get("Interval"):
+        raise ValidationError(prefix + "Interval", f"required for a {kind} check")
+    status = _str(spec, "Status", prefix, "critical") or "critical"
+    if status not in STATUSES:
+        raise ValidationError(prefix + "Status", f"must be one of {', '.join(STATUSES[:3])}")
+    service_id = _str(spec, "ServiceID", prefix)
+    if service is not None:
+        service_id = service.id
+    check_id = _str(spec, "CheckID", prefix) or _str(spec, "ID", prefix)
+    name = _str(spec, "Name", prefix)
+    if not check_id:
+        if service is not None:
+            check_id = f"service:{service.id}" + (f":{index + 1}" if index else "")
+        else:
+            check_id = name
+    if not check_id:
+        raise ValidationError(prefix + "Name", "a check needs a Name or CheckID")
+    if not name:
+        name = f"Service '{service.service}' check" if service else check_id
+    check = HealthCheck(
+        check_id=check_id,
+        node=node,
+        name=name,
+        status=status,
+        notes=_str(spec, "Notes", prefix),
+        service_id=service_id,
+        service_name=service.service if service else "",
+        service_tags=service.tags if service else (),
+        type=kind,
+        interval=_str(spec, "Interval", prefix),
+        timeout=_str(spec, "Timeout", prefix),
+        definition={k: v for k, v in spec.items() if k not in ("Status", "Notes", "Name")},
+    )
+    return CheckDefinition(check, kind, spec)
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    service: ServiceInstance
+    checks: tuple[CheckDefinition, ...]
+    token: str = ""
+
+
+def parse_service(obj: Any, *, node: str) -> ServiceDefinition:
+    """A service definition with its checks. Raises ``ValidationError``."""
+    if not isinstance(obj, Mapping):
+        raise ValidationError("body", "a service definition must be an object")
+    spec = _canon(obj, _CANON_SERVICE, "")
+    name = _str(spec, "Name", "")
+    if not name:
+        raise ValidationError("Name", "missing service name")
+    if not _NAME_RE.match(name):
+        raise ValidationError("Name", f"invalid service name {name!r}")
+    sid = _str(spec, "ID", "") or name
+    port = spec.get("Port", 0) or 0
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValidationError("Port", f"must be an integer between 0 and 65535, got {port!r}")
+    tags = spec.get("Tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ValidationError("Tags", "must be a list of strings")
+    kind = _str(spec, "Kind", "")
+    if kind not in ("", "typical", "connect-proxy", "mesh-gateway", "ingress-gateway"):
+        raise ValidationError("Kind", f"unknown service kind {kind!r}")
+    for key in ("Namespace", "Partition"):
+        if _str(spec, key, "") not in ("", "default"):
+            raise ValidationError(key, "only the default namespace/partition exists")
+    weights = spec.get("Weights") or {}
+    if not isinstance(weights, Mapping):
+        raise ValidationError("Weights", "must be an object")
+    passing = int(weights.get("Passing", weights.get("passing", 1)))
+    warning = int(weights.get("Warning", weights.get("warning", 1)))
+    if passing < 1 or warning < 0:
+        raise ValidationError("Weights.Passing", "must be at least 1 (Warning at least 0)")
+    for key in ("Proxy", "Connect"):
+        if spec.get(key) is not None and not isinstance(spec[key], Mapping):
+            raise ValidationError(key, "must be an object")
+    svc = ServiceInstance(
+        service=name,
+        id=sid,
+        node=node,
+        kind="" if kind == "typical" else kind,
+        tags=tuple(tags),
+        address=_str(spec, "Address", ""),
+        port=port,
+        meta=_str_map(spec, "Meta", ""),
+        tagged_addresses=dict(spec.get("TaggedAddresses") or {}),
+        weights=Weights(passing, warning),
+        enable_tag_override=bool(spec.get("EnableTagOverride", False)),
+        proxy=dict(spec["Proxy"]) if spec.get("Proxy") else None,
+        connect=dict(spec["Connect"]) if spec.get("Connect") else None,
+    )
+    raw_checks: list[Any] = []
+    if spec.get("Check"):
+        raw_checks.append(spec["Check"])
+    extra = spec.get("Checks") or []
+    if not isinstance(extra, list):
+        raise ValidationError("Checks", "must be a list")
+    raw_checks.extend(extra)
+    checks = tuple(
+        parse_check(c, node=node, service=svc, prefix=f"Checks[{i}].", index=i)
+        for i, c in enumerate(raw_checks)
+    )
+    return ServiceDefinition(svc, checks, _str(spec, "Token", ""))
+
+
+def with_status(defn: CheckDefinition, status: str, output: str) -> CheckDefinition:
+    return replace(defn, check=replace(defn.check, status=status, output=output))

@@ -1,0 +1,110 @@
+"""Forming and joining a cluster without gossip.
+
+Every agent pings the addresses in ``retry_join`` (servers' RPC ports) until
+one answers. A server with no Raft state then either
+
+* asks the leader of an existing cluster to add it (``Operator.JoinServer``:
+  it enters as a non-voter and is promoted once caught up), or
+* with ``bootstrap_expect = N``, once it knows N servers of its datacenter
+  that have no state either, bootstraps Raft with exactly those N (sorted by
+  ID, so every one of them writes the same configuration).
+
+Client agents only need one reachable server; the pool then learns the rest
+from the Raft configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from raft.errors import ConfigChangeError
+from raft.types import Configuration
+from raft.types import Server as RaftServer
+
+from ..rpc import RPCClient, RPCError, RPCUnavailable
+
+log = logging.getLogger("meshd.join")
+
+
+@dataclass(frozen=True)
+class Peer:
+    node_id: str
+    node: str
+    datacenter: str
+    address: str
+    leader: str | None
+    bootstrapped: bool
+
+
+async def ping(rpc: RPCClient, address: str, timeout: float = 3.0) -> Peer | None:
+    try:
+        r: dict[str, Any] = await rpc.call(address, "Status.Ping", {}, timeout=timeout)
+    except (RPCUnavailable, RPCError, trio.TooSlowError) as exc:
+        log.debug("event=join_ping_failed address=%s reason=%s", address, exc)
+        return None
+    return Peer(
+        str(r["node_id"]),
+        str(r["node"]),
+        str(r["datacenter"]),
+        str(r["address"]),
+        r.get("leader") or None,
+        bool(r.get("bootstrapped")),
+    )
+
+
+def bootstrap_set(me: Peer, peers: Sequence[Peer], expect: int) -> Configuration | None:
+    """The configuration to bootstrap with, or None if not (yet) allowed:
+    every known server must be unbootstrapped and there must be ``expect``."""
+    if any(p.bootstrapped or p.leader for p in peers):
+        return None
+    unique = {p.node_id: p for p in (*peers, me)}
+    if len(unique) < expect:
+        return None
+    chosen = sorted(unique.values(), key=lambda p: p.node_id)[:expect]
+    if me.node_id not in {p.node_id for p in chosen}:
+        return None
+    return Configuration(tuple(RaftServer(p.node_id, p.address) for p in chosen))
+
+
+async def join_servers(rpc: RPCClient, addresses: Sequence[str], *, datacenter: str) -> list[Peer]:
+    """Ping every address; returns the servers of ``datacenter`` that answered."""
+    found: list[Peer] = []
+
+    async def one(addr: str) -> None:
+        peer = await ping(rpc, addr)
+        if peer is None:
+            return
+        if peer.datacenter != datacenter:
+            log.warning(
+                "event=join_wrong_datacenter address=%s theirs=%s ours=%s",
+                addr,
+                peer.datacenter,
+                datacenter,
+            )
+            return
+        found.append(peer)
+
+    async with trio.open_nursery() as nursery:
+        for addr in addresses:
+            nursery.start_soon(one, addr)
+    return found
+
+
+async def ask_leader_to_add(rpc: RPCClient, leader: str, node_id: str, address: str) -> bool:
+    try:
+        await rpc.call(
+            leader, "Operator.JoinServer", {"id": node_id, "address": address}, timeout=60
+        )
+        return True
+    except (RPCUnavailable, RPCError, trio.TooSlowError) as exc:
+        log.info("event=join_server_failed leader=%s reason=%s", leader, exc)
+        return False
+
+
+class NotBootstrappable(ConfigChangeError):
+    pass

@@ -1,0 +1,162 @@
+"""Every read the API can ask of a server, by name, as Consul JSON.
+
+A read is ``fn(store, ws, args) -> (index, json)``: it runs a registry query,
+registering watches in ``ws`` for blocking queries, and shapes the result the
+way Consul's endpoint answers. Servers run these locally for their own HTTP
+API and, by name, for client agents over RPC (``Registry.Read``), so a
+query's meaning lives in exactly one place. ``?filter=`` is applied here, on
+the server, as Consul does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from registry import queries as q
+from registry import shapes
+from registry.state.store import StateStore
+from registry.state.watch import WatchSet
+
+from ..filter import apply_filter
+
+JSON = Any
+ReadFn = Callable[[StateStore, WatchSet | None, Mapping[str, Any]], tuple[int, JSON]]
+
+
+class UnknownRead(KeyError):
+    """No read with that name exists (a client/server version mismatch)."""
+
+
+def _meta(args: Mapping[str, Any]) -> dict[str, str] | None:
+    meta = args.get("node_meta")
+    return dict(meta) if meta else None
+
+
+def _filtered(args: Mapping[str, Any], items: list[JSON]) -> list[JSON]:
+    expr = args.get("filter")
+    return apply_filter(items, expr) if expr else items
+
+
+def catalog_nodes(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    idx, nodes = q.catalog_nodes(store, ws, _meta(a))
+    return idx, _filtered(a, [shapes.node_json(n) for n in nodes])
+
+
+def catalog_services(
+    store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
+) -> tuple[int, JSON]:
+    return q.catalog_services(store, ws, _meta(a))
+
+
+def catalog_service(
+    store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
+) -> tuple[int, JSON]:
+    idx, rows = q.catalog_service_nodes(store, ws, a["name"], a.get("tags", ()), _meta(a))
+    return idx, _filtered(a, [shapes.service_node_json(r) for r in rows])
+
+
+def catalog_connect(
+    store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
+) -> tuple[int, JSON]:
+    idx, rows = q.catalog_connect_service_nodes(store, ws, a["name"])
+    return idx, _filtered(a, [shapes.service_node_json(r) for r in rows])
+
+
+def catalog_node(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    idx, ns = q.catalog_node(store, ws, a["name"])
+    return idx, None if ns is None else shapes.node_services_json(ns)
+
+
+def catalog_node_services(
+    store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
+) -> tuple[int, JSON]:
+    idx, ns = q.catalog_node(store, ws, a["name"])
+    return idx, None if ns is None else shapes.node_services_list_json(ns)
+
+
+def health_node(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    idx, checks = q.health_node_checks(store, ws, a["name"])
+    return idx, _filtered(a, [shapes.check_json(c) for c in checks])
+
+
+def health_checks(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    idx, checks = q.health_service_checks(store, ws, a["name"], _meta(a))
+    return idx, _filtered(a, [shapes.check_json(c) for c in checks])
+
+
+def health_service(
+    store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
+) -> tuple[int, JSON]:
+    fn = q.health_connect_service_nodes if a.get("connect") else q.health_service_nodes
+    idx, rows = fn(store, ws, a["name"], bool(a.get("passing")), a.get("tags", ()), _meta(a))
+    return idx, _filtered(a, [shapes.check_service_node_json(r) for r in rows])
+
+
+def health_state(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    idx, checks = q.health_checks_in_state(store, ws, a["state"], _meta(a))
+    return idx, _filtered(a, [shapes.check_json(c) for c in checks])
+
+
+def kv_get(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    idx, entry = q.kv_get(store, ws, a["key"])
+    return idx, None if entry is None else [shapes.kv_json(entry)]
+
+
+def kv_list(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    idx, entries = q.kv_list(store, ws, a["key"])
+    return idx, _filtered(a, [shapes.kv_json(e) for e in entries]) or None
+
+
+def kv_keys(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    idx, keys = q.kv_keys(store, ws, a["key"], a.get("separator", ""))
+    return idx, keys or None
+
+
+def session_info(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    idx, s = q.session_info(store, ws, a["id"])
+    return idx, [] if s is None else [shapes.session_json(s)]
+
+
+def session_node(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    idx, sessions = q.session_node(store, ws, a["name"])
+    return idx, _filtered(a, [shapes.session_json(s) for s in sessions])
+
+
+def session_list(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    idx, sessions = q.session_list(store, ws)
+    return idx, _filtered(a, [shapes.session_json(s) for s in sessions])
+
+
+def ca_roots(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    idx, roots = q.ca_roots(store, ws)
+    return idx, shapes.ca_roots_json(roots)
+
+
+READS: dict[str, ReadFn] = {
+    "catalog.nodes": catalog_nodes,
+    "catalog.services": catalog_services,
+    "catalog.service": catalog_service,
+    "catalog.connect": catalog_connect,
+    "catalog.node": catalog_node,
+    "catalog.node_services": catalog_node_services,
+    "health.node": health_node,
+    "health.checks": health_checks,
+    "health.service": health_service,
+    "health.state": health_state,
+    "kv.get": kv_get,
+    "kv.list": kv_list,
+    "kv.keys": kv_keys,
+    "session.info": session_info,
+    "session.node": session_node,
+    "session.list": session_list,
+    "ca.roots": ca_roots,
+}
+
+
+def lookup(name: str) -> ReadFn:
+    """The read called ``name``; raises ``UnknownRead``."""
+    try:
+        return READS[name]
+    except KeyError:
+        raise UnknownRead(name) from None

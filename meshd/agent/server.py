@@ -1,0 +1,337 @@
+"""The server role: Raft over mTLS, the registry FSM, and RPC for agents.
+
+Writes are applied through Raft on the leader; a server that is not the
+leader forwards them there itself (one hop) and, while no leader is known,
+holds the request for up to ``rpc_hold_timeout`` before answering "No
+cluster leader" (Consul's behaviour during elections). Reads honour Consul's
+consistency modes: ``default`` is answered by the leader while its lease
+holds, ``consistent`` after a ReadIndex round, ``stale`` by any server.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from raft.errors import NotLeaderError, ProposalDroppedError, RaftError
+from raft.node import NodeConfig, RaftNode
+from raft.storage import Storage
+from raft.transport import PeerInfo, Transport
+from raft.types import Configuration, Role
+from registry.blocking import wait_for_change
+from registry.commands import Command, encode_command
+from registry.errors import ValidationError
+from registry.fsm import RegistryFSM
+
+from ..errors import NoLeaderError, RemoteError
+from ..filter import FilterError
+from ..http.errors import BadRequest
+from ..rpc import RPC_KIND, RPCClient, RPCError, RPCServer, RPCUnavailable
+from .reads import UnknownRead, lookup
+from .wire import ReadOptions, ReadResult, WriteResult
+
+log = logging.getLogger("meshd.server")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    node_id: str
+    node_name: str
+    datacenter: str
+    domain: str
+    bind: tuple[str, int]
+    advertise: str  # host:port other servers and agents dial
+    tick_interval: float = 0.1
+    election_ticks: int = 10
+    snapshot_threshold: int = 16384
+    trailing_logs: int = 10240
+    rpc_hold_timeout: float = 7.0
+
+    @property
+    def server_name(self) -> str:
+        return f"server.{self.datacenter}.{self.domain}"
+
+
+class Server:
+    """One meshd server. Start with ``await nursery.start(server.run)``."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        storage: Storage,
+        server_ssl: ssl.SSLContext,
+        client_ssl: ssl.SSLContext,
+        *,
+        bootstrap: Configuration | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.rng = rng or random.Random()
+        self.fsm = RegistryFSM()
+        self.transport = Transport(
+            settings.node_id,
+            settings.bind,
+            server_ssl,
+            client_ssl,
+            server_name=settings.server_name,
+            rng=self.rng,
+        )
+        self.rpc = RPCServer()
+        self.transport.register_handler(RPC_KIND, self.rpc.handle)
+        self._client_ssl = client_ssl
+        self.node = RaftNode(
+            NodeConfig(
+                id=settings.node_id,
+                address=settings.advertise,
+                tick_interval=settings.tick_interval,
+                election_ticks=settings.election_ticks,
+                snapshot_threshold=settings.snapshot_threshold,
+                trailing_logs=settings.trailing_logs,
+            ),
+            storage,
+            self.fsm,
+            self.transport,
+            rng=self.rng,
+            bootstrap=bootstrap,
+        )
+        self.rpc_client: RPCClient | None = None
+        self.bound: tuple[str, int] | None = None
+        self._register_rpc()
+
+    @property
+    def store(self) -> Any:
+        return self.fsm.store
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen on the RPC/Raft port, run Raft; ``started()`` once listening
+        and the Raft node is running (not necessarily with a leader)."""
+        async with trio.open_nursery() as nursery:
+            self.rpc_client = RPCClient(
+                nursery,
+                self._client_ssl,
+                server_name=self.settings.server_name,
+                local_id=self.settings.node_id,
+            )
+            self.bound = await nursery.start(self.transport.serve)
+            await nursery.start(self.node.run)
+            log.info(
+                "event=server_started node=%s id=%s rpc=%s",
+                self.settings.node_name,
+                self.settings.node_id,
+                self.settings.advertise,
+            )
+            task_status.started()
+
+    # ------------------------------------------------------------ leader
+
+    def is_leader(self) -> bool:
+        return self.node.is_leader()
+
+    def leader_address(self) -> str | None:
+        return self.node.leader()[1]
+
+    async def _wait_for_leader(self, deadline: float) -> str:
+        """The leader's address, waiting (until ``deadline``, trio time) for an
+        election to finish. Raises ``NoLeaderError``."""
+        while True:
+            addr = self.leader_address()
+            if addr is not None:
+                return addr
+            remaining = deadline - trio.current_time()
+            if remaining <= 0:
+                raise NoLeaderError()
+            await self.node.wait_state_change(min(remaining, 0.25))
+
+    # ------------------------------------------------------------- writes
+
+    async def write(self, cmd: Command) -> WriteResult:
+        """Validate and apply ``cmd`` through Raft (forwarding to the leader).
+
+        Raises ``ValidationError`` for a bad command and ``NoLeaderError`` when
+        no leader emerged within the hold timeout.
+        """
+        cmd.validate()
+        return await self.write_encoded(encode_command(cmd))
+
+    async def write_encoded(self, data: bytes) -> WriteResult:
+        deadline = trio.current_time() + self.settings.rpc_hold_timeout
+        while True:
+            if self.is_leader():
+                try:
+                    result = await self.node.apply(data)
+                    return WriteResult.from_result(result, self.node.applied_index)
+                except NotLeaderError:
+                    pass
+                except ProposalDroppedError:
+                    # Leadership moved while in flight: Consul reports the
+                    # same ambiguity as an error the client may retry.
+                    await trio.sleep(0.01)
+            addr = await self._wait_for_leader(deadline)
+            if addr == self.settings.advertise:
+                await self.node.wait_state_change(0.05)
+                continue
+            try:
+                return await self._forward_write(addr, data)
+            except RPCUnavailable:
+                if trio.current_time() >= deadline:
+                    raise NoLeaderError() from None
+                await self.node.wait_state_change(0.1)
+
+    async def _forward_write(self, addr: str, data: bytes) -> WriteResult:
+        assert self.rpc_client is not None
+        try:
+            resp = await self.rpc_client.call(addr, "Registry.Apply", {"cmd": data, "fwd": True})
+        except RPCError as exc:
+            raise error_from_rpc(exc) from None
+        return WriteResult.from_wire(resp)
+
+    # -------------------------------------------------------------- reads
+
+    async def read(self, name: str, args: Mapping[str, Any], opts: ReadOptions) -> ReadResult:
+        """Run the read ``name`` with Consul's consistency and blocking rules.
+
+        Raises ``UnknownRead``, ``NoLeaderError``, or ``FilterError`` for a bad
+        ``filter`` argument.
+        """
+        fn = lookup(name)
+        if opts.consistency != "stale":
+            if not self.is_leader():
+                return await self._forward_read(name, args, opts)
+            try:
+                await self.node.read_barrier(allow_lease=opts.consistency == "default")
+            except NotLeaderError:
+                return await self._forward_read(name, args, opts)
+            except ProposalDroppedError as exc:
+                raise NoLeaderError(f"No cluster leader ({exc})") from exc
+        if opts.index > 0:
+            wait = opts.wait
+            idx, value = await wait_for_change(
+                lambda ws: fn(self.store, ws, args), opts.index, wait, rng=self.rng
+            )
+        else:
+            idx, value = fn(self.store, None, args)
+        return ReadResult(value, idx, *self._leader_meta(opts.consistency))
+
+    def _leader_meta(self, consistency: str) -> tuple[bool, float, str]:
+        contact = self.node.status().last_contact
+        known = self.leader_address() is not None
+        effective = {"default": "leader", "consistent": "consistent"}.get(consistency, "stale")
+        return known, 0.0 if contact is None else contact, effective
+
+    async def _forward_read(
+        self, name: str, args: Mapping[str, Any], opts: ReadOptions
+    ) -> ReadResult:
+        assert self.rpc_client is not None
+        deadline = trio.current_time() + self.settings.rpc_hold_timeout
+        addr = await self._wait_for_leader(deadline)
+        timeout = opts.wait + 30 if opts.index else 30
+        try:
+            resp = await self.rpc_client.call(
+                addr,
+                "Registry.Read",
+                {"name": name, "args": dict(args), "opts": opts.to_wire(), "fwd": True},
+                timeout=timeout,
+            )
+        except RPCUnavailable as exc:
+            raise NoLeaderError(f"No cluster leader (leader unreachable: {exc.message})") from exc
+        except RPCError as exc:
+            raise error_from_rpc(exc) from None
+        return ReadResult.from_wire(resp)
+
+    # ---------------------------------------------------------------- rpc
+
+    def _register_rpc(self) -> None:
+        r = self.rpc
+        r.register("Status.Ping", self._rpc_ping)
+        r.register("Status.Leader", self._rpc_leader)
+        r.register("Status.Peers", self._rpc_peers)
+        r.register("Registry.Apply", self._rpc_apply)
+        r.register("Registry.Read", self._rpc_read, blocking=True)
+        r.register("Operator.JoinServer", self._rpc_join_server)
+        r.add_error_mapper(_to_rpc)
+
+    async def _rpc_ping(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
+        st = self.node.status()
+        return {
+            "node_id": self.settings.node_id,
+            "node": self.settings.node_name,
+            "datacenter": self.settings.datacenter,
+            "server": True,
+            "address": self.settings.advertise,
+            "leader": self.leader_address(),
+            "bootstrapped": bool(st.core.configuration.servers) or st.core.last_index > 0,
+            "time": time.time(),
+        }
+
+    async def _rpc_leader(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
+        return self.leader_address() or ""
+
+    async def _rpc_peers(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
+        conf = self.node.core.configuration
+        return [s.address for s in conf.servers]
+
+    async def _rpc_apply(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
+        data = args.get("cmd")
+        if not isinstance(data, bytes):
+            raise RPCError("BadRequest", "cmd: expected bytes")
+        if args.get("fwd") and not self.is_leader():
+            # Forwarded once already: answer with the leader instead of hopping again.
+            raise RPCError("NotLeader", "not the leader", {"leader": self.leader_address()})
+        result = await self.write_encoded(data)
+        return result.to_wire()
+
+    async def _rpc_read(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
+        try:
+            opts = ReadOptions.from_wire(args.get("opts") or {})
+        except (ValueError, TypeError) as exc:
+            raise RPCError("BadRequest", f"opts: {exc}") from None
+        if args.get("fwd") and opts.consistency != "stale" and not self.is_leader():
+            raise RPCError("NotLeader", "not the leader", {"leader": self.leader_address()})
+        result = await self.read(str(args.get("name")), args.get("args") or {}, opts)
+        return result.to_wire()
+
+    async def _rpc_join_server(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
+        if not self.is_leader():
+            raise RPCError("NotLeader", "not the leader", {"leader": self.leader_address()})
+        server_id, address = str(args["id"]), str(args["address"])
+        await self.node.add_voter(server_id, address)
+        log.info("event=server_joined id=%s address=%s", server_id, address)
+        return {"ok": True}
+
+    def role(self) -> Role:
+        return self.node.core.role
+
+
+def _to_rpc(exc: BaseException) -> RPCError | None:
+    """Map a handler's exception to the RPC error the caller will re-raise."""
+    if isinstance(exc, ValidationError):
+        return RPCError("Validation", exc.message, {"field": exc.field})
+    if isinstance(exc, NoLeaderError):
+        return RPCError("NoLeader", str(exc))
+    if isinstance(exc, UnknownRead):
+        return RPCError("UnknownMethod", f"unknown read {exc.args[0]!r}")
+    if isinstance(exc, NotLeaderError):
+        return RPCError("NotLeader", str(exc), {"leader": exc.leader_addr})
+    if isinstance(exc, RaftError):
+        return RPCError("Internal", str(exc))
+    if isinstance(exc, FilterError):
+        return RPCError("BadRequest", str(exc), {"field": "filter"})
+    return None
+
+
+def error_from_rpc(exc: RPCError) -> Exception:
+    """The local exception for an error a server answered."""
+    if exc.code == "Validation":
+        return ValidationError(str(exc.details.get("field", "")), exc.message)
+    if exc.code in ("NoLeader", "NotLeader"):
+        return NoLeaderError()
+    if exc.code == "BadRequest" and exc.details.get("field") == "filter":
+        return BadRequest(exc.message, field="filter")
+    return RemoteError(exc.code, exc.message)

@@ -1,0 +1,209 @@
+"""Anti-entropy: make the catalog's view of this node match the local state.
+
+Changes are pushed as they happen (batched for ``batch_delay``), and a full
+comparison runs every ``interval`` and after every failure, repairing
+whatever a server lost or someone changed through the catalog API. Only
+differences are written, so a steady cluster costs no Raft writes here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import trio
+
+from registry import shapes
+from registry.commands import Command, DeregisterRequest, RegisterRequest
+from registry.records import HealthCheck, ServiceInstance
+
+from ..errors import MeshdError
+from .local import LocalState
+from .wire import ReadOptions, ReadResult, WriteResult
+
+log = logging.getLogger("meshd.sync")
+SERF_HEALTH = "serfHealth"
+_IGNORED = ("CreateIndex", "ModifyIndex")
+
+
+class Backend(Protocol):
+    async def write(self, cmd: Command) -> WriteResult: ...
+    async def read(self, name: str, args: Mapping[str, Any], opts: ReadOptions) -> ReadResult: ...
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    id: str
+    address: str
+    datacenter: str
+    tagged_addresses: Mapping[str, str]
+    meta: Mapping[str, str]
+
+
+def _strip(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in _IGNORED}
+
+
+def scaled_interval(base: float, nodes: int) -> float:
+    """Consul's anti-entropy scaling (agent/ae ``scaleFactor``): up to 128
+    nodes the base interval, then one more multiple per doubling, so that a
+    large cluster's servers see a bounded rate of full syncs."""
+    if nodes <= 128:
+        return base
+    return base * (math.ceil(math.log2(nodes) - math.log2(128)) + 1)
+
+
+class AntiEntropy:
+    def __init__(
+        self,
+        local: LocalState,
+        backend: Backend,
+        node: NodeInfo,
+        *,
+        interval: float = 60.0,
+        batch_delay: float = 0.02,
+        rng: random.Random | None = None,
+        cluster_size: Callable[[], int] = lambda: 1,
+    ) -> None:
+        self.local = local
+        self.backend = backend
+        self.node = node
+        self.interval = interval
+        self.batch_delay = batch_delay
+        self.rng = rng or random.Random()
+        self.cluster_size = cluster_size
+        self.synced_version = -1
+        self.last_full_sync: float | None = None
+        self.syncs = 0
+        self.in_sync = trio.Event()
+        self._kick = trio.Event()
+
+    def trigger_full(self) -> None:
+        """Run a full sync now (after a reconnect or a reload)."""
+        self.synced_version = -1
+        self._kick.set()
+
+    async def run(self) -> None:
+        """Sync until cancelled; never raises for a server being unreachable."""
+        next_full = 0.0
+        backoff = 0.5
+        while True:
+            now = trio.current_time()
+            full = now >= next_full or self.synced_version < 0
+            try:
+                await self.sync(full=full)
+                backoff = 0.5
+                if full:
+                    jitter = self.rng.uniform(0, 0.1)
+                    base = scaled_interval(self.interval, self.cluster_size())
+                    next_full = trio.current_time() + base * (1 + jitter)
+            except (MeshdError, trio.TooSlowError, OSError) as exc:
+                log.warning("event=sync_failed reason=%s retry_in=%.1fs", exc, backoff)
+                self.synced_version = -1
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 15.0)
+                continue
+            with trio.move_on_at(next_full):
+                while self.local.version == self.synced_version and not self._kick.is_set():
+                    await self.local.wait_changed()
+                self._kick = trio.Event()
+                await trio.sleep(self.batch_delay)  # let a burst of changes land together
+
+    async def sync(self, *, full: bool) -> int:
+        """One pass; returns how many writes it made. Raises on failure."""
+        version = self.local.version
+        writes = 0
+        catalog = await self._catalog_view()
+        node_json, services, checks = catalog
+        if node_json is None or not self._node_matches(node_json):
+            await self._write(self._register_node())
+            writes += 1
+        for sid, defn in list(self.local.services.items()):
+            want = _strip(shapes.service_json(defn.service))
+            have = services.pop(sid, None)
+            local_checks = self.local.service_checks(sid)
+            checks_ok = all(
+                _strip(shapes.check_json(c)) == _strip(checks.get(c.check_id, {}))
+                for c in local_checks
+            )
+            if have is None or _strip(have) != want or not checks_ok:
+                await self._write(self._register_service(defn.service, local_checks))
+                writes += 1
+            for c in local_checks:
+                checks.pop(c.check_id, None)
+        for c in self.local.node_checks():
+            have_check = checks.pop(c.check_id, None)
+            if have_check is None or _strip(have_check) != _strip(shapes.check_json(c)):
+                await self._write(self._register_check(c))
+                writes += 1
+        for sid in services:
+            await self._write(
+                DeregisterRequest(node=self.node.name, service_id=sid, now=time.time())
+            )
+            writes += 1
+        for cid, have_check in checks.items():
+            if cid == SERF_HEALTH or have_check.get("ServiceID") in services:
+                continue
+            await self._write(DeregisterRequest(node=self.node.name, check_id=cid, now=time.time()))
+            writes += 1
+        self.synced_version = version
+        self.syncs += 1
+        if full:
+            self.last_full_sync = time.time()
+        self.in_sync.set()
+        if writes:
+            log.info("event=sync_done writes=%d full=%s", writes, full)
+        return writes
+
+    async def _catalog_view(
+        self,
+    ) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]:
+        opts = ReadOptions(consistency="stale")
+        res = await self.backend.read("catalog.node", {"name": self.node.name}, opts)
+        if res.value is None:
+            return None, {}, {}
+        services = dict(res.value.get("Services") or {})
+        res_checks = await self.backend.read("health.node", {"name": self.node.name}, opts)
+        checks = {c["CheckID"]: c for c in res_checks.value or []}
+        return res.value.get("Node"), services, checks
+
+    def _node_matches(self, node_json: Mapping[str, Any]) -> bool:
+        n = self.node
+        return (
+            node_json.get("ID") == n.id
+            and node_json.get("Address") == n.address
+            and dict(node_json.get("TaggedAddresses") or {}) == dict(n.tagged_addresses)
+            and dict(node_json.get("Meta") or {}) == dict(n.meta)
+        )
+
+    def _base(self) -> dict[str, Any]:
+        n = self.node
+        return {
+            "node": n.name,
+            "id": n.id,
+            "address": n.address,
+            "datacenter": n.datacenter,
+            "tagged_addresses": dict(n.tagged_addresses),
+            "node_meta": dict(n.meta),
+            "now": time.time(),
+        }
+
+    def _register_node(self) -> RegisterRequest:
+        return RegisterRequest(**self._base())
+
+    def _register_service(self, svc: ServiceInstance, checks: list[HealthCheck]) -> RegisterRequest:
+        return RegisterRequest(**self._base(), service=svc, checks=tuple(checks))
+
+    def _register_check(self, check: HealthCheck) -> RegisterRequest:
+        return RegisterRequest(**self._base(), checks=(check,))
+
+    async def _write(self, cmd: Command) -> None:
+        result = await self.backend.write(cmd)
+        if not result.ok:
+            raise MeshdError(f"catalog write refused: {result.error}: {result.message}")

@@ -1,0 +1,202 @@
+"""/v1/catalog/* (https://developer.hashicorp.com/consul/api-docs/catalog)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from registry.commands import DeregisterRequest, RegisterRequest
+from registry.errors import ValidationError
+from registry.records import HealthCheck, ServiceInstance
+
+from ..agent.definitions import parse_service
+from ..http import QueryOptions, Request, Response, Router, decode_json_body
+from .common import NULL, check_dc, read_json
+
+if TYPE_CHECKING:
+    from ..agent.agent import Agent
+
+REGISTER_FIELDS = (
+    "ID",
+    "Node",
+    "Address",
+    "Datacenter",
+    "TaggedAddresses",
+    "NodeMeta",
+    "Service",
+    "Check",
+    "Checks",
+    "SkipNodeUpdate",
+    "Namespace",
+    "Partition",
+    "Locality",
+)
+DEREGISTER_FIELDS = ("Node", "Datacenter", "CheckID", "ServiceID", "Namespace", "Partition")
+
+
+def _str_map(body: Mapping[str, Any], key: str) -> dict[str, str]:
+    value = body.get(key) or {}
+    if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+        raise ValidationError(key, "must be an object of strings")
+    return dict(value)
+
+
+def _service(body: Mapping[str, Any], node: str) -> ServiceInstance | None:
+    raw = body.get("Service")
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise ValidationError("Service", "must be an object")
+    spec = {("Name" if k.lower() == "service" else k): v for k, v in raw.items()}
+    return parse_service(spec, node=node).service
+
+
+def register_request(body: Mapping[str, Any], datacenter: str = "") -> RegisterRequest:
+    """Consul's catalog RegisterRequest JSON as a registry command."""
+    node = body.get("Node")
+    if not isinstance(node, str) or not node:
+        raise ValidationError("Node", "Must provide node")
+    address = body.get("Address", "")
+    if not isinstance(address, str) or not address:
+        raise ValidationError("Address", "Must provide address if SkipNodeUpdate is not set")
+    svc = _service(body, node)
+    raw_checks: list[Any] = []
+    if body.get("Check"):
+        raw_checks.append(body["Check"])
+    raw_checks.extend(body.get("Checks") or [])
+    checks = []
+    for i, raw in enumerate(raw_checks):
+        if not isinstance(raw, Mapping):
+            raise ValidationError(f"Checks[{i}]", "must be an object")
+        checks.append(_catalog_check(raw, node, svc, i))
+    return RegisterRequest(
+        node=node,
+        id=str(body.get("ID") or ""),
+        address=address,
+        datacenter=str(body.get("Datacenter") or datacenter),
+        tagged_addresses=_str_map(body, "TaggedAddresses"),
+        node_meta=_str_map(body, "NodeMeta"),
+        service=svc,
+        checks=tuple(checks),
+        skip_node_update=bool(body.get("SkipNodeUpdate", False)),
+        now=time.time(),
+    )
+
+
+def _catalog_check(
+    raw: Mapping[str, Any], node: str, svc: ServiceInstance | None, i: int
+) -> HealthCheck:
+    """Catalog checks are records only (no Interval/TTL needed): Consul
+    stores whatever status the caller sends; an agent does not run them."""
+
+    def s(key: str, default: str = "") -> str:
+        value = raw.get(key, default)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise ValidationError(f"Checks[{i}].{key}", "must be a string")
+        return value
+
+    check_id = s("CheckID") or s("ID") or s("Name")
+    if not check_id:
+        raise ValidationError(f"Checks[{i}].CheckID", "a check needs a CheckID or Name")
+    status = s("Status", "critical") or "critical"
+    if status not in ("passing", "warning", "critical"):
+        raise ValidationError(f"Checks[{i}].Status", f"invalid check status {status!r}")
+    service_id = s("ServiceID")
+    definition = raw.get("Definition") or {}
+    if not isinstance(definition, Mapping):
+        raise ValidationError(f"Checks[{i}].Definition", "must be an object")
+    return HealthCheck(
+        check_id=check_id,
+        node=node,
+        name=s("Name") or check_id,
+        status=status,
+        notes=s("Notes"),
+        output=s("Output"),
+        # Consul attaches a check to the registration's service only when
+        # ServiceID names it; otherwise it is a node-level check.
+        service_id=service_id,
+        type=s("Type"),
+        definition=dict(definition),
+    )
+
+
+def register(router: Router, agent: Agent) -> None:
+    async def do_register(req: Request) -> Response:
+        body = decode_json_body(req, fields=REGISTER_FIELDS)
+        check_dc(agent, QueryOptions.from_request(req))
+        result = await agent.write(register_request(body, agent.datacenter))
+        if not result.ok:
+            raise ValidationError(result.error or "", result.message)
+        return Response.json(True)
+
+    async def do_deregister(req: Request) -> Response:
+        body = decode_json_body(req, fields=DEREGISTER_FIELDS)
+        node = body.get("Node")
+        if not isinstance(node, str) or not node:
+            raise ValidationError("Node", "Must provide node")
+        cmd = DeregisterRequest(
+            node=node,
+            service_id=str(body.get("ServiceID") or ""),
+            check_id=str(body.get("CheckID") or ""),
+            now=time.time(),
+        )
+        result = await agent.write(cmd)
+        if not result.ok and result.error not in (None, "not_found"):
+            raise ValidationError(result.error or "", result.message)
+        return Response.json(True)
+
+    async def datacenters(req: Request) -> Response:
+        return Response.json([agent.datacenter], pretty=QueryOptions.from_request(req).pretty)
+
+    async def nodes(req: Request) -> Response:
+        opts = QueryOptions.from_request(req)
+        return await read_json(
+            agent, req, "catalog.nodes", {"node_meta": dict(opts.node_meta)}, empty=[]
+        )
+
+    async def services(req: Request) -> Response:
+        opts = QueryOptions.from_request(req)
+        return await read_json(
+            agent, req, "catalog.services", {"node_meta": dict(opts.node_meta)}, empty={}
+        )
+
+    async def service(req: Request) -> Response:
+        name = req.path_params["service"]
+        if not name:
+            raise ValidationError("service", "Missing service name")
+        opts = QueryOptions.from_request(req)
+        args = {"name": name, "tags": list(opts.tags), "node_meta": dict(opts.node_meta)}
+        return await read_json(agent, req, "catalog.service", args, empty=[])
+
+    async def connect(req: Request) -> Response:
+        name = req.path_params["service"]
+        if not name:
+            raise ValidationError("service", "Missing service name")
+        return await read_json(agent, req, "catalog.connect", {"name": name}, empty=[])
+
+    async def node(req: Request) -> Response:
+        name = req.path_params["node"]
+        if not name:
+            raise ValidationError("node", "Missing node name")
+        return await read_json(agent, req, "catalog.node", {"name": name}, empty=NULL)
+
+    async def node_services(req: Request) -> Response:
+        name = req.path_params["node"]
+        if not name:
+            raise ValidationError("node", "Missing node name")
+        return await read_json(agent, req, "catalog.node_services", {"name": name}, empty=NULL)
+
+    router.add("PUT", "/v1/catalog/register", do_register, name="catalog.register")
+    router.add("PUT", "/v1/catalog/deregister", do_deregister, name="catalog.deregister")
+    router.add("GET", "/v1/catalog/datacenters", datacenters, name="catalog.datacenters")
+    router.add("GET", "/v1/catalog/nodes", nodes, name="catalog.nodes")
+    router.add("GET", "/v1/catalog/services", services, name="catalog.services")
+    router.add("GET", "/v1/catalog/service/:service", service, name="catalog.service")
+    router.add("GET", "/v1/catalog/connect/:service", connect, name="catalog.connect")
+    router.add("GET", "/v1/catalog/node/:node", node, name="catalog.node")
+    router.add(
+        "GET", "/v1/catalog/node-services/:node", node_services, name="catalog.node_services"
+    )

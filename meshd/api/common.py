@@ -1,0 +1,112 @@
+"""Pieces every API module uses: blocking reads with Consul's headers, the
+datacenter check, and the mapping of agent and registry errors to HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from registry.errors import (
+    CASConflict,
+    ConflictError,
+    NotFoundError,
+    RegistryError,
+    ValidationError,
+)
+
+from ..agent.reads import UnknownRead
+from ..agent.wire import ReadOptions, ReadResult
+from ..errors import NoLeaderError, NoServersError, RemoteError
+from ..filter import FilterError
+from ..http import (
+    BadRequest,
+    ErrorMapping,
+    QueryMeta,
+    QueryOptions,
+    Request,
+    Response,
+)
+
+if TYPE_CHECKING:
+    from ..agent.agent import Agent
+
+
+NULL: Any = object()  # read_json(empty=NULL): a missing object is JSON null with 200
+
+
+def read_options(opts: QueryOptions) -> ReadOptions:
+    return ReadOptions(opts.index, opts.wait, opts.consistency, opts.max_stale)
+
+
+def check_dc(agent: Agent, opts: QueryOptions) -> None:
+    """Only the local datacenter exists (no WAN federation yet)."""
+    if opts.dc and opts.dc != agent.datacenter:
+        raise BadRequest(f"No path to datacenter: {opts.dc!r} is not {agent.datacenter!r}")
+
+
+async def read(
+    agent: Agent, req: Request, name: str, args: Mapping[str, Any]
+) -> tuple[ReadResult, QueryOptions]:
+    """Run the registry read ``name`` with the request's query options
+    (``?index``/``?wait`` blocking, consistency, ``?filter``)."""
+    opts = QueryOptions.from_request(req)
+    check_dc(agent, opts)
+    full = dict(args)
+    if opts.filter:
+        full["filter"] = opts.filter
+    result = await agent.read(name, full, read_options(opts))
+    return result, opts
+
+
+def json_response(
+    value: Any, result: ReadResult, opts: QueryOptions, status: int = 200
+) -> Response:
+    """``value`` as JSON with the X-Consul-* headers of ``result``."""
+    resp = Response.json(value, status=status, pretty=opts.pretty)
+    meta = QueryMeta(
+        index=result.index,
+        known_leader=result.known_leader,
+        last_contact=result.last_contact,
+        effective_consistency=result.consistency,
+    )
+    return meta.apply_headers(resp)
+
+
+async def read_json(
+    agent: Agent, req: Request, name: str, args: Mapping[str, Any], *, empty: Any = None
+) -> Response:
+    """A read answered as JSON; a None result becomes ``empty`` (Consul sends
+    ``[]`` for empty lists and 404 for a missing single object)."""
+    result, opts = await read(agent, req, name, args)
+    value = result.value
+    if value is None:
+        if empty is None:
+            return _not_found(result, opts)
+        value = None if empty is NULL else empty
+    return json_response(value, result, opts)
+
+
+def _not_found(result: ReadResult, opts: QueryOptions) -> Response:
+    resp = Response.text("", status=404)
+    return QueryMeta(
+        index=result.index,
+        known_leader=result.known_leader,
+        last_contact=result.last_contact,
+        effective_consistency=result.consistency,
+    ).apply_headers(resp)
+
+
+def error_mapping() -> ErrorMapping:
+    """Agent, registry and filter errors as Consul answers them."""
+    m = ErrorMapping()
+    m.register(ValidationError, lambda e: Response.text(f"Invalid request: {e}", status=400))
+    m.register(FilterError, lambda e: Response.text(str(e), status=400))
+    m.register(NotFoundError, lambda e: Response.text(str(e), status=404))
+    m.register(CASConflict, lambda e: Response.text(str(e), status=409))
+    m.register(ConflictError, lambda e: Response.text(str(e), status=409))
+    m.register(RegistryError, lambda e: Response.text(str(e), status=400))
+    m.register(NoLeaderError, lambda e: Response.text("No cluster leader", status=500))
+    m.register(NoServersError, lambda e: Response.text(str(e), status=500))
+    m.register(RemoteError, lambda e: Response.text(e.message, status=500))
+    m.register(UnknownRead, lambda e: Response.text("unknown read", status=500))
+    return m

@@ -1,0 +1,109 @@
+"""Real agents for API tests: in-process dev agents on free loopback ports,
+and a small HTTP client (http.client in a worker thread, so the agent's trio
+loop keeps running while a request blocks)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from meshd.agent.agent import Agent
+from meshd.config import load_config
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class HTTPResult:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+
+class APIClient:
+    def __init__(self, host: str, port: int, token: str = "") -> None:
+        self.host, self.port, self.token = host, port, token
+
+    def _do(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str], timeout: float
+    ) -> HTTPResult:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            hdrs = dict(headers)
+            if self.token:
+                hdrs.setdefault("X-Consul-Token", self.token)
+            conn.request(method, path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            return HTTPResult(
+                resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+            )
+        finally:
+            conn.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30,
+    ) -> HTTPResult:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        return await trio.to_thread.run_sync(
+            self._do, method, path, data, headers or {}, timeout, abandon_on_cancel=True
+        )
+
+    async def get(self, path: str, **kw: Any) -> HTTPResult:
+        return await self.request("GET", path, **kw)
+
+    async def put(self, path: str, body: Any = None, **kw: Any) -> HTTPResult:
+        return await self.request("PUT", path, body, **kw)
+
+    async def delete(self, path: str, **kw: Any) -> HTTPResult:
+        return await self.request("DELETE", path, **kw)
+
+
+def dev_flags(**overrides: Any) -> dict[str, Any]:
+    flags: dict[str, Any] = {
+        "http_port": free_port(),
+        "dns_port": free_port(),
+        "server_port": free_port(),
+        "node": "dev-node",
+    }
+    flags.update(overrides)
+    return flags
+
+
+@asynccontextmanager
+async def dev_agent(
+    *, files: list[str] | None = None, **flags: Any
+) -> AsyncIterator[tuple[Agent, APIClient]]:
+    """A running ``--dev`` agent (leader elected, API answering) and a client."""
+    config, _ = load_config(files or [], [], dev_flags(**flags), dev=True)
+    agent = Agent(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(agent.run)
+        host, port = agent.http_addresses[0]
+        yield agent, APIClient(host, port)
+        nursery.cancel_scope.cancel()
