@@ -5,21 +5,33 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..http import App, Router
-from . import catalog
+from . import (
+    agent,
+    catalog,
+    coordinate,
+    event,
+    health,
+    kv,
+    operator,
+    session,
+    snapshot,
+    status,
+    txn,
+)
 from .common import error_mapping
 
 if TYPE_CHECKING:
     from ..agent.agent import Agent
 
-MODULES = [catalog]
+MODULES = [agent, catalog, coordinate, event, health, kv, operator, session, snapshot, status, txn]
 
 
-def build_router(agent: Agent) -> Router:
+def build_router(agent_: Agent) -> Router:
     router = Router()
     for module in MODULES:
-        module.register(router, agent)
+        module.register(router, agent_)
     return router
 
 
-def build_app(agent: Agent) -> App:
-    return App(build_router(agent), errors=error_mapping())
+def build_app(agent_: Agent) -> App:
+    return App(build_router(agent_), errors=error_mapping())
