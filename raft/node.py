@@ -300,6 +300,14 @@ class RaftNode:
             self._calls.append((lambda c: c.campaign(), _Future()))
             self._wake.set()
 
+    def learn_peer(self, server_id: str, address: str) -> None:
+        """Tell the transport how to reach a server that is not (yet) in this
+        server's configuration: a server joining an existing cluster must be
+        able to answer the leader before the leader's log tells it who is who."""
+        known = server_id in self._peers or server_id == self.config.id
+        if self.transport is not None and not known:
+            self.transport.set_peer(server_id, address)
+
     async def add_nonvoter(self, server_id: str, address: str) -> None:
         """Add a non-voting server and wait until the change commits."""
         await self._conf_change(lambda c: c.add_nonvoter(server_id, address))

@@ -252,6 +252,8 @@ class Agent:
 
     async def _server_join_step(self, rpc: RPCClient, peers: list[join.Peer]) -> None:
         assert self.server is not None
+        for p in peers:
+            self.server.node.learn_peer(p.node_id, p.address)
         st = self.server.node.status().core
         if st.configuration.servers:
             return  # already part of a configuration

@@ -1,0 +1,205 @@
+"""A cluster of real ``meshd agent`` processes on this machine, for the e2e
+tests, the benchmarks and trying things out.
+
+Each agent gets its own loopback address (127.0.1.N), Consul's default ports
+on it, a data directory, a JSON config file written the way an operator
+would, and a certificate from a fresh agent CA (servers
+``server.dc1.consul``, clients ``client.dc1.consul``), so RPC is real mTLS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .agent_tls import create_ca, create_cert, write_pem
+
+
+@dataclass
+class AgentProc:
+    name: str
+    ip: str
+    server: bool
+    config_file: Path
+    data_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    log_file: Path | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://{self.ip}:8500"
+
+    @property
+    def rpc(self) -> str:
+        return f"{self.ip}:8300"
+
+
+@dataclass
+class LocalAgentCluster:
+    root: Path
+    servers: int = 3
+    clients: int = 2
+    subnet: str = "127.0.1"
+    first_host: int = 1
+    extra_config: dict[str, Any] = field(default_factory=dict)
+    agents: dict[str, AgentProc] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        ca_cert, ca_key = create_ca()
+        self._ca = (ca_cert, ca_key)
+        self.ca_file = self.root / "meshd-agent-ca.pem"
+        write_pem(self.ca_file, ca_cert)
+        total = self.servers + self.clients
+        ips = [f"{self.subnet}.{self.first_host + i}" for i in range(total)]
+        server_rpc = [f"{ip}:8300" for ip in ips[: self.servers]]
+        for i, ip in enumerate(ips):
+            is_server = i < self.servers
+            name = f"server-{i + 1}" if is_server else f"client-{i + 1 - self.servers}"
+            self.agents[name] = self._prepare(name, ip, is_server, server_rpc)
+
+    def _prepare(self, name: str, ip: str, is_server: bool, server_rpc: list[str]) -> AgentProc:
+        kind = "server" if is_server else "client"
+        cert, key = create_cert(*self._ca, kind=kind, ips=[ip])
+        cert_file, key_file = self.root / f"{name}.pem", self.root / f"{name}-key.pem"
+        write_pem(cert_file, cert)
+        write_pem(key_file, key, private=True)
+        data_dir = self.root / name
+        config: dict[str, Any] = {
+            "node_name": name,
+            "datacenter": "dc1",
+            "data_dir": str(data_dir),
+            "server": is_server,
+            "bind_addr": ip,
+            "advertise_addr": ip,
+            "client_addr": ip,
+            "retry_join": [a for a in server_rpc if not a.startswith(ip + ":")],
+            "retry_interval": "1s",
+            "log_level": "INFO",
+            "performance": {"raft_multiplier": 1},
+            "tls": {
+                "defaults": {
+                    "ca_file": str(self.ca_file),
+                    "cert_file": str(cert_file),
+                    "key_file": str(key_file),
+                    "verify_incoming": True,
+                    "verify_outgoing": True,
+                },
+                "internal_rpc": {"verify_server_hostname": True},
+            },
+        }
+        if is_server:
+            config["bootstrap_expect"] = self.servers
+        config.update(self.extra_config)
+        config_file = self.root / f"{name}.json"
+        config_file.write_text(json.dumps(config, indent=2))
+        return AgentProc(name, ip, is_server, config_file, data_dir)
+
+    def start(self, name: str) -> None:
+        a = self.agents[name]
+        a.log_file = self.root / f"{name}.log"
+        with open(a.log_file, "ab") as log:
+            a.proc = subprocess.Popen(
+                [sys.executable, "-m", "meshd", "agent", "--config-file", str(a.config_file)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def start_all(self) -> None:
+        for name in self.agents:
+            self.start(name)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        a = self.agents[name]
+        if a.proc is not None and a.proc.poll() is None:
+            a.proc.send_signal(sig)
+            try:
+                a.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                a.proc.kill()
+                a.proc.wait()
+        a.proc = None
+
+    def stop_all(self) -> None:
+        for name in self.agents:
+            self.kill(name, signal.SIGTERM)
+
+    def alive(self) -> list[str]:
+        return [n for n, a in self.agents.items() if a.proc is not None and a.proc.poll() is None]
+
+    def get(self, name: str, path: str, timeout: float = 5) -> tuple[int, Any, dict[str, str]]:
+        """(status, decoded JSON or text, headers) of a GET on an agent."""
+        return self.request(name, "GET", path, timeout=timeout)
+
+    def request(
+        self, name: str, method: str, path: str, body: Any = None, timeout: float = 5
+    ) -> tuple[int, Any, dict[str, str]]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.agents[name].http + path, data=data, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                raw, status, headers = resp.read(), resp.status, dict(resp.headers)
+        except urllib.error.HTTPError as exc:
+            raw, status, headers = exc.read(), exc.code, dict(exc.headers)
+        try:
+            return status, json.loads(raw), headers
+        except ValueError:
+            return status, raw.decode(errors="replace"), headers
+
+    def wait_until(self, predicate: Any, timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = predicate()
+                if last:
+                    return last
+            except (OSError, urllib.error.URLError, ValueError):
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"{what} within {timeout}s (last: {last!r})")
+
+    def leader(self, timeout: float = 15) -> str:
+        """The name of the server that leads, per any live agent."""
+
+        def find() -> str | None:
+            for name in self.alive():
+                status, addr, _ = self.get(name, "/v1/status/leader", timeout=2)
+                if status == 200 and addr:
+                    for n, a in self.agents.items():
+                        if a.rpc == addr and n in self.alive():
+                            return n
+            return None
+
+        result: str = self.wait_until(find, timeout, "a leader")
+        return result
+
+    def logs(self, name: str) -> str:
+        a = self.agents[name]
+        return a.log_file.read_text() if a.log_file and a.log_file.exists() else ""
+
+
+def _main() -> None:  # pragma: no cover - manual use: python -m meshd.local_cluster DIR
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else ".cluster")
+    cluster = LocalAgentCluster(root)
+    cluster.start_all()
+    print(f"started {list(cluster.agents)} under {root}; Ctrl-C stops them", flush=True)
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        cluster.stop_all()
+
+
+if __name__ == "__main__":
+    _main()
+    os._exit(0)
