@@ -68,8 +68,7 @@ class LocalAgentCluster:
             self.agents[name] = self._prepare(name, ip, is_server, server_rpc)
 
     def _prepare(self, name: str, ip: str, is_server: bool, server_rpc: list[str]) -> AgentProc:
-        kind = "server" if is_server else "client"
-        cert, key = create_cert(*self._ca, kind=kind, ips=[ip])
+        cert, key = create_cert(*self._ca, kind="server" if is_server else "client", ips=[ip])
         cert_file, key_file = self.root / f"{name}.pem", self.root / f"{name}-key.pem"
         write_pem(cert_file, cert)
         write_pem(key_file, key, private=True)
