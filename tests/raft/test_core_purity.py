@@ -10,12 +10,12 @@ from pathlib import Path
 
 import raft
 
-CORE_MODULES = ["core", "log", "progress", "types", "codec", "errors"]
+CORE_MODULES = ["core", "membership", "log", "progress", "types", "codec", "errors"]
 
 
 def test_core_imports_no_trio_socket_or_ssl() -> None:
     code = (
-        "import sys; import raft.core, raft.log, raft.progress; "
+        "import sys; import raft.core, raft.membership, raft.log, raft.progress; "
         "bad = [m for m in ('trio', 'socket', 'ssl', 'sqlite3', 'asyncio') if m in sys.modules]; "
         "print(','.join(bad))"
     )
