@@ -370,9 +370,13 @@ class RaftCore(Membership):
         """Handle one message from a peer. Never raises for a well-formed message."""
         if m.term > self.term:
             if m.type in (MT.VOTE, MT.PREVOTE):
+                # A server that just started may have acknowledged a leader
+                # before it restarted, and that acknowledgement may still back
+                # the leader's lease: it stays quiet for an election timeout.
+                knows_leader = self.leader is not None or self.now < self.cfg.election_ticks
                 in_lease = (
                     self.cfg.check_quorum
-                    and self.leader is not None
+                    and knows_leader
                     and self.election_elapsed < self.cfg.election_ticks
                 )
                 if in_lease and m.context != TRANSFER_CONTEXT:
@@ -545,7 +549,7 @@ class RaftCore(Membership):
         if self.reads_waiting_commit and self._committed_in_term():
             waiting, self.reads_waiting_commit = self.reads_waiting_commit, []
             for ctx in waiting:
-                self.read_index(ctx)
+                self._start_read(ctx)
         conf = self.configuration
         if self.id not in conf.ids() and self.pending_conf_index <= self.log.commit:
             # Our removal is committed: step down (§4.2.2).
@@ -690,6 +694,11 @@ class RaftCore(Membership):
         """Start a linearizable read (§6.4); a ``ReadState`` with ``context``
         appears in a later ``Ready``. Raises ``NotLeaderError``."""
         self._check_leader()
+        self._start_read(context)
+
+    def _start_read(self, context: bytes) -> None:
+        # Also re-runs reads queued before this term's first commit; those were
+        # accepted already, so a transfer started since does not refuse them.
         if not self._committed_in_term():
             self.reads_waiting_commit.append(context)
             return

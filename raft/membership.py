@@ -173,6 +173,8 @@ class Membership:
     def _maybe_promote(self, server_id: str, pr: Progress) -> None:
         if pr.match < self.log.commit or self.pending_conf_index > self.log.commit:
             return
+        if self.transferee is not None:
+            return  # no configuration changes during a transfer; retried on commit
         srv = self.configuration.get(server_id)
         self.promote_when_caught_up.discard(server_id)
         if srv is None or srv.suffrage == Suffrage.VOTER:

@@ -412,10 +412,11 @@ class RaftNode:
         while True:
             deadline += interval
             await trio.sleep_until(deadline)
-            now = trio.current_time()
-            if now - deadline > 5 * interval:
-                deadline = now  # we were starved; do not burst ticks to catch up
-            self._ticks += 1
+            # Count the ticks a stall swallowed: the core's clock must not run
+            # behind real time, or a leader lease would outlive its duration.
+            missed = int((trio.current_time() - deadline) // interval)
+            deadline += missed * interval
+            self._ticks += 1 + missed
             self._wake.set()
 
     async def _receive(self) -> None:
@@ -442,7 +443,9 @@ class RaftNode:
 
     def _feed(self, core: RaftCore) -> None:
         ticks, self._ticks = self._ticks, 0
-        for _ in range(min(ticks, 3)):
+        # Beyond two election timeouts more ticks change nothing (every lease
+        # and timer has expired), so a long stall does not burst messages.
+        for _ in range(min(ticks, 2 * self.config.election_ticks)):
             core.tick()
         events, self._events = self._events, []
         for kind, arg in events:

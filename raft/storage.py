@@ -90,6 +90,14 @@ def _first_hole(entries: Sequence[Entry]) -> tuple[int, int] | None:
     return None
 
 
+def _history_end(log_last: int | None, snapshot_index: int) -> int | None:
+    """Where stored history ends: a snapshot can be ahead of the log (a leader
+    snapshots what it applied before its own write of those entries landed)."""
+    if log_last is None and snapshot_index == 0:
+        return None
+    return max(log_last or 0, snapshot_index)
+
+
 def _check_append(entries: Sequence[Entry], last_index: int | None) -> None:
     """Refuse a batch with a hole, or one that would leave a hole after the log."""
     if hole := _first_hole(entries):
@@ -225,7 +233,10 @@ class MemoryStorage:
         """
         self._check_open()
         batch = list(entries)
-        _check_append(batch, self._entries[-1].index if self._entries else None)
+        snap_index = self._snapshot.meta.index if self._snapshot is not None else 0
+        _check_append(
+            batch, _history_end(self._entries[-1].index if self._entries else None, snap_index)
+        )
         if batch:
             if self._entries:
                 del self._entries[max(batch[0].index - self._entries[0].index, 0) :]
@@ -345,6 +356,11 @@ class SqliteStorage:
             except (sqlite3.Error, OSError) as exc:
                 raise StorageError(f"{what} failed: {exc}") from exc
 
+    def _snapshot_index(self) -> int:
+        """Index of the newest snapshot file by name (0 if none); cheap, unverified."""
+        files = self._snapshot_files()
+        return files[-1][0] if files else 0
+
     def _snapshot_files(self) -> list[tuple[int, int, Path]]:
         """(index, term, path) of every snapshot file, oldest first."""
         named = ((_SNAP_NAME.match(p.name), p) for p in self._snap_dir.iterdir())
@@ -445,7 +461,7 @@ class SqliteStorage:
         with self._transaction("save") as conn:
             if batch:
                 last = conn.execute("SELECT MAX(idx) FROM log").fetchone()[0]
-                _check_append(batch, last)
+                _check_append(batch, _history_end(last, self._snapshot_index()))
                 conn.execute("DELETE FROM log WHERE idx >= ?", (batch[0].index,))
                 conn.executemany(
                     "INSERT INTO log (idx, term, kind, data) VALUES (?, ?, ?, ?)", rows

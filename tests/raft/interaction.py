@@ -199,6 +199,12 @@ class Cluster:
         d = Durable()
         self.nodes[nid] = Node(self._core(nid, d, None), d)
 
+    def cmd_age(self, args: list[str], kv: dict[str, str]) -> None:
+        """The servers have been up for ``n`` ticks without their election
+        timers firing: past the quiet period a freshly started server keeps."""
+        for nid in args or sorted(self.nodes):
+            self.nodes[nid].core.now += int(kv.get("n", "10"))
+
     def cmd_campaign(self, args: list[str], kv: dict[str, str]) -> None:
         self.nodes[args[0]].core.campaign()
 

@@ -373,3 +373,19 @@ def test_unknown_format_version_is_refused(tmp_path: Path) -> None:
         db.execute("UPDATE kv SET value = ? WHERE key = 'format_version'", (b"99",))
     with pytest.raises(StorageError, match="format version"):
         SqliteStorage(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_append_after_a_snapshot_ahead_of_the_log_is_accepted(kind: str, tmp_path: Path) -> None:
+    """A leader may snapshot entries it applied before its own write of them
+    landed; after a crash the log ends before the snapshot, and the next
+    append (right after the snapshot) must be accepted (found by tests/sim)."""
+    storage: Storage = MemoryStorage() if kind == "memory" else SqliteStorage(tmp_path)
+    storage.save(HardState(1, None, 5), [Entry(i, 1) for i in range(1, 6)])
+    conf = Configuration((Server("a", "a:1"),))
+    storage.save_snapshot(Snapshot(SnapshotMeta(6, 1, conf), b"state"), compact_upto=0)
+    storage.save(None, [Entry(7, 1), Entry(8, 1)])
+    state = storage.load()
+    assert state.snapshot is not None and state.snapshot.index == 6
+    assert [e.index for e in state.entries] == [7, 8]
+    storage.close()
