@@ -16,11 +16,23 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from registry.fsm import RegistryFSM
+from tests.sim.registry_workload import RegistryWorkload
 from tests.sim.world import SimConfig, SimResult, World
 
 
+def fsm_overrides(seed: int, fsm: str) -> dict[str, Any]:
+    """``kv``: the tiny KV FSM; ``registry``: registry.fsm.RegistryFSM with real
+    registry commands; ``mixed``: every third seed on the registry."""
+    if fsm == "registry" or (fsm == "mixed" and seed % 3 == 2):
+        return {"fsm_factory": RegistryFSM, "workload_factory": RegistryWorkload}
+    return {}
+
+
 def run_one(seed: int, overrides: dict[str, Any]) -> SimResult:
-    return World(SimConfig(seed=seed, **overrides)).run()
+    opts = dict(overrides)
+    fsm = opts.pop("fsm", "kv")
+    return World(SimConfig(seed=seed, **opts, **fsm_overrides(seed, fsm))).run()
 
 
 def run_many(seeds: Sequence[int], overrides: dict[str, Any], jobs: int) -> Iterator[SimResult]:
@@ -33,11 +45,12 @@ def run_many(seeds: Sequence[int], overrides: dict[str, Any], jobs: int) -> Iter
         yield from pool.map(run_one, seeds, [overrides] * len(seeds), chunksize=4)
 
 
-def failure_line(r: SimResult, verbose: bool) -> str:
+def failure_line(r: SimResult, verbose: bool, fsm: str = "mixed") -> str:
     detail = r.detail if verbose else r.detail.replace("\n", " | ")
     return (
         f"seed={r.seed} property={r.prop} detail={detail} "
-        f"(nodes={r.nodes} faults: {r.profile}; replay: python -m tests.sim.run --seed {r.seed})"
+        f"(nodes={r.nodes} faults: {r.profile}; "
+        f"replay: python -m tests.sim.run --seed {r.seed} --fsm {fsm})"
     )
 
 
@@ -49,11 +62,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--nodes", type=int, choices=(3, 5), help="cluster size (default: per seed)")
     p.add_argument("--chaos-ticks", type=int, help="length of the fault phase in Raft ticks")
     p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument(
+        "--fsm",
+        choices=("kv", "registry", "mixed"),
+        default="mixed",
+        help="state machine under test (mixed: every third seed runs the registry FSM)",
+    )
     p.add_argument("--trace", action="store_true", help="print every event (with --seed)")
     p.add_argument("--verbose", "-v", action="store_true", help="one line per seed, with stats")
     args = p.parse_args(argv)
 
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = {"fsm": args.fsm}
     if args.nodes:
         overrides["nodes"] = args.nodes
     if args.chaos_ticks:
@@ -75,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if not r.ok:
             failures += 1
-            print(failure_line(r, args.verbose), flush=True)
+            print(failure_line(r, args.verbose, args.fsm), flush=True)
     if args.verbose:
         print(f"elapsed {time.monotonic() - started:.1f} s")
     print(f"sim: {len(seeds)} seeds, {failures} failures")

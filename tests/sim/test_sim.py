@@ -48,7 +48,9 @@ def _failures(results: list[SimResult]) -> str:
 @pytest.mark.parametrize("batch", range(BATCHES))
 def test_seeded_runs_keep_raft_safe_and_linearizable(batch: int) -> None:
     first = batch * SEEDS_PER_BATCH
-    results = list(run.run_many(range(first, first + SEEDS_PER_BATCH), {}, jobs=1))
+    # Every third seed runs registry.fsm.RegistryFSM with real registry commands.
+    seeds = range(first, first + SEEDS_PER_BATCH)
+    results = list(run.run_many(seeds, {"fsm": "mixed"}, jobs=1))
     assert len(results) == SEEDS_PER_BATCH
     assert all(r.ok for r in results), _failures(results)
 
@@ -65,7 +67,7 @@ def test_a_seed_replays_exactly_in_another_process_with_other_string_hashing() -
     # Set iteration order of str depends on PYTHONHASHSEED; a run must not.
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
-        [sys.executable, "-m", "tests.sim.run", "--seed", "11"],
+        [sys.executable, "-m", "tests.sim.run", "--seed", "11", "--fsm", "kv"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -160,3 +162,12 @@ def test_cli_names_failing_seeds_and_fails(
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == "sim: 2 seeds, 2 failures"
     assert lines[0].startswith("seed=0 property=exception detail=RuntimeError: broken on purpose")
+
+
+def test_registry_fsm_runs_under_the_same_chaos() -> None:
+    """Registry commands (KV sets, catalog registrations) go through crashes,
+    partitions and InstallSnapshot and the history stays linearizable."""
+    results = [run.run_one(seed, {"fsm": "registry"}) for seed in (2, 5, 8)]
+    assert all(r.ok for r in results), _failures(results)
+    assert sum(r.stats.get("ops-ok", 0) for r in results) > 0, [r.stats for r in results]
+    assert sum(r.stats.get("snapshots-installed", 0) for r in results) > 0

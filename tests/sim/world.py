@@ -51,9 +51,8 @@ class SimConfig:
     driver: DriverPolicy | None = None  # None: drawn from the seed
     profile: FaultProfile | None = None
     trace: bool = False
-    # The replicated state machine and the client workload that drives and checks it.
-    # TODO: plug registry.fsm.RegistryFSM in here, with a Workload of registry requests and
-    # a linearizability model of the catalog (the lead wires it).
+    # The replicated state machine and the client workload that drives and checks it
+    # (KVFSM here; tests/sim/registry_workload.py runs registry.fsm.RegistryFSM).
     fsm_factory: Callable[[], StateMachine] = KVFSM
     workload_factory: Callable[[], Workload] = KVWorkload
 
