@@ -15,6 +15,9 @@ from typing import Any
 
 from registry import queries as q
 from registry import shapes
+from registry.codec import CodecError, from_obj
+from registry.commands import TxnOp
+from registry.errors import ValidationError
 from registry.state.store import StateStore
 from registry.state.watch import WatchSet
 
@@ -160,3 +163,22 @@ def lookup(name: str) -> ReadFn:
         return READS[name]
     except KeyError:
         raise UnknownRead(name) from None
+
+
+def txn_read(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    """A read-only /v1/txn (only get, get-tree and check-* verbs), answered from
+    the state store without Raft as Consul's ``Txn.Read`` does; never blocks.
+
+    ``a["ops"]`` is the ops as ``registry.codec.to_obj(ops, tuple[TxnOp, ...])``
+    (plain data, so client agents can forward it). Raises ``ValidationError``
+    when they do not decode. The answer is Consul's ``{"Results", "Errors"}``.
+    """
+    try:
+        ops = from_obj(a.get("ops") or [], tuple[TxnOp, ...])
+    except CodecError as exc:
+        raise ValidationError("Ops", f"undecodable transaction ops: {exc}") from None
+    idx, response = q.txn_read(store, ops)
+    return idx, shapes.txn_response_json(response)
+
+
+READS["txn.read"] = txn_read
