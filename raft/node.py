@@ -26,7 +26,7 @@ from .errors import (
     RaftError,
 )
 from .fsm import StateMachine
-from .storage import Storage
+from .storage import MemoryStorage, Storage
 from .types import (
     Configuration,
     Entry,
@@ -43,6 +43,7 @@ from .types import (
 
 log = logging.getLogger("raft.node")
 _DROP_ALL = 1 << 62
+MAX_INBOX = 65536
 
 
 class TransportLike(Protocol):
@@ -51,6 +52,7 @@ class TransportLike(Protocol):
     incoming: trio.MemoryReceiveChannel[Message]
     on_snapshot_done: Callable[[str, bool], None] | None
     on_unreachable: Callable[[str], None] | None
+    on_message: Callable[[Message], None] | None
 
     def send(self, msg: Message) -> None: ...
     def set_peer(self, peer_id: str, address: str) -> None: ...
@@ -164,6 +166,8 @@ class RaftNode:
         self._fatal: BaseException | None = None
         self._writes: list[_Write] = []
         self._write_wake = trio.Event()
+        self._write_lock = trio.Lock()
+        self._in_memory = isinstance(storage, MemoryStorage)
 
     # ---------------------------------------------------------------- start
 
@@ -181,14 +185,13 @@ class RaftNode:
             if self.transport is not None:
                 self.transport.on_snapshot_done = self._on_snapshot_done
                 self.transport.on_unreachable = self._on_unreachable
+                self.transport.on_message = self._on_message
             self._sync_peers()
             self._campaign_if_alone()
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self._writer)
-                if self.transport is not None:
-                    nursery.start_soon(self._receive)
                 task_status.started()
                 await self._loop()
         finally:
@@ -419,9 +422,10 @@ class RaftNode:
             self._ticks += 1 + missed
             self._wake.set()
 
-    async def _receive(self) -> None:
-        assert self.transport is not None
-        async for msg in self.transport.incoming:
+    def _on_message(self, msg: Message) -> None:
+        # Raft tolerates loss: beyond this many unprocessed messages the
+        # loop is far behind and new ones are dropped, bounding memory.
+        if len(self._inbox) < MAX_INBOX:
             self._inbox.append(msg)
             self._wake.set()
 
@@ -517,9 +521,12 @@ class RaftNode:
                 self._queue_write(_Write(hs, list(rd.entries)))
         else:
             if rd.entries or hs is not None or rd.snapshot is not None:
-                done = trio.Event()
-                self._queue_write(_Write(hs, list(rd.entries), rd.snapshot, done))
-                await done.wait()
+                # Written here, after anything still queued, rather than by the
+                # writer task: one scheduler round less on a follower's path.
+                async with self._write_lock:
+                    batch, self._writes = self._writes, []
+                    batch.append(_Write(hs, list(rd.entries), rd.snapshot))
+                    await self._write_batch(batch)
                 self._check_running()
             self._send(rd.messages)
         if rd.snapshot is not None:
@@ -546,9 +553,10 @@ class RaftNode:
             await self._write_wake.wait()
             self._write_wake = trio.Event()
             while self._writes:
-                batch, self._writes = self._writes, []
                 try:
-                    await self._write_batch(batch)
+                    async with self._write_lock:
+                        batch, self._writes = self._writes, []
+                        await self._write_batch(batch)
                 except RaftError as exc:
                     self._fatal = exc
                     log.critical("event=raft_storage_failed id=%s reason=%s", self.config.id, exc)
@@ -567,7 +575,10 @@ class RaftNode:
             if hs is None and not entries:
                 return
             save_hs, save_entries = hs, entries
-            await trio.to_thread.run_sync(self.storage.save, save_hs, save_entries)
+            if self._in_memory:
+                self.storage.save(save_hs, save_entries)  # nothing blocks: no thread
+            else:
+                await trio.to_thread.run_sync(self.storage.save, save_hs, save_entries)
             if save_hs is not None:
                 self._persisted = save_hs
             if save_entries:

@@ -339,6 +339,8 @@ class Transport:
         self._nursery: trio.Nursery | None = None
         self._incoming_send, self.incoming = trio.open_memory_channel[Message](queue_size)
         self.on_snapshot_done: Callable[[str, bool], None] | None = None
+        # When set, received messages go to this callback instead of ``incoming``.
+        self.on_message: Callable[[Message], None] | None = None
         self.on_unreachable: Callable[[str], None] | None = None
 
     # -- public API -------------------------------------------------------
@@ -697,6 +699,12 @@ class Transport:
             log.log(level, _kv("connection_closed", peer=addr, id=peer_id, reason=exc))
 
     async def _deliver(self, peer_id: str, msg: Message) -> None:
+        if self.on_message is not None:
+            # The consumer takes messages directly (one scheduler round less
+            # per message on the commit path); it bounds its own queue.
+            self.on_message(msg)
+            self._stat(peer_id).received += 1
+            return
         # Blocks while ``incoming`` is full: that is the backpressure. The
         # fast path skips the checkpoint; reading the socket provides one.
         try:

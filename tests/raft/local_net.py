@@ -37,6 +37,7 @@ class LocalTransport:
         self._send, self.incoming = trio.open_memory_channel[Message](100_000)
         self.on_snapshot_done: Callable[[str, bool], None] | None = None
         self.on_unreachable: Callable[[str], None] | None = None
+        self.on_message: Callable[[Message], None] | None = None
         self.peers: dict[str, str] = {}
         self.down = False
 
@@ -49,10 +50,13 @@ class LocalTransport:
             and (msg.src, msg.dst) not in self.net.cut
         )
         if ok and dst is not None:
-            try:
-                dst._send.send_nowait(msg)
-            except trio.WouldBlock:
-                ok = False
+            if dst.on_message is not None:
+                dst.on_message(msg)
+            else:
+                try:
+                    dst._send.send_nowait(msg)
+                except trio.WouldBlock:
+                    ok = False
         if msg.type == MessageType.SNAP and self.on_snapshot_done is not None:
             self.on_snapshot_done(msg.dst, ok)
         elif not ok and self.on_unreachable is not None:
