@@ -192,12 +192,14 @@ class RPCClient:
         server_name: str,
         local_id: str,
         connect_timeout: float = 5.0,
+        source_address: str | None = None,
     ) -> None:
         self._nursery = nursery
         self._ssl = ssl_context
         self._server_name = server_name
         self._local_id = local_id
         self._connect_timeout = connect_timeout
+        self._source = source_address
         self._conns: dict[str, _Conn] = {}
         self._connecting: dict[str, trio.Lock] = {}
         self._ids = itertools.count(1)
@@ -257,14 +259,16 @@ class RPCClient:
         host, _, port = address.rpartition(":")
         try:
             with trio.fail_after(self._connect_timeout):
-                tcp = await trio.open_tcp_stream(host, int(port))
+                tcp = await trio.open_tcp_stream(host, int(port), local_address=self._source)
                 stream = trio.SSLStream(tcp, self._ssl, server_hostname=self._server_name)
                 await stream.do_handshake()
                 framed = FramedStream(stream)
                 await framed.send({"v": VERSION, "kind": RPC_KIND, "id": self._local_id})
                 return framed
         except (OSError, ssl.SSLError, trio.BrokenResourceError, trio.TooSlowError) as exc:
-            raise RPCUnavailable(f"cannot reach {address}: {exc}") from exc
+            # trio wraps TLS failures; the wrapped SSLError says what was wrong.
+            reason = str(exc) or str(exc.__cause__ or type(exc).__name__)
+            raise RPCUnavailable(f"cannot reach {address}: {reason}") from exc
         except (RaftError, ValueError) as exc:
             raise RPCUnavailable(f"cannot reach {address}: {exc}") from exc
 

@@ -263,6 +263,11 @@ def _backoff(attempt: int, rng: random.Random) -> float:
     return delay / 2 + rng.uniform(0, delay / 2)
 
 
+def source_address(bind_host: str) -> str | None:
+    """The local address to dial from: ``bind_host`` unless it is a wildcard."""
+    return None if bind_host in ("", "0.0.0.0", "::") else bind_host
+
+
 def _split_address(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -323,6 +328,9 @@ class Transport:
             raise ValueError("queue_size and snapshot_chunk >= 1, max_frame >= 1024 required")
         self.local_id = local_id
         self.bind = bind
+        # Dial from the bind address when it is a specific one, so that peers
+        # (and their logs) see the address this server is known by.
+        self._source = source_address(bind[0])
         self.server_name = server_name
         self._server_ssl = server_ssl
         self._client_ssl = client_ssl
@@ -497,7 +505,7 @@ class Transport:
         try:
             host, port = _split_address(peer.address)
             with trio.fail_after(self._io_timeout), _mapped("dial"):
-                tcp = await trio.open_tcp_stream(host, port)
+                tcp = await trio.open_tcp_stream(host, port, local_address=self._source)
                 stream = trio.SSLStream(tcp, self._client_ssl, server_hostname=self.server_name)
                 await stream.do_handshake()
                 framed = FramedStream(stream, max_frame=self._max_frame)

@@ -14,7 +14,9 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +30,41 @@ from raft.tls import (
     server_context,
     server_context_from_pem,
 )
+from raft.transport import source_address
 from raft.types import Configuration
 from raft.types import Server as RaftServer
+from registry.commands import DeregisterRequest
 
 from ..agent_tls import create_ca, create_cert
 from ..config import AgentConfig
-from ..errors import ConfigError, NoServersError
-from ..rpc import RPCClient
+from ..config.addresses import join_address
+from ..config.values import Invalid
+from ..errors import ConfigError, MeshdError, NoServersError
+from ..http.errors import BadRequest, HTTPError, PayloadTooLarge
+from ..rpc import RPCClient, RPCError, RPCUnavailable
 from . import join
-from .definitions import parse_check, parse_service
+from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
+from .events import EventRing, UserEvent, accepts, merge, uuid_to_index
 from .local import LocalState
+from .members import SEGMENT_META, MemberInfo, member_json
 from .pool import ClientBackend, ServerPool
-from .server import Server, ServerSettings
+from .server import Server, ServerSettings, http_error_from_rpc
+from .server_ops import fetch_archive
+from .snapshot_archive import ArchiveError, decode_archive
 from .sync import AntiEntropy, NodeInfo
+from .tokens import TokenStore
 from .wire import ReadOptions, ReadResult, WriteResult
 
 log = logging.getLogger("meshd.agent")
+# An RPC frame is at most 8 MiB; a restore forwarded in one frame stays below.
+MAX_FORWARDED_ARCHIVE = 7 << 20
+
+
+def meshd_version() -> str:
+    try:
+        return dist_version("meshd")
+    except PackageNotFoundError:
+        return "0.0.0+unknown"
 
 
 def _node_id(config: AgentConfig) -> str:
@@ -83,6 +104,15 @@ class Agent:
         self._nursery: trio.Nursery | None = None
         self.shutdown = trio.Event()
         self.left = False
+        self.version = meshd_version()
+        # Re-reads the configuration sources for ``reload`` (the CLI sets it).
+        self.config_loader: Callable[[], AgentConfig] | None = None
+        self.rpc: RPCClient | None = None
+        self.events = EventRing()  # a server's agent shares the server's ring
+        self.tokens = TokenStore(config.acl, data_dir)
+        self._config_services: set[str] = set()
+        self._sync_scope = trio.CancelScope()  # leave() stops anti-entropy first
+        self._config_checks: set[str] = set()
 
     # ------------------------------------------------------------ building
 
@@ -129,6 +159,9 @@ class Agent:
             snapshot_threshold=cfg.raft_snapshot_threshold,
             trailing_logs=cfg.raft_trailing_logs,
             rpc_hold_timeout=cfg.performance.rpc_hold_timeout,
+            version=self.version,
+            acls=cfg.acl.enabled,
+            bootstrap_expect=cfg.bootstrap_expect,
         )
 
     def node_info(self) -> NodeInfo:
@@ -139,20 +172,53 @@ class Agent:
             address=cfg.advertise_addr,
             datacenter=cfg.datacenter,
             tagged_addresses={"lan": cfg.advertise_addr, "wan": cfg.advertise_addr},
-            meta=dict(cfg.node_meta),
+            # Consul agents mark their own node so; /v1/agent/members relies on it.
+            meta={SEGMENT_META: "", **cfg.node_meta},
         )
 
-    def _load_definitions(self) -> None:
-        for i, raw in enumerate(self.config.services):
+    def _parse_definitions(
+        self, config: AgentConfig
+    ) -> tuple[list[ServiceDefinition], list[CheckDefinition]]:
+        services, checks = [], []
+        for i, raw in enumerate(config.services):
             try:
-                self.local.add_service(parse_service(raw, node=self.node_name), persist=False)
+                services.append(parse_service(raw, node=self.node_name))
             except Exception as exc:
                 raise ConfigError(None, f"services[{i}]", str(exc)) from exc
-        for i, raw in enumerate(self.config.checks):
+        for i, raw in enumerate(config.checks):
             try:
-                self.local.add_check(parse_check(raw, node=self.node_name), persist=False)
+                checks.append(parse_check(raw, node=self.node_name))
             except Exception as exc:
                 raise ConfigError(None, f"checks[{i}]", str(exc)) from exc
+        return services, checks
+
+    def _apply_definitions(
+        self, services: list[ServiceDefinition], checks: list[CheckDefinition]
+    ) -> None:
+        """Make the configuration's services and checks the local ones that
+        came from configuration: add or replace these, drop those it lost."""
+        want_services = {d.service.id for d in services}
+        want_checks = {c.check.check_id for c in checks}
+        for sid in self._config_services - want_services:
+            if sid in self.local.services and sid not in self.local.persisted_ids:
+                self.local.remove_service(sid)
+        for cid in self._config_checks - want_checks:
+            if cid in self.local.checks and "check:" + cid not in self.local.persisted_ids:
+                self.local.remove_check(cid)
+        for i, defn in enumerate(services):
+            try:
+                self.local.add_service(defn, persist=False)
+            except Exception as exc:
+                raise ConfigError(None, f"services[{i}]", str(exc)) from exc
+        for i, check in enumerate(checks):
+            try:
+                self.local.add_check(check, persist=False)
+            except Exception as exc:
+                raise ConfigError(None, f"checks[{i}]", str(exc)) from exc
+        self._config_services, self._config_checks = want_services, want_checks
+
+    def _load_definitions(self) -> None:
+        self._apply_definitions(*self._parse_definitions(self.config))
         restored = self.local.load()
         if restored:
             log.info("event=local_state_restored count=%d", restored)
@@ -168,25 +234,15 @@ class Agent:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             if cfg.server:
-                bootstrap = None
-                if cfg.dev or cfg.bootstrap or cfg.bootstrap_expect == 1:
-                    bootstrap = Configuration((RaftServer(self.node_id, self.rpc_address),))
-                self.server = Server(
-                    self._server_settings(),
-                    self._storage(),
-                    self._server_ssl,
-                    self._client_ssl,
-                    bootstrap=bootstrap,
-                    rng=self.rng,
-                )
-                await nursery.start(self.server.run)
-                self.backend = self.server
+                await self._start_server(nursery)
             rpc = RPCClient(
                 nursery,
                 self._client_ssl,
                 server_name=f"server.{cfg.datacenter}.{cfg.domain}",
                 local_id=self.node_id,
+                source_address=source_address(cfg.bind_addr),
             )
+            self.rpc = rpc
             self.pool = ServerPool(rpc, self.rng)
             if self.server is not None:
                 self.pool.add([self.rpc_address])
@@ -202,7 +258,7 @@ class Agent:
             nursery.start_soon(self._join_loop, rpc)
             if self.server is not None and cfg.dev:
                 await self.server.node.wait_for_leader(5)
-            nursery.start_soon(self.sync.run)
+            nursery.start_soon(self._run_sync)
             gc.freeze()  # long-lived startup objects leave the collector's young generations
             app = build_app(self)
             addrs = [(host, cfg.ports.http) for host in cfg.client_addr]
@@ -228,6 +284,28 @@ class Agent:
             await self.shutdown.wait()
             nursery.cancel_scope.cancel()
 
+    async def _start_server(self, nursery: trio.Nursery) -> None:
+        cfg = self.config
+        bootstrap = None
+        if cfg.dev or cfg.bootstrap or cfg.bootstrap_expect == 1:
+            bootstrap = Configuration((RaftServer(self.node_id, self.rpc_address),))
+        self.server = Server(
+            self._server_settings(),
+            self._storage(),
+            self._server_ssl,
+            self._client_ssl,
+            bootstrap=bootstrap,
+            rng=self.rng,
+        )
+        await nursery.start(self.server.run)
+        self.backend = self.server
+        self.events = self.server.events
+
+    async def _run_sync(self) -> None:
+        assert self.sync is not None
+        with self._sync_scope:
+            await self.sync.run()
+
     def _cluster_size(self) -> int:
         return 1
 
@@ -242,6 +320,7 @@ class Agent:
                 assert self.pool is not None
                 self.pool.add(p.address for p in peers)
                 if self.server is not None:
+                    self.server.node_names.update((p.node_id, p.node) for p in peers)
                     await self._server_join_step(rpc, peers)
                 elif peers:
                     await self.pool.refresh()
@@ -284,10 +363,19 @@ class Agent:
             raise NoServersError()
         return self.pool.servers()
 
-    async def leave(self) -> None:
-        """Graceful leave: a server removes itself from Raft when quorum allows;
-        every agent deregisters its node; then the agent stops."""
+    async def leave(self, *, delay: float = 0.0) -> None:
+        """Graceful leave: stop anti-entropy, deregister this node from the
+        catalog (best effort, at most 5 s), hand leadership to another voter
+        when leading; then the agent stops, ``delay`` seconds later (so that
+        an HTTP answer to ``/v1/agent/leave`` can still go out)."""
         self.left = True
+        self._sync_scope.cancel()
+        if self.backend is not None:
+            with trio.move_on_after(5):
+                try:
+                    await self.write(DeregisterRequest(node=self.node_name, now=time.time()))
+                except MeshdError as exc:
+                    log.warning("event=leave_deregister_failed reason=%s", exc)
         if self.server is not None and self.server.is_leader():
             voters = self.server.node.core.configuration.voters()
             if len(voters) > 1:
@@ -295,4 +383,254 @@ class Agent:
                     await self.server.node.transfer_leadership()
                 except Exception as exc:
                     log.warning("event=leave_transfer_failed reason=%s", exc)
+        if delay > 0 and self._nursery is not None:
+            self._nursery.start_soon(self._stop_after, delay)
+        else:
+            self.shutdown.set()
+
+    async def _stop_after(self, delay: float) -> None:
+        await trio.sleep(delay)
         self.shutdown.set()
+
+    # ----------------------------------------------------- cluster calls
+
+    async def server_call(
+        self, method: str, args: Mapping[str, Any], *, timeout: float = 60.0
+    ) -> Any:
+        """Run the server RPC ``method``: in-process on a server, through the
+        pool on a client. Raises the ``HTTPError`` the server raised,
+        ``NoServersError`` and ``NoLeaderError``."""
+        if self.server is not None:
+            return await self.server.call_local(method, args)
+        if self.pool is None:
+            raise NoServersError()
+        try:
+            return await self.pool.call(method, args, timeout=timeout)
+        except RPCError as exc:
+            raise http_error_from_rpc(exc) from None
+
+    async def status_leader(self) -> str:
+        """The leader's RPC address as this agent knows it ("" when none)."""
+        if self.server is not None:
+            return self.server.leader_address() or ""
+        return str(await self.server_call("Status.Leader", {}) or "")
+
+    async def status_peers(self) -> list[str]:
+        """RPC addresses of the servers in the Raft configuration."""
+        if self.server is not None:
+            return [s.address for s in self.server.node.core.configuration.servers]
+        return [str(p) for p in await self.server_call("Status.Peers", {}) or []]
+
+    def member_info(self) -> MemberInfo:
+        cfg = self.config
+        return MemberInfo(cfg.datacenter, self.version, cfg.acl.enabled, cfg.bootstrap_expect)
+
+    def self_member(self) -> dict[str, Any]:
+        """This agent as a member of the cluster (``Member`` of /v1/agent/self)."""
+        return member_json(
+            self.node_name,
+            self.config.advertise_addr,
+            self.member_info(),
+            node_id=self.node_id,
+            server_address=self.rpc_address if self.server is not None else None,
+        )
+
+    async def members(self) -> list[dict[str, Any]]:
+        """Every cluster member (Consul's Serf member JSON), as the leader sees it."""
+        return list(await self.server_call("Agent.Members", {}))
+
+    async def join(self, address: str) -> None:
+        """Join the cluster through the server at ``address`` (``host[:port]``,
+        port 8300 by default). Raises ``BadRequest`` for a bad address and
+        ``HTTPError`` 500 when no server of this datacenter answers there."""
+        try:
+            target = str(join_address(address))
+        except Invalid as exc:
+            raise BadRequest(f"Invalid address {address!r}: {exc.reason}", "address") from None
+        if self.rpc is None or self.pool is None:
+            raise HTTPError(500, "agent: not running yet")
+        peer = await join.ping(self.rpc, target)
+        if peer is None:
+            raise HTTPError(500, f"agent: failed to join {target}: no meshd server answered")
+        if peer.datacenter != self.datacenter:
+            raise HTTPError(
+                500,
+                f"agent: failed to join {target}: it is in datacenter {peer.datacenter!r}, "
+                f"not {self.datacenter!r}",
+            )
+        self.pool.add([peer.address])
+        if self.server is not None:
+            self.server.node_names[peer.node_id] = peer.node
+            await self._server_join_step(self.rpc, [peer])
+        else:
+            await self.pool.refresh()
+            if self.sync is not None:
+                self.sync.trigger_full()
+        log.info("event=joined address=%s server=%s", target, peer.node)
+
+    # ------------------------------------------------------------ reload
+
+    async def reload(self) -> None:
+        """Re-read the configuration (``config_loader``, in a thread) and apply
+        what can change at run time: services, checks, node meta, tokens and
+        the log level. Other changes wait for a restart (logged). Raises
+        ``ConfigError`` (nothing changed) for a bad configuration. SIGHUP
+        should call this."""
+        if self.config_loader is None:
+            new = self.config
+        else:
+            new = await trio.to_thread.run_sync(self.config_loader)
+        services, checks = self._parse_definitions(new)  # validate before changing anything
+        self._check_service_ids(services, checks)
+        self._apply_definitions(services, checks)
+        restart_only = [
+            name
+            for name in ("datacenter", "server", "ports", "bind_addr", "client_addr", "data_dir")
+            if getattr(new, name) != getattr(self.config, name)
+        ]
+        if restart_only:
+            log.warning("event=reload_ignored keys=%s reason=needs_restart", restart_only)
+        self.tokens.apply_config(self.config.acl, new.acl)
+        self.config = new
+        logging.getLogger("meshd").setLevel(_py_level(new.log_level))
+        if self.sync is not None:
+            self.sync.node = self.node_info()
+            self.sync.trigger_full()
+        log.info(
+            "event=reloaded services=%d checks=%d", len(self.local.services), len(self.local.checks)
+        )
+
+    def _check_service_ids(
+        self, services: list[ServiceDefinition], checks: list[CheckDefinition]
+    ) -> None:
+        """Every configured service check must name a service that will exist."""
+        from_api = {sid for sid in self.local.services if sid in self.local.persisted_ids}
+        known = {d.service.id for d in services} | from_api
+        for i, c in enumerate(checks):
+            sid = c.check.service_id
+            if sid and sid not in known:
+                raise ConfigError(None, f"checks[{i}].service_id", f'"{sid}" does not exist')
+
+    # ---------------------------------------------------------- snapshot
+
+    async def snapshot_save(self, *, stale: bool = False) -> tuple[bytes, int]:
+        """A snapshot archive taken on the leader (any server with ``stale``)
+        and the Raft index it was taken at."""
+        if self.server is not None:
+            return await self.server.ops.archive(stale)
+        return await fetch_archive(self.server_call, stale)
+
+    async def snapshot_restore(self, archive: bytes) -> int:
+        """Restore the registry from ``archive``; returns the Raft index it
+        was restored at. Raises ``BadRequest`` for a corrupt archive and
+        ``HTTPError`` 501 where restore is not supported; nothing changes then."""
+        if self.server is None:
+            try:  # do not ship garbage to the servers
+                await trio.to_thread.run_sync(decode_archive, archive)
+            except ArchiveError as exc:
+                raise BadRequest(f"Invalid snapshot archive: {exc}", "archive") from None
+            if len(archive) > MAX_FORWARDED_ARCHIVE:
+                raise PayloadTooLarge(
+                    f"snapshot archive of {len(archive)} bytes is larger than a client agent "
+                    f"can forward ({MAX_FORWARDED_ARCHIVE}); restore it on a server"
+                )
+        result = await self.server_call("Snapshot.Restore", {"archive": archive}, timeout=300)
+        if self.sync is not None:
+            self.sync.trigger_full()  # the restored catalog may lack this node's entries
+        return int(result["index"])
+
+    # ------------------------------------------------------------ events
+
+    def _accepts(self, event: UserEvent) -> bool:
+        services = [(d.service.service, d.service.tags) for d in self.local.services.values()]
+        return accepts(event, self.node_name, services)
+
+    def _event_targets(self) -> list[str]:
+        if self.server is not None:
+            conf = self.server.node.core.configuration
+            return [s.address for s in conf.servers if s.id != self.node_id]
+        return self.pool.servers() if self.pool is not None else []
+
+    async def fire_event(self, event: UserEvent) -> UserEvent:
+        """Keep ``event`` here and hand it to every server (best effort: a
+        server that does not answer misses it, as a partitioned Consul agent
+        misses gossip). Returns the stored event."""
+        stored = self.events.add(event)
+        assert self.rpc is not None
+        rpc = self.rpc
+
+        async def send(addr: str) -> None:
+            try:
+                await rpc.call(addr, "Event.Fire", {"event": stored.to_wire()}, timeout=5)
+            except (RPCError, trio.TooSlowError) as exc:
+                log.warning("event=user_event_not_delivered server=%s reason=%s", addr, exc)
+
+        async with trio.open_nursery() as nursery:
+            for addr in self._event_targets():
+                nursery.start_soon(send, addr)
+        return stored
+
+    async def _server_events(self, index: int, wait: float) -> tuple[list[UserEvent], int] | None:
+        """The servers' event ring (blocking while its index is ``index``), or
+        None when no server answered (after a pause, so callers do not spin)."""
+        try:
+            r = await self.server_call(
+                "Event.List", {"index": index, "wait": wait}, timeout=wait + 30
+            )
+            return [UserEvent.from_wire(e) for e in r["events"]], int(r["index"])
+        except (MeshdError, RPCUnavailable, trio.TooSlowError, HTTPError, ValueError) as exc:
+            log.debug("event=user_event_list_failed reason=%s", exc)
+            await trio.sleep(min(wait, 1.0))
+            return None
+
+    async def list_events(
+        self, name: str = "", *, index: int = 0, wait: float = 300.0
+    ) -> tuple[list[UserEvent], int]:
+        """Events this agent accepts (its own ring merged with the servers'),
+        optionally only those called ``name``, and their index (Consul's
+        uuidToUint64 of the last ID). With ``index`` blocks up to ``wait``
+        seconds until the index differs."""
+        deadline = trio.current_time() + wait
+        remote: list[UserEvent] = []
+        remote_index = 0
+        if self.server is None:
+            remote, remote_index = await self._server_events(0, 0.0) or ([], 0)
+        while True:
+            events = [
+                e
+                for e in merge(remote, self.events.events())
+                if (not name or e.name == name) and self._accepts(e)
+            ]
+            idx = uuid_to_index(events[-1].id) if events else 0
+            remaining = deadline - trio.current_time()
+            if not index or idx != index or remaining <= 0:
+                return events, idx
+            answer = await self._wait_events(remote_index, remaining)
+            if answer is not None:
+                remote, remote_index = answer
+
+    async def _wait_events(
+        self, remote_index: int, timeout: float
+    ) -> tuple[list[UserEvent], int] | None:
+        """Wait until this agent's ring or (on a client) the servers' ring
+        changes, or ``timeout``; returns the servers' ring when it came."""
+        answer: tuple[list[UserEvent], int] | None = None
+        async with trio.open_nursery() as nursery:
+
+            async def local_change() -> None:
+                await self.events.wait_changed(timeout)
+                nursery.cancel_scope.cancel()
+
+            async def remote_change() -> None:
+                nonlocal answer
+                answer = await self._server_events(remote_index, timeout)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(local_change)
+            if self.server is None:
+                nursery.start_soon(remote_change)
+        return answer
+
+
+def _py_level(level: str) -> str:
+    return {"TRACE": "DEBUG", "WARN": "WARNING", "ERR": "ERROR"}.get(level, level)

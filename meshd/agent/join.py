@@ -45,7 +45,9 @@ async def ping(rpc: RPCClient, address: str, timeout: float = 3.0) -> Peer | Non
     try:
         r: dict[str, Any] = await rpc.call(address, "Status.Ping", {}, timeout=timeout)
     except (RPCUnavailable, RPCError, trio.TooSlowError) as exc:
-        log.debug("event=join_ping_failed address=%s reason=%s", address, exc)
+        # A certificate problem will not heal by retrying: say so loudly.
+        level = logging.WARNING if "certificate" in str(exc).lower() else logging.DEBUG
+        log.log(level, "event=join_ping_failed address=%s reason=%s", address, exc)
         return None
     return Peer(
         str(r["node_id"]),

@@ -14,7 +14,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ import trio
 from raft.errors import NotLeaderError, ProposalDroppedError, RaftError
 from raft.node import NodeConfig, RaftNode
 from raft.storage import Storage
-from raft.transport import PeerInfo, Transport
+from raft.transport import PeerInfo, Transport, source_address
 from raft.types import Configuration, Role
 from registry.blocking import wait_for_change
 from registry.commands import Command, encode_command
@@ -32,9 +32,13 @@ from registry.fsm import RegistryFSM
 
 from ..errors import NoLeaderError, RemoteError
 from ..filter import FilterError
-from ..http.errors import BadRequest
+from ..http.errors import BadRequest, HTTPError
 from ..rpc import RPC_KIND, RPCClient, RPCError, RPCServer, RPCUnavailable
+from .autopilot import HealthTracker
+from .events import EventRing
+from .members import MemberInfo
 from .reads import UnknownRead, lookup
+from .server_ops import ServerOps
 from .wire import ReadOptions, ReadResult, WriteResult
 
 log = logging.getLogger("meshd.server")
@@ -53,6 +57,9 @@ class ServerSettings:
     snapshot_threshold: int = 16384
     trailing_logs: int = 10240
     rpc_hold_timeout: float = 7.0
+    version: str = ""
+    acls: bool = False
+    bootstrap_expect: int = 0
 
     @property
     def server_name(self) -> str:
@@ -103,6 +110,15 @@ class Server:
         )
         self.rpc_client: RPCClient | None = None
         self.bound: tuple[str, int] | None = None
+        # Server node names by Raft ID, learnt from joins (the catalog adds the rest).
+        self.node_names: dict[str, str] = {settings.node_id: settings.node_name}
+        self.events = EventRing()
+        self.autopilot = HealthTracker()
+        self.member_info = MemberInfo(
+            settings.datacenter, settings.version, settings.acls, settings.bootstrap_expect
+        )
+        self._handlers: dict[str, Callable[[Mapping[str, Any], PeerInfo], Awaitable[Any]]] = {}
+        self.ops = ServerOps(self)
         self._register_rpc()
 
     @property
@@ -118,6 +134,7 @@ class Server:
                 self._client_ssl,
                 server_name=self.settings.server_name,
                 local_id=self.settings.node_id,
+                source_address=source_address(self.settings.bind[0]),
             )
             self.bound = await nursery.start(self.transport.serve)
             await nursery.start(self.node.run)
@@ -255,7 +272,57 @@ class Server:
         r.register("Registry.Apply", self._rpc_apply)
         r.register("Registry.Read", self._rpc_read, blocking=True)
         r.register("Operator.JoinServer", self._rpc_join_server)
+        self.ops.register()
         r.add_error_mapper(_to_rpc)
+
+    def register_rpc(
+        self,
+        name: str,
+        handler: Callable[[Mapping[str, Any], PeerInfo], Awaitable[Any]],
+        *,
+        blocking: bool = False,
+    ) -> None:
+        """Serve ``name`` over RPC and make it callable in-process (``call_local``)."""
+        self.rpc.register(name, handler, blocking=blocking)
+        self._handlers[name] = handler
+
+    async def call_local(self, name: str, args: Mapping[str, Any]) -> Any:
+        """Run the RPC method ``name`` in this process, as a remote caller would;
+        errors come out as the local exceptions a remote caller would see."""
+        peer = PeerInfo(self.settings.advertise, (), self.settings.node_id, {})
+        try:
+            return await self._handlers[name](args, peer)
+        except RPCError as exc:
+            raise http_error_from_rpc(exc) from None
+
+    async def on_leader(
+        self, method: str, args: Mapping[str, Any], local: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """``local()`` when this server leads, else the RPC ``method`` on the
+        leader (once; the leader answers it locally). Waits up to the hold
+        timeout for a leader; raises ``NoLeaderError`` after that."""
+        deadline = trio.current_time() + self.settings.rpc_hold_timeout
+        while True:
+            if self.is_leader():
+                return await local()
+            addr = await self._wait_for_leader(deadline)
+            if addr == self.settings.advertise:
+                await self.node.wait_state_change(0.05)
+                continue
+            assert self.rpc_client is not None
+            try:
+                return await self.rpc_client.call(addr, method, {**args, "fwd": True}, timeout=60)
+            except RPCUnavailable:
+                if trio.current_time() >= deadline:
+                    raise NoLeaderError() from None
+                await self.node.wait_state_change(0.1)
+            except RPCError as exc:
+                raise http_error_from_rpc(exc) from None
+
+    def check_forwarded(self, args: Mapping[str, Any]) -> None:
+        """A request forwarded once must not hop again: refuse it off the leader."""
+        if args.get("fwd") and not self.is_leader():
+            raise RPCError("NotLeader", "not the leader", {"leader": self.leader_address()})
 
     async def _rpc_ping(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
         st = self.node.status()
@@ -309,8 +376,16 @@ class Server:
         return self.node.core.role
 
 
+_STATUS_CODES = {400: "BadRequest", 404: "NotFound", 403: "PermissionDenied"}
+
+
 def _to_rpc(exc: BaseException) -> RPCError | None:
     """Map a handler's exception to the RPC error the caller will re-raise."""
+    if isinstance(exc, HTTPError):
+        details: dict[str, Any] = {"status": exc.status}
+        if isinstance(exc, BadRequest) and exc.field:
+            details["field"] = exc.field
+        return RPCError(_STATUS_CODES.get(exc.status, "Internal"), exc.message, details)
     if isinstance(exc, ValidationError):
         return RPCError("Validation", exc.message, {"field": exc.field})
     if isinstance(exc, NoLeaderError):
@@ -335,3 +410,15 @@ def error_from_rpc(exc: RPCError) -> Exception:
     if exc.code == "BadRequest" and exc.details.get("field") == "filter":
         return BadRequest(exc.message, field="filter")
     return RemoteError(exc.code, exc.message)
+
+
+def http_error_from_rpc(exc: RPCError) -> Exception:
+    """Like ``error_from_rpc``, but an error that carries an HTTP status
+    (an ``HTTPError`` raised on the server) comes back as that ``HTTPError``."""
+    status = exc.details.get("status")
+    if isinstance(status, int) and 400 <= status <= 599:
+        if status == 400:
+            field = exc.details.get("field")
+            return BadRequest(exc.message, str(field) if field else None)
+        return HTTPError(status, exc.message)
+    return error_from_rpc(exc)

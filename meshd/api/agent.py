@@ -1,14 +1,301 @@
-"""/v1/agent endpoints (being written)."""
+"""/v1/agent/* (https://developer.hashicorp.com/consul/api-docs/agent and
+.../agent/service): the agent itself, members, local services, maintenance,
+join/leave, reload and tokens. Checks are in ``agent_checks``, metrics and
+host information in ``agent_host``.
+
+Local services and checks are the agent's own (``LocalState``); anti-entropy
+copies them to the catalog. Bad input answers 400 naming the field and
+changes nothing.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
-from ..http import Router
+from registry import shapes
+from registry.commands import RegisterRequest
+from registry.records import CRITICAL, HealthCheck, ServiceInstance
+
+from ..agent.definitions import CheckDefinition, ServiceDefinition, parse_service
+from ..agent.tokens import KINDS
+from ..errors import ConfigError
+from ..filter import apply_filter
+from ..http import (
+    BadRequest,
+    HTTPError,
+    NotFound,
+    QueryOptions,
+    Request,
+    Response,
+    Router,
+    decode_json_body,
+)
+from . import agent_checks, agent_host
+from .agent_checks import check_scripts
+from .common import check_dc
 
 if TYPE_CHECKING:
     from ..agent.agent import Agent
 
+SERVICE_MAINTENANCE_PREFIX = "_service_maintenance:"
+NODE_MAINTENANCE = "_node_maintenance"
+_DEFAULT_SERVICE_REASON = (
+    "Maintenance mode is enabled for this service, but no reason was provided. "
+    "This is a default message."
+)
+_DEFAULT_NODE_REASON = (
+    "Maintenance mode is enabled for this node, but no reason was provided. "
+    "This is a default message."
+)
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def flag(req: Request, name: str) -> bool:
+    """A presence flag such as ``?prune`` (``=false``/``=0`` turn it off)."""
+    values = req.query.get(name)
+    return values is not None and values[0].lower() not in ("false", "0")
+
+
+def parse_bool(req: Request, name: str) -> bool:
+    """A required Go ``strconv.ParseBool`` query value; 400 with Consul's texts."""
+    if name not in req.query:
+        raise BadRequest(f"Missing value for {name}", name)
+    value = req.query_value(name)
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise BadRequest(f"Invalid value for {name}: {json.dumps(value)}", name)
+
+
+def agent_service_json(svc: ServiceInstance, datacenter: str) -> dict[str, Any]:
+    """Consul's ``AgentService``: the instance without Raft indexes, plus
+    ``Datacenter`` and a ``ContentHash`` of the rest."""
+    out = {
+        k: v for k, v in shapes.service_json(svc).items() if k not in ("CreateIndex", "ModifyIndex")
+    }
+    out["Datacenter"] = datacenter
+    digest = hashlib.sha256(json.dumps(out, sort_keys=True, default=str).encode()).hexdigest()
+    out["ContentHash"] = digest[:16]
+    return out
+
+
+def validate_for_catalog(agent: Agent, defn: ServiceDefinition) -> None:
+    """Refuse here what the catalog would refuse later, so anti-entropy never
+    retries a registration that can never succeed."""
+    RegisterRequest(
+        node=agent.node_name,
+        address=agent.config.advertise_addr or "127.0.0.1",
+        service=defn.service,
+        checks=tuple(c.check for c in defn.checks),
+    ).validate()
+
+
+def _keep_old_checks(agent: Agent, defn: ServiceDefinition) -> ServiceDefinition:
+    """Without ``?replace-existing-checks`` a re-registered service keeps the
+    checks it had that the new definition does not name (Consul does)."""
+    old = agent.local.services.get(defn.service.id)
+    if old is None:
+        return defn
+    named = {c.check.check_id for c in defn.checks}
+    kept = tuple(c for c in old.checks if c.check.check_id not in named)
+    return replace(defn, checks=defn.checks + kept)
+
+
+def _maintenance_check(
+    agent: Agent, check_id: str, name: str, notes: str, svc: ServiceInstance | None
+) -> CheckDefinition:
+    check = HealthCheck(
+        check_id=check_id,
+        node=agent.node_name,
+        name=name,
+        status=CRITICAL,
+        notes=notes,
+        service_id=svc.id if svc else "",
+        service_name=svc.service if svc else "",
+        service_tags=svc.tags if svc else (),
+        type="maintenance",
+    )
+    return CheckDefinition(check, "maintenance", {})
+
 
 def register(router: Router, agent: Agent) -> None:
     """Add this area's routes to the one route table."""
+    _register_self(router, agent)
+    _register_services(router, agent)
+    _register_maintenance(router, agent)
+    _register_cluster(router, agent)
+    agent_checks.register(router, agent)
+    agent_host.register(router, agent)
+
+
+def _register_self(router: Router, agent: Agent) -> None:
+    async def self_(req: Request) -> Response:
+        opts = QueryOptions.from_request(req)
+        public = agent.config.to_public_dict()
+        config = {
+            **public["Config"],
+            "NodeName": agent.node_name,
+            "NodeID": agent.node_id,
+            "Revision": "",
+            "Version": agent.version,
+            "BuildDate": "",
+        }
+        body = {
+            "Config": config,
+            "DebugConfig": public["DebugConfig"],
+            "Coord": None,
+            "Member": agent.self_member(),
+            "Stats": agent_host.stats(agent),
+            "Meta": dict(agent.node_info().meta),
+            "xDS": None,
+        }
+        return Response.json(body, pretty=opts.pretty)
+
+    async def members(req: Request) -> Response:
+        opts = QueryOptions.from_request(req)
+        segment = req.query_value("segment")
+        if segment not in ("", "_all"):
+            raise BadRequest(f"Invalid segment {segment!r}: meshd has only the default one")
+        result: list[dict[str, Any]] = list(await agent.members())
+        if flag(req, "wan"):
+            result = [
+                {**m, "Name": f"{m['Name']}.{m['Tags']['dc']}"}
+                for m in result
+                if m["Tags"].get("role") == "consul"
+            ]
+        return Response.json(apply_filter(result, opts.filter), pretty=opts.pretty)
+
+    router.add("GET", "/v1/agent/self", self_, name="agent.self")
+    router.add("GET", "/v1/agent/members", members, name="agent.members")
+
+
+def _register_services(router: Router, agent: Agent) -> None:
+    async def services(req: Request) -> Response:
+        opts = QueryOptions.from_request(req)
+        items = [
+            (sid, agent_service_json(d.service, agent.datacenter))
+            for sid, d in sorted(agent.local.services.items())
+        ]
+        kept = apply_filter(items, opts.filter, getter=lambda item: item[1])
+        return Response.json(dict(kept), pretty=opts.pretty)
+
+    async def service(req: Request) -> Response:
+        sid = req.path_params["service_id"]
+        defn = agent.local.services.get(sid)
+        if defn is None:
+            raise NotFound(f"unknown service ID: {sid}")
+        body = agent_service_json(defn.service, agent.datacenter)
+        resp = Response.json(body, pretty=QueryOptions.from_request(req).pretty)
+        resp.set_header("X-Consul-ContentHash", body["ContentHash"])
+        return resp
+
+    async def register_service(req: Request) -> Response:
+        check_dc(agent, QueryOptions.from_request(req))
+        body = decode_json_body(req)
+        defn = parse_service(body, node=agent.node_name)
+        check_scripts(agent, defn.checks, in_service=True)
+        validate_for_catalog(agent, defn)
+        if not flag(req, "replace-existing-checks"):
+            defn = _keep_old_checks(agent, defn)
+        agent.local.add_service(defn)
+        return Response(200)
+
+    async def deregister_service(req: Request) -> Response:
+        agent.local.remove_service(req.path_params["service_id"])  # NotFoundError: 404
+        return Response(200)
+
+    router.add("GET", "/v1/agent/services", services, name="agent.services")
+    router.add("GET", "/v1/agent/service/:service_id", service, name="agent.service")
+    router.add("PUT", "/v1/agent/service/register", register_service, name="agent.service.register")
+    router.add(
+        "PUT",
+        "/v1/agent/service/deregister/:service_id",
+        deregister_service,
+        name="agent.service.deregister",
+    )
+
+
+def _register_maintenance(router: Router, agent: Agent) -> None:
+    async def service_maintenance(req: Request) -> Response:
+        sid = req.path_params["service_id"]
+        if not sid:
+            raise BadRequest("Missing service ID", "service_id")
+        enable = parse_bool(req, "enable")
+        defn = agent.local.services.get(sid)
+        if defn is None:
+            raise NotFound(f"No service registered with ID {json.dumps(sid)}")
+        check_id = SERVICE_MAINTENANCE_PREFIX + sid
+        if enable and check_id not in agent.local.checks:  # Consul keeps the first reason
+            reason = req.query_value("reason") or _DEFAULT_SERVICE_REASON
+            name = "Service Maintenance Mode"
+            agent.local.add_check(_maintenance_check(agent, check_id, name, reason, defn.service))
+        elif check_id in agent.local.checks:
+            agent.local.remove_check(check_id)
+        return Response(200)
+
+    async def node_maintenance(req: Request) -> Response:
+        enable = parse_bool(req, "enable")
+        if enable and NODE_MAINTENANCE not in agent.local.checks:
+            reason = req.query_value("reason") or _DEFAULT_NODE_REASON
+            name = "Node Maintenance Mode"
+            agent.local.add_check(_maintenance_check(agent, NODE_MAINTENANCE, name, reason, None))
+        elif NODE_MAINTENANCE in agent.local.checks:
+            agent.local.remove_check(NODE_MAINTENANCE)
+        return Response(200)
+
+    router.add(
+        "PUT",
+        "/v1/agent/service/maintenance/:service_id",
+        service_maintenance,
+        name="agent.service.maintenance",
+    )
+    router.add("PUT", "/v1/agent/maintenance", node_maintenance, name="agent.maintenance")
+
+
+def _register_cluster(router: Router, agent: Agent) -> None:
+    async def do_join(req: Request) -> Response:
+        if flag(req, "wan"):
+            raise BadRequest("WAN join is not supported: meshd runs one datacenter", "wan")
+        await agent.join(req.path_params["address"])
+        return Response(200)
+
+    async def do_leave(req: Request) -> Response:
+        await agent.leave(delay=0.2)  # let this answer go out before the agent stops
+        return Response(200)
+
+    async def force_leave(req: Request) -> Response:
+        node = req.path_params["node"]
+        if not node:
+            raise BadRequest("Missing node name", "node")
+        await agent.server_call("Operator.ForceLeave", {"node": node, "prune": flag(req, "prune")})
+        return Response(200)
+
+    async def reload(req: Request) -> Response:
+        try:
+            await agent.reload()
+        except ConfigError as exc:
+            raise HTTPError(500, f"Failed to reload configs: {exc}") from None
+        return Response(200)
+
+    async def token(req: Request) -> Response:
+        kind = req.path_params["kind"]
+        if kind not in KINDS:
+            raise NotFound(f"Token {json.dumps(kind)} is unknown")
+        body: Mapping[str, Any] = decode_json_body(req, fields=("Token",))
+        value = body.get("Token") or ""
+        if not isinstance(value, str):
+            raise BadRequest("Request decode failed: Token must be a string", "Token")
+        agent.tokens.set(kind, value)
+        return Response(200)
+
+    router.add("PUT", "/v1/agent/join/:address", do_join, name="agent.join")
+    router.add("PUT", "/v1/agent/leave", do_leave, name="agent.leave")
+    router.add("PUT", "/v1/agent/force-leave/:node", force_leave, name="agent.force_leave")
+    router.add("PUT", "/v1/agent/reload", reload, name="agent.reload")
+    router.add("PUT", "/v1/agent/token/:kind", token, name="agent.token")

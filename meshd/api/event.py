@@ -1,14 +1,74 @@
-"""/v1/event endpoints (being written)."""
+"""/v1/event/* (https://developer.hashicorp.com/consul/api-docs/event):
+fire a user event, list the ones this agent has seen.
+
+``PUT /v1/event/fire/:name`` keeps the event on this agent and hands it to
+every server; ``GET /v1/event/list`` shows the servers' last 256 events
+merged with this agent's, those whose node/service/tag filters accept this
+agent, optionally only ``?name=``. Its ``X-Consul-Index`` is Consul's
+pseudo-index (the last event ID folded into 64 bits), and ``?index=`` blocks
+until it changes.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..http import Router
+from ..agent.events import MAX_PAYLOAD, UserEvent, compile_filter
+from ..http import (
+    BadRequest,
+    PayloadTooLarge,
+    QueryMeta,
+    QueryOptions,
+    Request,
+    Response,
+    Router,
+)
+from .common import check_dc
 
 if TYPE_CHECKING:
     from ..agent.agent import Agent
 
 
+def _filter(req: Request, name: str) -> str:
+    expr = req.query_value(name)
+    if expr:
+        try:
+            compile_filter(expr)
+        except ValueError as exc:
+            raise BadRequest(f"Invalid {name} filter {expr!r}: {exc}", name) from None
+    return expr
+
+
 def register(router: Router, agent: Agent) -> None:
     """Add this area's routes to the one route table."""
+
+    async def fire(req: Request) -> Response:
+        opts = QueryOptions.from_request(req)
+        check_dc(agent, opts)
+        name = req.path_params["name"]
+        if not name:
+            raise BadRequest("Missing name", "name")
+        if name.startswith("_"):
+            raise BadRequest(f"Invalid event name {name!r}: names starting with '_' are reserved")
+        if len(req.body) > MAX_PAYLOAD:
+            raise PayloadTooLarge(
+                f"User event payload of {len(req.body)} bytes exceeds the limit of {MAX_PAYLOAD}"
+            )
+        event = UserEvent.new(
+            name, req.body, _filter(req, "node"), _filter(req, "service"), _filter(req, "tag")
+        )
+        await agent.fire_event(event)
+        # Consul answers before the event gets its Lamport time: LTime is 0 here.
+        return Response.json(event.to_json(), pretty=opts.pretty)
+
+    async def list_events(req: Request) -> Response:
+        opts = QueryOptions.from_request(req)
+        check_dc(agent, opts)
+        events, index = await agent.list_events(
+            req.query_value("name"), index=opts.index, wait=opts.wait
+        )
+        resp = Response.json([e.to_json() for e in events], pretty=opts.pretty)
+        return QueryMeta(index=index, effective_consistency="").apply_headers(resp)
+
+    router.add("PUT", "/v1/event/fire/:name", fire, name="event.fire")
+    router.add("GET", "/v1/event/list", list_events, name="event.list")

@@ -1,14 +1,47 @@
-"""/v1/snapshot endpoints (being written)."""
+"""/v1/snapshot (https://developer.hashicorp.com/consul/api-docs/snapshot):
+GET saves the registry as an archive (``meshd/agent/snapshot_archive.py``
+describes the format), PUT restores one.
+
+A save is taken on the leader (``?stale``: on any server) and carries the
+Raft index it was taken at in ``X-Consul-Index``. A restore verifies the
+archive first: a corrupt one answers 400 and changes nothing. Restore works
+on a single-server cluster; several servers answer 501 (a replicated restore
+command is needed first). Request bodies are limited by the HTTP server
+(4 MiB by default), which bounds the archives PUT accepts.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..http import Router
+from ..http import BadRequest, QueryMeta, QueryOptions, Request, Response, Router
+from .common import check_dc
 
 if TYPE_CHECKING:
     from ..agent.agent import Agent
 
+CONTENT_TYPE = "application/octet-stream"
+
 
 def register(router: Router, agent: Agent) -> None:
     """Add this area's routes to the one route table."""
+
+    async def save(req: Request) -> Response:
+        opts = QueryOptions.from_request(req)
+        check_dc(agent, opts)
+        archive, index = await agent.snapshot_save(stale=opts.consistency == "stale")
+        resp = Response(200, [("Content-Type", CONTENT_TYPE)], archive)
+        meta = QueryMeta(
+            index=index, known_leader=bool(await agent.status_leader()), effective_consistency=""
+        )
+        return meta.apply_headers(resp)
+
+    async def restore(req: Request) -> Response:
+        check_dc(agent, QueryOptions.from_request(req))
+        if not req.body:
+            raise BadRequest("Invalid snapshot archive: empty request body", "body")
+        await agent.snapshot_restore(req.body)
+        return Response(200)
+
+    router.add("GET", "/v1/snapshot", save, name="snapshot.save")
+    router.add("PUT", "/v1/snapshot", restore, name="snapshot.restore")

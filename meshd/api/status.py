@@ -1,10 +1,13 @@
-"""/v1/status endpoints (being written)."""
+"""/v1/status/* (https://developer.hashicorp.com/consul/api-docs/status): the
+Raft leader and peers, as this agent's servers see them. A client agent asks
+a server through its pool."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..http import Router
+from ..http import QueryOptions, Request, Response, Router
+from .common import check_dc
 
 if TYPE_CHECKING:
     from ..agent.agent import Agent
@@ -12,3 +15,16 @@ if TYPE_CHECKING:
 
 def register(router: Router, agent: Agent) -> None:
     """Add this area's routes to the one route table."""
+
+    async def leader(req: Request) -> Response:
+        opts = QueryOptions.from_request(req)
+        check_dc(agent, opts)
+        return Response.json(await agent.status_leader(), pretty=opts.pretty)
+
+    async def peers(req: Request) -> Response:
+        opts = QueryOptions.from_request(req)
+        check_dc(agent, opts)
+        return Response.json(await agent.status_peers(), pretty=opts.pretty)
+
+    router.add("GET", "/v1/status/leader", leader, name="status.leader")
+    router.add("GET", "/v1/status/peers", peers, name="status.peers")

@@ -3,26 +3,74 @@
 Commands that talk to an agent use its HTTP API (address from
 ``--http-addr``, ``MESHD_HTTP_ADDR`` or ``CONSUL_HTTP_ADDR``; token from
 ``--token``, ``MESHD_HTTP_TOKEN`` or ``CONSUL_HTTP_TOKEN``). Errors are one
-line on stderr and a non-zero exit status.
+line on stderr and a non-zero exit status. Shell completion is click's:
+``eval "$(_MESHD_COMPLETE=bash_source meshd)"`` (or ``zsh_source``,
+``fish_source``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from .agent import agent
+from .catalog import catalog
+from .errors import one_line_usage
+from .info import info
+from .kv import kv
+from .leave import leave
+from .members import members
+from .operator import operator
+from .reload import reload
+from .services import services
+from .snapshot import snapshot
 from .tls import tls
 from .version import version
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class MeshdGroup(click.Group):
+    """The root group: every usage error below it is printed as one line."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise one_line_usage(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise one_line_usage(exc) from None
+
+
+@click.group(cls=MeshdGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """meshd: service discovery, health checks and an mTLS mesh for VMs."""
 
 
-cli.add_command(agent)
-cli.add_command(tls)
-cli.add_command(version)
+for command in (
+    agent,
+    catalog,
+    info,
+    kv,
+    leave,
+    members,
+    operator,
+    reload,
+    services,
+    snapshot,
+    tls,
+    version,
+):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -28,10 +28,12 @@ def _setup_logging(level: str, as_json: bool) -> None:
     logging.basicConfig(level=py_level, format=fmt, stream=sys.stderr, force=True)
 
 
-async def _run(config: Any, *, ready_line: bool) -> None:
+async def _run(config: Any, *, ready_line: bool, loader: Any = None) -> None:
     from ..agent.agent import Agent
 
     agent = Agent(config)
+    if loader is not None:
+        agent.config_loader = loader
     async with trio.open_nursery() as nursery:
         await nursery.start(agent.run)
         if ready_line:
@@ -40,7 +42,12 @@ async def _run(config: Any, *, ready_line: bool) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
             async for sig in sigs:
                 if sig == signal.SIGHUP:
-                    logging.getLogger("meshd.agent").info("event=reload_requested")
+                    log = logging.getLogger("meshd.agent")
+                    log.info("event=reload_requested")
+                    try:
+                        await agent.reload()
+                    except ConfigError as exc:
+                        log.error("event=reload_failed reason=%s", exc)
                     continue
                 logging.getLogger("meshd.agent").info("event=leave signal=%s", sig)
                 with trio.move_on_after(10):
@@ -86,7 +93,11 @@ def agent(dev: bool, **flags: Any) -> None:
     for w in warnings:
         logging.getLogger("meshd.config").warning("%s", w)
     try:
-        trio.run(lambda: _run(config, ready_line=True))
+
+        def loader() -> Any:
+            return load_config(files, dirs, flag_values, dev=dev)[0]
+
+        trio.run(lambda: _run(config, ready_line=True, loader=loader))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

@@ -1,0 +1,134 @@
+"""The Raft configuration and server health as ``/v1/operator`` shows them.
+
+Pure functions of the leader's ``CoreStatus`` (no clock read here: ``now``
+and the tick length come in), shaped like Consul's
+``/v1/operator/raft/configuration`` and ``/v1/operator/autopilot/health``
+(https://developer.hashicorp.com/consul/api-docs/operator/autopilot).
+
+A server is healthy when the leader heard from it within
+``last_contact_threshold`` and its log is within ``max_trailing_logs`` of
+the leader's last index. Consul's default threshold is 200 ms; meshd's
+leader measures contact in Raft ticks (100-500 ms), so its default is 1 s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from raft.core import CoreStatus
+from raft.types import Configuration, Suffrage
+from registry.shapes import rfc3339
+
+from ..durations import format_duration
+
+__all__ = ["AutopilotSettings", "HealthTracker", "raft_configuration_json"]
+
+
+@dataclass(frozen=True)
+class AutopilotSettings:
+    last_contact_threshold: float = 1.0
+    max_trailing_logs: int = 250
+    server_stabilization_time: float = 10.0
+
+    def to_json(self) -> dict[str, Any]:
+        """``/v1/operator/autopilot/configuration`` (meshd's fixed values)."""
+        return {
+            "CleanupDeadServers": True,
+            "LastContactThreshold": format_duration(self.last_contact_threshold),
+            "MaxTrailingLogs": self.max_trailing_logs,
+            "MinQuorum": 0,
+            "ServerStabilizationTime": format_duration(self.server_stabilization_time),
+            "RedundancyZoneTag": "",
+            "DisableUpgradeMigration": False,
+            "UpgradeVersionTag": "",
+            "CreateIndex": 1,
+            "ModifyIndex": 1,
+        }
+
+
+def raft_configuration_json(
+    conf: Configuration, leader_id: str | None, names: Mapping[str, str], index: int
+) -> dict[str, Any]:
+    """``{"Servers": [...], "Index": n}`` with Consul's field names."""
+    return {
+        "Servers": [
+            {
+                "ID": s.id,
+                "Node": names.get(s.id, s.id),
+                "Address": s.address,
+                "Leader": s.id == leader_id,
+                "ProtocolVersion": "3",
+                "Voter": s.suffrage == Suffrage.VOTER,
+            }
+            for s in conf.servers
+        ],
+        "Index": index,
+    }
+
+
+def quorum(voters: int) -> int:
+    return voters // 2 + 1
+
+
+@dataclass
+class HealthTracker:
+    """Evaluates server health on the leader and remembers since when each
+    server has been in its current state (``StableSince``)."""
+
+    settings: AutopilotSettings = field(default_factory=AutopilotSettings)
+    _since: dict[str, tuple[bool, float]] = field(default_factory=dict)
+
+    def _stable_since(self, server_id: str, healthy: bool, now: float) -> float:
+        prev = self._since.get(server_id)
+        if prev is None or prev[0] != healthy:
+            self._since[server_id] = (healthy, now)
+            return now
+        return prev[1]
+
+    def evaluate(
+        self,
+        st: CoreStatus,
+        *,
+        tick: float,
+        now: float,
+        names: Mapping[str, str],
+        version: str,
+    ) -> dict[str, Any]:
+        """The autopilot health document for the leader's status ``st``."""
+        servers = []
+        for peer in st.peers:
+            is_self = peer.id == st.id
+            contact = 0.0 if is_self else max(peer.ticks_since_ack, 0) * tick
+            reachable = is_self or (
+                peer.ticks_since_ack >= 0 and contact <= self.settings.last_contact_threshold
+            )
+            match = st.last_index if is_self else peer.match
+            caught_up = st.last_index - match <= self.settings.max_trailing_logs
+            healthy = reachable and caught_up
+            servers.append(
+                {
+                    "ID": peer.id,
+                    "Name": names.get(peer.id, peer.id),
+                    "Address": peer.address,
+                    "SerfStatus": "alive" if reachable else "failed",
+                    "Version": version,
+                    "Leader": is_self,
+                    "LastContact": format_duration(contact),
+                    "LastTerm": st.term if match else 0,
+                    "LastIndex": match,
+                    "Healthy": healthy,
+                    "Voter": peer.suffrage == Suffrage.VOTER,
+                    "StableSince": rfc3339(self._stable_since(peer.id, healthy, now)),
+                }
+            )
+        for gone in set(self._since) - {s["ID"] for s in servers}:
+            del self._since[gone]
+        voters = [s for s in servers if s["Voter"]]
+        healthy_voters = sum(1 for s in voters if s["Healthy"])
+        return {
+            "Healthy": all(s["Healthy"] for s in servers),
+            "FailureTolerance": max(healthy_voters - quorum(len(voters)), 0),
+            "Servers": servers,
+        }

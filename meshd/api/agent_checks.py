@@ -1,0 +1,121 @@
+"""/v1/agent/check* (https://developer.hashicorp.com/consul/api-docs/agent/check):
+the agent's local checks, their registration and TTL updates."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from registry import shapes
+from registry.errors import NotFoundError
+
+from ..agent.definitions import CheckDefinition, parse_check
+from ..filter import apply_filter
+from ..http import (
+    BadRequest,
+    Handler,
+    NotFound,
+    QueryOptions,
+    Request,
+    Response,
+    Router,
+    decode_json_body,
+)
+
+if TYPE_CHECKING:
+    from ..agent.agent import Agent
+
+UPDATE_FIELDS = ("Status", "Output")
+SCRIPTS_DISABLED = (
+    "Scripts are disabled on this agent from remote calls; to enable, "
+    "configure 'enable_script_checks' to true"
+)
+_TTL_VERBS = {"pass": "passing", "warn": "warning", "fail": "critical"}
+
+
+def _ttl_check(agent: Agent, check_id: str) -> None:
+    """TTL updates need a TTL check; 404 otherwise (meshd.checks' NotATTLCheck texts)."""
+    defn = agent.local.checks.get(check_id)
+    if defn is None:
+        raise NotFound(f"Unknown check ID {json.dumps(check_id)}")
+    if defn.kind != "ttl":
+        raise NotFound(f"CheckID {json.dumps(check_id)} does not have associated TTL")
+
+
+def check_scripts(
+    agent: Agent, checks: tuple[CheckDefinition, ...], *, in_service: bool = False
+) -> None:
+    """Script checks from the API need ``enable_script_checks`` (Consul's
+    rule); raises ``BadRequest`` naming the check's ``Args``."""
+    if agent.config.enable_script_checks:
+        return
+    for i, c in enumerate(checks):
+        if c.kind == "script":
+            raise BadRequest(SCRIPTS_DISABLED, f"Checks[{i}].Args" if in_service else "Args")
+
+
+def _ttl_handler(agent: Agent, status: str) -> Handler:
+    """``/v1/agent/check/pass|warn|fail/:check_id?note=``."""
+
+    async def handler(req: Request) -> Response:
+        check_id = req.path_params["check_id"]
+        _ttl_check(agent, check_id)
+        agent.local.update_check(check_id, status, req.query_value("note"))
+        return Response(200)
+
+    return handler
+
+
+def register(router: Router, agent: Agent) -> None:
+    """Add the check routes to the one route table."""
+
+    async def checks(req: Request) -> Response:
+        opts = QueryOptions.from_request(req)
+        items = [(cid, shapes.check_json(d.check)) for cid, d in sorted(agent.local.checks.items())]
+        kept = apply_filter(items, opts.filter, getter=lambda item: item[1])
+        return Response.json(dict(kept), pretty=opts.pretty)
+
+    async def register_check(req: Request) -> Response:
+        body = decode_json_body(req)
+        defn = parse_check(body, node=agent.node_name)
+        if not defn.spec.get("Name"):
+            raise BadRequest("Missing check name", "Name")
+        check_scripts(agent, (defn,))
+        try:
+            agent.local.add_check(defn)
+        except NotFoundError as exc:  # an unknown ServiceID is the caller's mistake
+            raise BadRequest(str(exc), "ServiceID") from None
+        return Response(200)
+
+    async def deregister_check(req: Request) -> Response:
+        agent.local.remove_check(req.path_params["check_id"])  # NotFoundError: 404
+        return Response(200)
+
+    async def update(req: Request) -> Response:
+        check_id = req.path_params["check_id"]
+        body = decode_json_body(req, fields=UPDATE_FIELDS)
+        status, output = body.get("Status", ""), body.get("Output", "")
+        if not isinstance(output, str):
+            raise BadRequest("Request decode failed: Output must be a string", "Output")
+        if status not in ("passing", "warning", "critical"):
+            raise BadRequest(f"Invalid check status: {json.dumps(status)}", "Status")
+        _ttl_check(agent, check_id)
+        agent.local.update_check(check_id, status, output)
+        return Response(200)
+
+    router.add("GET", "/v1/agent/checks", checks, name="agent.checks")
+    router.add("PUT", "/v1/agent/check/register", register_check, name="agent.check.register")
+    router.add(
+        "PUT",
+        "/v1/agent/check/deregister/:check_id",
+        deregister_check,
+        name="agent.check.deregister",
+    )
+    for verb in _TTL_VERBS:
+        router.add(
+            "PUT",
+            f"/v1/agent/check/{verb}/:check_id",
+            _ttl_handler(agent, _TTL_VERBS[verb]),
+            name=f"agent.check.{verb}",
+        )
+    router.add("PUT", "/v1/agent/check/update/:check_id", update, name="agent.check.update")

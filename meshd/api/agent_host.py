@@ -1,0 +1,307 @@
+"""/v1/agent/metrics, /v1/agent/host and the ``Stats`` of /v1/agent/self.
+
+Metrics: Consul's JSON shape (``Timestamp``, ``Gauges``, ``Points``,
+``Counters``, ``Samples``), or with ``?format=prometheus`` the Prometheus
+text exposition format (0.0.4), written by hand for the same gauges until
+the metrics package (issue 5) brings counters and histograms.
+
+Host: what Consul gets from gopsutil, read from /proc and os with the
+standard library (Linux; on other systems the missing parts are null and
+listed in ``Errors``).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import socket
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from registry import queries as q
+
+from ..http import QueryOptions, Request, Response, Router
+
+if TYPE_CHECKING:
+    from ..agent.agent import Agent
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+Gauge = tuple[str, float, str]  # name (dotted, without prefix), value, help
+
+
+def gauges(agent: Agent) -> list[Gauge]:
+    """The gauges this agent reports, read now."""
+    local = agent.local
+    critical = sum(1 for c in local.checks.values() if c.check.status == "critical")
+    out: list[Gauge] = [
+        ("agent.services", len(local.services), "Services registered with this agent."),
+        ("agent.checks", len(local.checks), "Checks registered with this agent."),
+        ("agent.checks.critical", critical, "Local checks that are critical."),
+        ("runtime.uptime_seconds", time.time() - agent.started_at, "Seconds since start."),
+        ("runtime.tasks", trio.lowlevel.current_statistics().tasks_living, "Live trio tasks."),
+        (
+            "runtime.max_rss_bytes",
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "Peak resident memory of the agent process.",
+        ),
+    ]
+    if agent.server is None:
+        return out
+    st = agent.server.node.status()
+    core = st.core
+    _, nodes = q.catalog_nodes(agent.server.store, None)
+    _, services = q.catalog_services(agent.server.store, None, None)
+    out += [
+        ("raft.commit_index", core.commit, "Highest Raft index known committed."),
+        ("raft.applied_index", st.applied, "Highest Raft index applied to the registry."),
+        ("raft.last_log_index", core.last_index, "Last index in this server's Raft log."),
+        ("raft.term", core.term, "Current Raft term."),
+        ("raft.leader", 1 if core.role.value == "leader" else 0, "1 on the Raft leader."),
+        ("raft.peers", len(core.configuration.servers), "Servers in the Raft configuration."),
+        ("raft.last_snapshot_index", st.snapshot_index, "Index of the last Raft snapshot."),
+        ("catalog.nodes", len(nodes), "Nodes in the catalog."),
+        ("catalog.services", len(services), "Service names in the catalog."),
+    ]
+    return out
+
+
+def metrics_json(prefix: str, values: list[Gauge], now: float) -> dict[str, Any]:
+    """Consul's /v1/agent/metrics document (go-metrics ``MetricsSummary``)."""
+    stamp = datetime.fromtimestamp(int(now), UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+    return {
+        "Timestamp": stamp,
+        "Gauges": [
+            {"Name": f"{prefix}.{name}", "Value": float(value), "Labels": {}}
+            for name, value, _ in values
+        ],
+        "Points": [],
+        "Counters": [],
+        "Samples": [],
+    }
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def prometheus_text(prefix: str, values: list[Gauge]) -> str:
+    """The gauges in the Prometheus text format (dots become underscores)."""
+    lines = []
+    for name, value, help_text in values:
+        metric = f"{prefix}.{name}".replace(".", "_").replace("-", "_")
+        lines += [
+            f"# HELP {metric} {help_text}",
+            f"# TYPE {metric} gauge",
+            f"{metric} {_number(value)}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def stats(agent: Agent) -> dict[str, dict[str, str]]:
+    """``Stats`` of /v1/agent/self: Consul's sections, every value a string."""
+    local = agent.local
+    ttls = sum(1 for c in local.checks.values() if c.kind == "ttl")
+    out = {
+        "agent": {
+            "check_monitors": "0",
+            "check_ttls": str(ttls),
+            "checks": str(len(local.checks)),
+            "services": str(len(local.services)),
+        },
+        "build": {"prerelease": "", "revision": "", "version": agent.version},
+        "consul": {
+            "acl": "enabled" if agent.config.acl.enabled else "disabled",
+            "server": str(agent.server is not None).lower(),
+            "known_servers": str(len(agent.pool.servers()) if agent.pool else 0),
+        },
+        "runtime": {
+            "arch": platform.machine(),
+            "os": sys.platform,
+            "cpu_count": str(os.cpu_count() or 0),
+            "goroutines": str(trio.lowlevel.current_statistics().tasks_living),
+            "version": f"python{platform.python_version()}",
+        },
+    }
+    if agent.server is not None:
+        out["consul"].update(_server_stats(agent))
+        out["raft"] = _raft_stats(agent)
+    return out
+
+
+def _server_stats(agent: Agent) -> dict[str, str]:
+    assert agent.server is not None
+    return {
+        "bootstrap": str(agent.config.bootstrap).lower(),
+        "known_datacenters": "1",
+        "leader": str(agent.server.is_leader()).lower(),
+        "leader_addr": agent.server.leader_address() or "",
+    }
+
+
+def _raft_stats(agent: Agent) -> dict[str, str]:
+    assert agent.server is not None
+    st = agent.server.node.status()
+    core = st.core
+    contact = st.last_contact
+    return {
+        "applied_index": str(st.applied),
+        "commit_index": str(core.commit),
+        "fsm_pending": str(max(core.commit - st.applied, 0)),
+        "last_contact": "never" if contact is None else f"{contact * 1000:.0f}ms",
+        "last_log_index": str(core.last_index),
+        "last_snapshot_index": str(st.snapshot_index),
+        "num_peers": str(max(len(core.configuration.voters()) - 1, 0)),
+        "protocol_version": "3",
+        "state": core.role.value.capitalize(),
+        "term": str(core.term),
+        "latest_configuration": str(
+            [{"ID": s.id, "Address": s.address} for s in core.configuration.servers]
+        ),
+    }
+
+
+# ------------------------------------------------------------------ host
+
+
+def _read(path: str) -> str:
+    return Path(path).read_text()
+
+
+def _meminfo() -> dict[str, Any]:
+    fields = {}
+    for line in _read("/proc/meminfo").splitlines():
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts:
+            fields[key] = int(parts[0]) * (1024 if len(parts) > 1 else 1)
+    total = fields.get("MemTotal", 0)
+    available = fields.get("MemAvailable", fields.get("MemFree", 0))
+    used = total - available
+    return {
+        "total": total,
+        "available": available,
+        "used": used,
+        "usedPercent": 100.0 * used / total if total else 0.0,
+        "free": fields.get("MemFree", 0),
+        "buffers": fields.get("Buffers", 0),
+        "cached": fields.get("Cached", 0),
+        "swapTotal": fields.get("SwapTotal", 0),
+        "swapFree": fields.get("SwapFree", 0),
+    }
+
+
+def _cpus() -> list[dict[str, Any]]:
+    cpus: list[dict[str, Any]] = []
+    for block in _read("/proc/cpuinfo").strip().split("\n\n"):
+        kv = {}
+        for line in block.splitlines():
+            key, _, value = line.partition(":")
+            kv[key.strip()] = value.strip()
+        cpus.append(
+            {
+                "cpu": int(kv.get("processor", len(cpus))),
+                "vendorId": kv.get("vendor_id", ""),
+                "family": kv.get("cpu family", ""),
+                "model": kv.get("model", ""),
+                "modelName": kv.get("model name", ""),
+                "mhz": float(kv.get("cpu MHz", 0) or 0),
+                "cacheSize": int((kv.get("cache size", "0").split() or ["0"])[0]),
+                "cores": int(kv.get("cpu cores", 1) or 1),
+            }
+        )
+    return cpus
+
+
+def _os_release() -> dict[str, str]:
+    out = {}
+    for line in _read("/etc/os-release").splitlines():
+        key, _, value = line.partition("=")
+        out[key] = value.strip('"')
+    return out
+
+
+def _host() -> dict[str, Any]:
+    uptime = float(_read("/proc/uptime").split()[0])
+    release = _os_release()
+    return {
+        "hostname": socket.gethostname(),
+        "uptime": int(uptime),
+        "bootTime": int(time.time() - uptime),
+        "procs": sum(1 for p in os.listdir("/proc") if p.isdigit()),
+        "os": sys.platform,
+        "platform": release.get("ID", ""),
+        "platformFamily": release.get("ID_LIKE", release.get("ID", "")),
+        "platformVersion": release.get("VERSION_ID", ""),
+        "kernelVersion": platform.release(),
+        "kernelArch": platform.machine(),
+        "virtualizationSystem": "",
+        "virtualizationRole": "",
+        "hostId": _read("/etc/machine-id").strip() if os.path.exists("/etc/machine-id") else "",
+    }
+
+
+def _disk(path: str) -> dict[str, Any]:
+    st = os.statvfs(path)
+    total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+    used = total - st.f_bfree * st.f_frsize
+    inodes_used = st.f_files - st.f_ffree
+    return {
+        "path": path,
+        "fstype": "",
+        "total": total,
+        "free": free,
+        "used": used,
+        "usedPercent": 100.0 * used / (used + free) if used + free else 0.0,
+        "inodesTotal": st.f_files,
+        "inodesUsed": inodes_used,
+        "inodesFree": st.f_ffree,
+        "inodesUsedPercent": 100.0 * inodes_used / st.f_files if st.f_files else 0.0,
+    }
+
+
+def host_info(disk_path: str) -> dict[str, Any]:
+    """Consul's /v1/agent/host document. Blocking file reads: run in a thread."""
+    errors: list[str] = []
+    out: dict[str, Any] = {}
+    parts = (
+        ("Memory", _meminfo, ()),
+        ("CPU", _cpus, ()),
+        ("Host", _host, ()),
+        ("Disk", _disk, (disk_path,)),
+    )
+    for key, fn, args in parts:
+        try:
+            out[key] = fn(*args)
+        except (OSError, ValueError) as exc:
+            out[key] = None
+            errors.append(f"{key}: {exc}")
+    out["CollectionTime"] = time.time_ns()
+    out["Errors"] = errors or None
+    return out
+
+
+def register(router: Router, agent: Agent) -> None:
+    """Add the metrics and host routes to the one route table."""
+
+    async def metrics(req: Request) -> Response:
+        opts = QueryOptions.from_request(req)
+        prefix = agent.config.telemetry.metrics_prefix
+        values = gauges(agent)
+        if req.query_value("format") == "prometheus":
+            text = prometheus_text(prefix, values)
+            return Response.text(text, content_type=PROMETHEUS_CONTENT_TYPE)
+        return Response.json(metrics_json(prefix, values, time.time()), pretty=opts.pretty)
+
+    async def host(req: Request) -> Response:
+        opts = QueryOptions.from_request(req)
+        info = await trio.to_thread.run_sync(host_info, agent.config.data_dir or "/")
+        return Response.json(info, pretty=opts.pretty)
+
+    router.add("GET", "/v1/agent/metrics", metrics, name="agent.metrics")
+    router.add("GET", "/v1/agent/host", host, name="agent.host")

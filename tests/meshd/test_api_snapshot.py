@@ -1,0 +1,148 @@
+"""/v1/snapshot save and restore against a real dev agent, and the archive format."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meshd.agent.snapshot_archive import (
+    MAGIC,
+    ArchiveError,
+    ArchiveMeta,
+    decode_archive,
+    encode_archive,
+)
+from tests.meshd.harness import APIClient, dev_agent, dev_flags
+
+EXT = [
+    {"Node": "ext-1", "Address": "10.0.0.1", "Service": {"Service": "db", "Port": 5432}},
+    {"Node": "ext-2", "Address": "10.0.0.2", "Service": {"Service": "web", "Port": 80}},
+]
+
+
+async def catalog(api: APIClient) -> tuple[Any, Any]:
+    nodes = sorted((n["Node"], n["Address"]) for n in (await api.get("/v1/catalog/nodes")).json())
+    services = (await api.get("/v1/catalog/services")).json()
+    return nodes, services
+
+
+def test_archive_round_trip_and_header() -> None:
+    state = b"registry-state" * 1000
+    archive = encode_archive(ArchiveMeta(42, 7, "dc1", "n1", 1.5), state)
+    assert archive.startswith(MAGIC)
+    meta, out = decode_archive(archive)
+    assert out == state
+    assert (meta.index, meta.term, meta.time) == (42, 7, 1.5)
+    assert (meta.datacenter, meta.node) == ("dc1", "n1")
+    assert len(archive) < len(state)  # compressed
+
+
+@pytest.mark.parametrize(
+    ("mangle", "reason"),
+    [
+        (lambda a: a[:10], "too short"),
+        (lambda a: b"X" + a[1:], "bad magic"),
+        (lambda a: a[:-40] + a[-39:], "checksum"),
+        (lambda a: a[:30] + bytes([a[30] ^ 1]) + a[31:], "checksum"),
+        (lambda a: a[:16] + struct.pack(">H", 9) + a[18:], "version"),
+    ],
+)
+def test_corrupt_archives_are_named(mangle: Any, reason: str) -> None:
+    archive = encode_archive(ArchiveMeta(1, 1), b"state")
+    with pytest.raises(ArchiveError, match=reason):
+        decode_archive(mangle(archive))
+
+
+def test_a_resealed_archive_with_a_wrong_state_digest_is_refused() -> None:
+    archive = encode_archive(ArchiveMeta(1, 1), b"state")
+    body = archive[:-32].replace(hashlib.sha256(b"state").hexdigest().encode(), b"0" * 64)
+    with pytest.raises(ArchiveError, match="state checksum"):
+        decode_archive(body + hashlib.sha256(body).digest())
+
+
+@pytest.mark.e2e
+async def test_save_then_restore_brings_the_state_back() -> None:
+    async with dev_agent() as (_agent, api):
+        for body in EXT:
+            assert (await api.put("/v1/catalog/register", body)).status == 200
+        saved_catalog = await catalog(api)
+        r = await api.get("/v1/snapshot")
+        assert r.status == 200
+        assert r.headers["content-type"] == "application/octet-stream"
+        assert int(r.headers["x-consul-index"]) > 1
+        assert r.headers["x-consul-knownleader"] == "true"
+        archive = r.body
+        meta, _ = decode_archive(archive)
+        assert meta.index == int(r.headers["x-consul-index"]) and meta.datacenter == "dc1"
+
+        await api.put("/v1/catalog/deregister", {"Node": "ext-1"})
+        await api.put("/v1/catalog/register", {"Node": "ext-3", "Address": "10.0.0.3"})
+        assert await catalog(api) != saved_catalog
+
+        r = await api.put("/v1/snapshot", raw=archive)
+        assert (r.status, r.body) == (200, b"")
+        assert await catalog(api) == saved_catalog
+        # Writes keep working on top of the restored state.
+        assert (await api.put("/v1/catalog/register", EXT[0] | {"Node": "ext-4"})).status == 200
+        assert "ext-4" in {n for n, _ in (await catalog(api))[0]}
+
+
+@pytest.mark.e2e
+async def test_a_corrupt_archive_is_refused_with_400_and_changes_nothing() -> None:
+    async with dev_agent() as (_agent, api):
+        await api.put("/v1/catalog/register", EXT[0])
+        archive = (await api.get("/v1/snapshot")).body
+        await api.put("/v1/catalog/register", EXT[1])
+        before = await catalog(api)
+        flipped = archive[:-100] + bytes([archive[-100] ^ 0xFF]) + archive[-99:]
+        cases = [
+            (flipped, "checksum"),
+            (archive[: len(archive) // 2], "checksum"),
+            (b"garbage that is long enough to have a header and a digest" * 2, "magic"),
+            (b"", "empty"),
+        ]
+        for body, needle in cases:
+            r = await api.put("/v1/snapshot", raw=body)
+            assert r.status == 400 and needle in r.text, (r.status, r.text)
+            assert "Invalid snapshot archive" in r.text
+        assert await catalog(api) == before
+
+
+@pytest.mark.e2e
+async def test_an_archive_whose_state_does_not_decode_is_refused() -> None:
+    async with dev_agent() as (_agent, api):
+        await api.put("/v1/catalog/register", EXT[0])
+        before = await catalog(api)
+        bogus = encode_archive(ArchiveMeta(5, 1, "dc1"), b"\x93not a registry snapshot")
+        r = await api.put("/v1/snapshot", raw=bogus)
+        assert r.status == 400 and "Invalid snapshot archive" in r.text
+        assert await catalog(api) == before
+
+
+@pytest.mark.e2e
+async def test_stale_save_is_answered_locally() -> None:
+    async with dev_agent() as (_agent, api):
+        r = await api.get("/v1/snapshot?stale")
+        assert r.status == 200
+        decode_archive(r.body)
+
+
+@pytest.mark.e2e
+async def test_a_restored_state_survives_a_restart(tmp_path: Path) -> None:
+    flags = dev_flags(data_dir=str(tmp_path), node_id="0f8d2f0c-3b7a-4d6e-8a52-2f4c1e9b7d10")
+    async with dev_agent(**flags) as (_agent, api):
+        await api.put("/v1/catalog/register", EXT[0])
+        archive = (await api.get("/v1/snapshot")).body
+        await api.put("/v1/catalog/deregister", {"Node": "ext-1"})
+        await api.put("/v1/catalog/register", EXT[1])
+        assert (await api.put("/v1/snapshot", raw=archive)).status == 200
+        await api.put("/v1/catalog/register", {"Node": "ext-5", "Address": "10.0.0.5"})
+        expected = await catalog(api)
+    async with dev_agent(**flags) as (_agent, api):
+        nodes, services = await catalog(api)
+        assert nodes == expected[0] and services == expected[1]
+        assert "ext-2" not in {n for n, _ in nodes}
