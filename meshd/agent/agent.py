@@ -363,6 +363,13 @@ class Agent:
             raise NoServersError()
         return self.pool.servers()
 
+    async def wait_synced(self, timeout: float = 1.0) -> None:
+        """After a local change: give anti-entropy up to ``timeout`` to put it
+        in the catalog, so the caller reads its own write (Consul syncs
+        asynchronously; a client that registers then lists expects it)."""
+        if self.sync is not None:
+            await self.sync.wait_synced(self.local.version, timeout)
+
     async def leave(self, *, delay: float = 0.0) -> None:
         """Graceful leave: stop anti-entropy, deregister this node from the
         catalog (best effort, at most 5 s), hand leadership to another voter

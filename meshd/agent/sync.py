@@ -83,11 +83,22 @@ class AntiEntropy:
         self.syncs = 0
         self.in_sync = trio.Event()
         self._kick = trio.Event()
+        self._synced = trio.Event()
 
     def trigger_full(self) -> None:
         """Run a full sync now (after a reconnect or a reload)."""
         self.synced_version = -1
         self._kick.set()
+
+    async def wait_synced(self, version: int, timeout: float) -> bool:
+        """Wait (at most ``timeout``) until the local state as of ``version``
+        is in the catalog; returns whether it is. Lets the agent API give a
+        registering client read-your-writes without making it depend on the
+        servers being reachable."""
+        with trio.move_on_after(timeout):
+            while self.synced_version < version:
+                await self._synced.wait()
+        return self.synced_version >= version
 
     async def run(self) -> None:
         """Sync until cancelled; never raises for a server being unreachable."""
@@ -121,7 +132,13 @@ class AntiEntropy:
         writes = 0
         catalog = await self._catalog_view()
         node_json, services, checks = catalog
-        if node_json is None or not self._node_matches(node_json):
+        serf = checks.get(SERF_HEALTH)
+        if (
+            node_json is None
+            or not self._node_matches(node_json)
+            or serf is None
+            or serf.get("Status") != "passing"
+        ):
             await self._write(self._register_node())
             writes += 1
         for sid, defn in list(self.local.services.items()):
@@ -153,6 +170,8 @@ class AntiEntropy:
             await self._write(DeregisterRequest(node=self.node.name, check_id=cid, now=time.time()))
             writes += 1
         self.synced_version = version
+        self._synced.set()
+        self._synced = trio.Event()
         self.syncs += 1
         if full:
             self.last_full_sync = time.time()
@@ -195,7 +214,17 @@ class AntiEntropy:
         }
 
     def _register_node(self) -> RegisterRequest:
-        return RegisterRequest(**self._base())
+        # A live agent vouches for its node with Consul's serfHealth check
+        # (sessions require it by default); the leader's liveness tracking
+        # marks it critical when the agent stops heartbeating.
+        serf = HealthCheck(
+            check_id=SERF_HEALTH,
+            node=self.node.name,
+            name="Serf Health Status",
+            status="passing",
+            output="Agent alive and reachable",
+        )
+        return RegisterRequest(**self._base(), checks=(serf,))
 
     def _register_service(self, svc: ServiceInstance, checks: list[HealthCheck]) -> RegisterRequest:
         return RegisterRequest(**self._base(), service=svc, checks=tuple(checks))

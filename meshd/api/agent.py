@@ -204,10 +204,12 @@ def _register_services(router: Router, agent: Agent) -> None:
         if not flag(req, "replace-existing-checks"):
             defn = _keep_old_checks(agent, defn)
         agent.local.add_service(defn)
+        await agent.wait_synced()
         return Response(200)
 
     async def deregister_service(req: Request) -> Response:
         agent.local.remove_service(req.path_params["service_id"])  # NotFoundError: 404
+        await agent.wait_synced()
         return Response(200)
 
     router.add("GET", "/v1/agent/services", services, name="agent.services")

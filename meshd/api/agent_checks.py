@@ -85,10 +85,12 @@ def register(router: Router, agent: Agent) -> None:
             agent.local.add_check(defn)
         except NotFoundError as exc:  # an unknown ServiceID is the caller's mistake
             raise BadRequest(str(exc), "ServiceID") from None
+        await agent.wait_synced()
         return Response(200)
 
     async def deregister_check(req: Request) -> Response:
         agent.local.remove_check(req.path_params["check_id"])  # NotFoundError: 404
+        await agent.wait_synced()
         return Response(200)
 
     async def update(req: Request) -> Response:
