@@ -8,6 +8,7 @@ for clients (``pool``), the local state and anti-entropy (``local``,
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import random
@@ -39,6 +40,8 @@ from ..agent_tls import create_ca, create_cert
 from ..config import AgentConfig
 from ..config.addresses import join_address
 from ..config.values import Invalid
+from ..dns import DNSSettings, serve_dns
+from ..dns.agent_lookup import AgentLookup
 from ..errors import ConfigError, MeshdError, NoServersError
 from ..http.errors import BadRequest, HTTPError, PayloadTooLarge
 from ..rpc import RPCClient, RPCError, RPCUnavailable
@@ -99,6 +102,7 @@ class Agent:
         self.backend: Any = None
         self.sync: AntiEntropy | None = None
         self.http_addresses: list[tuple[str, int]] = []
+        self.dns_addresses: list[tuple[str, int]] = []
         self.rpc_address = f"{config.advertise_addr}:{config.ports.server}"
         self._server_ssl, self._client_ssl = self._tls_contexts()
         self._nursery: trio.Nursery | None = None
@@ -272,6 +276,7 @@ class Agent:
                     task_status=task_status,
                 )
             )
+            await self._start_dns(nursery)
             log.info(
                 "event=agent_started node=%s id=%s server=%s http=%s rpc=%s",
                 self.node_name,
@@ -283,6 +288,32 @@ class Agent:
             task_status.started()
             await self.shutdown.wait()
             nursery.cancel_scope.cancel()
+
+    async def _start_dns(self, nursery: trio.Nursery) -> None:
+        """DNS on every client address (UDP and TCP), unless ports.dns is -1."""
+        cfg = self.config
+        if cfg.ports.dns < 0:
+            return
+        settings = DNSSettings.from_agent_config(cfg)
+        if self.server is not None:
+            store = self.server.fsm.store
+
+            def catalog_index() -> int | None:
+                # Catalog tables only: a KV write must not empty the DNS cache.
+                index: int = store.index_of("nodes", "services", "checks")
+                return index
+
+            lookup = AgentLookup(self, settings, state_index=catalog_index)
+        else:
+            lookup = AgentLookup(self, settings)  # answers reused for at most cache_ttl
+        for host in cfg.client_addr:
+            udp, _tcp = await nursery.start(
+                functools.partial(serve_dns, recursors=cfg.recursors, rng=self.rng),
+                (host, cfg.ports.dns),
+                lookup,
+                settings,
+            )
+            self.dns_addresses.append(udp)
 
     async def _start_server(self, nursery: trio.Nursery) -> None:
         cfg = self.config

@@ -1,0 +1,64 @@
+"""DNS served by a real dev agent, queried with dnspython's resolver client."""
+
+from __future__ import annotations
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+import trio
+
+from tests.meshd.harness import dev_agent
+
+pytestmark = pytest.mark.e2e
+
+
+async def query(
+    addr: tuple[str, int], name: str, rdtype: str, tcp: bool = False
+) -> dns.message.Message:
+    q = dns.message.make_query(name, rdtype)
+    fn = dns.query.tcp if tcp else dns.query.udp
+    return await trio.to_thread.run_sync(lambda: fn(q, addr[0], port=addr[1], timeout=3))
+
+
+async def test_healthy_instances_by_a_and_srv_and_nxdomain() -> None:
+    async with dev_agent() as (agent, api):
+        for i, status in enumerate(["passing", "critical", "warning"]):
+            body = {
+                "Node": f"n{i}",
+                "Address": f"10.0.0.{i + 1}",
+                "Service": {"Service": "api", "ID": f"api-{i}", "Port": 9000 + i, "Tags": ["v1"]},
+                "Check": {
+                    "CheckID": f"c{i}",
+                    "Name": "c",
+                    "Status": status,
+                    "ServiceID": f"api-{i}",
+                },
+            }
+            assert (await api.put("/v1/catalog/register", body)).status == 200
+        addr = agent.dns_addresses[0]
+        resp = await query(addr, "api.service.consul", "A")
+        got = sorted(r.address for rr in resp.answer for r in rr)
+        assert got == ["10.0.0.1", "10.0.0.3"], resp  # critical excluded, warning kept
+        resp = await query(addr, "v1.api.service.dc1.consul", "SRV")
+        ports = sorted(r.port for rr in resp.answer for r in rr)
+        assert ports == [9000, 9002]
+        assert any(rr.rdtype == dns.rdatatype.A for rr in resp.additional)
+        resp = await query(addr, "_api._v1.service.consul", "SRV", tcp=True)
+        assert sorted(r.port for rr in resp.answer for r in rr) == [9000, 9002]
+        resp = await query(addr, "n0.node.consul", "A")
+        assert [r.address for rr in resp.answer for r in rr] == ["10.0.0.1"]
+        resp = await query(addr, "nope.service.consul", "A")
+        assert resp.rcode() == dns.rcode.NXDOMAIN
+        assert any(rr.rdtype == dns.rdatatype.SOA for rr in resp.authority)
+
+        # A check going critical drops the instance from DNS.
+        body = {
+            "Node": "n0",
+            "Address": "10.0.0.1",
+            "Check": {"CheckID": "c0", "Name": "c", "Status": "critical", "ServiceID": "api-0"},
+        }
+        assert (await api.put("/v1/catalog/register", body)).status == 200
+        resp = await query(addr, "api.service.consul", "A")
+        assert sorted(r.address for rr in resp.answer for r in rr) == ["10.0.0.3"]
