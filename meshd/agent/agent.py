@@ -48,6 +48,7 @@ from ..rpc import RPCClient, RPCError, RPCUnavailable
 from . import join
 from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
 from .events import EventRing, UserEvent, accepts, merge, uuid_to_index
+from .liveness import LivenessTracker, heartbeat_loop
 from .local import LocalState
 from .members import SEGMENT_META, MemberInfo, member_json
 from .pool import ClientBackend, ServerPool
@@ -103,6 +104,8 @@ class Agent:
         self.sync: AntiEntropy | None = None
         self.http_addresses: list[tuple[str, int]] = []
         self.dns_addresses: list[tuple[str, int]] = []
+        self.liveness: LivenessTracker | None = None
+        self.heartbeat_interval = 1.0 * config.performance.raft_multiplier
         self.rpc_address = f"{config.advertise_addr}:{config.ports.server}"
         self._server_ssl, self._client_ssl = self._tls_contexts()
         self._nursery: trio.Nursery | None = None
@@ -252,6 +255,12 @@ class Agent:
                 self.pool.add([self.rpc_address])
             else:
                 self.backend = ClientBackend(self.pool)
+            pool = self.pool
+            nursery.start_soon(
+                functools.partial(heartbeat_loop, interval=self.heartbeat_interval),
+                lambda method, args: pool.call(method, args, timeout=self.heartbeat_interval * 2),
+                self.node_name,
+            )
             self.sync = AntiEntropy(
                 self.local,
                 self.backend,
@@ -328,7 +337,10 @@ class Agent:
             bootstrap=bootstrap,
             rng=self.rng,
         )
+        # Liveness TTL follows Consul's timing scale: 5 s at raft_multiplier 1.
+        self.liveness = LivenessTracker(self.server, ttl=self.heartbeat_interval * 5)
         await nursery.start(self.server.run)
+        nursery.start_soon(self.liveness.run)
         self.backend = self.server
         self.events = self.server.events
 

@@ -42,6 +42,11 @@ class LocalState:
 
     def _bump(self) -> None:
         self.version += 1
+        self.poke()
+
+    def poke(self) -> None:
+        """Wake ``wait_changed`` waiters without a change (someone else saw
+        a reason to look again, e.g. the catalog changed under the agent)."""
         self._changed.set()
         self._changed = trio.Event()
 

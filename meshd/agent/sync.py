@@ -23,11 +23,11 @@ from registry.commands import Command, DeregisterRequest, RegisterRequest
 from registry.records import HealthCheck, ServiceInstance
 
 from ..errors import MeshdError
+from .liveness import SERF_HEALTH, serf_check
 from .local import LocalState
 from .wire import ReadOptions, ReadResult, WriteResult
 
 log = logging.getLogger("meshd.sync")
-SERF_HEALTH = "serfHealth"
 _IGNORED = ("CreateIndex", "ModifyIndex")
 
 
@@ -101,7 +101,29 @@ class AntiEntropy:
         return self.synced_version >= version
 
     async def run(self) -> None:
-        """Sync until cancelled; never raises for a server being unreachable."""
+        """Sync until cancelled; never raises for a server being unreachable.
+        Also watches this node's catalog entry, so a change made behind the
+        agent's back (a catalog deregister) is repaired at once, not at the
+        next full sync."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_catalog)
+            await self._sync_loop()
+
+    async def _watch_catalog(self) -> None:
+        index = 0
+        while True:
+            opts = ReadOptions(index=index, wait=300.0, consistency="stale")
+            try:
+                res = await self.backend.read("health.node", {"name": self.node.name}, opts)
+            except (MeshdError, trio.TooSlowError, OSError):
+                await trio.sleep(1.0)
+                continue
+            if index and res.index != index:
+                self._kick.set()
+                self.local.poke()
+            index = res.index if res.index >= index else 0
+
+    async def _sync_loop(self) -> None:
         next_full = 0.0
         backoff = 0.5
         while True:
@@ -217,14 +239,7 @@ class AntiEntropy:
         # A live agent vouches for its node with Consul's serfHealth check
         # (sessions require it by default); the leader's liveness tracking
         # marks it critical when the agent stops heartbeating.
-        serf = HealthCheck(
-            check_id=SERF_HEALTH,
-            node=self.node.name,
-            name="Serf Health Status",
-            status="passing",
-            output="Agent alive and reachable",
-        )
-        return RegisterRequest(**self._base(), checks=(serf,))
+        return RegisterRequest(**self._base(), checks=(serf_check(self.node.name, "passing"),))
 
     def _register_service(self, svc: ServiceInstance, checks: list[HealthCheck]) -> RegisterRequest:
         return RegisterRequest(**self._base(), service=svc, checks=tuple(checks))
