@@ -1,81 +1,97 @@
-"""``make run``: a live 3-server Raft cluster on loopback, over mTLS.
+"""``make run``: a dev agent with two demo services, ready to explore.
 
-Starts three ``raft.kvserver`` processes (127.0.1.1-3, sqlite under
-``.demo/``), increments a replicated counter through whichever server leads,
-and prints the cluster's state every second. Kill the leader from another
-terminal and watch a new one take over without losing an increment.
+Starts ``meshd agent --dev`` in this process (a single-node server, API on
+127.0.0.1:8500, DNS on 127.0.0.1:8600), two small HTTP services ``web``
+(127.0.0.1:8080) and ``api`` (127.0.0.1:9090), registers them with HTTP
+health checks through the agent API, and prints what to try. Ctrl-C stops
+everything. (The mTLS proxy between them arrives with the connect/ issue.)
 """
 
 from __future__ import annotations
 
-import shutil
-import time
-from pathlib import Path
+import json
+import signal
+import sys
+import urllib.request
+from typing import Any
 
 import trio
 
-from .raft_cluster import KVClient, LocalKVCluster, call, find_leader, wait_ready
+from .agent.agent import Agent
+from .config import load_config
+
+DEMO_SERVICES = [
+    {"Name": "web", "ID": "web", "Port": 8080, "Tags": ["demo", "frontend"]},
+    {"Name": "api", "ID": "api", "Port": 9090, "Tags": ["demo", "v1"]},
+]
 
 
-async def _status_line(cluster: LocalKVCluster) -> str:
-    parts = []
-    for sid, s in cluster.servers.items():
+async def _http_service(
+    name: str, port: int, *, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    async def handle(stream: trio.SocketStream) -> None:
         try:
-            st = (await call(s.client_addr, {"op": "status"}, timeout=0.5))["result"]
-            parts.append(f"{sid}={st['role'][:6]}@t{st['term']}/c{st['commit']}")
-        except (OSError, trio.TooSlowError, KeyError):
-            parts.append(f"{sid}=down")
-    return "  ".join(parts)
+            await stream.receive_some(65536)
+            body = f"hello from {name}\n".encode()
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            await stream.send_all(head.encode() + body)
+        except trio.BrokenResourceError:
+            pass
+        finally:
+            await stream.aclose()
+
+    listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
+    task_status.started()
+    await trio.serve_listeners(handle, listeners)
 
 
-async def _run(root: Path) -> None:
-    cluster = LocalKVCluster(root, log_level="WARNING")
-    cluster.start_all()
-    try:
-        await wait_ready(cluster, list(cluster.servers))
-        leader = await find_leader(cluster)
-        pids = {sid: s.proc.pid for sid, s in cluster.servers.items() if s.proc}
-        print(f"meshd raft demo: 3 servers over mTLS, leader {leader}; pids {pids}")
+def _register(agent: Agent, svc: dict[str, Any]) -> None:
+    host, port = agent.http_addresses[0]
+    body = dict(svc)
+    body["Check"] = {
+        "Name": f"{svc['Name']} answers HTTP",
+        "HTTP": f"http://127.0.0.1:{svc['Port']}/",
+        "Interval": "5s",
+        "Status": "passing",
+    }
+    req = urllib.request.Request(
+        f"http://{host}:{port}/v1/agent/service/register",
+        data=json.dumps(body).encode(),
+        method="PUT",
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        resp.read()
+
+
+async def _run() -> None:
+    config, _ = load_config([], [], {"node": "meshd-dev"}, dev=True)
+    agent = Agent(config)
+    async with trio.open_nursery() as nursery:
+        for svc in DEMO_SERVICES:
+            await nursery.start(_http_service, svc["Name"], svc["Port"])
+        await nursery.start(agent.run)
+        for svc in DEMO_SERVICES:
+            await trio.to_thread.run_sync(_register, agent, svc)
+        host, port = agent.http_addresses[0]
+        print(f"meshd dev agent running: HTTP API http://{host}:{port}, DNS {host}:8600")
+        print("demo services: web (127.0.0.1:8080), api (127.0.0.1:9090)\n")
         print("Try next (in another terminal):")
-        print(f"  kill -9 {pids[leader]}      # kill the leader; a new one is elected in ~1-2 s")
-        print("  make sim SEEDS=50         # deterministic chaos simulation")
-        print("  make bench                # commits/s and latency vs the disk's fsync rate")
-        print("Ctrl-C stops everything.\n")
-        acked = 0
-        last_print = 0.0
-        client: KVClient | None = None
-        while True:
-            if client is None:
-                leader = await find_leader(cluster)
-                client = KVClient(cluster.servers[leader].client_addr)
-            try:
-                resp = await client.request({"op": "incr", "key": "counter"}, timeout=1)
-            except (OSError, trio.TooSlowError, Exception):
-                resp = {"ok": False}
-            if resp.get("ok"):
-                acked = int(resp["result"])
-            else:
-                await client.aclose()
-                client = None
-            if time.monotonic() - last_print >= 1:
-                last_print = time.monotonic()
-                print(f"counter={acked:6d}  {await _status_line(cluster)}", flush=True)
-                for sid in cluster.servers:
-                    if sid not in cluster.alive():
-                        cluster.start(sid, bootstrap=False)
-                        print(f"  (restarted {sid} from its sqlite files)")
-            await trio.sleep(0.2)
-    finally:
-        cluster.stop_all()
+        print(f"  curl http://{host}:{port}/v1/catalog/services")
+        print(f"  curl 'http://{host}:{port}/v1/health/service/api?passing'")
+        print("  dig @127.0.0.1 -p 8600 api.service.consul SRV")
+        print("  .venv/bin/meshd members")
+        print("  .venv/bin/meshd kv put greeting hello && .venv/bin/meshd kv get greeting")
+        print("  .venv/bin/meshd operator raft list-peers")
+        print("Ctrl-C stops everything.", flush=True)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                break
+        print("\nstopping", file=sys.stderr, flush=True)
+        nursery.cancel_scope.cancel()
 
 
 def main() -> None:
-    root = Path(".demo")
-    shutil.rmtree(root, ignore_errors=True)
-    try:
-        trio.run(_run, root)
-    except KeyboardInterrupt:
-        print("\nstopped; logs and data are in .demo/")
+    trio.run(_run)
 
 
 if __name__ == "__main__":
