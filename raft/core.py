@@ -513,7 +513,7 @@ class RaftCore(Membership):
                 pr.become_probe()
                 pr.become_replicate()
             if self._maybe_commit():
-                self._bcast_append()
+                self._on_commit()
             else:
                 # A follower that was paused may not know the commit index yet.
                 self._send_append(m.src, send_empty=old_paused)
@@ -563,10 +563,16 @@ class RaftCore(Membership):
                 self.pending_conf_index = e.index
                 self._apply_configuration()
 
-    def _bcast_append(self) -> None:
+    def _bcast_append(self, *, send_empty: bool = True) -> None:
         for sid in sorted(self.progress):
             if sid != self.id:
-                self._send_append(sid)
+                self._send_append(sid, send_empty=send_empty)
+
+    def _on_commit(self) -> None:
+        # Followers learn a new commit index from the next append or
+        # heartbeat (at most a tick later); an empty append to every follower
+        # for every commit would double their work on the commit path.
+        self._bcast_append(send_empty=False)
 
     def _send_append(self, to: str, *, send_empty: bool = True) -> None:
         pr = self.progress.get(to)
@@ -798,7 +804,7 @@ class RaftCore(Membership):
         if self.role == Role.LEADER and self.id in self.progress:
             self.progress[self.id].maybe_update(self.log.stable)
             if self._maybe_commit():
-                self._bcast_append()
+                self._on_commit()
 
     # --------------------------------------------------------------- status
 
