@@ -1,0 +1,83 @@
+"""Every benchmark's ``--quick`` run prints its figure lines.
+
+These start real meshd and etcd clusters, wrk and the C watcher client, so
+they are slow and e2e; they check that each benchmark produced numbers for
+meshd and for its baseline, never what the numbers are (habit 11).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+
+from bench import agent_start_bench, failover_bench, kv_bench, watch_bench
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+NUM = r"[\d,]+(?:\.\d+)?"
+
+
+def run_quick(main: Callable[[list[str]], None], capsys: pytest.CaptureFixture[str]) -> str:
+    main(["--quick"])
+    return capsys.readouterr().out
+
+
+def figure_row(out: str, label: str, numbers: int) -> list[str]:
+    """The first ``numbers`` figures printed after ``label`` at the start of a line."""
+    pattern = rf"^{re.escape(label)}\s+((?:{NUM}\s+){{{numbers - 1}}}{NUM})"
+    match = re.search(pattern, out, re.MULTILINE)
+    assert match, f"no figures for {label!r} in:\n{out}"
+    return match.group(1).split()
+
+
+def test_kv_bench_prints_puts_and_reads_for_meshd_and_etcd(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = run_quick(kv_bench.main, capsys)
+    for label in (
+        "put, 1 conn -> leader",
+        "put, 64 conns -> leader",
+        "linearizable read, 64 conns -> leader",
+    ):
+        meshd_rate, _p50, _p99, _err, etcd_rate = figure_row(out, label, 5)
+        assert float(meshd_rate.replace(",", "")) > 0
+        assert float(etcd_rate.replace(",", "")) > 0
+    assert re.search(r"put, 1 conn -> leader .* \d+\.\d+x\s+meshd >= etcd", out)
+
+
+def test_watch_bench_prints_fanout_for_meshd_etcd_and_generator(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = run_quick(watch_bench.main, capsys)
+    for label in ("generator floor, 200 watchers", "etcd, 200 watchers", "meshd, 200 watchers"):
+        answers, _missed, p50, p99, _max = figure_row(out, label, 5)
+        assert int(answers) > 0
+        assert float(p50) <= float(p99)
+    assert re.search(r"meshd, 200 watchers .* \d+\.\d+x\s+p99 <= etcd", out)
+
+
+def test_failover_bench_prints_kill_to_write_for_meshd_and_etcd(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = run_quick(failover_bench.main, capsys)
+    for label in ("meshd", "etcd"):
+        median, trial = figure_row(out, label, 2)
+        assert float(median) == float(trial) > 0  # one trial in --quick
+    assert re.search(r"^meshd .* \d+\.\d+x\s+meshd <= etcd", out, re.MULTILINE)
+
+
+def test_agent_start_bench_prints_dev_start_and_baselines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = run_quick(agent_start_bench.main, capsys)
+    for label in (
+        "meshd agent --dev",
+        "Agent.run -> started()",
+        "etcd 3.4, 1 member",
+        "python -c pass",
+    ):
+        median, _first, _second = figure_row(out, label, 3)
+        assert 0 < float(median) < 60_000
+    assert re.search(r"meshd agent --dev .* < 1000 ms\s+(met|MISSED)", out)
