@@ -37,6 +37,7 @@ from raft.types import Server as RaftServer
 from registry.commands import DeregisterRequest
 
 from ..agent_tls import create_ca, create_cert
+from ..checks import CheckRunner
 from ..config import AgentConfig
 from ..config.addresses import join_address
 from ..config.values import Invalid
@@ -105,6 +106,13 @@ class Agent:
         self.http_addresses: list[tuple[str, int]] = []
         self.dns_addresses: list[tuple[str, int]] = []
         self.liveness: LivenessTracker | None = None
+        self.checks = CheckRunner(
+            self.local,
+            enable_script_checks=config.enable_script_checks,
+            enable_local_script_checks=config.enable_local_script_checks,
+            rng=self.rng,
+            on_deregister=self._deregister_critical,
+        )
         self.heartbeat_interval = 1.0 * config.performance.raft_multiplier
         self.rpc_address = f"{config.advertise_addr}:{config.ports.server}"
         self._server_ssl, self._client_ssl = self._tls_contexts()
@@ -240,6 +248,7 @@ class Agent:
         self._load_definitions()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            await nursery.start(self.checks.run)
             if cfg.server:
                 await self._start_server(nursery)
             rpc = RPCClient(
@@ -405,6 +414,17 @@ class Agent:
         if self.pool is None:
             raise NoServersError()
         return self.pool.servers()
+
+    def ttl_update(self, check_id: str, status: str, output: str) -> None:
+        """A TTL check's status from the API: recorded and its TTL restarted.
+        Raises ``NotFoundError`` (404) for an unknown or non-TTL check."""
+        self.checks.ttl_update(check_id, status, output)
+
+    async def _deregister_critical(self, service_id: str) -> None:
+        """DeregisterCriticalServiceAfter elapsed for ``service_id``."""
+        if service_id in self.local.services:
+            log.info("event=deregister_critical_service service_id=%s", service_id)
+            self.local.remove_service(service_id)
 
     async def wait_synced(self, timeout: float = 1.0) -> None:
         """After a local change: give anti-entropy up to ``timeout`` to put it

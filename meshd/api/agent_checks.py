@@ -60,7 +60,7 @@ def _ttl_handler(agent: Agent, status: str) -> Handler:
     async def handler(req: Request) -> Response:
         check_id = req.path_params["check_id"]
         _ttl_check(agent, check_id)
-        agent.local.update_check(check_id, status, req.query_value("note"))
+        agent.ttl_update(check_id, status, req.query_value("note"))
         return Response(200)
 
     return handler
@@ -102,7 +102,7 @@ def register(router: Router, agent: Agent) -> None:
         if status not in ("passing", "warning", "critical"):
             raise BadRequest(f"Invalid check status: {json.dumps(status)}", "Status")
         _ttl_check(agent, check_id)
-        agent.local.update_check(check_id, status, output)
+        agent.ttl_update(check_id, status, output)
         return Response(200)
 
     router.add("GET", "/v1/agent/checks", checks, name="agent.checks")
