@@ -15,6 +15,7 @@ completion order and are matched by ``id``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import ssl
@@ -26,6 +27,8 @@ import trio
 
 from raft.errors import RaftError, TransportError
 from raft.transport import FramedStream, PeerInfo
+
+from .metrics import NO_METRICS, Recorder
 
 log = logging.getLogger("meshd.rpc")
 
@@ -67,6 +70,7 @@ class RPCUnavailable(RPCError):
 
 
 Handler = Callable[[Mapping[str, Any], PeerInfo], Awaitable[Any]]
+_NO_SCOPE = contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -79,11 +83,15 @@ class Method:
 
 class RPCServer:
     """Dispatches RPC frames to registered methods. Register it on the
-    transport with ``transport.register_handler(RPC_KIND, server.handle)``."""
+    transport with ``transport.register_handler(RPC_KIND, server.handle)``.
 
-    def __init__(self) -> None:
+    ``metrics`` records every request (method, result, duration) and the
+    blocking-capable ones in flight; it may be replaced while serving."""
+
+    def __init__(self, *, metrics: Recorder | None = None) -> None:
         self._methods: dict[str, Method] = {}
         self._error_mappers: list[Callable[[BaseException], RPCError | None]] = []
+        self.metrics = metrics if metrics is not None else NO_METRICS
 
     def register(self, name: str, handler: Handler, *, blocking: bool = False) -> None:
         self._methods[name] = Method(handler, blocking)
@@ -116,15 +124,23 @@ class RPCServer:
         peer: PeerInfo,
     ) -> None:
         rid = req.get("id")
+        name = req.get("m")
+        method = self._methods.get(name) if isinstance(name, str) else None
+        label = str(name) if method is not None else "unknown"  # bounded label values
         try:
             limiter.acquire_nowait()
         except trio.WouldBlock:
+            self.metrics.rpc_request(label, "TooManyRequests", 0.0)
             await self._answer(framed, send_lock, rid, None, RPCError("TooManyRequests", "busy"))
             return
+        started = trio.current_time()
         try:
-            result, error = await self._dispatch(req, peer)
+            with self.metrics.blocking_query("rpc") if method and method.blocking else _NO_SCOPE:
+                result, error = await self._dispatch(req, peer)
         finally:
             limiter.release()
+        outcome = "ok" if error is None else error.code
+        self.metrics.rpc_request(label, outcome, trio.current_time() - started)
         await self._answer(framed, send_lock, rid, result, error)
 
     async def _dispatch(

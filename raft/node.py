@@ -83,12 +83,13 @@ class NodeStatus:
 
 
 class _Future:
-    __slots__ = ("_done", "error", "result")
+    __slots__ = ("_done", "error", "proposed_at", "result")
 
     def __init__(self) -> None:
         self._done = trio.Event()
         self.result: Any = None
         self.error: BaseException | None = None
+        self.proposed_at = 0.0
 
     def set(self, result: Any) -> None:
         if not self._done.is_set():
@@ -162,6 +163,12 @@ class RaftNode:
         self._peers: dict[str, str] = {}
         self._events: list[tuple[str, Any]] = []
         self.observers: list[Callable[[SoftState], None]] = []
+        # Optional instrumentation, set by the application (raft knows no metrics
+        # library): seconds from the leader accepting a proposal to its commit,
+        # and seconds one entry took in ``fsm.apply``.
+        self.on_commit_latency: Callable[[float], None] | None = None
+        self.on_apply_latency: Callable[[float], None] | None = None
+        self.leader_changes = 0  # times a leader different from the last one became known
         self._nursery: trio.Nursery | None = None
         self._fatal: BaseException | None = None
         self._writes: list[_Write] = []
@@ -497,7 +504,9 @@ class RaftNode:
             for _, fut in proposals:
                 fut.fail(exc)
             return
+        now = trio.current_time()
         for (index, term), (_, fut) in zip(placed, proposals, strict=True):
+            fut.proposed_at = now
             self._pending[index] = (term, fut)
 
     async def _handle_ready(self, core: RaftCore, rd: Ready) -> bool:
@@ -632,15 +641,22 @@ class RaftNode:
         )
 
     def _apply(self, rd: Ready) -> None:
+        on_commit, on_apply = self.on_commit_latency, self.on_apply_latency
+        committed_at = trio.current_time() if on_commit is not None else 0.0
         for entry in rd.committed_entries:
             result: Any = None
             if entry.kind == EntryKind.NORMAL:
+                started = trio.current_time() if on_apply is not None else 0.0
                 result = self.fsm.apply(entry.index, entry.data)
+                if on_apply is not None:
+                    on_apply(trio.current_time() - started)
             self._applied = entry.index
             pending = self._pending.pop(entry.index, None)
             if pending is not None:
                 term, fut = pending
                 if term == entry.term:
+                    if on_commit is not None:
+                        on_commit(committed_at - fut.proposed_at)
                     fut.set(result)
                 else:
                     fut.fail(LeadershipLostError("another leader's entry committed in its place"))
@@ -674,6 +690,8 @@ class RaftNode:
 
     def _on_soft_state(self, soft: SoftState) -> None:
         was_leader = self._soft.role == Role.LEADER
+        if soft.leader is not None and soft.leader != self._soft.leader:
+            self.leader_changes += 1
         self._soft = soft
         if was_leader and soft.role != Role.LEADER:
             self._fail_all(LeadershipLostError("leadership lost"))

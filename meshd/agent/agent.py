@@ -45,6 +45,7 @@ from ..dns import DNSSettings, serve_dns
 from ..dns.agent_lookup import AgentLookup
 from ..errors import ConfigError, MeshdError, NoServersError
 from ..http.errors import BadRequest, HTTPError, PayloadTooLarge
+from ..metrics import Metrics
 from ..rpc import RPCClient, RPCError, RPCUnavailable
 from . import join
 from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
@@ -112,7 +113,10 @@ class Agent:
             enable_local_script_checks=config.enable_local_script_checks,
             rng=self.rng,
             on_deregister=self._deregister_critical,
+            on_result=lambda kind, status, secs: self.metrics.check_result(kind, status, secs),
         )
+        # Reads the agent only when scraped, so it can exist before anything runs.
+        self.metrics = Metrics.for_agent(self)
         self.heartbeat_interval = 1.0 * config.performance.raft_multiplier
         self.rpc_address = f"{config.advertise_addr}:{config.ports.server}"
         self._server_ssl, self._client_ssl = self._tls_contexts()
@@ -276,6 +280,7 @@ class Agent:
                 self.node_info(),
                 rng=self.rng,
                 cluster_size=self._cluster_size,
+                metrics=self.metrics,
             )
             nursery.start_soon(self._join_loop, rpc)
             if self.server is not None and cfg.dev:
@@ -326,7 +331,9 @@ class Agent:
             lookup = AgentLookup(self, settings)  # answers reused for at most cache_ttl
         for host in cfg.client_addr:
             udp, _tcp = await nursery.start(
-                functools.partial(serve_dns, recursors=cfg.recursors, rng=self.rng),
+                functools.partial(
+                    serve_dns, recursors=cfg.recursors, rng=self.rng, metrics=self.metrics
+                ),
                 (host, cfg.ports.dns),
                 lookup,
                 settings,
@@ -347,7 +354,14 @@ class Agent:
             rng=self.rng,
         )
         # Liveness TTL follows Consul's timing scale: 5 s at raft_multiplier 1.
-        self.liveness = LivenessTracker(self.server, ttl=self.heartbeat_interval * 5)
+        self.liveness = LivenessTracker(
+            self.server,
+            ttl=self.heartbeat_interval * 5,
+            on_change=lambda node, status: self.metrics.liveness_change(
+                node, "alive" if status == "passing" else "failed"
+            ),
+        )
+        self.metrics.instrument_raft(self.server.node)
         await nursery.start(self.server.run)
         nursery.start_soon(self.liveness.run)
         self.backend = self.server

@@ -23,6 +23,7 @@ from registry.commands import Command, DeregisterRequest, RegisterRequest
 from registry.records import HealthCheck, ServiceInstance
 
 from ..errors import MeshdError
+from ..metrics import NO_METRICS, Recorder
 from .liveness import SERF_HEALTH, serf_check
 from .local import LocalState
 from .wire import ReadOptions, ReadResult, WriteResult
@@ -70,6 +71,7 @@ class AntiEntropy:
         batch_delay: float = 0.02,
         rng: random.Random | None = None,
         cluster_size: Callable[[], int] = lambda: 1,
+        metrics: Recorder | None = None,
     ) -> None:
         self.local = local
         self.backend = backend
@@ -84,6 +86,7 @@ class AntiEntropy:
         self.in_sync = trio.Event()
         self._kick = trio.Event()
         self._synced = trio.Event()
+        self.metrics = metrics if metrics is not None else NO_METRICS  # passes and durations
 
     def trigger_full(self) -> None:
         """Run a full sync now (after a reconnect or a reload)."""
@@ -130,13 +133,17 @@ class AntiEntropy:
             now = trio.current_time()
             full = now >= next_full or self.synced_version < 0
             try:
-                await self.sync(full=full)
+                writes = await self.sync(full=full)
+                elapsed = trio.current_time() - now
+                self.metrics.anti_entropy_sync(full=full, ok=True, seconds=elapsed, writes=writes)
                 backoff = 0.5
                 if full:
                     jitter = self.rng.uniform(0, 0.1)
                     base = scaled_interval(self.interval, self.cluster_size())
                     next_full = trio.current_time() + base * (1 + jitter)
             except (MeshdError, trio.TooSlowError, OSError) as exc:
+                elapsed = trio.current_time() - now
+                self.metrics.anti_entropy_sync(full=full, ok=False, seconds=elapsed, writes=0)
                 log.warning("event=sync_failed reason=%s retry_in=%.1fs", exc, backoff)
                 self.synced_version = -1
                 await trio.sleep(backoff)

@@ -1,9 +1,8 @@
 """/v1/agent/metrics, /v1/agent/host and the ``Stats`` of /v1/agent/self.
 
-Metrics: Consul's JSON shape (``Timestamp``, ``Gauges``, ``Points``,
-``Counters``, ``Samples``), or with ``?format=prometheus`` the Prometheus
-text exposition format (0.0.4), written by hand for the same gauges until
-the metrics package (issue 5) brings counters and histograms.
+Metrics: the agent's ``meshd.metrics.Metrics`` registry, as Consul's JSON
+shape (``Timestamp``, ``Gauges``, ``Points``, ``Counters``, ``Samples``), or
+with ``?format=prometheus`` as the Prometheus text exposition format (0.0.4).
 
 Host: what Consul gets from gopsutil, read from /proc and os with the
 standard library (Linux; on other systems the missing parts are null and
@@ -14,93 +13,19 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 import socket
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from registry import queries as q
-
 from ..http import QueryOptions, Request, Response, Router
+from ..metrics import PROMETHEUS_CONTENT_TYPE, agent_metrics
 
 if TYPE_CHECKING:
     from ..agent.agent import Agent
-
-PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-Gauge = tuple[str, float, str]  # name (dotted, without prefix), value, help
-
-
-def gauges(agent: Agent) -> list[Gauge]:
-    """The gauges this agent reports, read now."""
-    local = agent.local
-    critical = sum(1 for c in local.checks.values() if c.check.status == "critical")
-    out: list[Gauge] = [
-        ("agent.services", len(local.services), "Services registered with this agent."),
-        ("agent.checks", len(local.checks), "Checks registered with this agent."),
-        ("agent.checks.critical", critical, "Local checks that are critical."),
-        ("runtime.uptime_seconds", time.time() - agent.started_at, "Seconds since start."),
-        ("runtime.tasks", trio.lowlevel.current_statistics().tasks_living, "Live trio tasks."),
-        (
-            "runtime.max_rss_bytes",
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            "Peak resident memory of the agent process.",
-        ),
-    ]
-    if agent.server is None:
-        return out
-    st = agent.server.node.status()
-    core = st.core
-    _, nodes = q.catalog_nodes(agent.server.store, None)
-    _, services = q.catalog_services(agent.server.store, None, None)
-    out += [
-        ("raft.commit_index", core.commit, "Highest Raft index known committed."),
-        ("raft.applied_index", st.applied, "Highest Raft index applied to the registry."),
-        ("raft.last_log_index", core.last_index, "Last index in this server's Raft log."),
-        ("raft.term", core.term, "Current Raft term."),
-        ("raft.leader", 1 if core.role.value == "leader" else 0, "1 on the Raft leader."),
-        ("raft.peers", len(core.configuration.servers), "Servers in the Raft configuration."),
-        ("raft.last_snapshot_index", st.snapshot_index, "Index of the last Raft snapshot."),
-        ("catalog.nodes", len(nodes), "Nodes in the catalog."),
-        ("catalog.services", len(services), "Service names in the catalog."),
-    ]
-    return out
-
-
-def metrics_json(prefix: str, values: list[Gauge], now: float) -> dict[str, Any]:
-    """Consul's /v1/agent/metrics document (go-metrics ``MetricsSummary``)."""
-    stamp = datetime.fromtimestamp(int(now), UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
-    return {
-        "Timestamp": stamp,
-        "Gauges": [
-            {"Name": f"{prefix}.{name}", "Value": float(value), "Labels": {}}
-            for name, value, _ in values
-        ],
-        "Points": [],
-        "Counters": [],
-        "Samples": [],
-    }
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def prometheus_text(prefix: str, values: list[Gauge]) -> str:
-    """The gauges in the Prometheus text format (dots become underscores)."""
-    lines = []
-    for name, value, help_text in values:
-        metric = f"{prefix}.{name}".replace(".", "_").replace("-", "_")
-        lines += [
-            f"# HELP {metric} {help_text}",
-            f"# TYPE {metric} gauge",
-            f"{metric} {_number(value)}",
-        ]
-    return "\n".join(lines) + "\n"
 
 
 def stats(agent: Agent) -> dict[str, dict[str, str]]:
@@ -291,12 +216,11 @@ def register(router: Router, agent: Agent) -> None:
 
     async def metrics(req: Request) -> Response:
         opts = QueryOptions.from_request(req)
-        prefix = agent.config.telemetry.metrics_prefix
-        values = gauges(agent)
+        registry = agent_metrics(agent)
         if req.query_value("format") == "prometheus":
-            text = prometheus_text(prefix, values)
+            text = registry.prometheus_text().decode()
             return Response.text(text, content_type=PROMETHEUS_CONTENT_TYPE)
-        return Response.json(metrics_json(prefix, values, time.time()), pretty=opts.pretty)
+        return Response.json(registry.summary(time.time()), pretty=opts.pretty)
 
     async def host(req: Request) -> Response:
         opts = QueryOptions.from_request(req)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 import dns.rcode
 import trio
 
+from ..metrics import NO_METRICS, Recorder
 from .answers import (
     Built,
     Found,
@@ -54,7 +55,8 @@ class DNSHandler:
     """Answers DNS queries from ``lookup`` under ``settings``.
 
     ``rng`` shuffles instances and picks forwarding IDs; ``clock``
-    (monotonic seconds) ages the cache; ``wall_clock`` gives the SOA serial.
+    (monotonic seconds) ages the cache; ``wall_clock`` gives the SOA serial;
+    ``metrics`` counts every answered query once (by qtype and rcode).
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class DNSHandler:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        metrics: Recorder | None = None,
     ) -> None:
         self.lookup = lookup
         self.settings = settings
@@ -75,6 +78,7 @@ class DNSHandler:
         self._clock = clock
         self._wall_clock = wall_clock
         self._inflight: dict[bytes, trio.Event] = {}
+        self.metrics = metrics if metrics is not None else NO_METRICS
 
     def cached_reply(self, wire: bytes, transport: Transport) -> bytes | None:
         """The reply to ``wire`` from the cache, or None (then call ``reply``). Never raises
@@ -92,7 +96,7 @@ class DNSHandler:
             body = self._build_variant(key, entry, index, transport)
             if body is None:
                 return None
-        return wire[:2] + body[2:]
+        return self._counted(wire, wire[:2] + body[2:])
 
     async def reply(self, wire: bytes, transport: Transport) -> bytes | None:
         """The reply to ``wire``, None to send nothing (not a query at all).
@@ -104,9 +108,9 @@ class DNSHandler:
             return cached
         parsed = parse_request(wire, self.settings)
         if isinstance(parsed, Rejected):
-            return parsed.wire
+            return self._counted(wire, parsed.wire)
         if isinstance(parsed.query, OutsideDomain):
-            return await self._forward(parsed, wire, transport)
+            return self._counted(wire, await self._forward(parsed, wire, transport))
         key = wire[2:] + _TRANSPORT_TAG[transport]
         waiting = self._inflight.get(key)
         if waiting is not None:
@@ -116,11 +120,16 @@ class DNSHandler:
                 return cached
         done = self._inflight[key] = trio.Event()
         try:
-            return await self._answer(key, wire, parsed, transport)
+            return self._counted(wire, await self._answer(key, wire, parsed, transport))
         finally:
             if self._inflight.get(key) is done:
                 del self._inflight[key]
             done.set()
+
+    def _counted(self, wire: bytes, reply: bytes | None) -> bytes | None:
+        # Every path of ``reply`` ends here or in ``cached_reply``, exactly once.
+        self.metrics.dns_query(wire, reply)
+        return reply
 
     async def _answer(self, key: bytes, wire: bytes, parsed: Parsed, transport: Transport) -> bytes:
         index = self.lookup.state_index()  # before the read: a change during it invalidates

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import trio
 
+from ..metrics import Recorder
 from .errors import DNSBindError
 from .forward import Recursor
 from .framing import frame, receive_message
@@ -79,14 +80,16 @@ async def serve_dns(
     recursors: Sequence[str | Recursor] = (),
     rng: random.Random | None = None,
     limits: DNSServerLimits | None = None,
+    metrics: Recorder | None = None,
     task_status: trio.TaskStatus[tuple[Address, Address]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve DNS for ``lookup`` on ``bind`` (UDP and TCP) until cancelled.
+    """Serve DNS for ``lookup`` on ``bind`` (UDP and TCP) until cancelled;
+    ``metrics`` counts queries by type and response code.
 
     Raises ``DNSBindError`` if the address cannot be bound,
     ``RecursorAddressError`` for a bad recursor, before ``started``.
     """
-    handler = DNSHandler(lookup, settings, recursors=recursors, rng=rng)
+    handler = DNSHandler(lookup, settings, recursors=recursors, rng=rng, metrics=metrics)
     await serve_responder(bind, handler, limits=limits, task_status=task_status)
 
 

@@ -333,7 +333,7 @@ async def test_metrics_json_and_prometheus() -> None:
         r = await api.get("/v1/agent/metrics?format=prometheus")
         assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
         assert "# TYPE meshd_raft_commit_index gauge" in r.text
-        assert "meshd_agent_services 1\n" in r.text
+        assert "meshd_agent_services 1.0\n" in r.text
 
 
 async def test_host_reports_memory_cpu_host_and_disk() -> None:

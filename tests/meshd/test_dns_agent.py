@@ -8,6 +8,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.meshd.harness import dev_agent
 
@@ -62,3 +63,29 @@ async def test_healthy_instances_by_a_and_srv_and_nxdomain() -> None:
         assert (await api.put("/v1/catalog/register", body)).status == 200
         resp = await query(addr, "api.service.consul", "A")
         assert sorted(r.address for rr in resp.answer for r in rr) == ["10.0.0.3"]
+
+
+async def test_dns_queries_and_check_runs_show_in_prometheus_metrics() -> None:
+    async with dev_agent() as (agent, api):
+        check = {"Name": "ttl-check", "CheckID": "t1", "TTL": "30s"}
+        assert (await api.put("/v1/agent/check/register", check)).status == 200
+        assert (await api.put("/v1/agent/check/pass/t1")).status == 200
+        await query(agent.dns_addresses[0], "nope.service.consul", "A")
+        text = (await api.get("/v1/agent/metrics?format=prometheus")).text
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text)
+            for s in fam.samples
+        }
+        dns = [
+            v
+            for (n, lbl), v in samples.items()
+            if n == "meshd_dns_queries_total" and ("rcode", "NXDOMAIN") in lbl
+        ]
+        assert dns and dns[0] >= 1, sorted(n for n, _ in samples)[:40]
+        runs = [
+            v
+            for (n, lbl), v in samples.items()
+            if n == "meshd_checks_runs_total" and ("kind", "ttl") in lbl
+        ]
+        assert runs and runs[0] >= 1
