@@ -578,14 +578,27 @@ class RaftCore(Membership):
         pr = self.progress.get(to)
         if pr is None or pr.is_paused():
             return
+        if not self._send_entries(to, pr, send_empty=send_empty):
+            return
+        # Keep a replicating follower's pipeline full in one step.
+        while (
+            pr.state == ProgressState.REPLICATE
+            and not pr.is_paused()
+            and pr.next <= self.log.last_index()
+        ):
+            self._send_entries(to, pr, send_empty=False)
+
+    def _send_entries(self, to: str, pr: Progress, *, send_empty: bool) -> bool:
+        """One append from ``pr.next`` on (or a snapshot when that was
+        compacted); returns whether an append went out."""
         prev = pr.next - 1
         prev_term = self.log.term(prev)
         if prev_term is None or prev < self.log.offset:
             self._send_snapshot(to, pr)
-            return
+            return False
         entries = self.log.slice(pr.next, self.log.last_index() + 1, self.cfg.max_entries_bytes)
         if not entries and not send_empty:
-            return
+            return False
         self._send(
             Message(
                 MT.APP,
@@ -599,32 +612,7 @@ class RaftCore(Membership):
             )
         )
         pr.sent(entries[-1].index if entries else prev)
-        # Keep a replicating follower's pipeline full in one step.
-        while (
-            pr.state == ProgressState.REPLICATE
-            and not pr.is_paused()
-            and pr.next <= self.log.last_index()
-        ):
-            self._send_append_once(to, pr)
-
-    def _send_append_once(self, to: str, pr: Progress) -> None:
-        prev = pr.next - 1
-        prev_term = self.log.term(prev)
-        assert prev_term is not None
-        entries = self.log.slice(pr.next, self.log.last_index() + 1, self.cfg.max_entries_bytes)
-        self._send(
-            Message(
-                MT.APP,
-                self.id,
-                to,
-                self.term,
-                log_term=prev_term,
-                index=prev,
-                entries=tuple(entries),
-                commit=self.log.commit,
-            )
-        )
-        pr.sent(entries[-1].index)
+        return True
 
     def _send_snapshot(self, to: str, pr: Progress) -> None:
         meta = self.snapshot_meta

@@ -16,8 +16,6 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +45,7 @@ from ..errors import ConfigError, MeshdError, NoServersError
 from ..http.errors import BadRequest, HTTPError, PayloadTooLarge
 from ..metrics import Metrics
 from ..rpc import RPCClient, RPCError, RPCUnavailable
+from ..version import meshd_version
 from . import join
 from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
 from .events import EventRing, UserEvent, accepts, merge, uuid_to_index
@@ -64,13 +63,6 @@ from .wire import ReadOptions, ReadResult, WriteResult
 log = logging.getLogger("meshd.agent")
 # An RPC frame is at most 8 MiB; a restore forwarded in one frame stays below.
 MAX_FORWARDED_ARCHIVE = 7 << 20
-
-
-def meshd_version() -> str:
-    try:
-        return dist_version("meshd")
-    except PackageNotFoundError:
-        return "0.0.0+unknown"
 
 
 def _node_id(config: AgentConfig) -> str:

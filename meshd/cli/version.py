@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import platform
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as dist_version
 
 import click
 
-
-def meshd_version() -> str:
-    try:
-        return dist_version("meshd")
-    except PackageNotFoundError:
-        return "0.0.0+unknown"
+from ..version import meshd_version
 
 
 @click.command()
