@@ -47,6 +47,7 @@ from ..metrics import Metrics
 from ..rpc import RPCClient, RPCError, RPCUnavailable
 from ..version import meshd_version
 from . import join
+from .alias_source import CatalogAliasSource
 from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
 from .events import EventRing, UserEvent, accepts, merge, uuid_to_index
 from .liveness import LivenessTracker, heartbeat_loop
@@ -105,6 +106,7 @@ class Agent:
             enable_local_script_checks=config.enable_local_script_checks,
             rng=self.rng,
             on_deregister=self._deregister_critical,
+            alias_source=CatalogAliasSource(self.read),
             on_result=lambda kind, status, secs: self.metrics.check_result(kind, status, secs),
         )
         # Reads the agent only when scraped, so it can exist before anything runs.
