@@ -290,6 +290,8 @@ class Agent:
                     listeners,
                     app,
                     per_client_max_connections=cfg.limits.http_max_conns_per_client,
+                    # Consul has no total cap; the process's file limit bounds it.
+                    max_connections=0,
                     task_status=task_status,
                 )
             )

@@ -107,10 +107,13 @@ class _Admission:
 
     def admit(self, host: str) -> int | None:
         """Count a new connection from ``host``; return 503/429 instead when over a limit."""
-        if self._total >= self._limits.max_connections:
+        # 0 means no limit (Consul's http_max_conns_per_client: 0).
+        total_limit = self._limits.max_connections
+        if total_limit and self._total >= total_limit:
             return 503
         count = self._per_client.get(host, 0)
-        if count >= self._limits.per_client_max_connections:
+        client_limit = self._limits.per_client_max_connections
+        if client_limit and count >= client_limit:
             return 429
         self._total += 1
         self._per_client[host] = count + 1

@@ -265,6 +265,17 @@ async def test_client_disconnect_cancels_a_long_handler() -> None:
         await fresh.aclose()
 
 
+async def test_zero_connection_limits_mean_unlimited() -> None:
+    """Consul's http_max_conns_per_client: 0 disables the limit (it used to
+    answer every connection 429)."""
+    async with running(_app(), per_client_max_connections=0, max_connections=0) as port:
+        clients = [await RawClient.connect(port) for _ in range(5)]
+        for c in clients:
+            assert (await c.request("GET", "/v1/json")).status == 200
+        for c in clients:
+            await c.aclose()
+
+
 async def test_per_client_connection_limit_is_429() -> None:
     async with running(_app(), per_client_max_connections=2) as port:
         first = await RawClient.connect(port)
