@@ -62,14 +62,17 @@ def json_response(
     value: Any, result: ReadResult, opts: QueryOptions, status: int = 200
 ) -> Response:
     """``value`` as JSON with the X-Consul-* headers of ``result``."""
-    resp = Response.json(value, status=status, pretty=opts.pretty)
-    meta = QueryMeta(
+    return with_meta(Response.json(value, status=status, pretty=opts.pretty), result)
+
+
+def with_meta(resp: Response, result: ReadResult) -> Response:
+    """``resp`` with the X-Consul-* headers describing ``result``."""
+    return QueryMeta(
         index=result.index,
         known_leader=result.known_leader,
         last_contact=result.last_contact,
         effective_consistency=result.consistency,
-    )
-    return meta.apply_headers(resp)
+    ).apply_headers(resp)
 
 
 async def read_json(
@@ -81,19 +84,9 @@ async def read_json(
     value = result.value
     if value is None:
         if empty is None:
-            return _not_found(result, opts)
+            return with_meta(Response.text("", status=404), result)
         value = None if empty is NULL else empty
     return json_response(value, result, opts)
-
-
-def _not_found(result: ReadResult, opts: QueryOptions) -> Response:
-    resp = Response.text("", status=404)
-    return QueryMeta(
-        index=result.index,
-        known_leader=result.known_leader,
-        last_contact=result.last_contact,
-        effective_consistency=result.consistency,
-    ).apply_headers(resp)
 
 
 def error_mapping() -> ErrorMapping:

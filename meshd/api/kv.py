@@ -19,18 +19,17 @@ from urllib.parse import urlencode
 from registry.commands import MAX_KV_VALUE, KVRequest
 from registry.errors import ErrorCode
 
-from ..agent.wire import ReadResult, WriteResult
+from ..agent.wire import WriteResult
 from ..http import (
     BadRequest,
     HTTPError,
     PayloadTooLarge,
-    QueryMeta,
     QueryOptions,
     Request,
     Response,
     Router,
 )
-from .common import check_dc, read, read_json
+from .common import check_dc, read, read_json, with_meta
 
 if TYPE_CHECKING:
     from ..agent.agent import Agent
@@ -83,15 +82,6 @@ def reject_conflicting(req: Request, *flags: str) -> None:
         return
     pairs = [(k, v) for k in sorted(req.query) if k != "token" for v in req.query[k]]
     raise BadRequest(f"Conflicting flags: {urlencode(pairs)}\n")
-
-
-def _with_meta(resp: Response, result: ReadResult) -> Response:
-    return QueryMeta(
-        index=result.index,
-        known_leader=result.known_leader,
-        last_contact=result.last_contact,
-        effective_consistency=result.consistency,
-    ).apply_headers(resp)
 
 
 def write_outcome(result: WriteResult, session: str = "") -> bool:
@@ -170,10 +160,10 @@ def register(router: Router, agent: Agent) -> None:
     async def get_raw(req: Request, key: str) -> Response:
         result, _opts = await read(agent, req, "kv.get", {"key": key})
         if not result.value:
-            return _with_meta(Response(404), result)
+            return with_meta(Response(404), result)
         encoded = result.value[0].get("Value")
         body = base64.b64decode(encoded) if encoded else b""
-        return _with_meta(Response(200, list(_RAW_HEADERS), body), result)
+        return with_meta(Response(200, list(_RAW_HEADERS), body), result)
 
     async def get_keys(req: Request, key: str) -> Response:
         # Consul still honours its historic misspelling; ?separator wins.
