@@ -48,8 +48,10 @@ from ..rpc import RPCClient, RPCError, RPCUnavailable
 from ..version import meshd_version
 from . import join
 from .alias_source import CatalogAliasSource
+from .ca_server import CAServer, settings_from_agent
 from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
 from .events import EventRing, UserEvent, accepts, merge, uuid_to_index
+from .leaf_cache import LeafCache
 from .liveness import LivenessTracker, heartbeat_loop
 from .local import LocalState
 from .members import SEGMENT_META, MemberInfo, member_json
@@ -126,6 +128,13 @@ class Agent:
         self._config_services: set[str] = set()
         self._sync_scope = trio.CancelScope()  # leave() stops anti-entropy first
         self._config_checks: set[str] = set()
+        self.ca: CAServer | None = None
+        self.leaf_cache = LeafCache(
+            lambda method, args: self.server_call(method, args),
+            self.read,
+            config.datacenter,
+            rng=self.rng,
+        )
 
     # ------------------------------------------------------------ building
 
@@ -277,6 +286,7 @@ class Agent:
                 metrics=self.metrics,
             )
             nursery.start_soon(self._join_loop, rpc)
+            nursery.start_soon(self.leaf_cache.run)
             if self.server is not None and cfg.dev:
                 await self.server.node.wait_for_leader(5)
             nursery.start_soon(self._run_sync)
@@ -358,8 +368,16 @@ class Agent:
             ),
         )
         self.metrics.instrument_raft(self.server.node)
+        if cfg.connect.enabled:
+            self.ca = CAServer(
+                self.server,
+                settings_from_agent(cfg.connect.ca_config),
+                datacenter=cfg.datacenter,
+            )
         await nursery.start(self.server.run)
         nursery.start_soon(self.liveness.run)
+        if self.ca is not None:
+            nursery.start_soon(self.ca.run)
         self.backend = self.server
         self.events = self.server.events
 

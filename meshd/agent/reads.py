@@ -136,6 +136,11 @@ def ca_roots(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tu
     return idx, shapes.ca_roots_json(roots)
 
 
+def ca_config(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    idx, config = q.ca_config(store, ws)
+    return idx, shapes.ca_config_json(config) if config is not None else None
+
+
 READS: dict[str, ReadFn] = {
     "catalog.nodes": catalog_nodes,
     "catalog.services": catalog_services,
@@ -154,6 +159,7 @@ READS: dict[str, ReadFn] = {
     "session.node": session_node,
     "session.list": session_list,
     "ca.roots": ca_roots,
+    "ca.config": ca_config,
 }
 
 

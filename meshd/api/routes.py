@@ -10,6 +10,7 @@ from ..metrics import Recorder, agent_metrics
 from . import (
     agent,
     catalog,
+    connect_ca,
     coordinate,
     event,
     health,
@@ -25,7 +26,20 @@ from .common import error_mapping
 if TYPE_CHECKING:
     from ..agent.agent import Agent
 
-MODULES = [agent, catalog, coordinate, event, health, kv, operator, session, snapshot, status, txn]
+MODULES = [
+    agent,
+    catalog,
+    connect_ca,
+    coordinate,
+    event,
+    health,
+    kv,
+    operator,
+    session,
+    snapshot,
+    status,
+    txn,
+]
 
 
 class _MeteredRouter(Router):

@@ -1,0 +1,98 @@
+"""/v1/connect/ca/* and /v1/agent/connect/ca/* (the built-in CA's HTTP side).
+
+Shapes follow https://developer.hashicorp.com/consul/api-docs/connect/ca and
+https://developer.hashicorp.com/consul/api-docs/agent/connect: roots never
+carry private keys, ``PUT /v1/connect/ca/configuration`` runs on the leader
+(a key change rotates the root), and the agent's leaf endpoint answers from
+its leaf cache with blocking on ``ModifyIndex``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..http import (
+    BadRequest,
+    JSONFields,
+    QueryOptions,
+    Request,
+    Response,
+    Router,
+    decode_json_body,
+)
+from .common import check_dc, read, read_json, with_meta
+
+if TYPE_CHECKING:
+    from ..agent.agent import Agent
+
+CA_CONFIG_FIELDS = JSONFields(
+    (
+        "Provider",
+        "Config",
+        "ForceWithoutCrossSigning",
+        "ClusterID",
+        "State",
+        "CreateIndex",
+        "ModifyIndex",
+    )
+)
+
+
+def _roots_pem(value: Mapping[str, Any]) -> str:
+    """``?pem=true``: every root and intermediate, PEM-concatenated."""
+    out: list[str] = []
+    for root in value.get("Roots") or []:
+        out.append(str(root.get("RootCert", "")).strip())
+        out.extend(str(c).strip() for c in root.get("IntermediateCerts") or [])
+    return "\n".join(p for p in out if p) + "\n"
+
+
+def register(router: Router, agent: Agent) -> None:
+    """Add the CA routes to the one route table."""
+
+    async def roots(req: Request) -> Response:
+        if req.query_value("pem", "") in ("true", "1"):
+            result, _ = await read(agent, req, "ca.roots", {})
+            resp = Response.text(_roots_pem(result.value or {}))
+            resp.set_header("Content-Type", "application/pem-certificate-chain")
+            return with_meta(resp, result)
+        return await read_json(agent, req, "ca.roots", {})
+
+    async def get_config(req: Request) -> Response:
+        return await read_json(agent, req, "ca.config", {})
+
+    async def set_config(req: Request) -> Response:
+        opts = QueryOptions.from_request(req)
+        check_dc(agent, opts)
+        body = decode_json_body(req, fields=CA_CONFIG_FIELDS)
+        config = body.get("Config") or {}
+        if not isinstance(config, Mapping):
+            raise BadRequest("Config must be an object", "Config")
+        provider = body.get("Provider") or "consul"
+        if not isinstance(provider, str):
+            raise BadRequest("Provider must be a string", "Provider")
+        args = {
+            "provider": provider,
+            "config": dict(config),
+            "force_without_cross_signing": bool(body.get("ForceWithoutCrossSigning")),
+        }
+        await agent.server_call("ConnectCA.ConfigurationSet", args)
+        return Response(200)
+
+    async def leaf(req: Request) -> Response:
+        opts = QueryOptions.from_request(req)
+        check_dc(agent, opts)
+        service = req.path_params["service"]
+        if not service:
+            raise BadRequest("Missing service name", "service")
+        cert = await agent.leaf_cache.get(service, opts.index, opts.wait)
+        resp = Response.json(cert, pretty=opts.pretty)
+        resp.set_header("X-Consul-Index", str(cert["ModifyIndex"]))
+        return resp
+
+    router.add("GET", "/v1/connect/ca/roots", roots, name="connect.ca.roots")
+    router.add("GET", "/v1/agent/connect/ca/roots", roots, name="agent.connect.ca.roots")
+    router.add("GET", "/v1/connect/ca/configuration", get_config, name="connect.ca.config")
+    router.add("PUT", "/v1/connect/ca/configuration", set_config, name="connect.ca.config.set")
+    router.add("GET", "/v1/agent/connect/ca/leaf/:service", leaf, name="agent.connect.ca.leaf")
