@@ -22,6 +22,7 @@ from registry.codec import from_obj, to_obj
 from registry.errors import NotFoundError
 from registry.records import HealthCheck, ServiceInstance
 
+from . import sidecar
 from .definitions import CheckDefinition, ServiceDefinition
 
 log = logging.getLogger("meshd.local")
@@ -57,7 +58,17 @@ class LocalState:
 
     def add_service(self, defn: ServiceDefinition, *, persist: bool = True) -> None:
         """Add or replace a service and its checks (checks it had before that
-        the new definition lacks are removed)."""
+        the new definition lacks are removed). A ``Connect.SidecarService``
+        adds the sidecar proxy too (see ``sidecar``); raises
+        ``ValidationError`` for a bad one before anything changes."""
+        parent, proxy = sidecar.expand(defn, self.services, node=self.node)
+        self._add_one(parent, persist)
+        if proxy is not None:
+            self._add_one(proxy, persist)
+        self._bump()
+        self._save()
+
+    def _add_one(self, defn: ServiceDefinition, persist: bool) -> None:
         sid = defn.service.id
         old = self.services.get(sid)
         if old is not None:
@@ -74,22 +85,27 @@ class LocalState:
             self.checks[c.check.check_id] = c
         if persist:
             self.persisted_ids.add(sid)
-        self._bump()
-        self._save()
 
     def remove_service(self, service_id: str) -> None:
-        """Raises ``NotFoundError`` for an unknown ID."""
-        defn = self.services.pop(service_id, None)
-        if defn is None:
+        """Remove a service, its checks and the sidecar registered with it.
+        Raises ``NotFoundError`` for an unknown ID."""
+        if service_id not in self.services:
             raise NotFoundError(
                 f'Unknown service ID "{service_id}". '
                 "Ensure that the service ID is passed, not the service name."
             )
+        proxy = self.services.get(sidecar.sidecar_id(service_id))
+        if proxy is not None and sidecar.is_sidecar_of(proxy, service_id):
+            self._remove_one(proxy.service.id)
+        self._remove_one(service_id)
+        self._bump()
+        self._save()
+
+    def _remove_one(self, service_id: str) -> None:
+        self.services.pop(service_id)
         for cid in [cid for cid, c in self.checks.items() if c.check.service_id == service_id]:
             del self.checks[cid]
         self.persisted_ids.discard(service_id)
-        self._bump()
-        self._save()
 
     # -------------------------------------------------------------- checks
 

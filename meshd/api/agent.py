@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 from registry import shapes
 from registry.commands import RegisterRequest
@@ -175,25 +177,57 @@ def _register_self(router: Router, agent: Agent) -> None:
     router.add("GET", "/v1/agent/members", members, name="agent.members")
 
 
+def _content_hash(body: Any) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+async def _hash_blocking(
+    req: Request,
+    agent: Agent,
+    build: Callable[[], Any],
+    hasher: Callable[[Any], str] = _content_hash,
+) -> Response:
+    """Consul's hash-based blocking for agent-local endpoints: with
+    ``?hash=H``, wait (up to ``?wait``) until the answer's content hash is
+    no longer H; the hash is sent in ``X-Consul-ContentHash``."""
+    opts = QueryOptions.from_request(req)
+    seen = req.query_value("hash", "")
+    body = build()
+    digest = hasher(body)
+    if seen and seen == digest:
+        with trio.move_on_after(opts.wait):
+            while digest == seen:
+                await agent.local.wait_changed()
+                body = build()
+                digest = hasher(body)
+    resp = Response.json(body, pretty=opts.pretty)
+    resp.set_header("X-Consul-ContentHash", digest)
+    return resp
+
+
 def _register_services(router: Router, agent: Agent) -> None:
     async def services(req: Request) -> Response:
         opts = QueryOptions.from_request(req)
-        items = [
-            (sid, agent_service_json(d.service, agent.datacenter))
-            for sid, d in sorted(agent.local.services.items())
-        ]
-        kept = apply_filter(items, opts.filter, getter=lambda item: item[1])
-        return Response.json(dict(kept), pretty=opts.pretty)
+
+        def build() -> Any:
+            items = [
+                (sid, agent_service_json(d.service, agent.datacenter))
+                for sid, d in sorted(agent.local.services.items())
+            ]
+            return dict(apply_filter(items, opts.filter, getter=lambda item: item[1]))
+
+        return await _hash_blocking(req, agent, build)
 
     async def service(req: Request) -> Response:
         sid = req.path_params["service_id"]
-        defn = agent.local.services.get(sid)
-        if defn is None:
-            raise NotFound(f"unknown service ID: {sid}")
-        body = agent_service_json(defn.service, agent.datacenter)
-        resp = Response.json(body, pretty=QueryOptions.from_request(req).pretty)
-        resp.set_header("X-Consul-ContentHash", body["ContentHash"])
-        return resp
+
+        def build() -> Any:
+            defn = agent.local.services.get(sid)
+            if defn is None:
+                raise NotFound(f"unknown service ID: {sid}")
+            return agent_service_json(defn.service, agent.datacenter)
+
+        return await _hash_blocking(req, agent, build, lambda body: str(body["ContentHash"]))
 
     async def register_service(req: Request) -> Response:
         check_dc(agent, QueryOptions.from_request(req))

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import trio
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID
 
 from connect.ca import split_pem_chain
 from connect.spiffe import ServiceID, parse_spiffe_id
@@ -35,7 +34,7 @@ async def roots_of(api: APIClient) -> dict[str, Any]:
 
 def uri_san(pem: str) -> str:
     cert = x509.load_pem_x509_certificate(pem.encode())
-    san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     uris = san.get_values_for_type(x509.UniformResourceIdentifier)
     assert len(uris) == 1
     return str(uris[0])
