@@ -188,3 +188,12 @@ def txn_read(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tu
 
 
 READS["txn.read"] = txn_read
+
+
+def _connect_reads() -> None:
+    from .reads_connect import CONNECT_READS  # one table, kept in its own module
+
+    READS.update(CONNECT_READS)
+
+
+_connect_reads()

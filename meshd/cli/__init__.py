@@ -15,9 +15,11 @@ from typing import Any
 import click
 
 from .agent import agent
+from .ca import ca
 from .catalog import catalog
 from .errors import one_line_usage
 from .info import info
+from .intention import intention
 from .kv import kv
 from .leave import leave
 from .members import members
@@ -58,8 +60,10 @@ def cli() -> None:
 
 for command in (
     agent,
+    ca,
     catalog,
     info,
+    intention,
     kv,
     leave,
     members,
