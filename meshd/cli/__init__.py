@@ -24,6 +24,7 @@ from .kv import kv
 from .leave import leave
 from .members import members
 from .operator import operator
+from .proxy import proxy
 from .reload import reload
 from .services import services
 from .snapshot import snapshot
@@ -68,6 +69,7 @@ for command in (
     leave,
     members,
     operator,
+    proxy,
     reload,
     services,
     snapshot,

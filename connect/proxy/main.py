@@ -1,0 +1,179 @@
+"""The proxy process: ``python -m connect.proxy.main`` (what ``meshd proxy`` execs).
+
+``meshd proxy`` validates its options with click and then replaces itself
+(``os.execv``) with this lean entry point, so the long-running process
+never imports the rest of the CLI (the agent, its config loader,
+``cryptography``): the RSS of a proxy process stays near 30 MB. The token
+arrives in the environment (``MESHD_HTTP_TOKEN``/``CONSUL_HTTP_TOKEN``),
+never on the command line. Errors are one line on stderr: exit 1 for an
+unreachable agent or an unusable address, ``EXIT_FATAL`` from a worker
+tells the supervisor not to restart it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from .agent_client import AgentClient
+from .config import Limits
+from .errors import AgentUnavailableError
+from .metrics import ProxyMetrics, serve_metrics
+from .proxy import Proxy, ProxyOptions, wait_for_agent
+from .supervisor import EXIT_FATAL, FatalWorkerExit, Supervisor
+
+log = logging.getLogger("meshd.proxy")
+
+
+def _addr(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="meshd proxy", description="The meshd mTLS proxy.")
+    p.add_argument("--http-addr", type=_addr, default=("127.0.0.1", 8500))
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--metrics-addr", type=_addr, default=None)
+    p.add_argument("--idle-timeout", type=float, default=3600.0)
+    p.add_argument("--max-connections", type=int, default=10_000)
+    p.add_argument("--agent-wait", type=float, default=30.0)
+    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-json", action="store_true")
+    p.add_argument("--worker-id", type=int, default=None)
+    return p
+
+
+class _JSONFormatter(logging.Formatter):
+    def __init__(self, worker: int | None) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if self.worker is not None:
+            entry["worker"] = str(self.worker)
+        return json.dumps(entry)
+
+
+def setup_logging(level: str, as_json: bool, worker: int | None) -> None:
+    """Logs on stderr, one line per event (JSON with ``as_json``)."""
+    name = level.upper()
+    name = {"TRACE": "DEBUG", "WARN": "WARNING", "ERR": "ERROR"}.get(name, name)
+    handler = logging.StreamHandler(sys.stderr)
+    if as_json:
+        handler.setFormatter(_JSONFormatter(worker))
+    else:
+        who = "" if worker is None else f" worker={worker}"
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s [%(levelname)s] %(name)s:{who} %(message)s")
+        )
+    logging.basicConfig(level=getattr(logging, name, logging.INFO), handlers=[handler], force=True)
+
+
+def agent_token() -> str:
+    for var in ("MESHD_HTTP_TOKEN", "CONSUL_HTTP_TOKEN"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            return value
+    return ""
+
+
+async def run_proxy(args: argparse.Namespace, token: str) -> None:
+    """One proxy process until SIGTERM/SIGINT. Raises ``AgentUnavailableError``."""
+    host, port = args.http_addr
+    client = AgentClient(host, port, token=token)
+    await wait_for_agent(client, timeout=args.agent_wait)
+    metrics = ProxyMetrics()
+    limits = Limits(idle_timeout=args.idle_timeout, max_connections=args.max_connections)
+    options = ProxyOptions(reuse_port=args.worker_id is not None, limits=limits)
+    proxy = Proxy(client, options, metrics)
+    async with trio.open_nursery() as nursery:
+        if args.metrics_addr is not None and args.worker_id is None:
+            await nursery.start(serve_metrics, *args.metrics_addr, metrics.render)
+        await nursery.start(proxy.serve)
+        # Startup objects live forever: keep them out of the collector's way.
+        gc.collect()
+        gc.freeze()
+        log.info("event=started agent=%s:%s pid=%s", host, port, os.getpid())
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for sig in signals:
+                log.info("event=stopping signal=%s", signal.Signals(sig).name)
+                nursery.cancel_scope.cancel()
+
+
+def worker_command(args: argparse.Namespace) -> list[str]:
+    """The command line of a worker (the token stays in the environment)."""
+    host, port = args.http_addr
+    cmd = [
+        sys.executable,
+        "-m",
+        "connect.proxy.main",
+        "--http-addr",
+        f"{host}:{port}",
+        "--idle-timeout",
+        repr(args.idle_timeout),
+        "--max-connections",
+        str(args.max_connections),
+        "--agent-wait",
+        repr(args.agent_wait),
+        "--log-level",
+        args.log_level,
+    ]
+    return [*cmd, "--log-json"] if args.log_json else cmd
+
+
+async def supervise(args: argparse.Namespace, token: str) -> None:
+    """Check the agent once, then run ``args.workers`` workers until stopped."""
+    host, port = args.http_addr
+    await wait_for_agent(AgentClient(host, port, token=token), timeout=args.agent_wait)
+    supervisor = Supervisor(worker_command(args), args.workers, metrics_addr=args.metrics_addr)
+    await supervisor.run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the proxy (or the supervisor); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, args.log_json, args.worker_id)
+    token = agent_token()
+    try:
+        if args.workers > 1 and args.worker_id is None:
+            trio.run(supervise, args, token)
+        else:
+            trio.run(run_proxy, args, token)
+    except BaseException as exc:
+        leaf = _leaf(exc)
+        if isinstance(leaf, KeyboardInterrupt):
+            return 0
+        if not isinstance(leaf, AgentUnavailableError | FatalWorkerExit | OSError):
+            raise
+        print(f"Error: {leaf}", file=sys.stderr)
+        fatal = args.worker_id is not None and not isinstance(leaf, FatalWorkerExit)
+        return EXIT_FATAL if fatal else 1
+    return 0
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-member exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

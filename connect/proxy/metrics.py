@@ -1,0 +1,164 @@
+"""Prometheus metrics of the proxy (prometheus-client).
+
+Every series carries ``direction`` (``inbound``: accepted mTLS, ``outbound``:
+a local upstream listener), ``source`` and ``destination`` service names:
+
+* ``meshd_proxy_connections_total{direction,source,destination,result}`` with
+  result ``allowed``, ``denied`` or ``error`` (handshake, identity, dial or
+  connection-limit failures);
+* ``meshd_proxy_denials_total{source,destination,intention}``;
+* ``meshd_proxy_bytes_received_total`` / ``meshd_proxy_bytes_sent_total``
+  ``{direction,source,destination}``: bytes from / to the accepted side;
+* ``meshd_proxy_tls_handshake_seconds{direction}`` histogram;
+* ``meshd_proxy_active_connections{direction,source,destination}`` gauge.
+
+With ``--workers N`` each worker writes prometheus-client's multiprocess
+files (``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor before any
+metric exists) and the supervisor serves their sum; the gauge is
+``livesum`` so a dead worker's connections disappear.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import h11
+import trio
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+HANDSHAKE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+
+
+class ProxyMetrics:
+    """The proxy's metrics in their own registry (one per ``Proxy``)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        labels = ("direction", "source", "destination")
+        r = self.registry
+        self.connections = Counter(
+            "meshd_proxy_connections", "Connections by outcome.", (*labels, "result"), registry=r
+        )
+        self.denials = Counter(
+            "meshd_proxy_denials",
+            "Inbound connections refused by intentions.",
+            ("source", "destination", "intention"),
+            registry=r,
+        )
+        self.bytes_received = Counter(
+            "meshd_proxy_bytes_received", "Bytes read from the accepted side.", labels, registry=r
+        )
+        self.bytes_sent = Counter(
+            "meshd_proxy_bytes_sent", "Bytes written to the accepted side.", labels, registry=r
+        )
+        self.handshake = Histogram(
+            "meshd_proxy_tls_handshake_seconds",
+            "TLS handshake latency.",
+            ("direction",),
+            buckets=HANDSHAKE_BUCKETS,
+            registry=r,
+        )
+        self.active = Gauge(
+            "meshd_proxy_active_connections",
+            "Connections being proxied.",
+            labels,
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+
+    def connection(self, direction: str, source: str, destination: str, result: str) -> None:
+        self.connections.labels(direction, source, destination, result).inc()
+
+    def denied(self, source: str, destination: str, intention: str) -> None:
+        self.denials.labels(source, destination, intention).inc()
+
+    def byte_counter(
+        self, direction: str, source: str, destination: str
+    ) -> Callable[[int, int], None]:
+        """A ``(received, sent)`` callback bound to one label set."""
+        rx = self.bytes_received.labels(direction, source, destination)
+        tx = self.bytes_sent.labels(direction, source, destination)
+
+        def flush(received: int, sent: int) -> None:
+            if received:
+                rx.inc(received)
+            if sent:
+                tx.inc(sent)
+
+        return flush
+
+    def render(self) -> bytes:
+        """The registry in Prometheus' text format."""
+        return generate_latest(self.registry)
+
+
+def multiprocess_registry(path: str = "") -> CollectorRegistry:
+    """A registry summing the workers' files in ``path`` (default
+    ``PROMETHEUS_MULTIPROC_DIR``)."""
+    path = path or os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=path or None)  # type: ignore[no-untyped-call]
+    return registry
+
+
+async def _answer(stream: trio.SocketStream, render: Callable[[], bytes]) -> None:
+    conn = h11.Connection(h11.SERVER)
+    with trio.move_on_after(10):
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(16384)
+                if not data:
+                    return
+                conn.receive_data(data)
+                continue
+            if not isinstance(event, h11.Request):
+                return
+            ok = event.method == b"GET" and event.target.split(b"?")[0] in (b"/metrics", b"/")
+            body = render() if ok else b"not found\n"
+            headers = [
+                ("Content-Type", CONTENT_TYPE_LATEST if ok else "text/plain"),
+                ("Content-Length", str(len(body))),
+                ("Connection", "close"),
+            ]
+            data = conn.send(h11.Response(status_code=200 if ok else 404, headers=headers))
+            await stream.send_all(
+                data + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
+            )
+            return
+
+
+async def serve_metrics(
+    host: str,
+    port: int,
+    render: Callable[[], bytes],
+    *,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``GET /metrics`` on ``host:port``; reports the bound address.
+
+    Runs until cancelled. Raises OSError if the address cannot be bound.
+    """
+    listeners = await trio.open_tcp_listeners(port, host=host)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        try:
+            await _answer(stream, render)
+        except (trio.BrokenResourceError, h11.ProtocolError, OSError):
+            pass
+        finally:
+            await stream.aclose()
+
+    sockname = listeners[0].socket.getsockname()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handle, listeners)
+        task_status.started((str(sockname[0]), int(sockname[1])))

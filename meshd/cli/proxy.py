@@ -1,0 +1,136 @@
+"""``meshd proxy``: the per-host L4 mTLS proxy for every sidecar of the local agent.
+
+The options are checked here, then the process replaces itself with the
+lean ``python -m connect.proxy.main`` (no CLI, agent or ``cryptography``
+modules loaded: ~30 MB RSS instead of ~45 MB). Everything the proxy serves
+comes from the agent's HTTP API with blocking queries. ``--workers N``
+runs N processes sharing the listeners (SO_REUSEPORT) under a supervisor
+that restarts them and serves the summed metrics. SIGTERM/SIGINT stop
+everything; an agent unreachable for ``--agent-wait`` seconds at start is a
+one-line error and exit status 1.
+
+Per-sidecar settings come from the registration's ``Proxy.Config``
+(``idle_timeout`` s, ``max_connections``, ``connect_timeout_ms``) and
+``Upstreams[].Config`` (the same plus ``balance``: ``round_robin`` or
+``least_conn``); the flags below are the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .client import parse_address
+from .errors import CLIError
+
+
+def _check_host_port(text: str) -> str:
+    _host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise CLIError(f"Error: --metrics-addr must be HOST:PORT, got {text!r}")
+    return text
+
+
+@click.command()
+@click.option(
+    "--http-addr",
+    "-http-addr",
+    envvar=["MESHD_HTTP_ADDR", "CONSUL_HTTP_ADDR"],
+    default="127.0.0.1:8500",
+    show_default=True,
+    help="The local agent's HTTP API (plain http).",
+)
+@click.option(
+    "--token",
+    "-token",
+    envvar=["MESHD_HTTP_TOKEN", "CONSUL_HTTP_TOKEN"],
+    default="",
+    help="ACL token sent as X-Consul-Token.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Processes sharing the listeners (SO_REUSEPORT).",
+)
+@click.option(
+    "--metrics-addr", default="", metavar="HOST:PORT", help="Serve Prometheus metrics here."
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(0.001),
+    default=3600.0,
+    show_default=True,
+    help="Idle timeout in seconds (Proxy.Config.idle_timeout overrides).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=10_000,
+    show_default=True,
+    help="Connections per listener (Proxy.Config.max_connections overrides).",
+)
+@click.option(
+    "--agent-wait",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="Seconds to retry an unreachable agent at start.",
+)
+@click.option(
+    "--log-level",
+    "-log-level",
+    default="info",
+    show_default=True,
+    help="trace, debug, info, warn, err.",
+)
+@click.option("--log-json", "-log-json", is_flag=True, help="Log JSON lines.")
+def proxy(
+    http_addr: str,
+    token: str,
+    workers: int,
+    metrics_addr: str,
+    idle_timeout: float,
+    max_connections: int,
+    agent_wait: float,
+    log_level: str,
+    log_json: bool,
+) -> None:
+    """Run the mTLS proxy for every sidecar registered on the local agent."""
+    address = parse_address(http_addr)
+    if address.scheme != "http":
+        raise CLIError(f"Error: meshd proxy needs a plain http agent address, got {address}")
+    argv = [
+        sys.executable,
+        "-m",
+        "connect.proxy.main",
+        "--http-addr",
+        f"{address.host}:{address.port}",
+        "--workers",
+        str(workers),
+        "--idle-timeout",
+        repr(idle_timeout),
+        "--max-connections",
+        str(max_connections),
+        "--agent-wait",
+        repr(agent_wait),
+        "--log-level",
+        log_level,
+    ]
+    if metrics_addr:
+        argv += ["--metrics-addr", _check_host_port(metrics_addr)]
+    if log_json:
+        argv.append("--log-json")
+    env = dict(os.environ)
+    if token.strip():
+        env["MESHD_HTTP_TOKEN"] = token.strip()  # never on a command line: ps shows argv
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
+
+
+if __name__ == "__main__":
+    proxy(prog_name="meshd proxy")
