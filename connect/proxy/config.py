@@ -250,6 +250,24 @@ def sidecars_from_services(
     return sidecars, errors
 
 
+def only_sidecars_for(
+    sidecars: Mapping[str, SidecarConfig], services: Mapping[str, Any], wanted: frozenset[str]
+) -> dict[str, SidecarConfig]:
+    """Consul's ``-sidecar-for``: the sidecars whose destination service ID
+    or name is in ``wanted`` (all of them when ``wanted`` is empty)."""
+    if not wanted:
+        return dict(sidecars)
+    kept = {}
+    for sid, cfg in sidecars.items():
+        body = services.get(sid)
+        proxy = body.get("Proxy") if isinstance(body, Mapping) else None
+        if isinstance(proxy, Mapping):
+            names = {proxy.get("DestinationServiceID"), proxy.get("DestinationServiceName")}
+            if names & wanted:
+                kept[sid] = cfg
+    return kept
+
+
 def desired_listeners(
     sidecars: Mapping[str, SidecarConfig],
 ) -> tuple[dict[tuple[str, int], ListenerSpec], list[str]]:

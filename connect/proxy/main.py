@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info")
     p.add_argument("--log-json", action="store_true")
     p.add_argument("--worker-id", type=int, default=None)
+    p.add_argument("--sidecar-for", action="append", default=[])
     return p
 
 
@@ -101,7 +102,11 @@ async def run_proxy(args: argparse.Namespace, token: str) -> None:
     await wait_for_agent(client, timeout=args.agent_wait)
     metrics = ProxyMetrics()
     limits = Limits(idle_timeout=args.idle_timeout, max_connections=args.max_connections)
-    options = ProxyOptions(reuse_port=args.worker_id is not None, limits=limits)
+    options = ProxyOptions(
+        reuse_port=args.worker_id is not None,
+        limits=limits,
+        sidecar_for=frozenset(args.sidecar_for),
+    )
     proxy = Proxy(client, options, metrics)
     async with trio.open_nursery() as nursery:
         if args.metrics_addr is not None and args.worker_id is None:
@@ -135,6 +140,8 @@ def worker_command(args: argparse.Namespace) -> list[str]:
         "--log-level",
         args.log_level,
     ]
+    for service in args.sidecar_for:
+        cmd += ["--sidecar-for", service]
     return [*cmd, "--log-json"] if args.log_json else cmd
 
 

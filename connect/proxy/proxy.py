@@ -18,7 +18,14 @@ import trio
 
 from .agent_client import AgentClient
 from .balancer import Balancer
-from .config import Limits, ListenerSpec, desired_listeners, diff_listeners, sidecars_from_services
+from .config import (
+    Limits,
+    ListenerSpec,
+    desired_listeners,
+    diff_listeners,
+    only_sidecars_for,
+    sidecars_from_services,
+)
 from .credentials import Credentials, follow_credentials
 from .errors import AgentError, AgentUnavailableError, ProxyConfigError
 from .inbound import Gatekeeper, InboundHandler, follow_intentions
@@ -36,6 +43,9 @@ class ProxyOptions:
     reuse_port: bool = False
     limits: Limits = field(default_factory=Limits)
     wait: float = 30.0
+    # Consul's ``-sidecar-for``: serve only the sidecars of these services
+    # (by DestinationServiceID or DestinationServiceName); empty = all.
+    sidecar_for: frozenset[str] = frozenset()
 
 
 @dataclass(eq=False)
@@ -156,6 +166,7 @@ class Proxy:
     async def apply(self, services: Mapping[str, Any]) -> None:
         """Bring the listeners in line with ``services`` (an agent services answer)."""
         sidecars, errors = sidecars_from_services(services, self.options.limits)
+        sidecars = only_sidecars_for(sidecars, services, self.options.sidecar_for)
         for sid, exc in errors.items():
             if self._errors.get(sid) != str(exc):
                 emit(40, "sidecar_invalid", proxy=sid, field=exc.field, reason=exc.message)

@@ -88,6 +88,12 @@ def _check_host_port(text: str) -> str:
     help="trace, debug, info, warn, err.",
 )
 @click.option("--log-json", "-log-json", is_flag=True, help="Log JSON lines.")
+@click.option(
+    "--sidecar-for",
+    "-sidecar-for",
+    multiple=True,
+    help="Serve only this service's sidecar (ID or name; repeatable). Default: all.",
+)
 def proxy(
     http_addr: str,
     token: str,
@@ -98,6 +104,7 @@ def proxy(
     agent_wait: float,
     log_level: str,
     log_json: bool,
+    sidecar_for: tuple[str, ...],
 ) -> None:
     """Run the mTLS proxy for every sidecar registered on the local agent."""
     address = parse_address(http_addr)
@@ -124,6 +131,8 @@ def proxy(
         argv += ["--metrics-addr", _check_host_port(metrics_addr)]
     if log_json:
         argv.append("--log-json")
+    for service in sidecar_for:
+        argv += ["--sidecar-for", service]
     env = dict(os.environ)
     if token.strip():
         env["MESHD_HTTP_TOKEN"] = token.strip()  # never on a command line: ps shows argv

@@ -8,6 +8,7 @@ from connect.proxy.config import (
     Limits,
     desired_listeners,
     diff_listeners,
+    only_sidecars_for,
     parse_sidecar,
     sidecars_from_services,
 )
@@ -47,6 +48,27 @@ def test_sidecar_defaults_come_from_the_parent_service_and_consul() -> None:
         "round_robin",
     )
     assert sc.limits == Limits()
+
+
+def test_sidecar_for_keeps_only_the_named_services_sidecars() -> None:
+    services = _services()
+    services["api-sidecar-proxy"] = {
+        "ID": "api-sidecar-proxy",
+        "Kind": "connect-proxy",
+        "Port": 21001,
+        "Proxy": {
+            "DestinationServiceName": "api",
+            "DestinationServiceID": "api-1",
+            "LocalServicePort": 9000,
+        },
+    }
+    sidecars, _ = sidecars_from_services(services)
+    assert set(only_sidecars_for(sidecars, services, frozenset())) == set(sidecars)
+    assert set(only_sidecars_for(sidecars, services, frozenset({"api"}))) == {"api-sidecar-proxy"}
+    assert set(only_sidecars_for(sidecars, services, frozenset({"web"}))) == {"web-sidecar-proxy"}
+    assert only_sidecars_for(sidecars, services, frozenset({"api-1", "db"})).keys() == {
+        "api-sidecar-proxy"
+    }
 
 
 def test_non_proxy_services_are_ignored() -> None:

@@ -24,7 +24,8 @@ def test_unreachable_agent_is_a_one_line_error() -> None:
         [
             sys.executable,
             "-m",
-            "meshd.cli.proxy",
+            "meshd",
+            "proxy",
             "--http-addr",
             f"127.0.0.1:{port}",
             "--agent-wait",
