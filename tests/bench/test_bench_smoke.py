@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from bench import agent_start_bench, failover_bench, kv_bench, watch_bench
+from bench import agent_start_bench, failover_bench, kv_bench, proxy_bench, watch_bench
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -81,3 +81,22 @@ def test_agent_start_bench_prints_dev_start_and_baselines(
         median, _first, _second = figure_row(out, label, 3)
         assert 0 < float(median) < 60_000
     assert re.search(r"meshd agent --dev .* < 1000 ms\s+(met|MISSED)", out)
+
+
+def test_proxy_bench_prints_figures_for_direct_meshd_and_envoy(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = run_quick(proxy_bench.main, capsys)
+    for path in ("direct", "meshd", "envoy"):
+        for conns in (16, 64):
+            rate, p50, p99 = figure_row(out, f"{path} c{conns}", 3)
+            assert float(rate.replace(",", "")) > 0
+            assert float(p50) <= float(p99)
+        (mbs,) = figure_row(out, f"bulk {path}", 1)
+        assert float(mbs.replace(",", "")) > 0
+    for path in ("meshd", "envoy"):
+        c16, _c64 = figure_row(out, f"cpu {path}", 2)
+        assert float(c16) > 0
+        per_process, _total = figure_row(out, f"rss {path}", 2)
+        assert float(per_process) > 0
+    assert re.search(r"^meshd/envoy req/s c16\s+\d+\.\d+\s+>= 0\.50\s+(met|MISSED)", out, re.M)

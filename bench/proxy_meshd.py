@@ -1,0 +1,232 @@
+"""meshd's proxy pair for the proxy benchmark: one ``meshd agent --dev`` on
+free loopback ports, ``api`` (the backend) and ``web`` registered with
+Consul's sidecar shape, an intention allowing web -> api, and ``meshd
+proxy`` processes serving the two sidecars.
+
+The client side (web's upstream listener, where wrk connects) and the server
+side (api's sidecar inbound) run as two processes, like the Envoy pair, when
+``meshd proxy`` can be restricted to one sidecar (``--sidecar-for``);
+otherwise one process serves both and its CPU and RSS are the pair's.
+The agent's leaves and roots (``/v1/agent/connect/ca/leaf/<service>``,
+``/v1/agent/connect/ca/roots``) are also what the Envoy pair presents.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.loadgen.procs import stop_process
+from bench.proxy_backend import free_port, wait_listening
+from bench.proxy_certs import Leaf, MeshCerts
+
+ROOT = Path(__file__).resolve().parent.parent  # so that `-m meshd` imports this tree
+READY_TIMEOUT = 30.0
+
+
+class MeshdUnavailable(RuntimeError):
+    """This meshd lacks what the benchmark needs (an endpoint or a command)."""
+
+
+@dataclass(frozen=True)
+class SidecarPorts:
+    api_public: int  # api's sidecar inbound (server side, mTLS)
+    web_upstream: int  # web's upstream listener for api (client side, plain)
+    web_public: int  # web's own sidecar inbound (unused by the benchmark)
+
+
+class MeshdAgent:
+    """A ``meshd agent --dev`` process and a small client for its HTTP API."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.http_port = free_port()
+        config = {
+            "node_name": "proxy-bench",
+            "ports": {"http": self.http_port, "dns": free_port(), "server": free_port()},
+        }
+        path = root / "agent.json"
+        path.write_text(json.dumps(config))
+        self.log = (root / "agent.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "meshd", "agent", "--dev", "--config-file", str(path)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=ROOT,
+        )
+
+    @property
+    def http_addr(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.log.close()
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """``method path`` with a JSON body; (status, decoded JSON or text)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        try:
+            data = None if body is None else json.dumps(body).encode()
+            conn.request(method, path, body=data)
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        try:
+            return resp.status, json.loads(raw) if raw else None
+        except ValueError:
+            return resp.status, raw.decode(errors="replace")
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        """Like ``request`` but raises ``MeshdUnavailable`` on 404/405 (the
+        endpoint does not exist) and ``RuntimeError`` on any other non-200."""
+        status, answer = self.request(method, path, body)
+        if status in (404, 405):
+            raise MeshdUnavailable(f"meshd agent has no {method} {path.split('?')[0]} ({status})")
+        if status != 200:
+            raise RuntimeError(f"{method} {path} -> {status}: {str(answer)[:300]}")
+        return answer
+
+    def wait_ready(self) -> None:
+        """Until the agent answers with a leader elected; raises ``RuntimeError``
+        if it exits, ``TimeoutError`` after READY_TIMEOUT."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.log.flush()
+                tail = Path(self.log.name).read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"meshd agent exited with {self.proc.returncode}:\n{tail}")
+            try:
+                status, leader = self.request("GET", "/v1/status/leader")
+                if status == 200 and leader:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"meshd agent not ready within {READY_TIMEOUT:g}s")
+
+    def register_mesh(self, backend: int) -> SidecarPorts:
+        """Register api (at ``backend``) and web with sidecars, web's upstream
+        to api; returns the sidecar ports."""
+        ports = SidecarPorts(free_port(), free_port(), free_port())
+        api = {
+            "Name": "api",
+            "Port": backend,
+            "Connect": {"SidecarService": {"Port": ports.api_public}},
+        }
+        upstream = {
+            "DestinationName": "api",
+            "LocalBindAddress": "127.0.0.1",
+            "LocalBindPort": ports.web_upstream,
+        }
+        web = {
+            "Name": "web",
+            "Port": free_port(),
+            "Connect": {
+                "SidecarService": {"Port": ports.web_public, "Proxy": {"Upstreams": [upstream]}}
+            },
+        }
+        for service in (api, web):
+            self.call("PUT", "/v1/agent/service/register", service)
+        return ports
+
+    def allow_web_to_api(self) -> None:
+        """The intention web -> api, allow (Consul's ``PUT
+        /v1/connect/intentions/exact``)."""
+        self.call(
+            "PUT", "/v1/connect/intentions/exact?source=web&destination=api", {"Action": "allow"}
+        )
+
+    def certs(self) -> MeshCerts:
+        """web's and api's leaves and the roots from the agent's Connect CA."""
+
+        def leaf(service: str) -> Leaf:
+            answer = self.call("GET", f"/v1/agent/connect/ca/leaf/{service}")
+            return Leaf(answer["CertPEM"], answer["PrivateKeyPEM"])
+
+        roots = self.call("GET", "/v1/agent/connect/ca/roots")
+        pem = "".join(r["RootCert"].rstrip("\n") + "\n" for r in roots["Roots"])
+        return MeshCerts(pem, leaf("web"), leaf("api"), "meshd agent")
+
+
+def proxy_help() -> str:
+    """``meshd proxy --help``; raises ``MeshdUnavailable`` when there is no
+    such command."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "meshd", "proxy", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise MeshdUnavailable(f"`meshd proxy` is missing: {proc.stderr.strip()[-300:]}")
+    return proc.stdout
+
+
+@dataclass
+class MeshdPair:
+    """meshd proxy process(es) serving web's and api's sidecars; ``entry`` is
+    web's upstream listener, where wrk connects."""
+
+    procs: list[subprocess.Popen[bytes]]
+    entry: int
+    workers: int
+    split: bool  # client and server side in separate processes
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            stop_process(proc)
+
+
+def start_meshd_pair(root: Path, agent: MeshdAgent, ports: SidecarPorts, workers: int) -> MeshdPair:
+    """Start meshd's proxy (two processes with ``--sidecar-for`` when the
+    command has it, else one) with ``--workers``; returns once web's upstream
+    and api's inbound listen. Raises ``MeshdUnavailable`` without a ``meshd
+    proxy`` command, ``RuntimeError``/``TimeoutError`` if it does not come up."""
+    split = "--sidecar-for" in proxy_help()
+    base = [sys.executable, "-m", "meshd", "proxy", "--http-addr", agent.http_addr]
+    base += ["--workers", str(workers)]
+    sides = [["--sidecar-for", "web"], ["--sidecar-for", "api"]] if split else [[]]
+    root.mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for i, extra in enumerate(sides):
+            procs.append(
+                subprocess.Popen(
+                    [*base, *extra],
+                    stdout=subprocess.DEVNULL,
+                    stderr=(root / f"proxy-w{workers}-{i}.log").open("wb"),
+                    start_new_session=True,
+                    cwd=ROOT,
+                )
+            )
+        listeners = [(ports.web_upstream, procs[0]), (ports.api_public, procs[-1])]
+        for port, proc in listeners:
+            _wait_listening_logged(port, proc, root / f"proxy-w{workers}-{procs.index(proc)}.log")
+    except BaseException:
+        for proc in procs:
+            stop_process(proc)
+        raise
+    return MeshdPair(procs, ports.web_upstream, workers, split)
+
+
+def _wait_listening_logged(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    try:
+        wait_listening(port, proc, "meshd proxy", timeout=READY_TIMEOUT)
+    except (RuntimeError, TimeoutError) as exc:
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise RuntimeError(f"{exc}\n{tail}") from None
