@@ -547,6 +547,27 @@ class LivenessSet(Command):
         v.one_of(self.status, LIVENESS_STATUSES, "Status")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ACLBootstrap(Command):
+    """Consul's ACLBootstrapRequest: create the first management token, once.
+
+    The FSM records the index it applied at (``acl-token-bootstrap`` in the
+    index table, so snapshots keep it); a later bootstrap is refused unless
+    ``reset_index`` equals that index (Consul's ``acl-bootstrap-reset`` file).
+    """
+
+    TYPE: ClassVar[int] = 20
+    token: ACLToken
+    reset_index: int = 0
+
+    def validate(self) -> None:
+        v.uuid_like(self.token.accessor_id, "Token.AccessorID")
+        v.require(self.token.secret_id, "Token.SecretID")
+        for j, link in enumerate((*self.token.policies, *self.token.roles)):
+            v.require(link.id, f"Token.Links[{j}].ID")
+        v.uint_range(self.reset_index, "ResetIndex")
+
+
 COMMAND_TYPES: dict[int, type[Command]] = {
     cls.TYPE: cls
     for cls in (
@@ -569,6 +590,7 @@ COMMAND_TYPES: dict[int, type[Command]] = {
         ACLRoleSet,
         ACLRoleDelete,
         LivenessSet,
+        ACLBootstrap,
     )
 }
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .commands import (
+    ACLBootstrap,
     ACLPolicyDelete,
     ACLPolicySet,
     ACLRoleDelete,
@@ -85,6 +86,7 @@ HANDLERS: dict[type[Command], Handler] = {
     ACLRoleSet: acl.set_roles,
     ACLRoleDelete: lambda s, tx, c: acl.delete_roles(s, tx, c.ids),
     LivenessSet: lambda s, tx, c: liveness.set_liveness(s, tx, c.node, c.status),
+    ACLBootstrap: acl.bootstrap,
 }
 
 

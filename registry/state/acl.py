@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
-from ..commands import ACLPolicySet, ACLRoleSet, ACLTokenSet
+from ..commands import ACLBootstrap, ACLPolicySet, ACLRoleSet, ACLTokenSet
 from ..errors import ErrorCode
 from ..records import ACLLink, ACLPolicy, ACLRole, ACLToken
 from ..results import OK, Result, failed
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from .store import StateStore, WriteTx
 
 GLOBAL_MANAGEMENT_POLICY_ID = "00000000-0000-0000-0000-000000000001"
+# The index-table entry recording the raft index of the last ACL bootstrap
+# (Consul's "acl-token-bootstrap" sentinel); absent until the first one.
+BOOTSTRAP_INDEX = "acl-token-bootstrap"
 
 
 class ACLTables:
@@ -89,6 +92,30 @@ def set_tokens(store: StateStore, tx: WriteTx, cmd: ACLTokenSet) -> Result:
         table.put(tx, replace(token, create_index=create, modify_index=tx.index))
     tx.touch("acl-tokens")
     return OK
+
+
+def bootstrap(store: StateStore, tx: WriteTx, cmd: ACLBootstrap) -> Result:
+    """Create the bootstrap token once (Consul's ``ACLBootstrap`` in state/acl.go).
+
+    Refused after a previous bootstrap unless ``cmd.reset_index`` equals the
+    index that bootstrap was applied at; on success that index becomes this
+    write's. The token is written as ``ACLTokenSet`` would write it.
+    """
+    done = store.indexes.get(BOOTSTRAP_INDEX)
+    if done is not None:
+        if cmd.reset_index == 0:
+            return failed(
+                ErrorCode.CONFLICT, f"ACL bootstrap no longer allowed (reset index: {done})"
+            )
+        if cmd.reset_index != done:
+            return failed(
+                ErrorCode.INVALID,
+                f"Invalid bootstrap reset index (specified {cmd.reset_index}, reset index: {done})",
+            )
+    result = set_tokens(store, tx, ACLTokenSet(tokens=(cmd.token,)))
+    if result.ok:
+        tx.touch(BOOTSTRAP_INDEX)
+    return result
 
 
 def delete_tokens(store: StateStore, tx: WriteTx, accessor_ids: Iterable[str]) -> Result:
@@ -187,6 +214,14 @@ def _resolve(store: StateStore, item: T) -> T:
 def _idx(store: StateStore, ws: WatchSet | None, name: str) -> int:
     store.watch(ws, name)
     return max(1, store.index_of(name))
+
+
+def acl_bootstrap_state(store: StateStore, ws: WatchSet | None) -> tuple[int, tuple[bool, int]]:
+    """``(allowed, reset_index)``: whether a bootstrap (without reset) may
+    still happen, and the index of the last one (0 when none yet)."""
+    store.watch(ws, BOOTSTRAP_INDEX)
+    done = store.indexes.get(BOOTSTRAP_INDEX)
+    return max(1, done or 0), (done is None, done or 0)
 
 
 def acl_token_get(

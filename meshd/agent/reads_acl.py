@@ -1,0 +1,217 @@
+"""The registry reads behind /v1/acl/* (tokens, policies, roles), as Consul JSON.
+
+Entries for ``meshd.agent.reads.READS`` (merged there with
+``READS.update(ACL_READS)``), in the same shape: ``fn(store, ws, args) ->
+(index, json)``; each registers watches so all of them can block.
+
+Token answers carry the real ``SecretID``: the HTTP edge redacts it to
+``<hidden>`` for callers without ``acl:write`` (Consul's
+``filterACLWithAuthorizer``). A token whose ``ExpirationTime`` is at or
+before ``args["now"]`` (seconds since the epoch, chosen by the caller so the
+read stays clock-free) is treated as absent, as Consul does until its reaper
+deletes it. Shapes follow Consul's structs (agent/structs/acl.go): empty
+link and identity lists are left out (``omitempty``), ``Hash`` is the
+base64 BLAKE2b-256 of the fields Consul hashes (``SetHash``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from registry import queries as q
+from registry import shapes
+from registry.records import ACLNodeIdentity, ACLPolicy, ACLRole, ACLServiceIdentity, ACLToken
+from registry.state.store import StateStore
+from registry.state.watch import WatchSet
+
+JSON = Any
+# The same type as ``meshd.agent.reads.ReadFn``, spelt out here so that
+# reads.py can import this module without an import cycle.
+ReadFn = Callable[[StateStore, WatchSet | None, Mapping[str, Any]], tuple[int, JSON]]
+
+_OMIT_EMPTY = ("Policies", "Roles", "ServiceIdentities", "NodeIdentities", "Datacenters")
+
+
+def _hash(parts: Iterable[str]) -> str:
+    h = hashlib.blake2b(digest_size=32)
+    for part in parts:
+        h.update(part.encode())
+    return base64.b64encode(h.digest()).decode()
+
+
+def _identity_parts(
+    services: Iterable[ACLServiceIdentity], nodes: Iterable[ACLNodeIdentity]
+) -> list[str]:
+    parts: list[str] = []
+    for s in services:
+        parts.append(s.service_name)
+        parts.extend(s.datacenters)
+    for n in nodes:
+        parts.extend((n.node_name, n.datacenter))
+    return parts
+
+
+def token_hash(t: ACLToken) -> str:
+    """Consul's ``ACLToken.SetHash``: what the token grants, not who it is."""
+    parts = [t.description, *(p.id for p in t.policies), *(r.id for r in t.roles)]
+    parts += _identity_parts(t.service_identities, t.node_identities)
+    parts.append("local" if t.local else "global")
+    return _hash(parts)
+
+
+def policy_hash(p: ACLPolicy) -> str:
+    """Consul's ``ACLPolicy.SetHash``."""
+    return _hash([p.name, p.description, p.rules, *p.datacenters])
+
+
+def role_hash(r: ACLRole) -> str:
+    """Consul's ``ACLRole.SetHash``."""
+    parts = [r.name, r.description, *(p.id for p in r.policies)]
+    return _hash(parts + _identity_parts(r.service_identities, r.node_identities))
+
+
+def _omit_empty(obj: dict[str, Any]) -> dict[str, Any]:
+    for key in _OMIT_EMPTY:
+        if key in obj and not obj[key]:
+            del obj[key]
+    for ident in obj.get("ServiceIdentities", ()):
+        if not ident.get("Datacenters"):
+            ident.pop("Datacenters", None)
+    return obj
+
+
+def token_json(t: ACLToken) -> JSON:
+    """A token as Consul's ``GET /v1/acl/token/:id`` answers (secret included)."""
+    return _omit_empty({**shapes.acl_token_json(t), "Hash": token_hash(t)})
+
+
+def policy_json(p: ACLPolicy) -> JSON:
+    """A policy as ``GET /v1/acl/policy/:id`` answers."""
+    return _omit_empty({**shapes.acl_policy_json(p), "Hash": policy_hash(p)})
+
+
+def policy_stub_json(p: ACLPolicy) -> JSON:
+    """A policy as listed by ``GET /v1/acl/policies``: no ``Rules``."""
+    out = policy_json(p)
+    del out["Rules"]
+    return out
+
+
+def role_json(r: ACLRole) -> JSON:
+    """A role as ``GET /v1/acl/role/:id`` answers."""
+    return _omit_empty({**shapes.acl_role_json(r), "Hash": role_hash(r)})
+
+
+def expired(token: ACLToken, now: float) -> bool:
+    """Whether ``token`` has an ``ExpirationTime`` at or before ``now``."""
+    if not token.expiration_time or not now:
+        return False
+    try:
+        at = datetime.fromisoformat(token.expiration_time.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.timestamp() <= now
+
+
+def _live(token: ACLToken | None, a: Mapping[str, Any]) -> ACLToken | None:
+    if token is None or expired(token, float(a.get("now") or 0.0)):
+        return None
+    return token
+
+
+def acl_token(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    """The token with AccessorID ``a["id"]``, or None."""
+    idx, token = q.acl_token_get(store, ws, a["id"])
+    live = _live(token, a)
+    return idx, None if live is None else token_json(live)
+
+
+def acl_token_self(
+    store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
+) -> tuple[int, JSON]:
+    """The token whose SecretID is ``a["secret"]``, or None."""
+    idx, token = q.acl_token_by_secret(store, ws, a["secret"])
+    live = _live(token, a)
+    return idx, None if live is None else token_json(live)
+
+
+def acl_tokens(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    """Every live token, by AccessorID; ``a["policy"]``/``a["role"]`` keep only
+    tokens linking that policy/role ID (Consul's ``?policy=``/``?role=``), and
+    ``a["authmethod"]`` matches none (no token comes from an auth method)."""
+    idx, tokens = q.acl_token_list(store, ws)
+    if a.get("authmethod"):
+        return idx, []
+    policy, role = a.get("policy") or "", a.get("role") or ""
+    out = []
+    for token in tokens:
+        if _live(token, a) is None:
+            continue
+        if policy and all(link.id != policy for link in token.policies):
+            continue
+        if role and all(link.id != role for link in token.roles):
+            continue
+        out.append(token_json(token))
+    return idx, out
+
+
+def acl_policy(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    """The policy with ID ``a["id"]``, or None."""
+    idx, policy = q.acl_policy_get(store, ws, a["id"])
+    return idx, None if policy is None else policy_json(policy)
+
+
+def acl_policy_by_name(
+    store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
+) -> tuple[int, JSON]:
+    """The policy named ``a["name"]``, or None."""
+    idx, policy = q.acl_policy_by_name(store, ws, a["name"])
+    return idx, None if policy is None else policy_json(policy)
+
+
+def acl_policies(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    """Every policy (without rules), by ID."""
+    idx, policies = q.acl_policy_list(store, ws)
+    return idx, [policy_stub_json(p) for p in policies]
+
+
+def acl_role(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    """The role with ID ``a["id"]``, or None."""
+    idx, role = q.acl_role_get(store, ws, a["id"])
+    return idx, None if role is None else role_json(role)
+
+
+def acl_role_by_name(
+    store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
+) -> tuple[int, JSON]:
+    """The role named ``a["name"]``, or None."""
+    idx, role = q.acl_role_by_name(store, ws, a["name"])
+    return idx, None if role is None else role_json(role)
+
+
+def acl_roles(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
+    """Every role, by ID; ``a["policy"]`` keeps roles linking that policy ID."""
+    idx, roles = q.acl_role_list(store, ws)
+    policy = a.get("policy") or ""
+    return idx, [
+        role_json(r) for r in roles if not policy or any(p.id == policy for p in r.policies)
+    ]
+
+
+ACL_READS: dict[str, ReadFn] = {
+    "acl.token": acl_token,
+    "acl.token_self": acl_token_self,
+    "acl.tokens": acl_tokens,
+    "acl.policy": acl_policy,
+    "acl.policy_by_name": acl_policy_by_name,
+    "acl.policies": acl_policies,
+    "acl.role": acl_role,
+    "acl.role_by_name": acl_role_by_name,
+    "acl.roles": acl_roles,
+}
