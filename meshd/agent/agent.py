@@ -16,6 +16,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,11 @@ from raft.tls import (
 from raft.transport import source_address
 from raft.types import Configuration
 from raft.types import Server as RaftServer
-from registry.commands import DeregisterRequest
+from registry.commands import DeregisterRequest, decode_command
 
 from ..agent_tls import create_ca, create_cert
+from ..api import acl_context
+from ..api.acl_rules import filter_read
 from ..checks import CheckRunner
 from ..config import AgentConfig
 from ..config.addresses import join_address
@@ -47,6 +50,9 @@ from ..metrics import Metrics
 from ..rpc import RPCClient, RPCError, RPCUnavailable
 from ..version import meshd_version
 from . import join
+from .acl_commands import authorize_command
+from .acl_resolver import ACLResolver
+from .acl_server import ACLServer
 from .alias_source import CatalogAliasSource
 from .ca_server import CAServer, settings_from_agent
 from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
@@ -125,10 +131,18 @@ class Agent:
         self.rpc: RPCClient | None = None
         self.events = EventRing()  # a server's agent shares the server's ring
         self.tokens = TokenStore(config.acl, data_dir)
+        self.acl = ACLResolver(
+            config.acl,
+            self.tokens,
+            node=self.node_name,
+            datacenter=config.datacenter,
+            call=lambda method, args: self.server_call(method, args),
+        )
         self._config_services: set[str] = set()
         self._sync_scope = trio.CancelScope()  # leave() stops anti-entropy first
         self._config_checks: set[str] = set()
         self.ca: CAServer | None = None
+        self.acl_server: ACLServer | None = None
         self.leaf_cache = LeafCache(
             lambda method, args: self.server_call(method, args),
             self.read,
@@ -270,7 +284,9 @@ class Agent:
             if self.server is not None:
                 self.pool.add([self.rpc_address])
             else:
-                self.backend = ClientBackend(self.pool)
+                self.backend = ClientBackend(
+                    self.pool, lambda: self.tokens.get("agent") or self.tokens.get("default")
+                )
             pool = self.pool
             nursery.start_soon(
                 functools.partial(heartbeat_loop, interval=self.heartbeat_interval),
@@ -332,9 +348,10 @@ class Agent:
                 index: int = store.index_of("nodes", "services", "checks")
                 return index
 
-            lookup = AgentLookup(self, settings, state_index=catalog_index)
+            lookup = AgentLookup(self._dns_reader(), settings, state_index=catalog_index)
         else:
-            lookup = AgentLookup(self, settings)  # answers reused for at most cache_ttl
+            # answers reused for at most cache_ttl
+            lookup = AgentLookup(self._dns_reader(), settings)
         for host in cfg.client_addr:
             udp, _tcp = await nursery.start(
                 functools.partial(
@@ -368,14 +385,28 @@ class Agent:
             ),
         )
         self.metrics.instrument_raft(self.server.node)
+        self.acl.attach_server(self.server)
+        if cfg.acl.enabled:
+            self.server.command_guard = self._guard_command
         if cfg.connect.enabled:
             self.ca = CAServer(
                 self.server,
                 settings_from_agent(cfg.connect.ca_config),
                 datacenter=cfg.datacenter,
+                resolve=self.acl.resolve if cfg.acl.enabled else None,
+            )
+        if cfg.acl.enabled:
+            self.acl_server = ACLServer(
+                self.server,
+                cfg.acl,
+                datacenter=cfg.datacenter,
+                data_dir=Path(cfg.data_dir) if cfg.data_dir else None,
+                resolve=self.acl.resolve,
             )
         await nursery.start(self.server.run)
         nursery.start_soon(self.liveness.run)
+        if self.acl_server is not None:
+            nursery.start_soon(self.acl_server.run)
         if self.ca is not None:
             nursery.start_soon(self.ca.run)
         self.backend = self.server
@@ -433,7 +464,40 @@ class Agent:
     # ------------------------------------------------------ API delegates
 
     async def read(self, name: str, args: Mapping[str, Any], opts: ReadOptions) -> ReadResult:
-        return await self.backend.read(name, args, opts)  # type: ignore[no-any-return]
+        """Run registry read ``name``; inside an API request under ACLs the
+        answer is filtered to what the caller's token may read."""
+        result: ReadResult = await self.backend.read(name, args, opts)
+        authz = acl_context.current.get()
+        if authz is not None and result.value is not None:
+            value, dropped = filter_read(name, authz, result.value)
+            if dropped:
+                result = replace(result, value=value, filtered=True)
+        return result
+
+    def _dns_reader(self) -> Any:
+        """What DNS reads through: the agent, filtered under ACLs to what the
+        agent's ``dns`` token (else its default, else anonymous) may read."""
+        if not self.acl.enabled:
+            return self
+        agent = self
+
+        class Reader:
+            async def read(
+                self, name: str, args: Mapping[str, Any], opts: ReadOptions
+            ) -> ReadResult:
+                authz = await agent.acl.resolve(agent.tokens.get("dns"))
+                acl_context.current.set(authz)
+                return await agent.read(name, args, opts)
+
+        return Reader()
+
+    async def _guard_command(self, token: str, data: bytes) -> None:
+        """A client agent's forwarded write: may its token apply it? Raises
+        ``PermissionDenied`` or ``ACLNotFound``."""
+        assert self.server is not None
+        cmd = decode_command(data)
+        authz = await self.acl.resolve(token)
+        authorize_command(authz, cmd, self.server.store)
 
     async def write(self, cmd: Any) -> WriteResult:
         return await self.backend.write(cmd)  # type: ignore[no-any-return]

@@ -18,7 +18,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,7 @@ from registry import queries as q
 from registry.commands import CAConfigSet, CARootsSet
 from registry.records import CAConfig, CARoot
 
+from ..acl import Authorizer, Permission
 from ..durations import format_duration, parse_duration
 from ..errors import DurationError, MeshdError
 from ..http import BadRequest, HTTPError
@@ -215,8 +216,10 @@ class CAServer:
         *,
         datacenter: str,
         rng: random.Random | None = None,
+        resolve: Callable[[str], Awaitable[Authorizer]] | None = None,
     ) -> None:
         self.srv = server
+        self._resolve = resolve  # with ACLs on: only service:write on S signs S's leaf
         self.base = base
         self.datacenter = datacenter
         self._rng = rng or random.SystemRandom()
@@ -366,6 +369,9 @@ class CAServer:
         service = args.get("service")
         try:
             info = ca_core.parse_csr(csr)
+            if self._resolve is not None:
+                authz = await self._resolve(str(args.get("token") or ""))
+                authz.require(Permission.SERVICE_WRITE, info.spiffe.service)
             ca_core.validate_claim(
                 info,
                 trust_domain=trust_domain_for(config.cluster_id),

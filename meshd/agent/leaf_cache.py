@@ -28,6 +28,7 @@ from connect import ca as ca_core
 from connect.rotation import parse_rfc3339
 from connect.spiffe import ServiceID
 
+from ..acl.errors import PermissionDenied
 from ..errors import MeshdError
 from ..http import HTTPError
 from .wire import ReadOptions, ReadResult
@@ -48,6 +49,7 @@ def _utcnow() -> datetime:
 @dataclass
 class _Entry:
     service: str
+    token: str = ""  # the requester's ACL token: servers check service:write with it
     cert: dict[str, Any] | None = None
     error: Exception | None = None
     changed: trio.Event = field(default_factory=trio.Event)
@@ -89,15 +91,19 @@ class LeafCache:
             async for entry in self._start_recv:
                 nursery.start_soon(self._maintain, entry)
 
-    async def get(self, service: str, index: int = 0, wait: float = 300.0) -> dict[str, Any]:
+    async def get(
+        self, service: str, index: int = 0, wait: float = 300.0, *, token: str = ""
+    ) -> dict[str, Any]:
         """The current leaf of ``service`` as Consul's ``IssuedCert`` JSON.
         With ``index`` > 0, wait up to ``wait`` seconds for one whose
         ``ModifyIndex`` is higher. Raises the ``HTTPError`` signing failed
         with when there is no certificate yet (e.g. 429 when rate limited)."""
         entry = self._entries.get(service)
         if entry is None:
-            entry = self._entries[service] = _Entry(service)
+            entry = self._entries[service] = _Entry(service, token)
             self._start_send.send_nowait(entry)
+        elif token and (not entry.token or entry.cert is None):
+            entry.token = token  # a failing entry retries with the newest caller's token
         if index > self._index:
             index = 0  # an index from before this agent restarted: answer now
         with trio.move_on_after(max(wait, 0.0) if index > 0 else 60.0):
@@ -148,7 +154,8 @@ class LeafCache:
                 await self._sign(entry)
                 backoff = 0.5
             except (MeshdError, HTTPError, ValueError) as exc:
-                entry.error = exc if isinstance(exc, HTTPError) else HTTPError(500, str(exc))
+                keep = isinstance(exc, HTTPError | PermissionDenied)
+                entry.error = exc if keep else HTTPError(500, str(exc))
                 self._wake(entry)
                 log.warning("event=leaf_sign_failed service=%s reason=%s", entry.service, exc)
                 with trio.move_on_after(backoff * (0.5 + self._rng.random())):
@@ -171,7 +178,8 @@ class LeafCache:
         spiffe = ServiceID(self._trust_domain, self._datacenter, entry.service)
         key_pem = await trio.to_thread.run_sync(ca_core.generate_private_key, "ec", 256)
         csr = ca_core.make_csr(key_pem, spiffe)
-        answer = await self._call("ConnectCA.Sign", {"csr": csr, "service": entry.service})
+        args = {"csr": csr, "service": entry.service, "token": entry.token}
+        answer = await self._call("ConnectCA.Sign", args)
         self._index += 1
         create = entry.cert["CreateIndex"] if entry.cert else self._index
         entry.cert = {

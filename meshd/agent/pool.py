@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import trio
 
 from registry.commands import Command, encode_command
 
+from ..api import acl_context
 from ..errors import NoServersError
 from ..rpc import RPCClient, RPCError, RPCUnavailable
 from .server import error_from_rpc
@@ -80,13 +81,20 @@ class ServerPool:
 class ClientBackend:
     """Reads and writes of a client agent, forwarded to a server."""
 
-    def __init__(self, pool: ServerPool) -> None:
+    def __init__(self, pool: ServerPool, token: Callable[[], str] = lambda: "") -> None:
         self.pool = pool
+        self._token = token
 
     async def write(self, cmd: Command) -> WriteResult:
+        """Forward ``cmd`` to a server, with the token of the request being
+        handled, else the agent's own (``token()``): the server checks the
+        command against it when ACLs are on."""
         cmd.validate()
+        token = acl_context.secret.get() or self._token()
         try:
-            resp = await self.pool.call("Registry.Apply", {"cmd": encode_command(cmd)})
+            resp = await self.pool.call(
+                "Registry.Apply", {"cmd": encode_command(cmd), "token": token}
+            )
         except RPCError as exc:
             raise error_from_rpc(exc) from None
         return WriteResult.from_wire(resp)

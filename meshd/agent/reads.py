@@ -191,9 +191,11 @@ READS["txn.read"] = txn_read
 
 
 def _connect_reads() -> None:
-    from .reads_connect import CONNECT_READS  # one table, kept in its own module
+    from .reads_acl import ACL_READS  # one table; these areas keep theirs apart
+    from .reads_connect import CONNECT_READS
 
     READS.update(CONNECT_READS)
+    READS.update(ACL_READS)
 
 
 _connect_reads()

@@ -30,6 +30,7 @@ from registry.commands import Command, encode_command
 from registry.errors import ValidationError
 from registry.fsm import RegistryFSM
 
+from ..acl.errors import PermissionDenied
 from ..errors import NoLeaderError, RemoteError
 from ..filter import FilterError
 from ..http.errors import BadRequest, HTTPError
@@ -118,6 +119,8 @@ class Server:
             settings.datacenter, settings.version, settings.acls, settings.bootstrap_expect
         )
         self._handlers: dict[str, Callable[[Mapping[str, Any], PeerInfo], Awaitable[Any]]] = {}
+        # With ACLs on: checks a client agent's forwarded write against its token.
+        self.command_guard: Callable[[str, bytes], Awaitable[None]] | None = None
         self.ops = ServerOps(self)
         self._register_rpc()
 
@@ -351,6 +354,9 @@ class Server:
         if args.get("fwd") and not self.is_leader():
             # Forwarded once already: answer with the leader instead of hopping again.
             raise RPCError("NotLeader", "not the leader", {"leader": self.leader_address()})
+        if self.command_guard is not None and not args.get("fwd"):
+            # From a client agent (a server forwarding it has checked it).
+            await self.command_guard(str(args.get("token") or ""), data)
         result = await self.write_encoded(data)
         return result.to_wire()
 
@@ -388,6 +394,8 @@ def _to_rpc(exc: BaseException) -> RPCError | None:
         return RPCError(_STATUS_CODES.get(exc.status, "Internal"), exc.message, details)
     if isinstance(exc, ValidationError):
         return RPCError("Validation", exc.message, {"field": exc.field})
+    if isinstance(exc, PermissionDenied):
+        return RPCError("PermissionDenied", str(exc), {"status": 403})
     if isinstance(exc, NoLeaderError):
         return RPCError("NoLeader", str(exc))
     if isinstance(exc, UnknownRead):

@@ -22,6 +22,7 @@ from registry import shapes
 from registry.commands import Command, DeregisterRequest, RegisterRequest
 from registry.records import HealthCheck, ServiceInstance
 
+from ..api import acl_context
 from ..errors import MeshdError
 from ..metrics import NO_METRICS, Recorder
 from .liveness import SERF_HEALTH, serf_check
@@ -179,7 +180,8 @@ class AntiEntropy:
                 for c in local_checks
             )
             if have is None or _strip(have) != want or not checks_ok:
-                await self._write(self._register_service(defn.service, local_checks))
+                cmd = self._register_service(defn.service, local_checks)
+                await self._write(cmd, token=defn.token)
                 writes += 1
             for c in local_checks:
                 checks.pop(c.check_id, None)
@@ -191,7 +193,7 @@ class AntiEntropy:
         for sid in services:
             await self._write(
                 DeregisterRequest(node=self.node.name, service_id=sid, now=time.time())
-            )
+            )  # the agent token: the service (and its token) is gone locally
             writes += 1
         for cid, have_check in checks.items():
             if cid == SERF_HEALTH or have_check.get("ServiceID") in services:
@@ -249,12 +251,19 @@ class AntiEntropy:
         return RegisterRequest(**self._base(), checks=(serf_check(self.node.name, "passing"),))
 
     def _register_service(self, svc: ServiceInstance, checks: list[HealthCheck]) -> RegisterRequest:
-        return RegisterRequest(**self._base(), service=svc, checks=tuple(checks))
+        # The node is registered first; a service's token (Consul uses the
+        # registration's) need not be allowed to rewrite the node.
+        return RegisterRequest(
+            **self._base(), service=svc, checks=tuple(checks), skip_node_update=True
+        )
 
     def _register_check(self, check: HealthCheck) -> RegisterRequest:
-        return RegisterRequest(**self._base(), checks=(check,))
+        return RegisterRequest(**self._base(), checks=(check,), skip_node_update=True)
 
-    async def _write(self, cmd: Command) -> None:
+    async def _write(self, cmd: Command, *, token: str = "") -> None:
+        """Write ``cmd`` acting with ``token`` (a service's registration
+        token), else the agent's token (see ``ClientBackend``)."""
+        acl_context.secret.set(token or None)
         result = await self.backend.write(cmd)
         if not result.ok:
             raise MeshdError(f"catalog write refused: {result.error}: {result.message}")

@@ -44,6 +44,7 @@ class ReadResult:
     known_leader: bool
     last_contact: float  # seconds since the answering server heard from the leader
     consistency: str  # "leader", "consistent" or "stale" (X-Consul-Effective-Consistency)
+    filtered: bool = False  # ACLs removed something (X-Consul-Results-Filtered-By-ACLs)
 
     def to_wire(self) -> dict[str, Any]:
         return {

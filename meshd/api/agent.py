@@ -233,6 +233,9 @@ def _register_services(router: Router, agent: Agent) -> None:
         check_dc(agent, QueryOptions.from_request(req))
         body = decode_json_body(req)
         defn = parse_service(body, node=agent.node_name)
+        if agent.acl.enabled and not defn.token and req.token:
+            # Anti-entropy writes this service with the token that registered it.
+            defn = replace(defn, token=req.token)
         check_scripts(agent, defn.checks, in_service=True)
         validate_for_catalog(agent, defn)
         if not flag(req, "replace-existing-checks"):

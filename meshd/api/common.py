@@ -14,6 +14,7 @@ from registry.errors import (
     ValidationError,
 )
 
+from ..acl import PermissionDenied
 from ..agent.reads import UnknownRead
 from ..agent.wire import ReadOptions, ReadResult
 from ..errors import NoLeaderError, NoServersError, RemoteError
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from ..agent.agent import Agent
 
 
+FILTERED_HEADER = "X-Consul-Results-Filtered-By-ACLs"
 NULL: Any = object()  # read_json(empty=NULL): a missing object is JSON null with 200
 
 
@@ -72,6 +74,7 @@ def with_meta(resp: Response, result: ReadResult) -> Response:
         known_leader=result.known_leader,
         last_contact=result.last_contact,
         effective_consistency=result.consistency,
+        results_filtered_by_acls=result.filtered,
     ).apply_headers(resp)
 
 
@@ -92,6 +95,7 @@ async def read_json(
 def error_mapping() -> ErrorMapping:
     """Agent, registry and filter errors as Consul answers them."""
     m = ErrorMapping()
+    m.register(PermissionDenied, lambda e: Response.text(str(e), status=403))
     m.register(ValidationError, lambda e: Response.text(f"Invalid request: {e}", status=400))
     m.register(FilterError, lambda e: Response.text(str(e), status=400))
     m.register(NotFoundError, lambda e: Response.text(str(e), status=404))

@@ -86,7 +86,8 @@ def register(router: Router, agent: Agent) -> None:
         service = req.path_params["service"]
         if not service:
             raise BadRequest("Missing service name", "service")
-        cert = await agent.leaf_cache.get(service, opts.index, opts.wait)
+        token = agent.acl.effective_secret(req.token) if agent.acl.enabled else ""
+        cert = await agent.leaf_cache.get(service, opts.index, opts.wait, token=token)
         resp = Response.json(cert, pretty=opts.pretty)
         resp.set_header("X-Consul-Index", str(cert["ModifyIndex"]))
         return resp

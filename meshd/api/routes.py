@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ..acl import Authorizer
 from ..http import AfterResponseHook, App, Handler, Request, Response, Route, Router
 from ..metrics import Recorder, agent_metrics
 from . import (
+    acl,
+    acl_context,
     agent,
     catalog,
     connect_ca,
@@ -22,12 +26,14 @@ from . import (
     status,
     txn,
 )
-from .common import error_mapping
+from .acl_rules import ItemFilter, Rule, rule_for
+from .common import FILTERED_HEADER, error_mapping
 
 if TYPE_CHECKING:
     from ..agent.agent import Agent
 
 MODULES = [
+    acl,
     agent,
     catalog,
     connect_ca,
@@ -44,19 +50,63 @@ MODULES = [
 ]
 
 
-class _MeteredRouter(Router):
-    """A ``Router`` whose handlers report blocking queries (``GET ?index=`` > 0)
-    to ``metrics`` while they wait. Wrapping the handler, unlike a before/after
-    hook pair, also releases the count when the client goes away mid-wait."""
+class _WrappingRouter(Router):
+    """A ``Router`` that wraps every handler on the way in: with ACL
+    enforcement (every route must have a rule in ``acl_rules.RULES``, ACLs
+    on or off, so no endpoint ships without one) and, with ``metrics``,
+    counting blocking queries (``GET ?index=`` > 0) while they wait; wrapping
+    the handler, unlike a before/after hook pair, also releases the count
+    when the client goes away mid-wait."""
 
-    def __init__(self, metrics: Recorder) -> None:
+    def __init__(self, agent: Agent, metrics: Recorder | None) -> None:
         super().__init__()
+        self._agent = agent
         self._metrics = metrics
 
     def add(
         self, methods: str | Sequence[str], pattern: str, handler: Handler, *, name: str
     ) -> Route:
-        return super().add(methods, pattern, _count_blocking(handler, self._metrics), name=name)
+        method_list = [methods] if isinstance(methods, str) else list(methods)
+        try:
+            rules = {m.upper(): rule_for(name, m.upper()) for m in method_list}
+        except KeyError:
+            raise ValueError(f"route {name!r} {method_list} has no ACL rule in acl_rules") from None
+        wrapped = _enforce_acl(handler, self._agent, rules)
+        if self._metrics is not None:
+            wrapped = _count_blocking(wrapped, self._metrics)
+        return super().add(methods, pattern, wrapped, name=name)
+
+
+def _enforce_acl(handler: Handler, agent: Agent, rules: dict[str, Rule]) -> Handler:
+    """Resolve the caller's token, run the route's checks, filter the answer."""
+    if not agent.acl.enabled:
+        return handler
+
+    async def guarded(req: Request) -> Response:
+        rule = rules.get(req.method) or rules.get("GET") or Rule()
+        authz = await agent.acl.resolve(req.token)
+        req.authz = authz
+        if rule.check is not None:
+            await rule.check(agent, req, authz)
+        acl_context.current.set(authz)
+        acl_context.secret.set(agent.acl.effective_secret(req.token))
+        resp = await handler(req)
+        if rule.response_filter is not None and resp.status == 200 and resp.body:
+            resp = _filtered(resp, rule.response_filter, authz, req)
+        return resp
+
+    return guarded
+
+
+def _filtered(resp: Response, fn: ItemFilter, authz: Authorizer, req: Request) -> Response:
+    value, dropped = fn(authz, json.loads(resp.body))
+    out = Response.json(value, status=resp.status, pretty="pretty" in req.query)
+    for key, val in resp.headers:
+        if key.lower() not in ("content-length", "content-type"):
+            out.set_header(key, val)
+    if dropped:
+        out.set_header(FILTERED_HEADER, "true")
+    return out
 
 
 def _count_blocking(handler: Handler, metrics: Recorder) -> Handler:
@@ -78,7 +128,7 @@ def _record_request(metrics: Recorder) -> AfterResponseHook:
 
 def build_router(agent_: Agent, metrics: Recorder | None = None) -> Router:
     """Every API route; with ``metrics``, handlers count blocking queries."""
-    router = Router() if metrics is None else _MeteredRouter(metrics)
+    router = _WrappingRouter(agent_, metrics)
     for module in MODULES:
         module.register(router, agent_)
     return router

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from .acl import acl
 from .agent import agent
 from .ca import ca
 from .catalog import catalog
@@ -60,6 +61,7 @@ def cli() -> None:
 
 
 for command in (
+    acl,
     agent,
     ca,
     catalog,

@@ -107,6 +107,7 @@ class Request:
     __slots__ = (
         "_query",
         "_token",
+        "authz",
         "body",
         "headers",
         "method",
@@ -145,6 +146,9 @@ class Request:
         self.route_name: str | None = None
         self._query: dict[str, list[str]] | None = None
         self._token: str | None = None
+        # The caller's ACL authorizer, set by the ACL layer before routing
+        # (meshd.api.acl_context); None until then.
+        self.authz: Any = None
 
     @classmethod
     def build(

@@ -1,0 +1,99 @@
+"""What a token must hold for a replicated write a client agent sends.
+
+Client agents forward writes to the servers as encoded commands over RPC
+(``Registry.Apply``), with the token of the request (or, for the agent's own
+anti-entropy, the service's registration token or ``acl.tokens.agent``).
+The receiving server checks the command against that token here, as
+Consul's RPC endpoints check their ACLs, so a client agent cannot write
+past the caller's permissions. Commands only servers issue (liveness,
+tombstone reaping, CA and ACL state, bootstrap) need management rights.
+"""
+
+from __future__ import annotations
+
+from registry import queries as q
+from registry.commands import (
+    Command,
+    DeregisterRequest,
+    IntentionDelete,
+    IntentionUpsert,
+    KVRequest,
+    RegisterRequest,
+    SessionCreate,
+    SessionDestroy,
+    TxnOp,
+    TxnRequest,
+)
+from registry.state.store import StateStore
+
+from ..acl import Authorizer, Permission
+from ..acl.errors import PermissionDenied
+
+P = Permission
+_KV_READ = frozenset({"get", "get-tree", "check-index", "check-session", "check-not-exists"})
+
+
+def _register(authz: Authorizer, cmd: RegisterRequest) -> None:
+    if not cmd.skip_node_update:
+        authz.require(P.NODE_WRITE, cmd.node)
+    if cmd.service is not None:
+        authz.require(P.SERVICE_WRITE, cmd.service.service)
+    for check in cmd.checks:
+        if check.service_name:
+            authz.require(P.SERVICE_WRITE, check.service_name)
+        else:
+            authz.require(P.NODE_WRITE, cmd.node)
+
+
+def _txn_op(authz: Authorizer, op: TxnOp) -> None:
+    if op.kv is not None:
+        verb, key = op.kv.verb, op.kv.key
+        if verb == "delete-tree":
+            authz.require(P.KEY_WRITE_PREFIX, key)
+        elif verb == "get-tree":
+            authz.require(P.KEY_LIST, key)
+        else:
+            authz.require(P.KEY_READ if verb in _KV_READ else P.KEY_WRITE, key)
+    if op.node is not None:
+        perm = P.NODE_READ if op.node.verb == "get" else P.NODE_WRITE
+        authz.require(perm, op.node.node.node)
+    if op.service is not None:
+        perm = P.SERVICE_READ if op.service.verb == "get" else P.SERVICE_WRITE
+        authz.require(perm, op.service.service.service)
+    if op.check is not None:
+        read = op.check.verb == "get"
+        if op.check.check.service_name:
+            perm = P.SERVICE_READ if read else P.SERVICE_WRITE
+            authz.require(perm, op.check.check.service_name)
+        else:
+            authz.require(P.NODE_READ if read else P.NODE_WRITE, op.check.check.node)
+
+
+def authorize_command(authz: Authorizer, cmd: Command, store: StateStore) -> None:
+    """Return if ``authz`` may apply ``cmd``; raise ``PermissionDenied``.
+    ``store`` resolves what a command names only by ID (a session's node,
+    an intention's destination)."""
+    if isinstance(cmd, RegisterRequest):
+        _register(authz, cmd)
+    elif isinstance(cmd, DeregisterRequest):
+        authz.require(P.NODE_WRITE, cmd.node)
+    elif isinstance(cmd, KVRequest):
+        perm = P.KEY_WRITE_PREFIX if cmd.op == "delete-tree" else P.KEY_WRITE
+        authz.require(perm, cmd.key)
+    elif isinstance(cmd, SessionCreate):
+        authz.require(P.SESSION_WRITE, cmd.node)
+    elif isinstance(cmd, TxnRequest):
+        for op in cmd.ops:
+            _txn_op(authz, op)
+    elif isinstance(cmd, SessionDestroy):
+        _, found = q.session_info(store, None, cmd.id)
+        authz.require(P.SESSION_WRITE, found.node if found is not None else "")
+    elif isinstance(cmd, IntentionUpsert):
+        authz.require(P.INTENTION_WRITE, cmd.intention.destination_name)
+    elif isinstance(cmd, IntentionDelete):
+        _, ixn = q.intention_get(store, None, cmd.id)
+        authz.require(P.INTENTION_WRITE, ixn.destination_name if ixn is not None else "")
+    elif not authz.allowed(P.ACL_WRITE):
+        # Liveness, tombstone reaping, CA and ACL state, config entries: only
+        # servers issue these; over RPC only a management token may.
+        raise PermissionDenied(authz.accessor_id, "acl:write", "")

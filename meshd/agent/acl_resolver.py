@@ -1,0 +1,258 @@
+"""Token → ``Authorizer`` resolution, on servers and (cached) on client agents.
+
+Servers answer ``ACL.Resolve`` from their replicated state: the token by
+SecretID, its policies and its roles' policies, and the templated policies
+of its service and node identities, as rule texts. Agents compile the
+answer into an ``Authorizer`` (parsed policies are cached by ID and
+ModifyIndex, since parsing costs far more than deciding) and cache it per
+secret for ``acl.token_ttl``; servers keep theirs while the ACL tables are
+unchanged. When no server can be asked, ``acl.down_policy`` decides as in
+Consul: ``extend-cache``/``async-cache`` keep using the cached authorizer
+past its TTL (deny if there is none), ``allow`` allows all but ACL
+management, ``deny`` denies all.
+
+The empty token is the agent's ``acl.tokens.default`` if set, else the
+anonymous token. ``acl.tokens.agent_recovery`` is resolved locally and
+grants ``agent:write`` on this node and ``node:read``, so an operator can
+still reach the agent when the servers are down. Token secrets are never
+logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from raft.transport import PeerInfo
+from registry import queries as q
+from registry.records import ACLToken
+
+from ..acl import (
+    ANONYMOUS_TOKEN_ACCESSOR_ID,
+    Authorizer,
+    Policy,
+    allow_all,
+    deny_all,
+    manage_all,
+    node_identity_policy,
+    parse_rules,
+    service_identity_policy,
+)
+from ..acl.errors import ACLError
+from ..errors import MeshdError, NoLeaderError, NoServersError
+from ..http import HTTPError
+
+if TYPE_CHECKING:
+    from ..config.model import ACLConfig
+    from .server import Server
+    from .tokens import TokenStore
+
+log = logging.getLogger("meshd.acl")
+
+ANONYMOUS_SECRET = "anonymous"
+ACL_TABLES = ("acl-tokens", "acl-policies", "acl-roles")
+RECOVERY_ACCESSOR = "agent-recovery-token"
+
+
+class ACLNotFound(HTTPError):
+    """The token is unknown or expired (Consul: 403 "ACL not found")."""
+
+    def __init__(self) -> None:
+        super().__init__(403, "ACL not found")
+
+
+def _expired(token: ACLToken, now: float) -> bool:
+    if not token.expiration_time:
+        return False
+    try:
+        at = datetime.fromisoformat(token.expiration_time.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.timestamp() <= now
+
+
+def resolve_in_store(store: Any, secret: str, now: float) -> dict[str, Any]:
+    """What a token grants, as plain data: its AccessorID, the rule texts of
+    its policies (direct and through roles) and its identities. Raises
+    ``ACLNotFound`` for an unknown or expired token."""
+    _, token = q.acl_token_by_secret(store, None, secret)
+    if token is None or _expired(token, now):
+        raise ACLNotFound()
+    policy_ids = [p.id for p in token.policies]
+    services = [(s.service_name, list(s.datacenters)) for s in token.service_identities]
+    nodes = [(n.node_name, n.datacenter) for n in token.node_identities]
+    for link in token.roles:
+        _, role = q.acl_role_get(store, None, link.id)
+        if role is None:
+            continue
+        policy_ids.extend(p.id for p in role.policies)
+        services.extend((s.service_name, list(s.datacenters)) for s in role.service_identities)
+        nodes.extend((n.node_name, n.datacenter) for n in role.node_identities)
+    policies = []
+    for pid in dict.fromkeys(policy_ids):
+        _, policy = q.acl_policy_get(store, None, pid)
+        if policy is not None:
+            policies.append(
+                {
+                    "id": policy.id,
+                    "index": policy.modify_index,
+                    "rules": policy.rules,
+                    "datacenters": list(policy.datacenters),
+                }
+            )
+    return {
+        "accessor_id": token.accessor_id,
+        "policies": policies,
+        "service_identities": services,
+        "node_identities": nodes,
+    }
+
+
+@dataclass
+class _Cached:
+    authz: Authorizer
+    fetched: float
+    version: int  # servers: the ACL tables' index it was built at
+
+
+class ACLResolver:
+    """Resolves request tokens to authorizers for one agent."""
+
+    def __init__(
+        self,
+        config: ACLConfig,
+        tokens: TokenStore,
+        *,
+        node: str,
+        datacenter: str,
+        call: Callable[[str, Mapping[str, Any]], Any],
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.enabled = config.enabled
+        self._config = config
+        self._tokens = tokens
+        self._node = node
+        self._dc = datacenter
+        self._call = call
+        self._server: Server | None = None
+        self._clock = clock
+        self._wall = wall
+        self._cache: dict[str, _Cached] = {}
+        self._policies: dict[tuple[str, int], Policy] = {}
+        self._default_allow = config.default_policy == "allow"
+
+    def attach_server(self, server: Server) -> None:
+        """On a server: answer ``ACL.Resolve`` and resolve from local state."""
+        self._server = server
+        server.register_rpc("ACL.Resolve", self._rpc_resolve)
+
+    # ------------------------------------------------------------- server
+
+    async def _rpc_resolve(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
+        assert self._server is not None
+        return resolve_in_store(self._server.store, str(args.get("secret") or ""), self._wall())
+
+    def _acl_version(self) -> int:
+        if self._server is None:
+            return 0
+        return int(self._server.store.index_of(*ACL_TABLES))
+
+    # -------------------------------------------------------------- agent
+
+    def effective_secret(self, secret: str) -> str:
+        """The secret a request acts with: its own, else the agent's default
+        token, else the anonymous token."""
+        return secret or self._tokens.get("default") or ANONYMOUS_SECRET
+
+    async def resolve(self, secret: str) -> Authorizer:
+        """The authorizer of ``secret`` (see the module docstring). Raises
+        ``ACLNotFound`` for an unknown token."""
+        if not self.enabled:
+            return manage_all()
+        secret = self.effective_secret(secret)
+        recovery = self._tokens.get("agent_recovery")
+        if recovery and secret == recovery:
+            return self._recovery()
+        cached = self._cache.get(secret)
+        now = self._clock()
+        if cached is not None and self._fresh(cached, now):
+            return cached.authz
+        try:
+            answer = await self._call("ACL.Resolve", {"secret": secret})
+        except (NoServersError, NoLeaderError) as exc:
+            return self._down(secret, cached, exc)
+        except HTTPError as exc:
+            if exc.status == 403:
+                self._cache.pop(secret, None)
+                if secret == ANONYMOUS_SECRET:  # not created yet: the default alone
+                    return self._compile({"accessor_id": ANONYMOUS_TOKEN_ACCESSOR_ID})
+                raise ACLNotFound() from None
+            return self._down(secret, cached, exc)
+        except MeshdError as exc:
+            return self._down(secret, cached, exc)
+        authz = self._compile(answer)
+        self._cache[secret] = _Cached(authz, now, self._acl_version())
+        if len(self._cache) > 10_000:
+            self._cache.pop(next(iter(self._cache)))
+        return authz
+
+    def _fresh(self, cached: _Cached, now: float) -> bool:
+        if self._server is not None:
+            return cached.version == self._acl_version()
+        return now - cached.fetched < self._config.token_ttl
+
+    def _down(self, secret: str, cached: _Cached | None, exc: Exception) -> Authorizer:
+        policy = self._config.down_policy
+        log.warning("event=acl_resolve_failed down_policy=%s reason=%s", policy, exc)
+        if policy == "allow":
+            return allow_all()
+        if policy in ("extend-cache", "async-cache") and cached is not None:
+            return cached.authz
+        return deny_all()
+
+    def _recovery(self) -> Authorizer:
+        rules = f'agent "{self._node}" {{ policy = "write" }}\nnode_prefix "" {{ policy = "read" }}'
+        return Authorizer.from_policies(
+            [parse_rules(rules)],
+            default_allow=False,
+            datacenter=self._dc,
+            accessor_id=RECOVERY_ACCESSOR,
+        )
+
+    def _policy(self, raw: Mapping[str, Any]) -> Policy:
+        key = (str(raw["id"]), int(raw.get("index", 0)))
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = parse_rules(str(raw.get("rules") or ""))
+            dcs = frozenset(raw.get("datacenters") or ())
+            policy = replace(policy, datacenters=dcs)
+            if len(self._policies) > 4096:
+                self._policies.clear()
+            self._policies[key] = policy
+        return policy
+
+    def _compile(self, answer: Mapping[str, Any]) -> Authorizer:
+        accessor = str(answer.get("accessor_id") or "")
+        policies: list[Policy] = []
+        for raw in answer.get("policies") or []:
+            try:
+                policies.append(self._policy(raw))
+            except ACLError as exc:  # stored rules were validated; never fail open
+                log.error("event=acl_policy_unparseable id=%s reason=%s", raw.get("id"), exc)
+        for name, dcs in answer.get("service_identities") or []:
+            policies.append(service_identity_policy(name, dcs))
+        for name, dc in answer.get("node_identities") or []:
+            policies.append(node_identity_policy(name, dc))
+        return Authorizer.from_policies(
+            policies,
+            default_allow=self._default_allow,
+            datacenter=self._dc,
+            accessor_id=accessor,
+        )

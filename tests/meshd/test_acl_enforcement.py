@@ -1,0 +1,453 @@
+"""Every HTTP endpoint under ACLs, from one table.
+
+For each route (name and method) of the agent's route table there is a row:
+the request, and the rules a token needs for it. The test calls it with no
+token, with a token lacking the permission and with a token holding exactly
+those rules, and expects 403 / filtered / allowed (or, for endpoints Consul
+serves to anyone, allowed every time). A route without a row fails
+``test_every_route_has_a_row``; a route without an ACL rule cannot even be
+added to the router (``acl_rules.rule_for``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from meshd.acl import GLOBAL_MANAGEMENT_POLICY_ID
+from meshd.acl.builtin import GLOBAL_MANAGEMENT_RULES
+from meshd.agent.agent import Agent
+from meshd.api.routes import build_router
+from registry.commands import ACLPolicySet, ACLTokenSet
+from registry.records import ACLLink, ACLPolicy, ACLToken
+from tests.meshd.harness import APIClient, dev_agent
+
+pytestmark = pytest.mark.e2e
+
+NODE = "dev-node"
+FILTERED = "X-Consul-Results-Filtered-By-ACLs".lower()
+
+
+@dataclass(frozen=True)
+class Row:
+    path: str
+    rules: str = ""  # exactly what the endpoint needs ("" for public)
+    body: Any = None
+    kind: str = "checked"  # checked | filtered | public | handler
+    marker: str = ""  # filtered: what the exact token must see in the answer
+    refusal: str = ""  # public: a 403 that is not about permissions (bootstrap done, no token)
+
+
+def svc(name: str, policy: str = "read") -> str:
+    return f'service "{name}" {{ policy = "{policy}" }}\n'
+
+
+def node(name: str = NODE, policy: str = "read") -> str:
+    return f'node "{name}" {{ policy = "{policy}" }}\n'
+
+
+def intentions(dest: str, access: str) -> str:
+    return f'service "{dest}" {{ policy = "deny" intentions = "{access}" }}\n'
+
+
+ROWS: dict[tuple[str, str], Row] = {
+    ("agent.self", "GET"): Row("/v1/agent/self", f'agent "{NODE}" {{ policy = "read" }}'),
+    ("agent.members", "GET"): Row("/v1/agent/members", node(), kind="filtered"),
+    ("agent.host", "GET"): Row("/v1/agent/host", 'operator = "read"'),
+    ("agent.metrics", "GET"): Row("/v1/agent/metrics", f'agent "{NODE}" {{ policy = "read" }}'),
+    ("agent.join", "PUT"): Row(
+        "/v1/agent/join/127.0.0.1:1", f'agent "{NODE}" {{ policy = "write" }}'
+    ),
+    ("agent.leave", "PUT"): Row("/v1/agent/leave", f'agent "{NODE}" {{ policy = "write" }}'),
+    ("agent.force_leave", "PUT"): Row("/v1/agent/force-leave/nobody", 'operator = "write"'),
+    ("agent.reload", "PUT"): Row("/v1/agent/reload", f'agent "{NODE}" {{ policy = "write" }}'),
+    ("agent.token", "PUT"): Row("/v1/agent/token/replication", 'acl = "write"', {"Token": ""}),
+    ("agent.maintenance", "PUT"): Row("/v1/agent/maintenance?enable=false", node(policy="write")),
+    ("agent.services", "GET"): Row("/v1/agent/services", svc("web"), kind="filtered"),
+    ("agent.service", "GET"): Row("/v1/agent/service/web", svc("web")),
+    ("agent.service.register", "PUT"): Row(
+        "/v1/agent/service/register", svc("web2", "write"), {"Name": "web2", "Port": 1}
+    ),
+    ("agent.service.deregister", "PUT"): Row(
+        "/v1/agent/service/deregister/temp", svc("temp", "write")
+    ),
+    ("agent.service.maintenance", "PUT"): Row(
+        "/v1/agent/service/maintenance/web?enable=false", svc("web", "write")
+    ),
+    ("agent.checks", "GET"): Row("/v1/agent/checks", svc("web") + node(), kind="filtered"),
+    ("agent.check.register", "PUT"): Row(
+        "/v1/agent/check/register", node(policy="write"), {"Name": "c1", "TTL": "10s"}
+    ),
+    ("agent.check.deregister", "PUT"): Row(
+        "/v1/agent/check/deregister/c-temp", node(policy="write")
+    ),
+    ("agent.check.pass", "PUT"): Row("/v1/agent/check/pass/web-ttl", svc("web", "write")),
+    ("agent.check.warn", "PUT"): Row("/v1/agent/check/warn/web-ttl", svc("web", "write")),
+    ("agent.check.fail", "PUT"): Row("/v1/agent/check/fail/web-ttl", svc("web", "write")),
+    ("agent.check.update", "PUT"): Row(
+        "/v1/agent/check/update/web-ttl", svc("web", "write"), {"Status": "passing"}
+    ),
+    ("agent.connect.authorize", "POST"): Row(
+        "/v1/agent/connect/authorize",
+        svc("api", "write"),
+        {"Target": "api", "ClientCertURI": "spiffe://x.consul/ns/default/dc/dc1/svc/web"},
+    ),
+    ("agent.connect.ca.leaf", "GET"): Row("/v1/agent/connect/ca/leaf/web", svc("web", "write")),
+    ("agent.connect.ca.roots", "GET"): Row("/v1/agent/connect/ca/roots", kind="public"),
+    ("catalog.register", "PUT"): Row(
+        "/v1/catalog/register", node("ext", "write"), {"Node": "ext", "Address": "10.0.0.1"}
+    ),
+    ("catalog.deregister", "PUT"): Row(
+        "/v1/catalog/deregister", node("ext", "write"), {"Node": "ext"}
+    ),
+    ("catalog.datacenters", "GET"): Row("/v1/catalog/datacenters", kind="public"),
+    ("catalog.nodes", "GET"): Row("/v1/catalog/nodes", node(), kind="filtered"),
+    ("catalog.services", "GET"): Row("/v1/catalog/services", svc("web"), kind="filtered"),
+    ("catalog.service", "GET"): Row(
+        "/v1/catalog/service/web", svc("web") + node(), kind="filtered"
+    ),
+    ("catalog.connect", "GET"): Row(
+        "/v1/catalog/connect/web", svc("web-sidecar-proxy") + node(), kind="filtered"
+    ),
+    ("catalog.node", "GET"): Row(f"/v1/catalog/node/{NODE}", node(), kind="filtered"),
+    ("catalog.node_services", "GET"): Row(
+        f"/v1/catalog/node-services/{NODE}", node(), kind="filtered"
+    ),
+    ("health.node", "GET"): Row(f"/v1/health/node/{NODE}", node(), kind="filtered"),
+    ("health.checks", "GET"): Row("/v1/health/checks/web", svc("web") + node(), kind="filtered"),
+    ("health.service", "GET"): Row("/v1/health/service/web", svc("web") + node(), kind="filtered"),
+    ("health.connect", "GET"): Row(
+        "/v1/health/connect/web", svc("web-sidecar-proxy") + node(), kind="filtered"
+    ),
+    ("health.state", "GET"): Row(
+        "/v1/health/state/any",
+        'service_prefix "" { policy = "read" }\n' + node(),
+        kind="filtered",
+    ),
+    ("connect.ca.roots", "GET"): Row("/v1/connect/ca/roots", kind="public"),
+    ("connect.ca.config", "GET"): Row("/v1/connect/ca/configuration", 'operator = "read"'),
+    ("connect.ca.config.set", "PUT"): Row(
+        "/v1/connect/ca/configuration", 'operator = "write"', {"Config": {"LeafCertTTL": "72h"}}
+    ),
+    ("intentions.list", "GET"): Row(
+        "/v1/connect/intentions", intentions("api", "read"), kind="filtered"
+    ),
+    ("intentions.match", "GET"): Row(
+        "/v1/connect/intentions/match?by=destination&name=api",
+        intentions("api", "read"),
+        kind="filtered",
+    ),
+    ("intentions.check", "GET"): Row(
+        "/v1/connect/intentions/check?source=web&destination=api", svc("api")
+    ),
+    ("intentions.create", "POST"): Row(
+        "/v1/connect/intentions",
+        intentions("db", "write"),
+        {"SourceName": "x", "DestinationName": "db", "Action": "allow"},
+    ),
+    ("intentions.exact", "GET"): Row(
+        "/v1/connect/intentions/exact?source=web&destination=api", intentions("api", "read")
+    ),
+    ("intentions.exact", "PUT"): Row(
+        "/v1/connect/intentions/exact?source=y&destination=db",
+        intentions("db", "write"),
+        {"Action": "deny"},
+    ),
+    ("intentions.exact", "DELETE"): Row(
+        "/v1/connect/intentions/exact?source=y&destination=db", intentions("db", "write")
+    ),
+    ("intentions.id", "GET"): Row("/v1/connect/intentions/{web_api}", intentions("api", "read")),
+    ("intentions.id", "PUT"): Row(
+        "/v1/connect/intentions/{web_api}",
+        intentions("api", "write"),
+        {"SourceName": "web", "DestinationName": "api", "Action": "allow"},
+    ),
+    ("intentions.id", "DELETE"): Row("/v1/connect/intentions/{z_db}", intentions("db", "write")),
+    ("coordinate.datacenters", "GET"): Row("/v1/coordinate/datacenters", kind="public"),
+    ("coordinate.nodes", "GET"): Row("/v1/coordinate/nodes", node(), kind="filtered", marker="["),
+    ("coordinate.node", "GET"): Row(f"/v1/coordinate/node/{NODE}", node()),
+    ("event.fire", "PUT"): Row("/v1/event/fire/deploy", 'event "deploy" { policy = "write" }'),
+    ("event.list", "GET"): Row(
+        "/v1/event/list", 'event "deploy" { policy = "read" }', kind="filtered"
+    ),
+    ("kv.get", "GET"): Row("/v1/kv/app/config", 'key "app/config" { policy = "read" }'),
+    ("kv.put", "PUT"): Row("/v1/kv/app/other", 'key "app/other" { policy = "write" }', "v"),
+    ("kv.delete", "DELETE"): Row("/v1/kv/app/other", 'key "app/other" { policy = "write" }'),
+    ("session.create", "PUT"): Row(
+        "/v1/session/create", f'session "{NODE}" {{ policy = "write" }}', {}
+    ),
+    ("session.destroy", "PUT"): Row(
+        "/v1/session/destroy/{session_b}", f'session "{NODE}" {{ policy = "write" }}'
+    ),
+    ("session.renew", "PUT"): Row(
+        "/v1/session/renew/{session_a}", f'session "{NODE}" {{ policy = "write" }}'
+    ),
+    ("session.info", "GET"): Row(
+        "/v1/session/info/{session_a}", f'session "{NODE}" {{ policy = "read" }}', kind="filtered"
+    ),
+    ("session.node", "GET"): Row(
+        f"/v1/session/node/{NODE}", f'session "{NODE}" {{ policy = "read" }}', kind="filtered"
+    ),
+    ("session.list", "GET"): Row(
+        "/v1/session/list", f'session "{NODE}" {{ policy = "read" }}', kind="filtered"
+    ),
+    ("txn", "PUT"): Row(
+        "/v1/txn",
+        'key "app/config" { policy = "read" }',
+        [{"KV": {"Verb": "get", "Key": "app/config"}}],
+    ),
+    ("operator.autopilot.configuration", "GET"): Row(
+        "/v1/operator/autopilot/configuration", 'operator = "read"'
+    ),
+    ("operator.autopilot.health", "GET"): Row("/v1/operator/autopilot/health", 'operator = "read"'),
+    ("operator.raft.configuration", "GET"): Row(
+        "/v1/operator/raft/configuration", 'operator = "read"'
+    ),
+    ("operator.raft.peer", "DELETE"): Row("/v1/operator/raft/peer?id=nobody", 'operator = "write"'),
+    ("operator.raft.transfer_leader", "POST"): Row(
+        "/v1/operator/raft/transfer-leader?id=nobody", 'operator = "write"'
+    ),
+    ("snapshot.save", "GET"): Row("/v1/snapshot", 'acl = "write"'),
+    ("snapshot.restore", "PUT"): Row("/v1/snapshot", 'acl = "write"', "not an archive"),
+    ("status.leader", "GET"): Row("/v1/status/leader", kind="public"),
+    ("status.peers", "GET"): Row("/v1/status/peers", kind="public"),
+    # /v1/acl: acl:read to read, acl:write to write; bootstrap and token/self
+    # need no permission (a valid token for self).
+    ("acl.bootstrap", "PUT"): Row(
+        "/v1/acl/bootstrap", kind="public", refusal="ACL bootstrap no longer allowed"
+    ),
+    ("acl.token.self", "GET"): Row("/v1/acl/token/self", kind="public", refusal="ACL not found"),
+    ("acl.token.list", "GET"): Row("/v1/acl/tokens", 'acl = "read"'),
+    ("acl.token.read", "GET"): Row("/v1/acl/token/{seed_token}", 'acl = "read"'),
+    ("acl.token.create", "PUT"): Row("/v1/acl/token", 'acl = "write"', {"Description": "t"}),
+    ("acl.token.update", "PUT"): Row(
+        "/v1/acl/token/{seed_token}", 'acl = "write"', {"Description": "updated"}
+    ),
+    ("acl.token.clone", "PUT"): Row("/v1/acl/token/{seed_token}/clone", 'acl = "write"', {}),
+    ("acl.token.delete", "DELETE"): Row("/v1/acl/token/{del_token}", 'acl = "write"'),
+    ("acl.policy.list", "GET"): Row("/v1/acl/policies", 'acl = "read"'),
+    ("acl.policy.read", "GET"): Row("/v1/acl/policy/{seed_policy}", 'acl = "read"'),
+    ("acl.policy.by_name", "GET"): Row("/v1/acl/policy/name/seedpol", 'acl = "read"'),
+    ("acl.policy.create", "PUT"): Row(
+        "/v1/acl/policy", 'acl = "write"', {"Name": "newpol", "Rules": 'operator = "read"'}
+    ),
+    ("acl.policy.update", "PUT"): Row(
+        "/v1/acl/policy/{seed_policy}",
+        'acl = "write"',
+        {"Name": "seedpol", "Rules": 'operator = "read"'},
+    ),
+    ("acl.policy.delete", "DELETE"): Row("/v1/acl/policy/{del_policy}", 'acl = "write"'),
+    ("acl.role.list", "GET"): Row("/v1/acl/roles", 'acl = "read"'),
+    ("acl.role.read", "GET"): Row("/v1/acl/role/{seed_role}", 'acl = "read"'),
+    ("acl.role.by_name", "GET"): Row("/v1/acl/role/name/seedrole", 'acl = "read"'),
+    ("acl.role.create", "PUT"): Row(
+        "/v1/acl/role", 'acl = "write"', {"Name": "newrole", "Description": "r"}
+    ),
+    ("acl.role.update", "PUT"): Row(
+        "/v1/acl/role/{seed_role}", 'acl = "write"', {"Name": "seedrole", "Description": "u"}
+    ),
+    ("acl.role.delete", "DELETE"): Row("/v1/acl/role/{del_role}", 'acl = "write"'),
+    ("acl.templated.list", "GET"): Row("/v1/acl/templated-policies", 'acl = "read"'),
+    ("acl.templated.read", "GET"): Row(
+        "/v1/acl/templated-policy/name/builtin/service", 'acl = "read"'
+    ),
+    ("acl.templated.preview", "POST"): Row(
+        "/v1/acl/templated-policy/preview/builtin/service",
+        'acl = "read"',
+        {"Name": "web"},
+    ),
+}
+# Run last: leaving stops the agent.
+LAST = ("agent.leave", "PUT")
+
+
+def route_keys(agent: Agent) -> set[tuple[str, str]]:
+    router = build_router(agent)
+    keys = set()
+    for route in router._routes:
+        for method in route.methods:
+            if method != "HEAD":
+                keys.add((route.name, method))
+    return keys
+
+
+class World:
+    def __init__(self, agent: Agent, api: APIClient) -> None:
+        self.agent, self.api = agent, api
+        self.ids: dict[str, str] = {}
+
+    async def token_with(self, rules: str, name: str) -> str:
+        pid, secret = str(uuid.uuid4()), str(uuid.uuid4())
+        policy = ACLPolicy(id=pid, name=name, rules=rules)
+        assert (await self.agent.write(ACLPolicySet(policies=(policy,)))).ok
+        token = ACLToken(
+            accessor_id=str(uuid.uuid4()), secret_id=secret, policies=(ACLLink(pid, name),)
+        )
+        assert (await self.agent.write(ACLTokenSet(tokens=(token,)))).ok
+        return secret
+
+    async def call(self, row: Row, method: str, token: str) -> Any:
+        headers = {"X-Consul-Token": token} if token else {}
+        path = row.path.format(**self.ids)
+        if isinstance(row.body, str):
+            return await self.api.request(method, path, raw=row.body.encode(), headers=headers)
+        return await self.api.request(method, path, row.body, headers=headers)
+
+
+@asynccontextmanager
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    cfg = tmp_path / "acl.json"
+    cfg.write_text(json.dumps({"acl": {"enabled": True, "default_policy": "deny"}}))
+    async with dev_agent(files=[str(cfg)], node=NODE) as (agent, api):
+        w = World(agent, api)
+        mgmt = ACLPolicy(
+            id=GLOBAL_MANAGEMENT_POLICY_ID, name="global-management", rules=GLOBAL_MANAGEMENT_RULES
+        )
+        assert (await agent.write(ACLPolicySet(policies=(mgmt,)))).ok
+        secret = str(uuid.uuid4())
+        root = ACLToken(
+            accessor_id=str(uuid.uuid4()),
+            secret_id=secret,
+            policies=(ACLLink(GLOBAL_MANAGEMENT_POLICY_ID, "global-management"),),
+        )
+        assert (await agent.write(ACLTokenSet(tokens=(root,)))).ok
+        await seed(w, APIClient(api.host, api.port, token=secret))
+        yield w
+
+
+async def seed(w: World, admin: APIClient) -> None:
+    async def ok(method: str, path: str, body: Any = None) -> Any:
+        resp = await admin.request(method, path, body)
+        assert resp.status == 200, (path, resp.status, resp.text)
+        return resp.json() if resp.body else None
+
+    web = {
+        "Name": "web",
+        "Port": 8080,
+        "Check": {"CheckID": "web-ttl", "TTL": "60s", "Status": "passing"},
+        "Connect": {"SidecarService": {}},
+    }
+    await ok("PUT", "/v1/agent/service/register", web)
+    await ok("PUT", "/v1/agent/service/register", {"Name": "temp", "Port": 2})
+    await ok("PUT", "/v1/agent/check/register", {"CheckID": "c-temp", "Name": "t", "TTL": "60s"})
+    await ok("PUT", "/v1/kv/app/config", "x")
+    await ok("PUT", "/v1/event/fire/deploy")
+    w.ids["web_api"] = (
+        await ok(
+            "POST",
+            "/v1/connect/intentions",
+            {"SourceName": "web", "DestinationName": "api", "Action": "allow"},
+        )
+    )["ID"]
+    w.ids["z_db"] = (
+        await ok(
+            "POST",
+            "/v1/connect/intentions",
+            {"SourceName": "z", "DestinationName": "db", "Action": "allow"},
+        )
+    )["ID"]
+    with trio.fail_after(10):
+        while not (await admin.get(f"/v1/catalog/node/{NODE}")).body.startswith(b"{"):
+            await trio.sleep(0.05)
+    w.ids["session_a"] = (await ok("PUT", "/v1/session/create", {}))["ID"]
+    w.ids["session_b"] = (await ok("PUT", "/v1/session/create", {}))["ID"]
+    with trio.fail_after(10):
+        while not (await admin.get("/v1/connect/ca/roots")).json()["Roots"]:
+            await trio.sleep(0.05)
+    for name in ("seed", "del"):
+        rules = 'key_prefix "x" { policy = "read" }'
+        policy = await ok("PUT", "/v1/acl/policy", {"Name": f"{name}pol", "Rules": rules})
+        w.ids[f"{name}_policy"] = policy["ID"]
+        role = await ok("PUT", "/v1/acl/role", {"Name": f"{name}role"})
+        w.ids[f"{name}_role"] = role["ID"]
+        token = await ok("PUT", "/v1/acl/token", {"Description": f"{name} token"})
+        w.ids[f"{name}_token"] = token["AccessorID"]
+
+
+def first_label(rules: str) -> str:
+    """The first non-empty quoted resource name in ``rules``: what an exact
+    token must see in a filtered answer."""
+    return next(m for m in re.findall(r'"([^"]+)"\s*\{', rules))
+
+
+def is_denied(resp: Any) -> bool:
+    return bool(resp.status == 403 and "Permission denied" in resp.text)
+
+
+async def expect(w: World, key: tuple[str, str], row: Row, lacking: str) -> list[str]:
+    """Call ``row`` three ways; return what did not match the expectation."""
+    _, method = key
+    problems: list[str] = []
+    exact = (
+        await w.token_with(row.rules, f"p{len(w.ids)}-{uuid.uuid4().hex[:8]}") if row.rules else ""
+    )
+    for label, token in (("no token", ""), ("lacking", lacking)):
+        resp = await w.call(row, method, token)
+        if row.kind == "public":
+            if resp.status == 403 and not (row.refusal and row.refusal in resp.text):
+                problems.append(f"{key} {label}: public endpoint answered 403")
+        elif row.kind == "filtered":
+            coordinates = key[0].startswith("coordinate.") and resp.status == 200  # no data yet
+            if (resp.status == 403 or FILTERED not in resp.headers) and not coordinates:
+                problems.append(f"{key} {label}: not filtered ({resp.status} {resp.headers})")
+        elif not is_denied(resp):
+            problems.append(f"{key} {label}: expected 403, got {resp.status} {resp.text[:80]}")
+    if row.kind != "public" and key != LAST:
+        resp = await w.call(row, method, exact)
+        if row.kind == "filtered":
+            marker = row.marker or first_label(row.rules)
+            if resp.status != 200 or marker not in resp.text:
+                problems.append(f"{key} exact rules: {resp.status} lacks {marker!r}")
+        elif resp.status == 403:
+            problems.append(f"{key} exact rules: 403 {resp.text[:120]}")
+    return problems
+
+
+async def test_every_route_has_a_row(tmp_path: Path) -> None:
+    cfg = tmp_path / "acl.json"
+    cfg.write_text(json.dumps({"acl": {"enabled": True}}))
+    async with dev_agent(files=[str(cfg)]) as (agent, _api):
+        keys = route_keys(agent)
+    missing = sorted(keys - set(ROWS))
+    assert not missing, f"routes without a row in the ACL table: {missing}"
+    assert not sorted(set(ROWS) - keys), "rows for routes that no longer exist"
+
+
+async def test_each_endpoint_denies_filters_or_allows_by_token(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        lacking = await w.token_with('key_prefix "unrelated/" { policy = "write" }', "lacking")
+        problems: list[str] = []
+        for key, row in ROWS.items():
+            if key != LAST:
+                problems += await expect(w, key, row, lacking)
+        problems += await expect(w, LAST, ROWS[LAST], lacking)
+        assert not problems, "\n".join(problems)
+
+
+async def test_permission_denied_names_accessor_permission_and_resource(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        secret = await w.token_with('key_prefix "" { policy = "read" }', "reader")
+        resp = await w.api.request(
+            "PUT", "/v1/kv/db/password", raw=b"x", headers={"X-Consul-Token": secret}
+        )
+        assert resp.status == 403
+        assert "lacks permission 'key:write' on \"db/password\"" in resp.text
+        assert "token with AccessorID '" in resp.text
+        unknown = await w.api.request(
+            "GET", "/v1/kv/app/config", headers={"X-Consul-Token": str(uuid.uuid4())}
+        )
+        assert unknown.status == 403 and "ACL not found" in unknown.text
+        listed = await w.api.request(
+            "GET", "/v1/catalog/services", headers={"X-Consul-Token": secret}
+        )
+        assert listed.status == 200 and listed.json() == {}
+        assert listed.headers[FILTERED] == "true"
