@@ -25,9 +25,11 @@ import trio
 
 from meshd.acl import GLOBAL_MANAGEMENT_POLICY_ID
 from meshd.acl.builtin import GLOBAL_MANAGEMENT_RULES
+from meshd.acl.errors import PermissionDenied
 from meshd.agent.agent import Agent
 from meshd.api.routes import build_router
-from registry.commands import ACLPolicySet, ACLTokenSet
+from raft.transport import PeerInfo
+from registry.commands import ACLPolicySet, ACLTokenSet, KVRequest, encode_command
 from registry.records import ACLLink, ACLPolicy, ACLToken
 from tests.meshd.harness import APIClient, dev_agent
 
@@ -451,3 +453,22 @@ async def test_permission_denied_names_accessor_permission_and_resource(tmp_path
         )
         assert listed.status == 200 and listed.json() == {}
         assert listed.headers[FILTERED] == "true"
+
+
+async def test_servers_check_forwarded_writes_against_the_token_sent(tmp_path: Path) -> None:
+    """What a client agent forwards (Registry.Apply) is checked on the server
+    with the token it carries, whatever the client agent itself checked."""
+    async with world(tmp_path) as w:
+        server = w.agent.server
+        assert server is not None
+        reader = await w.token_with('key_prefix "" { policy = "read" }', "kv-reader")
+        writer = await w.token_with('key_prefix "" { policy = "write" }', "kv-writer")
+        data = encode_command(KVRequest(op="set", key="app/forged", value=b"1"))
+        peer = PeerInfo("127.0.0.1:1", (), "client", {})
+        with pytest.raises(PermissionDenied) as info:
+            await server._rpc_apply({"cmd": data, "token": reader}, peer)
+        assert "key:write" in str(info.value)
+        with pytest.raises(PermissionDenied):
+            await server._rpc_apply({"cmd": data}, peer)  # anonymous: default deny
+        done = await server._rpc_apply({"cmd": data, "token": writer}, peer)
+        assert done["ok"] is True
