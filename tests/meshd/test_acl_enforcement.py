@@ -378,7 +378,7 @@ async def seed(w: World, admin: APIClient) -> None:
 def first_label(rules: str) -> str:
     """The first non-empty quoted resource name in ``rules``: what an exact
     token must see in a filtered answer."""
-    return next(m for m in re.findall(r'"([^"]+)"\s*\{', rules))
+    return str(re.findall(r'"([^"]+)"\s*\{', rules)[0])
 
 
 def is_denied(resp: Any) -> bool:
