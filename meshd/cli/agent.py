@@ -1,12 +1,15 @@
 """``meshd agent``: run the agent (``--dev`` for a ready-to-use local server).
 
 SIGTERM and SIGINT leave gracefully (a server hands off leadership first);
-SIGHUP reloads the configuration files.
+SIGHUP reloads the configuration files. Run by systemd (``Type=notify``,
+systemd/meshd.service) the agent reports READY/RELOADING/STOPPING, STATUS
+and WATCHDOG through ``$NOTIFY_SOCKET`` (meshd/agent/sd_notify.py).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -14,8 +17,11 @@ from typing import Any
 import click
 import trio
 
+from ..agent.sd_notify import Notifier, ServiceState
 from ..config import load_config
-from ..errors import ConfigError
+from ..errors import ConfigError, MeshdError
+
+log = logging.getLogger("meshd.agent")
 
 
 def _setup_logging(level: str, as_json: bool) -> None:
@@ -28,32 +34,132 @@ def _setup_logging(level: str, as_json: bool) -> None:
     logging.basicConfig(level=py_level, format=fmt, stream=sys.stderr, force=True)
 
 
-async def _run(config: Any, *, ready_line: bool, loader: Any = None) -> None:
+# READY=1 goes out at the latest this long after start, leader or not:
+# below systemd's default TimeoutStartSec (90 s), so a server waiting for its
+# peers (bootstrap_expect) is not killed and restarted in a loop meanwhile.
+READY_BOUND = 60.0
+# How often a client asks the servers for the leader once it is ready.
+CLIENT_LEADER_POLL = 30.0
+
+
+async def _current_leader(agent: Any) -> str:
+    """The leader's RPC address as ``agent`` sees it; "" when there is none or
+    no server answers within 5 s."""
+    if agent.server is not None:
+        return str(agent.server.leader_address() or "")
+    with trio.move_on_after(5):
+        try:
+            return str(await agent.status_leader())
+        except MeshdError:
+            pass
+    return ""
+
+
+async def _leader_change(agent: Any, timeout: float) -> None:
+    """Return when a server's Raft leader may have changed, or after ``timeout``."""
+    if agent.server is not None:
+        await agent.server.node.wait_state_change(timeout)
+    else:
+        await trio.sleep(timeout)
+
+
+def _serving(leader: str) -> str:
+    return f"serving; leader {leader}" if leader else "serving; no leader"
+
+
+async def _report_readiness(agent: Any, notifier: Notifier, *, bound: float = READY_BOUND) -> None:
+    """Send READY=1 once a server sees a leader or a client gets one from the
+    servers (at most ``bound`` seconds after being called, leader or not),
+    with STATUS lines while waiting; then keep STATUS on the current leader
+    until cancelled."""
+    leader, delay = "", 0.25
+    with trio.move_on_after(bound):
+        while not (leader := await _current_leader(agent)):
+            joined = agent.server is not None or agent.known_servers()
+            notifier.status("waiting for a leader" if joined else "joining: no server reached yet")
+            await _leader_change(agent, delay)
+            delay = min(delay * 2, 2.0)
+    if not leader:
+        log.warning("event=ready_without_leader waited_s=%g", bound)
+    notifier.ready(_serving(leader))
+    while True:
+        await _leader_change(agent, CLIENT_LEADER_POLL)
+        leader = await _current_leader(agent)
+        if notifier.state is ServiceState.READY:
+            notifier.status(_serving(leader))
+
+
+async def _handle_signals(
+    agent: Any,
+    notifier: Notifier,
+    started: trio.Event,
+    stop: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """SIGHUP reloads, SIGTERM/SIGINT leave (then cancel ``stop``). A signal
+    that arrives while the agent starts is not lost: SIGHUP is ignored then
+    (the configuration was just read), SIGTERM stops at once."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+        task_status.started()
+        async for sig in sigs:
+            if sig != signal.SIGHUP:
+                break
+            if not started.is_set():
+                log.info("event=reload_ignored reason=starting")
+                continue
+            await _reload(agent, notifier)
+    log.info("event=leave signal=%s", sig)
+    notifier.stopping("leaving")
+    if started.is_set():
+        with trio.move_on_after(10):
+            await agent.leave()
+    stop.cancel()
+
+
+async def _reload(agent: Any, notifier: Notifier) -> None:
+    log.info("event=reload_requested")
+    serving = notifier.last_status
+    notifier.reloading()
+    try:
+        await agent.reload()
+    except ConfigError as exc:
+        log.error("event=reload_failed reason=%s", exc)
+        notifier.reloaded(f"{serving}; reload failed: {exc}")
+        return
+    notifier.reloaded(serving)
+
+
+async def _run(
+    config: Any, *, ready_line: bool, loader: Any = None, notifier: Notifier | None = None
+) -> None:
+    """Run the agent until it leaves (SIGTERM/SIGINT or /v1/agent/leave), telling systemd through
+    ``notifier`` (default: from ``$NOTIFY_SOCKET``, removed from the environment)."""
     from ..agent.agent import Agent
 
+    if notifier is None:
+        notifier = Notifier.from_environ(os.environ)
     agent = Agent(config)
     if loader is not None:
         agent.config_loader = loader
-    async with trio.open_nursery() as nursery:
-        await nursery.start(agent.run)
-        if ready_line:
-            http = ", ".join(f"{h}:{p}" for h, p in agent.http_addresses)
-            click.echo(f"==> meshd agent running: node={agent.node_name} http={http}", err=True)
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
-            async for sig in sigs:
-                if sig == signal.SIGHUP:
-                    log = logging.getLogger("meshd.agent")
-                    log.info("event=reload_requested")
-                    try:
-                        await agent.reload()
-                    except ConfigError as exc:
-                        log.error("event=reload_failed reason=%s", exc)
-                    continue
-                logging.getLogger("meshd.agent").info("event=leave signal=%s", sig)
-                with trio.move_on_after(10):
-                    await agent.leave()
-                nursery.cancel_scope.cancel()
-                return
+    started = trio.Event()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(notifier.run_watchdog)
+            await nursery.start(_handle_signals, agent, notifier, started, nursery.cancel_scope)
+            notifier.status("starting")
+            await nursery.start(agent.run)
+            started.set()
+            if ready_line:
+                http = ", ".join(f"{h}:{p}" for h, p in agent.http_addresses)
+                click.echo(f"==> meshd agent running: node={agent.node_name} http={http}", err=True)
+            nursery.start_soon(_report_readiness, agent, notifier)
+            # SIGTERM's leave ends here too; /v1/agent/leave only ends here.
+            await agent.shutdown.wait()
+            notifier.stopping("left")
+            nursery.cancel_scope.cancel()
+    finally:
+        notifier.close()
 
 
 @click.command()
