@@ -368,10 +368,15 @@ class Authorizer:
     immutable: safe to share between requests.
     """
 
-    __slots__ = ("_chain", "accessor_id")
+    __slots__ = ("_chain", "_memo", "accessor_id")
+
+    # Decisions are remembered per (permission, name): list answers ask the
+    # same few names on every request, and the authorizer never changes.
+    MEMO_LIMIT = 4096
 
     def __init__(self, chain: Sequence[Enforcer], accessor_id: str = "") -> None:
         self._chain = tuple(chain)
+        self._memo: dict[tuple[Permission, str], Decision] = {}
         self.accessor_id = accessor_id
 
     @classmethod
@@ -394,6 +399,18 @@ class Authorizer:
 
     def decide(self, permission: Permission, name: str = "") -> Decision:
         """ALLOW or DENY for ``permission`` on resource ``name``."""
+        key = (permission, name)
+        memo = self._memo
+        found = memo.get(key)
+        if found is not None:
+            return found
+        decision = self._decide(permission, name)
+        if len(memo) >= self.MEMO_LIMIT:
+            memo.clear()
+        memo[key] = decision
+        return decision
+
+    def _decide(self, permission: Permission, name: str) -> Decision:
         for enforcer in self._chain:
             decision = enforcer.decide(permission, name)
             if decision is not Decision.DEFAULT:

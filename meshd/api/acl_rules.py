@@ -203,10 +203,19 @@ READ_FILTERS: dict[str, ItemFilter] = {
 }
 
 
+# Reads whose answers hold only services and nodes: a token that may read
+# every service and node (Consul's ServiceReadAll/NodeReadAll) keeps them whole.
+_CATALOG_READS = frozenset(
+    name for name in READ_FILTERS if name.startswith(("catalog.", "health."))
+)
+
+
 def filter_read(name: str, authz: Authorizer, value: Any) -> tuple[Any, bool]:
     """``value`` of read ``name`` with what ``authz`` may not read removed."""
     fn = READ_FILTERS.get(name)
     if fn is None or value is None:
+        return value, False
+    if name in _CATALOG_READS and authz.service_read_all() and authz.node_read_all():
         return value, False
     return fn(authz, value)
 

@@ -100,3 +100,25 @@ def test_proxy_bench_prints_figures_for_direct_meshd_and_envoy(
         per_process, _total = figure_row(out, f"rss {path}", 2)
         assert float(per_process) > 0
     assert re.search(r"^meshd/envoy req/s c16\s+\d+\.\d+\s+>= 0\.50\s+(met|MISSED)", out, re.M)
+
+
+def test_acl_bench_prints_figures_with_acls_off_and_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench import acl_bench  # here, so that this test is the file's only change
+
+    out = run_quick(acl_bench.main, capsys)
+    for path in ("/v1/catalog/services", "/v1/catalog/service/web-3"):
+        for mode in ("off", "on", "mgmt"):
+            rate, p50, p99, errors, cpu_us = figure_row(out, f"{path} {mode}", 5)
+            assert float(rate.replace(",", "")) > 0
+            assert float(p50) <= float(p99)
+            assert int(errors) == 0  # a 403 would mean the 50-rule token reads nothing
+            assert float(cpu_us.replace(",", "")) > 0
+        assert re.search(
+            rf"^acl on/off req/s {re.escape(path)}\s+\d+\.\d+\s+>= 0\.90\s+(met|MISSED)", out, re.M
+        )
+    (decision,) = figure_row(out, "service_read web-3 (exact rule)", 1)
+    assert float(decision) > 0
+    (resolve,) = figure_row(out, "ACLResolver.resolve, warm cache", 1)
+    assert float(resolve) > 0
