@@ -112,6 +112,27 @@ async def handshake(sock: ssl.SSLSocket) -> None:
             await trio.lowlevel.wait_writable(fd)
 
 
+def _read_more_records(src: _End, view: memoryview, n: int) -> tuple[int, bool]:
+    """After a full TLS record, read the records already here into the rest
+    of the buffer, so one plain ``send`` carries up to 64 KiB instead of 16
+    (the bulk path's cost is per chunk). Returns the bytes now in ``view``
+    and whether the peer's EOF was met."""
+    read = src.sock._sslobj.read  # type: ignore[attr-defined]
+    while n + TLS_RECORD <= BUFFER_SIZE:
+        try:
+            got = read(BUFFER_SIZE - n, view[n:])
+        except (*_WOULD_BLOCK, ssl.SSLWantWriteError):
+            return n, False
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            return n, True
+        if got == 0:
+            return n, True
+        n += got
+        if got < TLS_RECORD:
+            break
+    return n, False
+
+
 class _End:
     """One socket of a spliced pair and its half-close state."""
 
@@ -279,6 +300,9 @@ class Splice:
                 n = 0  # a FIN without close_notify: still an EOF for TCP
             if n == 0:
                 break
+            eof_next = False
+            if n == TLS_RECORD and src.tls:
+                n, eof_next = _read_more_records(src, view, n)
             try:
                 sent = send(view[:n])
             except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
@@ -292,6 +316,8 @@ class Splice:
                 # A peer that always has data would otherwise starve other tasks.
                 await trio.lowlevel.checkpoint()
             self._touch()
+            if eof_next:
+                break
             if n < drained_below and not src.has_pending():
                 # A short read means the socket is drained: wait instead of a
                 # recv that fails (for TLS an exception object each time).
