@@ -21,12 +21,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote_to_bytes
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-
 from .errors import SpiffeError
+
+if TYPE_CHECKING:
+    # Imported where certificates are read: the proxy parses SPIFFE IDs from
+    # OpenSSL's getpeercert() and stays ~8 MB smaller without cryptography.
+    from cryptography import x509
 
 MAX_ID_BYTES = 2048
 MAX_TRUST_DOMAIN = 255
@@ -164,6 +167,8 @@ def parse_spiffe_id(uri: str) -> ServiceID | SigningID | AgentID:
 
 @lru_cache(maxsize=4096)
 def _service_id_from_der(der: bytes) -> ServiceID:
+    from cryptography import x509
+
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError as exc:
@@ -172,6 +177,8 @@ def _service_id_from_der(der: bytes) -> ServiceID:
 
 
 def _service_id_of(cert: x509.Certificate) -> ServiceID:
+    from cryptography import x509
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
@@ -195,6 +202,8 @@ def service_id_from_cert(cert: x509.Certificate | bytes) -> ServiceID:
     Raises ``SpiffeError`` if there is no URI SAN, more than one, or it is
     not a service ID. Does not verify the certificate.
     """
-    if isinstance(cert, x509.Certificate):
-        return _service_id_from_der(cert.public_bytes(Encoding.DER))
-    return _service_id_from_der(bytes(cert))
+    if isinstance(cert, bytes | bytearray | memoryview):
+        return _service_id_from_der(bytes(cert))
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return _service_id_from_der(cert.public_bytes(Encoding.DER))

@@ -3,7 +3,8 @@
 The chain was verified by OpenSSL against the current roots; here the URI
 SAN of the peer's leaf is read from ``SSLSocket.getpeercert()`` (decoded by
 OpenSSL: no ``cryptography`` import in the proxy process, which keeps its
-RSS ~8 MB smaller) and compared with what the proxy expects:
+RSS ~8 MB smaller), parsed by ``connect.spiffe`` and compared with what the
+proxy expects:
 
 * inbound, the client must be a service of our trust domain (any
   datacenter): its service name is the intention source;
@@ -11,49 +12,31 @@ RSS ~8 MB smaller) and compared with what the proxy expects:
   as Consul's built-in proxy checks (connect/tls.go ``verifyServerCertMatchesURI``).
 
 Only Consul's service ID shape is accepted
-(``spiffe://<td>[/ap/default]/ns/<ns>/dc/<dc>/svc/<service>``, names of
-``[A-Za-z0-9._-]``, no percent-escapes): the same IDs ``connect.spiffe``
-writes, parsed strictly.
+(``spiffe://<td>[/ap/default]/ns/<ns>/dc/<dc>/svc/<service>``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from ..errors import SpiffeError
+from ..spiffe import ServiceID, parse_spiffe_id
 from .errors import PeerIdentityError
 
-_NAME = r"[A-Za-z0-9._-]+"
-_SERVICE_ID = re.compile(
-    rf"spiffe://(?P<td>[a-z0-9._-]+)(?:/ap/default)?/ns/(?P<ns>{_NAME})"
-    rf"/dc/(?P<dc>{_NAME})/svc/(?P<svc>{_NAME})"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class PeerID:
-    """A service identity read from a peer certificate."""
-
-    trust_domain: str
-    datacenter: str
-    service: str
-    namespace: str = "default"
-
-    def uri(self) -> str:
-        return (
-            f"spiffe://{self.trust_domain}/ns/{self.namespace}/dc/{self.datacenter}"
-            f"/svc/{self.service}"
-        )
+# The proxy names a peer by the service identity connect.spiffe parses.
+PeerID = ServiceID
 
 
 def parse_service_uri(uri: str) -> PeerID:
     """A Consul service SPIFFE ID. Raises ``PeerIdentityError`` if it is not one."""
-    m = _SERVICE_ID.fullmatch(uri)
-    if m is None or any(seg in (".", "..") for seg in m.group("ns", "dc", "svc")):
+    try:
+        ident = parse_spiffe_id(uri)
+    except SpiffeError as exc:
+        raise PeerIdentityError(f"peer URI SAN {uri[:200]!r}: {exc}") from None
+    if not isinstance(ident, ServiceID):
         raise PeerIdentityError(f"peer URI SAN {uri[:200]!r} is not a service SPIFFE ID")
-    return PeerID(m["td"], m["dc"], m["svc"], m["ns"])
+    return ident
 
 
 def peer_uri(cert: Mapping[str, Any] | None) -> str:

@@ -96,7 +96,10 @@ def test_blocking_query_on_a_client_wakes_on_change(cluster: LocalAgentCluster) 
 
 
 def _kv_get(c: LocalAgentCluster, agent: str) -> tuple[int, int] | None:
-    st, body, _ = c.get(agent, "/v1/kv/counter?consistent", timeout=3)
+    try:
+        st, body, _ = c.get(agent, "/v1/kv/counter?consistent", timeout=3)
+    except OSError:  # the agent was killed mid-request: no answer, try again
+        return None
     if st == 404:
         return 0, 0
     if st != 200:
