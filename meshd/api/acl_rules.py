@@ -94,8 +94,10 @@ def filter_nodes(authz: Authorizer, value: Any) -> tuple[Any, bool]:
 
 
 def filter_service_names(authz: Authorizer, value: Any) -> tuple[Any, bool]:
-    kept = {k: v for k, v in (value or {}).items() if authz.service_read(k)}
-    return kept, len(kept) != len(value or {})
+    items = list((value or {}).items())
+    allowed = authz.allowed_names(P.SERVICE_READ, (k for k, _ in items))
+    kept = {k: v for (k, v), ok in zip(items, allowed, strict=True) if ok}
+    return kept, len(kept) != len(items)
 
 
 def filter_service_nodes(authz: Authorizer, value: Any) -> tuple[Any, bool]:
