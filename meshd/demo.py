@@ -133,10 +133,21 @@ async def _run_proxy(http: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
                 proc.kill()
 
 
-async def _wait_for_mesh() -> None:
-    with trio.move_on_after(15):
+def _api_sidecar_healthy(agent: Agent) -> bool:
+    host, port = agent.http_addresses[0]
+    url = f"http://{host}:{port}/v1/health/connect/api?passing"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return bool(json.loads(resp.read()))
+
+
+async def _wait_for_mesh(agent: Agent) -> None:
+    """Until api's sidecar passes its checks (the proxy routes only to
+    healthy instances) and a request through web's upstream gets through."""
+    with trio.move_on_after(30):
+        while not await trio.to_thread.run_sync(_api_sidecar_healthy, agent):
+            await trio.sleep(0.25)
         while (await _ask_api()).startswith("api "):
-            await trio.sleep(0.1)
+            await trio.sleep(0.25)
 
 
 def _print_help(host: str, port: int) -> None:
@@ -174,7 +185,7 @@ async def _run() -> None:
         await trio.to_thread.run_sync(_call, agent, "PUT", path, intention)
         host, port = agent.http_addresses[0]
         await nursery.start(_run_proxy, f"{host}:{port}")
-        await _wait_for_mesh()
+        await _wait_for_mesh(agent)
         _print_help(host, port)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for _ in signals:

@@ -209,8 +209,14 @@ class InboundHandler:
             cert = tls.getpeercert()
             source = peer_service(cert, trust_domain)
         except (ssl.SSLError, OSError, trio.TooSlowError, PeerIdentityError) as exc:
-            reason = "handshake timed out" if isinstance(exc, trio.TooSlowError) else str(exc)
-            emit(30, "handshake_failed", direction="inbound", destination=dest, reason=reason)
+            if isinstance(exc, ssl.SSLEOFError):
+                # Closed before a handshake: typically the sidecar's own TCP
+                # health check (Consul's "Connect Sidecar Listening"); not
+                # worth a warning every check interval.
+                emit(10, "closed_before_handshake", direction="inbound", destination=dest)
+            else:
+                reason = "handshake timed out" if isinstance(exc, trio.TooSlowError) else str(exc)
+                emit(30, "handshake_failed", direction="inbound", destination=dest, reason=reason)
             self.metrics.connection("inbound", "", dest, "error")
             return None
         self.metrics.handshake.labels("inbound").observe(trio.current_time() - start)
