@@ -340,7 +340,9 @@ class Agent:
         if cfg.ports.dns < 0:
             return
         settings = DNSSettings.from_agent_config(cfg)
-        if self.server is not None:
+        if self.server is not None and not self.acl.enabled:
+            # (Under ACLs an answer also depends on the dns token and the
+            # policies, which the catalog index does not see: no index cache.)
             store = self.server.fsm.store
 
             def catalog_index() -> int | None:

@@ -472,3 +472,32 @@ async def test_servers_check_forwarded_writes_against_the_token_sent(tmp_path: P
             await server._rpc_apply({"cmd": data}, peer)  # anonymous: default deny
         done = await server._rpc_apply({"cmd": data, "token": writer}, peer)
         assert done["ok"] is True
+
+
+async def test_dns_answers_with_the_agents_dns_or_default_token(tmp_path: Path) -> None:
+    """Under default deny the anonymous view of DNS is empty; the agent's
+    ``dns`` token (set through /v1/agent/token/dns) makes web resolvable."""
+    import dns.message
+    import dns.query
+    import dns.rcode
+
+    async def ask(name: str) -> dns.message.Message:
+        q = dns.message.make_query(name, "A")
+        host, port = w.agent.dns_addresses[0]
+        return await trio.to_thread.run_sync(lambda: dns.query.udp(q, host, port=port, timeout=3))
+
+    async with world(tmp_path) as w:
+        w.agent.local.remove_check("c-temp")  # a critical node check hides web from DNS
+        await w.agent.wait_synced(5)
+        denied = await ask("web.service.consul")
+        assert denied.rcode() == dns.rcode.NXDOMAIN and not denied.answer
+        reader = await w.token_with(
+            'service_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }', "dns"
+        )
+        w.agent.tokens.set("dns", reader)
+        # The DNS cache may hold the denied answer for its TTL (0 by default).
+        with trio.fail_after(10):
+            while not (await ask("web.service.consul")).answer:
+                await trio.sleep(0.1)
+        answered = await ask("web.service.consul")
+        assert answered.rcode() == dns.rcode.NOERROR
