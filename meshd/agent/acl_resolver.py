@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -43,8 +43,10 @@ from ..acl import (
     service_identity_policy,
 )
 from ..acl.errors import ACLError
+from ..api import acl_context
 from ..errors import MeshdError, NoLeaderError, NoServersError
 from ..http import HTTPError
+from .wire import ReadOptions, ReadResult
 
 if TYPE_CHECKING:
     from ..config.model import ACLConfig
@@ -256,3 +258,24 @@ class ACLResolver:
             datacenter=self._dc,
             accessor_id=accessor,
         )
+
+
+class TokenScopedReader:
+    """Registry reads as one token sees them, for readers that are not API
+    requests (DNS): each read runs with that token's authorizer in
+    ``acl_context.current``, so ``Agent.read`` filters its answer."""
+
+    def __init__(
+        self,
+        read: Callable[[str, Mapping[str, Any], ReadOptions], Awaitable[ReadResult]],
+        resolver: ACLResolver,
+        secret: Callable[[], str],
+    ) -> None:
+        self._read = read
+        self._resolver = resolver
+        self._secret = secret
+
+    async def read(self, name: str, args: Mapping[str, Any], opts: ReadOptions) -> ReadResult:
+        authz = await self._resolver.resolve(self._secret())
+        acl_context.current.set(authz)
+        return await self._read(name, args, opts)

@@ -51,7 +51,7 @@ from ..rpc import RPCClient, RPCError, RPCUnavailable
 from ..version import meshd_version
 from . import join
 from .acl_commands import authorize_command
-from .acl_resolver import ACLResolver
+from .acl_resolver import ACLResolver, TokenScopedReader
 from .acl_server import ACLServer
 from .alias_source import CatalogAliasSource
 from .ca_server import CAServer, settings_from_agent
@@ -481,17 +481,7 @@ class Agent:
         agent's ``dns`` token (else its default, else anonymous) may read."""
         if not self.acl.enabled:
             return self
-        agent = self
-
-        class Reader:
-            async def read(
-                self, name: str, args: Mapping[str, Any], opts: ReadOptions
-            ) -> ReadResult:
-                authz = await agent.acl.resolve(agent.tokens.get("dns"))
-                acl_context.current.set(authz)
-                return await agent.read(name, args, opts)
-
-        return Reader()
+        return TokenScopedReader(self.read, self.acl, lambda: self.tokens.get("dns"))
 
     async def _guard_command(self, token: str, data: bytes) -> None:
         """A client agent's forwarded write: may its token apply it? Raises
