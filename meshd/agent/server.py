@@ -10,6 +10,7 @@ holds, ``consistent`` after a ReadIndex round, ``stale`` by any server.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import ssl
@@ -29,6 +30,7 @@ from registry.blocking import wait_for_change
 from registry.commands import Command, encode_command
 from registry.errors import ValidationError
 from registry.fsm import RegistryFSM
+from registry.state.watch import WatchSet
 
 from ..acl.errors import PermissionDenied
 from ..errors import NoLeaderError, RemoteError
@@ -38,7 +40,7 @@ from ..rpc import RPC_KIND, RPCClient, RPCError, RPCServer, RPCUnavailable
 from .autopilot import HealthTracker
 from .events import EventRing
 from .members import MemberInfo
-from .reads import UnknownRead, lookup
+from .reads import ReadFn, UnknownRead, lookup
 from .server_ops import ServerOps
 from .wire import ReadOptions, ReadResult, WriteResult
 
@@ -119,6 +121,8 @@ class Server:
             settings.datacenter, settings.version, settings.acls, settings.bootstrap_expect
         )
         self._handlers: dict[str, Callable[[Mapping[str, Any], PeerInfo], Awaitable[Any]]] = {}
+        # Blocking-query answers shared by the waiters a change wakes together.
+        self._answers: dict[tuple[str, str, int], tuple[int, Any]] = {}
         # With ACLs on: checks a client agent's forwarded write against its token.
         self.command_guard: Callable[[str, bytes], Awaitable[None]] | None = None
         self.ops = ServerOps(self)
@@ -231,13 +235,39 @@ class Server:
             except ProposalDroppedError as exc:
                 raise NoLeaderError(f"No cluster leader ({exc})") from exc
         if opts.index > 0:
-            wait = opts.wait
             idx, value = await wait_for_change(
-                lambda ws: fn(self.store, ws, args), opts.index, wait, rng=self.rng
+                self._shared_query(name, fn, args, opts.index), opts.index, opts.wait, rng=self.rng
             )
         else:
             idx, value = fn(self.store, None, args)
         return ReadResult(value, idx, *self._leader_meta(opts.consistency))
+
+    def _shared_query(
+        self, name: str, fn: ReadFn, args: Mapping[str, Any], index: int
+    ) -> Callable[[WatchSet], tuple[int, Any]]:
+        """The blocking query of one waiter, sharing answers with the others.
+
+        A change wakes every waiter on it at once, and they all ask the same
+        question of the same state: the first computes the answer and the
+        rest reuse it (keyed by read, arguments and the applied Raft index,
+        which fixes the state). A shared answer is only used when it ends the
+        wait; one that does not is recomputed so its watches get registered.
+        """
+        key_args = json.dumps(args, sort_keys=True, default=str)
+        cache = self._answers
+
+        def query(ws: WatchSet) -> tuple[int, Any]:
+            key = (name, key_args, self.node.applied_index)
+            hit = cache.get(key)
+            if hit is not None and hit[0] > index:
+                return hit
+            answer = fn(self.store, ws, args)
+            if len(cache) >= 256:
+                cache.clear()
+            cache[key] = answer
+            return answer
+
+        return query
 
     def _leader_meta(self, consistency: str) -> tuple[bool, float, str]:
         contact = self.node.status().last_contact
