@@ -7,7 +7,11 @@ the parked task directly through ``trio.lowlevel``.
 Waking 10,000 readers at once is the case to be cheap for, so a wait costs
 no ``trio.Event`` and no cancel scope of its own: timeouts of every waiter
 in a trio run are kept in one heap served by one system task
-(``_Timers``), which reschedules a waiter whose deadline passed.
+(``_Timers``), which reschedules a waiter whose deadline passed. That task
+also does the waking: fired waiters are queued and rescheduled at most
+``WAKE_BATCH`` per scheduler round, so a write that wakes thousands of them
+cannot hold the event loop (and the Raft driver sharing it) for the time it
+takes all of them to answer.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
+from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -27,6 +32,7 @@ T = TypeVar("T")
 MAX_WAIT = 600.0  # Consul caps ?wait= at 10 minutes
 DEFAULT_WAIT = 300.0  # Consul's wait when ?index= is given without ?wait=
 JITTER_FRACTION = 16  # Consul adds up to wait/16 of random stagger
+WAKE_BATCH = 256  # waiters rescheduled per scheduler round
 
 
 class _Waker:
@@ -37,23 +43,26 @@ class _Waker:
     and must not be rescheduled.
     """
 
-    __slots__ = ("armed", "done", "task", "timers")
+    __slots__ = ("aborted", "armed", "done", "task", "timers")
 
     def __init__(self, task: trio.lowlevel.Task, timers: _Timers) -> None:
         self.task = task
         self.timers = timers
         self.done = False
         self.armed = False
+        self.aborted = False
 
     def __call__(self) -> None:
         if not self.done:
             self.done = True
             if self.armed:
                 self.timers.live -= 1
-                trio.lowlevel.reschedule(self.task)
+                self.timers.enqueue(self)
 
     def abort(self, _: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
-        """Cancellation of the parked task: neither a watch nor the timer may wake it now."""
+        """Cancellation of the parked task: neither a watch, the timer nor a
+        queued wake may reschedule it now."""
+        self.aborted = True
         if not self.done:
             self.done = True
             self.timers.live -= 1
@@ -68,6 +77,13 @@ class _Timers:
         self.seq = 0
         self.live = 0
         self.scope = trio.CancelScope()
+        self.queue: deque[_Waker] = deque()
+
+    def enqueue(self, waker: _Waker) -> None:
+        """A fired waiter: the system task reschedules it (in batches)."""
+        self.queue.append(waker)
+        if len(self.queue) == 1:
+            self.scope.cancel()  # wake the system task if it sleeps
 
     def add(self, deadline: float, waker: _Waker) -> None:
         """Wake ``waker`` at ``deadline`` unless something else woke it first."""
@@ -81,14 +97,24 @@ class _Timers:
             heapq.heapify(self.heap)
 
     async def run(self) -> None:
-        """The system task: sleep until the earliest deadline, wake who is due, repeat."""
+        """The system task: sleep until the earliest deadline or a fired
+        waiter, mark who is due, reschedule up to ``WAKE_BATCH`` queued
+        waiters, let them (and everyone else) run, repeat."""
         while True:
-            self.scope = trio.CancelScope(deadline=self.heap[0][0] if self.heap else math.inf)
-            with self.scope:
-                await trio.sleep_forever()
+            if not self.queue:
+                self.scope = trio.CancelScope(deadline=self.heap[0][0] if self.heap else math.inf)
+                with self.scope:
+                    await trio.sleep_forever()
             now = trio.current_time()
             while self.heap and self.heap[0][0] <= now:
                 heapq.heappop(self.heap)[2]()
+            queue = self.queue
+            for _ in range(min(len(queue), WAKE_BATCH)):
+                waker = queue.popleft()
+                if not waker.aborted:
+                    trio.lowlevel.reschedule(waker.task)
+            if queue:
+                await trio.lowlevel.checkpoint()
 
 
 _TIMERS: trio.lowlevel.RunVar[_Timers] = trio.lowlevel.RunVar("registry.blocking.timers")
