@@ -44,7 +44,7 @@ from typing import Any
 from bench.loadgen.install import ensure_commands
 from bench.loadgen.procs import cpu_ticks, stop_process
 from bench.loadgen.table import machine, print_table, verdict
-from bench.loadgen.wrk import Requests, WrkResult, lua_script
+from bench.loadgen.wrk import Requests, WrkResult, run_wrk
 from bench.proxy_backend import free_port
 
 ROOT = Path(__file__).resolve().parent.parent  # so that `-m meshd` imports this tree
@@ -205,43 +205,14 @@ def start_agents(stack: contextlib.ExitStack, root: Path) -> Setup:
 
 
 def run_wrk_get(port: int, path: str, token: str | None, seconds: float) -> WrkResult:
-    """``wrk -t2 -c16`` on ``GET path``, with ``X-Consul-Token`` when given.
-
-    bench/loadgen/wrk.py's script sends only Content-Type, so its headers
-    line is swapped for one carrying the token; every mode (token or not)
-    runs through this same script so that only the header differs. Raises
-    ``RuntimeError`` if wrk fails or prints no result.
-    """
-    script = lua_script(Requests("GET", [path]), [("127.0.0.1", port)])
-    if token is not None:
-        before = "local headers = {}\n"
-        if before not in script:
-            raise RuntimeError("bench/loadgen/wrk.py's Lua script changed: no headers line")
-        script = script.replace(before, f'local headers = {{["X-Consul-Token"] = "{token}"}}\n')
-    with tempfile.TemporaryDirectory(prefix="meshd-acl-wrk-") as tmp:
-        (Path(tmp) / "load.lua").write_text(script)
-        argv = [
-            "wrk",
-            f"-t{THREADS}",
-            f"-c{CONNECTIONS}",
-            f"-d{max(1, round(seconds))}s",
-            "--timeout=10s",
-            "-s",
-            str(Path(tmp) / "load.lua"),
-            f"http://127.0.0.1:{port}/",
-        ]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
-    for line in proc.stdout.splitlines():
-        if line.startswith("WRKJSON "):
-            d = json.loads(line[len("WRKJSON ") :])
-            return WrkResult(
-                requests=d["requests"],
-                seconds=d["duration_us"] / 1e6,
-                p50_ms=d["p50_us"] / 1000,
-                p99_ms=d["p99_us"] / 1000,
-                errors=d["errors"],
-            )
-    raise RuntimeError(f"wrk printed no result (rc={proc.returncode}): {proc.stderr[-2000:]}")
+    """``wrk -t2 -c16`` on ``GET path``, with ``X-Consul-Token`` when given
+    (every mode runs the same script, so only the header differs). Raises
+    ``RuntimeError`` if wrk fails or prints no result."""
+    headers = [("X-Consul-Token", token)] if token is not None else []
+    reqs = Requests("GET", [path], headers=headers)
+    return run_wrk(
+        reqs, [("127.0.0.1", port)], connections=CONNECTIONS, seconds=seconds, threads=THREADS
+    )
 
 
 def measure_one(setup: Setup, path: str, mode: str, seconds: float, record: bool) -> None:

@@ -20,12 +20,14 @@ from .install import ensure_commands
 
 @dataclass(frozen=True)
 class Requests:
-    """What to send: ``method`` to ``paths[i]`` with ``bodies[i]`` (cycled)."""
+    """What to send: ``method`` to ``paths[i]`` with ``bodies[i]`` (cycled),
+    plus ``headers`` (e.g. an ``X-Consul-Token``) on every request."""
 
     method: str
     paths: Sequence[str]
     bodies: Sequence[bytes] | None = None
     content_type: str | None = None
+    headers: Sequence[tuple[str, str]] = ()
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,10 @@ def lua_script(reqs: Requests, targets: Sequence[tuple[str, int]]) -> str:
     bodies = "nil"
     if reqs.bodies is not None:
         bodies = "{" + ",\n".join(_lua_string(b) for b in reqs.bodies) + "}"
-    headers = "{}"
+    pairs = list(reqs.headers)
     if reqs.content_type:
-        headers = '{["Content-Type"] = ' + _lua_string(reqs.content_type) + "}"
+        pairs.append(("Content-Type", reqs.content_type))
+    headers = "{" + ", ".join(f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in pairs) + "}"
     target_list = ", ".join(f"{{{_lua_string(h)}, {_lua_string(str(p))}}}" for h, p in targets)
     return f"""
 local targets = {{{target_list}}}
