@@ -180,7 +180,7 @@ def _need_ip() -> None:
 @pytest.fixture
 def network() -> Iterator[None]:
     if os.geteuid() != 0:
-        pytest.skip("needs root: creates network namespaces and a bridge")
+        pytest.fail("needs root: it creates network namespaces and a bridge (CI runs as root)")
     _need_ip()
     _cleanup_network()  # leftovers of an interrupted run
     _setup_network()
