@@ -275,6 +275,17 @@ class RaftNode:
         self._wake.set()
         return await fut.wait()
 
+    def compact_through(self, index: int) -> None:
+        """The FSM state at applied ``index`` replaced what the log before it
+        built (a snapshot restore) and is saved as the latest snapshot: drop
+        every entry up to ``index``, so a server that needs them is sent that
+        snapshot instead of replaying history the restore discarded.
+
+        Raises ``RaftInvariantError`` if ``index`` is not applied (or already
+        compacted)."""
+        self.core.compact(index, 0)
+        self._snapshot_index = max(self._snapshot_index, index)
+
     async def read_barrier(self, *, allow_lease: bool = False) -> int:
         """Wait until the local FSM reflects every write committed before the
         call (a ReadIndex round, §6.4), and return that index. With

@@ -334,15 +334,19 @@ class ServerOps:
     async def _persist_restored(self, state: bytes, index: int) -> None:
         # The restored state is what the FSM holds at ``index``: a Raft
         # snapshot there makes a restart load it and replay only later
-        # entries. The log is not compacted (the node does that itself).
-        core = self.srv.node.core
+        # entries, and every entry up to ``index`` goes, so servers that join
+        # later are sent this snapshot rather than the pre-restore history
+        # (which would rebuild the state the restore replaced).
+        node = self.srv.node
+        core = node.core
         try:
             meta = core.snapshot_meta_at(index)
         except RaftError:
             meta = SnapshotMeta(index, core.term, core.configuration)
-        storage = self.srv.node.storage
         snap = Snapshot(meta, state)
-        await trio.to_thread.run_sync(lambda: storage.save_snapshot(snap, compact_upto=0))
+        await trio.to_thread.run_sync(lambda: node.storage.save_snapshot(snap, compact_upto=index))
+        if index > core.log.offset:
+            node.compact_through(index)
 
     # ---------------------------------------------------------- events
 
