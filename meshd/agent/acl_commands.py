@@ -45,15 +45,19 @@ def _register(authz: Authorizer, cmd: RegisterRequest) -> None:
             authz.require(P.NODE_WRITE, cmd.node)
 
 
+def kv_txn_permission(verb: str) -> Permission:
+    """What a transaction's KV op with ``verb`` needs on its key (Consul's
+    txn endpoint): the same at the HTTP edge and on the servers."""
+    if verb == "delete-tree":
+        return P.KEY_WRITE_PREFIX
+    if verb == "get-tree":
+        return P.KEY_LIST
+    return P.KEY_READ if verb in _KV_READ else P.KEY_WRITE
+
+
 def _txn_op(authz: Authorizer, op: TxnOp) -> None:
     if op.kv is not None:
-        verb, key = op.kv.verb, op.kv.key
-        if verb == "delete-tree":
-            authz.require(P.KEY_WRITE_PREFIX, key)
-        elif verb == "get-tree":
-            authz.require(P.KEY_LIST, key)
-        else:
-            authz.require(P.KEY_READ if verb in _KV_READ else P.KEY_WRITE, key)
+        authz.require(kv_txn_permission(op.kv.verb), op.kv.key)
     if op.node is not None:
         perm = P.NODE_READ if op.node.verb == "get" else P.NODE_WRITE
         authz.require(perm, op.node.node.node)

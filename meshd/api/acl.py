@@ -36,7 +36,6 @@ from registry.records import (
 )
 
 from ..acl import Authorizer, Permission, parse_rules
-from ..acl import PermissionDenied as ACLPermissionDenied
 from ..acl.builtin import validate_identity_name
 from ..acl.errors import IdentityError, RulesError
 from ..agent.reads_acl import policy_hash
@@ -46,7 +45,6 @@ from ..http import (
     BadRequest,
     HTTPError,
     JSONFields,
-    PermissionDenied,
     QueryOptions,
     Request,
     Response,
@@ -340,8 +338,7 @@ def preview_templated_policy(name: str, variables: Mapping[str, Any]) -> dict[st
 
 def _require(req: Request, permission: Permission) -> Authorizer:
     authz = authorizer(req)
-    if not authz.allowed(permission):
-        raise PermissionDenied(str(ACLPermissionDenied(authz.accessor_id, permission.label)))
+    authz.require(permission)
     return authz
 
 

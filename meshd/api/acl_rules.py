@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..acl import Authorizer, Permission
+from ..agent.acl_commands import kv_txn_permission
 from ..agent.wire import ReadOptions
 
 if TYPE_CHECKING:
@@ -299,8 +300,6 @@ async def _catalog_deregister(agent: Agent, req: Request, authz: Authorizer) -> 
 
 
 async def _intention_by_id(agent: Agent, req: Request, authz: Authorizer) -> None:
-    from ..agent.wire import ReadOptions
-
     found = await agent.read(
         "intentions.get", {"id": req.path_params.get("uuid", "")}, ReadOptions()
     )
@@ -328,9 +327,6 @@ async def _session_create(agent: Agent, req: Request, authz: Authorizer) -> None
     authz.require(P.SESSION_WRITE, _field(_body(req), "Node") or agent.node_name)
 
 
-_TXN_READ_VERBS = frozenset({"get", "get-tree", "check-index", "check-session", "check-not-exists"})
-
-
 async def _txn(agent: Agent, req: Request, authz: Authorizer) -> None:
     ops = _body(req)
     for op in ops if isinstance(ops, list) else []:
@@ -338,13 +334,7 @@ async def _txn(agent: Agent, req: Request, authz: Authorizer) -> None:
             continue
         if isinstance(op.get("KV"), Mapping):
             kv = op["KV"]
-            verb, key = _field(kv, "Verb"), _field(kv, "Key")
-            if verb == "delete-tree":
-                authz.require(P.KEY_WRITE_PREFIX, key)
-            elif verb == "get-tree":
-                authz.require(P.KEY_LIST, key)
-            else:
-                authz.require(P.KEY_READ if verb in _TXN_READ_VERBS else P.KEY_WRITE, key)
+            authz.require(kv_txn_permission(_field(kv, "Verb")), _field(kv, "Key"))
         for kind, perm_read, perm_write, key in (
             ("Node", P.NODE_READ, P.NODE_WRITE, "Node"),
             ("Service", P.SERVICE_READ, P.SERVICE_WRITE, "Service"),
