@@ -214,16 +214,22 @@ class ServiceDefinition:
     token: str = ""
 
 
+def check_service_name(name: str, field_name: str) -> None:
+    """Raise ``ValidationError`` naming ``field_name`` unless ``name`` is a
+    valid service name (the rule registrations and leaf requests share)."""
+    if not name:
+        raise ValidationError(field_name, "missing service name")
+    if not _NAME_RE.match(name):
+        raise ValidationError(field_name, f"invalid service name {name!r}")
+
+
 def parse_service(obj: Any, *, node: str) -> ServiceDefinition:
     """A service definition with its checks. Raises ``ValidationError``."""
     if not isinstance(obj, Mapping):
         raise ValidationError("body", "a service definition must be an object")
     spec = _canon(obj, _CANON_SERVICE, "")
     name = _str(spec, "Name", "")
-    if not name:
-        raise ValidationError("Name", "missing service name")
-    if not _NAME_RE.match(name):
-        raise ValidationError("Name", f"invalid service name {name!r}")
+    check_service_name(name, "Name")
     sid = _str(spec, "ID", "") or name
     port = spec.get("Port", 0) or 0
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:

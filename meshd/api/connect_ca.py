@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..agent.definitions import check_service_name
 from ..http import (
     BadRequest,
     JSONFields,
@@ -84,8 +85,8 @@ def register(router: Router, agent: Agent) -> None:
         opts = QueryOptions.from_request(req)
         check_dc(agent, opts)
         service = req.path_params["service"]
-        if not service:
-            raise BadRequest("Missing service name", "service")
+        # Refused before the leaf cache starts a signing task for it.
+        check_service_name(service, "service")
         token = agent.acl.effective_secret(req.token) if agent.acl.enabled else ""
         cert = await agent.leaf_cache.get(service, opts.index, opts.wait, token=token)
         resp = Response.json(cert, pretty=opts.pretty)

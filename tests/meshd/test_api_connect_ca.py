@@ -190,3 +190,12 @@ def test_rate_limiter_refills_at_the_configured_rate() -> None:
     now[0] += 0.5
     assert limiter.allow(2) is True and limiter.allow(2) is False
     assert all(limiter.allow(0) for _ in range(100))
+
+
+@e2e
+async def test_leaf_for_an_invalid_service_name_is_refused_and_nothing_is_started() -> None:
+    async with dev_agent() as (agent, api):
+        await roots_of(api)
+        resp = await api.get("/v1/agent/connect/ca/leaf/a%20b")
+        assert resp.status == 400 and "service" in resp.text
+        assert "a b" not in agent.leaf_cache._entries
