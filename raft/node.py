@@ -32,6 +32,7 @@ from .types import (
     Entry,
     EntryKind,
     HardState,
+    HardStateWriter,
     Message,
     MessageType,
     Ready,
@@ -156,7 +157,7 @@ class RaftNode:
         self._snapshot_index = 0
         self._snapshots_installed = 0
         self._snapshotting = False
-        self._persisted = HardState()
+        self._hard = HardStateWriter(HardState())
         self._soft = SoftState(Role.FOLLOWER, None, 0)
         self._state_changed = trio.Event()
         self._last_contact: float | None = None
@@ -227,7 +228,7 @@ class RaftNode:
         if snap is not None:
             self.fsm.restore(snap.data)
             self._applied = self._snapshot_index = snap.meta.index
-        self._persisted = state.hard_state
+        self._hard = HardStateWriter(state.hard_state)
         log.info(
             "event=raft_loaded id=%s term=%d commit=%d last=%d snapshot=%d",
             cfg.id,
@@ -529,11 +530,12 @@ class RaftNode:
         waits for the write before sending, since their messages (votes,
         append acknowledgements) promise durability.
         """
-        hs = rd.hard_state
+        hs = self._hard.for_ready(rd)
+        persisted = self._hard.persisted
         background = (
             core.role == Role.LEADER
             and rd.snapshot is None
-            and (hs is None or (hs.term, hs.vote) == (self._persisted.term, self._persisted.vote))
+            and (hs is None or (hs.term, hs.vote) == (persisted.term, persisted.vote))
         )
         if background:
             self._send(rd.messages)
@@ -600,7 +602,7 @@ class RaftNode:
             else:
                 await trio.to_thread.run_sync(self.storage.save, save_hs, save_entries)
             if save_hs is not None:
-                self._persisted = save_hs
+                self._hard.persisted = save_hs
             if save_entries:
                 last = save_entries[-1]
                 self._events.append(("persisted", (last.index, last.term)))

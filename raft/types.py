@@ -157,7 +157,8 @@ class Ready:
 
     1. persist ``snapshot`` (if any), then ``entries`` (truncating any stored
        entries at or after ``entries[0].index``), then ``hard_state`` — with
-       one fsync for all of it (group commit);
+       one fsync for all of it (group commit); a hard state whose commit
+       index alone changed may wait for the next write (``HardStateWriter``);
     2. send ``messages``;
     3. restore the FSM from ``snapshot`` if set, then apply
        ``committed_entries`` in order;
@@ -183,3 +184,33 @@ class Ready:
             or self.committed_entries
             or self.read_states
         )
+
+
+class HardStateWriter:
+    """Which hard state a driver must persist with each Ready.
+
+    A change of the commit index alone is not written: the commit index is
+    volatile state (thesis Figure 3.1; after a restart the leader tells it
+    again, and a lone server recommits with its first entry as leader), and
+    writing it on its own would cost an fsync per commit on every server. It
+    is held back and goes to disk with the next entries or the next term or
+    vote change. Term and vote are always written at once."""
+
+    __slots__ = ("_held", "persisted")
+
+    def __init__(self, persisted: HardState) -> None:
+        self.persisted = persisted  # what the disk holds (the driver updates it after a write)
+        self._held: HardState | None = None
+
+    def for_ready(self, rd: Ready) -> HardState | None:
+        hs = rd.hard_state
+        if hs is None:
+            if rd.entries and self._held is not None:
+                hs, self._held = self._held, None
+            return hs
+        same = (hs.term, hs.vote) == (self.persisted.term, self.persisted.vote)
+        if same and not rd.entries and rd.snapshot is None:
+            self._held = hs
+            return None
+        self._held = None
+        return hs

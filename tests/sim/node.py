@@ -23,6 +23,7 @@ from raft.types import (
     Entry,
     EntryKind,
     HardState,
+    HardStateWriter,
     Message,
     MessageType,
     Ready,
@@ -195,6 +196,7 @@ class SimNode:
         self.durable = Durable()
         self.incarnation = 0
         self.core: RaftCore | None = None
+        self.hard = HardStateWriter(self.durable.hard)
         self.fsm: StateMachine = fsm_factory()
         self.applied = 0
         self.last_snapshot = 0
@@ -223,6 +225,7 @@ class SimNode:
         self.core = RaftCore(
             self.core_config, rng, self.durable.initial(self.id), bootstrap=self.bootstrap
         )
+        self.hard = HardStateWriter(self.durable.hard)
         self.fsm = self.fsm_factory()
         self.applied = self.last_snapshot = self.durable.snapshot_index()
         if self.durable.snapshot is not None:
@@ -258,7 +261,8 @@ class SimNode:
     def _handle_ready(self, core: RaftCore, host: Host) -> None:
         rd = core.ready()
         host.monitor.observe_entries(self.id, rd.entries)
-        hs, durable = rd.hard_state, self.durable.hard
+        durable = self.hard.persisted = self.durable.hard
+        hs = self.hard.for_ready(rd)
         background = (
             self.policy.background_leader_writes
             and core.role == Role.LEADER
