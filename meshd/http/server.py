@@ -1,11 +1,11 @@
-"""HTTP/1.1 server for the agent API: trio streams around h11's sans-I/O parser.
+"""HTTP/1.1 server for the agent API: trio streams around llhttp (``httptools``).
 
 Rules of a connection (everything that decides when to read, answer or close
 lives in ``_Connection``):
 
 - One task per connection answers requests strictly in order (keep-alive and
   pipelining); a second task, the reader, owns ``receive_some`` for the whole
-  life of the connection and feeds h11. Because someone is always reading,
+  life of the connection and feeds the parser. Because someone is always reading,
   a client that goes away (EOF or reset) is noticed while its handler runs
   and the answering task's cancel scope is cancelled: a blocking query stops
   as soon as its client is gone, as Go's request context does for Consul.
@@ -29,9 +29,11 @@ lives in ``_Connection``):
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import math
+import re
 import ssl
 import time
 from collections.abc import Sequence
@@ -41,7 +43,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import NoReturn
 
-import h11
+import httptools
 import trio
 
 from meshd.http.app import App
@@ -195,12 +197,63 @@ class _ClientGone(Exception):
     """The peer closed or reset the connection while we waited for it."""
 
 
+class _Refused(Exception):
+    """Raised inside a parser callback: the request breaks a limit (status, text)."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
 # What the answering task is doing; decides what a timeout means.
 _HEAD, _BODY, _HANDLER, _SEND = range(4)
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_BAD_REQUEST = (400, "400 Bad Request")
+# RFC 9110 5.1 field names are tokens; values must not break the framing.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
+
+
+class _InvalidResponse(Exception):
+    """A handler's response cannot be written (bad header, informational status)."""
+
+
+class _Incoming:
+    """One request as the parser delivers it: head first, body as it arrives."""
+
+    __slots__ = (
+        "body",
+        "complete",
+        "expect_continue",
+        "failure",
+        "headers",
+        "keep_alive",
+        "method",
+        "size",
+        "target",
+    )
+
+    def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.body: list[bytes] = []
+        self.size = 0
+        self.complete = False
+        self.keep_alive = True
+        self.expect_continue = False
+        self.failure: tuple[int, str] | None = None  # refused while its body arrived
 
 
 class _Connection:
-    """One HTTP/1.1 connection: a reader task feeding h11 and an in-order responder.
+    """One HTTP/1.1 connection: a reader task feeding the parser and an in-order responder.
+
+    The parser is llhttp (through ``httptools``), driven by the reader: it
+    queues each request once its head is complete and fills in the body as
+    it arrives; a protocol error or a broken limit is queued as a failure
+    after the requests before it, so pipelined requests are answered in
+    order before the error.
 
     A single cancel scope covers the responder; its deadline moves with the
     phase (cheaper than a scope per step, which shows in the profile):
@@ -225,12 +278,19 @@ class _Connection:
         self._scheme = scheme
         self._id = next(_connection_ids)
         self._seq = 0
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        self._parser = httptools.HttpRequestParser(self)
+        self._queue: collections.deque[_Incoming | tuple[int, str]] = collections.deque()
+        self._current: _Incoming | None = None  # head complete, body still arriving
+        self._url: list[bytes] = []
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+        self._in_head = False
+        self._in_message = False
+        self._stopped = False  # the parser failed or the connection was upgraded
         self._data_arrived = trio.lowlevel.ParkingLot()
         self._reader_wakeup = trio.lowlevel.ParkingLot()
         self._read_ahead = 0
         self._eof = False
-        self._got_bytes = False
         self._phase = _HEAD
         self._scope = trio.CancelScope(deadline=trio.current_time() + limits.idle_timeout)
         self._linger = False
@@ -265,14 +325,14 @@ class _Connection:
             return
         # A deadline passed. Idle keep-alive connections just close; a
         # request that started arriving but did not finish gets 408.
-        if self._phase == _BODY or (self._phase == _HEAD and self._got_bytes):
+        if self._phase == _BODY or (self._phase == _HEAD and self._in_message):
             with trio.move_on_after(_CLOSE_TIMEOUT), suppress(*_NETWORK_ERRORS, _ClientGone):
                 await self._send_error(408, "408 Request Timeout")
 
     # -- reading ---------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        """Feed everything the peer sends into h11; on EOF, cancel the responder."""
+        """Feed everything the peer sends into the parser; on EOF, cancel the responder."""
         stream = self._stream
         while True:
             while self._read_ahead >= _READ_AHEAD:
@@ -281,111 +341,160 @@ class _Connection:
                 data = await stream.receive_some(_RECV_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
-            self._h11.receive_data(bytes(data))
-            self._data_arrived.unpark_all()
             if not data:
                 self._eof = True
+                self._data_arrived.unpark_all()
                 self._scope.cancel()
                 return
             self._read_ahead += len(data)
-            self._got_bytes = True
+            if not self._stopped:
+                self._feed(bytes(data))
+            self._data_arrived.unpark_all()
 
-    async def _next_event(self) -> h11.Event | type[h11.PAUSED]:
-        """The next h11 event, waiting for the reader as long as the scope's deadline allows.
-
-        Raises ``h11.RemoteProtocolError`` for malformed input and
-        ``_ClientGone`` if more data is needed after EOF.
-        """
-        while True:
-            event = self._h11.next_event()
-            if event is not h11.NEED_DATA:
-                return event  # type: ignore[return-value]  # h11's union; NEED_DATA excluded
-            if self._eof:
-                raise _ClientGone
-            self._read_ahead = 0
-            self._reader_wakeup.unpark_all()
-            await self._data_arrived.park()
-
-    async def _read_request(self) -> Request | None:
-        """Read one request head and body; None when the connection should end.
-
-        Error answers (400, 413, 431) are sent here.
-        """
+    def _feed(self, data: bytes) -> None:
         try:
-            event = await self._next_event()
-            if not isinstance(event, h11.Request):
-                return None  # ConnectionClosed: the client is done
-            head_size, declared = _scan_head(event)
-            if head_size > self._limits.max_header_bytes:
-                # h11 only enforces its limit on heads still incomplete.
-                await self._send_error(431, "431 Request Header Fields Too Large")
-                return None
-            if declared is not None and declared > self._limits.max_body:
-                await self._send_error(413, self._too_large())
-                return None
-            body = b""
-            if self._h11.their_state is h11.SEND_BODY:
-                self._phase = _BODY
-                self._scope.deadline = trio.current_time() + self._limits.request_timeout
-                if self._h11.they_are_waiting_for_100_continue:
-                    continue_ = h11.InformationalResponse(status_code=100, headers=[])
-                    await self._stream.send_all(self._encode(continue_))
-                maybe_body = await self._read_body()
-                if maybe_body is None:
-                    return None
-                body = maybe_body
-        except h11.RemoteProtocolError as exc:
-            status = exc.error_status_hint
-            log.debug("http bad request conn=%x status=%d reason=%s", self._id, status, exc)
-            await self._send_error(status, f"{status} {HTTPStatus(status).phrase}")
-            return None
-        return self._build_request(event, body)
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # The request asking to switch protocols is queued; it is answered
+            # like any other and the connection then closes.
+            self._stopped = True
+            return
+        except httptools.HttpParserCallbackError as exc:
+            refused = exc.__context__
+            if not isinstance(refused, _Refused):
+                raise
+            self._fail(refused.status, refused.text)
+            return
+        except httptools.HttpParserError as exc:
+            log.debug("http bad request conn=%x reason=%s", self._id, exc)
+            self._fail(*_BAD_REQUEST)
+            return
+        if self._in_head:
+            # llhttp buffers a head until it is complete: bound it here.
+            self._head_bytes += len(data)
+            if self._head_bytes > self._limits.max_header_bytes:
+                self._fail(431, "431 Request Header Fields Too Large")
 
-    async def _read_body(self) -> bytes | None:
-        chunks: list[bytes] = []
-        size = 0
-        max_body = self._limits.max_body
-        while True:
-            event = await self._next_event()
-            if isinstance(event, h11.Data):
-                size += len(event.data)
-                if size > max_body:
-                    await self._send_error(413, self._too_large())
-                    return None
-                chunks.append(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                return b"".join(chunks)
-            else:
-                return None
+    def _fail(self, status: int, text: str) -> None:
+        self._stopped = True
+        current = self._current
+        if current is not None:
+            current.failure = (status, text)
+        else:
+            self._queue.append((status, text))
+
+    # httptools callbacks (called from ``feed_data``)
+
+    def on_message_begin(self) -> None:
+        self._in_message = self._in_head = True
+        self._head_bytes = 0
+        self._url = []
+        self._headers = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url.append(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self._parser
+        target = b"".join(self._url)
+        method = parser.get_method()
+        headers = self._headers
+        size = len(method) + len(target) + 12
+        declared = expect = None
+        for name, value in headers:
+            size += len(name) + len(value) + 4
+            if name == b"content-length":
+                declared = int(value)  # llhttp has validated it
+            elif name == b"expect":
+                expect = value
+        if size > self._limits.max_header_bytes:
+            raise _Refused(431, "431 Request Header Fields Too Large")
+        if declared is not None and declared > self._limits.max_body:
+            raise _Refused(413, self._too_large())
+        incoming = _Incoming(method, target, headers)
+        incoming.keep_alive = parser.should_keep_alive()
+        incoming.expect_continue = expect is not None and expect.lower() == b"100-continue"
+        self._current = incoming
+        self._queue.append(incoming)
+
+    def on_body(self, body: bytes) -> None:
+        incoming = self._current
+        assert incoming is not None
+        incoming.size += len(body)
+        if incoming.size > self._limits.max_body:
+            raise _Refused(413, self._too_large())
+        incoming.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        if self._current is not None:
+            self._current.complete = True
+            self._current = None
+
+    # -- answering -------------------------------------------------------
+
+    async def _wait_for_data(self) -> None:
+        if self._eof:
+            raise _ClientGone
+        self._read_ahead = 0
+        self._reader_wakeup.unpark_all()
+        await self._data_arrived.park()
+
+    async def _read_request(self) -> tuple[Request, bool] | None:
+        """The next request and whether the connection stays open after its
+        answer; None when the connection should end. Error answers (400,
+        408, 413, 431) are sent here."""
+        queue = self._queue
+        while not queue:
+            await self._wait_for_data()
+        item = queue[0]
+        if isinstance(item, tuple):
+            await self._send_error(*item)
+            return None
+        if not item.complete and item.failure is None:
+            self._phase = _BODY
+            self._scope.deadline = trio.current_time() + self._limits.request_timeout
+            if item.expect_continue:
+                await self._stream.send_all(_CONTINUE)
+            while not item.complete and item.failure is None:
+                await self._wait_for_data()
+        if item.failure is not None:
+            await self._send_error(*item.failure)
+            return None
+        queue.popleft()
+        keep_alive = item.keep_alive and not (self._stopped and not queue)
+        return self._build_request(item), keep_alive
 
     def _too_large(self) -> str:
         return f"Request body too large, max size: {self._limits.max_body} bytes"
 
-    def _build_request(self, event: h11.Request, body: bytes) -> Request:
-        target = event.target.decode("utf-8", "replace")
+    def _build_request(self, item: _Incoming) -> Request:
+        target = item.target.decode("utf-8", "replace")
         path, _, query = target.partition("?")
         if not path.startswith("/"):
             path = _origin_form_path(path)
         self._seq += 1
         return Request(
-            event.method.decode("ascii"),
+            item.method.decode("ascii"),
             path,
             query,
-            Headers(event.headers),
-            body,
+            Headers(item.headers),
+            b"".join(item.body),
             remote_addr=self._peer,
             request_id=f"{self._id:x}-{self._seq}",
             scheme=self._scheme,
         )
 
-    # -- answering -------------------------------------------------------
-
     async def _serve_requests(self) -> None:
-        h = self._h11
         while True:
-            request = await self._read_request()
-            if request is None:
+            got = await self._read_request()
+            if got is None:
                 return
+            request, keep_alive = got
             self._phase = _HANDLER
             self._scope.deadline = math.inf
             try:
@@ -393,82 +502,69 @@ class _Connection:
             except Exception:
                 log.exception("http app failed request_id=%s", request.request_id)
                 response = Response.text("Internal error", 500)
-            await self._send_response(request.method, response)
-            if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
+            if not await self._send_response(request.method, response, keep_alive):
                 return
-            h.start_next_cycle()
             self._phase = _HEAD
-            self._got_bytes = False
 
-    def _encode(self, event: h11.Event) -> bytes:
-        data = self._h11.send(event)
-        assert data is not None  # only ConnectionClosed encodes to None
-        return data
-
-    async def _send_response(self, method: str, response: Response) -> None:
+    async def _send_response(self, method: str, response: Response, keep_alive: bool) -> bool:
+        """Write ``response``; returns whether the connection stays open."""
         # One deadline covers writing this answer and waiting for the next
         # request: a peer that stops reading is dropped after idle_timeout.
         self._phase = _SEND
         self._scope.deadline = trio.current_time() + self._limits.idle_timeout
         try:
-            head = _response_head(response)
-        except (h11.LocalProtocolError, UnicodeEncodeError):
-            # A header h11 refuses (bad name, newline in a value, status < 200):
-            # the handler's bug, answered like any other one.
+            head, keep_alive = _response_head(response, keep_alive)
+        except (_InvalidResponse, UnicodeEncodeError):
+            # The handler's bug, answered like any other one.
             log.exception("http invalid response status=%r conn=%x", response.status, self._id)
             response = Response.text("Internal error", 500)
-            head = _response_head(response)
-        status = response.status
+            head, keep_alive = _response_head(response, keep_alive)
         body = response.body
-        data = self._encode(head)
-        if body and method != "HEAD" and status not in _NO_BODY_STATUSES:
-            data += self._encode(h11.Data(data=body))
-        data += self._encode(h11.EndOfMessage())
-        await self._stream.send_all(data)
+        if body and method != "HEAD" and response.status not in _NO_BODY_STATUSES:
+            head += body
+        await self._stream.send_all(head)
+        return keep_alive
 
     async def _send_error(self, status: int, text: str) -> None:
         """Answer with a plain-text error and mark the connection for a lingering close."""
         self._linger = True
-        if self._h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-            return
         response = Response.text(text, status)
-        response.headers.append(("Connection", "close"))
         phase = self._phase
         try:
-            await self._send_response("", response)
-        except h11.LocalProtocolError:
-            log.debug("http cannot send error status=%d conn=%x", status, self._id)
+            await self._send_response("", response, False)
         finally:
             self._phase = phase
 
 
-def _response_head(response: Response) -> h11.Response:
-    """The h11 head of ``response`` with framing headers set by the server.
+def _response_head(response: Response, keep_alive: bool) -> tuple[bytes, bool]:
+    """The encoded status line and headers of ``response`` with the framing
+    headers set by the server, and whether the connection stays open (not if
+    the request or the handler said ``Connection: close``).
 
-    Raises ``h11.LocalProtocolError`` for headers or a status h11 refuses.
+    Raises ``_InvalidResponse`` for a header or status that cannot be sent.
     """
     status = response.status
-    if status < 200:
-        raise h11.LocalProtocolError(f"handlers cannot send informational status {status}")
-    headers: list[tuple[bytes, bytes]] = [
-        (b"Content-Length", str(len(response.body)).encode()),
-        (b"Date", _date.get()),
+    if status < 200 or status > 999:
+        raise _InvalidResponse(f"handlers cannot send status {status}")
+    lines = [
+        b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\nDate: %s\r\n"
+        % (status, _REASONS.get(status, b""), len(response.body), _date.get())
     ]
+    close_sent = False
     for name, value in response.headers:
-        if name.lower() not in _FRAMING_HEADERS:
-            headers.append((name.encode("latin-1"), value.encode()))
-    return h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
-
-
-def _scan_head(event: h11.Request) -> tuple[int, int | None]:
-    """Approximate size of the request head in bytes, and its Content-Length if any."""
-    size = len(event.method) + len(event.target) + 12
-    declared: int | None = None
-    for name, value in event.headers:
-        size += len(name) + len(value) + 4
-        if name == b"content-length":
-            declared = int(value)  # h11 has validated it
-    return size, declared
+        lower = name.lower()
+        if lower in _FRAMING_HEADERS:
+            continue
+        if not _TOKEN.fullmatch(name) or _UNSAFE_VALUE.search(value):
+            raise _InvalidResponse(f"invalid response header {name!r}")
+        if lower == "connection" and "close" in value.lower():
+            keep_alive = False
+            close_sent = True
+        lines.append(f"{name}: {value}\r\n".encode())
+    if not keep_alive and not close_sent:
+        lines.append(b"Connection: close\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines), keep_alive
 
 
 def _origin_form_path(target: str) -> str:

@@ -94,6 +94,28 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
         await client.aclose()
 
 
+async def test_requests_before_malformed_input_are_answered_first() -> None:
+    async with running(_app()) as port:
+        client = await RawClient.connect(port)
+        await client.send(encode_request("GET", "/v1/json") + b"GARBAGE\r\n\r\n")
+        first = await client.read_response()
+        assert first is not None and first.status == 200
+        second = await client.read_response()
+        assert second is not None and (second.status, second.body) == (400, b"400 Bad Request")
+        assert await client.at_eof()
+
+
+async def test_upgrade_request_is_answered_then_closed() -> None:
+    async with running(_app()) as port:
+        client = await RawClient.connect(port)
+        r = await client.request(
+            "GET", "/v1/json", headers=[("Connection", "Upgrade"), ("Upgrade", "websocket")]
+        )
+        assert r.status == 200
+        assert r.header("connection") == "close"
+        assert await client.at_eof()
+
+
 async def test_connection_close_is_honoured() -> None:
     async with running(_app()) as port:
         client = await RawClient.connect(port)
