@@ -26,6 +26,7 @@ from typing import Any
 import trio
 
 from raft.errors import RaftError, TransportError
+from raft.tlsstream import open_tls_stream
 from raft.transport import FramedStream, PeerInfo
 
 from .metrics import NO_METRICS, Recorder
@@ -275,14 +276,18 @@ class RPCClient:
         host, _, port = address.rpartition(":")
         try:
             with trio.fail_after(self._connect_timeout):
-                tcp = await trio.open_tcp_stream(host, int(port), local_address=self._source)
-                stream = trio.SSLStream(tcp, self._ssl, server_hostname=self._server_name)
-                await stream.do_handshake()
+                stream = await open_tls_stream(
+                    host,
+                    int(port),
+                    self._ssl,
+                    server_hostname=self._server_name,
+                    local_address=self._source,
+                )
                 framed = FramedStream(stream)
                 await framed.send({"v": VERSION, "kind": RPC_KIND, "id": self._local_id})
                 return framed
         except (OSError, ssl.SSLError, trio.BrokenResourceError, trio.TooSlowError) as exc:
-            # trio wraps TLS failures; the wrapped SSLError says what was wrong.
+            # TLS failures arrive wrapped; the wrapped SSLError says what was wrong.
             reason = str(exc) or str(exc.__cause__ or type(exc).__name__)
             raise RPCUnavailable(f"cannot reach {address}: {reason}") from exc
         except (RaftError, ValueError) as exc:

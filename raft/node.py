@@ -26,7 +26,7 @@ from .errors import (
     RaftError,
 )
 from .fsm import StateMachine
-from .storage import MemoryStorage, Storage
+from .storage import Storage
 from .types import (
     Configuration,
     Entry,
@@ -175,7 +175,6 @@ class RaftNode:
         self._writes: list[_Write] = []
         self._write_wake = trio.Event()
         self._write_lock = trio.Lock()
-        self._in_memory = isinstance(storage, MemoryStorage)
 
     # ---------------------------------------------------------------- start
 
@@ -597,10 +596,16 @@ class RaftNode:
             if hs is None and not entries:
                 return
             save_hs, save_entries = hs, entries
-            if self._in_memory:
-                self.storage.save(save_hs, save_entries)  # nothing blocks: no thread
-            else:
-                await trio.to_thread.run_sync(self.storage.save, save_hs, save_entries)
+            # Written on the loop's own thread. A log append is one small
+            # transaction and one fsync (~0.2 ms here); handing it to a worker
+            # thread cost more than the write itself (trio.to_thread: ~0.12 ms
+            # for a no-op, ~0.45 ms for a save that takes ~0.19 ms inline) and
+            # sat on every commit's critical path. Proposals arriving meanwhile
+            # wait in the kernel and go out as the next batch (group commit);
+            # etcd's raft loop writes its WAL inline the same way. Snapshots,
+            # which can be large, still go to a thread.
+            self.storage.save(save_hs, save_entries)
+            await trio.lowlevel.checkpoint()
             if save_hs is not None:
                 self._hard.persisted = save_hs
             if save_entries:

@@ -281,6 +281,10 @@ class SqliteStorage:
         self._retain = retain_snapshots
         self._lock = threading.RLock()
         self._closed = False
+        # Where stored history ends, known after the first save and kept up to
+        # date by this object (the only writer); None until then. Saves are on
+        # the commit path: no query or directory listing to find it each time.
+        self._end: tuple[int | None, int] | None = None  # (log last, snapshot index)
         try:
             created = not self._snap_dir.is_dir()
             self._snap_dir.mkdir(parents=True, exist_ok=True)
@@ -427,6 +431,7 @@ class SqliteStorage:
                 form one history without a gap (e.g. the newest snapshot is
                 corrupt and the log was compacted past the previous one).
         """
+        self._end = None
         with self._lock:
             conn = self._live_conn()
             snapshot, corrupt_index = self._latest_valid_snapshot()
@@ -458,19 +463,29 @@ class SqliteStorage:
             self._live_conn()
             return
         rows = [(e.index, e.term, int(e.kind), e.data) for e in batch]
-        with self._transaction("save") as conn:
+        end: tuple[int | None, int] = (None, 0)
+        with self._lock:  # re-entered by _transaction; covers the cache update too
+            with self._transaction("save") as conn:
+                if batch:
+                    if self._end is not None:
+                        end = self._end
+                    else:
+                        last = conn.execute("SELECT MAX(idx) FROM log").fetchone()[0]
+                        end = (last, self._snapshot_index())
+                    self._end = None  # unknown until this transaction commits
+                    _check_append(batch, _history_end(*end))
+                    if end[0] is not None and batch[0].index <= end[0]:
+                        conn.execute("DELETE FROM log WHERE idx >= ?", (batch[0].index,))
+                    conn.executemany(
+                        "INSERT INTO log (idx, term, kind, data) VALUES (?, ?, ?, ?)", rows
+                    )
+                if hard_state is not None:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO kv (key, value) VALUES ('hard_state', ?)",
+                        (codec.encode_hard_state(hard_state),),
+                    )
             if batch:
-                last = conn.execute("SELECT MAX(idx) FROM log").fetchone()[0]
-                _check_append(batch, _history_end(last, self._snapshot_index()))
-                conn.execute("DELETE FROM log WHERE idx >= ?", (batch[0].index,))
-                conn.executemany(
-                    "INSERT INTO log (idx, term, kind, data) VALUES (?, ?, ?, ?)", rows
-                )
-            if hard_state is not None:
-                conn.execute(
-                    "INSERT OR REPLACE INTO kv (key, value) VALUES ('hard_state', ?)",
-                    (codec.encode_hard_state(hard_state),),
-                )
+                self._end = (batch[-1].index, end[1])
 
     def save_snapshot(self, snapshot: Snapshot, *, compact_upto: int) -> None:
         """Durably write ``snapshot`` (temp file, fsync, rename, fsync dir),
@@ -490,6 +505,7 @@ class SqliteStorage:
         except OSError as exc:
             raise StorageError(f"cannot write snapshot to {self._snap_dir}: {exc}") from exc
         with self._lock:
+            self._end = None  # the log and the snapshot index change
             with self._transaction("log compaction") as conn:
                 upto = min(compact_upto, _MAX_SQLITE_INT)
                 conn.execute("DELETE FROM log WHERE idx <= ?", (upto,))

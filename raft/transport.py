@@ -38,6 +38,7 @@ import trio
 from .codec import CodecError, message_from_obj, message_to_obj, pack, unpack
 from .errors import PeerRejectedError, TransportError
 from .tls import peer_dns_names
+from .tlsstream import TLSSocketStream, open_tls_stream, wrap_server_stream
 from .types import Message, MessageType, Snapshot
 
 MAX_FRAME = 8 << 20
@@ -246,7 +247,11 @@ class _Peer:
     def __init__(self, peer_id: str, address: str, queue_size: int) -> None:
         self.id = peer_id
         self.address = address
-        self.queue_send, self.queue_recv = trio.open_memory_channel[Message](queue_size)
+        # Messages, or frame bytes a direct send could not finish.
+        self.queue_send, self.queue_recv = trio.open_memory_channel[Message | bytes](queue_size)
+        # The live connection while its writer is idle and nothing is queued:
+        # ``send`` may then write to it at once (see ``Transport.send``).
+        self.direct: TLSSocketStream | None = None
         # One snapshot streams while at most one more waits.
         self.snap_send, self.snap_recv = trio.open_memory_channel[Message](1)
         self.scope = trio.CancelScope()
@@ -275,9 +280,9 @@ def _split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _remote_address(stream: trio.SSLStream[trio.SocketStream]) -> str:
+def _remote_address(stream: TLSSocketStream) -> str:
     try:
-        host, port = stream.transport_stream.socket.getpeername()[:2]
+        host, port = stream.getpeername()[:2]
     except OSError:
         return "unknown"
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
@@ -372,7 +377,7 @@ class Transport:
             tcp_listeners = await trio.open_tcp_listeners(port, host=host or None)
         except OSError as exc:
             raise TransportError(f"cannot listen on {host}:{port}: {_reason(exc)}") from exc
-        listeners = [trio.SSLListener(t, self._server_ssl) for t in tcp_listeners]
+        listeners = tcp_listeners  # TLS is set up per connection in _handle_conn
         bound_host, bound_port = tcp_listeners[0].socket.getsockname()[:2]
         try:
             async with trio.open_nursery() as nursery:
@@ -429,8 +434,31 @@ class Transport:
         if snap and msg.snapshot is None:
             log.warning(_kv("bad_message", peer_id=peer.id, reason="snap_without_snapshot"))
             return self._dropped(msg)
+        item: Message | bytes = msg
+        if not snap and peer.direct is not None:
+            # The common case on the commit path: the connection is up and
+            # idle, so write now instead of waking the peer's writer task (a
+            # scheduler round per message, and the Raft loop's own work, such
+            # as its log write, would otherwise run first).
+            try:
+                frame = encode_frame(message_to_obj(msg), max_frame=self._max_frame)
+            except (TransportError, CodecError) as exc:
+                log.warning(_kv("message_dropped", peer_id=peer.id, type=msg.type.name, reason=exc))
+                return self._dropped(msg)
+            try:
+                n = peer.direct.send_nowait(frame)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                n = 0  # the writer task finds out and reconnects
+            if n == len(frame):
+                self._stat(peer.id).sent += 1
+                return None
+            peer.direct = None  # the writer finishes this frame first
+            item = frame[n:]
         try:
-            (peer.snap_send if snap else peer.queue_send).send_nowait(msg)
+            if snap:
+                peer.snap_send.send_nowait(msg)
+            else:
+                peer.queue_send.send_nowait(item)
         except trio.WouldBlock:
             if not peer.overflow_logged:
                 peer.overflow_logged = True
@@ -501,13 +529,17 @@ class Transport:
         """Connect, handshake and send the hello; raises ``TransportError``,
         ``PeerRejectedError`` when the peer's certificate fails verification.
         Reports a failure to the log and ``on_unreachable``."""
-        stream: trio.SSLStream[trio.SocketStream] | None = None
+        stream: TLSSocketStream | None = None
         try:
             host, port = _split_address(peer.address)
             with trio.fail_after(self._io_timeout), _mapped("dial"):
-                tcp = await trio.open_tcp_stream(host, port, local_address=self._source)
-                stream = trio.SSLStream(tcp, self._client_ssl, server_hostname=self.server_name)
-                await stream.do_handshake()
+                stream = await open_tls_stream(
+                    host,
+                    port,
+                    self._client_ssl,
+                    server_hostname=self.server_name,
+                    local_address=self._source,
+                )
                 framed = FramedStream(stream, max_frame=self._max_frame)
                 await framed.send({"v": HELLO_VERSION, "kind": kind, "id": self.local_id})
         except (trio.TooSlowError, TransportError) as exc:
@@ -535,7 +567,7 @@ class Transport:
 
     # -- outgoing messages ------------------------------------------------
 
-    async def _next_batch(self, peer: _Peer) -> list[Message]:
+    async def _next_batch(self, peer: _Peer) -> list[Message | bytes]:
         """Wait for one message, then take whatever else is already queued."""
         batch = [await peer.queue_recv.receive()]
         while len(batch) < _MAX_BATCH:
@@ -577,15 +609,22 @@ class Transport:
                 await trio.sleep(_backoff(attempt, self._rng))
                 attempt += 1
 
-    async def _pump(self, peer: _Peer, framed: FramedStream, batch: list[Message]) -> None:
+    async def _pump(self, peer: _Peer, framed: FramedStream, batch: list[Message | bytes]) -> None:
         """Write batches until the connection fails or the peer closes it."""
+        stream = framed.stream
         async with trio.open_nursery() as nursery:
             peer.conn_scope = nursery.cancel_scope
             nursery.start_soon(self._watch, peer, framed, nursery.cancel_scope)
             try:
                 while True:
                     await self._write_batch(peer, framed, batch)
-                    batch = await self._next_batch(peer)
+                    idle = peer.queue_recv.statistics().current_buffer_used == 0
+                    if idle and isinstance(stream, TLSSocketStream):
+                        peer.direct = stream
+                    try:
+                        batch = await self._next_batch(peer)
+                    finally:
+                        peer.direct = None
             except (trio.EndOfChannel, TransportError) as exc:
                 if isinstance(exc, TransportError):
                     log.info(_kv("connection_lost", peer_id=peer.id, reason=_reason(exc)))
@@ -604,9 +643,14 @@ class Transport:
         log.info(_kv("connection_lost", peer_id=peer.id, reason=reason))
         scope.cancel()
 
-    async def _write_batch(self, peer: _Peer, framed: FramedStream, batch: list[Message]) -> None:
+    async def _write_batch(
+        self, peer: _Peer, framed: FramedStream, batch: list[Message | bytes]
+    ) -> None:
         frames = []
         for msg in batch:
+            if isinstance(msg, bytes):  # the rest of a frame a direct send began
+                frames.append(msg)
+                continue
             try:
                 frames.append(encode_frame(message_to_obj(msg), max_frame=self._max_frame))
             except (TransportError, CodecError) as exc:
@@ -660,9 +704,14 @@ class Transport:
     def _refuse(self, addr: str, reason: str, **fields: object) -> None:
         log.warning(_kv("peer_refused", reason=reason, peer=addr, **fields))
 
-    async def _handle_conn(self, stream: trio.SSLStream[trio.SocketStream]) -> None:
+    async def _handle_conn(self, tcp: trio.SocketStream) -> None:
         """Handshake, read the hello, check identity, dispatch by kind.
         Never raises except ``Cancelled``; always closes the connection."""
+        try:
+            stream = wrap_server_stream(tcp, self._server_ssl)
+        except OSError as exc:
+            await trio.aclose_forcefully(tcp)
+            return self._refuse("unknown", _reason(exc))
         addr = _remote_address(stream)
         framed = FramedStream(stream, max_frame=self._max_frame)
         try:

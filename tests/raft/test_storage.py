@@ -84,6 +84,15 @@ def test_conflicting_append_truncates_the_suffix(storage: Storage) -> None:
     assert got[5:] == entries(6, 7, term=2, tag=b"-new")
 
 
+def test_after_a_truncating_append_the_log_ends_at_its_last_entry(storage: Storage) -> None:
+    storage.save(None, entries(1, 10, term=1))
+    storage.save(None, entries(6, 7, term=2))
+    with pytest.raises(StorageError, match="gap"):
+        storage.save(None, entries(9, 9, term=2))
+    storage.save(None, entries(8, 8, term=2))
+    assert [e.index for e in storage.load().entries] == list(range(1, 9))
+
+
 def test_none_hard_state_leaves_the_stored_one_unchanged(storage: Storage) -> None:
     storage.save(HardState(term=3, vote="b", commit=0), [])
     storage.save(None, entries(1, 2))

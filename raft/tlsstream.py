@@ -1,0 +1,233 @@
+"""TLS streams for the Raft transport and meshd's RPC: a non-blocking stdlib
+``ssl.SSLSocket`` driven by trio's fd readiness.
+
+``trio.SSLStream`` runs TLS through a MemoryBIO and moves every record
+between the BIO and the socket in Python, with a lock and several
+checkpoints per call; on the commit path (one small frame each way per
+append, per follower) that cost more than the rest of the transport. Here
+OpenSSL reads and writes the socket itself and a task parks on
+``trio.lowlevel.wait_readable``/``wait_writable`` only when the kernel or
+OpenSSL says "would block".
+
+One task may send while another receives (``FramedStream``'s contract). If
+both need the same readiness at once (TLS can want to read in order to
+write), the second polls briefly instead of parking twice on one fd.
+
+Errors are raised as ``trio.BrokenResourceError`` (chained to the ``OSError``
+or ``ssl.SSLError`` behind them) and ``trio.ClosedResourceError`` after
+``aclose``, as ``trio.SSLStream`` does, so callers map them the same way.
+A clean close sends close_notify; a peer that closes without one (a "ragged"
+EOF) reads as EOF too, since every Raft message is self-delimiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+from typing import Any
+
+import trio
+
+__all__ = ["TLSSocketStream", "open_tls_stream", "wrap_server_stream"]
+
+_WANT_READ = (ssl.SSLWantReadError, BlockingIOError, InterruptedError)
+_POLL = 0.0005  # while the other task holds the same readiness
+
+
+async def _wait(fd: int, *, readable: bool) -> None:
+    try:
+        if readable:
+            await trio.lowlevel.wait_readable(fd)
+        else:
+            await trio.lowlevel.wait_writable(fd)
+    except trio.BusyResourceError:
+        await trio.sleep(_POLL)
+
+
+class TLSSocketStream(trio.abc.Stream):
+    """A ``trio.abc.Stream`` over a connected, non-blocking ``ssl.SSLSocket``.
+
+    Call ``do_handshake`` before anything else. ``getpeercert`` and
+    ``getpeername`` answer about the peer (``raft.tls.peer_dns_names`` takes
+    this stream)."""
+
+    def __init__(self, sock: ssl.SSLSocket) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._closed = False
+
+    @property
+    def socket(self) -> ssl.SSLSocket:
+        return self._sock
+
+    def getpeercert(self) -> Any:
+        return self._sock.getpeercert()
+
+    def getpeername(self) -> Any:
+        return self._sock.getpeername()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("stream was closed")
+
+    async def do_handshake(self) -> None:
+        """Run the TLS handshake; raises ``trio.BrokenResourceError`` (from the
+        ``ssl.SSLError``, e.g. a certificate the context refuses)."""
+        self._check_open()
+        while True:
+            try:
+                self._sock.do_handshake()
+                break
+            except _WANT_READ:
+                await _wait(self._fd, readable=True)
+            except ssl.SSLWantWriteError:
+                await _wait(self._fd, readable=False)
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"handshake failed: {exc}") from exc
+        await trio.lowlevel.checkpoint()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self._check_open()
+        view = memoryview(data)
+        send = self._sock.send
+        sent_any = False
+        while view:
+            try:
+                n = send(view)
+            except ssl.SSLWantWriteError:
+                await _wait(self._fd, readable=False)
+                continue
+            except ssl.SSLWantReadError:
+                await _wait(self._fd, readable=True)
+                continue
+            except (BlockingIOError, InterruptedError):
+                await _wait(self._fd, readable=False)
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"send failed: {exc}") from exc
+            view = view[n:]
+            sent_any = True
+            if self._closed:
+                raise trio.ClosedResourceError("stream was closed")
+        if sent_any:
+            # The write went through without waiting: still give others a turn.
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def send_nowait(self, data: bytes) -> int:
+        """Write as much of ``data`` as the socket takes without waiting and
+        return how many bytes that was; the caller sends the rest (from that
+        offset, as OpenSSL requires) with ``send_all``. Raises like
+        ``send_all``."""
+        self._check_open()
+        view = memoryview(data)
+        total = 0
+        send = self._sock.send
+        while total < len(view):
+            try:
+                total += send(view[total:])
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"send failed: {exc}") from exc
+        return total
+
+    async def wait_send_all_might_not_block(self) -> None:
+        self._check_open()
+        await _wait(self._fd, readable=False)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        self._check_open()
+        size = max_bytes or 65536
+        recv = self._sock.recv
+        while True:
+            try:
+                data = recv(size)
+            except ssl.SSLWantWriteError:
+                await _wait(self._fd, readable=False)
+            except _WANT_READ:
+                await _wait(self._fd, readable=True)
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                data = b""
+                break
+            except OSError as exc:
+                if self._closed:
+                    raise trio.ClosedResourceError("stream was closed") from exc
+                raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
+            else:
+                break
+            self._check_open()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return data
+
+    async def aclose(self) -> None:
+        """Send close_notify if the socket takes it at once, then close. Never
+        waits for the peer; idempotent."""
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        self._closed = True
+        sock = self._sock
+        try:
+            # Tasks parked on this fd must wake (with ClosedResourceError).
+            trio.lowlevel.notify_closing(self._fd)
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sock._sslobj.shutdown()  # type: ignore[attr-defined]  # SSL_shutdown, no waiting
+        finally:
+            sock.close()
+        await trio.lowlevel.checkpoint()
+
+
+def _adopt(stream: trio.SocketStream) -> socket.socket:
+    """The stdlib socket behind a trio ``SocketStream``, which gives it up."""
+    trio_sock = stream.socket
+    family, type_, proto = trio_sock.family, trio_sock.type, trio_sock.proto
+    fd = trio_sock.detach()
+    return socket.socket(family, type_, proto, fileno=fd)
+
+
+async def open_tls_stream(
+    host: str,
+    port: int,
+    context: ssl.SSLContext,
+    *,
+    server_hostname: str,
+    local_address: str | None = None,
+) -> TLSSocketStream:
+    """Connect (trio's happy eyeballs, TCP_NODELAY) and complete the TLS
+    handshake. Raises ``OSError`` when the connection fails and
+    ``trio.BrokenResourceError`` when the handshake does."""
+    tcp = await trio.open_tcp_stream(host, port, local_address=local_address)
+    try:
+        raw = _adopt(tcp)
+    except BaseException:
+        await trio.aclose_forcefully(tcp)
+        raise
+    try:
+        sock = context.wrap_socket(
+            raw, server_hostname=server_hostname, do_handshake_on_connect=False
+        )
+    except BaseException:
+        raw.close()
+        raise
+    stream = TLSSocketStream(sock)
+    try:
+        await stream.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    return stream
+
+
+def wrap_server_stream(tcp: trio.SocketStream, context: ssl.SSLContext) -> TLSSocketStream:
+    """Server side of an accepted connection; call ``do_handshake`` next."""
+    raw = _adopt(tcp)
+    try:
+        sock = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+    except BaseException:
+        raw.close()
+        raise
+    return TLSSocketStream(sock)
