@@ -569,10 +569,11 @@ class RaftCore(Membership):
                 self._send_append(sid, send_empty=send_empty)
 
     def _on_commit(self) -> None:
-        # Followers learn a new commit index from the next append or
-        # heartbeat (at most a tick later); an empty append to every follower
-        # for every commit would double their work on the commit path.
-        self._bcast_append(send_empty=False)
+        # Tell followers the new commit index now (an empty append where no
+        # entries are waiting), not with the next heartbeat a tick later:
+        # followers serve reads and wake blocking queries from their own
+        # state, so a change must reach it promptly (etcd does the same).
+        self._bcast_append()
 
     def _send_append(self, to: str, *, send_empty: bool = True) -> None:
         pr = self.progress.get(to)

@@ -153,6 +153,7 @@ class RaftNode:
         self._read_rounds: dict[bytes, list[_Future]] = {}
         self._read_seq = 0
         self._reads_ready: list[tuple[int, list[_Future]]] = []
+        self._applied_waiters: list[tuple[int, _Future]] = []
         self._applied = 0
         self._snapshot_index = 0
         self._snapshots_installed = 0
@@ -202,7 +203,10 @@ class RaftNode:
                 task_status.started()
                 await self._loop()
         finally:
-            self._fail_all(ProposalDroppedError("raft node stopped"))
+            stopped = ProposalDroppedError("raft node stopped")
+            self._fail_all(stopped)
+            for _, fut in self._applied_waiters:
+                fut.fail(stopped)
             await trio.to_thread.run_sync(self.storage.close)
 
     async def _load(self) -> RaftCore:
@@ -305,6 +309,18 @@ class RaftNode:
         self._wake.set()
         result: int = await fut.wait()
         return result
+
+    async def wait_applied(self, index: int) -> None:
+        """Return once the local FSM has applied ``index`` (a follower serving
+        a read after learning the leader's read index). Raises
+        ``ProposalDroppedError`` if the node stops first."""
+        self._check_running()
+        if self._applied >= index:
+            await trio.lowlevel.checkpoint()
+            return
+        fut = _Future()
+        self._applied_waiters.append((index, fut))
+        await fut.wait()
 
     async def bootstrap(self, configuration: Configuration) -> None:
         """Bootstrap a server that has no state yet with ``configuration``
@@ -464,6 +480,17 @@ class RaftNode:
             self._maybe_snapshot(core)
 
     def _feed(self, core: RaftCore) -> None:
+        # Messages first: after a stall (a burst of HTTP work on this thread)
+        # the heartbeats and acknowledgements that arrived during it must
+        # count before the stall's ticks do, or a follower whose leader was
+        # talking to it all along would start an election and a leader that
+        # heard from its quorum would step down. Leases are safe either way:
+        # they run from the tick a heartbeat was sent, echoed back.
+        inbox, self._inbox = self._inbox, []
+        for msg in inbox:
+            core.step(msg)
+            if msg.src == core.leader and core.role == Role.FOLLOWER:
+                self._last_contact = trio.current_time()
         ticks, self._ticks = self._ticks, 0
         # Beyond two election timeouts more ticks change nothing (every lease
         # and timer has expired), so a long stall does not burst messages.
@@ -482,11 +509,6 @@ class RaftNode:
                 if arg and arg > self._snapshot_index and core.log.offset < arg <= core.log.applied:
                     core.compact(arg, self.config.trailing_logs)
                     self._snapshot_index = arg
-        inbox, self._inbox = self._inbox, []
-        for msg in inbox:
-            core.step(msg)
-            if msg.src == core.leader and core.role == Role.FOLLOWER:
-                self._last_contact = trio.current_time()
         calls, self._calls = self._calls, []
         for fn, fut in calls:
             try:
@@ -696,6 +718,13 @@ class RaftNode:
         self._conf_waiters = keep
 
     def _after_advance(self, core: RaftCore) -> None:
+        if self._applied_waiters:
+            applied = self._applied
+            if any(index <= applied for index, _ in self._applied_waiters):
+                for index, fut in self._applied_waiters:
+                    if index <= applied:
+                        fut.set(None)
+                self._applied_waiters = [w for w in self._applied_waiters if w[0] > applied]
         if self._reads_ready:
             still = []
             for index, waiters in self._reads_ready:

@@ -208,3 +208,17 @@ async def test_lease_read_on_idle_leader_returns() -> None:
         with trio.fail_after(1):
             assert await node.read_barrier(allow_lease=True) >= 2
         nursery.cancel_scope.cancel()
+
+
+async def test_follower_applies_a_leaders_read_index_promptly(tmp_path: Path) -> None:
+    """A follower waiting for the leader's read index returns once it has
+    applied it, well before a heartbeat would have carried the commit index
+    (commits are announced to followers at once)."""
+    async with cluster(tmp_path, heartbeat_ticks=50, election_ticks=100) as c:
+        leader = await c.leader()
+        follower = next(n for n in c.nodes.values() if n is not leader)
+        await leader.apply(put("a", 1))
+        index = leader.applied_index  # no ReadIndex round: its heartbeat would tell them
+        with trio.fail_after(10 * TICK):  # a heartbeat is 50 ticks away
+            await follower.wait_applied(index)
+        assert c.fsms[follower.config.id].data == {"a": 1}
