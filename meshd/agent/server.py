@@ -40,6 +40,7 @@ from ..rpc import RPC_KIND, RPCClient, RPCError, RPCServer, RPCUnavailable
 from .autopilot import HealthTracker
 from .events import EventRing
 from .members import MemberInfo
+from .read_index import ReadIndexRounds
 from .reads import ReadFn, UnknownRead, lookup
 from .server_ops import ServerOps
 from .wire import ReadOptions, ReadResult, WriteResult
@@ -67,6 +68,10 @@ class ServerSettings:
     @property
     def server_name(self) -> str:
         return f"server.{self.datacenter}.{self.domain}"
+
+
+class _ForwardReads(Exception):
+    """The leader cannot give followers a read index: forward reads instead."""
 
 
 class Server:
@@ -126,6 +131,11 @@ class Server:
         # With ACLs on: checks a client agent's forwarded write against its token.
         self.command_guard: Callable[[str, bytes], Awaitable[None]] | None = None
         self.ops = ServerOps(self)
+        # Reads on a follower: the leader's read index, shared per round.
+        self._read_index = ReadIndexRounds(self._fetch_read_index)
+        # Set when the leader predates Raft.ReadIndex (a rolling upgrade):
+        # reads are then forwarded whole, as before.
+        self._forward_reads = False
         self._register_rpc()
 
     @property
@@ -145,6 +155,7 @@ class Server:
             )
             self.bound = await nursery.start(self.transport.serve)
             await nursery.start(self.node.run)
+            nursery.start_soon(self._read_index.run)
             log.info(
                 "event=server_started node=%s id=%s rpc=%s",
                 self.settings.node_name,
@@ -226,14 +237,12 @@ class Server:
         """
         fn = lookup(name)
         if opts.consistency != "stale":
-            if not self.is_leader():
+            if self._forward_reads and not self.is_leader():
                 return await self._forward_read(name, args, opts)
             try:
-                await self.node.read_barrier(allow_lease=opts.consistency == "default")
-            except NotLeaderError:
+                await self._barrier(strict=opts.consistency == "consistent")
+            except _ForwardReads:
                 return await self._forward_read(name, args, opts)
-            except ProposalDroppedError as exc:
-                raise NoLeaderError(f"No cluster leader ({exc})") from exc
         if opts.index > 0:
             idx, value = await wait_for_change(
                 self._shared_query(name, fn, args, opts.index), opts.index, opts.wait, rng=self.rng
@@ -241,6 +250,57 @@ class Server:
         else:
             idx, value = fn(self.store, None, args)
         return ReadResult(value, idx, *self._leader_meta(opts.consistency))
+
+    async def _barrier(self, *, strict: bool) -> None:
+        """Until this server's state holds every write committed before the
+        call: the leader's ReadIndex round (or lease, unless ``strict``) on
+        the leader; on a follower the leader's read index, then applying up
+        to it. Raises ``NoLeaderError``."""
+        if self.is_leader():
+            try:
+                await self.node.read_barrier(allow_lease=not strict)
+                return
+            except NotLeaderError:
+                pass  # lost leadership just now: ask the new leader
+            except ProposalDroppedError as exc:
+                raise NoLeaderError(f"No cluster leader ({exc})") from exc
+        index = await self._read_index.index(strict=strict)
+        try:
+            await self.node.wait_applied(index)
+        except ProposalDroppedError as exc:
+            raise NoLeaderError(f"No cluster leader ({exc})") from exc
+
+    async def _fetch_read_index(self, strict: bool) -> int:
+        """One read-index round: locally when leading, else ``Raft.ReadIndex``
+        on the leader. Waits up to the hold timeout for a leader."""
+        deadline = trio.current_time() + self.settings.rpc_hold_timeout
+        while True:
+            if self.is_leader():
+                try:
+                    return await self.node.read_barrier(allow_lease=not strict)
+                except NotLeaderError:
+                    continue
+                except ProposalDroppedError as exc:
+                    raise NoLeaderError(f"No cluster leader ({exc})") from exc
+            addr = await self._wait_for_leader(deadline)
+            if addr == self.settings.advertise:
+                await self.node.wait_state_change(0.05)
+                continue
+            assert self.rpc_client is not None
+            try:
+                resp = await self.rpc_client.call(addr, "Raft.ReadIndex", {"strict": strict})
+                return int(resp["index"])
+            except RPCUnavailable as exc:
+                if trio.current_time() >= deadline:
+                    raise NoLeaderError(f"No cluster leader (leader unreachable: {exc})") from exc
+            except RPCError as exc:
+                if exc.code == "UnknownMethod":
+                    log.warning("event=leader_lacks_read_index leader=%s reads=forwarded", addr)
+                    self._forward_reads = True
+                    raise _ForwardReads() from None
+                if exc.code != "NotLeader" or trio.current_time() >= deadline:
+                    raise error_from_rpc(exc) from None
+            await self.node.wait_state_change(0.05)
 
     def _shared_query(
         self, name: str, fn: ReadFn, args: Mapping[str, Any], index: int
@@ -304,6 +364,7 @@ class Server:
         r.register("Status.Peers", self._rpc_peers)
         r.register("Registry.Apply", self._rpc_apply)
         r.register("Registry.Read", self._rpc_read, blocking=True)
+        r.register("Raft.ReadIndex", self._rpc_read_index)
         r.register("Operator.JoinServer", self._rpc_join_server)
         self.ops.register()
         r.add_error_mapper(_to_rpc)
@@ -399,6 +460,17 @@ class Server:
             raise RPCError("NotLeader", "not the leader", {"leader": self.leader_address()})
         result = await self.read(str(args.get("name")), args.get("args") or {}, opts)
         return result.to_wire()
+
+    async def _rpc_read_index(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
+        if not self.is_leader():
+            raise RPCError("NotLeader", "not the leader", {"leader": self.leader_address()})
+        try:
+            index = await self.node.read_barrier(allow_lease=not args.get("strict"))
+        except NotLeaderError:
+            raise RPCError("NotLeader", "not the leader", {"leader": None}) from None
+        except ProposalDroppedError as exc:
+            raise NoLeaderError(f"No cluster leader ({exc})") from exc
+        return {"index": index}
 
     async def _rpc_join_server(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
         if not self.is_leader():

@@ -95,6 +95,54 @@ def test_blocking_query_on_a_client_wakes_on_change(cluster: LocalAgentCluster) 
     assert result["took"] < 5
 
 
+def test_follower_reads_see_every_write_acknowledged_before_them(
+    cluster: LocalAgentCluster,
+) -> None:
+    """Followers answer reads from their own state after the leader's read
+    index: a write acknowledged anywhere is visible to a later read on any
+    server, in both consistency modes."""
+    servers = [a for a in cluster.alive() if a.startswith("server")]
+    for i in range(30):
+        writer = servers[i % len(servers)]
+        st, ok, _ = cluster.request(writer, "PUT", "/v1/kv/ryw", body=str(i))
+        assert (st, ok) == (200, True)
+        for reader in servers:
+            for mode in ("consistent", "default"):
+                query = "?consistent" if mode == "consistent" else ""
+                st, body, headers = cluster.get(reader, f"/v1/kv/ryw{query}", timeout=3)
+                assert st == 200, (reader, mode, st)
+                assert json.loads(base64.b64decode(body[0]["Value"])) == str(i), (reader, mode)
+                expected = "consistent" if mode == "consistent" else "leader"
+                assert headers["X-Consul-Effective-Consistency"] == expected
+
+
+def test_blocking_query_on_a_follower_wakes_on_change(cluster: LocalAgentCluster) -> None:
+    leader = cluster.leader()
+    follower = next(a for a in cluster.alive() if a.startswith("server") and a != leader)
+    _, _, headers = cluster.get(follower, "/v1/kv/follower-watch")
+    index = int(headers["X-Consul-Index"])
+    result: dict[str, Any] = {}
+
+    def block() -> None:
+        st, body, h = cluster.get(
+            follower, f"/v1/kv/follower-watch?index={index}&wait=20s", timeout=30
+        )
+        result.update(status=st, body=body, index=int(h["X-Consul-Index"]))
+        result["answered"] = time.monotonic()
+
+    t = threading.Thread(target=block)
+    t.start()
+    time.sleep(0.5)
+    assert t.is_alive(), "the blocking query returned before any change"
+    written = time.monotonic()
+    assert cluster.request(leader, "PUT", "/v1/kv/follower-watch", body="x")[0] == 200
+    t.join(10)
+    assert result["status"] == 200 and result["index"] > index
+    assert json.loads(base64.b64decode(result["body"][0]["Value"])) == "x"
+    # The follower learns the commit at once, not with the next heartbeat.
+    assert result["answered"] - written < 1.0
+
+
 def _kv_get(c: LocalAgentCluster, agent: str) -> tuple[int, int] | None:
     try:
         st, body, _ = c.get(agent, "/v1/kv/counter?consistent", timeout=3)
