@@ -299,6 +299,19 @@ class RaftCore(Membership):
         if self.role != Role.LEADER and self._promotable():
             self._campaign(transfer=False)
 
+    def leader_unreachable(self, peer: str) -> bool:
+        """The transport saw the leader ``peer``'s connection end (its process
+        exited, or its host reset the connection): forget it as leader and its
+        lease, so this server grants (pre-)votes now; returns whether ``peer``
+        was the leader. The driver then campaigns after a short random delay
+        instead of a whole election timeout. Harmless if the leader lives:
+        the pre-vote fails while the other servers still hear from it."""
+        if self.role != Role.FOLLOWER or self.leader != peer:
+            return False
+        self.leader = None
+        self.election_elapsed = max(self.election_elapsed, self.cfg.election_ticks)
+        return True
+
     def _campaign(self, *, transfer: bool) -> None:
         if self.cfg.pre_vote and not transfer:
             self._become_pre_candidate()

@@ -54,6 +54,7 @@ class TransportLike(Protocol):
     on_snapshot_done: Callable[[str, bool], None] | None
     on_unreachable: Callable[[str], None] | None
     on_message: Callable[[Message], None] | None
+    on_peer_lost: Callable[[str], None] | None
 
     def send(self, msg: Message) -> None: ...
     def set_peer(self, peer_id: str, address: str) -> None: ...
@@ -195,6 +196,7 @@ class RaftNode:
                 self.transport.on_snapshot_done = self._on_snapshot_done
                 self.transport.on_unreachable = self._on_unreachable
                 self.transport.on_message = self._on_message
+                self.transport.on_peer_lost = self._on_peer_lost
             self._sync_peers()
             self._campaign_if_alone()
             async with trio.open_nursery() as nursery:
@@ -330,6 +332,29 @@ class RaftNode:
         await self._call(lambda c: c.bootstrap(configuration))
         self._campaign_if_alone()
 
+    def _campaign_soon(self) -> None:
+        """The leader's connection dropped (its process is likely gone): stand
+        for election after a random fraction of a heartbeat interval rather
+        than a whole election timeout, unless a leader turns up meanwhile.
+        The randomness keeps the servers that noticed it from splitting the
+        vote. A host that vanishes without closing its connections still
+        takes the election timeout."""
+        if self._nursery is None:
+            return
+        delay = self._rng.uniform(0, 1.5 * self.config.tick_interval * self.config.heartbeat_ticks)
+
+        async def campaign() -> None:
+            await trio.sleep(delay)
+            self._calls.append((lambda c: c.campaign() if c.leader is None else None, _Future()))
+            self._wake.set()
+
+        log.info(
+            "event=raft_leader_connection_lost id=%s campaign_in_ms=%d",
+            self.config.id,
+            delay * 1000,
+        )
+        self._nursery.start_soon(campaign)
+
     def _campaign_if_alone(self) -> None:
         # A single-voter cluster need not wait an election timeout (--dev
         # must be ready in well under a second).
@@ -440,6 +465,10 @@ class RaftNode:
         self._events.append(("snapshot", (peer, ok)))
         self._wake.set()
 
+    def _on_peer_lost(self, peer: str) -> None:
+        self._events.append(("peer_lost", peer))
+        self._wake.set()
+
     def _on_unreachable(self, peer: str) -> None:
         self._events.append(("unreachable", peer))
         self._wake.set()
@@ -505,6 +534,8 @@ class RaftNode:
                 core.report_unreachable(arg)
             elif kind == "persisted":
                 core.persisted(*arg)
+            elif kind == "peer_lost" and core.leader_unreachable(arg):
+                self._campaign_soon()
             elif kind == "snapshot_written":
                 self._snapshotting = False
                 if arg and arg > self._snapshot_index and core.log.offset < arg <= core.log.applied:

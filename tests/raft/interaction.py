@@ -208,6 +208,11 @@ class Cluster:
     def cmd_campaign(self, args: list[str], kv: dict[str, str]) -> None:
         self.nodes[args[0]].core.campaign()
 
+    def cmd_leader_lost(self, args: list[str], kv: dict[str, str]) -> None:
+        """``leader-lost <node> <peer>``: node's transport saw peer's connection end."""
+        was = self.nodes[args[0]].core.leader_unreachable(args[1])
+        self.out.append(f"{args[0]}: {args[1]} was {'the' if was else 'not the'} leader")
+
     def cmd_tick(self, args: list[str], kv: dict[str, str]) -> None:
         count = int(kv.get("n", "1"))
         for _ in range(count):

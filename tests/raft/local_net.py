@@ -37,6 +37,7 @@ class LocalTransport:
         self._send, self.incoming = trio.open_memory_channel[Message](100_000)
         self.on_snapshot_done: Callable[[str, bool], None] | None = None
         self.on_unreachable: Callable[[str], None] | None = None
+        self.on_peer_lost: Callable[[str], None] | None = None
         self.on_message: Callable[[Message], None] | None = None
         self.peers: dict[str, str] = {}
         self.down = False
