@@ -409,17 +409,22 @@ class RaftNode:
         return chosen
 
     def status(self) -> NodeStatus:
-        core = self.core
-        contact: float | None
-        if core.role == Role.LEADER:
-            contact = 0.0
-        elif self._last_contact is None:
-            contact = None
-        else:
-            contact = trio.current_time() - self._last_contact
         return NodeStatus(
-            core.status(), self._applied, contact, self._snapshot_index, self._snapshots_installed
+            self.core.status(),
+            self._applied,
+            self.last_contact(),
+            self._snapshot_index,
+            self._snapshots_installed,
         )
+
+    def last_contact(self) -> float | None:
+        """Seconds since the leader was last heard from: 0 on the leader,
+        None if never (cheap: every API answer reports it)."""
+        if self.core.role == Role.LEADER:
+            return 0.0
+        if self._last_contact is None:
+            return None
+        return trio.current_time() - self._last_contact
 
     async def wait_state_change(self, timeout: float = math.inf) -> None:
         """Return when role, leader or term changes, or after ``timeout``."""

@@ -472,8 +472,8 @@ class Agent:
         authz = acl_context.current.get()
         if authz is not None and result.value is not None:
             value, dropped = filter_read(name, authz, result.value)
-            if dropped:
-                result = replace(result, value=value, filtered=True)
+            if dropped:  # an answer for this token only: not shared with others
+                result = replace(result, value=value, filtered=True, shared=None)
         return result
 
     def _dns_reader(self) -> Any:

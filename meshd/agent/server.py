@@ -243,13 +243,14 @@ class Server:
                 await self._barrier(strict=opts.consistency == "consistent")
             except _ForwardReads:
                 return await self._forward_read(name, args, opts)
+        shared: tuple[str, str, int] | None = None
         if opts.index > 0:
-            idx, value = await wait_for_change(
-                self._shared_query(name, fn, args, opts.index), opts.index, opts.wait, rng=self.rng
-            )
+            query, key = self._shared_query(name, fn, args, opts.index)
+            idx, value = await wait_for_change(query, opts.index, opts.wait, rng=self.rng)
+            shared = key()
         else:
             idx, value = fn(self.store, None, args)
-        return ReadResult(value, idx, *self._leader_meta(opts.consistency))
+        return ReadResult(value, idx, *self._leader_meta(opts.consistency), shared=shared)
 
     async def _barrier(self, *, strict: bool) -> None:
         """Until this server's state holds every write committed before the
@@ -304,8 +305,9 @@ class Server:
 
     def _shared_query(
         self, name: str, fn: ReadFn, args: Mapping[str, Any], index: int
-    ) -> Callable[[WatchSet], tuple[int, Any]]:
-        """The blocking query of one waiter, sharing answers with the others.
+    ) -> tuple[Callable[[WatchSet], tuple[int, Any]], Callable[[], tuple[str, str, int]]]:
+        """The blocking query of one waiter, sharing answers with the others,
+        and a function giving the key of the answer it returned last.
 
         A change wakes every waiter on it at once, and they all ask the same
         question of the same state: the first computes the answer and the
@@ -315,9 +317,10 @@ class Server:
         """
         key_args = json.dumps(args, sort_keys=True, default=str)
         cache = self._answers
+        last = [(name, key_args, 0)]
 
         def query(ws: WatchSet) -> tuple[int, Any]:
-            key = (name, key_args, self.node.applied_index)
+            key = last[0] = (name, key_args, self.node.applied_index)
             hit = cache.get(key)
             if hit is not None and hit[0] > index:
                 return hit
@@ -327,10 +330,10 @@ class Server:
             cache[key] = answer
             return answer
 
-        return query
+        return query, lambda: last[0]
 
     def _leader_meta(self, consistency: str) -> tuple[bool, float, str]:
-        contact = self.node.status().last_contact
+        contact = self.node.last_contact()
         known = self.leader_address() is not None
         effective = {"default": "leader", "consistent": "consistent"}.get(consistency, "stale")
         return known, 0.0 if contact is None else contact, effective

@@ -8,7 +8,7 @@ types to decode an answer.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from registry import shapes
@@ -45,6 +45,10 @@ class ReadResult:
     last_contact: float  # seconds since the answering server heard from the leader
     consistency: str  # "leader", "consistent" or "stale" (X-Consul-Effective-Consistency)
     filtered: bool = False  # ACLs removed something (X-Consul-Results-Filtered-By-ACLs)
+    # Set when ``value`` is an answer shared by the blocking queries one change
+    # woke (read, arguments, applied index): the same key means the same
+    # answer, so its encoding can be shared too. Never sent over the wire.
+    shared: tuple[str, str, int] | None = field(default=None, compare=False)
 
     def to_wire(self) -> dict[str, Any]:
         return {

@@ -60,11 +60,26 @@ async def read(
     return result, opts
 
 
+# Encoded bodies of shared blocking-query answers, by (answer key, pretty):
+# the waiters one change wakes send the same bytes, encoded once.
+_SHARED_BODIES: dict[tuple[tuple[str, str, int], bool], bytes] = {}
+
+
 def json_response(
     value: Any, result: ReadResult, opts: QueryOptions, status: int = 200
 ) -> Response:
     """``value`` as JSON with the X-Consul-* headers of ``result``."""
-    return with_meta(Response.json(value, status=status, pretty=opts.pretty), result)
+    shared = result.shared
+    if shared is None or value is not result.value or status != 200:
+        return with_meta(Response.json(value, status=status, pretty=opts.pretty), result)
+    key = (shared, opts.pretty)
+    body = _SHARED_BODIES.get(key)
+    if body is None:
+        body = Response.json(value, pretty=opts.pretty).body
+        if len(_SHARED_BODIES) >= 256:
+            _SHARED_BODIES.clear()
+        _SHARED_BODIES[key] = body
+    return with_meta(Response(200, [("Content-Type", "application/json")], body), result)
 
 
 def with_meta(resp: Response, result: ReadResult) -> Response:

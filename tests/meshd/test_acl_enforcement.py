@@ -501,3 +501,43 @@ async def test_dns_answers_with_the_agents_dns_or_default_token(tmp_path: Path) 
                 await trio.sleep(0.1)
         answered = await ask("web.service.consul")
         assert answered.rcode() == dns.rcode.NOERROR
+
+
+async def test_blocking_queries_woken_together_keep_each_tokens_answer(tmp_path: Path) -> None:
+    """Waiters woken by one change share the computed answer and its encoding,
+    but never across tokens that see different parts of it."""
+    async with world(tmp_path) as w:
+        web_only = await w.token_with(svc("web"), "web-only")
+        everything = await w.token_with('service_prefix "" { policy = "read" }', "all-services")
+        admin = await w.token_with(GLOBAL_MANAGEMENT_RULES, "admin")
+        first = await w.api.request(
+            "GET", "/v1/catalog/services", headers={"X-Consul-Token": everything}
+        )
+        index = first.headers["x-consul-index"]
+        answers: dict[str, Any] = {}
+
+        async def watch(label: str, token: str) -> None:
+            resp = await w.api.request(
+                "GET",
+                f"/v1/catalog/services?index={index}&wait=10s",
+                headers={"X-Consul-Token": token},
+            )
+            answers[label] = (resp.status, resp.json(), resp.headers.get(FILTERED))
+
+        async with trio.open_nursery() as nursery:
+            for i in range(3):
+                nursery.start_soon(watch, f"all-{i}", everything)
+                nursery.start_soon(watch, f"web-{i}", web_only)
+            await trio.sleep(0.3)
+            resp = await w.api.request(
+                "PUT",
+                "/v1/agent/service/register",
+                {"Name": "late", "Port": 9},
+                headers={"X-Consul-Token": admin},
+            )
+            assert resp.status == 200, resp.text
+        for i in range(3):
+            status, body, filtered = answers[f"all-{i}"]
+            assert status == 200 and "late" in body and "web" in body and filtered is None
+            status, body, filtered = answers[f"web-{i}"]
+            assert status == 200 and list(body) == ["web"] and filtered == "true"
