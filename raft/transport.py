@@ -18,8 +18,11 @@ Wire rules (everything that affects the protocol lives here):
   ``{"ok": true}`` once the reassembled message is on ``incoming``.
 
 Raft tolerates lost, duplicated and reordered messages (Raft §5.1, §5.3), so
-``Transport.send`` never blocks: it enqueues on a bounded per-peer queue and
-drops (and counts) when the queue is full or the peer is unknown.
+``Transport.send`` never blocks: it writes the frame at once when the peer's
+connection is up and idle (the socket takes what it can without waiting;
+the peer's writer task finishes the rest before anything newer), else it
+enqueues on a bounded per-peer queue, and drops (and counts) when the queue
+is full or the peer is unknown.
 """
 
 from __future__ import annotations
@@ -463,6 +466,8 @@ class Transport:
             else:
                 peer.queue_send.send_nowait(item)
         except trio.WouldBlock:
+            if isinstance(item, bytes) and peer.conn_scope is not None:
+                peer.conn_scope.cancel()  # half a frame is on the wire: reconnect
             if not peer.overflow_logged:
                 peer.overflow_logged = True
                 log.warning(_kv("queue_full", peer_id=peer.id, type=msg.type.name))

@@ -259,12 +259,10 @@ class Server:
         to it. Raises ``NoLeaderError``."""
         if self.is_leader():
             try:
-                await self.node.read_barrier(allow_lease=not strict)
+                await self._leader_read_index(strict)
                 return
             except NotLeaderError:
                 pass  # lost leadership just now: ask the new leader
-            except ProposalDroppedError as exc:
-                raise NoLeaderError(f"No cluster leader ({exc})") from exc
         index = await self._read_index.index(strict=strict)
         try:
             await self.node.wait_applied(index)
@@ -278,11 +276,9 @@ class Server:
         while True:
             if self.is_leader():
                 try:
-                    return await self.node.read_barrier(allow_lease=not strict)
+                    return await self._leader_read_index(strict)
                 except NotLeaderError:
                     continue
-                except ProposalDroppedError as exc:
-                    raise NoLeaderError(f"No cluster leader ({exc})") from exc
             addr = await self._wait_for_leader(deadline)
             if addr == self.settings.advertise:
                 await self.node.wait_state_change(0.05)
@@ -465,15 +461,17 @@ class Server:
         return result.to_wire()
 
     async def _rpc_read_index(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
-        if not self.is_leader():
-            raise RPCError("NotLeader", "not the leader", {"leader": self.leader_address()})
+        return {"index": await self._leader_read_index(bool(args.get("strict")))}
+
+    async def _leader_read_index(self, strict: bool) -> int:
+        """The read index as leader: a ReadIndex round, or the lease unless
+        ``strict``. Raises ``NotLeaderError`` off the leader (an RPC caller
+        gets NotLeader with the leader's address) and ``NoLeaderError``
+        during a leadership transfer."""
         try:
-            index = await self.node.read_barrier(allow_lease=not args.get("strict"))
-        except NotLeaderError:
-            raise RPCError("NotLeader", "not the leader", {"leader": None}) from None
+            return await self.node.read_barrier(allow_lease=not strict)
         except ProposalDroppedError as exc:
             raise NoLeaderError(f"No cluster leader ({exc})") from exc
-        return {"index": index}
 
     async def _rpc_join_server(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
         if not self.is_leader():
