@@ -122,3 +122,22 @@ def test_acl_bench_prints_figures_with_acls_off_and_on(
     assert float(decision) > 0
     (resolve,) = figure_row(out, "ACLResolver.resolve, warm cache", 1)
     assert float(resolve) > 0
+
+
+def test_http_bench_prints_meshd_rows_and_the_baseline(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench import http_bench
+
+    out = run_quick(http_bench.main, capsys)
+    for label in (
+        "baseline: bare trio + llhttp loop",
+        "meshd GET /v1/status/leader",
+        "meshd GET /v1/kv/<key>?consistent",
+        "meshd PUT /v1/kv/<key>",
+    ):
+        rate, p50, p99, errors, cpu_us = figure_row(out, label, 5)
+        assert float(rate.replace(",", "")) > 0
+        assert float(p50) <= float(p99)
+        assert int(errors) == 0
+        assert float(cpu_us) > 0
