@@ -16,8 +16,10 @@ write), the second polls briefly instead of parking twice on one fd.
 Errors are raised as ``trio.BrokenResourceError`` (chained to the ``OSError``
 or ``ssl.SSLError`` behind them) and ``trio.ClosedResourceError`` after
 ``aclose``, as ``trio.SSLStream`` does, so callers map them the same way.
-A clean close sends close_notify; a peer that closes without one (a "ragged"
-EOF) reads as EOF too, since every Raft message is self-delimiting.
+A clean close sends close_notify and reads as EOF on the other side; a peer
+that closes without one (a "ragged" EOF: its process exited or was killed)
+reads as ``trio.BrokenResourceError``, so the Raft transport can tell a
+crashed leader from one that closed the connection on purpose.
 """
 
 from __future__ import annotations
@@ -29,13 +31,16 @@ from typing import Any
 
 import trio
 
-__all__ = ["TLSSocketStream", "open_tls_stream", "wrap_server_stream"]
+__all__ = ["TLSSocketStream", "open_tls_stream", "wait_fd", "wrap_server_stream"]
 
 _WANT_READ = (ssl.SSLWantReadError, BlockingIOError, InterruptedError)
-_POLL = 0.0005  # while the other task holds the same readiness
+_POLL = 0.001  # while another task holds the same readiness
 
 
-async def _wait(fd: int, *, readable: bool) -> None:
+async def wait_fd(fd: int, *, readable: bool) -> None:
+    """Park until ``fd`` is readable (or writable). If another task is already
+    parked on the same readiness of it (TLS can want the opposite I/O of the
+    call that hit it), poll briefly instead: trio allows one waiter each."""
     try:
         if readable:
             await trio.lowlevel.wait_readable(fd)
@@ -81,9 +86,9 @@ class TLSSocketStream(trio.abc.Stream):
                 self._sock.do_handshake()
                 break
             except _WANT_READ:
-                await _wait(self._fd, readable=True)
+                await wait_fd(self._fd, readable=True)
             except ssl.SSLWantWriteError:
-                await _wait(self._fd, readable=False)
+                await wait_fd(self._fd, readable=False)
             except OSError as exc:
                 raise trio.BrokenResourceError(f"handshake failed: {exc}") from exc
         await trio.lowlevel.checkpoint()
@@ -97,13 +102,13 @@ class TLSSocketStream(trio.abc.Stream):
             try:
                 n = send(view)
             except ssl.SSLWantWriteError:
-                await _wait(self._fd, readable=False)
+                await wait_fd(self._fd, readable=False)
                 continue
             except ssl.SSLWantReadError:
-                await _wait(self._fd, readable=True)
+                await wait_fd(self._fd, readable=True)
                 continue
             except (BlockingIOError, InterruptedError):
-                await _wait(self._fd, readable=False)
+                await wait_fd(self._fd, readable=False)
                 continue
             except OSError as exc:
                 raise trio.BrokenResourceError(f"send failed: {exc}") from exc
@@ -137,7 +142,7 @@ class TLSSocketStream(trio.abc.Stream):
 
     async def wait_send_all_might_not_block(self) -> None:
         self._check_open()
-        await _wait(self._fd, readable=False)
+        await wait_fd(self._fd, readable=False)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         self._check_open()
@@ -147,12 +152,16 @@ class TLSSocketStream(trio.abc.Stream):
             try:
                 data = recv(size)
             except ssl.SSLWantWriteError:
-                await _wait(self._fd, readable=False)
+                await wait_fd(self._fd, readable=False)
             except _WANT_READ:
-                await _wait(self._fd, readable=True)
-            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                await wait_fd(self._fd, readable=True)
+            except ssl.SSLZeroReturnError:  # close_notify
                 data = b""
                 break
+            except ssl.SSLEOFError as exc:
+                # The peer's socket closed without close_notify: its process
+                # exited or was killed (a deliberate close says goodbye).
+                raise trio.BrokenResourceError("peer closed without close_notify") from exc
             except OSError as exc:
                 if self._closed:
                     raise trio.ClosedResourceError("stream was closed") from exc
@@ -208,7 +217,10 @@ async def open_tls_stream(
         raise
     try:
         sock = context.wrap_socket(
-            raw, server_hostname=server_hostname, do_handshake_on_connect=False
+            raw,
+            server_hostname=server_hostname,
+            do_handshake_on_connect=False,
+            suppress_ragged_eofs=False,
         )
     except BaseException:
         raw.close()
@@ -226,7 +238,9 @@ def wrap_server_stream(tcp: trio.SocketStream, context: ssl.SSLContext) -> TLSSo
     """Server side of an accepted connection; call ``do_handshake`` next."""
     raw = _adopt(tcp)
     try:
-        sock = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+        sock = context.wrap_socket(
+            raw, server_side=True, do_handshake_on_connect=False, suppress_ragged_eofs=False
+        )
     except BaseException:
         raw.close()
         raise

@@ -358,8 +358,8 @@ class Transport:
         # When set, received messages go to this callback instead of ``incoming``.
         self.on_message: Callable[[Message], None] | None = None
         self.on_unreachable: Callable[[str], None] | None = None
-        # Called with the peer id when a peer's incoming raft connection ends
-        # (EOF or error, not our own shutdown): its process may have died.
+        # Called with the peer id when a peer's incoming raft connection breaks
+        # (reset, or closed without TLS close_notify): its process may have died.
         self.on_peer_lost: Callable[[str], None] | None = None
 
     # -- public API -------------------------------------------------------
@@ -762,8 +762,11 @@ class Transport:
         except TransportError as exc:
             level = logging.WARNING if str(exc).startswith("protocol") else logging.DEBUG
             log.log(level, _kv("connection_closed", peer=addr, id=peer_id, reason=exc))
-        if kind == KIND_RAFT and self.on_peer_lost is not None:
-            self._callback(self.on_peer_lost, peer_id)
+            if kind == KIND_RAFT and self.on_peer_lost is not None:
+                # Reset, or closed without close_notify: the peer's process
+                # is likely gone. (A peer closing on purpose, e.g. a leader
+                # dropping a server it removed, ends the stream cleanly.)
+                self._callback(self.on_peer_lost, peer_id)
 
     async def _deliver(self, peer_id: str, msg: Message) -> None:
         if self.on_message is not None:

@@ -43,6 +43,8 @@ from collections.abc import Callable
 
 import trio
 
+from raft.tlsstream import wait_fd
+
 BUFFER_SIZE = 65536
 # Byte counts are reported every this many chunks and at the end.
 FLUSH_EVERY = 64
@@ -66,18 +68,6 @@ def _unread_bytes(fd: int) -> int:
     return int(struct.unpack("i", raw)[0])
 
 
-async def _wait(fd: int, *, readable: bool) -> None:
-    """Park until ``fd`` is ready; if the other direction is already parked
-    on the same readiness (TLS can want the opposite I/O), poll instead."""
-    try:
-        if readable:
-            await trio.lowlevel.wait_readable(fd)
-        else:
-            await trio.lowlevel.wait_writable(fd)
-    except trio.BusyResourceError:
-        await trio.sleep(0.001)
-
-
 async def send_all(sock: socket.socket, fd: int, view: memoryview) -> None:
     """Write all of ``view`` to a non-blocking (TLS) socket.
 
@@ -88,10 +78,10 @@ async def send_all(sock: socket.socket, fd: int, view: memoryview) -> None:
         try:
             sent = sock.send(view)
         except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
-            await _wait(fd, readable=False)
+            await wait_fd(fd, readable=False)
             continue
         except ssl.SSLWantReadError:
-            await _wait(fd, readable=True)
+            await wait_fd(fd, readable=True)
             continue
         view = view[sent:]
 
@@ -197,7 +187,7 @@ class _End:
                 self.sock.unwrap()
                 return
             except ssl.SSLWantWriteError:
-                await _wait(self.fd, readable=False)
+                await wait_fd(self.fd, readable=False)
             except (ssl.SSLWantReadError, ssl.SSLError, OSError, ValueError):
                 # WantRead: close_notify is out, the peer's is not in yet.
                 return
@@ -291,10 +281,10 @@ class Splice:
             except _WOULD_BLOCK:
                 if src.close_pending:
                     await src.maybe_close_now()
-                await _wait(fd, readable=True)
+                await wait_fd(fd, readable=True)
                 continue
             except ssl.SSLWantWriteError:
-                await _wait(fd, readable=False)
+                await wait_fd(fd, readable=False)
                 continue
             except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
                 n = 0  # a FIN without close_notify: still an EOF for TCP
@@ -323,7 +313,7 @@ class Splice:
                 # recv that fails (for TLS an exception object each time).
                 if src.close_pending:
                     await src.maybe_close_now()
-                await _wait(fd, readable=True)
+                await wait_fd(fd, readable=True)
         src.read_eof = True
         await dst.close_write()
         if src.close_pending:

@@ -117,3 +117,16 @@ async def test_closing_wakes_a_parked_receiver(tmp_path: Path) -> None:
                 nursery.start_soon(receive)
                 await trio.sleep(0.05)
                 await client.aclose()
+
+
+async def test_a_close_without_close_notify_reads_as_broken(tmp_path: Path) -> None:
+    """How a crashed peer looks (its kernel closes the socket, no TLS goodbye),
+    told apart from a deliberate close, which reads as EOF."""
+    server_ctx, client_ctx, _ = _contexts(tmp_path)
+    with trio.fail_after(5):
+        async with _pair(server_ctx, client_ctx) as (client, accepted):
+            server = await accepted.receive()
+            assert isinstance(server, TLSSocketStream)
+            server.socket.close()  # no SSL_shutdown: what kill -9 leaves behind
+            with pytest.raises(trio.BrokenResourceError):
+                await client.receive_some(10)
