@@ -36,6 +36,9 @@ _UNIT_NS: dict[str, int] = {
 # One component: digits, an optional fraction, then the unit (anything up to
 # the next digit or dot). ASCII digits only: Go does not accept others.
 _COMPONENT = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
+# The common case ("60s", "500ms"), parsed without Fractions: every blocking
+# query's ?wait= goes through here.
+_SIMPLE = re.compile(r"([0-9]+)(ns|us|ms|s|m|h)")
 
 
 def _parse_ns(text: str) -> int:
@@ -46,6 +49,12 @@ def _parse_ns(text: str) -> int:
         return 0
     if not body:
         raise DurationError(text, "empty duration")
+    simple = _SIMPLE.fullmatch(body)
+    if simple is not None:
+        ns = int(simple[1]) * _UNIT_NS[simple[2]]
+        if ns > MAX_DURATION_NS:
+            raise DurationError(text, "too large (the maximum is about 2562047h)")
+        return ns
     total = Fraction(0)
     pos = 0
     while pos < len(body):

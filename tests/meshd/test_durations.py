@@ -94,3 +94,16 @@ def test_format_duration_matches_go_string(seconds: float, text: str) -> None:
 @pytest.mark.parametrize("text", ["0s", "10s", "1m30s", "500ms", "72h0m0s", "1h0m0.25s"])
 def test_format_then_parse_round_trips(text: str) -> None:
     assert format_duration(parse_duration(text)) == text
+
+
+@pytest.mark.parametrize("number", ["0", "7", "0010", "60", "500", "2562047"])
+@pytest.mark.parametrize("unit", ["ns", "us", "ms", "s", "m", "h"])
+def test_whole_numbers_take_the_fast_path_to_the_same_value(number: str, unit: str) -> None:
+    """'60s' is parsed without Fractions; '60.0s' by the general parser."""
+    try:
+        general = parse_duration_ns(f"{number}.0{unit}")
+    except DurationError:
+        with pytest.raises(DurationError, match="too large"):
+            parse_duration_ns(f"{number}{unit}")
+        return
+    assert parse_duration_ns(f"{number}{unit}") == general
