@@ -214,19 +214,14 @@ class ACLServer:
         """While this server leads: create the builtin policy, the anonymous
         and initial management tokens when missing, and delete expired
         tokens. Runs until cancelled; a failed step is logged and retried."""
-        while True:
-            if self.srv.is_leader():
-                try:
-                    async with self._lock:
-                        await self.initialize()
-                        await self._reap()
-                except (MeshdError, HTTPError) as exc:
-                    log.warning("event=acl_leader_step_failed reason=%s", exc)
-                except Exception:  # an ACL bug must not take the agent down; retried
-                    log.exception("event=acl_leader_step_crashed")
-                await trio.sleep(1.0)
-            else:
-                await self.srv.node.wait_state_change(1.0)
+
+        async def step() -> None:
+            await self.initialize()
+            await self._reap()
+
+        await self.srv.while_leader(
+            step, event="acl_leader_step", expected=(MeshdError, HTTPError), lock=self._lock
+        )
 
     async def initialize(self) -> None:
         """Consul's ``initializeACLs``: idempotent, leader only."""

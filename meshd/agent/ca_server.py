@@ -246,19 +246,14 @@ class CAServer:
     async def run(self) -> None:
         """While this server leads: create the CA if there is none, and drop
         rotated-out roots when their time comes. Runs until cancelled."""
-        while True:
-            if self.srv.is_leader():
-                try:
-                    async with self._lock:
-                        await self._initialize()
-                        await self._prune()
-                except (MeshdError, ConnectError) as exc:
-                    log.warning("event=ca_leader_step_failed reason=%s", exc)
-                except Exception:  # a CA bug must not take the agent down; retried
-                    log.exception("event=ca_leader_step_crashed")
-                await trio.sleep(1.0)
-            else:
-                await self.srv.node.wait_state_change(1.0)
+
+        async def step() -> None:
+            await self._initialize()
+            await self._prune()
+
+        await self.srv.while_leader(
+            step, event="ca_leader_step", expected=(MeshdError, ConnectError), lock=self._lock
+        )
 
     async def _write(self, cmd: Any) -> None:
         result = await self.srv.write(cmd)

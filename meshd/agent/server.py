@@ -172,6 +172,32 @@ class Server:
     def leader_address(self) -> str | None:
         return self.node.leader()[1]
 
+    async def while_leader(
+        self,
+        step: Callable[[], Awaitable[None]],
+        *,
+        event: str,
+        expected: tuple[type[Exception], ...],
+        lock: trio.Lock,
+    ) -> None:
+        """Run ``step`` under ``lock`` about once a second while this server
+        leads, until cancelled (the leader's housekeeping: the CA, ACL
+        bootstrap and reaping). An ``expected`` error is logged as
+        ``<event>_failed`` and any other as ``<event>_crashed``; either way the
+        step is retried, since a bug in it must not take the agent down."""
+        while True:
+            if self.is_leader():
+                try:
+                    async with lock:
+                        await step()
+                except expected as exc:
+                    log.warning("event=%s_failed reason=%s", event, exc)
+                except Exception:
+                    log.exception("event=%s_crashed", event)
+                await trio.sleep(1.0)
+            else:
+                await self.node.wait_state_change(1.0)
+
     async def _wait_for_leader(self, deadline: float) -> str:
         """The leader's address, waiting (until ``deadline``, trio time) for an
         election to finish. Raises ``NoLeaderError``."""
