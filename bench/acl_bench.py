@@ -26,12 +26,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import traceback
@@ -41,14 +37,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench.loadgen.dev_agent import DevAgent
 from bench.loadgen.install import ensure_commands
-from bench.loadgen.procs import cpu_ticks, stop_process
+from bench.loadgen.procs import cpu_ticks
 from bench.loadgen.table import machine, print_table, verdict
 from bench.loadgen.wrk import Requests, WrkResult, run_wrk
-from bench.proxy_backend import free_port
 
-ROOT = Path(__file__).resolve().parent.parent  # so that `-m meshd` imports this tree
-READY_TIMEOUT = 60.0
 SERVICES = [f"web-{i}" for i in range(20)]
 PATHS = ("/v1/catalog/services", "/v1/catalog/service/web-3")
 MODES = ("off", "on", "mgmt")  # ACLs off; on + 50-rule token; on + management token
@@ -78,87 +72,17 @@ def policy_rules() -> str:
     return "\n".join(rules) + "\n"
 
 
-class Agent:
-    """A ``meshd agent --dev`` process on free ports and a small client."""
-
-    def __init__(self, root: Path, name: str, acl: dict[str, Any] | None) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.http_port = free_port()
-        config: dict[str, Any] = {
-            "node_name": f"acl-bench-{name}",
-            "ports": {"http": self.http_port, "dns": free_port(), "server": free_port()},
-        }
-        if acl is not None:
-            config["acl"] = acl
-        path = root / "agent.json"
-        path.write_text(json.dumps(config))
-        self.log_path = root / "agent.log"
-        self.log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "meshd", "agent", "--dev", "--config-file", str(path)],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=ROOT,
-        )
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-        self.log.close()
-
-    def request(
-        self, method: str, path: str, body: Any = None, token: str | None = None
-    ) -> tuple[int, Any]:
-        """``method path`` with a JSON body and ``X-Consul-Token``; (status, JSON or text)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
-        headers = {"X-Consul-Token": token} if token else {}
-        try:
-            data = None if body is None else json.dumps(body).encode()
-            conn.request(method, path, body=data, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-        finally:
-            conn.close()
-        try:
-            return resp.status, json.loads(raw) if raw else None
-        except ValueError:
-            return resp.status, raw.decode(errors="replace")
-
-    def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-        """Like ``request``; raises ``RuntimeError`` on any status but 200."""
-        status, answer = self.request(method, path, body, token)
-        if status != 200:
-            raise RuntimeError(f"{self.name}: {method} {path} -> {status}: {str(answer)[:300]}")
-        return answer
-
-    def wait_for(self, what: str, ok: Callable[[], bool]) -> None:
-        """Poll ``ok`` every 50 ms; raises ``RuntimeError`` with the log's tail
-        if the agent exits, ``TimeoutError`` after READY_TIMEOUT."""
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.log.flush()
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"agent {self.name} exited ({self.proc.returncode}):\n{tail}")
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                if ok():
-                    return
-            time.sleep(0.05)
-        raise TimeoutError(f"agent {self.name}: no {what} within {READY_TIMEOUT:g}s")
-
-
 @dataclass
 class Setup:
-    off: Agent
-    acl: Agent
+    off: DevAgent
+    acl: DevAgent
     management: str
     token: str = ""
     # (path, mode) -> one WrkResult, and the agent's CPU us per request, per round
     results: dict[tuple[str, str], list[WrkResult]] = field(default_factory=dict)
     cpu_us: dict[tuple[str, str], list[float]] = field(default_factory=dict)
 
-    def target(self, mode: str) -> tuple[Agent, str | None]:
+    def target(self, mode: str) -> tuple[DevAgent, str | None]:
         if mode == "off":
             return self.off, None
         return self.acl, self.token if mode == "on" else self.management
@@ -169,27 +93,24 @@ def start_agents(stack: contextlib.ExitStack, root: Path) -> Setup:
     registered and the 50-rule token created."""
     management = str(uuid.uuid4())
     acl = {"enabled": True, "default_policy": "deny", "tokens": {"initial_management": management}}
-    off = Agent(root / "off", "off", None)
+    off = DevAgent(root / "off", "acl-bench-off")
     stack.callback(off.stop)
-    on = Agent(root / "on", "on", acl)
+    on = DevAgent(root / "on", "acl-bench-on", {"acl": acl})
     stack.callback(on.stop)
     setup = Setup(off, on, management)
     for agent, token in ((off, None), (on, management)):
 
-        def leader(a: Agent = agent) -> bool:
-            return bool(a.request("GET", "/v1/status/leader")[1])
-
-        def token_self(a: Agent = agent) -> bool:
+        def token_self(a: DevAgent = agent) -> bool:
             return a.request("GET", "/v1/acl/token/self", token=management)[0] == 200
 
-        agent.wait_for("leader", leader)
+        agent.wait_leader()
         if token:
             agent.wait_for("initial management token", token_self)
         for i, name in enumerate(SERVICES):
             body = {"Name": name, "ID": name, "Port": 9000 + i, "Tags": ["bench", f"v{i % 3}"]}
             agent.call("PUT", "/v1/agent/service/register", body, token)
 
-        def registered(a: Agent = agent, t: str | None = token) -> bool:
+        def registered(a: DevAgent = agent, t: str | None = token) -> bool:
             status, answer = a.request("GET", "/v1/catalog/services", token=t)
             return status == 200 and all(s in answer for s in SERVICES)
 

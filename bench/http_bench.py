@@ -25,7 +25,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench.acl_bench import ROOT, Agent
+from bench.loadgen.dev_agent import ROOT, DevAgent
 from bench.loadgen.install import ensure_commands
 from bench.loadgen.procs import cpu_ticks, stop_process
 from bench.loadgen.table import machine, ms, print_table, ratio
@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> None:
         try:
             base_proc, base_port = start_baseline()
             stack.callback(stop_process, base_proc)
-            agent = Agent(Path(tmp) / "agent", "http", None)
+            agent = DevAgent(Path(tmp) / "agent", "http-bench")
             stack.callback(agent.stop)
-            agent.wait_for("leader", lambda: bool(agent.request("GET", "/v1/status/leader")[1]))
+            agent.wait_leader()
             for i in range(KEYS):
                 agent.call("PUT", f"/v1/kv/bench/{i}", "x")
             base, base_cpu = measure(base_port, base_proc.pid, Requests("GET", ["/"]), seconds)

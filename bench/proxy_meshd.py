@@ -13,20 +13,17 @@ The agent's leaves and roots (``/v1/agent/connect/ca/leaf/<service>``,
 
 from __future__ import annotations
 
-import http.client
-import json
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.loadgen.dev_agent import ROOT, DevAgent
 from bench.loadgen.procs import stop_process
 from bench.proxy_backend import free_port, wait_listening
 from bench.proxy_certs import Leaf, MeshCerts
 
-ROOT = Path(__file__).resolve().parent.parent  # so that `-m meshd` imports this tree
 READY_TIMEOUT = 30.0
 
 
@@ -41,54 +38,17 @@ class SidecarPorts:
     web_public: int  # web's own sidecar inbound (unused by the benchmark)
 
 
-class MeshdAgent:
-    """A ``meshd agent --dev`` process and a small client for its HTTP API."""
+class MeshdAgent(DevAgent):
+    """The benchmark's ``meshd agent --dev`` (see ``DevAgent``), with the
+    mesh set up through its HTTP API."""
 
     def __init__(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        self.http_port = free_port()
-        config = {
-            "node_name": "proxy-bench",
-            "ports": {"http": self.http_port, "dns": free_port(), "server": free_port()},
-        }
-        path = root / "agent.json"
-        path.write_text(json.dumps(config))
-        self.log = (root / "agent.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "meshd", "agent", "--dev", "--config-file", str(path)],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=ROOT,
-        )
+        super().__init__(root, "proxy-bench")
 
-    @property
-    def http_addr(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-        self.log.close()
-
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """``method path`` with a JSON body; (status, decoded JSON or text)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
-        try:
-            data = None if body is None else json.dumps(body).encode()
-            conn.request(method, path, body=data)
-            resp = conn.getresponse()
-            raw = resp.read()
-        finally:
-            conn.close()
-        try:
-            return resp.status, json.loads(raw) if raw else None
-        except ValueError:
-            return resp.status, raw.decode(errors="replace")
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        """Like ``request`` but raises ``MeshdUnavailable`` on 404/405 (the
-        endpoint does not exist) and ``RuntimeError`` on any other non-200."""
-        status, answer = self.request(method, path, body)
+    def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+        """Like ``DevAgent.call`` but raises ``MeshdUnavailable`` on 404/405
+        (the endpoint does not exist)."""
+        status, answer = self.request(method, path, body, token)
         if status in (404, 405):
             raise MeshdUnavailable(f"meshd agent has no {method} {path.split('?')[0]} ({status})")
         if status != 200:
@@ -98,20 +58,7 @@ class MeshdAgent:
     def wait_ready(self) -> None:
         """Until the agent answers with a leader elected; raises ``RuntimeError``
         if it exits, ``TimeoutError`` after READY_TIMEOUT."""
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.log.flush()
-                tail = Path(self.log.name).read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"meshd agent exited with {self.proc.returncode}:\n{tail}")
-            try:
-                status, leader = self.request("GET", "/v1/status/leader")
-                if status == 200 and leader:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"meshd agent not ready within {READY_TIMEOUT:g}s")
+        self.wait_leader(READY_TIMEOUT)
 
     def register_mesh(self, backend: int) -> SidecarPorts:
         """Register api (at ``backend``) and web with sidecars, web's upstream
