@@ -210,6 +210,7 @@ class _Refused(Exception):
 _HEAD, _BODY, _HANDLER, _SEND = range(4)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _BAD_REQUEST = (400, "400 Bad Request")
+_HEAD_TOO_LARGE = (431, "431 Request Header Fields Too Large")
 # RFC 9110 5.1 field names are tokens; values must not break the framing.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
@@ -373,7 +374,7 @@ class _Connection:
             # llhttp buffers a head until it is complete: bound it here.
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.max_header_bytes:
-                self._fail(431, "431 Request Header Fields Too Large")
+                self._fail(*_HEAD_TOO_LARGE)
 
     def _fail(self, status: int, text: str) -> None:
         self._stopped = True
@@ -412,7 +413,7 @@ class _Connection:
             elif name == b"expect":
                 expect = value
         if size > self._limits.max_header_bytes:
-            raise _Refused(431, "431 Request Header Fields Too Large")
+            raise _Refused(*_HEAD_TOO_LARGE)
         if declared is not None and declared > self._limits.max_body:
             raise _Refused(413, self._too_large())
         incoming = _Incoming(method, target, headers)
