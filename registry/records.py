@@ -172,6 +172,13 @@ class Session:
         return self.node_checks + self.service_checks
 
 
+INTENTION_WILDCARD = "*"
+
+
+def _exact_parts(ns: str, name: str) -> int:
+    return (ns != INTENTION_WILDCARD) + (name != INTENTION_WILDCARD)
+
+
 @dataclass(frozen=True, slots=True)
 class Intention:
     """A service intention (Consul ``structs.Intention``, ID-based form)."""
@@ -199,9 +206,9 @@ class Intention:
         https://developer.hashicorp.com/consul/docs/connect/intentions#precedence-and-match-order),
         run once when an intention is written; readers (the API's
         ``Precedence``, connect's evaluation) use the stored value. The
-        destination's exactness sets the ceiling (9 exact, 6 wildcard name,
-        3 wildcard namespace too) and each wildcard on the source side
-        subtracts one; with namespaces always "default" (OSS):
+        destination's exactness sets the ceiling (9 with namespace and name
+        exact, 6 with one of them ``*``, 3 with both) and each ``*`` on the
+        source side subtracts one; with namespaces always "default" (OSS):
 
             source  destination  precedence
             exact   exact        9
@@ -212,13 +219,6 @@ class Intention:
         ceiling = {2: 9, 1: 6, 0: 3}[_exact_parts(self.destination_ns, self.destination_name)]
         value = ceiling - (2 - _exact_parts(self.source_ns, self.source_name))
         return replace(self, precedence=value)
-
-
-INTENTION_WILDCARD = "*"
-
-
-def _exact_parts(ns: str, name: str) -> int:
-    return (ns != INTENTION_WILDCARD) + (name != INTENTION_WILDCARD)
 
 
 @dataclass(frozen=True, slots=True)
