@@ -474,7 +474,11 @@ class _Connection:
         return f"Request body too large, max size: {self._limits.max_body} bytes"
 
     def _build_request(self, item: _Incoming) -> Request:
-        target = item.target.decode("utf-8", "replace")
+        valid_utf8 = True
+        try:
+            target = item.target.decode("utf-8")
+        except UnicodeDecodeError:
+            target, valid_utf8 = item.target.decode("utf-8", "replace"), False
         path, _, query = target.partition("?")
         if not path.startswith("/"):
             path = _origin_form_path(path)
@@ -488,6 +492,7 @@ class _Connection:
             remote_addr=self._peer,
             request_id=f"{self._id:x}-{self._seq}",
             scheme=self._scheme,
+            valid_utf8=valid_utf8,
         )
 
     async def _serve_requests(self) -> None:
