@@ -264,6 +264,7 @@ class Agent:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         from ..api.routes import build_app  # the API imports the agent's types
         from ..http import open_http_listeners, serve_http
+        from ..http.accept import http_connection_cap
 
         cfg = self.config
         self._load_definitions()
@@ -316,8 +317,8 @@ class Agent:
                     listeners,
                     app,
                     per_client_max_connections=cfg.limits.http_max_conns_per_client,
-                    # Consul has no total cap; the process's file limit bounds it.
-                    max_connections=0,
+                    # Consul has no total cap; meshd's keeps the fds for the rest.
+                    max_connections=http_connection_cap(cfg.limits.http_max_conns, log),
                     task_status=task_status,
                 )
             )

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .. import filter_schemas
 from ..agent.events import MAX_PAYLOAD, UserEvent, compile_filter
+from ..filter import apply_filter
 from ..http import (
     BadRequest,
     PayloadTooLarge,
@@ -64,10 +66,13 @@ def register(router: Router, agent: Agent) -> None:
     async def list_events(req: Request) -> Response:
         opts = QueryOptions.from_request(req)
         check_dc(agent, opts)
+        # Consul ignores ?filter here; meshd applies it (400 when invalid).
+        apply_filter([], opts.filter, filter_schemas.EVENT)
         events, index = await agent.list_events(
             req.query_value("name"), index=opts.index, wait=opts.wait
         )
-        resp = Response.json([e.to_json() for e in events], pretty=opts.pretty)
+        listed = apply_filter([e.to_json() for e in events], opts.filter, filter_schemas.EVENT)
+        resp = Response.json(listed, pretty=opts.pretty)
         return QueryMeta(index=index, effective_consistency="").apply_headers(resp)
 
     router.add("PUT", "/v1/event/fire/:name", fire, name="event.fire")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote_to_bytes
 
 __all__ = ["TEXT_PLAIN", "Headers", "Request", "Response"]
 
@@ -108,6 +108,7 @@ class Request:
         "_query",
         "_token",
         "authz",
+        "bad_path",
         "body",
         "headers",
         "method",
@@ -132,10 +133,22 @@ class Request:
         remote_addr: tuple[str, int] | None = None,
         request_id: str = "",
         scheme: str = "http",
+        valid_utf8: bool = True,
     ) -> None:
         self.method = method
         self.raw_path = raw_path
-        self.path = unquote(raw_path) if "%" in raw_path else raw_path
+        # True when the target (``valid_utf8``) or its percent-decoded path is
+        # not UTF-8: the App answers 400 rather than let two different byte
+        # strings decode to the same U+FFFD-replaced path (and KV key).
+        self.bad_path = not valid_utf8
+        self.path = raw_path
+        if "%" in raw_path:
+            decoded = unquote_to_bytes(raw_path)
+            try:
+                self.path = decoded.decode("utf-8")
+            except UnicodeDecodeError:
+                self.path = decoded.decode("utf-8", "replace")
+                self.bad_path = True
         self.query_string = query_string
         self.headers = headers
         self.body = body
