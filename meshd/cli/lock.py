@@ -34,7 +34,7 @@ from .options import agent_options, flag, option
 
 # Consul's api.LockFlagValue: marks a key as a lock (not a semaphore).
 LOCK_FLAG = 0x2DDCCBC058A50C18
-WAIT = "60s"  # blocking-query wait while the lock is held by someone else
+WAIT = 60.0  # seconds a blocking query waits while someone else holds the lock
 
 
 def _seconds(text: str, what: str) -> float:
@@ -87,9 +87,16 @@ def _acquire(client: AgentClient, key: str, session: str, timeout: float) -> boo
             return True
         index = 0
         while True:  # wait for the holder to let go
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            params: dict[str, Any] = {"index": index or None, "wait": WAIT if index else None}
+            wait = WAIT
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                wait = min(wait, max(left, 0.01))
+            params: dict[str, Any] = {
+                "index": index or None,
+                "wait": f"{wait:.3f}s" if index else None,
+            }
             resp = client.request("GET", path, params=params, allow=(404,))
             entries = resp.json() if resp.status == 200 else []
             if not entries or not entries[0].get("Session"):
