@@ -4,6 +4,7 @@ streamed to each client at the level it asks for, a slow client losing
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -165,3 +166,27 @@ async def test_monitor_says_the_remote_side_ended_when_the_agent_stops() -> None
         "remote side has exited or crashed.\n"
     )
     assert fanout.subscribers == 0
+
+
+@pytest.mark.e2e
+async def test_logjson_streams_hclog_json_lines() -> None:
+    async with dev_agent() as (_agent, api):
+        stream = await trio.open_tcp_stream(api.host, api.port)
+        request = "GET /v1/agent/monitor?logjson&loglevel=warn HTTP/1.1\r\nHost: x\r\n\r\n"
+        await stream.send_all(request.encode())
+        await wait_for(lambda: fanout.subscribers == 1, "the stream to subscribe")
+        logging.getLogger("meshd.test.json").info("not at warn")
+        logging.getLogger("meshd.test.json").warning("disk %d%% full", 91)
+        data = b""
+        with trio.fail_after(DEADLINE):
+            while b"disk 91% full" not in data:
+                data += await stream.receive_some(65536)
+        await stream.aclose()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert b"content-type: application/json" in head.lower()
+        [line] = [x for x in body.split(b"\r\n") if x.startswith(b"{")]
+        record = json.loads(line)
+        assert record["@level"] == "warn" and record["@module"] == "meshd.test.json"
+        assert record["@message"] == "disk 91% full" and record["@timestamp"].endswith("Z")
+        assert b"not at warn" not in body
+        await wait_for(lambda: fanout.subscribers == 0, "the subscription to end")
