@@ -1,5 +1,6 @@
 """``meshd lock PREFIX CHILD...`` (like ``consul lock``): run CHILD while
-holding the lock at ``PREFIX/.lock``.
+holding the lock at ``PREFIX/.lock`` (with ``-n N``, one of N slots of the
+semaphore at PREFIX: see ``lock_semaphore``).
 
 The lock is a KV key acquired with a session (PUT /v1/kv/..?acquire=). The
 session has a TTL (``-ttl``, 15s by default) that this command renews at
@@ -30,6 +31,7 @@ import click
 from ..durations import parse_duration
 from .client import AgentClient, quote_path
 from .errors import AgentUnreachable, CLIError, UnexpectedResponse
+from .lock_semaphore import Semaphore
 from .options import agent_options, flag, option
 
 # Consul's api.LockFlagValue: marks a key as a lock (not a semaphore).
@@ -124,10 +126,8 @@ def _run_child(command: str, shell: bool, pass_stdin: bool, lost: threading.Even
     args: str | list[str] = command if shell else command.split()
     stdin = None if pass_stdin else subprocess.DEVNULL
     child = subprocess.Popen(args, shell=shell, stdin=stdin)
-    forwarded: list[int] = []
 
     def forward(signum: int, _frame: Any) -> None:
-        forwarded.append(signum)
         child.send_signal(signum)
 
     previous = {}
@@ -162,7 +162,7 @@ def _run_child(command: str, shell: bool, pass_stdin: bool, lost: threading.Even
     type=click.IntRange(1),
     default=1,
     show_default=True,
-    help="Holders at once (only 1 is supported).",
+    help="Holders at once (more than 1: a semaphore).",
 )
 @option("name", "name", default="", help="Name of the lock's session.")
 @option("ttl", "ttl", default="15s", show_default=True, help="TTL of the lock's session.")
@@ -188,8 +188,6 @@ def lock(
     verbose: bool,
 ) -> None:
     """Run CHILD while holding the lock at PREFIX/.lock."""
-    if limit != 1:
-        raise CLIError("Error: -n > 1 (semaphores) is not supported yet")
     wait = _seconds(try_ or timeout, "try" if try_ else "timeout")
     _seconds(ttl, "ttl")
     key = prefix.strip("/") + "/.lock"
@@ -199,14 +197,19 @@ def lock(
         session = _Session(client, name or f"Lock for {command!r} at {prefix}", ttl)
     except UnexpectedResponse as exc:
         raise CLIError(f"Lock acquisition failed: {exc.message}") from None
+    session.start_renewing()  # from the start: waiting may take longer than the TTL
+    semaphore = Semaphore(client, prefix, session.id, limit) if limit > 1 else None
     try:
-        if not _acquire(client, key, session.id, wait):
+        held = semaphore.acquire(wait) if semaphore else _acquire(client, key, session.id, wait)
+        if not held:
             raise CLIError("Shutdown triggered or timeout during lock acquisition")
-        session.start_renewing()
         if verbose:
             click.echo(f"Lock acquired: {key} (session {session.id})", err=True)
         status = _run_child(command, shell, pass_stdin, session.lost)
-        _release(client, key, session.id)
+        if semaphore:
+            semaphore.release()
+        else:
+            _release(client, key, session.id)
         if verbose:
             click.echo(f"Lock released: {key}", err=True)
     except UnexpectedResponse as exc:

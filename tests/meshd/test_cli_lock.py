@@ -3,6 +3,8 @@ PREFIX/.lock is held; contenders wait; the lock goes when the holder does."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import subprocess
@@ -77,8 +79,6 @@ async def test_child_status_is_reported_and_propagated_with_child_exit_code() ->
         assert (await api.get("/v1/session/list")).json() == []
         line = one_error_line(await run_cli(["lock", "-ttl", "soon", *addr(api), "jobs", "true"]))
         assert line.startswith("Error: invalid -ttl 'soon'")
-        line = one_error_line(await run_cli(["lock", "-n", "3", *addr(api), "jobs", "true"]))
-        assert line == "Error: -n > 1 (semaphores) is not supported yet"
 
 
 @pytest.mark.e2e
@@ -153,3 +153,48 @@ async def test_a_live_holder_keeps_the_lock_past_its_ttl(tmp_path: Path) -> None
         go.touch()
     [result] = results
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.e2e
+async def test_a_semaphore_lets_n_holders_in_at_once(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    third = tmp_path / "third-ran"
+    results: list[object] = []
+    async with dev_agent() as (_agent, api), trio.open_nursery() as nursery:
+
+        async def run(args: list[str]) -> None:
+            results.append(await run_cli(["lock", "-n", "2", *addr(api), *args]))
+
+        async def holders() -> list[str]:
+            resp = await api.get("/v1/kv/pool/.lock")
+            if resp.status != 200:
+                return []
+            doc = json.loads(base64.b64decode(resp.json()[0]["Value"]))
+            assert doc["Limit"] == 2
+            return sorted(doc["Holders"])
+
+        nursery.start_soon(run, ["pool", wait_for_file(go)])
+        nursery.start_soon(run, ["pool", wait_for_file(go)])
+        with trio.fail_after(DEADLINE):
+            while len(await holders()) < 2:
+                await trio.sleep(0.1)
+        line = one_error_line(
+            await run_cli(["lock", "-n", "2", "-try", "300ms", *addr(api), "pool", "true"])
+        )
+        assert line == "Shutdown triggered or timeout during lock acquisition"
+        line = one_error_line(
+            await run_cli(["lock", "-n", "3", "-try", "1s", *addr(api), "pool", "true"])
+        )
+        assert line == "Lock acquisition failed: semaphore limit conflict (lock: 2, local: 3)"
+        nursery.start_soon(run, ["pool", f"touch {third}"])
+        await trio.sleep(0.5)
+        assert not third.exists()  # both slots taken
+        go.touch()
+        with trio.fail_after(DEADLINE):
+            while len(results) < 3:
+                await trio.sleep(0.05)
+        assert third.exists()
+        assert [r.exit_code for r in results] == [0, 0, 0]  # type: ignore[attr-defined]
+        # The last holder out removed the .lock key; every contender removed its own.
+        assert (await api.get("/v1/kv/pool/?keys")).status == 404
+        assert (await api.get("/v1/session/list")).json() == []
