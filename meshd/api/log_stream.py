@@ -78,15 +78,31 @@ def format_json(record: logging.LogRecord) -> str:
     )
 
 
-class _Floor(logging.Filter):
-    """Keeps a handler at the level the logger had before a monitor lowered it."""
+# Loggers whose explicit levels a verbose monitor may lower for a while
+# (the root and meshd's own packages; third-party levels are left alone).
+OWN_LOGGERS = ("meshd", "raft", "registry", "connect")
 
-    def __init__(self, level: int) -> None:
+
+def _logger(name: str) -> logging.Logger:
+    return logging.root if name == "root" else logging.getLogger(name)
+
+
+class _Floor(logging.Filter):
+    """Keeps a handler at the levels the loggers had before a monitor lowered
+    them: a record passes if its logger would have let it through then."""
+
+    def __init__(self, saved: dict[str, int]) -> None:
         super().__init__()
-        self.level = level
+        self.saved = saved
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= self.level
+        logger: logging.Logger | None = _logger(record.name)
+        while logger is not None:
+            level = self.saved.get(logger.name, logger.level)
+            if level:
+                return record.levelno >= level
+            logger = logger.parent
+        return True
 
 
 class Subscriber:
@@ -144,7 +160,7 @@ class LogFanout(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self._subscribers: list[Subscriber] = []
-        self._saved_level: int | None = None
+        self._saved: dict[str, int] = {}  # logger name -> level before lowering
         self._floors: list[tuple[logging.Handler, _Floor]] = []
 
     @property
@@ -164,26 +180,36 @@ class LogFanout(logging.Handler):
             self._subscribers.remove(sub)
         self._adjust()
 
+    def _lowerable(self) -> list[logging.Logger]:
+        manager = logging.root.manager
+        own = [
+            logger
+            for name, logger in list(manager.loggerDict.items())
+            if isinstance(logger, logging.Logger)
+            and any(name == p or name.startswith(p + ".") for p in OWN_LOGGERS)
+        ]
+        return [logging.root, *own]
+
     def _adjust(self) -> None:
         root = logging.getLogger()
-        if self._saved_level is not None:  # undo the previous adjustment
-            root.setLevel(self._saved_level)
-            for handler, floor in self._floors:
-                handler.removeFilter(floor)
-            self._floors = []
-            self._saved_level = None
-            root.removeHandler(self)
+        for name, level in self._saved.items():  # undo the previous adjustment
+            _logger(name).setLevel(level)
+        for handler, floor in self._floors:
+            handler.removeFilter(floor)
+        self._saved, self._floors = {}, []
+        root.removeHandler(self)
         if not self._subscribers:
             return
         wanted = min(s.level for s in self._subscribers)
-        self._saved_level = root.level
-        effective = root.getEffectiveLevel()
-        if wanted < effective:
+        saved = {logger.name: logger.level for logger in self._lowerable() if logger.level > wanted}
+        if saved:
+            floor = _Floor(saved)
             for handler in root.handlers:
-                floor = _Floor(effective)
                 handler.addFilter(floor)
                 self._floors.append((handler, floor))
-            root.setLevel(wanted)
+            for name in saved:
+                _logger(name).setLevel(wanted)
+            self._saved = saved
         root.addHandler(self)
 
     def emit(self, record: logging.LogRecord) -> None:

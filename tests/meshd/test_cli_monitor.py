@@ -98,6 +98,39 @@ async def test_a_verbose_subscriber_gets_debug_lines_and_the_agent_log_stays_at_
         root.setLevel(saved)
 
 
+async def test_a_package_logger_with_its_own_level_is_lowered_and_restored() -> None:
+    # After a reload the agent sets the "meshd" logger's level explicitly.
+    root, pkg = logging.getLogger(), logging.getLogger("meshd")
+    saved = (root.level, pkg.level)
+    root.setLevel(logging.WARNING)
+    pkg.setLevel(logging.INFO)
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    own = Collect()
+    root.addHandler(own)
+    hub = LogFanout()
+    try:
+        sub = hub.subscribe(logging.DEBUG, False)
+        log = logging.getLogger("meshd.test.pkg")
+        log.debug("debug for the monitor")
+        log.info("info for everyone")
+        logging.getLogger("elsewhere").info("third-party info")
+        hub.unsubscribe(sub)
+        lines, _ = sub._take()
+        got = [x.rsplit(": ", 1)[1] for x in lines]
+        assert got == ["debug for the monitor", "info for everyone", "third-party info"]
+        assert seen == ["info for everyone"]
+        assert (root.level, pkg.level) == (logging.WARNING, logging.INFO)
+    finally:
+        root.removeHandler(own)
+        root.setLevel(saved[0])
+        pkg.setLevel(saved[1])
+
+
 @pytest.mark.e2e
 async def test_unknown_level_is_400_and_acl_needs_agent_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
