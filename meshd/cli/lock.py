@@ -20,6 +20,7 @@ https://developer.hashicorp.com/consul/commands/lock
 from __future__ import annotations
 
 import contextlib
+import shlex
 import signal
 import subprocess
 import threading
@@ -123,7 +124,7 @@ def _release(client: AgentClient, key: str, session: str) -> None:
 
 def _run_child(command: str, shell: bool, pass_stdin: bool, lost: threading.Event) -> int:
     """Run the child until it exits (terminated if the lock is lost); its status."""
-    args: str | list[str] = command if shell else command.split()
+    args: str | list[str] = command if shell else shlex.split(command)
     stdin = None if pass_stdin else subprocess.DEVNULL
     child = subprocess.Popen(args, shell=shell, stdin=stdin)
 

@@ -141,6 +141,10 @@ def test_validate_errors_are_one_line_naming_file_and_key(tmp_path: Path) -> Non
     assert line.endswith("missing.json: no such file or directory")
     line = one_error_line(invoke(["validate"]))
     assert line == "Must specify at least one config file or directory"
+    no_data_dir = tmp_path / "nodd.json"
+    no_data_dir.write_text(json.dumps({"server": True}))  # as the agent, Consul requires it
+    line = one_error_line(invoke(["validate", str(no_data_dir)]))
+    assert line.startswith("Config validation failed: ") and "data_dir" in line
 
 
 def test_connect_ca_and_proxy_are_the_same_commands() -> None:
