@@ -106,7 +106,7 @@ async def test_a_contender_waits_for_the_holder_or_gives_up_after_try(tmp_path: 
     assert [results["a"].exit_code, results["b"].exit_code] == [0, 0]  # type: ignore[attr-defined]
 
 
-# NEEDS SERVER-SIDE SESSION TTL EXPIRY (issue 16 item 1, another branch): a
+# NEEDS SERVER-SIDE SESSION TTL EXPIRY (issue 16 item 1, branch consul-compat): a
 # killed holder never renews its session again, so the lock must go within
 # 2 x TTL (+5 s of slack). Fails until the leader expires TTL sessions.
 @pytest.mark.e2e
