@@ -9,11 +9,11 @@ be tested without sockets.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
-__all__ = ["TEXT_PLAIN", "Headers", "Request", "Response"]
+__all__ = ["TEXT_PLAIN", "Headers", "Request", "Response", "StreamingResponse"]
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
 _APPLICATION_JSON = "application/json"
@@ -290,3 +290,22 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {len(self.body)} bytes>"
+
+
+class StreamingResponse(Response):
+    """A response whose body is sent as ``chunks`` yields it (chunked transfer
+    encoding, e.g. ``/v1/agent/monitor``); the server closes the connection
+    after it. The iterator is closed by cancellation when the client goes
+    away or the server stops, so it must not hold anything a ``finally``
+    cannot release."""
+
+    __slots__ = ("chunks",)
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        status: int = 200,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        super().__init__(status, headers)
+        self.chunks = chunks

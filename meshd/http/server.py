@@ -55,7 +55,7 @@ import trio
 
 from meshd.http.accept import RateLimitedLog, serve_listeners
 from meshd.http.app import App
-from meshd.http.message import TEXT_PLAIN, Headers, Request, Response
+from meshd.http.message import TEXT_PLAIN, Headers, Request, Response, StreamingResponse
 
 __all__ = ["ServerLimits", "open_http_listeners", "serve_http"]
 
@@ -541,11 +541,26 @@ class _Connection:
             log.exception("http invalid response status=%r conn=%x", response.status, self._id)
             response = Response.text("Internal error", 500)
             head, keep_alive = _response_head(response, keep_alive)
+        if isinstance(response, StreamingResponse) and method != "HEAD":
+            await self._send_stream(response)
+            return False
         body = response.body
         if body and method != "HEAD" and response.status not in _NO_BODY_STATUSES:
             head += body
         await self._stream.send_all(head)
         return keep_alive
+
+    async def _send_stream(self, response: StreamingResponse) -> None:
+        """Write a chunked body as it is produced, for as long as it lasts
+        (no deadline: it ends when the iterator does, the client goes away
+        or the server stops)."""
+        head, _ = _response_head(response, False, chunked=True)
+        self._scope.deadline = math.inf
+        await self._stream.send_all(head)
+        async for chunk in response.chunks:
+            if chunk:
+                await self._stream.send_all(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        await self._stream.send_all(b"0\r\n\r\n")
 
     async def _send_error(self, status: int, text: str) -> None:
         """Answer with a plain-text error and mark the connection for a lingering close."""
@@ -558,7 +573,9 @@ class _Connection:
             self._phase = phase
 
 
-def _response_head(response: Response, keep_alive: bool) -> tuple[bytes, bool]:
+def _response_head(
+    response: Response, keep_alive: bool, *, chunked: bool = False
+) -> tuple[bytes, bool]:
     """The encoded status line and headers of ``response`` with the framing
     headers set by the server, and whether the connection stays open (not if
     the request or the handler said ``Connection: close``).
@@ -568,9 +585,12 @@ def _response_head(response: Response, keep_alive: bool) -> tuple[bytes, bool]:
     status = response.status
     if status < 200 or status > 999:
         raise _InvalidResponse(f"handlers cannot send status {status}")
+    framing = (
+        b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % len(response.body)
+    )
     lines = [
-        b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\nDate: %s\r\n"
-        % (status, _REASONS.get(status, b""), len(response.body), _date.get())
+        b"HTTP/1.1 %d %s\r\n%s\r\nDate: %s\r\n"
+        % (status, _REASONS.get(status, b""), framing, _date.get())
     ]
     close_sent = False
     for name, value in response.headers:
