@@ -219,8 +219,8 @@ def register(router: Router, agent: Agent) -> None:
         return await read_json(agent, req, "session.list", {}, empty=[])
 
     router.add("PUT", "/v1/session/create", create, name="session.create")
-    router.add("PUT", "/v1/session/destroy/:uuid", destroy, name="session.destroy")
-    router.add("PUT", "/v1/session/renew/:uuid", renew, name="session.renew")
-    router.add("GET", "/v1/session/info/:uuid", info, name="session.info")
-    router.add("GET", "/v1/session/node/:node", node, name="session.node")
+    router.add("PUT", "/v1/session/destroy/*uuid", destroy, name="session.destroy")
+    router.add("PUT", "/v1/session/renew/*uuid", renew, name="session.renew")
+    router.add("GET", "/v1/session/info/*uuid", info, name="session.info")
+    router.add("GET", "/v1/session/node/*node", node, name="session.node")
     router.add("GET", "/v1/session/list", list_all, name="session.list")
