@@ -64,6 +64,7 @@ from .members import SEGMENT_META, MemberInfo, member_json
 from .pool import ClientBackend, ServerPool
 from .server import Server, ServerSettings, http_error_from_rpc
 from .server_ops import fetch_archive
+from .session_ttl import SessionTTLController
 from .snapshot_archive import ArchiveError, decode_archive
 from .sync import AntiEntropy, NodeInfo
 from .tokens import TokenStore
@@ -108,6 +109,7 @@ class Agent:
         self.http_addresses: list[tuple[str, int]] = []
         self.dns_addresses: list[tuple[str, int]] = []
         self.liveness: LivenessTracker | None = None
+        self.session_ttl: SessionTTLController | None = None
         self.checks = CheckRunner(
             self.local,
             enable_script_checks=config.enable_script_checks,
@@ -387,6 +389,7 @@ class Agent:
                 node, "alive" if status == "passing" else "failed"
             ),
         )
+        self.session_ttl = SessionTTLController(self.server)
         self.metrics.instrument_raft(self.server.node)
         self.acl.attach_server(self.server)
         if cfg.acl.enabled:
@@ -408,6 +411,7 @@ class Agent:
             )
         await nursery.start(self.server.run)
         nursery.start_soon(self.liveness.run)
+        nursery.start_soon(self.session_ttl.run)
         if self.acl_server is not None:
             nursery.start_soon(self.acl_server.run)
         if self.ca is not None:
