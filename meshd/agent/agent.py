@@ -55,6 +55,7 @@ from .acl_resolver import ACLResolver, TokenScopedReader
 from .acl_server import ACLServer
 from .alias_source import CatalogAliasSource
 from .ca_server import CAServer, settings_from_agent
+from .consul_service import ConsulServiceReconciler
 from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
 from .events import EventRing, UserEvent, accepts, merge, uuid_to_index
 from .leaf_cache import LeafCache
@@ -412,6 +413,7 @@ class Agent:
         await nursery.start(self.server.run)
         nursery.start_soon(self.liveness.run)
         nursery.start_soon(self.session_ttl.run)
+        nursery.start_soon(ConsulServiceReconciler(self.server, version=self.version).run)
         if self.acl_server is not None:
             nursery.start_soon(self.acl_server.run)
         if self.ca is not None:
