@@ -68,9 +68,27 @@ class AgentLookup:
             "node_meta": {},
             "connect": connect,
         }
+        rows = await self._health(args)
+        if rows:
+            return rows
+        # DNS names arrive in lower case; Consul's catalog matches service
+        # names without regard to case, so "Web" answers web.service.consul.
+        out: list[Row] = []
+        for other in await self._case_variants(name):
+            out.extend(await self._health({**args, "name": other}))
+        return out
+
+    async def _health(self, args: Mapping[str, Any]) -> list[Row]:
         result = await self._reader.read("health.service", args, self._opts)
         value = result.value
         return list(value) if isinstance(value, list) else []
+
+    async def _case_variants(self, name: str) -> list[str]:
+        """The registered service names equal to ``name`` but for case."""
+        result = await self._reader.read("catalog.services", {"node_meta": {}}, self._opts)
+        names = result.value if isinstance(result.value, Mapping) else {}
+        lower = name.lower()
+        return sorted(n for n in names if isinstance(n, str) and n != name and n.lower() == lower)
 
     async def node(self, name: str) -> Mapping[str, Any] | None:
         result = await self._reader.read("catalog.node", {"name": name}, self._opts)
