@@ -63,6 +63,7 @@ from .liveness import LivenessTracker, heartbeat_loop
 from .local import LocalState
 from .members import SEGMENT_META, MemberInfo, member_json
 from .pool import ClientBackend, ServerPool
+from .readiness import cluster_initialized
 from .server import Server, ServerSettings, http_error_from_rpc
 from .server_ops import fetch_archive
 from .session_ttl import SessionTTLController
@@ -72,6 +73,8 @@ from .tokens import TokenStore
 from .wire import ReadOptions, ReadResult, WriteResult
 
 log = logging.getLogger("meshd.agent")
+# How often a request waiting for the leader's establishment looks again.
+READY_POLL = 0.005
 # An RPC frame is at most 8 MiB; a restore forwarded in one frame stays below.
 MAX_FORWARDED_ARCHIVE = 7 << 20
 
@@ -111,6 +114,7 @@ class Agent:
         self.dns_addresses: list[tuple[str, int]] = []
         self.liveness: LivenessTracker | None = None
         self.session_ttl: SessionTTLController | None = None
+        self._initialized = False
         self.checks = CheckRunner(
             self.local,
             enable_script_checks=config.enable_script_checks,
@@ -309,6 +313,8 @@ class Agent:
             nursery.start_soon(self.leaf_cache.run)
             if self.server is not None and cfg.dev:
                 await self.server.node.wait_for_leader(5)
+                # and for its ACL and CA set-up, so the API is usable at once
+                await self.wait_leadership_ready(5)
             nursery.start_soon(self._run_sync)
             gc.freeze()  # long-lived startup objects leave the collector's young generations
             app = build_app(self)
@@ -570,10 +576,42 @@ class Agent:
         except RPCError as exc:
             raise http_error_from_rpc(exc) from None
 
+    def initialized(self) -> bool:
+        """Whether the cluster's leader has established leadership (see
+        ``readiness``); always True on a client, which cannot tell. Once
+        seen it stays so: the test is not repeated on every request."""
+        if self._initialized or self.server is None:
+            return True
+        self._initialized = cluster_initialized(self.server.store, self.config)
+        return self._initialized
+
+    def leadership_ready(self) -> bool:
+        """A server that knows a leader which has established leadership."""
+        if self.server is None:
+            return True
+        return self.server.leader_address() is not None and self.initialized()
+
+    async def wait_initialized(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for ``initialized``; returns it.
+        A request that would fail in the window after an election (``ACL not
+        found`` for the configured management token) waits here instead."""
+        with trio.move_on_after(timeout):
+            while not self.initialized():
+                await trio.sleep(READY_POLL)
+        return self.initialized()
+
+    async def wait_leadership_ready(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for ``leadership_ready``; returns it."""
+        with trio.move_on_after(timeout):
+            while not self.leadership_ready():
+                await trio.sleep(READY_POLL)
+        return self.leadership_ready()
+
     async def status_leader(self) -> str:
-        """The leader's RPC address as this agent knows it ("" when none)."""
+        """The leader's RPC address as this agent knows it ("" when none, and
+        on a server also while the leader is still establishing leadership)."""
         if self.server is not None:
-            return self.server.leader_address() or ""
+            return (self.server.leader_address() or "") if self.leadership_ready() else ""
         return str(await self.server_call("Status.Leader", {}) or "")
 
     async def status_peers(self) -> list[str]:

@@ -240,8 +240,23 @@ class FakeServer:
 
 
 class FakeServerAgent:
+    """A server whose leader has established leadership once ``established``."""
+
     def __init__(self) -> None:
         self.server = FakeServer()
+        self.established = True
+
+    def leadership_ready(self) -> bool:
+        return self.server.leader is not None and self.established
+
+    async def wait_leadership_ready(self, timeout: float) -> bool:
+        with trio.move_on_after(timeout):
+            while not self.leadership_ready():
+                await trio.sleep(0.005)
+        return self.leadership_ready()
+
+    async def status_leader(self) -> str:
+        return (self.server.leader or "") if self.leadership_ready() else ""
 
 
 class FakeClientAgent:
@@ -282,6 +297,28 @@ async def test_a_server_is_ready_once_it_sees_a_leader(autojump_clock: Any) -> N
         agent.server.node.change()
         await trio.sleep(0.001)
         assert sink.sent[-1] == {"STATUS": "serving; no leader"}
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_server_is_ready_only_once_its_leader_is_established(autojump_clock: Any) -> None:
+    """A leader that has not yet created the ACL tokens and the CA is no
+    leader to clients yet: READY=1 waits for the establishment."""
+    agent = FakeServerAgent()
+    agent.established = False
+    sink = Sink(trio.current_time)
+    n = Notifier(sink)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_report_readiness, agent, n)
+        await trio.sleep(1)
+        agent.server.leader = "10.0.0.1:8300"
+        agent.server.node.change()
+        await trio.sleep(2)
+        assert n.state is ServiceState.STARTING
+        assert all("READY" not in m for m in sink.sent)
+        agent.established = True
+        await trio.sleep(0.1)
+        assert sink.sent[-1] == {"READY": "1", "STATUS": "serving; leader 10.0.0.1:8300"}
+        assert sink.times[-1] == pytest.approx(3.0, abs=0.05)
         nursery.cancel_scope.cancel()
 
 
