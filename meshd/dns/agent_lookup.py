@@ -91,6 +91,19 @@ class AgentLookup:
         return sorted(n for n in names if isinstance(n, str) and n != name and n.lower() == lower)
 
     async def node(self, name: str) -> Mapping[str, Any] | None:
+        found = await self._node(name)
+        if found is not None:
+            return found
+        # As for services: "Web01" answers web01.node.consul, as in Consul.
+        result = await self._reader.read("catalog.nodes", {"node_meta": {}}, self._opts)
+        lower = name.lower()
+        for row in result.value if isinstance(result.value, list) else []:
+            other = row.get("Node") if isinstance(row, Mapping) else None
+            if isinstance(other, str) and other != name and other.lower() == lower:
+                return await self._node(other)
+        return None
+
+    async def _node(self, name: str) -> Mapping[str, Any] | None:
         result = await self._reader.read("catalog.node", {"name": name}, self._opts)
         value = result.value
         return value if isinstance(value, Mapping) else None

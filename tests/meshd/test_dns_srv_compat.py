@@ -78,3 +78,16 @@ async def test_service_names_match_without_regard_to_case() -> None:
             assert [int(v.split()[2]) for _, v in records(resp.answer, dns.rdatatype.SRV)] == [9090]
         resp = await srv(agent.dns_addresses[0], "webx.service.consul")
         assert resp.rcode() == dns.rcode.NXDOMAIN
+
+
+async def test_node_names_match_without_regard_to_case() -> None:
+    async with dev_agent() as (agent, api):
+        body = {"Node": "Web01", "Address": "10.1.2.3"}
+        assert (await api.put("/v1/catalog/register", body)).status == 200
+        host, port = agent.dns_addresses[0]
+        for qname in ("web01.node.consul", "WEB01.node.dc1.consul"):
+            q = dns.message.make_query(qname, "A")
+            resp = await trio.to_thread.run_sync(
+                lambda q=q: dns.query.udp(q, host, port=port, timeout=3)
+            )
+            assert [r.address for rr in resp.answer for r in rr] == ["10.1.2.3"], (qname, resp)
