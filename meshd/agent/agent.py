@@ -75,6 +75,9 @@ from .wire import ReadOptions, ReadResult, WriteResult
 log = logging.getLogger("meshd.agent")
 # How often a request waiting for the leader's establishment looks again.
 READY_POLL = 0.005
+# After a leader is known, how long a server waits to see its establishment
+# in the replicated state before it reports ready anyway (config mismatch).
+ESTABLISHMENT_GRACE = 10.0
 # An RPC frame is at most 8 MiB; a restore forwarded in one frame stays below.
 MAX_FORWARDED_ARCHIVE = 7 << 20
 
@@ -115,6 +118,7 @@ class Agent:
         self.liveness: LivenessTracker | None = None
         self.session_ttl: SessionTTLController | None = None
         self._initialized = False
+        self._leader_seen_at = 0.0
         self.checks = CheckRunner(
             self.local,
             enable_script_checks=config.enable_script_checks,
@@ -583,6 +587,14 @@ class Agent:
         if self._initialized or self.server is None:
             return True
         self._initialized = cluster_initialized(self.server.store, self.config)
+        if not self._initialized and self.server.leader_address() is not None:
+            # A follower whose initial_management differs from the leader's
+            # would wait forever: give up waiting a while after a leader is known.
+            now = trio.current_time()
+            self._leader_seen_at = self._leader_seen_at or now
+            if now - self._leader_seen_at > ESTABLISHMENT_GRACE:
+                log.warning("event=leader_establishment_not_seen waited_s=%g", ESTABLISHMENT_GRACE)
+                self._initialized = True
         return self._initialized
 
     def leadership_ready(self) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import trio
 
+from meshd.agent.readiness import cluster_initialized
 from meshd.agent.sd_notify import (
     Notifier,
     ServiceState,
@@ -29,7 +30,11 @@ from meshd.agent.sd_notify import (
     watchdog_usec,
 )
 from meshd.cli.agent import READY_BOUND, _report_readiness
+from meshd.config import load_config
 from meshd.errors import NoLeaderError, NoServersError
+from registry.commands import ACLTokenSet, CARootsSet
+from registry.fsm import RegistryFSM
+from registry.records import ACLToken, CARoot
 from tests.meshd.harness import free_port
 
 # ------------------------------------------------------------------ encoding
@@ -504,3 +509,27 @@ def test_sigterm_while_waiting_for_servers_still_stops_and_leaves(
         assert _keys(listener) == ["STOPPING"]  # never READY
     finally:
         listener.close()
+
+
+# ------------------------------------------- what "established" means in the state
+
+
+def test_established_needs_the_anonymous_and_management_tokens_and_an_active_root(
+    tmp_path: Path,
+) -> None:
+    cfg = tmp_path / "acl.json"
+    cfg.write_text(json.dumps({"acl": {"enabled": True, "tokens": {"initial_management": "m"}}}))
+    config, _ = load_config([str(cfg)], [], {}, dev=True)
+    fsm = RegistryFSM()
+    steps = [
+        ACLTokenSet(tokens=(ACLToken("00000000-0000-4000-8000-000000000001", "anonymous"),)),
+        ACLTokenSet(tokens=(ACLToken("00000000-0000-4000-8000-000000000002", "m"),)),
+        CARootsSet(roots=(CARoot("r1", root_cert="pem", active=True),)),
+    ]
+    for index, cmd in enumerate(steps, start=1):
+        assert not cluster_initialized(fsm.store, config)
+        assert fsm.apply_command(index, cmd).ok
+    assert cluster_initialized(fsm.store, config)
+    plain, _ = load_config([], [], {}, dev=True)
+    assert cluster_initialized(fsm.store, plain)  # no ACLs: the active root suffices
+    assert not cluster_initialized(RegistryFSM().store, plain)
