@@ -19,7 +19,7 @@ TTL = 10.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAgentCluster]:
-    c = LocalAgentCluster(tmp_path_factory.mktemp("compat"), clients=0, subnet="127.0.23")
+    c = LocalAgentCluster(tmp_path_factory.mktemp("compat"), clients=1, subnet="127.0.23")
     c.start_all()
     try:
         c.wait_until(lambda: _consul_nodes(c, "server-1") == _servers(c), 60, "3 consul instances")
@@ -64,6 +64,10 @@ def test_a_ttl_session_expires_after_a_leader_kill(cluster: LocalAgentCluster) -
     created = time.monotonic()
     status, ok, _ = cluster.request(follower, "PUT", f"/v1/kv/ha/leader?acquire={session}", "me")
     assert (status, ok) == (200, True)
+    # A session renewed through a client agent (client -> server -> leader) lives on.
+    status, body, _ = cluster.request("client-1", "PUT", "/v1/session/create", {"TTL": "10s"})
+    assert status == 200, body
+    kept = body["ID"]
     # Kill the leader 8 s into the TTL: its timer would have fired 12 s later.
     time.sleep(max(0.0, created + 8 - time.monotonic()))
     assert session in (_sessions(cluster, follower) or set())
@@ -74,8 +78,14 @@ def test_a_ttl_session_expires_after_a_leader_kill(cluster: LocalAgentCluster) -
     assert session in (_sessions(cluster, follower) or set())
 
     def gone() -> bool:
+        status, _, _ = cluster.request("client-1", "PUT", f"/v1/session/renew/{kept}", timeout=10)
+        assert status == 200, f"renewing {kept} through the client: {status}"
         listed = _sessions(cluster, follower)
-        return listed is not None and session not in listed
+        if listed is not None and session not in listed:
+            assert kept in listed
+            return True
+        time.sleep(1)
+        return False
 
     cluster.wait_until(gone, 60, "the session expired under the new leader")
     after_kill = time.monotonic() - killed
@@ -83,3 +93,4 @@ def test_a_ttl_session_expires_after_a_leader_kill(cluster: LocalAgentCluster) -
     assert after_kill >= 2 * TTL - 1, f"expired {after_kill:.1f}s after the kill"
     status, rows, _ = cluster.get(follower, "/v1/kv/ha/leader")
     assert status == 200 and "Session" not in rows[0]
+    assert kept in (_sessions(cluster, "client-1") or set())
