@@ -206,9 +206,9 @@ def register(router: Router, agent: Agent) -> None:
     router.add("GET", "/v1/catalog/datacenters", datacenters, name="catalog.datacenters")
     router.add("GET", "/v1/catalog/nodes", nodes, name="catalog.nodes")
     router.add("GET", "/v1/catalog/services", services, name="catalog.services")
-    router.add("GET", "/v1/catalog/service/:service", service, name="catalog.service")
-    router.add("GET", "/v1/catalog/connect/:service", connect, name="catalog.connect")
-    router.add("GET", "/v1/catalog/node/:node", node, name="catalog.node")
+    router.add("GET", "/v1/catalog/service/*service", service, name="catalog.service")
+    router.add("GET", "/v1/catalog/connect/*service", connect, name="catalog.connect")
+    router.add("GET", "/v1/catalog/node/*node", node, name="catalog.node")
     router.add(
-        "GET", "/v1/catalog/node-services/:node", node_services, name="catalog.node_services"
+        "GET", "/v1/catalog/node-services/*node", node_services, name="catalog.node_services"
     )

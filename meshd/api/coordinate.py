@@ -41,4 +41,4 @@ def register(router: Router, agent: Agent) -> None:
 
     router.add("GET", "/v1/coordinate/datacenters", datacenters, name="coordinate.datacenters")
     router.add("GET", "/v1/coordinate/nodes", nodes, name="coordinate.nodes")
-    router.add("GET", "/v1/coordinate/node/:node", node, name="coordinate.node")
+    router.add("GET", "/v1/coordinate/node/*node", node, name="coordinate.node")

@@ -1,7 +1,7 @@
 """/v1/event/* (https://developer.hashicorp.com/consul/api-docs/event):
 fire a user event, list the ones this agent has seen.
 
-``PUT /v1/event/fire/:name`` keeps the event on this agent and hands it to
+``PUT /v1/event/fire/*name`` keeps the event on this agent and hands it to
 every server; ``GET /v1/event/list`` shows the servers' last 256 events
 merged with this agent's, those whose node/service/tag filters accept this
 agent, optionally only ``?name=``. Its ``X-Consul-Index`` is Consul's
@@ -75,5 +75,5 @@ def register(router: Router, agent: Agent) -> None:
         resp = Response.json(listed, pretty=opts.pretty)
         return QueryMeta(index=index, effective_consistency="").apply_headers(resp)
 
-    router.add("PUT", "/v1/event/fire/:name", fire, name="event.fire")
+    router.add("PUT", "/v1/event/fire/*name", fire, name="event.fire")
     router.add("GET", "/v1/event/list", list_events, name="event.list")
