@@ -24,45 +24,12 @@ from typing import Any
 from registry.errors import ValidationError
 
 from .definitions import SERVICE_FIELDS, ServiceDefinition, parse_service
+from .field_rules import normalise_nested
 
 SIDECAR_SUFFIX = "-sidecar-proxy"
 PORT_RANGE = (21000, 21255)  # Consul's ports.sidecar_min_port / sidecar_max_port
 
-# Nested keys arrive in Consul's CamelCase from the API and snake_case from
-# configuration files; both are normalised to CamelCase.
-_NESTED_KEYS = {
-    "sidecar_service": "SidecarService",
-    "proxy": "Proxy",
-    "upstreams": "Upstreams",
-    "destination_name": "DestinationName",
-    "destination_type": "DestinationType",
-    "destination_namespace": "DestinationNamespace",
-    "datacenter": "Datacenter",
-    "local_bind_address": "LocalBindAddress",
-    "local_bind_port": "LocalBindPort",
-    "local_service_address": "LocalServiceAddress",
-    "local_service_port": "LocalServicePort",
-    "destination_service_name": "DestinationServiceName",
-    "destination_service_id": "DestinationServiceID",
-    "config": "Config",
-    "mode": "Mode",
-}
-_CAMEL = {v.lower(): v for v in _NESTED_KEYS.values()}
 _SERVICE_KEYS = {k.lower(): k for k in SERVICE_FIELDS}
-# Free-form maps whose keys are the user's, not field names.
-_OPAQUE = frozenset({"Config", "Meta", "meta", "TaggedAddresses", "tagged_addresses"})
-
-
-def _normalise(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        out: dict[str, Any] = {}
-        for key, value in obj.items():
-            name = _NESTED_KEYS.get(key) or _CAMEL.get(str(key).lower()) or key
-            out[name] = value if name in _OPAQUE else _normalise(value)
-        return out
-    if isinstance(obj, list):
-        return [_normalise(v) for v in obj]
-    return obj
 
 
 def sidecar_id(parent_id: str) -> str:
@@ -139,7 +106,7 @@ def expand(
     """Split ``defn`` into the parent (without ``SidecarService``) and its
     sidecar, if it asks for one. ``services`` are the agent's current local
     services (for the port). Raises ``ValidationError`` naming the field."""
-    connect = _normalise(defn.service.connect or {})
+    connect = normalise_nested(defn.service.connect or {})
     if "SidecarService" not in connect:
         return defn, None
     raw = connect.pop("SidecarService") or {}
@@ -152,7 +119,7 @@ def expand(
     spec = {_SERVICE_KEYS.get(str(k).lower().replace("_", ""), k): v for k, v in raw.items()}
     if spec.get("Kind", "connect-proxy") not in ("", "connect-proxy"):
         raise ValidationError("Connect.SidecarService.Kind", "must be connect-proxy")
-    if "SidecarService" in _normalise(spec.get("Connect") or {}):
+    if "SidecarService" in normalise_nested(spec.get("Connect") or {}):
         raise ValidationError("Connect.SidecarService.Connect", "a sidecar cannot have a sidecar")
     sid = str(spec.get("ID") or sidecar_id(parent_svc.id))
     spec["ID"], spec["Kind"] = sid, "connect-proxy"
