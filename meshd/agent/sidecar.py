@@ -75,6 +75,11 @@ def _port(sid: str, services: Mapping[str, ServiceDefinition]) -> int:
     if existing is not None and existing.service.port:
         return existing.service.port
     used = {d.service.port for s, d in services.items() if s != sid}
+    for s, d in services.items():  # nor a port another sidecar's upstream binds
+        upstreams = (d.service.proxy or {}).get("Upstreams") if s != sid else None
+        for up in upstreams if isinstance(upstreams, list) else ():
+            if isinstance(up, Mapping) and isinstance(up.get("LocalBindPort"), int):
+                used.add(up["LocalBindPort"])
     for port in range(PORT_RANGE[0], PORT_RANGE[1] + 1):
         if port not in used:
             return port
