@@ -249,6 +249,10 @@ async def _kv_delete(agent: Agent, req: Request, authz: Authorizer) -> None:
 
 async def _agent_service_register(agent: Agent, req: Request, authz: Authorizer) -> None:
     body = _body(req)
+    targets = registration_targets(agent, body)
+    if targets:  # the body parses: the real names (sidecar, replaced IDs)
+        _require_targets(authz, targets)
+        return
     name = _field(body, "Name", "name")
     authz.require(P.SERVICE_WRITE, name)
     connect = body.get("Connect") or body.get("connect") if isinstance(body, Mapping) else None
@@ -256,7 +260,6 @@ async def _agent_service_register(agent: Agent, req: Request, authz: Authorizer)
         connect.get("SidecarService") is not None or connect.get("sidecar_service") is not None
     ):
         authz.require(P.SERVICE_WRITE, f"{name}-sidecar-proxy")
-    _require_targets(authz, registration_targets(agent, body))
 
 
 def _require_targets(authz: Authorizer, targets: list[tuple[str, str]]) -> None:
