@@ -190,6 +190,29 @@ def test_fuzz_registrations_random_seed(inproc: ThreadAgent, case: tuple[str, An
     (_register_service if kind == "s" else _register_catalog)(inproc, body)
 
 
+_ANY_BODY_PATHS = st.sampled_from(
+    [
+        "/v1/agent/service/register",
+        "/v1/agent/check/register",
+        "/v1/catalog/register",
+        "/v1/catalog/deregister",
+        "/v1/agent/check/update/c1",
+        "/v1/agent/service/deregister/s1",
+        "/v1/agent/check/deregister/c1",
+    ]
+)
+
+
+@_fixed(300)
+@given(_ANY_BODY_PATHS, fz.HOSTILE)
+def test_fuzz_any_json_body_on_registration_endpoints(
+    inproc: ThreadAgent, path: str, body: Any
+) -> None:
+    status, answer = inproc.call("PUT", path, body)
+    event(f"answer {status}")
+    assert status in (200, 400, 403, 404), (path, status, answer)
+
+
 def test_the_in_process_agent_still_syncs_after_the_fuzzing(inproc: ThreadAgent) -> None:
     body = {"Name": "after-fuzz", "Port": 1}
     assert inproc.call("PUT", "/v1/agent/service/register", body)[0] == 200
