@@ -111,6 +111,12 @@ class ListenerDiff:
     update: tuple[ListenerSpec, ...] = ()
 
 
+def _short(value: Any) -> str:
+    """A value for an error message: its repr, cut to a log line's worth."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _num(body: Mapping[str, Any], key: str, path: str, *, lo: float, hi: float) -> float | None:
     value = body.get(key)
     if value is None or value == "":
@@ -120,7 +126,7 @@ def _num(body: Mapping[str, Any], key: str, path: str, *, lo: float, hi: float) 
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise ProxyConfigError(f"{path}.{key}", f"must be a number, got {value!r}") from None
+        raise ProxyConfigError(f"{path}.{key}", f"must be a number, got {_short(value)}") from None
     if not lo <= number <= hi:
         raise ProxyConfigError(f"{path}.{key}", f"must be between {lo:g} and {hi:g}")
     return number
@@ -128,11 +134,11 @@ def _num(body: Mapping[str, Any], key: str, path: str, *, lo: float, hi: float) 
 
 def _port(value: Any, path: str, *, allow_zero: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ProxyConfigError(path, f"must be a port number, got {value!r}")
+        raise ProxyConfigError(path, f"must be a port number, got {_short(value)}")
     try:
         port = int(value)
     except ValueError:
-        raise ProxyConfigError(path, f"must be a port number, got {value!r}") from None
+        raise ProxyConfigError(path, f"must be a port number, got {_short(value)}") from None
     if not (0 if allow_zero else 1) <= port <= 65535:
         raise ProxyConfigError(path, f"port {port} out of range 1-65535")
     return port
@@ -179,7 +185,7 @@ def parse_upstream(body: Any, path: str, base: Limits) -> UpstreamConfig:
     body = _dict(body, path)
     dtype = body.get("DestinationType") or "service"
     if dtype != "service":
-        raise ProxyConfigError(f"{path}.DestinationType", f"{dtype!r} is not supported")
+        raise ProxyConfigError(f"{path}.DestinationType", f"{_short(dtype)} is not supported")
     name = body.get("DestinationName")
     if not isinstance(name, str) or not name:
         raise ProxyConfigError(f"{path}.DestinationName", "is required")
@@ -188,7 +194,9 @@ def parse_upstream(body: Any, path: str, base: Limits) -> UpstreamConfig:
     balance = BALANCE_POLICIES.get(balance_raw)
     if balance is None:
         choices = ", ".join(sorted(set(BALANCE_POLICIES.values())))
-        raise ProxyConfigError(f"{path}.Config.balance", f"{balance_raw!r} is not one of {choices}")
+        raise ProxyConfigError(
+            f"{path}.Config.balance", f"{_short(balance_raw)} is not one of {choices}"
+        )
     if body.get("LocalBindSocketPath"):
         raise ProxyConfigError(f"{path}.LocalBindSocketPath", "unix sockets are not supported")
     return UpstreamConfig(

@@ -24,7 +24,7 @@ from typing import Any
 from registry.errors import ValidationError
 
 from .definitions import SERVICE_FIELDS, ServiceDefinition, parse_service
-from .field_rules import normalise_nested
+from .field_rules import SERVICE_RULES, check_fields, normalise_nested
 
 SIDECAR_SUFFIX = "-sidecar-proxy"
 PORT_RANGE = (21000, 21255)  # Consul's ports.sidecar_min_port / sidecar_max_port
@@ -60,7 +60,8 @@ def _upstreams(raw: Any) -> list[dict[str, Any]]:
             raise ValidationError(field + ".DestinationName", "missing upstream service name")
         port = up.get("LocalBindPort")
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise ValidationError(field + ".LocalBindPort", f"must be 1-65535, got {port!r}")
+            got = port if isinstance(port, int) else type(port).__name__
+            raise ValidationError(field + ".LocalBindPort", f"must be 1-65535, got {got}")
         kind = up.setdefault("DestinationType", "service")
         if kind != "service":
             raise ValidationError(field + ".DestinationType", "only 'service' is supported")
@@ -122,6 +123,7 @@ def expand(
         raise ValidationError("Connect.SidecarService", "a proxy cannot have a sidecar")
     parent = replace(defn, service=replace(parent_svc, connect=connect or None))
     spec = {_SERVICE_KEYS.get(str(k).lower().replace("_", ""), k): v for k, v in raw.items()}
+    check_fields(spec, SERVICE_RULES, "Connect.SidecarService.")
     if spec.get("Kind", "connect-proxy") not in ("", "connect-proxy"):
         raise ValidationError("Connect.SidecarService.Kind", "must be connect-proxy")
     if "SidecarService" in normalise_nested(spec.get("Connect") or {}):

@@ -48,28 +48,32 @@ def _nest(depth: int) -> Any:
     return value
 
 
-HOSTILE_SCALARS = st.sampled_from(
-    [
-        2**64,
-        2**63,
-        -(2**63) - 1,
-        10**40,
-        -(10**40),
-        "\ud800",
-        "a\udfffb",
-        "x" * 70_000,
-        1.5,
-        -1,
-        0,
-        True,
-        False,
-        None,
-        "",
-        "false",
-        "0",
-        "10s",
-    ]
-)
+HOSTILE_VALUES: list[Any] = [
+    2**64,
+    2**63,
+    -(2**63) - 1,
+    10**40,
+    -(10**40),
+    "\ud800",
+    "a\udfffb",
+    "x" * 70_000,
+    1.5,
+    -1,
+    0,
+    True,
+    False,
+    None,
+    "",
+    "false",
+    "0",
+    "10s",
+    [],
+    {},
+    [1],
+    {"a": 1},
+    _nest(40),
+]
+HOSTILE_SCALARS = st.sampled_from(HOSTILE_VALUES)
 _LEAF = st.one_of(
     st.booleans(),
     st.integers(-(2**70), 2**70),
@@ -129,6 +133,8 @@ def _build(maybe: Callable[[st.SearchStrategy[Any]], st.SearchStrategy[Any]]) ->
             "Port": maybe(st.integers(21000, 21010)),
             "Name": maybe(NAMES),
             "Proxy": maybe(st.fixed_dictionaries({}, optional={"Upstreams": UPSTREAMS})),
+            "ID": maybe(st.just("side-1")),
+            "Tags": maybe(st.lists(st.text(max_size=5), max_size=2)),
         },
     )
     CONNECT = st.one_of(
@@ -207,12 +213,55 @@ def _build(maybe: Callable[[st.SearchStrategy[Any]], st.SearchStrategy[Any]]) ->
 
 _HOSTILE = _build(maybe)
 _CLEAN = _build(_clean)
-# Half the definitions are well formed field by field (so that accepted
-# registrations and their read-back get exercised), half carry hostile values.
-PROXY = st.one_of(_CLEAN["PROXY"], _HOSTILE["PROXY"])
-CHECK = st.one_of(_CLEAN["CHECK"], _HOSTILE["CHECK"])
-SERVICE = st.one_of(_CLEAN["SERVICE"], _HOSTILE["SERVICE"])
-CATALOG = st.one_of(_CLEAN["CATALOG"], _HOSTILE["CATALOG"])
+# Field names a mutation may add anywhere (Consul's, nested ones included).
+_KNOWN_KEYS = st.sampled_from(
+    [
+        *("ID", "Name", "Tags", "Address", "Port", "Meta", "Kind", "Proxy", "Connect"),
+        *("Weights", "EnableTagOverride", "TaggedAddresses", "Check", "Checks", "Token"),
+        *("SidecarService", "Native", "Upstreams", "DestinationName", "LocalBindPort"),
+        *("LocalBindAddress", "DestinationServiceName", "LocalServicePort", "Config"),
+        *("CheckID", "TTL", "HTTP", "TCP", "Interval", "Status", "ServiceID", "Header"),
+        *("Service", "Node", "Datacenter", "NodeMeta", "SkipNodeUpdate", "Passing"),
+    ]
+)
+
+
+def _containers(obj: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out: list[tuple[Any, ...]] = []
+    if isinstance(obj, dict):
+        out.append(path)
+        for k, v in obj.items():
+            out += _containers(v, (*path, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out += _containers(v, (*path, i))
+    return out
+
+
+@st.composite
+def _one_fault(draw: st.DrawFn, base: st.SearchStrategy[Any]) -> Any:
+    """A well-formed definition with exactly one hostile value at a random
+    place (an existing field or a known field name added), so that every
+    nested field gets its turn, however deep."""
+    body = draw(base)
+    path = draw(st.sampled_from(_containers(body)))
+    target = body
+    for step in path:
+        target = target[step]
+    keys = list(target)
+    use_existing = bool(keys) and draw(st.booleans())
+    key = draw(st.sampled_from(keys)) if use_existing else draw(_KNOWN_KEYS)
+    target[key] = draw(HOSTILE)
+    return body
+
+
+# A third of the definitions are well formed field by field (so accepted
+# registrations and their read-back get exercised), a third carry hostile
+# values anywhere, a third exactly one hostile value somewhere.
+PROXY = st.one_of(_CLEAN["PROXY"], _HOSTILE["PROXY"], _one_fault(_CLEAN["PROXY"]))
+CHECK = st.one_of(_CLEAN["CHECK"], _HOSTILE["CHECK"], _one_fault(_CLEAN["CHECK"]))
+SERVICE = st.one_of(_CLEAN["SERVICE"], _HOSTILE["SERVICE"], _one_fault(_CLEAN["SERVICE"]))
+CATALOG = st.one_of(_CLEAN["CATALOG"], _HOSTILE["CATALOG"], _one_fault(_CLEAN["CATALOG"]))
 
 
 # ------------------------------------------------------------- checkers
@@ -274,3 +323,95 @@ def check_check_json(c: Mapping[str, Any]) -> None:
     assert _str_list(c.get("ServiceTags") or [])
     assert isinstance(c.get("Definition") or {}, Mapping)
     encodable(dict(c))
+
+
+# ------------------------------------------------- every field, every value
+
+FULL_SERVICE: dict[str, Any] = {
+    "ID": "full",
+    "Name": "full",
+    "Tags": ["a"],
+    "Address": "127.0.0.1",
+    "Port": 8080,
+    "Meta": {"k": "v"},
+    "Weights": {"Passing": 2, "Warning": 1},
+    "EnableTagOverride": False,
+    "TaggedAddresses": {"lan": {"Address": "10.0.0.1", "Port": 8080}},
+    "Check": {"CheckID": "full-ttl", "Name": "ttl", "TTL": "30s", "Notes": "n"},
+    "Checks": [
+        {
+            "CheckID": "full-tcp",
+            "Name": "tcp",
+            "TCP": "127.0.0.1:1",
+            "Interval": "10s",
+            "Timeout": "1s",
+            "Status": "passing",
+            "Header": {"X": ["y"]},
+        }
+    ],
+    "Connect": {
+        "SidecarService": {
+            "Port": 21100,
+            "Tags": ["s"],
+            "Proxy": {
+                "LocalServicePort": 8080,
+                "Config": {"idle_timeout": 5},
+                "Upstreams": [
+                    {
+                        "DestinationName": "api",
+                        "LocalBindPort": 9300,
+                        "LocalBindAddress": "127.0.0.1",
+                        "Config": {"balance": "least_conn"},
+                    }
+                ],
+            },
+        }
+    },
+}
+FULL_PROXY: dict[str, Any] = {
+    "ID": "full-proxy",
+    "Name": "full-proxy",
+    "Kind": "connect-proxy",
+    "Port": 21101,
+    "Proxy": {
+        "DestinationServiceName": "full",
+        "DestinationServiceID": "full",
+        "LocalServiceAddress": "127.0.0.1",
+        "LocalServicePort": 8080,
+        "Upstreams": [{"DestinationName": "db", "LocalBindPort": 9301}],
+    },
+    "Connect": {"Native": False},
+}
+FULL_CATALOG: dict[str, Any] = {
+    "Node": "full-node",
+    "Address": "10.0.0.7",
+    "Datacenter": "dc1",
+    "NodeMeta": {"rack": "r1"},
+    "TaggedAddresses": {"lan": "10.0.0.7"},
+    "Service": {"Service": "full", "Port": 1, "Tags": ["t"], "Meta": {"v": "1"}},
+    "Checks": [{"CheckID": "n1", "Name": "n1", "Status": "passing", "Definition": {"A": "b"}}],
+}
+
+
+def field_paths(obj: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every key/index path in ``obj`` (inner containers included)."""
+    out: list[tuple[Any, ...]] = []
+    items = (
+        obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    )
+    for k, v in items:
+        out.append((*path, k))
+        out += field_paths(v, (*path, k))
+    return out
+
+
+def replaced(obj: Any, path: tuple[Any, ...], value: Any) -> Any:
+    """A deep copy of ``obj`` with the value at ``path`` replaced."""
+    import copy
+
+    out = copy.deepcopy(obj)
+    target = out
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return out

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import trio
 import trio.lowlevel
-from hypothesis import HealthCheck, event, given, seed, settings
+from hypothesis import HealthCheck, currently_in_test_context, event, given, seed, settings
 from hypothesis import strategies as st
 
 from connect.proxy.config import desired_listeners, sidecars_from_services
@@ -54,6 +54,12 @@ def _fixed(n: int) -> settings:
 
 def _random(n: int) -> settings:
     return settings(FIXED, derandomize=False, max_examples=n)
+
+
+def _event(text: str) -> None:
+    """Count answers in hypothesis' statistics (a no-op outside a given test)."""
+    if currently_in_test_context():
+        event(text)
 
 
 class ThreadAgent:
@@ -114,7 +120,7 @@ def inproc() -> Iterator[ThreadAgent]:
 
 def _register_service(a: ThreadAgent, body: Any) -> None:
     status, answer = a.call("PUT", "/v1/agent/service/register", body)
-    event(f"answer {status}")
+    _event(f"answer {status}")
     assert status in (200, 400, 403), (status, answer)
     if status != 200:
         assert isinstance(answer, bytes) and len(answer) < 2000
@@ -136,7 +142,7 @@ def _register_service(a: ThreadAgent, body: Any) -> None:
 
 def _register_check(a: ThreadAgent, body: Any) -> None:
     status, answer = a.call("PUT", "/v1/agent/check/register", body)
-    event(f"answer {status}")
+    _event(f"answer {status}")
     assert status in (200, 400, 403), (status, answer)
     if status != 200:
         return
@@ -148,7 +154,7 @@ def _register_check(a: ThreadAgent, body: Any) -> None:
 
 def _register_catalog(a: ThreadAgent, body: Any) -> None:
     status, answer = a.call("PUT", "/v1/catalog/register", body)
-    event(f"answer {status}")
+    _event(f"answer {status}")
     assert status in (200, 400, 403), (status, answer)
     if status != 200:
         return
@@ -209,8 +215,52 @@ def test_fuzz_any_json_body_on_registration_endpoints(
     inproc: ThreadAgent, path: str, body: Any
 ) -> None:
     status, answer = inproc.call("PUT", path, body)
-    event(f"answer {status}")
+    _event(f"answer {status}")
     assert status in (200, 400, 403, 404), (path, status, answer)
+
+
+@pytest.mark.parametrize(
+    "path,template",
+    [
+        ("/v1/agent/service/register", fz.FULL_SERVICE),
+        ("/v1/agent/service/register", fz.FULL_PROXY),
+        ("/v1/agent/check/register", fz.FULL_SERVICE["Checks"][0]),
+        ("/v1/catalog/register", fz.FULL_CATALOG),
+    ],
+)
+def test_every_field_with_every_hostile_value(
+    inproc: ThreadAgent, path: str, template: dict[str, Any]
+) -> None:
+    """Exhaustive, next to the random search: each field of a complete,
+    valid definition (nested ones too) replaced by each hostile value."""
+    assert inproc.call("PUT", path, template)[0] == 200  # the template itself is valid
+    _clean_up(inproc)
+    register = {
+        "/v1/agent/service/register": _register_service,
+        "/v1/agent/check/register": _register_check,
+        "/v1/catalog/register": _register_catalog,
+    }[path]
+    cases, fields = 0, fz.field_paths(template)
+    assert len(fields) >= 8
+    for field in fields:
+        for value in fz.HOSTILE_VALUES:
+            body = fz.replaced(template, field, value)
+            try:
+                register(inproc, body)
+            except AssertionError as exc:
+                exc.add_note(f"field {field!r} = {str(value)[:60]!r}")
+                raise
+            _clean_up(inproc)
+            cases += 1
+    assert cases == len(fields) * len(fz.HOSTILE_VALUES)
+
+
+def _clean_up(a: ThreadAgent) -> None:
+    for sid in list(a.agent.local.services):
+        a.call("PUT", f"/v1/agent/service/deregister/{sid}")
+    for cid in list(a.agent.local.checks):
+        a.call("PUT", f"/v1/agent/check/deregister/{cid}")
+    a.call("PUT", "/v1/catalog/deregister", {"Node": "full-node"})
 
 
 def test_the_in_process_agent_still_syncs_after_the_fuzzing(inproc: ThreadAgent) -> None:
@@ -284,7 +334,7 @@ def process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessAgent]:
 
 def _over_http(agent: ProcessAgent, path: str, body: Any) -> None:
     status, answer = agent.call("PUT", path, body)
-    event(f"answer {status}")
+    _event(f"answer {status}")
     assert status < 500, (path, status, answer)
     assert agent.proc.poll() is None, agent.log.read_text()[-3000:]
     if status == 200 and path == "/v1/agent/service/register":

@@ -71,6 +71,8 @@ BAD: list[tuple[str, Any, str]] = [
     (SERVICE, {"Name": "web", "Port": 1, "Connect": sidecar(True)}, "Proxy.Upstreams"),
     (SERVICE, {"Name": "web", "Port": 1, "Connect": sidecar(1.5)}, "Proxy.Upstreams"),
     (SERVICE, {"Name": "web", "Port": 1, "Connect": sidecar([7])}, "Upstreams[0]"),
+    (SERVICE, {"Name": "web", "Port": 1, "Connect": {"SidecarService": {"Proxy": -1}}}, "Proxy"),
+    (SERVICE, {"Name": "web", "Port": 1, "Connect": {"SidecarService": {"ID": 5}}}, "ID"),
     (CHECK, {"Name": "c", "HTTP": 5, "Interval": "10s"}, "HTTP"),
     (CHECK, {"Name": "c", "TTL": "10s", "Notes": ["x"]}, "Notes"),
     (CHECK, {"Name": "c", "TTL": "10s", "TLSSkipVerify": "true"}, "TLSSkipVerify"),
