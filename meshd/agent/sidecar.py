@@ -122,7 +122,9 @@ def expand(
     if parent_svc.kind == "connect-proxy":
         raise ValidationError("Connect.SidecarService", "a proxy cannot have a sidecar")
     parent = replace(defn, service=replace(parent_svc, connect=connect or None))
-    spec = {_SERVICE_KEYS.get(str(k).lower().replace("_", ""), k): v for k, v in raw.items()}
+    spec: dict[str, Any] = {
+        _SERVICE_KEYS.get(str(k).lower().replace("_", ""), str(k)): v for k, v in raw.items()
+    }
     check_fields(spec, SERVICE_RULES, "Connect.SidecarService.")
     if spec.get("Kind", "connect-proxy") not in ("", "connect-proxy"):
         raise ValidationError("Connect.SidecarService.Kind", "must be connect-proxy")
