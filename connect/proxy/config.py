@@ -291,8 +291,8 @@ def only_sidecars_for(
         body = services.get(sid)
         proxy = body.get("Proxy") if isinstance(body, Mapping) else None
         if isinstance(proxy, Mapping):
-            names = {proxy.get("DestinationServiceID"), proxy.get("DestinationServiceName")}
-            if names & wanted:
+            ids = (proxy.get("DestinationServiceID"), proxy.get("DestinationServiceName"))
+            if {n for n in ids if isinstance(n, str)} & wanted:
                 kept[sid] = cfg
     return kept
 

@@ -9,6 +9,7 @@ types Consul's structs would have, and can be encoded for the wire.
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 from collections.abc import Callable, Mapping
@@ -228,6 +229,8 @@ _KNOWN_KEYS = st.sampled_from(
 
 def _containers(obj: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     out: list[tuple[Any, ...]] = []
+    if len(path) > 6:  # Consul's shapes are shallow; deeper is already hostile
+        return out
     if isinstance(obj, dict):
         out.append(path)
         for k, v in obj.items():
@@ -239,11 +242,11 @@ def _containers(obj: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 @st.composite
-def _one_fault(draw: st.DrawFn, base: st.SearchStrategy[Any]) -> Any:
+def one_fault(draw: st.DrawFn, base: st.SearchStrategy[Any]) -> Any:
     """A well-formed definition with exactly one hostile value at a random
     place (an existing field or a known field name added), so that every
     nested field gets its turn, however deep."""
-    body = draw(base)
+    body = copy.deepcopy(draw(base))  # drawn values may be shared: never mutate them
     path = draw(st.sampled_from(_containers(body)))
     target = body
     for step in path:
@@ -251,17 +254,17 @@ def _one_fault(draw: st.DrawFn, base: st.SearchStrategy[Any]) -> Any:
     keys = list(target)
     use_existing = bool(keys) and draw(st.booleans())
     key = draw(st.sampled_from(keys)) if use_existing else draw(_KNOWN_KEYS)
-    target[key] = draw(HOSTILE)
+    target[key] = copy.deepcopy(draw(HOSTILE))
     return body
 
 
 # A third of the definitions are well formed field by field (so accepted
 # registrations and their read-back get exercised), a third carry hostile
 # values anywhere, a third exactly one hostile value somewhere.
-PROXY = st.one_of(_CLEAN["PROXY"], _HOSTILE["PROXY"], _one_fault(_CLEAN["PROXY"]))
-CHECK = st.one_of(_CLEAN["CHECK"], _HOSTILE["CHECK"], _one_fault(_CLEAN["CHECK"]))
-SERVICE = st.one_of(_CLEAN["SERVICE"], _HOSTILE["SERVICE"], _one_fault(_CLEAN["SERVICE"]))
-CATALOG = st.one_of(_CLEAN["CATALOG"], _HOSTILE["CATALOG"], _one_fault(_CLEAN["CATALOG"]))
+PROXY = st.one_of(_CLEAN["PROXY"], _HOSTILE["PROXY"], one_fault(_CLEAN["PROXY"]))
+CHECK = st.one_of(_CLEAN["CHECK"], _HOSTILE["CHECK"], one_fault(_CLEAN["CHECK"]))
+SERVICE = st.one_of(_CLEAN["SERVICE"], _HOSTILE["SERVICE"], one_fault(_CLEAN["SERVICE"]))
+CATALOG = st.one_of(_CLEAN["CATALOG"], _HOSTILE["CATALOG"], one_fault(_CLEAN["CATALOG"]))
 
 
 # ------------------------------------------------------------- checkers
@@ -407,11 +410,9 @@ def field_paths(obj: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 def replaced(obj: Any, path: tuple[Any, ...], value: Any) -> Any:
     """A deep copy of ``obj`` with the value at ``path`` replaced."""
-    import copy
-
     out = copy.deepcopy(obj)
     target = out
     for step in path[:-1]:
         target = target[step]
-    target[path[-1]] = value
+    target[path[-1]] = copy.deepcopy(value)
     return out

@@ -31,7 +31,7 @@ import trio.lowlevel
 from hypothesis import HealthCheck, currently_in_test_context, event, given, seed, settings
 from hypothesis import strategies as st
 
-from connect.proxy.config import desired_listeners, sidecars_from_services
+from connect.proxy.config import desired_listeners, only_sidecars_for, sidecars_from_services
 from meshd.api.routes import build_app
 from meshd.http import Request
 from tests.meshd import fuzz_support as fz
@@ -375,11 +375,37 @@ _SIDECAR_BODY = st.fixed_dictionaries(
     {"Kind": fz.maybe(st.just("connect-proxy")), "Proxy": fz.maybe(fz.PROXY)},
     optional={"Port": fz.maybe(st.integers(21000, 21003)), "Address": fz.maybe(st.just(""))},
 )
-_SERVICES = st.dictionaries(st.sampled_from(["a", "b", "web", "z"]), _SIDECAR_BODY, max_size=4)
+_CLEAN_SIDECAR_BODY = st.fixed_dictionaries(
+    {
+        "Kind": st.just("connect-proxy"),
+        "Port": st.integers(21000, 21003),
+        "Address": st.just("127.0.0.1"),
+        "Proxy": st.fixed_dictionaries(
+            {
+                "DestinationServiceName": fz.NAMES,
+                "DestinationServiceID": fz.NAMES,
+                "LocalServicePort": st.integers(1, 65535),
+                "Upstreams": st.lists(
+                    st.fixed_dictionaries(
+                        {"DestinationName": fz.NAMES, "LocalBindPort": st.integers(9000, 9003)}
+                    ),
+                    max_size=2,
+                ),
+            }
+        ),
+    }
+)
+_SERVICES = st.dictionaries(
+    st.sampled_from(["a", "b", "web", "z"]),
+    st.one_of(_SIDECAR_BODY, _CLEAN_SIDECAR_BODY, fz.one_fault(_CLEAN_SIDECAR_BODY)),
+    max_size=4,
+)
 
 
 def _parse_all(services: dict[str, Any]) -> None:
     sidecars, errors = sidecars_from_services(services)
+    kept = only_sidecars_for(sidecars, services, frozenset({"web", "a"}))
+    assert set(kept) <= set(sidecars)
     assert set(sidecars).isdisjoint(errors)
     assert set(sidecars) | set(errors) <= set(services)
     wanted, _ = desired_listeners(sidecars)
