@@ -17,7 +17,7 @@ distinct addresses.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -71,11 +71,14 @@ def _upstreams(raw: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _port(sid: str, services: Mapping[str, ServiceDefinition]) -> int:
+def _port(sid: str, services: Mapping[str, ServiceDefinition], own: Iterable[Any] = ()) -> int:
+    """The sidecar's existing port, else the first in the range that no local
+    service uses and no upstream (another sidecar's or its own, ``own``) binds."""
     existing = services.get(sid)
     if existing is not None and existing.service.port:
         return existing.service.port
     used = {d.service.port for s, d in services.items() if s != sid}
+    used.update(p for p in own if isinstance(p, int))
     for s, d in services.items():  # nor a port another sidecar's upstream binds
         upstreams = (d.service.proxy or {}).get("Upstreams") if s != sid else None
         for up in upstreams if isinstance(upstreams, list) else ():
@@ -138,14 +141,15 @@ def expand(
     if not spec.get("Meta") and parent_svc.meta:
         spec["Meta"] = dict(parent_svc.meta)
     spec.setdefault("Address", parent_svc.address)
-    if not spec.get("Port"):
-        spec["Port"] = _port(sid, services)
     proxy = dict(spec.get("Proxy") or {})
+    upstreams = _upstreams(proxy.get("Upstreams"))
+    if not spec.get("Port"):
+        spec["Port"] = _port(sid, services, (u.get("LocalBindPort") for u in upstreams))
     proxy["DestinationServiceName"] = parent_svc.service
     proxy["DestinationServiceID"] = parent_svc.id
     proxy.setdefault("LocalServiceAddress", "127.0.0.1")
     proxy.setdefault("LocalServicePort", parent_svc.port)
-    proxy["Upstreams"] = _upstreams(proxy.get("Upstreams"))
+    proxy["Upstreams"] = upstreams
     proxy.setdefault("Config", {})
     spec["Proxy"] = proxy
     if not spec.get("Check") and not spec.get("Checks"):
