@@ -165,9 +165,9 @@ async def test_a_registration_cannot_take_another_sidecars_listener() -> None:
         assert (await put(app, SERVICE, nxt))[0] == 200
         assert agent.local.services["next-sidecar-proxy"].service.port not in (21003, 21000)
         # Nor a port its own upstream binds.
-        own = {"Name": "own", "Port": 4, "Connect": sidecar([_up(21001), _up(21004)])}
+        own = {"Name": "own", "Port": 4, "Connect": sidecar([_up(21005), _up(21006)])}
         assert (await put(app, SERVICE, own))[0] == 200
-        assert agent.local.services["own-sidecar-proxy"].service.port not in (21001, 21004)
+        assert agent.local.services["own-sidecar-proxy"].service.port not in (21005, 21006)
 
 
 def _up(port: int) -> dict[str, Any]:
