@@ -137,6 +137,51 @@ def test_a_client_agent_cannot_write_past_the_callers_token(acl: ACLCluster) -> 
     assert "fake" not in {n["Node"] for n in nodes}
 
 
+def test_sync_skips_a_service_the_servers_refuse_and_keeps_syncing(acl: ACLCluster) -> None:
+    """Issue 13 item 9: once the servers refuse one local service (its token
+    lost the right to write it), anti-entropy skips it with one log line and
+    every other change on the node still reaches the catalog."""
+    rules = 'service "flip" { policy = "write" }'
+    policy = {"Name": "flip-writer", "Rules": rules}
+    status, out = acl.call("server-1", "PUT", "/v1/acl/policy", policy, MGMT)
+    assert status == 200, out
+    pid = out["ID"]
+    flip = acl.token({"Policies": [{"ID": pid}]})
+    svc = {"Name": "flip", "Port": 1, "Check": {"CheckID": "flip-ttl", "TTL": "300s"}}
+    assert acl.call("client-1", "PUT", "/v1/agent/service/register", svc, flip)[0] == 200
+
+    def in_catalog(name: str, status_: str | None = None) -> bool:
+        code, rows = acl.call("server-2", "GET", f"/v1/health/service/{name}", token=MGMT)
+        if code != 200 or not rows:
+            return False
+        return status_ is None or all(c["Status"] == status_ for c in rows[0]["Checks"])
+
+    acl.c.wait_until(lambda: in_catalog("flip"), 15, "flip in the catalog")
+    policy["Rules"] = 'service "flip" { policy = "read" }'
+    status, out = acl.call("server-1", "PUT", f"/v1/acl/policy/{pid}", policy, MGMT)
+    assert status == 200, out
+    # A local change to flip that sync must now write with flip's token: refused.
+    assert acl.call("client-1", "PUT", "/v1/agent/check/pass/flip-ttl", token=MGMT)[0] == 200
+    other = {"Name": "after-refusal", "Port": 2}
+    assert acl.call("client-1", "PUT", "/v1/agent/service/register", other, MGMT)[0] == 200
+    acl.c.wait_until(lambda: in_catalog("after-refusal"), 15, "later services still synced")
+
+    def refused_lines() -> list[str]:
+        return [
+            line
+            for line in acl.c.logs("client-1").splitlines()
+            if "sync_item_refused" in line and "service:flip" in line
+        ]
+
+    acl.c.wait_until(refused_lines, 15, "the refusal logged")
+    assert not in_catalog("flip", "passing")  # the refused update did not land
+    # More changes and passes: still one line for the same refusal.
+    more = {"Name": "after-refusal-2", "Port": 3}
+    assert acl.call("client-1", "PUT", "/v1/agent/service/register", more, MGMT)[0] == 200
+    acl.c.wait_until(lambda: in_catalog("after-refusal-2"), 15, "still syncing")
+    assert len(refused_lines()) == 1, refused_lines()
+
+
 def test_secrets_never_printed_by_token_list_nor_logged(acl: ACLCluster) -> None:
     proc = subprocess.run(
         [
