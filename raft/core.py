@@ -161,6 +161,9 @@ class RaftCore(Membership):
         self.msgs: list[Message] = []
         self.read_states: list[ReadState] = []
         self.pending_snapshot: Snapshot | None = None
+        # (follower, match it had acknowledged, where its log ends now) for
+        # each follower found to have lost its log; the driver logs and clears.
+        self.lost_state: list[tuple[str, int, int]] = []
         self._prev_soft = SoftState(self.role, self.leader, self.term)
         self._prev_hard = HardState(hs.term, hs.vote, self.log.commit)
         if self.term != hs.term:
@@ -432,10 +435,23 @@ class RaftCore(Membership):
                 self._rebuild_conf_history()
         elif m.type == MT.HEARTBEAT:
             self.log.commit_to(m.commit)
+            # A heartbeat's commit never exceeds what this server acknowledged,
+            # and acknowledged committed entries are never truncated: a log
+            # ending before it lost its durable state. Say where it ends, so
+            # the leader probes from there (or sends a snapshot).
+            last = self.log.last_index()
+            lost = m.commit > last
             # Echo the leader's send tick: its lease runs from when it sent this.
             self._send(
                 Message(
-                    MT.HEARTBEAT_RESP, self.id, m.src, self.term, index=m.index, context=m.context
+                    MT.HEARTBEAT_RESP,
+                    self.id,
+                    m.src,
+                    self.term,
+                    index=m.index,
+                    context=m.context,
+                    reject=lost,
+                    reject_hint=last if lost else 0,
                 )
             )
         elif m.type == MT.SNAP:
@@ -495,7 +511,9 @@ class RaftCore(Membership):
             self._handle_append_response(m, pr)
         elif m.type == MT.HEARTBEAT_RESP:
             pr.last_ack_tick = max(pr.last_ack_tick, m.index)
-            if pr.state == ProgressState.REPLICATE and pr.is_paused():
+            if m.reject and m.reject_hint < pr.match and m.index > pr.regressed_tick:
+                self._follower_lost_state(m.src, pr, m.reject_hint)
+            elif pr.state == ProgressState.REPLICATE and pr.is_paused():
                 # The follower is alive but its window is full of appends it
                 # may never have received (it restarted): let one more through
                 # so a rejection can reset it (etcd's FreeFirstOne).
@@ -510,6 +528,17 @@ class RaftCore(Membership):
 
     def _handle_append_response(self, m: Message, pr: Progress) -> None:
         if m.reject:
+            if (
+                pr.state == ProgressState.PROBE
+                and m.index == pr.next - 1
+                and m.reject_hint < pr.match
+            ):
+                # An intact follower's hint never falls below its match: the
+                # terms of the entries it acknowledged do not exceed the
+                # probe's. This one lost its log.
+                self._follower_lost_state(m.src, pr, m.reject_hint)
+                self._send_append(m.src)
+                return
             hint = m.reject_hint
             if m.log_term > 0:
                 hint = self.log.find_conflict_by_term(hint, m.log_term)
@@ -536,6 +565,15 @@ class RaftCore(Membership):
                 self._send(Message(MT.TIMEOUT_NOW, self.id, m.src, self.term))
         elif pr.next <= self.log.last_index():
             self._send_append(m.src, send_empty=False)
+
+    def _follower_lost_state(self, sid: str, pr: Progress, last: int) -> None:
+        """``sid`` reports a log ending at ``last``, before entries it
+        acknowledged: it restarted with an empty (or older) data directory.
+        Outside Raft's failure model, but an operator's usual repair: probe it
+        again from its real end, so it is sent a snapshot when those entries
+        are compacted, and autopilot sees it behind until it catches up."""
+        self.lost_state.append((sid, pr.match, last))
+        pr.regress(last, self.now)
 
     def _committed_in_term(self) -> bool:
         return self.log.term(self.log.commit) == self.term

@@ -511,6 +511,17 @@ class RaftNode:
                 self._after_advance(core)
             # Lease reads need no Ready at all: settle them on every pass.
             self._after_advance(core)
+            if core.lost_state:
+                for peer, acked, last in core.lost_state:
+                    log.warning(
+                        "event=raft_follower_lost_state id=%s peer=%s acknowledged=%d "
+                        "log_ends=%d action=resend_from_log_end_or_snapshot",
+                        self.config.id,
+                        peer,
+                        acked,
+                        last,
+                    )
+                core.lost_state.clear()
             self._sync_peers()
             self._maybe_snapshot(core)
 
