@@ -87,6 +87,9 @@ class PeerStatus:
     next: int
     state: str
     ticks_since_ack: int
+    # Term of the leader's entry at ``match`` (0 when unknown or compacted):
+    # autopilot's LastTerm, which must equal the leader's term to be healthy.
+    match_term: int = 0
 
 
 @dataclass(frozen=True)
@@ -861,6 +864,7 @@ class RaftCore(Membership):
                     pr.next if pr else 0,
                     pr.state.value if pr else "",
                     self.now - pr.last_ack_tick if pr else -1,
+                    (self.log.term(pr.match) or 0) if pr and pr.match else 0,
                 )
             )
         return CoreStatus(

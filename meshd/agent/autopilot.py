@@ -6,8 +6,11 @@ and the tick length come in), shaped like Consul's
 (https://developer.hashicorp.com/consul/api-docs/operator/autopilot).
 
 A server is healthy when the leader heard from it within
-``last_contact_threshold`` and its log is within ``max_trailing_logs`` of
-the leader's last index. Consul's default threshold is 200 ms; meshd's
+``last_contact_threshold``, its log is within ``max_trailing_logs`` of the
+leader's last index and its last entry is of the leader's term (Consul's
+``LastTerm`` rule: a server that has not yet received this term's first
+entry, such as one restarted with an empty data directory and still being
+sent a snapshot, is not healthy). Consul's default threshold is 200 ms; meshd's
 leader measures contact in Raft ticks (100-500 ms), so its default is 1 s.
 """
 
@@ -105,7 +108,10 @@ class HealthTracker:
                 peer.ticks_since_ack >= 0 and contact <= self.settings.last_contact_threshold
             )
             match = st.last_index if is_self else peer.match
-            caught_up = st.last_index - match <= self.settings.max_trailing_logs
+            last_term = st.term if is_self else peer.match_term
+            caught_up = (
+                st.last_index - match <= self.settings.max_trailing_logs and last_term == st.term
+            )
             healthy = reachable and caught_up
             servers.append(
                 {
@@ -116,7 +122,7 @@ class HealthTracker:
                     "Version": version,
                     "Leader": is_self,
                     "LastContact": format_duration(contact),
-                    "LastTerm": st.term if match else 0,
+                    "LastTerm": last_term,
                     "LastIndex": match,
                     "Healthy": healthy,
                     "Voter": peer.suffrage == Suffrage.VOTER,
