@@ -521,7 +521,10 @@ class RaftCore(Membership):
                 # may never have received (it restarted): let one more through
                 # so a rejection can reset it (etcd's FreeFirstOne).
                 pr.inflight.popleft()
-            if pr.match < self.log.last_index():
+            if pr.match < self.log.last_index() or pr.state == ProgressState.PROBE:
+                # A follower being probed is probed again on every heartbeat
+                # (etcd does the same): an idle leader would otherwise never
+                # learn that it matches, and keep it out of REPLICATE.
                 pr.probe_sent = False
                 self._send_append(m.src)
             elif m.src in self.promote_when_caught_up:
@@ -551,7 +554,8 @@ class RaftCore(Membership):
                 self._send_append(m.src)
             return
         old_paused = pr.is_paused()
-        if pr.maybe_update(m.index):
+        probe_matched = pr.state == ProgressState.PROBE and m.index == pr.match
+        if pr.maybe_update(m.index) or probe_matched:
             if pr.state == ProgressState.PROBE:
                 pr.become_replicate()
             elif pr.state == ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:

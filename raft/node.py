@@ -550,8 +550,12 @@ class RaftNode:
                 core.report_unreachable(arg)
             elif kind == "persisted":
                 core.persisted(*arg)
-            elif kind == "peer_lost" and core.leader_unreachable(arg):
-                self._campaign_soon()
+            elif kind == "peer_lost":
+                # A follower's process may be gone (restarting, perhaps with
+                # an empty data dir): stop trusting its pipeline and re-probe.
+                core.report_unreachable(arg)
+                if core.leader_unreachable(arg):
+                    self._campaign_soon()
             elif kind == "snapshot_written":
                 self._snapshotting = False
                 if arg and arg > self._snapshot_index and core.log.offset < arg <= core.log.applied:

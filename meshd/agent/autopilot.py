@@ -6,12 +6,13 @@ and the tick length come in), shaped like Consul's
 (https://developer.hashicorp.com/consul/api-docs/operator/autopilot).
 
 A server is healthy when the leader heard from it within
-``last_contact_threshold``, its log is within ``max_trailing_logs`` of the
-leader's last index and its last entry is of the leader's term (Consul's
-``LastTerm`` rule: a server that has not yet received this term's first
-entry, such as one restarted with an empty data directory and still being
-sent a snapshot, is not healthy). Consul's default threshold is 200 ms; meshd's
-leader measures contact in Raft ticks (100-500 ms), so its default is 1 s.
+``last_contact_threshold``, replicates to it (rather than probing it, as
+after its connection broke, or sending it a snapshot), its log is within
+``max_trailing_logs`` of the leader's last index and its last entry is of
+the leader's term (Consul's ``LastTerm`` rule). So a server restarted with
+an empty data directory is not healthy until it holds the leader's state.
+Consul's default threshold is 200 ms; meshd's leader measures contact in
+Raft ticks (100-500 ms), so its default is 1 s.
 """
 
 from __future__ import annotations
@@ -109,8 +110,14 @@ class HealthTracker:
             )
             match = st.last_index if is_self else peer.match
             last_term = st.term if is_self else peer.match_term
+            # A server the leader is probing (just back, or its log end is
+            # unknown) or sending a snapshot is not caught up, whatever its
+            # last acknowledged index says.
+            replicating = is_self or peer.state == "replicate"
             caught_up = (
-                st.last_index - match <= self.settings.max_trailing_logs and last_term == st.term
+                replicating
+                and st.last_index - match <= self.settings.max_trailing_logs
+                and last_term == st.term
             )
             healthy = reachable and caught_up
             servers.append(

@@ -4,10 +4,9 @@ Raft status: reachable, within the trailing limit, and on the leader's term
 
 from __future__ import annotations
 
+from meshd.agent.autopilot import HealthTracker
 from raft.core import CoreStatus, PeerStatus
 from raft.types import Configuration, Role, Server, Suffrage
-
-from meshd.agent.autopilot import HealthTracker
 
 SERVERS = (Server("a", "10.0.0.1:8300"), Server("b", "10.0.0.2:8300"))
 
@@ -38,3 +37,10 @@ def test_a_follower_that_lost_its_log_is_not_healthy_though_within_trailing_logs
 def test_a_follower_without_this_terms_entries_is_not_healthy() -> None:
     b = health_of_b(PeerStatus("b", "x", Suffrage.VOTER, 38, 39, "replicate", 1, 6))
     assert (b["Healthy"], b["LastTerm"]) == (False, 6)
+
+
+def test_a_follower_being_probed_is_not_healthy() -> None:
+    # Its connection broke (it may be restarting): the leader's view of its
+    # log is no longer trusted until a probe is answered.
+    b = health_of_b(PeerStatus("b", "x", Suffrage.VOTER, 40, 41, "probe", 1, 7))
+    assert b["Healthy"] is False
