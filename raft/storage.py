@@ -411,6 +411,17 @@ class SqliteStorage:
         _fsync_dir(self._snap_dir)
         return final
 
+    def _fallback_floor(self, newest: Path) -> int:
+        """The index the log must be kept after so that, if ``newest`` turns
+        out corrupt, the oldest snapshot still retained plus the log rebuild
+        the state (0 — keep it all — when there is no older snapshot)."""
+        try:
+            files = self._snapshot_files()
+        except OSError as exc:
+            raise StorageError(f"cannot list {self._snap_dir}: {exc}") from exc
+        older = [index for index, _t, path in files[-self._retain :] if path != newest]
+        return min(older, default=0)
+
     def _prune_snapshots(self, keep: Path) -> None:
         files = self._snapshot_files()
         doomed = [path for _i, _t, path in files[: -self._retain] if path != keep]
@@ -492,6 +503,13 @@ class SqliteStorage:
         then delete log entries with index <= ``compact_upto`` and finally
         older snapshot files beyond ``retain_snapshots``.
 
+        A ``compact_upto`` below the snapshot's index (trailing logs kept for
+        slow followers) never compacts past the oldest retained snapshot: if
+        this file is found corrupt at the next start, that snapshot and the
+        log after it rebuild the state. A ``compact_upto`` at or beyond it (a
+        snapshot received from the leader, or a restore) replaces the history
+        and drops the log through it.
+
         Raises:
             StorageError: closed, or sqlite/OS failure (cause chained). If the
                 file was not made durable the log is left untouched.
@@ -506,8 +524,10 @@ class SqliteStorage:
             raise StorageError(f"cannot write snapshot to {self._snap_dir}: {exc}") from exc
         with self._lock:
             self._end = None  # the log and the snapshot index change
+            upto = min(compact_upto, _MAX_SQLITE_INT)
+            if upto < snapshot.meta.index:
+                upto = min(upto, self._fallback_floor(path))
             with self._transaction("log compaction") as conn:
-                upto = min(compact_upto, _MAX_SQLITE_INT)
                 conn.execute("DELETE FROM log WHERE idx <= ?", (upto,))
             try:
                 self._prune_snapshots(keep=path)
