@@ -278,6 +278,7 @@ class SqliteStorage:
             raise ValueError("retain_snapshots must be at least 1")
         self._dir = Path(directory)
         self._snap_dir = self._dir / "snapshots"
+        self._db = self._dir / "raft.db"
         self._retain = retain_snapshots
         self._lock = threading.RLock()
         self._closed = False
@@ -316,7 +317,7 @@ class SqliteStorage:
                 raise StorageError(f"sqlite refused journal_mode=WAL (got {mode!r})")
             self._conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot configure {self._dir / 'raft.db'}: {exc}") from exc
+            raise StorageError(f"cannot configure {self._db}: {exc}") from exc
         with self._transaction("initialise database") as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS log ("
@@ -358,7 +359,7 @@ class SqliteStorage:
                     raise
                 conn.execute("COMMIT")
             except (sqlite3.Error, OSError) as exc:
-                raise StorageError(f"{what} failed: {exc}") from exc
+                raise StorageError(f"{what} of {self._db} failed: {exc}") from exc
 
     def _snapshot_index(self) -> int:
         """Index of the newest snapshot file by name (0 if none); cheap, unverified."""
@@ -456,8 +457,11 @@ class SqliteStorage:
                 ).fetchall()
                 entries = [Entry(i, t, EntryKind(k), bytes(d)) for i, t, k, d in rows]
             except (sqlite3.Error, CodecError, ValueError) as exc:
-                raise StorageError(f"cannot load raft state from {self._dir}: {exc}") from exc
-        _check_recovered(entries, meta, corrupt_index)
+                raise StorageError(f"cannot load raft state from {self._db}: {exc}") from exc
+        try:
+            _check_recovered(entries, meta, corrupt_index)
+        except StorageError as exc:
+            raise StorageError(f"{self._dir}: {exc}") from None
         return PersistentState(hard_state, meta, entries)
 
     def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
