@@ -18,12 +18,14 @@ from typing import Any, Protocol
 
 import trio
 
+from .backoff import Backoff, StorageHealth
 from .core import CoreConfig, CoreStatus, InitialState, RaftCore
 from .errors import (
     LeadershipLostError,
     NotLeaderError,
     ProposalDroppedError,
     RaftError,
+    StorageUnavailableError,
 )
 from .fsm import StateMachine
 from .storage import MemoryStorage, Storage
@@ -175,6 +177,11 @@ class RaftNode:
         self._nursery: trio.Nursery | None = None
         self._fatal: BaseException | None = None
         self._writes: list[_Write] = []
+        # Writes that failed for a reason that can pass (a full disk), retried
+        # first, in order, on the schedule ``_storage`` keeps.
+        self._backlog: list[_Write] = []
+        self._storage = StorageHealth(config.id)
+        self._snapshot_backoff = Backoff(1.0, 60.0)
         self._write_wake = trio.Event()
         self._write_lock = trio.Lock()
         self._in_memory = isinstance(storage, MemoryStorage)
@@ -277,6 +284,11 @@ class RaftNode:
         if self.core.role != Role.LEADER:
             leader_id, addr = self.leader()
             raise NotLeaderError(leader_id, addr)
+        if self._storage.error is not None:
+            raise StorageUnavailableError(
+                f"this server cannot persist its raft log ({self._storage.error}); "
+                "writes are refused until it can"
+            )
         fut = _Future()
         self._proposals.append((data, fut))
         self._wake.set()
@@ -610,20 +622,25 @@ class RaftNode:
             and rd.snapshot is None
             and (hs is None or (hs.term, hs.vote) == (persisted.term, persisted.vote))
         )
+        durable = False
         if background:
             self._send(rd.messages)
             if rd.entries or hs is not None:
                 self._queue_write(_Write(hs, list(rd.entries)))
         else:
-            if rd.entries or hs is not None or rd.snapshot is not None:
+            durable = True
+            if rd.entries or hs is not None or rd.snapshot is not None or self._backlog:
                 # Written here, after anything still queued, rather than by the
                 # writer task: one scheduler round less on a follower's path.
                 async with self._write_lock:
                     batch, self._writes = self._writes, []
                     batch.append(_Write(hs, list(rd.entries), rd.snapshot))
-                    await self._write_batch(batch)
+                    durable = await self._write_durably(batch)
                 self._check_running()
-            self._send(rd.messages)
+            # Unwritten, its votes and acknowledgements would promise what is
+            # not on disk: it says nothing (Raft tolerates the loss) until it is.
+            if durable:
+                self._send(rd.messages)
         if rd.snapshot is not None:
             self.fsm.restore(rd.snapshot.data)
             self._applied = self._snapshot_index = rd.snapshot.meta.index
@@ -635,7 +652,7 @@ class RaftNode:
         for rs in rd.read_states:
             waiters = self._read_rounds.pop(rs.context, [])
             self._reads_ready.append((rs.index, waiters))
-        return not background
+        return durable
 
     def _queue_write(self, write: _Write) -> None:
         self._writes.append(write)
@@ -643,15 +660,24 @@ class RaftNode:
 
     async def _writer(self) -> None:
         """Write queued Ready batches in order; consecutive log writes are
-        merged into one ``save`` (one fsync). A storage failure is fatal."""
+        merged into one ``save`` (one fsync). A write that failed for a
+        reason that can pass (a full disk) is retried with backoff until it
+        succeeds; any other storage failure is fatal."""
         while True:
-            await self._write_wake.wait()
+            if self._backlog:
+                with trio.move_on_at(self._storage.backoff.retry_at):
+                    await self._write_wake.wait()
+            else:
+                await self._write_wake.wait()
             self._write_wake = trio.Event()
-            while self._writes:
+            now = trio.current_time()
+            while self._writes or (self._backlog and self._storage.backoff.due(now)):
+                batch = []
                 try:
                     async with self._write_lock:
                         batch, self._writes = self._writes, []
-                        await self._write_batch(batch)
+                        if not await self._write_durably(batch):
+                            break
                 except RaftError as exc:
                     self._fatal = exc
                     log.critical("event=raft_storage_failed id=%s reason=%s", self.config.id, exc)
@@ -660,6 +686,40 @@ class RaftNode:
                         if w.done is not None:
                             w.done.set()
                     raise
+
+    async def _write_durably(self, batch: list[_Write]) -> bool:
+        """Write the backlog, then ``batch``; returns whether all of it is on
+        disk. On a failure that can pass, keeps it all as the backlog, refuses
+        proposals and steps down (an idle follower's acknowledgements are
+        held back by the caller). Before the backoff's retry time, it does
+        not even try. Raises ``StorageError`` for any other failure."""
+        batch = self._backlog + batch
+        self._backlog = []
+        if not batch:
+            return True
+        now = trio.current_time()
+        if self._storage.down and not self._storage.backoff.due(now):
+            self._backlog = batch
+            return False
+        try:
+            await self._write_batch(batch)
+        except StorageUnavailableError as exc:
+            self._backlog = batch
+            role = self._core.role.value if self._core else "?"
+            self._storage.failed(exc, trio.current_time(), role)
+            self._write_wake.set()  # the writer waits for the retry time
+            self._fail_proposals(
+                StorageUnavailableError(
+                    f"this server cannot persist its raft log ({exc}); writes are refused "
+                    "until it can (one in flight may still be applied by the cluster)"
+                )
+            )
+            if self._core is not None and self._core.role == Role.LEADER:
+                self._calls.append((lambda c: c.step_down(), _Future()))
+                self._wake.set()
+            return False
+        self._storage.recovered(trio.current_time())
+        return True
 
     async def _write_batch(self, batch: list[_Write]) -> None:
         hs: HardState | None = None
@@ -812,12 +872,7 @@ class RaftNode:
             observer(soft)
 
     def _fail_all(self, error: RaftError) -> None:
-        for _, fut in self._pending.values():
-            fut.fail(error)
-        self._pending.clear()
-        for _, fut in self._proposals:
-            fut.fail(error)
-        self._proposals.clear()
+        self._fail_proposals(error)
         for _, _, fut in self._conf_waiters:
             fut.fail(error)
         self._conf_waiters.clear()
@@ -832,6 +887,14 @@ class RaftNode:
             for fut in waiters:
                 fut.fail(error)
         self._reads_ready.clear()
+
+    def _fail_proposals(self, error: RaftError) -> None:
+        for _, fut in self._pending.values():
+            fut.fail(error)
+        self._pending.clear()
+        for _, fut in self._proposals:
+            fut.fail(error)
+        self._proposals.clear()
 
     def _fail_pending_upto(self, index: int) -> None:
         for i in [i for i in self._pending if i <= index]:
@@ -859,6 +922,8 @@ class RaftNode:
             return
         if self._snapshotting or self._applied <= core.log.offset or self._nursery is None:
             return
+        if self._storage.down or not self._snapshot_backoff.due(trio.current_time()):
+            return  # retried later, not on every pass: a full disk stays full a while
         index = self._applied
         snapshot = Snapshot(core.snapshot_meta_at(index), self.fsm.snapshot())
         self._snapshotting = True
@@ -873,11 +938,17 @@ class RaftNode:
                 )
             )
         except RaftError as exc:
+            delay = self._snapshot_backoff.failed(trio.current_time())
             log.error(
-                "event=raft_snapshot_failed id=%s index=%d reason=%s", self.config.id, index, exc
+                "event=raft_snapshot_failed id=%s index=%d retry_in_s=%.0f reason=%s",
+                self.config.id,
+                index,
+                delay,
+                exc,
             )
             self._events.append(("snapshot_written", 0))
         else:
+            self._snapshot_backoff.succeeded()
             log.info(
                 "event=raft_snapshot id=%s index=%d bytes=%d",
                 self.config.id,

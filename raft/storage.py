@@ -18,6 +18,7 @@ snapshots in ``<dir>/snapshots/snapshot-<term>-<index>.snap``, laid out as
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
@@ -29,14 +30,14 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from . import codec
 from .codec import CodecError
-from .errors import SnapshotCorruptError, StorageError
+from .errors import SnapshotCorruptError, StorageError, StorageUnavailableError
 from .types import Entry, EntryKind, HardState, Snapshot, SnapshotMeta
 
 logger = logging.getLogger("raft.storage")
@@ -72,6 +73,20 @@ class Storage(Protocol):
     def load_snapshot(self) -> Snapshot | None: ...
 
     def close(self) -> None: ...
+
+
+_TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
+
+
+def _storage_error(message: str, exc: BaseException) -> StorageError:
+    """``StorageUnavailableError`` when ``exc`` can pass (a full disk, an I/O
+    error), else ``StorageError`` (a corrupt file, a bug)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    transient = name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR")
+    if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
+        transient = True
+    cls = StorageUnavailableError if transient else StorageError
+    return cls(f"{message}: {exc}")
 
 
 def _kv(value: object) -> str:
@@ -353,13 +368,16 @@ class SqliteStorage:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield conn
+                    conn.execute("COMMIT")
                 except BaseException:
+                    # Also after a failed COMMIT (a full disk): sqlite keeps
+                    # the transaction open, and the next BEGIN would fail.
                     if conn.in_transaction:
-                        conn.execute("ROLLBACK")
+                        with suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
                     raise
-                conn.execute("COMMIT")
             except (sqlite3.Error, OSError) as exc:
-                raise StorageError(f"{what} of {self._db} failed: {exc}") from exc
+                raise _storage_error(f"{what} of {self._db} failed", exc) from exc
 
     def _snapshot_index(self) -> int:
         """Index of the newest snapshot file by name (0 if none); cheap, unverified."""
@@ -525,7 +543,7 @@ class SqliteStorage:
         try:
             path = self._write_snapshot_file(snapshot)
         except OSError as exc:
-            raise StorageError(f"cannot write snapshot to {self._snap_dir}: {exc}") from exc
+            raise _storage_error(f"cannot write snapshot to {self._snap_dir}", exc) from exc
         with self._lock:
             self._end = None  # the log and the snapshot index change
             upto = min(compact_upto, _MAX_SQLITE_INT)
