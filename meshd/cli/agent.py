@@ -262,4 +262,6 @@ def agent(dev: bool, **flags: Any) -> None:
         failure = _storage_failure(exc)
         if failure is None:
             raise
+        # The traceback for a bug report, below the one line an operator needs.
+        log.debug("event=agent_stopped_by_storage", exc_info=failure)
         raise click.ClickException(storage_refusal(failure, config.data_dir)) from None

@@ -25,7 +25,18 @@ VALUE = "x" * 2048
 
 @pytest.fixture
 def full_cluster(tmp_path: Path) -> Iterator[LocalAgentCluster]:
-    c = fault_cluster(tmp_path, "127.0.63", extra={"raft_snapshot_threshold": 200})
+    yield from _on_tmpfs(
+        fault_cluster(tmp_path, "127.0.63", extra={"raft_snapshot_threshold": 200})
+    )
+
+
+@pytest.fixture
+def lone_server(tmp_path: Path) -> Iterator[LocalAgentCluster]:
+    yield from _on_tmpfs(fault_cluster(tmp_path, "127.0.64", servers=1))
+
+
+def _on_tmpfs(c: LocalAgentCluster) -> Iterator[LocalAgentCluster]:
+    """Start ``c`` with server-1's data_dir on a 24 MB tmpfs; unmount after."""
     mount = c.agents["server-1"].data_dir
     mount.mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], check=True)
@@ -119,3 +130,28 @@ def test_a_server_on_a_full_disk_stays_up_refuses_writes_and_recovers(
     status, _, _ = c.request("server-1", "PUT", "/v1/kv/full/after", "ok", timeout=10)
     assert status == 200
     assert "server-1" in c.alive()
+
+
+def test_a_lone_server_on_a_full_disk_refuses_writes_keeps_running_and_recovers(
+    lone_server: LocalAgentCluster,
+) -> None:
+    """No other server can take over: it keeps leading (reads work), refuses
+    every write with the reason, and anti-entropy's failed writes do not
+    stop the agent."""
+    c = lone_server
+    c.wait_until(lambda: c.get("server-1", "/v1/status/leader")[1], 30, "a leader")
+    for i in range(5):
+        assert timed_put(c, "server-1", f"lone/a{i}")[0] == 200
+    filler = fill(c.agents["server-1"].data_dir)
+    for i in range(3):
+        status, body, took = timed_put(c, "server-1", f"lone/b{i}")
+        assert status == 500 and "disk is full" in body and took < 5, (status, body, took)
+    c.request("server-1", "PUT", "/v1/agent/service/register", {"Name": "web", "Port": 80})
+    status, body, _ = c.get("server-1", "/v1/kv/lone/a3?raw")
+    assert (status, body) == (200, VALUE)
+    time.sleep(5)
+    assert "server-1" in c.alive()
+    filler.unlink()
+    c.wait_until(lambda: timed_put(c, "server-1", "lone/after")[0] == 200, 20, "writes again")
+    assert kv_keys(c, "server-1", "lone/") >= {f"lone/a{i}" for i in range(5)} | {"lone/after"}
+    c.wait_until(lambda: c.get("server-1", "/v1/catalog/service/web")[1], 30, "web synced")
