@@ -128,6 +128,7 @@ async def test_a_lone_server_refuses_writes_while_full_and_recovers(tmp_path: Pa
     assert state.hard_state.term >= 1 and len(state.entries) >= 3
 
 
+@pytest.mark.slow
 async def test_failed_snapshots_are_retried_with_backoff_not_on_every_pass(
     tmp_path: Path,
 ) -> None:
