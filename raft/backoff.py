@@ -61,13 +61,15 @@ class StorageHealth:
         self.error = exc
         if first or now - self._logged_at >= self._remind_every:
             self._logged_at = now
+            action = "refuse_writes_and_step_down" if role == "leader" else "hold_acknowledgements"
             log.error(
                 "event=raft_storage_unavailable id=%s role=%s failures=%d retry_in_s=%.2f "
-                "action=refuse_writes_and_step_down reason=%s",
+                "action=%s reason=%s",
                 self.server_id,
                 role,
                 self._failures,
                 delay,
+                action,
                 exc,
             )
 
