@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import trio
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from meshd.acl import GLOBAL_MANAGEMENT_POLICY_ID
 from meshd.acl.builtin import GLOBAL_MANAGEMENT_RULES
@@ -32,6 +33,7 @@ from raft.transport import PeerInfo
 from registry.commands import ACLPolicySet, ACLTokenSet, KVRequest, encode_command
 from registry.records import ACLLink, ACLPolicy, ACLToken
 from tests.meshd.harness import APIClient, dev_agent
+from tests.meshd.jwt_support import pem_public
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +62,16 @@ def node(name: str = NODE, policy: str = "read") -> str:
 def intentions(dest: str, access: str) -> str:
     return f'service "{dest}" {{ policy = "deny" intentions = "{access}" }}\n'
 
+
+JWT_METHOD = {
+    "Type": "jwt",
+    "Config": {
+        "JWTValidationPubKeys": [
+            pem_public(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        ]
+    },
+}
+BINDING = {"AuthMethod": "seedmeth", "BindType": "service", "BindName": "web"}
 
 ROWS: dict[tuple[str, str], Row] = {
     ("agent.self", "GET"): Row("/v1/agent/self", f'agent "{NODE}" {{ policy = "read" }}'),
@@ -267,6 +279,32 @@ ROWS: dict[tuple[str, str], Row] = {
         'acl = "read"',
         {"Name": "web"},
     ),
+    ("acl.auth_method.list", "GET"): Row("/v1/acl/auth-methods", 'acl = "read"'),
+    ("acl.auth_method.read", "GET"): Row("/v1/acl/auth-method/seedmeth", 'acl = "read"'),
+    ("acl.auth_method.create", "PUT"): Row(
+        "/v1/acl/auth-method", 'acl = "write"', {**JWT_METHOD, "Name": "newmeth"}
+    ),
+    ("acl.auth_method.update", "PUT"): Row(
+        "/v1/acl/auth-method/seedmeth", 'acl = "write"', {**JWT_METHOD, "Description": "u"}
+    ),
+    ("acl.auth_method.delete", "DELETE"): Row("/v1/acl/auth-method/delmeth", 'acl = "write"'),
+    ("acl.binding_rule.list", "GET"): Row("/v1/acl/binding-rules", 'acl = "read"'),
+    ("acl.binding_rule.read", "GET"): Row("/v1/acl/binding-rule/{seed_rule}", 'acl = "read"'),
+    ("acl.binding_rule.create", "PUT"): Row("/v1/acl/binding-rule", 'acl = "write"', BINDING),
+    ("acl.binding_rule.update", "PUT"): Row(
+        "/v1/acl/binding-rule/{seed_rule}", 'acl = "write"', BINDING
+    ),
+    ("acl.binding_rule.delete", "DELETE"): Row("/v1/acl/binding-rule/{del_rule}", 'acl = "write"'),
+    # Login needs no token (the JWT is the credential); logout acts on the
+    # request's own token: "ACL not found: no token was provided" without one,
+    # "Permission denied: token wasn't created via login" for a plain token.
+    ("acl.login", "POST"): Row(
+        "/v1/acl/login",
+        kind="public",
+        body={"AuthMethod": "seedmeth", "BearerToken": "x"},
+        refusal="failed to validate the token",
+    ),
+    ("acl.logout", "POST"): Row("/v1/acl/logout", kind="public", refusal="token was"),
 }
 # Run last: leaving stops the agent.
 LAST = ("agent.leave", "PUT")
@@ -373,6 +411,9 @@ async def seed(w: World, admin: APIClient) -> None:
         w.ids[f"{name}_role"] = role["ID"]
         token = await ok("PUT", "/v1/acl/token", {"Description": f"{name} token"})
         w.ids[f"{name}_token"] = token["AccessorID"]
+        await ok("PUT", "/v1/acl/auth-method", {**JWT_METHOD, "Name": f"{name}meth"})
+        rule = await ok("PUT", "/v1/acl/binding-rule", {**BINDING, "AuthMethod": "seedmeth"})
+        w.ids[f"{name}_rule"] = rule["ID"]
 
 
 def first_label(rules: str) -> str:
