@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from meshd.agent.agent import Agent
 from registry import queries as q
 from tests.meshd.harness import APIClient, dev_agent
-from tests.meshd.jwt_support import pem_public, sign
+from tests.meshd.jwt_support import jwks, jwks_server, pem_public, sign
 
 pytestmark = pytest.mark.e2e
 
@@ -380,3 +380,78 @@ async def test_login_checks_signature_issuer_audience_and_times(tmp_path: Path) 
             {"AuthMethod": "jwt-1", "BearerToken": sign(key, {**good, "nbf": now + 100})},
         )
         assert r.status == 200, r.text
+
+
+# ------------------------------------------- a Kubernetes pod logs in with its JWT
+
+
+def k8s_service_account_claims(namespace: str, account: str, now: float) -> dict[str, Any]:
+    """The claims of a projected service-account token as the kubelet mounts
+    it (audience-bound, one-hour expiry)."""
+    return {
+        "aud": ["meshd"],
+        "exp": int(now) + 3600,
+        "iat": int(now),
+        "nbf": int(now),
+        "iss": "https://kubernetes.default.svc.cluster.local",
+        "sub": f"system:serviceaccount:{namespace}:{account}",
+        "kubernetes.io": {
+            "namespace": namespace,
+            "pod": {"name": f"{account}-7d9f8b-x2x9q", "uid": str(uuid.uuid4())},
+            "serviceaccount": {"name": account, "uid": str(uuid.uuid4())},
+        },
+    }
+
+
+async def test_kubernetes_pod_logs_in_with_projected_token_and_registers_itself(
+    tmp_path: Path,
+) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with jwks_server(jwks(("sa-key-1", key))) as url:
+        async with acl_agent(tmp_path) as (_a, api, c):
+            method = {
+                "Name": "kubernetes",
+                "Type": "jwt",
+                "MaxTokenTTL": "1h",
+                "Config": {
+                    "JWKSURL": url,
+                    "BoundIssuer": "https://kubernetes.default.svc.cluster.local",
+                    "BoundAudiences": ["meshd"],
+                    "ClaimMappings": {
+                        "/kubernetes.io/namespace": "namespace",
+                        "/kubernetes.io/serviceaccount/name": "service_account",
+                    },
+                },
+            }
+            await ok(api, "PUT", "/v1/acl/auth-method", method)
+            await in_thread(
+                c.acl.binding_rule.create,
+                "kubernetes",
+                "service",
+                "${value.service_account}",
+                selector="value.namespace == default",
+            )
+            bearer = sign(key, k8s_service_account_claims("default", "payments", time.time()))
+            login = await in_thread(c.acl.login, "kubernetes", bearer)
+            assert login["ServiceIdentities"] == [{"ServiceName": "payments"}]
+            pod = consul.Consul(host=api.host, port=api.port, token=login["SecretID"])
+            assert await in_thread(pod.agent.service.register, "payments", port=8443) is True
+            _, nodes = await in_thread(c.catalog.service, "payments")
+            assert [n["ServicePort"] for n in nodes] == [8443]
+            with pytest.raises(consul.ACLPermissionDenied):
+                await in_thread(pod.agent.service.register, "billing", port=1)
+            # A pod in another namespace matches no binding rule.
+            elsewhere = sign(
+                key, k8s_service_account_claims("kube-system", "payments", time.time())
+            )
+            with pytest.raises(consul.ACLPermissionDenied):
+                await in_thread(c.acl.login, "kubernetes", elsewhere)
+            # A token signed by a key that is not in the cluster's JWKS is refused.
+            forged = sign(
+                rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                k8s_service_account_claims("default", "payments", time.time()),
+                kid="sa-key-1",
+            )
+            with pytest.raises(consul.ACLPermissionDenied):
+                await in_thread(c.acl.login, "kubernetes", forged)
+            assert await in_thread(pod.acl.logout, login["SecretID"]) is True
