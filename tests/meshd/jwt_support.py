@@ -11,10 +11,10 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 
-def pem_public(key: rsa.RSAPrivateKey) -> str:
+def pem_public(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
     """The PEM ``PUBLIC KEY`` block of ``key``."""
     return (
         key.public_key()
