@@ -77,6 +77,20 @@ def _identities(obj: Mapping[str, Any], indent: str = "") -> list[str]:
     return out
 
 
+def _templated(obj: Mapping[str, Any], indent: str = "") -> list[str]:
+    """Consul's ``Templated Policies:`` block."""
+    items = obj.get("TemplatedPolicies") or ()
+    out = [f"{indent}Templated Policies:"] if items else []
+    for item in items:
+        out.append(f"{indent}   {item.get('TemplateName', '')}")
+        name = (item.get("TemplateVariables") or {}).get("Name")
+        if name:
+            out.append(f"{indent}      Name: {name}")
+        dcs = ", ".join(item.get("Datacenters") or ()) or "all"
+        out.append(f"{indent}      Datacenters: {dcs}")
+    return out
+
+
 def _block(lines: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
@@ -89,6 +103,10 @@ def format_token(token: Mapping[str, Any], *, show_secret: bool = True) -> str:
     lines += [
         f"Description:      {token.get('Description', '')}",
         f"Local:            {str(bool(token.get('Local'))).lower()}",
+    ]
+    if token.get("AuthMethod"):
+        lines.append(f"Auth Method:      {token['AuthMethod']} (Namespace: )")
+    lines += [
         f"Create Time:      {_go_time(str(token.get('CreateTime', '')))}",
     ]
     if token.get("ExpirationTime"):
@@ -96,6 +114,7 @@ def format_token(token: Mapping[str, Any], *, show_secret: bool = True) -> str:
     lines += _links("Policies", token.get("Policies"))
     lines += _links("Roles", token.get("Roles"))
     lines += _identities(token)
+    lines += _templated(token)
     return _block(lines)
 
 
@@ -135,6 +154,7 @@ def format_role(role: Mapping[str, Any], indent: str = "") -> str:
     ]
     lines += _links("Policies", role.get("Policies"), indent)
     lines += _identities(role, indent)
+    lines += _templated(role, indent)
     return _block(lines)
 
 
