@@ -421,6 +421,8 @@ class ACLServer:
             raise BadRequest(f"Cannot toggle local mode of {accessor}", "Local")
         if ttl:
             raise BadRequest(f"Cannot change expiration time of {accessor}", "ExpirationTTL")
+        if token.auth_method and token.auth_method != match.auth_method:
+            raise BadRequest(f"Cannot change AuthMethod of {accessor}", "AuthMethod")
         if token.expiration_time:
             same = match.expiration_time and parse_time(
                 token.expiration_time, "ExpirationTime"
@@ -432,6 +434,7 @@ class ACLServer:
             secret_id=match.secret_id,
             expiration_time=match.expiration_time,
             create_time=match.create_time,
+            auth_method=match.auth_method,
         )
 
     def _links(self, links: Iterable[ACLLink], kind: str) -> tuple[ACLLink, ...]:
@@ -459,6 +462,8 @@ class ACLServer:
         if ttl is not None and not isinstance(ttl, int | float):
             raise BadRequest("ExpirationTTL: must be a duration", "ExpirationTTL")
         if args.get("create") or not token.accessor_id:
+            if token.auth_method:
+                raise BadRequest("AuthMethod field is disallowed outside of login", "AuthMethod")
             token = self._prepare_create(token, ttl)
         else:
             token = self._prepare_update(token, ttl)
@@ -483,6 +488,8 @@ class ACLServer:
         _, match = q.acl_token_get(self._store, None, accessor)
         if match is None or match.expired(self._clock()):
             raise HTTPError(403, "ACL not found")  # Consul's acl.ErrNotFound
+        if match.auth_method:
+            raise BadRequest("Cannot clone a token created from an auth method")
         description = str(args.get("description") or "") or match.description
         clone = ACLToken(
             "",

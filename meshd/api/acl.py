@@ -214,8 +214,6 @@ def token_from_body(body: Mapping[str, Any]) -> tuple[ACLToken, float | None]:
     """The token a PUT body describes (links may name policies/roles by name
     only) and its ``ExpirationTTL`` in seconds. Raises ``BadRequest``."""
     _check_tenancy(body)
-    if _str(body, "AuthMethod"):
-        raise BadRequest("AuthMethod field is disallowed outside of login", "AuthMethod")
     local = body.get("Local", False)
     if not isinstance(local, bool):
         raise _decode_error("Local", "must be a boolean")
@@ -231,6 +229,7 @@ def token_from_body(body: Mapping[str, Any]) -> tuple[ACLToken, float | None]:
         templated_policies=_templated(body),
         local=local,
         expiration_time=_str(body, "ExpirationTime"),
+        auth_method=_str(body, "AuthMethod"),
     )
     return token, _ttl_seconds(body.get("ExpirationTTL"))
 
@@ -397,6 +396,8 @@ def register(router: Router, agent: Agent) -> None:
         enabled(req)
         body = decode_json_body(req, fields=TOKEN_FIELDS, allow_empty=True) or {}
         token, ttl = token_from_body(body)
+        if token.auth_method:
+            raise BadRequest("AuthMethod field is disallowed outside of login", "AuthMethod")
         args = {"token": to_obj(token, ACLToken), "ttl": ttl, "create": True}
         return await call(req, "ACL.TokenSet", args)
 

@@ -455,3 +455,33 @@ async def test_kubernetes_pod_logs_in_with_projected_token_and_registers_itself(
             with pytest.raises(consul.ACLPermissionDenied):
                 await in_thread(c.acl.login, "kubernetes", forged)
             assert await in_thread(pod.acl.logout, login["SecretID"]) is True
+
+
+async def test_login_tokens_keep_their_auth_method_and_cannot_be_cloned(tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    async with acl_agent(tmp_path) as (_a, api, c):
+        await ok(api, "PUT", "/v1/acl/auth-method", _jwt_method(pem_public(key)))
+        rule = {"AuthMethod": "jwt-1", "BindType": "service", "BindName": "${value.service}"}
+        await ok(api, "PUT", "/v1/acl/binding-rule", rule)
+        claims = {"iss": "https://issuer.test", "aud": "meshd", "service": "web"}
+        login = await in_thread(c.acl.login, "jwt-1", sign(key, claims))
+        accessor = login["AccessorID"]
+        # A read-modify-write (as clients do) keeps the token a login token.
+        body = {k: v for k, v in login.items() if k not in ("Hash", "CreateIndex", "ModifyIndex")}
+        updated = await ok(api, "PUT", f"/v1/acl/token/{accessor}", {**body, "Description": "d"})
+        assert (updated["AuthMethod"], updated["Description"]) == ("jwt-1", "d")
+        kept = await ok(
+            api, "PUT", f"/v1/acl/token/{accessor}", {"Description": "e", "Local": True}
+        )
+        assert kept["AuthMethod"] == "jwt-1"
+        r = await api.put(f"/v1/acl/token/{accessor}", {"AuthMethod": "other", "Local": True})
+        assert (r.status, r.text) == (400, f"Cannot change AuthMethod of {accessor}")
+        r = await api.put(f"/v1/acl/token/{accessor}/clone", {})
+        assert (r.status, r.text) == (400, "Cannot clone a token created from an auth method")
+        r = await api.put("/v1/acl/token", {"AuthMethod": "jwt-1"})
+        assert (r.status, r.text) == (400, "AuthMethod field is disallowed outside of login")
+        # Deleting the method deletes its binding rules and the tokens it issued.
+        assert await in_thread(c.acl.auth_method.delete, "jwt-1") is True
+        assert await in_thread(c.acl.binding_rule.list) == []
+        r = await as_token(api, login["SecretID"], "GET", "/v1/acl/token/self")
+        assert (r.status, r.text) == (403, "ACL not found")
