@@ -128,13 +128,8 @@ class ACLLogin:
                 "are allowed",
                 "Name",
             )
+        # Consul's ACL.AuthMethodSet upserts by name (create and update alike).
         _, existing = acl_state.acl_auth_method_get(self._store, None, method.name)
-        if args.get("create") and existing is not None:
-            raise BadRequest(f"Invalid Auth Method: {method.name!r} already exists", "Name")
-        if not args.get("create") and existing is None:
-            raise BadRequest(
-                f"Invalid Auth Method: cannot find auth method with name {method.name!r}", "Name"
-            )
         if existing is not None and not method.type:
             method = replace(method, type=existing.type)
         if existing is not None and existing.type != method.type:
@@ -182,7 +177,8 @@ class ACLLogin:
         _, method = acl_state.acl_auth_method_get(self._store, None, rule.auth_method)
         if method is None:
             raise BadRequest(
-                f"Invalid Binding Rule: cannot find auth method with name {rule.auth_method!r}",
+                "Invalid Binding Rule: cannot find auth method with name "
+                f"{json.dumps(rule.auth_method)}",
                 "AuthMethod",
             )
         cfg = jwt_auth.parse_config(method.config)
@@ -277,7 +273,7 @@ class ACLLogin:
             raise BadRequest("Invalid Login: no BearerToken is set", "BearerToken")
         _, method = acl_state.acl_auth_method_get(self._store, None, name)
         if method is None:
-            raise _ACLNotFound(f"auth method {name!r} not found")
+            raise _ACLNotFound(f"auth method {json.dumps(name)} not found")
         claims = await self._claims(method, bearer)
         token = self._bound_token(method, claims, args.get("meta"))
         token = self.acl._prepare_create(token, method.max_token_ttl or None)

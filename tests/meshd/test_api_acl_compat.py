@@ -237,6 +237,13 @@ async def test_auth_method_and_binding_rule_crud_with_consul_shapes(tmp_path: Pa
         assert [m["Name"] for m in listed] == ["jwt-1"] and "Config" not in listed[0]
         read = await in_thread(c.acl.auth_method.read, "jwt-1")
         assert read["Config"]["BoundIssuer"] == "https://issuer.test"
+        # Consul upserts by name: a second create updates, keeping CreateIndex.
+        again = {**_jwt_method(pem_public(key)), "Description": "v2"}
+        updated = await ok(api, "PUT", "/v1/acl/auth-method", again)
+        assert updated["Description"] == "v2"
+        assert updated["CreateIndex"] == created["CreateIndex"] < updated["ModifyIndex"]
+        r = await api.put("/v1/acl/auth-method/jwt-1", {**again, "Name": "other"})
+        assert (r.status, r.text) == (400, "Auth Method Name in URL and payload do not match")
         errors = [
             ({"Name": "x", "Type": "kubernetes", "Config": {}}, "Type should be one of"),
             ({"Name": "bad name", "Type": "jwt"}, "invalid Name"),
