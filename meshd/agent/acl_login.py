@@ -274,11 +274,15 @@ class ACLLogin:
         _, method = acl_state.acl_auth_method_get(self._store, None, name)
         if method is None:
             raise _ACLNotFound(f"auth method {json.dumps(name)} not found")
-        claims = await self._claims(method, bearer)
-        token = self._bound_token(method, claims, args.get("meta"))
-        token = self.acl._prepare_create(token, method.max_token_ttl or None)
-        token = self.acl._normalized_token(token)
-        await self._apply(ACLTokenSet(tokens=(token,)))
+        claims = await self._claims(method, bearer)  # outside the lock: may fetch a JWKS
+        async with self.acl._lock:
+            _, current = acl_state.acl_auth_method_get(self._store, None, name)
+            if current is None or current.modify_index != method.modify_index:
+                raise HTTPError(409, f"auth method {json.dumps(name)} changed during login")
+            token = self._bound_token(method, claims, args.get("meta"))
+            token = self.acl._prepare_create(token, method.max_token_ttl or None)
+            token = self.acl._normalized_token(token)
+            await self._apply(ACLTokenSet(tokens=(token,)))
         log.info("event=acl_login auth_method=%s accessor=%s", name, token.accessor_id)
         return self.acl._token_json(token.accessor_id)
 

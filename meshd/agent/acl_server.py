@@ -105,6 +105,10 @@ _ROLE_NAME = re.compile(r"[A-Za-z0-9\-_]{1,256}")
 # RPCs that do not take acl:write on ``auth_token``: bootstrap has no token yet,
 # login presents a JWT, logout presents the login token it deletes.
 _NO_ACL_WRITE = frozenset({"ACL.Bootstrap", "ACL.Login", "ACL.Logout"})
+# RPCs that take ``ACLServer._lock`` themselves, only around their write: a
+# login fetches a JWKS and checks a signature first, which must not hold up
+# every other ACL write.
+_OWN_LOCK = frozenset({"ACL.Login"})
 
 RPCHandler = Callable[[Mapping[str, Any], PeerInfo], Awaitable[Any]]
 
@@ -187,6 +191,8 @@ class ACLServer:
     ) -> RPCHandler:
         async def handler(args: Mapping[str, Any], peer: PeerInfo) -> Any:
             async def local() -> Any:
+                if name in _OWN_LOCK:
+                    return await method(args)
                 async with self._lock:
                     return await method(args)
 

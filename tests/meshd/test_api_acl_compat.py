@@ -380,6 +380,18 @@ async def test_login_checks_signature_issuer_audience_and_times(tmp_path: Path) 
         assert r.status == 403 and "ACL not found" in r.text
         r = await api.request("POST", "/v1/acl/login", {"AuthMethod": "jwt-1"})
         assert r.status == 400 and "BearerToken" in r.text
+        # A JWKS file (file:// URL) instead of PEM keys.
+        keyset = tmp_path / "jwks.json"
+        keyset.write_text(json.dumps(jwks(("k1", key))))
+        config = {**method["Config"], "JWKSURL": keyset.as_uri()}
+        del config["JWTValidationPubKeys"]
+        await ok(api, "PUT", "/v1/acl/auth-method", {**method, "Name": "file", "Config": config})
+        await ok(api, "PUT", "/v1/acl/binding-rule", {**rule, "AuthMethod": "file"})
+        by_file = {"AuthMethod": "file", "BearerToken": sign(key, good)}
+        assert (await ok(api, "POST", "/v1/acl/login", by_file))["AuthMethod"] == "file"
+        by_stranger = {"AuthMethod": "file", "BearerToken": sign(stranger, good)}
+        r = await api.request("POST", "/v1/acl/login", by_stranger)
+        assert r.status == 403 and "failed to verify signature" in r.text
         # nbf inside the leeway (1 s skew + 150 s default not-before leeway) is accepted.
         r = await api.request(
             "POST",
