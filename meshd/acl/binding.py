@@ -11,6 +11,7 @@ skipped, as in Consul; a login that binds nothing is refused.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -79,17 +80,17 @@ def validate_rule(
     """Check a binding rule before it is stored, with every mapped claim set
     to a sample value (as Consul does). Raises ``BindingError`` with
     Consul's text."""
-    if not bind_type:
-        raise BindingError("Invalid Binding Rule: no BindType is set")
-    if bind_type not in BIND_TYPES:
-        raise BindingError(f"Invalid Binding Rule: unknown BindType {bind_type!r}")
-    if not bind_name:
-        raise BindingError("Invalid Binding Rule: no BindName is set")
     if selector:
         try:
             compile_filter(selector)
         except FilterError as exc:
             raise BindingError(f"invalid Binding Rule: Selector is invalid: {exc}") from None
+    if not bind_type:
+        raise BindingError("Invalid Binding Rule: no BindType is set")
+    if not bind_name:
+        raise BindingError("Invalid Binding Rule: no BindName is set")
+    if bind_type not in BIND_TYPES:
+        raise BindingError(f"Invalid Binding Rule: unknown BindType {json.dumps(bind_type)}")
     sample = dict.fromkeys(claim_names, "fake")
     try:
         name = interpolate(bind_name, sample)

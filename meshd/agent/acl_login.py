@@ -53,6 +53,14 @@ from ..durations import format_duration
 from ..http import BadRequest, HTTPError, PermissionDenied
 from .reads_acl import auth_method_json, binding_rule_json
 
+
+def _check_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
 if TYPE_CHECKING:
     from .acl_server import ACLServer
 
@@ -133,7 +141,7 @@ class ACLLogin:
         if existing is not None and not method.type:
             method = replace(method, type=existing.type)
         if existing is not None and existing.type != method.type:
-            raise BadRequest("Invalid Auth Method: cannot change the Type", "Type")
+            raise BadRequest("the Type field of an Auth Method is immutable", "Type")
         if method.type not in AUTH_METHOD_TYPES:
             raise BadRequest("Invalid Auth Method: Type should be one of: [jwt]", "Type")
         if method.token_locality not in ("", "local", "global"):
@@ -166,20 +174,22 @@ class ACLLogin:
         if args.get("create"):
             rule = replace(rule, id=str(uuid.uuid4()))
         else:
+            if not _check_uuid(rule.id):
+                raise BadRequest("Binding Rule ID invalid UUID", "ID")
             _, existing = acl_state.acl_binding_rule_get(self._store, None, rule.id)
             if existing is None:
-                raise BadRequest(f"Cannot find binding rule {rule.id}", "ID")
+                raise BadRequest(f"cannot find binding rule {rule.id}", "ID")
             rule = replace(rule, auth_method=rule.auth_method or existing.auth_method)
             if rule.auth_method != existing.auth_method:
-                raise BadRequest("Invalid Binding Rule: cannot change AuthMethod", "AuthMethod")
+                raise BadRequest(
+                    "the AuthMethod field of an Binding Rule is immutable", "AuthMethod"
+                )
         if not rule.auth_method:
             raise BadRequest("Invalid Binding Rule: no AuthMethod is set", "AuthMethod")
         _, method = acl_state.acl_auth_method_get(self._store, None, rule.auth_method)
         if method is None:
             raise BadRequest(
-                "Invalid Binding Rule: cannot find auth method with name "
-                f"{json.dumps(rule.auth_method)}",
-                "AuthMethod",
+                f"cannot find auth method with name {json.dumps(rule.auth_method)}", "AuthMethod"
             )
         cfg = jwt_auth.parse_config(method.config)
         try:
@@ -246,7 +256,10 @@ class ACLLogin:
             raise PermissionDenied("")
         description = LOGIN_DESCRIPTION
         if isinstance(meta, dict) and meta:
-            description += ": " + _meta_json(meta)
+            # Consul's encodeLoginMeta: json.Marshal of the map (sorted, compact).
+            description += ": " + json.dumps(
+                {str(k): str(v) for k, v in meta.items()}, sort_keys=True, separators=(",", ":")
+            )
         return ACLToken(
             "",
             "",
@@ -289,19 +302,15 @@ class ACLLogin:
     async def logout(self, args: Mapping[str, Any]) -> Any:
         secret = str(args.get("auth_token") or "")
         if not secret:
-            raise _ACLNotFound("no token was provided")
+            raise _ACLNotFound()
         _, token = q.acl_token_by_secret(self._store, None, secret)
         if token is None or token.expired(self.acl._clock()):
             raise _ACLNotFound()
-        if not token.auth_method:
-            raise PermissionDenied("token wasn't created via login")
+        if not token.auth_method:  # only a login's token can log out
+            raise PermissionDenied("")
         await self._apply(ACLTokenDelete(accessor_ids=(token.accessor_id,)))
         log.info("event=acl_logout accessor=%s", token.accessor_id)
         return True
-
-
-def _meta_json(meta: dict[str, Any]) -> str:
-    return json.dumps({"meta": {str(k): str(v) for k, v in meta.items()}}, separators=(",", ":"))
 
 
 def _decode(args: Mapping[str, Any], key: str, tp: Any) -> Any:

@@ -434,7 +434,7 @@ def register(router: Router, agent: Agent) -> None:
         if sum(1 for v in filters.values() if v) > 1:
             # Consul's state.ACLTokenList refuses the combination (there as a 500).
             raise BadRequest(
-                "can only filter by one of policy, role, serviceName, or authmethod at once"
+                "can only filter by one of policy, role, serviceName, or methodName at a time"
             )
         args = {**filters, "now": time.time()}
         return await read_list(req, "acl.tokens", args, authz)

@@ -44,7 +44,7 @@ def test_a_claim_that_makes_an_invalid_name_fails_the_login() -> None:
     ("args", "text"),
     [
         (("", "x", "", ""), "no BindType is set"),
-        (("group", "x", "", ""), "unknown BindType 'group'"),
+        (("group", "x", "", ""), 'unknown BindType "group"'),
         (("service", "", "", ""), "no BindName is set"),
         (("service", "${value.nope}", "", ""), "invalid BindName: unknown variable"),
         (("node", "x", "", "value.a =="), "Selector is invalid"),
