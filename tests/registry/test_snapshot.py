@@ -158,3 +158,30 @@ def test_corrupt_snapshot_leaves_state_unchanged(log: Log, data: bytes) -> None:
     with pytest.raises(CorruptSnapshotError):
         log.fsm.restore(data)
     assert log.fsm.snapshot() == before
+
+
+def test_snapshot_from_before_auth_methods_restores(log: Log) -> None:
+    """An upgrade: a snapshot written before tokens gained TemplatedPolicies and
+    AuthMethod (and roles TemplatedPolicies), without the auth-method and
+    binding-rule tables, restores with those empty and defaulted."""
+    populate(log)
+    obj = msgpack.unpackb(log.fsm.snapshot())
+    old_tables = []
+    for name, rows in obj["tables"]:
+        if name in ("acl_auth_methods", "acl_binding_rules"):
+            continue
+        if name == "acl_tokens":
+            rows = [r[:-2] for r in rows if not r[-1]]  # drop the login token, then 2 fields
+        if name == "acl_roles":
+            rows = [r[:-1] for r in rows]
+        old_tables.append([name, rows])
+    fresh = RegistryFSM()
+    fresh.restore(msgpack.packb({**obj, "tables": old_tables}))
+    _, tokens = queries.acl_token_list(fresh.store, None)
+    assert [(t.accessor_id, t.templated_policies, t.auth_method) for t in tokens] == [
+        ("aaaaaaaa-0000-0000-0000-000000000001", (), "")
+    ]
+    assert acl_state.acl_auth_method_list(fresh.store, None)[1] == []
+    bad = [["acl_tokens", [["only-two", "fields"]]]]
+    with pytest.raises(CorruptSnapshotError):
+        RegistryFSM().restore(msgpack.packb({**obj, "tables": bad}))
