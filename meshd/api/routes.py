@@ -84,6 +84,8 @@ def _enforce_acl(handler: Handler, agent: Agent, rules: dict[str, Rule]) -> Hand
 
     async def guarded(req: Request) -> Response:
         rule = rules.get(req.method) or rules.get("GET") or Rule()
+        if rule.ignores_token:
+            return await handler(req)
         authz = await agent.acl.resolve(req.token)
         req.authz = authz
         if rule.check is not None:

@@ -378,6 +378,11 @@ async def test_login_checks_signature_issuer_audience_and_times(tmp_path: Path) 
             assert r.status == 403 and text in r.text, (text, r.status, r.text)
         r = await api.request("POST", "/v1/acl/login", {"AuthMethod": "none", "BearerToken": "x"})
         assert r.status == 403 and "ACL not found" in r.text
+        # Consul's login ignores X-Consul-Token: a stale one does not get in the way.
+        stale = APIClient(api.host, api.port, str(uuid.uuid4()))
+        fresh = {"AuthMethod": "jwt-1", "BearerToken": sign(key, good)}
+        r = await stale.request("POST", "/v1/acl/login", fresh)
+        assert r.status == 200, r.text
         r = await api.request("POST", "/v1/acl/login", {"AuthMethod": "jwt-1"})
         assert r.status == 400 and "BearerToken" in r.text
         # A JWKS file (file:// URL) instead of PEM keys.
