@@ -10,8 +10,9 @@ decoded here (unknown fields are a 400 naming the field); the leader
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from registry.codec import to_obj
@@ -135,104 +136,145 @@ def binding_rule_from_body(body: Mapping[str, Any]) -> ACLBindingRule:
     )
 
 
-def register(
-    router: Router, agent: Agent, *, enabled: Enabled, call: Call, read_one: Read, read_list: Read
-) -> None:
-    """Add the auth-method, binding-rule and login routes (``acl.*`` names:
-    their ACL checks are made here, see ``acl_rules.rule_for``)."""
+@dataclass(frozen=True)
+class Deps:
+    """What these handlers use of the agent and of api/acl.py's helpers."""
 
-    def reader(req: Request) -> Authorizer:
-        enabled(req)
+    agent: Agent
+    enabled: Enabled
+    call: Call
+    read_one: Read
+    read_list: Read
+
+    def reader(self, req: Request) -> Authorizer:
+        """``acl:read`` for the caller, or ``PermissionDenied``."""
+        self.enabled(req)
         authz = authorizer(req)
         authz.require(Permission.ACL_READ)
         return authz
 
-    async def method_create(req: Request) -> Response:
-        enabled(req)
-        method = auth_method_from_body(decode_json_body(req, fields=AUTH_METHOD_FIELDS))
-        args = {"method": to_obj(method, ACLAuthMethod), "create": True}
-        return await call(req, "ACL.AuthMethodSet", args)
 
-    async def method_update(req: Request) -> Response:
-        enabled(req)
-        method = auth_method_from_body(decode_json_body(req, fields=AUTH_METHOD_FIELDS))
-        name = req.path_params["name"]
-        if method.name and method.name != name:
-            raise BadRequest("Auth Method Name in URL and payload do not match")
-        method = replace(method, name=name)
-        return await call(req, "ACL.AuthMethodSet", {"method": to_obj(method, ACLAuthMethod)})
+async def method_create(d: Deps, req: Request) -> Response:
+    """``PUT /v1/acl/auth-method``."""
+    d.enabled(req)
+    method = auth_method_from_body(decode_json_body(req, fields=AUTH_METHOD_FIELDS))
+    args = {"method": to_obj(method, ACLAuthMethod), "create": True}
+    return await d.call(req, "ACL.AuthMethodSet", args)
 
-    async def method_read(req: Request) -> Response:
-        authz = reader(req)
-        return await read_one(req, "acl.auth_method", {"name": req.path_params["name"]}, authz)
 
-    async def method_delete(req: Request) -> Response:
-        enabled(req)
-        return await call(req, "ACL.AuthMethodDelete", {"name": req.path_params["name"]})
+async def method_update(d: Deps, req: Request) -> Response:
+    """``PUT /v1/acl/auth-method/:name``."""
+    d.enabled(req)
+    method = auth_method_from_body(decode_json_body(req, fields=AUTH_METHOD_FIELDS))
+    name = req.path_params["name"]
+    if method.name and method.name != name:
+        raise BadRequest("Auth Method Name in URL and payload do not match")
+    method = replace(method, name=name)
+    return await d.call(req, "ACL.AuthMethodSet", {"method": to_obj(method, ACLAuthMethod)})
 
-    async def method_list(req: Request) -> Response:
-        return await read_list(req, "acl.auth_methods", {}, reader(req))
 
-    async def rule_create(req: Request) -> Response:
-        enabled(req)
-        rule = binding_rule_from_body(decode_json_body(req, fields=BINDING_RULE_FIELDS))
-        if rule.id:
-            raise BadRequest("Cannot specify the ID when creating a new binding rule", "ID")
-        args = {"rule": to_obj(rule, ACLBindingRule), "create": True}
-        return await call(req, "ACL.BindingRuleSet", args)
+async def method_read(d: Deps, req: Request) -> Response:
+    """``GET /v1/acl/auth-method/:name``."""
+    authz = d.reader(req)
+    return await d.read_one(req, "acl.auth_method", {"name": req.path_params["name"]}, authz)
 
-    async def rule_update(req: Request) -> Response:
-        enabled(req)
-        rule = binding_rule_from_body(decode_json_body(req, fields=BINDING_RULE_FIELDS))
-        rule_id = req.path_params["id"]
-        if rule.id and rule.id != rule_id:
-            raise BadRequest("BindingRule ID in URL and payload do not match")
-        rule = replace(rule, id=rule_id)
-        return await call(req, "ACL.BindingRuleSet", {"rule": to_obj(rule, ACLBindingRule)})
 
-    async def rule_read(req: Request) -> Response:
-        authz = reader(req)
-        return await read_one(req, "acl.binding_rule", {"id": req.path_params["id"]}, authz)
+async def method_delete(d: Deps, req: Request) -> Response:
+    """``DELETE /v1/acl/auth-method/:name``."""
+    d.enabled(req)
+    return await d.call(req, "ACL.AuthMethodDelete", {"name": req.path_params["name"]})
 
-    async def rule_delete(req: Request) -> Response:
-        enabled(req)
-        return await call(req, "ACL.BindingRuleDelete", {"id": req.path_params["id"]})
 
-    async def rule_list(req: Request) -> Response:
-        authz = reader(req)
-        args = {"authmethod": req.query_value("authmethod")}
-        return await read_list(req, "acl.binding_rules", args, authz)
+async def method_list(d: Deps, req: Request) -> Response:
+    """``GET /v1/acl/auth-methods`` (stubs, no Config)."""
+    return await d.read_list(req, "acl.auth_methods", {}, d.reader(req))
 
-    async def login(req: Request) -> Response:
-        opts = enabled(req)
-        body = decode_json_body(req, fields=LOGIN_FIELDS)
-        _tenancy(body)
-        meta = body.get("Meta") or {}
-        if not isinstance(meta, dict):
-            raise BadRequest("Request decode failed: Meta: must be an object", "Meta")
-        args = {
-            "auth_method": _str(body, "AuthMethod"),
-            "bearer_token": _str(body, "BearerToken"),
-            "meta": {str(k): str(v) for k, v in meta.items()},
-        }
-        token = await agent.server_call("ACL.Login", args)
-        return Response.json(token, pretty=opts.pretty)
 
-    async def logout(req: Request) -> Response:
-        opts = enabled(req)
-        value = await agent.server_call("ACL.Logout", {"auth_token": req.token})
-        return Response.json(value, pretty=opts.pretty)
+async def rule_create(d: Deps, req: Request) -> Response:
+    """``PUT /v1/acl/binding-rule``."""
+    d.enabled(req)
+    rule = binding_rule_from_body(decode_json_body(req, fields=BINDING_RULE_FIELDS))
+    if rule.id:
+        raise BadRequest("Cannot specify the ID when creating a new binding rule", "ID")
+    args = {"rule": to_obj(rule, ACLBindingRule), "create": True}
+    return await d.call(req, "ACL.BindingRuleSet", args)
 
-    add = router.add
-    add("PUT", "/v1/acl/auth-method", method_create, name="acl.auth_method.create")
-    add("GET", "/v1/acl/auth-method/:name", method_read, name="acl.auth_method.read")
-    add("PUT", "/v1/acl/auth-method/:name", method_update, name="acl.auth_method.update")
-    add("DELETE", "/v1/acl/auth-method/:name", method_delete, name="acl.auth_method.delete")
-    add("GET", "/v1/acl/auth-methods", method_list, name="acl.auth_method.list")
-    add("PUT", "/v1/acl/binding-rule", rule_create, name="acl.binding_rule.create")
-    add("GET", "/v1/acl/binding-rule/:id", rule_read, name="acl.binding_rule.read")
-    add("PUT", "/v1/acl/binding-rule/:id", rule_update, name="acl.binding_rule.update")
-    add("DELETE", "/v1/acl/binding-rule/:id", rule_delete, name="acl.binding_rule.delete")
-    add("GET", "/v1/acl/binding-rules", rule_list, name="acl.binding_rule.list")
-    add("POST", "/v1/acl/login", login, name="acl.login")
-    add("POST", "/v1/acl/logout", logout, name="acl.logout")
+
+async def rule_update(d: Deps, req: Request) -> Response:
+    """``PUT /v1/acl/binding-rule/:id``."""
+    d.enabled(req)
+    rule = binding_rule_from_body(decode_json_body(req, fields=BINDING_RULE_FIELDS))
+    rule_id = req.path_params["id"]
+    if rule.id and rule.id != rule_id:
+        raise BadRequest("BindingRule ID in URL and payload do not match")
+    rule = replace(rule, id=rule_id)
+    return await d.call(req, "ACL.BindingRuleSet", {"rule": to_obj(rule, ACLBindingRule)})
+
+
+async def rule_read(d: Deps, req: Request) -> Response:
+    """``GET /v1/acl/binding-rule/:id``."""
+    authz = d.reader(req)
+    return await d.read_one(req, "acl.binding_rule", {"id": req.path_params["id"]}, authz)
+
+
+async def rule_delete(d: Deps, req: Request) -> Response:
+    """``DELETE /v1/acl/binding-rule/:id``."""
+    d.enabled(req)
+    return await d.call(req, "ACL.BindingRuleDelete", {"id": req.path_params["id"]})
+
+
+async def rule_list(d: Deps, req: Request) -> Response:
+    """``GET /v1/acl/binding-rules[?authmethod=]``."""
+    authz = d.reader(req)
+    args = {"authmethod": req.query_value("authmethod")}
+    return await d.read_list(req, "acl.binding_rules", args, authz)
+
+
+async def login(d: Deps, req: Request) -> Response:
+    """``POST /v1/acl/login``: no token needed; the leader validates the JWT."""
+    opts = d.enabled(req)
+    body = decode_json_body(req, fields=LOGIN_FIELDS)
+    _tenancy(body)
+    meta = body.get("Meta") or {}
+    if not isinstance(meta, dict):
+        raise BadRequest("Request decode failed: Meta: must be an object", "Meta")
+    args = {
+        "auth_method": _str(body, "AuthMethod"),
+        "bearer_token": _str(body, "BearerToken"),
+        "meta": {str(k): str(v) for k, v in meta.items()},
+    }
+    token = await d.agent.server_call("ACL.Login", args)
+    return Response.json(token, pretty=opts.pretty)
+
+
+async def logout(d: Deps, req: Request) -> Response:
+    """``POST /v1/acl/logout``: deletes the request's own (login) token."""
+    opts = d.enabled(req)
+    value = await d.agent.server_call("ACL.Logout", {"auth_token": req.token})
+    return Response.json(value, pretty=opts.pretty)
+
+
+ROUTES: list[tuple[str, str, Any, str]] = [
+    ("PUT", "/v1/acl/auth-method", method_create, "acl.auth_method.create"),
+    ("GET", "/v1/acl/auth-method/:name", method_read, "acl.auth_method.read"),
+    ("PUT", "/v1/acl/auth-method/:name", method_update, "acl.auth_method.update"),
+    ("DELETE", "/v1/acl/auth-method/:name", method_delete, "acl.auth_method.delete"),
+    ("GET", "/v1/acl/auth-methods", method_list, "acl.auth_method.list"),
+    ("PUT", "/v1/acl/binding-rule", rule_create, "acl.binding_rule.create"),
+    ("GET", "/v1/acl/binding-rule/:id", rule_read, "acl.binding_rule.read"),
+    ("PUT", "/v1/acl/binding-rule/:id", rule_update, "acl.binding_rule.update"),
+    ("DELETE", "/v1/acl/binding-rule/:id", rule_delete, "acl.binding_rule.delete"),
+    ("GET", "/v1/acl/binding-rules", rule_list, "acl.binding_rule.list"),
+    ("POST", "/v1/acl/login", login, "acl.login"),
+    ("POST", "/v1/acl/logout", logout, "acl.logout"),
+]
+
+
+def register(
+    router: Router, agent: Agent, *, enabled: Enabled, call: Call, read_one: Read, read_list: Read
+) -> None:
+    """Add the auth-method, binding-rule and login routes (``acl.*`` names:
+    their ACL checks are made in the handlers, see ``acl_rules.rule_for``)."""
+    deps = Deps(agent, enabled, call, read_one, read_list)
+    for method, path, handler, name in ROUTES:
+        router.add(method, path, functools.partial(handler, deps), name=name)
