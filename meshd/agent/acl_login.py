@@ -8,7 +8,9 @@ exists. Every change is a replicated command; a login writes the token it
 creates with ``AuthMethod`` set, ``Local`` unless the method's
 ``TokenLocality`` is ``global``, and the method's ``MaxTokenTTL`` as its
 expiry. A ``JWKSURL`` (``http(s)://`` or ``file://``) is fetched by the
-leader at login, off the trio thread, with a 5 s limit. The bearer token
+leader at login, off the trio thread, with a 5 s limit, and cached for
+5 minutes (fetched again when a signature does not verify, at most once a second,
+so a key rotation takes effect). The bearer token
 and the SecretIDs are never logged.
 """
 
@@ -69,6 +71,9 @@ log = logging.getLogger("meshd.acl")
 AUTH_METHOD_TYPES = ("jwt",)
 _METHOD_NAME = re.compile(r"[A-Za-z0-9\-_]{1,128}")
 JWKS_TIMEOUT = 5.0
+JWKS_CACHE_TTL = 300.0
+# Logins with bad signatures must not turn into a stream of JWKS fetches.
+JWKS_MIN_REFRESH = 1.0
 LOGIN_DESCRIPTION = "token created via login"
 
 
@@ -91,6 +96,9 @@ class ACLLogin:
 
     def __init__(self, acl: ACLServer) -> None:
         self.acl = acl
+        # JWKS URL -> (trio time fetched, keys); a login fetches at most once
+        # per JWKS_CACHE_TTL, plus once more when a signature does not verify.
+        self._jwks_cache: dict[str, tuple[float, list[Any]]] = {}
 
     def methods(self) -> dict[str, Callable[[Mapping[str, Any]], Awaitable[Any]]]:
         """RPC name -> method (registered next to the other ACL RPCs)."""
@@ -217,18 +225,35 @@ class ACLLogin:
 
     # ---------------------------------------------------------- login/logout
 
+    async def _jwks(self, url: str, *, refresh: bool = False) -> list[Any]:
+        """The keys at ``url``, cached for ``JWKS_CACHE_TTL`` (``refresh``:
+        fetch again, as after a key rotation). Raises ``HTTPError`` 500."""
+        now = trio.current_time()
+        cached = self._jwks_cache.get(url)
+        if cached is not None:
+            age = now - cached[0]
+            if age < (JWKS_MIN_REFRESH if refresh else JWKS_CACHE_TTL):
+                return cached[1]
+        try:
+            document = await trio.to_thread.run_sync(_fetch, url)
+            keys = jwt_auth.jwks_keys(document)
+        except (OSError, ValueError) as exc:  # JWTLoginError is a ValueError
+            raise HTTPError(500, f"failed to fetch JWKS from {url}: {exc}") from None
+        if len(self._jwks_cache) >= 64:
+            self._jwks_cache.clear()
+        self._jwks_cache[url] = (now, keys)
+        return keys
+
     async def _claims(self, method: ACLAuthMethod, bearer: str) -> dict[str, Any]:
         cfg = jwt_auth.parse_config(method.config)
-        keys: list[Any] = []
-        if cfg.jwks_url:
-            try:
-                document = await trio.to_thread.run_sync(_fetch, cfg.jwks_url)
-            except (OSError, ValueError) as exc:
-                raise HTTPError(500, f"failed to fetch JWKS from {cfg.jwks_url}: {exc}") from None
-            try:
-                keys = jwt_auth.jwks_keys(document)
-            except jwt_auth.JWTLoginError as exc:
-                raise HTTPError(500, str(exc)) from None
+        keys = await self._jwks(cfg.jwks_url) if cfg.jwks_url else []
+        try:
+            return jwt_auth.validate(bearer, cfg, self.acl._clock(), keys)
+        except jwt_auth.JWTLoginError as exc:
+            if not cfg.jwks_url or "signature" not in str(exc):
+                raise PermissionDenied(str(exc)) from None
+        # The issuer may have rotated its keys since they were cached: fetch once more.
+        keys = await self._jwks(cfg.jwks_url, refresh=True)
         try:
             return jwt_auth.validate(bearer, cfg, self.acl._clock(), keys)
         except jwt_auth.JWTLoginError as exc:

@@ -148,13 +148,13 @@ def test_a_pod_jwt_logs_in_through_a_client_agent_and_registers_its_service(
     agent to the leader, which fetches the keys and validates the projected
     service-account token; the token then registers the bound service."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    with jwks_server(jwks(("sa-1", key))) as url:
+    with jwks_server(jwks(("sa-1", key))) as server:
         method = {
             "Name": "kubernetes",
             "Type": "jwt",
             "MaxTokenTTL": "1h",
             "Config": {
-                "JWKSURL": url,
+                "JWKSURL": server.url,
                 "BoundIssuer": "https://kubernetes.default.svc.cluster.local",
                 "BoundAudiences": ["meshd"],
                 "ClaimMappings": {

@@ -37,28 +37,40 @@ def jwks(*keys: tuple[str, rsa.RSAPrivateKey]) -> dict[str, Any]:
     return {"keys": out}
 
 
+class JWKSServer:
+    """A loopback HTTP server answering every GET with ``document`` (as a
+    Kubernetes API server serves /openid/v1/jwks); counts its requests."""
+
+    def __init__(self, document: dict[str, Any], host: str = "127.0.0.1") -> None:
+        self.document = document
+        self.hits = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.hits += 1
+                body = json.dumps(owner.document).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self._server.server_address[1]}/openid/v1/jwks"
+
+
 @contextmanager
-def jwks_server(document: dict[str, Any], host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve ``document`` on a free loopback port; yields its URL (as a
-    Kubernetes API server serves /openid/v1/jwks)."""
-    body = json.dumps(document).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer((host, 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+def jwks_server(document: dict[str, Any], host: str = "127.0.0.1") -> Iterator[JWKSServer]:
+    """Serve ``document`` on a free loopback port until the block ends."""
+    server = JWKSServer(document, host)
+    thread = threading.Thread(target=server._server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://{host}:{server.server_address[1]}/openid/v1/jwks"
+        yield server
     finally:
-        server.shutdown()
-        server.server_close()
+        server._server.shutdown()
+        server._server.server_close()

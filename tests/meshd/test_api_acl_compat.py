@@ -431,14 +431,14 @@ async def test_kubernetes_pod_logs_in_with_projected_token_and_registers_itself(
     tmp_path: Path,
 ) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    with jwks_server(jwks(("sa-key-1", key))) as url:
+    with jwks_server(jwks(("sa-key-1", key))) as server:
         async with acl_agent(tmp_path) as (_a, api, c):
             method = {
                 "Name": "kubernetes",
                 "Type": "jwt",
                 "MaxTokenTTL": "1h",
                 "Config": {
-                    "JWKSURL": url,
+                    "JWKSURL": server.url,
                     "BoundIssuer": "https://kubernetes.default.svc.cluster.local",
                     "BoundAudiences": ["meshd"],
                     "ClaimMappings": {
@@ -479,6 +479,22 @@ async def test_kubernetes_pod_logs_in_with_projected_token_and_registers_itself(
             with pytest.raises(consul.ACLPermissionDenied):
                 await in_thread(c.acl.login, "kubernetes", forged)
             assert await in_thread(pod.acl.logout, login["SecretID"]) is True
+            # The JWKS is cached; a rotated key makes the leader fetch it again.
+            fetched = server.hits
+            again = sign(key, k8s_service_account_claims("default", "payments", time.time()))
+            assert (await in_thread(c.acl.login, "kubernetes", again))["AuthMethod"]
+            assert server.hits == fetched
+            rotated = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            server.document = jwks(("sa-key-2", rotated))
+            claims = k8s_service_account_claims("default", "payments", time.time())
+            bearer = sign(rotated, claims, kid="sa-key-2")
+            body = {"AuthMethod": "kubernetes", "BearerToken": bearer}
+            with trio.fail_after(30):  # refetched at most once a second
+                while (r := await api.request("POST", "/v1/acl/login", body)).status != 200:
+                    assert r.status == 403, r.text
+                    await trio.sleep(0.2)
+            assert r.json()["ServiceIdentities"] == [{"ServiceName": "payments"}]
+            assert server.hits == fetched + 1  # failed attempts did not each refetch
 
 
 async def test_login_tokens_keep_their_auth_method_and_cannot_be_cloned(tmp_path: Path) -> None:
