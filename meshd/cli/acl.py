@@ -211,6 +211,20 @@ def node_identities(values: tuple[str, ...]) -> list[dict[str, str]]:
     return out
 
 
+def templated_policies(names: tuple[str, ...], variables: tuple[str, ...]) -> list[dict[str, Any]]:
+    """``-templated-policy NAME`` with ``-var name:VALUE`` (Consul's flags; the
+    variables apply to each templated policy given) as the API's objects."""
+    values: dict[str, str] = {}
+    for item in variables:
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise CLIError(f"Error: malformed -var: {item!r} (expected VariableName:Value)")
+        if key.lower() != "name":
+            raise CLIError(f"Error: unknown templated policy variable {key!r}")
+        values["Name"] = value
+    return [{"TemplateName": n, **({"TemplateVariables": values} if values else {})} for n in names]
+
+
 def _policy_links(ids: tuple[str, ...], names: tuple[str, ...]) -> list[dict[str, str]]:
     return [{"ID": i} for i in ids] + [{"Name": n} for n in names]
 
@@ -240,6 +254,8 @@ def _links_options(func: F) -> F:
         ("role-name", "Name of a role to link (repeatable)."),
         ("service-identity", "NAME[:DC1,DC2] service identity (repeatable)."),
         ("node-identity", "NAME:DC node identity (repeatable)."),
+        ("templated-policy", "builtin/service, builtin/node or builtin/dns (repeatable)."),
+        ("var", "name:VALUE variable of the templated policies."),
     ):
         func = option(name, name.replace("-", "_"), multiple=True, help=what)(func)
     return func
@@ -303,8 +319,14 @@ def _token_body(
     role_name: tuple[str, ...],
     service_identity: tuple[str, ...],
     node_identity: tuple[str, ...],
+    templated_policy: tuple[str, ...] = (),
+    var: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     body: dict[str, Any] = {}
+    if templated_policy:
+        body["TemplatedPolicies"] = templated_policies(templated_policy, var)
+    elif var:
+        raise CLIError("Error: -var needs -templated-policy")
     if description:
         body["Description"] = description
     if policy_id or policy_name:
@@ -419,8 +441,10 @@ def token_update(
             "Roles",
             "ServiceIdentities",
             "NodeIdentities",
+            "TemplatedPolicies",
             "Local",
             "ExpirationTime",
+            "AuthMethod",
         )
         if k in current
     }
@@ -627,6 +651,8 @@ def _role_links(func: F) -> F:
         ("policy-name", "Name of a policy to link (repeatable)."),
         ("service-identity", "NAME[:DC1,DC2] service identity (repeatable)."),
         ("node-identity", "NAME:DC node identity (repeatable)."),
+        ("templated-policy", "builtin/service, builtin/node or builtin/dns (repeatable)."),
+        ("var", "name:VALUE variable of the templated policies."),
     ):
         func = option(name, name.replace("-", "_"), multiple=True, help=what)(func)
     return func
@@ -640,6 +666,8 @@ def _role_changes(links: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
         body["ServiceIdentities"] = service_identities(links["service_identity"])
     if links["node_identity"]:
         body["NodeIdentities"] = node_identities(links["node_identity"])
+    if links["templated_policy"]:
+        body["TemplatedPolicies"] = templated_policies(links["templated_policy"], links["var"])
     return body
 
 
@@ -706,7 +734,15 @@ def role_update(
 ) -> None:
     """Update a role: given fields and links replace the role's."""
     current = _role_by(client, role_id, "")
-    keys = ("ID", "Name", "Description", "Policies", "ServiceIdentities", "NodeIdentities")
+    keys = (
+        "ID",
+        "Name",
+        "Description",
+        "Policies",
+        "ServiceIdentities",
+        "NodeIdentities",
+        "TemplatedPolicies",
+    )
     body = {k: current[k] for k in keys if k in current}
     if name:
         body["Name"] = name

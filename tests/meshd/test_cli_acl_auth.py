@@ -78,3 +78,35 @@ async def test_auth_method_binding_rule_login_logout(
         assert gone.stdout.strip() == f'Binding rule "{rule_id}" deleted successfully'
         gone = await run_cli(["acl", "auth-method", "delete", "-name", "ci", *addr(api)])
         assert gone.stdout.strip() == 'Auth-method "ci" deleted successfully'
+
+
+async def test_templated_policy_flags_and_updates_keep_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with acl_agent(tmp_path, monkeypatch) as (_agent, api):
+        made = await run_cli(
+            ["acl", "token", "create", "-templated-policy", "builtin/service", "-var", "name:api",
+             "-format", "json", *addr(api)]
+        )  # fmt: skip
+        assert made.exit_code == 0, made.output
+        token = json.loads(made.stdout)
+        assert token["TemplatedPolicies"] == [
+            {"TemplateName": "builtin/service", "TemplateVariables": {"Name": "api"}}
+        ]
+        upd = await run_cli(
+            ["acl", "token", "update", "-id", token["AccessorID"], "-description", "x", *addr(api)]
+        )
+        assert upd.exit_code == 0, upd.output
+        assert "Templated Policies:\n   builtin/service\n      Name: api\n" in upd.stdout
+        role = await run_cli(
+            ["acl", "role", "create", "-name", "dns", "-templated-policy", "builtin/dns",
+             "-format", "json", *addr(api)]
+        )  # fmt: skip
+        role_id = json.loads(role.stdout)["ID"]
+        upd = await run_cli(
+            ["acl", "role", "update", "-id", role_id, "-description", "d", "-format", "json",
+             *addr(api)]
+        )  # fmt: skip
+        assert json.loads(upd.stdout)["TemplatedPolicies"] == [{"TemplateName": "builtin/dns"}]
+        bad = await run_cli(["acl", "token", "create", "-var", "name:x", *addr(api)])
+        assert one_error_line(bad) == "Error: -var needs -templated-policy"
