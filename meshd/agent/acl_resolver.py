@@ -201,6 +201,11 @@ class ACLResolver:
             self._cache.pop(next(iter(self._cache)))
         return authz
 
+    def forget(self, secret: str) -> None:
+        """Drop ``secret``'s cached authorizer (after a logout through this
+        agent, as Consul purges its identity cache)."""
+        self._cache.pop(secret, None)
+
     def _fresh(self, cached: _Cached, now: float) -> bool:
         if expired_at(cached.expiration, self._wall()):
             return False

@@ -251,6 +251,7 @@ async def logout(d: Deps, req: Request) -> Response:
     """``POST /v1/acl/logout``: deletes the request's own (login) token."""
     opts = d.enabled(req)
     value = await d.agent.server_call("ACL.Logout", {"auth_token": req.token})
+    d.agent.acl.forget(req.token)
     return Response.json(value, pretty=opts.pretty)
 
 

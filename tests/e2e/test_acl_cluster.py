@@ -204,6 +204,9 @@ def test_a_pod_jwt_logs_in_through_a_client_agent_and_registers_its_service(
 
     acl.c.wait_until(visible, 15, "orders in the catalog, registered with the login token")
     assert acl.call("client-1", "POST", "/v1/acl/logout", token=secret) == (200, True)
+    # The client agent forgets the token at once (not after acl.token_ttl).
+    status, text = acl.call("client-1", "GET", "/v1/agent/services", token=secret)
+    assert (status, text) == (403, "ACL not found")
     status, text = acl.call("server-1", "GET", "/v1/acl/token/self", token=secret)
     assert (status, text) == (403, "ACL not found")
 
