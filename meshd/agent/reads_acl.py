@@ -265,13 +265,15 @@ def auth_method_json(m: ACLAuthMethod, *, stub: bool = False) -> JSON:
         "Type": m.type,
         "DisplayName": m.display_name,
         "Description": m.description,
-        "MaxTokenTTL": format_duration(m.max_token_ttl),
+        "MaxTokenTTL": format_duration(m.max_token_ttl) if m.max_token_ttl else "",
         "TokenLocality": m.token_locality,
         "CreateIndex": m.create_index,
         "ModifyIndex": m.modify_index,
     }
     if not stub:
         out["Config"] = m.config
+    # Consul's struct tags: DisplayName, Description, MaxTokenTTL and
+    # TokenLocality are omitempty.
     return {k: v for k, v in out.items() if v != "" or k in ("Name", "Type")}
 
 

@@ -233,6 +233,10 @@ async def test_auth_method_and_binding_rule_crud_with_consul_shapes(tmp_path: Pa
             "jwt",
             "10m0s",
         )
+        plain = {"Name": "plain", "Type": "jwt", "Config": {"JWKSURL": "http://127.0.0.1:1/"}}
+        bare = await ok(api, "PUT", "/v1/acl/auth-method", plain)
+        assert set(bare) == {"Name", "Type", "Config", "CreateIndex", "ModifyIndex"}
+        assert await ok(api, "DELETE", "/v1/acl/auth-method/plain") is True
         listed = await in_thread(c.acl.auth_method.list)
         assert [m["Name"] for m in listed] == ["jwt-1"] and "Config" not in listed[0]
         read = await in_thread(c.acl.auth_method.read, "jwt-1")
