@@ -43,6 +43,7 @@ class Rule:
     response_filter: ItemFilter | None = None
     public: bool = False
     handler_checks: bool = False  # the handler enforces (it alone knows the resource)
+    ignores_token: bool = False  # the request's token is not resolved (Consul's login)
 
 
 def _body(req: Request) -> Any:
@@ -467,11 +468,16 @@ RULES: dict[tuple[str, str], Rule] = {
 # /v1/acl/* decide inside their handlers, as Consul's ACL endpoints do: the
 # resource is the token itself (token/self), or needs the stored object.
 HANDLER_CHECKS = Rule(handler_checks=True)
+# Consul's /v1/acl/login does not parse X-Consul-Token: a stale token left in
+# a client's environment must not make a fresh login fail with "ACL not found".
+LOGIN = Rule(handler_checks=True, ignores_token=True)
 
 
 def rule_for(name: str, method: str) -> Rule:
     """The rule of route ``name`` for ``method`` (HEAD follows GET). Raises
     ``KeyError`` when the table lacks it."""
+    if name == "acl.login":
+        return LOGIN
     if name.startswith("acl."):
         return HANDLER_CHECKS
     return RULES[(name, "GET" if method == "HEAD" else method)]

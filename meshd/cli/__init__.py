@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from .acl import acl
+from .acl_auth import login, logout
 from .agent import agent
 from .ca import ca
 from .catalog import catalog
@@ -84,6 +85,8 @@ for command in (
     intention,
     kv,
     leave,
+    login,
+    logout,
     members,
     operator,
     proxy,
