@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 from typing import Any
 
 import click
@@ -20,18 +19,13 @@ import trio
 from ..agent.sd_notify import Notifier, ServiceState
 from ..config import load_config
 from ..errors import ConfigError, MeshdError
+from ..logs import setup_logging
 
 log = logging.getLogger("meshd.agent")
 
 
 def _setup_logging(level: str, as_json: bool) -> None:
-    py_level = {"TRACE": "DEBUG", "WARN": "WARNING", "ERR": "ERROR"}.get(level, level)
-    fmt = (
-        '{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}'
-        if as_json
-        else "%(asctime)s [%(levelname)s] %(name)s: %(message)s"
-    )
-    logging.basicConfig(level=py_level, format=fmt, stream=sys.stderr, force=True)
+    setup_logging(level, as_json)  # meshd/logs.py: JSON lines carry real fields
 
 
 # READY=1 goes out at the latest this long after start, leader or not:
