@@ -63,7 +63,8 @@ def test_log_event_carries_a_dict_and_renders_logfmt_text() -> None:
         logger.handlers.clear()
     (rec,) = records
     text = StructuredFormatter(as_json=False).format(rec)
-    assert text.endswith('[WARNING] meshd.test.event: event=peer_wait known=2 why="connection refused"')
+    tail = 'event=peer_wait known=2 why="connection refused"'
+    assert text.endswith(f"[WARNING] meshd.test.event: {tail}")
     as_json = json.loads(StructuredFormatter(as_json=True).format(rec))
     assert as_json["known"] == 2 and as_json["why"] == "connection refused"
 
