@@ -5,7 +5,10 @@ gather. Here the join loop records each round (the servers that answered,
 the ``retry_join`` addresses that did not and why) and ``describe`` turns it
 into one line such as::
 
-    waiting for bootstrap_expect=3 servers, know 2: s1, s2; 127.0.0.1:8302 unreachable: connection refused
+    waiting for bootstrap_expect=3 servers, know 2: s1, s2;
+    127.0.0.1:8302 unreachable: connection refused
+
+(on one line)
 
 It is logged at most once per ``LOG_INTERVAL`` (``event=waiting_for_servers``)
 and appended to the 500 ``No cluster leader`` answers after Consul's text.
@@ -63,7 +66,8 @@ class PeerWait:
             text = f"no leader elected yet among {voters} voting servers"
         elif self.expect > 1:
             names = ", ".join(self.known)
-            text = f"waiting for bootstrap_expect={self.expect} servers, know {len(self.known)}: {names}"
+            count = len(self.known)
+            text = f"waiting for bootstrap_expect={self.expect} servers, know {count}: {names}"
             if not self.searched:
                 text += "; no retry_join/start_join address to find the others"
         else:
