@@ -109,7 +109,9 @@ class Agent:
         self.datacenter = config.datacenter
         self.started_at = time.time()
         data_dir = Path(config.data_dir) if config.data_dir else None
-        self.local = LocalState(self.node_name, data_dir)
+        # -dev keeps everything on loopback, sidecar public listeners included.
+        sidecars_at = config.advertise_addr if config.dev else ""
+        self.local = LocalState(self.node_name, data_dir, sidecar_address=sidecars_at)
         self.server: Server | None = None
         self.pool: ServerPool | None = None
         self.backend: Any = None
