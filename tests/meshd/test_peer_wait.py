@@ -16,6 +16,7 @@ from meshd.agent_tls import create_ca
 from meshd.api.common import no_leader_text
 from meshd.config import load_config
 from meshd.logs import record_fields
+from tests.meshd.cli_support import run_cli
 from tests.meshd.harness import APIClient, free_port
 from tests.meshd.test_api_status_operator import _write_config, wait_for
 
@@ -103,6 +104,13 @@ async def test_two_of_three_servers_explain_the_wait_and_list_members(
             members = (await apis[1].get("/v1/agent/members")).json()
         assert sorted(m["Name"] for m in members) == ["s0", "s1"]
         assert all(m["Tags"]["role"] == "consul" and m["Status"] == 1 for m in members)
+        cli = await run_cli(["members", "-http-addr", f"{apis[0].host}:{apis[0].port}"])
+        assert cli.exit_code == 0, cli.output
+        rows = [line.split() for line in cli.stdout.splitlines()[1:]]
+        assert [(r[0], r[2], r[3]) for r in rows] == [
+            ("s0", "alive", "server"),
+            ("s1", "alive", "server"),
+        ]
         nursery.cancel_scope.cancel()
     waits = [record_fields(r) for r in caplog.records if r.name == "meshd.agent.peer_wait"]
     assert waits and waits[0]["event"] == "waiting_for_servers"
