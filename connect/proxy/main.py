@@ -88,15 +88,24 @@ class _JSONFormatter(logging.Formatter):
         self.worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record),
+        """One JSON object: ``ts``, ``level``, ``logger`` (and ``worker``), then
+        the event's own fields (``emit``), or ``msg`` for a plain line."""
+        entry: dict[str, object] = {
+            "ts": self.formatTime(record),
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
         }
         if self.worker is not None:
-            entry["worker"] = str(self.worker)
-        return json.dumps(entry)
+            entry["worker"] = self.worker
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            for key, value in fields.items():
+                entry.setdefault(str(key), value)
+        else:
+            entry["msg"] = record.getMessage()
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
 
 
 def setup_logging(level: str, as_json: bool, worker: int | None) -> None:
