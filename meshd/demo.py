@@ -14,6 +14,7 @@ everything this started.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import urllib.request
@@ -23,6 +24,7 @@ import trio
 
 from .agent.agent import Agent
 from .config import load_config
+from .logs import setup_logging
 
 UPSTREAM = ("127.0.0.1", 9191)
 METRICS_ADDR = "127.0.0.1:9102"
@@ -171,7 +173,14 @@ def _print_help(host: str, port: int) -> None:
     print("Ctrl-C stops everything.", flush=True)
 
 
+def _show_agent_log() -> None:
+    """The agent's own log lines on stderr, with time and level (INFO and up,
+    ``MESHD_LOG_LEVEL`` to change), as ``meshd agent`` prints them."""
+    setup_logging(os.environ.get("MESHD_LOG_LEVEL", "INFO"), as_json=False)
+
+
 async def _run() -> None:
+    _show_agent_log()
     config, _ = load_config([], [], {"node": "meshd-dev"}, dev=True)
     agent = Agent(config)
     async with trio.open_nursery() as nursery:

@@ -15,7 +15,6 @@ from typing import Any
 import click
 
 from .acl import acl
-from .acl_auth import login, logout
 from .agent import agent
 from .ca import ca
 from .catalog import catalog

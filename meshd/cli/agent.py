@@ -12,7 +12,6 @@ import errno
 import logging
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,18 +24,13 @@ from raft.errors import StorageError
 from ..agent.sd_notify import Notifier, ServiceState
 from ..config import load_config
 from ..errors import ConfigError, MeshdError
+from ..logs import setup_logging
 
 log = logging.getLogger("meshd.agent")
 
 
 def _setup_logging(level: str, as_json: bool) -> None:
-    py_level = {"TRACE": "DEBUG", "WARN": "WARNING", "ERR": "ERROR"}.get(level, level)
-    fmt = (
-        '{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}'
-        if as_json
-        else "%(asctime)s [%(levelname)s] %(name)s: %(message)s"
-    )
-    logging.basicConfig(level=py_level, format=fmt, stream=sys.stderr, force=True)
+    setup_logging(level, as_json)  # meshd/logs.py: JSON lines carry real fields
 
 
 # READY=1 goes out at the latest this long after start, leader or not:
