@@ -28,13 +28,15 @@ from .operator import operator
 from .proxy import proxy
 from .reload import reload
 from .services import services
+from .single_dash import consul_spelling
 from .snapshot import snapshot
 from .tls import tls
 from .version import version
 
 
 class MeshdGroup(click.Group):
-    """The root group: every usage error below it is printed as one line."""
+    """The root group: Consul's single-dash flags work for every command below
+    it (see ``single_dash``), and every usage error is printed as one line."""
 
     def make_context(
         self,
@@ -43,6 +45,8 @@ class MeshdGroup(click.Group):
         parent: click.Context | None = None,
         **extra: Any,
     ) -> click.Context:
+        if parent is None:
+            args = consul_spelling(self, list(args))
         try:
             return super().make_context(info_name, args, parent, **extra)
         except click.UsageError as exc:
@@ -55,7 +59,24 @@ class MeshdGroup(click.Group):
             raise one_line_usage(exc) from None
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from .version import print_version
+
+    print_version()
+    ctx.exit()
+
+
 @click.group(cls=MeshdGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Print the version (as `meshd version`) and exit.",
+)
 def cli() -> None:
     """meshd: service discovery, health checks and an mTLS mesh for VMs."""
 

@@ -1,0 +1,148 @@
+"""Consul's single-dash spellings work for every command (meshd/cli/single_dash.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from meshd.cli import MeshdGroup, cli
+from meshd.cli.single_dash import consul_spelling
+from tests.meshd.cli_support import invoke, one_error_line
+
+SPELLINGS = [
+    (["agent", "-dev"], ["agent", "--dev"]),
+    (["agent", "-config-file=x.hcl", "-dev"], ["agent", "--config-file=x.hcl", "--dev"]),
+    (
+        ["agent", "-config-dir", "/etc/d", "-server"],
+        ["agent", "--config-dir", "/etc/d", "--server"],
+    ),
+    (["agent", "-bootstrap-expect=3"], ["agent", "--bootstrap-expect=3"]),
+    (["agent", "-log-json=true", "-ui=false"], ["agent", "--log-json"]),
+    (["tls", "cert", "create", "-server"], ["tls", "cert", "create", "--server"]),
+    (
+        ["tls", "cert", "create", "-dc=east", "-days", "9"],
+        ["tls", "cert", "create", "--dc=east", "--days", "9"],
+    ),
+    (["kv", "get", "-stale", "k"], ["kv", "get", "-stale", "k"]),
+    (["kv", "get", "-stale=true", "k"], ["kv", "get", "--stale", "k"]),
+    (["kv", "get", "-stale=false", "k"], ["kv", "get", "k"]),
+    # Declared as -http-addr/-token already: left as written.
+    (
+        ["kv", "get", "-http-addr=h:1", "-token=t", "k"],
+        ["kv", "get", "-http-addr=h:1", "-token=t", "k"],
+    ),
+    (["members", "-wan"], ["members", "-wan"]),
+    (["members", "-wan=1"], ["members", "--wan"]),
+    (["-version"], ["--version"]),
+    (["kv", "get", "-help"], ["kv", "get", "--help"]),
+    # Short options, negative numbers, option values and words after -- are left alone.
+    (["kv", "get", "-h"], ["kv", "get", "-h"]),
+    (["agent", "-bootstrap-expect", "-1"], ["agent", "--bootstrap-expect", "-1"]),
+    (["agent", "-node", "-dev"], ["agent", "--node", "-dev"]),
+    (["kv", "put", "k", "--", "-recurse"], ["kv", "put", "k", "--", "-recurse"]),
+    (["kv", "put", "k", "-"], ["kv", "put", "k", "-"]),
+    # An unknown flag is named whole, not by its first letter.
+    (["kv", "get", "-bogus"], ["kv", "get", "--bogus"]),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), SPELLINGS)
+def test_consul_spelling_is_rewritten_for_the_invoked_command(
+    args: list[str], expected: list[str]
+) -> None:
+    assert consul_spelling(cli, args) == expected
+
+
+def test_agent_dev_and_config_file_with_one_dash(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.json"
+    line = one_error_line(invoke(["agent", "-dev", f"-config-file={missing}"]))
+    assert line == f"Error: config: {missing}: no such file"
+
+
+def test_unknown_single_dash_flag_is_named_whole() -> None:
+    line = one_error_line(invoke(["kv", "get", "-bogus", "k"]))
+    assert "--bogus" in line and "'-b'" not in line
+
+
+def test_tls_cert_create_server_with_one_dash(tmp_path: Path) -> None:
+    runner = CliRunner()
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert runner.invoke(cli, ["tls", "ca", "create", "-days=30"]).exit_code == 0
+        res = runner.invoke(cli, ["tls", "cert", "create", "-server", "-dc=east"])
+    finally:
+        os.chdir(old)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "east-server-meshd-0.pem").exists()
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    seen: list[tuple[str, str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append((self.path, self.headers.get("X-Consul-Token", "")))
+        if self.path.startswith("/v1/kv/"):
+            body = [{"Key": "k", "Value": base64.b64encode(b"v").decode(), "Flags": 0}]
+        else:
+            body = []
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_agent() -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    _Recorder.seen = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", _Recorder.seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.e2e
+def test_kv_get_stale_token_and_members_wan_reach_the_agent(
+    fake_agent: tuple[str, list[tuple[str, str]]],
+) -> None:
+    addr, seen = fake_agent
+    res = invoke(["kv", "get", "-stale", f"-http-addr={addr}", "-token=s3cret", "k"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout == "v\n"
+    res = invoke(["members", "-wan", "-http-addr", addr])
+    assert res.exit_code == 0, res.output
+    assert seen == [("/v1/kv/k?stale", "s3cret"), ("/v1/agent/members?wan", "")]
+
+
+def test_a_command_added_later_gets_single_dash_flags() -> None:
+    @click.group(cls=MeshdGroup)
+    def root() -> None:
+        pass
+
+    @root.command()
+    @click.option("--shiny-new", is_flag=True)
+    @click.option("--count", type=int, default=0)
+    def later(shiny_new: bool, count: int) -> None:
+        click.echo(f"shiny={shiny_new} count={count}")
+
+    res = CliRunner().invoke(root, ["later", "-shiny-new", "-count=-3"])
+    assert res.exit_code == 0, res.output
+    assert res.output == "shiny=True count=-3\n"
