@@ -9,9 +9,11 @@ and WATCHDOG through ``$NOTIFY_SOCKET`` (meshd/agent/sd_notify.py).
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -19,12 +21,12 @@ import trio
 
 from ..agent.sd_notify import Notifier, ServiceState
 from ..config import load_config
-from ..errors import ConfigError, MeshdError
+from ..errors import ConfigError, MeshdError, StartupError
 
 log = logging.getLogger("meshd.agent")
 
 
-def _setup_logging(level: str, as_json: bool) -> None:
+def _setup_logging(level: str, as_json: bool) -> StartupLog:
     py_level = {"TRACE": "DEBUG", "WARN": "WARNING", "ERR": "ERROR"}.get(level, level)
     fmt = (
         '{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}'
@@ -32,6 +34,57 @@ def _setup_logging(level: str, as_json: bool) -> None:
         else "%(asctime)s [%(levelname)s] %(name)s: %(message)s"
     )
     logging.basicConfig(level=py_level, format=fmt, stream=sys.stderr, force=True)
+    return StartupLog(verbose=py_level == "DEBUG")
+
+
+class StartupLog:
+    """Holds the log lines of a starting agent back until it is up, so that
+    a start that fails says one line (the error) instead of the progress that
+    led to it; at debug level they are written out either way."""
+
+    def __init__(self, *, verbose: bool) -> None:
+        root = logging.getLogger()
+        self._targets = list(root.handlers)
+        self._verbose = verbose
+        target = self._targets[0] if self._targets else None
+        self._buffer = logging.handlers.MemoryHandler(
+            1 << 20, flushLevel=logging.CRITICAL + 1, target=target, flushOnClose=False
+        )
+        for handler in self._targets:
+            root.removeHandler(handler)
+        root.addHandler(self._buffer)
+
+    def started(self) -> None:
+        """Write the held lines out and log directly from now on."""
+        self._buffer.flush()
+        self._release()
+
+    def failed(self) -> None:
+        """Drop the held lines (keep them at debug level)."""
+        if self._verbose:
+            self._buffer.flush()
+        self._release()
+
+    def _release(self) -> None:
+        root = logging.getLogger()
+        if self._buffer in root.handlers:
+            root.removeHandler(self._buffer)
+            for handler in self._targets:
+                root.addHandler(handler)
+        self._buffer.buffer.clear()
+
+
+def _failure(exc: BaseException) -> MeshdError | None:
+    """The ``StartupError``/``ConfigError`` that stopped the start, even
+    inside the exception groups trio's nurseries wrap it in."""
+    if isinstance(exc, StartupError | ConfigError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _failure(inner)
+            if found is not None:
+                return found
+    return None
 
 
 # READY=1 goes out at the latest this long after start, leader or not:
@@ -131,7 +184,12 @@ async def _reload(agent: Any, notifier: Notifier) -> None:
 
 
 async def _run(
-    config: Any, *, ready_line: bool, loader: Any = None, notifier: Notifier | None = None
+    config: Any,
+    *,
+    ready_line: bool,
+    loader: Any = None,
+    notifier: Notifier | None = None,
+    on_started: Callable[[], None] = lambda: None,
 ) -> None:
     """Run the agent until it leaves (SIGTERM/SIGINT or /v1/agent/leave), telling systemd through
     ``notifier`` (default: from ``$NOTIFY_SOCKET``, removed from the environment)."""
@@ -149,6 +207,7 @@ async def _run(
             await nursery.start(_handle_signals, agent, notifier, started, nursery.cancel_scope)
             notifier.status("starting")
             await nursery.start(agent.run)
+            on_started()
             started.set()
             if ready_line:
                 http = ", ".join(f"{h}:{p}" for h, p in agent.http_addresses)
@@ -195,16 +254,22 @@ def agent(dev: bool, **flags: Any) -> None:
         config, warnings = load_config(files, dirs, flag_values, dev=dev)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    _setup_logging(config.log_level, config.log_json)
+    startup_log = _setup_logging(config.log_level, config.log_json)
     for w in warnings:
         logging.getLogger("meshd.config").warning("%s", w)
+
+    def loader() -> Any:
+        return load_config(files, dirs, flag_values, dev=dev)[0]
+
     try:
-
-        def loader() -> Any:
-            return load_config(files, dirs, flag_values, dev=dev)[0]
-
-        trio.run(lambda: _run(config, ready_line=True, loader=loader))
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        trio.run(
+            lambda: _run(config, ready_line=True, loader=loader, on_started=startup_log.started)
+        )
     except KeyboardInterrupt:
         pass
+    except BaseException as exc:
+        startup_log.failed()
+        failure = _failure(exc)
+        if failure is None:
+            raise
+        raise click.ClickException(str(failure)) from None
