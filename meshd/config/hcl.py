@@ -19,6 +19,8 @@ list of definitions; any other block given twice is an error.
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any
 
 __all__ = ["HCLSyntaxError", "parse_hcl"]
@@ -115,13 +117,38 @@ def _blocks(blocks: list[Any], path: str) -> Any:
     return items[0]
 
 
+@functools.cache
+def _parser() -> Any:
+    """python-hcl2's lark parser. Building its grammar takes 1-2 s; lark keeps
+    the result in a cache file beside the package. Where that directory is
+    read-only and holds no cache (an install under systemd's
+    ProtectSystem=strict), the cache goes to the temporary directory instead
+    of the grammar being rebuilt on every start."""
+    from hcl2 import parser as hcl2_parser
+
+    where = str(hcl2_parser.PARSER_FILE)
+    if os.path.exists(where) or os.access(os.path.dirname(where), os.W_OK):
+        return hcl2_parser.parser()
+    from hcl2.postlexer import PostLexer
+    from lark import Lark
+
+    return Lark.open(
+        "hcl2.lark",
+        parser="lalr",
+        cache=True,  # a file in tempfile.gettempdir(), named by the grammar's hash
+        rel_to=hcl2_parser.__file__,
+        propagate_positions=True,
+        postlex=PostLexer(),
+    )
+
+
 def parse_hcl(text: str) -> dict[str, Any]:
     """Decode HCL ``text`` into JSON-shaped values (see the module docstring).
 
     Raises ``HCLSyntaxError`` for text that does not parse (with line and
     column) or a block repeated where Consul allows it once.
     """
-    import hcl2
+    from hcl2.api import serialize, transform
     from hcl2.utils import SerializationOptions
     from lark.exceptions import LarkError
 
@@ -132,7 +159,9 @@ def parse_hcl(text: str) -> dict[str, Any]:
         preserve_heredocs=False,
     )
     try:
-        decoded = hcl2.loads(text, serialization_options=options)
+        # The newline: python-hcl2's own workaround (its grammar needs one at the end).
+        tree = transform(_parser().parse(text + "\n"))
+        decoded = serialize(tree, serialization_options=options)
     except LarkError as exc:
         raise _from_lark(exc) from None
     except (ValueError, TypeError, KeyError, IndexError) as exc:

@@ -146,3 +146,23 @@ def test_parse_hcl_keeps_lists_for_list_keys_and_decodes_strings() -> None:
     with pytest.raises(HCLSyntaxError) as info:
         parse_hcl("@")
     assert info.value.line == 1 and info.value.column == 1
+
+
+@pytest.mark.slow
+def test_read_only_install_keeps_the_grammar_cache_in_the_temp_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from hcl2 import parser as hcl2_parser
+
+    from meshd.config import hcl
+
+    monkeypatch.setattr(hcl2_parser, "PARSER_FILE", Path("/proc/no-such-dir/.lark_cache.bin"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    hcl._parser.cache_clear()
+    try:
+        assert parse_hcl("ports {\n  http = 8501\n}\n") == {"ports": {"http": 8501}}
+    finally:
+        hcl._parser.cache_clear()
+    assert [p.name.startswith(".lark_cache") for p in tmp_path.iterdir()] == [True]
