@@ -62,6 +62,42 @@ def test_consul_spelling_is_rewritten_for_the_invoked_command(
     assert consul_spelling(cli, args) == expected
 
 
+# Consul's spellings, as its docs write them, per command. Each line parses
+# (with -help appended, click parses every flag first and then prints the
+# help instead of running): an unknown or misread flag fails the parse.
+CONSUL_LINES = [
+    "agent -dev -server -bootstrap -bootstrap-expect=3 -config-file=a.hcl -config-dir=/etc/d"
+    " -node=n1 -node-id=x -data-dir=/var/lib/meshd -datacenter=dc1 -domain=consul"
+    " -bind=10.0.0.1 -advertise=10.0.0.1 -client=127.0.0.1 -retry-join=10.0.0.2 -join=10.0.0.3"
+    " -http-port=18500 -dns-port=18600 -server-port=18300 -log-level=debug -log-json -ui"
+    " -enable-script-checks",
+    "kv get -stale -recurse -detailed -keys -separator=/ -base64 -http-addr=127.0.0.1:1"
+    " -token=t -ca-file=ca.pem -client-cert=c.pem -client-key=k.pem -tls-server-name=n k",
+    "kv put -flags=42 -cas -modify-index=7 -acquire -session=s k v",
+    "kv delete -recurse -cas -modify-index=3 k",
+    "members -wan -detailed -status=alive -format=json",
+    "tls ca create -domain=consul -days=30 -name-constraint",
+    "tls cert create -server -dc=dc1 -domain=consul -days=30 -additional-ipaddress=10.0.0.1"
+    " -additional-dnsname=node1.example",
+    "tls cert create -client -ca=ca.pem -key=ca-key.pem",
+    "operator raft list-peers -stale",
+    "snapshot save -stale backup.snap",
+    "services register -name=web -id=web-1 -address=10.0.0.1 -port=80 -tag=v1 -meta=a=b",
+    "catalog services -node=n1 -node-meta=rack=r1 -tags -filter=x",
+    "intention create -deny -replace -description=d -meta=a=b web api",
+    "acl policy create -name=p -description=d -rules-file=r.hcl -valid-datacenter=dc1",
+    "proxy -http-addr=127.0.0.1:1 -workers=2 -metrics-addr=127.0.0.1:0 -sidecar-for=web"
+    " -log-level=info -log-json=true",
+]
+
+
+@pytest.mark.parametrize("line", CONSUL_LINES, ids=lambda line: " ".join(line.split()[:2]))
+def test_consul_flag_spellings_parse_for_every_command(line: str) -> None:
+    result = invoke([*line.split(), "-help"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Usage: meshd "), result.output
+
+
 def test_agent_dev_and_config_file_with_one_dash(tmp_path: Path) -> None:
     missing = tmp_path / "missing.json"
     line = one_error_line(invoke(["agent", "-dev", f"-config-file={missing}"]))
