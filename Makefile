@@ -7,7 +7,7 @@ TEST_STAMP := $(VENV)/.installed-test
 SEEDS ?= 300
 SEED_START ?= 0
 
-.PHONY: run test lint types pytest bench sim clean
+.PHONY: run test lint types imports pytest bench sim clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,7 +22,7 @@ $(TEST_STAMP): $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m meshd.demo
 
-test: $(TEST_STAMP) lint types pytest
+test: $(TEST_STAMP) lint types imports pytest
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
@@ -30,6 +30,10 @@ lint: $(TEST_STAMP)
 
 types: $(TEST_STAMP)
 	$(BIN)/mypy raft registry connect meshd
+
+# The import contracts in pyproject.toml ([tool.importlinter]).
+imports: $(TEST_STAMP)
+	$(BIN)/lint-imports --no-cache --no-logo
 
 pytest: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q

@@ -6,28 +6,74 @@ https://developer.hashicorp.com/consul/docs/connect/intentions#precedence-and-ma
 - an intention applies when its destination is ``destination`` or ``*`` and
   its source is ``source`` or ``*`` (namespaces likewise, "default" unless
   given);
-- the highest precedence wins (``registry.state.intentions.precedence``:
-  exact beats wildcard, the destination side weighs more); equal precedence
-  falls back to Consul's lexicographic order of (SourceNS, SourceName,
-  DestinationNS, DestinationName), then the ID;
+- the highest ``precedence`` wins. Like Consul (``Intention.UpdatePrecedence``
+  in agent/structs/intention.go) the precedence is computed once, when the
+  intention is written to the registry, and travels with it (the API's
+  ``Precedence``); this module reads it and never recomputes it. Equal
+  precedence falls back to Consul's lexicographic order of (SourceNS,
+  SourceName, DestinationNS, DestinationName), then the ID;
 - an L7 intention (non-empty ``permissions``) cannot be evaluated without a
   request, so for an L4 connection it decides deny;
 - nothing matches: the default policy (``default_allow``) decides.
 
 ``decide`` is the reference; ``IntentionIndex`` gives the same answers in a
 handful of dict lookups for the proxy's per-connection path.
+
+Both take anything shaped like ``IntentionLike``: the proxy builds
+``Intention`` values from the agent's JSON, the agent passes its registry
+records as they are (they have the same attributes). This package imports
+nothing of registry, raft or meshd.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-from registry.records import Intention
-from registry.state.intentions import WILDCARD, precedence
+from typing import Any, Protocol
 
 DEFAULT_NS = "default"
+WILDCARD = "*"
 _ALLOW = "allow"
+
+
+class IntentionLike(Protocol):
+    """What an intention decision reads (Consul ``structs.Intention`` fields).
+
+    ``precedence`` is the one computed when the intention was written
+    (higher wins); ``permissions`` non-empty makes it an L7 intention.
+    """
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def source_ns(self) -> str: ...
+    @property
+    def source_name(self) -> str: ...
+    @property
+    def destination_ns(self) -> str: ...
+    @property
+    def destination_name(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def permissions(self) -> Sequence[Any]: ...
+    @property
+    def precedence(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Intention:
+    """An intention as connect receives it over the API (``Precedence`` included)."""
+
+    id: str
+    source_name: str
+    destination_name: str
+    precedence: int
+    source_ns: str = DEFAULT_NS
+    destination_ns: str = DEFAULT_NS
+    action: str = ""
+    permissions: tuple[Any, ...] = ()
+
 
 SortKey = tuple[int, str, str, str, str, str]
 
@@ -42,9 +88,9 @@ class Decision:
     intention_id: str | None
 
 
-def _sort_key(ixn: Intention) -> SortKey:
+def _sort_key(ixn: IntentionLike) -> SortKey:
     return (
-        -precedence(ixn),
+        -ixn.precedence,
         ixn.source_ns,
         ixn.source_name,
         ixn.destination_ns,
@@ -53,7 +99,7 @@ def _sort_key(ixn: Intention) -> SortKey:
     )
 
 
-def _describe(ixn: Intention) -> str:
+def _describe(ixn: IntentionLike) -> str:
     # Consul's Intention.String(), names quoted.
     detail = (
         f"Permissions: {len(ixn.permissions)}"
@@ -62,11 +108,11 @@ def _describe(ixn: Intention) -> str:
     )
     return (
         f'"{ixn.source_name}" => "{ixn.destination_name}" '
-        f"(ID: {ixn.id}, Precedence: {precedence(ixn)}, {detail})"
+        f"(ID: {ixn.id}, Precedence: {ixn.precedence}, {detail})"
     )
 
 
-def decision_for(ixn: Intention | None, *, default_allow: bool) -> Decision:
+def decision_for(ixn: IntentionLike | None, *, default_allow: bool) -> Decision:
     """The decision once the winning intention (or none) is known."""
     if ixn is None:
         policy = "allow" if default_allow else "deny"
@@ -80,7 +126,9 @@ def decision_for(ixn: Intention | None, *, default_allow: bool) -> Decision:
     return Decision(ixn.action == _ALLOW, f"Matched L4 intention: {_describe(ixn)}", ixn.id)
 
 
-def _applies(ixn: Intention, source: str, destination: str, source_ns: str, dest_ns: str) -> bool:
+def _applies(
+    ixn: IntentionLike, source: str, destination: str, source_ns: str, dest_ns: str
+) -> bool:
     return (
         ixn.destination_name in (destination, WILDCARD)
         and ixn.source_name in (source, WILDCARD)
@@ -90,7 +138,7 @@ def _applies(ixn: Intention, source: str, destination: str, source_ns: str, dest
 
 
 def decide(
-    intentions: Iterable[Intention],
+    intentions: Iterable[IntentionLike],
     source: str,
     destination: str,
     *,
@@ -117,7 +165,7 @@ _DEFAULT_DENY = decision_for(None, default_allow=False)
 @dataclass(frozen=True, slots=True)
 class _Entry:
     key: SortKey
-    intention: Intention
+    intention: IntentionLike
     decision: Decision
 
 
@@ -136,7 +184,7 @@ class IntentionIndex:
 
     __slots__ = ("_by_dest", "_size")
 
-    def __init__(self, intentions: Iterable[Intention]) -> None:
+    def __init__(self, intentions: Iterable[IntentionLike]) -> None:
         by_dest: dict[tuple[str, str], dict[tuple[str, str], _Entry]] = {}
         size = 0
         for ixn in intentions:
@@ -175,7 +223,7 @@ class IntentionIndex:
         *,
         source_ns: str = DEFAULT_NS,
         destination_ns: str = DEFAULT_NS,
-    ) -> Intention | None:
+    ) -> IntentionLike | None:
         """The intention that decides, or ``None`` if none applies."""
         found = self._lookup(source, destination, source_ns, destination_ns)
         return None if found is None else found.intention

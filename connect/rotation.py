@@ -1,4 +1,4 @@
-"""CA root rotation as a pure state machine over ``CARoot`` records.
+"""CA root rotation as a pure state machine over ``Root`` values.
 
 The leader decides; this module only computes the next set of roots
 (https://developer.hashicorp.com/consul/docs/connect/ca#root-certificate-rotation):
@@ -15,17 +15,18 @@ by A keep verifying; leaves signed by B are presented as leaf + B's
 Two leaf TTLs is enough for every leaf signed by A to have expired or
 been renewed (agents renew at about half the TTL).
 
-Times in records are RFC 3339 strings as in Consul's JSON.
+Times in roots are RFC 3339 strings as in Consul's JSON. ``Root`` carries
+the fields of Consul's ``structs.CARoot`` that rotation reads or writes; the
+agent maps its registry records to and from it (meshd/agent/ca_records.py),
+so this package imports nothing of the registry.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
-
-from registry.records import CARoot
 
 from .ca import (
     MAX_SERIAL,
@@ -43,6 +44,31 @@ _TRUST_DOMAIN_SUFFIX = ".consul"
 _RFC3339_RE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Root:
+    """A CA root (Consul ``structs.CARoot`` without the Raft indexes).
+
+    ``signing_key`` is the root's private key, blanked once rotated out;
+    ``intermediate_certs`` are presented after a leaf it signed.
+    """
+
+    id: str
+    name: str = ""
+    serial_number: int = 0
+    signing_key_id: str = ""
+    external_trust_domain: str = ""
+    not_before: str = ""
+    not_after: str = ""
+    root_cert: str = ""
+    intermediate_certs: tuple[str, ...] = ()
+    signing_cert: str = ""
+    signing_key: str = ""
+    active: bool = False
+    rotated_out_at: str = ""
+    private_key_type: str = "ec"
+    private_key_bits: int = 256
 
 
 def rfc3339(dt: datetime) -> str:
@@ -79,8 +105,8 @@ def _cluster_id(trust_domain: str) -> str:
     return trust_domain.removesuffix(_TRUST_DOMAIN_SUFFIX)
 
 
-def _record(issued: IssuedRoot, trust_domain: str, intermediates: tuple[str, ...]) -> CARoot:
-    return CARoot(
+def _root(issued: IssuedRoot, trust_domain: str, intermediates: tuple[str, ...]) -> Root:
+    return Root(
         id=issued.id,
         name=ROOT_NAME,
         serial_number=issued.serial,
@@ -108,7 +134,7 @@ def initial_root(
     now: datetime,
     serial: int,
     key_pem: str | None = None,
-) -> CARoot:
+) -> Root:
     """The first, active root of a cluster (it signs leaves itself:
     ``signing_cert == root_cert``). Raises ``CAError`` like ``create_root``."""
     issued = create_root(
@@ -120,10 +146,10 @@ def initial_root(
         serial=serial,
         key_pem=key_pem,
     )
-    return _record(issued, trust_domain, ())
+    return _root(issued, trust_domain, ())
 
 
-def needs_rotation(active: CARoot, *, key_type: str, bits: int, key_pem: str | None) -> bool:
+def needs_rotation(active: Root, *, key_type: str, bits: int, key_pem: str | None) -> bool:
     """Does the configured key differ from the active root's?
 
     With ``key_pem`` (operator-supplied) the answer is whether its public key
@@ -138,7 +164,7 @@ def needs_rotation(active: CARoot, *, key_type: str, bits: int, key_pem: str | N
     return key_id(supplied) != key_id(current)
 
 
-def _active(roots: Sequence[CARoot]) -> CARoot:
+def _active(roots: Sequence[Root]) -> Root:
     for root in roots:
         if root.active:
             return root
@@ -146,7 +172,7 @@ def _active(roots: Sequence[CARoot]) -> CARoot:
 
 
 def rotate(
-    roots: Sequence[CARoot],
+    roots: Sequence[Root],
     *,
     trust_domain: str,
     key_type: str,
@@ -157,7 +183,7 @@ def rotate(
     key_pem: str | None = None,
     cross_serial: int | None = None,
     force_without_cross_signing: bool = False,
-) -> tuple[CARoot, ...]:
+) -> tuple[Root, ...]:
     """Replace the active root with a new one.
 
     The new root is active and its ``intermediate_certs`` hold it
@@ -194,16 +220,16 @@ def rotate(
         intermediates = (cross,)
     retired = replace(old, active=False, rotated_out_at=rfc3339(now), signing_key="")
     kept = tuple(retired if r is old else r for r in roots)
-    return (*kept, _record(issued, trust_domain, intermediates))
+    return (*kept, _root(issued, trust_domain, intermediates))
 
 
-def _prune_at(root: CARoot, leaf_ttl: timedelta) -> datetime | None:
+def _prune_at(root: Root, leaf_ttl: timedelta) -> datetime | None:
     if root.active or not root.rotated_out_at:
         return None
     return parse_rfc3339(root.rotated_out_at) + 2 * leaf_ttl
 
 
-def prune(roots: Sequence[CARoot], *, now: datetime, leaf_ttl: timedelta) -> tuple[CARoot, ...]:
+def prune(roots: Sequence[Root], *, now: datetime, leaf_ttl: timedelta) -> tuple[Root, ...]:
     """Drop inactive roots rotated out at least two leaf TTLs before ``now``.
 
     Active roots and inactive ones without ``rotated_out_at`` are kept.
@@ -217,7 +243,7 @@ def prune(roots: Sequence[CARoot], *, now: datetime, leaf_ttl: timedelta) -> tup
     return tuple(kept)
 
 
-def next_prune_at(roots: Sequence[CARoot], leaf_ttl: timedelta) -> datetime | None:
+def next_prune_at(roots: Sequence[Root], leaf_ttl: timedelta) -> datetime | None:
     """When ``prune`` will next drop a root, or ``None`` if it never will."""
     times = [at for r in roots if (at := _prune_at(r, leaf_ttl)) is not None]
     return min(times, default=None)

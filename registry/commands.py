@@ -40,6 +40,12 @@ from .records import (
 
 # Consul's raft apply limit for a KV value (agent/structs: kv value 512 KiB).
 MAX_KV_VALUE = 512 * 1024
+# Consul documents no key limit; meshd bounds keys (UTF-8 bytes) so that any
+# stored key can be read back through GET /v1/kv/<key> even fully
+# percent-encoded (3 bytes per byte, 48 KiB) inside the HTTP server's 64 KiB
+# request-head limit, and so one write cannot carry a huge key into every
+# server's log (issue 13: a 400 KB key stalled the servers).
+MAX_KV_KEY = 16 * 1024
 # Consul's maxTxnOps.
 MAX_TXN_OPS = 64
 # Session limits (agent/structs: SessionTTLMin/Max, consul session endpoint maxLockDelay).
@@ -127,9 +133,23 @@ def _validate_check(check: HealthCheck, prefix: str, node: str | None) -> None:
         v.one_of(check.status, CHECK_STATUSES, f"{prefix}.Status")
 
 
+def validate_kv_key(key: str, field: str = "Key") -> None:
+    """Refuse a KV key that is not valid UTF-8 or longer than ``MAX_KV_KEY`` bytes.
+
+    Raises ``ValidationError(field, ...)``.
+    """
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError(field, "key is not valid UTF-8") from None
+    if size > MAX_KV_KEY:
+        raise ValidationError(field, f"key of {size} bytes exceeds the {MAX_KV_KEY} byte limit")
+
+
 def _validate_kv(key: str, value: bytes, flags: int, verb: str, prefix: str) -> None:
     if verb != "delete-tree":
         v.require(key, f"{prefix}Key", "missing key name")
+    validate_kv_key(key, f"{prefix}Key")
     if len(value) > MAX_KV_VALUE:
         raise ValidationError(
             f"{prefix}Value", f"value of {len(value)} bytes exceeds {MAX_KV_VALUE} byte limit"

@@ -11,7 +11,7 @@ the way Consul's RPC structs do; on input ``create_index`` is ignored and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 # Check statuses (Consul api.HealthPassing etc.); "maintenance" counts as critical.
@@ -172,6 +172,13 @@ class Session:
         return self.node_checks + self.service_checks
 
 
+INTENTION_WILDCARD = "*"
+
+
+def _exact_parts(ns: str, name: str) -> int:
+    return (ns != INTENTION_WILDCARD) + (name != INTENTION_WILDCARD)
+
+
 @dataclass(frozen=True, slots=True)
 class Intention:
     """A service intention (Consul ``structs.Intention``, ID-based form)."""
@@ -191,6 +198,27 @@ class Intention:
     updated_at: float = 0.0
     create_index: int = 0
     modify_index: int = 0
+
+    def with_precedence(self) -> Intention:
+        """This intention with ``precedence`` computed from its names (higher wins).
+
+        Consul's ``Intention.UpdatePrecedence`` (agent/structs/intention.go;
+        https://developer.hashicorp.com/consul/docs/connect/intentions#precedence-and-match-order),
+        run once when an intention is written; readers (the API's
+        ``Precedence``, connect's evaluation) use the stored value. The
+        destination's exactness sets the ceiling (9 with namespace and name
+        exact, 6 with one of them ``*``, 3 with both) and each ``*`` on the
+        source side subtracts one; with namespaces always "default" (OSS):
+
+            source  destination  precedence
+            exact   exact        9
+            *       exact        8
+            exact   *            6
+            *       *            5
+        """
+        ceiling = {2: 9, 1: 6, 0: 3}[_exact_parts(self.destination_ns, self.destination_name)]
+        value = ceiling - (2 - _exact_parts(self.source_ns, self.source_name))
+        return replace(self, precedence=value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,18 +14,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from registry.records import Intention
-
-from ..intentions import Decision, IntentionIndex
+from ..intentions import Decision, Intention, IntentionIndex, IntentionLike
 from .errors import ProxyConfigError
 
 
 def intention_from_json(body: Mapping[str, Any]) -> Intention:
-    """A Consul Intention JSON object as a ``registry.records.Intention``.
+    """A Consul Intention JSON object as a ``connect.intentions.Intention``.
 
     ``Permissions`` null/absent means L4; any list (even one the proxy
-    cannot read) makes it L7, which denies L4 connections. Raises
-    ``ProxyConfigError`` when the object lacks an ID or names.
+    cannot read) makes it L7, which denies L4 connections. ``Precedence``
+    is taken as the agent computed it when the intention was written.
+    Raises ``ProxyConfigError`` when the object lacks an ID, names or an
+    integer ``Precedence``.
     """
     ixn_id = body.get("ID")
     source = body.get("SourceName")
@@ -39,6 +39,8 @@ def intention_from_json(body: Mapping[str, Any]) -> Intention:
     if perms is not None and not isinstance(perms, list):
         permissions = (perms,)
     precedence = body.get("Precedence")
+    if not isinstance(precedence, int) or isinstance(precedence, bool):
+        raise ProxyConfigError(f"Intention[{ixn_id}].Precedence", "must be an integer")
     return Intention(
         id=ixn_id,
         source_name=source,
@@ -47,24 +49,28 @@ def intention_from_json(body: Mapping[str, Any]) -> Intention:
         destination_ns=str(body.get("DestinationNS") or "default"),
         action=str(body.get("Action") or "").lower(),
         permissions=permissions,
-        precedence=precedence if isinstance(precedence, int) else 0,
+        precedence=precedence,
     )
 
 
 def intentions_from_match(body: Any, destination: str) -> list[Intention]:
     """The intentions in a ``/v1/connect/intentions/match`` answer for ``destination``.
 
-    Malformed entries are skipped (they cannot decide anything).
+    If any entry is malformed, none is returned: leaving only that one out
+    could let a lower-precedence intention decide in its place, while with
+    none every connection to ``destination`` asks the agent, which decides
+    on the stored intentions.
     """
     if not isinstance(body, Mapping):
         return []
     out: list[Intention] = []
     for item in body.get(destination) or ():
-        if isinstance(item, Mapping):
-            try:
-                out.append(intention_from_json(item))
-            except ProxyConfigError:
-                continue
+        if not isinstance(item, Mapping):
+            return []
+        try:
+            out.append(intention_from_json(item))
+        except ProxyConfigError:
+            return []
     return out
 
 
@@ -80,7 +86,7 @@ class Authorizer:
         """Bumped each time the destination's intentions are replaced."""
         return self._generation.get(destination, 0)
 
-    def set_intentions(self, destination: str, intentions: Iterable[Intention]) -> None:
+    def set_intentions(self, destination: str, intentions: Iterable[IntentionLike]) -> None:
         """Replace the destination's intentions; its cached defaults are dropped."""
         self._index[destination] = IntentionIndex(intentions)
         self._generation[destination] = self.generation(destination) + 1

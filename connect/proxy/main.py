@@ -20,12 +20,14 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 import trio
 
 from .agent_client import AgentClient
 from .config import Limits
 from .errors import AgentUnavailableError
+from .flags import DEFAULTS, ProxyFlags, parse_host_port
 from .metrics import ProxyMetrics, serve_metrics
 from .proxy import Proxy, ProxyOptions, wait_for_agent
 from .supervisor import EXIT_FATAL, FatalWorkerExit, Supervisor
@@ -34,25 +36,44 @@ log = logging.getLogger("meshd.proxy")
 
 
 def _addr(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    try:
+        return parse_host_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``ProxyFlags``, with its defaults."""
+    d = DEFAULTS
     p = argparse.ArgumentParser(prog="meshd proxy", description="The meshd mTLS proxy.")
-    p.add_argument("--http-addr", type=_addr, default=("127.0.0.1", 8500))
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--metrics-addr", type=_addr, default=None)
-    p.add_argument("--idle-timeout", type=float, default=3600.0)
-    p.add_argument("--max-connections", type=int, default=10_000)
-    p.add_argument("--agent-wait", type=float, default=30.0)
-    p.add_argument("--log-level", default="info")
-    p.add_argument("--log-json", action="store_true")
-    p.add_argument("--worker-id", type=int, default=None)
-    p.add_argument("--sidecar-for", action="append", default=[])
+    p.add_argument("--http-addr", type=_addr, default=d.http_addr)
+    p.add_argument("--workers", type=int, default=d.workers)
+    p.add_argument("--metrics-addr", type=_addr, default=d.metrics_addr)
+    p.add_argument("--idle-timeout", type=float, default=d.idle_timeout)
+    p.add_argument("--max-connections", type=int, default=d.max_connections)
+    p.add_argument("--agent-wait", type=float, default=d.agent_wait)
+    p.add_argument("--log-level", default=d.log_level)
+    p.add_argument("--log-json", action="store_true", default=d.log_json)
+    p.add_argument("--worker-id", type=int, default=d.worker_id)
+    p.add_argument("--sidecar-for", action="append", default=list(d.sidecar_for))
     return p
+
+
+def parse_flags(argv: Sequence[str] | None = None) -> ProxyFlags:
+    """The command line as ``ProxyFlags``; exits with status 2 on a bad flag."""
+    ns = build_parser().parse_args(argv)
+    return ProxyFlags(
+        http_addr=ns.http_addr,
+        workers=ns.workers,
+        metrics_addr=ns.metrics_addr,
+        idle_timeout=ns.idle_timeout,
+        max_connections=ns.max_connections,
+        agent_wait=ns.agent_wait,
+        log_level=ns.log_level,
+        log_json=ns.log_json,
+        sidecar_for=tuple(ns.sidecar_for),
+        worker_id=ns.worker_id,
+    )
 
 
 class _JSONFormatter(logging.Formatter):
@@ -95,7 +116,7 @@ def agent_token() -> str:
     return ""
 
 
-async def run_proxy(args: argparse.Namespace, token: str) -> None:
+async def run_proxy(args: ProxyFlags, token: str) -> None:
     """One proxy process until SIGTERM/SIGINT. Raises ``AgentUnavailableError``."""
     host, port = args.http_addr
     client = AgentClient(host, port, token=token)
@@ -122,30 +143,14 @@ async def run_proxy(args: argparse.Namespace, token: str) -> None:
                 nursery.cancel_scope.cancel()
 
 
-def worker_command(args: argparse.Namespace) -> list[str]:
-    """The command line of a worker (the token stays in the environment)."""
-    host, port = args.http_addr
-    cmd = [
-        sys.executable,
-        "-m",
-        "connect.proxy.main",
-        "--http-addr",
-        f"{host}:{port}",
-        "--idle-timeout",
-        repr(args.idle_timeout),
-        "--max-connections",
-        str(args.max_connections),
-        "--agent-wait",
-        repr(args.agent_wait),
-        "--log-level",
-        args.log_level,
-    ]
-    for service in args.sidecar_for:
-        cmd += ["--sidecar-for", service]
-    return [*cmd, "--log-json"] if args.log_json else cmd
+def worker_command(args: ProxyFlags) -> list[str]:
+    """The command line of a worker, less its ``--worker-id`` (the supervisor
+    adds it; the token stays in the environment). Workers serve no metrics:
+    the supervisor serves their sum."""
+    return replace(args, workers=1, metrics_addr=None, worker_id=None).command()
 
 
-async def supervise(args: argparse.Namespace, token: str) -> None:
+async def supervise(args: ProxyFlags, token: str) -> None:
     """Check the agent once, then run ``args.workers`` workers until stopped."""
     host, port = args.http_addr
     await wait_for_agent(AgentClient(host, port, token=token), timeout=args.agent_wait)
@@ -155,7 +160,7 @@ async def supervise(args: argparse.Namespace, token: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the proxy (or the supervisor); returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args = parse_flags(argv)
     setup_logging(args.log_level, args.log_json, args.worker_id)
     token = agent_token()
     try:

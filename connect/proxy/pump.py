@@ -43,8 +43,6 @@ from collections.abc import Callable
 
 import trio
 
-from raft.tlsstream import wait_fd
-
 BUFFER_SIZE = 65536
 # Byte counts are reported every this many chunks and at the end.
 FLUSH_EVERY = 64
@@ -56,8 +54,27 @@ _SHARED = bytearray(BUFFER_SIZE)
 _SHARED_VIEW = memoryview(_SHARED)
 TLS_RECORD = 16384
 _FIONREAD_BUF = b"\0\0\0\0"
+_BUSY_POLL = 0.001  # while another task holds the same readiness of an fd
 
 FlushFn = Callable[[int, int], None]
+
+
+async def wait_fd(fd: int, *, readable: bool) -> None:
+    """Park until ``fd`` is readable (or writable). If another task is already
+    parked on the same readiness of it (TLS can want the opposite I/O of the
+    call that hit it), poll briefly instead: trio allows one waiter each.
+
+    The same ten lines as ``raft.tlsstream.wait_fd``, kept here on purpose:
+    connect imports nothing of raft (nor raft of connect), and a shared
+    package for one function would be a fifth package to version.
+    """
+    try:
+        if readable:
+            await trio.lowlevel.wait_readable(fd)
+        else:
+            await trio.lowlevel.wait_writable(fd)
+    except trio.BusyResourceError:
+        await trio.sleep(_BUSY_POLL)
 
 
 def _unread_bytes(fd: int) -> int:

@@ -32,12 +32,13 @@ from connect.spiffe import trust_domain_for
 from raft.transport import PeerInfo
 from registry import queries as q
 from registry.commands import CAConfigSet, CARootsSet
-from registry.records import CAConfig, CARoot
+from registry.records import CAConfig
 
 from ..acl import Authorizer, Permission
 from ..durations import format_duration, parse_duration
 from ..errors import DurationError, MeshdError
 from ..http import BadRequest, HTTPError
+from .ca_records import records_from_roots, roots_from_records
 
 if TYPE_CHECKING:
     from ..config.model import CAConfig as CAConfigSettings
@@ -231,10 +232,10 @@ class CAServer:
 
     # ---------------------------------------------------------------- state
 
-    def _state(self) -> tuple[int, CAConfig | None, list[CARoot]]:
+    def _state(self) -> tuple[int, CAConfig | None, list[rotation.Root]]:
         _, config = q.ca_config_internal(self.srv.store, None)
         _, roots = q.ca_roots_internal(self.srv.store, None)
-        return self.srv.store.index_of("ca-roots"), config, list(roots.roots)
+        return self.srv.store.index_of("ca-roots"), config, roots_from_records(roots.roots)
 
     def _serial(self, bits: int = 63) -> int:
         """A random positive serial; roots keep theirs in the registry, where
@@ -281,7 +282,7 @@ class CAServer:
         stored = CAConfig(cluster_id=cluster_id, provider="consul", config=settings.to_config())
         if config is None:
             await self._write(CAConfigSet(config=stored, cas=0))
-        await self._write(CARootsSet(roots=(root,), cas=roots_index))
+        await self._write(CARootsSet(roots=records_from_roots([root]), cas=roots_index))
         log.info("event=ca_initialized trust_domain=%s root=%s", trust_domain, root.id)
 
     async def _prune(self) -> None:
@@ -291,7 +292,7 @@ class CAServer:
         settings = settings_from_stored(config, self.base)
         kept = rotation.prune(roots, now=_now(), leaf_ttl=timedelta(seconds=settings.leaf_ttl))
         if len(kept) != len(roots):
-            await self._write(CARootsSet(roots=tuple(kept), cas=roots_index))
+            await self._write(CARootsSet(roots=records_from_roots(kept), cas=roots_index))
             dropped = {r.id for r in roots} - {r.id for r in kept}
             log.info("event=ca_roots_pruned dropped=%s", ",".join(sorted(dropped)))
 
@@ -341,7 +342,7 @@ class CAServer:
                     key_pem=new.private_key,
                 )
             )
-            await self._write(CARootsSet(roots=tuple(new_roots), cas=roots_index))
+            await self._write(CARootsSet(roots=records_from_roots(new_roots), cas=roots_index))
             active_new = next(r for r in new_roots if r.active)
             log.info("event=ca_root_rotated old=%s new=%s", active.id, active_new.id)
         updated = replace(config, config=new.to_config(), create_index=0, modify_index=0)

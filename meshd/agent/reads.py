@@ -49,7 +49,18 @@ def catalog_nodes(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) 
 def catalog_services(
     store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
 ) -> tuple[int, JSON]:
-    return q.catalog_services(store, ws, _meta(a))
+    idx, services = q.catalog_services(store, ws, _meta(a))
+    if not a.get("filter"):
+        return idx, services
+    # Consul filters the service instances (ServiceNode rows), then builds
+    # the name -> tags map from those that match.
+    out: dict[str, list[str]] = {}
+    for name in services:
+        _, rows = q.catalog_service_nodes(store, None, name, (), _meta(a))
+        kept = _filtered(a, [shapes.service_node_json(r) for r in rows])
+        if kept:
+            out[name] = sorted({tag for row in kept for tag in row["ServiceTags"]})
+    return idx, out
 
 
 def catalog_service(
@@ -68,14 +79,25 @@ def catalog_connect(
 
 def catalog_node(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
     idx, ns = q.catalog_node(store, ws, a["name"])
-    return idx, None if ns is None else shapes.node_services_json(ns)
+    if ns is None:
+        return idx, None
+    out = shapes.node_services_json(ns)
+    if a.get("filter"):  # over each value of the Services map, as Consul does
+        services = out["Services"]
+        kept = _filtered(a, list(services.values()))
+        out["Services"] = {s["ID"]: s for s in kept}
+    return idx, out
 
 
 def catalog_node_services(
     store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
 ) -> tuple[int, JSON]:
     idx, ns = q.catalog_node(store, ws, a["name"])
-    return idx, None if ns is None else shapes.node_services_list_json(ns)
+    if ns is None:
+        return idx, None
+    out = shapes.node_services_list_json(ns)
+    out["Services"] = _filtered(a, out["Services"])
+    return idx, out
 
 
 def health_node(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:

@@ -5,10 +5,13 @@ Entries for ``meshd.agent.reads.READS`` (merged there with
 (index, json)``. Each registers a watch on the intentions table (and, for
 ``intentions.decide``, on the CA tables) so every one of them can block.
 
-Precedence and match order are the state store's (registry/state/intentions.py,
-after Consul's ``IntentionPrecedenceSorter``); the authorization decision is
-``connect.intentions.decide``, computed here on the server so a client agent
-needs one round trip and never decodes intention records.
+Precedence is computed once when an intention is written
+(``registry.records.Intention.with_precedence``) and match order is the state
+store's (after Consul's ``IntentionPrecedenceSorter``); the authorization
+decision is ``connect.intentions.decide``, computed here on the server so a
+client agent needs one round trip and never decodes intention records. The
+registry records go to ``decide`` as they are: they have every attribute of
+``connect.intentions.IntentionLike`` (mypy checks it at the call).
 """
 
 from __future__ import annotations

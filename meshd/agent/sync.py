@@ -25,6 +25,7 @@ from registry.records import HealthCheck, ServiceInstance
 from ..api import acl_context
 from ..errors import MeshdError
 from ..metrics import NO_METRICS, Recorder
+from .consul_service import CONSUL_SERVICE
 from .liveness import SERF_HEALTH, serf_check
 from .local import LocalState
 from .wire import ReadOptions, ReadResult, WriteResult
@@ -190,6 +191,9 @@ class AntiEntropy:
             if have_check is None or _strip(have_check) != _strip(shapes.check_json(c)):
                 await self._write(self._register_check(c))
                 writes += 1
+        # The leader manages the servers' ``consul`` service (Consul's local
+        # state skips ``structs.ConsulServiceID`` the same way).
+        services.pop(CONSUL_SERVICE, None)
         for sid in services:
             await self._write(
                 DeregisterRequest(node=self.node.name, service_id=sid, now=time.time())

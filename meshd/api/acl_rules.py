@@ -445,6 +445,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("snapshot.restore", "PUT"): need(P.SNAPSHOT),
     ("status.leader", "GET"): PUBLIC,
     ("status.peers", "GET"): PUBLIC,
+    # streaming and operator additions (cli-commands)
+    ("agent.monitor", "GET"): need(P.AGENT_READ, own_node),
+    ("operator.autopilot.configuration", "PUT"): need(P.OPERATOR_WRITE),
+    ("operator.autopilot.state", "GET"): need(P.OPERATOR_READ),
 }
 
 

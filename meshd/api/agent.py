@@ -250,11 +250,11 @@ def _register_services(router: Router, agent: Agent) -> None:
         return Response(200)
 
     router.add("GET", "/v1/agent/services", services, name="agent.services")
-    router.add("GET", "/v1/agent/service/:service_id", service, name="agent.service")
+    router.add("GET", "/v1/agent/service/*service_id", service, name="agent.service")
     router.add("PUT", "/v1/agent/service/register", register_service, name="agent.service.register")
     router.add(
         "PUT",
-        "/v1/agent/service/deregister/:service_id",
+        "/v1/agent/service/deregister/*service_id",
         deregister_service,
         name="agent.service.deregister",
     )
@@ -290,7 +290,7 @@ def _register_maintenance(router: Router, agent: Agent) -> None:
 
     router.add(
         "PUT",
-        "/v1/agent/service/maintenance/:service_id",
+        "/v1/agent/service/maintenance/*service_id",
         service_maintenance,
         name="agent.service.maintenance",
     )
@@ -335,6 +335,6 @@ def _register_cluster(router: Router, agent: Agent) -> None:
 
     router.add("PUT", "/v1/agent/join/:address", do_join, name="agent.join")
     router.add("PUT", "/v1/agent/leave", do_leave, name="agent.leave")
-    router.add("PUT", "/v1/agent/force-leave/:node", force_leave, name="agent.force_leave")
+    router.add("PUT", "/v1/agent/force-leave/*node", force_leave, name="agent.force_leave")
     router.add("PUT", "/v1/agent/reload", reload, name="agent.reload")
     router.add("PUT", "/v1/agent/token/:kind", token, name="agent.token")

@@ -55,7 +55,7 @@ def check_scripts(
 
 
 def _ttl_handler(agent: Agent, status: str) -> Handler:
-    """``/v1/agent/check/pass|warn|fail/:check_id?note=``."""
+    """``/v1/agent/check/pass|warn|fail/*check_id?note=``."""
 
     async def handler(req: Request) -> Response:
         check_id = req.path_params["check_id"]
@@ -109,15 +109,15 @@ def register(router: Router, agent: Agent) -> None:
     router.add("PUT", "/v1/agent/check/register", register_check, name="agent.check.register")
     router.add(
         "PUT",
-        "/v1/agent/check/deregister/:check_id",
+        "/v1/agent/check/deregister/*check_id",
         deregister_check,
         name="agent.check.deregister",
     )
     for verb in _TTL_VERBS:
         router.add(
             "PUT",
-            f"/v1/agent/check/{verb}/:check_id",
+            f"/v1/agent/check/{verb}/*check_id",
             _ttl_handler(agent, _TTL_VERBS[verb]),
             name=f"agent.check.{verb}",
         )
-    router.add("PUT", "/v1/agent/check/update/:check_id", update, name="agent.check.update")
+    router.add("PUT", "/v1/agent/check/update/*check_id", update, name="agent.check.update")

@@ -10,7 +10,9 @@ from registry.commands import DeregisterRequest, RegisterRequest
 from registry.errors import ValidationError
 from registry.records import HealthCheck, ServiceInstance
 
+from .. import filter_schemas
 from ..agent.definitions import parse_service
+from ..filter import Schema, compile_filter
 from ..http import QueryOptions, Request, Response, Router, decode_json_body
 from .common import NULL, check_dc, read_json
 
@@ -123,6 +125,13 @@ def _catalog_check(
     )
 
 
+def _check_filter(opts: QueryOptions, schema: Schema) -> None:
+    """Refuse (``FilterError``, 400) a ``?filter`` that does not parse or names
+    a selector the endpoint does not have, before anything is read."""
+    if opts.filter:
+        compile_filter(opts.filter, schema)
+
+
 def register(router: Router, agent: Agent) -> None:
     async def do_register(req: Request) -> Response:
         body = decode_json_body(req, fields=REGISTER_FIELDS)
@@ -159,6 +168,7 @@ def register(router: Router, agent: Agent) -> None:
 
     async def services(req: Request) -> Response:
         opts = QueryOptions.from_request(req)
+        _check_filter(opts, filter_schemas.SERVICE_NODE)
         return await read_json(
             agent, req, "catalog.services", {"node_meta": dict(opts.node_meta)}, empty={}
         )
@@ -181,12 +191,14 @@ def register(router: Router, agent: Agent) -> None:
         name = req.path_params["node"]
         if not name:
             raise ValidationError("node", "Missing node name")
+        _check_filter(QueryOptions.from_request(req), filter_schemas.NODE_SERVICE)
         return await read_json(agent, req, "catalog.node", {"name": name}, empty=NULL)
 
     async def node_services(req: Request) -> Response:
         name = req.path_params["node"]
         if not name:
             raise ValidationError("node", "Missing node name")
+        _check_filter(QueryOptions.from_request(req), filter_schemas.NODE_SERVICE)
         return await read_json(agent, req, "catalog.node_services", {"name": name}, empty=NULL)
 
     router.add("PUT", "/v1/catalog/register", do_register, name="catalog.register")
@@ -194,9 +206,9 @@ def register(router: Router, agent: Agent) -> None:
     router.add("GET", "/v1/catalog/datacenters", datacenters, name="catalog.datacenters")
     router.add("GET", "/v1/catalog/nodes", nodes, name="catalog.nodes")
     router.add("GET", "/v1/catalog/services", services, name="catalog.services")
-    router.add("GET", "/v1/catalog/service/:service", service, name="catalog.service")
-    router.add("GET", "/v1/catalog/connect/:service", connect, name="catalog.connect")
-    router.add("GET", "/v1/catalog/node/:node", node, name="catalog.node")
+    router.add("GET", "/v1/catalog/service/*service", service, name="catalog.service")
+    router.add("GET", "/v1/catalog/connect/*service", connect, name="catalog.connect")
+    router.add("GET", "/v1/catalog/node/*node", node, name="catalog.node")
     router.add(
-        "GET", "/v1/catalog/node-services/:node", node_services, name="catalog.node_services"
+        "GET", "/v1/catalog/node-services/*node", node_services, name="catalog.node_services"
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .. import filter_schemas
+from ..filter import apply_filter
 from ..http import NotFound, QueryMeta, QueryOptions, Request, Response, Router
 from .common import check_dc
 
@@ -28,7 +30,10 @@ def register(router: Router, agent: Agent) -> None:
     async def nodes(req: Request) -> Response:
         opts = QueryOptions.from_request(req)
         check_dc(agent, opts)
-        return QueryMeta(index=1).apply_headers(Response.json([], pretty=opts.pretty))
+        # No coordinates to filter, but a bad ?filter is still a 400 (Consul
+        # ignores it here; meshd applies it to the listed coordinates).
+        listed: list[object] = apply_filter([], opts.filter, filter_schemas.COORDINATE)
+        return QueryMeta(index=1).apply_headers(Response.json(listed, pretty=opts.pretty))
 
     async def node(req: Request) -> Response:
         check_dc(agent, QueryOptions.from_request(req))
@@ -36,4 +41,4 @@ def register(router: Router, agent: Agent) -> None:
 
     router.add("GET", "/v1/coordinate/datacenters", datacenters, name="coordinate.datacenters")
     router.add("GET", "/v1/coordinate/nodes", nodes, name="coordinate.nodes")
-    router.add("GET", "/v1/coordinate/node/:node", node, name="coordinate.node")
+    router.add("GET", "/v1/coordinate/node/*node", node, name="coordinate.node")

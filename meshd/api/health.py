@@ -87,8 +87,8 @@ def register(router: Router, agent: Agent) -> None:
         args = {"state": name, "node_meta": dict(opts.node_meta)}
         return await read_json(agent, req, "health.state", args, empty=[])
 
-    router.add("GET", "/v1/health/node/:node", node, name="health.node")
-    router.add("GET", "/v1/health/checks/:service", checks, name="health.checks")
-    router.add("GET", "/v1/health/service/:service", service, name="health.service")
-    router.add("GET", "/v1/health/connect/:service", connect, name="health.connect")
-    router.add("GET", "/v1/health/state/:state", state, name="health.state")
+    router.add("GET", "/v1/health/node/*node", node, name="health.node")
+    router.add("GET", "/v1/health/checks/*service", checks, name="health.checks")
+    router.add("GET", "/v1/health/service/*service", service, name="health.service")
+    router.add("GET", "/v1/health/connect/*service", connect, name="health.connect")
+    router.add("GET", "/v1/health/state/*state", state, name="health.state")

@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from .errors import one_line_usage
+from .sections import format_sections
 from .single_dash import consul_spelling
 
 # Command name -> "module:attribute" under meshd.cli, imported on first use.
@@ -30,25 +31,50 @@ COMMANDS: Mapping[str, str] = {
     "agent": "agent:agent",
     "ca": "ca:ca",
     "catalog": "catalog:catalog",
+    "config": "config:config",
+    "connect": "connect:connect",
+    "event": "event:event",
+    "force-leave": "join:force_leave",
     "info": "info:info",
     "intention": "intention:intention",
+    "join": "join:join",
     "kv": "kv:kv",
     "leave": "leave:leave",
+    "lock": "lock:lock",
+    "login": "login:login",
+    "logout": "login:logout",
+    "maint": "maint:maint",
     "members": "members:members",
+    "monitor": "monitor:monitor",
     "operator": "operator:operator",
     "proxy": "proxy:proxy",
     "reload": "reload:reload",
     "services": "services:services",
     "snapshot": "snapshot:snapshot",
     "tls": "tls:tls",
+    "validate": "validate:validate",
     "version": "version:version",
+    "watch": "watch:watch",
 }
+# Subcommands that live in a module of their own, added to their group when
+# the group is first loaded: group name -> "module:attribute" entries.
+SUBCOMMANDS: Mapping[str, tuple[str, ...]] = {
+    "operator": ("operator_autopilot:autopilot",),
+}
+
+
+def _load(spec: str) -> click.Command:
+    module, _, attribute = spec.partition(":")
+    found = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    assert isinstance(found, click.Command), spec
+    return found
 
 
 class MeshdGroup(click.Group):
     """The root group: Consul's single-dash flags work for every command below
-    it (see ``single_dash``), every usage error is printed as one line, and
-    the commands of ``lazy`` are imported only when used."""
+    it (see ``single_dash``), every usage error is printed as one line, the
+    commands of ``lazy`` are imported only when used, and the help lists them
+    in sections (``sections``)."""
 
     def __init__(self, *args: Any, lazy: Mapping[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -60,9 +86,10 @@ class MeshdGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         found = self.commands.get(cmd_name)
         if found is None and cmd_name in self.lazy:
-            module, _, attribute = self.lazy[cmd_name].partition(":")
-            found = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
-            assert isinstance(found, click.Command), self.lazy[cmd_name]
+            found = _load(self.lazy[cmd_name])
+            if isinstance(found, click.Group):
+                for spec in SUBCOMMANDS.get(cmd_name, ()):
+                    found.add_command(_load(spec))
             self.commands[cmd_name] = found
         return found
 
@@ -85,6 +112,9 @@ class MeshdGroup(click.Group):
             return super().invoke(ctx)
         except click.UsageError as exc:
             raise one_line_usage(exc) from None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        format_sections(self, ctx, formatter)
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

@@ -99,7 +99,8 @@ async def _current_leader(agent: Any) -> str:
     """The leader's RPC address as ``agent`` sees it; "" when there is none or
     no server answers within 5 s."""
     if agent.server is not None:
-        return str(agent.server.leader_address() or "")
+        # "" until the leader has established leadership (meshd.agent.readiness).
+        return str(await agent.status_leader())
     with trio.move_on_after(5):
         try:
             return str(await agent.status_leader())
@@ -111,7 +112,10 @@ async def _current_leader(agent: Any) -> str:
 async def _leader_change(agent: Any, timeout: float) -> None:
     """Return when a server's Raft leader may have changed, or after ``timeout``."""
     if agent.server is not None:
-        await agent.server.node.wait_state_change(timeout)
+        if agent.server.leader_address() and not agent.leadership_ready():
+            await agent.wait_leadership_ready(timeout)  # the leader is establishing itself
+        else:
+            await agent.server.node.wait_state_change(timeout)
     else:
         await trio.sleep(timeout)
 

@@ -12,7 +12,8 @@ one-line error and exit status 1.
 Per-sidecar settings come from the registration's ``Proxy.Config``
 (``idle_timeout`` s, ``max_connections``, ``connect_timeout_ms``) and
 ``Upstreams[].Config`` (the same plus ``balance``: ``round_robin`` or
-``least_conn``); the flags below are the defaults.
+``least_conn``); the flags below are the defaults. The flags, their
+defaults and the command line that carries them are connect.proxy.flags's.
 """
 
 from __future__ import annotations
@@ -22,15 +23,19 @@ import sys
 
 import click
 
+from connect.proxy.flags import DEFAULTS, ProxyFlags, format_host_port, parse_host_port
+
 from .client import parse_address
 from .errors import CLIError
 
 
-def _check_host_port(text: str) -> str:
-    _host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise CLIError(f"Error: --metrics-addr must be HOST:PORT, got {text!r}")
-    return text
+def _metrics_addr(text: str) -> tuple[str, int] | None:
+    if not text:
+        return None
+    try:
+        return parse_host_port(text)
+    except ValueError:
+        raise CLIError(f"Error: --metrics-addr must be HOST:PORT, got {text!r}") from None
 
 
 @click.command()
@@ -38,7 +43,7 @@ def _check_host_port(text: str) -> str:
     "--http-addr",
     "-http-addr",
     envvar=["MESHD_HTTP_ADDR", "CONSUL_HTTP_ADDR"],
-    default="127.0.0.1:8500",
+    default=format_host_port(DEFAULTS.http_addr),
     show_default=True,
     help="The local agent's HTTP API (plain http).",
 )
@@ -52,7 +57,7 @@ def _check_host_port(text: str) -> str:
 @click.option(
     "--workers",
     type=click.IntRange(1, 256),
-    default=1,
+    default=DEFAULTS.workers,
     show_default=True,
     help="Processes sharing the listeners (SO_REUSEPORT).",
 )
@@ -62,28 +67,28 @@ def _check_host_port(text: str) -> str:
 @click.option(
     "--idle-timeout",
     type=click.FloatRange(0.001),
-    default=3600.0,
+    default=DEFAULTS.idle_timeout,
     show_default=True,
     help="Idle timeout in seconds (Proxy.Config.idle_timeout overrides).",
 )
 @click.option(
     "--max-connections",
     type=click.IntRange(1),
-    default=10_000,
+    default=DEFAULTS.max_connections,
     show_default=True,
     help="Connections per listener (Proxy.Config.max_connections overrides).",
 )
 @click.option(
     "--agent-wait",
     type=click.FloatRange(0),
-    default=30.0,
+    default=DEFAULTS.agent_wait,
     show_default=True,
     help="Seconds to retry an unreachable agent at start.",
 )
 @click.option(
     "--log-level",
     "-log-level",
-    default="info",
+    default=DEFAULTS.log_level,
     show_default=True,
     help="trace, debug, info, warn, err.",
 )
@@ -110,29 +115,18 @@ def proxy(
     address = parse_address(http_addr)
     if address.scheme != "http":
         raise CLIError(f"Error: meshd proxy needs a plain http agent address, got {address}")
-    argv = [
-        sys.executable,
-        "-m",
-        "connect.proxy.main",
-        "--http-addr",
-        f"{address.host}:{address.port}",
-        "--workers",
-        str(workers),
-        "--idle-timeout",
-        repr(idle_timeout),
-        "--max-connections",
-        str(max_connections),
-        "--agent-wait",
-        repr(agent_wait),
-        "--log-level",
-        log_level,
-    ]
-    if metrics_addr:
-        argv += ["--metrics-addr", _check_host_port(metrics_addr)]
-    if log_json:
-        argv.append("--log-json")
-    for service in sidecar_for:
-        argv += ["--sidecar-for", service]
+    flags = ProxyFlags(
+        http_addr=(address.host, address.port),
+        workers=workers,
+        metrics_addr=_metrics_addr(metrics_addr),
+        idle_timeout=idle_timeout,
+        max_connections=max_connections,
+        agent_wait=agent_wait,
+        log_level=log_level,
+        log_json=log_json,
+        sidecar_for=sidecar_for,
+    )
+    argv = flags.command(sys.executable)
     env = dict(os.environ)
     if token.strip():
         env["MESHD_HTTP_TOKEN"] = token.strip()  # never on a command line: ps shows argv

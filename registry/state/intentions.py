@@ -1,20 +1,9 @@
-"""Intentions table: upsert/delete by ID, precedence, list/exact/match/check reads.
+"""Intentions table: upsert/delete by ID, list/exact/match/check reads.
 
-Precedence follows Consul's ``Intention.UpdatePrecedence`` (agent/structs/
-intention.go) and the table in
-https://developer.hashicorp.com/consul/docs/connect/intentions#precedence-and-match-order
-With namespaces always exact ("default", OSS), the destination's exactness
-sets the ceiling (9 exact, 6 wildcard) and each wildcard on the source side
-subtracts one:
-
-    source  destination  precedence
-    exact   exact        9
-    *       exact        8
-    exact   *            6
-    *       *            5
-
-Matches are ordered by precedence, then lexicographically by
-(SourceNS, SourceName, DestinationNS, DestinationName) like Consul's
+An upsert stores the intention with its precedence computed once
+(``Intention.with_precedence``, Consul's ``UpdatePrecedence``). Matches are
+ordered by that stored precedence, then lexicographically by (SourceNS,
+SourceName, DestinationNS, DestinationName) like Consul's
 ``IntentionPrecedenceSorter``.
 """
 
@@ -25,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..commands import IntentionUpsert
 from ..errors import ErrorCode
+from ..records import INTENTION_WILDCARD as WILDCARD
 from ..records import Intention
 from ..results import OK, Result, failed
 from .table import Table
@@ -32,18 +22,6 @@ from .watch import WatchSet
 
 if TYPE_CHECKING:
     from .store import StateStore, WriteTx
-
-WILDCARD = "*"
-
-
-def _count_exact(ns: str, name: str) -> int:
-    return (ns != WILDCARD) + (name != WILDCARD)
-
-
-def precedence(ixn: Intention) -> int:
-    """Consul's precedence of an intention (higher wins)."""
-    ceiling = {2: 9, 1: 6, 0: 3}[_count_exact(ixn.destination_ns, ixn.destination_name)]
-    return ceiling - (2 - _count_exact(ixn.source_ns, ixn.source_name))
 
 
 def _sort_key(ixn: Intention) -> tuple[int, str, str, str, str]:
@@ -92,8 +70,7 @@ def upsert_intention(store: StateStore, tx: WriteTx, cmd: IntentionUpsert) -> Re
             )
     existing = table.get(ixn.id)
     new = replace(
-        ixn,
-        precedence=precedence(ixn),
+        ixn.with_precedence(),
         created_at=existing.created_at if existing else cmd.now,
         updated_at=cmd.now,
         create_index=existing.create_index if existing else tx.index,

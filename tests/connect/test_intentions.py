@@ -1,13 +1,46 @@
-"""Intention matching: precedence, L7-as-deny, default policy, and the index."""
+"""Intention matching: precedence, L7-as-deny, default policy, and the index.
+
+The cases use registry records as the registry stores them (precedence
+computed once on write, ``with_precedence``), which is what the agent hands
+to ``decide`` in-process; ``as_received`` turns them into connect's own
+``Intention``, what the proxy builds from the API's JSON. Both must decide
+alike.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connect.intentions import Decision, IntentionIndex, decide
-from registry.records import Intention
+from connect.intentions import Decision, Intention, IntentionIndex, IntentionLike, decide
+from registry.records import Intention as IntentionRecord
+
+
+def as_received(record: IntentionRecord) -> Intention:
+    """The intention as the proxy gets it over the API (``Precedence`` included)."""
+    return Intention(
+        id=record.id,
+        source_name=record.source_name,
+        destination_name=record.destination_name,
+        source_ns=record.source_ns,
+        destination_ns=record.destination_ns,
+        action=record.action,
+        permissions=record.permissions,
+        precedence=record.precedence,
+    )
+
+
+def stored(record: IntentionRecord) -> IntentionRecord:
+    return record
+
+
+KINDS: dict[str, Callable[[IntentionRecord], IntentionLike]] = {
+    "registry-record": stored,
+    "api-json": as_received,
+}
 
 
 def ixn(
@@ -19,8 +52,8 @@ def ixn(
     id: str | None = None,
     source_ns: str = "default",
     destination_ns: str = "default",
-) -> Intention:
-    return Intention(
+) -> IntentionRecord:
+    return IntentionRecord(
         id=id or f"{source}->{destination}",
         source_name=source,
         destination_name=destination,
@@ -28,7 +61,7 @@ def ixn(
         destination_ns=destination_ns,
         action=action,
         permissions=({"Action": "allow", "HTTP": {"PathPrefix": "/"}},) if l7 else (),
-    )
+    ).with_precedence()
 
 
 # (intentions, source, destination, default_allow, expected allowed, expected winning id)
@@ -57,28 +90,34 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("intentions", "src", "dst", "default", "allowed", "winner"), CASES)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("records", "src", "dst", "default", "allowed", "winner"), CASES)
 def test_decide_matches_consuls_precedence_table(
-    intentions: list[Intention],
+    kind: str,
+    records: list[IntentionRecord],
     src: str,
     dst: str,
     default: bool,
     allowed: bool,
     winner: str | None,
 ) -> None:
+    intentions = [KINDS[kind](r) for r in records]
     decision = decide(intentions, src, dst, default_allow=default)
     assert (decision.allowed, decision.intention_id) == (allowed, winner)
 
 
-@pytest.mark.parametrize(("intentions", "src", "dst", "default", "allowed", "winner"), CASES)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("records", "src", "dst", "default", "allowed", "winner"), CASES)
 def test_index_matches_decide_on_the_table(
-    intentions: list[Intention],
+    kind: str,
+    records: list[IntentionRecord],
     src: str,
     dst: str,
     default: bool,
     allowed: bool,
     winner: str | None,
 ) -> None:
+    intentions = [KINDS[kind](r) for r in records]
     decision = IntentionIndex(intentions).decide(src, dst, default_allow=default)
     assert decision == decide(intentions, src, dst, default_allow=default)
     assert (decision.allowed, decision.intention_id) == (allowed, winner)
@@ -109,11 +148,15 @@ def test_equal_precedence_ties_break_lexicographically_then_by_id() -> None:
     assert IntentionIndex(both).decide("web", "api", default_allow=False).intention_id == "a"
 
 
-def test_precedence_is_computed_not_read_from_the_record() -> None:
-    # A stale stored precedence must not let a wildcard beat an exact match.
+def test_evaluation_uses_the_precedence_carried_on_the_intention() -> None:
+    # connect never recomputes precedence (the registry does, once, on
+    # write): a wildcard carrying a higher precedence wins over an exact match.
     wild = Intention(id="w", source_name="*", destination_name="api", action="allow", precedence=99)
-    exact = ixn("web", "api", "deny")
-    assert decide([wild, exact], "web", "api", default_allow=True).intention_id == "web->api"
+    exact = as_received(ixn("web", "api", "deny"))
+    assert exact.precedence == 9
+    assert decide([wild, exact], "web", "api", default_allow=False).intention_id == "w"
+    assert IntentionIndex([exact, wild]).decide("web", "api", default_allow=False).allowed
+    assert "Precedence: 99" in decide([wild], "web", "api", default_allow=False).reason
 
 
 def test_index_reports_size_and_best_intention() -> None:
@@ -128,7 +171,7 @@ def test_index_reports_size_and_best_intention() -> None:
 NAMES = st.sampled_from(["web", "api", "db", "*"])
 NAMESPACES = st.sampled_from(["default", "default", "team", "*"])
 INTENTIONS = st.builds(
-    Intention,
+    IntentionRecord,
     id=st.text(alphabet="abc", min_size=1, max_size=2),
     source_name=NAMES,
     destination_name=NAMES,
@@ -136,7 +179,7 @@ INTENTIONS = st.builds(
     destination_ns=NAMESPACES,
     action=st.sampled_from(["allow", "deny"]),
     permissions=st.sampled_from([(), ({"Action": "allow"},)]),
-)
+).map(IntentionRecord.with_precedence)
 
 
 @settings(max_examples=300, deadline=None)
@@ -149,7 +192,7 @@ INTENTIONS = st.builds(
     default_allow=st.booleans(),
 )
 def test_index_agrees_with_decide_on_random_intentions(
-    intentions: list[Intention],
+    intentions: list[IntentionRecord],
     source: str,
     destination: str,
     source_ns: str,

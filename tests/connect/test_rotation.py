@@ -11,8 +11,8 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from connect import ca, rotation
 from connect.errors import CAError
+from connect.rotation import Root
 from connect.spiffe import ServiceID
-from registry.records import CARoot
 
 TD = "11111111-2222-3333-4444-555555555555.consul"
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -21,15 +21,15 @@ LEAF_TTL = timedelta(hours=72)
 WEB = ServiceID(TD, "dc1", "web")
 
 
-def _initial(serial: int = 1, bits: int = 256) -> CARoot:
+def _initial(serial: int = 1, bits: int = 256) -> Root:
     return rotation.initial_root(
         trust_domain=TD, key_type="ec", bits=bits, root_ttl=ROOT_TTL, now=NOW, serial=serial
     )
 
 
 def _rotate(
-    roots: tuple[CARoot, ...], *, now: datetime = NOW, serial: int = 100, bits: int = 256
-) -> tuple[CARoot, ...]:
+    roots: tuple[Root, ...], *, now: datetime = NOW, serial: int = 100, bits: int = 256
+) -> tuple[Root, ...]:
     return rotation.rotate(
         roots,
         trust_domain=TD,
@@ -45,7 +45,7 @@ def _cert(pem: str) -> x509.Certificate:
     return x509.load_pem_x509_certificate(pem.encode())
 
 
-def _leaf(signer: CARoot, now: datetime = NOW) -> x509.Certificate:
+def _leaf(signer: Root, now: datetime = NOW) -> x509.Certificate:
     info = ca.parse_csr(ca.make_csr(ca.generate_private_key("ec", 256), WEB))
     leaf = ca.sign_leaf(
         info,
@@ -117,7 +117,7 @@ def test_initial_root_is_active_and_signs_for_itself() -> None:
 
 
 @pytest.fixture(scope="module")
-def active() -> CARoot:
+def active() -> Root:
     return _initial()
 
 
@@ -126,12 +126,12 @@ def active() -> CARoot:
     [("ec", 256, False), ("ec", 384, True), ("rsa", 2048, True)],
 )
 def test_needs_rotation_when_key_type_or_bits_change(
-    active: CARoot, key_type: str, bits: int, expected: bool
+    active: Root, key_type: str, bits: int, expected: bool
 ) -> None:
     assert rotation.needs_rotation(active, key_type=key_type, bits=bits, key_pem=None) is expected
 
 
-def test_needs_rotation_when_a_supplied_key_differs(active: CARoot) -> None:
+def test_needs_rotation_when_a_supplied_key_differs(active: Root) -> None:
     other = ca.generate_private_key("ec", 256)
     assert rotation.needs_rotation(active, key_type="ec", bits=256, key_pem=other) is True
     same = active.signing_key
@@ -185,14 +185,14 @@ def test_rotate_can_skip_cross_signing_when_forced() -> None:
 
 
 @pytest.fixture(scope="module")
-def overlap() -> tuple[CARoot, CARoot]:
+def overlap() -> tuple[Root, Root]:
     old = _initial(serial=1)
     retired, new = _rotate((old,), serial=2)
     return replace(retired, signing_key=old.signing_key), new
 
 
 def test_new_leaf_with_intermediates_verifies_for_old_root_only_peers(
-    overlap: tuple[CARoot, CARoot],
+    overlap: tuple[Root, Root],
 ) -> None:
     old, new = overlap
     leaf = _leaf(new)
@@ -200,21 +200,21 @@ def test_new_leaf_with_intermediates_verifies_for_old_root_only_peers(
 
 
 def test_new_leaf_with_intermediates_verifies_for_new_root_only_peers(
-    overlap: tuple[CARoot, CARoot],
+    overlap: tuple[Root, Root],
 ) -> None:
     _old, new = overlap
     assert _verify(_leaf(new), new.intermediate_certs, [new.root_cert]) == WEB.uri()
 
 
 def test_new_leaf_without_intermediates_fails_for_old_root_only_peers(
-    overlap: tuple[CARoot, CARoot],
+    overlap: tuple[Root, Root],
 ) -> None:
     old, new = overlap
     with pytest.raises(VerificationError):
         _verify(_leaf(new), (), [old.root_cert])
 
 
-def test_old_leaf_verifies_against_the_bundle_of_both_roots(overlap: tuple[CARoot, CARoot]) -> None:
+def test_old_leaf_verifies_against_the_bundle_of_both_roots(overlap: tuple[Root, Root]) -> None:
     old, new = overlap
     old_leaf = _leaf(old)  # signed before the rotation (key restored by the fixture)
     assert _verify(old_leaf, (), [old.root_cert, new.root_cert]) == WEB.uri()

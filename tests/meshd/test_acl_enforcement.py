@@ -211,6 +211,14 @@ ROWS: dict[tuple[str, str], Row] = {
         "/v1/operator/autopilot/configuration", 'operator = "read"'
     ),
     ("operator.autopilot.health", "GET"): Row("/v1/operator/autopilot/health", 'operator = "read"'),
+    ("operator.autopilot.configuration", "PUT"): Row(
+        "/v1/operator/autopilot/configuration", 'operator = "write"', {}
+    ),
+    ("operator.autopilot.state", "GET"): Row("/v1/operator/autopilot/state", 'operator = "read"'),
+    # An unknown level answers 400 once the token passes, so the stream never starts.
+    ("agent.monitor", "GET"): Row(
+        "/v1/agent/monitor?loglevel=nope", f'agent "{NODE}" {{ policy = "read" }}'
+    ),
     ("operator.raft.configuration", "GET"): Row(
         "/v1/operator/raft/configuration", 'operator = "read"'
     ),

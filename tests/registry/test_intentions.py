@@ -8,7 +8,6 @@ from registry import queries, shapes
 from registry.commands import IntentionDelete, IntentionUpsert
 from registry.errors import ErrorCode, ValidationError
 from registry.records import Intention
-from registry.state.intentions import precedence
 
 from .builders import Log
 
@@ -27,12 +26,13 @@ def ixn(id: str, src: str, dst: str, action: str = "allow", **kw: object) -> Int
     [("web", "db", 9), ("*", "db", 8), ("web", "*", 6), ("*", "*", 5)],
 )
 def test_precedence_table(src: str, dst: str, expected: int) -> None:
-    assert precedence(Intention("x", source_name=src, destination_name=dst)) == expected
+    stored = Intention("x", source_name=src, destination_name=dst).with_precedence()
+    assert stored.precedence == expected
 
 
 def test_precedence_with_wildcard_namespaces_follows_consul_formula() -> None:
     i = Intention("x", source_name="*", destination_name="*", source_ns="*", destination_ns="*")
-    assert precedence(i) == 1
+    assert i.with_precedence().precedence == 1
 
 
 def test_upsert_computes_precedence_and_keeps_create_index(log: Log) -> None:

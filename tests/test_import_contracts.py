@@ -1,0 +1,82 @@
+"""The import contracts of pyproject.toml ([tool.importlinter], run by `make imports`).
+
+DESIGN.md: raft, registry and connect import nothing of each other or of
+meshd. The first test runs the contracts on the tree; the others copy the
+four packages into a temporary directory, add one forbidden import, and
+show `lint-imports` failing on it with the offending import named, so the
+check demonstrably can fail (also for an import inside a function and one
+under ``if TYPE_CHECKING:``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("raft", "registry", "connect", "meshd")
+LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
+
+
+def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
+    # The tree in ``cwd`` must win over the editable install of the real one.
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    return subprocess.run(
+        [LINT_IMPORTS, "--no-cache", "--no-logo"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_tree_keeps_every_contract() -> None:
+    out = _lint_imports(ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Contracts: 3 kept, 0 broken." in out.stdout
+
+
+VIOLATIONS = [
+    (
+        "connect/_violation.py",
+        "from registry.records import Intention\n",
+        "connect imports nothing of meshd, registry or raft BROKEN",
+        "connect._violation -> registry.records",
+    ),
+    (
+        "raft/_violation.py",
+        "def lazy() -> None:\n    import meshd.durations  # noqa: F401\n",
+        "raft imports nothing of registry, connect or meshd BROKEN",
+        "raft._violation -> meshd.durations",
+    ),
+    (
+        "registry/_violation.py",
+        "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    import connect.spiffe\n",
+        "registry imports nothing of raft, connect or meshd BROKEN",
+        "registry._violation -> connect.spiffe",
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "source", "broken", "edge"), VIOLATIONS)
+def test_a_forbidden_import_breaks_its_contract(
+    tmp_path: Path, path: str, source: str, broken: str, edge: str
+) -> None:
+    for name in PACKAGES:
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    clean = _lint_imports(tmp_path)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+
+    (tmp_path / path).write_text(source)
+    out = _lint_imports(tmp_path)
+    assert out.returncode != 0
+    assert broken in out.stdout
+    assert edge in out.stdout
+    assert "Contracts: 2 kept, 1 broken." in out.stdout
