@@ -147,7 +147,7 @@ def register(
     tags: tuple[str, ...],
     meta: tuple[str, ...],
 ) -> None:
-    """Register services from FILES (JSON or TOML), or one service from flags."""
+    """Register services from FILES (HCL, JSON or TOML), or one service from flags."""
     flags_used = bool(name or service_id or address or port is not None or tags or meta)
     if files and flags_used:
         raise CLIError("Error: give definition files or -name and its flags, not both")

@@ -72,7 +72,9 @@ def _shown(token_type: str, value: str) -> str:
         return "end of file"
     if token_type in _SYMBOLS and token_type not in ("NAME", "DECIMAL"):
         return repr(_SYMBOLS[token_type])
-    return repr(value.strip()[:20] or token_type)
+    if not value.strip():
+        return "end of line" if "\n" in value else "blank space"
+    return repr(value.strip()[:20])
 
 
 def _from_lark(exc: Exception) -> HCLSyntaxError:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from meshd.cli.errors import CLIError
 from tests.meshd.cli_support import one_error_line, run_cli
 from tests.meshd.harness import dev_agent
 
@@ -64,3 +65,22 @@ async def test_services_register_bad_hcl_is_one_line_with_position(tmp_path: Pat
     assert line == (
         f"Error: {path}: invalid HCL at line 4, column 1: unexpected end of file, expected }}"
     )
+
+
+def test_config_write_reads_an_hcl_config_entry(tmp_path: Path) -> None:
+    from meshd.cli.config import _load_entry
+
+    path = tmp_path / "web-defaults.hcl"
+    path.write_text(
+        'Kind     = "service-defaults"\nName     = "web"\nProtocol = "http"\n'
+        'MeshGateway {\n  Mode = "local"\n}\n'
+    )
+    assert _load_entry(str(path)) == {
+        "Kind": "service-defaults",
+        "Name": "web",
+        "Protocol": "http",
+        "MeshGateway": {"Mode": "local"},
+    }
+    path.write_text('Kind = "service-defaults"\nName = \n')
+    with pytest.raises(CLIError, match=r"invalid HCL at line 2, column 8: unexpected end of line"):
+        _load_entry(str(path))

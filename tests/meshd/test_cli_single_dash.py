@@ -88,6 +88,18 @@ CONSUL_LINES = [
     "acl policy create -name=p -description=d -rules-file=r.hcl -valid-datacenter=dc1",
     "proxy -http-addr=127.0.0.1:1 -workers=2 -metrics-addr=127.0.0.1:0 -sidecar-for=web"
     " -log-level=info -log-json=true",
+    "watch -type=key -key=k -token-file=t.txt",
+    "lock -n=2 -name=n -ttl=15s -timeout=1s -try=5s -verbose p true",
+    "maint -enable -reason=r -service=web",
+    "event -name=deploy -node=n -service=s -tag=t",
+    "monitor -log-level=debug -log-json",
+    "join -wan 10.0.0.1",
+    "force-leave -prune n1",
+    "validate -quiet agent.hcl",
+    "config read -kind=service-defaults -name=web",
+    "kv import -prefix=p",
+    "operator autopilot set-config -cleanup-dead-servers=false -max-trailing-logs=250",
+    "login -method=m -meta=a=b",
 ]
 
 
