@@ -162,7 +162,7 @@ def test_read_only_install_keeps_the_grammar_cache_in_the_temp_dir(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     hcl._parser.cache_clear()
     try:
-        assert parse_hcl("ports {\n  http = 8501\n}\n") == {"ports": {"http": 8501}}
+        assert parse_hcl("ports {\n  http = 18501\n}\n") == {"ports": {"http": 18501}}
     finally:
         hcl._parser.cache_clear()
     assert [p.name.startswith(".lark_cache") for p in tmp_path.iterdir()] == [True]
