@@ -57,10 +57,14 @@ def _go_boolean(option: click.Option, value: str) -> list[str] | None:
 
 
 def _rewrite(word: str, options: dict[str, click.Option]) -> list[str]:
-    """``word`` as click should see it: [] to drop it, one word otherwise."""
+    """``word`` as click should see it: [] to drop it, [option, value] for a
+    short option given ``-n=2``, one word otherwise."""
     name, equals, value = word.partition("=")
-    if name in options:
-        as_bool = _go_boolean(options[name], value) if equals else None
+    declared = options.get(name)
+    if declared is not None:
+        if equals and _takes_value(declared) and len(name) == 2:
+            return [name, value]  # click would take "=2" as the value of a short -n
+        as_bool = _go_boolean(declared, value) if equals else None
         return [word] if as_bool is None else as_bool
     if not _SINGLE_DASH.fullmatch(word):
         return [word]
@@ -98,7 +102,7 @@ def consul_spelling(root: click.Command, args: list[str]) -> list[str]:
         if word.startswith("-") and len(word) > 1:
             rewritten = _rewrite(word, options)
             out.extend(rewritten)
-            option = options.get(rewritten[0].partition("=")[0]) if rewritten else None
+            option = options.get(rewritten[0].partition("=")[0]) if len(rewritten) == 1 else None
             if option is not None and _takes_value(option) and "=" not in rewritten[0]:
                 for _ in range(max(option.nargs, 1)):
                     value = next(words, None)
