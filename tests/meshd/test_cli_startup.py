@@ -81,3 +81,9 @@ async def test_version_members_list_peers_and_info_agree_on_protocols() -> None:
         version = invoke(["version"]).stdout
         assert f"Protocol {PROTOCOL_VERSION} spoken" in version
         assert f"Raft protocol {RAFT_PROTOCOL}" in version
+
+
+def test_a_test_command_without_an_address_never_reaches_port_8500() -> None:
+    line = invoke(["members"]).stderr
+    assert "Error querying agent: connection refused (127.0.0.1:" in line
+    assert "127.0.0.1:8500" not in line
