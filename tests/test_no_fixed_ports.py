@@ -29,6 +29,8 @@ ALLOWED = {
     "meshd/test_config.py": "configuration values only",
     "meshd/test_api_sidecar.py": "asserts the default sidecar port an agent assigns; no proxy",
     "connect/proxy/test_flags.py": "parses the proxy's flags (their defaults); binds nothing",
+    "connect/proxy/test_config_ownership.py": "pure listener-ownership computation",
+    "meshd/test_registration_validation.py": "in-process API; asserts refusal texts",
     "connect/proxy/test_config.py": "proxy configuration diffing; binds nothing",
     "systemd/test_units.py": "checks the text of the unit files",
     "ansible/test_site_netns.py": "runs inside its own network namespaces",

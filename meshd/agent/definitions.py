@@ -14,11 +14,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from registry import validation as v
 from registry.errors import ValidationError
 from registry.records import HealthCheck, ServiceInstance, Weights
 
 from ..durations import parse_duration
 from ..errors import DurationError
+from .field_rules import (
+    CHECK_RULES,
+    NAME_MAX,
+    SERVICE_RULES,
+    boolean,
+    check_fields,
+    check_proxy,
+    integer,
+    normalise_nested,
+)
+from .field_rules import (
+    obj as object_rule,
+)
+from .json_bounds import check_json_value
 
 SERVICE_FIELDS = [
     "ID",
@@ -160,7 +175,10 @@ def parse_check(
     """A check definition (standalone, or in a service's Check/Checks)."""
     if not isinstance(obj, Mapping):
         raise ValidationError(prefix.rstrip(".") or "Check", "must be an object")
+    if not prefix:
+        check_json_value(obj, "")
     spec = _canon(obj, _CANON_CHECK, prefix)
+    check_fields(spec, CHECK_RULES, prefix)
     if "ScriptArgs" in spec and "Args" not in spec:
         spec["Args"] = spec.pop("ScriptArgs")
     kind = check_kind(spec)
@@ -219,40 +237,60 @@ def check_service_name(name: str, field_name: str) -> None:
     valid service name (the rule registrations and leaf requests share)."""
     if not name:
         raise ValidationError(field_name, "missing service name")
+    if len(name) > NAME_MAX:
+        raise ValidationError(field_name, f"too long: {len(name)} characters (max {NAME_MAX})")
     if not _NAME_RE.match(name):
         raise ValidationError(field_name, f"invalid service name {name!r}")
 
 
+def _weights(raw: Any) -> Weights:
+    """Consul's ``Weights`` (``{"Passing": 1, "Warning": 1}`` when absent)."""
+    spec = _canon(raw or {}, {"passing": "Passing", "warning": "Warning"}, "Weights.")
+    check_fields(
+        spec, {"Passing": integer(1, 2**31 - 1), "Warning": integer(0, 2**31 - 1)}, "Weights."
+    )
+    passing = spec.get("Passing")
+    warning = spec.get("Warning")
+    return Weights(1 if passing is None else passing, 1 if warning is None else warning)
+
+
+def _connect(raw: Any) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    connect = normalise_nested(raw)
+    check_fields(connect, {"Native": boolean, "SidecarService": object_rule}, "Connect.")
+    return dict(connect)
+
+
+def _proxy(raw: Any) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    proxy = normalise_nested(raw)
+    check_proxy(proxy, "Proxy.")
+    return dict(proxy)
+
+
 def parse_service(obj: Any, *, node: str) -> ServiceDefinition:
-    """A service definition with its checks. Raises ``ValidationError``."""
+    """A service definition with its checks. Raises ``ValidationError``
+    naming the first field whose type, size or value is wrong."""
     if not isinstance(obj, Mapping):
         raise ValidationError("body", "a service definition must be an object")
+    check_json_value(obj, "")
     spec = _canon(obj, _CANON_SERVICE, "")
+    check_fields(spec, SERVICE_RULES, "")
     name = _str(spec, "Name", "")
     check_service_name(name, "Name")
     sid = _str(spec, "ID", "") or name
-    port = spec.get("Port", 0) or 0
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValidationError("Port", f"must be an integer between 0 and 65535, got {port!r}")
+    port = spec.get("Port") or 0
     tags = spec.get("Tags") or []
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise ValidationError("Tags", "must be a list of strings")
     kind = _str(spec, "Kind", "")
     if kind not in ("", "typical", "connect-proxy", "mesh-gateway", "ingress-gateway"):
         raise ValidationError("Kind", f"unknown service kind {kind!r}")
     for key in ("Namespace", "Partition"):
         if _str(spec, key, "") not in ("", "default"):
             raise ValidationError(key, "only the default namespace/partition exists")
-    weights = spec.get("Weights") or {}
-    if not isinstance(weights, Mapping):
-        raise ValidationError("Weights", "must be an object")
-    passing = int(weights.get("Passing", weights.get("passing", 1)))
-    warning = int(weights.get("Warning", weights.get("warning", 1)))
-    if passing < 1 or warning < 0:
-        raise ValidationError("Weights.Passing", "must be at least 1 (Warning at least 0)")
-    for key in ("Proxy", "Connect"):
-        if spec.get(key) is not None and not isinstance(spec[key], Mapping):
-            raise ValidationError(key, "must be an object")
+    meta = _str_map(spec, "Meta", "")
+    v.meta(meta, "Meta")
     svc = ServiceInstance(
         service=name,
         id=sid,
@@ -261,20 +299,17 @@ def parse_service(obj: Any, *, node: str) -> ServiceDefinition:
         tags=tuple(tags),
         address=_str(spec, "Address", ""),
         port=port,
-        meta=_str_map(spec, "Meta", ""),
+        meta=meta,
         tagged_addresses=dict(spec.get("TaggedAddresses") or {}),
-        weights=Weights(passing, warning),
-        enable_tag_override=bool(spec.get("EnableTagOverride", False)),
-        proxy=dict(spec["Proxy"]) if spec.get("Proxy") else None,
-        connect=dict(spec["Connect"]) if spec.get("Connect") else None,
+        weights=_weights(spec.get("Weights")),
+        enable_tag_override=spec.get("EnableTagOverride") is True,
+        proxy=_proxy(spec.get("Proxy")),
+        connect=_connect(spec.get("Connect")),
     )
     raw_checks: list[Any] = []
     if spec.get("Check"):
         raw_checks.append(spec["Check"])
-    extra = spec.get("Checks") or []
-    if not isinstance(extra, list):
-        raise ValidationError("Checks", "must be a list")
-    raw_checks.extend(extra)
+    raw_checks.extend(spec.get("Checks") or [])
     checks = tuple(
         parse_check(c, node=node, service=svc, prefix=f"Checks[{i}].", index=i)
         for i, c in enumerate(raw_checks)

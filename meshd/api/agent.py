@@ -20,8 +20,10 @@ import trio
 
 from registry import shapes
 from registry.commands import RegisterRequest
+from registry.errors import ValidationError
 from registry.records import CRITICAL, HealthCheck, ServiceInstance
 
+from ..agent import registration
 from ..agent.definitions import CheckDefinition, ServiceDefinition, parse_service
 from ..agent.tokens import KINDS
 from ..errors import ConfigError
@@ -87,15 +89,36 @@ def agent_service_json(svc: ServiceInstance, datacenter: str) -> dict[str, Any]:
     return out
 
 
-def validate_for_catalog(agent: Agent, defn: ServiceDefinition) -> None:
+def validate_for_catalog(agent: Agent, defn: ServiceDefinition, prefix: str = "") -> None:
     """Refuse here what the catalog would refuse later, so anti-entropy never
     retries a registration that can never succeed."""
-    RegisterRequest(
-        node=agent.node_name,
-        address=agent.config.advertise_addr or "127.0.0.1",
-        service=defn.service,
-        checks=tuple(c.check for c in defn.checks),
-    ).validate()
+    try:
+        RegisterRequest(
+            node=agent.node_name,
+            address=agent.config.advertise_addr or "127.0.0.1",
+            service=defn.service,
+            checks=tuple(c.check for c in defn.checks),
+        ).validate()
+    except ValidationError as exc:
+        if not prefix:
+            raise
+        raise ValidationError(prefix + exc.field, exc.message) from None
+
+
+def registration_targets(agent: Agent, body: Any) -> list[tuple[str, str]]:
+    """What a token must be allowed to write to register ``body`` on this
+    agent (``(kind, name)``, kind ``service`` or ``node``): the service, the
+    sidecar it asks for under its real name, the service a proxy fronts, and
+    whatever it replaces by reusing an ID. Empty for a body that does not
+    parse (the handler answers 400 for it)."""
+    try:
+        defn = parse_service(body, node=agent.node_name)
+        parts = registration.expand(defn, agent.local.services, agent.node_name)
+    except ValidationError:
+        return []
+    return registration.service_targets(
+        (d for d, _ in parts), agent.local.services, agent.local.checks
+    )
 
 
 def _keep_old_checks(agent: Agent, defn: ServiceDefinition) -> ServiceDefinition:
@@ -237,7 +260,10 @@ def _register_services(router: Router, agent: Agent) -> None:
             # Anti-entropy writes this service with the token that registered it.
             defn = replace(defn, token=req.token)
         check_scripts(agent, defn.checks, in_service=True)
-        validate_for_catalog(agent, defn)
+        parts = registration.expand(defn, agent.local.services, agent.node_name)
+        for part, prefix in parts:
+            validate_for_catalog(agent, part, prefix)
+        registration.check_listeners(parts, agent.local.services)
         if not flag(req, "replace-existing-checks"):
             defn = _keep_old_checks(agent, defn)
         agent.local.add_service(defn)

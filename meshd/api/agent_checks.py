@@ -4,11 +4,12 @@ the agent's local checks, their registration and TTL updates."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from registry import shapes
-from registry.errors import NotFoundError
+from registry.errors import NotFoundError, ValidationError
 
+from ..agent import registration
 from ..agent.definitions import CheckDefinition, parse_check
 from ..filter import apply_filter
 from ..http import (
@@ -52,6 +53,18 @@ def check_scripts(
     for i, c in enumerate(checks):
         if c.kind == "script":
             raise BadRequest(SCRIPTS_DISABLED, f"Checks[{i}].Args" if in_service else "Args")
+
+
+def check_targets(agent: Agent, body: Any) -> list[tuple[str, str]]:
+    """What replacing an existing check with ``body``'s ID needs (Consul's
+    ``vetCheckRegister``): ``(kind, name)`` pairs, empty for a new check or
+    a body that does not parse."""
+    try:
+        defn = parse_check(body, node=agent.node_name)
+    except ValidationError:
+        return []
+    existing = agent.local.checks.get(defn.check.check_id)
+    return registration.check_owner(existing, defn.check.service_id)
 
 
 def _ttl_handler(agent: Agent, status: str) -> Handler:

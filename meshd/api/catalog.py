@@ -12,6 +12,19 @@ from registry.records import HealthCheck, ServiceInstance
 
 from .. import filter_schemas
 from ..agent.definitions import parse_service
+from ..agent.field_rules import (
+    ADDRESS_MAX,
+    CHECK_RULES,
+    NAME_MAX,
+    Rule,
+    array,
+    boolean,
+    check_fields,
+    obj,
+    string,
+    string_map,
+)
+from ..agent.json_bounds import check_json_value
 from ..filter import Schema, compile_filter
 from ..http import QueryOptions, Request, Response, Router, decode_json_body
 from .common import NULL, check_dc, read_json
@@ -35,6 +48,43 @@ REGISTER_FIELDS = (
     "Locality",
 )
 DEREGISTER_FIELDS = ("Node", "Datacenter", "CheckID", "ServiceID", "Namespace", "Partition")
+_REGISTER_RULES: dict[str, Rule] = {
+    "ID": string(64),
+    "Node": string(NAME_MAX),
+    "Address": string(ADDRESS_MAX),
+    "Datacenter": string(NAME_MAX),
+    "TaggedAddresses": string_map(NAME_MAX, ADDRESS_MAX),
+    "NodeMeta": string_map(128, 512),
+    "Service": obj,
+    "Check": obj,
+    "Checks": array,
+    "SkipNodeUpdate": boolean,
+    "Namespace": string(NAME_MAX),
+    "Partition": string(NAME_MAX),
+    "Locality": obj,
+}
+_DEREGISTER_RULES: dict[str, Rule] = {
+    "Node": string(NAME_MAX),
+    "Datacenter": string(NAME_MAX),
+    "CheckID": string(512),
+    "ServiceID": string(512),
+    "Namespace": string(NAME_MAX),
+    "Partition": string(NAME_MAX),
+}
+_CHECK_KEYS = {k.lower(): k for k in CHECK_RULES}
+
+
+def check_register_body(body: Mapping[str, Any]) -> None:
+    """Types, sizes and encodable values of a catalog register body (400
+    naming the field); the service and checks are checked as they parse."""
+    check_json_value(body, "")
+    check_fields(body, _REGISTER_RULES, "")
+
+
+def check_deregister_body(body: Mapping[str, Any]) -> None:
+    """Types and sizes of a catalog deregister body."""
+    check_json_value(body, "")
+    check_fields(body, _DEREGISTER_RULES, "")
 
 
 def _str_map(body: Mapping[str, Any], key: str) -> dict[str, str]:
@@ -51,7 +101,11 @@ def _service(body: Mapping[str, Any], node: str) -> ServiceInstance | None:
     if not isinstance(raw, Mapping):
         raise ValidationError("Service", "must be an object")
     spec = {("Name" if k.lower() == "service" else k): v for k, v in raw.items()}
-    return parse_service(spec, node=node).service
+    try:
+        return parse_service(spec, node=node).service
+    except ValidationError as exc:
+        name = "Service" if exc.field == "Name" else exc.field
+        raise ValidationError(f"Service.{name}", exc.message) from None
 
 
 def register_request(body: Mapping[str, Any], datacenter: str = "") -> RegisterRequest:
@@ -91,6 +145,10 @@ def _catalog_check(
 ) -> HealthCheck:
     """Catalog checks are records only (no Interval/TTL needed): Consul
     stores whatever status the caller sends; an agent does not run them."""
+
+    canon = {_CHECK_KEYS.get(str(k).lower(), str(k)): v for k, v in raw.items()}
+    check_fields(canon, CHECK_RULES, f"Checks[{i}].")
+    raw = canon
 
     def s(key: str, default: str = "") -> str:
         value = raw.get(key, default)
@@ -135,6 +193,7 @@ def _check_filter(opts: QueryOptions, schema: Schema) -> None:
 def register(router: Router, agent: Agent) -> None:
     async def do_register(req: Request) -> Response:
         body = decode_json_body(req, fields=REGISTER_FIELDS)
+        check_register_body(body)
         check_dc(agent, QueryOptions.from_request(req))
         result = await agent.write(register_request(body, agent.datacenter))
         if not result.ok:
@@ -143,6 +202,7 @@ def register(router: Router, agent: Agent) -> None:
 
     async def do_deregister(req: Request) -> Response:
         body = decode_json_body(req, fields=DEREGISTER_FIELDS)
+        check_deregister_body(body)
         node = body.get("Node")
         if not isinstance(node, str) or not node:
             raise ValidationError("Node", "Must provide node")

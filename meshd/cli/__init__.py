@@ -41,6 +41,7 @@ COMMANDS: Mapping[str, str] = {
     "kv": "kv:kv",
     "leave": "leave:leave",
     "lock": "lock:lock",
+    # (meshd.cli.acl_auth has a login/logout too; main's imports let these win.)
     "login": "login:login",
     "logout": "login:logout",
     "maint": "maint:maint",
@@ -59,6 +60,7 @@ COMMANDS: Mapping[str, str] = {
 # Subcommands that live in a module of their own, added to their group when
 # the group is first loaded: group name -> "module:attribute" entries.
 SUBCOMMANDS: Mapping[str, tuple[str, ...]] = {
+    "acl": ("acl_auth:auth_method", "acl_auth:binding_rule"),
     "operator": ("operator_autopilot:autopilot",),
 }
 

@@ -227,6 +227,9 @@ class ACLConfig:
     down_policy: str = key("extend-cache", choice("allow", "deny", "extend-cache", "async-cache"))
     enable_token_persistence: bool = key(False, boolean)
     token_ttl: float = dur(30.0)
+    # Consul's bounds on a token's ExpirationTTL and an auth method's MaxTokenTTL.
+    token_min_expiration_ttl: float = dur(60.0, positive=True)
+    token_max_expiration_ttl: float = dur(24 * HOUR, positive=True)
     tokens: ACLTokens = field(default_factory=ACLTokens)
 
 

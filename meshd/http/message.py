@@ -267,8 +267,10 @@ class Response:
 
     @classmethod
     def text(cls, text: str, status: int = 200, *, content_type: str = TEXT_PLAIN) -> Response:
-        """A plain-text response (UTF-8), Consul's format for errors and scalars."""
-        return cls(status, [("Content-Type", content_type)], text.encode())
+        """A plain-text response (UTF-8), Consul's format for errors and scalars.
+        Text that is not valid Unicode (an error echoing a lone surrogate from
+        a request) is sent with "?" in its place, never a failure."""
+        return cls(status, [("Content-Type", content_type)], text.encode("utf-8", "replace"))
 
     def get_header(self, name: str) -> str | None:
         """Return the first value of header ``name`` (any case), or None."""

@@ -2,7 +2,7 @@
 (so a dev agent in the test's trio loop keeps serving), with the address and
 token variables cleared unless a test sets them.
 
-A command given no address would talk to 127.0.0.1:8500, where a user's own
+A command given no address would talk to the default agent address, where a user's own
 agent (``make run``) may be listening: unless the test names an address
 (flag or variable), MESHD_HTTP_ADDR points at a port nobody listens on."""
 

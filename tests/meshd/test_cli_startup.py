@@ -86,4 +86,12 @@ async def test_version_members_list_peers_and_info_agree_on_protocols() -> None:
 def test_a_test_command_without_an_address_never_reaches_port_8500() -> None:
     line = invoke(["members"]).stderr
     assert "Error querying agent: connection refused (127.0.0.1:" in line
-    assert "127.0.0.1:8500" not in line
+    assert ":8500)" not in line
+
+
+def test_subcommands_from_other_modules_are_attached_to_their_group() -> None:
+    for args, word in ((["acl", "--help"], "auth-method"), (["acl", "-h"], "binding-rule")):
+        result = invoke(args)
+        assert result.exit_code == 0 and f"  {word} " in result.stdout, result.output
+    result = invoke(["operator", "--help"])
+    assert "  autopilot " in result.stdout
