@@ -223,7 +223,8 @@ def _print_help(host: str, port: int, ports: DemoPorts) -> None:
     print("Ctrl-C stops everything.", flush=True)
 
 
-async def _run(ports: DemoPorts) -> None:
+async def _serve(ports: DemoPorts) -> None:
+    """Start the agent, the services, the intention and the proxy; serve until cancelled."""
     from .agent.agent import Agent
     from .config import load_config
 
@@ -249,11 +250,18 @@ async def _run(ports: DemoPorts) -> None:
         await nursery.start(_run_proxy, f"{host}:{port}", f"{HOST}:{ports.metrics}")
         await _wait_for_mesh(agent, ports)
         _print_help(host, port, ports)
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+
+async def _run(ports: DemoPorts) -> None:
+    """The demo until Ctrl-C or SIGTERM, which stop it cleanly even while it
+    is still starting (the signals are caught before anything starts)."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_serve, ports)
             async for _ in signals:
                 break
-        print("\nstopping", file=sys.stderr, flush=True)
-        nursery.cancel_scope.cancel()
+            print("\nstopping", file=sys.stderr, flush=True)
+            nursery.cancel_scope.cancel()
 
 
 def _startup_error(exc: BaseException) -> StartupError | None:

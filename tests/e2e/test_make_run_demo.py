@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from typing import Any
@@ -83,6 +84,10 @@ def test_demo_runs_the_mesh_and_stops_everything_on_ctrl_c() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    assert proc.stdout is not None
+    lines: list[bytes] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
     upstream = f"http://127.0.0.1:{ports.upstream}/"
     web = f"http://127.0.0.1:{ports.web}/"
     try:
@@ -93,6 +98,8 @@ def test_demo_runs_the_mesh_and_stops_everything_on_ctrl_c() -> None:
         assert healthy[0]["Service"]["Port"] == ports.api_sidecar
         assert through == b"hello from api\n"
         assert b"api says: hello from api" in get(web)
+        # The demo is done starting once it says what to try.
+        wait_for(lambda: b"Try next" in b"".join(lines), 60, "the demo's help")
         denied = meshd("intention", "create", "--deny", "--replace", "web", "api")
         assert denied.returncode == 0, denied.stderr
         wait_for(lambda: b"api says: hello" not in get(web), 10, "web cut off")
@@ -102,8 +109,9 @@ def test_demo_runs_the_mesh_and_stops_everything_on_ctrl_c() -> None:
         assert "meshd_proxy" in metrics
     finally:
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-    text = out.decode()
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+    text = b"".join(lines).decode()
     assert "Try next" in text and f"curl 127.0.0.1:{ports.upstream}/" in text
     assert f"meshd intention create --deny --replace web api -http-addr {http}" in text
     assert "Traceback" not in text
