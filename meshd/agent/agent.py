@@ -24,6 +24,7 @@ import trio
 
 from raft.storage import MemoryStorage, SqliteStorage, Storage
 from raft.tls import (
+    TLSConfigError,
     TLSMaterial,
     client_context,
     client_context_from_pem,
@@ -44,7 +45,7 @@ from ..config.addresses import join_address
 from ..config.values import Invalid
 from ..dns import DNSSettings, serve_dns
 from ..dns.agent_lookup import AgentLookup
-from ..errors import ConfigError, MeshdError, NoLeaderError, NoServersError
+from ..errors import ConfigError, MeshdError, NoLeaderError, NoServersError, StartupError
 from ..http.errors import BadRequest, HTTPError, PayloadTooLarge
 from ..metrics import Metrics
 from ..rpc import RPCClient, RPCError, RPCUnavailable
@@ -64,6 +65,14 @@ from .local import LocalState
 from .members import SEGMENT_META, MemberInfo, member_json
 from .peer_wait import PeerWait, known_members
 from .pool import ClientBackend, ServerPool
+from .preflight import (
+    check_data_dir,
+    check_tls_files,
+    dns_listener,
+    http_listener,
+    listening,
+    rpc_listener,
+)
 from .readiness import cluster_initialized
 from .server import Server, ServerSettings, http_error_from_rpc
 from .server_ops import fetch_archive
@@ -102,6 +111,9 @@ class Agent:
     the HTTP API answers and (for --dev) a leader is elected."""
 
     def __init__(self, config: AgentConfig, *, rng: random.Random | None = None) -> None:
+        """Raises ``StartupError`` for a data_dir or TLS files it cannot use."""
+        if config.data_dir:
+            check_data_dir(config.data_dir)
         self.config = config
         self.rng = rng or random.Random()
         self.node_id = _node_id(config)
@@ -171,8 +183,12 @@ class Agent:
         cfg = self.config
         tls = cfg.tls.internal_rpc
         if tls.ca_file and tls.cert_file and tls.key_file:
+            check_tls_files(cfg)
             files = (tls.ca_file, tls.cert_file, tls.key_file)
-            return server_context(*files), client_context(*files)
+            try:
+                return server_context(*files), client_context(*files)
+            except TLSConfigError as exc:
+                raise StartupError("tls.internal_rpc", "files", str(exc), "fix the files") from None
         if not cfg.dev and cfg.server:
             raise ConfigError(None, "tls.defaults", "a server needs ca_file, cert_file, key_file")
         # --dev (and clients without certificates, which then cannot reach
@@ -327,7 +343,7 @@ class Agent:
             gc.freeze()  # long-lived startup objects leave the collector's young generations
             app = build_app(self)
             addrs = [(host, cfg.ports.http) for host in cfg.client_addr]
-            listeners = await open_http_listeners(addrs)
+            listeners = await listening(open_http_listeners(addrs), http_listener(cfg))
             self.http_addresses = [tuple(lst.socket.getsockname()[:2]) for lst in listeners]
             await nursery.start(
                 lambda task_status: serve_http(
@@ -373,13 +389,16 @@ class Agent:
             # answers reused for at most cache_ttl
             lookup = AgentLookup(self._dns_reader(), settings)
         for host in cfg.client_addr:
-            udp, _tcp = await nursery.start(
-                functools.partial(
-                    serve_dns, recursors=cfg.recursors, rng=self.rng, metrics=self.metrics
+            udp, _tcp = await listening(
+                nursery.start(
+                    functools.partial(
+                        serve_dns, recursors=cfg.recursors, rng=self.rng, metrics=self.metrics
+                    ),
+                    (host, cfg.ports.dns),
+                    lookup,
+                    settings,
                 ),
-                (host, cfg.ports.dns),
-                lookup,
-                settings,
+                dns_listener(cfg, host),
             )
             self.dns_addresses.append(udp)
 
@@ -424,7 +443,7 @@ class Agent:
                 data_dir=Path(cfg.data_dir) if cfg.data_dir else None,
                 resolve=self.acl.resolve,
             )
-        await nursery.start(self.server.run)
+        await listening(nursery.start(self.server.run), rpc_listener(cfg))
         nursery.start_soon(self.liveness.run)
         nursery.start_soon(self.session_ttl.run)
         nursery.start_soon(ConsulServiceReconciler(self.server, version=self.version).run)
