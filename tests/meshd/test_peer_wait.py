@@ -60,7 +60,7 @@ def test_no_leader_answer_keeps_consuls_text_first() -> None:
 
 def test_known_members_lists_self_and_answered_servers() -> None:
     info = MemberInfo("dc1", "1.0.0", bootstrap_expect=3)
-    me = member_json("s1", "127.0.0.1", info, node_id="id-s1", server_address="127.0.0.1:8300")
+    me = member_json("s1", "127.0.0.1", info, node_id="id-s1", server_address="127.0.0.1:18300")
     wait = PeerWait("s1", 3)
     wait.record([_peer("s2", 8301)], {})
     found = known_members(me, wait, info, {"id-s3": "127.0.0.1:8302"})
