@@ -20,7 +20,10 @@ authenticates the transport. The server's handlers read it from
 Limits (Consul's ``limits.rpc_max_conns_per_client``): at most
 ``max_conns`` connections in all and ``max_conns_per_client`` per client IP
 (0: no limit); a frame that has started arriving must be complete within
-``frame_timeout`` seconds (an idle connection between frames may stay open).
+``frame_timeout`` seconds (an idle connection between frames may stay open),
+and frames still arriving hold at most ``max_pending_bytes`` together (a
+connection whose large frame would exceed it is closed), so slow or
+half-sent frames cannot pin the server's memory.
 An offender's connection is closed, logged at most once per
 ``LOG_INTERVAL`` per reason with the count of the ones not logged.
 """
@@ -51,6 +54,10 @@ RPC_KIND = "rpc"
 VERSION = 1
 MAX_IN_FLIGHT = 4096  # per connection, on both ends
 LOG_INTERVAL = 10.0  # seconds between two log lines about refused connections
+# Unfinished frames of all connections together hold at most this many bytes
+# (8 full-size frames); frames up to SMALL_FRAME are never refused for it.
+MAX_PENDING_BYTES = 64 << 20
+SMALL_FRAME = 64 << 10
 
 # The token of the RPC request being handled ("" when the caller sent none).
 # Each request runs in its own task, so a handler sees its own caller's.
@@ -117,6 +124,7 @@ class RPCServer:
         max_conns: int = 0,
         max_conns_per_client: int = 0,
         frame_timeout: float = math.inf,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
     ) -> None:
         self._methods: dict[str, Method] = {}
         self._error_mappers: list[Callable[[BaseException], RPCError | None]] = []
@@ -127,6 +135,7 @@ class RPCServer:
         self._conns = 0
         self._per_client: dict[str, int] = {}
         self._refusals = _RefusalLog()
+        self._pending = _Pending(max_pending_bytes)
 
     def methods(self) -> list[str]:
         """The names of every registered method."""
@@ -172,7 +181,7 @@ class RPCServer:
     async def _serve_conn(self, framed: FramedStream, peer: PeerInfo) -> None:
         send_lock = trio.Lock()
         limiter = trio.CapacityLimiter(MAX_IN_FLIGHT)
-        deadline = _FrameDeadline(framed.stream, self.frame_timeout)
+        deadline = _FrameDeadline(framed.stream, self.frame_timeout, self._pending)
         framed.stream = deadline
         async with trio.open_nursery() as nursery:
             try:
@@ -184,7 +193,9 @@ class RPCServer:
                         break
                     nursery.start_soon(self._serve_one, framed, send_lock, limiter, req, peer)
             except TransportError:
-                pass  # the client went away
+                if deadline.over_budget:
+                    self._refusals.note("pending_bytes", peer.address)
+                # else the client went away
             nursery.cancel_scope.cancel()
 
     async def _serve_one(
@@ -259,17 +270,31 @@ class RPCServer:
             pass  # the client is gone; nobody is waiting for this answer
 
 
+class _Pending:
+    """Bytes of unfinished frames held by all of a server's connections."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+
 class _FrameDeadline(trio.abc.Stream):
     """The stream under a server's ``FramedStream``: once bytes of a frame
     arrive, the frame must be complete within ``timeout`` (``scope`` arms
     the deadline at the first bytes a ``receive`` reads), so a client cannot
-    hold a half-sent frame's buffer for ever. Waiting between frames is free."""
+    hold a half-sent frame's buffer for ever. Waiting between frames is free.
+    The bytes of frames still arriving count against ``pending`` (shared by
+    the server's connections): a frame past ``SMALL_FRAME`` that would take
+    it over its limit breaks its connection (``over_budget``)."""
 
-    def __init__(self, inner: trio.abc.Stream, timeout: float) -> None:
+    def __init__(self, inner: trio.abc.Stream, timeout: float, pending: _Pending) -> None:
         self.inner = inner
         self.timeout = timeout
+        self._pending = pending
         self._scope: trio.CancelScope | None = None
+        self._held = 0  # bytes read during the current receive
         self.expired = False
+        self.over_budget = False
 
     @contextlib.contextmanager
     def scope(self) -> Any:
@@ -279,14 +304,22 @@ class _FrameDeadline(trio.abc.Stream):
                 yield
         finally:
             self._scope = None
+            self._pending.used -= self._held
+            self._held = 0
         if scope.cancelled_caught:
             self.expired = True
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         data = await self.inner.receive_some(max_bytes)
         scope = self._scope
-        if data and scope is not None and scope.deadline == math.inf:
-            scope.deadline = trio.current_time() + self.timeout
+        if data and scope is not None:
+            if scope.deadline == math.inf:
+                scope.deadline = trio.current_time() + self.timeout
+            self._held += len(data)
+            self._pending.used += len(data)
+            if self._held > SMALL_FRAME and self._pending.used > self._pending.limit:
+                self.over_budget = True
+                raise trio.BrokenResourceError("unfinished RPC frames over their byte budget")
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:

@@ -37,7 +37,7 @@ from registry.commands import TxnOp, TxnRequest, decode_command
 
 from ..acl import Authorizer, Permission
 from ..acl.errors import PermissionDenied
-from ..api.acl_rules import READ_FILTERS, filter_events, filter_members, filter_read
+from ..api.acl_rules import READ_FILTERS, filter_members, filter_read
 from .acl_commands import authorize_command
 
 P = Permission
@@ -209,11 +209,11 @@ def _members(authz: Authorizer, args: Mapping[str, Any], token: str, result: Any
 
 
 def _events(authz: Authorizer, args: Mapping[str, Any], token: str, result: Any) -> Any:
+    """Event.List's wire events (``n``: the name) that ``authz`` may read,
+    as GET /v1/event/list filters them."""
     if not isinstance(result, Mapping):
         return result
-    named = [{**e, "Name": e.get("n")} for e in result.get("events") or []]
-    kept = {id(e) for e in filter_events(authz, named)[0]}
-    events = [e for e, n in zip(result.get("events") or [], named, strict=True) if id(n) in kept]
+    events = [e for e in result.get("events") or [] if authz.event_read(str(e.get("n") or ""))]
     return {**result, "events": events}
 
 

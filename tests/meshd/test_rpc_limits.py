@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
-from meshd.rpc import RPC_KIND, VERSION
+from meshd.agent_tls import create_ca
+from meshd.rpc import RPC_KIND, VERSION, RPCServer
 from raft.errors import TransportError
-from raft.tls import client_context
+from raft.tls import client_context, server_context
 from raft.tlsstream import open_tls_stream
-from raft.transport import FramedStream
+from raft.transport import FramedStream, PeerInfo, Transport
+from tests.meshd.test_rpc import certs
 from tests.meshd.test_rpc_acl import world
 
 pytestmark = pytest.mark.e2e
@@ -83,3 +87,38 @@ async def test_an_unfinished_frame_is_closed_after_the_frame_timeout(
         assert await _pings(idle)
         await idle.aclose()
         await stalled.aclose()
+
+
+async def test_unfinished_frames_past_the_byte_budget_close_their_connection(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Half-sent large frames together hold at most ``max_pending_bytes``;
+    the connection whose frame goes over is closed, the others are served."""
+    caplog.set_level(logging.WARNING, logger="meshd.rpc")
+    ca = create_ca()
+    files = certs(tmp_path, "server", "srv", ca)
+    certs(tmp_path, "client", "client", ca)
+    transport = Transport("srv", ("127.0.0.1", 0), server_context(*files), client_context(*files))
+    rpc = RPCServer(max_pending_bytes=1 << 20, frame_timeout=60)
+
+    async def ping(args: Mapping[str, Any], peer: PeerInfo) -> Any:
+        return "pong"
+
+    rpc.register("Status.Ping", ping)
+    transport.register_handler(RPC_KIND, rpc.handle)
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(transport.serve)
+        address = f"{host}:{port}"
+        small = await _connect(tmp_path, address)
+        first, second = await _connect(tmp_path, address), await _connect(tmp_path, address)
+        part = struct.pack(">I", 8 << 20) + b"\x80" * (600 << 10)
+        await first.stream.send_all(part)
+        await trio.sleep(0.5)  # the server holds first's 600 KiB
+        await second.stream.send_all(part)  # 1.2 MiB in all: over
+        with trio.fail_after(10), pytest.raises(TransportError):
+            await second.receive()
+        assert any("reason=pending_bytes" in r.getMessage() for r in caplog.records)
+        assert await _pings(small)  # small frames are still served
+        for c in (small, first, second):
+            await c.aclose()
+        nursery.cancel_scope.cancel()
