@@ -199,9 +199,11 @@ class ACLServer:
                     return await method(args)
 
             self.srv.check_forwarded(args)
-            if self._resolve is not None and name not in _NO_ACL_WRITE:
+            if self._resolve is not None and name not in _NO_ACL_WRITE and not args.get("fwd"):
                 # Defence in depth: a client agent checked already, but the
                 # server does not take its word for it (as for Registry.Apply).
+                # A forwarded call was checked by the server that forwarded
+                # it (only servers may forward, see rpc_rules).
                 token = str(args.get("auth_token") or "") or caller_token.get()
                 authz = await self._resolve(token)
                 if not authz.allowed(Permission.ACL_WRITE):

@@ -34,10 +34,12 @@ from connect import ca as ca_core
 from connect.errors import CSRError
 from registry.codec import CodecError, from_obj
 from registry.commands import TxnOp, TxnRequest, decode_command
+from registry.errors import RegistryError
 
 from ..acl import Authorizer, Permission
 from ..acl.errors import PermissionDenied
 from ..api.acl_rules import READ_FILTERS, filter_members, filter_read
+from ..rpc import RPCError
 from .acl_commands import authorize_command
 
 P = Permission
@@ -104,7 +106,11 @@ def _apply(authz: Authorizer, args: Mapping[str, Any], token: str, store: Any) -
     data = args.get("cmd")
     if not isinstance(data, bytes):
         return  # the handler answers BadRequest; nothing is applied
-    authorize_command(authz, decode_command(data), store)
+    try:
+        cmd = decode_command(data)
+    except RegistryError as exc:
+        raise RPCError("BadRequest", f"cmd: {exc}", {"field": "cmd"}) from None
+    authorize_command(authz, cmd, store)
 
 
 # ------------------------------------------------------------- registry reads

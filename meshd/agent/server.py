@@ -525,7 +525,13 @@ class Server:
             raise RPCError("BadRequest", f"opts: {exc}") from None
         if args.get("fwd") and opts.consistency != "stale" and not self.is_leader():
             raise RPCError("NotLeader", "not the leader", {"leader": self.leader_address()})
-        result = await self.read(str(args.get("name")), args.get("args") or {}, opts)
+        name, read_args = str(args.get("name")), args.get("args") or {}
+        if not isinstance(read_args, Mapping):
+            raise RPCError("BadRequest", "args: expected a map", {"field": "args"})
+        try:
+            result = await self.read(name, read_args, opts)
+        except (KeyError, TypeError) as exc:  # a caller's missing or mistyped argument
+            raise RPCError("BadRequest", f"args: bad arguments for {name}: {exc!r}") from None
         return result.to_wire()
 
     async def _rpc_read_index(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:

@@ -294,6 +294,9 @@ async def test_calls_with_a_sufficient_token_pass_the_rule(tmp_path: Path) -> No
         listed = await w.call("Registry.Read", read, kv_reader)
         assert [e["Key"] for e in listed["r"]] == ["app/a"] and listed["f"] is True
         assert await w.code("Registry.Apply", {"cmd": KV_SET}, kv_reader) == DENIED
+        assert await w.code("Registry.Apply", {"cmd": b"garbage"}, MGMT) == "BadRequest"
+        no_state = {"name": "health.state", "args": {}, "opts": {}}
+        assert await w.code("Registry.Read", no_state, MGMT) == "BadRequest"
         operator = await w.token_with('operator = "read"')
         conf = await w.call("Operator.RaftConfiguration", {}, operator)
         assert conf["Servers"][0]["Node"] == "dev-node"
