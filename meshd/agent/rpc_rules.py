@@ -32,6 +32,7 @@ from typing import Any
 
 from connect import ca as ca_core
 from connect.errors import CSRError
+from registry import queries as q
 from registry.codec import CodecError, from_obj
 from registry.commands import TxnOp, TxnRequest, decode_command
 from registry.errors import RegistryError
@@ -235,6 +236,12 @@ def _csr_service(args: Mapping[str, Any]) -> str:
         return ""  # the handler answers 400 for it; nothing is signed
 
 
+def _session_renew(authz: Authorizer, args: Mapping[str, Any], token: str, store: Any) -> None:
+    """session:write on the node of the session renewed (PUT /v1/session/renew/:id)."""
+    _, found = q.session_info(store, None, str(args.get("id") or ""))
+    authz.require(P.SESSION_WRITE, found.node if found is not None else "")
+
+
 PUBLIC_DISCOVERY = "cluster discovery before a token exists; no secrets (Consul's Status.*)"
 SERVER = "server to server only; needs a server certificate"
 
@@ -271,6 +278,7 @@ RULES: dict[str, RPCRule] = {
     "ACL.PolicyDelete": need(P.ACL_WRITE, "DELETE /v1/acl/policy/:id"),
     "ACL.RoleSet": need(P.ACL_WRITE, "PUT /v1/acl/role"),
     "ACL.RoleDelete": need(P.ACL_WRITE, "DELETE /v1/acl/role/:id"),
+    "Session.Renew": RPCRule("PUT /v1/session/renew/:uuid", check=_session_renew),
     "ConnectCA.Sign": RPCRule(
         "GET /v1/agent/connect/ca/leaf/:service: service:write on the CSR's service",
         check=_need(P.SERVICE_WRITE, _csr_service),

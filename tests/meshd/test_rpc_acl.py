@@ -175,6 +175,7 @@ CALLS: dict[str, Call] = {
     "ACL.PolicyDelete": Call(lambda: {"id": "00000000-0000-0000-0000-000000000001"}),
     "ACL.RoleSet": Call(lambda: {"role": {"id": "", "name": "evil"}, "create": True}),
     "ACL.RoleDelete": Call(lambda: {"id": str(uuid.uuid4())}),
+    "Session.Renew": Call(lambda: {"id": str(uuid.uuid4())}),
     "ConnectCA.Sign": Call(lambda: {"csr": _csr("web"), "service": "web"}),
     "ConnectCA.ConfigurationSet": Call(
         lambda: {"provider": "consul", "config": {"PrivateKey": NEW_KEY}}
@@ -304,6 +305,11 @@ async def test_calls_with_a_sufficient_token_pass_the_rule(tmp_path: Path) -> No
         eventer = await w.token_with('event "deploy" { policy = "write" }')
         assert await w.code("Event.Fire", {"event": _event("deploy")}, eventer) == "ok"
         assert await w.code("Event.Fire", {"event": _event("other")}, eventer) == DENIED
+        made = await w.api.put("/v1/session/create", {"Node": "dev-node", "TTL": "30s"})
+        renew = {"id": made.json()["ID"]}
+        sessions = await w.token_with('session "dev-node" { policy = "write" }')
+        assert await w.call("Session.Renew", renew, sessions) == {"found": True}
+        assert await w.code("Session.Renew", renew, kv_reader) == DENIED
         web = await w.token_with('service "web" { policy = "write" }')
         leaf = await w.call("ConnectCA.Sign", {"csr": await w.csr("web"), "service": "web"}, web)
         assert leaf["Service"] == "web"
