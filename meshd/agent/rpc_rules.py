@@ -16,7 +16,8 @@ certificates name ``client.<dc>.<domain>``), the same test the Raft
 transport applies. Servers may call the server-only methods (``Raft.ReadIndex``,
 ``Operator.JoinServer``) and send requests another server forwarded
 (``fwd``: the forwarding server enforced the rule with the caller's token
-and filters the answer itself); nobody else may, ACLs on or off.
+and filters the answer itself); nobody else may, ACLs on or off. A server's
+heartbeat for its own node needs no token either (``servers_pass``).
 
 With ACLs enabled, an empty token is the anonymous token here (a server
 never lends its own ``acl.tokens.default`` or recovery token to a remote
@@ -58,7 +59,9 @@ class RPCRule:
     is in ``why``), ``server_only`` (a server certificate), else ``check``
     before the handler runs and ``answer`` on its result. ``token_arg``
     names an argument carrying the token to act with when the call itself
-    carries none (a leaf renewal runs outside any request)."""
+    carries none (a leaf renewal runs outside any request). ``servers_pass``
+    lets a server certificate through without a token (a server's own
+    heartbeat: its certificate already admits it to Raft)."""
 
     why: str
     public: bool = False
@@ -66,6 +69,7 @@ class RPCRule:
     check: Check | None = None
     answer: Answer | None = None
     token_arg: str = ""
+    servers_pass: bool = False
 
 
 class UnruledRPC(ValueError):
@@ -266,7 +270,11 @@ RULES: dict[str, RPCRule] = {
     "Snapshot.Restore": need(P.SNAPSHOT, "PUT /v1/snapshot"),
     "Event.Fire": RPCRule("PUT /v1/event/fire/:name", check=_need(P.EVENT_WRITE, _event_name)),
     "Event.List": RPCRule("GET /v1/event/list: event:read per event", answer=_events),
-    "Node.Heartbeat": need(P.NODE_WRITE, "the agent token's node:write (anti-entropy's)", "node"),
+    "Node.Heartbeat": RPCRule(
+        "node:write on the node (the agent token's, as anti-entropy), or a server",
+        check=_need(P.NODE_WRITE, _arg("node")),
+        servers_pass=True,
+    ),
     "ACL.Resolve": RPCRule(
         "answers only for the secret it is sent: the secret is the credential", public=True
     ),

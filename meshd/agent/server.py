@@ -436,7 +436,8 @@ class Server:
                     {"status": 403},
                 )
             resolve = self.token_resolver
-            if rule.public or rule.server_only or args.get("fwd") or resolve is None:
+            trusted = args.get("fwd") or (server and rule.servers_pass)
+            if rule.public or rule.server_only or trusted or resolve is None:
                 return await handler(args, peer)
             token = str(args.get(rule.token_arg) or "") if rule.token_arg else ""
             token = token or caller_token.get()

@@ -271,6 +271,10 @@ async def test_forwarded_and_server_only_calls_need_a_server_certificate(tmp_pat
         assert any(t["SecretID"] == MGMT for t in answer["r"])
         index = await w.server_client.call(w.address, "Raft.ReadIndex", {})
         assert index["index"] > 0
+        # A server's own heartbeat needs no token; a client's does.
+        beat = {"node": "server-node"}
+        assert (await w.server_client.call(w.address, "Node.Heartbeat", beat))["ok"] is True
+        assert await w.code("Node.Heartbeat", beat) == DENIED
 
 
 async def test_calls_with_a_sufficient_token_pass_the_rule(tmp_path: Path) -> None:
