@@ -58,8 +58,9 @@ class RPCRule:
     """How one method is authorized: ``public`` (no token needed: the reason
     is in ``why``), ``server_only`` (a server certificate), else ``check``
     before the handler runs and ``answer`` on its result. ``token_arg``
-    names an argument carrying the token to act with when the call itself
-    carries none (a leaf renewal runs outside any request). ``servers_pass``
+    names an argument whose token, when set, the call acts with instead of
+    the frame's (a leaf renewal runs outside any request, with the
+    requester's token, on an agent's own connection). ``servers_pass``
     lets a server certificate through without a token (a server's own
     heartbeat: its certificate already admits it to Raft)."""
 
