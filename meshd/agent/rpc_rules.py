@@ -193,6 +193,10 @@ READ_RULES: dict[str, Answer] = {
     "acl.role": _acl_read,
     "acl.role_by_name": _acl_read,
     "acl.roles": _acl_read,
+    "acl.auth_method": _acl_read,
+    "acl.auth_methods": _acl_read,
+    "acl.binding_rule": _acl_read,
+    "acl.binding_rules": _acl_read,
 }
 
 
@@ -288,6 +292,15 @@ RULES: dict[str, RPCRule] = {
     "ACL.RoleSet": need(P.ACL_WRITE, "PUT /v1/acl/role"),
     "ACL.RoleDelete": need(P.ACL_WRITE, "DELETE /v1/acl/role/:id"),
     "Session.Renew": RPCRule("PUT /v1/session/renew/:uuid", check=_session_renew),
+    "ACL.AuthMethodSet": need(P.ACL_WRITE, "PUT /v1/acl/auth-method"),
+    "ACL.AuthMethodDelete": need(P.ACL_WRITE, "DELETE /v1/acl/auth-method/:name"),
+    "ACL.BindingRuleSet": need(P.ACL_WRITE, "PUT /v1/acl/binding-rule"),
+    "ACL.BindingRuleDelete": need(P.ACL_WRITE, "DELETE /v1/acl/binding-rule/:id"),
+    "ACL.Login": RPCRule("POST /v1/acl/login: the bearer JWT is the credential", public=True),
+    "ACL.Logout": RPCRule(
+        "POST /v1/acl/logout: deletes only the login token it is sent (the credential)",
+        public=True,
+    ),
     "ConnectCA.Sign": RPCRule(
         "GET /v1/agent/connect/ca/leaf/:service: service:write on the CSR's service",
         check=_need(P.SERVICE_WRITE, _csr_service),

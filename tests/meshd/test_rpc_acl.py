@@ -175,6 +175,12 @@ CALLS: dict[str, Call] = {
     "ACL.PolicyDelete": Call(lambda: {"id": "00000000-0000-0000-0000-000000000001"}),
     "ACL.RoleSet": Call(lambda: {"role": {"id": "", "name": "evil"}, "create": True}),
     "ACL.RoleDelete": Call(lambda: {"id": str(uuid.uuid4())}),
+    "ACL.AuthMethodSet": Call(lambda: {"method": {"Name": "evil", "Type": "jwt"}}),
+    "ACL.AuthMethodDelete": Call(lambda: {"name": "evil"}),
+    "ACL.BindingRuleSet": Call(lambda: {"rule": {"AuthMethod": "evil"}}),
+    "ACL.BindingRuleDelete": Call(lambda: {"id": str(uuid.uuid4())}),
+    "ACL.Login": Call(lambda: {"auth_method": "evil", "bearer_token": "x"}, "open"),
+    "ACL.Logout": Call(lambda: {"auth_token": MGMT}, "open"),  # not a login token: refused
     "Session.Renew": Call(lambda: {"id": str(uuid.uuid4())}),
     "ConnectCA.Sign": Call(lambda: {"csr": _csr("web"), "service": "web"}),
     "ConnectCA.ConfigurationSet": Call(
