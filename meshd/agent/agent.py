@@ -34,7 +34,7 @@ from raft.tls import (
 from raft.transport import source_address
 from raft.types import Configuration
 from raft.types import Server as RaftServer
-from registry.commands import DeregisterRequest, decode_command
+from registry.commands import DeregisterRequest
 
 from ..agent_tls import create_ca, create_cert
 from ..api import acl_context
@@ -51,7 +51,6 @@ from ..metrics import Metrics
 from ..rpc import RPCClient, RPCError, RPCUnavailable
 from ..version import meshd_version
 from . import join
-from .acl_commands import authorize_command
 from .acl_resolver import ACLResolver, TokenScopedReader
 from .acl_server import ACLServer
 from .alias_source import CatalogAliasSource
@@ -229,7 +228,15 @@ class Agent:
             version=self.version,
             acls=cfg.acl.enabled,
             bootstrap_expect=cfg.bootstrap_expect,
+            rpc_max_conns=cfg.limits.rpc_max_conns,
+            rpc_max_conns_per_client=cfg.limits.rpc_max_conns_per_client,
+            rpc_frame_timeout=cfg.limits.rpc_frame_timeout,
         )
+
+    def rpc_token(self) -> str:
+        """The token an RPC to a server acts with: the request's being
+        handled, else this agent's (anti-entropy, heartbeats), as Consul."""
+        return acl_context.secret.get() or self.tokens.get("agent") or self.tokens.get("default")
 
     def node_info(self) -> NodeInfo:
         cfg = self.config
@@ -310,6 +317,7 @@ class Agent:
                 server_name=f"server.{cfg.datacenter}.{cfg.domain}",
                 local_id=self.node_id,
                 source_address=source_address(cfg.bind_addr),
+                token=self.rpc_token,
             )
             self.rpc = rpc
             self.pool = ServerPool(rpc, self.rng)
@@ -426,8 +434,6 @@ class Agent:
         self.session_ttl = SessionTTLController(self.server)
         self.metrics.instrument_raft(self.server.node)
         self.acl.attach_server(self.server)
-        if cfg.acl.enabled:
-            self.server.command_guard = self._guard_command
         if cfg.connect.enabled:
             self.ca = CAServer(
                 self.server,
@@ -527,14 +533,6 @@ class Agent:
         if not self.acl.enabled:
             return self
         return TokenScopedReader(self.read, self.acl, lambda: self.tokens.get("dns"))
-
-    async def _guard_command(self, token: str, data: bytes) -> None:
-        """A client agent's forwarded write: may its token apply it? Raises
-        ``PermissionDenied`` or ``ACLNotFound``."""
-        assert self.server is not None
-        cmd = decode_command(data)
-        authz = await self.acl.resolve(token)
-        authorize_command(authz, cmd, self.server.store)
 
     async def write(self, cmd: Any) -> WriteResult:
         return await self.backend.write(cmd)  # type: ignore[no-any-return]

@@ -39,6 +39,7 @@ from ..acl import Authorizer, Permission
 from ..durations import format_duration, parse_duration
 from ..errors import DurationError, MeshdError
 from ..http import BadRequest, HTTPError
+from ..rpc import caller_token
 from .ca_records import records_from_roots, roots_from_records
 
 if TYPE_CHECKING:
@@ -387,7 +388,7 @@ class CAServer:
         try:
             info = ca_core.parse_csr(csr)
             if self._resolve is not None:
-                authz = await self._resolve(str(args.get("token") or ""))
+                authz = await self._resolve(str(args.get("token") or "") or caller_token.get())
                 authz.require(Permission.SERVICE_WRITE, info.spiffe.service)
             ca_core.validate_claim(
                 info,

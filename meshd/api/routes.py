@@ -106,10 +106,11 @@ def _enforce_acl(handler: Handler, agent: Agent, rules: dict[str, Rule]) -> Hand
             return await handler(req)
         authz = await agent.acl.resolve(req.token)
         req.authz = authz
+        # Before the check: reads it makes reach the servers with this token.
+        acl_context.secret.set(agent.acl.effective_secret(req.token))
         if rule.check is not None:
             await rule.check(agent, req, authz)
         acl_context.current.set(authz)
-        acl_context.secret.set(agent.acl.effective_secret(req.token))
         resp = await handler(req)
         if rule.response_filter is not None and resp.status == 200 and resp.body:
             resp = _filtered(resp, rule.response_filter, authz, req)
