@@ -282,16 +282,20 @@ def test_mirror_target_is_compiled_into_targets() -> None:
     assert "shadow.default.default.dc1" in c.targets
 
 
+NO_ROUTING = (
+    'discovery chain "main" uses a protocol "tcp" that does not permit advanced routing or '
+    "splitting behavior"
+)
 GRAPH_ERRORS: list[tuple[str, list[dict[str, Any]], str]] = [
     (
         "router on tcp",
         [{"Kind": "service-router", "Name": "main"}],
-        'discovery chain "main" uses a protocol "tcp" that does not permit advanced routing or splitting behavior',
+        NO_ROUTING,
     ),
     (
         "splitter on tcp",
         [{"Kind": "service-splitter", "Name": "main", "Splits": [{"Weight": 100}]}],
-        'discovery chain "main" uses a protocol "tcp" that does not permit advanced routing or splitting behavior',
+        NO_ROUTING,
     ),
     (
         "inconsistent protocols",
@@ -304,7 +308,8 @@ GRAPH_ERRORS: list[tuple[str, list[dict[str, Any]], str]] = [
                 "Routes": [{"Destination": {"Service": "b"}}],
             },
         ],
-        'discovery chain "main" uses inconsistent protocols; service "default/b" has "grpc" which is not "http"',
+        'discovery chain "main" uses inconsistent protocols; service "default/b" has "grpc" '
+        'which is not "http"',
     ),
     (
         "circular split",
@@ -329,7 +334,8 @@ GRAPH_ERRORS: list[tuple[str, list[dict[str, Any]], str]] = [
             {"Kind": "service-resolver", "Name": "main", "Redirect": {"Service": "b"}},
             {"Kind": "service-resolver", "Name": "b", "Redirect": {"Service": "main"}},
         ],
-        "detected circular resolver redirect: [main.default.default.dc1 -> b.default.default.dc1 -> main.default.default.dc1]",
+        "detected circular resolver redirect: "
+        "[main.default.default.dc1 -> b.default.default.dc1 -> main.default.default.dc1]",
     ),
     (
         "missing subset",
@@ -411,7 +417,7 @@ def test_tcp_override_drops_routers_and_splitters() -> None:
 
 
 def test_bad_mesh_gateway_override_is_refused() -> None:
-    with pytest.raises(ValidationError, match="^Invalid OverrideMeshGateway.Mode parameter$"):
+    with pytest.raises(ValidationError, match=r"^Invalid OverrideMeshGateway\.Mode parameter$"):
         parse_overrides({"OverrideMeshGateway": {"Mode": "sideways"}})
 
 

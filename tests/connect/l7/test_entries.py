@@ -594,7 +594,7 @@ def test_split_weights_are_checked_at_hundredth_resolution() -> None:
         }
     )
     assert isinstance(ok, ServiceSplitterEntry) and len(ok.splits) == 3
-    with pytest.raises(ValidationError, match="not 99.990000"):
+    with pytest.raises(ValidationError, match=r"not 99\.990000"):
         parse_entry({"Kind": "service-splitter", "Name": "web", "Splits": [{"Weight": 99.99}]})
 
 
