@@ -2,8 +2,12 @@
 
 Follows Consul's agent/consul/discoverychain/compile.go:
 
-- the chain's protocol is the service's ``service-defaults.Protocol``, else
-  ``proxy-defaults.Config.protocol``, else ``tcp``;
+- a service's protocol is its ``service-defaults.Protocol``, else
+  ``proxy-defaults.Config.protocol``, else ``tcp`` (Consul ignores
+  proxy-defaults once a service-defaults exists, even one without Protocol,
+  hashicorp/consul#11457; meshd falls back as users expect). The chain's
+  protocol is the first one recorded (router, then each resolver visited),
+  and every other service in the chain must have the same;
 - only the router named like the service is consulted, and every router
   gets a catch-all route (PathPrefix ``/``) to the service itself;
 - a destination without a subset may be split again (splitter of the
@@ -138,11 +142,12 @@ class _Compiler:
         self.splitter_stack: list[str] = []
         self.primary: set[str] = set()
         self.uses_advanced = False
-        self.protocol = service_protocol(lookup, service)
-        if overrides.protocol:
-            self.protocol = overrides.protocol
-        # An explicit non-HTTP override drops routers and splitters (api docs).
-        self.disable_advanced = bool(overrides.protocol) and not is_http_like(self.protocol)
+        self.protocol = ""
+        # An override drops routers and splitters when it or the chain's own
+        # protocol is not HTTP-like (CompileRequest.OverrideProtocol docs).
+        self.disable_advanced = bool(overrides.protocol) and not (
+            is_http_like(overrides.protocol) and is_http_like(service_protocol(lookup, service))
+        )
 
     # -- lookups ---------------------------------------------------------------
 
@@ -175,6 +180,7 @@ class _Compiler:
         if router is None:
             return self.splitter_or_resolver(self.new_target(self.service)).key
         self.uses_advanced = True
+        self._record_protocol(router.name)
         routes = [self._route(route, router.name) for route in router.routes]
         default_route = ServiceRoute(
             match=HTTPMatch(path_prefix="/"), destination=RouteDestination(service=router.name)
@@ -210,17 +216,29 @@ class _Compiler:
         splitter = self._splitter(service)
         if splitter is None or self.disable_advanced:
             return None
+        name = f"{service}.default.default"
         if service in self.splitter_stack:
-            loop = [*self.splitter_stack[self.splitter_stack.index(service) :], service]
-            raise ChainError(f"detected circular reference: [{' -> '.join(loop)}]")
-        key = f"{SPLITTER}:{service}.default.default"
+            # A loop: hand back a stand-in; detect_cycles reports it with the path.
+            return GraphNode(SPLITTER, name)
+        key = f"{SPLITTER}:{name}"
         if key in self.nodes:
             return self.nodes[key]
         self.uses_advanced = True
         self.splitter_stack.append(service)
         splits = [self._split(split, service) for split in splitter.splits]
         self.splitter_stack.pop()
-        node = GraphNode(SPLITTER, f"{service}.default.default", splits=tuple(splits))
+        # Like Consul, the splitter carries the first hash-based balancer below it.
+        lb = next(
+            (
+                n.load_balancer
+                for n in (self.nodes.get(sp.next_node) for sp in splits)
+                if n is not None
+                and n.load_balancer is not None
+                and n.load_balancer.policy in ("ring_hash", "maglev")
+            ),
+            None,
+        )
+        node = GraphNode(SPLITTER, name, splits=tuple(splits), load_balancer=lb)
         self.nodes[node.key] = node
         return node
 
@@ -241,6 +259,7 @@ class _Compiler:
                 chain = " -> ".join([*history, target.id])
                 raise ChainError(f"detected circular resolver redirect: [{chain}]")
             history.append(target.id)
+            self._record_protocol(target.service)
             resolver = self._resolver(target.service)
             if resolver is None:
                 return target, None
@@ -265,7 +284,6 @@ class _Compiler:
             raise ChainError(
                 f"service {goq(target.service)} does not have a subset named {goq(target.subset)}"
             )
-        self._check_protocol(target.service)
         timeout = resolver.connect_timeout_ns if resolver is not None else 0
         if timeout < 1:
             timeout = DEFAULT_CONNECT_TIMEOUT_NS
@@ -320,16 +338,17 @@ class _Compiler:
                 out.append(tid)
         return tuple(out)
 
-    def _check_protocol(self, service: str) -> None:
-        if self.overrides.protocol:
-            return
+    def _record_protocol(self, service: str) -> None:
+        """Consul's ``recordServiceProtocol``: the first protocol seen is the
+        chain's; any other service in the chain must have the same."""
         proto = service_protocol(self.lookup, service)
         self.consulted.add(service)
-        if proto != self.protocol:
+        if not self.protocol:
+            self.protocol = proto
+        elif proto != self.protocol:
             raise ChainError(
                 f"discovery chain {goq(self.service)} uses inconsistent protocols; "
-                f"service {goq('default/' + service)} has {goq(proto)} which is not "
-                f"{goq(self.protocol)}"
+                f"service {goq(service)} has {goq(proto)} which is not {goq(self.protocol)}"
             )
 
     def _mesh_gateway_mode(self, service: str) -> str:
@@ -377,31 +396,40 @@ def compile_chain(
 
 def _compile(c: _Compiler) -> CompiledChain:
     start = c.assemble()
-    if c.uses_advanced and not is_http_like(c.protocol):
-        raise ChainError(
-            f"discovery chain {goq(c.service)} uses a protocol {goq(c.protocol)} that does "
-            "not permit advanced routing or splitting behavior"
-        )
+    _detect_cycles(c.nodes, start)
     nodes = dict(c.nodes)
     for key, node in list(nodes.items()):
         if node.type == SPLITTER:
             nodes[key] = replace(node, splits=_normalise(_flatten(nodes, node)))
     nodes, targets = _prune(nodes, c.targets, start)
+    if c.uses_advanced and not is_http_like(c.protocol):
+        raise ChainError(
+            f"discovery chain {goq(c.service)} uses a protocol {goq(c.protocol)} that does "
+            "not permit advanced routing or splitting behavior"
+        )
+    protocol = c.overrides.protocol or c.protocol
     sd = c.lookup.get(SERVICE_DEFAULTS, c.service)
+    pd = c.lookup.get(PROXY_DEFAULTS, "global")
     meta: dict[str, str] = {}
     extensions: list[JSON] = []
+    if isinstance(pd, ProxyDefaultsEntry):
+        extensions = [e.to_json() for e in pd.envoy_extensions]
     if isinstance(sd, ServiceDefaultsEntry):
         meta = dict(sd.meta)
-        extensions = [e.to_json() for e in sd.envoy_extensions]
-    default = not c.uses_advanced and all(
-        n.resolver is not None and n.resolver.default for n in nodes.values()
+        extensions += [e.to_json() for e in sd.envoy_extensions]
+    # Consul's determineIfDefaultChain: a default resolver for the service itself.
+    first = nodes[start]
+    default = (
+        first.resolver is not None
+        and first.resolver.default
+        and targets[first.resolver.target].key.service == c.service
     )
     return CompiledChain(
         service_name=c.service,
         namespace="default",
         partition="default",
         datacenter=c.dc,
-        protocol=c.protocol,
+        protocol=protocol,
         start_node=start,
         nodes=nodes,
         targets=targets,
@@ -417,6 +445,23 @@ def _customization_hash(o: CompileOverrides) -> str:
         return ""
     text = f"{o.connect_timeout_ns}|{o.protocol}|{o.mesh_gateway_mode}"
     return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _detect_cycles(nodes: dict[str, GraphNode], start: str) -> None:
+    """Consul's detectCircularReferences: a depth-first walk from the start
+    node, reporting the path of node keys that comes back on itself."""
+    done: set[str] = set()
+
+    def walk(key: str, path: list[str]) -> None:
+        if key in path:
+            raise ChainError(f"detected circular reference: [{' -> '.join([*path, key])}]")
+        if key in done or key not in nodes:
+            return
+        for nxt in reversed(nodes[key].next_nodes()):
+            walk(nxt, [*path, key])
+        done.add(key)
+
+    walk(start, [])
 
 
 def _flatten(nodes: dict[str, GraphNode], node: GraphNode) -> list[SplitNode]:

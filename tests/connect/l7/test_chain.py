@@ -308,8 +308,8 @@ GRAPH_ERRORS: list[tuple[str, list[dict[str, Any]], str]] = [
                 "Routes": [{"Destination": {"Service": "b"}}],
             },
         ],
-        'discovery chain "main" uses inconsistent protocols; service "default/b" has "grpc" '
-        'which is not "http"',
+        'discovery chain "main" uses inconsistent protocols; service "b" has "grpc" which is '
+        'not "http"',
     ),
     (
         "circular split",
@@ -326,7 +326,8 @@ GRAPH_ERRORS: list[tuple[str, list[dict[str, Any]], str]] = [
                 "Splits": [{"Weight": 100, "Service": "main"}],
             },
         ],
-        "detected circular reference: [main -> b -> main]",
+        "detected circular reference: [splitter:main.default.default -> "
+        "splitter:b.default.default -> splitter:main.default.default]",
     ),
     (
         "circular redirect",
@@ -439,3 +440,55 @@ def test_chain_carries_service_meta_and_extensions() -> None:
     out = c.to_json()
     assert out["ServiceMeta"] == {"team": "a"}
     assert out["EnvoyExtensions"][0]["Name"] == "builtin/fault-injection"
+
+
+def test_redirected_chain_is_not_the_default_chain() -> None:
+    c = chain(
+        "main", {"Kind": "service-resolver", "Name": "main", "Redirect": {"Service": "other"}}
+    )
+    assert c.nodes[c.start_node].resolver is not None
+    assert c.nodes[c.start_node].resolver.default  # "other" has no resolver entry
+    assert not c.default  # but the chain does not resolve "main" itself
+
+
+def test_redirect_to_a_service_with_another_protocol_is_inconsistent() -> None:
+    with pytest.raises(ChainError) as info:
+        chain(
+            "main",
+            {"Kind": "service-defaults", "Name": "main", "Protocol": "http"},
+            {"Kind": "service-resolver", "Name": "main", "Redirect": {"Service": "b"}},
+        )
+    assert str(info.value) == (
+        'discovery chain "main" uses inconsistent protocols; service "b" has "tcp" which is '
+        'not "http"'
+    )
+
+
+def test_l7_override_on_a_tcp_chain_drops_the_router() -> None:
+    c = chain(
+        "main",
+        {"Kind": "service-router", "Name": "main"},
+        overrides=CompileOverrides(protocol="http"),
+    )
+    assert c.start_node == "resolver:main.default.default.dc1"
+    assert c.protocol == "http"
+
+
+def test_splitter_carries_the_first_hash_based_balancer() -> None:
+    c = chain(
+        "main",
+        HTTP,
+        {
+            "Kind": "service-splitter",
+            "Name": "main",
+            "Splits": [{"Weight": 50, "Service": "a"}, {"Weight": 50, "Service": "b"}],
+        },
+        {"Kind": "service-resolver", "Name": "a", "LoadBalancer": {"Policy": "least_request"}},
+        {
+            "Kind": "service-resolver",
+            "Name": "b",
+            "LoadBalancer": {"Policy": "maglev", "HashPolicies": [{"SourceIP": True}]},
+        },
+    )
+    node = c.nodes["splitter:main.default.default"].to_json()
+    assert node["LoadBalancer"] == {"Policy": "maglev", "HashPolicies": [{"SourceIP": True}]}

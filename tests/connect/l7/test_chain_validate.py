@@ -41,8 +41,8 @@ def test_changing_a_destination_protocol_refuses_when_a_router_uses_it() -> None
     with pytest.raises(ChainError) as info:
         validate_entries(state, [sd("api", "grpc")])
     assert str(info.value) == (
-        'discovery chain "web" uses inconsistent protocols; service "default/api" has "grpc" '
-        'which is not "http"'
+        'discovery chain "web" uses inconsistent protocols; service "api" has "grpc" which is '
+        'not "http"'
     )
 
 
