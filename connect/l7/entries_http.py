@@ -54,7 +54,7 @@ def parse_header_match(raw: JSON, path: str, where: str) -> HeaderMatch:
     if not hm.name:
         raise ValidationError(path + ".Name", f"{where} missing required Name field")
     count = sum(bool(x) for x in (hm.present, hm.exact, hm.prefix, hm.suffix, hm.regex))
-    if count > 1:
+    if count != 1:
         raise ValidationError(
             path, f"{where} should only contain one of Present, Exact, Prefix, Suffix, or Regex"
         )

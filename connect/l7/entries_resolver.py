@@ -51,6 +51,7 @@ class Redirect:
     partition: str = ""
     datacenter: str = ""
     peer: str = ""
+    extra: dict[str, JSON] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
         return not (
@@ -70,6 +71,7 @@ class Redirect:
         put(out, "Partition", self.partition)
         put(out, "Datacenter", self.datacenter)
         put(out, "Peer", self.peer)
+        out.update(self.extra)
         return out
 
 
@@ -93,6 +95,7 @@ class Failover:
     namespace: str = ""
     datacenters: tuple[str, ...] = ()
     targets: tuple[FailoverTarget, ...] = ()
+    extra: dict[str, JSON] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {}
@@ -101,6 +104,7 @@ class Failover:
         put(out, "Namespace", self.namespace)
         put(out, "Datacenters", list(self.datacenters))
         put(out, "Targets", [t.to_json() for t in self.targets])
+        out.update(self.extra)
         return out
 
 
@@ -237,8 +241,8 @@ def _parse_redirect(f: Fields) -> Redirect | None:
         datacenter=sub.str("Datacenter"),
         peer=sub.str("Peer"),
     )
-    sub.finish(("SamenessGroup",))
-    return r
+    extra = sub.finish(("SamenessGroup",))
+    return Redirect(**{**r.__dict__, "extra": extra})
 
 
 def _parse_failover_target(raw: JSON, path: str) -> FailoverTarget:
@@ -255,7 +259,7 @@ def _parse_failover_target(raw: JSON, path: str) -> FailoverTarget:
     return t
 
 
-def _parse_failover(f: Fields, subsets: dict[str, Subset]) -> dict[str, Failover]:
+def _parse_failover(f: Fields) -> dict[str, Failover]:
     out: dict[str, Failover] = {}
     for key, raw in f.any_map("Failover").items():
         sub = Fields(raw, f"Failover[{goq(key)}]")
@@ -269,23 +273,51 @@ def _parse_failover(f: Fields, subsets: dict[str, Subset]) -> dict[str, Failover
                 for i, t in enumerate(sub.list("Targets"))
             ),
         )
-        sub.finish(("Policy", "SamenessGroup"))
-        if key != "*" and key not in subsets:
-            raise ValidationError(sub.path, f"Bad Failover[{goq(key)}]: not a valid subset")
-        if fo.targets and (fo.service or fo.service_subset or fo.namespace or fo.datacenters):
-            raise ValidationError(
-                sub.path,
-                f"Bad Failover[{goq(key)}]: Targets cannot be set with "
-                "Service, ServiceSubset, Namespace, or Datacenters",
-            )
-        if not (fo.service or fo.service_subset or fo.namespace or fo.datacenters or fo.targets):
-            raise ValidationError(
-                sub.path,
-                f"Bad Failover[{goq(key)}]: one of Service, ServiceSubset, Namespace, "
-                "Targets, or Datacenters is required",
-            )
-        out[key] = fo
+        extra = sub.finish(("Policy", "SamenessGroup"))
+        out[key] = Failover(**{**fo.__dict__, "extra": extra})
     return out
+
+
+def _check_failover(e: ServiceResolverEntry, key: str, fo: Failover) -> None:
+    """Consul's per-entry Failover checks, in its order."""
+    where = f"Failover[{goq(key)}]"
+    prefix = f"Bad Failover[{goq(key)}]: "
+    if key != "*" and key not in e.subsets:
+        raise ValidationError(where, prefix + "not a valid subset subset")
+    given = fo.service or fo.service_subset or fo.namespace or fo.datacenters or fo.targets
+    if not given and "SamenessGroup" not in fo.extra:
+        raise ValidationError(
+            where,
+            prefix + "one of Service, ServiceSubset, Namespace, Targets, SamenessGroup, "
+            "or Datacenters is required",
+        )
+    if fo.service_subset and fo.service in ("", e.name) and fo.service_subset not in e.subsets:
+        raise ValidationError(
+            where,
+            f"{prefix}ServiceSubset {goq(fo.service_subset)} is not a valid subset of "
+            f"{goq(fo.service)}",
+        )
+    for label, value in (
+        ("Datacenters", fo.datacenters),
+        ("ServiceSubset", fo.service_subset),
+        ("Service", fo.service),
+    ):
+        if value and fo.targets:
+            raise ValidationError(where, f"{prefix}Targets cannot be set with {label}")
+    for i, t in enumerate(fo.targets):
+        tprefix = f"Bad Failover[{goq(key)}].Targets[{i}]: "
+        if t.partition and t.datacenter:
+            raise ValidationError(where, tprefix + "Partition cannot be set with Datacenter")
+        if t.service_subset and t.service in ("", e.name) and t.service_subset not in e.subsets:
+            raise ValidationError(
+                where,
+                f"{tprefix}ServiceSubset {goq(t.service_subset)} is not a valid subset of "
+                f"{goq(e.name)}",
+            )
+    if any(dc == "" for dc in fo.datacenters):
+        raise ValidationError(
+            where, f"Bad Failover[{goq(key)}].Datacenters: found empty datacenter"
+        )
 
 
 def _parse_hash_policy(raw: JSON, i: int) -> HashPolicy:
@@ -305,23 +337,22 @@ def _parse_hash_policy(raw: JSON, i: int) -> HashPolicy:
         terminal=f.bool("Terminal"),
     )
     f.finish()
-    _check_hash_policy(hp, i, f.path)
     return hp
 
 
 def _check_hash_policy(hp: HashPolicy, i: int, path: str) -> None:
     where = f"Bad LoadBalancer HashPolicy[{i}]"
     if hp.field and hp.field not in HASH_FIELDS:
-        raise ValidationError(
-            path,
-            f"{where}: Field {goq(hp.field)} is not supported, must be one of "
-            f"{', '.join(HASH_FIELDS)}",
-        )
+        raise ValidationError(path, f"{where}: {goq(hp.field)} is not a supported field")
     if hp.source_ip and hp.field:
         raise ValidationError(
             path,
             f"{where}: A single hash policy cannot hash both a source address "
             f"and a {goq(hp.field)}",
+        )
+    if hp.source_ip and hp.field_value:
+        raise ValidationError(
+            path, f"{where}: A FieldValue cannot be specified when hashing SourceIP"
         )
     if hp.field and not hp.field_value:
         raise ValidationError(
@@ -357,7 +388,6 @@ def _parse_load_balancer(f: Fields) -> LoadBalancer | None:
         if part is not None:
             part.finish()
     sub.finish()
-    _check_load_balancer(lb)
     return lb
 
 
@@ -366,16 +396,16 @@ def _check_load_balancer(lb: LoadBalancer) -> None:
         raise ValidationError(
             "LoadBalancer.Policy", f"Bad LoadBalancer policy: {goq(lb.policy)} is not supported"
         )
-    if lb.has_least_request_config and lb.policy != "least_request":
-        raise ValidationError(
-            "LoadBalancer.LeastRequestConfig",
-            "Bad LoadBalancer configuration. LeastRequestConfig specified for incompatible "
-            f"load balancing policy {goq(lb.policy)}",
-        )
     if lb.has_ring_hash_config and lb.policy != "ring_hash":
         raise ValidationError(
             "LoadBalancer.RingHashConfig",
             "Bad LoadBalancer configuration. RingHashConfig specified for incompatible "
+            f"load balancing policy {goq(lb.policy)}",
+        )
+    if lb.has_least_request_config and lb.policy != "least_request":
+        raise ValidationError(
+            "LoadBalancer.LeastRequestConfig",
+            "Bad LoadBalancer configuration. LeastRequestConfig specified for incompatible "
             f"load balancing policy {goq(lb.policy)}",
         )
     if lb.hash_policies and lb.policy not in ("ring_hash", "maglev"):
@@ -384,6 +414,8 @@ def _check_load_balancer(lb: LoadBalancer) -> None:
             "Bad LoadBalancer configuration: HashPolicies specified for non-hash-based "
             f"Policy: {goq(lb.policy)}",
         )
+    for i, hp in enumerate(lb.hash_policies):
+        _check_hash_policy(hp, i, f"LoadBalancer.HashPolicies[{i}]")
 
 
 def parse_service_resolver(
@@ -391,13 +423,15 @@ def parse_service_resolver(
 ) -> ServiceResolverEntry:
     """Decode and validate a ``service-resolver`` entry (Kind already read)."""
     name = f.str("Name")
+    if not name:
+        raise ValidationError("Name", "Name is required")
     subsets = _parse_subsets(f, filter_validator)
     entry = ServiceResolverEntry(
         name=name,
         default_subset=f.str("DefaultSubset"),
         subsets=subsets,
         redirect=_parse_redirect(f),
-        failover=_parse_failover(f, subsets),
+        failover=_parse_failover(f),
         connect_timeout_ns=f.duration("ConnectTimeout"),
         request_timeout_ns=f.duration("RequestTimeout"),
         load_balancer=_parse_load_balancer(f),
@@ -420,10 +454,9 @@ def _check_resolver(e: ServiceResolverEntry) -> None:
             "DefaultSubset", f"DefaultSubset {goq(e.default_subset)} is not a valid subset"
         )
     if e.redirect is not None:
-        if e.failover:
-            raise ValidationError("Redirect", "Redirect and Failover cannot both be set")
-        if e.redirect.is_empty():
-            raise ValidationError("Redirect", "Redirect is empty")
+        _check_redirect(e, e.redirect)
+    for key, fo in e.failover.items():
+        _check_failover(e, key, fo)
     if e.connect_timeout_ns < 0:
         raise ValidationError(
             "ConnectTimeout",
@@ -433,4 +466,35 @@ def _check_resolver(e: ServiceResolverEntry) -> None:
         raise ValidationError(
             "RequestTimeout",
             f"Bad RequestTimeout '{format_duration(e.request_timeout_ns)}', must be >= 0",
+        )
+    if e.load_balancer is not None:
+        _check_load_balancer(e.load_balancer)
+
+
+def _check_redirect(e: ServiceResolverEntry, r: Redirect) -> None:
+    def bad(text: str) -> ValidationError:
+        return ValidationError("Redirect", text)
+
+    if e.failover:
+        raise bad("Redirect and Failover cannot both be set")
+    if r.is_empty() and "SamenessGroup" not in r.extra:
+        raise bad("Redirect is empty")
+    if r.peer and r.service_subset:
+        raise bad("Redirect.Peer cannot be set with Redirect.ServiceSubset")
+    if r.peer and r.partition:
+        raise bad("Redirect.Partition cannot be set with Redirect.Peer")
+    if r.peer and r.datacenter:
+        raise bad("Redirect.Peer cannot be set with Redirect.Datacenter")
+    if not r.service:
+        for label, value in (
+            ("ServiceSubset", r.service_subset),
+            ("Namespace", r.namespace),
+            ("Partition", r.partition),
+            ("Peer", r.peer),
+        ):
+            if value:
+                raise bad(f"Redirect.{label} defined without Redirect.Service")
+    elif r.service_subset and r.service == e.name and r.service_subset not in e.subsets:
+        raise bad(
+            f"Redirect.ServiceSubset {goq(r.service_subset)} is not a valid subset of {goq(e.name)}"
         )

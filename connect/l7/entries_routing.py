@@ -211,7 +211,7 @@ def _parse_query_param(raw: JSON, path: str, where: str) -> QueryParamMatch:
     f.finish()
     if not qp.name:
         raise ValidationError(path + ".Name", f"{where} missing required Name field")
-    if sum(bool(x) for x in (qp.present, qp.exact, qp.regex)) > 1:
+    if sum(bool(x) for x in (qp.present, qp.exact, qp.regex)) != 1:
         raise ValidationError(path, f"{where} should only contain one of Present, Exact, or Regex")
     return qp
 
@@ -387,7 +387,8 @@ def _parse_split(raw: JSON, i: int) -> Split:
     f = Fields(raw, f"Splits[{i}]")
     weight = f.float("Weight")
     split = Split(
-        weight=0.0 if weight is None else weight,
+        # Consul's Normalize: the smallest representable weight is 0.01 %.
+        weight=0.0 if weight is None else scale_weight(weight) / 100,
         service=f.str("Service"),
         service_subset=f.str("ServiceSubset"),
         namespace=f.str("Namespace"),
@@ -414,9 +415,9 @@ def parse_service_splitter(f: Fields) -> ServiceSplitterEntry:
     f.finish(("CreateIndex", "ModifyIndex"))
     if not name:
         raise ValidationError("Name", "Name is required")
-    check_meta(entry.meta)
     if not entry.splits:
         raise ValidationError("Splits", "no splits configured")
+    check_meta(entry.meta)
     seen: set[tuple[str, str, str, str]] = set()
     for s in entry.splits:
         key = (s.service or name, s.service_subset, s.namespace, s.partition)

@@ -232,7 +232,7 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     (
         "resolver failover subset",
         _resolver(Failover={"v3": {"Service": "b"}}),
-        'Bad Failover["v3"]: not a valid subset',
+        'Bad Failover["v3"]: not a valid subset subset',  # sic, Consul's text
     ),
     (
         "resolver connect timeout",
@@ -275,6 +275,58 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
             }
         ),
         "Bad LoadBalancer HashPolicy[0]: a session cookie cannot have an associated TTL",
+    ),
+    (
+        "router header without matcher",
+        _http({"Header": [{"Name": "x-a"}]}),
+        "Route[0] Header[0] should only contain one of Present, Exact, Prefix, Suffix, or Regex",
+    ),
+    (
+        "resolver redirect subset of self",
+        _resolver(Redirect={"Service": "web", "ServiceSubset": "v9"}),
+        'Redirect.ServiceSubset "v9" is not a valid subset of "web"',
+    ),
+    (
+        "resolver redirect subset without service",
+        _resolver(Redirect={"ServiceSubset": "v1"}, Subsets={"v1": {}}),
+        "Redirect.ServiceSubset defined without Redirect.Service",
+    ),
+    (
+        "resolver failover empty",
+        _resolver(Failover={"*": {}}),
+        'Bad Failover["*"]: one of Service, ServiceSubset, Namespace, Targets, SamenessGroup, '
+        "or Datacenters is required",
+    ),
+    (
+        "resolver failover targets and service",
+        _resolver(Failover={"*": {"Service": "a", "Targets": [{"Service": "b"}]}}),
+        'Bad Failover["*"]: Targets cannot be set with Service',
+    ),
+    (
+        "resolver failover empty dc",
+        _resolver(Failover={"*": {"Datacenters": ["dc2", ""]}}),
+        'Bad Failover["*"].Datacenters: found empty datacenter',
+    ),
+    (
+        "resolver hash field",
+        _resolver(LoadBalancer={"Policy": "maglev", "HashPolicies": [{"Field": "body"}]}),
+        'Bad LoadBalancer HashPolicy[0]: "body" is not a supported field',
+    ),
+    (
+        "resolver hash source ip value",
+        _resolver(
+            LoadBalancer={
+                "Policy": "maglev",
+                "HashPolicies": [{"SourceIP": True, "FieldValue": "x"}],
+            }
+        ),
+        "Bad LoadBalancer HashPolicy[0]: A FieldValue cannot be specified when hashing SourceIP",
+    ),
+    (
+        "resolver ring hash config on wrong policy",
+        _resolver(LoadBalancer={"Policy": "random", "RingHashConfig": {"MinimumRingSize": 1}}),
+        "Bad LoadBalancer configuration. RingHashConfig specified for incompatible load "
+        'balancing policy "random"',
     ),
     # service-intentions
     ("ix no sources", _ix(), "At least one source is required"),
@@ -579,6 +631,19 @@ def test_subset_filter_goes_through_the_callers_validator() -> None:
     with pytest.raises(ValidationError) as info:
         parse_entry(_resolver(Subsets={"v1": {"Filter": "nonsense"}}), filter_validator=refuse)
     assert str(info.value) == 'Filter for subset "v1" is not a valid expression: expected =='
+
+
+def test_split_weights_are_normalised_to_a_hundredth() -> None:
+    entry = parse_entry(
+        {
+            "Kind": "service-splitter",
+            "Name": "web",
+            "Splits": [{"Weight": 33.333, "Service": "a"}, {"Weight": 66.667}],
+        }
+    )
+    assert isinstance(entry, ServiceSplitterEntry)
+    assert [s.weight for s in entry.splits] == [33.33, 66.67]
+    assert entry.to_json()["Splits"] == [{"Weight": 33.33, "Service": "a"}, {"Weight": 66.67}]
 
 
 def test_split_weights_are_checked_at_hundredth_resolution() -> None:
