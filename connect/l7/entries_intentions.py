@@ -15,6 +15,14 @@ from connect.l7.entries_http import HeaderMatch, check_methods, check_paths, par
 
 SERVICE_INTENTIONS = "service-intentions"
 _ACTIONS = ("allow", "deny")
+# SamenessGroup is kept as given; the Legacy* fields must be omitted.
+_SOURCE_PASSTHROUGH = (
+    "SamenessGroup",
+    "LegacyID",
+    "LegacyMeta",
+    "LegacyCreateTime",
+    "LegacyUpdateTime",
+)
 
 
 @dataclass(frozen=True)
@@ -107,27 +115,28 @@ def precedence(dest_ns: str, dest_name: str, src_ns: str, src_name: str) -> int:
 
 
 def _parse_http_permission(f: Fields, where: str) -> IntentionHTTPPermission:
+    exact, prefix, regex = f.str("PathExact"), f.str("PathPrefix"), f.str("PathRegex")
+    check_paths(exact, prefix, regex, f.path, where, sep=".")
     headers = tuple(
         parse_header_match(raw, f"{f.sub('Header')}[{j}]", f"{where}.Header[{j}]")
         for j, raw in enumerate(f.list("Header"))
     )
     perm = IntentionHTTPPermission(
-        path_exact=f.str("PathExact"),
-        path_prefix=f.str("PathPrefix"),
-        path_regex=f.str("PathRegex"),
+        path_exact=exact,
+        path_prefix=prefix,
+        path_regex=regex,
         header=headers,
         methods=check_methods(f.str_list("Methods"), f.sub("Methods"), f"{where}.Methods"),
     )
     f.finish()
-    if not (perm.path_exact or perm.path_prefix or perm.path_regex or perm.header or perm.methods):
+    if not (exact or prefix or regex or perm.header or perm.methods):
         raise ValidationError(f.path, f"{where} should not be empty")
-    check_paths(perm.path_exact, perm.path_prefix, perm.path_regex, f.path, where, sep=".")
     return perm
 
 
 def _parse_permission(raw: JSON, path: str) -> IntentionPermission:
     f = Fields(raw, path)
-    action = f.str("Action").lower()
+    action = f.str("Action")
     http = f.obj("HTTP")
     f.finish(("JWT",))
     if action not in _ACTIONS:
@@ -135,6 +144,13 @@ def _parse_permission(raw: JSON, path: str) -> IntentionPermission:
     if http is None:
         raise ValidationError(f.sub("HTTP"), f"{path}.HTTP is required")
     return IntentionPermission(action=action, http=_parse_http_permission(http, f.sub("HTTP")))
+
+
+def _check_wildcards(name: str, field: str, where: str) -> None:
+    if name != "*" and "*" in name:
+        raise ValidationError(
+            field, f"{where}Name: wildcard character '*' cannot be used with partial values"
+        )
 
 
 def _parse_source(raw: JSON, i: int, dest: str) -> SourceIntention:
@@ -145,64 +161,73 @@ def _parse_source(raw: JSON, i: int, dest: str) -> SourceIntention:
         namespace=f.str("Namespace"),
         partition=f.str("Partition"),
         peer=f.str("Peer"),
-        action=f.str("Action").lower(),
-        permissions=tuple(
-            _parse_permission(p, f"{path}.Permissions[{j}]")
-            for j, p in enumerate(f.list("Permissions"))
-        ),
+        action=f.str("Action"),
         type=f.str("Type") or "consul",
         description=f.str("Description"),
     )
+    raw_perms = f.list("Permissions")
     f.raw("Precedence")
-    extra = f.finish(
-        ("SamenessGroup", "LegacyID", "LegacyMeta", "LegacyCreateTime", "LegacyUpdateTime")
-    )
+    extra = f.finish(_SOURCE_PASSTHROUGH)
     if not src.name:
         raise ValidationError(f.sub("Name"), f"{path}.Name is required")
+    _check_wildcards(src.name, f.sub("Name"), f"{path}.")
+    for legacy in _SOURCE_PASSTHROUGH[1:]:
+        if legacy in extra:
+            raise ValidationError(f.sub(legacy), f"{path}.{legacy} must be omitted")
+    if not raw_perms and src.action not in _ACTIONS:
+        raise ValidationError(f.sub("Action"), f"{path}.Action must be set to 'allow' or 'deny'")
+    if raw_perms and src.action:
+        raise ValidationError(
+            f.sub("Action"), f"{path}.Action must be omitted if Permissions are specified"
+        )
+    if raw_perms and dest == "*":
+        raise ValidationError(
+            f.sub("Permissions"),
+            f"{path}.Permissions cannot be specified on intentions with wildcarded destinations",
+        )
     if src.type != "consul":
         raise ValidationError(f.sub("Type"), f"{path}.Type must be set to 'consul'")
-    if src.permissions:
-        if src.action:
-            raise ValidationError(
-                f.sub("Action"), f"{path}.Action must be omitted if Permissions are specified"
-            )
-        if dest == "*":
-            raise ValidationError(
-                f.sub("Permissions"),
-                f"{path}.Permissions cannot be specified on intentions "
-                "with wildcarded destinations",
-            )
-    elif src.action not in _ACTIONS:
-        raise ValidationError(f.sub("Action"), f"{path}.Action must be set to 'allow' or 'deny'")
+    perms = tuple(_parse_permission(p, f"{path}.Permissions[{j}]") for j, p in enumerate(raw_perms))
     prec = precedence("", dest, src.namespace, src.name)
-    return SourceIntention(**{**src.__dict__, "precedence": prec, "extra": extra})
+    return SourceIntention(
+        **{**src.__dict__, "permissions": perms, "precedence": prec, "extra": extra}
+    )
 
 
 def parse_service_intentions(f: Fields) -> ServiceIntentionsEntry:
-    """Decode and validate a ``service-intentions`` entry (Kind already read)."""
+    """Decode and validate a ``service-intentions`` entry (Kind already read).
+
+    Sources come back ordered by precedence, highest first (Consul's Normalize).
+    """
     name = f.str("Name")
-    sources = tuple(_parse_source(raw, i, name) for i, raw in enumerate(f.list("Sources")))
-    entry = ServiceIntentionsEntry(
-        name=name,
-        sources=sources,
-        meta=f.str_map("Meta"),
-        namespace=f.str("Namespace"),
-        partition=f.str("Partition"),
-    )
-    extra = f.finish(("JWT", "CreateIndex", "ModifyIndex"))
-    extra.pop("CreateIndex", None)
-    extra.pop("ModifyIndex", None)
     if not name:
         raise ValidationError("Name", "Name is required")
-    if not sources:
+    _check_wildcards(name, "Name", "")
+    meta = f.str_map("Meta")
+    check_meta(meta)
+    raw_sources = f.list("Sources")
+    if not raw_sources:
         raise ValidationError("Sources", "At least one source is required")
+    sources = []
     seen: set[tuple[str, str, str]] = set()
-    for i, s in enumerate(sources):
+    for i, raw in enumerate(raw_sources):
+        s = _parse_source(raw, i, name)
         key = (s.namespace or "default", s.name, s.peer)
         if key in seen:
             raise ValidationError(
                 f"Sources[{i}]", f"Sources[{i}] defines {goq(s.name)} more than once"
             )
         seen.add(key)
-    check_meta(entry.meta)
+        sources.append(s)
+    sources.sort(key=lambda s: -s.precedence)
+    entry = ServiceIntentionsEntry(
+        name=name,
+        sources=tuple(sources),
+        meta=meta,
+        namespace=f.str("Namespace"),
+        partition=f.str("Partition"),
+    )
+    extra = f.finish(("JWT", "CreateIndex", "ModifyIndex"))
+    extra.pop("CreateIndex", None)
+    extra.pop("ModifyIndex", None)
     return ServiceIntentionsEntry(**{**entry.__dict__, "extra": extra})

@@ -375,6 +375,21 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
         'Sources[1] defines "api" more than once',
     ),
     ("ix no action", _ix({"Name": "api"}), "Sources[0].Action must be set to 'allow' or 'deny'"),
+    (
+        "ix partial wildcard",
+        _ix({"Name": "api*", "Action": "allow"}),
+        "Sources[0].Name: wildcard character '*' cannot be used with partial values",
+    ),
+    (
+        "ix legacy id",
+        _ix({"Name": "api", "Action": "allow", "LegacyID": "abc"}),
+        "Sources[0].LegacyID must be omitted",
+    ),
+    (
+        "ix action case",
+        _ix({"Name": "api", "Action": "Allow"}),
+        "Sources[0].Action must be set to 'allow' or 'deny'",
+    ),
 ]
 
 
@@ -617,6 +632,11 @@ def test_intention_precedence_is_computed_not_taken() -> None:
     )
     assert isinstance(entry, ServiceIntentionsEntry)
     assert [s.precedence for s in entry.sources] == [9, 8]
+    reordered = parse_entry(
+        _ix({"Name": "*", "Action": "deny"}, {"Name": "api", "Action": "allow"})
+    )
+    assert isinstance(reordered, ServiceIntentionsEntry)
+    assert [src.name for src in reordered.sources] == ["api", "*"]
     wild = parse_entry(_ix({"Name": "api", "Action": "allow"}, name="*"))
     assert isinstance(wild, ServiceIntentionsEntry) and wild.sources[0].precedence == 6
 
