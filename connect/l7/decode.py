@@ -268,9 +268,15 @@ class Fields:
 
 
 def check_meta(meta: dict[str, str], field: str = "Meta") -> None:
-    """Consul's ``validateConfigEntryMeta``: at most 64 pairs."""
+    """Consul's ``validateConfigEntryMeta``: at most 64 pairs, keys of at most
+    128 bytes, values of at most 512."""
     if len(meta) > 64:
         raise ValidationError(field, "Meta exceeds maximum element count 64")
+    for k, v in meta.items():
+        if len(k.encode()) > 128:
+            raise ValidationError(field, f"Meta key {goq(k)} exceeds maximum length 128")
+        if len(v.encode()) > 512:
+            raise ValidationError(field, f"Meta value for key {goq(k)} exceeds maximum length 512")
 
 
 def put(out: dict[str, JSON], key: str, value: JSON) -> None:

@@ -104,7 +104,12 @@ def parse_entry(data: JSON, *, filter_validator: FilterValidator | None = None) 
     validation failures. Pure; no I/O.
     """
     f = Fields(data, "")
-    kind = f.str("Kind")
+    raw_kind = f.raw("Kind")
+    if raw_kind is None:
+        raise ValidationError("Kind", "Payload does not contain a kind/Kind key at the top level")
+    if not isinstance(raw_kind, str):
+        raise ValidationError("Kind", "Kind value in payload is not a string")
+    kind = raw_kind
     if kind == SERVICE_RESOLVER:
         return parse_service_resolver(f, filter_validator)
     parser = _PARSERS.get(kind)

@@ -222,8 +222,8 @@ def _parse_upstream(raw: JSON, path: str) -> UpstreamConfig:
         partition=f.str("Partition"),
         peer=f.str("Peer"),
         protocol=f.str("Protocol").lower(),
-        connect_timeout_ms=_nonneg(f, "ConnectTimeoutMs", "connect timeout cannot be negative")
-        or 0,
+        # Consul's normalize turns a negative ConnectTimeoutMs into 0 (the default).
+        connect_timeout_ms=max(f.int("ConnectTimeoutMs") or 0, 0),
         limits=_parse_limits(f),
         passive_health_check=_parse_phc(f),
         balance_outbound_connections=f.str("BalanceOutboundConnections"),
@@ -255,7 +255,6 @@ def _parse_upstream_config(
             ("name", "Name"),
             ("namespace", "Namespace"),
             ("partition", "Partition"),
-            ("peer", "Peer"),
         ):
             if getattr(defaults, attr):
                 raise ValidationError(
@@ -415,9 +414,17 @@ def parse_service_defaults(f: Fields) -> ServiceDefaultsEntry:
     extra = f.finish((*_SD_PASSTHROUGH, "CreateIndex", "ModifyIndex"))
     extra.pop("CreateIndex", None)
     extra.pop("ModifyIndex", None)
-    if not name or name == "*":
+    if not name:
+        raise ValidationError("Name", "Name is required")
+    if name == "*":
         raise ValidationError(
             "Name", "service-defaults name must be the name of a service, and not a wildcard"
+        )
+    check_meta(entry.meta)
+    bic = extra.get("BalanceInboundConnections", "")
+    if bic not in ("", "exact_balance"):
+        raise ValidationError(
+            "BalanceInboundConnections", f"invalid value for balance_inbound_connections: {bic}"
         )
     if has_uc and "Destination" in extra:
         raise ValidationError(
@@ -478,16 +485,17 @@ def parse_proxy_defaults(f: Fields) -> ProxyDefaultsEntry:
     extra = f.finish((*_PD_PASSTHROUGH, "CreateIndex", "ModifyIndex"))
     extra.pop("CreateIndex", None)
     extra.pop("ModifyIndex", None)
-    if name != "global":
+    if name not in ("", "global"):
         raise ValidationError("Name", f'invalid name ({goq(name)}), only "global" is supported')
+    entry = ProxyDefaultsEntry(**{**entry.__dict__, "name": "global"})
     proto = entry.config.get("protocol")
     if proto is not None and not isinstance(proto, str):
         raise ValidationError("Config.protocol", "Config.protocol must be a string")
-    if isinstance(proto, str):
-        # Normalised on write like service-defaults.Protocol (hashicorp/consul#20064).
-        entry.config["protocol"] = proto.lower()
     for key in _PD_INT_KEYS:
         value = entry.config.get(key)
+        # mapstructure's weak decoding also takes "5000" for an int.
+        if isinstance(value, str) and value.isdigit():
+            continue
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 0
         ):

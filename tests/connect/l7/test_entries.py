@@ -43,6 +43,23 @@ def _ix(*sources: dict[str, Any], name: str = "web") -> dict[str, Any]:
 
 REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("unknown kind", {"Kind": "foo", "Name": "x"}, "invalid config entry kind: foo"),
+    (
+        "no kind",
+        {"Name": "x"},
+        "Payload does not contain a kind/Kind key at the top level",
+    ),
+    ("kind not a string", {"Kind": 3, "Name": "x"}, "Kind value in payload is not a string"),
+    ("sd no name", {"Kind": "service-defaults"}, "Name is required"),
+    (
+        "sd meta key length",
+        _sd(Meta={"k" * 129: "v"}),
+        f'Meta key "{"k" * 129}" exceeds maximum length 128',
+    ),
+    (
+        "sd balance inbound",
+        _sd(BalanceInboundConnections="round"),
+        "invalid value for balance_inbound_connections: round",
+    ),
     ("unknown key", _sd(Protocl="http"), 'invalid config key "Protocl"'),
     # service-defaults
     (
@@ -617,6 +634,18 @@ def test_service_defaults_exposes_typed_resilience_fields() -> None:
     assert fault is not None
     assert (fault.abort_http_status, fault.abort_percentage, fault.delay_ms) == (503, 50.0, 100)
     assert (fault.bandwidth_kib_s, fault.bandwidth_percentage) == (64, 10.0)
+
+
+def test_proxy_defaults_name_defaults_to_global() -> None:
+    entry = parse_entry({"Kind": "proxy-defaults", "Config": {"local_connect_timeout_ms": "250"}})
+    assert isinstance(entry, ProxyDefaultsEntry) and entry.name == "global"
+
+
+def test_negative_upstream_connect_timeout_means_the_default() -> None:
+    entry = parse_entry(_sd(UpstreamConfig={"Defaults": {"ConnectTimeoutMs": -5}}))
+    assert isinstance(entry, ServiceDefaultsEntry)
+    assert entry.upstream_defaults is not None
+    assert entry.upstream_defaults.connect_timeout_ms == 0
 
 
 def test_protocols_are_lower_cased_on_write() -> None:
