@@ -4,6 +4,7 @@ splits of every compiled splitter node sum to exactly 100.00 %."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 from typing import Any
 
@@ -14,6 +15,7 @@ from connect.l7.chain import compile_chain
 from connect.l7.chain_validate import EntrySet, validate_entries
 from connect.l7.decode import ChainError, ValidationError
 from connect.l7.entries import ConfigEntry, parse_entry
+from tests.connect.l7.test_entries import ROUND_TRIP
 
 SERVICES = ["a", "b", "c", "d"]
 SUBSETS = ["v1", "v2"]
@@ -168,3 +170,141 @@ def test_flattened_split_weights_always_sum_to_100(batch: list[ConfigEntry]) -> 
     assert all(abs(s.weight * 100 - round(s.weight * 100)) < 1e-6 for s in node.splits)
     assert all(c.nodes[s.next_node].type == "resolver" for s in node.splits)
     assert [k for k in c.nodes if k.startswith("splitter:")] == [c.start_node]
+
+
+FIELD_NAMES = [
+    "Name",
+    "Protocol",
+    "Routes",
+    "Match",
+    "HTTP",
+    "PathPrefix",
+    "PathExact",
+    "Header",
+    "QueryParam",
+    "Methods",
+    "Destination",
+    "Service",
+    "ServiceSubset",
+    "RequestTimeout",
+    "NumRetries",
+    "RetryOn",
+    "RetryOnStatusCodes",
+    "RequestHeaders",
+    "Add",
+    "Set",
+    "Remove",
+    "Mirror",
+    "Percent",
+    "Splits",
+    "Weight",
+    "Subsets",
+    "Filter",
+    "OnlyPassing",
+    "DefaultSubset",
+    "Redirect",
+    "Failover",
+    "Targets",
+    "Datacenters",
+    "ConnectTimeout",
+    "LoadBalancer",
+    "Policy",
+    "HashPolicies",
+    "Field",
+    "FieldValue",
+    "CookieConfig",
+    "TTL",
+    "SourceIP",
+    "Sources",
+    "Action",
+    "Permissions",
+    "UpstreamConfig",
+    "Defaults",
+    "Overrides",
+    "Limits",
+    "MaxConnections",
+    "PassiveHealthCheck",
+    "Interval",
+    "BaseEjectionTime",
+    "Config",
+    "EnvoyExtensions",
+    "Arguments",
+    "Abort",
+    "HttpStatus",
+    "Percentage",
+    "Meta",
+    "Present",
+]
+json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 200),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["", "x", "/a", "1s", "-1s", "GET", "http", "v1", "*", "ring_hash"]),
+)
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(FIELD_NAMES), inner, max_size=4),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(
+        [
+            "service-defaults",
+            "proxy-defaults",
+            "service-router",
+            "service-splitter",
+            "service-resolver",
+            "service-intentions",
+        ]
+    ),
+    st.dictionaries(st.sampled_from(FIELD_NAMES), json_value, max_size=5),
+)
+def test_parse_entry_only_refuses_with_validation_error(kind: str, body: dict[str, Any]) -> None:
+    try:
+        entry = parse_entry({"Kind": kind, **body})
+    except ValidationError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    assert entry.kind == kind
+    assert parse_entry(entry.to_json()) == entry
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def _mutate(doc: Any, path: tuple[Any, ...], new: Any) -> Any:
+    doc = copy.deepcopy(doc)
+    target = doc
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = new
+    return doc
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_valid_entries_only_refuse_with_validation_error(data: st.DataObject) -> None:
+    doc = data.draw(st.sampled_from(ROUND_TRIP))
+    path = data.draw(st.sampled_from([p for p in _paths(doc) if p != ("Kind",)]))
+    mutated = _mutate(doc, path, data.draw(json_value))
+    try:
+        entry = parse_entry(mutated)
+    except ValidationError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    assert parse_entry(entry.to_json()) == entry
