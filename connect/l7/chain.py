@@ -394,6 +394,37 @@ def compile_chain(
     )
 
 
+@dataclass(frozen=True)
+class ChainTrace:
+    """A compilation and the services whose entries it read.
+
+    ``chain`` is None when the graph is broken; ``error`` then says why.
+    ``services_read`` names every service whose router, splitter, resolver
+    or defaults the compiler looked up, so a writer can tell whether a
+    change to one of them affects this chain.
+    """
+
+    chain: CompiledChain | None
+    error: ChainError | None
+    services_read: frozenset[str]
+
+
+def trace_chain(
+    service: str,
+    lookup: EntryLookup,
+    datacenter: str = "dc1",
+    trust_domain: str = "consul",
+) -> ChainTrace:
+    """Compile like ``compile_chain`` but return the error instead of raising
+    it, together with the services read. Never raises for parsed entries."""
+    c = _Compiler(service, lookup, datacenter, trust_domain, CompileOverrides())
+    try:
+        chain = _compile(c)
+    except ChainError as exc:
+        return ChainTrace(None, exc, frozenset(c.consulted))
+    return ChainTrace(chain, None, frozenset(c.consulted))
+
+
 def _compile(c: _Compiler) -> CompiledChain:
     start = c.assemble()
     _detect_cycles(c.nodes, start)

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from connect.l7.chain import CompileOverrides, _compile, _Compiler, service_protocol
+from connect.l7.chain import service_protocol, trace_chain
 from connect.l7.chain_types import EntryLookup, is_http_like
-from connect.l7.decode import ChainError, ValidationError, goq
+from connect.l7.decode import ValidationError, goq
 from connect.l7.entries import (
     PROXY_DEFAULTS,
     SERVICE_DEFAULTS,
@@ -114,15 +114,12 @@ def validate_entries(
         candidates.update(state.names(kind))
     affected: list[str] = []
     for service in sorted(candidates):
-        c = _Compiler(service, state, datacenter, trust_domain, CompileOverrides())
-        try:
-            _compile(c)
-        except ChainError:
-            if everything or c.consulted & touched:
-                raise
-            continue
-        if everything or c.consulted & touched:
-            affected.append(service)
+        trace = trace_chain(service, state, datacenter, trust_domain)
+        if not (everything or trace.services_read & touched):
+            continue  # reads nothing of the batch, broken or not
+        if trace.error is not None:
+            raise trace.error
+        affected.append(service)
     _check_intentions(state, set(affected) | touched)
     return affected
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from connect.l7.chain import trace_chain
 from connect.l7.chain_validate import EntrySet, validate_entries
 from connect.l7.decode import ChainError, ValidationError
 from connect.l7.entries import ConfigEntry, parse_entry
@@ -118,3 +119,19 @@ def test_entry_set_with_changes_applies_writes_and_deletes() -> None:
     after = state.with_changes([sd("c", "grpc")], [("service-defaults", "a")])
     assert after.names("service-defaults") == ["b", "c"]
     assert state.names("service-defaults") == ["a", "b"]
+
+
+def test_trace_chain_names_the_services_it_read_and_returns_errors() -> None:
+    state = EntrySet.of(
+        [
+            e(HTTP_PD),
+            router("web", "api"),
+            e({"Kind": "service-resolver", "Name": "api", "Redirect": {"Service": "api2"}}),
+        ]
+    )
+    ok = trace_chain("web", state)
+    assert ok.error is None and ok.chain is not None
+    assert ok.services_read == {"web", "api", "api2"}
+    broken = trace_chain("web", state.with_changes([sd("api2", "tcp")]))
+    assert broken.chain is None and broken.error is not None
+    assert "inconsistent protocols" in str(broken.error)
