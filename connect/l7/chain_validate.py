@@ -26,6 +26,9 @@ from connect.l7.entries import (
     SERVICE_SPLITTER,
     ConfigEntry,
     ServiceIntentionsEntry,
+    ServiceResolverEntry,
+    ServiceRouterEntry,
+    ServiceSplitterEntry,
 )
 
 _CHAIN_KINDS = (SERVICE_DEFAULTS, SERVICE_ROUTER, SERVICE_SPLITTER, SERVICE_RESOLVER)
@@ -113,7 +116,10 @@ def validate_entries(
     for kind in _CHAIN_KINDS:
         candidates.update(state.names(kind))
     affected: list[str] = []
+    reach = _Reach(state)
     for service in sorted(candidates):
+        if not everything and not reach.of_chain(service) & touched:
+            continue  # cheap pre-check: the chain cannot read any entry of the batch
         trace = trace_chain(service, state, datacenter, trust_domain)
         if not (everything or trace.services_read & touched):
             continue  # reads nothing of the batch, broken or not
@@ -122,6 +128,60 @@ def validate_entries(
         affected.append(service)
     _check_intentions(state, set(affected) | touched)
     return affected
+
+
+class _Reach:
+    """Services a chain may read, from the entries' references alone.
+
+    A superset of what the compiler reads (``trace_chain().services_read``):
+    the root's router destinations and mirrors, then, transitively, split
+    destinations and resolver redirect/failover services. Used to skip
+    compiling chains a batch cannot affect.
+    """
+
+    def __init__(self, state: EntryLookup) -> None:
+        self.state = state
+        self.memo: dict[str, frozenset[str]] = {}
+
+    def of_chain(self, service: str) -> set[str]:
+        out = set(self.below(service))
+        router = self.state.get(SERVICE_ROUTER, service)
+        if isinstance(router, ServiceRouterEntry):
+            for route in router.routes:
+                d = route.destination
+                if d is not None:
+                    out |= self.below(d.service or service)
+                    if d.mirror is not None:
+                        out |= self.below(d.mirror.service)
+        return out
+
+    def below(self, service: str) -> frozenset[str]:
+        if service in self.memo:
+            return self.memo[service]
+        seen: set[str] = set()
+        todo = [service]
+        while todo:
+            svc = todo.pop()
+            if svc in seen:
+                continue
+            seen.add(svc)
+            todo.extend(self._edges(svc))
+        self.memo[service] = frozenset(seen)
+        return self.memo[service]
+
+    def _edges(self, svc: str) -> list[str]:
+        out: list[str] = []
+        sp = self.state.get(SERVICE_SPLITTER, svc)
+        if isinstance(sp, ServiceSplitterEntry):
+            out += [s.service or svc for s in sp.splits]
+        res = self.state.get(SERVICE_RESOLVER, svc)
+        if isinstance(res, ServiceResolverEntry):
+            if res.redirect is not None and res.redirect.service:
+                out.append(res.redirect.service)
+            for fo in res.failover.values():
+                out += [fo.service] if fo.service else []
+                out += [t.service for t in fo.targets if t.service]
+        return out
 
 
 def _check_intentions(state: EntryLookup, services: set[str]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connect.l7.chain import compile_chain
+from connect.l7.chain import compile_chain, trace_chain
 from connect.l7.chain_validate import EntrySet, validate_entries
 from connect.l7.decode import ChainError, ValidationError
 from connect.l7.entries import ConfigEntry, parse_entry
@@ -308,3 +308,34 @@ def test_mutated_valid_entries_only_refuse_with_validation_error(data: st.DataOb
         assert str(exc) and "\n" not in str(exc)
         return
     assert parse_entry(entry.to_json()) == entry
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(entry_sets())
+def test_validate_entries_matches_compiling_every_chain(batch: list[ConfigEntry]) -> None:
+    """The cheap reach pre-check in validate_entries must skip no affected chain."""
+    if not batch:
+        return
+    *base, write = batch
+    state = EntrySet.of(base)
+    after = state.with_changes([write])
+    kinds = ("service-defaults", "service-router", "service-splitter", "service-resolver")
+    candidates = {n for k in kinds for n in after.names(k)}
+    if write.kind != "proxy-defaults":
+        candidates.add(write.name)
+    expected = sorted(
+        s
+        for s in candidates
+        if write.kind == "proxy-defaults" or write.name in trace_chain(s, after).services_read
+    )
+    broken = [s for s in expected if trace_chain(s, after).error is not None]
+    try:
+        affected = validate_entries(state, [write])
+    except ChainError:
+        assert broken
+        return
+    except ValidationError:
+        assert after.names("service-intentions")
+        return
+    assert not broken
+    assert affected == expected
