@@ -300,7 +300,7 @@ class _Compiler:
         if not for_failover and resolver is not None:
             failover = self._failover(target, resolver)
         info = ResolverInfo(
-            default=resolver is None,
+            default=resolver is None or resolver.is_default(),
             target=target.id,
             connect_timeout_ns=timeout,
             request_timeout_ns=resolver.request_timeout_ns if resolver is not None else 0,

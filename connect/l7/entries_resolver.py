@@ -184,6 +184,19 @@ class ServiceResolverEntry:
     extra: dict[str, JSON] = field(default_factory=dict)
     kind: str = SERVICE_RESOLVER
 
+    def is_default(self) -> bool:
+        """Consul's ``IsDefault``: nothing set that changes resolution."""
+        return not (
+            self.default_subset
+            or self.subsets
+            or self.redirect is not None
+            or self.failover
+            or self.connect_timeout_ns
+            or self.request_timeout_ns
+            or self.load_balancer is not None
+            or "PrioritizeByLocality" in self.extra
+        )
+
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {"Kind": self.kind, "Name": self.name}
         put(out, "DefaultSubset", self.default_subset)

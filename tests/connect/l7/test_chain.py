@@ -492,3 +492,11 @@ def test_splitter_carries_the_first_hash_based_balancer() -> None:
     )
     node = c.nodes["splitter:main.default.default"].to_json()
     assert node["LoadBalancer"] == {"Policy": "maglev", "HashPolicies": [{"SourceIP": True}]}
+
+
+def test_an_empty_resolver_entry_still_compiles_the_default_chain() -> None:
+    c = chain("main", {"Kind": "service-resolver", "Name": "main", "Meta": {"a": "b"}})
+    assert c.default
+    tuned = chain("main", {"Kind": "service-resolver", "Name": "main", "ConnectTimeout": "2s"})
+    assert not tuned.default
+    assert tuned.targets["main.default.default.dc1"].connect_timeout_ns == 2_000_000_000
