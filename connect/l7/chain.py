@@ -183,7 +183,11 @@ class _Compiler:
         self._record_protocol(router.name)
         routes = [self._route(route, router.name) for route in router.routes]
         default_route = ServiceRoute(
-            match=HTTPMatch(path_prefix="/"), destination=RouteDestination(service=router.name)
+            # newDefaultServiceRoute fills in the router's namespace and partition.
+            match=HTTPMatch(path_prefix="/"),
+            destination=RouteDestination(
+                service=router.name, namespace="default", partition="default"
+            ),
         )
         routes.append(
             RouteNode(default_route, self.splitter_or_resolver(self.new_target(router.name)).key)

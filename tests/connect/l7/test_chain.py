@@ -78,7 +78,7 @@ def test_router_with_no_routes_gets_the_catch_all_route() -> None:
         {
             "Definition": {
                 "Match": {"HTTP": {"PathPrefix": "/"}},
-                "Destination": {"Service": "main"},
+                "Destination": {"Service": "main", "Namespace": "default", "Partition": "default"},
             },
             "NextNode": "resolver:main.default.default.dc1",
         }
