@@ -141,6 +141,8 @@ class _Compiler:
         self.consulted: set[str] = {service}
         self.splitter_stack: list[str] = []
         self.primary: set[str] = set()
+        # Which overrides changed the result (Consul's customizationMarkers).
+        self.customized: set[str] = set()
         self.uses_advanced = False
         self.protocol = ""
         # An override drops routers and splitters when it or the chain's own
@@ -177,6 +179,7 @@ class _Compiler:
         router = self._router(self.service)
         if router is not None and self.disable_advanced:
             router = None
+            self.customized.add("Protocol")
         if router is None:
             return self.splitter_or_resolver(self.new_target(self.service)).key
         self.uses_advanced = True
@@ -218,7 +221,10 @@ class _Compiler:
 
     def splitter_node(self, service: str) -> GraphNode | None:
         splitter = self._splitter(service)
-        if splitter is None or self.disable_advanced:
+        if splitter is not None and self.disable_advanced:
+            self.customized.add("Protocol")
+            return None
+        if splitter is None:
             return None
         name = f"{service}.default.default"
         if service in self.splitter_stack:
@@ -291,8 +297,9 @@ class _Compiler:
         timeout = resolver.connect_timeout_ns if resolver is not None else 0
         if timeout < 1:
             timeout = DEFAULT_CONNECT_TIMEOUT_NS
-        if self.overrides.connect_timeout_ns > 0:
+        if self.overrides.connect_timeout_ns > 0 and timeout != self.overrides.connect_timeout_ns:
             timeout = self.overrides.connect_timeout_ns
+            self.customized.add("ConnectTimeout")
         self.targets[target.id] = Target(
             key=target,
             subset=subsets.get(target.subset, Subset()),
@@ -356,8 +363,14 @@ class _Compiler:
             )
 
     def _mesh_gateway_mode(self, service: str) -> str:
-        if self.overrides.mesh_gateway_mode:
-            return self.overrides.mesh_gateway_mode
+        configured = self._configured_mesh_gateway_mode(service)
+        wanted = self.overrides.mesh_gateway_mode
+        if wanted and wanted != configured:
+            self.customized.add("MeshGateway")
+            return wanted
+        return configured
+
+    def _configured_mesh_gateway_mode(self, service: str) -> str:
         for kind, name in ((SERVICE_DEFAULTS, service), (PROXY_DEFAULTS, "global")):
             e = self.lookup.get(kind, name)
             extra = getattr(e, "extra", {})
@@ -442,7 +455,10 @@ def _compile(c: _Compiler) -> CompiledChain:
             f"discovery chain {goq(c.service)} uses a protocol {goq(c.protocol)} that does "
             "not permit advanced routing or splitting behavior"
         )
-    protocol = c.overrides.protocol or c.protocol
+    protocol = c.protocol
+    if c.overrides.protocol and c.overrides.protocol != c.protocol:
+        protocol = c.overrides.protocol
+        c.customized.add("Protocol")
     sd = c.lookup.get(SERVICE_DEFAULTS, c.service)
     pd = c.lookup.get(PROXY_DEFAULTS, "global")
     meta: dict[str, str] = {}
@@ -469,17 +485,23 @@ def _compile(c: _Compiler) -> CompiledChain:
         nodes=nodes,
         targets=targets,
         default=default,
-        customization_hash=_customization_hash(c.overrides),
+        customization_hash=_customization_hash(c.overrides, c.customized),
         service_meta=meta,
         envoy_extensions=extensions,
     )
 
 
-def _customization_hash(o: CompileOverrides) -> str:
-    if not o.any():
+def _customization_hash(o: CompileOverrides, customized: set[str]) -> str:
+    """Non-empty only when an override changed the chain (Consul hashes the
+    overrides that did, and the API exposes the first 8 hex digits)."""
+    if not customized:
         return ""
-    text = f"{o.connect_timeout_ns}|{o.protocol}|{o.mesh_gateway_mode}"
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
+    parts = [
+        str(o.connect_timeout_ns) if "ConnectTimeout" in customized else "",
+        o.protocol if "Protocol" in customized else "",
+        o.mesh_gateway_mode if "MeshGateway" in customized else "",
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:8]
 
 
 def _detect_cycles(nodes: dict[str, GraphNode], start: str) -> None:

@@ -500,3 +500,68 @@ def test_an_empty_resolver_entry_still_compiles_the_default_chain() -> None:
     tuned = chain("main", {"Kind": "service-resolver", "Name": "main", "ConnectTimeout": "2s"})
     assert not tuned.default
     assert tuned.targets["main.default.default.dc1"].connect_timeout_ns == 2_000_000_000
+
+
+def test_router_ignored_due_to_protocol_override() -> None:
+    c = chain(
+        "main",
+        {"Kind": "service-defaults", "Name": "main", "Protocol": "grpc"},
+        {"Kind": "service-router", "Name": "main"},
+        overrides=CompileOverrides(protocol="tcp"),
+    )
+    assert (c.protocol, c.start_node, c.default) == (
+        "tcp",
+        "resolver:main.default.default.dc1",
+        True,
+    )
+    assert c.customization_hash != ""
+
+
+def test_override_equal_to_the_current_value_is_ignored() -> None:
+    sd = {"Kind": "service-defaults", "Name": "main", "Protocol": "http2"}
+    same = chain(
+        "main", sd, overrides=CompileOverrides(protocol="http2", connect_timeout_ns=5_000_000_000)
+    )
+    assert (same.protocol, same.customization_hash) == ("http2", "")
+    other = chain("main", sd, overrides=CompileOverrides(protocol="grpc"))
+    assert other.protocol == "grpc" and other.customization_hash != ""
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [  # failover crosses protocols
+            {"Kind": "service-defaults", "Name": "main", "Protocol": "grpc"},
+            {"Kind": "service-defaults", "Name": "other", "Protocol": "tcp"},
+            {"Kind": "service-resolver", "Name": "main", "Failover": {"*": {"Service": "other"}}},
+        ],
+        [  # redirect crosses protocols
+            {"Kind": "service-defaults", "Name": "main", "Protocol": "grpc"},
+            {"Kind": "service-defaults", "Name": "other", "Protocol": "tcp"},
+            {"Kind": "service-resolver", "Name": "main", "Redirect": {"Service": "other"}},
+        ],
+    ],
+    ids=["failover", "redirect"],
+)
+def test_crossing_protocols_is_inconsistent(raw: list[dict[str, Any]]) -> None:
+    with pytest.raises(ChainError, match="uses inconsistent protocols"):
+        chain("main", *raw)
+
+
+def test_route_to_unroutable_protocol_is_refused() -> None:
+    with pytest.raises(ChainError, match="does not permit advanced routing"):
+        chain(
+            "main",
+            {"Kind": "service-defaults", "Name": "main", "Protocol": "tcp"},
+            {"Kind": "service-defaults", "Name": "other", "Protocol": "tcp"},
+            {
+                "Kind": "service-router",
+                "Name": "main",
+                "Routes": [
+                    {
+                        "Match": {"HTTP": {"PathExact": "/other"}},
+                        "Destination": {"Service": "other"},
+                    }
+                ],
+            },
+        )
