@@ -40,6 +40,13 @@ class ValidationError(ConnectError, ValueError):
         self.message = message
 
 
+class DecodeError(ValidationError):
+    """The JSON does not decode into an entry: no or unknown Kind, an unknown
+    key, a value of the wrong type, a malformed duration. Consul answers
+    these with 400 ``Request decoding failed: <message>``; other
+    ValidationErrors come from its Validate() and graph checks (500)."""
+
+
 class ChainError(ValidationError):
     """A discovery chain cannot be compiled (Consul's ConfigEntryGraphError):
     protocol does not permit routing, inconsistent protocols, circular
@@ -77,18 +84,18 @@ def parse_duration(value: JSON, field: str) -> int:
     Raises ValidationError with Go's ``time: invalid duration "x"`` text.
     """
     if isinstance(value, bool):
-        raise ValidationError(field, f"{field}: time: invalid duration {goq(str(value))}")
+        raise DecodeError(field, f"{field}: time: invalid duration {goq(str(value))}")
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if not isinstance(value, str):
-        raise ValidationError(field, f"{field}: time: invalid duration {goq(str(value))}")
+        raise DecodeError(field, f"{field}: time: invalid duration {goq(str(value))}")
     return _parse_duration_str(value, field)
 
 
 def _parse_duration_str(text: str, field: str) -> int:
-    bad = ValidationError(field, f"{field}: time: invalid duration {goq(text)}")
+    bad = DecodeError(field, f"{field}: time: invalid duration {goq(text)}")
     s = text
     sign = 1
     if s[:1] in "+-" and s:
@@ -152,12 +159,12 @@ class Fields:
 
     def __init__(self, raw: JSON, path: builtins.str) -> None:
         if not isinstance(raw, dict):
-            raise ValidationError(path, f"{path or 'config entry'} must be a JSON object")
+            raise DecodeError(path, f"{path or 'config entry'} must be a JSON object")
         self.path = path
         self._items: dict[builtins.str, tuple[builtins.str, JSON]] = {}
         for key, value in raw.items():
             if not isinstance(key, builtins.str):
-                raise ValidationError(path, f"{path}: keys must be strings")
+                raise DecodeError(path, f"{path}: keys must be strings")
             self._items[norm_key(key)] = (key, value)
         self._used: set[builtins.str] = set()
 
@@ -178,7 +185,7 @@ class Fields:
         if value is None:
             return ""
         if not isinstance(value, builtins.str):
-            raise ValidationError(self.sub(name), f"{self.sub(name)} must be a string")
+            raise DecodeError(self.sub(name), f"{self.sub(name)} must be a string")
         return value
 
     def bool(self, name: builtins.str) -> builtins.bool:
@@ -186,7 +193,7 @@ class Fields:
         if value is None:
             return False
         if not isinstance(value, builtins.bool):
-            raise ValidationError(self.sub(name), f"{self.sub(name)} must be a boolean")
+            raise DecodeError(self.sub(name), f"{self.sub(name)} must be a boolean")
         return value
 
     def int(self, name: builtins.str) -> builtins.int | None:
@@ -196,7 +203,7 @@ class Fields:
         if isinstance(value, builtins.float) and value.is_integer():
             value = int(value)
         if isinstance(value, builtins.bool) or not isinstance(value, builtins.int):
-            raise ValidationError(self.sub(name), f"{self.sub(name)} must be an integer")
+            raise DecodeError(self.sub(name), f"{self.sub(name)} must be an integer")
         return value
 
     def float(self, name: builtins.str) -> builtins.float | None:
@@ -206,9 +213,9 @@ class Fields:
         if isinstance(value, builtins.bool) or not isinstance(
             value, (builtins.int, builtins.float)
         ):
-            raise ValidationError(self.sub(name), f"{self.sub(name)} must be a number")
+            raise DecodeError(self.sub(name), f"{self.sub(name)} must be a number")
         if not math.isfinite(value):
-            raise ValidationError(self.sub(name), f"{self.sub(name)} must be a finite number")
+            raise DecodeError(self.sub(name), f"{self.sub(name)} must be a finite number")
         return float(value)
 
     def duration(self, name: builtins.str) -> builtins.int:
@@ -224,7 +231,7 @@ class Fields:
         if value is None:
             return []
         if not isinstance(value, builtins.list):
-            raise ValidationError(self.sub(name), f"{self.sub(name)} must be a list")
+            raise DecodeError(self.sub(name), f"{self.sub(name)} must be a list")
         return value
 
     def str_list(self, name: builtins.str) -> tuple[builtins.str, ...]:
@@ -232,7 +239,7 @@ class Fields:
         for i, item in enumerate(self.list(name)):
             if not isinstance(item, builtins.str):
                 field = f"{self.sub(name)}[{i}]"
-                raise ValidationError(field, f"{field} must be a string")
+                raise DecodeError(field, f"{field} must be a string")
             out.append(item)
         return tuple(out)
 
@@ -243,7 +250,7 @@ class Fields:
         if not isinstance(value, dict) or not all(
             isinstance(k, builtins.str) and isinstance(v, builtins.str) for k, v in value.items()
         ):
-            raise ValidationError(self.sub(name), f"{self.sub(name)} must map strings to strings")
+            raise DecodeError(self.sub(name), f"{self.sub(name)} must map strings to strings")
         return dict(value)
 
     def any_map(self, name: builtins.str) -> dict[builtins.str, JSON]:
@@ -251,7 +258,7 @@ class Fields:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise ValidationError(self.sub(name), f"{self.sub(name)} must be a JSON object")
+            raise DecodeError(self.sub(name), f"{self.sub(name)} must be a JSON object")
         return dict(value)
 
     def finish(self, passthrough: Iterable[builtins.str] = ()) -> dict[builtins.str, JSON]:
@@ -263,7 +270,7 @@ class Fields:
                 extra[name] = value
         for key, (original, _) in self._items.items():
             if key not in self._used:
-                raise ValidationError(self.sub(original), f"invalid config key {goq(original)}")
+                raise DecodeError(self.sub(original), f"invalid config key {goq(original)}")
         return extra
 
 

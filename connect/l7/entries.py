@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Union
 
-from connect.l7.decode import JSON, ChainError, Fields, ValidationError
+from connect.l7.decode import JSON, ChainError, DecodeError, Fields, ValidationError
 from connect.l7.entries_defaults import (
     PROXY_DEFAULTS,
     SERVICE_DEFAULTS,
@@ -82,6 +82,7 @@ __all__ = [
     "SERVICE_SPLITTER",
     "ChainError",
     "ConfigEntry",
+    "DecodeError",
     "FilterValidator",
     "ProxyDefaultsEntry",
     "ServiceDefaultsEntry",
@@ -101,20 +102,22 @@ def parse_entry(data: JSON, *, filter_validator: FilterValidator | None = None) 
     filter language; raise ValueError with the reason). Raises
     ValidationError for an unknown kind (``invalid config entry kind: x``),
     an unknown key, a wrongly typed value or any of Consul's per-entry
-    validation failures. Pure; no I/O.
+    validation failures; DecodeError (a ValidationError) when the JSON
+    itself does not decode (Consul's 400 "Request decoding failed: ...").
+    Pure; no I/O.
     """
     f = Fields(data, "")
     raw_kind = f.raw("Kind")
     if raw_kind is None:
-        raise ValidationError("Kind", "Payload does not contain a kind/Kind key at the top level")
+        raise DecodeError("Kind", "Payload does not contain a kind/Kind key at the top level")
     if not isinstance(raw_kind, str):
-        raise ValidationError("Kind", "Kind value in payload is not a string")
+        raise DecodeError("Kind", "Kind value in payload is not a string")
     kind = raw_kind
     if kind == SERVICE_RESOLVER:
         return parse_service_resolver(f, filter_validator)
     parser = _PARSERS.get(kind)
     if parser is None:
-        raise ValidationError("Kind", f"invalid config entry kind: {kind}")
+        raise DecodeError("Kind", f"invalid config entry kind: {kind}")
     return parser(f)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from connect.l7.decode import ValidationError, format_duration, parse_duration
+from connect.l7.decode import DecodeError, ValidationError, format_duration, parse_duration
 from connect.l7.entries import (
     ProxyDefaultsEntry,
     ServiceDefaultsEntry,
@@ -418,6 +418,27 @@ def test_invalid_entry_is_refused_with_consuls_text(data: dict[str, Any], messag
         parse_entry(data)
     assert str(info.value) == message
     assert info.value.message == message
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"Name": "x"},
+        {"Kind": "nope", "Name": "x"},
+        _sd(Protocl="http"),
+        _sd(Protocol=3),
+        _http({}, {"RequestTimeout": "soon"}),
+    ],
+)
+def test_undecodable_json_raises_decode_error(data: dict[str, Any]) -> None:
+    with pytest.raises(DecodeError):
+        parse_entry(data)
+
+
+def test_invalid_but_decodable_entry_is_not_a_decode_error() -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_entry(_http({"PathExact": "x"}))
+    assert not isinstance(info.value, DecodeError)
 
 
 def test_validation_error_names_the_field() -> None:
