@@ -49,7 +49,7 @@ def weight_units(weights: Sequence[float]) -> tuple[int, ...]:
 class Splitter:
     """Picks a split index for each request from an rng."""
 
-    __slots__ = ("_bounds", "splits", "units")
+    __slots__ = ("_bounds", "buckets", "splits", "units")
 
     def __init__(self, splits: Sequence[Split]) -> None:
         self.splits = tuple(splits)
@@ -60,6 +60,9 @@ class Splitter:
             total += u
             bounds.append(total)
         self._bounds = tuple(bounds)
+        self.buckets = tuple(
+            (s.next_node, u / 100) for s, u in zip(self.splits, self.units, strict=True)
+        )
 
     def pick_value(self, value: int) -> int:
         """The split index for a draw ``value`` in [0, 10000)."""
