@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from connect.l7.balance import Balancer, LoadBalancerConfig, make_balancer
 from connect.l7.fault import FaultConfig, FaultDecision, decide_fault
@@ -113,10 +113,24 @@ class Decision:
 
 
 Excluded = Callable[[str], Collection[str]]
+_NO_FAULT = FaultDecision()
+_DEFAULT_POLICY = RoutePolicy()
 
 
 def _no_exclusions(target_id: str) -> Collection[str]:
     return ()
+
+
+@dataclass(slots=True)
+class _Routed:
+    node: str
+    policy: RoutePolicy
+    headers: Headers
+    path: str | None = None
+    forward: str | None = None
+    route_index: int | None = None
+    splits: list[SplitStep] = field(default_factory=list)
+    response_mods: list[HeaderModifiers] = field(default_factory=list)
 
 
 class Decider:
@@ -132,6 +146,33 @@ class Decider:
             lb = self._balancers[target.id] = make_balancer(target.load_balancer)
         return lb
 
+    def _route(self, request: Request, rng: random.Random) -> _Routed | Decision:
+        """Router match and split picks: the node to resolve, or an early Decision."""
+        table = self.table
+        r = _Routed(table.start, _DEFAULT_POLICY, request.headers)
+        if table.router is not None:
+            r.path = table.router.normalize(request)
+            if r.path is None:
+                return Decision("bad_path")
+            result = table.router.match(request, r.path)
+            if result is None:
+                return Decision("no_route", path=r.path)
+            r.route_index, r.forward = result.index, result.forward_path
+            r.node = result.route.next_node
+            if r.route_index < len(table.route_policies):
+                r.policy = table.route_policies[r.route_index]
+            r.headers = apply_header_modifiers(r.headers, result.route.request_headers)
+            r.response_mods.append(result.route.response_headers)
+        while r.node in table.splitters and len(r.splits) < MAX_SPLIT_DEPTH:
+            splitter = table.splitters[r.node]
+            picked = splitter.pick(rng)
+            split = splitter.splits[picked]
+            r.splits.append(SplitStep(r.node, splitter.buckets, picked))
+            r.headers = apply_header_modifiers(r.headers, split.request_headers)
+            r.response_mods.insert(0, split.response_headers)
+            r.node = split.next_node
+        return r
+
     def decide(
         self,
         request: Request,
@@ -140,90 +181,77 @@ class Decider:
         excluded: Excluded = _no_exclusions,
         active: Mapping[str, int] | None = None,
     ) -> Decision:
-        table = self.table
-        node = table.start
-        policy = RoutePolicy()
-        headers = request.headers
-        response_mods: list[HeaderModifiers] = []
-        route_index = None
-        path = forward = None
-        if table.router is not None:
-            path = table.router.normalize(request)
-            if path is None:
-                return Decision("bad_path")
-            result = table.router.match(request, path)
-            if result is None:
-                return Decision("no_route", path=path)
-            route_index, forward = result.index, result.forward_path
-            node = result.route.next_node
-            if route_index < len(table.route_policies):
-                policy = table.route_policies[route_index]
-            headers = apply_header_modifiers(headers, result.route.request_headers)
-            response_mods.append(result.route.response_headers)
-        splits: list[SplitStep] = []
-        while node in table.splitters and len(splits) < MAX_SPLIT_DEPTH:
-            splitter = table.splitters[node]
-            picked = splitter.pick(rng)
-            split = splitter.splits[picked]
-            splits.append(SplitStep(node, splitter.buckets, picked))
-            headers = apply_header_modifiers(headers, split.request_headers)
-            response_mods.insert(0, split.response_headers)
-            node = split.next_node
-        base = Decision(
-            "ok",
-            path=path,
-            forward_path=forward,
-            route_index=route_index,
-            splits=tuple(splits),
-            request_headers=headers,
-            response_modifiers=tuple(response_mods),
+        """The whole decision for ``request`` (see the module rules)."""
+        r = self._route(request, rng)
+        if isinstance(r, Decision):
+            return r
+        policy = r.policy
+        target, tried, endpoint, out = self._resolve(r.node, request, rng, excluded, active)
+        outcome = "ok"
+        if target is None:
+            outcome = "unknown_node"
+        elif endpoint is None:
+            outcome = "no_healthy_upstream"
+        timeout = mirror_target = None
+        mirror = False
+        fault = _NO_FAULT
+        if endpoint is not None and target is not None:
+            timeout = policy.request_timeout_s
+            if timeout is None:
+                timeout = target.request_timeout_s
+            if timeout is None:
+                timeout = ENVOY_DEFAULT_TIMEOUT_S
+            if policy.mirror is not None:
+                mirror = should_mirror(policy.mirror, rng)
+                mirror_target = policy.mirror.target
+            if target.fault is not None:
+                fault = decide_fault(target.fault, rng)
+        return Decision(
+            outcome,
+            path=r.path,
+            forward_path=r.forward,
+            route_index=r.route_index,
+            splits=tuple(r.splits),
+            target=target.id if target is not None else r.node,
+            tried_targets=tried,
+            endpoint=endpoint,
+            eligible=tuple(e for e in target.endpoints if e not in out) if target else (),
+            ejected=tuple(e for e in target.endpoints if e in out) if target else (),
+            request_headers=r.headers,
+            response_modifiers=tuple(r.response_mods),
+            timeout_s=timeout or None,
             retry=policy.retry,
+            mirror=mirror,
+            mirror_target=mirror_target,
+            fault=fault,
         )
-        return self._resolve(base, node, policy, request, rng, excluded, active)
 
     def _resolve(
         self,
-        base: Decision,
         node: str,
-        policy: RoutePolicy,
         request: Request,
         rng: random.Random,
         excluded: Excluded,
         active: Mapping[str, int] | None,
-    ) -> Decision:
+    ) -> tuple[Target | None, tuple[str, ...], str | None, frozenset[str]]:
+        """(target, tried target ids, endpoint, excluded endpoints) for ``node``.
+
+        The target is the one that gave the endpoint, else the first one.
+        """
         first = self.table.targets.get(node)
         if first is None:
-            return replace(base, outcome="unknown_node", target=node)
+            return None, (), None, frozenset()
         tried: list[str] = []
         for target_id in (first.id, *first.failover):
             target = self.table.targets.get(target_id)
             if target is None:
                 continue
             tried.append(target_id)
-            out = set(excluded(target_id)) & set(target.endpoints)
+            ex = excluded(target_id)
+            out = frozenset(e for e in target.endpoints if e in ex) if ex else frozenset()
             endpoint = self.balancer(target).pick(
                 target.endpoints, rng=rng, request=request, excluded=out, active=active
             )
-            if endpoint is None:
-                continue
-            timeout = policy.request_timeout_s
-            if timeout is None:
-                timeout = target.request_timeout_s
-            if timeout is None:
-                timeout = ENVOY_DEFAULT_TIMEOUT_S
-            mirror = should_mirror(policy.mirror, rng)
-            return replace(
-                base,
-                target=target_id,
-                tried_targets=tuple(tried),
-                endpoint=endpoint,
-                eligible=tuple(e for e in target.endpoints if e not in out),
-                ejected=tuple(e for e in target.endpoints if e in out),
-                timeout_s=timeout or None,
-                mirror=mirror,
-                mirror_target=policy.mirror.target if policy.mirror else None,
-                fault=decide_fault(target.fault, rng),
-            )
-        return replace(
-            base, outcome="no_healthy_upstream", target=first.id, tried_targets=tuple(tried)
-        )
+            if endpoint is not None:
+                return target, tuple(tried), endpoint, out
+        return first, tuple(tried), None, frozenset()

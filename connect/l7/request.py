@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from urllib.parse import parse_qsl
 
 
@@ -104,7 +105,15 @@ class Request:
         )
 
     def query_params(self) -> dict[str, list[str]]:
-        """Percent-decoded query parameters, each name with its values in order."""
+        """Percent-decoded query parameters, each name with its values in order.
+
+        Parsed once per request (matchers and hash policies share it); do not
+        mutate the returned dict.
+        """
+        return self._query_params
+
+    @cached_property
+    def _query_params(self) -> dict[str, list[str]]:
         params: dict[str, list[str]] = {}
         for name, value in parse_qsl(self.query, keep_blank_values=True):
             params.setdefault(name, []).append(value)
