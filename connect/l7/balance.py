@@ -18,6 +18,9 @@ Rules (Consul ``LoadBalancer`` -> Envoy cluster ``lb_policy``):
   re-probing (maglev), so keys of healthy hosts never move, and adding one
   host moves only about 1/n of the keys.
 - Rings and tables are cached per host list: a changed list rebuilds once.
+- A ``cookie`` policy with a TTL (or ``Session``) whose cookie is missing
+  makes the proxy generate one (``cookie_to_generate``; ``decide`` does it)
+  and answer ``Set-Cookie``, as Envoy does, so the session sticks.
 """
 
 from __future__ import annotations
@@ -98,6 +101,38 @@ def request_hash(policies: Sequence[HashPolicy], request: Request | None) -> int
         if policy.terminal:
             break
     return result
+
+
+def cookie_to_generate(policies: Sequence[HashPolicy], request: Request) -> HashPolicy | None:
+    """The cookie policy whose cookie the proxy must create for ``request``.
+
+    Envoy generates the cookie of a ``cookie`` hash policy with a TTL (or a
+    session cookie) when the request lacks it, and answers with Set-Cookie so
+    the client's next requests hash alike. Only the first such policy that
+    would be reached counts (a terminal policy that hashed ends the list).
+    """
+    for policy in policies:
+        value = _policy_value(policy, request)
+        if (
+            value is None
+            and policy.field == "cookie"
+            and (policy.cookie_ttl_s > 0 or policy.cookie_session)
+        ):
+            return policy
+        if value is not None and policy.terminal:
+            return None
+    return None
+
+
+def set_cookie_value(policy: HashPolicy, value: str) -> str:
+    """The Set-Cookie header value for a generated hash cookie (Envoy's shape)."""
+    parts = [f'{policy.field_value}="{value}"']
+    if policy.cookie_ttl_s > 0 and not policy.cookie_session:
+        parts.append(f"Max-Age={int(policy.cookie_ttl_s)}")
+    if policy.cookie_path:
+        parts.append(f"Path={policy.cookie_path}")
+    parts.append("HttpOnly")
+    return "; ".join(parts)
 
 
 class Balancer:

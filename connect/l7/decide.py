@@ -25,9 +25,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from connect.l7.balance import Balancer, LoadBalancerConfig, make_balancer
+from connect.l7.balance import (
+    Balancer,
+    LoadBalancerConfig,
+    cookie_to_generate,
+    make_balancer,
+    set_cookie_value,
+)
 from connect.l7.fault import FaultConfig, FaultDecision, decide_fault
 from connect.l7.match import HeaderModifiers, Router, apply_header_modifiers
 from connect.l7.mirror import MirrorPolicy, should_mirror
@@ -100,6 +106,7 @@ class Decision:
     mirror: bool = False
     mirror_target: str | None = None
     fault: FaultDecision = field(default_factory=FaultDecision)
+    set_cookie: str | None = None  # Set-Cookie value for a generated hash cookie
 
     @property
     def status_if_local(self) -> int | None:
@@ -186,6 +193,7 @@ class Decider:
         if isinstance(r, Decision):
             return r
         policy = r.policy
+        request, set_cookie = self._hash_cookie(r.node, request, rng)
         target, tried, endpoint, out = self._resolve(r.node, request, rng, excluded, active)
         outcome = "ok"
         if target is None:
@@ -224,7 +232,23 @@ class Decider:
             mirror=mirror,
             mirror_target=mirror_target,
             fault=fault,
+            set_cookie=set_cookie if endpoint is not None else None,
         )
+
+    def _hash_cookie(
+        self, node: str, request: Request, rng: random.Random
+    ) -> tuple[Request, str | None]:
+        """``request`` with a generated hash cookie, and its Set-Cookie, if needed."""
+        target = self.table.targets.get(node)
+        if target is None or not target.load_balancer.hash_policies:
+            return request, None
+        policy = cookie_to_generate(target.load_balancer.hash_policies, request)
+        if policy is None:
+            return request, None
+        value = f"{rng.getrandbits(64):016x}"
+        headers = request.headers.copy()
+        headers.add("cookie", f"{policy.field_value}={value}")
+        return replace(request, headers=headers), set_cookie_value(policy, value)
 
     def _resolve(
         self,

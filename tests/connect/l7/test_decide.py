@@ -131,3 +131,33 @@ def test_ring_hash_target_keeps_a_user_on_one_endpoint() -> None:
     rng = random.Random(0)
     picks = {decider.decide(get("/", ("x-user", "u1")), rng=rng).endpoint for _ in range(100)}
     assert len(picks) == 1
+
+
+def test_missing_hash_cookie_with_ttl_is_generated_and_then_sticks() -> None:
+    cookie = HashPolicy(field="cookie", field_value="route", cookie_ttl_s=60, cookie_path="/")
+    hashed = Target(
+        V1.id,
+        ("a:1", "b:1", "c:1"),
+        load_balancer=LoadBalancerConfig(policy="ring_hash", hash_policies=(cookie,)),
+    )
+    decider = Decider(Table(start=V1.id, targets={V1.id: hashed}))
+    rng = random.Random(5)
+    first = decider.decide(get("/"), rng=rng)
+    assert first.set_cookie is not None
+    assert (
+        first.set_cookie.startswith('route="')
+        and "Max-Age=60; Path=/; HttpOnly" in first.set_cookie
+    )
+    value = first.set_cookie.split('"')[1]
+    again = [decider.decide(get("/", ("cookie", f"route={value}")), rng=rng) for _ in range(20)]
+    assert {d.endpoint for d in again} == {first.endpoint}
+    assert all(d.set_cookie is None for d in again)
+
+
+def test_hash_cookie_without_ttl_is_not_generated() -> None:
+    cookie = HashPolicy(field="cookie", field_value="route")
+    hashed = Target(
+        V1.id, ("a:1",), load_balancer=LoadBalancerConfig(policy="maglev", hash_policies=(cookie,))
+    )
+    d = Decider(Table(start=V1.id, targets={V1.id: hashed})).decide(get("/"), rng=random.Random(0))
+    assert d.set_cookie is None and d.endpoint == "a:1"
