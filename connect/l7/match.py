@@ -9,8 +9,9 @@ Rules (Consul ``ServiceRouteHTTPMatch`` -> Envoy route match):
   encoded path (``/api/%2e%2e/admin``) cannot slip past a rule. Regexes are
   RE2 (``re2``) and must match the whole path, as Envoy's ``safe_regex``.
 - Header: exactly one of Present / Exact / Prefix / Suffix / Regex (none given
-  means Present); several values of one header are joined with ","; an
-  absent header matches nothing, then Invert flips the result.
+  means Present); several values of one header are joined with ","; Invert
+  flips the result, but an absent header only matches an inverted Present
+  (Envoy's ``matchHeaders``: a missing header never satisfies ``!Exact``).
 - QueryParam: one of Present / Exact / Regex on the first decoded value.
 - Methods: the request method must be one of them (empty = any).
 - PrefixRewrite replaces the matched PathPrefix (or the whole PathExact).
@@ -210,9 +211,9 @@ class _CompiledHeader:
     def matches(self, headers: Headers) -> bool:
         value = headers.get(self.m.name)
         m = self.m
-        if value is None:
-            result = False
-        elif m.exact:
+        if value is None:  # Envoy: only an inverted Present matches an absent header
+            return m.invert and not (m.exact or m.prefix or m.suffix or m.regex)
+        if m.exact:
             result = value == m.exact
         elif m.prefix:
             result = value.startswith(m.prefix)

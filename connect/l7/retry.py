@@ -161,9 +161,9 @@ def _status_retriable(policy: RetryPolicy, conds: frozenset[str], outcome: Outco
 
 def _header_hit(m: HeaderMatch, headers: Headers) -> bool:
     value = headers.get(m.name)
-    if value is None:
-        hit = False
-    elif m.exact:
+    if value is None:  # as Envoy's matchHeaders (see connect.l7.match)
+        return m.invert and not (m.exact or m.prefix or m.suffix or m.regex)
+    if m.exact:
         hit = value == m.exact
     elif m.prefix:
         hit = value.startswith(m.prefix)

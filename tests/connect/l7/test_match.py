@@ -135,6 +135,8 @@ def test_path_exact_prefix_and_regex() -> None:
         (HeaderMatch("x-version", regex="v[0-9]"), "v77", False),
         (HeaderMatch("x-version", exact="v2", invert=True), "v1", True),
         (HeaderMatch("x-version", exact="v2", invert=True), "v2", False),
+        (HeaderMatch("x-version", exact="v2", invert=True), None, False),  # Envoy
+        (HeaderMatch("x-version", regex="v.*", invert=True), None, False),
     ],
 )
 def test_header_matchers(matcher: HeaderMatch, value: str | None, expected: bool) -> None:
