@@ -52,6 +52,41 @@ def compile_regex(pattern: str, what: str) -> Any:
         raise RouteMatchError(f"{what} is not a valid regex: {reason}") from None
 
 
+_LITERAL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/-_~,;=&:@")
+
+
+def literal_prefix(pattern: str) -> str:
+    """A prefix every full match of ``pattern`` starts with ("" if unsure).
+
+    Lets the matcher skip the RE2 call for paths that cannot match; only
+    plain characters count, never one followed by a quantifier, and any
+    alternation gives up.
+    """
+    if "|" in pattern:
+        return ""
+    end = 0
+    while end < len(pattern) and pattern[end] in _LITERAL:
+        end += 1
+    if end < len(pattern) and pattern[end] in "?*{":
+        end -= 1
+    return pattern[: max(end, 0)]
+
+
+class _Regex:
+    """An RE2 full-match with a literal-prefix pre-check."""
+
+    __slots__ = ("prefix", "regex")
+
+    def __init__(self, pattern: str, what: str) -> None:
+        self.regex = compile_regex(pattern, what)
+        self.prefix = literal_prefix(pattern)
+
+    def fullmatch(self, value: str) -> bool:
+        if not value.startswith(self.prefix):
+            return False
+        return self.regex.fullmatch(value) is not None
+
+
 def _decode_percents(path: str, unescape_slashes: bool) -> str | None:
     out: list[str] = []
     i, n = 0, len(path)
@@ -206,7 +241,7 @@ class _CompiledHeader:
 
     def __init__(self, m: HeaderMatch, where: str) -> None:
         self.m = m
-        self.regex = compile_regex(m.regex, where) if m.regex else None
+        self.regex = _Regex(m.regex, where) if m.regex else None
 
     def matches(self, headers: Headers) -> bool:
         value = headers.get(self.m.name)
@@ -220,7 +255,7 @@ class _CompiledHeader:
         elif m.suffix:
             result = value.endswith(m.suffix)
         elif self.regex is not None:
-            result = self.regex.fullmatch(value) is not None
+            result = self.regex.fullmatch(value)
         else:
             result = True  # Present (or no matcher at all)
         return result != m.invert
@@ -231,7 +266,7 @@ class _CompiledQuery:
 
     def __init__(self, m: QueryParamMatch, where: str) -> None:
         self.m = m
-        self.regex = compile_regex(m.regex, where) if m.regex else None
+        self.regex = _Regex(m.regex, where) if m.regex else None
 
     def matches(self, params: Mapping[str, list[str]]) -> bool:
         values = params.get(self.m.name)
@@ -240,7 +275,7 @@ class _CompiledQuery:
         if self.m.exact:
             return values[0] == self.m.exact
         if self.regex is not None:
-            return self.regex.fullmatch(values[0]) is not None
+            return self.regex.fullmatch(values[0])
         return True
 
 
@@ -251,9 +286,7 @@ class CompiledMatch:
 
     def __init__(self, m: HTTPMatch, where: str = "Route") -> None:
         self.m = m
-        self.path_regex = (
-            compile_regex(m.path_regex, f"{where} PathRegex") if m.path_regex else None
-        )
+        self.path_regex = _Regex(m.path_regex, f"{where} PathRegex") if m.path_regex else None
         self.headers = tuple(
             _CompiledHeader(h, f"{where} Header[{i}] Regex") for i, h in enumerate(m.headers)
         )
@@ -272,7 +305,7 @@ class CompiledMatch:
         elif m.path_prefix:
             if not path.startswith(m.path_prefix):
                 return False
-        elif self.path_regex is not None and self.path_regex.fullmatch(path) is None:
+        elif self.path_regex is not None and not self.path_regex.fullmatch(path):
             return False
         if self.methods and request.method.upper() not in self.methods:
             return False

@@ -15,6 +15,8 @@ from connect.l7.match import (
     RouteMatchError,
     Router,
     apply_header_modifiers,
+    compile_regex,
+    literal_prefix,
     normalize_path,
 )
 from connect.l7.request import Headers, Request
@@ -224,3 +226,36 @@ def test_headers_are_case_insensitive_and_join_repeated_values() -> None:
     r = Request.build("get", "/p?x=1", [("Cookie", "a=1; session=abc")])
     assert r.method == "GET" and r.query == "x=1"
     assert r.cookie("session") == "abc" and r.cookie("none") is None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "prefix"),
+    [
+        ("/items/[0-9]+", "/items/"),
+        ("/ab?c", "/a"),
+        ("/ab*", "/a"),
+        ("/a{2}", "/"),
+        ("/ab+", "/ab"),
+        ("/a|/b", ""),
+        ("(?i)/admin", ""),
+        (".*iPhone.*", ""),
+        ("/x\\.y", "/x"),
+    ],
+)
+def test_literal_prefix_is_conservative(pattern: str, prefix: str) -> None:
+    assert literal_prefix(pattern) == prefix
+
+
+@given(
+    st.text(alphabet="/ab.*+?|()[]{}0-9", min_size=1, max_size=8),
+    st.text(alphabet="/ab09-", max_size=8),
+)
+def test_prefix_precheck_never_changes_a_regex_result(pattern: str, value: str) -> None:
+    try:
+        plain = compile_regex(pattern, "test")
+    except RouteMatchError:
+        return
+    route = Router([Route(HTTPMatch(path_regex=pattern), next_node="hit")])
+    path = "/" + value
+    expected = plain.fullmatch(path) is not None
+    assert (route.match(Request.build("GET", path), path=path) is not None) is expected
