@@ -108,6 +108,43 @@ class Decision:
     fault: FaultDecision = field(default_factory=FaultDecision)
     set_cookie: str | None = None  # Set-Cookie value for a generated hash cookie
 
+    def explain(self) -> dict[str, object]:
+        """A JSON-ready account of the decision (``meshd explain`` and its API)."""
+        retry = self.retry
+        return {
+            "Outcome": self.outcome,
+            "Path": self.path,
+            "ForwardPath": self.forward_path,
+            "RouteIndex": self.route_index,
+            "Splits": [
+                {
+                    "Node": step.node,
+                    "Buckets": [{"NextNode": n, "Weight": w} for n, w in step.buckets],
+                    "Picked": step.picked,
+                }
+                for step in self.splits
+            ],
+            "Target": self.target,
+            "TriedTargets": list(self.tried_targets),
+            "Endpoint": self.endpoint,
+            "Eligible": list(self.eligible),
+            "Ejected": list(self.ejected),
+            "TimeoutSeconds": self.timeout_s,
+            "Retry": {
+                "NumRetries": retry.max_retries(),
+                "RetryOn": sorted(retry.conditions()),
+                "RetryOnStatusCodes": list(retry.retry_on_status_codes),
+                "RetryNonIdempotent": retry.retry_non_idempotent,
+            },
+            "Mirror": self.mirror_target if self.mirror else None,
+            "Fault": {
+                "DelaySeconds": self.fault.delay_s,
+                "AbortStatus": self.fault.abort_status,
+                "AbortGrpcStatus": self.fault.abort_grpc_status,
+                "BandwidthKiBps": self.fault.bandwidth_kib_per_s,
+            },
+        }
+
     @property
     def status_if_local(self) -> int | None:
         """The status the proxy answers itself, or None when it forwards."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 
@@ -161,3 +162,28 @@ def test_hash_cookie_without_ttl_is_not_generated() -> None:
     )
     d = Decider(Table(start=V1.id, targets={V1.id: hashed})).decide(get("/"), rng=random.Random(0))
     assert d.set_cookie is None and d.endpoint == "a:1"
+
+
+def test_explain_names_route_buckets_target_endpoints_and_retries() -> None:
+    d = Decider(table()).decide(
+        get("/canary/x"), rng=random.Random(0), excluded=lambda t: {"10.0.0.1:80"}
+    )
+    out = d.explain()
+    assert out["Outcome"] == "ok" and out["RouteIndex"] == 1
+    assert out["Splits"] == [
+        {
+            "Node": "splitter:api",
+            "Buckets": [{"NextNode": V1.id, "Weight": 90.0}, {"NextNode": V2.id, "Weight": 10.0}],
+            "Picked": d.splits[0].picked,
+        }
+    ]
+    assert out["Retry"] == {
+        "NumRetries": 3,
+        "RetryOn": ["5xx"],
+        "RetryOnStatusCodes": [],
+        "RetryNonIdempotent": False,
+    }
+    assert out["TimeoutSeconds"] == 0.2
+    assert out["Target"] == V1.id  # the 90% bucket for this seed
+    assert out["Ejected"] == ["10.0.0.1:80"] and out["Endpoint"] == "10.0.0.2:80"
+    assert json.loads(json.dumps(out)) == out
