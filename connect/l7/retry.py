@@ -4,9 +4,11 @@ Rules (Consul router destination -> Envoy ``retry_policy``):
 
 - A policy exists when any retry field is set (Consul's ``HasRetryFeatures``);
   then NumRetries unset means Envoy's default of 1 retry.
-- Conditions (``retry_on``): ``5xx`` (any 5xx, or no response: reset,
-  connect failure, refused stream, per-try timeout), ``gateway-error``
-  (502/503/504 and per-try timeout), ``reset``, ``connect-failure``,
+- Conditions (``retry_on``): ``5xx`` (any 5xx), ``gateway-error``
+  (502/503/504); both, and ``reset``, also retry every reset attempt
+  (reset, connect failure, refused stream), as Envoy's
+  ``wouldRetryFromReset``; a per-try timeout only under ``5xx`` or
+  ``gateway-error``; ``connect-failure``,
   ``refused-stream``, ``retriable-4xx`` (409), ``retriable-status-codes``
   (RetryOnStatusCodes), ``retriable-headers``, ``envoy-ratelimited``
   (``x-envoy-ratelimited`` header); gRPC conditions on ``grpc-status``.
@@ -132,11 +134,16 @@ class RetryPolicy:
 
 
 def _failure_retriable(conds: frozenset[str], failure: Failure) -> bool:
-    if "5xx" in conds:
-        return True
+    # Envoy's wouldRetryFromReset: 5xx, gateway-error and reset cover every
+    # reset; connect-failure and refused-stream only their own kind. A
+    # (non-hedged) per-try timeout is retried only under 5xx/gateway-error.
     if failure is Failure.PER_TRY_TIMEOUT:
-        return "gateway-error" in conds
-    return failure.value in conds or (failure is Failure.REFUSED_STREAM and "reset" in conds)
+        return bool(conds & {"5xx", "gateway-error"})
+    if conds & {"5xx", "gateway-error", "reset"}:
+        return True
+    if failure is Failure.CONNECT_FAILURE:
+        return "connect-failure" in conds
+    return failure is Failure.REFUSED_STREAM and "refused-stream" in conds
 
 
 def _status_retriable(policy: RetryPolicy, conds: frozenset[str], outcome: Outcome) -> bool:

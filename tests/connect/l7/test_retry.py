@@ -75,6 +75,10 @@ def test_success_is_never_retried() -> None:
         (RetryPolicy(retry_on=("gateway-error",)), Outcome(failure=Failure.PER_TRY_TIMEOUT), True),
         (RetryPolicy(retry_on=("reset",)), Outcome(failure=Failure.RESET), True),
         (RetryPolicy(retry_on=("reset",)), Outcome(503), False),
+        (RetryPolicy(retry_on=("reset",)), Outcome(failure=Failure.PER_TRY_TIMEOUT), False),
+        (RetryPolicy(retry_on=("gateway-error",)), Outcome(failure=Failure.CONNECT_FAILURE), True),
+        (RetryPolicy(retry_on=("refused-stream",)), Outcome(failure=Failure.RESET), False),
+        (RetryPolicy(retry_on_status_codes=(503,)), Outcome(failure=Failure.RESET), False),
         (
             RetryPolicy(retry_on_connect_failure=True),
             Outcome(failure=Failure.CONNECT_FAILURE),
