@@ -148,6 +148,8 @@ def _failure_retriable(conds: frozenset[str], failure: Failure) -> bool:
 
 def _status_retriable(policy: RetryPolicy, conds: frozenset[str], outcome: Outcome) -> bool:
     status = outcome.status or 0
+    if "x-envoy-ratelimited" in outcome.headers:  # Envoy: only this condition counts
+        return "envoy-ratelimited" in conds
     if "5xx" in conds and status >= 500:
         return True
     if "gateway-error" in conds and status in (502, 503, 504):
@@ -155,8 +157,6 @@ def _status_retriable(policy: RetryPolicy, conds: frozenset[str], outcome: Outco
     if "retriable-4xx" in conds and status == 409:
         return True
     if "retriable-status-codes" in conds and status in policy.retry_on_status_codes:
-        return True
-    if "envoy-ratelimited" in conds and "x-envoy-ratelimited" in outcome.headers:
         return True
     if "retriable-headers" in conds and any(
         _header_hit(h, outcome.headers) for h in policy.retriable_headers
@@ -290,10 +290,9 @@ class RetryState:
         self._release_budget()
         if now >= self.deadline:
             return RetryDecision(Verdict.TIMEOUT, "route timeout")
-        if outcome.succeeded and outcome.status is not None and outcome.status < 400:
-            return RetryDecision(Verdict.RESPOND, "success")
         if not is_retriable(self.policy, outcome):
-            return RetryDecision(Verdict.RESPOND, "not retriable")
+            ok = outcome.failure is None and (outcome.status or 500) < 400
+            return RetryDecision(Verdict.RESPOND, "success" if ok else "not retriable")
         if self.method not in IDEMPOTENT_METHODS and not self.policy.retry_non_idempotent:
             return RetryDecision(Verdict.RESPOND, "non-idempotent method")
         if self.retries >= self.policy.max_retries():

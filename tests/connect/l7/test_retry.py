@@ -91,6 +91,16 @@ def test_success_is_never_retried() -> None:
         (RetryPolicy(retry_on_status_codes=(429,)), Outcome(429), True),
         (RetryPolicy(retry_on_status_codes=(429,)), Outcome(503), False),
         (
+            RetryPolicy(retry_on=("5xx",)),
+            Outcome(503, headers=Headers([("x-envoy-ratelimited", "true")])),
+            False,
+        ),
+        (
+            RetryPolicy(retry_on=("envoy-ratelimited",)),
+            Outcome(429, headers=Headers([("x-envoy-ratelimited", "true")])),
+            True,
+        ),
+        (
             RetryPolicy(retriable_headers=(HeaderMatch("x-retry", exact="yes"),)),
             Outcome(500, headers=Headers([("X-Retry", "yes")])),
             True,
@@ -104,6 +114,12 @@ def test_success_is_never_retried() -> None:
 )
 def test_retry_conditions(policy: RetryPolicy, outcome: Outcome, expected: bool) -> None:
     assert is_retriable(policy, outcome) is expected
+
+
+def test_grpc_unavailable_in_a_200_answer_is_retried() -> None:
+    grpc = Outcome(200, headers=Headers([("grpc-status", "14")]))
+    decision = state(RetryPolicy(num_retries=1, retry_on=("unavailable",))).after(grpc, 0.0)
+    assert decision.verdict is Verdict.RETRY
 
 
 def test_unknown_retry_condition_is_refused() -> None:
