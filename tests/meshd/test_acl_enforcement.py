@@ -319,7 +319,7 @@ ROWS: dict[tuple[str, str], Row] = {
     # observability (prom-sd)
     ("prometheus.sd", "GET"): Row("/v1/prometheus/sd", svc("web") + node(), kind="filtered"),
     ("internal.ui.service_topology", "GET"): Row(
-        "/v1/internal/ui/service-topology/web", svc("web")
+        "/v1/internal/ui/service-topology/web?kind=", svc("web")
     ),
 }
 # Run last: leaving stops the agent.

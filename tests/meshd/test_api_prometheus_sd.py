@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from meshd.api.prometheus_sd import instance_labels, proxy_metrics_target
+from meshd.api.topology import decision
 from tests.meshd.harness import APIClient, dev_agent
 
 e2e = pytest.mark.e2e
@@ -142,7 +143,7 @@ async def test_service_topology_lists_upstreams_and_downstreams_with_intentions(
         assert (await api.request("POST", "/v1/connect/intentions", deny)).status == 200
         resp = await wait_for(
             api,
-            "/v1/internal/ui/service-topology/web",
+            "/v1/internal/ui/service-topology/web?kind=",
             lambda t: (
                 [u["Name"] for u in t["Upstreams"]] == ["api"]
                 and t["Upstreams"][0]["InstanceCount"] == 1
@@ -163,10 +164,72 @@ async def test_service_topology_lists_upstreams_and_downstreams_with_intentions(
         }
         for key in ("ChecksPassing", "ChecksWarning", "ChecksCritical", "ConnectNative"):
             assert key in up
-        api_topo = (await api.get("/v1/internal/ui/service-topology/api")).json()
+        api_topo = (await api.get("/v1/internal/ui/service-topology/api?kind=")).json()
         assert api_topo["Upstreams"] == []
         (down,) = api_topo["Downstreams"]
         assert down["Name"] == "web" and down["InstanceCount"] == 1
         assert down["Intention"]["Allowed"] is False and down["Intention"]["HasExact"] is True
-        none = (await api.get("/v1/internal/ui/service-topology/nothing")).json()
+        none = (await api.get("/v1/internal/ui/service-topology/nothing?kind=")).json()
         assert none["Upstreams"] == [] and none["Downstreams"] == []
+        missing = await api.get("/v1/internal/ui/service-topology/web")
+        assert missing.status == 400 and "Missing service kind" in missing.text
+        gateway = await api.get("/v1/internal/ui/service-topology/web?kind=mesh-gateway")
+        assert gateway.status == 400 and "Unsupported service kind" in gateway.text
+
+
+def test_decision_follows_precedence_permissions_and_wildcards() -> None:
+    wild = {"SourceName": "*", "DestinationName": "api", "Action": "allow", "Precedence": 8}
+    exact_l7 = {
+        "SourceName": "web",
+        "DestinationName": "api",
+        "Action": "",
+        "Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/"}}],
+        "Precedence": 9,
+        "Meta": {"external-source": "kubernetes"},
+    }
+    assert decision([wild], "web", "api", False) == {
+        "DefaultAllow": False,
+        "Allowed": True,
+        "HasPermissions": False,
+        "ExternalSource": "",
+        "HasExact": False,
+    }
+    l7 = decision([wild, exact_l7], "web", "api", True)
+    assert l7["Allowed"] is False and l7["HasPermissions"] is True
+    assert l7["HasExact"] is True and l7["ExternalSource"] == "kubernetes"
+    assert decision([wild], "web", "db", True)["Allowed"] is True  # default allow
+
+
+@e2e
+async def test_sd_and_topology_are_filtered_by_acls(tmp_path: Any) -> None:
+    cfg = tmp_path / "acl.json"
+    cfg.write_text('{"acl": {"enabled": true, "default_policy": "deny"}}')
+    async with dev_agent(files=[str(cfg)]) as (_agent, anon):
+        boot = await anon.put("/v1/acl/bootstrap")
+        assert boot.status == 200, boot.text
+        admin = APIClient(anon.host, anon.port, token=boot.json()["SecretID"])
+        assert (await admin.put("/v1/agent/service/register", WEB)).status == 200
+        assert (await admin.put("/v1/agent/service/register", API)).status == 200
+        rules = 'service "web" { policy = "read" }\nnode_prefix "" { policy = "read" }'
+        policy = await admin.put("/v1/acl/policy", {"Name": "web-only", "Rules": rules})
+        assert policy.status == 200, policy.text
+        token = await admin.put("/v1/acl/token", {"Policies": [{"Name": "web-only"}]})
+        web_only = APIClient(anon.host, anon.port, token=token.json()["SecretID"])
+        await wait_for(
+            admin,
+            "/v1/internal/ui/service-topology/web?kind=",
+            lambda t: [u["Name"] for u in t["Upstreams"]] == ["api"],
+        )
+        resp = await web_only.get("/v1/prometheus/sd")
+        assert resp.status == 200
+        assert resp.headers.get("x-consul-results-filtered-by-acls") == "true"
+        services = {
+            g["labels"].get("__meta_consul_service") for g in by_kind(resp.json(), "service")
+        }
+        assert services == {"web"}
+        topo = (await web_only.get("/v1/internal/ui/service-topology/web?kind=")).json()
+        assert topo["Upstreams"] == [] and topo["FilteredByACLs"] is True
+        denied = await web_only.get("/v1/internal/ui/service-topology/api?kind=")
+        assert denied.status == 403
+        everything = (await admin.get("/v1/prometheus/sd")).json()
+        assert {"web", "api"} <= {g["labels"].get("__meta_consul_service") for g in everything}
