@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import trio
 
-from meshd.api.prometheus_sd import instance_labels, proxy_metrics_target
+from meshd.api.prometheus_sd import agent_groups, instance_labels, proxy_metrics_target
 from meshd.api.topology import decision
 from tests.meshd.harness import APIClient, dev_agent
 
@@ -233,3 +233,19 @@ async def test_sd_and_topology_are_filtered_by_acls(tmp_path: Any) -> None:
         assert denied.status == 403
         everything = (await admin.get("/v1/prometheus/sd")).json()
         assert {"web", "api"} <= {g["labels"].get("__meta_consul_service") for g in everything}
+
+
+def test_agent_targets_are_this_agent_and_nodes_advertising_meshd_metrics_addr() -> None:
+    class FakeAgent:
+        node_name = "n1"
+        http_addresses = [("0.0.0.0", 8500)]
+
+    nodes = [
+        {"Node": "n1", "Address": "10.0.0.1", "Datacenter": "dc1", "Meta": {}},
+        {"Node": "n2", "Address": "10.0.0.2", "Meta": {"meshd-metrics-addr": "10.0.0.2:8501"}},
+        {"Node": "n3", "Address": "10.0.0.3", "Meta": {}},
+    ]
+    groups = agent_groups(FakeAgent(), nodes)  # type: ignore[arg-type]
+    assert [g["targets"] for g in groups] == [["10.0.0.1:8500"], ["10.0.0.2:8501"]]
+    assert groups[1]["labels"]["__meta_consul_metadata_meshd_metrics_addr"] == "10.0.0.2:8501"
+    assert all(g["labels"]["__meta_meshd_kind"] == "agent" for g in groups)
