@@ -462,6 +462,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("agent.monitor", "GET"): need(P.AGENT_READ, own_node),
     ("operator.autopilot.configuration", "PUT"): need(P.OPERATOR_WRITE),
     ("operator.autopilot.state", "GET"): need(P.OPERATOR_READ),
+    # observability (prom-sd): answers hold only what the token may read
+    ("prometheus.sd", "GET"): FILTERED,
+    ("internal.ui.service_topology", "GET"): need(P.SERVICE_READ, param("service")),
 }
 
 

@@ -23,9 +23,11 @@ from . import (
     monitor,
     operator,
     operator_autopilot,
+    prometheus_sd,
     session,
     snapshot,
     status,
+    topology,
     txn,
 )
 from .acl_rules import ItemFilter, Rule, rule_for
@@ -47,9 +49,11 @@ MODULES = [
     monitor,
     operator,
     operator_autopilot,
+    prometheus_sd,
     session,
     snapshot,
     status,
+    topology,
     txn,
 ]
 

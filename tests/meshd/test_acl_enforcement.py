@@ -316,6 +316,11 @@ ROWS: dict[tuple[str, str], Row] = {
     ("acl.logout", "POST"): Row(
         "/v1/acl/logout", kind="public", refusal="ACL not found|Permission denied"
     ),
+    # observability (prom-sd)
+    ("prometheus.sd", "GET"): Row("/v1/prometheus/sd", svc("web") + node(), kind="filtered"),
+    ("internal.ui.service_topology", "GET"): Row(
+        "/v1/internal/ui/service-topology/web?kind=", svc("web")
+    ),
 }
 # Run last: leaving stops the agent.
 LAST = ("agent.leave", "PUT")
