@@ -27,6 +27,7 @@ from . import (
     snapshot,
     status,
     txn,
+    ui,
 )
 from .acl_rules import ItemFilter, Rule, rule_for
 from .common import FILTERED_HEADER, error_mapping
@@ -51,6 +52,7 @@ MODULES = [
     snapshot,
     status,
     txn,
+    ui,
 ]
 
 

@@ -1,0 +1,105 @@
+import { describeError, watch } from "../api.js";
+import { badge, clear, field, h, message } from "../dom.js";
+
+const KIND_FILTER = "/v1/catalog/services?filter=" + encodeURIComponent('ServiceKind != ""');
+
+/** Worst state of a list of checks (Consul's order: critical > warning > passing). */
+export function worst(states) {
+  if (states.includes("critical")) return "critical";
+  if (states.includes("warning")) return "warning";
+  return "passing";
+}
+
+export function renderServices(main) {
+  const state = { services: null, checks: [], kinds: {}, error: "" };
+  const search = h("input", { type: "search", name: "search", placeholder: "name or tag" });
+  const kind = h(
+    "select",
+    { name: "kind" },
+    h("option", { value: "" }, "all kinds"),
+    h("option", { value: "typical" }, "services"),
+    h("option", { value: "connect-proxy" }, "sidecar proxies"),
+    h("option", { value: "mesh-gateway" }, "mesh gateways"),
+  );
+  const body = h("div", { "aria-live": "polite" });
+  main.append(
+    h("h1", {}, "Services"),
+    h("form", { class: "filters", role: "search", onsubmit: (e) => e.preventDefault() },
+      field("Search services", search), field("Kind", kind)),
+    body,
+  );
+  const draw = () => draw_(body, state, search.value.trim().toLowerCase(), kind.value);
+  search.addEventListener("input", draw);
+  kind.addEventListener("change", draw);
+  const fail = (err) => {
+    state.error = describeError(err);
+    draw();
+  };
+  const stops = [
+    watch("/v1/catalog/services", (d) => { state.services = d; state.error = ""; draw(); }, fail),
+    watch("/v1/health/state/any", (d) => { state.checks = d; draw(); }, fail),
+    watch(KIND_FILTER, (d) => { state.kinds = kindsOf(d); draw(); }, () => {}),
+  ];
+  return () => stops.forEach((s) => s());
+}
+
+function kindsOf(filtered) {
+  // The filtered list names the services that have a kind; the tags do not
+  // say which, so sidecars are told apart by Consul's naming convention.
+  const kinds = {};
+  for (const name of Object.keys(filtered || {})) {
+    kinds[name] = name.endsWith("-sidecar-proxy") ? "connect-proxy" : "mesh-gateway";
+  }
+  return kinds;
+}
+
+function draw_(body, state, q, kindWanted) {
+  if (state.error && !state.services) {
+    clear(body, message("error", state.error));
+    return;
+  }
+  if (!state.services) {
+    clear(body, h("p", {}, "Loading…"));
+    return;
+  }
+  const byService = {};
+  for (const c of state.checks) {
+    if (!c.ServiceName) continue;
+    (byService[c.ServiceName] ||= []).push(c.Status);
+  }
+  const nodeChecks = state.checks.filter((c) => !c.ServiceName);
+  const rows = [];
+  const names = Object.keys(state.services).sort();
+  for (const name of names) {
+    const tags = state.services[name] || [];
+    const k = state.kinds[name] || "typical";
+    if (kindWanted && k !== kindWanted) continue;
+    if (q && !name.toLowerCase().includes(q) && !tags.some((t) => t.toLowerCase().includes(q))) continue;
+    const states = byService[name] || [];
+    const counts = { passing: 0, warning: 0, critical: 0 };
+    for (const s of states) counts[s] = (counts[s] || 0) + 1;
+    rows.push(
+      h("tr", {},
+        h("th", { scope: "row" }, h("a", { href: `#/services/${encodeURIComponent(name)}` }, name)),
+        h("td", {}, badge(worst(states))),
+        h("td", { class: "counts" }, `${counts.passing} passing, ${counts.warning} warning, ${counts.critical} critical`),
+        h("td", {}, k === "typical" ? "" : k),
+        h("td", {}, tags.map((t) => h("span", { class: "tag" }, t))),
+      ),
+    );
+  }
+  const warn = nodeChecks.some((c) => c.Status === "critical")
+    ? message("warn", "Some node checks are critical: see Nodes.") : null;
+  clear(body,
+    state.error ? message("error", state.error) : null,
+    warn,
+    h("p", { class: "count" }, `${rows.length} of ${names.length} services`),
+    h("table", { class: "list", id: "services-table" },
+      h("caption", { class: "sr-only" }, "Services and their health"),
+      h("thead", {}, h("tr", {},
+        h("th", { scope: "col" }, "Service"), h("th", { scope: "col" }, "Health"),
+        h("th", { scope: "col" }, "Checks"), h("th", { scope: "col" }, "Kind"),
+        h("th", { scope: "col" }, "Tags"))),
+      h("tbody", {}, rows)),
+  );
+}
