@@ -1,0 +1,187 @@
+"""The web UI in a real browser against a real ACL-enabled agent: what a
+token may read, intentions created in the UI, KV check-and-set conflicts,
+a service's instances, checks and edges, and axe-core on every page."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.ui.conftest import AgentProcess, axe_serious, shot
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def register(agent: AgentProcess, node: str, service: dict[str, Any], check: Any = None) -> None:
+    body: dict[str, Any] = {"Node": node, "Address": "127.0.0.1", "Service": service}
+    if check:
+        body["Check"] = check
+    status, out = agent.call("PUT", "/v1/catalog/register", body)
+    assert status == 200, out
+
+
+def make_token(agent: AgentProcess, name: str, rules: str) -> str:
+    status, pol = agent.call("PUT", "/v1/acl/policy", {"Name": name, "Rules": rules})
+    assert status == 200, pol
+    status, tok = agent.call(
+        "PUT", "/v1/acl/token", {"Description": name, "Policies": [{"Name": name}]}
+    )
+    assert status == 200, tok
+    return str(tok["SecretID"])
+
+
+def login(page: Any, agent: AgentProcess, token: str) -> None:
+    page.goto(agent.url + "/")
+    page.goto(agent.url + "/ui/#/login")
+    page.get_by_label("ACL token").fill(token)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/ui/#/services")
+
+
+@pytest.fixture(scope="module")
+def catalog(acl_agent: AgentProcess) -> AgentProcess:
+    a = acl_agent
+    register(
+        a,
+        "node-a",
+        {"ID": "web-1", "Service": "web", "Port": 8080, "Tags": ["v2", "frontend"]},
+        {"Name": "web alive", "Status": "passing", "Output": "HTTP GET /health: 200 OK"},
+    )
+    register(
+        a,
+        "node-a",
+        {
+            "ID": "web-1-sidecar-proxy",
+            "Service": "web-sidecar-proxy",
+            "Kind": "connect-proxy",
+            "Port": 21000,
+            "Proxy": {
+                "DestinationServiceName": "web",
+                "Upstreams": [{"DestinationName": "db", "LocalBindPort": 9191}],
+            },
+        },
+    )
+    register(
+        a,
+        "node-b",
+        {"ID": "db-1", "Service": "db", "Port": 5432},
+        {"Name": "db disk", "Status": "critical", "Output": "disk 97% full"},
+    )
+    register(a, "node-b", {"ID": "vault-1", "Service": "vault", "Port": 8200})
+    return a
+
+
+def test_token_sees_only_what_it_may_read_and_403_is_explained(page: Any, catalog: Any) -> None:
+    token = make_token(
+        catalog,
+        "ui-web-reader",
+        'service "web" { policy = "read" }\nservice "db" { policy = "read" }\n'
+        'node_prefix "" { policy = "read" }',
+    )
+    login(page, catalog, token)
+    table = page.locator("#services-table")
+    table.get_by_role("link", name="web", exact=True).wait_for()
+    names = table.locator("tbody th").all_inner_texts()
+    assert names == ["db", "web"], names  # vault and the sidecar are not readable
+    assert page.get_by_text("token: ui-web-reader").is_visible()
+    shot(page, "login-filtered-services")
+    # Writing an intention is not granted: the API's 403 is shown as a message.
+    page.get_by_role("link", name="Intentions").click()
+    page.get_by_role("link", name="Create intention").click()
+    page.get_by_label("Source service").fill("web")
+    page.get_by_label("Destination service").fill("db")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_role("alert").filter(has_text="Permission denied").wait_for()
+    shot(page, "login-intention-403")
+    assert catalog.call("GET", "/v1/connect/intentions/exact?source=web&destination=db")[0] == 404
+    # The token travels only in the X-Consul-Token header.
+    assert not [u for u in page.urls if token in u]
+
+
+def test_intention_created_in_the_ui_is_in_the_api_and_explained(
+    page: Any, catalog: AgentProcess
+) -> None:
+    login(page, catalog, catalog.mgmt)
+    page.goto(catalog.url + "/ui/#/intentions/new")
+    page.get_by_label("Source service").fill("web")
+    page.get_by_label("Destination service").fill("db")
+    page.get_by_label("Action").select_option("deny")
+    page.get_by_label("Description").fill("db is for the batch jobs only")
+    page.get_by_role("button", name="Save").click()
+    page.locator("#intentions-table").get_by_text("db is for the batch jobs only").wait_for()
+    status, got = catalog.call("GET", "/v1/connect/intentions/exact?source=web&destination=db")
+    assert status == 200, got
+    assert got["Action"] == "deny" and got["Description"] == "db is for the batch jobs only"
+    # "Why is web denied to db?"
+    page.get_by_label("Source service").fill("web")
+    page.get_by_label("Destination service").fill("db")
+    page.get_by_role("button", name="Explain").click()
+    result = page.locator("#explain-result")
+    result.get_by_text("denied by intention web → db (deny)").wait_for()
+    shot(page, "intention-created-and-explained")
+
+
+def test_kv_edit_with_stale_index_shows_conflict(page: Any, catalog: AgentProcess) -> None:
+    assert catalog.call("PUT", "/v1/kv/app/config/limit", "10")[0] == 200
+    login(page, catalog, catalog.mgmt)
+    page.goto(catalog.url + "/ui/#/kv/app/config/")
+    page.get_by_role("link", name="limit").click()
+    value = page.get_by_label("Value")
+    page.wait_for_function("() => document.getElementById('kv-value').value === '10'")
+    value.fill("20")
+    # Another editor saves first.
+    assert catalog.call("PUT", "/v1/kv/app/config/limit", "30")[0] == 200
+    page.get_by_role("button", name="Save").click()
+    page.locator("#kv-message").get_by_text("Conflict: someone else changed this key").wait_for()
+    shot(page, "kv-conflict")
+    status, raw = catalog.call("GET", "/v1/kv/app/config/limit?raw", raw=True)
+    assert (status, raw) == (200, "30")  # the stale edit did not overwrite
+
+
+def test_service_page_shows_instances_checks_and_edges(page: Any, catalog: AgentProcess) -> None:
+    login(page, catalog, catalog.mgmt)
+    page.get_by_role("link", name="web", exact=True).click()
+    page.get_by_role("heading", name="Instances (1)").wait_for()
+    page.get_by_text("HTTP GET /health: 200 OK").wait_for()
+    assert page.get_by_role("row", name="web alive").is_visible()
+    edges = page.locator("#edges")
+    edges.get_by_role("link", name="db").wait_for()
+    assert "upstream" in edges.inner_text()
+    shot(page, "service-web")
+    page.goto(catalog.url + "/ui/#/services/db")
+    page.get_by_text("disk 97% full").wait_for()
+    row = page.locator("#edges tbody tr").filter(has_text="downstream")
+    row.get_by_role("link", name="web").wait_for()
+    shot(page, "service-db")
+
+
+def test_live_update_through_blocking_queries(page: Any, catalog: AgentProcess) -> None:
+    login(page, catalog, catalog.mgmt)
+    table = page.locator("#services-table")
+    table.get_by_role("link", name="web", exact=True).wait_for()
+    register(catalog, "node-c", {"ID": "cache-1", "Service": "cache", "Port": 6379})
+    table.get_by_role("link", name="cache", exact=True).wait_for()  # no reload
+    shot(page, "live-update")
+
+
+PAGES = ["services", "services/web", "nodes", "kv/", "kv/app/config/limit", "intentions",
+         "intentions/new", "login"]  # fmt: skip
+
+
+def test_every_page_has_no_serious_accessibility_violations(
+    page: Any, catalog: AgentProcess
+) -> None:
+    catalog.call("PUT", "/v1/kv/app/config/limit", "10")
+    login(page, catalog, catalog.mgmt)
+    found = {}
+    for name in PAGES:
+        page.goto(catalog.url + "/ui/#/" + name)
+        page.locator("main h1").first.wait_for()
+        page.wait_for_timeout(300)  # let the first blocking-query answers render
+        shot(page, "axe-" + name.replace("/", "_"))
+        violations = axe_serious(page)
+        if violations:
+            found[name] = violations
+    assert not found, json.dumps(found, indent=1)
