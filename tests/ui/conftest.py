@@ -193,14 +193,14 @@ def page(browser: Any, axe_source: str, request: pytest.FixtureRequest) -> Itera
     p.on("request", lambda r: p.urls.append(r.url))
     yield p
     ARTIFACTS.mkdir(exist_ok=True)
-    p.screenshot(path=str(ARTIFACTS / f"{request.node.name}-final.png"), full_page=True)
+    p.screenshot(path=str(ARTIFACTS / f"{request.node.name}-final.png"))
     context.close()
 
 
-def shot(page: Any, name: str) -> Path:
+def shot(page: Any, name: str, *, full_page: bool = True) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 

@@ -57,7 +57,7 @@ def test_services_page_renders_1000_services(page: Any, open_agent: AgentProcess
     total = len(open_agent.call("GET", "/v1/catalog/services")[1])  # the bulk ones + consul
     assert rows.count() == total
     assert page.get_by_text(f"{total} of {total} services").is_visible()
-    shot(page, "services-1000")
+    shot(page, "services-1000", full_page=False)
     # Search narrows the list without a reload.
     page.get_by_label("Search services").fill("svc-0999")
     page.wait_for_function(
@@ -72,5 +72,5 @@ def test_down_agent_is_a_banner_not_a_blank_page(page: Any, open_agent: AgentPro
     banner = page.locator("#banner").get_by_text("The agent is not answering")
     banner.wait_for(timeout=30_000)
     assert page.locator("#services-table tbody tr").count() > 0  # last data still shown
-    shot(page, "agent-down-banner")
+    shot(page, "agent-down-banner", full_page=False)
     wait_until(lambda: open_agent.proc.poll() is not None, 10, "agent stopped")
