@@ -173,6 +173,7 @@ def build_app(agent_: Agent) -> App:
     server and anti-entropy (see ``Metrics.instrument``)."""
     metrics = agent_metrics(agent_)
     metrics.instrument(agent_)
-    app = App(build_router(agent_, metrics), errors=error_mapping())
+    errors = error_mapping(getattr(agent_, "no_leader_detail", None))
+    app = App(build_router(agent_, metrics), errors=errors)
     app.after_response(_record_request(metrics))
     return app

@@ -317,7 +317,9 @@ class UIConfig:
 
 
 def _one(parser: Parser) -> Parser:
-    return lambda value: (parser(value),)
+    # A list too: an HCL file may repeat the block (service { } service { }).
+    many = list_of(parser)
+    return lambda value: many(value) if isinstance(value, list) else (parser(value),)
 
 
 _NO_GOSSIP = "ignored: meshd has no gossip layer to encrypt"
