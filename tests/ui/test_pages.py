@@ -185,3 +185,32 @@ def test_every_page_has_no_serious_accessibility_violations(
         if violations:
             found[name] = violations
     assert not found, json.dumps(found, indent=1)
+
+
+def test_keyboard_alone_logs_in_and_navigates_with_visible_focus(
+    page: Any, catalog: AgentProcess
+) -> None:
+    page.goto(catalog.url + "/ui/#/login")
+    page.locator("#main h1").wait_for()
+    focused = "() => document.activeElement && document.activeElement.getAttribute('name')"
+    assert page.evaluate(focused) == "token"  # the login page focuses its field
+    page.keyboard.type(catalog.mgmt)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/ui/#/services")
+    page.locator("#services-table").wait_for()
+    assert page.evaluate("() => document.activeElement.id") == "main"  # focus follows the page
+    page.keyboard.press("Tab")
+    assert page.evaluate(focused) == "search"
+    page.reload()
+    page.locator("#services-table").wait_for()
+    page.keyboard.press("Tab")  # from the top the first stop is the skip link, shown on focus
+    assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
+    outline = "() => getComputedStyle(document.activeElement).outlineStyle"
+    assert page.evaluate(outline) == "solid"
+    page.keyboard.press("Tab")  # Services
+    page.keyboard.press("Tab")  # Nodes
+    assert page.evaluate("() => document.activeElement.textContent") == "Nodes"
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/ui/#/nodes")
+    page.get_by_role("heading", name="Nodes").wait_for()
+    shot(page, "keyboard-nodes")

@@ -4,9 +4,11 @@ the machine is shared), and an agent going away shown as a banner."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,6 +65,37 @@ def test_services_page_renders_1000_services(page: Any, open_agent: AgentProcess
     page.wait_for_function(
         "() => document.querySelectorAll('#services-table tbody tr').length === 1"
     )
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_ten_open_uis_add_little_load_to_an_idle_agent(
+    browser: Any, open_agent: AgentProcess
+) -> None:
+    pid = open_agent.proc.pid
+    window = 10.0
+    before = _cpu_seconds(pid)
+    time.sleep(window)
+    idle = _cpu_seconds(pid) - before
+    contexts = [browser.new_context() for _ in range(10)]
+    try:
+        for ctx in contexts:
+            p = ctx.new_page()
+            p.goto(open_agent.url + "/ui/#/services")
+            p.locator("#services-table tbody tr").first.wait_for(timeout=30_000)
+        time.sleep(2)  # the first answers are in; now only blocking queries wait
+        before = _cpu_seconds(pid)
+        time.sleep(window)
+        with_uis = _cpu_seconds(pid) - before
+    finally:
+        for ctx in contexts:
+            ctx.close()
+    print(f"\nagent CPU over {window:.0f} s: idle {idle:.2f} s, with 10 open UIs {with_uis:.2f} s")
+    # Blocking queries wait without work: no polling loop shows up as CPU.
+    assert with_uis < idle + 0.5 * window * 0.1, (idle, with_uis)
 
 
 def test_down_agent_is_a_banner_not_a_blank_page(page: Any, open_agent: AgentProcess) -> None:

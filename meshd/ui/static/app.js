@@ -24,7 +24,7 @@ const ROUTES = [
 
 let cleanup = null;
 
-function route() {
+function route(ev) {
   if (cleanup) cleanup();
   cleanup = null;
   const hash = location.hash.replace(/^#/, "") || "/services";
@@ -35,6 +35,9 @@ function route() {
     document.title = `${title} · meshd`;
     markNav(hash);
     clear(main);
+    // Move focus to the new content, so keyboard and screen-reader users
+    // start there (a page may then focus its first field).
+    if (ev) main.focus({ preventScroll: true }); // not on the first load
     const params = m.slice(1).map((p) => decodeURIComponent(p));
     cleanup = page(main, ...params) || null;
     return;
@@ -51,7 +54,7 @@ function markNav(hash) {
 }
 
 export function navigate(hash) {
-  if (location.hash === hash) route();
+  if (location.hash === hash) route(true);
   else location.hash = hash;
 }
 

@@ -1,4 +1,4 @@
-import { describeError, watch } from "../api.js";
+import { api, describeError, watch } from "../api.js";
 import { badge, clear, field, h, message } from "../dom.js";
 
 const KIND_FILTER = "/v1/catalog/services?filter=" + encodeURIComponent('ServiceKind != ""');
@@ -36,9 +36,15 @@ export function renderServices(main) {
     draw();
   };
   const stops = [
-    watch("/v1/catalog/services", (d) => { state.services = d; state.error = ""; draw(); }, fail),
+    watch("/v1/catalog/services", (d) => {
+      state.services = d;
+      state.error = "";
+      draw();
+      // Kinds change only with the service list: one plain read per change,
+      // not a third long poll (a browser allows 6 connections per host).
+      api("GET", KIND_FILTER).then(({ data }) => { state.kinds = kindsOf(data); draw(); }, () => {});
+    }, fail),
     watch("/v1/health/state/any", (d) => { state.checks = d; draw(); }, fail),
-    watch(KIND_FILTER, (d) => { state.kinds = kindsOf(d); draw(); }, () => {}),
   ];
   return () => stops.forEach((s) => s());
 }
