@@ -214,3 +214,50 @@ def test_keyboard_alone_logs_in_and_navigates_with_visible_focus(
     page.wait_for_url("**/ui/#/nodes")
     page.get_by_role("heading", name="Nodes").wait_for()
     shot(page, "keyboard-nodes")
+
+
+def test_intention_edited_and_deleted_in_the_ui(page: Any, catalog: AgentProcess) -> None:
+    body = {"Action": "deny", "Description": "temporary"}
+    assert (
+        catalog.call("PUT", "/v1/connect/intentions/exact?source=vault&destination=db", body)[0]
+        == 200
+    )
+    login(page, catalog, catalog.mgmt)
+    page.goto(catalog.url + "/ui/#/intentions")
+    page.get_by_role("link", name="Edit vault to db").click()
+    page.wait_for_function("() => document.querySelector('select[name=action]').value === 'deny'")
+    page.get_by_label("Action").select_option("allow")
+    page.get_by_label("Description").fill("vault reads db credentials")
+    page.get_by_role("button", name="Save").click()
+    page.locator("#intentions-table").get_by_text("vault reads db credentials").wait_for()
+    got = catalog.call("GET", "/v1/connect/intentions/exact?source=vault&destination=db")[1]
+    assert (got["Action"], got["Description"]) == ("allow", "vault reads db credentials")
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete vault to db").click()
+    page.get_by_role("button", name="Delete vault to db").wait_for(state="detached")
+    shot(page, "intention-deleted")
+    status = catalog.call("GET", "/v1/connect/intentions/exact?source=vault&destination=db")[0]
+    assert status == 404
+
+
+def test_kv_create_and_delete_in_the_ui(page: Any, catalog: AgentProcess) -> None:
+    login(page, catalog, catalog.mgmt)
+    page.goto(catalog.url + "/ui/#/kv/feature/")
+    page.get_by_label("Key (under feature/").fill("dark-mode")
+    page.get_by_label("Value").fill("on")
+    page.get_by_role("button", name="Create").click()
+    page.locator("#kv-keys").get_by_role("link", name="dark-mode").wait_for()
+    assert catalog.call("GET", "/v1/kv/feature/dark-mode?raw", raw=True) == (200, "on")
+    # Creating it again does not overwrite (cas=0).
+    page.get_by_label("Key (under feature/").fill("dark-mode")
+    page.get_by_label("Value").fill("off")
+    page.get_by_role("button", name="Create").click()
+    page.get_by_text("The key feature/dark-mode already exists.").wait_for()
+    assert catalog.call("GET", "/v1/kv/feature/dark-mode?raw", raw=True) == (200, "on")
+    page.locator("#kv-keys").get_by_role("link", name="dark-mode").click()
+    page.wait_for_function("() => document.getElementById('kv-value').value === 'on'")
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete").click()
+    page.wait_for_url("**/ui/#/kv/feature/")
+    shot(page, "kv-deleted")
+    assert catalog.call("GET", "/v1/kv/feature/dark-mode")[0] == 404

@@ -22,7 +22,7 @@ export function renderLogin(main) {
     try {
       await api("GET", "/v1/acl/token/self");
     } catch (err) {
-      if (err.status !== 404 || !/ACL support disabled/i.test(err.message)) {
+      if (!/ACL support disabled/i.test(err.message)) {
         setToken("");
         out.replaceChildren(message("error", err.status === 403 ? "This token is not valid." : describeError(err)));
         return;
