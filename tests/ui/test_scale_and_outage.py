@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from meshd.agent_tls import create_ca, create_cert, write_pem
 from tests.ui.conftest import AgentProcess, shot, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -107,3 +108,31 @@ def test_down_agent_is_a_banner_not_a_blank_page(page: Any, open_agent: AgentPro
     assert page.locator("#services-table tbody tr").count() > 0  # last data still shown
     shot(page, "agent-down-banner", full_page=False)
     wait_until(lambda: open_agent.proc.poll() is not None, 10, "agent stopped")
+
+
+def test_no_leader_is_a_banner(page: Any, tmp_path: Path) -> None:
+    # A server waiting for a second one to bootstrap has no leader.
+    ca_cert, ca_key = create_ca()
+    cert, key = create_cert(ca_cert, ca_key, kind="server", ips=["127.0.0.1"])
+    for name, pem in (("ca.pem", ca_cert), ("cert.pem", cert)):
+        write_pem(tmp_path / name, pem)
+    write_pem(tmp_path / "key.pem", key, private=True)
+    tls = {n: str(tmp_path / f) for n, f in
+           (("ca_file", "ca.pem"), ("cert_file", "cert.pem"), ("key_file", "key.pem"))}  # fmt: skip
+    extra = {
+        "server": True,
+        "bootstrap_expect": 2,
+        "data_dir": str(tmp_path / "data"),
+        "bind_addr": "127.0.0.1",
+        "client_addr": "127.0.0.1",
+        "ui_config": {"enabled": True},
+        "tls": {"defaults": tls},
+    }
+    agent = AgentProcess(tmp_path, acl=False, extra=extra)
+    try:
+        page.goto(agent.url + "/ui/#/services")
+        page.locator("#banner").get_by_text("The cluster has no leader").wait_for(timeout=30_000)
+        assert page.locator("main h1").inner_text() == "Services"  # the page, not a blank one
+        shot(page, "no-leader-banner", full_page=False)
+    finally:
+        agent.stop()
