@@ -98,6 +98,7 @@ def test_token_sees_only_what_it_may_read_and_403_is_explained(page: Any, catalo
     assert catalog.call("GET", "/v1/connect/intentions/exact?source=web&destination=db")[0] == 404
     # The token travels only in the X-Consul-Token header.
     assert not [u for u in page.urls if token in u]
+    assert token not in (catalog.root / "agent.log").read_text()  # nor into the agent's log
 
 
 def test_intention_created_in_the_ui_is_in_the_api_and_explained(
@@ -164,6 +165,14 @@ def test_live_update_through_blocking_queries(page: Any, catalog: AgentProcess) 
     register(catalog, "node-c", {"ID": "cache-1", "Service": "cache", "Port": 6379})
     table.get_by_role("link", name="cache", exact=True).wait_for()  # no reload
     shot(page, "live-update")
+    page.get_by_label("Kind").select_option("connect-proxy")
+    table.get_by_role("link", name="web", exact=True).wait_for(state="detached")
+    assert table.locator("tbody th").all_inner_texts() == ["web-sidecar-proxy"]
+    assert "connect-proxy" in table.locator("tbody tr").inner_text()
+    page.get_by_label("Kind").select_option("")
+    page.get_by_label("Search services").fill("front")  # a tag of web
+    table.get_by_role("link", name="db", exact=True).wait_for(state="detached")
+    assert table.locator("tbody th").all_inner_texts() == ["web"]
 
 
 PAGES = ["services", "services/web", "nodes", "kv/", "kv/app/config/limit", "intentions",

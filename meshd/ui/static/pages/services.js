@@ -1,7 +1,18 @@
 import { api, describeError, watch } from "../api.js";
 import { badge, clear, field, h, message } from "../dom.js";
 
-const KIND_FILTER = "/v1/catalog/services?filter=" + encodeURIComponent('ServiceKind != ""');
+const KINDS = ["connect-proxy", "mesh-gateway", "ingress-gateway", "terminating-gateway"];
+const kindQuery = (k) => "/v1/catalog/services?filter=" + encodeURIComponent(`ServiceKind == "${k}"`);
+
+/** name -> kind, for the services that have one (one filtered read per kind). */
+async function readKinds() {
+  const kinds = {};
+  const answers = await Promise.all(KINDS.map((k) => api("GET", kindQuery(k))));
+  answers.forEach(({ data }, i) => {
+    for (const name of Object.keys(data || {})) kinds[name] = KINDS[i];
+  });
+  return kinds;
+}
 
 /** Worst state of a list of checks (Consul's order: critical > warning > passing). */
 export function worst(states) {
@@ -20,6 +31,8 @@ export function renderServices(main) {
     h("option", { value: "typical" }, "services"),
     h("option", { value: "connect-proxy" }, "sidecar proxies"),
     h("option", { value: "mesh-gateway" }, "mesh gateways"),
+    h("option", { value: "ingress-gateway" }, "ingress gateways"),
+    h("option", { value: "terminating-gateway" }, "terminating gateways"),
   );
   const body = h("div", { "aria-live": "polite" });
   main.append(
@@ -42,21 +55,11 @@ export function renderServices(main) {
       draw();
       // Kinds change only with the service list: one plain read per change,
       // not a third long poll (a browser allows 6 connections per host).
-      api("GET", KIND_FILTER).then(({ data }) => { state.kinds = kindsOf(data); draw(); }, () => {});
+      readKinds().then((k) => { state.kinds = k; draw(); }, () => {});
     }, fail),
     watch("/v1/health/state/any", (d) => { state.checks = d; draw(); }, fail),
   ];
   return () => stops.forEach((s) => s());
-}
-
-function kindsOf(filtered) {
-  // The filtered list names the services that have a kind; the tags do not
-  // say which, so sidecars are told apart by Consul's naming convention.
-  const kinds = {};
-  for (const name of Object.keys(filtered || {})) {
-    kinds[name] = name.endsWith("-sidecar-proxy") ? "connect-proxy" : "mesh-gateway";
-  }
-  return kinds;
 }
 
 function draw_(body, state, q, kindWanted) {
