@@ -222,6 +222,9 @@ def test_keyboard_alone_logs_in_and_navigates_with_visible_focus(
     page.keyboard.press("Enter")
     page.wait_for_url("**/ui/#/nodes")
     page.get_by_role("heading", name="Nodes").wait_for()
+    node_b = page.get_by_role("row").filter(has_text="node-b")
+    node_b.get_by_text("db disk: critical").wait_for()  # node health from its checks
+    assert "critical" in node_b.locator(".badge").inner_text()
     shot(page, "keyboard-nodes")
 
 
