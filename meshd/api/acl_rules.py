@@ -458,6 +458,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("snapshot.restore", "PUT"): need(P.SNAPSHOT),
     ("status.leader", "GET"): PUBLIC,
     ("status.peers", "GET"): PUBLIC,
+    # the web UI's static files (meshd/api/ui.py): the pages' API calls carry the token
+    ("ui.index", "GET"): Rule(public=True, ignores_token=True),
+    ("ui.redirect", "GET"): Rule(public=True, ignores_token=True),
+    ("ui.static", "GET"): Rule(public=True, ignores_token=True),
     # streaming and operator additions (cli-commands)
     ("agent.monitor", "GET"): need(P.AGENT_READ, own_node),
     ("operator.autopilot.configuration", "PUT"): need(P.OPERATOR_WRITE),

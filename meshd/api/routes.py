@@ -29,6 +29,7 @@ from . import (
     status,
     topology,
     txn,
+    ui,
 )
 from .acl_rules import ItemFilter, Rule, rule_for
 from .common import FILTERED_HEADER, error_mapping
@@ -55,6 +56,7 @@ MODULES = [
     status,
     topology,
     txn,
+    ui,
 ]
 
 

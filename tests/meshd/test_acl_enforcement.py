@@ -243,6 +243,10 @@ ROWS: dict[tuple[str, str], Row] = {
     ("snapshot.restore", "PUT"): Row("/v1/snapshot", 'acl = "write"', "not an archive"),
     ("status.leader", "GET"): Row("/v1/status/leader", kind="public"),
     ("status.peers", "GET"): Row("/v1/status/peers", kind="public"),
+    # the web UI's files: public, as in Consul (the pages' API calls carry the token)
+    ("ui.index", "GET"): Row("/", kind="public"),
+    ("ui.redirect", "GET"): Row("/ui", kind="public"),
+    ("ui.static", "GET"): Row("/ui/app.js", kind="public"),
     # /v1/acl: acl:read to read, acl:write to write; bootstrap and token/self
     # need no permission (a valid token for self).
     ("acl.bootstrap", "PUT"): Row(
