@@ -7,7 +7,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import trio
 
 from tests.meshd.harness import APIClient, dev_agent
 
@@ -199,47 +198,6 @@ async def test_connect_lists_proxies_of_a_service() -> None:
         assert row["Node"]["Node"] == "n1"
         assert (await api.get("/v1/health/connect/web?passing")).json()[0]["Node"]["Node"] == "n1"
         assert (await api.get("/v1/health/connect/web?node-meta=rack:r2")).json() == []
-
-
-async def test_blocking_service_query_wakes_on_a_health_change() -> None:
-    async with dev_agent() as (_agent, api):
-        await register_two_webs(api)
-        r = await api.get("/v1/health/service/web?passing")
-        assert nodes_of(r.json()) == ["n1"]
-        index = int(r.headers["x-consul-index"])
-        woke: list[tuple[float, list[str], int]] = []
-
-        async def block() -> None:
-            start = trio.current_time()
-            res = await api.get(f"/v1/health/service/web?passing&index={index}&wait=10s")
-            woke.append(
-                (
-                    trio.current_time() - start,
-                    nodes_of(res.json()),
-                    int(res.headers["x-consul-index"]),
-                )
-            )
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(block)
-            await trio.sleep(0.3)
-            assert not woke  # nothing changed: still blocked
-            r = await api.put("/v1/catalog/register", web("n2", "r2", ["v1"], "passing", 8081))
-            assert r.status == 200
-        [(elapsed, nodes, new_index)] = woke
-        assert 0.2 < elapsed < 5
-        assert nodes == ["n1", "n2"] and new_index > index
-
-
-async def test_blocking_query_times_out_with_the_same_index() -> None:
-    async with dev_agent() as (_agent, api):
-        await register_two_webs(api)
-        r = await api.get("/v1/health/checks/web")
-        index = int(r.headers["x-consul-index"])
-        start = trio.current_time()
-        r = await api.get(f"/v1/health/checks/web?index={index}&wait=300ms")
-        assert trio.current_time() - start >= 0.25
-        assert r.status == 200 and int(r.headers["x-consul-index"]) == index
 
 
 async def test_bad_requests_get_400_with_consuls_text() -> None:

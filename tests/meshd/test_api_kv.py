@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 
 import pytest
-import trio
 
 from tests.meshd.harness import APIClient, dev_agent
 
@@ -142,76 +141,6 @@ async def test_delete_single_and_recursive() -> None:
         assert await all_keys(api) == ["t2"]
         assert (await api.delete("/v1/kv/?recurse")).json() is True
         assert await all_keys(api) == []
-
-
-async def test_blocking_get_wakes_when_the_key_changes() -> None:
-    async with dev_agent() as (_agent, api):
-        await put(api, "/v1/kv/watched", b"v1")
-        await put(api, "/v1/kv/other", b"o")
-        r = await api.get("/v1/kv/watched")
-        index = int(r.headers["x-consul-index"])
-        woke: list[tuple[float, bytes, int]] = []
-
-        async def block() -> None:
-            start = trio.current_time()
-            res = await api.get(f"/v1/kv/watched?index={index}&wait=10s")
-            [entry] = res.json()
-            woke.append(
-                (
-                    trio.current_time() - start,
-                    base64.b64decode(entry["Value"]),
-                    int(res.headers["x-consul-index"]),
-                )
-            )
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(block)
-            await trio.sleep(0.3)
-            await put(api, "/v1/kv/other", b"changed")  # another key: no wake-up
-            await trio.sleep(0.3)
-            assert not woke
-            await put(api, "/v1/kv/watched", b"v2")
-        [(elapsed, value, new_index)] = woke
-        assert 0.5 < elapsed < 5 and value == b"v2" and new_index > index
-
-
-async def test_blocking_on_a_missing_key_wakes_when_it_is_created() -> None:
-    async with dev_agent() as (_agent, api):
-        r = await api.get("/v1/kv/later")
-        assert r.status == 404
-        index = int(r.headers["x-consul-index"])
-        statuses: list[int] = []
-
-        async def block() -> None:
-            res = await api.get(f"/v1/kv/later?index={index}&wait=10s")
-            statuses.append(res.status)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(block)
-            await trio.sleep(0.3)
-            assert not statuses
-            await put(api, "/v1/kv/later", b"now")
-        assert statuses == [200]
-
-
-async def test_blocking_recurse_wakes_on_a_delete_under_the_prefix() -> None:
-    async with dev_agent() as (_agent, api):
-        await put(api, "/v1/kv/p/1", b"x")
-        await put(api, "/v1/kv/p/2", b"x")
-        r = await api.get("/v1/kv/p/?recurse")
-        index = int(r.headers["x-consul-index"])
-        seen: list[list[str]] = []
-
-        async def block() -> None:
-            res = await api.get(f"/v1/kv/p/?recurse&index={index}&wait=10s")
-            seen.append([e["Key"] for e in res.json()])
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(block)
-            await trio.sleep(0.3)
-            assert not seen
-            await api.delete("/v1/kv/p/1")
-        assert seen == [["p/2"]]
 
 
 async def test_bad_input_gets_400_or_413_and_changes_nothing() -> None:

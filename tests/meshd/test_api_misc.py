@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 
 import pytest
-import trio
 
 from meshd.agent.events import EventRing, UserEvent, accepts, uuid_to_index
 from tests.meshd.harness import dev_agent
@@ -88,31 +87,6 @@ async def test_fire_and_list_events() -> None:
         ]
         r = await api.put("/v1/event/fire/skipme?node=^other$")
         assert "skipme" not in {e["Name"] for e in (await api.get("/v1/event/list")).json()}
-
-
-@pytest.mark.e2e
-async def test_blocking_event_list_wakes_on_a_new_event() -> None:
-    async with dev_agent() as (_agent, api):
-        await api.put("/v1/event/fire/one")
-        r = await api.get("/v1/event/list")
-        index = r.headers["x-consul-index"]
-        woke: list[list[str]] = []
-
-        async def block() -> None:
-            res = await api.get(f"/v1/event/list?index={index}&wait=10s")
-            woke.append([e["Name"] for e in res.json()])
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(block)
-            await trio.sleep(0.3)
-            assert not woke
-            await api.put("/v1/event/fire/two")
-        assert woke == [["one", "two"]]
-        start = trio.current_time()
-        r = await api.get(f"/v1/event/list?index={index}&wait=5s")
-        assert trio.current_time() - start < 1  # index already moved: no wait
-        r = await api.get(f"/v1/event/list?index={r.headers['x-consul-index']}&wait=200ms")
-        assert r.status == 200 and len(r.json()) == 2
 
 
 @pytest.mark.e2e
