@@ -336,27 +336,6 @@ async def test_policy_rules_error_names_rules_and_line(
         assert (await ok(api, "GET", "/v1/acl/policies"))[-1]["Name"] != "bad"
 
 
-async def test_blocking_policy_list_wakes_on_create(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async with acl_agent(tmp_path, monkeypatch) as (_agent, api):
-        first = await api.get("/v1/acl/policies")
-        index = int(first.headers["x-consul-index"])
-        result: dict[str, Any] = {}
-
-        async def blocked() -> None:
-            r = await api.get(f"/v1/acl/policies?index={index}&wait=10s")
-            result["index"] = int(r.headers["x-consul-index"])
-            result["names"] = [p["Name"] for p in r.json()]
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(blocked)
-            await trio.sleep(0.3)
-            assert not result  # still waiting
-            await make_policy(api, "late")
-        assert result["index"] > index and "late" in result["names"]
-
-
 # --------------------------------------------------------------------- roles
 
 

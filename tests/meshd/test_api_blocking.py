@@ -10,11 +10,14 @@ up to D/16 of random jitter) elapses, then answers with the current index.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import trio
 
+from registry import queries as q
 from tests.meshd.inproc import InprocClient, InprocResult, b64, inproc_agent
 
 DB = {
@@ -208,3 +211,60 @@ async def test_event_list_blocking_answers_a_new_event_at_5s(autojump_clock: Any
         r = await api.get(f"/v1/event/list?index={r.index}&wait=200ms")
         assert since(t0) >= 0.2
         assert r.status == 200 and len(r.json()) == 2
+
+
+async def test_intention_list_and_match_answer_a_new_intention_at_5s(
+    autojump_clock: Any,
+) -> None:
+    async with inproc_agent() as (_agent, api):
+
+        async def create(src: str, action: str) -> None:
+            body = {"SourceName": src, "DestinationName": "db", "Action": action}
+            r = await api.request("POST", "/v1/connect/intentions", body)
+            assert r.status == 200, r.text
+
+        await create("web", "allow")
+        index = (await api.get("/v1/connect/intentions")).index
+        res, written, at = await block_then_write(
+            api, f"/v1/connect/intentions?index={index}&wait=20s", lambda: create("api", "allow")
+        )
+        assert written == at == 5.0 and res.index > index
+        assert {i["SourceName"] for i in res.json()} == {"web", "api"}
+        path = "/v1/connect/intentions/match?by=destination&name=db"
+        index = (await api.get(path)).index
+        res, written, at = await block_then_write(
+            api, f"{path}&index={index}&wait=20s", lambda: create("*", "deny")
+        )
+        assert written == at == 5.0 and res.index > index
+        assert [i["SourceName"] for i in res.json()["db"]] == ["api", "web", "*"]
+
+
+ROOT = "11111111-2222-4333-8444-555555555555"
+
+
+async def test_acl_policy_list_answers_a_new_policy_at_5s(
+    autojump_clock: Any, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "acl.json"
+    acl = {"enabled": True, "default_policy": "deny", "tokens": {"initial_management": ROOT}}
+    cfg.write_text(json.dumps({"acl": acl}))
+    async with inproc_agent(files=[str(cfg)]) as (agent, api):
+        assert agent.server is not None
+        store = agent.server.store
+        with trio.fail_after(10):  # fake seconds: the leader's ACL set-up
+            while q.acl_token_by_secret(store, None, ROOT)[1] is None:
+                await trio.sleep(0.1)
+        api.token = ROOT
+        index = (await api.get("/v1/acl/policies")).index
+
+        async def make_policy() -> None:
+            body = {"Name": "late", "Rules": 'key_prefix "" { policy = "read" }'}
+            assert (await api.put("/v1/acl/policy", body)).status == 200
+
+        res, written, at = await block_then_write(
+            api, f"/v1/acl/policies?index={index}&wait=10s", make_policy
+        )
+        assert written == at == 5.0 and res.index > index
+        assert "late" in [p["Name"] for p in res.json()]
+        api.token = ""  # anonymous under default deny: the list is refused
+        assert (await api.get("/v1/acl/policies")).status == 403

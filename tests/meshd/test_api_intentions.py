@@ -287,49 +287,6 @@ async def test_duplicate_pair_is_refused_as_consul_does() -> None:
         }
 
 
-async def _blocked_until_change(api: APIClient, path: str, change: Any) -> HTTPResult:
-    """GET ``path`` blocking on its current index; ``change()`` runs after the
-    request is parked; returns the answer, which must come within 1 s."""
-    r = await api.get(path)
-    index = int(r.headers["x-consul-index"])
-    sep = "&" if "?" in path else "?"
-    answers: list[HTTPResult] = []
-
-    async def blocked() -> None:
-        answers.append(await api.get(f"{path}{sep}index={index}&wait=20s"))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(blocked)
-        await trio.sleep(0.3)
-        assert answers == []  # still parked: nothing changed yet
-        start = trio.current_time()
-        await change()
-        with trio.fail_after(1):
-            while not answers:
-                await trio.sleep(0.01)
-        assert trio.current_time() - start < 1
-    assert int(answers[0].headers["x-consul-index"]) > index
-    return answers[0]
-
-
-async def test_blocking_list_and_match_wake_on_change() -> None:
-    async with dev_agent() as (_agent, api):
-        await create(api, "web", "db")
-
-        async def add_api_db() -> None:
-            await create(api, "api", "db")
-
-        r = await _blocked_until_change(api, "/v1/connect/intentions", add_api_db)
-        assert {i["SourceName"] for i in r.json()} == {"web", "api"}
-
-        async def add_star_db() -> None:
-            await create(api, "*", "db", "deny")
-
-        path = "/v1/connect/intentions/match?by=destination&name=db"
-        r = await _blocked_until_change(api, path, add_star_db)
-        assert [i["SourceName"] for i in r.json()["db"]] == ["api", "web", "*"]
-
-
 async def test_authorize_by_intention_and_default_with_reasons() -> None:
     async with dev_agent() as (_agent, api):
         td = await trust_domain(api)
