@@ -268,3 +268,26 @@ async def test_acl_policy_list_answers_a_new_policy_at_5s(
         assert "late" in [p["Name"] for p in res.json()]
         api.token = ""  # anonymous under default deny: the list is refused
         assert (await api.get("/v1/acl/policies")).status == 403
+
+
+async def test_agent_services_hash_block_answers_a_registration_at_5s(
+    autojump_clock: Any,
+) -> None:
+    async with inproc_agent() as (_agent, api):
+        digest = (await api.get("/v1/agent/services")).headers["x-consul-contenthash"]
+        t0 = trio.current_time()
+        timed = await api.get(f"/v1/agent/services?hash={digest}&wait=200ms")
+        assert 0.2 <= since(t0) <= 0.2 + 0.2 / 16
+        assert timed.headers["x-consul-contenthash"] == digest and timed.json() == {}
+
+        async def register() -> None:
+            body = {"Name": "api", "Port": 9000}
+            assert (await api.put("/v1/agent/service/register", body)).status == 200
+
+        res, written, at = await block_then_write(
+            api, f"/v1/agent/services?hash={digest}&wait=20s", register
+        )
+        # Answered when the local state changed at t=5 s; the PUT itself
+        # returns a little later, once anti-entropy put it in the catalog.
+        assert at == 5.0 and at <= written < 6.0, (written, at)
+        assert res.headers["x-consul-contenthash"] != digest and "api" in res.json()

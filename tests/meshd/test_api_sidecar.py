@@ -125,30 +125,6 @@ async def test_bad_sidecar_is_refused_with_400_and_nothing_registered() -> None:
         assert (await api.get("/v1/agent/services")).json() == {}
 
 
-@e2e
-async def test_agent_services_block_on_content_hash_until_a_registration() -> None:
-    async with dev_agent() as (_agent, api):
-        first = await api.get("/v1/agent/services")
-        digest = first.headers["x-consul-contenthash"]
-        timed = await api.get(f"/v1/agent/services?hash={digest}&wait=200ms")
-        assert timed.headers["x-consul-contenthash"] == digest
-        got: list[Any] = []
-
-        async def block() -> None:
-            got.append(await api.get(f"/v1/agent/services?hash={digest}&wait=20s"))
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(block)
-            await trio.sleep(0.2)
-            assert not got
-            await api.put("/v1/agent/service/register", {"Name": "api", "Port": 9000})
-        with trio.fail_after(5):
-            while not got:
-                await trio.sleep(0.01)
-        assert got[0].headers["x-consul-contenthash"] != digest
-        assert "api" in got[0].json()
-
-
 def test_sidecar_address_defaults_to_the_given_one_only_without_an_address() -> None:
     _, bare = expand(parse_service(WEB, node="n1"), {}, node="n1")
     assert bare is not None and bare.service.address == ""
