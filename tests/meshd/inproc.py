@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import trio
+import trio.testing
 
 from meshd.agent.agent import Agent
 from meshd.config import load_config
@@ -91,6 +92,8 @@ async def inproc_agent(
 ) -> AsyncIterator[tuple[Agent, InprocClient]]:
     """A running ``--dev`` agent (leader elected) without HTTP/DNS listeners,
     and a client that drives its ``App`` in-process."""
+    clock = trio.lowlevel.current_clock()
+    assert isinstance(clock, trio.testing.MockClock), "request the autojump_clock fixture"
     all_flags: dict[str, Any] = {
         "http_port": -1,
         "dns_port": -1,

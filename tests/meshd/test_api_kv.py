@@ -1,33 +1,35 @@
-"""/v1/kv against a real dev agent, asserting Consul's documented shapes
-(https://developer.hashicorp.com/consul/api-docs/kv)."""
+"""/v1/kv against a dev agent, asserting Consul's documented shapes
+(https://developer.hashicorp.com/consul/api-docs/kv). In-process
+(tests/meshd/inproc.py, autojump clock) but for one e2e test on a real socket."""
 
 from __future__ import annotations
 
 import base64
 
 import pytest
+from trio.testing import MockClock
 
 from tests.meshd.harness import APIClient, dev_agent
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import InprocClient, inproc_agent
 
 ENTRY_KEYS = {"LockIndex", "Key", "Flags", "Value", "CreateIndex", "ModifyIndex"}
 
 
-async def put(api: APIClient, path: str, value: bytes = b"") -> object:
+async def put(api: APIClient | InprocClient, path: str, value: bytes = b"") -> object:
     r = await api.put(path, raw=value)
     assert r.status == 200, (path, r.status, r.text)
     assert r.headers["content-type"] == "application/json"
     return r.json()
 
 
-async def all_keys(api: APIClient) -> list[str]:
+async def all_keys(api: APIClient | InprocClient) -> list[str]:
     r = await api.get("/v1/kv/?keys")
     assert r.status == 200
     keys: list[str] = r.json()
     return keys
 
 
+@pytest.mark.e2e
 async def test_put_then_get_returns_consuls_entry_shape() -> None:
     async with dev_agent() as (_agent, api):
         assert await put(api, "/v1/kv/app/config?flags=42", b"hello \x00 world") is True
@@ -55,8 +57,8 @@ async def test_put_then_get_returns_consuls_entry_shape() -> None:
         assert (await api.get("/v1/kv/a/b")).json()[0]["Key"] == "a/b"
 
 
-async def test_missing_key_is_404_with_an_index() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_missing_key_is_404_with_an_index(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         for path in ("/v1/kv/nope", "/v1/kv/nope?raw", "/v1/kv/nope/?recurse", "/v1/kv/no?keys"):
             r = await api.get(path)
             assert (r.status, r.body) == (404, b""), path
@@ -67,8 +69,8 @@ async def test_missing_key_is_404_with_an_index() -> None:
         assert (r.status, r.json()) == (200, [])
 
 
-async def test_raw_returns_the_stored_bytes_with_safe_headers() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_raw_returns_the_stored_bytes_with_safe_headers(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         value = b"<script>alert(1)</script>\xff"
         await put(api, "/v1/kv/page", value)
         r = await api.get("/v1/kv/page?raw")
@@ -82,8 +84,8 @@ async def test_raw_returns_the_stored_bytes_with_safe_headers() -> None:
         assert (r.status, r.body) == (200, b"")
 
 
-async def test_recurse_keys_and_separator() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_recurse_keys_and_separator(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         for key in ("a/b", "a/c/d", "a/c/e", "ab", "b"):
             await put(api, f"/v1/kv/{key}", key.encode())
         r = await api.get("/v1/kv/a/?recurse")
@@ -110,8 +112,8 @@ async def test_recurse_keys_and_separator() -> None:
         assert [e["Key"] for e in r.json()] == ["a/b"]
 
 
-async def test_cas_put_and_delete() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_cas_put_and_delete(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         assert await put(api, "/v1/kv/k?cas=0", b"1") is True
         assert await put(api, "/v1/kv/k?cas=0", b"2") is False  # create-only
         [entry] = (await api.get("/v1/kv/k")).json()
@@ -130,8 +132,8 @@ async def test_cas_put_and_delete() -> None:
         assert (await api.delete("/v1/kv/k")).json() is True
 
 
-async def test_delete_single_and_recursive() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_delete_single_and_recursive(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         for key in ("t/1", "t/2", "t2", "u"):
             await put(api, f"/v1/kv/{key}", b"x")
         assert (await api.delete("/v1/kv/u")).json() is True
@@ -143,8 +145,8 @@ async def test_delete_single_and_recursive() -> None:
         assert await all_keys(api) == []
 
 
-async def test_bad_input_gets_400_or_413_and_changes_nothing() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_bad_input_gets_400_or_413_and_changes_nothing(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await put(api, "/v1/kv/keep", b"original")
         before = (await api.get("/v1/kv/?recurse")).json()
         cases: list[tuple[str, str, bytes, int, str]] = [
