@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from trio.testing import MockClock
 
 from tests.meshd.harness import dev_agent
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import inproc_agent
 
 DB = {
     "Node": "ext-1",
@@ -17,6 +17,7 @@ DB = {
 }
 
 
+@pytest.mark.e2e
 async def test_register_query_and_deregister() -> None:
     async with dev_agent() as (_agent, api):
         r = await api.put("/v1/catalog/register", DB)
@@ -48,8 +49,10 @@ async def test_register_query_and_deregister() -> None:
         assert nodes == {"dev-node"}
 
 
-async def test_bad_input_gets_400_naming_the_problem_and_changes_nothing() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_bad_input_gets_400_naming_the_problem_and_changes_nothing(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         before = (await api.get("/v1/catalog/nodes")).json()
         cases = [
             ({"Node": "x"}, "Address"),

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 
 import pytest
+from trio.testing import MockClock
 
 from meshd.agent.events import EventRing, UserEvent, accepts, uuid_to_index
 from tests.meshd.harness import dev_agent
+from tests.meshd.inproc import inproc_agent
 
 
 def test_uuid_to_index_matches_consuls_fold() -> None:
@@ -49,6 +51,7 @@ def test_filters_follow_should_process_user_event() -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.e2e
 async def test_coordinates_are_empty_but_shaped_like_consuls() -> None:
     async with dev_agent() as (_agent, api):
         r = await api.get("/v1/coordinate/datacenters")
@@ -60,8 +63,8 @@ async def test_coordinates_are_empty_but_shaped_like_consuls() -> None:
 
 
 @pytest.mark.e2e
-async def test_fire_and_list_events() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_fire_and_list_events(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.get("/v1/event/list")
         assert (r.status, r.json(), r.headers["x-consul-index"]) == (200, [], "1")
         r = await api.put("/v1/event/fire/deploy?service=web&tag=v1", raw=b"v1.2.3")
@@ -90,8 +93,8 @@ async def test_fire_and_list_events() -> None:
 
 
 @pytest.mark.e2e
-async def test_bad_events_get_400_and_are_not_kept() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_bad_events_get_400_and_are_not_kept(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.put("/v1/event/fire/_internal")
         assert r.status == 400 and "reserved" in r.text
         r = await api.put("/v1/event/fire/x?node=(")

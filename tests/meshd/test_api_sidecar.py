@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from meshd.agent.definitions import parse_service
 from meshd.agent.sidecar import expand
 from registry.errors import ValidationError
 from tests.meshd.harness import dev_agent
+from tests.meshd.inproc import inproc_agent
 
 e2e = pytest.mark.e2e
 
@@ -97,6 +99,7 @@ def test_bad_sidecar_definitions_name_the_field(sidecar: Any, field: str) -> Non
 
 
 @e2e
+@pytest.mark.e2e
 async def test_register_and_deregister_through_the_api_include_the_sidecar() -> None:
     async with dev_agent() as (_agent, api):
         assert (await api.put("/v1/agent/service/register", WEB)).status == 200
@@ -116,8 +119,10 @@ async def test_register_and_deregister_through_the_api_include_the_sidecar() -> 
 
 
 @e2e
-async def test_bad_sidecar_is_refused_with_400_and_nothing_registered() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_bad_sidecar_is_refused_with_400_and_nothing_registered(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         bad = {"Name": "web", "Connect": {"SidecarService": {"Proxy": {"Upstreams": [{}]}}}}
         resp = await api.put("/v1/agent/service/register", bad)
         assert resp.status == 400
@@ -136,10 +141,10 @@ def test_sidecar_address_defaults_to_the_given_one_only_without_an_address() -> 
 
 
 @e2e
-async def test_dev_agent_sidecar_public_listener_is_on_loopback() -> None:
+async def test_dev_agent_sidecar_public_listener_is_on_loopback(autojump_clock: MockClock) -> None:
     from connect.proxy.config import Limits, parse_sidecar
 
-    async with dev_agent() as (_agent, api):
+    async with inproc_agent() as (_agent, api):
         assert (await api.put("/v1/agent/service/register", WEB)).status == 200
         body = (await api.get("/v1/agent/service/web-sidecar-proxy")).json()
         assert body["Address"] == "127.0.0.1"
