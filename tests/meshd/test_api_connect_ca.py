@@ -94,7 +94,6 @@ async def test_roots_name_the_trust_domain_and_never_carry_private_keys() -> Non
         assert "PrivateKey" not in config["Config"]
 
 
-@e2e
 async def test_leaf_is_signed_for_the_service_and_verifies_against_the_root(
     autojump_clock: MockClock,
 ) -> None:
@@ -113,7 +112,6 @@ async def test_leaf_is_signed_for_the_service_and_verifies_against_the_root(
         assert again["SerialNumber"] == leaf["SerialNumber"]  # cached, not re-signed
 
 
-@e2e
 async def test_rotation_cross_signs_and_wakes_leaf_watchers(autojump_clock: MockClock) -> None:
     async with inproc_agent() as (_agent, api):
         old_roots = await roots_of(api)
@@ -171,7 +169,6 @@ async def test_bad_ca_configuration_is_refused_naming_the_field_and_changes_noth
         assert (await api.get("/v1/connect/ca/roots")).json() == before
 
 
-@e2e
 async def test_signing_is_rate_limited_with_429(autojump_clock: MockClock) -> None:
     async with inproc_agent() as (_agent, api):
         await roots_of(api)
@@ -196,7 +193,6 @@ def test_rate_limiter_refills_at_the_configured_rate() -> None:
     assert all(limiter.allow(0) for _ in range(100))
 
 
-@e2e
 async def test_leaf_for_an_invalid_service_name_is_refused_and_nothing_is_started(
     autojump_clock: MockClock,
 ) -> None:

@@ -62,7 +62,6 @@ async def test_coordinates_are_empty_but_shaped_like_consuls() -> None:
         assert (await api.get("/v1/coordinate/nodes?dc=other")).status == 400
 
 
-@pytest.mark.e2e
 async def test_fire_and_list_events(autojump_clock: MockClock) -> None:
     async with inproc_agent() as (_agent, api):
         r = await api.get("/v1/event/list")
@@ -92,7 +91,6 @@ async def test_fire_and_list_events(autojump_clock: MockClock) -> None:
         assert "skipme" not in {e["Name"] for e in (await api.get("/v1/event/list")).json()}
 
 
-@pytest.mark.e2e
 async def test_bad_events_get_400_and_are_not_kept(autojump_clock: MockClock) -> None:
     async with inproc_agent() as (_agent, api):
         r = await api.put("/v1/event/fire/_internal")

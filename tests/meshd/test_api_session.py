@@ -121,7 +121,6 @@ async def test_create_with_defaults_binds_this_node_and_serf_health() -> None:
             assert s["CreateIndex"] == s["ModifyIndex"] > 0
 
 
-@e2e
 async def test_create_with_every_option(autojump_clock: MockClock) -> None:
     async with agent_api() as api:
         session_id = await create(
@@ -148,7 +147,6 @@ async def test_create_with_every_option(autojump_clock: MockClock) -> None:
         assert (await info(api, sid))[0]["NodeChecks"] == []
 
 
-@e2e
 async def test_list_node_info_destroy_and_renew(autojump_clock: MockClock) -> None:
     async with agent_api() as api:
         first = await create(api, {**NO_CHECKS, "Name": "a"})
@@ -180,7 +178,6 @@ async def test_list_node_info_destroy_and_renew(autojump_clock: MockClock) -> No
         assert await info(api, str(uuid.uuid4())) == []
 
 
-@e2e
 async def test_bad_input_gets_400_naming_the_field_and_creates_nothing(
     autojump_clock: MockClock,
 ) -> None:
@@ -218,7 +215,6 @@ async def test_bad_input_gets_400_naming_the_field_and_creates_nothing(
         assert (await api.get("/v1/session/list")).json() == []
 
 
-@e2e
 async def test_create_refused_by_state_answers_500_like_consul(autojump_clock: MockClock) -> None:
     async with agent_api() as api:
         r = await api.put("/v1/session/create", {**NO_CHECKS, "Node": "ghost"})
@@ -240,7 +236,6 @@ async def test_create_refused_by_state_answers_500_like_consul(autojump_clock: M
         assert (await api.get("/v1/session/list")).json() == []
 
 
-@e2e
 async def test_lock_is_exclusive_until_released(autojump_clock: MockClock) -> None:
     async with agent_api() as api:
         s1 = await create(api, {**NO_CHECKS, "Name": "s1"})
@@ -272,7 +267,6 @@ async def test_lock_is_exclusive_until_released(autojump_clock: MockClock) -> No
         assert (await kv(api, "service/leader") or {})["Session"] == s2
 
 
-@e2e
 async def test_acquire_with_unknown_session_is_a_500(autojump_clock: MockClock) -> None:
     async with agent_api() as api:
         ghost = str(uuid.uuid4())
@@ -281,7 +275,6 @@ async def test_acquire_with_unknown_session_is_a_500(autojump_clock: MockClock) 
         assert await kv(api, "lock") is None
 
 
-@e2e
 async def test_destroying_a_release_session_frees_its_locks_behind_a_lock_delay(
     autojump_clock: MockClock,
 ) -> None:
@@ -302,7 +295,6 @@ async def test_destroying_a_release_session_frees_its_locks_behind_a_lock_delay(
         assert await acquire(api, "fast", other) is True
 
 
-@e2e
 async def test_destroying_a_delete_session_deletes_its_keys(autojump_clock: MockClock) -> None:
     async with agent_api() as api:
         s = await create(api, {**NO_CHECKS, "Behavior": "delete", "LockDelay": 0})

@@ -118,7 +118,6 @@ async def test_register_and_deregister_through_the_api_include_the_sidecar() -> 
         assert (await api.get("/v1/agent/services")).json() == {}
 
 
-@e2e
 async def test_bad_sidecar_is_refused_with_400_and_nothing_registered(
     autojump_clock: MockClock,
 ) -> None:
@@ -140,7 +139,6 @@ def test_sidecar_address_defaults_to_the_given_one_only_without_an_address() -> 
     assert kept is not None and kept.service.address == "10.0.0.5"
 
 
-@e2e
 async def test_dev_agent_sidecar_public_listener_is_on_loopback(autojump_clock: MockClock) -> None:
     from connect.proxy.config import Limits, parse_sidecar
 

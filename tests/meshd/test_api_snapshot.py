@@ -95,7 +95,6 @@ async def test_save_then_restore_brings_the_state_back() -> None:
         assert "ext-4" in {n for n, _ in (await catalog(api))[0]}
 
 
-@pytest.mark.e2e
 async def test_a_corrupt_archive_is_refused_with_400_and_changes_nothing(
     autojump_clock: MockClock,
 ) -> None:
@@ -118,7 +117,6 @@ async def test_a_corrupt_archive_is_refused_with_400_and_changes_nothing(
         assert await catalog(api) == before
 
 
-@pytest.mark.e2e
 async def test_an_archive_whose_state_does_not_decode_is_refused(autojump_clock: MockClock) -> None:
     async with inproc_agent() as (_agent, api):
         await api.put("/v1/catalog/register", EXT[0])
@@ -129,7 +127,6 @@ async def test_an_archive_whose_state_does_not_decode_is_refused(autojump_clock:
         assert await catalog(api) == before
 
 
-@pytest.mark.e2e
 async def test_stale_save_is_answered_locally(autojump_clock: MockClock) -> None:
     async with inproc_agent() as (_agent, api):
         r = await api.get("/v1/snapshot?stale")

@@ -174,6 +174,7 @@ async def leader_of(nodes: list[Node]) -> Node:
     return next(n for n in nodes if n.rpc == addr)
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 async def test_cluster_status_members_operator_snapshot_and_events(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -274,6 +275,7 @@ async def _events_reach_every_agent(servers: list[Node], client: Node) -> None:
     assert fired
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 async def test_cluster_transfer_remove_and_force_leave(tmp_path: Path) -> None:
     async with cluster(tmp_path) as nodes:

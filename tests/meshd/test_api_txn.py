@@ -66,7 +66,6 @@ async def test_write_transaction_applies_every_op_and_returns_results() -> None:
         assert [(k, v) for k, v, _ in state] == [("cfg/a", b64(b"1")), ("cfg/b", b64(b"2"))]
 
 
-@e2e
 async def test_a_failing_cas_in_the_middle_rolls_back_everything(autojump_clock: MockClock) -> None:
     async with inproc_agent() as (_agent, api):
         assert (await api.put("/v1/kv/existing", raw=b"old")).json() is True
@@ -92,7 +91,6 @@ async def test_a_failing_cas_in_the_middle_rolls_back_everything(autojump_clock:
         assert await kv_state(api) == before  # nothing changed, not even op 0 or 1
 
 
-@e2e
 async def test_read_only_transaction_is_answered_without_raft(autojump_clock: MockClock) -> None:
     async with inproc_agent() as (agent, api):
         assert (await api.put("/v1/kv/r/1", raw=b"one")).json() is True
@@ -128,7 +126,6 @@ async def test_read_only_transaction_is_answered_without_raft(autojump_clock: Mo
         assert r.status == 409 and "missing" in r.json()["Errors"][0]["What"]
 
 
-@e2e
 async def test_locks_in_a_transaction(autojump_clock: MockClock) -> None:
     async with inproc_agent() as (agent, api):
         assert agent.sync is not None
@@ -156,7 +153,6 @@ async def test_locks_in_a_transaction(autojump_clock: MockClock) -> None:
         assert "Session" not in (await api.get("/v1/kv/leader")).json()[0]
 
 
-@e2e
 async def test_catalog_ops_register_node_service_and_check(autojump_clock: MockClock) -> None:
     async with inproc_agent() as (_agent, api):
         r = await api.put(
@@ -206,7 +202,6 @@ async def test_catalog_ops_register_node_service_and_check(autojump_clock: MockC
         assert len((await api.get("/v1/health/service/api")).json()) == 1
 
 
-@e2e
 async def test_too_many_ops_is_413(autojump_clock: MockClock) -> None:
     async with inproc_agent() as (_agent, api):
         ops = [kv_op("set", f"k{i}", b"x") for i in range(65)]
@@ -217,7 +212,6 @@ async def test_too_many_ops_is_413(autojump_clock: MockClock) -> None:
         assert r.status == 200 and len(r.json()["Results"]) == 64
 
 
-@e2e
 async def test_bad_input_gets_400_naming_the_field_and_changes_nothing(
     autojump_clock: MockClock,
 ) -> None:
