@@ -46,6 +46,7 @@ from ..config.values import Invalid
 from ..dns import DNSSettings, serve_dns
 from ..dns.agent_lookup import AgentLookup
 from ..errors import ConfigError, MeshdError, NoLeaderError, NoServersError, StartupError
+from ..http.app import App
 from ..http.errors import BadRequest, HTTPError, PayloadTooLarge
 from ..metrics import Metrics
 from ..rpc import RPCClient, RPCError, RPCUnavailable
@@ -128,6 +129,7 @@ class Agent:
         self.backend: Any = None
         self.sync: AntiEntropy | None = None
         self.http_addresses: list[tuple[str, int]] = []
+        self.app: App | None = None  # the HTTP API, built in run()
         self.dns_addresses: list[tuple[str, int]] = []
         self.liveness: LivenessTracker | None = None
         self.session_ttl: SessionTTLController | None = None
@@ -301,8 +303,6 @@ class Agent:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         from ..api.routes import build_app  # the API imports the agent's types
-        from ..http import open_http_listeners, serve_http
-        from ..http.accept import http_connection_cap
 
         cfg = self.config
         self._load_definitions()
@@ -349,20 +349,8 @@ class Agent:
                 await self.wait_leadership_ready(5)
             nursery.start_soon(self._run_sync)
             gc.freeze()  # long-lived startup objects leave the collector's young generations
-            app = build_app(self)
-            addrs = [(host, cfg.ports.http) for host in cfg.client_addr]
-            listeners = await listening(open_http_listeners(addrs), http_listener(cfg))
-            self.http_addresses = [tuple(lst.socket.getsockname()[:2]) for lst in listeners]
-            await nursery.start(
-                lambda task_status: serve_http(
-                    listeners,
-                    app,
-                    per_client_max_connections=cfg.limits.http_max_conns_per_client,
-                    # Consul has no total cap; meshd's keeps the fds for the rest.
-                    max_connections=http_connection_cap(cfg.limits.http_max_conns, log),
-                    task_status=task_status,
-                )
-            )
+            self.app = build_app(self)
+            await self._start_http(nursery, self.app)
             await self._start_dns(nursery)
             log.info(
                 "event=agent_started node=%s id=%s server=%s http=%s rpc=%s",
@@ -375,6 +363,29 @@ class Agent:
             task_status.started()
             await self.shutdown.wait()
             nursery.cancel_scope.cancel()
+
+    async def _start_http(self, nursery: trio.Nursery, app: App) -> None:
+        """HTTP on every client address, unless ports.http is -1 (then only
+        ``self.app`` answers, in-process: the API tests drive it so)."""
+        from ..http import open_http_listeners, serve_http
+        from ..http.accept import http_connection_cap
+
+        cfg = self.config
+        if cfg.ports.http < 0:
+            return
+        addrs = [(host, cfg.ports.http) for host in cfg.client_addr]
+        listeners = await listening(open_http_listeners(addrs), http_listener(cfg))
+        self.http_addresses = [tuple(lst.socket.getsockname()[:2]) for lst in listeners]
+        await nursery.start(
+            lambda task_status: serve_http(
+                listeners,
+                app,
+                per_client_max_connections=cfg.limits.http_max_conns_per_client,
+                # Consul has no total cap; meshd's keeps the fds for the rest.
+                max_connections=http_connection_cap(cfg.limits.http_max_conns, log),
+                task_status=task_status,
+            )
+        )
 
     async def _start_dns(self, nursery: trio.Nursery) -> None:
         """DNS on every client address (UDP and TCP), unless ports.dns is -1."""

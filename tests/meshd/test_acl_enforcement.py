@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric import rsa
+from trio.testing import MockClock
 
 from meshd.acl import GLOBAL_MANAGEMENT_POLICY_ID
 from meshd.acl.builtin import GLOBAL_MANAGEMENT_RULES
@@ -34,9 +35,8 @@ from raft.transport import PeerInfo
 from registry.commands import ACLPolicySet, ACLTokenSet, KVRequest, encode_command
 from registry.records import ACLLink, ACLPolicy, ACLToken
 from tests.meshd.harness import APIClient, dev_agent
+from tests.meshd.inproc import InprocClient, inproc_agent
 from tests.meshd.jwt_support import pem_public
-
-pytestmark = pytest.mark.e2e
 
 NODE = "dev-node"
 FILTERED = "X-Consul-Results-Filtered-By-ACLs".lower()
@@ -341,7 +341,7 @@ def route_keys(agent: Agent) -> set[tuple[str, str]]:
 
 
 class World:
-    def __init__(self, agent: Agent, api: APIClient) -> None:
+    def __init__(self, agent: Agent, api: APIClient | InprocClient) -> None:
         self.agent, self.api = agent, api
         self.ids: dict[str, str] = {}
 
@@ -364,10 +364,15 @@ class World:
 
 
 @asynccontextmanager
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+async def world(tmp_path: Path, *, e2e: bool = False) -> AsyncIterator[World]:
+    """The seeded ACL agent: in-process (under ``autojump_clock``), or on
+    real sockets (HTTP and DNS) with ``e2e``."""
     cfg = tmp_path / "acl.json"
     cfg.write_text(json.dumps({"acl": {"enabled": True, "default_policy": "deny"}}))
-    async with dev_agent(files=[str(cfg)], node=NODE) as (agent, api):
+    agents = (
+        dev_agent(files=[str(cfg)], node=NODE) if e2e else inproc_agent(files=[str(cfg)], node=NODE)
+    )
+    async with agents as (agent, api):
         w = World(agent, api)
         mgmt = ACLPolicy(
             id=GLOBAL_MANAGEMENT_POLICY_ID, name="global-management", rules=GLOBAL_MANAGEMENT_RULES
@@ -380,11 +385,14 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             policies=(ACLLink(GLOBAL_MANAGEMENT_POLICY_ID, "global-management"),),
         )
         assert (await agent.write(ACLTokenSet(tokens=(root,)))).ok
-        await seed(w, APIClient(api.host, api.port, token=secret))
+        if isinstance(api, APIClient):
+            await seed(w, APIClient(api.host, api.port, token=secret))
+        else:
+            await seed(w, InprocClient(api.app, token=secret))
         yield w
 
 
-async def seed(w: World, admin: APIClient) -> None:
+async def seed(w: World, admin: APIClient | InprocClient) -> None:
     async def ok(method: str, path: str, body: Any = None) -> Any:
         resp = await admin.request(method, path, body)
         assert resp.status == 200, (path, resp.status, resp.text)
@@ -475,6 +483,7 @@ async def expect(w: World, key: tuple[str, str], row: Row, lacking: str) -> list
     return problems
 
 
+@pytest.mark.e2e
 async def test_every_route_has_a_row(tmp_path: Path) -> None:
     cfg = tmp_path / "acl.json"
     cfg.write_text(json.dumps({"acl": {"enabled": True}}))
@@ -485,7 +494,9 @@ async def test_every_route_has_a_row(tmp_path: Path) -> None:
     assert not sorted(set(ROWS) - keys), "rows for routes that no longer exist"
 
 
-async def test_each_endpoint_denies_filters_or_allows_by_token(tmp_path: Path) -> None:
+async def test_each_endpoint_denies_filters_or_allows_by_token(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
     async with world(tmp_path) as w:
         lacking = await w.token_with('key_prefix "unrelated/" { policy = "write" }', "lacking")
         problems: list[str] = []
@@ -496,7 +507,9 @@ async def test_each_endpoint_denies_filters_or_allows_by_token(tmp_path: Path) -
         assert not problems, "\n".join(problems)
 
 
-async def test_permission_denied_names_accessor_permission_and_resource(tmp_path: Path) -> None:
+async def test_permission_denied_names_accessor_permission_and_resource(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
     async with world(tmp_path) as w:
         secret = await w.token_with('key_prefix "" { policy = "read" }', "reader")
         resp = await w.api.request(
@@ -516,7 +529,9 @@ async def test_permission_denied_names_accessor_permission_and_resource(tmp_path
         assert listed.headers[FILTERED] == "true"
 
 
-async def test_servers_check_forwarded_writes_against_the_token_sent(tmp_path: Path) -> None:
+async def test_servers_check_forwarded_writes_against_the_token_sent(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
     """What a client agent forwards (Registry.Apply) is checked on the server
     with the token it carries, whatever the client agent itself checked."""
     async with world(tmp_path) as w:
@@ -541,6 +556,7 @@ async def test_servers_check_forwarded_writes_against_the_token_sent(tmp_path: P
         assert done["ok"] is True
 
 
+@pytest.mark.e2e
 async def test_dns_answers_with_the_agents_dns_or_default_token(tmp_path: Path) -> None:
     """Under default deny the anonymous view of DNS is empty; the agent's
     ``dns`` token (set through /v1/agent/token/dns) makes web resolvable."""
@@ -553,7 +569,7 @@ async def test_dns_answers_with_the_agents_dns_or_default_token(tmp_path: Path) 
         host, port = w.agent.dns_addresses[0]
         return await trio.to_thread.run_sync(lambda: dns.query.udp(q, host, port=port, timeout=3))
 
-    async with world(tmp_path) as w:
+    async with world(tmp_path, e2e=True) as w:
         w.agent.local.remove_check("c-temp")  # a critical node check hides web from DNS
         await w.agent.wait_synced(5)
         denied = await ask("web.service.consul")
@@ -570,7 +586,9 @@ async def test_dns_answers_with_the_agents_dns_or_default_token(tmp_path: Path) 
         assert answered.rcode() == dns.rcode.NOERROR
 
 
-async def test_blocking_queries_woken_together_keep_each_tokens_answer(tmp_path: Path) -> None:
+async def test_blocking_queries_woken_together_keep_each_tokens_answer(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
     """Waiters woken by one change share the computed answer and its encoding,
     but never across tokens that see different parts of it."""
     async with world(tmp_path) as w:
@@ -582,6 +600,7 @@ async def test_blocking_queries_woken_together_keep_each_tokens_answer(tmp_path:
         )
         index = first.headers["x-consul-index"]
         answers: dict[str, Any] = {}
+        woken_at: list[float] = []
 
         async def watch(label: str, token: str) -> None:
             resp = await w.api.request(
@@ -590,12 +609,15 @@ async def test_blocking_queries_woken_together_keep_each_tokens_answer(tmp_path:
                 headers={"X-Consul-Token": token},
             )
             answers[label] = (resp.status, resp.json(), resp.headers.get(FILTERED))
+            woken_at.append(trio.current_time())
 
         async with trio.open_nursery() as nursery:
             for i in range(3):
                 nursery.start_soon(watch, f"all-{i}", everything)
                 nursery.start_soon(watch, f"web-{i}", web_only)
-            await trio.sleep(0.3)
+            await trio.sleep(5)  # fake time: every watcher has parked by now
+            assert not answers
+            written_at = trio.current_time()
             resp = await w.api.request(
                 "PUT",
                 "/v1/agent/service/register",
@@ -603,6 +625,8 @@ async def test_blocking_queries_woken_together_keep_each_tokens_answer(tmp_path:
                 headers={"X-Consul-Token": admin},
             )
             assert resp.status == 200, resp.text
+        assert len(woken_at) == 6 and min(woken_at) >= written_at
+        assert max(woken_at) - written_at < 1  # woken by the write, not by wait=10s
         for i in range(3):
             status, body, filtered = answers[f"all-{i}"]
             assert status == 200 and "late" in body and "web" in body and filtered is None
