@@ -222,6 +222,13 @@ ROWS: dict[tuple[str, str], Row] = {
     ("snapshot.restore", "PUT"): Row("/v1/snapshot", 'acl = "write"', "not an archive"),
     ("status.leader", "GET"): Row("/v1/status/leader", kind="public"),
     ("status.peers", "GET"): Row("/v1/status/peers", kind="public"),
+    # config entries: service rights on the entry's name for service kinds
+    ("config.apply", "PUT"): Row(
+        "/v1/config", svc("web", "write"), {"Kind": "service-defaults", "Name": "web"}
+    ),
+    ("config.list", "GET"): Row("/v1/config/service-defaults", svc("web"), kind="filtered"),
+    ("config.get", "GET"): Row("/v1/config/service-defaults/web", svc("web")),
+    ("config.delete", "DELETE"): Row("/v1/config/service-defaults/gone", svc("gone", "write")),
     # /v1/acl: acl:read to read, acl:write to write; bootstrap and token/self
     # need no permission (a valid token for self).
     ("acl.bootstrap", "PUT"): Row(
@@ -342,6 +349,7 @@ async def seed(w: World, admin: APIClient) -> None:
     await ok("PUT", "/v1/agent/service/register", {"Name": "temp", "Port": 2})
     await ok("PUT", "/v1/agent/check/register", {"CheckID": "c-temp", "Name": "t", "TTL": "60s"})
     await ok("PUT", "/v1/kv/app/config", "x")
+    await ok("PUT", "/v1/config", {"Kind": "service-defaults", "Name": "web"})
     await ok("PUT", "/v1/event/fire/deploy")
     w.ids["web_api"] = (
         await ok(
