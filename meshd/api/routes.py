@@ -144,5 +144,6 @@ def build_app(agent_: Agent) -> App:
     metrics = agent_metrics(agent_)
     metrics.instrument(agent_)
     app = App(build_router(agent_, metrics), errors=error_mapping())
+    app.body_limits.update(snapshot.BODY_LIMITS)
     app.after_response(_record_request(metrics))
     return app
