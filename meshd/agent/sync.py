@@ -147,7 +147,9 @@ class AntiEntropy:
                 self.metrics.anti_entropy_sync(full=full, ok=False, seconds=elapsed, writes=0)
                 log.warning("event=sync_failed reason=%s retry_in=%.1fs", exc, backoff)
                 self.synced_version = -1
-                await trio.sleep(backoff)
+                kick = self._kick = trio.Event()
+                with trio.move_on_after(backoff):
+                    await kick.wait()  # a join or reload retries at once
                 backoff = min(backoff * 2, 15.0)
                 continue
             with trio.move_on_at(next_full):
