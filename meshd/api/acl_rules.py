@@ -390,6 +390,12 @@ def filter_config_entries(authz: Authorizer, value: Any) -> tuple[Any, bool]:
 
 
 READ_FILTERS["config.list"] = filter_config_entries
+READ_FILTERS["health.ingress"] = filter_health_rows
+
+
+async def _agent_health_by_id(agent: Agent, req: Request, authz: Authorizer) -> None:
+    authz.require(P.SERVICE_READ, _service_of_id(agent, req.path_params.get("service_id", "")))
+
 
 PUBLIC = Rule(public=True)
 FILTERED = Rule()
@@ -486,6 +492,17 @@ RULES: dict[tuple[str, str], Rule] = {
     ("config.get", "GET"): Rule(check=_config_entry),
     ("config.delete", "DELETE"): Rule(check=_config_entry),
     ("config.list", "GET"): FILTERED,
+    # gateways, usage, keyring, coordinates, local health (consul-compat2)
+    ("catalog.gateway_services", "GET"): need(P.SERVICE_READ, param("gateway")),
+    ("health.ingress", "GET"): FILTERED,
+    ("operator.usage", "GET"): need(P.OPERATOR_READ),
+    ("operator.keyring", "GET"): need(P.KEYRING_READ),
+    ("operator.keyring", "POST"): need(P.KEYRING_WRITE),
+    ("operator.keyring", "PUT"): need(P.KEYRING_WRITE),
+    ("operator.keyring", "DELETE"): need(P.KEYRING_WRITE),
+    ("coordinate.update", "PUT"): need(P.NODE_WRITE, lambda agent, req: _field(_body(req), "Node")),
+    ("agent.health.id", "GET"): Rule(check=_agent_health_by_id),
+    ("agent.health.name", "GET"): need(P.SERVICE_READ, param("service_name")),
 }
 
 
