@@ -44,6 +44,9 @@ LEAVING_HOLD = 5.0
 # How long the leader watches a force-left live member for failing (it has
 # then left, and is deregistered): past several liveness TTLs.
 LEAVING_WATCH = 60.0
+# How long a member that left stays listed (Consul reaps left members after 72 h).
+LEFT_REAP = 72 * 3600.0
+MAX_LEFT_SHOWN = 1024
 _PROTOCOL = {
     "ProtocolMin": 1,
     "ProtocolMax": 5,
@@ -65,14 +68,32 @@ class MemberInfo:
 
 
 class LeavingMarks:
-    """Live members force-left recently, by node name, until ``hold`` passes.
+    """Live members force-left recently, by node name, until ``hold`` passes;
+    and members that left (force-left when failed), shown with status 3
+    until Consul's reap time passes although their catalog node is gone.
 
     Times are the caller's clock (``trio.current_time()`` on the leader).
     """
 
-    def __init__(self, hold: float = LEAVING_HOLD) -> None:
+    def __init__(self, hold: float = LEAVING_HOLD, reap: float = LEFT_REAP) -> None:
         self.hold = hold
+        self.reap = reap
         self._until: dict[str, float] = {}
+        self._left: dict[str, tuple[dict[str, Any], float]] = {}
+
+    def left(self, member: Mapping[str, Any], now: float) -> None:
+        """``member`` (its JSON) has left: keep showing it, status 3."""
+        if len(self._left) >= MAX_LEFT_SHOWN:
+            oldest = min(self._left, key=lambda n: self._left[n][1])
+            del self._left[oldest]
+        self._left[str(member["Name"])] = ({**member, "Status": LEFT}, now + self.reap)
+        self._until.pop(str(member["Name"]), None)
+
+    def left_members(self, now: float, present: Iterable[str]) -> list[dict[str, Any]]:
+        """Members that left and are not back (a name in ``present`` is back)."""
+        back = set(present)
+        self._left = {n: v for n, v in self._left.items() if v[1] > now and n not in back}
+        return [m for m, _ in self._left.values()]
 
     def mark(self, node: str, now: float) -> None:
         """``node`` was force-left while alive: show it leaving from ``now``."""

@@ -52,7 +52,18 @@ def catalog_nodes(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) 
 def catalog_services(
     store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
 ) -> tuple[int, JSON]:
-    return q.catalog_services(store, ws, _meta(a))
+    """Service name -> tags; with ``?filter=``, as Consul, only the services
+    some instance of which (a ``ServiceNode``) matches, with those tags."""
+    idx, names = q.catalog_services(store, ws, _meta(a))
+    if not a.get("filter"):
+        return idx, names
+    out: dict[str, list[str]] = {}
+    for name in names:
+        _, rows = q.catalog_service_nodes(store, None, name, (), _meta(a))
+        kept = _filtered(a, [shapes.service_node_json(r) for r in rows], "catalog.service")
+        if kept:
+            out[name] = sorted({t for row in kept for t in row["ServiceTags"]})
+    return idx, out
 
 
 def catalog_service(
@@ -71,14 +82,26 @@ def catalog_connect(
 
 def catalog_node(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
     idx, ns = q.catalog_node(store, ws, a["name"])
-    return idx, None if ns is None else shapes.node_services_json(ns)
+    if ns is None:
+        return idx, None
+    out = shapes.node_services_json(ns)
+    if a.get("filter"):  # Consul filters the node's services (NodeService fields)
+        items = list(out["Services"].items())
+        kept = apply_filter(items, a["filter"], schema_for("agent.services"), getter=lambda i: i[1])
+        out["Services"] = dict(kept)
+    return idx, out
 
 
 def catalog_node_services(
     store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
 ) -> tuple[int, JSON]:
     idx, ns = q.catalog_node(store, ws, a["name"])
-    return idx, None if ns is None else shapes.node_services_list_json(ns)
+    if ns is None:
+        return idx, None
+    out = shapes.node_services_list_json(ns)
+    if a.get("filter"):
+        out["Services"] = apply_filter(out["Services"], a["filter"], schema_for("agent.services"))
+    return idx, out
 
 
 def health_node(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:

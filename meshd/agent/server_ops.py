@@ -186,7 +186,8 @@ class ServerOps:
         if st.role == Role.LEADER:
             limit = 2 * self.srv.settings.election_ticks
             down = [p.id for p in st.peers if p.id != st.id and p.ticks_since_ack > limit]
-        return cluster_members(
+        now = trio.current_time()
+        out = cluster_members(
             nodes,
             critical,
             live,
@@ -194,8 +195,9 @@ class ServerOps:
             self.srv.member_info,
             names=self.names(),
             unreachable=down,
-            leaving=self.leaving.current(trio.current_time()),
+            leaving=self.leaving.current(now),
         )
+        return out + self.leaving.left_members(now, (m["Name"] for m in out))
 
     async def _rpc_members(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
         async def local() -> Any:
@@ -211,6 +213,11 @@ class ServerOps:
 
         return await self._leader("Operator.ForceLeave", args, local)
 
+    def _remember_left(self, node: str) -> None:
+        member = next((m for m in self.members() if m["Name"] == node), None)
+        if member is not None:  # a member, not a catalog-only node
+            self.leaving.left(member, trio.current_time())
+
     def _live_member(self, node: str) -> bool:
         _, checks = q.health_node_checks(self.srv.store, None, node)
         if not any(c.check_id == "serfHealth" for c in checks):
@@ -225,6 +232,7 @@ class ServerOps:
             with trio.move_on_after(LEAVING_WATCH):
                 while self.srv.is_leader():
                     if not self._live_member(node):
+                        self._remember_left(node)
                         await self.srv.write(DeregisterRequest(node=node, now=time.time()))
                         log.info("event=force_leave_left node=%s", node)
                         return
@@ -259,6 +267,7 @@ class ServerOps:
             except RaftError as exc:
                 raise HTTPError(500, f"cannot remove {server_id} from Raft: {exc}") from None
         if target is not None:
+            self._remember_left(node)
             await self.srv.write(DeregisterRequest(node=node, now=time.time()))
         log.info("event=force_leave node=%s raft_server=%s", node, server_id)
         return {"node": node, "raft": server_id}

@@ -18,7 +18,7 @@ from meshd.agent import members as members_mod
 from meshd.agent.agent import Agent
 from meshd.agent_tls import create_ca, create_cert, write_pem
 from meshd.config import load_config
-from tests.meshd.harness import APIClient, free_port
+from tests.meshd.harness import APIClient, dev_agent, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -123,3 +123,35 @@ def test_leaving_marks_expire_after_their_hold() -> None:
     marks.mark("c0", 100.0)
     assert marks.current(104.9) == {"c0"}
     assert marks.current(105.0) == set()
+
+
+async def test_a_failed_member_force_left_shows_left_and_leaves_the_catalog() -> None:
+    async with dev_agent() as (_agent, api):
+        failed = {
+            "Node": "gone",
+            "Address": "10.0.0.9",
+            "NodeMeta": {"consul-network-segment": ""},
+            "Check": {"CheckID": "serfHealth", "Name": "Serf Health Status", "Status": "critical"},
+        }
+        assert (await api.put("/v1/catalog/register", failed)).status == 200
+        members = (await api.get("/v1/agent/members")).json()
+        assert _status(members, "gone") == members_mod.FAILED
+        assert (await api.put("/v1/agent/force-leave/gone")).status == 200
+        members = (await api.get("/v1/agent/members")).json()
+        assert _status(members, "gone") == members_mod.LEFT
+        nodes = {n["Node"] for n in (await api.get("/v1/catalog/nodes")).json()}
+        assert "gone" not in nodes
+        # Back (re-registered): listed from the catalog again, not as left.
+        alive = {**failed, "Check": {**failed["Check"], "Status": "passing"}}
+        assert (await api.put("/v1/catalog/register", alive)).status == 200
+        members = (await api.get("/v1/agent/members")).json()
+        assert [m["Status"] for m in members if m["Name"] == "gone"] == [members_mod.ALIVE]
+
+
+def test_left_members_are_kept_until_reaped_or_back() -> None:
+    marks = members_mod.LeavingMarks(reap=10.0)
+    marks.left({"Name": "n1", "Status": 4}, 0.0)
+    assert [m["Status"] for m in marks.left_members(5.0, [])] == [members_mod.LEFT]
+    assert marks.left_members(5.0, ["n1"]) == []  # back: forgotten
+    marks.left({"Name": "n2", "Status": 4}, 0.0)
+    assert marks.left_members(10.0, []) == []

@@ -146,3 +146,17 @@ async def test_filters_follow_consuls_field_lists() -> None:
         ]:
             status, body = await _filter(api, path, expr)
             assert status == 400 and needle in str(body), (expr, status, body)
+
+
+async def test_filter_on_catalog_services_and_node_services() -> None:
+    async with dev_agent() as (_agent, api):
+        await ok(api, "/v1/agent/service/register", {"Name": "web", "Port": 80, "Tags": ["a"]})
+        await ok(api, "/v1/agent/service/register", {"Name": "db", "Port": 5432, "Tags": ["b"]})
+        status, body = await _filter(api, "/v1/catalog/services", "ServicePort == 80")
+        assert (status, body) == (200, {"web": ["a"]})
+        status, body = await _filter(api, "/v1/catalog/services", "Port == 80")
+        assert status == 400 and 'Selector "Port" is not valid' in str(body)
+        status, body = await _filter(api, "/v1/catalog/node/dev-node", "Service == db")
+        assert status == 200 and list(body["Services"]) == ["db"]  # type: ignore[index]
+        status, body = await _filter(api, "/v1/catalog/node-services/dev-node", "Port == 5432")
+        assert status == 200 and [s["Service"] for s in body["Services"]] == ["db"]  # type: ignore[index]
