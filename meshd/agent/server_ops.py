@@ -209,7 +209,7 @@ class ServerOps:
         node = str(args.get("node") or "")
 
         async def local() -> Any:
-            return await self._force_leave(node)
+            return await self._force_leave(node, prune=bool(args.get("prune")))
 
         return await self._leader("Operator.ForceLeave", args, local)
 
@@ -240,9 +240,11 @@ class ServerOps:
         except Exception as exc:  # a system task must not raise
             log.warning("event=force_leave_watch_failed node=%s reason=%s", node, exc)
 
-    async def _force_leave(self, node: str) -> dict[str, Any]:
+    async def _force_leave(self, node: str, *, prune: bool = False) -> dict[str, Any]:
         """Deregister ``node`` from the catalog and, for a server, remove it
-        from the Raft configuration. Raises ``HTTPError`` (500, Consul's text)
+        from the Raft configuration; a failed member stays listed as left
+        unless ``prune``. A live client member is only marked leaving (see
+        ``members.LeavingMarks``). Raises ``HTTPError`` (500, Consul's text)
         for an unknown node and 400 for the leader itself."""
         conf = self.srv.node.core.configuration
         _, nodes = q.catalog_nodes(self.srv.store, None)
@@ -267,7 +269,8 @@ class ServerOps:
             except RaftError as exc:
                 raise HTTPError(500, f"cannot remove {server_id} from Raft: {exc}") from None
         if target is not None:
-            self._remember_left(node)
+            if not prune:  # ?prune drops it from the member list at once, as Consul
+                self._remember_left(node)
             await self.srv.write(DeregisterRequest(node=node, now=time.time()))
         log.info("event=force_leave node=%s raft_server=%s", node, server_id)
         return {"node": node, "raft": server_id}

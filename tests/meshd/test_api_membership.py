@@ -141,6 +141,11 @@ async def test_a_failed_member_force_left_shows_left_and_leaves_the_catalog() ->
         assert _status(members, "gone") == members_mod.LEFT
         nodes = {n["Node"] for n in (await api.get("/v1/catalog/nodes")).json()}
         assert "gone" not in nodes
+        # ?prune drops a failed member from the list at once.
+        assert (await api.put("/v1/catalog/register", {**failed, "Node": "gone2"})).status == 200
+        assert (await api.put("/v1/agent/force-leave/gone2?prune")).status == 200
+        members = (await api.get("/v1/agent/members")).json()
+        assert _status(members, "gone2") is None
         # Back (re-registered): listed from the catalog again, not as left.
         alive = {**failed, "Check": {**failed["Check"], "Status": "passing"}}
         assert (await api.put("/v1/catalog/register", alive)).status == 200
