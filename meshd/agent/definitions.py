@@ -257,6 +257,66 @@ def tagged_addresses(raw: Any, field_name: str = "TaggedAddresses") -> dict[str,
     return out
 
 
+# Field names inside Proxy and Connect blocks. Consul's agent endpoint
+# translates snake_case spellings (lib.TranslateKeys in AgentRegisterService)
+# and Go's JSON decoding matches the rest case-insensitively; both become
+# these CamelCase names. Maps of the user's own keys are left as given.
+_NESTED_FIELDS = (
+    "SidecarService",
+    "Native",
+    "Proxy",
+    "Upstreams",
+    "DestinationName",
+    "DestinationType",
+    "DestinationNamespace",
+    "DestinationPartition",
+    "DestinationPeer",
+    "Datacenter",
+    "LocalBindAddress",
+    "LocalBindPort",
+    "LocalBindSocketPath",
+    "LocalBindSocketMode",
+    "CentrallyConfigured",
+    "DestinationServiceName",
+    "DestinationServiceID",
+    "LocalServiceAddress",
+    "LocalServicePort",
+    "LocalServiceSocketPath",
+    "Mode",
+    "TransparentProxy",
+    "OutboundListenerPort",
+    "DialedDirectly",
+    "MeshGateway",
+    "Expose",
+    "Checks",
+    "Paths",
+    "ListenerPort",
+    "Path",
+    "LocalPathPort",
+    "Protocol",
+    "Config",
+    "Meta",
+    "TaggedAddresses",
+)
+_NESTED_CANON = {k.lower(): k for k in _NESTED_FIELDS}
+_OPAQUE_MAPS = frozenset({"Config", "Meta", "TaggedAddresses"})
+
+
+def normalise_nested(obj: Any) -> Any:
+    """``obj`` (a Proxy or Connect block) with Consul's field names in
+    CamelCase, whatever spelling was sent (``local_bind_port``,
+    ``localBindPort``); unknown keys and opaque maps are kept as given."""
+    if isinstance(obj, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            name = _NESTED_CANON.get(str(key).replace("_", "").lower(), str(key))
+            out[name] = value if name in _OPAQUE_MAPS else normalise_nested(value)
+        return out
+    if isinstance(obj, list):
+        return [normalise_nested(v) for v in obj]
+    return obj
+
+
 def _locality(spec: Mapping[str, Any]) -> dict[str, str] | None:
     """Consul's ``Locality`` ({"Region", "Zone"}), or None when not given."""
     raw = spec.get("Locality")
@@ -319,8 +379,8 @@ def parse_service(obj: Any, *, node: str) -> ServiceDefinition:
         tagged_addresses=tagged_addresses(spec.get("TaggedAddresses")),
         weights=Weights(passing, warning),
         enable_tag_override=bool(spec.get("EnableTagOverride", False)),
-        proxy=dict(spec["Proxy"]) if spec.get("Proxy") else None,
-        connect=dict(spec["Connect"]) if spec.get("Connect") else None,
+        proxy=normalise_nested(spec["Proxy"]) if spec.get("Proxy") else None,
+        connect=normalise_nested(spec["Connect"]) if spec.get("Connect") else None,
         locality=_locality(spec),
     )
     raw_checks: list[Any] = []

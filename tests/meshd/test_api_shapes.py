@@ -160,3 +160,19 @@ async def test_filter_on_catalog_services_and_node_services() -> None:
         assert status == 200 and list(body["Services"]) == ["db"]  # type: ignore[index]
         status, body = await _filter(api, "/v1/catalog/node-services/dev-node", "Port == 5432")
         assert status == 200 and [s["Service"] for s in body["Services"]] == ["db"]  # type: ignore[index]
+
+
+async def test_proxy_blocks_in_snake_or_camel_case_are_consuls_camel_case() -> None:
+    async with dev_agent() as (_agent, api):
+        proxy = {
+            "destination_service_name": "web",
+            "local_service_port": 8080,
+            "upstreams": [{"destination_name": "db", "localBindPort": 9191, "config": {"a_b": 1}}],
+        }
+        body = {"Name": "web-proxy", "Kind": "connect-proxy", "Port": 21000, "Proxy": proxy}
+        await ok(api, "/v1/agent/service/register", body)
+        got = (await api.get("/v1/agent/service/web-proxy")).json()["Proxy"]
+        assert got["DestinationServiceName"] == "web" and got["LocalServicePort"] == 8080
+        assert got["Upstreams"] == [
+            {"DestinationName": "db", "LocalBindPort": 9191, "Config": {"a_b": 1}}
+        ]
