@@ -129,6 +129,7 @@ def check_json(c: HealthCheck) -> JSON:
         "Type": c.type,
         "Interval": c.interval,
         "Timeout": c.timeout,
+        "ExposedPort": 0,  # Consul's Expose.Checks port; meshd exposes none
         "Definition": c.definition,
         "CreateIndex": c.create_index,
         "ModifyIndex": c.modify_index,

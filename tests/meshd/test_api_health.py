@@ -49,6 +49,7 @@ CHECK_KEYS = {
     "Type",
     "Interval",
     "Timeout",
+    "ExposedPort",
     "Definition",
     "CreateIndex",
     "ModifyIndex",

@@ -71,6 +71,7 @@ CHECK_KEYS = {
     "ServiceName",
     "ServiceTags",
     "Type",
+    "ExposedPort",
     "Definition",
     "CreateIndex",
     "ModifyIndex",
