@@ -1,97 +1,114 @@
-"""The selectors ``?filter=`` accepts per endpoint, as Consul checks them.
+"""The ``?filter=`` selectors each list endpoint accepts (``meshd.filter`` schemas).
 
-Consul compiles a filter against the Go type an endpoint lists (go-bexpr
-reflects over its exported fields) and answers 400 ``Selector "X" is not
-valid`` for any other selector, or for an operator or value the field's type
-does not take. These tables follow the "Filtering" sections of Consul's API
-docs (https://developer.hashicorp.com/consul/api-docs/catalog#filtering-1,
-/health#filtering-2, /agent/service#filtering, /agent/check#filtering,
-/catalog#filtering) plus the other exported fields of the same Go structs
-(``CreateIndex``, ``ModifyIndex``, a check's ``Type``...), so every filter
-Consul takes is taken here. ``*`` stands for any one map key; a selector
-through a list names the element's fields (``Checks.Status``).
+Taken from the "Filtering" tables of Consul's API pages: an expression naming
+any other selector, using an operator its type does not support, or a value
+that does not fit its type is refused with 400 before anything is read, as
+Consul's bexpr does against the endpoint's struct.
+
+* ``SERVICE_NODE``: /v1/catalog/services (the filter runs over every service
+  instance, and the name -> tags map is built from the ones that match) and
+  /v1/catalog/service/:name (catalog.mdx "List Nodes for Service").
+* ``NODE_SERVICE``: each value of ``Services`` in /v1/catalog/node/:node and
+  each element of it in /v1/catalog/node-services/:node.
+* ``NODE``, ``CHECK`` and ``CHECK_SERVICE_NODE``: /v1/catalog/nodes, the
+  check lists of /v1/health/{node,checks,state} and /v1/agent/checks, and
+  /v1/health/service/:name (``Node.*``, ``Service.*``, ``Checks.*``), after
+  the "Filtering" tables of health.mdx, agent/check.mdx and catalog.mdx,
+  plus the other exported fields of the same Go structs (``CreateIndex``,
+  ``ModifyIndex``, a check's ``Type``...). ``SCHEMAS`` maps the reads and
+  agent endpoints to these tables (``schema_for``).
+* ``EVENT`` and ``COORDINATE``: Consul documents no filter for
+  /v1/event/list and /v1/coordinate/nodes and silently ignores one; meshd
+  applies it over the fields of each listed item instead of ignoring it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 from .filter import Schema
 
-__all__ = ["SCHEMAS", "schema_for"]
-
-
-def _prefixed(prefix: str, fields: Mapping[str, type[object]]) -> dict[str, type[object]]:
-    return {f"{prefix}{k}": v for k, v in fields.items()}
-
-
-_INDEXES: dict[str, type[object]] = {"CreateIndex": int, "ModifyIndex": int}
-
-_UPSTREAM: dict[str, type[object]] = {
-    "Datacenter": str,
-    "DestinationName": str,
-    "DestinationNamespace": str,
-    "DestinationPartition": str,
-    "DestinationPeer": str,
-    "DestinationType": str,
-    "LocalBindAddress": str,
-    "LocalBindPort": int,
-    "LocalBindSocketPath": str,
-    "LocalBindSocketMode": str,
+_PROXY: Final[Mapping[str, type[object]]] = {
+    "DestinationServiceID": str,
+    "DestinationServiceName": str,
+    "LocalServiceAddress": str,
+    "LocalServicePort": int,
+    "Mode": str,
+    "TransparentProxy.OutboundListenerPort": int,
     "MeshGateway.Mode": str,
-    "CentrallyConfigured": bool,
-}
-
-_PROXY: dict[str, type[object]] = {
-    "": dict,
-    ".DestinationServiceID": str,
-    ".DestinationServiceName": str,
-    ".LocalServiceAddress": str,
-    ".LocalServicePort": int,
-    ".LocalServiceSocketPath": str,
-    ".Mode": str,
-    ".MeshGateway.Mode": str,
-    ".TransparentProxy.OutboundListenerPort": int,
-    ".TransparentProxy.DialedDirectly": bool,
-    ".Expose.Checks": bool,
-    ".Expose.Paths": list,
-    ".Expose.Paths.ListenerPort": int,
-    ".Expose.Paths.Path": str,
-    ".Expose.Paths.LocalPathPort": int,
-    ".Expose.Paths.Protocol": str,
-    ".Expose.Paths.ParsedFromCheck": bool,
-    ".Upstreams": list,
-    **{f".Upstreams.{k}": v for k, v in _UPSTREAM.items()},
+    "Upstreams": list,
+    "Upstreams.Datacenter": str,
+    "Upstreams.DestinationName": str,
+    "Upstreams.DestinationNamespace": str,
+    "Upstreams.DestinationType": str,
+    "Upstreams.LocalBindAddress": str,
+    "Upstreams.LocalBindPort": int,
+    "Upstreams.MeshGateway.Mode": str,
 }
 
 
-def _node_service(prefix: str, *, service_key: str) -> dict[str, type[object]]:
-    """A ``NodeService`` (agent services, the Service of health entries)."""
+def _service_fields(prefix: str, proxy: str) -> dict[str, type[object]]:
+    """Consul's structs.NodeService selectors, each name prefixed (``Service``)."""
+    p = prefix
     fields: dict[str, type[object]] = {
-        "Kind": str,
-        "ID": str,
-        service_key: str,
-        "Tags": list,
-        "Address": str,
-        "TaggedAddresses": dict,
-        "TaggedAddresses.*.Address": str,
-        "TaggedAddresses.*.Port": int,
-        "Meta": dict,
-        "Meta.*": str,
-        "Port": int,
-        "SocketPath": str,
-        "Weights.Passing": int,
-        "Weights.Warning": int,
-        "EnableTagOverride": bool,
-        "Connect.Native": bool,
-        "PeerName": str,
-        **{f"Proxy{k}": v for k, v in _PROXY.items()},
-        **_INDEXES,
+        f"{p}Address": str,
+        f"{p}Connect.Native": bool,
+        f"{p}EnableTagOverride": bool,
+        f"{p}ID": str,
+        f"{p}Kind": str,
+        f"{p}Meta": dict,
+        f"{p}Meta.*": str,
+        f"{p}Port": int,
+        f"{p}TaggedAddresses": dict,
+        f"{p}TaggedAddresses.*.Address": str,
+        f"{p}TaggedAddresses.*.Port": int,
+        f"{p}Tags": list,
+        f"{p}Weights.Passing": int,
+        f"{p}Weights.Warning": int,
     }
-    return _prefixed(prefix, fields)
+    fields.update({f"{proxy}.{k}": t for k, t in _PROXY.items()})
+    return fields
 
 
-_NODE: dict[str, type[object]] = {
+SERVICE_NODE: Final[Schema] = {
+    "Address": str,
+    "Datacenter": str,
+    "ID": str,
+    "Node": str,
+    "NodeMeta": dict,
+    "NodeMeta.*": str,
+    "TaggedAddresses": dict,
+    "TaggedAddresses.*": str,
+    "ServiceName": str,
+    **_service_fields("Service", "ServiceProxy"),
+}
+
+NODE_SERVICE: Final[Schema] = {"Service": str, **_service_fields("", "Proxy")}
+
+EVENT: Final[Schema] = {
+    "ID": str,
+    "Name": str,
+    "NodeFilter": str,
+    "ServiceFilter": str,
+    "TagFilter": str,
+    "Version": int,
+    "LTime": int,
+}
+
+COORDINATE: Final[Schema] = {
+    "Node": str,
+    "Segment": str,
+    "Partition": str,
+    "Coord.Adjustment": float,
+    "Coord.Error": float,
+    "Coord.Height": float,
+    "Coord.Vec": list,
+}
+
+_INDEXES: Final[Mapping[str, type[object]]] = {"CreateIndex": int, "ModifyIndex": int}
+
+NODE: Final[Schema] = {
     "ID": str,
     "Node": str,
     "Address": str,
@@ -100,11 +117,10 @@ _NODE: dict[str, type[object]] = {
     "TaggedAddresses.*": str,
     "Meta": dict,
     "Meta.*": str,
-    "PeerName": str,
     **_INDEXES,
 }
 
-_CHECK: dict[str, type[object]] = {
+CHECK: Final[Schema] = {
     "Node": str,
     "CheckID": str,
     "Name": str,
@@ -118,59 +134,29 @@ _CHECK: dict[str, type[object]] = {
     "Interval": str,
     "Timeout": str,
     "ExposedPort": int,
-    "PeerName": str,
     "Definition": dict,
     "Definition.*": str,
     **_INDEXES,
 }
 
-_SERVICE_NODE: dict[str, type[object]] = {
-    "ID": str,
-    "Node": str,
-    "Address": str,
-    "Datacenter": str,
-    "TaggedAddresses": dict,
-    "TaggedAddresses.*": str,
-    "NodeMeta": dict,
-    "NodeMeta.*": str,
-    "ServiceKind": str,
-    "ServiceID": str,
-    "ServiceName": str,
-    "ServiceTags": list,
-    "ServiceAddress": str,
-    "ServiceTaggedAddresses": dict,
-    "ServiceTaggedAddresses.*.Address": str,
-    "ServiceTaggedAddresses.*.Port": int,
-    "ServiceWeights.Passing": int,
-    "ServiceWeights.Warning": int,
-    "ServiceMeta": dict,
-    "ServiceMeta.*": str,
-    "ServicePort": int,
-    "ServiceSocketPath": str,
-    "ServiceEnableTagOverride": bool,
-    "ServiceConnect.Native": bool,
-    "PeerName": str,
-    **{f"ServiceProxy{k}": v for k, v in _PROXY.items()},
-    **_INDEXES,
-}
-
-_CHECK_SERVICE_NODE: dict[str, type[object]] = {
-    **_prefixed("Node.", _NODE),
-    **_node_service("Service.", service_key="Service"),
+CHECK_SERVICE_NODE: Final[Schema] = {
+    **{f"Node.{k}": t for k, t in NODE.items()},
+    **{f"Service.{k}": t for k, t in NODE_SERVICE.items()},
     "Checks": list,
-    **_prefixed("Checks.", _CHECK),
+    **{f"Checks.{k}": t for k, t in CHECK.items()},
 }
 
-SCHEMAS: dict[str, Schema] = {
-    "catalog.nodes": _NODE,
-    "catalog.service": _SERVICE_NODE,
-    "catalog.connect": _SERVICE_NODE,
-    "health.service": _CHECK_SERVICE_NODE,
-    "health.node": _CHECK,
-    "health.checks": _CHECK,
-    "health.state": _CHECK,
-    "agent.services": _node_service("", service_key="Service"),
-    "agent.checks": _CHECK,
+SCHEMAS: Final[Mapping[str, Schema]] = {
+    "catalog.nodes": NODE,
+    "catalog.service": SERVICE_NODE,
+    "catalog.connect": SERVICE_NODE,
+    "node.services": NODE_SERVICE,
+    "health.service": CHECK_SERVICE_NODE,
+    "health.node": CHECK,
+    "health.checks": CHECK,
+    "health.state": CHECK,
+    "agent.services": NODE_SERVICE,
+    "agent.checks": CHECK,
 }
 
 

@@ -87,6 +87,9 @@ class PeerStatus:
     next: int
     state: str
     ticks_since_ack: int
+    # Term of the leader's entry at ``match`` (0 when unknown or compacted):
+    # autopilot's LastTerm, which must equal the leader's term to be healthy.
+    match_term: int = 0
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,9 @@ class RaftCore(Membership):
         self.msgs: list[Message] = []
         self.read_states: list[ReadState] = []
         self.pending_snapshot: Snapshot | None = None
+        # (follower, match it had acknowledged, where its log ends now) for
+        # each follower found to have lost its log; the driver logs and clears.
+        self.lost_state: list[tuple[str, int, int]] = []
         self._prev_soft = SoftState(self.role, self.leader, self.term)
         self._prev_hard = HardState(hs.term, hs.vote, self.log.commit)
         if self.term != hs.term:
@@ -432,10 +438,23 @@ class RaftCore(Membership):
                 self._rebuild_conf_history()
         elif m.type == MT.HEARTBEAT:
             self.log.commit_to(m.commit)
+            # A heartbeat's commit never exceeds what this server acknowledged,
+            # and acknowledged committed entries are never truncated: a log
+            # ending before it lost its durable state. Say where it ends, so
+            # the leader probes from there (or sends a snapshot).
+            last = self.log.last_index()
+            lost = m.commit > last
             # Echo the leader's send tick: its lease runs from when it sent this.
             self._send(
                 Message(
-                    MT.HEARTBEAT_RESP, self.id, m.src, self.term, index=m.index, context=m.context
+                    MT.HEARTBEAT_RESP,
+                    self.id,
+                    m.src,
+                    self.term,
+                    index=m.index,
+                    context=m.context,
+                    reject=lost,
+                    reject_hint=last if lost else 0,
                 )
             )
         elif m.type == MT.SNAP:
@@ -495,12 +514,17 @@ class RaftCore(Membership):
             self._handle_append_response(m, pr)
         elif m.type == MT.HEARTBEAT_RESP:
             pr.last_ack_tick = max(pr.last_ack_tick, m.index)
-            if pr.state == ProgressState.REPLICATE and pr.is_paused():
+            if m.reject and m.reject_hint < pr.match and m.index > pr.regressed_tick:
+                self._follower_lost_state(m.src, pr, m.reject_hint)
+            elif pr.state == ProgressState.REPLICATE and pr.is_paused():
                 # The follower is alive but its window is full of appends it
                 # may never have received (it restarted): let one more through
                 # so a rejection can reset it (etcd's FreeFirstOne).
                 pr.inflight.popleft()
-            if pr.match < self.log.last_index():
+            if pr.match < self.log.last_index() or pr.state == ProgressState.PROBE:
+                # A follower being probed is probed again on every heartbeat
+                # (etcd does the same): an idle leader would otherwise never
+                # learn that it matches, and keep it out of REPLICATE.
                 pr.probe_sent = False
                 self._send_append(m.src)
             elif m.src in self.promote_when_caught_up:
@@ -510,6 +534,17 @@ class RaftCore(Membership):
 
     def _handle_append_response(self, m: Message, pr: Progress) -> None:
         if m.reject:
+            if (
+                pr.state == ProgressState.PROBE
+                and m.index == pr.next - 1
+                and m.reject_hint < pr.match
+            ):
+                # An intact follower's hint never falls below its match: the
+                # terms of the entries it acknowledged do not exceed the
+                # probe's. This one lost its log.
+                self._follower_lost_state(m.src, pr, m.reject_hint)
+                self._send_append(m.src)
+                return
             hint = m.reject_hint
             if m.log_term > 0:
                 hint = self.log.find_conflict_by_term(hint, m.log_term)
@@ -519,7 +554,8 @@ class RaftCore(Membership):
                 self._send_append(m.src)
             return
         old_paused = pr.is_paused()
-        if pr.maybe_update(m.index):
+        probe_matched = pr.state == ProgressState.PROBE and m.index == pr.match
+        if pr.maybe_update(m.index) or probe_matched:
             if pr.state == ProgressState.PROBE:
                 pr.become_replicate()
             elif pr.state == ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:
@@ -536,6 +572,15 @@ class RaftCore(Membership):
                 self._send(Message(MT.TIMEOUT_NOW, self.id, m.src, self.term))
         elif pr.next <= self.log.last_index():
             self._send_append(m.src, send_empty=False)
+
+    def _follower_lost_state(self, sid: str, pr: Progress, last: int) -> None:
+        """``sid`` reports a log ending at ``last``, before entries it
+        acknowledged: it restarted with an empty (or older) data directory.
+        Outside Raft's failure model, but an operator's usual repair: probe it
+        again from its real end, so it is sent a snapshot when those entries
+        are compacted, and autopilot sees it behind until it catches up."""
+        self.lost_state.append((sid, pr.match, last))
+        pr.regress(last, self.now)
 
     def _committed_in_term(self) -> bool:
         return self.log.term(self.log.commit) == self.term
@@ -823,6 +868,7 @@ class RaftCore(Membership):
                     pr.next if pr else 0,
                     pr.state.value if pr else "",
                     self.now - pr.last_ack_tick if pr else -1,
+                    (self.log.term(pr.match) or 0) if pr and pr.match else 0,
                 )
             )
         return CoreStatus(

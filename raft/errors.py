@@ -45,6 +45,11 @@ class StorageError(RaftError):
     """Durable storage failed or holds data it cannot trust."""
 
 
+class StorageUnavailableError(StorageError):
+    """A write failed for a reason that can pass (the disk is full, an I/O
+    error): nothing of it was stored, and the same write may succeed later."""
+
+
 class SnapshotCorruptError(StorageError):
     """A snapshot file failed its checksum or could not be decoded."""
 

@@ -191,6 +191,15 @@ class Membership:
         self.promote_when_caught_up.discard(server_id)
         return self._change_configuration(self.configuration.without(server_id))
 
+    def step_down(self) -> None:
+        """This leader cannot make its log durable (a full disk): hand
+        leadership to the most caught-up other voter (§3.10). A lone voter
+        keeps leading (no one could take over); the driver refuses writes."""
+        if self.role != Role.LEADER or self.transferee is not None:
+            return
+        if self._voters() - {self.id}:
+            self.transfer_leadership()
+
     def transfer_leadership(self, target: str | None = None) -> str:
         """Hand leadership to ``target`` (or the most caught-up voter) with
         TimeoutNow (§3.10). Proposals are refused until it completes or an

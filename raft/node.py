@@ -8,7 +8,6 @@ fsynced go to disk together (group commit) and to followers in one message.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import random
@@ -18,18 +17,19 @@ from typing import Any, Protocol
 
 import trio
 
+from .backoff import Backoff, StorageHealth
 from .core import CoreConfig, CoreStatus, InitialState, RaftCore
 from .errors import (
     LeadershipLostError,
     NotLeaderError,
     ProposalDroppedError,
     RaftError,
+    StorageUnavailableError,
 )
 from .fsm import StateMachine
 from .storage import MemoryStorage, Storage
 from .types import (
     Configuration,
-    Entry,
     EntryKind,
     HardState,
     HardStateWriter,
@@ -41,9 +41,9 @@ from .types import (
     SoftState,
     Suffrage,
 )
+from .writes import DurableWrites, _Future, _Write
 
 log = logging.getLogger("raft.node")
-_DROP_ALL = 1 << 62
 MAX_INBOX = 65536
 
 
@@ -84,46 +84,7 @@ class NodeStatus:
     snapshots_installed: int  # snapshots received from a leader since start
 
 
-class _Future:
-    __slots__ = ("_done", "error", "proposed_at", "result")
-
-    def __init__(self) -> None:
-        self._done = trio.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.proposed_at = 0.0
-
-    def set(self, result: Any) -> None:
-        if not self._done.is_set():
-            self.result = result
-            self._done.set()
-
-    def fail(self, error: BaseException) -> None:
-        if not self._done.is_set():
-            self.error = error
-            self._done.set()
-
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    async def wait(self) -> Any:
-        await self._done.wait()
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-@dataclass
-class _Write:
-    """One Ready's durable part, queued for the writer task."""
-
-    hard_state: HardState | None
-    entries: list[Entry]
-    snapshot: Snapshot | None = None
-    done: trio.Event | None = None
-
-
-class RaftNode:
+class RaftNode(DurableWrites):
     """A Raft server. Start it with ``await nursery.start(node.run)``."""
 
     def __init__(
@@ -175,6 +136,11 @@ class RaftNode:
         self._nursery: trio.Nursery | None = None
         self._fatal: BaseException | None = None
         self._writes: list[_Write] = []
+        # Writes that failed for a reason that can pass (a full disk), retried
+        # first, in order, on the schedule ``_storage`` keeps.
+        self._backlog: list[_Write] = []
+        self._storage = StorageHealth(config.id)
+        self._snapshot_backoff = Backoff(1.0, 60.0)
         self._write_wake = trio.Event()
         self._write_lock = trio.Lock()
         self._in_memory = isinstance(storage, MemoryStorage)
@@ -277,6 +243,11 @@ class RaftNode:
         if self.core.role != Role.LEADER:
             leader_id, addr = self.leader()
             raise NotLeaderError(leader_id, addr)
+        if self._storage.error is not None:
+            raise StorageUnavailableError(
+                f"this server cannot persist its raft log ({self._storage.error}); "
+                "writes are refused until it can"
+            )
         fut = _Future()
         self._proposals.append((data, fut))
         self._wake.set()
@@ -511,6 +482,17 @@ class RaftNode:
                 self._after_advance(core)
             # Lease reads need no Ready at all: settle them on every pass.
             self._after_advance(core)
+            if core.lost_state:
+                for peer, acked, last in core.lost_state:
+                    log.warning(
+                        "event=raft_follower_lost_state id=%s peer=%s acknowledged=%d "
+                        "log_ends=%d action=resend_from_log_end_or_snapshot",
+                        self.config.id,
+                        peer,
+                        acked,
+                        last,
+                    )
+                core.lost_state.clear()
             self._sync_peers()
             self._maybe_snapshot(core)
 
@@ -539,8 +521,12 @@ class RaftNode:
                 core.report_unreachable(arg)
             elif kind == "persisted":
                 core.persisted(*arg)
-            elif kind == "peer_lost" and core.leader_unreachable(arg):
-                self._campaign_soon()
+            elif kind == "peer_lost":
+                # A follower's process may be gone (restarting, perhaps with
+                # an empty data dir): stop trusting its pipeline and re-probe.
+                core.report_unreachable(arg)
+                if core.leader_unreachable(arg):
+                    self._campaign_soon()
             elif kind == "snapshot_written":
                 self._snapshotting = False
                 if arg and arg > self._snapshot_index and core.log.offset < arg <= core.log.applied:
@@ -595,20 +581,25 @@ class RaftNode:
             and rd.snapshot is None
             and (hs is None or (hs.term, hs.vote) == (persisted.term, persisted.vote))
         )
+        durable = False
         if background:
             self._send(rd.messages)
             if rd.entries or hs is not None:
                 self._queue_write(_Write(hs, list(rd.entries)))
         else:
-            if rd.entries or hs is not None or rd.snapshot is not None:
+            durable = True
+            if rd.entries or hs is not None or rd.snapshot is not None or self._backlog:
                 # Written here, after anything still queued, rather than by the
                 # writer task: one scheduler round less on a follower's path.
                 async with self._write_lock:
                     batch, self._writes = self._writes, []
                     batch.append(_Write(hs, list(rd.entries), rd.snapshot))
-                    await self._write_batch(batch)
+                    durable = await self._write_durably(batch)
                 self._check_running()
-            self._send(rd.messages)
+            # Unwritten, its votes and acknowledgements would promise what is
+            # not on disk: it says nothing (Raft tolerates the loss) until it is.
+            if durable:
+                self._send(rd.messages)
         if rd.snapshot is not None:
             self.fsm.restore(rd.snapshot.data)
             self._applied = self._snapshot_index = rd.snapshot.meta.index
@@ -620,80 +611,7 @@ class RaftNode:
         for rs in rd.read_states:
             waiters = self._read_rounds.pop(rs.context, [])
             self._reads_ready.append((rs.index, waiters))
-        return not background
-
-    def _queue_write(self, write: _Write) -> None:
-        self._writes.append(write)
-        self._write_wake.set()
-
-    async def _writer(self) -> None:
-        """Write queued Ready batches in order; consecutive log writes are
-        merged into one ``save`` (one fsync). A storage failure is fatal."""
-        while True:
-            await self._write_wake.wait()
-            self._write_wake = trio.Event()
-            while self._writes:
-                try:
-                    async with self._write_lock:
-                        batch, self._writes = self._writes, []
-                        await self._write_batch(batch)
-                except RaftError as exc:
-                    self._fatal = exc
-                    log.critical("event=raft_storage_failed id=%s reason=%s", self.config.id, exc)
-                    self._fail_all(exc)
-                    for w in batch:
-                        if w.done is not None:
-                            w.done.set()
-                    raise
-
-    async def _write_batch(self, batch: list[_Write]) -> None:
-        hs: HardState | None = None
-        entries: list[Entry] = []
-
-        async def flush() -> None:
-            nonlocal hs, entries
-            if hs is None and not entries:
-                return
-            save_hs, save_entries = hs, entries
-            # A log append is one small transaction and one fsync (~0.2 ms
-            # here). Handing it to a worker thread costs more than the write
-            # (trio.to_thread: ~0.12 ms for a no-op; a save taking ~0.19 ms
-            # inline took ~0.45 ms) and sits on the commit path, so when
-            # nothing else is ready to run it is written on the loop's thread.
-            # When other tasks are waiting (HTTP and RPC work on a busy
-            # server), blocking them for the fsync would cost more: a thread
-            # lets them run meanwhile.
-            if self._in_memory or trio.lowlevel.current_statistics().tasks_runnable == 0:
-                self.storage.save(save_hs, save_entries)
-                await trio.lowlevel.checkpoint()
-            else:
-                await trio.to_thread.run_sync(self.storage.save, save_hs, save_entries)
-            if save_hs is not None:
-                self._hard.persisted = save_hs
-            if save_entries:
-                last = save_entries[-1]
-                self._events.append(("persisted", (last.index, last.term)))
-                self._wake.set()
-            hs, entries = None, []
-
-        for w in batch:
-            if w.snapshot is not None:
-                await flush()
-                save = functools.partial(
-                    self.storage.save_snapshot, w.snapshot, compact_upto=_DROP_ALL
-                )
-                await trio.to_thread.run_sync(save)
-            if w.entries:
-                first = w.entries[0].index
-                if entries and first <= entries[-1].index:
-                    entries = [e for e in entries if e.index < first]
-                entries.extend(w.entries)
-            if w.hard_state is not None:
-                hs = w.hard_state
-        await flush()
-        for w in batch:
-            if w.done is not None:
-                w.done.set()
+        return durable
 
     def _send(self, messages: Sequence[Message]) -> None:
         if self.transport is None:
@@ -797,12 +715,7 @@ class RaftNode:
             observer(soft)
 
     def _fail_all(self, error: RaftError) -> None:
-        for _, fut in self._pending.values():
-            fut.fail(error)
-        self._pending.clear()
-        for _, fut in self._proposals:
-            fut.fail(error)
-        self._proposals.clear()
+        self._fail_proposals(error)
         for _, _, fut in self._conf_waiters:
             fut.fail(error)
         self._conf_waiters.clear()
@@ -817,6 +730,14 @@ class RaftNode:
             for fut in waiters:
                 fut.fail(error)
         self._reads_ready.clear()
+
+    def _fail_proposals(self, error: RaftError) -> None:
+        for _, fut in self._pending.values():
+            fut.fail(error)
+        self._pending.clear()
+        for _, fut in self._proposals:
+            fut.fail(error)
+        self._proposals.clear()
 
     def _fail_pending_upto(self, index: int) -> None:
         for i in [i for i in self._pending if i <= index]:
@@ -844,6 +765,8 @@ class RaftNode:
             return
         if self._snapshotting or self._applied <= core.log.offset or self._nursery is None:
             return
+        if self._storage.down or not self._snapshot_backoff.due(trio.current_time()):
+            return  # retried later, not on every pass: a full disk stays full a while
         index = self._applied
         snapshot = Snapshot(core.snapshot_meta_at(index), self.fsm.snapshot())
         self._snapshotting = True
@@ -858,11 +781,17 @@ class RaftNode:
                 )
             )
         except RaftError as exc:
+            delay = self._snapshot_backoff.failed(trio.current_time())
             log.error(
-                "event=raft_snapshot_failed id=%s index=%d reason=%s", self.config.id, index, exc
+                "event=raft_snapshot_failed id=%s index=%d retry_in_s=%.0f reason=%s",
+                self.config.id,
+                index,
+                delay,
+                exc,
             )
             self._events.append(("snapshot_written", 0))
         else:
+            self._snapshot_backoff.succeeded()
             log.info(
                 "event=raft_snapshot id=%s index=%d bytes=%d",
                 self.config.id,

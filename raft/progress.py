@@ -29,6 +29,7 @@ class Progress:
         "pending_snapshot",
         "probe_sent",
         "recent_active",
+        "regressed_tick",
         "state",
     )
 
@@ -40,6 +41,9 @@ class Progress:
         self.pending_snapshot = 0
         self.recent_active = False
         self.last_ack_tick = now
+        # The tick of the last ``regress``: a report from a heartbeat sent
+        # before it is stale (a duplicate) and must not reset progress again.
+        self.regressed_tick = -1
         self.max_inflight = max_inflight
         # Last index of each unacknowledged append message, oldest first.
         self.inflight: deque[int] = deque()
@@ -64,6 +68,19 @@ class Progress:
         self.state = ProgressState.SNAPSHOT
         self.pending_snapshot = index
         self.inflight.clear()
+
+    def regress(self, last_index: int, now: int) -> None:
+        """The follower's log ends at ``last_index``, below what it once
+        acknowledged: it lost its durable state (restarted with an empty or
+        older data directory). Probe it again from there; if those entries
+        are compacted, that probe becomes a snapshot."""
+        self.match = last_index
+        self.next = last_index + 1
+        self.state = ProgressState.PROBE
+        self.pending_snapshot = 0
+        self.probe_sent = False
+        self.inflight.clear()
+        self.regressed_tick = now
 
     def maybe_update(self, index: int) -> bool:
         """An acknowledgement up to ``index``; whether it moved ``match``."""

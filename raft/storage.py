@@ -18,6 +18,7 @@ snapshots in ``<dir>/snapshots/snapshot-<term>-<index>.snap``, laid out as
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
@@ -29,14 +30,14 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from . import codec
 from .codec import CodecError
-from .errors import SnapshotCorruptError, StorageError
+from .errors import SnapshotCorruptError, StorageError, StorageUnavailableError
 from .types import Entry, EntryKind, HardState, Snapshot, SnapshotMeta
 
 logger = logging.getLogger("raft.storage")
@@ -72,6 +73,20 @@ class Storage(Protocol):
     def load_snapshot(self) -> Snapshot | None: ...
 
     def close(self) -> None: ...
+
+
+_TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
+
+
+def _storage_error(message: str, exc: BaseException) -> StorageError:
+    """``StorageUnavailableError`` when ``exc`` can pass (a full disk, an I/O
+    error), else ``StorageError`` (a corrupt file, a bug)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    transient = name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR")
+    if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
+        transient = True
+    cls = StorageUnavailableError if transient else StorageError
+    return cls(f"{message}: {exc}")
 
 
 def _kv(value: object) -> str:
@@ -278,6 +293,7 @@ class SqliteStorage:
             raise ValueError("retain_snapshots must be at least 1")
         self._dir = Path(directory)
         self._snap_dir = self._dir / "snapshots"
+        self._db = self._dir / "raft.db"
         self._retain = retain_snapshots
         self._lock = threading.RLock()
         self._closed = False
@@ -316,7 +332,7 @@ class SqliteStorage:
                 raise StorageError(f"sqlite refused journal_mode=WAL (got {mode!r})")
             self._conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot configure {self._dir / 'raft.db'}: {exc}") from exc
+            raise StorageError(f"cannot configure {self._db}: {exc}") from exc
         with self._transaction("initialise database") as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS log ("
@@ -352,13 +368,16 @@ class SqliteStorage:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield conn
+                    conn.execute("COMMIT")
                 except BaseException:
+                    # Also after a failed COMMIT (a full disk): sqlite keeps
+                    # the transaction open, and the next BEGIN would fail.
                     if conn.in_transaction:
-                        conn.execute("ROLLBACK")
+                        with suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
                     raise
-                conn.execute("COMMIT")
             except (sqlite3.Error, OSError) as exc:
-                raise StorageError(f"{what} failed: {exc}") from exc
+                raise _storage_error(f"{what} of {self._db} failed", exc) from exc
 
     def _snapshot_index(self) -> int:
         """Index of the newest snapshot file by name (0 if none); cheap, unverified."""
@@ -411,6 +430,17 @@ class SqliteStorage:
         _fsync_dir(self._snap_dir)
         return final
 
+    def _fallback_floor(self, newest: Path) -> int:
+        """The index the log must be kept after so that, if ``newest`` turns
+        out corrupt, the oldest snapshot still retained plus the log rebuild
+        the state (0 — keep it all — when there is no older snapshot)."""
+        try:
+            files = self._snapshot_files()
+        except OSError as exc:
+            raise StorageError(f"cannot list {self._snap_dir}: {exc}") from exc
+        older = [index for index, _t, path in files[-self._retain :] if path != newest]
+        return min(older, default=0)
+
     def _prune_snapshots(self, keep: Path) -> None:
         files = self._snapshot_files()
         doomed = [path for _i, _t, path in files[: -self._retain] if path != keep]
@@ -445,8 +475,11 @@ class SqliteStorage:
                 ).fetchall()
                 entries = [Entry(i, t, EntryKind(k), bytes(d)) for i, t, k, d in rows]
             except (sqlite3.Error, CodecError, ValueError) as exc:
-                raise StorageError(f"cannot load raft state from {self._dir}: {exc}") from exc
-        _check_recovered(entries, meta, corrupt_index)
+                raise StorageError(f"cannot load raft state from {self._db}: {exc}") from exc
+        try:
+            _check_recovered(entries, meta, corrupt_index)
+        except StorageError as exc:
+            raise StorageError(f"{self._dir}: {exc}") from None
         return PersistentState(hard_state, meta, entries)
 
     def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
@@ -492,6 +525,13 @@ class SqliteStorage:
         then delete log entries with index <= ``compact_upto`` and finally
         older snapshot files beyond ``retain_snapshots``.
 
+        A ``compact_upto`` below the snapshot's index (trailing logs kept for
+        slow followers) never compacts past the oldest retained snapshot: if
+        this file is found corrupt at the next start, that snapshot and the
+        log after it rebuild the state. A ``compact_upto`` at or beyond it (a
+        snapshot received from the leader, or a restore) replaces the history
+        and drops the log through it.
+
         Raises:
             StorageError: closed, or sqlite/OS failure (cause chained). If the
                 file was not made durable the log is left untouched.
@@ -503,11 +543,13 @@ class SqliteStorage:
         try:
             path = self._write_snapshot_file(snapshot)
         except OSError as exc:
-            raise StorageError(f"cannot write snapshot to {self._snap_dir}: {exc}") from exc
+            raise _storage_error(f"cannot write snapshot to {self._snap_dir}", exc) from exc
         with self._lock:
             self._end = None  # the log and the snapshot index change
+            upto = min(compact_upto, _MAX_SQLITE_INT)
+            if upto < snapshot.meta.index:
+                upto = min(upto, self._fallback_floor(path))
             with self._transaction("log compaction") as conn:
-                upto = min(compact_upto, _MAX_SQLITE_INT)
                 conn.execute("DELETE FROM log WHERE idx <= ?", (upto,))
             try:
                 self._prune_snapshots(keep=path)

@@ -26,6 +26,8 @@ from .records import (
     KIND_CONNECT_PROXY,
     SERF_HEALTH,
     SERVICE_KINDS,
+    ACLAuthMethod,
+    ACLBindingRule,
     ACLPolicy,
     ACLRole,
     ACLToken,
@@ -40,6 +42,12 @@ from .records import (
 
 # Consul's raft apply limit for a KV value (agent/structs: kv value 512 KiB).
 MAX_KV_VALUE = 512 * 1024
+# Consul documents no key limit; meshd bounds keys (UTF-8 bytes) so that any
+# stored key can be read back through GET /v1/kv/<key> even fully
+# percent-encoded (3 bytes per byte, 48 KiB) inside the HTTP server's 64 KiB
+# request-head limit, and so one write cannot carry a huge key into every
+# server's log (issue 13: a 400 KB key stalled the servers).
+MAX_KV_KEY = 16 * 1024
 # Consul's maxTxnOps.
 MAX_TXN_OPS = 64
 # Session limits (agent/structs: SessionTTLMin/Max, consul session endpoint maxLockDelay).
@@ -127,9 +135,23 @@ def _validate_check(check: HealthCheck, prefix: str, node: str | None) -> None:
         v.one_of(check.status, CHECK_STATUSES, f"{prefix}.Status")
 
 
+def validate_kv_key(key: str, field: str = "Key") -> None:
+    """Refuse a KV key that is not valid UTF-8 or longer than ``MAX_KV_KEY`` bytes.
+
+    Raises ``ValidationError(field, ...)``.
+    """
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError(field, "key is not valid UTF-8") from None
+    if size > MAX_KV_KEY:
+        raise ValidationError(field, f"key of {size} bytes exceeds the {MAX_KV_KEY} byte limit")
+
+
 def _validate_kv(key: str, value: bytes, flags: int, verb: str, prefix: str) -> None:
     if verb != "delete-tree":
         v.require(key, f"{prefix}Key", "missing key name")
+    validate_kv_key(key, f"{prefix}Key")
     if len(value) > MAX_KV_VALUE:
         raise ValidationError(
             f"{prefix}Value", f"value of {len(value)} bytes exceeds {MAX_KV_VALUE} byte limit"
@@ -568,6 +590,51 @@ class ACLBootstrap(Command):
         v.uint_range(self.reset_index, "ResetIndex")
 
 
+# Auth-method and binding-rule commands use 60+ so that command types other
+# branches add after ACLBootstrap (21, 22, ...) cannot collide with them.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ACLAuthMethodSet(Command):
+    """Create or update auth methods (keyed by name)."""
+
+    TYPE: ClassVar[int] = 60
+    methods: tuple[ACLAuthMethod, ...]
+
+    def validate(self) -> None:
+        for i, method in enumerate(self.methods):
+            v.require(method.name, f"AuthMethods[{i}].Name")
+            v.require(method.type, f"AuthMethods[{i}].Type")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ACLAuthMethodDelete(Command):
+    """Delete auth methods by name, with their binding rules and login tokens."""
+
+    TYPE: ClassVar[int] = 61
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ACLBindingRuleSet(Command):
+    """Create or update binding rules."""
+
+    TYPE: ClassVar[int] = 62
+    rules: tuple[ACLBindingRule, ...]
+
+    def validate(self) -> None:
+        for i, rule in enumerate(self.rules):
+            v.uuid_like(rule.id, f"BindingRules[{i}].ID")
+            v.require(rule.auth_method, f"BindingRules[{i}].AuthMethod")
+            v.require(rule.bind_type, f"BindingRules[{i}].BindType")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ACLBindingRuleDelete(Command):
+    """Delete binding rules by ID."""
+
+    TYPE: ClassVar[int] = 63
+    ids: tuple[str, ...]
+
+
 COMMAND_TYPES: dict[int, type[Command]] = {
     cls.TYPE: cls
     for cls in (
@@ -591,6 +658,10 @@ COMMAND_TYPES: dict[int, type[Command]] = {
         ACLRoleDelete,
         LivenessSet,
         ACLBootstrap,
+        ACLAuthMethodSet,
+        ACLAuthMethodDelete,
+        ACLBindingRuleSet,
+        ACLBindingRuleDelete,
     )
 }
 

@@ -111,6 +111,12 @@ class ListenerDiff:
     update: tuple[ListenerSpec, ...] = ()
 
 
+def _short(value: Any) -> str:
+    """A value for an error message: its repr, cut to a log line's worth."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _num(body: Mapping[str, Any], key: str, path: str, *, lo: float, hi: float) -> float | None:
     value = body.get(key)
     if value is None or value == "":
@@ -119,8 +125,8 @@ def _num(body: Mapping[str, Any], key: str, path: str, *, lo: float, hi: float) 
         raise ProxyConfigError(f"{path}.{key}", "must be a number")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ProxyConfigError(f"{path}.{key}", f"must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ProxyConfigError(f"{path}.{key}", f"must be a number, got {_short(value)}") from None
     if not lo <= number <= hi:
         raise ProxyConfigError(f"{path}.{key}", f"must be between {lo:g} and {hi:g}")
     return number
@@ -128,14 +134,30 @@ def _num(body: Mapping[str, Any], key: str, path: str, *, lo: float, hi: float) 
 
 def _port(value: Any, path: str, *, allow_zero: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ProxyConfigError(path, f"must be a port number, got {value!r}")
+        raise ProxyConfigError(path, f"must be a port number, got {_short(value)}")
     try:
         port = int(value)
     except ValueError:
-        raise ProxyConfigError(path, f"must be a port number, got {value!r}") from None
+        raise ProxyConfigError(path, f"must be a port number, got {_short(value)}") from None
     if not (0 if allow_zero else 1) <= port <= 65535:
         raise ProxyConfigError(path, f"port {port} out of range 1-65535")
     return port
+
+
+def _list(value: Any, path: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ProxyConfigError(path, f"must be a list, got {type(value).__name__}")
+    return value
+
+
+def _text(value: Any, path: str, default: str) -> str:
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str):
+        raise ProxyConfigError(path, f"must be a string, got {type(value).__name__}")
+    return value
 
 
 def _dict(value: Any, path: str) -> Mapping[str, Any]:
@@ -163,24 +185,26 @@ def parse_upstream(body: Any, path: str, base: Limits) -> UpstreamConfig:
     body = _dict(body, path)
     dtype = body.get("DestinationType") or "service"
     if dtype != "service":
-        raise ProxyConfigError(f"{path}.DestinationType", f"{dtype!r} is not supported")
+        raise ProxyConfigError(f"{path}.DestinationType", f"{_short(dtype)} is not supported")
     name = body.get("DestinationName")
     if not isinstance(name, str) or not name:
         raise ProxyConfigError(f"{path}.DestinationName", "is required")
     config = _dict(body.get("Config"), f"{path}.Config")
-    balance_raw = str(config.get("balance") or "round_robin").lower()
+    balance_raw = _text(config.get("balance"), f"{path}.Config.balance", "round_robin").lower()
     balance = BALANCE_POLICIES.get(balance_raw)
     if balance is None:
         choices = ", ".join(sorted(set(BALANCE_POLICIES.values())))
-        raise ProxyConfigError(f"{path}.Config.balance", f"{balance_raw!r} is not one of {choices}")
+        raise ProxyConfigError(
+            f"{path}.Config.balance", f"{_short(balance_raw)} is not one of {choices}"
+        )
     if body.get("LocalBindSocketPath"):
         raise ProxyConfigError(f"{path}.LocalBindSocketPath", "unix sockets are not supported")
     return UpstreamConfig(
         destination=name,
-        bind_address=str(body.get("LocalBindAddress") or "127.0.0.1"),
+        bind_address=_text(body.get("LocalBindAddress"), f"{path}.LocalBindAddress", "127.0.0.1"),
         bind_port=_port(body.get("LocalBindPort"), f"{path}.LocalBindPort"),
         balance=balance,
-        datacenter=str(body.get("Datacenter") or ""),
+        datacenter=_text(body.get("Datacenter"), f"{path}.Datacenter", ""),
         limits=parse_limits(config, f"{path}.Config", base),
     )
 
@@ -206,14 +230,16 @@ def parse_sidecar(
     limits = parse_limits(config, "Proxy.Config", base)
     upstreams = tuple(
         parse_upstream(u, f"Proxy.Upstreams[{i}]", limits)
-        for i, u in enumerate(proxy.get("Upstreams") or ())
+        for i, u in enumerate(_list(proxy.get("Upstreams"), "Proxy.Upstreams"))
     )
     return SidecarConfig(
         proxy_id=proxy_id,
         service=service,
-        address=str(body.get("Address") or "0.0.0.0"),
+        address=_text(body.get("Address"), "Address", "0.0.0.0"),
         port=_port(body.get("Port"), "Port"),
-        local_address=str(proxy.get("LocalServiceAddress") or "127.0.0.1"),
+        local_address=_text(
+            proxy.get("LocalServiceAddress"), "Proxy.LocalServiceAddress", "127.0.0.1"
+        ),
         local_port=_port(local_port_raw, "Proxy.LocalServicePort"),
         limits=limits,
         upstreams=upstreams,
@@ -226,7 +252,8 @@ def sidecars_from_services(
     """Every sidecar in an ``/v1/agent/services`` answer, and the refused ones.
 
     Returns ``(sidecars by proxy ID, errors by proxy ID)``: one bad
-    registration does not stop the others from being served.
+    registration does not stop the others from being served, and no
+    registration, however malformed, makes this raise.
     """
     base = base or Limits()
     sidecars: dict[str, SidecarConfig] = {}
@@ -234,11 +261,11 @@ def sidecars_from_services(
     for sid, body in services.items():
         if not isinstance(body, Mapping) or body.get("Kind") != "connect-proxy":
             continue
-        raw_proxy = body.get("Proxy")
-        proxy: Mapping[str, Any] = raw_proxy if isinstance(raw_proxy, Mapping) else {}
-        parent = services.get(str(proxy.get("DestinationServiceID") or ""))
-        parent_port = parent.get("Port") if isinstance(parent, Mapping) else None
         try:
+            raw_proxy = body.get("Proxy")
+            proxy: Mapping[str, Any] = raw_proxy if isinstance(raw_proxy, Mapping) else {}
+            parent = services.get(str(proxy.get("DestinationServiceID") or ""))
+            parent_port = parent.get("Port") if isinstance(parent, Mapping) else None
             sidecars[sid] = parse_sidecar(
                 sid,
                 body,
@@ -247,6 +274,8 @@ def sidecars_from_services(
             )
         except ProxyConfigError as exc:
             errors[sid] = exc
+        except Exception as exc:  # a shape no rule above foresaw: skip, never crash
+            errors[sid] = ProxyConfigError("Proxy", f"unusable registration: {exc!r}"[:300])
     return sidecars, errors
 
 
@@ -262,58 +291,92 @@ def only_sidecars_for(
         body = services.get(sid)
         proxy = body.get("Proxy") if isinstance(body, Mapping) else None
         if isinstance(proxy, Mapping):
-            names = {proxy.get("DestinationServiceID"), proxy.get("DestinationServiceName")}
-            if names & wanted:
+            ids = (proxy.get("DestinationServiceID"), proxy.get("DestinationServiceName"))
+            if {n for n in ids if isinstance(n, str)} & wanted:
                 kept[sid] = cfg
     return kept
 
 
+def _specs(pid: str, sc: SidecarConfig) -> list[ListenerSpec]:
+    specs = [
+        ListenerSpec(
+            kind="inbound",
+            host=sc.address,
+            port=sc.port,
+            proxy_id=pid,
+            service=sc.service,
+            limits=sc.limits,
+            local_address=sc.local_address,
+            local_port=sc.local_port,
+        )
+    ]
+    specs += [
+        ListenerSpec(
+            kind="outbound",
+            host=u.bind_address,
+            port=u.bind_port,
+            proxy_id=pid,
+            service=sc.service,
+            limits=u.limits,
+            upstream=u,
+        )
+        for u in sc.upstreams
+    ]
+    return specs
+
+
 def desired_listeners(
     sidecars: Mapping[str, SidecarConfig],
+    running: Mapping[tuple[str, int], ListenerSpec] | None = None,
 ) -> tuple[dict[tuple[str, int], ListenerSpec], list[str]]:
     """The listeners the sidecars need, keyed by address, and conflicts.
 
-    Two listeners on one address is a conflict: the first (by proxy ID) wins
-    and a message naming both is returned.
+    A listener that is ``running`` keeps its owner while that sidecar still
+    wants it: a sidecar that wants an address another one owns, or one an
+    earlier sidecar (by proxy ID) took, is skipped whole, with a message
+    naming both. So a new registration, whatever its ID sorts as, never
+    takes over another sidecar's upstream listener.
     """
+    claimed: dict[tuple[str, int], str] = {}
+    for key, spec in (running or {}).items():
+        owner = sidecars.get(spec.proxy_id)
+        if owner is not None and any(s.key == key for s in _specs(spec.proxy_id, owner)):
+            claimed[key] = spec.proxy_id
     wanted: dict[tuple[str, int], ListenerSpec] = {}
     conflicts: list[str] = []
     for pid in sorted(sidecars):
-        sc = sidecars[pid]
-        specs = [
-            ListenerSpec(
-                kind="inbound",
-                host=sc.address,
-                port=sc.port,
-                proxy_id=pid,
-                service=sc.service,
-                limits=sc.limits,
-                local_address=sc.local_address,
-                local_port=sc.local_port,
-            )
-        ]
-        specs += [
-            ListenerSpec(
-                kind="outbound",
-                host=u.bind_address,
-                port=u.bind_port,
-                proxy_id=pid,
-                service=sc.service,
-                limits=u.limits,
-                upstream=u,
-            )
-            for u in sc.upstreams
-        ]
+        specs = _specs(pid, sidecars[pid])
+        clash = _first_clash(pid, specs, wanted, claimed)
+        if clash is not None:
+            conflicts.append(clash)
+            continue
         for spec in specs:
-            other = wanted.get(spec.key)
-            if other is not None:
-                conflicts.append(
-                    f"{spec.host}:{spec.port} wanted by {other.proxy_id} ({other.kind}) "
-                    f"and {pid} ({spec.kind}); keeping the first"
-                )
-                continue
             wanted[spec.key] = spec
     return wanted, conflicts
+
+
+def _first_clash(
+    pid: str,
+    specs: list[ListenerSpec],
+    wanted: Mapping[tuple[str, int], ListenerSpec],
+    claimed: Mapping[tuple[str, int], str],
+) -> str | None:
+    seen: dict[tuple[str, int], ListenerSpec] = {}
+    for spec in specs:
+        where = f"{spec.host}:{spec.port}"
+        owner = claimed.get(spec.key, pid)
+        other = wanted.get(spec.key)
+        if owner != pid:
+            return f"{where} wanted by {pid} ({spec.kind}) is bound for {owner}; skipping {pid}"
+        if other is not None:
+            return (
+                f"{where} wanted by {other.proxy_id} ({other.kind}) and {pid} ({spec.kind}); "
+                f"skipping {pid}"
+            )
+        if spec.key in seen:
+            return f"{where} wanted twice by {pid}; skipping {pid}"
+        seen[spec.key] = spec
+    return None
 
 
 def diff_listeners(

@@ -14,6 +14,7 @@ intentions change re-decides them and closes the ones now denied
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from .logfmt import emit
 from .metrics import ProxyMetrics
 from .pump import Splice, handshake
 from .sockets import Listener, close, dial
+from .verdict import send as send_verdict
+from .verdict import speaks_verdict
 from .watchers import WatchHub, intentions_resource
 
 HANDSHAKE_TIMEOUT = 10.0
@@ -165,6 +168,14 @@ def _deny_fields(decision: Decision) -> dict[str, str]:
     return {"intention": decision.intention_id or "default", "reason": decision.reason}
 
 
+async def _tell_denied(tls: ssl.SSLSocket, decision: Decision) -> None:
+    """Tell a calling proxy that speaks it why it is refused; best effort."""
+    if not speaks_verdict(tls):
+        return
+    with trio.move_on_after(1.0), contextlib.suppress(OSError, ssl.SSLError):
+        await send_verdict(tls, False, decision.intention_id or "default")
+
+
 class InboundHandler:
     """Handles connections accepted by one sidecar's inbound listener."""
 
@@ -194,6 +205,7 @@ class InboundHandler:
                 )
                 self.metrics.connection("inbound", source.service, dest, "denied")
                 self.metrics.denied(source.service, dest, decision.intention_id or "default")
+                await _tell_denied(tls, decision)
                 return
             await self._proxy(listener, tls, source)
         finally:
@@ -211,12 +223,13 @@ class InboundHandler:
         except (ssl.SSLError, OSError, trio.TooSlowError, PeerIdentityError) as exc:
             if isinstance(exc, ssl.SSLEOFError):
                 # Closed before a handshake: typically the sidecar's own TCP
-                # health check (Consul's "Connect Sidecar Listening"); not
-                # worth a warning every check interval.
+                # health check (Consul's "Connect Sidecar Listening"). Not a
+                # failed connection: counted apart, logged at debug level.
                 emit(10, "closed_before_handshake", direction="inbound", destination=dest)
-            else:
-                reason = "handshake timed out" if isinstance(exc, trio.TooSlowError) else str(exc)
-                emit(30, "handshake_failed", direction="inbound", destination=dest, reason=reason)
+                self.metrics.closed_before_handshake.labels(dest).inc()
+                return None
+            reason = "handshake timed out" if isinstance(exc, trio.TooSlowError) else str(exc)
+            emit(30, "handshake_failed", direction="inbound", destination=dest, reason=reason)
             self.metrics.connection("inbound", "", dest, "error")
             return None
         self.metrics.handshake.labels("inbound").observe(trio.current_time() - start)
@@ -236,6 +249,14 @@ class InboundHandler:
                 local=f"{spec.local_address}:{spec.local_port}",
                 reason=str(exc) or "timeout",
             )
+            self.metrics.connection("inbound", source.service, dest, "error")
+            return
+        try:
+            if speaks_verdict(tls):
+                with trio.fail_after(HANDSHAKE_TIMEOUT):
+                    await send_verdict(tls, True)
+        except (OSError, ssl.SSLError, trio.TooSlowError):
+            close(up)
             self.metrics.connection("inbound", source.service, dest, "error")
             return
         live = LiveConn(source, dest)

@@ -6,7 +6,10 @@ a local upstream listener), ``source`` and ``destination`` service names:
 * ``meshd_proxy_connections_total{direction,source,destination,result}`` with
   result ``allowed``, ``denied`` or ``error`` (handshake, identity, dial or
   connection-limit failures);
+  On the outbound side ``denied`` is the destination's verdict (verdict.py);
 * ``meshd_proxy_denials_total{source,destination,intention}``;
+* ``meshd_proxy_closed_before_handshake_total{destination}``: inbound TCP
+  connections closed before any TLS (health probes), not counted as errors;
 * ``meshd_proxy_bytes_received_total`` / ``meshd_proxy_bytes_sent_total``
   ``{direction,source,destination}``: bytes from / to the accepted side;
 * ``meshd_proxy_tls_handshake_seconds{direction}`` histogram;
@@ -52,6 +55,12 @@ class ProxyMetrics:
             "meshd_proxy_denials",
             "Inbound connections refused by intentions.",
             ("source", "destination", "intention"),
+            registry=r,
+        )
+        self.closed_before_handshake = Counter(
+            "meshd_proxy_closed_before_handshake",
+            "Inbound TCP connections closed before TLS began (health probes).",
+            ("destination",),
             registry=r,
         )
         self.bytes_received = Counter(

@@ -23,6 +23,8 @@ from .metrics import ProxyMetrics
 from .pump import Splice, handshake
 from .sockets import Listener, close, dial
 from .tlsconfig import Contexts
+from .verdict import VerdictError, speaks_verdict
+from .verdict import receive as receive_verdict
 from .watchers import WatchHub, health_resource
 
 MAX_ATTEMPTS = 3
@@ -76,7 +78,11 @@ class OutboundHandler:
             self.metrics.connection("outbound", spec.service, dest, "error")
             return
         tls, endpoint = picked
-        self.metrics.connection("outbound", spec.service, dest, "allowed")
+        result = await self._verdict(tls, spec.service, dest, endpoint)
+        self.metrics.connection("outbound", spec.service, dest, result)
+        if result != "allowed":
+            close(tls)
+            return
         active = self.metrics.active.labels("outbound", spec.service, dest)
         active.inc()
         self.balancer.acquire(endpoint)
@@ -97,6 +103,37 @@ class OutboundHandler:
             self.balancer.release(endpoint)
             active.dec()
             close(tls)
+
+    async def _verdict(self, tls: ssl.SSLSocket, source: str, dest: str, endpoint: Endpoint) -> str:
+        """``allowed``, ``denied`` or ``error``: what the destination decided,
+        when it tells (verdict.py); ``allowed`` for a peer that does not."""
+        if not speaks_verdict(tls):
+            return "allowed"
+        try:
+            with trio.fail_after(HANDSHAKE_TIMEOUT):
+                allowed, intention = await receive_verdict(tls)
+        except (VerdictError, OSError, ssl.SSLError, trio.TooSlowError) as exc:
+            reason = "no verdict in time" if isinstance(exc, trio.TooSlowError) else str(exc)
+            emit(
+                30,
+                "upstream_closed",
+                source=source,
+                destination=dest,
+                endpoint=str(endpoint),
+                reason=reason,
+            )
+            return "error"
+        if allowed:
+            return "allowed"
+        emit(
+            30,
+            "denied_by_destination",
+            source=source,
+            destination=dest,
+            endpoint=str(endpoint),
+            intention=intention,
+        )
+        return "denied"
 
     async def _connect(
         self, listener: Listener, ctxs: Contexts, dest: str

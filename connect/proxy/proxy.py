@@ -119,6 +119,7 @@ class Proxy:
         self._changed = trio.Event()
         self._creds: dict[str, _SharedCreds] = {}
         self._errors: dict[str, str] = {}
+        self._conflicts: set[str] = set()
         self._hub: WatchHub | None = None
         self._nursery: trio.Nursery | None = None
 
@@ -171,10 +172,13 @@ class Proxy:
             if self._errors.get(sid) != str(exc):
                 emit(40, "sidecar_invalid", proxy=sid, field=exc.field, reason=exc.message)
         self._errors = {sid: str(exc) for sid, exc in errors.items()}
-        desired, conflicts = desired_listeners(sidecars)
+        running = {k: r.spec for k, r in self.running.items()}
+        desired, conflicts = desired_listeners(sidecars, running)
         for text in conflicts:
-            emit(40, "listener_conflict", detail=text)
-        diff = diff_listeners({k: r.spec for k, r in self.running.items()}, desired)
+            if text not in self._conflicts:  # one line per conflict, not per change
+                emit(40, "listener_conflict", detail=text)
+        self._conflicts = set(conflicts)
+        diff = diff_listeners(running, desired)
         restart = [s for s in diff.update if not _same_role(self.running[s.key].spec, s)]
         for key in (*diff.stop, *(s.key for s in restart)):
             await self._stop(key)

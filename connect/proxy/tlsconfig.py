@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ProxyConfigError
+from .verdict import ALPN
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,9 @@ def _context(purpose: int, roots: Roots, leaf: LeafCert) -> ssl.SSLContext:
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cadata="".join(roots.pems))
     _load_chain(ctx, leaf)
+    # Offered by the client, taken by the server: the inbound side then tells
+    # the caller its intention verdict (verdict.py).
+    ctx.set_alpn_protocols([ALPN])
     if purpose == 0:
         # No resumption between our own proxies: skip issuing tickets.
         ctx.num_tickets = 0

@@ -55,6 +55,7 @@ from .acl_resolver import ACLResolver, TokenScopedReader
 from .acl_server import ACLServer
 from .alias_source import CatalogAliasSource
 from .ca_server import CAServer, settings_from_agent
+from .consul_service import ConsulServiceReconciler
 from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
 from .events import EventRing, UserEvent, accepts, merge, uuid_to_index
 from .leaf_cache import LeafCache
@@ -62,14 +63,21 @@ from .liveness import LivenessTracker, heartbeat_loop
 from .local import LocalState
 from .members import SEGMENT_META, MemberInfo, member_json
 from .pool import ClientBackend, ServerPool
+from .readiness import cluster_initialized
 from .server import Server, ServerSettings, http_error_from_rpc
 from .server_ops import fetch_archive
+from .session_ttl import SessionTTLController
 from .snapshot_archive import ArchiveError, decode_archive
 from .sync import AntiEntropy, NodeInfo
 from .tokens import TokenStore
 from .wire import ReadOptions, ReadResult, WriteResult
 
 log = logging.getLogger("meshd.agent")
+# How often a request waiting for the leader's establishment looks again.
+READY_POLL = 0.005
+# After a leader is known, how long a server waits to see its establishment
+# in the replicated state before it reports ready anyway (config mismatch).
+ESTABLISHMENT_GRACE = 10.0
 # An RPC frame is at most 8 MiB; a restore forwarded in one frame stays below.
 MAX_FORWARDED_ARCHIVE = 7 << 20
 # How long PUT /v1/agent/join waits for this node to be in the catalog.
@@ -110,6 +118,9 @@ class Agent:
         self.http_addresses: list[tuple[str, int]] = []
         self.dns_addresses: list[tuple[str, int]] = []
         self.liveness: LivenessTracker | None = None
+        self.session_ttl: SessionTTLController | None = None
+        self._initialized = False
+        self._leader_seen_at = 0.0
         self.checks = CheckRunner(
             self.local,
             enable_script_checks=config.enable_script_checks,
@@ -266,6 +277,7 @@ class Agent:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         from ..api.routes import build_app  # the API imports the agent's types
         from ..http import open_http_listeners, serve_http
+        from ..http.accept import http_connection_cap
 
         cfg = self.config
         self._load_definitions()
@@ -307,6 +319,8 @@ class Agent:
             nursery.start_soon(self.leaf_cache.run)
             if self.server is not None and cfg.dev:
                 await self.server.node.wait_for_leader(5)
+                # and for its ACL and CA set-up, so the API is usable at once
+                await self.wait_leadership_ready(5)
             nursery.start_soon(self._run_sync)
             gc.freeze()  # long-lived startup objects leave the collector's young generations
             app = build_app(self)
@@ -318,8 +332,8 @@ class Agent:
                     listeners,
                     app,
                     per_client_max_connections=cfg.limits.http_max_conns_per_client,
-                    # Consul has no total cap; the process's file limit bounds it.
-                    max_connections=0,
+                    # Consul has no total cap; meshd's keeps the fds for the rest.
+                    max_connections=http_connection_cap(cfg.limits.http_max_conns, log),
                     task_status=task_status,
                 )
             )
@@ -388,6 +402,7 @@ class Agent:
                 node, "alive" if status == "passing" else "failed"
             ),
         )
+        self.session_ttl = SessionTTLController(self.server)
         self.metrics.instrument_raft(self.server.node)
         self.acl.attach_server(self.server)
         if cfg.acl.enabled:
@@ -409,6 +424,8 @@ class Agent:
             )
         await nursery.start(self.server.run)
         nursery.start_soon(self.liveness.run)
+        nursery.start_soon(self.session_ttl.run)
+        nursery.start_soon(ConsulServiceReconciler(self.server, version=self.version).run)
         if self.acl_server is not None:
             nursery.start_soon(self.acl_server.run)
         if self.ca is not None:
@@ -565,10 +582,50 @@ class Agent:
         except RPCError as exc:
             raise http_error_from_rpc(exc) from None
 
+    def initialized(self) -> bool:
+        """Whether the cluster's leader has established leadership (see
+        ``readiness``); always True on a client, which cannot tell. Once
+        seen it stays so: the test is not repeated on every request."""
+        if self._initialized or self.server is None:
+            return True
+        self._initialized = cluster_initialized(self.server.store, self.config)
+        if not self._initialized and self.server.leader_address() is not None:
+            # A follower whose initial_management differs from the leader's
+            # would wait forever: give up waiting a while after a leader is known.
+            now = trio.current_time()
+            self._leader_seen_at = self._leader_seen_at or now
+            if now - self._leader_seen_at > ESTABLISHMENT_GRACE:
+                log.warning("event=leader_establishment_not_seen waited_s=%g", ESTABLISHMENT_GRACE)
+                self._initialized = True
+        return self._initialized
+
+    def leadership_ready(self) -> bool:
+        """A server that knows a leader which has established leadership."""
+        if self.server is None:
+            return True
+        return self.server.leader_address() is not None and self.initialized()
+
+    async def wait_initialized(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for ``initialized``; returns it.
+        A request that would fail in the window after an election (``ACL not
+        found`` for the configured management token) waits here instead."""
+        with trio.move_on_after(timeout):
+            while not self.initialized():
+                await trio.sleep(READY_POLL)
+        return self.initialized()
+
+    async def wait_leadership_ready(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for ``leadership_ready``; returns it."""
+        with trio.move_on_after(timeout):
+            while not self.leadership_ready():
+                await trio.sleep(READY_POLL)
+        return self.leadership_ready()
+
     async def status_leader(self) -> str:
-        """The leader's RPC address as this agent knows it ("" when none)."""
+        """The leader's RPC address as this agent knows it ("" when none, and
+        on a server also while the leader is still establishing leadership)."""
         if self.server is not None:
-            return self.server.leader_address() or ""
+            return (self.server.leader_address() or "") if self.leadership_ready() else ""
         return str(await self.server_call("Status.Leader", {}) or "")
 
     async def status_peers(self) -> list[str]:

@@ -6,9 +6,13 @@ and the tick length come in), shaped like Consul's
 (https://developer.hashicorp.com/consul/api-docs/operator/autopilot).
 
 A server is healthy when the leader heard from it within
-``last_contact_threshold`` and its log is within ``max_trailing_logs`` of
-the leader's last index. Consul's default threshold is 200 ms; meshd's
-leader measures contact in Raft ticks (100-500 ms), so its default is 1 s.
+``last_contact_threshold``, replicates to it (rather than probing it, as
+after its connection broke, or sending it a snapshot), its log is within
+``max_trailing_logs`` of the leader's last index and its last entry is of
+the leader's term (Consul's ``LastTerm`` rule). So a server restarted with
+an empty data directory is not healthy until it holds the leader's state.
+Consul's default threshold is 200 ms; meshd's leader measures contact in
+Raft ticks (100-500 ms), so its default is 1 s.
 """
 
 from __future__ import annotations
@@ -105,7 +109,16 @@ class HealthTracker:
                 peer.ticks_since_ack >= 0 and contact <= self.settings.last_contact_threshold
             )
             match = st.last_index if is_self else peer.match
-            caught_up = st.last_index - match <= self.settings.max_trailing_logs
+            last_term = st.term if is_self else peer.match_term
+            # A server the leader is probing (just back, or its log end is
+            # unknown) or sending a snapshot is not caught up, whatever its
+            # last acknowledged index says.
+            replicating = is_self or peer.state == "replicate"
+            caught_up = (
+                replicating
+                and st.last_index - match <= self.settings.max_trailing_logs
+                and last_term == st.term
+            )
             healthy = reachable and caught_up
             servers.append(
                 {
@@ -116,7 +129,7 @@ class HealthTracker:
                     "Version": version,
                     "Leader": is_self,
                     "LastContact": format_duration(contact),
-                    "LastTerm": st.term if match else 0,
+                    "LastTerm": last_term,
                     "LastIndex": match,
                     "Healthy": healthy,
                     "Voter": peer.suffrage == Suffrage.VOTER,

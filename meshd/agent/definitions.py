@@ -14,11 +14,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from registry import validation as v
 from registry.errors import ValidationError
 from registry.records import HealthCheck, ServiceInstance, Weights
 
 from ..durations import format_duration, parse_duration
 from ..errors import DurationError
+from .field_rules import (
+    CHECK_RULES,
+    NAME_MAX,
+    SERVICE_RULES,
+    boolean,
+    check_fields,
+    check_proxy,
+    integer,
+    normalise_nested,
+)
+from .field_rules import (
+    obj as object_rule,
+)
+from .json_bounds import check_json_value
 
 SERVICE_FIELDS = [
     "ID",
@@ -171,7 +186,10 @@ def parse_check(
     """A check definition (standalone, or in a service's Check/Checks)."""
     if not isinstance(obj, Mapping):
         raise ValidationError(prefix.rstrip(".") or "Check", "must be an object")
+    if not prefix:
+        check_json_value(obj, "")
     spec = _canon(obj, _CANON_CHECK, prefix)
+    check_fields(spec, CHECK_RULES, prefix)
     if "ScriptArgs" in spec and "Args" not in spec:
         spec["Args"] = spec.pop("ScriptArgs")
     kind = check_kind(spec)
@@ -230,6 +248,8 @@ def check_service_name(name: str, field_name: str) -> None:
     valid service name (the rule registrations and leaf requests share)."""
     if not name:
         raise ValidationError(field_name, "missing service name")
+    if len(name) > NAME_MAX:
+        raise ValidationError(field_name, f"too long: {len(name)} characters (max {NAME_MAX})")
     if not _NAME_RE.match(name):
         raise ValidationError(field_name, f"invalid service name {name!r}")
 
@@ -245,6 +265,8 @@ def tagged_addresses(raw: Any, field_name: str = "TaggedAddresses") -> dict[str,
     out: dict[str, Any] = {}
     for tag, value in raw.items():
         where = f"{field_name}.{tag}"
+        if isinstance(value, str):  # a bare address, as the registration edge allows
+            value = {"Address": value}
         if not isinstance(value, Mapping):
             raise ValidationError(where, "must be an object with Address and Port")
         fields = {str(k).lower(): v for k, v in value.items()}
@@ -255,66 +277,6 @@ def tagged_addresses(raw: Any, field_name: str = "TaggedAddresses") -> dict[str,
             raise ValidationError(where + ".Port", "must be an integer between 0 and 65535")
         out[str(tag)] = {"Address": address, "Port": port}
     return out
-
-
-# Field names inside Proxy and Connect blocks. Consul's agent endpoint
-# translates snake_case spellings (lib.TranslateKeys in AgentRegisterService)
-# and Go's JSON decoding matches the rest case-insensitively; both become
-# these CamelCase names. Maps of the user's own keys are left as given.
-_NESTED_FIELDS = (
-    "SidecarService",
-    "Native",
-    "Proxy",
-    "Upstreams",
-    "DestinationName",
-    "DestinationType",
-    "DestinationNamespace",
-    "DestinationPartition",
-    "DestinationPeer",
-    "Datacenter",
-    "LocalBindAddress",
-    "LocalBindPort",
-    "LocalBindSocketPath",
-    "LocalBindSocketMode",
-    "CentrallyConfigured",
-    "DestinationServiceName",
-    "DestinationServiceID",
-    "LocalServiceAddress",
-    "LocalServicePort",
-    "LocalServiceSocketPath",
-    "Mode",
-    "TransparentProxy",
-    "OutboundListenerPort",
-    "DialedDirectly",
-    "MeshGateway",
-    "Expose",
-    "Checks",
-    "Paths",
-    "ListenerPort",
-    "Path",
-    "LocalPathPort",
-    "Protocol",
-    "Config",
-    "Meta",
-    "TaggedAddresses",
-)
-_NESTED_CANON = {k.lower(): k for k in _NESTED_FIELDS}
-_OPAQUE_MAPS = frozenset({"Config", "Meta", "TaggedAddresses"})
-
-
-def normalise_nested(obj: Any) -> Any:
-    """``obj`` (a Proxy or Connect block) with Consul's field names in
-    CamelCase, whatever spelling was sent (``local_bind_port``,
-    ``localBindPort``); unknown keys and opaque maps are kept as given."""
-    if isinstance(obj, Mapping):
-        out: dict[str, Any] = {}
-        for key, value in obj.items():
-            name = _NESTED_CANON.get(str(key).replace("_", "").lower(), str(key))
-            out[name] = value if name in _OPAQUE_MAPS else normalise_nested(value)
-        return out
-    if isinstance(obj, list):
-        return [normalise_nested(v) for v in obj]
-    return obj
 
 
 def _locality(spec: Mapping[str, Any]) -> dict[str, str] | None:
@@ -337,36 +299,54 @@ def _locality(spec: Mapping[str, Any]) -> dict[str, str] | None:
     return out
 
 
+def _weights(raw: Any) -> Weights:
+    """Consul's ``Weights`` (``{"Passing": 1, "Warning": 1}`` when absent)."""
+    spec = _canon(raw or {}, {"passing": "Passing", "warning": "Warning"}, "Weights.")
+    check_fields(
+        spec, {"Passing": integer(1, 2**31 - 1), "Warning": integer(0, 2**31 - 1)}, "Weights."
+    )
+    passing = spec.get("Passing")
+    warning = spec.get("Warning")
+    return Weights(1 if passing is None else passing, 1 if warning is None else warning)
+
+
+def _connect(raw: Any) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    connect = normalise_nested(raw)
+    check_fields(connect, {"Native": boolean, "SidecarService": object_rule}, "Connect.")
+    return dict(connect)
+
+
+def _proxy(raw: Any) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    proxy = normalise_nested(raw)
+    check_proxy(proxy, "Proxy.")
+    return dict(proxy)
+
+
 def parse_service(obj: Any, *, node: str) -> ServiceDefinition:
-    """A service definition with its checks. Raises ``ValidationError``."""
+    """A service definition with its checks. Raises ``ValidationError``
+    naming the first field whose type, size or value is wrong."""
     if not isinstance(obj, Mapping):
         raise ValidationError("body", "a service definition must be an object")
+    check_json_value(obj, "")
     spec = _canon(obj, _CANON_SERVICE, "")
+    check_fields(spec, SERVICE_RULES, "")
     name = _str(spec, "Name", "")
     check_service_name(name, "Name")
     sid = _str(spec, "ID", "") or name
-    port = spec.get("Port", 0) or 0
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValidationError("Port", f"must be an integer between 0 and 65535, got {port!r}")
+    port = spec.get("Port") or 0
     tags = spec.get("Tags") or []
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise ValidationError("Tags", "must be a list of strings")
     kind = _str(spec, "Kind", "")
     if kind not in ("", "typical", "connect-proxy", "mesh-gateway", "ingress-gateway"):
         raise ValidationError("Kind", f"unknown service kind {kind!r}")
     for key in ("Namespace", "Partition"):
         if _str(spec, key, "") not in ("", "default"):
             raise ValidationError(key, "only the default namespace/partition exists")
-    weights = spec.get("Weights") or {}
-    if not isinstance(weights, Mapping):
-        raise ValidationError("Weights", "must be an object")
-    passing = int(weights.get("Passing", weights.get("passing", 1)))
-    warning = int(weights.get("Warning", weights.get("warning", 1)))
-    if passing < 1 or warning < 0:
-        raise ValidationError("Weights.Passing", "must be at least 1 (Warning at least 0)")
-    for key in ("Proxy", "Connect"):
-        if spec.get(key) is not None and not isinstance(spec[key], Mapping):
-            raise ValidationError(key, "must be an object")
+    meta = _str_map(spec, "Meta", "")
+    v.meta(meta, "Meta")
     svc = ServiceInstance(
         service=name,
         id=sid,
@@ -375,21 +355,18 @@ def parse_service(obj: Any, *, node: str) -> ServiceDefinition:
         tags=tuple(tags),
         address=_str(spec, "Address", ""),
         port=port,
-        meta=_str_map(spec, "Meta", ""),
+        meta=meta,
         tagged_addresses=tagged_addresses(spec.get("TaggedAddresses")),
-        weights=Weights(passing, warning),
-        enable_tag_override=bool(spec.get("EnableTagOverride", False)),
-        proxy=normalise_nested(spec["Proxy"]) if spec.get("Proxy") else None,
-        connect=normalise_nested(spec["Connect"]) if spec.get("Connect") else None,
+        weights=_weights(spec.get("Weights")),
+        enable_tag_override=spec.get("EnableTagOverride") is True,
+        proxy=_proxy(spec.get("Proxy")),
+        connect=_connect(spec.get("Connect")),
         locality=_locality(spec),
     )
     raw_checks: list[Any] = []
     if spec.get("Check"):
         raw_checks.append(spec["Check"])
-    extra = spec.get("Checks") or []
-    if not isinstance(extra, list):
-        raise ValidationError("Checks", "must be a list")
-    raw_checks.extend(extra)
+    raw_checks.extend(spec.get("Checks") or [])
     checks = tuple(
         parse_check(c, node=node, service=svc, prefix=f"Checks[{i}].", index=i)
         for i, c in enumerate(raw_checks)

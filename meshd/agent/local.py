@@ -178,7 +178,13 @@ class LocalState:
                         ],
                     }
                 )
-        data = msgpack.packb(doc, use_bin_type=True)
+        try:
+            data = msgpack.packb(doc, use_bin_type=True)
+        except (ValueError, TypeError, OverflowError) as exc:
+            # The API refuses values msgpack cannot encode; should one still
+            # get here, keep the last good file rather than fail the caller.
+            log.error("event=local_state_unsaved file=%s reason=%s", self._path, exc)
+            return
         self._path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._path.with_suffix(".tmp")
         with open(tmp, "wb") as f:

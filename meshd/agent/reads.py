@@ -52,17 +52,17 @@ def catalog_nodes(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) 
 def catalog_services(
     store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
 ) -> tuple[int, JSON]:
-    """Service name -> tags; with ``?filter=``, as Consul, only the services
-    some instance of which (a ``ServiceNode``) matches, with those tags."""
-    idx, names = q.catalog_services(store, ws, _meta(a))
+    idx, services = q.catalog_services(store, ws, _meta(a))
     if not a.get("filter"):
-        return idx, names
+        return idx, services
+    # Consul filters the service instances (ServiceNode rows), then builds
+    # the name -> tags map from those that match.
     out: dict[str, list[str]] = {}
-    for name in names:
+    for name in services:
         _, rows = q.catalog_service_nodes(store, None, name, (), _meta(a))
         kept = _filtered(a, [shapes.service_node_json(r) for r in rows], "catalog.service")
         if kept:
-            out[name] = sorted({t for row in kept for t in row["ServiceTags"]})
+            out[name] = sorted({tag for row in kept for tag in row["ServiceTags"]})
     return idx, out
 
 
@@ -85,10 +85,10 @@ def catalog_node(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -
     if ns is None:
         return idx, None
     out = shapes.node_services_json(ns)
-    if a.get("filter"):  # Consul filters the node's services (NodeService fields)
-        items = list(out["Services"].items())
-        kept = apply_filter(items, a["filter"], schema_for("agent.services"), getter=lambda i: i[1])
-        out["Services"] = dict(kept)
+    if a.get("filter"):  # over each value of the Services map, as Consul does
+        services = out["Services"]
+        kept = _filtered(a, list(services.values()), "node.services")
+        out["Services"] = {s["ID"]: s for s in kept}
     return idx, out
 
 
@@ -99,8 +99,7 @@ def catalog_node_services(
     if ns is None:
         return idx, None
     out = shapes.node_services_list_json(ns)
-    if a.get("filter"):
-        out["Services"] = apply_filter(out["Services"], a["filter"], schema_for("agent.services"))
+    out["Services"] = _filtered(a, out["Services"], "node.services")
     return idx, out
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from raft.errors import NotLeaderError, ProposalDroppedError, RaftError
+from raft.errors import NotLeaderError, ProposalDroppedError, RaftError, StorageUnavailableError
 from raft.node import NodeConfig, RaftNode
 from raft.storage import Storage
 from raft.transport import PeerInfo, Transport, source_address
@@ -215,11 +215,17 @@ class Server:
     async def write(self, cmd: Command) -> WriteResult:
         """Validate and apply ``cmd`` through Raft (forwarding to the leader).
 
-        Raises ``ValidationError`` for a bad command and ``NoLeaderError`` when
-        no leader emerged within the hold timeout.
+        Raises ``ValidationError`` for a bad command, ``NoLeaderError`` when
+        no leader emerged within the hold timeout and ``RemoteError`` (code
+        ``StorageUnavailable``) when this server leads but cannot persist its
+        log (a full disk): a ``MeshdError``, which anti-entropy and leave
+        handle like any failed write instead of stopping the agent.
         """
         cmd.validate()
-        return await self.write_encoded(encode_command(cmd))
+        try:
+            return await self.write_encoded(encode_command(cmd))
+        except StorageUnavailableError as exc:
+            raise RemoteError("StorageUnavailable", str(exc)) from None
 
     async def write_encoded(self, data: bytes) -> WriteResult:
         deadline = trio.current_time() + self.settings.rpc_hold_timeout

@@ -17,52 +17,19 @@ distinct addresses.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from registry.errors import ValidationError
 
 from .definitions import SERVICE_FIELDS, ServiceDefinition, parse_service
+from .field_rules import SERVICE_RULES, check_fields, normalise_nested
 
 SIDECAR_SUFFIX = "-sidecar-proxy"
 PORT_RANGE = (21000, 21255)  # Consul's ports.sidecar_min_port / sidecar_max_port
 
-# Nested keys arrive in Consul's CamelCase from the API and snake_case from
-# configuration files; both are normalised to CamelCase.
-_NESTED_KEYS = {
-    "sidecar_service": "SidecarService",
-    "proxy": "Proxy",
-    "upstreams": "Upstreams",
-    "destination_name": "DestinationName",
-    "destination_type": "DestinationType",
-    "destination_namespace": "DestinationNamespace",
-    "datacenter": "Datacenter",
-    "local_bind_address": "LocalBindAddress",
-    "local_bind_port": "LocalBindPort",
-    "local_service_address": "LocalServiceAddress",
-    "local_service_port": "LocalServicePort",
-    "destination_service_name": "DestinationServiceName",
-    "destination_service_id": "DestinationServiceID",
-    "config": "Config",
-    "mode": "Mode",
-}
-_CAMEL = {v.lower(): v for v in _NESTED_KEYS.values()}
 _SERVICE_KEYS = {k.lower(): k for k in SERVICE_FIELDS}
-# Free-form maps whose keys are the user's, not field names.
-_OPAQUE = frozenset({"Config", "Meta", "meta", "TaggedAddresses", "tagged_addresses"})
-
-
-def _normalise(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        out: dict[str, Any] = {}
-        for key, value in obj.items():
-            name = _NESTED_KEYS.get(key) or _CAMEL.get(str(key).lower()) or key
-            out[name] = value if name in _OPAQUE else _normalise(value)
-        return out
-    if isinstance(obj, list):
-        return [_normalise(v) for v in obj]
-    return obj
 
 
 def sidecar_id(parent_id: str) -> str:
@@ -93,7 +60,8 @@ def _upstreams(raw: Any) -> list[dict[str, Any]]:
             raise ValidationError(field + ".DestinationName", "missing upstream service name")
         port = up.get("LocalBindPort")
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise ValidationError(field + ".LocalBindPort", f"must be 1-65535, got {port!r}")
+            got = port if isinstance(port, int) else type(port).__name__
+            raise ValidationError(field + ".LocalBindPort", f"must be 1-65535, got {got}")
         kind = up.setdefault("DestinationType", "service")
         if kind != "service":
             raise ValidationError(field + ".DestinationType", "only 'service' is supported")
@@ -103,11 +71,19 @@ def _upstreams(raw: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _port(sid: str, services: Mapping[str, ServiceDefinition]) -> int:
+def _port(sid: str, services: Mapping[str, ServiceDefinition], own: Iterable[Any] = ()) -> int:
+    """The sidecar's existing port, else the first in the range that no local
+    service uses and no upstream (another sidecar's or its own, ``own``) binds."""
     existing = services.get(sid)
     if existing is not None and existing.service.port:
         return existing.service.port
     used = {d.service.port for s, d in services.items() if s != sid}
+    used.update(p for p in own if isinstance(p, int))
+    for s, d in services.items():  # nor a port another sidecar's upstream binds
+        upstreams = (d.service.proxy or {}).get("Upstreams") if s != sid else None
+        for up in upstreams if isinstance(upstreams, list) else ():
+            if isinstance(up, Mapping) and isinstance(up.get("LocalBindPort"), int):
+                used.add(up["LocalBindPort"])
     for port in range(PORT_RANGE[0], PORT_RANGE[1] + 1):
         if port not in used:
             return port
@@ -139,7 +115,7 @@ def expand(
     """Split ``defn`` into the parent (without ``SidecarService``) and its
     sidecar, if it asks for one. ``services`` are the agent's current local
     services (for the port). Raises ``ValidationError`` naming the field."""
-    connect = _normalise(defn.service.connect or {})
+    connect = normalise_nested(defn.service.connect or {})
     if "SidecarService" not in connect:
         return defn, None
     raw = connect.pop("SidecarService") or {}
@@ -149,10 +125,13 @@ def expand(
     if parent_svc.kind == "connect-proxy":
         raise ValidationError("Connect.SidecarService", "a proxy cannot have a sidecar")
     parent = replace(defn, service=replace(parent_svc, connect=connect or None))
-    spec = {_SERVICE_KEYS.get(str(k).lower().replace("_", ""), k): v for k, v in raw.items()}
+    spec: dict[str, Any] = {
+        _SERVICE_KEYS.get(str(k).lower().replace("_", ""), str(k)): v for k, v in raw.items()
+    }
+    check_fields(spec, SERVICE_RULES, "Connect.SidecarService.")
     if spec.get("Kind", "connect-proxy") not in ("", "connect-proxy"):
         raise ValidationError("Connect.SidecarService.Kind", "must be connect-proxy")
-    if "SidecarService" in _normalise(spec.get("Connect") or {}):
+    if "SidecarService" in normalise_nested(spec.get("Connect") or {}):
         raise ValidationError("Connect.SidecarService.Connect", "a sidecar cannot have a sidecar")
     sid = str(spec.get("ID") or sidecar_id(parent_svc.id))
     spec["ID"], spec["Kind"] = sid, "connect-proxy"
@@ -162,14 +141,15 @@ def expand(
     if not spec.get("Meta") and parent_svc.meta:
         spec["Meta"] = dict(parent_svc.meta)
     spec.setdefault("Address", parent_svc.address)
-    if not spec.get("Port"):
-        spec["Port"] = _port(sid, services)
     proxy = dict(spec.get("Proxy") or {})
+    upstreams = _upstreams(proxy.get("Upstreams"))
+    if not spec.get("Port"):
+        spec["Port"] = _port(sid, services, (u.get("LocalBindPort") for u in upstreams))
     proxy["DestinationServiceName"] = parent_svc.service
     proxy["DestinationServiceID"] = parent_svc.id
     proxy.setdefault("LocalServiceAddress", "127.0.0.1")
     proxy.setdefault("LocalServicePort", parent_svc.port)
-    proxy["Upstreams"] = _upstreams(proxy.get("Upstreams"))
+    proxy["Upstreams"] = upstreams
     proxy.setdefault("Config", {})
     spec["Proxy"] = proxy
     if not spec.get("Check") and not spec.get("Checks"):

@@ -20,17 +20,41 @@ import trio
 
 from registry import shapes
 from registry.commands import Command, DeregisterRequest, RegisterRequest
+from registry.errors import RegistryError
 from registry.records import HealthCheck, ServiceInstance
 
+from ..acl.errors import ACLError
 from ..api import acl_context
-from ..errors import MeshdError
+from ..errors import MeshdError, RemoteError
 from ..metrics import NO_METRICS, Recorder
+from .consul_service import CONSUL_SERVICE
 from .liveness import SERF_HEALTH, serf_check
 from .local import LocalState
 from .wire import ReadOptions, ReadResult, WriteResult
 
 log = logging.getLogger("meshd.sync")
 _IGNORED = ("CreateIndex", "ModifyIndex")
+# Server answers that refuse one item for good (retrying cannot help until
+# the item or the token changes): sync skips that item and keeps going.
+_REFUSAL_CODES = frozenset({"PermissionDenied", "Validation", "BadRequest", "NotFound"})
+
+
+class WriteRefused(MeshdError):
+    """The servers refused one write for a reason of its own (ACL, validation)."""
+
+
+def _refusal(exc: BaseException) -> str | None:
+    """Why ``exc`` refuses one item for good, or None when it is transient
+    (no leader, no server, a network failure), which fails the whole pass."""
+    if isinstance(exc, RemoteError):
+        return str(exc) if exc.code in _REFUSAL_CODES else None
+    if isinstance(exc, WriteRefused | ACLError | RegistryError):
+        return str(exc)
+    if isinstance(exc, ValueError | TypeError | OverflowError) and not isinstance(exc, MeshdError):
+        # A value the wire format cannot encode (the API refuses these; a
+        # definition from an older version or a file might still hold one).
+        return f"cannot encode: {exc}"
+    return None
 
 
 class Backend(Protocol):
@@ -85,6 +109,8 @@ class AntiEntropy:
         self.last_full_sync: float | None = None
         self.syncs = 0
         self.in_sync = trio.Event()
+        self.refused: dict[str, str] = {}  # item -> why the servers refused it
+        self._seen_items: set[str] = set()
         self._kick = trio.Event()
         self._synced = trio.Event()
         self.metrics = metrics if metrics is not None else NO_METRICS  # passes and durations
@@ -142,10 +168,16 @@ class AntiEntropy:
                     jitter = self.rng.uniform(0, 0.1)
                     base = scaled_interval(self.interval, self.cluster_size())
                     next_full = trio.current_time() + base * (1 + jitter)
-            except (MeshdError, trio.TooSlowError, OSError) as exc:
+            except Exception as exc:  # anti-entropy must outlive any one bad pass
                 elapsed = trio.current_time() - now
                 self.metrics.anti_entropy_sync(full=full, ok=False, seconds=elapsed, writes=0)
-                log.warning("event=sync_failed reason=%s retry_in=%.1fs", exc, backoff)
+                expected = isinstance(exc, MeshdError | RegistryError | trio.TooSlowError | OSError)
+                log.warning(
+                    "event=sync_failed reason=%s retry_in=%.1fs",
+                    exc if expected else f"{type(exc).__name__}: {exc}",
+                    backoff,
+                    exc_info=not expected,
+                )
                 self.synced_version = -1
                 kick = self._kick = trio.Event()
                 with trio.move_on_after(backoff):
@@ -162,6 +194,7 @@ class AntiEntropy:
         """One pass; returns how many writes it made. Raises on failure."""
         version = self.local.version
         writes = 0
+        self._seen_items = set()
         catalog = await self._catalog_view()
         node_json, services, checks = catalog
         serf = checks.get(SERF_HEALTH)
@@ -183,25 +216,27 @@ class AntiEntropy:
             )
             if have is None or _strip(have) != want or not checks_ok:
                 cmd = self._register_service(defn.service, local_checks)
-                await self._write(cmd, token=defn.token)
-                writes += 1
+                writes += await self._write_item(f"service:{sid}", cmd, token=defn.token)
             for c in local_checks:
                 checks.pop(c.check_id, None)
         for c in self.local.node_checks():
             have_check = checks.pop(c.check_id, None)
             if have_check is None or _strip(have_check) != _strip(shapes.check_json(c)):
-                await self._write(self._register_check(c))
-                writes += 1
+                cmd = self._register_check(c)
+                writes += await self._write_item(f"check:{c.check_id}", cmd)
+        # The leader manages the servers' ``consul`` service (Consul's local
+        # state skips ``structs.ConsulServiceID`` the same way).
+        services.pop(CONSUL_SERVICE, None)
         for sid in services:
-            await self._write(
-                DeregisterRequest(node=self.node.name, service_id=sid, now=time.time())
-            )  # the agent token: the service (and its token) is gone locally
-            writes += 1
+            # The agent token: the service (and its token) is gone locally.
+            dereg = DeregisterRequest(node=self.node.name, service_id=sid, now=time.time())
+            writes += await self._write_item(f"deregister-service:{sid}", dereg)
         for cid, have_check in checks.items():
             if cid == SERF_HEALTH or have_check.get("ServiceID") in services:
                 continue
-            await self._write(DeregisterRequest(node=self.node.name, check_id=cid, now=time.time()))
-            writes += 1
+            dereg = DeregisterRequest(node=self.node.name, check_id=cid, now=time.time())
+            writes += await self._write_item(f"deregister-check:{cid}", dereg)
+        self._forget_refusals()
         self.synced_version = version
         self._synced.set()
         self._synced = trio.Event()
@@ -268,4 +303,31 @@ class AntiEntropy:
         acl_context.secret.set(token or None)
         result = await self.backend.write(cmd)
         if not result.ok:
-            raise MeshdError(f"catalog write refused: {result.error}: {result.message}")
+            raise WriteRefused(f"catalog write refused: {result.error}: {result.message}")
+
+    async def _write_item(self, key: str, cmd: Command, *, token: str = "") -> int:
+        """Write one item; returns 1 when written, 0 when the servers refused
+        it for good. A refused item is logged once (again only if the reason
+        changes) and retried at every pass, so the rest of the node keeps
+        syncing (Consul's anti-entropy likewise skips an item it cannot
+        sync). Transient failures raise and fail the pass."""
+        self._seen_items.add(key)
+        try:
+            await self._write(cmd, token=token)
+        except Exception as exc:
+            reason = _refusal(exc)
+            if reason is None:
+                raise
+            if self.refused.get(key) != reason:
+                log.warning("event=sync_item_refused item=%s reason=%s", key, reason)
+            self.refused[key] = reason
+            return 0
+        if self.refused.pop(key, None) is not None:
+            log.info("event=sync_item_accepted item=%s", key)
+        return 1
+
+    def _forget_refusals(self) -> None:
+        """Drop refusals of items this pass no longer tried (gone or in sync)."""
+        for key in [k for k in self.refused if k not in self._seen_items]:
+            del self.refused[key]
+        self._seen_items = set()

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from ..acl import Authorizer, Permission
 from ..agent.acl_commands import kv_txn_permission
 from ..agent.wire import ReadOptions
+from .agent import registration_targets
+from .agent_checks import check_targets
 
 if TYPE_CHECKING:
     from ..agent.agent import Agent
@@ -41,6 +43,7 @@ class Rule:
     response_filter: ItemFilter | None = None
     public: bool = False
     handler_checks: bool = False  # the handler enforces (it alone knows the resource)
+    ignores_token: bool = False  # the request's token is not resolved (Consul's login)
 
 
 def _body(req: Request) -> Any:
@@ -247,6 +250,10 @@ async def _kv_delete(agent: Agent, req: Request, authz: Authorizer) -> None:
 
 async def _agent_service_register(agent: Agent, req: Request, authz: Authorizer) -> None:
     body = _body(req)
+    targets = registration_targets(agent, body)
+    if targets:  # the body parses: the real names (sidecar, replaced IDs)
+        _require_targets(authz, targets)
+        return
     name = _field(body, "Name", "name")
     authz.require(P.SERVICE_WRITE, name)
     connect = body.get("Connect") or body.get("connect") if isinstance(body, Mapping) else None
@@ -254,6 +261,11 @@ async def _agent_service_register(agent: Agent, req: Request, authz: Authorizer)
         connect.get("SidecarService") is not None or connect.get("sidecar_service") is not None
     ):
         authz.require(P.SERVICE_WRITE, f"{name}-sidecar-proxy")
+
+
+def _require_targets(authz: Authorizer, targets: list[tuple[str, str]]) -> None:
+    for kind, target in targets:
+        authz.require(P.SERVICE_WRITE if kind == "service" else P.NODE_WRITE, target)
 
 
 async def _agent_service_by_id(agent: Agent, req: Request, authz: Authorizer) -> None:
@@ -274,6 +286,7 @@ def _check_target(authz: Authorizer, agent: Agent, service_name: str) -> None:
 async def _agent_check_register(agent: Agent, req: Request, authz: Authorizer) -> None:
     sid = _field(_body(req), "ServiceID", "ServiceId", "service_id")
     _check_target(authz, agent, _service_of_id(agent, sid) if sid else "")
+    _require_targets(authz, check_targets(agent, _body(req)))
 
 
 async def _agent_check_by_id(agent: Agent, req: Request, authz: Authorizer) -> None:
@@ -503,17 +516,26 @@ RULES: dict[tuple[str, str], Rule] = {
     ("coordinate.update", "PUT"): need(P.NODE_WRITE, lambda agent, req: _field(_body(req), "Node")),
     ("agent.health.id", "GET"): Rule(check=_agent_health_by_id),
     ("agent.health.name", "GET"): need(P.SERVICE_READ, param("service_name")),
+    # streaming and operator additions (cli-commands)
+    ("agent.monitor", "GET"): need(P.AGENT_READ, own_node),
+    ("operator.autopilot.configuration", "PUT"): need(P.OPERATOR_WRITE),
+    ("operator.autopilot.state", "GET"): need(P.OPERATOR_READ),
 }
 
 
 # /v1/acl/* decide inside their handlers, as Consul's ACL endpoints do: the
 # resource is the token itself (token/self), or needs the stored object.
 HANDLER_CHECKS = Rule(handler_checks=True)
+# Consul's /v1/acl/login does not parse X-Consul-Token: a stale token left in
+# a client's environment must not make a fresh login fail with "ACL not found".
+LOGIN = Rule(handler_checks=True, ignores_token=True)
 
 
 def rule_for(name: str, method: str) -> Rule:
     """The rule of route ``name`` for ``method`` (HEAD follows GET). Raises
     ``KeyError`` when the table lacks it."""
+    if name == "acl.login":
+        return LOGIN
     if name.startswith("acl."):
         return HANDLER_CHECKS
     return RULES[(name, "GET" if method == "HEAD" else method)]

@@ -20,8 +20,10 @@ import trio
 
 from registry import shapes
 from registry.commands import RegisterRequest
+from registry.errors import ValidationError
 from registry.records import CRITICAL, HealthCheck, ServiceInstance
 
+from ..agent import registration
 from ..agent.definitions import CheckDefinition, ServiceDefinition, parse_service
 from ..agent.tokens import KINDS
 from ..errors import ConfigError
@@ -88,15 +90,36 @@ def agent_service_json(svc: ServiceInstance, datacenter: str) -> dict[str, Any]:
     return out
 
 
-def validate_for_catalog(agent: Agent, defn: ServiceDefinition) -> None:
+def validate_for_catalog(agent: Agent, defn: ServiceDefinition, prefix: str = "") -> None:
     """Refuse here what the catalog would refuse later, so anti-entropy never
     retries a registration that can never succeed."""
-    RegisterRequest(
-        node=agent.node_name,
-        address=agent.config.advertise_addr or "127.0.0.1",
-        service=defn.service,
-        checks=tuple(c.check for c in defn.checks),
-    ).validate()
+    try:
+        RegisterRequest(
+            node=agent.node_name,
+            address=agent.config.advertise_addr or "127.0.0.1",
+            service=defn.service,
+            checks=tuple(c.check for c in defn.checks),
+        ).validate()
+    except ValidationError as exc:
+        if not prefix:
+            raise
+        raise ValidationError(prefix + exc.field, exc.message) from None
+
+
+def registration_targets(agent: Agent, body: Any) -> list[tuple[str, str]]:
+    """What a token must be allowed to write to register ``body`` on this
+    agent (``(kind, name)``, kind ``service`` or ``node``): the service, the
+    sidecar it asks for under its real name, the service a proxy fronts, and
+    whatever it replaces by reusing an ID. Empty for a body that does not
+    parse (the handler answers 400 for it)."""
+    try:
+        defn = parse_service(body, node=agent.node_name)
+        parts = registration.expand(defn, agent.local.services, agent.node_name)
+    except ValidationError:
+        return []
+    return registration.service_targets(
+        (d for d, _ in parts), agent.local.services, agent.local.checks
+    )
 
 
 def _keep_old_checks(agent: Agent, defn: ServiceDefinition) -> ServiceDefinition:
@@ -239,7 +262,10 @@ def _register_services(router: Router, agent: Agent) -> None:
             # Anti-entropy writes this service with the token that registered it.
             defn = replace(defn, token=req.token)
         check_scripts(agent, defn.checks, in_service=True)
-        validate_for_catalog(agent, defn)
+        parts = registration.expand(defn, agent.local.services, agent.node_name)
+        for part, prefix in parts:
+            validate_for_catalog(agent, part, prefix)
+        registration.check_listeners(parts, agent.local.services)
         if not flag(req, "replace-existing-checks"):
             defn = _keep_old_checks(agent, defn)
         agent.local.add_service(defn)
@@ -252,11 +278,11 @@ def _register_services(router: Router, agent: Agent) -> None:
         return Response(200)
 
     router.add("GET", "/v1/agent/services", services, name="agent.services")
-    router.add("GET", "/v1/agent/service/:service_id", service, name="agent.service")
+    router.add("GET", "/v1/agent/service/*service_id", service, name="agent.service")
     router.add("PUT", "/v1/agent/service/register", register_service, name="agent.service.register")
     router.add(
         "PUT",
-        "/v1/agent/service/deregister/:service_id",
+        "/v1/agent/service/deregister/*service_id",
         deregister_service,
         name="agent.service.deregister",
     )
@@ -292,7 +318,7 @@ def _register_maintenance(router: Router, agent: Agent) -> None:
 
     router.add(
         "PUT",
-        "/v1/agent/service/maintenance/:service_id",
+        "/v1/agent/service/maintenance/*service_id",
         service_maintenance,
         name="agent.service.maintenance",
     )
@@ -337,6 +363,6 @@ def _register_cluster(router: Router, agent: Agent) -> None:
 
     router.add("PUT", "/v1/agent/join/:address", do_join, name="agent.join")
     router.add("PUT", "/v1/agent/leave", do_leave, name="agent.leave")
-    router.add("PUT", "/v1/agent/force-leave/:node", force_leave, name="agent.force_leave")
+    router.add("PUT", "/v1/agent/force-leave/*node", force_leave, name="agent.force_leave")
     router.add("PUT", "/v1/agent/reload", reload, name="agent.reload")
     router.add("PUT", "/v1/agent/token/:kind", token, name="agent.token")

@@ -4,11 +4,12 @@ the agent's local checks, their registration and TTL updates."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from registry import shapes
-from registry.errors import NotFoundError
+from registry.errors import NotFoundError, ValidationError
 
+from ..agent import registration
 from ..agent.definitions import CheckDefinition, parse_check
 from ..filter import apply_filter
 from ..filter_schemas import schema_for
@@ -55,8 +56,20 @@ def check_scripts(
             raise BadRequest(SCRIPTS_DISABLED, f"Checks[{i}].Args" if in_service else "Args")
 
 
+def check_targets(agent: Agent, body: Any) -> list[tuple[str, str]]:
+    """What replacing an existing check with ``body``'s ID needs (Consul's
+    ``vetCheckRegister``): ``(kind, name)`` pairs, empty for a new check or
+    a body that does not parse."""
+    try:
+        defn = parse_check(body, node=agent.node_name)
+    except ValidationError:
+        return []
+    existing = agent.local.checks.get(defn.check.check_id)
+    return registration.check_owner(existing, defn.check.service_id)
+
+
 def _ttl_handler(agent: Agent, status: str) -> Handler:
-    """``/v1/agent/check/pass|warn|fail/:check_id?note=``."""
+    """``/v1/agent/check/pass|warn|fail/*check_id?note=``."""
 
     async def handler(req: Request) -> Response:
         check_id = req.path_params["check_id"]
@@ -111,15 +124,15 @@ def register(router: Router, agent: Agent) -> None:
     router.add("PUT", "/v1/agent/check/register", register_check, name="agent.check.register")
     router.add(
         "PUT",
-        "/v1/agent/check/deregister/:check_id",
+        "/v1/agent/check/deregister/*check_id",
         deregister_check,
         name="agent.check.deregister",
     )
     for verb in _TTL_VERBS:
         router.add(
             "PUT",
-            f"/v1/agent/check/{verb}/:check_id",
+            f"/v1/agent/check/{verb}/*check_id",
             _ttl_handler(agent, _TTL_VERBS[verb]),
             name=f"agent.check.{verb}",
         )
-    router.add("PUT", "/v1/agent/check/update/:check_id", update, name="agent.check.update")
+    router.add("PUT", "/v1/agent/check/update/*check_id", update, name="agent.check.update")

@@ -10,7 +10,22 @@ from registry.commands import DeregisterRequest, RegisterRequest
 from registry.errors import ValidationError
 from registry.records import HealthCheck, ServiceInstance
 
+from .. import filter_schemas
 from ..agent.definitions import parse_service
+from ..agent.field_rules import (
+    ADDRESS_MAX,
+    CHECK_RULES,
+    NAME_MAX,
+    Rule,
+    array,
+    boolean,
+    check_fields,
+    obj,
+    string,
+    string_map,
+)
+from ..agent.json_bounds import check_json_value
+from ..filter import Schema, compile_filter
 from ..http import QueryOptions, Request, Response, Router, decode_json_body
 from .common import NULL, check_dc, read_json
 
@@ -33,6 +48,43 @@ REGISTER_FIELDS = (
     "Locality",
 )
 DEREGISTER_FIELDS = ("Node", "Datacenter", "CheckID", "ServiceID", "Namespace", "Partition")
+_REGISTER_RULES: dict[str, Rule] = {
+    "ID": string(64),
+    "Node": string(NAME_MAX),
+    "Address": string(ADDRESS_MAX),
+    "Datacenter": string(NAME_MAX),
+    "TaggedAddresses": string_map(NAME_MAX, ADDRESS_MAX),
+    "NodeMeta": string_map(128, 512),
+    "Service": obj,
+    "Check": obj,
+    "Checks": array,
+    "SkipNodeUpdate": boolean,
+    "Namespace": string(NAME_MAX),
+    "Partition": string(NAME_MAX),
+    "Locality": obj,
+}
+_DEREGISTER_RULES: dict[str, Rule] = {
+    "Node": string(NAME_MAX),
+    "Datacenter": string(NAME_MAX),
+    "CheckID": string(512),
+    "ServiceID": string(512),
+    "Namespace": string(NAME_MAX),
+    "Partition": string(NAME_MAX),
+}
+_CHECK_KEYS = {k.lower(): k for k in CHECK_RULES}
+
+
+def check_register_body(body: Mapping[str, Any]) -> None:
+    """Types, sizes and encodable values of a catalog register body (400
+    naming the field); the service and checks are checked as they parse."""
+    check_json_value(body, "")
+    check_fields(body, _REGISTER_RULES, "")
+
+
+def check_deregister_body(body: Mapping[str, Any]) -> None:
+    """Types and sizes of a catalog deregister body."""
+    check_json_value(body, "")
+    check_fields(body, _DEREGISTER_RULES, "")
 
 
 def _str_map(body: Mapping[str, Any], key: str) -> dict[str, str]:
@@ -49,7 +101,11 @@ def _service(body: Mapping[str, Any], node: str) -> ServiceInstance | None:
     if not isinstance(raw, Mapping):
         raise ValidationError("Service", "must be an object")
     spec = {("Name" if k.lower() == "service" else k): v for k, v in raw.items()}
-    return parse_service(spec, node=node).service
+    try:
+        return parse_service(spec, node=node).service
+    except ValidationError as exc:
+        name = "Service" if exc.field == "Name" else exc.field
+        raise ValidationError(f"Service.{name}", exc.message) from None
 
 
 def register_request(body: Mapping[str, Any], datacenter: str = "") -> RegisterRequest:
@@ -90,6 +146,10 @@ def _catalog_check(
     """Catalog checks are records only (no Interval/TTL needed): Consul
     stores whatever status the caller sends; an agent does not run them."""
 
+    canon = {_CHECK_KEYS.get(str(k).lower(), str(k)): v for k, v in raw.items()}
+    check_fields(canon, CHECK_RULES, f"Checks[{i}].")
+    raw = canon
+
     def s(key: str, default: str = "") -> str:
         value = raw.get(key, default)
         if value is None:
@@ -123,9 +183,17 @@ def _catalog_check(
     )
 
 
+def _check_filter(opts: QueryOptions, schema: Schema) -> None:
+    """Refuse (``FilterError``, 400) a ``?filter`` that does not parse or names
+    a selector the endpoint does not have, before anything is read."""
+    if opts.filter:
+        compile_filter(opts.filter, schema)
+
+
 def register(router: Router, agent: Agent) -> None:
     async def do_register(req: Request) -> Response:
         body = decode_json_body(req, fields=REGISTER_FIELDS)
+        check_register_body(body)
         check_dc(agent, QueryOptions.from_request(req))
         result = await agent.write(register_request(body, agent.datacenter))
         if not result.ok:
@@ -134,6 +202,7 @@ def register(router: Router, agent: Agent) -> None:
 
     async def do_deregister(req: Request) -> Response:
         body = decode_json_body(req, fields=DEREGISTER_FIELDS)
+        check_deregister_body(body)
         node = body.get("Node")
         if not isinstance(node, str) or not node:
             raise ValidationError("Node", "Must provide node")
@@ -159,6 +228,7 @@ def register(router: Router, agent: Agent) -> None:
 
     async def services(req: Request) -> Response:
         opts = QueryOptions.from_request(req)
+        _check_filter(opts, filter_schemas.SERVICE_NODE)
         return await read_json(
             agent, req, "catalog.services", {"node_meta": dict(opts.node_meta)}, empty={}
         )
@@ -181,12 +251,14 @@ def register(router: Router, agent: Agent) -> None:
         name = req.path_params["node"]
         if not name:
             raise ValidationError("node", "Missing node name")
+        _check_filter(QueryOptions.from_request(req), filter_schemas.NODE_SERVICE)
         return await read_json(agent, req, "catalog.node", {"name": name}, empty=NULL)
 
     async def node_services(req: Request) -> Response:
         name = req.path_params["node"]
         if not name:
             raise ValidationError("node", "Missing node name")
+        _check_filter(QueryOptions.from_request(req), filter_schemas.NODE_SERVICE)
         return await read_json(agent, req, "catalog.node_services", {"name": name}, empty=NULL)
 
     router.add("PUT", "/v1/catalog/register", do_register, name="catalog.register")
@@ -194,9 +266,9 @@ def register(router: Router, agent: Agent) -> None:
     router.add("GET", "/v1/catalog/datacenters", datacenters, name="catalog.datacenters")
     router.add("GET", "/v1/catalog/nodes", nodes, name="catalog.nodes")
     router.add("GET", "/v1/catalog/services", services, name="catalog.services")
-    router.add("GET", "/v1/catalog/service/:service", service, name="catalog.service")
-    router.add("GET", "/v1/catalog/connect/:service", connect, name="catalog.connect")
-    router.add("GET", "/v1/catalog/node/:node", node, name="catalog.node")
+    router.add("GET", "/v1/catalog/service/*service", service, name="catalog.service")
+    router.add("GET", "/v1/catalog/connect/*service", connect, name="catalog.connect")
+    router.add("GET", "/v1/catalog/node/*node", node, name="catalog.node")
     router.add(
-        "GET", "/v1/catalog/node-services/:node", node_services, name="catalog.node_services"
+        "GET", "/v1/catalog/node-services/*node", node_services, name="catalog.node_services"
     )

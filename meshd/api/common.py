@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from raft.errors import StorageError
 from registry.errors import (
     CASConflict,
     ConflictError,
@@ -151,4 +152,7 @@ def error_mapping() -> ErrorMapping:
     m.register(NoServersError, lambda e: Response.text(str(e), status=500))
     m.register(RemoteError, lambda e: Response.text(e.message, status=500))
     m.register(UnknownRead, lambda e: Response.text("unknown read", status=500))
+    # A leader that cannot persist its log (a full disk) refuses the write:
+    # Consul's 500 for a failed apply, with the reason rather than "Internal error".
+    m.register(StorageError, lambda e: Response.text(str(e), status=500))
     return m

@@ -97,4 +97,4 @@ def register(router: Router, agent: Agent) -> None:
     router.add("GET", "/v1/agent/connect/ca/roots", roots, name="agent.connect.ca.roots")
     router.add("GET", "/v1/connect/ca/configuration", get_config, name="connect.ca.config")
     router.add("PUT", "/v1/connect/ca/configuration", set_config, name="connect.ca.config.set")
-    router.add("GET", "/v1/agent/connect/ca/leaf/:service", leaf, name="agent.connect.ca.leaf")
+    router.add("GET", "/v1/agent/connect/ca/leaf/*service", leaf, name="agent.connect.ca.leaf")

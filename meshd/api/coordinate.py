@@ -16,6 +16,8 @@ import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .. import filter_schemas
+from ..filter import apply_filter
 from ..http import (
     BadRequest,
     NotFound,
@@ -94,7 +96,8 @@ def register(router: Router, agent: Agent) -> None:
     async def nodes(req: Request) -> Response:
         opts = QueryOptions.from_request(req)
         check_dc(agent, opts)
-        return QueryMeta(index=1).apply_headers(Response.json(listed(), pretty=opts.pretty))
+        found = apply_filter(listed(), opts.filter, filter_schemas.COORDINATE)
+        return QueryMeta(index=1).apply_headers(Response.json(found, pretty=opts.pretty))
 
     async def node(req: Request) -> Response:
         opts = QueryOptions.from_request(req)
@@ -113,5 +116,5 @@ def register(router: Router, agent: Agent) -> None:
 
     router.add("GET", "/v1/coordinate/datacenters", datacenters, name="coordinate.datacenters")
     router.add("GET", "/v1/coordinate/nodes", nodes, name="coordinate.nodes")
-    router.add("GET", "/v1/coordinate/node/:node", node, name="coordinate.node")
+    router.add("GET", "/v1/coordinate/node/*node", node, name="coordinate.node")
     router.add("PUT", "/v1/coordinate/update", update, name="coordinate.update")

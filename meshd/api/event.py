@@ -1,7 +1,7 @@
 """/v1/event/* (https://developer.hashicorp.com/consul/api-docs/event):
 fire a user event, list the ones this agent has seen.
 
-``PUT /v1/event/fire/:name`` keeps the event on this agent and hands it to
+``PUT /v1/event/fire/*name`` keeps the event on this agent and hands it to
 every server; ``GET /v1/event/list`` shows the servers' last 256 events
 merged with this agent's, those whose node/service/tag filters accept this
 agent, optionally only ``?name=``. Its ``X-Consul-Index`` is Consul's
@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .. import filter_schemas
 from ..agent.events import MAX_PAYLOAD, UserEvent, compile_filter
+from ..filter import apply_filter
 from ..http import (
     BadRequest,
     PayloadTooLarge,
@@ -64,11 +66,14 @@ def register(router: Router, agent: Agent) -> None:
     async def list_events(req: Request) -> Response:
         opts = QueryOptions.from_request(req)
         check_dc(agent, opts)
+        # Consul ignores ?filter here; meshd applies it (400 when invalid).
+        apply_filter([], opts.filter, filter_schemas.EVENT)
         events, index = await agent.list_events(
             req.query_value("name"), index=opts.index, wait=opts.wait
         )
-        resp = Response.json([e.to_json() for e in events], pretty=opts.pretty)
+        listed = apply_filter([e.to_json() for e in events], opts.filter, filter_schemas.EVENT)
+        resp = Response.json(listed, pretty=opts.pretty)
         return QueryMeta(index=index, effective_consistency="").apply_headers(resp)
 
-    router.add("PUT", "/v1/event/fire/:name", fire, name="event.fire")
+    router.add("PUT", "/v1/event/fire/*name", fire, name="event.fire")
     router.add("GET", "/v1/event/list", list_events, name="event.list")

@@ -98,16 +98,16 @@ def register(router: Router, agent: Agent) -> None:
         name = _path_param(req, "gateway", "Missing gateway name")
         return await read_json(agent, req, "catalog.gateway_services", {"name": name}, empty=[])
 
-    router.add("GET", "/v1/health/ingress/:service", ingress, name="health.ingress")
+    router.add("GET", "/v1/health/ingress/*service", ingress, name="health.ingress")
     # Consul's catalog endpoint, served here with the other gateway read.
     router.add(
         "GET",
-        "/v1/catalog/gateway-services/:gateway",
+        "/v1/catalog/gateway-services/*gateway",
         gateway_services,
         name="catalog.gateway_services",
     )
-    router.add("GET", "/v1/health/node/:node", node, name="health.node")
-    router.add("GET", "/v1/health/checks/:service", checks, name="health.checks")
-    router.add("GET", "/v1/health/service/:service", service, name="health.service")
-    router.add("GET", "/v1/health/connect/:service", connect, name="health.connect")
-    router.add("GET", "/v1/health/state/:state", state, name="health.state")
+    router.add("GET", "/v1/health/node/*node", node, name="health.node")
+    router.add("GET", "/v1/health/checks/*service", checks, name="health.checks")
+    router.add("GET", "/v1/health/service/*service", service, name="health.service")
+    router.add("GET", "/v1/health/connect/*service", connect, name="health.connect")
+    router.add("GET", "/v1/health/state/*state", state, name="health.state")

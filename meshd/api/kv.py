@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from registry.commands import MAX_KV_VALUE, KVRequest
+from registry.commands import MAX_KV_VALUE, KVRequest, validate_kv_key
 from registry.errors import ErrorCode
 
 from ..agent.wire import WriteResult
@@ -107,10 +107,12 @@ def put_request(req: Request, key: str) -> KVRequest:
 
     Raises ``BadRequest`` for a missing key, conflicting or malformed
     parameters, ``PayloadTooLarge`` for a value over 512 KiB and
-    ``ValidationError`` for anything the command itself refuses.
+    ``ValidationError`` for a key over 16 KiB (``MAX_KV_KEY``) or anything
+    else the command itself refuses.
     """
     if not key:
         raise BadRequest("Missing key name", "key")
+    validate_kv_key(key, "key")  # at most MAX_KV_KEY bytes (16 KiB) of UTF-8
     reject_conflicting(req, "cas", "acquire", "release")
     flags = uint_param(req, "flags")
     cas = uint_param(req, "cas")
@@ -141,6 +143,7 @@ def put_request(req: Request, key: str) -> KVRequest:
 def delete_request(req: Request, key: str) -> KVRequest:
     """The KV command of ``DELETE /v1/kv/<key>`` (validated); raises ``BadRequest``."""
     reject_conflicting(req, "recurse", "cas")
+    validate_kv_key(key, "key")
     op = "delete"
     if "recurse" in req.query:
         op = "delete-tree"

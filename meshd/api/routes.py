@@ -21,7 +21,9 @@ from . import (
     health,
     intentions,
     kv,
+    monitor,
     operator,
+    operator_autopilot,
     operator_usage,
     session,
     snapshot,
@@ -45,13 +47,24 @@ MODULES = [
     health,
     intentions,
     kv,
+    monitor,
     operator,
+    operator_autopilot,
     operator_usage,
     session,
     snapshot,
     status,
     txn,
 ]
+
+
+# How long a request arriving before the leader has established leadership
+# (ACL bootstrap, CA initialisation; see meshd.agent.readiness) waits for it.
+ESTABLISHMENT_WAIT = 5.0
+# Routes that answer wrongly before the CA exists (with ACLs on every route waits).
+NEEDS_CA = frozenset(
+    {"agent.connect.ca.leaf", "agent.connect.ca.roots", "connect.ca.roots", "connect.ca.config"}
+)
 
 
 class _WrappingRouter(Router):
@@ -76,6 +89,8 @@ class _WrappingRouter(Router):
         except KeyError:
             raise ValueError(f"route {name!r} {method_list} has no ACL rule in acl_rules") from None
         wrapped = _enforce_acl(handler, self._agent, rules)
+        if name in NEEDS_CA and not self._agent.acl.enabled:
+            wrapped = _after_establishment(wrapped, self._agent)
         if self._metrics is not None:
             wrapped = _count_blocking(wrapped, self._metrics)
         return super().add(methods, pattern, wrapped, name=name)
@@ -87,7 +102,12 @@ def _enforce_acl(handler: Handler, agent: Agent, rules: dict[str, Rule]) -> Hand
         return handler
 
     async def guarded(req: Request) -> Response:
+        # Right after an election the leader may not have created the
+        # configured tokens yet: wait for it rather than answer "ACL not found".
+        await agent.wait_initialized(ESTABLISHMENT_WAIT)
         rule = rules.get(req.method) or rules.get("GET") or Rule()
+        if rule.ignores_token:
+            return await handler(req)
         authz = await agent.acl.resolve(req.token)
         req.authz = authz
         if rule.check is not None:
@@ -100,6 +120,16 @@ def _enforce_acl(handler: Handler, agent: Agent, rules: dict[str, Rule]) -> Hand
         return resp
 
     return guarded
+
+
+def _after_establishment(handler: Handler, agent: Agent) -> Handler:
+    """``handler`` once the leader has established leadership (bounded wait)."""
+
+    async def waiting(req: Request) -> Response:
+        await agent.wait_initialized(ESTABLISHMENT_WAIT)
+        return await handler(req)
+
+    return waiting
 
 
 def _filtered(resp: Response, fn: ItemFilter, authz: Authorizer, req: Request) -> Response:

@@ -5,8 +5,9 @@ this agent's node, ``NodeChecks: ["serfHealth"]``, a 15s lock-delay and
 ``Behavior: release``; an explicit ``NodeChecks`` (or the deprecated
 ``Checks``) replaces the default, so ``[]`` binds the session to no check.
 The session's UUID is chosen here, at the API edge, so the replicated
-command is deterministic. TTL expiry is the leader's job; renew only checks
-the session still exists and returns it.
+command is deterministic. TTL expiry is the leader's job
+(meshd.agent.session_ttl): renew restarts the session's timer on the leader
+and returns the session.
 """
 
 from __future__ import annotations
@@ -199,9 +200,11 @@ def register(router: Router, agent: Agent) -> None:
         opts = QueryOptions.from_request(req)
         check_dc(agent, opts)
         session_id = _session_id(req)
-        # Consul's Session.Renew always runs on the leader and never blocks.
+        # Consul's Session.Renew runs on the leader, which restarts the
+        # session's TTL timer there (meshd.agent.session_ttl), and never blocks.
+        renewed = await agent.server_call("Session.Renew", {"id": session_id})
         result = await agent.read("session.info", {"id": session_id}, ReadOptions())
-        if not result.value:
+        if not (isinstance(renewed, dict) and renewed.get("found")) or not result.value:
             raise NotFound(f"Session id '{session_id}' not found")
         return Response.json(result.value, pretty=opts.pretty)
 
@@ -219,8 +222,8 @@ def register(router: Router, agent: Agent) -> None:
         return await read_json(agent, req, "session.list", {}, empty=[])
 
     router.add("PUT", "/v1/session/create", create, name="session.create")
-    router.add("PUT", "/v1/session/destroy/:uuid", destroy, name="session.destroy")
-    router.add("PUT", "/v1/session/renew/:uuid", renew, name="session.renew")
-    router.add("GET", "/v1/session/info/:uuid", info, name="session.info")
-    router.add("GET", "/v1/session/node/:node", node, name="session.node")
+    router.add("PUT", "/v1/session/destroy/*uuid", destroy, name="session.destroy")
+    router.add("PUT", "/v1/session/renew/*uuid", renew, name="session.renew")
+    router.add("GET", "/v1/session/info/*uuid", info, name="session.info")
+    router.add("GET", "/v1/session/node/*node", node, name="session.node")
     router.add("GET", "/v1/session/list", list_all, name="session.list")

@@ -1,6 +1,8 @@
 """/v1/status/* (https://developer.hashicorp.com/consul/api-docs/status): the
 Raft leader and peers, as this agent's servers see them. A client agent asks
-a server through its pool."""
+a server through its pool. A server names no leader (``""``) until that
+leader has established leadership (ACL tokens, CA: meshd.agent.readiness),
+so a client that waits for a leader can use the cluster at once."""
 
 from __future__ import annotations
 

@@ -15,22 +15,35 @@ from typing import Any
 import click
 
 from .acl import acl
+from .acl_auth import login, logout
 from .agent import agent
 from .ca import ca
 from .catalog import catalog
+from .config import config
+from .connect import connect
 from .errors import one_line_usage
+from .event import event
 from .info import info
 from .intention import intention
+from .join import force_leave, join
 from .kv import kv
 from .leave import leave
+from .lock import lock
+from .login import login, logout
+from .maint import maint
 from .members import members
+from .monitor import monitor
 from .operator import operator
+from .operator_autopilot import autopilot
 from .proxy import proxy
 from .reload import reload
+from .sections import format_sections
 from .services import services
 from .snapshot import snapshot
 from .tls import tls
+from .validate import validate
 from .version import version
+from .watch import watch
 
 
 class MeshdGroup(click.Group):
@@ -54,6 +67,9 @@ class MeshdGroup(click.Group):
         except click.UsageError as exc:
             raise one_line_usage(exc) from None
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        format_sections(self, ctx, formatter)
+
 
 @click.group(cls=MeshdGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
@@ -69,6 +85,8 @@ for command in (
     intention,
     kv,
     leave,
+    login,
+    logout,
     members,
     operator,
     proxy,
@@ -77,8 +95,21 @@ for command in (
     snapshot,
     tls,
     version,
+    config,
+    connect,
+    event,
+    force_leave,
+    join,
+    lock,
+    login,
+    logout,
+    maint,
+    monitor,
+    validate,
+    watch,
 ):
     cli.add_command(command)
+operator.add_command(autopilot)
 
 
 def main() -> None:

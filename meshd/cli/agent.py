@@ -8,14 +8,19 @@ and WATCHDOG through ``$NOTIFY_SOCKET`` (meshd/agent/sd_notify.py).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import click
 import trio
+
+from raft.errors import StorageError
 
 from ..agent.sd_notify import Notifier, ServiceState
 from ..config import load_config
@@ -46,7 +51,8 @@ async def _current_leader(agent: Any) -> str:
     """The leader's RPC address as ``agent`` sees it; "" when there is none or
     no server answers within 5 s."""
     if agent.server is not None:
-        return str(agent.server.leader_address() or "")
+        # "" until the leader has established leadership (meshd.agent.readiness).
+        return str(await agent.status_leader())
     with trio.move_on_after(5):
         try:
             return str(await agent.status_leader())
@@ -58,7 +64,10 @@ async def _current_leader(agent: Any) -> str:
 async def _leader_change(agent: Any, timeout: float) -> None:
     """Return when a server's Raft leader may have changed, or after ``timeout``."""
     if agent.server is not None:
-        await agent.server.node.wait_state_change(timeout)
+        if agent.server.leader_address() and not agent.leadership_ready():
+            await agent.wait_leadership_ready(timeout)  # the leader is establishing itself
+        else:
+            await agent.server.node.wait_state_change(timeout)
     else:
         await trio.sleep(timeout)
 
@@ -162,6 +171,51 @@ async def _run(
         notifier.close()
 
 
+def _storage_failure(exc: BaseException) -> StorageError | None:
+    """The ``StorageError`` that stopped the agent, even inside exception groups."""
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _storage_failure(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        if "disk is full" in str(seen) or "No space left" in str(seen):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def storage_refusal(exc: StorageError, data_dir: str | None) -> str:
+    """One line for a server whose Raft storage cannot be used: what and
+    where, and the command that recovers."""
+    reason = " ".join(str(exc).split())
+    raft_dir = Path(data_dir or ".") / "raft"
+    if _out_of_space(exc):
+        return (
+            f"raft storage in {raft_dir} is out of space: {reason}; free space on its file "
+            "system (a server needs about 4x its state: two snapshots, the log and its WAL) "
+            "and start meshd again"
+        )
+    if "format version" in reason:
+        return f"raft storage in {raft_dir} cannot be read: {reason}"
+    aside = f"{raft_dir}.bad-{time.strftime('%Y%m%d%H%M%S')}"
+    return (
+        f"raft storage in {raft_dir} is unusable: {reason}; to recover, move it aside and "
+        f"start meshd again (`mv {raft_dir} {aside}`): this server rejoins its cluster and "
+        "the leader sends it a snapshot (a single-server cluster: then restore a backup "
+        "with `meshd snapshot restore`)"
+    )
+
+
 @click.command()
 @click.option("--dev", is_flag=True, help="Single-node server in memory, everything on loopback.")
 @click.option("--server", is_flag=True, help="Also act as a server (Raft member).")
@@ -208,3 +262,10 @@ def agent(dev: bool, **flags: Any) -> None:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
+    except (StorageError, BaseExceptionGroup) as exc:
+        failure = _storage_failure(exc)
+        if failure is None:
+            raise
+        # The traceback for a bug report, below the one line an operator needs.
+        log.debug("event=agent_stopped_by_storage", exc_info=failure)
+        raise click.ClickException(storage_refusal(failure, config.data_dir)) from None

@@ -15,11 +15,12 @@ Consul's api package words them.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
 import ssl
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -254,6 +255,33 @@ class AgentClient:
         if not 200 <= result.status < 300 and result.status not in allow:
             raise UnexpectedResponse(result.status, _one_line(result.body))
         return result
+
+    @contextlib.contextmanager
+    def stream(
+        self, path: str, *, params: Mapping[str, Param] | None = None
+    ) -> Iterator[http.client.HTTPResponse]:
+        """GET ``path`` and hand over the open answer to read as it arrives
+        (``/v1/agent/monitor``): no read timeout once the head is in. Raises
+        like ``request`` for a status outside 2xx or no answer; reading the
+        body may raise ``OSError``/``http.client.HTTPException`` when the
+        agent goes away."""
+        headers = {"User-Agent": "meshd-cli"}
+        if self.token:
+            headers["X-Consul-Token"] = self.token
+        conn = self._connection()
+        try:
+            try:
+                conn.request("GET", path + _query(params or {}), headers=headers)
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                raise self._transport_error(exc) from None
+            if not 200 <= resp.status < 300:
+                raise UnexpectedResponse(resp.status, _one_line(resp.read()))
+            if conn.sock is not None:
+                conn.sock.settimeout(None)
+            yield resp
+        finally:
+            conn.close()
 
     def get_json(self, path: str, **params: Param) -> Any:
         """GET ``path`` and decode the JSON answer."""

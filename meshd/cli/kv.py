@@ -1,4 +1,4 @@
-"""``meshd kv get|put|delete`` (like ``consul kv``), through /v1/kv/*.
+"""``meshd kv get|put|delete|export|import`` (like ``consul kv``), through /v1/kv/*.
 
 Messages and exit statuses are Consul's, so scripts written for ``consul kv``
 keep working: a missing key is ``Error! No key exists at: k`` (exit 1), a
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -233,3 +234,72 @@ def delete(
         click.echo(f"Success! Deleted keys with prefix: {key}")
     else:
         click.echo(f"Success! Deleted key: {key}")
+
+
+# Consul's `kv export` / `kv import` format: a JSON array of
+# {"key", "flags", "value" (base64)} objects, tab-indented on export.
+# https://developer.hashicorp.com/consul/commands/kv/export
+
+
+@kv.command("export")
+@click.argument("prefix", default="")
+@agent_options()
+def export(client: AgentClient, prefix: str) -> None:
+    """Print every key under PREFIX (all keys by default) as importable JSON."""
+    prefix = _key(prefix)
+    try:
+        resp = client.request(
+            "GET", f"/v1/kv/{quote_path(prefix)}", params={"recurse": True}, allow=(404,)
+        )
+    except UnexpectedResponse as exc:
+        raise CLIError(f"Error querying Consul agent: {exc.message}") from None
+    entries: list[dict[str, Any]] = [] if resp.status == 404 else resp.json()
+    exported = [
+        {"key": e.get("Key", ""), "flags": e.get("Flags", 0), "value": e.get("Value") or ""}
+        for e in entries
+    ]
+    click.echo(json.dumps(exported, indent="\t"))
+
+
+def _import_entries(data: str | None) -> list[dict[str, Any]]:
+    if data is None:
+        raise CLIError("Error! Missing DATA argument")
+    raw = _data(data, False)
+    try:
+        entries = json.loads(raw)
+    except ValueError as exc:
+        raise CLIError(f"Error! Cannot unmarshal data: {exc}") from None
+    ok = isinstance(entries, list) and all(
+        isinstance(e, dict) and isinstance(e.get("key"), str) for e in entries
+    )
+    if not ok:
+        raise CLIError('Error! Cannot unmarshal data: expected a list of {"key", "value"} objects')
+    return list(entries)
+
+
+@kv.command("import")
+@click.argument("data", required=False)
+@option("prefix", "prefix", default="", help="Prepended to every imported key.")
+@agent_options()
+def import_(client: AgentClient, data: str | None, prefix: str) -> None:
+    """Write the entries of a `kv export` document: DATA is the JSON, - (stdin) or @FILE."""
+    entries = _import_entries(data)
+    decoded = []
+    for entry in entries:  # decode everything before writing anything
+        key = entry["key"]
+        try:
+            value = base64.b64decode(entry.get("value") or "", validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise CLIError(f"Error! Base64 decoding failed for {key}: {exc}") from None
+        flags = entry.get("flags", 0)
+        if not isinstance(flags, int) or isinstance(flags, bool) or flags < 0:
+            raise CLIError(f"Error! Invalid flags for {key}: {flags!r}")
+        decoded.append((prefix + key, flags, value))
+    for key, flags, value in decoded:
+        try:
+            client.request(
+                "PUT", f"/v1/kv/{quote_path(key)}", params={"flags": flags or None}, body=value
+            )
+        except UnexpectedResponse as exc:
+            raise CLIError(f"Error! Failed writing data for key {key}: {exc.message}") from None
+        click.echo(f"Imported: {key}")

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from .client import AgentClient, TLSFiles, parse_address
+from .errors import CLIError
 
 __all__ = ["agent_options", "flag", "format_option", "option"]
 
@@ -60,6 +62,15 @@ _CONNECTION_OPTIONS = [
         default="",
         metavar="TOKEN",
         help="ACL token sent as X-Consul-Token.",
+    ),
+    option(
+        "token-file",
+        "token_file",
+        envvar=_env("HTTP_TOKEN_FILE"),
+        show_envvar=True,
+        default="",
+        metavar="PATH",
+        help="File holding the ACL token (used unless -token is given on the command line).",
     ),
     option(
         "ca-file",
@@ -105,6 +116,30 @@ format_option = option(
 )
 
 
+def read_token_file(path: str) -> str:
+    """The token stored in ``path`` (whitespace stripped); ``CLIError`` naming
+    the file when it cannot be read or is empty."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CLIError(f"Error loading token file {path}: {reason}") from None
+    if not token:
+        raise CLIError(f"Error loading token file {path}: the file is empty")
+    return token
+
+
+def _token(token: str, token_file: str) -> str:
+    ctx = click.get_current_context(silent=True)
+    from_flag = (
+        ctx is not None
+        and ctx.get_parameter_source("token") == click.core.ParameterSource.COMMANDLINE
+    )
+    if token_file and not from_flag:
+        return read_token_file(token_file)
+    return token.strip()
+
+
 def agent_options(*, output: bool = False) -> Callable[[F], F]:
     """Add the shared options; the command receives ``client`` (and ``fmt``).
 
@@ -117,6 +152,7 @@ def agent_options(*, output: bool = False) -> Callable[[F], F]:
             *args: Any,
             http_addr: str,
             token: str,
+            token_file: str,
             ca_file: str,
             client_cert: str,
             client_key: str,
@@ -124,7 +160,7 @@ def agent_options(*, output: bool = False) -> Callable[[F], F]:
             **kwargs: Any,
         ) -> Any:
             tls = TLSFiles(ca_file, client_cert, client_key, tls_server_name)
-            client = AgentClient(parse_address(http_addr), token.strip(), tls=tls)
+            client = AgentClient(parse_address(http_addr), _token(token, token_file), tls=tls)
             return func(*args, client=client, **kwargs)
 
         decorated: Callable[..., Any] = wrapper

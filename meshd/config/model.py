@@ -227,6 +227,9 @@ class ACLConfig:
     down_policy: str = key("extend-cache", choice("allow", "deny", "extend-cache", "async-cache"))
     enable_token_persistence: bool = key(False, boolean)
     token_ttl: float = dur(30.0)
+    # Consul's bounds on a token's ExpirationTTL and an auth method's MaxTokenTTL.
+    token_min_expiration_ttl: float = dur(60.0, positive=True)
+    token_max_expiration_ttl: float = dur(24 * HOUR, positive=True)
     tokens: ACLTokens = field(default_factory=ACLTokens)
 
 
@@ -281,9 +284,15 @@ class PerformanceConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    """``limits``: per-client connection caps (0 = unlimited) and request sizes."""
+    """``limits``: connection caps (0 = unlimited) and request sizes.
+
+    ``http_max_conns`` (meshd's own; Consul has no total cap) bounds the HTTP
+    API's open connections; the agent also keeps it to at most half of the
+    process's RLIMIT_NOFILE.
+    """
 
     http_max_conns_per_client: int = key(200, integer(0))
+    http_max_conns: int = key(4096, integer(0))
     rpc_max_conns_per_client: int = key(100, integer(0))
     txn_max_req_len: int = key(512 * 1024, integer(1))
     kv_max_value_size: int = key(512 * 1024, integer(1))

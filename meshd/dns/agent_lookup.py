@@ -68,11 +68,42 @@ class AgentLookup:
             "node_meta": {},
             "connect": connect,
         }
+        rows = await self._health(args)
+        if rows:
+            return rows
+        # DNS names arrive in lower case; Consul's catalog matches service
+        # names without regard to case, so "Web" answers web.service.consul.
+        out: list[Row] = []
+        for other in await self._case_variants(name):
+            out.extend(await self._health({**args, "name": other}))
+        return out
+
+    async def _health(self, args: Mapping[str, Any]) -> list[Row]:
         result = await self._reader.read("health.service", args, self._opts)
         value = result.value
         return list(value) if isinstance(value, list) else []
 
+    async def _case_variants(self, name: str) -> list[str]:
+        """The registered service names equal to ``name`` but for case."""
+        result = await self._reader.read("catalog.services", {"node_meta": {}}, self._opts)
+        names = result.value if isinstance(result.value, Mapping) else {}
+        lower = name.lower()
+        return sorted(n for n in names if isinstance(n, str) and n != name and n.lower() == lower)
+
     async def node(self, name: str) -> Mapping[str, Any] | None:
+        found = await self._node(name)
+        if found is not None:
+            return found
+        # As for services: "Web01" answers web01.node.consul, as in Consul.
+        result = await self._reader.read("catalog.nodes", {"node_meta": {}}, self._opts)
+        lower = name.lower()
+        for row in result.value if isinstance(result.value, list) else []:
+            other = row.get("Node") if isinstance(row, Mapping) else None
+            if isinstance(other, str) and other != name and other.lower() == lower:
+                return await self._node(other)
+        return None
+
+    async def _node(self, name: str) -> Mapping[str, Any] | None:
         result = await self._reader.read("catalog.node", {"name": name}, self._opts)
         value = result.value
         return value if isinstance(value, Mapping) else None

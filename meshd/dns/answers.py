@@ -20,9 +20,13 @@ Rules (Consul's ``agent/dns.go`` unless said otherwise):
 - Service lookups return healthy instances only (``records.healthy_rows``),
   shuffled by ``rng``; A/AAAA/ANY give address records (a host name address
   gives one CNAME, used only when no instance has an IP), SRV gives one SRV
-  per distinct (node, address, port) with the target's address in the
-  additional section. ``a_record_limit`` (0: none) caps the instances in an
-  address answer.
+  per distinct (node, address, port) and, as Consul does, one address
+  record in the additional section per SRV answer (several instances on one
+  node give as many additional records: resolvers such as HAProxy's pair
+  them one to one). The target is the node's name when the instance has no
+  address of its own, ``<hex ip>.addr.<dc>.<domain>`` when its address is
+  an IP. ``a_record_limit`` (0: none) caps the instances in an address
+  answer.
 - UDP: without EDNS0 (or with a size of at most 512) the answer is first cut
   to ``min(udp_answer_limit, 8)`` records; then answers are dropped until
   the message fits 512 bytes or the EDNS0 size. TC is set when records were
@@ -141,8 +145,9 @@ class _Sections:
     answer: list[Record] = field(default_factory=list)
     authority: list[Record] = field(default_factory=list)
     additional: list[Record] = field(default_factory=list)
-    # Addresses of SRV and NS targets: sent only with a record that names them.
-    glue: list[Record] = field(default_factory=list)
+    # Addresses of SRV and NS targets, each with the record that names it:
+    # sent only when that record is, one per record (Consul's SRV extras).
+    glue: list[tuple[Record, Record]] = field(default_factory=list)
     variants: int = 1
     more: bool = False  # answers were left out before encoding (the UDP answer cap)
 
@@ -372,9 +377,10 @@ def _srv_answers(
         target, glue = _srv_target(key[0], address, node_address, ttl, settings)
         if target is None:
             continue
-        sections.answer.append(rr.srv_record(qname, ttl, row, target))
+        record = rr.srv_record(qname, ttl, row, target)
+        sections.answer.append(record)
         if glue is not None:
-            sections.glue.append(glue)
+            sections.glue.append((record, glue))
         if len(sections.answer) == cap:
             sections.more = any(_srv_key(r) not in seen for r in rows[i + 1 :])
             break
@@ -383,13 +389,14 @@ def _srv_answers(
 def _srv_target(
     node: str, address: str, node_address: str, ttl: int, settings: DNSSettings
 ) -> tuple[dns.name.Name | None, Record | None]:
-    """The SRV target and its glue: the node's name when the instance uses the node's
-    address, ``<hex>.addr.<dc>.<domain>`` for its own IP, the host name itself otherwise."""
+    """The SRV target and its glue: the node's name when the instance has no address
+    of its own, ``<hex>.addr.<dc>.<domain>`` for its own IP (even one equal to the
+    node's, as Consul's ``makeRecordFromIP``), the host name itself otherwise."""
     effective = address or node_address
     ip = rr.parse_ip(effective)
     if ip is None:
         return rr.hostname(effective), None
-    target = rr.node_target(node, settings) if effective == node_address else None
+    target = rr.node_target(node, settings) if not address else None
     if target is None:
         target = rr.addr_target(ip, settings)
     return target, rr.ip_record(target, ip, dns.rdatatype.SRV, ttl)
@@ -448,7 +455,7 @@ def _apex(
         ip = rr.parse_ip(str(node.get("Address") or ""))
         glue = None if ip is None else rr.ip_record(target, ip, dns.rdatatype.ANY, ns[-1].ttl)
         if glue is not None:
-            sections.glue.append(glue)
+            sections.glue.append((ns[-1], glue))
         if len(ns) == MAX_NAMESERVERS:
             break
     if parsed.qtype == dns.rdatatype.SOA:
@@ -517,12 +524,14 @@ def _try_encode(
     max_size: int,
 ) -> bytes | None:
     """The reply with ``answers`` and the glue they refer to; None if over ``max_size``."""
-    targets = {getattr(r.rdata, "target", None) for r in (*answers, *sections.authority)}
-    glue = [r for r in sections.glue if r.name in targets]
+    sent = {id(r) for r in (*answers, *sections.authority)}
+    glue = [g for ref, g in sections.glue if id(ref) in sent]
     reply.index = {}  # find_rrset's index would still hold the RRsets of a previous try
     reply.answer = _rrsets(answers)
     reply.authority = _rrsets(sections.authority)
-    reply.additional = _rrsets([*glue, *sections.additional])
+    # One RRset per glue record: an RRset would merge the identical address
+    # records of several instances on one node into one.
+    reply.additional = [*_rrsets(glue, merge=False), *_rrsets(sections.additional)]
     try:
         # want_shuffle=False: the order is ours (seeded, rotated), not dnspython's global RNG.
         return reply.to_wire(max_size=max_size, want_shuffle=False)
@@ -530,11 +539,12 @@ def _try_encode(
         return None
 
 
-def _rrsets(records: list[Record]) -> list[dns.rrset.RRset]:
-    """Records grouped into RRsets by owner and type, in order of first appearance."""
-    groups: dict[tuple[dns.name.Name, int], dns.rrset.RRset] = {}
-    for record in records:
-        key = (record.name, record.rdata.rdtype)
+def _rrsets(records: list[Record], *, merge: bool = True) -> list[dns.rrset.RRset]:
+    """Records grouped into RRsets by owner and type, in order of first appearance
+    (without ``merge``: each record its own RRset, duplicates kept)."""
+    groups: dict[tuple[dns.name.Name, int] | int, dns.rrset.RRset] = {}
+    for i, record in enumerate(records):
+        key = (record.name, record.rdata.rdtype) if merge else i
         rrset = groups.get(key)
         if rrset is None:
             rrset = groups[key] = dns.rrset.RRset(record.name, IN, record.rdata.rdtype)

@@ -20,7 +20,7 @@ from meshd.http.errors import (
     Unavailable,
     register_error_mapper,
 )
-from meshd.http.message import TEXT_PLAIN, Headers, Request, Response
+from meshd.http.message import TEXT_PLAIN, Headers, Request, Response, StreamingResponse
 from meshd.http.query import (
     DEFAULT_WAIT,
     MAX_WAIT,
@@ -61,6 +61,7 @@ __all__ = [
     "Route",
     "Router",
     "ServerLimits",
+    "StreamingResponse",
     "TooManyRequests",
     "Unavailable",
     "decode_json_body",

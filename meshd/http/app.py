@@ -30,7 +30,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from meshd.http.errors import DEFAULT_ERROR_MAPPING, ErrorMapping, MethodNotAllowed, NotFound
+from meshd.http.errors import (
+    DEFAULT_ERROR_MAPPING,
+    BadRequest,
+    ErrorMapping,
+    MethodNotAllowed,
+    NotFound,
+)
 from meshd.http.message import Request, Response
 
 __all__ = [
@@ -279,6 +285,10 @@ class App:
         return response
 
     async def _dispatch(self, request: Request) -> Response:
+        if request.bad_path:
+            # Go keeps the raw bytes; decoding them with replacement would
+            # make distinct paths (KV keys) alias, so refuse them.
+            raise BadRequest("Invalid URL path: not valid UTF-8 once percent-decoded", "path")
         try:
             route, params = self.router.resolve(request.method, request.path)
         except MethodNotAllowed as exc:

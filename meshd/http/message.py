@@ -9,11 +9,11 @@ be tested without sockets.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote_to_bytes
 
-__all__ = ["TEXT_PLAIN", "Headers", "Request", "Response"]
+__all__ = ["TEXT_PLAIN", "Headers", "Request", "Response", "StreamingResponse"]
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
 _APPLICATION_JSON = "application/json"
@@ -108,6 +108,7 @@ class Request:
         "_query",
         "_token",
         "authz",
+        "bad_path",
         "body",
         "headers",
         "method",
@@ -132,10 +133,22 @@ class Request:
         remote_addr: tuple[str, int] | None = None,
         request_id: str = "",
         scheme: str = "http",
+        valid_utf8: bool = True,
     ) -> None:
         self.method = method
         self.raw_path = raw_path
-        self.path = unquote(raw_path) if "%" in raw_path else raw_path
+        # True when the target (``valid_utf8``) or its percent-decoded path is
+        # not UTF-8: the App answers 400 rather than let two different byte
+        # strings decode to the same U+FFFD-replaced path (and KV key).
+        self.bad_path = not valid_utf8
+        self.path = raw_path
+        if "%" in raw_path:
+            decoded = unquote_to_bytes(raw_path)
+            try:
+                self.path = decoded.decode("utf-8")
+            except UnicodeDecodeError:
+                self.path = decoded.decode("utf-8", "replace")
+                self.bad_path = True
         self.query_string = query_string
         self.headers = headers
         self.body = body
@@ -254,8 +267,10 @@ class Response:
 
     @classmethod
     def text(cls, text: str, status: int = 200, *, content_type: str = TEXT_PLAIN) -> Response:
-        """A plain-text response (UTF-8), Consul's format for errors and scalars."""
-        return cls(status, [("Content-Type", content_type)], text.encode())
+        """A plain-text response (UTF-8), Consul's format for errors and scalars.
+        Text that is not valid Unicode (an error echoing a lone surrogate from
+        a request) is sent with "?" in its place, never a failure."""
+        return cls(status, [("Content-Type", content_type)], text.encode("utf-8", "replace"))
 
     def get_header(self, name: str) -> str | None:
         """Return the first value of header ``name`` (any case), or None."""
@@ -277,3 +292,22 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {len(self.body)} bytes>"
+
+
+class StreamingResponse(Response):
+    """A response whose body is sent as ``chunks`` yields it (chunked transfer
+    encoding, e.g. ``/v1/agent/monitor``); the server closes the connection
+    after it. The iterator is closed by cancellation when the client goes
+    away or the server stops, so it must not hold anything a ``finally``
+    cannot release."""
+
+    __slots__ = ("chunks",)
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        status: int = 200,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        super().__init__(status, headers)
+        self.chunks = chunks

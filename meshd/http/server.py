@@ -23,7 +23,14 @@ lives in ``_Connection``):
   instead of a reset.
 - Admission: over ``max_connections`` a new connection gets 503, over
   ``per_client_max_connections`` from one IP it gets 429 (Consul's
-  ``limits.http_max_conns_per_client``); both are then closed.
+  ``limits.http_max_conns_per_client``); both are then closed. At most
+  ``_MAX_REJECTING`` refusals linger to deliver their answer at once; beyond
+  that a refused connection is closed without one, so a flood cannot hold
+  file descriptors through its refusals. Refusals are logged at most once
+  per 10 s per status, with the count of those not logged.
+- Accepting: ``accept.serve_listeners`` backs off on EMFILE/ENFILE (100 ms
+  doubling to 2 s) and logs it at most once per 10 s, where trio logged a
+  traceback every 100 ms.
 - Responses always carry ``Content-Length``; HEAD gets the GET headers and no
   body; ``Expect: 100-continue`` is answered just before the body is read.
 """
@@ -47,8 +54,9 @@ from typing import NoReturn
 import httptools
 import trio
 
+from meshd.http.accept import RateLimitedLog, serve_listeners
 from meshd.http.app import App
-from meshd.http.message import TEXT_PLAIN, Headers, Request, Response
+from meshd.http.message import TEXT_PLAIN, Headers, Request, Response, StreamingResponse
 
 __all__ = ["ServerLimits", "open_http_listeners", "serve_http"]
 
@@ -65,6 +73,8 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 _connection_ids = itertools.count(1)
 _NETWORK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
+# Refused connections answered (and lingered on) at once; more are just closed.
+_MAX_REJECTING = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +117,12 @@ class _Admission:
         self._limits = limits
         self._total = 0
         self._per_client: dict[str, int] = {}
+        self.rejecting = 0  # refusals currently sending their answer
+
+    @property
+    def total(self) -> int:
+        """Connections admitted and still open."""
+        return self._total
 
     def admit(self, host: str) -> int | None:
         """Count a new connection from ``host``; return 503/429 instead when over a limit."""
@@ -489,7 +505,11 @@ class _Connection:
         return self._limits.max_body
 
     def _build_request(self, item: _Incoming) -> Request:
-        target = item.target.decode("utf-8", "replace")
+        valid_utf8 = True
+        try:
+            target = item.target.decode("utf-8")
+        except UnicodeDecodeError:
+            target, valid_utf8 = item.target.decode("utf-8", "replace"), False
         path, _, query = target.partition("?")
         if not path.startswith("/"):
             path = _origin_form_path(path)
@@ -503,6 +523,7 @@ class _Connection:
             remote_addr=self._peer,
             request_id=f"{self._id:x}-{self._seq}",
             scheme=self._scheme,
+            valid_utf8=valid_utf8,
         )
 
     async def _serve_requests(self) -> None:
@@ -535,11 +556,26 @@ class _Connection:
             log.exception("http invalid response status=%r conn=%x", response.status, self._id)
             response = Response.text("Internal error", 500)
             head, keep_alive = _response_head(response, keep_alive)
+        if isinstance(response, StreamingResponse) and method != "HEAD":
+            await self._send_stream(response)
+            return False
         body = response.body
         if body and method != "HEAD" and response.status not in _NO_BODY_STATUSES:
             head += body
         await self._stream.send_all(head)
         return keep_alive
+
+    async def _send_stream(self, response: StreamingResponse) -> None:
+        """Write a chunked body as it is produced, for as long as it lasts
+        (no deadline: it ends when the iterator does, the client goes away
+        or the server stops)."""
+        head, _ = _response_head(response, False, chunked=True)
+        self._scope.deadline = math.inf
+        await self._stream.send_all(head)
+        async for chunk in response.chunks:
+            if chunk:
+                await self._stream.send_all(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        await self._stream.send_all(b"0\r\n\r\n")
 
     async def _send_error(self, status: int, text: str) -> None:
         """Answer with a plain-text error and mark the connection for a lingering close."""
@@ -552,7 +588,9 @@ class _Connection:
             self._phase = phase
 
 
-def _response_head(response: Response, keep_alive: bool) -> tuple[bytes, bool]:
+def _response_head(
+    response: Response, keep_alive: bool, *, chunked: bool = False
+) -> tuple[bytes, bool]:
     """The encoded status line and headers of ``response`` with the framing
     headers set by the server, and whether the connection stays open (not if
     the request or the handler said ``Connection: close``).
@@ -562,9 +600,12 @@ def _response_head(response: Response, keep_alive: bool) -> tuple[bytes, bool]:
     status = response.status
     if status < 200 or status > 999:
         raise _InvalidResponse(f"handlers cannot send status {status}")
+    framing = (
+        b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % len(response.body)
+    )
     lines = [
-        b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\nDate: %s\r\n"
-        % (status, _REASONS.get(status, b""), len(response.body), _date.get())
+        b"HTTP/1.1 %d %s\r\n%s\r\nDate: %s\r\n"
+        % (status, _REASONS.get(status, b""), framing, _date.get())
     ]
     close_sent = False
     for name, value in response.headers:
@@ -650,14 +691,34 @@ async def serve_http(
         active = [trio.SSLListener(lst, ssl_context, https_compatible=True) for lst in active]
         scheme = "https"
     admission = _Admission(limits)
+    limiter = RateLimitedLog(log)
+
+    async def refuse(stream: trio.abc.Stream, host: str, status: int) -> None:
+        limiter.log(
+            logging.WARNING,
+            f"rejected-{status}",
+            "event=http_connection_rejected status=%d from=%s open=%d max_connections=%d "
+            "per_client_max_connections=%d",
+            status,
+            host,
+            admission.total,
+            limits.max_connections,
+            limits.per_client_max_connections,
+        )
+        if admission.rejecting >= _MAX_REJECTING:
+            return  # closed by the accept loop without an answer
+        admission.rejecting += 1
+        try:
+            await _reject(stream, status)
+        finally:
+            admission.rejecting -= 1
 
     async def handle(stream: trio.abc.Stream) -> None:
         peer = _peer_address(stream)
         host = peer[0] if peer is not None else ""
         rejected = admission.admit(host)
         if rejected is not None:
-            log.warning("http connection rejected status=%d from=%s", rejected, host)
-            await _reject(stream, rejected)
+            await refuse(stream, host, rejected)
             return
         try:
             await _Connection(stream, app, limits, peer, scheme).run()
@@ -666,4 +727,4 @@ async def serve_http(
         finally:
             admission.release(host)
 
-    await trio.serve_listeners(handle, active, task_status=task_status)
+    await serve_listeners(handle, active, limiter=limiter, task_status=task_status)

@@ -13,7 +13,8 @@ Semantics follow Consul's state/kvs.go and the /v1/kv docs:
   key or prefix sees its index move; ``TombstoneReap`` drops old ones.
 
 Watch keys: ``("kv", key)`` for gets, ``("kvp", prefix)`` for lists; a write
-to a key fires its own and every watched prefix of it.
+to a key fires its own and every watched prefix of it, found through the
+watch registry's prefix index in time linear in the key's length.
 """
 
 from __future__ import annotations
@@ -54,12 +55,9 @@ class KVTables:
 
 
 def _fire_key(store: StateStore, tx: WriteTx, key: str) -> None:
-    has = store.watches.has
-    tx.fire(("kv", key))
-    for i in range(len(key) + 1):
-        wkey = ("kvp", key[:i])
-        if has(wkey):
-            tx.fire(wkey)
+    # Only watched prefixes are visited (a radix walk, linear in len(key)),
+    # never every prefix of the key: slicing each was quadratic.
+    tx.fire(("kv", key), *store.watches.prefix_keys("kvp", key))
 
 
 def _put(store: StateStore, tx: WriteTx, entry: KVEntry) -> None:

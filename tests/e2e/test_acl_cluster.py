@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from meshd.local_cluster import LocalAgentCluster
+from tests.meshd.jwt_support import jwks, jwks_server, sign
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -135,6 +138,122 @@ def test_a_client_agent_cannot_write_past_the_callers_token(acl: ACLCluster) -> 
     assert status == 403
     status, nodes = acl.call("server-1", "GET", "/v1/catalog/nodes", token=MGMT)
     assert "fake" not in {n["Node"] for n in nodes}
+
+
+def test_sync_skips_a_service_the_servers_refuse_and_keeps_syncing(acl: ACLCluster) -> None:
+    """Issue 13 item 9: once the servers refuse one local service (its token
+    lost the right to write it), anti-entropy skips it with one log line and
+    every other change on the node still reaches the catalog."""
+    rules = 'service "flip" { policy = "write" }'
+    policy = {"Name": "flip-writer", "Rules": rules}
+    status, out = acl.call("server-1", "PUT", "/v1/acl/policy", policy, MGMT)
+    assert status == 200, out
+    pid = out["ID"]
+    flip = acl.token({"Policies": [{"ID": pid}]})
+    svc = {"Name": "flip", "Port": 1, "Check": {"CheckID": "flip-ttl", "TTL": "300s"}}
+    assert acl.call("client-1", "PUT", "/v1/agent/service/register", svc, flip)[0] == 200
+
+    def in_catalog(name: str, status_: str | None = None) -> bool:
+        code, rows = acl.call("server-2", "GET", f"/v1/health/service/{name}", token=MGMT)
+        if code != 200 or not rows:
+            return False
+        return status_ is None or all(c["Status"] == status_ for c in rows[0]["Checks"])
+
+    acl.c.wait_until(lambda: in_catalog("flip"), 15, "flip in the catalog")
+    policy["Rules"] = 'service "flip" { policy = "read" }'
+    status, out = acl.call("server-1", "PUT", f"/v1/acl/policy/{pid}", policy, MGMT)
+    assert status == 200, out
+    # A local change to flip that sync must now write with flip's token: refused.
+    assert acl.call("client-1", "PUT", "/v1/agent/check/pass/flip-ttl", token=MGMT)[0] == 200
+    other = {"Name": "after-refusal", "Port": 2}
+    assert acl.call("client-1", "PUT", "/v1/agent/service/register", other, MGMT)[0] == 200
+    acl.c.wait_until(lambda: in_catalog("after-refusal"), 15, "later services still synced")
+
+    def refused_lines() -> list[str]:
+        return [
+            line
+            for line in acl.c.logs("client-1").splitlines()
+            if "sync_item_refused" in line and "service:flip" in line
+        ]
+
+    acl.c.wait_until(refused_lines, 15, "the refusal logged")
+    assert not in_catalog("flip", "passing")  # the refused update did not land
+    # More changes and passes: still one line for the same refusal.
+    more = {"Name": "after-refusal-2", "Port": 3}
+    assert acl.call("client-1", "PUT", "/v1/agent/service/register", more, MGMT)[0] == 200
+    acl.c.wait_until(lambda: in_catalog("after-refusal-2"), 15, "still syncing")
+    assert len(refused_lines()) == 1, refused_lines()
+
+
+def test_a_pod_jwt_logs_in_through_a_client_agent_and_registers_its_service(
+    acl: ACLCluster,
+) -> None:
+    """The Kubernetes path on a real cluster: the auth method names the
+    cluster's JWKS URL (served on loopback), the login goes from a client
+    agent to the leader, which fetches the keys and validates the projected
+    service-account token; the token then registers the bound service."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with jwks_server(jwks(("sa-1", key))) as server:
+        method = {
+            "Name": "kubernetes",
+            "Type": "jwt",
+            "MaxTokenTTL": "1h",
+            "Config": {
+                "JWKSURL": server.url,
+                "BoundIssuer": "https://kubernetes.default.svc.cluster.local",
+                "BoundAudiences": ["meshd"],
+                "ClaimMappings": {
+                    "/kubernetes.io/namespace": "namespace",
+                    "/kubernetes.io/serviceaccount/name": "service_account",
+                },
+            },
+        }
+        status, out = acl.call("server-2", "PUT", "/v1/acl/auth-method", method, MGMT)
+        assert status == 200, out
+        rule = {
+            "AuthMethod": "kubernetes",
+            "BindType": "service",
+            "BindName": "${value.service_account}",
+            "Selector": "value.namespace == default",
+        }
+        status, out = acl.call("server-3", "PUT", "/v1/acl/binding-rule", rule, MGMT)
+        assert status == 200, out
+        now = int(time.time())
+        bearer = sign(
+            key,
+            {
+                "iss": "https://kubernetes.default.svc.cluster.local",
+                "aud": ["meshd"],
+                "exp": now + 3600,
+                "nbf": now,
+                "sub": "system:serviceaccount:default:orders",
+                "kubernetes.io": {"namespace": "default", "serviceaccount": {"name": "orders"}},
+            },
+            kid="sa-1",
+        )
+        body = {"AuthMethod": "kubernetes", "BearerToken": bearer}
+        status, login = acl.call("client-1", "POST", "/v1/acl/login", body)
+    assert status == 200, login
+    acl.secrets += [login["SecretID"], bearer]
+    assert login["AuthMethod"] == "kubernetes"
+    assert login["ServiceIdentities"] == [{"ServiceName": "orders"}]
+    secret = login["SecretID"]
+    svc = {"Name": "orders", "Port": 9000}
+    assert acl.call("client-1", "PUT", "/v1/agent/service/register", svc, secret)[0] == 200
+    status, text = acl.call("client-1", "PUT", "/v1/agent/service/register", {"Name": "x"}, secret)
+    assert status == 403 and "service:write" in text
+
+    def visible() -> bool:
+        status, rows = acl.call("server-1", "GET", "/v1/catalog/service/orders", token=MGMT)
+        return status == 200 and [r["Node"] for r in rows] == ["client-1"]
+
+    acl.c.wait_until(visible, 15, "orders in the catalog, registered with the login token")
+    assert acl.call("client-1", "POST", "/v1/acl/logout", token=secret) == (200, True)
+    # The client agent forgets the token at once (not after acl.token_ttl).
+    status, text = acl.call("client-1", "GET", "/v1/agent/services", token=secret)
+    assert (status, text) == (403, "ACL not found")
+    status, text = acl.call("server-1", "GET", "/v1/acl/token/self", token=secret)
+    assert (status, text) == (403, "ACL not found")
 
 
 def test_secrets_never_printed_by_token_list_nor_logged(acl: ACLCluster) -> None:

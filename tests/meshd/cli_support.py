@@ -18,6 +18,7 @@ CLEAN_ENV: dict[str, str | None] = {
     for name in (
         "HTTP_ADDR",
         "HTTP_TOKEN",
+        "HTTP_TOKEN_FILE",
         "CACERT",
         "CLIENT_CERT",
         "CLIENT_KEY",

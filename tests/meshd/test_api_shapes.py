@@ -62,10 +62,13 @@ async def test_service_tagged_addresses_are_address_and_port_everywhere() -> Non
         assert r.status == 200, r.text
         [row] = (await api.get("/v1/catalog/service/queue")).json()
         assert row["ServiceTaggedAddresses"] == {"lan": {"Address": "", "Port": 1}}
-        r = await api.put(
-            "/v1/agent/service/register", {"Name": "x", "TaggedAddresses": {"lan": "1.1.1.1"}}
-        )
-        assert r.status == 400 and "TaggedAddresses.lan" in r.text
+        body = {"Name": "x", "TaggedAddresses": {"lan": "1.1.1.1", "wan": ["bad"]}}
+        r = await api.put("/v1/agent/service/register", body)
+        assert r.status == 400 and "TaggedAddresses.wan" in r.text
+        body = {"Name": "x", "TaggedAddresses": {"lan": "1.1.1.1"}}  # a bare address
+        await ok(api, "/v1/agent/service/register", body)
+        got = (await api.get("/v1/agent/service/x")).json()["TaggedAddresses"]
+        assert got == {"lan": {"Address": "1.1.1.1", "Port": 0}}
 
 
 async def test_locality_is_accepted_stored_and_returned() -> None:

@@ -254,7 +254,13 @@ def test_bash_completion_script_is_printed() -> None:
 def test_completion_offers_subcommands_and_flags() -> None:
     env = {"_MESHD_COMPLETE": "bash_complete", "COMP_WORDS": "meshd kv ", "COMP_CWORD": "2"}
     result = invoke([], env=env)
-    assert result.stdout.split() == ["plain,delete", "plain,get", "plain,put"]
+    assert result.stdout.split() == [
+        "plain,delete",
+        "plain,export",
+        "plain,get",
+        "plain,import",
+        "plain,put",
+    ]
     env = {"_MESHD_COMPLETE": "bash_complete", "COMP_WORDS": "meshd kv put --mo", "COMP_CWORD": "3"}
     assert invoke([], env=env).stdout.split() == ["plain,--modify-index"]
 

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import trio
 
+from meshd.agent.readiness import cluster_initialized
 from meshd.agent.sd_notify import (
     Notifier,
     ServiceState,
@@ -29,7 +30,11 @@ from meshd.agent.sd_notify import (
     watchdog_usec,
 )
 from meshd.cli.agent import READY_BOUND, _report_readiness
+from meshd.config import load_config
 from meshd.errors import NoLeaderError, NoServersError
+from registry.commands import ACLTokenSet, CARootsSet
+from registry.fsm import RegistryFSM
+from registry.records import ACLToken, CARoot
 from tests.meshd.harness import free_port
 
 # ------------------------------------------------------------------ encoding
@@ -240,8 +245,23 @@ class FakeServer:
 
 
 class FakeServerAgent:
+    """A server whose leader has established leadership once ``established``."""
+
     def __init__(self) -> None:
         self.server = FakeServer()
+        self.established = True
+
+    def leadership_ready(self) -> bool:
+        return self.server.leader is not None and self.established
+
+    async def wait_leadership_ready(self, timeout: float) -> bool:
+        with trio.move_on_after(timeout):
+            while not self.leadership_ready():
+                await trio.sleep(0.005)
+        return self.leadership_ready()
+
+    async def status_leader(self) -> str:
+        return (self.server.leader or "") if self.leadership_ready() else ""
 
 
 class FakeClientAgent:
@@ -282,6 +302,28 @@ async def test_a_server_is_ready_once_it_sees_a_leader(autojump_clock: Any) -> N
         agent.server.node.change()
         await trio.sleep(0.001)
         assert sink.sent[-1] == {"STATUS": "serving; no leader"}
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_server_is_ready_only_once_its_leader_is_established(autojump_clock: Any) -> None:
+    """A leader that has not yet created the ACL tokens and the CA is no
+    leader to clients yet: READY=1 waits for the establishment."""
+    agent = FakeServerAgent()
+    agent.established = False
+    sink = Sink(trio.current_time)
+    n = Notifier(sink)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_report_readiness, agent, n)
+        await trio.sleep(1)
+        agent.server.leader = "10.0.0.1:8300"
+        agent.server.node.change()
+        await trio.sleep(2)
+        assert n.state is ServiceState.STARTING
+        assert all("READY" not in m for m in sink.sent)
+        agent.established = True
+        await trio.sleep(0.1)
+        assert sink.sent[-1] == {"READY": "1", "STATUS": "serving; leader 10.0.0.1:8300"}
+        assert sink.times[-1] == pytest.approx(3.0, abs=0.05)
         nursery.cancel_scope.cancel()
 
 
@@ -467,3 +509,27 @@ def test_sigterm_while_waiting_for_servers_still_stops_and_leaves(
         assert _keys(listener) == ["STOPPING"]  # never READY
     finally:
         listener.close()
+
+
+# ------------------------------------------- what "established" means in the state
+
+
+def test_established_needs_the_anonymous_and_management_tokens_and_an_active_root(
+    tmp_path: Path,
+) -> None:
+    cfg = tmp_path / "acl.json"
+    cfg.write_text(json.dumps({"acl": {"enabled": True, "tokens": {"initial_management": "m"}}}))
+    config, _ = load_config([str(cfg)], [], {}, dev=True)
+    fsm = RegistryFSM()
+    steps = [
+        ACLTokenSet(tokens=(ACLToken("00000000-0000-4000-8000-000000000001", "anonymous"),)),
+        ACLTokenSet(tokens=(ACLToken("00000000-0000-4000-8000-000000000002", "m"),)),
+        CARootsSet(roots=(CARoot("r1", root_cert="pem", active=True),)),
+    ]
+    for index, cmd in enumerate(steps, start=1):
+        assert not cluster_initialized(fsm.store, config)
+        assert fsm.apply_command(index, cmd).ok
+    assert cluster_initialized(fsm.store, config)
+    plain, _ = load_config([], [], {}, dev=True)
+    assert cluster_initialized(fsm.store, plain)  # no ACLs: the active root suffices
+    assert not cluster_initialized(RegistryFSM().store, plain)

@@ -324,6 +324,12 @@ class Cluster:
             self.crashed[nid] = self.nodes.pop(nid).durable
             self.inbox.pop(nid, None)
 
+    def cmd_wipe(self, args: list[str], kv: dict[str, str]) -> None:
+        """``wipe <node>``: a crashed node's data directory is emptied (it
+        restarts with no log, term, vote or snapshot)."""
+        for nid in args:
+            self.crashed[nid] = Durable()
+
     def cmd_restart(self, args: list[str], kv: dict[str, str]) -> None:
         for nid in args:
             d = self.crashed.pop(nid)

@@ -156,6 +156,7 @@ def test_hard_state_and_log_survive_close_and_reopen(tmp_path: Path) -> None:
 def test_snapshot_and_compaction_survive_reopen(tmp_path: Path) -> None:
     s = SqliteStorage(tmp_path)
     s.save(HardState(term=2, commit=50), entries(1, 60, term=2))
+    s.save_snapshot(snap(40, term=2), compact_upto=35)
     s.save_snapshot(snap(50, term=2), compact_upto=45)
     s.close()
     s = SqliteStorage(tmp_path)
@@ -164,7 +165,28 @@ def test_snapshot_and_compaction_survive_reopen(tmp_path: Path) -> None:
     assert [e.index for e in state.entries] == list(range(51, 61))
     assert s.load_snapshot() == snap(50, term=2)
     indexes = [r[0] for r in sqlite3.connect(tmp_path / "raft.db").execute("SELECT idx FROM log")]
-    assert indexes == list(range(46, 61))  # entries 46..50 kept as trailing logs
+    # Trailing logs would keep 46..; the log since the previous snapshot
+    # (40) is kept so that a corrupt newest file can fall back to it.
+    assert indexes == list(range(41, 61))
+    s.close()
+
+
+def test_compaction_never_passes_the_oldest_retained_snapshot(tmp_path: Path) -> None:
+    s = SqliteStorage(tmp_path)  # retains 2 snapshots
+    s.save(HardState(term=1, commit=100), entries(1, 100))
+    s.save_snapshot(snap(30), compact_upto=25)  # the first: nothing to fall back to
+    assert s.load().entries[0].index == 31
+    assert sqlite3.connect(tmp_path / "raft.db").execute("SELECT MIN(idx) FROM log").fetchone() == (
+        1,
+    )
+    s.save_snapshot(snap(60), compact_upto=55)
+    s.save_snapshot(snap(90), compact_upto=85)
+    assert snap_files(tmp_path) == ["snapshot-1-60.snap", "snapshot-1-90.snap"]
+    low = sqlite3.connect(tmp_path / "raft.db").execute("SELECT MIN(idx) FROM log").fetchone()
+    assert low == (61,)
+    # A snapshot from the leader (or a restore) replaces the history.
+    s.save_snapshot(snap(120, term=2), compact_upto=120)
+    assert s.load().entries == []
     s.close()
 
 
@@ -271,12 +293,33 @@ def test_leftover_temp_files_are_removed_at_open(tmp_path: Path) -> None:
     s.close()
 
 
+def test_corrupt_newest_snapshot_falls_back_with_trailing_logs_below_the_threshold(
+    tmp_path: Path,
+) -> None:
+    """The defaults (trailing logs 10,240 < snapshot threshold 16,384) in
+    small: each snapshot compacts to 5 entries behind it, yet the log since
+    the previous snapshot stays, so the fallback rebuilds every entry."""
+    s = SqliteStorage(tmp_path)
+    s.save(HardState(term=1, commit=30), entries(1, 30))
+    s.save_snapshot(snap(10), compact_upto=5)
+    s.save_snapshot(snap(20), compact_upto=15)
+    s.close()
+    _flip_last_byte(tmp_path / "snapshots" / "snapshot-1-20.snap")
+    s = SqliteStorage(tmp_path)
+    state = s.load()
+    s.close()
+    assert state.snapshot == snap(10).meta
+    assert [e.index for e in state.entries] == list(range(11, 31))
+
+
 def test_load_fails_when_log_was_compacted_past_the_valid_snapshot(tmp_path: Path) -> None:
     s = SqliteStorage(tmp_path)
     s.save(HardState(term=1, commit=30), entries(1, 30))
     s.save_snapshot(snap(10), compact_upto=0)
-    s.save_snapshot(snap(20), compact_upto=15)  # log now 16..30
+    s.save_snapshot(snap(20), compact_upto=15)
     s.close()
+    with sqlite3.connect(tmp_path / "raft.db") as db:  # an older build compacted so
+        db.execute("DELETE FROM log WHERE idx <= 15")
     _flip_last_byte(tmp_path / "snapshots" / "snapshot-1-20.snap")
     s = SqliteStorage(tmp_path)
     with pytest.raises(StorageError, match=r"11\.\.15 are missing"):

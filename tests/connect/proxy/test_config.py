@@ -134,15 +134,15 @@ def test_missing_local_port_without_parent_is_an_error() -> None:
     assert info.value.field == "Proxy.LocalServicePort"
 
 
-def test_address_conflicts_keep_the_first_listener() -> None:
+def test_a_sidecar_wanting_one_address_twice_is_skipped_whole() -> None:
     services = _services(
         Upstreams=[
             {"DestinationName": "api", "LocalBindPort": 21000, "LocalBindAddress": "127.0.0.1"}
         ]
     )
     wanted, conflicts = desired_listeners(sidecars_from_services(services)[0])
-    assert [s.kind for s in wanted.values()] == ["inbound"]
-    assert len(conflicts) == 1 and "127.0.0.1:21000" in conflicts[0]
+    assert wanted == {}
+    assert len(conflicts) == 1 and "127.0.0.1:21000 wanted twice" in conflicts[0]
 
 
 def test_diff_starts_stops_and_updates_in_place() -> None:

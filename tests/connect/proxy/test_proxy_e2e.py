@@ -231,3 +231,35 @@ async def test_failed_instance_is_skipped_for_new_connections(nursery: trio.Nurs
         await stream.send_all(msg)
         assert await read_until(stream, msg) == msg
         await stream.aclose()
+
+
+async def test_the_calling_side_counts_a_destination_deny_as_denied(mesh: Mesh) -> None:
+    mesh.agent.set_intentions([_deny("web", "api", "ixn-web-api")])
+    await trio.sleep(0.2)
+    stream = await trio.open_tcp_stream("127.0.0.1", mesh.up_port)
+    assert await _refused(stream)
+    outbound = {"direction": "outbound", "source": "web", "destination": "api"}
+    with trio.fail_after(5):
+        while not mesh.sample("meshd_proxy_connections_total", {**outbound, "result": "denied"}):
+            await trio.sleep(0.02)
+    assert mesh.sample("meshd_proxy_connections_total", {**outbound, "result": "allowed"}) == 0.0
+
+
+async def test_a_health_probe_is_not_an_inbound_error(mesh: Mesh) -> None:
+    for _ in range(3):
+        probe = socket.create_connection(("127.0.0.1", mesh.api_in))
+        probe.close()
+    labels = {"destination": "api"}
+    with trio.fail_after(5):
+        while mesh.sample("meshd_proxy_closed_before_handshake_total", labels) != 3.0:
+            await trio.sleep(0.02)
+    error = {"direction": "inbound", "source": "", "destination": "api", "result": "error"}
+    assert mesh.sample("meshd_proxy_connections_total", error) == 0.0
+
+
+async def test_a_client_without_the_verdict_protocol_gets_plain_bytes(mesh: Mesh) -> None:
+    ctx = mesh.client_context(mesh.ca.leaf("web"))
+    stream = await _tls_to_inbound(mesh, ctx)
+    await stream.send_all(b"ping")
+    assert await read_until(stream, b"ping") == b"ping"
+    await stream.aclose()

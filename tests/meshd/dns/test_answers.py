@@ -275,3 +275,45 @@ def test_rrset_order_is_ours() -> None:
     again = answer("web.service.consul", rows=many(5), seed=3)
     assert values(msg) == values(again)
     assert isinstance(msg.answer[0], dns.rrset.RRset)
+
+
+def _wire_records(built_wire: bytes, section: str) -> list[tuple[str, str]]:
+    # one_rr_per_rrset: every record as sent, duplicates included
+    msg = dns.message.from_wire(built_wire, one_rr_per_rrset=True)
+    return [(str(s.name), rd.to_text()) for s in getattr(msg, section) for rd in s]
+
+
+def _built(name: str, rows: Sequence[Row], transport: Transport = "tcp") -> bytes:
+    parsed = parse(name, "SRV")
+    built = build_response(
+        parsed, Found(rows=rows), SETTINGS, transport=transport, rng=random.Random(1), now=0
+    )
+    return built.wire
+
+
+def test_every_srv_answer_gets_its_own_additional_record() -> None:
+    """Consul appends one extra per SRV answer: three instances on one node
+    give three address records, which resolvers such as HAProxy's pair with
+    the SRV records one to one."""
+    rows = [row("n1", "10.0.0.1", port=p) for p in (8080, 8081, 8082)]
+    rows[0]["Service"]["ID"], rows[1]["Service"]["ID"] = "a", "b"
+    wire = _built("web.service.consul", rows)
+    assert len(_wire_records(wire, "answer")) == 3
+    assert _wire_records(wire, "additional") == [("n1.node.dc1.consul.", "10.0.0.1")] * 3
+
+
+def test_an_instance_ip_gives_a_hex_addr_target_even_when_it_is_the_nodes() -> None:
+    rows = [row("n1", "127.0.0.1", service_address="127.0.0.1")]
+    wire = _built("web.service.consul", rows)
+    [(_, srv)] = _wire_records(wire, "answer")
+    assert srv.endswith(" 7f000001.addr.dc1.consul.")
+    assert _wire_records(wire, "additional") == [("7f000001.addr.dc1.consul.", "127.0.0.1")]
+
+
+def test_a_udp_answer_cut_to_three_keeps_one_additional_per_kept_answer() -> None:
+    rows = [row("n1", "10.0.0.1", port=8000 + i) for i in range(6)]
+    for i, r in enumerate(rows):
+        r["Service"]["ID"] = f"web-{i}"
+    wire = _built("web.service.consul", rows, transport="udp")
+    assert len(_wire_records(wire, "answer")) == 3
+    assert len(_wire_records(wire, "additional")) == 3

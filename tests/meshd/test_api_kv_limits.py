@@ -1,0 +1,77 @@
+"""KV keys are bounded and never alias (issue 13 items 8 and 11).
+
+Keys are at most ``MAX_KV_KEY`` (16 KiB) of UTF-8 on /v1/kv and /v1/txn;
+a percent-encoded path that is not UTF-8 is refused instead of being decoded
+with U+FFFD replacement (which made ``a%FF`` and ``a%FE`` the same key).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from registry.commands import MAX_KV_KEY
+from tests.meshd.harness import APIClient, dev_agent
+
+pytestmark = pytest.mark.e2e
+
+
+async def _keys(api: APIClient) -> list[str]:
+    r = await api.get("/v1/kv/?keys")
+    assert r.status == 200, r.text
+    keys: list[str] = r.json()
+    return keys
+
+
+def _txn_set(key: str) -> list[dict[str, Any]]:
+    value = base64.b64encode(b"v").decode()
+    return [{"KV": {"Verb": "set", "Key": key, "Value": value}}]
+
+
+async def test_oversize_key_is_400_naming_the_key_and_stores_nothing() -> None:
+    async with dev_agent() as (_agent, api):
+        big = "k" * (MAX_KV_KEY + 1)
+        r = await api.put(f"/v1/kv/{big}", raw=b"v")
+        assert r.status == 400, (r.status, r.text[:200])
+        assert "key" in r.text and str(MAX_KV_KEY) in r.text
+        r = await api.delete(f"/v1/kv/{big}")
+        assert r.status == 400
+        # The same key through /v1/txn (where a 400 KB key fits the body).
+        r = await api.put("/v1/txn", _txn_set("t" * 400_000))
+        assert r.status == 400, (r.status, r.text[:200])
+        assert "Ops[0].KV.Key" in r.text
+        assert await _keys(api) == []
+
+
+async def test_key_at_the_limit_is_stored_and_read_back_by_path() -> None:
+    async with dev_agent() as (_agent, api):
+        # 3-byte characters percent-encode to 9 bytes each: the worst case
+        # still fits the HTTP server's request-head limit.
+        key = "é" * (MAX_KV_KEY // 2)
+        assert len(key.encode()) == MAX_KV_KEY
+        encoded = "".join(f"%{b:02X}" for b in key.encode())
+        r = await api.put(f"/v1/kv/{encoded}", raw=b"v")
+        assert r.status == 200, (r.status, r.text[:200])
+        r = await api.get(f"/v1/kv/{encoded}?raw")
+        assert (r.status, r.body) == (200, b"v")
+        assert await _keys(api) == [key]
+
+
+async def test_invalid_utf8_keys_are_refused_and_never_alias() -> None:
+    async with dev_agent() as (_agent, api):
+        for path in ("/v1/kv/a%FF", "/v1/kv/a%FE", "/v1/kv/a%ED%A0%80"):
+            r = await api.put(path, raw=b"v")
+            assert r.status == 400, (path, r.status, r.text)
+            assert "UTF-8" in r.text and "path" in r.text
+        assert (await api.get("/v1/kv/a%FF")).status == 400
+        assert (await api.get("/v1/kv/a%EF%BF%BD")).status == 404  # U+FFFD itself: a real key
+        # A lone surrogate in a txn key (valid JSON, not UTF-8) is refused too.
+        r = await api.put("/v1/txn", raw=b'[{"KV": {"Verb": "set", "Key": "a\\udcff"}}]')
+        assert r.status == 400, (r.status, r.text)
+        assert await _keys(api) == []
+        # Valid multi-byte keys still work and stay distinct.
+        assert (await api.put("/v1/kv/a%C3%A9", raw=b"1")).status == 200
+        assert (await api.put("/v1/kv/a%C3%A8", raw=b"2")).status == 200
+        assert await _keys(api) == ["aè", "aé"]
