@@ -146,9 +146,20 @@ class ACLResolver:
         self._default_allow = config.default_policy == "allow"
 
     def attach_server(self, server: Server) -> None:
-        """On a server: answer ``ACL.Resolve`` and resolve from local state."""
+        """On a server: answer ``ACL.Resolve``, resolve from local state, and
+        (ACLs enabled) resolve RPC callers' tokens (``resolve_remote``)."""
         self._server = server
         server.register_rpc("ACL.Resolve", self._rpc_resolve)
+        if self.enabled:
+            server.token_resolver = self.resolve_remote
+
+    async def resolve_remote(self, secret: str) -> Authorizer:
+        """The authorizer of a token an RPC caller sent: no token is the
+        anonymous token (never this agent's default token), and the agent
+        recovery token counts for nothing remotely. Raises ``ACLNotFound``."""
+        if secret and secret == self._tokens.get("agent_recovery"):
+            return self._compile({"accessor_id": RECOVERY_ACCESSOR})
+        return await self.resolve(secret or ANONYMOUS_SECRET)
 
     # ------------------------------------------------------------- server
 
@@ -284,6 +295,9 @@ class TokenScopedReader:
         self._secret = secret
 
     async def read(self, name: str, args: Mapping[str, Any], opts: ReadOptions) -> ReadResult:
-        authz = await self._resolver.resolve(self._secret())
+        secret = self._secret()
+        authz = await self._resolver.resolve(secret)
         acl_context.current.set(authz)
+        # A client agent's server then answers as this token may see it.
+        acl_context.secret.set(self._resolver.effective_secret(secret))
         return await self._read(name, args, opts)

@@ -11,9 +11,10 @@ The RPC methods behind /v1/acl writes run on the leader under one lock so
 that the checks they make against the state (names in use, links that
 exist) and the write they propose see the same state. IDs, secrets and
 times are chosen here, before Raft, so every command is deterministic.
-Authorization is the HTTP edge's job (meshd/api/acl.py); with ``resolve``
+Authorization is the HTTP edge's job (meshd/api/acl.py) and, over RPC,
+``rpc_rules.RULES``'s (``acl:write`` on the call's token); with ``resolve``
 (the agent's token resolver) the write methods check ``acl:write`` again on
-the ``auth_token`` argument, since a client agent's check is not taken on trust.
+the ``auth_token`` argument (else the call's token), also for in-process calls.
 Error texts are Consul's (agent/consul/acl_endpoint.go,
 agent/consul/auth/token_writer.go); where Consul answers a validation
 failure with 500, meshd answers 400 with the same text.
@@ -84,6 +85,7 @@ from ..acl.templated import TEMPLATES, TemplateError, validate_templated_policy
 from ..durations import format_duration
 from ..errors import MeshdError
 from ..http import BadRequest, Conflict, HTTPError, NotFound, PermissionDenied
+from ..rpc import caller_token
 from .acl_login import ACLLogin
 from .reads_acl import policy_json, role_json, token_json
 
@@ -197,10 +199,13 @@ class ACLServer:
                     return await method(args)
 
             self.srv.check_forwarded(args)
-            if self._resolve is not None and name not in _NO_ACL_WRITE:
+            if self._resolve is not None and name not in _NO_ACL_WRITE and not args.get("fwd"):
                 # Defence in depth: a client agent checked already, but the
                 # server does not take its word for it (as for Registry.Apply).
-                authz = await self._resolve(str(args.get("auth_token") or ""))
+                # A forwarded call was checked by the server that forwarded
+                # it (only servers may forward, see rpc_rules).
+                token = str(args.get("auth_token") or "") or caller_token.get()
+                authz = await self._resolve(token)
                 if not authz.allowed(Permission.ACL_WRITE):
                     denied = ACLPermissionDenied(authz.accessor_id, Permission.ACL_WRITE.label)
                     raise PermissionDenied(str(denied))

@@ -24,7 +24,7 @@ ReadFn = Callable[[StateStore, WatchSet | None, Mapping[str, Any]], tuple[int, J
 
 def config_get(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
     """One entry as JSON, or None when there is none."""
-    idx, entry = q.config_entry_get(store, ws, str(a["kind"]), str(a["name"]))
+    idx, entry = q.config_entry_get(store, ws, str(a.get("kind") or ""), str(a.get("name") or ""))
     return idx, None if entry is None else shapes.config_entry_json(entry)
 
 

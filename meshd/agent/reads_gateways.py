@@ -79,7 +79,7 @@ def gateway_services(
 ) -> tuple[int, JSON]:
     """/v1/catalog/gateway-services/:gateway: the services a gateway links."""
     store.watch(ws, "config-entries", "services")
-    gateway = str(a["name"])
+    gateway = str(a.get("name") or "")
     rows = [row for e in _gateway_entries(store) if e.name == gateway for row in _links(store, e)]
     return _index(store), rows
 
@@ -90,7 +90,7 @@ def health_ingress(
     """/v1/health/ingress/:service: the ingress gateway instances (with
     health) whose config entry exposes ``service``."""
     store.watch(ws, "config-entries", "services", "checks", "nodes")
-    service = str(a["name"])
+    service = str(a.get("name") or "")
     gateways = sorted(
         {
             e.name
@@ -132,7 +132,7 @@ def operator_usage(
         "BillableServiceInstances": len(billable),
         "Nodes": len(store.catalog.nodes),
     }
-    return max(1, store.index_of("services", "nodes")), {str(a["datacenter"]): usage}
+    return max(1, store.index_of("services", "nodes")), {str(a.get("datacenter") or ""): usage}
 
 
 GATEWAY_READS: dict[str, ReadFn] = {

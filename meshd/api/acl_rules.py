@@ -374,7 +374,8 @@ async def _txn(agent: Agent, req: Request, authz: Authorizer) -> None:
 _SERVICE_KINDS = ("service-defaults", "service-router", "service-splitter", "service-resolver")
 
 
-def _config_permission(kind: str, write: bool) -> Permission:
+def config_permission(kind: str, write: bool) -> Permission:
+    """The permission a config entry of ``kind`` needs to be read or written."""
     if kind in _SERVICE_KINDS:
         return P.SERVICE_WRITE if write else P.SERVICE_READ
     if kind == "service-intentions":
@@ -388,13 +389,13 @@ async def _config_entry(agent: Agent, req: Request, authz: Authorizer) -> None:
         kind, name = _field(body, "Kind", "kind").lower(), _field(body, "Name", "name")
     else:
         kind, name = req.path_params.get("kind", "").lower(), req.path_params.get("name", "")
-    permission = _config_permission(kind, req.method != "GET")
+    permission = config_permission(kind, req.method != "GET")
     authz.require(permission, name if permission not in (P.MESH_READ, P.MESH_WRITE) else "")
 
 
 def filter_config_entries(authz: Authorizer, value: Any) -> tuple[Any, bool]:
     def ok(e: Any) -> bool:
-        permission = _config_permission(str(e.get("Kind") or ""), False)
+        permission = config_permission(str(e.get("Kind") or ""), False)
         if permission == P.MESH_READ:
             return authz.allowed(permission, "")
         return authz.allowed(permission, str(e.get("Name") or ""))

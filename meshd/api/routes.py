@@ -110,10 +110,11 @@ def _enforce_acl(handler: Handler, agent: Agent, rules: dict[str, Rule]) -> Hand
             return await handler(req)
         authz = await agent.acl.resolve(req.token)
         req.authz = authz
+        # Before the check: reads it makes reach the servers with this token.
+        acl_context.secret.set(agent.acl.effective_secret(req.token))
         if rule.check is not None:
             await rule.check(agent, req, authz)
         acl_context.current.set(authz)
-        acl_context.secret.set(agent.acl.effective_secret(req.token))
         resp = await handler(req)
         if rule.response_filter is not None and resp.status == 200 and resp.body:
             resp = _filtered(resp, rule.response_filter, authz, req)
@@ -175,7 +176,8 @@ def build_app(agent_: Agent) -> App:
     server and anti-entropy (see ``Metrics.instrument``)."""
     metrics = agent_metrics(agent_)
     metrics.instrument(agent_)
-    app = App(build_router(agent_, metrics), errors=error_mapping())
+    errors = error_mapping(getattr(agent_, "no_leader_detail", None))
+    app = App(build_router(agent_, metrics), errors=errors)
     app.body_limits.update(snapshot.BODY_LIMITS)
     app.after_response(_record_request(metrics))
     return app

@@ -1,20 +1,15 @@
-"""``meshd acl auth-method``, ``meshd acl binding-rule``, ``meshd login`` and
-``meshd logout`` (Consul's ``consul acl auth-method``, ``consul acl
-binding-rule``, ``consul login`` and ``consul logout``), through
-/v1/acl/auth-method*, /v1/acl/binding-rule*, /v1/acl/login and /logout.
+"""``meshd acl auth-method`` and ``acl binding-rule`` (Consul's ``consul acl
+auth-method`` and ``consul acl binding-rule``), through /v1/acl/auth-method*
+and /v1/acl/binding-rule*: what ``meshd login`` (cli/login.py) logs in through.
 
 Pretty output follows Consul's command/acl/authmethod and bindingrule
-formatters; ``-config`` and ``-bearer-token-file`` take ``@path`` or ``-``
-like ``-rules``. ``login`` writes the new SecretID to ``-token-sink-file``
-(mode 0600) and prints nothing else, as Consul's does.
+formatters; ``-config`` takes ``@path`` or ``-`` like ``-rules``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import click
@@ -310,49 +305,3 @@ def rule_delete(client: AgentClient, rule_id: str) -> None:
     except UnexpectedResponse as exc:
         raise _fail(f"Error deleting binding rule {rule_id!r}", exc) from None
     click.echo(f'Binding rule "{rule_id}" deleted successfully')
-
-
-# ------------------------------------------------------------------ login/logout
-
-
-@click.command("login")
-@option("method", "method", default="", help="The auth method to log in with.")
-@option("bearer-token-file", "bearer_file", default="", help="File with the bearer JWT.")
-@option("token-sink-file", "sink", default="", help="File to write the new token's SecretID to.")
-@option("meta", "meta", multiple=True, help="KEY=VALUE to record on the token (repeatable).")
-@agent_options()
-def login(
-    client: AgentClient, method: str, bearer_file: str, sink: str, meta: tuple[str, ...]
-) -> None:
-    """Exchange a bearer token (e.g. a Kubernetes service-account JWT) for a meshd token."""
-    if not method:
-        raise CLIError("Missing required '-method' flag")
-    if not bearer_file:
-        raise CLIError("Missing required '-bearer-token-file' flag")
-    if not sink:
-        raise CLIError("Missing required '-token-sink-file' flag")
-    try:
-        bearer = Path(bearer_file).read_text().strip()
-    except OSError as exc:
-        raise CLIError(f"Error reading bearer token file: {exc}") from None
-    pairs = dict(item.partition("=")[::2] for item in meta)
-    body: dict[str, Any] = {"AuthMethod": method, "BearerToken": bearer}
-    if pairs:
-        body["Meta"] = pairs
-    try:
-        out = client.request("POST", f"{ACL}/login", json_body=body).json()
-    except UnexpectedResponse as exc:
-        raise _fail("Error logging in", exc) from None
-    fd = os.open(sink, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(str(out.get("SecretID", "")))
-
-
-@click.command("logout")
-@agent_options()
-def logout(client: AgentClient) -> None:
-    """Destroy the token (from -token) that a login created."""
-    try:
-        client.request("POST", f"{ACL}/logout")
-    except UnexpectedResponse as exc:
-        raise _fail("Error destroying token", exc) from None

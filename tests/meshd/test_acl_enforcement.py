@@ -29,6 +29,7 @@ from meshd.acl.builtin import GLOBAL_MANAGEMENT_RULES
 from meshd.acl.errors import PermissionDenied
 from meshd.agent.agent import Agent
 from meshd.api.routes import build_router
+from meshd.rpc import caller_token
 from raft.transport import PeerInfo
 from registry.commands import ACLPolicySet, ACLTokenSet, KVRequest, encode_command
 from registry.records import ACLLink, ACLPolicy, ACLToken
@@ -543,12 +544,18 @@ async def test_servers_check_forwarded_writes_against_the_token_sent(tmp_path: P
         writer = await w.token_with('key_prefix "" { policy = "write" }', "kv-writer")
         data = encode_command(KVRequest(op="set", key="app/forged", value=b"1"))
         peer = PeerInfo("127.0.0.1:1", (), "client", {})
+        guarded = server.rpc._methods["Registry.Apply"].handler  # as the RPC port runs it
+
+        async def apply(token: str) -> Any:
+            caller_token.set(token)  # the frame's "t"
+            return await guarded({"cmd": data}, peer)
+
         with pytest.raises(PermissionDenied) as info:
-            await server._rpc_apply({"cmd": data, "token": reader}, peer)
+            await apply(reader)
         assert "key:write" in str(info.value)
         with pytest.raises(PermissionDenied):
-            await server._rpc_apply({"cmd": data}, peer)  # anonymous: default deny
-        done = await server._rpc_apply({"cmd": data, "token": writer}, peer)
+            await apply("")  # anonymous: default deny
+        done = await apply(writer)
         assert done["ok"] is True
 
 

@@ -147,3 +147,25 @@ async def test_agent_services_block_on_content_hash_until_a_registration() -> No
                 await trio.sleep(0.01)
         assert got[0].headers["x-consul-contenthash"] != digest
         assert "api" in got[0].json()
+
+
+def test_sidecar_address_defaults_to_the_given_one_only_without_an_address() -> None:
+    _, bare = expand(parse_service(WEB, node="n1"), {}, node="n1")
+    assert bare is not None and bare.service.address == ""
+    _, dev = expand(parse_service(WEB, node="n1"), {}, node="n1", default_address="127.0.0.1")
+    assert dev is not None and dev.service.address == "127.0.0.1"
+    own = {**WEB, "Address": "10.0.0.5"}
+    _, kept = expand(parse_service(own, node="n1"), {}, node="n1", default_address="127.0.0.1")
+    assert kept is not None and kept.service.address == "10.0.0.5"
+
+
+@e2e
+async def test_dev_agent_sidecar_public_listener_is_on_loopback() -> None:
+    from connect.proxy.config import Limits, parse_sidecar
+
+    async with dev_agent() as (_agent, api):
+        assert (await api.put("/v1/agent/service/register", WEB)).status == 200
+        body = (await api.get("/v1/agent/service/web-sidecar-proxy")).json()
+        assert body["Address"] == "127.0.0.1"
+        bound = parse_sidecar(body["ID"], body, parent_port=8080, base=Limits())
+        assert bound.address == "127.0.0.1"  # what meshd proxy binds

@@ -45,6 +45,9 @@ def _source_files() -> set[str]:
     return found
 
 
+BUILD_OUTPUT: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("dist")
@@ -55,6 +58,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    BUILD_OUTPUT.append(proc.stdout + proc.stderr)
     (wheel,) = out.glob("meshd-*.whl")
     (sdist,) = out.glob("meshd-*.tar.gz")
     return wheel, sdist
@@ -77,6 +81,16 @@ def test_wheel_holds_every_package_file_of_the_tree(built: tuple[Path, Path]) ->
     assert stray == [], f"unexpected files in the wheel: {stray}"
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "meshd = meshd.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_licence_is_an_spdx_expression_and_the_build_does_not_warn(
+    built: tuple[Path, Path],
+) -> None:
+    wheel, _ = built
+    with zipfile.ZipFile(wheel) as zf:
+        metadata = zf.read(next(n for n in zf.namelist() if n.endswith("METADATA"))).decode()
+    assert "License-Expression: Apache-2.0" in metadata.splitlines()
+    assert "project.license` as a TOML table is deprecated" not in "".join(BUILD_OUTPUT)
 
 
 def test_sdist_carries_the_units_and_the_ansible_role(built: tuple[Path, Path]) -> None:
