@@ -209,6 +209,7 @@ def _print_help(host: str, port: int, ports: DemoPorts) -> None:
     up = f"{HOST}:{ports.upstream}"
     metrics = f"{HOST}:{ports.metrics}"
     print(f"meshd dev agent running: HTTP API {api}, DNS {host}:{ports.dns}")
+    print(f"web UI: {api}/ui/")
     print(f"demo services: web ({HOST}:{ports.web}), api ({HOST}:{ports.api}), both with sidecars;")
     print(f"web reaches api through its upstream {up} (mTLS via meshd proxy)\n")
     print("Try next (in another terminal):")

@@ -517,10 +517,17 @@ RULES: dict[tuple[str, str], Rule] = {
     ("coordinate.update", "PUT"): need(P.NODE_WRITE, lambda agent, req: _field(_body(req), "Node")),
     ("agent.health.id", "GET"): Rule(check=_agent_health_by_id),
     ("agent.health.name", "GET"): need(P.SERVICE_READ, param("service_name")),
+    # the web UI's static files (meshd/api/ui.py): the pages' API calls carry the token
+    ("ui.index", "GET"): Rule(public=True, ignores_token=True),
+    ("ui.redirect", "GET"): Rule(public=True, ignores_token=True),
+    ("ui.static", "GET"): Rule(public=True, ignores_token=True),
     # streaming and operator additions (cli-commands)
     ("agent.monitor", "GET"): need(P.AGENT_READ, own_node),
     ("operator.autopilot.configuration", "PUT"): need(P.OPERATOR_WRITE),
     ("operator.autopilot.state", "GET"): need(P.OPERATOR_READ),
+    # observability (prom-sd): answers hold only what the token may read
+    ("prometheus.sd", "GET"): FILTERED,
+    ("internal.ui.service_topology", "GET"): need(P.SERVICE_READ, param("service")),
 }
 
 

@@ -25,10 +25,13 @@ from . import (
     operator,
     operator_autopilot,
     operator_usage,
+    prometheus_sd,
     session,
     snapshot,
     status,
+    topology,
     txn,
+    ui,
 )
 from .acl_rules import ItemFilter, Rule, rule_for
 from .common import FILTERED_HEADER, error_mapping
@@ -51,10 +54,13 @@ MODULES = [
     operator,
     operator_autopilot,
     operator_usage,
+    prometheus_sd,
     session,
     snapshot,
     status,
+    topology,
     txn,
+    ui,
 ]
 
 

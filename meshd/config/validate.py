@@ -223,7 +223,6 @@ def _check_scripts(
 # Keys accepted for Consul compatibility that change nothing yet: one warning
 # line each at startup, until they do something.
 INERT_KEYS: Mapping[str, str] = {
-    "ui_config.enabled": "meshd serves no web UI",
     "telemetry.disable_hostname": "metrics carry no host name anyway",
     "telemetry.prometheus_retention_time": "?format=prometheus answers regardless",
     "ports.grpc": "meshd serves no gRPC/xDS listener",

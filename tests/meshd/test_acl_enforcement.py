@@ -264,6 +264,10 @@ ROWS: dict[tuple[str, str], Row] = {
     ),
     ("agent.health.id", "GET"): Row("/v1/agent/health/service/id/web", svc("web")),
     ("agent.health.name", "GET"): Row("/v1/agent/health/service/name/web", svc("web")),
+    # the web UI's files: public, as in Consul (the pages' API calls carry the token)
+    ("ui.index", "GET"): Row("/", kind="public"),
+    ("ui.redirect", "GET"): Row("/ui", kind="public"),
+    ("ui.static", "GET"): Row("/ui/app.js", kind="public"),
     # /v1/acl: acl:read to read, acl:write to write; bootstrap and token/self
     # need no permission (a valid token for self).
     ("acl.bootstrap", "PUT"): Row(
@@ -336,6 +340,11 @@ ROWS: dict[tuple[str, str], Row] = {
     ),
     ("acl.logout", "POST"): Row(
         "/v1/acl/logout", kind="public", refusal="ACL not found|Permission denied"
+    ),
+    # observability (prom-sd)
+    ("prometheus.sd", "GET"): Row("/v1/prometheus/sd", svc("web") + node(), kind="filtered"),
+    ("internal.ui.service_topology", "GET"): Row(
+        "/v1/internal/ui/service-topology/web?kind=", svc("web")
     ),
 }
 # Run last: leaving stops the agent.

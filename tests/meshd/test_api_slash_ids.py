@@ -92,6 +92,10 @@ def test_every_id_route_takes_the_rest_of_the_path() -> None:
         class acl:
             enabled = False
 
+        class config:
+            class ui_config:
+                enabled = True
+
     router: Router = build_router(_A())  # type: ignore[arg-type]
     families = ("/v1/agent/", "/v1/catalog/", "/v1/health/", "/v1/session/", "/v1/kv/")
     one_segment = [

@@ -228,7 +228,7 @@ def test_flags_map_to_configuration_keys(tmp_path: Path) -> None:
         "mesh",
     )
     assert dict(cfg.node_meta) == {"rack": "r1", "zone": "z1"}
-    assert warnings == ["flag --ui: has no effect yet (meshd serves no web UI); ignored"]
+    assert warnings == []  # --ui turns the web UI on (meshd/api/ui.py): nothing to warn
 
 
 def test_flag_error_names_the_flag() -> None:
@@ -558,7 +558,7 @@ checks = [{ tcp = "localhost:6379", interval = "10s" }]
 def test_consul_agent_config_loads_unchanged(tmp_path: Path) -> None:
     cfg, warnings = load([write(tmp_path, "consul.json", CONSUL_JSON)])
     # Only the keys that do nothing yet warn (test_config_inert.py).
-    assert [w.split(": ")[2] for w in warnings] == ["ui_config.enabled", "ports.grpc"]
+    assert [w.split(": ")[2] for w in warnings] == ["ports.grpc"]
     assert (cfg.datacenter, cfg.node_name, cfg.server, cfg.bootstrap_expect) == (
         "east-aws",
         "consul-server-1",

@@ -19,14 +19,15 @@ def test_inert_keys_each_warn_once_naming_the_key(tmp_path: Path) -> None:
     path.write_text(json.dumps(doc))
     _, warnings = load_config([str(path)], [], {}, dev=False)
     inert = [w for w in warnings if "has no effect yet" in w]
-    assert len(inert) == 4, warnings
-    for key in ("ui_config.enabled", "telemetry.disable_hostname", "ports.grpc"):
+    assert len(inert) == 3, warnings
+    assert not [w for w in warnings if "ui_config" in w]  # the UI is served (meshd/api/ui.py)
+    for key in ("telemetry.disable_hostname", "ports.grpc"):
         assert sum(key in w for w in inert) == 1, (key, inert)
     assert all(str(path) in w for w in inert)
 
 
 def test_grpc_port_flag_warns_too_and_dev_defaults_do_not(tmp_path: Path) -> None:
-    _, quiet = load_config([], [], {}, dev=True)  # -dev turns the UI on: no warning
+    _, quiet = load_config([], [], {}, dev=True)
     assert not [w for w in quiet if "has no effect yet" in w]
     _, warnings = load_config([], [], {"grpc_port": 8502}, dev=True)
     assert [w for w in warnings if "has no effect yet" in w and "grpc" in w]

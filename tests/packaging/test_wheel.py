@@ -71,7 +71,8 @@ def test_wheel_holds_every_package_file_of_the_tree(built: tuple[Path, Path]) ->
     assert {"meshd/__init__.py", "raft/__init__.py", "registry/__init__.py"} <= expected
     missing = sorted(expected - names)
     assert not missing, f"files of the tree missing from {wheel.name}: {missing}"
-    package_dirs = {str(Path(f).parent) for f in expected}
+    # Directories of Python modules are packages; data-only ones (meshd/ui/static) are not.
+    package_dirs = {str(Path(f).parent) for f in expected if f.endswith(".py")}
     assert all(f"{d}/__init__.py" in names for d in package_dirs), sorted(package_dirs)
     stray = sorted(
         n
