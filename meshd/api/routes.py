@@ -14,6 +14,7 @@ from . import (
     acl_context,
     agent,
     catalog,
+    config_entries,
     connect_ca,
     coordinate,
     event,
@@ -23,6 +24,7 @@ from . import (
     monitor,
     operator,
     operator_autopilot,
+    operator_usage,
     prometheus_sd,
     session,
     snapshot,
@@ -41,6 +43,7 @@ MODULES = [
     acl,
     agent,
     catalog,
+    config_entries,
     connect_ca,
     coordinate,
     event,
@@ -50,6 +53,7 @@ MODULES = [
     monitor,
     operator,
     operator_autopilot,
+    operator_usage,
     prometheus_sd,
     session,
     snapshot,
@@ -180,5 +184,6 @@ def build_app(agent_: Agent) -> App:
     metrics.instrument(agent_)
     errors = error_mapping(getattr(agent_, "no_leader_detail", None))
     app = App(build_router(agent_, metrics), errors=errors)
+    app.body_limits.update(snapshot.BODY_LIMITS)
     app.after_response(_record_request(metrics))
     return app
