@@ -16,7 +16,6 @@ client library), plain ``http://`` only, one connection per attempt.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -101,6 +100,12 @@ class Endpoint:
     host: str
     port: int
     path: str
+
+    @property
+    def authority(self) -> str:
+        """``host:port`` for the Host header (IPv6 literals bracketed)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     @classmethod
     def parse(cls, url: str, encoding: Encoding) -> Endpoint:
@@ -204,7 +209,7 @@ class Exporter:
             method="POST",
             target=target.path,
             headers=[
-                ("Host", f"{target.host}:{target.port}"),
+                ("Host", target.authority),
                 ("Content-Type", self.encoding.content_type),
                 ("Content-Length", str(len(body))),
                 ("Connection", "close"),
@@ -235,8 +240,3 @@ async def _read_head(conn: h11.Connection, stream: trio.SocketStream) -> _Answer
             headers = {k.decode().lower(): v.decode("latin-1") for k, v in event.headers}
             return _Answer(event.status_code, headers.get("retry-after"))
         return None
-
-
-def backoff_total(policy: RetryPolicy) -> float:
-    """Longest time one batch can spend in back-off (for sizing queues)."""
-    return math.fsum(policy.delay(a) for a in range(1, policy.max_attempts))

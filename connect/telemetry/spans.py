@@ -7,26 +7,37 @@ Attribute names follow the OpenTelemetry HTTP semantic conventions
 instance). A 5xx, or a response flag, gives the span status ERROR, as
 Envoy sets the ``error`` tag on 5xx.
 
-Per request the proxy's L7 path does::
+Per request the proxy's L7 path does (see ``forward_headers``)::
 
     incoming = extract(request_headers)
-    server = tracer.start_server(incoming, service, "GET /path", attrs)
-    client = tracer.start_client(server, "GET /path", attrs)     # per upstream try
-    upstream_headers = without_trace_headers(headers) + inject(tracer.outbound(client))
-    tracer.end(client, status_code=..., upstream="10.0.0.7:8080")
-    tracer.end(server, status_code=...)
-    exporter.record(server); exporter.record(client)   # unsampled spans are ignored
+    span = tracer.start_server(incoming, service, "GET /path", http_attributes(...))
+    #   (outbound listener: tracer.start_client(incoming, service, ...))
+    upstream_headers = tracer.forward_headers(span, request_headers)
+    ...
+    tracer.end(span, status_code=503, flags="UO", upstream="10.0.0.7:8080", retries=1)
+    exporter.record(span)       # unsampled spans are ignored
 """
 
 from __future__ import annotations
 
 import random
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .propagation import Incoming, SpanContext, new_span_id, new_trace_id
+from .propagation import (
+    REQUEST_ID_HEADER,
+    Format,
+    Header,
+    Incoming,
+    SpanContext,
+    ensure_request_id,
+    inject,
+    new_span_id,
+    new_trace_id,
+    without_trace_headers,
+)
 from .sampling import Sampler
 
 AttrValue = str | int | float | bool
@@ -94,54 +105,59 @@ class Tracer:
 
     def start_server(
         self,
-        incoming: Incoming,
+        parent: Incoming | Span,
         service: str,
         name: str,
         attributes: dict[str, AttrValue] | None = None,
     ) -> Span:
-        """The server span for an inbound request, child of the caller's span.
+        """The SERVER span of an inbound listener (the destination side of a hop)."""
+        return self._start(SpanKind.SERVER, parent, service, name, attributes)
+
+    def start_client(
+        self,
+        parent: Incoming | Span,
+        service: str,
+        name: str,
+        attributes: dict[str, AttrValue] | None = None,
+    ) -> Span:
+        """The CLIENT span of an outbound listener (the source side of a hop)."""
+        return self._start(SpanKind.CLIENT, parent, service, name, attributes)
+
+    def _start(
+        self,
+        kind: SpanKind,
+        parent: Incoming | Span,
+        service: str,
+        name: str,
+        attributes: dict[str, AttrValue] | None,
+    ) -> Span:
+        """A span, child of ``parent`` (the request's extracted context, or a span).
 
         Starts a new trace when nothing valid arrived; the sampling decision
-        (``span.sampled``) is the sampler's, parent-based.
+        (``span.sampled``) is the sampler's, parent-based. The request id is
+        the incoming ``x-request-id`` or a fresh one from ``rng``.
         """
-        ctx = incoming.context
+        if isinstance(parent, Span):
+            parent = child_of(parent)
+        ctx = parent.context
         span = Span(
             trace_id=ctx.trace_id if ctx else new_trace_id(self.rng),
             span_id=new_span_id(self.rng),
             parent_span_id=ctx.span_id if ctx else None,
             name=name,
-            kind=SpanKind.SERVER,
+            kind=kind,
             service=service,
             start_ns=self.clock_ns(),
             attributes=dict(attributes or {}),
-            sampled=self.sampler.decide(incoming),
-            debug=incoming.force,
+            sampled=self.sampler.decide(parent),
+            debug=parent.force,
             tracestate=ctx.tracestate if ctx else (),
         )
-        if incoming.request_id:
-            span.attributes[REQUEST_ID] = incoming.request_id
+        span.attributes[REQUEST_ID] = ensure_request_id(parent, self.rng)[0]
         return span
 
-    def start_client(
-        self, parent: Span, name: str, attributes: dict[str, AttrValue] | None = None
-    ) -> Span:
-        """A client span (one per upstream attempt), child of ``parent``."""
-        return Span(
-            trace_id=parent.trace_id,
-            span_id=new_span_id(self.rng),
-            parent_span_id=parent.span_id,
-            name=name,
-            kind=SpanKind.CLIENT,
-            service=parent.service,
-            start_ns=self.clock_ns(),
-            attributes=dict(attributes or {}),
-            sampled=parent.sampled,
-            debug=parent.debug,
-            tracestate=parent.tracestate,
-        )
-
     def outbound(self, span: Span) -> SpanContext:
-        """The context to ``inject`` on the upstream request ``span`` describes."""
+        """The context to ``inject`` on the request ``span`` forwards."""
         return SpanContext(
             span.trace_id,
             span.span_id,
@@ -150,6 +166,27 @@ class Tracer:
             span.parent_span_id,
             span.tracestate,
         )
+
+    def forward_headers(
+        self, span: Span, headers: Iterable[Header], formats: Format = Format.ALL
+    ) -> list[tuple[bytes, bytes]]:
+        """The headers to send on: old trace headers replaced by ``span``'s context.
+
+        Adds ``x-request-id`` when the request had none. Every name and value
+        comes back as bytes (what h11 and httptools write).
+        """
+        out: list[tuple[bytes, bytes]] = []
+        has_request_id = False
+        for name, value in without_trace_headers(headers):
+            bname = name.encode("latin-1") if isinstance(name, str) else name
+            has_request_id = has_request_id or bname.lower() == REQUEST_ID_HEADER.encode()
+            out.append((bname, value.encode("latin-1") if isinstance(value, str) else value))
+        for name, value in inject(self.outbound(span), formats):
+            out.append((name.encode(), value.encode("latin-1")))
+        if not has_request_id:
+            rid = str(span.attributes.get(REQUEST_ID, ""))
+            out.append((REQUEST_ID_HEADER.encode(), rid.encode("latin-1")))
+        return out
 
     def end(
         self,
@@ -174,6 +211,15 @@ class Tracer:
             span.status = Status.ERROR
             span.status_message = flags or f"HTTP {status_code}"
         return span
+
+
+def child_of(span: Span) -> Incoming:
+    """``span`` as the parent of a span made in the same proxy."""
+    ctx = SpanContext(
+        span.trace_id, span.span_id, span.sampled, span.debug, span.parent_span_id, span.tracestate
+    )
+    rid = span.attributes.get(REQUEST_ID)
+    return Incoming(ctx, force=span.debug, request_id=str(rid) if rid else None)
 
 
 def http_attributes(method: str, path: str, authority: str) -> dict[str, AttrValue]:

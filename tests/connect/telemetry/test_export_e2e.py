@@ -86,7 +86,7 @@ def two_hop_spans() -> tuple[Span, Span]:
     incoming = extract([("traceparent", f"00-{TRACE}-{PARENT}-01"), ("x-request-id", "req-1")])
     attrs = http_attributes("GET", "/v1/items", "api:8080")
     server = tracer.start_server(incoming, "web", "GET /v1/items", attrs)
-    client = tracer.start_client(server, "GET /v1/items", attrs)
+    client = tracer.start_client(server, "web", "GET /v1/items", attrs)
     tracer.end(client, status_code=503, flags="UO", upstream="10.0.0.7:8080", retries=1)
     tracer.end(server, status_code=503)
     return server, client

@@ -100,7 +100,7 @@ def test_server_then_client_span_chain_and_outbound_context():
     incoming = extract([("traceparent", f"00-{TRACE}-00f067aa0ba902b7-01"), ("tracestate", "a=1")])
     attrs = http_attributes("get", "/v1/items?x=1", "api.internal:8080")
     server = tracer.start_server(incoming, "web", "GET /v1/items", attrs)
-    client = tracer.start_client(server, "GET /v1/items", attrs)
+    client = tracer.start_client(server, "web", "GET /v1/items", attrs)
     assert server.trace_id == client.trace_id == TRACE
     assert server.parent_span_id == "00f067aa0ba902b7" and client.parent_span_id == server.span_id
     assert (server.kind, client.kind) == (SpanKind.SERVER, SpanKind.CLIENT)
