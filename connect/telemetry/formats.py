@@ -14,16 +14,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from enum import Enum
-from typing import Any
-
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
-from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
-from opentelemetry.proto.trace.v1.trace_pb2 import Status as PbStatus
+from typing import TYPE_CHECKING, Any
 
 from .spans import AttrValue, Span, Status
+
+if TYPE_CHECKING:  # the protobuf classes are imported on first use (about 5 MB RSS)
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
 SCOPE_NAME = "meshd.proxy"
 
@@ -54,6 +54,8 @@ def _by_service(spans: Iterable[Span]) -> dict[str, list[Span]]:
 
 
 def _pb_value(value: AttrValue) -> AnyValue:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
     if isinstance(value, bool):
         return AnyValue(bool_value=value)
     if isinstance(value, int):
@@ -64,10 +66,15 @@ def _pb_value(value: AttrValue) -> AnyValue:
 
 
 def _pb_attrs(attrs: dict[str, AttrValue]) -> list[KeyValue]:
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
     return [KeyValue(key=k, value=_pb_value(v)) for k, v in attrs.items()]
 
 
 def _pb_span(span: Span) -> PbSpan:
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
+    from opentelemetry.proto.trace.v1.trace_pb2 import Status as PbStatus
+
     pb = PbSpan(
         trace_id=bytes.fromhex(span.trace_id),
         span_id=bytes.fromhex(span.span_id),
@@ -88,6 +95,13 @@ def _pb_span(span: Span) -> PbSpan:
 
 def otlp_request(spans: Sequence[Span]) -> ExportTraceServiceRequest:
     """The ``ExportTraceServiceRequest`` for ``spans`` (one resource per service)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
+
     request = ExportTraceServiceRequest()
     for service, group in _by_service(spans).items():
         request.resource_spans.append(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from connect.telemetry.export import (
@@ -55,3 +58,15 @@ def test_endpoint_adds_the_format_path(url, encoding, expected):
 def test_bad_endpoint_is_a_one_line_error_naming_the_field(url):
     with pytest.raises(ExportConfigError, match=r"^endpoint: "):
         Exporter(url)
+
+
+def test_protobuf_is_imported_only_when_encoding_otlp_protobuf():
+    # The proxy's RSS budget: a Zipkin or OTLP/JSON exporter never loads protobuf.
+    code = (
+        "import sys; from connect.telemetry import export, formats;"
+        "print(any(m.startswith('google.protobuf') for m in sys.modules));"
+        "formats.encode_otlp_proto([]);"
+        "print(any(m.startswith('google.protobuf') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
