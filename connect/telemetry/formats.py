@@ -84,7 +84,7 @@ def _pb_span(span: Span) -> PbSpan:
         end_time_unix_nano=span.end_ns or span.start_ns,
         attributes=_pb_attrs(span.attributes),
         status=PbStatus(code=span.status.value, message=span.status_message),  # type: ignore[arg-type]
-        flags=0x100 | (1 if span.sampled else 0),  # context-has-is-remote known, sampled
+        flags=1 if span.sampled else 0,  # W3C trace flags (sampled) in the low byte
     )
     if span.parent_span_id:
         pb.parent_span_id = bytes.fromhex(span.parent_span_id)
