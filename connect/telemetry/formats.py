@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 from .spans import AttrValue, Span, Status
 
 if TYPE_CHECKING:  # the protobuf classes are imported on first use (about 5 MB RSS)
+    from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
-    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
     from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
 SCOPE_NAME = "meshd.proxy"
@@ -53,44 +54,38 @@ def _by_service(spans: Iterable[Span]) -> dict[str, list[Span]]:
     return groups
 
 
-def _pb_value(value: AttrValue) -> AnyValue:
-    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    return AnyValue(string_value=value)
-
-
-def _pb_attrs(attrs: dict[str, AttrValue]) -> list[KeyValue]:
-    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-
-    return [KeyValue(key=k, value=_pb_value(v)) for k, v in attrs.items()]
+def _pb_attrs(
+    target: RepeatedCompositeFieldContainer[KeyValue], attrs: dict[str, AttrValue]
+) -> None:
+    # Filled in place with add(): building messages and appending copies them.
+    for key, value in attrs.items():
+        kv = target.add(key=key)
+        if isinstance(value, bool):
+            kv.value.bool_value = value
+        elif isinstance(value, int):
+            kv.value.int_value = value
+        elif isinstance(value, float):
+            kv.value.double_value = value
+        else:
+            kv.value.string_value = value
 
 
-def _pb_span(span: Span) -> PbSpan:
-    from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
-    from opentelemetry.proto.trace.v1.trace_pb2 import Status as PbStatus
-
-    pb = PbSpan(
-        trace_id=bytes.fromhex(span.trace_id),
-        span_id=bytes.fromhex(span.span_id),
-        name=span.name,
-        kind=span.kind.value,  # type: ignore[arg-type]
-        start_time_unix_nano=span.start_ns,
-        end_time_unix_nano=span.end_ns or span.start_ns,
-        attributes=_pb_attrs(span.attributes),
-        status=PbStatus(code=span.status.value, message=span.status_message),  # type: ignore[arg-type]
-        flags=1 if span.sampled else 0,  # W3C trace flags (sampled) in the low byte
-    )
+def _pb_span(pb: PbSpan, span: Span) -> None:
+    pb.trace_id = bytes.fromhex(span.trace_id)
+    pb.span_id = bytes.fromhex(span.span_id)
+    pb.name = span.name
+    pb.kind = span.kind.value  # type: ignore[assignment]
+    pb.start_time_unix_nano = span.start_ns
+    pb.end_time_unix_nano = span.end_ns or span.start_ns
+    pb.flags = 1 if span.sampled else 0  # W3C trace flags (sampled) in the low byte
+    _pb_attrs(pb.attributes, span.attributes)
+    pb.status.code = span.status.value  # type: ignore[assignment]
+    if span.status_message:
+        pb.status.message = span.status_message
     if span.parent_span_id:
         pb.parent_span_id = bytes.fromhex(span.parent_span_id)
     if span.tracestate:
         pb.trace_state = ",".join(f"{k}={v}" for k, v in span.tracestate)
-    return pb
 
 
 def otlp_request(spans: Sequence[Span]) -> ExportTraceServiceRequest:
@@ -98,23 +93,15 @@ def otlp_request(spans: Sequence[Span]) -> ExportTraceServiceRequest:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
-    from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
-    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 
     request = ExportTraceServiceRequest()
     for service, group in _by_service(spans).items():
-        request.resource_spans.append(
-            ResourceSpans(
-                resource=Resource(attributes=_pb_attrs({"service.name": service})),
-                scope_spans=[
-                    ScopeSpans(
-                        scope=InstrumentationScope(name=SCOPE_NAME),
-                        spans=[_pb_span(s) for s in group],
-                    )
-                ],
-            )
-        )
+        resource_spans = request.resource_spans.add()
+        _pb_attrs(resource_spans.resource.attributes, {"service.name": service})
+        scope_spans = resource_spans.scope_spans.add()
+        scope_spans.scope.name = SCOPE_NAME
+        for span in group:
+            _pb_span(scope_spans.spans.add(), span)
     return request
 
 
