@@ -148,6 +148,7 @@ class Exporter:
         self._batcher = SpanBatcher(self.max_queue, self.max_batch)
         self._wake = trio.Event()
         self._sending = False
+        self._lock = trio.Lock()
 
     @property
     def pending(self) -> int:
@@ -175,6 +176,15 @@ class Exporter:
             with trio.move_on_after(self.flush_interval):
                 await self._wake.wait()
             self._wake = trio.Event()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Send everything queued now, batch by batch (e.g. at shutdown, under a deadline).
+
+        Safe alongside ``run()``: one batch is in flight at a time. On
+        cancellation the batch in flight is abandoned (not counted).
+        """
+        async with self._lock:
             while len(self._batcher):
                 batch = self._batcher.take()
                 self._sending = True

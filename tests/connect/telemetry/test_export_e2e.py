@@ -270,3 +270,21 @@ async def test_unsampled_spans_are_not_exported():
     span.sampled = False
     exporter.record(span)
     assert exporter.stats.recorded == 0 and exporter.pending == 0
+
+
+async def test_flush_sends_queued_spans_before_the_interval():
+    receiver = Receiver()
+    async with trio.open_nursery() as nursery:
+        await start_receiver(nursery, receiver)
+        exporter = Exporter(f"http://127.0.0.1:{receiver.port}", flush_interval=3600)
+        await nursery.start(exporter.run)
+        for span in two_hop_spans():
+            exporter.record(span)
+        with trio.fail_after(20):
+            await exporter.flush()
+        nursery.cancel_scope.cancel()
+    assert exporter.stats.exported == 2 and exporter.pending == 0
+    (_, _, body) = receiver.requests[0]
+    assert (
+        len(ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans[0].spans) == 2
+    )
