@@ -14,6 +14,7 @@ from __future__ import annotations
 from registry import queries as q
 from registry.commands import (
     Command,
+    ConfigEntryBatch,
     DeregisterRequest,
     IntentionDelete,
     IntentionUpsert,
@@ -31,6 +32,25 @@ from ..acl.errors import PermissionDenied
 
 P = Permission
 _KV_READ = frozenset({"get", "get-tree", "check-index", "check-session", "check-not-exists"})
+
+
+_SERVICE_KINDS = ("service-defaults", "service-router", "service-splitter", "service-resolver")
+
+
+def config_permission(kind: str, write: bool) -> Permission:
+    """The permission a config entry of ``kind`` needs to be read or written
+    (the same at the HTTP edge and on the servers)."""
+    if kind in _SERVICE_KINDS:
+        return P.SERVICE_WRITE if write else P.SERVICE_READ
+    if kind == "service-intentions":
+        return P.INTENTION_WRITE if write else P.INTENTION_READ
+    return P.MESH_WRITE if write else P.MESH_READ
+
+
+def config_entry_write(authz: Authorizer, kind: str, name: str) -> None:
+    """Raise ``PermissionDenied`` unless ``authz`` may write entry kind/name."""
+    permission = config_permission(kind, True)
+    authz.require(permission, "" if permission is P.MESH_WRITE else name)
 
 
 def _register(authz: Authorizer, cmd: RegisterRequest) -> None:
@@ -94,6 +114,10 @@ def authorize_command(authz: Authorizer, cmd: Command, store: StateStore) -> Non
         authz.require(P.SESSION_WRITE, found.node if found is not None else "")
     elif isinstance(cmd, IntentionUpsert):
         authz.require(P.INTENTION_WRITE, cmd.intention.destination_name)
+    elif isinstance(cmd, ConfigEntryBatch):
+        # meshd's atomic multi-entry write: each entry as its single PUT.
+        for entry in cmd.entries:
+            config_entry_write(authz, entry.kind, entry.name)
     elif isinstance(cmd, IntentionDelete):
         _, ixn = q.intention_get(store, None, cmd.id)
         authz.require(P.INTENTION_WRITE, ixn.destination_name if ixn is not None else "")

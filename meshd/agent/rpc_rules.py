@@ -40,9 +40,9 @@ from registry.errors import RegistryError
 
 from ..acl import Authorizer, Permission
 from ..acl.errors import PermissionDenied
-from ..api.acl_rules import READ_FILTERS, config_permission, filter_members, filter_read
+from ..api.acl_rules import READ_FILTERS, filter_members, filter_read
 from ..rpc import RPCError
-from .acl_commands import authorize_command
+from .acl_commands import authorize_command, config_permission
 
 P = Permission
 REDACTED = "<hidden>"  # Consul's redacted SecretID

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..acl import Authorizer, Permission
-from ..agent.acl_commands import kv_txn_permission
+from ..agent.acl_commands import config_entry_write, config_permission, kv_txn_permission
 from ..agent.wire import ReadOptions
 from .agent import registration_targets
 from .agent_checks import check_targets
@@ -371,18 +371,6 @@ async def _txn(agent: Agent, req: Request, authz: Authorizer) -> None:
 # Config entries: service-scoped kinds need service (or intention) rights on
 # the entry's name, the mesh-wide kinds mesh (operator) rights, as Consul's
 # ConfigEntry.CanRead/CanWrite.
-_SERVICE_KINDS = ("service-defaults", "service-router", "service-splitter", "service-resolver")
-
-
-def config_permission(kind: str, write: bool) -> Permission:
-    """The permission a config entry of ``kind`` needs to be read or written."""
-    if kind in _SERVICE_KINDS:
-        return P.SERVICE_WRITE if write else P.SERVICE_READ
-    if kind == "service-intentions":
-        return P.INTENTION_WRITE if write else P.INTENTION_READ
-    return P.MESH_WRITE if write else P.MESH_READ
-
-
 async def _config_entry(agent: Agent, req: Request, authz: Authorizer) -> None:
     if req.method == "PUT":
         body = _body(req)
@@ -391,6 +379,14 @@ async def _config_entry(agent: Agent, req: Request, authz: Authorizer) -> None:
         kind, name = req.path_params.get("kind", "").lower(), req.path_params.get("name", "")
     permission = config_permission(kind, req.method != "GET")
     authz.require(permission, name if permission not in (P.MESH_READ, P.MESH_WRITE) else "")
+
+
+async def _config_batch(agent: Agent, req: Request, authz: Authorizer) -> None:
+    """meshd's atomic multi-entry write: each entry as its single PUT."""
+    body = _body(req)
+    for entry in body if isinstance(body, list) else []:
+        kind, name = _field(entry, "Kind", "kind").lower(), _field(entry, "Name", "name")
+        config_entry_write(authz, kind, name)
 
 
 def filter_config_entries(authz: Authorizer, value: Any) -> tuple[Any, bool]:
@@ -505,6 +501,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("config.apply", "PUT"): Rule(check=_config_entry),
     ("config.get", "GET"): Rule(check=_config_entry),
     ("config.delete", "DELETE"): Rule(check=_config_entry),
+    ("config.batch", "PUT"): Rule(check=_config_batch),
     ("config.list", "GET"): FILTERED,
     # gateways, usage, keyring, coordinates, local health (consul-compat2)
     ("catalog.gateway_services", "GET"): need(P.SERVICE_READ, param("gateway")),

@@ -13,7 +13,15 @@ Follows Consul's agent/config_endpoint.go:
   answers ``true``/``false`` (Consul returns the boolean only for CAS
   deletes, for backwards compatibility).
 
-The body past Kind and Name is stored as given: the L7 consumers type it.
+The six L7 kinds are typed and validated (Consul's texts, 400) and stored
+normalised; a write or delete that would break a discovery chain is refused
+with Consul's graph error (config_typed). Other kinds are stored as given.
+
+meshd extension: ``PUT /v1/internal/config/batch`` takes a JSON array of
+entries and stores them all or none, in one Raft command, after validating
+them as one graph (so "protocol then router" never fails half-way; Consul
+has no such write, hashicorp/consul#6247). It answers ``true``; each entry
+needs the ACL rights its single PUT needs.
 """
 
 from __future__ import annotations
@@ -21,17 +29,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from registry.commands import CONFIG_ENTRY_KINDS, ConfigEntryRequest
+from connect.l7.entries import ConfigEntry as TypedEntry
+from registry.commands import (
+    CONFIG_ENTRY_KINDS,
+    MAX_CONFIG_BATCH,
+    ConfigEntryBatch,
+    ConfigEntryRequest,
+)
 from registry.errors import ErrorCode
 from registry.records import ConfigEntry
 
 from ..http import BadRequest, HTTPError, NotFound, Request, Response, Router, decode_json_body
 from .common import json_response, read, with_meta
+from .config_typed import TYPED_KINDS, check_graph, load_graph, parse_typed, stored_form
 
 if TYPE_CHECKING:
     from ..agent.agent import Agent
 
 NOT_FOUND = "Config entry not found"  # Consul's ConfigEntryNotFoundErr
+# A batch validated against a graph that changed before it applied is
+# re-validated; past this many tries the writers are told to retry.
+_BATCH_TRIES = 5
 # Accepted from a GET body being PUT back; the indexes are the store's.
 _IGNORED = ("CreateIndex", "ModifyIndex", "Hash")
 
@@ -83,7 +101,13 @@ def register(router: Router, agent: Agent) -> None:
     """Add the /v1/config routes to the one route table."""
 
     async def apply(req: Request) -> Response:
-        entry = entry_from_body(decode_json_body(req))
+        body = decode_json_body(req)
+        entry = entry_from_body(body)
+        if entry.kind in TYPED_KINDS:
+            typed = parse_typed(entry.kind, body)
+            graph, _ = await load_graph(agent)
+            check_graph(agent, graph, [typed])
+            entry = stored_form(typed)
         cas = _cas(req)
         op = "upsert" if cas is None else "upsert-cas"
         result = await agent.write(ConfigEntryRequest(op=op, entry=entry, cas=cas or 0))
@@ -107,6 +131,10 @@ def register(router: Router, agent: Agent) -> None:
         if not name:
             raise NotFound("Must provide both a kind and name to delete")
         cas = _cas(req)
+        if kind in TYPED_KINDS:
+            graph, _ = await load_graph(agent)
+            if graph.get(kind, name) is not None:
+                check_graph(agent, graph, deletes=[(kind, name)])
         op = "delete" if cas is None else "delete-cas"
         cmd = ConfigEntryRequest(op=op, entry=ConfigEntry(kind, name), cas=cas or 0)
         result = await agent.write(cmd)
@@ -116,10 +144,48 @@ def register(router: Router, agent: Agent) -> None:
             return Response.json({})
         return _bool_result(result.ok, result.error, result.message)
 
+    async def batch(req: Request) -> Response:
+        typed, entries = _batch_entries(decode_json_body(req))
+        for _ in range(_BATCH_TRIES):
+            graph, index = await load_graph(agent)
+            check_graph(agent, graph, typed)
+            result = await agent.write(ConfigEntryBatch(entries=entries, index=index))
+            if result.ok or result.error != ErrorCode.CAS_CONFLICT:
+                return _bool_result(result.ok, result.error, result.message)
+        raise HTTPError(409, "config entries kept changing during the batch; retry")
+
     router.add("PUT", "/v1/config", apply, name="config.apply")
+    router.add("PUT", "/v1/internal/config/batch", batch, name="config.batch")
     router.add("GET", "/v1/config/:kind", list_kind, name="config.list")
     router.add("GET", "/v1/config/:kind/*name", get_one, name="config.get")
     router.add("DELETE", "/v1/config/:kind/*name", delete, name="config.delete")
+
+
+def _batch_entries(body: Any) -> tuple[list[TypedEntry], tuple[ConfigEntry, ...]]:
+    """The typed entries (for the graph check) and the records to store of a
+    batch body. Raises ``BadRequest`` naming the entry (``Entries[i]``)."""
+    if not isinstance(body, list) or not body:
+        raise BadRequest("Request decoding failed: body must be a non-empty JSON array", "Entries")
+    if len(body) > MAX_CONFIG_BATCH:
+        raise BadRequest(f"too many entries (max {MAX_CONFIG_BATCH})", "Entries")
+    typed: list[TypedEntry] = []
+    entries: list[ConfigEntry] = []
+    seen: set[tuple[str, str]] = set()
+    for i, item in enumerate(body):
+        prefix = f"Entries[{i}]: "
+        try:
+            entry = entry_from_body(item)
+        except BadRequest as exc:
+            raise BadRequest(prefix + exc.message, exc.field) from None
+        if (entry.kind, entry.name) in seen:
+            text = f"{prefix}duplicate config entry {entry.kind}/{entry.name}"
+            raise BadRequest(text, "Entries")
+        seen.add((entry.kind, entry.name))
+        if entry.kind in TYPED_KINDS:
+            typed.append(parse_typed(entry.kind, item, prefix))
+            entry = stored_form(typed[-1])
+        entries.append(entry)
+    return typed, tuple(entries)
 
 
 def _quote(text: str) -> str:

@@ -250,6 +250,11 @@ ROWS: dict[tuple[str, str], Row] = {
     ("config.list", "GET"): Row("/v1/config/service-defaults", svc("web"), kind="filtered"),
     ("config.get", "GET"): Row("/v1/config/service-defaults/web", svc("web")),
     ("config.delete", "DELETE"): Row("/v1/config/service-defaults/gone", svc("gone", "write")),
+    ("config.batch", "PUT"): Row(
+        "/v1/internal/config/batch",
+        svc("api", "write") + svc("db", "write"),
+        [{"Kind": "service-defaults", "Name": "api"}, {"Kind": "service-resolver", "Name": "db"}],
+    ),
     ("catalog.gateway_services", "GET"): Row("/v1/catalog/gateway-services/igw", svc("igw")),
     ("health.ingress", "GET"): Row("/v1/health/ingress/web", svc("igw") + node(), kind="filtered"),
     ("operator.usage", "GET"): Row("/v1/operator/usage", 'operator = "read"'),
