@@ -15,6 +15,7 @@ from registry import queries as q
 from registry.commands import (
     Command,
     ConfigEntryBatch,
+    ConfigEntryRequest,
     DeregisterRequest,
     IntentionDelete,
     IntentionUpsert,
@@ -114,6 +115,9 @@ def authorize_command(authz: Authorizer, cmd: Command, store: StateStore) -> Non
         authz.require(P.SESSION_WRITE, found.node if found is not None else "")
     elif isinstance(cmd, IntentionUpsert):
         authz.require(P.INTENTION_WRITE, cmd.intention.destination_name)
+    elif isinstance(cmd, ConfigEntryRequest):
+        # Consul's ConfigEntry.Apply/Delete: the entry's CanWrite.
+        config_entry_write(authz, cmd.entry.kind, cmd.entry.name)
     elif isinstance(cmd, ConfigEntryBatch):
         # meshd's atomic multi-entry write: each entry as its single PUT.
         for entry in cmd.entries:
@@ -122,6 +126,6 @@ def authorize_command(authz: Authorizer, cmd: Command, store: StateStore) -> Non
         _, ixn = q.intention_get(store, None, cmd.id)
         authz.require(P.INTENTION_WRITE, ixn.destination_name if ixn is not None else "")
     elif not authz.allowed(P.ACL_WRITE):
-        # Liveness, tombstone reaping, CA and ACL state, config entries: only
+        # Liveness, tombstone reaping, CA and ACL state: only
         # servers issue these; over RPC only a management token may.
         raise PermissionDenied(authz.accessor_id, "acl:write", "")

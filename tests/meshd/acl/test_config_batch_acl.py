@@ -9,7 +9,7 @@ import pytest
 from meshd.acl import Authorizer, parse_rules
 from meshd.acl.errors import PermissionDenied
 from meshd.agent.acl_commands import authorize_command
-from registry.commands import ConfigEntryBatch
+from registry.commands import ConfigEntryBatch, ConfigEntryRequest
 from registry.records import ConfigEntry
 from registry.state.store import StateStore
 
@@ -45,3 +45,11 @@ def test_batch_with_a_mesh_wide_entry_needs_mesh_write() -> None:
         authorize_command(
             authz('mesh = "read"\nservice_prefix "" { policy = "write" }'), batch, store
         )
+
+
+def test_single_config_entry_write_needs_its_kinds_right() -> None:
+    store = StateStore()
+    cmd = ConfigEntryRequest(op="delete", entry=ConfigEntry("service-resolver", "db"))
+    authorize_command(authz('service "db" { policy = "write" }'), cmd, store)
+    with pytest.raises(PermissionDenied):
+        authorize_command(authz('service "db" { policy = "read" }'), cmd, store)
