@@ -15,7 +15,11 @@ Follows Consul's agent/config_endpoint.go:
 
 The six L7 kinds are typed and validated (Consul's texts, 400) and stored
 normalised; a write or delete that would break a discovery chain is refused
-with Consul's graph error (config_typed). Other kinds are stored as given.
+with Consul's graph error (config_typed). A write without ``?cas=`` is
+stored by a ConfigEntryBatch guarded by the index of the graph it was
+checked against (re-checked if another write landed in between), as
+Consul checks inside its state-store transaction. Other kinds are stored
+as given.
 
 meshd extension: ``PUT /v1/internal/config/batch`` takes a JSON array of
 entries and stores them all or none, in one Raft command, after validating
@@ -103,12 +107,15 @@ def register(router: Router, agent: Agent) -> None:
     async def apply(req: Request) -> Response:
         body = decode_json_body(req)
         entry = entry_from_body(body)
+        cas = _cas(req)
         if entry.kind in TYPED_KINDS:
             typed = parse_typed(entry.kind, body)
+            if cas is None:
+                # Validated and stored against the same graph (the guard).
+                return await validated_write([typed], (stored_form(typed),))
             graph, _ = await load_graph(agent)
             check_graph(agent, graph, [typed])
             entry = stored_form(typed)
-        cas = _cas(req)
         op = "upsert" if cas is None else "upsert-cas"
         result = await agent.write(ConfigEntryRequest(op=op, entry=entry, cas=cas or 0))
         return _bool_result(result.ok, result.error, result.message)
@@ -144,15 +151,22 @@ def register(router: Router, agent: Agent) -> None:
             return Response.json({})
         return _bool_result(result.ok, result.error, result.message)
 
-    async def batch(req: Request) -> Response:
-        typed, entries = _batch_entries(decode_json_body(req))
+    async def validated_write(
+        typed: list[TypedEntry], entries: tuple[ConfigEntry, ...]
+    ) -> Response:
+        """Check ``typed`` against the stored graph and store ``entries`` in
+        one command that applies only if the graph has not changed since."""
         for _ in range(_BATCH_TRIES):
             graph, index = await load_graph(agent)
             check_graph(agent, graph, typed)
             result = await agent.write(ConfigEntryBatch(entries=entries, index=index))
             if result.ok or result.error != ErrorCode.CAS_CONFLICT:
                 return _bool_result(result.ok, result.error, result.message)
-        raise HTTPError(409, "config entries kept changing during the batch; retry")
+        raise HTTPError(409, "config entries kept changing during the write; retry")
+
+    async def batch(req: Request) -> Response:
+        typed, entries = _batch_entries(decode_json_body(req))
+        return await validated_write(typed, entries)
 
     router.add("PUT", "/v1/config", apply, name="config.apply")
     router.add("PUT", "/v1/internal/config/batch", batch, name="config.batch")

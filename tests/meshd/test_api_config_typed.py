@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from meshd.api import config_entries
 from tests.meshd.inproc import InprocClient, inproc_agent
 
 BATCH = "/v1/internal/config/batch"
@@ -171,3 +174,28 @@ async def test_batch_keeps_untyped_kinds_as_given(autojump_clock: Any) -> None:
         assert (r.status, r.text) == (200, "true")
         got = (await api.get("/v1/config/mesh/mesh")).json()
         assert got["TransparentProxy"] == {"MeshDestinationsOnly": True}
+
+
+async def test_a_write_racing_a_conflicting_one_is_revalidated(
+    autojump_clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The router is validated against a graph where api is http; before it
+    is stored, another write makes api tcp. The guarded write notices the
+    graph moved, re-validates and refuses, so no broken chain is stored."""
+    async with inproc_agent() as (_agent, api):
+        for body in (WEB_HTTP, API_HTTP):
+            assert await put(api, body) == (200, "true")
+        real = config_entries.load_graph
+        raced: list[int] = []
+
+        async def racing_load(agent: Any) -> Any:
+            graph = await real(agent)
+            if not raced:
+                raced.append(1)
+                assert await put(api, {**API_HTTP, "Protocol": "tcp"}) == (200, "true")
+            return graph
+
+        monkeypatch.setattr(config_entries, "load_graph", racing_load)
+        status, text = await put(api, WEB_ROUTER)
+        assert raced and status == 400 and "inconsistent protocols" in text
+        assert ("service-router", "web") not in await stored(api)
