@@ -45,6 +45,8 @@ from .writes import DurableWrites, _Future, _Write
 
 log = logging.getLogger("raft.node")
 MAX_INBOX = 65536
+# Scheduler rounds the loop gives the transport readers after a stall.
+_DRAIN_ROUNDS = 4
 
 
 class TransportLike(Protocol):
@@ -473,6 +475,8 @@ class RaftNode(DurableWrites):
         core = self.core
         while True:
             await self._wake.wait()
+            if self._ticks > 1:
+                await self._drain_readable()
             self._wake = trio.Event()
             self._feed(core)
             while core.has_ready():
@@ -496,6 +500,18 @@ class RaftNode(DurableWrites):
             self._sync_peers()
             self._maybe_snapshot(core)
 
+    async def _drain_readable(self) -> None:
+        """The loop stalled (several ticks are due at once): let the
+        transport's readers take what arrived on their sockets meanwhile, so
+        the followers' answers count before the stall's ticks are applied.
+        A few scheduler rounds: one for the I/O poll to see the sockets
+        readable, then rounds while the readers keep delivering."""
+        for _ in range(_DRAIN_ROUNDS):
+            before = len(self._inbox)
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            if len(self._inbox) == before and _ > 0:
+                return
+
     def _feed(self, core: RaftCore) -> None:
         # Messages first: after a stall (a burst of HTTP work on this thread)
         # the heartbeats and acknowledgements that arrived during it must
@@ -510,9 +526,10 @@ class RaftNode(DurableWrites):
                 self._last_contact = trio.current_time()
         ticks, self._ticks = self._ticks, 0
         # Beyond two election timeouts more ticks change nothing (every lease
-        # and timer has expired), so a long stall does not burst messages.
-        for _ in range(min(ticks, 2 * self.config.election_ticks)):
-            core.tick()
+        # and timer has expired). One batch: the core evaluates check-quorum
+        # once over it and sends one heartbeat, not one per swallowed tick.
+        if ticks:
+            core.tick(min(ticks, 2 * self.config.election_ticks))
         events, self._events = self._events, []
         for kind, arg in events:
             if kind == "snapshot":
