@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -24,4 +25,14 @@ class StateMachine(Protocol):
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state with a snapshot's."""
+        ...
+
+
+class SnapshotViewMachine(StateMachine, Protocol):
+    """A state machine that can freeze its state cheaply: the driver takes
+    the view between applies, on the event loop, and runs the returned
+    serializer in a worker thread, so a large snapshot never stalls the loop."""
+
+    def snapshot_view(self) -> Callable[[], bytes]:
+        """Freeze the state; the result gives what ``snapshot`` would have."""
         ...

@@ -13,7 +13,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import trio
 
@@ -26,7 +26,7 @@ from .errors import (
     RaftError,
     StorageUnavailableError,
 )
-from .fsm import StateMachine
+from .fsm import SnapshotViewMachine, StateMachine
 from .storage import MemoryStorage, Storage
 from .types import (
     Configuration,
@@ -38,6 +38,7 @@ from .types import (
     Ready,
     Role,
     Snapshot,
+    SnapshotMeta,
     SoftState,
     Suffrage,
 )
@@ -784,19 +785,30 @@ class RaftNode(DurableWrites):
             return
         if self._storage.down or not self._snapshot_backoff.due(trio.current_time()):
             return  # retried later, not on every pass: a full disk stays full a while
-        index = self._applied
-        snapshot = Snapshot(core.snapshot_meta_at(index), self.fsm.snapshot())
+        meta = core.snapshot_meta_at(self._applied)
+        view = getattr(self.fsm, "snapshot_view", None)
+        if view is not None:
+            # Only the freeze runs here; serializing runs in the worker thread.
+            encode: Callable[[], bytes] = cast(SnapshotViewMachine, self.fsm).snapshot_view()
+        else:
+            data = self.fsm.snapshot()
+            encode = lambda: data  # noqa: E731
         self._snapshotting = True
-        self._nursery.start_soon(self._write_snapshot, snapshot)
+        self._nursery.start_soon(self._write_snapshot, meta, encode)
 
-    async def _write_snapshot(self, snapshot: Snapshot) -> None:
-        index = snapshot.meta.index
+    async def _write_snapshot(self, meta: SnapshotMeta, encode: Callable[[], bytes]) -> None:
+        index = meta.index
+        compact_upto = index - self.config.trailing_logs
+        size = 0
+
+        def write() -> None:
+            nonlocal size
+            snapshot = Snapshot(meta, encode())
+            size = len(snapshot.data)
+            self.storage.save_snapshot(snapshot, compact_upto=compact_upto)
+
         try:
-            await trio.to_thread.run_sync(
-                lambda: self.storage.save_snapshot(
-                    snapshot, compact_upto=index - self.config.trailing_logs
-                )
-            )
+            await trio.to_thread.run_sync(write)
         except RaftError as exc:
             delay = self._snapshot_backoff.failed(trio.current_time())
             log.error(
@@ -813,7 +825,7 @@ class RaftNode(DurableWrites):
                 "event=raft_snapshot id=%s index=%d bytes=%d",
                 self.config.id,
                 index,
-                len(snapshot.data),
+                size,
             )
             self._events.append(("snapshot_written", index))
         self._wake.set()

@@ -127,6 +127,12 @@ class RegistryFSM:
         """Every table, deterministically encoded (equal states give equal bytes)."""
         return self.store.snapshot()
 
+    def snapshot_view(self) -> Callable[[], bytes]:
+        """Freeze the state cheaply now; the returned function gives the same
+        bytes as ``snapshot`` and may run in a worker thread (raft.node
+        serializes there, so a large snapshot does not stall the loop)."""
+        return self.store.snapshot_view()
+
     def restore(self, data: bytes) -> None:
         """Replace the state with a snapshot's and wake every blocked reader.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import msgpack
 import pytest
 
@@ -124,3 +126,29 @@ def test_corrupt_snapshot_leaves_state_unchanged(log: Log, data: bytes) -> None:
     with pytest.raises(CorruptSnapshotError):
         log.fsm.restore(data)
     assert log.fsm.snapshot() == before
+
+
+def test_snapshot_view_is_frozen_when_taken_and_encodes_exactly(log: Log) -> None:
+    """The view the raft driver serializes in a worker thread: the state when
+    it was taken (writes after it do not leak in), the same bytes as
+    ``snapshot()`` then, which equal packing the whole document at once."""
+    populate(log)
+    for i in range(300):
+        log.ok(reg(f"m{i}", svc(f"s{i % 7}", id=f"s{i}"), (chk("serfHealth"),)))
+    before = log.fsm.snapshot()
+    view = log.fsm.snapshot_view()
+    log.ok(reg("late", svc("web"), (chk("serfHealth"),)))
+    log.ok(KVRequest(op="delete", key="cfg/x"))
+    log.ok(reg("m0", svc("changed", id="s0"), (chk("serfHealth", "critical"),)))
+    out: list[bytes] = []
+    worker = threading.Thread(target=lambda: out.append(view()))
+    worker.start()
+    worker.join()
+    assert out == [before]
+    doc = msgpack.unpackb(before, raw=False, strict_map_key=False)
+    assert msgpack.packb(doc, use_bin_type=True) == before
+    fresh = RegistryFSM()
+    fresh.restore(before)
+    assert fresh.snapshot() == before
+    assert log.fsm.snapshot() != before
+    assert queries.kv_get(fresh.store, None, "cfg/x")[1] is not None
