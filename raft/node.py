@@ -507,10 +507,13 @@ class RaftNode(DurableWrites):
         the followers' answers count before the stall's ticks are applied.
         A few scheduler rounds: one for the I/O poll to see the sockets
         readable, then rounds while the readers keep delivering."""
-        for _ in range(_DRAIN_ROUNDS):
+        # Bounded in rounds and in time: under a load that makes each round
+        # long, heartbeats going out soon matter more than a complete count.
+        limit = trio.current_time() + self.config.tick_interval
+        for round_ in range(_DRAIN_ROUNDS):
             before = len(self._inbox)
             await trio.lowlevel.cancel_shielded_checkpoint()
-            if len(self._inbox) == before and _ > 0:
+            if (len(self._inbox) == before and round_ > 0) or trio.current_time() >= limit:
                 return
 
     def _feed(self, core: RaftCore) -> None:
