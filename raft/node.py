@@ -26,7 +26,7 @@ from .errors import (
     RaftError,
     StorageUnavailableError,
 )
-from .fsm import SnapshotViewMachine, StateMachine
+from .fsm import SnapshotView, SnapshotViewMachine, StateMachine
 from .storage import MemoryStorage, Storage
 from .types import (
     Configuration,
@@ -789,25 +789,28 @@ class RaftNode(DurableWrites):
         if self._storage.down or not self._snapshot_backoff.due(trio.current_time()):
             return  # retried later, not on every pass: a full disk stays full a while
         meta = core.snapshot_meta_at(self._applied)
-        view = getattr(self.fsm, "snapshot_view", None)
-        if view is not None:
-            # Only the freeze runs here; serializing runs in the worker thread.
-            encode: Callable[[], bytes] = cast(SnapshotViewMachine, self.fsm).snapshot_view()
+        view: SnapshotView | None = None
+        data = b""
+        if getattr(self.fsm, "snapshot_view", None) is not None:
+            # Only the freeze runs now; serializing runs in steps, below.
+            view = cast(SnapshotViewMachine, self.fsm).snapshot_view()
         else:
             data = self.fsm.snapshot()
-            encode = lambda: data  # noqa: E731
         self._snapshotting = True
-        self._nursery.start_soon(self._write_snapshot, meta, encode)
+        self._nursery.start_soon(self._write_snapshot, meta, view, data)
 
-    async def _write_snapshot(self, meta: SnapshotMeta, encode: Callable[[], bytes]) -> None:
+    async def _write_snapshot(
+        self, meta: SnapshotMeta, view: SnapshotView | None, data: bytes
+    ) -> None:
         index = meta.index
+        if view is not None:
+            for _ in view.steps():
+                await trio.lowlevel.checkpoint()  # one step per scheduler round
+            data = view.result()
+        snapshot = Snapshot(meta, data)
         compact_upto = index - self.config.trailing_logs
-        size = 0
 
         def write() -> None:
-            nonlocal size
-            snapshot = Snapshot(meta, encode())
-            size = len(snapshot.data)
             self.storage.save_snapshot(snapshot, compact_upto=compact_upto)
 
         try:
@@ -828,7 +831,7 @@ class RaftNode(DurableWrites):
                 "event=raft_snapshot id=%s index=%d bytes=%d",
                 self.config.id,
                 index,
-                size,
+                len(data),
             )
             self._events.append(("snapshot_written", index))
         self._wake.set()

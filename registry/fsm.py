@@ -44,6 +44,7 @@ from .commands import (
 from .errors import ErrorCode, ValidationError
 from .results import Result, failed
 from .state import acl, ca, catalog, config_entries, intentions, kv, liveness, sessions, txn
+from .state.frozen import FrozenSnapshot
 from .state.store import StateStore, WriteTx
 
 Handler = Callable[[StateStore, WriteTx, Any], Result]
@@ -127,10 +128,10 @@ class RegistryFSM:
         """Every table, deterministically encoded (equal states give equal bytes)."""
         return self.store.snapshot()
 
-    def snapshot_view(self) -> Callable[[], bytes]:
-        """Freeze the state cheaply now; the returned function gives the same
-        bytes as ``snapshot`` and may run in a worker thread (raft.node
-        serializes there, so a large snapshot does not stall the loop)."""
+    def snapshot_view(self) -> FrozenSnapshot:
+        """Freeze the state cheaply now; the result serializes it to the same
+        bytes as ``snapshot``, in bounded steps (raft.node runs one step per
+        scheduler round, so a large snapshot does not stall the loop)."""
         return self.store.snapshot_view()
 
     def restore(self, data: bytes) -> None:

@@ -19,11 +19,9 @@ All writes happen on the thread that runs trio (the FSM is applied there).
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any
-
-import msgpack
 
 from ..codec import CodecError, converters, unpack
 from ..errors import CorruptSnapshotError
@@ -31,6 +29,7 @@ from .acl import ACLTables
 from .ca import CATables
 from .catalog import CatalogTables
 from .config_entries import ConfigEntryTables
+from .frozen import FrozenRows, FrozenSnapshot
 from .intentions import IntentionTables
 from .kv import KVTables
 from .liveness import LivenessTables
@@ -39,25 +38,6 @@ from .table import Table
 from .watch import WatchRegistry, WatchSet
 
 SNAPSHOT_VERSION = 1
-
-
-def _encode_snapshot(
-    tables: list[tuple[str, type[Any], Callable[[], list[Any]]]], index: list[list[Any]]
-) -> bytes:
-    """msgpack of ``{"v", "index", "tables"}``, byte for byte what packing the
-    whole document at once gives, but row by row: no single C call holds
-    the GIL for the whole table when this runs in a worker thread."""
-    packer = msgpack.Packer(use_bin_type=True)
-    parts = [packer.pack_map_header(3), packer.pack("v"), packer.pack(SNAPSHOT_VERSION)]
-    parts += [packer.pack("index"), packer.pack(index), packer.pack("tables")]
-    parts.append(packer.pack_array_header(len(tables)))
-    for name, record_type, records in tables:
-        enc = converters(record_type, rows=True).enc
-        rows = records()
-        parts += [packer.pack_array_header(2), packer.pack(name)]
-        parts.append(packer.pack_array_header(len(rows)))
-        parts += [packer.pack(enc(r)) for r in rows]
-    return b"".join(parts)
 
 
 @contextmanager
@@ -179,24 +159,18 @@ class StateStore:
 
     def snapshot(self) -> bytes:
         """Serialize every table and the index table, deterministically."""
-        return self.snapshot_view()()
+        with _gc_paused():
+            return self.snapshot_view()()
 
-    def snapshot_view(self) -> Callable[[], bytes]:
-        """Freeze the state now, cheaply, and return the function that
-        serializes the frozen view (the same bytes ``snapshot`` gives).
-
-        Taking the view copies each table's row map (records are immutable,
-        so a shallow copy is a consistent view); the returned function does
-        the sorting, encoding and packing and may run in a worker thread
-        while writes go on: the event loop is stalled only for the copies."""
-        tables = [(t.name, t.record_type, t.frozen_records()) for t in self._tables()]
-        index = [[k, v] for k, v in sorted(self.indexes.items())]
-
-        def encode() -> bytes:
-            with _gc_paused():
-                return _encode_snapshot(tables, index)
-
-        return encode
+    def snapshot_view(self) -> FrozenSnapshot:
+        """Freeze the state now, cheaply (shallow copies of the row maps):
+        the result serializes it later, in bounded steps or at once, to the
+        same bytes ``snapshot`` gives now, however the tables change meanwhile."""
+        tables = [
+            (t.name, t.record_type, FrozenRows(t.rows, already_sorted=t.ordered))
+            for t in self._tables()
+        ]
+        return FrozenSnapshot(tables, [[k, v] for k, v in sorted(self.indexes.items())])
 
     def restore(self, data: bytes) -> None:
         """Replace every table with a snapshot's and fire every watch.

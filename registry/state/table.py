@@ -127,16 +127,6 @@ class Table(Generic[R]):
             return list(self.rows.values())
         return [self.rows[k] for k in sorted(self.rows)]
 
-    def frozen_records(self) -> Callable[[], list[R]]:
-        """A shallow copy of the rows now (records are immutable) and the
-        function giving them in primary-key order, which may run later, in
-        another thread, while this table changes (snapshots)."""
-        if self.ordered:
-            frozen = list(self.rows.values())
-            return lambda: frozen
-        rows = dict(self.rows)
-        return lambda: [rows[k] for k in sorted(rows)]
-
     def load(self, records: Iterable[R]) -> None:
         """Replace the contents with ``records`` (restore; no undo)."""
         self.rows = SortedDict() if self.ordered else {}

@@ -31,6 +31,7 @@ from registry.records import (
     ConfigEntry,
     Intention,
 )
+from registry.state import frozen
 from registry.state.watch import WatchSet
 
 from .builders import Log, chk, reg, svc
@@ -145,6 +146,11 @@ def test_snapshot_view_is_frozen_when_taken_and_encodes_exactly(log: Log) -> Non
     worker.start()
     worker.join()
     assert out == [before]
+    stepped = log.fsm.store.snapshot_view()
+    steps = sum(1 for _ in stepped.steps())
+    assert stepped.result() == log.fsm.snapshot()
+    # Bounded steps: the rows go out STEP_ROWS at a time, not all at once.
+    assert steps >= len(log.fsm.store.catalog.services) // frozen.STEP_ROWS
     doc = msgpack.unpackb(before, raw=False, strict_map_key=False)
     assert msgpack.packb(doc, use_bin_type=True) == before
     fresh = RegistryFSM()
@@ -152,3 +158,18 @@ def test_snapshot_view_is_frozen_when_taken_and_encodes_exactly(log: Log) -> Non
     assert fresh.snapshot() == before
     assert log.fsm.snapshot() != before
     assert queries.kv_get(fresh.store, None, "cfg/x")[1] is not None
+
+
+def test_snapshot_steps_are_bounded(log: Log, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each step encodes (or sorts) at most STEP_ROWS rows: with a small
+    step the 900 instances need many steps, and still give the same bytes."""
+    for i in range(300):
+        log.ok(reg(f"m{i:03}", svc("web", id=f"a{i}"), (chk("serfHealth"),)))
+        log.ok(reg(f"m{i:03}", svc("db", id=f"b{i}")))
+        log.ok(reg(f"m{i:03}", svc("api", id=f"c{i}")))
+    want = log.fsm.snapshot()
+    monkeypatch.setattr(frozen, "STEP_ROWS", 50)
+    view = log.fsm.snapshot_view()
+    steps = sum(1 for _ in view.steps())
+    assert steps >= 900 // 50 * 2  # sorting runs, then encoding
+    assert view.result() == want
