@@ -166,11 +166,13 @@ class StateStore:
         """Freeze the state now, cheaply (shallow copies of the row maps):
         the result serializes it later, in bounded steps or at once, to the
         same bytes ``snapshot`` gives now, however the tables change meanwhile."""
-        tables = [
-            (t.name, t.record_type, FrozenRows(t.rows, already_sorted=t.ordered))
-            for t in self._tables()
-        ]
-        return FrozenSnapshot(tables, [[k, v] for k, v in sorted(self.indexes.items())])
+        return FrozenSnapshot(
+            lambda: [
+                (t.name, t.record_type, FrozenRows(t.rows, already_sorted=t.ordered))
+                for t in self._tables()
+            ],
+            [[k, v] for k, v in sorted(self.indexes.items())],
+        )
 
     def restore(self, data: bytes) -> None:
         """Replace every table with a snapshot's and fire every watch.

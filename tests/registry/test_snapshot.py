@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 
 import msgpack
@@ -173,3 +174,8 @@ def test_snapshot_steps_are_bounded(log: Log, monkeypatch: pytest.MonkeyPatch) -
     steps = sum(1 for _ in view.steps())
     assert steps >= 900 // 50 * 2  # sorting runs, then encoding
     assert view.result() == want
+    assert gc.isenabled()  # paused only while the view is alive
+    dropped = log.fsm.snapshot_view()
+    assert not gc.isenabled()
+    del dropped
+    assert gc.isenabled()
