@@ -439,12 +439,13 @@ def report_stability(rows: list[Fanout]) -> None:
     for label, runs in kinds.items():
         passed = sum(1 for f in runs if f.elections == 0)
         elections = sum(f.elections or 0 for f in runs)
-        table.append([label, str(len(runs)), str(passed), str(len(runs) - passed), str(elections)])
-        table[-1].append(verdict(passed == len(runs)))
+        missed = sum(f.missed for f in runs)
+        counts = [len(runs), passed, len(runs) - passed, elections, missed]
+        table.append([label, *map(str, counts), verdict(passed == len(runs))])
     print_table(
         "Leader stability under watch load (pass = a run with 0 leader changes;"
         " the target is 10 consecutive passing runs per row) " + machine(),
-        ["watchers", "runs", "pass", "fail", "elections", ""],
+        ["watchers", "runs", "pass", "fail", "elections", "missed answers", ""],
         table,
     )
 
