@@ -504,7 +504,7 @@ class RaftNode(DurableWrites):
     async def _drain_readable(self) -> None:
         """The loop stalled (several ticks are due at once): let the
         transport's readers take what arrived on their sockets meanwhile, so
-        the followers' answers count before the stall's ticks are applied.
+        the peers' messages count before the stall's ticks are applied.
         A few scheduler rounds: one for the I/O poll to see the sockets
         readable, then rounds while the readers keep delivering."""
         # Bounded in rounds and in time: under a load that makes each round
@@ -513,7 +513,9 @@ class RaftNode(DurableWrites):
         for round_ in range(_DRAIN_ROUNDS):
             before = len(self._inbox)
             await trio.lowlevel.cancel_shielded_checkpoint()
-            if (len(self._inbox) == before and round_ > 0) or trio.current_time() >= limit:
+            if round_ == 0:
+                continue  # the readers woken by the poll run in the round after
+            if len(self._inbox) == before or trio.current_time() >= limit:
                 return
 
     def _feed(self, core: RaftCore) -> None:
