@@ -9,58 +9,108 @@ health checks and Connect sidecars (web has the upstream ``api`` on
 prints what to try. ``web`` answers with what it got from ``api`` through
 its upstream, so denying the intention shows at once. Ctrl-C stops
 everything this started.
+
+Every port can be moved (``python -m meshd.demo --http-port 18500 ...``,
+see ``--help``), which the tests do so that they never meet a demo a user
+is running. A port already taken stops the demo before it starts anything,
+with one line (``port 8500 in use (is another meshd running?)``).
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import errno
 import json
+import os
 import signal
+import socket
 import sys
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from .agent.agent import Agent
-from .config import load_config
+from .errors import StartupError
+from .logs import setup_logging
 
-UPSTREAM = ("127.0.0.1", 9191)
-METRICS_ADDR = "127.0.0.1:9102"
-DEMO_SERVICES: list[dict[str, Any]] = [
-    {
-        "Name": "web",
-        "ID": "web",
-        "Port": 8080,
-        "Tags": ["demo", "frontend"],
-        "Connect": {
-            "SidecarService": {
-                "Proxy": {
-                    "Upstreams": [
-                        {
-                            "DestinationName": "api",
-                            "LocalBindAddress": UPSTREAM[0],
-                            "LocalBindPort": UPSTREAM[1],
-                        }
-                    ]
-                }
-            }
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class DemoPorts:
+    """Every port the demo listens on (Consul's defaults and the README's)."""
+
+    http: int = 8500
+    dns: int = 8600
+    server: int = 8300
+    web: int = 8080
+    api: int = 9090
+    upstream: int = 9191
+    metrics: int = 9102
+    web_sidecar: int = 21000
+    api_sidecar: int = 21001
+
+    def what(self, name: str) -> str:
+        """How a port is named in the one-line error."""
+        return {
+            "http": "(is another meshd running?)",
+            "dns": "(DNS; is another meshd running?)",
+            "server": "(server RPC; is another meshd running?)",
+        }.get(name, f"(the demo's {name.replace('_', ' ')})")
+
+
+def demo_services(ports: DemoPorts) -> list[dict[str, Any]]:
+    """web (with the upstream api) and api, each with a Connect sidecar."""
+    upstream = {"DestinationName": "api", "LocalBindAddress": HOST, "LocalBindPort": ports.upstream}
+    return [
+        {
+            "Name": "web",
+            "ID": "web",
+            "Port": ports.web,
+            "Tags": ["demo", "frontend"],
+            "Connect": {
+                "SidecarService": {"Port": ports.web_sidecar, "Proxy": {"Upstreams": [upstream]}}
+            },
         },
-    },
-    {
-        "Name": "api",
-        "ID": "api",
-        "Port": 9090,
-        "Tags": ["demo", "v1"],
-        "Connect": {"SidecarService": {}},
-    },
-]
+        {
+            "Name": "api",
+            "ID": "api",
+            "Port": ports.api,
+            "Tags": ["demo", "v1"],
+            "Connect": {"SidecarService": {"Port": ports.api_sidecar}},
+        },
+    ]
 
 
-async def _ask_api() -> str:
+def _taken(ports: DemoPorts) -> str | None:
+    """The first demo port something else holds, as the one-line error."""
+    for f in dataclasses.fields(ports):
+        port = getattr(ports, f.name)
+        kinds = (
+            (socket.SOCK_STREAM, socket.SOCK_DGRAM) if f.name == "dns" else (socket.SOCK_STREAM,)
+        )
+        for kind in kinds:
+            with socket.socket(socket.AF_INET, kind) as sock:
+                try:
+                    sock.bind((HOST, port))
+                except OSError as exc:
+                    if exc.errno != errno.EADDRINUSE:
+                        raise
+                    flag = f"--{f.name.replace('_', '-')}-port"
+                    return (
+                        f"port {port} in use {ports.what(f.name)}: stop it, or give the demo "
+                        f"another port with {flag}"
+                    )
+    return None
+
+
+async def _ask_api(ports: DemoPorts) -> str:
     """What api answers through web's upstream (the mesh), or why not."""
     try:
         with trio.fail_after(2):
-            stream = await trio.open_tcp_stream(*UPSTREAM)
+            stream = await trio.open_tcp_stream(HOST, ports.upstream)
             async with stream:
                 await stream.send_all(b"GET / HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
                 data = b""
@@ -75,14 +125,14 @@ async def _ask_api() -> str:
 
 
 async def _http_service(
-    name: str, port: int, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    name: str, port: int, ports: DemoPorts, *, task_status: Any = trio.TASK_STATUS_IGNORED
 ) -> None:
     async def handle(stream: trio.SocketStream) -> None:
         try:
             request = await stream.receive_some(65536)
             text = f"hello from {name}\n"
             if name == "web" and not request.startswith(b"GET /health"):
-                text += f"api says: {await _ask_api()}\n"
+                text += f"api says: {await _ask_api(ports)}\n"
             body = text.encode()
             head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             await stream.send_all(head.encode() + body)
@@ -96,7 +146,7 @@ async def _http_service(
     await trio.serve_listeners(handle, listeners)
 
 
-def _call(agent: Agent, method: str, path: str, body: Any) -> None:
+def _call(agent: Any, method: str, path: str, body: Any) -> None:
     host, port = agent.http_addresses[0]
     req = urllib.request.Request(
         f"http://{host}:{port}{path}", data=json.dumps(body).encode(), method=method
@@ -105,7 +155,7 @@ def _call(agent: Agent, method: str, path: str, body: Any) -> None:
         resp.read()
 
 
-def _register(agent: Agent, svc: dict[str, Any]) -> None:
+def _register(agent: Any, svc: dict[str, Any]) -> None:
     body = dict(svc)
     body["Check"] = {
         "Name": f"{svc['Name']} answers HTTP",
@@ -116,9 +166,11 @@ def _register(agent: Agent, svc: dict[str, Any]) -> None:
     _call(agent, "PUT", "/v1/agent/service/register", body)
 
 
-async def _run_proxy(http: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+async def _run_proxy(
+    http: str, metrics: str, *, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
     cmd = [sys.executable, "-m", "meshd", "proxy", "--http-addr", http]
-    proc = await trio.lowlevel.open_process([*cmd, "--metrics-addr", METRICS_ADDR])
+    proc = await trio.lowlevel.open_process([*cmd, "--metrics-addr", metrics])
     task_status.started()
     try:
         await proc.wait()
@@ -133,69 +185,133 @@ async def _run_proxy(http: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
                 proc.kill()
 
 
-def _api_sidecar_healthy(agent: Agent) -> bool:
+def _api_sidecar_healthy(agent: Any) -> bool:
     host, port = agent.http_addresses[0]
     url = f"http://{host}:{port}/v1/health/connect/api?passing"
     with urllib.request.urlopen(url, timeout=5) as resp:
         return bool(json.loads(resp.read()))
 
 
-async def _wait_for_mesh(agent: Agent) -> None:
+async def _wait_for_mesh(agent: Any, ports: DemoPorts) -> None:
     """Until api's sidecar passes its checks (the proxy routes only to
     healthy instances) and a request through web's upstream gets through."""
     with trio.move_on_after(30):
         while not await trio.to_thread.run_sync(_api_sidecar_healthy, agent):
             await trio.sleep(0.25)
-        while (await _ask_api()).startswith("api "):
+        while (await _ask_api(ports)).startswith("api "):
             await trio.sleep(0.25)
 
 
-def _print_help(host: str, port: int) -> None:
+def _print_help(host: str, port: int, ports: DemoPorts) -> None:
     api = f"http://{host}:{port}"
-    print(f"meshd dev agent running: HTTP API {api}, DNS {host}:8600")
-    print("demo services: web (127.0.0.1:8080), api (127.0.0.1:9090), both with sidecars;")
-    print(
-        f"web reaches api through its upstream {UPSTREAM[0]}:{UPSTREAM[1]} (mTLS via meshd proxy)\n"
-    )
+    cli = ".venv/bin/meshd"
+    addr = "" if port == 8500 else f" -http-addr {host}:{port}"
+    up = f"{HOST}:{ports.upstream}"
+    metrics = f"{HOST}:{ports.metrics}"
+    print(f"meshd dev agent running: HTTP API {api}, DNS {host}:{ports.dns}")
+    print(f"web UI: {api}/ui/")
+    print(f"demo services: web ({HOST}:{ports.web}), api ({HOST}:{ports.api}), both with sidecars;")
+    print(f"web reaches api through its upstream {up} (mTLS via meshd proxy)\n")
     print("Try next (in another terminal):")
-    print(f"  curl {UPSTREAM[0]}:{UPSTREAM[1]}/            # api through the mesh")
-    print("  curl 127.0.0.1:8080/                  # web, showing what api said")
-    print("  .venv/bin/meshd intention create --deny --replace web api   # and curl again")
-    print("  .venv/bin/meshd intention create --allow --replace web api")
-    print("  .venv/bin/meshd intention list && .venv/bin/meshd ca roots")
-    print(f"  curl http://{METRICS_ADDR}/metrics     # the proxy's metrics")
+    print(f"  curl {up}/            # api through the mesh")
+    print(f"  curl {HOST}:{ports.web}/                  # web, showing what api said")
+    print(f"  {cli} intention create --deny --replace web api{addr}   # and curl again")
+    print(f"  {cli} intention create --allow --replace web api{addr}")
+    print(f"  {cli} intention list{addr} && {cli} ca roots{addr}")
+    print(f"  curl http://{metrics}/metrics     # the proxy's metrics")
     print(f"  curl {api}/v1/agent/connect/ca/leaf/web")
     print(f"  curl '{api}/v1/health/connect/api?passing'")
-    print("  dig @127.0.0.1 -p 8600 api.service.consul SRV")
-    print("  .venv/bin/meshd members && .venv/bin/meshd operator raft list-peers")
+    print(f"  dig @{host} -p {ports.dns} api.service.consul SRV")
+    print(f"  {cli} members{addr} && {cli} operator raft list-peers{addr}")
     print("Ctrl-C stops everything.", flush=True)
 
 
-async def _run() -> None:
-    config, _ = load_config([], [], {"node": "meshd-dev"}, dev=True)
+def _show_agent_log() -> None:
+    """The agent's own log lines on stderr, with time and level (INFO and up,
+    ``MESHD_LOG_LEVEL`` to change), as ``meshd agent`` prints them."""
+    setup_logging(os.environ.get("MESHD_LOG_LEVEL", "INFO"), as_json=False)
+
+
+async def _serve(ports: DemoPorts) -> None:
+    """Start the agent, the services, the intention and the proxy; serve until cancelled."""
+    from .agent.agent import Agent
+    from .config import load_config
+
+    _show_agent_log()
+    flags = {
+        "node": "meshd-dev",
+        "http_port": ports.http,
+        "dns_port": ports.dns,
+        "server_port": ports.server,
+    }
+    config, _ = load_config([], [], flags, dev=True)
     agent = Agent(config)
+    services = demo_services(ports)
     async with trio.open_nursery() as nursery:
-        for svc in DEMO_SERVICES:
-            await nursery.start(_http_service, svc["Name"], svc["Port"])
+        for svc in services:
+            await nursery.start(_http_service, svc["Name"], svc["Port"], ports)
         await nursery.start(agent.run)
-        for svc in DEMO_SERVICES:
+        for svc in services:
             await trio.to_thread.run_sync(_register, agent, svc)
         intention = {"Action": "allow", "Description": "make run demo"}
         path = "/v1/connect/intentions/exact?source=web&destination=api"
         await trio.to_thread.run_sync(_call, agent, "PUT", path, intention)
         host, port = agent.http_addresses[0]
-        await nursery.start(_run_proxy, f"{host}:{port}")
-        await _wait_for_mesh(agent)
-        _print_help(host, port)
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        await nursery.start(_run_proxy, f"{host}:{port}", f"{HOST}:{ports.metrics}")
+        await _wait_for_mesh(agent, ports)
+        _print_help(host, port, ports)
+
+
+async def _run(ports: DemoPorts) -> None:
+    """The demo until Ctrl-C or SIGTERM, which stop it cleanly even while it
+    is still starting (the signals are caught before anything starts)."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_serve, ports)
             async for _ in signals:
                 break
-        print("\nstopping", file=sys.stderr, flush=True)
-        nursery.cancel_scope.cancel()
+            print("\nstopping", file=sys.stderr, flush=True)
+            nursery.cancel_scope.cancel()
 
 
-def main() -> None:
-    trio.run(_run)
+def _startup_error(exc: BaseException) -> StartupError | None:
+    if isinstance(exc, StartupError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _startup_error(inner)) is not None:
+                return found
+    return None
+
+
+def parse_ports(argv: list[str] | None = None) -> DemoPorts:
+    """The demo's ports from the command line (``--http-port`` ...)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m meshd.demo", description=__doc__.split("\n")[0]
+    )
+    for f in dataclasses.fields(DemoPorts):
+        flag = f"--{f.name.replace('_', '-')}-port"
+        parser.add_argument(flag, type=int, default=f.default, dest=f.name, metavar="PORT")
+    return DemoPorts(**vars(parser.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the demo until Ctrl-C; a port in use is one line and exit status 1."""
+    ports = parse_ports(argv)
+    taken = _taken(ports)
+    if taken is not None:
+        print(taken, file=sys.stderr)
+        sys.exit(1)
+    try:
+        trio.run(_run, ports)
+    except KeyboardInterrupt:
+        pass
+    except BaseException as exc:
+        failure = _startup_error(exc)
+        if failure is None:
+            raise
+        print(f"Error: {failure}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ __all__ = [
     "NoLeaderError",
     "NoServersError",
     "RemoteError",
+    "StartupError",
 ]
 
 
@@ -56,6 +57,29 @@ class ConfigError(MeshdError):
 
     def __str__(self) -> str:
         return self.describe(self.file, self.key, self.reason)
+
+
+class StartupError(MeshdError):
+    """The agent cannot start in this environment although its configuration
+    parsed: a port in use, an address this host does not have, a certificate
+    or key that is missing or does not fit, a data_dir it cannot write.
+
+    ``key`` is the configuration key at fault (``ports.http``), ``value`` its
+    value, ``reason`` what went wrong and ``fix`` what to do about it;
+    ``str()`` is one line: ``startup: ports.http = 8500: cannot listen on
+    127.0.0.1:8500: address already in use (is another meshd running?); stop
+    it or choose another port (-http-port)``.
+    """
+
+    def __init__(self, key: str, value: object, reason: str, fix: str) -> None:
+        super().__init__(key, value, reason, fix)
+        self.key = key
+        self.value = value
+        self.reason = reason
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"startup: {self.key} = {self.value}: {self.reason}; {self.fix}"
 
 
 class DurationError(MeshdError, ValueError):

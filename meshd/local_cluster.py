@@ -9,6 +9,7 @@ would, and a certificate from a fresh agent CA (servers
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -128,9 +129,23 @@ class LocalAgentCluster:
                 a.proc.wait()
         a.proc = None
 
-    def stop_all(self) -> None:
-        for name in self.agents:
-            self.kill(name, signal.SIGTERM)
+    def stop_all(self, timeout: float = 15) -> None:
+        """SIGTERM every running agent at once, then SIGKILL those still
+        running ``timeout`` seconds later."""
+        running = [a for a in self.agents.values() if a.proc is not None and a.proc.poll() is None]
+        for a in running:
+            assert a.proc is not None
+            a.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for a in running:
+            assert a.proc is not None
+            try:
+                a.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                a.proc.kill()
+                a.proc.wait()
+        for a in self.agents.values():
+            a.proc = None
 
     def alive(self) -> list[str]:
         return [n for n, a in self.agents.items() if a.proc is not None and a.proc.poll() is None]
@@ -187,18 +202,69 @@ class LocalAgentCluster:
         return a.log_file.read_text() if a.log_file and a.log_file.exists() else ""
 
 
-def _main() -> None:  # pragma: no cover - manual use: python -m meshd.local_cluster DIR
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else ".cluster")
-    cluster = LocalAgentCluster(root)
-    cluster.start_all()
-    print(f"started {list(cluster.agents)} under {root}; Ctrl-C stops them", flush=True)
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m meshd.local_cluster",
+        description=(
+            "Start a cluster of real meshd agents on this machine (servers and clients "
+            "on 127.0.1.N, Consul's default ports, mTLS) until SIGINT/SIGTERM, which "
+            "stops every agent it started."
+        ),
+    )
+    parser.add_argument(
+        "directory",
+        nargs="?",
+        default=".cluster",
+        help="where configs, certificates, data and logs go (default: .cluster)",
+    )
+    parser.add_argument("--servers", type=int, default=3, help="number of servers (default: 3)")
+    parser.add_argument("--clients", type=int, default=2, help="number of clients (default: 2)")
+    parser.add_argument(
+        "--subnet", default="127.0.1", help="first three octets of the agents' loopback addresses"
+    )
+    args = parser.parse_args(argv)
+    if args.servers < 1 or args.clients < 0:
+        parser.error("--servers must be at least 1 and --clients at least 0")
+    if args.directory.startswith("-"):
+        parser.error(f"unknown option {args.directory!r}")
+    return args
+
+
+class _Stop(Exception):
+    """SIGTERM arrived: leave the wait loop and stop the agents."""
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    raise _Stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m meshd.local_cluster [DIR]``: run the cluster until SIGINT or
+    SIGTERM, then stop (SIGTERM, then SIGKILL after 15 s) every agent started."""
+    args = _parse_args(argv)
+    root = Path(args.directory)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    cluster: LocalAgentCluster | None = None
     try:
+        cluster = LocalAgentCluster(
+            root, servers=args.servers, clients=args.clients, subnet=args.subnet
+        )
+        cluster.start_all()
+        pids = ", ".join(f"{n} pid {a.proc.pid}" for n, a in cluster.agents.items() if a.proc)
+        print(f"started {pids} under {root}; Ctrl-C or SIGTERM stops them", flush=True)
         while True:
             time.sleep(1)
-    except KeyboardInterrupt:
-        cluster.stop_all()
+    except (KeyboardInterrupt, _Stop):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup
+        if cluster is not None:
+            cluster.stop_all()
+            print("stopped every agent", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    _main()
-    os._exit(0)
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)

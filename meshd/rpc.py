@@ -4,20 +4,37 @@ Connections arrive through ``raft.transport.Transport``'s listener with the
 hello kind ``"rpc"`` (so RPC shares Raft's port and TLS policy, as Consul's
 8300 does). Frames are msgpack maps::
 
-    request   {"v": 1, "id": n, "m": "KV.Apply", "a": {...}}
+    request   {"v": 1, "id": n, "m": "KV.Apply", "a": {...}, "t": token}
     response  {"v": 1, "id": n, "ok": true, "r": result}
               {"v": 1, "id": n, "ok": false, "e": {"code": ..., "msg": ..., ...}}
 
 Every request runs in its own task on the server, so a blocking query that
 waits minutes does not hold up the calls behind it; answers go back in
 completion order and are matched by ``id``.
+
+``t`` is the ACL token the call acts with (the caller's, forwarded by the
+agent making the call; see ``meshd.agent.rpc_rules``): the certificate only
+authenticates the transport. The server's handlers read it from
+``caller_token``.
+
+Limits (Consul's ``limits.rpc_max_conns_per_client``): at most
+``max_conns`` connections in all and ``max_conns_per_client`` per client IP
+(0: no limit); a frame that has started arriving must be complete within
+``frame_timeout`` seconds (an idle connection between frames may stay open),
+and frames still arriving hold at most ``max_pending_bytes`` together (a
+connection whose large frame would exceed it is closed), so slow or
+half-sent frames cannot pin the server's memory.
+An offender's connection is closed, logged at most once per
+``LOG_INTERVAL`` per reason with the count of the ones not logged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import logging
+import math
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +53,17 @@ log = logging.getLogger("meshd.rpc")
 RPC_KIND = "rpc"
 VERSION = 1
 MAX_IN_FLIGHT = 4096  # per connection, on both ends
+LOG_INTERVAL = 10.0  # seconds between two log lines about refused connections
+# Unfinished frames of all connections together hold at most this many bytes
+# (8 full-size frames); frames up to SMALL_FRAME are never refused for it.
+MAX_PENDING_BYTES = 64 << 20
+SMALL_FRAME = 64 << 10
+
+# The token of the RPC request being handled ("" when the caller sent none).
+# Each request runs in its own task, so a handler sees its own caller's.
+caller_token: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "meshd_rpc_caller_token", default=""
+)
 
 
 class RPCError(Exception):
@@ -89,10 +117,29 @@ class RPCServer:
     ``metrics`` records every request (method, result, duration) and the
     blocking-capable ones in flight; it may be replaced while serving."""
 
-    def __init__(self, *, metrics: Recorder | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        metrics: Recorder | None = None,
+        max_conns: int = 0,
+        max_conns_per_client: int = 0,
+        frame_timeout: float = math.inf,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
+    ) -> None:
         self._methods: dict[str, Method] = {}
         self._error_mappers: list[Callable[[BaseException], RPCError | None]] = []
         self.metrics = metrics if metrics is not None else NO_METRICS
+        self.max_conns = max_conns
+        self.max_conns_per_client = max_conns_per_client
+        self.frame_timeout = frame_timeout
+        self._conns = 0
+        self._per_client: dict[str, int] = {}
+        self._refusals = _RefusalLog()
+        self._pending = _Pending(max_pending_bytes)
+
+    def methods(self) -> list[str]:
+        """The names of every registered method."""
+        return sorted(self._methods)
 
     def register(self, name: str, handler: Handler, *, blocking: bool = False) -> None:
         self._methods[name] = Method(handler, blocking)
@@ -105,15 +152,50 @@ class RPCServer:
     async def handle(self, framed: FramedStream, peer: PeerInfo) -> None:
         """Serve one connection until the client closes it. Cancelling this
         cancels every request still running on it."""
+        host = peer.address.rpartition(":")[0].strip("[]") or peer.address
+        refusal = self._admit(host)
+        if refusal is not None:
+            self._refusals.note(refusal, host)
+            return  # the transport closes the connection
+        try:
+            await self._serve_conn(framed, peer)
+        finally:
+            self._conns -= 1
+            left = self._per_client[host] - 1
+            if left:
+                self._per_client[host] = left
+            else:
+                del self._per_client[host]
+
+    def _admit(self, host: str) -> str | None:
+        """Count a new connection from ``host``, or say why it is refused."""
+        if self.max_conns and self._conns >= self.max_conns:
+            return "max_conns"
+        per_client = self._per_client.get(host, 0)
+        if self.max_conns_per_client and per_client >= self.max_conns_per_client:
+            return "max_conns_per_client"
+        self._conns += 1
+        self._per_client[host] = per_client + 1
+        return None
+
+    async def _serve_conn(self, framed: FramedStream, peer: PeerInfo) -> None:
         send_lock = trio.Lock()
         limiter = trio.CapacityLimiter(MAX_IN_FLIGHT)
+        deadline = _FrameDeadline(framed.stream, self.frame_timeout, self._pending)
+        framed.stream = deadline
         async with trio.open_nursery() as nursery:
             try:
                 while True:
-                    req = await framed.receive()
+                    with deadline.scope():
+                        req = await framed.receive()
+                    if deadline.expired:
+                        self._refusals.note("frame_timeout", peer.address)
+                        break
                     nursery.start_soon(self._serve_one, framed, send_lock, limiter, req, peer)
             except TransportError:
-                pass  # the client went away
+                if deadline.over_budget:
+                    self._refusals.note("pending_bytes", peer.address)
+                # else the client went away
             nursery.cancel_scope.cancel()
 
     async def _serve_one(
@@ -135,6 +217,8 @@ class RPCServer:
             await self._answer(framed, send_lock, rid, None, RPCError("TooManyRequests", "busy"))
             return
         started = trio.current_time()
+        token = req.get("t")
+        caller_token.set(token if isinstance(token, str) else "")
         try:
             with self.metrics.blocking_query("rpc") if method and method.blocking else _NO_SCOPE:
                 result, error = await self._dispatch(req, peer)
@@ -186,6 +270,92 @@ class RPCServer:
             pass  # the client is gone; nobody is waiting for this answer
 
 
+class _Pending:
+    """Bytes of unfinished frames held by all of a server's connections."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+
+class _FrameDeadline(trio.abc.Stream):
+    """The stream under a server's ``FramedStream``: once bytes of a frame
+    arrive, the frame must be complete within ``timeout`` (``scope`` arms
+    the deadline at the first bytes a ``receive`` reads), so a client cannot
+    hold a half-sent frame's buffer for ever. Waiting between frames is free.
+    The bytes of frames still arriving count against ``pending`` (shared by
+    the server's connections): a frame past ``SMALL_FRAME`` that would take
+    it over its limit breaks its connection (``over_budget``)."""
+
+    def __init__(self, inner: trio.abc.Stream, timeout: float, pending: _Pending) -> None:
+        self.inner = inner
+        self.timeout = timeout
+        self._pending = pending
+        self._scope: trio.CancelScope | None = None
+        self._held = 0  # bytes read during the current receive
+        self.expired = False
+        self.over_budget = False
+
+    @contextlib.contextmanager
+    def scope(self) -> Any:
+        scope = self._scope = trio.CancelScope()
+        try:
+            with scope:
+                yield
+        finally:
+            self._scope = None
+            self._pending.used -= self._held
+            self._held = 0
+        if scope.cancelled_caught:
+            self.expired = True
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = await self.inner.receive_some(max_bytes)
+        scope = self._scope
+        if data and scope is not None:
+            if scope.deadline == math.inf:
+                scope.deadline = trio.current_time() + self.timeout
+            self._held += len(data)
+            self._pending.used += len(data)
+            if self._held > SMALL_FRAME and self._pending.used > self._pending.limit:
+                self.over_budget = True
+                raise trio.BrokenResourceError("unfinished RPC frames over their byte budget")
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _RefusalLog:
+    """One log line per reason per ``LOG_INTERVAL``, with how many were not
+    logged since the last, so a flood of bad clients cannot flood the log."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
+
+    def note(self, reason: str, peer: str) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        now = trio.current_time()
+        if now - self._last.get(reason, -math.inf) < LOG_INTERVAL:
+            self._quiet[reason] = self._quiet.get(reason, 0) + 1
+            return
+        self._last[reason] = now
+        log.warning(
+            "event=rpc_conn_closed reason=%s peer=%s not_logged=%d",
+            reason,
+            peer,
+            self._quiet.pop(reason, 0),
+        )
+
+
 class _Conn:
     def __init__(self, framed: FramedStream) -> None:
         self.framed = framed
@@ -210,8 +380,11 @@ class RPCClient:
         local_id: str,
         connect_timeout: float = 5.0,
         source_address: str | None = None,
+        token: Callable[[], str] | None = None,
     ) -> None:
         self._nursery = nursery
+        # The token a call acts with when it names none (see ``call``).
+        self._token = token
         self._ssl = ssl_context
         self._server_name = server_name
         self._local_id = local_id
@@ -222,9 +395,16 @@ class RPCClient:
         self._ids = itertools.count(1)
 
     async def call(
-        self, address: str, method: str, args: Mapping[str, Any], *, timeout: float = 30.0
+        self,
+        address: str,
+        method: str,
+        args: Mapping[str, Any],
+        *,
+        timeout: float = 30.0,
+        token: str | None = None,
     ) -> Any:
-        """Call ``method`` on the server at ``address`` and return its result.
+        """Call ``method`` on the server at ``address`` and return its result,
+        acting with ``token`` (else the client's ``token()``, else none).
 
         Raises ``RPCError`` for an error the server answered,
         ``RPCUnavailable`` if it could not be reached or the connection broke,
@@ -239,6 +419,10 @@ class RPCClient:
             conn.waiters[rid] = (done, slot)
             try:
                 frame = {"v": VERSION, "id": rid, "m": method, "a": dict(args)}
+                if token is None and self._token is not None:
+                    token = self._token()
+                if token:
+                    frame["t"] = token
                 try:
                     async with conn.send_lock:
                         await conn.framed.send(frame)

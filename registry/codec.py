@@ -17,6 +17,7 @@ are interned on decode: node and service names repeat across many records.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import operator
 import sys
 import types
@@ -218,16 +219,42 @@ def _build_dataclass(cls: type, rows: bool) -> _Converters:
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     )
     if rows:
-        return _row_converters(cls, names, convs)
+        makers = _trailing_defaults(fields)
+        tail = list(zip(makers, (c.enc for c in convs[len(convs) - len(makers) :]), strict=True))
+        return _row_converters(cls, names, convs, tail)
     return _map_converters(cls, names, convs, required)
 
 
+def _constant(value: Any) -> Any:
+    return value
+
+
+def _trailing_defaults(fields: list[dataclasses.Field[Any]]) -> list[Callable[[], Any]]:
+    """Makers of the defaults of the fields after the last required one, so a
+    row written before those fields were added still decodes."""
+    makers: list[Callable[[], Any]] = []
+    for f in reversed(fields):
+        if f.default is not dataclasses.MISSING:
+            makers.append(functools.partial(_constant, f.default))
+        elif f.default_factory is not dataclasses.MISSING:
+            makers.append(f.default_factory)
+        else:
+            break
+    makers.reverse()
+    return makers
+
+
 def _row_converters(
-    cls: type, names: tuple[str, ...], convs: tuple[_Converters, ...]
+    cls: type,
+    names: tuple[str, ...],
+    convs: tuple[_Converters, ...],
+    tail: list[tuple[Callable[[], Any], Callable[[Any], Any]]],
 ) -> _Converters:
     """Rows skip per-field type checks on plain fields: snapshots come from
     ``StateStore.snapshot`` and their integrity is checked by raft/ storage.
-    Strings are still interned, nested values still converted."""
+    Strings are still interned, nested values still converted. A row shorter
+    than the record by fields that have defaults (a snapshot written before
+    they were added) gets those defaults."""
     getter = operator.attrgetter(*names) if len(names) > 1 else None
     width = len(names)
     nested = tuple((i, c.enc, c.dec) for i, c in enumerate(convs) if not c.plain)
@@ -242,7 +269,11 @@ def _row_converters(
 
     def dec(o: Any) -> Any:
         if type(o) is not list or len(o) != width:
-            raise _fail(f"{cls.__name__} row", o)
+            missing = width - len(o) if type(o) is list else -1
+            if not 0 < missing <= len(tail):
+                raise _fail(f"{cls.__name__} row", o)
+            # Padded with encoded defaults: the loop below decodes them like the rest.
+            o.extend(enc_of(make()) for make, enc_of in tail[len(tail) - missing :])
         for i, _, d in nested:
             o[i] = d(o[i])
         for i in strings:

@@ -26,6 +26,8 @@ from .records import (
     KIND_CONNECT_PROXY,
     SERF_HEALTH,
     SERVICE_KINDS,
+    ACLAuthMethod,
+    ACLBindingRule,
     ACLPolicy,
     ACLRole,
     ACLToken,
@@ -588,6 +590,51 @@ class ACLBootstrap(Command):
         v.uint_range(self.reset_index, "ResetIndex")
 
 
+# Auth-method and binding-rule commands use 60+ so that command types other
+# branches add after ACLBootstrap (21, 22, ...) cannot collide with them.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ACLAuthMethodSet(Command):
+    """Create or update auth methods (keyed by name)."""
+
+    TYPE: ClassVar[int] = 60
+    methods: tuple[ACLAuthMethod, ...]
+
+    def validate(self) -> None:
+        for i, method in enumerate(self.methods):
+            v.require(method.name, f"AuthMethods[{i}].Name")
+            v.require(method.type, f"AuthMethods[{i}].Type")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ACLAuthMethodDelete(Command):
+    """Delete auth methods by name, with their binding rules and login tokens."""
+
+    TYPE: ClassVar[int] = 61
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ACLBindingRuleSet(Command):
+    """Create or update binding rules."""
+
+    TYPE: ClassVar[int] = 62
+    rules: tuple[ACLBindingRule, ...]
+
+    def validate(self) -> None:
+        for i, rule in enumerate(self.rules):
+            v.uuid_like(rule.id, f"BindingRules[{i}].ID")
+            v.require(rule.auth_method, f"BindingRules[{i}].AuthMethod")
+            v.require(rule.bind_type, f"BindingRules[{i}].BindType")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ACLBindingRuleDelete(Command):
+    """Delete binding rules by ID."""
+
+    TYPE: ClassVar[int] = 63
+    ids: tuple[str, ...]
+
+
 COMMAND_TYPES: dict[int, type[Command]] = {
     cls.TYPE: cls
     for cls in (
@@ -611,6 +658,10 @@ COMMAND_TYPES: dict[int, type[Command]] = {
         ACLRoleDelete,
         LivenessSet,
         ACLBootstrap,
+        ACLAuthMethodSet,
+        ACLAuthMethodDelete,
+        ACLBindingRuleSet,
+        ACLBindingRuleDelete,
     )
 }
 

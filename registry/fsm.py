@@ -18,6 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 from .commands import (
+    ACLAuthMethodDelete,
+    ACLAuthMethodSet,
+    ACLBindingRuleDelete,
+    ACLBindingRuleSet,
     ACLBootstrap,
     ACLPolicyDelete,
     ACLPolicySet,
@@ -88,6 +92,10 @@ HANDLERS: dict[type[Command], Handler] = {
     ACLRoleDelete: lambda s, tx, c: acl.delete_roles(s, tx, c.ids),
     LivenessSet: lambda s, tx, c: liveness.set_liveness(s, tx, c.node, c.status),
     ACLBootstrap: acl.bootstrap,
+    ACLAuthMethodSet: acl.set_auth_methods,
+    ACLAuthMethodDelete: lambda s, tx, c: acl.delete_auth_methods(s, tx, c.names),
+    ACLBindingRuleSet: acl.set_binding_rules,
+    ACLBindingRuleDelete: lambda s, tx, c: acl.delete_binding_rules(s, tx, c.ids),
 }
 
 

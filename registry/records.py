@@ -12,6 +12,7 @@ the way Consul's RPC structs do; on input ``create_index`` is ignored and
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 # Check statuses (Consul api.HealthPassing etc.); "maintenance" counts as critical.
@@ -293,6 +294,32 @@ class ACLNodeIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class ACLTemplatedPolicy:
+    """A templated policy reference (Consul's ``ACLTemplatedPolicy``): a
+    builtin template by name with its variables (``Name`` only) and the
+    datacenters it applies in (all when empty)."""
+
+    template_name: str
+    name: str = ""
+    datacenters: tuple[str, ...] = ()
+
+
+def expired_at(expiration_time: str, now: float) -> bool:
+    """Whether an RFC 3339 ``expiration_time`` is at or before ``now`` (seconds
+    since the epoch). An empty or unparseable time never expires. The one
+    definition of token expiry: reads, resolution and the reaper all use it."""
+    if not expiration_time:
+        return False
+    try:
+        at = datetime.fromisoformat(expiration_time.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.timestamp() <= now
+
+
+@dataclass(frozen=True, slots=True)
 class ACLToken:
     """An ACL token, indexed by accessor and by secret."""
 
@@ -308,6 +335,12 @@ class ACLToken:
     create_time: str = ""
     create_index: int = 0
     modify_index: int = 0
+    templated_policies: tuple[ACLTemplatedPolicy, ...] = ()
+    auth_method: str = ""
+
+    def expired(self, now: float) -> bool:
+        """Whether this token's ``ExpirationTime`` is at or before ``now``."""
+        return expired_at(self.expiration_time, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +366,40 @@ class ACLRole:
     policies: tuple[ACLLink, ...] = ()
     service_identities: tuple[ACLServiceIdentity, ...] = ()
     node_identities: tuple[ACLNodeIdentity, ...] = ()
+    create_index: int = 0
+    modify_index: int = 0
+    templated_policies: tuple[ACLTemplatedPolicy, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ACLAuthMethod:
+    """An ACL auth method (Consul's ``ACLAuthMethod``); ``config`` is the
+    type's own configuration (for ``jwt``: keys, issuer, audiences, claim
+    mappings), ``max_token_ttl`` in seconds (0: no expiry)."""
+
+    name: str
+    type: str = ""
+    display_name: str = ""
+    description: str = ""
+    max_token_ttl: float = 0.0
+    token_locality: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    create_index: int = 0
+    modify_index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ACLBindingRule:
+    """An ACL binding rule (Consul's ``ACLBindingRule``): which identities a
+    login through ``auth_method`` receives when ``selector`` matches."""
+
+    id: str
+    description: str = ""
+    auth_method: str = ""
+    selector: str = ""
+    bind_type: str = ""
+    bind_name: str = ""
+    bind_vars_name: str = ""
     create_index: int = 0
     modify_index: int = 0
 

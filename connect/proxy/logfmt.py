@@ -25,4 +25,6 @@ def logfmt(event: str, **fields: object) -> str:
 def emit(level: int, event: str, **fields: object) -> None:
     """Log one event on the ``meshd.proxy`` logger (never pass secrets)."""
     if log.isEnabledFor(level):
-        log.log(level, "%s", logfmt(event, **fields))
+        # The dict travels on the record too: --log-json writes real fields.
+        extra = {"fields": {"event": event, **fields}}
+        log.log(level, "%s", logfmt(event, **fields), extra=extra)

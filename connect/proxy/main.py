@@ -21,6 +21,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 
 import trio
 
@@ -29,10 +30,15 @@ from .config import Limits
 from .errors import AgentUnavailableError
 from .flags import DEFAULTS, ProxyFlags, parse_host_port
 from .metrics import ProxyMetrics, serve_metrics
+from .notify import notify
 from .proxy import Proxy, ProxyOptions, wait_for_agent
 from .supervisor import EXIT_FATAL, FatalWorkerExit, Supervisor
 
 log = logging.getLogger("meshd.proxy")
+
+# READY=1 goes out at the latest this long after the agent answered: below
+# systemd's default TimeoutStartSec (90 s).
+READY_BOUND = 60.0
 
 
 def _addr(text: str) -> tuple[str, int]:
@@ -82,15 +88,24 @@ class _JSONFormatter(logging.Formatter):
         self.worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record),
+        """One JSON object: ``ts``, ``level``, ``logger`` (and ``worker``), then
+        the event's own fields (``emit``), or ``msg`` for a plain line."""
+        entry: dict[str, object] = {
+            "ts": self.formatTime(record),
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
         }
         if self.worker is not None:
-            entry["worker"] = str(self.worker)
-        return json.dumps(entry)
+            entry["worker"] = self.worker
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            for key, value in fields.items():
+                entry.setdefault(str(key), value)
+        else:
+            entry["msg"] = record.getMessage()
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
 
 
 def setup_logging(level: str, as_json: bool, worker: int | None) -> None:
@@ -137,10 +152,28 @@ async def run_proxy(args: ProxyFlags, token: str) -> None:
         gc.collect()
         gc.freeze()
         log.info("event=started agent=%s:%s pid=%s", host, port, os.getpid())
+        nursery.start_soon(partial(report_ready, proxy, worker=args.worker_id))
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for sig in signals:
                 log.info("event=stopping signal=%s", signal.Signals(sig).name)
+                notify("STOPPING=1")
                 nursery.cancel_scope.cancel()
+
+
+async def report_ready(
+    proxy: Proxy, *, worker: int | None = None, bound: float = READY_BOUND
+) -> None:
+    """``READY=1`` to systemd once the first service list is applied and its
+    listeners are bound (at most ``bound`` seconds after the start, so one
+    listener that cannot bind does not hold the unit in "activating"). A
+    worker adds ``WORKER=<id>`` for its supervisor, which tells systemd."""
+    with trio.move_on_after(bound):
+        await proxy.wait_applied(1)
+        for entry in list(proxy.running.values()):
+            await entry.ready.wait()
+    count = sum(1 for entry in proxy.running.values() if entry.ready.is_set())
+    state = f"READY=1\nSTATUS=serving; {count} listeners"
+    notify(state if worker is None else f"{state}\nWORKER={worker}")
 
 
 def worker_command(args: ProxyFlags) -> list[str]:

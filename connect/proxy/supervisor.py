@@ -12,6 +12,9 @@ temporary directory (``PROMETHEUS_MULTIPROC_DIR``) and the supervisor alone
 serves ``--metrics-addr``, summing them; a dead worker is marked so its
 active-connection gauge disappears.
 
+systemd: each worker reports its readiness to the supervisor, which sends
+``READY=1`` once all have (connect/proxy/notify.py).
+
 A worker exiting with ``EXIT_FATAL`` (agent unreachable at start, bad
 arguments) stops everything: restarting would fail the same way.
 """
@@ -32,6 +35,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from .logfmt import emit
 from .metrics import multiprocess_registry, serve_metrics
+from .notify import notify
 
 EXIT_FATAL = 3
 STOP_GRACE = 10.0
@@ -84,6 +88,7 @@ class Supervisor:
                 if self.metrics_addr is not None:
                     host, port = self.metrics_addr
                     await nursery.start(serve_metrics, host, port, self._render)
+                await nursery.start(self._relay_ready)
                 for worker in self.workers:
                     nursery.start_soon(self._keep, worker)
                 nursery.start_soon(self._signals, nursery)
@@ -91,10 +96,32 @@ class Supervisor:
         finally:
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
+    async def _relay_ready(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Workers report ``READY=1 WORKER=i`` to a socket of the supervisor's
+        (their ``$NOTIFY_SOCKET``); once every worker has, the supervisor
+        tells systemd ``READY=1`` (sd_notify accepts only the main PID)."""
+        path = os.path.join(self.metrics_dir, "notify")
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_DGRAM)
+        with sock:
+            await sock.bind(path)
+            self.env["NOTIFY_SOCKET"] = path
+            task_status.started()
+            ready: set[str] = set()
+            while True:  # kept open: restarted workers report again
+                lines = (await sock.recv(4096)).decode(errors="replace").splitlines()
+                if "READY=1" not in lines or len(ready) >= self.count:
+                    continue
+                ready.update(ln[7:] for ln in lines if ln.startswith("WORKER="))
+                if len(ready) == self.count:
+                    notify(f"READY=1\nSTATUS=serving; {self.count} workers")
+
     async def _signals(self, nursery: trio.Nursery) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for sig in signals:
                 emit(20, "stopping", signal=signal.Signals(sig).name, workers=self.count)
+                notify("STOPPING=1")
                 await self.stop()
                 nursery.cancel_scope.cancel()
                 return

@@ -24,12 +24,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from raft.transport import PeerInfo
 from registry import queries as q
-from registry.records import ACLToken
+from registry.records import expired_at
 
 from ..acl import (
     ANONYMOUS_TOKEN_ACCESSOR_ID,
@@ -43,6 +42,7 @@ from ..acl import (
     service_identity_policy,
 )
 from ..acl.errors import ACLError
+from ..acl.templated import TemplateError, templated_policy
 from ..api import acl_context
 from ..errors import MeshdError, NoLeaderError, NoServersError
 from ..http import HTTPError
@@ -67,28 +67,17 @@ class ACLNotFound(HTTPError):
         super().__init__(403, "ACL not found")
 
 
-def _expired(token: ACLToken, now: float) -> bool:
-    if not token.expiration_time:
-        return False
-    try:
-        at = datetime.fromisoformat(token.expiration_time.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at.timestamp() <= now
-
-
 def resolve_in_store(store: Any, secret: str, now: float) -> dict[str, Any]:
     """What a token grants, as plain data: its AccessorID, the rule texts of
     its policies (direct and through roles) and its identities. Raises
     ``ACLNotFound`` for an unknown or expired token."""
     _, token = q.acl_token_by_secret(store, None, secret)
-    if token is None or _expired(token, now):
+    if token is None or token.expired(now):
         raise ACLNotFound()
     policy_ids = [p.id for p in token.policies]
     services = [(s.service_name, list(s.datacenters)) for s in token.service_identities]
     nodes = [(n.node_name, n.datacenter) for n in token.node_identities]
+    templated = [(t.template_name, t.name, list(t.datacenters)) for t in token.templated_policies]
     for link in token.roles:
         _, role = q.acl_role_get(store, None, link.id)
         if role is None:
@@ -96,6 +85,9 @@ def resolve_in_store(store: Any, secret: str, now: float) -> dict[str, Any]:
         policy_ids.extend(p.id for p in role.policies)
         services.extend((s.service_name, list(s.datacenters)) for s in role.service_identities)
         nodes.extend((n.node_name, n.datacenter) for n in role.node_identities)
+        templated.extend(
+            (t.template_name, t.name, list(t.datacenters)) for t in role.templated_policies
+        )
     policies = []
     for pid in dict.fromkeys(policy_ids):
         _, policy = q.acl_policy_get(store, None, pid)
@@ -113,6 +105,8 @@ def resolve_in_store(store: Any, secret: str, now: float) -> dict[str, Any]:
         "policies": policies,
         "service_identities": services,
         "node_identities": nodes,
+        "templated_policies": templated,
+        "expiration_time": token.expiration_time,
     }
 
 
@@ -121,6 +115,7 @@ class _Cached:
     authz: Authorizer
     fetched: float
     version: int  # servers: the ACL tables' index it was built at
+    expiration: str = ""  # the token's ExpirationTime: unusable past it
 
 
 class ACLResolver:
@@ -151,9 +146,20 @@ class ACLResolver:
         self._default_allow = config.default_policy == "allow"
 
     def attach_server(self, server: Server) -> None:
-        """On a server: answer ``ACL.Resolve`` and resolve from local state."""
+        """On a server: answer ``ACL.Resolve``, resolve from local state, and
+        (ACLs enabled) resolve RPC callers' tokens (``resolve_remote``)."""
         self._server = server
         server.register_rpc("ACL.Resolve", self._rpc_resolve)
+        if self.enabled:
+            server.token_resolver = self.resolve_remote
+
+    async def resolve_remote(self, secret: str) -> Authorizer:
+        """The authorizer of a token an RPC caller sent: no token is the
+        anonymous token (never this agent's default token), and the agent
+        recovery token counts for nothing remotely. Raises ``ACLNotFound``."""
+        if secret and secret == self._tokens.get("agent_recovery"):
+            return self._compile({"accessor_id": RECOVERY_ACCESSOR})
+        return await self.resolve(secret or ANONYMOUS_SECRET)
 
     # ------------------------------------------------------------- server
 
@@ -200,12 +206,20 @@ class ACLResolver:
         except MeshdError as exc:
             return self._down(secret, cached, exc)
         authz = self._compile(answer)
-        self._cache[secret] = _Cached(authz, now, self._acl_version())
+        expiration = str(answer.get("expiration_time") or "")
+        self._cache[secret] = _Cached(authz, now, self._acl_version(), expiration)
         if len(self._cache) > 10_000:
             self._cache.pop(next(iter(self._cache)))
         return authz
 
+    def forget(self, secret: str) -> None:
+        """Drop ``secret``'s cached authorizer (after a logout through this
+        agent, as Consul purges its identity cache)."""
+        self._cache.pop(secret, None)
+
     def _fresh(self, cached: _Cached, now: float) -> bool:
+        if expired_at(cached.expiration, self._wall()):
+            return False
         if self._server is not None:
             return cached.version == self._acl_version()
         return now - cached.fetched < self._config.token_ttl
@@ -252,6 +266,11 @@ class ACLResolver:
             policies.append(service_identity_policy(name, dcs))
         for name, dc in answer.get("node_identities") or []:
             policies.append(node_identity_policy(name, dc))
+        for template, name, dcs in answer.get("templated_policies") or []:
+            try:
+                policies.append(templated_policy(template, name, dcs))
+            except TemplateError as exc:  # validated when written; never fail open
+                log.error("event=acl_templated_policy_invalid template=%s reason=%s", template, exc)
         return Authorizer.from_policies(
             policies,
             default_allow=self._default_allow,
@@ -276,6 +295,9 @@ class TokenScopedReader:
         self._secret = secret
 
     async def read(self, name: str, args: Mapping[str, Any], opts: ReadOptions) -> ReadResult:
-        authz = await self._resolver.resolve(self._secret())
+        secret = self._secret()
+        authz = await self._resolver.resolve(secret)
         acl_context.current.set(authz)
+        # A client agent's server then answers as this token may see it.
+        acl_context.secret.set(self._resolver.effective_secret(secret))
         return await self._read(name, args, opts)

@@ -11,9 +11,10 @@ The RPC methods behind /v1/acl writes run on the leader under one lock so
 that the checks they make against the state (names in use, links that
 exist) and the write they propose see the same state. IDs, secrets and
 times are chosen here, before Raft, so every command is deterministic.
-Authorization is the HTTP edge's job (meshd/api/acl.py); with ``resolve``
+Authorization is the HTTP edge's job (meshd/api/acl.py) and, over RPC,
+``rpc_rules.RULES``'s (``acl:write`` on the call's token); with ``resolve``
 (the agent's token resolver) the write methods check ``acl:write`` again on
-the ``auth_token`` argument, since a client agent's check is not taken on trust.
+the ``auth_token`` argument (else the call's token), also for in-process calls.
 Error texts are Consul's (agent/consul/acl_endpoint.go,
 agent/consul/auth/token_writer.go); where Consul answers a validation
 failure with 500, meshd answers 400 with the same text.
@@ -59,6 +60,7 @@ from registry.records import (
     ACLPolicy,
     ACLRole,
     ACLServiceIdentity,
+    ACLTemplatedPolicy,
     ACLToken,
 )
 from registry.state.acl import acl_bootstrap_state
@@ -79,10 +81,13 @@ from ..acl.builtin import (
     validate_identity_name,
 )
 from ..acl.errors import IdentityError, RulesError
+from ..acl.templated import TEMPLATES, TemplateError, validate_templated_policy
 from ..durations import format_duration
 from ..errors import MeshdError
 from ..http import BadRequest, Conflict, HTTPError, NotFound, PermissionDenied
-from .reads_acl import expired, policy_json, role_json, token_json
+from ..rpc import caller_token
+from .acl_login import ACLLogin
+from .reads_acl import policy_json, role_json, token_json
 
 if TYPE_CHECKING:
     from ..config.model import ACLConfig
@@ -95,12 +100,17 @@ ANONYMOUS_SECRET = "anonymous"
 BOOTSTRAP_DESCRIPTION = "Bootstrap Token (Global Management)"
 INITIAL_MANAGEMENT_DESCRIPTION = "Initial Management Token"
 ANONYMOUS_DESCRIPTION = "Anonymous Token"
-# Consul's acl.token_min_expiration_ttl / token_max_expiration_ttl defaults.
-MIN_EXPIRATION_TTL = 60.0
-MAX_EXPIRATION_TTL = 24 * 3600.0
 # acl.IsValidPolicyName / IsValidRoleName.
 _POLICY_NAME = re.compile(r"[A-Za-z0-9\-_]{1,128}")
 _ROLE_NAME = re.compile(r"[A-Za-z0-9\-_]{1,256}")
+
+# RPCs that do not take acl:write on ``auth_token``: bootstrap has no token yet,
+# login presents a JWT, logout presents the login token it deletes.
+_NO_ACL_WRITE = frozenset({"ACL.Bootstrap", "ACL.Login", "ACL.Logout"})
+# RPCs that take ``ACLServer._lock`` themselves, only around their write: a
+# login fetches a JWKS and checks a signature first, which must not hold up
+# every other ACL write.
+_OWN_LOCK = frozenset({"ACL.Login"})
 
 RPCHandler = Callable[[Mapping[str, Any], PeerInfo], Awaitable[Any]]
 
@@ -170,6 +180,10 @@ class ACLServer:
             "ACL.PolicyDelete": self._policy_delete,
             "ACL.RoleSet": self._role_set,
             "ACL.RoleDelete": self._role_delete,
+            # Auth methods, binding rules: acl:write. ACL.Login needs no token
+            # (the bearer JWT is the credential); ACL.Logout needs the token it
+            # deletes (see _NO_ACL_WRITE).
+            **ACLLogin(self).methods(),
         }
         for name, method in methods.items():
             server.register_rpc(name, self._on_leader(name, method))
@@ -179,14 +193,19 @@ class ACLServer:
     ) -> RPCHandler:
         async def handler(args: Mapping[str, Any], peer: PeerInfo) -> Any:
             async def local() -> Any:
+                if name in _OWN_LOCK:
+                    return await method(args)
                 async with self._lock:
                     return await method(args)
 
             self.srv.check_forwarded(args)
-            if self._resolve is not None and name != "ACL.Bootstrap":
+            if self._resolve is not None and name not in _NO_ACL_WRITE and not args.get("fwd"):
                 # Defence in depth: a client agent checked already, but the
                 # server does not take its word for it (as for Registry.Apply).
-                authz = await self._resolve(str(args.get("auth_token") or ""))
+                # A forwarded call was checked by the server that forwarded
+                # it (only servers may forward, see rpc_rules).
+                token = str(args.get("auth_token") or "") or caller_token.get()
+                authz = await self._resolve(token)
                 if not authz.allowed(Permission.ACL_WRITE):
                     denied = ACLPermissionDenied(authz.accessor_id, Permission.ACL_WRITE.label)
                     raise PermissionDenied(str(denied))
@@ -269,7 +288,7 @@ class ACLServer:
     async def _reap(self) -> None:
         _, tokens = q.acl_token_list(self._store, None)
         now = self._clock()
-        gone = tuple(t.accessor_id for t in tokens if expired(t, now))
+        gone = tuple(t.accessor_id for t in tokens if t.expired(now))
         if gone:
             await self._apply(ACLTokenDelete(accessor_ids=gone))
             log.info("event=acl_tokens_reaped count=%d", len(gone))
@@ -364,27 +383,31 @@ class ACLServer:
         secret = self._new_id(token.secret_id, "SecretID")
         now = self._clock()
         expiration = token.expiration_time
+        low = self.config.token_min_expiration_ttl
+        high = self.config.token_max_expiration_ttl
         if ttl is not None and ttl < 0:
             raise BadRequest(
                 f"Token Expiration TTL '{format_duration(ttl)}' should be > 0", "ExpirationTTL"
             )
+        expires_in = 0.0
         if ttl:
             if expiration:
                 raise BadRequest("Token Expiration TTL and Expiration Time cannot both be set")
-            expiration = rfc3339(now + ttl)
-        if expiration:
+            expiration, expires_in = rfc3339(now + ttl), ttl
+        elif expiration:
             expires_in = parse_time(expiration, "ExpirationTime") - now
+        if expiration:
             if expires_in < 0:
                 raise BadRequest("ExpirationTime cannot be before CreateTime", "ExpirationTime")
-            if expires_in > MAX_EXPIRATION_TTL:
+            if expires_in > high:
                 raise BadRequest(
-                    f"ExpirationTime cannot be more than {format_duration(MAX_EXPIRATION_TTL)} "
+                    f"ExpirationTime cannot be more than {format_duration(high)} "
                     f"in the future (was {format_duration(expires_in)})",
                     "ExpirationTime",
                 )
-            if expires_in < MIN_EXPIRATION_TTL:
+            if expires_in < low:
                 raise BadRequest(
-                    f"ExpirationTime cannot be less than {format_duration(MIN_EXPIRATION_TTL)} "
+                    f"ExpirationTime cannot be less than {format_duration(low)} "
                     f"in the future (was {format_duration(expires_in)})",
                     "ExpirationTime",
                 )
@@ -401,7 +424,7 @@ class ACLServer:
         if not _check_uuid(accessor):
             raise BadRequest("AccessorID is not a valid UUID", "AccessorID")
         _, match = q.acl_token_get(self._store, None, accessor)
-        if match is None or expired(match, self._clock()):
+        if match is None or match.expired(self._clock()):
             raise NotFound(f"Cannot find token {_q(accessor)}")
         if token.secret_id and token.secret_id != match.secret_id:
             raise BadRequest("Changing a token's SecretID is not permitted", "SecretID")
@@ -409,6 +432,8 @@ class ACLServer:
             raise BadRequest(f"Cannot toggle local mode of {accessor}", "Local")
         if ttl:
             raise BadRequest(f"Cannot change expiration time of {accessor}", "ExpirationTTL")
+        if token.auth_method and token.auth_method != match.auth_method:
+            raise BadRequest(f"Cannot change AuthMethod of {accessor}", "AuthMethod")
         if token.expiration_time:
             same = match.expiration_time and parse_time(
                 token.expiration_time, "ExpirationTime"
@@ -420,6 +445,7 @@ class ACLServer:
             secret_id=match.secret_id,
             expiration_time=match.expiration_time,
             create_time=match.create_time,
+            auth_method=match.auth_method,
         )
 
     def _links(self, links: Iterable[ACLLink], kind: str) -> tuple[ACLLink, ...]:
@@ -447,6 +473,8 @@ class ACLServer:
         if ttl is not None and not isinstance(ttl, int | float):
             raise BadRequest("ExpirationTTL: must be a duration", "ExpirationTTL")
         if args.get("create") or not token.accessor_id:
+            if token.auth_method:
+                raise BadRequest("AuthMethod field is disallowed outside of login", "AuthMethod")
             token = self._prepare_create(token, ttl)
         else:
             token = self._prepare_update(token, ttl)
@@ -461,6 +489,7 @@ class ACLServer:
             roles=self._links(token.roles, "role"),
             service_identities=_service_identities(token.service_identities, token.local, "token"),
             node_identities=_node_identities(token.node_identities, "token"),
+            templated_policies=_templated_policies(token.templated_policies, token.local, "token"),
             create_index=0,
             modify_index=0,
         )
@@ -468,8 +497,10 @@ class ACLServer:
     async def _token_clone(self, args: Mapping[str, Any]) -> Any:
         accessor = str(args.get("id") or "")
         _, match = q.acl_token_get(self._store, None, accessor)
-        if match is None or expired(match, self._clock()):
+        if match is None or match.expired(self._clock()):
             raise HTTPError(403, "ACL not found")  # Consul's acl.ErrNotFound
+        if match.auth_method:
+            raise BadRequest("Cannot clone a token created from an auth method")
         description = str(args.get("description") or "") or match.description
         clone = ACLToken(
             "",
@@ -479,6 +510,7 @@ class ACLServer:
             roles=match.roles,
             service_identities=match.service_identities,
             node_identities=match.node_identities,
+            templated_policies=match.templated_policies,
             local=match.local,
             expiration_time=match.expiration_time,
         )
@@ -589,6 +621,7 @@ class ACLServer:
             policies=self._links(role.policies, "policy"),
             service_identities=_service_identities(role.service_identities, False, "role"),
             node_identities=_node_identities(role.node_identities, "role"),
+            templated_policies=_templated_policies(role.templated_policies, False, "role"),
             create_index=0,
             modify_index=0,
         )
@@ -664,3 +697,39 @@ def _node_identities(
             ) from None
         out.setdefault((ident.node_name, ident.datacenter), ident)
     return tuple(out.values())
+
+
+def _templated_policies(
+    templated: Iterable[ACLTemplatedPolicy], local: bool, owner: str
+) -> tuple[ACLTemplatedPolicy, ...]:
+    """Validated against their templates and deduplicated (Consul's
+    token_writer checks and ``ACLTemplatedPolicies.Deduplicate``)."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for tp in templated:
+        if not tp.template_name:
+            raise BadRequest(
+                f"templated policy is missing the template name field on this {owner}",
+                "TemplatedPolicies",
+            )
+        if tp.template_name not in TEMPLATES:
+            raise BadRequest(
+                f"templated policy with an invalid templated name: {tp.template_name} "
+                f"for this {owner}",
+                "TemplatedPolicies",
+            )
+        if local and tp.datacenters:
+            raise BadRequest(
+                f"templated policy {_q(tp.template_name)} cannot specify a list of "
+                "datacenters on a local token",
+                "TemplatedPolicies",
+            )
+        try:
+            validate_templated_policy(tp.template_name, tp.name)
+        except TemplateError as exc:
+            raise BadRequest(
+                f"encountered templated policy variables validation error: {exc}",
+                "TemplatedPolicies",
+            ) from None
+        dcs = out.setdefault((tp.template_name, tp.name), [])
+        dcs.extend(dc for dc in tp.datacenters if dc not in dcs)
+    return tuple(ACLTemplatedPolicy(t, n, tuple(d)) for (t, n), d in out.items())

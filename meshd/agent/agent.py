@@ -24,6 +24,7 @@ import trio
 
 from raft.storage import MemoryStorage, SqliteStorage, Storage
 from raft.tls import (
+    TLSConfigError,
     TLSMaterial,
     client_context,
     client_context_from_pem,
@@ -33,7 +34,7 @@ from raft.tls import (
 from raft.transport import source_address
 from raft.types import Configuration
 from raft.types import Server as RaftServer
-from registry.commands import DeregisterRequest, decode_command
+from registry.commands import DeregisterRequest
 
 from ..agent_tls import create_ca, create_cert
 from ..api import acl_context
@@ -44,13 +45,13 @@ from ..config.addresses import join_address
 from ..config.values import Invalid
 from ..dns import DNSSettings, serve_dns
 from ..dns.agent_lookup import AgentLookup
-from ..errors import ConfigError, MeshdError, NoServersError
+from ..errors import ConfigError, MeshdError, NoLeaderError, NoServersError, StartupError
+from ..http.app import App
 from ..http.errors import BadRequest, HTTPError, PayloadTooLarge
 from ..metrics import Metrics
 from ..rpc import RPCClient, RPCError, RPCUnavailable
 from ..version import meshd_version
 from . import join
-from .acl_commands import authorize_command
 from .acl_resolver import ACLResolver, TokenScopedReader
 from .acl_server import ACLServer
 from .alias_source import CatalogAliasSource
@@ -62,7 +63,16 @@ from .leaf_cache import LeafCache
 from .liveness import LivenessTracker, heartbeat_loop
 from .local import LocalState
 from .members import SEGMENT_META, MemberInfo, member_json
+from .peer_wait import PeerWait, known_members
 from .pool import ClientBackend, ServerPool
+from .preflight import (
+    check_data_dir,
+    check_tls_files,
+    dns_listener,
+    http_listener,
+    listening,
+    rpc_listener,
+)
 from .readiness import cluster_initialized
 from .server import Server, ServerSettings, http_error_from_rpc
 from .server_ops import fetch_archive
@@ -101,6 +111,9 @@ class Agent:
     the HTTP API answers and (for --dev) a leader is elected."""
 
     def __init__(self, config: AgentConfig, *, rng: random.Random | None = None) -> None:
+        """Raises ``StartupError`` for a data_dir or TLS files it cannot use."""
+        if config.data_dir:
+            check_data_dir(config.data_dir)
         self.config = config
         self.rng = rng or random.Random()
         self.node_id = _node_id(config)
@@ -108,17 +121,21 @@ class Agent:
         self.datacenter = config.datacenter
         self.started_at = time.time()
         data_dir = Path(config.data_dir) if config.data_dir else None
-        self.local = LocalState(self.node_name, data_dir)
+        # -dev keeps everything on loopback, sidecar public listeners included.
+        sidecars_at = config.advertise_addr if config.dev else ""
+        self.local = LocalState(self.node_name, data_dir, sidecar_address=sidecars_at)
         self.server: Server | None = None
         self.pool: ServerPool | None = None
         self.backend: Any = None
         self.sync: AntiEntropy | None = None
         self.http_addresses: list[tuple[str, int]] = []
+        self.app: App | None = None  # the HTTP API, built in run()
         self.dns_addresses: list[tuple[str, int]] = []
         self.liveness: LivenessTracker | None = None
         self.session_ttl: SessionTTLController | None = None
         self._initialized = False
         self._leader_seen_at = 0.0
+        self.peer_wait = PeerWait(self.node_name, config.bootstrap_expect)
         self.checks = CheckRunner(
             self.local,
             enable_script_checks=config.enable_script_checks,
@@ -167,8 +184,12 @@ class Agent:
         cfg = self.config
         tls = cfg.tls.internal_rpc
         if tls.ca_file and tls.cert_file and tls.key_file:
+            check_tls_files(cfg)
             files = (tls.ca_file, tls.cert_file, tls.key_file)
-            return server_context(*files), client_context(*files)
+            try:
+                return server_context(*files), client_context(*files)
+            except TLSConfigError as exc:
+                raise StartupError("tls.internal_rpc", "files", str(exc), "fix the files") from None
         if not cfg.dev and cfg.server:
             raise ConfigError(None, "tls.defaults", "a server needs ca_file, cert_file, key_file")
         # --dev (and clients without certificates, which then cannot reach
@@ -209,7 +230,15 @@ class Agent:
             version=self.version,
             acls=cfg.acl.enabled,
             bootstrap_expect=cfg.bootstrap_expect,
+            rpc_max_conns=cfg.limits.rpc_max_conns,
+            rpc_max_conns_per_client=cfg.limits.rpc_max_conns_per_client,
+            rpc_frame_timeout=cfg.limits.rpc_frame_timeout,
         )
+
+    def rpc_token(self) -> str:
+        """The token an RPC to a server acts with: the request's being
+        handled, else this agent's (anti-entropy, heartbeats), as Consul."""
+        return acl_context.secret.get() or self.tokens.get("agent") or self.tokens.get("default")
 
     def node_info(self) -> NodeInfo:
         cfg = self.config
@@ -274,8 +303,6 @@ class Agent:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         from ..api.routes import build_app  # the API imports the agent's types
-        from ..http import open_http_listeners, serve_http
-        from ..http.accept import http_connection_cap
 
         cfg = self.config
         self._load_definitions()
@@ -290,6 +317,7 @@ class Agent:
                 server_name=f"server.{cfg.datacenter}.{cfg.domain}",
                 local_id=self.node_id,
                 source_address=source_address(cfg.bind_addr),
+                token=self.rpc_token,
             )
             self.rpc = rpc
             self.pool = ServerPool(rpc, self.rng)
@@ -321,20 +349,8 @@ class Agent:
                 await self.wait_leadership_ready(5)
             nursery.start_soon(self._run_sync)
             gc.freeze()  # long-lived startup objects leave the collector's young generations
-            app = build_app(self)
-            addrs = [(host, cfg.ports.http) for host in cfg.client_addr]
-            listeners = await open_http_listeners(addrs)
-            self.http_addresses = [tuple(lst.socket.getsockname()[:2]) for lst in listeners]
-            await nursery.start(
-                lambda task_status: serve_http(
-                    listeners,
-                    app,
-                    per_client_max_connections=cfg.limits.http_max_conns_per_client,
-                    # Consul has no total cap; meshd's keeps the fds for the rest.
-                    max_connections=http_connection_cap(cfg.limits.http_max_conns, log),
-                    task_status=task_status,
-                )
-            )
+            self.app = build_app(self)
+            await self._start_http(nursery, self.app)
             await self._start_dns(nursery)
             log.info(
                 "event=agent_started node=%s id=%s server=%s http=%s rpc=%s",
@@ -347,6 +363,29 @@ class Agent:
             task_status.started()
             await self.shutdown.wait()
             nursery.cancel_scope.cancel()
+
+    async def _start_http(self, nursery: trio.Nursery, app: App) -> None:
+        """HTTP on every client address, unless ports.http is -1 (then only
+        ``self.app`` answers, in-process: the API tests drive it so)."""
+        from ..http import open_http_listeners, serve_http
+        from ..http.accept import http_connection_cap
+
+        cfg = self.config
+        if cfg.ports.http < 0:
+            return
+        addrs = [(host, cfg.ports.http) for host in cfg.client_addr]
+        listeners = await listening(open_http_listeners(addrs), http_listener(cfg))
+        self.http_addresses = [tuple(lst.socket.getsockname()[:2]) for lst in listeners]
+        await nursery.start(
+            lambda task_status: serve_http(
+                listeners,
+                app,
+                per_client_max_connections=cfg.limits.http_max_conns_per_client,
+                # Consul has no total cap; meshd's keeps the fds for the rest.
+                max_connections=http_connection_cap(cfg.limits.http_max_conns, log),
+                task_status=task_status,
+            )
+        )
 
     async def _start_dns(self, nursery: trio.Nursery) -> None:
         """DNS on every client address (UDP and TCP), unless ports.dns is -1."""
@@ -369,13 +408,16 @@ class Agent:
             # answers reused for at most cache_ttl
             lookup = AgentLookup(self._dns_reader(), settings)
         for host in cfg.client_addr:
-            udp, _tcp = await nursery.start(
-                functools.partial(
-                    serve_dns, recursors=cfg.recursors, rng=self.rng, metrics=self.metrics
+            udp, _tcp = await listening(
+                nursery.start(
+                    functools.partial(
+                        serve_dns, recursors=cfg.recursors, rng=self.rng, metrics=self.metrics
+                    ),
+                    (host, cfg.ports.dns),
+                    lookup,
+                    settings,
                 ),
-                (host, cfg.ports.dns),
-                lookup,
-                settings,
+                dns_listener(cfg, host),
             )
             self.dns_addresses.append(udp)
 
@@ -403,8 +445,6 @@ class Agent:
         self.session_ttl = SessionTTLController(self.server)
         self.metrics.instrument_raft(self.server.node)
         self.acl.attach_server(self.server)
-        if cfg.acl.enabled:
-            self.server.command_guard = self._guard_command
         if cfg.connect.enabled:
             self.ca = CAServer(
                 self.server,
@@ -420,7 +460,7 @@ class Agent:
                 data_dir=Path(cfg.data_dir) if cfg.data_dir else None,
                 resolve=self.acl.resolve,
             )
-        await nursery.start(self.server.run)
+        await listening(nursery.start(self.server.run), rpc_listener(cfg))
         nursery.start_soon(self.liveness.run)
         nursery.start_soon(self.session_ttl.run)
         nursery.start_soon(ConsulServiceReconciler(self.server, version=self.version).run)
@@ -446,7 +486,11 @@ class Agent:
         delay = 0.5
         while True:
             if addresses:
-                peers = await join.join_servers(rpc, addresses, datacenter=cfg.datacenter)
+                failures: dict[str, str] = {}
+                peers = await join.join_servers(
+                    rpc, addresses, datacenter=cfg.datacenter, failures=failures
+                )
+                self.peer_wait.record(peers, failures)
                 assert self.pool is not None
                 self.pool.add(p.address for p in peers)
                 if self.server is not None:
@@ -456,6 +500,7 @@ class Agent:
                     await self.pool.refresh()
                     if self.sync is not None:
                         self.sync.trigger_full()
+            self._log_peer_wait()
             await trio.sleep(delay)
             delay = min(delay * 2, cfg.retry_interval)
 
@@ -499,14 +544,6 @@ class Agent:
         if not self.acl.enabled:
             return self
         return TokenScopedReader(self.read, self.acl, lambda: self.tokens.get("dns"))
-
-    async def _guard_command(self, token: str, data: bytes) -> None:
-        """A client agent's forwarded write: may its token apply it? Raises
-        ``PermissionDenied`` or ``ACLNotFound``."""
-        assert self.server is not None
-        cmd = decode_command(data)
-        authz = await self.acl.resolve(token)
-        authorize_command(authz, cmd, self.server.store)
 
     async def write(self, cmd: Any) -> WriteResult:
         return await self.backend.write(cmd)  # type: ignore[no-any-return]
@@ -597,6 +634,18 @@ class Agent:
                 self._initialized = True
         return self._initialized
 
+    def no_leader_detail(self) -> str:
+        """What a server without a leader waits for ("" with a leader, or on a client)."""
+        if self.server is None or self.server.leader_address() is not None:
+            return ""
+        voters = len(self.server.node.core.configuration.servers)
+        return self.peer_wait.describe(configured=voters > 0, voters=voters)
+
+    def _log_peer_wait(self) -> None:
+        if self.server is not None and self.server.leader_address() is None:
+            voters = len(self.server.node.core.configuration.servers)
+            self.peer_wait.log(trio.current_time(), configured=voters > 0, voters=voters)
+
     def leadership_ready(self) -> bool:
         """A server that knows a leader which has established leadership."""
         if self.server is None:
@@ -647,8 +696,22 @@ class Agent:
         )
 
     async def members(self) -> list[dict[str, Any]]:
-        """Every cluster member (Consul's Serf member JSON), as the leader sees it."""
-        return list(await self.server_call("Agent.Members", {}))
+        """Every cluster member (Consul's Serf member JSON), as the leader sees
+        it; without a leader, what this agent knows (``known_members``)."""
+        if self.server is None or self.server.leader_address() is not None:
+            try:
+                return list(await self.server_call("Agent.Members", {}, timeout=5.0))
+            except (NoLeaderError, NoServersError) as exc:
+                log.debug("event=members_local reason=%s", exc)
+            except HTTPError as exc:
+                if exc.status < 500:
+                    raise
+                log.debug("event=members_local reason=%s", exc)
+        servers = {}
+        if self.server is not None:
+            conf = self.server.node.core.configuration
+            servers = {s.id: s.address for s in conf.servers}
+        return known_members(self.self_member(), self.peer_wait, self.member_info(), servers)
 
     async def join(self, address: str) -> None:
         """Join the cluster through the server at ``address`` (``host[:port]``,

@@ -26,6 +26,7 @@ from raft.types import Configuration, Suffrage
 from registry.shapes import rfc3339
 
 from ..durations import format_duration
+from ..version import RAFT_PROTOCOL
 
 __all__ = ["AutopilotSettings", "HealthTracker", "raft_configuration_json"]
 
@@ -63,7 +64,7 @@ def raft_configuration_json(
                 "Node": names.get(s.id, s.id),
                 "Address": s.address,
                 "Leader": s.id == leader_id,
-                "ProtocolVersion": "3",
+                "ProtocolVersion": str(RAFT_PROTOCOL),
                 "Voter": s.suffrage == Suffrage.VOTER,
             }
             for s in conf.servers

@@ -29,6 +29,7 @@ from connect import ca as ca_core
 from connect import rotation
 from connect.errors import ConnectError, CSRError
 from connect.spiffe import trust_domain_for
+from raft.errors import RaftError
 from raft.transport import PeerInfo
 from registry import queries as q
 from registry.commands import CAConfigSet, CARootsSet
@@ -38,6 +39,7 @@ from ..acl import Authorizer, Permission
 from ..durations import format_duration, parse_duration
 from ..errors import DurationError, MeshdError
 from ..http import BadRequest, HTTPError
+from ..rpc import caller_token
 from .ca_records import records_from_roots, roots_from_records
 
 if TYPE_CHECKING:
@@ -227,6 +229,7 @@ class CAServer:
         self._limiter = RateLimiter()
         self._lock = trio.Lock()
         self.signed = 0
+        self._caught_up_term = -1  # the term whose log this leader has applied
         server.register_rpc("ConnectCA.Sign", self._rpc_sign)
         server.register_rpc("ConnectCA.ConfigurationSet", self._rpc_config_set)
 
@@ -249,12 +252,31 @@ class CAServer:
         rotated-out roots when their time comes. Runs until cancelled."""
 
         async def step() -> None:
+            if not await self._caught_up():
+                return
             await self._initialize()
             await self._prune()
 
         await self.srv.while_leader(
             step, event="ca_leader_step", expected=(MeshdError, ConnectError), lock=self._lock
         )
+
+    async def _caught_up(self) -> bool:
+        """Once per term: wait until this leader's state holds every entry
+        committed before it (a ReadIndex round: the term's first entry is
+        committed and applied, Raft §6.4). After a restart the log is still
+        being replayed when leadership arrives; a CA looked at before then
+        seems missing and re-creating it fails. False when leadership was
+        lost meanwhile (the loop tries again)."""
+        term = self.srv.node.core.term
+        if self._caught_up_term == term:
+            return True
+        try:
+            await self.srv.node.read_barrier()
+        except RaftError:
+            return False
+        self._caught_up_term = term
+        return True
 
     async def _write(self, cmd: Any) -> None:
         result = await self.srv.write(cmd)
@@ -366,7 +388,7 @@ class CAServer:
         try:
             info = ca_core.parse_csr(csr)
             if self._resolve is not None:
-                authz = await self._resolve(str(args.get("token") or ""))
+                authz = await self._resolve(str(args.get("token") or "") or caller_token.get())
                 authz.require(Permission.SERVICE_WRITE, info.spiffe.service)
             ca_core.validate_claim(
                 info,

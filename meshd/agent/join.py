@@ -41,10 +41,32 @@ class Peer:
     bootstrapped: bool
 
 
-async def ping(rpc: RPCClient, address: str, timeout: float = 3.0) -> Peer | None:
+def failure_reason(exc: BaseException) -> str:
+    """The root cause of a failed call in a few words (``connection refused``)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror.rsplit(": ", 1)[-1].lower()
+        if isinstance(seen, BaseExceptionGroup) and seen.exceptions:
+            seen = seen.exceptions[0]
+            continue
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(exc, trio.TooSlowError):
+        return "no answer in time"
+    return str(exc) or type(exc).__name__
+
+
+async def ping(
+    rpc: RPCClient, address: str, timeout: float = 3.0, failures: dict[str, str] | None = None
+) -> Peer | None:
+    """The server at ``address``, or None (its reason then in ``failures``)."""
     try:
         r: dict[str, Any] = await rpc.call(address, "Status.Ping", {}, timeout=timeout)
     except (RPCUnavailable, RPCError, trio.TooSlowError) as exc:
+        if failures is not None:
+            failures[address] = failure_reason(exc)
         # A certificate problem will not heal by retrying: say so loudly.
         level = logging.WARNING if "certificate" in str(exc).lower() else logging.DEBUG
         log.log(level, "event=join_ping_failed address=%s reason=%s", address, exc)
@@ -73,12 +95,19 @@ def bootstrap_set(me: Peer, peers: Sequence[Peer], expect: int) -> Configuration
     return Configuration(tuple(RaftServer(p.node_id, p.address) for p in chosen))
 
 
-async def join_servers(rpc: RPCClient, addresses: Sequence[str], *, datacenter: str) -> list[Peer]:
-    """Ping every address; returns the servers of ``datacenter`` that answered."""
+async def join_servers(
+    rpc: RPCClient,
+    addresses: Sequence[str],
+    *,
+    datacenter: str,
+    failures: dict[str, str] | None = None,
+) -> list[Peer]:
+    """Ping every address; returns the servers of ``datacenter`` that answered
+    (and the reasons of the others in ``failures``)."""
     found: list[Peer] = []
 
     async def one(addr: str) -> None:
-        peer = await ping(rpc, addr)
+        peer = await ping(rpc, addr, failures=failures)
         if peer is None:
             return
         if peer.datacenter != datacenter:
@@ -88,6 +117,8 @@ async def join_servers(rpc: RPCClient, addresses: Sequence[str], *, datacenter: 
                 peer.datacenter,
                 datacenter,
             )
+            if failures is not None:
+                failures[addr] = f"in datacenter {peer.datacenter}, not {datacenter}"
             return
         found.append(peer)
 

@@ -25,6 +25,7 @@ from registry.commands import RegisterRequest
 from registry.records import HealthCheck
 
 from ..errors import MeshdError
+from ..rpc import RPCError
 
 if TYPE_CHECKING:
     from .server import Server
@@ -126,13 +127,26 @@ class LivenessTracker:
 async def heartbeat_loop(
     call: Callable[[str, Mapping[str, Any]], Any], node: str, *, interval: float
 ) -> None:
-    """The agent's side: tell the servers this node is alive every ``interval``."""
+    """The agent's side: tell the servers this node is alive every ``interval``.
+
+    With ACLs on, the call acts with the agent's token (``acl.tokens.agent``),
+    which needs ``node:write`` on this node, as anti-entropy does; a refusal
+    is logged once (at warning) until a heartbeat gets through again, since
+    the node turns critical meanwhile."""
+    refused = False
     while True:
         try:
             with trio.move_on_after(interval * 2):
                 await call("Node.Heartbeat", {"node": node})
+                refused = False
         except MeshdError as exc:
             log.debug("event=heartbeat_failed reason=%s", exc)
+        except RPCError as exc:
+            if exc.code == "PermissionDenied" and not refused:
+                log.warning("event=heartbeat_refused node=%s reason=%s", node, exc.message)
+                refused = True
+            else:
+                log.debug("event=heartbeat_failed reason=%s", exc)
         except Exception as exc:  # an RPC error must not stop heartbeats
             log.debug("event=heartbeat_failed reason=%s", exc)
         await trio.sleep(interval)

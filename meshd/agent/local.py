@@ -30,8 +30,11 @@ OUTPUT_LIMIT = 4096
 
 
 class LocalState:
-    def __init__(self, node: str, data_dir: Path | None) -> None:
+    def __init__(self, node: str, data_dir: Path | None, *, sidecar_address: str = "") -> None:
         self.node = node
+        # Where sidecars without an Address (theirs or their parent's) listen;
+        # "" lets the proxy bind all interfaces, as Consul's Envoy does.
+        self.sidecar_address = sidecar_address
         self._path = data_dir / "local" / "state.msgpack" if data_dir else None
         self.services: dict[str, ServiceDefinition] = {}
         self.checks: dict[str, CheckDefinition] = {}
@@ -61,7 +64,9 @@ class LocalState:
         the new definition lacks are removed). A ``Connect.SidecarService``
         adds the sidecar proxy too (see ``sidecar``); raises
         ``ValidationError`` for a bad one before anything changes."""
-        parent, proxy = sidecar.expand(defn, self.services, node=self.node)
+        parent, proxy = sidecar.expand(
+            defn, self.services, node=self.node, default_address=self.sidecar_address
+        )
         self._add_one(parent, persist)
         if proxy is not None:
             self._add_one(proxy, persist)

@@ -20,6 +20,8 @@ from typing import Any
 from raft.types import Configuration
 from registry.records import SERF_HEALTH, HealthCheck, Liveness, Node
 
+from ..version import PROTOCOL_MAX, PROTOCOL_MIN, PROTOCOL_VERSION, RAFT_PROTOCOL
+
 __all__ = [
     "ALIVE",
     "FAILED",
@@ -59,14 +61,16 @@ def _tags(info: MemberInfo, node_id: str, server_port: int | None) -> dict[str, 
         "dc": info.datacenter,
         "id": node_id,
         "segment": "",
-        "vsn": "2",
-        "vsn_min": "2",
-        "vsn_max": "3",
+        "vsn": str(PROTOCOL_VERSION),
+        "vsn_min": str(PROTOCOL_MIN),
+        "vsn_max": str(PROTOCOL_MAX),
         "build": f"{info.version}:meshd",
         "acls": "1" if info.acls else "0",
     }
     if server_port is not None:
-        tags.update(role="consul", port=str(server_port), raft_vsn="3", wan_join_port="8302")
+        tags.update(
+            role="consul", port=str(server_port), raft_vsn=str(RAFT_PROTOCOL), wan_join_port="8302"
+        )
         if info.bootstrap_expect:
             tags["expect"] = str(info.bootstrap_expect)
     return tags

@@ -49,15 +49,24 @@ class ServerPool:
     def servers(self) -> list[str]:
         return list(self._servers)
 
-    async def call(self, method: str, args: Mapping[str, Any], *, timeout: float = 30.0) -> Any:
-        """Call ``method`` on the first server that answers. Raises
-        ``NoServersError`` when none does, ``RPCError`` for an answered error."""
+    async def call(
+        self,
+        method: str,
+        args: Mapping[str, Any],
+        *,
+        timeout: float = 30.0,
+        token: str | None = None,
+    ) -> Any:
+        """Call ``method`` on the first server that answers, acting with
+        ``token`` (default: the RPC client's, i.e. the request's or the
+        agent's). Raises ``NoServersError`` when none does, ``RPCError`` for
+        an answered error."""
         tried = 0
         last: RPCUnavailable | None = None
         while tried < max(1, len(self._servers)) and self._servers:
             addr = self._servers[0]
             try:
-                return await self.rpc.call(addr, method, args, timeout=timeout)
+                return await self.rpc.call(addr, method, args, timeout=timeout, token=token)
             except RPCUnavailable as exc:
                 last = exc
                 log.info("event=server_unreachable server=%s reason=%s", addr, exc.message)
@@ -92,9 +101,7 @@ class ClientBackend:
         cmd.validate()
         token = acl_context.secret.get() or self._token()
         try:
-            resp = await self.pool.call(
-                "Registry.Apply", {"cmd": encode_command(cmd), "token": token}
-            )
+            resp = await self.pool.call("Registry.Apply", {"cmd": encode_command(cmd)}, token=token)
         except RPCError as exc:
             raise error_from_rpc(exc) from None
         return WriteResult.from_wire(resp)

@@ -19,21 +19,40 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from registry import queries as q
 from registry import shapes
-from registry.records import ACLNodeIdentity, ACLPolicy, ACLRole, ACLServiceIdentity, ACLToken
+from registry.records import (
+    ACLAuthMethod,
+    ACLBindingRule,
+    ACLNodeIdentity,
+    ACLPolicy,
+    ACLRole,
+    ACLServiceIdentity,
+    ACLTemplatedPolicy,
+    ACLToken,
+)
+from registry.state import acl as acl_state
 from registry.state.store import StateStore
 from registry.state.watch import WatchSet
+
+from ..durations import format_duration
 
 JSON = Any
 # The same type as ``meshd.agent.reads.ReadFn``, spelt out here so that
 # reads.py can import this module without an import cycle.
 ReadFn = Callable[[StateStore, WatchSet | None, Mapping[str, Any]], tuple[int, JSON]]
 
-_OMIT_EMPTY = ("Policies", "Roles", "ServiceIdentities", "NodeIdentities", "Datacenters")
+_OMIT_EMPTY = (
+    "Policies",
+    "Roles",
+    "ServiceIdentities",
+    "NodeIdentities",
+    "TemplatedPolicies",
+    "Datacenters",
+    "AuthMethod",
+)
 
 
 def _hash(parts: Iterable[str]) -> str:
@@ -55,10 +74,32 @@ def _identity_parts(
     return parts
 
 
+def _templated_parts(templated: Iterable[ACLTemplatedPolicy]) -> list[str]:
+    parts: list[str] = []
+    for tp in templated:
+        parts.extend((tp.template_name, tp.name, *tp.datacenters))
+    return parts
+
+
+def templated_policies_json(templated: Iterable[ACLTemplatedPolicy]) -> list[JSON]:
+    """``TemplatedPolicies`` as Consul writes them (``TemplateVariables`` and
+    ``Datacenters`` left out when empty)."""
+    out: list[JSON] = []
+    for tp in templated:
+        item: JSON = {"TemplateName": tp.template_name}
+        if tp.name:
+            item["TemplateVariables"] = {"Name": tp.name}
+        if tp.datacenters:
+            item["Datacenters"] = list(tp.datacenters)
+        out.append(item)
+    return out
+
+
 def token_hash(t: ACLToken) -> str:
     """Consul's ``ACLToken.SetHash``: what the token grants, not who it is."""
     parts = [t.description, *(p.id for p in t.policies), *(r.id for r in t.roles)]
     parts += _identity_parts(t.service_identities, t.node_identities)
+    parts += _templated_parts(t.templated_policies)
     parts.append("local" if t.local else "global")
     return _hash(parts)
 
@@ -71,6 +112,7 @@ def policy_hash(p: ACLPolicy) -> str:
 def role_hash(r: ACLRole) -> str:
     """Consul's ``ACLRole.SetHash``."""
     parts = [r.name, r.description, *(p.id for p in r.policies)]
+    parts += _templated_parts(r.templated_policies)
     return _hash(parts + _identity_parts(r.service_identities, r.node_identities))
 
 
@@ -86,7 +128,13 @@ def _omit_empty(obj: dict[str, Any]) -> dict[str, Any]:
 
 def token_json(t: ACLToken) -> JSON:
     """A token as Consul's ``GET /v1/acl/token/:id`` answers (secret included)."""
-    return _omit_empty({**shapes.acl_token_json(t), "Hash": token_hash(t)})
+    out = {
+        **shapes.acl_token_json(t),
+        "TemplatedPolicies": templated_policies_json(t.templated_policies),
+        "AuthMethod": t.auth_method,
+        "Hash": token_hash(t),
+    }
+    return _omit_empty(out)
 
 
 def policy_json(p: ACLPolicy) -> JSON:
@@ -103,24 +151,16 @@ def policy_stub_json(p: ACLPolicy) -> JSON:
 
 def role_json(r: ACLRole) -> JSON:
     """A role as ``GET /v1/acl/role/:id`` answers."""
-    return _omit_empty({**shapes.acl_role_json(r), "Hash": role_hash(r)})
-
-
-def expired(token: ACLToken, now: float) -> bool:
-    """Whether ``token`` has an ``ExpirationTime`` at or before ``now``."""
-    if not token.expiration_time or not now:
-        return False
-    try:
-        at = datetime.fromisoformat(token.expiration_time.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at.timestamp() <= now
+    out = {
+        **shapes.acl_role_json(r),
+        "TemplatedPolicies": templated_policies_json(r.templated_policies),
+        "Hash": role_hash(r),
+    }
+    return _omit_empty(out)
 
 
 def _live(token: ACLToken | None, a: Mapping[str, Any]) -> ACLToken | None:
-    if token is None or expired(token, float(a.get("now") or 0.0)):
+    if token is None or token.expired(float(a.get("now") or 0.0)):
         return None
     return token
 
@@ -141,23 +181,36 @@ def acl_token_self(
     return idx, None if live is None else token_json(live)
 
 
+def _token_matches(token: ACLToken, a: Mapping[str, Any]) -> bool:
+    """Consul's token list filters (at most one is set, checked at the edge)."""
+    policy, role = a.get("policy") or "", a.get("role") or ""
+    method, service = a.get("authmethod") or "", a.get("servicename") or ""
+    if policy and all(link.id != policy for link in token.policies):
+        return False
+    if role and all(link.id != role for link in token.roles):
+        return False
+    if method and token.auth_method != method:
+        return False
+    if service:
+        names = {s.service_name for s in token.service_identities}
+        names.update(
+            tp.name for tp in token.templated_policies if tp.template_name == "builtin/service"
+        )
+        return service in names
+    return True
+
+
 def acl_tokens(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
     """Every live token, by AccessorID; ``a["policy"]``/``a["role"]`` keep only
-    tokens linking that policy/role ID (Consul's ``?policy=``/``?role=``), and
-    ``a["authmethod"]`` matches none (no token comes from an auth method)."""
+    tokens linking that policy/role ID, ``a["authmethod"]`` those created by
+    a login through that auth method and ``a["servicename"]`` those with a
+    service identity (or builtin/service templated policy) of that name
+    (Consul's ``?policy=``, ``?role=``, ``?authmethod=``, ``?servicename=``)."""
     idx, tokens = q.acl_token_list(store, ws)
-    if a.get("authmethod"):
-        return idx, []
-    policy, role = a.get("policy") or "", a.get("role") or ""
     out = []
     for token in tokens:
-        if _live(token, a) is None:
-            continue
-        if policy and all(link.id != policy for link in token.policies):
-            continue
-        if role and all(link.id != role for link in token.roles):
-            continue
-        out.append(token_json(token))
+        if _live(token, a) is not None and _token_matches(token, a):
+            out.append(token_json(token))
     return idx, out
 
 
@@ -204,7 +257,80 @@ def acl_roles(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> t
     ]
 
 
+def auth_method_json(m: ACLAuthMethod, *, stub: bool = False) -> JSON:
+    """An auth method as ``GET /v1/acl/auth-method/:name`` answers; the list's
+    stub (Consul's ``ACLAuthMethodListStub``) leaves out ``Config``."""
+    out: JSON = {
+        "Name": m.name,
+        "Type": m.type,
+        "DisplayName": m.display_name,
+        "Description": m.description,
+        "MaxTokenTTL": format_duration(m.max_token_ttl) if m.max_token_ttl else "",
+        "TokenLocality": m.token_locality,
+        "CreateIndex": m.create_index,
+        "ModifyIndex": m.modify_index,
+    }
+    if not stub:
+        out["Config"] = m.config
+    # Consul's struct tags: DisplayName, Description, MaxTokenTTL and
+    # TokenLocality are omitempty.
+    return {k: v for k, v in out.items() if v != "" or k in ("Name", "Type")}
+
+
+def binding_rule_json(b: ACLBindingRule) -> JSON:
+    """A binding rule as ``GET /v1/acl/binding-rule/:id`` answers."""
+    out: JSON = {
+        "ID": b.id,
+        "Description": b.description,
+        "AuthMethod": b.auth_method,
+        "Selector": b.selector,
+        "BindType": b.bind_type,
+        "BindName": b.bind_name,
+        "CreateIndex": b.create_index,
+        "ModifyIndex": b.modify_index,
+    }
+    if b.bind_vars_name:
+        out["BindVars"] = {"Name": b.bind_vars_name}
+    return out
+
+
+def acl_auth_method(
+    store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
+) -> tuple[int, JSON]:
+    """The auth method named ``a["name"]``, or None."""
+    idx, method = acl_state.acl_auth_method_get(store, ws, a["name"])
+    return idx, None if method is None else auth_method_json(method)
+
+
+def acl_auth_methods(
+    store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
+) -> tuple[int, JSON]:
+    """Every auth method (stubs), by name."""
+    idx, methods = acl_state.acl_auth_method_list(store, ws)
+    return idx, [auth_method_json(m, stub=True) for m in methods]
+
+
+def acl_binding_rule(
+    store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
+) -> tuple[int, JSON]:
+    """The binding rule with ID ``a["id"]``, or None."""
+    idx, rule = acl_state.acl_binding_rule_get(store, ws, a["id"])
+    return idx, None if rule is None else binding_rule_json(rule)
+
+
+def acl_binding_rules(
+    store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
+) -> tuple[int, JSON]:
+    """Every binding rule, by ID; ``a["authmethod"]`` keeps that method's."""
+    idx, rules = acl_state.acl_binding_rule_list(store, ws, a.get("authmethod") or "")
+    return idx, [binding_rule_json(r) for r in rules]
+
+
 ACL_READS: dict[str, ReadFn] = {
+    "acl.auth_method": acl_auth_method,
+    "acl.auth_methods": acl_auth_methods,
+    "acl.binding_rule": acl_binding_rule,
+    "acl.binding_rules": acl_binding_rules,
     "acl.token": acl_token,
     "acl.token_self": acl_token_self,
     "acl.tokens": acl_tokens,

@@ -32,20 +32,24 @@ from registry.errors import ValidationError
 from registry.fsm import RegistryFSM
 from registry.state.watch import WatchSet
 
+from ..acl import Authorizer
 from ..acl.errors import PermissionDenied
 from ..errors import NoLeaderError, RemoteError
 from ..filter import FilterError
 from ..http.errors import BadRequest, HTTPError
-from ..rpc import RPC_KIND, RPCClient, RPCError, RPCServer, RPCUnavailable
+from ..rpc import RPC_KIND, RPCClient, RPCError, RPCServer, RPCUnavailable, caller_token
 from .autopilot import HealthTracker
 from .events import EventRing
 from .members import MemberInfo
 from .read_index import ReadIndexRounds
 from .reads import ReadFn, UnknownRead, lookup
+from .rpc_rules import RPCRule, rule_for
 from .server_ops import ServerOps
 from .wire import ReadOptions, ReadResult, WriteResult
 
 log = logging.getLogger("meshd.server")
+
+RPCHandler = Callable[[Mapping[str, Any], PeerInfo], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,10 @@ class ServerSettings:
     version: str = ""
     acls: bool = False
     bootstrap_expect: int = 0
+    # RPC port limits (limits.rpc_max_conns_per_client and friends; 0: none).
+    rpc_max_conns: int = 0
+    rpc_max_conns_per_client: int = 0
+    rpc_frame_timeout: float = 30.0
 
     @property
     def server_name(self) -> str:
@@ -98,7 +106,11 @@ class Server:
             server_name=settings.server_name,
             rng=self.rng,
         )
-        self.rpc = RPCServer()
+        self.rpc = RPCServer(
+            max_conns=settings.rpc_max_conns,
+            max_conns_per_client=settings.rpc_max_conns_per_client,
+            frame_timeout=settings.rpc_frame_timeout,
+        )
         self.transport.register_handler(RPC_KIND, self.rpc.handle)
         self._client_ssl = client_ssl
         self.node = RaftNode(
@@ -125,11 +137,11 @@ class Server:
         self.member_info = MemberInfo(
             settings.datacenter, settings.version, settings.acls, settings.bootstrap_expect
         )
-        self._handlers: dict[str, Callable[[Mapping[str, Any], PeerInfo], Awaitable[Any]]] = {}
+        self._handlers: dict[str, RPCHandler] = {}
         # Blocking-query answers shared by the waiters a change wakes together.
         self._answers: dict[tuple[str, str, int], tuple[int, Any]] = {}
-        # With ACLs on: checks a client agent's forwarded write against its token.
-        self.command_guard: Callable[[str, bytes], Awaitable[None]] | None = None
+        # With ACLs on: the authorizer of an RPC caller's token (rpc_rules).
+        self.token_resolver: Callable[[str], Awaitable[Authorizer]] | None = None
         self.ops = ServerOps(self)
         # Reads on a follower: the leader's read index, shared per round.
         self._read_index = ReadIndexRounds(self._fetch_read_index)
@@ -389,27 +401,55 @@ class Server:
     # ---------------------------------------------------------------- rpc
 
     def _register_rpc(self) -> None:
-        r = self.rpc
-        r.register("Status.Ping", self._rpc_ping)
-        r.register("Status.Leader", self._rpc_leader)
-        r.register("Status.Peers", self._rpc_peers)
-        r.register("Registry.Apply", self._rpc_apply)
-        r.register("Registry.Read", self._rpc_read, blocking=True)
-        r.register("Raft.ReadIndex", self._rpc_read_index)
-        r.register("Operator.JoinServer", self._rpc_join_server)
+        r = self.register_rpc
+        r("Status.Ping", self._rpc_ping)
+        r("Status.Leader", self._rpc_leader)
+        r("Status.Peers", self._rpc_peers)
+        r("Registry.Apply", self._rpc_apply)
+        r("Registry.Read", self._rpc_read, blocking=True)
+        r("Raft.ReadIndex", self._rpc_read_index)
+        r("Operator.JoinServer", self._rpc_join_server)
         self.ops.register()
-        r.add_error_mapper(_to_rpc)
+        self.rpc.add_error_mapper(_to_rpc)
 
-    def register_rpc(
-        self,
-        name: str,
-        handler: Callable[[Mapping[str, Any], PeerInfo], Awaitable[Any]],
-        *,
-        blocking: bool = False,
-    ) -> None:
-        """Serve ``name`` over RPC and make it callable in-process (``call_local``)."""
-        self.rpc.register(name, handler, blocking=blocking)
+    def register_rpc(self, name: str, handler: RPCHandler, *, blocking: bool = False) -> None:
+        """Serve ``name`` over RPC behind its rule in ``rpc_rules.RULES`` and
+        make it callable in-process (``call_local``, which the caller has
+        authorized). Raises ``UnruledRPC`` when the table has no rule for it."""
+        rule = rule_for(name)
+        self.rpc.register(name, self._guarded(rule, handler), blocking=blocking)
         self._handlers[name] = handler
+
+    def is_server_peer(self, peer: PeerInfo) -> bool:
+        """Whether ``peer`` showed a server certificate of this datacenter."""
+        return self.settings.server_name in peer.dns_names
+
+    def _guarded(self, rule: RPCRule, handler: RPCHandler) -> RPCHandler:
+        """``handler`` behind ``rule`` (see meshd/agent/rpc_rules.py)."""
+
+        async def guarded(args: Mapping[str, Any], peer: PeerInfo) -> Any:
+            server = self.is_server_peer(peer)
+            if (args.get("fwd") or rule.server_only) and not server:
+                raise RPCError(
+                    "PermissionDenied",
+                    "Permission denied: only servers may make this call",
+                    {"status": 403},
+                )
+            resolve = self.token_resolver
+            trusted = args.get("fwd") or (server and rule.servers_pass)
+            if rule.public or rule.server_only or trusted or resolve is None:
+                return await handler(args, peer)
+            token = str(args.get(rule.token_arg) or "") if rule.token_arg else ""
+            token = token or caller_token.get()
+            authz = await resolve(token)
+            if rule.check is not None:
+                rule.check(authz, args, token, self.store)
+            result = await handler(args, peer)
+            if rule.answer is not None:
+                result = rule.answer(authz, args, token, result)
+            return result
+
+        return guarded
 
     async def call_local(self, name: str, args: Mapping[str, Any]) -> Any:
         """Run the RPC method ``name`` in this process, as a remote caller would;
@@ -476,9 +516,6 @@ class Server:
         if args.get("fwd") and not self.is_leader():
             # Forwarded once already: answer with the leader instead of hopping again.
             raise RPCError("NotLeader", "not the leader", {"leader": self.leader_address()})
-        if self.command_guard is not None and not args.get("fwd"):
-            # From a client agent (a server forwarding it has checked it).
-            await self.command_guard(str(args.get("token") or ""), data)
         result = await self.write_encoded(data)
         return result.to_wire()
 
@@ -489,7 +526,13 @@ class Server:
             raise RPCError("BadRequest", f"opts: {exc}") from None
         if args.get("fwd") and opts.consistency != "stale" and not self.is_leader():
             raise RPCError("NotLeader", "not the leader", {"leader": self.leader_address()})
-        result = await self.read(str(args.get("name")), args.get("args") or {}, opts)
+        name, read_args = str(args.get("name")), args.get("args") or {}
+        if not isinstance(read_args, Mapping):
+            raise RPCError("BadRequest", "args: expected a map", {"field": "args"})
+        try:
+            result = await self.read(name, read_args, opts)
+        except (KeyError, TypeError) as exc:  # a caller's missing or mistyped argument
+            raise RPCError("BadRequest", f"args: bad arguments for {name}: {exc!r}") from None
         return result.to_wire()
 
     async def _rpc_read_index(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:

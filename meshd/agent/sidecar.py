@@ -110,11 +110,18 @@ def _default_checks(sid: str, parent_id: str, address: str, port: int) -> list[d
 
 
 def expand(
-    defn: ServiceDefinition, services: Mapping[str, ServiceDefinition], *, node: str
+    defn: ServiceDefinition,
+    services: Mapping[str, ServiceDefinition],
+    *,
+    node: str,
+    default_address: str = "",
 ) -> tuple[ServiceDefinition, ServiceDefinition | None]:
     """Split ``defn`` into the parent (without ``SidecarService``) and its
     sidecar, if it asks for one. ``services`` are the agent's current local
-    services (for the port). Raises ``ValidationError`` naming the field."""
+    services (for the port); ``default_address`` is the sidecar's Address
+    when neither it nor its parent has one (the agent's loopback address in
+    ``-dev``, so nothing listens beyond loopback). Raises ``ValidationError``
+    naming the field."""
     connect = normalise_nested(defn.service.connect or {})
     if "SidecarService" not in connect:
         return defn, None
@@ -140,7 +147,7 @@ def expand(
         spec["Tags"] = list(parent_svc.tags)
     if not spec.get("Meta") and parent_svc.meta:
         spec["Meta"] = dict(parent_svc.meta)
-    spec.setdefault("Address", parent_svc.address)
+    spec.setdefault("Address", parent_svc.address or default_address)
     proxy = dict(spec.get("Proxy") or {})
     upstreams = _upstreams(proxy.get("Upstreams"))
     if not spec.get("Port"):

@@ -57,11 +57,13 @@ class ReadResult:
             "kl": self.known_leader,
             "lc": self.last_contact,
             "ec": self.consistency,
+            "f": self.filtered,
         }
 
     @classmethod
     def from_wire(cls, o: Mapping[str, Any]) -> ReadResult:
-        return cls(o.get("r"), int(o["i"]), bool(o["kl"]), float(o["lc"]), str(o["ec"]))
+        value, index, filtered = o.get("r"), int(o["i"]), bool(o.get("f"))
+        return cls(value, index, bool(o["kl"]), float(o["lc"]), str(o["ec"]), filtered=filtered)
 
 
 @dataclass(frozen=True)

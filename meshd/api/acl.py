@@ -32,12 +32,13 @@ from registry.records import (
     ACLPolicy,
     ACLRole,
     ACLServiceIdentity,
+    ACLTemplatedPolicy,
     ACLToken,
 )
 
 from ..acl import Authorizer, Permission, parse_rules
-from ..acl.builtin import validate_identity_name
-from ..acl.errors import IdentityError, RulesError
+from ..acl.errors import RulesError
+from ..acl.templated import TEMPLATES, TemplateError, templated_policy_rules
 from ..agent.reads_acl import policy_hash
 from ..durations import parse_duration_ns
 from ..errors import DurationError
@@ -51,6 +52,7 @@ from ..http import (
     Router,
     decode_json_body,
 )
+from . import acl_auth
 from .acl_context import authorizer
 from .common import check_dc, json_response, read
 
@@ -98,6 +100,8 @@ ROLE_FIELDS = JSONFields(
 LINK_FIELDS = JSONFields(("ID", "Name", *_TENANCY))
 SERVICE_IDENTITY_FIELDS = JSONFields(("ServiceName", "Datacenters"))
 NODE_IDENTITY_FIELDS = JSONFields(("NodeName", "Datacenter"))
+TEMPLATED_POLICY_FIELDS = JSONFields(("TemplateName", "TemplateVariables", "Datacenters"))
+TEMPLATE_VARIABLE_FIELDS = JSONFields(("Name",))
 PREVIEW_FIELDS = JSONFields(("Name",))
 
 
@@ -167,12 +171,27 @@ def _identities(
         )
         for i, item in enumerate(_objects(body, "NodeIdentities", NODE_IDENTITY_FIELDS))
     )
-    if body.get("TemplatedPolicies"):
-        raise BadRequest(
-            "TemplatedPolicies are not supported; use ServiceIdentities or NodeIdentities",
-            "TemplatedPolicies",
-        )
     return services, nodes
+
+
+def _templated(body: Mapping[str, Any]) -> tuple[ACLTemplatedPolicy, ...]:
+    """``TemplatedPolicies``: ``[{"TemplateName", "TemplateVariables": {"Name"},
+    "Datacenters"}]`` (validated against the templates by the leader)."""
+    out = []
+    for i, item in enumerate(_objects(body, "TemplatedPolicies", TEMPLATED_POLICY_FIELDS)):
+        path = f"TemplatedPolicies[{i}]."
+        variables = item.get("TemplateVariables") or {}
+        if not isinstance(variables, dict):
+            raise _decode_error(f"{path}TemplateVariables", "must be an object")
+        variables = TEMPLATE_VARIABLE_FIELDS.validate(variables, path=f"{path}TemplateVariables")
+        out.append(
+            ACLTemplatedPolicy(
+                _str(item, "TemplateName", path),
+                _str(variables, "Name", f"{path}TemplateVariables."),
+                _str_list(item, "Datacenters", path),
+            )
+        )
+    return tuple(out)
 
 
 def _ttl_seconds(raw: Any) -> float | None:
@@ -180,8 +199,10 @@ def _ttl_seconds(raw: Any) -> float | None:
     if raw is None or raw == "":
         return None
     if isinstance(raw, str):
+        # Go's time.ParseDuration takes a sign; Consul then refuses a negative TTL.
+        sign = -1 if raw.startswith("-") else 1
         try:
-            return parse_duration_ns(raw) / 1e9
+            return sign * parse_duration_ns(raw.removeprefix("-")) / 1e9
         except DurationError as exc:
             raise _decode_error("ExpirationTTL", str(exc)) from None
     if isinstance(raw, int | float) and not isinstance(raw, bool):
@@ -193,8 +214,6 @@ def token_from_body(body: Mapping[str, Any]) -> tuple[ACLToken, float | None]:
     """The token a PUT body describes (links may name policies/roles by name
     only) and its ``ExpirationTTL`` in seconds. Raises ``BadRequest``."""
     _check_tenancy(body)
-    if _str(body, "AuthMethod"):
-        raise BadRequest("AuthMethod field is disallowed outside of login", "AuthMethod")
     local = body.get("Local", False)
     if not isinstance(local, bool):
         raise _decode_error("Local", "must be a boolean")
@@ -207,8 +226,10 @@ def token_from_body(body: Mapping[str, Any]) -> tuple[ACLToken, float | None]:
         roles=_links(body, "Roles"),
         service_identities=services,
         node_identities=nodes,
+        templated_policies=_templated(body),
         local=local,
         expiration_time=_str(body, "ExpirationTime"),
+        auth_method=_str(body, "AuthMethod"),
     )
     return token, _ttl_seconds(body.get("ExpirationTTL"))
 
@@ -236,6 +257,7 @@ def role_from_body(body: Mapping[str, Any]) -> ACLRole:
         policies=_links(body, "Policies"),
         service_identities=services,
         node_identities=nodes,
+        templated_policies=_templated(body),
     )
 
 
@@ -247,70 +269,28 @@ def _matching_id(given: str, url_id: str, what: str) -> str:
 
 # ------------------------------------------------------------ templated policies
 
-_NAME_SCHEMA = (
-    '{\n\t"type": "object",\n\t"properties": {\n\t\t"name": { "type": "string", '
-    '"$ref": "#/definitions/min-length-one" }\n\t},\n\t"required": ["name"],\n\t'
-    '"definitions": {\n\t\t"min-length-one": {\n\t\t\t\t"type": "string",\n\t\t\t\t'
-    '"minLength": 1\n\t\t}\n\t}\n}'
-)
-# Consul's structs/acltemplatedpolicy: name -> (schema, template, description).
-TEMPLATED_POLICIES: dict[str, tuple[str, str, str]] = {
-    "builtin/service": (
-        _NAME_SCHEMA,
-        '\nservice "{{.Name}}" {\n\tpolicy = "write"\n}\nservice "{{.Name}}-sidecar-proxy" '
-        '{\n\tpolicy = "write"\n}\nservice_prefix "" {\n\tpolicy = "read"\n}\n'
-        'node_prefix "" {\n\tpolicy = "read"\n}',
-        "Gives the token or role permissions to register a service and discover services "
-        "in the Consul catalog. It also gives the specified service's sidecar proxy the "
-        "permission to discover and route traffic to other services.",
-    ),
-    "builtin/node": (
-        _NAME_SCHEMA,
-        '\nnode "{{.Name}}" {\n\tpolicy = "write"\n}\nservice_prefix "" {\n\tpolicy = "read"\n}',
-        "Gives the token or role permissions for a register an agent/node into the catalog. "
-        "A node is typically a consul agent but can also be a physical server, cloud "
-        "instance or a container.",
-    ),
-    "builtin/dns": (
-        "",
-        '\nnode_prefix "" {\n\tpolicy = "read"\n}\nservice_prefix "" {\n\tpolicy = "read"\n}\n'
-        'query_prefix "" {\n\tpolicy = "read"\n}',
-        "Gives the token or role permissions for the Consul DNS to query services in the network.",
-    ),
-}
-
 
 def templated_policy_json(name: str) -> dict[str, str]:
     """``{"TemplateName", "Schema", "Template", "Description"}``; raises ``BadRequest``."""
-    found = TEMPLATED_POLICIES.get(name)
+    found = TEMPLATES.get(name)
     if found is None:
         raise BadRequest(f"Invalid templated policy Name: {name}")
-    schema, template, description = found
     return {
         "TemplateName": name,
-        "Schema": schema,
-        "Template": template,
-        "Description": description,
+        "Schema": found.schema,
+        "Template": found.template,
+        "Description": found.description,
     }
 
 
 def preview_templated_policy(name: str, variables: Mapping[str, Any]) -> dict[str, Any]:
     """The synthetic policy ``name`` renders to with ``variables``, as Consul's
     ``POST /v1/acl/templated-policy/preview/:name``. Raises ``BadRequest``."""
-    template = templated_policy_json(name)
-    rules = template["Template"]
-    if template["Schema"]:
-        value = _str(variables, "Name")
-        if not value:
-            raise BadRequest(
-                f'Failed to validate templated policy variables: "name" is required ({name})',
-                "Name",
-            )
-        try:
-            validate_identity_name("Node" if name == "builtin/node" else "Service", value)
-        except IdentityError as exc:
-            raise BadRequest(str(exc), "Name") from None
-        rules = rules.replace("{{.Name}}", value)
+    templated_policy_json(name)
+    try:
+        rules = templated_policy_rules(name, _str(variables, "Name"))
+    except TemplateError as exc:
+        raise BadRequest(str(exc), "Name") from None
     try:
         parse_rules(rules)
     except RulesError as exc:  # a template bug, not the caller's
@@ -416,6 +396,8 @@ def register(router: Router, agent: Agent) -> None:
         enabled(req)
         body = decode_json_body(req, fields=TOKEN_FIELDS, allow_empty=True) or {}
         token, ttl = token_from_body(body)
+        if token.auth_method:
+            raise BadRequest("AuthMethod field is disallowed outside of login", "AuthMethod")
         args = {"token": to_obj(token, ACLToken), "ttl": ttl, "create": True}
         return await call(req, "ACL.TokenSet", args)
 
@@ -448,12 +430,13 @@ def register(router: Router, agent: Agent) -> None:
     async def token_list(req: Request) -> Response:
         enabled(req)
         authz = _require(req, Permission.ACL_READ)
-        args = {
-            "policy": req.query_value("policy"),
-            "role": req.query_value("role"),
-            "authmethod": req.query_value("authmethod"),
-            "now": time.time(),
-        }
+        filters = {k: req.query_value(k) for k in ("policy", "role", "authmethod", "servicename")}
+        if sum(1 for v in filters.values() if v) > 1:
+            # Consul's state.ACLTokenList refuses the combination (there as a 500).
+            raise BadRequest(
+                "can only filter by one of policy, role, serviceName, or methodName at a time"
+            )
+        args = {**filters, "now": time.time()}
         return await read_list(req, "acl.tokens", args, authz)
 
     # -- policies
@@ -538,7 +521,7 @@ def register(router: Router, agent: Agent) -> None:
     async def templated_list(req: Request) -> Response:
         opts = enabled(req)
         _require(req, Permission.ACL_READ)
-        out = {name: templated_policy_json(name) for name in TEMPLATED_POLICIES}
+        out = {name: templated_policy_json(name) for name in TEMPLATES}
         return Response.json(out, pretty=opts.pretty)
 
     async def templated_read(req: Request) -> Response:
@@ -553,6 +536,9 @@ def register(router: Router, agent: Agent) -> None:
         preview = preview_templated_policy(req.path_params["name"], body)
         return Response.json(preview, pretty=opts.pretty)
 
+    acl_auth.register(
+        router, agent, enabled=enabled, call=call, read_one=read_one, read_list=read_list
+    )
     add = router.add
     add("PUT", "/v1/acl/bootstrap", bootstrap, name="acl.bootstrap")
     add("GET", "/v1/acl/token/self", token_self, name="acl.token.self")

@@ -43,6 +43,7 @@ class Rule:
     response_filter: ItemFilter | None = None
     public: bool = False
     handler_checks: bool = False  # the handler enforces (it alone knows the resource)
+    ignores_token: bool = False  # the request's token is not resolved (Consul's login)
 
 
 def _body(req: Request) -> Any:
@@ -457,21 +458,33 @@ RULES: dict[tuple[str, str], Rule] = {
     ("snapshot.restore", "PUT"): need(P.SNAPSHOT),
     ("status.leader", "GET"): PUBLIC,
     ("status.peers", "GET"): PUBLIC,
+    # the web UI's static files (meshd/api/ui.py): the pages' API calls carry the token
+    ("ui.index", "GET"): Rule(public=True, ignores_token=True),
+    ("ui.redirect", "GET"): Rule(public=True, ignores_token=True),
+    ("ui.static", "GET"): Rule(public=True, ignores_token=True),
     # streaming and operator additions (cli-commands)
     ("agent.monitor", "GET"): need(P.AGENT_READ, own_node),
     ("operator.autopilot.configuration", "PUT"): need(P.OPERATOR_WRITE),
     ("operator.autopilot.state", "GET"): need(P.OPERATOR_READ),
+    # observability (prom-sd): answers hold only what the token may read
+    ("prometheus.sd", "GET"): FILTERED,
+    ("internal.ui.service_topology", "GET"): need(P.SERVICE_READ, param("service")),
 }
 
 
 # /v1/acl/* decide inside their handlers, as Consul's ACL endpoints do: the
 # resource is the token itself (token/self), or needs the stored object.
 HANDLER_CHECKS = Rule(handler_checks=True)
+# Consul's /v1/acl/login does not parse X-Consul-Token: a stale token left in
+# a client's environment must not make a fresh login fail with "ACL not found".
+LOGIN = Rule(handler_checks=True, ignores_token=True)
 
 
 def rule_for(name: str, method: str) -> Rule:
     """The rule of route ``name`` for ``method`` (HEAD follows GET). Raises
     ``KeyError`` when the table lacks it."""
+    if name == "acl.login":
+        return LOGIN
     if name.startswith("acl."):
         return HANDLER_CHECKS
     return RULES[(name, "GET" if method == "HEAD" else method)]

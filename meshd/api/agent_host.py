@@ -23,6 +23,7 @@ import trio
 
 from ..http import QueryOptions, Request, Response, Router
 from ..metrics import PROMETHEUS_CONTENT_TYPE, agent_metrics
+from ..version import RAFT_PROTOCOL
 
 if TYPE_CHECKING:
     from ..agent.agent import Agent
@@ -82,7 +83,7 @@ def _raft_stats(agent: Agent) -> dict[str, str]:
         "last_log_index": str(core.last_index),
         "last_snapshot_index": str(st.snapshot_index),
         "num_peers": str(max(len(core.configuration.voters()) - 1, 0)),
-        "protocol_version": "3",
+        "protocol_version": str(RAFT_PROTOCOL),
         "state": core.role.value.capitalize(),
         "term": str(core.term),
         "latest_configuration": str(

@@ -3,7 +3,7 @@ datacenter check, and the mapping of agent and registry errors to HTTP."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from raft.errors import StorageError
@@ -108,9 +108,21 @@ async def read_json(
     return json_response(value, result, opts)
 
 
-def error_mapping() -> ErrorMapping:
-    """Agent, registry and filter errors as Consul answers them."""
+def no_leader_text(detail: str) -> str:
+    """Consul's ``No cluster leader`` first (clients match on it), then what
+    the server waits for, after ``: ``."""
+    return f"No cluster leader: {detail}" if detail else "No cluster leader"
+
+
+def error_mapping(no_leader_detail: Callable[[], str] | None = None) -> ErrorMapping:
+    """Agent, registry and filter errors as Consul answers them;
+    ``no_leader_detail`` says what a server without a leader waits for."""
     m = ErrorMapping()
+
+    def no_leader(_: Exception) -> Response:
+        detail = no_leader_detail() if no_leader_detail is not None else ""
+        return Response.text(no_leader_text(detail), status=500)
+
     m.register(PermissionDenied, lambda e: Response.text(str(e), status=403))
     m.register(ValidationError, lambda e: Response.text(f"Invalid request: {e}", status=400))
     m.register(FilterError, lambda e: Response.text(str(e), status=400))
@@ -118,7 +130,7 @@ def error_mapping() -> ErrorMapping:
     m.register(CASConflict, lambda e: Response.text(str(e), status=409))
     m.register(ConflictError, lambda e: Response.text(str(e), status=409))
     m.register(RegistryError, lambda e: Response.text(str(e), status=400))
-    m.register(NoLeaderError, lambda e: Response.text("No cluster leader", status=500))
+    m.register(NoLeaderError, no_leader)
     m.register(NoServersError, lambda e: Response.text(str(e), status=500))
     m.register(RemoteError, lambda e: Response.text(e.message, status=500))
     m.register(UnknownRead, lambda e: Response.text("unknown read", status=500))

@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 
 import trio
 
+from ..logs import record_fields
+
 __all__ = ["DEFAULT_BUFFER", "LEVELS", "LogFanout", "Subscriber", "fanout", "parse_level"]
 
 DEFAULT_BUFFER = 512  # lines a slow monitor client may fall behind by
@@ -66,15 +68,20 @@ def format_text(record: logging.LogRecord) -> str:
 
 
 def format_json(record: logging.LogRecord) -> str:
-    """hclog's JSON layout: ``@timestamp``, ``@level``, ``@module``, ``@message``."""
+    """hclog's JSON layout: ``@timestamp``, ``@level``, ``@module``, ``@message``,
+    and, as hclog does with its key/value pairs, the event's fields as keys
+    (``event``, ``reason``... parsed by ``meshd.logs.record_fields``)."""
     level = _HCLOG_NAMES.get(record.levelno, record.levelname).lower()
+    fields = {k: v for k, v in record_fields(record).items() if k != "msg"}
     return json.dumps(
         {
             "@level": level,
             "@message": record.getMessage(),
             "@module": record.name,
             "@timestamp": _timestamp(record),
-        }
+            **fields,
+        },
+        default=str,
     )
 
 

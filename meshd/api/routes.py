@@ -23,10 +23,13 @@ from . import (
     monitor,
     operator,
     operator_autopilot,
+    prometheus_sd,
     session,
     snapshot,
     status,
+    topology,
     txn,
+    ui,
 )
 from .acl_rules import ItemFilter, Rule, rule_for
 from .common import FILTERED_HEADER, error_mapping
@@ -47,10 +50,13 @@ MODULES = [
     monitor,
     operator,
     operator_autopilot,
+    prometheus_sd,
     session,
     snapshot,
     status,
+    topology,
     txn,
+    ui,
 ]
 
 
@@ -102,12 +108,15 @@ def _enforce_acl(handler: Handler, agent: Agent, rules: dict[str, Rule]) -> Hand
         # configured tokens yet: wait for it rather than answer "ACL not found".
         await agent.wait_initialized(ESTABLISHMENT_WAIT)
         rule = rules.get(req.method) or rules.get("GET") or Rule()
+        if rule.ignores_token:
+            return await handler(req)
         authz = await agent.acl.resolve(req.token)
         req.authz = authz
+        # Before the check: reads it makes reach the servers with this token.
+        acl_context.secret.set(agent.acl.effective_secret(req.token))
         if rule.check is not None:
             await rule.check(agent, req, authz)
         acl_context.current.set(authz)
-        acl_context.secret.set(agent.acl.effective_secret(req.token))
         resp = await handler(req)
         if rule.response_filter is not None and resp.status == 200 and resp.body:
             resp = _filtered(resp, rule.response_filter, authz, req)
@@ -169,6 +178,7 @@ def build_app(agent_: Agent) -> App:
     server and anti-entropy (see ``Metrics.instrument``)."""
     metrics = agent_metrics(agent_)
     metrics.instrument(agent_)
-    app = App(build_router(agent_, metrics), errors=error_mapping())
+    errors = error_mapping(getattr(agent_, "no_leader_detail", None))
+    app = App(build_router(agent_, metrics), errors=errors)
     app.after_response(_record_request(metrics))
     return app

@@ -77,6 +77,20 @@ def _identities(obj: Mapping[str, Any], indent: str = "") -> list[str]:
     return out
 
 
+def _templated(obj: Mapping[str, Any], indent: str = "") -> list[str]:
+    """Consul's ``Templated Policies:`` block."""
+    items = obj.get("TemplatedPolicies") or ()
+    out = [f"{indent}Templated Policies:"] if items else []
+    for item in items:
+        out.append(f"{indent}   {item.get('TemplateName', '')}")
+        name = (item.get("TemplateVariables") or {}).get("Name")
+        if name:
+            out.append(f"{indent}      Name: {name}")
+        dcs = ", ".join(item.get("Datacenters") or ()) or "all"
+        out.append(f"{indent}      Datacenters: {dcs}")
+    return out
+
+
 def _block(lines: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
@@ -89,6 +103,10 @@ def format_token(token: Mapping[str, Any], *, show_secret: bool = True) -> str:
     lines += [
         f"Description:      {token.get('Description', '')}",
         f"Local:            {str(bool(token.get('Local'))).lower()}",
+    ]
+    if token.get("AuthMethod"):
+        lines.append(f"Auth Method:      {token['AuthMethod']} (Namespace: )")
+    lines += [
         f"Create Time:      {_go_time(str(token.get('CreateTime', '')))}",
     ]
     if token.get("ExpirationTime"):
@@ -96,6 +114,7 @@ def format_token(token: Mapping[str, Any], *, show_secret: bool = True) -> str:
     lines += _links("Policies", token.get("Policies"))
     lines += _links("Roles", token.get("Roles"))
     lines += _identities(token)
+    lines += _templated(token)
     return _block(lines)
 
 
@@ -135,6 +154,7 @@ def format_role(role: Mapping[str, Any], indent: str = "") -> str:
     ]
     lines += _links("Policies", role.get("Policies"), indent)
     lines += _identities(role, indent)
+    lines += _templated(role, indent)
     return _block(lines)
 
 
@@ -191,6 +211,20 @@ def node_identities(values: tuple[str, ...]) -> list[dict[str, str]]:
     return out
 
 
+def templated_policies(names: tuple[str, ...], variables: tuple[str, ...]) -> list[dict[str, Any]]:
+    """``-templated-policy NAME`` with ``-var name:VALUE`` (Consul's flags; the
+    variables apply to each templated policy given) as the API's objects."""
+    values: dict[str, str] = {}
+    for item in variables:
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise CLIError(f"Error: malformed -var: {item!r} (expected VariableName:Value)")
+        if key.lower() != "name":
+            raise CLIError(f"Error: unknown templated policy variable {key!r}")
+        values["Name"] = value
+    return [{"TemplateName": n, **({"TemplateVariables": values} if values else {})} for n in names]
+
+
 def _policy_links(ids: tuple[str, ...], names: tuple[str, ...]) -> list[dict[str, str]]:
     return [{"ID": i} for i in ids] + [{"Name": n} for n in names]
 
@@ -220,6 +254,8 @@ def _links_options(func: F) -> F:
         ("role-name", "Name of a role to link (repeatable)."),
         ("service-identity", "NAME[:DC1,DC2] service identity (repeatable)."),
         ("node-identity", "NAME:DC node identity (repeatable)."),
+        ("templated-policy", "builtin/service, builtin/node or builtin/dns (repeatable)."),
+        ("var", "name:VALUE variable of the templated policies."),
     ):
         func = option(name, name.replace("-", "_"), multiple=True, help=what)(func)
     return func
@@ -283,8 +319,14 @@ def _token_body(
     role_name: tuple[str, ...],
     service_identity: tuple[str, ...],
     node_identity: tuple[str, ...],
+    templated_policy: tuple[str, ...] = (),
+    var: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     body: dict[str, Any] = {}
+    if templated_policy:
+        body["TemplatedPolicies"] = templated_policies(templated_policy, var)
+    elif var:
+        raise CLIError("Error: -var needs -templated-policy")
     if description:
         body["Description"] = description
     if policy_id or policy_name:
@@ -399,8 +441,10 @@ def token_update(
             "Roles",
             "ServiceIdentities",
             "NodeIdentities",
+            "TemplatedPolicies",
             "Local",
             "ExpirationTime",
+            "AuthMethod",
         )
         if k in current
     }
@@ -607,6 +651,8 @@ def _role_links(func: F) -> F:
         ("policy-name", "Name of a policy to link (repeatable)."),
         ("service-identity", "NAME[:DC1,DC2] service identity (repeatable)."),
         ("node-identity", "NAME:DC node identity (repeatable)."),
+        ("templated-policy", "builtin/service, builtin/node or builtin/dns (repeatable)."),
+        ("var", "name:VALUE variable of the templated policies."),
     ):
         func = option(name, name.replace("-", "_"), multiple=True, help=what)(func)
     return func
@@ -620,6 +666,8 @@ def _role_changes(links: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
         body["ServiceIdentities"] = service_identities(links["service_identity"])
     if links["node_identity"]:
         body["NodeIdentities"] = node_identities(links["node_identity"])
+    if links["templated_policy"]:
+        body["TemplatedPolicies"] = templated_policies(links["templated_policy"], links["var"])
     return body
 
 
@@ -686,7 +734,15 @@ def role_update(
 ) -> None:
     """Update a role: given fields and links replace the role's."""
     current = _role_by(client, role_id, "")
-    keys = ("ID", "Name", "Description", "Policies", "ServiceIdentities", "NodeIdentities")
+    keys = (
+        "ID",
+        "Name",
+        "Description",
+        "Policies",
+        "ServiceIdentities",
+        "NodeIdentities",
+        "TemplatedPolicies",
+    )
     body = {k: current[k] for k in keys if k in current}
     if name:
         body["Name"] = name

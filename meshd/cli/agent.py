@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import errno
 import logging
+import logging.handlers
 import os
 import signal
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +25,65 @@ from raft.errors import StorageError
 
 from ..agent.sd_notify import Notifier, ServiceState
 from ..config import load_config
-from ..errors import ConfigError, MeshdError
+from ..errors import ConfigError, MeshdError, StartupError
+from ..logs import setup_logging
 
 log = logging.getLogger("meshd.agent")
 
 
-def _setup_logging(level: str, as_json: bool) -> None:
-    py_level = {"TRACE": "DEBUG", "WARN": "WARNING", "ERR": "ERROR"}.get(level, level)
-    fmt = (
-        '{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}'
-        if as_json
-        else "%(asctime)s [%(levelname)s] %(name)s: %(message)s"
-    )
-    logging.basicConfig(level=py_level, format=fmt, stream=sys.stderr, force=True)
+def _setup_logging(level: str, as_json: bool) -> StartupLog:
+    setup_logging(level, as_json)  # meshd/logs.py: JSON lines carry real fields
+    return StartupLog(verbose=level.upper() in ("DEBUG", "TRACE"))
+
+
+class StartupLog:
+    """Holds the log lines of a starting agent back until it is up, so that
+    a start that fails says one line (the error) instead of the progress that
+    led to it; at debug level they are written out either way."""
+
+    def __init__(self, *, verbose: bool) -> None:
+        root = logging.getLogger()
+        self._targets = list(root.handlers)
+        self._verbose = verbose
+        target = self._targets[0] if self._targets else None
+        self._buffer = logging.handlers.MemoryHandler(
+            1 << 20, flushLevel=logging.CRITICAL + 1, target=target, flushOnClose=False
+        )
+        for handler in self._targets:
+            root.removeHandler(handler)
+        root.addHandler(self._buffer)
+
+    def started(self) -> None:
+        """Write the held lines out and log directly from now on."""
+        self._buffer.flush()
+        self._release()
+
+    def failed(self) -> None:
+        """Drop the held lines (keep them at debug level)."""
+        if self._verbose:
+            self._buffer.flush()
+        self._release()
+
+    def _release(self) -> None:
+        root = logging.getLogger()
+        if self._buffer in root.handlers:
+            root.removeHandler(self._buffer)
+            for handler in self._targets:
+                root.addHandler(handler)
+        self._buffer.buffer.clear()
+
+
+def _failure(exc: BaseException) -> MeshdError | None:
+    """The ``StartupError``/``ConfigError`` that stopped the start, even
+    inside the exception groups trio's nurseries wrap it in."""
+    if isinstance(exc, StartupError | ConfigError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _failure(inner)
+            if found is not None:
+                return found
+    return None
 
 
 # READY=1 goes out at the latest this long after start, leader or not:
@@ -140,7 +187,12 @@ async def _reload(agent: Any, notifier: Notifier) -> None:
 
 
 async def _run(
-    config: Any, *, ready_line: bool, loader: Any = None, notifier: Notifier | None = None
+    config: Any,
+    *,
+    ready_line: bool,
+    loader: Any = None,
+    notifier: Notifier | None = None,
+    on_started: Callable[[], None] = lambda: None,
 ) -> None:
     """Run the agent until it leaves (SIGTERM/SIGINT or /v1/agent/leave), telling systemd through
     ``notifier`` (default: from ``$NOTIFY_SOCKET``, removed from the environment)."""
@@ -158,6 +210,7 @@ async def _run(
             await nursery.start(_handle_signals, agent, notifier, started, nursery.cancel_scope)
             notifier.status("starting")
             await nursery.start(agent.run)
+            on_started()
             started.set()
             if ready_line:
                 http = ", ".join(f"{h}:{p}" for h, p in agent.http_addresses)
@@ -221,8 +274,8 @@ def storage_refusal(exc: StorageError, data_dir: str | None) -> str:
 @click.option("--server", is_flag=True, help="Also act as a server (Raft member).")
 @click.option("--bootstrap", is_flag=True, help="Bootstrap a single-server cluster.")
 @click.option("--bootstrap-expect", type=int, help="Servers to wait for before bootstrapping.")
-@click.option("--config-file", multiple=True, help="A JSON or TOML configuration file.")
-@click.option("--config-dir", multiple=True, help="A directory of .json/.toml files.")
+@click.option("--config-file", multiple=True, help="An HCL, JSON or TOML configuration file.")
+@click.option("--config-dir", multiple=True, help="A directory of .hcl/.json/.toml files.")
 @click.option("--node", help="Node name (default: hostname).")
 @click.option("--node-id", help="Node UUID (default: generated and kept in data_dir).")
 @click.option("--data-dir", help="Where state is kept.")
@@ -249,23 +302,27 @@ def agent(dev: bool, **flags: Any) -> None:
         config, warnings = load_config(files, dirs, flag_values, dev=dev)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    _setup_logging(config.log_level, config.log_json)
+    startup_log = _setup_logging(config.log_level, config.log_json)
     for w in warnings:
         logging.getLogger("meshd.config").warning("%s", w)
+
+    def loader() -> Any:
+        return load_config(files, dirs, flag_values, dev=dev)[0]
+
     try:
-
-        def loader() -> Any:
-            return load_config(files, dirs, flag_values, dev=dev)[0]
-
-        trio.run(lambda: _run(config, ready_line=True, loader=loader))
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        trio.run(
+            lambda: _run(config, ready_line=True, loader=loader, on_started=startup_log.started)
+        )
     except KeyboardInterrupt:
         pass
-    except (StorageError, BaseExceptionGroup) as exc:
-        failure = _storage_failure(exc)
+    except BaseException as exc:
+        startup_log.failed()
+        storage = _storage_failure(exc)
+        if storage is not None:
+            # The traceback for a bug report, below the one line an operator needs.
+            log.debug("event=agent_stopped_by_storage", exc_info=storage)
+            raise click.ClickException(storage_refusal(storage, config.data_dir)) from None
+        failure = _failure(exc)
         if failure is None:
             raise
-        # The traceback for a bug report, below the one line an operator needs.
-        log.debug("event=agent_stopped_by_storage", exc_info=failure)
-        raise click.ClickException(storage_refusal(failure, config.data_dir)) from None
+        raise click.ClickException(str(failure)) from None

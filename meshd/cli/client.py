@@ -20,6 +20,7 @@ import http.client
 import json
 import socket
 import ssl
+import sys
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -254,6 +255,8 @@ class AgentClient:
             conn.close()
         if not 200 <= result.status < 300 and result.status not in allow:
             raise UnexpectedResponse(result.status, _one_line(result.body))
+        if method == "GET" and _emptied_by_acls(result):
+            print(FILTERED_HINT, file=sys.stderr)
         return result
 
     @contextlib.contextmanager
@@ -307,6 +310,21 @@ class AgentClient:
             return AgentUnreachable("the connection closed without an HTTP answer", addr, hint)
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return AgentUnreachable(reason or type(exc).__name__, addr)
+
+
+FILTERED_HEADER = "x-consul-results-filtered-by-acls"
+FILTERED_HINT = (
+    "Note: the answer is empty because ACLs filtered it "
+    "(X-Consul-Results-Filtered-By-ACLs): the token may not read these entries."
+)
+
+
+def _emptied_by_acls(result: Response) -> bool:
+    """An empty JSON list or object the agent says ACLs filtered (Consul sets
+    ``X-Consul-Results-Filtered-By-ACLs: true`` when it dropped entries)."""
+    if result.headers.get(FILTERED_HEADER, "").lower() != "true":
+        return False
+    return result.body.strip() in (b"[]", b"{}", b"null")
 
 
 def _query(params: Mapping[str, Param]) -> str:

@@ -76,6 +76,14 @@ def _load_entry(source: str) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise CLIError(f"Failed to read config entry input: {source}: {reason}") from None
+    if source.lower().endswith(".hcl") or not text.lstrip().startswith("{"):
+        # Consul's config write takes HCL (Kind = "service-defaults" ...) or JSON.
+        from ..config.hcl import HCLSyntaxError, parse_hcl
+
+        try:
+            return parse_hcl(text)
+        except HCLSyntaxError as exc:
+            raise CLIError(f"Failed to decode config entry input: {exc}") from None
     try:
         entry = json.loads(text)
     except ValueError as exc:
@@ -108,7 +116,7 @@ def _check_cas(cas: bool, modify_index: int | None) -> None:
 @option("modify-index", "modify_index", type=click.IntRange(0), default=None, help="With -cas.")
 @agent_options()
 def write(client: AgentClient, source: str | None, cas: bool, modify_index: int | None) -> None:
-    """Create or replace the config entry in FILE (JSON; - for stdin)."""
+    """Create or replace the config entry in FILE (HCL or JSON; - for stdin)."""
     if not source:
         raise CLIError(
             "Must provide exactly one positional argument to specify the config entry to write"

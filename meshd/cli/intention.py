@@ -154,7 +154,10 @@ def create(
         else:
             client.request("POST", INTENTIONS, json_body=body)
     except UnexpectedResponse as exc:
-        raise CLIError(f'Error creating intention "{shown}": {exc.message}') from None
+        hint = ""
+        if not replace and "duplicate intention found" in exc.message:
+            hint = " (add --replace to replace it)"
+        raise CLIError(f'Error creating intention "{shown}": {exc.message}{hint}') from None
     click.echo(f"Created: {shown}")
 
 

@@ -77,6 +77,7 @@ def kv() -> None:
 @flag("keys", "List the keys under the prefix KEY (up to -separator).")
 @option("separator", "separator", default="/", show_default=True, help="With -keys.")
 @flag("base64", "Print values base64-encoded.", dest="as_base64")
+@flag("stale", "Let any server answer, even one behind the leader.")
 @agent_options(output=True)
 def get(
     client: AgentClient,
@@ -87,6 +88,7 @@ def get(
     keys: bool,
     separator: str,
     as_base64: bool,
+    stale: bool,
 ) -> None:
     """Print the value at KEY (exit 1 when there is none)."""
     key = _key(key)
@@ -94,7 +96,7 @@ def get(
         raise CLIError("Error! Missing KEY argument")
     path = f"/v1/kv/{quote_path(key)}"
     if keys:
-        params = {"keys": True, "separator": separator or None}
+        params = {"keys": True, "separator": separator or None, "stale": stale or None}
         resp = client.request("GET", path, params=params, allow=(404,))
         found = [] if resp.status == 404 else resp.json()
         if fmt == "json":
@@ -103,7 +105,8 @@ def get(
             for name in found:
                 click.echo(name)
         return
-    resp = client.request("GET", path, params={"recurse": recurse}, allow=(404,))
+    params = {"recurse": recurse or None, "stale": stale or None}
+    resp = client.request("GET", path, params=params, allow=(404,))
     entries: list[dict[str, Any]] = [] if resp.status == 404 else resp.json()
     if not recurse and not entries:
         raise CLIError(f"Error! No key exists at: {key}")

@@ -57,15 +57,16 @@ def _row(member: Mapping[str, Any]) -> list[Any]:
 
 @click.command()
 @flag("detailed", "Show every member tag instead of the summary columns.")
+@flag("wan", "List the servers as the WAN pool shows them (NAME.DC).")
 @option("status", "status", default="", metavar="REGEX", help="Only members whose status matches.")
 @agent_options(output=True)
-def members(client: AgentClient, fmt: str, detailed: bool, status: str) -> None:
+def members(client: AgentClient, fmt: str, detailed: bool, wan: bool, status: str) -> None:
     """List the members of the cluster as this agent sees them."""
     try:
         pattern = re.compile(status) if status else None
     except re.error as exc:
         raise CLIError(f"Error: invalid -status pattern {status!r}: {exc}") from None
-    found = client.get_json("/v1/agent/members")
+    found = client.get_json("/v1/agent/members", wan=wan or None)
     if not isinstance(found, list):
         raise CLIError("Error: unexpected /v1/agent/members answer (not a list)")
     chosen = [

@@ -1,7 +1,7 @@
 """``meshd services register|deregister`` (like ``consul services``): add or
 remove services on the local agent through /v1/agent/service/*.
 
-A definition file is JSON or TOML holding ``{"service": {...}}``,
+A definition file is JSON, HCL or TOML holding ``{"service": {...}}``,
 ``{"services": [...]}`` or a bare definition (an object with a name), in
 Consul's CamelCase or the configuration files' snake_case. Field names are
 sent in Consul's canonical spelling; values (Meta keys and so on) as written.
@@ -40,6 +40,9 @@ def canonical_service(obj: Mapping[str, Any]) -> dict[str, Any]:
     """A definition with Consul's field spelling (``enable_tag_override`` ->
     ``EnableTagOverride``), its checks too."""
     spec = _canon(obj, _SERVICE_KEYS)
+    if isinstance(spec.get("Check"), list):  # HCL's repeated check { } blocks
+        checks = spec.get("Checks")
+        spec["Checks"] = [*spec.pop("Check"), *(checks if isinstance(checks, list) else [])]
     if isinstance(spec.get("Check"), Mapping):
         spec["Check"] = _canon(spec["Check"], _CHECK_KEYS)
     if isinstance(spec.get("Checks"), list):
@@ -58,7 +61,12 @@ def _parse_file(path: str) -> Any:
         raise CLIError(f"Error: {path} is not UTF-8 text") from None
     suffix = Path(path).suffix.lower()
     if suffix == ".hcl":
-        raise CLIError(f"Error: {path}: HCL is not supported; write the definition as JSON or TOML")
+        from ..config.hcl import HCLSyntaxError, parse_hcl
+
+        try:
+            return parse_hcl(text)
+        except HCLSyntaxError as exc:
+            raise CLIError(f"Error: {path}: {exc}") from None
     if suffix == ".toml":
         try:
             return tomllib.loads(text)
@@ -76,7 +84,7 @@ def _parse_file(path: str) -> Any:
 
 
 def load_definitions(path: str) -> list[dict[str, Any]]:
-    """The service definitions in a JSON or TOML file. Raises ``CLIError``."""
+    """The service definitions in a JSON, HCL or TOML file. Raises ``CLIError``."""
     data = _parse_file(path)
     if not isinstance(data, Mapping):
         raise CLIError(f"Error: {path}: expected an object holding a service definition")
@@ -87,6 +95,8 @@ def load_definitions(path: str) -> list[dict[str, Any]]:
             raise CLIError(f"Error: {path}: services must be a list of definitions")
     elif "service" in keys and isinstance(data[keys["service"]], Mapping):
         found = [data[keys["service"]]]
+    elif "service" in keys and isinstance(data[keys["service"]], list):
+        found = data[keys["service"]]  # an HCL file that repeats service { }
     elif "name" in keys:
         found = [data]
     else:
@@ -137,7 +147,7 @@ def register(
     tags: tuple[str, ...],
     meta: tuple[str, ...],
 ) -> None:
-    """Register services from FILES (JSON or TOML), or one service from flags."""
+    """Register services from FILES (HCL, JSON or TOML), or one service from flags."""
     flags_used = bool(name or service_id or address or port is not None or tags or meta)
     if files and flags_used:
         raise CLIError("Error: give definition files or -name and its flags, not both")

@@ -1,4 +1,4 @@
-"""The agent configuration: Consul's key names, in JSON or TOML, merged like Consul.
+"""The agent configuration: Consul's key names, in HCL, JSON or TOML, merged like Consul.
 
 ``load_config(files, dirs, flags, dev=...)`` returns a frozen ``AgentConfig``
 and a list of warnings, or raises ``meshd.errors.ConfigError`` naming the

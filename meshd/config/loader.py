@@ -54,7 +54,7 @@ def load_config(
     """Load, merge and validate the agent configuration; return it and warnings.
 
     Sources in order: built-in defaults (dev defaults with ``dev``), each of
-    ``files`` in order, each of ``dirs``' ``*.json``/``*.toml`` files in
+    ``files`` in order, each of ``dirs``' ``*.hcl``/``*.json``/``*.toml`` files in
     lexical order (then any ``config_file``/``config_dir`` flags), then the
     other ``flags``. Later sources override scalars, append to lists and
     update maps. ``flags`` maps the CLI's flag names (``http_port``,

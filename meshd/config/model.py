@@ -227,6 +227,9 @@ class ACLConfig:
     down_policy: str = key("extend-cache", choice("allow", "deny", "extend-cache", "async-cache"))
     enable_token_persistence: bool = key(False, boolean)
     token_ttl: float = dur(30.0)
+    # Consul's bounds on a token's ExpirationTTL and an auth method's MaxTokenTTL.
+    token_min_expiration_ttl: float = dur(60.0, positive=True)
+    token_max_expiration_ttl: float = dur(24 * HOUR, positive=True)
     tokens: ACLTokens = field(default_factory=ACLTokens)
 
 
@@ -285,12 +288,19 @@ class LimitsConfig:
 
     ``http_max_conns`` (meshd's own; Consul has no total cap) bounds the HTTP
     API's open connections; the agent also keeps it to at most half of the
-    process's RLIMIT_NOFILE.
+    process's RLIMIT_NOFILE. The server RPC port closes a connection over
+    ``rpc_max_conns_per_client`` (per client IP, Consul's default 100) or
+    ``rpc_max_conns`` (meshd's, in all), and one whose started frame is not
+    complete within ``rpc_frame_timeout``.
     """
 
     http_max_conns_per_client: int = key(200, integer(0))
     http_max_conns: int = key(4096, integer(0))
     rpc_max_conns_per_client: int = key(100, integer(0))
+    # meshd's: connections a server's RPC port holds in all (0 = unlimited),
+    # and how long a started RPC frame may take to arrive in full.
+    rpc_max_conns: int = key(4096, integer(0))
+    rpc_frame_timeout: float = dur(30.0, positive=True)
     txn_max_req_len: int = key(512 * 1024, integer(1))
     kv_max_value_size: int = key(512 * 1024, integer(1))
 
@@ -314,7 +324,9 @@ class UIConfig:
 
 
 def _one(parser: Parser) -> Parser:
-    return lambda value: (parser(value),)
+    # A list too: an HCL file may repeat the block (service { } service { }).
+    many = list_of(parser)
+    return lambda value: many(value) if isinstance(value, list) else (parser(value),)
 
 
 _NO_GOSSIP = "ignored: meshd has no gossip layer to encrypt"

@@ -156,6 +156,13 @@ def _service_check(value: object) -> dict[str, Any]:
     return _check(value, top_level=False)
 
 
+def _one_or_many_checks(value: object) -> Any:
+    # HCL repeats the block (check { } check { }): a list of checks.
+    if isinstance(value, list):
+        return list_of(_service_check, max_items=64)(value)
+    return _service_check(value)
+
+
 def _weights(value: object) -> dict[str, Any]:
     known = {"passing": integer(1, 65535), "warning": integer(0, 65535)}
     return _fields(value, known, "weights")
@@ -176,7 +183,7 @@ _SERVICE_KEYS: Mapping[str, Parser] = {
     "weights": _weights,
     "proxy": obj,
     "connect": obj,
-    "check": _service_check,
+    "check": _one_or_many_checks,
     "checks": list_of(_service_check, max_items=64),
 }
 
@@ -188,5 +195,6 @@ def service_definition(value: object) -> dict[str, Any]:
         raise Invalid("required", ".name")
     single = service.pop("check", None)
     if single is not None:
-        service["checks"] = [single, *service.get("checks", [])]
+        first = single if isinstance(single, list) else [single]
+        service["checks"] = [*first, *service.get("checks", [])]
     return service

@@ -1,7 +1,7 @@
-"""Reading configuration sources: JSON and TOML files, config directories, flags.
+"""Reading configuration sources: JSON, HCL and TOML files, config directories, flags.
 
 Files are size-limited (1 MiB) and must decode to an object. Directories
-contribute their ``*.json`` and ``*.toml`` files in lexical order, as
+contribute their ``*.json``, ``*.hcl`` and ``*.toml`` files in lexical order, as
 Consul's ``-config-dir`` does. Flags arrive from the CLI as a mapping of
 flag name to value; ``None`` (and ``False`` for on/off flags) means "not
 given", so click's defaults never override a file.
@@ -24,8 +24,7 @@ from meshd.errors import ConfigError
 __all__ = ["FLAGS", "MAX_CONFIG_BYTES", "FlagValues", "dir_files", "flag_values", "read_file"]
 
 MAX_CONFIG_BYTES = 1 << 20
-EXTENSIONS = (".json", ".toml")
-_HCL = "HCL is not supported; write the configuration as JSON (.json) or TOML (.toml)"
+EXTENSIONS = (".json", ".hcl", ".toml")
 
 FlagKind = Literal["on", "value", "int", "list", "meta", "file", "dir"]
 
@@ -127,35 +126,45 @@ def _parse_toml(path: str, text: str) -> Any:
         raise ConfigError(path, None, reason) from None
 
 
-def read_file(path: str) -> dict[str, Any]:
-    """Read and decode one configuration file (``.json`` or ``.toml``).
+def _parse_hcl(path: str, text: str) -> Any:
+    from meshd.config.hcl import HCLSyntaxError, parse_hcl
 
-    Raises ``ConfigError`` naming the file for an unsupported extension
-    (``.hcl`` included), a missing or unreadable file, one over 1 MiB, bad
-    UTF-8, a syntax error (with line and column) or a top level that is not
-    an object. Blocking I/O: call it through ``trio.to_thread`` from async code.
+    try:
+        return parse_hcl(text)
+    except HCLSyntaxError as err:
+        raise ConfigError(path, None, str(err)) from None
+
+
+_PARSERS = {".json": _parse_json, ".hcl": _parse_hcl, ".toml": _parse_toml}
+
+
+def read_file(path: str) -> dict[str, Any]:
+    """Read and decode one configuration file (``.json``, ``.hcl`` or ``.toml``).
+
+    Raises ``ConfigError`` naming the file for an unsupported extension, a
+    missing or unreadable file, one over 1 MiB, bad UTF-8, a syntax error
+    (with line and column) or a top level that is not an object. Blocking
+    I/O: call it through ``trio.to_thread`` from async code.
     """
     ext = os.path.splitext(path)[1].lower()
-    if ext == ".hcl":
-        raise ConfigError(path, None, _HCL)
     if ext not in EXTENSIONS:
-        raise ConfigError(path, None, "unsupported file extension; use .json or .toml")
+        raise ConfigError(path, None, "unsupported file extension; use .json, .hcl or .toml")
     data = _read_bytes(path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise ConfigError(path, None, f"not valid UTF-8 (byte {err.start})") from None
-    decoded = _parse_json(path, text) if ext == ".json" else _parse_toml(path, text)
+    decoded = _PARSERS[ext](path, text)
     if not isinstance(decoded, dict):
         raise ConfigError(path, None, "the top level must be an object")
     return decoded
 
 
 def dir_files(path: str, warnings: list[str]) -> list[str]:
-    """The ``.json``/``.toml`` files of a config directory, in lexical order.
+    """The ``.json``/``.hcl``/``.toml`` files of a config directory, in lexical order.
 
     Subdirectories are skipped; other files are skipped with a warning, as
-    Consul does; an ``.hcl`` file is an error rather than silently ignored.
+    Consul does.
     Raises ``ConfigError`` if the directory does not exist or cannot be read.
     """
     try:
@@ -171,12 +180,11 @@ def dir_files(path: str, warnings: list[str]) -> list[str]:
         if not entry.is_file():
             continue
         ext = os.path.splitext(entry.name)[1].lower()
-        if ext == ".hcl":
-            raise ConfigError(entry.path, None, _HCL)
         if ext in EXTENSIONS:
             files.append(entry.path)
         else:
-            warnings.append(ConfigError.describe(entry.path, None, "skipped: not .json or .toml"))
+            text = "skipped: not .json, .hcl or .toml"
+            warnings.append(ConfigError.describe(entry.path, None, text))
     return files
 
 

@@ -34,6 +34,11 @@ class Locator:
         """Whether any source set ``path``."""
         return path in self._origins
 
+    def set_by_user(self, path: str) -> bool:
+        """Whether a file or a flag (not the defaults or ``-dev``) set ``path``."""
+        origin = self._origins.get(path)
+        return origin is not None and origin != _DEFAULTS
+
     def first_set(self, *paths: str) -> str:
         """The first of ``paths`` some source set (the first one if none was)."""
         return next((p for p in paths if p in self._origins), paths[0])
@@ -215,6 +220,21 @@ def _check_scripts(
         warnings.append(loc.warning("enable_script_checks", text))
 
 
+# Keys accepted for Consul compatibility that change nothing yet: one warning
+# line each at startup, until they do something.
+INERT_KEYS: Mapping[str, str] = {
+    "telemetry.disable_hostname": "metrics carry no host name anyway",
+    "telemetry.prometheus_retention_time": "?format=prometheus answers regardless",
+    "ports.grpc": "meshd serves no gRPC/xDS listener",
+}
+
+
+def _warn_inert(loc: Locator, warnings: list[str]) -> None:
+    for path, why in INERT_KEYS.items():
+        if loc.set_by_user(path):
+            warnings.append(loc.warning(path, f"has no effect yet ({why}); ignored"))
+
+
 def validate(cfg: AgentConfig, origins: Mapping[str, Origin], layers: Sequence[Layer]) -> list[str]:
     """Check the rules that span keys; return warnings, raise ``ConfigError`` on the first error."""
     loc = Locator(origins)
@@ -226,4 +246,5 @@ def validate(cfg: AgentConfig, origins: Mapping[str, Origin], layers: Sequence[L
     _check_tls_roles(cfg, loc, warnings)
     _check_ca(cfg, loc)
     _check_scripts(cfg, loc, layers, warnings)
+    _warn_inert(loc, warnings)
     return warnings

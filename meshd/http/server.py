@@ -56,6 +56,7 @@ import trio
 from meshd.http.accept import RateLimitedLog, serve_listeners
 from meshd.http.app import App
 from meshd.http.message import TEXT_PLAIN, Headers, Request, Response, StreamingResponse
+from meshd.http.request_log import log_request
 
 __all__ = ["ServerLimits", "open_http_listeners", "serve_http"]
 
@@ -519,12 +520,16 @@ class _Connection:
             request, keep_alive = got
             self._phase = _HANDLER
             self._scope.deadline = math.inf
+            started = time.monotonic()
             try:
                 response = await self._app.handle(request)
             except Exception:
                 log.exception("http app failed request_id=%s", request.request_id)
                 response = Response.text("Internal error", 500)
-            if not await self._send_response(request.method, response, keep_alive):
+            kept = await self._send_response(request.method, response, keep_alive)
+            elapsed = time.monotonic() - started
+            log_request(request.method, request.path, response.status, elapsed, self._peer)
+            if not kept:
                 return
             self._phase = _HEAD
 

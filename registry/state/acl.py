@@ -11,11 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..commands import ACLBootstrap, ACLPolicySet, ACLRoleSet, ACLTokenSet
+from ..commands import (
+    ACLAuthMethodSet,
+    ACLBindingRuleSet,
+    ACLBootstrap,
+    ACLPolicySet,
+    ACLRoleSet,
+    ACLTokenSet,
+)
 from ..errors import ErrorCode
-from ..records import ACLLink, ACLPolicy, ACLRole, ACLToken
+from ..records import ACLAuthMethod, ACLBindingRule, ACLLink, ACLPolicy, ACLRole, ACLToken
 from ..results import OK, Result, failed
 from .table import Table
 from .watch import WatchSet
@@ -29,8 +36,12 @@ GLOBAL_MANAGEMENT_POLICY_ID = "00000000-0000-0000-0000-000000000001"
 BOOTSTRAP_INDEX = "acl-token-bootstrap"
 
 
+ACLRecord = ACLToken | ACLPolicy | ACLRole | ACLAuthMethod | ACLBindingRule
+
+
 class ACLTables:
-    """Tokens, policies and roles with their lookup indexes."""
+    """Tokens, policies, roles, auth methods and binding rules with their
+    lookup indexes."""
 
     def __init__(self) -> None:
         self.tokens: Table[ACLToken] = Table(
@@ -45,10 +56,19 @@ class ACLTables:
         self.roles: Table[ACLRole] = Table(
             "acl_roles", ACLRole, lambda r: r.id, {"name": lambda r: (r.name,)}
         )
+        self.auth_methods: Table[ACLAuthMethod] = Table(
+            "acl_auth_methods", ACLAuthMethod, lambda m: m.name, {}
+        )
+        self.binding_rules: Table[ACLBindingRule] = Table(
+            "acl_binding_rules",
+            ACLBindingRule,
+            lambda b: b.id,
+            {"method": lambda b: (b.auth_method,)},
+        )
 
-    def tables(self) -> list[Table[ACLToken] | Table[ACLPolicy] | Table[ACLRole]]:
+    def tables(self) -> list[Table[Any]]:
         """Tables in snapshot order."""
-        return [self.tokens, self.policies, self.roles]
+        return [self.tokens, self.policies, self.roles, self.auth_methods, self.binding_rules]
 
 
 def _missing_link(
@@ -184,6 +204,64 @@ def delete_roles(store: StateStore, tx: WriteTx, ids: Iterable[str]) -> Result:
     return OK
 
 
+def set_auth_methods(store: StateStore, tx: WriteTx, cmd: ACLAuthMethodSet) -> Result:
+    """Create or update a batch of auth methods (keyed by name)."""
+    table = store.acl.auth_methods
+    for method in cmd.methods:
+        existing = table.get(method.name)
+        if existing is not None and existing.type != method.type:
+            return failed(
+                ErrorCode.INVALID,
+                f"Invalid Auth Method: cannot change the Type of {method.name!r}",
+            )
+        create = existing.create_index if existing else tx.index
+        table.put(tx, replace(method, create_index=create, modify_index=tx.index))
+    tx.touch("acl-auth-methods")
+    return OK
+
+
+def delete_auth_methods(store: StateStore, tx: WriteTx, names: Iterable[str]) -> Result:
+    """Delete auth methods by name with their binding rules and the tokens
+    that logged in through them (Consul's ``ACLAuthMethodDeleteByName``)."""
+    for name in names:
+        if store.acl.auth_methods.get(name) is None:
+            continue
+        store.acl.auth_methods.delete(tx, name)
+        for rule_id in list(store.acl.binding_rules.by("method", name)):
+            store.acl.binding_rules.delete(tx, rule_id)
+        for token in list(store.acl.tokens.sorted_records()):
+            if token.auth_method == name:
+                store.acl.tokens.delete(tx, token.accessor_id)
+        tx.touch("acl-binding-rules")
+        tx.touch("acl-tokens")
+    tx.touch("acl-auth-methods")
+    return OK
+
+
+def set_binding_rules(store: StateStore, tx: WriteTx, cmd: ACLBindingRuleSet) -> Result:
+    """Create or update a batch of binding rules; their auth method must exist."""
+    table = store.acl.binding_rules
+    for rule in cmd.rules:
+        if store.acl.auth_methods.get(rule.auth_method) is None:
+            return failed(
+                ErrorCode.NOT_FOUND,
+                f"ACL Binding Rule references non-existent auth method {rule.auth_method!r}",
+            )
+        existing = table.get(rule.id)
+        create = existing.create_index if existing else tx.index
+        table.put(tx, replace(rule, create_index=create, modify_index=tx.index))
+    tx.touch("acl-binding-rules")
+    return OK
+
+
+def delete_binding_rules(store: StateStore, tx: WriteTx, ids: Iterable[str]) -> Result:
+    """Delete binding rules by ID (unknown ones are ignored)."""
+    for rule_id in ids:
+        store.acl.binding_rules.delete(tx, rule_id)
+    tx.touch("acl-binding-rules")
+    return OK
+
+
 # -- reads -------------------------------------------------------------------------------------
 
 T = TypeVar("T", ACLToken, ACLRole)
@@ -290,3 +368,31 @@ def acl_role_list(store: StateStore, ws: WatchSet | None) -> tuple[int, list[ACL
     """Every role, by ID."""
     idx = _idx(store, ws, "acl-roles")
     return idx, [_resolve(store, r) for r in store.acl.roles.sorted_records()]
+
+
+def acl_auth_method_get(
+    store: StateStore, ws: WatchSet | None, name: str
+) -> tuple[int, ACLAuthMethod | None]:
+    """An auth method by name."""
+    return _idx(store, ws, "acl-auth-methods"), store.acl.auth_methods.get(name)
+
+
+def acl_auth_method_list(store: StateStore, ws: WatchSet | None) -> tuple[int, list[ACLAuthMethod]]:
+    """Every auth method, by name."""
+    return _idx(store, ws, "acl-auth-methods"), store.acl.auth_methods.sorted_records()
+
+
+def acl_binding_rule_get(
+    store: StateStore, ws: WatchSet | None, rule_id: str
+) -> tuple[int, ACLBindingRule | None]:
+    """A binding rule by ID."""
+    return _idx(store, ws, "acl-binding-rules"), store.acl.binding_rules.get(rule_id)
+
+
+def acl_binding_rule_list(
+    store: StateStore, ws: WatchSet | None, method: str = ""
+) -> tuple[int, list[ACLBindingRule]]:
+    """Every binding rule (of auth method ``method`` when given), by ID."""
+    idx = _idx(store, ws, "acl-binding-rules")
+    rules = store.acl.binding_rules.sorted_records()
+    return idx, [r for r in rules if not method or r.auth_method == method]

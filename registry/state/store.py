@@ -38,6 +38,9 @@ from .table import Table
 from .watch import WatchRegistry, WatchSet
 
 SNAPSHOT_VERSION = 1
+# Tables added after snapshots of this version were first written: a snapshot
+# from an older meshd lacks them and restores with them empty (upgrades).
+TABLES_ADDED_LATER = frozenset({"acl_auth_methods", "acl_binding_rules"})
 
 
 @contextmanager
@@ -205,8 +208,9 @@ class StateStore:
                 table = by_name.pop(name)
                 dec = converters(table.record_type, rows=True).dec
                 table.load(dec(r) for r in rows)
-            if by_name:
-                raise CorruptSnapshotError(f"snapshot misses tables {sorted(by_name)}")
+            missing = set(by_name) - TABLES_ADDED_LATER
+            if missing:
+                raise CorruptSnapshotError(f"snapshot misses tables {sorted(missing)}")
             fresh.indexes = {str(k): int(v) for k, v in obj["index"]}
         except (CodecError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CorruptSnapshotError(f"bad snapshot: {exc}") from exc

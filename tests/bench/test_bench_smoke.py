@@ -141,3 +141,15 @@ def test_http_bench_prints_meshd_rows_and_the_baseline(
         assert float(p50) <= float(p99)
         assert int(errors) == 0
         assert float(cpu_us) > 0
+
+
+def test_l7_cores_bench_prints_cost_per_decision_and_dict_baseline(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench import l7_cores_bench
+
+    out = run_quick(l7_cores_bench.main, capsys)
+    for label in ("baseline: dict lookup", "match (20 routes)", "decide, 90/10 split"):
+        [us] = figure_row(out, label, 1)
+        assert float(us) > 0
+    assert re.search(r"90/10 split over plain route: \d+\.\d+x", out)

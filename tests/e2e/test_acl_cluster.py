@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from meshd.local_cluster import LocalAgentCluster
+from tests.meshd.jwt_support import jwks, jwks_server, sign
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -180,6 +183,77 @@ def test_sync_skips_a_service_the_servers_refuse_and_keeps_syncing(acl: ACLClust
     assert acl.call("client-1", "PUT", "/v1/agent/service/register", more, MGMT)[0] == 200
     acl.c.wait_until(lambda: in_catalog("after-refusal-2"), 15, "still syncing")
     assert len(refused_lines()) == 1, refused_lines()
+
+
+def test_a_pod_jwt_logs_in_through_a_client_agent_and_registers_its_service(
+    acl: ACLCluster,
+) -> None:
+    """The Kubernetes path on a real cluster: the auth method names the
+    cluster's JWKS URL (served on loopback), the login goes from a client
+    agent to the leader, which fetches the keys and validates the projected
+    service-account token; the token then registers the bound service."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with jwks_server(jwks(("sa-1", key))) as server:
+        method = {
+            "Name": "kubernetes",
+            "Type": "jwt",
+            "MaxTokenTTL": "1h",
+            "Config": {
+                "JWKSURL": server.url,
+                "BoundIssuer": "https://kubernetes.default.svc.cluster.local",
+                "BoundAudiences": ["meshd"],
+                "ClaimMappings": {
+                    "/kubernetes.io/namespace": "namespace",
+                    "/kubernetes.io/serviceaccount/name": "service_account",
+                },
+            },
+        }
+        status, out = acl.call("server-2", "PUT", "/v1/acl/auth-method", method, MGMT)
+        assert status == 200, out
+        rule = {
+            "AuthMethod": "kubernetes",
+            "BindType": "service",
+            "BindName": "${value.service_account}",
+            "Selector": "value.namespace == default",
+        }
+        status, out = acl.call("server-3", "PUT", "/v1/acl/binding-rule", rule, MGMT)
+        assert status == 200, out
+        now = int(time.time())
+        bearer = sign(
+            key,
+            {
+                "iss": "https://kubernetes.default.svc.cluster.local",
+                "aud": ["meshd"],
+                "exp": now + 3600,
+                "nbf": now,
+                "sub": "system:serviceaccount:default:orders",
+                "kubernetes.io": {"namespace": "default", "serviceaccount": {"name": "orders"}},
+            },
+            kid="sa-1",
+        )
+        body = {"AuthMethod": "kubernetes", "BearerToken": bearer}
+        status, login = acl.call("client-1", "POST", "/v1/acl/login", body)
+    assert status == 200, login
+    acl.secrets += [login["SecretID"], bearer]
+    assert login["AuthMethod"] == "kubernetes"
+    assert login["ServiceIdentities"] == [{"ServiceName": "orders"}]
+    secret = login["SecretID"]
+    svc = {"Name": "orders", "Port": 9000}
+    assert acl.call("client-1", "PUT", "/v1/agent/service/register", svc, secret)[0] == 200
+    status, text = acl.call("client-1", "PUT", "/v1/agent/service/register", {"Name": "x"}, secret)
+    assert status == 403 and "service:write" in text
+
+    def visible() -> bool:
+        status, rows = acl.call("server-1", "GET", "/v1/catalog/service/orders", token=MGMT)
+        return status == 200 and [r["Node"] for r in rows] == ["client-1"]
+
+    acl.c.wait_until(visible, 15, "orders in the catalog, registered with the login token")
+    assert acl.call("client-1", "POST", "/v1/acl/logout", token=secret) == (200, True)
+    # The client agent forgets the token at once (not after acl.token_ttl).
+    status, text = acl.call("client-1", "GET", "/v1/agent/services", token=secret)
+    assert (status, text) == (403, "ACL not found")
+    status, text = acl.call("server-1", "GET", "/v1/acl/token/self", token=secret)
+    assert (status, text) == (403, "ACL not found")
 
 
 def test_secrets_never_printed_by_token_list_nor_logged(acl: ACLCluster) -> None:

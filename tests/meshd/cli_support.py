@@ -1,6 +1,10 @@
 """Running ``meshd`` commands in tests: click's CliRunner in a worker thread
 (so a dev agent in the test's trio loop keeps serving), with the address and
-token variables cleared unless a test sets them."""
+token variables cleared unless a test sets them.
+
+A command given no address would talk to the default agent address, where a user's own
+agent (``make run``) may be listening: unless the test names an address
+(flag or variable), MESHD_HTTP_ADDR points at a port nobody listens on."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import trio
 from click.testing import CliRunner, Result
 
 from meshd.cli import cli
+from tests.meshd.harness import free_port
 
 CLEAN_ENV: dict[str, str | None] = {
     f"{prefix}_{name}": None
@@ -32,9 +37,10 @@ def invoke(
 ) -> Result:
     """Run ``meshd ARGS`` synchronously and return click's result."""
     runner = CliRunner()
-    return runner.invoke(
-        cli, args, input=input, env={**CLEAN_ENV, **(env or {})}, prog_name="meshd"
-    )
+    full = {**CLEAN_ENV, **(env or {})}
+    if not (full.get("MESHD_HTTP_ADDR") or full.get("CONSUL_HTTP_ADDR")):
+        full["MESHD_HTTP_ADDR"] = f"127.0.0.1:{free_port()}"  # never a user's agent
+    return runner.invoke(cli, args, input=input, env=full, prog_name="meshd")
 
 
 async def run_cli(

@@ -22,18 +22,21 @@ from typing import Any
 
 import pytest
 import trio
+from cryptography.hazmat.primitives.asymmetric import rsa
+from trio.testing import MockClock
 
 from meshd.acl import GLOBAL_MANAGEMENT_POLICY_ID
 from meshd.acl.builtin import GLOBAL_MANAGEMENT_RULES
 from meshd.acl.errors import PermissionDenied
 from meshd.agent.agent import Agent
 from meshd.api.routes import build_router
+from meshd.rpc import caller_token
 from raft.transport import PeerInfo
 from registry.commands import ACLPolicySet, ACLTokenSet, KVRequest, encode_command
 from registry.records import ACLLink, ACLPolicy, ACLToken
 from tests.meshd.harness import APIClient, dev_agent
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import InprocClient, inproc_agent
+from tests.meshd.jwt_support import pem_public
 
 NODE = "dev-node"
 FILTERED = "X-Consul-Results-Filtered-By-ACLs".lower()
@@ -46,7 +49,7 @@ class Row:
     body: Any = None
     kind: str = "checked"  # checked | filtered | public | handler
     marker: str = ""  # filtered: what the exact token must see in the answer
-    refusal: str = ""  # public: a 403 that is not about permissions (bootstrap done, no token)
+    refusal: str = ""  # public: a 403 not about permissions (a regex: bootstrap done, no token)
 
 
 def svc(name: str, policy: str = "read") -> str:
@@ -60,6 +63,16 @@ def node(name: str = NODE, policy: str = "read") -> str:
 def intentions(dest: str, access: str) -> str:
     return f'service "{dest}" {{ policy = "deny" intentions = "{access}" }}\n'
 
+
+JWT_METHOD = {
+    "Type": "jwt",
+    "Config": {
+        "JWTValidationPubKeys": [
+            pem_public(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        ]
+    },
+}
+BINDING = {"AuthMethod": "seedmeth", "BindType": "service", "BindName": "web"}
 
 ROWS: dict[tuple[str, str], Row] = {
     ("agent.self", "GET"): Row("/v1/agent/self", f'agent "{NODE}" {{ policy = "read" }}'),
@@ -230,6 +243,10 @@ ROWS: dict[tuple[str, str], Row] = {
     ("snapshot.restore", "PUT"): Row("/v1/snapshot", 'acl = "write"', "not an archive"),
     ("status.leader", "GET"): Row("/v1/status/leader", kind="public"),
     ("status.peers", "GET"): Row("/v1/status/peers", kind="public"),
+    # the web UI's files: public, as in Consul (the pages' API calls carry the token)
+    ("ui.index", "GET"): Row("/", kind="public"),
+    ("ui.redirect", "GET"): Row("/ui", kind="public"),
+    ("ui.static", "GET"): Row("/ui/app.js", kind="public"),
     # /v1/acl: acl:read to read, acl:write to write; bootstrap and token/self
     # need no permission (a valid token for self).
     ("acl.bootstrap", "PUT"): Row(
@@ -275,6 +292,39 @@ ROWS: dict[tuple[str, str], Row] = {
         'acl = "read"',
         {"Name": "web"},
     ),
+    ("acl.auth_method.list", "GET"): Row("/v1/acl/auth-methods", 'acl = "read"'),
+    ("acl.auth_method.read", "GET"): Row("/v1/acl/auth-method/seedmeth", 'acl = "read"'),
+    ("acl.auth_method.create", "PUT"): Row(
+        "/v1/acl/auth-method", 'acl = "write"', {**JWT_METHOD, "Name": "newmeth"}
+    ),
+    ("acl.auth_method.update", "PUT"): Row(
+        "/v1/acl/auth-method/seedmeth", 'acl = "write"', {**JWT_METHOD, "Description": "u"}
+    ),
+    ("acl.auth_method.delete", "DELETE"): Row("/v1/acl/auth-method/delmeth", 'acl = "write"'),
+    ("acl.binding_rule.list", "GET"): Row("/v1/acl/binding-rules", 'acl = "read"'),
+    ("acl.binding_rule.read", "GET"): Row("/v1/acl/binding-rule/{seed_rule}", 'acl = "read"'),
+    ("acl.binding_rule.create", "PUT"): Row("/v1/acl/binding-rule", 'acl = "write"', BINDING),
+    ("acl.binding_rule.update", "PUT"): Row(
+        "/v1/acl/binding-rule/{seed_rule}", 'acl = "write"', BINDING
+    ),
+    ("acl.binding_rule.delete", "DELETE"): Row("/v1/acl/binding-rule/{del_rule}", 'acl = "write"'),
+    # Login needs no token (the JWT is the credential); logout acts on the
+    # request's own token: "ACL not found" without one, "Permission denied"
+    # for a token no login created (Consul's ACL.Logout).
+    ("acl.login", "POST"): Row(
+        "/v1/acl/login",
+        kind="public",
+        body={"AuthMethod": "seedmeth", "BearerToken": "x"},
+        refusal="failed to validate the token",
+    ),
+    ("acl.logout", "POST"): Row(
+        "/v1/acl/logout", kind="public", refusal="ACL not found|Permission denied"
+    ),
+    # observability (prom-sd)
+    ("prometheus.sd", "GET"): Row("/v1/prometheus/sd", svc("web") + node(), kind="filtered"),
+    ("internal.ui.service_topology", "GET"): Row(
+        "/v1/internal/ui/service-topology/web?kind=", svc("web")
+    ),
 }
 # Run last: leaving stops the agent.
 LAST = ("agent.leave", "PUT")
@@ -291,7 +341,7 @@ def route_keys(agent: Agent) -> set[tuple[str, str]]:
 
 
 class World:
-    def __init__(self, agent: Agent, api: APIClient) -> None:
+    def __init__(self, agent: Agent, api: APIClient | InprocClient) -> None:
         self.agent, self.api = agent, api
         self.ids: dict[str, str] = {}
 
@@ -314,10 +364,15 @@ class World:
 
 
 @asynccontextmanager
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+async def world(tmp_path: Path, *, e2e: bool = False) -> AsyncIterator[World]:
+    """The seeded ACL agent: in-process (under ``autojump_clock``), or on
+    real sockets (HTTP and DNS) with ``e2e``."""
     cfg = tmp_path / "acl.json"
     cfg.write_text(json.dumps({"acl": {"enabled": True, "default_policy": "deny"}}))
-    async with dev_agent(files=[str(cfg)], node=NODE) as (agent, api):
+    agents = (
+        dev_agent(files=[str(cfg)], node=NODE) if e2e else inproc_agent(files=[str(cfg)], node=NODE)
+    )
+    async with agents as (agent, api):
         w = World(agent, api)
         mgmt = ACLPolicy(
             id=GLOBAL_MANAGEMENT_POLICY_ID, name="global-management", rules=GLOBAL_MANAGEMENT_RULES
@@ -330,11 +385,14 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             policies=(ACLLink(GLOBAL_MANAGEMENT_POLICY_ID, "global-management"),),
         )
         assert (await agent.write(ACLTokenSet(tokens=(root,)))).ok
-        await seed(w, APIClient(api.host, api.port, token=secret))
+        if isinstance(api, APIClient):
+            await seed(w, APIClient(api.host, api.port, token=secret))
+        else:
+            await seed(w, InprocClient(api.app, token=secret))
         yield w
 
 
-async def seed(w: World, admin: APIClient) -> None:
+async def seed(w: World, admin: APIClient | InprocClient) -> None:
     async def ok(method: str, path: str, body: Any = None) -> Any:
         resp = await admin.request(method, path, body)
         assert resp.status == 200, (path, resp.status, resp.text)
@@ -381,6 +439,9 @@ async def seed(w: World, admin: APIClient) -> None:
         w.ids[f"{name}_role"] = role["ID"]
         token = await ok("PUT", "/v1/acl/token", {"Description": f"{name} token"})
         w.ids[f"{name}_token"] = token["AccessorID"]
+        await ok("PUT", "/v1/acl/auth-method", {**JWT_METHOD, "Name": f"{name}meth"})
+        rule = await ok("PUT", "/v1/acl/binding-rule", {**BINDING, "AuthMethod": "seedmeth"})
+        w.ids[f"{name}_rule"] = rule["ID"]
 
 
 def first_label(rules: str) -> str:
@@ -403,7 +464,7 @@ async def expect(w: World, key: tuple[str, str], row: Row, lacking: str) -> list
     for label, token in (("no token", ""), ("lacking", lacking)):
         resp = await w.call(row, method, token)
         if row.kind == "public":
-            if resp.status == 403 and not (row.refusal and row.refusal in resp.text):
+            if resp.status == 403 and not (row.refusal and re.search(row.refusal, resp.text)):
                 problems.append(f"{key} {label}: public endpoint answered 403")
         elif row.kind == "filtered":
             coordinates = key[0].startswith("coordinate.") and resp.status == 200  # no data yet
@@ -422,6 +483,7 @@ async def expect(w: World, key: tuple[str, str], row: Row, lacking: str) -> list
     return problems
 
 
+@pytest.mark.e2e
 async def test_every_route_has_a_row(tmp_path: Path) -> None:
     cfg = tmp_path / "acl.json"
     cfg.write_text(json.dumps({"acl": {"enabled": True}}))
@@ -432,7 +494,9 @@ async def test_every_route_has_a_row(tmp_path: Path) -> None:
     assert not sorted(set(ROWS) - keys), "rows for routes that no longer exist"
 
 
-async def test_each_endpoint_denies_filters_or_allows_by_token(tmp_path: Path) -> None:
+async def test_each_endpoint_denies_filters_or_allows_by_token(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
     async with world(tmp_path) as w:
         lacking = await w.token_with('key_prefix "unrelated/" { policy = "write" }', "lacking")
         problems: list[str] = []
@@ -443,7 +507,9 @@ async def test_each_endpoint_denies_filters_or_allows_by_token(tmp_path: Path) -
         assert not problems, "\n".join(problems)
 
 
-async def test_permission_denied_names_accessor_permission_and_resource(tmp_path: Path) -> None:
+async def test_permission_denied_names_accessor_permission_and_resource(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
     async with world(tmp_path) as w:
         secret = await w.token_with('key_prefix "" { policy = "read" }', "reader")
         resp = await w.api.request(
@@ -463,7 +529,9 @@ async def test_permission_denied_names_accessor_permission_and_resource(tmp_path
         assert listed.headers[FILTERED] == "true"
 
 
-async def test_servers_check_forwarded_writes_against_the_token_sent(tmp_path: Path) -> None:
+async def test_servers_check_forwarded_writes_against_the_token_sent(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
     """What a client agent forwards (Registry.Apply) is checked on the server
     with the token it carries, whatever the client agent itself checked."""
     async with world(tmp_path) as w:
@@ -473,15 +541,22 @@ async def test_servers_check_forwarded_writes_against_the_token_sent(tmp_path: P
         writer = await w.token_with('key_prefix "" { policy = "write" }', "kv-writer")
         data = encode_command(KVRequest(op="set", key="app/forged", value=b"1"))
         peer = PeerInfo("127.0.0.1:1", (), "client", {})
+        guarded = server.rpc._methods["Registry.Apply"].handler  # as the RPC port runs it
+
+        async def apply(token: str) -> Any:
+            caller_token.set(token)  # the frame's "t"
+            return await guarded({"cmd": data}, peer)
+
         with pytest.raises(PermissionDenied) as info:
-            await server._rpc_apply({"cmd": data, "token": reader}, peer)
+            await apply(reader)
         assert "key:write" in str(info.value)
         with pytest.raises(PermissionDenied):
-            await server._rpc_apply({"cmd": data}, peer)  # anonymous: default deny
-        done = await server._rpc_apply({"cmd": data, "token": writer}, peer)
+            await apply("")  # anonymous: default deny
+        done = await apply(writer)
         assert done["ok"] is True
 
 
+@pytest.mark.e2e
 async def test_dns_answers_with_the_agents_dns_or_default_token(tmp_path: Path) -> None:
     """Under default deny the anonymous view of DNS is empty; the agent's
     ``dns`` token (set through /v1/agent/token/dns) makes web resolvable."""
@@ -494,7 +569,7 @@ async def test_dns_answers_with_the_agents_dns_or_default_token(tmp_path: Path) 
         host, port = w.agent.dns_addresses[0]
         return await trio.to_thread.run_sync(lambda: dns.query.udp(q, host, port=port, timeout=3))
 
-    async with world(tmp_path) as w:
+    async with world(tmp_path, e2e=True) as w:
         w.agent.local.remove_check("c-temp")  # a critical node check hides web from DNS
         await w.agent.wait_synced(5)
         denied = await ask("web.service.consul")
@@ -511,7 +586,9 @@ async def test_dns_answers_with_the_agents_dns_or_default_token(tmp_path: Path) 
         assert answered.rcode() == dns.rcode.NOERROR
 
 
-async def test_blocking_queries_woken_together_keep_each_tokens_answer(tmp_path: Path) -> None:
+async def test_blocking_queries_woken_together_keep_each_tokens_answer(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
     """Waiters woken by one change share the computed answer and its encoding,
     but never across tokens that see different parts of it."""
     async with world(tmp_path) as w:
@@ -523,6 +600,7 @@ async def test_blocking_queries_woken_together_keep_each_tokens_answer(tmp_path:
         )
         index = first.headers["x-consul-index"]
         answers: dict[str, Any] = {}
+        woken_at: list[float] = []
 
         async def watch(label: str, token: str) -> None:
             resp = await w.api.request(
@@ -531,12 +609,15 @@ async def test_blocking_queries_woken_together_keep_each_tokens_answer(tmp_path:
                 headers={"X-Consul-Token": token},
             )
             answers[label] = (resp.status, resp.json(), resp.headers.get(FILTERED))
+            woken_at.append(trio.current_time())
 
         async with trio.open_nursery() as nursery:
             for i in range(3):
                 nursery.start_soon(watch, f"all-{i}", everything)
                 nursery.start_soon(watch, f"web-{i}", web_only)
-            await trio.sleep(0.3)
+            await trio.sleep(5)  # fake time: every watcher has parked by now
+            assert not answers
+            written_at = trio.current_time()
             resp = await w.api.request(
                 "PUT",
                 "/v1/agent/service/register",
@@ -544,6 +625,8 @@ async def test_blocking_queries_woken_together_keep_each_tokens_answer(tmp_path:
                 headers={"X-Consul-Token": admin},
             )
             assert resp.status == 200, resp.text
+        assert len(woken_at) == 6 and min(woken_at) >= written_at
+        assert max(woken_at) - written_at < 1  # woken by the write, not by wait=10s
         for i in range(3):
             status, body, filtered = answers[f"all-{i}"]
             assert status == 200 and "late" in body and "web" in body and filtered is None

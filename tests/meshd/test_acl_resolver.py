@@ -123,3 +123,41 @@ async def test_acls_disabled_is_management() -> None:
     r = ACLResolver(ACLConfig(), store, node="n", datacenter="dc1", call=servers.call)
     assert (await r.resolve("anything")).acl_write()
     assert servers.calls == 0
+
+
+async def test_cached_token_is_not_used_past_its_expiration_time() -> None:
+    servers, now = FakeServers(), [0.0]
+    wall = [1_893_455_990.0]  # 10 s before 2030-01-01T00:00:00Z
+    servers.known["s-brief"] = {**KV_READER, "expiration_time": "2030-01-01T00:00:00Z"}
+    config = replace(ACLConfig(), enabled=True, default_policy="deny", token_ttl=30.0)
+    r = ACLResolver(
+        config,
+        TokenStore(config, None),
+        node="n1",
+        datacenter="dc1",
+        call=servers.call,
+        clock=lambda: now[0],
+        wall=lambda: wall[0],
+    )
+    assert (await r.resolve("s-brief")).key_read("app/x")
+    now[0], wall[0] = 5.0, wall[0] + 5
+    await r.resolve("s-brief")
+    assert servers.calls == 1  # inside the TTL and before expiry: cached
+    now[0], wall[0] = 10.0, wall[0] + 5  # expired, though the cache TTL has 20 s left
+    del servers.known["s-brief"]  # the servers treat it as gone
+    with pytest.raises(ACLNotFound):
+        await r.resolve("s-brief")
+    assert servers.calls == 2
+
+
+async def test_templated_policies_in_an_answer_are_enforced() -> None:
+    servers, now = FakeServers(), [0.0]
+    servers.known["s-tmpl"] = {
+        "accessor_id": "acc-2",
+        "policies": [],
+        "templated_policies": [["builtin/service", "api", []], ["builtin/node", "n7", ["dc2"]]],
+    }
+    r, _ = resolver(servers, now)
+    authz = await r.resolve("s-tmpl")
+    assert authz.service_write("api") and not authz.service_write("web")
+    assert not authz.node_write("n7")  # only in dc2

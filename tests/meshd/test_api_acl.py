@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from meshd.acl import ANONYMOUS_TOKEN_ACCESSOR_ID, GLOBAL_MANAGEMENT_POLICY_ID
 from meshd.agent.agent import Agent
@@ -20,10 +21,28 @@ from meshd.api import acl as acl_api
 from meshd.http import BadRequest, HTTPError
 from registry import queries as q
 from tests.meshd.harness import APIClient, dev_agent
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import InprocClient, inproc_agent
 
 ROOT = "11111111-2222-4333-8444-555555555555"
+
+
+def _acl_config(tmp_path: Path, initial: str | None, default_policy: str) -> str:
+    tokens = {"initial_management": initial} if initial else {}
+    cfg = tmp_path / "acl.json"
+    cfg.write_text(
+        json.dumps({"acl": {"enabled": True, "default_policy": default_policy, "tokens": tokens}})
+    )
+    return str(cfg)
+
+
+async def _acl_ready(agent: Agent, initial: str | None) -> None:
+    server = agent.server
+    assert server is not None
+    with trio.fail_after(10):
+        while q.acl_token_by_secret(server.store, None, "anonymous")[1] is None or (
+            initial and q.acl_token_by_secret(server.store, None, initial)[1] is None
+        ):
+            await trio.sleep(0.02)
 
 
 @asynccontextmanager
@@ -36,31 +55,38 @@ async def acl_agent(
 ) -> AsyncIterator[tuple[Agent, APIClient]]:
     """A dev agent with ACLs enabled and a persistent data_dir; the client
     presents ``initial`` (the initial management token) when set."""
-    tokens = {"initial_management": initial} if initial else {}
-    cfg = tmp_path / "acl.json"
-    cfg.write_text(
-        json.dumps({"acl": {"enabled": True, "default_policy": default_policy, "tokens": tokens}})
-    )
+    cfg = _acl_config(tmp_path, initial, default_policy)
     data_dir = tmp_path / "data"
-    async with dev_agent(files=[str(cfg)], data_dir=str(data_dir)) as (agent, api):
-        server = agent.server
-        assert server is not None
-        with trio.fail_after(10):
-            while q.acl_token_by_secret(server.store, None, "anonymous")[1] is None or (
-                initial and q.acl_token_by_secret(server.store, None, initial)[1] is None
-            ):
-                await trio.sleep(0.02)
+    async with dev_agent(files=[cfg], data_dir=str(data_dir)) as (agent, api):
+        await _acl_ready(agent, initial)
         api.token = initial or ""
         yield agent, api
 
 
-async def ok(api: APIClient, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+@asynccontextmanager
+async def acl_inproc(
+    tmp_path: Path, *, initial: str | None = ROOT, default_policy: str = "deny"
+) -> AsyncIterator[tuple[Agent, InprocClient]]:
+    """``acl_agent`` in-process (tests/meshd/inproc.py): in-memory Raft, no
+    data_dir; run it under the ``autojump_clock`` fixture."""
+    async with inproc_agent(files=[_acl_config(tmp_path, initial, default_policy)]) as (
+        agent,
+        api,
+    ):
+        await _acl_ready(agent, initial)
+        api.token = initial or ""
+        yield agent, api
+
+
+async def ok(
+    api: APIClient | InprocClient, method: str, path: str, body: Any = None, **kw: Any
+) -> Any:
     r = await api.request(method, path, body, **kw)
     assert r.status == 200, (method, path, r.status, r.text)
     return r.json()
 
 
-async def make_policy(api: APIClient, name: str, rules: str = "") -> dict[str, Any]:
+async def make_policy(api: APIClient | InprocClient, name: str, rules: str = "") -> dict[str, Any]:
     rules = rules or 'key_prefix "" { policy = "read" }'
     policy: dict[str, Any] = await ok(api, "PUT", "/v1/acl/policy", {"Name": name, "Rules": rules})
     return policy
@@ -69,6 +95,7 @@ async def make_policy(api: APIClient, name: str, rules: str = "") -> dict[str, A
 # ---------------------------------------------------------------- bootstrap
 
 
+@pytest.mark.e2e
 async def test_bootstrap_once_then_reset_index(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -110,9 +137,9 @@ async def test_bootstrap_once_then_reset_index(
 
 
 async def test_initial_management_token_spends_the_bootstrap(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    autojump_clock: MockClock, tmp_path: Path
 ) -> None:
-    async with acl_agent(tmp_path, monkeypatch) as (_agent, api):
+    async with acl_inproc(tmp_path) as (_agent, api):
         me = await ok(api, "GET", "/v1/acl/token/self")
         assert me["SecretID"] == ROOT and me["Description"] == "Initial Management Token"
         assert me["Policies"] == [{"ID": GLOBAL_MANAGEMENT_POLICY_ID, "Name": "global-management"}]
@@ -121,9 +148,9 @@ async def test_initial_management_token_spends_the_bootstrap(
 
 
 async def test_builtin_policy_and_anonymous_token_exist(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    autojump_clock: MockClock, tmp_path: Path
 ) -> None:
-    async with acl_agent(tmp_path, monkeypatch) as (_agent, api):
+    async with acl_inproc(tmp_path) as (_agent, api):
         gm = await ok(api, "GET", f"/v1/acl/policy/{GLOBAL_MANAGEMENT_POLICY_ID}")
         assert gm["Name"] == "global-management" and 'acl = "write"' in gm["Rules"]
         anon = await ok(api, "GET", f"/v1/acl/token/{ANONYMOUS_TOKEN_ACCESSOR_ID}")
@@ -137,9 +164,9 @@ async def test_builtin_policy_and_anonymous_token_exist(
 
 
 async def test_token_create_read_update_list_delete(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    autojump_clock: MockClock, tmp_path: Path
 ) -> None:
-    async with acl_agent(tmp_path, monkeypatch) as (_agent, api):
+    async with acl_inproc(tmp_path) as (_agent, api):
         reader = await make_policy(api, "kv-reader")
         created = await ok(
             api,
@@ -187,8 +214,8 @@ async def test_token_create_read_update_list_delete(
         assert (gone.status, gone.text) == (403, "ACL not found")
 
 
-async def test_token_write_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with acl_agent(tmp_path, monkeypatch) as (_agent, api):
+async def test_token_write_errors(autojump_clock: MockClock, tmp_path: Path) -> None:
+    async with acl_inproc(tmp_path) as (_agent, api):
         cases: list[tuple[str, str, Any, str]] = [
             (
                 "PUT",
@@ -242,8 +269,8 @@ async def test_token_write_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         assert anon["SecretID"] == "anonymous"
 
 
-async def test_explicit_ids_and_expiration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with acl_agent(tmp_path, monkeypatch) as (_agent, api):
+async def test_explicit_ids_and_expiration(autojump_clock: MockClock, tmp_path: Path) -> None:
+    async with acl_inproc(tmp_path) as (_agent, api):
         accessor, secret = str(uuid.uuid4()), str(uuid.uuid4())
         body = {"AccessorID": accessor, "SecretID": secret, "ExpirationTTL": "10m"}
         token = await ok(api, "PUT", "/v1/acl/token", body)
@@ -258,10 +285,8 @@ async def test_explicit_ids_and_expiration(tmp_path: Path, monkeypatch: pytest.M
         assert kept["ExpirationTime"] == token["ExpirationTime"]
 
 
-async def test_clone_copies_links_with_new_ids(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async with acl_agent(tmp_path, monkeypatch) as (_agent, api):
+async def test_clone_copies_links_with_new_ids(autojump_clock: MockClock, tmp_path: Path) -> None:
+    async with acl_inproc(tmp_path) as (_agent, api):
         await make_policy(api, "p1")
         src = await ok(
             api, "PUT", "/v1/acl/token", {"Description": "src", "Policies": [{"Name": "p1"}]}
@@ -279,9 +304,9 @@ async def test_clone_copies_links_with_new_ids(
 
 
 async def test_policy_crud_and_builtin_protection(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    autojump_clock: MockClock, tmp_path: Path
 ) -> None:
-    async with acl_agent(tmp_path, monkeypatch) as (_agent, api):
+    async with acl_inproc(tmp_path) as (_agent, api):
         policy = await make_policy(api, "kv-reader")
         assert uuid.UUID(policy["ID"]) and policy["Hash"]
         by_name = await ok(api, "GET", "/v1/acl/policy/name/kv-reader")
@@ -325,9 +350,9 @@ async def test_policy_crud_and_builtin_protection(
 
 
 async def test_policy_rules_error_names_rules_and_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    autojump_clock: MockClock, tmp_path: Path
 ) -> None:
-    async with acl_agent(tmp_path, monkeypatch) as (_agent, api):
+    async with acl_inproc(tmp_path) as (_agent, api):
         rules = 'key_prefix "" {\n  policy = "read"\n}\nservice "web" {\n  policy = "writ"\n}\n'
         r = await api.put("/v1/acl/policy", {"Name": "bad", "Rules": rules})
         assert r.status == 400
@@ -336,32 +361,11 @@ async def test_policy_rules_error_names_rules_and_line(
         assert (await ok(api, "GET", "/v1/acl/policies"))[-1]["Name"] != "bad"
 
 
-async def test_blocking_policy_list_wakes_on_create(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async with acl_agent(tmp_path, monkeypatch) as (_agent, api):
-        first = await api.get("/v1/acl/policies")
-        index = int(first.headers["x-consul-index"])
-        result: dict[str, Any] = {}
-
-        async def blocked() -> None:
-            r = await api.get(f"/v1/acl/policies?index={index}&wait=10s")
-            result["index"] = int(r.headers["x-consul-index"])
-            result["names"] = [p["Name"] for p in r.json()]
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(blocked)
-            await trio.sleep(0.3)
-            assert not result  # still waiting
-            await make_policy(api, "late")
-        assert result["index"] > index and "late" in result["names"]
-
-
 # --------------------------------------------------------------------- roles
 
 
-async def test_role_crud_and_name_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with acl_agent(tmp_path, monkeypatch) as (_agent, api):
+async def test_role_crud_and_name_lookup(autojump_clock: MockClock, tmp_path: Path) -> None:
+    async with acl_inproc(tmp_path) as (_agent, api):
         policy = await make_policy(api, "p1")
         role = await ok(
             api,
@@ -394,9 +398,9 @@ async def test_role_crud_and_name_lookup(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 async def test_templated_policies_list_read_preview(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    autojump_clock: MockClock, tmp_path: Path
 ) -> None:
-    async with acl_agent(tmp_path, monkeypatch) as (_agent, api):
+    async with acl_inproc(tmp_path) as (_agent, api):
         listed = await ok(api, "GET", "/v1/acl/templated-policies")
         assert {"builtin/service", "builtin/node"} <= set(listed)
         svc = await ok(api, "GET", "/v1/acl/templated-policy/name/builtin/service")
@@ -417,7 +421,7 @@ async def test_templated_policies_list_read_preview(
 # --------------------------------------------------------------- permissions
 
 
-async def limited_token(api: APIClient, rules: str) -> dict[str, Any]:
+async def limited_token(api: APIClient | InprocClient, rules: str) -> dict[str, Any]:
     await make_policy(api, "limited", rules)
     token: dict[str, Any] = await ok(
         api, "PUT", "/v1/acl/token", {"Policies": [{"Name": "limited"}]}
@@ -426,9 +430,9 @@ async def limited_token(api: APIClient, rules: str) -> dict[str, Any]:
 
 
 async def test_secret_hidden_from_acl_read_only_token(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    autojump_clock: MockClock, tmp_path: Path
 ) -> None:
-    async with acl_agent(tmp_path, monkeypatch) as (_agent, api):
+    async with acl_inproc(tmp_path) as (_agent, api):
         reader = await limited_token(api, 'acl = "read"')
         api.token = reader["SecretID"]
         other = await ok(api, "GET", f"/v1/acl/token/{ANONYMOUS_TOKEN_ACCESSOR_ID}")
@@ -438,8 +442,8 @@ async def test_secret_hidden_from_acl_read_only_token(
         assert me["SecretID"] == reader["SecretID"]
 
 
-async def test_write_needs_acl_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with acl_agent(tmp_path, monkeypatch) as (_agent, api):
+async def test_write_needs_acl_write(autojump_clock: MockClock, tmp_path: Path) -> None:
+    async with acl_inproc(tmp_path) as (_agent, api):
         reader = await limited_token(api, 'acl = "read"')
         api.token = reader["SecretID"]
         r = await api.put("/v1/acl/policy", {"Name": "x"})
@@ -450,8 +454,8 @@ async def test_write_needs_acl_write(tmp_path: Path, monkeypatch: pytest.MonkeyP
         )
 
 
-async def test_read_needs_acl_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with acl_agent(tmp_path, monkeypatch) as (_agent, api):
+async def test_read_needs_acl_read(autojump_clock: MockClock, tmp_path: Path) -> None:
+    async with acl_inproc(tmp_path) as (_agent, api):
         nobody = await limited_token(api, 'key_prefix "" { policy = "read" }')
         api.token = nobody["SecretID"]
         r = await api.get("/v1/acl/tokens")
@@ -463,9 +467,9 @@ async def test_read_needs_acl_read(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 async def test_server_rechecks_the_token_of_forwarded_writes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    autojump_clock: MockClock, tmp_path: Path
 ) -> None:
-    async with acl_agent(tmp_path, monkeypatch) as (agent, api):
+    async with acl_inproc(tmp_path) as (agent, api):
         reader = await limited_token(api, 'acl = "read"')
         assert agent.server is not None
         args = {"policy": {"id": "", "name": "sneaky"}, "create": True}
@@ -477,8 +481,8 @@ async def test_server_rechecks_the_token_of_forwarded_writes(
         assert made["Name"] == "sneaky"
 
 
-async def test_acl_endpoints_answer_401_when_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
-    async with dev_agent() as (_agent, api):
+async def test_acl_endpoints_answer_401_when_disabled(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         for method, path in [
             ("PUT", "/v1/acl/bootstrap"),
             ("GET", "/v1/acl/tokens"),

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from meshd.config import load_config
 from tests.meshd.harness import APIClient, dev_agent, dev_flags, free_port
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import InprocClient, inproc_agent
 
 WEB = {
     "ID": "web-1",
@@ -31,6 +31,7 @@ async def wait_for(pred: Any, timeout: float = 5.0) -> None:
             await trio.sleep(0.05)
 
 
+@pytest.mark.e2e
 async def test_self_shows_config_member_and_stats() -> None:
     async with dev_agent() as (agent, api):
         r = await api.get("/v1/agent/self")
@@ -51,8 +52,8 @@ async def test_self_shows_config_member_and_stats() -> None:
         assert all(isinstance(v, str) for v in body["Stats"]["agent"].values())
 
 
-async def test_members_lists_the_server_in_serf_shape() -> None:
-    async with dev_agent() as (agent, api):
+async def test_members_lists_the_server_in_serf_shape(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (agent, api):
         await wait_for(lambda: _catalog_has(api, "dev-node"))
         await api.put("/v1/catalog/register", {"Node": "external", "Address": "10.0.0.1"})
         r = await api.get("/v1/agent/members")
@@ -73,7 +74,9 @@ async def test_members_lists_the_server_in_serf_shape() -> None:
         assert r.json() == []
 
 
-async def _catalog_has(api: APIClient, node: str, service: str | None = None) -> bool:
+async def _catalog_has(
+    api: APIClient | InprocClient, node: str, service: str | None = None
+) -> bool:
     r = await api.get(f"/v1/catalog/node/{node}")
     body = r.json()
     if body is None:
@@ -81,8 +84,8 @@ async def _catalog_has(api: APIClient, node: str, service: str | None = None) ->
     return service is None or service in body["Services"]
 
 
-async def test_service_register_get_and_deregister() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_service_register_get_and_deregister(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.put("/v1/agent/service/register", WEB)
         assert (r.status, r.body) == (200, b"")
         services = (await api.get("/v1/agent/services")).json()
@@ -108,8 +111,8 @@ async def test_service_register_get_and_deregister() -> None:
         assert r.status == 404 and "web-1" in r.text
 
 
-async def test_reregistration_keeps_or_replaces_existing_checks() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_reregistration_keeps_or_replaces_existing_checks(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await api.put("/v1/agent/service/register", WEB)
         second = {**WEB, "Check": {"CheckID": "web-ttl-2", "Name": "second", "TTL": "10s"}}
         await api.put("/v1/agent/service/register", second)
@@ -120,8 +123,10 @@ async def test_reregistration_keeps_or_replaces_existing_checks() -> None:
         assert set((await api.get("/v1/agent/checks")).json()) == {"web-ttl-3"}
 
 
-async def test_bad_service_registrations_get_400_naming_the_field_and_change_nothing() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_bad_service_registrations_get_400_naming_the_field_and_change_nothing(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         cases = [
             ({"Name": "web", "Port": 70000}, "Port"),
             ({"Name": ""}, "Name"),
@@ -140,8 +145,8 @@ async def test_bad_service_registrations_get_400_naming_the_field_and_change_not
         assert (await api.get("/v1/agent/checks")).json() == {}
 
 
-async def test_check_register_ttl_updates_and_deregister() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_check_register_ttl_updates_and_deregister(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.put("/v1/agent/check/register", {"Name": "mem", "TTL": "30s"})
         assert r.status == 200
         check = (await api.get("/v1/agent/checks")).json()["mem"]
@@ -173,8 +178,8 @@ async def test_check_register_ttl_updates_and_deregister() -> None:
         assert (await api.put("/v1/agent/check/deregister/mem")).status == 404
 
 
-async def test_bad_check_registrations_get_400() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_bad_check_registrations_get_400(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         cases = [
             ({"TTL": "10s", "CheckID": "x"}, "Missing check name"),
             ({"Name": "x"}, "TTL"),
@@ -188,16 +193,16 @@ async def test_bad_check_registrations_get_400() -> None:
         assert (await api.get("/v1/agent/checks")).json() == {}
 
 
-async def test_pass_on_a_check_without_ttl_is_refused() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_pass_on_a_check_without_ttl_is_refused(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         body = {"Name": "tcp", "TCP": "127.0.0.1:1", "Interval": "10s"}
         assert (await api.put("/v1/agent/check/register", body)).status == 200
         r = await api.put("/v1/agent/check/pass/tcp")
         assert r.status == 404 and "does not have associated TTL" in r.text
 
 
-async def test_service_and_node_maintenance() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_service_and_node_maintenance(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await api.put("/v1/agent/service/register", WEB)
         r = await api.put("/v1/agent/service/maintenance/web-1?enable=true&reason=deploying")
         assert r.status == 200
@@ -228,8 +233,10 @@ async def test_service_and_node_maintenance() -> None:
         assert "_node_maintenance" not in (await api.get("/v1/agent/checks")).json()
 
 
-async def test_token_endpoint_sets_known_kinds_and_404s_unknown_ones() -> None:
-    async with dev_agent() as (agent, api):
+async def test_token_endpoint_sets_known_kinds_and_404s_unknown_ones(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (agent, api):
         r = await api.put("/v1/agent/token/default", {"Token": "s3cret"})
         assert r.status == 200
         assert agent.tokens.get("default") == "s3cret"
@@ -242,21 +249,25 @@ async def test_token_endpoint_sets_known_kinds_and_404s_unknown_ones() -> None:
         assert agent.tokens.get("default") == "s3cret"
 
 
-async def test_token_persistence_writes_a_private_file(tmp_path: Path) -> None:
+async def test_token_persistence_writes_a_private_file(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
     cfg = tmp_path / "acl.json"
     cfg.write_text(json.dumps({"acl": {"enable_token_persistence": True}}))
     flags = {"data_dir": str(tmp_path / "data")}
-    async with dev_agent(files=[str(cfg)], **flags) as (_agent, api):
+    async with inproc_agent(files=[str(cfg)], **flags) as (_agent, api):
         assert (await api.put("/v1/agent/token/agent", {"Token": "tok"})).status == 200
     path = tmp_path / "data" / "acl-tokens.json"
     assert json.loads(path.read_text()) == {"agent": "tok"}
     assert path.stat().st_mode & 0o777 == 0o600
-    async with dev_agent(files=[str(cfg)], **flags) as (agent, _api):
+    async with inproc_agent(files=[str(cfg)], **flags) as (agent, _api):
         assert agent.tokens.get("agent") == "tok"
 
 
-async def test_join_validates_the_address_and_reports_unreachable_servers() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_join_validates_the_address_and_reports_unreachable_servers(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.put("/v1/agent/join/not%20a%20host")
         assert r.status == 400 and "address" in r.text
         r = await api.put(f"/v1/agent/join/127.0.0.1:{free_port()}")
@@ -264,8 +275,10 @@ async def test_join_validates_the_address_and_reports_unreachable_servers() -> N
         assert (await api.put("/v1/agent/join/127.0.0.1?wan=1")).status == 400
 
 
-async def test_force_leave_unknown_node_and_the_leader_itself_are_refused() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_force_leave_unknown_node_and_the_leader_itself_are_refused(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.put("/v1/agent/force-leave/ghost")
         assert r.status == 500 and "No node found with name 'ghost'" in r.text
         await wait_for(lambda: _catalog_has(api, "dev-node"))
@@ -273,8 +286,8 @@ async def test_force_leave_unknown_node_and_the_leader_itself_are_refused() -> N
         assert r.status == 400
 
 
-async def test_force_leave_deregisters_a_catalog_node() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_force_leave_deregisters_a_catalog_node(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await api.put("/v1/catalog/register", {"Node": "gone", "Address": "10.0.0.9"})
         assert (await api.put("/v1/agent/force-leave/gone?prune")).status == 200
         names = {n["Node"] for n in (await api.get("/v1/catalog/nodes")).json()}
@@ -283,8 +296,8 @@ async def test_force_leave_deregisters_a_catalog_node() -> None:
         assert "gone" not in members
 
 
-async def test_leave_answers_then_stops_the_agent() -> None:
-    async with dev_agent() as (agent, api):
+async def test_leave_answers_then_stops_the_agent(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (agent, api):
         await wait_for(lambda: _catalog_has(api, "dev-node"))
         r = await api.put("/v1/agent/leave")
         assert r.status == 200
@@ -301,6 +314,7 @@ def _nodes(agent: Any) -> list[Any]:
     return q.catalog_nodes(agent.server.store, None)[1]
 
 
+@pytest.mark.e2e
 async def test_reload_applies_service_changes_from_the_config_files(tmp_path: Path) -> None:
     path = tmp_path / "svc.json"
     path.write_text(json.dumps({"services": [{"name": "db", "port": 5432}]}))
@@ -319,8 +333,8 @@ async def test_reload_applies_service_changes_from_the_config_files(tmp_path: Pa
         assert set((await api.get("/v1/agent/services")).json()) == {"cache", "api"}
 
 
-async def test_metrics_json_and_prometheus() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_metrics_json_and_prometheus(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await api.put("/v1/agent/service/register", WEB)
         r = await api.get("/v1/agent/metrics")
         body = r.json()
@@ -336,8 +350,8 @@ async def test_metrics_json_and_prometheus() -> None:
         assert "meshd_agent_services 1.0\n" in r.text
 
 
-async def test_host_reports_memory_cpu_host_and_disk() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_host_reports_memory_cpu_host_and_disk(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         body = (await api.get("/v1/agent/host")).json()
         assert body["Memory"]["total"] > 0
         assert body["CPU"] and "modelName" in body["CPU"][0]
@@ -345,6 +359,7 @@ async def test_host_reports_memory_cpu_host_and_disk() -> None:
         assert body["Disk"]["total"] > 0 and body["Disk"]["path"] == "/"
 
 
+@pytest.mark.e2e
 async def test_services_survive_a_restart_with_the_same_data_dir(tmp_path: Path) -> None:
     flags = dev_flags(data_dir=str(tmp_path), node_id="2c6f3a51-7f1e-4e8c-9d0b-6a1c2b3d4e5f")
     async with dev_agent(**flags) as (_agent, api):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import trio
+from trio.testing import MockClock
 
 from tests.meshd.harness import dev_agent
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import inproc_agent
 
 DB = {
     "Node": "ext-1",
@@ -18,6 +17,7 @@ DB = {
 }
 
 
+@pytest.mark.e2e
 async def test_register_query_and_deregister() -> None:
     async with dev_agent() as (_agent, api):
         r = await api.put("/v1/catalog/register", DB)
@@ -49,29 +49,10 @@ async def test_register_query_and_deregister() -> None:
         assert nodes == {"dev-node"}
 
 
-async def test_blocking_query_wakes_on_change() -> None:
-    async with dev_agent() as (_agent, api):
-        r = await api.get("/v1/catalog/services")
-        index = int(r.headers["x-consul-index"])
-        woke: list[float] = []
-
-        async def block() -> None:
-            start = trio.current_time()
-            res = await api.get(f"/v1/catalog/service/db?index={index}&wait=10s")
-            woke.append(trio.current_time() - start)
-            assert res.json()[0]["ServiceName"] == "db"
-            assert int(res.headers["x-consul-index"]) > index
-
-        async with trio.open_nursery() as n:
-            n.start_soon(block)
-            await trio.sleep(0.3)
-            assert not woke
-            await api.put("/v1/catalog/register", DB)
-        assert woke and 0.2 < woke[0] < 5
-
-
-async def test_bad_input_gets_400_naming_the_problem_and_changes_nothing() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_bad_input_gets_400_naming_the_problem_and_changes_nothing(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         before = (await api.get("/v1/catalog/nodes")).json()
         cases = [
             ({"Node": "x"}, "Address"),

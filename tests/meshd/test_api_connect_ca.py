@@ -14,16 +14,18 @@ from typing import Any
 import pytest
 import trio
 from cryptography import x509
+from trio.testing import MockClock
 
 from connect.ca import split_pem_chain
 from connect.spiffe import ServiceID, parse_spiffe_id
 from meshd.agent.ca_server import RateLimiter
 from tests.meshd.harness import APIClient, dev_agent
+from tests.meshd.inproc import InprocClient, inproc_agent
 
 e2e = pytest.mark.e2e
 
 
-async def roots_of(api: APIClient) -> dict[str, Any]:
+async def roots_of(api: APIClient | InprocClient) -> dict[str, Any]:
     with trio.fail_after(10):
         while True:
             resp = await api.get("/v1/connect/ca/roots")
@@ -71,6 +73,7 @@ def handshake(leaf: dict[str, Any], trusted_pems: list[str]) -> str:
 
 
 @e2e
+@pytest.mark.e2e
 async def test_roots_name_the_trust_domain_and_never_carry_private_keys() -> None:
     async with dev_agent() as (_agent, api):
         roots = await roots_of(api)
@@ -91,9 +94,10 @@ async def test_roots_name_the_trust_domain_and_never_carry_private_keys() -> Non
         assert "PrivateKey" not in config["Config"]
 
 
-@e2e
-async def test_leaf_is_signed_for_the_service_and_verifies_against_the_root() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_leaf_is_signed_for_the_service_and_verifies_against_the_root(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         roots = await roots_of(api)
         resp = await api.get("/v1/agent/connect/ca/leaf/web")
         assert resp.status == 200
@@ -108,9 +112,8 @@ async def test_leaf_is_signed_for_the_service_and_verifies_against_the_root() ->
         assert again["SerialNumber"] == leaf["SerialNumber"]  # cached, not re-signed
 
 
-@e2e
-async def test_rotation_cross_signs_and_wakes_leaf_watchers() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_rotation_cross_signs_and_wakes_leaf_watchers(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         old_roots = await roots_of(api)
         old_root = old_roots["Roots"][0]
         leaf = (await api.get("/v1/agent/connect/ca/leaf/api")).json()
@@ -145,7 +148,6 @@ async def test_rotation_cross_signs_and_wakes_leaf_watchers() -> None:
         assert config["Config"]["PrivateKeyBits"] == 384
 
 
-@e2e
 @pytest.mark.parametrize(
     ("config", "field"),
     [
@@ -157,9 +159,9 @@ async def test_rotation_cross_signs_and_wakes_leaf_watchers() -> None:
     ],
 )
 async def test_bad_ca_configuration_is_refused_naming_the_field_and_changes_nothing(
-    config: dict[str, Any], field: str
+    autojump_clock: MockClock, config: dict[str, Any], field: str
 ) -> None:
-    async with dev_agent() as (_agent, api):
+    async with inproc_agent() as (_agent, api):
         before = await roots_of(api)
         resp = await api.put("/v1/connect/ca/configuration", {"Config": config})
         assert resp.status == 400
@@ -167,9 +169,8 @@ async def test_bad_ca_configuration_is_refused_naming_the_field_and_changes_noth
         assert (await api.get("/v1/connect/ca/roots")).json() == before
 
 
-@e2e
-async def test_signing_is_rate_limited_with_429() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_signing_is_rate_limited_with_429(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await roots_of(api)
         body = {"Config": {"CSRMaxPerSecond": 1}}
         assert (await api.put("/v1/connect/ca/configuration", body)).status == 200
@@ -192,9 +193,10 @@ def test_rate_limiter_refills_at_the_configured_rate() -> None:
     assert all(limiter.allow(0) for _ in range(100))
 
 
-@e2e
-async def test_leaf_for_an_invalid_service_name_is_refused_and_nothing_is_started() -> None:
-    async with dev_agent() as (agent, api):
+async def test_leaf_for_an_invalid_service_name_is_refused_and_nothing_is_started(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (agent, api):
         await roots_of(api)
         resp = await api.get("/v1/agent/connect/ca/leaf/a%20b")
         assert resp.status == 400 and "service" in resp.text

@@ -12,10 +12,10 @@ from urllib.parse import quote
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from tests.meshd.harness import APIClient, dev_agent
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import InprocClient, inproc_agent
 
 
 def _q(expr: str) -> str:
@@ -23,7 +23,7 @@ def _q(expr: str) -> str:
 
 
 async def _register(
-    api: APIClient, node: str, name: str, sid: str, tags: list[str], **kw: Any
+    api: APIClient | InprocClient, node: str, name: str, sid: str, tags: list[str], **kw: Any
 ) -> None:
     service = {"Service": name, "ID": sid, "Tags": tags, "Port": 80, **kw}
     body = {"Node": node, "Address": "10.0.0.1", "Service": service}
@@ -31,12 +31,13 @@ async def _register(
     assert r.status == 200, r.text
 
 
-async def _catalog(api: APIClient) -> None:
+async def _catalog(api: APIClient | InprocClient) -> None:
     await _register(api, "n1", "web", "web-1", ["v1"], Meta={"env": "prod"})
     await _register(api, "n2", "web", "web-2", ["v2"], Meta={"env": "dev"})
     await _register(api, "n1", "db", "db-1", ["primary"], Meta={"env": "prod"})
 
 
+@pytest.mark.e2e
 async def test_catalog_services_filters_over_service_instances() -> None:
     async with dev_agent() as (_agent, api):
         await _catalog(api)
@@ -51,8 +52,8 @@ async def test_catalog_services_filters_over_service_instances() -> None:
         assert unfiltered["web"] == ["v1", "v2"] and "db" in unfiltered
 
 
-async def test_catalog_node_filters_each_service_of_the_node() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_catalog_node_filters_each_service_of_the_node(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await _catalog(api)
         r = await api.get("/v1/catalog/node/n1?" + _q("Service == web"))
         assert r.status == 200, r.text
@@ -65,8 +66,8 @@ async def test_catalog_node_filters_each_service_of_the_node() -> None:
         assert len((await api.get("/v1/catalog/node/n1")).json()["Services"]) == 2
 
 
-async def test_event_list_and_coordinate_nodes_apply_the_filter() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_event_list_and_coordinate_nodes_apply_the_filter(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         for name in ("deploy", "restart", "deploy"):
             assert (await api.put(f"/v1/event/fire/{name}", raw=b"")).status == 200
         with trio.fail_after(10):
@@ -89,8 +90,8 @@ async def test_event_list_and_coordinate_nodes_apply_the_filter() -> None:
         "/v1/coordinate/nodes",
     ],
 )
-async def test_invalid_filters_are_400(path: str) -> None:
-    async with dev_agent() as (_agent, api):
+async def test_invalid_filters_are_400(autojump_clock: MockClock, path: str) -> None:
+    async with inproc_agent() as (_agent, api):
         await _catalog(api)
         for expr, needle in (
             ("Name ==", ""),  # does not parse

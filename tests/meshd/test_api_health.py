@@ -7,11 +7,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import trio
+from trio.testing import MockClock
 
 from tests.meshd.harness import APIClient, dev_agent
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import InprocClient, inproc_agent
 
 NODE_KEYS = {
     "ID",
@@ -68,7 +67,7 @@ def web(node: str, rack: str, tags: list[str], status: str, port: int = 80) -> d
     }
 
 
-async def register_two_webs(api: APIClient) -> None:
+async def register_two_webs(api: APIClient | InprocClient) -> None:
     for body in (
         web("n1", "r1", ["primary", "v1"], "passing", 8080),
         web("n2", "r2", ["v1"], "critical", 8081),
@@ -90,6 +89,7 @@ def assert_read_headers(headers: dict[str, str]) -> int:
     return index
 
 
+@pytest.mark.e2e
 async def test_service_returns_node_service_and_checks_per_instance() -> None:
     async with dev_agent() as (_agent, api):
         await register_two_webs(api)
@@ -111,8 +111,8 @@ async def test_service_returns_node_service_and_checks_per_instance() -> None:
         assert n1["Checks"][1]["ServiceName"] == "web" and n1["Checks"][1]["Status"] == "passing"
 
 
-async def test_service_query_parameters_filter_instances() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_service_query_parameters_filter_instances(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await register_two_webs(api)
 
         async def nodes(query: str) -> list[str]:
@@ -134,8 +134,8 @@ async def test_service_query_parameters_filter_instances() -> None:
         assert (r.status, r.text) == (400, "Invalid value for ?passing")
 
 
-async def test_empty_results_are_empty_lists_with_an_index() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_empty_results_are_empty_lists_with_an_index(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         for path in (
             "/v1/health/service/nope",
             "/v1/health/connect/nope",
@@ -148,8 +148,8 @@ async def test_empty_results_are_empty_lists_with_an_index() -> None:
             assert_read_headers(r.headers)
 
 
-async def test_checks_node_and_state_endpoints() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_checks_node_and_state_endpoints(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await register_two_webs(api)
         r = await api.get("/v1/health/checks/web")
         checks = r.json()
@@ -175,8 +175,8 @@ async def test_checks_node_and_state_endpoints() -> None:
         assert {c["Node"] for c in r.json()} == {"n2"}
 
 
-async def test_connect_lists_proxies_of_a_service() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_connect_lists_proxies_of_a_service(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await register_two_webs(api)
         proxy = {
             "Node": "n1",
@@ -201,49 +201,8 @@ async def test_connect_lists_proxies_of_a_service() -> None:
         assert (await api.get("/v1/health/connect/web?node-meta=rack:r2")).json() == []
 
 
-async def test_blocking_service_query_wakes_on_a_health_change() -> None:
-    async with dev_agent() as (_agent, api):
-        await register_two_webs(api)
-        r = await api.get("/v1/health/service/web?passing")
-        assert nodes_of(r.json()) == ["n1"]
-        index = int(r.headers["x-consul-index"])
-        woke: list[tuple[float, list[str], int]] = []
-
-        async def block() -> None:
-            start = trio.current_time()
-            res = await api.get(f"/v1/health/service/web?passing&index={index}&wait=10s")
-            woke.append(
-                (
-                    trio.current_time() - start,
-                    nodes_of(res.json()),
-                    int(res.headers["x-consul-index"]),
-                )
-            )
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(block)
-            await trio.sleep(0.3)
-            assert not woke  # nothing changed: still blocked
-            r = await api.put("/v1/catalog/register", web("n2", "r2", ["v1"], "passing", 8081))
-            assert r.status == 200
-        [(elapsed, nodes, new_index)] = woke
-        assert 0.2 < elapsed < 5
-        assert nodes == ["n1", "n2"] and new_index > index
-
-
-async def test_blocking_query_times_out_with_the_same_index() -> None:
-    async with dev_agent() as (_agent, api):
-        await register_two_webs(api)
-        r = await api.get("/v1/health/checks/web")
-        index = int(r.headers["x-consul-index"])
-        start = trio.current_time()
-        r = await api.get(f"/v1/health/checks/web?index={index}&wait=300ms")
-        assert trio.current_time() - start >= 0.25
-        assert r.status == 200 and int(r.headers["x-consul-index"]) == index
-
-
-async def test_bad_requests_get_400_with_consuls_text() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_bad_requests_get_400_with_consuls_text(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         cases = [
             ("/v1/health/state/bogus", "Invalid check state"),
             ("/v1/health/state/", "Missing check state"),

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from tests.meshd.harness import APIClient, HTTPResult, dev_agent
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import InprocClient, inproc_agent
 
 INTENTION_KEYS = {
     "ID",
@@ -35,7 +35,9 @@ INTENTION_KEYS = {
 }
 
 
-async def create(api: APIClient, src: str, dst: str, action: str = "allow", **extra: Any) -> str:
+async def create(
+    api: APIClient | InprocClient, src: str, dst: str, action: str = "allow", **extra: Any
+) -> str:
     body = {"SourceName": src, "DestinationName": dst, "Action": action, **extra}
     r = await api.request("POST", "/v1/connect/intentions", body)
     assert r.status == 200, (body, r.status, r.text)
@@ -45,7 +47,7 @@ async def create(api: APIClient, src: str, dst: str, action: str = "allow", **ex
     return ixn_id
 
 
-async def trust_domain(api: APIClient) -> str:
+async def trust_domain(api: APIClient | InprocClient) -> str:
     """The cluster's trust domain, once the leader has initialised the CA."""
     with trio.fail_after(10):
         while True:
@@ -56,7 +58,7 @@ async def trust_domain(api: APIClient) -> str:
             await trio.sleep(0.05)
 
 
-async def authorize(api: APIClient, target: str, uri: str) -> HTTPResult:
+async def authorize(api: APIClient | InprocClient, target: str, uri: str) -> HTTPResult:
     body = {"Target": target, "ClientCertURI": uri, "ClientCertSerial": "01:02"}
     return await api.request("POST", "/v1/agent/connect/authorize", body)
 
@@ -71,6 +73,7 @@ def policy_file(tmp_path: Path, policy: str) -> list[str]:
     return [str(path)]
 
 
+@pytest.mark.e2e
 async def test_create_read_update_and_delete_by_id() -> None:
     async with dev_agent() as (_agent, api):
         ixn_id = await create(api, "web", "db", Description="web reads db", Meta={"team": "a"})
@@ -102,8 +105,8 @@ async def test_create_read_update_and_delete_by_id() -> None:
         assert (await api.get("/v1/connect/intentions")).json() == []
 
 
-async def test_unknown_ids_answer_404() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_unknown_ids_answer_404(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         missing = str(uuid.uuid4())
         r = await api.get(f"/v1/connect/intentions/{missing}")
         assert (r.status, r.text) == (404, "Intention not found")
@@ -117,8 +120,8 @@ async def test_unknown_ids_answer_404() -> None:
         assert (r.status, r.text) == (404, "Intention not found")
 
 
-async def test_exact_upserts_the_pair_and_deletes_idempotently() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_exact_upserts_the_pair_and_deletes_idempotently(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         path = "/v1/connect/intentions/exact?source=web&destination=db"
         r = await api.put(path, {"Action": "allow", "Description": "first"})
         assert (r.status, r.json()) == (200, True)
@@ -142,8 +145,8 @@ async def test_exact_upserts_the_pair_and_deletes_idempotently() -> None:
         assert (r.status, r.json()) == (200, True)
 
 
-async def test_match_orders_by_precedence_exact_before_wildcards() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_match_orders_by_precedence_exact_before_wildcards(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         ids = {}
         for src, dst in [("*", "*"), ("web", "*"), ("*", "db"), ("web", "db"), ("api", "cache")]:
             ids[src, dst] = await create(api, src, dst)
@@ -170,8 +173,8 @@ async def test_match_orders_by_precedence_exact_before_wildcards() -> None:
         }
 
 
-async def test_check_falls_back_to_deny_by_default() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_check_falls_back_to_deny_by_default(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
 
         async def allowed(src: str, dst: str) -> bool:
             r = await api.get(f"/v1/connect/intentions/check?source={src}&destination={dst}")
@@ -190,8 +193,8 @@ async def test_check_falls_back_to_deny_by_default() -> None:
         assert await allowed("other", "db") is False  # *=>db (8) beats *=>* (5)
 
 
-async def test_check_with_default_policy_allow(tmp_path: Path) -> None:
-    async with dev_agent(files=policy_file(tmp_path, "allow")) as (_agent, api):
+async def test_check_with_default_policy_allow(autojump_clock: MockClock, tmp_path: Path) -> None:
+    async with inproc_agent(files=policy_file(tmp_path, "allow")) as (_agent, api):
         r = await api.get("/v1/connect/intentions/check?source=a&destination=b")
         assert r.json() == {"Allowed": True}
         await create(api, "a", "b", "deny")
@@ -240,8 +243,10 @@ async def test_check_with_default_policy_allow(tmp_path: Path) -> None:
         ),
     ],
 )
-async def test_create_rejects_invalid_fields_naming_them(body: dict[str, Any], field: str) -> None:
-    async with dev_agent() as (_agent, api):
+async def test_create_rejects_invalid_fields_naming_them(
+    autojump_clock: MockClock, body: dict[str, Any], field: str
+) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.request("POST", "/v1/connect/intentions", body)
         assert r.status == 400, r.text
         assert field.lower() in r.text.lower()
@@ -262,15 +267,17 @@ async def test_create_rejects_invalid_fields_naming_them(body: dict[str, Any], f
         ("/v1/connect/intentions/not-a-uuid", "uuid"),
     ],
 )
-async def test_bad_query_parameters_are_400(path: str, field: str) -> None:
-    async with dev_agent() as (_agent, api):
+async def test_bad_query_parameters_are_400(
+    autojump_clock: MockClock, path: str, field: str
+) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.get(path)
         assert r.status == 400, r.text
         assert field in r.text
 
 
-async def test_duplicate_pair_is_refused_as_consul_does() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_duplicate_pair_is_refused_as_consul_does(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         first = await create(api, "web", "db")
         body = {"SourceName": "web", "DestinationName": "db", "Action": "deny"}
         r = await api.request("POST", "/v1/connect/intentions", body)
@@ -287,51 +294,8 @@ async def test_duplicate_pair_is_refused_as_consul_does() -> None:
         }
 
 
-async def _blocked_until_change(api: APIClient, path: str, change: Any) -> HTTPResult:
-    """GET ``path`` blocking on its current index; ``change()`` runs after the
-    request is parked; returns the answer, which must come within 1 s."""
-    r = await api.get(path)
-    index = int(r.headers["x-consul-index"])
-    sep = "&" if "?" in path else "?"
-    answers: list[HTTPResult] = []
-
-    async def blocked() -> None:
-        answers.append(await api.get(f"{path}{sep}index={index}&wait=20s"))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(blocked)
-        await trio.sleep(0.3)
-        assert answers == []  # still parked: nothing changed yet
-        start = trio.current_time()
-        await change()
-        with trio.fail_after(1):
-            while not answers:
-                await trio.sleep(0.01)
-        assert trio.current_time() - start < 1
-    assert int(answers[0].headers["x-consul-index"]) > index
-    return answers[0]
-
-
-async def test_blocking_list_and_match_wake_on_change() -> None:
-    async with dev_agent() as (_agent, api):
-        await create(api, "web", "db")
-
-        async def add_api_db() -> None:
-            await create(api, "api", "db")
-
-        r = await _blocked_until_change(api, "/v1/connect/intentions", add_api_db)
-        assert {i["SourceName"] for i in r.json()} == {"web", "api"}
-
-        async def add_star_db() -> None:
-            await create(api, "*", "db", "deny")
-
-        path = "/v1/connect/intentions/match?by=destination&name=db"
-        r = await _blocked_until_change(api, path, add_star_db)
-        assert [i["SourceName"] for i in r.json()["db"]] == ["api", "web", "*"]
-
-
-async def test_authorize_by_intention_and_default_with_reasons() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_authorize_by_intention_and_default_with_reasons(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         td = await trust_domain(api)
         web = service_uri(td, "web")
         r = await authorize(api, "db", web)
@@ -354,8 +318,8 @@ async def test_authorize_by_intention_and_default_with_reasons() -> None:
         }
 
 
-async def test_authorize_default_allow_policy(tmp_path: Path) -> None:
-    async with dev_agent(files=policy_file(tmp_path, "allow")) as (_agent, api):
+async def test_authorize_default_allow_policy(autojump_clock: MockClock, tmp_path: Path) -> None:
+    async with inproc_agent(files=policy_file(tmp_path, "allow")) as (_agent, api):
         td = await trust_domain(api)
         r = await authorize(api, "db", service_uri(td, "web"))
         assert r.json()["Authorized"] is True and "(allow)" in r.json()["Reason"]
@@ -374,16 +338,20 @@ async def test_authorize_default_allow_policy(tmp_path: Path) -> None:
         ({"Target": "db", "ClientCertURI": "spiffe://x.consul", "Extra": 1}, "Extra"),
     ],
 )
-async def test_authorize_rejects_bad_requests(body: dict[str, Any], text: str) -> None:
-    async with dev_agent() as (_agent, api):
+async def test_authorize_rejects_bad_requests(
+    autojump_clock: MockClock, body: dict[str, Any], text: str
+) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.request("POST", "/v1/agent/connect/authorize", body)
         assert r.status == 400 and text in r.text, r.text
 
 
-async def test_authorize_before_the_ca_exists_is_500(tmp_path: Path) -> None:
+async def test_authorize_before_the_ca_exists_is_500(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
     path = tmp_path / "no-connect.json"
     path.write_text(json.dumps({"connect": {"enabled": False}}))
-    async with dev_agent(files=[str(path)]) as (_agent, api):
+    async with inproc_agent(files=[str(path)]) as (_agent, api):
         uri = "spiffe://a.consul/ns/default/dc/dc1/svc/web"
         r = await authorize(api, "db", uri)
         assert (r.status, r.text) == (500, "Connect CA not bootstrapped yet")

@@ -1,34 +1,35 @@
-"""/v1/kv against a real dev agent, asserting Consul's documented shapes
-(https://developer.hashicorp.com/consul/api-docs/kv)."""
+"""/v1/kv against a dev agent, asserting Consul's documented shapes
+(https://developer.hashicorp.com/consul/api-docs/kv). In-process
+(tests/meshd/inproc.py, autojump clock) but for one e2e test on a real socket."""
 
 from __future__ import annotations
 
 import base64
 
 import pytest
-import trio
+from trio.testing import MockClock
 
 from tests.meshd.harness import APIClient, dev_agent
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import InprocClient, inproc_agent
 
 ENTRY_KEYS = {"LockIndex", "Key", "Flags", "Value", "CreateIndex", "ModifyIndex"}
 
 
-async def put(api: APIClient, path: str, value: bytes = b"") -> object:
+async def put(api: APIClient | InprocClient, path: str, value: bytes = b"") -> object:
     r = await api.put(path, raw=value)
     assert r.status == 200, (path, r.status, r.text)
     assert r.headers["content-type"] == "application/json"
     return r.json()
 
 
-async def all_keys(api: APIClient) -> list[str]:
+async def all_keys(api: APIClient | InprocClient) -> list[str]:
     r = await api.get("/v1/kv/?keys")
     assert r.status == 200
     keys: list[str] = r.json()
     return keys
 
 
+@pytest.mark.e2e
 async def test_put_then_get_returns_consuls_entry_shape() -> None:
     async with dev_agent() as (_agent, api):
         assert await put(api, "/v1/kv/app/config?flags=42", b"hello \x00 world") is True
@@ -56,8 +57,8 @@ async def test_put_then_get_returns_consuls_entry_shape() -> None:
         assert (await api.get("/v1/kv/a/b")).json()[0]["Key"] == "a/b"
 
 
-async def test_missing_key_is_404_with_an_index() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_missing_key_is_404_with_an_index(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         for path in ("/v1/kv/nope", "/v1/kv/nope?raw", "/v1/kv/nope/?recurse", "/v1/kv/no?keys"):
             r = await api.get(path)
             assert (r.status, r.body) == (404, b""), path
@@ -68,8 +69,8 @@ async def test_missing_key_is_404_with_an_index() -> None:
         assert (r.status, r.json()) == (200, [])
 
 
-async def test_raw_returns_the_stored_bytes_with_safe_headers() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_raw_returns_the_stored_bytes_with_safe_headers(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         value = b"<script>alert(1)</script>\xff"
         await put(api, "/v1/kv/page", value)
         r = await api.get("/v1/kv/page?raw")
@@ -83,8 +84,8 @@ async def test_raw_returns_the_stored_bytes_with_safe_headers() -> None:
         assert (r.status, r.body) == (200, b"")
 
 
-async def test_recurse_keys_and_separator() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_recurse_keys_and_separator(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         for key in ("a/b", "a/c/d", "a/c/e", "ab", "b"):
             await put(api, f"/v1/kv/{key}", key.encode())
         r = await api.get("/v1/kv/a/?recurse")
@@ -111,8 +112,8 @@ async def test_recurse_keys_and_separator() -> None:
         assert [e["Key"] for e in r.json()] == ["a/b"]
 
 
-async def test_cas_put_and_delete() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_cas_put_and_delete(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         assert await put(api, "/v1/kv/k?cas=0", b"1") is True
         assert await put(api, "/v1/kv/k?cas=0", b"2") is False  # create-only
         [entry] = (await api.get("/v1/kv/k")).json()
@@ -131,8 +132,8 @@ async def test_cas_put_and_delete() -> None:
         assert (await api.delete("/v1/kv/k")).json() is True
 
 
-async def test_delete_single_and_recursive() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_delete_single_and_recursive(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         for key in ("t/1", "t/2", "t2", "u"):
             await put(api, f"/v1/kv/{key}", b"x")
         assert (await api.delete("/v1/kv/u")).json() is True
@@ -144,78 +145,8 @@ async def test_delete_single_and_recursive() -> None:
         assert await all_keys(api) == []
 
 
-async def test_blocking_get_wakes_when_the_key_changes() -> None:
-    async with dev_agent() as (_agent, api):
-        await put(api, "/v1/kv/watched", b"v1")
-        await put(api, "/v1/kv/other", b"o")
-        r = await api.get("/v1/kv/watched")
-        index = int(r.headers["x-consul-index"])
-        woke: list[tuple[float, bytes, int]] = []
-
-        async def block() -> None:
-            start = trio.current_time()
-            res = await api.get(f"/v1/kv/watched?index={index}&wait=10s")
-            [entry] = res.json()
-            woke.append(
-                (
-                    trio.current_time() - start,
-                    base64.b64decode(entry["Value"]),
-                    int(res.headers["x-consul-index"]),
-                )
-            )
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(block)
-            await trio.sleep(0.3)
-            await put(api, "/v1/kv/other", b"changed")  # another key: no wake-up
-            await trio.sleep(0.3)
-            assert not woke
-            await put(api, "/v1/kv/watched", b"v2")
-        [(elapsed, value, new_index)] = woke
-        assert 0.5 < elapsed < 5 and value == b"v2" and new_index > index
-
-
-async def test_blocking_on_a_missing_key_wakes_when_it_is_created() -> None:
-    async with dev_agent() as (_agent, api):
-        r = await api.get("/v1/kv/later")
-        assert r.status == 404
-        index = int(r.headers["x-consul-index"])
-        statuses: list[int] = []
-
-        async def block() -> None:
-            res = await api.get(f"/v1/kv/later?index={index}&wait=10s")
-            statuses.append(res.status)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(block)
-            await trio.sleep(0.3)
-            assert not statuses
-            await put(api, "/v1/kv/later", b"now")
-        assert statuses == [200]
-
-
-async def test_blocking_recurse_wakes_on_a_delete_under_the_prefix() -> None:
-    async with dev_agent() as (_agent, api):
-        await put(api, "/v1/kv/p/1", b"x")
-        await put(api, "/v1/kv/p/2", b"x")
-        r = await api.get("/v1/kv/p/?recurse")
-        index = int(r.headers["x-consul-index"])
-        seen: list[list[str]] = []
-
-        async def block() -> None:
-            res = await api.get(f"/v1/kv/p/?recurse&index={index}&wait=10s")
-            seen.append([e["Key"] for e in res.json()])
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(block)
-            await trio.sleep(0.3)
-            assert not seen
-            await api.delete("/v1/kv/p/1")
-        assert seen == [["p/2"]]
-
-
-async def test_bad_input_gets_400_or_413_and_changes_nothing() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_bad_input_gets_400_or_413_and_changes_nothing(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await put(api, "/v1/kv/keep", b"original")
         before = (await api.get("/v1/kv/?recurse")).json()
         cases: list[tuple[str, str, bytes, int, str]] = [

@@ -11,14 +11,14 @@ import base64
 from typing import Any
 
 import pytest
+from trio.testing import MockClock
 
 from registry.commands import MAX_KV_KEY
 from tests.meshd.harness import APIClient, dev_agent
+from tests.meshd.inproc import InprocClient, inproc_agent
 
-pytestmark = pytest.mark.e2e
 
-
-async def _keys(api: APIClient) -> list[str]:
+async def _keys(api: APIClient | InprocClient) -> list[str]:
     r = await api.get("/v1/kv/?keys")
     assert r.status == 200, r.text
     keys: list[str] = r.json()
@@ -30,6 +30,7 @@ def _txn_set(key: str) -> list[dict[str, Any]]:
     return [{"KV": {"Verb": "set", "Key": key, "Value": value}}]
 
 
+@pytest.mark.e2e
 async def test_oversize_key_is_400_naming_the_key_and_stores_nothing() -> None:
     async with dev_agent() as (_agent, api):
         big = "k" * (MAX_KV_KEY + 1)
@@ -45,8 +46,8 @@ async def test_oversize_key_is_400_naming_the_key_and_stores_nothing() -> None:
         assert await _keys(api) == []
 
 
-async def test_key_at_the_limit_is_stored_and_read_back_by_path() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_key_at_the_limit_is_stored_and_read_back_by_path(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         # 3-byte characters percent-encode to 9 bytes each: the worst case
         # still fits the HTTP server's request-head limit.
         key = "é" * (MAX_KV_KEY // 2)
@@ -59,8 +60,8 @@ async def test_key_at_the_limit_is_stored_and_read_back_by_path() -> None:
         assert await _keys(api) == [key]
 
 
-async def test_invalid_utf8_keys_are_refused_and_never_alias() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_invalid_utf8_keys_are_refused_and_never_alias(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         for path in ("/v1/kv/a%FF", "/v1/kv/a%FE", "/v1/kv/a%ED%A0%80"):
             r = await api.put(path, raw=b"v")
             assert r.status == 400, (path, r.status, r.text)

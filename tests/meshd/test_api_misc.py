@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 
 import pytest
-import trio
+from trio.testing import MockClock
 
 from meshd.agent.events import EventRing, UserEvent, accepts, uuid_to_index
 from tests.meshd.harness import dev_agent
+from tests.meshd.inproc import inproc_agent
 
 
 def test_uuid_to_index_matches_consuls_fold() -> None:
@@ -50,6 +51,7 @@ def test_filters_follow_should_process_user_event() -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.e2e
 async def test_coordinates_are_empty_but_shaped_like_consuls() -> None:
     async with dev_agent() as (_agent, api):
         r = await api.get("/v1/coordinate/datacenters")
@@ -60,9 +62,8 @@ async def test_coordinates_are_empty_but_shaped_like_consuls() -> None:
         assert (await api.get("/v1/coordinate/nodes?dc=other")).status == 400
 
 
-@pytest.mark.e2e
-async def test_fire_and_list_events() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_fire_and_list_events(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.get("/v1/event/list")
         assert (r.status, r.json(), r.headers["x-consul-index"]) == (200, [], "1")
         r = await api.put("/v1/event/fire/deploy?service=web&tag=v1", raw=b"v1.2.3")
@@ -90,34 +91,8 @@ async def test_fire_and_list_events() -> None:
         assert "skipme" not in {e["Name"] for e in (await api.get("/v1/event/list")).json()}
 
 
-@pytest.mark.e2e
-async def test_blocking_event_list_wakes_on_a_new_event() -> None:
-    async with dev_agent() as (_agent, api):
-        await api.put("/v1/event/fire/one")
-        r = await api.get("/v1/event/list")
-        index = r.headers["x-consul-index"]
-        woke: list[list[str]] = []
-
-        async def block() -> None:
-            res = await api.get(f"/v1/event/list?index={index}&wait=10s")
-            woke.append([e["Name"] for e in res.json()])
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(block)
-            await trio.sleep(0.3)
-            assert not woke
-            await api.put("/v1/event/fire/two")
-        assert woke == [["one", "two"]]
-        start = trio.current_time()
-        r = await api.get(f"/v1/event/list?index={index}&wait=5s")
-        assert trio.current_time() - start < 1  # index already moved: no wait
-        r = await api.get(f"/v1/event/list?index={r.headers['x-consul-index']}&wait=200ms")
-        assert r.status == 200 and len(r.json()) == 2
-
-
-@pytest.mark.e2e
-async def test_bad_events_get_400_and_are_not_kept() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_bad_events_get_400_and_are_not_kept(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.put("/v1/event/fire/_internal")
         assert r.status == 400 and "reserved" in r.text
         r = await api.put("/v1/event/fire/x?node=(")

@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from meshd.api.session import create_request, lock_delay_seconds, node_checks
 from meshd.http import BadRequest
 from tests.meshd.harness import APIClient, dev_agent
+from tests.meshd.inproc import InprocClient, inproc_agent
 
 e2e = pytest.mark.e2e
 
@@ -33,16 +35,18 @@ SESSION_KEYS = {
 
 
 @asynccontextmanager
-async def agent_api() -> AsyncIterator[APIClient]:
-    """A dev agent whose own node is in the catalog (sessions need it)."""
-    async with dev_agent() as (agent, api):
+async def agent_api(*, e2e: bool = False) -> AsyncIterator[APIClient | InprocClient]:
+    """A dev agent whose own node is in the catalog (sessions need it):
+    in-process (run under ``autojump_clock``), or on real sockets with ``e2e``."""
+    agents = dev_agent() if e2e else inproc_agent()
+    async with agents as (agent, api):
         assert agent.sync is not None
         with trio.fail_after(10):
             await agent.sync.in_sync.wait()
         yield api
 
 
-async def create(api: APIClient, body: Any = None, **kw: Any) -> str:
+async def create(api: APIClient | InprocClient, body: Any = None, **kw: Any) -> str:
     r = await api.put("/v1/session/create", body, **kw)
     assert r.status == 200, (body, r.status, r.text)
     obj = r.json()
@@ -52,14 +56,14 @@ async def create(api: APIClient, body: Any = None, **kw: Any) -> str:
     return session_id
 
 
-async def info(api: APIClient, session_id: str) -> list[dict[str, Any]]:
+async def info(api: APIClient | InprocClient, session_id: str) -> list[dict[str, Any]]:
     r = await api.get(f"/v1/session/info/{session_id}")
     assert r.status == 200
     sessions: list[dict[str, Any]] = r.json()
     return sessions
 
 
-async def register_serf_health(api: APIClient, node: str = "dev-node") -> None:
+async def register_serf_health(api: APIClient | InprocClient, node: str = "dev-node") -> None:
     """What Consul's leader does for every member: a passing serfHealth check."""
     r = await api.put(
         "/v1/catalog/register",
@@ -73,7 +77,7 @@ async def register_serf_health(api: APIClient, node: str = "dev-node") -> None:
     assert r.status == 200, r.text
 
 
-async def kv(api: APIClient, key: str) -> dict[str, Any] | None:
+async def kv(api: APIClient | InprocClient, key: str) -> dict[str, Any] | None:
     r = await api.get(f"/v1/kv/{key}")
     if r.status == 404:
         return None
@@ -81,13 +85,15 @@ async def kv(api: APIClient, key: str) -> dict[str, Any] | None:
     return entry
 
 
-async def acquire(api: APIClient, key: str, session_id: str, value: bytes = b"") -> Any:
+async def acquire(
+    api: APIClient | InprocClient, key: str, session_id: str, value: bytes = b""
+) -> Any:
     r = await api.put(f"/v1/kv/{key}?acquire={session_id}", raw=value)
     assert r.status == 200, r.text
     return r.json()
 
 
-async def release(api: APIClient, key: str, session_id: str) -> Any:
+async def release(api: APIClient | InprocClient, key: str, session_id: str) -> Any:
     r = await api.put(f"/v1/kv/{key}?release={session_id}", raw=b"")
     assert r.status == 200, r.text
     return r.json()
@@ -98,7 +104,7 @@ NO_CHECKS: dict[str, Any] = {"NodeChecks": []}
 
 @e2e
 async def test_create_with_defaults_binds_this_node_and_serf_health() -> None:
-    async with agent_api() as api:
+    async with agent_api(e2e=True) as api:
         await register_serf_health(api)
         bodies: list[dict[str, Any] | None] = [None, {}]  # no body, an empty object
         for body in bodies:
@@ -115,8 +121,7 @@ async def test_create_with_defaults_binds_this_node_and_serf_health() -> None:
             assert s["CreateIndex"] == s["ModifyIndex"] > 0
 
 
-@e2e
-async def test_create_with_every_option() -> None:
+async def test_create_with_every_option(autojump_clock: MockClock) -> None:
     async with agent_api() as api:
         session_id = await create(
             api,
@@ -142,8 +147,7 @@ async def test_create_with_every_option() -> None:
         assert (await info(api, sid))[0]["NodeChecks"] == []
 
 
-@e2e
-async def test_list_node_info_destroy_and_renew() -> None:
+async def test_list_node_info_destroy_and_renew(autojump_clock: MockClock) -> None:
     async with agent_api() as api:
         first = await create(api, {**NO_CHECKS, "Name": "a"})
         second = await create(api, {**NO_CHECKS, "Name": "b"})
@@ -174,8 +178,9 @@ async def test_list_node_info_destroy_and_renew() -> None:
         assert await info(api, str(uuid.uuid4())) == []
 
 
-@e2e
-async def test_bad_input_gets_400_naming_the_field_and_creates_nothing() -> None:
+async def test_bad_input_gets_400_naming_the_field_and_creates_nothing(
+    autojump_clock: MockClock,
+) -> None:
     async with agent_api() as api:
         cases: list[tuple[Any, str]] = [
             ({**NO_CHECKS, "Behavior": "explode"}, "Behavior"),
@@ -210,8 +215,7 @@ async def test_bad_input_gets_400_naming_the_field_and_creates_nothing() -> None
         assert (await api.get("/v1/session/list")).json() == []
 
 
-@e2e
-async def test_create_refused_by_state_answers_500_like_consul() -> None:
+async def test_create_refused_by_state_answers_500_like_consul(autojump_clock: MockClock) -> None:
     async with agent_api() as api:
         r = await api.put("/v1/session/create", {**NO_CHECKS, "Node": "ghost"})
         assert r.status == 500 and "Missing node registration" in r.text
@@ -232,8 +236,7 @@ async def test_create_refused_by_state_answers_500_like_consul() -> None:
         assert (await api.get("/v1/session/list")).json() == []
 
 
-@e2e
-async def test_lock_is_exclusive_until_released() -> None:
+async def test_lock_is_exclusive_until_released(autojump_clock: MockClock) -> None:
     async with agent_api() as api:
         s1 = await create(api, {**NO_CHECKS, "Name": "s1"})
         s2 = await create(api, {**NO_CHECKS, "Name": "s2"})
@@ -264,8 +267,7 @@ async def test_lock_is_exclusive_until_released() -> None:
         assert (await kv(api, "service/leader") or {})["Session"] == s2
 
 
-@e2e
-async def test_acquire_with_unknown_session_is_a_500() -> None:
+async def test_acquire_with_unknown_session_is_a_500(autojump_clock: MockClock) -> None:
     async with agent_api() as api:
         ghost = str(uuid.uuid4())
         r = await api.put(f"/v1/kv/lock?acquire={ghost}", raw=b"x")
@@ -273,8 +275,9 @@ async def test_acquire_with_unknown_session_is_a_500() -> None:
         assert await kv(api, "lock") is None
 
 
-@e2e
-async def test_destroying_a_release_session_frees_its_locks_behind_a_lock_delay() -> None:
+async def test_destroying_a_release_session_frees_its_locks_behind_a_lock_delay(
+    autojump_clock: MockClock,
+) -> None:
     async with agent_api() as api:
         holder = await create(api, {**NO_CHECKS, "LockDelay": "15s"})
         quick = await create(api, {**NO_CHECKS, "LockDelay": "0s"})
@@ -292,8 +295,7 @@ async def test_destroying_a_release_session_frees_its_locks_behind_a_lock_delay(
         assert await acquire(api, "fast", other) is True
 
 
-@e2e
-async def test_destroying_a_delete_session_deletes_its_keys() -> None:
+async def test_destroying_a_delete_session_deletes_its_keys(autojump_clock: MockClock) -> None:
     async with agent_api() as api:
         s = await create(api, {**NO_CHECKS, "Behavior": "delete", "LockDelay": 0})
         assert await acquire(api, "ephemeral/a", s, b"1") is True

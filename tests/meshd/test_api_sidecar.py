@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from meshd.agent.definitions import parse_service
 from meshd.agent.sidecar import expand
 from registry.errors import ValidationError
 from tests.meshd.harness import dev_agent
+from tests.meshd.inproc import inproc_agent
 
 e2e = pytest.mark.e2e
 
@@ -97,6 +99,7 @@ def test_bad_sidecar_definitions_name_the_field(sidecar: Any, field: str) -> Non
 
 
 @e2e
+@pytest.mark.e2e
 async def test_register_and_deregister_through_the_api_include_the_sidecar() -> None:
     async with dev_agent() as (_agent, api):
         assert (await api.put("/v1/agent/service/register", WEB)).status == 200
@@ -115,9 +118,10 @@ async def test_register_and_deregister_through_the_api_include_the_sidecar() -> 
         assert (await api.get("/v1/agent/services")).json() == {}
 
 
-@e2e
-async def test_bad_sidecar_is_refused_with_400_and_nothing_registered() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_bad_sidecar_is_refused_with_400_and_nothing_registered(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         bad = {"Name": "web", "Connect": {"SidecarService": {"Proxy": {"Upstreams": [{}]}}}}
         resp = await api.put("/v1/agent/service/register", bad)
         assert resp.status == 400
@@ -125,25 +129,22 @@ async def test_bad_sidecar_is_refused_with_400_and_nothing_registered() -> None:
         assert (await api.get("/v1/agent/services")).json() == {}
 
 
-@e2e
-async def test_agent_services_block_on_content_hash_until_a_registration() -> None:
-    async with dev_agent() as (_agent, api):
-        first = await api.get("/v1/agent/services")
-        digest = first.headers["x-consul-contenthash"]
-        timed = await api.get(f"/v1/agent/services?hash={digest}&wait=200ms")
-        assert timed.headers["x-consul-contenthash"] == digest
-        got: list[Any] = []
+def test_sidecar_address_defaults_to_the_given_one_only_without_an_address() -> None:
+    _, bare = expand(parse_service(WEB, node="n1"), {}, node="n1")
+    assert bare is not None and bare.service.address == ""
+    _, dev = expand(parse_service(WEB, node="n1"), {}, node="n1", default_address="127.0.0.1")
+    assert dev is not None and dev.service.address == "127.0.0.1"
+    own = {**WEB, "Address": "10.0.0.5"}
+    _, kept = expand(parse_service(own, node="n1"), {}, node="n1", default_address="127.0.0.1")
+    assert kept is not None and kept.service.address == "10.0.0.5"
 
-        async def block() -> None:
-            got.append(await api.get(f"/v1/agent/services?hash={digest}&wait=20s"))
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(block)
-            await trio.sleep(0.2)
-            assert not got
-            await api.put("/v1/agent/service/register", {"Name": "api", "Port": 9000})
-        with trio.fail_after(5):
-            while not got:
-                await trio.sleep(0.01)
-        assert got[0].headers["x-consul-contenthash"] != digest
-        assert "api" in got[0].json()
+async def test_dev_agent_sidecar_public_listener_is_on_loopback(autojump_clock: MockClock) -> None:
+    from connect.proxy.config import Limits, parse_sidecar
+
+    async with inproc_agent() as (_agent, api):
+        assert (await api.put("/v1/agent/service/register", WEB)).status == 200
+        body = (await api.get("/v1/agent/service/web-sidecar-proxy")).json()
+        assert body["Address"] == "127.0.0.1"
+        bound = parse_sidecar(body["ID"], body, parent_port=8080, base=Limits())
+        assert bound.address == "127.0.0.1"  # what meshd proxy binds

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from meshd.api.routes import build_router
 from meshd.http import Router
 from tests.meshd.harness import APIClient, dev_agent
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import InprocClient, inproc_agent
 
 SVC = {
     "ID": "team/web-1",
@@ -22,7 +22,7 @@ SVC = {
 }
 
 
-async def _wait_catalog(api: APIClient, path: str, pred: object) -> object:
+async def _wait_catalog(api: APIClient | InprocClient, path: str, pred: object) -> object:
     with trio.fail_after(10):
         while True:
             r = await api.get(path)
@@ -31,6 +31,7 @@ async def _wait_catalog(api: APIClient, path: str, pred: object) -> object:
             await trio.sleep(0.05)
 
 
+@pytest.mark.e2e
 async def test_agent_service_and_check_ids_with_slashes_are_routed() -> None:
     async with dev_agent() as (_agent, api):
         assert (await api.put("/v1/agent/service/register", SVC)).status == 200
@@ -65,8 +66,8 @@ async def test_agent_service_and_check_ids_with_slashes_are_routed() -> None:
         assert "disk/root" not in (await api.get("/v1/agent/checks")).json()
 
 
-async def test_catalog_and_health_names_with_slashes_are_routed() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_catalog_and_health_names_with_slashes_are_routed(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         reg = {
             "Node": "rack/a/node-1",
             "Address": "10.0.0.1",
@@ -91,6 +92,10 @@ def test_every_id_route_takes_the_rest_of_the_path() -> None:
     class _A:
         class acl:
             enabled = False
+
+        class config:
+            class ui_config:
+                enabled = True
 
     router: Router = build_router(_A())  # type: ignore[arg-type]
     families = ("/v1/agent/", "/v1/catalog/", "/v1/health/", "/v1/session/", "/v1/kv/")

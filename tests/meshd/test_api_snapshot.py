@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from trio.testing import MockClock
 
 from meshd.agent.snapshot_archive import (
     MAGIC,
@@ -17,6 +18,7 @@ from meshd.agent.snapshot_archive import (
     encode_archive,
 )
 from tests.meshd.harness import APIClient, dev_agent, dev_flags
+from tests.meshd.inproc import InprocClient, inproc_agent
 
 EXT = [
     {"Node": "ext-1", "Address": "10.0.0.1", "Service": {"Service": "db", "Port": 5432}},
@@ -24,7 +26,7 @@ EXT = [
 ]
 
 
-async def catalog(api: APIClient) -> tuple[Any, Any]:
+async def catalog(api: APIClient | InprocClient) -> tuple[Any, Any]:
     nodes = sorted((n["Node"], n["Address"]) for n in (await api.get("/v1/catalog/nodes")).json())
     services = (await api.get("/v1/catalog/services")).json()
     services.pop("consul", None)  # the leader (re)registers the servers' service at its pace
@@ -66,6 +68,7 @@ def test_a_resealed_archive_with_a_wrong_state_digest_is_refused() -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.e2e
 async def test_save_then_restore_brings_the_state_back() -> None:
     async with dev_agent() as (_agent, api):
         for body in EXT:
@@ -92,9 +95,10 @@ async def test_save_then_restore_brings_the_state_back() -> None:
         assert "ext-4" in {n for n, _ in (await catalog(api))[0]}
 
 
-@pytest.mark.e2e
-async def test_a_corrupt_archive_is_refused_with_400_and_changes_nothing() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_a_corrupt_archive_is_refused_with_400_and_changes_nothing(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         await api.put("/v1/catalog/register", EXT[0])
         archive = (await api.get("/v1/snapshot")).body
         await api.put("/v1/catalog/register", EXT[1])
@@ -113,9 +117,8 @@ async def test_a_corrupt_archive_is_refused_with_400_and_changes_nothing() -> No
         assert await catalog(api) == before
 
 
-@pytest.mark.e2e
-async def test_an_archive_whose_state_does_not_decode_is_refused() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_an_archive_whose_state_does_not_decode_is_refused(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await api.put("/v1/catalog/register", EXT[0])
         before = await catalog(api)
         bogus = encode_archive(ArchiveMeta(5, 1, "dc1"), b"\x93not a registry snapshot")
@@ -124,14 +127,14 @@ async def test_an_archive_whose_state_does_not_decode_is_refused() -> None:
         assert await catalog(api) == before
 
 
-@pytest.mark.e2e
-async def test_stale_save_is_answered_locally() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_stale_save_is_answered_locally(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.get("/v1/snapshot?stale")
         assert r.status == 200
         decode_archive(r.body)
 
 
+@pytest.mark.e2e
 @pytest.mark.e2e
 async def test_a_restored_state_survives_a_restart(tmp_path: Path) -> None:
     flags = dev_flags(data_dir=str(tmp_path), node_id="0f8d2f0c-3b7a-4d6e-8a52-2f4c1e9b7d10")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from meshd.agent import server_ops
 from meshd.agent.agent import Agent
@@ -19,8 +20,7 @@ from meshd.agent.snapshot_archive import decode_archive
 from meshd.agent_tls import create_ca, create_cert, write_pem
 from meshd.config import load_config
 from tests.meshd.harness import APIClient, dev_agent, free_port
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import inproc_agent
 
 
 async def wait_for(pred: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
@@ -32,6 +32,7 @@ async def wait_for(pred: Callable[[], Awaitable[bool]], timeout: float = 15.0) -
 # ------------------------------------------------------------------ dev agent
 
 
+@pytest.mark.e2e
 async def test_status_on_a_dev_agent() -> None:
     async with dev_agent() as (agent, api):
         addr = f"127.0.0.1:{agent.config.ports.server}"
@@ -42,8 +43,10 @@ async def test_status_on_a_dev_agent() -> None:
         assert (await api.get("/v1/status/leader?dc=elsewhere")).status == 400
 
 
-async def test_raft_configuration_and_autopilot_on_a_dev_agent() -> None:
-    async with dev_agent() as (agent, api):
+async def test_raft_configuration_and_autopilot_on_a_dev_agent(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (agent, api):
         r = await api.get("/v1/operator/raft/configuration")
         assert r.status == 200
         conf = r.json()
@@ -72,8 +75,8 @@ async def test_raft_configuration_and_autopilot_on_a_dev_agent() -> None:
         assert ap["LastContactThreshold"] == "1s"
 
 
-async def test_raft_changes_that_a_single_server_refuses() -> None:
-    async with dev_agent() as (agent, api):
+async def test_raft_changes_that_a_single_server_refuses(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (agent, api):
         r = await api.delete("/v1/operator/raft/peer")
         assert r.status == 400 and "Must specify either ?id" in r.text
         r = await api.delete("/v1/operator/raft/peer?address=10.9.9.9:8300")
@@ -171,6 +174,7 @@ async def leader_of(nodes: list[Node]) -> Node:
     return next(n for n in nodes if n.rpc == addr)
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 async def test_cluster_status_members_operator_snapshot_and_events(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -271,6 +275,7 @@ async def _events_reach_every_agent(servers: list[Node], client: Node) -> None:
     assert fired
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 async def test_cluster_transfer_remove_and_force_leave(tmp_path: Path) -> None:
     async with cluster(tmp_path) as nodes:

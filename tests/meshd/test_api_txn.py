@@ -8,12 +8,14 @@ import json
 from typing import Any
 
 import pytest
+from trio.testing import MockClock
 
 from meshd.api.txn import decode_ops
 from meshd.http import BadRequest, PayloadTooLarge
 from registry.commands import TxnKVOp
 from registry.errors import ValidationError
 from tests.meshd.harness import APIClient, dev_agent
+from tests.meshd.inproc import InprocClient, inproc_agent
 
 e2e = pytest.mark.e2e
 
@@ -29,7 +31,7 @@ def kv_op(verb: str, key: str, value: bytes | None = None, **extra: Any) -> dict
     return {"KV": op}
 
 
-async def kv_state(api: APIClient) -> list[tuple[str, str | None, int]]:
+async def kv_state(api: APIClient | InprocClient) -> list[tuple[str, str | None, int]]:
     r = await api.get("/v1/kv/?recurse")
     if r.status == 404:
         return []
@@ -37,6 +39,7 @@ async def kv_state(api: APIClient) -> list[tuple[str, str | None, int]]:
 
 
 @e2e
+@pytest.mark.e2e
 async def test_write_transaction_applies_every_op_and_returns_results() -> None:
     async with dev_agent() as (_agent, api):
         r = await api.put(
@@ -63,9 +66,8 @@ async def test_write_transaction_applies_every_op_and_returns_results() -> None:
         assert [(k, v) for k, v, _ in state] == [("cfg/a", b64(b"1")), ("cfg/b", b64(b"2"))]
 
 
-@e2e
-async def test_a_failing_cas_in_the_middle_rolls_back_everything() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_a_failing_cas_in_the_middle_rolls_back_everything(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         assert (await api.put("/v1/kv/existing", raw=b"old")).json() is True
         before = await kv_state(api)
         stale = before[0][2] + 1000
@@ -89,9 +91,8 @@ async def test_a_failing_cas_in_the_middle_rolls_back_everything() -> None:
         assert await kv_state(api) == before  # nothing changed, not even op 0 or 1
 
 
-@e2e
-async def test_read_only_transaction_is_answered_without_raft() -> None:
-    async with dev_agent() as (agent, api):
+async def test_read_only_transaction_is_answered_without_raft(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (agent, api):
         assert (await api.put("/v1/kv/r/1", raw=b"one")).json() is True
         assert (await api.put("/v1/kv/r/2", raw=b"two")).json() is True
         [(_, _, index), _] = await kv_state(api)
@@ -125,9 +126,8 @@ async def test_read_only_transaction_is_answered_without_raft() -> None:
         assert r.status == 409 and "missing" in r.json()["Errors"][0]["What"]
 
 
-@e2e
-async def test_locks_in_a_transaction() -> None:
-    async with dev_agent() as (agent, api):
+async def test_locks_in_a_transaction(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (agent, api):
         assert agent.sync is not None
         await agent.sync.in_sync.wait()
         r = await api.put("/v1/session/create", {"NodeChecks": [], "LockDelay": "0s"})
@@ -153,9 +153,8 @@ async def test_locks_in_a_transaction() -> None:
         assert "Session" not in (await api.get("/v1/kv/leader")).json()[0]
 
 
-@e2e
-async def test_catalog_ops_register_node_service_and_check() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_catalog_ops_register_node_service_and_check(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.put(
             "/v1/txn",
             [
@@ -203,9 +202,8 @@ async def test_catalog_ops_register_node_service_and_check() -> None:
         assert len((await api.get("/v1/health/service/api")).json()) == 1
 
 
-@e2e
-async def test_too_many_ops_is_413() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_too_many_ops_is_413(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         ops = [kv_op("set", f"k{i}", b"x") for i in range(65)]
         r = await api.put("/v1/txn", ops)
         assert (r.status, r.text) == (413, "Transaction contains too many operations (65 > 64)")
@@ -214,9 +212,10 @@ async def test_too_many_ops_is_413() -> None:
         assert r.status == 200 and len(r.json()["Results"]) == 64
 
 
-@e2e
-async def test_bad_input_gets_400_naming_the_field_and_changes_nothing() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_bad_input_gets_400_naming_the_field_and_changes_nothing(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         assert (await api.put("/v1/kv/keep", raw=b"v")).json() is True
         before = await kv_state(api)
         good = kv_op("set", "x", b"1")

@@ -8,6 +8,7 @@ import base64
 import json
 from pathlib import Path
 
+import click
 import pytest
 
 from tests.meshd.cli_support import invoke, one_error_line, run_cli
@@ -152,7 +153,7 @@ def test_connect_ca_and_proxy_are_the_same_commands() -> None:
     from meshd.cli.ca import ca
     from meshd.cli.proxy import proxy
 
-    connect = cli.commands["connect"]
+    connect = cli.get_command(click.Context(cli), "connect")  # loaded on first use
     assert isinstance(connect, type(cli)) or hasattr(connect, "commands")
     assert connect.commands["ca"] is ca  # type: ignore[attr-defined]
     assert connect.commands["proxy"] is proxy  # type: ignore[attr-defined]

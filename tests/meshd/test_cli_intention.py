@@ -72,6 +72,7 @@ async def test_create_refuses_duplicates_unless_replace() -> None:
         )
         assert line.startswith('Error creating intention "web => db (deny)": ')
         assert "duplicate intention found" in line
+        assert line.endswith(" (add --replace to replace it)")
         before = (await api.get("/v1/connect/intentions")).json()
         replace = ["intention", "create", "-deny", "-replace", "web", "db"]
         result = await run_cli([*replace, *addr(api)])

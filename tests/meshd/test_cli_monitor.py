@@ -223,3 +223,12 @@ async def test_logjson_streams_hclog_json_lines() -> None:
         assert record["@message"] == "disk 91% full" and record["@timestamp"].endswith("Z")
         assert b"not at warn" not in body
         await wait_for(lambda: fanout.subscribers == 0, "the subscription to end")
+
+
+def test_json_lines_carry_the_event_fields_as_keys() -> None:
+    record = logging.LogRecord(
+        "meshd.sync", logging.WARNING, "", 0, "event=sync_failed reason=%s", ("no leader",), None
+    )
+    line = json.loads(format_json(record))
+    assert line["@message"] == "event=sync_failed reason=no leader"
+    assert (line["event"], line["reason"]) == ("sync_failed", "no leader")

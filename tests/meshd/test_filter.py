@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import random
-import time
+import re
 from typing import Any
 
 import pytest
 
+from bench import filter_bench
 from meshd.filter import (
     MAX_EXPRESSION_BYTES,
     MAX_NESTING,
@@ -19,6 +19,7 @@ from meshd.filter import (
     Or,
     Selector,
     Value,
+    _compile_regex,
     apply_filter,
     compile_filter,
     parse,
@@ -669,54 +670,35 @@ def test_a_compiled_filter_is_reusable_and_ignores_non_mapping_items() -> None:
 # --- performance --------------------------------------------------------------
 
 
-def test_filtering_10000_items_with_a_compiled_filter_is_fast() -> None:
-    rng = random.Random(7)
-    items: list[dict[str, Any]] = [
-        {
-            "Node": f"{rng.choice(['web', 'db', 'cache'])}-{i}",
-            "NodeMeta": {"os": rng.choice(["linux", "darwin"]), "rack": f"r{i % 8}"},
-            "ServiceName": "web",
-            "ServiceTags": rng.sample(["primary", "canary", "v1", "v2", "blue"], 2),
-            "ServiceMeta": {"version": rng.choice(["1.0", "1.1", "2.0"])},
-            "ServicePort": rng.choice([8080, 8443]),
-            "Checks": [{"Status": rng.choice(["passing"] * 4 + ["critical"])} for _ in range(2)],
-        }
-        for i in range(10_000)
-    ]
-    keep = compile_filter(
-        "NodeMeta.os == linux and ServiceTags contains canary and ServicePort == 8080 and not "
-        'Checks.Status != passing and (Node matches "^web-" or ServiceMeta.version == "2.0")'
-    )
-    started = time.perf_counter()
+def test_a_compiled_filter_over_10000_items_keeps_exactly_the_matching_ones() -> None:
+    """(Its speed is bench/filter_bench.py's figure; tests do not time.)"""
+    items = filter_bench.rows(10_000)
+    keep = compile_filter(filter_bench.EXPRESSION)
     kept = [item for item in items if keep(item)]
-    elapsed = time.perf_counter() - started
-
-    expected = [
-        item
-        for item in items
-        if item["NodeMeta"]["os"] == "linux"
-        and "canary" in item["ServiceTags"]
-        and item["ServicePort"] == 8080
-        and all(c["Status"] == "passing" for c in item["Checks"])
-        and (item["Node"].startswith("web-") or item["ServiceMeta"]["version"] == "2.0")
-    ]
-    print(f"filtered 10000 items in {elapsed * 1000:.1f} ms, kept {len(kept)}")
+    expected = [item for item in items if filter_bench._baseline(item)]
     assert kept == expected
     assert 100 < len(kept) < 2000
-    # The target is 100 ms; the bound is 10x looser so a slow CI box does not flake.
-    assert elapsed < 1.0
 
 
 def test_regex_is_linear_time_like_go_re2() -> None:
     """A pattern that makes a backtracking engine run for minutes answers at
-    once: filters come from the network, so regexes use RE2 as Go does."""
+    once: filters come from the network, so regexes use RE2 as Go does
+    (bench/filter_bench.py prints the time)."""
     items = [{"Node": "a" * 40 + "!"}]
-    start = time.perf_counter()
     assert apply_filter(items, 'Node matches "(a+)+$"') == []
-    assert time.perf_counter() - start < 1.0
+    assert type(_compile_regex("(a+)+$")).__module__ == "re2"
 
 
 def test_regex_features_re2_lacks_are_rejected_at_parse_time() -> None:
     with pytest.raises(FilterError) as info:
         parse('Node matches "(?<=x)y"')
     assert "invalid regular expression" in str(info.value)
+
+
+def test_filter_bench_prints_the_timings_the_tests_do_not_assert(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert filter_bench.main(["--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^filter 10000 rows: [\d.]+ ms .* ratio [\d.]+x$", out, re.M), out
+    assert re.search(r'^regex "\(a\+\)\+\$" on 41 chars: [\d.]+ ms', out, re.M), out

@@ -12,6 +12,7 @@ import dns.rcode
 import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
+from trio.testing import MockClock
 
 from meshd.agent.local import LocalState
 from meshd.agent.sync import AntiEntropy, NodeInfo
@@ -24,6 +25,7 @@ from registry.commands import Command
 from tests.meshd.dns._support import row
 from tests.meshd.dns.test_handler import CountingLookup
 from tests.meshd.harness import APIClient, dev_agent
+from tests.meshd.inproc import InprocClient, inproc_agent
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -44,7 +46,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-async def scrape(api: APIClient) -> Samples:
+async def scrape(api: APIClient | InprocClient) -> Samples:
     r = await api.get("/v1/agent/metrics?format=prometheus")
     assert r.status == 200
     assert r.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
@@ -169,6 +171,7 @@ async def test_failed_anti_entropy_passes_are_counted_as_errors(autojump_clock: 
 
 
 @pytest.mark.e2e
+@pytest.mark.e2e
 async def test_prometheus_scrape_reports_raft_and_catalog_of_a_dev_agent() -> None:
     async with dev_agent() as (agent, api):
         before = (await api.get("/v1/agent/self")).json()["Stats"]["raft"]
@@ -188,9 +191,10 @@ async def test_prometheus_scrape_reports_raft_and_catalog_of_a_dev_agent() -> No
         assert agent.server is not None
 
 
-@pytest.mark.e2e
-async def test_http_requests_are_counted_by_route_method_and_status() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_http_requests_are_counted_by_route_method_and_status(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         labels = {"route": "catalog.nodes", "method": "GET", "code": "200"}
         first = await scrape(api)
         assert value(first, "meshd_http_requests_total", **labels) == 0
@@ -207,9 +211,10 @@ async def test_http_requests_are_counted_by_route_method_and_status() -> None:
         assert value(samples, "meshd_http_requests_total", **scrapes) == 1
 
 
-@pytest.mark.e2e
-async def test_a_kv_write_is_observed_by_the_raft_commit_and_apply_histograms() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_a_kv_write_is_observed_by_the_raft_commit_and_apply_histograms(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         before = await scrape(api)
         assert (await api.put("/v1/kv/metrics-test", raw=b"v")).status == 200
         after = await scrape(api)
@@ -218,6 +223,7 @@ async def test_a_kv_write_is_observed_by_the_raft_commit_and_apply_histograms() 
         assert value(after, "meshd_raft_commit_index") > value(before, "meshd_raft_commit_index")
 
 
+@pytest.mark.e2e
 @pytest.mark.e2e
 async def test_service_health_and_anti_entropy_show_up_after_a_registration() -> None:
     service = {"ID": "web-1", "Name": "web", "Port": 80, "Check": {"TTL": "30s"}}
@@ -237,9 +243,8 @@ async def test_service_health_and_anti_entropy_show_up_after_a_registration() ->
         assert value(samples, "meshd_agent_sync_writes_total") >= 1
 
 
-@pytest.mark.e2e
-async def test_blocking_queries_in_flight_are_a_gauge() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_blocking_queries_in_flight_are_a_gauge(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         put = await api.put("/v1/kv/watched", raw=b"1")
         assert put.status == 200
         index = (await api.get("/v1/kv/watched")).headers["x-consul-index"]
@@ -254,9 +259,8 @@ async def test_blocking_queries_in_flight_are_a_gauge() -> None:
         assert value(samples, "meshd_rpc_queries_blocking", **via_http) == 0
 
 
-@pytest.mark.e2e
-async def test_rpc_requests_are_counted_by_method_and_result() -> None:
-    async with dev_agent() as (agent, api):
+async def test_rpc_requests_are_counted_by_method_and_result(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (agent, api):
         rpc = agent.rpc
         assert rpc is not None
         assert await rpc.call(agent.rpc_address, "Status.Leader", {}) == agent.rpc_address
@@ -271,9 +275,10 @@ async def test_rpc_requests_are_counted_by_method_and_result() -> None:
         assert value(samples, count, method="Status.Leader") == 1
 
 
-@pytest.mark.e2e
-async def test_json_metrics_have_consul_shape_from_the_same_registry() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_json_metrics_have_consul_shape_from_the_same_registry(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         await api.get("/v1/catalog/nodes")
         body = (await api.get("/v1/agent/metrics")).json()
         assert set(body) == {"Timestamp", "Gauges", "Points", "Counters", "Samples"}
@@ -292,9 +297,10 @@ async def test_json_metrics_have_consul_shape_from_the_same_registry() -> None:
         assert all(set(s) == JSON_AGGREGATE_KEYS for s in body["Samples"])
 
 
-@pytest.mark.e2e
-async def test_two_agents_in_one_process_have_independent_registries() -> None:
-    async with dev_agent() as (agent_a, api_a), dev_agent() as (agent_b, api_b):
+async def test_two_agents_in_one_process_have_independent_registries(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (agent_a, api_a), inproc_agent() as (agent_b, api_b):
         for _ in range(3):
             await api_a.get("/v1/catalog/nodes")
         labels = {"route": "catalog.nodes", "method": "GET", "code": "200"}

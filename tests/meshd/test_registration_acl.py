@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from meshd.acl import GLOBAL_MANAGEMENT_POLICY_ID
 from meshd.acl.builtin import GLOBAL_MANAGEMENT_RULES
@@ -29,6 +30,9 @@ from registry.commands import ACLPolicySet, ACLTokenSet
 from registry.errors import ValidationError
 from registry.records import ACLLink, ACLPolicy, ACLToken
 from tests.meshd.harness import APIClient, dev_agent
+from tests.meshd.inproc import InprocClient, inproc_agent
+
+Client = APIClient | InprocClient
 
 WEB_RULES = 'service "web" { policy = "write" }\nservice_prefix "" { policy = "read" }\n'
 
@@ -43,11 +47,15 @@ async def _token(agent: Agent, rules: str, policy_id: str | None = None) -> str:
 
 
 @asynccontextmanager
-async def acl_agent(tmp_path: Path) -> AsyncIterator[tuple[Agent, APIClient, APIClient]]:
-    """An ACL dev agent (default deny), a management client and a web-only client."""
+async def acl_agent(
+    tmp_path: Path, *, e2e: bool = False
+) -> AsyncIterator[tuple[Agent, Client, Client]]:
+    """An ACL dev agent (default deny), a management client and a web-only
+    client: in-process (under ``autojump_clock``), or on real sockets with ``e2e``."""
     cfg = tmp_path / "acl.json"
     cfg.write_text(json.dumps({"acl": {"enabled": True, "default_policy": "deny"}}))
-    async with dev_agent(files=[str(cfg)]) as (agent, api):
+    agents = dev_agent(files=[str(cfg)]) if e2e else inproc_agent(files=[str(cfg)])
+    async with agents as (agent, api):
         mgmt = ACLPolicy(GLOBAL_MANAGEMENT_POLICY_ID, "global-management", rules="")
         mgmt = replace(mgmt, rules=GLOBAL_MANAGEMENT_RULES)
         assert (await agent.write(ACLPolicySet(policies=(mgmt,)))).ok
@@ -59,17 +67,24 @@ async def acl_agent(tmp_path: Path) -> AsyncIterator[tuple[Agent, APIClient, API
         )
         assert (await agent.write(ACLTokenSet(tokens=(root,)))).ok
         web = await _token(agent, WEB_RULES)
-        yield agent, APIClient(api.host, api.port, root_secret), APIClient(api.host, api.port, web)
+        if isinstance(api, APIClient):
+            yield (
+                agent,
+                APIClient(api.host, api.port, root_secret),
+                APIClient(api.host, api.port, web),
+            )
+        else:
+            yield agent, InprocClient(api.app, root_secret), InprocClient(api.app, web)
 
 
-async def _ok(client: APIClient, path: str, body: Any) -> None:
+async def _ok(client: Client, path: str, body: Any) -> None:
     r = await client.put(path, body)
     assert r.status == 200, (path, r.status, r.text)
 
 
 @pytest.mark.e2e
 async def test_reusing_another_services_id_needs_write_on_that_service(tmp_path: Path) -> None:
-    async with acl_agent(tmp_path) as (agent, root, web):
+    async with acl_agent(tmp_path, e2e=True) as (agent, root, web):
         await _ok(root, "/v1/agent/service/register", {"ID": "api-1", "Name": "api", "Port": 1})
         r = await web.put("/v1/agent/service/register", {"ID": "api-1", "Name": "web", "Port": 2})
         assert r.status == 403 and "service:write" in r.text and '"api"' in r.text
@@ -81,8 +96,9 @@ async def test_reusing_another_services_id_needs_write_on_that_service(tmp_path:
         await _ok(web, "/v1/agent/service/register", {"ID": "web-1", "Name": "web", "Port": 3})
 
 
-@pytest.mark.e2e
-async def test_reusing_another_services_check_id_is_refused(tmp_path: Path) -> None:
+async def test_reusing_another_services_check_id_is_refused(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
     async with acl_agent(tmp_path) as (agent, root, web):
         api = {"Name": "api", "Port": 1, "Check": {"CheckID": "api-alive", "TTL": "30s"}}
         await _ok(root, "/v1/agent/service/register", api)
@@ -96,8 +112,8 @@ async def test_reusing_another_services_check_id_is_refused(tmp_path: Path) -> N
         assert agent.local.checks["api-alive"].check.service_id == "api"
 
 
-@pytest.mark.e2e
 async def test_a_sidecar_named_after_a_service_the_token_cannot_write_is_refused(
+    autojump_clock: MockClock,
     tmp_path: Path,
 ) -> None:
     async with acl_agent(tmp_path) as (agent, _root, web):
@@ -125,8 +141,9 @@ async def _in_catalog(client: APIClient, name: str) -> bool:
     return r.status == 200 and bool(r.json())
 
 
-@pytest.mark.e2e
-async def test_sync_skips_a_refused_registration_and_keeps_syncing(tmp_path: Path) -> None:
+async def test_sync_skips_a_refused_registration_and_keeps_syncing(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
     async with acl_agent(tmp_path) as (agent, root, _web):
         assert agent.sync is not None
         # Registered behind the API's back (as an older agent could have

@@ -45,6 +45,9 @@ def _source_files() -> set[str]:
     return found
 
 
+BUILD_OUTPUT: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("dist")
@@ -55,6 +58,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    BUILD_OUTPUT.append(proc.stdout + proc.stderr)
     (wheel,) = out.glob("meshd-*.whl")
     (sdist,) = out.glob("meshd-*.tar.gz")
     return wheel, sdist
@@ -67,7 +71,8 @@ def test_wheel_holds_every_package_file_of_the_tree(built: tuple[Path, Path]) ->
     assert {"meshd/__init__.py", "raft/__init__.py", "registry/__init__.py"} <= expected
     missing = sorted(expected - names)
     assert not missing, f"files of the tree missing from {wheel.name}: {missing}"
-    package_dirs = {str(Path(f).parent) for f in expected}
+    # Directories of Python modules are packages; data-only ones (meshd/ui/static) are not.
+    package_dirs = {str(Path(f).parent) for f in expected if f.endswith(".py")}
     assert all(f"{d}/__init__.py" in names for d in package_dirs), sorted(package_dirs)
     stray = sorted(
         n
@@ -77,6 +82,16 @@ def test_wheel_holds_every_package_file_of_the_tree(built: tuple[Path, Path]) ->
     assert stray == [], f"unexpected files in the wheel: {stray}"
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "meshd = meshd.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_licence_is_an_spdx_expression_and_the_build_does_not_warn(
+    built: tuple[Path, Path],
+) -> None:
+    wheel, _ = built
+    with zipfile.ZipFile(wheel) as zf:
+        metadata = zf.read(next(n for n in zf.namelist() if n.endswith("METADATA"))).decode()
+    assert "License-Expression: Apache-2.0" in metadata.splitlines()
+    assert "project.license` as a TOML table is deprecated" not in "".join(BUILD_OUTPUT)
 
 
 def test_sdist_carries_the_units_and_the_ansible_role(built: tuple[Path, Path]) -> None:

@@ -93,3 +93,47 @@ def test_liveness_written_on_change_only(log: Log) -> None:
     assert rec is not None and (idx, rec.status, rec.create_index) == (3, "failed", 1)
     assert [r.node for r in queries.liveness_list(log.store, None)[1]] == ["n1"]
     assert shapes.liveness_json(rec)["Status"] == "failed"
+
+
+# -------------------------------------------------------- auth methods and binding rules
+
+
+def test_deleting_an_auth_method_deletes_its_rules_and_login_tokens() -> None:
+    from registry.commands import (
+        ACLAuthMethodDelete,
+        ACLAuthMethodSet,
+        ACLBindingRuleSet,
+        ACLTokenSet,
+    )
+    from registry.fsm import RegistryFSM
+    from registry.records import ACLAuthMethod, ACLBindingRule, ACLToken
+    from registry.state import acl as acl_state
+
+    fsm = RegistryFSM()
+    rule = ACLBindingRule("bbbbbbbb-0000-0000-0000-000000000001", auth_method="m", bind_type="node")
+    orphan = ACLBindingRule(
+        "bbbbbbbb-0000-0000-0000-000000000002", auth_method="x", bind_type="node"
+    )
+    assert fsm.apply_command(1, ACLAuthMethodSet(methods=(ACLAuthMethod("m", type="jwt"),))).ok
+    assert fsm.apply_command(2, ACLBindingRuleSet(rules=(rule,))).ok
+    refused = fsm.apply_command(3, ACLBindingRuleSet(rules=(orphan,)))
+    assert not refused.ok and "non-existent auth method 'x'" in (refused.message or "")
+    login = ACLToken("aaaaaaaa-0000-0000-0000-000000000001", "s1", auth_method="m")
+    plain = ACLToken("aaaaaaaa-0000-0000-0000-000000000002", "s2")
+    assert fsm.apply_command(4, ACLTokenSet(tokens=(login, plain))).ok
+    assert fsm.apply_command(5, ACLAuthMethodDelete(names=("m",))).ok
+    store = fsm.store
+    assert acl_state.acl_auth_method_list(store, None) == (5, [])
+    assert acl_state.acl_binding_rule_list(store, None) == (5, [])
+    _, tokens = acl_state.acl_token_list(store, None)
+    assert [t.accessor_id for t in tokens] == [plain.accessor_id]
+
+
+def test_token_expiry_is_one_function() -> None:
+    from registry.records import ACLToken, expired_at
+
+    token = ACLToken("a", "s", expiration_time="2030-01-01T00:00:00Z")
+    at = 1893456000.0  # 2030-01-01T00:00:00Z
+    assert not token.expired(at - 1) and token.expired(at) and token.expired(at + 1)
+    assert not ACLToken("a", "s").expired(at)
+    assert expired_at("2030-01-01T00:00:00+00:00", at) and not expired_at("garbage", at)

@@ -7,6 +7,10 @@ import pytest
 
 from registry.commands import (
     COMMAND_TYPES,
+    ACLAuthMethodDelete,
+    ACLAuthMethodSet,
+    ACLBindingRuleDelete,
+    ACLBindingRuleSet,
     ACLPolicySet,
     ACLTokenSet,
     CAConfigSet,
@@ -27,8 +31,11 @@ from registry.commands import (
 from registry.errors import CorruptCommandError, ValidationError
 from registry.records import (
     KIND_CONNECT_PROXY,
+    ACLAuthMethod,
+    ACLBindingRule,
     ACLLink,
     ACLPolicy,
+    ACLTemplatedPolicy,
     ACLToken,
     CAConfig,
     CARoot,
@@ -59,6 +66,32 @@ SAMPLES = [
         policies=(ACLPolicy("p", name="read", rules='key_prefix "" { policy = "read" }'),)
     ),
     LivenessSet(node="n1", status="failed"),
+    ACLAuthMethodSet(
+        methods=(ACLAuthMethod("k8s", type="jwt", max_token_ttl=60.0, config={"a": ["b"]}),)
+    ),
+    ACLAuthMethodDelete(names=("k8s",)),
+    ACLBindingRuleSet(
+        rules=(
+            ACLBindingRule(
+                "bbbbbbbb-0000-0000-0000-000000000001",
+                auth_method="k8s",
+                bind_type="templated-policy",
+                bind_name="builtin/service",
+                bind_vars_name="${value.name}",
+            ),
+        )
+    ),
+    ACLBindingRuleDelete(ids=("bbbbbbbb-0000-0000-0000-000000000001",)),
+    ACLTokenSet(
+        tokens=(
+            ACLToken(
+                "aaaaaaaa-0000-0000-0000-000000000002",
+                "s2",
+                templated_policies=(ACLTemplatedPolicy("builtin/dns"),),
+                auth_method="k8s",
+            ),
+        )
+    ),
 ]
 
 
@@ -70,7 +103,7 @@ def test_round_trip(cmd: object) -> None:
 
 
 def test_every_command_type_has_a_unique_code() -> None:
-    assert len(COMMAND_TYPES) == len({c.__name__ for c in COMMAND_TYPES.values()}) == 20
+    assert len(COMMAND_TYPES) == len({c.__name__ for c in COMMAND_TYPES.values()}) == 24
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,8 @@ import pytest
 
 from registry import queries
 from registry.commands import (
+    ACLAuthMethodSet,
+    ACLBindingRuleSet,
     ACLPolicySet,
     ACLTokenSet,
     CAConfigSet,
@@ -24,14 +26,18 @@ from registry.commands import (
 from registry.errors import CorruptSnapshotError
 from registry.fsm import RegistryFSM
 from registry.records import (
+    ACLAuthMethod,
+    ACLBindingRule,
     ACLLink,
     ACLPolicy,
+    ACLTemplatedPolicy,
     ACLToken,
     CAConfig,
     CARoot,
     ConfigEntry,
     Intention,
 )
+from registry.state import acl as acl_state
 from registry.state import frozen
 from registry.state.watch import WatchSet
 
@@ -71,6 +77,32 @@ def populate(log: Log) -> None:
             )
         )
     )
+    log.ok(ACLAuthMethodSet(methods=(ACLAuthMethod("k8s", type="jwt", config={"x": [1]}),)))
+    log.ok(
+        ACLBindingRuleSet(
+            rules=(
+                ACLBindingRule(
+                    "bbbbbbbb-0000-0000-0000-000000000001",
+                    auth_method="k8s",
+                    bind_type="service",
+                    bind_name="${value.name}",
+                ),
+            )
+        )
+    )
+    log.ok(
+        ACLTokenSet(
+            tokens=(
+                ACLToken(
+                    "aaaaaaaa-0000-0000-0000-000000000002",
+                    "login",
+                    templated_policies=(ACLTemplatedPolicy("builtin/service", "web", ("dc1",)),),
+                    auth_method="k8s",
+                    expiration_time="2030-01-01T00:00:00Z",
+                ),
+            )
+        )
+    )
     log.ok(LivenessSet(node="n1", status="alive"))
 
 
@@ -81,7 +113,7 @@ def test_restore_reproduces_every_table_and_index(log: Log) -> None:
     assert tables == {
         "nodes", "services", "checks", "kvs", "tombstones", "lock_delays", "sessions",
         "intentions", "config_entries", "ca_roots", "ca_config", "acl_tokens",
-        "acl_policies", "acl_roles", "liveness",
+        "acl_policies", "acl_roles", "acl_auth_methods", "acl_binding_rules", "liveness",
     }  # fmt: skip
     fresh = RegistryFSM()
     fresh.restore(snap)
@@ -95,6 +127,8 @@ def test_restore_reproduces_every_table_and_index(log: Log) -> None:
         lambda s: queries.intention_list(s, None),
         lambda s: queries.ca_roots(s, None),
         lambda s: queries.acl_token_list(s, None),
+        lambda s: acl_state.acl_auth_method_list(s, None),
+        lambda s: acl_state.acl_binding_rule_list(s, None),
         lambda s: queries.config_entry_list(s, None),
     ):
         assert query(fresh.store) == query(log.store)
@@ -131,7 +165,7 @@ def test_corrupt_snapshot_leaves_state_unchanged(log: Log, data: bytes) -> None:
 
 
 def test_snapshot_view_is_frozen_when_taken_and_encodes_exactly(log: Log) -> None:
-    """The view the raft driver serializes in a worker thread: the state when
+    """The view the raft driver serializes (here in a worker thread): the state when
     it was taken (writes after it do not leak in), the same bytes as
     ``snapshot()`` then, which equal packing the whole document at once."""
     populate(log)
@@ -179,3 +213,30 @@ def test_snapshot_steps_are_bounded(log: Log, monkeypatch: pytest.MonkeyPatch) -
     assert not gc.isenabled()
     del dropped
     assert gc.isenabled()
+
+
+def test_snapshot_from_before_auth_methods_restores(log: Log) -> None:
+    """An upgrade: a snapshot written before tokens gained TemplatedPolicies and
+    AuthMethod (and roles TemplatedPolicies), without the auth-method and
+    binding-rule tables, restores with those empty and defaulted."""
+    populate(log)
+    obj = msgpack.unpackb(log.fsm.snapshot())
+    old_tables = []
+    for name, rows in obj["tables"]:
+        if name in ("acl_auth_methods", "acl_binding_rules"):
+            continue
+        if name == "acl_tokens":
+            rows = [r[:-2] for r in rows if not r[-1]]  # drop the login token, then 2 fields
+        if name == "acl_roles":
+            rows = [r[:-1] for r in rows]
+        old_tables.append([name, rows])
+    fresh = RegistryFSM()
+    fresh.restore(msgpack.packb({**obj, "tables": old_tables}))
+    _, tokens = queries.acl_token_list(fresh.store, None)
+    assert [(t.accessor_id, t.templated_policies, t.auth_method) for t in tokens] == [
+        ("aaaaaaaa-0000-0000-0000-000000000001", (), "")
+    ]
+    assert acl_state.acl_auth_method_list(fresh.store, None)[1] == []
+    bad = [["acl_tokens", [["only-two", "fields"]]]]
+    with pytest.raises(CorruptSnapshotError):
+        RegistryFSM().restore(msgpack.packb({**obj, "tables": bad}))

@@ -142,6 +142,8 @@ def test_the_agent_unit_is_type_notify_and_reloads_with_sighup() -> None:
 
 def test_the_proxy_unit_binds_to_the_agent_and_reads_its_token_from_a_file() -> None:
     unit = UNITS / "meshd-proxy.service"
+    assert one(unit, "Service", "Type") == "notify"  # the proxy sends READY=1
+    assert one(unit, "Service", "NotifyAccess") == "main"
     assert "meshd.service" in one(unit, "Unit", "BindsTo").split()
     assert "meshd.service" in one(unit, "Unit", "After").split()
     assert one(unit, "Service", "EnvironmentFile") == "-/etc/meshd/proxy.env"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
 import ssl
 from pathlib import Path
 
@@ -542,3 +543,36 @@ async def test_shutdown_cancels_handlers_in_progress() -> None:
     # Leaving running() cancelled serve_http.
     assert cancelled.is_set()
     assert await client.at_eof()
+
+
+async def test_debug_request_log_has_one_line_per_request_and_never_the_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from meshd.logs import record_fields
+
+    caplog.set_level(logging.DEBUG, logger="meshd.http.request")
+    async with running(_app()) as port:
+        client = await RawClient.connect(port)
+        secret = "b1gs3cr3t-0000-token"
+        headers = [("X-Consul-Token", secret)]
+        await client.request("GET", f"/v1/kv/a?token={secret}", headers=headers)
+        await client.request("GET", "/v1/nothing-here")
+        await client.aclose()
+    lines = [r for r in caplog.records if r.name == "meshd.http.request"]
+    assert len(lines) == 2
+    first, second = (record_fields(r) for r in lines)
+    assert first["event"] == "http_request"
+    assert (first["method"], first["path"], first["status"]) == ("GET", "/v1/kv/a", 200)
+    assert second["status"] == 404 and second["path"] == "/v1/nothing-here"
+    assert str(first["remote"]).startswith("127.0.0.1:")
+    assert isinstance(first["duration_ms"], float)
+    assert all(secret not in r.getMessage() for r in caplog.records)
+
+
+async def test_request_log_is_silent_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="meshd.http.request")
+    async with running(_app()) as port:
+        client = await RawClient.connect(port)
+        assert (await client.request("GET", "/v1/json")).status == 200
+        await client.aclose()
+    assert not [r for r in caplog.records if r.name == "meshd.http.request"]

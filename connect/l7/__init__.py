@@ -1,0 +1,1 @@
+"""L7 traffic management: config entries, the discovery chain, decision cores."""

@@ -1,0 +1,318 @@
+"""One request's routing decision: match -> split -> target -> endpoint.
+
+The same function serves the proxy driver and ``meshd explain``: it returns
+a ``Decision`` record holding every step (route index, split buckets and
+pick, target and failover, eligible and ejected endpoints, the timeout,
+retry policy, mirror and fault that apply) and never performs I/O.
+
+Rules:
+
+- With a router, the first matching route decides (``connect.l7.match``);
+  no match -> ``no_route`` (Envoy 404). Without a router every request
+  goes to ``Table.start``. A path Envoy rejects -> ``bad_path`` (400).
+- A node name is a splitter (``Table.splitters``) or a target
+  (``Table.targets``); splitters may nest (bounded depth).
+- A target with no endpoint left after exclusion (outlier ejection, unhealthy)
+  fails over to its ``failover`` targets in order; none left ->
+  ``no_healthy_upstream`` (503 ``no healthy upstream``).
+- Request header modifiers: the route's, then each split's (the split is
+  more specific, so its Set wins); response modifiers in the reverse order.
+- Timeout: the route's RequestTimeout, else the target's (resolver
+  RequestTimeout), else Envoy's 15 s; 0 disables it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
+
+from connect.l7.balance import (
+    Balancer,
+    LoadBalancerConfig,
+    cookie_to_generate,
+    make_balancer,
+    set_cookie_value,
+)
+from connect.l7.fault import FaultConfig, FaultDecision, decide_fault
+from connect.l7.match import HeaderModifiers, Router, apply_header_modifiers
+from connect.l7.mirror import MirrorPolicy, should_mirror
+from connect.l7.request import Headers, Request
+from connect.l7.retry import RetryPolicy
+from connect.l7.split import Splitter
+
+ENVOY_DEFAULT_TIMEOUT_S = 15.0
+MAX_SPLIT_DEPTH = 8
+NO_HEALTHY_UPSTREAM_BODY = "no healthy upstream"
+
+
+@dataclass(frozen=True)
+class RoutePolicy:
+    """What a router destination asks beyond matching (timeouts, retries, mirror)."""
+
+    request_timeout_s: float | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    mirror: MirrorPolicy | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved target: its endpoints, balancer and failover targets."""
+
+    id: str
+    endpoints: tuple[str, ...] = ()
+    load_balancer: LoadBalancerConfig = field(default_factory=LoadBalancerConfig)
+    failover: tuple[str, ...] = ()
+    request_timeout_s: float | None = None
+    fault: FaultConfig | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    """The compiled routing of one upstream, as the decision needs it."""
+
+    start: str
+    router: Router | None = None
+    route_policies: tuple[RoutePolicy, ...] = ()
+    splitters: Mapping[str, Splitter] = field(default_factory=dict)
+    targets: Mapping[str, Target] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SplitStep:
+    node: str
+    buckets: tuple[tuple[str, float], ...]  # (next node, weight %)
+    picked: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Everything decided for one request; ``outcome`` "ok" or why not."""
+
+    outcome: str  # ok | bad_path | no_route | unknown_node | no_healthy_upstream
+    path: str | None = None
+    forward_path: str | None = None
+    route_index: int | None = None
+    splits: tuple[SplitStep, ...] = ()
+    target: str | None = None
+    tried_targets: tuple[str, ...] = ()
+    endpoint: str | None = None
+    eligible: tuple[str, ...] = ()
+    ejected: tuple[str, ...] = ()
+    request_headers: Headers = field(default_factory=Headers)
+    response_modifiers: tuple[HeaderModifiers, ...] = ()
+    timeout_s: float | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    mirror: bool = False
+    mirror_target: str | None = None
+    fault: FaultDecision = field(default_factory=FaultDecision)
+    set_cookie: str | None = None  # Set-Cookie value for a generated hash cookie
+
+    def explain(self) -> dict[str, object]:
+        """A JSON-ready account of the decision (``meshd explain`` and its API)."""
+        retry = self.retry
+        return {
+            "Outcome": self.outcome,
+            "Path": self.path,
+            "ForwardPath": self.forward_path,
+            "RouteIndex": self.route_index,
+            "Splits": [
+                {
+                    "Node": step.node,
+                    "Buckets": [{"NextNode": n, "Weight": w} for n, w in step.buckets],
+                    "Picked": step.picked,
+                }
+                for step in self.splits
+            ],
+            "Target": self.target,
+            "TriedTargets": list(self.tried_targets),
+            "Endpoint": self.endpoint,
+            "Eligible": list(self.eligible),
+            "Ejected": list(self.ejected),
+            "TimeoutSeconds": self.timeout_s,
+            "Retry": {
+                "NumRetries": retry.max_retries(),
+                "RetryOn": sorted(retry.conditions()),
+                "RetryOnStatusCodes": list(retry.retry_on_status_codes),
+                "RetryNonIdempotent": retry.retry_non_idempotent,
+            },
+            "Mirror": self.mirror_target if self.mirror else None,
+            "Fault": {
+                "DelaySeconds": self.fault.delay_s,
+                "AbortStatus": self.fault.abort_status,
+                "AbortGrpcStatus": self.fault.abort_grpc_status,
+                "BandwidthKiBps": self.fault.bandwidth_kib_per_s,
+            },
+        }
+
+    @property
+    def status_if_local(self) -> int | None:
+        """The status the proxy answers itself, or None when it forwards."""
+        return {
+            "bad_path": 400,
+            "no_route": 404,
+            "unknown_node": 503,
+            "no_healthy_upstream": 503,
+        }.get(self.outcome)
+
+
+Excluded = Callable[[str], Collection[str]]
+_NO_FAULT = FaultDecision()
+_DEFAULT_POLICY = RoutePolicy()
+
+
+def _no_exclusions(target_id: str) -> Collection[str]:
+    return ()
+
+
+@dataclass(slots=True)
+class _Routed:
+    node: str
+    policy: RoutePolicy
+    headers: Headers
+    path: str | None = None
+    forward: str | None = None
+    route_index: int | None = None
+    splits: list[SplitStep] = field(default_factory=list)
+    response_mods: list[HeaderModifiers] = field(default_factory=list)
+
+
+class Decider:
+    """Holds per-target balancer state for one ``Table``."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self._balancers: dict[str, Balancer] = {}
+
+    def balancer(self, target: Target) -> Balancer:
+        lb = self._balancers.get(target.id)
+        if lb is None:
+            lb = self._balancers[target.id] = make_balancer(target.load_balancer)
+        return lb
+
+    def _route(self, request: Request, rng: random.Random) -> _Routed | Decision:
+        """Router match and split picks: the node to resolve, or an early Decision."""
+        table = self.table
+        r = _Routed(table.start, _DEFAULT_POLICY, request.headers)
+        if table.router is not None:
+            r.path = table.router.normalize(request)
+            if r.path is None:
+                return Decision("bad_path")
+            result = table.router.match(request, r.path)
+            if result is None:
+                return Decision("no_route", path=r.path)
+            r.route_index, r.forward = result.index, result.forward_path
+            r.node = result.route.next_node
+            if r.route_index < len(table.route_policies):
+                r.policy = table.route_policies[r.route_index]
+            r.headers = apply_header_modifiers(r.headers, result.route.request_headers)
+            r.response_mods.append(result.route.response_headers)
+        while r.node in table.splitters and len(r.splits) < MAX_SPLIT_DEPTH:
+            splitter = table.splitters[r.node]
+            picked = splitter.pick(rng)
+            split = splitter.splits[picked]
+            r.splits.append(SplitStep(r.node, splitter.buckets, picked))
+            r.headers = apply_header_modifiers(r.headers, split.request_headers)
+            r.response_mods.insert(0, split.response_headers)
+            r.node = split.next_node
+        return r
+
+    def decide(
+        self,
+        request: Request,
+        *,
+        rng: random.Random,
+        excluded: Excluded = _no_exclusions,
+        active: Mapping[str, int] | None = None,
+    ) -> Decision:
+        """The whole decision for ``request`` (see the module rules)."""
+        r = self._route(request, rng)
+        if isinstance(r, Decision):
+            return r
+        policy = r.policy
+        request, set_cookie = self._hash_cookie(r.node, request, rng)
+        target, tried, endpoint, out = self._resolve(r.node, request, rng, excluded, active)
+        outcome = "ok"
+        if target is None:
+            outcome = "unknown_node"
+        elif endpoint is None:
+            outcome = "no_healthy_upstream"
+        timeout = mirror_target = None
+        mirror = False
+        fault = _NO_FAULT
+        if endpoint is not None and target is not None:
+            timeout = policy.request_timeout_s
+            if timeout is None:
+                timeout = target.request_timeout_s
+            if timeout is None:
+                timeout = ENVOY_DEFAULT_TIMEOUT_S
+            if policy.mirror is not None:
+                mirror = should_mirror(policy.mirror, rng)
+                mirror_target = policy.mirror.target
+            if target.fault is not None:
+                fault = decide_fault(target.fault, rng)
+        return Decision(
+            outcome,
+            path=r.path,
+            forward_path=r.forward,
+            route_index=r.route_index,
+            splits=tuple(r.splits),
+            target=target.id if target is not None else r.node,
+            tried_targets=tried,
+            endpoint=endpoint,
+            eligible=tuple(e for e in target.endpoints if e not in out) if target else (),
+            ejected=tuple(e for e in target.endpoints if e in out) if target else (),
+            request_headers=r.headers,
+            response_modifiers=tuple(r.response_mods),
+            timeout_s=timeout or None,
+            retry=policy.retry,
+            mirror=mirror,
+            mirror_target=mirror_target,
+            fault=fault,
+            set_cookie=set_cookie if endpoint is not None else None,
+        )
+
+    def _hash_cookie(
+        self, node: str, request: Request, rng: random.Random
+    ) -> tuple[Request, str | None]:
+        """``request`` with a generated hash cookie, and its Set-Cookie, if needed."""
+        target = self.table.targets.get(node)
+        if target is None or not target.load_balancer.hash_policies:
+            return request, None
+        policy = cookie_to_generate(target.load_balancer.hash_policies, request)
+        if policy is None:
+            return request, None
+        value = f"{rng.getrandbits(64):016x}"
+        headers = request.headers.copy()
+        headers.add("cookie", f"{policy.field_value}={value}")
+        return replace(request, headers=headers), set_cookie_value(policy, value)
+
+    def _resolve(
+        self,
+        node: str,
+        request: Request,
+        rng: random.Random,
+        excluded: Excluded,
+        active: Mapping[str, int] | None,
+    ) -> tuple[Target | None, tuple[str, ...], str | None, frozenset[str]]:
+        """(target, tried target ids, endpoint, excluded endpoints) for ``node``.
+
+        The target is the one that gave the endpoint, else the first one.
+        """
+        first = self.table.targets.get(node)
+        if first is None:
+            return None, (), None, frozenset()
+        tried: list[str] = []
+        for target_id in (first.id, *first.failover):
+            target = self.table.targets.get(target_id)
+            if target is None:
+                continue
+            tried.append(target_id)
+            ex = excluded(target_id)
+            out = frozenset(e for e in target.endpoints if e in ex) if ex else frozenset()
+            endpoint = self.balancer(target).pick(
+                target.endpoints, rng=rng, request=request, excluded=out, active=active
+            )
+            if endpoint is not None:
+                return target, tuple(tried), endpoint, out
+        return first, tuple(tried), None, frozenset()

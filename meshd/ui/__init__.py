@@ -1,0 +1,1 @@
+"""The web UI's static files (served by meshd.api.ui)."""

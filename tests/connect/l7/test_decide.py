@@ -1,0 +1,189 @@
+"""match -> split -> target -> endpoint in one Decision record."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+from connect.l7.balance import HashPolicy, LoadBalancerConfig
+from connect.l7.decide import Decider, RoutePolicy, Table, Target
+from connect.l7.fault import AbortFault, FaultConfig
+from connect.l7.match import HeaderMatch, HeaderModifiers, HTTPMatch, Route, Router
+from connect.l7.mirror import MirrorPolicy
+from connect.l7.request import Request
+from connect.l7.retry import RetryPolicy
+from connect.l7.split import Split, Splitter
+
+V1 = Target(
+    "v1.api.default.default.dc1",
+    ("10.0.0.1:80", "10.0.0.2:80"),
+    failover=("v2.api.default.default.dc1",),
+)
+V2 = Target("v2.api.default.default.dc1", ("10.0.1.1:80",), request_timeout_s=2.0)
+
+
+def table(**kw: object) -> Table:
+    router = Router(
+        [
+            Route(HTTPMatch(headers=(HeaderMatch("x-version", exact="v2"),)), next_node=V2.id),
+            Route(
+                HTTPMatch(path_prefix="/canary"),
+                next_node="splitter:api",
+                request_headers=HeaderModifiers(set={"x-route": "canary"}),
+            ),
+            Route(HTTPMatch(path_prefix="/"), next_node=V1.id),
+        ]
+    )
+    splitter = Splitter(
+        [
+            Split(90, V1.id, request_headers=HeaderModifiers(set={"x-split": "v1"})),
+            Split(10, V2.id, request_headers=HeaderModifiers(set={"x-split": "v2"})),
+        ]
+    )
+    defaults: dict[str, object] = {
+        "start": V1.id,
+        "router": router,
+        "route_policies": (
+            RoutePolicy(),
+            RoutePolicy(request_timeout_s=0.2, retry=RetryPolicy(num_retries=3, retry_on=("5xx",))),
+            RoutePolicy(mirror=MirrorPolicy(V2.id)),
+        ),
+        "splitters": {"splitter:api": splitter},
+        "targets": {V1.id: V1, V2.id: V2},
+    }
+    defaults.update(kw)
+    return Table(**defaults)  # type: ignore[arg-type]
+
+
+def get(path: str, *headers: tuple[str, str]) -> Request:
+    return Request.build("GET", path, headers)
+
+
+def test_header_selects_the_hidden_release() -> None:
+    d = Decider(table()).decide(get("/x", ("x-version", "v2")), rng=random.Random(0))
+    assert (d.outcome, d.route_index, d.target, d.endpoint) == ("ok", 0, V2.id, "10.0.1.1:80")
+    assert d.timeout_s == 2.0  # the resolver's RequestTimeout
+    plain = Decider(table()).decide(get("/x"), rng=random.Random(0))
+    assert plain.target == V1.id and plain.timeout_s == 15.0
+
+
+def test_canary_split_ninety_ten_with_route_and_split_headers() -> None:
+    decider = Decider(table())
+    rng = random.Random(1)
+    decisions = [decider.decide(get("/canary/a"), rng=rng) for _ in range(2_000)]
+    counts = Counter(d.target for d in decisions)
+    assert 8.5 <= counts[V2.id] / 20 <= 11.5
+    d = decisions[0]
+    assert d.splits[0].buckets == ((V1.id, 90.0), (V2.id, 10.0))
+    assert d.request_headers.get("x-route") == "canary"
+    assert d.request_headers.get("x-split") == ("v1" if d.target == V1.id else "v2")
+    assert d.timeout_s == 0.2 and d.retry.max_retries() == 3
+
+
+def test_failover_when_the_primary_has_no_healthy_endpoint() -> None:
+    d = Decider(table()).decide(
+        get("/x"), rng=random.Random(0), excluded=lambda t: V1.endpoints if t == V1.id else ()
+    )
+    assert d.outcome == "ok" and d.target == V2.id
+    assert d.tried_targets == (V1.id, V2.id)
+
+
+def test_no_healthy_upstream_when_every_target_is_exhausted() -> None:
+    every = {V1.id: V1.endpoints, V2.id: V2.endpoints}
+    d = Decider(table()).decide(get("/x"), rng=random.Random(0), excluded=lambda t: every[t])
+    assert d.outcome == "no_healthy_upstream" and d.status_if_local == 503
+
+
+def test_ejected_endpoints_are_listed_and_never_picked() -> None:
+    decider = Decider(table())
+    rng = random.Random(2)
+    for _ in range(50):
+        d = decider.decide(get("/x"), rng=rng, excluded=lambda t: {"10.0.0.1:80"})
+        assert d.endpoint == "10.0.0.2:80"
+    assert d.ejected == ("10.0.0.1:80",) and d.eligible == ("10.0.0.2:80",)
+
+
+def test_no_route_bad_path_and_no_router() -> None:
+    only = Router([Route(HTTPMatch(path_exact="/only"), next_node=V1.id)])
+    d = Decider(table(router=only)).decide(get("/other"), rng=random.Random(0))
+    assert d.outcome == "no_route" and d.status_if_local == 404
+    assert Decider(table()).decide(get("/a%zz"), rng=random.Random(0)).status_if_local == 400
+    plain = Decider(Table(start=V1.id, targets={V1.id: V1}))
+    assert plain.decide(get("/anything"), rng=random.Random(0)).target == V1.id
+
+
+def test_mirror_and_fault_are_decided_with_the_request() -> None:
+    faulty = Target(V1.id, V1.endpoints, fault=FaultConfig(abort=AbortFault(503, percentage=100)))
+    d = Decider(table(targets={V1.id: faulty, V2.id: V2})).decide(get("/x"), rng=random.Random(0))
+    assert d.mirror and d.mirror_target == V2.id
+    assert d.fault.abort_status == 503
+
+
+def test_ring_hash_target_keeps_a_user_on_one_endpoint() -> None:
+    hashed = Target(
+        V1.id,
+        ("a:1", "b:1", "c:1"),
+        load_balancer=LoadBalancerConfig(
+            policy="ring_hash", hash_policies=(HashPolicy(field="header", field_value="x-user"),)
+        ),
+    )
+    decider = Decider(Table(start=V1.id, targets={V1.id: hashed}))
+    rng = random.Random(0)
+    picks = {decider.decide(get("/", ("x-user", "u1")), rng=rng).endpoint for _ in range(100)}
+    assert len(picks) == 1
+
+
+def test_missing_hash_cookie_with_ttl_is_generated_and_then_sticks() -> None:
+    cookie = HashPolicy(field="cookie", field_value="route", cookie_ttl_s=60, cookie_path="/")
+    hashed = Target(
+        V1.id,
+        ("a:1", "b:1", "c:1"),
+        load_balancer=LoadBalancerConfig(policy="ring_hash", hash_policies=(cookie,)),
+    )
+    decider = Decider(Table(start=V1.id, targets={V1.id: hashed}))
+    rng = random.Random(5)
+    first = decider.decide(get("/"), rng=rng)
+    assert first.set_cookie is not None
+    assert (
+        first.set_cookie.startswith('route="')
+        and "Max-Age=60; Path=/; HttpOnly" in first.set_cookie
+    )
+    value = first.set_cookie.split('"')[1]
+    again = [decider.decide(get("/", ("cookie", f"route={value}")), rng=rng) for _ in range(20)]
+    assert {d.endpoint for d in again} == {first.endpoint}
+    assert all(d.set_cookie is None for d in again)
+
+
+def test_hash_cookie_without_ttl_is_not_generated() -> None:
+    cookie = HashPolicy(field="cookie", field_value="route")
+    hashed = Target(
+        V1.id, ("a:1",), load_balancer=LoadBalancerConfig(policy="maglev", hash_policies=(cookie,))
+    )
+    d = Decider(Table(start=V1.id, targets={V1.id: hashed})).decide(get("/"), rng=random.Random(0))
+    assert d.set_cookie is None and d.endpoint == "a:1"
+
+
+def test_explain_names_route_buckets_target_endpoints_and_retries() -> None:
+    d = Decider(table()).decide(
+        get("/canary/x"), rng=random.Random(0), excluded=lambda t: {"10.0.0.1:80"}
+    )
+    out = d.explain()
+    assert out["Outcome"] == "ok" and out["RouteIndex"] == 1
+    assert out["Splits"] == [
+        {
+            "Node": "splitter:api",
+            "Buckets": [{"NextNode": V1.id, "Weight": 90.0}, {"NextNode": V2.id, "Weight": 10.0}],
+            "Picked": d.splits[0].picked,
+        }
+    ]
+    assert out["Retry"] == {
+        "NumRetries": 3,
+        "RetryOn": ["5xx"],
+        "RetryOnStatusCodes": [],
+        "RetryNonIdempotent": False,
+    }
+    assert out["TimeoutSeconds"] == 0.2
+    assert out["Target"] == V1.id  # the 90% bucket for this seed
+    assert out["Ejected"] == ["10.0.0.1:80"] and out["Endpoint"] == "10.0.0.2:80"
+    assert json.loads(json.dumps(out)) == out
