@@ -31,10 +31,10 @@ import trio.lowlevel
 from hypothesis import HealthCheck, currently_in_test_context, event, given, seed, settings
 from hypothesis import strategies as st
 
+from bench import fuzz_inputs as fz
 from connect.proxy.config import desired_listeners, only_sidecars_for, sidecars_from_services
 from meshd.api.routes import build_app
 from meshd.http import Request
-from tests.meshd import fuzz_support as fz
 from tests.meshd.harness import dev_agent, free_port
 
 pytestmark = pytest.mark.e2e
