@@ -192,3 +192,31 @@ def test_which_failures_skip_one_item_and_which_fail_the_pass(
     exc: Exception, refused: bool
 ) -> None:
     assert (_refusal(exc) is not None) is refused
+
+
+async def test_catalog_register_reusing_another_services_id_needs_write_on_it(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
+    """Item 4 through /v1/catalog/register and /v1/txn: a token with
+    service:write on web (and node:write on the node) re-registering api's
+    instance ID gets 403, as Consul's vetRegisterWithACL; api stays."""
+    async with acl_agent(tmp_path) as (agent, root, _web):
+        rules = WEB_RULES + 'node "ext" { policy = "write" }\n'
+        web = InprocClient(root.app, await _token(agent, rules))  # type: ignore[union-attr]
+        api = {"Node": "ext", "Address": "10.0.0.1", "Service": {"ID": "api-1", "Service": "api"}}
+        await _ok(root, "/v1/catalog/register", api)
+        steal = {**api, "Service": {"ID": "api-1", "Service": "web", "Port": 6666}}
+        r = await web.put("/v1/catalog/register", steal)
+        assert r.status == 403, (r.status, r.text)
+        op = {"Verb": "set", "Node": "ext", "Service": {"ID": "api-1", "Service": "web"}}
+        r = await web.put("/v1/txn", [{"Service": op}])
+        assert r.status == 403, (r.status, r.text)
+        check = {"Node": "ext", "CheckID": "api-c", "Name": "c", "ServiceID": "api-1"}
+        r = await web.put("/v1/catalog/register", {**api, "Service": None, "Checks": [check]})
+        assert r.status == 403, (r.status, r.text)
+        found = (await root.get("/v1/catalog/node/ext")).json()
+        assert {sid: s["Service"] for sid, s in found["Services"].items()} == {"api-1": "api"}
+        assert (await root.get("/v1/health/node/ext")).json() == []
+        # Its own IDs are fine.
+        mine = {**api, "Service": {"ID": "web-1", "Service": "web", "Port": 1}}
+        await _ok(web, "/v1/catalog/register", mine)
