@@ -220,3 +220,35 @@ async def test_catalog_register_reusing_another_services_id_needs_write_on_it(
         # Its own IDs are fine.
         mine = {**api, "Service": {"ID": "web-1", "Service": "web", "Port": 1}}
         await _ok(web, "/v1/catalog/register", mine)
+
+
+async def test_a_dev_server_refuses_and_skips_the_sync_of_a_service_whose_token_lost_rights(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
+    """Item 9 on a single (dev) server: its anti-entropy writes go to its own
+    Raft, not over RPC, and still act with each service's token, so a
+    service stored with a token that has since lost service:write is refused
+    and skipped, and the rest keeps syncing."""
+    async with acl_agent(tmp_path) as (agent, root, _web):
+        assert agent.sync is not None and agent.server is not None
+        pid = str(uuid.uuid4())
+        token = await _token(agent, WEB_RULES, pid)
+        web = InprocClient(root.app, token)  # type: ignore[union-attr]
+        await _ok(web, "/v1/agent/service/register", {"Name": "web", "Port": 2})
+        with trio.fail_after(20):
+            while not await _in_catalog(root, "web"):
+                await trio.sleep(0.05)
+        # The token loses its rights; the stored service then changes.
+        await _token(agent, 'service "other" { policy = "write" }\n', pid)
+        defn = agent.local.services["web"]
+        agent.local.add_service(replace(defn, service=replace(defn.service, port=99)))
+        await _ok(root, "/v1/agent/service/register", {"Name": "db", "Port": 3})
+        with trio.fail_after(20):
+            while not await _in_catalog(root, "db") or "service:web" not in agent.sync.refused:
+                await trio.sleep(0.05)
+        assert "ermission denied" in agent.sync.refused["service:web"]
+        [row] = (await root.get("/v1/catalog/service/web")).json()
+        assert row["ServicePort"] == 2  # the refused change never reached the catalog
+        # The agent's registration endpoint refuses it too (the same rule).
+        r = await web.put("/v1/agent/service/register", {"Name": "web", "Port": 5})
+        assert r.status == 403
