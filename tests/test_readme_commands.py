@@ -243,8 +243,11 @@ def _run(line: str, ports: DemoPorts, cwd: Path) -> subprocess.CompletedProcess[
     env["MESHD_HTTP_ADDR"] = f"127.0.0.1:{ports.http}"
     for name in ("CONSUL_HTTP_ADDR", "MESHD_HTTP_TOKEN", "CONSUL_HTTP_TOKEN"):
         env.pop(name, None)
+    command = localize(command_of(line), ports)
+    # Never the user's make run demo: no fixed port survives the rewrite.
+    assert not re.search(r"(?<!\d)(8500|8600|8300|9191|8080|9090|9102)(?!\d)", command), command
     return subprocess.run(
-        localize(command_of(line), ports),
+        command,
         shell=True,
         cwd=cwd,
         env=env,
