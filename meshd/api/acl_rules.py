@@ -368,6 +368,42 @@ async def _txn(agent: Agent, req: Request, authz: Authorizer) -> None:
             authz.require(perm_read if read_only else perm_write, name)
 
 
+# Config entries: service-scoped kinds need service (or intention) rights on
+# the entry's name, the mesh-wide kinds mesh (operator) rights, as Consul's
+# ConfigEntry.CanRead/CanWrite.
+_SERVICE_KINDS = ("service-defaults", "service-router", "service-splitter", "service-resolver")
+
+
+def _config_permission(kind: str, write: bool) -> Permission:
+    if kind in _SERVICE_KINDS:
+        return P.SERVICE_WRITE if write else P.SERVICE_READ
+    if kind == "service-intentions":
+        return P.INTENTION_WRITE if write else P.INTENTION_READ
+    return P.MESH_WRITE if write else P.MESH_READ
+
+
+async def _config_entry(agent: Agent, req: Request, authz: Authorizer) -> None:
+    if req.method == "PUT":
+        body = _body(req)
+        kind, name = _field(body, "Kind", "kind").lower(), _field(body, "Name", "name")
+    else:
+        kind, name = req.path_params.get("kind", "").lower(), req.path_params.get("name", "")
+    permission = _config_permission(kind, req.method != "GET")
+    authz.require(permission, name if permission not in (P.MESH_READ, P.MESH_WRITE) else "")
+
+
+def filter_config_entries(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+    def ok(e: Any) -> bool:
+        permission = _config_permission(str(e.get("Kind") or ""), False)
+        if permission == P.MESH_READ:
+            return authz.allowed(permission, "")
+        return authz.allowed(permission, str(e.get("Name") or ""))
+
+    return _keep(value or [], ok)
+
+
+READ_FILTERS["config.list"] = filter_config_entries
+
 PUBLIC = Rule(public=True)
 FILTERED = Rule()
 
@@ -462,6 +498,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("agent.monitor", "GET"): need(P.AGENT_READ, own_node),
     ("operator.autopilot.configuration", "PUT"): need(P.OPERATOR_WRITE),
     ("operator.autopilot.state", "GET"): need(P.OPERATOR_READ),
+    # config entries (consul-compat2)
+    ("config.apply", "PUT"): Rule(check=_config_entry),
+    ("config.get", "GET"): Rule(check=_config_entry),
+    ("config.delete", "DELETE"): Rule(check=_config_entry),
+    ("config.list", "GET"): FILTERED,
 }
 
 
