@@ -1,0 +1,259 @@
+"""The L7 path end to end: a real agent, its ``meshd proxy``, real HTTP
+backends. ``api`` has two instances, v1 and v2 (``Meta.version``); ``web``
+has upstream ``api``; config entries (service-defaults http, resolver with
+subsets, router, splitter) go through /v1/config. Scenarios from issue 15:
+a 90/10 split, a header-selected hidden release, a route timeout, retries
+against a backend failing 30% of GETs with 503.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meshd.local_cluster import LocalAgentCluster
+from tests.e2e.test_connect_mesh import wait_for
+from tests.meshd.harness import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+IP = "127.0.6.1"
+BACKEND = Path(__file__).with_name("l7_backend.py")
+
+RESOLVER = {
+    "Kind": "service-resolver",
+    "Name": "api",
+    "DefaultSubset": "v1",
+    "Subsets": {
+        "v1": {"Filter": 'Service.Meta.version == "v1"'},
+        "v2": {"Filter": 'Service.Meta.version == "v2"'},
+    },
+}
+ROUTER = {
+    "Kind": "service-router",
+    "Name": "api",
+    "Routes": [
+        {
+            "Match": {"HTTP": {"PathPrefix": "/slow"}},
+            "Destination": {"RequestTimeout": "200ms"},
+        },
+        {
+            "Match": {"HTTP": {"PathPrefix": "/flaky"}},
+            "Destination": {"NumRetries": 3, "RetryOnStatusCodes": [503]},
+        },
+        {
+            "Match": {"HTTP": {"Header": [{"Name": "x-version", "Exact": "v2"}]}},
+            "Destination": {"ServiceSubset": "v2"},
+        },
+    ],
+}
+SPLITTER = {
+    "Kind": "service-splitter",
+    "Name": "api",
+    "Splits": [{"Weight": 90, "ServiceSubset": "v1"}, {"Weight": 10, "ServiceSubset": "v2"}],
+}
+
+
+class L7Mesh:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.cluster = LocalAgentCluster(root / "agents", servers=1, clients=0, subnet="127.0.6")
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.upstream = (IP, free_port(IP))
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.procs.append(
+            subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env or None)
+        )
+
+    def log(self, name: str) -> str:
+        path = self.root / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        status, out, _ = self.cluster.request("server-1", method, path, body)
+        assert status == 200, f"{method} {path}: {status} {out}"
+        return out
+
+
+def _instance(version: str, port: int) -> dict[str, Any]:
+    return {
+        "Name": "api",
+        "ID": f"api-{version}",
+        "Address": IP,
+        "Port": port,
+        "Meta": {"version": version},
+        "Check": {"HTTP": f"http://{IP}:{port}/health", "Interval": "1s"},
+        "Connect": {"SidecarService": {"Proxy": {"LocalServiceAddress": IP}}},
+    }
+
+
+def _web(upstream: tuple[str, int]) -> dict[str, Any]:
+    proxy = {
+        "LocalServiceAddress": IP,
+        "Upstreams": [
+            {
+                "DestinationName": "api",
+                "LocalBindAddress": upstream[0],
+                "LocalBindPort": upstream[1],
+            }
+        ],
+    }
+    return {
+        "Name": "web",
+        "Address": IP,
+        "Port": 8080,
+        "Connect": {"SidecarService": {"Proxy": proxy}},
+    }
+
+
+class Client:
+    """A keep-alive HTTP/1.1 client on the upstream listener."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.sock = socket.create_connection(address, timeout=10)
+        self.buf = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _read_until(self, marker: bytes) -> None:
+        while marker not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed before a response")
+            self.buf += chunk
+
+    def request(
+        self, path: str, headers: dict[str, str] | None = None, method: str = "GET"
+    ) -> tuple[int, dict[str, str], str]:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        body = "content-length: 0\r\n" if method == "POST" else ""
+        self.sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: api\r\n{extra}{body}\r\n".encode())
+        self._read_until(b"\r\n\r\n")
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        hdrs = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+        length = int(hdrs.get("content-length", "0"))
+        while len(self.buf) < length:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed mid-response")
+            self.buf += chunk
+        data, self.buf = self.buf[:length], self.buf[length:]
+        return status, hdrs, data.decode()
+
+
+def _all(m: L7Mesh, n: int, path: str, headers: dict[str, str] | None = None) -> list[str]:
+    c = Client(m.upstream)
+    try:
+        return [c.request(path, headers)[2].split(" ")[0] for _ in range(n)]
+    finally:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[L7Mesh]:
+    m = L7Mesh(tmp_path_factory.mktemp("l7"))
+    c = m.cluster
+    c.start_all()
+    try:
+        c.wait_until(lambda: len(c.get("server-1", "/v1/catalog/nodes")[1]) == 1, 30, "agent up")
+        for version in ("v1", "v2"):
+            port = free_port(IP)
+            m.spawn(
+                f"api-{version}", [sys.executable, str(BACKEND), IP, str(port), f"api-{version}"]
+            )
+            m.api("PUT", "/v1/agent/service/register", _instance(version, port))
+        m.api("PUT", "/v1/agent/service/register", _web(m.upstream))
+        m.api("PUT", "/v1/connect/intentions/exact?source=web&destination=api", {"Action": "allow"})
+        for entry in (
+            {"Kind": "service-defaults", "Name": "api", "Protocol": "http"},
+            RESOLVER,
+            ROUTER,
+        ):
+            assert m.api("PUT", "/v1/config", entry) is True
+        env = {**os.environ, "MESHD_L7_SEED": "15"}
+        args = [sys.executable, "-m", "meshd", "proxy", "--http-addr", f"{IP}:8500"]
+        m.spawn("proxy", [*args, "--metrics-addr", f"{IP}:{free_port(IP)}"], env)
+        c.wait_until(
+            lambda: len(c.get("server-1", "/v1/health/connect/api?passing")[1]) == 2,
+            40,
+            "both api sidecars healthy",
+        )
+        wait_for(
+            lambda: set(_all(m, 10, "/", {"x-version": "v2"})) == {"api-v2"},
+            30,
+            "the L7 route to v2 applied",
+        )
+        yield m
+    finally:
+        for proc in m.procs:
+            proc.terminate()
+        for proc in m.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        c.stop_all()
+        assert "Traceback" not in m.log("proxy"), m.log("proxy")
+
+
+def test_header_x_version_v2_reaches_only_v2_and_without_it_only_v1(mesh: L7Mesh) -> None:
+    assert set(_all(mesh, 200, "/h", {"x-version": "v2"})) == {"api-v2"}
+    assert set(_all(mesh, 200, "/h")) == {"api-v1"}
+    # A value that is not exactly v2 is not the hidden release.
+    assert set(_all(mesh, 50, "/h", {"x-version": "v2-beta"})) == {"api-v1"}
+
+
+def test_route_timeout_answers_504_within_400ms(mesh: L7Mesh) -> None:
+    c = Client(mesh.upstream)
+    try:
+        for _ in range(3):
+            start = time.monotonic()
+            status, _, body = c.request("/slow")
+            elapsed = time.monotonic() - start
+            assert (status, body) == (504, "upstream request timeout")
+            assert elapsed < 0.4, f"504 after {elapsed:.3f}s"
+        # The connection stays usable after a timeout.
+        assert c.request("/after")[0] == 200
+    finally:
+        c.close()
+
+
+def test_retries_against_a_30_percent_503_backend(mesh: L7Mesh) -> None:
+    c = Client(mesh.upstream)
+    try:
+        gets = [c.request("/flaky")[0] for _ in range(1000)]
+        # POST is not idempotent: not retried by default, so ~30% fail.
+        posts = [c.request("/flaky", method="POST")[0] for _ in range(300)]
+    finally:
+        c.close()
+    ok = gets.count(200) / len(gets)
+    # NumRetries 3: four tries, P(success) = 1 - 0.3^4 = 99.19%; the issue's
+    # 99.5% is above that expectation, so assert 98.5% (sd ~0.28 points).
+    assert ok >= 0.985, f"{ok:.2%} of GETs succeeded"
+    failed_posts = posts.count(503) / len(posts)
+    assert 0.2 < failed_posts < 0.4, f"{failed_posts:.2%} of POSTs failed"
+
+
+def test_ninety_ten_split_over_2000_requests(mesh: L7Mesh) -> None:
+    assert mesh.api("PUT", "/v1/config", SPLITTER) is True
+    try:
+        wait_for(lambda: "api-v2" in _all(mesh, 100, "/s"), 30, "the splitter applied")
+        got = _all(mesh, 2000, "/split")
+        share = got.count("api-v2") / len(got)
+        assert set(got) == {"api-v1", "api-v2"}
+        assert abs(share - 0.10) <= 0.015, f"v2 got {share:.2%}"
+    finally:
+        mesh.api("DELETE", "/v1/config/service-splitter/api")
