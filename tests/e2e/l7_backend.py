@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler
 def make_handler(name: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes
 
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
