@@ -37,7 +37,7 @@ from typing import Any
 import h11
 import trio
 
-from connect.l7.breaker import CircuitBreaker
+from connect.l7.breaker import CircuitBreaker, Limits
 from connect.l7.decide import NO_HEALTHY_UPSTREAM_BODY, Decider, Decision
 from connect.l7.match import apply_header_modifiers
 from connect.l7.outlier import OutlierConfig, OutlierDetector
@@ -50,7 +50,7 @@ from connect.l7.retry import (
     RetryState,
     Verdict,
 )
-from connect.l7.table import TableError, table_from_chain
+from connect.l7.table import TableError, UpstreamLimits, table_from_chain, upstream_limits
 
 from .agent_client import path_segment
 from .balancer import Endpoint, endpoints_from_health
@@ -87,6 +87,10 @@ def _rng() -> random.Random:
 
 def chain_resource(service: str) -> Resource:
     return Resource("chain", service, f"/v1/discovery-chain/{path_segment(service)}")
+
+
+def service_defaults_resource() -> Resource:
+    return Resource("config", "service-defaults", "/v1/config/service-defaults")
 
 
 def target_health_resource(service: str, subset_filter: str) -> Resource:
@@ -140,6 +144,18 @@ class L7Upstream:
         self.chain = chain
         self.rebuild()
         self.known.set()
+
+    def set_limits(self, limits: UpstreamLimits) -> None:
+        """The source's UpstreamConfig for this upstream: a new breaker (in-flight
+        requests release into it harmlessly) and outlier settings."""
+        wanted = limits.limits or Limits()
+        if wanted != self.breaker.limits:
+            self.breaker = CircuitBreaker(wanted)
+        outlier = limits.outlier or OutlierConfig()
+        if outlier != self.outlier_config:
+            self.outlier_config = outlier
+            self.outliers.clear()
+            self.rebuild()
 
     def set_endpoints(self, target_id: str, endpoints: list[Endpoint]) -> None:
         self.endpoints[target_id] = endpoints
@@ -201,6 +217,24 @@ async def follow_chain(hub: WatchHub, up: L7Upstream) -> None:
                         scopes[tid] = (spec, scope)
                         nursery.start_soon(_follow_target, hub, up, tid, spec, scope)
                 emit(20, "upstream_chain", destination=up.destination, protocol=up.protocol)
+    finally:
+        hub.release(res)
+
+
+async def follow_limits(hub: WatchHub, up: L7Upstream) -> None:
+    """Follow the source's service-defaults (UpstreamConfig Limits and
+    PassiveHealthCheck for this upstream)."""
+    res = service_defaults_resource()
+    cell = hub.acquire(res, lambda body: body if isinstance(body, list) else [])
+    try:
+        version = 0
+        while True:
+            entries, version = await cell.wait_newer(version)
+            mine = next((e for e in entries if e.get("Name") == up.source), None)
+            try:
+                up.set_limits(upstream_limits(mine, up.destination))
+            except ValueError as exc:
+                emit(40, "service_defaults_invalid", service=up.source, reason=str(exc))
     finally:
         hub.release(res)
 

@@ -29,7 +29,7 @@ from .config import (
 from .credentials import Credentials, follow_credentials
 from .errors import AgentError, AgentUnavailableError, ProxyConfigError
 from .inbound import Gatekeeper, InboundHandler, follow_intentions
-from .l7_outbound import L7OutboundHandler, L7Upstream, follow_chain
+from .l7_outbound import L7OutboundHandler, L7Upstream, follow_chain, follow_limits
 from .logfmt import emit
 from .metrics import ProxyMetrics
 from .outbound import OutboundHandler, follow_health
@@ -267,6 +267,7 @@ class Proxy:
                         )
                     if l7 is not None:
                         nursery.start_soon(follow_chain, self._hub, l7)
+                        nursery.start_soon(follow_limits, self._hub, l7)
                     await self._bind(entry, nursery)
         finally:
             entry.done.set()

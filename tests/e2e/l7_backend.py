@@ -2,7 +2,7 @@
 
 ``python tests/e2e/l7_backend.py HOST PORT NAME`` answers ``NAME <path>``
 to every request, and on purpose misbehaves on some paths:
-``/slow`` answers after 1 s, ``/flaky`` answers 503 to 30% of requests
+``/slow`` answers after 1 s, ``/delay`` after 0.5 s, ``/flaky`` answers 503 to 30% of requests
 (random), and ``/health`` always 200. Stdlib only; a thread per connection.
 """
 
@@ -27,6 +27,8 @@ def make_handler(name: str) -> type[BaseHTTPRequestHandler]:
             status = 200
             if self.path.startswith("/slow"):
                 time.sleep(1.0)
+            elif self.path.startswith("/delay"):
+                time.sleep(0.5)
             elif self.path.startswith("/flaky") and random.random() < 0.3:
                 status = 503
             body = f"{name} {self.path}\n".encode()

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -257,3 +258,51 @@ def test_ninety_ten_split_over_2000_requests(mesh: L7Mesh) -> None:
         assert abs(share - 0.10) <= 0.015, f"v2 got {share:.2%}"
     finally:
         mesh.api("DELETE", "/v1/config/service-splitter/api")
+
+
+WEB_LIMITS = {
+    "Kind": "service-defaults",
+    "Name": "web",
+    "UpstreamConfig": {"Overrides": [{"Name": "api", "Limits": {"MaxConcurrentRequests": 1}}]},
+}
+
+
+def _timed(m: L7Mesh, path: str, out: list[tuple[int, str, float]]) -> None:
+    c = Client(m.upstream)
+    try:
+        start = time.monotonic()
+        status, headers, _ = c.request(path)
+        out.append((status, headers.get("x-envoy-overloaded", ""), time.monotonic() - start))
+    finally:
+        c.close()
+
+
+def _burst(
+    m: L7Mesh, extra: int
+) -> tuple[list[tuple[int, str, float]], list[tuple[int, str, float]]]:
+    """One slow request, then ``extra`` more while it is in flight."""
+    first: list[tuple[int, str, float]] = []
+    rest: list[tuple[int, str, float]] = []
+    slow = threading.Thread(target=_timed, args=(m, "/delay", first))
+    slow.start()
+    time.sleep(0.15)
+    threads = [threading.Thread(target=_timed, args=(m, "/delay", rest)) for _ in range(extra)]
+    for t in threads:
+        t.start()
+    for t in (slow, *threads):
+        t.join(20)
+    return first, rest
+
+
+def test_limits_exceeded_answer_503_overloaded_at_once(mesh: L7Mesh) -> None:
+    assert mesh.api("PUT", "/v1/config", WEB_LIMITS) is True
+    try:
+        wait_for(lambda: _burst(mesh, 1)[1][0][0] == 503, 30, "the limit applied")
+        first, rest = _burst(mesh, 4)
+        assert [s for s, _, _ in first] == [200]
+        assert [(s, o) for s, o, _ in rest] == [(503, "true")] * 4
+        worst = max(t for _, _, t in rest)
+        assert worst < 0.2, f"an overloaded answer took {worst:.3f}s"
+    finally:
+        mesh.api("DELETE", "/v1/config/service-defaults/web")
+    wait_for(lambda: [s for s, _, _ in _burst(mesh, 2)[1]] == [200, 200], 30, "the limit lifted")
