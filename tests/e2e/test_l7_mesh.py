@@ -306,3 +306,43 @@ def test_limits_exceeded_answer_503_overloaded_at_once(mesh: L7Mesh) -> None:
     finally:
         mesh.api("DELETE", "/v1/config/service-defaults/web")
     wait_for(lambda: [s for s, _, _ in _burst(mesh, 2)[1]] == [200, 200], 30, "the limit lifted")
+
+
+API_DEFAULTS = {"Kind": "service-defaults", "Name": "api", "Protocol": "http"}
+FAULTS = {
+    **API_DEFAULTS,
+    "EnvoyExtensions": [
+        {
+            "Name": "builtin/fault-injection",
+            "Arguments": {
+                "Config": {
+                    "Abort": {"HttpStatus": 418, "Percentage": 50},
+                    "Delay": {"Duration": 40, "Percentage": 25},
+                }
+            },
+        }
+    ],
+}
+
+
+def test_fault_injection_abort_50_and_delay_25_percent(mesh: L7Mesh) -> None:
+    assert mesh.api("PUT", "/v1/config", FAULTS) is True
+    c = Client(mesh.upstream)
+    try:
+        wait_for(lambda: c.request("/f")[0] == 418, 30, "the fault applied")
+        results = []
+        for _ in range(1000):
+            start = time.monotonic()
+            status, _, body = c.request("/f")
+            results.append((status, body, time.monotonic() - start))
+    finally:
+        c.close()
+        assert mesh.api("PUT", "/v1/config", API_DEFAULTS) is True
+    aborted = [r for r in results if r[0] == 418]
+    assert all(body == "fault filter abort" for _, body, _ in aborted)
+    assert {s for s, _, _ in results} == {200, 418}
+    abort_share = len(aborted) / len(results)
+    delay_share = sum(t >= 0.04 for _, _, t in results) / len(results)
+    assert abs(abort_share - 0.50) <= 0.05, f"{abort_share:.2%} aborted"
+    assert abs(delay_share - 0.25) <= 0.05, f"{delay_share:.2%} delayed"
+    wait_for(lambda: set(_all(mesh, 50, "/f")) == {"api-v1"}, 30, "the fault removed")
