@@ -346,3 +346,30 @@ def test_fault_injection_abort_50_and_delay_25_percent(mesh: L7Mesh) -> None:
     assert abs(abort_share - 0.50) <= 0.05, f"{abort_share:.2%} aborted"
     assert abs(delay_share - 0.25) <= 0.05, f"{delay_share:.2%} delayed"
     wait_for(lambda: set(_all(mesh, 50, "/f")) == {"api-v1"}, 30, "the fault removed")
+
+
+def _upgrade_request(m: L7Mesh) -> str:
+    with socket.create_connection(m.upstream, timeout=10) as sock:
+        c = Client.__new__(Client)
+        c.sock, c.buf = sock, b""
+        sock.sendall(
+            b"GET /up HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\n"
+            b"Upgrade: websocket\r\nx-version: v2\r\n\r\n"
+        )
+        c._read_until(b"\r\n\r\n")
+        head, _, c.buf = c.buf.partition(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        while len(c.buf) < length:
+            c.buf += sock.recv(65536)
+        return c.buf[:length].decode().split(" ")[0]
+
+
+def test_upgrade_request_is_spliced_as_l4_without_l7_routing(mesh: L7Mesh) -> None:
+    # L7 would send x-version: v2 to v2 only; the L4 splice balances over
+    # every api instance, so v1 answers some of these connections.
+    got = [_upgrade_request(mesh) for _ in range(12)]
+    assert "api-v1" in got, got
