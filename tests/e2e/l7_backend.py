@@ -3,7 +3,8 @@
 ``python tests/e2e/l7_backend.py HOST PORT NAME`` answers ``NAME <path>``
 to every request, and on purpose misbehaves on some paths:
 ``/slow`` answers after 1 s, ``/delay`` after 0.5 s, ``/flaky`` answers 503 to 30% of requests
-(random), and ``/health`` always 200. Stdlib only; a thread per connection.
+(random), ``/health`` always 200, and a backend named ``bad...`` answers 500
+to everything else. Stdlib only; a thread per connection.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def make_handler(name: str) -> type[BaseHTTPRequestHandler]:
                 time.sleep(0.5)
             elif self.path.startswith("/flaky") and random.random() < 0.3:
                 status = 503
+            if name.startswith("bad") and not self.path.startswith("/health"):
+                status = 500
             body = f"{name} {self.path}\n".encode()
             self.send_response(status)
             self.send_header("Content-Length", str(len(body)))

@@ -373,3 +373,56 @@ def test_upgrade_request_is_spliced_as_l4_without_l7_routing(mesh: L7Mesh) -> No
     # every api instance, so v1 answers some of these connections.
     got = [_upgrade_request(mesh) for _ in range(12)]
     assert "api-v1" in got, got
+
+
+WEB_OUTLIER = {
+    "Kind": "service-defaults",
+    "Name": "web",
+    "UpstreamConfig": {
+        "Overrides": [
+            {
+                "Name": "api",
+                "PassiveHealthCheck": {
+                    "Interval": "1s",
+                    "MaxFailures": 3,
+                    "BaseEjectionTime": "10s",
+                },
+            }
+        ]
+    },
+}
+
+
+def test_an_instance_answering_500_is_ejected_and_returns(mesh: L7Mesh) -> None:
+    port = free_port(IP)
+    mesh.spawn("bad", [sys.executable, str(BACKEND), IP, str(port), "bad"])
+    bad = {**_instance("v1", port), "ID": "api-bad"}
+    mesh.api("PUT", "/v1/agent/service/register", bad)
+    assert mesh.api("PUT", "/v1/config", WEB_OUTLIER) is True
+    c = mesh.cluster
+    try:
+        c.wait_until(
+            lambda: len(c.get("server-1", "/v1/health/connect/api?passing")[1]) == 3,
+            60,
+            "the bad instance's sidecar healthy",
+        )
+        wait_for(lambda: "bad" in _all(mesh, 20, "/o"), 30, "the bad instance in rotation")
+        client = Client(mesh.upstream)
+        try:
+            failures = 0
+            with_deadline = time.monotonic() + 30
+            while failures < 3 and time.monotonic() < with_deadline:
+                failures += client.request("/o")[0] == 500
+            start = time.monotonic()
+            statuses = [client.request("/o")[0] for _ in range(1000)]
+            took = time.monotonic() - start
+        finally:
+            client.close()
+        ok = statuses.count(200) / len(statuses)
+        assert took < 10.0, f"1,000 requests took {took:.1f}s, past the ejection time"
+        assert ok >= 0.99, f"{ok:.2%} succeeded while the bad instance was ejected"
+        # Back after the ejection time: the bad instance answers again.
+        wait_for(lambda: "bad" in _all(mesh, 20, "/o"), 40, "the bad instance back")
+    finally:
+        mesh.api("PUT", "/v1/agent/service/deregister/api-bad")
+        mesh.api("DELETE", "/v1/config/service-defaults/web")
