@@ -426,3 +426,44 @@ def test_an_instance_answering_500_is_ejected_and_returns(mesh: L7Mesh) -> None:
     finally:
         mesh.api("PUT", "/v1/agent/service/deregister/api-bad")
         mesh.api("DELETE", "/v1/config/service-defaults/web")
+
+
+def _splitter(v1: float, v2: float) -> dict[str, Any]:
+    splits = [{"Weight": v1, "ServiceSubset": "v1"}, {"Weight": v2, "ServiceSubset": "v2"}]
+    return {"Kind": "service-splitter", "Name": "api", "Splits": splits}
+
+
+def test_moving_the_split_under_keep_alive_load_fails_no_request(mesh: L7Mesh) -> None:
+    seen: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        c = Client(mesh.upstream)
+        try:
+            while not stop.is_set():
+                status, _, body = c.request("/load")
+                seen.append((time.monotonic(), status, body.split(" ")[0]))
+        finally:
+            c.close()
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        for v1, v2 in ((90, 10), (50, 50)):
+            assert mesh.api("PUT", "/v1/config", _splitter(v1, v2)) is True
+            time.sleep(1.5)
+        assert mesh.api("PUT", "/v1/config", _splitter(0, 100)) is True
+        written = time.monotonic()
+        wait_for(
+            lambda: [b for t, _, b in seen if t > written + 1.0][-50:] == ["api-v2"] * 50,
+            30,
+            "0/100 applied",
+        )
+    finally:
+        stop.set()
+        worker.join(20)
+        mesh.api("DELETE", "/v1/config/service-splitter/api")
+    assert len(seen) > 500 and {s for _, s, _ in seen} == {200}
+    # Applied to new requests within 1 s of the write, on the same connection.
+    late_v1 = [t - written for t, _, b in seen if b == "api-v1" and t > written]
+    assert not late_v1 or max(late_v1) < 1.0, f"v1 still answered {max(late_v1):.2f}s after"
