@@ -414,6 +414,10 @@ class L7OutboundHandler:
             resp = await self._attempts(decider, decision, request, body)
         finally:
             up.breaker.release_request()
+        if decision.set_cookie is not None:  # a generated ring-hash cookie
+            resp = UpstreamResponse(
+                resp.status, [*resp.headers, ("set-cookie", decision.set_cookie)], resp.body
+            )
         if not decision.response_modifiers:
             return resp
         out = Headers(resp.headers)
