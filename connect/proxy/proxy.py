@@ -29,6 +29,7 @@ from .config import (
 from .credentials import Credentials, follow_credentials
 from .errors import AgentError, AgentUnavailableError, ProxyConfigError
 from .inbound import Gatekeeper, InboundHandler, follow_intentions
+from .l7_outbound import L7OutboundHandler, L7Upstream, follow_chain, follow_limits
 from .logfmt import emit
 from .metrics import ProxyMetrics
 from .outbound import OutboundHandler, follow_health
@@ -221,16 +222,21 @@ class Proxy:
         if spec.kind == "inbound":
             handler = InboundHandler(creds, self.gate, self.metrics)
             balancer = None
+            l7 = None
         else:
             assert spec.upstream is not None
             balancer = Balancer(spec.upstream.balance)
-            handler = OutboundHandler(creds, balancer, self.metrics)
+            # The L4 handler serves tcp chains; the L7 one takes over while
+            # the upstream's discovery chain says http (l7_outbound.py).
+            l4 = OutboundHandler(creds, balancer, self.metrics)
+            l7 = L7Upstream(spec.service, spec.upstream.destination)
+            handler = L7OutboundHandler(creds, l7, l4)
         listener = Listener(
             spec, handler, reuse_port=self.options.reuse_port, on_reject=self._rejected
         )
         entry = _Running(spec, listener)
         self.running[spec.key] = entry
-        self._nursery.start_soon(self._run_listener, entry, balancer)
+        self._nursery.start_soon(self._run_listener, entry, balancer, l7)
 
     def _rejected(self, spec: ListenerSpec) -> None:
         src, dst = (
@@ -244,7 +250,9 @@ class Proxy:
         )
         self.metrics.connection(spec.kind, src, dst, "error")
 
-    async def _run_listener(self, entry: _Running, balancer: Balancer | None) -> None:
+    async def _run_listener(
+        self, entry: _Running, balancer: Balancer | None, l7: L7Upstream | None
+    ) -> None:
         assert self._hub is not None
         spec = entry.spec
         try:
@@ -257,6 +265,9 @@ class Proxy:
                         nursery.start_soon(
                             follow_health, self._hub, spec.upstream.destination, balancer
                         )
+                    if l7 is not None:
+                        nursery.start_soon(follow_chain, self._hub, l7)
+                        nursery.start_soon(follow_limits, self._hub, l7)
                     await self._bind(entry, nursery)
         finally:
             entry.done.set()

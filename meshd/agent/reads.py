@@ -217,6 +217,7 @@ READS["txn.read"] = txn_read
 
 def _connect_reads() -> None:
     from .reads_acl import ACL_READS  # one table; these areas keep theirs apart
+    from .reads_chain import CHAIN_READS
     from .reads_config import CONFIG_READS
     from .reads_connect import CONNECT_READS
     from .reads_gateways import GATEWAY_READS
@@ -225,6 +226,7 @@ def _connect_reads() -> None:
     READS.update(ACL_READS)
     READS.update(CONFIG_READS)
     READS.update(GATEWAY_READS)
+    READS.update(CHAIN_READS)
 
 
 _connect_reads()

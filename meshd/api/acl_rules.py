@@ -480,6 +480,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("health.checks", "GET"): FILTERED,
     ("health.service", "GET"): FILTERED,
     ("health.connect", "GET"): FILTERED,
+    # Consul: service:read on the chain's service
+    ("discovery_chain", "GET"): need(P.SERVICE_READ, param("service")),
+    ("discovery_chain", "POST"): need(P.SERVICE_READ, param("service")),
     ("health.state", "GET"): FILTERED,
     # connect
     ("connect.ca.roots", "GET"): PUBLIC,

@@ -327,6 +327,9 @@ ROWS: dict[tuple[str, str], Row] = {
         "/v1/acl/auth-method/seedmeth", 'acl = "write"', {**JWT_METHOD, "Description": "u"}
     ),
     ("acl.auth_method.delete", "DELETE"): Row("/v1/acl/auth-method/delmeth", 'acl = "write"'),
+    # Consul's DiscoveryChain.Get: service:read on the chain's service
+    ("discovery_chain", "GET"): Row("/v1/discovery-chain/web", svc("web")),
+    ("discovery_chain", "POST"): Row("/v1/discovery-chain/web", svc("web"), {}),
     ("acl.binding_rule.list", "GET"): Row("/v1/acl/binding-rules", 'acl = "read"'),
     ("acl.binding_rule.read", "GET"): Row("/v1/acl/binding-rule/{seed_rule}", 'acl = "read"'),
     ("acl.binding_rule.create", "PUT"): Row("/v1/acl/binding-rule", 'acl = "write"', BINDING),

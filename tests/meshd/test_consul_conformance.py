@@ -7,8 +7,7 @@ nobody here wrote) and with raw HTTP, and compares status codes, the
 sets of the bodies with Consul's API docs
 (https://developer.hashicorp.com/consul/api-docs). Families: agent, catalog,
 health, kv, session, txn, acl, config, connect, operator, status, snapshot,
-event, coordinate. Consul's /v1/discovery-chain is not served by meshd yet
-(404), which the last test pins so that adding it updates this module.
+event, coordinate, discovery-chain.
 """
 
 from __future__ import annotations
@@ -350,7 +349,15 @@ async def test_snapshot_event_and_coordinate_families() -> None:
         blocking(await api.get("/v1/coordinate/nodes"))
 
 
-async def test_discovery_chain_is_not_served_yet() -> None:
+async def test_discovery_chain_answers_consuls_chain_shape() -> None:
     async with dev_agent() as (_agent, api):
         r = await api.get("/v1/discovery-chain/web")
-        assert r.status == 404 and "not a recognized HTTP API endpoint" in r.text
+        assert r.status == 200, r.text
+        blocking(r)
+        chain = r.json()["Chain"]
+        assert {"ServiceName", "Namespace", "Datacenter", "Protocol", "StartNode", "Nodes"} <= set(
+            chain
+        )
+        assert chain["ServiceName"] == "web" and chain["Protocol"] == "tcp"
+        assert chain["StartNode"] == "resolver:web.default.default.dc1"
+        assert set(chain["Targets"]) == {"web.default.default.dc1"}

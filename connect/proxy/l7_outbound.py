@@ -1,0 +1,503 @@
+"""The L7 outbound path: an upstream listener that speaks HTTP/1.1.
+
+Every upstream listener follows its destination's discovery chain
+(``/v1/discovery-chain/<upstream>``, blocking query). While the chain's
+protocol is ``http``, each accepted connection is served here; otherwise
+(tcp, or no chain yet after ``CHAIN_WAIT``) it goes to the L4
+``OutboundHandler`` unchanged.
+
+Per connection: h11 parses requests one at a time (keep-alive; pipelined
+requests are answered in order, one after the other); a first request
+asking for ``Upgrade`` or ``CONNECT`` turns the connection into an L4
+splice before any byte is consumed. Per request: ``decide`` picks the
+route, split, target and endpoint; the circuit breaker admits it (503 with
+``x-envoy-overloaded: true``); a fault may delay or abort it; then
+attempts run against pooled keep-alive mTLS connections to the endpoint's
+inbound proxy under the route timeout (504 ``upstream request timeout``)
+with the retry core deciding between attempts; each answer feeds the
+target's outlier detector, whose ejections the next decisions exclude.
+
+Endpoints of each chain target come from ``/v1/health/connect/<service>``
+with the target's subset filter as ``?filter=`` (the agent evaluates it).
+
+``MESHD_L7_SEED`` (an integer) seeds each upstream's decision randomness,
+so a test's split counts are reproducible; unset, it is unpredictable.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import socket
+import ssl
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import h11
+import trio
+
+from connect.l7.breaker import CircuitBreaker, Limits
+from connect.l7.decide import NO_HEALTHY_UPSTREAM_BODY, Decider, Decision
+from connect.l7.match import apply_header_modifiers
+from connect.l7.outlier import OutlierConfig, OutlierDetector
+from connect.l7.request import Headers, Request
+from connect.l7.retry import (
+    TIMEOUT_BODY,
+    Failure,
+    Outcome,
+    RetryBudget,
+    RetryState,
+    Verdict,
+)
+from connect.l7.table import TableError, UpstreamLimits, table_from_chain, upstream_limits
+
+from .agent_client import path_segment
+from .balancer import Endpoint, endpoints_from_health
+from .credentials import Credentials
+from .errors import PeerIdentityError, ProxyConfigError
+from .http_pool import (
+    Pool,
+    UpstreamReset,
+    UpstreamResponse,
+    end_to_end,
+    next_event,
+    read_body,
+    send_bytes,
+)
+from .logfmt import emit
+from .outbound import HANDSHAKE_TIMEOUT, OutboundHandler
+from .sockets import Listener, close
+from .verdict import VerdictError, speaks_verdict
+from .verdict import receive as receive_verdict
+from .watchers import Resource, WatchHub
+
+CHAIN_WAIT = 2.0  # how long a connection waits for the first chain answer
+PEEK_LIMIT = 65536
+PEEK_TIMEOUT = 10.0
+OVERFLOW_BODY = "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+RESET_BODY = "upstream connect error or disconnect/reset before headers. reset reason: "
+HTTP_PROTOCOLS = ("http",)
+
+
+def _rng() -> random.Random:
+    seed = os.environ.get("MESHD_L7_SEED", "").strip()
+    return random.Random(int(seed)) if seed.isdigit() else random.Random()
+
+
+def chain_resource(service: str) -> Resource:
+    return Resource("chain", service, f"/v1/discovery-chain/{path_segment(service)}")
+
+
+def service_defaults_resource() -> Resource:
+    return Resource("config", "service-defaults", "/v1/config/service-defaults")
+
+
+def target_health_resource(service: str, subset_filter: str) -> Resource:
+    query: tuple[tuple[str, str], ...] = (("passing", "1"),)
+    if subset_filter:
+        query += (("filter", subset_filter),)
+    return Resource("health", service, f"/v1/health/connect/{path_segment(service)}", query)
+
+
+def _chain_from_body(body: Any) -> Mapping[str, Any]:
+    chain = body.get("Chain") if isinstance(body, Mapping) else None
+    if not isinstance(chain, Mapping):
+        raise ProxyConfigError("discovery-chain", "answer has no Chain object")
+    return chain
+
+
+class L7Upstream:
+    """One upstream's L7 view: its chain, target endpoints and the cores' state."""
+
+    def __init__(self, source: str, destination: str, rng: random.Random | None = None) -> None:
+        self.source = source
+        self.destination = destination
+        self.rng = rng or _rng()
+        self.chain: Mapping[str, Any] | None = None
+        self.known = trio.Event()
+        self.endpoints: dict[str, list[Endpoint]] = {}
+        self.by_address: dict[str, Endpoint] = {}
+        self.decider: Decider | None = None
+        self.breaker = CircuitBreaker()
+        self.budget = RetryBudget()
+        self.outlier_config = OutlierConfig()
+        self.outliers: dict[str, OutlierDetector] = {}
+
+    @property
+    def protocol(self) -> str:
+        return str((self.chain or {}).get("Protocol") or "tcp")
+
+    @property
+    def is_http(self) -> bool:
+        return self.chain is not None and self.protocol in HTTP_PROTOCOLS
+
+    def targets(self) -> dict[str, tuple[str, str]]:
+        """Target id -> (service, subset filter) of the current chain."""
+        out: dict[str, tuple[str, str]] = {}
+        for tid, t in ((self.chain or {}).get("Targets") or {}).items():
+            subset = t.get("Subset") or {}
+            out[tid] = (str(t.get("Service") or ""), str(subset.get("Filter") or ""))
+        return out
+
+    def set_chain(self, chain: Mapping[str, Any]) -> None:
+        self.chain = chain
+        self.rebuild()
+        self.known.set()
+
+    def set_limits(self, limits: UpstreamLimits) -> None:
+        """The source's UpstreamConfig for this upstream: a new breaker (in-flight
+        requests release into it harmlessly) and outlier settings."""
+        wanted = limits.limits or Limits()
+        if wanted != self.breaker.limits:
+            self.breaker = CircuitBreaker(wanted)
+        outlier = limits.outlier or OutlierConfig()
+        if outlier != self.outlier_config:
+            self.outlier_config = outlier
+            self.outliers.clear()
+            self.rebuild()
+
+    def set_endpoints(self, target_id: str, endpoints: list[Endpoint]) -> None:
+        self.endpoints[target_id] = endpoints
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        """Recompute the decision table from the chain and endpoints."""
+        if self.chain is None or not self.is_http:
+            self.decider = None
+            return
+        self.by_address = {str(e): e for eps in self.endpoints.values() for e in eps}
+        addresses = {tid: [str(e) for e in eps] for tid, eps in self.endpoints.items()}
+        try:
+            table = table_from_chain(self.chain, addresses)
+        except TableError as exc:
+            emit(40, "chain_invalid", destination=self.destination, reason=str(exc))
+            return
+        self.decider = Decider(table)
+        for tid, hosts in addresses.items():
+            self.outlier(tid).set_hosts(hosts)
+
+    def outlier(self, target_id: str) -> OutlierDetector:
+        det = self.outliers.get(target_id)
+        if det is None:
+            det = self.outliers[target_id] = OutlierDetector(self.outlier_config, self.rng)
+        return det
+
+    def excluded(self, now: float) -> Any:
+        def ejected(target_id: str) -> Collection[str]:
+            det = self.outliers.get(target_id)
+            if det is None:
+                return ()
+            if det.due(now):
+                det.sweep(now)
+            return det.ejected(now)
+
+        return ejected
+
+
+async def follow_chain(hub: WatchHub, up: L7Upstream) -> None:
+    """Follow ``up``'s discovery chain and the health of each of its targets."""
+    res = chain_resource(up.destination)
+    cell = hub.acquire(res, _chain_from_body)
+    scopes: dict[str, tuple[tuple[str, str], trio.CancelScope]] = {}
+    try:
+        async with trio.open_nursery() as nursery:
+            version = 0
+            while True:
+                chain, version = await cell.wait_newer(version)
+                up.set_chain(chain)
+                wanted = up.targets() if up.is_http else {}
+                for tid in list(scopes):
+                    if scopes[tid][0] != wanted.get(tid):
+                        scopes.pop(tid)[1].cancel()
+                        up.endpoints.pop(tid, None)
+                for tid, spec in wanted.items():
+                    if tid not in scopes:
+                        scope = trio.CancelScope()
+                        scopes[tid] = (spec, scope)
+                        nursery.start_soon(_follow_target, hub, up, tid, spec, scope)
+                emit(20, "upstream_chain", destination=up.destination, protocol=up.protocol)
+    finally:
+        hub.release(res)
+
+
+async def follow_limits(hub: WatchHub, up: L7Upstream) -> None:
+    """Follow the source's service-defaults (UpstreamConfig Limits and
+    PassiveHealthCheck for this upstream)."""
+    res = service_defaults_resource()
+    cell = hub.acquire(res, lambda body: body if isinstance(body, list) else [])
+    try:
+        version = 0
+        while True:
+            entries, version = await cell.wait_newer(version)
+            mine = next((e for e in entries if e.get("Name") == up.source), None)
+            try:
+                up.set_limits(upstream_limits(mine, up.destination))
+            except ValueError as exc:
+                emit(40, "service_defaults_invalid", service=up.source, reason=str(exc))
+    finally:
+        hub.release(res)
+
+
+async def _follow_target(
+    hub: WatchHub, up: L7Upstream, tid: str, spec: tuple[str, str], scope: trio.CancelScope
+) -> None:
+    res = target_health_resource(*spec)
+    with scope:
+        cell = hub.acquire(res, endpoints_from_health)
+        try:
+            version = 0
+            while True:
+                endpoints, version = await cell.wait_newer(version)
+                up.set_endpoints(tid, endpoints)
+                emit(
+                    20,
+                    "target_endpoints",
+                    destination=up.destination,
+                    target=tid,
+                    endpoints=",".join(str(e) for e in endpoints) or "-",
+                )
+        finally:
+            hub.release(res)
+
+
+async def wants_l4(sock: socket.socket) -> bool:
+    """Whether the first request on ``sock`` asks for an Upgrade or CONNECT
+    (read with MSG_PEEK, so nothing is consumed)."""
+    fd = sock.fileno()
+    seen = b""
+    with trio.move_on_after(PEEK_TIMEOUT):
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                data = sock.recv(PEEK_LIMIT, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return False
+            if not data:
+                return False
+            head, sep, _ = data.partition(b"\r\n\r\n")
+            if sep or len(data) >= PEEK_LIMIT:
+                lower = head.lower()
+                return data.startswith(b"CONNECT ") or b"\nupgrade:" in lower
+            if data == seen:
+                await trio.sleep(0.001)  # more bytes are on their way
+            seen = data
+    return False
+
+
+def _local(
+    status: int, body: str, headers: list[tuple[str, str]] | None = None
+) -> UpstreamResponse:
+    hdrs = [("content-type", "text/plain"), *(headers or [])]
+    return UpstreamResponse(status, hdrs, body.encode())
+
+
+class L7OutboundHandler:
+    """Serves one upstream listener's connections, L7 when the chain says http."""
+
+    def __init__(self, creds: Credentials, up: L7Upstream, l4: OutboundHandler) -> None:
+        self.creds = creds
+        self.up = up
+        self.l4 = l4
+        self.pool = Pool(self._dial)
+        self._listener: Listener | None = None
+
+    async def __call__(self, listener: Listener, sock: socket.socket) -> None:
+        if not self.up.known.is_set():
+            with trio.move_on_after(CHAIN_WAIT):
+                await self.up.known.wait()
+        if not self.up.is_http or await wants_l4(sock):
+            await self.l4(listener, sock)
+            return
+        self._listener = listener
+        try:
+            await self._serve(sock)
+        finally:
+            close(sock)
+
+    async def _dial(self, address: str) -> ssl.SSLSocket:
+        endpoint = self.up.by_address.get(address)
+        if endpoint is None:
+            host, _, port = address.rpartition(":")
+            endpoint = Endpoint(host, int(port))
+        ctxs = self.creds.current or await self.creds.wait_current()
+        if ctxs is None:
+            raise PeerIdentityError("no certificate yet")
+        assert self._listener is not None
+        timeout = self._listener.spec.limits.connect_timeout
+        tls = await self.l4._attempt(ctxs, endpoint, self.up.destination, timeout)
+        if speaks_verdict(tls):
+            try:
+                with trio.fail_after(HANDSHAKE_TIMEOUT):
+                    allowed, intention = await receive_verdict(tls)
+            except BaseException:
+                close(tls)
+                raise
+            if not allowed:
+                close(tls)
+                raise VerdictError(f"denied by intention {intention or '-'}")
+        return tls
+
+    async def _serve(self, sock: socket.socket) -> None:
+        h = h11.Connection(h11.SERVER)
+        while True:
+            try:
+                event = await next_event(h, sock)
+                if not isinstance(event, h11.Request):
+                    return
+                if h.they_are_waiting_for_100_continue:
+                    await send_bytes(
+                        sock, h.send(h11.InformationalResponse(status_code=100, headers=[]))
+                    )
+                body = await read_body(h, sock)
+            except h11.RemoteProtocolError as exc:
+                if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    resp = _local(exc.error_status_hint, "bad request")
+                    resp.headers.append(("connection", "close"))
+                    await self._respond(h, sock, resp)
+                return
+            except (OSError, ssl.SSLError):
+                return
+            resp = await self.handle(event, body)
+            try:
+                await self._respond(h, sock, resp, head=event.method == b"HEAD")
+            except (OSError, ssl.SSLError, h11.LocalProtocolError):
+                return
+            if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
+                return
+            h.start_next_cycle()
+
+    async def _respond(
+        self, h: h11.Connection, sock: socket.socket, resp: UpstreamResponse, head: bool = False
+    ) -> None:
+        headers = end_to_end(resp.headers)
+        if not head:
+            headers.append(("content-length", str(len(resp.body))))
+        else:
+            headers += [(n, v) for n, v in resp.headers if n.lower() == "content-length"]
+        out = h.send(h11.Response(status_code=resp.status, headers=headers))
+        if resp.body and not head:
+            out += h.send(h11.Data(data=resp.body))
+        out += h.send(h11.EndOfMessage())
+        await send_bytes(sock, out)
+
+    async def handle(self, event: h11.Request, body: bytes) -> UpstreamResponse:
+        """The answer to one request (from upstream, or local)."""
+        up = self.up
+        decider = up.decider
+        if decider is None:
+            return _local(503, NO_HEALTHY_UPSTREAM_BODY)
+        headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers)
+        request = Request.build(
+            event.method.decode("ascii"),
+            event.target.decode("latin-1"),
+            headers.items(),
+            source_service=up.source,
+        )
+        now = trio.current_time()
+        decision = decider.decide(request, rng=up.rng, excluded=up.excluded(now))
+        status = decision.status_if_local
+        if status is not None:
+            text = NO_HEALTHY_UPSTREAM_BODY if status == 503 else ""
+            return _local(status, text)
+        if up.breaker.try_request().overflow:
+            return _local(503, OVERFLOW_BODY, [("x-envoy-overloaded", "true")])
+        try:
+            fault = decision.fault
+            if fault.delay_s:
+                await trio.sleep(fault.delay_s)
+            abort = fault.abort_response()
+            if abort is not None:
+                return UpstreamResponse(abort[0], abort[1], abort[2].encode())
+            resp = await self._attempts(decider, decision, request, body)
+        finally:
+            up.breaker.release_request()
+        if decision.set_cookie is not None:  # a generated ring-hash cookie
+            resp = UpstreamResponse(
+                resp.status, [*resp.headers, ("set-cookie", decision.set_cookie)], resp.body
+            )
+        if not decision.response_modifiers:
+            return resp
+        out = Headers(resp.headers)
+        for mods in decision.response_modifiers:
+            out = apply_header_modifiers(out, mods)
+        return UpstreamResponse(resp.status, out.items(), resp.body)
+
+    async def _attempts(
+        self, decider: Decider, decision: Decision, request: Request, body: bytes
+    ) -> UpstreamResponse:
+        up = self.up
+        assert decision.endpoint is not None and decision.target is not None
+        state = RetryState(
+            decision.retry,
+            request.method,
+            start=trio.current_time(),
+            timeout_s=decision.timeout_s,
+            rng=up.rng,
+            budget=up.budget,
+        )
+        path = decision.forward_path or request.path
+        target_line = f"{path}?{request.query}" if request.query else path
+        out_headers = end_to_end(decision.request_headers.items())
+        if body or request.method in ("POST", "PUT", "PATCH"):
+            out_headers.append(("content-length", str(len(body))))
+        endpoint, target_id = decision.endpoint, decision.target
+        up.budget.request_started()
+        try:
+            while True:
+                per_try = state.start_attempt(trio.current_time())
+                if isinstance(per_try, Verdict):
+                    return _local(504, TIMEOUT_BODY)
+                resp, outcome = await self._attempt(
+                    endpoint, request.method, target_line, out_headers, body, per_try
+                )
+                now = trio.current_time()
+                up.outlier(target_id).report(endpoint, outcome.status, now)
+                verdict = state.after(outcome, now)
+                if verdict.verdict is Verdict.TIMEOUT:
+                    return _local(504, TIMEOUT_BODY)
+                if verdict.verdict is Verdict.RESPOND:
+                    if resp is not None:
+                        return resp
+                    reason = outcome.failure.value if outcome.failure else "reset"
+                    return _local(503, RESET_BODY + reason)
+                await trio.sleep(verdict.delay_s)
+                endpoint = self._repick(decider, target_id, request, endpoint)
+        finally:
+            state.finish()
+            up.budget.request_finished()
+
+    async def _attempt(
+        self,
+        endpoint: str,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        per_try: float | None,
+    ) -> tuple[UpstreamResponse | None, Outcome]:
+        limit = math.inf if per_try is None else per_try
+        with trio.move_on_after(limit):
+            try:
+                resp = await self.pool.request(endpoint, method, target, headers, body)
+            except UpstreamReset:
+                return None, Outcome(failure=Failure.RESET)
+            except (OSError, ssl.SSLError, trio.TooSlowError, PeerIdentityError, VerdictError):
+                return None, Outcome(failure=Failure.CONNECT_FAILURE)
+            return resp, Outcome(status=resp.status, headers=Headers(resp.headers))
+        return None, Outcome(failure=Failure.PER_TRY_TIMEOUT)
+
+    def _repick(self, decider: Decider, target_id: str, request: Request, last: str) -> str:
+        target = decider.table.targets.get(target_id)
+        if target is None:
+            return last
+        now = trio.current_time()
+        picked = decider.balancer(target).pick(
+            target.endpoints,
+            rng=self.up.rng,
+            request=request,
+            excluded=self.up.excluded(now)(target_id),
+        )
+        return picked or last

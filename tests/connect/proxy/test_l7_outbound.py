@@ -1,0 +1,91 @@
+"""Pieces of the L7 outbound driver that need no agent: the Upgrade/CONNECT
+sniff (nothing consumed), hop-by-hop header stripping, the resources it
+follows, and an upstream's table rebuilt from its chain and endpoints."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import trio
+
+from connect.l7.chain import compile_chain
+from connect.l7.chain_validate import EntrySet
+from connect.l7.entries import parse_entry
+from connect.proxy.balancer import Endpoint
+from connect.proxy.http_pool import end_to_end
+from connect.proxy.l7_outbound import L7Upstream, target_health_resource, wants_l4
+
+
+async def _sniff(first: bytes, later: bytes = b"") -> tuple[bool, bytes]:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    try:
+        b.sendall(first)
+
+        async def more() -> None:
+            await trio.sleep(0.05)
+            if later:
+                b.sendall(later)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(more)
+            with trio.fail_after(5):
+                verdict = await wants_l4(a)
+        return verdict, a.recv(65536)
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize(
+    ("first", "later", "expected"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"", False),
+        (b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n", b"\r\n", True),
+        (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", b"", True),
+        (b"POST / HTTP/1.1\r\nX-Upgrade: no\r\n\r\n", b"", False),
+    ],
+)
+async def test_first_request_upgrade_or_connect_goes_l4_and_nothing_is_consumed(
+    first: bytes, later: bytes, expected: bool
+) -> None:
+    verdict, still_there = await _sniff(first, later)
+    assert verdict is expected
+    assert still_there == first + later
+
+
+def test_hop_by_hop_and_connection_named_headers_are_dropped() -> None:
+    headers = [
+        ("Host", "api"),
+        ("Connection", "keep-alive, x-private"),
+        ("X-Private", "1"),
+        ("Transfer-Encoding", "chunked"),
+        ("Content-Length", "3"),
+        ("x-version", "v2"),
+    ]
+    assert end_to_end(headers) == [("Host", "api"), ("x-version", "v2")]
+
+
+def test_target_health_follows_the_subset_filter_agent_side() -> None:
+    res = target_health_resource("api", 'Service.Meta.version == "v2"')
+    assert res.path == "/v1/health/connect/api"
+    assert dict(res.query) == {"passing": "1", "filter": 'Service.Meta.version == "v2"'}
+    assert dict(target_health_resource("api", "").query) == {"passing": "1"}
+
+
+async def test_upstream_is_l7_only_for_an_http_chain_and_rebuilds_with_endpoints() -> None:
+    up = L7Upstream("web", "api")
+    assert not up.is_http and up.decider is None
+    tcp = compile_chain("api", EntrySet(), "dc1", "consul").to_json()
+    up.set_chain(tcp)
+    assert up.known.is_set() and not up.is_http and up.decider is None
+    lookup = EntrySet.of(
+        [parse_entry({"Kind": "service-defaults", "Name": "api", "Protocol": "http"})]
+    )
+    up.set_chain(compile_chain("api", lookup, "dc1", "consul").to_json())
+    assert up.is_http and up.decider is not None
+    assert up.targets() == {"api.default.default.dc1": ("api", "")}
+    up.set_endpoints("api.default.default.dc1", [Endpoint("127.0.0.1", 21000)])
+    assert up.decider is not None
+    assert up.decider.table.targets["api.default.default.dc1"].endpoints == ("127.0.0.1:21000",)
