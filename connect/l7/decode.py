@@ -75,6 +75,7 @@ _UNITS_NS = {
     "m": 60_000_000_000,
     "h": 3_600_000_000_000,
 }
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _DUR_PART = re.compile(r"(\d*\.?\d*)(ns|us|µs|μs|ms|s|m|h)")
 
 
@@ -85,9 +86,9 @@ def parse_duration(value: JSON, field: str) -> int:
     """
     if isinstance(value, bool):
         raise DecodeError(field, f"{field}: time: invalid duration {goq(str(value))}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, int | float) and (isinstance(value, int) or value.is_integer()):
+        if not _INT64_MIN <= value <= _INT64_MAX:  # Go's time.Duration is an int64
+            raise DecodeError(field, f"{field}: time: invalid duration {goq(str(value))}")
         return int(value)
     if not isinstance(value, str):
         raise DecodeError(field, f"{field}: time: invalid duration {goq(str(value))}")
@@ -105,15 +106,23 @@ def _parse_duration_str(text: str, field: str) -> int:
         return 0
     if not s:
         raise bad
-    total = 0.0
+    total = 0
     pos = 0
     while pos < len(s):
         m = _DUR_PART.match(s, pos)
         if m is None or m.group(1) in ("", "."):
             raise bad
-        total += float(m.group(1)) * _UNITS_NS[m.group(2)]
+        # Integer arithmetic as Go's time.ParseDuration: exact, so a duration
+        # always reads back as the nanoseconds it was written from.
+        unit = _UNITS_NS[m.group(2)]
+        whole, _, frac = m.group(1).partition(".")
+        total += int(whole or "0") * unit
+        if frac:
+            total += int(frac) * unit // 10 ** len(frac)
         pos = m.end()
-    return sign * round(total)
+    if not _INT64_MIN <= sign * total <= _INT64_MAX:
+        raise bad
+    return sign * total
 
 
 def format_duration(ns: int) -> str:

@@ -771,3 +771,13 @@ def test_durations_are_written_like_go(ns: int, text: str) -> None:
 def test_bad_durations_are_refused(bad: Any) -> None:
     with pytest.raises(ValidationError, match="time: invalid duration"):
         parse_duration(bad, "X")
+
+
+def test_durations_are_exact_and_bounded_like_gos_int64() -> None:
+    big = "2562047h47m16.854775807s"  # Go's largest Duration
+    assert parse_duration(big, "f") == 2**63 - 1
+    assert parse_duration(format_duration(2**63 - 1), "f") == 2**63 - 1
+    assert parse_duration("1.000000001s", "f") == 1_000_000_001
+    for value in ("2562048h", 1e300, 2**63, "-2562048h"):
+        with pytest.raises(DecodeError, match="invalid duration"):
+            parse_duration(value, "f")
