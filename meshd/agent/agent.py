@@ -48,7 +48,6 @@ from ..dns.agent_lookup import AgentLookup
 from ..errors import ConfigError, MeshdError, NoLeaderError, NoServersError, StartupError
 from ..http.app import App
 from ..http.errors import BadRequest, HTTPError, PayloadTooLarge
-from ..metrics import Metrics
 from ..rpc import RPCClient, RPCError, RPCUnavailable
 from ..version import meshd_version
 from . import join
@@ -60,6 +59,7 @@ from .consul_service import ConsulServiceReconciler
 from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
 from .events import EventRing, UserEvent, accepts, merge, uuid_to_index
 from .leaf_cache import LeafCache
+from .live_metrics import metrics_for_agent
 from .liveness import LivenessTracker, heartbeat_loop
 from .local import LocalState
 from .members import SEGMENT_META, MemberInfo, member_json
@@ -146,7 +146,7 @@ class Agent:
             on_result=lambda kind, status, secs: self.metrics.check_result(kind, status, secs),
         )
         # Reads the agent only when scraped, so it can exist before anything runs.
-        self.metrics = Metrics.for_agent(self)
+        self.metrics = metrics_for_agent(self)
         self.heartbeat_interval = 1.0 * config.performance.raft_multiplier
         self.rpc_address = f"{config.advertise_addr}:{config.ports.server}"
         self._server_ssl, self._client_ssl = self._tls_contexts()

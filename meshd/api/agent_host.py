@@ -1,6 +1,6 @@
 """/v1/agent/metrics, /v1/agent/host and the ``Stats`` of /v1/agent/self.
 
-Metrics: the agent's ``meshd.metrics.Metrics`` registry, as Consul's JSON
+Metrics: the agent's ``meshd.metrics.prometheus.Metrics`` registry, as Consul's JSON
 shape (``Timestamp``, ``Gauges``, ``Points``, ``Counters``, ``Samples``), or
 with ``?format=prometheus`` as the Prometheus text exposition format (0.0.4).
 
@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..agent.live_metrics import agent_metrics
 from ..http import QueryOptions, Request, Response, Router
-from ..metrics import PROMETHEUS_CONTENT_TYPE, agent_metrics
+from ..metrics.prometheus import PROMETHEUS_CONTENT_TYPE
 from ..version import RAFT_PROTOCOL
 
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import trio
 
-from ..metrics import Recorder
+from ..metrics.recorder import Recorder
 from .errors import DNSBindError
 from .forward import Recursor
 from .framing import frame, receive_message
