@@ -50,7 +50,7 @@ from .wire import ReadOptions, ReadResult
 
 if TYPE_CHECKING:
     from ..config.model import ACLConfig
-    from .server import Server
+    from .server import MeshServer
     from .tokens import TokenStore
 
 log = logging.getLogger("meshd.acl")
@@ -138,14 +138,14 @@ class ACLResolver:
         self._node = node
         self._dc = datacenter
         self._call = call
-        self._server: Server | None = None
+        self._server: MeshServer | None = None
         self._clock = clock
         self._wall = wall
         self._cache: dict[str, _Cached] = {}
         self._policies: dict[tuple[str, int], Policy] = {}
         self._default_allow = config.default_policy == "allow"
 
-    def attach_server(self, server: Server) -> None:
+    def attach_server(self, server: MeshServer) -> None:
         """On a server: answer ``ACL.Resolve``, resolve from local state, and
         (ACLs enabled) resolve RPC callers' tokens (``resolve_remote``)."""
         self._server = server

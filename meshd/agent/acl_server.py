@@ -91,7 +91,7 @@ from .reads_acl import policy_json, role_json, token_json
 
 if TYPE_CHECKING:
     from ..config.model import ACLConfig
-    from .server import Server
+    from .server import MeshServer
 
 log = logging.getLogger("meshd.acl")
 
@@ -152,11 +152,11 @@ def _decode(args: Mapping[str, Any], key: str, tp: Any) -> Any:
 
 
 class ACLServer:
-    """The ACL RPC methods and the leader's ACL loop of one ``Server``."""
+    """The ACL RPC methods and the leader's ACL loop of one ``MeshServer``."""
 
     def __init__(
         self,
-        server: Server,
+        server: MeshServer,
         config: ACLConfig,
         *,
         datacenter: str,

@@ -1,7 +1,7 @@
 """The agent: one per host; a server too when ``server`` is set.
 
 Composition only: it builds the pieces from the configuration and runs them
-in one nursery — the server role (``server.Server``), the path to servers
+in one nursery — the server role (``server.MeshServer``), the path to servers
 for clients (``pool``), the local state and anti-entropy (``local``,
 ``sync``), cluster joining (``join``) and the HTTP API (``meshd.api``).
 """
@@ -74,7 +74,7 @@ from .preflight import (
     rpc_listener,
 )
 from .readiness import cluster_initialized
-from .server import Server, ServerSettings, http_error_from_rpc
+from .server import MeshServer, ServerSettings, http_error_from_rpc
 from .server_ops import fetch_archive
 from .session_ttl import SessionTTLController
 from .snapshot_archive import ArchiveError, decode_archive
@@ -124,7 +124,7 @@ class Agent:
         # -dev keeps everything on loopback, sidecar public listeners included.
         sidecars_at = config.advertise_addr if config.dev else ""
         self.local = LocalState(self.node_name, data_dir, sidecar_address=sidecars_at)
-        self.server: Server | None = None
+        self.server: MeshServer | None = None
         self.pool: ServerPool | None = None
         self.backend: Any = None
         self.sync: AntiEntropy | None = None
@@ -426,7 +426,7 @@ class Agent:
         bootstrap = None
         if cfg.dev or cfg.bootstrap or cfg.bootstrap_expect == 1:
             bootstrap = Configuration((RaftServer(self.node_id, self.rpc_address),))
-        self.server = Server(
+        self.server = MeshServer(
             self._server_settings(),
             self._storage(),
             self._server_ssl,

@@ -44,7 +44,7 @@ from .ca_records import records_from_roots, roots_from_records
 
 if TYPE_CHECKING:
     from ..config.model import CAConfig as CAConfigSettings
-    from .server import Server
+    from .server import MeshServer
 
 log = logging.getLogger("meshd.ca")
 
@@ -210,11 +210,11 @@ def _now() -> datetime:
 
 
 class CAServer:
-    """The CA methods and the leader's CA loop of one ``Server``."""
+    """The CA methods and the leader's CA loop of one ``MeshServer``."""
 
     def __init__(
         self,
-        server: Server,
+        server: MeshServer,
         base: ProviderSettings,
         *,
         datacenter: str,

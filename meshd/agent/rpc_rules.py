@@ -5,7 +5,7 @@ call carries the token it acts with (frame field ``t``: the HTTP request's
 token forwarded by the agent making the call, else that agent's
 ``acl.tokens.agent``), and the server enforces here the same rule as the
 HTTP endpoint the method backs, reusing ``meshd.api.acl_rules`` (its answer
-filters) and ``meshd.agent.acl_commands`` (writes). ``Server.register_rpc``
+filters) and ``meshd.agent.acl_commands`` (writes). ``MeshServer.register_rpc``
 refuses a method that has no row in ``RULES``, so no RPC can ship without a
 rule; tests/meshd/test_rpc_acl.py calls every registered method over the
 real port with a client certificate and no token.

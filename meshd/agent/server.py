@@ -82,11 +82,11 @@ class _ForwardReads(Exception):
     """The leader cannot give followers a read index: forward reads instead."""
 
 
-# Returned by the callables of ``Server._hold_for_leader``: try again.
+# Returned by the callables of ``MeshServer._hold_for_leader``: try again.
 _AGAIN: Any = object()
 
 
-class Server:
+class MeshServer:
     """One meshd server. Start with ``await nursery.start(server.run)``."""
 
     def __init__(
