@@ -1,7 +1,7 @@
 """Consul-compatible ACLs: the pure core.
 
 ``parse_rules`` turns HCL or JSON policy rules into a ``Policy``;
-``Authorizer.from_policies`` builds the decisions of a token holding some
+``ACLAuthorizer.from_policies`` builds the decisions of a token holding some
 policies under an ``acl.default_policy``; ``builtin`` holds the builtin
 policies and the service/node identity templates. No I/O, no clock: token
 storage, resolution and replication live elsewhere.
@@ -10,7 +10,7 @@ storage, resolution and replication live elsewhere.
 from __future__ import annotations
 
 from meshd.acl.authorizer import (
-    Authorizer,
+    ACLAuthorizer,
     Decision,
     Enforcer,
     Permission,
@@ -36,9 +36,9 @@ __all__ = [
     "ANONYMOUS_TOKEN_ACCESSOR_ID",
     "GLOBAL_MANAGEMENT_POLICY_ID",
     "GLOBAL_MANAGEMENT_POLICY_NAME",
+    "ACLAuthorizer",
     "ACLError",
     "Access",
-    "Authorizer",
     "Decision",
     "Enforcer",
     "IdentityError",

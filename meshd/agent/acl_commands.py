@@ -26,14 +26,14 @@ from registry.commands import (
 )
 from registry.state.store import StateStore
 
-from ..acl import Authorizer, Permission
+from ..acl import ACLAuthorizer, Permission
 from ..acl.errors import PermissionDenied
 
 P = Permission
 _KV_READ = frozenset({"get", "get-tree", "check-index", "check-session", "check-not-exists"})
 
 
-def _register(authz: Authorizer, cmd: RegisterRequest) -> None:
+def _register(authz: ACLAuthorizer, cmd: RegisterRequest) -> None:
     if not cmd.skip_node_update:
         authz.require(P.NODE_WRITE, cmd.node)
     if cmd.service is not None:
@@ -55,7 +55,7 @@ def kv_txn_permission(verb: str) -> Permission:
     return P.KEY_READ if verb in _KV_READ else P.KEY_WRITE
 
 
-def _txn_op(authz: Authorizer, op: TxnOp) -> None:
+def _txn_op(authz: ACLAuthorizer, op: TxnOp) -> None:
     if op.kv is not None:
         authz.require(kv_txn_permission(op.kv.verb), op.kv.key)
     if op.node is not None:
@@ -73,7 +73,7 @@ def _txn_op(authz: Authorizer, op: TxnOp) -> None:
             authz.require(P.NODE_READ if read else P.NODE_WRITE, op.check.check.node)
 
 
-def authorize_command(authz: Authorizer, cmd: Command, store: StateStore) -> None:
+def authorize_command(authz: ACLAuthorizer, cmd: Command, store: StateStore) -> None:
     """Return if ``authz`` may apply ``cmd``; raise ``PermissionDenied``.
     ``store`` resolves what a command names only by ID (a session's node,
     an intention's destination)."""

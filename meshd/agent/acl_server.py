@@ -68,7 +68,7 @@ from registry.state.acl import acl_bootstrap_state
 from ..acl import (
     ANONYMOUS_TOKEN_ACCESSOR_ID,
     GLOBAL_MANAGEMENT_POLICY_ID,
-    Authorizer,
+    ACLAuthorizer,
     Permission,
     parse_rules,
 )
@@ -162,7 +162,7 @@ class ACLServer:
         datacenter: str,
         data_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
-        resolve: Callable[[str], Awaitable[Authorizer]] | None = None,
+        resolve: Callable[[str], Awaitable[ACLAuthorizer]] | None = None,
     ) -> None:
         self.srv = server
         self._resolve = resolve

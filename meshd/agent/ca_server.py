@@ -35,7 +35,7 @@ from registry import queries as q
 from registry.commands import CAConfigSet, CARootsSet
 from registry.records import CAConfig
 
-from ..acl import Authorizer, Permission
+from ..acl import ACLAuthorizer, Permission
 from ..durations import format_duration, parse_duration
 from ..errors import DurationError, MeshdError
 from ..http import BadRequest, HTTPError
@@ -219,7 +219,7 @@ class CAServer:
         *,
         datacenter: str,
         rng: random.Random | None = None,
-        resolve: Callable[[str], Awaitable[Authorizer]] | None = None,
+        resolve: Callable[[str], Awaitable[ACLAuthorizer]] | None = None,
     ) -> None:
         self.srv = server
         self._resolve = resolve  # with ACLs on: only service:write on S signs S's leaf

@@ -32,7 +32,7 @@ from registry.errors import ValidationError
 from registry.fsm import RegistryFSM
 from registry.state.watch import WatchSet
 
-from ..acl import Authorizer
+from ..acl import ACLAuthorizer
 from ..acl.errors import PermissionDenied
 from ..errors import NoLeaderError, RemoteError
 from ..filter import FilterError
@@ -145,7 +145,7 @@ class MeshServer:
         # Blocking-query answers shared by the waiters a change wakes together.
         self._answers: dict[tuple[str, str, int], tuple[int, Any]] = {}
         # With ACLs on: the authorizer of an RPC caller's token (rpc_rules).
-        self.token_resolver: Callable[[str], Awaitable[Authorizer]] | None = None
+        self.token_resolver: Callable[[str], Awaitable[ACLAuthorizer]] | None = None
         self.ops = ServerOps(self)
         # Reads on a follower: the leader's read index, shared per round.
         self._read_index = ReadIndexRounds(self._fetch_read_index)

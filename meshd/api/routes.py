@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..acl import Authorizer
+from ..acl import ACLAuthorizer
 from ..agent.live_metrics import agent_metrics, instrument
 from ..http import AfterResponseHook, App, Handler, Request, Response, Route, Router
 from ..metrics.recorder import Recorder
@@ -136,7 +136,7 @@ def _after_establishment(handler: Handler, agent: Agent) -> Handler:
     return waiting
 
 
-def _filtered(resp: Response, fn: ItemFilter, authz: Authorizer, req: Request) -> Response:
+def _filtered(resp: Response, fn: ItemFilter, authz: ACLAuthorizer, req: Request) -> Response:
     value, dropped = fn(authz, json.loads(resp.body))
     out = Response.json(value, status=resp.status, pretty="pretty" in req.query)
     for key, val in resp.headers:
