@@ -29,7 +29,7 @@ from meshd.acl.builtin import (
     node_identity_policy,
     service_identity_policy,
 )
-from meshd.acl.errors import ACLError, IdentityError, PermissionDenied, RulesError
+from meshd.acl.errors import ACLError, ACLPermissionDenied, IdentityError, RulesError
 from meshd.acl.rules import Access, Policy, Resource, Rule, merge_policies, parse_rules
 
 __all__ = [
@@ -38,12 +38,12 @@ __all__ = [
     "GLOBAL_MANAGEMENT_POLICY_NAME",
     "ACLAuthorizer",
     "ACLError",
+    "ACLPermissionDenied",
     "Access",
     "Decision",
     "Enforcer",
     "IdentityError",
     "Permission",
-    "PermissionDenied",
     "Policy",
     "PolicyEnforcer",
     "Resource",

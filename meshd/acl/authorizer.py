@@ -29,7 +29,7 @@ import enum
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
-from meshd.acl.errors import PermissionDenied
+from meshd.acl.errors import ACLPermissionDenied
 from meshd.acl.rules import Access, Policy, Resource, Rule, merge_policies
 
 __all__ = [
@@ -55,7 +55,7 @@ class Decision(enum.Enum):
 
 
 class Permission(enum.Enum):
-    """Every check an ACLAuthorizer answers. ``label`` is what a PermissionDenied
+    """Every check an ACLAuthorizer answers. ``label`` is what an ACLPermissionDenied
     message names (the aggregate checks report the permission they stand
     for, as Consul's endpoints do)."""
 
@@ -364,7 +364,7 @@ class ACLAuthorizer:
     ``decide`` asks each enforcer in order and returns the first decision that
     is not DEFAULT, or DENY when none decides (Consul's ChainedAuthorizer).
     The named methods (``service_write(name)``, ``operator_read()``) return
-    bools; ``require`` raises PermissionDenied for route tables. Pure and
+    bools; ``require`` raises ACLPermissionDenied for route tables. Pure and
     immutable: safe to share between requests.
     """
 
@@ -438,9 +438,9 @@ class ACLAuthorizer:
 
     def require(self, permission: Permission, name: str = "") -> None:
         """Return if ``permission`` on ``name`` is granted; raise
-        PermissionDenied (naming ``accessor_id``) otherwise."""
+        ACLPermissionDenied (naming ``accessor_id``) otherwise."""
         if self.decide(permission, name) is not Decision.ALLOW:
-            raise PermissionDenied(self.accessor_id, permission.label, name)
+            raise ACLPermissionDenied(self.accessor_id, permission.label, name)
 
     def acl_read(self) -> bool:
         """Reading ACL tokens, policies and roles."""

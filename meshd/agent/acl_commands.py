@@ -27,7 +27,7 @@ from registry.commands import (
 from registry.state.store import StateStore
 
 from ..acl import ACLAuthorizer, Permission
-from ..acl.errors import PermissionDenied
+from ..acl.errors import ACLPermissionDenied
 
 P = Permission
 _KV_READ = frozenset({"get", "get-tree", "check-index", "check-session", "check-not-exists"})
@@ -74,7 +74,7 @@ def _txn_op(authz: ACLAuthorizer, op: TxnOp) -> None:
 
 
 def authorize_command(authz: ACLAuthorizer, cmd: Command, store: StateStore) -> None:
-    """Return if ``authz`` may apply ``cmd``; raise ``PermissionDenied``.
+    """Return if ``authz`` may apply ``cmd``; raise ``ACLPermissionDenied``.
     ``store`` resolves what a command names only by ID (a session's node,
     an intention's destination)."""
     if isinstance(cmd, RegisterRequest):
@@ -100,4 +100,4 @@ def authorize_command(authz: ACLAuthorizer, cmd: Command, store: StateStore) -> 
     elif not authz.allowed(P.ACL_WRITE):
         # Liveness, tombstone reaping, CA and ACL state, config entries: only
         # servers issue these; over RPC only a management token may.
-        raise PermissionDenied(authz.accessor_id, "acl:write", "")
+        raise ACLPermissionDenied(authz.accessor_id, "acl:write", "")

@@ -69,10 +69,10 @@ from ..acl import (
     ANONYMOUS_TOKEN_ACCESSOR_ID,
     GLOBAL_MANAGEMENT_POLICY_ID,
     ACLAuthorizer,
+    ACLPermissionDenied,
     Permission,
     parse_rules,
 )
-from ..acl import PermissionDenied as ACLPermissionDenied
 from ..acl.builtin import (
     GLOBAL_MANAGEMENT_POLICY_DESCRIPTION,
     GLOBAL_MANAGEMENT_POLICY_NAME,

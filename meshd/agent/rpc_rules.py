@@ -39,7 +39,7 @@ from registry.commands import TxnOp, TxnRequest, decode_command
 from registry.errors import RegistryError
 
 from ..acl import ACLAuthorizer, Permission
-from ..acl.errors import PermissionDenied
+from ..acl.errors import ACLPermissionDenied
 from ..api.acl_rules import READ_FILTERS, filter_members, filter_read
 from ..rpc import RPCError
 from .acl_commands import authorize_command
@@ -47,7 +47,7 @@ from .acl_commands import authorize_command
 P = Permission
 REDACTED = "<hidden>"  # Consul's redacted SecretID
 
-# check(authz, args, token, store): raise PermissionDenied unless allowed.
+# check(authz, args, token, store): raise ACLPermissionDenied unless allowed.
 Check = Callable[[ACLAuthorizer, Mapping[str, Any], str, Any], None]
 # answer(authz, args, token, result): the result as this token may see it.
 Answer = Callable[[ACLAuthorizer, Mapping[str, Any], str, Any], Any]
@@ -174,7 +174,7 @@ def _public(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, value: An
     return value
 
 
-# Reads not filtered by READ_FILTERS: each checks (raising PermissionDenied)
+# Reads not filtered by READ_FILTERS: each checks (raising ACLPermissionDenied)
 # or trims its answer, as the HTTP endpoint that serves it does.
 READ_RULES: dict[str, Answer] = {
     "ca.roots": _public,  # GET /v1/connect/ca/roots is public
@@ -202,7 +202,7 @@ READ_RULES: dict[str, Answer] = {
 
 def _registry_read(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, result: Any) -> Any:
     """A ``Registry.Read`` answer as ``authz`` may see it; raises
-    ``PermissionDenied`` for a read it may not make (or one no rule names)."""
+    ``ACLPermissionDenied`` for a read it may not make (or one no rule names)."""
     name = str(args.get("name") or "")
     read_args = args.get("args") or {}
     if not isinstance(result, Mapping) or not isinstance(read_args, Mapping):
@@ -213,7 +213,7 @@ def _registry_read(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, re
         return {**result, "r": value, "f": bool(result.get("f")) or dropped}
     rule = READ_RULES.get(name)
     if rule is None:  # fail closed: a read nobody wrote a rule for
-        raise PermissionDenied(authz.accessor_id, P.ACL_WRITE.label, "")
+        raise ACLPermissionDenied(authz.accessor_id, P.ACL_WRITE.label, "")
     return {**result, "r": rule(authz, read_args, token, value)}
 
 

@@ -33,7 +33,7 @@ from registry.fsm import RegistryFSM
 from registry.state.watch import WatchSet
 
 from ..acl import ACLAuthorizer
-from ..acl.errors import PermissionDenied
+from ..acl.errors import ACLPermissionDenied
 from ..errors import NoLeaderError, RemoteError
 from ..filter import FilterError
 from ..http.errors import BadRequest, HTTPError
@@ -601,7 +601,7 @@ def _to_rpc(exc: BaseException) -> RPCError | None:
         return RPCError(_STATUS_CODES.get(exc.status, "Internal"), exc.message, details)
     if isinstance(exc, ValidationError):
         return RPCError("Validation", exc.message, {"field": exc.field})
-    if isinstance(exc, PermissionDenied):
+    if isinstance(exc, ACLPermissionDenied):
         return RPCError("PermissionDenied", str(exc), {"status": 403})
     if isinstance(exc, NoLeaderError):
         return RPCError("NoLeader", str(exc))

@@ -16,7 +16,7 @@ from meshd.acl.authorizer import (
     enforce,
     manage_all,
 )
-from meshd.acl.errors import PermissionDenied
+from meshd.acl.errors import ACLPermissionDenied
 from meshd.acl.rules import Access, Policy, parse_rules
 
 P = Permission
@@ -321,13 +321,13 @@ def test_require_raises_consul_permission_denied_text() -> None:
         accessor_id="abc-123",
     )
     authz.require(P.SERVICE_READ, "db")
-    with pytest.raises(PermissionDenied) as err:
+    with pytest.raises(ACLPermissionDenied) as err:
         authz.require(P.SERVICE_WRITE, "db")
     assert str(err.value) == (
         "Permission denied: token with AccessorID 'abc-123' "
         "lacks permission 'service:write' on \"db\""
     )
-    with pytest.raises(PermissionDenied) as err:
+    with pytest.raises(ACLPermissionDenied) as err:
         authz.require(P.OPERATOR_READ)
     assert (
         str(err.value)
@@ -337,10 +337,10 @@ def test_require_raises_consul_permission_denied_text() -> None:
 
 def test_require_reports_aggregate_permissions_by_their_consul_label() -> None:
     authz = deny_all().for_accessor("t1")
-    with pytest.raises(PermissionDenied) as err:
+    with pytest.raises(ACLPermissionDenied) as err:
         authz.require(P.KEY_WRITE_PREFIX, "app/")
     assert (err.value.permission, err.value.resource) == ("key:write", "app/")
-    with pytest.raises(PermissionDenied) as err:
+    with pytest.raises(ACLPermissionDenied) as err:
         authz.require(P.SNAPSHOT)
     assert (
         str(err.value)

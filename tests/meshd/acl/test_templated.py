@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from meshd.acl import ACLAuthorizer, Permission, Policy, parse_rules
-from meshd.acl.errors import PermissionDenied
+from meshd.acl.errors import ACLPermissionDenied
 from meshd.acl.templated import TemplateError, templated_policy, templated_policy_rules
 from meshd.agent.acl_commands import authorize_command
 from registry.commands import ACLAuthMethodSet, ACLBindingRuleDelete
@@ -56,5 +56,5 @@ def test_auth_method_commands_need_acl_write_over_rpc() -> None:
         ACLBindingRuleDelete(ids=("x",)),
     ):
         authorize_command(writer, cmd, store)
-        with pytest.raises(PermissionDenied):
+        with pytest.raises(ACLPermissionDenied):
             authorize_command(reader, cmd, store)
