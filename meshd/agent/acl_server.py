@@ -87,7 +87,7 @@ from ..errors import MeshdError
 from ..http import BadRequest, Conflict, HTTPError, NotFound, PermissionDenied
 from ..rpc import caller_token
 from .acl_login import ACLLogin
-from .reads_acl import policy_json, role_json, token_json
+from .acl_table_reads import policy_json, role_json, token_json
 
 if TYPE_CHECKING:
     from ..config.model import ACLConfig

@@ -39,7 +39,7 @@ from registry.records import (
 from ..acl import ACLAuthorizer, Permission, parse_rules
 from ..acl.errors import RulesError
 from ..acl.templated import TEMPLATES, TemplateError, templated_policy_rules
-from ..agent.reads_acl import policy_hash
+from ..agent.acl_table_reads import policy_hash
 from ..durations import parse_duration_ns
 from ..errors import DurationError
 from ..http import (
