@@ -10,6 +10,13 @@ Consul's bexpr does against the endpoint's struct.
   /v1/catalog/service/:name (catalog.mdx "List Nodes for Service").
 * ``NODE_SERVICE``: each value of ``Services`` in /v1/catalog/node/:node and
   each element of it in /v1/catalog/node-services/:node.
+* ``NODE``, ``CHECK`` and ``CHECK_SERVICE_NODE``: /v1/catalog/nodes, the
+  check lists of /v1/health/{node,checks,state} and /v1/agent/checks, and
+  /v1/health/service/:name (``Node.*``, ``Service.*``, ``Checks.*``), after
+  the "Filtering" tables of health.mdx, agent/check.mdx and catalog.mdx,
+  plus the other exported fields of the same Go structs (``CreateIndex``,
+  ``ModifyIndex``, a check's ``Type``...). ``SCHEMAS`` maps the reads and
+  agent endpoints to these tables (``schema_for``).
 * ``EVENT`` and ``COORDINATE``: Consul documents no filter for
   /v1/event/list and /v1/coordinate/nodes and silently ignores one; meshd
   applies it over the fields of each listed item instead of ignoring it.
@@ -98,3 +105,61 @@ COORDINATE: Final[Schema] = {
     "Coord.Height": float,
     "Coord.Vec": list,
 }
+
+_INDEXES: Final[Mapping[str, type[object]]] = {"CreateIndex": int, "ModifyIndex": int}
+
+NODE: Final[Schema] = {
+    "ID": str,
+    "Node": str,
+    "Address": str,
+    "Datacenter": str,
+    "TaggedAddresses": dict,
+    "TaggedAddresses.*": str,
+    "Meta": dict,
+    "Meta.*": str,
+    **_INDEXES,
+}
+
+CHECK: Final[Schema] = {
+    "Node": str,
+    "CheckID": str,
+    "Name": str,
+    "Status": str,
+    "Notes": str,
+    "Output": str,
+    "ServiceID": str,
+    "ServiceName": str,
+    "ServiceTags": list,
+    "Type": str,
+    "Interval": str,
+    "Timeout": str,
+    "ExposedPort": int,
+    "Definition": dict,
+    "Definition.*": str,
+    **_INDEXES,
+}
+
+CHECK_SERVICE_NODE: Final[Schema] = {
+    **{f"Node.{k}": t for k, t in NODE.items()},
+    **{f"Service.{k}": t for k, t in NODE_SERVICE.items()},
+    "Checks": list,
+    **{f"Checks.{k}": t for k, t in CHECK.items()},
+}
+
+SCHEMAS: Final[Mapping[str, Schema]] = {
+    "catalog.nodes": NODE,
+    "catalog.service": SERVICE_NODE,
+    "catalog.connect": SERVICE_NODE,
+    "node.services": NODE_SERVICE,
+    "health.service": CHECK_SERVICE_NODE,
+    "health.node": CHECK,
+    "health.checks": CHECK,
+    "health.state": CHECK,
+    "agent.services": NODE_SERVICE,
+    "agent.checks": CHECK,
+}
+
+
+def schema_for(name: str) -> Schema | None:
+    """The selectors of endpoint (read) ``name``, or None to check none."""
+    return SCHEMAS.get(name)

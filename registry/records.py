@@ -86,6 +86,7 @@ class ServiceInstance:
     connect: dict[str, Any] | None = None
     create_index: int = 0
     modify_index: int = 0
+    locality: dict[str, str] | None = None  # Consul's {"Region", "Zone"}
 
     @property
     def destination(self) -> str:

@@ -81,6 +81,8 @@ def service_json(s: ServiceInstance) -> JSON:
         out["Proxy"] = s.proxy
     if s.connect is not None:
         out["Connect"] = s.connect
+    if s.locality is not None:
+        out["Locality"] = s.locality
     return out
 
 
@@ -108,6 +110,7 @@ def service_node_json(row: ServiceNode) -> JSON:
         "ServiceConnect": s.connect or {},
         "CreateIndex": s.create_index,
         "ModifyIndex": s.modify_index,
+        **({"ServiceLocality": s.locality} if s.locality is not None else {}),
     }
 
 
@@ -126,6 +129,7 @@ def check_json(c: HealthCheck) -> JSON:
         "Type": c.type,
         "Interval": c.interval,
         "Timeout": c.timeout,
+        "ExposedPort": 0,  # Consul's Expose.Checks port; meshd exposes none
         "Definition": c.definition,
         "CreateIndex": c.create_index,
         "ModifyIndex": c.modify_index,

@@ -14,6 +14,8 @@ from __future__ import annotations
 from registry import queries as q
 from registry.commands import (
     Command,
+    ConfigEntryBatch,
+    ConfigEntryRequest,
     DeregisterRequest,
     IntentionDelete,
     IntentionUpsert,
@@ -31,6 +33,25 @@ from ..acl.errors import ACLPermissionDenied
 
 P = Permission
 _KV_READ = frozenset({"get", "get-tree", "check-index", "check-session", "check-not-exists"})
+
+
+_SERVICE_KINDS = ("service-defaults", "service-router", "service-splitter", "service-resolver")
+
+
+def config_permission(kind: str, write: bool) -> Permission:
+    """The permission a config entry of ``kind`` needs to be read or written
+    (the same at the HTTP edge and on the servers)."""
+    if kind in _SERVICE_KINDS:
+        return P.SERVICE_WRITE if write else P.SERVICE_READ
+    if kind == "service-intentions":
+        return P.INTENTION_WRITE if write else P.INTENTION_READ
+    return P.MESH_WRITE if write else P.MESH_READ
+
+
+def config_entry_write(authz: ACLAuthorizer, kind: str, name: str) -> None:
+    """Raise ``ACLPermissionDenied`` unless ``authz`` may write entry kind/name."""
+    permission = config_permission(kind, True)
+    authz.require(permission, "" if permission is P.MESH_WRITE else name)
 
 
 def _register(authz: ACLAuthorizer, cmd: RegisterRequest) -> None:
@@ -94,10 +115,17 @@ def authorize_command(authz: ACLAuthorizer, cmd: Command, store: StateStore) -> 
         authz.require(P.SESSION_WRITE, found.node if found is not None else "")
     elif isinstance(cmd, IntentionUpsert):
         authz.require(P.INTENTION_WRITE, cmd.intention.destination_name)
+    elif isinstance(cmd, ConfigEntryRequest):
+        # Consul's ConfigEntry.Apply/Delete: the entry's CanWrite.
+        config_entry_write(authz, cmd.entry.kind, cmd.entry.name)
+    elif isinstance(cmd, ConfigEntryBatch):
+        # meshd's atomic multi-entry write: each entry as its single PUT.
+        for entry in cmd.entries:
+            config_entry_write(authz, entry.kind, entry.name)
     elif isinstance(cmd, IntentionDelete):
         _, ixn = q.intention_get(store, None, cmd.id)
         authz.require(P.INTENTION_WRITE, ixn.destination_name if ixn is not None else "")
     elif not authz.allowed(P.ACL_WRITE):
-        # Liveness, tombstone reaping, CA and ACL state, config entries: only
+        # Liveness, tombstone reaping, CA and ACL state: only
         # servers issue these; over RPC only a management token may.
         raise ACLPermissionDenied(authz.accessor_id, "acl:write", "")

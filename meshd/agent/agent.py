@@ -90,6 +90,8 @@ READY_POLL = 0.005
 ESTABLISHMENT_GRACE = 10.0
 # An RPC frame is at most 8 MiB; a restore forwarded in one frame stays below.
 MAX_FORWARDED_ARCHIVE = 7 << 20
+# How long PUT /v1/agent/join waits for this node to be in the catalog.
+JOIN_SYNC_TIMEOUT = 10.0
 
 
 def _node_id(config: AgentConfig) -> str:
@@ -738,8 +740,12 @@ class Agent:
             await self._server_join_step(self.rpc, [peer])
         else:
             await self.pool.refresh()
-            if self.sync is not None:
-                self.sync.trigger_full()
+        if self.sync is not None:
+            # Consul answers once the exchange is done: the servers know this
+            # member (its catalog node) when the call returns.
+            self.sync.trigger_full()
+            if not await self.sync.wait_synced(self.local.version, JOIN_SYNC_TIMEOUT):
+                log.warning("event=join_sync_pending address=%s", target)
         log.info("event=joined address=%s server=%s", target, peer.node)
 
     # ------------------------------------------------------------ reload

@@ -18,7 +18,7 @@ from registry import validation as v
 from registry.errors import ValidationError
 from registry.records import HealthCheck, ServiceInstance, Weights
 
-from ..durations import parse_duration
+from ..durations import format_duration, parse_duration
 from ..errors import DurationError
 from .field_rules import (
     CHECK_RULES,
@@ -55,6 +55,7 @@ SERVICE_FIELDS = [
     "Partition",
     "SocketPath",
     "LocallyRegisteredAsSidecar",
+    "Locality",
 ]
 CHECK_FIELDS = [
     "ID",
@@ -131,6 +132,16 @@ def _str_map(d: Mapping[str, Any], key: str, prefix: str) -> dict[str, str]:
 
 
 def _duration(d: Mapping[str, Any], key: str, prefix: str) -> str:
+    """A duration given as a Go duration string or, as Consul also accepts,
+    as integer nanoseconds (stored back into ``d`` as the string Consul shows)."""
+    value = d.get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValidationError(prefix + key, f"invalid duration {value}: negative")
+        text = format_duration(value / 1_000_000_000)
+        if isinstance(d, dict):
+            d[key] = text
+        return text
     text = _str(d, key, prefix)
     if text:
         try:
@@ -243,6 +254,51 @@ def check_service_name(name: str, field_name: str) -> None:
         raise ValidationError(field_name, f"invalid service name {name!r}")
 
 
+def tagged_addresses(raw: Any, field_name: str = "TaggedAddresses") -> dict[str, Any]:
+    """Service tagged addresses as Consul stores them: each value a
+    ``{"Address", "Port"}`` object, whatever the case of the keys given
+    (Go's JSON decoding matches field names case-insensitively)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ValidationError(field_name, "must be an object")
+    out: dict[str, Any] = {}
+    for tag, value in raw.items():
+        where = f"{field_name}.{tag}"
+        if isinstance(value, str):  # a bare address, as the registration edge allows
+            value = {"Address": value}
+        if not isinstance(value, Mapping):
+            raise ValidationError(where, "must be an object with Address and Port")
+        fields = {str(k).lower(): v for k, v in value.items()}
+        address, port = fields.get("address", ""), fields.get("port", 0)
+        if not isinstance(address, str):
+            raise ValidationError(where + ".Address", "must be a string")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValidationError(where + ".Port", "must be an integer between 0 and 65535")
+        out[str(tag)] = {"Address": address, "Port": port}
+    return out
+
+
+def _locality(spec: Mapping[str, Any]) -> dict[str, str] | None:
+    """Consul's ``Locality`` ({"Region", "Zone"}), or None when not given."""
+    raw = spec.get("Locality")
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise ValidationError("Locality", "must be an object with Region and Zone")
+    fields = {str(k).lower(): v for k, v in raw.items()}
+    unknown = set(fields) - {"region", "zone"}
+    if unknown:
+        raise ValidationError(f"Locality.{sorted(unknown)[0]}", "unknown field")
+    out = {}
+    for key in ("Region", "Zone"):
+        value = fields.get(key.lower(), "")
+        if not isinstance(value, str):
+            raise ValidationError(f"Locality.{key}", "must be a string")
+        out[key] = value
+    return out
+
+
 def _weights(raw: Any) -> Weights:
     """Consul's ``Weights`` (``{"Passing": 1, "Warning": 1}`` when absent)."""
     spec = _canon(raw or {}, {"passing": "Passing", "warning": "Warning"}, "Weights.")
@@ -300,11 +356,12 @@ def parse_service(obj: Any, *, node: str) -> ServiceDefinition:
         address=_str(spec, "Address", ""),
         port=port,
         meta=meta,
-        tagged_addresses=dict(spec.get("TaggedAddresses") or {}),
+        tagged_addresses=tagged_addresses(spec.get("TaggedAddresses")),
         weights=_weights(spec.get("Weights")),
         enable_tag_override=spec.get("EnableTagOverride") is True,
         proxy=_proxy(spec.get("Proxy")),
         connect=_connect(spec.get("Connect")),
+        locality=_locality(spec),
     )
     raw_checks: list[Any] = []
     if spec.get("Check"):

@@ -209,7 +209,18 @@ SERVICE_RULES: dict[str, Rule] = {
     "LocallyRegisteredAsSidecar": boolean,
 }
 
-_DURATION = string(64)
+
+def duration(value: Any, field: str) -> None:
+    """A Go duration: a string ("10s") or, as Consul also decodes it, integer
+    nanoseconds (``definitions`` turns those into the string)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValidationError(field, f"invalid duration {value}: negative")
+        return
+    string(64)(value, field)
+
+
+_DURATION = duration
 CHECK_RULES: dict[str, Rule] = {
     "ID": string(ID_MAX),
     "CheckID": string(ID_MAX),

@@ -6,9 +6,11 @@ what it replicates: a catalog node registered by an agent (its node meta has
 through /v1/catalog/register lack it and are not members) or one with a
 liveness record is a member, and every server in the Raft configuration is
 one with ``role=consul`` tags (matched to its catalog node by node ID).
-Status follows Serf's numbers: 1 alive, 3 left (liveness record "left"),
-4 failed (liveness "failed" or a critical ``serfHealth`` check, or a server
-the leader has not heard from).
+Status follows Serf's numbers: 1 alive, 2 leaving (a live member that was
+force-left: Consul's leader marks it leaving and the member refutes it; here
+the mark lasts ``LEAVING_HOLD`` seconds, kept in the leader's memory), 3 left
+(liveness record "left"), 4 failed (liveness "failed" or a critical
+``serfHealth`` check, or a server the leader has not heard from).
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from ..version import PROTOCOL_MAX, PROTOCOL_MIN, PROTOCOL_VERSION, RAFT_PROTOCO
 __all__ = [
     "ALIVE",
     "FAILED",
+    "LEAVING",
+    "LEAVING_WATCH",
     "LEFT",
     "SEGMENT_META",
+    "LeavingMarks",
     "MemberInfo",
     "cluster_members",
     "member_json",
@@ -35,6 +40,15 @@ __all__ = [
 ALIVE, LEAVING, LEFT, FAILED = 1, 2, 3, 4
 SEGMENT_META = "consul-network-segment"  # node meta every agent registers itself with
 SERF_LAN_PORT = 8301  # what clients show as their port: Consul's serf_lan default
+# How long a force-left live member shows as leaving: about as long as a
+# Consul member takes to refute the leave intent and show alive again.
+LEAVING_HOLD = 5.0
+# How long the leader watches a force-left live member for failing (it has
+# then left, and is deregistered): past several liveness TTLs.
+LEAVING_WATCH = 60.0
+# How long a member that left stays listed (Consul reaps left members after 72 h).
+LEFT_REAP = 72 * 3600.0
+MAX_LEFT_SHOWN = 1024
 _PROTOCOL = {
     "ProtocolMin": 1,
     "ProtocolMax": 5,
@@ -53,6 +67,52 @@ class MemberInfo:
     version: str
     acls: bool = False
     bootstrap_expect: int = 0
+
+
+class LeavingMarks:
+    """Live members force-left recently, by node name, until ``hold`` passes;
+    and members that left (force-left when failed), shown with status 3
+    until Consul's reap time passes although their catalog node is gone.
+
+    Times are the caller's clock (``trio.current_time()`` on the leader).
+    """
+
+    def __init__(self, hold: float = LEAVING_HOLD, reap: float = LEFT_REAP) -> None:
+        self.hold = hold
+        self.reap = reap
+        self._until: dict[str, float] = {}
+        self._left: dict[str, tuple[dict[str, Any], float]] = {}
+
+    def left(self, member: Mapping[str, Any], now: float) -> None:
+        """``member`` (its JSON) has left: keep showing it, status 3."""
+        if len(self._left) >= MAX_LEFT_SHOWN:
+            oldest = min(self._left, key=lambda n: self._left[n][1])
+            del self._left[oldest]
+        self._left[str(member["Name"])] = ({**member, "Status": LEFT}, now + self.reap)
+        self._until.pop(str(member["Name"]), None)
+
+    def left_members(self, now: float, present: Iterable[str]) -> list[dict[str, Any]]:
+        """Members that left and are not back (a name in ``present`` is back)."""
+        back = set(present)
+        self._left = {n: v for n, v in self._left.items() if v[1] > now and n not in back}
+        return [m for m, _ in self._left.values()]
+
+    def mark(self, node: str, now: float) -> None:
+        """``node`` was force-left while alive: show it leaving from ``now``."""
+        self._until[node] = now + self.hold
+
+    def current(self, now: float) -> set[str]:
+        """The nodes still shown as leaving at ``now`` (expired marks go)."""
+        self._until = {n: t for n, t in self._until.items() if t > now}
+        return set(self._until)
+
+
+def is_live(node: str, critical: Iterable[HealthCheck], liveness: Iterable[Liveness]) -> bool:
+    """Whether ``node`` is a member the leader considers alive: no critical
+    ``serfHealth`` check and no failed or left liveness record."""
+    if any(c.node == node and c.check_id == SERF_HEALTH for c in critical):
+        return False
+    return not any(r.node == node and r.status in ("failed", "left") for r in liveness)
 
 
 def _tags(info: MemberInfo, node_id: str, server_port: int | None) -> dict[str, str]:
@@ -111,11 +171,14 @@ def cluster_members(
     *,
     names: Mapping[str, str],
     unreachable: Iterable[str] = (),
+    leaving: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
-    """Every member: catalog nodes, then Raft servers missing from the catalog."""
+    """Every member: catalog nodes, then Raft servers missing from the catalog;
+    the live ones among ``leaving`` have status 2."""
     failed = {c.node for c in critical if c.check_id == SERF_HEALTH}
     verdicts = {r.node: r.status for r in liveness}
     down = set(unreachable)
+    going = set(leaving)
     servers = {s.id: s for s in conf.servers}
     out = []
     seen: set[str] = set()
@@ -128,6 +191,8 @@ def cluster_members(
             status = LEFT
         elif n.node in failed or verdicts.get(n.node) == "failed" or (srv and srv.id in down):
             status = FAILED
+        elif n.node in going:
+            status = LEAVING
         out.append(
             member_json(
                 n.node,

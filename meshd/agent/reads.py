@@ -22,6 +22,7 @@ from registry.state.store import StateStore
 from registry.state.watch import WatchSet
 
 from ..filter import apply_filter
+from ..filter_schemas import schema_for
 
 JSON = Any
 ReadFn = Callable[[StateStore, WatchSet | None, Mapping[str, Any]], tuple[int, JSON]]
@@ -36,14 +37,16 @@ def _meta(args: Mapping[str, Any]) -> dict[str, str] | None:
     return dict(meta) if meta else None
 
 
-def _filtered(args: Mapping[str, Any], items: list[JSON]) -> list[JSON]:
+def _filtered(args: Mapping[str, Any], items: list[JSON], read: str = "") -> list[JSON]:
+    """``items`` that match ``?filter=``, checked against read ``read``'s
+    selectors (``meshd.filter_schemas``) as Consul checks them."""
     expr = args.get("filter")
-    return apply_filter(items, expr) if expr else items
+    return apply_filter(items, expr, schema_for(read)) if expr else items
 
 
 def catalog_nodes(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
     idx, nodes = q.catalog_nodes(store, ws, _meta(a))
-    return idx, _filtered(a, [shapes.node_json(n) for n in nodes])
+    return idx, _filtered(a, [shapes.node_json(n) for n in nodes], "catalog.nodes")
 
 
 def catalog_services(
@@ -57,7 +60,7 @@ def catalog_services(
     out: dict[str, list[str]] = {}
     for name in services:
         _, rows = q.catalog_service_nodes(store, None, name, (), _meta(a))
-        kept = _filtered(a, [shapes.service_node_json(r) for r in rows])
+        kept = _filtered(a, [shapes.service_node_json(r) for r in rows], "catalog.service")
         if kept:
             out[name] = sorted({tag for row in kept for tag in row["ServiceTags"]})
     return idx, out
@@ -67,14 +70,14 @@ def catalog_service(
     store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
 ) -> tuple[int, JSON]:
     idx, rows = q.catalog_service_nodes(store, ws, a["name"], a.get("tags", ()), _meta(a))
-    return idx, _filtered(a, [shapes.service_node_json(r) for r in rows])
+    return idx, _filtered(a, [shapes.service_node_json(r) for r in rows], "catalog.service")
 
 
 def catalog_connect(
     store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
 ) -> tuple[int, JSON]:
     idx, rows = q.catalog_connect_service_nodes(store, ws, a["name"])
-    return idx, _filtered(a, [shapes.service_node_json(r) for r in rows])
+    return idx, _filtered(a, [shapes.service_node_json(r) for r in rows], "catalog.connect")
 
 
 def catalog_node(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
@@ -84,7 +87,7 @@ def catalog_node(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -
     out = shapes.node_services_json(ns)
     if a.get("filter"):  # over each value of the Services map, as Consul does
         services = out["Services"]
-        kept = _filtered(a, list(services.values()))
+        kept = _filtered(a, list(services.values()), "node.services")
         out["Services"] = {s["ID"]: s for s in kept}
     return idx, out
 
@@ -96,18 +99,18 @@ def catalog_node_services(
     if ns is None:
         return idx, None
     out = shapes.node_services_list_json(ns)
-    out["Services"] = _filtered(a, out["Services"])
+    out["Services"] = _filtered(a, out["Services"], "node.services")
     return idx, out
 
 
 def health_node(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
     idx, checks = q.health_node_checks(store, ws, a["name"])
-    return idx, _filtered(a, [shapes.check_json(c) for c in checks])
+    return idx, _filtered(a, [shapes.check_json(c) for c in checks], "health.node")
 
 
 def health_checks(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
     idx, checks = q.health_service_checks(store, ws, a["name"], _meta(a))
-    return idx, _filtered(a, [shapes.check_json(c) for c in checks])
+    return idx, _filtered(a, [shapes.check_json(c) for c in checks], "health.checks")
 
 
 def health_service(
@@ -115,12 +118,12 @@ def health_service(
 ) -> tuple[int, JSON]:
     fn = q.health_connect_service_nodes if a.get("connect") else q.health_service_nodes
     idx, rows = fn(store, ws, a["name"], bool(a.get("passing")), a.get("tags", ()), _meta(a))
-    return idx, _filtered(a, [shapes.check_service_node_json(r) for r in rows])
+    return idx, _filtered(a, [shapes.check_service_node_json(r) for r in rows], "health.service")
 
 
 def health_state(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
     idx, checks = q.health_checks_in_state(store, ws, a["state"], _meta(a))
-    return idx, _filtered(a, [shapes.check_json(c) for c in checks])
+    return idx, _filtered(a, [shapes.check_json(c) for c in checks], "health.state")
 
 
 def kv_get(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> tuple[int, JSON]:
@@ -214,10 +217,14 @@ READS["txn.read"] = txn_read
 
 def _connect_reads() -> None:
     from .acl_table_reads import ACL_READS  # one table; these areas keep theirs apart
+    from .reads_config import CONFIG_READS
     from .reads_connect import CONNECT_READS
+    from .reads_gateways import GATEWAY_READS
 
     READS.update(CONNECT_READS)
     READS.update(ACL_READS)
+    READS.update(CONFIG_READS)
+    READS.update(GATEWAY_READS)
 
 
 _connect_reads()

@@ -42,7 +42,7 @@ from ..acl import ACLAuthorizer, Permission
 from ..acl.errors import ACLPermissionDenied
 from ..api.acl_rules import READ_FILTERS, filter_members, filter_read
 from ..rpc import RPCError
-from .acl_commands import authorize_command
+from .acl_commands import authorize_command, config_permission
 
 P = Permission
 REDACTED = "<hidden>"  # Consul's redacted SecretID
@@ -174,6 +174,14 @@ def _public(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, value: An
     return value
 
 
+def _config_get(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
+    """GET /v1/config/:kind/:name: the kind's read permission on the entry."""
+    permission = config_permission(str(args.get("kind") or ""), write=False)
+    scoped = permission not in (P.MESH_READ, P.MESH_WRITE)
+    authz.require(permission, str(args.get("name") or "") if scoped else "")
+    return value
+
+
 # Reads not filtered by READ_FILTERS: each checks (raising ACLPermissionDenied)
 # or trims its answer, as the HTTP endpoint that serves it does.
 READ_RULES: dict[str, Answer] = {
@@ -197,6 +205,9 @@ READ_RULES: dict[str, Answer] = {
     "acl.auth_methods": _acl_read,
     "acl.binding_rule": _acl_read,
     "acl.binding_rules": _acl_read,
+    "config.get": _config_get,
+    "catalog.gateway_services": _need_read(P.SERVICE_READ, "name"),
+    "operator.usage": _need_read(P.OPERATOR_READ, ""),
 }
 
 

@@ -37,7 +37,7 @@ from ..errors import NoLeaderError
 from ..http.errors import BadRequest, HTTPError
 from .autopilot import raft_configuration_json
 from .events import UserEvent
-from .members import cluster_members
+from .members import LEAVING_WATCH, LeavingMarks, cluster_members, is_live
 from .snapshot_archive import ArchiveError, ArchiveMeta, decode_archive, encode_archive
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ class ServerOps:
     def __init__(self, server: MeshServer) -> None:
         self.srv = server
         self._archives: dict[str, tuple[bytes, float]] = {}
+        self.leaving = LeavingMarks()
 
     def register(self) -> None:
         r = self.srv.register_rpc
@@ -185,7 +186,8 @@ class ServerOps:
         if st.role == Role.LEADER:
             limit = 2 * self.srv.settings.election_ticks
             down = [p.id for p in st.peers if p.id != st.id and p.ticks_since_ack > limit]
-        return cluster_members(
+        now = trio.current_time()
+        out = cluster_members(
             nodes,
             critical,
             live,
@@ -193,7 +195,9 @@ class ServerOps:
             self.srv.member_info,
             names=self.names(),
             unreachable=down,
+            leaving=self.leaving.current(now),
         )
+        return out + self.leaving.left_members(now, (m["Name"] for m in out))
 
     async def _rpc_members(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
         async def local() -> Any:
@@ -205,13 +209,42 @@ class ServerOps:
         node = str(args.get("node") or "")
 
         async def local() -> Any:
-            return await self._force_leave(node)
+            return await self._force_leave(node, prune=bool(args.get("prune")))
 
         return await self._leader("Operator.ForceLeave", args, local)
 
-    async def _force_leave(self, node: str) -> dict[str, Any]:
+    def _remember_left(self, node: str) -> None:
+        member = next((m for m in self.members() if m["Name"] == node), None)
+        if member is not None:  # a member, not a catalog-only node
+            self.leaving.left(member, trio.current_time())
+
+    def _live_member(self, node: str) -> bool:
+        _, checks = q.health_node_checks(self.srv.store, None, node)
+        if not any(c.check_id == "serfHealth" for c in checks):
+            return False  # a catalog-only node, not a member
+        _, live = q.liveness_list(self.srv.store, None)
+        return is_live(node, [c for c in checks if c.status == "critical"], live)
+
+    async def _leave_if_it_fails(self, node: str) -> None:
+        """A force-left member that fails instead of refuting has left (Serf's
+        leaving -> left): deregister it then, as Consul's leader does."""
+        try:
+            with trio.move_on_after(LEAVING_WATCH):
+                while self.srv.is_leader():
+                    if not self._live_member(node):
+                        self._remember_left(node)
+                        await self.srv.write(DeregisterRequest(node=node, now=time.time()))
+                        log.info("event=force_leave_left node=%s", node)
+                        return
+                    await trio.sleep(0.5)
+        except Exception as exc:  # a system task must not raise
+            log.warning("event=force_leave_watch_failed node=%s reason=%s", node, exc)
+
+    async def _force_leave(self, node: str, *, prune: bool = False) -> dict[str, Any]:
         """Deregister ``node`` from the catalog and, for a server, remove it
-        from the Raft configuration. Raises ``HTTPError`` (500, Consul's text)
+        from the Raft configuration; a failed member stays listed as left
+        unless ``prune``. A live client member is only marked leaving (see
+        ``members.LeavingMarks``). Raises ``HTTPError`` (500, Consul's text)
         for an unknown node and 400 for the leader itself."""
         conf = self.srv.node.core.configuration
         _, nodes = q.catalog_nodes(self.srv.store, None)
@@ -222,6 +255,12 @@ class ServerOps:
             server_id = next(named, None)
         if target is None and server_id is None:
             raise HTTPError(500, f"agent: No node found with name '{node}'")
+        if server_id is None and self._live_member(node):
+            # Consul marks a live member leaving and it refutes; nothing is deregistered.
+            self.leaving.mark(node, trio.current_time())
+            trio.lowlevel.spawn_system_task(self._leave_if_it_fails, node)
+            log.info("event=force_leave node=%s live=true", node)
+            return {"node": node, "raft": None}
         if server_id == self.srv.settings.node_id:
             raise BadRequest("cannot force-leave the leader; transfer leadership first", "node")
         if server_id is not None:
@@ -230,6 +269,8 @@ class ServerOps:
             except RaftError as exc:
                 raise HTTPError(500, f"cannot remove {server_id} from Raft: {exc}") from None
         if target is not None:
+            if not prune:  # ?prune drops it from the member list at once, as Consul
+                self._remember_left(node)
             await self.srv.write(DeregisterRequest(node=node, now=time.time()))
         log.info("event=force_leave node=%s raft_server=%s", node, server_id)
         return {"node": node, "raft": server_id}

@@ -1,7 +1,20 @@
 """The snapshot archive that ``/v1/snapshot`` saves and restores.
 
-Consul's archive is a gzipped tar of Raft's snapshot, its metadata and a
-SHA-256 list; meshd's has the same parts in one flat, self-checking file::
+Since format 2 it is Consul's archive (snapshot/archive.go): a gzip-compressed
+tar holding, in this order,
+
+* ``meta.json``: Raft's ``SnapshotMeta`` as JSON (``Version``, ``ID``,
+  ``Index``, ``Term``, ``Peers``, ``Configuration``, ``ConfigurationIndex``,
+  ``Size``), plus meshd's ``Datacenter``, ``Node``, ``Time`` and ``Format``;
+* ``state.bin``: the registry FSM snapshot (``Size`` bytes);
+* ``SHA256SUMS``: ``<hex sha256>  <name>`` lines for the two files above,
+  checked on every read as Consul does.
+
+so tools that open a Consul snapshot's metadata read meshd's. The state is
+meshd's own encoding: a Consul server cannot restore it, nor meshd Consul's.
+
+Format 1 (``MESHSNAP-ARCHIVE``, below) is still read, so older backups can
+be inspected and restored::
 
     offset  size  field
     0       16    magic  b"MESHSNAP-ARCHIVE"
@@ -12,17 +25,17 @@ SHA-256 list; meshd's has the same parts in one flat, self-checking file::
     22+H    ...   payload: the registry FSM snapshot, zlib-compressed
     end-32  32    SHA-256 of every byte before it
 
-``Index``/``Term`` are the Raft position the state was taken at, ``Size``
-and ``StateSHA256`` describe the uncompressed FSM bytes. The trailer covers
-the header too, so any flipped byte anywhere is reported before anything is
-decoded further. Sans-I/O: bytes in, bytes out; callers run it in a thread.
+Sans-I/O: bytes in, bytes out; callers run it in a thread.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import struct
+import tarfile
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -34,10 +47,15 @@ __all__ = [
     "ArchiveMeta",
     "decode_archive",
     "encode_archive",
+    "encode_legacy_archive",
 ]
 
 MAGIC = b"MESHSNAP-ARCHIVE"
-VERSION = 1
+VERSION = 2  # the format encode_archive writes (1: the flat MESHSNAP-ARCHIVE file)
+LEGACY_VERSION = 1
+GZIP_MAGIC = b"\x1f\x8b"
+META_FILE, STATE_FILE, SUMS_FILE = "meta.json", "state.bin", "SHA256SUMS"
+STATE_FORMAT = "meshd-registry"
 _PREFIX = struct.Struct(">16sHI")
 _DIGEST = 32
 MAX_HEADER_BYTES = 64 * 1024
@@ -58,6 +76,7 @@ class ArchiveMeta:
     datacenter: str = ""
     node: str = ""
     time: float = 0.0
+    version: int = VERSION  # the archive format it was read from
 
     def header(self, state: bytes) -> dict[str, Any]:
         return {
@@ -72,10 +91,10 @@ class ArchiveMeta:
         }
 
 
-def encode_archive(meta: ArchiveMeta, state: bytes, *, level: int = 6) -> bytes:
-    """The archive of FSM snapshot bytes ``state`` taken at ``meta``."""
+def encode_legacy_archive(meta: ArchiveMeta, state: bytes, *, level: int = 6) -> bytes:
+    """The format-1 archive of ``state`` (kept to test that it is still read)."""
     header = json.dumps(meta.header(state), sort_keys=True).encode()
-    body = _PREFIX.pack(MAGIC, VERSION, len(header)) + header + zlib.compress(state, level)
+    body = _PREFIX.pack(MAGIC, LEGACY_VERSION, len(header)) + header + zlib.compress(state, level)
     return body + hashlib.sha256(body).digest()
 
 
@@ -86,13 +105,17 @@ def decode_archive(archive: bytes) -> tuple[ArchiveMeta, bytes]:
     version this code reads: wrong magic, truncation, checksum mismatch,
     bad header, undecodable or oversized payload.
     """
+    if archive.startswith(GZIP_MAGIC):
+        return _decode_tar(archive)
     if len(archive) < _PREFIX.size + _DIGEST:
         raise ArchiveError(f"too short to be a snapshot archive ({len(archive)} bytes)")
     magic, version, header_len = _PREFIX.unpack_from(archive)
     if magic != MAGIC:
         raise ArchiveError("not a meshd snapshot archive (bad magic)")
-    if version != VERSION:
-        raise ArchiveError(f"unsupported archive version {version} (this agent reads {VERSION})")
+    if version != LEGACY_VERSION:
+        raise ArchiveError(
+            f"unsupported archive version {version} (this agent reads {LEGACY_VERSION})"
+        )
     body, digest = archive[:-_DIGEST], archive[-_DIGEST:]
     if hashlib.sha256(body).digest() != digest:
         raise ArchiveError("checksum mismatch: the archive is corrupt or truncated")
@@ -108,6 +131,7 @@ def decode_archive(archive: bytes) -> tuple[ArchiveMeta, bytes]:
         str(header.get("Datacenter", "")),
         str(header.get("Node", "")),
         float(header.get("Time", 0.0)),
+        LEGACY_VERSION,
     )
     return meta, state
 
@@ -138,3 +162,140 @@ def _inflate(payload: bytes, size: int) -> bytes:
     if len(state) != size or not inflater.eof or inflater.unconsumed_tail:
         raise ArchiveError(f"payload size mismatch (header says {size} bytes)")
     return state
+
+
+# ------------------------------------------------------- format 2: tar.gz
+
+
+def _meta_json(meta: ArchiveMeta, state: bytes, servers: list[dict[str, Any]]) -> bytes:
+    millis = int(meta.time * 1000)
+    doc = {
+        "Version": 1,
+        "ID": f"{meta.term}-{meta.index}-{millis}",
+        "Index": meta.index,
+        "Term": meta.term,
+        "Peers": "",
+        "Configuration": {"Servers": servers},
+        "ConfigurationIndex": 0,
+        "Size": len(state),
+        "Datacenter": meta.datacenter,
+        "Node": meta.node,
+        "Time": meta.time,
+        "Format": STATE_FORMAT,
+    }
+    return (json.dumps(doc) + "\n").encode()  # Go's json.Encoder ends with a newline
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o600, int(mtime)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def encode_archive(
+    meta: ArchiveMeta,
+    state: bytes,
+    *,
+    level: int = 6,
+    servers: list[dict[str, Any]] | None = None,
+) -> bytes:
+    """Consul's archive (gzip-compressed tar) of FSM snapshot bytes ``state``
+    taken at ``meta``; ``servers`` (``{"Suffrage", "ID", "Address"}``) is the
+    Raft configuration to record in meta.json."""
+    meta_bytes = _meta_json(meta, state, servers or [])
+    sums = "".join(
+        f"{hashlib.sha256(data).hexdigest()}  {name}\n"
+        for name, data in ((META_FILE, meta_bytes), (STATE_FILE, state))
+    ).encode()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        _add(tar, META_FILE, meta_bytes, meta.time)
+        _add(tar, STATE_FILE, state, meta.time)
+        _add(tar, SUMS_FILE, sums, meta.time)
+    return gzip.compress(raw.getvalue(), compresslevel=level, mtime=int(meta.time))
+
+
+def _gunzip(archive: bytes) -> bytes:
+    """The whole gzip stream, its CRC and length checked, at most
+    ``MAX_STATE_BYTES`` plus room for the small files (a bomb stops there)."""
+    limit = MAX_STATE_BYTES + 2 * MAX_HEADER_BYTES + 16 * 1024
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        raw = inflater.decompress(archive, limit)
+    except zlib.error as exc:
+        raise ArchiveError(f"failed reading snapshot: {exc}") from None
+    if inflater.unconsumed_tail:
+        raise ArchiveError("failed reading snapshot: the archive is too large")
+    if not inflater.eof:
+        raise ArchiveError("failed reading snapshot: the archive is truncated")
+    return raw
+
+
+def _tar_members(archive: bytes) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    raw = _gunzip(archive)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+            for member in tar:
+                if member.name not in (META_FILE, STATE_FILE, SUMS_FILE) or not member.isfile():
+                    raise ArchiveError(f"unexpected file {member.name!r} in snapshot")
+                limit = MAX_STATE_BYTES if member.name == STATE_FILE else MAX_HEADER_BYTES
+                if member.size > limit:
+                    raise ArchiveError(f"{member.name} is too large ({member.size} bytes)")
+                handle = tar.extractfile(member)
+                assert handle is not None  # a regular file
+                files[member.name] = handle.read()
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise ArchiveError(f"failed reading snapshot: {exc}") from None
+    return files
+
+
+def _verify_sums(files: dict[str, bytes]) -> None:
+    seen: set[str] = set()
+    for line in files[SUMS_FILE].decode("ascii", "replace").splitlines():
+        digest, sep, name = line.partition("  ")
+        if not sep or name not in (META_FILE, STATE_FILE):
+            raise ArchiveError("failed checking integrity of snapshot: malformed SHA256SUMS")
+        if hashlib.sha256(files[name]).hexdigest() != digest.lower():
+            raise ArchiveError(
+                f"failed checking integrity of snapshot: hash check failed for {name!r}"
+            )
+        seen.add(name)
+    for name in (META_FILE, STATE_FILE):
+        if name not in seen:
+            raise ArchiveError(f"failed checking integrity of snapshot: file missing for {name!r}")
+
+
+def _decode_tar(archive: bytes) -> tuple[ArchiveMeta, bytes]:
+    files = _tar_members(archive)
+    for name in (META_FILE, STATE_FILE, SUMS_FILE):
+        if name not in files:
+            raise ArchiveError(f"snapshot has no {name}")
+    _verify_sums(files)
+    try:
+        doc = json.loads(files[META_FILE])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArchiveError(f"failed to decode snapshot metadata: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ArchiveError("failed to decode snapshot metadata: not a JSON object")
+    for key in ("Index", "Term"):
+        if not isinstance(doc.get(key), int) or isinstance(doc.get(key), bool):
+            raise ArchiveError(f"snapshot metadata field {key} missing or of the wrong type")
+    if doc.get("Format") != STATE_FORMAT:
+        raise ArchiveError(
+            f"state format {doc.get('Format')!r} is not {STATE_FORMAT!r} "
+            "(a Consul server's snapshot cannot be read by meshd)"
+        )
+    state = files[STATE_FILE]
+    if doc.get("Size", len(state)) != len(state):
+        raise ArchiveError(f"state size mismatch (metadata says {doc.get('Size')} bytes)")
+    time_value = doc.get("Time", 0.0)
+    meta = ArchiveMeta(
+        int(doc["Index"]),
+        int(doc["Term"]),
+        str(doc.get("Datacenter", "")),
+        str(doc.get("Node", "")),
+        float(time_value) if isinstance(time_value, int | float) else 0.0,
+        VERSION,
+    )
+    return meta, state

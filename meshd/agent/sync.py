@@ -179,7 +179,9 @@ class AntiEntropy:
                     exc_info=not expected,
                 )
                 self.synced_version = -1
-                await trio.sleep(backoff)
+                kick = self._kick = trio.Event()
+                with trio.move_on_after(backoff):
+                    await kick.wait()  # a join or reload retries at once
                 backoff = min(backoff * 2, 15.0)
                 continue
             with trio.move_on_at(next_full):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..acl import ACLAuthorizer, Permission
-from ..agent.acl_commands import kv_txn_permission
+from ..agent.acl_commands import config_entry_write, config_permission, kv_txn_permission
 from ..agent.wire import ReadOptions
 from .agent import registration_targets
 from .agent_checks import check_targets
@@ -368,6 +368,45 @@ async def _txn(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
             authz.require(perm_read if read_only else perm_write, name)
 
 
+# Config entries: service-scoped kinds need service (or intention) rights on
+# the entry's name, the mesh-wide kinds mesh (operator) rights, as Consul's
+# ConfigEntry.CanRead/CanWrite.
+async def _config_entry(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+    if req.method == "PUT":
+        body = _body(req)
+        kind, name = _field(body, "Kind", "kind").lower(), _field(body, "Name", "name")
+    else:
+        kind, name = req.path_params.get("kind", "").lower(), req.path_params.get("name", "")
+    permission = config_permission(kind, req.method != "GET")
+    authz.require(permission, name if permission not in (P.MESH_READ, P.MESH_WRITE) else "")
+
+
+async def _config_batch(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+    """meshd's atomic multi-entry write: each entry as its single PUT."""
+    body = _body(req)
+    for entry in body if isinstance(body, list) else []:
+        kind, name = _field(entry, "Kind", "kind").lower(), _field(entry, "Name", "name")
+        config_entry_write(authz, kind, name)
+
+
+def filter_config_entries(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
+    def ok(e: Any) -> bool:
+        permission = config_permission(str(e.get("Kind") or ""), False)
+        if permission == P.MESH_READ:
+            return authz.allowed(permission, "")
+        return authz.allowed(permission, str(e.get("Name") or ""))
+
+    return _keep(value or [], ok)
+
+
+READ_FILTERS["config.list"] = filter_config_entries
+READ_FILTERS["health.ingress"] = filter_health_rows
+
+
+async def _agent_health_by_id(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+    authz.require(P.SERVICE_READ, _service_of_id(agent, req.path_params.get("service_id", "")))
+
+
 PUBLIC = Rule(public=True)
 FILTERED = Rule()
 
@@ -458,6 +497,23 @@ RULES: dict[tuple[str, str], Rule] = {
     ("snapshot.restore", "PUT"): need(P.SNAPSHOT),
     ("status.leader", "GET"): PUBLIC,
     ("status.peers", "GET"): PUBLIC,
+    # config entries (consul-compat2)
+    ("config.apply", "PUT"): Rule(check=_config_entry),
+    ("config.get", "GET"): Rule(check=_config_entry),
+    ("config.delete", "DELETE"): Rule(check=_config_entry),
+    ("config.batch", "PUT"): Rule(check=_config_batch),
+    ("config.list", "GET"): FILTERED,
+    # gateways, usage, keyring, coordinates, local health (consul-compat2)
+    ("catalog.gateway_services", "GET"): need(P.SERVICE_READ, param("gateway")),
+    ("health.ingress", "GET"): FILTERED,
+    ("operator.usage", "GET"): need(P.OPERATOR_READ),
+    ("operator.keyring", "GET"): need(P.KEYRING_READ),
+    ("operator.keyring", "POST"): need(P.KEYRING_WRITE),
+    ("operator.keyring", "PUT"): need(P.KEYRING_WRITE),
+    ("operator.keyring", "DELETE"): need(P.KEYRING_WRITE),
+    ("coordinate.update", "PUT"): need(P.NODE_WRITE, lambda agent, req: _field(_body(req), "Node")),
+    ("agent.health.id", "GET"): Rule(check=_agent_health_by_id),
+    ("agent.health.name", "GET"): need(P.SERVICE_READ, param("service_name")),
     # the web UI's static files (meshd/api/ui.py): the pages' API calls carry the token
     ("ui.index", "GET"): Rule(public=True, ignores_token=True),
     ("ui.redirect", "GET"): Rule(public=True, ignores_token=True),

@@ -28,6 +28,7 @@ from ..agent.definitions import CheckDefinition, ServiceDefinition, parse_servic
 from ..agent.tokens import KINDS
 from ..errors import ConfigError
 from ..filter import apply_filter
+from ..filter_schemas import schema_for
 from ..http import (
     BadRequest,
     HTTPError,
@@ -237,7 +238,8 @@ def _register_services(router: Router, agent: Agent) -> None:
                 (sid, agent_service_json(d.service, agent.datacenter))
                 for sid, d in sorted(agent.local.services.items())
             ]
-            return dict(apply_filter(items, opts.filter, getter=lambda item: item[1]))
+            schema = schema_for("agent.services")
+            return dict(apply_filter(items, opts.filter, schema, getter=lambda item: item[1]))
 
         return await _hash_blocking(req, agent, build)
 

@@ -12,6 +12,7 @@ from registry.errors import NotFoundError, ValidationError
 from ..agent import registration
 from ..agent.definitions import CheckDefinition, parse_check
 from ..filter import apply_filter
+from ..filter_schemas import schema_for
 from ..http import (
     BadRequest,
     Handler,
@@ -85,7 +86,8 @@ def register(router: Router, agent: Agent) -> None:
     async def checks(req: Request) -> Response:
         opts = QueryOptions.from_request(req)
         items = [(cid, shapes.check_json(d.check)) for cid, d in sorted(agent.local.checks.items())]
-        kept = apply_filter(items, opts.filter, getter=lambda item: item[1])
+        schema = schema_for("agent.checks")
+        kept = apply_filter(items, opts.filter, schema, getter=lambda item: item[1])
         return Response.json(dict(kept), pretty=opts.pretty)
 
     async def register_check(req: Request) -> Response:

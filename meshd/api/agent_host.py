@@ -1,4 +1,12 @@
-"""/v1/agent/metrics, /v1/agent/host and the ``Stats`` of /v1/agent/self.
+"""/v1/agent/metrics, /v1/agent/host, /v1/agent/health/service/* and the
+``Stats`` of /v1/agent/self.
+
+Health by service (https://developer.hashicorp.com/consul/api-docs/agent/service#get-local-service-health)
+answers from the agent's local state: the worst status among the service's
+checks and the node's (``maintenance`` for a maintenance check) as
+``AggregatedStatus``, and as the status code (200 passing, 429 warning, 503
+critical or maintenance; 404 unknown), or as plain text with
+``?format=text``.
 
 Metrics: the agent's ``meshd.metrics.prometheus.Metrics`` registry, as Consul's JSON
 shape (``Timestamp``, ``Gauges``, ``Points``, ``Counters``, ``Samples``), or
@@ -20,6 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
+
+from registry import shapes
+from registry.records import HealthCheck
 
 from ..agent.live_metrics import agent_metrics
 from ..http import QueryOptions, Request, Response, Router
@@ -213,8 +224,76 @@ def host_info(disk_path: str) -> dict[str, Any]:
     return out
 
 
+# ------------------------------------------------------- health by service
+
+_RANK = {"passing": 0, "warning": 1, "critical": 2, "maintenance": 3}
+_STATUS_CODE = {"passing": 200, "warning": 429, "critical": 503, "maintenance": 503}
+
+
+def _check_status(c: HealthCheck) -> str:
+    if c.check_id == "_node_maintenance" or c.check_id.startswith("_service_maintenance:"):
+        return "maintenance"
+    return c.status if c.status in _RANK else "critical"
+
+
+def aggregated_status(checks: list[HealthCheck]) -> str:
+    """The worst status of ``checks`` (Consul's ``AggregatedStatus``)."""
+    return max((_check_status(c) for c in checks), key=_RANK.__getitem__, default="passing")
+
+
+def _service_info(agent: Agent, service_id: str) -> tuple[str, dict[str, Any]]:
+    from .agent import agent_service_json  # agent.py imports this module
+
+    defn = agent.local.services[service_id]
+    checks = agent.local.service_checks(service_id) + agent.local.node_checks()
+    status = aggregated_status(checks)
+    info = {
+        "AggregatedStatus": status,
+        "Service": agent_service_json(defn.service, agent.datacenter),
+        "Checks": [shapes.check_json(c) for c in checks],
+    }
+    return status, info
+
+
+def _health_answer(req: Request, status: str, body: Any, code: int) -> Response:
+    if req.query_value("format") == "text":
+        return Response.text(status, status=code)
+    return Response.json(body, status=code, pretty="pretty" in req.query)
+
+
+def _register_health(router: Router, agent: Agent) -> None:
+    async def by_id(req: Request) -> Response:
+        service_id = req.path_params["service_id"]
+        if service_id not in agent.local.services:
+            reason = f"ServiceId {service_id} not found"
+            if req.query_value("format") == "text":
+                return Response.text(reason, status=404)
+            empty = {"AggregatedStatus": "critical", "Service": None, "Checks": None}
+            return Response.json(empty, status=404)
+        status, info = _service_info(agent, service_id)
+        return _health_answer(req, status, info, _STATUS_CODE[status])
+
+    async def by_name(req: Request) -> Response:
+        name = req.path_params["service_name"]
+        ids = sorted(i for i, d in agent.local.services.items() if d.service.service == name)
+        if not ids:
+            reason = f"ServiceName {name} Not Found"
+            if req.query_value("format") == "text":
+                return Response.text(reason, status=404)
+            return Response.json(None, status=404)
+        infos = [_service_info(agent, i) for i in ids]
+        status = max((s for s, _ in infos), key=_RANK.__getitem__)
+        return _health_answer(req, status, [i for _, i in infos], _STATUS_CODE[status])
+
+    router.add("GET", "/v1/agent/health/service/id/*service_id", by_id, name="agent.health.id")
+    router.add(
+        "GET", "/v1/agent/health/service/name/*service_name", by_name, name="agent.health.name"
+    )
+
+
 def register(router: Router, agent: Agent) -> None:
-    """Add the metrics and host routes to the one route table."""
+    """Add the metrics, host and health-by-service routes to the one route table."""
+    _register_health(router, agent)
 
     async def metrics(req: Request) -> Response:
         opts = QueryOptions.from_request(req)

@@ -4,6 +4,7 @@ datacenter check, and the mapping of agent and registry errors to HTTP."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from raft.errors import StorageError
@@ -47,17 +48,46 @@ def check_dc(agent: Agent, opts: QueryOptions) -> None:
         raise BadRequest(f"No path to datacenter: {opts.dc!r} is not {agent.datacenter!r}")
 
 
+# Reads of endpoints that take Consul's ``?peer=`` (catalog and health).
+PEERED_READS = frozenset(
+    {
+        "catalog.nodes",
+        "catalog.services",
+        "catalog.service",
+        "catalog.connect",
+        "catalog.node",
+        "catalog.node_services",
+        "health.node",
+        "health.checks",
+        "health.service",
+        "health.state",
+    }
+)
+
+
+def _nothing_like(value: Any) -> Any:
+    if isinstance(value, list):
+        return []
+    if isinstance(value, dict):
+        return {}
+    return None
+
+
 async def read(
     agent: Agent, req: Request, name: str, args: Mapping[str, Any]
 ) -> tuple[ReadResult, QueryOptions]:
     """Run the registry read ``name`` with the request's query options
-    (``?index``/``?wait`` blocking, consistency, ``?filter``)."""
+    (``?index``/``?wait`` blocking, consistency, ``?filter``). ``?peer=``
+    empty means this cluster, as in Consul; meshd has no cluster peerings, so
+    any named peer has nothing (Consul's answer for a peer it does not know)."""
     opts = QueryOptions.from_request(req)
     check_dc(agent, opts)
     full = dict(args)
     if opts.filter:
         full["filter"] = opts.filter
     result = await agent.read(name, full, read_options(opts))
+    if name in PEERED_READS and req.query_value("peer"):
+        result = replace(result, value=_nothing_like(result.value), shared=None)
     return result, opts
 
 

@@ -5,7 +5,8 @@ nothing matches, never null) with Consul's ``X-Consul-*`` headers. Query
 parameters follow Consul's agent/health_endpoint.go: ``?tag=`` may repeat and
 every tag must match, ``?node-meta=key:value`` may repeat, ``?passing`` is a
 Go ``strconv.ParseBool`` flag (blank means true), ``?filter=`` is applied on
-the server.
+the server. ``/v1/health/ingress/:service`` lists the ingress gateways whose
+config entry exposes the service (``meshd/agent/reads_gateways.py``).
 """
 
 from __future__ import annotations
@@ -87,6 +88,24 @@ def register(router: Router, agent: Agent) -> None:
         args = {"state": name, "node_meta": dict(opts.node_meta)}
         return await read_json(agent, req, "health.state", args, empty=[])
 
+    async def ingress(req: Request) -> Response:
+        name = _path_param(req, "service", "Missing service name")
+        opts = QueryOptions.from_request(req)
+        args = {"name": name, "passing": passing_flag(req), "tags": list(opts.tags)}
+        return await read_json(agent, req, "health.ingress", args, empty=[])
+
+    async def gateway_services(req: Request) -> Response:
+        name = _path_param(req, "gateway", "Missing gateway name")
+        return await read_json(agent, req, "catalog.gateway_services", {"name": name}, empty=[])
+
+    router.add("GET", "/v1/health/ingress/*service", ingress, name="health.ingress")
+    # Consul's catalog endpoint, served here with the other gateway read.
+    router.add(
+        "GET",
+        "/v1/catalog/gateway-services/*gateway",
+        gateway_services,
+        name="catalog.gateway_services",
+    )
     router.add("GET", "/v1/health/node/*node", node, name="health.node")
     router.add("GET", "/v1/health/checks/*service", checks, name="health.checks")
     router.add("GET", "/v1/health/service/*service", service, name="health.service")

@@ -15,6 +15,7 @@ from . import (
     acl_context,
     agent,
     catalog,
+    config_entries,
     connect_ca,
     coordinate,
     event,
@@ -24,6 +25,7 @@ from . import (
     monitor,
     operator,
     operator_autopilot,
+    operator_usage,
     prometheus_sd,
     session,
     snapshot,
@@ -42,6 +44,7 @@ MODULES = [
     acl,
     agent,
     catalog,
+    config_entries,
     connect_ca,
     coordinate,
     event,
@@ -51,6 +54,7 @@ MODULES = [
     monitor,
     operator,
     operator_autopilot,
+    operator_usage,
     prometheus_sd,
     session,
     snapshot,
@@ -181,5 +185,6 @@ def build_app(agent_: Agent) -> App:
     instrument(metrics, agent_)
     errors = error_mapping(getattr(agent_, "no_leader_detail", None))
     app = App(build_router(agent_, metrics), errors=errors)
+    app.body_limits.update(snapshot.BODY_LIMITS)
     app.after_response(_record_request(metrics))
     return app

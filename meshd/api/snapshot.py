@@ -6,8 +6,10 @@ A save is taken on the leader (``?stale``: on any server) and carries the
 Raft index it was taken at in ``X-Consul-Index``. A restore verifies the
 archive first: a corrupt one answers 400 and changes nothing. Restore works
 on a single-server cluster; several servers answer 501 (a replicated restore
-command is needed first). Request bodies are limited by the HTTP server
-(4 MiB by default), which bounds the archives PUT accepts.
+command is needed first). A restore has its own body limit
+(``RESTORE_MAX_BODY``, set in ``App.body_limits`` by ``routes.build_app``)
+instead of the API's 4 MiB one, which real snapshots exceed; both archive
+formats (Consul's tar.gz and meshd's older flat one) are accepted.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
     from ..agent.agent import Agent
 
 CONTENT_TYPE = "application/octet-stream"
+# Consul sets no limit of its own; this bounds what one restore holds in memory.
+RESTORE_MAX_BODY = 512 << 20
+BODY_LIMITS = {("PUT", "/v1/snapshot"): RESTORE_MAX_BODY}
 
 
 def register(router: Router, agent: Agent) -> None:

@@ -38,6 +38,7 @@ from registry.commands import (
 from registry.errors import ErrorCode
 from registry.records import HealthCheck, Node, ServiceInstance, Weights
 
+from ..agent.definitions import tagged_addresses
 from ..agent.wire import ReadOptions
 from ..http import (
     BadRequest,
@@ -272,6 +273,9 @@ def service_op(raw: Any, path: str) -> TxnServiceOp:
             address=svc.text("Address"),
             port=port,
             meta=svc.text_map("Meta"),
+            tagged_addresses=tagged_addresses(
+                svc.data.get("TaggedAddresses"), f"{path}.TaggedAddresses"
+            ),
             weights=_weights(svc),
             enable_tag_override=bool(svc.data.get("EnableTagOverride", False)),
             modify_index=svc.uint("ModifyIndex"),

@@ -1,9 +1,15 @@
 """``meshd config read|write|list|delete`` (like ``consul config``): config
 entries through /v1/config.
 
-``write`` takes a JSON file (or ``-`` for stdin) holding one entry with
-``Kind`` and ``Name`` (Consul's field names, any case for those two), with
-``-cas -modify-index N`` for check-and-set. Messages are Consul's:
+``write`` takes a JSON or HCL file (or ``-`` for stdin) holding one entry
+with ``Kind`` and ``Name`` (Consul's field names, any case for those two),
+with ``-cas -modify-index N`` for check-and-set.
+
+Beyond Consul (meshd extension): ``write FILE FILE...`` and ``apply DIR``
+(every ``*.json``/``*.hcl`` in DIR) send several entries as ONE atomic
+write (``PUT /v1/internal/config/batch``), validated as a whole graph, so
+an ordering like "router before the protocol it needs" never fails
+half-way: all entries are written, or none. Messages are Consul's:
 ``Config entry written: service-defaults/web``, ``Config entry not written:
 ...`` (a lost CAS, exit 1), ``Config entry deleted: ...``.
 https://developer.hashicorp.com/consul/commands/config
@@ -111,18 +117,27 @@ def _check_cas(cas: bool, modify_index: int | None) -> None:
 
 
 @config.command("write")
-@click.argument("source", required=False)
+@click.argument("sources", nargs=-1)
 @flag("cas", CAS_HELP)
 @option("modify-index", "modify_index", type=click.IntRange(0), default=None, help="With -cas.")
 @agent_options()
-def write(client: AgentClient, source: str | None, cas: bool, modify_index: int | None) -> None:
-    """Create or replace the config entry in FILE (HCL or JSON; - for stdin)."""
-    if not source:
+def write(
+    client: AgentClient, sources: tuple[str, ...], cas: bool, modify_index: int | None
+) -> None:
+    """Create or replace the config entry in FILE (HCL or JSON; - for stdin).
+
+    Several FILEs are written atomically, validated together (meshd)."""
+    if not sources:
         raise CLIError(
             "Must provide exactly one positional argument to specify the config entry to write"
         )
     _check_cas(cas, modify_index)
-    entry = _load_entry(source)
+    if len(sources) > 1:
+        if cas:
+            raise CLIError("Cannot use -cas with several config entry files")
+        _write_batch(client, [_load_entry(source) for source in sources])
+        return
+    entry = _load_entry(sources[0])
     kind, name = _kind_name(entry)
     try:
         resp = client.request(
@@ -134,6 +149,33 @@ def write(client: AgentClient, source: str | None, cas: bool, modify_index: int 
     if written is False:
         raise CLIError(f"Config entry not written: {kind}/{name}")
     click.echo(f"Config entry written: {kind}/{name}")
+
+
+@config.command("apply")
+@click.argument("directory", required=False)
+@agent_options()
+def apply(client: AgentClient, directory: str | None) -> None:
+    """Write every *.json and *.hcl entry in DIRECTORY as one atomic write (meshd)."""
+    if not directory:
+        raise CLIError("Must provide exactly one directory of config entry files")
+    path = Path(directory)
+    if not path.is_dir():
+        raise CLIError(f"Not a directory: {directory}")
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".json", ".hcl"))
+    if not files:
+        raise CLIError(f"No config entry files (*.json, *.hcl) in {directory}")
+    _write_batch(client, [_load_entry(str(p)) for p in files])
+
+
+def _write_batch(client: AgentClient, entries: list[dict[str, Any]]) -> None:
+    """PUT ``entries`` as one batch; all are written or none."""
+    names = [_kind_name(entry) for entry in entries]
+    try:
+        client.request("PUT", "/v1/internal/config/batch", json_body=entries)
+    except UnexpectedResponse as exc:
+        raise CLIError(f"Error writing config entries (none written): {exc.message}") from None
+    for kind, name in names:
+        click.echo(f"Config entry written: {kind}/{name}")
 
 
 @config.command("delete")

@@ -4,8 +4,9 @@
 replaces FILE atomically (a temporary file in the same directory, fsynced,
 then renamed), so a failed save never leaves a truncated snapshot behind.
 ``restore`` sends FILE with PUT /v1/snapshot. ``inspect`` reads FILE locally
-with the agent's archive reader (``meshd.agent.snapshot_archive``, which
-checks the magic and both SHA-256 sums); no agent is needed.
+with the agent's archive reader (``meshd.agent.snapshot_archive``: Consul's
+gzip-compressed tar with meta.json, state.bin and SHA256SUMS, or meshd's
+older flat format; every checksum is verified); no agent is needed.
 https://developer.hashicorp.com/consul/commands/snapshot
 """
 
@@ -21,7 +22,6 @@ from typing import Any
 
 import click
 
-from ..agent.snapshot_archive import VERSION as ARCHIVE_VERSION
 from ..agent.snapshot_archive import ArchiveError, decode_archive
 from .client import AgentClient
 from .errors import CLIError, UnexpectedResponse
@@ -47,7 +47,7 @@ def inspect_bytes(data: bytes, source: str) -> dict[str, Any]:
         "Size": len(data),
         "StateSize": len(state),
         "StateSHA256": hashlib.sha256(state).hexdigest(),
-        "Version": ARCHIVE_VERSION,
+        "Version": meta.version,
     }
 
 

@@ -252,6 +252,10 @@ class App:
         self._clock = clock
         self._before: list[BeforeRequestHook] = []
         self._after: list[AfterResponseHook] = []
+        # Request body limits of single routes, by (method, exact path), that
+        # replace the server's ``max_body`` (a snapshot restore is far larger
+        # than any other request).
+        self.body_limits: dict[tuple[str, str], int] = {}
 
     def before_request(self, hook: BeforeRequestHook) -> BeforeRequestHook:
         """Add a before-request hook (usable as a decorator)."""

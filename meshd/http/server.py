@@ -13,7 +13,8 @@ lives in ``_Connection``):
 - The reader reads at most ``_READ_AHEAD`` bytes beyond what the answering
   task asked for, so pipelining cannot buffer without bound.
 - Limits: request head larger than ``max_header_bytes`` -> 431; body larger
-  than ``max_body`` (declared or counted) -> 413; malformed HTTP -> 400;
+  than ``max_body`` (or the route's own ``App.body_limits`` entry; declared
+  or counted) -> 413; malformed HTTP -> 400;
   body not complete ``request_timeout`` after its head -> 408; head not
   complete ``idle_timeout`` after the previous answer -> 408 if it had
   started, else the idle connection is closed silently; an answer the peer
@@ -247,6 +248,7 @@ class _Incoming:
         "failure",
         "headers",
         "keep_alive",
+        "limit",
         "method",
         "size",
         "target",
@@ -258,6 +260,7 @@ class _Incoming:
         self.headers = headers
         self.body: list[bytes] = []
         self.size = 0
+        self.limit = 0
         self.complete = False
         self.keep_alive = True
         self.expect_continue = False
@@ -431,9 +434,11 @@ class _Connection:
                 expect = value
         if size > self._limits.max_header_bytes:
             raise _Refused(*_HEAD_TOO_LARGE)
-        if declared is not None and declared > self._limits.max_body:
-            raise _Refused(413, self._too_large())
+        limit = self._body_limit(method, target)
+        if declared is not None and declared > limit:
+            raise _Refused(413, self._too_large(limit))
         incoming = _Incoming(method, target, headers)
+        incoming.limit = limit
         incoming.keep_alive = parser.should_keep_alive()
         incoming.expect_continue = expect is not None and expect.lower() == b"100-continue"
         self._current = incoming
@@ -443,8 +448,8 @@ class _Connection:
         incoming = self._current
         assert incoming is not None
         incoming.size += len(body)
-        if incoming.size > self._limits.max_body:
-            raise _Refused(413, self._too_large())
+        if incoming.size > incoming.limit:
+            raise _Refused(413, self._too_large(incoming.limit))
         incoming.body.append(body)
 
     def on_message_complete(self) -> None:
@@ -487,8 +492,18 @@ class _Connection:
         keep_alive = item.keep_alive and not (self._stopped and not queue)
         return self._build_request(item), keep_alive
 
-    def _too_large(self) -> str:
-        return f"Request body too large, max size: {self._limits.max_body} bytes"
+    def _too_large(self, limit: int) -> str:
+        return f"Request body too large, max size: {limit} bytes"
+
+    def _body_limit(self, method: bytes, target: bytes) -> int:
+        """The route's own limit (``App.body_limits``), else ``max_body``."""
+        overrides = getattr(self._app, "body_limits", None)
+        if overrides:
+            path = target.partition(b"?")[0].decode("latin-1")
+            found = overrides.get((method.decode("latin-1"), path))
+            if found is not None:
+                return int(found)
+        return self._limits.max_body
 
     def _build_request(self, item: _Incoming) -> Request:
         valid_utf8 = True

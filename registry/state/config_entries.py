@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..commands import ConfigEntryRequest
+from ..commands import ConfigEntryBatch, ConfigEntryRequest
 from ..errors import ErrorCode
 from ..records import ConfigEntry
 from ..results import OK, Result, failed
@@ -58,17 +58,31 @@ def apply_config_entry(store: StateStore, tx: WriteTx, cmd: ConfigEntryRequest) 
             if not table.by("kind", entry.kind):
                 tx.drop(f"config:{entry.kind}")
         return OK
-    table.put(
-        tx,
-        ConfigEntry(
-            entry.kind,
-            entry.name,
-            entry.body,
-            existing.create_index if existing else tx.index,
-            tx.index,
-        ),
-    )
+    _put(tx, table, entry, existing)
+    return OK
+
+
+def _put(
+    tx: WriteTx, table: Table[ConfigEntry], entry: ConfigEntry, existing: ConfigEntry | None
+) -> None:
+    created = existing.create_index if existing else tx.index
+    table.put(tx, ConfigEntry(entry.kind, entry.name, entry.body, created, tx.index))
     _touch(tx, entry.kind, entry.name)
+
+
+def apply_config_batch(store: StateStore, tx: WriteTx, cmd: ConfigEntryBatch) -> Result:
+    """Upsert every entry of the batch in this one transaction (meshd's
+    atomic multi-entry write). With ``cmd.index`` set, a config entry
+    written after that index fails the whole batch (CAS_CONFLICT): the API
+    validated the graph as of that index and re-validates."""
+    current = store.index_of("config-entries")
+    if cmd.index and current > cmd.index:
+        return failed(
+            ErrorCode.CAS_CONFLICT, f"config entries changed: index {current} > {cmd.index}"
+        )
+    table = store.config.entries
+    for entry in cmd.entries:
+        _put(tx, table, entry, table.get((entry.kind, entry.name)))
     return OK
 
 

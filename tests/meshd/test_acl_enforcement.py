@@ -243,6 +243,32 @@ ROWS: dict[tuple[str, str], Row] = {
     ("snapshot.restore", "PUT"): Row("/v1/snapshot", 'acl = "write"', "not an archive"),
     ("status.leader", "GET"): Row("/v1/status/leader", kind="public"),
     ("status.peers", "GET"): Row("/v1/status/peers", kind="public"),
+    # config entries: service rights on the entry's name for service kinds
+    ("config.apply", "PUT"): Row(
+        "/v1/config", svc("web", "write"), {"Kind": "service-defaults", "Name": "web"}
+    ),
+    ("config.list", "GET"): Row("/v1/config/service-defaults", svc("web"), kind="filtered"),
+    ("config.get", "GET"): Row("/v1/config/service-defaults/web", svc("web")),
+    ("config.delete", "DELETE"): Row("/v1/config/service-defaults/gone", svc("gone", "write")),
+    ("config.batch", "PUT"): Row(
+        "/v1/internal/config/batch",
+        svc("api", "write") + svc("db", "write"),
+        [{"Kind": "service-defaults", "Name": "api"}, {"Kind": "service-resolver", "Name": "db"}],
+    ),
+    ("catalog.gateway_services", "GET"): Row("/v1/catalog/gateway-services/igw", svc("igw")),
+    ("health.ingress", "GET"): Row("/v1/health/ingress/web", svc("igw") + node(), kind="filtered"),
+    ("operator.usage", "GET"): Row("/v1/operator/usage", 'operator = "read"'),
+    ("operator.keyring", "GET"): Row("/v1/operator/keyring", 'keyring = "read"'),
+    ("operator.keyring", "POST"): Row("/v1/operator/keyring", 'keyring = "write"', {"Key": "k"}),
+    ("operator.keyring", "PUT"): Row("/v1/operator/keyring", 'keyring = "write"', {"Key": "k"}),
+    ("operator.keyring", "DELETE"): Row("/v1/operator/keyring", 'keyring = "write"', {"Key": "k"}),
+    ("coordinate.update", "PUT"): Row(
+        "/v1/coordinate/update",
+        node(policy="write"),
+        {"Node": NODE, "Coord": {"Vec": [0.0] * 8, "Error": 1.5, "Adjustment": 0, "Height": 0}},
+    ),
+    ("agent.health.id", "GET"): Row("/v1/agent/health/service/id/web", svc("web")),
+    ("agent.health.name", "GET"): Row("/v1/agent/health/service/name/web", svc("web")),
     # the web UI's files: public, as in Consul (the pages' API calls carry the token)
     ("ui.index", "GET"): Row("/", kind="public"),
     ("ui.redirect", "GET"): Row("/ui", kind="public"),
@@ -408,6 +434,12 @@ async def seed(w: World, admin: APIClient | InprocClient) -> None:
     await ok("PUT", "/v1/agent/service/register", {"Name": "temp", "Port": 2})
     await ok("PUT", "/v1/agent/check/register", {"CheckID": "c-temp", "Name": "t", "TTL": "60s"})
     await ok("PUT", "/v1/kv/app/config", "x")
+    await ok("PUT", "/v1/config", {"Kind": "service-defaults", "Name": "web"})
+    await ok("PUT", "/v1/agent/service/register", {"Name": "igw", "Kind": "ingress-gateway"})
+    listener = {"Port": 8080, "Protocol": "tcp", "Services": [{"Name": "web"}]}
+    await ok(
+        "PUT", "/v1/config", {"Kind": "ingress-gateway", "Name": "igw", "Listeners": [listener]}
+    )
     await ok("PUT", "/v1/event/fire/deploy")
     w.ids["web_api"] = (
         await ok(

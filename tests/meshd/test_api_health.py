@@ -48,6 +48,7 @@ CHECK_KEYS = {
     "Type",
     "Interval",
     "Timeout",
+    "ExposedPort",
     "Definition",
     "CreateIndex",
     "ModifyIndex",

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from meshd.agent.snapshot_archive import ArchiveMeta, encode_archive
+from meshd.agent.snapshot_archive import ArchiveMeta, encode_archive, encode_legacy_archive
 from tests.meshd.cli_support import invoke, one_error_line, run_cli
 from tests.meshd.harness import APIClient, dev_agent
 
@@ -17,8 +18,11 @@ def addr(api: APIClient) -> list[str]:
     return ["-http-addr", f"{api.host}:{api.port}"]
 
 
-def test_inspect_prints_index_term_size_and_checksum(tmp_path: Path) -> None:
-    archive = encode_archive(ArchiveMeta(42, 7, "dc1", "n1", 1_700_000_000.0), b"state" * 100)
+@pytest.mark.parametrize(("encode", "version"), [(encode_archive, 2), (encode_legacy_archive, 1)])
+def test_inspect_prints_index_term_size_and_checksum(
+    tmp_path: Path, encode: Any, version: int
+) -> None:
+    archive = encode(ArchiveMeta(42, 7, "dc1", "n1", 1_700_000_000.0), b"state" * 100)
     path = tmp_path / "s.snap"
     path.write_bytes(archive)
     result = invoke(["snapshot", "inspect", str(path)])
@@ -34,10 +38,11 @@ def test_inspect_prints_index_term_size_and_checksum(tmp_path: Path) -> None:
     result = invoke(["snapshot", "inspect", "--format", "json", str(path)])
     info = json.loads(result.stdout)
     assert (info["Index"], info["Term"], info["StateSize"]) == (42, 7, 500)
+    assert info["Version"] == version
 
 
 def test_inspect_of_a_corrupt_or_missing_file_is_one_line(tmp_path: Path) -> None:
-    archive = bytearray(encode_archive(ArchiveMeta(3, 1), b"x" * 64))
+    archive = bytearray(encode_legacy_archive(ArchiveMeta(3, 1), b"x" * 64))
     archive[30] ^= 0xFF
     bad = tmp_path / "bad.snap"
     bad.write_bytes(bytes(archive))

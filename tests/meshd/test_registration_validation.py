@@ -66,7 +66,8 @@ BAD: list[tuple[str, Any, str]] = [
     (SERVICE, {"Name": "web", "Proxy": {"Config": {"x": 2**64}}}, "Proxy.Config.x"),
     (SERVICE, {"Name": "web", "Proxy": {"Config": {"\ud800": 1}}}, "Proxy.Config"),
     (SERVICE, {"Name": "web", "Checks": {"TTL": "1s"}}, "Checks"),
-    (SERVICE, {"Name": "web", "Check": {"TTL": 5}}, "Checks[0].TTL"),
+    # (an integer TTL is nanoseconds, which Consul accepts; a boolean is not)
+    (SERVICE, {"Name": "web", "Check": {"TTL": True}}, "Checks[0].TTL"),
     (SERVICE, {"Name": "web", "Port": 1, "Connect": sidecar(-1)}, "Proxy.Upstreams"),
     (SERVICE, {"Name": "web", "Port": 1, "Connect": sidecar(True)}, "Proxy.Upstreams"),
     (SERVICE, {"Name": "web", "Port": 1, "Connect": sidecar(1.5)}, "Proxy.Upstreams"),

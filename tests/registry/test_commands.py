@@ -15,6 +15,7 @@ from registry.commands import (
     ACLTokenSet,
     CAConfigSet,
     CARootsSet,
+    ConfigEntryBatch,
     ConfigEntryRequest,
     DeregisterRequest,
     IntentionUpsert,
@@ -56,6 +57,9 @@ SAMPLES = [
     ),
     ConfigEntryRequest(
         op="upsert", entry=ConfigEntry("service-router", "web", {"Routes": [{"Match": {}}]})
+    ),
+    ConfigEntryBatch(
+        entries=(ConfigEntry("service-defaults", "web", {"Protocol": "http"}),), index=7
     ),
     CARootsSet(roots=(CARoot("r", root_cert="x", signing_key="k", active=True),), cas=3),
     CAConfigSet(config=CAConfig(cluster_id="c", config={"LeafCertTTL": "72h"}), cas=None),
@@ -103,7 +107,7 @@ def test_round_trip(cmd: object) -> None:
 
 
 def test_every_command_type_has_a_unique_code() -> None:
-    assert len(COMMAND_TYPES) == len({c.__name__ for c in COMMAND_TYPES.values()}) == 24
+    assert len(COMMAND_TYPES) == len({c.__name__ for c in COMMAND_TYPES.values()}) == 25
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from registry import queries, shapes
-from registry.commands import ConfigEntryRequest
+from registry.commands import ConfigEntryBatch, ConfigEntryRequest
 from registry.errors import ErrorCode, ValidationError
+from registry.fsm import RegistryFSM
 from registry.records import ConfigEntry
 
 from .builders import Log
@@ -71,3 +72,51 @@ def test_validation(e: ConfigEntry, field: str) -> None:
     with pytest.raises(ValidationError) as err:
         ConfigEntryRequest(op="upsert", entry=e).validate()
     assert err.value.field == field
+
+
+def test_batch_stores_every_entry_at_one_index(log: Log) -> None:
+    batch = ConfigEntryBatch(
+        entries=(
+            entry("service-defaults", "web", Protocol="http"),
+            entry("service-router", "web", Routes=[]),
+        )
+    )
+    log.ok(batch)
+    _, every = queries.config_entry_list(log.store, None)
+    assert [(e.kind, e.name, e.create_index, e.modify_index) for e in every] == [
+        ("service-defaults", "web", 1, 1),
+        ("service-router", "web", 1, 1),
+    ]
+
+
+def test_batch_with_a_stale_index_stores_nothing(log: Log) -> None:
+    log.ok(ConfigEntryRequest(op="upsert", entry=entry("service-defaults", "db")))
+    log.ok(ConfigEntryBatch(entries=(entry("service-defaults", "web"),)))  # no guard
+    guarded = ConfigEntryBatch(entries=(entry("service-router", "web"),), index=1)
+    result = log.apply(guarded)
+    assert not result and result.error is ErrorCode.CAS_CONFLICT
+    assert queries.config_entry_get(log.store, None, "service-router", "web")[1] is None
+    log.ok(ConfigEntryBatch(entries=(entry("service-router", "web"),), index=2))
+    assert queries.config_entry_get(log.store, None, "service-router", "web")[1] is not None
+
+
+def test_batch_with_one_invalid_entry_stores_nothing(log: Log) -> None:
+    bad = ConfigEntryBatch(
+        entries=(entry("service-defaults", "web"), entry("proxy-defaults", "other"))
+    )
+    with pytest.raises(ValidationError) as err:
+        bad.validate()
+    assert err.value.field == "Entries[1].Name"
+    result = log.apply(bad)
+    assert not result and result.error is ErrorCode.INVALID
+    assert queries.config_entry_list(log.store, None)[1] == []
+    dup = ConfigEntryBatch(entries=(entry("service-defaults", "web"),) * 2)
+    assert not log.apply(dup)
+
+
+def test_batch_survives_snapshot_and_restore(log: Log) -> None:
+    log.ok(ConfigEntryBatch(entries=(entry("service-defaults", "web", Protocol="http"),)))
+    other = RegistryFSM()
+    other.restore(log.fsm.snapshot())
+    _, got = queries.config_entry_get(other.store, None, "service-defaults", "web")
+    assert got is not None and got.body == {"Protocol": "http"} and got.modify_index == 1

@@ -75,7 +75,7 @@ def test_decisions_are_deterministic_for_a_seed() -> None:
     [
         ("reviews", "reviews-shadow"),
         ("reviews:8080", "reviews-shadow:8080"),
-        ("[::1]:8080", "[::1]-shadow:8080"),
+        ("[::1]:18080", "[::1]-shadow:18080"),
     ],
 )
 def test_shadow_host_appends_suffix_before_port(host: str, shadow: str) -> None:
