@@ -14,7 +14,7 @@ import random
 import resource
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -33,6 +33,8 @@ TARGET_RSS_MB = 600.0
 TARGET_HEALTH_P50_MS = 5.0
 TARGET_SNAPSHOT_RESTORE_S = 10.0
 TARGET_WAKE_P99_MS = 100.0
+TARGET_SNAPSHOT_STALL_MS = 50.0
+STALL_RUNS = 3
 
 
 @dataclass
@@ -214,6 +216,58 @@ def _report_snapshot(fsm: RegistryFSM) -> None:
     _row("peak RSS at end", f"{_rss_mb():.0f} MB", "(two full stores alive)")
 
 
+async def _longest_loop_gap(snapshot: Callable[[], Awaitable[bytes]]) -> tuple[float, int]:
+    """Run ``snapshot`` on the trio thread while a task wakes every 1 ms:
+    the longest gap between two of its wake-ups (s), and how many it got
+    (a stand-in for the Raft heartbeats the loop must keep sending)."""
+    gaps: list[float] = []
+    done = trio.Event()
+
+    async def beat() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await trio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(beat)
+        await trio.sleep(0.05)
+        gaps.clear()
+        await snapshot()
+        done.set()
+    return max(gaps, default=0.0), len(gaps)
+
+
+def _report_snapshot_stall(fsm: RegistryFSM) -> None:
+    """Longest event-loop stall while snapshotting: the old path (serialize
+    at once on the loop) against the driver's (freeze, then serialize one
+    bounded step per scheduler round); pass = longest gap <= the target,
+    over STALL_RUNS runs."""
+
+    async def on_loop() -> bytes:
+        return fsm.snapshot()
+
+    async def frozen_view() -> bytes:  # what raft.node does
+        view = fsm.snapshot_view()
+        for _ in view.steps():
+            await trio.lowlevel.checkpoint()
+        return view.result()
+
+    n = len(fsm.store.catalog.services)
+    for label, path in (("on the loop (before)", on_loop), ("frozen view, in steps", frozen_view)):
+        runs = [trio.run(_longest_loop_gap, path) for _ in range(STALL_RUNS)]
+        worst = max(gap for gap, _ in runs) * 1000
+        passed = sum(1 for gap, _ in runs if gap * 1000 <= TARGET_SNAPSHOT_STALL_MS)
+        _row(
+            f"loop stall in snapshot, {label}",
+            f"max {worst:.0f} ms",
+            f"target <= {TARGET_SNAPSHOT_STALL_MS:.0f} ms at {n:,} instances:"
+            f" {passed}/{STALL_RUNS} runs pass ({min(b for _, b in runs)}+ beats/run)",
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its figures; returns the exit status (always 0)."""
     parser = argparse.ArgumentParser(prog="python -m bench.registry_bench")
@@ -225,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _report_queries(fsm, sizes)
     _report_wake(fsm, sizes, index)
     _report_snapshot(fsm)
+    _report_snapshot_stall(fsm)
     sys.stdout.flush()
     return 0
 

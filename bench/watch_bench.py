@@ -59,6 +59,7 @@ class Fanout:
     missed: int = 0  # no answer within the round's timeout, failed or answered early
     write_s: list[float] = field(default_factory=list)
     note: str = ""
+    elections: int | None = None  # Raft term changes during the row (meshd)
 
     def pct(self, q: float) -> float | None:
         if not self.latencies:
@@ -79,6 +80,7 @@ class Plan:
     rounds_large: int  # for 10,000 watchers
     stale_rows: bool
     timeout: float
+    stability_runs: int = 1  # rows of 10,000 watchers repeated for the stability count
 
 
 FULL = Plan((1000, 10000), (1000,), rounds=5, rounds_large=3, stale_rows=True, timeout=30)
@@ -234,6 +236,7 @@ def meshd_fanout(
     out = Fanout(f"meshd, {n:,} watchers" + (" (?stale)" if stale else ""), n)
     out.note = path.split("/")[2]
     leader_before = cluster.leader()
+    term_before = _term(cluster, leader_before)
     scenario = MeshdScenario(cluster, path, stale, base=1000 * (n + int(stale)))
     client = WatcherClient(binary, "http", n, [f"{ip}:8500" for ip in scenario.servers])
     try:
@@ -244,11 +247,23 @@ def meshd_fanout(
         client.close()
         scenario.trigger.close()
     try:
-        if cluster.leader(timeout=30) != leader_before:
+        leader_after = cluster.leader(timeout=30)
+        out.elections = _term(cluster, leader_after) - term_before
+        if leader_after != leader_before:
             out.note += "; leader changed"
+        elif out.elections:
+            out.note += f"; {out.elections} election(s)"
     except TimeoutError:
         out.note += "; no leader after the row"
     return out
+
+
+def _term(cluster: LocalAgentCluster, name: str) -> int:
+    """The Raft term ``name`` reports: any election in between raises it."""
+    status, body, _ = cluster.get(name, "/v1/agent/self", timeout=30)
+    if status != 200:
+        raise RuntimeError(f"/v1/agent/self answered {status}")
+    return int(body["Stats"]["raft"]["term"])
 
 
 def measure_meshd(root: Path, binary: Path, plan: Plan, subnet: str) -> list[Fanout]:
@@ -264,8 +279,10 @@ def measure_meshd(root: Path, binary: Path, plan: Plan, subnet: str) -> list[Fan
             variants += [(n, True) for n in plan.meshd_counts]
         for n, stale in variants:
             rounds = plan.rounds_large if n >= 5000 else plan.rounds
-            results.append(meshd_fanout(cluster, binary, n, rounds, stale, plan.timeout, path))
-            wait_ready(cluster)
+            for _ in range(plan.stability_runs if n >= 5000 else 1):
+                row = meshd_fanout(cluster, binary, n, rounds, stale, plan.timeout, path)
+                results.append(row)
+                wait_ready(cluster)
     return results
 
 
@@ -412,6 +429,27 @@ def report(rows: list[Fanout], plan: Plan) -> None:
     )
 
 
+def report_stability(rows: list[Fanout]) -> None:
+    """Leader stability: per meshd row kind, how many runs saw no election."""
+    kinds: dict[str, list[Fanout]] = {}
+    for f in rows:
+        if f.label.startswith("meshd"):
+            kinds.setdefault(f.label, []).append(f)
+    table = []
+    for label, runs in kinds.items():
+        passed = sum(1 for f in runs if f.elections == 0)
+        elections = sum(f.elections or 0 for f in runs)
+        missed = sum(f.missed for f in runs)
+        counts = [len(runs), passed, len(runs) - passed, elections, missed]
+        table.append([label, *map(str, counts), verdict(passed == len(runs))])
+    print_table(
+        "Leader stability under watch load (pass = a run with 0 leader changes;"
+        " the target is 10 consecutive passing runs per row) " + machine(),
+        ["watchers", "runs", "pass", "fail", "elections", "missed answers", ""],
+        table,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="CI smoke run: 200 watchers, 1 round")
@@ -420,12 +458,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--verbose", action="store_true", help="print every round")
     p.add_argument("--only", choices=("generator", "etcd", "meshd"), action="append")
     p.add_argument("--meshd-counts", type=lambda s: tuple(int(x) for x in s.split(",")))
+    p.add_argument(
+        "--stability-runs",
+        type=int,
+        help="repeat each row of >= 5,000 watchers this many times (leader stability count)",
+    )
     args = p.parse_args(argv)
     global VERBOSE
     VERBOSE = args.verbose
     plan = QUICK if args.quick else FULL
     if args.meshd_counts:
         plan = dataclasses.replace(plan, meshd_counts=args.meshd_counts)
+    if args.stability_runs:
+        plan = dataclasses.replace(plan, stability_runs=args.stability_runs)
     ensure_commands(BASELINE_TOOLS)
     biggest = max(*plan.meshd_counts, *plan.etcd_counts)
     limit = raise_nofile(biggest + 4096)  # before any child starts: they inherit it
@@ -455,6 +500,7 @@ def main(argv: list[str] | None = None) -> None:
                 failures.append(f"{name}: {exc!r}")
                 traceback.print_exc()
     report(rows, plan)
+    report_stability(rows)
     if failures:
         raise RuntimeError("watch_bench could not measure " + "; ".join(failures))
 

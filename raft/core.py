@@ -150,6 +150,7 @@ class RaftCore(Membership):
         self.leader: str | None = None
         self.now = 0  # ticks since start, only for relative ages
         self.election_elapsed = 0
+        self._leader_contact = False  # heard from the leader since the last tick()
         self.heartbeat_elapsed = 0
         self.randomized_timeout = self._new_timeout()
         self.votes: dict[str, bool] = {}
@@ -240,33 +241,53 @@ class RaftCore(Membership):
 
     # ------------------------------------------------------------------- tick
 
-    def tick(self) -> None:
-        """Advance logical time by one tick."""
-        self.now += 1
-        if self.role == Role.LEADER:
-            self._tick_leader()
-        else:
-            self.election_elapsed += 1
-            if self.election_elapsed >= self.randomized_timeout and self._promotable():
-                self.election_elapsed = 0
-                self._campaign(transfer=False)
+    def tick(self, count: int = 1) -> None:
+        """Advance logical time by ``count`` ticks at once (a driver whose
+        loop stalled applies the stall's ticks in one batch, after stepping
+        the messages that arrived during it).
+
+        ``now`` always advances by every tick, so leases never outlive real
+        time. What a batch changes is when events inside it are deemed to
+        have happened: the messages stepped just before it arrived somewhere
+        during it, so a leader's check-quorum is evaluated once per batch
+        (a second boundary inside the batch would find an empty window
+        although the followers answered), and a follower that heard from its
+        leader counts the contact at the batch's end (it refuses votes a
+        little longer, which only lengthens the leader's lease margin)."""
+        contact, self._leader_contact = self._leader_contact, False
+        checked = False
+        for _ in range(count):
+            self.now += 1
+            if self.role == Role.LEADER:
+                checked = self._tick_leader(checked)
+            elif contact and count > 1 and self.role == Role.FOLLOWER:
+                continue
+            else:
+                self.election_elapsed += 1
+                if self.election_elapsed >= self.randomized_timeout and self._promotable():
+                    self.election_elapsed = 0
+                    self._campaign(transfer=False)
+        if self.role == Role.LEADER and self.heartbeat_elapsed >= self.cfg.heartbeat_ticks:
+            self.heartbeat_elapsed = 0
+            self._bcast_heartbeat()
 
     def _promotable(self) -> bool:
         return self._is_voter() and self.pending_snapshot is None
 
-    def _tick_leader(self) -> None:
+    def _tick_leader(self, checked: bool) -> bool:
+        """One leader tick; returns whether check-quorum ran in this batch."""
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
         if self.election_elapsed >= self.cfg.election_ticks:
             self.election_elapsed = 0
-            if self.cfg.check_quorum and not self._quorum_active():
-                self.become_follower(self.term, None)
-                return
+            if self.cfg.check_quorum and not checked:
+                checked = True
+                if not self._quorum_active():
+                    self.become_follower(self.term, None)
+                    return checked
             if self.transferee is not None:
                 self.transferee = None  # transfer timed out (§3.10)
-        if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks:
-            self.heartbeat_elapsed = 0
-            self._bcast_heartbeat()
+        return checked
 
     def _quorum_active(self) -> bool:
         voters = self._voters()
@@ -431,6 +452,7 @@ class RaftCore(Membership):
     def _step_follower(self, m: Message) -> None:
         if m.type in (MT.APP, MT.HEARTBEAT, MT.SNAP):
             self.election_elapsed = 0
+            self._leader_contact = True
             self.leader = m.src
         if m.type == MT.APP:
             self._handle_append(m)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 
@@ -24,4 +25,26 @@ class StateMachine(Protocol):
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state with a snapshot's."""
+        ...
+
+
+class SnapshotView(Protocol):
+    """A state frozen at one moment, serialized in bounded steps."""
+
+    def steps(self) -> Iterator[None]:
+        """Serialize, yielding between steps of a few milliseconds each."""
+        ...
+
+    def result(self) -> bytes:
+        """The snapshot bytes, once ``steps()`` is exhausted."""
+        ...
+
+
+class SnapshotViewMachine(StateMachine, Protocol):
+    """A state machine that can freeze its state cheaply: the driver takes
+    the view between applies and serializes it one step per scheduler round,
+    so a large snapshot never stalls the event loop (nor its heartbeats)."""
+
+    def snapshot_view(self) -> SnapshotView:
+        """Freeze the state; serialized, it gives what ``snapshot`` would have."""
         ...

@@ -13,7 +13,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import trio
 
@@ -26,7 +26,7 @@ from .errors import (
     RaftError,
     StorageUnavailableError,
 )
-from .fsm import StateMachine
+from .fsm import SnapshotView, SnapshotViewMachine, StateMachine
 from .storage import MemoryStorage, Storage
 from .types import (
     Configuration,
@@ -38,6 +38,7 @@ from .types import (
     Ready,
     Role,
     Snapshot,
+    SnapshotMeta,
     SoftState,
     Suffrage,
 )
@@ -45,6 +46,8 @@ from .writes import DurableWrites, _Future, _Write
 
 log = logging.getLogger("raft.node")
 MAX_INBOX = 65536
+# Scheduler rounds the loop gives the transport readers after a stall.
+_DRAIN_ROUNDS = 4
 
 
 class TransportLike(Protocol):
@@ -473,6 +476,8 @@ class RaftNode(DurableWrites):
         core = self.core
         while True:
             await self._wake.wait()
+            if self._ticks > 1:
+                await self._drain_readable()
             self._wake = trio.Event()
             self._feed(core)
             while core.has_ready():
@@ -496,6 +501,23 @@ class RaftNode(DurableWrites):
             self._sync_peers()
             self._maybe_snapshot(core)
 
+    async def _drain_readable(self) -> None:
+        """The loop stalled (several ticks are due at once): let the
+        transport's readers take what arrived on their sockets meanwhile, so
+        the peers' messages count before the stall's ticks are applied.
+        A few scheduler rounds: one for the I/O poll to see the sockets
+        readable, then rounds while the readers keep delivering."""
+        # Bounded in rounds and in time: under a load that makes each round
+        # long, heartbeats going out soon matter more than a complete count.
+        limit = trio.current_time() + self.config.tick_interval
+        for round_ in range(_DRAIN_ROUNDS):
+            before = len(self._inbox)
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            if round_ == 0:
+                continue  # the readers woken by the poll run in the round after
+            if len(self._inbox) == before or trio.current_time() >= limit:
+                return
+
     def _feed(self, core: RaftCore) -> None:
         # Messages first: after a stall (a burst of HTTP work on this thread)
         # the heartbeats and acknowledgements that arrived during it must
@@ -510,9 +532,10 @@ class RaftNode(DurableWrites):
                 self._last_contact = trio.current_time()
         ticks, self._ticks = self._ticks, 0
         # Beyond two election timeouts more ticks change nothing (every lease
-        # and timer has expired), so a long stall does not burst messages.
-        for _ in range(min(ticks, 2 * self.config.election_ticks)):
-            core.tick()
+        # and timer has expired). One batch: the core evaluates check-quorum
+        # once over it and sends one heartbeat, not one per swallowed tick.
+        if ticks:
+            core.tick(min(ticks, 2 * self.config.election_ticks))
         events, self._events = self._events, []
         for kind, arg in events:
             if kind == "snapshot":
@@ -767,19 +790,33 @@ class RaftNode(DurableWrites):
             return
         if self._storage.down or not self._snapshot_backoff.due(trio.current_time()):
             return  # retried later, not on every pass: a full disk stays full a while
-        index = self._applied
-        snapshot = Snapshot(core.snapshot_meta_at(index), self.fsm.snapshot())
+        meta = core.snapshot_meta_at(self._applied)
+        view: SnapshotView | None = None
+        data = b""
+        if getattr(self.fsm, "snapshot_view", None) is not None:
+            # Only the freeze runs now; serializing runs in steps, below.
+            view = cast(SnapshotViewMachine, self.fsm).snapshot_view()
+        else:
+            data = self.fsm.snapshot()
         self._snapshotting = True
-        self._nursery.start_soon(self._write_snapshot, snapshot)
+        self._nursery.start_soon(self._write_snapshot, meta, view, data)
 
-    async def _write_snapshot(self, snapshot: Snapshot) -> None:
-        index = snapshot.meta.index
+    async def _write_snapshot(
+        self, meta: SnapshotMeta, view: SnapshotView | None, data: bytes
+    ) -> None:
+        index = meta.index
+        if view is not None:
+            for _ in view.steps():
+                await trio.lowlevel.checkpoint()  # one step per scheduler round
+            data = view.result()
+        snapshot = Snapshot(meta, data)
+        compact_upto = index - self.config.trailing_logs
+
+        def write() -> None:
+            self.storage.save_snapshot(snapshot, compact_upto=compact_upto)
+
         try:
-            await trio.to_thread.run_sync(
-                lambda: self.storage.save_snapshot(
-                    snapshot, compact_upto=index - self.config.trailing_logs
-                )
-            )
+            await trio.to_thread.run_sync(write)
         except RaftError as exc:
             delay = self._snapshot_backoff.failed(trio.current_time())
             log.error(
@@ -796,7 +833,7 @@ class RaftNode(DurableWrites):
                 "event=raft_snapshot id=%s index=%d bytes=%d",
                 self.config.id,
                 index,
-                len(snapshot.data),
+                len(data),
             )
             self._events.append(("snapshot_written", index))
         self._wake.set()

@@ -38,6 +38,7 @@ from typing import Any
 
 import trio
 
+from .accept import AcceptFailures, serve_listeners
 from .codec import CodecError, message_from_obj, message_to_obj, pack, unpack
 from .errors import PeerRejectedError, TransportError
 from .tls import peer_dns_names
@@ -353,6 +354,8 @@ class Transport:
         self._unknown_logged: set[str] = set()
         self._handlers: dict[str, Handler] = {}
         self._nursery: trio.Nursery | None = None
+        # Failed accepts (EMFILE & co.): backed off, logged once per 10 s.
+        self.accept_failures = AcceptFailures(log)
         self._incoming_send, self.incoming = trio.open_memory_channel[Message](queue_size)
         self.on_snapshot_done: Callable[[str, bool], None] | None = None
         # When set, received messages go to this callback instead of ``incoming``.
@@ -390,7 +393,9 @@ class Transport:
                 self._nursery = nursery
                 for peer in self._peers.values():
                     self._start_peer(peer)
-                await nursery.start(trio.serve_listeners, self._handle_conn, listeners)
+                await nursery.start(
+                    serve_listeners, self._handle_conn, listeners, self.accept_failures
+                )
                 log.info(_kv("listening", id=self.local_id, addr=f"{bound_host}:{bound_port}"))
                 task_status.started((str(bound_host), int(bound_port)))
         finally:

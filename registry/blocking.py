@@ -78,6 +78,7 @@ class _Timers:
         self.live = 0
         self.scope = trio.CancelScope()
         self.queue: deque[_Waker] = deque()
+        self.started = 0  # blocking queries started without queueing since the last batch
 
     def enqueue(self, waker: _Waker) -> None:
         """A fired waiter: the system task reschedules it (in batches)."""
@@ -109,6 +110,7 @@ class _Timers:
             while self.heap and self.heap[0][0] <= now:
                 heapq.heappop(self.heap)[2]()
             queue = self.queue
+            self.started = 0
             for _ in range(min(len(queue), WAKE_BATCH)):
                 waker = queue.popleft()
                 if not waker.aborted:
@@ -128,6 +130,23 @@ def _timers() -> _Timers:
         _TIMERS.set(timers)
         trio.lowlevel.spawn_system_task(timers.run, name="registry.blocking.timers")
         return timers
+
+
+async def _admit() -> None:
+    """Bound the blocking queries starting in one scheduler round: thousands
+    of clients re-asking at once (right after a write answered them) would
+    otherwise all run their first read in the same round and hold the loop,
+    and the Raft driver sharing it, for as long. Past ``WAKE_BATCH`` starts
+    a query queues behind the wakes, which the system task lets through
+    ``WAKE_BATCH`` per round, in order."""
+    timers = _timers()
+    if not timers.queue and timers.started < WAKE_BATCH:
+        timers.started += 1
+        return
+    waker = _Waker(trio.lowlevel.current_task(), timers)
+    waker.done = True  # no watch or timer refers to it: only the queue does
+    timers.enqueue(waker)
+    await trio.lowlevel.wait_task_rescheduled(waker.abort)
 
 
 async def _park_until_fired(ws: WatchSet, deadline: float) -> None:
@@ -166,6 +185,8 @@ async def wait_for_change(
     propagates); the watch callbacks are unregistered either way. Exceptions
     from ``store_query`` propagate.
     """
+    if min_index > 0:
+        await _admit()
     ws = WatchSet()
     index, result = store_query(ws)
     if min_index <= 0 or index != min_index:

@@ -49,6 +49,7 @@ from .commands import (
 from .errors import ErrorCode, ValidationError
 from .results import Result, failed
 from .state import acl, ca, catalog, config_entries, intentions, kv, liveness, sessions, txn
+from .state.frozen import FrozenSnapshot
 from .state.store import StateStore, WriteTx
 
 Handler = Callable[[StateStore, WriteTx, Any], Result]
@@ -136,6 +137,12 @@ class RegistryFSM:
     def snapshot(self) -> bytes:
         """Every table, deterministically encoded (equal states give equal bytes)."""
         return self.store.snapshot()
+
+    def snapshot_view(self) -> FrozenSnapshot:
+        """Freeze the state cheaply now; the result serializes it to the same
+        bytes as ``snapshot``, in bounded steps (raft.node runs one step per
+        scheduler round, so a large snapshot does not stall the loop)."""
+        return self.store.snapshot_view()
 
     def restore(self, data: bytes) -> None:
         """Replace the state with a snapshot's and wake every blocked reader.

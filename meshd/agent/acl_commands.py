@@ -54,16 +54,37 @@ def config_entry_write(authz: ACLAuthorizer, kind: str, name: str) -> None:
     authz.require(permission, "" if permission is P.MESH_WRITE else name)
 
 
-def _register(authz: ACLAuthorizer, cmd: RegisterRequest) -> None:
+def _existing_service(store: StateStore | None, node: str, service_id: str) -> str | None:
+    """The name of the service registered as ``service_id`` on ``node``."""
+    if store is None or not service_id:
+        return None
+    _, found = q.catalog_node(store, None, node)
+    for svc in found.services if found is not None else ():
+        if svc.id == service_id:
+            return svc.service
+    return None
+
+
+def _register(authz: ACLAuthorizer, cmd: RegisterRequest, store: StateStore | None) -> None:
+    """Consul's vetRegisterWithACL: writing a service ID that exists on the
+    node replaces that service, so it needs service:write on the existing
+    name too; a check on another registered service needs write on that
+    service (issue 13 item 4, through the catalog)."""
     if not cmd.skip_node_update:
         authz.require(P.NODE_WRITE, cmd.node)
     if cmd.service is not None:
         authz.require(P.SERVICE_WRITE, cmd.service.service)
+        other = _existing_service(store, cmd.node, cmd.service.id)
+        if other is not None and other != cmd.service.service:
+            authz.require(P.SERVICE_WRITE, other)
     for check in cmd.checks:
         if check.service_name:
             authz.require(P.SERVICE_WRITE, check.service_name)
-        else:
+        elif not check.service_id:
             authz.require(P.NODE_WRITE, cmd.node)
+        if check.service_id and (cmd.service is None or check.service_id != cmd.service.id):
+            other = _existing_service(store, cmd.node, check.service_id)
+            authz.require(P.SERVICE_WRITE, other or check.service_name or check.service_id)
 
 
 def kv_txn_permission(verb: str) -> Permission:
@@ -76,7 +97,7 @@ def kv_txn_permission(verb: str) -> Permission:
     return P.KEY_READ if verb in _KV_READ else P.KEY_WRITE
 
 
-def _txn_op(authz: ACLAuthorizer, op: TxnOp) -> None:
+def _txn_op(authz: ACLAuthorizer, op: TxnOp, store: StateStore | None) -> None:
     if op.kv is not None:
         authz.require(kv_txn_permission(op.kv.verb), op.kv.key)
     if op.node is not None:
@@ -85,6 +106,9 @@ def _txn_op(authz: ACLAuthorizer, op: TxnOp) -> None:
     if op.service is not None:
         perm = P.SERVICE_READ if op.service.verb == "get" else P.SERVICE_WRITE
         authz.require(perm, op.service.service.service)
+        other = _existing_service(store, op.service.node, op.service.service.id)
+        if other is not None and other != op.service.service.service:
+            authz.require(perm, other)  # a set or delete replaces that service
     if op.check is not None:
         read = op.check.verb == "get"
         if op.check.check.service_name:
@@ -99,7 +123,7 @@ def authorize_command(authz: ACLAuthorizer, cmd: Command, store: StateStore) -> 
     ``store`` resolves what a command names only by ID (a session's node,
     an intention's destination)."""
     if isinstance(cmd, RegisterRequest):
-        _register(authz, cmd)
+        _register(authz, cmd, store)
     elif isinstance(cmd, DeregisterRequest):
         authz.require(P.NODE_WRITE, cmd.node)
     elif isinstance(cmd, KVRequest):
@@ -109,7 +133,7 @@ def authorize_command(authz: ACLAuthorizer, cmd: Command, store: StateStore) -> 
         authz.require(P.SESSION_WRITE, cmd.node)
     elif isinstance(cmd, TxnRequest):
         for op in cmd.ops:
-            _txn_op(authz, op)
+            _txn_op(authz, op, store)
     elif isinstance(cmd, SessionDestroy):
         _, found = q.session_info(store, None, cmd.id)
         authz.require(P.SESSION_WRITE, found.node if found is not None else "")

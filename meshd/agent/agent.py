@@ -34,7 +34,7 @@ from raft.tls import (
 from raft.transport import source_address
 from raft.types import Configuration
 from raft.types import Server as RaftServer
-from registry.commands import DeregisterRequest
+from registry.commands import Command, DeregisterRequest
 
 from ..agent_tls import create_ca, create_cert
 from ..api import acl_context
@@ -51,6 +51,7 @@ from ..http.errors import BadRequest, HTTPError, PayloadTooLarge
 from ..rpc import RPCClient, RPCError, RPCUnavailable
 from ..version import meshd_version
 from . import join
+from .acl_commands import authorize_command
 from .acl_resolver import ACLResolver, TokenScopedReader
 from .acl_server import ACLServer
 from .alias_source import CatalogAliasSource
@@ -237,6 +238,15 @@ class Agent:
             rpc_frame_timeout=cfg.limits.rpc_frame_timeout,
         )
 
+    async def _authorize_local_write(self, cmd: Command, token: str) -> None:
+        """A server agent's anti-entropy write with a registration's own
+        token: the rule ``Registry.Apply`` enforces for client agents
+        (raises ``PermissionDenied``). Its own (agent token) writes are the
+        server's and pass, as they pass its HTTP edge."""
+        if self.server is None or not self.acl.enabled:
+            return
+        authorize_command(await self.acl.resolve(token), cmd, self.server.store)
+
     def rpc_token(self) -> str:
         """The token an RPC to a server acts with: the request's being
         handled, else this agent's (anti-entropy, heartbeats), as Consul."""
@@ -342,6 +352,7 @@ class Agent:
                 rng=self.rng,
                 cluster_size=self._cluster_size,
                 metrics=self.metrics,
+                authorize=self._authorize_local_write if self.server is not None else None,
             )
             nursery.start_soon(self._join_loop, rpc)
             nursery.start_soon(self.leaf_cache.run)

@@ -296,11 +296,15 @@ class ServerOps:
             except RaftError as exc:
                 raise NoLeaderError(f"No cluster leader ({exc})") from None
         index = node.applied_index
-        state = self.srv.fsm.snapshot()
+        # Freeze the state at ``index`` now; serialize it in bounded steps.
+        view = self.srv.fsm.snapshot_view()
         settings = self.srv.settings
         meta = ArchiveMeta(
             index, self._term_at(index), settings.datacenter, settings.node_name, time.time()
         )
+        for _ in view.steps():
+            await trio.lowlevel.checkpoint()
+        state = view.result()
         archive = await trio.to_thread.run_sync(encode_archive, meta, state)
         log.info("event=snapshot_saved index=%d bytes=%d", index, len(archive))
         return archive, index

@@ -12,7 +12,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -97,8 +97,12 @@ class AntiEntropy:
         rng: random.Random | None = None,
         cluster_size: Callable[[], int] = lambda: 1,
         metrics: Recorder | None = None,
+        authorize: Callable[[Command, str], Awaitable[None]] | None = None,
     ) -> None:
         self.local = local
+        # On a server agent, writes go to its own Raft, not through the RPC
+        # rules: ``authorize(cmd, token)`` applies them to an item's own token.
+        self.authorize = authorize
         self.backend = backend
         self.node = node
         self.interval = interval
@@ -301,6 +305,8 @@ class AntiEntropy:
         """Write ``cmd`` acting with ``token`` (a service's registration
         token), else the agent's token (see ``ClientBackend``)."""
         acl_context.secret.set(token or None)
+        if token and self.authorize is not None:
+            await self.authorize(cmd, token)
         result = await self.backend.write(cmd)
         if not result.ok:
             raise WriteRefused(f"catalog write refused: {result.error}: {result.message}")

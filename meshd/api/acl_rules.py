@@ -294,18 +294,41 @@ async def _agent_check_by_id(agent: Agent, req: Request, authz: ACLAuthorizer) -
     _check_target(authz, agent, defn.check.service_name if defn is not None else "")
 
 
+async def _catalog_service_name(agent: Agent, node: str, service_id: str) -> str:
+    """The name of the service registered as ``service_id`` on ``node`` in
+    the catalog ("" if none)."""
+    if not node or not service_id:
+        return ""
+    found = await agent.read("catalog.node", {"name": node}, ReadOptions())
+    services = found.value.get("Services") if isinstance(found.value, Mapping) else None
+    existing = services.get(service_id) if isinstance(services, Mapping) else None
+    return _field(existing, "Service")
+
+
 async def _catalog_register(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+    """Consul's vetRegisterWithACL: node:write, service:write on the service,
+    and on the service an existing ID belongs to (re-registering an ID
+    replaces that service: issue 13 item 4), and on the service of a check."""
     body = _body(req)
-    authz.require(P.NODE_WRITE, _field(body, "Node"))
+    node = _field(body, "Node")
+    authz.require(P.NODE_WRITE, node)
     service = body.get("Service") if isinstance(body, Mapping) else None
+    service_id = ""
     if isinstance(service, Mapping):
         authz.require(P.SERVICE_WRITE, _field(service, "Service"))
+        service_id = _field(service, "ID") or _field(service, "Service")
+        if existing := await _catalog_service_name(agent, node, service_id):
+            authz.require(P.SERVICE_WRITE, existing)
     checks: list[Any] = []
     if isinstance(body, Mapping):
         checks = [body.get("Check"), *(body.get("Checks") or [])]
     for check in checks:
         if isinstance(check, Mapping) and _field(check, "ServiceName"):
             authz.require(P.SERVICE_WRITE, _field(check, "ServiceName"))
+        sid = _field(check, "ServiceID")
+        if sid and sid != service_id:
+            existing = await _catalog_service_name(agent, node, sid)
+            authz.require(P.SERVICE_WRITE, existing or sid)
 
 
 async def _catalog_deregister(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
@@ -359,6 +382,10 @@ async def _txn(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
             read_only = _field(sub, "Verb") == "get"
             target = sub.get(key) if isinstance(sub.get(key), Mapping) else sub
             name = _field(target, "Node", "Service", "Name")
+            if kind == "Service" and not read_only:  # a set or delete replaces that ID
+                sid = _field(target, "ID") or name
+                if existing := await _catalog_service_name(agent, _field(sub, "Node"), sid):
+                    authz.require(P.SERVICE_WRITE, existing)
             if kind == "Check" and _field(target, "ServiceName"):
                 perm_read, perm_write, name = (
                     P.SERVICE_READ,

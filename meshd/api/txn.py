@@ -39,6 +39,19 @@ from registry.errors import ErrorCode
 from registry.records import HealthCheck, Node, ServiceInstance, Weights
 
 from ..agent.definitions import tagged_addresses
+from ..agent.field_rules import (
+    ADDRESS_MAX,
+    CHECK_RULES,
+    COUNT_MAX,
+    NAME_MAX,
+    SERVICE_RULES,
+    Rule,
+    check_fields,
+    integer,
+    string,
+    string_map,
+)
+from ..agent.json_bounds import check_json_value
 from ..agent.wire import ReadOptions
 from ..http import (
     BadRequest,
@@ -127,6 +140,34 @@ CHECK_FIELDS = JSONFields(
         "ModifyIndex",
     )
 )
+
+
+# The same field rules as agent and catalog registration (issue 13, item 7):
+# a txn op is one more way to write a service, node or check into the catalog.
+TXN_SERVICE_RULES: dict[str, Rule] = {
+    **{k: v for k, v in SERVICE_RULES.items() if k != "Name"},
+    "Service": SERVICE_RULES["Name"],
+    "Datacenter": string(NAME_MAX),
+}
+_WEIGHT_RULES: dict[str, Rule] = {
+    "Passing": integer(1, COUNT_MAX),
+    "Warning": integer(0, COUNT_MAX),
+}
+TXN_NODE_RULES: dict[str, Rule] = {
+    "ID": string(64),
+    "Node": string(NAME_MAX),
+    "Address": string(ADDRESS_MAX),
+    "Datacenter": string(NAME_MAX),
+    "Meta": string_map(128, 512),
+    "TaggedAddresses": string_map(64, ADDRESS_MAX),
+}
+
+
+def _check_rules(obj: _Obj, rules: dict[str, Rule]) -> None:
+    """Bounds and field rules of a decoded op object (keys already in
+    Consul's spelling), errors naming ``Ops[i].Kind.Object.Field`` (400)."""
+    check_json_value(obj.data, obj.path)
+    check_fields(obj.data, rules, f"{obj.path}.")
 
 
 def _parse_error(message: str, field: str | None = None) -> BadRequest:
@@ -230,6 +271,7 @@ def node_op(raw: Any, path: str, datacenter: str) -> TxnNodeOp:
     """A ``{"Node": {...}}`` op; the datacenter defaults to the agent's."""
     op = _Obj(raw, NODE_OP_FIELDS, path)
     node = op.child("Node", NODE_FIELDS)
+    _check_rules(node, TXN_NODE_RULES)
     return TxnNodeOp(
         verb=op.text("Verb"),
         node=Node(
@@ -249,6 +291,7 @@ def _weights(svc: _Obj) -> Weights:
     if raw is None:
         return Weights()
     weights = _Obj(raw, JSONFields(("Passing", "Warning")), f"{svc.path}.Weights")
+    check_fields(weights.data, _WEIGHT_RULES, f"{svc.path}.Weights.")
     return Weights(
         passing=weights.uint("Passing") if "Passing" in weights.data else 1,
         warning=weights.uint("Warning") if "Warning" in weights.data else 1,
@@ -259,6 +302,7 @@ def service_op(raw: Any, path: str) -> TxnServiceOp:
     """A ``{"Service": {...}}`` op; the service ID defaults to its name."""
     op = _Obj(raw, SERVICE_OP_FIELDS, path)
     svc = op.child("Service", SERVICE_FIELDS)
+    _check_rules(svc, TXN_SERVICE_RULES)
     port = svc.uint("Port")
     name = svc.text("Service")
     node = op.text("Node")
@@ -277,7 +321,7 @@ def service_op(raw: Any, path: str) -> TxnServiceOp:
                 svc.data.get("TaggedAddresses"), f"{path}.TaggedAddresses"
             ),
             weights=_weights(svc),
-            enable_tag_override=bool(svc.data.get("EnableTagOverride", False)),
+            enable_tag_override=svc.data.get("EnableTagOverride") is True,
             modify_index=svc.uint("ModifyIndex"),
         ),
     )
@@ -288,6 +332,7 @@ def check_op(raw: Any, path: str) -> TxnCheckOp:
     op = _Obj(raw, CHECK_OP_FIELDS, path)
     verb = op.text("Verb")
     chk = op.child("Check", CHECK_FIELDS)
+    _check_rules(chk, CHECK_RULES)
     definition = chk.raw_map("Definition")
     interval = definition.get("Interval") or definition.get("IntervalDuration") or ""
     timeout = definition.get("Timeout") or definition.get("TimeoutDuration") or ""

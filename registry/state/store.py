@@ -23,12 +23,13 @@ from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..codec import CodecError, converters, pack, unpack
+from ..codec import CodecError, converters, unpack
 from ..errors import CorruptSnapshotError
 from .acl import ACLTables
 from .ca import CATables
 from .catalog import CatalogTables
 from .config_entries import ConfigEntryTables
+from .frozen import FrozenRows, FrozenSnapshot
 from .intentions import IntentionTables
 from .kv import KVTables
 from .liveness import LivenessTables
@@ -162,15 +163,19 @@ class StateStore:
     def snapshot(self) -> bytes:
         """Serialize every table and the index table, deterministically."""
         with _gc_paused():
-            return self._snapshot()
+            return self.snapshot_view()()
 
-    def _snapshot(self) -> bytes:
-        tables = []
-        for t in self._tables():
-            enc = converters(t.record_type, rows=True).enc
-            tables.append([t.name, [enc(r) for r in t.sorted_records()]])
-        index = [[k, self.indexes[k]] for k in sorted(self.indexes)]
-        return pack({"v": SNAPSHOT_VERSION, "index": index, "tables": tables})
+    def snapshot_view(self) -> FrozenSnapshot:
+        """Freeze the state now, cheaply (shallow copies of the row maps):
+        the result serializes it later, in bounded steps or at once, to the
+        same bytes ``snapshot`` gives now, however the tables change meanwhile."""
+        return FrozenSnapshot(
+            lambda: [
+                (t.name, t.record_type, FrozenRows(t.rows, already_sorted=t.ordered))
+                for t in self._tables()
+            ],
+            [[k, v] for k, v in sorted(self.indexes.items())],
+        )
 
     def restore(self, data: bytes) -> None:
         """Replace every table with a snapshot's and fire every watch.

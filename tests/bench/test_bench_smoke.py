@@ -12,7 +12,14 @@ from collections.abc import Callable
 
 import pytest
 
-from bench import agent_start_bench, failover_bench, kv_bench, proxy_bench, watch_bench
+from bench import (
+    agent_start_bench,
+    failover_bench,
+    fuzz_bench,
+    kv_bench,
+    proxy_bench,
+    watch_bench,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -153,3 +160,26 @@ def test_l7_cores_bench_prints_cost_per_decision_and_dict_baseline(
         [us] = figure_row(out, label, 1)
         assert float(us) > 0
     assert re.search(r"90/10 split over plain route: \d+\.\d+x", out)
+
+
+def test_fuzz_bench_prints_bad_inputs_per_surface_and_no_failures(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = run_quick(fuzz_bench.main, capsys)
+    surfaces = (
+        "PUT /v1/agent/service/register",
+        "PUT /v1/agent/check/register",
+        "PUT /v1/catalog/register",
+        "PUT /v1/txn (service ops)",
+        "any JSON on 7 write endpoints",
+        "proxy: sidecars_from_services",
+    )
+    for label in surfaces:
+        tried, bad, good, wrong, five, deaths = figure_row(out, label, 6)
+        assert int(tried) > 0 and int(bad) + int(good) == int(tried), (label, out)
+        assert (wrong, five, deaths) == ("0", "0", "0"), (label, out)
+    assert re.search(r"^5xx \+ deaths \+ wrongly typed\s+0\s", out, re.MULTILINE), out
+    rpc = re.search(r"no token (\d+): refused (\d+), .* answered with data (\d+)", out)
+    assert rpc, out
+    probed, refused, answered = map(int, rpc.groups())
+    assert probed >= 30 and refused >= 25 and answered == 0, out

@@ -202,6 +202,70 @@ async def test_catalog_ops_register_node_service_and_check(autojump_clock: MockC
         assert len((await api.get("/v1/health/service/api")).json()) == 1
 
 
+def _svc_op(**service: Any) -> dict[str, Any]:
+    body = {"Service": "api", "Port": 9000, **service}
+    return {"Service": {"Verb": "set", "Node": "tx-node", "Service": body}}
+
+
+async def test_catalog_ops_get_the_registration_field_rules(autojump_clock: MockClock) -> None:
+    """Issue 13 item 7: a txn op writes the catalog like /v1/catalog/register,
+    so each field has the same type and size rules: 400 naming the field,
+    nothing stored."""
+    async with inproc_agent() as (_agent, api):
+        node = {"Node": {"Verb": "set", "Node": {"Node": "tx-node", "Address": "10.9.9.9"}}}
+        check = {"Node": "tx-node", "CheckID": "c", "Name": "c", "Status": "passing"}
+        cases: list[tuple[Any, str]] = [
+            (_svc_op(Port=70000), "Ops[1].Service.Service.Port"),
+            (_svc_op(Port="80"), "Ops[1].Service.Service.Port"),
+            (_svc_op(EnableTagOverride="false"), "Ops[1].Service.Service.EnableTagOverride"),
+            (_svc_op(Service="x" * 5000), "Ops[1].Service.Service.Service"),
+            (_svc_op(Meta={"k": "v" * 600}), "Ops[1].Service.Service.Meta"),
+            (_svc_op(Tags=[1]), "Ops[1].Service.Service.Tags"),
+            (_svc_op(Tags=["\ud800"]), "Ops[1].Service.Service.Tags"),
+            (_svc_op(Weights={"Passing": 2**64}), "Ops[1].Service.Service.Weights.Passing"),
+            (_svc_op(Weights={"Passing": 0}), "Ops[1].Service.Service.Weights.Passing"),
+            (_svc_op(Address=["x"]), "Ops[1].Service.Service.Address"),
+            (_svc_op(Proxy={"Upstreams": {"k": _nest(600)}}), "Ops[1].Service.Service.Proxy"),
+            (
+                {
+                    "service": {
+                        "verb": "set",
+                        "node": "tx-node",
+                        "service": {"service": "a", "port": "1"},
+                    }
+                },
+                "Ops[1].Service.Service.Port",
+            ),
+            (
+                {"Node": {"Verb": "set", "Node": {"Node": "n2", "Address": "a" * 5000}}},
+                "Ops[1].Node.Node.Address",
+            ),
+            (
+                {"Node": {"Verb": "set", "Node": {"Node": "n2", "Address": "a", "Meta": {"k": 1}}}},
+                "Ops[1].Node.Node.Meta",
+            ),
+            ({"Check": {"Verb": "set", "Check": {**check, "Notes": "n" * 70_000}}}, "Check.Notes"),
+            ({"Check": {"Verb": "set", "Check": {**check, "Name": 5}}}, "Ops[1].Check.Check.Name"),
+            ({"Check": {"Verb": "set", "Check": {**check, "ServiceTags": [2]}}}, "ServiceTags"),
+        ]
+        for op, field in cases:
+            r = await api.put("/v1/txn", [node, op])
+            assert r.status == 400 and field in r.text, (op, r.status, r.text[:300])
+            assert len(r.text) < 1000, r.text[:300]
+        assert (await api.get("/v1/catalog/node/tx-node")).json() is None  # nothing stored
+        r = await api.put("/v1/txn", [node, _svc_op(EnableTagOverride=False, Meta={"k": "v"})])
+        assert r.status == 200, r.text
+        [svc] = (await api.get("/v1/catalog/service/api")).json()
+        assert svc["ServiceEnableTagOverride"] is False and svc["ServicePort"] == 9000
+
+
+def _nest(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 async def test_too_many_ops_is_413(autojump_clock: MockClock) -> None:
     async with inproc_agent() as (_agent, api):
         ops = [kv_op("set", f"k{i}", b"x") for i in range(65)]

@@ -31,10 +31,10 @@ import trio.lowlevel
 from hypothesis import HealthCheck, currently_in_test_context, event, given, seed, settings
 from hypothesis import strategies as st
 
+from bench import fuzz_inputs as fz
 from connect.proxy.config import desired_listeners, only_sidecars_for, sidecars_from_services
 from meshd.api.routes import build_app
 from meshd.http import Request
-from tests.meshd import fuzz_support as fz
 from tests.meshd.harness import dev_agent, free_port
 
 pytestmark = pytest.mark.e2e
@@ -185,6 +185,30 @@ def test_fuzz_agent_check_register(inproc: ThreadAgent, body: Any) -> None:
 @given(fz.CATALOG)
 def test_fuzz_catalog_register(inproc: ThreadAgent, body: Any) -> None:
     _register_catalog(inproc, body)
+
+
+def _txn_service(a: ThreadAgent, service: Any) -> None:
+    """A txn service op: the registration field rules apply here too."""
+    node = a.agent.node_name
+    op = {"Service": {"Verb": "set", "Node": node, "Service": service}}
+    status, answer = a.call("PUT", "/v1/txn", [op])
+    _event(f"answer {status}")
+    assert status in (200, 400, 403, 409), (status, answer)
+    if status != 200:
+        assert isinstance(answer, bytes) and len(answer) < 2000
+        return
+    status, found = a.call("GET", f"/v1/catalog/node-services/{node}")
+    assert status == 200
+    for svc in found["Services"]:
+        if svc["ID"] != "consul":
+            fz.check_service_json(svc)
+            a.call("PUT", "/v1/catalog/deregister", {"Node": node, "ServiceID": svc["ID"]})
+
+
+@_fixed(400)
+@given(fz.CATALOG_SERVICE)
+def test_fuzz_txn_service_ops(inproc: ThreadAgent, service: Any) -> None:
+    _txn_service(inproc, service)
 
 
 @_random(200)

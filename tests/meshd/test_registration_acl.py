@@ -192,3 +192,63 @@ def test_which_failures_skip_one_item_and_which_fail_the_pass(
     exc: Exception, refused: bool
 ) -> None:
     assert (_refusal(exc) is not None) is refused
+
+
+async def test_catalog_register_reusing_another_services_id_needs_write_on_it(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
+    """Item 4 through /v1/catalog/register and /v1/txn: a token with
+    service:write on web (and node:write on the node) re-registering api's
+    instance ID gets 403, as Consul's vetRegisterWithACL; api stays."""
+    async with acl_agent(tmp_path) as (agent, root, _web):
+        rules = WEB_RULES + 'node "ext" { policy = "write" }\n'
+        web = InprocClient(root.app, await _token(agent, rules))  # type: ignore[union-attr]
+        api = {"Node": "ext", "Address": "10.0.0.1", "Service": {"ID": "api-1", "Service": "api"}}
+        await _ok(root, "/v1/catalog/register", api)
+        steal = {**api, "Service": {"ID": "api-1", "Service": "web", "Port": 6666}}
+        r = await web.put("/v1/catalog/register", steal)
+        assert r.status == 403, (r.status, r.text)
+        op = {"Verb": "set", "Node": "ext", "Service": {"ID": "api-1", "Service": "web"}}
+        r = await web.put("/v1/txn", [{"Service": op}])
+        assert r.status == 403, (r.status, r.text)
+        check = {"Node": "ext", "CheckID": "api-c", "Name": "c", "ServiceID": "api-1"}
+        r = await web.put("/v1/catalog/register", {**api, "Service": None, "Checks": [check]})
+        assert r.status == 403, (r.status, r.text)
+        found = (await root.get("/v1/catalog/node/ext")).json()
+        assert {sid: s["Service"] for sid, s in found["Services"].items()} == {"api-1": "api"}
+        assert (await root.get("/v1/health/node/ext")).json() == []
+        # Its own IDs are fine.
+        mine = {**api, "Service": {"ID": "web-1", "Service": "web", "Port": 1}}
+        await _ok(web, "/v1/catalog/register", mine)
+
+
+async def test_a_dev_server_refuses_and_skips_the_sync_of_a_service_whose_token_lost_rights(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
+    """Item 9 on a single (dev) server: its anti-entropy writes go to its own
+    Raft, not over RPC, and still act with each service's token, so a
+    service stored with a token that has since lost service:write is refused
+    and skipped, and the rest keeps syncing."""
+    async with acl_agent(tmp_path) as (agent, root, _web):
+        assert agent.sync is not None and agent.server is not None
+        pid = str(uuid.uuid4())
+        token = await _token(agent, WEB_RULES, pid)
+        web = InprocClient(root.app, token)  # type: ignore[union-attr]
+        await _ok(web, "/v1/agent/service/register", {"Name": "web", "Port": 2})
+        with trio.fail_after(20):
+            while not await _in_catalog(root, "web"):
+                await trio.sleep(0.05)
+        # The token loses its rights; the stored service then changes.
+        await _token(agent, 'service "other" { policy = "write" }\n', pid)
+        defn = agent.local.services["web"]
+        agent.local.add_service(replace(defn, service=replace(defn.service, port=99)))
+        await _ok(root, "/v1/agent/service/register", {"Name": "db", "Port": 3})
+        with trio.fail_after(20):
+            while not await _in_catalog(root, "db") or "service:web" not in agent.sync.refused:
+                await trio.sleep(0.05)
+        assert "ermission denied" in agent.sync.refused["service:web"]
+        [row] = (await root.get("/v1/catalog/service/web")).json()
+        assert row["ServicePort"] == 2  # the refused change never reached the catalog
+        # The agent's registration endpoint refuses it too (the same rule).
+        r = await web.put("/v1/agent/service/register", {"Name": "web", "Port": 5})
+        assert r.status == 403

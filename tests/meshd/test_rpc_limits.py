@@ -68,6 +68,40 @@ async def test_connections_over_the_per_client_cap_are_closed_with_one_log_line(
         await fresh.aclose()
 
 
+async def test_connections_over_the_total_cap_are_closed_with_one_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``limits.rpc_max_conns``: the port holds at most that many connections
+    in all, whatever their client IPs (issue 13 item 10: no cap at all)."""
+    cap = 4
+    async with world(tmp_path, {"rpc_max_conns": cap, "rpc_max_conns_per_client": 0}) as w:
+        caplog.set_level(logging.WARNING, logger="meshd.rpc")
+        conns = [await _connect(tmp_path, w.address) for _ in range(cap + 6)]
+        answered = [await _pings(c) for c in conns]
+        assert 1 <= answered.count(True) <= cap and answered.count(False) >= 6, answered
+        lines = [r.getMessage() for r in caplog.records if "rpc_conn_closed" in r.getMessage()]
+        assert len(lines) == 1 and "reason=max_conns " in lines[0] + " ", lines
+        for c in conns:
+            await c.aclose()
+        with trio.fail_after(10):  # closed connections give their slots back
+            while not await _pings(fresh := await _connect(tmp_path, w.address)):
+                await trio.sleep(0.1)
+        await fresh.aclose()
+
+
+def test_the_defaults_cap_http_and_rpc_connections_and_unfinished_frames() -> None:
+    """Issue 13 item 10: out of the box (no ``limits`` configured) the HTTP
+    API and the RPC port have a total connection cap, and an unfinished RPC
+    frame a deadline."""
+    from meshd.config.model import LimitsConfig
+
+    limits = LimitsConfig()
+    assert 0 < limits.http_max_conns <= 65536
+    assert 0 < limits.rpc_max_conns <= 65536
+    assert 0 < limits.rpc_max_conns_per_client <= limits.rpc_max_conns
+    assert 0 < limits.rpc_frame_timeout <= 60
+
+
 async def test_an_unfinished_frame_is_closed_after_the_frame_timeout(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

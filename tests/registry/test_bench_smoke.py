@@ -20,6 +20,7 @@ def test_quick_bench_prints_figures(capsys: pytest.CaptureFixture[str]) -> None:
         "snapshot size",
         "restore time",
         "restored == original",
+        "loop stall in snapshot, frozen view, in steps",
     ):
         assert figure in out
     assert "target" in out

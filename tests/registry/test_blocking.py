@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 
 import trio
@@ -135,3 +136,41 @@ async def test_watch_fired_before_registering_answers_without_parking(
     idx, _ = await wait_for_change(query, 1, 300, rng=random.Random(0))
     assert (idx, len(calls)) == (2, 2)
     assert trio.current_time() == start
+
+
+async def test_a_burst_of_blocking_queries_starts_in_bounded_rounds(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """2,000 clients re-asking at once do not all run their first read in the
+    same scheduler round (it would hold the loop, and Raft, for all of them):
+    a probe task running once per round sees at most two batches in between."""
+    from registry.blocking import WAKE_BATCH
+
+    calls = 0
+
+    def query(ws: WatchSet) -> tuple[int, None]:
+        nonlocal calls
+        calls += 1
+        return 5, None
+
+    samples = [0]
+
+    async def probe() -> None:
+        while calls < 2000:
+            samples.append(calls)
+            await trio.lowlevel.checkpoint()
+        samples.append(calls)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(probe)
+        for i in range(2000):
+            nursery.start_soon(
+                functools.partial(wait_for_change, query, 5, 10, rng=random.Random(i))
+            )
+        with trio.fail_after(5):
+            while calls < 2000:
+                await trio.sleep(0.001)
+        nursery.cancel_scope.cancel()
+    steps = [b - a for a, b in itertools.pairwise(samples)]
+    assert max(steps) <= 2 * WAKE_BATCH, steps
+    assert len([s for s in steps if s]) >= 2000 // (2 * WAKE_BATCH)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import threading
+
 import msgpack
 import pytest
 
@@ -35,6 +38,7 @@ from registry.records import (
     Intention,
 )
 from registry.state import acl as acl_state
+from registry.state import frozen
 from registry.state.watch import WatchSet
 
 from .builders import Log, chk, reg, svc
@@ -158,6 +162,57 @@ def test_corrupt_snapshot_leaves_state_unchanged(log: Log, data: bytes) -> None:
     with pytest.raises(CorruptSnapshotError):
         log.fsm.restore(data)
     assert log.fsm.snapshot() == before
+
+
+def test_snapshot_view_is_frozen_when_taken_and_encodes_exactly(log: Log) -> None:
+    """The view the raft driver serializes (here in a worker thread): the state when
+    it was taken (writes after it do not leak in), the same bytes as
+    ``snapshot()`` then, which equal packing the whole document at once."""
+    populate(log)
+    for i in range(300):
+        log.ok(reg(f"m{i}", svc(f"s{i % 7}", id=f"s{i}"), (chk("serfHealth"),)))
+    before = log.fsm.snapshot()
+    view = log.fsm.snapshot_view()
+    log.ok(reg("late", svc("web"), (chk("serfHealth"),)))
+    log.ok(KVRequest(op="delete", key="cfg/x"))
+    log.ok(reg("m0", svc("changed", id="s0"), (chk("serfHealth", "critical"),)))
+    out: list[bytes] = []
+    worker = threading.Thread(target=lambda: out.append(view()))
+    worker.start()
+    worker.join()
+    assert out == [before]
+    stepped = log.fsm.store.snapshot_view()
+    steps = sum(1 for _ in stepped.steps())
+    assert stepped.result() == log.fsm.snapshot()
+    # Bounded steps: the rows go out STEP_ROWS at a time, not all at once.
+    assert steps >= len(log.fsm.store.catalog.services) // frozen.STEP_ROWS
+    doc = msgpack.unpackb(before, raw=False, strict_map_key=False)
+    assert msgpack.packb(doc, use_bin_type=True) == before
+    fresh = RegistryFSM()
+    fresh.restore(before)
+    assert fresh.snapshot() == before
+    assert log.fsm.snapshot() != before
+    assert queries.kv_get(fresh.store, None, "cfg/x")[1] is not None
+
+
+def test_snapshot_steps_are_bounded(log: Log, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each step encodes (or sorts) at most STEP_ROWS rows: with a small
+    step the 900 instances need many steps, and still give the same bytes."""
+    for i in range(300):
+        log.ok(reg(f"m{i:03}", svc("web", id=f"a{i}"), (chk("serfHealth"),)))
+        log.ok(reg(f"m{i:03}", svc("db", id=f"b{i}")))
+        log.ok(reg(f"m{i:03}", svc("api", id=f"c{i}")))
+    want = log.fsm.snapshot()
+    monkeypatch.setattr(frozen, "STEP_ROWS", 50)
+    view = log.fsm.snapshot_view()
+    steps = sum(1 for _ in view.steps())
+    assert steps >= 900 // 50 * 2  # sorting runs, then encoding
+    assert view.result() == want
+    assert gc.isenabled()  # paused only while the view is alive
+    dropped = log.fsm.snapshot_view()
+    assert not gc.isenabled()
+    del dropped
+    assert gc.isenabled()
 
 
 def test_snapshot_from_before_auth_methods_restores(log: Log) -> None:

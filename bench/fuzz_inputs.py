@@ -1,4 +1,5 @@
-"""Strategies and checks for the registration fuzz suite (test_fuzz_api.py).
+"""Strategies and checks for fuzzing the registration surfaces, shared by
+the fuzz suite (tests/meshd/test_fuzz_api.py) and bench/fuzz_bench.py.
 
 Definitions are built field by field from either a plausible value or a
 hostile one: wrong JSON types, integers past 64 bits, lone surrogates,
@@ -187,6 +188,16 @@ def _build(maybe: Callable[[st.SearchStrategy[Any]], st.SearchStrategy[Any]]) ->
             "Checks": maybe(st.lists(CHECK, max_size=2)),
         },
     )
+    CATALOG_SERVICE = st.fixed_dictionaries(
+        {"Service": maybe(NAMES)},
+        optional={
+            "ID": maybe(st.sampled_from(["s1", "s2"])),
+            "Port": maybe(PORTS),
+            "Tags": maybe(st.lists(st.text(max_size=5))),
+            "Meta": maybe(st.dictionaries(st.just("v"), st.text(max_size=5))),
+            "EnableTagOverride": maybe(st.booleans()),
+        },
+    )
     CATALOG = st.fixed_dictionaries(
         {"Node": maybe(st.sampled_from(["ext1", "ext2"])), "Address": maybe(st.just("10.0.0.9"))},
         optional={
@@ -194,22 +205,18 @@ def _build(maybe: Callable[[st.SearchStrategy[Any]], st.SearchStrategy[Any]]) ->
             "SkipNodeUpdate": maybe(st.booleans()),
             "NodeMeta": maybe(st.dictionaries(st.sampled_from(["rack"]), st.text(max_size=5))),
             "TaggedAddresses": maybe(st.dictionaries(st.just("lan"), st.just("10.0.0.9"))),
-            "Service": maybe(
-                st.fixed_dictionaries(
-                    {"Service": maybe(NAMES)},
-                    optional={
-                        "Port": maybe(PORTS),
-                        "Tags": maybe(st.lists(st.text(max_size=5))),
-                        "Meta": maybe(st.dictionaries(st.just("v"), st.text(max_size=5))),
-                        "EnableTagOverride": maybe(st.booleans()),
-                    },
-                )
-            ),
+            "Service": maybe(CATALOG_SERVICE),
             "Checks": maybe(st.lists(CHECK, max_size=2)),
         },
     )
 
-    return {"PROXY": PROXY, "CHECK": CHECK, "SERVICE": SERVICE, "CATALOG": CATALOG}
+    return {
+        "PROXY": PROXY,
+        "CHECK": CHECK,
+        "SERVICE": SERVICE,
+        "CATALOG": CATALOG,
+        "CATALOG_SERVICE": CATALOG_SERVICE,
+    }
 
 
 _HOSTILE = _build(maybe)
@@ -265,6 +272,11 @@ PROXY = st.one_of(_CLEAN["PROXY"], _HOSTILE["PROXY"], one_fault(_CLEAN["PROXY"])
 CHECK = st.one_of(_CLEAN["CHECK"], _HOSTILE["CHECK"], one_fault(_CLEAN["CHECK"]))
 SERVICE = st.one_of(_CLEAN["SERVICE"], _HOSTILE["SERVICE"], one_fault(_CLEAN["SERVICE"]))
 CATALOG = st.one_of(_CLEAN["CATALOG"], _HOSTILE["CATALOG"], one_fault(_CLEAN["CATALOG"]))
+CATALOG_SERVICE = st.one_of(
+    _CLEAN["CATALOG_SERVICE"],
+    _HOSTILE["CATALOG_SERVICE"],
+    one_fault(_CLEAN["CATALOG_SERVICE"]),
+)
 
 
 # ------------------------------------------------------------- checkers
