@@ -26,6 +26,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from raft.transport import PeerInfo
 from registry import queries as q
 from registry.records import expired_at
@@ -58,6 +60,10 @@ log = logging.getLogger("meshd.acl")
 ANONYMOUS_SECRET = "anonymous"
 ACL_TABLES = ("acl-tokens", "acl-policies", "acl-roles")
 RECOVERY_ACCESSOR = "agent-recovery-token"
+# How long ACL.Resolve waits for the leader's establishment (the HTTP API's
+# bound, meshd/api/routes.py), and how often it looks.
+ESTABLISHMENT_WAIT = 5.0
+ESTABLISHMENT_POLL = 0.01
 
 
 class ACLNotFound(HTTPError):
@@ -139,16 +145,22 @@ class ACLResolver:
         self._dc = datacenter
         self._call = call
         self._server: MeshServer | None = None
+        self._initialized: Callable[[], bool] = lambda: True
         self._clock = clock
         self._wall = wall
         self._cache: dict[str, _Cached] = {}
         self._policies: dict[tuple[str, int], Policy] = {}
         self._default_allow = config.default_policy == "allow"
 
-    def attach_server(self, server: MeshServer) -> None:
+    def attach_server(
+        self, server: MeshServer, *, initialized: Callable[[], bool] = lambda: True
+    ) -> None:
         """On a server: answer ``ACL.Resolve``, resolve from local state, and
-        (ACLs enabled) resolve RPC callers' tokens (``resolve_remote``)."""
+        (ACLs enabled) resolve RPC callers' tokens (``resolve_remote``).
+        ``initialized`` tells whether the leader has established leadership
+        (readiness.py); an unknown token is looked up again once it has."""
         self._server = server
+        self._initialized = initialized
         server.register_rpc("ACL.Resolve", self._rpc_resolve)
         if self.enabled:
             server.token_resolver = self.resolve_remote
@@ -164,8 +176,21 @@ class ACLResolver:
     # ------------------------------------------------------------- server
 
     async def _rpc_resolve(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
+        """Raises ``ACLNotFound``. Right after an election the leader may not
+        have written the ``initial_management`` token yet: an unknown token
+        waits (at most ``ESTABLISHMENT_WAIT``) for the establishment and is
+        looked up again, so a client agent's first request does not fail."""
         assert self._server is not None
-        return resolve_in_store(self._server.store, str(args.get("secret") or ""), self._wall())
+        secret = str(args.get("secret") or "")
+        try:
+            return resolve_in_store(self._server.store, secret, self._wall())
+        except ACLNotFound:
+            if self._initialized():
+                raise
+        with trio.move_on_after(ESTABLISHMENT_WAIT):
+            while not self._initialized():
+                await trio.sleep(ESTABLISHMENT_POLL)
+        return resolve_in_store(self._server.store, secret, self._wall())
 
     def _acl_version(self) -> int:
         if self._server is None:

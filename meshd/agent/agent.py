@@ -457,7 +457,8 @@ class Agent:
         )
         self.session_ttl = SessionTTLController(self.server)
         self.metrics.instrument_raft(self.server.node)
-        self.acl.attach_server(self.server)
+        self.server.leadership_ready = self.leadership_ready
+        self.acl.attach_server(self.server, initialized=self.initialized)
         if cfg.connect.enabled:
             self.ca = CAServer(
                 self.server,

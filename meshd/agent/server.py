@@ -146,6 +146,10 @@ class MeshServer:
         self._answers: dict[tuple[str, str, int], tuple[int, Any]] = {}
         # With ACLs on: the authorizer of an RPC caller's token (rpc_rules).
         self.token_resolver: Callable[[str], Awaitable[ACLAuthorizer]] | None = None
+        # Whether a leader is known and has established leadership (the
+        # agent's readiness test, see readiness.py): Status.Leader names no
+        # leader before, so client agents wait as the server's own API does.
+        self.leadership_ready: Callable[[], bool] = lambda: True
         self.ops = ServerOps(self)
         # Reads on a follower: the leader's read index, shared per round.
         self._read_index = ReadIndexRounds(self._fetch_read_index)
@@ -532,7 +536,8 @@ class MeshServer:
         }
 
     async def _rpc_leader(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
-        return self.leader_address() or ""
+        # "" until the leader has established leadership, as /v1/status/leader.
+        return (self.leader_address() or "") if self.leadership_ready() else ""
 
     async def _rpc_peers(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
         conf = self.node.core.configuration

@@ -109,12 +109,12 @@ def _enforce_acl(handler: Handler, agent: Agent, rules: dict[str, Rule]) -> Hand
         return handler
 
     async def guarded(req: Request) -> Response:
+        rule = rules.get(req.method) or rules.get("GET") or Rule()
+        if rule.ignores_token:  # the UI's files, login: no token to wait for
+            return await handler(req)
         # Right after an election the leader may not have created the
         # configured tokens yet: wait for it rather than answer "ACL not found".
         await agent.wait_initialized(ESTABLISHMENT_WAIT)
-        rule = rules.get(req.method) or rules.get("GET") or Rule()
-        if rule.ignores_token:
-            return await handler(req)
         authz = await agent.acl.resolve(req.token)
         req.authz = authz
         # Before the check: reads it makes reach the servers with this token.

@@ -41,12 +41,25 @@ ServiceKey = tuple[str, str]
 
 
 def _connect_names(s: ServiceInstance) -> tuple[str, ...]:
+    """The (lower-cased) names a connect query finds ``s`` under."""
     dest = s.destination
     if dest:
-        return (dest,)
+        return (dest.lower(),)
     if s.native:
-        return (s.service,)
+        return (s.service.lower(),)
     return ()
+
+
+def service_key(name: str) -> str:
+    """The watch/index key of a service name. Consul's catalog indexes service
+    names lower-cased (memdb ``Lowercase: true``), so "Web" and "web" are one
+    service to queries, and their watches are one key."""
+    return "service:" + name.lower()
+
+
+def connect_key(name: str) -> str:
+    """The watch/index key of the connect-capable instances of a service."""
+    return "connect:" + name.lower()
 
 
 class CatalogTables:
@@ -62,7 +75,7 @@ class CatalogTables:
             lambda s: (s.node, s.id),
             {
                 "node": lambda s: (s.node,),
-                "name": lambda s: (s.service,),
+                "name": lambda s: (s.service.lower(),),
                 "kind": lambda s: (s.kind,),
                 "connect": _connect_names,
             },
@@ -74,7 +87,7 @@ class CatalogTables:
             {
                 "node": lambda c: (c.node,),
                 "service": lambda c: ((c.node, c.service_id),),
-                "service_name": lambda c: (c.service_name,) if c.service_name else (),
+                "service_name": lambda c: (c.service_name.lower(),) if c.service_name else (),
                 "status": lambda c: (c.status,),
             },
         )
@@ -86,9 +99,9 @@ class CatalogTables:
 
 def service_keys(s: ServiceInstance) -> list[str]:
     """Index/watch names a change to instance ``s`` must touch."""
-    keys = ["service:" + s.service]
+    keys = [service_key(s.service)]
     for name in _connect_names(s):
-        keys.append("connect:" + name)
+        keys.append(connect_key(name))
     return keys
 
 
@@ -100,11 +113,11 @@ def touch_node_services(store: StateStore, tx: WriteTx, node: str) -> None:
 
 def _drop_empty_service_keys(store: StateStore, tx: WriteTx, s: ServiceInstance) -> None:
     services = store.catalog.services
-    if not services.by("name", s.service):
-        tx.drop("service:" + s.service)
+    if not services.by("name", s.service.lower()):
+        tx.drop(service_key(s.service))
     for name in _connect_names(s):
         if not services.by("connect", name):
-            tx.drop("connect:" + name)
+            tx.drop(connect_key(name))
 
 
 def ensure_node(store: StateStore, tx: WriteTx, node: Node) -> Result:
@@ -315,7 +328,7 @@ def tags_match(tags: tuple[str, ...], wanted: Iterable[str]) -> bool:
 
 def service_index(store: StateStore, name: str) -> int:
     """X-Consul-Index of a query on service ``name`` (Consul's maxIndexForService)."""
-    return max(1, store.fine_index("service:" + name, "nodes", "services", "checks"))
+    return max(1, store.fine_index(service_key(name), "nodes", "services", "checks"))
 
 
 def catalog_nodes(
@@ -334,21 +347,21 @@ def catalog_services(
     store.watch(ws, "services", "nodes")
     cat = store.catalog
     out: dict[str, list[str]] = {}
-    for name in sorted(cat.services.index_values("name")):  # type: ignore[type-var]
-        tags: set[str] = set()
-        found = False
-        for svc in cat.services.by("name", name).values():
+    found: dict[str, set[str]] = {}
+    for key in cat.services.index_values("name"):
+        # One index key holds every spelling ("Web", "web"): list each as registered.
+        for svc in cat.services.by("name", key).values():
             node = cat.nodes.get(svc.node)
             if node is not None and node_meta_matches(node, node_meta):
-                found = True
-                tags.update(svc.tags)
-        if found:
-            out[str(name)] = sorted(tags)
+                found.setdefault(svc.service, set()).update(svc.tags)
+    for name in sorted(found):
+        out[name] = sorted(found[name])
     return max(1, store.index_of("services", "nodes")), out
 
 
 def _instances(store: StateStore, index: str, name: str) -> list[ServiceInstance]:
-    bucket = store.catalog.services.by(index, name)
+    """Instances under ``name`` in ``index`` (service names match without case)."""
+    bucket = store.catalog.services.by(index, name if index == "node" else name.lower())
     return [bucket[k] for k in sorted(bucket)]
 
 
@@ -360,7 +373,7 @@ def catalog_service_nodes(
     node_meta: Mapping[str, str] | None = None,
 ) -> tuple[int, list[ServiceNode]]:
     """/v1/catalog/service/:name (``?tag=`` repeated means all tags, ``?node-meta=``)."""
-    store.watch(ws, "service:" + name)
+    store.watch(ws, service_key(name))
     wanted = tuple(tags)
     nodes = store.catalog.nodes
     out = []
@@ -378,14 +391,14 @@ def catalog_connect_service_nodes(
     store: StateStore, ws: WatchSet | None, name: str
 ) -> tuple[int, list[ServiceNode]]:
     """/v1/catalog/connect/:name: proxies for ``name`` and its Connect-native instances."""
-    store.watch(ws, "connect:" + name)
+    store.watch(ws, connect_key(name))
     nodes = store.catalog.nodes
     out = []
     for svc in _instances(store, "connect", name):
         node = nodes.get(svc.node)
         if node is not None:
             out.append(ServiceNode(node, svc))
-    idx = store.fine_index("connect:" + name, "nodes", "services", "checks")
+    idx = store.fine_index(connect_key(name), "nodes", "services", "checks")
     return max(1, idx), out
 
 

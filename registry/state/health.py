@@ -22,7 +22,7 @@ from ..records import (
     HealthCheck,
     ServiceInstance,
 )
-from .catalog import node_meta_matches, service_index, tags_match
+from .catalog import connect_key, node_meta_matches, service_index, service_key, tags_match
 from .watch import WatchSet
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def _check_service_nodes(
 
 
 def _bucket(store: StateStore, index: str, name: str) -> list[ServiceInstance]:
-    bucket = store.catalog.services.by(index, name)
+    bucket = store.catalog.services.by(index, name.lower())
     if len(bucket) < 2:
         return list(bucket.values())
     return [bucket[k] for k in sorted(bucket)]
@@ -107,7 +107,7 @@ def health_service_nodes(
     node_meta: Mapping[str, str] | None = None,
 ) -> tuple[int, list[CheckServiceNode]]:
     """/v1/health/service/:name with ``?passing``, ``?tag=`` (all), ``?node-meta=``."""
-    store.watch(ws, "service:" + name)
+    store.watch(ws, service_key(name))
     rows = _check_service_nodes(
         store, _bucket(store, "name", name), passing, tuple(tags), node_meta
     )
@@ -124,10 +124,10 @@ def health_connect_service_nodes(
 ) -> tuple[int, list[CheckServiceNode]]:
     """/v1/health/connect/:name: connect-proxies whose destination is ``name`` plus
     Connect-native instances of ``name``, with health."""
-    store.watch(ws, "connect:" + name)
+    store.watch(ws, connect_key(name))
     instances = _bucket(store, "connect", name)
     rows = _check_service_nodes(store, instances, passing, tuple(tags), node_meta)
-    idx = store.fine_index("connect:" + name, "nodes", "services", "checks")
+    idx = store.fine_index(connect_key(name), "nodes", "services", "checks")
     return max(1, idx), rows
 
 
@@ -147,8 +147,8 @@ def health_service_checks(
     node_meta: Mapping[str, str] | None = None,
 ) -> tuple[int, list[HealthCheck]]:
     """/v1/health/checks/:service: the service-level checks of every instance."""
-    store.watch(ws, "service:" + service)
-    bucket = store.catalog.checks.by("service_name", service)
+    store.watch(ws, service_key(service))
+    bucket = store.catalog.checks.by("service_name", service.lower())
     checks = _sorted_checks(bucket)
     if node_meta:
         nodes = store.catalog.nodes

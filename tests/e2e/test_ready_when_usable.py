@@ -114,3 +114,30 @@ def test_ready_1_from_a_dev_agent_means_the_management_token_works(tmp_path: Pat
         proc.kill()
         proc.wait(10)
         listener.close()
+
+
+def test_a_client_agent_names_a_leader_only_once_the_management_token_works(
+    tmp_path: Path,
+) -> None:
+    # A client's /v1/status/leader is the servers' Status.Leader RPC, and its
+    # tokens are resolved by their ACL.Resolve: both must wait for the leader.
+    c = LocalAgentCluster(
+        tmp_path / "three", servers=3, clients=1, subnet="127.0.41", extra_config={"acl": ACL}
+    )
+    c.start_all()
+    seen: list[tuple[str, int, str]] = []
+    try:
+        ip = c.agents["client-1"].ip
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            got = _get(ip, 8500, "/v1/status/leader")
+            if got is not None and got[0] == 200 and json.loads(got[1]):
+                break
+            time.sleep(0.001)
+        for _ in range(20):
+            answer = _get(ip, 8500, "/v1/acl/token/self", SECRET)
+            assert answer is not None
+            seen.append(("client", *answer))
+    finally:
+        c.stop_all()
+    _assert_usable(seen)

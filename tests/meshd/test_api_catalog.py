@@ -72,3 +72,15 @@ async def test_bad_input_gets_400_naming_the_problem_and_changes_nothing(
         assert r.status == 400
         assert (await api.get("/v1/catalog/nodes")).json() == before
         assert (await api.get("/v1/nope")).status == 404
+
+
+async def test_service_lookups_ignore_case_as_in_consul(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
+        body = {"Node": "ext-1", "Address": "10.1.1.1", "Service": {"Service": "web", "Port": 80}}
+        assert (await api.put("/v1/catalog/register", body)).json() is True
+        for path in ("/v1/catalog/service/Web", "/v1/health/service/WEB"):
+            r = await api.get(path)
+            assert r.status == 200, path
+            assert len(r.json()) == 1, (path, r.json())
+        [row] = (await api.get("/v1/catalog/service/Web")).json()
+        assert row["ServiceName"] == "web"

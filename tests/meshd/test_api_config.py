@@ -94,3 +94,38 @@ async def test_blocking_get_wakes_on_write() -> None:
             assert not results
             await api.put("/v1/config", {**WEB, "Protocol": "grpc"})
         assert results and results[0] > index
+
+
+async def test_the_l7_kinds_are_written_read_listed_and_deleted() -> None:
+    entries = [
+        {"Kind": "service-defaults", "Name": "api", "Protocol": "http"},
+        {"Kind": "service-resolver", "Name": "api", "ConnectTimeout": "5s"},
+        {
+            "Kind": "service-splitter",
+            "Name": "api",
+            "Splits": [{"Weight": 100, "Service": "api"}],
+        },
+        {
+            "Kind": "service-router",
+            "Name": "api",
+            "Routes": [
+                {"Match": {"HTTP": {"PathPrefix": "/v2"}}, "Destination": {"Service": "api"}}
+            ],
+        },
+    ]
+    async with dev_agent() as (_agent, api):
+        for entry in entries:
+            r = await api.put("/v1/config", entry)
+            assert (r.status, r.text) == (200, "true"), (entry["Kind"], r.text)
+        for entry in entries[1:]:
+            kind = entry["Kind"]
+            got = (await api.get(f"/v1/config/{kind}/api")).json()
+            assert (got["Kind"], got["Name"]) == (kind, "api")
+            assert got["ModifyIndex"] > 0
+            assert [e["Name"] for e in (await api.get(f"/v1/config/{kind}")).json()] == ["api"]
+        router = (await api.get("/v1/config/service-router/api")).json()
+        assert router["Routes"][0]["Match"]["HTTP"]["PathPrefix"] == "/v2"
+        for entry in reversed(entries):
+            r = await api.delete(f"/v1/config/{entry['Kind']}/api")
+            assert r.status == 200, (entry["Kind"], r.text)
+            assert (await api.get(f"/v1/config/{entry['Kind']}/api")).status == 404

@@ -91,3 +91,31 @@ async def test_node_names_match_without_regard_to_case() -> None:
                 lambda q=q: dns.query.udp(q, host, port=port, timeout=3)
             )
             assert [r.address for rr in resp.answer for r in rr] == ["10.1.2.3"], (qname, resp)
+
+
+async def test_an_instance_failing_its_check_leaves_the_answer_and_comes_back() -> None:
+    # HAProxy's resolver pairs each SRV record with its additional record: a
+    # backend that recovers must come back with both.
+    async with dev_agent() as (agent, api):
+        for i in range(3):
+            body = {"Name": "be", "ID": f"be-{i}", "Port": 7000 + i, "Check": {"TTL": "30s"}}
+            assert (await api.put("/v1/agent/service/register", body)).status == 200
+            assert (await api.put(f"/v1/agent/check/pass/service:be-{i}")).status == 200
+        addr = agent.dns_addresses[0]
+
+        async def ports_answered(expected: list[int]) -> dns.message.Message:
+            with trio.fail_after(15):
+                while True:
+                    resp = await srv(addr, "be.service.consul")
+                    answers = records(resp.answer, dns.rdatatype.SRV)
+                    if sorted(int(v.split()[2]) for _, v in answers) == expected:
+                        return resp
+                    await trio.sleep(0.05)
+
+        await ports_answered([7000, 7001, 7002])
+        assert (await api.put("/v1/agent/check/fail/service:be-1")).status == 200
+        resp = await ports_answered([7000, 7002])
+        assert len(records(resp.additional, dns.rdatatype.A)) == 2
+        assert (await api.put("/v1/agent/check/pass/service:be-1")).status == 200
+        resp = await ports_answered([7000, 7001, 7002])
+        assert len(records(resp.additional, dns.rdatatype.A)) == 3

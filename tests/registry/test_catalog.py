@@ -195,3 +195,37 @@ def test_catalog_shapes_use_consul_field_names(log: Log) -> None:
     assert (body["CreateIndex"], body["ModifyIndex"]) == (1, 1)
     node_body = shapes.node_services_json(queries.catalog_node(log.store, None, "n1")[1])  # type: ignore[arg-type]
     assert set(node_body["Services"]) == {"web"}
+
+
+def test_service_names_match_without_regard_to_case_as_in_consul(log: Log) -> None:
+    # Consul's services table indexes ServiceName lower-cased (memdb Lowercase: true).
+    log.ok(reg("n1", svc("Web", port=1)))
+    log.ok(reg("n2", svc("web", port=2), checks=(chk("c2", service_id="web"),)))
+    _, rows = queries.catalog_service_nodes(log.store, None, "WEB")
+    assert [(r.node.node, r.service.service) for r in rows] == [("n1", "Web"), ("n2", "web")]
+    _, healthy = queries.health_service_nodes(log.store, None, "wEb")
+    assert [r.node.node for r in healthy] == ["n1", "n2"]
+    _, checks = queries.health_service_checks(log.store, None, "WEB")
+    assert [c.check_id for c in checks] == ["c2"]
+    # Listed as registered, one entry per spelling, as Consul does.
+    assert set(queries.catalog_services(log.store, None)[1]) == {"Web", "web"}
+    # One index (and watch) key for every spelling.
+    before = queries.catalog_service_nodes(log.store, None, "Web")[0]
+    log.ok(reg("n3", svc("WEB")))
+    assert queries.catalog_service_nodes(log.store, None, "web")[0] > before
+    log.ok(DeregisterRequest(node="n3", service_id="WEB"))
+    assert len(queries.catalog_service_nodes(log.store, None, "web")[1]) == 2
+
+
+def test_connect_names_match_without_regard_to_case(log: Log) -> None:
+    proxy = svc(
+        "api-sidecar-proxy",
+        port=21000,
+        kind=KIND_CONNECT_PROXY,
+        proxy={"DestinationServiceName": "Api", "LocalServicePort": 8080},
+    )
+    log.ok(reg("n1", proxy))
+    _, rows = queries.catalog_connect_service_nodes(log.store, None, "api")
+    assert [r.service.service for r in rows] == ["api-sidecar-proxy"]
+    _, rows2 = queries.health_connect_service_nodes(log.store, None, "API")
+    assert [r.service.service for r in rows2] == ["api-sidecar-proxy"]

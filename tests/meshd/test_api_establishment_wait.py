@@ -1,0 +1,38 @@
+"""Requests in the window before the leader has established leadership:
+those whose token must be resolved wait for it (bounded), those that ignore
+the token (the UI's static files) answer at once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+from meshd.api.routes import ESTABLISHMENT_WAIT
+from tests.meshd.inproc import InprocClient, inproc_agent
+
+
+async def _timed(api: InprocClient, path: str) -> tuple[int, float]:
+    start = trio.current_time()
+    r = await api.get(path)
+    return r.status, trio.current_time() - start
+
+
+async def test_ui_files_do_not_wait_for_leadership_establishment(
+    autojump_clock: MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "acl.json"
+    cfg.write_text(json.dumps({"acl": {"enabled": True, "default_policy": "deny"}}))
+    async with inproc_agent(files=[str(cfg)]) as (agent, api):
+        # The window right after an election: tokens not created yet.
+        monkeypatch.setattr(agent, "initialized", lambda: False)
+        for path in ("/ui/", "/"):
+            status, waited = await _timed(api, path)
+            assert status in (200, 301), (path, status)
+            assert waited < 0.5, (path, waited)
+        # A request with a token to resolve still waits, bounded.
+        status, waited = await _timed(api, "/v1/agent/self")
+        assert ESTABLISHMENT_WAIT <= waited < ESTABLISHMENT_WAIT + 1
