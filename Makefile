@@ -29,7 +29,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff format --check .
 
 types: $(TEST_STAMP)
-	$(BIN)/mypy raft registry connect meshd
+	$(BIN)/mypy raft registry connect meshd tools
 
 # The import contracts in pyproject.toml ([tool.importlinter]).
 imports: $(TEST_STAMP)

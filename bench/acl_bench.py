@@ -182,10 +182,10 @@ def time_per_call(fn: Callable[[], object], calls: int) -> float:
 def micro_authorizer(calls: int) -> dict[str, float]:
     """us per decision of the 50-rule policy under default deny, of the
     management token's authorizer, and per filtering of a catalog answer."""
-    from meshd.acl import Authorizer, manage_all, parse_rules
+    from meshd.acl import ACLAuthorizer, manage_all, parse_rules
     from meshd.api.acl_rules import filter_service_names
 
-    authz = Authorizer.from_policies([parse_rules(policy_rules())], default_allow=False)
+    authz = ACLAuthorizer.from_policies([parse_rules(policy_rules())], default_allow=False)
     manage = manage_all()
     names = {name: ["bench"] for name in SERVICES}
     few = max(1, calls // 20)
@@ -208,7 +208,7 @@ def micro_authorizer(calls: int) -> dict[str, float]:
             lambda: filter_service_names(manage, names), few
         ),
         "parse_rules + from_policies (50 rules)": time_per_call(
-            lambda: Authorizer.from_policies([parse_rules(policy_rules())], default_allow=False),
+            lambda: ACLAuthorizer.from_policies([parse_rules(policy_rules())], default_allow=False),
             max(1, calls // 1000),
         ),
     }

@@ -32,7 +32,7 @@ from bench.etcd_cluster import CLIENT_PORT, EtcdCluster, b64
 from bench.loadgen.install import BASELINE_TOOLS, ensure_commands
 from bench.loadgen.meshd_cluster import running_meshd, wait_ready
 from bench.loadgen.table import machine, ms, print_table, ratio, verdict
-from meshd.local_cluster import LocalAgentCluster
+from tools.local_cluster import LocalAgentCluster
 
 WRITERS_PER_MEMBER = 3
 PACE = 0.05

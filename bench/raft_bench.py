@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from meshd.raft_cluster import LocalKVCluster, call, find_leader, wait_ready
+from tools.raft_cluster import LocalKVCluster, call, find_leader, wait_ready
 
 
 def fsync_rate(directory: Path, seconds: float) -> float:

@@ -42,7 +42,7 @@ from bench.loadgen.meshd_cluster import running_meshd, wait_ready
 from bench.loadgen.procs import raise_nofile, wait_idle
 from bench.loadgen.table import machine, ms, print_table, ratio, verdict
 from bench.loadgen.watchers import TrivialTarget, WatcherClient, build
-from meshd.local_cluster import LocalAgentCluster
+from tools.local_cluster import LocalAgentCluster
 
 SERVICE = "web"
 VERBOSE = False

@@ -223,7 +223,7 @@ class IssuedRoot:
     bits: int
 
 
-def _ca_builder(
+def ca_builder(
     subject: x509.Name,
     issuer: x509.Name,
     public_key: CertificatePublicKeyTypes,
@@ -234,7 +234,8 @@ def _ca_builder(
     ski: bytes,
     aki: bytes,
 ) -> x509.CertificateBuilder:
-    """Subject/issuer, validity and the CA extensions shared by roots and cross-certs."""
+    """Subject/issuer, validity and the CA extensions shared by roots, cross-certs
+    and the agent CA (meshd/agent_tls.py). Raises ``CAError`` for an empty validity."""
     if not_after <= not_before:
         raise CAError(f"validity ends ({not_after}) before it starts ({not_before})")
     return (
@@ -287,7 +288,7 @@ def create_root(
     actual_type, actual_bits = key_type_and_bits(key)
     ski = _ski_bytes(key.public_key())
     subject = x509.Name([_cn(f"pri-{serial:x}.ca.{trust_domain[:8]}.consul"), _org()])
-    builder = _ca_builder(
+    builder = ca_builder(
         subject,
         subject,
         key.public_key(),
@@ -346,7 +347,7 @@ def cross_sign(
     old_key = load_private_key(old_root_key_pem)
     if _spki_der(old_key.public_key()) != _spki_der(old.public_key()):
         raise CAError("the old root's private key does not match its certificate")
-    builder = _ca_builder(
+    builder = ca_builder(
         new.subject,
         old.subject,
         new.public_key(),
@@ -536,6 +537,39 @@ def _leaf_key_usage(public_key: CertificatePublicKeyTypes) -> x509.KeyUsage:
     )
 
 
+def end_entity_extensions(
+    builder: x509.CertificateBuilder,
+    public_key: CertificatePublicKeyTypes,
+    *,
+    key_usage: x509.KeyUsage,
+    ski: bytes,
+    aki: bytes,
+    san: list[x509.GeneralName],
+) -> x509.CertificateBuilder:
+    """The key and the extensions every end-entity certificate carries: CA=false,
+    ``key_usage``, serverAuth+clientAuth, SKI/AKI and the ``san`` names. Shared
+    by Connect leaves and the agent's RPC certificates (meshd/agent_tls.py)."""
+    return (
+        builder.public_key(public_key)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(key_usage, critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier(ski), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier(
+                aki, authority_cert_issuer=None, authority_cert_serial_number=None
+            ),
+            critical=False,
+        )
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+    )
+
+
 def _leaf_extensions(
     builder: x509.CertificateBuilder,
     public_key: CertificatePublicKeyTypes,
@@ -543,26 +577,13 @@ def _leaf_extensions(
     uri: str,
 ) -> x509.CertificateBuilder:
     """The leaf's key and the extensions every leaf carries."""
-    return (
-        builder.public_key(public_key)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_leaf_key_usage(public_key), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier(_ski_bytes(public_key)), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier(
-                signer_ski, authority_cert_issuer=None, authority_cert_serial_number=None
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), critical=False
-        )
+    return end_entity_extensions(
+        builder,
+        public_key,
+        key_usage=_leaf_key_usage(public_key),
+        ski=_ski_bytes(public_key),
+        aki=signer_ski,
+        san=[x509.UniformResourceIdentifier(uri)],
     )
 
 

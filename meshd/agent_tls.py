@@ -25,13 +25,27 @@ from typing import Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
+
+from connect.ca import ca_builder, end_entity_extensions
 
 __all__ = ["create_ca", "create_cert", "write_pem"]
 
 # Certificates are valid from a minute ago so a peer whose clock is slightly
 # behind does not reject a certificate created just now.
 _BACKDATE = datetime.timedelta(minutes=1)
+# Agent RPC certificates only sign TLS handshakes: digitalSignature alone.
+_DIGITAL_SIGNATURE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
 
 
 def _now(now: datetime.datetime | None) -> datetime.datetime:
@@ -95,34 +109,16 @@ def create_ca(
             x509.NameAttribute(NameOID.COMMON_NAME, common_name or f"Consul Agent CA {serial}"),
         ]
     )
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(serial)
-        .not_valid_before(start - _BACKDATE)
-        .not_valid_after(start + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ski, critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key()).digest
+    builder = ca_builder(
+        name,
+        name,
+        key.public_key(),
+        serial=serial,
+        not_before=start - _BACKDATE,
+        not_after=start + datetime.timedelta(days=days),
+        ski=ski,
+        aki=ski,
     )
     if name_constraint:
         builder = builder.add_extension(
@@ -204,44 +200,21 @@ def create_cert(
     key = ec.generate_private_key(ec.SECP256R1())
     cn = f"{kind}.{dc}.{domain}"
     names = _unique([cn, "localhost", *dns_names])
-    san = x509.SubjectAlternativeName(
-        [*(x509.DNSName(n) for n in names), *(x509.IPAddress(ip) for ip in ip_objs)]
-    )
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    builder = end_entity_extensions(
+        x509.CertificateBuilder(),
+        key.public_key(),
+        key_usage=_DIGITAL_SIGNATURE,
+        ski=x509.SubjectKeyIdentifier.from_public_key(key.public_key()).digest,
+        aki=ca_ski.digest,
+        san=[*(x509.DNSName(n) for n in names), *(x509.IPAddress(ip) for ip in ip_objs)],
+    )
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        builder.subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
         .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start - _BACKDATE)
         .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .add_extension(san, critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
-        )
         .sign(ca_key, hashes.SHA256())
     )
     return _cert_pem(cert), _key_pem(key)

@@ -46,7 +46,7 @@ from raft.errors import RaftError, TransportError
 from raft.tlsstream import open_tls_stream
 from raft.transport import FramedStream, PeerInfo
 
-from .metrics import NO_METRICS, Recorder
+from .metrics.recorder import NO_METRICS, Recorder
 
 log = logging.getLogger("meshd.rpc")
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from meshd.local_cluster import LocalAgentCluster
+from tools.local_cluster import LocalAgentCluster
 
 # Benchmarks open thousands of connections from one address; a real
 # deployment spreads them over hosts, so the per-client cap (Consul's

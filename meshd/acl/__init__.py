@@ -1,7 +1,7 @@
 """Consul-compatible ACLs: the pure core.
 
 ``parse_rules`` turns HCL or JSON policy rules into a ``Policy``;
-``Authorizer.from_policies`` builds the decisions of a token holding some
+``ACLAuthorizer.from_policies`` builds the decisions of a token holding some
 policies under an ``acl.default_policy``; ``builtin`` holds the builtin
 policies and the service/node identity templates. No I/O, no clock: token
 storage, resolution and replication live elsewhere.
@@ -10,7 +10,7 @@ storage, resolution and replication live elsewhere.
 from __future__ import annotations
 
 from meshd.acl.authorizer import (
-    Authorizer,
+    ACLAuthorizer,
     Decision,
     Enforcer,
     Permission,
@@ -29,21 +29,21 @@ from meshd.acl.builtin import (
     node_identity_policy,
     service_identity_policy,
 )
-from meshd.acl.errors import ACLError, IdentityError, PermissionDenied, RulesError
+from meshd.acl.errors import ACLError, ACLPermissionDenied, IdentityError, RulesError
 from meshd.acl.rules import Access, Policy, Resource, Rule, merge_policies, parse_rules
 
 __all__ = [
     "ANONYMOUS_TOKEN_ACCESSOR_ID",
     "GLOBAL_MANAGEMENT_POLICY_ID",
     "GLOBAL_MANAGEMENT_POLICY_NAME",
+    "ACLAuthorizer",
     "ACLError",
+    "ACLPermissionDenied",
     "Access",
-    "Authorizer",
     "Decision",
     "Enforcer",
     "IdentityError",
     "Permission",
-    "PermissionDenied",
     "Policy",
     "PolicyEnforcer",
     "Resource",

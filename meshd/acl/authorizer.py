@@ -14,7 +14,7 @@ chained_authorizer.go:
 * A ``StaticEnforcer`` is the ``acl.default_policy`` (allow or deny); like
   Consul's ``allowAll`` it never grants ``acl:*`` or snapshots, which need a
   management policy or ``manage_all()``.
-* An ``Authorizer`` asks its chain in order and takes the first decision that
+* An ``ACLAuthorizer`` asks its chain in order and takes the first decision that
   is not ``DEFAULT``; if none decides, the answer is deny.
 
 Lookups are dictionary probes: exact names in one dict, prefix rules in
@@ -29,11 +29,11 @@ import enum
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
-from meshd.acl.errors import PermissionDenied
+from meshd.acl.errors import ACLPermissionDenied
 from meshd.acl.rules import Access, Policy, Resource, Rule, merge_policies
 
 __all__ = [
-    "Authorizer",
+    "ACLAuthorizer",
     "Decision",
     "Enforcer",
     "Permission",
@@ -55,7 +55,7 @@ class Decision(enum.Enum):
 
 
 class Permission(enum.Enum):
-    """Every check an Authorizer answers. ``label`` is what a PermissionDenied
+    """Every check an ACLAuthorizer answers. ``label`` is what an ACLPermissionDenied
     message names (the aggregate checks report the permission they stand
     for, as Consul's endpoints do)."""
 
@@ -211,7 +211,7 @@ def _any_allowed(table: _Table, required: Access) -> Decision:
 
 
 class Enforcer(Protocol):
-    """One link of an Authorizer's chain."""
+    """One link of an ACLAuthorizer's chain."""
 
     def decide(self, permission: Permission, name: str) -> Decision:
         """ALLOW, DENY, or DEFAULT to let the next link decide."""
@@ -358,13 +358,13 @@ class StaticEnforcer:
         return Decision.ALLOW if allowed else Decision.DENY
 
 
-class Authorizer:
+class ACLAuthorizer:
     """A chain of enforcers answering permission checks for one token.
 
     ``decide`` asks each enforcer in order and returns the first decision that
     is not DEFAULT, or DENY when none decides (Consul's ChainedAuthorizer).
     The named methods (``service_write(name)``, ``operator_read()``) return
-    bools; ``require`` raises PermissionDenied for route tables. Pure and
+    bools; ``require`` raises ACLPermissionDenied for route tables. Pure and
     immutable: safe to share between requests.
     """
 
@@ -387,15 +387,15 @@ class Authorizer:
         default_allow: bool,
         datacenter: str | None = None,
         accessor_id: str = "",
-    ) -> Authorizer:
+    ) -> ACLAuthorizer:
         """The authorizer of a token holding ``policies``: their merge (only
         those in force in ``datacenter``), then the ``acl.default_policy``."""
         merged = merge_policies(p for p in policies if p.applies_in(datacenter))
         return cls([PolicyEnforcer(merged), StaticEnforcer(default_allow)], accessor_id)
 
-    def for_accessor(self, accessor_id: str) -> Authorizer:
+    def for_accessor(self, accessor_id: str) -> ACLAuthorizer:
         """The same decisions, reporting denials against ``accessor_id``."""
-        return Authorizer(self._chain, accessor_id)
+        return ACLAuthorizer(self._chain, accessor_id)
 
     def decide(self, permission: Permission, name: str = "") -> Decision:
         """ALLOW or DENY for ``permission`` on resource ``name``."""
@@ -438,9 +438,9 @@ class Authorizer:
 
     def require(self, permission: Permission, name: str = "") -> None:
         """Return if ``permission`` on ``name`` is granted; raise
-        PermissionDenied (naming ``accessor_id``) otherwise."""
+        ACLPermissionDenied (naming ``accessor_id``) otherwise."""
         if self.decide(permission, name) is not Decision.ALLOW:
-            raise PermissionDenied(self.accessor_id, permission.label, name)
+            raise ACLPermissionDenied(self.accessor_id, permission.label, name)
 
     def acl_read(self) -> bool:
         """Reading ACL tokens, policies and roles."""
@@ -571,21 +571,21 @@ class Authorizer:
         return self.allowed(Permission.SNAPSHOT)
 
 
-_ALLOW_ALL = Authorizer([StaticEnforcer(default_allow=True)])
-_DENY_ALL = Authorizer([StaticEnforcer(default_allow=False)])
-_MANAGE_ALL = Authorizer([StaticEnforcer(default_allow=True, manage=True)])
+_ALLOW_ALL = ACLAuthorizer([StaticEnforcer(default_allow=True)])
+_DENY_ALL = ACLAuthorizer([StaticEnforcer(default_allow=False)])
+_MANAGE_ALL = ACLAuthorizer([StaticEnforcer(default_allow=True, manage=True)])
 
 
-def allow_all() -> Authorizer:
+def allow_all() -> ACLAuthorizer:
     """Allows everything except acl:* and snapshots (Consul's AllowAll)."""
     return _ALLOW_ALL
 
 
-def deny_all() -> Authorizer:
+def deny_all() -> ACLAuthorizer:
     """Denies everything (Consul's DenyAll)."""
     return _DENY_ALL
 
 
-def manage_all() -> Authorizer:
+def manage_all() -> ACLAuthorizer:
     """Allows everything, management included (Consul's ManageAll)."""
     return _MANAGE_ALL

@@ -1,7 +1,7 @@
 """Errors raised by meshd.acl.
 
 ``ACLError`` is the base. ``RulesError`` says where a policy's rules text is
-wrong (line, column and reason); ``PermissionDenied`` is the enforcement
+wrong (line, column and reason); ``ACLPermissionDenied`` is the enforcement
 failure whose text matches Consul's ``acl.PermissionDeniedError`` so that
 clients which grep for it (the Consul CLI, py-consul, Terraform) keep working;
 ``IdentityError`` rejects a service or node identity Consul would refuse.
@@ -14,13 +14,13 @@ from meshd.errors import MeshdError
 __all__ = [
     "ANONYMOUS_TOKEN_ACCESSOR_ID",
     "ACLError",
+    "ACLPermissionDenied",
     "IdentityError",
-    "PermissionDenied",
     "RulesError",
 ]
 
 # Consul's structs.ACLTokenAnonymousID. It lives here because the
-# PermissionDenied text depends on it; meshd.acl.builtin re-exports it.
+# ACLPermissionDenied text depends on it; meshd.acl.builtin re-exports it.
 ANONYMOUS_TOKEN_ACCESSOR_ID = "00000000-0000-0000-0000-000000000002"
 
 
@@ -51,7 +51,7 @@ class RulesError(ACLError, ValueError):
         return f"rules: line {self.line}, column {self.column}: {self.reason}"
 
 
-class PermissionDenied(ACLError):
+class ACLPermissionDenied(ACLError):
     """A token lacks a permission; the HTTP layer answers 403 with ``str(err)``.
 
     ``permission`` is Consul's ``resource:access`` label (``service:write``,

@@ -28,8 +28,8 @@ from registry.commands import (
 )
 from registry.state.store import StateStore
 
-from ..acl import Authorizer, Permission
-from ..acl.errors import PermissionDenied
+from ..acl import ACLAuthorizer, Permission
+from ..acl.errors import ACLPermissionDenied
 
 P = Permission
 _KV_READ = frozenset({"get", "get-tree", "check-index", "check-session", "check-not-exists"})
@@ -48,8 +48,8 @@ def config_permission(kind: str, write: bool) -> Permission:
     return P.MESH_WRITE if write else P.MESH_READ
 
 
-def config_entry_write(authz: Authorizer, kind: str, name: str) -> None:
-    """Raise ``PermissionDenied`` unless ``authz`` may write entry kind/name."""
+def config_entry_write(authz: ACLAuthorizer, kind: str, name: str) -> None:
+    """Raise ``ACLPermissionDenied`` unless ``authz`` may write entry kind/name."""
     permission = config_permission(kind, True)
     authz.require(permission, "" if permission is P.MESH_WRITE else name)
 
@@ -65,7 +65,7 @@ def _existing_service(store: StateStore | None, node: str, service_id: str) -> s
     return None
 
 
-def _register(authz: Authorizer, cmd: RegisterRequest, store: StateStore | None) -> None:
+def _register(authz: ACLAuthorizer, cmd: RegisterRequest, store: StateStore | None) -> None:
     """Consul's vetRegisterWithACL: writing a service ID that exists on the
     node replaces that service, so it needs service:write on the existing
     name too; a check on another registered service needs write on that
@@ -97,7 +97,7 @@ def kv_txn_permission(verb: str) -> Permission:
     return P.KEY_READ if verb in _KV_READ else P.KEY_WRITE
 
 
-def _txn_op(authz: Authorizer, op: TxnOp, store: StateStore | None) -> None:
+def _txn_op(authz: ACLAuthorizer, op: TxnOp, store: StateStore | None) -> None:
     if op.kv is not None:
         authz.require(kv_txn_permission(op.kv.verb), op.kv.key)
     if op.node is not None:
@@ -118,8 +118,8 @@ def _txn_op(authz: Authorizer, op: TxnOp, store: StateStore | None) -> None:
             authz.require(P.NODE_READ if read else P.NODE_WRITE, op.check.check.node)
 
 
-def authorize_command(authz: Authorizer, cmd: Command, store: StateStore) -> None:
-    """Return if ``authz`` may apply ``cmd``; raise ``PermissionDenied``.
+def authorize_command(authz: ACLAuthorizer, cmd: Command, store: StateStore) -> None:
+    """Return if ``authz`` may apply ``cmd``; raise ``ACLPermissionDenied``.
     ``store`` resolves what a command names only by ID (a session's node,
     an intention's destination)."""
     if isinstance(cmd, RegisterRequest):
@@ -152,4 +152,4 @@ def authorize_command(authz: Authorizer, cmd: Command, store: StateStore) -> Non
     elif not authz.allowed(P.ACL_WRITE):
         # Liveness, tombstone reaping, CA and ACL state: only
         # servers issue these; over RPC only a management token may.
-        raise PermissionDenied(authz.accessor_id, "acl:write", "")
+        raise ACLPermissionDenied(authz.accessor_id, "acl:write", "")

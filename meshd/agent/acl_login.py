@@ -53,7 +53,7 @@ from ..acl import jwt_auth
 from ..acl.binding import BindingError, bind, validate_rule
 from ..durations import format_duration
 from ..http import BadRequest, HTTPError, PermissionDenied
-from .reads_acl import auth_method_json, binding_rule_json
+from .acl_table_reads import auth_method_json, binding_rule_json
 
 
 def _check_uuid(value: str) -> bool:

@@ -1,9 +1,9 @@
-"""Token → ``Authorizer`` resolution, on servers and (cached) on client agents.
+"""Token → ``ACLAuthorizer`` resolution, on servers and (cached) on client agents.
 
 Servers answer ``ACL.Resolve`` from their replicated state: the token by
 SecretID, its policies and its roles' policies, and the templated policies
 of its service and node identities, as rule texts. Agents compile the
-answer into an ``Authorizer`` (parsed policies are cached by ID and
+answer into an ``ACLAuthorizer`` (parsed policies are cached by ID and
 ModifyIndex, since parsing costs far more than deciding) and cache it per
 secret for ``acl.token_ttl``; servers keep theirs while the ACL tables are
 unchanged. When no server can be asked, ``acl.down_policy`` decides as in
@@ -34,7 +34,7 @@ from registry.records import expired_at
 
 from ..acl import (
     ANONYMOUS_TOKEN_ACCESSOR_ID,
-    Authorizer,
+    ACLAuthorizer,
     Policy,
     allow_all,
     deny_all,
@@ -52,7 +52,7 @@ from .wire import ReadOptions, ReadResult
 
 if TYPE_CHECKING:
     from ..config.model import ACLConfig
-    from .server import Server
+    from .server import MeshServer
     from .tokens import TokenStore
 
 log = logging.getLogger("meshd.acl")
@@ -118,7 +118,7 @@ def resolve_in_store(store: Any, secret: str, now: float) -> dict[str, Any]:
 
 @dataclass
 class _Cached:
-    authz: Authorizer
+    authz: ACLAuthorizer
     fetched: float
     version: int  # servers: the ACL tables' index it was built at
     expiration: str = ""  # the token's ExpirationTime: unusable past it
@@ -144,7 +144,7 @@ class ACLResolver:
         self._node = node
         self._dc = datacenter
         self._call = call
-        self._server: Server | None = None
+        self._server: MeshServer | None = None
         self._initialized: Callable[[], bool] = lambda: True
         self._clock = clock
         self._wall = wall
@@ -153,7 +153,7 @@ class ACLResolver:
         self._default_allow = config.default_policy == "allow"
 
     def attach_server(
-        self, server: Server, *, initialized: Callable[[], bool] = lambda: True
+        self, server: MeshServer, *, initialized: Callable[[], bool] = lambda: True
     ) -> None:
         """On a server: answer ``ACL.Resolve``, resolve from local state, and
         (ACLs enabled) resolve RPC callers' tokens (``resolve_remote``).
@@ -165,7 +165,7 @@ class ACLResolver:
         if self.enabled:
             server.token_resolver = self.resolve_remote
 
-    async def resolve_remote(self, secret: str) -> Authorizer:
+    async def resolve_remote(self, secret: str) -> ACLAuthorizer:
         """The authorizer of a token an RPC caller sent: no token is the
         anonymous token (never this agent's default token), and the agent
         recovery token counts for nothing remotely. Raises ``ACLNotFound``."""
@@ -204,7 +204,7 @@ class ACLResolver:
         token, else the anonymous token."""
         return secret or self._tokens.get("default") or ANONYMOUS_SECRET
 
-    async def resolve(self, secret: str) -> Authorizer:
+    async def resolve(self, secret: str) -> ACLAuthorizer:
         """The authorizer of ``secret`` (see the module docstring). Raises
         ``ACLNotFound`` for an unknown token."""
         if not self.enabled:
@@ -249,7 +249,7 @@ class ACLResolver:
             return cached.version == self._acl_version()
         return now - cached.fetched < self._config.token_ttl
 
-    def _down(self, secret: str, cached: _Cached | None, exc: Exception) -> Authorizer:
+    def _down(self, secret: str, cached: _Cached | None, exc: Exception) -> ACLAuthorizer:
         policy = self._config.down_policy
         log.warning("event=acl_resolve_failed down_policy=%s reason=%s", policy, exc)
         if policy == "allow":
@@ -258,9 +258,9 @@ class ACLResolver:
             return cached.authz
         return deny_all()
 
-    def _recovery(self) -> Authorizer:
+    def _recovery(self) -> ACLAuthorizer:
         rules = f'agent "{self._node}" {{ policy = "write" }}\nnode_prefix "" {{ policy = "read" }}'
-        return Authorizer.from_policies(
+        return ACLAuthorizer.from_policies(
             [parse_rules(rules)],
             default_allow=False,
             datacenter=self._dc,
@@ -279,7 +279,7 @@ class ACLResolver:
             self._policies[key] = policy
         return policy
 
-    def _compile(self, answer: Mapping[str, Any]) -> Authorizer:
+    def _compile(self, answer: Mapping[str, Any]) -> ACLAuthorizer:
         accessor = str(answer.get("accessor_id") or "")
         policies: list[Policy] = []
         for raw in answer.get("policies") or []:
@@ -296,7 +296,7 @@ class ACLResolver:
                 policies.append(templated_policy(template, name, dcs))
             except TemplateError as exc:  # validated when written; never fail open
                 log.error("event=acl_templated_policy_invalid template=%s reason=%s", template, exc)
-        return Authorizer.from_policies(
+        return ACLAuthorizer.from_policies(
             policies,
             default_allow=self._default_allow,
             datacenter=self._dc,

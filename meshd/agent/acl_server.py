@@ -68,11 +68,11 @@ from registry.state.acl import acl_bootstrap_state
 from ..acl import (
     ANONYMOUS_TOKEN_ACCESSOR_ID,
     GLOBAL_MANAGEMENT_POLICY_ID,
-    Authorizer,
+    ACLAuthorizer,
+    ACLPermissionDenied,
     Permission,
     parse_rules,
 )
-from ..acl import PermissionDenied as ACLPermissionDenied
 from ..acl.builtin import (
     GLOBAL_MANAGEMENT_POLICY_DESCRIPTION,
     GLOBAL_MANAGEMENT_POLICY_NAME,
@@ -87,11 +87,11 @@ from ..errors import MeshdError
 from ..http import BadRequest, Conflict, HTTPError, NotFound, PermissionDenied
 from ..rpc import caller_token
 from .acl_login import ACLLogin
-from .reads_acl import policy_json, role_json, token_json
+from .acl_table_reads import policy_json, role_json, token_json
 
 if TYPE_CHECKING:
     from ..config.model import ACLConfig
-    from .server import Server
+    from .server import MeshServer
 
 log = logging.getLogger("meshd.acl")
 
@@ -152,17 +152,17 @@ def _decode(args: Mapping[str, Any], key: str, tp: Any) -> Any:
 
 
 class ACLServer:
-    """The ACL RPC methods and the leader's ACL loop of one ``Server``."""
+    """The ACL RPC methods and the leader's ACL loop of one ``MeshServer``."""
 
     def __init__(
         self,
-        server: Server,
+        server: MeshServer,
         config: ACLConfig,
         *,
         datacenter: str,
         data_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
-        resolve: Callable[[str], Awaitable[Authorizer]] | None = None,
+        resolve: Callable[[str], Awaitable[ACLAuthorizer]] | None = None,
     ) -> None:
         self.srv = server
         self._resolve = resolve

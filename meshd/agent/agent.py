@@ -1,7 +1,7 @@
 """The agent: one per host; a server too when ``server`` is set.
 
 Composition only: it builds the pieces from the configuration and runs them
-in one nursery — the server role (``server.Server``), the path to servers
+in one nursery — the server role (``server.MeshServer``), the path to servers
 for clients (``pool``), the local state and anti-entropy (``local``,
 ``sync``), cluster joining (``join``) and the HTTP API (``meshd.api``).
 """
@@ -48,7 +48,6 @@ from ..dns.agent_lookup import AgentLookup
 from ..errors import ConfigError, MeshdError, NoLeaderError, NoServersError, StartupError
 from ..http.app import App
 from ..http.errors import BadRequest, HTTPError, PayloadTooLarge
-from ..metrics import Metrics
 from ..rpc import RPCClient, RPCError, RPCUnavailable
 from ..version import meshd_version
 from . import join
@@ -61,6 +60,7 @@ from .consul_service import ConsulServiceReconciler
 from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
 from .events import EventRing, UserEvent, accepts, merge, uuid_to_index
 from .leaf_cache import LeafCache
+from .live_metrics import metrics_for_agent
 from .liveness import LivenessTracker, heartbeat_loop
 from .local import LocalState
 from .members import SEGMENT_META, MemberInfo, member_json
@@ -75,7 +75,7 @@ from .preflight import (
     rpc_listener,
 )
 from .readiness import cluster_initialized
-from .server import Server, ServerSettings, http_error_from_rpc
+from .server import MeshServer, ServerSettings, http_error_from_rpc
 from .server_ops import fetch_archive
 from .session_ttl import SessionTTLController
 from .snapshot_archive import ArchiveError, decode_archive
@@ -127,7 +127,7 @@ class Agent:
         # -dev keeps everything on loopback, sidecar public listeners included.
         sidecars_at = config.advertise_addr if config.dev else ""
         self.local = LocalState(self.node_name, data_dir, sidecar_address=sidecars_at)
-        self.server: Server | None = None
+        self.server: MeshServer | None = None
         self.pool: ServerPool | None = None
         self.backend: Any = None
         self.sync: AntiEntropy | None = None
@@ -149,7 +149,7 @@ class Agent:
             on_result=lambda kind, status, secs: self.metrics.check_result(kind, status, secs),
         )
         # Reads the agent only when scraped, so it can exist before anything runs.
-        self.metrics = Metrics.for_agent(self)
+        self.metrics = metrics_for_agent(self)
         self.heartbeat_interval = 1.0 * config.performance.raft_multiplier
         self.rpc_address = f"{config.advertise_addr}:{config.ports.server}"
         self._server_ssl, self._client_ssl = self._tls_contexts()
@@ -439,7 +439,7 @@ class Agent:
         bootstrap = None
         if cfg.dev or cfg.bootstrap or cfg.bootstrap_expect == 1:
             bootstrap = Configuration((RaftServer(self.node_id, self.rpc_address),))
-        self.server = Server(
+        self.server = MeshServer(
             self._server_settings(),
             self._storage(),
             self._server_ssl,

@@ -35,7 +35,7 @@ from registry import queries as q
 from registry.commands import CAConfigSet, CARootsSet
 from registry.records import CAConfig
 
-from ..acl import Authorizer, Permission
+from ..acl import ACLAuthorizer, Permission
 from ..durations import format_duration, parse_duration
 from ..errors import DurationError, MeshdError
 from ..http import BadRequest, HTTPError
@@ -44,7 +44,7 @@ from .ca_records import records_from_roots, roots_from_records
 
 if TYPE_CHECKING:
     from ..config.model import CAConfig as CAConfigSettings
-    from .server import Server
+    from .server import MeshServer
 
 log = logging.getLogger("meshd.ca")
 
@@ -210,16 +210,16 @@ def _now() -> datetime:
 
 
 class CAServer:
-    """The CA methods and the leader's CA loop of one ``Server``."""
+    """The CA methods and the leader's CA loop of one ``MeshServer``."""
 
     def __init__(
         self,
-        server: Server,
+        server: MeshServer,
         base: ProviderSettings,
         *,
         datacenter: str,
         rng: random.Random | None = None,
-        resolve: Callable[[str], Awaitable[Authorizer]] | None = None,
+        resolve: Callable[[str], Awaitable[ACLAuthorizer]] | None = None,
     ) -> None:
         self.srv = server
         self._resolve = resolve  # with ACLs on: only service:write on S signs S's leaf

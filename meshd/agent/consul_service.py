@@ -30,7 +30,7 @@ from registry.records import Node, ServiceInstance, Weights
 from ..errors import MeshdError
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .server import MeshServer
 
 CONSUL_SERVICE = "consul"  # Consul's structs.ConsulServiceName and ConsulServiceID
 RAFT_VERSION = "3"
@@ -102,9 +102,9 @@ def plan(
 
 
 class ConsulServiceReconciler:
-    """Runs ``plan`` on the leader (``Server.while_leader``)."""
+    """Runs ``plan`` on the leader (``MeshServer.while_leader``)."""
 
-    def __init__(self, server: Server, *, version: str) -> None:
+    def __init__(self, server: MeshServer, *, version: str) -> None:
         self.server = server
         self.version = version
         self._lock = trio.Lock()

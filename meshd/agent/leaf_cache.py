@@ -28,7 +28,7 @@ from connect import ca as ca_core
 from connect.rotation import parse_rfc3339
 from connect.spiffe import ServiceID
 
-from ..acl.errors import PermissionDenied
+from ..acl.errors import ACLPermissionDenied
 from ..errors import MeshdError
 from ..http import HTTPError
 from .wire import ReadOptions, ReadResult
@@ -154,7 +154,7 @@ class LeafCache:
                 await self._sign(entry)
                 backoff = 0.5
             except (MeshdError, HTTPError, ValueError) as exc:
-                keep = isinstance(exc, HTTPError | PermissionDenied)
+                keep = isinstance(exc, HTTPError | ACLPermissionDenied)
                 entry.error = exc if keep else HTTPError(500, str(exc))
                 self._wake(entry)
                 log.warning("event=leaf_sign_failed service=%s reason=%s", entry.service, exc)

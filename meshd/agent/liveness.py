@@ -28,7 +28,7 @@ from ..errors import MeshdError
 from ..rpc import RPCError
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .server import MeshServer
 
 log = logging.getLogger("meshd.liveness")
 SERF_HEALTH = "serfHealth"
@@ -51,7 +51,7 @@ class LivenessTracker:
 
     def __init__(
         self,
-        server: Server,
+        server: MeshServer,
         *,
         ttl: float,
         on_change: Callable[[str, str], None] | None = None,

@@ -216,7 +216,7 @@ READS["txn.read"] = txn_read
 
 
 def _connect_reads() -> None:
-    from .reads_acl import ACL_READS  # one table; these areas keep theirs apart
+    from .acl_table_reads import ACL_READS  # one table; these areas keep theirs apart
     from .reads_chain import CHAIN_READS
     from .reads_config import CONFIG_READS
     from .reads_connect import CONNECT_READS

@@ -5,7 +5,7 @@ call carries the token it acts with (frame field ``t``: the HTTP request's
 token forwarded by the agent making the call, else that agent's
 ``acl.tokens.agent``), and the server enforces here the same rule as the
 HTTP endpoint the method backs, reusing ``meshd.api.acl_rules`` (its answer
-filters) and ``meshd.agent.acl_commands`` (writes). ``Server.register_rpc``
+filters) and ``meshd.agent.acl_commands`` (writes). ``MeshServer.register_rpc``
 refuses a method that has no row in ``RULES``, so no RPC can ship without a
 rule; tests/meshd/test_rpc_acl.py calls every registered method over the
 real port with a client certificate and no token.
@@ -38,8 +38,8 @@ from registry.codec import CodecError, from_obj
 from registry.commands import TxnOp, TxnRequest, decode_command
 from registry.errors import RegistryError
 
-from ..acl import Authorizer, Permission
-from ..acl.errors import PermissionDenied
+from ..acl import ACLAuthorizer, Permission
+from ..acl.errors import ACLPermissionDenied
 from ..api.acl_rules import READ_FILTERS, filter_members, filter_read
 from ..rpc import RPCError
 from .acl_commands import authorize_command, config_permission
@@ -47,10 +47,10 @@ from .acl_commands import authorize_command, config_permission
 P = Permission
 REDACTED = "<hidden>"  # Consul's redacted SecretID
 
-# check(authz, args, token, store): raise PermissionDenied unless allowed.
-Check = Callable[[Authorizer, Mapping[str, Any], str, Any], None]
+# check(authz, args, token, store): raise ACLPermissionDenied unless allowed.
+Check = Callable[[ACLAuthorizer, Mapping[str, Any], str, Any], None]
 # answer(authz, args, token, result): the result as this token may see it.
-Answer = Callable[[Authorizer, Mapping[str, Any], str, Any], Any]
+Answer = Callable[[ACLAuthorizer, Mapping[str, Any], str, Any], Any]
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def rule_for(method: str) -> RPCRule:
 def _need(
     permission: Permission, resource: Callable[[Mapping[str, Any]], str] | None = None
 ) -> Check:
-    def check(authz: Authorizer, args: Mapping[str, Any], token: str, store: Any) -> None:
+    def check(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, store: Any) -> None:
         authz.require(permission, resource(args) if resource else "")
 
     return check
@@ -108,7 +108,7 @@ def need(permission: Permission, why: str, resource: str = "") -> RPCRule:
 # ------------------------------------------------------------ registry writes
 
 
-def _apply(authz: Authorizer, args: Mapping[str, Any], token: str, store: Any) -> None:
+def _apply(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, store: Any) -> None:
     data = args.get("cmd")
     if not isinstance(data, bytes):
         return  # the handler answers BadRequest; nothing is applied
@@ -122,45 +122,45 @@ def _apply(authz: Authorizer, args: Mapping[str, Any], token: str, store: Any) -
 # ------------------------------------------------------------- registry reads
 
 
-def _redact(token: Any, authz: Authorizer) -> Any:
+def _redact(token: Any, authz: ACLAuthorizer) -> Any:
     if isinstance(token, Mapping) and "SecretID" in token and not authz.acl_write():
         return {**token, "SecretID": REDACTED}
     return token
 
 
-def _acl_read(authz: Authorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
+def _acl_read(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
     authz.require(P.ACL_READ)
     return value
 
 
-def _acl_token_read(authz: Authorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
+def _acl_token_read(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
     authz.require(P.ACL_READ)
     if isinstance(value, list):
         return [_redact(t, authz) for t in value]
     return _redact(value, authz)
 
 
-def _acl_token_self(authz: Authorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
+def _acl_token_self(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
     if token and args.get("secret") == token:
         return value  # a token may read itself (it knows its secret already)
     return _acl_token_read(authz, args, token, value)
 
 
 def _need_read(permission: Permission, key: str) -> Answer:
-    def answer(authz: Authorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
+    def answer(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
         authz.require(permission, str(args.get(key) or ""))
         return value
 
     return answer
 
 
-def _intention_get(authz: Authorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
+def _intention_get(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
     if isinstance(value, Mapping):
         authz.require(P.INTENTION_READ, str(value.get("DestinationName") or ""))
     return value
 
 
-def _txn_read(authz: Authorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
+def _txn_read(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
     try:
         ops = from_obj(args.get("ops") or [], tuple[TxnOp, ...])
     except CodecError:
@@ -170,11 +170,11 @@ def _txn_read(authz: Authorizer, args: Mapping[str, Any], token: str, value: Any
     return value
 
 
-def _public(authz: Authorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
+def _public(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
     return value
 
 
-def _config_get(authz: Authorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
+def _config_get(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
     """GET /v1/config/:kind/:name: the kind's read permission on the entry."""
     permission = config_permission(str(args.get("kind") or ""), write=False)
     scoped = permission not in (P.MESH_READ, P.MESH_WRITE)
@@ -182,7 +182,7 @@ def _config_get(authz: Authorizer, args: Mapping[str, Any], token: str, value: A
     return value
 
 
-# Reads not filtered by READ_FILTERS: each checks (raising PermissionDenied)
+# Reads not filtered by READ_FILTERS: each checks (raising ACLPermissionDenied)
 # or trims its answer, as the HTTP endpoint that serves it does.
 READ_RULES: dict[str, Answer] = {
     "ca.roots": _public,  # GET /v1/connect/ca/roots is public
@@ -211,9 +211,9 @@ READ_RULES: dict[str, Answer] = {
 }
 
 
-def _registry_read(authz: Authorizer, args: Mapping[str, Any], token: str, result: Any) -> Any:
+def _registry_read(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, result: Any) -> Any:
     """A ``Registry.Read`` answer as ``authz`` may see it; raises
-    ``PermissionDenied`` for a read it may not make (or one no rule names)."""
+    ``ACLPermissionDenied`` for a read it may not make (or one no rule names)."""
     name = str(args.get("name") or "")
     read_args = args.get("args") or {}
     if not isinstance(result, Mapping) or not isinstance(read_args, Mapping):
@@ -224,18 +224,18 @@ def _registry_read(authz: Authorizer, args: Mapping[str, Any], token: str, resul
         return {**result, "r": value, "f": bool(result.get("f")) or dropped}
     rule = READ_RULES.get(name)
     if rule is None:  # fail closed: a read nobody wrote a rule for
-        raise PermissionDenied(authz.accessor_id, P.ACL_WRITE.label, "")
+        raise ACLPermissionDenied(authz.accessor_id, P.ACL_WRITE.label, "")
     return {**result, "r": rule(authz, read_args, token, value)}
 
 
 # ------------------------------------------------------------------ others
 
 
-def _members(authz: Authorizer, args: Mapping[str, Any], token: str, result: Any) -> Any:
+def _members(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, result: Any) -> Any:
     return filter_members(authz, result)[0] if isinstance(result, list) else result
 
 
-def _events(authz: Authorizer, args: Mapping[str, Any], token: str, result: Any) -> Any:
+def _events(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, result: Any) -> Any:
     """Event.List's wire events (``n``: the name) that ``authz`` may read,
     as GET /v1/event/list filters them."""
     if not isinstance(result, Mapping):
@@ -256,7 +256,7 @@ def _csr_service(args: Mapping[str, Any]) -> str:
         return ""  # the handler answers 400 for it; nothing is signed
 
 
-def _session_renew(authz: Authorizer, args: Mapping[str, Any], token: str, store: Any) -> None:
+def _session_renew(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, store: Any) -> None:
     """session:write on the node of the session renewed (PUT /v1/session/renew/:id)."""
     _, found = q.session_info(store, None, str(args.get("id") or ""))
     authz.require(P.SESSION_WRITE, found.node if found is not None else "")

@@ -32,8 +32,8 @@ from registry.errors import ValidationError
 from registry.fsm import RegistryFSM
 from registry.state.watch import WatchSet
 
-from ..acl import Authorizer
-from ..acl.errors import PermissionDenied
+from ..acl import ACLAuthorizer
+from ..acl.errors import ACLPermissionDenied
 from ..errors import NoLeaderError, RemoteError
 from ..filter import FilterError
 from ..http.errors import BadRequest, HTTPError
@@ -82,7 +82,11 @@ class _ForwardReads(Exception):
     """The leader cannot give followers a read index: forward reads instead."""
 
 
-class Server:
+# Returned by the callables of ``MeshServer._hold_for_leader``: try again.
+_AGAIN: Any = object()
+
+
+class MeshServer:
     """One meshd server. Start with ``await nursery.start(server.run)``."""
 
     def __init__(
@@ -141,7 +145,7 @@ class Server:
         # Blocking-query answers shared by the waiters a change wakes together.
         self._answers: dict[tuple[str, str, int], tuple[int, Any]] = {}
         # With ACLs on: the authorizer of an RPC caller's token (rpc_rules).
-        self.token_resolver: Callable[[str], Awaitable[Authorizer]] | None = None
+        self.token_resolver: Callable[[str], Awaitable[ACLAuthorizer]] | None = None
         # Whether a leader is known and has established leadership (the
         # agent's readiness test, see readiness.py): Status.Leader names no
         # leader before, so client agents wait as the server's own API does.
@@ -226,6 +230,40 @@ class Server:
                 raise NoLeaderError()
             await self.node.wait_state_change(min(remaining, 0.25))
 
+    async def _hold_for_leader(
+        self,
+        local: Callable[[], Awaitable[Any]],
+        remote: Callable[[str], Awaitable[Any]],
+        *,
+        unreachable: Callable[[RPCUnavailable], NoLeaderError] = lambda exc: NoLeaderError(),
+    ) -> Any:
+        """``local()`` while this server leads, else ``remote(leader address)``,
+        holding for up to ``rpc_hold_timeout`` while there is no leader or it
+        moves. Either may return ``_AGAIN`` (leadership changed under it) to be
+        tried again once the Raft state changes. Raises ``NoLeaderError`` when
+        no leader emerged, or ``unreachable(exc)`` when the leader stayed
+        unreachable (``RPCUnavailable``) until the hold timeout."""
+        deadline = trio.current_time() + self.settings.rpc_hold_timeout
+        while True:
+            if self.is_leader():
+                result = await local()
+                if result is not _AGAIN:
+                    return result
+            addr = await self._wait_for_leader(deadline)
+            if addr == self.settings.advertise:
+                await self.node.wait_state_change(0.05)
+                continue
+            try:
+                result = await remote(addr)
+            except RPCUnavailable as exc:
+                if trio.current_time() >= deadline:
+                    raise unreachable(exc) from exc
+                await self.node.wait_state_change(0.1)
+                continue
+            if result is not _AGAIN:
+                return result
+            await self.node.wait_state_change(0.05)
+
     # ------------------------------------------------------------- writes
 
     async def write(self, cmd: Command) -> WriteResult:
@@ -244,28 +282,22 @@ class Server:
             raise RemoteError("StorageUnavailable", str(exc)) from None
 
     async def write_encoded(self, data: bytes) -> WriteResult:
-        deadline = trio.current_time() + self.settings.rpc_hold_timeout
-        while True:
-            if self.is_leader():
-                try:
-                    result = await self.node.apply(data)
-                    return WriteResult.from_result(result, self.node.applied_index)
-                except NotLeaderError:
-                    pass
-                except ProposalDroppedError:
-                    # Leadership moved while in flight: Consul reports the
-                    # same ambiguity as an error the client may retry.
-                    await trio.sleep(0.01)
-            addr = await self._wait_for_leader(deadline)
-            if addr == self.settings.advertise:
-                await self.node.wait_state_change(0.05)
-                continue
+        async def local() -> Any:
             try:
-                return await self._forward_write(addr, data)
-            except RPCUnavailable:
-                if trio.current_time() >= deadline:
-                    raise NoLeaderError() from None
-                await self.node.wait_state_change(0.1)
+                result = await self.node.apply(data)
+                return WriteResult.from_result(result, self.node.applied_index)
+            except NotLeaderError:
+                return _AGAIN
+            except ProposalDroppedError:
+                # Leadership moved while in flight: Consul reports the
+                # same ambiguity as an error the client may retry.
+                await trio.sleep(0.01)
+                return _AGAIN
+
+        result: WriteResult = await self._hold_for_leader(
+            local, lambda addr: self._forward_write(addr, data)
+        )
+        return result
 
     async def _forward_write(self, addr: str, data: bytes) -> WriteResult:
         assert self.rpc_client is not None
@@ -321,23 +353,20 @@ class Server:
         """One read-index round: locally when leading, else ``Raft.ReadIndex``
         on the leader. Waits up to the hold timeout for a leader."""
         deadline = trio.current_time() + self.settings.rpc_hold_timeout
-        while True:
-            if self.is_leader():
-                try:
-                    return await self._leader_read_index(strict)
-                except NotLeaderError:
-                    continue
-            addr = await self._wait_for_leader(deadline)
-            if addr == self.settings.advertise:
-                await self.node.wait_state_change(0.05)
-                continue
+
+        async def local() -> Any:
+            try:
+                return await self._leader_read_index(strict)
+            except NotLeaderError:
+                return _AGAIN
+
+        async def remote(addr: str) -> Any:
             assert self.rpc_client is not None
             try:
                 resp = await self.rpc_client.call(addr, "Raft.ReadIndex", {"strict": strict})
                 return int(resp["index"])
-            except RPCUnavailable as exc:
-                if trio.current_time() >= deadline:
-                    raise NoLeaderError(f"No cluster leader (leader unreachable: {exc})") from exc
+            except RPCUnavailable:
+                raise
             except RPCError as exc:
                 if exc.code == "UnknownMethod":
                     log.warning("event=leader_lacks_read_index leader=%s reads=forwarded", addr)
@@ -345,7 +374,13 @@ class Server:
                     raise _ForwardReads() from None
                 if exc.code != "NotLeader" or trio.current_time() >= deadline:
                     raise error_from_rpc(exc) from None
-            await self.node.wait_state_change(0.05)
+                return _AGAIN
+
+        def unreachable(exc: RPCUnavailable) -> NoLeaderError:
+            return NoLeaderError(f"No cluster leader (leader unreachable: {exc})")
+
+        index: int = await self._hold_for_leader(local, remote, unreachable=unreachable)
+        return index
 
     def _shared_query(
         self, name: str, fn: ReadFn, args: Mapping[str, Any], index: int
@@ -470,23 +505,17 @@ class Server:
         """``local()`` when this server leads, else the RPC ``method`` on the
         leader (once; the leader answers it locally). Waits up to the hold
         timeout for a leader; raises ``NoLeaderError`` after that."""
-        deadline = trio.current_time() + self.settings.rpc_hold_timeout
-        while True:
-            if self.is_leader():
-                return await local()
-            addr = await self._wait_for_leader(deadline)
-            if addr == self.settings.advertise:
-                await self.node.wait_state_change(0.05)
-                continue
+
+        async def remote(addr: str) -> Any:
             assert self.rpc_client is not None
             try:
                 return await self.rpc_client.call(addr, method, {**args, "fwd": True}, timeout=60)
             except RPCUnavailable:
-                if trio.current_time() >= deadline:
-                    raise NoLeaderError() from None
-                await self.node.wait_state_change(0.1)
+                raise
             except RPCError as exc:
                 raise http_error_from_rpc(exc) from None
+
+        return await self._hold_for_leader(local, remote)
 
     def check_forwarded(self, args: Mapping[str, Any]) -> None:
         """A request forwarded once must not hop again: refuse it off the leader."""
@@ -577,7 +606,7 @@ def _to_rpc(exc: BaseException) -> RPCError | None:
         return RPCError(_STATUS_CODES.get(exc.status, "Internal"), exc.message, details)
     if isinstance(exc, ValidationError):
         return RPCError("Validation", exc.message, {"field": exc.field})
-    if isinstance(exc, PermissionDenied):
+    if isinstance(exc, ACLPermissionDenied):
         return RPCError("PermissionDenied", str(exc), {"status": 403})
     if isinstance(exc, NoLeaderError):
         return RPCError("NoLeader", str(exc))

@@ -2,7 +2,7 @@
 
 Kept apart from ``server.py`` (reads, writes, forwarding) so each file stays
 about one concern. Methods that must run on the leader go through
-``Server.on_leader``: a follower forwards them once, the leader answers.
+``MeshServer.on_leader``: a follower forwards them once, the leader answers.
 
 Snapshot archives can be tens of MB while an RPC frame is at most 8 MiB, so
 ``Snapshot.Save`` answers with the first 4 MiB and an ID, and the caller
@@ -41,7 +41,7 @@ from .members import LEAVING_WATCH, LeavingMarks, cluster_members, is_live
 from .snapshot_archive import ArchiveError, ArchiveMeta, decode_archive, encode_archive
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .server import MeshServer
 
 log = logging.getLogger("meshd.server")
 
@@ -76,9 +76,9 @@ def _quoted(text: str) -> str:
 
 
 class ServerOps:
-    """Operator, members, snapshot and event methods of one ``Server``."""
+    """Operator, members, snapshot and event methods of one ``MeshServer``."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: MeshServer) -> None:
         self.srv = server
         self._archives: dict[str, tuple[bytes, float]] = {}
         self.leaving = LeavingMarks()

@@ -31,7 +31,7 @@ from ..durations import parse_duration_ns
 from ..errors import MeshdError
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .server import MeshServer
 
 log = logging.getLogger("meshd.session_ttl")
 
@@ -124,7 +124,9 @@ class SessionTTLController:
     with the store, renewed by the ``Session.Renew`` RPC (forwarded to the
     leader like ``Node.Heartbeat``), expired through Raft."""
 
-    def __init__(self, server: Server, *, clock: Callable[[], float] = trio.current_time) -> None:
+    def __init__(
+        self, server: MeshServer, *, clock: Callable[[], float] = trio.current_time
+    ) -> None:
         self.server = server
         self.timers = SessionTimers(clock)
         self._clock = clock

@@ -26,7 +26,7 @@ from registry.records import HealthCheck, ServiceInstance
 from ..acl.errors import ACLError
 from ..api import acl_context
 from ..errors import MeshdError, RemoteError
-from ..metrics import NO_METRICS, Recorder
+from ..metrics.recorder import NO_METRICS, Recorder
 from .consul_service import CONSUL_SERVICE
 from .liveness import SERF_HEALTH, serf_check
 from .local import LocalState

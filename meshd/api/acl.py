@@ -36,10 +36,10 @@ from registry.records import (
     ACLToken,
 )
 
-from ..acl import Authorizer, Permission, parse_rules
+from ..acl import ACLAuthorizer, Permission, parse_rules
 from ..acl.errors import RulesError
 from ..acl.templated import TEMPLATES, TemplateError, templated_policy_rules
-from ..agent.reads_acl import policy_hash
+from ..agent.acl_table_reads import policy_hash
 from ..durations import parse_duration_ns
 from ..errors import DurationError
 from ..http import (
@@ -316,13 +316,13 @@ def preview_templated_policy(name: str, variables: Mapping[str, Any]) -> dict[st
 # ----------------------------------------------------------------------- routes
 
 
-def _require(req: Request, permission: Permission) -> Authorizer:
+def _require(req: Request, permission: Permission) -> ACLAuthorizer:
     authz = authorizer(req)
     authz.require(permission)
     return authz
 
 
-def _redact(token: dict[str, Any], authz: Authorizer) -> dict[str, Any]:
+def _redact(token: dict[str, Any], authz: ACLAuthorizer) -> dict[str, Any]:
     if "SecretID" in token and not authz.acl_write():
         return {**token, "SecretID": REDACTED}
     return token
@@ -346,7 +346,7 @@ def register(router: Router, agent: Agent) -> None:
         return opts
 
     async def read_one(
-        req: Request, name: str, args: Mapping[str, Any], authz: Authorizer
+        req: Request, name: str, args: Mapping[str, Any], authz: ACLAuthorizer
     ) -> Response:
         result, opts = await read(agent, req, name, args)
         if result.value is None:
@@ -357,7 +357,7 @@ def register(router: Router, agent: Agent) -> None:
         return json_response(value, result, opts)
 
     async def read_list(
-        req: Request, name: str, args: Mapping[str, Any], authz: Authorizer
+        req: Request, name: str, args: Mapping[str, Any], authz: ACLAuthorizer
     ) -> Response:
         result, opts = await read(agent, req, name, args)
         items = result.value or []

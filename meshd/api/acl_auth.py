@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from registry.codec import to_obj
 from registry.records import ACLAuthMethod, ACLBindingRule
 
-from ..acl import Authorizer, Permission
+from ..acl import ACLAuthorizer, Permission
 from ..durations import parse_duration_ns
 from ..errors import DurationError
 from ..http import (
@@ -69,7 +69,7 @@ LOGIN_FIELDS = JSONFields(("AuthMethod", "BearerToken", "Meta", *_TENANCY))
 
 Enabled = Callable[[Request], QueryOptions]
 Call = Callable[[Request, str, Mapping[str, Any]], Awaitable[Response]]
-Read = Callable[[Request, str, Mapping[str, Any], Authorizer], Awaitable[Response]]
+Read = Callable[[Request, str, Mapping[str, Any], ACLAuthorizer], Awaitable[Response]]
 
 
 def _str(body: Mapping[str, Any], key: str, path: str = "") -> str:
@@ -146,7 +146,7 @@ class Deps:
     read_one: Read
     read_list: Read
 
-    def reader(self, req: Request) -> Authorizer:
+    def reader(self, req: Request) -> ACLAuthorizer:
         """``acl:read`` for the caller, or ``PermissionDenied``."""
         self.enabled(req)
         authz = authorizer(req)

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..acl import Authorizer, Permission
+from ..acl import ACLAuthorizer, Permission
 from ..agent.acl_commands import config_entry_write, config_permission, kv_txn_permission
 from ..agent.wire import ReadOptions
 from .agent import registration_targets
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from ..http import Request
 
 P = Permission
-Check = Callable[["Agent", "Request", Authorizer], Awaitable[None]]
-ItemFilter = Callable[[Authorizer, Any], tuple[Any, bool]]
+Check = Callable[["Agent", "Request", ACLAuthorizer], Awaitable[None]]
+ItemFilter = Callable[[ACLAuthorizer, Any], tuple[Any, bool]]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _field(obj: Any, *names: str) -> str:
 def need(permission: Permission, resource: Callable[[Agent, Request], str] | None = None) -> Rule:
     """A rule requiring ``permission`` on the resource ``resource`` names."""
 
-    async def check(agent: Agent, req: Request, authz: Authorizer) -> None:
+    async def check(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
         authz.require(permission, resource(agent, req) if resource else "")
 
     return Rule(check=check)
@@ -89,26 +89,26 @@ def _keep(items: list[Any], ok: Callable[[Any], bool]) -> tuple[list[Any], bool]
     return kept, len(kept) != len(items)
 
 
-def _svc_node_ok(authz: Authorizer, row: Any, svc: str, node: str) -> bool:
+def _svc_node_ok(authz: ACLAuthorizer, row: Any, svc: str, node: str) -> bool:
     return authz.service_read(str(row.get(svc) or "")) and authz.node_read(str(row.get(node) or ""))
 
 
-def filter_nodes(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_nodes(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     return _keep(value or [], lambda n: authz.node_read(str(n.get("Node") or "")))
 
 
-def filter_service_names(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_service_names(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     items = list((value or {}).items())
     allowed = authz.allowed_names(P.SERVICE_READ, (k for k, _ in items))
     kept = {k: v for (k, v), ok in zip(items, allowed, strict=True) if ok}
     return kept, len(kept) != len(items)
 
 
-def filter_service_nodes(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_service_nodes(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     return _keep(value or [], lambda r: _svc_node_ok(authz, r, "ServiceName", "Node"))
 
 
-def filter_health_rows(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_health_rows(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     def ok(row: Any) -> bool:
         return authz.node_read(str((row.get("Node") or {}).get("Node") or "")) and (
             authz.service_read(str((row.get("Service") or {}).get("Service") or ""))
@@ -117,7 +117,7 @@ def filter_health_rows(authz: Authorizer, value: Any) -> tuple[Any, bool]:
     return _keep(value or [], ok)
 
 
-def filter_checks(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_checks(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     def ok(c: Any) -> bool:
         svc = str(c.get("ServiceName") or "")
         return authz.node_read(str(c.get("Node") or "")) and (not svc or authz.service_read(svc))
@@ -125,7 +125,7 @@ def filter_checks(authz: Authorizer, value: Any) -> tuple[Any, bool]:
     return _keep(value or [], ok)
 
 
-def filter_node_services(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_node_services(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     if not value:
         return value, False
     node = value.get("Node") or {}
@@ -141,23 +141,23 @@ def filter_node_services(authz: Authorizer, value: Any) -> tuple[Any, bool]:
     return value, False
 
 
-def filter_kv(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_kv(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     return _keep(value or [], lambda e: authz.key_read(str(e.get("Key") or "")))
 
 
-def filter_keys(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_keys(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     return _keep(value or [], lambda k: authz.key_read(str(k)))
 
 
-def filter_sessions(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_sessions(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     return _keep(value or [], lambda s: authz.session_read(str(s.get("Node") or "")))
 
 
-def filter_intentions(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_intentions(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     return _keep(value or [], lambda i: authz.intention_read(str(i.get("DestinationName") or "")))
 
 
-def filter_intention_match(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_intention_match(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     out, filtered = {}, False
     for name, items in (value or {}).items():
         out[name], dropped = filter_intentions(authz, items)
@@ -165,25 +165,25 @@ def filter_intention_match(authz: Authorizer, value: Any) -> tuple[Any, bool]:
     return out, filtered
 
 
-def filter_agent_services(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_agent_services(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     kept = {k: v for k, v in (value or {}).items() if authz.service_read(v.get("Service", ""))}
     return kept, len(kept) != len(value or {})
 
 
-def filter_agent_checks(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_agent_checks(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     kept = {k: v for k, v in (value or {}).items() if filter_checks(authz, [v])[0]}
     return kept, len(kept) != len(value or {})
 
 
-def filter_members(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_members(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     return _keep(value or [], lambda m: authz.node_read(str(m.get("Name") or "")))
 
 
-def filter_events(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_events(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     return _keep(value or [], lambda e: authz.event_read(str(e.get("Name") or "")))
 
 
-def filter_coordinates(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_coordinates(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     return _keep(value or [], lambda c: authz.node_read(str(c.get("Node") or "")))
 
 
@@ -216,7 +216,7 @@ _CATALOG_READS = frozenset(
 )
 
 
-def filter_read(name: str, authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_read(name: str, authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     """``value`` of read ``name`` with what ``authz`` may not read removed."""
     fn = READ_FILTERS.get(name)
     if fn is None or value is None:
@@ -234,13 +234,13 @@ def _service_of_id(agent: Agent, service_id: str) -> str:
     return defn.service.service if defn is not None else service_id
 
 
-async def _kv_get(agent: Agent, req: Request, authz: Authorizer) -> None:
+async def _kv_get(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     if "recurse" in req.query or "keys" in req.query:
         return  # answers are filtered to readable keys
     authz.require(P.KEY_READ, req.path_params.get("key", ""))
 
 
-async def _kv_delete(agent: Agent, req: Request, authz: Authorizer) -> None:
+async def _kv_delete(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     key = req.path_params.get("key", "")
     if "recurse" in req.query:
         authz.require(P.KEY_WRITE_PREFIX, key)
@@ -248,7 +248,7 @@ async def _kv_delete(agent: Agent, req: Request, authz: Authorizer) -> None:
         authz.require(P.KEY_WRITE, key)
 
 
-async def _agent_service_register(agent: Agent, req: Request, authz: Authorizer) -> None:
+async def _agent_service_register(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     body = _body(req)
     targets = registration_targets(agent, body)
     if targets:  # the body parses: the real names (sidecar, replaced IDs)
@@ -263,33 +263,33 @@ async def _agent_service_register(agent: Agent, req: Request, authz: Authorizer)
         authz.require(P.SERVICE_WRITE, f"{name}-sidecar-proxy")
 
 
-def _require_targets(authz: Authorizer, targets: list[tuple[str, str]]) -> None:
+def _require_targets(authz: ACLAuthorizer, targets: list[tuple[str, str]]) -> None:
     for kind, target in targets:
         authz.require(P.SERVICE_WRITE if kind == "service" else P.NODE_WRITE, target)
 
 
-async def _agent_service_by_id(agent: Agent, req: Request, authz: Authorizer) -> None:
+async def _agent_service_by_id(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     authz.require(P.SERVICE_WRITE, _service_of_id(agent, req.path_params.get("service_id", "")))
 
 
-async def _agent_service_read(agent: Agent, req: Request, authz: Authorizer) -> None:
+async def _agent_service_read(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     authz.require(P.SERVICE_READ, _service_of_id(agent, req.path_params.get("service_id", "")))
 
 
-def _check_target(authz: Authorizer, agent: Agent, service_name: str) -> None:
+def _check_target(authz: ACLAuthorizer, agent: Agent, service_name: str) -> None:
     if service_name:
         authz.require(P.SERVICE_WRITE, service_name)
     else:
         authz.require(P.NODE_WRITE, agent.node_name)
 
 
-async def _agent_check_register(agent: Agent, req: Request, authz: Authorizer) -> None:
+async def _agent_check_register(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     sid = _field(_body(req), "ServiceID", "ServiceId", "service_id")
     _check_target(authz, agent, _service_of_id(agent, sid) if sid else "")
     _require_targets(authz, check_targets(agent, _body(req)))
 
 
-async def _agent_check_by_id(agent: Agent, req: Request, authz: Authorizer) -> None:
+async def _agent_check_by_id(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     defn = agent.local.checks.get(req.path_params.get("check_id", ""))
     _check_target(authz, agent, defn.check.service_name if defn is not None else "")
 
@@ -305,7 +305,7 @@ async def _catalog_service_name(agent: Agent, node: str, service_id: str) -> str
     return _field(existing, "Service")
 
 
-async def _catalog_register(agent: Agent, req: Request, authz: Authorizer) -> None:
+async def _catalog_register(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     """Consul's vetRegisterWithACL: node:write, service:write on the service,
     and on the service an existing ID belongs to (re-registering an ID
     replaces that service: issue 13 item 4), and on the service of a check."""
@@ -331,11 +331,11 @@ async def _catalog_register(agent: Agent, req: Request, authz: Authorizer) -> No
             authz.require(P.SERVICE_WRITE, existing or sid)
 
 
-async def _catalog_deregister(agent: Agent, req: Request, authz: Authorizer) -> None:
+async def _catalog_deregister(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     authz.require(P.NODE_WRITE, _field(_body(req), "Node"))
 
 
-async def _intention_by_id(agent: Agent, req: Request, authz: Authorizer) -> None:
+async def _intention_by_id(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     found = await agent.read(
         "intentions.get", {"id": req.path_params.get("uuid", "")}, ReadOptions()
     )
@@ -348,22 +348,22 @@ async def _intention_by_id(agent: Agent, req: Request, authz: Authorizer) -> Non
         authz.require(P.INTENTION_WRITE, _field(_body(req), "DestinationName"))
 
 
-async def _intention_exact(agent: Agent, req: Request, authz: Authorizer) -> None:
+async def _intention_exact(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     perm = P.INTENTION_READ if req.method == "GET" else P.INTENTION_WRITE
     authz.require(perm, req.query_value("destination", ""))
 
 
-async def _session_write_by_id(agent: Agent, req: Request, authz: Authorizer) -> None:
+async def _session_write_by_id(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     found = await agent.read("session.info", {"id": req.path_params.get("uuid", "")}, ReadOptions())
     node = _field((found.value or [{}])[0], "Node") if found.value else agent.node_name
     authz.require(P.SESSION_WRITE, node)
 
 
-async def _session_create(agent: Agent, req: Request, authz: Authorizer) -> None:
+async def _session_create(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     authz.require(P.SESSION_WRITE, _field(_body(req), "Node") or agent.node_name)
 
 
-async def _txn(agent: Agent, req: Request, authz: Authorizer) -> None:
+async def _txn(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     ops = _body(req)
     for op in ops if isinstance(ops, list) else []:
         if not isinstance(op, Mapping):
@@ -398,7 +398,7 @@ async def _txn(agent: Agent, req: Request, authz: Authorizer) -> None:
 # Config entries: service-scoped kinds need service (or intention) rights on
 # the entry's name, the mesh-wide kinds mesh (operator) rights, as Consul's
 # ConfigEntry.CanRead/CanWrite.
-async def _config_entry(agent: Agent, req: Request, authz: Authorizer) -> None:
+async def _config_entry(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     if req.method == "PUT":
         body = _body(req)
         kind, name = _field(body, "Kind", "kind").lower(), _field(body, "Name", "name")
@@ -408,7 +408,7 @@ async def _config_entry(agent: Agent, req: Request, authz: Authorizer) -> None:
     authz.require(permission, name if permission not in (P.MESH_READ, P.MESH_WRITE) else "")
 
 
-async def _config_batch(agent: Agent, req: Request, authz: Authorizer) -> None:
+async def _config_batch(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     """meshd's atomic multi-entry write: each entry as its single PUT."""
     body = _body(req)
     for entry in body if isinstance(body, list) else []:
@@ -416,7 +416,7 @@ async def _config_batch(agent: Agent, req: Request, authz: Authorizer) -> None:
         config_entry_write(authz, kind, name)
 
 
-def filter_config_entries(authz: Authorizer, value: Any) -> tuple[Any, bool]:
+def filter_config_entries(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     def ok(e: Any) -> bool:
         permission = config_permission(str(e.get("Kind") or ""), False)
         if permission == P.MESH_READ:
@@ -430,7 +430,7 @@ READ_FILTERS["config.list"] = filter_config_entries
 READ_FILTERS["health.ingress"] = filter_health_rows
 
 
-async def _agent_health_by_id(agent: Agent, req: Request, authz: Authorizer) -> None:
+async def _agent_health_by_id(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     authz.require(P.SERVICE_READ, _service_of_id(agent, req.path_params.get("service_id", "")))
 
 

@@ -8,7 +8,7 @@ checks and the node's (``maintenance`` for a maintenance check) as
 critical or maintenance; 404 unknown), or as plain text with
 ``?format=text``.
 
-Metrics: the agent's ``meshd.metrics.Metrics`` registry, as Consul's JSON
+Metrics: the agent's ``meshd.metrics.prometheus.Metrics`` registry, as Consul's JSON
 shape (``Timestamp``, ``Gauges``, ``Points``, ``Counters``, ``Samples``), or
 with ``?format=prometheus`` as the Prometheus text exposition format (0.0.4).
 
@@ -32,8 +32,9 @@ import trio
 from registry import shapes
 from registry.records import HealthCheck
 
+from ..agent.live_metrics import agent_metrics
 from ..http import QueryOptions, Request, Response, Router
-from ..metrics import PROMETHEUS_CONTENT_TYPE, agent_metrics
+from ..metrics.prometheus import PROMETHEUS_CONTENT_TYPE
 from ..version import RAFT_PROTOCOL
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from registry.errors import (
     ValidationError,
 )
 
-from ..acl import PermissionDenied
+from ..acl import ACLPermissionDenied
 from ..agent.reads import UnknownRead
 from ..agent.wire import ReadOptions, ReadResult
 from ..errors import NoLeaderError, NoServersError, RemoteError
@@ -153,7 +153,7 @@ def error_mapping(no_leader_detail: Callable[[], str] | None = None) -> ErrorMap
         detail = no_leader_detail() if no_leader_detail is not None else ""
         return Response.text(no_leader_text(detail), status=500)
 
-    m.register(PermissionDenied, lambda e: Response.text(str(e), status=403))
+    m.register(ACLPermissionDenied, lambda e: Response.text(str(e), status=403))
     m.register(ValidationError, lambda e: Response.text(f"Invalid request: {e}", status=400))
     m.register(FilterError, lambda e: Response.text(str(e), status=400))
     m.register(NotFoundError, lambda e: Response.text(str(e), status=404))

@@ -6,9 +6,10 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..acl import Authorizer
+from ..acl import ACLAuthorizer
+from ..agent.live_metrics import agent_metrics, instrument
 from ..http import AfterResponseHook, App, Handler, Request, Response, Route, Router
-from ..metrics import Recorder, agent_metrics
+from ..metrics.recorder import Recorder
 from . import (
     acl,
     acl_context,
@@ -141,7 +142,7 @@ def _after_establishment(handler: Handler, agent: Agent) -> Handler:
     return waiting
 
 
-def _filtered(resp: Response, fn: ItemFilter, authz: Authorizer, req: Request) -> Response:
+def _filtered(resp: Response, fn: ItemFilter, authz: ACLAuthorizer, req: Request) -> Response:
     value, dropped = fn(authz, json.loads(resp.body))
     out = Response.json(value, status=resp.status, pretty="pretty" in req.query)
     for key, val in resp.headers:
@@ -181,9 +182,9 @@ def build_app(agent_: Agent) -> App:
     """The HTTP application of ``agent_``, recording into ``agent_.metrics``
     (created here until the agent creates it itself) every request, the
     blocking queries in flight, and the events of the agent's Raft node, RPC
-    server and anti-entropy (see ``Metrics.instrument``)."""
+    server and anti-entropy (see ``live_metrics.instrument``)."""
     metrics = agent_metrics(agent_)
-    metrics.instrument(agent_)
+    instrument(metrics, agent_)
     errors = error_mapping(getattr(agent_, "no_leader_detail", None))
     app = App(build_router(agent_, metrics), errors=errors)
     app.body_limits.update(snapshot.BODY_LIMITS)

@@ -242,22 +242,35 @@ class AgentClient:
         if json_body is not None:
             body = json.dumps(json_body).encode()
             headers["Content-Type"] = "application/json"
-        conn = self._connection()
         try:
-            conn.request(method, target, body=body, headers=headers)
-            resp = conn.getresponse()
-            result = Response(
-                resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-            )
+            result = self.exchange(method, target, body=body, headers=headers)
         except (OSError, http.client.HTTPException) as exc:
             raise self._transport_error(exc) from None
-        finally:
-            conn.close()
         if not 200 <= result.status < 300 and result.status not in allow:
             raise UnexpectedResponse(result.status, _one_line(result.body))
         if method == "GET" and _emptied_by_acls(result):
             print(FILTERED_HINT, file=sys.stderr)
         return result
+
+    def exchange(
+        self,
+        method: str,
+        target: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """One request exactly as given (``target`` is path and query, ``headers``
+        are all the headers sent besides http.client's own) and its whole answer,
+        whatever the status. Raises ``OSError``/``http.client.HTTPException`` as
+        the transport does; ``request`` maps them to one-line errors."""
+        conn = self._connection()
+        try:
+            conn.request(method, target, body=body, headers=dict(headers or {}))
+            resp = conn.getresponse()
+            return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+        finally:
+            conn.close()
 
     @contextlib.contextmanager
     def stream(

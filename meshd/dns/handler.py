@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 import dns.rcode
 import trio
 
-from ..metrics import NO_METRICS, Recorder
+from ..metrics.recorder import NO_METRICS, Recorder
 from .answers import (
     Built,
     Found,

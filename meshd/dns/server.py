@@ -35,7 +35,7 @@ from typing import Any, Protocol
 import trio
 
 from ..http.accept import MAX_BACKOFF, MIN_BACKOFF, RateLimitedLog
-from ..metrics import Recorder
+from ..metrics.recorder import Recorder
 from .errors import DNSBindError
 from .forward import Recursor
 from .framing import frame, receive_message

@@ -1,5 +1,5 @@
 """Real 3-server clusters for the fault tests (wiped, full and corrupt data
-directories): ``meshd.local_cluster`` processes on their own loopback
+directories): ``tools.local_cluster`` processes on their own loopback
 subnet, each agent on free ports rather than Consul's fixed ones."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meshd.local_cluster import AgentProc, LocalAgentCluster
 from tests.meshd.harness import free_port
+from tools.local_cluster import AgentProc, LocalAgentCluster
 
 
 @dataclass

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from meshd.local_cluster import LocalAgentCluster
 from tests.meshd.jwt_support import jwks, jwks_server, sign
+from tools.local_cluster import LocalAgentCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from meshd.agent_tls import create_ca, create_cert, write_pem
-from meshd.local_cluster import LocalAgentCluster
+from tools.local_cluster import LocalAgentCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

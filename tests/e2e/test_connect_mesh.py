@@ -29,7 +29,7 @@ import pytest
 
 from connect import ca as ca_core
 from connect.spiffe import ServiceID
-from meshd.local_cluster import LocalAgentCluster
+from tools.local_cluster import LocalAgentCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

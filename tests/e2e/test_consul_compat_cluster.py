@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from meshd.local_cluster import LocalAgentCluster
+from tools.local_cluster import LocalAgentCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from meshd.local_cluster import LocalAgentCluster
 from tests.e2e.fault_cluster import fault_cluster, kv_keys, wait_for_cluster
+from tools.local_cluster import LocalAgentCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

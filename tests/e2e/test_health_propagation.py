@@ -13,7 +13,7 @@ import dns.message
 import dns.query
 import pytest
 
-from meshd.local_cluster import LocalAgentCluster
+from tools.local_cluster import LocalAgentCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 INTERVAL = 1.0

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from meshd.local_cluster import LocalAgentCluster
+from tools.local_cluster import LocalAgentCluster
 from tests.e2e.test_connect_mesh import wait_for
 from tests.meshd.harness import free_port
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from meshd.local_cluster import LocalAgentCluster
+from tools.local_cluster import LocalAgentCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 TTL = 5.0  # raft_multiplier 1: heartbeat every 1 s, TTL 5 s

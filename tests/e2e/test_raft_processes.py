@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 
-from meshd.raft_cluster import LocalKVCluster, call, find_leader, wait_ready
+from tools.raft_cluster import LocalKVCluster, call, find_leader, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

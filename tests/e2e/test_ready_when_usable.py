@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from meshd.local_cluster import LocalAgentCluster
 from tests.meshd.harness import free_port
 from tests.meshd.test_sd_notify import Listener
+from tools.local_cluster import LocalAgentCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

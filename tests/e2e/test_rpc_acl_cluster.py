@@ -23,10 +23,10 @@ import pytest
 import trio
 
 from connect import ca as ca_core
-from meshd.local_cluster import LocalAgentCluster
 from meshd.rpc import RPCClient, RPCError
 from raft.tls import client_context
 from tests.meshd.harness import free_port
+from tools.local_cluster import LocalAgentCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

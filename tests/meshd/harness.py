@@ -1,20 +1,19 @@
 """Real agents for API tests: in-process dev agents on free loopback ports,
-and a small HTTP client (http.client in a worker thread, so the agent's trio
-loop keeps running while a request blocks)."""
+and a small HTTP client (the CLI's http.client one, in a worker thread, so the
+agent's trio loop keeps running while a request blocks)."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from meshd.agent.agent import Agent
+from meshd.cli.client import Address, AgentClient, Response
 from meshd.config import load_config
 
 
@@ -25,14 +24,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-@dataclass
-class HTTPResult:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
+class HTTPResult(Response):
+    """An answer as the API tests read it: meshd.cli.client's ``Response``
+    (status, lower-cased headers, body, ``json()``, ``index``) plus ``text``."""
 
     @property
     def text(self) -> str:
@@ -40,24 +34,20 @@ class HTTPResult:
 
 
 class APIClient:
+    """The CLI's ``AgentClient`` seen from a trio test: any status is returned."""
+
     def __init__(self, host: str, port: int, token: str = "") -> None:
         self.host, self.port, self.token = host, port, token
 
     def _do(
         self, method: str, path: str, body: bytes | None, headers: Mapping[str, str], timeout: float
     ) -> HTTPResult:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-        try:
-            hdrs = dict(headers)
-            if self.token:
-                hdrs.setdefault("X-Consul-Token", self.token)
-            conn.request(method, path, body=body, headers=hdrs)
-            resp = conn.getresponse()
-            return HTTPResult(
-                resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-            )
-        finally:
-            conn.close()
+        hdrs = dict(headers)
+        if self.token:
+            hdrs.setdefault("X-Consul-Token", self.token)
+        client = AgentClient(Address("http", self.host, self.port), timeout=timeout)
+        resp = client.exchange(method, path, body=body, headers=hdrs)
+        return HTTPResult(resp.status, resp.headers, resp.body)
 
     async def request(
         self,

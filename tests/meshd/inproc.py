@@ -16,7 +16,6 @@ import base64
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -25,23 +24,11 @@ import trio.testing
 from meshd.agent.agent import Agent
 from meshd.config import load_config
 from meshd.http import App, Request
-from tests.meshd.harness import free_port
+from tests.meshd.harness import HTTPResult, free_port
 
 
-@dataclass
-class InprocResult:
-    """A response as the API tests read it; same shape as harness.HTTPResult."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        return self.body.decode()
+class InprocResult(HTTPResult):
+    """A response as the API tests read it; ``index`` insists on the header."""
 
     @property
     def index(self) -> int:

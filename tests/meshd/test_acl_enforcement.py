@@ -27,7 +27,7 @@ from trio.testing import MockClock
 
 from meshd.acl import GLOBAL_MANAGEMENT_POLICY_ID
 from meshd.acl.builtin import GLOBAL_MANAGEMENT_RULES
-from meshd.acl.errors import PermissionDenied
+from meshd.acl.errors import ACLPermissionDenied
 from meshd.agent.agent import Agent
 from meshd.api.routes import build_router
 from meshd.rpc import caller_token
@@ -582,10 +582,10 @@ async def test_servers_check_forwarded_writes_against_the_token_sent(
             caller_token.set(token)  # the frame's "t"
             return await guarded({"cmd": data}, peer)
 
-        with pytest.raises(PermissionDenied) as info:
+        with pytest.raises(ACLPermissionDenied) as info:
             await apply(reader)
         assert "key:write" in str(info.value)
-        with pytest.raises(PermissionDenied):
+        with pytest.raises(ACLPermissionDenied):
             await apply("")  # anonymous: default deny
         done = await apply(writer)
         assert done["ok"] is True

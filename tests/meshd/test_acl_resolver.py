@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from meshd.acl import Permission
-from meshd.acl.errors import PermissionDenied
+from meshd.acl.errors import ACLPermissionDenied
 from meshd.agent.acl_resolver import ACLNotFound, ACLResolver
 from meshd.agent.tokens import TokenStore
 from meshd.config.model import ACLConfig, ACLTokens
@@ -113,7 +113,7 @@ async def test_agent_recovery_token_works_without_servers() -> None:
     assert authz.agent_write("n1") and authz.node_read("other")
     assert not authz.agent_write("n2") and not authz.key_read("app/x")
     assert servers.calls == 0
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(ACLPermissionDenied):
         authz.require(Permission.OPERATOR_WRITE)
 
 

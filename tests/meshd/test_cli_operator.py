@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from meshd.local_cluster import LocalAgentCluster
 from tests.meshd.cli_support import invoke, one_error_line, run_cli
 from tests.meshd.harness import APIClient, dev_agent
+from tools.local_cluster import LocalAgentCluster
 
 pytestmark = pytest.mark.e2e
 

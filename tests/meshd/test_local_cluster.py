@@ -1,4 +1,4 @@
-"""``python -m meshd.local_cluster``: a real argument parser, and SIGTERM
+"""``python -m tools.local_cluster``: a real argument parser, and SIGTERM
 stops every agent it started (none left orphaned)."""
 
 from __future__ import annotations
@@ -13,19 +13,24 @@ from pathlib import Path
 
 import pytest
 
-from meshd.local_cluster import _parse_args
+from tools.local_cluster import _parse_args
+
+REPO = Path(__file__).resolve().parents[2]
+# tools/ is not installed: the repository root must be on the path.
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def test_help_prints_usage_and_creates_nothing(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "meshd.local_cluster", "--help"],
+        [sys.executable, "-m", "tools.local_cluster", "--help"],
         cwd=tmp_path,
+        env=ENV,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("usage: python -m meshd.local_cluster")
+    assert out.stdout.startswith("usage: python -m tools.local_cluster")
     assert "--servers" in out.stdout and "SIGTERM" in out.stdout
     assert list(tmp_path.iterdir()) == []
 
@@ -54,10 +59,11 @@ def _running(pid: int) -> bool:
 def test_sigterm_stops_every_agent_it_started(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "meshd.local_cluster"),
+            *(sys.executable, "-m", "tools.local_cluster"),
             *("--servers", "1", "--clients", "1", "--subnet", "127.0.77"),
             str(tmp_path / "cluster"),
         ],
+        env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -14,12 +14,15 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 from trio.testing import MockClock
 
+from meshd.agent.live_metrics import agent_metrics
 from meshd.agent.local import LocalState
 from meshd.agent.sync import AntiEntropy, NodeInfo
 from meshd.agent.wire import ReadOptions, ReadResult, WriteResult
 from meshd.dns import DNSHandler, DNSSettings
+from meshd.dns.wire_labels import dns_qtype, dns_rcode
 from meshd.errors import MeshdError
-from meshd.metrics import Live, Metrics, agent_metrics, dns_qtype, dns_rcode
+from meshd.metrics.live import Live
+from meshd.metrics.prometheus import Metrics
 from meshd.rpc import RPCError
 from registry.commands import Command
 from tests.meshd.dns._support import row

@@ -14,7 +14,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from connect.proxy.metrics import ProxyMetrics
-from meshd.metrics import agent_metrics
+from meshd.agent.live_metrics import agent_metrics
 from tests.meshd.harness import dev_agent
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -115,7 +115,7 @@ class _Node:
 
 
 class FakeServer:
-    """What the controller uses of ``Server``: store, term, leadership, writes."""
+    """What the controller uses of ``MeshServer``: store, term, leadership, writes."""
 
     def __init__(self) -> None:
         self.table = _Table()

@@ -80,6 +80,9 @@ def test_wheel_holds_every_package_file_of_the_tree(built: tuple[Path, Path]) ->
         if not n.startswith(PACKAGES) and ".dist-info/" not in n and not n.startswith("meshd-")
     )
     assert stray == [], f"unexpected files in the wheel: {stray}"
+    # Test and bench harnesses live in tools/, run from a checkout, not installed.
+    assert not [n for n in names if n.startswith("tools/")]
+    assert not {"meshd/local_cluster.py", "meshd/raft_cluster.py", "meshd/raft_demo.py"} & names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "meshd = meshd.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

@@ -1,4 +1,4 @@
-"""Authorizer decisions, following Consul's policy/static/chained authorizers."""
+"""ACLAuthorizer decisions, following Consul's policy/static/chained authorizers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from meshd.acl.authorizer import (
-    Authorizer,
+    ACLAuthorizer,
     Decision,
     Permission,
     PolicyEnforcer,
@@ -16,7 +16,7 @@ from meshd.acl.authorizer import (
     enforce,
     manage_all,
 )
-from meshd.acl.errors import PermissionDenied
+from meshd.acl.errors import ACLPermissionDenied
 from meshd.acl.rules import Access, Policy, parse_rules
 
 P = Permission
@@ -195,7 +195,7 @@ CASES: dict[str, Case] = {
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_decision_table(case: Case) -> None:
-    authz = Authorizer.from_policies([parse_rules(case.rules)], default_allow=case.default_allow)
+    authz = ACLAuthorizer.from_policies([parse_rules(case.rules)], default_allow=case.default_allow)
     assert authz.allowed(case.permission, case.name) is case.expected
 
 
@@ -222,29 +222,29 @@ def test_several_policies_merge_as_consul_does() -> None:
         parse_rules('key "k" { policy = "list" }\noperator = "write"'),
         parse_rules('key "k" { policy = "write" }'),
     ]
-    authz = Authorizer.from_policies(policies, default_allow=False)
+    authz = ACLAuthorizer.from_policies(policies, default_allow=False)
     assert not authz.service_write("web")
     assert not authz.service_read("web")
     assert authz.service_write("api")
     assert authz.key_write("k")
     assert authz.operator_write()
-    only_first_three = Authorizer.from_policies(policies[:3], default_allow=False)
+    only_first_three = ACLAuthorizer.from_policies(policies[:3], default_allow=False)
     assert only_first_three.key_list("k")
     assert not only_first_three.key_write("k")
 
 
 def test_policies_scoped_to_another_datacenter_are_ignored() -> None:
     scoped = Policy(operator=Access.WRITE, datacenters=frozenset({"dc2"}))
-    assert not Authorizer.from_policies(
+    assert not ACLAuthorizer.from_policies(
         [scoped], default_allow=False, datacenter="dc1"
     ).operator_read()
-    assert Authorizer.from_policies(
+    assert ACLAuthorizer.from_policies(
         [scoped], default_allow=False, datacenter="dc2"
     ).operator_write()
 
 
 def test_named_methods_match_the_permission_table() -> None:
-    authz = Authorizer.from_policies(
+    authz = ACLAuthorizer.from_policies(
         [
             parse_rules(
                 'service "s" { policy = "write" }\nnode "n" { policy = "write" }\n'
@@ -291,7 +291,7 @@ def test_policy_enforcer_says_default_when_no_rule_applies() -> None:
 
 
 def test_chain_without_any_decision_denies() -> None:
-    authz = Authorizer([PolicyEnforcer(Policy())])
+    authz = ACLAuthorizer([PolicyEnforcer(Policy())])
     assert authz.decide(P.SERVICE_READ, "a") is Decision.DENY
 
 
@@ -315,19 +315,19 @@ def test_enforce_grants_as_consul(
 
 
 def test_require_raises_consul_permission_denied_text() -> None:
-    authz = Authorizer.from_policies(
+    authz = ACLAuthorizer.from_policies(
         [parse_rules('service_prefix "" { policy = "read" }')],
         default_allow=False,
         accessor_id="abc-123",
     )
     authz.require(P.SERVICE_READ, "db")
-    with pytest.raises(PermissionDenied) as err:
+    with pytest.raises(ACLPermissionDenied) as err:
         authz.require(P.SERVICE_WRITE, "db")
     assert str(err.value) == (
         "Permission denied: token with AccessorID 'abc-123' "
         "lacks permission 'service:write' on \"db\""
     )
-    with pytest.raises(PermissionDenied) as err:
+    with pytest.raises(ACLPermissionDenied) as err:
         authz.require(P.OPERATOR_READ)
     assert (
         str(err.value)
@@ -337,10 +337,10 @@ def test_require_raises_consul_permission_denied_text() -> None:
 
 def test_require_reports_aggregate_permissions_by_their_consul_label() -> None:
     authz = deny_all().for_accessor("t1")
-    with pytest.raises(PermissionDenied) as err:
+    with pytest.raises(ACLPermissionDenied) as err:
         authz.require(P.KEY_WRITE_PREFIX, "app/")
     assert (err.value.permission, err.value.resource) == ("key:write", "app/")
-    with pytest.raises(PermissionDenied) as err:
+    with pytest.raises(ACLPermissionDenied) as err:
         authz.require(P.SNAPSHOT)
     assert (
         str(err.value)
@@ -349,7 +349,7 @@ def test_require_reports_aggregate_permissions_by_their_consul_label() -> None:
 
 
 def test_for_accessor_keeps_decisions() -> None:
-    authz = Authorizer.from_policies([parse_rules('acl = "read"')], default_allow=False)
+    authz = ACLAuthorizer.from_policies([parse_rules('acl = "read"')], default_allow=False)
     other = authz.for_accessor("x")
     assert other.accessor_id == "x"
     assert other.acl_read() and not other.acl_write()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshd.acl.authorizer import Authorizer
+from meshd.acl.authorizer import ACLAuthorizer
 from meshd.acl.builtin import (
     GLOBAL_MANAGEMENT_POLICY_ID,
     GLOBAL_MANAGEMENT_RULES,
@@ -23,7 +23,7 @@ W, R = Access.WRITE, Access.READ
 
 
 def test_global_management_grants_every_permission_under_default_deny() -> None:
-    authz = Authorizer.from_policies([global_management_policy()], default_allow=False)
+    authz = ACLAuthorizer.from_policies([global_management_policy()], default_allow=False)
     checks = [
         authz.acl_write(), authz.snapshot(), authz.agent_write("n"), authz.event_write("e"),
         authz.key_write("k"), authz.key_write_prefix(""), authz.keyring_write(),
@@ -55,7 +55,7 @@ def test_global_management_rules_match_consul() -> None:
 
 
 def test_global_read_only_reads_everything_and_writes_nothing() -> None:
-    authz = Authorizer.from_policies([global_read_only_policy()], default_allow=True)
+    authz = ACLAuthorizer.from_policies([global_read_only_policy()], default_allow=True)
     assert authz.acl_read() and authz.service_read("x") and authz.intention_read("x")
     assert authz.key_read("a") and authz.mesh_read() and authz.operator_read()
     assert not authz.acl_write() and not authz.service_write("x") and not authz.key_write("a")
@@ -71,21 +71,21 @@ def test_service_identity_grants_service_and_sidecar_write_and_reads() -> None:
         Rule(Resource.NODE, "", True, R),
     }
     assert policy.datacenters == frozenset({"dc1"})
-    authz = Authorizer.from_policies([policy], default_allow=False, datacenter="dc1")
+    authz = ACLAuthorizer.from_policies([policy], default_allow=False, datacenter="dc1")
     assert authz.service_write("web") and authz.service_write("web-sidecar-proxy")
     assert authz.intention_read("web") and not authz.intention_write("web")
     assert authz.service_read("db") and not authz.service_write("db")
     assert authz.node_read("n1") and not authz.node_write("n1")
-    elsewhere = Authorizer.from_policies([policy], default_allow=False, datacenter="dc2")
+    elsewhere = ACLAuthorizer.from_policies([policy], default_allow=False, datacenter="dc2")
     assert not elsewhere.service_write("web")
 
 
 def test_service_identity_without_datacenters_applies_everywhere() -> None:
     policy = service_identity_policy("api")
     assert policy.datacenters == frozenset()
-    assert Authorizer.from_policies([policy], default_allow=False, datacenter="dc9").service_write(
-        "api"
-    )
+    assert ACLAuthorizer.from_policies(
+        [policy], default_allow=False, datacenter="dc9"
+    ).service_write("api")
 
 
 def test_service_identity_rules_are_consuls_template() -> None:
@@ -103,7 +103,7 @@ def test_node_identity_grants_node_write_and_service_read_in_its_datacenter() ->
         Rule(Resource.SERVICE, "", True, R),
     }
     assert policy.datacenters == frozenset({"dc1"})
-    authz = Authorizer.from_policies([policy], default_allow=False, datacenter="dc1")
+    authz = ACLAuthorizer.from_policies([policy], default_allow=False, datacenter="dc1")
     assert authz.node_write("node-1") and not authz.node_write("node-2")
     assert authz.service_read("web") and not authz.node_read("node-2")
     assert 'node "node-1"' in node_identity_rules("node-1")

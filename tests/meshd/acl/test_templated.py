@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from meshd.acl import Authorizer, Permission, Policy, parse_rules
-from meshd.acl.errors import PermissionDenied
+from meshd.acl import ACLAuthorizer, Permission, Policy, parse_rules
+from meshd.acl.errors import ACLPermissionDenied
 from meshd.acl.templated import TemplateError, templated_policy, templated_policy_rules
 from meshd.agent.acl_commands import authorize_command
 from registry.commands import ACLAuthMethodSet, ACLBindingRuleDelete
@@ -16,8 +16,8 @@ from registry.state.store import StateStore
 P = Permission
 
 
-def authz_of(*policies: Policy) -> Authorizer:
-    return Authorizer.from_policies(list(policies), default_allow=False, datacenter="dc1")
+def authz_of(*policies: Policy) -> ACLAuthorizer:
+    return ACLAuthorizer.from_policies(list(policies), default_allow=False, datacenter="dc1")
 
 
 def test_builtin_service_grants_the_service_and_its_sidecar_and_reads() -> None:
@@ -56,5 +56,5 @@ def test_auth_method_commands_need_acl_write_over_rpc() -> None:
         ACLBindingRuleDelete(ids=("x",)),
     ):
         authorize_command(writer, cmd, store)
-        with pytest.raises(PermissionDenied):
+        with pytest.raises(ACLPermissionDenied):
             authorize_command(reader, cmd, store)

@@ -1,4 +1,4 @@
-"""``python -m meshd.raft_demo``: a live 3-server Raft cluster on loopback, over mTLS.
+"""``python -m tools.raft_demo``: a live 3-server Raft cluster on loopback, over mTLS.
 
 Starts three ``raft.kvserver`` processes (127.0.1.1-3, sqlite under
 ``.demo/``), increments a replicated counter through whichever server leads,
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import trio
 
-from .raft_cluster import KVClient, LocalKVCluster, call, find_leader, wait_ready
+from tools.raft_cluster import KVClient, LocalKVCluster, call, find_leader, wait_ready
 
 
 async def _status_line(cluster: LocalKVCluster) -> str:

@@ -1,4 +1,6 @@
-"""The registry reads behind /v1/acl/* (tokens, policies, roles), as Consul JSON.
+"""Reads of the ACL tables behind /v1/acl/* (tokens, policies, roles, auth
+methods, binding rules), as Consul JSON. Not ACL enforcement: the checks on
+reads are in ``meshd.agent.rpc_rules`` and ``meshd.api.acl_rules``.
 
 Entries for ``meshd.agent.reads.READS`` (merged there with
 ``READS.update(ACL_READS)``), in the same shape: ``fn(store, ws, args) ->

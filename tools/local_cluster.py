@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .agent_tls import create_ca, create_cert, write_pem
+from meshd.agent_tls import create_ca, create_cert, write_pem
 
 
 @dataclass
@@ -204,7 +204,7 @@ class LocalAgentCluster:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m meshd.local_cluster",
+        prog="python -m tools.local_cluster",
         description=(
             "Start a cluster of real meshd agents on this machine (servers and clients "
             "on 127.0.1.N, Consul's default ports, mTLS) until SIGINT/SIGTERM, which "
@@ -239,7 +239,7 @@ def _raise_stop(signum: int, frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m meshd.local_cluster [DIR]``: run the cluster until SIGINT or
+    """``python -m tools.local_cluster [DIR]``: run the cluster until SIGINT or
     SIGTERM, then stop (SIGTERM, then SIGKILL after 15 s) every agent started."""
     args = _parse_args(argv)
     root = Path(args.directory)

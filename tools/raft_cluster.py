@@ -18,9 +18,8 @@ from typing import Any
 
 import trio
 
+from meshd.agent_tls import create_ca, create_cert, write_pem
 from raft.transport import FramedStream
-
-from .agent_tls import create_ca, create_cert, write_pem
 
 
 @dataclass

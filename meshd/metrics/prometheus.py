@@ -1,4 +1,5 @@
-"""Agent metrics: one prometheus-client registry per agent, served at /v1/agent/metrics.
+"""Agent metrics, the Prometheus implementation of ``Recorder``: one
+prometheus-client registry per agent, served at /v1/agent/metrics.
 
 Every agent owns a ``Metrics`` with its own ``CollectorRegistry`` (never the
 process-wide default one: tests run many agents in one process). Names are
@@ -17,9 +18,10 @@ Two kinds of metric live here:
   the agent's own services and checks), read from the agent at scrape time
   by a collector, so nothing has to push them.
 
-Wiring: ``agent.metrics`` is the agent's ``Metrics`` (``agent_metrics``
-creates it on first use). ``meshd.api.routes.build_app`` records every HTTP
-request and blocking query and calls ``Metrics.instrument(agent)``, which
+Wiring: ``agent.metrics`` is the agent's ``Metrics`` (``agent_metrics`` in
+``meshd.agent.live_metrics`` creates it on first use, with the agent's live
+readers). ``meshd.api.routes.build_app`` records every HTTP request and
+blocking query and calls ``live_metrics.instrument(metrics, agent)``, which
 hands the same object to the Raft node (``on_commit_latency``,
 ``on_apply_latency``), the RPC server and anti-entropy. ``DNSHandler``,
 ``RPCServer`` and ``AntiEntropy`` also take ``metrics=`` when built; the
@@ -57,41 +59,25 @@ Metric catalogue (prefix omitted; counters get ``_total`` in Prometheus)::
 from __future__ import annotations
 
 import contextlib
-import math
-import resource
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import prometheus_client
-import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from raft.errors import RaftError
-from raft.types import Role
-from registry.state.health import aggregated_status
+from ..dns.wire_labels import dns_qtype, dns_rcode
+from .live import LiveReader
+from .recorder import Recorder
+from .summary import counter_json, histogram_json
 
 if TYPE_CHECKING:
     from raft.node import RaftNode
-    from registry.records import HealthCheck
-    from registry.state.store import StateStore
 
-    from .agent.agent import Agent
-
-__all__ = [
-    "NO_METRICS",
-    "PROMETHEUS_CONTENT_TYPE",
-    "CatalogCounts",
-    "Live",
-    "Metrics",
-    "Recorder",
-    "agent_metrics",
-]
+__all__ = ["PROMETHEUS_CONTENT_TYPE", "Metrics"]
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -101,23 +87,6 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _HTTP_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"})
-_HEALTH = ("passing", "warning", "critical")
-_LIVENESS = ("alive", "failed", "left")
-# Bounded label values: a client may send any 16-bit qtype.
-_QTYPES = {
-    1: "A",
-    2: "NS",
-    5: "CNAME",
-    6: "SOA",
-    12: "PTR",
-    15: "MX",
-    16: "TXT",
-    28: "AAAA",
-    33: "SRV",
-    35: "NAPTR",
-    255: "ANY",
-}
-_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 # Buckets in seconds. HTTP and RPC include blocking queries (up to 10 minutes).
 _REQUEST_BUCKETS = (
@@ -131,60 +100,6 @@ _APPLY_BUCKETS = (
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.1,
 )  # fmt: skip
 _TASK_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-
-
-class Recorder:
-    """The events meshd records. This base class records nothing: it is the
-    default wherever no agent's ``Metrics`` was passed (unit tests, tools).
-    No method raises or blocks; all are cheap enough for hot paths."""
-
-    def http_request(self, route: str | None, method: str, code: int, seconds: float) -> None:
-        """One HTTP request answered (``route`` is the route name, None when none matched)."""
-
-    def rpc_request(self, method: str, result: str, seconds: float) -> None:
-        """One RPC request answered; ``result`` is "ok" or the RPC error code."""
-
-    def blocking_query(self, via: str) -> contextlib.AbstractContextManager[None]:
-        """Context manager held while one blocking query (via "http" or "rpc") waits."""
-        return contextlib.nullcontext()
-
-    def dns_query(self, query: bytes, reply: bytes | None) -> None:
-        """One DNS query answered with ``reply`` (None: nothing was sent)."""
-
-    def anti_entropy_sync(self, *, full: bool, ok: bool, seconds: float, writes: int) -> None:
-        """One anti-entropy pass finished (``ok`` False: it failed and will retry)."""
-
-    def check_result(self, kind: str, status: str, seconds: float) -> None:
-        """One health check ran: ``kind`` as in ``meshd/checks`` ("http", "tcp", "ttl",
-        ...), ``status`` "passing", "warning" or "critical", ``seconds`` the run's length."""
-
-    def liveness_change(self, node: str, status: str) -> None:
-        """The leader judged ``node`` to be ``status`` ("alive", "failed", "left"),
-        a change from its previous verdict. ``node`` is not a label (unbounded)."""
-
-    def raft_commit(self, seconds: float) -> None:
-        """A proposal committed ``seconds`` after the leader accepted it."""
-
-    def raft_apply(self, seconds: float) -> None:
-        """One log entry took ``seconds`` to apply to the FSM."""
-
-
-NO_METRICS = Recorder()
-
-
-@dataclass(frozen=True)
-class Live:
-    """One metric read at scrape time: a single value, or values by one label."""
-
-    name: str  # dotted, without prefix: "raft.commit_index"
-    help: str
-    value: float = 0.0
-    label: str = ""  # with ``by``: the label's name
-    by: Mapping[str, float] = field(default_factory=dict)
-    counter: bool = False
-
-
-LiveReader = Callable[[], Iterable[Live]]
 
 
 class Metrics(Recorder):
@@ -212,12 +127,6 @@ class Metrics(Recorder):
         self._define_events()
         if live is not None:
             self.registry.register(_LiveCollector(self, live))
-
-    @classmethod
-    def for_agent(cls, agent: Agent) -> Metrics:
-        """The metrics of ``agent``: its prefix, and live values read from it at
-        scrape time (so it may be created before the agent runs)."""
-        return cls(agent.config.telemetry.metrics_prefix, agent_reader(agent))
 
     def _define_events(self) -> None:
         self.http_requests = self._counter(
@@ -367,16 +276,6 @@ class Metrics(Recorder):
         node.on_commit_latency = self.raft_commit
         node.on_apply_latency = self.raft_apply
 
-    def instrument(self, agent: Agent) -> None:
-        """Record the events of what ``agent`` already runs: its Raft node, RPC
-        server and anti-entropy. Idempotent; call it once they exist."""
-        server = agent.server
-        if server is not None:
-            self.instrument_raft(server.node)
-            server.rpc.metrics = self
-        if agent.sync is not None:
-            agent.sync.metrics = self
-
     # ---------------------------------------------------------- exposing
 
     def prometheus_text(self) -> bytes:
@@ -405,12 +304,12 @@ class Metrics(Recorder):
                 ]
             elif family.type == "counter":
                 counters += [
-                    _counter_json(name, s.labels, s.value, age)
+                    counter_json(name, s.labels, s.value, age)
                     for s in family.samples
                     if s.name.endswith("_total")
                 ]
             elif family.type == "histogram":
-                samples += _histogram_json(name, family, age)
+                samples += histogram_json(name, family, age)
         stamp = datetime.fromtimestamp(int(now), UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
         return {
             "Timestamp": stamp,
@@ -446,258 +345,3 @@ class _LiveCollector(Collector):
             else:
                 family.add_metric([], live.value)
             yield family
-
-
-# ------------------------------------------------------------ JSON shapes
-
-
-def _aggregate(
-    name: str, labels: Mapping[str, str], count: float, total: float, age: float
-) -> dict[str, Any]:
-    return {
-        "Name": name,
-        "Count": int(count),
-        "Rate": total / age,
-        "Sum": float(total),
-        "Min": 0.0,
-        "Max": 0.0,
-        "Mean": total / count if count else 0.0,
-        "Stddev": 0.0,
-        "Labels": dict(labels),
-    }
-
-
-def _counter_json(name: str, labels: Mapping[str, str], value: float, age: float) -> dict[str, Any]:
-    out = _aggregate(name, labels, value, value, age)
-    if value:  # as if every increment were 1, which holds for all but agent.sync.writes
-        out["Min"] = out["Max"] = 1.0
-    return out
-
-
-def _histogram_json(name: str, family: Metric, age: float) -> list[dict[str, Any]]:
-    series: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
-    for s in family.samples:
-        labels = {k: v for k, v in s.labels.items() if k != "le"}
-        entry = series.setdefault(
-            tuple(sorted(labels.items())), {"labels": labels, "buckets": [], "count": 0, "sum": 0}
-        )
-        if s.name.endswith("_bucket"):
-            entry["buckets"].append((float(s.labels["le"]), s.value))
-        elif s.name.endswith("_count"):
-            entry["count"] = s.value
-        elif s.name.endswith("_sum"):
-            entry["sum"] = s.value
-    out = []
-    for entry in series.values():
-        count, total = entry["count"], entry["sum"]
-        item = _aggregate(name, entry["labels"], count, total, age)
-        if count:
-            item.update(_bucket_spread(sorted(entry["buckets"]), total / count))
-        out.append(item)
-    return out
-
-
-def _bucket_spread(buckets: list[tuple[float, float]], mean: float) -> dict[str, float]:
-    """Min, Max and Stddev estimated from cumulative buckets [(le, count)]."""
-    finite = [le for le, _ in buckets if math.isfinite(le)]
-    lows: list[float] = []
-    highs: list[float] = []
-    squares = 0.0
-    lower, seen = 0.0, 0.0
-    for le, cumulative in buckets:
-        upper = le if math.isfinite(le) else (finite[-1] if finite else lower)
-        n = cumulative - seen
-        if n > 0:
-            lows.append(lower)
-            highs.append(upper)
-            squares += n * ((lower + upper) / 2 - mean) ** 2
-        lower, seen = upper, cumulative
-    if not lows:
-        return {}
-    return {"Min": lows[0], "Max": highs[-1], "Stddev": math.sqrt(squares / seen)}
-
-
-# ------------------------------------------------------------------ DNS
-
-
-def dns_qtype(query: bytes) -> str:
-    """The first question's type, from the wire, without parsing the message."""
-    n = len(query)
-    if n < 12 or query[4:6] == b"\0\0":
-        return "none"
-    i = 12
-    while i < n:
-        length = query[i]
-        if length == 0:
-            i += 1
-            break
-        if length >= 0xC0:  # a compression pointer ends the name
-            i += 2
-            break
-        i += 1 + length
-    else:
-        return "malformed"
-    if i + 2 > n:
-        return "malformed"
-    return _QTYPES.get(int.from_bytes(query[i : i + 2], "big"), "other")
-
-
-def dns_rcode(reply: bytes | None) -> str:
-    """The reply's RCODE name ("dropped" when nothing was sent)."""
-    if reply is None:
-        return "dropped"
-    if len(reply) < 4:
-        return "malformed"
-    return _RCODES.get(reply[3] & 0x0F, "other")
-
-
-# ------------------------------------------------------- live: the agent
-
-
-def agent_metrics(agent: Agent) -> Metrics:
-    """``agent.metrics``, created and set on first use if the agent has none."""
-    metrics = getattr(agent, "metrics", None)
-    if not isinstance(metrics, Metrics):
-        metrics = Metrics.for_agent(agent)
-        # Until Agent.__init__ creates it, the attribute is added here.
-        setattr(agent, "metrics", metrics)  # noqa: B010
-    return metrics
-
-
-def agent_reader(agent: Agent) -> LiveReader:
-    """What ``agent`` reports at every scrape: its own state, and on a server
-    Raft's and the catalog's."""
-    catalog = CatalogCounts()
-
-    def read() -> list[Live]:
-        out = agent_live(agent)
-        server = agent.server
-        if server is not None:
-            out += raft_live(server.node)
-            out += catalog.read(server.store)
-        return out
-
-    return read
-
-
-def agent_live(agent: Agent) -> list[Live]:
-    """The agent's local services and checks and the process's runtime."""
-    local = agent.local
-    critical = sum(1 for c in local.checks.values() if c.check.status == "critical")
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    out = [
-        Live("agent.services", "Services registered with this agent.", len(local.services)),
-        Live("agent.checks", "Checks registered with this agent.", len(local.checks)),
-        Live("agent.checks.critical", "Local checks that are critical.", critical),
-        Live("runtime.uptime_seconds", "Seconds since start.", time.time() - agent.started_at),
-        Live("runtime.max_rss_bytes", "Peak resident memory of the agent process.", rss),
-    ]
-    try:
-        tasks = trio.lowlevel.current_statistics().tasks_living
-    except RuntimeError:  # read outside trio (a test calling summary() directly)
-        return out
-    return [*out, Live("runtime.tasks", "Live trio tasks.", tasks)]
-
-
-def raft_live(node: RaftNode) -> list[Live]:
-    """Raft's role, term and indexes; nothing while the node is not running."""
-    try:
-        st = node.status()
-    except RaftError:
-        return []
-    core = st.core
-    role = core.role
-    out = [
-        Live(
-            "raft.state",
-            "1 for the Raft role this server is in, 0 for the others.",
-            label="state",
-            by={r.value: float(r == role) for r in Role},
-        ),
-        Live("raft.leader", "1 on the Raft leader.", float(role == Role.LEADER)),
-        Live("raft.term", "Current Raft term.", core.term),
-        Live("raft.commit_index", "Highest Raft index known committed.", core.commit),
-        Live("raft.applied_index", "Highest Raft index applied to the registry.", st.applied),
-        Live("raft.last_log_index", "Last index in this server's Raft log.", core.last_index),
-        Live("raft.last_snapshot_index", "Index of the last Raft snapshot.", st.snapshot_index),
-        Live("raft.fsm_pending", "Committed entries not yet applied.", core.commit - st.applied),
-        Live("raft.peers", "Servers in the Raft configuration.", len(core.configuration.servers)),
-        Live(
-            "raft.leader_changes",
-            "Times this server saw a new leader.",
-            node.leader_changes,
-            counter=True,
-        ),
-        Live(
-            "raft.snapshots_installed",
-            "Snapshots installed from a leader.",
-            st.snapshots_installed,
-            counter=True,
-        ),
-    ]
-    if st.last_contact is not None:
-        contact = "Seconds since the leader was last heard (0 on the leader)."
-        out.append(Live("raft.last_contact_seconds", contact, st.last_contact))
-    return out
-
-
-class CatalogCounts:
-    """Catalog gauges, recounted only when the catalog or liveness tables changed
-    (a count walks every node, instance and check)."""
-
-    def __init__(self) -> None:
-        self._key: tuple[int, int] | None = None
-        self._counts: list[Live] = []
-
-    def read(self, store: StateStore) -> list[Live]:
-        key = (id(store), store.index_of("nodes", "services", "checks", "liveness"))
-        if key != self._key:
-            self._counts = catalog_live(store)
-            self._key = key
-        return self._counts
-
-
-def catalog_live(store: StateStore) -> list[Live]:
-    """Nodes, services, instances (by health) and checks (by status) in ``store``."""
-    cat = store.catalog
-    by_service: Mapping[Any, Mapping[Any, HealthCheck]] = cat.checks.index_map("service")
-    empty: Mapping[Any, HealthCheck] = {}
-    nodes = dict.fromkeys(_HEALTH, 0.0)
-    for node in cat.nodes.values():
-        nodes[aggregated_status(by_service.get((node.node, ""), empty).values())] += 1
-    instances = dict.fromkeys(_HEALTH, 0.0)
-    for svc in cat.services.values():
-        checks = chain(
-            by_service.get((svc.node, ""), empty).values(),
-            by_service.get((svc.node, svc.id), empty).values(),
-        )
-        instances[aggregated_status(checks)] += 1
-    checks_by = dict.fromkeys(_HEALTH, 0.0)
-    for status, bucket in cat.checks.index_map("status").items():
-        checks_by[str(status)] = float(len(bucket))
-    liveness = dict.fromkeys(_LIVENESS, 0.0)
-    for record in store.liveness.records.values():
-        liveness[record.status] = liveness.get(record.status, 0.0) + 1
-    return [
-        Live("catalog.nodes", "Nodes in the catalog.", len(cat.nodes)),
-        Live(
-            "catalog.services", "Service names in the catalog.", len(cat.services.index_map("name"))
-        ),
-        Live("catalog.service_instances", "Service instances in the catalog.", len(cat.services)),
-        Live(
-            "catalog.nodes_by_health",
-            "Nodes by the worst status of their node checks.",
-            label="status",
-            by=nodes,
-        ),
-        Live(
-            "catalog.service_instances_by_health",
-            "Service instances by the worst status of their node's and their own checks.",
-            label="status",
-            by=instances,
-        ),
-        Live("catalog.checks", "Health checks by status.", label="status", by=checks_by),
-        Live(
-            "liveness.nodes", "Nodes by the leader's liveness verdict.", label="status", by=liveness
-        ),
-    ]
