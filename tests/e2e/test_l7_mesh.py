@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from tools.local_cluster import LocalAgentCluster
 from tests.e2e.test_connect_mesh import wait_for
 from tests.meshd.harness import free_port
+from tools.local_cluster import LocalAgentCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
