@@ -38,6 +38,21 @@ class HeaderMatch:
         return out
 
 
+@dataclass(frozen=True)
+class QueryParamMatch:
+    name: str
+    present: bool = False
+    exact: str = ""
+    regex: str = ""
+
+    def to_json(self) -> dict[str, JSON]:
+        out: dict[str, JSON] = {"Name": self.name}
+        put(out, "Present", self.present)
+        put(out, "Exact", self.exact)
+        put(out, "Regex", self.regex)
+        return out
+
+
 def parse_header_match(raw: JSON, path: str, where: str) -> HeaderMatch:
     """Decode one header matcher; ``where`` is e.g. ``Route[0] Header[1]``."""
     f = Fields(raw, path)

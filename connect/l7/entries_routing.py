@@ -26,6 +26,7 @@ from connect.l7.decode import (
 from connect.l7.entries_http import (
     HeaderMatch,
     HeaderModifiers,
+    QueryParamMatch,
     check_methods,
     check_paths,
     parse_header_match,
@@ -49,21 +50,6 @@ VALID_RETRY_ON = (
     "resource-exhausted",
     "unavailable",
 )
-
-
-@dataclass(frozen=True)
-class QueryParamMatch:
-    name: str
-    present: bool = False
-    exact: str = ""
-    regex: str = ""
-
-    def to_json(self) -> dict[str, JSON]:
-        out: dict[str, JSON] = {"Name": self.name}
-        put(out, "Present", self.present)
-        put(out, "Exact", self.exact)
-        put(out, "Regex", self.regex)
-        return out
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,11 @@ from typing import Any
 
 import re2
 
+# The matcher and modifier shapes are the config entries' own (one definition
+# serves decoding and matching); re-exported here for the matching side.
+from connect.l7.entries_http import HeaderMatch as HeaderMatch
+from connect.l7.entries_http import HeaderModifiers as HeaderModifiers
+from connect.l7.entries_http import QueryParamMatch as QueryParamMatch
 from connect.l7.request import Headers, Request
 
 _RE2_OPTIONS = re2.Options()
@@ -149,29 +154,6 @@ def normalize_path(
 
 
 @dataclass(frozen=True)
-class HeaderMatch:
-    """Consul's ``ServiceRouteHTTPMatchHeader`` (also L7 intentions' header)."""
-
-    name: str
-    present: bool = False
-    exact: str = ""
-    prefix: str = ""
-    suffix: str = ""
-    regex: str = ""
-    invert: bool = False
-
-
-@dataclass(frozen=True)
-class QueryParamMatch:
-    """Consul's ``ServiceRouteHTTPMatchQueryParam``."""
-
-    name: str
-    present: bool = False
-    exact: str = ""
-    regex: str = ""
-
-
-@dataclass(frozen=True)
 class HTTPMatch:
     """Consul's ``ServiceRouteHTTPMatch``."""
 
@@ -181,18 +163,6 @@ class HTTPMatch:
     headers: tuple[HeaderMatch, ...] = ()
     query_params: tuple[QueryParamMatch, ...] = ()
     methods: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class HeaderModifiers:
-    """Consul's ``HTTPHeaderModifiers``: Add appends, Set overwrites, Remove deletes."""
-
-    add: Mapping[str, str] = field(default_factory=dict)
-    set: Mapping[str, str] = field(default_factory=dict)
-    remove: tuple[str, ...] = ()
-
-    def is_empty(self) -> bool:
-        return not (self.add or self.set or self.remove)
 
 
 @dataclass(frozen=True)
