@@ -206,6 +206,28 @@ def rewrite_path(route: Route, path: str) -> str:
     return path
 
 
+def header_matches(m: HeaderMatch, headers: Headers, regex: _Regex | None = None) -> bool:
+    """Whether ``headers`` satisfy ``m`` (Envoy's ``matchHeaders``).
+
+    ``regex`` is ``m.regex`` compiled; without one a Regex matcher holds for
+    any present value (how retry's ``retriable_headers`` use it).
+    """
+    value = headers.get(m.name)
+    if value is None:  # Envoy: only an inverted Present matches an absent header
+        return m.invert and not (m.exact or m.prefix or m.suffix or m.regex)
+    if m.exact:
+        result = value == m.exact
+    elif m.prefix:
+        result = value.startswith(m.prefix)
+    elif m.suffix:
+        result = value.endswith(m.suffix)
+    elif regex is not None:
+        result = regex.fullmatch(value)
+    else:
+        result = True  # Present (or no matcher at all)
+    return result != m.invert
+
+
 class _CompiledHeader:
     __slots__ = ("m", "regex")
 
@@ -214,21 +236,7 @@ class _CompiledHeader:
         self.regex = _Regex(m.regex, where) if m.regex else None
 
     def matches(self, headers: Headers) -> bool:
-        value = headers.get(self.m.name)
-        m = self.m
-        if value is None:  # Envoy: only an inverted Present matches an absent header
-            return m.invert and not (m.exact or m.prefix or m.suffix or m.regex)
-        if m.exact:
-            result = value == m.exact
-        elif m.prefix:
-            result = value.startswith(m.prefix)
-        elif m.suffix:
-            result = value.endswith(m.suffix)
-        elif self.regex is not None:
-            result = self.regex.fullmatch(value)
-        else:
-            result = True  # Present (or no matcher at all)
-        return result != m.invert
+        return header_matches(self.m, headers, self.regex)
 
 
 class _CompiledQuery:
