@@ -32,27 +32,13 @@ import math
 import random
 from dataclasses import dataclass, field
 
+from connect.l7.entries_routing import VALID_RETRY_ON
 from connect.l7.match import HeaderMatch, header_matches
 from connect.l7.request import Headers
 
-RETRY_CONDITIONS = frozenset(
-    {
-        "5xx",
-        "gateway-error",
-        "reset",
-        "connect-failure",
-        "envoy-ratelimited",
-        "retriable-4xx",
-        "refused-stream",
-        "retriable-status-codes",
-        "retriable-headers",
-        "cancelled",
-        "deadline-exceeded",
-        "internal",
-        "resource-exhausted",
-        "unavailable",
-    }
-)
+# Consul's RetryOn list plus the conditions Envoy derives from
+# RetryOnStatusCodes and retriable headers.
+RETRY_CONDITIONS = frozenset((*VALID_RETRY_ON, "retriable-status-codes", "retriable-headers"))
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 ENVOY_DEFAULT_NUM_RETRIES = 1
 BASE_INTERVAL_MS = 25
