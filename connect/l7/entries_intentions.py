@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from connect.l7.decode import JSON, Fields, ValidationError, check_meta, goq, put
+from connect.l7.decode import (
+    JSON,
+    Fields,
+    ValidationError,
+    check_meta,
+    finish_entry,
+    goq,
+    put,
+    put_entry_tail,
+)
 from connect.l7.entries_http import HeaderMatch, check_methods, check_paths, parse_header_match
 
 SERVICE_INTENTIONS = "service-intentions"
@@ -95,11 +104,7 @@ class ServiceIntentionsEntry:
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {"Kind": self.kind, "Name": self.name}
         put(out, "Sources", [s.to_json() for s in self.sources])
-        put(out, "Meta", dict(self.meta))
-        put(out, "Namespace", self.namespace)
-        put(out, "Partition", self.partition)
-        out.update(self.extra)
-        return out
+        return put_entry_tail(out, self.meta, self.namespace, self.partition, self.extra)
 
 
 def precedence(dest_ns: str, dest_name: str, src_ns: str, src_name: str) -> int:
@@ -227,7 +232,5 @@ def parse_service_intentions(f: Fields) -> ServiceIntentionsEntry:
         namespace=f.str("Namespace"),
         partition=f.str("Partition"),
     )
-    extra = f.finish(("JWT", "CreateIndex", "ModifyIndex"))
-    extra.pop("CreateIndex", None)
-    extra.pop("ModifyIndex", None)
+    extra = finish_entry(f, ("JWT",))
     return ServiceIntentionsEntry(**{**entry.__dict__, "extra": extra})

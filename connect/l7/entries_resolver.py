@@ -21,6 +21,7 @@ from connect.l7.decode import (
     format_duration,
     goq,
     put,
+    put_entry_tail,
 )
 
 SERVICE_RESOLVER = "service-resolver"
@@ -210,11 +211,7 @@ class ServiceResolverEntry:
             out["RequestTimeout"] = format_duration(self.request_timeout_ns)
         if self.load_balancer is not None:
             out["LoadBalancer"] = self.load_balancer.to_json()
-        put(out, "Meta", dict(self.meta))
-        put(out, "Namespace", self.namespace)
-        put(out, "Partition", self.partition)
-        out.update(self.extra)
-        return out
+        return put_entry_tail(out, self.meta, self.namespace, self.partition, self.extra)
 
 
 def _parse_subsets(f: Fields, validator: FilterValidator | None) -> dict[str, Subset]:

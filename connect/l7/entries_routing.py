@@ -19,9 +19,11 @@ from connect.l7.decode import (
     Fields,
     ValidationError,
     check_meta,
+    finish_entry,
     format_duration,
     goq,
     put,
+    put_entry_tail,
 )
 from connect.l7.entries_http import (
     HeaderMatch,
@@ -172,10 +174,7 @@ class ServiceRouterEntry:
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {"Kind": self.kind, "Name": self.name}
         put(out, "Routes", [r.to_json() for r in self.routes])
-        put(out, "Meta", dict(self.meta))
-        put(out, "Namespace", self.namespace)
-        put(out, "Partition", self.partition)
-        return out
+        return put_entry_tail(out, self.meta, self.namespace, self.partition)
 
 
 def _num(x: float) -> JSON:
@@ -315,7 +314,7 @@ def parse_service_router(f: Fields) -> ServiceRouterEntry:
         namespace=f.str("Namespace"),
         partition=f.str("Partition"),
     )
-    f.finish(("CreateIndex", "ModifyIndex"))
+    finish_entry(f)
     if not name:
         raise ValidationError("Name", "Name is required")
     check_meta(entry.meta)
@@ -358,10 +357,7 @@ class ServiceSplitterEntry:
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {"Kind": self.kind, "Name": self.name}
         put(out, "Splits", [s.to_json() for s in self.splits])
-        put(out, "Meta", dict(self.meta))
-        put(out, "Namespace", self.namespace)
-        put(out, "Partition", self.partition)
-        return out
+        return put_entry_tail(out, self.meta, self.namespace, self.partition)
 
 
 def scale_weight(weight: float) -> int:
@@ -398,7 +394,7 @@ def parse_service_splitter(f: Fields) -> ServiceSplitterEntry:
         namespace=f.str("Namespace"),
         partition=f.str("Partition"),
     )
-    f.finish(("CreateIndex", "ModifyIndex"))
+    finish_entry(f)
     if not name:
         raise ValidationError("Name", "Name is required")
     if not entry.splits:
