@@ -317,6 +317,17 @@ def put(out: dict[str, JSON], key: str, value: JSON) -> None:
     out[key] = list(value) if isinstance(value, tuple) else value
 
 
+def put_service_ref(
+    out: dict[str, JSON], service: str, subset: str, namespace: str, partition: str = ""
+) -> None:
+    """Service, ServiceSubset, Namespace, Partition, each left out when empty:
+    how a redirect, a failover, a route destination and a split name a service."""
+    put(out, "Service", service)
+    put(out, "ServiceSubset", subset)
+    put(out, "Namespace", namespace)
+    put(out, "Partition", partition)
+
+
 def put_entry_tail(
     out: dict[str, JSON],
     meta: dict[str, str],

@@ -22,6 +22,7 @@ from connect.l7.decode import (
     goq,
     put,
     put_entry_tail,
+    put_service_ref,
 )
 
 SERVICE_RESOLVER = "service-resolver"
@@ -66,10 +67,7 @@ class Redirect:
 
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {}
-        put(out, "Service", self.service)
-        put(out, "ServiceSubset", self.service_subset)
-        put(out, "Namespace", self.namespace)
-        put(out, "Partition", self.partition)
+        put_service_ref(out, self.service, self.service_subset, self.namespace, self.partition)
         put(out, "Datacenter", self.datacenter)
         put(out, "Peer", self.peer)
         out.update(self.extra)
@@ -100,9 +98,7 @@ class Failover:
 
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {}
-        put(out, "Service", self.service)
-        put(out, "ServiceSubset", self.service_subset)
-        put(out, "Namespace", self.namespace)
+        put_service_ref(out, self.service, self.service_subset, self.namespace)
         put(out, "Datacenters", list(self.datacenters))
         put(out, "Targets", [t.to_json() for t in self.targets])
         out.update(self.extra)

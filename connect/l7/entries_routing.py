@@ -24,6 +24,7 @@ from connect.l7.decode import (
     goq,
     put,
     put_entry_tail,
+    put_service_ref,
 )
 from connect.l7.entries_http import (
     HeaderMatch,
@@ -128,10 +129,7 @@ class RouteDestination:
 
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {}
-        put(out, "Service", self.service)
-        put(out, "ServiceSubset", self.service_subset)
-        put(out, "Namespace", self.namespace)
-        put(out, "Partition", self.partition)
+        put_service_ref(out, self.service, self.service_subset, self.namespace, self.partition)
         put(out, "PrefixRewrite", self.prefix_rewrite)
         if self.request_timeout_ns:
             out["RequestTimeout"] = format_duration(self.request_timeout_ns)
@@ -336,10 +334,7 @@ class Split:
 
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {"Weight": _num(self.weight)}
-        put(out, "Service", self.service)
-        put(out, "ServiceSubset", self.service_subset)
-        put(out, "Namespace", self.namespace)
-        put(out, "Partition", self.partition)
+        put_service_ref(out, self.service, self.service_subset, self.namespace, self.partition)
         put(out, "RequestHeaders", self.request_headers.to_json())
         put(out, "ResponseHeaders", self.response_headers.to_json())
         return out
