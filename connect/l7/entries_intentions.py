@@ -20,7 +20,13 @@ from connect.l7.decode import (
     put,
     put_entry_tail,
 )
-from connect.l7.entries_http import HeaderMatch, check_methods, check_paths, parse_header_match
+from connect.l7.entries_http import (
+    HeaderMatch,
+    check_methods,
+    check_paths,
+    http_match_json,
+    parse_header_match,
+)
 
 SERVICE_INTENTIONS = "service-intentions"
 _ACTIONS = ("allow", "deny")
@@ -43,13 +49,9 @@ class IntentionHTTPPermission:
     methods: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, JSON]:
-        out: dict[str, JSON] = {}
-        put(out, "PathExact", self.path_exact)
-        put(out, "PathPrefix", self.path_prefix)
-        put(out, "PathRegex", self.path_regex)
-        put(out, "Header", [h.to_json() for h in self.header])
-        put(out, "Methods", list(self.methods))
-        return out
+        return http_match_json(
+            self.path_exact, self.path_prefix, self.path_regex, self.header, self.methods
+        )
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from connect.l7.entries_http import (
     QueryParamMatch,
     check_methods,
     check_paths,
+    http_match_json,
     parse_header_match,
     parse_header_modifiers,
 )
@@ -75,14 +76,14 @@ class HTTPMatch:
         )
 
     def to_json(self) -> dict[str, JSON]:
-        out: dict[str, JSON] = {}
-        put(out, "PathExact", self.path_exact)
-        put(out, "PathPrefix", self.path_prefix)
-        put(out, "PathRegex", self.path_regex)
-        put(out, "Header", [h.to_json() for h in self.header])
-        put(out, "QueryParam", [q.to_json() for q in self.query_param])
-        put(out, "Methods", list(self.methods))
-        return out
+        return http_match_json(
+            self.path_exact,
+            self.path_prefix,
+            self.path_regex,
+            self.header,
+            self.methods,
+            self.query_param,
+        )
 
 
 @dataclass(frozen=True)
