@@ -283,6 +283,19 @@ class Fields:
         return extra
 
 
+ENTRY_INDEXES = ("CreateIndex", "ModifyIndex")
+
+
+def finish_entry(f: Fields, passthrough: Iterable[builtins.str] = ()) -> dict[builtins.str, JSON]:
+    """``f.finish`` for a whole entry: the raft indexes a read answered with
+    (CreateIndex, ModifyIndex) are accepted and dropped; returns the
+    passthrough keys present."""
+    extra = f.finish((*passthrough, *ENTRY_INDEXES))
+    for key in ENTRY_INDEXES:
+        extra.pop(key, None)
+    return extra
+
+
 def check_meta(meta: dict[str, str], field: str = "Meta") -> None:
     """Consul's ``validateConfigEntryMeta``: at most 64 pairs, keys of at most
     128 bytes, values of at most 512."""
@@ -302,3 +315,31 @@ def put(out: dict[str, JSON], key: str, value: JSON) -> None:
     if isinstance(value, (dict, list, tuple)) and not value:
         return
     out[key] = list(value) if isinstance(value, tuple) else value
+
+
+def put_service_ref(
+    out: dict[str, JSON], service: str, subset: str, namespace: str, partition: str = ""
+) -> None:
+    """Service, ServiceSubset, Namespace, Partition, each left out when empty:
+    how a redirect, a failover, a route destination and a split name a service."""
+    put(out, "Service", service)
+    put(out, "ServiceSubset", subset)
+    put(out, "Namespace", namespace)
+    put(out, "Partition", partition)
+
+
+def put_entry_tail(
+    out: dict[str, JSON],
+    meta: dict[str, str],
+    namespace: str,
+    partition: str,
+    extra: dict[str, JSON] | None = None,
+) -> dict[str, JSON]:
+    """The fields every entry's JSON ends with: Meta, Namespace, Partition,
+    then the passthrough keys kept verbatim; returns ``out``."""
+    put(out, "Meta", dict(meta))
+    put(out, "Namespace", namespace)
+    put(out, "Partition", partition)
+    if extra:
+        out.update(extra)
+    return out

@@ -15,7 +15,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from connect.l7.decode import JSON, Fields, ValidationError, check_meta, format_duration, goq, put
+from connect.l7.decode import (
+    JSON,
+    Fields,
+    ValidationError,
+    check_meta,
+    finish_entry,
+    format_duration,
+    goq,
+    put,
+    put_entry_tail,
+)
 
 SERVICE_DEFAULTS = "service-defaults"
 PROXY_DEFAULTS = "proxy-defaults"
@@ -377,11 +387,7 @@ class ServiceDefaultsEntry:
         put(out, "LocalRequestTimeoutMs", self.local_request_timeout_ms)
         put(out, "MaxInboundConnections", self.max_inbound_connections)
         put(out, "EnvoyExtensions", [e.to_json() for e in self.envoy_extensions])
-        put(out, "Meta", dict(self.meta))
-        put(out, "Namespace", self.namespace)
-        put(out, "Partition", self.partition)
-        out.update(self.extra)
-        return out
+        return put_entry_tail(out, self.meta, self.namespace, self.partition, self.extra)
 
 
 def parse_service_defaults(f: Fields) -> ServiceDefaultsEntry:
@@ -411,9 +417,7 @@ def parse_service_defaults(f: Fields) -> ServiceDefaultsEntry:
         namespace=f.str("Namespace"),
         partition=f.str("Partition"),
     )
-    extra = f.finish((*_SD_PASSTHROUGH, "CreateIndex", "ModifyIndex"))
-    extra.pop("CreateIndex", None)
-    extra.pop("ModifyIndex", None)
+    extra = finish_entry(f, _SD_PASSTHROUGH)
     if not name:
         raise ValidationError("Name", "Name is required")
     if name == "*":
@@ -456,11 +460,7 @@ class ProxyDefaultsEntry:
         out: dict[str, JSON] = {"Kind": self.kind, "Name": self.name}
         put(out, "Config", dict(self.config))
         put(out, "EnvoyExtensions", [e.to_json() for e in self.envoy_extensions])
-        put(out, "Meta", dict(self.meta))
-        put(out, "Namespace", self.namespace)
-        put(out, "Partition", self.partition)
-        out.update(self.extra)
-        return out
+        return put_entry_tail(out, self.meta, self.namespace, self.partition, self.extra)
 
 
 _PD_INT_KEYS = (
@@ -482,9 +482,7 @@ def parse_proxy_defaults(f: Fields) -> ProxyDefaultsEntry:
         namespace=f.str("Namespace"),
         partition=f.str("Partition"),
     )
-    extra = f.finish((*_PD_PASSTHROUGH, "CreateIndex", "ModifyIndex"))
-    extra.pop("CreateIndex", None)
-    extra.pop("ModifyIndex", None)
+    extra = finish_entry(f, _PD_PASSTHROUGH)
     if name not in ("", "global"):
         raise ValidationError("Name", f'invalid name ({goq(name)}), only "global" is supported')
     entry = ProxyDefaultsEntry(**{**entry.__dict__, "name": "global"})

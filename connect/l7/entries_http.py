@@ -38,6 +38,41 @@ class HeaderMatch:
         return out
 
 
+@dataclass(frozen=True)
+class QueryParamMatch:
+    name: str
+    present: bool = False
+    exact: str = ""
+    regex: str = ""
+
+    def to_json(self) -> dict[str, JSON]:
+        out: dict[str, JSON] = {"Name": self.name}
+        put(out, "Present", self.present)
+        put(out, "Exact", self.exact)
+        put(out, "Regex", self.regex)
+        return out
+
+
+def http_match_json(
+    path_exact: str,
+    path_prefix: str,
+    path_regex: str,
+    header: tuple[HeaderMatch, ...],
+    methods: tuple[str, ...],
+    query_param: tuple[QueryParamMatch, ...] = (),
+) -> dict[str, JSON]:
+    """A router's ``Match.HTTP`` or an intention permission's ``HTTP`` (which
+    has no QueryParam), empty fields left out."""
+    out: dict[str, JSON] = {}
+    put(out, "PathExact", path_exact)
+    put(out, "PathPrefix", path_prefix)
+    put(out, "PathRegex", path_regex)
+    put(out, "Header", [h.to_json() for h in header])
+    put(out, "QueryParam", [q.to_json() for q in query_param])
+    put(out, "Methods", list(methods))
+    return out
+
+
 def parse_header_match(raw: JSON, path: str, where: str) -> HeaderMatch:
     """Decode one header matcher; ``where`` is e.g. ``Route[0] Header[1]``."""
     f = Fields(raw, path)

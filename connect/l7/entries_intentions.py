@@ -10,8 +10,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from connect.l7.decode import JSON, Fields, ValidationError, check_meta, goq, put
-from connect.l7.entries_http import HeaderMatch, check_methods, check_paths, parse_header_match
+from connect.l7.decode import (
+    JSON,
+    Fields,
+    ValidationError,
+    check_meta,
+    finish_entry,
+    goq,
+    put,
+    put_entry_tail,
+)
+from connect.l7.entries_http import (
+    HeaderMatch,
+    check_methods,
+    check_paths,
+    http_match_json,
+    parse_header_match,
+)
 
 SERVICE_INTENTIONS = "service-intentions"
 _ACTIONS = ("allow", "deny")
@@ -34,13 +49,9 @@ class IntentionHTTPPermission:
     methods: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, JSON]:
-        out: dict[str, JSON] = {}
-        put(out, "PathExact", self.path_exact)
-        put(out, "PathPrefix", self.path_prefix)
-        put(out, "PathRegex", self.path_regex)
-        put(out, "Header", [h.to_json() for h in self.header])
-        put(out, "Methods", list(self.methods))
-        return out
+        return http_match_json(
+            self.path_exact, self.path_prefix, self.path_regex, self.header, self.methods
+        )
 
 
 @dataclass(frozen=True)
@@ -95,11 +106,7 @@ class ServiceIntentionsEntry:
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {"Kind": self.kind, "Name": self.name}
         put(out, "Sources", [s.to_json() for s in self.sources])
-        put(out, "Meta", dict(self.meta))
-        put(out, "Namespace", self.namespace)
-        put(out, "Partition", self.partition)
-        out.update(self.extra)
-        return out
+        return put_entry_tail(out, self.meta, self.namespace, self.partition, self.extra)
 
 
 def precedence(dest_ns: str, dest_name: str, src_ns: str, src_name: str) -> int:
@@ -227,7 +234,5 @@ def parse_service_intentions(f: Fields) -> ServiceIntentionsEntry:
         namespace=f.str("Namespace"),
         partition=f.str("Partition"),
     )
-    extra = f.finish(("JWT", "CreateIndex", "ModifyIndex"))
-    extra.pop("CreateIndex", None)
-    extra.pop("ModifyIndex", None)
+    extra = finish_entry(f, ("JWT",))
     return ServiceIntentionsEntry(**{**entry.__dict__, "extra": extra})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from connect.l7.decode import (
     JSON,
@@ -21,6 +22,8 @@ from connect.l7.decode import (
     format_duration,
     goq,
     put,
+    put_entry_tail,
+    put_service_ref,
 )
 
 SERVICE_RESOLVER = "service-resolver"
@@ -44,13 +47,26 @@ class Subset:
 
 
 @dataclass(frozen=True)
-class Redirect:
+class _ServiceTarget:
+    """Where a Redirect or a failover target sends traffic."""
+
     service: str = ""
     service_subset: str = ""
     namespace: str = ""
     partition: str = ""
     datacenter: str = ""
     peer: str = ""
+
+    def to_json(self) -> dict[str, JSON]:
+        out: dict[str, JSON] = {}
+        put_service_ref(out, self.service, self.service_subset, self.namespace, self.partition)
+        put(out, "Datacenter", self.datacenter)
+        put(out, "Peer", self.peer)
+        return out
+
+
+@dataclass(frozen=True)
+class Redirect(_ServiceTarget):
     extra: dict[str, JSON] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
@@ -64,28 +80,14 @@ class Redirect:
         )
 
     def to_json(self) -> dict[str, JSON]:
-        out: dict[str, JSON] = {}
-        put(out, "Service", self.service)
-        put(out, "ServiceSubset", self.service_subset)
-        put(out, "Namespace", self.namespace)
-        put(out, "Partition", self.partition)
-        put(out, "Datacenter", self.datacenter)
-        put(out, "Peer", self.peer)
+        out = super().to_json()
         out.update(self.extra)
         return out
 
 
 @dataclass(frozen=True)
-class FailoverTarget:
-    service: str = ""
-    service_subset: str = ""
-    namespace: str = ""
-    partition: str = ""
-    datacenter: str = ""
-    peer: str = ""
-
-    def to_json(self) -> dict[str, JSON]:
-        return Redirect(**self.__dict__).to_json()
+class FailoverTarget(_ServiceTarget):
+    """One of a Failover's ``Targets``: a Redirect's fields, no passthrough keys."""
 
 
 @dataclass(frozen=True)
@@ -99,9 +101,7 @@ class Failover:
 
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {}
-        put(out, "Service", self.service)
-        put(out, "ServiceSubset", self.service_subset)
-        put(out, "Namespace", self.namespace)
+        put_service_ref(out, self.service, self.service_subset, self.namespace)
         put(out, "Datacenters", list(self.datacenters))
         put(out, "Targets", [t.to_json() for t in self.targets])
         out.update(self.extra)
@@ -210,11 +210,7 @@ class ServiceResolverEntry:
             out["RequestTimeout"] = format_duration(self.request_timeout_ns)
         if self.load_balancer is not None:
             out["LoadBalancer"] = self.load_balancer.to_json()
-        put(out, "Meta", dict(self.meta))
-        put(out, "Namespace", self.namespace)
-        put(out, "Partition", self.partition)
-        out.update(self.extra)
-        return out
+        return put_entry_tail(out, self.meta, self.namespace, self.partition, self.extra)
 
 
 def _parse_subsets(f: Fields, validator: FilterValidator | None) -> dict[str, Subset]:
@@ -242,25 +238,11 @@ def _parse_subsets(f: Fields, validator: FilterValidator | None) -> dict[str, Su
     return out
 
 
-def _parse_redirect(f: Fields) -> Redirect | None:
-    sub = f.obj("Redirect")
-    if sub is None:
-        return None
-    r = Redirect(
-        service=sub.str("Service"),
-        service_subset=sub.str("ServiceSubset"),
-        namespace=sub.str("Namespace"),
-        partition=sub.str("Partition"),
-        datacenter=sub.str("Datacenter"),
-        peer=sub.str("Peer"),
-    )
-    extra = sub.finish(("SamenessGroup",))
-    return Redirect(**{**r.__dict__, "extra": extra})
+_T = TypeVar("_T", bound=_ServiceTarget)
 
 
-def _parse_failover_target(raw: JSON, path: str) -> FailoverTarget:
-    f = Fields(raw, path)
-    t = FailoverTarget(
+def _parse_target(f: Fields, cls: type[_T]) -> _T:
+    return cls(
         service=f.str("Service"),
         service_subset=f.str("ServiceSubset"),
         namespace=f.str("Namespace"),
@@ -268,6 +250,20 @@ def _parse_failover_target(raw: JSON, path: str) -> FailoverTarget:
         datacenter=f.str("Datacenter"),
         peer=f.str("Peer"),
     )
+
+
+def _parse_redirect(f: Fields) -> Redirect | None:
+    sub = f.obj("Redirect")
+    if sub is None:
+        return None
+    r = _parse_target(sub, Redirect)
+    extra = sub.finish(("SamenessGroup",))
+    return Redirect(**{**r.__dict__, "extra": extra})
+
+
+def _parse_failover_target(raw: JSON, path: str) -> FailoverTarget:
+    f = Fields(raw, path)
+    t = _parse_target(f, FailoverTarget)
     f.finish()
     return t
 

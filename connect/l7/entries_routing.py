@@ -19,15 +19,20 @@ from connect.l7.decode import (
     Fields,
     ValidationError,
     check_meta,
+    finish_entry,
     format_duration,
     goq,
     put,
+    put_entry_tail,
+    put_service_ref,
 )
 from connect.l7.entries_http import (
     HeaderMatch,
     HeaderModifiers,
+    QueryParamMatch,
     check_methods,
     check_paths,
+    http_match_json,
     parse_header_match,
     parse_header_modifiers,
 )
@@ -52,21 +57,6 @@ VALID_RETRY_ON = (
 
 
 @dataclass(frozen=True)
-class QueryParamMatch:
-    name: str
-    present: bool = False
-    exact: str = ""
-    regex: str = ""
-
-    def to_json(self) -> dict[str, JSON]:
-        out: dict[str, JSON] = {"Name": self.name}
-        put(out, "Present", self.present)
-        put(out, "Exact", self.exact)
-        put(out, "Regex", self.regex)
-        return out
-
-
-@dataclass(frozen=True)
 class HTTPMatch:
     path_exact: str = ""
     path_prefix: str = ""
@@ -86,14 +76,14 @@ class HTTPMatch:
         )
 
     def to_json(self) -> dict[str, JSON]:
-        out: dict[str, JSON] = {}
-        put(out, "PathExact", self.path_exact)
-        put(out, "PathPrefix", self.path_prefix)
-        put(out, "PathRegex", self.path_regex)
-        put(out, "Header", [h.to_json() for h in self.header])
-        put(out, "QueryParam", [q.to_json() for q in self.query_param])
-        put(out, "Methods", list(self.methods))
-        return out
+        return http_match_json(
+            self.path_exact,
+            self.path_prefix,
+            self.path_regex,
+            self.header,
+            self.methods,
+            self.query_param,
+        )
 
 
 @dataclass(frozen=True)
@@ -140,10 +130,7 @@ class RouteDestination:
 
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {}
-        put(out, "Service", self.service)
-        put(out, "ServiceSubset", self.service_subset)
-        put(out, "Namespace", self.namespace)
-        put(out, "Partition", self.partition)
+        put_service_ref(out, self.service, self.service_subset, self.namespace, self.partition)
         put(out, "PrefixRewrite", self.prefix_rewrite)
         if self.request_timeout_ns:
             out["RequestTimeout"] = format_duration(self.request_timeout_ns)
@@ -186,10 +173,7 @@ class ServiceRouterEntry:
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {"Kind": self.kind, "Name": self.name}
         put(out, "Routes", [r.to_json() for r in self.routes])
-        put(out, "Meta", dict(self.meta))
-        put(out, "Namespace", self.namespace)
-        put(out, "Partition", self.partition)
-        return out
+        return put_entry_tail(out, self.meta, self.namespace, self.partition)
 
 
 def _num(x: float) -> JSON:
@@ -329,7 +313,7 @@ def parse_service_router(f: Fields) -> ServiceRouterEntry:
         namespace=f.str("Namespace"),
         partition=f.str("Partition"),
     )
-    f.finish(("CreateIndex", "ModifyIndex"))
+    finish_entry(f)
     if not name:
         raise ValidationError("Name", "Name is required")
     check_meta(entry.meta)
@@ -351,10 +335,7 @@ class Split:
 
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {"Weight": _num(self.weight)}
-        put(out, "Service", self.service)
-        put(out, "ServiceSubset", self.service_subset)
-        put(out, "Namespace", self.namespace)
-        put(out, "Partition", self.partition)
+        put_service_ref(out, self.service, self.service_subset, self.namespace, self.partition)
         put(out, "RequestHeaders", self.request_headers.to_json())
         put(out, "ResponseHeaders", self.response_headers.to_json())
         return out
@@ -372,10 +353,7 @@ class ServiceSplitterEntry:
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {"Kind": self.kind, "Name": self.name}
         put(out, "Splits", [s.to_json() for s in self.splits])
-        put(out, "Meta", dict(self.meta))
-        put(out, "Namespace", self.namespace)
-        put(out, "Partition", self.partition)
-        return out
+        return put_entry_tail(out, self.meta, self.namespace, self.partition)
 
 
 def scale_weight(weight: float) -> int:
@@ -412,7 +390,7 @@ def parse_service_splitter(f: Fields) -> ServiceSplitterEntry:
         namespace=f.str("Namespace"),
         partition=f.str("Partition"),
     )
-    f.finish(("CreateIndex", "ModifyIndex"))
+    finish_entry(f)
     if not name:
         raise ValidationError("Name", "Name is required")
     if not entry.splits:

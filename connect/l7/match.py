@@ -29,6 +29,11 @@ from typing import Any
 
 import re2
 
+# The matcher and modifier shapes are the config entries' own (one definition
+# serves decoding and matching); re-exported here for the matching side.
+from connect.l7.entries_http import HeaderMatch as HeaderMatch
+from connect.l7.entries_http import HeaderModifiers as HeaderModifiers
+from connect.l7.entries_http import QueryParamMatch as QueryParamMatch
 from connect.l7.request import Headers, Request
 
 _RE2_OPTIONS = re2.Options()
@@ -149,29 +154,6 @@ def normalize_path(
 
 
 @dataclass(frozen=True)
-class HeaderMatch:
-    """Consul's ``ServiceRouteHTTPMatchHeader`` (also L7 intentions' header)."""
-
-    name: str
-    present: bool = False
-    exact: str = ""
-    prefix: str = ""
-    suffix: str = ""
-    regex: str = ""
-    invert: bool = False
-
-
-@dataclass(frozen=True)
-class QueryParamMatch:
-    """Consul's ``ServiceRouteHTTPMatchQueryParam``."""
-
-    name: str
-    present: bool = False
-    exact: str = ""
-    regex: str = ""
-
-
-@dataclass(frozen=True)
 class HTTPMatch:
     """Consul's ``ServiceRouteHTTPMatch``."""
 
@@ -181,18 +163,6 @@ class HTTPMatch:
     headers: tuple[HeaderMatch, ...] = ()
     query_params: tuple[QueryParamMatch, ...] = ()
     methods: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class HeaderModifiers:
-    """Consul's ``HTTPHeaderModifiers``: Add appends, Set overwrites, Remove deletes."""
-
-    add: Mapping[str, str] = field(default_factory=dict)
-    set: Mapping[str, str] = field(default_factory=dict)
-    remove: tuple[str, ...] = ()
-
-    def is_empty(self) -> bool:
-        return not (self.add or self.set or self.remove)
 
 
 @dataclass(frozen=True)
@@ -236,6 +206,28 @@ def rewrite_path(route: Route, path: str) -> str:
     return path
 
 
+def header_matches(m: HeaderMatch, headers: Headers, regex: _Regex | None = None) -> bool:
+    """Whether ``headers`` satisfy ``m`` (Envoy's ``matchHeaders``).
+
+    ``regex`` is ``m.regex`` compiled; without one a Regex matcher holds for
+    any present value (how retry's ``retriable_headers`` use it).
+    """
+    value = headers.get(m.name)
+    if value is None:  # Envoy: only an inverted Present matches an absent header
+        return m.invert and not (m.exact or m.prefix or m.suffix or m.regex)
+    if m.exact:
+        result = value == m.exact
+    elif m.prefix:
+        result = value.startswith(m.prefix)
+    elif m.suffix:
+        result = value.endswith(m.suffix)
+    elif regex is not None:
+        result = regex.fullmatch(value)
+    else:
+        result = True  # Present (or no matcher at all)
+    return result != m.invert
+
+
 class _CompiledHeader:
     __slots__ = ("m", "regex")
 
@@ -244,21 +236,7 @@ class _CompiledHeader:
         self.regex = _Regex(m.regex, where) if m.regex else None
 
     def matches(self, headers: Headers) -> bool:
-        value = headers.get(self.m.name)
-        m = self.m
-        if value is None:  # Envoy: only an inverted Present matches an absent header
-            return m.invert and not (m.exact or m.prefix or m.suffix or m.regex)
-        if m.exact:
-            result = value == m.exact
-        elif m.prefix:
-            result = value.startswith(m.prefix)
-        elif m.suffix:
-            result = value.endswith(m.suffix)
-        elif self.regex is not None:
-            result = self.regex.fullmatch(value)
-        else:
-            result = True  # Present (or no matcher at all)
-        return result != m.invert
+        return header_matches(self.m, headers, self.regex)
 
 
 class _CompiledQuery:

@@ -32,27 +32,13 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from connect.l7.match import HeaderMatch
+from connect.l7.entries_routing import VALID_RETRY_ON
+from connect.l7.match import HeaderMatch, header_matches
 from connect.l7.request import Headers
 
-RETRY_CONDITIONS = frozenset(
-    {
-        "5xx",
-        "gateway-error",
-        "reset",
-        "connect-failure",
-        "envoy-ratelimited",
-        "retriable-4xx",
-        "refused-stream",
-        "retriable-status-codes",
-        "retriable-headers",
-        "cancelled",
-        "deadline-exceeded",
-        "internal",
-        "resource-exhausted",
-        "unavailable",
-    }
-)
+# Consul's RetryOn list plus the conditions Envoy derives from
+# RetryOnStatusCodes and retriable headers.
+RETRY_CONDITIONS = frozenset((*VALID_RETRY_ON, "retriable-status-codes", "retriable-headers"))
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 ENVOY_DEFAULT_NUM_RETRIES = 1
 BASE_INTERVAL_MS = 25
@@ -159,26 +145,11 @@ def _status_retriable(policy: RetryPolicy, conds: frozenset[str], outcome: Outco
     if "retriable-status-codes" in conds and status in policy.retry_on_status_codes:
         return True
     if "retriable-headers" in conds and any(
-        _header_hit(h, outcome.headers) for h in policy.retriable_headers
+        header_matches(h, outcome.headers) for h in policy.retriable_headers
     ):
         return True
     grpc = outcome.headers.get("grpc-status")
     return grpc is not None and any(_GRPC_CODES.get(c) == grpc for c in conds)
-
-
-def _header_hit(m: HeaderMatch, headers: Headers) -> bool:
-    value = headers.get(m.name)
-    if value is None:  # as Envoy's matchHeaders (see connect.l7.match)
-        return m.invert and not (m.exact or m.prefix or m.suffix or m.regex)
-    if m.exact:
-        hit = value == m.exact
-    elif m.prefix:
-        hit = value.startswith(m.prefix)
-    elif m.suffix:
-        hit = value.endswith(m.suffix)
-    else:
-        hit = True
-    return hit != m.invert
 
 
 def is_retriable(policy: RetryPolicy, outcome: Outcome) -> bool:

@@ -37,8 +37,6 @@ from connect.l7.decide import RoutePolicy, Table, Target
 from connect.l7.decode import Fields, ValidationError
 from connect.l7.entries import parse_entry
 from connect.l7.entries_defaults import FAULT_INJECTION, parse_envoy_extensions
-from connect.l7.entries_http import HeaderMatch as EntryHeaderMatch
-from connect.l7.entries_http import HeaderModifiers as EntryModifiers
 from connect.l7.entries_resolver import LoadBalancer, _parse_load_balancer
 from connect.l7.entries_routing import (
     HTTPMatch as EntryMatch,
@@ -49,7 +47,7 @@ from connect.l7.entries_routing import (
     _parse_split,
 )
 from connect.l7.fault import AbortFault, BandwidthFault, DelayFault, FaultConfig
-from connect.l7.match import HeaderMatch, HeaderModifiers, HTTPMatch, QueryParamMatch, Route, Router
+from connect.l7.match import HeaderModifiers, HTTPMatch, Route, Router
 from connect.l7.mirror import MirrorPolicy
 from connect.l7.outlier import OutlierConfig
 from connect.l7.retry import RetryPolicy
@@ -71,12 +69,8 @@ class UpstreamLimits:
     outlier: OutlierConfig | None = None
 
 
-def _modifiers(m: EntryModifiers) -> HeaderModifiers:
+def _modifiers(m: HeaderModifiers) -> HeaderModifiers:
     return HeaderModifiers(add=dict(m.add), set=dict(m.set), remove=tuple(m.remove))
-
-
-def _header(h: EntryHeaderMatch) -> HeaderMatch:
-    return HeaderMatch(h.name, h.present, h.exact, h.prefix, h.suffix, h.regex, h.invert)
 
 
 def _match(m: EntryMatch | None) -> HTTPMatch:
@@ -86,10 +80,8 @@ def _match(m: EntryMatch | None) -> HTTPMatch:
         path_exact=m.path_exact,
         path_prefix=m.path_prefix,
         path_regex=m.path_regex,
-        headers=tuple(_header(h) for h in m.header),
-        query_params=tuple(
-            QueryParamMatch(q.name, q.present, q.exact, q.regex) for q in m.query_param
-        ),
+        headers=tuple(m.header),
+        query_params=tuple(m.query_param),
         methods=tuple(m.methods),
     )
 

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .client import AgentClient, quote_path
+from .client import AgentClient, Response, quote_path
 from .errors import CLIError, UnexpectedResponse
 from .options import agent_options, flag, option
 
@@ -233,6 +233,14 @@ def _fail(what: str, exc: UnexpectedResponse) -> CLIError:
     return CLIError(f"{what}: {exc.message}")
 
 
+def _call(client: AgentClient, method: str, path: str, failure: str, **kwargs: Any) -> Response:
+    """One API request; an error answer becomes ``<failure>: <message>``."""
+    try:
+        return client.request(method, path, **kwargs)
+    except UnexpectedResponse as exc:
+        raise _fail(failure, exc) from None
+
+
 def _fmt(func: F) -> F:
     decorated = click.option(
         "-format",
@@ -280,10 +288,7 @@ def acl() -> None:
 @agent_options()
 def bootstrap(client: AgentClient, fmt: str) -> None:
     """Create the initial management token (once per cluster)."""
-    try:
-        token = client.request("PUT", f"{ACL}/bootstrap").json()
-    except UnexpectedResponse as exc:
-        raise _fail("Failed ACL bootstrapping", exc) from None
+    token = _call(client, "PUT", f"{ACL}/bootstrap", "Failed ACL bootstrapping").json()
     token.pop("ID", None)
     _show(token, fmt, format_token)
 
@@ -294,12 +299,13 @@ def bootstrap(client: AgentClient, fmt: str) -> None:
 @agent_options()
 def set_agent_token(client: AgentClient, kind: str, token_value: str) -> None:
     """Set the agent's token of KIND (default, agent, agent_recovery, replication...)."""
-    try:
-        client.request(
-            "PUT", f"/v1/agent/token/{quote_path(kind)}", json_body={"Token": token_value}
-        )
-    except UnexpectedResponse as exc:
-        raise _fail("Failed setting token", exc) from None
+    _call(
+        client,
+        "PUT",
+        f"/v1/agent/token/{quote_path(kind)}",
+        "Failed setting token",
+        json_body={"Token": token_value},
+    )
     click.echo(f'ACL token "{kind}" set successfully')
 
 
@@ -371,10 +377,9 @@ def token_create(
         body["ExpirationTTL"] = expires_ttl
     if local:
         body["Local"] = True
-    try:
-        created = client.request("PUT", f"{ACL}/token", json_body=body).json()
-    except UnexpectedResponse as exc:
-        raise _fail("Failed to create new token", exc) from None
+    created = _call(
+        client, "PUT", f"{ACL}/token", "Failed to create new token", json_body=body
+    ).json()
     _show(created, fmt, format_token)
 
 
@@ -398,10 +403,9 @@ def _read_token(client: AgentClient, accessor_id: str, self_: bool = False) -> d
     path = f"{ACL}/token/self" if self_ else f"{ACL}/token/{quote_path(accessor_id)}"
     if not self_ and not accessor_id:
         raise CLIError("Must specify the -accessor-id parameter")
-    try:
-        found: dict[str, Any] = client.request("GET", path).json()
-    except UnexpectedResponse as exc:
-        raise _fail(f"Error reading token {accessor_id or 'self'!r}", exc) from None
+    found: dict[str, Any] = _call(
+        client, "GET", path, f"Error reading token {accessor_id or 'self'!r}"
+    ).json()
     return found
 
 
@@ -454,12 +458,13 @@ def token_update(
             "Policies"
         ]
     body.update(changes)
-    try:
-        updated = client.request(
-            "PUT", f"{ACL}/token/{quote_path(accessor_id)}", json_body=body
-        ).json()
-    except UnexpectedResponse as exc:
-        raise _fail(f"Failed to update token {accessor_id}", exc) from None
+    updated = _call(
+        client,
+        "PUT",
+        f"{ACL}/token/{quote_path(accessor_id)}",
+        f"Failed to update token {accessor_id}",
+        json_body=body,
+    ).json()
     click.echo("Token updated successfully.")
     _show(updated, fmt, format_token)
 
@@ -474,12 +479,13 @@ def token_clone(client: AgentClient, fmt: str, accessor_id: str, description: st
     if not accessor_id:
         raise CLIError("Must specify the -accessor-id parameter")
     body = {"Description": description} if description else {}
-    try:
-        cloned = client.request(
-            "PUT", f"{ACL}/token/{quote_path(accessor_id)}/clone", json_body=body
-        ).json()
-    except UnexpectedResponse as exc:
-        raise _fail("Failed to clone token", exc) from None
+    cloned = _call(
+        client,
+        "PUT",
+        f"{ACL}/token/{quote_path(accessor_id)}/clone",
+        "Failed to clone token",
+        json_body=body,
+    ).json()
     click.echo("Token cloned successfully.")
     _show(cloned, fmt, format_token)
 
@@ -491,10 +497,12 @@ def token_delete(client: AgentClient, accessor_id: str) -> None:
     """Delete a token."""
     if not accessor_id:
         raise CLIError("Must specify the -accessor-id parameter")
-    try:
-        client.request("DELETE", f"{ACL}/token/{quote_path(accessor_id)}")
-    except UnexpectedResponse as exc:
-        raise _fail(f"Error deleting token {accessor_id!r}", exc) from None
+    _call(
+        client,
+        "DELETE",
+        f"{ACL}/token/{quote_path(accessor_id)}",
+        f"Error deleting token {accessor_id!r}",
+    )
     click.echo(f'Token "{accessor_id}" deleted successfully')
 
 
@@ -517,10 +525,9 @@ def _policy_by(client: AgentClient, policy_id: str, name: str) -> dict[str, Any]
     path = (
         f"{ACL}/policy/name/{quote_path(name)}" if name else f"{ACL}/policy/{quote_path(policy_id)}"
     )
-    try:
-        found: dict[str, Any] = client.request("GET", path).json()
-    except UnexpectedResponse as exc:
-        raise _fail(f"Error reading policy {policy_id or name!r}", exc) from None
+    found: dict[str, Any] = _call(
+        client, "GET", path, f"Error reading policy {policy_id or name!r}"
+    ).json()
     return found
 
 
@@ -547,10 +554,9 @@ def policy_create(
     body["Rules"] = load_rules(rules, rules_file)
     if datacenters:
         body["Datacenters"] = list(datacenters)
-    try:
-        created = client.request("PUT", f"{ACL}/policy", json_body=body).json()
-    except UnexpectedResponse as exc:
-        raise _fail("Failed to create new policy", exc) from None
+    created = _call(
+        client, "PUT", f"{ACL}/policy", "Failed to create new policy", json_body=body
+    ).json()
     _show(created, fmt, format_policy)
 
 
@@ -601,12 +607,13 @@ def policy_update(
         body["Description"] = description
     if rules or rules_file:
         body["Rules"] = load_rules(rules, rules_file)
-    try:
-        updated = client.request(
-            "PUT", f"{ACL}/policy/{quote_path(policy_id)}", json_body=body
-        ).json()
-    except UnexpectedResponse as exc:
-        raise _fail(f"Failed to update policy {policy_id}", exc) from None
+    updated = _call(
+        client,
+        "PUT",
+        f"{ACL}/policy/{quote_path(policy_id)}",
+        f"Failed to update policy {policy_id}",
+        json_body=body,
+    ).json()
     _show(updated, fmt, format_policy)
 
 
@@ -619,10 +626,12 @@ def policy_delete(client: AgentClient, policy_id: str, name: str) -> None:
     found = _policy_by(client, policy_id, name) if name else {"ID": policy_id, "Name": ""}
     if not found["ID"]:
         raise CLIError("Must specify either the -id or -name parameters")
-    try:
-        client.request("DELETE", f"{ACL}/policy/{quote_path(found['ID'])}")
-    except UnexpectedResponse as exc:
-        raise _fail(f"Error deleting policy {found['ID']!r}", exc) from None
+    _call(
+        client,
+        "DELETE",
+        f"{ACL}/policy/{quote_path(found['ID'])}",
+        f"Error deleting policy {found['ID']!r}",
+    )
     click.echo(f'Policy "{found["ID"]}" deleted successfully')
 
 
@@ -638,10 +647,9 @@ def _role_by(client: AgentClient, role_id: str, name: str) -> dict[str, Any]:
     if not role_id and not name:
         raise CLIError("Must specify either the -id or -name parameters")
     path = f"{ACL}/role/name/{quote_path(name)}" if name else f"{ACL}/role/{quote_path(role_id)}"
-    try:
-        found: dict[str, Any] = client.request("GET", path).json()
-    except UnexpectedResponse as exc:
-        raise _fail(f"Error reading role {role_id or name!r}", exc) from None
+    found: dict[str, Any] = _call(
+        client, "GET", path, f"Error reading role {role_id or name!r}"
+    ).json()
     return found
 
 
@@ -684,10 +692,9 @@ def role_create(
     if not name:
         raise CLIError("Missing required '-name' flag")
     body = {"Name": name, "Description": description, **_role_changes(links)}
-    try:
-        created = client.request("PUT", f"{ACL}/role", json_body=body).json()
-    except UnexpectedResponse as exc:
-        raise _fail("Failed to create new role", exc) from None
+    created = _call(
+        client, "PUT", f"{ACL}/role", "Failed to create new role", json_body=body
+    ).json()
     _show(created, fmt, format_role)
 
 
@@ -749,10 +756,13 @@ def role_update(
     if description:
         body["Description"] = description
     body.update(_role_changes(links))
-    try:
-        updated = client.request("PUT", f"{ACL}/role/{quote_path(role_id)}", json_body=body).json()
-    except UnexpectedResponse as exc:
-        raise _fail(f"Failed to update role {role_id}", exc) from None
+    updated = _call(
+        client,
+        "PUT",
+        f"{ACL}/role/{quote_path(role_id)}",
+        f"Failed to update role {role_id}",
+        json_body=body,
+    ).json()
     _show(updated, fmt, format_role)
 
 
@@ -765,8 +775,10 @@ def role_delete(client: AgentClient, role_id: str, name: str) -> None:
     found = _role_by(client, role_id, name) if name else {"ID": role_id}
     if not found["ID"]:
         raise CLIError("Must specify either the -id or -name parameters")
-    try:
-        client.request("DELETE", f"{ACL}/role/{quote_path(found['ID'])}")
-    except UnexpectedResponse as exc:
-        raise _fail(f"Error deleting role {found['ID']!r}", exc) from None
+    _call(
+        client,
+        "DELETE",
+        f"{ACL}/role/{quote_path(found['ID'])}",
+        f"Error deleting role {found['ID']!r}",
+    )
     click.echo(f'Role "{found["ID"]}" deleted successfully')

@@ -9,14 +9,14 @@ formatters; ``-config`` takes ``@path`` or ``-`` like ``-rules``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
 
-from .acl import ACL, _block, _fail, _fmt, _show, acl, load_rules
+from .acl import ACL, _block, _call, _fmt, _show, acl, load_rules
 from .client import AgentClient, quote_path
-from .errors import CLIError, UnexpectedResponse
+from .errors import CLIError
 from .options import agent_options, option
 
 
@@ -107,6 +107,18 @@ def _method_body(name: str, method_type: str, **opts: str) -> dict[str, Any]:
     return body
 
 
+def _put_merged(
+    client: AgentClient, path: str, changes: Callable[[], dict[str, Any]], failure: str
+) -> Any:
+    """Read ``path``, lay ``changes()`` over it and PUT it back (without the
+    raft indexes); the answer's JSON. Serves auth-method and binding-rule update."""
+    current = _call(client, "GET", path, failure).json()
+    body = {**current, **changes()}
+    for key in ("CreateIndex", "ModifyIndex"):
+        body.pop(key, None)
+    return _call(client, "PUT", path, failure, json_body=body).json()
+
+
 @auth_method.command("create")
 @option("type", "method_type", default="", help="The auth method's type (jwt).")
 @option("name", "name", default="", help="The auth method's name.")
@@ -118,10 +130,9 @@ def method_create(client: AgentClient, fmt: str, method_type: str, name: str, **
     if not method_type or not name:
         raise CLIError("Missing required '-type' and '-name' flags")
     body = _method_body(name, method_type, **opts)
-    try:
-        out = client.request("PUT", f"{ACL}/auth-method", json_body=body).json()
-    except UnexpectedResponse as exc:
-        raise _fail("Failed to create new auth method", exc) from None
+    out = _call(
+        client, "PUT", f"{ACL}/auth-method", "Failed to create new auth method", json_body=body
+    ).json()
     _show(out, fmt, format_auth_method)
 
 
@@ -135,14 +146,9 @@ def method_update(client: AgentClient, fmt: str, name: str, **opts: str) -> None
     if not name:
         raise CLIError("Cannot update an auth method without specifying the -name parameter")
     path = f"{ACL}/auth-method/{quote_path(name)}"
-    try:
-        current = client.request("GET", path).json()
-        body = {**current, **_method_body(name, "", **opts)}
-        for key in ("CreateIndex", "ModifyIndex"):
-            body.pop(key, None)
-        out = client.request("PUT", path, json_body=body).json()
-    except UnexpectedResponse as exc:
-        raise _fail(f"Failed to update auth method {name}", exc) from None
+    out = _put_merged(
+        client, path, lambda: _method_body(name, "", **opts), f"Failed to update auth method {name}"
+    )
     _show(out, fmt, format_auth_method)
 
 
@@ -151,10 +157,9 @@ def method_update(client: AgentClient, fmt: str, name: str, **opts: str) -> None
 @agent_options()
 def method_list(client: AgentClient, fmt: str) -> None:
     """List auth methods."""
-    try:
-        out = client.request("GET", f"{ACL}/auth-methods").json()
-    except UnexpectedResponse as exc:
-        raise _fail("Failed to retrieve the auth method list", exc) from None
+    out = _call(
+        client, "GET", f"{ACL}/auth-methods", "Failed to retrieve the auth method list"
+    ).json()
     _show(out, fmt, lambda items: _list(items, "Name", format_auth_method))
 
 
@@ -166,10 +171,12 @@ def method_read(client: AgentClient, fmt: str, name: str) -> None:
     """Show one auth method with its config."""
     if not name:
         raise CLIError("Must specify the -name parameter")
-    try:
-        out = client.request("GET", f"{ACL}/auth-method/{quote_path(name)}").json()
-    except UnexpectedResponse as exc:
-        raise _fail(f"Error reading auth method {name!r}", exc) from None
+    out = _call(
+        client,
+        "GET",
+        f"{ACL}/auth-method/{quote_path(name)}",
+        f"Error reading auth method {name!r}",
+    ).json()
     _show(out, fmt, format_auth_method)
 
 
@@ -180,10 +187,12 @@ def method_delete(client: AgentClient, name: str) -> None:
     """Delete an auth method, its binding rules and its login tokens."""
     if not name:
         raise CLIError("Must specify the -name parameter")
-    try:
-        client.request("DELETE", f"{ACL}/auth-method/{quote_path(name)}")
-    except UnexpectedResponse as exc:
-        raise _fail(f"Error deleting auth method {name!r}", exc) from None
+    _call(
+        client,
+        "DELETE",
+        f"{ACL}/auth-method/{quote_path(name)}",
+        f"Error deleting auth method {name!r}",
+    )
     click.echo(f'Auth-method "{name}" deleted successfully')
 
 
@@ -235,10 +244,9 @@ def rule_create(client: AgentClient, fmt: str, method: str, **opts: str) -> None
     if not method:
         raise CLIError("Missing required '-method' flag")
     body = {"AuthMethod": method, **_rule_body(**opts)}
-    try:
-        out = client.request("PUT", f"{ACL}/binding-rule", json_body=body).json()
-    except UnexpectedResponse as exc:
-        raise _fail("Failed to create new binding rule", exc) from None
+    out = _call(
+        client, "PUT", f"{ACL}/binding-rule", "Failed to create new binding rule", json_body=body
+    ).json()
     _show(out, fmt, format_binding_rule)
 
 
@@ -252,14 +260,9 @@ def rule_update(client: AgentClient, fmt: str, rule_id: str, **opts: str) -> Non
     if not rule_id:
         raise CLIError("Cannot update a binding rule without specifying the -id parameter")
     path = f"{ACL}/binding-rule/{quote_path(rule_id)}"
-    try:
-        current = client.request("GET", path).json()
-        body = {**current, **_rule_body(**opts)}
-        for key in ("CreateIndex", "ModifyIndex"):
-            body.pop(key, None)
-        out = client.request("PUT", path, json_body=body).json()
-    except UnexpectedResponse as exc:
-        raise _fail(f"Failed to update binding rule {rule_id}", exc) from None
+    out = _put_merged(
+        client, path, lambda: _rule_body(**opts), f"Failed to update binding rule {rule_id}"
+    )
     _show(out, fmt, format_binding_rule)
 
 
@@ -269,12 +272,13 @@ def rule_update(client: AgentClient, fmt: str, rule_id: str, **opts: str) -> Non
 @agent_options()
 def rule_list(client: AgentClient, fmt: str, method: str) -> None:
     """List binding rules."""
-    try:
-        out = client.request(
-            "GET", f"{ACL}/binding-rules", params={"authmethod": method or None}
-        ).json()
-    except UnexpectedResponse as exc:
-        raise _fail("Failed to retrieve the binding rule list", exc) from None
+    out = _call(
+        client,
+        "GET",
+        f"{ACL}/binding-rules",
+        "Failed to retrieve the binding rule list",
+        params={"authmethod": method or None},
+    ).json()
     _show(out, fmt, lambda items: _list(items, "ID", format_binding_rule))
 
 
@@ -286,10 +290,12 @@ def rule_read(client: AgentClient, fmt: str, rule_id: str) -> None:
     """Show one binding rule."""
     if not rule_id:
         raise CLIError("Must specify the -id parameter")
-    try:
-        out = client.request("GET", f"{ACL}/binding-rule/{quote_path(rule_id)}").json()
-    except UnexpectedResponse as exc:
-        raise _fail(f"Error reading binding rule {rule_id!r}", exc) from None
+    out = _call(
+        client,
+        "GET",
+        f"{ACL}/binding-rule/{quote_path(rule_id)}",
+        f"Error reading binding rule {rule_id!r}",
+    ).json()
     _show(out, fmt, format_binding_rule)
 
 
@@ -300,8 +306,10 @@ def rule_delete(client: AgentClient, rule_id: str) -> None:
     """Delete a binding rule."""
     if not rule_id:
         raise CLIError("Must specify the -id parameter")
-    try:
-        client.request("DELETE", f"{ACL}/binding-rule/{quote_path(rule_id)}")
-    except UnexpectedResponse as exc:
-        raise _fail(f"Error deleting binding rule {rule_id!r}", exc) from None
+    _call(
+        client,
+        "DELETE",
+        f"{ACL}/binding-rule/{quote_path(rule_id)}",
+        f"Error deleting binding rule {rule_id!r}",
+    )
     click.echo(f'Binding rule "{rule_id}" deleted successfully')

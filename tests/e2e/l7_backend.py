@@ -10,15 +10,17 @@ to everything else. Stdlib only; a thread per connection.
 from __future__ import annotations
 
 import random
-import socketserver
-import sys
 import time
 from http.server import BaseHTTPRequestHandler
 
+if __package__:
+    from tests.e2e.mesh_backend import QuietHandler, serve
+else:  # run as a script: its own folder is sys.path[0]
+    from mesh_backend import QuietHandler, serve
+
 
 def make_handler(name: str) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class Handler(QuietHandler):
         disable_nagle_algorithm = True  # headers and body are two writes
 
         def _answer(self) -> None:
@@ -34,32 +36,13 @@ def make_handler(name: str) -> type[BaseHTTPRequestHandler]:
                 status = 503
             if name.startswith("bad") and not self.path.startswith("/health"):
                 status = 500
-            body = f"{name} {self.path}\n".encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(status, f"{name} {self.path}\n".encode())
 
         do_GET = _answer
         do_POST = _answer
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
     return Handler
 
 
-class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-def main() -> None:
-    host, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    with Server((host, port), make_handler(name)) as server:
-        print("ready", flush=True)
-        server.serve_forever()
-
-
 if __name__ == "__main__":
-    main()
+    serve(make_handler)

@@ -10,22 +10,29 @@ from __future__ import annotations
 
 import socketserver
 import sys
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """Keep-alive HTTP/1.1, no access log; ``reply`` sends a whole answer."""
+
+    protocol_version = "HTTP/1.1"
+
+    def reply(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 def make_handler(name: str) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
-            body = f"{name} {self.path}\n".encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+            self.reply(200, f"{name} {self.path}\n".encode())
 
     return Handler
 
@@ -35,11 +42,16 @@ class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
     allow_reuse_address = True
 
 
-def main() -> None:
+def serve(handler_for: Callable[[str], type[BaseHTTPRequestHandler]]) -> None:
+    """``HOST PORT NAME`` from argv; say ``ready`` once listening, then serve."""
     host, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    with Server((host, port), make_handler(name)) as server:
+    with Server((host, port), handler_for(name)) as server:
         print("ready", flush=True)
         server.serve_forever()
+
+
+def main() -> None:
+    serve(make_handler)
 
 
 if __name__ == "__main__":
