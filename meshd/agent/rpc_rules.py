@@ -208,6 +208,7 @@ READ_RULES: dict[str, Answer] = {
     "config.get": _config_get,
     "catalog.gateway_services": _need_read(P.SERVICE_READ, "name"),
     "operator.usage": _need_read(P.OPERATOR_READ, ""),
+    "discovery_chain": _need_read(P.SERVICE_READ, "name"),  # DiscoveryChain.Get
 }
 
 

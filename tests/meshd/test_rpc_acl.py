@@ -246,6 +246,7 @@ async def test_every_registry_read_is_refused_or_filtered_to_nothing(tmp_path: P
             "state": "any",
             "default_allow": True,
             "source_ns": "default",
+            "datacenter": "dc1",
         }
         for name in sorted(READS):
             read = {"name": name, "args": args, "opts": {"c": "stale"}}
