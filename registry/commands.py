@@ -31,6 +31,7 @@ from .records import (
     ACLPolicy,
     ACLRole,
     ACLToken,
+    AutopilotConfig,
     CAConfig,
     CARoot,
     ConfigEntry,
@@ -673,6 +674,28 @@ class ACLBindingRuleDelete(Command):
     ids: tuple[str, ...]
 
 
+# Operator state: types 70+ so that other branches' additions cannot collide.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AutopilotConfigSet(Command):
+    """Consul's AutopilotSetConfiguration: store the autopilot configuration;
+    with ``cas`` set, only if the stored ModifyIndex equals it."""
+
+    TYPE: ClassVar[int] = 70
+    config: AutopilotConfig
+    cas: int | None = None
+
+    def validate(self) -> None:
+        c = self.config
+        for name, value in (
+            ("LastContactThreshold", c.last_contact_threshold),
+            ("ServerStabilizationTime", c.server_stabilization_time),
+        ):
+            if value < 0:
+                raise ValidationError(name, f"{name} must not be negative")
+        v.uint_range(c.max_trailing_logs, "MaxTrailingLogs")
+        v.uint_range(c.min_quorum, "MinQuorum")
+
+
 COMMAND_TYPES: dict[int, type[Command]] = {
     cls.TYPE: cls
     for cls in (
@@ -701,6 +724,7 @@ COMMAND_TYPES: dict[int, type[Command]] = {
         ACLBindingRuleSet,
         ACLBindingRuleDelete,
         ConfigEntryBatch,
+        AutopilotConfigSet,
     )
 }
 

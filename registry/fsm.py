@@ -29,6 +29,7 @@ from .commands import (
     ACLRoleSet,
     ACLTokenDelete,
     ACLTokenSet,
+    AutopilotConfigSet,
     CAConfigSet,
     CARootsSet,
     Command,
@@ -48,7 +49,18 @@ from .commands import (
 )
 from .errors import ErrorCode, ValidationError
 from .results import Result, failed
-from .state import acl, ca, catalog, config_entries, intentions, kv, liveness, sessions, txn
+from .state import (
+    acl,
+    autopilot,
+    ca,
+    catalog,
+    config_entries,
+    intentions,
+    kv,
+    liveness,
+    sessions,
+    txn,
+)
 from .state.frozen import FrozenSnapshot
 from .state.store import StateStore, WriteTx
 
@@ -98,6 +110,7 @@ HANDLERS: dict[type[Command], Handler] = {
     ACLAuthMethodDelete: lambda s, tx, c: acl.delete_auth_methods(s, tx, c.names),
     ACLBindingRuleSet: acl.set_binding_rules,
     ACLBindingRuleDelete: lambda s, tx, c: acl.delete_binding_rules(s, tx, c.ids),
+    AutopilotConfigSet: autopilot.set_config,
 }
 
 

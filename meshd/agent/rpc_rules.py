@@ -187,6 +187,7 @@ def _config_get(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, value
 READ_RULES: dict[str, Answer] = {
     "ca.roots": _public,  # GET /v1/connect/ca/roots is public
     "ca.config": _need_read(P.OPERATOR_READ, ""),
+    "operator.autopilot_config": _need_read(P.OPERATOR_READ, ""),
     "txn.read": _txn_read,
     "intentions.get": _intention_get,
     "intentions.exact": _need_read(P.INTENTION_READ, "destination"),

@@ -13,6 +13,7 @@ from registry.commands import (
     ACLBindingRuleSet,
     ACLPolicySet,
     ACLTokenSet,
+    AutopilotConfigSet,
     CAConfigSet,
     CARootsSet,
     ConfigEntryBatch,
@@ -38,6 +39,7 @@ from registry.records import (
     ACLPolicy,
     ACLTemplatedPolicy,
     ACLToken,
+    AutopilotConfig,
     CAConfig,
     CARoot,
     ConfigEntry,
@@ -96,6 +98,7 @@ SAMPLES = [
             ),
         )
     ),
+    AutopilotConfigSet(config=AutopilotConfig(last_contact_threshold=0.25), cas=4),
 ]
 
 
@@ -107,7 +110,7 @@ def test_round_trip(cmd: object) -> None:
 
 
 def test_every_command_type_has_a_unique_code() -> None:
-    assert len(COMMAND_TYPES) == len({c.__name__ for c in COMMAND_TYPES.values()}) == 25
+    assert len(COMMAND_TYPES) == len({c.__name__ for c in COMMAND_TYPES.values()}) == 26
 
 
 @pytest.mark.parametrize(
