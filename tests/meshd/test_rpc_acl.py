@@ -29,7 +29,8 @@ from meshd.agent_tls import create_ca, create_cert, write_pem
 from meshd.api.acl_rules import READ_FILTERS
 from meshd.rpc import RPCClient, RPCError
 from raft.tls import client_context
-from registry.commands import KVRequest, encode_command
+from registry.commands import AutopilotConfigSet, KVRequest, encode_command
+from registry.records import AutopilotConfig
 from tests.meshd.harness import APIClient, dev_agent
 
 pytestmark = pytest.mark.e2e
@@ -359,6 +360,21 @@ async def test_ca_configuration_set_needs_operator_write(tmp_path: Path) -> None
         writer = await w.token_with('operator = "write"')
         assert (await w.call("ConnectCA.ConfigurationSet", args, writer))["rotated"] is True
         assert await w.root_id() != root
+
+
+async def test_autopilot_configuration_set_needs_operator_write(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        cmd = encode_command(AutopilotConfigSet(config=AutopilotConfig(min_quorum=3)))
+        reader = await w.token_with('operator = "read"')
+        for token in (None, reader):
+            with pytest.raises(RPCError) as info:
+                await w.call("Registry.Apply", {"cmd": cmd}, token)
+            assert info.value.code == DENIED
+        read = {"name": "operator.autopilot_config", "args": {}, "opts": {"c": "stale"}}
+        assert (await w.call("Registry.Read", read, reader))["r"]["MinQuorum"] == 0
+        writer = await w.token_with('operator = "write"')
+        await w.call("Registry.Apply", {"cmd": cmd}, writer)
+        assert (await w.call("Registry.Read", read, reader))["r"]["MinQuorum"] == 3
 
 
 async def test_register_rpc_refuses_a_method_without_a_rule(tmp_path: Path) -> None:
