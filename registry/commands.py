@@ -15,6 +15,7 @@ FSM never reads a clock.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -35,6 +36,7 @@ from .records import (
     CAConfig,
     CARoot,
     ConfigEntry,
+    Coordinate,
     HealthCheck,
     Intention,
     Node,
@@ -696,6 +698,22 @@ class AutopilotConfigSet(Command):
         v.uint_range(c.min_quorum, "MinQuorum")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinateBatchUpdate(Command):
+    """Consul's Coordinate.Update batch: the coordinates agents reported
+    during one flush period, written in one Raft entry."""
+
+    TYPE: ClassVar[int] = 71
+    updates: tuple[Coordinate, ...]
+
+    def validate(self) -> None:
+        for i, c in enumerate(self.updates):
+            v.require(c.node, f"Coordinates[{i}].Node")
+            numbers = (*c.vec, c.error, c.adjustment, c.height)
+            if not all(math.isfinite(x) for x in numbers):
+                raise ValidationError(f"Coordinates[{i}].Coord", "components must be finite")
+
+
 COMMAND_TYPES: dict[int, type[Command]] = {
     cls.TYPE: cls
     for cls in (
@@ -725,6 +743,7 @@ COMMAND_TYPES: dict[int, type[Command]] = {
         ACLBindingRuleDelete,
         ConfigEntryBatch,
         AutopilotConfigSet,
+        CoordinateBatchUpdate,
     )
 }
 

@@ -35,6 +35,7 @@ from .commands import (
     Command,
     ConfigEntryBatch,
     ConfigEntryRequest,
+    CoordinateBatchUpdate,
     DeregisterRequest,
     IntentionDelete,
     IntentionUpsert,
@@ -55,6 +56,7 @@ from .state import (
     ca,
     catalog,
     config_entries,
+    coordinates,
     intentions,
     kv,
     liveness,
@@ -111,6 +113,7 @@ HANDLERS: dict[type[Command], Handler] = {
     ACLBindingRuleSet: acl.set_binding_rules,
     ACLBindingRuleDelete: lambda s, tx, c: acl.delete_binding_rules(s, tx, c.ids),
     AutopilotConfigSet: autopilot.set_config,
+    CoordinateBatchUpdate: coordinates.batch_update,
 }
 
 

@@ -463,3 +463,15 @@ class AutopilotConfig:
     upgrade_version_tag: str = ""
     create_index: int = 0
     modify_index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Coordinate:
+    """A node's network coordinate in one segment (Serf's Vivaldi shape)."""
+
+    node: str
+    segment: str = ""
+    vec: tuple[float, ...] = ()
+    error: float = 0.0
+    adjustment: float = 0.0
+    height: float = 0.0

@@ -18,6 +18,7 @@ from registry.commands import (
     CARootsSet,
     ConfigEntryBatch,
     ConfigEntryRequest,
+    CoordinateBatchUpdate,
     DeregisterRequest,
     IntentionUpsert,
     KVRequest,
@@ -43,6 +44,7 @@ from registry.records import (
     CAConfig,
     CARoot,
     ConfigEntry,
+    Coordinate,
     Intention,
 )
 
@@ -99,6 +101,7 @@ SAMPLES = [
         )
     ),
     AutopilotConfigSet(config=AutopilotConfig(last_contact_threshold=0.25), cas=4),
+    CoordinateBatchUpdate(updates=(Coordinate("n1", "seg", (0.1,) * 8, 0.2, -0.1, 1e-5),)),
 ]
 
 
@@ -110,7 +113,7 @@ def test_round_trip(cmd: object) -> None:
 
 
 def test_every_command_type_has_a_unique_code() -> None:
-    assert len(COMMAND_TYPES) == len({c.__name__ for c in COMMAND_TYPES.values()}) == 26
+    assert len(COMMAND_TYPES) == len({c.__name__ for c in COMMAND_TYPES.values()}) == 27
 
 
 @pytest.mark.parametrize(
