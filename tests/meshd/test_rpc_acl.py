@@ -169,6 +169,9 @@ CALLS: dict[str, Call] = {
     "Event.Fire": Call(lambda: {"event": _event("deploy")}),
     "Event.List": Call(dict, "empty"),
     "Node.Heartbeat": Call(lambda: {"node": "made-up-node"}),
+    "Coordinate.Update": Call(
+        lambda: {"node": "made-up-node", "coord": {"Vec": [0.0] * 8}, "segment": ""}
+    ),
     "ACL.TokenSet": Call(lambda: {"token": {"Description": "x"}, "create": True}),
     "ACL.TokenClone": Call(lambda: {"id": "00000000-0000-0000-0000-000000000002"}),
     "ACL.TokenDelete": Call(lambda: {"id": "00000000-0000-0000-0000-000000000002"}),
@@ -299,6 +302,10 @@ async def test_calls_with_a_sufficient_token_pass_the_rule(tmp_path: Path) -> No
         node_writer = await w.token_with('node "n1" { policy = "write" }')
         assert await w.code("Node.Heartbeat", {"node": "n1"}, node_writer) == "ok"
         assert await w.code("Node.Heartbeat", {"node": "n2"}, node_writer) == DENIED
+        update = {"node": "n1", "segment": "", "coord": {"Vec": [0.0] * 8}}
+        assert await w.code("Coordinate.Update", update, node_writer) == "ok"
+        other = {**update, "node": "n2"}
+        assert await w.code("Coordinate.Update", other, node_writer) == DENIED
         kv_reader = await w.token_with('key_prefix "app/" { policy = "read" }')
         await w.api.put("/v1/kv/app/a", "1")
         await w.api.put("/v1/kv/other/b", "2")
