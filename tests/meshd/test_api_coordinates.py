@@ -22,6 +22,9 @@ async def test_many_updates_become_one_raft_write_and_wake_blocking_reads(
 ) -> None:
     async with inproc_agent() as (agent, api):
         assert agent.server is not None
+        for i in range(5):
+            reg = {"Node": f"n{i}", "Address": f"10.0.0.{i + 1}"}
+            assert (await api.put("/v1/catalog/register", reg)).status == 200
         first = await api.get("/v1/coordinate/nodes")
         assert first.json() == []
         index = int(first.headers["x-consul-index"])
@@ -49,6 +52,9 @@ async def test_many_updates_become_one_raft_write_and_wake_blocking_reads(
         assert r.status == 200 and [c["Node"] for c in r.json()] == ["n2"]
         assert int(r.headers["x-consul-index"]) > index
         assert (await api.get("/v1/coordinate/node/nope")).status == 404
+        # Deregistering a node drops its coordinates, as Consul does.
+        assert (await api.put("/v1/catalog/deregister", {"Node": "n2"})).status == 200
+        assert (await api.get("/v1/coordinate/node/n2")).status == 404
 
 
 async def test_a_flood_beyond_the_pending_limit_is_refused(autojump_clock: MockClock) -> None:
