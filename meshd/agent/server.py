@@ -457,11 +457,13 @@ class MeshServer:
 
     async def _rpc_coordinate_update(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
         """Queue one coordinate update for the next batched write."""
-        update = coordinate_from_args(args)
         try:
+            update = coordinate_from_args(args)
             CoordinateBatchUpdate(updates=(update,)).validate()
         except ValidationError as exc:
             raise BadRequest(str(exc), exc.field) from None
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise BadRequest(f"invalid coordinate: {exc}", "Coord") from None
         self.coordinates.queue(update)
         return True
 

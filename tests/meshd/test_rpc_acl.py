@@ -306,6 +306,9 @@ async def test_calls_with_a_sufficient_token_pass_the_rule(tmp_path: Path) -> No
         assert await w.code("Coordinate.Update", update, node_writer) == "ok"
         other = {**update, "node": "n2"}
         assert await w.code("Coordinate.Update", other, node_writer) == DENIED
+        for coord in ({"Vec": ["x"] * 8}, "not an object", {"Vec": [float("nan")] * 8}):
+            bad = {**update, "coord": coord}
+            assert await w.code("Coordinate.Update", bad, node_writer) == "BadRequest"
         kv_reader = await w.token_with('key_prefix "app/" { policy = "read" }')
         await w.api.put("/v1/kv/app/a", "1")
         await w.api.put("/v1/kv/other/b", "2")
