@@ -86,6 +86,6 @@ async def test_upstream_is_l7_only_for_an_http_chain_and_rebuilds_with_endpoints
     up.set_chain(compile_chain("api", lookup, "dc1", "consul").to_json())
     assert up.is_http and up.decider is not None
     assert up.targets() == {"api.default.default.dc1": ("api", "")}
-    up.set_endpoints("api.default.default.dc1", [Endpoint("127.0.0.1", 21000)])
+    up.set_endpoints("api.default.default.dc1", [Endpoint("127.0.0.1", 31000)])
     assert up.decider is not None
-    assert up.decider.table.targets["api.default.default.dc1"].endpoints == ("127.0.0.1:21000",)
+    assert up.decider.table.targets["api.default.default.dc1"].endpoints == ("127.0.0.1:31000",)
