@@ -45,7 +45,11 @@ class WriteRefused(MeshdError):
 
 def _refusal(exc: BaseException) -> str | None:
     """Why ``exc`` refuses one item for good, or None when it is transient
-    (no leader, no server, a network failure), which fails the whole pass."""
+    (no leader, no server, a network failure, or a token the servers do not
+    know yet: Consul's "ACL not found" while a rollout is still creating
+    tokens), which fails the whole pass and is retried with the backoff."""
+    if "ACL not found" in str(exc):
+        return None
     if isinstance(exc, RemoteError):
         return str(exc) if exc.code in _REFUSAL_CODES else None
     if isinstance(exc, WriteRefused | ACLError | RegistryError):

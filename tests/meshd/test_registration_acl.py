@@ -186,6 +186,9 @@ async def test_sync_skips_a_refused_registration_and_keeps_syncing(
         (NoLeaderError(), False),
         (RemoteError("Internal", "raft"), False),
         (OSError("connection refused"), False),
+        # A token the servers do not know yet (a rollout still creating it):
+        # retried with the pass's backoff, not parked until the next full sync.
+        (RemoteError("PermissionDenied", "ACL not found"), False),
     ],
 )
 def test_which_failures_skip_one_item_and_which_fail_the_pass(
