@@ -30,6 +30,7 @@ from .credentials import Credentials, follow_credentials
 from .errors import AgentError, AgentUnavailableError, ProxyConfigError
 from .inbound import Gatekeeper, InboundHandler, follow_intentions
 from .l7_outbound import L7OutboundHandler, L7Upstream, follow_chain, follow_limits
+from .l7_tracing import ProxyTracing
 from .logfmt import emit
 from .metrics import ProxyMetrics
 from .outbound import OutboundHandler, follow_health
@@ -115,6 +116,7 @@ class Proxy:
         self.options = options or ProxyOptions()
         self.metrics = metrics or ProxyMetrics()
         self.gate = Gatekeeper(client, self.metrics)
+        self.tracing = ProxyTracing(client, self.metrics.registry)
         self.running: dict[tuple[str, int], _Running] = {}
         self.applied = 0
         self._changed = trio.Event()
@@ -130,6 +132,7 @@ class Proxy:
             self._nursery = nursery
             self._hub = hub = WatchHub(self.client, nursery, wait=self.options.wait)
             cell = hub.acquire(services_resource(), _services)
+            nursery.start_soon(self.tracing.run, hub)
             task_status.started()
             version = 0
             while True:
@@ -231,6 +234,7 @@ class Proxy:
             l4 = OutboundHandler(creds, balancer, self.metrics)
             l7 = L7Upstream(spec.service, spec.upstream.destination)
             handler = L7OutboundHandler(creds, l7, l4)
+            handler.tracing = self.tracing
         listener = Listener(
             spec, handler, reuse_port=self.options.reuse_port, on_reject=self._rejected
         )

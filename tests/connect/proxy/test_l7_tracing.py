@@ -1,0 +1,155 @@
+"""The proxy's per-request tracing (l7_tracing): headers forwarded, spans, sampling settings."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from connect.l7.decode import ValidationError
+from connect.l7.entries import parse_entry
+from connect.l7.entries_defaults import SAMPLING_KEY
+from connect.proxy.l7_tracing import ProxyTracing, SamplingSettings, local_reply_flags
+from connect.telemetry.spans import (
+    RESEND_COUNT,
+    RESPONSE_FLAGS,
+    STATUS_CODE,
+    UPSTREAM_INSTANCE,
+    SpanKind,
+    Status,
+)
+from connect.telemetry.wire import span_from_json, span_to_json
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+
+
+def _tracing(percent_basis: int | None = None) -> ProxyTracing:
+    ticks = iter(range(1_000, 10**9, 1_000))
+    t = ProxyTracing(None, rng=random.Random(7), clock_ns=lambda: next(ticks))
+    if percent_basis is not None:
+        t.settings.default = percent_basis
+    return t
+
+
+def _hdrs(hop_headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in hop_headers}
+
+
+def test_client_hop_continues_a_w3c_trace_and_replaces_every_trace_header() -> None:
+    t = _tracing()
+    incoming = [
+        (b"Host", b"api"),
+        (b"traceparent", f"00-{TRACE}-{PARENT}-01".encode()),
+        (b"tracestate", b"vendor=x"),
+        (b"b3", b"stale-header"),
+    ]
+    hop = t.client_hop("web", "api", b"GET", b"/items?x=1", incoming)
+    span = hop.span
+    assert (span.trace_id, span.parent_span_id, span.kind) == (TRACE, PARENT, SpanKind.CLIENT)
+    assert span.sampled and span.name == "GET /items"
+    out = _hdrs(hop.headers)
+    assert out["traceparent"] == f"00-{TRACE}-{span.span_id}-01"
+    assert out["tracestate"] == "vendor=x"
+    assert out["b3"] == f"{TRACE}-{span.span_id}-1-{PARENT}"
+    assert out["x-b3-spanid"] == span.span_id and out["x-b3-parentspanid"] == PARENT
+    assert len(out["x-request-id"]) == 36  # added when absent
+    assert [k for k, _ in hop.headers].count(b"b3") == 1
+
+
+def test_b3_multi_parent_and_request_id_are_kept() -> None:
+    t = _tracing()
+    incoming = [
+        (b"x-b3-traceid", PARENT.encode()),  # 64-bit: padded to 128
+        (b"x-b3-spanid", b"a" * 16),
+        (b"x-b3-sampled", b"1"),
+        (b"x-request-id", b"req-1"),
+    ]
+    hop = t.client_hop("web", "api", b"POST", b"/", incoming)
+    assert hop.span.trace_id == "0" * 16 + PARENT and hop.span.parent_span_id == "a" * 16
+    out = _hdrs(hop.headers)
+    assert out["x-request-id"] == "req-1"
+    assert [k for k, _ in hop.headers].count(b"x-request-id") == 1
+
+
+def test_no_context_starts_a_trace_at_the_percentage_and_the_force_header_wins() -> None:
+    never = _tracing(percent_basis=0)
+    hop = never.client_hop("web", "api", b"GET", b"/", [])
+    assert hop.span.parent_span_id is None and not hop.span.sampled
+    assert _hdrs(hop.headers)["traceparent"].endswith("-00")
+    forced = never.client_hop("web", "api", b"GET", b"/", [(b"x-meshd-force-trace", b"1")])
+    assert forced.span.sampled
+    envoy = never.client_hop("web", "api", b"GET", b"/", [(b"x-envoy-force-trace", b"true")])
+    assert envoy.span.sampled
+    always = _tracing(percent_basis=10_000)
+    assert all(always.client_hop("w", "a", b"GET", b"/", []).span.sampled for _ in range(20))
+
+
+def test_finish_records_status_flags_upstream_and_retries() -> None:
+    t = _tracing(percent_basis=10_000)
+    hop = t.client_hop("web", "api", b"GET", b"/", [])
+    hop.upstream, hop.attempts = "127.0.0.1:21000", 3
+    span = t.finish(hop, 503, [("x-envoy-overloaded", "true")])
+    assert span.attributes[STATUS_CODE] == 503
+    assert span.attributes[RESPONSE_FLAGS] == "UO"
+    assert span.attributes[UPSTREAM_INSTANCE] == "127.0.0.1:21000"
+    assert span.attributes[RESEND_COUNT] == 2
+    assert span.status is Status.ERROR and span.end_ns > span.start_ns
+    assert t.finished == [span]
+    upstream_503 = t.client_hop("web", "api", b"GET", b"/", [])
+    upstream_503.from_upstream = True
+    assert RESPONSE_FLAGS not in t.finish(upstream_503, 503).attributes
+    assert local_reply_flags(504, []) == "UT"
+
+
+def test_sampling_settings_service_defaults_win_over_proxy_defaults() -> None:
+    s = SamplingSettings()
+    assert s.basis("web") == 100  # 1 % by default
+    s.set_proxy_defaults([{"Name": "global", "Config": {"tracing_sampling_percentage": 12.5}}])
+    s.set_service_defaults([{"Name": "web", "TracingSamplingPercentage": 0.01}])
+    assert (s.basis("web"), s.basis("api")) == (1, 1250)
+    s.set_proxy_defaults([])
+    assert s.basis("api") == 100
+
+
+def test_span_json_round_trip() -> None:
+    t = _tracing(percent_basis=10_000)
+    span = t.finish(t.server_hop("api", "web", b"GET", b"/x", []), 200)
+    back = span_from_json(span_to_json(span))
+    assert (back.trace_id, back.span_id, back.kind, back.attributes) == (
+        span.trace_id,
+        span.span_id,
+        SpanKind.SERVER,
+        span.attributes,
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        (
+            {"Kind": "service-defaults", "Name": "web", "TracingSamplingPercentage": 100.5},
+            "TracingSamplingPercentage",
+        ),
+        (
+            {"Kind": "service-defaults", "Name": "web", "TracingSamplingPercentage": "5"},
+            "TracingSamplingPercentage",
+        ),
+        (
+            {"Kind": "proxy-defaults", "Name": "global", "Config": {SAMPLING_KEY: 0.001}},
+            "Config.tracing_sampling_percentage",
+        ),
+    ],
+)
+def test_sampling_percentage_is_validated_when_written(entry: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_entry(entry)
+    assert field in str(info.value)
+
+
+def test_valid_sampling_percentages_are_kept() -> None:
+    sd = parse_entry({"Kind": "service-defaults", "Name": "w", "TracingSamplingPercentage": 0.01})
+    assert sd.to_json()["TracingSamplingPercentage"] == 0.01
+    pd = parse_entry({"Kind": "proxy-defaults", "Name": "global", "Config": {SAMPLING_KEY: 100}})
+    assert pd.to_json()["Config"] == {SAMPLING_KEY: 100}
