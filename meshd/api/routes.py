@@ -32,6 +32,7 @@ from . import (
     snapshot,
     status,
     topology,
+    traces,
     txn,
     ui,
 )
@@ -62,6 +63,7 @@ MODULES = [
     snapshot,
     status,
     topology,
+    traces,
     txn,
     ui,
 ]
