@@ -89,11 +89,11 @@ def test_no_context_starts_a_trace_at_the_percentage_and_the_force_header_wins()
 def test_finish_records_status_flags_upstream_and_retries() -> None:
     t = _tracing(percent_basis=10_000)
     hop = t.client_hop("web", "api", b"GET", b"/", [])
-    hop.upstream, hop.attempts = "127.0.0.1:21000", 3
+    hop.upstream, hop.attempts = "10.0.0.7:21500", 3
     span = t.finish(hop, 503, [("x-envoy-overloaded", "true")])
     assert span.attributes[STATUS_CODE] == 503
     assert span.attributes[RESPONSE_FLAGS] == "UO"
-    assert span.attributes[UPSTREAM_INSTANCE] == "127.0.0.1:21000"
+    assert span.attributes[UPSTREAM_INSTANCE] == "10.0.0.7:21500"
     assert span.attributes[RESEND_COUNT] == 2
     assert span.status is Status.ERROR and span.end_ns > span.start_ns
     assert t.finished == [span]
