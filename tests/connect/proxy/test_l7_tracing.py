@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import random
+from functools import partial
 from typing import Any
 
+import h11
 import pytest
+import trio
 
 from connect.l7.decode import ValidationError
 from connect.l7.entries import parse_entry
 from connect.l7.entries_defaults import SAMPLING_KEY
+from connect.proxy.agent_client import AgentClient
 from connect.proxy.l7_tracing import ProxyTracing, SamplingSettings, local_reply_flags
 from connect.telemetry.spans import (
     RESEND_COUNT,
@@ -20,6 +25,7 @@ from connect.telemetry.spans import (
     Status,
 )
 from connect.telemetry.wire import span_from_json, span_to_json
+from tests.meshd.harness import free_port
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
@@ -153,3 +159,55 @@ def test_valid_sampling_percentages_are_kept() -> None:
     assert sd.to_json()["TracingSamplingPercentage"] == 0.01
     pd = parse_entry({"Kind": "proxy-defaults", "Name": "global", "Config": {SAMPLING_KEY: 100}})
     assert pd.to_json()["Config"] == {SAMPLING_KEY: 100}
+
+
+def _sampled_span(t: ProxyTracing) -> Any:
+    return t.finish(t.client_hop("web", "api", b"GET", b"/", [(b"x-meshd-force-trace", b"1")]), 200)
+
+
+async def _fake_agent(bodies: list[Any], nursery: trio.Nursery) -> int:
+    async def serve(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        body = b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await stream.receive_some(65536))
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+        bodies.append(json.loads(body))
+        out = conn.send(h11.Response(status_code=200, headers=[("content-length", "2")]))
+        await stream.send_all(out + conn.send(h11.Data(data=b"{}")) + conn.send(h11.EndOfMessage()))
+        await stream.aclose()
+
+    listeners = await nursery.start(partial(trio.serve_tcp, serve, 0, host="127.0.0.1"))
+    return int(listeners[0].socket.getsockname()[1])
+
+
+async def test_the_sink_posts_sampled_spans_to_the_agent_in_batches(autojump_clock: Any) -> None:
+    bodies: list[Any] = []
+    async with trio.open_nursery() as nursery:
+        port = await _fake_agent(bodies, nursery)
+        t = ProxyTracing(AgentClient("127.0.0.1", port))
+        assert t.sink is not None
+        spans = [_sampled_span(t) for _ in range(3)]
+        t.finish(t.client_hop("web", "api", b"GET", b"/", [(b"b3", b"0")]), 200)  # unsampled
+        nursery.start_soon(t.sink.run)
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    assert [s["SpanID"] for b in bodies for s in b["Spans"]] == [s.span_id for s in spans]
+    assert t.dropped._value.get() == 0
+
+
+async def test_the_sink_never_blocks_and_counts_what_it_drops(autojump_clock: Any) -> None:
+    t = ProxyTracing(AgentClient("127.0.0.1", free_port()))  # nobody listens: agent down
+    assert t.sink is not None
+    for _ in range(t.sink.batcher.max_queue + 5):
+        _sampled_span(t)  # synchronous: returns at once even with the queue full
+    assert t.dropped._value.get() == 5
+    with trio.move_on_after(30):
+        await t.sink.run()
+    assert len(t.sink.batcher) == 0 and t.sink.sent == 0
+    assert t.dropped._value.get() == t.sink.batcher.max_queue + 5
