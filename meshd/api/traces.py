@@ -3,8 +3,9 @@
 * ``PUT /v1/internal/traces/spans`` — a local proxy hands in finished spans
   (``{"Spans": [...]}``, see ``connect.telemetry.wire``); needs
   service:write on every span's service (what a sidecar's token holds).
-* ``GET /v1/internal/traces?service=&status=ok|error&min_duration=&limit=``
-  — recent traces, newest first: ``[{TraceID, Services, RootName, StartNs,
+* ``GET /v1/internal/traces?service=&status=&min_duration=&limit=``
+  — recent traces, newest first (``status``: ``ok``, ``error`` or an HTTP
+  status code some span of the trace saw): ``[{TraceID, Services, RootName, StartNs,
   DurationNs, SpanCount, Error}]``; ``min_duration`` is a Go duration
   (``250ms``). The agent asks the other members' agents too and merges by
   trace id; ``?local`` answers from this agent only.
@@ -27,7 +28,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from connect.telemetry.spans import TraceSummary
+from connect.telemetry.spans import STATUS_CODE, Span, TraceSummary
 from connect.telemetry.wire import SpanFormatError, span_to_json
 
 from ..acl import Permission
@@ -85,12 +86,13 @@ def _merge_summaries(groups: Iterable[list[dict[str, Any]]], limit: int) -> list
     return out[:limit]
 
 
-def _search_args(req: Request) -> tuple[str | None, bool | None, int, int]:
+def _search_args(req: Request) -> tuple[str | None, bool | None, int | None, int, int]:
     service = req.query_value("service") or None
     status = req.query_value("status")
-    if status not in ("", "ok", "error"):
-        raise BadRequest('status must be "ok" or "error"', "status")
-    error = None if not status else status == "error"
+    code = int(status) if re.fullmatch(r"[1-5][0-9][0-9]", status) else None
+    if status not in ("", "ok", "error") and code is None:
+        raise BadRequest('status must be "ok", "error" or an HTTP status code', "status")
+    error = None if status in ("", str(code)) else status == "error"
     try:
         min_ns = int(parse_duration(req.query_value("min_duration") or "0") * 1e9)
     except DurationError as exc:
@@ -98,7 +100,11 @@ def _search_args(req: Request) -> tuple[str | None, bool | None, int, int]:
     raw_limit = req.query_value("limit") or "20"
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}", "limit")
-    return service, error, min_ns, int(raw_limit)
+    return service, error, code, min_ns, int(raw_limit)
+
+
+def _has_code(spans: Iterable[Span], code: int) -> bool:
+    return any(s.attributes.get(STATUS_CODE) == code for s in spans)
 
 
 def _filtered(req: Request, items: list[dict[str, Any]], key: str) -> Response:
@@ -135,10 +141,16 @@ def register(router: Router, agent: Agent) -> None:
         return Response.json({"Accepted": agent.traces.ingest(spans)})
 
     async def search(req: Request) -> Response:
-        service, error, min_ns, limit = _search_args(req)
-        found = agent.traces.store.search(
-            service=service, error=error, min_duration_ns=min_ns, limit=limit
+        service, error, code, min_ns, limit = _search_args(req)
+        store = agent.traces.store
+        found = store.search(
+            service=service,
+            error=error,
+            min_duration_ns=min_ns,
+            limit=limit if code is None else max(1, len(store)),
         )
+        if code is not None:  # a span of the trace answered with that status
+            found = [t for t in found if _has_code(store.get(t.trace_id), code)][:limit]
         mine = [_summary_json(s) for s in found]
         query = {k: v[0] for k, v in req.query.items() if k != "local" and v}
         others = await peers(req, "/v1/internal/traces", query)

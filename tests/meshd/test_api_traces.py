@@ -33,8 +33,13 @@ def _span(
     kind: str = "CLIENT",
     peer: str = "",
     status: str = "UNSET",
+    code: int = 200,
 ) -> dict[str, Any]:
-    attrs: dict[str, Any] = {"http.request.method": "GET", "url.path": "/"}
+    attrs: dict[str, Any] = {
+        "http.request.method": "GET",
+        "url.path": "/",
+        "http.response.status_code": code,
+    }
     if peer:
         attrs["peer.service"] = peer
     return {
@@ -55,7 +60,7 @@ CHAIN = [
     _span(T1, "a" * 16, "", "edge", 1000, 1100, peer="web"),
     _span(T1, "b" * 16, "a" * 16, "web", 1010, 1090, peer="api"),
     _span(T1, "c" * 16, "b" * 16, "api", 1020, 1080, kind="SERVER", peer="web"),
-    _span(T2, "d" * 16, "", "web", 5000, 5002, peer="api", status="ERROR"),
+    _span(T2, "d" * 16, "", "web", 5000, 5002, peer="api", status="ERROR", code=503),
 ]
 
 
@@ -75,6 +80,9 @@ async def test_spans_are_kept_searched_and_returned_as_one_trace(autojump_clock:
         assert first["DurationNs"] == 100 * MS and first["RootName"] == "GET /"
         errors = (await api.get("/v1/internal/traces?status=error")).json()
         assert [t["TraceID"] for t in errors] == [T2]
+        codes = (await api.get("/v1/internal/traces?status=503")).json()
+        assert [t["TraceID"] for t in codes] == [T2]
+        assert (await api.get("/v1/internal/traces?status=404")).json() == []
         slow = (await api.get("/v1/internal/traces?min_duration=50ms&service=api")).json()
         assert [t["TraceID"] for t in slow] == [T1]
         assert (await api.get("/v1/internal/traces?service=nope")).json() == []
