@@ -34,9 +34,17 @@ import trio
 from prometheus_client import CollectorRegistry, Counter
 
 from connect.telemetry.export import SpanBatcher
-from connect.telemetry.propagation import Header, extract
+from connect.telemetry.propagation import (
+    ENVOY_FORCE_TRACE_HEADER,
+    FORCE_TRACE_HEADER,
+    REQUEST_ID_HEADER,
+    TRACE_HEADERS,
+    Incoming,
+    extract,
+    inject,
+)
 from connect.telemetry.sampling import DEFAULT_PERCENT, Sampler, SamplingError, percent_to_basis
-from connect.telemetry.spans import Span, Tracer, http_attributes
+from connect.telemetry.spans import REQUEST_ID, Span, Tracer, http_attributes
 from connect.telemetry.wire import span_to_json
 
 from .agent_client import AgentClient
@@ -50,6 +58,15 @@ SERVICE_DEFAULTS_FIELD = "TracingSamplingPercentage"
 PEER_SERVICE = "peer.service"  # OTel: the remote side's service name
 SINK_ATTEMPTS = 3
 SINK_INTERVAL = 0.5
+# Header names (bytes, lowercase as h11 gives them): replaced on the way out,
+# and read to extract the caller's context.
+_REPLACED = frozenset(h.encode() for h in TRACE_HEADERS)
+_READ = _REPLACED | {
+    REQUEST_ID_HEADER.encode(),
+    FORCE_TRACE_HEADER.encode(),
+    ENVOY_FORCE_TRACE_HEADER.encode(),
+}
+_NOTHING = Incoming()
 
 
 def proxy_defaults_resource() -> Resource:
@@ -175,6 +192,7 @@ class ProxyTracing:
         )
         self.sink = AgentSpanSink(client, self.dropped.inc) if client is not None else None
         self.finished: list[Span] = []  # kept only without a sink (tests)
+        self._tracers: dict[str, tuple[int, Tracer]] = {}
 
     async def run(self, hub: WatchHub) -> None:
         """Follow the sampling settings and post spans until cancelled."""
@@ -198,13 +216,29 @@ class ProxyTracing:
             hub.release(res)
 
     def _tracer(self, service: str) -> Tracer:
-        return Tracer(self.rng, self.clock_ns, Sampler(self.rng, self.settings.basis(service)))
+        basis = self.settings.basis(service)
+        cached = self._tracers.get(service)
+        if cached is None or cached[0] != basis:
+            tracer = Tracer(self.rng, self.clock_ns, Sampler(self.rng, basis))
+            cached = self._tracers[service] = (basis, tracer)
+        return cached[1]
 
     def _hop(
         self, server: bool, service: str, peer: str, method: bytes, target: bytes, headers: Any
     ) -> Hop:
-        pairs: list[Header] = list(headers)
-        incoming = extract(pairs)
+        # One pass: the trace headers are read (extract) and dropped, the rest kept.
+        kept: list[tuple[bytes, bytes]] = []
+        seen: list[tuple[bytes, bytes]] = []
+        for name, value in headers:
+            bname = name.encode("latin-1") if isinstance(name, str) else name
+            bvalue = value.encode("latin-1") if isinstance(value, str) else value
+            lname = bname.lower()
+            if lname in _READ:
+                seen.append((lname, bvalue))
+                if lname in _REPLACED:
+                    continue
+            kept.append((bname, bvalue))
+        incoming = extract(seen) if seen else _NOTHING
         m, path = method.decode("ascii", "replace"), target.decode("latin-1")
         attrs = http_attributes(m, path, "")
         attrs[PEER_SERVICE] = peer
@@ -212,7 +246,10 @@ class ProxyTracing:
         name = f"{m} {path.split('?', 1)[0]}"
         start = tracer.start_server if server else tracer.start_client
         span = start(incoming, service, name, attrs)
-        return Hop(span, tracer.forward_headers(span, pairs))
+        kept += [(n.encode(), v.encode("latin-1")) for n, v in inject(tracer.outbound(span))]
+        if incoming.request_id is None:
+            kept.append((b"x-request-id", str(span.attributes[REQUEST_ID]).encode("latin-1")))
+        return Hop(span, kept)
 
     def client_hop(
         self, source: str, destination: str, method: bytes, target: bytes, headers: Any
