@@ -126,6 +126,7 @@ class Hop:
     attempts: int = 0
     from_upstream: bool = False
     flags: str = ""
+    traced_inbound: bool = False  # a SERVER hop whose request carried a trace
 
 
 class AgentSpanSink:
@@ -137,6 +138,9 @@ class AgentSpanSink:
         self._dropped = dropped
         self._wake = trio.Event()
         self.sent = 0
+        # (service, upstream) -> outbound calls that started a new trace while
+        # the service was serving a traced request (all traffic, sampled or not).
+        self.breaks: dict[tuple[str, str], int] = {}
 
     def record(self, span: Span) -> None:
         """Queue ``span`` (never blocks; a full queue drops and counts it)."""
@@ -153,11 +157,17 @@ class AgentSpanSink:
             with trio.move_on_after(SINK_INTERVAL):
                 await self._wake.wait()
             self._wake = trio.Event()
-            while len(self.batcher):
+            while len(self.batcher) or self.breaks:
                 await self._post(self.batcher.take())
 
+    def _take_breaks(self) -> list[dict[str, Any]]:
+        breaks, self.breaks = self.breaks, {}
+        return [{"Service": s, "Upstream": u, "Count": n} for (s, u), n in breaks.items()]
+
     async def _post(self, batch: list[Span]) -> None:
-        body = {"Spans": [span_to_json(s) for s in batch]}
+        body: dict[str, Any] = {"Spans": [span_to_json(s) for s in batch]}
+        if self.breaks:
+            body["Breaks"] = self._take_breaks()  # lost with the batch if the agent refuses
         for attempt in range(SINK_ATTEMPTS):
             try:
                 await self.client.request("PUT", SPANS_PATH, body=body, timeout=5.0)
@@ -193,6 +203,11 @@ class ProxyTracing:
         self.sink = AgentSpanSink(client, self.dropped.inc) if client is not None else None
         self.finished: list[Span] = []  # kept only without a sink (tests)
         self._tracers: dict[str, tuple[int, Tracer]] = {}
+        # Traced inbound requests being served, per local service: an outbound
+        # call of that service starting a new trace meanwhile did not forward
+        # the headers (the propagation lint, counted on all traffic).
+        self.inflight: dict[str, int] = {}
+        self.breaks: dict[tuple[str, str], int] = {}
 
     async def run(self, hub: WatchHub) -> None:
         """Follow the sampling settings and post spans until cancelled."""
@@ -249,7 +264,19 @@ class ProxyTracing:
         kept += [(n.encode(), v.encode("latin-1")) for n, v in inject(tracer.outbound(span))]
         if incoming.request_id is None:
             kept.append((b"x-request-id", str(span.attributes[REQUEST_ID]).encode("latin-1")))
-        return Hop(span, kept)
+        hop = Hop(span, kept)
+        if server and incoming.context is not None:
+            hop.traced_inbound = True
+            self.inflight[service] = self.inflight.get(service, 0) + 1
+        elif not server and incoming.context is None and self.inflight.get(service):
+            self._broken(service, peer)
+        return hop
+
+    def _broken(self, service: str, upstream: str) -> None:
+        key = (service, upstream)
+        if self.sink is not None:
+            self.sink.breaks[key] = self.sink.breaks.get(key, 0) + 1
+        self.breaks[key] = self.breaks.get(key, 0) + 1
 
     def client_hop(
         self, source: str, destination: str, method: bytes, target: bytes, headers: Any
@@ -263,8 +290,21 @@ class ProxyTracing:
         """The SERVER span of ``destination`` answering ``source`` (inbound listener)."""
         return self._hop(True, destination, source, method, target, headers)
 
+    def release(self, hop: Hop) -> None:
+        """The request of a SERVER ``hop`` is over (``finish`` calls it; call it
+        from a ``finally`` too, so a cancelled request is not left in flight)."""
+        if not hop.traced_inbound:
+            return
+        hop.traced_inbound = False
+        left = self.inflight.get(hop.span.service, 0) - 1
+        if left > 0:
+            self.inflight[hop.span.service] = left
+        else:
+            self.inflight.pop(hop.span.service, None)
+
     def finish(self, hop: Hop, status: int, headers: Iterable[tuple[str, str]] = ()) -> Span:
         """End ``hop``'s span with the answer and hand it to the sink."""
+        self.release(hop)
         flags = hop.flags
         if not flags and not hop.from_upstream:
             flags = local_reply_flags(status, headers)

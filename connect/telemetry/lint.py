@@ -14,6 +14,11 @@ Spans arrive when they end, so an outbound call (inside the window) comes
 before the window's own span: both kinds are kept in bounded per-service
 rings and each new one is checked against the other kind.
 
+The proxy, which serves both sides of its host's services, also counts such
+calls on all traffic, sampled or not, and reports them (``report``): a
+SERVER hop whose request carried a trace is in flight while a CLIENT hop of
+the same service starts a new one.
+
 False positives are possible when an application starts its own
 background calls while it serves other traced requests; the count and
 example trace ids let a user judge.
@@ -43,13 +48,14 @@ class Finding:
     last_seen_ns: int = 0
     inbound_trace: str = ""
     new_trace: str = ""
+    reported: int = 0  # counted by the proxy on all traffic (``report``)
 
     def to_json(self) -> dict[str, object]:
-        """Consul-style CamelCase answer."""
+        """Consul-style CamelCase answer (``BrokenCalls``: at least this many)."""
         return {
             "Service": self.service,
             "Upstreams": sorted(self.upstreams),
-            "BrokenCalls": self.count,
+            "BrokenCalls": max(self.count, self.reported),
             "FirstSeenNs": self.first_seen_ns,
             "LastSeenNs": self.last_seen_ns,
             "ExampleInboundTrace": self.inbound_trace,
@@ -88,6 +94,7 @@ class PropagationLint:
     def __init__(self, on_new: Callable[[Finding], None] | None = None) -> None:
         self._rings: OrderedDict[str, _Rings] = OrderedDict()
         self._findings: dict[str, Finding] = {}
+        self._announced: set[str] = set()
         self._on_new = on_new
 
     def _ring(self, service: str) -> _Rings:
@@ -129,18 +136,39 @@ class PropagationLint:
         ring.matched.add(root.trace_id)
         if len(ring.matched) > 4 * RING:
             ring.matched.clear()
-        found = self._findings.get(service)
-        new = found is None
-        if found is None:
-            found = self._findings[service] = Finding(service, first_seen_ns=root.start_ns)
+        found = self._finding(service, root.start_ns)
         found.count += 1
         found.last_seen_ns = max(found.last_seen_ns, root.start_ns)
         found.inbound_trace, found.new_trace = window.trace_id, root.trace_id
         if root.upstream:
             found.upstreams.add(root.upstream)
-        if new and self._on_new is not None:
-            self._on_new(found)
+        self._announce(found)
+
+    def _finding(self, service: str, now_ns: int) -> Finding:
+        found = self._findings.get(service)
+        if found is None:
+            found = self._findings[service] = Finding(service, first_seen_ns=now_ns)
+        return found
+
+    def _announce(self, found: Finding) -> None:
+        if found.service not in self._announced:
+            self._announced.add(found.service)
+            if self._on_new is not None:
+                self._on_new(found)
+
+    def report(self, service: str, upstream: str, count: int, now_ns: int) -> None:
+        """A proxy counted ``count`` calls of ``service`` to ``upstream`` that started
+        a new trace while ``service`` served a traced request (it sees every
+        request, not only sampled ones)."""
+        if count <= 0:
+            return
+        found = self._finding(service, now_ns)
+        found.reported += count
+        found.last_seen_ns = max(found.last_seen_ns, now_ns)
+        if upstream:
+            found.upstreams.add(upstream)
+        self._announce(found)
 
     def findings(self) -> list[Finding]:
         """Offending services, most broken calls first."""
-        return sorted(self._findings.values(), key=lambda f: (-f.count, f.service))
+        return sorted(self._findings.values(), key=lambda f: (-max(f.count, f.reported), f.service))

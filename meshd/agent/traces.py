@@ -16,6 +16,7 @@ assembled across agents.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -65,6 +66,23 @@ def parse_spans(body: Any) -> list[Span]:
     return out
 
 
+def parse_breaks(body: Any) -> list[tuple[str, str, int]]:
+    """The optional ``Breaks`` of a spans body: ``[{"Service", "Upstream", "Count"}]``."""
+    raw = body.get("Breaks", []) if isinstance(body, dict) else []
+    if not isinstance(raw, list) or len(raw) > MAX_SPANS_PER_PUT:
+        raise SpanFormatError("Breaks", "must be a list of {Service, Upstream, Count}")
+    out = []
+    for i, item in enumerate(raw):
+        ok = isinstance(item, dict) and isinstance(item.get("Service"), str) and item["Service"]
+        count = item.get("Count") if isinstance(item, dict) else None
+        if not ok or not isinstance(item.get("Upstream", ""), str):
+            raise SpanFormatError(f"Breaks[{i}]", "needs a Service and an Upstream name")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise SpanFormatError(f"Breaks[{i}].Count", "must be a non-negative integer")
+        out.append((str(item["Service"]), str(item.get("Upstream", "")), count))
+    return out
+
+
 def _log_finding(finding: Finding) -> None:
     log.warning(
         "event=trace_propagation_broken service=%s upstreams=%s inbound_trace=%s new_trace=%s "
@@ -103,6 +121,12 @@ class AgentTraces:
             self.lint.observe(span)
         self.received += n
         return n
+
+    def report_breaks(self, breaks: Iterable[tuple[str, str, int]]) -> None:
+        """Counts of header-dropping calls a local proxy saw (the lint)."""
+        now = time.time_ns()
+        for service, upstream, count in breaks:
+            self.lint.report(service, upstream, count, now)
 
     def live(self) -> list[Live]:
         """Metrics read at scrape time."""

@@ -1,8 +1,10 @@
 """/v1/internal/traces: the agent's recent traces, assembled across agents (meshd's).
 
 * ``PUT /v1/internal/traces/spans`` — a local proxy hands in finished spans
-  (``{"Spans": [...]}``, see ``connect.telemetry.wire``); needs
-  service:write on every span's service (what a sidecar's token holds).
+  (``{"Spans": [...]}``, see ``connect.telemetry.wire``) and optionally
+  ``"Breaks": [{Service, Upstream, Count}]``, the calls it saw start a new
+  trace while the service served a traced request; needs service:write on
+  every service named (what a sidecar's token holds).
 * ``GET /v1/internal/traces?service=&status=&min_duration=&limit=``
   — recent traces, newest first (``status``: ``ok``, ``error`` or an HTTP
   status code some span of the trace saw): ``[{TraceID, Services, RootName, StartNs,
@@ -32,7 +34,7 @@ from connect.telemetry.spans import STATUS_CODE, Span, TraceSummary
 from connect.telemetry.wire import SpanFormatError, span_to_json
 
 from ..acl import Permission
-from ..agent.traces import ask_peers, parse_spans, trace_path
+from ..agent.traces import ask_peers, parse_breaks, parse_spans, trace_path
 from ..durations import parse_duration
 from ..errors import DurationError
 from ..http import BadRequest, NotFound, PermissionDenied, Request, Response, Router
@@ -130,14 +132,16 @@ def register(router: Router, agent: Agent) -> None:
 
     async def put_spans(req: Request) -> Response:
         try:
-            spans = parse_spans(json.loads(req.body or b"null"))
+            body = json.loads(req.body or b"null")
+            spans, breaks = parse_spans(body), parse_breaks(body)
         except ValueError as exc:
             field = exc.field if isinstance(exc, SpanFormatError) else "body"
             raise BadRequest(f"Request decode failed: {exc}", field) from None
         authz = getattr(req, "authz", None)
         if authz is not None:
-            for service in sorted({s.service for s in spans}):
+            for service in sorted({s.service for s in spans} | {b[0] for b in breaks}):
                 authz.require(Permission.SERVICE_WRITE, service)
+        agent.traces.report_breaks(breaks)
         return Response.json({"Accepted": agent.traces.ingest(spans)})
 
     async def search(req: Request) -> Response:

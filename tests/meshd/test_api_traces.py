@@ -201,3 +201,18 @@ def test_demo_web_forwards_only_the_trace_headers() -> None:
     assert out.startswith(b"traceparent: 00-" + T1.encode())
     assert b"X-B3-Sampled: 1\r\n" in out and b"x-request-id: r1\r\n" in out
     assert b"Cookie" not in out and b"Host" not in out
+
+
+async def test_breaks_counted_by_a_proxy_make_the_lint_name_the_service(
+    autojump_clock: Any,
+) -> None:
+    async with inproc_agent() as (_agent, api):
+        body = {"Spans": [], "Breaks": [{"Service": "legacy", "Upstream": "db", "Count": 7}]}
+        assert (await api.put("/v1/internal/traces/spans", body)).status == 200
+        found = (await api.get("/v1/internal/traces/lint")).json()
+        assert [(f["Service"], f["Upstreams"], f["BrokenCalls"]) for f in found] == [
+            ("legacy", ["db"], 7)
+        ]
+        bad = {"Spans": [], "Breaks": [{"Service": "legacy", "Count": -1}]}
+        r = await api.put("/v1/internal/traces/spans", bad)
+        assert r.status == 400 and "Breaks[0].Count" in r.text

@@ -211,3 +211,20 @@ async def test_the_sink_never_blocks_and_counts_what_it_drops(autojump_clock: An
         await t.sink.run()
     assert len(t.sink.batcher) == 0 and t.sink.sent == 0
     assert t.dropped._value.get() == t.sink.batcher.max_queue + 5
+
+
+def test_an_outbound_call_starting_a_trace_while_serving_a_traced_request_is_counted() -> None:
+    t = _tracing(percent_basis=0)  # counted on unsampled traffic too
+    traced = [(b"traceparent", f"00-{TRACE}-{PARENT}-00".encode())]
+    inbound = t.server_hop("legacy", "web", b"GET", b"/", traced)
+    t.client_hop("legacy", "db", b"GET", b"/", [])  # headers not forwarded
+    forwarded = t.client_hop("legacy", "db", b"GET", b"/", inbound.headers)
+    assert forwarded.span.trace_id == TRACE
+    t.client_hop("web", "db", b"GET", b"/", [])  # another service: not serving anything
+    assert t.breaks == {("legacy", "db"): 1}
+    t.finish(inbound, 200)
+    t.client_hop("legacy", "db", b"GET", b"/", [])  # a background call, after the request
+    untraced = t.server_hop("legacy", "web", b"GET", b"/", [])
+    t.client_hop("legacy", "db", b"GET", b"/", [])  # inbound had no trace to forward
+    t.release(untraced)
+    assert t.breaks == {("legacy", "db"): 1} and t.inflight == {}
