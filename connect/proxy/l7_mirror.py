@@ -45,8 +45,10 @@ class MirrorSender:
         *,
         max_in_flight: int = MAX_IN_FLIGHT,
         timeout: float = MIRROR_TIMEOUT,
+        on_result: Callable[[str], None] | None = None,
     ) -> None:
         self.destination = destination
+        self.on_result = on_result  # called with sent | failed | dropped
         self.max_in_flight = max_in_flight
         self.timeout = timeout
         self.in_flight = 0
@@ -66,6 +68,7 @@ class MirrorSender:
     def drop(self, reason: str) -> None:
         """Count a copy that is not sent; log the first and every 100th."""
         self.counts.dropped += 1
+        self._report("dropped")
         if self.counts.dropped % 100 == 1:
             emit(
                 30,
@@ -95,9 +98,16 @@ class MirrorSender:
                     await send()
                 except Exception:  # a mirror's failure is only counted
                     self.counts.failed += 1
+                    self._report("failed")
                 else:
                     self.counts.sent += 1
+                    self._report("sent")
                 return
             self.counts.failed += 1  # timed out
+            self._report("failed")
         finally:
             self.in_flight -= 1
+
+    def _report(self, result: str) -> None:
+        if self.on_result is not None:
+            self.on_result(result)

@@ -325,6 +325,12 @@ class L7OutboundHandler:
         self.l4 = l4
         self.pool = Pool(self._dial)
         self._listener: Listener | None = None
+        metrics = getattr(l4, "metrics", None)
+        if metrics is not None:
+            counter = metrics.mirror_requests
+            up.mirrors.on_result = lambda result: counter.labels(
+                up.source, up.destination, result
+            ).inc()
 
     async def __call__(self, listener: Listener, sock: socket.socket) -> None:
         if not self.up.known.is_set():

@@ -4,6 +4,7 @@ answered from the primary at once, with the copy's Host ``-shadow``."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, cast
 
 import h11
@@ -16,6 +17,7 @@ from connect.proxy.balancer import Endpoint
 from connect.proxy.http_pool import UpstreamReset, UpstreamResponse
 from connect.proxy.l7_mirror import MirrorSender
 from connect.proxy.l7_outbound import L7OutboundHandler, L7Upstream
+from connect.proxy.metrics import ProxyMetrics
 
 
 async def test_copies_beyond_the_bound_are_dropped_and_hung_ones_time_out(
@@ -102,7 +104,8 @@ async def test_a_hanging_or_failing_mirror_changes_nothing_for_the_caller(
 ) -> None:
     up = _upstream()
     assert up.service_of == {PRIMARY: "api", MIRROR: "shadow"}  # the identity each must show
-    handler = L7OutboundHandler(cast(Any, None), up, cast(Any, None))
+    metrics = ProxyMetrics()
+    handler = L7OutboundHandler(cast(Any, None), up, cast(Any, SimpleNamespace(metrics=metrics)))
     async with trio.open_nursery() as nursery:
         await nursery.start(up.mirrors.run)
         for behaviour in ("hang", "reset"):
@@ -126,3 +129,5 @@ async def test_a_hanging_or_failing_mirror_changes_nothing_for_the_caller(
         await trio.sleep(20)  # past MIRROR_TIMEOUT
         assert up.mirrors.in_flight == 0 and up.mirrors.counts.failed == 2
         nursery.cancel_scope.cancel()
+    labels = {"source": "web", "destination": "api", "result": "failed"}
+    assert metrics.registry.get_sample_value("meshd_proxy_mirror_requests_total", labels) == 2
