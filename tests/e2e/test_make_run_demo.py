@@ -57,8 +57,16 @@ def port_open(port: int) -> bool:
 
 
 def free_demo_ports() -> DemoPorts:
+    """A free port for each of the demo's, all distinct (two free_port()
+    calls can return the same port once the first socket is closed)."""
     names = [f.name for f in dataclasses.fields(DemoPorts)]
-    return DemoPorts(**{name: free_port() for name in names})
+    chosen: dict[str, int] = {}
+    for name in names:
+        port = free_port()
+        while port in chosen.values():
+            port = free_port()
+        chosen[name] = port
+    return DemoPorts(**chosen)
 
 
 def demo_args(ports: DemoPorts) -> list[str]:
