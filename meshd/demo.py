@@ -271,18 +271,19 @@ async def _run_proxy(
                 proc.kill()
 
 
-def _api_sidecar_healthy(agent: Any) -> bool:
+def _api_sidecars_healthy(agent: Any) -> int:
     host, port = agent.http_addresses[0]
     url = f"http://{host}:{port}/v1/health/connect/api?passing"
     with urllib.request.urlopen(url, timeout=5) as resp:
-        return bool(json.loads(resp.read()))
+        return len(json.loads(resp.read()))
 
 
 async def _wait_for_mesh(agent: Any, ports: DemoPorts) -> None:
-    """Until api's sidecar passes its checks (the proxy routes only to
-    healthy instances) and a request through web's upstream gets through."""
+    """Until both api sidecars (v1, v2) pass their checks (the proxy routes
+    only to healthy instances) and a request through web's upstream gets
+    through."""
     with trio.move_on_after(30):
-        while not await trio.to_thread.run_sync(_api_sidecar_healthy, agent):
+        while await trio.to_thread.run_sync(_api_sidecars_healthy, agent) < 2:
             await trio.sleep(0.25)
         while (await _ask_api(ports)).startswith("api "):
             await trio.sleep(0.25)
