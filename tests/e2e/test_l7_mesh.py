@@ -30,7 +30,11 @@ from tools.local_cluster import LocalAgentCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-IP = "127.0.6.1"
+# A loopback /24 of its own (agents use fixed ports on their own addresses),
+# chosen per process so that two checkouts running this module at once on
+# one machine do not meet; outside the fixed subnets other e2e tests use.
+SUBNET = f"127.0.{100 + os.getpid() % 150}"
+IP = f"{SUBNET}.1"
 BACKEND = Path(__file__).with_name("l7_backend.py")
 
 RESOLVER = {
@@ -70,7 +74,7 @@ SPLITTER = {
 class L7Mesh:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.cluster = LocalAgentCluster(root / "agents", servers=1, clients=0, subnet="127.0.6")
+        self.cluster = LocalAgentCluster(root / "agents", servers=1, clients=0, subnet=SUBNET)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.upstream = (IP, free_port(IP))
         self.ports: dict[str, int] = {}  # backend name -> its own (non-mesh) port
