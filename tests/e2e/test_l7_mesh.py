@@ -78,6 +78,7 @@ class L7Mesh:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.upstream = (IP, free_port(IP))
         self.ports: dict[str, int] = {}  # backend name -> its own (non-mesh) port
+        self.metrics = (IP, free_port(IP))  # the proxy's --metrics-addr
 
     def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
@@ -195,7 +196,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[L7Mesh]:
             assert m.api("PUT", "/v1/config", entry) is True
         env = {**os.environ, "MESHD_L7_SEED": "15"}
         args = [sys.executable, "-m", "meshd", "proxy", "--http-addr", f"{IP}:8500"]
-        m.spawn("proxy", [*args, "--metrics-addr", f"{IP}:{free_port(IP)}"], env)
+        m.spawn("proxy", [*args, "--metrics-addr", "{}:{}".format(*m.metrics)], env)
         c.wait_until(
             lambda: len(c.get("server-1", "/v1/health/connect/api?passing")[1]) == 2,
             40,
@@ -480,6 +481,18 @@ def test_moving_the_split_under_keep_alive_load_fails_no_request(mesh: L7Mesh) -
     assert not late_v1 or max(late_v1) < 1.0, f"v1 still answered {max(late_v1):.2f}s after"
 
 
+def _mirror_counts(m: L7Mesh) -> dict[str, float]:
+    """``meshd_proxy_mirror_requests_total`` of web -> api by result."""
+    with urllib.request.urlopen("http://{}:{}/metrics".format(*m.metrics), timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("meshd_proxy_mirror_requests_total{") and 'source="web"' in line:
+            result = line.split('result="', 1)[1].split('"', 1)[0]
+            out[result] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def _one(m: L7Mesh, path: str, headers: dict[str, str]) -> tuple[int, str]:
     c = Client(m.upstream)
     try:
@@ -548,6 +561,10 @@ def test_mirror_copies_every_request_and_the_caller_never_sees_the_mirror(mesh: 
         assert sorted(p for h, p in _seen(mesh, "api-v1", "/mirror/o") if h == "api") == sorted(ok)
         # v2's 500s to copies did not eject it from the hidden release.
         assert set(_all(mesh, 10, "/h", {"x-version": "v2"})) == {"api-v2"}
+        # Counted: every copy answered (the hanging ones after 3 s), none dropped.
+        wait_for(lambda: _mirror_counts(mesh).get("sent", 0) >= 80, 30, "copies counted")
+        counts = _mirror_counts(mesh)
+        assert counts.get("failed", 0) == 0 and counts.get("dropped", 0) == 0, counts
     finally:
         assert mesh.api("PUT", "/v1/config", ROUTER) is True
 
