@@ -10,8 +10,10 @@ background, as tasks of one long-lived nursery per upstream listener:
 - at most ``MAX_IN_FLIGHT`` copies run at once per upstream; a copy that
   would exceed it is dropped and counted, never queued, so a slow mirror
   costs a bounded amount of memory and sockets;
-- each copy is cancelled after ``MIRROR_TIMEOUT`` seconds, which frees its
-  slot (a hung mirror drops copies, it does not pile them up).
+- each copy is cancelled after the route's timeout (as Envoy does for
+  shadow requests; ``MIRROR_TIMEOUT``, Envoy's default route timeout, when
+  none is given), which frees its slot: a hung mirror drops copies, it
+  does not pile them up.
 """
 
 from __future__ import annotations
@@ -78,8 +80,9 @@ class MirrorSender:
                 dropped=self.counts.dropped,
             )
 
-    def submit(self, send: Callable[[], Awaitable[object]]) -> bool:
-        """Start ``send()`` in the background; False (and counted) when the
+    def submit(self, send: Callable[[], Awaitable[object]], timeout: float | None = None) -> bool:
+        """Start ``send()`` in the background, cancelled after ``timeout``
+        seconds (default ``self.timeout``); False (and counted) when the
         bound is reached or the sender is not running. Never blocks."""
         if self._nursery is None:
             self.drop("not running")
@@ -88,12 +91,12 @@ class MirrorSender:
             self.drop("too many in flight")
             return False
         self.in_flight += 1
-        self._nursery.start_soon(self._one, send)
+        self._nursery.start_soon(self._one, send, timeout or self.timeout)
         return True
 
-    async def _one(self, send: Callable[[], Awaitable[object]]) -> None:
+    async def _one(self, send: Callable[[], Awaitable[object]], timeout: float) -> None:
         try:
-            with trio.move_on_after(self.timeout):
+            with trio.move_on_after(timeout):
                 try:
                     await send()
                 except Exception:  # a mirror's failure is only counted

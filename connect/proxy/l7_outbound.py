@@ -16,6 +16,9 @@ attempts run against pooled keep-alive mTLS connections to the endpoint's
 inbound proxy under the route timeout (504 ``upstream request timeout``)
 with the retry core deciding between attempts; each answer feeds the
 target's outlier detector, whose ejections the next decisions exclude.
+A route with the meshd ``Mirror`` extension also hands a shadow copy
+(Host ``-shadow``) to the upstream's ``MirrorSender`` (l7_mirror.py),
+which sends it in the background; the caller never waits for it.
 
 Endpoints of each chain target come from ``/v1/health/connect/<service>``
 with the target's subset filter as ``?filter=`` (the agent evaluates it).
@@ -485,7 +488,10 @@ class L7OutboundHandler:
             return
         shadow = shadow_headers(Headers(headers)).items()
         method = request.method
-        up.mirrors.submit(lambda: self.pool.request(endpoint, method, target_line, shadow, body))
+        up.mirrors.submit(
+            lambda: self.pool.request(endpoint, method, target_line, shadow, body),
+            decision.timeout_s,
+        )
 
     async def _attempts(
         self,
