@@ -372,7 +372,6 @@ async def _serve(ports: DemoPorts, data_dir: Path) -> None:
         await trio.to_thread.run_sync(_call, agent, "PUT", path, intention)
         for entry in API_ENTRIES:
             await trio.to_thread.run_sync(_call, agent, "PUT", "/v1/config", entry)
-        write_demo_files(data_dir)
         host, port = agent.http_addresses[0]
         await nursery.start(_run_proxy, f"{host}:{port}", f"{HOST}:{ports.metrics}")
         await _wait_for_mesh(agent, ports)
@@ -429,11 +428,21 @@ def parse_ports(argv: list[str] | None = None) -> DemoPorts:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the demo until Ctrl-C; a port in use is one line and exit status 1."""
+    """Run the demo until Ctrl-C; a port in use or a data directory it cannot
+    write is one line and exit status 1, before anything starts."""
     ports, data_dir = parse_args(argv)
     taken = _taken(ports)
     if taken is not None:
         print(taken, file=sys.stderr)
+        sys.exit(1)
+    try:
+        write_demo_files(data_dir)
+    except OSError as exc:
+        print(
+            f"cannot write the demo's config entries into {data_dir}: "
+            f"{exc.strerror or exc}; give it another with --data-dir",
+            file=sys.stderr,
+        )
         sys.exit(1)
     try:
         trio.run(_run, ports, data_dir)

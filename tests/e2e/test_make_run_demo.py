@@ -235,3 +235,21 @@ def test_a_second_demo_says_the_port_is_in_use_in_one_line(taken: str, expected:
     # It started nothing: none of its other ports is listening.
     others = [p for name, p in dataclasses.asdict(ports).items() if name != taken]
     assert not any(port_open(p) for p in others)
+
+
+def test_a_data_dir_it_cannot_write_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    ports = free_demo_ports()
+    (tmp_path / "file").write_text("")
+    bad = tmp_path / "file" / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "meshd.demo", *demo_args(ports), "--data-dir", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"cannot write the demo's config entries into {bad}: Not a directory; "
+        "give it another with --data-dir\n"
+    )
+    assert not any(port_open(p) for p in dataclasses.astuple(ports))
