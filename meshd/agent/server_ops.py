@@ -32,10 +32,11 @@ from raft.types import Role, Snapshot, SnapshotMeta
 from registry import queries as q
 from registry.commands import DeregisterRequest
 from registry.errors import CorruptSnapshotError
+from registry.state.autopilot import autopilot_config
 
 from ..errors import NoLeaderError
 from ..http.errors import BadRequest, HTTPError
-from .autopilot import raft_configuration_json
+from .autopilot import AutopilotSettings, raft_configuration_json
 from .events import UserEvent
 from .members import LEAVING_WATCH, LeavingMarks, cluster_members, is_live
 from .snapshot_archive import ArchiveError, ArchiveMeta, decode_archive, encode_archive
@@ -164,6 +165,8 @@ class ServerOps:
 
     async def _rpc_autopilot_health(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
         async def local() -> Any:
+            _, config = autopilot_config(self.srv.store, None)
+            self.srv.autopilot.settings = AutopilotSettings.from_config(config)
             return self.srv.autopilot.evaluate(
                 self.srv.node.status().core,
                 tick=self.srv.settings.tick_interval,
