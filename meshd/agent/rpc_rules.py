@@ -288,6 +288,7 @@ RULES: dict[str, RPCRule] = {
     "Snapshot.Save": need(P.SNAPSHOT, "GET /v1/snapshot"),
     "Snapshot.Chunk": need(P.SNAPSHOT, "GET /v1/snapshot (the rest of the archive)"),
     "Snapshot.Restore": need(P.SNAPSHOT, "PUT /v1/snapshot"),
+    "Snapshot.Upload": need(P.SNAPSHOT, "PUT /v1/snapshot (an archive in chunks)"),
     "Event.Fire": RPCRule("PUT /v1/event/fire/:name", check=_need(P.EVENT_WRITE, _event_name)),
     "Event.List": RPCRule("GET /v1/event/list: event:read per event", answer=_events),
     "Node.Heartbeat": RPCRule(

@@ -166,6 +166,7 @@ CALLS: dict[str, Call] = {
     "Snapshot.Save": Call(dict),
     "Snapshot.Chunk": Call(lambda: {"id": "x", "offset": 0}),
     "Snapshot.Restore": Call(lambda: {"archive": b"not an archive"}),
+    "Snapshot.Upload": Call(lambda: {"id": "", "offset": 0, "size": 1, "data": b"x"}),
     "Event.Fire": Call(lambda: {"event": _event("deploy")}),
     "Event.List": Call(dict, "empty"),
     "Node.Heartbeat": Call(lambda: {"node": "made-up-node"}),
