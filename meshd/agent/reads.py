@@ -184,6 +184,8 @@ def coordinate_nodes(
     store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
 ) -> tuple[int, JSON]:
     idx, rows = coordinate_state.coordinate_list(store, ws)
+    if "segment" in a:
+        rows = [c for c in rows if c.segment == a["segment"]]
     expr, items = a.get("filter"), [coordinate_json(c) for c in rows]
     return idx, apply_filter(items, expr, COORDINATE) if expr else items
 
@@ -193,6 +195,8 @@ def coordinate_node(
 ) -> tuple[int, JSON]:
     """A node's coordinates; None (404) when it has none."""
     idx, rows = coordinate_state.coordinate_node(store, ws, str(a.get("node") or ""))
+    if "segment" in a:
+        rows = [c for c in rows if c.segment == a["segment"]]
     return idx, [coordinate_json(c) for c in rows] if rows else None
 
 

@@ -78,11 +78,16 @@ def register(router: Router, agent: Agent) -> None:
         body = [{"Datacenter": agent.datacenter, "AreaID": "WAN", "Coordinates": []}]
         return Response.json(body, pretty=opts.pretty)
 
+    def segment(req: Request) -> dict[str, str]:
+        # Consul's filterCoordinates: ?segment= (even blank) keeps that segment only.
+        return {"segment": req.query_value("segment")} if "segment" in req.query else {}
+
     async def nodes(req: Request) -> Response:
-        return await read_json(agent, req, "coordinate.nodes", {}, empty=[])
+        return await read_json(agent, req, "coordinate.nodes", segment(req), empty=[])
 
     async def node(req: Request) -> Response:
-        return await read_json(agent, req, "coordinate.node", {"node": req.path_params["node"]})
+        args = {"node": req.path_params["node"], **segment(req)}
+        return await read_json(agent, req, "coordinate.node", args)
 
     async def update(req: Request) -> Response:
         check_dc(agent, QueryOptions.from_request(req))

@@ -67,3 +67,25 @@ async def test_a_flood_beyond_the_pending_limit_is_refused(autojump_clock: MockC
         # An update for a node already queued replaces it and is accepted.
         r = await api.put("/v1/coordinate/update", {"Node": "n1", "Coord": coord(0.1)})
         assert r.status == 200
+
+
+async def test_segment_query_keeps_that_segment_only(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (agent, api):
+        assert agent.server is not None
+        assert (
+            await api.put("/v1/catalog/register", {"Node": "n", "Address": "10.0.0.9"})
+        ).status == 200
+        for seg, x in (("", 0.1), ("alpha", 0.2)):
+            r = await api.put(
+                "/v1/coordinate/update", {"Node": "n", "Segment": seg, "Coord": coord(x)}
+            )
+            assert (r.status, r.body) == (200, b"")  # Consul answers no body
+        await agent.server.coordinates.flush()
+        every = (await api.get("/v1/coordinate/nodes")).json()
+        assert [(c["Node"], c["Segment"]) for c in every] == [("n", ""), ("n", "alpha")]
+        only = (await api.get("/v1/coordinate/nodes?segment=alpha")).json()
+        assert [c["Coord"]["Vec"][0] for c in only] == [0.2]
+        default = (await api.get("/v1/coordinate/node/n?segment=")).json()
+        assert [c["Segment"] for c in default] == [""]
+        assert (await api.get("/v1/coordinate/node/n?segment=beta")).status == 404
+        assert (await api.get("/v1/coordinate/nodes?segment=beta")).json() == []
