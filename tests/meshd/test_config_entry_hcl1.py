@@ -13,6 +13,7 @@ from trio.testing import MockClock
 from meshd.cli.config import _load_entry
 from meshd.config.hcl import HCLSyntaxError, parse_hcl
 from meshd.config.hcl_objects import hcl1_objects
+from tests.meshd.config_support import load, write
 from tests.meshd.inproc import inproc_agent
 
 # The HCL tabs of Consul's config entry docs (service-router, -splitter,
@@ -271,3 +272,16 @@ async def test_hcl_and_json_store_the_same_entries(autojump_clock: MockClock) ->
                 assert (resp.status, resp.text) == (200, "true"), name
                 got.append(stored((await api.get(path)).json()))
             assert got[0] == got[1], name
+
+
+def test_an_agent_config_with_hcl1_blocks_in_objects_loads_as_its_json(tmp_path: Path) -> None:
+    hcl = write(
+        tmp_path,
+        "a.hcl",
+        'services = [\n  { name = "web" port = 80\n    check { ttl = "30s" } },\n]\n',
+    )
+    as_json = write(
+        tmp_path, "a.json", {"services": [{"name": "web", "port": 80, "check": {"ttl": "30s"}}]}
+    )
+    flags = {"data_dir": "/d"}
+    assert load([hcl], flags=flags)[0] == load([as_json], flags=flags)[0]
