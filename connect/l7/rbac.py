@@ -65,6 +65,10 @@ def intention_label(source: SourceIntention, destination: str) -> str:
     legacy = source.extra.get("LegacyID")
     if isinstance(legacy, str) and legacy:
         return legacy
+    # Consul's precedence of a source of the "*" entry is 4-6 (an exact
+    # destination's 7-9): name that entry, not the one being decided.
+    if 0 < source.precedence < 7:
+        destination = WILDCARD
     return f"{source.name} => {destination}"
 
 

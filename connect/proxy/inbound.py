@@ -206,13 +206,13 @@ class InboundHandler:
             if peer is None:
                 return
             source, serial = peer
-            # An http service: a caller under an L7 intention skips the L4
-            # check (the agent would deny it); every request is judged.
-            http = self.l7 is not None and await self.l7.wait_known()
-            if http and self.l7 is not None and self.l7.has_permissions_for(source):
-                await self.l7.serve(listener, tls, source)
-                return
-            decision = await self.gate.decide(source, dest, serial)
+            # An http service: a caller under an L7 intention (or one of a
+            # service-intentions entry) is decided there, not by the agent's
+            # L4 answer (which denies L7 intentions); every request is judged.
+            l7 = self.l7 if self.l7 is not None and await self.l7.wait_known() else None
+            decision = l7.connection_decision(source) if l7 is not None else None
+            if decision is None:
+                decision = await self.gate.decide(source, dest, serial)
             if not decision.allowed:
                 emit(
                     30, "denied", source=source.service, destination=dest, **_deny_fields(decision)
@@ -221,8 +221,8 @@ class InboundHandler:
                 self.metrics.denied(source.service, dest, decision.intention_id or "default")
                 await _tell_denied(tls, decision)
                 return
-            if http and self.l7 is not None:
-                await self.l7.serve(listener, tls, source)
+            if l7 is not None:
+                await l7.serve(listener, tls, source)
                 return
             await self._proxy(listener, tls, source)
         finally:

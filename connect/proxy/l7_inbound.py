@@ -7,9 +7,12 @@ an upstream's), ``InboundHandler`` hands it the connections it accepts:
 - a caller whose winning intention has ``Permissions`` is served here
   without the L4 check (the agent's authorize answers "deny" for an L7
   intention: it cannot judge a request, Consul's ``ConnectAuthorize``);
+  one whose winning source is an L4 one of a service-intentions entry
+  (which the agent's authorize does not read) is allowed or refused by it;
 - any other caller is decided by the L4 gate first, exactly as for a tcp
-  service (a deny closes the connection); an allowed one is served here
-  too, so a later intention change applies to its next request.
+  service (a deny closes the connection);
+- every allowed connection is served here, so a later intention change
+  applies to its next request.
 
 Per connection: h11 parses requests (keep-alive); a first request asking
 for ``Upgrade`` or ``CONNECT`` is judged, then spliced to the local app as
@@ -39,7 +42,7 @@ from typing import Any, TypeVar, cast
 import h11
 import trio
 
-from connect.intentions import Intention
+from connect.intentions import Decision, Intention
 from connect.l7.decode import ValidationError
 from connect.l7.entries import parse_entry
 from connect.l7.entries_intentions import (
@@ -51,7 +54,13 @@ from connect.l7.entries_intentions import (
     _parse_permission,
 )
 from connect.l7.match import normalize_path
-from connect.l7.rbac import RbacDecision, evaluate, order_sources, source_matches
+from connect.l7.rbac import (
+    RbacDecision,
+    evaluate,
+    intention_label,
+    order_sources,
+    source_matches,
+)
 from connect.l7.request import Request
 from connect.l7.retry import TIMEOUT_BODY
 
@@ -201,12 +210,26 @@ class L7Inbound:
         # One tuple swapped at once: a request sees the old rules or the new.
         self.rules = tuple(order_sources([*self.entry_sources, *self.table_sources]))
 
-    def has_permissions_for(self, source: PeerID) -> bool:
-        """Whether the intention that applies to ``source`` is an L7 one."""
+    def connection_decision(self, source: PeerID) -> Decision | None:
+        """How a connection from ``source`` is decided before any request.
+
+        ``None`` when the L4 gate decides, as for a tcp service: no rule
+        names the caller (the agent knows the default) or the rule is an
+        L4 one of ``/v1/connect/intentions``. Otherwise the rule is an L7
+        one (allowed: each request is judged) or an L4 one of a
+        service-intentions entry, which the agent does not read.
+        """
         for src in self.rules:
-            if source_matches(src, source.service, source.namespace):
-                return bool(src.permissions)
-        return False
+            if not source_matches(src, source.service, source.namespace):
+                continue
+            label = intention_label(src, self.service)
+            if src.permissions:
+                return Decision(True, f"L7 intention {label}: each request is judged", label)
+            if "LegacyID" in src.extra:
+                return None
+            allowed = src.action == "allow"
+            return Decision(allowed, f"Matched L4 intention {label} (Action: {src.action})", label)
+        return None
 
     def decide(self, request: Request, namespace: str = "default") -> RbacDecision:
         """The RBAC decision for ``request`` under the current rules."""

@@ -218,7 +218,8 @@ def test_exact_destination_outranks_the_wildcard_entry_when_merged() -> None:
     assert [s.precedence for s in merged] == sorted((s.precedence for s in merged), reverse=True)
     assert decide("/api/x", sources=tuple(merged)).allowed
     # Without api's own entry, the * destination's deny applies.
-    assert not decide("/api/x", sources=star.sources, default_allow=True).allowed
+    d = decide("/api/x", sources=star.sources, default_allow=True)
+    assert (d.allowed, d.intention) == (False, "web => *")
 
 
 def test_namespace_partition_and_peer_of_a_source() -> None:

@@ -142,8 +142,13 @@ def test_rules_merge_entries_and_intentions_in_precedence_order() -> None:
         [Intention(id="i-1", source_name="*", destination_name="api", precedence=8, action="allow")]
     )
     assert [(s.name, s.precedence) for s in svc.rules] == [("web", 9), ("*", 8), ("*", 5)]
-    assert svc.has_permissions_for(WEB)
-    assert not svc.has_permissions_for(PeerID("td.consul", "dc1", "ops"))
+    web = svc.connection_decision(WEB)
+    assert web is not None and (web.allowed, web.intention_id) == (True, "web => api")
+    # "*" of the intentions API: the L4 gate decides, as for a tcp service.
+    assert svc.connection_decision(PeerID("td.consul", "dc1", "ops")) is None
+    svc.set_table([])
+    ops = svc.connection_decision(PeerID("td.consul", "dc1", "ops"))
+    assert ops is not None and (ops.allowed, ops.intention_id) == (False, "* => *")
 
 
 def test_an_intention_whose_permissions_do_not_decode_denies_every_request() -> None:
