@@ -318,9 +318,8 @@ class L7Inbound:
             except h11.RemoteProtocolError as exc:
                 if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                     resp = _local(exc.error_status_hint, "bad request")
-                    resp.headers.append(("connection", "close"))
                     with contextlib.suppress(OSError, ssl.SSLError, h11.LocalProtocolError):
-                        await self._respond(h, tls, resp)
+                        await self._respond(h, tls, resp, close=True)
                 return
             except (OSError, ssl.SSLError):
                 return
@@ -334,9 +333,16 @@ class L7Inbound:
             h.start_next_cycle()
 
     async def _respond(
-        self, h: h11.Connection, sock: socket.socket, resp: UpstreamResponse, head: bool = False
+        self,
+        h: h11.Connection,
+        sock: socket.socket,
+        resp: UpstreamResponse,
+        head: bool = False,
+        close: bool = False,
     ) -> None:
         headers = end_to_end(resp.headers)
+        if close:  # a local reply that ends the connection says so
+            headers.append(("connection", "close"))
         if not head:
             headers.append(("content-length", str(len(resp.body))))
         else:
@@ -399,10 +405,8 @@ class L7Inbound:
         request = self._request(event, source)
         decision = self.decide(request)
         if not decision.allowed:
-            resp = self._deny(request, decision)
-            resp.headers.append(("connection", "close"))
             with contextlib.suppress(OSError, ssl.SSLError, h11.LocalProtocolError):
-                await self._respond(h, tls, resp)
+                await self._respond(h, tls, self._deny(request, decision), close=True)
             return
         assert self._listener is not None
         spec = self._listener.spec
@@ -411,7 +415,7 @@ class L7Inbound:
                 up = await dial(spec.local_address, spec.local_port)
         except (OSError, trio.TooSlowError):
             with contextlib.suppress(OSError, ssl.SSLError, h11.LocalProtocolError):
-                await self._respond(h, tls, _local(503, CONNECT_FAILURE_BODY))
+                await self._respond(h, tls, _local(503, CONNECT_FAILURE_BODY), close=True)
             return
         try:
             await send_bytes(up, first)

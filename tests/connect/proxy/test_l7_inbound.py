@@ -162,3 +162,30 @@ def test_an_intention_whose_permissions_do_not_decode_denies_every_request() -> 
     src = source_from_intention(bad)
     assert src.extra == {"LegacyID": "i-2"}
     assert [p.action for p in src.permissions] == ["deny"]
+
+
+async def _upgrade(svc: L7Inbound, target: str) -> tuple[int, dict[str, str], str]:
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.settimeout(10)
+    first = f"GET {target} HTTP/1.1\r\nhost: api\r\nupgrade: websocket\r\n\r\n".encode()
+    sock: Any = ours
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(svc._upgrade, sock, WEB, first)
+            answer = await trio.to_thread.run_sync(_read_response, theirs)
+            theirs.close()  # ends the splice
+        return answer
+    finally:
+        ours.close()
+
+
+async def test_an_upgrade_request_is_judged_then_spliced(served: Any) -> None:
+    svc, _, _ = served
+    assert await _upgrade(svc, "/api/%2e%2e/admin") == (
+        403,
+        {"content-type": "text/plain", "connection": "close", "content-length": "19"},
+        "RBAC: access denied",
+    )
+    # Allowed: the request's own bytes reach the app (an L4 splice).
+    assert (await _upgrade(svc, "/api/ws"))[::2] == (200, "app GET /api/ws")
