@@ -129,8 +129,12 @@ def source_from_intention(ixn: Intention) -> SourceIntention:
 
 def sources_from_entries(body: Any, destination: str) -> list[SourceIntention]:
     """The sources of ``destination``'s and ``*``'s entries in a
-    ``/v1/config/service-intentions`` answer (an unreadable entry is left
-    out and logged: the API validated it, so only a newer shape gets here)."""
+    ``/v1/config/service-intentions`` answer.
+
+    An entry the proxy cannot read (the API validated it, so only a newer
+    shape gets here) is logged and becomes one source above every other
+    that denies every request: leaving it out could let a lower rule or
+    the default allow what it denies (fail closed)."""
     out: list[SourceIntention] = []
     for raw in body if isinstance(body, list) else ():
         if not isinstance(raw, Mapping) or raw.get("Name") not in (destination, "*"):
@@ -138,7 +142,18 @@ def sources_from_entries(body: Any, destination: str) -> list[SourceIntention]:
         try:
             entry = parse_entry({k: v for k, v in raw.items() if k not in _READ_ONLY})
         except ValidationError as exc:
-            emit(40, "intentions_entry_unreadable", name=raw.get("Name"), reason=exc.message)
+            name = str(raw.get("Name"))
+            emit(40, "intentions_entry_unreadable", name=name, reason=exc.message)
+            out.append(
+                SourceIntention(
+                    name="*",
+                    namespace="*",
+                    partition="*",
+                    permissions=(_DENY_ALL,),
+                    precedence=10,
+                    extra={"LegacyID": f"unreadable service-intentions {name}"},
+                )
+            )
             continue
         if isinstance(entry, ServiceIntentionsEntry):
             out.extend(entry.sources)

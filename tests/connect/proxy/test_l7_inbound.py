@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from connect.intentions import Intention
+from connect.l7.request import Request
 from connect.proxy.identity import PeerID
 from connect.proxy.l7_inbound import (
     L7Inbound,
@@ -189,3 +190,11 @@ async def test_an_upgrade_request_is_judged_then_spliced(served: Any) -> None:
     )
     # Allowed: the request's own bytes reach the app (an L4 splice).
     assert (await _upgrade(svc, "/api/ws"))[::2] == (200, "app GET /api/ws")
+
+
+def test_an_entry_the_proxy_cannot_read_denies_every_request() -> None:
+    svc = L7Inbound("api", ProxyMetrics())
+    future = {**ENTRY, "Sources": [{"Name": "web", "Action": "allow", "NewField": 1}]}
+    svc.set_entry_sources(sources_from_entries([future], "api"))
+    d = svc.decide(Request.build("GET", "/api/x", source_service="web"))
+    assert (d.allowed, d.intention) == (False, "unreadable service-intentions api")
