@@ -227,6 +227,7 @@ class Proxy:
         if spec.kind == "inbound":
             # L7 intentions are enforced here while the service is http (l7_inbound.py).
             l7_in = L7Inbound(spec.service, self.metrics)
+            l7_in.tracing = self.tracing
             handler = InboundHandler(creds, self.gate, self.metrics, l7_in)
             balancer = None
             l7 = None

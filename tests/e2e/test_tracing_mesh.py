@@ -6,10 +6,11 @@ agent 1 (server-1): ``edge`` (the test's entry: upstreams web and legacy),
 agent 2 (client-1): ``api`` (upstream db), ``db``.
 
 A call edge -> web -> api -> db with ``x-meshd-force-trace: 1`` is one trace
-whose spans chain by parent id, exported to both receivers (the protobuf
-decoded with the official opentelemetry-proto classes) and assembled from
-both agents by ``/v1/internal/traces/:id``. A call through legacy makes the
-propagation lint name legacy.
+of six spans (a CLIENT and a SERVER span per hop) that chain by parent id,
+exported to both receivers (the protobuf decoded with the official
+opentelemetry-proto classes) and assembled from both agents by
+``/v1/internal/traces/:id``. Calls through legacy make the propagation lint
+name legacy, sampled or not.
 """
 
 from __future__ import annotations
@@ -233,25 +234,32 @@ def test_three_hops_are_one_trace_exported_and_assembled_across_agents(
 
     def assembled() -> list[dict[str, Any]] | None:
         status, out = mesh.get("server-1", f"/v1/internal/traces/{trace}")
-        return out["Spans"] if status == 200 and len(out["Spans"]) >= 3 else None
+        return out["Spans"] if status == 200 and len(out["Spans"]) >= 6 else None
 
-    spans = wait_for(assembled, 30, "three client spans from both agents")
+    spans = wait_for(assembled, 30, "six spans from both agents")
     assert [(s["Service"], s["Kind"]) for s in spans] == [
         ("edge", "CLIENT"),
+        ("web", "SERVER"),
         ("web", "CLIENT"),
+        ("api", "SERVER"),
         ("api", "CLIENT"),
+        ("db", "SERVER"),
     ]
     assert spans[0]["ParentSpanID"] == ""
     assert [s["ParentSpanID"] for s in spans[1:]] == [s["SpanID"] for s in spans[:-1]]
-    # Each hop's span is the parent the next application received.
-    assert [tp.split("-")[2] for tp in (web_tp, api_tp, db_tp)] == [s["SpanID"] for s in spans]
-    for span, peer in zip(spans, ("web", "api", "db"), strict=True):
+    # Each application received its SERVER span as the parent.
+    servers = [s["SpanID"] for s in spans if s["Kind"] == "SERVER"]
+    assert [tp.split("-")[2] for tp in (web_tp, api_tp, db_tp)] == servers
+    peers = ("web", "edge", "api", "web", "db", "api")
+    for span, peer in zip(spans, peers, strict=True):
         attrs = span["Attributes"]
         assert attrs["peer.service"] == peer and attrs["http.response.status_code"] == 200
         assert attrs["http.request.method"] == "GET" and attrs["url.path"] == "/orders"
         assert attrs["meshd.upstream_instance"].count(":") == 1
         assert len(attrs["meshd.request_id"]) == 36
     assert len({s["Attributes"]["meshd.request_id"] for s in spans}) == 1  # forwarded too
+    for client, server in zip(spans[::2], spans[1::2], strict=True):  # each hop
+        assert client["StartNs"] <= server["StartNs"] <= server["EndNs"] <= client["EndNs"]
 
     # The other agent assembles the same trace; search finds it by service.
     status, other = mesh.get("client-1", f"/v1/internal/traces/{trace}")
@@ -261,17 +269,18 @@ def test_three_hops_are_one_trace_exported_and_assembled_across_agents(
 
     otlp, zipkin = receivers
     ids = [s["SpanID"] for s in spans]
-    pb = wait_for(lambda: len(otlp.otlp_spans(trace)) >= 3 and otlp.otlp_spans(trace), 30, "otlp")
+    pb = wait_for(lambda: len(otlp.otlp_spans(trace)) >= 6 and otlp.otlp_spans(trace), 30, "otlp")
     by_id = {s.span_id.hex(): s for s in pb}
     assert sorted(by_id) == sorted(ids)
     assert [by_id[i].parent_span_id.hex() for i in ids] == [s["ParentSpanID"] for s in spans]
-    assert all(by_id[i].kind == 3 for i in ids)  # SPAN_KIND_CLIENT
-    zs = wait_for(lambda: len(zipkin.zipkin_spans(trace)) >= 3 and zipkin.zipkin_spans(trace), 30,
+    assert [by_id[i].kind for i in ids] == [3, 2] * 3  # SPAN_KIND_CLIENT, SPAN_KIND_SERVER
+    zs = wait_for(lambda: len(zipkin.zipkin_spans(trace)) >= 6 and zipkin.zipkin_spans(trace), 30,
                   "zipkin")  # fmt: skip
     z_by_id = {s["id"]: s for s in zs}
     assert sorted(z_by_id) == sorted(ids)
     assert [z_by_id[i].get("parentId", "") for i in ids] == [s["ParentSpanID"] for s in spans]
-    assert [z_by_id[i]["localEndpoint"]["serviceName"] for i in ids] == ["edge", "web", "api"]
+    services = [z_by_id[i]["localEndpoint"]["serviceName"] for i in ids]
+    assert services == ["edge", "web", "web", "api", "api", "db"]
 
 
 def test_the_lint_names_the_service_that_drops_trace_headers(mesh: TraceMesh) -> None:
@@ -290,6 +299,16 @@ def test_the_lint_names_the_service_that_drops_trace_headers(mesh: TraceMesh) ->
     assert "event=trace_propagation_broken service=legacy" in mesh.cluster.logs("server-1")
     status, own = mesh.get("server-1", "/v1/internal/traces/lint?local")
     assert [f["Service"] for f in own] == ["legacy"]
+    # Unsampled traffic counts too: legacy's proxy sees every request.
+    before = own[0]["BrokenCalls"]
+    for _ in range(3):
+        _call(mesh.to_legacy, {})
+
+    def counted() -> int | None:
+        out = mesh.get("server-1", "/v1/internal/traces/lint?local")[1]
+        return out[0]["BrokenCalls"] if out[0]["BrokenCalls"] >= before + 3 else None
+
+    assert wait_for(counted, 30, "three more broken calls counted") == before + 3
     status, metrics = mesh.get("server-1", "/v1/agent/metrics?format=prometheus")
     assert status == 200 and "meshd_tracing_spans_received_total" in metrics
     assert 'meshd_tracing_spans_exported_total{collector="otlp"}' in metrics
