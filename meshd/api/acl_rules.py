@@ -289,6 +289,16 @@ async def _proxy_ejections_write(agent: Agent, req: Request, authz: ACLAuthorize
     authz.require(P.SERVICE_WRITE, _proxy_destination_of_id(agent, sid))
 
 
+async def _explain(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+    """service:read on Source and Destination (body or query); a missing one
+    is left to the handler's 400."""
+    body = _body(req) if req.method == "POST" else {}
+    for key in ("Source", "Destination"):
+        name = _field(body, key) or req.query_value(key.lower(), "")
+        if name:
+            authz.require(P.SERVICE_READ, name)
+
+
 def filter_proxy_reports(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     return _keep(value or [], lambda r: authz.service_read(str(r.get("Service") or "")))
 
@@ -580,6 +590,9 @@ RULES: dict[tuple[str, str], Rule] = {
     # observability (prom-sd): answers hold only what the token may read
     ("prometheus.sd", "GET"): FILTERED,
     ("internal.ui.service_topology", "GET"): need(P.SERVICE_READ, param("service")),
+    # meshd explain: service:read on both ends of the described request
+    ("internal.explain", "GET"): Rule(check=_explain),
+    ("internal.explain", "POST"): Rule(check=_explain),
 }
 
 

@@ -365,6 +365,12 @@ ROWS: dict[tuple[str, str], Row] = {
     ("internal.ui.service_topology", "GET"): Row(
         "/v1/internal/ui/service-topology/web?kind=", svc("web")
     ),
+    ("internal.explain", "GET"): Row(
+        "/v1/internal/explain?source=web&destination=temp", svc("web") + svc("temp")
+    ),
+    ("internal.explain", "POST"): Row(
+        "/v1/internal/explain", svc("web") + svc("temp"), {"Source": "web", "Destination": "temp"}
+    ),
 }
 # Run last: leaving stops the agent.
 LAST = ("agent.leave", "PUT")
