@@ -61,7 +61,7 @@ def api_instance(n: int, version: str) -> dict[str, Any]:
             "ID": f"api-{n}-proxy",
             "Service": "api-sidecar-proxy",
             "Address": "127.0.0.1",
-            "Port": 21000 + n,
+            "Port": 31000 + n,
             "Meta": {"version": version},
             "Proxy": {"DestinationServiceName": "api"},
         },
@@ -119,9 +119,9 @@ async def test_header_route_picks_the_v2_subset_and_names_the_deny(autojump_cloc
         [target] = out["Targets"]
         assert target["Filter"] == 'Service.Meta.version == "v2"'
         assert target["RequestTimeout"] == "7s" and target["RedirectedFrom"] is None
-        assert addresses(target["Eligible"]) == ["127.0.0.1:21003"]
+        assert addresses(target["Eligible"]) == ["127.0.0.1:31003"]
         assert target["Eligible"][0]["ServiceID"] == "api-3-proxy"
-        assert out["Endpoint"] == "127.0.0.1:21003"
+        assert out["Endpoint"] == "127.0.0.1:31003"
         assert out["TimeoutSeconds"] == 7.0  # the resolver's RequestTimeout
         assert out["Retry"]["NumRetries"] == 0
         intention = out["Intention"]
@@ -148,7 +148,7 @@ async def test_route_timeout_retries_and_reported_ejections(autojump_clock: Any)
         now = time.time()
         ejection = {
             "Target": V1,
-            "Address": "127.0.0.1:21001",
+            "Address": "127.0.0.1:31001",
             "ServiceID": "api-1-proxy",
             "Node": "n2",
             "Reason": "consecutive_5xx",
@@ -163,10 +163,10 @@ async def test_route_timeout_retries_and_reported_ejections(autojump_clock: Any)
         assert out["Route"]["Index"] == 1 and out["Target"] == V1
         assert out["TimeoutSeconds"] == 3.0
         assert out["Retry"]["NumRetries"] == 2 and out["Retry"]["RetryOnStatusCodes"] == [503]
-        assert addresses(out["Eligible"]) == ["127.0.0.1:21002"]
+        assert addresses(out["Eligible"]) == ["127.0.0.1:31002"]
         [ej] = out["Ejected"]
-        assert ej["Address"] == "127.0.0.1:21001" and ej["Reason"] == "consecutive_5xx"
-        assert out["Endpoint"] == "127.0.0.1:21002"
+        assert ej["Address"] == "127.0.0.1:31001" and ej["Reason"] == "consecutive_5xx"
+        assert out["Endpoint"] == "127.0.0.1:31002"
         assert out["EjectionsReportedBy"] == ["web-sidecar-proxy"]
         # GET with query parameters says the same.
         r = await api.get(f"{PATH}?source=web&destination=api&path=/slow/a&header=x-a:%201")

@@ -20,7 +20,7 @@ def ejection(until_in: float = 120.0, **over: Any) -> dict[str, Any]:
     now = time.time()
     return {
         "Target": TARGET,
-        "Address": "127.0.0.1:21001",
+        "Address": "127.0.0.1:31001",
         "ServiceID": "api-sidecar-proxy",
         "Node": "dev-node",
         "Reason": "consecutive_5xx",
@@ -57,7 +57,7 @@ async def test_report_is_listed_per_proxy_and_in_the_list(autojump_clock: Any) -
         [ej] = up["Ejections"]
         assert (ej["Target"], ej["Address"], ej["Reason"], ej["LastStatus"]) == (
             TARGET,
-            "127.0.0.1:21001",
+            "127.0.0.1:31001",
             "consecutive_5xx",
             500,
         )

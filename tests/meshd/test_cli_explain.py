@@ -38,9 +38,9 @@ async def test_report_json_and_errors() -> None:
         assert report["Protocol"] == "http (L7)"
         assert report["Route"] == f"route #0: header x-version exact 'v2' -> resolver:{V2}"
         assert report["Target"].startswith(f"{V2} (service api, subset v2, filter ")
-        assert report["Eligible"] == "127.0.0.1:21003 api-3-proxy"
+        assert report["Eligible"] == "127.0.0.1:31003 api-3-proxy"
         assert report["Timeout"] == "7s" and report["Retries"] == "none"
-        assert report["Result"] == f"forwarded to 127.0.0.1:21003 ({V2})"
+        assert report["Result"] == f"forwarded to 127.0.0.1:31003 ({V2})"
 
         result = await run_cli(["explain", "web", "api", "--seed", "7", "/", *addr(api)])
         split = dict(rows(result.stdout))["Split"]
