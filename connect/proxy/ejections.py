@@ -12,8 +12,9 @@ its L7 upstreams with ``PUT /v1/agent/connect/proxy-ejections/<id>``:
 
 Times go out as RFC 3339 wall-clock times: the detectors run on trio's
 clock, so each is shifted by ``wall() - now`` at the time of the push.
-A failed push is logged once per kind of failure and retried at the next
-wake-up; it never affects requests.
+A failed push is logged once per kind of failure and retried (in RETRY
+seconds when the agent did not answer, at the refresh when it refused);
+it never affects requests.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 import trio
 
 from .agent_client import AgentClient, path_segment
-from .errors import AgentError
+from .errors import AgentError, AgentResponseError
 from .l7_outbound import L7Upstream
 from .logfmt import emit
 
@@ -175,8 +176,12 @@ class EjectionReporter:
                 if str(exc) != self._failed:
                     self._failed = str(exc)
                     emit(30, "ejections_report_failed", proxy=proxy_id, reason=str(exc))
-                # Try again in RETRY seconds (or at the next change).
-                sc.sent, sc.sent_at = None, now - self.refresh + min(RETRY, self.refresh)
+                # An agent that answered (403, or 404 from one without the
+                # endpoint) is asked again at the refresh; one that did not,
+                # in RETRY seconds. A change pushes at once either way.
+                answered = isinstance(exc, AgentResponseError)
+                delay = self.refresh if answered else min(RETRY, self.refresh)
+                sc.sent, sc.sent_at = None, now - self.refresh + delay
                 continue
             self._failed = ""
             sc.sent, sc.sent_at = sig, now

@@ -15,6 +15,7 @@ from connect.l7.outlier import OutlierConfig
 from connect.l7.table import UpstreamLimits
 from connect.proxy.balancer import Endpoint
 from connect.proxy.ejections import EjectionReporter
+from connect.proxy.errors import AgentResponseError
 from connect.proxy.l7_outbound import L7Upstream
 
 TARGET = "api.default.default.dc1"
@@ -91,4 +92,23 @@ async def test_pushes_on_ejection_on_expiry_and_on_refresh(autojump_clock: Any) 
         reporter.remove("web-sidecar-proxy", up)
         await trio.sleep(60)
         assert len(client.calls) == 4
+        nursery.cancel_scope.cancel()
+
+
+class Refusing(Recorder):
+    async def request(self, method: str, path: str, *, body: Any = None, **_: Any) -> None:
+        self.calls.append((trio.current_time(), path, body))
+        raise AgentResponseError(404, "Not Found")
+
+
+async def test_a_refused_push_is_retried_at_the_refresh_not_in_a_loop(
+    autojump_clock: Any,
+) -> None:
+    client = Refusing()
+    reporter = EjectionReporter(client, refresh=20.0)  # type: ignore[arg-type]
+    reporter.add("web-sidecar-proxy", "web", http_upstream())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reporter.run)
+        await trio.sleep(30)
+        assert [round(t) for t, _, _ in client.calls] == [0, 20]
         nursery.cancel_scope.cancel()
