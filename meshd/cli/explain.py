@@ -109,10 +109,10 @@ def _retry(retry: Mapping[str, Any] | None) -> str:
     if not retry or not retry.get("NumRetries"):
         return "none"
     text = f"{retry['NumRetries']}"
-    if retry.get("RetryOn"):
-        text += f" on {','.join(retry['RetryOn'])}"
-    if retry.get("RetryOnStatusCodes"):
-        text += f" status {','.join(str(c) for c in retry['RetryOnStatusCodes'])}"
+    on = [c for c in retry.get("RetryOn") or [] if c != "retriable-status-codes"]
+    on += [f"status {c}" for c in retry.get("RetryOnStatusCodes") or []]
+    if on:
+        text += f", on {', '.join(on)}"
     if not retry.get("RetryNonIdempotent"):
         text += " (idempotent methods only)"
     return text
@@ -141,7 +141,9 @@ def report_rows(out: Mapping[str, Any]) -> list[tuple[str, str]]:
         rows.append(("Timeout:", _seconds(out.get("TimeoutSeconds"))))
         rows.append(("Retries:", _retry(out.get("Retry"))))
     status = out.get("LocalStatus")
-    if status is not None:
+    if ixn and not ixn.get("Allowed"):
+        rows.append(("Result:", f"denied by intention: {out.get('Destination')} refuses it"))
+    elif status is not None:
         rows.append(("Result:", f"the proxy answers {_LOCAL.get(status, status)}"))
     elif out.get("Endpoint"):
         rows.append(("Result:", f"forwarded to {out['Endpoint']} ({out.get('Target')})"))

@@ -40,13 +40,22 @@ async def test_report_json_and_errors() -> None:
         assert report["Target"].startswith(f"{V2} (service api, subset v2, filter ")
         assert report["Eligible"] == "127.0.0.1:31003 api-3-proxy"
         assert report["Timeout"] == "7s" and report["Retries"] == "none"
-        assert report["Result"] == f"forwarded to 127.0.0.1:31003 ({V2})"
+        assert report["Result"] == "denied by intention: api refuses it"
 
         result = await run_cli(["explain", "web", "api", "--seed", "7", "/", *addr(api)])
         split = dict(rows(result.stdout))["Split"]
         assert split.startswith("splitter:api.default.default: ")
         assert f"{V1} 90%" in split and f"{V2} 10%" in split and split.count("<- picked") == 1
 
+        await api.put(
+            "/v1/connect/intentions/exact?source=web&destination=api", {"Action": "allow"}
+        )
+        result = await run_cli(["explain", "web", "api", "/slow/x", *addr(api)])
+        report = dict(rows(result.stdout))
+        assert report["Intention"].startswith("allowed (L4)")
+        assert report["Timeout"] == "3s"
+        assert report["Retries"] == "2, on status 503 (idempotent methods only)"
+        assert report["Result"].startswith("forwarded to 127.0.0.1:3100")
         args = ["explain", "web", "api", "-format=json", "/slow/x", *addr(api)]
         result = await run_cli(args)
         out = json.loads(result.stdout)
