@@ -24,7 +24,8 @@ ejections its local proxies of Source reported
 (``/v1/agent/connect/proxy-ejections``) and runs the proxy's own decision
 core (connect/l7/explain.py over connect/l7/decide.py). The answer adds the
 intention decision (``Intention``) and the source's outlier settings for
-this upstream (``OutlierDetection``).
+this upstream (``OutlierDetection``: the PassiveHealthCheck in effect,
+Envoy's defaults when none is configured).
 
 Errors: a missing or invalid field is 400 naming it; a Source or
 Destination that is neither registered nor named by a config entry is 404
@@ -45,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from connect.l7.explain import explain
+from connect.l7.outlier import OutlierConfig
 from connect.l7.request import Request as L7Request
 from connect.l7.table import TableError, upstream_limits
 from connect.proxy.balancer import endpoints_from_health
@@ -229,11 +231,11 @@ async def _outlier_settings(agent: Agent, source: str, destination: str) -> Any:
         limits = upstream_limits(entry, destination)
     except ValueError:
         return None
-    o = limits.outlier
-    if o is None:
-        return {"Configured": False}
+    # Without a PassiveHealthCheck the proxy still detects outliers with
+    # Envoy's defaults (as Consul's empty outlier_detection does).
+    o = limits.outlier or OutlierConfig()
     return {
-        "Configured": True,
+        "Configured": limits.outlier is not None,
         "Interval": o.interval_s,
         "MaxFailures": o.max_failures,
         "EnforcingConsecutive5xx": o.enforcing_consecutive_5xx,

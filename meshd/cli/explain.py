@@ -118,6 +118,20 @@ def _retry(retry: Mapping[str, Any] | None) -> str:
     return text
 
 
+def _outliers(out: Mapping[str, Any]) -> str:
+    o = out.get("OutlierDetection") or {}
+    base = _seconds(o.get("BaseEjectionTime"))
+    text = (
+        f"eject after {o.get('MaxFailures')} consecutive 5xx for {base}"
+        f" x times ejected, at most {o.get('MaxEjectionPercent')}%"
+        f" ({'PassiveHealthCheck' if o.get('Configured') else 'defaults'})"
+    )
+    reporters = out.get("EjectionsReportedBy") or []
+    if reporters:
+        return f"{text}; ejections reported by {', '.join(reporters)}"
+    return f"{text}; no proxy of {out.get('Source')} on this agent reports ejections"
+
+
 def report_rows(out: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The human-readable report of an explain answer, as label/value rows."""
     req = out.get("Request") or {}
@@ -140,6 +154,7 @@ def report_rows(out: Mapping[str, Any]) -> list[tuple[str, str]]:
     if out.get("L7"):
         rows.append(("Timeout:", _seconds(out.get("TimeoutSeconds"))))
         rows.append(("Retries:", _retry(out.get("Retry"))))
+        rows.append(("Outliers:", _outliers(out)))
     status = out.get("LocalStatus")
     if ixn and not ixn.get("Allowed"):
         rows.append(("Result:", f"denied by intention: {out.get('Destination')} refuses it"))

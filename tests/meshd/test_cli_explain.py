@@ -40,6 +40,10 @@ async def test_report_json_and_errors() -> None:
         assert report["Target"].startswith(f"{V2} (service api, subset v2, filter ")
         assert report["Eligible"] == "127.0.0.1:31003 api-3-proxy"
         assert report["Timeout"] == "7s" and report["Retries"] == "none"
+        assert report["Outliers"] == (
+            "eject after 5 consecutive 5xx for 30s x times ejected, at most 10% (defaults); "
+            "no proxy of web on this agent reports ejections"
+        )
         assert report["Result"] == "denied by intention: api refuses it"
 
         result = await run_cli(["explain", "web", "api", "--seed", "7", "/", *addr(api)])
