@@ -23,7 +23,9 @@ the subset filter the way the proxy asks ``/v1/health/connect``, takes the
 ejections its local proxies of Source reported
 (``/v1/agent/connect/proxy-ejections``) and runs the proxy's own decision
 core (connect/l7/explain.py over connect/l7/decide.py). The answer adds the
-intention decision (``Intention``) and the source's outlier settings for
+intention decision (``Intention``: for an ``http`` service the request is
+judged by ``connect.l7.rbac`` as the receiving proxy judges it, see
+explain_intention.py) and the source's outlier settings for
 this upstream (``OutlierDetection``: the PassiveHealthCheck in effect,
 Envoy's defaults when none is configured).
 
@@ -267,6 +269,16 @@ def _decorate(
     out["Ejected"] = ejected(target, out.get("Ejected") or [])
 
 
+def _receiving_service(out: Mapping[str, Any], destination: str) -> str:
+    """The service whose proxy receives the request (a redirect or route
+    may name another than ``destination``): its intentions decide."""
+    target = str(out.get("Target") or "")
+    for t in out.get("Targets") or []:
+        if t.get("ID") == target and t.get("Service"):
+            return str(t["Service"])
+    return destination
+
+
 async def explain_request(agent: Agent, q: ExplainInput) -> dict[str, Any]:
     """The explain answer for ``q`` (see the module doc)."""
     await _check_known(agent, {"Source": q.source, "Destination": q.destination})
@@ -292,7 +304,9 @@ async def explain_request(agent: Agent, q: ExplainInput) -> dict[str, Any]:
             "Query": request.query,
             "Headers": [[k, v] for k, v in request.headers.items()],
         },
-        "Intention": await intention_decision(agent, q.source, q.destination, request),
+        "Intention": await intention_decision(
+            agent, q.source, _receiving_service(out, q.destination), request, http=out["L7"]
+        ),
         "OutlierDetection": await _outlier_settings(agent, q.source, q.destination),
         "EjectionsReportedBy": reporters,
     }

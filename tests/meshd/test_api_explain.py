@@ -125,7 +125,9 @@ async def test_header_route_picks_the_v2_subset_and_names_the_deny(autojump_cloc
         assert out["TimeoutSeconds"] == 7.0  # the resolver's RequestTimeout
         assert out["Retry"]["NumRetries"] == 0
         intention = out["Intention"]
-        assert intention["Allowed"] is False and '"web" => "api"' in intention["Reason"]
+        assert intention["Allowed"] is False and intention["Evaluated"] == "L7"
+        assert intention["Reason"].startswith("Matched L4 intention ")
+        assert intention["Reason"].endswith("(Action: deny)") and intention["Permission"] is None
 
 
 async def test_default_route_shows_the_split_buckets_and_the_pick(autojump_clock: Any) -> None:
@@ -215,3 +217,35 @@ async def test_bad_input_is_400_naming_the_field(autojump_clock: Any) -> None:
         assert r.status == 400 and "header" in r.text
         r = await api.request("POST", PATH, raw=b"{not json")
         assert r.status == 400 and "decode" in r.text
+
+
+L7_INTENTIONS = {
+    "Kind": "service-intentions",
+    "Name": "api",
+    "Sources": [
+        {
+            "Name": "web",
+            "Permissions": [
+                {"Action": "deny", "HTTP": {"PathPrefix": "/admin"}},
+                {"Action": "allow", "HTTP": {"PathPrefix": "/api/", "Methods": ["GET"]}},
+            ],
+        }
+    ],
+}
+
+
+async def test_l7_intention_permissions_judge_the_described_request(autojump_clock: Any) -> None:
+    async with inproc_agent() as (_agent, api):
+        await seed_mesh(api)
+        await ok(api, "DELETE", "/v1/connect/intentions/exact?source=web&destination=api")
+        await ok(api, "PUT", "/v1/config", L7_INTENTIONS)
+        got = (await explain(api, Path="/api/cart"))["Intention"]
+        assert (got["Allowed"], got["Permission"], got["Evaluated"]) == (True, 1, "L7")
+        assert got["Intention"] == "web => api" and "permission 1" in got["Reason"]
+        got = (await explain(api, Method="DELETE", Path="/admin/x"))["Intention"]
+        assert (got["Allowed"], got["Permission"]) == (False, 0)
+        # An encoded path is judged normalised, as the proxy judges it.
+        got = (await explain(api, Path="/api/%2e%2e/admin"))["Intention"]
+        assert (got["Allowed"], got["Permission"]) == (False, 0)
+        got = (await explain(api, Method="POST", Path="/api/cart"))["Intention"]
+        assert got["Permission"] is None and "No permission" in got["Reason"]

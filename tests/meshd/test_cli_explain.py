@@ -34,7 +34,7 @@ async def test_report_json_and_errors() -> None:
         assert result.exit_code == 0, result.output
         report = dict(rows(result.stdout))
         assert report["Request"] == "GET /cart?x=1 (web => api)"
-        assert report["Intention"].startswith("denied (L4): Matched L4 intention")
+        assert report["Intention"].startswith("denied (L7): Matched L4 intention")
         assert report["Protocol"] == "http (L7)"
         assert report["Route"] == f"route #0: header x-version exact 'v2' -> resolver:{V2}"
         assert report["Target"].startswith(f"{V2} (service api, subset v2, filter ")
@@ -56,7 +56,7 @@ async def test_report_json_and_errors() -> None:
         )
         result = await run_cli(["explain", "web", "api", "/slow/x", *addr(api)])
         report = dict(rows(result.stdout))
-        assert report["Intention"].startswith("allowed (L4)")
+        assert report["Intention"].startswith("allowed (L7)")
         assert report["Timeout"] == "3s"
         assert report["Retries"] == "2, on status 503 (idempotent methods only)"
         assert report["Result"].startswith("forwarded to 127.0.0.1:3100")
