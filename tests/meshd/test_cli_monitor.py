@@ -173,6 +173,11 @@ async def test_monitor_command_streams_lines_until_interrupted() -> None:
             assert " [DEBUG]  meshd.test.monitor: probe-debug" in text
             proc.send_signal(signal.SIGINT)
             with trio.fail_after(DEADLINE):
+                # Read on to EOF, as a terminal does: debug lines keep coming,
+                # and a full pipe would hold the monitor in write() (on a loaded
+                # machine it filled before the SIGINT and the exit timed out).
+                while await proc.stdout.receive_some(65536):
+                    pass
                 status = await proc.wait()
             assert status == 0, (await proc.stderr.receive_some(65536)).decode()
         finally:
