@@ -45,6 +45,7 @@ def scope_of(nodeid: str) -> str:
     return path
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: absent without it
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``--dist loadfile`` with the SHARED groups (other modes: xdist's own)."""
     if config.getoption("dist") != "loadfile":
