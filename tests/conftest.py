@@ -14,7 +14,9 @@ serial and behaves the same. What a test file must follow:
   fixed ports on ``127.0.N.x``) belongs to one file:
   tests/test_loopback_subnets.py fails on a second user. Free ports on
   127.0.0.1 (``free_port()``) need nothing.
-- ``apt-get`` runs inside ``tests.machine_lock.machine_lock("apt")``.
+- ``apt-get`` runs inside ``tests.machine_lock.machine_lock("apt")``, and
+  ``python -m build`` of the tree (its sdist step writes meshd.egg-info
+  there) inside ``machine_lock("build")``.
 - Files with a ``slow`` test are handed out first, so a long file does not
   start last and set the run's tail.
 - Wall-time asserts must hold on a loaded 2-core machine with other files

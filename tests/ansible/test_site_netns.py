@@ -202,7 +202,8 @@ def _build(tmp: Path) -> tuple[Path, Path]:
         proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, check=False)
         assert proc.returncode == 0, f"{argv}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
 
-    run("-m", "build", "--outdir", str(dist), str(REPO))
+    with machine_lock("build"):  # the sdist step writes REPO/meshd.egg-info
+        run("-m", "build", "--outdir", str(dist), str(REPO))
     (wheel,) = dist.glob("meshd-*.whl")
     run("-m", "pip", "-q", "wheel", "-w", str(wheelhouse), str(wheel))
     return wheel, wheelhouse
