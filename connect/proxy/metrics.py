@@ -8,12 +8,19 @@ a local upstream listener), ``source`` and ``destination`` service names:
   connection-limit failures);
   On the outbound side ``denied`` is the destination's verdict (verdict.py);
 * ``meshd_proxy_denials_total{source,destination,intention}``;
+* ``meshd_proxy_rbac_denials_total{source,destination,intention}``: HTTP
+  requests refused by L7 intentions (403 ``RBAC: access denied``); the
+  intention is its ID, ``<source> => <destination>`` or ``default``, never
+  the path;
 * ``meshd_proxy_closed_before_handshake_total{destination}``: inbound TCP
   connections closed before any TLS (health probes), not counted as errors;
 * ``meshd_proxy_bytes_received_total`` / ``meshd_proxy_bytes_sent_total``
   ``{direction,source,destination}``: bytes from / to the accepted side;
 * ``meshd_proxy_tls_handshake_seconds{direction}`` histogram;
-* ``meshd_proxy_active_connections{direction,source,destination}`` gauge.
+* ``meshd_proxy_active_connections{direction,source,destination}`` gauge;
+* ``meshd_proxy_mirror_requests_total{source,destination,result}``: L7
+  mirror copies ``sent`` (answered), ``failed`` (reset, refused, timed out)
+  or ``dropped`` (too many in flight, no healthy instance).
 
 With ``--workers N`` each worker writes prometheus-client's multiprocess
 files (``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor before any
@@ -57,6 +64,12 @@ class ProxyMetrics:
             ("source", "destination", "intention"),
             registry=r,
         )
+        self.rbac_denials = Counter(
+            "meshd_proxy_rbac_denials",
+            "HTTP requests refused by L7 intentions (403 RBAC: access denied).",
+            ("source", "destination", "intention"),
+            registry=r,
+        )
         self.closed_before_handshake = Counter(
             "meshd_proxy_closed_before_handshake",
             "Inbound TCP connections closed before TLS began (health probes).",
@@ -84,11 +97,21 @@ class ProxyMetrics:
             multiprocess_mode="livesum",
         )
 
+        self.mirror_requests = Counter(
+            "meshd_proxy_mirror_requests",
+            "L7 mirror copies by outcome.",
+            ("source", "destination", "result"),
+            registry=r,
+        )
+
     def connection(self, direction: str, source: str, destination: str, result: str) -> None:
         self.connections.labels(direction, source, destination, result).inc()
 
     def denied(self, source: str, destination: str, intention: str) -> None:
         self.denials.labels(source, destination, intention).inc()
+
+    def rbac_denied(self, source: str, destination: str, intention: str) -> None:
+        self.rbac_denials.labels(source, destination, intention).inc()
 
     def byte_counter(
         self, direction: str, source: str, destination: str
