@@ -177,7 +177,7 @@ def register_routers(agent: MeshdAgent, count: int) -> list[int]:
             {"Match": {"HTTP": {"PathExact": "/health", "Methods": ["GET"]}}},
         ]
         agent.call("PUT", "/v1/config", {"Kind": "service-router", "Name": name, "Routes": routes})
-    ports = [free_port() for _ in range(count)]
+    ports = distinct_ports(count)
     upstreams = [
         {"DestinationName": f"r{i}", "LocalBindAddress": "127.0.0.1", "LocalBindPort": port}
         for i, port in enumerate(ports)
@@ -189,6 +189,15 @@ def register_routers(agent: MeshdAgent, count: int) -> list[int]:
     }
     agent.call("PUT", "/v1/agent/service/register", many)
     return ports
+
+
+def distinct_ports(count: int) -> list[int]:
+    """``count`` different free loopback ports (the kernel may hand the same
+    one out twice once it is closed again)."""
+    ports: dict[int, None] = {}
+    while len(ports) < count:
+        ports[free_port()] = None
+    return list(ports)
 
 
 def rss_with_routers(root: Path, agent: MeshdAgent, count: int) -> tuple[float, float]:

@@ -26,6 +26,7 @@ from bench.proxy_backend import free_port, wait_listening
 from bench.proxy_certs import Leaf, MeshCerts
 
 READY_TIMEOUT = 30.0
+MAX_CONNS_PER_CLIENT = 2000
 
 
 class MeshdUnavailable(RuntimeError):
@@ -44,7 +45,11 @@ class MeshdAgent(DevAgent):
     mesh set up through its HTTP API."""
 
     def __init__(self, root: Path) -> None:
-        super().__init__(root, "proxy-bench")
+        # A proxy holds ~3 blocking queries per http upstream (its chain, each
+        # target's health, the L4 health): the RSS figure's 100 upstreams
+        # would pass Consul's default of 200 connections per client (429).
+        limits = {"http_max_conns_per_client": MAX_CONNS_PER_CLIENT}
+        super().__init__(root, "proxy-bench", {"limits": limits})
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
         """Like ``DevAgent.call`` but raises ``MeshdUnavailable`` on 404/405
