@@ -31,6 +31,8 @@ import trio
 
 # Chunks one job may move per round before the others get their turn.
 STEP_BUDGET = 16
+# Rounds run back to back while sockets keep being ready, before yielding.
+EXTRA_ROUNDS = 3
 
 
 class Job(Protocol):
@@ -95,23 +97,35 @@ class Reactor:
                 await trio.lowlevel.checkpoint()
             else:
                 await trio.lowlevel.wait_readable(epfd)
-            ready = [fd for fd, _ in self.ep.poll(0)]
-            now = trio.current_time()
-            again, self.again = self.again, []
-            ready += [j.fd for j in again if j.fd not in ready]
-            for fd in ready:
-                entry = self.jobs.get(fd)
-                if entry is None:
-                    continue
-                job, task = entry
-                result = _safe_step(job, now)
-                if result is None:
-                    continue
-                if result is AGAIN:
-                    self.again.append(job)
-                    continue
-                self._drop(fd)
-                trio.lowlevel.reschedule(task, outcome.Value(result))
+            # Answers often arrive while a round runs (the peer process has
+            # the other core): look again before the trio round trip, a
+            # bounded number of times so the other tasks get their turn.
+            for _ in range(EXTRA_ROUNDS + 1):
+                if not self._round():
+                    break
+
+    def _round(self) -> bool:
+        """Step every ready job once; whether any was ready."""
+        ready = [fd for fd, _ in self.ep.poll(0)]
+        again, self.again = self.again, []
+        if not ready and not again:
+            return False
+        now = trio.current_time()
+        ready += [j.fd for j in again if j.fd not in ready]
+        for fd in ready:
+            entry = self.jobs.get(fd)
+            if entry is None:
+                continue
+            job, task = entry
+            result = _safe_step(job, now)
+            if result is None:
+                continue
+            if result is AGAIN:
+                self.again.append(job)
+                continue
+            self._drop(fd)
+            trio.lowlevel.reschedule(task, outcome.Value(result))
+        return True
 
 
 class _Raised:
