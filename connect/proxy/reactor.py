@@ -55,7 +55,6 @@ class Reactor:
         self.ep = select.epoll()
         self.jobs: dict[int, tuple[Job, trio.lowlevel.Task]] = {}
         self.again: list[Job] = []
-        self._started = False
 
     async def pump(self, job: Job, *, wait_first: bool = False) -> Any:
         """Serve ``job`` until its ``step`` returns a result, and return it
@@ -69,15 +68,12 @@ class Reactor:
         if result is not None:
             await trio.lowlevel.checkpoint()
             return _unwrap(result)
-        if not self._started:
-            self._started = True
-            trio.lowlevel.spawn_system_task(self._serve, name="proxy-reactor")
         fd = job.fd
-        self.jobs[fd] = (job, trio.lowlevel.current_task())
         try:
             self.ep.register(fd, select.EPOLLIN)
         except FileExistsError:  # a closed fd's number, reused
             self.ep.modify(fd, select.EPOLLIN)
+        self.jobs[fd] = (job, trio.lowlevel.current_task())
 
         def abort(_: Any) -> trio.lowlevel.Abort:
             self._drop(fd)
@@ -90,19 +86,24 @@ class Reactor:
         with contextlib.suppress(OSError, ValueError):
             self.ep.unregister(fd)
 
-    async def _serve(self) -> None:
+    async def serve(self) -> None:
+        """Step the ready jobs until cancelled (the end of the trio run),
+        then close the epoll set."""
         epfd = self.ep.fileno()
-        while True:
-            if self.again:
-                await trio.lowlevel.checkpoint()
-            else:
-                await trio.lowlevel.wait_readable(epfd)
-            # Answers often arrive while a round runs (the peer process has
-            # the other core): look again before the trio round trip, a
-            # bounded number of times so the other tasks get their turn.
-            for _ in range(EXTRA_ROUNDS + 1):
-                if not self._round():
-                    break
+        try:
+            while True:
+                if self.again:
+                    await trio.lowlevel.checkpoint()
+                else:
+                    await trio.lowlevel.wait_readable(epfd)
+                # Answers often arrive while a round runs (the peer process
+                # has the other core): look again before the trio round trip,
+                # a bounded number of times so the other tasks get their turn.
+                for _ in range(EXTRA_ROUNDS + 1):
+                    if not self._round():
+                        break
+        finally:
+            self.ep.close()
 
     def _round(self) -> bool:
         """Step every ready job once; whether any was ready."""
@@ -152,10 +153,12 @@ _REACTOR: trio.lowlevel.RunVar[Reactor] = trio.lowlevel.RunVar("proxy_reactor")
 
 
 def reactor() -> Reactor:
-    """This trio run's reactor (created on first use)."""
+    """This trio run's reactor (created, and its system task started, on
+    first use)."""
     try:
         return _REACTOR.get()
     except LookupError:
         r = Reactor()
         _REACTOR.set(r)
+        trio.lowlevel.spawn_system_task(r.serve, name="proxy-reactor")
         return r
