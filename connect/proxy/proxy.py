@@ -27,8 +27,10 @@ from .config import (
     sidecars_from_services,
 )
 from .credentials import Credentials, follow_credentials
+from .ejections import EjectionReporter
 from .errors import AgentError, AgentUnavailableError, ProxyConfigError
 from .inbound import Gatekeeper, InboundHandler, follow_intentions
+from .l7_inbound import L7Inbound, follow_l7_inbound
 from .l7_outbound import L7OutboundHandler, L7Upstream, follow_chain, follow_limits
 from .logfmt import emit
 from .metrics import ProxyMetrics
@@ -56,6 +58,7 @@ class _Running:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     ready: trio.Event = field(default_factory=trio.Event)
     done: trio.Event = field(default_factory=trio.Event)
+    l7: L7Upstream | None = None
 
 
 @dataclass(eq=False)
@@ -123,6 +126,7 @@ class Proxy:
         self._conflicts: set[str] = set()
         self._hub: WatchHub | None = None
         self._nursery: trio.Nursery | None = None
+        self.ejections = EjectionReporter(client)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Follow the agent until cancelled; ``started`` once the watch runs."""
@@ -130,6 +134,7 @@ class Proxy:
             self._nursery = nursery
             self._hub = hub = WatchHub(self.client, nursery, wait=self.options.wait)
             cell = hub.acquire(services_resource(), _services)
+            nursery.start_soon(self.ejections.run)
             task_status.started()
             version = 0
             while True:
@@ -219,8 +224,11 @@ class Proxy:
         assert self._nursery is not None
         creds = self._acquire_creds(spec.service)
         handler: Handler
+        l7_in: L7Inbound | None = None
         if spec.kind == "inbound":
-            handler = InboundHandler(creds, self.gate, self.metrics)
+            # L7 intentions are enforced here while the service is http (l7_inbound.py).
+            l7_in = L7Inbound(spec.service, self.metrics)
+            handler = InboundHandler(creds, self.gate, self.metrics, l7_in)
             balancer = None
             l7 = None
         else:
@@ -234,9 +242,11 @@ class Proxy:
         listener = Listener(
             spec, handler, reuse_port=self.options.reuse_port, on_reject=self._rejected
         )
-        entry = _Running(spec, listener)
+        entry = _Running(spec, listener, l7=l7)
         self.running[spec.key] = entry
-        self._nursery.start_soon(self._run_listener, entry, balancer, l7)
+        if l7 is not None:
+            self.ejections.add(spec.proxy_id, spec.service, l7)
+        self._nursery.start_soon(self._run_listener, entry, balancer, l7, l7_in)
 
     def _rejected(self, spec: ListenerSpec) -> None:
         src, dst = (
@@ -251,13 +261,19 @@ class Proxy:
         self.metrics.connection(spec.kind, src, dst, "error")
 
     async def _run_listener(
-        self, entry: _Running, balancer: Balancer | None, l7: L7Upstream | None
+        self,
+        entry: _Running,
+        balancer: Balancer | None,
+        l7: L7Upstream | None,
+        l7_in: L7Inbound | None = None,
     ) -> None:
         assert self._hub is not None
         spec = entry.spec
         try:
             with entry.scope:
                 async with trio.open_nursery() as nursery:
+                    if l7_in is not None:
+                        nursery.start_soon(follow_l7_inbound, self._hub, self.client, l7_in)
                     if balancer is None:
                         nursery.start_soon(follow_intentions, self._hub, self.gate, spec.service)
                     else:
@@ -307,6 +323,8 @@ class Proxy:
             return
         entry.scope.cancel()
         await entry.done.wait()
+        if entry.l7 is not None:
+            self.ejections.remove(entry.spec.proxy_id, entry.l7)
         self._release_creds(entry.spec.service)
         emit(
             20,
