@@ -26,7 +26,6 @@ import contextlib
 import select
 from typing import Any, Protocol
 
-import outcome
 import trio
 
 # Chunks one job may move per round before the others get their turn.
@@ -55,6 +54,7 @@ class Reactor:
         self.ep = select.epoll()
         self.jobs: dict[int, tuple[Job, trio.lowlevel.Task]] = {}
         self.again: list[Job] = []
+        self.results: dict[int, Any] = {}  # fd -> what its task gets
 
     async def pump(self, job: Job, *, wait_first: bool = False) -> Any:
         """Serve ``job`` until its ``step`` returns a result, and return it
@@ -79,7 +79,8 @@ class Reactor:
             self._drop(fd)
             return trio.lowlevel.Abort.SUCCEEDED
 
-        return _unwrap(await trio.lowlevel.wait_task_rescheduled(abort))
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        return _unwrap(self.results.pop(fd))
 
     def _drop(self, fd: int) -> None:
         self.jobs.pop(fd, None)
@@ -125,7 +126,8 @@ class Reactor:
                 self.again.append(job)
                 continue
             self._drop(fd)
-            trio.lowlevel.reschedule(task, outcome.Value(result))
+            self.results[fd] = result
+            trio.lowlevel.reschedule(task)
         return True
 
 
