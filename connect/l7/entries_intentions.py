@@ -160,7 +160,7 @@ def _check_wildcards(name: str, field: str, where: str) -> None:
         )
 
 
-def _parse_source(raw: JSON, i: int, dest: str) -> SourceIntention:
+def _parse_source(raw: JSON, i: int, dest: str, stored: bool) -> SourceIntention:
     path = f"Sources[{i}]"
     f = Fields(raw, path)
     src = SourceIntention(
@@ -178,7 +178,7 @@ def _parse_source(raw: JSON, i: int, dest: str) -> SourceIntention:
     if not src.name:
         raise ValidationError(f.sub("Name"), f"{path}.Name is required")
     _check_wildcards(src.name, f.sub("Name"), f"{path}.")
-    for legacy in _SOURCE_PASSTHROUGH[1:]:
+    for legacy in () if stored else _SOURCE_PASSTHROUGH[1:]:
         if legacy in extra:
             raise ValidationError(f.sub(legacy), f"{path}.{legacy} must be omitted")
     if not raw_perms and src.action not in _ACTIONS:
@@ -201,10 +201,13 @@ def _parse_source(raw: JSON, i: int, dest: str) -> SourceIntention:
     )
 
 
-def parse_service_intentions(f: Fields) -> ServiceIntentionsEntry:
+def parse_service_intentions(f: Fields, *, stored: bool = False) -> ServiceIntentionsEntry:
     """Decode and validate a ``service-intentions`` entry (Kind already read).
 
     Sources come back ordered by precedence, highest first (Consul's Normalize).
+    A written entry must omit the ``Legacy*`` fields of a source; a
+    ``stored`` one (read back) may have them: the intentions API keeps an
+    intention's ID, Meta and times there (Consul's ``legacyWrite``).
     """
     name = f.str("Name")
     if not name:
@@ -218,7 +221,7 @@ def parse_service_intentions(f: Fields) -> ServiceIntentionsEntry:
     sources = []
     seen: set[tuple[str, str, str]] = set()
     for i, raw in enumerate(raw_sources):
-        s = _parse_source(raw, i, name)
+        s = _parse_source(raw, i, name, stored)
         key = (s.namespace or "default", s.name, s.peer)
         if key in seen:
             raise ValidationError(

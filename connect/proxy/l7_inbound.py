@@ -140,7 +140,7 @@ def sources_from_entries(body: Any, destination: str) -> list[SourceIntention]:
         if not isinstance(raw, Mapping) or raw.get("Name") not in (destination, "*"):
             continue
         try:
-            entry = parse_entry({k: v for k, v in raw.items() if k not in _READ_ONLY})
+            entry = parse_entry({k: v for k, v in raw.items() if k not in _READ_ONLY}, stored=True)
         except ValidationError as exc:
             name = str(raw.get("Name"))
             emit(40, "intentions_entry_unreadable", name=name, reason=exc.message)

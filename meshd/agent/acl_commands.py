@@ -148,8 +148,12 @@ def authorize_command(authz: ACLAuthorizer, cmd: Command, store: StateStore) -> 
         for entry in cmd.entries:
             config_entry_write(authz, entry.kind, entry.name)
     elif isinstance(cmd, IntentionDelete):
-        _, ixn = q.intention_get(store, None, cmd.id)
-        authz.require(P.INTENTION_WRITE, ixn.destination_name if ixn is not None else "")
+        if cmd.id:
+            _, ixn = q.intention_get(store, None, cmd.id)
+            dest = ixn.destination_name if ixn is not None else ""
+        else:
+            dest = cmd.destination
+        authz.require(P.INTENTION_WRITE, dest)
     elif isinstance(cmd, AutopilotConfigSet):
         # Consul's Operator.AutopilotSetConfiguration: operator:write.
         authz.require(P.OPERATOR_WRITE, "")
