@@ -48,7 +48,7 @@ from ..http import (
     decode_json_body,
 )
 from .common import check_dc, read, read_options, with_meta
-from .config_typed import parse_typed
+from .config_typed import check_graph, load_graph, parse_typed
 
 if TYPE_CHECKING:
     from ..agent.agent import Agent
@@ -233,11 +233,16 @@ async def _read_one(agent: Agent, req: Request, name: str, args: Mapping[str, An
     return with_meta(Response.json(result.value, pretty=opts.pretty), result)
 
 
-def _checked_permissions(source: str, destination: str, ixn: Intention) -> tuple[Any, ...]:
+async def _checked_permissions(
+    agent: Agent, source: str, destination: str, ixn: Intention
+) -> tuple[Any, ...]:
     """``ixn``'s Permissions validated and normalised as the source of a
-    service-intentions entry (where they are stored); raises ``BadRequest``."""
+    service-intentions entry (where they are stored), the destination's
+    protocol included (Consul's graph check); raises ``BadRequest``."""
     source_json = {"Name": source, "Permissions": list(ixn.permissions)}
     entry = parse_typed(SERVICE_INTENTIONS, {"Name": destination, "Sources": [source_json]})
+    graph, _ = await load_graph(agent)
+    check_graph(agent, graph, [entry])
     sources: Any = entry.to_json().get("Sources") or [{}]
     return tuple(sources[0].get("Permissions") or ())
 
@@ -308,7 +313,8 @@ def register(router: Router, agent: Agent) -> None:
             {**body, "SourceName": source, "DestinationName": destination}, "", legacy=False
         )
         if ixn.permissions:
-            ixn = replace(ixn, permissions=_checked_permissions(source, destination, ixn))
+            perms = await _checked_permissions(agent, source, destination, ixn)
+            ixn = replace(ixn, permissions=perms)
         for attempt in range(2):
             existing = await writes.lookup("intentions.exact", pair)
             # An existing source keeps its LegacyID (or none: by name); a
