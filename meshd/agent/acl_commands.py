@@ -140,6 +140,11 @@ def authorize_command(authz: ACLAuthorizer, cmd: Command, store: StateStore) -> 
         authz.require(P.SESSION_WRITE, found.node if found is not None else "")
     elif isinstance(cmd, IntentionUpsert):
         authz.require(P.INTENTION_WRITE, cmd.intention.destination_name)
+        if cmd.intention.id:
+            # An update by ID may move the intention off another destination.
+            _, old = q.intention_get(store, None, cmd.intention.id)
+            if old is not None:
+                authz.require(P.INTENTION_WRITE, old.destination_name)
     elif isinstance(cmd, ConfigEntryRequest):
         # Consul's ConfigEntry.Apply/Delete: the entry's CanWrite.
         config_entry_write(authz, cmd.entry.kind, cmd.entry.name)

@@ -5,6 +5,7 @@ and the leader migrates the pre-1.9 table once. In-process agents."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -12,6 +13,7 @@ from trio.testing import MockClock
 
 from registry.records import Intention
 from tests.meshd.inproc import InprocClient, inproc_agent
+from tests.meshd.test_acl_enforcement import intentions, world
 from tests.meshd.test_api_intentions import authorize, create, service_uri, trust_domain
 
 ENTRY = "/v1/config/service-intentions/db"
@@ -196,3 +198,26 @@ async def test_the_leader_migrates_the_old_table_once(autojump_clock: MockClock)
         index = (await api.get(ENTRY)).index
         await trio.sleep(3)
         assert (await api.get(ENTRY)).index == index  # nothing more to migrate
+
+
+async def test_acls_keep_their_meaning_on_the_one_store(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
+    async with world(tmp_path) as w:
+        moving = {"SourceName": "z", "DestinationName": "cache", "Action": "deny"}
+        cache_only = await w.token_with(intentions("cache", "write"), "cache")
+        both = await w.token_with(intentions("cache", "write") + intentions("db", "write"), "both")
+        api_reader = await w.token_with(intentions("api", "read"), "reader")
+        path = f"/v1/connect/intentions/{w.ids['z_db']}"
+        # Moving db's intention to cache needs intention:write on both.
+        denied = await w.api.request("PUT", path, moving, headers={"X-Consul-Token": cache_only})
+        assert denied.status == 403 and '"db"' in denied.text
+        moved = await w.api.request("PUT", path, moving, headers={"X-Consul-Token": both})
+        assert moved.status == 200
+        # The legacy POST's intention is read through /v1/config with intention:read.
+        hdr = {"X-Consul-Token": api_reader}
+        entry = await w.api.get("/v1/config/service-intentions/api", headers=hdr)
+        assert entry.status == 200
+        assert entry.json()["Sources"][0]["LegacyID"] == w.ids["web_api"]
+        other = await w.api.get("/v1/config/service-intentions/cache", headers=hdr)
+        assert other.status == 403
