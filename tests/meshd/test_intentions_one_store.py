@@ -63,6 +63,7 @@ async def test_an_entry_written_with_v1_config_is_listed_and_decides(
         assert [i["SourceName"] for i in woke[0].json()] == ["api", "web", "*"]
         assert listed["web"]["Action"] == "allow" and listed["web"]["Precedence"] == 9
         assert listed["web"]["Description"] == "web reads db" and listed["web"]["ID"] == ""
+        assert listed["web"]["CreatedAt"] == "0001-01-01T00:00:00Z"  # Consul's zero time
         assert listed["*"]["Precedence"] == 8 and listed["*"]["Action"] == "deny"
         assert listed["api"]["Permissions"] == PERMS and "Action" not in listed["api"]
         ok = (await authorize(api, "db", service_uri(td, "web"))).json()
