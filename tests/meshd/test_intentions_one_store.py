@@ -139,6 +139,11 @@ async def test_legacy_update_moves_the_source_and_keeps_created_at(
         assert (await api.get(ENTRY)).status == 404
         moved = await sources(api, "/v1/config/service-intentions/cache")
         assert moved["web"]["LegacyID"] == ixn_id
+        # The entry read back can be written back (Consul clears the LegacyID).
+        read_back = (await api.get("/v1/config/service-intentions/cache")).json()
+        assert (await api.put("/v1/config", read_back)).status == 200
+        assert "LegacyID" not in (await sources(api, "/v1/config/service-intentions/cache"))["web"]
+        assert (await api.get(f"/v1/connect/intentions/{ixn_id}")).status == 404
         # A source written with /v1/config is a duplicate for the legacy create.
         entry = {
             "Kind": "service-intentions",
