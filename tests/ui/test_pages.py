@@ -366,6 +366,10 @@ def test_config_entry_created_in_the_ui_and_a_bad_field_shown_at_the_editor(
     assert status == 200, got
     assert got["Routes"][0]["Destination"] == {"Service": "shop-admin"}
     page.get_by_text(f"ModifyIndex {got['ModifyIndex']}").wait_for()  # the editor reads it back
+    # Text that is not JSON is refused in the page, its position given.
+    page.get_by_label("Entry (JSON)").fill('{"Kind": "service-router",\n "Name": "shop",, }')
+    page.get_by_role("button", name="Save").click()
+    page.locator("#config-error").get_by_text("not valid JSON at line 2, column 17").wait_for()
     # A mirror of 150 %: the API's 400 names the field; the page points at it.
     router["Routes"][0]["Destination"]["Mirror"] = {"Service": "shop", "Percent": 150}
     bad = json.dumps(router, indent=2)

@@ -18,8 +18,9 @@ export function parseFieldPath(path) {
 
 /** The field the API named in a 400 text: Consul's `(field "X")` suffix. */
 export function fieldOfError(text) {
-  const m = /\(field "((?:[^"\\]|\\.)*)"\)\s*$/.exec(text || "");
-  return m ? m[1].replace(/\\(.)/g, "$1") : "";
+  // Greedy: a map key inside the path is quoted too (Failover["v1"].Targets).
+  const m = /\(field "(.*)"\)\s*$/s.exec(text || "");
+  return m ? m[1] : "";
 }
 
 class ScanError extends Error {
