@@ -395,10 +395,12 @@ def test_config_entry_created_in_the_ui_and_a_bad_field_shown_at_the_editor(
 def test_config_entry_stale_index_shows_conflict_and_delete_confirms(
     page: Any, routing: AgentProcess
 ) -> None:
-    entry = {"Kind": "service-defaults", "Name": "billing", "Protocol": "http"}
-    assert routing.call("PUT", "/v1/config", entry) == (200, True)
     login(page, routing, routing.mgmt)
     page.goto(routing.url + "/ui/#/config/service-defaults")
+    page.locator("#config-entries").get_by_role("link", name="shop-admin").wait_for()
+    entry = {"Kind": "service-defaults", "Name": "billing", "Protocol": "http"}
+    assert routing.call("PUT", "/v1/config", entry) == (200, True)
+    # The list follows a blocking query: the new entry appears without a reload.
     page.locator("#config-entries").get_by_role("link", name="billing").click()
     page.wait_for_function("() => document.getElementById('config-json').value.includes('http')")
     page.get_by_label("Entry (JSON)").fill(json.dumps({**entry, "Protocol": "grpc"}))
