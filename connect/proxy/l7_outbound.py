@@ -34,7 +34,7 @@ import os
 import random
 import socket
 import ssl
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import h11
@@ -130,6 +130,8 @@ class L7Upstream:
         self.budget = RetryBudget()
         self.outlier_config = OutlierConfig()
         self.outliers: dict[str, OutlierDetector] = {}
+        # Called when a detector ejects a host (ejections.py reports it).
+        self.on_ejection: Callable[[], None] | None = None
 
     @property
     def protocol(self) -> str:
@@ -523,7 +525,9 @@ class L7OutboundHandler:
                     endpoint, request.method, target_line, out_headers, body, per_try
                 )
                 now = trio.current_time()
-                up.outlier(target_id).report(endpoint, outcome.status, now)
+                ejected = up.outlier(target_id).report(endpoint, outcome.status, now)
+                if ejected is not None and up.on_ejection is not None:
+                    up.on_ejection()
                 verdict = state.after(outcome, now)
                 if verdict.verdict is Verdict.TIMEOUT:
                     return _local(504, TIMEOUT_BODY)

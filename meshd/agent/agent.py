@@ -59,6 +59,7 @@ from .ca_server import CAServer, settings_from_agent
 from .consul_service import ConsulServiceReconciler
 from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
 from .events import EventRing, UserEvent, accepts, merge, uuid_to_index
+from .intention_migrate import IntentionMigrator
 from .leaf_cache import LeafCache
 from .live_metrics import metrics_for_agent
 from .liveness import LivenessTracker, heartbeat_loop
@@ -74,6 +75,7 @@ from .preflight import (
     listening,
     rpc_listener,
 )
+from .proxy_ejections import ProxyEjections
 from .readiness import cluster_initialized
 from .server import MeshServer, ServerSettings, http_error_from_rpc
 from .server_ops import fetch_archive
@@ -126,6 +128,8 @@ class Agent:
         # -dev keeps everything on loopback, sidecar public listeners included.
         sidecars_at = config.advertise_addr if config.dev else ""
         self.local = LocalState(self.node_name, data_dir, sidecar_address=sidecars_at)
+        # Outlier ejections the local proxies report (meshd/api/proxy_ejections.py).
+        self.proxy_ejections = ProxyEjections(self._is_local_proxy)
         self.server: MeshServer | None = None
         self.pool: ServerPool | None = None
         self.backend: Any = None
@@ -477,6 +481,7 @@ class Agent:
         nursery.start_soon(self.liveness.run)
         nursery.start_soon(self.session_ttl.run)
         nursery.start_soon(ConsulServiceReconciler(self.server, version=self.version).run)
+        nursery.start_soon(IntentionMigrator(self.server).run)
         if self.acl_server is not None:
             nursery.start_soon(self.acl_server.run)
         if self.ca is not None:
@@ -576,6 +581,11 @@ class Agent:
         if service_id in self.local.services:
             log.info("event=deregister_critical_service service_id=%s", service_id)
             self.local.remove_service(service_id)
+
+    def _is_local_proxy(self, service_id: str) -> bool:
+        """Whether ``service_id`` is a connect proxy registered on this agent."""
+        defn = self.local.services.get(service_id)
+        return defn is not None and bool(defn.service.destination)
 
     async def wait_synced(self, timeout: float = 1.0) -> None:
         """After a local change: give anti-entropy up to ``timeout`` to put it
