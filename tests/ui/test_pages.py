@@ -448,3 +448,17 @@ def test_service_page_shows_routing_from_the_discovery_chain(
     assert sorted(links.all_inner_texts()) == [
         f"service-{k} / api" for k in ("defaults", "resolver", "router", "splitter")
     ]
+    # Explain one request from web through that chain (/v1/internal/explain).
+    page.get_by_label("Source service").fill("web")
+    page.get_by_label("Path").fill("/v2/items")
+    page.get_by_label("Headers").fill("x-canary: 1")
+    page.get_by_role("button", name="Explain request").click()
+    decision = page.locator("#explain-decision dl")
+    decision.wait_for()
+    terms = decision.locator("dt").all_inner_texts()
+    said = dict(zip(terms, decision.locator("dd").all_inner_texts(), strict=True))
+    assert said["Route"] == "route 1: match path prefix /v2; header x-canary = 1; methods GET"
+    assert said["Target"].startswith("api-v2 in dc1"), said
+    assert said["Verdict"] == "no healthy upstream (503 from the proxy)", said  # no instances
+    assert said["Intention"].startswith("denied to api-v2"), said  # default deny
+    shot(page, "service-api-explain")

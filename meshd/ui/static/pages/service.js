@@ -1,5 +1,6 @@
 import { api, describeError, watch } from "../api.js";
 import { badge, clear, h, message } from "../dom.js";
+import { explainPanel } from "./explain.js";
 import { explain, decisionText } from "./intentions.js";
 import { watchRouting } from "./routing.js";
 import { worst } from "./services.js";
@@ -17,6 +18,7 @@ export function renderService(main, name) {
     inst,
     topo,
     routing,
+    explainPanel(name),
   );
   const draw = () => {
     drawInstances(inst, state);
