@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.ui.conftest import AgentProcess, axe_serious, shot
 
@@ -138,6 +139,9 @@ def test_token_sees_only_what_it_may_read_and_403_is_explained(page: Any, catalo
     # Writing an intention is not granted: the API's 403 is shown as a message.
     page.get_by_role("link", name="Intentions").click()
     page.get_by_role("link", name="Create intention").click()
+    # The list page has a "Source service" field too (its explain form): fill
+    # the new page's, once it is there.
+    page.get_by_role("heading", name="Create intention").wait_for()
     page.get_by_label("Source service").fill("web")
     page.get_by_label("Destination service").fill("db")
     page.get_by_role("button", name="Save").click()
@@ -430,7 +434,7 @@ def test_service_page_shows_routing_from_the_discovery_chain(
     chain.get_by_text("Splitter").wait_for()
     shot(page, "service-api-routing")
     routes = chain.get_by_role("list", name="Routes of router api").locator(":scope > li")
-    assert routes.count() == 2
+    expect(routes).to_have_count(2)
     first, second = routes.nth(0).inner_text(), routes.nth(1).inner_text()
     assert "Route 1: match path prefix /v2; header x-canary = 1; methods GET" in first, first
     assert "Resolver target api-v2 in dc1" in first, first
@@ -444,10 +448,8 @@ def test_service_page_shows_routing_from_the_discovery_chain(
         failover.inner_text().strip() == "target api, subset v2 (Service.Meta.version == v2) in dc1"
     )
     links = page.locator("#service-config").get_by_role("link")
-    links.first.wait_for()
-    assert sorted(links.all_inner_texts()) == [
-        f"service-{k} / api" for k in ("defaults", "resolver", "router", "splitter")
-    ]
+    kinds = ("defaults", "router", "splitter", "resolver")
+    expect(links).to_have_text([f"service-{k} / api" for k in kinds])  # retried until drawn
     # Explain one request from web through that chain (/v1/internal/explain).
     page.get_by_label("Source service").fill("web")
     page.get_by_label("Path").fill("/v2/items")
