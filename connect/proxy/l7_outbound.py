@@ -26,6 +26,7 @@ so a test's split counts are reproducible; unset, it is unpredictable.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
@@ -65,6 +66,7 @@ from .http_pool import (
     read_body,
     send_bytes,
 )
+from .l7_metrics import Exchange, Flag, Reporter, mark_attempt, mark_target
 from .logfmt import emit
 from .outbound import HANDSHAKE_TIMEOUT, OutboundHandler
 from .sockets import Listener, close
@@ -297,10 +299,13 @@ def _local(
 class L7OutboundHandler:
     """Serves one upstream listener's connections, L7 when the chain says http."""
 
-    def __init__(self, creds: Credentials, up: L7Upstream, l4: OutboundHandler) -> None:
+    def __init__(
+        self, creds: Credentials, up: L7Upstream, l4: OutboundHandler, reporter: Reporter
+    ) -> None:
         self.creds = creds
         self.up = up
         self.l4 = l4
+        self.reporter = reporter
         self.pool = Pool(self._dial)
         self._listener: Listener | None = None
 
@@ -360,7 +365,7 @@ class L7OutboundHandler:
                 return
             except (OSError, ssl.SSLError):
                 return
-            resp = await self.handle(event, body)
+            resp = await self.report(event, body)
             try:
                 await self._respond(h, sock, resp, head=event.method == b"HEAD")
             except (OSError, ssl.SSLError, h11.LocalProtocolError):
@@ -383,11 +388,25 @@ class L7OutboundHandler:
         out += h.send(h11.EndOfMessage())
         await send_bytes(sock, out)
 
-    async def handle(self, event: h11.Request, body: bytes) -> UpstreamResponse:
-        """The answer to one request (from upstream, or local)."""
+    async def report(self, event: h11.Request, body: bytes) -> UpstreamResponse:
+        """``handle``, counted and access-logged as the source reporter (l7_metrics.py)."""
+        ex = self.reporter.begin(
+            event.method.decode("ascii"),
+            event.target.decode("latin-1"),
+            event.headers.raw_items(),
+            len(body),
+            self.up.source,
+            self.up.destination,
+        )
+        return await self.reporter.observe(ex, functools.partial(self.handle, event, body))
+
+    async def handle(self, event: h11.Request, body: bytes, ex: Exchange) -> UpstreamResponse:
+        """The answer to one request (from upstream, or local); marks ``ex``
+        with the response flags, target and upstream instance."""
         up = self.up
         decider = up.decider
         if decider is None:
+            ex.flag(Flag.NO_HEALTHY_UPSTREAM)
             return _local(503, NO_HEALTHY_UPSTREAM_BODY)
         headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers)
         request = Request.build(
@@ -398,20 +417,25 @@ class L7OutboundHandler:
         )
         now = trio.current_time()
         decision = decider.decide(request, rng=up.rng, excluded=up.excluded(now))
+        mark_target(ex, up.chain, decision.target)
         status = decision.status_if_local
         if status is not None:
             text = NO_HEALTHY_UPSTREAM_BODY if status == 503 else ""
+            ex.flag(Flag.NO_HEALTHY_UPSTREAM if status == 503 else Flag.NO_ROUTE)
             return _local(status, text)
         if up.breaker.try_request().overflow:
+            self.reporter.overflowed(ex)
             return _local(503, OVERFLOW_BODY, [("x-envoy-overloaded", "true")])
         try:
             fault = decision.fault
             if fault.delay_s:
+                self.reporter.fault(ex, "delay")
                 await trio.sleep(fault.delay_s)
             abort = fault.abort_response()
             if abort is not None:
+                self.reporter.fault(ex, "abort")
                 return UpstreamResponse(abort[0], abort[1], abort[2].encode())
-            resp = await self._attempts(decider, decision, request, body)
+            resp = await self._attempts(decider, decision, request, body, ex)
         finally:
             up.breaker.release_request()
         if decision.set_cookie is not None:  # a generated ring-hash cookie
@@ -426,7 +450,7 @@ class L7OutboundHandler:
         return UpstreamResponse(resp.status, out.items(), resp.body)
 
     async def _attempts(
-        self, decider: Decider, decision: Decision, request: Request, body: bytes
+        self, decider: Decider, decision: Decision, request: Request, body: bytes, ex: Exchange
     ) -> UpstreamResponse:
         up = self.up
         assert decision.endpoint is not None and decision.target is not None
@@ -449,13 +473,17 @@ class L7OutboundHandler:
             while True:
                 per_try = state.start_attempt(trio.current_time())
                 if isinstance(per_try, Verdict):
+                    ex.flag(Flag.TIMEOUT)
                     return _local(504, TIMEOUT_BODY)
+                ex.upstream = endpoint
                 resp, outcome = await self._attempt(
                     endpoint, request.method, target_line, out_headers, body, per_try
                 )
                 now = trio.current_time()
-                up.outlier(target_id).report(endpoint, outcome.status, now)
+                if up.outlier(target_id).report(endpoint, outcome.status, now) is not None:
+                    self.reporter.ejected(ex)
                 verdict = state.after(outcome, now)
+                mark_attempt(ex, verdict.verdict, verdict.reason, outcome.failure)
                 if verdict.verdict is Verdict.TIMEOUT:
                     return _local(504, TIMEOUT_BODY)
                 if verdict.verdict is Verdict.RESPOND:
@@ -463,6 +491,7 @@ class L7OutboundHandler:
                         return resp
                     reason = outcome.failure.value if outcome.failure else "reset"
                     return _local(503, RESET_BODY + reason)
+                self.reporter.retried(ex)
                 await trio.sleep(verdict.delay_s)
                 endpoint = self._repick(decider, target_id, request, endpoint)
         finally:

@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from .access_log import AccessLogger, follow_access_logs
 from .agent_client import AgentClient
 from .balancer import Balancer
 from .config import (
@@ -29,6 +30,7 @@ from .config import (
 from .credentials import Credentials, follow_credentials
 from .errors import AgentError, AgentUnavailableError, ProxyConfigError
 from .inbound import Gatekeeper, InboundHandler, follow_intentions
+from .l7_metrics import Reporter
 from .l7_outbound import L7OutboundHandler, L7Upstream, follow_chain, follow_limits
 from .logfmt import emit
 from .metrics import ProxyMetrics
@@ -115,6 +117,7 @@ class Proxy:
         self.options = options or ProxyOptions()
         self.metrics = metrics or ProxyMetrics()
         self.gate = Gatekeeper(client, self.metrics)
+        self.access = AccessLogger()
         self.running: dict[tuple[str, int], _Running] = {}
         self.applied = 0
         self._changed = trio.Event()
@@ -130,6 +133,7 @@ class Proxy:
             self._nursery = nursery
             self._hub = hub = WatchHub(self.client, nursery, wait=self.options.wait)
             cell = hub.acquire(services_resource(), _services)
+            nursery.start_soon(follow_access_logs, hub, self.access.settings)
             task_status.started()
             version = 0
             while True:
@@ -230,7 +234,10 @@ class Proxy:
             # the upstream's discovery chain says http (l7_outbound.py).
             l4 = OutboundHandler(creds, balancer, self.metrics)
             l7 = L7Upstream(spec.service, spec.upstream.destination)
-            handler = L7OutboundHandler(creds, l7, l4)
+            reporter = Reporter(
+                self.metrics.standard, "source", spec.service, self.access, trio.current_time
+            )
+            handler = L7OutboundHandler(creds, l7, l4, reporter)
         listener = Listener(
             spec, handler, reuse_port=self.options.reuse_port, on_reject=self._rejected
         )
