@@ -179,7 +179,7 @@ def _finished(**fields: object) -> Exchange:
     tp = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     ex.headers.append((b"traceparent", tp))
     ex.status, ex.response_bytes, ex.duration_ms = 503, 19, 12.5
-    ex.upstream, ex.subset = "127.0.0.1:21001", "v1"
+    ex.upstream, ex.subset = "10.1.2.3:40001", "v1"
     ex.flags = {Flag.RETRY_LIMIT}
     for k, v in fields.items():
         setattr(ex, k, v)
@@ -193,7 +193,7 @@ def test_default_access_log_line_has_every_field() -> None:
     assert (line["method"], line["path"], line["response_code"]) == ("POST", "/users/42", 503)
     assert (line["response_flags"], line["duration"]) == ("URX", 12.5)
     assert (line["source_service"], line["destination_service"]) == ("web", "api")
-    assert line["upstream_host"] == "127.0.0.1:21001"
+    assert line["upstream_host"] == "10.1.2.3:40001"
     assert line["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
     assert line["request_id"] == "r-1"
 
@@ -203,7 +203,7 @@ def test_text_and_json_formats_use_envoy_operators() -> None:
     fmt += "%RESPONSE_FLAGS% %DURATION% %UPSTREAM_HOST% %TRACE_ID% %NOT_AN_OPERATOR%\n"
     text = render(AccessLogs(enabled=True, text_format=fmt), _finished())
     assert text == (
-        "[2025-12-05T00:00:00.250Z] POST /users/42 503 URX 12 127.0.0.1:21001 "
+        "[2025-12-05T00:00:00.250Z] POST /users/42 503 URX 12 10.1.2.3:40001 "
         "0af7651916cd43dd8448eb211c80319c -"
     )
     jf = json.dumps({"code": "%RESPONSE_CODE%", "who": "%REQ(:AUTHORITY)%", "n": 1})
