@@ -118,6 +118,7 @@ class StandardMetrics:
             buckets=BYTES_BUCKETS,
             registry=r,
         )
+        self._children: dict[tuple[str, ...], tuple[Any, Any, Any, Any]] = {}
         self._tcp(r)
         self._resilience(r)
 
@@ -166,6 +167,19 @@ class StandardMetrics:
             (*EDGE_LABELS, "result"),
             registry=r,
         )
+
+    def children(self, labels: tuple[str, ...]) -> tuple[Any, Any, Any, Any]:
+        """The four request series of one label set (cached: ``labels()``
+        costs a lock and a dict lookup per family; the set is bounded)."""
+        found = self._children.get(labels)
+        if found is None:
+            found = self._children[labels] = (
+                self.requests.labels(*labels),
+                self.duration.labels(*labels),
+                self.request_bytes.labels(*labels),
+                self.response_bytes.labels(*labels),
+            )
+        return found
 
     def tcp(self, reporter: str, source: str, destination: str) -> TcpReport:
         """A bound recorder for one TCP connection's labels."""
@@ -293,11 +307,11 @@ class Reporter:
         ex.status = status
         ex.response_bytes = response_bytes
         ex.duration_ms = max(0.0, (self.clock() - ex.start) * 1000.0)
-        m, labels = self.metrics, ex.labels()
-        m.requests.labels(*labels).inc()
-        m.duration.labels(*labels).observe(ex.duration_ms)
-        m.request_bytes.labels(*labels).observe(ex.request_bytes)
-        m.response_bytes.labels(*labels).observe(response_bytes)
+        requests, duration, req_bytes, resp_bytes = self.metrics.children(ex.labels())
+        requests.inc()
+        duration.observe(ex.duration_ms)
+        req_bytes.observe(ex.request_bytes)
+        resp_bytes.observe(response_bytes)
         if self.access is not None:
             self.access.log(self.service, ex)
 
