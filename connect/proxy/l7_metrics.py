@@ -14,7 +14,8 @@ listener), like Istio (istio.io, reference/config/metrics):
   ``meshd_tcp_connections_closed_total``, ``meshd_tcp_sent_bytes_total`` (to
   the accepted side) / ``meshd_tcp_received_bytes_total`` with ``TCP_LABELS``;
 * the L7 cores' own counters: retries, outlier ejections, circuit-breaker
-  overflows, injected faults and mirror copies.
+  overflows and injected faults (mirror copies are counted where they are
+  sent, ``meshd_proxy_mirror_requests_total``).
 
 Cardinality: every label value comes from a bounded set. Services and
 subsets are catalog names; the method is folded into ``METHOD_CLASSES``;
@@ -159,12 +160,6 @@ class StandardMetrics:
             "meshd_faults_injected",
             "Faults injected (kind abort or delay).",
             (*EDGE_LABELS, "kind"),
-            registry=r,
-        )
-        self.mirrors = Counter(
-            "meshd_mirror_requests",
-            "Shadow copies of requests (result sent or dropped).",
-            (*EDGE_LABELS, "result"),
             registry=r,
         )
 
@@ -337,9 +332,6 @@ class Reporter:
     def fault(self, ex: Exchange, kind: str) -> None:
         ex.flag(Flag.FAULT_ABORT if kind == "abort" else Flag.FAULT_DELAY)
         self.metrics.faults.labels(ex.source or UNKNOWN, ex.destination or UNKNOWN, kind).inc()
-
-    def mirrored(self, ex: Exchange, result: str) -> None:
-        self.metrics.mirrors.labels(ex.source or UNKNOWN, ex.destination or UNKNOWN, result).inc()
 
 
 _FAILURE_FLAGS = {

@@ -143,14 +143,12 @@ def test_core_counters_are_per_edge() -> None:
     rep.ejected(ex)
     rep.overflowed(ex)
     rep.fault(ex, "abort")
-    rep.mirrored(ex, "dropped")
     edge = {"source_service": "web", "destination_service": "api"}
     assert value(metrics, "meshd_retries_total", **edge) == 2
     assert ex.retries == 2
     assert value(metrics, "meshd_outlier_ejections_total", **edge) == 1
     assert value(metrics, "meshd_circuit_breaker_overflows_total", **edge) == 1
     assert value(metrics, "meshd_faults_injected_total", **edge, kind="abort") == 1
-    assert value(metrics, "meshd_mirror_requests_total", **edge, result="dropped") == 1
     assert ex.flags == {Flag.OVERFLOW, Flag.FAULT_ABORT}
 
 
