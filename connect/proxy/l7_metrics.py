@@ -100,7 +100,7 @@ class StandardMetrics:
         )
         self.duration = Histogram(
             "meshd_request_duration_milliseconds",
-            "Time from the request's head to the whole response, in ms.",
+            "Time to answer: whole request read to response ready, in ms.",
             REQUEST_LABELS,
             buckets=DURATION_BUCKETS_MS,
             registry=r,
