@@ -15,6 +15,7 @@ FSM never reads a clock.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -31,9 +32,11 @@ from .records import (
     ACLPolicy,
     ACLRole,
     ACLToken,
+    AutopilotConfig,
     CAConfig,
     CARoot,
     ConfigEntry,
+    Coordinate,
     HealthCheck,
     Intention,
     Node,
@@ -673,6 +676,44 @@ class ACLBindingRuleDelete(Command):
     ids: tuple[str, ...]
 
 
+# Operator state: types 70+ so that other branches' additions cannot collide.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AutopilotConfigSet(Command):
+    """Consul's AutopilotSetConfiguration: store the autopilot configuration;
+    with ``cas`` set, only if the stored ModifyIndex equals it."""
+
+    TYPE: ClassVar[int] = 70
+    config: AutopilotConfig
+    cas: int | None = None
+
+    def validate(self) -> None:
+        c = self.config
+        for name, value in (
+            ("LastContactThreshold", c.last_contact_threshold),
+            ("ServerStabilizationTime", c.server_stabilization_time),
+        ):
+            if value < 0:
+                raise ValidationError(name, f"{name} must not be negative")
+        v.uint_range(c.max_trailing_logs, "MaxTrailingLogs")
+        v.uint_range(c.min_quorum, "MinQuorum")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinateBatchUpdate(Command):
+    """Consul's Coordinate.Update batch: the coordinates agents reported
+    during one flush period, written in one Raft entry."""
+
+    TYPE: ClassVar[int] = 71
+    updates: tuple[Coordinate, ...]
+
+    def validate(self) -> None:
+        for i, c in enumerate(self.updates):
+            v.require(c.node, f"Coordinates[{i}].Node")
+            numbers = (*c.vec, c.error, c.adjustment, c.height)
+            if not all(math.isfinite(x) for x in numbers):
+                raise ValidationError(f"Coordinates[{i}].Coord", "components must be finite")
+
+
 COMMAND_TYPES: dict[int, type[Command]] = {
     cls.TYPE: cls
     for cls in (
@@ -701,6 +742,8 @@ COMMAND_TYPES: dict[int, type[Command]] = {
         ACLBindingRuleSet,
         ACLBindingRuleDelete,
         ConfigEntryBatch,
+        AutopilotConfigSet,
+        CoordinateBatchUpdate,
     )
 }
 

@@ -29,11 +29,13 @@ from .commands import (
     ACLRoleSet,
     ACLTokenDelete,
     ACLTokenSet,
+    AutopilotConfigSet,
     CAConfigSet,
     CARootsSet,
     Command,
     ConfigEntryBatch,
     ConfigEntryRequest,
+    CoordinateBatchUpdate,
     DeregisterRequest,
     IntentionDelete,
     IntentionUpsert,
@@ -48,7 +50,19 @@ from .commands import (
 )
 from .errors import ErrorCode, ValidationError
 from .results import Result, failed
-from .state import acl, ca, catalog, config_entries, intentions, kv, liveness, sessions, txn
+from .state import (
+    acl,
+    autopilot,
+    ca,
+    catalog,
+    config_entries,
+    coordinates,
+    intentions,
+    kv,
+    liveness,
+    sessions,
+    txn,
+)
 from .state.frozen import FrozenSnapshot
 from .state.store import StateStore, WriteTx
 
@@ -98,6 +112,8 @@ HANDLERS: dict[type[Command], Handler] = {
     ACLAuthMethodDelete: lambda s, tx, c: acl.delete_auth_methods(s, tx, c.names),
     ACLBindingRuleSet: acl.set_binding_rules,
     ACLBindingRuleDelete: lambda s, tx, c: acl.delete_binding_rules(s, tx, c.ids),
+    AutopilotConfigSet: autopilot.set_config,
+    CoordinateBatchUpdate: coordinates.batch_update,
 }
 
 

@@ -447,3 +447,31 @@ class CARootList:
     active_root_id: str
     trust_domain: str
     roots: tuple[CARoot, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AutopilotConfig:
+    """Consul's autopilot configuration (durations in seconds); one row."""
+
+    cleanup_dead_servers: bool = True
+    last_contact_threshold: float = 1.0
+    max_trailing_logs: int = 250
+    min_quorum: int = 0
+    server_stabilization_time: float = 10.0
+    redundancy_zone_tag: str = ""
+    disable_upgrade_migration: bool = False
+    upgrade_version_tag: str = ""
+    create_index: int = 0
+    modify_index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Coordinate:
+    """A node's network coordinate in one segment (Serf's Vivaldi shape)."""
+
+    node: str
+    segment: str = ""
+    vec: tuple[float, ...] = ()
+    error: float = 0.0
+    adjustment: float = 0.0
+    height: float = 0.0

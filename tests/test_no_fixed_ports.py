@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 TESTS = Path(__file__).parent
-FIXED = "8500|8501|8600|8300|9191|9102|8080|9090|21000|21001"
+FIXED = "8500|8501|8600|8300|9191|9102|8080|9090|9091|21000|21001|21002"
 # A loopback address followed by a fixed port ("127.0.0.1:8500",
 # ("127.0.0.1", 8500), "localhost:8600"), or a port option set to one.
 PATTERNS = [

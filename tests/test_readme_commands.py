@@ -5,9 +5,12 @@ line, in README order, into a shell (one shared scratch directory) against
 ``python -m meshd.demo`` (what ``make run`` starts: a dev agent, the proxy
 and the two demo services) on free ports: the fixed ports the README shows
 (8500, 8600, ...) are rewritten to the demo's, and ``MESHD_HTTP_ADDR`` points
-the CLI at its agent. Each line must exit 0, or with the code its comment
+the CLI at its agent, and the demo's data directory (``/tmp/meshd-demo``)
+is the test's own. Each line must exit 0, or with the code its comment
 documents (``# exit 2``), and where the README shows what a command prints,
-the output must show it (``EXPECTED_OUTPUT``, ``EXPECTED_FILES``).
+the output must show it (``EXPECTED_OUTPUT``, ``EXPECTED_FILES``; the L7
+lines' effects, hidden release, canary and fault, with ``l7_effect``,
+retried until the config change applied).
 
 Every other ```sh block is skipped by design, with the reason in
 ``SKIPPED_BLOCKS``; a new unmarked block fails the test until it is marked or
@@ -28,10 +31,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_make_run_demo import DemoPorts, demo_args, free_demo_ports, get, wait_for
+from tests.e2e.test_make_run_demo import (
+    L7_CHECKED,
+    DemoPorts,
+    demo_args,
+    free_demo_ports,
+    get,
+    l7_effect,
+    run_l7_line,
+    wait_for,
+)
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MARKER = "<!-- readme-test: demo -->"
+DEMO_DATA_DIR = "/tmp/meshd-demo"  # the README's; the test's demo writes elsewhere
 
 # Unmarked ```sh blocks, by (section, first line): why the test cannot type them.
 SKIPPED_BLOCKS = {
@@ -157,8 +170,11 @@ def expected_exit(line: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-def localize(command: str, ports: DemoPorts) -> str:
-    """``command`` aimed at the test's demo instead of ``make run``'s ports."""
+def localize(command: str, ports: DemoPorts, data_dir: Path | None = None) -> str:
+    """``command`` aimed at the test's demo instead of ``make run``'s ports
+    (and data directory)."""
+    if data_dir is not None:
+        command = command.replace(DEMO_DATA_DIR, str(data_dir))
     fixed = {
         8500: ports.http,
         8600: ports.dns,
@@ -213,6 +229,8 @@ def test_the_readme_marks_typed_blocks_and_gives_a_reason_for_the_others() -> No
     # The expectations name lines that exist, so they cannot go stale.
     assert set(EXPECTED_OUTPUT) <= set(typed), set(EXPECTED_OUTPUT) - set(typed)
     assert set(EXPECTED_FILES) <= set(typed), set(EXPECTED_FILES) - set(typed)
+    # The hidden release, the canary, the fault and a plain request are checked.
+    assert sum(l7_effect(c, "") is not None for c in typed) == L7_CHECKED, typed
 
 
 def test_every_cli_table_command_is_run_or_skipped_with_a_reason() -> None:
@@ -226,9 +244,9 @@ def test_every_cli_table_command_is_run_or_skipped_with_a_reason() -> None:
     assert not set(SKIPPED_COMMANDS) & run, "listed as skipped but run"
 
 
-def _start_demo(ports: DemoPorts) -> tuple[subprocess.Popen[bytes], list[bytes]]:
+def _start_demo(ports: DemoPorts, data_dir: Path) -> tuple[subprocess.Popen[bytes], list[bytes]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "meshd.demo", *demo_args(ports)],
+        [sys.executable, "-m", "meshd.demo", *demo_args(ports), "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -237,15 +255,21 @@ def _start_demo(ports: DemoPorts) -> tuple[subprocess.Popen[bytes], list[bytes]]
     return proc, lines
 
 
-def _run(line: str, ports: DemoPorts, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _run(
+    line: str, ports: DemoPorts, cwd: Path, data_dir: Path
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["MESHD_HTTP_ADDR"] = f"127.0.0.1:{ports.http}"
     for name in ("CONSUL_HTTP_ADDR", "MESHD_HTTP_TOKEN", "CONSUL_HTTP_TOKEN"):
         env.pop(name, None)
-    command = localize(command_of(line), ports)
+    command = localize(command_of(line), ports, data_dir)
     # Never the user's make run demo: no fixed port survives the rewrite.
     assert not re.search(r"(?<!\d)(8500|8600|8300|9191|8080|9090|9102)(?!\d)", command), command
+    assert DEMO_DATA_DIR not in command, command
+    if l7_effect(command, "") is not None:
+        status, out, err = run_l7_line(command, env, cwd)
+        return subprocess.CompletedProcess(command, status, out, err)
     return subprocess.run(
         command,
         shell=True,
@@ -262,19 +286,22 @@ def _run(line: str, ports: DemoPorts, cwd: Path) -> subprocess.CompletedProcess[
 def test_the_readme_commands_work_against_the_demo(tmp_path: Path) -> None:
     lines = typed_lines(readme_blocks(README.read_text()))
     ports = free_demo_ports()
-    proc, out = _start_demo(ports)
+    data_dir = tmp_path / "demo-data"
+    proc, out = _start_demo(ports, data_dir)
     failures: list[str] = []
     try:
         wait_for(lambda: b"Try next" in b"".join(out), 90, "the demo's help")
         wait_for(lambda: get(f"http://127.0.0.1:{ports.upstream}/"), 60, "api via the mesh")
         for line in lines:
             command = command_of(line)
-            done = _run(line, ports, tmp_path)
+            done = _run(line, ports, tmp_path, data_dir)
             shown = f"{command!r} -> exit {done.returncode}: {done.stdout[-400:]}{done.stderr}"
             if done.returncode != expected_exit(line):
                 failures.append(f"exit {expected_exit(line)} expected: {shown}")
             if EXPECTED_OUTPUT.get(command, "") not in done.stdout:
                 failures.append(f"{EXPECTED_OUTPUT[command]!r} expected: {shown}")
+            if l7_effect(command, done.stdout) is False:
+                failures.append(f"the L7 effect its comment promises: {shown}")
             for name in EXPECTED_FILES.get(command, []):
                 if not (tmp_path / name).is_file():
                     failures.append(f"{name} not written: {shown}")

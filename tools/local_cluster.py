@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from meshd.agent_tls import create_ca, create_cert, write_pem
 
@@ -68,11 +68,20 @@ class LocalAgentCluster:
             name = f"server-{i + 1}" if is_server else f"client-{i + 1 - self.servers}"
             self.agents[name] = self._prepare(name, ip, is_server, server_rpc)
 
-    def _prepare(self, name: str, ip: str, is_server: bool, server_rpc: list[str]) -> AgentProc:
-        cert, key = create_cert(*self._ca, kind="server" if is_server else "client", ips=[ip])
+    def issue_cert(
+        self, name: str, *, kind: Literal["server", "client"], ips: list[str]
+    ) -> tuple[Path, Path]:
+        """A certificate of ``kind`` (server or client) from the cluster's
+        agent CA, written as ``name.pem`` and ``name-key.pem``."""
+        cert, key = create_cert(*self._ca, kind=kind, ips=ips)
         cert_file, key_file = self.root / f"{name}.pem", self.root / f"{name}-key.pem"
         write_pem(cert_file, cert)
         write_pem(key_file, key, private=True)
+        return cert_file, key_file
+
+    def _prepare(self, name: str, ip: str, is_server: bool, server_rpc: list[str]) -> AgentProc:
+        kind: Literal["server", "client"] = "server" if is_server else "client"
+        cert_file, key_file = self.issue_cert(name, kind=kind, ips=[ip])
         data_dir = self.root / name
         config: dict[str, Any] = {
             "node_name": name,

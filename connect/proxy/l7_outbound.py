@@ -16,6 +16,9 @@ attempts run against pooled keep-alive mTLS connections to the endpoint's
 inbound proxy under the route timeout (504 ``upstream request timeout``)
 with the retry core deciding between attempts; each answer feeds the
 target's outlier detector, whose ejections the next decisions exclude.
+A route with the meshd ``Mirror`` extension also hands a shadow copy
+(Host ``-shadow``) to the upstream's ``MirrorSender`` (l7_mirror.py),
+which sends it in the background; the caller never waits for it.
 
 Endpoints of each chain target come from ``/v1/health/connect/<service>``
 with the target's subset filter as ``?filter=`` (the agent evaluates it).
@@ -41,6 +44,7 @@ import trio
 from connect.l7.breaker import CircuitBreaker, Limits
 from connect.l7.decide import NO_HEALTHY_UPSTREAM_BODY, Decider, Decision
 from connect.l7.match import apply_header_modifiers
+from connect.l7.mirror import shadow_headers
 from connect.l7.outlier import OutlierConfig, OutlierDetector
 from connect.l7.request import Headers, Request
 from connect.l7.retry import (
@@ -67,6 +71,7 @@ from .http_pool import (
     send_bytes,
 )
 from .l7_metrics import Exchange, Flag, Reporter, mark_attempt, mark_target
+from .l7_mirror import MirrorSender
 from .logfmt import emit
 from .outbound import HANDSHAKE_TIMEOUT, OutboundHandler
 from .sockets import Listener, close
@@ -120,6 +125,8 @@ class L7Upstream:
         self.known = trio.Event()
         self.endpoints: dict[str, list[Endpoint]] = {}
         self.by_address: dict[str, Endpoint] = {}
+        self.service_of: dict[str, str] = {}  # endpoint -> the service it fronts
+        self.mirrors = MirrorSender(destination)
         self.decider: Decider | None = None
         self.breaker = CircuitBreaker()
         self.budget = RetryBudget()
@@ -169,6 +176,12 @@ class L7Upstream:
             self.decider = None
             return
         self.by_address = {str(e): e for eps in self.endpoints.values() for e in eps}
+        services = self.targets()
+        self.service_of = {
+            str(e): services.get(tid, (self.destination, ""))[0] or self.destination
+            for tid, eps in self.endpoints.items()
+            for e in eps
+        }
         addresses = {tid: [str(e) for e in eps] for tid, eps in self.endpoints.items()}
         try:
             table = table_from_chain(self.chain, addresses)
@@ -289,6 +302,18 @@ async def wants_l4(sock: socket.socket) -> bool:
     return False
 
 
+def _outgoing(
+    decision: Decision, request: Request, body: bytes
+) -> tuple[str, list[tuple[str, str]]]:
+    """The request line target and headers to send upstream."""
+    path = decision.forward_path or request.path
+    target_line = f"{path}?{request.query}" if request.query else path
+    out_headers = end_to_end(decision.request_headers.items())
+    if body or request.method in ("POST", "PUT", "PATCH"):
+        out_headers.append(("content-length", str(len(body))))
+    return target_line, out_headers
+
+
 def _local(
     status: int, body: str, headers: list[tuple[str, str]] | None = None
 ) -> UpstreamResponse:
@@ -308,6 +333,12 @@ class L7OutboundHandler:
         self.reporter = reporter
         self.pool = Pool(self._dial)
         self._listener: Listener | None = None
+        metrics = getattr(l4, "metrics", None)
+        if metrics is not None:
+            counter = metrics.mirror_requests
+            up.mirrors.on_result = lambda result: counter.labels(
+                up.source, up.destination, result
+            ).inc()
 
     async def __call__(self, listener: Listener, sock: socket.socket) -> None:
         if not self.up.known.is_set():
@@ -332,7 +363,10 @@ class L7OutboundHandler:
             raise PeerIdentityError("no certificate yet")
         assert self._listener is not None
         timeout = self._listener.spec.limits.connect_timeout
-        tls = await self.l4._attempt(ctxs, endpoint, self.up.destination, timeout)
+        # A split, redirect or mirror may target another service than the
+        # upstream's name: the peer must prove to be the one it fronts.
+        service = self.up.service_of.get(address, self.up.destination)
+        tls = await self.l4._attempt(ctxs, endpoint, service, timeout)
         if speaks_verdict(tls):
             try:
                 with trio.fail_after(HANDSHAKE_TIMEOUT):
@@ -435,7 +469,12 @@ class L7OutboundHandler:
             if abort is not None:
                 self.reporter.fault(ex, "abort")
                 return UpstreamResponse(abort[0], abort[1], abort[2].encode())
-            resp = await self._attempts(decider, decision, request, body, ex)
+            target_line, out_headers = _outgoing(decision, request, body)
+            if decision.mirror:
+                self._mirror(decider, decision, request, target_line, out_headers, body)
+            resp = await self._attempts(
+                decider, decision, request, target_line, out_headers, body, ex
+            )
         finally:
             up.breaker.release_request()
         if decision.set_cookie is not None:  # a generated ring-hash cookie
@@ -449,8 +488,46 @@ class L7OutboundHandler:
             out = apply_header_modifiers(out, mods)
         return UpstreamResponse(resp.status, out.items(), resp.body)
 
+    def _mirror(
+        self,
+        decider: Decider,
+        decision: Decision,
+        request: Request,
+        target_line: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+    ) -> None:
+        """Send a shadow copy to the mirror target in the background (Host
+        gets ``-shadow``); the caller neither waits for it nor sees it."""
+        up = self.up
+        target = decider.table.targets.get(decision.mirror_target or "")
+        endpoint = None
+        if target is not None:
+            endpoint = decider.balancer(target).pick(
+                target.endpoints,
+                rng=up.rng,
+                request=request,
+                excluded=up.excluded(trio.current_time())(target.id),
+            )
+        if endpoint is None:
+            up.mirrors.drop("no healthy upstream")
+            return
+        shadow = shadow_headers(Headers(headers)).items()
+        method = request.method
+        up.mirrors.submit(
+            lambda: self.pool.request(endpoint, method, target_line, shadow, body),
+            decision.timeout_s,
+        )
+
     async def _attempts(
-        self, decider: Decider, decision: Decision, request: Request, body: bytes, ex: Exchange
+        self,
+        decider: Decider,
+        decision: Decision,
+        request: Request,
+        target_line: str,
+        out_headers: list[tuple[str, str]],
+        body: bytes,
+        ex: Exchange,
     ) -> UpstreamResponse:
         up = self.up
         assert decision.endpoint is not None and decision.target is not None
@@ -462,11 +539,6 @@ class L7OutboundHandler:
             rng=up.rng,
             budget=up.budget,
         )
-        path = decision.forward_path or request.path
-        target_line = f"{path}?{request.query}" if request.query else path
-        out_headers = end_to_end(decision.request_headers.items())
-        if body or request.method in ("POST", "PUT", "PATCH"):
-            out_headers.append(("content-length", str(len(body))))
         endpoint, target_id = decision.endpoint, decision.target
         up.budget.request_started()
         try:

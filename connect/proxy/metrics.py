@@ -13,7 +13,10 @@ a local upstream listener), ``source`` and ``destination`` service names:
 * ``meshd_proxy_bytes_received_total`` / ``meshd_proxy_bytes_sent_total``
   ``{direction,source,destination}``: bytes from / to the accepted side;
 * ``meshd_proxy_tls_handshake_seconds{direction}`` histogram;
-* ``meshd_proxy_active_connections{direction,source,destination}`` gauge.
+* ``meshd_proxy_active_connections{direction,source,destination}`` gauge;
+* ``meshd_proxy_mirror_requests_total{source,destination,result}``: L7
+  mirror copies ``sent`` (answered), ``failed`` (reset, refused, timed out)
+  or ``dropped`` (too many in flight, no healthy instance).
 
 With ``--workers N`` each worker writes prometheus-client's multiprocess
 files (``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor before any
@@ -107,6 +110,13 @@ class ProxyMetrics:
             multiprocess_mode="livesum",
         )
         self.standard = StandardMetrics(r)
+
+        self.mirror_requests = Counter(
+            "meshd_proxy_mirror_requests",
+            "L7 mirror copies by outcome.",
+            ("source", "destination", "result"),
+            registry=r,
+        )
 
     def connection(self, direction: str, source: str, destination: str, result: str) -> None:
         self.connections.labels(direction, source, destination, result).inc()

@@ -273,6 +273,7 @@ class Proxy:
                             follow_health, self._hub, spec.upstream.destination, balancer
                         )
                     if l7 is not None:
+                        await nursery.start(l7.mirrors.run)
                         nursery.start_soon(follow_chain, self._hub, l7)
                         nursery.start_soon(follow_limits, self._hub, l7)
                     await self._bind(entry, nursery)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from registry import queries as q
 from registry.commands import (
+    AutopilotConfigSet,
     Command,
     ConfigEntryBatch,
     ConfigEntryRequest,
@@ -149,6 +150,9 @@ def authorize_command(authz: ACLAuthorizer, cmd: Command, store: StateStore) -> 
     elif isinstance(cmd, IntentionDelete):
         _, ixn = q.intention_get(store, None, cmd.id)
         authz.require(P.INTENTION_WRITE, ixn.destination_name if ixn is not None else "")
+    elif isinstance(cmd, AutopilotConfigSet):
+        # Consul's Operator.AutopilotSetConfiguration: operator:write.
+        authz.require(P.OPERATOR_WRITE, "")
     elif not authz.allowed(P.ACL_WRITE):
         # Liveness, tombstone reaping, CA and ACL state: only
         # servers issue these; over RPC only a management token may.

@@ -47,7 +47,7 @@ from ..dns import DNSSettings, serve_dns
 from ..dns.agent_lookup import AgentLookup
 from ..errors import ConfigError, MeshdError, NoLeaderError, NoServersError, StartupError
 from ..http.app import App
-from ..http.errors import BadRequest, HTTPError, PayloadTooLarge
+from ..http.errors import BadRequest, HTTPError
 from ..rpc import RPCClient, RPCError, RPCUnavailable
 from ..version import meshd_version
 from . import join
@@ -79,6 +79,7 @@ from .server import MeshServer, ServerSettings, http_error_from_rpc
 from .server_ops import fetch_archive
 from .session_ttl import SessionTTLController
 from .snapshot_archive import ArchiveError, decode_archive
+from .snapshot_upload import push_archive
 from .sync import AntiEntropy, NodeInfo
 from .tokens import TokenStore
 from .wire import ReadOptions, ReadResult, WriteResult
@@ -89,8 +90,6 @@ READY_POLL = 0.005
 # After a leader is known, how long a server waits to see its establishment
 # in the replicated state before it reports ready anyway (config mismatch).
 ESTABLISHMENT_GRACE = 10.0
-# An RPC frame is at most 8 MiB; a restore forwarded in one frame stays below.
-MAX_FORWARDED_ARCHIVE = 7 << 20
 # How long PUT /v1/agent/join waits for this node to be in the catalog.
 JOIN_SYNC_TIMEOUT = 10.0
 
@@ -816,17 +815,19 @@ class Agent:
         """Restore the registry from ``archive``; returns the Raft index it
         was restored at. Raises ``BadRequest`` for a corrupt archive and
         ``HTTPError`` 501 where restore is not supported; nothing changes then."""
-        if self.server is None:
+
+        async def call(method: str, args: Mapping[str, Any]) -> Any:
+            return await self.server_call(method, args, timeout=300)
+
+        if self.server is not None:
+            result = await call("Snapshot.Restore", {"archive": archive})
+        else:
             try:  # do not ship garbage to the servers
                 await trio.to_thread.run_sync(decode_archive, archive)
             except ArchiveError as exc:
                 raise BadRequest(f"Invalid snapshot archive: {exc}", "archive") from None
-            if len(archive) > MAX_FORWARDED_ARCHIVE:
-                raise PayloadTooLarge(
-                    f"snapshot archive of {len(archive)} bytes is larger than a client agent "
-                    f"can forward ({MAX_FORWARDED_ARCHIVE}); restore it on a server"
-                )
-        result = await self.server_call("Snapshot.Restore", {"archive": archive}, timeout=300)
+            # In chunks when larger than one RPC frame takes (Consul streams it).
+            result = await push_archive(call, archive)
         if self.sync is not None:
             self.sync.trigger_full()  # the restored catalog may lack this node's entries
         return int(result["index"])

@@ -23,34 +23,43 @@ from typing import Any
 
 from raft.core import CoreStatus
 from raft.types import Configuration, Suffrage
+from registry.records import AutopilotConfig
 from registry.shapes import rfc3339
 
 from ..durations import format_duration
 from ..version import RAFT_PROTOCOL
 
-__all__ = ["AutopilotSettings", "HealthTracker", "raft_configuration_json"]
+__all__ = ["AutopilotSettings", "HealthTracker", "autopilot_json", "raft_configuration_json"]
 
 
 @dataclass(frozen=True)
 class AutopilotSettings:
+    """What the health rule uses of the replicated ``AutopilotConfig``."""
+
     last_contact_threshold: float = 1.0
     max_trailing_logs: int = 250
     server_stabilization_time: float = 10.0
 
-    def to_json(self) -> dict[str, Any]:
-        """``/v1/operator/autopilot/configuration`` (meshd's fixed values)."""
-        return {
-            "CleanupDeadServers": True,
-            "LastContactThreshold": format_duration(self.last_contact_threshold),
-            "MaxTrailingLogs": self.max_trailing_logs,
-            "MinQuorum": 0,
-            "ServerStabilizationTime": format_duration(self.server_stabilization_time),
-            "RedundancyZoneTag": "",
-            "DisableUpgradeMigration": False,
-            "UpgradeVersionTag": "",
-            "CreateIndex": 1,
-            "ModifyIndex": 1,
-        }
+    @classmethod
+    def from_config(cls, config: AutopilotConfig | None) -> AutopilotSettings:
+        c = config if config is not None else AutopilotConfig()
+        return cls(c.last_contact_threshold, c.max_trailing_logs, c.server_stabilization_time)
+
+
+def autopilot_json(c: AutopilotConfig) -> dict[str, Any]:
+    """``/v1/operator/autopilot/configuration``: Consul's shape, durations as strings."""
+    return {
+        "CleanupDeadServers": c.cleanup_dead_servers,
+        "LastContactThreshold": format_duration(c.last_contact_threshold),
+        "MaxTrailingLogs": c.max_trailing_logs,
+        "MinQuorum": c.min_quorum,
+        "ServerStabilizationTime": format_duration(c.server_stabilization_time),
+        "RedundancyZoneTag": c.redundancy_zone_tag,
+        "DisableUpgradeMigration": c.disable_upgrade_migration,
+        "UpgradeVersionTag": c.upgrade_version_tag,
+        "CreateIndex": c.create_index,
+        "ModifyIndex": c.modify_index,
+    }
 
 
 def raft_configuration_json(
@@ -84,13 +93,27 @@ class HealthTracker:
 
     settings: AutopilotSettings = field(default_factory=AutopilotSettings)
     _since: dict[str, tuple[bool, float]] = field(default_factory=dict)
+    # Servers healthy since the leader first saw them: stable at once.
+    _settled: set[str] = field(default_factory=set)
 
     def _stable_since(self, server_id: str, healthy: bool, now: float) -> float:
         prev = self._since.get(server_id)
+        if prev is None and healthy:
+            self._settled.add(server_id)
+        if not healthy:
+            self._settled.discard(server_id)
         if prev is None or prev[0] != healthy:
             self._since[server_id] = (healthy, now)
             return now
         return prev[1]
+
+    def _stable(self, server_id: str, now: float) -> bool:
+        """Healthy for ``server_stabilization_time`` (Consul's isStable), or
+        since the leader first saw it (a fresh leader trusts its cluster)."""
+        healthy, since = self._since[server_id]
+        if not healthy:
+            return False
+        return server_id in self._settled or now - since >= self.settings.server_stabilization_time
 
     def evaluate(
         self,
@@ -139,8 +162,11 @@ class HealthTracker:
             )
         for gone in set(self._since) - {s["ID"] for s in servers}:
             del self._since[gone]
+            self._settled.discard(gone)
         voters = [s for s in servers if s["Voter"]]
-        healthy_voters = sum(1 for s in voters if s["Healthy"])
+        # A voter that just recovered counts towards the failure tolerance
+        # only once stable, so a flapping server does not inflate it.
+        healthy_voters = sum(1 for s in voters if self._stable(str(s["ID"]), now))
         return {
             "Healthy": all(s["Healthy"] for s in servers),
             "FailureTolerance": max(healthy_voters - quorum(len(voters)), 0),

@@ -18,11 +18,16 @@ from registry import shapes
 from registry.codec import CodecError, from_obj
 from registry.commands import TxnOp
 from registry.errors import ValidationError
+from registry.records import AutopilotConfig
+from registry.state import autopilot as autopilot_state
+from registry.state import coordinates as coordinate_state
 from registry.state.store import StateStore
 from registry.state.watch import WatchSet
 
 from ..filter import apply_filter
-from ..filter_schemas import schema_for
+from ..filter_schemas import COORDINATE, schema_for
+from .autopilot import autopilot_json
+from .coordinates import coordinate_json
 
 JSON = Any
 ReadFn = Callable[[StateStore, WatchSet | None, Mapping[str, Any]], tuple[int, JSON]]
@@ -166,6 +171,35 @@ def ca_config(store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]) -> t
     return idx, shapes.ca_config_json(config) if config is not None else None
 
 
+def autopilot_config(
+    store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
+) -> tuple[int, JSON]:
+    """GET /v1/operator/autopilot/configuration: the stored configuration,
+    else the defaults (CreateIndex/ModifyIndex 0) the servers use."""
+    idx, config = autopilot_state.autopilot_config(store, ws)
+    return idx, autopilot_json(config if config is not None else AutopilotConfig())
+
+
+def coordinate_nodes(
+    store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
+) -> tuple[int, JSON]:
+    idx, rows = coordinate_state.coordinate_list(store, ws)
+    if "segment" in a:
+        rows = [c for c in rows if c.segment == a["segment"]]
+    expr, items = a.get("filter"), [coordinate_json(c) for c in rows]
+    return idx, apply_filter(items, expr, COORDINATE) if expr else items
+
+
+def coordinate_node(
+    store: StateStore, ws: WatchSet | None, a: Mapping[str, Any]
+) -> tuple[int, JSON]:
+    """A node's coordinates; None (404) when it has none."""
+    idx, rows = coordinate_state.coordinate_node(store, ws, str(a.get("node") or ""))
+    if "segment" in a:
+        rows = [c for c in rows if c.segment == a["segment"]]
+    return idx, [coordinate_json(c) for c in rows] if rows else None
+
+
 READS: dict[str, ReadFn] = {
     "catalog.nodes": catalog_nodes,
     "catalog.services": catalog_services,
@@ -185,6 +219,9 @@ READS: dict[str, ReadFn] = {
     "session.list": session_list,
     "ca.roots": ca_roots,
     "ca.config": ca_config,
+    "operator.autopilot_config": autopilot_config,
+    "coordinate.nodes": coordinate_nodes,
+    "coordinate.node": coordinate_node,
 }
 
 

@@ -187,6 +187,8 @@ def _config_get(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, value
 READ_RULES: dict[str, Answer] = {
     "ca.roots": _public,  # GET /v1/connect/ca/roots is public
     "ca.config": _need_read(P.OPERATOR_READ, ""),
+    "operator.autopilot_config": _need_read(P.OPERATOR_READ, ""),
+    "coordinate.node": _need_read(P.NODE_READ, "node"),
     "txn.read": _txn_read,
     "intentions.get": _intention_get,
     "intentions.exact": _need_read(P.INTENTION_READ, "destination"),
@@ -279,12 +281,14 @@ RULES: dict[str, RPCRule] = {
     "Operator.RaftConfiguration": need(P.OPERATOR_READ, "GET /v1/operator/raft/configuration"),
     "Operator.RaftRemovePeer": need(P.OPERATOR_WRITE, "DELETE /v1/operator/raft/peer"),
     "Operator.RaftTransferLeader": need(P.OPERATOR_WRITE, "POST /v1/operator/raft/transfer-leader"),
+    "Coordinate.Update": need(P.NODE_WRITE, "PUT /v1/coordinate/update", "node"),
     "Operator.AutopilotHealth": need(P.OPERATOR_READ, "GET /v1/operator/autopilot/health"),
     "Operator.ForceLeave": need(P.OPERATOR_WRITE, "PUT /v1/agent/force-leave"),
     "Agent.Members": RPCRule("GET /v1/agent/members: node:read per member", answer=_members),
     "Snapshot.Save": need(P.SNAPSHOT, "GET /v1/snapshot"),
     "Snapshot.Chunk": need(P.SNAPSHOT, "GET /v1/snapshot (the rest of the archive)"),
     "Snapshot.Restore": need(P.SNAPSHOT, "PUT /v1/snapshot"),
+    "Snapshot.Upload": need(P.SNAPSHOT, "PUT /v1/snapshot (an archive in chunks)"),
     "Event.Fire": RPCRule("PUT /v1/event/fire/:name", check=_need(P.EVENT_WRITE, _event_name)),
     "Event.List": RPCRule("GET /v1/event/list: event:read per event", answer=_events),
     "Node.Heartbeat": RPCRule(

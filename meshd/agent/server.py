@@ -27,7 +27,7 @@ from raft.storage import Storage
 from raft.transport import PeerInfo, Transport, source_address
 from raft.types import Configuration, Role
 from registry.blocking import wait_for_change
-from registry.commands import Command, encode_command
+from registry.commands import Command, CoordinateBatchUpdate, encode_command
 from registry.errors import ValidationError
 from registry.fsm import RegistryFSM
 from registry.state.watch import WatchSet
@@ -39,6 +39,7 @@ from ..filter import FilterError
 from ..http.errors import BadRequest, HTTPError
 from ..rpc import RPC_KIND, RPCClient, RPCError, RPCServer, RPCUnavailable, caller_token
 from .autopilot import HealthTracker
+from .coordinates import CoordinateBatcher, coordinate_from_args
 from .events import EventRing
 from .members import MemberInfo
 from .read_index import ReadIndexRounds
@@ -138,6 +139,7 @@ class MeshServer:
         self.node_names: dict[str, str] = {settings.node_id: settings.node_name}
         self.events = EventRing()
         self.autopilot = HealthTracker()
+        self.coordinates = CoordinateBatcher(self.write)
         self.member_info = MemberInfo(
             settings.datacenter, settings.version, settings.acls, settings.bootstrap_expect
         )
@@ -176,6 +178,7 @@ class MeshServer:
             self.bound = await nursery.start(self.transport.serve)
             await nursery.start(self.node.run)
             nursery.start_soon(self._read_index.run)
+            nursery.start_soon(self.coordinates.run)
             log.info(
                 "event=server_started node=%s id=%s rpc=%s",
                 self.settings.node_name,
@@ -448,8 +451,21 @@ class MeshServer:
         r("Registry.Read", self._rpc_read, blocking=True)
         r("Raft.ReadIndex", self._rpc_read_index)
         r("Operator.JoinServer", self._rpc_join_server)
+        r("Coordinate.Update", self._rpc_coordinate_update)
         self.ops.register()
         self.rpc.add_error_mapper(_to_rpc)
+
+    async def _rpc_coordinate_update(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
+        """Queue one coordinate update for the next batched write."""
+        try:
+            update = coordinate_from_args(args)
+            CoordinateBatchUpdate(updates=(update,)).validate()
+        except ValidationError as exc:
+            raise BadRequest(str(exc), exc.field) from None
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise BadRequest(f"invalid coordinate: {exc}", "Coord") from None
+        self.coordinates.queue(update)
+        return True
 
     def register_rpc(self, name: str, handler: RPCHandler, *, blocking: bool = False) -> None:
         """Serve ``name`` over RPC behind its rule in ``rpc_rules.RULES`` and

@@ -7,7 +7,9 @@ about one concern. Methods that must run on the leader go through
 Snapshot archives can be tens of MB while an RPC frame is at most 8 MiB, so
 ``Snapshot.Save`` answers with the first 4 MiB and an ID, and the caller
 fetches the rest with ``Snapshot.Chunk`` (the archive is kept on the answering
-server for two minutes).
+server for two minutes). A restore larger than that arrives the same way
+in reverse: ``Snapshot.Upload`` chunks, then ``Snapshot.Restore`` of the
+upload (``snapshot_upload.py``).
 
 Restore is only done on a single-server cluster: replacing the state of
 several servers consistently needs a replicated restore command in
@@ -32,20 +34,21 @@ from raft.types import Role, Snapshot, SnapshotMeta
 from registry import queries as q
 from registry.commands import DeregisterRequest
 from registry.errors import CorruptSnapshotError
+from registry.state.autopilot import autopilot_config
 
 from ..errors import NoLeaderError
 from ..http.errors import BadRequest, HTTPError
-from .autopilot import raft_configuration_json
+from .autopilot import AutopilotSettings, raft_configuration_json
 from .events import UserEvent
 from .members import LEAVING_WATCH, LeavingMarks, cluster_members, is_live
 from .snapshot_archive import ArchiveError, ArchiveMeta, decode_archive, encode_archive
+from .snapshot_upload import CHUNK, Uploads
 
 if TYPE_CHECKING:
     from .server import MeshServer
 
 log = logging.getLogger("meshd.server")
 
-CHUNK = 4 << 20
 ARCHIVE_TTL = 120.0
 MAX_CACHED_ARCHIVES = 4
 RESTORE_UNSUPPORTED = (
@@ -82,6 +85,7 @@ class ServerOps:
         self.srv = server
         self._archives: dict[str, tuple[bytes, float]] = {}
         self.leaving = LeavingMarks()
+        self.uploads = Uploads(trio.current_time)
 
     def register(self) -> None:
         r = self.srv.register_rpc
@@ -94,6 +98,7 @@ class ServerOps:
         r("Snapshot.Save", self._rpc_snapshot_save)
         r("Snapshot.Chunk", self._rpc_snapshot_chunk)
         r("Snapshot.Restore", self._rpc_snapshot_restore)
+        r("Snapshot.Upload", self._rpc_snapshot_upload)
         r("Event.Fire", self._rpc_event_fire)
         r("Event.List", self._rpc_event_list, blocking=True)
 
@@ -164,6 +169,8 @@ class ServerOps:
 
     async def _rpc_autopilot_health(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
         async def local() -> Any:
+            _, config = autopilot_config(self.srv.store, None)
+            self.srv.autopilot.settings = AutopilotSettings.from_config(config)
             return self.srv.autopilot.evaluate(
                 self.srv.node.status().core,
                 tick=self.srv.settings.tick_interval,
@@ -344,15 +351,30 @@ class ServerOps:
             self._archives.pop(str(args.get("id")), None)
         return {"data": archive[offset : offset + CHUNK]}
 
+    async def _rpc_snapshot_upload(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
+        return self.uploads.add_chunk(args)
+
     async def _rpc_snapshot_restore(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
-        archive = args.get("archive")
+        if args.get("upload") is not None:
+            archive: Any = self.uploads.take(str(args["upload"]))
+        else:
+            archive = args.get("archive")
         if not isinstance(archive, bytes):
             raise BadRequest("archive: expected bytes", "archive")
+        if len(archive) > CHUNK and len(self.srv.node.core.configuration.servers) != 1:
+            # What the leader would answer (400, else 501); an archive this
+            # large might not fit in the one frame that forwards it there.
+            try:
+                await trio.to_thread.run_sync(decode_archive, archive)
+            except ArchiveError as exc:
+                raise BadRequest(f"Invalid snapshot archive: {exc}", "archive") from None
+            raise HTTPError(501, RESTORE_UNSUPPORTED)
 
         async def local() -> Any:
             return {"index": await self.restore(archive)}
 
-        return await self._leader("Snapshot.Restore", {"archive": archive}, local)
+        forwarded = {"archive": archive, **({"fwd": True} if args.get("fwd") else {})}
+        return await self._leader("Snapshot.Restore", forwarded, local)
 
     async def restore(self, archive: bytes) -> int:
         """Replace the registry state with ``archive``'s (leader of a single-

@@ -127,6 +127,7 @@ class AntiEntropy:
         """Run a full sync now (after a reconnect or a reload)."""
         self.synced_version = -1
         self._kick.set()
+        self.local.poke()  # the loop may be parked on local changes
 
     async def wait_synced(self, version: int, timeout: float) -> bool:
         """Wait (at most ``timeout``) until the local state as of ``version``

@@ -188,6 +188,7 @@ def filter_coordinates(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
 
 
 READ_FILTERS: dict[str, ItemFilter] = {
+    "coordinate.nodes": filter_coordinates,
     "catalog.nodes": filter_nodes,
     "catalog.services": filter_service_names,
     "catalog.service": filter_service_nodes,

@@ -2,33 +2,30 @@
 
 Network coordinates come from Serf's Vivaldi in Consul; meshd has no gossip,
 so it computes none. ``PUT /v1/coordinate/update`` (what a client that runs
-its own Vivaldi sends) is validated as Consul validates it and kept by the
-agent that received it, in memory (not replicated): that agent's
-``/v1/coordinate/nodes`` and ``/node/:node`` then answer it. Without any,
-node lists are empty and a single node is a 404, which is what Consul
-answers before any coordinate has been computed.
+its own Vivaldi sends) is validated as Consul validates it and sent to a
+server (``Coordinate.Update``), which batches updates into one Raft write
+per period (``meshd.agent.coordinates``), as Consul does. ``/v1/coordinate/nodes``
+and ``/node/:node`` read the replicated table on any agent, with blocking
+queries on its index. Without any, node lists are empty and a single node
+is a 404, which is what Consul answers before any coordinate has been
+computed.
 """
 
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .. import filter_schemas
-from ..filter import apply_filter
 from ..http import (
     BadRequest,
-    NotFound,
-    QueryMeta,
     QueryOptions,
     Request,
     Response,
     Router,
     decode_json_body,
 )
-from .common import check_dc
+from .common import check_dc, read_json
 
 if TYPE_CHECKING:
     from ..agent.agent import Agent
@@ -36,10 +33,6 @@ if TYPE_CHECKING:
 UPDATE_FIELDS = ("Node", "Segment", "Coord", "Datacenter", "Partition", "Token", "WriteRequest")
 COORD_FIELDS = ("Vec", "Error", "Adjustment", "Height")
 DIMENSIONALITY = 8  # Serf's default coordinate dimensionality
-# Coordinates by agent, then by (node, segment): an agent's own memory.
-_STORED: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], dict[str, Any]]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def _number(value: Any, field: str) -> float:
@@ -79,39 +72,29 @@ def parse_update(body: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
 
 def register(router: Router, agent: Agent) -> None:
     """Add this area's routes to the one route table."""
-    stored = _STORED.setdefault(agent, {})
-
-    def listed(node: str | None = None) -> list[dict[str, Any]]:
-        return [
-            {"Node": n, "Segment": seg, "Coord": coord}
-            for (n, seg), coord in sorted(stored.items())
-            if node is None or n == node
-        ]
 
     async def datacenters(req: Request) -> Response:
         opts = QueryOptions.from_request(req)
         body = [{"Datacenter": agent.datacenter, "AreaID": "WAN", "Coordinates": []}]
         return Response.json(body, pretty=opts.pretty)
 
+    def segment(req: Request) -> dict[str, str]:
+        # Consul's filterCoordinates: ?segment= (even blank) keeps that segment only.
+        return {"segment": req.query_value("segment")} if "segment" in req.query else {}
+
     async def nodes(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        found = apply_filter(listed(), opts.filter, filter_schemas.COORDINATE)
-        return QueryMeta(index=1).apply_headers(Response.json(found, pretty=opts.pretty))
+        return await read_json(agent, req, "coordinate.nodes", segment(req), empty=[])
 
     async def node(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        found = listed(req.path_params["node"])
-        if not found:
-            raise NotFound("")
-        return QueryMeta(index=1).apply_headers(Response.json(found, pretty=opts.pretty))
+        args = {"node": req.path_params["node"], **segment(req)}
+        return await read_json(agent, req, "coordinate.node", args)
 
     async def update(req: Request) -> Response:
         check_dc(agent, QueryOptions.from_request(req))
         body = decode_json_body(req, fields=UPDATE_FIELDS)
         node_name, segment, coord = parse_update(body)
-        stored[(node_name, segment)] = coord
+        args = {"node": node_name, "segment": segment, "coord": coord}
+        await agent.server_call("Coordinate.Update", args)
         return Response(200)
 
     router.add("GET", "/v1/coordinate/datacenters", datacenters, name="coordinate.datacenters")

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..agent.autopilot import AutopilotSettings
 from ..http import BadRequest, QueryOptions, Request, Response, Router
-from .common import check_dc
+from .common import check_dc, read_json
 
 if TYPE_CHECKING:
     from ..agent.agent import Agent
@@ -51,9 +50,7 @@ def register(router: Router, agent: Agent) -> None:
         return Response.json(body, status=200 if body["Healthy"] else 429, pretty=opts.pretty)
 
     async def autopilot_configuration(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        return Response.json(AutopilotSettings().to_json(), pretty=opts.pretty)
+        return await read_json(agent, req, "operator.autopilot_config", {})
 
     router.add(
         "GET", "/v1/operator/raft/configuration", configuration, name="operator.raft.configuration"

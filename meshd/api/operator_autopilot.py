@@ -1,11 +1,14 @@
 """PUT /v1/operator/autopilot/configuration and GET /v1/operator/autopilot/state
 (https://developer.hashicorp.com/consul/api-docs/operator/autopilot).
 
-meshd's autopilot settings are fixed (``AutopilotSettings``; GET answers
-them in ``operator``): a PUT with Consul's body is validated field by field
-and answers ``true`` when it asks for the settings in force (``false`` for
-a lost ``?cas=``), and 400 naming the first field it would change, rather
-than accepting a change that would do nothing. The state document is
+The configuration is replicated state (``AutopilotConfigSet`` through
+Raft; GET reads it back in ``operator``). A PUT with Consul's body is
+validated field by field (400 naming the field), stored, and answers
+``true``; with ``?cas=<ModifyIndex>`` it answers ``false`` when the stored
+configuration changed meanwhile. The leader's health rule uses
+LastContactThreshold, MaxTrailingLogs and ServerStabilizationTime; meshd
+has no dead-server cleanup, redundancy zones or upgrade migrations, so the
+other settings are stored and returned only. The state document is
 Consul's shape, derived from the leader's autopilot health.
 """
 
@@ -13,7 +16,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..agent.autopilot import AutopilotSettings
+from registry.commands import AutopilotConfigSet
+from registry.errors import ErrorCode
+from registry.records import AutopilotConfig
+
 from ..durations import parse_duration
 from ..http import BadRequest, JSONFields, QueryOptions, Request, Response, Router, decode_json_body
 from .common import check_dc
@@ -47,32 +53,43 @@ _KINDS: dict[str, Any] = {
 }
 
 
-def _same(field: str, wanted: Any, current: Any) -> bool:
-    kind = _KINDS[field]
+def _field(body: dict[str, Any], name: str) -> Any:
+    """``body[name]`` validated as Consul's struct field (absent: Go's zero value)."""
+    kind = _KINDS[name]
     if kind == "duration":
-        if not isinstance(wanted, str):
-            raise BadRequest(f"Request decode failed: {field} must be a duration string", field)
-        try:
-            return parse_duration(wanted) == parse_duration(current)
-        except ValueError as exc:
-            raise BadRequest(f"Request decode failed: {field}: {exc}", field) from None
-    ok = isinstance(wanted, kind) and not (kind is int and isinstance(wanted, bool))
-    if not ok or (kind is int and wanted < 0):
-        what = {bool: "a boolean", int: "a non-negative integer", str: "a string"}[kind]
-        raise BadRequest(f"Request decode failed: {field} must be {what}", field)
-    return bool(wanted == current)
-
-
-def check_configuration(body: dict[str, Any], current: dict[str, Any]) -> None:
-    """Raise ``BadRequest`` naming the first field that is malformed or
-    differs from the fixed settings ``current``."""
-    for field in _KINDS:
-        if field in body and not _same(field, body[field], current[field]):
+        value = body.get(name, "0s")
+        if not isinstance(value, str):
             raise BadRequest(
-                f"{field}: meshd's autopilot settings are fixed "
-                f"({field} = {current[field]!r}); changing them is not supported",
-                field,
+                f"Error parsing autopilot config: {name} must be a duration string", name
             )
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise BadRequest(f"Error parsing autopilot config: {name}: {exc}", name) from None
+        if seconds < 0:
+            raise BadRequest(f"Error parsing autopilot config: {name} must not be negative", name)
+        return seconds
+    value = body.get(name, kind())
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if not ok or (kind is int and value < 0):
+        what = {bool: "a boolean", int: "a non-negative integer", str: "a string"}[kind]
+        raise BadRequest(f"Error parsing autopilot config: {name} must be {what}", name)
+    return value
+
+
+def config_from_body(body: dict[str, Any]) -> AutopilotConfig:
+    """The configuration a PUT body asks for. Like Consul's handler, a field
+    the body leaves out takes its zero value (false, 0, "0s", "")."""
+    return AutopilotConfig(
+        cleanup_dead_servers=_field(body, "CleanupDeadServers"),
+        last_contact_threshold=_field(body, "LastContactThreshold"),
+        max_trailing_logs=_field(body, "MaxTrailingLogs"),
+        min_quorum=_field(body, "MinQuorum"),
+        server_stabilization_time=_field(body, "ServerStabilizationTime"),
+        redundancy_zone_tag=_field(body, "RedundancyZoneTag"),
+        disable_upgrade_migration=_field(body, "DisableUpgradeMigration"),
+        upgrade_version_tag=_field(body, "UpgradeVersionTag"),
+    )
 
 
 def state_from_health(health: dict[str, Any]) -> dict[str, Any]:
@@ -119,18 +136,20 @@ def register(router: Router, agent: Agent) -> None:
         check_dc(agent, opts)
         body = decode_json_body(req, fields=CONFIG_FIELDS)
         if not isinstance(body, dict):
-            raise BadRequest("Request decode failed: expected a JSON object")
-        current = AutopilotSettings().to_json()
-        cas = req.query_value("cas")
-        if cas:
-            try:
-                expected = int(cas)
-            except ValueError:
-                raise BadRequest(f"Invalid cas value {cas!r}: must be an integer", "cas") from None
-            if expected != current["ModifyIndex"]:
-                return Response.json(False, pretty=opts.pretty)
-        check_configuration(body, current)
-        return Response.json(True, pretty=opts.pretty)
+            raise BadRequest("Error parsing autopilot config: expected a JSON object")
+        config = config_from_body(body)
+        cas: int | None = None
+        if "cas" in req.query:
+            raw = req.query_value("cas") or ""
+            if not raw.isdigit():
+                raise BadRequest(f"Error decoding cas value: {raw!r} is not an integer", "cas")
+            cas = int(raw)
+        result = await agent.write(AutopilotConfigSet(config=config, cas=cas))
+        if result.ok:
+            return Response.json(True, pretty=opts.pretty)
+        if result.error == ErrorCode.CAS_CONFLICT:
+            return Response.json(False, pretty=opts.pretty)
+        raise BadRequest(f"Error parsing autopilot config: {result.message}")
 
     async def state(req: Request) -> Response:
         opts = QueryOptions.from_request(req)

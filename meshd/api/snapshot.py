@@ -10,6 +10,8 @@ command is needed first). A restore has its own body limit
 (``RESTORE_MAX_BODY``, set in ``App.body_limits`` by ``routes.build_app``)
 instead of the API's 4 MiB one, which real snapshots exceed; both archive
 formats (Consul's tar.gz and meshd's older flat one) are accepted.
+Through a client agent, archives larger than one RPC frame travel in chunks
+both ways (``Snapshot.Chunk`` for a save, ``Snapshot.Upload`` for a restore).
 """
 
 from __future__ import annotations

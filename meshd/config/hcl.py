@@ -10,6 +10,10 @@ reports positions. pyhcl (HCL1) was tried and merges the keys of repeated
 top-level blocks wrongly (the second ``service { name = ... }`` loses its
 ``name``). It is imported on first use only, so the CLI does not pay for it.
 
+Consul decodes with HCL1, which also takes blocks inside object literals
+(``Routes = [ { Match { HTTP { ... } } } ]`` in its config entry docs);
+``hcl_objects.hcl1_objects`` rewrites those into HCL2 attributes first.
+
 Blocks become objects, as Consul's decoder makes them (its
 ``PatchSliceOfMaps``): a block given once is an object; the keys that hold
 lists (``services``, ``checks``, ``upstreams`` ...) stay lists however often
@@ -22,6 +26,8 @@ from __future__ import annotations
 import functools
 import os
 from typing import Any
+
+from .hcl_objects import hcl1_objects
 
 __all__ = ["HCLSyntaxError", "parse_hcl"]
 
@@ -162,7 +168,7 @@ def parse_hcl(text: str) -> dict[str, Any]:
     )
     try:
         # The newline: python-hcl2's own workaround (its grammar needs one at the end).
-        tree = transform(_parser().parse(text + "\n"))
+        tree = transform(_parser().parse(hcl1_objects(text) + "\n"))
         decoded = serialize(tree, serialization_options=options)
     except LarkError as exc:
         raise _from_lark(exc) from None

@@ -30,6 +30,7 @@ from ..records import (
     ServiceNode,
 )
 from ..results import OK, Result, failed
+from .coordinates import delete_node_coordinates
 from .sessions import invalidate_check_sessions, invalidate_node_sessions
 from .table import Table
 from .watch import WatchSet
@@ -274,6 +275,7 @@ def delete_node(store: StateStore, tx: WriteTx, name: str) -> Result:
     for check in list(cat.checks.by("node", name).values()):
         delete_check(store, tx, name, check.check_id)
     invalidate_node_sessions(store, tx, name)
+    delete_node_coordinates(store, tx, name)
     cat.nodes.delete(tx, name)
     tx.touch("nodes", "node:" + name)
     tx.drop("node:" + name)

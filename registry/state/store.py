@@ -26,9 +26,11 @@ from typing import Any
 from ..codec import CodecError, converters, unpack
 from ..errors import CorruptSnapshotError
 from .acl import ACLTables
+from .autopilot import AutopilotTables
 from .ca import CATables
 from .catalog import CatalogTables
 from .config_entries import ConfigEntryTables
+from .coordinates import CoordinateTables
 from .frozen import FrozenRows, FrozenSnapshot
 from .intentions import IntentionTables
 from .kv import KVTables
@@ -40,7 +42,9 @@ from .watch import WatchRegistry, WatchSet
 SNAPSHOT_VERSION = 1
 # Tables added after snapshots of this version were first written: a snapshot
 # from an older meshd lacks them and restores with them empty (upgrades).
-TABLES_ADDED_LATER = frozenset({"acl_auth_methods", "acl_binding_rules"})
+TABLES_ADDED_LATER = frozenset(
+    {"acl_auth_methods", "acl_binding_rules", "autopilot_config", "coordinates"}
+)
 
 
 @contextmanager
@@ -126,6 +130,8 @@ class StateStore:
         self.ca = CATables()
         self.acl = ACLTables()
         self.liveness = LivenessTables()
+        self.autopilot = AutopilotTables()
+        self.coordinates = CoordinateTables()
 
     def _tables(self) -> list[Table[Any]]:
         return [
@@ -137,6 +143,8 @@ class StateStore:
             *self.ca.tables(),
             *self.acl.tables(),
             *self.liveness.tables(),
+            *self.autopilot.tables(),
+            *self.coordinates.tables(),
         ]
 
     def begin(self, index: int, now: float = 0.0) -> WriteTx:
@@ -195,6 +203,8 @@ class StateStore:
         self.ca = fresh.ca
         self.acl = fresh.acl
         self.liveness = fresh.liveness
+        self.autopilot = fresh.autopilot
+        self.coordinates = fresh.coordinates
         self.watches.fire_all()
 
     @staticmethod

@@ -4,14 +4,21 @@
 to every request, and on purpose misbehaves on some paths:
 ``/slow`` answers after 1 s, ``/delay`` after 0.5 s, ``/flaky`` answers 503 to 30% of requests
 (random), ``/status/NNN`` answers status NNN, ``/health`` always 200, and a
-backend named ``bad...`` answers 500 to everything else. Stdlib only; a thread per connection.
+backend named ``bad...`` answers 500 to everything else. A mirrored copy
+(Host ending in ``-shadow``) of ``/mirror/hang...`` answers after 3 s, of
+``/mirror/error...`` with 500. ``/_seen?prefix=P`` (asked directly, not
+through the mesh) lists the ``[host, path]`` of every request so far whose
+path starts with ``P``. Stdlib only; a thread per connection.
 """
 
 from __future__ import annotations
 
+import json
 import random
+import threading
 import time
 from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs, urlsplit
 
 if __package__:
     from tests.e2e.mesh_backend import QuietHandler, serve
@@ -20,15 +27,33 @@ else:  # run as a script: its own folder is sys.path[0]
 
 
 def make_handler(name: str) -> type[BaseHTTPRequestHandler]:
+    seen: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
     class Handler(QuietHandler):
         disable_nagle_algorithm = True  # headers and body are two writes
+
+        def _seen(self) -> None:
+            prefix = parse_qs(urlsplit(self.path).query).get("prefix", [""])[0]
+            with lock:
+                found = [[h, p] for h, p in seen if p.startswith(prefix)]
+            self.reply(200, json.dumps(found).encode())
 
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(length)
+            if self.path.startswith("/_seen"):
+                return self._seen()
+            host = self.headers.get("Host") or ""
+            with lock:
+                seen.append((host, self.path))
             status = 200
-            if self.path.startswith("/slow"):
+            if host.endswith("-shadow") and self.path.startswith("/mirror/hang"):
+                time.sleep(3.0)
+            elif host.endswith("-shadow") and self.path.startswith("/mirror/error"):
+                status = 500
+            elif self.path.startswith("/slow"):
                 time.sleep(1.0)
             elif self.path.startswith("/delay"):
                 time.sleep(0.5)

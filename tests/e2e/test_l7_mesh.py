@@ -3,17 +3,21 @@ backends. ``api`` has two instances, v1 and v2 (``Meta.version``); ``web``
 has upstream ``api``; config entries (service-defaults http, resolver with
 subsets, router, splitter) go through /v1/config. Scenarios from issue 15:
 a 90/10 split, a header-selected hidden release, a route timeout, retries
-against a backend failing 30% of GETs with 503.
+against a backend failing 30% of GETs with 503, circuit breaking, fault
+injection, outlier ejection, mirroring (9), a header-and-User-Agent
+selected 50/50 (3), subset failover (11) and ring_hash on a header (12).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,11 @@ from tools.local_cluster import LocalAgentCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-IP = "127.0.6.1"
+# A loopback /24 of its own (agents use fixed ports on their own addresses),
+# chosen per process so that two checkouts running this module at once on
+# one machine do not meet; outside the fixed subnets other e2e tests use.
+SUBNET = f"127.0.{100 + os.getpid() % 150}"
+IP = f"{SUBNET}.1"
 BACKEND = Path(__file__).with_name("l7_backend.py")
 
 RESOLVER = {
@@ -66,9 +74,11 @@ SPLITTER = {
 class L7Mesh:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.cluster = LocalAgentCluster(root / "agents", servers=1, clients=0, subnet="127.0.6")
+        self.cluster = LocalAgentCluster(root / "agents", servers=1, clients=0, subnet=SUBNET)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.upstream = (IP, free_port(IP))
+        self.ports: dict[str, int] = {}  # backend name -> its own (non-mesh) port
+        self.metrics = (IP, free_port(IP))  # the proxy's --metrics-addr
 
     def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
@@ -171,7 +181,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[L7Mesh]:
     try:
         c.wait_until(lambda: len(c.get("server-1", "/v1/catalog/nodes")[1]) == 1, 30, "agent up")
         for version in ("v1", "v2"):
-            port = free_port(IP)
+            port = m.ports[f"api-{version}"] = free_port(IP)
             m.spawn(
                 f"api-{version}", [sys.executable, str(BACKEND), IP, str(port), f"api-{version}"]
             )
@@ -186,7 +196,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[L7Mesh]:
             assert m.api("PUT", "/v1/config", entry) is True
         env = {**os.environ, "MESHD_L7_SEED": "15"}
         args = [sys.executable, "-m", "meshd", "proxy", "--http-addr", f"{IP}:8500"]
-        m.spawn("proxy", [*args, "--metrics-addr", f"{IP}:{free_port(IP)}"], env)
+        m.spawn("proxy", [*args, "--metrics-addr", "{}:{}".format(*m.metrics)], env)
         c.wait_until(
             lambda: len(c.get("server-1", "/v1/health/connect/api?passing")[1]) == 2,
             40,
@@ -469,3 +479,210 @@ def test_moving_the_split_under_keep_alive_load_fails_no_request(mesh: L7Mesh) -
     # Applied to new requests within 1 s of the write, on the same connection.
     late_v1 = [t - written for t, _, b in seen if b == "api-v1" and t > written]
     assert not late_v1 or max(late_v1) < 1.0, f"v1 still answered {max(late_v1):.2f}s after"
+
+
+def _mirror_counts(m: L7Mesh) -> dict[str, float]:
+    """``meshd_proxy_mirror_requests_total`` of web -> api by result."""
+    with urllib.request.urlopen("http://{}:{}/metrics".format(*m.metrics), timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("meshd_proxy_mirror_requests_total{") and 'source="web"' in line:
+            result = line.split('result="', 1)[1].split('"', 1)[0]
+            out[result] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def _one(m: L7Mesh, path: str, headers: dict[str, str]) -> tuple[int, str]:
+    c = Client(m.upstream)
+    try:
+        status, _, body = c.request(path, headers)
+        return status, body
+    finally:
+        c.close()
+
+
+def _seen(m: L7Mesh, backend: str, prefix: str) -> list[tuple[str, str]]:
+    """(Host, path) of the requests ``backend`` got so far under ``prefix``,
+    asked of the backend directly (not through the mesh)."""
+    url = f"http://{IP}:{m.ports[backend]}/_seen?prefix={prefix}"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return [(h, p) for h, p in json.loads(resp.read())]
+
+
+MIRROR_ROUTE = {
+    "Match": {"HTTP": {"PathPrefix": "/mirror"}},
+    "Destination": {"ServiceSubset": "v1", "Mirror": {"Service": "api", "ServiceSubset": "v2"}},
+}
+
+
+def _timed_requests(m: L7Mesh, paths: list[str]) -> list[tuple[int, str, float]]:
+    c = Client(m.upstream)
+    try:
+        out = []
+        for path in paths:
+            start = time.monotonic()
+            status, _, body = c.request(path)
+            out.append((status, body.split(" ")[0], time.monotonic() - start))
+        return out
+    finally:
+        c.close()
+
+
+def test_mirror_copies_every_request_and_the_caller_never_sees_the_mirror(mesh: L7Mesh) -> None:
+    router = {**ROUTER, "Routes": [MIRROR_ROUTE, *ROUTER["Routes"]]}
+    assert mesh.api("PUT", "/v1/config", router) is True
+    try:
+        wait_for(
+            lambda: bool(_all(mesh, 1, "/mirror/probe") and _seen(mesh, "api-v2", "/mirror/")),
+            30,
+            "the mirror applied",
+        )
+        ok = [f"/mirror/ok/{i}" for i in range(40)]
+        # v2's copies of these hang 3 s or answer 500; the caller must not notice.
+        bad = [f"/mirror/{kind}/{i}" for kind in ("hang", "error") for i in range(20)]
+        results = _timed_requests(mesh, ok + bad)
+        assert {(s, b) for s, b, _ in results} == {(200, "api-v1")}
+        worst = max(t for _, _, t in results)
+        assert worst < 1.5, f"a caller's request took {worst:.3f}s (v2 hangs 3 s)"
+        # v2 got a copy of every request, Host with -shadow; v1 the originals.
+        wait_for(
+            lambda: sorted(p for _, p in _seen(mesh, "api-v2", "/mirror/o")) == sorted(ok),
+            30,
+            "every ok copy at v2",
+        )
+        wait_for(
+            lambda: len(_seen(mesh, "api-v2", "/mirror/hang")) == 20,
+            30,
+            "every hanging copy at v2",
+        )
+        assert sorted(p for _, p in _seen(mesh, "api-v2", "/mirror/error")) == sorted(bad[20:])
+        assert {h for h, _ in _seen(mesh, "api-v2", "/mirror/")} == {"api-shadow"}
+        assert sorted(p for h, p in _seen(mesh, "api-v1", "/mirror/o") if h == "api") == sorted(ok)
+        # v2's 500s to copies did not eject it from the hidden release.
+        assert set(_all(mesh, 10, "/h", {"x-version": "v2"})) == {"api-v2"}
+        # Counted: every copy answered (the hanging ones after 3 s), none dropped.
+        wait_for(lambda: _mirror_counts(mesh).get("sent", 0) >= 80, 30, "copies counted")
+        counts = _mirror_counts(mesh)
+        assert counts.get("failed", 0) == 0 and counts.get("dropped", 0) == 0, counts
+    finally:
+        assert mesh.api("PUT", "/v1/config", ROUTER) is True
+
+
+IPHONE_ES = "api-iphone-es"
+IPHONE_ES_ENTRIES = [
+    {"Kind": "service-defaults", "Name": IPHONE_ES, "Protocol": "http"},
+    {
+        "Kind": "service-splitter",
+        "Name": IPHONE_ES,
+        "Splits": [
+            {"Weight": 50, "Service": "api", "ServiceSubset": "v2"},
+            {"Weight": 50, "Service": "api", "ServiceSubset": "v1"},
+        ],
+    },
+]
+IPHONE_ES_ROUTE = {
+    "Match": {
+        "HTTP": {
+            "Header": [
+                {"Name": "User-Agent", "Regex": ".*iPhone.*"},
+                {"Name": "x-region", "Exact": "es-south"},
+            ]
+        }
+    },
+    "Destination": {"Service": IPHONE_ES},
+}
+IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)"
+
+
+def test_iphone_users_in_es_south_get_50_50_and_everyone_else_old(mesh: L7Mesh) -> None:
+    for entry in IPHONE_ES_ENTRIES:
+        assert mesh.api("PUT", "/v1/config", entry) is True
+    router = {**ROUTER, "Routes": [IPHONE_ES_ROUTE, *ROUTER["Routes"]]}
+    assert mesh.api("PUT", "/v1/config", router) is True
+    both = {"User-Agent": IPHONE, "x-region": "es-south"}
+    try:
+        wait_for(lambda: "api-v2" in _all(mesh, 20, "/i", both), 30, "the route applied")
+        got = _all(mesh, 300, "/i", both)
+        share = got.count("api-v2") / len(got)
+        # 300 draws of 50%: sd 2.9 points; 10 points is 3.5 sd.
+        assert set(got) == {"api-v1", "api-v2"} and abs(share - 0.5) <= 0.10, f"{share:.2%}"
+        others = [
+            {"User-Agent": IPHONE},
+            {"User-Agent": IPHONE, "x-region": "es-north"},
+            {"User-Agent": "Mozilla/5.0 (Linux; Android 14)", "x-region": "es-south"},
+            {"x-region": "es-south"},
+        ]
+        for headers in others:
+            assert set(_all(mesh, 40, "/i", headers)) == {"api-v1"}, headers
+    finally:
+        assert mesh.api("PUT", "/v1/config", ROUTER) is True
+        mesh.api("DELETE", f"/v1/config/service-splitter/{IPHONE_ES}")
+        mesh.api("DELETE", f"/v1/config/service-defaults/{IPHONE_ES}")
+
+
+V3_SUBSET = {"v3": {"Filter": 'Service.Meta.version == "v3"'}}
+V3_ROUTE = {
+    "Match": {"HTTP": {"Header": [{"Name": "x-version", "Exact": "v3"}]}},
+    "Destination": {"ServiceSubset": "v3"},
+}
+
+
+def test_failover_to_another_subset_when_the_primary_has_no_healthy_instance(
+    mesh: L7Mesh,
+) -> None:
+    # v3's only instance listens nowhere: registered, never healthy.
+    mesh.api("PUT", "/v1/agent/service/register", _instance("v3", free_port(IP)))
+    resolver = {**RESOLVER, "Subsets": {**RESOLVER["Subsets"], **V3_SUBSET}}
+    v3 = {"x-version": "v3"}
+    try:
+        assert mesh.api("PUT", "/v1/config", resolver) is True
+        router = {**ROUTER, "Routes": [V3_ROUTE, *ROUTER["Routes"]]}
+        assert mesh.api("PUT", "/v1/config", router) is True
+        c = mesh.cluster
+        catalog = c.get("server-1", "/v1/catalog/service/api")[1]
+        assert "api-v3" in {s["ServiceID"] for s in catalog}
+        # Without failover the v3 route has nothing to send to.
+        wait_for(lambda: _one(mesh, "/fo", v3) == (503, "no healthy upstream"), 30, "v3 route on")
+        failover = {**resolver, "Failover": {"v3": {"ServiceSubset": "v2"}}}
+        assert mesh.api("PUT", "/v1/config", failover) is True
+        wait_for(lambda: set(_all(mesh, 10, "/fo", v3)) == {"api-v2"}, 30, "failover applied")
+        assert set(_all(mesh, 50, "/fo", v3)) == {"api-v2"}
+        passing = c.get("server-1", "/v1/health/service/api?passing")[1]
+        assert "api-v3" not in {e["Service"]["ID"] for e in passing}
+        assert set(_all(mesh, 20, "/fo")) == {"api-v1"}  # the default subset is untouched
+    finally:
+        assert mesh.api("PUT", "/v1/config", ROUTER) is True
+        assert mesh.api("PUT", "/v1/config", RESOLVER) is True
+        mesh.api("PUT", "/v1/agent/service/deregister/api-v3")
+
+
+RING_HASH = {
+    **{k: v for k, v in RESOLVER.items() if k != "DefaultSubset"},
+    "LoadBalancer": {
+        "Policy": "ring_hash",
+        "HashPolicies": [{"Field": "header", "FieldValue": "x-user"}],
+    },
+}
+
+
+def test_ring_hash_on_a_header_keeps_one_key_on_one_instance(mesh: L7Mesh) -> None:
+    keys = [f"user-{i}" for i in range(16)]
+
+    def by_key(n: int) -> dict[str, set[str]]:
+        return {k: set(_all(mesh, n, "/rh", {"x-user": k})) for k in keys}
+
+    assert mesh.api("PUT", "/v1/config", RING_HASH) is True
+    try:
+        # Applied: the default target now holds both instances.
+        wait_for(
+            lambda: set().union(*by_key(1).values()) == {"api-v1", "api-v2"}, 30, "ring_hash on"
+        )
+        seen = by_key(8)
+        assert all(len(found) == 1 for found in seen.values()), seen
+        assert set().union(*seen.values()) == {"api-v1", "api-v2"}, seen
+        # Every new connection keeps the mapping too.
+        assert by_key(2) == seen
+    finally:
+        assert mesh.api("PUT", "/v1/config", RESOLVER) is True
+    wait_for(lambda: set(_all(mesh, 20, "/rh")) == {"api-v1"}, 30, "the default subset back")

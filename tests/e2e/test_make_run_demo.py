@@ -1,8 +1,9 @@
 """``make run`` (python -m meshd.demo): the dev agent starts with the mTLS
 proxy and its demo services in the mesh, prints what to try, the things it
-suggests work (web reaches api through its upstream; a deny intention made
-with the CLI cuts it off; the proxy's metrics answer), and Ctrl-C stops
-everything it started.
+suggests work (web reaches api through its upstream; the printed L7 lines,
+run verbatim, show the hidden release, the 90/10 canary and the fault; a
+deny intention made with the CLI cuts web off; the proxy's metrics answer),
+and Ctrl-C stops everything it started.
 
 The demo runs on free ports given on its command line, never on the
 defaults a user's own ``make run`` holds, and every CLI call names its
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,6 +22,8 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,8 +62,16 @@ def port_open(port: int) -> bool:
 
 
 def free_demo_ports() -> DemoPorts:
+    """A free port for each of the demo's, all distinct (two free_port()
+    calls can return the same port once the first socket is closed)."""
     names = [f.name for f in dataclasses.fields(DemoPorts)]
-    return DemoPorts(**{name: free_port() for name in names})
+    chosen: dict[str, int] = {}
+    for name in names:
+        port = free_port()
+        while port in chosen.values():
+            port = free_port()
+        chosen[name] = port
+    return DemoPorts(**chosen)
 
 
 def demo_args(ports: DemoPorts) -> list[str]:
@@ -68,7 +81,70 @@ def demo_args(ports: DemoPorts) -> list[str]:
     return args
 
 
-def test_demo_runs_the_mesh_and_stops_everything_on_ctrl_c() -> None:
+def l7_effect(command: str, out: str) -> bool | None:
+    """Whether ``out`` shows the effect the demo's L7 ``command`` promises
+    (None for a line with no effect to see, such as a config write)."""
+    if not command.startswith(("curl", "for ")):
+        return None
+    if "x-version: v2" in command:
+        return out.strip() == "hello from api v2"
+    if "seq 100" in command:  # the canary: ~90 v1, ~10 v2 of 100
+        counts = Counter({m[1]: int(m[0]) for m in re.findall(r"(\d+) hello from api (v\d)", out)})
+        return sum(counts.values()) == 100 and 1 <= counts["v2"] <= 30
+    if "http_code" in command:  # the fault: about half 503
+        return set(out.split()) == {"200", "503"}
+    if re.fullmatch(r"curl -s \S+/", command):
+        return out.strip() == "hello from api v1"
+    return None
+
+
+L7_CHECKED = 4  # lines l7_effect checks in the demo's help and the README
+
+
+def run_l7_line(command: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    """Run a printed L7 line; one whose effect follows a config write is
+    retried until the effect shows (changes apply within a second; longer
+    on a loaded machine). Returns (exit status, stdout, stderr)."""
+    deadline = time.monotonic() + 20
+    while True:
+        done = subprocess.run(
+            command, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+        )
+        effect = l7_effect(command, done.stdout)
+        if effect is not False or done.returncode != 0 or time.monotonic() > deadline:
+            return done.returncode, done.stdout, done.stderr
+        time.sleep(0.5)
+
+
+def demo_l7_lines(text: str) -> list[str]:
+    """The L7 commands of the demo's help, without their comments."""
+    section = text.split("changes apply within a second):\n", 1)[1].split("Ctrl-C", 1)[0]
+    return [re.sub(r"\s+#.*$", "", line).strip() for line in section.splitlines() if line.strip()]
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for typed lines: this checkout's ``meshd`` first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    for name in ("MESHD_HTTP_ADDR", "CONSUL_HTTP_ADDR", "MESHD_HTTP_TOKEN", "CONSUL_HTTP_TOKEN"):
+        env.pop(name, None)
+    return env
+
+
+def _check_l7_lines(text: str, cwd: Path) -> None:
+    lines = [
+        re.sub(r"(?<![\w/.])\.venv/bin/meshd\b", "meshd", line) for line in demo_l7_lines(text)
+    ]
+    assert sum(l7_effect(line, "") is not None for line in lines) == L7_CHECKED, lines
+    failures = []
+    for line in lines:
+        status, out, err = run_l7_line(line, cli_env(), cwd)
+        if status != 0 or l7_effect(line, out) is False:
+            failures.append(f"{line!r} -> exit {status}: {out[-300:]}{err[-300:]}")
+    assert not failures, "\n".join(failures)
+
+
+def test_demo_runs_the_mesh_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     ports = free_demo_ports()
     http = f"127.0.0.1:{ports.http}"
 
@@ -79,8 +155,9 @@ def test_demo_runs_the_mesh_and_stops_everything_on_ctrl_c() -> None:
         cmd = [sys.executable, "-m", "meshd", *args, "-http-addr", http]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
 
+    data_dir = tmp_path / "demo-data"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "meshd.demo", *demo_args(ports)],
+        [sys.executable, "-m", "meshd.demo", *demo_args(ports), "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -92,14 +169,25 @@ def test_demo_runs_the_mesh_and_stops_everything_on_ctrl_c() -> None:
     web = f"http://127.0.0.1:{ports.web}/"
     try:
         wait_for(lambda: {"web", "api"} <= set(api("/v1/catalog/services")), 60, "services")
+        # The demo is done starting once it says what to try.
+        wait_for(lambda: b"Ctrl-C stops" in b"".join(lines), 90, "the demo's help")
         through = wait_for(lambda: get(upstream), 60, "api via the upstream")
         healthy = api("/v1/health/connect/api?passing")
-        assert [h["Service"]["ID"] for h in healthy] == ["api-sidecar-proxy"]
-        assert healthy[0]["Service"]["Port"] == ports.api_sidecar
-        assert through == b"hello from api\n"
-        assert b"api says: hello from api" in get(web)
-        # The demo is done starting once it says what to try.
-        wait_for(lambda: b"Try next" in b"".join(lines), 60, "the demo's help")
+        got = sorted((h["Service"]["ID"], h["Service"]["Port"]) for h in healthy)
+        assert got == [
+            ("api-sidecar-proxy", ports.api_sidecar),
+            ("api-v2-sidecar-proxy", ports.api_v2_sidecar),
+        ]
+        assert through == b"hello from api v1\n"  # everything to v1 by default
+        assert b"api says: hello from api v1" in get(web)
+        # The printed L7 lines, verbatim: hidden release, canary, fault.
+        _check_l7_lines(b"".join(lines).decode(), tmp_path)
+        assert {p.name for p in data_dir.iterdir()} == {
+            "hidden-release.json",
+            "canary.json",
+            "fault.json",
+            "api-defaults.json",
+        }
         denied = meshd("intention", "create", "--deny", "--replace", "web", "api")
         assert denied.returncode == 0, denied.stderr
         wait_for(lambda: b"api says: hello" not in get(web), 10, "web cut off")
@@ -147,3 +235,21 @@ def test_a_second_demo_says_the_port_is_in_use_in_one_line(taken: str, expected:
     # It started nothing: none of its other ports is listening.
     others = [p for name, p in dataclasses.asdict(ports).items() if name != taken]
     assert not any(port_open(p) for p in others)
+
+
+def test_a_data_dir_it_cannot_write_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    ports = free_demo_ports()
+    (tmp_path / "file").write_text("")
+    bad = tmp_path / "file" / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "meshd.demo", *demo_args(ports), "--data-dir", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"cannot write the demo's config entries into {bad}: Not a directory; "
+        "give it another with --data-dir\n"
+    )
+    assert not any(port_open(p) for p in dataclasses.astuple(ports))

@@ -6,6 +6,7 @@ PUT /v1/coordinate/update, /v1/agent/health/service/{id,name}/*,
 from __future__ import annotations
 
 import pytest
+import trio
 
 from tests.meshd.harness import APIClient, dev_agent
 
@@ -55,6 +56,10 @@ async def test_coordinate_update_is_validated_and_read_back() -> None:
         coord = {"Vec": [0.1] * 8, "Error": 1.5, "Adjustment": 0.0, "Height": 1e-5}
         r = await api.put("/v1/coordinate/update", {"Node": "dev-node", "Coord": coord})
         assert (r.status, r.body) == (200, b"")
+        # Batched into the next Raft write (about a second later).
+        with trio.fail_after(20):
+            while not (await api.get("/v1/coordinate/nodes")).json():
+                await trio.sleep(0.1)
         [got] = (await api.get("/v1/coordinate/nodes")).json()
         assert got == {"Node": "dev-node", "Segment": "", "Coord": coord}
         assert (await api.get("/v1/coordinate/node/dev-node")).json() == [got]

@@ -4,7 +4,7 @@ Raft status: reachable, within the trailing limit, and on the leader's term
 
 from __future__ import annotations
 
-from meshd.agent.autopilot import HealthTracker
+from meshd.agent.autopilot import AutopilotSettings, HealthTracker
 from raft.core import CoreStatus, PeerStatus
 from raft.types import Configuration, Role, Server, Suffrage
 
@@ -44,3 +44,34 @@ def test_a_follower_being_probed_is_not_healthy() -> None:
     # log is no longer trusted until a probe is answered.
     b = health_of_b(PeerStatus("b", "x", Suffrage.VOTER, 40, 41, "probe", 1, 7))
     assert b["Healthy"] is False
+
+
+def test_last_contact_threshold_comes_from_the_settings() -> None:
+    b = PeerStatus("b", "x", Suffrage.VOTER, 40, 41, "replicate", 5, 7)  # 0.5 s ago
+    for threshold, healthy in ((1.0, True), (0.2, False)):
+        tracker = HealthTracker(settings=AutopilotSettings(last_contact_threshold=threshold))
+        doc = tracker.evaluate(status(b), tick=0.1, now=0.0, names={}, version="1")
+        assert [s["Healthy"] for s in doc["Servers"]] == [True, healthy]
+
+
+def test_a_recovered_voter_counts_for_failure_tolerance_once_stable() -> None:
+    three = (*SERVERS, Server("c", "10.0.0.3:8300"))
+    me = PeerStatus("a", SERVERS[0].address, Suffrage.VOTER, 40, 41, "replicate", 0, 7)
+    b = PeerStatus("b", "x", Suffrage.VOTER, 40, 41, "replicate", 1, 7)
+
+    def st(c_state: str) -> CoreStatus:
+        c = PeerStatus("c", "y", Suffrage.VOTER, 40, 41, c_state, 1, 7)
+        return CoreStatus("a", Role.LEADER, 7, "a", 40, 40, 40, Configuration(three), (me, b, c))
+
+    tracker = HealthTracker(settings=AutopilotSettings(server_stabilization_time=10.0))
+
+    def tolerance(c_state: str, now: float) -> object:
+        return tracker.evaluate(st(c_state), tick=0.1, now=now, names={}, version="1")[
+            "FailureTolerance"
+        ]
+
+    assert tolerance("replicate", 0.0) == 1  # healthy when first seen: stable at once
+    assert tolerance("probe", 1.0) == 0
+    assert tolerance("replicate", 2.0) == 0  # healthy again, not yet stable
+    assert tolerance("replicate", 11.0) == 0
+    assert tolerance("replicate", 12.0) == 1

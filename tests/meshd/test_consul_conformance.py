@@ -344,6 +344,9 @@ async def test_snapshot_event_and_coordinate_families() -> None:
         assert set(dcs[0]) == {"Datacenter", "AreaID", "Coordinates"}
         coord = {"Vec": [0.0] * 8, "Error": 1.5, "Adjustment": 0.0, "Height": 1e-5}
         await call(c.coordinate.update, "dev-node", coord)
+        with trio.fail_after(20):  # batched into the next Raft write
+            while not (await api.get("/v1/coordinate/nodes")).json():
+                await trio.sleep(0.1)
         _, nodes = await call(c.coordinate.nodes)
         assert [set(n) for n in nodes] == [{"Node", "Segment", "Coord"}]
         blocking(await api.get("/v1/coordinate/nodes"))

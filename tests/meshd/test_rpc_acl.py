@@ -29,7 +29,8 @@ from meshd.agent_tls import create_ca, create_cert, write_pem
 from meshd.api.acl_rules import READ_FILTERS
 from meshd.rpc import RPCClient, RPCError
 from raft.tls import client_context
-from registry.commands import KVRequest, encode_command
+from registry.commands import AutopilotConfigSet, KVRequest, encode_command
+from registry.records import AutopilotConfig
 from tests.meshd.harness import APIClient, dev_agent
 
 pytestmark = pytest.mark.e2e
@@ -165,9 +166,13 @@ CALLS: dict[str, Call] = {
     "Snapshot.Save": Call(dict),
     "Snapshot.Chunk": Call(lambda: {"id": "x", "offset": 0}),
     "Snapshot.Restore": Call(lambda: {"archive": b"not an archive"}),
+    "Snapshot.Upload": Call(lambda: {"id": "", "offset": 0, "size": 1, "data": b"x"}),
     "Event.Fire": Call(lambda: {"event": _event("deploy")}),
     "Event.List": Call(dict, "empty"),
     "Node.Heartbeat": Call(lambda: {"node": "made-up-node"}),
+    "Coordinate.Update": Call(
+        lambda: {"node": "made-up-node", "coord": {"Vec": [0.0] * 8}, "segment": ""}
+    ),
     "ACL.TokenSet": Call(lambda: {"token": {"Description": "x"}, "create": True}),
     "ACL.TokenClone": Call(lambda: {"id": "00000000-0000-0000-0000-000000000002"}),
     "ACL.TokenDelete": Call(lambda: {"id": "00000000-0000-0000-0000-000000000002"}),
@@ -299,6 +304,13 @@ async def test_calls_with_a_sufficient_token_pass_the_rule(tmp_path: Path) -> No
         node_writer = await w.token_with('node "n1" { policy = "write" }')
         assert await w.code("Node.Heartbeat", {"node": "n1"}, node_writer) == "ok"
         assert await w.code("Node.Heartbeat", {"node": "n2"}, node_writer) == DENIED
+        update = {"node": "n1", "segment": "", "coord": {"Vec": [0.0] * 8}}
+        assert await w.code("Coordinate.Update", update, node_writer) == "ok"
+        other = {**update, "node": "n2"}
+        assert await w.code("Coordinate.Update", other, node_writer) == DENIED
+        for coord in ({"Vec": ["x"] * 8}, "not an object", {"Vec": [float("nan")] * 8}):
+            bad = {**update, "coord": coord}
+            assert await w.code("Coordinate.Update", bad, node_writer) == "BadRequest"
         kv_reader = await w.token_with('key_prefix "app/" { policy = "read" }')
         await w.api.put("/v1/kv/app/a", "1")
         await w.api.put("/v1/kv/other/b", "2")
@@ -360,6 +372,21 @@ async def test_ca_configuration_set_needs_operator_write(tmp_path: Path) -> None
         writer = await w.token_with('operator = "write"')
         assert (await w.call("ConnectCA.ConfigurationSet", args, writer))["rotated"] is True
         assert await w.root_id() != root
+
+
+async def test_autopilot_configuration_set_needs_operator_write(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        cmd = encode_command(AutopilotConfigSet(config=AutopilotConfig(min_quorum=3)))
+        reader = await w.token_with('operator = "read"')
+        for token in (None, reader):
+            with pytest.raises(RPCError) as info:
+                await w.call("Registry.Apply", {"cmd": cmd}, token)
+            assert info.value.code == DENIED
+        read = {"name": "operator.autopilot_config", "args": {}, "opts": {"c": "stale"}}
+        assert (await w.call("Registry.Read", read, reader))["r"]["MinQuorum"] == 0
+        writer = await w.token_with('operator = "write"')
+        await w.call("Registry.Apply", {"cmd": cmd}, writer)
+        assert (await w.call("Registry.Read", read, reader))["r"]["MinQuorum"] == 3
 
 
 async def test_register_rpc_refuses_a_method_without_a_rule(tmp_path: Path) -> None:

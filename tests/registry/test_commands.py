@@ -13,10 +13,12 @@ from registry.commands import (
     ACLBindingRuleSet,
     ACLPolicySet,
     ACLTokenSet,
+    AutopilotConfigSet,
     CAConfigSet,
     CARootsSet,
     ConfigEntryBatch,
     ConfigEntryRequest,
+    CoordinateBatchUpdate,
     DeregisterRequest,
     IntentionUpsert,
     KVRequest,
@@ -38,9 +40,11 @@ from registry.records import (
     ACLPolicy,
     ACLTemplatedPolicy,
     ACLToken,
+    AutopilotConfig,
     CAConfig,
     CARoot,
     ConfigEntry,
+    Coordinate,
     Intention,
 )
 
@@ -96,6 +100,8 @@ SAMPLES = [
             ),
         )
     ),
+    AutopilotConfigSet(config=AutopilotConfig(last_contact_threshold=0.25), cas=4),
+    CoordinateBatchUpdate(updates=(Coordinate("n1", "seg", (0.1,) * 8, 0.2, -0.1, 1e-5),)),
 ]
 
 
@@ -107,7 +113,7 @@ def test_round_trip(cmd: object) -> None:
 
 
 def test_every_command_type_has_a_unique_code() -> None:
-    assert len(COMMAND_TYPES) == len({c.__name__ for c in COMMAND_TYPES.values()}) == 25
+    assert len(COMMAND_TYPES) == len({c.__name__ for c in COMMAND_TYPES.values()}) == 27
 
 
 @pytest.mark.parametrize(

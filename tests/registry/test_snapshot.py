@@ -14,9 +14,11 @@ from registry.commands import (
     ACLBindingRuleSet,
     ACLPolicySet,
     ACLTokenSet,
+    AutopilotConfigSet,
     CAConfigSet,
     CARootsSet,
     ConfigEntryRequest,
+    CoordinateBatchUpdate,
     IntentionUpsert,
     KVRequest,
     LivenessSet,
@@ -32,12 +34,16 @@ from registry.records import (
     ACLPolicy,
     ACLTemplatedPolicy,
     ACLToken,
+    AutopilotConfig,
     CAConfig,
     CARoot,
     ConfigEntry,
+    Coordinate,
     Intention,
 )
 from registry.state import acl as acl_state
+from registry.state import autopilot as autopilot_state
+from registry.state import coordinates as coordinate_state
 from registry.state import frozen
 from registry.state.watch import WatchSet
 
@@ -104,6 +110,8 @@ def populate(log: Log) -> None:
         )
     )
     log.ok(LivenessSet(node="n1", status="alive"))
+    log.ok(CoordinateBatchUpdate(updates=(Coordinate("n1", vec=(0.5,) * 8, height=1e-5),)))
+    log.ok(AutopilotConfigSet(config=AutopilotConfig(cleanup_dead_servers=False, min_quorum=3)))
 
 
 def test_restore_reproduces_every_table_and_index(log: Log) -> None:
@@ -114,6 +122,7 @@ def test_restore_reproduces_every_table_and_index(log: Log) -> None:
         "nodes", "services", "checks", "kvs", "tombstones", "lock_delays", "sessions",
         "intentions", "config_entries", "ca_roots", "ca_config", "acl_tokens",
         "acl_policies", "acl_roles", "acl_auth_methods", "acl_binding_rules", "liveness",
+        "autopilot_config", "coordinates",
     }  # fmt: skip
     fresh = RegistryFSM()
     fresh.restore(snap)
@@ -130,6 +139,8 @@ def test_restore_reproduces_every_table_and_index(log: Log) -> None:
         lambda s: acl_state.acl_auth_method_list(s, None),
         lambda s: acl_state.acl_binding_rule_list(s, None),
         lambda s: queries.config_entry_list(s, None),
+        lambda s: autopilot_state.autopilot_config(s, None),
+        lambda s: coordinate_state.coordinate_list(s, None),
     ):
         assert query(fresh.store) == query(log.store)
 

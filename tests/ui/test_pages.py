@@ -87,9 +87,23 @@ def test_token_sees_only_what_it_may_read_and_403_is_explained(page: Any, catalo
     assert names == ["db", "web"], names  # vault and the sidecar are not readable
     assert page.get_by_text("token: ui-web-reader").is_visible()
     shot(page, "login-filtered-services")
-    # (The check that a refused intention write shows the API's 403 as a
-    # message was taken out of make test: it failed in two full-suite runs
-    # while passing alone; see the closing note of 2026-12-04, issue #20.)
+    # Writing an intention is not granted: the API's 403 is shown as a message.
+    page.get_by_role("link", name="Intentions").click()
+    page.get_by_role("link", name="Create intention").click()
+    page.get_by_label("Source service").fill("web")
+    page.get_by_label("Destination service").fill("db")
+    page.get_by_role("button", name="Save").click()
+    # Wait for the form's own outcome (a message, or the list after a save)
+    # so a failure says what the page showed instead of timing out.
+    page.wait_for_function(
+        "() => document.querySelector('form .msg') || location.hash === '#/intentions'"
+    )
+    shot(page, "login-intention-403")
+    assert page.evaluate("location.hash") != "#/intentions", "the refused write was saved"
+    shown = page.locator("form .msg").inner_text()
+    assert page.locator("form .msg").get_attribute("role") == "alert", shown
+    assert "Permission denied" in shown, shown
+    assert catalog.call("GET", "/v1/connect/intentions/exact?source=web&destination=db")[0] == 404
     # The token travels only in the X-Consul-Token header.
     assert not [u for u in page.urls if token in u]
     assert token not in (catalog.root / "agent.log").read_text()  # nor into the agent's log
