@@ -40,6 +40,7 @@ from typing import Any
 
 import h11
 import trio
+from prometheus_client import CollectorRegistry
 
 from connect.l7.breaker import CircuitBreaker, Limits
 from connect.l7.decide import NO_HEALTHY_UPSTREAM_BODY, Decider, Decision
@@ -70,7 +71,7 @@ from .http_pool import (
     read_body,
     send_bytes,
 )
-from .l7_metrics import Exchange, Flag, Reporter, mark_attempt, mark_target
+from .l7_metrics import Exchange, Flag, Reporter, StandardMetrics, mark_attempt, mark_target
 from .l7_mirror import MirrorSender
 from .logfmt import emit
 from .outbound import HANDSHAKE_TIMEOUT, OutboundHandler
@@ -325,12 +326,19 @@ class L7OutboundHandler:
     """Serves one upstream listener's connections, L7 when the chain says http."""
 
     def __init__(
-        self, creds: Credentials, up: L7Upstream, l4: OutboundHandler, reporter: Reporter
+        self,
+        creds: Credentials,
+        up: L7Upstream,
+        l4: OutboundHandler,
+        reporter: Reporter | None = None,
     ) -> None:
         self.creds = creds
         self.up = up
         self.l4 = l4
-        self.reporter = reporter
+        # Unset (tests of the handler alone): counted in a registry nobody reads.
+        self.reporter = reporter or Reporter(
+            StandardMetrics(CollectorRegistry()), "source", up.source
+        )
         self.pool = Pool(self._dial)
         self._listener: Listener | None = None
         metrics = getattr(l4, "metrics", None)
@@ -399,7 +407,7 @@ class L7OutboundHandler:
                 return
             except (OSError, ssl.SSLError):
                 return
-            resp = await self.report(event, body)
+            resp = await self.handle(event, body)
             try:
                 await self._respond(h, sock, resp, head=event.method == b"HEAD")
             except (OSError, ssl.SSLError, h11.LocalProtocolError):
@@ -422,8 +430,9 @@ class L7OutboundHandler:
         out += h.send(h11.EndOfMessage())
         await send_bytes(sock, out)
 
-    async def report(self, event: h11.Request, body: bytes) -> UpstreamResponse:
-        """``handle``, counted and access-logged as the source reporter (l7_metrics.py)."""
+    async def handle(self, event: h11.Request, body: bytes) -> UpstreamResponse:
+        """The answer to one request, counted and access-logged as the source
+        reporter (l7_metrics.py)."""
         ex = self.reporter.begin(
             event.method.decode("ascii"),
             event.target.decode("latin-1"),
@@ -432,9 +441,9 @@ class L7OutboundHandler:
             self.up.source,
             self.up.destination,
         )
-        return await self.reporter.observe(ex, functools.partial(self.handle, event, body))
+        return await self.reporter.observe(ex, functools.partial(self._handle, event, body))
 
-    async def handle(self, event: h11.Request, body: bytes, ex: Exchange) -> UpstreamResponse:
+    async def _handle(self, event: h11.Request, body: bytes, ex: Exchange) -> UpstreamResponse:
         """The answer to one request (from upstream, or local); marks ``ex``
         with the response flags, target and upstream instance."""
         up = self.up
