@@ -27,6 +27,7 @@ from .authz import Authorizer, intentions_from_match
 from .credentials import Credentials
 from .errors import AgentError, PeerIdentityError
 from .identity import PeerID, peer_serial, peer_service
+from .l7_inbound import L7Inbound
 from .logfmt import emit
 from .metrics import ProxyMetrics
 from .pump import Splice, handshake
@@ -179,10 +180,17 @@ async def _tell_denied(tls: ssl.SSLSocket, decision: Decision) -> None:
 class InboundHandler:
     """Handles connections accepted by one sidecar's inbound listener."""
 
-    def __init__(self, creds: Credentials, gate: Gatekeeper, metrics: ProxyMetrics) -> None:
+    def __init__(
+        self,
+        creds: Credentials,
+        gate: Gatekeeper,
+        metrics: ProxyMetrics,
+        l7: L7Inbound | None = None,
+    ) -> None:
         self.creds = creds
         self.gate = gate
         self.metrics = metrics
+        self.l7 = l7
 
     async def __call__(self, listener: Listener, sock: socket.socket) -> None:
         spec = listener.spec
@@ -198,7 +206,13 @@ class InboundHandler:
             if peer is None:
                 return
             source, serial = peer
-            decision = await self.gate.decide(source, dest, serial)
+            # An http service: a caller under an L7 intention (or one of a
+            # service-intentions entry) is decided there, not by the agent's
+            # L4 answer (which denies L7 intentions); every request is judged.
+            l7 = self.l7 if self.l7 is not None and await self.l7.wait_known() else None
+            decision = l7.connection_decision(source) if l7 is not None else None
+            if decision is None:
+                decision = await self.gate.decide(source, dest, serial)
             if not decision.allowed:
                 emit(
                     30, "denied", source=source.service, destination=dest, **_deny_fields(decision)
@@ -206,6 +220,9 @@ class InboundHandler:
                 self.metrics.connection("inbound", source.service, dest, "denied")
                 self.metrics.denied(source.service, dest, decision.intention_id or "default")
                 await _tell_denied(tls, decision)
+                return
+            if l7 is not None:
+                await l7.serve(listener, tls, source)
                 return
             await self._proxy(listener, tls, source)
         finally:

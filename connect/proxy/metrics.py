@@ -8,6 +8,10 @@ a local upstream listener), ``source`` and ``destination`` service names:
   connection-limit failures);
   On the outbound side ``denied`` is the destination's verdict (verdict.py);
 * ``meshd_proxy_denials_total{source,destination,intention}``;
+* ``meshd_proxy_rbac_denials_total{source,destination,intention}``: HTTP
+  requests refused by L7 intentions (403 ``RBAC: access denied``); the
+  intention is its ID, ``<source> => <destination>`` or ``default``, never
+  the path;
 * ``meshd_proxy_closed_before_handshake_total{destination}``: inbound TCP
   connections closed before any TLS (health probes), not counted as errors;
 * ``meshd_proxy_bytes_received_total`` / ``meshd_proxy_bytes_sent_total``
@@ -83,6 +87,12 @@ class ProxyMetrics:
             ("source", "destination", "intention"),
             registry=r,
         )
+        self.rbac_denials = Counter(
+            "meshd_proxy_rbac_denials",
+            "HTTP requests refused by L7 intentions (403 RBAC: access denied).",
+            ("source", "destination", "intention"),
+            registry=r,
+        )
         self.closed_before_handshake = Counter(
             "meshd_proxy_closed_before_handshake",
             "Inbound TCP connections closed before TLS began (health probes).",
@@ -123,6 +133,9 @@ class ProxyMetrics:
 
     def denied(self, source: str, destination: str, intention: str) -> None:
         self.denials.labels(source, destination, intention).inc()
+
+    def rbac_denied(self, source: str, destination: str, intention: str) -> None:
+        self.rbac_denials.labels(source, destination, intention).inc()
 
     def opened(self, direction: str, source: str, destination: str) -> OpenConnection:
         """Count an L4 connection that starts being proxied now."""

@@ -30,6 +30,7 @@ from .config import (
 from .credentials import Credentials, follow_credentials
 from .errors import AgentError, AgentUnavailableError, ProxyConfigError
 from .inbound import Gatekeeper, InboundHandler, follow_intentions
+from .l7_inbound import L7Inbound, follow_l7_inbound
 from .l7_metrics import Reporter
 from .l7_outbound import L7OutboundHandler, L7Upstream, follow_chain, follow_limits
 from .logfmt import emit
@@ -223,8 +224,14 @@ class Proxy:
         assert self._nursery is not None
         creds = self._acquire_creds(spec.service)
         handler: Handler
+        l7_in: L7Inbound | None = None
         if spec.kind == "inbound":
-            handler = InboundHandler(creds, self.gate, self.metrics)
+            # L7 intentions are enforced here while the service is http (l7_inbound.py).
+            reporter = Reporter(
+                self.metrics.standard, "destination", spec.service, self.access, trio.current_time
+            )
+            l7_in = L7Inbound(spec.service, self.metrics, reporter)
+            handler = InboundHandler(creds, self.gate, self.metrics, l7_in)
             balancer = None
             l7 = None
         else:
@@ -243,7 +250,7 @@ class Proxy:
         )
         entry = _Running(spec, listener)
         self.running[spec.key] = entry
-        self._nursery.start_soon(self._run_listener, entry, balancer, l7)
+        self._nursery.start_soon(self._run_listener, entry, balancer, l7, l7_in)
 
     def _rejected(self, spec: ListenerSpec) -> None:
         src, dst = (
@@ -258,13 +265,19 @@ class Proxy:
         self.metrics.connection(spec.kind, src, dst, "error")
 
     async def _run_listener(
-        self, entry: _Running, balancer: Balancer | None, l7: L7Upstream | None
+        self,
+        entry: _Running,
+        balancer: Balancer | None,
+        l7: L7Upstream | None,
+        l7_in: L7Inbound | None = None,
     ) -> None:
         assert self._hub is not None
         spec = entry.spec
         try:
             with entry.scope:
                 async with trio.open_nursery() as nursery:
+                    if l7_in is not None:
+                        nursery.start_soon(follow_l7_inbound, self._hub, self.client, l7_in)
                     if balancer is None:
                         nursery.start_soon(follow_intentions, self._hub, self.gate, spec.service)
                     else:

@@ -166,6 +166,12 @@ class FakeAgent:
             name = q.get("name", "")
             found = [i for i in self.intentions if i["DestinationName"] in (name, "*")]
             return self._indexed({name: found}, self.intentions_index)
+        if path.startswith("/v1/discovery-chain/") or path == "/v1/config/service-intentions":
+            # Every service is tcp and there are no config entries: answered
+            # (so no listener waits for a first chain), blocking until ``wait``.
+            await self._block(lambda: 1, idx, wait if idx else 0)
+            tcp = {"Chain": {"ServiceName": unquote(path.rsplit("/", 1)[1]), "Protocol": "tcp"}}
+            return self._indexed(tcp if path.startswith("/v1/disc") else [], 1)
         return 404, [], b"not found"
 
     def _services_hash(self) -> str:

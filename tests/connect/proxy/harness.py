@@ -132,6 +132,17 @@ class Mesh:
                 await self.proxy.wait_listening("127.0.0.1", port)
             await self.proxy.wait_credentials("web")
             await self.proxy.wait_credentials("api")
+            await self.wait_upstream_endpoints()
+
+    async def wait_upstream_endpoints(self) -> None:
+        """Wait until web's upstream listener knows api's instances (its
+        discovery chain is known at once, so nothing else waits for them)."""
+        assert self.proxy is not None
+        entry = self.proxy.running[("127.0.0.1", self.up_port)]
+        handler: Any = entry.listener.handler
+        with trio.fail_after(10):
+            while not handler.l4.balancer.endpoints:
+                await trio.sleep(0.01)
 
     def client_context(self, leaf: LeafPEM, ca: TestCA | None = None) -> ssl.SSLContext:
         """A TLS client context presenting ``leaf`` and trusting ``ca`` (ours by default)."""

@@ -187,6 +187,7 @@ async def test_listeners_follow_registrations(mesh: Mesh) -> None:
     mesh.agent.set_services(mesh.services())
     with trio.fail_after(5):
         await mesh.proxy.wait_listening("127.0.0.1", mesh.up_port)
+    await mesh.wait_upstream_endpoints()
     stream = await trio.open_tcp_stream("127.0.0.1", mesh.up_port)
     await stream.send_all(b"back")
     assert await read_until(stream, b"back") == b"back"
