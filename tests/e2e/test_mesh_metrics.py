@@ -71,69 +71,111 @@ def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return total(after, name, **labels) - total(before, name, **labels)
 
 
-def _set_access_logs(m: L7Mesh, path: Path) -> None:
-    entry = {
-        "Kind": "service-defaults",
-        "Name": "web",
-        "AccessLogs": {"Enabled": True, "Type": "file", "Path": str(path)},
-    }
-    assert m.api("PUT", "/v1/config", entry) is True
+API_DEFAULTS = {"Kind": "service-defaults", "Name": "api", "Protocol": "http"}
 
 
-def test_requests_are_counted_exactly_with_flags_bytes_and_access_logs(mesh: L7Mesh) -> None:
-    log = mesh.root / "access.log"
-    _set_access_logs(mesh, log)
-    c = Client(mesh.upstream)
+def _set_access_logs(m: L7Mesh, entry: dict[str, str], path: Path) -> None:
+    logs = {"Enabled": True, "Type": "file", "Path": str(path)}
+    assert m.api("PUT", "/v1/config", {**entry, "AccessLogs": logs}) is True
+
+
+def _lines(path: Path, *prefixes: str) -> list[dict[str, object]]:
+    lines = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    return [x for x in lines if str(x["path"]).startswith(prefixes)]
+
+
+def _send_batch(m: L7Mesh, web_log: Path, api_log: Path) -> tuple[Samples, Samples, list[int]]:
+    """/slow (504 at the source after 200 ms; 200 at the destination after 1 s),
+    then 7 x 200 and 3 x 503; the scrape after it waits for the destination."""
+    c = Client(m.upstream)
     try:
         wait_for(
-            lambda: c.request("/probe")[0] == 200 and log.exists() and log.read_text(),
+            lambda: c.request("/probe")[0] == 200 and _lines(web_log, "/") and _lines(api_log, "/"),
             30,
-            "access logs on for web",
+            "access logs on for web and api",
         )
-        before = scrape(mesh)
-        got = [c.request(f"/status/{code}")[0] for code in [200] * 7 + [503] * 3]
+        before = scrape(m)
         assert c.request("/slow")[0] == 504  # the route's 200 ms timeout: flag UT
-        after = scrape(mesh)
+        got = [c.request(f"/status/{code}")[0] for code in [200] * 7 + [503] * 3]
     finally:
         c.close()
+    after = wait_for(
+        lambda: (
+            (s := scrape(m))
+            and delta(before, s, "meshd_requests_total", reporter="destination") == 11
+            and s
+        ),
+        30,
+        "the destination reporter counting all 11 requests",
+    )
+    return before, after, got
+
+
+def test_requests_are_counted_exactly_on_both_reporters_with_access_logs(mesh: L7Mesh) -> None:
+    web_log, api_log = mesh.root / "web-access.log", mesh.root / "api-access.log"
+    _set_access_logs(mesh, {"Kind": "service-defaults", "Name": "web"}, web_log)
+    _set_access_logs(mesh, API_DEFAULTS, api_log)
+    try:
+        before, after, got = _send_batch(mesh, web_log, api_log)
+    finally:
         mesh.api("DELETE", "/v1/config/service-defaults/web")
+        assert mesh.api("PUT", "/v1/config", API_DEFAULTS) is True
     assert got == [200] * 7 + [503] * 3
-    ok = {**WEB_TO_API, "response_code": "200", "response_flags": "-"}
-    failed = {**WEB_TO_API, "response_code": "503", "response_flags": "-"}
-    for labels, n in ((ok, 7), (failed, 3)):
-        assert delta(before, after, "meshd_requests_total", **labels) == n
-        assert delta(before, after, "meshd_request_duration_milliseconds_count", **labels) == n
-        assert (
-            delta(before, after, "meshd_request_duration_milliseconds_bucket", **labels, le="+Inf")
-            == n
-        )
-        assert delta(before, after, "meshd_request_bytes_count", **labels) == n
-    # Bodies are "api-v1 <path>\n"; GETs send none.
-    assert delta(before, after, "meshd_response_bytes_sum", **ok) == 7 * len("api-v1 /status/200\n")
-    assert delta(before, after, "meshd_request_bytes_sum", **ok) == 0
+    slow_body, ok_body = len("api-v1 /slow\n"), len("api-v1 /status/200\n")
+    dest = {**WEB_TO_API, "reporter": "destination", "destination_subset": "unknown"}
+    for base, n_ok in ((WEB_TO_API, 7), (dest, 8)):  # the destination saw /slow answered 200
+        ok = {**base, "response_code": "200", "response_flags": "-"}
+        failed = {**base, "response_code": "503", "response_flags": "-"}
+        for labels, n in ((ok, n_ok), (failed, 3)):
+            assert delta(before, after, "meshd_requests_total", **labels) == n, labels
+            assert delta(before, after, "meshd_request_duration_milliseconds_count", **labels) == n
+            inf = delta(
+                before, after, "meshd_request_duration_milliseconds_bucket", **labels, le="+Inf"
+            )
+            assert inf == n
+            assert delta(before, after, "meshd_request_bytes_count", **labels) == n
+        # Bodies are "api-v1 <path>\n"; GETs send none.
+        sent = 7 * ok_body + (n_ok - 7) * slow_body
+        assert delta(before, after, "meshd_response_bytes_sum", **ok) == sent
+        assert delta(before, after, "meshd_request_bytes_sum", **ok) == 0
+        assert delta(before, after, "meshd_requests_total", reporter=base["reporter"]) == 11
     timeout = {**WEB_TO_API, "response_code": "504", "response_flags": "UT"}
     assert delta(before, after, "meshd_requests_total", **timeout) == 1
-    assert (
-        delta(before, after, "meshd_request_duration_milliseconds_bucket", **timeout, le="100.0")
-        == 0
+    under_100 = delta(
+        before, after, "meshd_request_duration_milliseconds_bucket", **timeout, le="100.0"
     )
-    assert (
-        delta(before, after, "meshd_request_duration_milliseconds_bucket", **timeout, le="250.0")
-        == 1
+    under_250 = delta(
+        before, after, "meshd_request_duration_milliseconds_bucket", **timeout, le="250.0"
     )
-    assert delta(before, after, "meshd_requests_total", reporter="source") == 11
+    assert (under_100, under_250) == (0, 1)
     assert delta(before, after, "meshd_retries_total") == 0
-    lines = [json.loads(x) for x in log.read_text().splitlines()]
-    mine = [x for x in lines if x["path"].startswith(("/status/", "/slow"))]
-    assert [x["response_code"] for x in mine] == [200] * 7 + [503] * 3 + [504]
-    assert {(x["source_service"], x["destination_service"], x["method"]) for x in mine} == {
-        ("web", "api", "GET")
+    _check_access_logs(mesh, web_log, api_log)
+
+
+def _check_access_logs(m: L7Mesh, web_log: Path, api_log: Path) -> None:
+    source = _lines(web_log, "/status/", "/slow")
+    assert [x["response_code"] for x in source] == [504] + [200] * 7 + [503] * 3
+    assert [x["response_flags"] for x in source][:2] == ["UT", "-"]
+    assert {(x["reporter"], x["source_service"], x["destination_service"]) for x in source} == {
+        ("source", "web", "api")
     }
-    assert [x["response_flags"] for x in mine][-2:] == ["-", "UT"]
-    healthy = mesh.api("GET", "/v1/health/connect/api?passing")
-    v1 = next(r for r in healthy if r["Service"]["Meta"].get("version") == "v1")
-    assert mine[0]["upstream_host"] == f"{v1['Service']['Address']}:{v1['Service']['Port']}"
-    assert all(x["duration"] >= 0 and x["start_time"].endswith("Z") for x in mine)
+    sidecar = next(
+        r["Service"]
+        for r in m.api("GET", "/v1/health/connect/api?passing")
+        if r["Service"]["Meta"].get("version") == "v1"
+    )
+    assert source[1]["upstream_host"] == f"{sidecar['Address']}:{sidecar['Port']}"
+    dest = _lines(api_log, "/status/", "/slow")
+    statuses: dict[str, list[object]] = {}
+    for x in dest:
+        statuses.setdefault(str(x["path"]), []).append(x["response_code"])
+    assert statuses == {"/slow": [200], "/status/200": [200] * 7, "/status/503": [503] * 3}
+    assert {(x["reporter"], x["source_service"], x["method"]) for x in dest} == {
+        ("destination", "web", "GET")
+    }
+    app = m.api("GET", "/v1/agent/service/api-v1")
+    assert {x["upstream_host"] for x in dest} == {f"{app['Address']}:{app['Port']}"}
+    assert all(str(x["start_time"]).endswith("Z") for x in [*source, *dest])
 
 
 def _tcp_exchange(address: tuple[str, int]) -> tuple[int, int]:

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from connect.l7.access_logs import AccessLogs, parse_access_logs
 from connect.l7.decode import ValidationError
+from connect.l7.request import Request
 from connect.l7.retry import Failure, Verdict
 from connect.proxy.access_log import (
     DEFAULT_KEYS,
@@ -19,6 +20,7 @@ from connect.proxy.access_log import (
     AccessLogSettings,
     render,
 )
+from connect.proxy.l7_inbound import L7Inbound
 from connect.proxy.l7_metrics import (
     Exchange,
     Flag,
@@ -263,3 +265,22 @@ def test_access_logs_validation_names_the_field(
         parse_access_logs(raw)
     assert info.value.field == field
     assert info.value.message.startswith(text)
+
+
+def test_destination_reporter_counts_an_rbac_denial_with_its_flag() -> None:
+    metrics = ProxyMetrics()
+    svc = L7Inbound("api", metrics)  # no intentions and default deny
+    request = Request.build("DELETE", "/admin?x=1", [("host", "api")], source_service="web")
+    resp = trio.run(svc.handle, request, b"")
+    assert (resp.status, resp.body) == (403, b"RBAC: access denied")
+    denied = {
+        "reporter": "destination",
+        "source_service": "web",
+        "destination_service": "api",
+        "destination_subset": "unknown",
+        "request_method": "DELETE",
+        "response_code": "403",
+        "response_flags": "RBAC",
+    }
+    assert value(metrics, "meshd_requests_total", **denied) == 1
+    assert value(metrics, "meshd_response_bytes_sum", **denied) == len(b"RBAC: access denied")
