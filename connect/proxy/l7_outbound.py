@@ -35,7 +35,7 @@ import os
 import random
 import socket
 import ssl
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import h11
@@ -133,6 +133,8 @@ class L7Upstream:
         self.budget = RetryBudget()
         self.outlier_config = OutlierConfig()
         self.outliers: dict[str, OutlierDetector] = {}
+        # Called when a detector ejects a host (ejections.py reports it).
+        self.on_ejection: Callable[[], None] | None = None
 
     @property
     def protocol(self) -> str:
@@ -561,8 +563,11 @@ class L7OutboundHandler:
                     endpoint, request.method, target_line, out_headers, body, per_try
                 )
                 now = trio.current_time()
-                if up.outlier(target_id).report(endpoint, outcome.status, now) is not None:
+                ejected = up.outlier(target_id).report(endpoint, outcome.status, now)
+                if ejected is not None:
                     self.reporter.ejected(ex)
+                    if up.on_ejection is not None:
+                        up.on_ejection()
                 verdict = state.after(outcome, now)
                 mark_attempt(ex, verdict.verdict, verdict.reason, outcome.failure)
                 if verdict.verdict is Verdict.TIMEOUT:

@@ -28,6 +28,7 @@ from .config import (
     sidecars_from_services,
 )
 from .credentials import Credentials, follow_credentials
+from .ejections import EjectionReporter
 from .errors import AgentError, AgentUnavailableError, ProxyConfigError
 from .inbound import Gatekeeper, InboundHandler, follow_intentions
 from .l7_inbound import L7Inbound, follow_l7_inbound
@@ -59,6 +60,7 @@ class _Running:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     ready: trio.Event = field(default_factory=trio.Event)
     done: trio.Event = field(default_factory=trio.Event)
+    l7: L7Upstream | None = None
 
 
 @dataclass(eq=False)
@@ -127,6 +129,7 @@ class Proxy:
         self._conflicts: set[str] = set()
         self._hub: WatchHub | None = None
         self._nursery: trio.Nursery | None = None
+        self.ejections = EjectionReporter(client)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Follow the agent until cancelled; ``started`` once the watch runs."""
@@ -135,6 +138,7 @@ class Proxy:
             self._hub = hub = WatchHub(self.client, nursery, wait=self.options.wait)
             cell = hub.acquire(services_resource(), _services)
             nursery.start_soon(follow_access_logs, hub, self.access.settings)
+            nursery.start_soon(self.ejections.run)
             task_status.started()
             version = 0
             while True:
@@ -248,8 +252,10 @@ class Proxy:
         listener = Listener(
             spec, handler, reuse_port=self.options.reuse_port, on_reject=self._rejected
         )
-        entry = _Running(spec, listener)
+        entry = _Running(spec, listener, l7=l7)
         self.running[spec.key] = entry
+        if l7 is not None:
+            self.ejections.add(spec.proxy_id, spec.service, l7)
         self._nursery.start_soon(self._run_listener, entry, balancer, l7, l7_in)
 
     def _rejected(self, spec: ListenerSpec) -> None:
@@ -327,6 +333,8 @@ class Proxy:
             return
         entry.scope.cancel()
         await entry.done.wait()
+        if entry.l7 is not None:
+            self.ejections.remove(entry.spec.proxy_id, entry.l7)
         self._release_creds(entry.spec.service)
         emit(
             20,

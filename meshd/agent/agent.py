@@ -74,6 +74,7 @@ from .preflight import (
     listening,
     rpc_listener,
 )
+from .proxy_ejections import ProxyEjections
 from .readiness import cluster_initialized
 from .server import MeshServer, ServerSettings, http_error_from_rpc
 from .server_ops import fetch_archive
@@ -126,6 +127,8 @@ class Agent:
         # -dev keeps everything on loopback, sidecar public listeners included.
         sidecars_at = config.advertise_addr if config.dev else ""
         self.local = LocalState(self.node_name, data_dir, sidecar_address=sidecars_at)
+        # Outlier ejections the local proxies report (meshd/api/proxy_ejections.py).
+        self.proxy_ejections = ProxyEjections(self._is_local_proxy)
         self.server: MeshServer | None = None
         self.pool: ServerPool | None = None
         self.backend: Any = None
@@ -576,6 +579,11 @@ class Agent:
         if service_id in self.local.services:
             log.info("event=deregister_critical_service service_id=%s", service_id)
             self.local.remove_service(service_id)
+
+    def _is_local_proxy(self, service_id: str) -> bool:
+        """Whether ``service_id`` is a connect proxy registered on this agent."""
+        defn = self.local.services.get(service_id)
+        return defn is not None and bool(defn.service.destination)
 
     async def wait_synced(self, timeout: float = 1.0) -> None:
         """After a local change: give anti-entropy up to ``timeout`` to put it

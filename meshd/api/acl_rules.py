@@ -273,6 +273,37 @@ async def _agent_service_by_id(agent: Agent, req: Request, authz: ACLAuthorizer)
     authz.require(P.SERVICE_WRITE, _service_of_id(agent, req.path_params.get("service_id", "")))
 
 
+def _proxy_destination_of_id(agent: Agent, service_id: str) -> str:
+    defn = agent.local.services.get(service_id)
+    if defn is None:
+        return service_id
+    return defn.service.destination or defn.service.service
+
+
+async def _proxy_ejections_read(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+    sid = req.path_params.get("service_id", "")
+    authz.require(P.SERVICE_READ, _proxy_destination_of_id(agent, sid))
+
+
+async def _proxy_ejections_write(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+    sid = req.path_params.get("service_id", "")
+    authz.require(P.SERVICE_WRITE, _proxy_destination_of_id(agent, sid))
+
+
+async def _explain(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+    """service:read on Source and Destination (body or query); a missing one
+    is left to the handler's 400."""
+    body = _body(req) if req.method == "POST" else {}
+    for key in ("Source", "Destination"):
+        name = _field(body, key) or req.query_value(key.lower(), "")
+        if name:
+            authz.require(P.SERVICE_READ, name)
+
+
+def filter_proxy_reports(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
+    return _keep(value or [], lambda r: authz.service_read(str(r.get("Service") or "")))
+
+
 async def _agent_service_read(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
     authz.require(P.SERVICE_READ, _service_of_id(agent, req.path_params.get("service_id", "")))
 
@@ -467,6 +498,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("agent.connect.ca.leaf", "GET"): need(P.SERVICE_WRITE, param("service")),
     ("agent.connect.ca.roots", "GET"): PUBLIC,
+    # meshd's proxy ejections: read by the proxy's service, written by its proxy
+    ("agent.connect.proxy_ejections", "GET"): Rule(response_filter=filter_proxy_reports),
+    ("agent.connect.proxy_ejections.one", "GET"): Rule(check=_proxy_ejections_read),
+    ("agent.connect.proxy_ejections.one", "PUT"): Rule(check=_proxy_ejections_write),
     # catalog and health: answers filtered to what the token may read
     ("catalog.register", "PUT"): Rule(check=_catalog_register),
     ("catalog.deregister", "PUT"): Rule(check=_catalog_deregister),
@@ -556,6 +591,9 @@ RULES: dict[tuple[str, str], Rule] = {
     # observability (prom-sd): answers hold only what the token may read
     ("prometheus.sd", "GET"): FILTERED,
     ("internal.ui.service_topology", "GET"): need(P.SERVICE_READ, param("service")),
+    # meshd explain: service:read on both ends of the described request
+    ("internal.explain", "GET"): Rule(check=_explain),
+    ("internal.explain", "POST"): Rule(check=_explain),
 }
 
 

@@ -34,6 +34,7 @@ COMMANDS: Mapping[str, str] = {
     "config": "config:config",
     "connect": "connect:connect",
     "event": "event:event",
+    "explain": "explain:explain",
     "force-leave": "join:force_leave",
     "info": "info:info",
     "intention": "intention:intention",

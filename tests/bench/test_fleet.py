@@ -20,6 +20,7 @@ def test_a_fleet_joins_never_flaps_and_survives_a_leader_kill_with_nothing_lost(
     tmp_path: Path,
 ) -> None:
     r = run_fleet(tmp_path, agents=AGENTS, subnet="127.0.92", source_octet=92, steady_s=2.0)
+    assert not r.error, r.error
     assert r.join_s > 0
     assert r.flapping == 0, "a live simulated node was marked critical"
     assert r.nodes_after == AGENTS

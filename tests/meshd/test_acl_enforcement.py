@@ -118,6 +118,17 @@ ROWS: dict[tuple[str, str], Row] = {
     ),
     ("agent.connect.ca.leaf", "GET"): Row("/v1/agent/connect/ca/leaf/web", svc("web", "write")),
     ("agent.connect.ca.roots", "GET"): Row("/v1/agent/connect/ca/roots", kind="public"),
+    ("agent.connect.proxy_ejections", "GET"): Row(
+        "/v1/agent/connect/proxy-ejections", svc("web"), kind="filtered"
+    ),
+    ("agent.connect.proxy_ejections.one", "GET"): Row(
+        "/v1/agent/connect/proxy-ejections/web-sidecar-proxy", svc("web")
+    ),
+    ("agent.connect.proxy_ejections.one", "PUT"): Row(
+        "/v1/agent/connect/proxy-ejections/web-sidecar-proxy",
+        svc("web", "write"),
+        {"Upstreams": []},
+    ),
     ("catalog.register", "PUT"): Row(
         "/v1/catalog/register", node("ext", "write"), {"Node": "ext", "Address": "10.0.0.1"}
     ),
@@ -353,6 +364,12 @@ ROWS: dict[tuple[str, str], Row] = {
     ("prometheus.sd", "GET"): Row("/v1/prometheus/sd", svc("web") + node(), kind="filtered"),
     ("internal.ui.service_topology", "GET"): Row(
         "/v1/internal/ui/service-topology/web?kind=", svc("web")
+    ),
+    ("internal.explain", "GET"): Row(
+        "/v1/internal/explain?source=web&destination=temp", svc("web") + svc("temp")
+    ),
+    ("internal.explain", "POST"): Row(
+        "/v1/internal/explain", svc("web") + svc("temp"), {"Source": "web", "Destination": "temp"}
     ),
 }
 # Run last: leaving stops the agent.

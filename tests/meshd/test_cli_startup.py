@@ -26,7 +26,8 @@ print(sorted(m for m in heavy if m in sys.modules))
 
 
 @pytest.mark.parametrize(
-    "args", [["kv", "get", "--help"], ["members", "-h"], ["--version"], ["version"]]
+    "args",
+    [["kv", "get", "--help"], ["members", "-h"], ["explain", "-h"], ["--version"], ["version"]],
 )
 def test_a_command_imports_neither_the_agent_nor_trio(args: list[str]) -> None:
     out = subprocess.run(

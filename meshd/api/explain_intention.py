@@ -1,0 +1,76 @@
+"""The intention decision ``/v1/internal/explain`` reports.
+
+``intention_decision`` judges the described request the way the proxy that
+receives it does (connect/proxy/l7_inbound.py):
+
+- the destination is ``http``: ``connect.l7.rbac.evaluate`` over the
+  destination's and ``*``'s service-intentions entries plus the
+  ``/v1/connect/intentions`` that match it, in Consul's precedence order,
+  built with the proxy's own converters (``sources_from_entries``,
+  ``source_from_intention``): an L7 intention's first matching permission
+  decides, an L4 one its action, none the default policy;
+- otherwise the L4 decision ``/v1/agent/connect/authorize`` makes (the
+  ``intentions.decide`` read: precedence, wildcards,
+  ``connect.default_intention_policy``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from connect.l7.rbac import evaluate, order_sources
+from connect.l7.request import Request as L7Request
+from connect.proxy.authz import intentions_from_match
+from connect.proxy.l7_inbound import source_from_intention, sources_from_entries
+
+from ..agent.wire import ReadOptions
+
+if TYPE_CHECKING:
+    from ..agent.agent import Agent
+
+
+async def _read(agent: Agent, name: str, args: dict[str, Any]) -> Any:
+    return (await agent.read(name, args, ReadOptions())).value
+
+
+async def intention_decision(
+    agent: Agent, source: str, destination: str, request: L7Request, *, http: bool
+) -> dict[str, Any]:
+    """``{"Destination", "Allowed", "Reason", "Intention", "Permission",
+    "Evaluated"}`` for ``request`` from ``source`` to ``destination``.
+    ``Evaluated`` is "L7" (the request's method, path and headers judged, as
+    the destination's proxy does for an ``http`` service) or "L4" (the
+    connection, for a tcp service). ``Permission`` is the index of the
+    permission that decided, or None."""
+    default_allow = agent.config.connect.default_intention_policy == "allow"
+    if not http:
+        args = {
+            "source": source,
+            "source_ns": "default",
+            "destination": destination,
+            "default_allow": default_allow,
+        }
+        decision = await _read(agent, "intentions.decide", args) or {}
+        return {
+            "Destination": destination,
+            "Allowed": bool(decision.get("Allowed")),
+            "Reason": str(decision.get("Reason") or ""),
+            "Intention": decision.get("IntentionID"),
+            "Permission": None,
+            "Evaluated": "L4",
+        }
+    entries = await _read(agent, "config.list", {"kind": "service-intentions"}) or []
+    matched = await _read(agent, "intentions.match", {"by": "destination", "names": [destination]})
+    table = [source_from_intention(i) for i in intentions_from_match(matched, destination)]
+    rules = order_sources([*sources_from_entries(entries, destination), *table])
+    rbac = evaluate(
+        rules, request, destination=destination, source=source, default_allow=default_allow
+    )
+    return {
+        "Destination": destination,
+        "Allowed": rbac.allowed,
+        "Reason": rbac.reason,
+        "Intention": rbac.intention,
+        "Permission": rbac.permission,
+        "Evaluated": "L7",
+    }
