@@ -6,6 +6,11 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 SEEDS ?= 300
 SEED_START ?= 0
+# pytest-xdist workers for `make test` (0: one serial process). Most tests
+# wait on processes, sockets and timers, so 3 fill 2 cores; tests/conftest.py
+# says how test files share them.
+PYTEST_WORKERS ?= 3
+PYTEST_ARGS ?=
 
 .PHONY: run test lint types imports pytest bench sim clean
 
@@ -36,7 +41,7 @@ imports: $(TEST_STAMP)
 	$(BIN)/lint-imports --no-cache --no-logo
 
 pytest: $(TEST_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25 -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 sim: $(TEST_STAMP)
 	$(BIN)/python -m tests.sim.run --seeds $(SEEDS) --seed-start $(SEED_START)

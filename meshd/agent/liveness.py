@@ -8,13 +8,19 @@ invalidates its sessions), passing again when it is heard from. A steady
 cluster therefore costs no Raft writes here, however many nodes it has.
 After a leader change every node gets a full TTL of grace, since the new
 leader has heard from nobody yet.
+
+A follower does not forward each heartbeat on its own: the heartbeats it
+receives within ``BATCH_WINDOW`` go to the leader as one
+``Node.HeartbeatBatch`` call (``HeartbeatBatcher``), so the leader's RPC
+load grows with the number of servers, not of agents (2,000 agents at one
+heartbeat a second were 2,000 forwarded calls a second before).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -32,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("meshd.liveness")
 SERF_HEALTH = "serfHealth"
+BATCH_WINDOW = 0.02  # seconds a follower gathers heartbeats before forwarding
 ALIVE_OUTPUT = "Agent alive and reachable"
 DEAD_OUTPUT = "Agent not live or unreachable"
 
@@ -44,6 +51,46 @@ def serf_check(node: str, status: str) -> HealthCheck:
         status=status,
         output=ALIVE_OUTPUT if status == "passing" else DEAD_OUTPUT,
     )
+
+
+class HeartbeatBatcher:
+    """Gathers the heartbeats a follower receives during ``window`` into one
+    ``forward(nodes)`` call; every caller gets that call's answer, or its
+    exception. Start ``run`` in a nursery first."""
+
+    def __init__(
+        self, forward: Callable[[Sequence[str]], Awaitable[Any]], window: float = BATCH_WINDOW
+    ) -> None:
+        self._forward = forward
+        self._window = window
+        self._nodes: set[str] = set()
+        self._done = trio.Event()
+        self._outcome: list[Any] = []
+        self._wake = trio.Event()
+        self.batches = 0
+
+    async def beat(self, node: str) -> Any:
+        self._nodes.add(node)
+        done, outcome = self._done, self._outcome
+        self._wake.set()
+        await done.wait()
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await trio.sleep(self._window)
+            nodes, done, outcome = sorted(self._nodes), self._done, self._outcome
+            self._nodes, self._done, self._outcome = set(), trio.Event(), []
+            self._wake = trio.Event()
+            self.batches += 1
+            try:
+                outcome.append(await self._forward(nodes))
+            except Exception as exc:  # every waiter of this batch gets it
+                outcome.append(exc)
+            done.set()
 
 
 class LivenessTracker:
@@ -62,7 +109,9 @@ class LivenessTracker:
         self._deadline: dict[str, float] = {}
         self._term_seen: int | None = None
         self.changes = 0
+        self.batcher = HeartbeatBatcher(self._forward_batch)
         server.register_rpc("Node.Heartbeat", self._rpc_heartbeat)
+        server.register_rpc("Node.HeartbeatBatch", self._rpc_heartbeat_batch)
 
     def _serf_status(self, node: str) -> str | None:
         _, checks = q.health_node_checks(self.server.store, None, node)
@@ -88,16 +137,46 @@ class LivenessTracker:
         if not node:
             return {"ok": False}
 
-        async def local() -> Any:
-            self._deadline[node] = trio.current_time() + self.ttl
+        if self.server.is_leader():
+            await self._heard((node,))
+            return {"ok": True, "ttl": self.ttl}
+        self.server.check_forwarded(args)  # one forwarded singly must not hop again
+        result = await self.batcher.beat(node)
+        return {"ok": True, "ttl": float(result.get("ttl", self.ttl))}
+
+    async def _heard(self, nodes: Sequence[str]) -> None:
+        """The leader's side of heartbeats from ``nodes``."""
+        deadline = trio.current_time() + self.ttl
+        for node in nodes:
+            self._deadline[node] = deadline
             if self._serf_status(node) == "critical":
-                await self._set(node, "passing")
+                try:
+                    await self._set(node, "passing")
+                except MeshdError as exc:  # its next heartbeat tries again
+                    log.warning("event=liveness_write_failed node=%s reason=%s", node, exc)
+
+    async def _forward_batch(self, nodes: Sequence[str]) -> Any:
+        async def local() -> Any:
+            await self._heard(nodes)
             return {"ok": True, "ttl": self.ttl}
 
-        return await self.server.on_leader("Node.Heartbeat", {"node": node}, local)
+        return await self.server.on_leader("Node.HeartbeatBatch", {"nodes": list(nodes)}, local)
+
+    async def _rpc_heartbeat_batch(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
+        """A follower's gathered heartbeats (server to server only)."""
+        self.server.check_forwarded(args)
+        nodes = [str(n) for n in args.get("nodes") or () if n]
+        await self._heard(nodes)
+        return {"ok": True, "ttl": self.ttl}
 
     async def run(self) -> None:
-        """Expire deadlines while this server leads; runs until cancelled."""
+        """Forward followers' heartbeat batches, and expire deadlines while
+        this server leads; runs until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.batcher.run)
+            await self._expire()
+
+    async def _expire(self) -> None:
         while True:
             await trio.sleep(min(1.0, self.ttl / 4))
             if not self.server.is_leader():

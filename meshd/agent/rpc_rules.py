@@ -296,6 +296,7 @@ RULES: dict[str, RPCRule] = {
         check=_need(P.NODE_WRITE, _arg("node")),
         servers_pass=True,
     ),
+    "Node.HeartbeatBatch": RPCRule(SERVER, server_only=True),
     "ACL.Resolve": RPCRule(
         "answers only for the secret it is sent: the secret is the credential", public=True
     ),

@@ -32,6 +32,8 @@ from typing import Any
 
 import pytest
 
+from tests.machine_lock import machine_lock
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,7 +175,8 @@ def _setup_network() -> None:
 
 def _need_ip() -> None:
     if shutil.which("ip") is None:
-        subprocess.run(["apt-get", "install", "-y", "-q", "iproute2"], check=False)
+        with machine_lock("apt"):
+            subprocess.run(["apt-get", "install", "-y", "-q", "iproute2"], check=False)
     assert shutil.which("ip"), "the netns test needs iproute2 (`ip`); apt-get install iproute2"
 
 
@@ -199,7 +202,8 @@ def _build(tmp: Path) -> tuple[Path, Path]:
         proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, check=False)
         assert proc.returncode == 0, f"{argv}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
 
-    run("-m", "build", "--outdir", str(dist), str(REPO))
+    with machine_lock("build"):  # the sdist step writes REPO/meshd.egg-info
+        run("-m", "build", "--outdir", str(dist), str(REPO))
     (wheel,) = dist.glob("meshd-*.whl")
     run("-m", "pip", "-q", "wheel", "-w", str(wheelhouse), str(wheel))
     return wheel, wheelhouse

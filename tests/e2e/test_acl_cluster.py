@@ -30,7 +30,7 @@ MGMT = str(uuid.uuid4())
 
 class ACLCluster:
     def __init__(self, root: Path) -> None:
-        self.c = LocalAgentCluster(root, servers=3, clients=1, subnet="127.0.6")
+        self.c = LocalAgentCluster(root, servers=3, clients=1, subnet="127.0.16")
         self.agent_tokens: dict[str, str] = {}
         for name, proc in self.c.agents.items():
             secret = str(uuid.uuid4())

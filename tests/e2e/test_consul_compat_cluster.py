@@ -19,7 +19,7 @@ TTL = 10.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAgentCluster]:
-    c = LocalAgentCluster(tmp_path_factory.mktemp("compat"), clients=1, subnet="127.0.23")
+    c = LocalAgentCluster(tmp_path_factory.mktemp("compat"), clients=1, subnet="127.0.33")
     c.start_all()
     try:
         c.wait_until(lambda: _consul_nodes(c, "server-1") == _servers(c), 60, "3 consul instances")

@@ -48,7 +48,7 @@ def dns_a(ip: str, name: str) -> list[str]:
 
 
 def test_failing_http_check_leaves_passing_and_dns_everywhere(tmp_path: Path, backend: int) -> None:
-    c = LocalAgentCluster(tmp_path, servers=1, clients=2, subnet="127.0.5")
+    c = LocalAgentCluster(tmp_path, servers=1, clients=2, subnet="127.0.25")
     c.start_all()
     try:
         c.wait_until(

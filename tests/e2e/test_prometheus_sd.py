@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import trio
 
+from tests.machine_lock import machine_lock
 from tests.meshd.harness import APIClient, dev_agent, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -38,10 +39,11 @@ def _apt_install() -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="session")
 def prometheus_binary() -> Path:
     """Debian's prometheus, installed if missing (never skipped)."""
-    if not PROMETHEUS.exists() and _apt_install().returncode != 0:
-        subprocess.run(["apt-get", "update"], capture_output=True, timeout=600)
-        result = _apt_install()
-        assert result.returncode == 0, f"apt-get install prometheus failed:\n{result.stderr}"
+    with machine_lock("apt"):
+        if not PROMETHEUS.exists() and _apt_install().returncode != 0:
+            subprocess.run(["apt-get", "update"], capture_output=True, timeout=600)
+            result = _apt_install()
+            assert result.returncode == 0, f"apt-get install prometheus failed:\n{result.stderr}"
     assert PROMETHEUS.exists(), "apt-get install prometheus did not provide /usr/bin/prometheus"
     return PROMETHEUS
 

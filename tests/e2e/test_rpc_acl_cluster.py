@@ -35,7 +35,7 @@ MGMT = str(uuid.uuid4())
 
 class Cluster:
     def __init__(self, root: Path) -> None:
-        self.c = LocalAgentCluster(root, servers=3, clients=1, subnet="127.0.23")
+        self.c = LocalAgentCluster(root, servers=3, clients=1, subnet="127.0.43")
         self.ports = {"http": free_port(), "dns": free_port(), "server": free_port()}
         servers = [a for a in self.c.agents.values() if a.server]
         for name, proc in self.c.agents.items():

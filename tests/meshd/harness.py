@@ -5,7 +5,6 @@ agent's trio loop keeps running while a request blocks)."""
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,13 +14,7 @@ import trio
 from meshd.agent.agent import Agent
 from meshd.cli.client import Address, AgentClient, Response
 from meshd.config import load_config
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.ports import free_port
 
 
 class HTTPResult(Response):

@@ -153,8 +153,15 @@ async def test_monitor_command_streams_lines_until_interrupted() -> None:
     async with dev_agent() as (_agent, api):
         env = {k: v for k, v in os.environ.items() if not k.endswith("HTTP_TOKEN")}
         args = [sys.executable, "-m", "meshd", "monitor", "-log-level", "debug", *addr(api)]
+        # SIGINT at its default, as in a terminal: a run started in the
+        # background (`make test &`, a CI script) ignores SIGINT, children
+        # inherit that, and Python then installs no KeyboardInterrupt.
         proc = await trio.lowlevel.open_process(
-            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             assert proc.stdout is not None and proc.stderr is not None
@@ -173,6 +180,10 @@ async def test_monitor_command_streams_lines_until_interrupted() -> None:
             assert " [DEBUG]  meshd.test.monitor: probe-debug" in text
             proc.send_signal(signal.SIGINT)
             with trio.fail_after(DEADLINE):
+                # Read on to EOF, as a terminal does: debug lines keep coming,
+                # and a full pipe would hold the monitor in write().
+                while await proc.stdout.receive_some(65536):
+                    pass
                 status = await proc.wait()
             assert status == 0, (await proc.stderr.receive_some(65536)).decode()
         finally:

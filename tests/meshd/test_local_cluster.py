@@ -36,8 +36,8 @@ def test_help_prints_usage_and_creates_nothing(tmp_path: Path) -> None:
 
 
 def test_arguments_are_checked() -> None:
-    args = _parse_args(["--servers", "1", "--clients", "0", "--subnet", "127.0.9", "d"])
-    assert (args.directory, args.servers, args.clients, args.subnet) == ("d", 1, 0, "127.0.9")
+    args = _parse_args(["--servers", "1", "--clients", "0", "--subnet", "127.0.77", "d"])
+    assert (args.directory, args.servers, args.clients, args.subnet) == ("d", 1, 0, "127.0.77")
     assert _parse_args([]).directory == ".cluster"
     with pytest.raises(SystemExit):
         _parse_args(["--servers", "0"])

@@ -170,6 +170,7 @@ CALLS: dict[str, Call] = {
     "Event.Fire": Call(lambda: {"event": _event("deploy")}),
     "Event.List": Call(dict, "empty"),
     "Node.Heartbeat": Call(lambda: {"node": "made-up-node"}),
+    "Node.HeartbeatBatch": Call(lambda: {"nodes": ["made-up-node"]}),
     "Coordinate.Update": Call(
         lambda: {"node": "made-up-node", "coord": {"Vec": [0.0] * 8}, "segment": ""}
     ),
@@ -287,6 +288,10 @@ async def test_forwarded_and_server_only_calls_need_a_server_certificate(tmp_pat
         beat = {"node": "server-node"}
         assert (await w.server_client.call(w.address, "Node.Heartbeat", beat))["ok"] is True
         assert await w.code("Node.Heartbeat", beat) == DENIED
+        # A follower's gathered heartbeats: servers only, whatever the token.
+        batch = {"nodes": ["server-node"], "fwd": True}
+        assert await w.code("Node.HeartbeatBatch", batch, MGMT) == DENIED
+        assert (await w.server_client.call(w.address, "Node.HeartbeatBatch", batch))["ok"] is True
 
 
 async def test_calls_with_a_sufficient_token_pass_the_rule(tmp_path: Path) -> None:
@@ -295,7 +300,12 @@ async def test_calls_with_a_sufficient_token_pass_the_rule(tmp_path: Path) -> No
     async with world(tmp_path) as w:
         assert w.agent.server is not None
         for method in w.agent.server.rpc.methods():
-            if method in ("ConnectCA.ConfigurationSet", "Raft.ReadIndex", "Operator.JoinServer"):
+            if method in (
+                "ConnectCA.ConfigurationSet",
+                "Raft.ReadIndex",
+                "Operator.JoinServer",
+                "Node.HeartbeatBatch",
+            ):
                 continue  # a root rotation, and server-only calls (tested above)
             if CALLS[method].expect == "open":
                 continue  # no rule to pass (ACL.Bootstrap is refused as spent)

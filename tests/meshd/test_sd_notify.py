@@ -468,17 +468,21 @@ def test_agent_pings_the_watchdog_at_half_the_interval(
 ) -> None:
     listener = Listener(abstract=True)
     try:
-        env = {"NOTIFY_SOCKET": listener.env_value, "WATCHDOG_USEC": "200000"}
+        # A 1 s watchdog: pings every 0.5 s. The exact half-interval spacing is
+        # test_watchdog_pings_every_half_interval's (fake time); here a real
+        # process on a loaded machine (xdist workers beside it) only has to
+        # ping before systemd's deadline, where 200 ms left 100 ms of slack.
+        env = {"NOTIFY_SOCKET": listener.env_value, "WATCHDOG_USEC": "1000000"}
         proc = spawn(_dev_config(), env, "--dev")
         listener.wait_for(lambda m: "READY" in m, 30)
         start = time.monotonic()
         with pytest.raises(AssertionError):
-            listener.wait_for(lambda m: False, 1.5)
+            listener.wait_for(lambda m: False, 2.5)
         pings = [t for t, m in listener.messages if t >= start and m == {"WATCHDOG": "1"}]
         gaps = [b - a for a, b in zip([start, *pings], pings, strict=False)]
-        # Every 100 ms; never as late as the 200 ms after which systemd kills.
-        assert len(pings) >= 10, pings
-        assert max(gaps) < 0.2, gaps
+        # About every 0.5 s; never as late as the 1 s after which systemd kills.
+        assert len(pings) >= 4, pings
+        assert max(gaps) < 1.0, gaps
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     finally:

@@ -1,5 +1,7 @@
 """Session TTL expiry (Consul's session_ttl.go): the timer core under a fake
-clock, the leader-only driver under trio's MockClock, and a real dev agent."""
+clock, the leader-only driver under trio's MockClock, and a dev agent driven
+in-process (``App.handle``) under the autojump clock, so waiting out Consul's
+10 s minimum TTL twice takes no real time."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 import trio
 
 from meshd.agent.session_ttl import (
@@ -21,7 +22,7 @@ from meshd.agent.wire import WriteResult
 from registry.commands import SessionDestroy
 from registry.records import Session
 from registry.results import OK
-from tests.meshd.harness import APIClient, dev_agent
+from tests.meshd.inproc import InprocClient, inproc_agent
 
 
 class FakeClock:
@@ -195,20 +196,20 @@ async def test_a_new_leader_restarts_every_timer_at_the_full_ttl(autojump_clock:
         nursery.cancel_scope.cancel()
 
 
-# -- a real dev agent ------------------------------------------------------------------
+# -- a dev agent, in-process ------------------------------------------------------------------
 
 
-async def _session(api: APIClient, body: dict[str, Any]) -> str:
+async def _session(api: InprocClient, body: dict[str, Any]) -> str:
     r = await api.put("/v1/session/create", body)
     assert r.status == 200, r.text
     session_id: str = r.json()["ID"]
     return session_id
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
-async def test_a_dev_agent_expires_an_unrenewed_session_and_applies_its_behavior() -> None:
-    async with dev_agent() as (agent, api):
+async def test_a_dev_agent_expires_an_unrenewed_session_and_applies_its_behavior(
+    autojump_clock: Any,
+) -> None:
+    async with inproc_agent() as (agent, api):
         assert agent.sync is not None
         with trio.fail_after(10):
             await agent.sync.in_sync.wait()

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.machine_lock import machine_lock
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,12 +53,13 @@ BUILD_OUTPUT: list[str] = []
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(out), str(REPO)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    with machine_lock("build"):  # the sdist step writes REPO/meshd.egg-info
+        proc = subprocess.run(
+            [sys.executable, "-m", "build", "--outdir", str(out), str(REPO)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     BUILD_OUTPUT.append(proc.stdout + proc.stderr)
     (wheel,) = out.glob("meshd-*.whl")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.machine_lock import machine_lock
 from tests.meshd.harness import free_port
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
@@ -39,9 +40,10 @@ def _apt_install(*packages: str) -> None:
         pytest.fail(f"{' '.join(packages)} missing and this is not root with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     cmd = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
-    if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
-        subprocess.run(cmd, env=env, capture_output=True, check=True)
+    with machine_lock("apt"):
+        if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
+            subprocess.run(cmd, env=env, capture_output=True, check=True)
 
 
 @pytest.fixture(scope="module")

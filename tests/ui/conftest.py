@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tests.machine_lock import machine_lock
 from tests.meshd.harness import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -46,10 +47,11 @@ def _ensure_chromium() -> None:
     if os.path.exists(CHROMIUM):
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update"], check=True, env=env, capture_output=True)
-    subprocess.run(
-        ["apt-get", "install", "-y", "chromium"], check=True, env=env, capture_output=True
-    )
+    with machine_lock("apt"):
+        subprocess.run(["apt-get", "update"], check=True, env=env, capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "chromium"], check=True, env=env, capture_output=True
+        )
     assert os.path.exists(CHROMIUM), "apt-get install chromium did not provide /usr/bin/chromium"
 
 

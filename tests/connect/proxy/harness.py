@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 import ssl
 import tempfile
 from typing import Any
@@ -14,17 +13,12 @@ import trio
 from connect.proxy.agent_client import AgentClient
 from connect.proxy.metrics import ProxyMetrics
 from connect.proxy.proxy import Proxy, ProxyOptions
+from tests.ports import free_port
 
 from .fake_agent import FakeAgent
 from .pki import LeafPEM, TestCA, leaf_json
 
 TOKEN = "s3cr3t-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def echo_handler(stream: trio.SocketStream, tag: bytes = b"") -> None:

@@ -1,4 +1,7 @@
-"""The runner against real local servers and processes, on the real clock."""
+"""The runner against real local servers and processes, on the real clock,
+but for the hung-check race, which runs on trio's autojump clock (the
+servers live in the test's trio run, so fake time still sees real sockets):
+its 100 ms spacing assertions failed on a loaded machine."""
 
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ def runner_for(local: LocalState, **kw: Any) -> CheckRunner:
 
 
 async def test_a_hanging_http_check_times_out_without_delaying_a_fast_one(
-    nursery: trio.Nursery,
+    nursery: trio.Nursery, autojump_clock: Any
 ) -> None:
     server = await start_http(nursery)
     local = LocalState(NODE, None)

@@ -15,6 +15,7 @@ import trio
 
 from meshd.dns import DNSSettings, StaticLookup, serve_dns
 from meshd.dns.records import Row
+from tests.machine_lock import machine_lock
 
 
 def check(status: str, service: str = "", check_id: str = "") -> dict[str, Any]:
@@ -86,9 +87,11 @@ def dig_binary() -> str:
     if path is None:
         env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
         install = ["apt-get", "install", "-y", "-qq", "dnsutils"]
-        if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
-            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
-            subprocess.run(install, env=env, capture_output=True, check=False)
+        with machine_lock("apt"):
+            if subprocess.run(install, env=env, capture_output=True, check=False).returncode:
+                update = ["apt-get", "update", "-qq"]
+                subprocess.run(update, env=env, capture_output=True, check=False)
+                subprocess.run(install, env=env, capture_output=True, check=False)
         path = shutil.which("dig")
     if path is None:
         pytest.fail("dig is missing and `apt-get install -y dnsutils` did not install it")
