@@ -3,7 +3,9 @@ recording rules against a real agent, ``meshd proxy`` and backends (the L7
 mesh of test_l7_mesh.py: web -> api v1/v2, plus a tcp service here).
 
 Counters are compared as deltas of two scrapes of the proxy's /metrics
-around a known batch of requests, so they are exact.
+around a known batch of requests, so they are exact. The mesh binds
+test_l7_mesh's loopback subnet: tests/conftest.py's SHARED puts both files
+in one group, so they never run at the same time.
 """
 
 from __future__ import annotations
