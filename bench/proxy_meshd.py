@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from bench.proxy_backend import free_port, wait_listening
 from bench.proxy_certs import Leaf, MeshCerts
 
 READY_TIMEOUT = 30.0
+MAX_CONNS_PER_CLIENT = 2000
 
 
 class MeshdUnavailable(RuntimeError):
@@ -43,7 +45,11 @@ class MeshdAgent(DevAgent):
     mesh set up through its HTTP API."""
 
     def __init__(self, root: Path) -> None:
-        super().__init__(root, "proxy-bench")
+        # A proxy holds ~3 blocking queries per http upstream (its chain, each
+        # target's health, the L4 health): the RSS figure's 100 upstreams
+        # would pass Consul's default of 200 connections per client (429).
+        limits = {"http_max_conns_per_client": MAX_CONNS_PER_CLIENT}
+        super().__init__(root, "proxy-bench", {"limits": limits})
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
         """Like ``DevAgent.call`` but raises ``MeshdUnavailable`` on 404/405
@@ -129,6 +135,7 @@ class MeshdPair:
     entry: int
     workers: int
     split: bool  # client and server side in separate processes
+    logs: list[Path] = field(default_factory=list)  # each process's stderr
 
     @property
     def pids(self) -> list[int]:
@@ -144,31 +151,55 @@ def start_meshd_pair(root: Path, agent: MeshdAgent, ports: SidecarPorts, workers
     command has it, else one) with ``--workers``; returns once web's upstream
     and api's inbound listen. Raises ``MeshdUnavailable`` without a ``meshd
     proxy`` command, ``RuntimeError``/``TimeoutError`` if it does not come up."""
+    return start_sidecars(
+        root,
+        agent,
+        (("web",), ("api",)),
+        (ports.web_upstream, ports.api_public),
+        workers,
+        tag=f"w{workers}",
+    )
+
+
+def start_sidecars(
+    root: Path,
+    agent: MeshdAgent,
+    sides: Sequence[Sequence[str]],
+    listening: Sequence[int],
+    workers: int,
+    *,
+    tag: str,
+) -> MeshdPair:
+    """``meshd proxy`` processes, the first (the client side, where wrk
+    connects: ``listening[0]``) serving the sidecars of ``sides[0]``, the
+    last the server side (``listening[-1]``); one process for all when the
+    command has no ``--sidecar-for``. Logs go to ``root/proxy-<tag>-<i>.log``.
+    Raises as ``start_meshd_pair``."""
     split = "--sidecar-for" in proxy_help()
     base = [sys.executable, "-m", "meshd", "proxy", "--http-addr", agent.http_addr]
     base += ["--workers", str(workers)]
-    sides = [["--sidecar-for", "web"], ["--sidecar-for", "api"]] if split else [[]]
+    argvs = [[a for name in side for a in ("--sidecar-for", name)] for side in sides]
     root.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
+    logs = [root / f"proxy-{tag}-{i}.log" for i in range(len(argvs) if split else 1)]
     try:
-        for i, extra in enumerate(sides):
+        for extra, log in zip(argvs if split else [[]], logs, strict=True):
             procs.append(
                 subprocess.Popen(
                     [*base, *extra],
                     stdout=subprocess.DEVNULL,
-                    stderr=(root / f"proxy-w{workers}-{i}.log").open("wb"),
+                    stderr=log.open("wb"),
                     start_new_session=True,
                     cwd=ROOT,
                 )
             )
-        listeners = [(ports.web_upstream, procs[0]), (ports.api_public, procs[-1])]
-        for port, proc in listeners:
-            _wait_listening_logged(port, proc, root / f"proxy-w{workers}-{procs.index(proc)}.log")
+        for port, i in ((listening[0], 0), (listening[-1], len(procs) - 1)):
+            _wait_listening_logged(port, procs[i], logs[i])
     except BaseException:
         for proc in procs:
             stop_process(proc)
         raise
-    return MeshdPair(procs, ports.web_upstream, workers, split)
+    return MeshdPair(procs, listening[0], workers, split, logs)
 
 
 def _wait_listening_logged(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:

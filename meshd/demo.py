@@ -296,6 +296,7 @@ def l7_commands(cli: str, addr: str, up: str, data_dir: Path) -> list[str]:
         f"{write} {data_dir / 'hidden-release.json'}{addr}   # x-version: v2 selects v2",
         f"curl -s -H 'x-version: v2' {up}/   # hello from api v2",
         f"curl -s {up}/                   # hello from api v1 (no header)",
+        f"{cli} explain web api -H 'x-version: v2' /{addr}   # which route, target, instances",
         f"{write} {data_dir / 'canary.json'}{addr}   # canary: 90% v1, 10% v2",
         f"for i in $(seq 100); do curl -s {up}/; done | sort | uniq -c   # ~90 v1, ~10 v2",
         f"{write} {data_dir / 'fault.json'}{addr}   # fault: api aborts half with 503",
@@ -303,9 +304,6 @@ def l7_commands(cli: str, addr: str, up: str, data_dir: Path) -> list[str]:
         f"{write} {data_dir / 'api-defaults.json'}{addr}   # fault off",
         f"{cli} config delete -kind service-splitter -name api{addr}   # canary off",
         f"{cli} config delete -kind service-router -name api{addr}     # hidden release off",
-        # `meshd explain` (issue 15) belongs here once it lands: which route,
-        # split, target and instance a request gets, e.g.
-        # f"{cli} explain web api -H 'x-version: v2' /{addr}",
     ]
 
 

@@ -131,6 +131,10 @@ def source_from_intention(ixn: Intention) -> SourceIntention:
     )
 
 
+def _rule_key(src: SourceIntention) -> tuple[str, str, int]:
+    return (src.name, src.namespace or "default", src.precedence)
+
+
 def sources_from_entries(body: Any, destination: str) -> list[SourceIntention]:
     """The sources of ``destination``'s and ``*``'s entries in a
     ``/v1/config/service-intentions`` answer.
@@ -144,7 +148,7 @@ def sources_from_entries(body: Any, destination: str) -> list[SourceIntention]:
         if not isinstance(raw, Mapping) or raw.get("Name") not in (destination, "*"):
             continue
         try:
-            entry = parse_entry({k: v for k, v in raw.items() if k not in _READ_ONLY})
+            entry = parse_entry({k: v for k, v in raw.items() if k not in _READ_ONLY}, stored=True)
         except ValidationError as exc:
             name = str(raw.get("Name"))
             emit(40, "intentions_entry_unreadable", name=name, reason=exc.message)
@@ -229,8 +233,14 @@ class L7Inbound:
         self._rebuild()
 
     def _rebuild(self) -> None:
+        # The intentions API and the entries are one store (an agent of
+        # meshd >= the unified store lists every entry source there too):
+        # a table intention already read from an entry is not a second rule
+        # (same source and precedence: the same destination, this one or *).
+        seen = {_rule_key(s) for s in self.entry_sources}
+        table = [s for s in self.table_sources if _rule_key(s) not in seen]
         # One tuple swapped at once: a request sees the old rules or the new.
-        self.rules = tuple(order_sources([*self.entry_sources, *self.table_sources]))
+        self.rules = tuple(order_sources([*self.entry_sources, *table]))
 
     def connection_decision(self, source: PeerID) -> Decision | None:
         """How a connection from ``source`` is decided before any request.

@@ -43,6 +43,8 @@ from collections.abc import Callable
 
 import trio
 
+from .reactor import AGAIN, reactor
+
 BUFFER_SIZE = 65536
 # Byte counts are reported every this many chunks and at the end.
 FLUSH_EVERY = 64
@@ -143,7 +145,7 @@ def _read_more_records(src: _End, view: memoryview, n: int) -> tuple[int, bool]:
 class _End:
     """One socket of a spliced pair and its half-close state."""
 
-    __slots__ = ("close_pending", "fd", "read_eof", "sock", "tls", "write_closed")
+    __slots__ = ("_pending", "close_pending", "fd", "read_eof", "sock", "tls", "write_closed")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -152,6 +154,8 @@ class _End:
         self.read_eof = False
         self.write_closed = False
         self.close_pending = False
+        sslobj = getattr(sock, "_sslobj", None)
+        self._pending: Callable[[], int] | None = sslobj.pending if sslobj is not None else None
 
     def receiver(self) -> tuple[Callable[[bytearray], int], int]:
         """``(recv_into(buf), n)``: a read shorter than ``n`` drained the socket.
@@ -170,7 +174,7 @@ class _End:
 
     def has_pending(self) -> bool:
         """Decrypted bytes OpenSSL holds that the kernel does not see."""
-        return self.tls and self.sock.pending() > 0  # type: ignore[attr-defined]
+        return self._pending is not None and self._pending() > 0
 
     def quiet(self) -> bool:
         assert isinstance(self.sock, ssl.SSLSocket)
@@ -241,11 +245,13 @@ class Splice:
         self._pending = [0, 0]
         self._scope = trio.CancelScope()
         self._next_touch = 0.0
+        self._chunks = 0
         self.idle_expired = False
         self.error: OSError | None = None
 
-    def _touch(self) -> None:
-        now = trio.current_time()
+    def _touch(self, now: float | None = None) -> None:
+        if now is None:
+            now = trio.current_time()
         if now >= self._next_touch:
             # Moving the deadline costs a heap push: do it at most once a second.
             self._next_touch = now + 1.0
@@ -281,57 +287,96 @@ class Splice:
                 self.error = exc
             self._scope.cancel()
 
+    def _count(self, slot: int, n: int, now: float) -> None:
+        self._pending[slot] += n
+        self._chunks += 1
+        if not self._chunks % FLUSH_EVERY:
+            self._flush()
+        if now >= self._next_touch:
+            self._touch(now)
+
     async def _copy(self, src: _End, dst: _End, slot: int) -> None:
-        # One buffer for every connection of the process: between recv and a
-        # send that completes there is no checkpoint, and a send that would
-        # block first copies what is left (see _send_rest).
-        buf = _SHARED
-        view = _SHARED_VIEW
-        recv, drained_below = src.receiver()
-        send = dst.sender()
-        pending = self._pending
-        fd = src.fd
-        chunks = 0
+        # The steady state runs in the reactor (_Direction.step); this task
+        # only handles what a step cannot finish on its own.
+        job = _Direction(self, src, dst, slot)
+        pump = reactor().pump
+        wait_first = False
         while True:
-            try:
-                n = recv(buf)
-            except _WOULD_BLOCK:
-                if src.close_pending:
-                    await src.maybe_close_now()
-                await wait_fd(fd, readable=True)
-                continue
-            except ssl.SSLWantWriteError:
-                await wait_fd(fd, readable=False)
-                continue
-            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
-                n = 0  # a FIN without close_notify: still an EOF for TCP
-            if n == 0:
+            result = await pump(job, wait_first=wait_first)
+            wait_first = False
+            if result is _EOF:
                 break
-            eof_next = False
-            if n == TLS_RECORD and src.tls:
-                n, eof_next = _read_more_records(src, view, n)
-            try:
-                sent = send(view[:n])
-            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                sent = 0
-            if sent < n:
-                await send_all(dst.sock, dst.fd, memoryview(bytes(view[sent:n])))
-            pending[slot] += n
-            chunks += 1
-            if not chunks % FLUSH_EVERY:
-                self._flush()
-                # A peer that always has data would otherwise starve other tasks.
-                await trio.lowlevel.checkpoint()
-            self._touch()
-            if eof_next:
-                break
-            if n < drained_below and not src.has_pending():
-                # A short read means the socket is drained: wait instead of a
-                # recv that fails (for TLS an exception object each time).
-                if src.close_pending:
-                    await src.maybe_close_now()
-                await wait_fd(fd, readable=True)
+            if result is _WANT_WRITE:
+                await wait_fd(src.fd, readable=False)
+            elif result is _DRAINED:
+                await src.maybe_close_now()
+                wait_first = True
+            else:
+                rest, eof_next = result
+                await send_all(dst.sock, dst.fd, memoryview(rest))
+                if eof_next:
+                    break
         src.read_eof = True
         await dst.close_write()
         if src.close_pending:
             await src._close_write_now()
+
+
+# What a step hands back to its task (see reactor.py); a partial send hands
+# back ``(unsent bytes, eof_next)``.
+_EOF = "eof"
+_DRAINED = "drained"  # drained while a close_notify waits for a quiet socket
+_WANT_WRITE = "want_write"
+
+
+class _Direction:
+    """One direction of a ``Splice`` as a reactor job: the copy loop of the
+    steady state, with no await in it."""
+
+    __slots__ = ("drained_below", "dst", "fd", "recv", "send", "slot", "splice", "src")
+
+    def __init__(self, splice: Splice, src: _End, dst: _End, slot: int) -> None:
+        self.splice = splice
+        self.src = src
+        self.dst = dst
+        self.slot = slot
+        self.fd = src.fd
+        self.recv, self.drained_below = src.receiver()
+        self.send = dst.sender()
+
+    def step(self, budget: int, now: float) -> object:
+        """Copy until the source is drained (``None``), the budget is spent
+        (``AGAIN``) or the task must act (EOF, a would-block send, a TLS
+        write wanting a read, a pending close_notify). Raises OSError
+        (ssl.SSLError) from either socket."""
+        # One buffer for every connection of the process: a send that would
+        # block hands a copy of what is left to the task.
+        buf, view, src = _SHARED, _SHARED_VIEW, self.src
+        for _ in range(budget):
+            try:
+                n = self.recv(buf)
+            except _WOULD_BLOCK:
+                return _DRAINED if src.close_pending else None
+            except ssl.SSLWantWriteError:
+                return _WANT_WRITE
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                n = 0  # a FIN without close_notify: still an EOF for TCP
+            if n == 0:
+                return _EOF
+            eof_next = False
+            if n == TLS_RECORD and src.tls:
+                n, eof_next = _read_more_records(src, view, n)
+            try:
+                sent = self.send(view[:n])
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                sent = 0
+            self.splice._count(self.slot, n, now)
+            if sent < n:
+                return bytes(view[sent:n]), eof_next
+            if eof_next:
+                return _EOF
+            if n < self.drained_below and not src.has_pending():
+                # A short read means the socket is drained: wait instead of a
+                # recv that fails (for TLS an exception object each time).
+                return _DRAINED if src.close_pending else None
+        return AGAIN

@@ -59,6 +59,7 @@ from .ca_server import CAServer, settings_from_agent
 from .consul_service import ConsulServiceReconciler
 from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
 from .events import EventRing, UserEvent, accepts, merge, uuid_to_index
+from .intention_migrate import IntentionMigrator
 from .leaf_cache import LeafCache
 from .live_metrics import metrics_for_agent
 from .liveness import LivenessTracker, heartbeat_loop
@@ -480,6 +481,7 @@ class Agent:
         nursery.start_soon(self.liveness.run)
         nursery.start_soon(self.session_ttl.run)
         nursery.start_soon(ConsulServiceReconciler(self.server, version=self.version).run)
+        nursery.start_soon(IntentionMigrator(self.server).run)
         if self.acl_server is not None:
             nursery.start_soon(self.acl_server.run)
         if self.ca is not None:

@@ -107,6 +107,21 @@ def test_proxy_bench_prints_figures_for_direct_meshd_and_envoy(
         per_process, _total = figure_row(out, f"rss {path}", 2)
         assert float(per_process) > 0
     assert re.search(r"^meshd/envoy req/s c16\s+\d+\.\d+\s+>= 0\.50\s+(met|MISSED)", out, re.M)
+    for path in ("meshd l7", "meshd l7 split", "envoy l7"):  # c16 only in --quick
+        rate, p50, p99, errors = figure_row(out, f"{path} c16", 4)
+        assert float(rate.replace(",", "")) > 0
+        assert float(p50) <= float(p99)
+        assert errors == "0", path  # no 5xx through the L7 pairs
+        (c16,) = figure_row(out, f"cpu {path}", 1)
+        assert float(c16) > 0
+    assert re.search(
+        r"^meshd l7/envoy l7 req/s c16\s+\d+\.\d+\s+>= 0\.60\s+(met|MISSED)", out, re.M
+    )
+    assert re.search(r"^90/10 split cost over plain l7 c16\s+-?\d+\.\d+\s+<= 0\.10", out, re.M)
+    p50, p99, _max = figure_row(out, "config write -> applied, 5 writes", 3)
+    assert 0 < float(p50) <= float(p99)
+    mb, seconds = figure_row(out, "rss 10 routers", 2)
+    assert float(mb) > 0 and float(seconds) > 0
 
 
 def test_acl_bench_prints_figures_with_acls_off_and_on(
