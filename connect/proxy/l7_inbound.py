@@ -83,6 +83,7 @@ from .http_pool import (
 from .identity import PeerID
 from .l7_metrics import Exchange, Flag, Reporter
 from .l7_outbound import CHAIN_WAIT, HTTP_PROTOCOLS, _chain_from_body, chain_resource
+from .l7_tracing import ProxyTracing
 from .logfmt import emit
 from .metrics import ProxyMetrics
 from .pump import Splice
@@ -182,6 +183,20 @@ def _local(status: int, body: str) -> UpstreamResponse:
     return UpstreamResponse(status, [("content-type", "text/plain")], body.encode())
 
 
+def _local_flags(resp: UpstreamResponse) -> str:
+    """Envoy's response flag of a reply this proxy made itself ("" for the app's)."""
+    body = resp.body.decode("latin-1")
+    if resp.status == 403 and body == RBAC_DENIED_BODY:
+        return "RBAC"
+    if resp.status == 503 and body == CONNECT_FAILURE_BODY:
+        return "UF"
+    if resp.status == 503 and body.startswith(RESET_BODY):
+        return "UR"
+    if resp.status == 504 and body == TIMEOUT_BODY:
+        return "UT"
+    return ""
+
+
 def _head_wants_l4(data: bytes) -> bool:
     head = data.partition(b"\r\n\r\n")[0]
     return data.startswith(b"CONNECT ") or b"\nupgrade:" in head.lower()
@@ -204,6 +219,7 @@ class L7Inbound:
         self.default_allow = False
         self.pool = Pool(self._dial_local)
         self._listener: Listener | None = None
+        self.tracing: ProxyTracing | None = None
 
     @property
     def protocol(self) -> str:
@@ -324,8 +340,11 @@ class L7Inbound:
                 data += chunk
         return data
 
-    def _request(self, event: h11.Request, source: PeerID) -> Request:
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers]
+    def _request(
+        self, event: h11.Request, source: PeerID, raw: list[tuple[bytes, bytes]] | None = None
+    ) -> Request:
+        pairs = event.headers if raw is None else raw
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in pairs]
         return Request.build(
             event.method.decode("ascii"),
             event.target.decode("latin-1"),
@@ -355,7 +374,7 @@ class L7Inbound:
                 return
             except (OSError, ssl.SSLError):
                 return
-            resp = await self.handle(self._request(event, source), body)
+            resp = await self._traced(event, source, body)
             try:
                 await self._respond(h, tls, resp, head=event.method == b"HEAD")
             except (OSError, ssl.SSLError, h11.LocalProtocolError):
@@ -400,6 +419,25 @@ class L7Inbound:
         )
         self.metrics.rbac_denied(request.source_service, self.service, decision.intention)
         return _local(403, RBAC_DENIED_BODY)
+
+    async def _traced(self, event: h11.Request, source: PeerID, body: bytes) -> UpstreamResponse:
+        """``handle`` inside a SERVER span when tracing is on (l7_tracing): the
+        local app gets the span's trace headers and ``x-request-id``."""
+        tracing = self.tracing
+        if tracing is None:
+            return await self.handle(self._request(event, source), body)
+        hop = tracing.server_hop(
+            self.service, source.service, event.method, event.target, event.headers
+        )
+        try:
+            resp = await self.handle(self._request(event, source, hop.headers), body)
+        finally:
+            tracing.release(hop)
+        hop.flags = _local_flags(resp)
+        hop.from_upstream, hop.attempts = not hop.flags, 1
+        hop.upstream = self._local_address() if self._listener is not None else ""
+        tracing.finish(hop, resp.status, resp.headers)
+        return resp
 
     async def handle(self, request: Request, body: bytes) -> UpstreamResponse:
         """The answer to one request, counted and access-logged as the

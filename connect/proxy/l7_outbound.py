@@ -73,6 +73,7 @@ from .http_pool import (
 )
 from .l7_metrics import Exchange, Flag, Reporter, StandardMetrics, mark_attempt, mark_target
 from .l7_mirror import MirrorSender
+from .l7_tracing import Hop, ProxyTracing
 from .logfmt import emit
 from .outbound import HANDSHAKE_TIMEOUT, OutboundHandler
 from .sockets import Listener, close
@@ -86,6 +87,8 @@ PEEK_TIMEOUT = 10.0
 OVERFLOW_BODY = "upstream connect error or disconnect/reset before headers. reset reason: overflow"
 RESET_BODY = "upstream connect error or disconnect/reset before headers. reset reason: "
 HTTP_PROTOCOLS = ("http",)
+# Envoy's response flags for an attempt that got no answer.
+_FAILURE_FLAGS = {Failure.CONNECT_FAILURE: "UF", Failure.PER_TRY_TIMEOUT: "UT"}
 
 
 def _rng() -> random.Random:
@@ -343,6 +346,7 @@ class L7OutboundHandler:
         )
         self.pool = Pool(self._dial)
         self._listener: Listener | None = None
+        self.tracing: ProxyTracing | None = None
         metrics = getattr(l4, "metrics", None)
         if metrics is not None:
             counter = metrics.mirror_requests
@@ -433,27 +437,43 @@ class L7OutboundHandler:
         await send_bytes(sock, out)
 
     async def handle(self, event: h11.Request, body: bytes) -> UpstreamResponse:
-        """The answer to one request, counted and access-logged as the source
-        reporter (l7_metrics.py)."""
+        """The answer to one request (from upstream, or local), traced
+        (l7_tracing.py) and counted and access-logged as the source reporter
+        (l7_metrics.py)."""
+        tracing, up = self.tracing, self.up
+        hop = None
+        if tracing is not None:
+            hop = tracing.client_hop(
+                up.source, up.destination, event.method, event.target, event.headers
+            )
         ex = self.reporter.begin(
             event.method.decode("ascii"),
             event.target.decode("latin-1"),
-            event.headers.raw_items(),
+            hop.headers if hop is not None else event.headers.raw_items(),
             len(body),
-            self.up.source,
-            self.up.destination,
+            up.source,
+            up.destination,
         )
-        return await self.reporter.observe(ex, functools.partial(self._handle, event, body))
+        if hop is not None:
+            ex.trace_id = hop.span.trace_id
+        handle = functools.partial(self._handle, event, body, hop)
+        resp = await self.reporter.observe(ex, handle)
+        if tracing is not None and hop is not None:
+            tracing.finish(hop, resp.status, resp.headers)
+        return resp
 
-    async def _handle(self, event: h11.Request, body: bytes, ex: Exchange) -> UpstreamResponse:
+    async def _handle(
+        self, event: h11.Request, body: bytes, hop: Hop | None, ex: Exchange
+    ) -> UpstreamResponse:
         """The answer to one request (from upstream, or local); marks ``ex``
-        with the response flags, target and upstream instance."""
+        (and ``hop``) with the response flags, target and upstream instance."""
         up = self.up
         decider = up.decider
         if decider is None:
             ex.flag(Flag.NO_HEALTHY_UPSTREAM)
             return _local(503, NO_HEALTHY_UPSTREAM_BODY)
-        headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers)
+        raw = hop.headers if hop is not None else event.headers
+        headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw)
         request = Request.build(
             event.method.decode("ascii"),
             event.target.decode("latin-1"),
@@ -479,12 +499,14 @@ class L7OutboundHandler:
             abort = fault.abort_response()
             if abort is not None:
                 self.reporter.fault(ex, "abort")
+                if hop is not None:
+                    hop.flags = "FI"
                 return UpstreamResponse(abort[0], abort[1], abort[2].encode())
             target_line, out_headers = _outgoing(decision, request, body)
             if decision.mirror:
                 self._mirror(decider, decision, request, target_line, out_headers, body)
             resp = await self._attempts(
-                decider, decision, request, target_line, out_headers, body, ex
+                decider, decision, request, target_line, out_headers, body, hop, ex
             )
         finally:
             up.breaker.release_request()
@@ -538,6 +560,7 @@ class L7OutboundHandler:
         target_line: str,
         out_headers: list[tuple[str, str]],
         body: bytes,
+        hop: Hop | None,
         ex: Exchange,
     ) -> UpstreamResponse:
         up = self.up
@@ -559,6 +582,8 @@ class L7OutboundHandler:
                     ex.flag(Flag.TIMEOUT)
                     return _local(504, TIMEOUT_BODY)
                 ex.upstream = endpoint
+                if hop is not None:
+                    hop.upstream, hop.attempts = endpoint, hop.attempts + 1
                 resp, outcome = await self._attempt(
                     endpoint, request.method, target_line, out_headers, body, per_try
                 )
@@ -574,8 +599,12 @@ class L7OutboundHandler:
                     return _local(504, TIMEOUT_BODY)
                 if verdict.verdict is Verdict.RESPOND:
                     if resp is not None:
+                        if hop is not None:
+                            hop.from_upstream = True
                         return resp
                     reason = outcome.failure.value if outcome.failure else "reset"
+                    if hop is not None:
+                        hop.flags = _FAILURE_FLAGS.get(outcome.failure or Failure.RESET, "UR")
                     return _local(503, RESET_BODY + reason)
                 self.reporter.retried(ex)
                 await trio.sleep(verdict.delay_s)

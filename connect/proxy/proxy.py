@@ -34,6 +34,7 @@ from .inbound import Gatekeeper, InboundHandler, follow_intentions
 from .l7_inbound import L7Inbound, follow_l7_inbound
 from .l7_metrics import Reporter
 from .l7_outbound import L7OutboundHandler, L7Upstream, follow_chain, follow_limits
+from .l7_tracing import ProxyTracing
 from .logfmt import emit
 from .metrics import ProxyMetrics
 from .outbound import OutboundHandler, follow_health
@@ -121,6 +122,7 @@ class Proxy:
         self.metrics = metrics or ProxyMetrics()
         self.gate = Gatekeeper(client, self.metrics)
         self.access = AccessLogger()
+        self.tracing = ProxyTracing(client, self.metrics.registry)
         self.running: dict[tuple[str, int], _Running] = {}
         self.applied = 0
         self._changed = trio.Event()
@@ -138,6 +140,7 @@ class Proxy:
             self._hub = hub = WatchHub(self.client, nursery, wait=self.options.wait)
             cell = hub.acquire(services_resource(), _services)
             nursery.start_soon(follow_access_logs, hub, self.access.settings)
+            nursery.start_soon(self.tracing.run, hub)
             nursery.start_soon(self.ejections.run)
             task_status.started()
             version = 0
@@ -235,6 +238,7 @@ class Proxy:
                 self.metrics.standard, "destination", spec.service, self.access, trio.current_time
             )
             l7_in = L7Inbound(spec.service, self.metrics, reporter)
+            l7_in.tracing = self.tracing
             handler = InboundHandler(creds, self.gate, self.metrics, l7_in)
             balancer = None
             l7 = None
@@ -249,6 +253,7 @@ class Proxy:
                 self.metrics.standard, "source", spec.service, self.access, trio.current_time
             )
             handler = L7OutboundHandler(creds, l7, l4, reporter)
+            handler.tracing = self.tracing
         listener = Listener(
             spec, handler, reuse_port=self.options.reuse_port, on_reject=self._rejected
         )

@@ -84,6 +84,7 @@ from .snapshot_archive import ArchiveError, decode_archive
 from .snapshot_upload import push_archive
 from .sync import AntiEntropy, NodeInfo
 from .tokens import TokenStore
+from .traces import AgentTraces
 from .wire import ReadOptions, ReadResult, WriteResult
 
 log = logging.getLogger("meshd.agent")
@@ -153,6 +154,7 @@ class Agent:
         )
         # Reads the agent only when scraped, so it can exist before anything runs.
         self.metrics = metrics_for_agent(self)
+        self.traces = AgentTraces(config.tracing)  # spans of the local proxies (traces.py)
         self.heartbeat_interval = 1.0 * config.performance.raft_multiplier
         self.rpc_address = f"{config.advertise_addr}:{config.ports.server}"
         self._server_ssl, self._client_ssl = self._tls_contexts()
@@ -359,6 +361,7 @@ class Agent:
             )
             nursery.start_soon(self._join_loop, rpc)
             nursery.start_soon(self.leaf_cache.run)
+            nursery.start_soon(self.traces.run)
             if self.server is not None and cfg.dev:
                 await self.server.node.wait_for_leader(5)
                 # and for its ACL and CA set-up, so the API is usable at once
