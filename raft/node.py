@@ -461,6 +461,14 @@ class RaftNode(DurableWrites):
             # Count the ticks a stall swallowed: the core's clock must not run
             # behind real time, or a leader lease would outlive its duration.
             missed = int((trio.current_time() - deadline) // interval)
+            if missed >= 3:  # one line per stall long enough to matter
+                log.warning(
+                    "event=raft_loop_stall id=%s role=%s stalled_ms=%d inbox=%d",
+                    self.config.id,
+                    self._soft.role.value,
+                    (trio.current_time() - deadline + interval) * 1000,
+                    len(self._inbox),
+                )
             deadline += missed * interval
             self._ticks += 1 + missed
             self._wake.set()
