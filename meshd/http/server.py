@@ -370,6 +370,10 @@ class _Connection:
                 return
             self._read_ahead += len(data)
             if not self._stopped:
+                # Parsing thousands of requests that arrived together (10,000
+                # watchers re-arming) in one round holds the loop as long as
+                # handling them would: parse a batch per round too.
+                await admit()
                 self._feed(bytes(data))
             self._data_arrived.unpark_all()
 
