@@ -528,6 +528,12 @@ def test_traces_searched_and_one_trace_drawn_as_a_waterfall_in_order(
     page.get_by_role("button", name="Search").click()
     expect(ids).to_have_text([T1])
     assert page.url.endswith("#/traces?min_duration=50ms")
+    page.get_by_label("Minimum duration").fill("")
+    page.get_by_label("Status", exact=True).select_option("code")
+    page.get_by_label("Status code").fill("503")  # shown only for "code"
+    page.get_by_role("button", name="Search").click()
+    expect(ids).to_have_text([T1])  # a span of T1 answered 503
+    assert page.url.endswith("#/traces?status=503")
     shot(page, "traces-search")
     table.get_by_role("link", name=T1).click()
     waterfall = page.locator("#waterfall")
