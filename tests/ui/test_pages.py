@@ -524,6 +524,10 @@ def test_traces_searched_and_one_trace_drawn_as_a_waterfall_in_order(
     page.get_by_label("Service").fill("")
     page.get_by_role("button", name="Search").click()
     expect(ids).to_have_text([T2, T1])  # newest first
+    page.get_by_label("Minimum duration").fill("fast")  # the API's 400, next to the field
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("#trace-results").get_by_role("alert")).to_contain_text("min_duration")
+    expect(page.get_by_label("Minimum duration")).to_have_attribute("aria-invalid", "true")
     page.get_by_label("Minimum duration").fill("50ms")
     page.get_by_role("button", name="Search").click()
     expect(ids).to_have_text([T1])

@@ -42,6 +42,7 @@ export function renderTraces(main) {
   const limit = h("input", { type: "number", name: "limit", min: 1, max: 1000, value: q.get("limit") || "20" });
   const live = h("input", { type: "checkbox", name: "live" });
   const results = h("div", { id: "trace-results", "aria-live": "polite" });
+  const inputs = [minDur, limit, code];
   let timer = null;
   let seq = 0;
   const params = () => {
@@ -58,9 +59,15 @@ export function renderTraces(main) {
     const p = params().toString();
     try {
       const { data, headers } = await api("GET", "/v1/internal/traces" + (p ? `?${p}` : ""));
-      if (mine === seq) drawResults(results, data || [], headers.get("X-Consul-Results-Filtered-By-ACLs") === "true");
+      if (mine !== seq) return;
+      drawResults(results, data || [], headers.get("X-Consul-Results-Filtered-By-ACLs") === "true");
+      inputs.forEach((i) => i.removeAttribute("aria-invalid"));
     } catch (err) {
-      if (mine === seq) clear(results, message("error", describeError(err)));
+      if (mine !== seq) return;
+      // A 400 names its field (min_duration, limit, status): mark that input.
+      const bad = err.status === 400 && inputs.find((i) => err.message.includes(i.name === "code" ? "status" : i.name));
+      inputs.forEach((i) => (i === bad ? i.setAttribute("aria-invalid", "true") : i.removeAttribute("aria-invalid")));
+      clear(results, message("error", describeError(err)));
     }
   };
   status.addEventListener("change", () => { codeField.hidden = status.value !== "code"; });
