@@ -27,7 +27,8 @@ function hashQuery() {
   return new URLSearchParams(location.hash.split("?")[1] || "");
 }
 
-export function renderTraces(main) {
+/** The search inputs, filled from the address (#/traces?service=…). */
+function searchInputs() {
   const q = hashQuery();
   const service = h("input", { type: "search", name: "service", placeholder: "any service", value: q.get("service") || "" });
   const wanted = q.get("status") || "";
@@ -38,8 +39,14 @@ export function renderTraces(main) {
   const code = h("input", { type: "number", name: "code", min: 100, max: 599, value: isCode ? wanted : "" });
   const codeField = field("Status code", code);
   codeField.hidden = !isCode;
+  status.addEventListener("change", () => { codeField.hidden = status.value !== "code"; });
   const minDur = h("input", { type: "text", name: "min_duration", placeholder: "e.g. 250ms", value: q.get("min_duration") || "" });
   const limit = h("input", { type: "number", name: "limit", min: 1, max: 1000, value: q.get("limit") || "20" });
+  return { service, status, code, codeField, minDur, limit };
+}
+
+export function renderTraces(main) {
+  const { service, status, code, codeField, minDur, limit } = searchInputs();
   const live = h("input", { type: "checkbox", name: "live" });
   const results = h("div", { id: "trace-results", "aria-live": "polite" });
   const inputs = [minDur, limit, code];
@@ -70,7 +77,6 @@ export function renderTraces(main) {
       clear(results, message("error", describeError(err)));
     }
   };
-  status.addEventListener("change", () => { codeField.hidden = status.value !== "code"; });
   live.addEventListener("change", () => {
     clearInterval(timer);
     timer = live.checked ? setInterval(search, LIVE_MS) : null;
