@@ -12,6 +12,7 @@ import trio
 
 from meshd.agent.write_batch import WriteBatcher
 from meshd.errors import NoLeaderError
+from raft.errors import ProposalDroppedError
 from registry.commands import KVRequest, encode_command
 from tests.meshd.inproc import inproc_agent
 
@@ -102,3 +103,30 @@ async def test_the_leader_answers_each_command_of_a_batch(autojump_clock: Any) -
         got = await api.get("/v1/kv/b/k")
         assert base64.b64decode(got.json()[0]["Value"]) == b"2"  # order kept
         assert (await api.get("/v1/kv/b/new")).status == 200
+
+
+async def test_commands_raft_did_not_take_are_retried_once_each(autojump_clock: Any) -> None:
+    """A leadership transfer drops a batch before Raft takes it: each command
+    is retried on its own, as a single forwarded write is, and applied once
+    (a create-only CAS applied twice would answer false)."""
+    async with inproc_agent() as (agent, api):
+        server = agent.server
+        assert server is not None
+        real = server.node.apply_batch
+        dropped: list[int] = []
+
+        async def transfer_once(batch: Sequence[bytes]) -> list[Any]:
+            if not dropped:
+                dropped.append(len(batch))
+                raise ProposalDroppedError("leadership transfer in progress")
+            return await real(batch)
+
+        server.node.apply_batch = transfer_once  # type: ignore[method-assign]
+        cmds = [_kv("cas", f"once/{i}", b"v", cas=0) for i in range(3)]
+        answer = await server.call_local("Registry.ApplyBatch", {"cmds": cmds, "fwd": True})
+        assert dropped == [3]
+        assert [r["w"]["ok"] for r in answer["results"]] == [True, True, True]
+        indexes = [r["w"]["i"] for r in answer["results"]]
+        assert indexes == sorted(indexes)  # retried in order
+        for i in range(3):
+            assert (await api.get(f"/v1/kv/once/{i}")).status == 200
