@@ -1,7 +1,8 @@
 """The server role: Raft over mTLS, the registry FSM, and RPC for agents.
 
 Writes are applied through Raft on the leader; a server that is not the
-leader forwards them there itself (one hop) and, while no leader is known,
+leader forwards them there itself (one hop, gathered into
+``Registry.ApplyBatch`` calls: write_batch.py) and, while no leader is known,
 holds the request for up to ``rpc_hold_timeout`` before answering "No
 cluster leader" (Consul's behaviour during elections). Reads honour Consul's
 consistency modes: ``default`` is answered by the leader while its lease
