@@ -145,10 +145,17 @@ def request_bytes(method: str, target: str, headers: list[tuple[str, str]], body
     return _head(f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), headers) + body
 
 
-async def recv_into_view(sock: socket.socket) -> memoryview:
+async def recv_into_view(sock: socket.socket, *, wait_first: bool = False) -> memoryview:
     """The next bytes of a non-blocking (TLS) socket, in the shared buffer
-    (valid until the next call); empty at EOF."""
+    (valid until the next call); empty at EOF.
+
+    ``wait_first``: the bytes are most likely not there yet (an answer just
+    asked for), so wait for readability before the first ``recv`` instead of
+    paying for one that fails (a syscall and an exception). Bytes OpenSSL
+    has already decrypted are read at once."""
     fd = sock.fileno()
+    if wait_first and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+        await wait_fd(fd, readable=True)
     while True:
         try:
             n = sock.recv_into(_RECV_BUF)
@@ -206,6 +213,7 @@ class RequestReader:
         self._stopped = False
         self._continued = False
         self._eof = False
+        self._reads = 0
 
     def feed(self, data: bytes | memoryview) -> None:
         """Parse ``data``; a failure is kept and raised after the requests before it."""
@@ -263,7 +271,10 @@ class RequestReader:
                 self._continued = True
                 if not self._size:
                     await send_bytes(self.sock, CONTINUE)
-            data = await recv_into_view(self.sock)
+            # Past the first read, a peer sends its next request only after
+            # our answer: the bytes are rarely there already.
+            data = await recv_into_view(self.sock, wait_first=self._reads > 0)
+            self._reads += 1
             if not data:
                 self._eof = True
                 continue
@@ -381,8 +392,10 @@ class ResponseReader:
         self._in_body = False
         self._status = 0
         self._head_only = head_only
+        wait_first = True  # the request was just sent
         while not self._done:
-            data = await recv_into_view(self.sock)
+            data = await recv_into_view(self.sock, wait_first=wait_first)
+            wait_first = False
             if not data:
                 self.reusable = False
                 if self._in_body and not self._framed:

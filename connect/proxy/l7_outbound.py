@@ -30,7 +30,6 @@ so a test's split counts are reproducible; unset, it is unpredictable.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import random
 import socket
@@ -522,16 +521,22 @@ class L7OutboundHandler:
         body: bytes,
         per_try: float | None,
     ) -> tuple[UpstreamResponse | None, Outcome]:
-        limit = math.inf if per_try is None else per_try
-        with trio.move_on_after(limit):
-            try:
-                resp = await self.pool.request(endpoint, method, target, headers, body)
-            except UpstreamReset:
-                return None, Outcome(failure=Failure.RESET)
-            except (OSError, ssl.SSLError, trio.TooSlowError, PeerIdentityError, VerdictError):
-                return None, Outcome(failure=Failure.CONNECT_FAILURE)
-            return resp, Outcome(status=resp.status, headers=Headers(resp.headers))
+        if per_try is None:  # no cancel scope when there is no deadline to keep
+            return await self._exchange(endpoint, method, target, headers, body)
+        with trio.move_on_after(per_try):
+            return await self._exchange(endpoint, method, target, headers, body)
         return None, Outcome(failure=Failure.PER_TRY_TIMEOUT)
+
+    async def _exchange(
+        self, endpoint: str, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[UpstreamResponse | None, Outcome]:
+        try:
+            resp = await self.pool.request(endpoint, method, target, headers, body)
+        except UpstreamReset:
+            return None, Outcome(failure=Failure.RESET)
+        except (OSError, ssl.SSLError, trio.TooSlowError, PeerIdentityError, VerdictError):
+            return None, Outcome(failure=Failure.CONNECT_FAILURE)
+        return resp, Outcome(status=resp.status, headers=Headers(resp.headers))
 
     def _repick(self, decider: Decider, target_id: str, request: Request, last: str) -> str:
         target = decider.table.targets.get(target_id)
