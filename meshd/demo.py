@@ -190,13 +190,39 @@ def _taken(ports: DemoPorts) -> str | None:
     return None
 
 
-async def _ask_api(ports: DemoPorts) -> str:
-    """What api answers through web's upstream (the mesh), or why not."""
+# What an application copies from its inbound request to its outbound calls so
+# that the mesh's traces join up (W3C, B3, the request id, the forcing header).
+TRACE_HEADERS = (
+    b"traceparent",
+    b"tracestate",
+    b"b3",
+    b"x-b3-traceid",
+    b"x-b3-spanid",
+    b"x-b3-parentspanid",
+    b"x-b3-sampled",
+    b"x-b3-flags",
+    b"x-request-id",
+    b"x-meshd-force-trace",
+)
+
+
+def trace_headers(request: bytes) -> bytes:
+    """The trace header lines of a raw request head, ready to send on."""
+    head = request.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]
+    keep = [line for line in head if line.partition(b":")[0].strip().lower() in TRACE_HEADERS]
+    return b"".join(line.strip() + b"\r\n" for line in keep)
+
+
+async def _ask_api(ports: DemoPorts, forward: bytes = b"") -> str:
+    """What api answers through web's upstream (the mesh), or why not;
+    ``forward`` are the inbound request's trace headers."""
     try:
         with trio.fail_after(2):
             stream = await trio.open_tcp_stream(HOST, ports.upstream)
             async with stream:
-                await stream.send_all(b"GET / HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+                await stream.send_all(
+                    b"GET / HTTP/1.1\r\nHost: api\r\n" + forward + b"Connection: close\r\n\r\n"
+                )
                 data = b""
                 while chunk := await stream.receive_some(65536):
                     data += chunk
@@ -218,7 +244,7 @@ async def _http_service(
             request = await stream.receive_some(65536)
             text = f"hello from {name}\n"
             if name == "web" and not request.startswith(b"GET /health"):
-                text += f"api says: {await _ask_api(ports)}\n"
+                text += f"api says: {await _ask_api(ports, trace_headers(request))}\n"
             body = text.encode()
             head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             await stream.send_all(head.encode() + body)
@@ -296,6 +322,7 @@ def l7_commands(cli: str, addr: str, up: str, data_dir: Path) -> list[str]:
         f"{write} {data_dir / 'hidden-release.json'}{addr}   # x-version: v2 selects v2",
         f"curl -s -H 'x-version: v2' {up}/   # hello from api v2",
         f"curl -s {up}/                   # hello from api v1 (no header)",
+        f"{cli} explain web api -H 'x-version: v2' /{addr}   # which route, target, instances",
         f"{write} {data_dir / 'canary.json'}{addr}   # canary: 90% v1, 10% v2",
         f"for i in $(seq 100); do curl -s {up}/; done | sort | uniq -c   # ~90 v1, ~10 v2",
         f"{write} {data_dir / 'fault.json'}{addr}   # fault: api aborts half with 503",
@@ -303,9 +330,6 @@ def l7_commands(cli: str, addr: str, up: str, data_dir: Path) -> list[str]:
         f"{write} {data_dir / 'api-defaults.json'}{addr}   # fault off",
         f"{cli} config delete -kind service-splitter -name api{addr}   # canary off",
         f"{cli} config delete -kind service-router -name api{addr}     # hidden release off",
-        # `meshd explain` (issue 15) belongs here once it lands: which route,
-        # split, target and instance a request gets, e.g.
-        # f"{cli} explain web api -H 'x-version: v2' /{addr}",
     ]
 
 

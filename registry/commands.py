@@ -398,7 +398,9 @@ def _validate_intention_name(name: str, field_name: str) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IntentionUpsert(Command):
-    """Create or update an intention by ID (precedence is computed by the FSM)."""
+    """Create or update an intention: the source ``SourceName`` of the
+    destination's service-intentions entry, found by ``LegacyID`` when the ID
+    is set, else by name (precedence is computed by the FSM)."""
 
     TYPE: ClassVar[int] = 8
     intention: Intention
@@ -406,7 +408,6 @@ class IntentionUpsert(Command):
 
     def validate(self) -> None:
         ixn = self.intention
-        v.require(ixn.id, "ID", "must be set")
         _validate_intention_name(ixn.source_name, "SourceName")
         _validate_intention_name(ixn.destination_name, "DestinationName")
         for ns, name in (("SourceNS", ixn.source_ns), ("DestinationNS", ixn.destination_ns)):
@@ -427,13 +428,29 @@ class IntentionUpsert(Command):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IntentionDelete(Command):
-    """Delete an intention by ID."""
+    """Delete an intention by ID (its ``LegacyID``) or, without one, by
+    ``source`` and ``destination`` names."""
 
     TYPE: ClassVar[int] = 9
-    id: str
+    id: str = ""
+    source: str = ""
+    destination: str = ""
 
     def validate(self) -> None:
-        v.require(self.id, "ID", "must be set")
+        if not self.id:
+            v.require(self.source, "SourceName", "must be set")
+            v.require(self.destination, "DestinationName", "must be set")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IntentionsMigrate(Command):
+    """The leader moves the records of the pre-1.9 intentions table into
+    service-intentions config entries (Consul's legacy intention migration)."""
+
+    TYPE: ClassVar[int] = 72
+
+    def validate(self) -> None:
+        return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -744,6 +761,7 @@ COMMAND_TYPES: dict[int, type[Command]] = {
         ConfigEntryBatch,
         AutopilotConfigSet,
         CoordinateBatchUpdate,
+        IntentionsMigrate,
     )
 }
 

@@ -186,6 +186,12 @@ def session_json(s: Session) -> JSON:
     }
 
 
+def _intention_time(ts: float) -> str:
+    # A source written as a config entry has no Legacy*Time: Consul's
+    # ToIntention leaves the time.Time zero, printed as year 1.
+    return rfc3339(ts) if ts else "0001-01-01T00:00:00Z"
+
+
 def intention_json(i: Intention) -> JSON:
     """An intention as in /v1/connect/intentions."""
     out: JSON = {
@@ -198,8 +204,8 @@ def intention_json(i: Intention) -> JSON:
         "SourceType": i.source_type,
         "Meta": i.meta,
         "Precedence": i.precedence,
-        "CreatedAt": rfc3339(i.created_at),
-        "UpdatedAt": rfc3339(i.updated_at),
+        "CreatedAt": _intention_time(i.created_at),
+        "UpdatedAt": _intention_time(i.updated_at),
         "CreateIndex": i.create_index,
         "ModifyIndex": i.modify_index,
     }

@@ -95,7 +95,9 @@ __all__ = [
 ]
 
 
-def parse_entry(data: JSON, *, filter_validator: FilterValidator | None = None) -> ConfigEntry:
+def parse_entry(
+    data: JSON, *, filter_validator: FilterValidator | None = None, stored: bool = False
+) -> ConfigEntry:
     """Decode and validate one config entry from its JSON (a dict).
 
     ``filter_validator`` checks service-resolver subset filters (meshd's
@@ -104,7 +106,8 @@ def parse_entry(data: JSON, *, filter_validator: FilterValidator | None = None) 
     an unknown key, a wrongly typed value or any of Consul's per-entry
     validation failures; DecodeError (a ValidationError) when the JSON
     itself does not decode (Consul's 400 "Request decoding failed: ...").
-    Pure; no I/O.
+    ``stored``: the entry is read back from the registry, not written (a
+    service-intentions source may carry its ``Legacy*`` fields). Pure; no I/O.
     """
     f = Fields(data, "")
     raw_kind = f.raw("Kind")
@@ -115,6 +118,8 @@ def parse_entry(data: JSON, *, filter_validator: FilterValidator | None = None) 
     kind = raw_kind
     if kind == SERVICE_RESOLVER:
         return parse_service_resolver(f, filter_validator)
+    if kind == SERVICE_INTENTIONS:
+        return parse_service_intentions(f, stored=stored)
     parser = _PARSERS.get(kind)
     if parser is None:
         raise DecodeError("Kind", f"invalid config entry kind: {kind}")

@@ -33,6 +33,7 @@ DEFAULT_PROTOCOL = "tcp"
 FAULT_INJECTION = "builtin/fault-injection"
 
 _SD_PASSTHROUGH = (
+    "TracingSamplingPercentage",  # meshd's: see check_sampling
     "Mode",
     "TransparentProxy",
     "MutualTLSMode",
@@ -350,6 +351,20 @@ def parse_envoy_extensions(f: Fields) -> tuple[EnvoyExtension, ...]:
     return tuple(out)
 
 
+SAMPLING_KEY = "tracing_sampling_percentage"  # proxy-defaults Config (meshd's)
+
+
+def check_sampling(value: JSON, field_name: str) -> None:
+    """A trace sampling percentage: a number from 0 to 100 with a 0.01 resolution
+    (Istio's ``randomSamplingPercentage``); None (unset) passes."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+        raise ValidationError(field_name, f"{field_name} must be a number between 0 and 100")
+    if abs(round(value * 100) - value * 100) > 1e-6:
+        raise ValidationError(field_name, f"{field_name} has a resolution of 0.01")
+
+
 @dataclass(frozen=True)
 class ServiceDefaultsEntry:
     name: str
@@ -425,6 +440,7 @@ def parse_service_defaults(f: Fields) -> ServiceDefaultsEntry:
             "Name", "service-defaults name must be the name of a service, and not a wildcard"
         )
     check_meta(entry.meta)
+    check_sampling(extra.get("TracingSamplingPercentage"), "TracingSamplingPercentage")
     bic = extra.get("BalanceInboundConnections", "")
     if bic not in ("", "exact_balance"):
         raise ValidationError(
@@ -489,6 +505,7 @@ def parse_proxy_defaults(f: Fields) -> ProxyDefaultsEntry:
     proto = entry.config.get("protocol")
     if proto is not None and not isinstance(proto, str):
         raise ValidationError("Config.protocol", "Config.protocol must be a string")
+    check_sampling(entry.config.get(SAMPLING_KEY), f"Config.{SAMPLING_KEY}")
     for key in _PD_INT_KEYS:
         value = entry.config.get(key)
         # mapstructure's weak decoding also takes "5000" for an int.

@@ -30,7 +30,8 @@ from connect.l7.entries_http import (
 
 SERVICE_INTENTIONS = "service-intentions"
 _ACTIONS = ("allow", "deny")
-# SamenessGroup is kept as given; the Legacy* fields must be omitted.
+# SamenessGroup is kept as given; the Legacy* fields are the intentions
+# API's (kept in stored entries, cleared or refused in written ones).
 _SOURCE_PASSTHROUGH = (
     "SamenessGroup",
     "LegacyID",
@@ -160,7 +161,17 @@ def _check_wildcards(name: str, field: str, where: str) -> None:
         )
 
 
-def _parse_source(raw: JSON, i: int, dest: str) -> SourceIntention:
+def _clear_legacy(extra: dict[str, JSON], f: Fields, path: str) -> None:
+    """A written source loses LegacyID and the Legacy times (Consul's
+    ``normalize``: a read entry can be written back); a non-empty
+    LegacyMeta is refused, as Consul's ``Validate`` does (data loss)."""
+    if extra.get("LegacyMeta"):
+        raise ValidationError(f.sub("LegacyMeta"), f"{path}.LegacyMeta must be omitted")
+    for legacy in _SOURCE_PASSTHROUGH[1:]:
+        extra.pop(legacy, None)
+
+
+def _parse_source(raw: JSON, i: int, dest: str, stored: bool) -> SourceIntention:
     path = f"Sources[{i}]"
     f = Fields(raw, path)
     src = SourceIntention(
@@ -178,9 +189,8 @@ def _parse_source(raw: JSON, i: int, dest: str) -> SourceIntention:
     if not src.name:
         raise ValidationError(f.sub("Name"), f"{path}.Name is required")
     _check_wildcards(src.name, f.sub("Name"), f"{path}.")
-    for legacy in _SOURCE_PASSTHROUGH[1:]:
-        if legacy in extra:
-            raise ValidationError(f.sub(legacy), f"{path}.{legacy} must be omitted")
+    if not stored:
+        _clear_legacy(extra, f, path)
     if not raw_perms and src.action not in _ACTIONS:
         raise ValidationError(f.sub("Action"), f"{path}.Action must be set to 'allow' or 'deny'")
     if raw_perms and src.action:
@@ -201,10 +211,13 @@ def _parse_source(raw: JSON, i: int, dest: str) -> SourceIntention:
     )
 
 
-def parse_service_intentions(f: Fields) -> ServiceIntentionsEntry:
+def parse_service_intentions(f: Fields, *, stored: bool = False) -> ServiceIntentionsEntry:
     """Decode and validate a ``service-intentions`` entry (Kind already read).
 
     Sources come back ordered by precedence, highest first (Consul's Normalize).
+    A written entry must omit the ``Legacy*`` fields of a source; a
+    ``stored`` one (read back) may have them: the intentions API keeps an
+    intention's ID, Meta and times there (Consul's ``legacyWrite``).
     """
     name = f.str("Name")
     if not name:
@@ -218,7 +231,7 @@ def parse_service_intentions(f: Fields) -> ServiceIntentionsEntry:
     sources = []
     seen: set[tuple[str, str, str]] = set()
     for i, raw in enumerate(raw_sources):
-        s = _parse_source(raw, i, name)
+        s = _parse_source(raw, i, name, stored)
         key = (s.namespace or "default", s.name, s.peer)
         if key in seen:
             raise ValidationError(

@@ -78,6 +78,7 @@ from .http_pool import (
 )
 from .identity import PeerID
 from .l7_outbound import CHAIN_WAIT, HTTP_PROTOCOLS, _chain_from_body, chain_resource
+from .l7_tracing import ProxyTracing
 from .logfmt import emit
 from .metrics import ProxyMetrics
 from .pump import Splice
@@ -126,6 +127,10 @@ def source_from_intention(ixn: Intention) -> SourceIntention:
     )
 
 
+def _rule_key(src: SourceIntention) -> tuple[str, str, int]:
+    return (src.name, src.namespace or "default", src.precedence)
+
+
 def sources_from_entries(body: Any, destination: str) -> list[SourceIntention]:
     """The sources of ``destination``'s and ``*``'s entries in a
     ``/v1/config/service-intentions`` answer.
@@ -139,7 +144,7 @@ def sources_from_entries(body: Any, destination: str) -> list[SourceIntention]:
         if not isinstance(raw, Mapping) or raw.get("Name") not in (destination, "*"):
             continue
         try:
-            entry = parse_entry({k: v for k, v in raw.items() if k not in _READ_ONLY})
+            entry = parse_entry({k: v for k, v in raw.items() if k not in _READ_ONLY}, stored=True)
         except ValidationError as exc:
             name = str(raw.get("Name"))
             emit(40, "intentions_entry_unreadable", name=name, reason=exc.message)
@@ -173,6 +178,20 @@ def _local(status: int, body: str) -> UpstreamResponse:
     return UpstreamResponse(status, [("content-type", "text/plain")], body.encode())
 
 
+def _local_flags(resp: UpstreamResponse) -> str:
+    """Envoy's response flag of a reply this proxy made itself ("" for the app's)."""
+    body = resp.body.decode("latin-1")
+    if resp.status == 403 and body == RBAC_DENIED_BODY:
+        return "RBAC"
+    if resp.status == 503 and body == CONNECT_FAILURE_BODY:
+        return "UF"
+    if resp.status == 503 and body.startswith(RESET_BODY):
+        return "UR"
+    if resp.status == 504 and body == TIMEOUT_BODY:
+        return "UT"
+    return ""
+
+
 def _head_wants_l4(data: bytes) -> bool:
     head = data.partition(b"\r\n\r\n")[0]
     return data.startswith(b"CONNECT ") or b"\nupgrade:" in head.lower()
@@ -192,6 +211,7 @@ class L7Inbound:
         self.default_allow = False
         self.pool = Pool(self._dial_local)
         self._listener: Listener | None = None
+        self.tracing: ProxyTracing | None = None
 
     @property
     def protocol(self) -> str:
@@ -221,8 +241,14 @@ class L7Inbound:
         self._rebuild()
 
     def _rebuild(self) -> None:
+        # The intentions API and the entries are one store (an agent of
+        # meshd >= the unified store lists every entry source there too):
+        # a table intention already read from an entry is not a second rule
+        # (same source and precedence: the same destination, this one or *).
+        seen = {_rule_key(s) for s in self.entry_sources}
+        table = [s for s in self.table_sources if _rule_key(s) not in seen]
         # One tuple swapped at once: a request sees the old rules or the new.
-        self.rules = tuple(order_sources([*self.entry_sources, *self.table_sources]))
+        self.rules = tuple(order_sources([*self.entry_sources, *table]))
 
     def connection_decision(self, source: PeerID) -> Decision | None:
         """How a connection from ``source`` is decided before any request.
@@ -306,8 +332,11 @@ class L7Inbound:
                 data += chunk
         return data
 
-    def _request(self, event: ParsedRequest, source: PeerID) -> Request:
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers]
+    def _request(
+        self, event: ParsedRequest, source: PeerID, raw: list[tuple[bytes, bytes]] | None = None
+    ) -> Request:
+        pairs = event.headers if raw is None else raw
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in pairs]
         return Request.build(
             event.method.decode("ascii"),
             event.target.decode("latin-1"),
@@ -329,7 +358,7 @@ class L7Inbound:
                 return
             if event is None:
                 return
-            resp = await self.handle(self._request(event, source), event.body)
+            resp = await self._traced(event, source, event.body)
             try:
                 await send_bytes(tls, serialize(resp, event))
             except (OSError, ssl.SSLError, ProtocolError):
@@ -359,6 +388,25 @@ class L7Inbound:
         )
         self.metrics.rbac_denied(request.source_service, self.service, decision.intention)
         return _local(403, RBAC_DENIED_BODY)
+
+    async def _traced(self, event: ParsedRequest, source: PeerID, body: bytes) -> UpstreamResponse:
+        """``handle`` inside a SERVER span when tracing is on (l7_tracing): the
+        local app gets the span's trace headers and ``x-request-id``."""
+        tracing = self.tracing
+        if tracing is None:
+            return await self.handle(self._request(event, source), body)
+        hop = tracing.server_hop(
+            self.service, source.service, event.method, event.target, event.headers
+        )
+        try:
+            resp = await self.handle(self._request(event, source, hop.headers), body)
+        finally:
+            tracing.release(hop)
+        hop.flags = _local_flags(resp)
+        hop.from_upstream, hop.attempts = not hop.flags, 1
+        hop.upstream = self._local_address() if self._listener is not None else ""
+        tracing.finish(hop, resp.status, resp.headers)
+        return resp
 
     async def handle(self, request: Request, body: bytes) -> UpstreamResponse:
         """The answer to one request: 403 from the intentions, or the local app's."""

@@ -62,6 +62,7 @@ from .errors import PeerIdentityError, ProxyConfigError
 from .http1 import ParsedRequest, ProtocolError, RequestReader, send_bytes
 from .http_pool import Pool, UpstreamReset, UpstreamResponse, end_to_end, local_error, serialize
 from .l7_mirror import MirrorSender
+from .l7_tracing import Hop, ProxyTracing
 from .logfmt import emit
 from .outbound import HANDSHAKE_TIMEOUT, OutboundHandler
 from .sockets import Listener, close
@@ -75,6 +76,8 @@ PEEK_TIMEOUT = 10.0
 OVERFLOW_BODY = "upstream connect error or disconnect/reset before headers. reset reason: overflow"
 RESET_BODY = "upstream connect error or disconnect/reset before headers. reset reason: "
 HTTP_PROTOCOLS = ("http",)
+# Envoy's response flags for an attempt that got no answer.
+_FAILURE_FLAGS = {Failure.CONNECT_FAILURE: "UF", Failure.PER_TRY_TIMEOUT: "UT"}
 
 
 def _rng() -> random.Random:
@@ -322,6 +325,7 @@ class L7OutboundHandler:
         self.l4 = l4
         self.pool = Pool(self._dial)
         self._listener: Listener | None = None
+        self.tracing: ProxyTracing | None = None
         metrics = getattr(l4, "metrics", None)
         if metrics is not None:
             counter = metrics.mirror_requests
@@ -390,12 +394,24 @@ class L7OutboundHandler:
                 return
 
     async def handle(self, event: ParsedRequest, body: bytes) -> UpstreamResponse:
-        """The answer to one request (from upstream, or local)."""
+        """The answer to one request (from upstream, or local), traced (l7_tracing)."""
+        tracing, up = self.tracing, self.up
+        if tracing is None:
+            return await self._handle(event, body, None)
+        hop = tracing.client_hop(
+            up.source, up.destination, event.method, event.target, event.headers
+        )
+        resp = await self._handle(event, body, hop)
+        tracing.finish(hop, resp.status, resp.headers)
+        return resp
+
+    async def _handle(self, event: ParsedRequest, body: bytes, hop: Hop | None) -> UpstreamResponse:
         up = self.up
         decider = up.decider
         if decider is None:
             return _local(503, NO_HEALTHY_UPSTREAM_BODY)
-        headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers)
+        raw = hop.headers if hop is not None else event.headers
+        headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw)
         request = Request.build(
             event.method.decode("ascii"),
             event.target.decode("latin-1"),
@@ -416,11 +432,15 @@ class L7OutboundHandler:
                 await trio.sleep(fault.delay_s)
             abort = fault.abort_response()
             if abort is not None:
+                if hop is not None:
+                    hop.flags = "FI"
                 return UpstreamResponse(abort[0], abort[1], abort[2].encode())
             target_line, out_headers = _outgoing(decision, request, body)
             if decision.mirror:
                 self._mirror(decider, decision, request, target_line, out_headers, body)
-            resp = await self._attempts(decider, decision, request, target_line, out_headers, body)
+            resp = await self._attempts(
+                decider, decision, request, target_line, out_headers, body, hop
+            )
         finally:
             up.breaker.release_request()
         if decision.set_cookie is not None:  # a generated ring-hash cookie
@@ -473,6 +493,7 @@ class L7OutboundHandler:
         target_line: str,
         out_headers: list[tuple[str, str]],
         body: bytes,
+        hop: Hop | None,
     ) -> UpstreamResponse:
         up = self.up
         assert decision.endpoint is not None and decision.target is not None
@@ -491,6 +512,8 @@ class L7OutboundHandler:
                 per_try = state.start_attempt(trio.current_time())
                 if isinstance(per_try, Verdict):
                     return _local(504, TIMEOUT_BODY)
+                if hop is not None:
+                    hop.upstream, hop.attempts = endpoint, hop.attempts + 1
                 resp, outcome = await self._attempt(
                     endpoint, request.method, target_line, out_headers, body, per_try
                 )
@@ -503,8 +526,12 @@ class L7OutboundHandler:
                     return _local(504, TIMEOUT_BODY)
                 if verdict.verdict is Verdict.RESPOND:
                     if resp is not None:
+                        if hop is not None:
+                            hop.from_upstream = True
                         return resp
                     reason = outcome.failure.value if outcome.failure else "reset"
+                    if hop is not None:
+                        hop.flags = _FAILURE_FLAGS.get(outcome.failure or Failure.RESET, "UR")
                     return _local(503, RESET_BODY + reason)
                 await trio.sleep(verdict.delay_s)
                 endpoint = self._repick(decider, target_id, request, endpoint)

@@ -32,6 +32,7 @@ from .errors import AgentError, AgentUnavailableError, ProxyConfigError
 from .inbound import Gatekeeper, InboundHandler, follow_intentions
 from .l7_inbound import L7Inbound, follow_l7_inbound
 from .l7_outbound import L7OutboundHandler, L7Upstream, follow_chain, follow_limits
+from .l7_tracing import ProxyTracing
 from .logfmt import emit
 from .metrics import ProxyMetrics
 from .outbound import OutboundHandler, follow_health
@@ -118,6 +119,7 @@ class Proxy:
         self.options = options or ProxyOptions()
         self.metrics = metrics or ProxyMetrics()
         self.gate = Gatekeeper(client, self.metrics)
+        self.tracing = ProxyTracing(client, self.metrics.registry)
         self.running: dict[tuple[str, int], _Running] = {}
         self.applied = 0
         self._changed = trio.Event()
@@ -134,6 +136,7 @@ class Proxy:
             self._nursery = nursery
             self._hub = hub = WatchHub(self.client, nursery, wait=self.options.wait)
             cell = hub.acquire(services_resource(), _services)
+            nursery.start_soon(self.tracing.run, hub)
             nursery.start_soon(self.ejections.run)
             task_status.started()
             version = 0
@@ -228,6 +231,7 @@ class Proxy:
         if spec.kind == "inbound":
             # L7 intentions are enforced here while the service is http (l7_inbound.py).
             l7_in = L7Inbound(spec.service, self.metrics)
+            l7_in.tracing = self.tracing
             handler = InboundHandler(creds, self.gate, self.metrics, l7_in)
             balancer = None
             l7 = None
@@ -239,6 +243,7 @@ class Proxy:
             l4 = OutboundHandler(creds, balancer, self.metrics)
             l7 = L7Upstream(spec.service, spec.upstream.destination)
             handler = L7OutboundHandler(creds, l7, l4)
+            handler.tracing = self.tracing
         listener = Listener(
             spec, handler, reuse_port=self.options.reuse_port, on_reject=self._rejected
         )

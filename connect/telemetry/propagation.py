@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from enum import Flag, auto
 
 FORCE_TRACE_HEADER = "x-meshd-force-trace"
+ENVOY_FORCE_TRACE_HEADER = "x-envoy-force-trace"  # Envoy's; honoured the same way
 REQUEST_ID_HEADER = "x-request-id"
 MAX_TRACESTATE_MEMBERS = 32
 
@@ -228,7 +229,10 @@ def extract(headers: Iterable[Header]) -> Incoming:
     """
     found = _collect(headers)
     request_id = (found.get(REQUEST_ID_HEADER) or [""])[0] or None
-    force = (found.get(FORCE_TRACE_HEADER) or [""])[0].lower() in ("1", "true")
+    force = any(
+        (found.get(name) or [""])[0].lower() in ("1", "true")
+        for name in (FORCE_TRACE_HEADER, ENVOY_FORCE_TRACE_HEADER)
+    )
     formats = Format(0)
     context: SpanContext | None = None
     deny = False

@@ -140,6 +140,11 @@ def authorize_command(authz: ACLAuthorizer, cmd: Command, store: StateStore) -> 
         authz.require(P.SESSION_WRITE, found.node if found is not None else "")
     elif isinstance(cmd, IntentionUpsert):
         authz.require(P.INTENTION_WRITE, cmd.intention.destination_name)
+        if cmd.intention.id:
+            # An update by ID may move the intention off another destination.
+            _, old = q.intention_get(store, None, cmd.intention.id)
+            if old is not None:
+                authz.require(P.INTENTION_WRITE, old.destination_name)
     elif isinstance(cmd, ConfigEntryRequest):
         # Consul's ConfigEntry.Apply/Delete: the entry's CanWrite.
         config_entry_write(authz, cmd.entry.kind, cmd.entry.name)
@@ -148,8 +153,12 @@ def authorize_command(authz: ACLAuthorizer, cmd: Command, store: StateStore) -> 
         for entry in cmd.entries:
             config_entry_write(authz, entry.kind, entry.name)
     elif isinstance(cmd, IntentionDelete):
-        _, ixn = q.intention_get(store, None, cmd.id)
-        authz.require(P.INTENTION_WRITE, ixn.destination_name if ixn is not None else "")
+        if cmd.id:
+            _, ixn = q.intention_get(store, None, cmd.id)
+            dest = ixn.destination_name if ixn is not None else ""
+        else:
+            dest = cmd.destination
+        authz.require(P.INTENTION_WRITE, dest)
     elif isinstance(cmd, AutopilotConfigSet):
         # Consul's Operator.AutopilotSetConfiguration: operator:write.
         authz.require(P.OPERATOR_WRITE, "")

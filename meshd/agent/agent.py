@@ -59,6 +59,7 @@ from .ca_server import CAServer, settings_from_agent
 from .consul_service import ConsulServiceReconciler
 from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
 from .events import EventRing, UserEvent, accepts, merge, uuid_to_index
+from .intention_migrate import IntentionMigrator
 from .leaf_cache import LeafCache
 from .live_metrics import metrics_for_agent
 from .liveness import LivenessTracker, heartbeat_loop
@@ -83,6 +84,7 @@ from .snapshot_archive import ArchiveError, decode_archive
 from .snapshot_upload import push_archive
 from .sync import AntiEntropy, NodeInfo
 from .tokens import TokenStore
+from .traces import AgentTraces
 from .wire import ReadOptions, ReadResult, WriteResult
 
 log = logging.getLogger("meshd.agent")
@@ -152,6 +154,7 @@ class Agent:
         )
         # Reads the agent only when scraped, so it can exist before anything runs.
         self.metrics = metrics_for_agent(self)
+        self.traces = AgentTraces(config.tracing)  # spans of the local proxies (traces.py)
         self.heartbeat_interval = 1.0 * config.performance.raft_multiplier
         self.rpc_address = f"{config.advertise_addr}:{config.ports.server}"
         self._server_ssl, self._client_ssl = self._tls_contexts()
@@ -358,6 +361,7 @@ class Agent:
             )
             nursery.start_soon(self._join_loop, rpc)
             nursery.start_soon(self.leaf_cache.run)
+            nursery.start_soon(self.traces.run)
             if self.server is not None and cfg.dev:
                 await self.server.node.wait_for_leader(5)
                 # and for its ACL and CA set-up, so the API is usable at once
@@ -480,6 +484,7 @@ class Agent:
         nursery.start_soon(self.liveness.run)
         nursery.start_soon(self.session_ttl.run)
         nursery.start_soon(ConsulServiceReconciler(self.server, version=self.version).run)
+        nursery.start_soon(IntentionMigrator(self.server).run)
         if self.acl_server is not None:
             nursery.start_soon(self.acl_server.run)
         if self.ca is not None:

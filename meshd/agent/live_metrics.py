@@ -79,6 +79,9 @@ def agent_reader(agent: Agent) -> LiveReader:
 
     def read() -> list[Live]:
         out = agent_live(agent)
+        traces = getattr(agent, "traces", None)
+        if traces is not None:
+            out += traces.live()
         server = agent.server
         if server is not None:
             out += raft_live(server.node)

@@ -37,7 +37,7 @@ def stored_entries(store: StateStore, ws: WatchSet | None) -> tuple[int, list[Co
     out: list[ConfigEntry] = []
     for rec in records:
         try:
-            out.append(parse_entry(_entry_json(rec.kind, rec.name, rec.body)))
+            out.append(parse_entry(_entry_json(rec.kind, rec.name, rec.body), stored=True))
         except ValidationError as exc:
             log.debug("event=config_entry_skipped entry=%s/%s error=%r", rec.kind, rec.name, exc)
     return idx, out

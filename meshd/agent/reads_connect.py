@@ -2,10 +2,11 @@
 
 Entries for ``meshd.agent.reads.READS`` (merged there with
 ``READS.update(CONNECT_READS)``), in the same shape: ``fn(store, ws, args) ->
-(index, json)``. Each registers a watch on the intentions table (and, for
-``intentions.decide``, on the CA tables) so every one of them can block.
+(index, json)``. Each registers a watch on the service-intentions config
+entries, where intentions are stored (and, for ``intentions.decide``, on
+the CA tables), so every one of them can block and wakes on an entry change.
 
-Precedence is computed once when an intention is written
+Precedence is computed from the names of each source
 (``registry.records.Intention.with_precedence``) and match order is the state
 store's (after Consul's ``IntentionPrecedenceSorter``); the authorization
 decision is ``connect.intentions.decide``, computed here on the server so a

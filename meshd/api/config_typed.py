@@ -52,15 +52,18 @@ def _refusal(exc: ValidationError, prefix: str = "") -> BadRequest:
     return BadRequest(f"{prefix}{exc.message}", exc.field or None)
 
 
-def parse_typed(kind: str, body: Mapping[str, Any], prefix: str = "") -> ConfigEntry:
-    """The typed entry a PUT body describes (``kind`` already normalised).
+def parse_typed(
+    kind: str, body: Mapping[str, Any], prefix: str = "", *, stored: bool = False
+) -> ConfigEntry:
+    """The typed entry a PUT body describes (``kind`` already normalised),
+    or a ``stored`` one read back (see ``parse_entry``).
 
     Raises ``BadRequest`` with Consul's text (prefixed by ``prefix``).
     """
     data = {k: v for k, v in body.items() if k.lower() not in _IGNORED}
     data = {**{k: v for k, v in data.items() if k.lower() != "kind"}, "Kind": kind}
     try:
-        return parse_entry(data, filter_validator=check_filter)
+        return parse_entry(data, filter_validator=check_filter, stored=stored)
     except ValidationError as exc:
         raise _refusal(exc, prefix) from None
 
@@ -83,7 +86,7 @@ async def load_graph(agent: Agent) -> tuple[EntrySet, int]:
     for raw in result.value or []:
         if isinstance(raw, Mapping) and raw.get("Kind") in TYPED_KINDS:
             try:
-                entries.append(parse_typed(str(raw["Kind"]), raw))
+                entries.append(parse_typed(str(raw["Kind"]), raw, stored=True))
             except BadRequest:
                 continue
     return EntrySet.of(entries), int(result.index)

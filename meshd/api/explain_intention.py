@@ -4,10 +4,10 @@
 receives it does (connect/proxy/l7_inbound.py):
 
 - the destination is ``http``: ``connect.l7.rbac.evaluate`` over the
-  destination's and ``*``'s service-intentions entries plus the
-  ``/v1/connect/intentions`` that match it, in Consul's precedence order,
-  built with the proxy's own converters (``sources_from_entries``,
-  ``source_from_intention``): an L7 intention's first matching permission
+  destination's and ``*``'s service-intentions entries (the one intention
+  store, ``/v1/connect/intentions`` included), in Consul's precedence
+  order, built with the proxy's own converter (``sources_from_entries``):
+  an L7 intention's first matching permission
   decides, an L4 one its action, none the default policy;
 - otherwise the L4 decision ``/v1/agent/connect/authorize`` makes (the
   ``intentions.decide`` read: precedence, wildcards,
@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from connect.l7.rbac import evaluate, order_sources
 from connect.l7.request import Request as L7Request
-from connect.proxy.authz import intentions_from_match
-from connect.proxy.l7_inbound import source_from_intention, sources_from_entries
+from connect.proxy.l7_inbound import sources_from_entries
 
 from ..agent.wire import ReadOptions
 
@@ -59,10 +58,9 @@ async def intention_decision(
             "Permission": None,
             "Evaluated": "L4",
         }
+    # One store: every intention is a source of a service-intentions entry.
     entries = await _read(agent, "config.list", {"kind": "service-intentions"}) or []
-    matched = await _read(agent, "intentions.match", {"by": "destination", "names": [destination]})
-    table = [source_from_intention(i) for i in intentions_from_match(matched, destination)]
-    rules = order_sources([*sources_from_entries(entries, destination), *table])
+    rules = order_sources(sources_from_entries(entries, destination))
     rbac = evaluate(
         rules, request, destination=destination, source=source, default_allow=default_allow
     )

@@ -29,6 +29,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from connect.errors import SpiffeError
+from connect.l7.entries_intentions import SERVICE_INTENTIONS
 from connect.spiffe import ServiceID, parse_spiffe_id
 from registry.commands import IntentionDelete, IntentionUpsert
 from registry.errors import ErrorCode
@@ -47,6 +48,7 @@ from ..http import (
     decode_json_body,
 )
 from .common import check_dc, read, read_options, with_meta
+from .config_typed import check_graph, load_graph, parse_typed
 
 if TYPE_CHECKING:
     from ..agent.agent import Agent
@@ -207,9 +209,12 @@ class IntentionWrites:
             raise _write_error(result, missing)
         return result
 
-    async def delete(self, intention_id: str, missing: str = NOT_FOUND) -> WriteResult:
-        """Delete by ID; raises ``NotFound(missing)`` when there is no such intention."""
-        cmd = IntentionDelete(id=intention_id)
+    async def delete(
+        self, intention_id: str, missing: str = NOT_FOUND, pair: tuple[str, str] = ("", "")
+    ) -> WriteResult:
+        """Delete by ID, or by (source, destination) ``pair`` when the ID is
+        empty; raises ``NotFound(missing)`` when there is no such intention."""
+        cmd = IntentionDelete(id=intention_id, source=pair[0], destination=pair[1])
         cmd.validate()
         result = await self.agent.write(cmd)
         if not result.ok:
@@ -226,6 +231,20 @@ async def _read_one(agent: Agent, req: Request, name: str, args: Mapping[str, An
     if result.value is None:
         return with_meta(Response.text(NOT_FOUND, status=404), result)
     return with_meta(Response.json(result.value, pretty=opts.pretty), result)
+
+
+async def _checked_permissions(
+    agent: Agent, source: str, destination: str, ixn: Intention
+) -> tuple[Any, ...]:
+    """``ixn``'s Permissions validated and normalised as the source of a
+    service-intentions entry (where they are stored), the destination's
+    protocol included (Consul's graph check); raises ``BadRequest``."""
+    source_json = {"Name": source, "Permissions": list(ixn.permissions)}
+    entry = parse_typed(SERVICE_INTENTIONS, {"Name": destination, "Sources": [source_json]})
+    graph, _ = await load_graph(agent)
+    check_graph(agent, graph, [entry])
+    sources: Any = entry.to_json().get("Sources") or [{}]
+    return tuple(sources[0].get("Permissions") or ())
 
 
 def _exact_pair(req: Request) -> tuple[str, str]:
@@ -293,8 +312,13 @@ def register(router: Router, agent: Agent) -> None:
         ixn = intention_from_body(
             {**body, "SourceName": source, "DestinationName": destination}, "", legacy=False
         )
+        if ixn.permissions:
+            perms = await _checked_permissions(agent, source, destination, ixn)
+            ixn = replace(ixn, permissions=perms)
         for attempt in range(2):
             existing = await writes.lookup("intentions.exact", pair)
+            # An existing source keeps its LegacyID (or none: by name); a
+            # new one gets an ID so the ID endpoints can address it too.
             ixn_id = existing["ID"] if existing else str(uuid.uuid4())
             try:
                 await writes.upsert(replace(ixn, id=ixn_id))
@@ -310,13 +334,9 @@ def register(router: Router, agent: Agent) -> None:
         opts = QueryOptions.from_request(req)
         check_dc(agent, opts)
         source, destination = _exact_pair(req)
-        existing = await writes.lookup(
-            "intentions.exact", {"source": source, "destination": destination}
-        )
-        if existing is not None:
-            # Deleted concurrently is the outcome the caller wanted.
-            with suppress(NotFound):
-                await writes.delete(existing["ID"])
+        # Deleted concurrently (or never there) is the outcome the caller wanted.
+        with suppress(NotFound):
+            await writes.delete("", pair=(source, destination))
         return Response.json(True, pretty=opts.pretty)
 
     async def match(req: Request) -> Response:

@@ -171,8 +171,8 @@ def register(router: Router, agent: Agent) -> None:
         return Response.json(reports, pretty="pretty" in req.query)
 
     router.add("GET", BASE, get_all, name="agent.connect.proxy_ejections")
-    router.add("GET", f"{BASE}/:service_id", get_one, name=NAME_ONE)
-    router.add("PUT", f"{BASE}/:service_id", put, name=NAME_ONE)
+    router.add("GET", f"{BASE}/*service_id", get_one, name=NAME_ONE)
+    router.add("PUT", f"{BASE}/*service_id", put, name=NAME_ONE)
 
 
 NAME_ONE = "agent.connect.proxy_ejections.one"

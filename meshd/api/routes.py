@@ -34,6 +34,7 @@ from . import (
     snapshot,
     status,
     topology,
+    traces,
     txn,
     ui,
 )
@@ -66,6 +67,7 @@ MODULES = [
     snapshot,
     status,
     topology,
+    traces,
     txn,
     ui,
 ]

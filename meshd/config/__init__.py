@@ -26,6 +26,7 @@ from meshd.config.model import (
     TelemetryConfig,
     TLSConfig,
     TLSSettings,
+    TracingConfig,
     UIConfig,
 )
 from meshd.config.sources import FLAGS, MAX_CONFIG_BYTES
@@ -52,6 +53,7 @@ __all__ = [
     "TLSConfig",
     "TLSSettings",
     "TelemetryConfig",
+    "TracingConfig",
     "UIConfig",
     "load_config",
 ]

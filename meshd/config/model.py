@@ -61,6 +61,7 @@ __all__ = [
     "TLSConfig",
     "TLSSettings",
     "TelemetryConfig",
+    "TracingConfig",
     "UIConfig",
 ]
 
@@ -316,6 +317,32 @@ class TelemetryConfig:
     )
 
 
+def _collector_url(value: object) -> str:
+    text = str(string(max_len=512, empty=True)(value))
+    if text and not re.fullmatch(r"http://[^/\s:]+(:\d{1,5})?(/\S*)?", text):
+        raise Invalid(f"must be an http://host:port URL of a collector, got {shown(text)}")
+    return text
+
+
+@dataclass(frozen=True)
+class TracingConfig:
+    """``tracing`` (meshd's): where this agent exports its proxies' spans, and
+    how many recent spans it keeps for ``/v1/internal/traces``.
+
+    ``otlp_endpoint`` gets ``POST <endpoint>/v1/traces`` (``otlp_encoding``
+    protobuf or json), ``zipkin_endpoint`` ``POST <endpoint>/api/v2/spans``;
+    empty = no export. ``export_queue`` bounds each exporter's buffer (spans
+    beyond it are dropped and counted).
+    """
+
+    otlp_endpoint: str = key("", _collector_url)
+    otlp_encoding: str = key("protobuf", choice("protobuf", "json"))
+    zipkin_endpoint: str = key("", _collector_url)
+    export_queue: int = key(2048, integer(1, 1_000_000))
+    store_max_spans: int = key(10_000, integer(1, 1_000_000))
+    store_max_traces: int = key(1_000, integer(1, 100_000))
+
+
 @dataclass(frozen=True)
 class UIConfig:
     """``ui_config``."""
@@ -388,6 +415,7 @@ class AgentConfig:
     raft_snapshot_interval: float = dur(30.0, positive=True)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
     node_meta: Mapping[str, str] = key(parse=node_meta, merge="update", factory=dict)
     ui_config: UIConfig = field(default_factory=UIConfig)
     # Not in repr: definitions may carry tokens and check headers.

@@ -52,19 +52,25 @@ def apply_config_entry(store: StateStore, tx: WriteTx, cmd: ConfigEntryRequest) 
                 f"config entry {entry.kind}/{entry.name}: index {cmd.cas} != {current}",
             )
     if cmd.op in ("delete", "delete-cas"):
-        if table.delete(tx, key) is not None:
-            _touch(tx, entry.kind, entry.name)
-            tx.drop(f"config:{entry.kind}/{entry.name}")
-            if not table.by("kind", entry.kind):
-                tx.drop(f"config:{entry.kind}")
+        delete_entry(tx, table, entry.kind, entry.name)
         return OK
-    _put(tx, table, entry, existing)
+    put_entry(tx, table, entry, existing)
     return OK
 
 
-def _put(
+def delete_entry(tx: WriteTx, table: Table[ConfigEntry], kind: str, name: str) -> None:
+    """Delete ``kind/name`` (if present), waking its watchers."""
+    if table.delete(tx, (kind, name)) is not None:
+        _touch(tx, kind, name)
+        tx.drop(f"config:{kind}/{name}")
+        if not table.by("kind", kind):
+            tx.drop(f"config:{kind}")
+
+
+def put_entry(
     tx: WriteTx, table: Table[ConfigEntry], entry: ConfigEntry, existing: ConfigEntry | None
 ) -> None:
+    """Store ``entry`` (keeping ``existing``'s CreateIndex), waking its watchers."""
     created = existing.create_index if existing else tx.index
     table.put(tx, ConfigEntry(entry.kind, entry.name, entry.body, created, tx.index))
     _touch(tx, entry.kind, entry.name)
@@ -82,7 +88,7 @@ def apply_config_batch(store: StateStore, tx: WriteTx, cmd: ConfigEntryBatch) ->
         )
     table = store.config.entries
     for entry in cmd.entries:
-        _put(tx, table, entry, table.get((entry.kind, entry.name)))
+        put_entry(tx, table, entry, table.get((entry.kind, entry.name)))
     return OK
 
 

@@ -74,6 +74,23 @@ JWT_METHOD = {
 }
 BINDING = {"AuthMethod": "seedmeth", "BindType": "service", "BindName": "web"}
 
+
+def _trace_span(trace: str, service: str, peer: str, start: int) -> dict[str, Any]:
+    return {
+        "TraceID": trace * 32,
+        "SpanID": trace * 16,
+        "Name": "GET /",
+        "Kind": "CLIENT",
+        "Service": service,
+        "StartNs": start,
+        "EndNs": start + 100,
+        "Attributes": {"peer.service": peer},
+    }
+
+
+# edge -> web traced (trace 1) while web starts trace 2: web drops the headers.
+TRACE_SEED = [_trace_span("1", "edge", "web", 1000), _trace_span("2", "web", "api", 1050)]
+
 ROWS: dict[tuple[str, str], Row] = {
     ("agent.self", "GET"): Row("/v1/agent/self", f'agent "{NODE}" {{ policy = "read" }}'),
     ("agent.members", "GET"): Row("/v1/agent/members", node(), kind="filtered"),
@@ -365,6 +382,13 @@ ROWS: dict[tuple[str, str], Row] = {
     ("internal.ui.service_topology", "GET"): Row(
         "/v1/internal/ui/service-topology/web?kind=", svc("web")
     ),
+    # tracing (obs-tracing): seeded with TRACE_SEED
+    ("internal.traces.spans", "PUT"): Row(
+        "/v1/internal/traces/spans", svc("web", "write"), {"Spans": [TRACE_SEED[1]]}
+    ),
+    ("internal.traces", "GET"): Row("/v1/internal/traces", svc("web"), kind="filtered"),
+    ("internal.traces.lint", "GET"): Row("/v1/internal/traces/lint", svc("web"), kind="filtered"),
+    ("internal.traces.trace", "GET"): Row("/v1/internal/traces/" + "2" * 32, svc("web")),
     ("internal.explain", "GET"): Row(
         "/v1/internal/explain?source=web&destination=temp", svc("web") + svc("temp")
     ),
@@ -461,6 +485,7 @@ async def seed(w: World, admin: APIClient | InprocClient) -> None:
         "PUT", "/v1/config", {"Kind": "ingress-gateway", "Name": "igw", "Listeners": [listener]}
     )
     await ok("PUT", "/v1/event/fire/deploy")
+    await ok("PUT", "/v1/internal/traces/spans", {"Spans": TRACE_SEED})
     w.ids["web_api"] = (
         await ok(
             "POST",

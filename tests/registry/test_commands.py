@@ -113,7 +113,7 @@ def test_round_trip(cmd: object) -> None:
 
 
 def test_every_command_type_has_a_unique_code() -> None:
-    assert len(COMMAND_TYPES) == len({c.__name__ for c in COMMAND_TYPES.values()}) == 27
+    assert len(COMMAND_TYPES) == len({c.__name__ for c in COMMAND_TYPES.values()}) == 28
 
 
 @pytest.mark.parametrize(

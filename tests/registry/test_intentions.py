@@ -110,3 +110,41 @@ def test_validation() -> None:
         with pytest.raises(ValidationError) as err:
             IntentionUpsert(intention=bad).validate()
         assert err.value.field == field
+
+
+def test_old_table_records_from_a_snapshot_migrate_once(log: Log) -> None:
+    """Records of the pre-1.9 table (here restored from a snapshot) become
+    sources with their LegacyID; a second migration changes nothing."""
+    from registry.commands import IntentionsMigrate
+    from registry.state.store import StateStore
+
+    old = StateStore()
+    tx = old.begin(7)
+    old.intentions.intentions.put(tx, Intention("i1", "web", "db", action="allow", meta={"a": "b"}))
+    tx.touch("intentions")
+    tx.commit()
+    log.store.restore(old.snapshot())
+    log.index = 7
+    assert queries.intention_list(log.store, None)[1] == []
+    log.ok(IntentionsMigrate())
+    _, found = queries.intention_get(log.store, None, "i1")
+    assert found is not None and (found.source_name, found.meta) == ("web", {"a": "b"})
+    entry = log.store.config.entries.get(("service-intentions", "db"))
+    assert entry is not None and entry.body["Sources"][0]["LegacyID"] == "i1"
+    assert not list(log.store.intentions.intentions.values())
+    log.ok(IntentionsMigrate())
+    assert log.store.config.entries.get(("service-intentions", "db")) == entry
+
+
+def test_delete_by_pair_removes_the_source_and_then_the_entry(log: Log) -> None:
+    log.ok(ixn("i1", "web", "db"))
+    log.ok(
+        IntentionUpsert(
+            intention=Intention("", source_name="api", destination_name="db", action="deny")
+        )
+    )
+    assert log.apply(IntentionDelete(source="cache", destination="db")).error is ErrorCode.NOT_FOUND
+    log.ok(IntentionDelete(source="api", destination="db"))
+    assert [i.source_name for i in queries.intention_list(log.store, None)[1]] == ["web"]
+    log.ok(IntentionDelete(id="i1"))
+    assert log.store.config.entries.get(("service-intentions", "db")) is None

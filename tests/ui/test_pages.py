@@ -1,6 +1,7 @@
 """The web UI in a real browser against a real ACL-enabled agent: what a
 token may read, intentions created in the UI, KV check-and-set conflicts,
-a service's instances, checks and edges, and axe-core on every page."""
+a service's instances, checks, edges and routing, config entries edited in
+the UI, and axe-core on every page."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.ui.conftest import AgentProcess, axe_serious, shot
 
@@ -73,6 +75,53 @@ def catalog(acl_agent: AgentProcess) -> AgentProcess:
     return a
 
 
+# api: router (/v2 with a header and a method -> api-v2) -> 90/10 splitter
+# over subsets v1/v2 -> resolver with failover v1 -> v2. shop: http, no router.
+ROUTING = [
+    {"Kind": "service-defaults", "Name": n, "Protocol": "http"}
+    for n in ("api", "api-v2", "shop", "shop-admin")
+] + [
+    {
+        "Kind": "service-resolver",
+        "Name": "api",
+        "DefaultSubset": "v1",
+        "Subsets": {
+            "v1": {"Filter": "Service.Meta.version == v1"},
+            "v2": {"Filter": "Service.Meta.version == v2"},
+        },
+        "Failover": {"v1": {"Targets": [{"ServiceSubset": "v2"}]}},
+    },
+    {
+        "Kind": "service-splitter",
+        "Name": "api",
+        "Splits": [{"Weight": 90, "ServiceSubset": "v1"}, {"Weight": 10, "ServiceSubset": "v2"}],
+    },
+    {
+        "Kind": "service-router",
+        "Name": "api",
+        "Routes": [
+            {
+                "Match": {
+                    "HTTP": {
+                        "PathPrefix": "/v2",
+                        "Header": [{"Name": "x-canary", "Exact": "1"}],
+                        "Methods": ["GET"],
+                    }
+                },
+                "Destination": {"Service": "api-v2"},
+            }
+        ],
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def routing(catalog: AgentProcess) -> AgentProcess:
+    status, out = catalog.call("PUT", "/v1/internal/config/batch", ROUTING)
+    assert (status, out) == (200, True), out
+    return catalog
+
+
 def test_token_sees_only_what_it_may_read_and_403_is_explained(page: Any, catalog: Any) -> None:
     token = make_token(
         catalog,
@@ -90,6 +139,9 @@ def test_token_sees_only_what_it_may_read_and_403_is_explained(page: Any, catalo
     # Writing an intention is not granted: the API's 403 is shown as a message.
     page.get_by_role("link", name="Intentions").click()
     page.get_by_role("link", name="Create intention").click()
+    # The list page has a "Source service" field too (its explain form): fill
+    # the new page's, once it is there.
+    page.get_by_role("heading", name="Create intention").wait_for()
     page.get_by_label("Source service").fill("web")
     page.get_by_label("Destination service").fill("db")
     page.get_by_role("button", name="Save").click()
@@ -183,12 +235,16 @@ def test_live_update_through_blocking_queries(page: Any, catalog: AgentProcess) 
     assert table.locator("tbody th").all_inner_texts() == ["web"]
 
 
-PAGES = ["services", "services/web", "nodes", "kv/", "kv/app/config/limit", "intentions",
-         "intentions/new", "login"]  # fmt: skip
+PAGES = ["services", "services/web", "services/api", "nodes", "kv/", "kv/app/config/limit",
+         "intentions", "intentions/new", "config", "config/service-router/api", "config/new",
+         "login"]  # fmt: skip
+# What a page shows once its data is in, where that is what axe should see.
+RENDERED = {"services/api": "#routing .chain", "config": "#config-kinds",
+            "config/service-router/api": "text=ModifyIndex"}  # fmt: skip
 
 
 def test_every_page_has_no_serious_accessibility_violations(
-    page: Any, catalog: AgentProcess
+    page: Any, catalog: AgentProcess, routing: AgentProcess
 ) -> None:
     catalog.call("PUT", "/v1/kv/app/config/limit", "10")
     login(page, catalog, catalog.mgmt)
@@ -196,6 +252,8 @@ def test_every_page_has_no_serious_accessibility_violations(
     for name in PAGES:
         page.goto(catalog.url + "/ui/#/" + name)
         page.locator("main h1").first.wait_for()
+        if name in RENDERED:
+            page.locator(RENDERED[name]).first.wait_for()
         page.wait_for_timeout(300)  # let the first blocking-query answers render
         shot(page, "axe-" + name.replace("/", "_"))
         violations = axe_serious(page)
@@ -281,3 +339,128 @@ def test_kv_create_and_delete_in_the_ui(page: Any, catalog: AgentProcess) -> Non
     page.wait_for_url("**/ui/#/kv/feature/")
     shot(page, "kv-deleted")
     assert catalog.call("GET", "/v1/kv/feature/dark-mode")[0] == 404
+
+
+def selected_text(page: Any) -> str:
+    return str(
+        page.evaluate(
+            "() => { const t = document.getElementById('config-json');"
+            " return t.value.slice(t.selectionStart, t.selectionEnd); }"
+        )
+    )
+
+
+def test_config_entry_created_in_the_ui_and_a_bad_field_shown_at_the_editor(
+    page: Any, routing: AgentProcess
+) -> None:
+    login(page, routing, routing.mgmt)
+    page.goto(routing.url + "/ui/#/config/new")
+    page.get_by_label("Kind").select_option("service-router")
+    router = {
+        "Kind": "service-router",
+        "Name": "shop",
+        "Routes": [
+            {"Match": {"HTTP": {"PathPrefix": "/admin"}}, "Destination": {"Service": "shop-admin"}}
+        ],
+    }
+    page.get_by_label("Entry (JSON)").fill(json.dumps(router, indent=2))
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/ui/#/config/service-router/shop")
+    status, got = routing.call("GET", "/v1/config/service-router/shop")
+    assert status == 200, got
+    assert got["Routes"][0]["Destination"] == {"Service": "shop-admin"}
+    page.get_by_text(f"ModifyIndex {got['ModifyIndex']}").wait_for()  # the editor reads it back
+    # Text that is not JSON is refused in the page, its position given.
+    page.get_by_label("Entry (JSON)").fill('{"Kind": "service-router",\n "Name": "shop",, }')
+    page.get_by_role("button", name="Save").click()
+    page.locator("#config-error").get_by_text("not valid JSON at line 2, column 17").wait_for()
+    # A mirror of 150 %: the API's 400 names the field; the page points at it.
+    router["Routes"][0]["Destination"]["Mirror"] = {"Service": "shop", "Percent": 150}
+    bad = json.dumps(router, indent=2)
+    page.get_by_label("Entry (JSON)").fill(bad)
+    page.get_by_role("button", name="Save").click()
+    alert = page.locator("#config-error")
+    alert.wait_for()
+    shot(page, "config-field-error")
+    assert alert.get_attribute("role") == "alert"
+    text = alert.inner_text()
+    assert 'field "Routes[0].Destination.Mirror.Percent"' in text, text
+    line = bad[: bad.index('"Percent"')].count("\n") + 1
+    assert f"line {line}:" in text and '"Percent": 150' in text, text
+    editor = page.get_by_label("Entry (JSON)")
+    assert "config-error" in (editor.get_attribute("aria-describedby") or "")
+    assert editor.get_attribute("aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == "config-json"
+    assert selected_text(page) == '"Percent"'
+    after = routing.call("GET", "/v1/config/service-router/shop")[1]
+    assert after["ModifyIndex"] == got["ModifyIndex"] and "Mirror" not in json.dumps(after)
+
+
+def test_config_entry_stale_index_shows_conflict_and_delete_confirms(
+    page: Any, routing: AgentProcess
+) -> None:
+    login(page, routing, routing.mgmt)
+    page.goto(routing.url + "/ui/#/config/service-defaults")
+    page.locator("#config-entries").get_by_role("link", name="shop-admin").wait_for()
+    entry = {"Kind": "service-defaults", "Name": "billing", "Protocol": "http"}
+    assert routing.call("PUT", "/v1/config", entry) == (200, True)
+    # The list follows a blocking query: the new entry appears without a reload.
+    page.locator("#config-entries").get_by_role("link", name="billing").click()
+    page.wait_for_function("() => document.getElementById('config-json').value.includes('http')")
+    page.get_by_label("Entry (JSON)").fill(json.dumps({**entry, "Protocol": "grpc"}))
+    # Another editor saves first.
+    assert routing.call("PUT", "/v1/config", {**entry, "Protocol": "tcp"}) == (200, True)
+    page.get_by_role("button", name="Save").click()
+    page.locator("#config-message").get_by_text(
+        "Conflict: someone else changed this entry"
+    ).wait_for()
+    shot(page, "config-conflict")
+    assert routing.call("GET", "/v1/config/service-defaults/billing")[1]["Protocol"] == "tcp"
+    page.get_by_role("button", name="Reload").click()
+    page.wait_for_function("() => document.getElementById('config-json').value.includes('tcp')")
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete").click()
+    page.wait_for_url("**/ui/#/config/service-defaults")
+    page.locator("#config-entries").get_by_role("link", name="billing").wait_for(state="detached")
+    assert routing.call("GET", "/v1/config/service-defaults/billing")[0] == 404
+
+
+def test_service_page_shows_routing_from_the_discovery_chain(
+    page: Any, routing: AgentProcess
+) -> None:
+    login(page, routing, routing.mgmt)
+    page.goto(routing.url + "/ui/#/services/api")
+    chain = page.locator("#routing")
+    chain.get_by_text("Splitter").wait_for()
+    shot(page, "service-api-routing")
+    routes = chain.get_by_role("list", name="Routes of router api").locator(":scope > li")
+    expect(routes).to_have_count(2)
+    first, second = routes.nth(0).inner_text(), routes.nth(1).inner_text()
+    assert "Route 1: match path prefix /v2; header x-canary = 1; methods GET" in first, first
+    assert "Resolver target api-v2 in dc1" in first, first
+    assert "Route 2: match path prefix /" in second, second
+    splits = chain.get_by_role("list", name="Splits of splitter api").locator(":scope > li")
+    v1, v2 = splits.nth(0).inner_text(), splits.nth(1).inner_text()
+    assert "90% of requests" in v1 and "target api, subset v1 (Service.Meta.version == v1)" in v1
+    assert "10% of requests" in v2 and "target api, subset v2 (Service.Meta.version == v2)" in v2
+    failover = chain.get_by_role("list", name="Failover targets of v1.api.default.default.dc1")
+    assert (
+        failover.inner_text().strip() == "target api, subset v2 (Service.Meta.version == v2) in dc1"
+    )
+    links = page.locator("#service-config").get_by_role("link")
+    kinds = ("defaults", "router", "splitter", "resolver")
+    expect(links).to_have_text([f"service-{k} / api" for k in kinds])  # retried until drawn
+    # Explain one request from web through that chain (/v1/internal/explain).
+    page.get_by_label("Source service").fill("web")
+    page.get_by_label("Path").fill("/v2/items")
+    page.get_by_label("Headers").fill("x-canary: 1")
+    page.get_by_role("button", name="Explain request").click()
+    decision = page.locator("#explain-decision dl")
+    decision.wait_for()
+    terms = decision.locator("dt").all_inner_texts()
+    said = dict(zip(terms, decision.locator("dd").all_inner_texts(), strict=True))
+    assert said["Route"] == "route 1: match path prefix /v2; header x-canary = 1; methods GET"
+    assert said["Target"].startswith("api-v2 in dc1"), said
+    assert said["Verdict"] == "no healthy upstream (503 from the proxy)", said  # no instances
+    assert said["Intention"].startswith("denied to api-v2"), said  # default deny
+    shot(page, "service-api-explain")

@@ -3,6 +3,7 @@
 // blocking queries when the user leaves it.
 import { api, getToken, onStatus, setToken, status } from "./api.js";
 import { clear, h } from "./dom.js";
+import { renderConfigEdit, renderConfigKinds, renderConfigList, renderConfigNew } from "./pages/config.js";
 import { renderIntentions, renderIntentionEdit } from "./pages/intentions.js";
 import { renderKV } from "./pages/kv.js";
 import { renderLogin } from "./pages/login.js";
@@ -20,6 +21,11 @@ const ROUTES = [
   [/^\/intentions$/, renderIntentions, "Intentions"],
   [/^\/intentions\/new$/, renderIntentionEdit, "New intention"],
   [/^\/intentions\/edit\/([^/]+)\/([^/]+)$/, renderIntentionEdit, "Edit intention"],
+  [/^\/config$/, renderConfigKinds, "Config entries"],
+  [/^\/config\/new$/, renderConfigNew, "New config entry"],
+  [/^\/config\/new\/([^/]+)$/, renderConfigNew, "New config entry"],
+  [/^\/config\/([^/]+)$/, renderConfigList, "Config entries"],
+  [/^\/config\/([^/]+)\/(.+)$/, renderConfigEdit, "Config entry"],
 ];
 
 let cleanup = null;

@@ -398,9 +398,9 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
         "Sources[0].Name: wildcard character '*' cannot be used with partial values",
     ),
     (
-        "ix legacy id",
-        _ix({"Name": "api", "Action": "allow", "LegacyID": "abc"}),
-        "Sources[0].LegacyID must be omitted",
+        "ix legacy meta",
+        _ix({"Name": "api", "Action": "allow", "LegacyID": "abc", "LegacyMeta": {"a": "b"}}),
+        "Sources[0].LegacyMeta must be omitted",
     ),
     (
         "ix action case",
@@ -781,3 +781,21 @@ def test_durations_are_exact_and_bounded_like_gos_int64() -> None:
     for value in ("2562048h", 1e300, 2**63, "-2562048h"):
         with pytest.raises(DecodeError, match="invalid duration"):
             parse_duration(value, "f")
+
+
+def test_written_intentions_clear_legacy_fields_and_stored_ones_keep_them() -> None:
+    """Consul's normalize: an entry read back (with the intentions API's
+    LegacyID and times) can be written again; those fields are cleared."""
+    src = {
+        "Name": "api",
+        "Action": "allow",
+        "LegacyID": "abc",
+        "LegacyCreateTime": "2020-01-01T00:00:00Z",
+        "LegacyUpdateTime": "2020-01-01T00:00:00Z",
+    }
+    written = parse_entry(_ix(src))
+    assert isinstance(written, ServiceIntentionsEntry)
+    assert written.sources[0].extra == {}
+    stored = parse_entry(_ix(src), stored=True)
+    assert isinstance(stored, ServiceIntentionsEntry)
+    assert stored.sources[0].extra["LegacyID"] == "abc"

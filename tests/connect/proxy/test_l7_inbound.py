@@ -198,3 +198,20 @@ def test_an_entry_the_proxy_cannot_read_denies_every_request() -> None:
     svc.set_entry_sources(sources_from_entries([future], "api"))
     d = svc.decide(Request.build("GET", "/api/x", source_service="web"))
     assert (d.allowed, d.intention) == (False, "unreadable service-intentions api")
+
+
+def test_an_intention_seen_as_entry_source_and_by_match_is_one_rule() -> None:
+    """With one store, /match also lists the entry's sources: no duplicate rule."""
+    svc = L7Inbound("api", ProxyMetrics())
+    svc.set_entry_sources(sources_from_entries([ENTRY], "api"))
+    svc.set_table(
+        [
+            Intention(
+                id="", source_name="web", destination_name="api", precedence=9, action="allow"
+            ),
+            Intention(
+                id="i-2", source_name="*", destination_name="api", precedence=8, action="deny"
+            ),
+        ]
+    )
+    assert [(s.name, s.precedence) for s in svc.rules] == [("web", 9), ("*", 8)]

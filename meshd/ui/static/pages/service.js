@@ -1,6 +1,8 @@
 import { api, describeError, watch } from "../api.js";
 import { badge, clear, h, message } from "../dom.js";
+import { explainPanel } from "./explain.js";
 import { explain, decisionText } from "./intentions.js";
+import { watchRouting } from "./routing.js";
 import { worst } from "./services.js";
 
 const PROXIES = "/v1/catalog/services?filter=" + encodeURIComponent('ServiceKind == "connect-proxy"');
@@ -9,11 +11,14 @@ export function renderService(main, name) {
   const state = { instances: null, error: "", sidecars: [], downstreams: [] };
   const inst = h("section", { "aria-labelledby": "inst-h" });
   const topo = h("section", { "aria-labelledby": "topo-h" });
+  const routing = h("section", { "aria-labelledby": "routing-h" });
   main.append(
     h("p", {}, h("a", { href: "#/services" }, "← All services")),
     h("h1", {}, name),
     inst,
     topo,
+    routing,
+    explainPanel(name),
   );
   const draw = () => {
     drawInstances(inst, state);
@@ -44,6 +49,7 @@ export function renderService(main, name) {
       drawTopo();
     }, () => {}),
     watch("/v1/connect/intentions", () => drawTopo(), () => {}),
+    watchRouting(routing, name),
   ];
   draw();
   return () => stops.forEach((s) => s());

@@ -1,0 +1,332 @@
+"""Tracing in the proxy's L7 path: one span per request and side, sent to the local agent.
+
+Per request the L7 handlers call ``ProxyTracing.client_hop`` (outbound
+listener) or ``server_hop`` (inbound listener) before forwarding, and
+``finish`` with the answer. A hop extracts the caller's W3C/B3 context
+(``connect.telemetry.propagation``), starts a span as its child, or a new
+trace when none arrived (sampled at the service's percentage, or always
+with ``x-meshd-force-trace: 1`` / ``x-envoy-force-trace: 1``), and gives
+the headers to send on: the old trace headers replaced by the span's
+context in every format (``traceparent``/``tracestate``, ``b3``,
+``x-b3-*``) and ``x-request-id`` added when absent.
+
+Sampling percentage (0-100, 0.01 resolution, default 1): service-defaults
+``TracingSamplingPercentage`` of the service whose proxy starts the trace,
+else proxy-defaults ``Config.tracing_sampling_percentage`` (both validated
+when written), followed with blocking queries.
+
+Sampled spans go to the local agent (``PUT /v1/internal/traces/spans``),
+which keeps them for its trace API and exports them to the configured
+collectors. The sink is a bounded queue: ``record`` never blocks; a full
+queue, or a batch the agent refused after ``SINK_ATTEMPTS`` tries, is
+dropped and counted in ``meshd_proxy_trace_spans_dropped``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from prometheus_client import CollectorRegistry, Counter
+
+from connect.telemetry.export import SpanBatcher
+from connect.telemetry.propagation import (
+    ENVOY_FORCE_TRACE_HEADER,
+    FORCE_TRACE_HEADER,
+    REQUEST_ID_HEADER,
+    TRACE_HEADERS,
+    Incoming,
+    extract,
+    inject,
+)
+from connect.telemetry.sampling import DEFAULT_PERCENT, Sampler, SamplingError, percent_to_basis
+from connect.telemetry.spans import REQUEST_ID, Span, Tracer, http_attributes
+from connect.telemetry.wire import span_to_json
+
+from .agent_client import AgentClient
+from .errors import AgentError
+from .logfmt import emit
+from .watchers import Resource, WatchHub
+
+SPANS_PATH = "/v1/internal/traces/spans"
+PROXY_DEFAULTS_KEY = "tracing_sampling_percentage"
+SERVICE_DEFAULTS_FIELD = "TracingSamplingPercentage"
+PEER_SERVICE = "peer.service"  # OTel: the remote side's service name
+SINK_ATTEMPTS = 3
+SINK_INTERVAL = 0.5
+# Header names (bytes, lowercase as h11 gives them): replaced on the way out,
+# and read to extract the caller's context.
+_REPLACED = frozenset(h.encode() for h in TRACE_HEADERS)
+_READ = _REPLACED | {
+    REQUEST_ID_HEADER.encode(),
+    FORCE_TRACE_HEADER.encode(),
+    ENVOY_FORCE_TRACE_HEADER.encode(),
+}
+_NOTHING = Incoming()
+
+
+def proxy_defaults_resource() -> Resource:
+    return Resource("config", "proxy-defaults", "/v1/config/proxy-defaults")
+
+
+def service_defaults_resource() -> Resource:
+    return Resource("config", "service-defaults", "/v1/config/service-defaults")
+
+
+def _entries(body: Any) -> list[Mapping[str, Any]]:
+    return [e for e in body if isinstance(e, Mapping)] if isinstance(body, list) else []
+
+
+def _basis(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return percent_to_basis(float(value))
+    except (SamplingError, TypeError, ValueError):
+        return None
+
+
+@dataclass
+class SamplingSettings:
+    """Per-service sampling basis (hundredths of a percent) from the config entries."""
+
+    default: int = round(DEFAULT_PERCENT * 100)
+    per_service: dict[str, int] = field(default_factory=dict)
+
+    def set_proxy_defaults(self, entries: Iterable[Mapping[str, Any]]) -> None:
+        found = None
+        for entry in entries:
+            if entry.get("Name") == "global":
+                found = _basis((entry.get("Config") or {}).get(PROXY_DEFAULTS_KEY))
+        self.default = round(DEFAULT_PERCENT * 100) if found is None else found
+
+    def set_service_defaults(self, entries: Iterable[Mapping[str, Any]]) -> None:
+        out: dict[str, int] = {}
+        for entry in entries:
+            basis = _basis(entry.get(SERVICE_DEFAULTS_FIELD))
+            if basis is not None:
+                out[str(entry.get("Name") or "")] = basis
+        self.per_service = out
+
+    def basis(self, service: str) -> int:
+        return self.per_service.get(service, self.default)
+
+
+@dataclass
+class Hop:
+    """One request's span and what the handler learns while serving it."""
+
+    span: Span
+    headers: list[tuple[bytes, bytes]]
+    upstream: str = ""
+    attempts: int = 0
+    from_upstream: bool = False
+    flags: str = ""
+    traced_inbound: bool = False  # a SERVER hop whose request carried a trace
+
+
+class AgentSpanSink:
+    """Bounded queue of finished spans, posted to the local agent in batches."""
+
+    def __init__(self, client: AgentClient, dropped: Callable[[int], None]) -> None:
+        self.client = client
+        self.batcher = SpanBatcher(max_queue=4096, max_batch=256)
+        self._dropped = dropped
+        self._wake = trio.Event()
+        self.sent = 0
+        # (service, upstream) -> outbound calls that started a new trace while
+        # the service was serving a traced request (all traffic, sampled or not).
+        self.breaks: dict[tuple[str, str], int] = {}
+
+    def record(self, span: Span) -> None:
+        """Queue ``span`` (never blocks; a full queue drops and counts it)."""
+        if not span.sampled:
+            return
+        if not self.batcher.offer(span):
+            self._dropped(1)
+        elif self.batcher.batch_ready():
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Post batches until cancelled."""
+        while True:
+            with trio.move_on_after(SINK_INTERVAL):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            while len(self.batcher) or self.breaks:
+                await self._post(self.batcher.take())
+
+    def _take_breaks(self) -> list[dict[str, Any]]:
+        breaks, self.breaks = self.breaks, {}
+        return [{"Service": s, "Upstream": u, "Count": n} for (s, u), n in breaks.items()]
+
+    async def _post(self, batch: list[Span]) -> None:
+        body: dict[str, Any] = {"Spans": [span_to_json(s) for s in batch]}
+        if self.breaks:
+            body["Breaks"] = self._take_breaks()  # lost with the batch if the agent refuses
+        for attempt in range(SINK_ATTEMPTS):
+            try:
+                await self.client.request("PUT", SPANS_PATH, body=body, timeout=5.0)
+                self.sent += len(batch)
+                return
+            except AgentError as exc:
+                if attempt == SINK_ATTEMPTS - 1:
+                    emit(30, "trace_spans_dropped", count=len(batch), reason=str(exc))
+                    break
+                await trio.sleep(0.2 * 2**attempt)
+        self._dropped(len(batch))
+
+
+class ProxyTracing:
+    """The proxy's tracer, sampling settings and span sink (one per proxy process)."""
+
+    def __init__(
+        self,
+        client: AgentClient | None,
+        registry: CollectorRegistry | None = None,
+        *,
+        rng: random.Random | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.rng = rng or random.Random()
+        self.clock_ns = clock_ns
+        self.settings = SamplingSettings()
+        self.dropped = Counter(
+            "meshd_proxy_trace_spans_dropped",
+            "Finished spans dropped before reaching the agent (queue full or agent refusing).",
+            registry=registry,
+        )
+        self.sink = AgentSpanSink(client, self.dropped.inc) if client is not None else None
+        self.finished: list[Span] = []  # kept only without a sink (tests)
+        self._tracers: dict[str, tuple[int, Tracer]] = {}
+        # Traced inbound requests being served, per local service: an outbound
+        # call of that service starting a new trace meanwhile did not forward
+        # the headers (the propagation lint, counted on all traffic).
+        self.inflight: dict[str, int] = {}
+        self.breaks: dict[tuple[str, str], int] = {}
+
+    async def run(self, hub: WatchHub) -> None:
+        """Follow the sampling settings and post spans until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._follow, hub, proxy_defaults_resource(), True)
+            nursery.start_soon(self._follow, hub, service_defaults_resource(), False)
+            if self.sink is not None:
+                nursery.start_soon(self.sink.run)
+
+    async def _follow(self, hub: WatchHub, res: Resource, proxy_defaults: bool) -> None:
+        cell = hub.acquire(res, lambda body: body if isinstance(body, list) else [])
+        try:
+            version = 0
+            while True:
+                entries, version = await cell.wait_newer(version)
+                if proxy_defaults:
+                    self.settings.set_proxy_defaults(_entries(entries))
+                else:
+                    self.settings.set_service_defaults(_entries(entries))
+        finally:
+            hub.release(res)
+
+    def _tracer(self, service: str) -> Tracer:
+        basis = self.settings.basis(service)
+        cached = self._tracers.get(service)
+        if cached is None or cached[0] != basis:
+            tracer = Tracer(self.rng, self.clock_ns, Sampler(self.rng, basis))
+            cached = self._tracers[service] = (basis, tracer)
+        return cached[1]
+
+    def _hop(
+        self, server: bool, service: str, peer: str, method: bytes, target: bytes, headers: Any
+    ) -> Hop:
+        # One pass: the trace headers are read (extract) and dropped, the rest kept.
+        kept: list[tuple[bytes, bytes]] = []
+        seen: list[tuple[bytes, bytes]] = []
+        for name, value in headers:
+            bname = name.encode("latin-1") if isinstance(name, str) else name
+            bvalue = value.encode("latin-1") if isinstance(value, str) else value
+            lname = bname.lower()
+            if lname in _READ:
+                seen.append((lname, bvalue))
+                if lname in _REPLACED:
+                    continue
+            kept.append((bname, bvalue))
+        incoming = extract(seen) if seen else _NOTHING
+        m, path = method.decode("ascii", "replace"), target.decode("latin-1")
+        attrs = http_attributes(m, path, "")
+        attrs[PEER_SERVICE] = peer
+        tracer = self._tracer(service)
+        name = f"{m} {path.split('?', 1)[0]}"
+        start = tracer.start_server if server else tracer.start_client
+        span = start(incoming, service, name, attrs)
+        kept += [(n.encode(), v.encode("latin-1")) for n, v in inject(tracer.outbound(span))]
+        if incoming.request_id is None:
+            kept.append((b"x-request-id", str(span.attributes[REQUEST_ID]).encode("latin-1")))
+        hop = Hop(span, kept)
+        if server and incoming.context is not None:
+            hop.traced_inbound = True
+            self.inflight[service] = self.inflight.get(service, 0) + 1
+        elif not server and incoming.context is None and self.inflight.get(service):
+            self._broken(service, peer)
+        return hop
+
+    def _broken(self, service: str, upstream: str) -> None:
+        key = (service, upstream)
+        if self.sink is not None:
+            self.sink.breaks[key] = self.sink.breaks.get(key, 0) + 1
+        self.breaks[key] = self.breaks.get(key, 0) + 1
+
+    def client_hop(
+        self, source: str, destination: str, method: bytes, target: bytes, headers: Any
+    ) -> Hop:
+        """The CLIENT span of ``source`` calling ``destination`` (outbound listener)."""
+        return self._hop(False, source, destination, method, target, headers)
+
+    def server_hop(
+        self, destination: str, source: str, method: bytes, target: bytes, headers: Any
+    ) -> Hop:
+        """The SERVER span of ``destination`` answering ``source`` (inbound listener)."""
+        return self._hop(True, destination, source, method, target, headers)
+
+    def release(self, hop: Hop) -> None:
+        """The request of a SERVER ``hop`` is over (``finish`` calls it; call it
+        from a ``finally`` too, so a cancelled request is not left in flight)."""
+        if not hop.traced_inbound:
+            return
+        hop.traced_inbound = False
+        left = self.inflight.get(hop.span.service, 0) - 1
+        if left > 0:
+            self.inflight[hop.span.service] = left
+        else:
+            self.inflight.pop(hop.span.service, None)
+
+    def finish(self, hop: Hop, status: int, headers: Iterable[tuple[str, str]] = ()) -> Span:
+        """End ``hop``'s span with the answer and hand it to the sink."""
+        self.release(hop)
+        flags = hop.flags
+        if not flags and not hop.from_upstream:
+            flags = local_reply_flags(status, headers)
+        tracer = self._tracer(hop.span.service)
+        retries = max(0, hop.attempts - 1)
+        span = tracer.end(
+            hop.span, status_code=status, flags=flags, upstream=hop.upstream, retries=retries
+        )
+        if self.sink is not None:
+            self.sink.record(span)
+        elif span.sampled:
+            self.finished.append(span)
+        return span
+
+
+def local_reply_flags(status: int, headers: Iterable[tuple[str, str]]) -> str:
+    """Envoy's response flag for a reply the proxy made itself (not the upstream's)."""
+    names = {n.lower() for n, _ in headers}
+    if status == 503 and "x-envoy-overloaded" in names:
+        return "UO"
+    if status == 504:
+        return "UT"
+    if status == 503:
+        return "UH"
+    return ""
