@@ -47,7 +47,7 @@ from .writes import DurableWrites, _Future, _Write
 log = logging.getLogger("raft.node")
 MAX_INBOX = 65536
 # Scheduler rounds the loop gives the transport readers after a stall.
-_DRAIN_ROUNDS = 4
+_DRAIN_ROUNDS = 8
 
 
 class TransportLike(Protocol):
@@ -461,6 +461,14 @@ class RaftNode(DurableWrites):
             # Count the ticks a stall swallowed: the core's clock must not run
             # behind real time, or a leader lease would outlive its duration.
             missed = int((trio.current_time() - deadline) // interval)
+            if missed >= 3:  # one line per stall long enough to matter
+                log.warning(
+                    "event=raft_loop_stall id=%s role=%s stalled_ms=%d inbox=%d",
+                    self.config.id,
+                    self._soft.role.value,
+                    (trio.current_time() - deadline + interval) * 1000,
+                    len(self._inbox),
+                )
             deadline += missed * interval
             self._ticks += 1 + missed
             self._wake.set()
@@ -505,17 +513,24 @@ class RaftNode(DurableWrites):
         """The loop stalled (several ticks are due at once): let the
         transport's readers take what arrived on their sockets meanwhile, so
         the peers' messages count before the stall's ticks are applied.
-        A few scheduler rounds: one for the I/O poll to see the sockets
-        readable, then rounds while the readers keep delivering."""
-        # Bounded in rounds and in time: under a load that makes each round
-        # long, heartbeats going out soon matter more than a complete count.
+        One scheduler round for the I/O poll to see the sockets readable,
+        then rounds until two in a row deliver nothing: trio runs a round's
+        tasks in either order, so the readers woken by one poll may run
+        after this task in that round, and a single quiet round proves
+        nothing (that cut short the drain on a loaded server, and a follower
+        whose leader had been heard stood for election)."""
+        # Bounded in rounds, and in time once the readers had their chance:
+        # under a load that makes each round long, heartbeats going out soon
+        # matter more than a complete count.
         limit = trio.current_time() + self.config.tick_interval
+        quiet = 0
         for round_ in range(_DRAIN_ROUNDS):
             before = len(self._inbox)
             await trio.lowlevel.cancel_shielded_checkpoint()
             if round_ == 0:
-                continue  # the readers woken by the poll run in the round after
-            if len(self._inbox) == before or trio.current_time() >= limit:
+                continue  # the readers woken by the poll run in the rounds after
+            quiet = quiet + 1 if len(self._inbox) == before else 0
+            if quiet >= 2 or (round_ >= 2 and trio.current_time() >= limit):
                 return
 
     def _feed(self, core: RaftCore) -> None:

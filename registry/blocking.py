@@ -8,10 +8,14 @@ Waking 10,000 readers at once is the case to be cheap for, so a wait costs
 no ``trio.Event`` and no cancel scope of its own: timeouts of every waiter
 in a trio run are kept in one heap served by one system task
 (``_Timers``), which reschedules a waiter whose deadline passed. That task
-also does the waking: fired waiters are queued and rescheduled at most
-``WAKE_BATCH`` per scheduler round, so a write that wakes thousands of them
-cannot hold the event loop (and the Raft driver sharing it) for the time it
-takes all of them to answer.
+also does the waking: fired waiters are queued and rescheduled a batch per
+scheduler round, so a write that wakes thousands of them cannot hold the
+event loop (and the Raft driver sharing it) for the time it takes all of
+them to answer. The batch adapts to how long the last round took (at most
+``WAKE_BATCH``, at least ``MIN_BATCH``), aiming at ``ROUND_BUDGET`` of work
+per round: on a loaded machine each answer costs more, and a fixed count
+would let one round outlast a Raft election timeout. ``admit`` puts other
+bursts of work through the same queue (an HTTP server's request dispatch).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
@@ -32,7 +37,9 @@ T = TypeVar("T")
 MAX_WAIT = 600.0  # Consul caps ?wait= at 10 minutes
 DEFAULT_WAIT = 300.0  # Consul's wait when ?index= is given without ?wait=
 JITTER_FRACTION = 16  # Consul adds up to wait/16 of random stagger
-WAKE_BATCH = 256  # waiters rescheduled per scheduler round
+WAKE_BATCH = 256  # most waiters rescheduled per scheduler round
+MIN_BATCH = 16  # fewest, however long a round takes
+ROUND_BUDGET = 0.02  # seconds of paced work per round the batch size aims at
 
 
 class _Waker:
@@ -79,6 +86,8 @@ class _Timers:
         self.scope = trio.CancelScope()
         self.queue: deque[_Waker] = deque()
         self.started = 0  # blocking queries started without queueing since the last batch
+        self.batch = WAKE_BATCH  # waiters rescheduled per round, adapted to ROUND_BUDGET
+        self.released_at: float | None = None  # when the last batch was rescheduled
 
     def enqueue(self, waker: _Waker) -> None:
         """A fired waiter: the system task reschedules it (in batches)."""
@@ -111,12 +120,26 @@ class _Timers:
                 heapq.heappop(self.heap)[2]()
             queue = self.queue
             self.started = 0
-            for _ in range(min(len(queue), WAKE_BATCH)):
+            self._adapt()
+            for _ in range(min(len(queue), self.batch)):
                 waker = queue.popleft()
                 if not waker.aborted:
                     trio.lowlevel.reschedule(waker.task)
+            self.released_at = time.perf_counter() if queue else None
             if queue:
                 await trio.lowlevel.checkpoint()
+
+    def _adapt(self) -> None:
+        """Resize the batch from how long the round that ran the last one
+        took. Real time, not trio's clock: what is bounded is how long the
+        process holds the loop, which a test's fake clock does not see."""
+        if self.released_at is None:
+            return
+        took = time.perf_counter() - self.released_at
+        if took > ROUND_BUDGET:
+            self.batch = max(MIN_BATCH, int(self.batch * ROUND_BUDGET / took))
+        elif took < ROUND_BUDGET / 2:
+            self.batch = min(WAKE_BATCH, self.batch + self.batch // 4 + 1)
 
 
 _TIMERS: trio.lowlevel.RunVar[_Timers] = trio.lowlevel.RunVar("registry.blocking.timers")
@@ -132,15 +155,16 @@ def _timers() -> _Timers:
         return timers
 
 
-async def _admit() -> None:
-    """Bound the blocking queries starting in one scheduler round: thousands
-    of clients re-asking at once (right after a write answered them) would
-    otherwise all run their first read in the same round and hold the loop,
-    and the Raft driver sharing it, for as long. Past ``WAKE_BATCH`` starts
-    a query queues behind the wakes, which the system task lets through
-    ``WAKE_BATCH`` per round, in order."""
+async def admit() -> None:
+    """Bound the work starting in one scheduler round: thousands of clients
+    re-asking at once (right after a write answered them) would otherwise
+    all run their request, and their first read, in the same round and hold
+    the loop, and the Raft driver sharing it, for as long. Past a batch of
+    starts a caller queues behind the wakes, which the system task lets
+    through a batch per round, in order. Cancellation while queued leaves
+    the queue at once."""
     timers = _timers()
-    if not timers.queue and timers.started < WAKE_BATCH:
+    if not timers.queue and timers.started < timers.batch:
         timers.started += 1
         return
     waker = _Waker(trio.lowlevel.current_task(), timers)
@@ -186,7 +210,7 @@ async def wait_for_change(
     from ``store_query`` propagate.
     """
     if min_index > 0:
-        await _admit()
+        await admit()
     ws = WatchSet()
     index, result = store_query(ws)
     if min_index <= 0 or index != min_index:

@@ -35,6 +35,9 @@ import pytest
 SHARED = {
     # One Chromium at a time; the session-scoped browser starts once.
     "tests/ui/": "ui",
+    # test_mesh_metrics reuses test_l7_mesh's mesh fixture, so its subnet too.
+    "tests/e2e/test_l7_mesh.py": "l7-mesh",
+    "tests/e2e/test_mesh_metrics.py": "l7-mesh",
 }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from connect.l7.access_logs import normalize_access_logs
 from connect.l7.decode import (
     JSON,
     Fields,
@@ -44,6 +45,7 @@ _SD_PASSTHROUGH = (
     "BalanceInboundConnections",
     "RateLimits",
     "LocalIdleTimeoutMs",
+    "AccessLogs",  # meshd: the service's own access-log switch (access_logs.py)
 )
 _PD_PASSTHROUGH = (
     "Mode",
@@ -433,6 +435,7 @@ def parse_service_defaults(f: Fields) -> ServiceDefaultsEntry:
         partition=f.str("Partition"),
     )
     extra = finish_entry(f, _SD_PASSTHROUGH)
+    normalize_access_logs(extra)
     if not name:
         raise ValidationError("Name", "Name is required")
     if name == "*":
@@ -499,6 +502,7 @@ def parse_proxy_defaults(f: Fields) -> ProxyDefaultsEntry:
         partition=f.str("Partition"),
     )
     extra = finish_entry(f, _PD_PASSTHROUGH)
+    normalize_access_logs(extra)
     if name not in ("", "global"):
         raise ValidationError("Name", f'invalid name ({goq(name)}), only "global" is supported')
     entry = ProxyDefaultsEntry(**{**entry.__dict__, "name": "global"})

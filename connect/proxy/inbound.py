@@ -279,8 +279,7 @@ class InboundHandler:
         live = LiveConn(source, dest)
         self.gate.track(live)
         self.metrics.connection("inbound", source.service, dest, "allowed")
-        active = self.metrics.active.labels("inbound", source.service, dest)
-        active.inc()
+        active = self.metrics.opened("inbound", source.service, dest)
         flush = self.metrics.byte_counter("inbound", source.service, dest)
         try:
             splice = Splice(tls, up, idle_timeout=spec.limits.idle_timeout, on_flush=flush)
@@ -297,7 +296,7 @@ class InboundHandler:
                 )
         finally:
             self.gate.untrack(live)
-            active.dec()
+            active.closed()
             close(up)
         if live.revoked is not None:
             emit(

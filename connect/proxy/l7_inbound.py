@@ -21,7 +21,9 @@ normalised path with the current intentions. A denied request gets
 Envoy's ``403 RBAC: access denied``, one ``event=rbac_denied`` log line
 and ``meshd_proxy_rbac_denials_total{source,destination,intention}``; an
 allowed one goes to the local app over a pooled keep-alive connection,
-with the normalised path (what was judged is what the app sees).
+with the normalised path (what was judged is what the app sees). Every
+request is counted and access-logged as the destination reporter
+(l7_metrics.py; response flag ``RBAC`` for a denial).
 
 The rules are the destination's and ``*``'s service-intentions entries
 (``/v1/config/service-intentions``, blocking query) plus the intentions
@@ -34,6 +36,7 @@ closed for it. The default behaviour is the agent's
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Mapping
@@ -77,6 +80,7 @@ from .http_pool import (
     serialize,
 )
 from .identity import PeerID
+from .l7_metrics import Exchange, Flag, Reporter
 from .l7_outbound import CHAIN_WAIT, HTTP_PROTOCOLS, _chain_from_body, chain_resource
 from .l7_tracing import ProxyTracing
 from .logfmt import emit
@@ -200,9 +204,12 @@ def _head_wants_l4(data: bytes) -> bool:
 class L7Inbound:
     """One local service's L7 inbound state and the driver of its requests."""
 
-    def __init__(self, service: str, metrics: ProxyMetrics) -> None:
+    def __init__(
+        self, service: str, metrics: ProxyMetrics, reporter: Reporter | None = None
+    ) -> None:
         self.service = service
         self.metrics = metrics
+        self.reporter = reporter or Reporter(metrics.standard, "destination", service)
         self.chain: Mapping[str, Any] | None = None
         self.known = trio.Event()
         self.entry_sources: list[SourceIntention] = []
@@ -409,26 +416,39 @@ class L7Inbound:
         return resp
 
     async def handle(self, request: Request, body: bytes) -> UpstreamResponse:
+        """The answer to one request, counted and access-logged as the
+        destination reporter (l7_metrics.py)."""
+        target = f"{request.path}?{request.query}" if request.query else request.path
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()]
+        ex = self.reporter.begin(
+            request.method, target, headers, len(body), request.source_service, self.service
+        )
+        return await self.reporter.observe(ex, functools.partial(self._handle, request, body))
+
+    async def _handle(self, request: Request, body: bytes, ex: Exchange) -> UpstreamResponse:
         """The answer to one request: 403 from the intentions, or the local app's."""
         path = normalize_path(request.path)
         if path is None:  # Envoy's path normalisation refuses it before any filter
             return _local(400, "Bad Request")
         decision = self.decide(request)
         if not decision.allowed:
+            ex.flag(Flag.RBAC_DENIED)
             return self._deny(request, decision)
         target = f"{path}?{request.query}" if request.query else path
         headers = end_to_end(request.headers.items())
         if body or request.method in ("POST", "PUT", "PATCH"):
             headers.append(("content-length", str(len(body))))
+        ex.upstream = self._local_address()
         with trio.move_on_after(LOCAL_REQUEST_TIMEOUT):
             try:
-                return await self.pool.request(
-                    self._local_address(), request.method, target, headers, body
-                )
+                return await self.pool.request(ex.upstream, request.method, target, headers, body)
             except UpstreamReset as exc:
+                ex.flag(Flag.UPSTREAM_RESET)
                 return _local(503, RESET_BODY + str(exc))
             except (OSError, ssl.SSLError, trio.TooSlowError):
+                ex.flag(Flag.CONNECT_FAILURE)
                 return _local(503, CONNECT_FAILURE_BODY)
+        ex.flag(Flag.TIMEOUT)
         return _local(504, TIMEOUT_BODY)
 
     async def _upgrade(self, tls: ssl.SSLSocket, source: PeerID, first: bytes) -> None:

@@ -30,6 +30,7 @@ so a test's split counts are reproducible; unset, it is unpredictable.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import socket
@@ -38,6 +39,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import trio
+from prometheus_client import CollectorRegistry
 
 from connect.l7.breaker import CircuitBreaker, Limits
 from connect.l7.decide import NO_HEALTHY_UPSTREAM_BODY, Decider, Decision
@@ -61,6 +63,7 @@ from .credentials import Credentials
 from .errors import PeerIdentityError, ProxyConfigError
 from .http1 import ParsedRequest, ProtocolError, RequestReader, send_bytes
 from .http_pool import Pool, UpstreamReset, UpstreamResponse, end_to_end, local_error, serialize
+from .l7_metrics import Exchange, Flag, Reporter, StandardMetrics, mark_attempt, mark_target
 from .l7_mirror import MirrorSender
 from .l7_tracing import Hop, ProxyTracing
 from .logfmt import emit
@@ -319,10 +322,20 @@ def _local(
 class L7OutboundHandler:
     """Serves one upstream listener's connections, L7 when the chain says http."""
 
-    def __init__(self, creds: Credentials, up: L7Upstream, l4: OutboundHandler) -> None:
+    def __init__(
+        self,
+        creds: Credentials,
+        up: L7Upstream,
+        l4: OutboundHandler,
+        reporter: Reporter | None = None,
+    ) -> None:
         self.creds = creds
         self.up = up
         self.l4 = l4
+        # Unset (tests of the handler alone): counted in a registry nobody reads.
+        self.reporter = reporter or Reporter(
+            StandardMetrics(CollectorRegistry()), "source", up.source
+        )
         self.pool = Pool(self._dial)
         self._listener: Listener | None = None
         self.tracing: ProxyTracing | None = None
@@ -394,21 +407,40 @@ class L7OutboundHandler:
                 return
 
     async def handle(self, event: ParsedRequest, body: bytes) -> UpstreamResponse:
-        """The answer to one request (from upstream, or local), traced (l7_tracing)."""
+        """The answer to one request (from upstream, or local), traced
+        (l7_tracing.py) and counted and access-logged as the source reporter
+        (l7_metrics.py)."""
         tracing, up = self.tracing, self.up
-        if tracing is None:
-            return await self._handle(event, body, None)
-        hop = tracing.client_hop(
-            up.source, up.destination, event.method, event.target, event.headers
+        hop = None
+        if tracing is not None:
+            hop = tracing.client_hop(
+                up.source, up.destination, event.method, event.target, event.headers
+            )
+        ex = self.reporter.begin(
+            event.method.decode("ascii"),
+            event.target.decode("latin-1"),
+            hop.headers if hop is not None else event.headers,
+            len(body),
+            up.source,
+            up.destination,
         )
-        resp = await self._handle(event, body, hop)
-        tracing.finish(hop, resp.status, resp.headers)
+        if hop is not None:
+            ex.trace_id = hop.span.trace_id
+        handle = functools.partial(self._handle, event, body, hop)
+        resp = await self.reporter.observe(ex, handle)
+        if tracing is not None and hop is not None:
+            tracing.finish(hop, resp.status, resp.headers)
         return resp
 
-    async def _handle(self, event: ParsedRequest, body: bytes, hop: Hop | None) -> UpstreamResponse:
+    async def _handle(
+        self, event: ParsedRequest, body: bytes, hop: Hop | None, ex: Exchange
+    ) -> UpstreamResponse:
+        """The answer to one request (from upstream, or local); marks ``ex``
+        (and ``hop``) with the response flags, target and upstream instance."""
         up = self.up
         decider = up.decider
         if decider is None:
+            ex.flag(Flag.NO_HEALTHY_UPSTREAM)
             return _local(503, NO_HEALTHY_UPSTREAM_BODY)
         raw = hop.headers if hop is not None else event.headers
         headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw)
@@ -420,18 +452,23 @@ class L7OutboundHandler:
         )
         now = trio.current_time()
         decision = decider.decide(request, rng=up.rng, excluded=up.excluded(now))
+        mark_target(ex, up.chain, decision.target)
         status = decision.status_if_local
         if status is not None:
             text = NO_HEALTHY_UPSTREAM_BODY if status == 503 else ""
+            ex.flag(Flag.NO_HEALTHY_UPSTREAM if status == 503 else Flag.NO_ROUTE)
             return _local(status, text)
         if up.breaker.try_request().overflow:
+            self.reporter.overflowed(ex)
             return _local(503, OVERFLOW_BODY, [("x-envoy-overloaded", "true")])
         try:
             fault = decision.fault
             if fault.delay_s:
+                self.reporter.fault(ex, "delay")
                 await trio.sleep(fault.delay_s)
             abort = fault.abort_response()
             if abort is not None:
+                self.reporter.fault(ex, "abort")
                 if hop is not None:
                     hop.flags = "FI"
                 return UpstreamResponse(abort[0], abort[1], abort[2].encode())
@@ -439,7 +476,7 @@ class L7OutboundHandler:
             if decision.mirror:
                 self._mirror(decider, decision, request, target_line, out_headers, body)
             resp = await self._attempts(
-                decider, decision, request, target_line, out_headers, body, hop
+                decider, decision, request, target_line, out_headers, body, hop, ex
             )
         finally:
             up.breaker.release_request()
@@ -494,6 +531,7 @@ class L7OutboundHandler:
         out_headers: list[tuple[str, str]],
         body: bytes,
         hop: Hop | None,
+        ex: Exchange,
     ) -> UpstreamResponse:
         up = self.up
         assert decision.endpoint is not None and decision.target is not None
@@ -511,7 +549,9 @@ class L7OutboundHandler:
             while True:
                 per_try = state.start_attempt(trio.current_time())
                 if isinstance(per_try, Verdict):
+                    ex.flag(Flag.TIMEOUT)
                     return _local(504, TIMEOUT_BODY)
+                ex.upstream = endpoint
                 if hop is not None:
                     hop.upstream, hop.attempts = endpoint, hop.attempts + 1
                 resp, outcome = await self._attempt(
@@ -519,9 +559,12 @@ class L7OutboundHandler:
                 )
                 now = trio.current_time()
                 ejected = up.outlier(target_id).report(endpoint, outcome.status, now)
-                if ejected is not None and up.on_ejection is not None:
-                    up.on_ejection()
+                if ejected is not None:
+                    self.reporter.ejected(ex)
+                    if up.on_ejection is not None:
+                        up.on_ejection()
                 verdict = state.after(outcome, now)
+                mark_attempt(ex, verdict.verdict, verdict.reason, outcome.failure)
                 if verdict.verdict is Verdict.TIMEOUT:
                     return _local(504, TIMEOUT_BODY)
                 if verdict.verdict is Verdict.RESPOND:
@@ -533,6 +576,7 @@ class L7OutboundHandler:
                     if hop is not None:
                         hop.flags = _FAILURE_FLAGS.get(outcome.failure or Failure.RESET, "UR")
                     return _local(503, RESET_BODY + reason)
+                self.reporter.retried(ex)
                 await trio.sleep(verdict.delay_s)
                 endpoint = self._repick(decider, target_id, request, endpoint)
         finally:

@@ -26,6 +26,12 @@ With ``--workers N`` each worker writes prometheus-client's multiprocess
 files (``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor before any
 metric exists) and the supervisor serves their sum; the gauge is
 ``livesum`` so a dead worker's connections disappear.
+
+The per-request and TCP families of the mesh (``meshd_requests_total``,
+``meshd_tcp_*``, ...) are ``StandardMetrics`` (l7_metrics.py) in the same
+registry; the L4 handlers feed its TCP counters through ``opened`` and
+``byte_counter`` (``inbound`` reports as ``destination``, ``outbound`` as
+``source``).
 """
 
 from __future__ import annotations
@@ -45,7 +51,24 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from .l7_metrics import StandardMetrics, TcpReport
+
 HANDSHAKE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+REPORTER = {"inbound": "destination", "outbound": "source"}
+
+
+class OpenConnection:
+    """An L4 connection being proxied: the active gauge and TCP counters."""
+
+    def __init__(self, gauge: Gauge, tcp: TcpReport) -> None:
+        self.gauge = gauge
+        self.tcp = tcp
+        gauge.inc()
+        tcp.opened()
+
+    def closed(self) -> None:
+        self.gauge.dec()
+        self.tcp.closed()
 
 
 class ProxyMetrics:
@@ -96,6 +119,7 @@ class ProxyMetrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.standard = StandardMetrics(r)
 
         self.mirror_requests = Counter(
             "meshd_proxy_mirror_requests",
@@ -113,18 +137,27 @@ class ProxyMetrics:
     def rbac_denied(self, source: str, destination: str, intention: str) -> None:
         self.rbac_denials.labels(source, destination, intention).inc()
 
+    def opened(self, direction: str, source: str, destination: str) -> OpenConnection:
+        """Count an L4 connection that starts being proxied now."""
+        return OpenConnection(
+            self.active.labels(direction, source, destination),
+            self.standard.tcp(REPORTER[direction], source, destination),
+        )
+
     def byte_counter(
         self, direction: str, source: str, destination: str
     ) -> Callable[[int, int], None]:
         """A ``(received, sent)`` callback bound to one label set."""
         rx = self.bytes_received.labels(direction, source, destination)
         tx = self.bytes_sent.labels(direction, source, destination)
+        tcp = self.standard.tcp(REPORTER[direction], source, destination)
 
         def flush(received: int, sent: int) -> None:
             if received:
                 rx.inc(received)
             if sent:
                 tx.inc(sent)
+            tcp.bytes(received, sent)
 
         return flush
 

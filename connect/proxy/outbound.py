@@ -83,8 +83,7 @@ class OutboundHandler:
         if result != "allowed":
             close(tls)
             return
-        active = self.metrics.active.labels("outbound", spec.service, dest)
-        active.inc()
+        active = self.metrics.opened("outbound", spec.service, dest)
         self.balancer.acquire(endpoint)
         flush = self.metrics.byte_counter("outbound", spec.service, dest)
         try:
@@ -101,7 +100,7 @@ class OutboundHandler:
                 )
         finally:
             self.balancer.release(endpoint)
-            active.dec()
+            active.closed()
             close(tls)
 
     async def _verdict(self, tls: ssl.SSLSocket, source: str, dest: str, endpoint: Endpoint) -> str:

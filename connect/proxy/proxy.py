@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from .access_log import AccessLogger, follow_access_logs
 from .agent_client import AgentClient
 from .balancer import Balancer
 from .config import (
@@ -31,6 +32,7 @@ from .ejections import EjectionReporter
 from .errors import AgentError, AgentUnavailableError, ProxyConfigError
 from .inbound import Gatekeeper, InboundHandler, follow_intentions
 from .l7_inbound import L7Inbound, follow_l7_inbound
+from .l7_metrics import Reporter
 from .l7_outbound import L7OutboundHandler, L7Upstream, follow_chain, follow_limits
 from .l7_tracing import ProxyTracing
 from .logfmt import emit
@@ -119,6 +121,7 @@ class Proxy:
         self.options = options or ProxyOptions()
         self.metrics = metrics or ProxyMetrics()
         self.gate = Gatekeeper(client, self.metrics)
+        self.access = AccessLogger()
         self.tracing = ProxyTracing(client, self.metrics.registry)
         self.running: dict[tuple[str, int], _Running] = {}
         self.applied = 0
@@ -136,6 +139,7 @@ class Proxy:
             self._nursery = nursery
             self._hub = hub = WatchHub(self.client, nursery, wait=self.options.wait)
             cell = hub.acquire(services_resource(), _services)
+            nursery.start_soon(follow_access_logs, hub, self.access.settings)
             nursery.start_soon(self.tracing.run, hub)
             nursery.start_soon(self.ejections.run)
             task_status.started()
@@ -230,7 +234,10 @@ class Proxy:
         l7_in: L7Inbound | None = None
         if spec.kind == "inbound":
             # L7 intentions are enforced here while the service is http (l7_inbound.py).
-            l7_in = L7Inbound(spec.service, self.metrics)
+            reporter = Reporter(
+                self.metrics.standard, "destination", spec.service, self.access, trio.current_time
+            )
+            l7_in = L7Inbound(spec.service, self.metrics, reporter)
             l7_in.tracing = self.tracing
             handler = InboundHandler(creds, self.gate, self.metrics, l7_in)
             balancer = None
@@ -242,7 +249,10 @@ class Proxy:
             # the upstream's discovery chain says http (l7_outbound.py).
             l4 = OutboundHandler(creds, balancer, self.metrics)
             l7 = L7Upstream(spec.service, spec.upstream.destination)
-            handler = L7OutboundHandler(creds, l7, l4)
+            reporter = Reporter(
+                self.metrics.standard, "source", spec.service, self.access, trio.current_time
+            )
+            handler = L7OutboundHandler(creds, l7, l4, reporter)
             handler.tracing = self.tracing
         listener = Listener(
             spec, handler, reuse_port=self.options.reuse_port, on_reject=self._rejected

@@ -88,6 +88,15 @@ from .traces import AgentTraces
 from .wire import ReadOptions, ReadResult, WriteResult
 
 log = logging.getLogger("meshd.agent")
+# A full (generation 2) collection scans every live object while the event
+# loop, and the Raft driver on it, waits: with 10,000 open connections that
+# is 0.3-1.3 s on a loaded 2-core machine, longer than an election timeout
+# (watch bench, issue 18). CPython runs one after 10 generation-1 passes,
+# each after 10 generation-0 passes of 700 allocations: every few seconds
+# while connections ramp up. A larger first threshold makes every pass
+# rarer (each young pass still scans only ~10,000 objects, ~1 ms); raising
+# only the last one made the rare full pass last 7 s instead.
+GC_THRESHOLDS = (10_000, 10, 10)
 # How often a request waiting for the leader's establishment looks again.
 READY_POLL = 0.005
 # After a leader is known, how long a server waits to see its establishment
@@ -368,6 +377,7 @@ class Agent:
                 await self.wait_leadership_ready(5)
             nursery.start_soon(self._run_sync)
             gc.freeze()  # long-lived startup objects leave the collector's young generations
+            gc.set_threshold(*GC_THRESHOLDS)
             self.app = build_app(self)
             await self._start_http(nursery, self.app)
             await self._start_dns(nursery)

@@ -30,7 +30,7 @@ from registry.blocking import wait_for_change
 from registry.commands import Command, CoordinateBatchUpdate, encode_command
 from registry.errors import ValidationError
 from registry.fsm import RegistryFSM
-from registry.state.watch import WatchSet
+from registry.state.watch import Watch, WatchSet
 
 from ..acl import ACLAuthorizer
 from ..acl.errors import ACLPermissionDenied
@@ -85,6 +85,8 @@ class _ForwardReads(Exception):
 
 # Returned by the callables of ``MeshServer._hold_for_leader``: try again.
 _AGAIN: Any = object()
+# A blocking read's answer (index, value) and the watches it depended on.
+_SharedAnswer = tuple[tuple[int, Any], tuple[Watch, ...]]
 
 
 class MeshServer:
@@ -145,7 +147,7 @@ class MeshServer:
         )
         self._handlers: dict[str, RPCHandler] = {}
         # Blocking-query answers shared by the waiters a change wakes together.
-        self._answers: dict[tuple[str, str, int], tuple[int, Any]] = {}
+        self._answers: dict[tuple[str, str, int], _SharedAnswer] = {}
         # With ACLs on: the authorizer of an RPC caller's token (rpc_rules).
         self.token_resolver: Callable[[str], Awaitable[ACLAuthorizer]] | None = None
         # Whether a leader is known and has established leadership (the
@@ -394,8 +396,10 @@ class MeshServer:
         A change wakes every waiter on it at once, and they all ask the same
         question of the same state: the first computes the answer and the
         rest reuse it (keyed by read, arguments and the applied Raft index,
-        which fixes the state). A shared answer is only used when it ends the
-        wait; one that does not is recomputed so its watches get registered.
+        which fixes the state), together with the watches that read depended
+        on. So thousands of clients re-arming at once after a change cost one
+        read, not one each: the same state gives the same watches, and one
+        that fired since calls back at once when registered.
         """
         key_args = json.dumps(args, sort_keys=True, default=str)
         cache = self._answers
@@ -404,12 +408,16 @@ class MeshServer:
         def query(ws: WatchSet) -> tuple[int, Any]:
             key = last[0] = (name, key_args, self.node.applied_index)
             hit = cache.get(key)
-            if hit is not None and hit[0] > index:
-                return hit
+            if hit is not None:
+                answer, watches = hit
+                if answer[0] <= index:  # does not end the wait: watch what it read
+                    for watch in watches:
+                        ws.add(watch)
+                return answer
             answer = fn(self.store, ws, args)
             if len(cache) >= 256:
                 cache.clear()
-            cache[key] = answer
+            cache[key] = (answer, ws.watches())
             return answer
 
         return query, lambda: last[0]

@@ -58,6 +58,7 @@ from meshd.http.accept import RateLimitedLog, serve_listeners
 from meshd.http.app import App
 from meshd.http.message import TEXT_PLAIN, Headers, Request, Response, StreamingResponse
 from meshd.http.request_log import log_request
+from registry.blocking import admit
 
 __all__ = ["ServerLimits", "open_http_listeners", "serve_http"]
 
@@ -369,6 +370,10 @@ class _Connection:
                 return
             self._read_ahead += len(data)
             if not self._stopped:
+                # Parsing thousands of requests that arrived together (10,000
+                # watchers re-arming) in one round holds the loop as long as
+                # handling them would: parse a batch per round too.
+                await admit()
                 self._feed(bytes(data))
             self._data_arrived.unpark_all()
 
@@ -536,6 +541,10 @@ class _Connection:
             self._phase = _HANDLER
             self._scope.deadline = math.inf
             started = time.monotonic()
+            # Thousands of requests read in one round (watchers re-arming
+            # after a change) are dispatched a batch per round, so the round
+            # stays short for the Raft driver sharing this loop.
+            await admit()
             try:
                 response = await self._app.handle(request)
             except Exception:

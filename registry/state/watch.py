@@ -164,6 +164,12 @@ class WatchSet:
     def __len__(self) -> int:
         return len(self._watches)
 
+    def watches(self) -> tuple[Watch, ...]:
+        """The watches added so far: another read of the same state depends on
+        the same ones, so it may ``add`` these instead of reading again (a
+        watch that has fired since calls its callback at once on ``register``)."""
+        return tuple(self._watches.values())
+
     def register(self, callback: Callback) -> None:
         """Call ``callback`` (possibly several times) when any watch fires."""
         for watch in self._watches.values():

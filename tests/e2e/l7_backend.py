@@ -3,12 +3,12 @@
 ``python tests/e2e/l7_backend.py HOST PORT NAME`` answers ``NAME <path>``
 to every request, and on purpose misbehaves on some paths:
 ``/slow`` answers after 1 s, ``/delay`` after 0.5 s, ``/flaky`` answers 503 to 30% of requests
-(random), ``/health`` always 200, and a backend named ``bad...`` answers 500
-to everything else. A mirrored copy (Host ending in ``-shadow``) of
-``/mirror/hang...`` answers after 3 s, of ``/mirror/error...`` with 500.
-``/_seen?prefix=P`` (asked directly, not through the mesh) lists the
-``[host, path]`` of every request so far whose path starts with ``P``.
-Stdlib only; a thread per connection.
+(random), ``/status/NNN`` answers status NNN, ``/health`` always 200, and a
+backend named ``bad...`` answers 500 to everything else. A mirrored copy
+(Host ending in ``-shadow``) of ``/mirror/hang...`` answers after 3 s, of
+``/mirror/error...`` with 500. ``/_seen?prefix=P`` (asked directly, not
+through the mesh) lists the ``[host, path]`` of every request so far whose
+path starts with ``P``. Stdlib only; a thread per connection.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ def make_handler(name: str) -> type[BaseHTTPRequestHandler]:
                 time.sleep(0.5)
             elif self.path.startswith("/flaky") and random.random() < 0.3:
                 status = 503
+            elif self.path.startswith("/status/") and self.path[8:11].isdigit():
+                status = int(self.path[8:11])
             if name.startswith("bad") and not self.path.startswith("/health"):
                 status = 500
             self.reply(status, f"{name} {self.path}\n".encode())

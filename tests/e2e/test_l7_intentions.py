@@ -128,7 +128,10 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IntentionsMesh]:
                 40,
                 f"{svc}'s sidecar healthy",
             )
-        wait_for(lambda: _get(m, "/api/ready")[0] == 200, 30, "web's L7 intention applied")
+        try:
+            wait_for(lambda: _get(m, "/api/ready")[0] == 200, 30, "web's L7 intention applied")
+        except TimeoutError as exc:  # say what the proxy saw
+            raise AssertionError(f"{exc}\nproxy log (tail):\n{m.log('proxy')[-3000:]}") from None
         yield m
     finally:
         for proc in m.procs:

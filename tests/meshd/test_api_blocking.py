@@ -291,3 +291,39 @@ async def test_agent_services_hash_block_answers_a_registration_at_5s(
         # returns a little later, once anti-entropy put it in the catalog.
         assert at == 5.0 and at <= written < 6.0, (written, at)
         assert res.headers["x-consul-contenthash"] != digest and "api" in res.json()
+
+
+async def test_watchers_re_arming_on_the_same_state_share_one_read_and_its_watches(
+    autojump_clock: Any, monkeypatch: Any
+) -> None:
+    """Thousands of clients re-arm at once after a change, all at the same
+    state: one read serves them (it cost a read each, holding the loop and
+    Raft for as long), and the watches of that read still wake every one of
+    them on the next change."""
+    reads = 0
+    real = q.health_service_nodes
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(q, "health_service_nodes", counted)
+    async with inproc_agent() as (_agent, api):
+        assert (await api.put("/v1/catalog/register", web("n1", "passing"))).status == 200
+        index = (await api.get("/v1/health/service/web")).index
+        answers: list[InprocResult] = []
+
+        async def watch() -> None:
+            answers.append(await api.get(f"/v1/health/service/web?index={index}&wait=60s"))
+
+        reads = 0
+        async with trio.open_nursery() as nursery:
+            for _ in range(40):
+                nursery.start_soon(watch)
+            await trio.sleep(1)
+            assert reads == 1 and not answers  # 40 parked on one read
+            assert (await api.put("/v1/catalog/register", web("n2", "passing"))).status == 200
+        assert len(answers) == 40
+        assert all(sorted(e["Node"]["Node"] for e in a.json()) == ["n1", "n2"] for a in answers)
+        assert reads <= 2  # the wake-up answers are shared too

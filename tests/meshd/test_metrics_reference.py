@@ -76,8 +76,10 @@ async def test_readme_rows_match_the_agent_and_proxy_registries() -> None:
         metrics = agent_metrics(agent)
         agent_have = exposed(text, list(vars(metrics).values()))
     proxy = ProxyMetrics()
-    proxy_have = exposed(proxy.render().decode(), list(vars(proxy).values()))
+    objects = [*vars(proxy).values(), *vars(proxy.standard).values()]
+    proxy_have = exposed(proxy.render().decode(), objects)
     assert "meshd_proxy_closed_before_handshake_total" in proxy_have
+    assert "meshd_requests_total" in proxy_have
     problems = compare("agent", agent_have, documented) + compare("proxy", proxy_have, documented)
     stale = set(documented) - set(agent_have) - set(proxy_have)
     problems += [f"README row {n} names no metric" for n in sorted(stale)]
@@ -91,3 +93,7 @@ def test_readme_reference_parses_rows_and_labels() -> None:
         frozenset({"direction", "source", "destination", "result"}),
     )
     assert ref["meshd_raft_term"] == ("gauge", frozenset())
+    assert ref["meshd_faults_injected_total"] == (
+        "counter",
+        frozenset({"source_service", "destination_service", "kind"}),
+    )

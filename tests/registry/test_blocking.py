@@ -174,3 +174,24 @@ async def test_a_burst_of_blocking_queries_starts_in_bounded_rounds(
     steps = [b - a for a, b in itertools.pairwise(samples)]
     assert max(steps) <= 2 * WAKE_BATCH, steps
     assert len([s for s in steps if s]) >= 2000 // (2 * WAKE_BATCH)
+
+
+def test_the_wake_batch_shrinks_after_a_long_round_and_grows_back() -> None:
+    """On a loaded machine every answer costs more: a round that ran 10x over
+    the budget lets a tenth as many through next time (never fewer than
+    MIN_BATCH), and quick rounds grow the batch back to WAKE_BATCH."""
+    import time
+
+    from registry.blocking import MIN_BATCH, ROUND_BUDGET, WAKE_BATCH, _Timers
+
+    timers = _Timers()
+    timers.released_at = time.perf_counter() - 10 * ROUND_BUDGET
+    timers._adapt()
+    assert MIN_BATCH <= timers.batch <= WAKE_BATCH // 10
+    timers.released_at = time.perf_counter() - 1000 * ROUND_BUDGET
+    timers._adapt()
+    assert timers.batch == MIN_BATCH
+    for _ in range(40):
+        timers.released_at = time.perf_counter()
+        timers._adapt()
+    assert timers.batch == WAKE_BATCH

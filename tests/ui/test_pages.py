@@ -6,6 +6,7 @@ the UI, and axe-core on every page."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -235,16 +236,56 @@ def test_live_update_through_blocking_queries(page: Any, catalog: AgentProcess) 
     assert table.locator("tbody th").all_inner_texts() == ["web"]
 
 
+# A 3-hop trace web -> api -> db (then a failing second call api -> db) as
+# the proxies report it: (span id, parent, service, kind, method path, start
+# ms, end ms, status code); and a short web-only trace.
+T1, T2 = "4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"
+T1_SPANS = [
+    ("a1" * 8, "", "web", "CLIENT", "GET /api/order", 0, 120, 200),
+    ("a2" * 8, "a1" * 8, "api", "SERVER", "GET /api/order", 2, 118, 200),
+    ("a3" * 8, "a2" * 8, "api", "CLIENT", "GET /db/query", 10, 60, 200),
+    ("a4" * 8, "a3" * 8, "db", "SERVER", "GET /db/query", 12, 58, 200),
+    ("a5" * 8, "a2" * 8, "api", "CLIENT", "POST /db/audit", 65, 110, 503),
+    ("a6" * 8, "a5" * 8, "db", "SERVER", "POST /db/audit", 67, 108, 503),
+]
+T2_SPANS = [("b1" * 8, "", "web", "CLIENT", "GET /static/app.css", 0, 3, 200)]
+
+
+def _spans(trace: str, rows: list[tuple[Any, ...]], t0: int) -> list[dict[str, Any]]:
+    out = []
+    for span_id, parent, service, kind, op, start, end, code in rows:
+        method, path = op.split(" ")
+        out.append({
+            "TraceID": trace, "SpanID": span_id, "ParentSpanID": parent, "Name": op,
+            "Kind": kind, "Service": service, "StartNs": t0 + start * 1_000_000,
+            "EndNs": t0 + end * 1_000_000, "Status": "ERROR" if code >= 500 else "UNSET",
+            "Attributes": {"http.request.method": method, "url.path": path,
+                           "http.response.status_code": code},
+        })  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def traces(catalog: AgentProcess) -> AgentProcess:
+    """The two traces PUT to the agent over HTTP, as a sidecar hands them in."""
+    t0 = time.time_ns() - 60 * 1_000_000_000
+    spans = _spans(T1, T1_SPANS, t0) + _spans(T2, T2_SPANS, t0 + 1_000_000_000)
+    status, out = catalog.call("PUT", "/v1/internal/traces/spans", {"Spans": spans})
+    assert (status, out) == (200, {"Accepted": 7}), out
+    return catalog
+
+
 PAGES = ["services", "services/web", "services/api", "nodes", "kv/", "kv/app/config/limit",
          "intentions", "intentions/new", "config", "config/service-router/api", "config/new",
-         "login"]  # fmt: skip
+         "traces", f"traces/{T1}", "login"]  # fmt: skip
 # What a page shows once its data is in, where that is what axe should see.
 RENDERED = {"services/api": "#routing .chain", "config": "#config-kinds",
-            "config/service-router/api": "text=ModifyIndex"}  # fmt: skip
+            "config/service-router/api": "text=ModifyIndex", "traces": "#traces-table",
+            f"traces/{T1}": "#waterfall"}  # fmt: skip
 
 
 def test_every_page_has_no_serious_accessibility_violations(
-    page: Any, catalog: AgentProcess, routing: AgentProcess
+    page: Any, catalog: AgentProcess, routing: AgentProcess, traces: AgentProcess
 ) -> None:
     catalog.call("PUT", "/v1/kv/app/config/limit", "10")
     login(page, catalog, catalog.mgmt)
@@ -464,3 +505,88 @@ def test_service_page_shows_routing_from_the_discovery_chain(
     assert said["Verdict"] == "no healthy upstream (503 from the proxy)", said  # no instances
     assert said["Intention"].startswith("denied to api-v2"), said  # default deny
     shot(page, "service-api-explain")
+
+
+def test_traces_searched_and_one_trace_drawn_as_a_waterfall_in_order(
+    page: Any, traces: AgentProcess
+) -> None:
+    login(page, traces, traces.mgmt)
+    page.goto(traces.url + "/ui/#/services/db")
+    page.get_by_role("link", name="Traces of this service").click()
+    page.wait_for_url("**/ui/#/traces?service=db")
+    table = page.locator("#traces-table")
+    ids = table.locator("tbody th")
+    expect(ids).to_have_text([T1])  # the search the link asked for
+    assert page.get_by_label("Service").input_value() == "db"
+    cells = table.locator("tbody tr").first.locator("td").all_inner_texts()
+    assert cells[0].split("\n") == ["GET /api/order", "api, db, web"], cells
+    assert cells[2:] == ["120 ms", "6", "error"], cells  # duration, spans, one failed
+    page.get_by_label("Service").fill("")
+    page.get_by_role("button", name="Search").click()
+    expect(ids).to_have_text([T2, T1])  # newest first
+    page.get_by_label("Minimum duration").fill("fast")  # the API's 400, next to the field
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("#trace-results").get_by_role("alert")).to_contain_text("min_duration")
+    expect(page.get_by_label("Minimum duration")).to_have_attribute("aria-invalid", "true")
+    page.get_by_label("Minimum duration").fill("50ms")
+    page.get_by_role("button", name="Search").click()
+    expect(ids).to_have_text([T1])
+    assert page.url.endswith("#/traces?min_duration=50ms")
+    page.get_by_label("Minimum duration").fill("")
+    page.get_by_label("Status", exact=True).select_option("code")
+    page.get_by_label("Status code").fill("503")  # shown only for "code"
+    page.get_by_role("button", name="Search").click()
+    expect(ids).to_have_text([T1])  # a span of T1 answered 503
+    assert page.url.endswith("#/traces?status=503")
+    shot(page, "traces-search")
+    table.get_by_role("link", name=T1).click()
+    waterfall = page.locator("#waterfall")
+    rows = waterfall.locator("tbody tr.span")
+    expect(rows).to_have_count(6)
+    order = rows.evaluate_all("rs => rs.map(r => r.dataset.spanId)")
+    assert order == [s[0] for s in T1_SPANS]  # start order
+    names = waterfall.locator("th.span-name")
+    depth = names.evaluate_all(
+        "cs => cs.map(c => [+c.dataset.depth, getComputedStyle(c).paddingLeft])"
+    )
+    assert depth == [[d, f"{10 + 18 * d}px"] for d in (0, 1, 2, 3, 2, 3)], depth
+    durations = rows.evaluate_all("rs => rs.map(r => r.cells[5].textContent)")
+    assert durations == ["120 ms", "116 ms", "50.0 ms", "46.0 ms", "45.0 ms", "41.0 ms"], durations
+    third = rows.nth(2)
+    assert "api" in third.inner_text() and "CLIENT" in third.inner_text()
+    assert "GET /db/query" in third.inner_text()
+    expect(third.locator(".timeline .sr-only")).to_have_text("starts at +10.0 ms, lasts 50.0 ms")
+    bar = third.locator(".bar").evaluate(
+        "b => [parseFloat(b.style.left), parseFloat(b.style.width)]"
+    )
+    assert abs(bar[0] - 100 * 10 / 120) < 0.01 and abs(bar[1] - 100 * 50 / 120) < 0.01, bar
+    assert "503" in rows.nth(4).inner_text() and "error" in rows.nth(4).inner_text()
+    # Keyboard: the first toggle, Down four times, Enter opens that span's attributes.
+    waterfall.locator("button.span-toggle").first.focus()
+    for _ in range(4):
+        page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    attrs = page.locator("tr.span-attrs:visible")
+    expect(attrs).to_have_count(1)
+    assert "POST /db/audit" in attrs.inner_text() and "a2" * 8 in attrs.inner_text()
+    assert rows.nth(4).locator("button").get_attribute("aria-expanded") == "true"
+    shot(page, "trace-waterfall")
+
+
+def test_trace_with_a_service_the_token_may_not_read_shows_the_403(
+    page: Any, traces: AgentProcess
+) -> None:
+    token = make_token(
+        traces,
+        "ui-trace-reader",
+        'service "web" { policy = "read" }\nservice "api" { policy = "read" }',
+    )
+    login(page, traces, token)
+    page.get_by_role("link", name="Traces", exact=True).click()
+    expect(page.locator("#traces-table tbody th")).to_have_text([T2])  # T1 has db
+    assert page.get_by_text("Some traces are hidden").is_visible()
+    page.goto(traces.url + f"/ui/#/traces/{T1}")
+    alert = page.locator("#main").get_by_role("alert")
+    expect(alert).to_contain_text("Permission denied")
+    assert "service:read" in alert.inner_text()
+    shot(page, "trace-forbidden")

@@ -10,6 +10,7 @@ import { renderLogin } from "./pages/login.js";
 import { renderNodes } from "./pages/nodes.js";
 import { renderService } from "./pages/service.js";
 import { renderServices } from "./pages/services.js";
+import { renderTrace, renderTraces } from "./pages/traces.js";
 
 // [pattern, page, title]; new pages (traces, canaries, graph) add a row.
 const ROUTES = [
@@ -26,6 +27,8 @@ const ROUTES = [
   [/^\/config\/new\/([^/]+)$/, renderConfigNew, "New config entry"],
   [/^\/config\/([^/]+)$/, renderConfigList, "Config entries"],
   [/^\/config\/([^/]+)\/(.+)$/, renderConfigEdit, "Config entry"],
+  [/^\/traces(?:\?.*)?$/, renderTraces, "Traces"], // ?service=&status=&min_duration=&limit=
+  [/^\/traces\/([0-9a-fA-F]{32})$/, renderTrace, "Trace"],
 ];
 
 let cleanup = null;

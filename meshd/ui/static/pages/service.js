@@ -15,6 +15,7 @@ export function renderService(main, name) {
   main.append(
     h("p", {}, h("a", { href: "#/services" }, "← All services")),
     h("h1", {}, name),
+    h("p", {}, h("a", { href: `#/traces?service=${encodeURIComponent(name)}` }, "Traces of this service")),
     inst,
     topo,
     routing,

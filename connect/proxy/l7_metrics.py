@@ -1,0 +1,365 @@
+"""Per-request and per-connection metrics of the mesh (Istio's standard metrics).
+
+Every HTTP request the proxy handles is reported once by the proxy that
+handles it: ``reporter="source"`` on the caller's side (the L7 upstream
+listener), ``reporter="destination"`` on the callee's side (the inbound
+listener), like Istio (istio.io, reference/config/metrics):
+
+* ``meshd_requests_total`` (counter) and ``meshd_request_duration_milliseconds``
+  (histogram, Istio's buckets), ``meshd_request_bytes`` and
+  ``meshd_response_bytes`` (histograms: percentiles of sizes, and their
+  ``_sum`` is the byte total a counter would give) with the labels
+  ``REQUEST_LABELS``;
+* TCP listeners: ``meshd_tcp_connections_opened_total`` /
+  ``meshd_tcp_connections_closed_total``, ``meshd_tcp_sent_bytes_total`` (to
+  the accepted side) / ``meshd_tcp_received_bytes_total`` with ``TCP_LABELS``;
+* the L7 cores' own counters: retries, outlier ejections, circuit-breaker
+  overflows and injected faults (mirror copies are counted where they are
+  sent, ``meshd_proxy_mirror_requests_total``).
+
+Cardinality: every label value comes from a bounded set. Services and
+subsets are catalog names; the method is folded into ``METHOD_CLASSES``;
+``response_code`` is a status (at most ~60 in practice); ``response_flags``
+a sorted, comma-joined set of Envoy short codes; paths, query strings,
+addresses and instance IDs never become labels (they go to access logs).
+
+``Exchange`` is one request's record; the driver calls
+``Reporter.observe`` once per request and the handler marks flags and the
+upstream instance on the record as it decides.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from connect.l7.retry import Failure, Verdict
+
+# Istio's default buckets for istio_request_duration_milliseconds.
+DURATION_BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+# Istio's byte-size buckets (powers of ten up to 100 MB).
+BYTES_BUCKETS = (1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000)
+METHOD_CLASSES = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+OTHER_METHOD = "other"
+UNKNOWN = "unknown"
+MUTUAL_TLS = "mutual_tls"
+NO_FLAGS = "-"
+
+REQUEST_LABELS = (
+    "reporter",
+    "source_service",
+    "destination_service",
+    "destination_subset",
+    "request_method",
+    "response_code",
+    "response_flags",
+    "connection_security_policy",
+)
+TCP_LABELS = ("reporter", "source_service", "destination_service", "connection_security_policy")
+EDGE_LABELS = ("source_service", "destination_service")
+
+
+class Flag:
+    """Envoy's ``%RESPONSE_FLAGS%`` short codes (envoy access_log usage.rst)."""
+
+    TIMEOUT = "UT"  # upstream request timeout (route or per-try)
+    OVERFLOW = "UO"  # circuit breaker overflow
+    NO_HEALTHY_UPSTREAM = "UH"
+    NO_ROUTE = "NR"
+    FAULT_ABORT = "FI"
+    FAULT_DELAY = "DI"
+    CONNECT_FAILURE = "UF"
+    UPSTREAM_RESET = "UR"
+    RETRY_LIMIT = "URX"
+    # Envoy has no flag for an RBAC denial (it sets response code details
+    # ``rbac_access_denied_matched_policy``); meshd reports ``RBAC`` here.
+    RBAC_DENIED = "RBAC"
+
+
+def method_class(method: str) -> str:
+    """The method's label value: one of ``METHOD_CLASSES`` or ``other``."""
+    upper = method.upper()
+    return upper if upper in METHOD_CLASSES else OTHER_METHOD
+
+
+def flags_label(flags: set[str]) -> str:
+    return ",".join(sorted(flags)) if flags else NO_FLAGS
+
+
+class StandardMetrics:
+    """The metric families above, registered in the proxy's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.requests = Counter(
+            "meshd_requests", "HTTP requests, by both reporters.", REQUEST_LABELS, registry=r
+        )
+        self.duration = Histogram(
+            "meshd_request_duration_milliseconds",
+            "Time to answer: whole request read to response ready, in ms.",
+            REQUEST_LABELS,
+            buckets=DURATION_BUCKETS_MS,
+            registry=r,
+        )
+        self.request_bytes = Histogram(
+            "meshd_request_bytes",
+            "Request body sizes in bytes.",
+            REQUEST_LABELS,
+            buckets=BYTES_BUCKETS,
+            registry=r,
+        )
+        self.response_bytes = Histogram(
+            "meshd_response_bytes",
+            "Response body sizes in bytes.",
+            REQUEST_LABELS,
+            buckets=BYTES_BUCKETS,
+            registry=r,
+        )
+        self._children: dict[tuple[str, ...], tuple[Any, Any, Any, Any]] = {}
+        self._tcp(r)
+        self._resilience(r)
+
+    def _tcp(self, r: CollectorRegistry) -> None:
+        self.tcp_opened = Counter(
+            "meshd_tcp_connections_opened", "TCP connections opened.", TCP_LABELS, registry=r
+        )
+        self.tcp_closed = Counter(
+            "meshd_tcp_connections_closed", "TCP connections closed.", TCP_LABELS, registry=r
+        )
+        self.tcp_sent = Counter(
+            "meshd_tcp_sent_bytes", "Bytes sent to the accepted side.", TCP_LABELS, registry=r
+        )
+        self.tcp_received = Counter(
+            "meshd_tcp_received_bytes",
+            "Bytes received from the accepted side.",
+            TCP_LABELS,
+            registry=r,
+        )
+
+    def _resilience(self, r: CollectorRegistry) -> None:
+        self.retries = Counter(
+            "meshd_retries", "Retry attempts sent upstream.", EDGE_LABELS, registry=r
+        )
+        self.ejections = Counter(
+            "meshd_outlier_ejections",
+            "Upstream instances ejected by outlier detection.",
+            EDGE_LABELS,
+            registry=r,
+        )
+        self.overflows = Counter(
+            "meshd_circuit_breaker_overflows",
+            "Requests refused by the circuit breaker (503 x-envoy-overloaded).",
+            EDGE_LABELS,
+            registry=r,
+        )
+        self.faults = Counter(
+            "meshd_faults_injected",
+            "Faults injected (kind abort or delay).",
+            (*EDGE_LABELS, "kind"),
+            registry=r,
+        )
+
+    def children(self, labels: tuple[str, ...]) -> tuple[Any, Any, Any, Any]:
+        """The four request series of one label set (cached: ``labels()``
+        costs a lock and a dict lookup per family; the set is bounded)."""
+        found = self._children.get(labels)
+        if found is None:
+            found = self._children[labels] = (
+                self.requests.labels(*labels),
+                self.duration.labels(*labels),
+                self.request_bytes.labels(*labels),
+                self.response_bytes.labels(*labels),
+            )
+        return found
+
+    def tcp(self, reporter: str, source: str, destination: str) -> TcpReport:
+        """A bound recorder for one TCP connection's labels."""
+        labels = (reporter, source or UNKNOWN, destination or UNKNOWN, MUTUAL_TLS)
+        return TcpReport(self, labels)
+
+
+@dataclass(slots=True)
+class TcpReport:
+    metrics: StandardMetrics
+    labels: tuple[str, str, str, str]
+
+    def opened(self) -> None:
+        self.metrics.tcp_opened.labels(*self.labels).inc()
+
+    def closed(self) -> None:
+        self.metrics.tcp_closed.labels(*self.labels).inc()
+
+    def bytes(self, received: int, sent: int) -> None:
+        if received:
+            self.metrics.tcp_received.labels(*self.labels).inc(received)
+        if sent:
+            self.metrics.tcp_sent.labels(*self.labels).inc(sent)
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request as the proxy handled it (metrics labels and access log fields)."""
+
+    reporter: str
+    source: str
+    destination: str
+    method: str
+    path: str
+    headers: list[tuple[bytes, bytes]]
+    request_bytes: int
+    start: float  # monotonic seconds (trio clock)
+    started_at: float  # wall-clock seconds, for the access log only
+    subset: str = ""
+    upstream: str = ""
+    flags: set[str] = field(default_factory=set)
+    retries: int = 0
+    trace_id: str = ""
+    status: int = 0
+    response_bytes: int = 0
+    duration_ms: float = 0.0
+
+    def flag(self, code: str) -> None:
+        self.flags.add(code)
+
+    def labels(self) -> tuple[str, ...]:
+        return (
+            self.reporter,
+            self.source or UNKNOWN,
+            self.destination or UNKNOWN,
+            self.subset or UNKNOWN,
+            method_class(self.method),
+            str(self.status),
+            flags_label(self.flags),
+            MUTUAL_TLS,
+        )
+
+
+class Response(Protocol):
+    @property
+    def status(self) -> int: ...
+    @property
+    def body(self) -> bytes: ...
+
+
+R = TypeVar("R", bound=Response)
+
+
+class AccessSink(Protocol):
+    """Where finished exchanges are logged (access_log.py)."""
+
+    def log(self, service: str, exchange: Exchange) -> None: ...
+
+
+class Reporter:
+    """Records the requests of one listener: ``reporter`` is ``source`` or
+    ``destination``, ``service`` the local service whose access-log
+    settings apply."""
+
+    def __init__(
+        self,
+        metrics: StandardMetrics,
+        reporter: str,
+        service: str,
+        access: AccessSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.metrics = metrics
+        self.reporter = reporter
+        self.service = service
+        self.access = access
+        self.clock = clock
+        self.wall = wall
+
+    def begin(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        request_bytes: int,
+        source: str,
+        destination: str,
+    ) -> Exchange:
+        return Exchange(
+            reporter=self.reporter,
+            source=source,
+            destination=destination,
+            method=method,
+            path=target.partition("?")[0],
+            headers=headers,
+            request_bytes=request_bytes,
+            start=self.clock(),
+            started_at=self.wall(),
+        )
+
+    def end(self, ex: Exchange, status: int, response_bytes: int) -> None:
+        """Count ``ex`` (answered ``status`` with a ``response_bytes`` body)
+        and log it when access logs are on; never raises on a sink error."""
+        ex.status = status
+        ex.response_bytes = response_bytes
+        ex.duration_ms = max(0.0, (self.clock() - ex.start) * 1000.0)
+        requests, duration, req_bytes, resp_bytes = self.metrics.children(ex.labels())
+        requests.inc()
+        duration.observe(ex.duration_ms)
+        req_bytes.observe(ex.request_bytes)
+        resp_bytes.observe(response_bytes)
+        if self.access is not None:
+            self.access.log(self.service, ex)
+
+    async def observe(self, ex: Exchange, handle: Callable[[Exchange], Awaitable[R]]) -> R:
+        """``await handle(ex)``, then ``end`` with its answer. A handler that
+        raises (the client went away, cancellation) records nothing."""
+        resp = await handle(ex)
+        self.end(ex, resp.status, len(resp.body))
+        return resp
+
+    # The L7 cores' events, on the exchange's edge.
+    def retried(self, ex: Exchange) -> None:
+        ex.retries += 1
+        self.metrics.retries.labels(ex.source or UNKNOWN, ex.destination or UNKNOWN).inc()
+
+    def ejected(self, ex: Exchange) -> None:
+        self.metrics.ejections.labels(ex.source or UNKNOWN, ex.destination or UNKNOWN).inc()
+
+    def overflowed(self, ex: Exchange) -> None:
+        ex.flag(Flag.OVERFLOW)
+        self.metrics.overflows.labels(ex.source or UNKNOWN, ex.destination or UNKNOWN).inc()
+
+    def fault(self, ex: Exchange, kind: str) -> None:
+        ex.flag(Flag.FAULT_ABORT if kind == "abort" else Flag.FAULT_DELAY)
+        self.metrics.faults.labels(ex.source or UNKNOWN, ex.destination or UNKNOWN, kind).inc()
+
+
+_FAILURE_FLAGS = {
+    Failure.CONNECT_FAILURE: Flag.CONNECT_FAILURE,
+    Failure.RESET: Flag.UPSTREAM_RESET,
+    Failure.REFUSED_STREAM: Flag.UPSTREAM_RESET,
+    Failure.PER_TRY_TIMEOUT: Flag.TIMEOUT,
+}
+_RETRY_LIMITS = frozenset({"retries exhausted", "retry budget exhausted"})
+
+
+def mark_target(ex: Exchange, chain: Mapping[str, Any] | None, target_id: str | None) -> None:
+    """The picked target's service and subset become the exchange's
+    destination labels (a redirect or failover may leave the upstream)."""
+    target = ((chain or {}).get("Targets") or {}).get(target_id or "")
+    if isinstance(target, Mapping):
+        ex.destination = str(target.get("Service") or ex.destination)
+        ex.subset = str(target.get("ServiceSubset") or "")
+
+
+def mark_attempt(ex: Exchange, verdict: Verdict, reason: str, failure: Failure | None) -> None:
+    """Flags for an attempt's outcome once the retry core has ruled on it."""
+    if verdict is Verdict.TIMEOUT:
+        ex.flag(Flag.TIMEOUT)
+        return
+    if verdict is not Verdict.RESPOND:
+        return
+    if failure is not None:
+        ex.flag(_FAILURE_FLAGS.get(failure, Flag.UPSTREAM_RESET))
+    if reason in _RETRY_LIMITS:
+        ex.flag(Flag.RETRY_LIMIT)
