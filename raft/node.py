@@ -256,6 +256,32 @@ class RaftNode(DurableWrites):
         self._wake.set()
         return await fut.wait()
 
+    async def apply_batch(self, batch: Sequence[bytes]) -> list[Any]:
+        """Propose every command of ``batch`` in one step, in order (one log
+        append and one fsync round), and return each one's outcome: the FSM's
+        result, or the ``RaftError`` that command failed with (as ``apply``
+        would raise it). Raises like ``apply`` when nothing could be proposed
+        (not the leader, storage unavailable)."""
+        self._check_running()
+        if self.core.role != Role.LEADER:
+            leader_id, addr = self.leader()
+            raise NotLeaderError(leader_id, addr)
+        if self._storage.error is not None:
+            raise StorageUnavailableError(
+                f"this server cannot persist its raft log ({self._storage.error}); "
+                "writes are refused until it can"
+            )
+        futures = [_Future() for _ in batch]
+        self._proposals.extend(zip(batch, futures, strict=True))
+        self._wake.set()
+        outcomes: list[Any] = []
+        for fut in futures:
+            try:
+                outcomes.append(await fut.wait())
+            except RaftError as exc:
+                outcomes.append(exc)
+        return outcomes
+
     def compact_through(self, index: int) -> None:
         """The FSM state at applied ``index`` replaced what the log before it
         built (a snapshot restore) and is saved as the latest snapshot: drop

@@ -275,6 +275,8 @@ RULES: dict[str, RPCRule] = {
     "Raft.ReadIndex": RPCRule(SERVER, server_only=True),
     "Operator.JoinServer": RPCRule(SERVER, server_only=True),
     "Registry.Apply": RPCRule("the command's own rule (acl_commands)", check=_apply),
+    # A follower's forwarded writes, each already checked there with its caller's token.
+    "Registry.ApplyBatch": RPCRule(SERVER, server_only=True),
     "Registry.Read": RPCRule(
         "the read's HTTP rule (READ_FILTERS, READ_RULES)", answer=_registry_read
     ),

@@ -1,7 +1,8 @@
 """The server role: Raft over mTLS, the registry FSM, and RPC for agents.
 
 Writes are applied through Raft on the leader; a server that is not the
-leader forwards them there itself (one hop) and, while no leader is known,
+leader forwards them there itself (one hop, gathered into
+``Registry.ApplyBatch`` calls: write_batch.py) and, while no leader is known,
 holds the request for up to ``rpc_hold_timeout`` before answering "No
 cluster leader" (Consul's behaviour during elections). Reads honour Consul's
 consistency modes: ``default`` is answered by the leader while its lease
@@ -15,7 +16,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ from .reads import ReadFn, UnknownRead, lookup
 from .rpc_rules import RPCRule, rule_for
 from .server_ops import ServerOps
 from .wire import ReadOptions, ReadResult, WriteResult
+from .write_batch import WriteBatcher
 
 log = logging.getLogger("meshd.server")
 
@@ -160,6 +162,10 @@ class MeshServer:
         # Set when the leader predates Raft.ReadIndex (a rolling upgrade):
         # reads are then forwarded whole, as before.
         self._forward_reads = False
+        # Writes forwarded to the leader, in batches (write_batch.py); cleared
+        # when the leader predates Registry.ApplyBatch (a rolling upgrade).
+        self.write_batcher = WriteBatcher(self._send_write_batch)
+        self._batch_writes = True
         self._register_rpc()
 
     @property
@@ -181,6 +187,7 @@ class MeshServer:
             await nursery.start(self.node.run)
             nursery.start_soon(self._read_index.run)
             nursery.start_soon(self.coordinates.run)
+            nursery.start_soon(self.write_batcher.run)
             log.info(
                 "event=server_started node=%s id=%s rpc=%s",
                 self.settings.node_name,
@@ -305,12 +312,58 @@ class MeshServer:
         return result
 
     async def _forward_write(self, addr: str, data: bytes) -> WriteResult:
+        """``data`` applied by the leader at ``addr``, in a batch with the
+        other writes forwarded meanwhile (one ``Registry.Apply`` call of its
+        own when the leader predates ``Registry.ApplyBatch``)."""
         assert self.rpc_client is not None
         try:
+            if self._batch_writes:
+                answer = await self.write_batcher.submit(addr, data)
+                if "e" in answer:  # this command's own error
+                    raise RPCError(str(answer["e"]), str(answer.get("m", "")), answer.get("d"))
+                return WriteResult.from_wire(answer["w"])
             resp = await self.rpc_client.call(addr, "Registry.Apply", {"cmd": data, "fwd": True})
         except RPCError as exc:
+            if exc.code == "UnknownMethod" and self._batch_writes:
+                self._batch_writes = False  # nothing was applied: send it alone
+                return await self._forward_write(addr, data)
             raise error_from_rpc(exc) from None
         return WriteResult.from_wire(resp)
+
+    async def _send_write_batch(self, addr: str, batch: Sequence[bytes]) -> Sequence[Any]:
+        assert self.rpc_client is not None
+        args = {"cmds": list(batch), "fwd": True}
+        resp = await self.rpc_client.call(addr, "Registry.ApplyBatch", args)
+        answers: list[Any] = resp["results"]
+        return answers
+
+    async def _apply_forwarded(self, cmds: Sequence[Any]) -> list[dict[str, Any]]:
+        """The leader's side of a follower's batch: its commands proposed in
+        one step, each answered on its own (``{"w": WriteResult}`` or
+        ``{"e": code, "m": message, "d": details}``). A command Raft did not
+        take (leadership moving) is retried as a single forwarded write is."""
+        out: list[dict[str, Any]] = [
+            _error_answer(RPCError("BadRequest", "cmd: expected bytes")) for _ in cmds
+        ]
+        good = [(i, c) for i, c in enumerate(cmds) if isinstance(c, bytes)]
+        try:
+            outcomes = await self.node.apply_batch([c for _, c in good])
+        except RaftError as exc:  # not the leader, or storage unavailable: all alike
+            outcomes = [exc] * len(good)
+        applied = self.node.applied_index
+        for (i, data), outcome in zip(good, outcomes, strict=True):
+            try:
+                if isinstance(outcome, (NotLeaderError, ProposalDroppedError)):
+                    await trio.sleep(0.01)
+                    result = await self.write_encoded(data)
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                else:
+                    result = WriteResult.from_result(outcome, applied)
+                out[i] = {"w": result.to_wire()}
+            except Exception as exc:
+                out[i] = _error_answer(exc)
+        return out
 
     # -------------------------------------------------------------- reads
 
@@ -456,6 +509,7 @@ class MeshServer:
         r("Status.Leader", self._rpc_leader)
         r("Status.Peers", self._rpc_peers)
         r("Registry.Apply", self._rpc_apply)
+        r("Registry.ApplyBatch", self._rpc_apply_batch)
         r("Registry.Read", self._rpc_read, blocking=True)
         r("Raft.ReadIndex", self._rpc_read_index)
         r("Operator.JoinServer", self._rpc_join_server)
@@ -577,6 +631,17 @@ class MeshServer:
         result = await self.write_encoded(data)
         return result.to_wire()
 
+    async def _rpc_apply_batch(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
+        """A follower's forwarded writes (server to server only: the follower
+        enforced each command's ACL rule with its caller's token)."""
+        cmds = args.get("cmds")
+        if not isinstance(cmds, list):
+            raise RPCError("BadRequest", "cmds: expected a list", {"field": "cmds"})
+        if not self.is_leader():
+            # Forwarded once already: answer with the leader instead of hopping again.
+            raise RPCError("NotLeader", "not the leader", {"leader": self.leader_address()})
+        return {"results": await self._apply_forwarded(cmds)}
+
     async def _rpc_read(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
         try:
             opts = ReadOptions.from_wire(args.get("opts") or {})
@@ -643,6 +708,14 @@ def _to_rpc(exc: BaseException) -> RPCError | None:
     if isinstance(exc, FilterError):
         return RPCError("BadRequest", str(exc), {"field": "filter"})
     return None
+
+
+def _error_answer(exc: BaseException) -> dict[str, Any]:
+    """One command's error in a ``Registry.ApplyBatch`` answer."""
+    err = exc if isinstance(exc, RPCError) else _to_rpc(exc)
+    if err is None:
+        err = RPCError("Internal", str(exc))
+    return {"e": err.code, "m": err.message, "d": err.details}
 
 
 def error_from_rpc(exc: RPCError) -> Exception:

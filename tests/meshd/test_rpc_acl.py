@@ -154,6 +154,7 @@ CALLS: dict[str, Call] = {
     "ACL.Resolve": Call(lambda: {"secret": ""}, "open"),
     "ACL.Bootstrap": Call(dict, "open"),  # spent by initial_management: refused
     "Registry.Apply": Call(lambda: {"cmd": KV_SET}),
+    "Registry.ApplyBatch": Call(lambda: {"cmds": [KV_SET], "fwd": True}),
     "Registry.Read": Call(lambda: {"name": "acl.tokens", "args": {}, "opts": {}}),
     "Raft.ReadIndex": Call(dict),
     "Operator.JoinServer": Call(lambda: {"id": "evil", "address": "127.0.0.1:1"}),
@@ -292,6 +293,13 @@ async def test_forwarded_and_server_only_calls_need_a_server_certificate(tmp_pat
         batch = {"nodes": ["server-node"], "fwd": True}
         assert await w.code("Node.HeartbeatBatch", batch, MGMT) == DENIED
         assert (await w.server_client.call(w.address, "Node.HeartbeatBatch", batch))["ok"] is True
+        # A follower's forwarded writes: servers only, even with the management
+        # token (each write's rule was enforced by the forwarding server).
+        writes = {"cmds": [KV_SET], "fwd": True}
+        assert await w.code("Registry.ApplyBatch", writes, MGMT) == DENIED
+        assert await w.code("Registry.ApplyBatch", {"cmds": [KV_SET]}, MGMT) == DENIED
+        answer = await w.server_client.call(w.address, "Registry.ApplyBatch", writes)
+        assert answer["results"][0]["w"]["ok"] is True
 
 
 async def test_calls_with_a_sufficient_token_pass_the_rule(tmp_path: Path) -> None:
@@ -305,6 +313,7 @@ async def test_calls_with_a_sufficient_token_pass_the_rule(tmp_path: Path) -> No
                 "Raft.ReadIndex",
                 "Operator.JoinServer",
                 "Node.HeartbeatBatch",
+                "Registry.ApplyBatch",
             ):
                 continue  # a root rotation, and server-only calls (tested above)
             if CALLS[method].expect == "open":

@@ -92,6 +92,29 @@ async def test_single_node_applies_and_returns_fsm_result() -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_apply_batch_proposes_together_in_order_and_answers_each() -> None:
+    fsm = KVFSM()
+    conf = Configuration((Server("a", "a:1"),))
+    storage = MemoryStorage()
+    node = RaftNode(NodeConfig("a", "a:1", tick_interval=TICK), storage, fsm, bootstrap=conf)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await node.wait_for_leader(2)
+        saves = 0
+        real_save = storage.save
+
+        def counting_save(*args: object) -> None:
+            nonlocal saves
+            saves += 1
+            real_save(*args)  # type: ignore[arg-type]
+
+        storage.save = counting_save  # type: ignore[method-assign]
+        assert await node.apply_batch([incr("n") for _ in range(50)]) == list(range(1, 51))
+        assert saves <= 2, f"{saves} saves for one batch of 50"
+        assert fsm.data == {"n": 50}
+        nursery.cancel_scope.cancel()
+
+
 async def test_three_nodes_replicate_and_follower_refuses_with_leader_hint(tmp_path: Path) -> None:
     async with cluster(tmp_path) as c:
         leader = await c.leader()
@@ -100,6 +123,8 @@ async def test_three_nodes_replicate_and_follower_refuses_with_leader_hint(tmp_p
         follower = next(n for n in c.nodes.values() if n is not leader)
         with pytest.raises(NotLeaderError) as info:
             await follower.apply(put("x", 1))
+        with pytest.raises(NotLeaderError):
+            await follower.apply_batch([put("x", 1)])
         assert info.value.leader_id == leader.config.id
         assert info.value.leader_addr == f"{leader.config.id}:8300"
         idx = await leader.read_barrier()

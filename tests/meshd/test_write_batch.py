@@ -1,0 +1,132 @@
+"""A follower forwards writes to the leader in batches (WriteBatcher,
+Registry.ApplyBatch); each write keeps its own answer."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import trio
+
+from meshd.agent.write_batch import WriteBatcher
+from meshd.errors import NoLeaderError
+from raft.errors import ProposalDroppedError
+from registry.commands import KVRequest, encode_command
+from tests.meshd.inproc import inproc_agent
+
+
+async def test_writes_gather_while_a_batch_is_in_flight(autojump_clock: Any) -> None:
+    calls: list[list[bytes]] = []
+
+    async def send(addr: str, batch: Sequence[bytes]) -> Sequence[Any]:
+        calls.append(list(batch))
+        await trio.sleep(0.005)  # the round trip to the leader
+        return [{"e": "Validation"} if d == b"bad" else {"w": d.upper()} for d in batch]
+
+    batcher = WriteBatcher(send)
+    answers: dict[bytes, Any] = {}
+
+    async def write(data: bytes) -> None:
+        answers[data] = await batcher.submit("leader:8300", data)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(batcher.run)
+        # Alone on an idle batcher: sent at once, no window to wait out.
+        started = trio.current_time()
+        await write(b"first")
+        assert trio.current_time() - started == pytest.approx(0.005)
+        async with trio.open_nursery() as writers:
+            for i in range(200):
+                writers.start_soon(write, b"bad" if i == 7 else f"w{i:03d}".encode())
+                await trio.sleep(0.0005)  # arriving over 0.1 s
+        nursery.cancel_scope.cancel()
+    assert calls[0] == [b"first"]
+    # 200 writes over 0.1 s with a 5 ms round trip: about one call per round trip.
+    assert len(calls) <= 25, len(calls)
+    sent = [d for batch in calls[1:] for d in batch]
+    assert len(sent) == 200 and sent[7] == b"bad"
+    assert sent[:7] + sent[8:] == [f"w{i:03d}".encode() for i in range(200) if i != 7]
+    assert answers[b"bad"] == {"e": "Validation"}  # fails alone
+    assert answers[b"w199"] == {"w": b"W199"} and answers[b"first"] == {"w": b"FIRST"}
+    assert len(answers) == 201
+
+
+async def test_a_failed_call_fails_only_the_writes_it_carried(autojump_clock: Any) -> None:
+    fail = [True]
+
+    async def send(addr: str, batch: Sequence[bytes]) -> Sequence[Any]:
+        await trio.sleep(0.005)
+        if fail[0]:
+            fail[0] = False
+            raise NoLeaderError()
+        return [{"w": addr} for _ in batch]
+
+    batcher = WriteBatcher(send)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(batcher.run)
+        with pytest.raises(NoLeaderError):
+            await batcher.submit("old-leader", b"a")
+        assert await batcher.submit("new-leader", b"a") == {"w": "new-leader"}
+        nursery.cancel_scope.cancel()
+
+
+def _kv(op: str, key: str, value: bytes = b"", cas: int = 0) -> bytes:
+    return encode_command(KVRequest(op=op, key=key, value=value, cas=cas))
+
+
+async def test_the_leader_answers_each_command_of_a_batch(autojump_clock: Any) -> None:
+    """Proposed together, in order; a failed CAS, an invalid command and a
+    non-command fail alone."""
+    async with inproc_agent() as (agent, api):
+        server = agent.server
+        assert server is not None
+        cmds: list[Any] = [
+            _kv("set", "b/k", b"1"),
+            _kv("cas", "b/k", b"lost", cas=999_999),  # a failed CAS: plain false
+            _kv("set", "b/k", b"2"),
+            _kv("set", "", b"x"),  # invalid: no key
+            "not bytes",
+            _kv("cas", "b/new", b"3", cas=0),  # create-only
+        ]
+        index_before = server.node.applied_index
+        answer = await server.call_local("Registry.ApplyBatch", {"cmds": cmds, "fwd": True})
+        res = answer["results"]
+        assert len(res) == 6
+        assert res[0]["w"]["ok"] is True and res[2]["w"]["ok"] is True
+        assert res[1]["w"]["ok"] is False and res[1]["w"]["e"] == "cas_conflict"
+        assert res[3]["w"]["ok"] is False and res[3]["w"]["e"] == "invalid", res[3]
+        assert res[4]["e"] == "BadRequest"
+        assert res[5]["w"]["ok"] is True
+        assert server.node.applied_index >= index_before + 5
+        got = await api.get("/v1/kv/b/k")
+        assert base64.b64decode(got.json()[0]["Value"]) == b"2"  # order kept
+        assert (await api.get("/v1/kv/b/new")).status == 200
+
+
+async def test_commands_raft_did_not_take_are_retried_once_each(autojump_clock: Any) -> None:
+    """A leadership transfer drops a batch before Raft takes it: each command
+    is retried on its own, as a single forwarded write is, and applied once
+    (a create-only CAS applied twice would answer false)."""
+    async with inproc_agent() as (agent, api):
+        server = agent.server
+        assert server is not None
+        real = server.node.apply_batch
+        dropped: list[int] = []
+
+        async def transfer_once(batch: Sequence[bytes]) -> list[Any]:
+            if not dropped:
+                dropped.append(len(batch))
+                raise ProposalDroppedError("leadership transfer in progress")
+            return await real(batch)
+
+        server.node.apply_batch = transfer_once  # type: ignore[method-assign]
+        cmds = [_kv("cas", f"once/{i}", b"v", cas=0) for i in range(3)]
+        answer = await server.call_local("Registry.ApplyBatch", {"cmds": cmds, "fwd": True})
+        assert dropped == [3]
+        assert [r["w"]["ok"] for r in answer["results"]] == [True, True, True]
+        indexes = [r["w"]["i"] for r in answer["results"]]
+        assert indexes == sorted(indexes)  # retried in order
+        for i in range(3):
+            assert (await api.get(f"/v1/kv/once/{i}")).status == 200
