@@ -404,6 +404,10 @@ class ResponseReader:
                 raise UpstreamClosed("connection closed", before_response=not self._status)
             try:
                 self._parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                # 101 to a request whose Upgrade was never forwarded
+                self.reusable = False
+                raise UpstreamClosed("upgrade refused", before_response=not self._status) from None
             except httptools.HttpParserError as exc:
                 self.reusable = False
                 if self._done:

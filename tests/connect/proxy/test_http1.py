@@ -201,3 +201,5 @@ def test_upstream_responses_chunked_1xx_eof_and_reuse() -> None:
     cut = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab"
     assert trio.run(_responses, cut) == (("connection closed", False), False)
     assert trio.run(_responses, b"") == (("connection closed", True), False)
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n"
+    assert trio.run(_responses, switch) == (("upgrade refused", True), False)
