@@ -1,15 +1,14 @@
-"""HTTP/1.1 over the proxy's non-blocking sockets: reads, and pooled
-keep-alive mTLS connections to upstream proxies.
+"""Pooled keep-alive mTLS connections to upstream proxies (and, on the
+inbound side, plain ones to the local app).
 
-h11 does the protocol (sans-I/O); this module moves its bytes with the same
-readiness loop as the L4 pump (``wait_fd``). Bodies are buffered whole:
-the L7 path retries requests, so it needs the request body again, and it
-answers with a Content-Length (chunked requests and responses are
-re-framed).
+http1.py does the protocol (llhttp parsing, direct serialisation); this
+module keeps the connections. Bodies are buffered whole: the L7 path
+retries requests, so it needs the request body again, and it answers with
+a Content-Length (chunked requests and responses are re-framed).
 
 ``Pool`` keeps idle connections per endpoint (``MAX_IDLE`` each, LIFO);
-a connection goes back only when h11 says both sides are ready for the
-next cycle. A reused connection the peer had already closed (the race of
+a connection goes back only when its response said keep-alive and nothing
+followed it. A reused connection the peer had already closed (the race of
 every keep-alive pool) is retried once on a fresh one, before any response
 byte was read.
 """
@@ -19,29 +18,39 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import h11
-
-from .pump import send_all, wait_fd
+from .http1 import (
+    HOP_BY_HOP,
+    MAX_BODY,
+    RECV_SIZE,
+    ParsedRequest,
+    ProtocolError,
+    ResponseReader,
+    UpstreamClosed,
+    end_to_end,
+    request_bytes,
+    response_bytes,
+    send_bytes,
+)
+from .pump import wait_fd
 from .sockets import close
 
+__all__ = [
+    "HOP_BY_HOP",
+    "MAX_BODY",
+    "Pool",
+    "UpstreamConn",
+    "UpstreamReset",
+    "UpstreamResponse",
+    "end_to_end",
+    "local_error",
+    "recv_some",
+    "send_bytes",
+    "serialize",
+]
+
 MAX_IDLE = 64
-RECV_SIZE = 65536
-MAX_BODY = 64 * 1024 * 1024
-# Hop-by-hop headers (RFC 9110 7.6.1) and the framing ones this side sets.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-    }
-)
 
 
 class UpstreamReset(Exception):
@@ -66,60 +75,16 @@ async def recv_some(sock: socket.socket) -> bytes:
             return b""
 
 
-async def send_bytes(sock: socket.socket, data: bytes) -> None:
-    """All of ``data`` to ``sock``. Raises OSError/ssl.SSLError."""
-    if data:
-        await send_all(sock, sock.fileno(), memoryview(data))
-
-
-async def next_event(conn: h11.Connection, sock: socket.socket) -> object:
-    """The next h11 event, reading from ``sock`` as needed.
-
-    Raises h11.RemoteProtocolError, OSError, ssl.SSLError."""
-    while True:
-        event = conn.next_event()
-        if event is not h11.NEED_DATA:
-            return event
-        conn.receive_data(await recv_some(sock))
-
-
-async def read_body(conn: h11.Connection, sock: socket.socket) -> bytes:
-    """The rest of the current message's body (until EndOfMessage)."""
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        event = await next_event(conn, sock)
-        if isinstance(event, h11.Data):
-            parts.append(bytes(event.data))
-            size += len(event.data)
-            if size > MAX_BODY:
-                raise h11.RemoteProtocolError("body too large", error_status_hint=413)
-        elif isinstance(event, h11.EndOfMessage):
-            return b"".join(parts)
-        elif isinstance(event, h11.ConnectionClosed):
-            raise h11.RemoteProtocolError("connection closed in the middle of a body")
-
-
-def end_to_end(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """``headers`` without hop-by-hop and framing headers (and those that
-    ``Connection`` names)."""
-    named = {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == "connection"
-        for token in value.split(",")
-    }
-    return [(n, v) for n, v in headers if n.lower() not in HOP_BY_HOP and n.lower() not in named]
-
-
-@dataclass
 class UpstreamConn:
     """One keep-alive connection to an upstream proxy."""
 
-    sock: ssl.SSLSocket
-    endpoint: str
-    h: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT))
-    uses: int = 0
+    __slots__ = ("endpoint", "reader", "sock", "uses")
+
+    def __init__(self, sock: ssl.SSLSocket, endpoint: str) -> None:
+        self.sock = sock
+        self.endpoint = endpoint
+        self.reader = ResponseReader(sock)
+        self.uses = 0
 
 
 @dataclass(frozen=True)
@@ -127,6 +92,29 @@ class UpstreamResponse:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+
+
+def serialize(resp: UpstreamResponse, request: ParsedRequest, *, close: bool = False) -> bytes:
+    """``resp`` as the answer to ``request`` (its end-to-end headers, framed
+    anew; a HEAD answer keeps the upstream's Content-Length and no body)."""
+    head = request.method == b"HEAD"
+    length = None
+    if head:
+        length = next((v for n, v in resp.headers if n.lower() == "content-length"), None)
+    return response_bytes(
+        resp.status,
+        end_to_end(resp.headers),
+        resp.body,
+        head=head,
+        close=close or not request.keep_alive,
+        length=length,
+    )
+
+
+def local_error(exc: ProtocolError) -> bytes:
+    """The answer to a request that could not be read; the connection then closes."""
+    headers = [("content-type", "text/plain")]
+    return response_bytes(exc.status, headers, exc.text.encode(), close=True)
 
 
 Dialer = Callable[[str], Awaitable[ssl.SSLSocket]]
@@ -150,11 +138,11 @@ class Pool:
         return UpstreamConn(await self._dial(endpoint), endpoint)
 
     def put(self, conn: UpstreamConn) -> None:
-        """Keep ``conn`` for reuse when both sides can start another cycle."""
-        h = conn.h
-        if h.our_state is h11.DONE and h.their_state is h11.DONE:
-            h.start_next_cycle()
-            idle = self._idle.setdefault(conn.endpoint, [])
+        """Keep ``conn`` for reuse when another request may follow on it."""
+        if conn.reader.reusable:
+            idle = self._idle.get(conn.endpoint)
+            if idle is None:
+                idle = self._idle[conn.endpoint] = []
             if len(idle) < MAX_IDLE:
                 idle.append(conn)
                 return
@@ -204,27 +192,16 @@ class Pool:
 async def _exchange(
     conn: UpstreamConn, method: str, target: str, headers: list[tuple[str, str]], body: bytes
 ) -> UpstreamResponse:
-    h = conn.h
     try:
-        out = h.send(h11.Request(method=method, target=target, headers=headers))
-        if body:
-            out += h.send(h11.Data(data=body))
-        out += h.send(h11.EndOfMessage())
-        await send_bytes(conn.sock, out)
-    except (OSError, ssl.SSLError, h11.LocalProtocolError) as exc:
+        await send_bytes(conn.sock, request_bytes(method, target, headers, body))
+    except (OSError, ssl.SSLError, ProtocolError) as exc:
         raise UpstreamReset(str(exc) or "send failed", before_response=True) from None
-    got_response = False
     try:
-        while True:
-            event = await next_event(h, conn.sock)
-            if isinstance(event, h11.InformationalResponse):
-                continue
-            if isinstance(event, h11.Response):
-                got_response = True
-                resp_body = await read_body(h, conn.sock)
-                hdrs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers]
-                return UpstreamResponse(event.status_code, hdrs, resp_body)
-            if isinstance(event, h11.ConnectionClosed):
-                raise UpstreamReset("connection closed", before_response=not got_response)
-    except (OSError, ssl.SSLError, h11.RemoteProtocolError) as exc:
-        raise UpstreamReset(str(exc) or "read failed", before_response=not got_response) from None
+        status, hdrs, resp_body = await conn.reader.read(method == "HEAD")
+    except UpstreamClosed as exc:
+        raise UpstreamReset(str(exc), before_response=exc.before_response) from None
+    except (OSError, ssl.SSLError) as exc:
+        raise UpstreamReset(
+            str(exc) or "read failed", before_response=not conn.reader.got_head
+        ) from None
+    return UpstreamResponse(status, hdrs, resp_body)

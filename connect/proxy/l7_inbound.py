@@ -14,7 +14,7 @@ an upstream's), ``InboundHandler`` hands it the connections it accepts:
 - every allowed connection is served here, so a later intention change
   applies to its next request.
 
-Per connection: h11 parses requests (keep-alive); a first request asking
+Per connection: llhttp (http1.py) parses requests (keep-alive); a first request asking
 for ``Upgrade`` or ``CONNECT`` is judged, then spliced to the local app as
 L4. Per request (``handle``): ``connect.l7.rbac.evaluate`` decides on the
 normalised path with the current intentions. A denied request gets
@@ -42,7 +42,6 @@ import ssl
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, cast
 
-import h11
 import trio
 
 from connect.intentions import Decision, Intention
@@ -70,15 +69,15 @@ from connect.l7.retry import TIMEOUT_BODY
 from .agent_client import AgentClient
 from .authz import intentions_from_match
 from .errors import AgentError, AgentResponseError
+from .http1 import ParsedRequest, ProtocolError, RequestReader, send_bytes
 from .http_pool import (
     Pool,
     UpstreamReset,
     UpstreamResponse,
     end_to_end,
-    next_event,
-    read_body,
+    local_error,
     recv_some,
-    send_bytes,
+    serialize,
 )
 from .identity import PeerID
 from .l7_metrics import Exchange, Flag, Reporter
@@ -341,7 +340,7 @@ class L7Inbound:
         return data
 
     def _request(
-        self, event: h11.Request, source: PeerID, raw: list[tuple[bytes, bytes]] | None = None
+        self, event: ParsedRequest, source: PeerID, raw: list[tuple[bytes, bytes]] | None = None
     ) -> Request:
         pairs = event.headers if raw is None else raw
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in pairs]
@@ -353,56 +352,33 @@ class L7Inbound:
         )
 
     async def _requests(self, tls: ssl.SSLSocket, source: PeerID, first: bytes) -> None:
-        h = h11.Connection(h11.SERVER)
-        if first:  # h11 takes b"" for the end of the stream
-            h.receive_data(first)
+        reader = RequestReader(tls)
+        reader.feed(first)
         while True:
             try:
-                event = await next_event(h, tls)
-                if not isinstance(event, h11.Request):
-                    return
-                if h.they_are_waiting_for_100_continue:
-                    await send_bytes(
-                        tls, h.send(h11.InformationalResponse(status_code=100, headers=[]))
-                    )
-                body = await read_body(h, tls)
-            except h11.RemoteProtocolError as exc:
-                if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    resp = _local(exc.error_status_hint, "bad request")
-                    with contextlib.suppress(OSError, ssl.SSLError, h11.LocalProtocolError):
-                        await self._respond(h, tls, resp, close=True)
+                event = await reader.next_request()
+            except ProtocolError as exc:
+                with contextlib.suppress(OSError, ssl.SSLError):
+                    await send_bytes(tls, local_error(exc))
                 return
             except (OSError, ssl.SSLError):
                 return
-            resp = await self._traced(event, source, body)
+            if event is None:
+                return
+            resp = await self._traced(event, source, event.body)
             try:
-                await self._respond(h, tls, resp, head=event.method == b"HEAD")
-            except (OSError, ssl.SSLError, h11.LocalProtocolError):
+                await send_bytes(tls, serialize(resp, event))
+            except (OSError, ssl.SSLError, ProtocolError):
                 return
-            if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
+            if not event.keep_alive:
                 return
-            h.start_next_cycle()
 
     async def _respond(
-        self,
-        h: h11.Connection,
-        sock: socket.socket,
-        resp: UpstreamResponse,
-        head: bool = False,
-        close: bool = False,
+        self, sock: socket.socket, resp: UpstreamResponse, event: ParsedRequest
     ) -> None:
-        headers = end_to_end(resp.headers)
-        if close:  # a local reply that ends the connection says so
-            headers.append(("connection", "close"))
-        if not head:
-            headers.append(("content-length", str(len(resp.body))))
-        else:
-            headers += [(n, v) for n, v in resp.headers if n.lower() == "content-length"]
-        out = h.send(h11.Response(status_code=resp.status, headers=headers))
-        if resp.body and not head:
-            out += h.send(h11.Data(data=resp.body))
-        out += h.send(h11.EndOfMessage())
-        await send_bytes(sock, out)
+        """A local reply that ends the connection (it says so)."""
+        with contextlib.suppress(OSError, ssl.SSLError, ProtocolError):
+            await send_bytes(sock, serialize(resp, event, close=True))
 
     def _deny(self, request: Request, decision: RbacDecision) -> UpstreamResponse:
         """Envoy's answer to a request its RBAC filter refuses, logged and counted."""
@@ -420,7 +396,7 @@ class L7Inbound:
         self.metrics.rbac_denied(request.source_service, self.service, decision.intention)
         return _local(403, RBAC_DENIED_BODY)
 
-    async def _traced(self, event: h11.Request, source: PeerID, body: bytes) -> UpstreamResponse:
+    async def _traced(self, event: ParsedRequest, source: PeerID, body: bytes) -> UpstreamResponse:
         """``handle`` inside a SERVER span when tracing is on (l7_tracing): the
         local app gets the span's trace headers and ``x-request-id``."""
         tracing = self.tracing
@@ -477,19 +453,15 @@ class L7Inbound:
 
     async def _upgrade(self, tls: ssl.SSLSocket, source: PeerID, first: bytes) -> None:
         """Judge an Upgrade/CONNECT request, then splice it to the local app (L4)."""
-        h = h11.Connection(h11.SERVER)
-        h.receive_data(first)
-        try:
-            event = h.next_event()
-        except h11.RemoteProtocolError:
-            return
-        if not isinstance(event, h11.Request):
+        reader = RequestReader(tls)
+        reader.feed(first)
+        event = reader.parsed()
+        if event is None:
             return
         request = self._request(event, source)
         decision = self.decide(request)
         if not decision.allowed:
-            with contextlib.suppress(OSError, ssl.SSLError, h11.LocalProtocolError):
-                await self._respond(h, tls, self._deny(request, decision), close=True)
+            await self._respond(tls, self._deny(request, decision), event)
             return
         assert self._listener is not None
         spec = self._listener.spec
@@ -497,8 +469,7 @@ class L7Inbound:
             with trio.fail_after(spec.limits.connect_timeout):
                 up = await dial(spec.local_address, spec.local_port)
         except (OSError, trio.TooSlowError):
-            with contextlib.suppress(OSError, ssl.SSLError, h11.LocalProtocolError):
-                await self._respond(h, tls, _local(503, CONNECT_FAILURE_BODY), close=True)
+            await self._respond(tls, _local(503, CONNECT_FAILURE_BODY), event)
             return
         try:
             await send_bytes(up, first)

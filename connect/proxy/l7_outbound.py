@@ -6,7 +6,7 @@ protocol is ``http``, each accepted connection is served here; otherwise
 (tcp, or no chain yet after ``CHAIN_WAIT``) it goes to the L4
 ``OutboundHandler`` unchanged.
 
-Per connection: h11 parses requests one at a time (keep-alive; pipelined
+Per connection: llhttp (http1.py) parses requests one at a time (keep-alive; pipelined
 requests are answered in order, one after the other); a first request
 asking for ``Upgrade`` or ``CONNECT`` turns the connection into an L4
 splice before any byte is consumed. Per request: ``decide`` picks the
@@ -29,8 +29,8 @@ so a test's split counts are reproducible; unset, it is unpredictable.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import math
 import os
 import random
 import socket
@@ -38,7 +38,6 @@ import ssl
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-import h11
 import trio
 from prometheus_client import CollectorRegistry
 
@@ -62,15 +61,8 @@ from .agent_client import path_segment
 from .balancer import Endpoint, endpoints_from_health
 from .credentials import Credentials
 from .errors import PeerIdentityError, ProxyConfigError
-from .http_pool import (
-    Pool,
-    UpstreamReset,
-    UpstreamResponse,
-    end_to_end,
-    next_event,
-    read_body,
-    send_bytes,
-)
+from .http1 import ParsedRequest, ProtocolError, RequestReader, send_bytes
+from .http_pool import Pool, UpstreamReset, UpstreamResponse, end_to_end, local_error, serialize
 from .l7_metrics import Exchange, Flag, Reporter, StandardMetrics, mark_attempt, mark_target
 from .l7_mirror import MirrorSender
 from .l7_tracing import Hop, ProxyTracing
@@ -394,49 +386,27 @@ class L7OutboundHandler:
         return tls
 
     async def _serve(self, sock: socket.socket) -> None:
-        h = h11.Connection(h11.SERVER)
+        reader = RequestReader(sock)
         while True:
             try:
-                event = await next_event(h, sock)
-                if not isinstance(event, h11.Request):
-                    return
-                if h.they_are_waiting_for_100_continue:
-                    await send_bytes(
-                        sock, h.send(h11.InformationalResponse(status_code=100, headers=[]))
-                    )
-                body = await read_body(h, sock)
-            except h11.RemoteProtocolError as exc:
-                if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    resp = _local(exc.error_status_hint, "bad request")
-                    resp.headers.append(("connection", "close"))
-                    await self._respond(h, sock, resp)
+                event = await reader.next_request()
+            except ProtocolError as exc:
+                with contextlib.suppress(OSError, ssl.SSLError):
+                    await send_bytes(sock, local_error(exc))
                 return
             except (OSError, ssl.SSLError):
                 return
-            resp = await self.handle(event, body)
+            if event is None:
+                return
+            resp = await self.handle(event, event.body)
             try:
-                await self._respond(h, sock, resp, head=event.method == b"HEAD")
-            except (OSError, ssl.SSLError, h11.LocalProtocolError):
+                await send_bytes(sock, serialize(resp, event))
+            except (OSError, ssl.SSLError, ProtocolError):
                 return
-            if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
+            if not event.keep_alive:
                 return
-            h.start_next_cycle()
 
-    async def _respond(
-        self, h: h11.Connection, sock: socket.socket, resp: UpstreamResponse, head: bool = False
-    ) -> None:
-        headers = end_to_end(resp.headers)
-        if not head:
-            headers.append(("content-length", str(len(resp.body))))
-        else:
-            headers += [(n, v) for n, v in resp.headers if n.lower() == "content-length"]
-        out = h.send(h11.Response(status_code=resp.status, headers=headers))
-        if resp.body and not head:
-            out += h.send(h11.Data(data=resp.body))
-        out += h.send(h11.EndOfMessage())
-        await send_bytes(sock, out)
-
-    async def handle(self, event: h11.Request, body: bytes) -> UpstreamResponse:
+    async def handle(self, event: ParsedRequest, body: bytes) -> UpstreamResponse:
         """The answer to one request (from upstream, or local), traced
         (l7_tracing.py) and counted and access-logged as the source reporter
         (l7_metrics.py)."""
@@ -449,7 +419,7 @@ class L7OutboundHandler:
         ex = self.reporter.begin(
             event.method.decode("ascii"),
             event.target.decode("latin-1"),
-            hop.headers if hop is not None else event.headers.raw_items(),
+            hop.headers if hop is not None else event.headers,
             len(body),
             up.source,
             up.destination,
@@ -463,7 +433,7 @@ class L7OutboundHandler:
         return resp
 
     async def _handle(
-        self, event: h11.Request, body: bytes, hop: Hop | None, ex: Exchange
+        self, event: ParsedRequest, body: bytes, hop: Hop | None, ex: Exchange
     ) -> UpstreamResponse:
         """The answer to one request (from upstream, or local); marks ``ex``
         (and ``hop``) with the response flags, target and upstream instance."""
@@ -622,16 +592,22 @@ class L7OutboundHandler:
         body: bytes,
         per_try: float | None,
     ) -> tuple[UpstreamResponse | None, Outcome]:
-        limit = math.inf if per_try is None else per_try
-        with trio.move_on_after(limit):
-            try:
-                resp = await self.pool.request(endpoint, method, target, headers, body)
-            except UpstreamReset:
-                return None, Outcome(failure=Failure.RESET)
-            except (OSError, ssl.SSLError, trio.TooSlowError, PeerIdentityError, VerdictError):
-                return None, Outcome(failure=Failure.CONNECT_FAILURE)
-            return resp, Outcome(status=resp.status, headers=Headers(resp.headers))
+        if per_try is None:  # no cancel scope when there is no deadline to keep
+            return await self._exchange(endpoint, method, target, headers, body)
+        with trio.move_on_after(per_try):
+            return await self._exchange(endpoint, method, target, headers, body)
         return None, Outcome(failure=Failure.PER_TRY_TIMEOUT)
+
+    async def _exchange(
+        self, endpoint: str, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[UpstreamResponse | None, Outcome]:
+        try:
+            resp = await self.pool.request(endpoint, method, target, headers, body)
+        except UpstreamReset:
+            return None, Outcome(failure=Failure.RESET)
+        except (OSError, ssl.SSLError, trio.TooSlowError, PeerIdentityError, VerdictError):
+            return None, Outcome(failure=Failure.CONNECT_FAILURE)
+        return resp, Outcome(status=resp.status, headers=Headers(resp.headers))
 
     def _repick(self, decider: Decider, target_id: str, request: Request, last: str) -> str:
         target = decider.table.targets.get(target_id)
