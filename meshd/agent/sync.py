@@ -207,12 +207,11 @@ class AntiEntropy:
         catalog = await self._catalog_view()
         node_json, services, checks = catalog
         serf = checks.get(SERF_HEALTH)
-        if (
-            node_json is None
-            or not self._node_matches(node_json)
-            or serf is None
-            or serf.get("Status") != "passing"
-        ):
+        # serfHealth is the leader's verdict once it exists: a critical one
+        # turns passing with this agent's next heartbeat. Rewriting it here
+        # would fight the leader (each late heartbeat two Raft writes, which
+        # slow the next heartbeats further), so only a missing one is written.
+        if node_json is None or not self._node_matches(node_json) or serf is None:
             await self._write(self._register_node())
             writes += 1
         for sid, defn in list(self.local.services.items()):

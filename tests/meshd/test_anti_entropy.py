@@ -51,3 +51,32 @@ async def test_trigger_full_runs_a_full_sync_at_once_while_the_loop_is_idle(
         assert sync.last_full_sync is not None and first is not None
         assert sync.last_full_sync > first
         nursery.cancel_scope.cancel()
+
+
+class NodeOnlyCatalog(EmptyCatalog):
+    """Servers holding this agent's node (matching) with a serfHealth check
+    of ``serf`` status, or none."""
+
+    def __init__(self, serf: str | None) -> None:
+        super().__init__()
+        self.serf = serf
+
+    async def read(self, name: str, args: Mapping[str, Any], opts: ReadOptions) -> ReadResult:
+        if opts.index:
+            await trio.sleep(opts.wait)
+        if name == "catalog.node":
+            node = {"ID": "id-1", "Address": "127.0.0.1", "TaggedAddresses": {}, "Meta": {}}
+            return ReadResult({"Node": node, "Services": {}}, 1, True, 0.0, "stale")
+        checks = [{"CheckID": "serfHealth", "Status": self.serf}] if self.serf else []
+        return ReadResult(checks, 1, True, 0.0, "stale")
+
+
+async def test_a_critical_serf_health_is_left_to_the_leader_and_a_missing_one_written(
+    autojump_clock: Any,
+) -> None:
+    node = NodeInfo("n1", "id-1", "127.0.0.1", "dc1", {}, {})
+    critical = NodeOnlyCatalog("critical")
+    assert await AntiEntropy(LocalState("n1", None), critical, node).sync(full=True) == 0
+    assert critical.writes == 0  # the next heartbeat makes it passing
+    missing = NodeOnlyCatalog(None)
+    assert await AntiEntropy(LocalState("n1", None), missing, node).sync(full=True) == 1
