@@ -46,6 +46,13 @@ def test_services_page_renders_1000_services(page: Any, open_agent: AgentProcess
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda i: _register(open_agent, i), range(COUNT)))
     assert statuses == [200] * COUNT
+    # The servers' own `consul` service lands after leadership is set up;
+    # wait for it so the page and the API count the same services.
+    wait_until(
+        lambda: "consul" in open_agent.call("GET", "/v1/catalog/services")[1],
+        30,
+        "the consul service in the catalog",
+    )
     page.goto(open_agent.url + "/ui/#/nodes")
     page.locator("main h1").wait_for()  # scripts loaded and cached: time the page alone
     start = time.perf_counter()
