@@ -15,6 +15,7 @@ byte was read.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from .http1 import (
     RECV_SIZE,
     ParsedRequest,
     ProtocolError,
+    RequestReader,
     ResponseReader,
     UpstreamClosed,
     end_to_end,
@@ -115,6 +117,34 @@ def local_error(exc: ProtocolError) -> bytes:
     """The answer to a request that could not be read; the connection then closes."""
     headers = [("content-type", "text/plain")]
     return response_bytes(exc.status, headers, exc.text.encode(), close=True)
+
+
+async def serve_requests(
+    sock: socket.socket,
+    reader: RequestReader,
+    answer: Callable[[ParsedRequest], Awaitable[UpstreamResponse]],
+) -> None:
+    """Read requests from ``sock`` one at a time and send each ``answer``,
+    until the client closes, asks to, or sends what cannot be read (answered
+    with ``local_error``). The loop of both L7 sides."""
+    while True:
+        try:
+            event = await reader.next_request()
+        except ProtocolError as exc:
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await send_bytes(sock, local_error(exc))
+            return
+        except (OSError, ssl.SSLError):
+            return
+        if event is None:
+            return
+        resp = await answer(event)
+        try:
+            await send_bytes(sock, serialize(resp, event))
+        except (OSError, ssl.SSLError, ProtocolError):
+            return
+        if not event.keep_alive:
+            return
 
 
 Dialer = Callable[[str], Awaitable[ssl.SSLSocket]]

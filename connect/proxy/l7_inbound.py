@@ -75,9 +75,9 @@ from .http_pool import (
     UpstreamReset,
     UpstreamResponse,
     end_to_end,
-    local_error,
     recv_some,
     serialize,
+    serve_requests,
 )
 from .identity import PeerID
 from .l7_metrics import Exchange, Flag, Reporter
@@ -354,24 +354,7 @@ class L7Inbound:
     async def _requests(self, tls: ssl.SSLSocket, source: PeerID, first: bytes) -> None:
         reader = RequestReader(tls)
         reader.feed(first)
-        while True:
-            try:
-                event = await reader.next_request()
-            except ProtocolError as exc:
-                with contextlib.suppress(OSError, ssl.SSLError):
-                    await send_bytes(tls, local_error(exc))
-                return
-            except (OSError, ssl.SSLError):
-                return
-            if event is None:
-                return
-            resp = await self._traced(event, source, event.body)
-            try:
-                await send_bytes(tls, serialize(resp, event))
-            except (OSError, ssl.SSLError, ProtocolError):
-                return
-            if not event.keep_alive:
-                return
+        await serve_requests(tls, reader, lambda event: self._traced(event, source, event.body))
 
     async def _respond(
         self, sock: socket.socket, resp: UpstreamResponse, event: ParsedRequest

@@ -29,7 +29,6 @@ so a test's split counts are reproducible; unset, it is unpredictable.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import random
@@ -61,8 +60,14 @@ from .agent_client import path_segment
 from .balancer import Endpoint, endpoints_from_health
 from .credentials import Credentials
 from .errors import PeerIdentityError, ProxyConfigError
-from .http1 import ParsedRequest, ProtocolError, RequestReader, send_bytes
-from .http_pool import Pool, UpstreamReset, UpstreamResponse, end_to_end, local_error, serialize
+from .http1 import ParsedRequest, RequestReader
+from .http_pool import (
+    Pool,
+    UpstreamReset,
+    UpstreamResponse,
+    end_to_end,
+    serve_requests,
+)
 from .l7_metrics import Exchange, Flag, Reporter, StandardMetrics, mark_attempt, mark_target
 from .l7_mirror import MirrorSender
 from .l7_tracing import Hop, ProxyTracing
@@ -386,25 +391,9 @@ class L7OutboundHandler:
         return tls
 
     async def _serve(self, sock: socket.socket) -> None:
-        reader = RequestReader(sock)
-        while True:
-            try:
-                event = await reader.next_request()
-            except ProtocolError as exc:
-                with contextlib.suppress(OSError, ssl.SSLError):
-                    await send_bytes(sock, local_error(exc))
-                return
-            except (OSError, ssl.SSLError):
-                return
-            if event is None:
-                return
-            resp = await self.handle(event, event.body)
-            try:
-                await send_bytes(sock, serialize(resp, event))
-            except (OSError, ssl.SSLError, ProtocolError):
-                return
-            if not event.keep_alive:
-                return
+        await serve_requests(
+            sock, RequestReader(sock), lambda event: self.handle(event, event.body)
+        )
 
     async def handle(self, event: ParsedRequest, body: bytes) -> UpstreamResponse:
         """The answer to one request (from upstream, or local), traced
