@@ -40,6 +40,7 @@ from typing import Any
 import trio
 
 from bench.loadgen.meshd_cluster import running_meshd
+from bench.loadgen.procs import cpu_ticks
 from meshd.agent.definitions import parse_service
 from meshd.agent.liveness import heartbeat_loop
 from meshd.agent.local import LocalState
@@ -210,8 +211,7 @@ def _pcts(xs: list[float]) -> tuple[float, float, float]:
 
 
 def _proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_ticks(pid) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int) -> float:
