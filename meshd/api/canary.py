@@ -136,13 +136,17 @@ def _with_subsets(graph: EntrySet, spec: Canary) -> Canary:
     found = graph.get("service-resolver", spec.service)
     resolver = found if isinstance(found, ServiceResolverEntry) else None
     subsets = resolver.subsets if resolver is not None else {}
-    frm = spec.from_subset or (resolver.default_subset if resolver is not None else "")
-    if not frm:
-        raise _bad("From", f"service {_goq(spec.service)} has no DefaultSubset: set From")
-    for field, name in (("To", spec.to_subset), ("From", frm)):
+
+    def check(field: str, name: str) -> None:
         if name not in subsets:
             text = f"service {_goq(spec.service)} does not have a subset named {_goq(name)}"
             raise _bad(field, text)
+
+    check("To", spec.to_subset)
+    frm = spec.from_subset or (resolver.default_subset if resolver is not None else "")
+    if not frm:
+        raise _bad("From", f"service {_goq(spec.service)} has no DefaultSubset: set From")
+    check("From", frm)
     if frm == spec.to_subset:
         raise _bad("From", "must differ from To")
     started = CanaryEvent(spec.step_started_at, 0, spec.steps[0], "step", "started")
