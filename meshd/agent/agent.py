@@ -510,7 +510,7 @@ class Agent:
             nursery.start_soon(self.ca.run)
         self.canaries = CanaryController(
             self.server,
-            getattr(self, "mesh_stats", None),
+            self.mesh_stats,
             fire=lambda name, data: self.fire_event(UserEvent.new(name, data, "", "", "")),
         )
         nursery.start_soon(self.canaries.run)

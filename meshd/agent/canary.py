@@ -114,6 +114,7 @@ class CanaryController:
         self.fire = fire
         self.clock = clock
         self._held: dict[tuple[str, int, float], float] = {}
+        self._tasks: trio.Nursery | None = None  # event deliveries, while leading
 
     async def run(self) -> None:
         """Lead the canaries during every term this server leads; until cancelled."""
@@ -123,6 +124,7 @@ class CanaryController:
                 await node.wait_state_change(1.0)
                 continue
             async with trio.open_nursery() as nursery:
+                self._tasks = nursery
                 nursery.start_soon(self._lead)
                 while self.server.is_leader():
                     await node.wait_state_change(1.0)
@@ -198,8 +200,9 @@ class CanaryController:
         ok = await write_canary(self.server.write, self.server.store, new, cas=old.modify_index)
         if ok:
             log_event(new)
-            if self.fire is not None:
-                await self.fire(EVENT_NAME, event_payload(new))
+            if self.fire is not None and self._tasks is not None:
+                # Delivered aside: a server that does not answer must not stall the steps.
+                self._tasks.start_soon(self.fire, EVENT_NAME, event_payload(new))
         return ok
 
 
