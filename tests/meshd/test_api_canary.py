@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import trio
 from trio.testing import MockClock
 
@@ -214,7 +216,10 @@ async def test_erroring_canary_rolls_back_within_the_interval(autojump_clock: Mo
         assert splits(splitter) == [("v1", 100), ("v2", 0)]
 
 
-async def test_too_few_requests_keep_the_canary_on_its_step(autojump_clock: MockClock) -> None:
+async def test_too_few_requests_keep_the_canary_on_its_step(
+    autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "meshd.canary")
     async with inproc_agent() as (agent, api):
         await seed(api, "fapi")
         stats = FakeStats(requests=3, errors=3)
@@ -230,3 +235,7 @@ async def test_too_few_requests_keep_the_canary_on_its_step(autojump_clock: Mock
         )
         # The longer window is asked for once the step outlasts its interval.
         assert max(w for _, _, w in stats.asked) >= 6
+        # Logged once per interval held (at 2 s, 4 s and 6 s), naming the reason.
+        holds = [r.getMessage() for r in caplog.records if "event=canary_hold" in r.getMessage()]
+        assert len(holds) == 3, holds
+        assert 'reason="too few requests: 3 < MinRequests 20"' in holds[0]

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from meshd.agent.canary_core import apply, canary_json, decide, splitter_body, stats_window
+from meshd.agent.canary_core import (
+    apply,
+    canary_json,
+    decide,
+    overdue_intervals,
+    splitter_body,
+    stats_window,
+)
 from registry.records import Canary
 
 T0 = 1_800_000_000.0
@@ -77,9 +84,10 @@ def test_too_few_requests_hold_the_step_and_never_roll_back() -> None:
     assert decide(REC, few, T0 + 5).kind == "wait"
     d = decide(REC, few, T0 + 45)
     assert d.kind == "hold" and "5 < MinRequests 20" in d.reason
-    assert d.next_check == T0 + 60
+    assert d.next_check == T0 + 46
+    assert (overdue_intervals(REC, T0 + 45), overdue_intervals(REC, T0 + 61)) == (0, 1)
     # Enough requests over the longer window: judged then.
-    assert decide(REC, Stats(requests=25), T0 + 60).kind == "step"
+    assert decide(REC, Stats(requests=25), T0 + 52).kind == "step"
 
 
 def test_paused_and_finished_canaries_are_left_alone() -> None:
