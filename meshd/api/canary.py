@@ -49,7 +49,7 @@ from ..http import (
     Router,
     decode_json_body,
 )
-from .common import json_response, read
+from .common import json_response, read, with_meta
 from .config_typed import check_graph, load_graph, parse_typed, stored_form
 
 if TYPE_CHECKING:
@@ -239,8 +239,9 @@ def register(router: Router, agent: Agent) -> None:
     async def get_one(req: Request) -> Response:
         service = req.path_params["service"]
         result, opts = await read(agent, req, "canary.get", {"service": service})
-        if result.value is None:
-            raise NotFound(f"no canary for service {_goq(service)}")
+        if result.value is None:  # with X-Consul-Index: a client may block until one starts
+            text = f"no canary for service {_goq(service)}"
+            return with_meta(Response.text(text, status=404), result)
         return json_response(result.value, result, opts)
 
     async def list_all(req: Request) -> Response:

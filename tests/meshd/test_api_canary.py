@@ -144,7 +144,21 @@ async def test_pause_resume_abort_and_blocking_read(autojump_clock: MockClock) -
     async with inproc_agent() as (_agent, api):
         await seed(api, "papi")
         assert (await api.request("PUT", f"{PATH}/papi/pause")).status == 404
-        created = await ok(api, "POST", f"{PATH}/papi", {"To": "v2", "Interval": "1h"})
+        missing = await api.get(f"{PATH}/papi")
+        assert missing.status == 404 and missing.text == 'no canary for service "papi"'
+        created: dict[str, Any] = {}
+
+        async def start_later() -> None:
+            await trio.sleep(2)
+            created.update(await ok(api, "POST", f"{PATH}/papi", {"To": "v2", "Interval": "1h"}))
+
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            # A client blocked on a canary that does not exist yet wakes when it starts.
+            nursery.start_soon(start_later)
+            r = await api.get(f"{PATH}/papi?index={missing.index}&wait=30s")
+            assert abs(trio.current_time() - start - 2.0) < 1e-6
+        assert r.status == 200 and r.index == created["ModifyIndex"] == r.json()["ModifyIndex"]
         start = trio.current_time()
         async with trio.open_nursery() as nursery:
 
