@@ -132,7 +132,10 @@ class MeshStats:
                 self.refused += 1
                 return False
             series = self.series[push.id] = ProxySeries(started=now - push.age)
-        series.add(Snapshot(now, push.counts))
+        # On the proxy's own time line (its age at the snapshot), so that
+        # transit delays do not stretch or shrink the span a rate divides by.
+        at = min(now, series.started + push.age)
+        series.add(Snapshot(max(at, series.last.time) if series.recent else at, push.counts))
         self.received += 1
         return True
 
