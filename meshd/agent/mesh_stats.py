@@ -193,12 +193,13 @@ class MeshStats:
     ) -> dict[str, Any]:
         """The mesh graph (the API's JSON); with ``allowed``, services it
         refuses are left out and ``FilteredByACLs`` says so."""
-        edges = build_edges(await self.deltas(window, token))
+        deltas = await self.deltas(window, token)
         if service:
-            edges = [e for e in edges if service in (e["Source"], e["Destination"])]
+            deltas = [d for d in deltas if service in (d.key[1], d.key[2])]
         ok = allowed or (lambda _name: True)
-        kept = [e for e in edges if ok(e["Source"]) and ok(e["Destination"])]
-        filtered = len(kept) != len(edges)
+        readable = [d for d in deltas if ok(d.key[1]) and ok(d.key[2])]
+        filtered = len(readable) != len(deltas)
+        kept = build_edges(readable)
         intentions = await self._read("intentions.list", {}) or []
         for edge in kept:
             edge["Intention"] = _decision(

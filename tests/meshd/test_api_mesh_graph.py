@@ -33,8 +33,9 @@ async def register(api: InprocClient) -> None:
 
 async def drive(api: InprocClient, seconds: int, rate: int) -> EdgeStats:
     """``rate`` requests/s web -> api (v1, 3 ms; one 503 in ten) and api -> db
-    (20 ms) on both reporters for ``seconds``, pushed every 5 fake seconds."""
-    src, dst = EdgeStats(), EdgeStats()
+    (20 ms) on both reporters for ``seconds``, pushed every 5 fake seconds (the
+    proxies' clock is the fake one too, as a real proxy's runs with its agent's)."""
+    src, dst = EdgeStats(wall=trio.current_time), EdgeStats(wall=trio.current_time)
     assert (await api.put(STATS, src.snapshot())).status == 200
     for second in range(seconds):
         for i in range(rate):
