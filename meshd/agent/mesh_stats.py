@@ -112,8 +112,10 @@ class MeshStats:
         default_allow: Callable[[], bool],
         clock: Callable[[], float] = trio.current_time,
         wall: Callable[[], float] | None = None,
+        own_token: Callable[[], str] = lambda: "",
     ) -> None:
         self.ports = ports
+        self.own_token = own_token
         self.http_port = http_port
         self.default_allow = default_allow
         self.clock = clock
@@ -128,7 +130,7 @@ class MeshStats:
         self._expire(now)
         series = self.series.get(push.id)
         if series is None:
-            if len(self.series) >= MAX_PROXIES:
+            if len(self.series) >= MAX_PROXIES and not self._evict_idle():
                 self.refused += 1
                 return False
             series = self.series[push.id] = ProxySeries(started=now - push.age)
@@ -138,6 +140,14 @@ class MeshStats:
         series.add(Snapshot(max(at, series.last.time) if series.recent else at, push.counts))
         self.received += 1
         return True
+
+    def _evict_idle(self) -> bool:
+        """Make room by forgetting a proxy that never reported an edge."""
+        for pid, s in self.series.items():
+            if not s.last.counts:
+                del self.series[pid]
+                return True
+        return False
 
     def _expire(self, now: float) -> None:
         gone = [pid for pid, s in self.series.items() if s.last.time < now - EXPIRE]
@@ -152,13 +162,16 @@ class MeshStats:
             out += series.window(now, window, FRESH)
         return out
 
-    async def deltas(self, window: float, token: str = "") -> list[Delta]:
-        """Every agent's deltas (this one's and its live peers')."""
+    async def deltas(self, window: float, token: str | None = None) -> list[Delta]:
+        """Every agent's deltas (this one's and its live peers'). ``token``:
+        what the peers are asked with (None: this agent's own token, for
+        internal callers; an API request passes its own, even empty)."""
         out = self.local(window)
         members = await self.ports.members()
         query = {"window": format_duration(window)}
+        secret = self.own_token() if token is None else token
         answers = await ask_peers(
-            members, self.ports.node_name, self.http_port(), PEER_PATH, query, token
+            members, self.ports.node_name, self.http_port(), PEER_PATH, query, secret
         )
         for answer in answers:
             records = answer.get("Records") if isinstance(answer, dict) else None
@@ -170,7 +183,7 @@ class MeshStats:
         return out
 
     async def subset_stats(
-        self, service: str, subset: str, window: float, token: str = ""
+        self, service: str, subset: str, window: float, token: str | None = None
     ) -> SubsetStats:
         """Requests sent to ``service``'s ``subset`` in the last ``window`` seconds."""
         counts, rps = subset_figures(await self.deltas(window, token), service, subset)
@@ -188,7 +201,7 @@ class MeshStats:
         window: float,
         service: str | None = None,
         *,
-        token: str = "",
+        token: str | None = None,
         allowed: Callable[[str], bool] | None = None,
     ) -> dict[str, Any]:
         """The mesh graph (the API's JSON); with ``allowed``, services it
