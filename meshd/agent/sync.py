@@ -36,7 +36,9 @@ log = logging.getLogger("meshd.sync")
 _IGNORED = ("CreateIndex", "ModifyIndex")
 # Server answers that refuse one item for good (retrying cannot help until
 # the item or the token changes): sync skips that item and keeps going.
-_REFUSAL_CODES = frozenset({"PermissionDenied", "Validation", "BadRequest", "NotFound"})
+_REFUSAL_CODES = frozenset(
+    {"PermissionDenied", "ACLNotFound", "Validation", "InvalidArgument", "NotFound"}
+)
 
 
 class WriteRefused(MeshdError):
