@@ -213,7 +213,8 @@ class RateLimiter:
         return True
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
+    """The wall clock the CA dates certificates with (whole seconds, UTC)."""
     return datetime.now(UTC).replace(microsecond=0)
 
 
@@ -228,8 +229,12 @@ class CAServer:
         datacenter: str,
         rng: random.Random | None = None,
         resolve: Callable[[str], Awaitable[ACLAuthorizer]] | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.srv = server
+        # Every "now" of the CA (root dates, rotation, pruning, leaf validity)
+        # comes from here, so root rotation can be driven by a test's clock.
+        self.clock = clock
         self._resolve = resolve  # with ACLs on: only service:write on S signs S's leaf
         self.base = base
         self.datacenter = datacenter
@@ -304,7 +309,7 @@ class CAServer:
                 key_type=settings.key_type,
                 bits=settings.key_bits,
                 root_ttl=timedelta(seconds=settings.root_ttl),
-                now=_now(),
+                now=self.clock(),
                 serial=self._serial(),
                 key_pem=settings.private_key,
             )
@@ -320,7 +325,9 @@ class CAServer:
         if config is None or not any(not r.active for r in roots):
             return
         settings = settings_from_stored(config, self.base)
-        kept = rotation.prune(roots, now=_now(), leaf_ttl=timedelta(seconds=settings.leaf_ttl))
+        kept = rotation.prune(
+            roots, now=self.clock(), leaf_ttl=timedelta(seconds=settings.leaf_ttl)
+        )
         if len(kept) != len(roots):
             await self._write(CARootsSet(roots=records_from_roots(kept), cas=roots_index))
             dropped = {r.id for r in roots} - {r.id for r in kept}
@@ -369,7 +376,7 @@ class CAServer:
                     key_type=new.key_type,
                     bits=new.key_bits,
                     root_ttl=timedelta(seconds=new.root_ttl),
-                    now=_now(),
+                    now=self.clock(),
                     serial=self._serial(),
                     key_pem=new.private_key,
                 )
@@ -411,7 +418,7 @@ class CAServer:
                 signing_cert_pem=active.signing_cert or active.root_cert,
                 signing_key_pem=active.signing_key,
                 ttl=timedelta(seconds=settings.leaf_ttl),
-                now=_now(),
+                now=self.clock(),
                 serial=self._serial(120),
             )
         except CSRError as exc:
