@@ -28,7 +28,7 @@ from raft.storage import Storage
 from raft.transport import PeerInfo, Transport, source_address
 from raft.types import Configuration, Role
 from registry.blocking import wait_for_change
-from registry.commands import Command, CoordinateBatchUpdate, encode_command
+from registry.commands import Command, CoordinateBatchUpdate, encode_command, stamped
 from registry.errors import ValidationError
 from registry.fsm import RegistryFSM
 from registry.state.watch import Watch, WatchSet
@@ -109,9 +109,13 @@ class MeshServer:
         *,
         bootstrap: Configuration | None = None,
         rng: random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.rng = rng or random.Random()
+        # The time a write carries (``now`` of its command), read once where
+        # the write enters this server (``write``), never in handlers.
+        self.wall_clock = wall_clock
         self.fsm = RegistryFSM()
         self.transport = Transport(
             settings.node_id,
@@ -292,7 +296,9 @@ class MeshServer:
         ``StorageUnavailable``) when this server leads but cannot persist its
         log (a full disk): a ``MeshdError``, which anti-entropy and leave
         handle like any failed write instead of stopping the agent.
+        A command whose ``now`` is unset gets this server's ``wall_clock()``.
         """
+        cmd = stamped(cmd, self.wall_clock())
         cmd.validate()
         try:
             return await self.write_encoded(encode_command(cmd))

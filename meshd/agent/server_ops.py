@@ -239,7 +239,7 @@ class ServerOps:
                 while self.srv.is_leader():
                     if not self._live_member(node):
                         self._remember_left(node)
-                        await self.srv.write(DeregisterRequest(node=node, now=time.time()))
+                        await self.srv.write(DeregisterRequest(node=node))
                         log.info("event=force_leave_left node=%s", node)
                         return
                     await trio.sleep(0.5)
@@ -279,7 +279,7 @@ class ServerOps:
         if target is not None:
             if not prune:  # ?prune drops it from the member list at once, as Consul
                 self._remember_left(node)
-            await self.srv.write(DeregisterRequest(node=node, now=time.time()))
+            await self.srv.write(DeregisterRequest(node=node))
         log.info("event=force_leave node=%s raft_server=%s", node, server_id)
         return {"node": node, "raft": server_id}
 
