@@ -10,6 +10,7 @@ from typing import Any
 
 from connect.l7.dryrun import Sample
 from connect.proxy.l7_samples import sample_to_json
+from meshd.agent.request_samples import SampleStore
 from tests.meshd.inproc import InprocClient, inproc_agent
 
 DRY = "/v1/internal/config/dry-run"
@@ -137,3 +138,17 @@ async def test_dry_run_needs_the_write_rights_and_filters_samples(
         assert r.status == 403
         r = await writer.request("PUT", SAMPLES, {"Samples": [hidden]})
         assert r.status == 403 and len(agent.request_samples) == 101
+
+
+def test_the_agent_keeps_bounded_rings_per_destination() -> None:
+    store = SampleStore(per_destination=2, max_destinations=2)
+    for i, dest in enumerate(("a", "b", "a", "a", "c", "c", "c")):
+        store.ingest([Sample("web", dest, "GET", f"/{i}")])
+    # b, updated longest ago, is forgotten; each ring keeps its newest two.
+    assert [(s.destination, s.path) for s in store.samples()] == [
+        ("a", "/2"),
+        ("a", "/3"),
+        ("c", "/5"),
+        ("c", "/6"),
+    ]
+    assert len(store.samples(["c", "b"])) == 2 and store.received == 7
