@@ -39,6 +39,7 @@ from typing import Any
 
 from connect.l7.chain import compile_chain
 from connect.l7.chain_types import EntryLookup
+from connect.l7.decide import Table
 from connect.l7.decode import ValidationError
 from connect.l7.entries import SERVICE_INTENTIONS
 from connect.l7.entries_intentions import ServiceIntentionsEntry, SourceIntention
@@ -46,7 +47,7 @@ from connect.l7.explain import explain
 from connect.l7.rbac import WILDCARD, evaluate, order_sources
 from connect.l7.request import Request
 from connect.l7.split import TOTAL_UNITS
-from connect.l7.table import TableError
+from connect.l7.table import TableError, table_from_chain
 
 JSON = Any
 SPLIT, ROUTE, REDIRECT, DENY, ALLOW = "split", "route", "redirect", "deny", "allow"
@@ -134,6 +135,7 @@ class World:
     intentions: IntentionSource
     default_allow: bool
     _chain_cache: dict[str, Mapping[str, JSON] | str] = field(default_factory=dict)
+    _tables: dict[str, Table] = field(default_factory=dict)
     _cache: dict[tuple[Any, ...], tuple[Landing, ...]] = field(default_factory=dict)
 
     def chain(self, service: str) -> Mapping[str, JSON] | str:
@@ -158,14 +160,16 @@ class World:
         )
         if isinstance(chain, str):
             return [Landing("chain error", 1.0, None, None, False, chain)]
+        try:
+            table = self._tables.get(sample.destination) or table_from_chain(chain)
+        except TableError as exc:
+            return [Landing("chain error", 1.0, None, None, False, str(exc))]
+        self._tables[sample.destination] = table
         out: list[Landing] = []
         pending: list[tuple[tuple[int, ...], float]] = [((), 1.0)]
         while pending:
             script, weight = pending.pop()
-            try:
-                answer = explain(chain, {}, {}, request, rng=_Script(script))
-            except TableError as exc:
-                return [Landing("chain error", 1.0, None, None, False, str(exc))]
+            answer = explain(chain, {}, {}, request, rng=_Script(script), table=table)
             steps = answer.get("Splits") or []
             if len(steps) > len(script):  # a split step not yet enumerated
                 for start, units in _unit_starts(steps[len(script)].get("Buckets") or []):

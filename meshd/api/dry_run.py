@@ -22,7 +22,9 @@ meshd's own endpoints (``meshd config write --dry-run``):
      "Summary": ["3.1% of recent requests to api would move from v1 to v2"]}
 
   Only the destinations whose discovery chain the entries affect are read,
-  or every destination when intentions or proxy-defaults change.
+  or every destination when intentions or proxy-defaults change; of each
+  destination the newest 2,000 samples across the agents are decided, in
+  a worker thread (CPU-bound: every distinct request shape, twice).
   ACL: the rights writing every entry needs (it reveals traffic); samples
   of a service the token cannot ``service:read`` are left out.
 * ``PUT /v1/internal/config/samples`` — a local proxy posts request shapes
@@ -36,10 +38,13 @@ meshd's own endpoints (``meshd config write --dry-run``):
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 from connect.l7.chain_validate import validate_entries
 from connect.l7.dryrun import Sample, dry_run, world_of
@@ -52,7 +57,7 @@ from connect.proxy.l7_samples import (
 )
 
 from ..acl import Permission
-from ..agent.request_samples import MAX_SAMPLES_PER_PUT
+from ..agent.request_samples import MAX_SAMPLES_PER_PUT, PER_DESTINATION
 from ..agent.traces import ask_peers
 from ..http import BadRequest, Request, Response, Router, decode_json_body
 from .common import FILTERED_HEADER
@@ -96,6 +101,20 @@ def parse_samples(body: Any) -> list[Sample]:
             out.append(sample_from_json(item))
         except SampleFormatError as exc:
             raise SampleFormatError(f"Samples[{i}].{exc.field}", exc.message) from None
+    return out
+
+
+def newest_per_destination(samples: Iterable[Sample], limit: int) -> list[Sample]:
+    """At most ``limit`` samples per destination, the newest, gathered from
+    every agent: the dry run's work stays bounded however many agents
+    recorded traffic to one service."""
+    by_dest: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_dest.setdefault(s.destination, []).append(s)
+    out: list[Sample] = []
+    for group in by_dest.values():
+        group.sort(key=lambda s: s.time)
+        out.extend(group[-limit:])
     return out
 
 
@@ -159,12 +178,16 @@ def register(router: Router, agent: Agent) -> None:
         affected = validate_entries(graph, typed, datacenter=agent.datacenter)
         everything = any(e.kind in (SERVICE_INTENTIONS, PROXY_DEFAULTS) for e in typed)
         samples, filtered = await all_samples(req, None if everything else affected)
+        samples = newest_per_destination(samples, PER_DESTINATION)
         default_allow = agent.config.connect.default_intention_policy == "allow"
         dc = agent.datacenter
         before = world_of(graph, datacenter=dc, default_allow=default_allow)
         after = world_of(graph.with_changes(typed), datacenter=dc, default_allow=default_allow)
         listed = [s for s in affected if _readable(req, (s,))]
-        answer = dry_run(samples, before, after, services=listed, now=time.time())
+        # CPU-bound (every distinct request shape decided twice): off the
+        # agent's event loop, so heartbeats and other requests keep going.
+        run = functools.partial(dry_run, samples, before, after, services=listed, now=time.time())
+        answer = await trio.to_thread.run_sync(run)
         resp = Response.json(answer, pretty="pretty" in req.query)
         if filtered or len(listed) != len(affected):
             resp.set_header(FILTERED_HEADER, "true")

@@ -11,6 +11,7 @@ from typing import Any
 from connect.l7.dryrun import Sample
 from connect.proxy.l7_samples import sample_to_json
 from meshd.agent.request_samples import SampleStore
+from meshd.api.dry_run import newest_per_destination
 from tests.meshd.inproc import InprocClient, inproc_agent
 
 DRY = "/v1/internal/config/dry-run"
@@ -152,3 +153,14 @@ def test_the_agent_keeps_bounded_rings_per_destination() -> None:
         ("c", "/6"),
     ]
     assert len(store.samples(["c", "b"])) == 2 and store.received == 7
+
+
+def test_the_dry_run_decides_the_newest_samples_per_destination_across_agents() -> None:
+    gathered = [Sample("web", d, "GET", "/", time=t) for t in (3.0, 1.0, 2.0) for d in ("a", "b")]
+    kept = newest_per_destination(gathered, 2)
+    assert sorted((s.destination, s.time) for s in kept) == [
+        ("a", 2.0),
+        ("a", 3.0),
+        ("b", 2.0),
+        ("b", 3.0),
+    ]
