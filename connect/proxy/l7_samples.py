@@ -164,6 +164,9 @@ def sample_from_json(raw: Any) -> Sample:
     )
 
 
+_Raw = tuple[str, str, bytes, bytes, Iterable[tuple[bytes, bytes]], float]
+
+
 class RequestSamples:
     """The proxy's queue of recent request shapes, posted to its agent."""
 
@@ -176,7 +179,9 @@ class RequestSamples:
     ) -> None:
         self.client = client
         self.clock = clock
-        self.pending: deque[Sample] = deque(maxlen=max_pending)
+        # Raw (source, destination, method, target, headers, time): the shape
+        # is cut out when posted, off the request's path.
+        self.pending: deque[_Raw] = deque(maxlen=max_pending)
         self.sent = 0
         self.dropped = 0
 
@@ -191,12 +196,13 @@ class RequestSamples:
         """Queue the shape of one request (never blocks; a full queue drops the oldest)."""
         if len(self.pending) == self.pending.maxlen:
             self.dropped += 1
-        self.pending.append(sample_of(source, destination, method, target, headers, self.clock()))
+        self.pending.append((source, destination, method, target, tuple(headers), self.clock()))
 
     def take(self, limit: int = MAX_BATCH) -> list[Sample]:
+        """Up to ``limit`` of the oldest queued requests, as samples."""
         out: list[Sample] = []
         while self.pending and len(out) < limit:
-            out.append(self.pending.popleft())
+            out.append(sample_of(*self.pending.popleft()))
         return out
 
     async def run(self) -> None:
