@@ -164,3 +164,27 @@ def test_the_dry_run_decides_the_newest_samples_per_destination_across_agents() 
         ("b", 2.0),
         ("b", 3.0),
     ]
+
+
+async def test_samples_of_the_other_agents_are_gathered(
+    autojump_clock: Any, monkeypatch: Any
+) -> None:
+    asked: list[tuple[str, dict[str, str]]] = []
+
+    async def peers(_members: Any, _me: str, _port: int, path: str, query: Any, _tok: str) -> Any:
+        asked.append((path, query))
+        remote = [sample_to_json(Sample("web", "api", "GET", "/", time=2.0))] * 20
+        return [{"Samples": [*remote, {"Source": "bad"}]}]  # a peer's odd sample is skipped
+
+    monkeypatch.setattr("meshd.api.dry_run.ask_peers", peers)
+    async with inproc_agent() as (_agent, api):
+        await ok(api, "PUT", "/v1/internal/config/batch", BASE)
+        await ok(api, "PUT", SAMPLES, {"Samples": mix()})
+        out = await ok(api, "POST", DRY, PROPOSED[:1])  # a splitter: only api's chain
+        assert asked == [(SAMPLES, {"destination": "api"})]
+        [svc] = out["Services"]
+        assert svc["Requests"] == 120 and svc["Changes"][0]["Requests"] == 12
+        listed = await ok(api, "GET", SAMPLES)
+        assert len(listed["Samples"]) == 120
+        await ok(api, "GET", f"{SAMPLES}?local")
+        assert len(asked) == 2  # ?local asks no peer
