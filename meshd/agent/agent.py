@@ -85,6 +85,7 @@ from .preflight import (
 )
 from .proxy_ejections import ProxyEjections
 from .readiness import cluster_initialized
+from .request_samples import SampleStore
 from .server import MeshServer, ServerSettings, http_error_from_rpc
 from .server_ops import fetch_archive
 from .session_ttl import SessionTTLController
@@ -172,6 +173,7 @@ class Agent:
         # Reads the agent only when scraped, so it can exist before anything runs.
         self.metrics = metrics_for_agent(self)
         self.traces = AgentTraces(config.tracing)  # spans of the local proxies (traces.py)
+        self.request_samples = SampleStore()  # for config write --dry-run (request_samples.py)
         self.heartbeat_interval = 1.0 * config.performance.raft_multiplier
         self.rpc_address = f"{config.advertise_addr}:{config.ports.server}"
         self._server_ssl, self._client_ssl = self._tls_contexts()
