@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import trio
 from trio.lowlevel import RunVar
@@ -42,7 +42,6 @@ from .canary_core import (
     CHECK_EVERY,
     Decision,
     StatsSource,
-    SubsetFigures,
     apply,
     canary_json,
     decide,
@@ -99,25 +98,6 @@ def log_event(rec: Canary) -> None:
 def event_payload(rec: Canary) -> bytes:
     """The ``meshd-canary`` user event's payload: the service and its last event."""
     return json.dumps({"Service": rec.service, **event_json(rec.history[-1])}).encode()
-
-
-class TokenStats(Protocol):
-    """``MeshStats``: asks the other agents with a token (ACLs filter their answers)."""
-
-    async def subset_stats(
-        self, service: str, subset: str, window: float, token: str = ""
-    ) -> SubsetFigures: ...
-
-
-class StatsWithToken:
-    """A ``StatsSource`` over ``MeshStats`` that asks with ``token()`` (the
-    agent's token: with ACLs on, other agents leave out what it cannot read)."""
-
-    def __init__(self, stats: TokenStats, token: Callable[[], str]) -> None:
-        self.stats, self.token = stats, token
-
-    async def subset_stats(self, service: str, subset: str, window: float) -> SubsetFigures:
-        return await self.stats.subset_stats(service, subset, window, token=self.token())
 
 
 class CanaryController:

@@ -33,8 +33,9 @@ async def register(api: InprocClient) -> None:
 
 async def drive(api: InprocClient, seconds: int, rate: int) -> EdgeStats:
     """``rate`` requests/s web -> api (v1, 3 ms; one 503 in ten) and api -> db
-    (20 ms) on both reporters for ``seconds``, pushed every 5 fake seconds."""
-    src, dst = EdgeStats(), EdgeStats()
+    (20 ms) on both reporters for ``seconds``, pushed every 5 fake seconds (the
+    proxies' clock is the fake one too, as a real proxy's runs with its agent's)."""
+    src, dst = EdgeStats(wall=trio.current_time), EdgeStats(wall=trio.current_time)
     assert (await api.put(STATS, src.snapshot())).status == 200
     for second in range(seconds):
         for i in range(rate):
@@ -128,3 +129,57 @@ async def test_acl_leaves_out_edges_and_nodes_the_token_cannot_read(
         pusher.request("source", "db", "web", "", 200, set(), 1.0)
         r = await api.put(STATS, pusher.snapshot(), headers={"X-Consul-Token": token["SecretID"]})
         assert r.status == 403  # pushing needs service:write on db
+
+
+class FakePorts:
+    node_name = "a1"
+
+    async def read(self, name: str, args: Any, opts: Any) -> Any:
+        class Result:
+            value: Any = [] if name != "catalog.services" else {}
+
+        return Result()
+
+    async def members(self) -> list[dict[str, Any]]:
+        return [{"Name": "a1", "Status": 1, "Addr": "10.0.0.1"}]
+
+
+async def test_graph_merges_the_other_agents_part_asked_with_the_right_token(
+    autojump_clock: Any, monkeypatch: Any
+) -> None:
+    from meshd.agent import mesh_stats
+    from meshd.agent.mesh_window import parse_push
+
+    def stats(edges: list[tuple[str, str, str, int]]) -> mesh_stats.MeshStats:
+        ms = mesh_stats.MeshStats(FakePorts(), lambda: 8500, lambda: True, own_token=lambda: "own")
+        agg = EdgeStats(wall=trio.current_time)
+        ms.ingest(parse_push(agg.snapshot()))
+        for reporter, src, dst, n in edges:
+            for _ in range(n):
+                agg.request(reporter, src, dst, "v1", 200, set(), 4.0)
+        ms.ingest(parse_push(agg.snapshot()))
+        return ms
+
+    here = stats([("source", "web", "api", 30)])
+    there = stats([("destination", "web", "api", 30), ("source", "api", "db", 7)])
+    asked: list[str] = []
+
+    async def ask_peers(_m: Any, _n: str, _p: int, path: str, q: Any, token: str) -> list[Any]:
+        asked.append(token)
+        assert path == "/v1/internal/telemetry/proxy-stats" and q == {"window": "1m0s"}
+        return [{"Records": [d.to_json() for d in there.local(60.0)]}, {"Records": [{"x": 1}]}]
+
+    monkeypatch.setattr(mesh_stats, "ask_peers", ask_peers)
+    g = await here.graph(60.0)
+    edges = {(e["Source"], e["Destination"]): e for e in g["Edges"]}
+    assert set(edges) == {("web", "api"), ("api", "db")}
+    assert (edges["web", "api"]["Reporter"], edges["web", "api"]["Requests"]) == (
+        "destination",
+        30,
+    )
+    assert edges["web", "api"]["Subsets"][0]["Requests"] == 30  # the source side, from here
+    assert edges["api", "db"]["Requests"] == 7
+    sub = await here.subset_stats("api", "v1", 60.0, token="")
+    assert (sub.requests, sub.errors, sub.error_rate) == (30, 0, 0.0)
+    assert sub.p99_ms is not None and 1 < sub.p99_ms <= 5
+    assert asked == ["own", ""]  # internal callers use the agent's token; a request its own
