@@ -230,13 +230,12 @@ def canary_json(rec: Canary) -> dict[str, Any]:
         "MinRequests": rec.min_requests,
         "StepStartedAt": rfc3339(rec.step_started_at),
         "Reason": rec.reason,
-        "Last": None
-        if last is None
-        else {
-            "Requests": last.requests,
-            "Errors": last.errors,
-            "ErrorRate": last.error_rate,
-            "P99Ms": last.p99_ms,
+        # Always an object (zeros before the first judged step), so readers need no null check.
+        "Last": {
+            "Requests": last.requests if last else 0,
+            "Errors": last.errors if last else 0,
+            "ErrorRate": last.error_rate if last else 0.0,
+            "P99Ms": last.p99_ms if last else None,
         },
         "History": [event_json(e) for e in rec.history],
         "CreateIndex": rec.create_index,
