@@ -246,7 +246,7 @@ def test_killing_the_leader_mid_canary_neither_loses_nor_repeats_a_step(
 ) -> None:
     c = mesh.cluster
     with Traffic(mesh.upstream) as traffic:
-        _start(mesh, "v2", [10, 25, 50, 100], "3s")
+        _start(mesh, "v2", [10, 25, 50, 100], "2s")
         mesh.wait_canary(lambda x: x["Step"] >= 1, "the canary at step 1")
         leader = c.leader()
         c.kill(leader)
