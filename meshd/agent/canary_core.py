@@ -2,9 +2,10 @@
 themselves).
 
 Given a canary record, the canary subset's figures over the current step and
-the wall time, ``decide`` says what the leader does now: wait, hold (too few
-requests: stay on the step and look again an interval later), move to the
-next step, promote (the next step is 100 %), or roll back (a bound is
+the wall time, ``decide`` says what the leader does now: wait, hold (the
+interval is over but the step has fewer than ``MinRequests`` requests: stay
+on it and judge it once the window since it began holds enough), move to
+the next step, promote (the next step is 100 %), or roll back (a bound is
 exceeded). A rollback does not wait for the interval's end: the controller
 looks every ``CHECK_EVERY`` seconds and rolls back as soon as the step has
 ``MinRequests`` requests and a bound is exceeded. ``apply`` builds the next
