@@ -148,6 +148,8 @@ class RaftCore(Membership):
 
         self.role = Role.FOLLOWER
         self.leader: str | None = None
+        # Why the role or term last changed, for the driver's log line.
+        self.why = "start"
         self.now = 0  # ticks since start, only for relative ages
         self.election_elapsed = 0
         self._leader_contact = False  # heard from the leader since the last tick()
@@ -265,6 +267,7 @@ class RaftCore(Membership):
             else:
                 self.election_elapsed += 1
                 if self.election_elapsed >= self.randomized_timeout and self._promotable():
+                    self.why = f"election_timeout ticks={self.election_elapsed} batch={count}"
                     self.election_elapsed = 0
                     self._campaign(transfer=False)
         if self.role == Role.LEADER and self.heartbeat_elapsed >= self.cfg.heartbeat_ticks:
@@ -284,6 +287,7 @@ class RaftCore(Membership):
                 checked = True
                 if not self._quorum_active():
                     self.become_follower(self.term, None)
+                    self.why = "check_quorum"
                     return checked
             if self.transferee is not None:
                 self.transferee = None  # transfer timed out (§3.10)
@@ -337,9 +341,12 @@ class RaftCore(Membership):
             return False
         self.leader = None
         self.election_elapsed = max(self.election_elapsed, self.cfg.election_ticks)
+        self.why = f"leader_connection_lost leader={peer}"
         return True
 
     def _campaign(self, *, transfer: bool) -> None:
+        if transfer:
+            self.why = "leadership_transfer"
         if self.cfg.pre_vote and not transfer:
             self._become_pre_candidate()
             self._request_votes(MT.PREVOTE, self.term + 1, b"")
@@ -427,6 +434,7 @@ class RaftCore(Membership):
                 self.become_follower(m.term, m.src)
             else:
                 self.become_follower(m.term, None)
+            self.why = f"higher_term from={m.src} type={m.type.name}"
         elif m.term < self.term:
             if m.type in (MT.APP, MT.HEARTBEAT):
                 # A stale leader learns the new term and steps down; without
