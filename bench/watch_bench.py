@@ -280,9 +280,11 @@ def _term(cluster: LocalAgentCluster, name: str) -> int:
     return int(body["Stats"]["raft"]["term"])
 
 
-def measure_meshd(root: Path, binary: Path, plan: Plan, subnet: str) -> list[Fanout]:
+def measure_meshd(
+    root: Path, binary: Path, plan: Plan, subnet: str, own_sessions: bool = False
+) -> list[Fanout]:
     results = []
-    with running_meshd(root / "meshd", subnet) as cluster:
+    with running_meshd(root / "meshd", subnet, own_sessions=own_sessions) as cluster:
         leader = cluster.leader()
         cluster.request(leader, "PUT", "/v1/catalog/register", json.loads(_register_body(0)))
         path = f"/v1/health/service/{SERVICE}"
@@ -469,7 +471,9 @@ def print_runs(rows: list[Fanout]) -> None:
     """One line per meshd run: its elections, the longest event-loop stall
     on the leader and on the followers (the Raft driver logs stalls of 3
     ticks or more, so "-" is under ~0.4 s), the longest GC pause on any
-    server, and why the first role change happened (the core's reason)."""
+    server (wall, generation and CPU ms: the difference is time the process
+    waited for a core), and the first role change a timer caused, with the
+    core's reason."""
     table = []
     runs: dict[str, int] = {}
     for f in rows:
@@ -477,7 +481,7 @@ def print_runs(rows: list[Fanout]) -> None:
             continue
         runs[f.label] = runs.get(f.label, 0) + 1
         followers = [n for n in f.logs.stall_ms if n != f.leader]
-        gc_ms, gen = f.logs.longest_gc()
+        gc_ms, gen, gc_cpu = f.logs.longest_gc()
         table.append(
             [
                 f.label,
@@ -485,13 +489,13 @@ def print_runs(rows: list[Fanout]) -> None:
                 str(f.elections if f.elections is not None else "?"),
                 ms_or_dash(f.logs.longest_stall([f.leader])),
                 ms_or_dash(f.logs.longest_stall(followers)),
-                f"{gc_ms} (gen {gen})" if gc_ms else "-",
+                f"{gc_ms} (gen {gen}, {gc_cpu} cpu)" if gc_ms else "-",
                 str(f.missed),
-                f.logs.changes[0][:70] if f.logs.changes else "",
+                f.logs.first_cause()[:70],
             ]
         )
     print_table(
-        "Watch runs: elections, longest loop stall (ms) and GC pause (ms) per run",
+        "Watch runs: elections, longest loop stall (ms) and GC pause (ms) per run " + machine(),
         [
             "watchers",
             "run",
@@ -500,7 +504,7 @@ def print_runs(rows: list[Fanout]) -> None:
             "follower stall",
             "gc pause",
             "missed",
-            "first role change",
+            "first timer-caused role change",
         ],
         table,
     )
@@ -522,6 +526,12 @@ def main(argv: list[str] | None = None) -> None:
         "--stability-runs",
         type=int,
         help="repeat each row of >= 5,000 watchers this many times (leader stability count)",
+    )
+    p.add_argument(
+        "--own-sessions",
+        action="store_true",
+        help="start each meshd server in its own session: with autogroup scheduling it then"
+        " gets its own CPU share, as a separate host would, instead of sharing this one's",
     )
     args = p.parse_args(argv)
     global VERBOSE
@@ -549,7 +559,10 @@ def main(argv: list[str] | None = None) -> None:
                 ),
             ),
             ("etcd", lambda: measure_etcd(root, binary, plan, args.etcd_subnet)),
-            ("meshd", lambda: measure_meshd(root, binary, plan, args.meshd_subnet)),
+            (
+                "meshd",
+                lambda: measure_meshd(root, binary, plan, args.meshd_subnet, args.own_sessions),
+            ),
         ]
         for name, step in steps:
             if args.only and name not in args.only:
