@@ -27,7 +27,7 @@ from raft.node import NodeConfig, RaftNode
 from raft.storage import Storage
 from raft.transport import PeerInfo, Transport, source_address
 from raft.types import Configuration, Role
-from registry.blocking import admit, wait_for_change
+from registry.blocking import wait_for_change
 from registry.commands import Command, CoordinateBatchUpdate, encode_command
 from registry.errors import ValidationError
 from registry.fsm import RegistryFSM
@@ -499,13 +499,6 @@ class MeshServer:
             raise NoLeaderError(f"No cluster leader (leader unreachable: {exc.message})") from exc
         except RPCError as exc:
             raise error_from_rpc(exc) from None
-        if opts.index:
-            # One write answers thousands of forwarded blocking queries at
-            # once: their answers arrive together and would all be encoded
-            # and written in one scheduler round, holding this follower's
-            # loop (and its Raft driver) as long. Pace them as the leader
-            # paces its own wake-ups.
-            await admit()
         return ReadResult.from_wire(resp)
 
     # ---------------------------------------------------------------- rpc
