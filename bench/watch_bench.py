@@ -1,8 +1,9 @@
 """Watch fan-out: how long until every watcher has seen one change.
 
 meshd: N blocking queries ``GET /v1/health/service/web?index=I&wait=60s``
-spread round-robin over the 3 servers (default consistency, so followers
-forward them to the leader, as Consul's do); the change is a
+spread round-robin over the 3 servers (default consistency: a follower
+confirms with the leader, a ReadIndex round, then blocks on its own state);
+the change is a
 ``PUT /v1/catalog/register`` of a new instance of ``web`` on the leader.
 etcd 3.4 (same run): N ``POST /v3/watch`` streams on the HTTP gateway over
 its 3 members; the change is a ``/v3/kv/put`` on the leader. Time of a
