@@ -307,8 +307,9 @@ class RaftCore(Membership):
                 else:
                     self.quorum_misses += 1
                 if self.quorum_misses >= self.cfg.check_quorum_misses:
-                    self.become_follower(self.term, None)
-                    self.why = f"check_quorum misses={self.quorum_misses}"
+                    why = f"check_quorum misses={self.quorum_misses}"
+                    self.become_follower(self.term, None)  # resets the count
+                    self.why = why
                     return checked
             if self.transferee is not None:
                 self.transferee = None  # transfer timed out (§3.10)
