@@ -58,7 +58,7 @@ from ..errors import (
 from ..http.app import App
 from ..rpc import RPCClient, RPCError, RPCUnavailable
 from ..version import meshd_version
-from . import join
+from . import gc_pauses, join
 from .acl_commands import authorize_command
 from .acl_resolver import ACLResolver, TokenScopedReader
 from .acl_server import ACLServer
@@ -398,6 +398,7 @@ class Agent:
             nursery.start_soon(self._run_sync)
             gc.freeze()  # long-lived startup objects leave the collector's young generations
             gc.set_threshold(*GC_THRESHOLDS)
+            gc_pauses.install()
             self.app = build_app(self)
             await self._start_http(nursery, self.app)
             await self._start_dns(nursery)
