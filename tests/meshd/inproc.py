@@ -70,6 +70,20 @@ class InprocClient:
         return await self.request("DELETE", path, **kw)
 
 
+def inproc_flags(**overrides: Any) -> dict[str, Any]:
+    """Command-line flags of an in-process agent: no HTTP or DNS listener, a
+    free RPC port; ``overrides`` win (pass the result back to ``inproc_agent``
+    when a test reloads the agent's config with the same flags)."""
+    flags: dict[str, Any] = {
+        "http_port": -1,
+        "dns_port": -1,
+        "server_port": free_port(),
+        "node": "dev-node",
+    }
+    flags.update(overrides)
+    return flags
+
+
 SETTLE = 3.0  # fake seconds after start-up before the test runs
 
 
@@ -81,14 +95,7 @@ async def inproc_agent(
     and a client that drives its ``App`` in-process."""
     clock = trio.lowlevel.current_clock()
     assert isinstance(clock, trio.testing.MockClock), "request the autojump_clock fixture"
-    all_flags: dict[str, Any] = {
-        "http_port": -1,
-        "dns_port": -1,
-        "server_port": free_port(),
-        "node": "dev-node",
-    }
-    all_flags.update(flags)
-    config, _ = load_config(files or [], [], all_flags, dev=True)
+    config, _ = load_config(files or [], [], inproc_flags(**flags), dev=True)
     agent = Agent(config)
     async with trio.open_nursery() as nursery:
         await nursery.start(agent.run)
