@@ -6,6 +6,7 @@ import random
 
 import pytest
 import trio
+import trio.testing
 
 from connect.proxy.agent_client import AgentClient
 from connect.proxy.errors import AgentResponseError, AgentUnavailableError
@@ -42,7 +43,7 @@ async def test_watched_wakes_waiters_with_newer_values() -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(waiter)
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()  # the waiter is parked
         assert got == []
         cell.set(7)
     assert got == [(7, 1)]
