@@ -30,7 +30,7 @@ from .identity import PeerID, peer_serial, peer_service
 from .l7_inbound import L7Inbound
 from .logfmt import emit
 from .metrics import ProxyMetrics
-from .pump import Splice, handshake
+from .pump import handshake, run_splice
 from .sockets import Listener, close, dial
 from .verdict import send as send_verdict
 from .verdict import speaks_verdict
@@ -282,18 +282,16 @@ class InboundHandler:
         active = self.metrics.opened("inbound", source.service, dest)
         flush = self.metrics.byte_counter("inbound", source.service, dest)
         try:
-            splice = Splice(tls, up, idle_timeout=spec.limits.idle_timeout, on_flush=flush)
-            with live.scope:
-                await splice.run()
-            if splice.error is not None or splice.idle_expired:
-                emit(
-                    10,
-                    "connection_closed",
-                    direction="inbound",
-                    source=source.service,
-                    destination=dest,
-                    reason="idle timeout" if splice.idle_expired else str(splice.error),
-                )
+            await run_splice(
+                tls,
+                up,
+                idle_timeout=spec.limits.idle_timeout,
+                on_flush=flush,
+                direction="inbound",
+                source=source.service,
+                destination=dest,
+                scope=live.scope,
+            )
         finally:
             self.gate.untrack(live)
             active.closed()
