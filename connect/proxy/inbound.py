@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import trio
 
 from ..intentions import Decision
-from .agent_client import AgentClient
+from .agent_client import AgentClient, answer_json
 from .authz import Authorizer, intentions_from_match
 from .credentials import Credentials
 from .errors import AgentError, PeerIdentityError
@@ -91,7 +91,7 @@ class Gatekeeper:
             resp = await self.client.request(
                 "POST", "/v1/agent/connect/authorize", body=body, timeout=AUTHORIZE_TIMEOUT
             )
-            answer = resp.json()
+            answer = answer_json(resp)
         except AgentError as exc:
             return Decision(False, f"authorize call failed: {exc}", None)
         if not isinstance(answer, dict):
@@ -133,7 +133,7 @@ class Gatekeeper:
             resp = await self.client.request(
                 "POST", "/v1/agent/connect/authorize", body=body, timeout=AUTHORIZE_TIMEOUT
             )
-            answer = resp.json()
+            answer = answer_json(resp)
         except AgentError:
             # Keep a live connection when the agent cannot answer: new ones fail closed.
             return Decision(True, "agent unavailable", None)
