@@ -1,0 +1,162 @@
+"""Where one KV PUT and one linearizable read spend their time, at 1 connection.
+
+Starts a 3-server meshd cluster of real processes (as kv_bench does) with
+``MESHD_RAFT_STAGES`` set, so each server's Raft driver logs the mean time
+from the start of a write (``RaftNode.apply`` called by the HTTP handler), a
+read (``read_barrier``) or a follower's append (its AppendEntries received)
+to every stage it passes (raft/stages.py). One client on one keep-alive
+connection then sends ``PUT /v1/kv/<key>`` and ``GET /v1/kv/<key>?consistent``
+to the leader one at a time and times each answer; the difference between the
+client's time and the driver's is HTTP, the handler and the task switches
+around Raft. A raw 220-byte append + fdatasync in the same directory shows
+what the disk alone costs. Prints one table; never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.loadgen.meshd_cluster import running_meshd
+
+VALUE = b"v" * 100
+_LINE = re.compile(r"event=raft_stages path=(\w+) n=(\d+) (.*)")
+
+STAGE_TEXT = {
+    "leader_put": {
+        "proposed": "driver loop picked it up, entry placed in the log (propose)",
+        "sent": "AppendEntries handed to the transport (before the own write, §10.2.1)",
+        "own_save_start": "leader's own log append starts",
+        "own_save_done": "leader's own log append + fsync done",
+        "first_ack": "first follower's acknowledgement received (its append + fsync)",
+        "committed": "commit: the driver applies it",
+        "applied": "FSM applied",
+        "resumed": "the HTTP handler's task resumes with the result",
+    },
+    "follower_append": {
+        "stepped": "AppendEntries stepped by the follower's core",
+        "own_save_start": "its log append starts",
+        "own_save_done": "its log append + fsync done",
+        "acked": "acknowledgement handed to the transport",
+    },
+    "leader_read": {
+        "round_started": "ReadIndex round started (heartbeats queued)",
+        "first_heartbeat_ack": "first follower's heartbeat answer received",
+        "quorum": "quorum confirmed: read index known",
+        "resumed": "the HTTP handler's task resumes (then reads the state store)",
+    },
+}
+
+
+def client_latencies(host: str, port: int, method: str, seconds: float) -> list[float]:
+    """Seconds per request, one at a time on one keep-alive connection."""
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    out: list[float] = []
+    deadline = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < deadline:
+        path = f"/v1/kv/stages/{i % 100:04d}" + ("?consistent" if method == "GET" else "")
+        t = time.perf_counter()
+        conn.request(method, path, body=VALUE if method == "PUT" else None)
+        resp = conn.getresponse()
+        resp.read()
+        out.append(time.perf_counter() - t)
+        if resp.status != 200:
+            raise RuntimeError(f"{method} {path}: HTTP {resp.status}")
+        i += 1
+    conn.close()
+    return out
+
+
+def disk_fdatasync(directory: Path, n: int = 200) -> float:
+    """Median seconds of one 220-byte append + fdatasync in ``directory``."""
+    path = directory / "fdatasync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    times = []
+    try:
+        for _ in range(n):
+            t = time.perf_counter()
+            os.write(fd, b"x" * 220)
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return statistics.median(times)
+
+
+def stage_lines(log_text: str, skip: int = 2) -> dict[str, dict[str, float]]:
+    """Per path, the mean over one server's stage lines (each weighted by its
+    samples, the first ``skip`` lines of the warm-up left out): stage -> us."""
+    sums: dict[str, dict[str, float]] = {}
+    counts: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    for m in _LINE.finditer(log_text):
+        path, n = m[1], int(m[2])
+        seen[path] = seen.get(path, 0) + 1
+        if seen[path] <= skip and path != "leader_read":
+            continue
+        counts[path] = counts.get(path, 0) + n
+        acc = sums.setdefault(path, {})
+        for kv in m[3].split():
+            k, v = kv.split("=", 1)
+            acc[k] = acc.get(k, 0.0) + float(v) * n
+    return {p: {k: v / counts[p] for k, v in acc.items()} for p, acc in sums.items()}
+
+
+def print_path(title: str, stages: dict[str, float], texts: dict[str, str]) -> None:
+    print(f"\n{title}")
+    print(f"  {'stage':<20} {'us from start':>13} {'us since prev':>13}  meaning")
+    prev = 0.0
+    for name, at in sorted(stages.items(), key=lambda kv: kv[1]):
+        print(f"  {name:<20} {at:>13.0f} {at - prev:>13.0f}  {texts.get(name, '')}")
+        prev = at
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seconds", type=float, default=5.0, help="per operation")
+    p.add_argument("--subnet", default="127.0.10")
+    p.add_argument("--every", type=int, default=50, help="samples per logged mean")
+    args = p.parse_args(argv)
+    os.environ["MESHD_RAFT_STAGES"] = str(args.every)
+    with tempfile.TemporaryDirectory(prefix="meshd-kv-stages-") as tmp:
+        root = Path(tmp)
+        with running_meshd(root / "meshd", args.subnet) as cluster:
+            leader = cluster.leader()
+            host = cluster.agents[leader].ip
+            client_latencies(host, 8500, "PUT", 2.0)  # warm-up: every key exists
+            puts = client_latencies(host, 8500, "PUT", args.seconds)
+            reads = client_latencies(host, 8500, "GET", args.seconds)
+            disk = disk_fdatasync(root)
+            logs = {name: cluster.logs(name) for name in cluster.agents}
+    print(
+        f"one client, one connection, to the leader ({len(puts)} PUTs, {len(reads)} reads);"
+        f" disk: 220-byte append + fdatasync median {disk * 1e6:.0f} us"
+    )
+    for op, lat in (("PUT", puts), ("GET ?consistent", reads)):
+        print(
+            f"  client {op}: p50 {statistics.median(lat) * 1e6:.0f} us,"
+            f" mean {statistics.mean(lat) * 1e6:.0f} us"
+        )
+    lead = stage_lines(logs[leader])
+    for path in ("leader_put", "leader_read"):
+        if path in lead:
+            print_path(f"{path} (leader {leader}, mean)", lead[path], STAGE_TEXT[path])
+    for name, text in logs.items():
+        if name != leader and "follower_append" in (f := stage_lines(text)):
+            print_path(
+                f"follower_append ({name}, mean)",
+                f["follower_append"],
+                STAGE_TEXT["follower_append"],
+            )
+
+
+if __name__ == "__main__":
+    main()
