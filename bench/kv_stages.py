@@ -19,11 +19,13 @@ import http.client
 import os
 import re
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from bench.loadgen.meshd_cluster import running_meshd
+from bench.loadgen.pyspy import py_spy
 
 VALUE = b"v" * 100
 _LINE = re.compile(r"event=raft_stages path=(\w+) n=(\d+) (.*)")
@@ -91,6 +93,26 @@ def disk_fdatasync(directory: Path, n: int = 200) -> float:
     return statistics.median(times)
 
 
+def top_frames(collapsed: Path, n: int = 30) -> list[tuple[str, float, float]]:
+    """(function, inclusive %, self %) of the busiest functions in py-spy's
+    raw (collapsed-stack) output."""
+    incl: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        k = int(count)
+        total += k
+        frames = [
+            f.split(" (")[0] + " " + f.rsplit(":", 1)[0].split("/")[-1] for f in stack.split(";")
+        ]
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + k
+        own[frames[-1]] = own.get(frames[-1], 0) + k
+    ranked = sorted(incl, key=lambda f: -incl[f])[:n]
+    return [(f, 100 * incl[f] / total, 100 * own.get(f, 0) / total) for f in ranked]
+
+
 def stage_lines(log_text: str, skip: int = 2) -> dict[str, dict[str, float]]:
     """Per path, the mean over one server's stage lines (each weighted by its
     samples, the first ``skip`` lines of the warm-up left out): stage -> us."""
@@ -124,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=5.0, help="per operation")
     p.add_argument("--subnet", default="127.0.10")
     p.add_argument("--every", type=int, default=50, help="samples per logged mean")
+    p.add_argument("--profile", type=Path, help="py-spy raw profile of the leader's PUTs here")
     args = p.parse_args(argv)
     os.environ["MESHD_RAFT_STAGES"] = str(args.every)
     with tempfile.TemporaryDirectory(prefix="meshd-kv-stages-") as tmp:
@@ -132,7 +155,32 @@ def main(argv: list[str] | None = None) -> None:
             leader = cluster.leader()
             host = cluster.agents[leader].ip
             client_latencies(host, 8500, "PUT", 2.0)  # warm-up: every key exists
+            proc = cluster.agents[leader].proc
+            spy = None
+            if args.profile and proc is not None:
+                spy = subprocess.Popen(
+                    [
+                        py_spy(),
+                        "record",
+                        "--gil",
+                        "--nonblocking",
+                        "--format",
+                        "raw",
+                        "-r",
+                        "500",
+                        "-d",
+                        str(int(args.seconds)),
+                        "-o",
+                        str(args.profile),
+                        "-p",
+                        str(proc.pid),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             puts = client_latencies(host, 8500, "PUT", args.seconds)
+            if spy is not None:
+                spy.wait(timeout=60)
             reads = client_latencies(host, 8500, "GET", args.seconds)
             disk = disk_fdatasync(root)
             logs = {name: cluster.logs(name) for name in cluster.agents}
@@ -145,6 +193,10 @@ def main(argv: list[str] | None = None) -> None:
             f"  client {op}: p50 {statistics.median(lat) * 1e6:.0f} us,"
             f" mean {statistics.mean(lat) * 1e6:.0f} us"
         )
+    if args.profile and args.profile.exists():
+        print("\nleader CPU profile during the PUTs (py-spy --gil): inclusive %, self %")
+        for f, inc, own in top_frames(args.profile):
+            print(f"  {inc:5.1f} {own:5.1f}  {f}")
     lead = stage_lines(logs[leader])
     for path in ("leader_put", "leader_read"):
         if path in lead:
