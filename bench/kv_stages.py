@@ -1,11 +1,11 @@
 """Where one KV PUT and one linearizable read spend their time, at 1 connection.
 
 Starts a 3-server meshd cluster of real processes (as kv_bench does) with
-``MESHD_RAFT_STAGES`` set, so each server's Raft driver logs the mean time
+``MESHD_RAFT_STAGES`` set, so each server's Raft driver logs the median time
 from the start of a write (``RaftNode.apply`` called by the HTTP handler), a
 read (``read_barrier``) or a follower's append (its AppendEntries received)
-to every stage it passes (raft/stages.py). One client on one keep-alive
-connection then sends ``PUT /v1/kv/<key>`` and ``GET /v1/kv/<key>?consistent``
+to every stage it passes (medians of 50; raft/stages.py). One client on one
+keep-alive connection then sends ``PUT /v1/kv/<key>`` and ``GET /v1/kv/<key>?consistent``
 to the leader one at a time and times each answer; the difference between the
 client's time and the driver's is HTTP, the handler and the task switches
 around Raft. A raw 220-byte append + fdatasync in the same directory shows
@@ -93,9 +93,15 @@ def disk_fdatasync(directory: Path, n: int = 200) -> float:
     return statistics.median(times)
 
 
+def _frame_name(frame: str) -> str:
+    """``func (path/to/file.py:12)`` -> ``func file.py``."""
+    name, _, where = frame.partition(" (")
+    return f"{name} {where.rsplit(':', 1)[0].split('/')[-1]}"
+
+
 def top_frames(collapsed: Path, n: int = 30) -> list[tuple[str, float, float]]:
-    """(function, inclusive %, self %) of the busiest functions in py-spy's
-    raw (collapsed-stack) output."""
+    """(function, inclusive %, self %) of the busiest functions below trio's
+    run loop in py-spy's raw (collapsed-stack) output; % of the GIL samples."""
     incl: dict[str, int] = {}
     own: dict[str, int] = {}
     total = 0
@@ -103,19 +109,20 @@ def top_frames(collapsed: Path, n: int = 30) -> list[tuple[str, float, float]]:
         stack, _, count = line.rpartition(" ")
         k = int(count)
         total += k
-        frames = [
-            f.split(" (")[0] + " " + f.rsplit(":", 1)[0].split("/")[-1] for f in stack.split(";")
-        ]
+        frames = [_frame_name(f) for f in stack.split(";")]
         for f in set(frames):
             incl[f] = incl.get(f, 0) + k
         own[frames[-1]] = own.get(frames[-1], 0) + k
-    ranked = sorted(incl, key=lambda f: -incl[f])[:n]
+    # Frames at or above trio's run loop (the process's whole life) say nothing.
+    cut = incl.get("unrolled_run _run.py", total + 1)
+    ranked = sorted((f for f in incl if incl[f] < cut), key=lambda f: -incl[f])[:n]
     return [(f, 100 * incl[f] / total, 100 * own.get(f, 0) / total) for f in ranked]
 
 
 def stage_lines(log_text: str, skip: int = 2) -> dict[str, dict[str, float]]:
-    """Per path, the mean over one server's stage lines (each weighted by its
-    samples, the first ``skip`` lines of the warm-up left out): stage -> us."""
+    """Per path, the mean of one server's stage lines (each the median of
+    ``--every`` samples, weighted by its count; the first ``skip`` lines, the
+    warm-up, left out): stage -> us."""
     sums: dict[str, dict[str, float]] = {}
     counts: dict[str, int] = {}
     seen: dict[str, int] = {}
@@ -145,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=5.0, help="per operation")
     p.add_argument("--subnet", default="127.0.10")
-    p.add_argument("--every", type=int, default=50, help="samples per logged mean")
+    p.add_argument("--every", type=int, default=50, help="samples per logged median")
     p.add_argument("--profile", type=Path, help="py-spy raw profile of the leader's PUTs here")
     args = p.parse_args(argv)
     os.environ["MESHD_RAFT_STAGES"] = str(args.every)
@@ -200,12 +207,12 @@ def main(argv: list[str] | None = None) -> None:
     lead = stage_lines(logs[leader])
     for path in ("leader_put", "leader_read"):
         if path in lead:
-            print_path(f"{path} (leader {leader}, mean)", lead[path], STAGE_TEXT[path])
+            print_path(f"{path} (leader {leader}, median)", lead[path], STAGE_TEXT[path])
     for name, text in logs.items():
-        if name != leader and "follower_append" in (f := stage_lines(text)):
+        if name != leader and "follower_append" in (fol := stage_lines(text)):
             print_path(
-                f"follower_append ({name}, mean)",
-                f["follower_append"],
+                f"follower_append ({name}, median)",
+                fol["follower_append"],
                 STAGE_TEXT["follower_append"],
             )
 

@@ -3,7 +3,7 @@
 Off (``None``) unless the process runs with ``MESHD_RAFT_STAGES=N``; then the
 driver stamps ``time.perf_counter_ns()`` as one write (or read, or follower
 append) passes each stage, and every ``N`` finished samples of a path one log
-line gives the mean time, in microseconds, from the path's start to each
+line gives the median time, in microseconds, from the path's start to each
 stage (``bench/kv_stages.py`` reads these lines)::
 
     event=raft_stages path=leader_put n=200 proposed=35 sent=80 ...
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import time
 from collections.abc import Hashable
 
@@ -24,12 +25,13 @@ log = logging.getLogger("raft.stages")
 
 
 class Stages:
-    """Open samples keyed by anything hashable; finished ones averaged per path."""
+    """Open samples keyed by anything hashable; finished ones summarised per
+    path (medians: on a shared host one preempted sample would move a mean)."""
 
     def __init__(self, every: int) -> None:
         self.every = max(1, every)
         self._open: dict[Hashable, list[tuple[str, int]]] = {}
-        self._sums: dict[str, dict[str, list[int]]] = {}  # path -> stage -> [ns, samples]
+        self._offsets: dict[str, dict[str, list[int]]] = {}  # path -> stage -> ns from start
         self._counts: dict[str, int] = {}
 
     @classmethod
@@ -57,17 +59,17 @@ class Stages:
         if stamps is None:
             return
         start = stamps[0][1]
-        sums = self._sums.setdefault(path, {})
+        offsets = self._offsets.setdefault(path, {})
         for name, at in stamps[1:]:
-            total = sums.setdefault(name, [0, 0])
-            total[0] += at - start
-            total[1] += 1
+            offsets.setdefault(name, []).append(at - start)
         n = self._counts[path] = self._counts.get(path, 0) + 1
         if n >= self.every:
             self.flush(path)
 
     def flush(self, path: str) -> None:
-        n, sums = self._counts.pop(path, 0), self._sums.pop(path, {})
+        n, offsets = self._counts.pop(path, 0), self._offsets.pop(path, {})
         if n:
-            fields = " ".join(f"{name}={ns / k / 1000:.0f}" for name, (ns, k) in sums.items())
+            fields = " ".join(
+                f"{name}={statistics.median(ns) / 1000:.0f}" for name, ns in offsets.items()
+            )
             log.info("event=raft_stages path=%s n=%d %s", path, n, fields)

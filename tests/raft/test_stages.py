@@ -19,7 +19,7 @@ def test_off_unless_the_environment_asks(monkeypatch: pytest.MonkeyPatch) -> Non
     assert stages is not None and stages.every == 3
 
 
-def test_logs_mean_offsets_per_path_every_n_samples(caplog: pytest.LogCaptureFixture) -> None:
+def test_logs_median_offsets_per_path_every_n_samples(caplog: pytest.LogCaptureFixture) -> None:
     st = Stages(2)
     with caplog.at_level(logging.INFO, logger="raft.stages"):
         for key in ("a", "b"):
