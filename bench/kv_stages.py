@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--subnet", default="127.0.10")
     p.add_argument("--every", type=int, default=50, help="samples per logged median")
     p.add_argument("--profile", type=Path, help="py-spy raw profile of the leader's PUTs here")
+    p.add_argument("--logs", type=Path, help="copy the servers' logs here")
     args = p.parse_args(argv)
     os.environ["MESHD_RAFT_STAGES"] = str(args.every)
     with tempfile.TemporaryDirectory(prefix="meshd-kv-stages-") as tmp:
@@ -191,6 +192,10 @@ def main(argv: list[str] | None = None) -> None:
             reads = client_latencies(host, 8500, "GET", args.seconds)
             disk = disk_fdatasync(root)
             logs = {name: cluster.logs(name) for name in cluster.agents}
+    if args.logs:
+        args.logs.mkdir(parents=True, exist_ok=True)
+        for name, text in logs.items():
+            (args.logs / f"{name}.log").write_text(text)
     print(
         f"one client, one connection, to the leader ({len(puts)} PUTs, {len(reads)} reads);"
         f" disk: 220-byte append + fdatasync median {disk * 1e6:.0f} us"
