@@ -24,6 +24,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import kv_stages
 from bench.etcd_cluster import CLIENT_PORT, EtcdCluster, b64
 from bench.loadgen.install import BASELINE_TOOLS, ensure_commands
 from bench.loadgen.meshd_cluster import running_meshd
@@ -217,6 +218,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--meshd-subnet", default="127.0.10")
     p.add_argument("--etcd-subnet", default="127.0.20")
     p.add_argument("--py-spy", type=Path, metavar="DIR", help="flame graphs of meshd's leader")
+    p.add_argument(
+        "--stages",
+        action="store_true",
+        help="then where one 1-connection PUT and read spend their time (bench/kv_stages.py)",
+    )
     args = p.parse_args(argv)
     ensure_commands(BASELINE_TOOLS)
     workloads = QUICK if args.quick else FULL
@@ -225,6 +231,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="meshd-kv-bench-") as tmp:
         results, failures = measure(args, Path(tmp), workloads, seconds, warmup)
     report(workloads, results["meshd"], results["etcd"], seconds)
+    if args.stages:
+        print("\nPer stage, meshd (bench/kv_stages.py):", flush=True)
+        kv_stages.main(["--subnet", args.meshd_subnet, "--seconds", f"{min(seconds, 5.0):g}"])
     if failures:
         raise RuntimeError("kv_bench could not measure " + "; ".join(failures))
 

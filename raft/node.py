@@ -27,9 +27,11 @@ from .errors import (
     StorageUnavailableError,
 )
 from .fsm import SnapshotView, SnapshotViewMachine, StateMachine
+from .stages import Stages
 from .storage import MemoryStorage, Storage
 from .types import (
     Configuration,
+    Entry,
     EntryKind,
     HardState,
     HardStateWriter,
@@ -147,6 +149,7 @@ class RaftNode(DurableWrites):
         self._write_wake = trio.Event()
         self._write_lock = trio.Lock()
         self._in_memory = isinstance(storage, MemoryStorage)
+        self._stages = Stages.from_env()  # None unless a benchmark asks
 
     # ---------------------------------------------------------------- start
 
@@ -254,7 +257,13 @@ class RaftNode(DurableWrites):
         fut = _Future()
         self._proposals.append((data, fut))
         self._wake.set()
-        return await fut.wait()
+        if (st := self._stages) is None:
+            return await fut.wait()
+        st.begin(fut)
+        try:
+            return await fut.wait()
+        finally:
+            st.end(fut, "leader_put", "resumed")
 
     async def apply_batch(self, batch: Sequence[bytes]) -> list[Any]:
         """Propose every command of ``batch`` in one step, in order (one log
@@ -309,8 +318,12 @@ class RaftNode(DurableWrites):
             self._reads_ready.append((core.log.commit, [fut]))
         else:
             self._read_waiters.append(fut)
+            if self._stages is not None:
+                self._stages.begin(fut)
         self._wake.set()
         result: int = await fut.wait()
+        if self._stages is not None:
+            self._stages.end(fut, "leader_read", "resumed")
         return result
 
     async def wait_applied(self, index: int) -> None:
@@ -505,6 +518,19 @@ class RaftNode(DurableWrites):
         if len(self._inbox) < MAX_INBOX:
             self._inbox.append(msg)
             self._wake.set()
+            if self._stages is not None:
+                self._stage_message(msg, self._stages)
+
+    def _stage_message(self, msg: Message, st: Stages) -> None:
+        if msg.type == MessageType.APP and msg.entries:
+            st.begin(("f", msg.entries[-1].index))
+        elif msg.type == MessageType.APP_RESP and not msg.reject:
+            for index, (_, fut) in self._pending.items():
+                if index <= msg.index:
+                    st.stamp(fut, "first_ack")
+        elif msg.type == MessageType.HEARTBEAT_RESP and msg.context:
+            for fut in self._read_rounds.get(msg.context, ()):
+                st.stamp(fut, "first_heartbeat_ack")
 
     async def _loop(self) -> None:
         core = self.core
@@ -610,6 +636,9 @@ class RaftNode(DurableWrites):
             try:
                 core.read_index(ctx)
                 self._read_rounds[ctx] = waiters
+                if self._stages is not None:
+                    for fut in waiters:
+                        self._stages.stamp(fut, "round_started")
             except RaftError as exc:
                 for fut in waiters:
                     fut.fail(exc)
@@ -628,6 +657,8 @@ class RaftNode(DurableWrites):
         for (index, term), (_, fut) in zip(placed, proposals, strict=True):
             fut.proposed_at = now
             self._pending[index] = (term, fut)
+            if self._stages is not None:
+                self._stages.stamp(fut, "proposed")
 
     async def _handle_ready(self, core: RaftCore, rd: Ready) -> bool:
         """Persist, send, apply; returns whether ``rd.entries`` are durable yet.
@@ -646,8 +677,11 @@ class RaftNode(DurableWrites):
             and (hs is None or (hs.term, hs.vote) == (persisted.term, persisted.vote))
         )
         durable = False
+        st = self._stages
         if background:
             self._send(rd.messages)
+            if st is not None:
+                self._stage_entries(rd.entries, st, "sent")
             if rd.entries or hs is not None:
                 self._queue_write(_Write(hs, list(rd.entries)))
         else:
@@ -655,6 +689,8 @@ class RaftNode(DurableWrites):
             if rd.entries or hs is not None or rd.snapshot is not None or self._backlog:
                 # Written here, after anything still queued, rather than by the
                 # writer task: one scheduler round less on a follower's path.
+                if st is not None:
+                    self._stage_follower(rd.entries, st, "stepped")
                 async with self._write_lock:
                     batch, self._writes = self._writes, []
                     batch.append(_Write(hs, list(rd.entries), rd.snapshot))
@@ -664,6 +700,8 @@ class RaftNode(DurableWrites):
             # not on disk: it says nothing (Raft tolerates the loss) until it is.
             if durable:
                 self._send(rd.messages)
+                if st is not None:
+                    self._stage_follower(rd.entries, st, "acked", end=True)
         if rd.snapshot is not None:
             self.fsm.restore(rd.snapshot.data)
             self._applied = self._snapshot_index = rd.snapshot.meta.index
@@ -675,7 +713,25 @@ class RaftNode(DurableWrites):
         for rs in rd.read_states:
             waiters = self._read_rounds.pop(rs.context, [])
             self._reads_ready.append((rs.index, waiters))
+            if st is not None:
+                for fut in waiters:
+                    st.stamp(fut, "quorum")
         return durable
+
+    def _stage_entries(self, entries: Sequence[Entry], st: Stages, stage: str) -> None:
+        for e in entries:
+            pending = self._pending.get(e.index)
+            if pending is not None:
+                st.stamp(pending[1], stage)
+
+    def _stage_follower(
+        self, entries: Sequence[Entry], st: Stages, stage: str, *, end: bool = False
+    ) -> None:
+        for e in entries:
+            if end:
+                st.end(("f", e.index), "follower_append", stage)
+            else:
+                st.stamp(("f", e.index), stage)
 
     def _send(self, messages: Sequence[Message]) -> None:
         if self.transport is None:
@@ -707,13 +763,17 @@ class RaftNode(DurableWrites):
         committed_at = trio.current_time() if on_commit is not None else 0.0
         for entry in rd.committed_entries:
             result: Any = None
+            pending = self._pending.pop(entry.index, None)
             if entry.kind == EntryKind.NORMAL:
+                if self._stages is not None and pending is not None:
+                    self._stages.stamp(pending[1], "committed")
                 started = trio.current_time() if on_apply is not None else 0.0
                 result = self.fsm.apply(entry.index, entry.data)
                 if on_apply is not None:
                     on_apply(trio.current_time() - started)
+                if self._stages is not None and pending is not None:
+                    self._stages.stamp(pending[1], "applied")
             self._applied = entry.index
-            pending = self._pending.pop(entry.index, None)
             if pending is not None:
                 term, fut = pending
                 if term == entry.term:

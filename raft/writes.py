@@ -20,6 +20,7 @@ import trio
 from .backoff import StorageHealth
 from .core import RaftCore
 from .errors import RaftError, StorageUnavailableError
+from .stages import Stages
 from .storage import Storage
 from .types import Entry, HardState, HardStateWriter, Role, Snapshot
 
@@ -83,6 +84,8 @@ class DurableWrites:
     _calls: list[tuple[Callable[[RaftCore], Any], _Future]]
     _in_memory: bool
     _fatal: BaseException | None
+    _stages: Stages | None
+    _pending: dict[int, tuple[int, _Future]]
 
     def _fail_all(self, error: RaftError) -> None:
         raise NotImplementedError
@@ -112,7 +115,7 @@ class DurableWrites:
                 try:
                     async with self._write_lock:
                         batch, self._writes = self._writes, []
-                        if not await self._write_durably(batch):
+                        if not await self._write_durably(batch, inline_ok=False):
                             break
                 except RaftError as exc:
                     self._fatal = exc
@@ -123,7 +126,7 @@ class DurableWrites:
                             w.done.set()
                     raise
 
-    async def _write_durably(self, batch: list[_Write]) -> bool:
+    async def _write_durably(self, batch: list[_Write], *, inline_ok: bool = True) -> bool:
         """Write the backlog, then ``batch``; returns whether all of it is on
         disk. On a failure that can pass, keeps it all as the backlog, refuses
         proposals and steps down (an idle follower's acknowledgements are
@@ -138,7 +141,7 @@ class DurableWrites:
             self._backlog = batch
             return False
         try:
-            await self._write_batch(batch)
+            await self._write_batch(batch, inline_ok)
         except StorageUnavailableError as exc:
             self._backlog = batch
             role = self._core.role.value if self._core else "?"
@@ -157,7 +160,15 @@ class DurableWrites:
         self._storage.recovered(trio.current_time())
         return True
 
-    async def _write_batch(self, batch: list[_Write]) -> None:
+    def _stage_write(self, entries: list[Entry], stage: str) -> None:
+        if self._stages is not None:
+            for e in entries:
+                pending = self._pending.get(e.index)
+                if pending is not None:
+                    self._stages.stamp(pending[1], stage)
+                self._stages.stamp(("f", e.index), stage)  # a follower's append
+
+    async def _write_batch(self, batch: list[_Write], inline_ok: bool = True) -> None:
         hs: HardState | None = None
         entries: list[Entry] = []
 
@@ -166,19 +177,29 @@ class DurableWrites:
             if hs is None and not entries:
                 return
             save_hs, save_entries = hs, entries
+            self._stage_write(save_entries, "own_save_start")
             # A log append is one small transaction and one fsync (~0.2 ms
-            # here). Handing it to a worker thread costs more than the write
+            # on an idle disk, several ms on a busy one). A follower's append
+            # sits on the commit path whole (its acknowledgement waits for it),
+            # and handing it to a worker thread costs more than the write
             # (trio.to_thread: ~0.12 ms for a no-op; a save taking ~0.19 ms
-            # inline took ~0.45 ms) and sits on the commit path, so when
-            # nothing else is ready to run it is written on the loop's thread.
-            # When other tasks are waiting (HTTP and RPC work on a busy
-            # server), blocking them for the fsync would cost more: a thread
-            # lets them run meanwhile.
-            if self._in_memory or trio.lowlevel.current_statistics().tasks_runnable == 0:
+            # inline took ~0.45 ms), so when nothing else is ready to run it
+            # is written on the loop's thread. When other tasks are waiting
+            # (HTTP and RPC work on a busy server), blocking them for the fsync
+            # would cost more: a thread lets them run meanwhile. The leader's
+            # own write (``inline_ok`` False: the writer task, §10.2.1) always
+            # goes to a thread: while it runs the loop takes the followers'
+            # acknowledgements, and two of them commit the entry without it
+            # (kv_stages: a follower's ack often arrives while the leader's
+            # own fsync is still running).
+            if self._in_memory or (
+                inline_ok and trio.lowlevel.current_statistics().tasks_runnable == 0
+            ):
                 self.storage.save(save_hs, save_entries)
                 await trio.lowlevel.checkpoint()
             else:
                 await trio.to_thread.run_sync(self.storage.save, save_hs, save_entries)
+            self._stage_write(save_entries, "own_save_done")
             if save_hs is not None:
                 self._hard.persisted = save_hs
             if save_entries:

@@ -373,6 +373,31 @@ def test_database_uses_wal_and_synchronous_full(tmp_path: Path) -> None:
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_a_new_database_has_small_pages_and_an_existing_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    s = SqliteStorage(tmp_path / "new")
+    s.save(HardState(1, "a", 0), [Entry(1, 1, data=b"x" * 200)])
+    assert s._conn.execute("PRAGMA page_size").fetchone()[0] == 1024
+    s.close()
+    old = tmp_path / "old"
+    old.mkdir()
+    with sqlite3.connect(old / "raft.db") as db:  # an older build's file: 4 KiB pages
+        db.execute("PRAGMA page_size=4096")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(
+            "CREATE TABLE log (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, "
+            "kind INTEGER NOT NULL, data BLOB NOT NULL)"
+        )
+        db.execute("INSERT INTO log VALUES (1, 1, 0, x'00')")
+    db.close()
+    s = SqliteStorage(old)
+    assert s._conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+    s.save(None, [Entry(2, 1, data=b"y")])
+    assert [e.index for e in s.load().entries] == [1, 2]
+    s.close()
+
+
 class _FailingConnection:
     """Wraps a sqlite3 connection and fails the batch insert."""
 

@@ -1,0 +1,226 @@
+"""Where one KV PUT and one linearizable read spend their time, at 1 connection.
+
+Starts a 3-server meshd cluster of real processes (as kv_bench does) with
+``MESHD_RAFT_STAGES`` set, so each server's Raft driver logs the median time
+from the start of a write (``RaftNode.apply`` called by the HTTP handler), a
+read (``read_barrier``) or a follower's append (its AppendEntries received)
+to every stage it passes (medians of 50; raft/stages.py). One client on one
+keep-alive connection then sends ``PUT /v1/kv/<key>`` and ``GET /v1/kv/<key>?consistent``
+to the leader one at a time and times each answer; the difference between the
+client's time and the driver's is HTTP, the handler and the task switches
+around Raft. A raw 220-byte append + fdatasync in the same directory shows
+what the disk alone costs. Prints one table; never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench.loadgen.meshd_cluster import running_meshd
+from bench.loadgen.pyspy import py_spy
+
+VALUE = b"v" * 100
+_LINE = re.compile(r"event=raft_stages path=(\w+) n=(\d+) (.*)")
+
+STAGE_TEXT = {
+    "leader_put": {
+        "proposed": "driver loop picked it up, entry placed in the log (propose)",
+        "sent": "AppendEntries handed to the transport (before the own write, §10.2.1)",
+        "own_save_start": "leader's own log append starts",
+        "own_save_done": "leader's own log append + fsync done",
+        "first_ack": "first follower's acknowledgement received (its append + fsync)",
+        "committed": "commit: the driver applies it",
+        "applied": "FSM applied",
+        "resumed": "the HTTP handler's task resumes with the result",
+    },
+    "follower_append": {
+        "stepped": "AppendEntries stepped by the follower's core",
+        "own_save_start": "its log append starts",
+        "own_save_done": "its log append + fsync done",
+        "acked": "acknowledgement handed to the transport",
+    },
+    "leader_read": {
+        "round_started": "ReadIndex round started (heartbeats queued)",
+        "first_heartbeat_ack": "first follower's heartbeat answer received",
+        "quorum": "quorum confirmed: read index known",
+        "resumed": "the HTTP handler's task resumes (then reads the state store)",
+    },
+}
+
+
+def client_latencies(host: str, port: int, method: str, seconds: float) -> list[float]:
+    """Seconds per request, one at a time on one keep-alive connection."""
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    out: list[float] = []
+    deadline = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < deadline:
+        path = f"/v1/kv/stages/{i % 100:04d}" + ("?consistent" if method == "GET" else "")
+        t = time.perf_counter()
+        conn.request(method, path, body=VALUE if method == "PUT" else None)
+        resp = conn.getresponse()
+        resp.read()
+        out.append(time.perf_counter() - t)
+        if resp.status != 200:
+            raise RuntimeError(f"{method} {path}: HTTP {resp.status}")
+        i += 1
+    conn.close()
+    return out
+
+
+def disk_fdatasync(directory: Path, n: int = 200) -> float:
+    """Median seconds of one 220-byte append + fdatasync in ``directory``."""
+    path = directory / "fdatasync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    times = []
+    try:
+        for _ in range(n):
+            t = time.perf_counter()
+            os.write(fd, b"x" * 220)
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return statistics.median(times)
+
+
+def _frame_name(frame: str) -> str:
+    """``func (path/to/file.py:12)`` -> ``func file.py``."""
+    name, _, where = frame.partition(" (")
+    return f"{name} {where.rsplit(':', 1)[0].split('/')[-1]}"
+
+
+def top_frames(collapsed: Path, n: int = 30) -> list[tuple[str, float, float]]:
+    """(function, inclusive %, self %) of the busiest functions below trio's
+    run loop in py-spy's raw (collapsed-stack) output; % of the GIL samples."""
+    incl: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        k = int(count)
+        total += k
+        frames = [_frame_name(f) for f in stack.split(";")]
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + k
+        own[frames[-1]] = own.get(frames[-1], 0) + k
+    # Frames at or above trio's run loop (the process's whole life) say nothing.
+    cut = incl.get("unrolled_run _run.py", total + 1)
+    ranked = sorted((f for f in incl if incl[f] < cut), key=lambda f: -incl[f])[:n]
+    return [(f, 100 * incl[f] / total, 100 * own.get(f, 0) / total) for f in ranked]
+
+
+def stage_lines(log_text: str, skip: int = 2) -> dict[str, dict[str, float]]:
+    """Per path, the mean of one server's stage lines (each the median of
+    ``--every`` samples, weighted by its count; the first ``skip`` lines, the
+    warm-up, left out): stage -> us."""
+    sums: dict[str, dict[str, float]] = {}
+    counts: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    for m in _LINE.finditer(log_text):
+        path, n = m[1], int(m[2])
+        seen[path] = seen.get(path, 0) + 1
+        if seen[path] <= skip and path != "leader_read":
+            continue
+        counts[path] = counts.get(path, 0) + n
+        acc = sums.setdefault(path, {})
+        for kv in m[3].split():
+            k, v = kv.split("=", 1)
+            acc[k] = acc.get(k, 0.0) + float(v) * n
+    return {p: {k: v / counts[p] for k, v in acc.items()} for p, acc in sums.items()}
+
+
+def print_path(title: str, stages: dict[str, float], texts: dict[str, str]) -> None:
+    print(f"\n{title}")
+    print(f"  {'stage':<20} {'us from start':>13} {'us since prev':>13}  meaning")
+    prev = 0.0
+    for name, at in sorted(stages.items(), key=lambda kv: kv[1]):
+        print(f"  {name:<20} {at:>13.0f} {at - prev:>13.0f}  {texts.get(name, '')}")
+        prev = at
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seconds", type=float, default=5.0, help="per operation")
+    p.add_argument("--subnet", default="127.0.10")
+    p.add_argument("--every", type=int, default=50, help="samples per logged median")
+    p.add_argument("--profile", type=Path, help="py-spy raw profile of the leader's PUTs here")
+    p.add_argument("--logs", type=Path, help="copy the servers' logs here")
+    args = p.parse_args(argv)
+    os.environ["MESHD_RAFT_STAGES"] = str(args.every)
+    with tempfile.TemporaryDirectory(prefix="meshd-kv-stages-") as tmp:
+        root = Path(tmp)
+        with running_meshd(root / "meshd", args.subnet) as cluster:
+            leader = cluster.leader()
+            host = cluster.agents[leader].ip
+            client_latencies(host, 8500, "PUT", 2.0)  # warm-up: every key exists
+            proc = cluster.agents[leader].proc
+            spy = None
+            if args.profile and proc is not None:
+                spy = subprocess.Popen(
+                    [
+                        py_spy(),
+                        "record",
+                        "--gil",
+                        "--nonblocking",
+                        "--format",
+                        "raw",
+                        "-r",
+                        "500",
+                        "-d",
+                        str(int(args.seconds)),
+                        "-o",
+                        str(args.profile),
+                        "-p",
+                        str(proc.pid),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            puts = client_latencies(host, 8500, "PUT", args.seconds)
+            if spy is not None:
+                spy.wait(timeout=60)
+            reads = client_latencies(host, 8500, "GET", args.seconds)
+            disk = disk_fdatasync(root)
+            logs = {name: cluster.logs(name) for name in cluster.agents}
+    if args.logs:
+        args.logs.mkdir(parents=True, exist_ok=True)
+        for name, text in logs.items():
+            (args.logs / f"{name}.log").write_text(text)
+    print(
+        f"one client, one connection, to the leader ({len(puts)} PUTs, {len(reads)} reads);"
+        f" disk: 220-byte append + fdatasync median {disk * 1e6:.0f} us"
+    )
+    for op, lat in (("PUT", puts), ("GET ?consistent", reads)):
+        print(
+            f"  client {op}: p50 {statistics.median(lat) * 1e6:.0f} us,"
+            f" mean {statistics.mean(lat) * 1e6:.0f} us"
+        )
+    if args.profile and args.profile.exists():
+        print("\nleader CPU profile during the PUTs (py-spy --gil): inclusive %, self %")
+        for f, inc, own in top_frames(args.profile):
+            print(f"  {inc:5.1f} {own:5.1f}  {f}")
+    lead = stage_lines(logs[leader])
+    for path in ("leader_put", "leader_read"):
+        if path in lead:
+            print_path(f"{path} (leader {leader}, median)", lead[path], STAGE_TEXT[path])
+    for name, text in logs.items():
+        if name != leader and "follower_append" in (fol := stage_lines(text)):
+            print_path(
+                f"follower_append ({name}, median)",
+                fol["follower_append"],
+                STAGE_TEXT["follower_append"],
+            )
+
+
+if __name__ == "__main__":
+    main()
