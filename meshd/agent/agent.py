@@ -39,6 +39,7 @@ from registry.commands import Command, DeregisterRequest
 from ..agent_tls import create_ca, create_cert
 from ..api import acl_context
 from ..api.acl_rules import filter_read
+from ..api.routes import build_app
 from ..checks import CheckRunner
 from ..config import AgentConfig
 from ..config.addresses import join_address
@@ -50,7 +51,8 @@ from ..http.app import App
 from ..http.errors import BadRequest, HTTPError
 from ..rpc import RPCClient, RPCError, RPCUnavailable
 from ..version import meshd_version
-from . import join
+from ..wire import ReadOptions, ReadResult, WriteResult
+from . import join, server_stats
 from .acl_commands import authorize_command
 from .acl_resolver import ACLResolver, TokenScopedReader
 from .acl_server import ACLServer
@@ -61,7 +63,7 @@ from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_
 from .events import EventRing, UserEvent, accepts, merge, uuid_to_index
 from .intention_migrate import IntentionMigrator
 from .leaf_cache import LeafCache
-from .live_metrics import metrics_for_agent
+from .live_metrics import instrument, metrics_for_agent
 from .liveness import LivenessTracker, heartbeat_loop
 from .local import LocalState
 from .members import SEGMENT_META, MemberInfo, member_json
@@ -85,7 +87,6 @@ from .snapshot_upload import push_archive
 from .sync import AntiEntropy, NodeInfo
 from .tokens import TokenStore
 from .traces import AgentTraces
-from .wire import ReadOptions, ReadResult, WriteResult
 
 log = logging.getLogger("meshd.agent")
 # A full (generation 2) collection scans every live object while the event
@@ -328,8 +329,6 @@ class Agent:
     # -------------------------------------------------------------- running
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        from ..api.routes import build_app  # the API imports the agent's types
-
         cfg = self.config
         self._load_definitions()
         async with trio.open_nursery() as nursery:
@@ -378,6 +377,7 @@ class Agent:
             nursery.start_soon(self._run_sync)
             gc.freeze()  # long-lived startup objects leave the collector's young generations
             gc.set_threshold(*GC_THRESHOLDS)
+            instrument(self.metrics, self)
             self.app = build_app(self)
             await self._start_http(nursery, self.app)
             await self._start_dns(nursery)
@@ -569,6 +569,12 @@ class Agent:
                 result = replace(result, value=value, filtered=True, shared=None)
         return result
 
+    async def read_unfiltered(
+        self, name: str, args: Mapping[str, Any], opts: ReadOptions
+    ) -> ReadResult:
+        result: ReadResult = await self.backend.read(name, args, opts)
+        return result
+
     def _dns_reader(self) -> Any:
         """What DNS reads through: the agent, filtered under ACLs to what the
         agent's ``dns`` token (else its default, else anonymous) may read."""
@@ -730,6 +736,15 @@ class Agent:
             node_id=self.node_id,
             server_address=self.rpc_address if self.server is not None else None,
         )
+
+    def consul_stats(self) -> dict[str, str]:
+        return server_stats.consul_stats(self.config, self.server, self.pool)
+
+    def raft_stats(self) -> dict[str, str] | None:
+        return None if self.server is None else server_stats.raft_stats(self.server)
+
+    def node_meta(self) -> dict[str, str]:
+        return dict(self.node_info().meta)
 
     async def members(self) -> list[dict[str, Any]]:
         """Every cluster member (Consul's Serf member JSON), as the leader sees

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from registry.codec import to_obj
 from registry.records import (
@@ -52,12 +52,14 @@ from ..http import (
     Router,
     decode_json_body,
 )
-from . import acl_auth
+from . import acl_auth, ports
 from .acl_context import authorizer
 from .common import check_dc, json_response, read
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.Servers, ports.Configured, ports.ACL, ports.Tokens, Protocol):
+    """What this module needs from the agent."""
+
 
 REDACTED = "<hidden>"
 _TENANCY = ("Namespace", "Partition")
@@ -335,7 +337,7 @@ class _NotFound(HTTPError):
         super().__init__(403, "ACL not found")
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Ports) -> None:
     """Add the /v1/acl routes to the one route table."""
 
     def enabled(req: Request) -> QueryOptions:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from registry.codec import to_obj
 from registry.records import ACLAuthMethod, ACLBindingRule
@@ -30,10 +30,13 @@ from ..http import (
     Router,
     decode_json_body,
 )
+from . import ports
 from .acl_context import authorizer
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Servers, ports.ACL, Protocol):
+    """What this module needs from the agent."""
+
 
 _TENANCY = ("Namespace", "Partition")
 _STORED = ("CreateIndex", "ModifyIndex")
@@ -140,7 +143,7 @@ def binding_rule_from_body(body: Mapping[str, Any]) -> ACLBindingRule:
 class Deps:
     """What these handlers use of the agent and of api/acl.py's helpers."""
 
-    agent: Agent
+    agent: Ports
     enabled: Enabled
     call: Call
     read_one: Read
@@ -272,7 +275,7 @@ ROUTES: list[tuple[str, str, Any, str]] = [
 
 
 def register(
-    router: Router, agent: Agent, *, enabled: Enabled, call: Call, read_one: Read, read_list: Read
+    router: Router, agent: Ports, *, enabled: Enabled, call: Call, read_one: Read, read_list: Read
 ) -> None:
     """Add the auth-method, binding-rule and login routes (``acl.*`` names:
     their ACL checks are made in the handlers, see ``acl_rules.rule_for``)."""

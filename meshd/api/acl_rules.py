@@ -16,20 +16,25 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..acl import ACLAuthorizer, Permission
 from ..agent.acl_commands import config_entry_write, config_permission, kv_txn_permission
-from ..agent.wire import ReadOptions
+from ..wire import ReadOptions
+from . import ports
 from .agent import registration_targets
 from .agent_checks import check_targets
 
+
+class Ports(ports.Registry, ports.LocalAgent, ports.Connect, Protocol):
+    """What this module needs from the agent."""
+
+
 if TYPE_CHECKING:
-    from ..agent.agent import Agent
     from ..http import Request
 
 P = Permission
-Check = Callable[["Agent", "Request", ACLAuthorizer], Awaitable[None]]
+Check = Callable[[Ports, "Request", ACLAuthorizer], Awaitable[None]]
 ItemFilter = Callable[[ACLAuthorizer, Any], tuple[Any, bool]]
 
 
@@ -60,24 +65,24 @@ def _field(obj: Any, *names: str) -> str:
     return ""
 
 
-def need(permission: Permission, resource: Callable[[Agent, Request], str] | None = None) -> Rule:
+def need(permission: Permission, resource: Callable[[Ports, Request], str] | None = None) -> Rule:
     """A rule requiring ``permission`` on the resource ``resource`` names."""
 
-    async def check(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+    async def check(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
         authz.require(permission, resource(agent, req) if resource else "")
 
     return Rule(check=check)
 
 
-def param(name: str) -> Callable[[Agent, Request], str]:
+def param(name: str) -> Callable[[Ports, Request], str]:
     return lambda agent, req: req.path_params.get(name, "")
 
 
-def own_node(agent: Agent, req: Request) -> str:
+def own_node(agent: Ports, req: Request) -> str:
     return agent.node_name
 
 
-def query(name: str) -> Callable[[Agent, Request], str]:
+def query(name: str) -> Callable[[Ports, Request], str]:
     return lambda agent, req: req.query_value(name, "")
 
 
@@ -230,18 +235,18 @@ def filter_read(name: str, authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]
 # ------------------------------------------------------------- checks
 
 
-def _service_of_id(agent: Agent, service_id: str) -> str:
+def _service_of_id(agent: Ports, service_id: str) -> str:
     defn = agent.local.services.get(service_id)
     return defn.service.service if defn is not None else service_id
 
 
-async def _kv_get(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _kv_get(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     if "recurse" in req.query or "keys" in req.query:
         return  # answers are filtered to readable keys
     authz.require(P.KEY_READ, req.path_params.get("key", ""))
 
 
-async def _kv_delete(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _kv_delete(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     key = req.path_params.get("key", "")
     if "recurse" in req.query:
         authz.require(P.KEY_WRITE_PREFIX, key)
@@ -249,7 +254,7 @@ async def _kv_delete(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
         authz.require(P.KEY_WRITE, key)
 
 
-async def _agent_service_register(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _agent_service_register(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     body = _body(req)
     targets = registration_targets(agent, body)
     if targets:  # the body parses: the real names (sidecar, replaced IDs)
@@ -269,28 +274,28 @@ def _require_targets(authz: ACLAuthorizer, targets: list[tuple[str, str]]) -> No
         authz.require(P.SERVICE_WRITE if kind == "service" else P.NODE_WRITE, target)
 
 
-async def _agent_service_by_id(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _agent_service_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     authz.require(P.SERVICE_WRITE, _service_of_id(agent, req.path_params.get("service_id", "")))
 
 
-def _proxy_destination_of_id(agent: Agent, service_id: str) -> str:
+def _proxy_destination_of_id(agent: Ports, service_id: str) -> str:
     defn = agent.local.services.get(service_id)
     if defn is None:
         return service_id
     return defn.service.destination or defn.service.service
 
 
-async def _proxy_ejections_read(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _proxy_ejections_read(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     sid = req.path_params.get("service_id", "")
     authz.require(P.SERVICE_READ, _proxy_destination_of_id(agent, sid))
 
 
-async def _proxy_ejections_write(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _proxy_ejections_write(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     sid = req.path_params.get("service_id", "")
     authz.require(P.SERVICE_WRITE, _proxy_destination_of_id(agent, sid))
 
 
-async def _explain(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _explain(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     """service:read on Source and Destination (body or query); a missing one
     is left to the handler's 400."""
     body = _body(req) if req.method == "POST" else {}
@@ -304,29 +309,29 @@ def filter_proxy_reports(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     return _keep(value or [], lambda r: authz.service_read(str(r.get("Service") or "")))
 
 
-async def _agent_service_read(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _agent_service_read(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     authz.require(P.SERVICE_READ, _service_of_id(agent, req.path_params.get("service_id", "")))
 
 
-def _check_target(authz: ACLAuthorizer, agent: Agent, service_name: str) -> None:
+def _check_target(authz: ACLAuthorizer, agent: Ports, service_name: str) -> None:
     if service_name:
         authz.require(P.SERVICE_WRITE, service_name)
     else:
         authz.require(P.NODE_WRITE, agent.node_name)
 
 
-async def _agent_check_register(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _agent_check_register(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     sid = _field(_body(req), "ServiceID", "ServiceId", "service_id")
     _check_target(authz, agent, _service_of_id(agent, sid) if sid else "")
     _require_targets(authz, check_targets(agent, _body(req)))
 
 
-async def _agent_check_by_id(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _agent_check_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     defn = agent.local.checks.get(req.path_params.get("check_id", ""))
     _check_target(authz, agent, defn.check.service_name if defn is not None else "")
 
 
-async def _catalog_service_name(agent: Agent, node: str, service_id: str) -> str:
+async def _catalog_service_name(agent: Ports, node: str, service_id: str) -> str:
     """The name of the service registered as ``service_id`` on ``node`` in
     the catalog ("" if none)."""
     if not node or not service_id:
@@ -337,7 +342,7 @@ async def _catalog_service_name(agent: Agent, node: str, service_id: str) -> str
     return _field(existing, "Service")
 
 
-async def _catalog_register(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _catalog_register(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     """Consul's vetRegisterWithACL: node:write, service:write on the service,
     and on the service an existing ID belongs to (re-registering an ID
     replaces that service: issue 13 item 4), and on the service of a check."""
@@ -363,11 +368,11 @@ async def _catalog_register(agent: Agent, req: Request, authz: ACLAuthorizer) ->
             authz.require(P.SERVICE_WRITE, existing or sid)
 
 
-async def _catalog_deregister(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _catalog_deregister(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     authz.require(P.NODE_WRITE, _field(_body(req), "Node"))
 
 
-async def _intention_by_id(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _intention_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     found = await agent.read(
         "intentions.get", {"id": req.path_params.get("uuid", "")}, ReadOptions()
     )
@@ -380,22 +385,22 @@ async def _intention_by_id(agent: Agent, req: Request, authz: ACLAuthorizer) -> 
         authz.require(P.INTENTION_WRITE, _field(_body(req), "DestinationName"))
 
 
-async def _intention_exact(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _intention_exact(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     perm = P.INTENTION_READ if req.method == "GET" else P.INTENTION_WRITE
     authz.require(perm, req.query_value("destination", ""))
 
 
-async def _session_write_by_id(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _session_write_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     found = await agent.read("session.info", {"id": req.path_params.get("uuid", "")}, ReadOptions())
     node = _field((found.value or [{}])[0], "Node") if found.value else agent.node_name
     authz.require(P.SESSION_WRITE, node)
 
 
-async def _session_create(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _session_create(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     authz.require(P.SESSION_WRITE, _field(_body(req), "Node") or agent.node_name)
 
 
-async def _txn(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _txn(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     ops = _body(req)
     for op in ops if isinstance(ops, list) else []:
         if not isinstance(op, Mapping):
@@ -430,7 +435,7 @@ async def _txn(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
 # Config entries: service-scoped kinds need service (or intention) rights on
 # the entry's name, the mesh-wide kinds mesh (operator) rights, as Consul's
 # ConfigEntry.CanRead/CanWrite.
-async def _config_entry(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _config_entry(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     if req.method == "PUT":
         body = _body(req)
         kind, name = _field(body, "Kind", "kind").lower(), _field(body, "Name", "name")
@@ -440,7 +445,7 @@ async def _config_entry(agent: Agent, req: Request, authz: ACLAuthorizer) -> Non
     authz.require(permission, name if permission not in (P.MESH_READ, P.MESH_WRITE) else "")
 
 
-async def _config_batch(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _config_batch(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     """meshd's atomic multi-entry write: each entry as its single PUT."""
     body = _body(req)
     for entry in body if isinstance(body, list) else []:
@@ -462,7 +467,7 @@ READ_FILTERS["config.list"] = filter_config_entries
 READ_FILTERS["health.ingress"] = filter_health_rows
 
 
-async def _agent_health_by_id(agent: Agent, req: Request, authz: ACLAuthorizer) -> None:
+async def _agent_health_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     authz.require(P.SERVICE_READ, _service_of_id(agent, req.path_params.get("service_id", "")))
 
 

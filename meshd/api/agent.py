@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
@@ -39,12 +39,22 @@ from ..http import (
     Router,
     decode_json_body,
 )
-from . import agent_checks, agent_host
+from . import agent_checks, agent_host, ports
 from .agent_checks import check_scripts
 from .common import check_dc
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(
+    ports.Registry,
+    ports.Servers,
+    ports.LocalAgent,
+    ports.Cluster,
+    ports.ACL,
+    ports.Telemetry,
+    Protocol,
+):
+    """What this module needs from the agent."""
+
 
 SERVICE_MAINTENANCE_PREFIX = "_service_maintenance:"
 NODE_MAINTENANCE = "_node_maintenance"
@@ -90,7 +100,7 @@ def agent_service_json(svc: ServiceInstance, datacenter: str) -> dict[str, Any]:
     return out
 
 
-def validate_for_catalog(agent: Agent, defn: ServiceDefinition, prefix: str = "") -> None:
+def validate_for_catalog(agent: Ports, defn: ServiceDefinition, prefix: str = "") -> None:
     """Refuse here what the catalog would refuse later, so anti-entropy never
     retries a registration that can never succeed."""
     try:
@@ -106,7 +116,7 @@ def validate_for_catalog(agent: Agent, defn: ServiceDefinition, prefix: str = ""
         raise ValidationError(prefix + exc.field, exc.message) from None
 
 
-def registration_targets(agent: Agent, body: Any) -> list[tuple[str, str]]:
+def registration_targets(agent: ports.LocalAgent, body: Any) -> list[tuple[str, str]]:
     """What a token must be allowed to write to register ``body`` on this
     agent (``(kind, name)``, kind ``service`` or ``node``): the service, the
     sidecar it asks for under its real name, the service a proxy fronts, and
@@ -122,7 +132,7 @@ def registration_targets(agent: Agent, body: Any) -> list[tuple[str, str]]:
     )
 
 
-def _keep_old_checks(agent: Agent, defn: ServiceDefinition) -> ServiceDefinition:
+def _keep_old_checks(agent: ports.LocalAgent, defn: ServiceDefinition) -> ServiceDefinition:
     """Without ``?replace-existing-checks`` a re-registered service keeps the
     checks it had that the new definition does not name (Consul does)."""
     old = agent.local.services.get(defn.service.id)
@@ -134,7 +144,7 @@ def _keep_old_checks(agent: Agent, defn: ServiceDefinition) -> ServiceDefinition
 
 
 def _maintenance_check(
-    agent: Agent, check_id: str, name: str, notes: str, svc: ServiceInstance | None
+    agent: Ports, check_id: str, name: str, notes: str, svc: ServiceInstance | None
 ) -> CheckDefinition:
     check = HealthCheck(
         check_id=check_id,
@@ -150,7 +160,7 @@ def _maintenance_check(
     return CheckDefinition(check, "maintenance", {})
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Ports) -> None:
     """Add this area's routes to the one route table."""
     _register_self(router, agent)
     _register_services(router, agent)
@@ -160,7 +170,7 @@ def register(router: Router, agent: Agent) -> None:
     agent_host.register(router, agent)
 
 
-def _register_self(router: Router, agent: Agent) -> None:
+def _register_self(router: Router, agent: Ports) -> None:
     async def self_(req: Request) -> Response:
         opts = QueryOptions.from_request(req)
         public = agent.config.to_public_dict()
@@ -178,7 +188,7 @@ def _register_self(router: Router, agent: Agent) -> None:
             "Coord": None,
             "Member": agent.self_member(),
             "Stats": agent_host.stats(agent),
-            "Meta": dict(agent.node_info().meta),
+            "Meta": agent.node_meta(),
             "xDS": None,
         }
         return Response.json(body, pretty=opts.pretty)
@@ -207,7 +217,7 @@ def _content_hash(body: Any) -> str:
 
 async def _hash_blocking(
     req: Request,
-    agent: Agent,
+    agent: Ports,
     build: Callable[[], Any],
     hasher: Callable[[Any], str] = _content_hash,
 ) -> Response:
@@ -229,7 +239,7 @@ async def _hash_blocking(
     return resp
 
 
-def _register_services(router: Router, agent: Agent) -> None:
+def _register_services(router: Router, agent: Ports) -> None:
     async def services(req: Request) -> Response:
         opts = QueryOptions.from_request(req)
 
@@ -288,7 +298,7 @@ def _register_services(router: Router, agent: Agent) -> None:
     )
 
 
-def _register_maintenance(router: Router, agent: Agent) -> None:
+def _register_maintenance(router: Router, agent: Ports) -> None:
     async def service_maintenance(req: Request) -> Response:
         sid = req.path_params["service_id"]
         if not sid:
@@ -325,7 +335,7 @@ def _register_maintenance(router: Router, agent: Agent) -> None:
     router.add("PUT", "/v1/agent/maintenance", node_maintenance, name="agent.maintenance")
 
 
-def _register_cluster(router: Router, agent: Agent) -> None:
+def _register_cluster(router: Router, agent: Ports) -> None:
     async def do_join(req: Request) -> Response:
         if flag(req, "wan"):
             raise BadRequest("WAN join is not supported: meshd runs one datacenter", "wan")

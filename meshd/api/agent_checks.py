@@ -25,7 +25,7 @@ from ..http import (
 )
 
 if TYPE_CHECKING:
-    from ..agent.agent import Agent
+    from .ports import LocalAgent
 
 UPDATE_FIELDS = ("Status", "Output")
 SCRIPTS_DISABLED = (
@@ -35,7 +35,7 @@ SCRIPTS_DISABLED = (
 _TTL_VERBS = {"pass": "passing", "warn": "warning", "fail": "critical"}
 
 
-def _ttl_check(agent: Agent, check_id: str) -> None:
+def _ttl_check(agent: LocalAgent, check_id: str) -> None:
     """TTL updates need a TTL check; 404 otherwise (meshd.checks' NotATTLCheck texts)."""
     defn = agent.local.checks.get(check_id)
     if defn is None:
@@ -45,7 +45,7 @@ def _ttl_check(agent: Agent, check_id: str) -> None:
 
 
 def check_scripts(
-    agent: Agent, checks: tuple[CheckDefinition, ...], *, in_service: bool = False
+    agent: LocalAgent, checks: tuple[CheckDefinition, ...], *, in_service: bool = False
 ) -> None:
     """Script checks from the API need ``enable_script_checks`` (Consul's
     rule); raises ``BadRequest`` naming the check's ``Args``."""
@@ -56,7 +56,7 @@ def check_scripts(
             raise BadRequest(SCRIPTS_DISABLED, f"Checks[{i}].Args" if in_service else "Args")
 
 
-def check_targets(agent: Agent, body: Any) -> list[tuple[str, str]]:
+def check_targets(agent: LocalAgent, body: Any) -> list[tuple[str, str]]:
     """What replacing an existing check with ``body``'s ID needs (Consul's
     ``vetCheckRegister``): ``(kind, name)`` pairs, empty for a new check or
     a body that does not parse."""
@@ -68,7 +68,7 @@ def check_targets(agent: Agent, body: Any) -> list[tuple[str, str]]:
     return registration.check_owner(existing, defn.check.service_id)
 
 
-def _ttl_handler(agent: Agent, status: str) -> Handler:
+def _ttl_handler(agent: LocalAgent, status: str) -> Handler:
     """``/v1/agent/check/pass|warn|fail/*check_id?note=``."""
 
     async def handler(req: Request) -> Response:
@@ -80,7 +80,7 @@ def _ttl_handler(agent: Agent, status: str) -> Handler:
     return handler
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: LocalAgent) -> None:
     """Add the check routes to the one route table."""
 
     async def checks(req: Request) -> Response:

@@ -25,23 +25,23 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
 from registry import shapes
 from registry.records import HealthCheck
 
-from ..agent.live_metrics import agent_metrics
 from ..http import QueryOptions, Request, Response, Router
 from ..metrics.prometheus import PROMETHEUS_CONTENT_TYPE
-from ..version import RAFT_PROTOCOL
-
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+from . import ports
 
 
-def stats(agent: Agent) -> dict[str, dict[str, str]]:
+class Ports(ports.LocalAgent, ports.Cluster, ports.Telemetry, Protocol):
+    """What this module needs from the agent."""
+
+
+def stats(agent: Ports) -> dict[str, dict[str, str]]:
     """``Stats`` of /v1/agent/self: Consul's sections, every value a string."""
     local = agent.local
     ttls = sum(1 for c in local.checks.values() if c.kind == "ttl")
@@ -53,11 +53,7 @@ def stats(agent: Agent) -> dict[str, dict[str, str]]:
             "services": str(len(local.services)),
         },
         "build": {"prerelease": "", "revision": "", "version": agent.version},
-        "consul": {
-            "acl": "enabled" if agent.config.acl.enabled else "disabled",
-            "server": str(agent.server is not None).lower(),
-            "known_servers": str(len(agent.pool.servers()) if agent.pool else 0),
-        },
+        "consul": agent.consul_stats(),
         "runtime": {
             "arch": platform.machine(),
             "os": sys.platform,
@@ -66,42 +62,10 @@ def stats(agent: Agent) -> dict[str, dict[str, str]]:
             "version": f"python{platform.python_version()}",
         },
     }
-    if agent.server is not None:
-        out["consul"].update(_server_stats(agent))
-        out["raft"] = _raft_stats(agent)
+    raft = agent.raft_stats()
+    if raft is not None:
+        out["raft"] = raft
     return out
-
-
-def _server_stats(agent: Agent) -> dict[str, str]:
-    assert agent.server is not None
-    return {
-        "bootstrap": str(agent.config.bootstrap).lower(),
-        "known_datacenters": "1",
-        "leader": str(agent.server.is_leader()).lower(),
-        "leader_addr": agent.server.leader_address() or "",
-    }
-
-
-def _raft_stats(agent: Agent) -> dict[str, str]:
-    assert agent.server is not None
-    st = agent.server.node.status()
-    core = st.core
-    contact = st.last_contact
-    return {
-        "applied_index": str(st.applied),
-        "commit_index": str(core.commit),
-        "fsm_pending": str(max(core.commit - st.applied, 0)),
-        "last_contact": "never" if contact is None else f"{contact * 1000:.0f}ms",
-        "last_log_index": str(core.last_index),
-        "last_snapshot_index": str(st.snapshot_index),
-        "num_peers": str(max(len(core.configuration.voters()) - 1, 0)),
-        "protocol_version": str(RAFT_PROTOCOL),
-        "state": core.role.value.capitalize(),
-        "term": str(core.term),
-        "latest_configuration": str(
-            [{"ID": s.id, "Address": s.address} for s in core.configuration.servers]
-        ),
-    }
 
 
 # ------------------------------------------------------------------ host
@@ -241,7 +205,7 @@ def aggregated_status(checks: list[HealthCheck]) -> str:
     return max((_check_status(c) for c in checks), key=_RANK.__getitem__, default="passing")
 
 
-def _service_info(agent: Agent, service_id: str) -> tuple[str, dict[str, Any]]:
+def _service_info(agent: Ports, service_id: str) -> tuple[str, dict[str, Any]]:
     from .agent import agent_service_json  # agent.py imports this module
 
     defn = agent.local.services[service_id]
@@ -261,7 +225,7 @@ def _health_answer(req: Request, status: str, body: Any, code: int) -> Response:
     return Response.json(body, status=code, pretty="pretty" in req.query)
 
 
-def _register_health(router: Router, agent: Agent) -> None:
+def _register_health(router: Router, agent: Ports) -> None:
     async def by_id(req: Request) -> Response:
         service_id = req.path_params["service_id"]
         if service_id not in agent.local.services:
@@ -291,13 +255,13 @@ def _register_health(router: Router, agent: Agent) -> None:
     )
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Ports) -> None:
     """Add the metrics, host and health-by-service routes to the one route table."""
     _register_health(router, agent)
 
     async def metrics(req: Request) -> Response:
         opts = QueryOptions.from_request(req)
-        registry = agent_metrics(agent)
+        registry = agent.metrics
         if req.query_value("format") == "prometheus":
             text = registry.prometheus_text().decode()
             return Response.text(text, content_type=PROMETHEUS_CONTENT_TYPE)

@@ -30,7 +30,7 @@ from ..http import QueryOptions, Request, Response, Router, decode_json_body
 from .common import NULL, check_dc, read_json
 
 if TYPE_CHECKING:
-    from ..agent.agent import Agent
+    from .ports import Registry
 
 REGISTER_FIELDS = (
     "ID",
@@ -190,7 +190,7 @@ def _check_filter(opts: QueryOptions, schema: Schema) -> None:
         compile_filter(opts.filter, schema)
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Registry) -> None:
     async def do_register(req: Request) -> Response:
         body = decode_json_body(req, fields=REGISTER_FIELDS)
         check_register_body(body)

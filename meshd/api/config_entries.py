@@ -31,7 +31,7 @@ needs the ACL rights its single PUT needs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from connect.l7.entries import ConfigEntry as TypedEntry
 from registry.commands import (
@@ -44,11 +44,14 @@ from registry.errors import ErrorCode
 from registry.records import ConfigEntry
 
 from ..http import BadRequest, HTTPError, NotFound, Request, Response, Router, decode_json_body
+from . import ports
 from .common import json_response, read, with_meta
 from .config_typed import TYPED_KINDS, check_graph, load_graph, parse_typed, stored_form
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.RawReads, Protocol):
+    """What this module needs from the agent."""
+
 
 NOT_FOUND = "Config entry not found"  # Consul's ConfigEntryNotFoundErr
 # A batch validated against a graph that changed before it applied is
@@ -101,7 +104,7 @@ def _bool_result(ok: bool, error: str | None, message: str) -> Response:
     raise HTTPError(500, message or str(error))
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Ports) -> None:
     """Add the /v1/config routes to the one route table."""
 
     async def apply(req: Request) -> Response:

@@ -10,7 +10,7 @@ its leaf cache with blocking on ``ModifyIndex``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..agent.definitions import check_service_name
 from ..http import (
@@ -22,10 +22,13 @@ from ..http import (
     Router,
     decode_json_body,
 )
+from . import ports
 from .common import check_dc, read, read_json, with_meta
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.Servers, ports.ACL, ports.Connect, Protocol):
+    """What this module needs from the agent."""
+
 
 CA_CONFIG_FIELDS = JSONFields(
     (
@@ -49,7 +52,7 @@ def _roots_pem(value: Mapping[str, Any]) -> str:
     return "\n".join(p for p in out if p) + "\n"
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Ports) -> None:
     """Add the CA routes to the one route table."""
 
     async def roots(req: Request) -> Response:

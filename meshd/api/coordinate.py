@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..http import (
     BadRequest,
@@ -25,10 +25,13 @@ from ..http import (
     Router,
     decode_json_body,
 )
+from . import ports
 from .common import check_dc, read_json
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.Servers, Protocol):
+    """What this module needs from the agent."""
+
 
 UPDATE_FIELDS = ("Node", "Segment", "Coord", "Datacenter", "Partition", "Token", "WriteRequest")
 COORD_FIELDS = ("Vec", "Error", "Adjustment", "Height")
@@ -70,7 +73,7 @@ def parse_update(body: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
     return node, segment, coord
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Ports) -> None:
     """Add this area's routes to the one route table."""
 
     async def datacenters(req: Request) -> Response:

@@ -22,7 +22,7 @@ from ..http import BadRequest, HTTPError, Request, Response, Router, decode_json
 from .common import json_response, read
 
 if TYPE_CHECKING:
-    from ..agent.agent import Agent
+    from .ports import Registry
 
 
 def _overrides(req: Request) -> Any:
@@ -38,7 +38,7 @@ def _overrides(req: Request) -> Any:
     return body
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Registry) -> None:
     """Add the discovery-chain routes to the one route table."""
 
     async def chain(req: Request) -> Response:

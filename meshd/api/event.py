@@ -11,7 +11,7 @@ until it changes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .. import filter_schemas
 from ..agent.events import MAX_PAYLOAD, UserEvent, compile_filter
@@ -25,10 +25,12 @@ from ..http import (
     Response,
     Router,
 )
+from . import ports
 from .common import check_dc
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Events, ports.Datacenter, Protocol):
+    """What this module needs from the agent."""
 
 
 def _filter(req: Request, name: str) -> str:
@@ -41,7 +43,7 @@ def _filter(req: Request, name: str) -> str:
     return expr
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Ports) -> None:
     """Add this area's routes to the one route table."""
 
     async def fire(req: Request) -> Response:

@@ -17,7 +17,7 @@ from ..http import BadRequest, QueryOptions, Request, Response, Router
 from .common import read_json
 
 if TYPE_CHECKING:
-    from ..agent.agent import Agent
+    from .ports import Registry
 
 CHECK_STATES = ("any", "passing", "warning", "critical")
 
@@ -49,7 +49,7 @@ def _path_param(req: Request, name: str, missing: str) -> str:
     return value
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Registry) -> None:
     """Add the /v1/health routes to the one route table."""
 
     async def node(req: Request) -> Response:

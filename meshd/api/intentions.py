@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from connect.errors import SpiffeError
 from connect.l7.entries_intentions import SERVICE_INTENTIONS
@@ -35,7 +35,6 @@ from registry.commands import IntentionDelete, IntentionUpsert
 from registry.errors import ErrorCode
 from registry.records import Intention
 
-from ..agent.wire import ReadOptions, WriteResult
 from ..http import (
     BadRequest,
     HTTPError,
@@ -47,11 +46,15 @@ from ..http import (
     Router,
     decode_json_body,
 )
+from ..wire import ReadOptions, WriteResult
+from . import ports
 from .common import check_dc, read, read_options, with_meta
 from .config_typed import check_graph, load_graph, parse_typed
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.RawReads, ports.Configured, ports.Servers, Protocol):
+    """What this module needs from the agent."""
+
 
 # Consul's structs.Intention as JSON. The indexes, times, precedence and hash
 # are accepted (a GET body can be PUT back) and ignored.
@@ -197,7 +200,7 @@ def _write_error(result: WriteResult, missing: str) -> HTTPError:
 class IntentionWrites:
     """The replicated writes behind the endpoints (validated commands)."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Ports) -> None:
         self.agent = agent
 
     async def upsert(self, ixn: Intention, missing: str = NOT_FOUND) -> WriteResult:
@@ -226,7 +229,7 @@ class IntentionWrites:
         return (await self.agent.read(name, args, ReadOptions())).value
 
 
-async def _read_one(agent: Agent, req: Request, name: str, args: Mapping[str, Any]) -> Response:
+async def _read_one(agent: Ports, req: Request, name: str, args: Mapping[str, Any]) -> Response:
     result, opts = await read(agent, req, name, args)
     if result.value is None:
         return with_meta(Response.text(NOT_FOUND, status=404), result)
@@ -234,7 +237,7 @@ async def _read_one(agent: Agent, req: Request, name: str, args: Mapping[str, An
 
 
 async def _checked_permissions(
-    agent: Agent, source: str, destination: str, ixn: Intention
+    agent: Ports, source: str, destination: str, ixn: Intention
 ) -> tuple[Any, ...]:
     """``ixn``'s Permissions validated and normalised as the source of a
     service-intentions entry (where they are stored), the destination's
@@ -253,11 +256,11 @@ def _exact_pair(req: Request) -> tuple[str, str]:
     return source, destination
 
 
-def _default_allow(agent: Agent) -> bool:
+def _default_allow(agent: Ports) -> bool:
     return agent.config.connect.default_intention_policy == "allow"
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Ports) -> None:
     """Add the /v1/connect/intentions routes and /v1/agent/connect/authorize."""
     writes = IntentionWrites(agent)
 
@@ -388,7 +391,7 @@ def register(router: Router, agent: Agent) -> None:
 
 
 async def authorize_request(
-    agent: Agent, body: Mapping[str, Any], opts: QueryOptions
+    agent: Ports, body: Mapping[str, Any], opts: QueryOptions
 ) -> tuple[dict[str, Any], Any]:
     """Consul's ``ConnectAuthorize`` for a decoded request body: returns
     ``({"Authorized", "Reason"}, read result)``.

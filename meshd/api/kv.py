@@ -19,7 +19,6 @@ from urllib.parse import urlencode
 from registry.commands import MAX_KV_VALUE, KVRequest, validate_kv_key
 from registry.errors import ErrorCode
 
-from ..agent.wire import WriteResult
 from ..http import (
     BadRequest,
     HTTPError,
@@ -29,10 +28,11 @@ from ..http import (
     Response,
     Router,
 )
+from ..wire import WriteResult
 from .common import check_dc, read, read_json, with_meta
 
 if TYPE_CHECKING:
-    from ..agent.agent import Agent
+    from .ports import Registry
 
 KV_MAX_VALUE_SIZE = MAX_KV_VALUE  # Consul's kv_max_value_size default (512 KiB)
 _KV_SIZE_DOC = "https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size"
@@ -157,7 +157,7 @@ def delete_request(req: Request, key: str) -> KVRequest:
     return cmd
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Registry) -> None:
     """Add the /v1/kv routes to the one route table."""
 
     async def get_raw(req: Request, key: str) -> Response:

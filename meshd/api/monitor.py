@@ -18,7 +18,7 @@ from ..http import BadRequest, Request, Response, Router, StreamingResponse
 from .log_stream import fanout, parse_level
 
 if TYPE_CHECKING:
-    from ..agent.agent import Agent
+    from .ports import Configured
 
 
 async def _stream(level: int, as_json: bool) -> AsyncIterator[bytes]:
@@ -31,7 +31,7 @@ async def _stream(level: int, as_json: bool) -> AsyncIterator[bytes]:
         fanout.unsubscribe(sub)
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Configured) -> None:
     """Add this area's routes to the one route table."""
 
     async def monitor(req: Request) -> Response:

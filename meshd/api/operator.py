@@ -5,20 +5,22 @@ lets any server answer the configuration)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..http import BadRequest, QueryOptions, Request, Response, Router
+from . import ports
 from .common import check_dc, read_json
-
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
 
 MISSING_PEER = (
     "Must specify either ?id with the server's ID or ?address with IP:port of peer to remove"
 )
 
 
-def register(router: Router, agent: Agent) -> None:
+class Ports(ports.Registry, ports.Servers, Protocol):
+    """What this module needs from the agent."""
+
+
+def register(router: Router, agent: Ports) -> None:
     """Add this area's routes to the one route table."""
 
     async def configuration(req: Request) -> Response:

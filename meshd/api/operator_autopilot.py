@@ -14,7 +14,7 @@ Consul's shape, derived from the leader's autopilot health.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from registry.commands import AutopilotConfigSet
 from registry.errors import ErrorCode
@@ -22,10 +22,13 @@ from registry.records import AutopilotConfig
 
 from ..durations import parse_duration
 from ..http import BadRequest, JSONFields, QueryOptions, Request, Response, Router, decode_json_body
+from . import ports
 from .common import check_dc
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.Servers, Protocol):
+    """What this module needs from the agent."""
+
 
 CONFIG_FIELDS = JSONFields(
     (
@@ -128,7 +131,7 @@ def state_from_health(health: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Ports) -> None:
     """Add this area's routes to the one route table."""
 
     async def set_configuration(req: Request) -> Response:

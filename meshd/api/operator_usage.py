@@ -14,13 +14,16 @@ format (so ``consul keyring -list`` and clients report the same thing).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..http import QueryOptions, Request, Response, Router
+from . import ports
 from .common import check_dc, read, with_meta
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.Cluster, Protocol):
+    """What this module needs from the agent."""
+
 
 NOT_ENCRYPTED = "Keyring is empty (encryption not enabled)"
 
@@ -33,7 +36,7 @@ def multierror(errors: list[str]) -> str:
     return f"{len(errors)} errors occurred:\n\t* {points}\n\n"
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Ports) -> None:
     """Add the usage and keyring routes to the one route table."""
 
     async def usage(req: Request) -> Response:

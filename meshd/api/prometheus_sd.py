@@ -38,17 +38,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
-from ..agent.wire import ReadOptions, ReadResult
 from ..http import BadRequest, QueryOptions, Request, Response, Router
+from ..wire import ReadOptions, ReadResult
+from . import ports
 from .common import check_dc, read_options, with_meta
 from .health import passing_flag
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.LocalAgent, Protocol):
+    """What this module needs from the agent."""
+
 
 KINDS = ("service", "agent", "proxy")
 KIND_LABEL = "__meta_meshd_kind"
@@ -175,7 +178,7 @@ def agent_group(target: str, node: Mapping[str, Any]) -> dict[str, Any]:
     return {"targets": [target], "labels": labels}
 
 
-def agent_groups(agent: Agent, nodes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def agent_groups(agent: Ports, nodes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """This agent's metrics endpoint, and other nodes' that advertise one."""
     out = []
     own = next((n for n in nodes if n.get("Node") == agent.node_name), None)
@@ -200,7 +203,7 @@ def _kinds(req: Request) -> set[str]:
     return set(values)
 
 
-async def wait_for_change(agent: Agent, opts: QueryOptions) -> None:
+async def wait_for_change(agent: Ports, opts: QueryOptions) -> None:
     """For ``?index``: return once services, checks or nodes pass that index
     (or ``?wait`` elapses)."""
     if not opts.blocking:
@@ -218,7 +221,7 @@ async def wait_for_change(agent: Agent, opts: QueryOptions) -> None:
 class _Reads:
     """Non-blocking reads, remembering the highest index and ACL filtering."""
 
-    def __init__(self, agent: Agent, opts: QueryOptions) -> None:
+    def __init__(self, agent: Ports, opts: QueryOptions) -> None:
         self.agent = agent
         self.opts = ReadOptions(0, 0, opts.consistency, opts.max_stale)
         self.last: ReadResult | None = None
@@ -233,7 +236,7 @@ class _Reads:
         return result.value
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Ports) -> None:
     """Add GET /v1/prometheus/sd."""
 
     async def sd(req: Request) -> Response:

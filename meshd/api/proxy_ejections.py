@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
@@ -37,9 +37,12 @@ from ..agent.proxy_ejections import (
     parse_rfc3339,
 )
 from ..http import BadRequest, NotFound, Request, Response, Router, decode_json_body
+from . import ports
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.LocalAgent, ports.Connect, Protocol):
+    """What this module needs from the agent."""
+
 
 BASE = "/v1/agent/connect/proxy-ejections"
 MAX_BODY = 1024 * 1024
@@ -130,7 +133,7 @@ def parse_report(body: Any) -> dict[str, list[Ejection]]:
     return out
 
 
-def proxy_destination(agent: Agent, service_id: str) -> str:
+def proxy_destination(agent: Ports, service_id: str) -> str:
     """The destination service of the local proxy ``service_id``; raises
     ``NotFound`` when no such connect proxy is registered here."""
     defn = agent.local.services.get(service_id)
@@ -139,14 +142,14 @@ def proxy_destination(agent: Agent, service_id: str) -> str:
     return defn.service.destination
 
 
-def _report_json(agent: Agent, service_id: str, report: Report | None) -> dict[str, Any]:
+def _report_json(agent: Ports, service_id: str, report: Report | None) -> dict[str, Any]:
     if report is None:
         dest = proxy_destination(agent, service_id)
         return {"ProxyID": service_id, "Service": dest, "ReportedAt": None, "Upstreams": []}
     return report.to_json(time.time())
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Ports) -> None:
     """Add the proxy-ejections routes."""
     store = agent.proxy_ejections
 

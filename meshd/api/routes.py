@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..acl import ACLAuthorizer
-from ..agent.live_metrics import agent_metrics, instrument
 from ..http import AfterResponseHook, App, Handler, Request, Response, Route, Router
 from ..metrics.recorder import Recorder
 from . import (
@@ -42,7 +41,7 @@ from .acl_rules import ItemFilter, Rule, rule_for
 from .common import FILTERED_HEADER, error_mapping
 
 if TYPE_CHECKING:
-    from ..agent.agent import Agent
+    from .ports import AgentPorts
 
 MODULES = [
     acl,
@@ -90,7 +89,7 @@ class _WrappingRouter(Router):
     the handler, unlike a before/after hook pair, also releases the count
     when the client goes away mid-wait."""
 
-    def __init__(self, agent: Agent, metrics: Recorder | None) -> None:
+    def __init__(self, agent: AgentPorts, metrics: Recorder | None) -> None:
         super().__init__()
         self._agent = agent
         self._metrics = metrics
@@ -111,7 +110,7 @@ class _WrappingRouter(Router):
         return super().add(methods, pattern, wrapped, name=name)
 
 
-def _enforce_acl(handler: Handler, agent: Agent, rules: dict[str, Rule]) -> Handler:
+def _enforce_acl(handler: Handler, agent: AgentPorts, rules: dict[str, Rule]) -> Handler:
     """Resolve the caller's token, run the route's checks, filter the answer."""
     if not agent.acl.enabled:
         return handler
@@ -138,7 +137,7 @@ def _enforce_acl(handler: Handler, agent: Agent, rules: dict[str, Rule]) -> Hand
     return guarded
 
 
-def _after_establishment(handler: Handler, agent: Agent) -> Handler:
+def _after_establishment(handler: Handler, agent: AgentPorts) -> Handler:
     """``handler`` once the leader has established leadership (bounded wait)."""
 
     async def waiting(req: Request) -> Response:
@@ -176,7 +175,7 @@ def _record_request(metrics: Recorder) -> AfterResponseHook:
     return record
 
 
-def build_router(agent_: Agent, metrics: Recorder | None = None) -> Router:
+def build_router(agent_: AgentPorts, metrics: Recorder | None = None) -> Router:
     """Every API route; with ``metrics``, handlers count blocking queries."""
     router = _WrappingRouter(agent_, metrics)
     for module in MODULES:
@@ -184,14 +183,13 @@ def build_router(agent_: Agent, metrics: Recorder | None = None) -> Router:
     return router
 
 
-def build_app(agent_: Agent) -> App:
+def build_app(agent_: AgentPorts) -> App:
     """The HTTP application of ``agent_``, recording into ``agent_.metrics``
-    (created here until the agent creates it itself) every request, the
-    blocking queries in flight, and the events of the agent's Raft node, RPC
-    server and anti-entropy (see ``live_metrics.instrument``)."""
-    metrics = agent_metrics(agent_)
-    instrument(metrics, agent_)
-    errors = error_mapping(getattr(agent_, "no_leader_detail", None))
+    every request and the blocking queries in flight (the agent instruments
+    its Raft node, RPC server and anti-entropy itself:
+    ``meshd.agent.live_metrics.instrument``)."""
+    metrics = agent_.metrics
+    errors = error_mapping(agent_.no_leader_detail)
     app = App(build_router(agent_, metrics), errors=errors)
     app.body_limits.update(snapshot.BODY_LIMITS)
     app.after_response(_record_request(metrics))

@@ -15,12 +15,11 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from registry.commands import DEFAULT_LOCK_DELAY, SessionCreate, SessionDestroy
 from registry.records import SERF_HEALTH
 
-from ..agent.wire import ReadOptions, WriteResult
 from ..durations import parse_duration_ns
 from ..http import (
     BadRequest,
@@ -33,10 +32,14 @@ from ..http import (
     Router,
     decode_json_body,
 )
+from ..wire import ReadOptions, WriteResult
+from . import ports
 from .common import check_dc, read_json
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.Servers, Protocol):
+    """What this module needs from the agent."""
+
 
 # Consul's structs.Session as JSON (ID and the indexes are accepted and ignored).
 SESSION_FIELDS = JSONFields(
@@ -172,7 +175,7 @@ def _session_id(req: Request) -> str:
     return session_id
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Ports) -> None:
     """Add the /v1/session routes to the one route table."""
 
     async def create(req: Request) -> Response:

@@ -16,13 +16,16 @@ both ways (``Snapshot.Chunk`` for a save, ``Snapshot.Upload`` for a restore).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..http import BadRequest, QueryMeta, QueryOptions, Request, Response, Router
+from . import ports
 from .common import check_dc
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Snapshots, ports.Cluster, ports.Datacenter, Protocol):
+    """What this module needs from the agent."""
+
 
 CONTENT_TYPE = "application/octet-stream"
 # Consul sets no limit of its own; this bounds what one restore holds in memory.
@@ -30,7 +33,7 @@ RESTORE_MAX_BODY = 512 << 20
 BODY_LIMITS = {("PUT", "/v1/snapshot"): RESTORE_MAX_BODY}
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Ports) -> None:
     """Add this area's routes to the one route table."""
 
     async def save(req: Request) -> Response:

@@ -6,16 +6,18 @@ so a client that waits for a leader can use the cluster at once."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..http import QueryOptions, Request, Response, Router
+from . import ports
 from .common import check_dc
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Cluster, ports.Readiness, ports.Datacenter, Protocol):
+    """What this module needs from the agent."""
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Ports) -> None:
     """Add this area's routes to the one route table."""
 
     async def leader(req: Request) -> Response:

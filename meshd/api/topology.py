@@ -19,14 +19,17 @@ cards) need L7 telemetry and are not part of this answer yet.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ..agent.wire import ReadOptions
 from ..http import BadRequest, QueryOptions, Request, Response, Router
+from ..wire import ReadOptions
+from . import ports
 from .common import check_dc, read_options
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.Configured, Protocol):
+    """What this module needs from the agent."""
+
 
 WILDCARD = "*"
 SOURCE_REGISTRATION = "proxy-registration"
@@ -124,7 +127,7 @@ def decision(
 
 
 class _Topology:
-    def __init__(self, agent: Agent, opts: ReadOptions) -> None:
+    def __init__(self, agent: Ports, opts: ReadOptions) -> None:
         self.agent = agent
         self.opts = opts
         self.index = 0
@@ -176,7 +179,7 @@ def _service_kind(req: Request) -> None:
         raise BadRequest(f"Unsupported service kind {kind[0]!r}", "kind")
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Ports) -> None:
     """Add GET /v1/internal/ui/service-topology/:service."""
 
     async def topology(req: Request) -> Response:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from connect.telemetry.spans import STATUS_CODE, Span, TraceSummary
 from connect.telemetry.wire import SpanFormatError, span_to_json
@@ -38,10 +38,13 @@ from ..agent.traces import ask_peers, parse_breaks, parse_spans, trace_path
 from ..durations import parse_duration
 from ..errors import DurationError
 from ..http import BadRequest, NotFound, PermissionDenied, Request, Response, Router
+from . import ports
 from .common import FILTERED_HEADER
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.LocalAgent, ports.Cluster, ports.Telemetry, Protocol):
+    """What this module needs from the agent."""
+
 
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 MAX_LIMIT = 1000
@@ -117,7 +120,7 @@ def _filtered(req: Request, items: list[dict[str, Any]], key: str) -> Response:
     return resp
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Ports) -> None:
     """Add the /v1/internal/traces routes."""
 
     def local(req: Request) -> bool:

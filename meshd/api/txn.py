@@ -52,7 +52,6 @@ from ..agent.field_rules import (
     string_map,
 )
 from ..agent.json_bounds import check_json_value
-from ..agent.wire import ReadOptions
 from ..http import (
     BadRequest,
     HTTPError,
@@ -63,10 +62,11 @@ from ..http import (
     Response,
     Router,
 )
+from ..wire import ReadOptions
 from .common import check_dc, read_options
 
 if TYPE_CHECKING:
-    from ..agent.agent import Agent
+    from .ports import Registry
 
 # Consul's txn_max_req_len default (the suggested Raft entry size).
 TXN_MAX_REQ_LEN = 512 * 1024
@@ -407,7 +407,7 @@ def _txn_response(value: Mapping[str, Any], pretty: bool) -> Response:
     return Response.json(value, status=status, pretty=pretty)
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Registry) -> None:
     """Add the /v1/txn route to the one route table."""
 
     async def read_only(ops: tuple[TxnOp, ...], opts: QueryOptions) -> Response:
