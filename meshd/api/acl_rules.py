@@ -1,12 +1,14 @@
-"""Which ACL permission every HTTP endpoint needs: the one table.
+"""Which ACL permission every HTTP endpoint needs: the rules and checks.
 
-Each route (name and method) maps to a ``Rule``: checks that must pass
+Each row of the route table (meshd/api/routes.py ``ROUTES``) carries a
+``Rule`` built from these; routes of modules not yet converted to rows find
+theirs in ``RULES`` by (route name, method). A rule holds checks that must pass
 before the handler runs (a ``PermissionDenied`` becomes Consul's 403), and
 for list endpoints how results are filtered to what the token may read
 (``X-Consul-Results-Filtered-By-ACLs: true`` when something was removed).
 Registry reads are filtered by read name (``READ_FILTERS``), agent-local
-answers by the route's ``response_filter``. A route missing here makes
-``build_router`` fail, so no endpoint can ship without a rule. The
+answers by the route's ``response_filter``. A route without a rule makes
+``build_router`` fail, so no endpoint can ship without one. The
 permissions follow Consul's endpoint code and its API docs' "ACL Required"
 tables (https://developer.hashicorp.com/consul/api-docs).
 """
@@ -342,7 +344,7 @@ async def _catalog_service_name(agent: Ports, node: str, service_id: str) -> str
     return _field(existing, "Service")
 
 
-async def _catalog_register(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def catalog_register(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     """Consul's vetRegisterWithACL: node:write, service:write on the service,
     and on the service an existing ID belongs to (re-registering an ID
     replaces that service: issue 13 item 4), and on the service of a check."""
@@ -368,11 +370,11 @@ async def _catalog_register(agent: Ports, req: Request, authz: ACLAuthorizer) ->
             authz.require(P.SERVICE_WRITE, existing or sid)
 
 
-async def _catalog_deregister(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def catalog_deregister(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     authz.require(P.NODE_WRITE, _field(_body(req), "Node"))
 
 
-async def _intention_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def intention_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     found = await agent.read(
         "intentions.get", {"id": req.path_params.get("uuid", "")}, ReadOptions()
     )
@@ -385,7 +387,7 @@ async def _intention_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -> 
         authz.require(P.INTENTION_WRITE, _field(_body(req), "DestinationName"))
 
 
-async def _intention_exact(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def intention_exact(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     perm = P.INTENTION_READ if req.method == "GET" else P.INTENTION_WRITE
     authz.require(perm, req.query_value("destination", ""))
 
@@ -474,6 +476,14 @@ async def _agent_health_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) 
 PUBLIC = Rule(public=True)
 FILTERED = Rule()
 
+
+def body_field(name: str) -> Callable[[Ports, Request], str]:
+    """The resource a JSON body's string field ``name`` names ("" if none)."""
+    return lambda agent, req: _field(_body(req), name)
+
+
+# The rules of the routes not yet in meshd/api/routes.py's ROUTES rows (their
+# modules still add routes with ``register``), by (route name, method).
 RULES: dict[tuple[str, str], Rule] = {
     # agent
     ("agent.self", "GET"): need(P.AGENT_READ, own_node),
@@ -498,9 +508,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("agent.check.warn", "PUT"): Rule(check=_agent_check_by_id),
     ("agent.check.fail", "PUT"): Rule(check=_agent_check_by_id),
     ("agent.check.update", "PUT"): Rule(check=_agent_check_by_id),
-    ("agent.connect.authorize", "POST"): need(
-        P.SERVICE_WRITE, lambda agent, req: _field(_body(req), "Target")
-    ),
     ("agent.connect.ca.leaf", "GET"): need(P.SERVICE_WRITE, param("service")),
     ("agent.connect.ca.roots", "GET"): PUBLIC,
     # meshd's proxy ejections: read by the proxy's service, written by its proxy
@@ -508,15 +515,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("agent.connect.proxy_ejections.one", "GET"): Rule(check=_proxy_ejections_read),
     ("agent.connect.proxy_ejections.one", "PUT"): Rule(check=_proxy_ejections_write),
     # catalog and health: answers filtered to what the token may read
-    ("catalog.register", "PUT"): Rule(check=_catalog_register),
-    ("catalog.deregister", "PUT"): Rule(check=_catalog_deregister),
-    ("catalog.datacenters", "GET"): PUBLIC,
-    ("catalog.nodes", "GET"): FILTERED,
-    ("catalog.services", "GET"): FILTERED,
-    ("catalog.service", "GET"): FILTERED,
-    ("catalog.connect", "GET"): FILTERED,
-    ("catalog.node", "GET"): FILTERED,
-    ("catalog.node_services", "GET"): FILTERED,
     ("health.node", "GET"): FILTERED,
     ("health.checks", "GET"): FILTERED,
     ("health.service", "GET"): FILTERED,
@@ -529,18 +527,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("connect.ca.roots", "GET"): PUBLIC,
     ("connect.ca.config", "GET"): need(P.OPERATOR_READ),
     ("connect.ca.config.set", "PUT"): need(P.OPERATOR_WRITE),
-    ("intentions.list", "GET"): FILTERED,
-    ("intentions.match", "GET"): FILTERED,
-    ("intentions.check", "GET"): need(P.SERVICE_READ, query("destination")),
-    ("intentions.create", "POST"): need(
-        P.INTENTION_WRITE, lambda agent, req: _field(_body(req), "DestinationName")
-    ),
-    ("intentions.exact", "GET"): Rule(check=_intention_exact),
-    ("intentions.exact", "PUT"): Rule(check=_intention_exact),
-    ("intentions.exact", "DELETE"): Rule(check=_intention_exact),
-    ("intentions.id", "GET"): Rule(check=_intention_by_id),
-    ("intentions.id", "PUT"): Rule(check=_intention_by_id),
-    ("intentions.id", "DELETE"): Rule(check=_intention_by_id),
     # coordinates and events
     ("coordinate.datacenters", "GET"): PUBLIC,
     ("coordinate.nodes", "GET"): Rule(response_filter=filter_coordinates),
@@ -618,8 +604,4 @@ LOGIN = Rule(handler_checks=True, ignores_token=True)
 def rule_for(name: str, method: str) -> Rule:
     """The rule of route ``name`` for ``method`` (HEAD follows GET). Raises
     ``KeyError`` when the table lacks it."""
-    if name == "acl.login":
-        return LOGIN
-    if name.startswith("acl."):
-        return HANDLER_CHECKS
     return RULES[(name, "GET" if method == "HEAD" else method)]

@@ -1,16 +1,30 @@
-"""The one route table: every API module registers its routes here."""
+"""The one route table, as Consul's agent/http_register.go: every row is an
+``Endpoint`` (method, path, handler, name, ACL rule) or, for a module not
+converted yet, a ``Legacy`` row whose ``register`` adds that module's routes
+(their rules are found in ``acl_rules.RULES`` by route name).
+
+A handler is a module-level ``async def handler(ports, request) -> Response``
+that types against the ports of meshd/api/ports.py it uses; the name labels
+the request's metrics and logs (``meshd.http.request`` by route). Still
+``Legacy`` (``register(router, ports)`` with closures): every module but
+acl, acl_auth, catalog and intentions.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..acl import ACLAuthorizer
+from ..acl import Permission as P
 from ..http import AfterResponseHook, App, Handler, Request, Response, Route, Router
 from ..metrics.recorder import Recorder
 from . import (
     acl,
+    acl_auth,
     acl_context,
     agent,
     catalog,
@@ -37,38 +51,231 @@ from . import (
     txn,
     ui,
 )
-from .acl_rules import ItemFilter, Rule, rule_for
+from .acl_rules import (
+    FILTERED,
+    HANDLER_CHECKS,
+    LOGIN,
+    PUBLIC,
+    ItemFilter,
+    Rule,
+    body_field,
+    catalog_deregister,
+    catalog_register,
+    intention_by_id,
+    intention_exact,
+    need,
+    query,
+    rule_for,
+)
 from .common import FILTERED_HEADER, error_mapping
 
 if TYPE_CHECKING:
     from .ports import AgentPorts
 
-MODULES = [
-    acl,
-    agent,
-    catalog,
-    config_entries,
-    connect_ca,
-    coordinate,
-    discovery_chain,
-    event,
-    explain,
-    health,
-    intentions,
-    kv,
-    monitor,
-    operator,
-    operator_autopilot,
-    operator_usage,
-    prometheus_sd,
-    proxy_ejections,
-    session,
-    snapshot,
-    status,
-    topology,
-    traces,
-    txn,
-    ui,
+PortHandler = Callable[["AgentPorts", Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route: ``handler(ports, request)`` answers ``method path``;
+    ``name`` labels its metrics; ``rule`` is its ACL rule."""
+
+    method: str
+    path: str
+    handler: PortHandler
+    name: str
+    rule: Rule
+
+
+@dataclass(frozen=True)
+class Legacy:
+    """A module still adding its routes with ``register(router, ports)``."""
+
+    register: Callable[[Router, Any], None]
+
+
+E = Endpoint
+ACL = HANDLER_CHECKS  # /v1/acl/* check acl:read / acl:write in the handler
+
+ROUTES: list[Endpoint | Legacy] = [
+    # acl (meshd/api/acl.py): tokens, policies, roles, templated policies
+    E("PUT", "/v1/acl/bootstrap", acl.bootstrap, "acl.bootstrap", ACL),
+    E("GET", "/v1/acl/token/self", acl.token_self, "acl.token.self", ACL),
+    E("PUT", "/v1/acl/token", acl.token_create, "acl.token.create", ACL),
+    E("GET", "/v1/acl/token/:id", acl.token_read, "acl.token.read", ACL),
+    E("PUT", "/v1/acl/token/:id", acl.token_update, "acl.token.update", ACL),
+    E("DELETE", "/v1/acl/token/:id", acl.token_delete, "acl.token.delete", ACL),
+    E("PUT", "/v1/acl/token/:id/clone", acl.token_clone, "acl.token.clone", ACL),
+    E("GET", "/v1/acl/tokens", acl.token_list, "acl.token.list", ACL),
+    E("PUT", "/v1/acl/policy", acl.policy_create, "acl.policy.create", ACL),
+    E("GET", "/v1/acl/policy/name/:name", acl.policy_by_name, "acl.policy.by_name", ACL),
+    E("GET", "/v1/acl/policy/:id", acl.policy_read, "acl.policy.read", ACL),
+    E("PUT", "/v1/acl/policy/:id", acl.policy_update, "acl.policy.update", ACL),
+    E("DELETE", "/v1/acl/policy/:id", acl.policy_delete, "acl.policy.delete", ACL),
+    E("GET", "/v1/acl/policies", acl.policy_list, "acl.policy.list", ACL),
+    E("PUT", "/v1/acl/role", acl.role_create, "acl.role.create", ACL),
+    E("GET", "/v1/acl/role/name/:name", acl.role_by_name, "acl.role.by_name", ACL),
+    E("GET", "/v1/acl/role/:id", acl.role_read, "acl.role.read", ACL),
+    E("PUT", "/v1/acl/role/:id", acl.role_update, "acl.role.update", ACL),
+    E("DELETE", "/v1/acl/role/:id", acl.role_delete, "acl.role.delete", ACL),
+    E("GET", "/v1/acl/roles", acl.role_list, "acl.role.list", ACL),
+    E("GET", "/v1/acl/templated-policies", acl.templated_list, "acl.templated.list", ACL),
+    E(
+        "GET",
+        "/v1/acl/templated-policy/name/*name",
+        acl.templated_read,
+        "acl.templated.read",
+        ACL,
+    ),
+    E(
+        "POST",
+        "/v1/acl/templated-policy/preview/*name",
+        acl.templated_preview,
+        "acl.templated.preview",
+        ACL,
+    ),
+    # acl (meshd/api/acl_auth.py): auth methods, binding rules, login
+    E("PUT", "/v1/acl/auth-method", acl_auth.method_create, "acl.auth_method.create", ACL),
+    E("GET", "/v1/acl/auth-method/:name", acl_auth.method_read, "acl.auth_method.read", ACL),
+    E("PUT", "/v1/acl/auth-method/:name", acl_auth.method_update, "acl.auth_method.update", ACL),
+    E(
+        "DELETE",
+        "/v1/acl/auth-method/:name",
+        acl_auth.method_delete,
+        "acl.auth_method.delete",
+        ACL,
+    ),
+    E("GET", "/v1/acl/auth-methods", acl_auth.method_list, "acl.auth_method.list", ACL),
+    E("PUT", "/v1/acl/binding-rule", acl_auth.rule_create, "acl.binding_rule.create", ACL),
+    E("GET", "/v1/acl/binding-rule/:id", acl_auth.rule_read, "acl.binding_rule.read", ACL),
+    E("PUT", "/v1/acl/binding-rule/:id", acl_auth.rule_update, "acl.binding_rule.update", ACL),
+    E(
+        "DELETE",
+        "/v1/acl/binding-rule/:id",
+        acl_auth.rule_delete,
+        "acl.binding_rule.delete",
+        ACL,
+    ),
+    E("GET", "/v1/acl/binding-rules", acl_auth.rule_list, "acl.binding_rule.list", ACL),
+    E("POST", "/v1/acl/login", acl_auth.login, "acl.login", LOGIN),
+    E("POST", "/v1/acl/logout", acl_auth.logout, "acl.logout", ACL),
+    # catalog (meshd/api/catalog.py); reads are filtered by READ_FILTERS
+    E(
+        "PUT",
+        "/v1/catalog/register",
+        catalog.register,
+        "catalog.register",
+        Rule(check=catalog_register),
+    ),
+    E(
+        "PUT",
+        "/v1/catalog/deregister",
+        catalog.deregister,
+        "catalog.deregister",
+        Rule(check=catalog_deregister),
+    ),
+    E("GET", "/v1/catalog/datacenters", catalog.datacenters, "catalog.datacenters", PUBLIC),
+    E("GET", "/v1/catalog/nodes", catalog.nodes, "catalog.nodes", FILTERED),
+    E("GET", "/v1/catalog/services", catalog.services, "catalog.services", FILTERED),
+    E("GET", "/v1/catalog/service/*service", catalog.service, "catalog.service", FILTERED),
+    E("GET", "/v1/catalog/connect/*service", catalog.connect, "catalog.connect", FILTERED),
+    E("GET", "/v1/catalog/node/*node", catalog.node, "catalog.node", FILTERED),
+    E(
+        "GET",
+        "/v1/catalog/node-services/*node",
+        catalog.node_services,
+        "catalog.node_services",
+        FILTERED,
+    ),
+    # intentions (meshd/api/intentions.py)
+    E("GET", "/v1/connect/intentions", intentions.list_all, "intentions.list", FILTERED),
+    E(
+        "POST",
+        "/v1/connect/intentions",
+        intentions.create,
+        "intentions.create",
+        need(P.INTENTION_WRITE, body_field("DestinationName")),
+    ),
+    E("GET", "/v1/connect/intentions/match", intentions.match, "intentions.match", FILTERED),
+    E(
+        "GET",
+        "/v1/connect/intentions/check",
+        intentions.check,
+        "intentions.check",
+        need(P.SERVICE_READ, query("destination")),
+    ),
+    E(
+        "GET",
+        "/v1/connect/intentions/exact",
+        intentions.get_exact,
+        "intentions.exact",
+        Rule(check=intention_exact),
+    ),
+    E(
+        "PUT",
+        "/v1/connect/intentions/exact",
+        intentions.put_exact,
+        "intentions.exact",
+        Rule(check=intention_exact),
+    ),
+    E(
+        "DELETE",
+        "/v1/connect/intentions/exact",
+        intentions.delete_exact,
+        "intentions.exact",
+        Rule(check=intention_exact),
+    ),
+    E(
+        "GET",
+        "/v1/connect/intentions/:uuid",
+        intentions.get_by_id,
+        "intentions.id",
+        Rule(check=intention_by_id),
+    ),
+    E(
+        "PUT",
+        "/v1/connect/intentions/:uuid",
+        intentions.update_by_id,
+        "intentions.id",
+        Rule(check=intention_by_id),
+    ),
+    E(
+        "DELETE",
+        "/v1/connect/intentions/:uuid",
+        intentions.delete_by_id,
+        "intentions.id",
+        Rule(check=intention_by_id),
+    ),
+    E(
+        "POST",
+        "/v1/agent/connect/authorize",
+        intentions.authorize,
+        "agent.connect.authorize",
+        need(P.SERVICE_WRITE, body_field("Target")),
+    ),
+    # not converted yet: each module's register() adds its routes
+    Legacy(agent.register),
+    Legacy(config_entries.register),
+    Legacy(connect_ca.register),
+    Legacy(coordinate.register),
+    Legacy(discovery_chain.register),
+    Legacy(event.register),
+    Legacy(explain.register),
+    Legacy(health.register),
+    Legacy(kv.register),
+    Legacy(monitor.register),
+    Legacy(operator.register),
+    Legacy(operator_autopilot.register),
+    Legacy(operator_usage.register),
+    Legacy(prometheus_sd.register),
+    Legacy(proxy_ejections.register),
+    Legacy(session.register),
+    Legacy(snapshot.register),
+    Legacy(status.register),
+    Legacy(topology.register),
+    Legacy(traces.register),
+    Legacy(txn.register),
+    Legacy(ui.register),
 ]
 
 
@@ -102,6 +309,21 @@ class _WrappingRouter(Router):
             rules = {m.upper(): rule_for(name, m.upper()) for m in method_list}
         except KeyError:
             raise ValueError(f"route {name!r} {method_list} has no ACL rule in acl_rules") from None
+        return self.add_ruled(methods, pattern, handler, name=name, rules=rules)
+
+    def add_endpoint(self, ep: Endpoint) -> Route:
+        handler = functools.partial(ep.handler, self._agent)
+        return self.add_ruled(ep.method, ep.path, handler, name=ep.name, rules={ep.method: ep.rule})
+
+    def add_ruled(
+        self,
+        methods: str | Sequence[str],
+        pattern: str,
+        handler: Handler,
+        *,
+        name: str,
+        rules: dict[str, Rule],
+    ) -> Route:
         wrapped = _enforce_acl(handler, self._agent, rules)
         if name in NEEDS_CA and not self._agent.acl.enabled:
             wrapped = _after_establishment(wrapped, self._agent)
@@ -178,8 +400,11 @@ def _record_request(metrics: Recorder) -> AfterResponseHook:
 def build_router(agent_: AgentPorts, metrics: Recorder | None = None) -> Router:
     """Every API route; with ``metrics``, handlers count blocking queries."""
     router = _WrappingRouter(agent_, metrics)
-    for module in MODULES:
-        module.register(router, agent_)
+    for row in ROUTES:
+        if isinstance(row, Endpoint):
+            router.add_endpoint(row)
+        else:
+            row.register(router, agent_)
     return router
 
 
