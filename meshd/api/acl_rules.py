@@ -242,13 +242,13 @@ def _service_of_id(agent: Ports, service_id: str) -> str:
     return defn.service.service if defn is not None else service_id
 
 
-async def _kv_get(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def kv_get(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     if "recurse" in req.query or "keys" in req.query:
         return  # answers are filtered to readable keys
     authz.require(P.KEY_READ, req.path_params.get("key", ""))
 
 
-async def _kv_delete(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def kv_delete(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     key = req.path_params.get("key", "")
     if "recurse" in req.query:
         authz.require(P.KEY_WRITE_PREFIX, key)
@@ -534,9 +534,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("event.fire", "PUT"): need(P.EVENT_WRITE, param("name")),
     ("event.list", "GET"): Rule(response_filter=filter_events),
     # kv, sessions, transactions
-    ("kv.get", "GET"): Rule(check=_kv_get),
-    ("kv.put", "PUT"): need(P.KEY_WRITE, param("key")),
-    ("kv.delete", "DELETE"): Rule(check=_kv_delete),
     ("session.create", "PUT"): Rule(check=_session_create),
     ("session.destroy", "PUT"): Rule(check=_session_write_by_id),
     ("session.renew", "PUT"): Rule(check=_session_write_by_id),

@@ -63,7 +63,10 @@ from .acl_rules import (
     catalog_register,
     intention_by_id,
     intention_exact,
+    kv_delete,
+    kv_get,
     need,
+    param,
     query,
     rule_for,
 )
@@ -253,6 +256,10 @@ ROUTES: list[Endpoint | Legacy] = [
         "agent.connect.authorize",
         need(P.SERVICE_WRITE, body_field("Target")),
     ),
+    # kv (meshd/api/kv.py)
+    E("GET", "/v1/kv/*key", kv.get, "kv.get", Rule(check=kv_get)),
+    E("PUT", "/v1/kv/*key", kv.put, "kv.put", need(P.KEY_WRITE, param("key"))),
+    E("DELETE", "/v1/kv/*key", kv.delete, "kv.delete", Rule(check=kv_delete)),
     # not converted yet: each module's register() adds its routes
     Legacy(agent.register),
     Legacy(config_entries.register),
@@ -262,7 +269,6 @@ ROUTES: list[Endpoint | Legacy] = [
     Legacy(event.register),
     Legacy(explain.register),
     Legacy(health.register),
-    Legacy(kv.register),
     Legacy(monitor.register),
     Legacy(operator.register),
     Legacy(operator_autopilot.register),
