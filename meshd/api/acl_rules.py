@@ -392,13 +392,13 @@ async def intention_exact(agent: Ports, req: Request, authz: ACLAuthorizer) -> N
     authz.require(perm, req.query_value("destination", ""))
 
 
-async def _session_write_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def session_write_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     found = await agent.read("session.info", {"id": req.path_params.get("uuid", "")}, ReadOptions())
     node = _field((found.value or [{}])[0], "Node") if found.value else agent.node_name
     authz.require(P.SESSION_WRITE, node)
 
 
-async def _session_create(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def session_create(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     authz.require(P.SESSION_WRITE, _field(_body(req), "Node") or agent.node_name)
 
 
@@ -534,12 +534,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("event.fire", "PUT"): need(P.EVENT_WRITE, param("name")),
     ("event.list", "GET"): Rule(response_filter=filter_events),
     # kv, sessions, transactions
-    ("session.create", "PUT"): Rule(check=_session_create),
-    ("session.destroy", "PUT"): Rule(check=_session_write_by_id),
-    ("session.renew", "PUT"): Rule(check=_session_write_by_id),
-    ("session.info", "GET"): FILTERED,
-    ("session.node", "GET"): FILTERED,
-    ("session.list", "GET"): FILTERED,
     ("txn", "PUT"): Rule(check=_txn),
     # operator, snapshot, status
     ("operator.autopilot.configuration", "GET"): need(P.OPERATOR_READ),

@@ -69,6 +69,8 @@ from .acl_rules import (
     param,
     query,
     rule_for,
+    session_create,
+    session_write_by_id,
 )
 from .common import FILTERED_HEADER, error_mapping
 
@@ -260,6 +262,25 @@ ROUTES: list[Endpoint | Legacy] = [
     E("GET", "/v1/kv/*key", kv.get, "kv.get", Rule(check=kv_get)),
     E("PUT", "/v1/kv/*key", kv.put, "kv.put", need(P.KEY_WRITE, param("key"))),
     E("DELETE", "/v1/kv/*key", kv.delete, "kv.delete", Rule(check=kv_delete)),
+    # session (meshd/api/session.py)
+    E("PUT", "/v1/session/create", session.create, "session.create", Rule(check=session_create)),
+    E(
+        "PUT",
+        "/v1/session/destroy/*uuid",
+        session.destroy,
+        "session.destroy",
+        Rule(check=session_write_by_id),
+    ),
+    E(
+        "PUT",
+        "/v1/session/renew/*uuid",
+        session.renew,
+        "session.renew",
+        Rule(check=session_write_by_id),
+    ),
+    E("GET", "/v1/session/info/*uuid", session.info, "session.info", FILTERED),
+    E("GET", "/v1/session/node/*node", session.node, "session.node", FILTERED),
+    E("GET", "/v1/session/list", session.list_all, "session.list", FILTERED),
     # not converted yet: each module's register() adds its routes
     Legacy(agent.register),
     Legacy(config_entries.register),
@@ -275,7 +296,6 @@ ROUTES: list[Endpoint | Legacy] = [
     Legacy(operator_usage.register),
     Legacy(prometheus_sd.register),
     Legacy(proxy_ejections.register),
-    Legacy(session.register),
     Legacy(snapshot.register),
     Legacy(status.register),
     Legacy(topology.register),
