@@ -515,14 +515,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("agent.connect.proxy_ejections.one", "GET"): Rule(check=_proxy_ejections_read),
     ("agent.connect.proxy_ejections.one", "PUT"): Rule(check=_proxy_ejections_write),
     # catalog and health: answers filtered to what the token may read
-    ("health.node", "GET"): FILTERED,
-    ("health.checks", "GET"): FILTERED,
-    ("health.service", "GET"): FILTERED,
-    ("health.connect", "GET"): FILTERED,
     # Consul: service:read on the chain's service
     ("discovery_chain", "GET"): need(P.SERVICE_READ, param("service")),
     ("discovery_chain", "POST"): need(P.SERVICE_READ, param("service")),
-    ("health.state", "GET"): FILTERED,
     # connect
     ("connect.ca.roots", "GET"): PUBLIC,
     ("connect.ca.config", "GET"): need(P.OPERATOR_READ),
@@ -552,8 +547,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("config.batch", "PUT"): Rule(check=_config_batch),
     ("config.list", "GET"): FILTERED,
     # gateways, usage, keyring, coordinates, local health (consul-compat2)
-    ("catalog.gateway_services", "GET"): need(P.SERVICE_READ, param("gateway")),
-    ("health.ingress", "GET"): FILTERED,
     ("operator.usage", "GET"): need(P.OPERATOR_READ),
     ("operator.keyring", "GET"): need(P.KEYRING_READ),
     ("operator.keyring", "POST"): need(P.KEYRING_WRITE),

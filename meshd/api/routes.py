@@ -281,6 +281,20 @@ ROUTES: list[Endpoint | Legacy] = [
     E("GET", "/v1/session/info/*uuid", session.info, "session.info", FILTERED),
     E("GET", "/v1/session/node/*node", session.node, "session.node", FILTERED),
     E("GET", "/v1/session/list", session.list_all, "session.list", FILTERED),
+    # health (meshd/api/health.py)
+    E("GET", "/v1/health/ingress/*service", health.ingress, "health.ingress", FILTERED),
+    E(
+        "GET",
+        "/v1/catalog/gateway-services/*gateway",
+        health.gateway_services,
+        "catalog.gateway_services",
+        need(P.SERVICE_READ, param("gateway")),
+    ),
+    E("GET", "/v1/health/node/*node", health.node, "health.node", FILTERED),
+    E("GET", "/v1/health/checks/*service", health.checks, "health.checks", FILTERED),
+    E("GET", "/v1/health/service/*service", health.service, "health.service", FILTERED),
+    E("GET", "/v1/health/connect/*service", health.connect, "health.connect", FILTERED),
+    E("GET", "/v1/health/state/*state", health.state, "health.state", FILTERED),
     # not converted yet: each module's register() adds its routes
     Legacy(agent.register),
     Legacy(config_entries.register),
@@ -289,7 +303,6 @@ ROUTES: list[Endpoint | Legacy] = [
     Legacy(discovery_chain.register),
     Legacy(event.register),
     Legacy(explain.register),
-    Legacy(health.register),
     Legacy(monitor.register),
     Legacy(operator.register),
     Legacy(operator_autopilot.register),
