@@ -538,8 +538,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("operator.raft.transfer_leader", "POST"): need(P.OPERATOR_WRITE),
     ("snapshot.save", "GET"): need(P.SNAPSHOT),
     ("snapshot.restore", "PUT"): need(P.SNAPSHOT),
-    ("status.leader", "GET"): PUBLIC,
-    ("status.peers", "GET"): PUBLIC,
     # config entries (consul-compat2)
     ("config.apply", "PUT"): Rule(check=_config_entry),
     ("config.get", "GET"): Rule(check=_config_entry),

@@ -295,6 +295,9 @@ ROUTES: list[Endpoint | Legacy] = [
     E("GET", "/v1/health/service/*service", health.service, "health.service", FILTERED),
     E("GET", "/v1/health/connect/*service", health.connect, "health.connect", FILTERED),
     E("GET", "/v1/health/state/*state", health.state, "health.state", FILTERED),
+    # status (meshd/api/status.py)
+    E("GET", "/v1/status/leader", status.leader, "status.leader", PUBLIC),
+    E("GET", "/v1/status/peers", status.peers, "status.peers", PUBLIC),
     # not converted yet: each module's register() adds its routes
     Legacy(agent.register),
     Legacy(config_entries.register),
@@ -310,7 +313,6 @@ ROUTES: list[Endpoint | Legacy] = [
     Legacy(prometheus_sd.register),
     Legacy(proxy_ejections.register),
     Legacy(snapshot.register),
-    Legacy(status.register),
     Legacy(topology.register),
     Legacy(traces.register),
     Legacy(txn.register),
