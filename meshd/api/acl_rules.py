@@ -437,7 +437,7 @@ async def _txn(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
 # Config entries: service-scoped kinds need service (or intention) rights on
 # the entry's name, the mesh-wide kinds mesh (operator) rights, as Consul's
 # ConfigEntry.CanRead/CanWrite.
-async def _config_entry(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def config_entry(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     if req.method == "PUT":
         body = _body(req)
         kind, name = _field(body, "Kind", "kind").lower(), _field(body, "Name", "name")
@@ -447,7 +447,7 @@ async def _config_entry(agent: Ports, req: Request, authz: ACLAuthorizer) -> Non
     authz.require(permission, name if permission not in (P.MESH_READ, P.MESH_WRITE) else "")
 
 
-async def _config_batch(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def config_batch(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     """meshd's atomic multi-entry write: each entry as its single PUT."""
     body = _body(req)
     for entry in body if isinstance(body, list) else []:
@@ -539,11 +539,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("snapshot.save", "GET"): need(P.SNAPSHOT),
     ("snapshot.restore", "PUT"): need(P.SNAPSHOT),
     # config entries (consul-compat2)
-    ("config.apply", "PUT"): Rule(check=_config_entry),
-    ("config.get", "GET"): Rule(check=_config_entry),
-    ("config.delete", "DELETE"): Rule(check=_config_entry),
-    ("config.batch", "PUT"): Rule(check=_config_batch),
-    ("config.list", "GET"): FILTERED,
     # gateways, usage, keyring, coordinates, local health (consul-compat2)
     ("operator.usage", "GET"): need(P.OPERATOR_READ),
     ("operator.keyring", "GET"): need(P.KEYRING_READ),

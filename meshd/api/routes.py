@@ -61,6 +61,8 @@ from .acl_rules import (
     body_field,
     catalog_deregister,
     catalog_register,
+    config_batch,
+    config_entry,
     intention_by_id,
     intention_exact,
     kv_delete,
@@ -298,9 +300,32 @@ ROUTES: list[Endpoint | Legacy] = [
     # status (meshd/api/status.py)
     E("GET", "/v1/status/leader", status.leader, "status.leader", PUBLIC),
     E("GET", "/v1/status/peers", status.peers, "status.peers", PUBLIC),
+    # config_entries (meshd/api/config_entries.py)
+    E("PUT", "/v1/config", config_entries.apply, "config.apply", Rule(check=config_entry)),
+    E(
+        "PUT",
+        "/v1/internal/config/batch",
+        config_entries.batch,
+        "config.batch",
+        Rule(check=config_batch),
+    ),
+    E("GET", "/v1/config/:kind", config_entries.list_kind, "config.list", FILTERED),
+    E(
+        "GET",
+        "/v1/config/:kind/*name",
+        config_entries.get_one,
+        "config.get",
+        Rule(check=config_entry),
+    ),
+    E(
+        "DELETE",
+        "/v1/config/:kind/*name",
+        config_entries.delete,
+        "config.delete",
+        Rule(check=config_entry),
+    ),
     # not converted yet: each module's register() adds its routes
     Legacy(agent.register),
-    Legacy(config_entries.register),
     Legacy(connect_ca.register),
     Legacy(coordinate.register),
     Legacy(discovery_chain.register),
