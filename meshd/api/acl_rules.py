@@ -560,10 +560,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("prometheus.sd", "GET"): FILTERED,
     ("internal.ui.service_topology", "GET"): need(P.SERVICE_READ, param("service")),
     # tracing (obs-tracing): the handlers check every span's service (meshd/api/traces.py)
-    ("internal.traces.spans", "PUT"): Rule(handler_checks=True),
-    ("internal.traces", "GET"): Rule(handler_checks=True),
-    ("internal.traces.lint", "GET"): Rule(handler_checks=True),
-    ("internal.traces.trace", "GET"): Rule(handler_checks=True),
     # meshd explain: service:read on both ends of the described request
     ("internal.explain", "GET"): Rule(check=_explain),
     ("internal.explain", "POST"): Rule(check=_explain),

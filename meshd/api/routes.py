@@ -324,6 +324,29 @@ ROUTES: list[Endpoint | Legacy] = [
         "config.delete",
         Rule(check=config_entry),
     ),
+    # traces (meshd/api/traces.py)
+    E(
+        "PUT",
+        "/v1/internal/traces/spans",
+        traces.put_spans,
+        "internal.traces.spans",
+        Rule(handler_checks=True),
+    ),
+    E(
+        "GET",
+        "/v1/internal/traces/lint",
+        traces.lint,
+        "internal.traces.lint",
+        Rule(handler_checks=True),
+    ),
+    E("GET", "/v1/internal/traces", traces.search, "internal.traces", Rule(handler_checks=True)),
+    E(
+        "GET",
+        "/v1/internal/traces/:trace_id",
+        traces.get_trace,
+        "internal.traces.trace",
+        Rule(handler_checks=True),
+    ),
     # not converted yet: each module's register() adds its routes
     Legacy(agent.register),
     Legacy(connect_ca.register),
@@ -339,7 +362,6 @@ ROUTES: list[Endpoint | Legacy] = [
     Legacy(proxy_ejections.register),
     Legacy(snapshot.register),
     Legacy(topology.register),
-    Legacy(traces.register),
     Legacy(txn.register),
     Legacy(ui.register),
 ]
