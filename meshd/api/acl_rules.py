@@ -526,8 +526,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("coordinate.datacenters", "GET"): PUBLIC,
     ("coordinate.nodes", "GET"): Rule(response_filter=filter_coordinates),
     ("coordinate.node", "GET"): need(P.NODE_READ, param("node")),
-    ("event.fire", "PUT"): need(P.EVENT_WRITE, param("name")),
-    ("event.list", "GET"): Rule(response_filter=filter_events),
     # kv, sessions, transactions
     ("txn", "PUT"): Rule(check=_txn),
     # operator, snapshot, status
