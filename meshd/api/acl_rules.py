@@ -529,11 +529,6 @@ RULES: dict[tuple[str, str], Rule] = {
     # kv, sessions, transactions
     ("txn", "PUT"): Rule(check=_txn),
     # operator, snapshot, status
-    ("operator.autopilot.configuration", "GET"): need(P.OPERATOR_READ),
-    ("operator.autopilot.health", "GET"): need(P.OPERATOR_READ),
-    ("operator.raft.configuration", "GET"): need(P.OPERATOR_READ),
-    ("operator.raft.peer", "DELETE"): need(P.OPERATOR_WRITE),
-    ("operator.raft.transfer_leader", "POST"): need(P.OPERATOR_WRITE),
     ("snapshot.save", "GET"): need(P.SNAPSHOT),
     ("snapshot.restore", "PUT"): need(P.SNAPSHOT),
     # config entries (consul-compat2)
