@@ -529,8 +529,6 @@ RULES: dict[tuple[str, str], Rule] = {
     # kv, sessions, transactions
     ("txn", "PUT"): Rule(check=_txn),
     # operator, snapshot, status
-    ("snapshot.save", "GET"): need(P.SNAPSHOT),
-    ("snapshot.restore", "PUT"): need(P.SNAPSHOT),
     # config entries (consul-compat2)
     # gateways, usage, keyring, coordinates, local health (consul-compat2)
     ("operator.usage", "GET"): need(P.OPERATOR_READ),

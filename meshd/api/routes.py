@@ -393,6 +393,9 @@ ROUTES: list[Endpoint | Legacy] = [
         "operator.autopilot.configuration",
         need(P.OPERATOR_READ),
     ),
+    # snapshot (meshd/api/snapshot.py)
+    E("GET", "/v1/snapshot", snapshot.save, "snapshot.save", need(P.SNAPSHOT)),
+    E("PUT", "/v1/snapshot", snapshot.restore, "snapshot.restore", need(P.SNAPSHOT)),
     # not converted yet: each module's register() adds its routes
     Legacy(agent.register),
     Legacy(connect_ca.register),
@@ -404,7 +407,6 @@ ROUTES: list[Endpoint | Legacy] = [
     Legacy(operator_usage.register),
     Legacy(prometheus_sd.register),
     Legacy(proxy_ejections.register),
-    Legacy(snapshot.register),
     Legacy(topology.register),
     Legacy(txn.register),
     Legacy(ui.register),
