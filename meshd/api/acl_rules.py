@@ -516,8 +516,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("agent.connect.proxy_ejections.one", "PUT"): Rule(check=_proxy_ejections_write),
     # catalog and health: answers filtered to what the token may read
     # Consul: service:read on the chain's service
-    ("discovery_chain", "GET"): need(P.SERVICE_READ, param("service")),
-    ("discovery_chain", "POST"): need(P.SERVICE_READ, param("service")),
     # connect
     ("connect.ca.roots", "GET"): PUBLIC,
     ("connect.ca.config", "GET"): need(P.OPERATOR_READ),

@@ -396,11 +396,25 @@ ROUTES: list[Endpoint | Legacy] = [
     # snapshot (meshd/api/snapshot.py)
     E("GET", "/v1/snapshot", snapshot.save, "snapshot.save", need(P.SNAPSHOT)),
     E("PUT", "/v1/snapshot", snapshot.restore, "snapshot.restore", need(P.SNAPSHOT)),
+    # discovery_chain (meshd/api/discovery_chain.py)
+    E(
+        "GET",
+        "/v1/discovery-chain/*service",
+        discovery_chain.chain,
+        "discovery_chain",
+        need(P.SERVICE_READ, param("service")),
+    ),
+    E(
+        "POST",
+        "/v1/discovery-chain/*service",
+        discovery_chain.chain,
+        "discovery_chain",
+        need(P.SERVICE_READ, param("service")),
+    ),
     # not converted yet: each module's register() adds its routes
     Legacy(agent.register),
     Legacy(connect_ca.register),
     Legacy(coordinate.register),
-    Legacy(discovery_chain.register),
     Legacy(explain.register),
     Legacy(monitor.register),
     Legacy(operator_autopilot.register),
