@@ -547,7 +547,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("operator.autopilot.state", "GET"): need(P.OPERATOR_READ),
     # observability (prom-sd): answers hold only what the token may read
     ("prometheus.sd", "GET"): FILTERED,
-    ("internal.ui.service_topology", "GET"): need(P.SERVICE_READ, param("service")),
     # tracing (obs-tracing): the handlers check every span's service (meshd/api/traces.py)
     # meshd explain: service:read on both ends of the described request
     ("internal.explain", "GET"): Rule(check=_explain),

@@ -411,6 +411,14 @@ ROUTES: list[Endpoint | Legacy] = [
         "discovery_chain",
         need(P.SERVICE_READ, param("service")),
     ),
+    # topology (meshd/api/topology.py)
+    E(
+        "GET",
+        "/v1/internal/ui/service-topology/*service",
+        topology.topology,
+        "internal.ui.service_topology",
+        need(P.SERVICE_READ, param("service")),
+    ),
     # not converted yet: each module's register() adds its routes
     Legacy(agent.register),
     Legacy(connect_ca.register),
@@ -421,7 +429,6 @@ ROUTES: list[Endpoint | Legacy] = [
     Legacy(operator_usage.register),
     Legacy(prometheus_sd.register),
     Legacy(proxy_ejections.register),
-    Legacy(topology.register),
     Legacy(txn.register),
     Legacy(ui.register),
 ]
