@@ -508,8 +508,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("agent.check.warn", "PUT"): Rule(check=_agent_check_by_id),
     ("agent.check.fail", "PUT"): Rule(check=_agent_check_by_id),
     ("agent.check.update", "PUT"): Rule(check=_agent_check_by_id),
-    ("agent.connect.ca.leaf", "GET"): need(P.SERVICE_WRITE, param("service")),
-    ("agent.connect.ca.roots", "GET"): PUBLIC,
     # meshd's proxy ejections: read by the proxy's service, written by its proxy
     ("agent.connect.proxy_ejections", "GET"): Rule(response_filter=filter_proxy_reports),
     ("agent.connect.proxy_ejections.one", "GET"): Rule(check=_proxy_ejections_read),
@@ -517,9 +515,6 @@ RULES: dict[tuple[str, str], Rule] = {
     # catalog and health: answers filtered to what the token may read
     # Consul: service:read on the chain's service
     # connect
-    ("connect.ca.roots", "GET"): PUBLIC,
-    ("connect.ca.config", "GET"): need(P.OPERATOR_READ),
-    ("connect.ca.config.set", "PUT"): need(P.OPERATOR_WRITE),
     # coordinates and events
     ("coordinate.datacenters", "GET"): PUBLIC,
     ("coordinate.nodes", "GET"): Rule(response_filter=filter_coordinates),

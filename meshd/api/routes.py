@@ -419,9 +419,32 @@ ROUTES: list[Endpoint | Legacy] = [
         "internal.ui.service_topology",
         need(P.SERVICE_READ, param("service")),
     ),
+    # connect_ca (meshd/api/connect_ca.py)
+    E("GET", "/v1/connect/ca/roots", connect_ca.roots, "connect.ca.roots", PUBLIC),
+    E("GET", "/v1/agent/connect/ca/roots", connect_ca.roots, "agent.connect.ca.roots", PUBLIC),
+    E(
+        "GET",
+        "/v1/connect/ca/configuration",
+        connect_ca.get_config,
+        "connect.ca.config",
+        need(P.OPERATOR_READ),
+    ),
+    E(
+        "PUT",
+        "/v1/connect/ca/configuration",
+        connect_ca.set_config,
+        "connect.ca.config.set",
+        need(P.OPERATOR_WRITE),
+    ),
+    E(
+        "GET",
+        "/v1/agent/connect/ca/leaf/*service",
+        connect_ca.leaf,
+        "agent.connect.ca.leaf",
+        need(P.SERVICE_WRITE, param("service")),
+    ),
     # not converted yet: each module's register() adds its routes
     Legacy(agent.register),
-    Legacy(connect_ca.register),
     Legacy(coordinate.register),
     Legacy(explain.register),
     Legacy(monitor.register),
