@@ -524,11 +524,6 @@ RULES: dict[tuple[str, str], Rule] = {
     # operator, snapshot, status
     # config entries (consul-compat2)
     # gateways, usage, keyring, coordinates, local health (consul-compat2)
-    ("operator.usage", "GET"): need(P.OPERATOR_READ),
-    ("operator.keyring", "GET"): need(P.KEYRING_READ),
-    ("operator.keyring", "POST"): need(P.KEYRING_WRITE),
-    ("operator.keyring", "PUT"): need(P.KEYRING_WRITE),
-    ("operator.keyring", "DELETE"): need(P.KEYRING_WRITE),
     ("coordinate.update", "PUT"): need(P.NODE_WRITE, lambda agent, req: _field(_body(req), "Node")),
     ("agent.health.id", "GET"): Rule(check=_agent_health_by_id),
     ("agent.health.name", "GET"): need(P.SERVICE_READ, param("service_name")),
