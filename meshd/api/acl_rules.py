@@ -533,8 +533,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("ui.static", "GET"): Rule(public=True, ignores_token=True),
     # streaming and operator additions (cli-commands)
     ("agent.monitor", "GET"): need(P.AGENT_READ, own_node),
-    ("operator.autopilot.configuration", "PUT"): need(P.OPERATOR_WRITE),
-    ("operator.autopilot.state", "GET"): need(P.OPERATOR_READ),
     # observability (prom-sd): answers hold only what the token may read
     ("prometheus.sd", "GET"): FILTERED,
     # tracing (obs-tracing): the handlers check every span's service (meshd/api/traces.py)

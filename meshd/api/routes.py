@@ -473,12 +473,26 @@ ROUTES: list[Endpoint | Legacy] = [
         "operator.keyring",
         need(P.KEYRING_WRITE),
     ),
+    # operator_autopilot (meshd/api/operator_autopilot.py)
+    E(
+        "PUT",
+        "/v1/operator/autopilot/configuration",
+        operator_autopilot.set_configuration,
+        "operator.autopilot.configuration",
+        need(P.OPERATOR_WRITE),
+    ),
+    E(
+        "GET",
+        "/v1/operator/autopilot/state",
+        operator_autopilot.state,
+        "operator.autopilot.state",
+        need(P.OPERATOR_READ),
+    ),
     # not converted yet: each module's register() adds its routes
     Legacy(agent.register),
     Legacy(coordinate.register),
     Legacy(explain.register),
     Legacy(monitor.register),
-    Legacy(operator_autopilot.register),
     Legacy(prometheus_sd.register),
     Legacy(proxy_ejections.register),
     Legacy(txn.register),
