@@ -534,7 +534,6 @@ RULES: dict[tuple[str, str], Rule] = {
     # streaming and operator additions (cli-commands)
     ("agent.monitor", "GET"): need(P.AGENT_READ, own_node),
     # observability (prom-sd): answers hold only what the token may read
-    ("prometheus.sd", "GET"): FILTERED,
     # tracing (obs-tracing): the handlers check every span's service (meshd/api/traces.py)
     # meshd explain: service:read on both ends of the described request
     ("internal.explain", "GET"): Rule(check=_explain),

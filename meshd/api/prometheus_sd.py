@@ -42,7 +42,7 @@ from typing import Any, Protocol
 
 import trio
 
-from ..http import BadRequest, QueryOptions, Request, Response, Router
+from ..http import BadRequest, QueryOptions, Request, Response
 from ..wire import ReadOptions, ReadResult
 from . import ports
 from .common import check_dc, read_options, with_meta
@@ -236,36 +236,35 @@ class _Reads:
         return result.value
 
 
-def register(router: Router, agent: Ports) -> None:
-    """Add GET /v1/prometheus/sd."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def sd(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        kinds = _kinds(req)
-        wanted = set(req.query.get("service") or [])
-        passing = passing_flag(req)
-        await wait_for_change(agent, opts)
-        reads = _Reads(agent, opts)
-        groups: list[dict[str, Any]] = []
-        names = sorted(await reads("catalog.services", {}) or {})
-        if kinds & {"service", "proxy"}:
-            for name in names:
-                if wanted and name not in wanted:
-                    continue
-                rows = await reads("health.service", {"name": name, "passing": passing})
-                groups += service_groups(rows or [], kinds)
-        if "agent" in kinds:
-            groups += agent_groups(agent, await reads("catalog.nodes", {}) or [])
-        assert reads.last is not None
-        result = ReadResult(
-            groups,
-            reads.index,
-            reads.last.known_leader,
-            reads.last.last_contact,
-            reads.last.consistency,
-            reads.filtered,
-        )
-        return with_meta(Response.json(groups, pretty=opts.pretty), result)
 
-    router.add("GET", "/v1/prometheus/sd", sd, name="prometheus.sd")
+async def sd(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    kinds = _kinds(req)
+    wanted = set(req.query.get("service") or [])
+    passing = passing_flag(req)
+    await wait_for_change(p, opts)
+    reads = _Reads(p, opts)
+    groups: list[dict[str, Any]] = []
+    names = sorted(await reads("catalog.services", {}) or {})
+    if kinds & {"service", "proxy"}:
+        for name in names:
+            if wanted and name not in wanted:
+                continue
+            rows = await reads("health.service", {"name": name, "passing": passing})
+            groups += service_groups(rows or [], kinds)
+    if "agent" in kinds:
+        groups += agent_groups(p, await reads("catalog.nodes", {}) or [])
+    assert reads.last is not None
+    result = ReadResult(
+        groups,
+        reads.index,
+        reads.last.known_leader,
+        reads.last.last_contact,
+        reads.last.consistency,
+        reads.filtered,
+    )
+    return with_meta(Response.json(groups, pretty=opts.pretty), result)

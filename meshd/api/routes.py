@@ -488,12 +488,13 @@ ROUTES: list[Endpoint | Legacy] = [
         "operator.autopilot.state",
         need(P.OPERATOR_READ),
     ),
+    # prometheus_sd (meshd/api/prometheus_sd.py)
+    E("GET", "/v1/prometheus/sd", prometheus_sd.sd, "prometheus.sd", FILTERED),
     # not converted yet: each module's register() adds its routes
     Legacy(agent.register),
     Legacy(coordinate.register),
     Legacy(explain.register),
     Legacy(monitor.register),
-    Legacy(prometheus_sd.register),
     Legacy(proxy_ejections.register),
     Legacy(txn.register),
     Legacy(ui.register),
