@@ -532,7 +532,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("ui.redirect", "GET"): Rule(public=True, ignores_token=True),
     ("ui.static", "GET"): Rule(public=True, ignores_token=True),
     # streaming and operator additions (cli-commands)
-    ("agent.monitor", "GET"): need(P.AGENT_READ, own_node),
     # observability (prom-sd): answers hold only what the token may read
     # tracing (obs-tracing): the handlers check every span's service (meshd/api/traces.py)
     # meshd explain: service:read on both ends of the described request

@@ -69,6 +69,7 @@ from .acl_rules import (
     kv_delete,
     kv_get,
     need,
+    own_node,
     param,
     query,
     rule_for,
@@ -490,11 +491,12 @@ ROUTES: list[Endpoint | Legacy] = [
     ),
     # prometheus_sd (meshd/api/prometheus_sd.py)
     E("GET", "/v1/prometheus/sd", prometheus_sd.sd, "prometheus.sd", FILTERED),
+    # monitor (meshd/api/monitor.py)
+    E("GET", "/v1/agent/monitor", monitor.monitor, "agent.monitor", need(P.AGENT_READ, own_node)),
     # not converted yet: each module's register() adds its routes
     Legacy(agent.register),
     Legacy(coordinate.register),
     Legacy(explain.register),
-    Legacy(monitor.register),
     Legacy(proxy_ejections.register),
     Legacy(txn.register),
     Legacy(ui.register),
