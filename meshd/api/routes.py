@@ -63,6 +63,7 @@ from .acl_rules import (
     catalog_register,
     config_batch,
     config_entry,
+    filter_coordinates,
     filter_events,
     intention_by_id,
     intention_exact,
@@ -493,9 +494,37 @@ ROUTES: list[Endpoint | Legacy] = [
     E("GET", "/v1/prometheus/sd", prometheus_sd.sd, "prometheus.sd", FILTERED),
     # monitor (meshd/api/monitor.py)
     E("GET", "/v1/agent/monitor", monitor.monitor, "agent.monitor", need(P.AGENT_READ, own_node)),
+    # coordinate (meshd/api/coordinate.py)
+    E(
+        "GET",
+        "/v1/coordinate/datacenters",
+        coordinate.datacenters,
+        "coordinate.datacenters",
+        PUBLIC,
+    ),
+    E(
+        "GET",
+        "/v1/coordinate/nodes",
+        coordinate.nodes,
+        "coordinate.nodes",
+        Rule(response_filter=filter_coordinates),
+    ),
+    E(
+        "GET",
+        "/v1/coordinate/node/*node",
+        coordinate.node,
+        "coordinate.node",
+        need(P.NODE_READ, param("node")),
+    ),
+    E(
+        "PUT",
+        "/v1/coordinate/update",
+        coordinate.update,
+        "coordinate.update",
+        need(P.NODE_WRITE, body_field("Node")),
+    ),
     # not converted yet: each module's register() adds its routes
     Legacy(agent.register),
-    Legacy(coordinate.register),
     Legacy(explain.register),
     Legacy(proxy_ejections.register),
     Legacy(txn.register),
