@@ -402,7 +402,7 @@ async def session_create(agent: Ports, req: Request, authz: ACLAuthorizer) -> No
     authz.require(P.SESSION_WRITE, _field(_body(req), "Node") or agent.node_name)
 
 
-async def _txn(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def txn_check(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     ops = _body(req)
     for op in ops if isinstance(ops, list) else []:
         if not isinstance(op, Mapping):
@@ -520,7 +520,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("coordinate.nodes", "GET"): Rule(response_filter=filter_coordinates),
     ("coordinate.node", "GET"): need(P.NODE_READ, param("node")),
     # kv, sessions, transactions
-    ("txn", "PUT"): Rule(check=_txn),
+    ("txn", "PUT"): Rule(check=txn_check),
     # operator, snapshot, status
     # config entries (consul-compat2)
     # gateways, usage, keyring, coordinates, local health (consul-compat2)

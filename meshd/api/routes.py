@@ -76,6 +76,7 @@ from .acl_rules import (
     rule_for,
     session_create,
     session_write_by_id,
+    txn_check,
 )
 from .common import FILTERED_HEADER, error_mapping
 
@@ -523,11 +524,12 @@ ROUTES: list[Endpoint | Legacy] = [
         "coordinate.update",
         need(P.NODE_WRITE, body_field("Node")),
     ),
+    # txn (meshd/api/txn.py)
+    E("PUT", "/v1/txn", txn.txn, "txn", Rule(check=txn_check)),
     # not converted yet: each module's register() adds its routes
     Legacy(agent.register),
     Legacy(explain.register),
     Legacy(proxy_ejections.register),
-    Legacy(txn.register),
     Legacy(ui.register),
 ]
 
