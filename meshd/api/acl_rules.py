@@ -287,17 +287,17 @@ def _proxy_destination_of_id(agent: Ports, service_id: str) -> str:
     return defn.service.destination or defn.service.service
 
 
-async def _proxy_ejections_read(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def proxy_ejections_read(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     sid = req.path_params.get("service_id", "")
     authz.require(P.SERVICE_READ, _proxy_destination_of_id(agent, sid))
 
 
-async def _proxy_ejections_write(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def proxy_ejections_write(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     sid = req.path_params.get("service_id", "")
     authz.require(P.SERVICE_WRITE, _proxy_destination_of_id(agent, sid))
 
 
-async def _explain(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def explain_check(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     """service:read on Source and Destination (body or query); a missing one
     is left to the handler's 400."""
     body = _body(req) if req.method == "POST" else {}
@@ -509,9 +509,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("agent.check.fail", "PUT"): Rule(check=_agent_check_by_id),
     ("agent.check.update", "PUT"): Rule(check=_agent_check_by_id),
     # meshd's proxy ejections: read by the proxy's service, written by its proxy
-    ("agent.connect.proxy_ejections", "GET"): Rule(response_filter=filter_proxy_reports),
-    ("agent.connect.proxy_ejections.one", "GET"): Rule(check=_proxy_ejections_read),
-    ("agent.connect.proxy_ejections.one", "PUT"): Rule(check=_proxy_ejections_write),
     # catalog and health: answers filtered to what the token may read
     # Consul: service:read on the chain's service
     # connect
@@ -535,8 +532,6 @@ RULES: dict[tuple[str, str], Rule] = {
     # observability (prom-sd): answers hold only what the token may read
     # tracing (obs-tracing): the handlers check every span's service (meshd/api/traces.py)
     # meshd explain: service:read on both ends of the described request
-    ("internal.explain", "GET"): Rule(check=_explain),
-    ("internal.explain", "POST"): Rule(check=_explain),
 }
 
 

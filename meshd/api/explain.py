@@ -56,7 +56,7 @@ from registry.errors import ValidationError
 
 from ..agent.definitions import check_service_name
 from ..agent.proxy_ejections import Ejection
-from ..http import BadRequest, HTTPError, NotFound, Request, Response, Router, decode_json_body
+from ..http import BadRequest, HTTPError, NotFound, Request, Response, decode_json_body
 from ..wire import ReadOptions
 from . import ports
 from .explain_intention import intention_decision
@@ -316,11 +316,7 @@ async def explain_request(agent: Ports, q: ExplainInput) -> dict[str, Any]:
     return {**head, **out}
 
 
-def register(router: Router, agent: Ports) -> None:
-    """Add /v1/internal/explain (GET and POST)."""
-
-    async def handler(req: Request) -> Response:
-        answer = await explain_request(agent, parse_input(req))
-        return Response.json(answer, pretty="pretty" in req.query)
-
-    router.add(["GET", "POST"], PATH, handler, name="internal.explain")
+async def answer(p: Ports, req: Request) -> Response:
+    """``GET``/``POST /v1/internal/explain`` (a row of meshd/api/routes.py ROUTES)."""
+    result = await explain_request(p, parse_input(req))
+    return Response.json(result, pretty="pretty" in req.query)

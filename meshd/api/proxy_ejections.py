@@ -36,7 +36,7 @@ from ..agent.proxy_ejections import (
     Report,
     parse_rfc3339,
 )
-from ..http import BadRequest, NotFound, Request, Response, Router, decode_json_body
+from ..http import BadRequest, NotFound, Request, Response, decode_json_body
 from . import ports
 
 
@@ -149,33 +149,31 @@ def _report_json(agent: Ports, service_id: str, report: Report | None) -> dict[s
     return report.to_json(time.time())
 
 
-def register(router: Router, agent: Ports) -> None:
-    """Add the proxy-ejections routes."""
-    store = agent.proxy_ejections
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def put(req: Request) -> Response:
-        sid = req.path_params.get("service_id", "")
-        dest = proxy_destination(agent, sid)
-        body = decode_json_body(req, fields=("Upstreams",), max_bytes=MAX_BODY, allow_empty=True)
-        upstreams = parse_report(body)
-        store.put(sid, dest, upstreams, now=trio.current_time(), wall=time.time())
-        return Response.json(True)
 
-    async def get_one(req: Request) -> Response:
-        sid = req.path_params.get("service_id", "")
-        proxy_destination(agent, sid)
-        report = store.get(sid, trio.current_time())
-        return Response.json(_report_json(agent, sid, report), pretty="pretty" in req.query)
+async def put(p: Ports, req: Request) -> Response:
+    sid = req.path_params.get("service_id", "")
+    dest = proxy_destination(p, sid)
+    body = decode_json_body(req, fields=("Upstreams",), max_bytes=MAX_BODY, allow_empty=True)
+    upstreams = parse_report(body)
+    p.proxy_ejections.put(sid, dest, upstreams, now=trio.current_time(), wall=time.time())
+    return Response.json(True)
 
-    async def get_all(req: Request) -> Response:
-        now = trio.current_time()
-        proxies = sorted(sid for sid, d in agent.local.services.items() if d.service.destination)
-        reports = [_report_json(agent, sid, store.get(sid, now)) for sid in proxies]
-        return Response.json(reports, pretty="pretty" in req.query)
 
-    router.add("GET", BASE, get_all, name="agent.connect.proxy_ejections")
-    router.add("GET", f"{BASE}/*service_id", get_one, name=NAME_ONE)
-    router.add("PUT", f"{BASE}/*service_id", put, name=NAME_ONE)
+async def get_one(p: Ports, req: Request) -> Response:
+    sid = req.path_params.get("service_id", "")
+    proxy_destination(p, sid)
+    report = p.proxy_ejections.get(sid, trio.current_time())
+    return Response.json(_report_json(p, sid, report), pretty="pretty" in req.query)
+
+
+async def get_all(p: Ports, req: Request) -> Response:
+    now = trio.current_time()
+    proxies = sorted(sid for sid, d in p.local.services.items() if d.service.destination)
+    reports = [_report_json(p, sid, p.proxy_ejections.get(sid, now)) for sid in proxies]
+    return Response.json(reports, pretty="pretty" in req.query)
 
 
 NAME_ONE = "agent.connect.proxy_ejections.one"

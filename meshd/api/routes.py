@@ -63,8 +63,10 @@ from .acl_rules import (
     catalog_register,
     config_batch,
     config_entry,
+    explain_check,
     filter_coordinates,
     filter_events,
+    filter_proxy_reports,
     intention_by_id,
     intention_exact,
     kv_delete,
@@ -72,6 +74,8 @@ from .acl_rules import (
     need,
     own_node,
     param,
+    proxy_ejections_read,
+    proxy_ejections_write,
     query,
     rule_for,
     session_create,
@@ -526,10 +530,33 @@ ROUTES: list[Endpoint | Legacy] = [
     ),
     # txn (meshd/api/txn.py)
     E("PUT", "/v1/txn", txn.txn, "txn", Rule(check=txn_check)),
+    # explain (meshd/api/explain.py)
+    E("GET", explain.PATH, explain.answer, "internal.explain", Rule(check=explain_check)),
+    E("POST", explain.PATH, explain.answer, "internal.explain", Rule(check=explain_check)),
+    # proxy ejections (meshd/api/proxy_ejections.py)
+    E(
+        "GET",
+        proxy_ejections.BASE,
+        proxy_ejections.get_all,
+        "agent.connect.proxy_ejections",
+        Rule(response_filter=filter_proxy_reports),
+    ),
+    E(
+        "GET",
+        f"{proxy_ejections.BASE}/*service_id",
+        proxy_ejections.get_one,
+        proxy_ejections.NAME_ONE,
+        Rule(check=proxy_ejections_read),
+    ),
+    E(
+        "PUT",
+        f"{proxy_ejections.BASE}/*service_id",
+        proxy_ejections.put,
+        proxy_ejections.NAME_ONE,
+        Rule(check=proxy_ejections_write),
+    ),
     # not converted yet: each module's register() adds its routes
     Legacy(agent.register),
-    Legacy(explain.register),
-    Legacy(proxy_ejections.register),
     Legacy(ui.register),
 ]
 
