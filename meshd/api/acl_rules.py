@@ -256,7 +256,7 @@ async def kv_delete(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
         authz.require(P.KEY_WRITE, key)
 
 
-async def _agent_service_register(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def agent_service_register(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     body = _body(req)
     targets = registration_targets(agent, body)
     if targets:  # the body parses: the real names (sidecar, replaced IDs)
@@ -276,7 +276,7 @@ def _require_targets(authz: ACLAuthorizer, targets: list[tuple[str, str]]) -> No
         authz.require(P.SERVICE_WRITE if kind == "service" else P.NODE_WRITE, target)
 
 
-async def _agent_service_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def agent_service_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     authz.require(P.SERVICE_WRITE, _service_of_id(agent, req.path_params.get("service_id", "")))
 
 
@@ -311,7 +311,7 @@ def filter_proxy_reports(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
     return _keep(value or [], lambda r: authz.service_read(str(r.get("Service") or "")))
 
 
-async def _agent_service_read(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def agent_service_read(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     authz.require(P.SERVICE_READ, _service_of_id(agent, req.path_params.get("service_id", "")))
 
 
@@ -322,13 +322,13 @@ def _check_target(authz: ACLAuthorizer, agent: Ports, service_name: str) -> None
         authz.require(P.NODE_WRITE, agent.node_name)
 
 
-async def _agent_check_register(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def agent_check_register(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     sid = _field(_body(req), "ServiceID", "ServiceId", "service_id")
     _check_target(authz, agent, _service_of_id(agent, sid) if sid else "")
     _require_targets(authz, check_targets(agent, _body(req)))
 
 
-async def _agent_check_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def agent_check_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     defn = agent.local.checks.get(req.path_params.get("check_id", ""))
     _check_target(authz, agent, defn.check.service_name if defn is not None else "")
 
@@ -469,7 +469,7 @@ READ_FILTERS["config.list"] = filter_config_entries
 READ_FILTERS["health.ingress"] = filter_health_rows
 
 
-async def _agent_health_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
+async def agent_health_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     authz.require(P.SERVICE_READ, _service_of_id(agent, req.path_params.get("service_id", "")))
 
 
@@ -482,56 +482,14 @@ def body_field(name: str) -> Callable[[Ports, Request], str]:
     return lambda agent, req: _field(_body(req), name)
 
 
-# The rules of the routes not yet in meshd/api/routes.py's ROUTES rows (their
-# modules still add routes with ``register``), by (route name, method).
+# The rules of the routes not in meshd/api/routes.py's ROUTES rows (their
+# modules still add routes with ``register``: ``Legacy`` rows), by (route
+# name, method). A module added the old way puts its routes' rules here.
 RULES: dict[tuple[str, str], Rule] = {
-    # agent
-    ("agent.self", "GET"): need(P.AGENT_READ, own_node),
-    ("agent.members", "GET"): Rule(response_filter=filter_members),
-    ("agent.host", "GET"): need(P.OPERATOR_READ),
-    ("agent.metrics", "GET"): need(P.AGENT_READ, own_node),
-    ("agent.join", "PUT"): need(P.AGENT_WRITE, own_node),
-    ("agent.leave", "PUT"): need(P.AGENT_WRITE, own_node),
-    ("agent.force_leave", "PUT"): need(P.OPERATOR_WRITE),
-    ("agent.reload", "PUT"): need(P.AGENT_WRITE, own_node),
-    ("agent.token", "PUT"): need(P.ACL_WRITE),
-    ("agent.maintenance", "PUT"): need(P.NODE_WRITE, own_node),
-    ("agent.services", "GET"): Rule(response_filter=filter_agent_services),
-    ("agent.service", "GET"): Rule(check=_agent_service_read),
-    ("agent.service.register", "PUT"): Rule(check=_agent_service_register),
-    ("agent.service.deregister", "PUT"): Rule(check=_agent_service_by_id),
-    ("agent.service.maintenance", "PUT"): Rule(check=_agent_service_by_id),
-    ("agent.checks", "GET"): Rule(response_filter=filter_agent_checks),
-    ("agent.check.register", "PUT"): Rule(check=_agent_check_register),
-    ("agent.check.deregister", "PUT"): Rule(check=_agent_check_by_id),
-    ("agent.check.pass", "PUT"): Rule(check=_agent_check_by_id),
-    ("agent.check.warn", "PUT"): Rule(check=_agent_check_by_id),
-    ("agent.check.fail", "PUT"): Rule(check=_agent_check_by_id),
-    ("agent.check.update", "PUT"): Rule(check=_agent_check_by_id),
-    # meshd's proxy ejections: read by the proxy's service, written by its proxy
-    # catalog and health: answers filtered to what the token may read
-    # Consul: service:read on the chain's service
-    # connect
-    # coordinates and events
-    ("coordinate.datacenters", "GET"): PUBLIC,
-    ("coordinate.nodes", "GET"): Rule(response_filter=filter_coordinates),
-    ("coordinate.node", "GET"): need(P.NODE_READ, param("node")),
-    # kv, sessions, transactions
-    ("txn", "PUT"): Rule(check=txn_check),
-    # operator, snapshot, status
-    # config entries (consul-compat2)
-    # gateways, usage, keyring, coordinates, local health (consul-compat2)
-    ("coordinate.update", "PUT"): need(P.NODE_WRITE, lambda agent, req: _field(_body(req), "Node")),
-    ("agent.health.id", "GET"): Rule(check=_agent_health_by_id),
-    ("agent.health.name", "GET"): need(P.SERVICE_READ, param("service_name")),
     # the web UI's static files (meshd/api/ui.py): the pages' API calls carry the token
     ("ui.index", "GET"): Rule(public=True, ignores_token=True),
     ("ui.redirect", "GET"): Rule(public=True, ignores_token=True),
     ("ui.static", "GET"): Rule(public=True, ignores_token=True),
-    # streaming and operator additions (cli-commands)
-    # observability (prom-sd): answers hold only what the token may read
-    # tracing (obs-tracing): the handlers check every span's service (meshd/api/traces.py)
-    # meshd explain: service:read on both ends of the described request
 }
 
 

@@ -32,7 +32,7 @@ import trio
 from registry import shapes
 from registry.records import HealthCheck
 
-from ..http import QueryOptions, Request, Response, Router
+from ..http import QueryOptions, Request, Response
 from ..metrics.prometheus import PROMETHEUS_CONTENT_TYPE
 from . import ports
 
@@ -225,52 +225,45 @@ def _health_answer(req: Request, status: str, body: Any, code: int) -> Response:
     return Response.json(body, status=code, pretty="pretty" in req.query)
 
 
-def _register_health(router: Router, agent: Ports) -> None:
-    async def by_id(req: Request) -> Response:
-        service_id = req.path_params["service_id"]
-        if service_id not in agent.local.services:
-            reason = f"ServiceId {service_id} not found"
-            if req.query_value("format") == "text":
-                return Response.text(reason, status=404)
-            empty = {"AggregatedStatus": "critical", "Service": None, "Checks": None}
-            return Response.json(empty, status=404)
-        status, info = _service_info(agent, service_id)
-        return _health_answer(req, status, info, _STATUS_CODE[status])
-
-    async def by_name(req: Request) -> Response:
-        name = req.path_params["service_name"]
-        ids = sorted(i for i, d in agent.local.services.items() if d.service.service == name)
-        if not ids:
-            reason = f"ServiceName {name} Not Found"
-            if req.query_value("format") == "text":
-                return Response.text(reason, status=404)
-            return Response.json(None, status=404)
-        infos = [_service_info(agent, i) for i in ids]
-        status = max((s for s, _ in infos), key=_RANK.__getitem__)
-        return _health_answer(req, status, [i for _, i in infos], _STATUS_CODE[status])
-
-    router.add("GET", "/v1/agent/health/service/id/*service_id", by_id, name="agent.health.id")
-    router.add(
-        "GET", "/v1/agent/health/service/name/*service_name", by_name, name="agent.health.name"
-    )
+async def by_id(p: Ports, req: Request) -> Response:
+    service_id = req.path_params["service_id"]
+    if service_id not in p.local.services:
+        reason = f"ServiceId {service_id} not found"
+        if req.query_value("format") == "text":
+            return Response.text(reason, status=404)
+        empty = {"AggregatedStatus": "critical", "Service": None, "Checks": None}
+        return Response.json(empty, status=404)
+    status, info = _service_info(p, service_id)
+    return _health_answer(req, status, info, _STATUS_CODE[status])
 
 
-def register(router: Router, agent: Ports) -> None:
-    """Add the metrics, host and health-by-service routes to the one route table."""
-    _register_health(router, agent)
+async def by_name(p: Ports, req: Request) -> Response:
+    name = req.path_params["service_name"]
+    ids = sorted(i for i, d in p.local.services.items() if d.service.service == name)
+    if not ids:
+        reason = f"ServiceName {name} Not Found"
+        if req.query_value("format") == "text":
+            return Response.text(reason, status=404)
+        return Response.json(None, status=404)
+    infos = [_service_info(p, i) for i in ids]
+    status = max((s for s, _ in infos), key=_RANK.__getitem__)
+    return _health_answer(req, status, [i for _, i in infos], _STATUS_CODE[status])
 
-    async def metrics(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        registry = agent.metrics
-        if req.query_value("format") == "prometheus":
-            text = registry.prometheus_text().decode()
-            return Response.text(text, content_type=PROMETHEUS_CONTENT_TYPE)
-        return Response.json(registry.summary(time.time()), pretty=opts.pretty)
 
-    async def host(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        info = await trio.to_thread.run_sync(host_info, agent.config.data_dir or "/")
-        return Response.json(info, pretty=opts.pretty)
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    router.add("GET", "/v1/agent/metrics", metrics, name="agent.metrics")
-    router.add("GET", "/v1/agent/host", host, name="agent.host")
+
+async def metrics(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    registry = p.metrics
+    if req.query_value("format") == "prometheus":
+        text = registry.prometheus_text().decode()
+        return Response.text(text, content_type=PROMETHEUS_CONTENT_TYPE)
+    return Response.json(registry.summary(time.time()), pretty=opts.pretty)
+
+
+async def host(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    info = await trio.to_thread.run_sync(host_info, p.config.data_dir or "/")
+    return Response.json(info, pretty=opts.pretty)

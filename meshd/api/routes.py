@@ -1,13 +1,14 @@
 """The one route table, as Consul's agent/http_register.go: every row is an
-``Endpoint`` (method, path, handler, name, ACL rule) or, for a module not
-converted yet, a ``Legacy`` row whose ``register`` adds that module's routes
-(their rules are found in ``acl_rules.RULES`` by route name).
+``Endpoint`` (method, path, handler, name, ACL rule) or, for a module that
+still adds its own routes, a ``Legacy`` row whose ``register(router, ports)``
+does so (those routes' rules are found in ``acl_rules.RULES`` by route name,
+and ``build_router`` fails for a route without one).
 
 A handler is a module-level ``async def handler(ports, request) -> Response``
-that types against the ports of meshd/api/ports.py it uses; the name labels
-the request's metrics and logs (``meshd.http.request`` by route). Still
-``Legacy`` (``register(router, ports)`` with closures): every module but
-acl, acl_auth, catalog and intentions.
+typed against the ports of meshd/api/ports.py it uses; the name labels the
+request's metrics and logs. Only the web UI is still ``Legacy``: its routes
+exist only when ``ui_config.enabled``. New modules from other branches may
+arrive as ``Legacy`` rows and be converted later.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from . import (
     acl_auth,
     acl_context,
     agent,
+    agent_checks,
+    agent_host,
     catalog,
     config_entries,
     connect_ca,
@@ -58,14 +61,23 @@ from .acl_rules import (
     PUBLIC,
     ItemFilter,
     Rule,
+    agent_check_by_id,
+    agent_check_register,
+    agent_health_by_id,
+    agent_service_by_id,
+    agent_service_read,
+    agent_service_register,
     body_field,
     catalog_deregister,
     catalog_register,
     config_batch,
     config_entry,
     explain_check,
+    filter_agent_checks,
+    filter_agent_services,
     filter_coordinates,
     filter_events,
+    filter_members,
     filter_proxy_reports,
     intention_by_id,
     intention_exact,
@@ -555,8 +567,142 @@ ROUTES: list[Endpoint | Legacy] = [
         proxy_ejections.NAME_ONE,
         Rule(check=proxy_ejections_write),
     ),
-    # not converted yet: each module's register() adds its routes
-    Legacy(agent.register),
+    # agent (meshd/api/agent.py, agent_checks.py, agent_host.py)
+    E("GET", "/v1/agent/self", agent.self_, "agent.self", need(P.AGENT_READ, own_node)),
+    E(
+        "GET",
+        "/v1/agent/members",
+        agent.members,
+        "agent.members",
+        Rule(response_filter=filter_members),
+    ),
+    E(
+        "GET",
+        "/v1/agent/services",
+        agent.services,
+        "agent.services",
+        Rule(response_filter=filter_agent_services),
+    ),
+    E(
+        "GET",
+        "/v1/agent/service/*service_id",
+        agent.service,
+        "agent.service",
+        Rule(check=agent_service_read),
+    ),
+    E(
+        "PUT",
+        "/v1/agent/service/register",
+        agent.register_service,
+        "agent.service.register",
+        Rule(check=agent_service_register),
+    ),
+    E(
+        "PUT",
+        "/v1/agent/service/deregister/*service_id",
+        agent.deregister_service,
+        "agent.service.deregister",
+        Rule(check=agent_service_by_id),
+    ),
+    E(
+        "PUT",
+        "/v1/agent/service/maintenance/*service_id",
+        agent.service_maintenance,
+        "agent.service.maintenance",
+        Rule(check=agent_service_by_id),
+    ),
+    E(
+        "PUT",
+        "/v1/agent/maintenance",
+        agent.node_maintenance,
+        "agent.maintenance",
+        need(P.NODE_WRITE, own_node),
+    ),
+    E("PUT", "/v1/agent/join/:address", agent.do_join, "agent.join", need(P.AGENT_WRITE, own_node)),
+    E("PUT", "/v1/agent/leave", agent.do_leave, "agent.leave", need(P.AGENT_WRITE, own_node)),
+    E(
+        "PUT",
+        "/v1/agent/force-leave/*node",
+        agent.force_leave,
+        "agent.force_leave",
+        need(P.OPERATOR_WRITE),
+    ),
+    E("PUT", "/v1/agent/reload", agent.reload, "agent.reload", need(P.AGENT_WRITE, own_node)),
+    E("PUT", "/v1/agent/token/:kind", agent.token, "agent.token", need(P.ACL_WRITE)),
+    # agent_checks (meshd/api/agent_checks.py)
+    E(
+        "GET",
+        "/v1/agent/checks",
+        agent_checks.checks,
+        "agent.checks",
+        Rule(response_filter=filter_agent_checks),
+    ),
+    E(
+        "PUT",
+        "/v1/agent/check/register",
+        agent_checks.register_check,
+        "agent.check.register",
+        Rule(check=agent_check_register),
+    ),
+    E(
+        "PUT",
+        "/v1/agent/check/deregister/*check_id",
+        agent_checks.deregister_check,
+        "agent.check.deregister",
+        Rule(check=agent_check_by_id),
+    ),
+    E(
+        "PUT",
+        "/v1/agent/check/pass/*check_id",
+        agent_checks.ttl_pass,
+        "agent.check.pass",
+        Rule(check=agent_check_by_id),
+    ),
+    E(
+        "PUT",
+        "/v1/agent/check/warn/*check_id",
+        agent_checks.ttl_warn,
+        "agent.check.warn",
+        Rule(check=agent_check_by_id),
+    ),
+    E(
+        "PUT",
+        "/v1/agent/check/fail/*check_id",
+        agent_checks.ttl_fail,
+        "agent.check.fail",
+        Rule(check=agent_check_by_id),
+    ),
+    E(
+        "PUT",
+        "/v1/agent/check/update/*check_id",
+        agent_checks.update,
+        "agent.check.update",
+        Rule(check=agent_check_by_id),
+    ),
+    # agent_host (meshd/api/agent_host.py)
+    E(
+        "GET",
+        "/v1/agent/metrics",
+        agent_host.metrics,
+        "agent.metrics",
+        need(P.AGENT_READ, own_node),
+    ),
+    E("GET", "/v1/agent/host", agent_host.host, "agent.host", need(P.OPERATOR_READ)),
+    E(
+        "GET",
+        "/v1/agent/health/service/id/*service_id",
+        agent_host.by_id,
+        "agent.health.id",
+        Rule(check=agent_health_by_id),
+    ),
+    E(
+        "GET",
+        "/v1/agent/health/service/name/*service_name",
+        agent_host.by_name,
+        "agent.health.name",
+        need(P.SERVICE_READ, param("service_name")),
+    ),
+    # the UI's routes exist only with ui_config.enabled: its register() decides
     Legacy(ui.register),
 ]
 
