@@ -41,16 +41,15 @@ from ..acl.errors import RulesError
 from ..acl.templated import TEMPLATES, TemplateError, templated_policy_rules
 from ..agent.acl_table_reads import policy_hash
 from ..durations import parse_duration_ns
-from ..errors import DurationError
+from ..errors import ACLNotFound, DurationError, Internal
 from ..http import (
     BadRequest,
-    HTTPError,
     JSONFields,
     Request,
     Response,
     decode_json_body,
 )
-from .acl_base import NotFound, Ports, call, enabled, read_list, read_one, require
+from .acl_base import Ports, call, enabled, read_list, read_one, require
 from .common import json_response, read
 
 _TENANCY = ("Namespace", "Partition")
@@ -287,7 +286,7 @@ def preview_templated_policy(name: str, variables: Mapping[str, Any]) -> dict[st
     try:
         parse_rules(rules)
     except RulesError as exc:  # a template bug, not the caller's
-        raise HTTPError(500, f"templated policy {name}: {exc}") from None
+        raise Internal(f"templated policy {name}: {exc}") from None
     policy_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"meshd:{name}:{rules}"))
     policy = ACLPolicy(
         policy_id,
@@ -324,10 +323,10 @@ async def token_self(p: Ports, req: Request) -> Response:
     enabled(p, req)
     secret = req.token or p.tokens.get("default")
     if not secret:
-        raise NotFound()
+        raise ACLNotFound()
     result, opts = await read(p, req, "acl.token_self", {"secret": secret, "now": time.time()})
     if result.value is None:
-        raise NotFound()
+        raise ACLNotFound()
     return json_response(result.value, result, opts)
 
 

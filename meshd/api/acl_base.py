@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..acl import ACLAuthorizer, Permission
-from ..http import HTTPError, QueryOptions, Request, Response
+from ..errors import ACLDisabled, ACLNotFound
+from ..http import QueryOptions, Request, Response
 from . import ports
 from .acl_context import authorizer
 from .common import check_dc, json_response, read
@@ -21,17 +22,10 @@ class Ports(ports.Registry, ports.Servers, ports.Configured, ports.ACL, ports.To
     """What the ACL handlers need from the agent."""
 
 
-class NotFound(HTTPError):
-    """Consul's ``acl.ErrNotFound``: 403 ``ACL not found``."""
-
-    def __init__(self) -> None:
-        super().__init__(403, "ACL not found")
-
-
 def enabled(p: Ports, req: Request) -> QueryOptions:
     """The request's options; 401 ``ACL support disabled`` without ACLs."""
     if not p.config.acl.enabled:
-        raise HTTPError(401, "ACL support disabled")
+        raise ACLDisabled()
     opts = QueryOptions.from_request(req)
     check_dc(p, opts)
     return opts
@@ -60,7 +54,7 @@ async def read_one(
 ) -> Response:
     result, opts = await read(p, req, name, args)
     if result.value is None:
-        raise NotFound()
+        raise ACLNotFound()
     value = result.value
     if name.startswith("acl.token"):
         value = redact(value, authz)

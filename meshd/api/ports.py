@@ -23,6 +23,7 @@ Ports (Consul's agent/http.go reaches one big ``*Agent``; these are its parts):
 - ``Snapshots``: snapshot save and restore.
 - ``ACL``: token resolution for the request being served.
 - ``Telemetry``: metrics and traces.
+- ``MeshTelemetry``: proxies' per-edge figures and request samples.
 - ``Readiness``: waiting for the leader to establish leadership.
 """
 
@@ -37,7 +38,9 @@ if TYPE_CHECKING:
     from ..acl import ACLAuthorizer
     from ..agent.events import EventRing, UserEvent
     from ..agent.local import LocalState
+    from ..agent.mesh_stats import MeshStats
     from ..agent.proxy_ejections import ProxyEjections
+    from ..agent.request_samples import SampleStore
     from ..agent.tokens import TokenStore
     from ..agent.traces import AgentTraces
     from ..config import AgentConfig
@@ -194,6 +197,17 @@ class Telemetry(Protocol):
     def traces(self) -> AgentTraces: ...
 
 
+class MeshTelemetry(Protocol):
+    """The local proxies' per-edge figures (mesh graph) and request samples
+    (config write --dry-run)."""
+
+    @property
+    def mesh_stats(self) -> MeshStats: ...
+
+    @property
+    def request_samples(self) -> SampleStore: ...
+
+
 class Readiness(Protocol):
     async def wait_initialized(self, timeout: float) -> bool: ...
 
@@ -211,6 +225,7 @@ class AgentPorts(
     Snapshots,
     ACL,
     Telemetry,
+    MeshTelemetry,
     Readiness,
     Protocol,
 ):

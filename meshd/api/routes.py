@@ -35,11 +35,13 @@ from . import (
     connect_ca,
     coordinate,
     discovery_chain,
+    dry_run,
     event,
     explain,
     health,
     intentions,
     kv,
+    mesh_graph,
     monitor,
     operator,
     operator_autopilot,
@@ -704,6 +706,9 @@ ROUTES: list[Endpoint | Legacy] = [
     ),
     # the UI's routes exist only with ui_config.enabled: its register() decides
     Legacy(ui.register),
+    # merged from other branches in the old style, not converted yet
+    Legacy(dry_run.register),
+    Legacy(mesh_graph.register),
 ]
 
 

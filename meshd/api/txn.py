@@ -52,9 +52,9 @@ from ..agent.field_rules import (
     string_map,
 )
 from ..agent.json_bounds import check_json_value
+from ..errors import Internal
 from ..http import (
     BadRequest,
-    HTTPError,
     JSONFields,
     PayloadTooLarge,
     QueryOptions,
@@ -434,4 +434,4 @@ async def txn(p: Registry, req: Request) -> Response:
         return _txn_response(result.value, opts.pretty)
     if result.error == ErrorCode.INVALID:
         raise BadRequest(f"Invalid request: {result.message}")
-    raise HTTPError(500, result.message or str(result.error))
+    raise Internal(result.message or str(result.error))
