@@ -490,15 +490,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("ui.index", "GET"): Rule(public=True, ignores_token=True),
     ("ui.redirect", "GET"): Rule(public=True, ignores_token=True),
     ("ui.static", "GET"): Rule(public=True, ignores_token=True),
-    # the mesh graph (meshd/api/mesh_graph.py): the handlers check each edge's services
-    ("internal.telemetry.proxy_stats", "PUT"): Rule(handler_checks=True),
-    ("internal.telemetry.proxy_stats", "GET"): Rule(handler_checks=True),
-    ("internal.ui.mesh_graph", "GET"): Rule(handler_checks=True),
-    # config write --dry-run (meshd/api/dry_run.py): it reveals traffic, so the
-    # rights the write needs; samples are checked per service in the handlers
-    ("internal.config.dry_run", "POST"): Rule(check=config_batch),
-    ("internal.config.samples", "PUT"): Rule(handler_checks=True),
-    ("internal.config.samples", "GET"): Rule(handler_checks=True),
 }
 
 

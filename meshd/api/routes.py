@@ -681,11 +681,53 @@ ROUTES: list[Endpoint | Legacy] = [
         "agent.health.name",
         need(P.SERVICE_READ, param("service_name")),
     ),
+    # config write --dry-run (meshd/api/dry_run.py): it reveals traffic, so the
+    # rights the write needs; samples are checked per service in the handlers
+    E(
+        "PUT",
+        dry_run.SAMPLES_PATH,
+        dry_run.put_samples,
+        "internal.config.samples",
+        Rule(handler_checks=True),
+    ),
+    E(
+        "GET",
+        dry_run.SAMPLES_PATH,
+        dry_run.get_samples,
+        "internal.config.samples",
+        Rule(handler_checks=True),
+    ),
+    E(
+        "POST",
+        dry_run.DRY_RUN_PATH,
+        dry_run.post_dry_run,
+        "internal.config.dry_run",
+        Rule(check=config_batch),
+    ),
+    # the mesh graph (meshd/api/mesh_graph.py): the handlers check each edge's services
+    E(
+        "PUT",
+        mesh_graph.STATS_PATH,
+        mesh_graph.put_stats,
+        "internal.telemetry.proxy_stats",
+        Rule(handler_checks=True),
+    ),
+    E(
+        "GET",
+        mesh_graph.STATS_PATH,
+        mesh_graph.get_stats,
+        "internal.telemetry.proxy_stats",
+        Rule(handler_checks=True),
+    ),
+    E(
+        "GET",
+        mesh_graph.GRAPH_PATH,
+        mesh_graph.graph,
+        "internal.ui.mesh_graph",
+        Rule(handler_checks=True),
+    ),
     # the UI's routes exist only with ui_config.enabled: its register() decides
     Legacy(ui.register),
-    # merged from other branches in the old style, not converted yet
-    Legacy(dry_run.register),
-    Legacy(mesh_graph.register),
 ]
 
 
