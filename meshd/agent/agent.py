@@ -57,7 +57,7 @@ from ..errors import (
     StartupError,
 )
 from ..http.app import App
-from ..rpc import RPCClient, RPCError, RPCUnavailable
+from ..rpc import RPCClient, RPCError
 from ..version import meshd_version
 from ..wire import ReadOptions, ReadResult, WriteResult
 from . import join, server_stats
@@ -68,7 +68,7 @@ from .alias_source import CatalogAliasSource
 from .ca_server import CAServer, settings_from_agent
 from .consul_service import ConsulServiceReconciler
 from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
-from .events import EventRing, UserEvent, accepts, merge, uuid_to_index
+from .events import EventRing, UserEvent, accepts
 from .intention_migrate import IntentionMigrator
 from .leaf_cache import LeafCache
 from .live_metrics import instrument, metrics_for_agent
@@ -97,6 +97,7 @@ from .snapshot_upload import push_archive
 from .sync import AntiEntropy, NodeInfo
 from .tokens import TokenStore
 from .traces import AgentTraces
+from .user_events import UserEvents
 
 log = logging.getLogger("meshd.agent")
 # A full (generation 2) collection scans every live object while the event
@@ -194,6 +195,14 @@ class Agent:
         self.config_loader: Callable[[], AgentConfig] | None = None
         self.rpc: RPCClient | None = None
         self.events = EventRing()  # a server's agent shares the server's ring
+        self.user_events = UserEvents(
+            ring=lambda: self.events,
+            accepts=self._accepts,
+            targets=self._event_targets,
+            rpc=lambda: self.rpc,
+            server_call=self.server_call,
+            is_server=lambda: self.server is not None,
+        )
         self.tokens = TokenStore(config.acl, data_dir)
         self.acl = ACLResolver(
             config.acl,
@@ -900,84 +909,14 @@ class Agent:
         return self.pool.servers() if self.pool is not None else []
 
     async def fire_event(self, event: UserEvent) -> UserEvent:
-        """Keep ``event`` here and hand it to every server (best effort: a
-        server that does not answer misses it, as a partitioned Consul agent
-        misses gossip). Returns the stored event."""
-        stored = self.events.add(event)
-        assert self.rpc is not None
-        rpc = self.rpc
-
-        async def send(addr: str) -> None:
-            try:
-                await rpc.call(addr, "Event.Fire", {"event": stored.to_wire()}, timeout=5)
-            except (RPCError, trio.TooSlowError) as exc:
-                log.warning("event=user_event_not_delivered server=%s reason=%s", addr, exc)
-
-        async with trio.open_nursery() as nursery:
-            for addr in self._event_targets():
-                nursery.start_soon(send, addr)
-        return stored
-
-    async def _server_events(self, index: int, wait: float) -> tuple[list[UserEvent], int] | None:
-        """The servers' event ring (blocking while its index is ``index``), or
-        None when no server answered (after a pause, so callers do not spin)."""
-        try:
-            r = await self.server_call(
-                "Event.List", {"index": index, "wait": wait}, timeout=wait + 30
-            )
-            return [UserEvent.from_wire(e) for e in r["events"]], int(r["index"])
-        except (MeshdError, RPCUnavailable, trio.TooSlowError, RequestError, ValueError) as exc:
-            log.debug("event=user_event_list_failed reason=%s", exc)
-            await trio.sleep(min(wait, 1.0))
-            return None
+        """Keep ``event`` here and hand it to every server (see ``UserEvents``)."""
+        return await self.user_events.fire(event)
 
     async def list_events(
         self, name: str = "", *, index: int = 0, wait: float = 300.0
     ) -> tuple[list[UserEvent], int]:
-        """Events this agent accepts (its own ring merged with the servers'),
-        optionally only those called ``name``, and their index (Consul's
-        uuidToUint64 of the last ID). With ``index`` blocks up to ``wait``
-        seconds until the index differs."""
-        deadline = trio.current_time() + wait
-        remote: list[UserEvent] = []
-        remote_index = 0
-        if self.server is None:
-            remote, remote_index = await self._server_events(0, 0.0) or ([], 0)
-        while True:
-            events = [
-                e
-                for e in merge(remote, self.events.events())
-                if (not name or e.name == name) and self._accepts(e)
-            ]
-            idx = uuid_to_index(events[-1].id) if events else 0
-            remaining = deadline - trio.current_time()
-            if not index or idx != index or remaining <= 0:
-                return events, idx
-            answer = await self._wait_events(remote_index, remaining)
-            if answer is not None:
-                remote, remote_index = answer
-
-    async def _wait_events(
-        self, remote_index: int, timeout: float
-    ) -> tuple[list[UserEvent], int] | None:
-        """Wait until this agent's ring or (on a client) the servers' ring
-        changes, or ``timeout``; returns the servers' ring when it came."""
-        answer: tuple[list[UserEvent], int] | None = None
-        async with trio.open_nursery() as nursery:
-
-            async def local_change() -> None:
-                await self.events.wait_changed(timeout)
-                nursery.cancel_scope.cancel()
-
-            async def remote_change() -> None:
-                nonlocal answer
-                answer = await self._server_events(remote_index, timeout)
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(local_change)
-            if self.server is None:
-                nursery.start_soon(remote_change)
-        return answer
+        """Events this agent accepts, blocking on ``index`` (see ``UserEvents``)."""
+        return await self.user_events.listing(name, index=index, wait=wait)
 
 
 def _py_level(level: str) -> str:
