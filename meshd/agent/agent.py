@@ -42,25 +42,20 @@ from ..api.acl_rules import filter_read
 from ..api.routes import build_app
 from ..checks import CheckRunner
 from ..config import AgentConfig
-from ..config.addresses import join_address
-from ..config.values import Invalid
 from ..dns import DNSSettings, serve_dns
 from ..dns.agent_lookup import AgentLookup
 from ..errors import (
     ConfigError,
-    Internal,
     InvalidArgument,
     MeshdError,
-    NoLeaderError,
     NoServersError,
-    RequestError,
     StartupError,
 )
 from ..http.app import App
 from ..rpc import RPCClient, RPCError
 from ..version import meshd_version
 from ..wire import ReadOptions, ReadResult, WriteResult
-from . import join, server_stats
+from . import server_stats
 from .acl_commands import authorize_command
 from .acl_resolver import ACLResolver, TokenScopedReader
 from .acl_server import ACLServer
@@ -74,9 +69,10 @@ from .leaf_cache import LeafCache
 from .live_metrics import instrument, metrics_for_agent
 from .liveness import LivenessTracker, heartbeat_loop
 from .local import LocalState
-from .members import SEGMENT_META, MemberInfo, member_json
+from .members import SEGMENT_META
+from .membership import Membership
 from .mesh_stats import MeshStats
-from .peer_wait import PeerWait, known_members
+from .peer_wait import PeerWait
 from .pool import ClientBackend, ServerPool
 from .preflight import (
     check_data_dir,
@@ -114,8 +110,6 @@ READY_POLL = 0.005
 # After a leader is known, how long a server waits to see its establishment
 # in the replicated state before it reports ready anyway (config mismatch).
 ESTABLISHMENT_GRACE = 10.0
-# How long PUT /v1/agent/join waits for this node to be in the catalog.
-JOIN_SYNC_TIMEOUT = 10.0
 
 
 def _node_id(config: AgentConfig) -> str:
@@ -195,6 +189,7 @@ class Agent:
         self.config_loader: Callable[[], AgentConfig] | None = None
         self.rpc: RPCClient | None = None
         self.events = EventRing()  # a server's agent shares the server's ring
+        self.membership = Membership(self)
         self.user_events = UserEvents(
             ring=lambda: self.events,
             accepts=self._accepts,
@@ -394,7 +389,7 @@ class Agent:
                 metrics=self.metrics,
                 authorize=self._authorize_local_write if self.server is not None else None,
             )
-            nursery.start_soon(self._join_loop, rpc)
+            nursery.start_soon(self.membership.join_loop, rpc)
             nursery.start_soon(self.leaf_cache.run)
             nursery.start_soon(self.traces.run)
             if self.server is not None and cfg.dev:
@@ -537,52 +532,6 @@ class Agent:
     def _cluster_size(self) -> int:
         return 1
 
-    async def _join_loop(self, rpc: RPCClient) -> None:
-        """Find servers through retry_join until the agent belongs to a cluster."""
-        cfg = self.config
-        addresses = [f"{j.host}:{j.port}" for j in (*cfg.start_join, *cfg.retry_join)]
-        delay = 0.5
-        while True:
-            if addresses:
-                failures: dict[str, str] = {}
-                peers = await join.join_servers(
-                    rpc, addresses, datacenter=cfg.datacenter, failures=failures
-                )
-                self.peer_wait.record(peers, failures)
-                assert self.pool is not None
-                self.pool.add(p.address for p in peers)
-                if self.server is not None:
-                    self.server.node_names.update((p.node_id, p.node) for p in peers)
-                    await self._server_join_step(rpc, peers)
-                elif peers:
-                    await self.pool.refresh()
-                    if self.sync is not None:
-                        self.sync.trigger_full()
-            self._log_peer_wait()
-            await trio.sleep(delay)
-            delay = min(delay * 2, cfg.retry_interval)
-
-    async def _server_join_step(self, rpc: RPCClient, peers: list[join.Peer]) -> None:
-        assert self.server is not None
-        for p in peers:
-            self.server.node.learn_peer(p.node_id, p.address)
-        st = self.server.node.status().core
-        if st.configuration.servers:
-            return  # already part of a configuration
-        leaders = {p.leader for p in peers if p.leader}
-        for leader in leaders:
-            if await join.ask_leader_to_add(rpc, leader, self.node_id, self.rpc_address):
-                return
-        expect = self.config.bootstrap_expect
-        if expect > 1:
-            me = join.Peer(
-                self.node_id, self.node_name, self.datacenter, self.rpc_address, None, False
-            )
-            conf = join.bootstrap_set(me, peers, expect)
-            if conf is not None:
-                log.info("event=bootstrap servers=%s", [s.address for s in conf.servers])
-                await self.server.node.bootstrap(conf)
-
     # ------------------------------------------------------ API delegates
 
     async def read(self, name: str, args: Mapping[str, Any], opts: ReadOptions) -> ReadResult:
@@ -710,7 +659,7 @@ class Agent:
         voters = len(self.server.node.core.configuration.servers)
         return self.peer_wait.describe(configured=voters > 0, voters=voters)
 
-    def _log_peer_wait(self) -> None:
+    def log_peer_wait(self) -> None:
         if self.server is not None and self.server.leader_address() is None:
             voters = len(self.server.node.core.configuration.servers)
             self.peer_wait.log(trio.current_time(), configured=voters > 0, voters=voters)
@@ -738,31 +687,13 @@ class Agent:
         return self.leadership_ready()
 
     async def status_leader(self) -> str:
-        """The leader's RPC address as this agent knows it ("" when none, and
-        on a server also while the leader is still establishing leadership)."""
-        if self.server is not None:
-            return (self.server.leader_address() or "") if self.leadership_ready() else ""
-        return str(await self.server_call("Status.Leader", {}) or "")
+        return await self.membership.status_leader()
 
     async def status_peers(self) -> list[str]:
-        """RPC addresses of the servers in the Raft configuration."""
-        if self.server is not None:
-            return [s.address for s in self.server.node.core.configuration.servers]
-        return [str(p) for p in await self.server_call("Status.Peers", {}) or []]
-
-    def member_info(self) -> MemberInfo:
-        cfg = self.config
-        return MemberInfo(cfg.datacenter, self.version, cfg.acl.enabled, cfg.bootstrap_expect)
+        return await self.membership.status_peers()
 
     def self_member(self) -> dict[str, Any]:
-        """This agent as a member of the cluster (``Member`` of /v1/agent/self)."""
-        return member_json(
-            self.node_name,
-            self.config.advertise_addr,
-            self.member_info(),
-            node_id=self.node_id,
-            server_address=self.rpc_address if self.server is not None else None,
-        )
+        return self.membership.self_member()
 
     def consul_stats(self) -> dict[str, str]:
         return server_stats.consul_stats(self.config, self.server, self.pool)
@@ -774,54 +705,10 @@ class Agent:
         return dict(self.node_info().meta)
 
     async def members(self) -> list[dict[str, Any]]:
-        """Every cluster member (Consul's Serf member JSON), as the leader sees
-        it; without a leader, what this agent knows (``known_members``)."""
-        if self.server is None or self.server.leader_address() is not None:
-            try:
-                return list(await self.server_call("Agent.Members", {}, timeout=5.0))
-            except (NoLeaderError, NoServersError) as exc:
-                log.debug("event=members_local reason=%s", exc)
-            except RequestError as exc:
-                if exc.caller_fault:
-                    raise
-                log.debug("event=members_local reason=%s", exc)
-        servers = {}
-        if self.server is not None:
-            conf = self.server.node.core.configuration
-            servers = {s.id: s.address for s in conf.servers}
-        return known_members(self.self_member(), self.peer_wait, self.member_info(), servers)
+        return await self.membership.members()
 
     async def join(self, address: str) -> None:
-        """Join the cluster through the server at ``address`` (``host[:port]``,
-        port 8300 by default). Raises ``InvalidArgument`` for a bad address and
-        ``Internal`` when no server of this datacenter answers there."""
-        try:
-            target = str(join_address(address))
-        except Invalid as exc:
-            raise InvalidArgument(f"Invalid address {address!r}: {exc.reason}", "address") from None
-        if self.rpc is None or self.pool is None:
-            raise Internal("agent: not running yet")
-        peer = await join.ping(self.rpc, target)
-        if peer is None:
-            raise Internal(f"agent: failed to join {target}: no meshd server answered")
-        if peer.datacenter != self.datacenter:
-            raise Internal(
-                f"agent: failed to join {target}: it is in datacenter {peer.datacenter!r}, "
-                f"not {self.datacenter!r}",
-            )
-        self.pool.add([peer.address])
-        if self.server is not None:
-            self.server.node_names[peer.node_id] = peer.node
-            await self._server_join_step(self.rpc, [peer])
-        else:
-            await self.pool.refresh()
-        if self.sync is not None:
-            # Consul answers once the exchange is done: the servers know this
-            # member (its catalog node) when the call returns.
-            self.sync.trigger_full()
-            if not await self.sync.wait_synced(self.local.version, JOIN_SYNC_TIMEOUT):
-                log.warning("event=join_sync_pending address=%s", target)
-        log.info("event=joined address=%s server=%s", target, peer.node)
+        await self.membership.join(address)
 
     # ------------------------------------------------------------ reload
 
