@@ -62,7 +62,6 @@ from .acl_server import ACLServer
 from .alias_source import CatalogAliasSource
 from .ca_server import CAServer, settings_from_agent
 from .consul_service import ConsulServiceReconciler
-from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
 from .events import EventRing, UserEvent, accepts
 from .intention_migrate import IntentionMigrator
 from .leaf_cache import LeafCache
@@ -84,6 +83,7 @@ from .preflight import (
 )
 from .proxy_ejections import ProxyEjections
 from .readiness import cluster_initialized
+from .reloader import Reloader
 from .request_samples import SampleStore
 from .server import MeshServer, ServerSettings, http_error_from_rpc
 from .server_ops import fetch_archive
@@ -206,9 +206,7 @@ class Agent:
             datacenter=config.datacenter,
             call=lambda method, args: self.server_call(method, args),
         )
-        self._config_services: set[str] = set()
         self._sync_scope = trio.CancelScope()  # leave() stops anti-entropy first
-        self._config_checks: set[str] = set()
         self.ca: CAServer | None = None
         self.acl_server: ACLServer | None = None
         self.leaf_cache = LeafCache(
@@ -217,6 +215,7 @@ class Agent:
             config.datacenter,
             rng=self.rng,
         )
+        self.reloader = Reloader(self)  # after tokens, local and sync exist
 
     # ------------------------------------------------------------ building
 
@@ -301,58 +300,11 @@ class Agent:
             meta={SEGMENT_META: "", **cfg.node_meta},
         )
 
-    def _parse_definitions(
-        self, config: AgentConfig
-    ) -> tuple[list[ServiceDefinition], list[CheckDefinition]]:
-        services, checks = [], []
-        for i, raw in enumerate(config.services):
-            try:
-                services.append(parse_service(raw, node=self.node_name))
-            except Exception as exc:
-                raise ConfigError(None, f"services[{i}]", str(exc)) from exc
-        for i, raw in enumerate(config.checks):
-            try:
-                checks.append(parse_check(raw, node=self.node_name))
-            except Exception as exc:
-                raise ConfigError(None, f"checks[{i}]", str(exc)) from exc
-        return services, checks
-
-    def _apply_definitions(
-        self, services: list[ServiceDefinition], checks: list[CheckDefinition]
-    ) -> None:
-        """Make the configuration's services and checks the local ones that
-        came from configuration: add or replace these, drop those it lost."""
-        want_services = {d.service.id for d in services}
-        want_checks = {c.check.check_id for c in checks}
-        for sid in self._config_services - want_services:
-            if sid in self.local.services and sid not in self.local.persisted_ids:
-                self.local.remove_service(sid)
-        for cid in self._config_checks - want_checks:
-            if cid in self.local.checks and "check:" + cid not in self.local.persisted_ids:
-                self.local.remove_check(cid)
-        for i, defn in enumerate(services):
-            try:
-                self.local.add_service(defn, persist=False)
-            except Exception as exc:
-                raise ConfigError(None, f"services[{i}]", str(exc)) from exc
-        for i, check in enumerate(checks):
-            try:
-                self.local.add_check(check, persist=False)
-            except Exception as exc:
-                raise ConfigError(None, f"checks[{i}]", str(exc)) from exc
-        self._config_services, self._config_checks = want_services, want_checks
-
-    def _load_definitions(self) -> None:
-        self._apply_definitions(*self._parse_definitions(self.config))
-        restored = self.local.load()
-        if restored:
-            log.info("event=local_state_restored count=%d", restored)
-
     # -------------------------------------------------------------- running
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.config
-        self._load_definitions()
+        self.reloader.load()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self.checks.run)
@@ -713,45 +665,8 @@ class Agent:
     # ------------------------------------------------------------ reload
 
     async def reload(self) -> None:
-        """Re-read the configuration (``config_loader``, in a thread) and apply
-        what can change at run time: services, checks, node meta, tokens and
-        the log level. Other changes wait for a restart (logged). Raises
-        ``ConfigError`` (nothing changed) for a bad configuration. SIGHUP
-        should call this."""
-        if self.config_loader is None:
-            new = self.config
-        else:
-            new = await trio.to_thread.run_sync(self.config_loader)
-        services, checks = self._parse_definitions(new)  # validate before changing anything
-        self._check_service_ids(services, checks)
-        self._apply_definitions(services, checks)
-        restart_only = [
-            name
-            for name in ("datacenter", "server", "ports", "bind_addr", "client_addr", "data_dir")
-            if getattr(new, name) != getattr(self.config, name)
-        ]
-        if restart_only:
-            log.warning("event=reload_ignored keys=%s reason=needs_restart", restart_only)
-        self.tokens.apply_config(self.config.acl, new.acl)
-        self.config = new
-        logging.getLogger("meshd").setLevel(_py_level(new.log_level))
-        if self.sync is not None:
-            self.sync.node = self.node_info()
-            self.sync.trigger_full()
-        log.info(
-            "event=reloaded services=%d checks=%d", len(self.local.services), len(self.local.checks)
-        )
-
-    def _check_service_ids(
-        self, services: list[ServiceDefinition], checks: list[CheckDefinition]
-    ) -> None:
-        """Every configured service check must name a service that will exist."""
-        from_api = {sid for sid in self.local.services if sid in self.local.persisted_ids}
-        known = {d.service.id for d in services} | from_api
-        for i, c in enumerate(checks):
-            sid = c.check.service_id
-            if sid and sid not in known:
-                raise ConfigError(None, f"checks[{i}].service_id", f'"{sid}" does not exist')
+        """Re-read and apply the configuration (see ``Reloader.reload``)."""
+        await self.reloader.reload()
 
     # ---------------------------------------------------------- snapshot
 
@@ -804,7 +719,3 @@ class Agent:
     ) -> tuple[list[UserEvent], int]:
         """Events this agent accepts, blocking on ``index`` (see ``UserEvents``)."""
         return await self.user_events.listing(name, index=index, wait=wait)
-
-
-def _py_level(level: str) -> str:
-    return {"TRACE": "DEBUG", "WARN": "WARNING", "ERR": "ERROR"}.get(level, level)
