@@ -190,14 +190,7 @@ class Agent:
         self.rpc: RPCClient | None = None
         self.events = EventRing()  # a server's agent shares the server's ring
         self.membership = Membership(self)
-        self.user_events = UserEvents(
-            ring=lambda: self.events,
-            accepts=self._accepts,
-            targets=self._event_targets,
-            rpc=lambda: self.rpc,
-            server_call=self.server_call,
-            is_server=lambda: self.server is not None,
-        )
+        self.user_events = UserEvents(self)
         self.tokens = TokenStore(config.acl, data_dir)
         self.acl = ACLResolver(
             config.acl,
@@ -700,11 +693,11 @@ class Agent:
 
     # ------------------------------------------------------------ events
 
-    def _accepts(self, event: UserEvent) -> bool:
+    def accepts_event(self, event: UserEvent) -> bool:
         services = [(d.service.service, d.service.tags) for d in self.local.services.values()]
         return accepts(event, self.node_name, services)
 
-    def _event_targets(self) -> list[str]:
+    def event_targets(self) -> list[str]:
         if self.server is not None:
             conf = self.server.node.core.configuration
             return [s.address for s in conf.servers if s.id != self.node_id]

@@ -5,50 +5,54 @@ agent misses gossip); a listing merges the local ring with the servers' and
 keeps the events this agent accepts (node, service and tag filters), blocking
 on Consul's index (uuidToUint64 of the last ID).
 
-The agent owns one ``UserEvents`` and passes it what it needs as callables,
-since the ring, the RPC client and whether this agent is a server are only
-settled once it runs.
+The agent owns one ``UserEvents``; it reads the ring, the RPC client and
+whether this agent is a server (settled only once the agent runs) through the
+``UserEventsHost`` protocol.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import trio
 
 from ..errors import MeshdError, RequestError
 from ..rpc import RPCClient, RPCError, RPCUnavailable
 from .events import EventRing, UserEvent, merge, uuid_to_index
+from .server import MeshServer
 
 log = logging.getLogger("meshd.agent")
 
-ServerCall = Callable[..., Awaitable[Any]]
+
+class UserEventsHost(Protocol):
+    """What user events read of the agent."""
+
+    @property
+    def events(self) -> EventRing: ...
+    @property
+    def rpc(self) -> RPCClient | None: ...
+    @property
+    def server(self) -> MeshServer | None: ...
+
+    def accepts_event(self, event: UserEvent) -> bool: ...
+
+    def event_targets(self) -> list[str]: ...
+
+    async def server_call(
+        self, method: str, args: Mapping[str, Any], *, timeout: float = 60.0
+    ) -> Any: ...
 
 
 class UserEvents:
-    def __init__(
-        self,
-        *,
-        ring: Callable[[], EventRing],
-        accepts: Callable[[UserEvent], bool],
-        targets: Callable[[], list[str]],
-        rpc: Callable[[], RPCClient | None],
-        server_call: ServerCall,
-        is_server: Callable[[], bool],
-    ) -> None:
-        self._ring = ring
-        self._accepts = accepts
-        self._targets = targets
-        self._rpc = rpc
-        self._server_call = server_call
-        self._is_server = is_server
+    def __init__(self, agent: UserEventsHost) -> None:
+        self._agent = agent
 
     async def fire(self, event: UserEvent) -> UserEvent:
         """Keep ``event`` here and hand it to every server; returns the stored event."""
-        stored = self._ring().add(event)
-        rpc = self._rpc()
+        stored = self._agent.events.add(event)
+        rpc = self._agent.rpc
         assert rpc is not None
 
         async def send(addr: str) -> None:
@@ -58,7 +62,7 @@ class UserEvents:
                 log.warning("event=user_event_not_delivered server=%s reason=%s", addr, exc)
 
         async with trio.open_nursery() as nursery:
-            for addr in self._targets():
+            for addr in self._agent.event_targets():
                 nursery.start_soon(send, addr)
         return stored
 
@@ -67,7 +71,7 @@ class UserEvents:
         None when no server answered (after a pause, so callers do not spin)."""
         try:
             args: Mapping[str, Any] = {"index": index, "wait": wait}
-            r = await self._server_call("Event.List", args, timeout=wait + 30)
+            r = await self._agent.server_call("Event.List", args, timeout=wait + 30)
             return [UserEvent.from_wire(e) for e in r["events"]], int(r["index"])
         except (MeshdError, RPCUnavailable, trio.TooSlowError, RequestError, ValueError) as exc:
             log.debug("event=user_event_list_failed reason=%s", exc)
@@ -83,13 +87,13 @@ class UserEvents:
         deadline = trio.current_time() + wait
         remote: list[UserEvent] = []
         remote_index = 0
-        if not self._is_server():
+        if self._agent.server is None:
             remote, remote_index = await self._server_events(0, 0.0) or ([], 0)
         while True:
             events = [
                 e
-                for e in merge(remote, self._ring().events())
-                if (not name or e.name == name) and self._accepts(e)
+                for e in merge(remote, self._agent.events.events())
+                if (not name or e.name == name) and self._agent.accepts_event(e)
             ]
             idx = uuid_to_index(events[-1].id) if events else 0
             remaining = deadline - trio.current_time()
@@ -108,7 +112,7 @@ class UserEvents:
         async with trio.open_nursery() as nursery:
 
             async def local_change() -> None:
-                await self._ring().wait_changed(timeout)
+                await self._agent.events.wait_changed(timeout)
                 nursery.cancel_scope.cancel()
 
             async def remote_change() -> None:
@@ -117,6 +121,6 @@ class UserEvents:
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(local_change)
-            if not self._is_server():
+            if self._agent.server is None:
                 nursery.start_soon(remote_change)
         return answer
