@@ -473,6 +473,10 @@ async def agent_health_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -
     authz.require(P.SERVICE_READ, _service_of_id(agent, req.path_params.get("service_id", "")))
 
 
+def filter_canaries(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
+    return _keep(value or [], lambda c: authz.service_read(str(c.get("Service") or "")))
+
+
 PUBLIC = Rule(public=True)
 FILTERED = Rule()
 
