@@ -17,6 +17,10 @@ from registry.results import Result, TxnResponse
 CONSISTENCY_MODES = ("default", "consistent", "stale")
 
 
+class UnknownRead(KeyError):
+    """No read with that name exists (a client/server version mismatch)."""
+
+
 @dataclass(frozen=True)
 class ReadOptions:
     index: int = 0

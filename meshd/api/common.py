@@ -17,7 +17,6 @@ from registry.errors import (
 )
 
 from ..acl import ACLPermissionDenied
-from ..agent.reads import UnknownRead
 from ..errors import (
     Conflict,
     Internal,
@@ -38,7 +37,7 @@ from ..http import (
     Response,
     error_response,
 )
-from ..wire import ReadOptions, ReadResult
+from ..wire import ReadOptions, ReadResult, UnknownRead
 
 if TYPE_CHECKING:
     from .ports import Datacenter, Registry
