@@ -1,8 +1,9 @@
 """Watch fan-out: how long until every watcher has seen one change.
 
 meshd: N blocking queries ``GET /v1/health/service/web?index=I&wait=60s``
-spread round-robin over the 3 servers (default consistency, so followers
-forward them to the leader, as Consul's do); the change is a
+spread round-robin over the 3 servers (default consistency: a follower
+confirms with the leader, a ReadIndex round, then blocks on its own state);
+the change is a
 ``PUT /v1/catalog/register`` of a new instance of ``web`` on the leader.
 etcd 3.4 (same run): N ``POST /v3/watch`` streams on the HTTP gateway over
 its 3 members; the change is a ``/v3/kv/put`` on the leader. Time of a
@@ -40,11 +41,13 @@ from bench.etcd_cluster import CLIENT_PORT, EtcdCluster, b64
 from bench.loadgen.install import BASELINE_TOOLS, ensure_commands
 from bench.loadgen.meshd_cluster import running_meshd, wait_ready
 from bench.loadgen.procs import raise_nofile, wait_idle
+from bench.loadgen.server_logs import LogMarks, LogSummary
 from bench.loadgen.table import machine, ms, print_table, ratio, verdict
 from bench.loadgen.watchers import TrivialTarget, WatcherClient, build
 from tools.local_cluster import LocalAgentCluster
 
 SERVICE = "web"
+_ROWS = 0  # meshd rows run so far in this process (each registers its own instances)
 VERBOSE = False
 WATCH_KEY = "bench/watch"
 
@@ -60,6 +63,8 @@ class Fanout:
     write_s: list[float] = field(default_factory=list)
     note: str = ""
     elections: int | None = None  # Raft term changes during the row (meshd)
+    logs: LogSummary | None = None  # the servers' stalls, GC pauses, role changes (meshd)
+    leader: str = ""
 
     def pct(self, q: float) -> float | None:
         if not self.latencies:
@@ -237,7 +242,14 @@ def meshd_fanout(
     out.note = path.split("/")[2]
     leader_before = cluster.leader()
     term_before = _term(cluster, leader_before)
-    scenario = MeshdScenario(cluster, path, stale, base=1000 * (n + int(stale)))
+    out.leader = leader_before
+    marks = LogMarks(cluster)
+    # A fresh instance ID for every round of every row: re-registering an
+    # identical instance changes nothing (no new index, no wake-up), so a
+    # repeated row that reused IDs left every watcher waiting out its wait=.
+    global _ROWS
+    _ROWS += 1
+    scenario = MeshdScenario(cluster, path, stale, base=1000 * _ROWS)
     client = WatcherClient(binary, "http", n, [f"{ip}:8500" for ip in scenario.servers])
     try:
         run_rounds(out, client, scenario, rounds, timeout)
@@ -255,6 +267,9 @@ def meshd_fanout(
             out.note += f"; {out.elections} election(s)"
     except TimeoutError:
         out.note += "; no leader after the row"
+    out.logs = marks.summary()
+    if VERBOSE and out.logs.changes:
+        print("  role changes: " + " | ".join(out.logs.changes), flush=True)
     return out
 
 
@@ -266,9 +281,11 @@ def _term(cluster: LocalAgentCluster, name: str) -> int:
     return int(body["Stats"]["raft"]["term"])
 
 
-def measure_meshd(root: Path, binary: Path, plan: Plan, subnet: str) -> list[Fanout]:
+def measure_meshd(
+    root: Path, binary: Path, plan: Plan, subnet: str, own_sessions: bool = False
+) -> list[Fanout]:
     results = []
-    with running_meshd(root / "meshd", subnet) as cluster:
+    with running_meshd(root / "meshd", subnet, own_sessions=own_sessions) as cluster:
         leader = cluster.leader()
         cluster.request(leader, "PUT", "/v1/catalog/register", json.loads(_register_body(0)))
         path = f"/v1/health/service/{SERVICE}"
@@ -442,12 +459,60 @@ def report_stability(rows: list[Fanout]) -> None:
         missed = sum(f.missed for f in runs)
         counts = [len(runs), passed, len(runs) - passed, elections, missed]
         table.append([label, *map(str, counts), verdict(passed == len(runs))])
+    print_runs(rows)
     print_table(
         "Leader stability under watch load (pass = a run with 0 leader changes;"
         " the target is 10 consecutive passing runs per row) " + machine(),
         ["watchers", "runs", "pass", "fail", "elections", "missed answers", ""],
         table,
     )
+
+
+def print_runs(rows: list[Fanout]) -> None:
+    """One line per meshd run: its elections, the longest event-loop stall
+    on the leader and on the followers (the Raft driver logs stalls of 3
+    ticks or more, so "-" is under ~0.4 s), the longest GC pause on any
+    server (wall, generation and CPU ms: the difference is time the process
+    waited for a core), and the first role change a timer caused, with the
+    core's reason."""
+    table = []
+    runs: dict[str, int] = {}
+    for f in rows:
+        if not f.label.startswith("meshd") or f.logs is None:
+            continue
+        runs[f.label] = runs.get(f.label, 0) + 1
+        followers = [n for n in f.logs.stall_ms if n != f.leader]
+        gc_ms, gen, gc_cpu = f.logs.longest_gc()
+        table.append(
+            [
+                f.label,
+                str(runs[f.label]),
+                str(f.elections if f.elections is not None else "?"),
+                ms_or_dash(f.logs.longest_stall([f.leader])),
+                ms_or_dash(f.logs.longest_stall(followers)),
+                f"{gc_ms} (gen {gen}, {gc_cpu} cpu)" if gc_ms else "-",
+                str(f.missed),
+                f.logs.first_cause()[:70],
+            ]
+        )
+    print_table(
+        "Watch runs: elections, longest loop stall (ms) and GC pause (ms) per run " + machine(),
+        [
+            "watchers",
+            "run",
+            "elections",
+            "leader stall",
+            "follower stall",
+            "gc pause",
+            "missed",
+            "first timer-caused role change",
+        ],
+        table,
+    )
+
+
+def ms_or_dash(value: int) -> str:
+    return str(value) if value else "-"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -462,6 +527,12 @@ def main(argv: list[str] | None = None) -> None:
         "--stability-runs",
         type=int,
         help="repeat each row of >= 5,000 watchers this many times (leader stability count)",
+    )
+    p.add_argument(
+        "--own-sessions",
+        action="store_true",
+        help="start each meshd server in its own session: with autogroup scheduling it then"
+        " gets its own CPU share, as a separate host would, instead of sharing this one's",
     )
     args = p.parse_args(argv)
     global VERBOSE
@@ -489,7 +560,10 @@ def main(argv: list[str] | None = None) -> None:
                 ),
             ),
             ("etcd", lambda: measure_etcd(root, binary, plan, args.etcd_subnet)),
-            ("meshd", lambda: measure_meshd(root, binary, plan, args.meshd_subnet)),
+            (
+                "meshd",
+                lambda: measure_meshd(root, binary, plan, args.meshd_subnet, args.own_sessions),
+            ),
         ]
         for name, step in steps:
             if args.only and name not in args.only:

@@ -67,6 +67,11 @@ class CoreConfig:
     max_apply_batch: int = 4096
     pre_vote: bool = True
     check_quorum: bool = True
+    # Consecutive election timeouts without hearing from a quorum before a
+    # leader steps down (check-quorum). One (etcd's choice) made a leader
+    # abdicate whenever its followers' processes froze for a second together
+    # (a GC pause on a loaded host: issue 18); leases never depend on it.
+    check_quorum_misses: int = 2
 
 
 @dataclass
@@ -148,9 +153,12 @@ class RaftCore(Membership):
 
         self.role = Role.FOLLOWER
         self.leader: str | None = None
+        # Why the role or term last changed, for the driver's log line.
+        self.why = "start"
         self.now = 0  # ticks since start, only for relative ages
         self.election_elapsed = 0
         self._leader_contact = False  # heard from the leader since the last tick()
+        self.quorum_misses = 0  # check-quorum windows in a row without a quorum
         self.heartbeat_elapsed = 0
         self.randomized_timeout = self._new_timeout()
         self.votes: dict[str, bool] = {}
@@ -197,6 +205,7 @@ class RaftCore(Membership):
         self.leader = None
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
+        self.quorum_misses = 0
         self.randomized_timeout = self._new_timeout()
         self.votes = {}
         self.transferee = None
@@ -256,15 +265,26 @@ class RaftCore(Membership):
         little longer, which only lengthens the leader's lease margin)."""
         contact, self._leader_contact = self._leader_contact, False
         checked = False
-        for _ in range(count):
+        # The liveness timers (a follower's election timeout, a leader's
+        # check-quorum) count at most half an election timeout of a stall:
+        # the silence a stalled server saw is no evidence against its peers
+        # when they were frozen by the same load, so it gives them awake time
+        # to be heard before it campaigns or abdicates. Only liveness waits
+        # longer: ``now`` (leases) counts every tick, and a server that times
+        # out later refuses votes longer, which keeps leases safe.
+        live = count if count <= 1 else min(count, max(1, self.cfg.election_ticks // 2))
+        for i in range(count):
             self.now += 1
             if self.role == Role.LEADER:
-                checked = self._tick_leader(checked)
-            elif contact and count > 1 and self.role == Role.FOLLOWER:
+                self.heartbeat_elapsed += 1
+                if i < live:
+                    checked = self._tick_leader(checked)
+            elif i >= live or (contact and count > 1 and self.role == Role.FOLLOWER):
                 continue
             else:
                 self.election_elapsed += 1
                 if self.election_elapsed >= self.randomized_timeout and self._promotable():
+                    self.why = f"election_timeout ticks={self.election_elapsed} batch={count}"
                     self.election_elapsed = 0
                     self._campaign(transfer=False)
         if self.role == Role.LEADER and self.heartbeat_elapsed >= self.cfg.heartbeat_ticks:
@@ -275,15 +295,21 @@ class RaftCore(Membership):
         return self._is_voter() and self.pending_snapshot is None
 
     def _tick_leader(self, checked: bool) -> bool:
-        """One leader tick; returns whether check-quorum ran in this batch."""
-        self.heartbeat_elapsed += 1
+        """One leader tick of the check-quorum timer; returns whether
+        check-quorum ran in this batch."""
         self.election_elapsed += 1
         if self.election_elapsed >= self.cfg.election_ticks:
             self.election_elapsed = 0
             if self.cfg.check_quorum and not checked:
                 checked = True
-                if not self._quorum_active():
-                    self.become_follower(self.term, None)
+                if self._quorum_active():
+                    self.quorum_misses = 0
+                else:
+                    self.quorum_misses += 1
+                if self.quorum_misses >= self.cfg.check_quorum_misses:
+                    why = f"check_quorum misses={self.quorum_misses}"
+                    self.become_follower(self.term, None)  # resets the count
+                    self.why = why
                     return checked
             if self.transferee is not None:
                 self.transferee = None  # transfer timed out (§3.10)
@@ -337,9 +363,12 @@ class RaftCore(Membership):
             return False
         self.leader = None
         self.election_elapsed = max(self.election_elapsed, self.cfg.election_ticks)
+        self.why = f"leader_connection_lost leader={peer}"
         return True
 
     def _campaign(self, *, transfer: bool) -> None:
+        if transfer:
+            self.why = "leadership_transfer"
         if self.cfg.pre_vote and not transfer:
             self._become_pre_candidate()
             self._request_votes(MT.PREVOTE, self.term + 1, b"")
@@ -423,10 +452,10 @@ class RaftCore(Membership):
                     return  # leader stickiness (§4.2.3)
             if m.type == MT.PREVOTE or (m.type == MT.PREVOTE_RESP and not m.reject):
                 pass  # pre-vote never changes terms
-            elif m.type in (MT.APP, MT.HEARTBEAT, MT.SNAP):
-                self.become_follower(m.term, m.src)
             else:
-                self.become_follower(m.term, None)
+                leader = m.src if m.type in (MT.APP, MT.HEARTBEAT, MT.SNAP) else None
+                self.become_follower(m.term, leader)
+                self.why = f"higher_term from={m.src} type={m.type.name}"
         elif m.term < self.term:
             if m.type in (MT.APP, MT.HEARTBEAT):
                 # A stale leader learns the new term and steps down; without

@@ -767,11 +767,12 @@ class RaftNode(DurableWrites):
         if soft.role == Role.FOLLOWER and soft.leader is not None:
             self._last_contact = trio.current_time()
         log.info(
-            "event=raft_state id=%s role=%s term=%d leader=%s",
+            "event=raft_state id=%s role=%s term=%d leader=%s why=%s",
             self.config.id,
             soft.role.value,
             soft.term,
             soft.leader,
+            self.core.why if self._core is not None else "-",
         )
         self._state_changed.set()
         self._state_changed = trio.Event()

@@ -53,6 +53,12 @@ class LocalAgentCluster:
     first_host: int = 1
     extra_config: dict[str, Any] = field(default_factory=dict)
     agents: dict[str, AgentProc] = field(default_factory=dict)
+    # Each agent in its own session: with the kernel's autogroup scheduling
+    # (the default on desktop and CI kernels) a session shares one CPU share,
+    # so three servers in the caller's session compete for one "machine"
+    # with everything else it runs; in their own they are scheduled like
+    # separate hosts.
+    own_sessions: bool = False
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -121,6 +127,7 @@ class LocalAgentCluster:
                 [sys.executable, "-m", "meshd", "agent", "--config-file", str(a.config_file)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=self.own_sessions,
             )
 
     def start_all(self) -> None:

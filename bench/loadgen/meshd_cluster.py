@@ -63,11 +63,18 @@ def wait_ready(cluster: LocalAgentCluster, timeout: float = 60) -> str:
 
 @contextlib.contextmanager
 def running_meshd(
-    root: Path, subnet: str, extra_config: dict[str, Any] | None = None
+    root: Path,
+    subnet: str,
+    extra_config: dict[str, Any] | None = None,
+    *,
+    own_sessions: bool = False,
 ) -> Iterator[LocalAgentCluster]:
-    """A started, ready 3-server cluster on ``subnet``.1-3; killed on exit."""
+    """A started, ready 3-server cluster on ``subnet``.1-3; killed on exit.
+    ``own_sessions``: each server in its own session (own autogroup CPU share)."""
     config = {**BENCH_CONFIG, **(extra_config or {})}
-    cluster = LocalAgentCluster(root, servers=3, clients=0, subnet=subnet, extra_config=config)
+    cluster = LocalAgentCluster(
+        root, servers=3, clients=0, subnet=subnet, extra_config=config, own_sessions=own_sessions
+    )
     try:
         cluster.start_all()
         wait_ready(cluster)

@@ -55,7 +55,7 @@ from ..http.app import App
 from ..rpc import RPCClient, RPCError
 from ..version import meshd_version
 from ..wire import ReadOptions, ReadResult, WriteResult
-from . import server_stats
+from . import gc_pauses, server_stats
 from .acl_commands import authorize_command
 from .acl_resolver import ACLResolver, TokenScopedReader
 from .acl_server import ACLServer
@@ -346,6 +346,7 @@ class Agent:
             nursery.start_soon(self._run_sync)
             gc.freeze()  # long-lived startup objects leave the collector's young generations
             gc.set_threshold(*GC_THRESHOLDS)
+            gc_pauses.install()
             instrument(self.metrics, self)
             self.app = build_app(self)
             await self._start_http(nursery, self.app)

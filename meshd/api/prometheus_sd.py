@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import trio
@@ -205,17 +206,24 @@ def _kinds(req: Request) -> set[str]:
 
 async def wait_for_change(agent: Ports, opts: QueryOptions) -> None:
     """For ``?index``: return once services, checks or nodes pass that index
-    (or ``?wait`` elapses)."""
+    (or ``?wait`` elapses). The answer's index is the highest of the three,
+    so each read blocks from its own current index: blocking each on the
+    client's index would answer at once whenever one read is behind the
+    others (an index below ``min_index`` means "state went backwards")."""
     if not opts.blocking:
+        return
+    now = ReadOptions(0, 0, opts.consistency, opts.max_stale)
+    current = [(await agent.read(name, args, now)).index for name, args in _WATCHED]
+    if max(current) != opts.index:  # changed since, or went backwards: answer now
         return
     async with trio.open_nursery() as nursery:
 
-        async def one(name: str, args: dict[str, Any]) -> None:
-            await agent.read(name, args, read_options(opts))
+        async def one(name: str, args: dict[str, Any], index: int) -> None:
+            await agent.read(name, args, replace(read_options(opts), index=max(index, 1)))
             nursery.cancel_scope.cancel()
 
-        for name, args in _WATCHED:
-            nursery.start_soon(one, name, args)
+        for (name, args), index in zip(_WATCHED, current, strict=True):
+            nursery.start_soon(one, name, args, index)
 
 
 class _Reads:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from meshd.agent.agent import Agent
 from meshd.cli.client import Address, AgentClient, Response
@@ -90,3 +91,23 @@ async def dev_agent(
         host, port = agent.http_addresses[0]
         yield agent, APIClient(host, port)
         nursery.cancel_scope.cancel()
+
+
+async def blocking_queries(api: APIClient) -> int:
+    """How many blocking HTTP queries the agent is serving now (its
+    ``meshd_rpc_queries_blocking{via="http"}`` gauge)."""
+    r = await api.get("/v1/agent/metrics?format=prometheus")
+    for family in text_string_to_metric_families(r.text):
+        for sample in family.samples:
+            if sample.name.endswith("rpc_queries_blocking") and sample.labels == {"via": "http"}:
+                return int(sample.value)
+    raise AssertionError("no rpc_queries_blocking gauge in the agent's metrics")
+
+
+async def wait_blocking(api: APIClient, count: int, timeout: float = 30) -> None:
+    """Return once the agent serves at least ``count`` blocking HTTP queries:
+    a request the test started has arrived and waits (a fixed sleep instead
+    would pass vacuously on a loaded machine, the request not there yet)."""
+    with trio.fail_after(timeout):
+        while await blocking_queries(api) < count:
+            await trio.sleep(0.02)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -70,6 +70,20 @@ class InprocClient:
         return await self.request("DELETE", path, **kw)
 
 
+def inproc_flags(**overrides: Any) -> dict[str, Any]:
+    """Command-line flags of an in-process agent: no HTTP or DNS listener, a
+    free RPC port; ``overrides`` win (pass the result back to ``inproc_agent``
+    when a test reloads the agent's config with the same flags)."""
+    flags: dict[str, Any] = {
+        "http_port": -1,
+        "dns_port": -1,
+        "server_port": free_port(),
+        "node": "dev-node",
+    }
+    flags.update(overrides)
+    return flags
+
+
 SETTLE = 3.0  # fake seconds after start-up before the test runs
 
 
@@ -81,14 +95,7 @@ async def inproc_agent(
     and a client that drives its ``App`` in-process."""
     clock = trio.lowlevel.current_clock()
     assert isinstance(clock, trio.testing.MockClock), "request the autojump_clock fixture"
-    all_flags: dict[str, Any] = {
-        "http_port": -1,
-        "dns_port": -1,
-        "server_port": free_port(),
-        "node": "dev-node",
-    }
-    all_flags.update(flags)
-    config, _ = load_config(files or [], [], all_flags, dev=True)
+    config, _ = load_config(files or [], [], inproc_flags(**flags), dev=True)
     agent = Agent(config)
     async with trio.open_nursery() as nursery:
         await nursery.start(agent.run)
@@ -104,3 +111,36 @@ async def inproc_agent(
 def b64(value: str | None) -> bytes:
     """A KV entry's ``Value`` decoded (None for a key without a value)."""
     return base64.b64decode(value) if value is not None else b""
+
+
+def since(t0: float) -> float:
+    """Fake seconds since ``t0``, rounded to the microsecond (float noise)."""
+    return round(trio.current_time() - t0, 6)
+
+
+async def block_then_write(
+    api: InprocClient,
+    path: str,
+    write: Callable[[], Awaitable[Any]],
+    *,
+    write_at: float = 5.0,
+) -> tuple[InprocResult, float, float]:
+    """GET ``path`` (a blocking query) at fake t0, run ``write`` at
+    t0+``write_at``; returns the answer, and when (after t0) the write
+    finished and the answer came."""
+    t0 = trio.current_time()
+    answered: list[tuple[InprocResult, float]] = []
+    written: list[float] = []
+
+    async def block() -> None:
+        res = await api.get(path)
+        answered.append((res, since(t0)))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(block)
+        await trio.sleep(write_at)
+        assert not answered, answered  # parked until now: nothing changed
+        await write()
+        written.append(since(t0))
+    [(res, at)] = answered
+    return res, written[0], at

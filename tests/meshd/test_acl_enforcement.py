@@ -610,11 +610,10 @@ async def expect(w: World, key: tuple[str, str], row: Row, lacking: str) -> list
     return problems
 
 
-@pytest.mark.e2e
-async def test_every_route_has_a_row(tmp_path: Path) -> None:
+async def test_every_route_has_a_row(autojump_clock: MockClock, tmp_path: Path) -> None:
     cfg = tmp_path / "acl.json"
     cfg.write_text(json.dumps({"acl": {"enabled": True}}))
-    async with dev_agent(files=[str(cfg)]) as (agent, _api):
+    async with inproc_agent(files=[str(cfg)]) as (agent, _api):
         keys = route_keys(agent)
     missing = sorted(keys - set(ROWS))
     assert not missing, f"routes without a row in the ACL table: {missing}"

@@ -1,14 +1,12 @@
 """An alias check on another node's service follows that node's health,
-through the agent's read path (blocking queries), on a real dev agent."""
+through the agent's read path (blocking queries), on an in-process dev agent."""
 
 from __future__ import annotations
 
-import pytest
 import trio
+from trio.testing import MockClock
 
-from tests.meshd.harness import dev_agent
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import inproc_agent
 
 
 def ext(status: str) -> dict[str, object]:
@@ -25,8 +23,10 @@ async def alias_status(api: object) -> str:
     return str(r.json()["db-alias"]["Status"])
 
 
-async def test_alias_of_a_service_on_another_node_follows_its_health() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_alias_of_a_service_on_another_node_follows_its_health(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         assert (await api.put("/v1/catalog/register", ext("passing"))).status == 200
         check = {
             "Name": "db-alias",

@@ -12,7 +12,7 @@ from trio.testing import MockClock
 
 from meshd.config import load_config
 from tests.meshd.harness import APIClient, dev_agent, dev_flags, free_port
-from tests.meshd.inproc import InprocClient, inproc_agent
+from tests.meshd.inproc import InprocClient, inproc_agent, inproc_flags
 
 WEB = {
     "ID": "web-1",
@@ -314,12 +314,13 @@ def _nodes(agent: Any) -> list[Any]:
     return q.catalog_nodes(agent.server.store, None)[1]
 
 
-@pytest.mark.e2e
-async def test_reload_applies_service_changes_from_the_config_files(tmp_path: Path) -> None:
+async def test_reload_applies_service_changes_from_the_config_files(
+    autojump_clock: MockClock, tmp_path: Path
+) -> None:
     path = tmp_path / "svc.json"
     path.write_text(json.dumps({"services": [{"name": "db", "port": 5432}]}))
-    flags = dev_flags()
-    async with dev_agent(files=[str(path)], **flags) as (agent, api):
+    flags = inproc_flags()
+    async with inproc_agent(files=[str(path)], **flags) as (agent, api):
         agent.config_loader = lambda: load_config([str(path)], [], flags, dev=True)[0]
         assert set((await api.get("/v1/agent/services")).json()) == {"db"}
         await api.put("/v1/agent/service/register", {"Name": "api", "Port": 1})
@@ -343,7 +344,7 @@ async def test_metrics_json_and_prometheus(autojump_clock: MockClock) -> None:
         assert gauges["meshd.agent.services"] == 1
         assert gauges["meshd.raft.commit_index"] >= 1
         assert gauges["meshd.raft.leader"] == 1
-        assert gauges["meshd.catalog.nodes"] >= 0
+        assert gauges["meshd.catalog.nodes"] == 1  # the dev node
         r = await api.get("/v1/agent/metrics?format=prometheus")
         assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
         assert "# TYPE meshd_raft_commit_index gauge" in r.text
@@ -361,6 +362,8 @@ async def test_host_reports_memory_cpu_host_and_disk(autojump_clock: MockClock) 
 
 @pytest.mark.e2e
 async def test_services_survive_a_restart_with_the_same_data_dir(tmp_path: Path) -> None:
+    # Real time: with a data_dir the Raft log is SQLite, saved and loaded in
+    # worker threads, during which an autojump clock would skip ahead.
     flags = dev_flags(data_dir=str(tmp_path), node_id="2c6f3a51-7f1e-4e8c-9d0b-6a1c2b3d4e5f")
     async with dev_agent(**flags) as (_agent, api):
         assert (await api.put("/v1/agent/service/register", WEB)).status == 200

@@ -11,14 +11,13 @@ up to D/16 of random jitter) elapses, then answers with the current index.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import trio
 
 from registry import queries as q
-from tests.meshd.inproc import InprocClient, InprocResult, b64, inproc_agent
+from tests.meshd.inproc import InprocResult, b64, block_then_write, inproc_agent, since
 
 DB = {
     "Node": "ext-1",
@@ -34,39 +33,6 @@ def web(node: str, status: str) -> dict[str, Any]:
         "Service": {"ID": "web", "Service": "web", "Port": 80},
         "Check": {"CheckID": "web-alive", "Name": "alive", "Status": status, "ServiceID": "web"},
     }
-
-
-def since(t0: float) -> float:
-    """Fake seconds since ``t0``, rounded to the microsecond (float noise)."""
-    return round(trio.current_time() - t0, 6)
-
-
-async def block_then_write(
-    api: InprocClient,
-    path: str,
-    write: Callable[[], Awaitable[Any]],
-    *,
-    write_at: float = 5.0,
-) -> tuple[InprocResult, float, float]:
-    """GET ``path`` (a blocking query) at fake t0, run ``write`` at
-    t0+``write_at``; returns the answer, and when (after t0) the write
-    finished and the answer came."""
-    t0 = trio.current_time()
-    answered: list[tuple[InprocResult, float]] = []
-    written: list[float] = []
-
-    async def block() -> None:
-        res = await api.get(path)
-        answered.append((res, since(t0)))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(block)
-        await trio.sleep(write_at)
-        assert not answered, answered  # parked until now: nothing changed
-        await write()
-        written.append(since(t0))
-    [(res, at)] = answered
-    return res, written[0], at
 
 
 async def test_kv_blocking_get_written_at_5s_answers_at_5s(autojump_clock: Any) -> None:

@@ -1,20 +1,17 @@
-"""/v1/config against a real dev agent, as Consul's agent/config_endpoint.go
-answers (https://developer.hashicorp.com/consul/api-docs/config)."""
+"""/v1/config on an in-process dev agent (tests/meshd/inproc.py), as Consul's
+agent/config_endpoint.go answers (https://developer.hashicorp.com/consul/api-docs/config)."""
 
 from __future__ import annotations
 
-import pytest
-import trio
+from trio.testing import MockClock
 
-from tests.meshd.harness import dev_agent
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import block_then_write, inproc_agent
 
 WEB = {"Kind": "service-defaults", "Name": "web", "Protocol": "http"}
 
 
-async def test_put_answers_bare_booleans_and_cas_is_consuls() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_put_answers_bare_booleans_and_cas_is_consuls(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.put("/v1/config", WEB)
         assert (r.status, r.text) == (200, "true")
         got = (await api.get("/v1/config/service-defaults/web")).json()
@@ -39,8 +36,8 @@ async def test_put_answers_bare_booleans_and_cas_is_consuls() -> None:
         assert r.status == 400
 
 
-async def test_get_list_and_delete_shapes() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_get_list_and_delete_shapes(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.get("/v1/config/service-defaults/nope")
         assert r.status == 404
         assert r.text == 'Config entry not found for "service-defaults" / "nope"'
@@ -65,8 +62,8 @@ async def test_get_list_and_delete_shapes() -> None:
         assert (await api.get("/v1/config/proxy-defaults/global")).status == 404
 
 
-async def test_bad_entries_are_400_naming_the_field() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_bad_entries_are_400_naming_the_field(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.put("/v1/config", {"Name": "web"})
         assert r.status == 400 and "Kind" in r.text
         r = await api.put("/v1/config", {"Kind": "bogus", "Name": "web"})
@@ -77,26 +74,22 @@ async def test_bad_entries_are_400_naming_the_field() -> None:
         assert (await api.get("/v1/config/proxy-defaults")).json() == []
 
 
-async def test_blocking_get_wakes_on_write() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_blocking_get_written_at_5s_answers_at_5s(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await api.put("/v1/config", WEB)
-        r = await api.get("/v1/config/service-defaults/web")
-        index = int(r.headers["x-consul-index"])
-        results: list[int] = []
+        index = (await api.get("/v1/config/service-defaults/web")).index
 
-        async def block() -> None:
-            r2 = await api.get(f"/v1/config/service-defaults/web?index={index}&wait=20s")
-            results.append(int(r2.headers["x-consul-index"]))
+        async def write() -> None:
+            assert (await api.put("/v1/config", {**WEB, "Protocol": "grpc"})).json() is True
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(block)
-            await trio.sleep(0.3)
-            assert not results
-            await api.put("/v1/config", {**WEB, "Protocol": "grpc"})
-        assert results and results[0] > index
+        res, written, at = await block_then_write(
+            api, f"/v1/config/service-defaults/web?index={index}&wait=20s", write
+        )
+        assert written == at == 5.0  # parked until the write, answered at its time
+        assert res.index > index and res.json()["Protocol"] == "grpc"
 
 
-async def test_the_l7_kinds_are_written_read_listed_and_deleted() -> None:
+async def test_the_l7_kinds_are_written_read_listed_and_deleted(autojump_clock: MockClock) -> None:
     entries = [
         {"Kind": "service-defaults", "Name": "api", "Protocol": "http"},
         {"Kind": "service-resolver", "Name": "api", "ConnectTimeout": "5s"},
@@ -113,7 +106,7 @@ async def test_the_l7_kinds_are_written_read_listed_and_deleted() -> None:
             ],
         },
     ]
-    async with dev_agent() as (_agent, api):
+    async with inproc_agent() as (_agent, api):
         for entry in entries:
             r = await api.put("/v1/config", entry)
             assert (r.status, r.text) == (200, "true"), (entry["Kind"], r.text)

@@ -126,7 +126,8 @@ async def test_rotation_cross_signs_and_wakes_leaf_watchers(autojump_clock: Mock
                 woke.append((await api.get(path)).json())
 
             nursery.start_soon(watch)
-            await trio.sleep(0.2)
+            await trio.sleep(0.2)  # fake time: the watch has parked
+            assert not woke  # nothing changed yet
             body = {"Provider": "consul", "Config": {"PrivateKeyType": "ec", "PrivateKeyBits": 384}}
             resp = await api.put("/v1/connect/ca/configuration", body)
             assert resp.status == 200, resp.text

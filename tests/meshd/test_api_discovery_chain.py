@@ -1,14 +1,11 @@
-"""/v1/discovery-chain/:service against a real dev agent, with the entries
-written through /v1/config (https://developer.hashicorp.com/consul/api-docs/discovery-chain)."""
+"""/v1/discovery-chain/:service on an in-process dev agent, with the
+entries written through /v1/config (https://developer.hashicorp.com/consul/api-docs/discovery-chain)."""
 
 from __future__ import annotations
 
-import pytest
-import trio
+from trio.testing import MockClock
 
-from tests.meshd.harness import dev_agent
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import block_then_write, inproc_agent
 
 ENTRIES = [
     {"Kind": "service-defaults", "Name": "web", "Protocol": "http"},
@@ -43,8 +40,8 @@ ENTRIES = [
 ]
 
 
-async def test_default_chain_without_entries_is_one_resolver() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_default_chain_without_entries_is_one_resolver(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.get("/v1/discovery-chain/db")
         assert r.status == 200, r.text
         chain = r.json()["Chain"]
@@ -55,8 +52,8 @@ async def test_default_chain_without_entries_is_one_resolver() -> None:
         assert int(r.headers["x-consul-index"]) > 0
 
 
-async def test_router_splitter_resolver_chain_in_consuls_shape() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_router_splitter_resolver_chain_in_consuls_shape(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         for entry in ENTRIES:
             r = await api.put("/v1/config", entry)
             assert (r.status, r.text) == (200, "true"), r.text
@@ -86,8 +83,8 @@ async def test_router_splitter_resolver_chain_in_consuls_shape() -> None:
         assert not any(k.startswith(("router:", "splitter:")) for k in tcp["Nodes"])
 
 
-async def test_bad_requests_are_400_with_consuls_texts() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_bad_requests_are_400_with_consuls_texts(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.request(
             "POST", "/v1/discovery-chain/web", {"OverrideMeshGateway": {"Mode": "x"}}
         )
@@ -100,24 +97,16 @@ async def test_bad_requests_are_400_with_consuls_texts() -> None:
         assert r.status == 400
 
 
-async def test_blocking_query_wakes_on_a_config_entry_write() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_blocking_query_written_at_5s_answers_at_5s(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         first = await api.get("/v1/discovery-chain/web")
-        index = int(first.headers["x-consul-index"])
         assert first.json()["Chain"]["Protocol"] == "tcp"
-        got: dict[str, object] = {}
 
-        async def block() -> None:
-            r = await api.get(f"/v1/discovery-chain/web?index={index}&wait=20s")
-            got["chain"] = r.json()["Chain"]
-            got["index"] = int(r.headers["x-consul-index"])
+        async def write() -> None:
+            assert (await api.put("/v1/config", ENTRIES[0])).status == 200
 
-        with trio.fail_after(15):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(block)
-                await trio.sleep(0.3)
-                assert "chain" not in got  # still blocked: nothing changed
-                await api.put("/v1/config", ENTRIES[0])
-        chain = got["chain"]
-        assert isinstance(chain, dict) and chain["Protocol"] == "http"
-        assert isinstance(got["index"], int) and got["index"] > index
+        res, written, at = await block_then_write(
+            api, f"/v1/discovery-chain/web?index={first.index}&wait=20s", write
+        )
+        assert written == at == 5.0  # parked until the entry was written, answered then
+        assert res.json()["Chain"]["Protocol"] == "http" and res.index > first.index

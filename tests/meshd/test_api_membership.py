@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from meshd.agent import members as members_mod
 from meshd.agent.agent import Agent
 from meshd.agent_tls import create_ca, create_cert, write_pem
 from meshd.config import load_config
-from tests.meshd.harness import APIClient, dev_agent, free_port
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.harness import APIClient, free_port
+from tests.meshd.inproc import inproc_agent
 
 
 async def wait_for(pred: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
@@ -88,6 +88,7 @@ def _status(members: list[dict[str, Any]], name: str) -> int | None:
     return next((m["Status"] for m in members if m["Name"] == name), None)
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 async def test_join_returns_after_the_servers_know_the_member_and_force_leave_marks_it_leaving(
     tmp_path: Path,
@@ -125,8 +126,10 @@ def test_leaving_marks_expire_after_their_hold() -> None:
     assert marks.current(105.0) == set()
 
 
-async def test_a_failed_member_force_left_shows_left_and_leaves_the_catalog() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_a_failed_member_force_left_shows_left_and_leaves_the_catalog(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         failed = {
             "Node": "gone",
             "Address": "10.0.0.9",

@@ -5,21 +5,19 @@ PUT /v1/coordinate/update, /v1/agent/health/service/{id,name}/*,
 
 from __future__ import annotations
 
-import pytest
 import trio
+from trio.testing import MockClock
 
-from tests.meshd.harness import APIClient, dev_agent
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import InprocClient, inproc_agent
 
 
-async def ok(api: APIClient, path: str, body: object) -> None:
+async def ok(api: InprocClient, path: str, body: object) -> None:
     r = await api.put(path, body)
     assert r.status == 200, (path, r.status, r.text)
 
 
-async def test_operator_usage_counts_the_catalog() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_operator_usage_counts_the_catalog(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await ok(api, "/v1/agent/service/register", {"Name": "web", "Port": 80})
         await ok(api, "/v1/agent/service/register", {"Name": "web", "ID": "web2", "Port": 81})
         await ok(api, "/v1/agent/service/register", {"Name": "igw", "Kind": "ingress-gateway"})
@@ -40,8 +38,10 @@ async def test_operator_usage_counts_the_catalog() -> None:
         assert usage["BillableServiceInstances"] == 2 and usage["Nodes"] == 1
 
 
-async def test_keyring_answers_as_consul_without_gossip_encryption() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_keyring_answers_as_consul_without_gossip_encryption(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         for method in ("GET", "POST", "PUT", "DELETE"):
             r = await api.request(method, "/v1/operator/keyring", {"Key": "x"})
             assert r.status == 500
@@ -51,8 +51,8 @@ async def test_keyring_answers_as_consul_without_gossip_encryption() -> None:
             )
 
 
-async def test_coordinate_update_is_validated_and_read_back() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_coordinate_update_is_validated_and_read_back(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         coord = {"Vec": [0.1] * 8, "Error": 1.5, "Adjustment": 0.0, "Height": 1e-5}
         r = await api.put("/v1/coordinate/update", {"Node": "dev-node", "Coord": coord})
         assert (r.status, r.body) == (200, b"")
@@ -72,8 +72,8 @@ async def test_coordinate_update_is_validated_and_read_back() -> None:
             assert (await api.put("/v1/coordinate/update", body)).status == 400
 
 
-async def test_agent_health_by_service_status_codes_and_text() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_agent_health_by_service_status_codes_and_text(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await ok(
             api,
             "/v1/agent/service/register",
@@ -103,8 +103,8 @@ async def test_agent_health_by_service_status_codes_and_text() -> None:
         assert (r.status, r.text) == (404, "ServiceName nope Not Found")
 
 
-async def test_gateway_services_and_ingress_health() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_gateway_services_and_ingress_health(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await ok(api, "/v1/agent/service/register", {"Name": "web", "Port": 80})
         await ok(
             api,
@@ -147,8 +147,8 @@ async def test_gateway_services_and_ingress_health() -> None:
         assert (await api.get("/v1/health/ingress/other")).json() == []
 
 
-async def test_peer_query_parameter() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_peer_query_parameter(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await ok(api, "/v1/agent/service/register", {"Name": "web", "Port": 80})
         for path in ("/v1/health/service/web", "/v1/catalog/service/web", "/v1/catalog/nodes"):
             r = await api.get(f"{path}?peer=")

@@ -1,5 +1,6 @@
 """/v1/prometheus/sd (Prometheus HTTP SD with consul_sd's labels) and
-/v1/internal/ui/service-topology/:service against a real dev agent."""
+/v1/internal/ui/service-topology/:service on an in-process dev agent (the
+agent's own scrape target over a real socket)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from meshd.api.prometheus_sd import agent_groups, instance_labels, proxy_metrics_target
 from meshd.api.topology import decision
 from tests.meshd.harness import APIClient, dev_agent
+from tests.meshd.inproc import InprocClient, block_then_write, inproc_agent
 
 e2e = pytest.mark.e2e
 
@@ -59,7 +62,7 @@ def test_labels_follow_consul_sd() -> None:
     assert proxy_metrics_target(proxy) == "10.0.0.1:9102"
 
 
-async def wait_for(api: APIClient, path: str, pred: Any) -> Any:
+async def wait_for(api: APIClient | InprocClient, path: str, pred: Any) -> Any:
     with trio.fail_after(20):
         while True:
             resp = await api.get(path)
@@ -110,32 +113,32 @@ async def test_sd_lists_instances_agent_and_proxy_with_consul_labels() -> None:
         assert bad.status == 400 and "kind" in bad.text
 
 
-@e2e
-async def test_sd_blocking_query_wakes_on_a_new_service() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_sd_blocking_query_written_at_5s_answers_at_5s(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
+        # Straight after start-up the services table is one index ahead of the
+        # nodes and checks tables; the answer's index is the highest, and the
+        # next query with it must still park (each table waits from its own).
         first = await wait_for(api, "/v1/prometheus/sd", lambda g: len(g) >= 1)
-        index = int(first.headers["x-consul-index"])
-        results: list[Any] = []
 
-        async def blocked() -> None:
-            results.append(await api.get(f"/v1/prometheus/sd?index={index}&wait=20s"))
+        async def register() -> None:
+            # A catalog write (an agent registration reaches the catalog a
+            # moment later, through anti-entropy).
+            body = {"Node": "ext-1", "Address": "10.0.0.9", "Service": {"Service": "db"}}
+            assert (await api.put("/v1/catalog/register", body)).status == 200
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(blocked)
-            await trio.sleep(0.3)
-            assert not results  # still waiting
-            assert (
-                await api.put("/v1/agent/service/register", {"Name": "db", "Port": 1})
-            ).status == 200
-        (resp,) = results
-        assert int(resp.headers["x-consul-index"]) > index
+        resp, written, at = await block_then_write(
+            api, f"/v1/prometheus/sd?index={first.index}&wait=20s", register
+        )
+        assert written == at == 5.0  # parked until the registration, answered then
+        assert resp.index > first.index
         names = {g["labels"].get("__meta_consul_service") for g in resp.json()}
         assert "db" in names
 
 
-@e2e
-async def test_service_topology_lists_upstreams_and_downstreams_with_intentions() -> None:
-    async with dev_agent() as (agent, api):
+async def test_service_topology_lists_upstreams_and_downstreams_with_intentions(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (agent, api):
         default_allow = agent.config.connect.default_intention_policy == "allow"
         assert (await api.put("/v1/agent/service/register", WEB)).status == 200
         assert (await api.put("/v1/agent/service/register", API)).status == 200
@@ -200,21 +203,22 @@ def test_decision_follows_precedence_permissions_and_wildcards() -> None:
     assert decision([wild], "web", "db", True)["Allowed"] is True  # default allow
 
 
-@e2e
-async def test_sd_and_topology_are_filtered_by_acls(tmp_path: Any) -> None:
+async def test_sd_and_topology_are_filtered_by_acls(
+    autojump_clock: MockClock, tmp_path: Any
+) -> None:
     cfg = tmp_path / "acl.json"
     cfg.write_text('{"acl": {"enabled": true, "default_policy": "deny"}}')
-    async with dev_agent(files=[str(cfg)]) as (_agent, anon):
+    async with inproc_agent(files=[str(cfg)]) as (_agent, anon):
         boot = await anon.put("/v1/acl/bootstrap")
         assert boot.status == 200, boot.text
-        admin = APIClient(anon.host, anon.port, token=boot.json()["SecretID"])
+        admin = InprocClient(anon.app, token=boot.json()["SecretID"])
         assert (await admin.put("/v1/agent/service/register", WEB)).status == 200
         assert (await admin.put("/v1/agent/service/register", API)).status == 200
         rules = 'service "web" { policy = "read" }\nnode_prefix "" { policy = "read" }'
         policy = await admin.put("/v1/acl/policy", {"Name": "web-only", "Rules": rules})
         assert policy.status == 200, policy.text
         token = await admin.put("/v1/acl/token", {"Policies": [{"Name": "web-only"}]})
-        web_only = APIClient(anon.host, anon.port, token=token.json()["SecretID"])
+        web_only = InprocClient(anon.app, token=token.json()["SecretID"])
         await wait_for(
             admin,
             "/v1/internal/ui/service-topology/web?kind=",

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import pytest
+from trio.testing import MockClock
 
-from tests.meshd.harness import APIClient, dev_agent
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import InprocClient, inproc_agent
 
 WEB = {
     "Name": "web",
@@ -28,13 +26,15 @@ NORMALISED = {
 }
 
 
-async def ok(api: APIClient, path: str, body: object) -> None:
+async def ok(api: InprocClient, path: str, body: object) -> None:
     r = await api.put(path, body)
     assert r.status == 200, (path, r.status, r.text)
 
 
-async def test_service_tagged_addresses_are_address_and_port_everywhere() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_service_tagged_addresses_are_address_and_port_everywhere(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         await ok(api, "/v1/agent/service/register", WEB)
         assert (await api.get("/v1/agent/service/web")).json()["TaggedAddresses"] == NORMALISED
         assert (await api.get("/v1/agent/services")).json()["web"]["TaggedAddresses"] == NORMALISED
@@ -71,8 +71,8 @@ async def test_service_tagged_addresses_are_address_and_port_everywhere() -> Non
         assert got == {"lan": {"Address": "1.1.1.1", "Port": 0}}
 
 
-async def test_locality_is_accepted_stored_and_returned() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_locality_is_accepted_stored_and_returned(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await ok(api, "/v1/agent/service/register", WEB)
         locality = {"Region": "us-east-1", "Zone": "us-east-1a"}
         assert (await api.get("/v1/agent/service/web")).json()["Locality"] == locality
@@ -82,8 +82,8 @@ async def test_locality_is_accepted_stored_and_returned() -> None:
         assert r.status == 400 and "Locality" in r.text
 
 
-async def test_check_durations_as_integer_nanoseconds() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_check_durations_as_integer_nanoseconds(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         check = {
             "Name": "tcp",
             "TCP": "127.0.0.1:1",
@@ -103,8 +103,10 @@ async def test_check_durations_as_integer_nanoseconds() -> None:
         assert r.status == 400 and "TTL" in r.text
 
 
-async def test_a_check_for_a_missing_service_id_fails_with_consuls_text() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_a_check_for_a_missing_service_id_fails_with_consuls_text(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         r = await api.put(
             "/v1/agent/check/register", {"Name": "c", "TTL": "10s", "ServiceID": "nope"}
         )
@@ -112,13 +114,13 @@ async def test_a_check_for_a_missing_service_id_fails_with_consuls_text() -> Non
         assert "c" not in (await api.get("/v1/agent/checks")).json()
 
 
-async def _filter(api: APIClient, path: str, expr: str) -> tuple[int, object]:
+async def _filter(api: InprocClient, path: str, expr: str) -> tuple[int, object]:
     r = await api.get(f"{path}?filter={quote(expr)}")
     return r.status, (r.json() if r.status == 200 else r.text)
 
 
-async def test_filters_follow_consuls_field_lists() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_filters_follow_consuls_field_lists(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await ok(
             api, "/v1/agent/service/register", {**WEB, "Check": {"TTL": "30s", "Status": "passing"}}
         )
@@ -151,8 +153,8 @@ async def test_filters_follow_consuls_field_lists() -> None:
             assert status == 400 and needle in str(body), (expr, status, body)
 
 
-async def test_filter_on_catalog_services_and_node_services() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_filter_on_catalog_services_and_node_services(autojump_clock: MockClock) -> None:
+    async with inproc_agent() as (_agent, api):
         await ok(api, "/v1/agent/service/register", {"Name": "web", "Port": 80, "Tags": ["a"]})
         await ok(api, "/v1/agent/service/register", {"Name": "db", "Port": 5432, "Tags": ["b"]})
         status, body = await _filter(api, "/v1/catalog/services", "ServicePort == 80")
@@ -165,8 +167,10 @@ async def test_filter_on_catalog_services_and_node_services() -> None:
         assert status == 200 and [s["Service"] for s in body["Services"]] == ["db"]  # type: ignore[index]
 
 
-async def test_proxy_blocks_in_snake_or_camel_case_are_consuls_camel_case() -> None:
-    async with dev_agent() as (_agent, api):
+async def test_proxy_blocks_in_snake_or_camel_case_are_consuls_camel_case(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (_agent, api):
         proxy = {
             "destination_service_name": "web",
             "local_service_port": 8080,

@@ -122,7 +122,6 @@ def test_a_resealed_archive_with_a_wrong_state_digest_is_refused() -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.e2e
 async def test_save_then_restore_brings_the_state_back() -> None:
     async with dev_agent() as (_agent, api):
         for body in EXT:
@@ -188,7 +187,6 @@ async def test_stale_save_is_answered_locally(autojump_clock: MockClock) -> None
         decode_archive(r.body)
 
 
-@pytest.mark.e2e
 @pytest.mark.e2e
 async def test_a_restored_state_survives_a_restart(tmp_path: Path) -> None:
     flags = dev_flags(data_dir=str(tmp_path), node_id="0f8d2f0c-3b7a-4d6e-8a52-2f4c1e9b7d10")

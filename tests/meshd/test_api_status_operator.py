@@ -268,7 +268,11 @@ async def _events_reach_every_agent(servers: list[Node], client: Node) -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(block)
-        await trio.sleep(0.3)
+        # Parked: the client's handler waits on its event ring (no fixed
+        # sleep, which on a loaded machine could end before the GET arrives).
+        with trio.fail_after(30):
+            while not client.agent.events._changed.statistics().tasks_waiting:
+                await trio.sleep(0.01)
         assert not got
         await servers[2].api.put("/v1/event/fire/late")
     assert got == [["from-client", "from-server", "late"]]

@@ -8,12 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
+from trio.testing import MockClock
 
 from tests.meshd.harness import dev_agent
+from tests.meshd.inproc import inproc_agent
 
-pytestmark = pytest.mark.e2e
 
-
+@pytest.mark.e2e
 async def test_ui_files_have_content_types_etags_and_revalidate() -> None:
     async with dev_agent() as (_, api):
         root = await api.get("/")
@@ -48,17 +49,19 @@ async def test_ui_files_have_content_types_etags_and_revalidate() -> None:
         "/ui/nothing.js",
     ],
 )
-async def test_no_path_reaches_beyond_the_shipped_files(path: str) -> None:
-    async with dev_agent() as (_, api):
+async def test_no_path_reaches_beyond_the_shipped_files(
+    autojump_clock: MockClock, path: str
+) -> None:
+    async with inproc_agent() as (_, api):
         r = await api.get(path)
         assert r.status == 404, (path, r.status)
         assert b"import" not in r.body and b"root:" not in r.body
 
 
-async def test_ui_off_serves_nothing(tmp_path: Path) -> None:
+async def test_ui_off_serves_nothing(autojump_clock: MockClock, tmp_path: Path) -> None:
     cfg = tmp_path / "ui.json"
     cfg.write_text(json.dumps({"ui_config": {"enabled": False}}))
-    async with dev_agent(files=[str(cfg)]) as (agent, api):
+    async with inproc_agent(files=[str(cfg)]) as (agent, api):
         assert agent.config.ui_config.enabled is False
         assert (await api.get("/ui/")).status == 404
         assert (await api.get("/")).status == 404

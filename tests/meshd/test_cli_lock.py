@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from tests.meshd.cli_support import one_error_line, run_cli
-from tests.meshd.harness import APIClient, dev_agent
+from tests.meshd.harness import APIClient, blocking_queries, dev_agent, wait_blocking
 
 DEADLINE = 30.0
 TTL = 10.0  # seconds: Consul's minimum session TTL
@@ -95,8 +95,9 @@ async def test_a_contender_waits_for_the_holder_or_gives_up_after_try(tmp_path: 
         first = await wait_holder(api, "db/.lock", True)
         line = one_error_line(await run_cli(["lock", "-try", "300ms", *addr(api), "db", "true"]))
         assert line == "Shutdown triggered or timeout during lock acquisition"
+        waiting = await blocking_queries(api)
         nursery.start_soon(run, "b", ["db", f"touch {ran}"])
-        await trio.sleep(0.5)
+        await wait_blocking(api, waiting + 1)  # B's blocking GET on the lock arrived
         assert not ran.exists()  # B waits while A holds the lock
         assert await holder(api, "db/.lock") == first
         go.touch()
@@ -186,8 +187,9 @@ async def test_a_semaphore_lets_n_holders_in_at_once(tmp_path: Path) -> None:
             await run_cli(["lock", "-n", "3", "-try", "1s", *addr(api), "pool", "true"])
         )
         assert line == "Lock acquisition failed: semaphore limit conflict (lock: 2, local: 3)"
+        waiting = await blocking_queries(api)
         nursery.start_soon(run, ["pool", f"touch {third}"])
-        await trio.sleep(0.5)
+        await wait_blocking(api, waiting + 1)  # the third contender's blocking GET arrived
         assert not third.exists()  # both slots taken
         go.touch()
         with trio.fail_after(DEADLINE):

@@ -174,7 +174,6 @@ async def test_failed_anti_entropy_passes_are_counted_as_errors(autojump_clock: 
 
 
 @pytest.mark.e2e
-@pytest.mark.e2e
 async def test_prometheus_scrape_reports_raft_and_catalog_of_a_dev_agent() -> None:
     async with dev_agent() as (agent, api):
         before = (await api.get("/v1/agent/self")).json()["Stats"]["raft"]
@@ -226,7 +225,6 @@ async def test_a_kv_write_is_observed_by_the_raft_commit_and_apply_histograms(
         assert value(after, "meshd_raft_commit_index") > value(before, "meshd_raft_commit_index")
 
 
-@pytest.mark.e2e
 @pytest.mark.e2e
 async def test_service_health_and_anti_entropy_show_up_after_a_registration() -> None:
     service = {"ID": "web-1", "Name": "web", "Port": 80, "Check": {"TTL": "30s"}}

@@ -8,14 +8,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
+from trio.testing import MockClock
 
 from connect.proxy.metrics import ProxyMetrics
 from meshd.agent.live_metrics import agent_metrics
-from tests.meshd.harness import dev_agent
+from tests.meshd.inproc import inproc_agent
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = "## Metrics reference and Prometheus"
@@ -63,10 +63,9 @@ def compare(kind: str, have: Reference, documented: Reference) -> list[str]:
     return problems
 
 
-@pytest.mark.e2e
-async def test_readme_rows_match_the_agent_and_proxy_registries() -> None:
+async def test_readme_rows_match_the_agent_and_proxy_registries(autojump_clock: MockClock) -> None:
     documented = readme_reference()
-    async with dev_agent() as (agent, api):
+    async with inproc_agent() as (agent, api):
         with trio.fail_after(20):
             while True:  # the live Raft and catalog values appear once the server is up
                 text = (await api.get("/v1/agent/metrics?format=prometheus")).text

@@ -9,15 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import pytest
 import trio
+from trio.testing import MockClock
 
 from meshd.agent.agent import Agent
 from meshd.api.routes import build_app
 from meshd.http import App, Request
-from tests.meshd.harness import dev_agent
-
-pytestmark = pytest.mark.e2e
+from tests.meshd.inproc import inproc_agent
 
 SERVICE = "/v1/agent/service/register"
 CHECK = "/v1/agent/check/register"
@@ -27,7 +25,7 @@ NODE = {"Node": "ext", "Address": "10.0.0.1"}
 
 @asynccontextmanager
 async def agent_app() -> AsyncIterator[tuple[Agent, App]]:
-    async with dev_agent() as (agent, _):
+    async with inproc_agent() as (agent, _):
         yield agent, build_app(agent)
 
 
@@ -89,7 +87,9 @@ BAD: list[tuple[str, Any, str]] = [
 ]
 
 
-async def test_bad_fields_answer_400_naming_the_field_and_store_nothing() -> None:
+async def test_bad_fields_answer_400_naming_the_field_and_store_nothing(
+    autojump_clock: MockClock,
+) -> None:
     async with agent_app() as (agent, app):
         for path, body, field in BAD:
             status, text = await put(app, path, body)
@@ -99,7 +99,7 @@ async def test_bad_fields_answer_400_naming_the_field_and_store_nothing() -> Non
         assert [n["Node"] for n in json.loads(bytes(resp.body))] == [agent.node_name]
 
 
-async def test_huge_and_deep_bodies_answer_400() -> None:
+async def test_huge_and_deep_bodies_answer_400(autojump_clock: MockClock) -> None:
     async with agent_app() as (agent, app):
         status, text = await put(app, SERVICE, {"Name": "w" * (4 * 1024 * 1024 - 100)})
         assert status == 400 and "Name" in text and len(text) < 500
@@ -112,7 +112,7 @@ async def test_huge_and_deep_bodies_answer_400() -> None:
         assert agent.local.services == {}
 
 
-async def test_valid_fields_are_stored_with_their_types() -> None:
+async def test_valid_fields_are_stored_with_their_types(autojump_clock: MockClock) -> None:
     async with agent_app() as (agent, app):
         body = {
             "Name": "web",
@@ -140,7 +140,9 @@ def _proxy(pid: str, port: int, bind: int) -> dict[str, Any]:
     }
 
 
-async def test_a_registration_cannot_take_another_sidecars_listener() -> None:
+async def test_a_registration_cannot_take_another_sidecars_listener(
+    autojump_clock: MockClock,
+) -> None:
     async with agent_app() as (agent, app):
         web = {"Name": "web", "Port": 8080, "Connect": sidecar([_up(9191)], port=21000)}
         assert (await put(app, SERVICE, web))[0] == 200
@@ -175,7 +177,7 @@ def _up(port: int) -> dict[str, Any]:
     return {"DestinationName": "api", "LocalBindPort": port}
 
 
-async def test_the_agent_keeps_syncing_after_bad_input() -> None:
+async def test_the_agent_keeps_syncing_after_bad_input(autojump_clock: MockClock) -> None:
     async with agent_app() as (_agent, app):
         for path, body, _ in BAD:
             await put(app, path, body)

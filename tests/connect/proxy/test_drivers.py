@@ -6,6 +6,7 @@ import random
 
 import pytest
 import trio
+import trio.testing
 
 from connect.proxy.agent_client import AgentClient
 from connect.proxy.errors import AgentResponseError, AgentUnavailableError
@@ -42,7 +43,7 @@ async def test_watched_wakes_waiters_with_newer_values() -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(waiter)
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()  # the waiter is parked
         assert got == []
         cell.set(7)
     assert got == [(7, 1)]
@@ -60,21 +61,30 @@ async def test_agent_client_keeps_connections_alive_and_blocks(nursery: trio.Nur
     assert body == {"api": []} and resp.index() == agent.intentions_index
     assert len(client._idle) == 1  # kept for the next request
 
-    async def change_later() -> None:
-        await trio.sleep(0.2)
+    order: list[str] = []
+
+    async def change_once_parked() -> None:
+        # The fake agent's blocking handler waits on its change event: the
+        # request has arrived and is blocked (no fixed sleep that a loaded
+        # machine could outlast before the request even arrives).
+        with trio.fail_after(30):
+            while not agent._changed.statistics().tasks_waiting:
+                await trio.sleep(0.01)
+        order.append("changed")
         agent.set_intentions(
             [{"ID": "i", "SourceName": "a", "DestinationName": "api", "Action": "deny"}]
         )
 
-    nursery.start_soon(change_later)
-    start = trio.current_time()
-    body, resp = await client.blocking_get(
-        "/v1/connect/intentions/match",
-        query={"by": "destination", "name": "api"},
-        index=resp.index(),
-        wait=5,
-    )
-    assert 0.15 < trio.current_time() - start < 2
+    nursery.start_soon(change_once_parked)
+    with trio.fail_after(30):  # well inside ?wait=120s: only the change can answer it
+        body, resp = await client.blocking_get(
+            "/v1/connect/intentions/match",
+            query={"by": "destination", "name": "api"},
+            index=resp.index(),
+            wait=120,
+        )
+    order.append("answered")
+    assert order == ["changed", "answered"]  # blocked until the change, woken by it
     assert body["api"][0]["ID"] == "i"
     with pytest.raises(AgentResponseError) as info:
         await client.request("GET", "/v1/nope")
