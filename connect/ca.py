@@ -58,17 +58,6 @@ CLOCK_SKEW = timedelta(minutes=1)
 _CN_MAX = 64  # RFC 5280 ub-common-name
 _CSR_BEGIN = "-----BEGIN CERTIFICATE REQUEST-----"
 _PEM_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)
-_CA_KEY_USAGE = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=True,
-    crl_sign=True,
-    encipher_only=False,
-    decipher_only=False,
-)
 
 
 # -- keys and identifiers ----------------------------------------------------------------------
@@ -166,7 +155,8 @@ def fingerprint_id(cert_pem: str) -> str:
     return colon_hex(hashlib.sha256(der).digest())
 
 
-def _cert_pem(cert: x509.Certificate) -> str:
+def cert_to_pem(cert: x509.Certificate) -> str:
+    """A certificate as PEM text."""
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
@@ -223,6 +213,26 @@ class IssuedRoot:
     bits: int
 
 
+def key_usage(
+    *, cert_sign: bool = False, key_encipherment: bool = False, key_agreement: bool = False
+) -> x509.KeyUsage:
+    """digitalSignature, plus keyCertSign and cRLSign with ``cert_sign`` (CAs),
+    keyEncipherment (RSA leaves) or keyAgreement (EC leaves) when asked. The one
+    place key usages are written, for Connect's CA and the agent's RPC certificates
+    (meshd/agent_tls.py)."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=key_agreement,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def ca_builder(
     subject: x509.Name,
     issuer: x509.Name,
@@ -248,7 +258,7 @@ def ca_builder(
         .not_valid_after(not_after)
         # path_length None: cross-signed roots must be able to sit below this one.
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(key_usage(cert_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier(ski), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier(
@@ -304,7 +314,7 @@ def create_root(
         critical=False,
     )
     cert = builder.sign(key, hashes.SHA256())
-    cert_pem = _cert_pem(cert)
+    cert_pem = cert_to_pem(cert)
     return IssuedRoot(
         id=colon_hex(hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()),
         name="meshd CA Primary Cert",
@@ -362,7 +372,7 @@ def cross_sign(
         builder = builder.add_extension(san.value, critical=san.critical)
     except x509.ExtensionNotFound:
         pass
-    return _cert_pem(builder.sign(old_key, hashes.SHA256()))
+    return cert_to_pem(builder.sign(old_key, hashes.SHA256()))
 
 
 # -- CSRs --------------------------------------------------------------------------------------
@@ -524,17 +534,7 @@ def _load_signer(cert_pem: str, key_pem: str) -> _Signer:
 
 def _leaf_key_usage(public_key: CertificatePublicKeyTypes) -> x509.KeyUsage:
     is_rsa = isinstance(public_key, rsa.RSAPublicKey)
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=is_rsa,
-        data_encipherment=False,
-        key_agreement=not is_rsa,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    return key_usage(key_encipherment=is_rsa, key_agreement=not is_rsa)
 
 
 def end_entity_extensions(
@@ -622,7 +622,7 @@ def sign_leaf(
         .sign(signer.key, hashes.SHA256())
     )
     return Leaf(
-        cert_pem=_cert_pem(cert),
+        cert_pem=cert_to_pem(cert),
         serial_hex=serial_hex(serial),
         service=info.spiffe.service,
         spiffe_uri=uri,

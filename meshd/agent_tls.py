@@ -27,25 +27,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from connect.ca import ca_builder, end_entity_extensions
+from connect.ca import CLOCK_SKEW, ca_builder, cert_to_pem, end_entity_extensions, key_usage
 
 __all__ = ["create_ca", "create_cert", "write_pem"]
 
-# Certificates are valid from a minute ago so a peer whose clock is slightly
-# behind does not reject a certificate created just now.
-_BACKDATE = datetime.timedelta(minutes=1)
+# Certificates are valid from a minute ago (connect.ca.CLOCK_SKEW) so a peer
+# whose clock is slightly behind does not reject a certificate created just now.
 # Agent RPC certificates only sign TLS handshakes: digitalSignature alone.
-_DIGITAL_SIGNATURE = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=False,
-    crl_sign=False,
-    encipher_only=False,
-    decipher_only=False,
-)
+_DIGITAL_SIGNATURE = key_usage()
 
 
 def _now(now: datetime.datetime | None) -> datetime.datetime:
@@ -71,10 +60,6 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     ).decode("ascii")
-
-
-def _cert_pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
 def create_ca(
@@ -115,7 +100,7 @@ def create_ca(
         name,
         key.public_key(),
         serial=serial,
-        not_before=start - _BACKDATE,
+        not_before=start - CLOCK_SKEW,
         not_after=start + datetime.timedelta(days=days),
         ski=ski,
         aki=ski,
@@ -129,7 +114,7 @@ def create_ca(
             critical=True,
         )
     cert = builder.sign(key, hashes.SHA256())
-    return _cert_pem(cert), _key_pem(key)
+    return cert_to_pem(cert), _key_pem(key)
 
 
 def _load_ca(
@@ -213,11 +198,11 @@ def create_cert(
         builder.subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
         .issuer_name(ca_cert.subject)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start - _BACKDATE)
+        .not_valid_before(start - CLOCK_SKEW)
         .not_valid_after(end)
         .sign(ca_key, hashes.SHA256())
     )
-    return _cert_pem(cert), _key_pem(key)
+    return cert_to_pem(cert), _key_pem(key)
 
 
 def write_pem(path: str | os.PathLike[str], data: str, *, private: bool = False) -> None:

@@ -11,40 +11,19 @@ or ``AgentResponseError`` (a non-2xx answer).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import h11
 import trio
 
+from ..agent_http import InvalidJSONError, Response, error_text, query_string, request_headers
 from .errors import AgentResponseError, AgentUnavailableError
+
+__all__ = ["AgentClient", "Response", "answer_json", "path_segment"]
 
 MAX_BODY = 32 * 1024 * 1024
 MAX_IDLE = 4
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """A complete answer: status, lower-cased headers and the body."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        """The body as JSON. Raises ``AgentUnavailableError`` if it is not."""
-        try:
-            return json.loads(self.body or b"null")
-        except ValueError as exc:
-            raise AgentUnavailableError(f"malformed JSON from agent: {exc}") from None
-
-    def index(self) -> int:
-        """``X-Consul-Index`` (0 when absent or malformed)."""
-        try:
-            return int(self.headers.get("x-consul-index", "0"))
-        except ValueError:
-            return 0
 
 
 class _Conn:
@@ -53,6 +32,14 @@ class _Conn:
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024)
+
+
+def answer_json(resp: Response) -> Any:
+    """``resp.json()``; a body that is not JSON raises ``AgentUnavailableError``."""
+    try:
+        return resp.json()
+    except InvalidJSONError as exc:
+        raise AgentUnavailableError(f"malformed JSON from agent: {exc}") from None
 
 
 def path_segment(text: str) -> str:
@@ -114,11 +101,9 @@ class AgentClient:
         ``AgentResponseError`` (status >= 300). On cancellation the
         connection is closed, never reused.
         """
-        target = path + ("?" + urlencode(query) if query else "")
+        target = path + query_string(query or {})
         payload = b"" if body is None else json.dumps(body).encode()
-        headers = [("Host", self.address), ("User-Agent", "meshd-proxy")]
-        if self.token:
-            headers.append(("X-Consul-Token", self.token))
+        headers = [("Host", self.address), *request_headers("meshd-proxy", self.token).items()]
         if body is not None:
             headers += [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
         reused = bool(self._idle)
@@ -153,7 +138,7 @@ class AgentClient:
                 with trio.CancelScope(shield=True):
                     await conn.stream.aclose()
         if resp.status >= 300:
-            raise AgentResponseError(resp.status, resp.body.decode("utf-8", "replace").strip())
+            raise AgentResponseError(resp.status, error_text(resp.body))
         return resp
 
     async def _exchange(
@@ -193,7 +178,7 @@ class AgentClient:
     ) -> tuple[Any, Response]:
         """GET and decode JSON; returns ``(body, response)``."""
         resp = await self.request("GET", path, query=query, timeout=timeout)
-        return resp.json(), resp
+        return answer_json(resp), resp
 
     async def blocking_get(
         self,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import trio
 
 from ..intentions import Decision
-from .agent_client import AgentClient
+from .agent_client import AgentClient, answer_json
 from .authz import Authorizer, intentions_from_match
 from .credentials import Credentials
 from .errors import AgentError, PeerIdentityError
@@ -30,7 +30,7 @@ from .identity import PeerID, peer_serial, peer_service
 from .l7_inbound import L7Inbound
 from .logfmt import emit
 from .metrics import ProxyMetrics
-from .pump import Splice, handshake
+from .pump import handshake, run_splice
 from .sockets import Listener, close, dial
 from .verdict import send as send_verdict
 from .verdict import speaks_verdict
@@ -91,7 +91,7 @@ class Gatekeeper:
             resp = await self.client.request(
                 "POST", "/v1/agent/connect/authorize", body=body, timeout=AUTHORIZE_TIMEOUT
             )
-            answer = resp.json()
+            answer = answer_json(resp)
         except AgentError as exc:
             return Decision(False, f"authorize call failed: {exc}", None)
         if not isinstance(answer, dict):
@@ -133,7 +133,7 @@ class Gatekeeper:
             resp = await self.client.request(
                 "POST", "/v1/agent/connect/authorize", body=body, timeout=AUTHORIZE_TIMEOUT
             )
-            answer = resp.json()
+            answer = answer_json(resp)
         except AgentError:
             # Keep a live connection when the agent cannot answer: new ones fail closed.
             return Decision(True, "agent unavailable", None)
@@ -282,18 +282,16 @@ class InboundHandler:
         active = self.metrics.opened("inbound", source.service, dest)
         flush = self.metrics.byte_counter("inbound", source.service, dest)
         try:
-            splice = Splice(tls, up, idle_timeout=spec.limits.idle_timeout, on_flush=flush)
-            with live.scope:
-                await splice.run()
-            if splice.error is not None or splice.idle_expired:
-                emit(
-                    10,
-                    "connection_closed",
-                    direction="inbound",
-                    source=source.service,
-                    destination=dest,
-                    reason="idle timeout" if splice.idle_expired else str(splice.error),
-                )
+            await run_splice(
+                tls,
+                up,
+                idle_timeout=spec.limits.idle_timeout,
+                on_flush=flush,
+                direction="inbound",
+                source=source.service,
+                destination=dest,
+                scope=live.scope,
+            )
         finally:
             self.gate.untrack(live)
             active.closed()

@@ -19,16 +19,17 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
+from typing import Any
 
 import trio
 
 from .agent_client import AgentClient
 from .config import Limits
 from .errors import AgentUnavailableError
-from .flags import DEFAULTS, ProxyFlags, parse_host_port
+from .flags import DEFAULTS, FLAGS, Flag, ProxyFlags
 from .metrics import ProxyMetrics, serve_metrics
 from .notify import notify
 from .proxy import Proxy, ProxyOptions, wait_for_agent
@@ -41,45 +42,39 @@ log = logging.getLogger("meshd.proxy")
 READY_BOUND = 60.0
 
 
-def _addr(text: str) -> tuple[str, int]:
-    try:
-        return parse_host_port(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _argparse_type(flag: Flag) -> Callable[[str], object]:
+    def parse(text: str) -> object:
+        try:
+            return flag.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The flags of ``ProxyFlags``, with its defaults."""
-    d = DEFAULTS
+    """The flags of ``FLAGS``, with ``DEFAULTS``."""
     p = argparse.ArgumentParser(prog="meshd proxy", description="The meshd mTLS proxy.")
-    p.add_argument("--http-addr", type=_addr, default=d.http_addr)
-    p.add_argument("--workers", type=int, default=d.workers)
-    p.add_argument("--metrics-addr", type=_addr, default=d.metrics_addr)
-    p.add_argument("--idle-timeout", type=float, default=d.idle_timeout)
-    p.add_argument("--max-connections", type=int, default=d.max_connections)
-    p.add_argument("--agent-wait", type=float, default=d.agent_wait)
-    p.add_argument("--log-level", default=d.log_level)
-    p.add_argument("--log-json", action="store_true", default=d.log_json)
-    p.add_argument("--worker-id", type=int, default=d.worker_id)
-    p.add_argument("--sidecar-for", action="append", default=list(d.sidecar_for))
+    for flag in FLAGS:
+        if flag.kind == "bool":
+            p.add_argument(flag.name, action="store_true", default=flag.default, help=flag.help)
+        elif flag.kind == "list":
+            default = list(getattr(DEFAULTS, flag.field))
+            p.add_argument(flag.name, action="append", default=default, help=flag.help)
+        else:
+            p.add_argument(
+                flag.name, type=_argparse_type(flag), default=flag.default, help=flag.help
+            )
     return p
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> ProxyFlags:
     """The command line as ``ProxyFlags``; exits with status 2 on a bad flag."""
-    ns = build_parser().parse_args(argv)
-    return ProxyFlags(
-        http_addr=ns.http_addr,
-        workers=ns.workers,
-        metrics_addr=ns.metrics_addr,
-        idle_timeout=ns.idle_timeout,
-        max_connections=ns.max_connections,
-        agent_wait=ns.agent_wait,
-        log_level=ns.log_level,
-        log_json=ns.log_json,
-        sidecar_for=tuple(ns.sidecar_for),
-        worker_id=ns.worker_id,
-    )
+    ns = vars(build_parser().parse_args(argv))
+    values: dict[str, Any] = {
+        f.field: tuple(ns[f.field]) if f.kind == "list" else ns[f.field] for f in FLAGS
+    }
+    return ProxyFlags(**values)
 
 
 class _JSONFormatter(logging.Formatter):

@@ -20,7 +20,7 @@ from .errors import PeerIdentityError
 from .identity import check_server
 from .logfmt import emit
 from .metrics import ProxyMetrics
-from .pump import Splice, handshake
+from .pump import handshake, run_splice
 from .sockets import Listener, close, dial
 from .tlsconfig import Contexts
 from .verdict import VerdictError, speaks_verdict
@@ -87,17 +87,15 @@ class OutboundHandler:
         self.balancer.acquire(endpoint)
         flush = self.metrics.byte_counter("outbound", spec.service, dest)
         try:
-            splice = Splice(sock, tls, idle_timeout=spec.limits.idle_timeout, on_flush=flush)
-            await splice.run()
-            if splice.error is not None or splice.idle_expired:
-                emit(
-                    10,
-                    "connection_closed",
-                    direction="outbound",
-                    source=spec.service,
-                    destination=dest,
-                    reason="idle timeout" if splice.idle_expired else str(splice.error),
-                )
+            await run_splice(
+                sock,
+                tls,
+                idle_timeout=spec.limits.idle_timeout,
+                on_flush=flush,
+                direction="outbound",
+                source=spec.service,
+                destination=dest,
+            )
         finally:
             self.balancer.release(endpoint)
             active.closed()

@@ -43,6 +43,7 @@ from collections.abc import Callable
 
 import trio
 
+from .logfmt import emit
 from .reactor import AGAIN, reactor
 
 BUFFER_SIZE = 65536
@@ -320,6 +321,34 @@ class Splice:
         await dst.close_write()
         if src.close_pending:
             await src._close_write_now()
+
+
+async def run_splice(
+    down: socket.socket,
+    up: socket.socket,
+    *,
+    idle_timeout: float,
+    on_flush: FlushFn,
+    direction: str,
+    source: str,
+    destination: str,
+    scope: trio.CancelScope | None = None,
+) -> None:
+    """``Splice(down, up).run()`` (inside ``scope`` when given, so cancelling it
+    ends the splice quietly), then a debug ``connection_closed`` line when the
+    connection ended on an error or the idle timeout. Closing is the caller's job."""
+    splice = Splice(down, up, idle_timeout=idle_timeout, on_flush=on_flush)
+    with scope if scope is not None else contextlib.nullcontext():
+        await splice.run()
+    if splice.error is not None or splice.idle_expired:
+        emit(
+            10,
+            "connection_closed",
+            direction=direction,
+            source=source,
+            destination=destination,
+            reason="idle timeout" if splice.idle_expired else str(splice.error),
+        )
 
 
 # What a step hands back to its task (see reactor.py); a partial send hands

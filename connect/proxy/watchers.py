@@ -144,7 +144,7 @@ async def watch_loop(
                 continue
             content_hash = new_hash
         else:
-            new_index = resp.index()
+            new_index = resp.index
             if new_index == index and cell.value is not None:
                 continue
             # An index going backwards (agent restart, snapshot) restarts the watch.

@@ -21,7 +21,9 @@ from typing import Any
 
 import click
 
-from .errors import one_line_usage
+from connect.agent_http import InvalidJSONError
+
+from .errors import CLIError, one_line_usage
 from .sections import format_sections
 from .single_dash import consul_spelling
 
@@ -116,6 +118,8 @@ class MeshdGroup(click.Group):
             return super().invoke(ctx)
         except click.UsageError as exc:
             raise one_line_usage(exc) from None
+        except InvalidJSONError as exc:  # from a Response.json() in any command
+            raise CLIError(f"Error: the agent sent invalid JSON: {exc}") from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         format_sections(self, ctx, formatter)

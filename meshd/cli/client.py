@@ -24,7 +24,9 @@ import sys
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlsplit
+
+from connect.agent_http import Param, Response, error_text, query_string, request_headers
 
 from .errors import AgentUnreachable, CLIError, UnexpectedResponse
 
@@ -32,6 +34,7 @@ __all__ = [
     "DEFAULT_ADDRESS",
     "Address",
     "AgentClient",
+    "Param",
     "Response",
     "TLSFiles",
     "parse_address",
@@ -40,11 +43,6 @@ __all__ = [
 
 DEFAULT_ADDRESS = "127.0.0.1:8500"
 DEFAULT_TIMEOUT = 60.0
-MAX_ERROR_BODY = 500  # characters of a response body quoted in an error line
-
-# A query parameter: None/False are left out, True is a bare flag (?recurse),
-# a list repeats the key (?node-meta=a:1&node-meta=b:2).
-Param = str | int | bool | None | list[str] | tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -120,30 +118,6 @@ class TLSFiles:
     server_name: str = ""
 
 
-@dataclass
-class Response:
-    """A complete HTTP answer; header names are lower-cased."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        """The body as JSON; raises ``CLIError`` when it is not JSON."""
-        try:
-            return json.loads(self.body)
-        except ValueError as exc:
-            raise CLIError(f"Error: the agent sent invalid JSON: {exc}") from None
-
-    @property
-    def index(self) -> int:
-        """``X-Consul-Index`` (0 when absent or malformed)."""
-        try:
-            return int(self.headers.get("x-consul-index", "0"))
-        except ValueError:
-            return 0
-
-
 class _UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float) -> None:
         super().__init__("localhost", timeout=timeout)
@@ -185,11 +159,6 @@ def _ssl_context(tls: TLSFiles) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise CLIError(f"Error: cannot load TLS files: {exc}") from None
     return ctx
-
-
-def _one_line(body: bytes) -> str:
-    text = " ".join(body.decode("utf-8", "replace").split())
-    return text if len(text) <= MAX_ERROR_BODY else text[: MAX_ERROR_BODY - 3] + "..."
 
 
 class AgentClient:
@@ -235,10 +204,8 @@ class AgentClient:
         ``allow``; transport failures and timeouts (``timeout`` seconds per
         socket operation) raise ``AgentUnreachable``.
         """
-        target = path + _query(params or {})
-        headers = {"User-Agent": "meshd-cli", "Accept": "application/json"}
-        if self.token:
-            headers["X-Consul-Token"] = self.token
+        target = path + query_string(params or {})
+        headers = {**request_headers("meshd-cli", self.token), "Accept": "application/json"}
         if json_body is not None:
             body = json.dumps(json_body).encode()
             headers["Content-Type"] = "application/json"
@@ -247,7 +214,7 @@ class AgentClient:
         except (OSError, http.client.HTTPException) as exc:
             raise self._transport_error(exc) from None
         if not 200 <= result.status < 300 and result.status not in allow:
-            raise UnexpectedResponse(result.status, _one_line(result.body))
+            raise UnexpectedResponse(result.status, error_text(result.body))
         if method == "GET" and _emptied_by_acls(result):
             print(FILTERED_HINT, file=sys.stderr)
         return result
@@ -281,18 +248,16 @@ class AgentClient:
         like ``request`` for a status outside 2xx or no answer; reading the
         body may raise ``OSError``/``http.client.HTTPException`` when the
         agent goes away."""
-        headers = {"User-Agent": "meshd-cli"}
-        if self.token:
-            headers["X-Consul-Token"] = self.token
+        headers = request_headers("meshd-cli", self.token)
         conn = self._connection()
         try:
             try:
-                conn.request("GET", path + _query(params or {}), headers=headers)
+                conn.request("GET", path + query_string(params or {}), headers=headers)
                 resp = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 raise self._transport_error(exc) from None
             if not 200 <= resp.status < 300:
-                raise UnexpectedResponse(resp.status, _one_line(resp.read()))
+                raise UnexpectedResponse(resp.status, error_text(resp.read()))
             if conn.sock is not None:
                 conn.sock.settimeout(None)
             yield resp
@@ -338,21 +303,3 @@ def _emptied_by_acls(result: Response) -> bool:
     if result.headers.get(FILTERED_HEADER, "").lower() != "true":
         return False
     return result.body.strip() in (b"[]", b"{}", b"null")
-
-
-def _query(params: Mapping[str, Param]) -> str:
-    pairs: list[tuple[str, str]] = []
-    flags: list[str] = []
-    for key, value in params.items():
-        if value is None or value is False:
-            continue
-        if value is True:
-            flags.append(quote(key))
-        elif isinstance(value, list | tuple):
-            pairs.extend((key, str(v)) for v in value)
-        else:
-            pairs.append((key, str(value)))
-    parts = [*flags]
-    if pairs:
-        parts.append(urlencode(pairs))
-    return "?" + "&".join(parts) if parts else ""

@@ -12,18 +12,21 @@ one-line error and exit status 1.
 Per-sidecar settings come from the registration's ``Proxy.Config``
 (``idle_timeout`` s, ``max_connections``, ``connect_timeout_ms``) and
 ``Upstreams[].Config`` (the same plus ``balance``: ``round_robin`` or
-``least_conn``); the flags below are the defaults. The flags, their
-defaults and the command line that carries them are connect.proxy.flags's.
+``least_conn``); the flags below are the defaults. The flags (name, help, range), their
+defaults and the command line that carries them are connect.proxy.flags's
+``FLAGS`` table; the click options here are generated from it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-from connect.proxy.flags import DEFAULTS, ProxyFlags, format_host_port, parse_host_port
+from connect.proxy.flags import FLAGS, Flag, ProxyFlags, format_host_port, parse_host_port
 
 from .client import parse_address
 from .errors import CLIError
@@ -38,94 +41,67 @@ def _metrics_addr(text: str) -> tuple[str, int] | None:
         raise CLIError(f"Error: --metrics-addr must be HOST:PORT, got {text!r}") from None
 
 
-@click.command()
-@click.option(
-    "--http-addr",
-    "-http-addr",
-    envvar=["MESHD_HTTP_ADDR", "CONSUL_HTTP_ADDR"],
-    default=format_host_port(DEFAULTS.http_addr),
-    show_default=True,
-    help="The local agent's HTTP API (plain http).",
-)
-@click.option(
+# Where the CLI reads a flag from the environment too (Consul's variables).
+_ENVVARS = {"--http-addr": ["MESHD_HTTP_ADDR", "CONSUL_HTTP_ADDR"]}
+_TOKEN = click.option(
     "--token",
     "-token",
     envvar=["MESHD_HTTP_TOKEN", "CONSUL_HTTP_TOKEN"],
     default="",
     help="ACL token sent as X-Consul-Token.",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 256),
-    default=DEFAULTS.workers,
-    show_default=True,
-    help="Processes sharing the listeners (SO_REUSEPORT).",
-)
-@click.option(
-    "--metrics-addr", default="", metavar="HOST:PORT", help="Serve Prometheus metrics here."
-)
-@click.option(
-    "--idle-timeout",
-    type=click.FloatRange(0.001),
-    default=DEFAULTS.idle_timeout,
-    show_default=True,
-    help="Idle timeout in seconds (Proxy.Config.idle_timeout overrides).",
-)
-@click.option(
-    "--max-connections",
-    type=click.IntRange(1),
-    default=DEFAULTS.max_connections,
-    show_default=True,
-    help="Connections per listener (Proxy.Config.max_connections overrides).",
-)
-@click.option(
-    "--agent-wait",
-    type=click.FloatRange(0),
-    default=DEFAULTS.agent_wait,
-    show_default=True,
-    help="Seconds to retry an unreachable agent at start.",
-)
-@click.option(
-    "--log-level",
-    "-log-level",
-    default=DEFAULTS.log_level,
-    show_default=True,
-    help="trace, debug, info, warn, err.",
-)
-@click.option("--log-json", "-log-json", is_flag=True, help="Log JSON lines.")
-@click.option(
-    "--sidecar-for",
-    "-sidecar-for",
-    multiple=True,
-    help="Serve only this service's sidecar (ID or name; repeatable). Default: all.",
-)
-def proxy(
-    http_addr: str,
-    token: str,
-    workers: int,
-    metrics_addr: str,
-    idle_timeout: float,
-    max_connections: int,
-    agent_wait: float,
-    log_level: str,
-    log_json: bool,
-    sidecar_for: tuple[str, ...],
-) -> None:
+_Command = Callable[..., None]
+
+
+def _option(flag: Flag) -> Callable[[_Command], _Command]:
+    """The click option for a row of connect.proxy.flags.FLAGS. Addresses stay
+    text here: the CLI reads them as Consul does (parse_address) below."""
+    names = [flag.name, f"-{flag.name[2:]}"] if flag.consul_spelling else [flag.name]
+    kw: dict[str, Any] = {"help": flag.help, "metavar": flag.metavar}
+    if flag.kind == "bool":
+        kw["is_flag"] = True
+    elif flag.kind == "list":
+        kw["multiple"] = True
+    elif flag.default is None:
+        kw["default"] = ""
+    else:
+        kw["show_default"] = True
+        kw["default"] = flag.default
+        if flag.kind == "addr" and isinstance(flag.default, tuple):
+            kw["default"] = format_host_port(flag.default)
+        elif flag.kind == "int":
+            kw["type"] = click.IntRange(_int(flag.low), _int(flag.high))
+        elif flag.kind == "float":
+            kw["type"] = click.FloatRange(flag.low, flag.high)
+    if flag.name in _ENVVARS:
+        kw["envvar"] = _ENVVARS[flag.name]
+    return click.option(*names, **kw)
+
+
+def _int(bound: float | None) -> int | None:
+    return None if bound is None else int(bound)
+
+
+def _options(command: _Command) -> _Command:
+    """The proxy's flags, with the token after the address (where Consul lists it)."""
+    options = [_option(flag) for flag in FLAGS if not flag.internal]
+    options.insert(1, _TOKEN)
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@click.command()
+@_options
+def proxy(token: str, **options: Any) -> None:
     """Run the mTLS proxy for every sidecar registered on the local agent."""
-    address = parse_address(http_addr)
+    address = parse_address(options["http_addr"])
     if address.scheme != "http":
         raise CLIError(f"Error: meshd proxy needs a plain http agent address, got {address}")
-    flags = ProxyFlags(
-        http_addr=(address.host, address.port),
-        workers=workers,
-        metrics_addr=_metrics_addr(metrics_addr),
-        idle_timeout=idle_timeout,
-        max_connections=max_connections,
-        agent_wait=agent_wait,
-        log_level=log_level,
-        log_json=log_json,
-        sidecar_for=sidecar_for,
-    )
+    values = {flag.field: options[flag.field] for flag in FLAGS if not flag.internal}
+    values["http_addr"] = (address.host, address.port)
+    values["metrics_addr"] = _metrics_addr(options["metrics_addr"])
+    flags = ProxyFlags(**values)
     argv = flags.command(sys.executable)
     env = dict(os.environ)
     if token.strip():

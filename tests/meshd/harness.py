@@ -17,14 +17,9 @@ from meshd.cli.client import Address, AgentClient, Response
 from meshd.config import load_config
 from tests.ports import free_port
 
-
-class HTTPResult(Response):
-    """An answer as the API tests read it: meshd.cli.client's ``Response``
-    (status, lower-cased headers, body, ``json()``, ``index``) plus ``text``."""
-
-    @property
-    def text(self) -> str:
-        return self.body.decode()
+# An answer as the API tests read it: status, lower-cased headers, body,
+# ``json()``, ``index`` and ``text`` (connect.agent_http's one ``Response``).
+HTTPResult = Response
 
 
 class APIClient:
@@ -40,8 +35,7 @@ class APIClient:
         if self.token:
             hdrs.setdefault("X-Consul-Token", self.token)
         client = AgentClient(Address("http", self.host, self.port), timeout=timeout)
-        resp = client.exchange(method, path, body=body, headers=hdrs)
-        return HTTPResult(resp.status, resp.headers, resp.body)
+        return client.exchange(method, path, body=body, headers=hdrs)
 
     async def request(
         self,

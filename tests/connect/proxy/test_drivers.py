@@ -58,7 +58,7 @@ async def test_agent_client_keeps_connections_alive_and_blocks(nursery: trio.Nur
     body, resp = await client.get_json(
         "/v1/connect/intentions/match", query={"by": "destination", "name": "api"}
     )
-    assert body == {"api": []} and resp.index() == agent.intentions_index
+    assert body == {"api": []} and resp.index == agent.intentions_index
     assert len(client._idle) == 1  # kept for the next request
 
     order: list[str] = []
@@ -80,7 +80,7 @@ async def test_agent_client_keeps_connections_alive_and_blocks(nursery: trio.Nur
         body, resp = await client.blocking_get(
             "/v1/connect/intentions/match",
             query={"by": "destination", "name": "api"},
-            index=resp.index(),
+            index=resp.index,
             wait=120,
         )
     order.append("answered")

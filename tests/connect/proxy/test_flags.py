@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from connect.proxy.flags import DEFAULTS, ProxyFlags, format_host_port, parse_host_port
-from connect.proxy.main import parse_flags, worker_command
+from connect.proxy.flags import DEFAULTS, FLAGS, ProxyFlags, format_host_port, parse_host_port
+from connect.proxy.main import build_parser, parse_flags, worker_command
 
 EVERYTHING = ProxyFlags(
     http_addr=("::1", 18500),
@@ -68,3 +68,29 @@ def test_host_port(text: str, addr: tuple[str, int]) -> None:
 def test_a_bad_host_port_names_the_text(text: str) -> None:
     with pytest.raises(ValueError, match="expected HOST:PORT"):
         parse_host_port(text)
+
+
+def test_both_parsers_come_from_the_one_table() -> None:
+    from meshd.cli.proxy import proxy
+
+    cli = [p.opts[0] for p in proxy.params if p.name not in ("token", "help")]
+    assert cli == [f.name for f in FLAGS if not f.internal]
+    argparse_flags = [a.option_strings[0] for a in build_parser()._actions[1:]]
+    assert argparse_flags == [f.name for f in FLAGS]
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--workers", "0"], "argument --workers: 0 is below the minimum 1"),
+        (["--workers", "257"], "argument --workers: 257 is above the maximum 256"),
+        (["--idle-timeout", "x"], "argument --idle-timeout: invalid float value: 'x'"),
+    ],
+)
+def test_the_proxy_process_checks_the_tables_ranges(
+    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_flags(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"meshd proxy: error: {error}"
