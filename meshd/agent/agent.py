@@ -39,26 +39,23 @@ from registry.commands import Command, DeregisterRequest
 from ..agent_tls import create_ca, create_cert
 from ..api import acl_context
 from ..api.acl_rules import filter_read
+from ..api.routes import build_app
 from ..checks import CheckRunner
 from ..config import AgentConfig
-from ..config.addresses import join_address
-from ..config.values import Invalid
 from ..dns import DNSSettings, serve_dns
 from ..dns.agent_lookup import AgentLookup
 from ..errors import (
     ConfigError,
-    Internal,
     InvalidArgument,
     MeshdError,
-    NoLeaderError,
     NoServersError,
-    RequestError,
     StartupError,
 )
 from ..http.app import App
-from ..rpc import RPCClient, RPCError, RPCUnavailable
+from ..rpc import RPCClient, RPCError
 from ..version import meshd_version
-from . import gc_pauses, join
+from ..wire import ReadOptions, ReadResult, WriteResult
+from . import gc_pauses, server_stats
 from .acl_commands import authorize_command
 from .acl_resolver import ACLResolver, TokenScopedReader
 from .acl_server import ACLServer
@@ -66,16 +63,16 @@ from .alias_source import CatalogAliasSource
 from .ca_server import CAServer, settings_from_agent
 from .canary import CanaryController
 from .consul_service import ConsulServiceReconciler
-from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
-from .events import EventRing, UserEvent, accepts, merge, uuid_to_index
+from .events import EventRing, UserEvent, accepts
 from .intention_migrate import IntentionMigrator
 from .leaf_cache import LeafCache
-from .live_metrics import metrics_for_agent
+from .live_metrics import instrument, metrics_for_agent
 from .liveness import LivenessTracker, heartbeat_loop
 from .local import LocalState
-from .members import SEGMENT_META, MemberInfo, member_json
+from .members import SEGMENT_META
+from .membership import Membership
 from .mesh_stats import MeshStats
-from .peer_wait import PeerWait, known_members
+from .peer_wait import PeerWait
 from .pool import ClientBackend, ServerPool
 from .preflight import (
     check_data_dir,
@@ -87,6 +84,7 @@ from .preflight import (
 )
 from .proxy_ejections import ProxyEjections
 from .readiness import cluster_initialized
+from .reloader import Reloader
 from .request_samples import SampleStore
 from .server import MeshServer, ServerSettings, http_error_from_rpc
 from .server_ops import fetch_archive
@@ -96,7 +94,7 @@ from .snapshot_upload import push_archive
 from .sync import AntiEntropy, NodeInfo
 from .tokens import TokenStore
 from .traces import AgentTraces
-from .wire import ReadOptions, ReadResult, WriteResult
+from .user_events import UserEvents
 
 log = logging.getLogger("meshd.agent")
 # A full (generation 2) collection scans every live object while the event
@@ -113,8 +111,6 @@ READY_POLL = 0.005
 # After a leader is known, how long a server waits to see its establishment
 # in the replicated state before it reports ready anyway (config mismatch).
 ESTABLISHMENT_GRACE = 10.0
-# How long PUT /v1/agent/join waits for this node to be in the catalog.
-JOIN_SYNC_TIMEOUT = 10.0
 
 
 def _node_id(config: AgentConfig) -> str:
@@ -194,6 +190,8 @@ class Agent:
         self.config_loader: Callable[[], AgentConfig] | None = None
         self.rpc: RPCClient | None = None
         self.events = EventRing()  # a server's agent shares the server's ring
+        self.membership = Membership(self)
+        self.user_events = UserEvents(self)
         self.tokens = TokenStore(config.acl, data_dir)
         self.acl = ACLResolver(
             config.acl,
@@ -202,9 +200,7 @@ class Agent:
             datacenter=config.datacenter,
             call=lambda method, args: self.server_call(method, args),
         )
-        self._config_services: set[str] = set()
         self._sync_scope = trio.CancelScope()  # leave() stops anti-entropy first
-        self._config_checks: set[str] = set()
         self.ca: CAServer | None = None
         self.acl_server: ACLServer | None = None
         self.canaries: CanaryController | None = None  # the leader's canary controller
@@ -214,6 +210,7 @@ class Agent:
             config.datacenter,
             rng=self.rng,
         )
+        self.reloader = Reloader(self)  # after tokens, local and sync exist
 
     # ------------------------------------------------------------ building
 
@@ -298,60 +295,11 @@ class Agent:
             meta={SEGMENT_META: "", **cfg.node_meta},
         )
 
-    def _parse_definitions(
-        self, config: AgentConfig
-    ) -> tuple[list[ServiceDefinition], list[CheckDefinition]]:
-        services, checks = [], []
-        for i, raw in enumerate(config.services):
-            try:
-                services.append(parse_service(raw, node=self.node_name))
-            except Exception as exc:
-                raise ConfigError(None, f"services[{i}]", str(exc)) from exc
-        for i, raw in enumerate(config.checks):
-            try:
-                checks.append(parse_check(raw, node=self.node_name))
-            except Exception as exc:
-                raise ConfigError(None, f"checks[{i}]", str(exc)) from exc
-        return services, checks
-
-    def _apply_definitions(
-        self, services: list[ServiceDefinition], checks: list[CheckDefinition]
-    ) -> None:
-        """Make the configuration's services and checks the local ones that
-        came from configuration: add or replace these, drop those it lost."""
-        want_services = {d.service.id for d in services}
-        want_checks = {c.check.check_id for c in checks}
-        for sid in self._config_services - want_services:
-            if sid in self.local.services and sid not in self.local.persisted_ids:
-                self.local.remove_service(sid)
-        for cid in self._config_checks - want_checks:
-            if cid in self.local.checks and "check:" + cid not in self.local.persisted_ids:
-                self.local.remove_check(cid)
-        for i, defn in enumerate(services):
-            try:
-                self.local.add_service(defn, persist=False)
-            except Exception as exc:
-                raise ConfigError(None, f"services[{i}]", str(exc)) from exc
-        for i, check in enumerate(checks):
-            try:
-                self.local.add_check(check, persist=False)
-            except Exception as exc:
-                raise ConfigError(None, f"checks[{i}]", str(exc)) from exc
-        self._config_services, self._config_checks = want_services, want_checks
-
-    def _load_definitions(self) -> None:
-        self._apply_definitions(*self._parse_definitions(self.config))
-        restored = self.local.load()
-        if restored:
-            log.info("event=local_state_restored count=%d", restored)
-
     # -------------------------------------------------------------- running
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        from ..api.routes import build_app  # the API imports the agent's types
-
         cfg = self.config
-        self._load_definitions()
+        self.reloader.load()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self.checks.run)
@@ -388,7 +336,7 @@ class Agent:
                 metrics=self.metrics,
                 authorize=self._authorize_local_write if self.server is not None else None,
             )
-            nursery.start_soon(self._join_loop, rpc)
+            nursery.start_soon(self.membership.join_loop, rpc)
             nursery.start_soon(self.leaf_cache.run)
             nursery.start_soon(self.traces.run)
             if self.server is not None and cfg.dev:
@@ -399,6 +347,7 @@ class Agent:
             gc.freeze()  # long-lived startup objects leave the collector's young generations
             gc.set_threshold(*GC_THRESHOLDS)
             gc_pauses.install()
+            instrument(self.metrics, self)
             self.app = build_app(self)
             await self._start_http(nursery, self.app)
             await self._start_dns(nursery)
@@ -537,52 +486,6 @@ class Agent:
     def _cluster_size(self) -> int:
         return 1
 
-    async def _join_loop(self, rpc: RPCClient) -> None:
-        """Find servers through retry_join until the agent belongs to a cluster."""
-        cfg = self.config
-        addresses = [f"{j.host}:{j.port}" for j in (*cfg.start_join, *cfg.retry_join)]
-        delay = 0.5
-        while True:
-            if addresses:
-                failures: dict[str, str] = {}
-                peers = await join.join_servers(
-                    rpc, addresses, datacenter=cfg.datacenter, failures=failures
-                )
-                self.peer_wait.record(peers, failures)
-                assert self.pool is not None
-                self.pool.add(p.address for p in peers)
-                if self.server is not None:
-                    self.server.node_names.update((p.node_id, p.node) for p in peers)
-                    await self._server_join_step(rpc, peers)
-                elif peers:
-                    await self.pool.refresh()
-                    if self.sync is not None:
-                        self.sync.trigger_full()
-            self._log_peer_wait()
-            await trio.sleep(delay)
-            delay = min(delay * 2, cfg.retry_interval)
-
-    async def _server_join_step(self, rpc: RPCClient, peers: list[join.Peer]) -> None:
-        assert self.server is not None
-        for p in peers:
-            self.server.node.learn_peer(p.node_id, p.address)
-        st = self.server.node.status().core
-        if st.configuration.servers:
-            return  # already part of a configuration
-        leaders = {p.leader for p in peers if p.leader}
-        for leader in leaders:
-            if await join.ask_leader_to_add(rpc, leader, self.node_id, self.rpc_address):
-                return
-        expect = self.config.bootstrap_expect
-        if expect > 1:
-            me = join.Peer(
-                self.node_id, self.node_name, self.datacenter, self.rpc_address, None, False
-            )
-            conf = join.bootstrap_set(me, peers, expect)
-            if conf is not None:
-                log.info("event=bootstrap servers=%s", [s.address for s in conf.servers])
-                await self.server.node.bootstrap(conf)
-
     # ------------------------------------------------------ API delegates
 
     async def read(self, name: str, args: Mapping[str, Any], opts: ReadOptions) -> ReadResult:
@@ -594,6 +497,12 @@ class Agent:
             value, dropped = filter_read(name, authz, result.value)
             if dropped:  # an answer for this token only: not shared with others
                 result = replace(result, value=value, filtered=True, shared=None)
+        return result
+
+    async def read_unfiltered(
+        self, name: str, args: Mapping[str, Any], opts: ReadOptions
+    ) -> ReadResult:
+        result: ReadResult = await self.backend.read(name, args, opts)
         return result
 
     def _dns_reader(self) -> Any:
@@ -704,7 +613,7 @@ class Agent:
         voters = len(self.server.node.core.configuration.servers)
         return self.peer_wait.describe(configured=voters > 0, voters=voters)
 
-    def _log_peer_wait(self) -> None:
+    def log_peer_wait(self) -> None:
         if self.server is not None and self.server.leader_address() is None:
             voters = len(self.server.node.core.configuration.servers)
             self.peer_wait.log(trio.current_time(), configured=voters > 0, voters=voters)
@@ -732,124 +641,34 @@ class Agent:
         return self.leadership_ready()
 
     async def status_leader(self) -> str:
-        """The leader's RPC address as this agent knows it ("" when none, and
-        on a server also while the leader is still establishing leadership)."""
-        if self.server is not None:
-            return (self.server.leader_address() or "") if self.leadership_ready() else ""
-        return str(await self.server_call("Status.Leader", {}) or "")
+        return await self.membership.status_leader()
 
     async def status_peers(self) -> list[str]:
-        """RPC addresses of the servers in the Raft configuration."""
-        if self.server is not None:
-            return [s.address for s in self.server.node.core.configuration.servers]
-        return [str(p) for p in await self.server_call("Status.Peers", {}) or []]
-
-    def member_info(self) -> MemberInfo:
-        cfg = self.config
-        return MemberInfo(cfg.datacenter, self.version, cfg.acl.enabled, cfg.bootstrap_expect)
+        return await self.membership.status_peers()
 
     def self_member(self) -> dict[str, Any]:
-        """This agent as a member of the cluster (``Member`` of /v1/agent/self)."""
-        return member_json(
-            self.node_name,
-            self.config.advertise_addr,
-            self.member_info(),
-            node_id=self.node_id,
-            server_address=self.rpc_address if self.server is not None else None,
-        )
+        return self.membership.self_member()
+
+    def consul_stats(self) -> dict[str, str]:
+        return server_stats.consul_stats(self.config, self.server, self.pool)
+
+    def raft_stats(self) -> dict[str, str] | None:
+        return None if self.server is None else server_stats.raft_stats(self.server)
+
+    def node_meta(self) -> dict[str, str]:
+        return dict(self.node_info().meta)
 
     async def members(self) -> list[dict[str, Any]]:
-        """Every cluster member (Consul's Serf member JSON), as the leader sees
-        it; without a leader, what this agent knows (``known_members``)."""
-        if self.server is None or self.server.leader_address() is not None:
-            try:
-                return list(await self.server_call("Agent.Members", {}, timeout=5.0))
-            except (NoLeaderError, NoServersError) as exc:
-                log.debug("event=members_local reason=%s", exc)
-            except RequestError as exc:
-                if exc.caller_fault:
-                    raise
-                log.debug("event=members_local reason=%s", exc)
-        servers = {}
-        if self.server is not None:
-            conf = self.server.node.core.configuration
-            servers = {s.id: s.address for s in conf.servers}
-        return known_members(self.self_member(), self.peer_wait, self.member_info(), servers)
+        return await self.membership.members()
 
     async def join(self, address: str) -> None:
-        """Join the cluster through the server at ``address`` (``host[:port]``,
-        port 8300 by default). Raises ``InvalidArgument`` for a bad address and
-        ``Internal`` when no server of this datacenter answers there."""
-        try:
-            target = str(join_address(address))
-        except Invalid as exc:
-            raise InvalidArgument(f"Invalid address {address!r}: {exc.reason}", "address") from None
-        if self.rpc is None or self.pool is None:
-            raise Internal("agent: not running yet")
-        peer = await join.ping(self.rpc, target)
-        if peer is None:
-            raise Internal(f"agent: failed to join {target}: no meshd server answered")
-        if peer.datacenter != self.datacenter:
-            raise Internal(
-                f"agent: failed to join {target}: it is in datacenter {peer.datacenter!r}, "
-                f"not {self.datacenter!r}",
-            )
-        self.pool.add([peer.address])
-        if self.server is not None:
-            self.server.node_names[peer.node_id] = peer.node
-            await self._server_join_step(self.rpc, [peer])
-        else:
-            await self.pool.refresh()
-        if self.sync is not None:
-            # Consul answers once the exchange is done: the servers know this
-            # member (its catalog node) when the call returns.
-            self.sync.trigger_full()
-            if not await self.sync.wait_synced(self.local.version, JOIN_SYNC_TIMEOUT):
-                log.warning("event=join_sync_pending address=%s", target)
-        log.info("event=joined address=%s server=%s", target, peer.node)
+        await self.membership.join(address)
 
     # ------------------------------------------------------------ reload
 
     async def reload(self) -> None:
-        """Re-read the configuration (``config_loader``, in a thread) and apply
-        what can change at run time: services, checks, node meta, tokens and
-        the log level. Other changes wait for a restart (logged). Raises
-        ``ConfigError`` (nothing changed) for a bad configuration. SIGHUP
-        should call this."""
-        if self.config_loader is None:
-            new = self.config
-        else:
-            new = await trio.to_thread.run_sync(self.config_loader)
-        services, checks = self._parse_definitions(new)  # validate before changing anything
-        self._check_service_ids(services, checks)
-        self._apply_definitions(services, checks)
-        restart_only = [
-            name
-            for name in ("datacenter", "server", "ports", "bind_addr", "client_addr", "data_dir")
-            if getattr(new, name) != getattr(self.config, name)
-        ]
-        if restart_only:
-            log.warning("event=reload_ignored keys=%s reason=needs_restart", restart_only)
-        self.tokens.apply_config(self.config.acl, new.acl)
-        self.config = new
-        logging.getLogger("meshd").setLevel(_py_level(new.log_level))
-        if self.sync is not None:
-            self.sync.node = self.node_info()
-            self.sync.trigger_full()
-        log.info(
-            "event=reloaded services=%d checks=%d", len(self.local.services), len(self.local.checks)
-        )
-
-    def _check_service_ids(
-        self, services: list[ServiceDefinition], checks: list[CheckDefinition]
-    ) -> None:
-        """Every configured service check must name a service that will exist."""
-        from_api = {sid for sid in self.local.services if sid in self.local.persisted_ids}
-        known = {d.service.id for d in services} | from_api
-        for i, c in enumerate(checks):
-            sid = c.check.service_id
-            if sid and sid not in known:
-                raise ConfigError(None, f"checks[{i}].service_id", f'"{sid}" does not exist')
+        """Re-read and apply the configuration (see ``Reloader.reload``)."""
+        await self.reloader.reload()
 
     # ---------------------------------------------------------- snapshot
 
@@ -883,96 +702,22 @@ class Agent:
 
     # ------------------------------------------------------------ events
 
-    def _accepts(self, event: UserEvent) -> bool:
+    def accepts_event(self, event: UserEvent) -> bool:
         services = [(d.service.service, d.service.tags) for d in self.local.services.values()]
         return accepts(event, self.node_name, services)
 
-    def _event_targets(self) -> list[str]:
+    def event_targets(self) -> list[str]:
         if self.server is not None:
             conf = self.server.node.core.configuration
             return [s.address for s in conf.servers if s.id != self.node_id]
         return self.pool.servers() if self.pool is not None else []
 
     async def fire_event(self, event: UserEvent) -> UserEvent:
-        """Keep ``event`` here and hand it to every server (best effort: a
-        server that does not answer misses it, as a partitioned Consul agent
-        misses gossip). Returns the stored event."""
-        stored = self.events.add(event)
-        assert self.rpc is not None
-        rpc = self.rpc
-
-        async def send(addr: str) -> None:
-            try:
-                await rpc.call(addr, "Event.Fire", {"event": stored.to_wire()}, timeout=5)
-            except (RPCError, trio.TooSlowError) as exc:
-                log.warning("event=user_event_not_delivered server=%s reason=%s", addr, exc)
-
-        async with trio.open_nursery() as nursery:
-            for addr in self._event_targets():
-                nursery.start_soon(send, addr)
-        return stored
-
-    async def _server_events(self, index: int, wait: float) -> tuple[list[UserEvent], int] | None:
-        """The servers' event ring (blocking while its index is ``index``), or
-        None when no server answered (after a pause, so callers do not spin)."""
-        try:
-            r = await self.server_call(
-                "Event.List", {"index": index, "wait": wait}, timeout=wait + 30
-            )
-            return [UserEvent.from_wire(e) for e in r["events"]], int(r["index"])
-        except (MeshdError, RPCUnavailable, trio.TooSlowError, RequestError, ValueError) as exc:
-            log.debug("event=user_event_list_failed reason=%s", exc)
-            await trio.sleep(min(wait, 1.0))
-            return None
+        """Keep ``event`` here and hand it to every server (see ``UserEvents``)."""
+        return await self.user_events.fire(event)
 
     async def list_events(
         self, name: str = "", *, index: int = 0, wait: float = 300.0
     ) -> tuple[list[UserEvent], int]:
-        """Events this agent accepts (its own ring merged with the servers'),
-        optionally only those called ``name``, and their index (Consul's
-        uuidToUint64 of the last ID). With ``index`` blocks up to ``wait``
-        seconds until the index differs."""
-        deadline = trio.current_time() + wait
-        remote: list[UserEvent] = []
-        remote_index = 0
-        if self.server is None:
-            remote, remote_index = await self._server_events(0, 0.0) or ([], 0)
-        while True:
-            events = [
-                e
-                for e in merge(remote, self.events.events())
-                if (not name or e.name == name) and self._accepts(e)
-            ]
-            idx = uuid_to_index(events[-1].id) if events else 0
-            remaining = deadline - trio.current_time()
-            if not index or idx != index or remaining <= 0:
-                return events, idx
-            answer = await self._wait_events(remote_index, remaining)
-            if answer is not None:
-                remote, remote_index = answer
-
-    async def _wait_events(
-        self, remote_index: int, timeout: float
-    ) -> tuple[list[UserEvent], int] | None:
-        """Wait until this agent's ring or (on a client) the servers' ring
-        changes, or ``timeout``; returns the servers' ring when it came."""
-        answer: tuple[list[UserEvent], int] | None = None
-        async with trio.open_nursery() as nursery:
-
-            async def local_change() -> None:
-                await self.events.wait_changed(timeout)
-                nursery.cancel_scope.cancel()
-
-            async def remote_change() -> None:
-                nonlocal answer
-                answer = await self._server_events(remote_index, timeout)
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(local_change)
-            if self.server is None:
-                nursery.start_soon(remote_change)
-        return answer
-
-
-def _py_level(level: str) -> str:
-    return {"TRACE": "DEBUG", "WARN": "WARNING", "ERR": "ERROR"}.get(level, level)
+        """Events this agent accepts, blocking on ``index`` (see ``UserEvents``)."""
+        return await self.user_events.listing(name, index=index, wait=wait)

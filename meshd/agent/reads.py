@@ -26,15 +26,12 @@ from registry.state.watch import WatchSet
 
 from ..filter import apply_filter
 from ..filter_schemas import COORDINATE, schema_for
+from ..wire import UnknownRead
 from .autopilot import autopilot_json
 from .coordinates import coordinate_json
 
 JSON = Any
 ReadFn = Callable[[StateStore, WatchSet | None, Mapping[str, Any]], tuple[int, JSON]]
-
-
-class UnknownRead(KeyError):
-    """No read with that name exists (a client/server version mismatch)."""
 
 
 def _meta(args: Mapping[str, Any]) -> dict[str, str] | None:

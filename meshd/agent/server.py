@@ -45,12 +45,13 @@ from ..errors import (
 )
 from ..filter import FilterError
 from ..rpc import RPC_KIND, RPCClient, RPCError, RPCServer, RPCUnavailable, caller_token
+from ..wire import UnknownRead
 from .autopilot import HealthTracker
 from .coordinates import CoordinateBatcher, coordinate_from_args
 from .events import EventRing
 from .members import MemberInfo
 from .read_index import ReadIndexRounds
-from .reads import ReadFn, UnknownRead, lookup
+from .reads import ReadFn, lookup
 from .rpc_rules import RPCRule, rule_for
 from .server_ops import ServerOps
 from .wire import ReadOptions, ReadResult, WriteResult

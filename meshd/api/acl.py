@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from registry.codec import to_obj
 from registry.records import (
@@ -36,29 +36,22 @@ from registry.records import (
     ACLToken,
 )
 
-from ..acl import ACLAuthorizer, Permission, parse_rules
+from ..acl import Permission, parse_rules
 from ..acl.errors import RulesError
 from ..acl.templated import TEMPLATES, TemplateError, templated_policy_rules
 from ..agent.acl_table_reads import policy_hash
 from ..durations import parse_duration_ns
-from ..errors import ACLDisabled, ACLNotFound, DurationError, Internal
+from ..errors import ACLNotFound, DurationError, Internal
 from ..http import (
     BadRequest,
     JSONFields,
-    QueryOptions,
     Request,
     Response,
-    Router,
     decode_json_body,
 )
-from . import acl_auth
-from .acl_context import authorizer
-from .common import check_dc, json_response, read
+from .acl_base import Ports, call, enabled, read_list, read_one, require
+from .common import json_response, read
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
-
-REDACTED = "<hidden>"
 _TENANCY = ("Namespace", "Partition")
 _STORED = ("Hash", "CreateIndex", "ModifyIndex")  # accepted (a GET body can be PUT back), ignored
 TOKEN_FIELDS = JSONFields(
@@ -312,251 +305,194 @@ def preview_templated_policy(name: str, variables: Mapping[str, Any]) -> dict[st
     }
 
 
-# ----------------------------------------------------------------------- routes
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes the ports it uses and the request; the rows of
+# meshd/api/routes.py ROUTES add them with their paths, names and ACL rules.
+
+# ----------------------------------------------------------- bootstrap and tokens
 
 
-def _require(req: Request, permission: Permission) -> ACLAuthorizer:
-    authz = authorizer(req)
-    authz.require(permission)
-    return authz
+async def bootstrap(p: Ports, req: Request) -> Response:
+    opts = enabled(p, req)
+    token = await p.server_call("ACL.Bootstrap", {})
+    # Consul still sends the pre-1.4 ``ID`` (the secret) next to the token.
+    return Response.json({"ID": token["SecretID"], **token}, pretty=opts.pretty)
 
 
-def _redact(token: dict[str, Any], authz: ACLAuthorizer) -> dict[str, Any]:
-    if "SecretID" in token and not authz.acl_write():
-        return {**token, "SecretID": REDACTED}
-    return token
+async def token_self(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    secret = req.token or p.tokens.get("default")
+    if not secret:
+        raise ACLNotFound()
+    result, opts = await read(p, req, "acl.token_self", {"secret": secret, "now": time.time()})
+    if result.value is None:
+        raise ACLNotFound()
+    return json_response(result.value, result, opts)
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add the /v1/acl routes to the one route table."""
+async def token_create(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    body = decode_json_body(req, fields=TOKEN_FIELDS, allow_empty=True) or {}
+    token, ttl = token_from_body(body)
+    if token.auth_method:
+        raise BadRequest("AuthMethod field is disallowed outside of login", "AuthMethod")
+    args = {"token": to_obj(token, ACLToken), "ttl": ttl, "create": True}
+    return await call(p, req, "ACL.TokenSet", args)
 
-    def enabled(req: Request) -> QueryOptions:
-        if not agent.config.acl.enabled:
-            raise ACLDisabled()
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        return opts
 
-    async def read_one(
-        req: Request, name: str, args: Mapping[str, Any], authz: ACLAuthorizer
-    ) -> Response:
-        result, opts = await read(agent, req, name, args)
-        if result.value is None:
-            raise ACLNotFound()
-        value = result.value
-        if name.startswith("acl.token"):
-            value = _redact(value, authz)
-        return json_response(value, result, opts)
+async def token_read(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    authz = require(req, Permission.ACL_READ)
+    args = {"id": req.path_params["id"], "now": time.time()}
+    return await read_one(p, req, "acl.token", args, authz)
 
-    async def read_list(
-        req: Request, name: str, args: Mapping[str, Any], authz: ACLAuthorizer
-    ) -> Response:
-        result, opts = await read(agent, req, name, args)
-        items = result.value or []
-        if name == "acl.tokens":
-            items = [_redact(t, authz) for t in items]
-        return json_response(items, result, opts)
 
-    async def call(req: Request, method: str, args: Mapping[str, Any]) -> Response:
-        opts = enabled(req)
-        _require(req, Permission.ACL_WRITE)
-        # The servers check the token again (see ACLServer's ``resolve``).
-        value = await agent.server_call(method, {**args, "auth_token": req.token})
-        return Response.json(value, pretty=opts.pretty)
+async def token_update(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    body = decode_json_body(req, fields=TOKEN_FIELDS, allow_empty=True) or {}
+    token, ttl = token_from_body(body)
+    accessor = _matching_id(token.accessor_id, req.path_params["id"], "Token Accessor")
+    token = replace(token, accessor_id=accessor)
+    args = {"token": to_obj(token, ACLToken), "ttl": ttl, "create": False}
+    return await call(p, req, "ACL.TokenSet", args)
 
-    # -- bootstrap and tokens
 
-    async def bootstrap(req: Request) -> Response:
-        opts = enabled(req)
-        token = await agent.server_call("ACL.Bootstrap", {})
-        # Consul still sends the pre-1.4 ``ID`` (the secret) next to the token.
-        return Response.json({"ID": token["SecretID"], **token}, pretty=opts.pretty)
+async def token_delete(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    args = {"id": req.path_params["id"], "caller": req.token}
+    return await call(p, req, "ACL.TokenDelete", args)
 
-    async def token_self(req: Request) -> Response:
-        enabled(req)
-        secret = req.token or agent.tokens.get("default")
-        if not secret:
-            raise ACLNotFound()
-        result, opts = await read(
-            agent, req, "acl.token_self", {"secret": secret, "now": time.time()}
+
+async def token_clone(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    body = decode_json_body(req, fields=TOKEN_FIELDS, allow_empty=True) or {}
+    args = {"id": req.path_params["id"], "description": _str(body, "Description")}
+    return await call(p, req, "ACL.TokenClone", args)
+
+
+async def token_list(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    authz = require(req, Permission.ACL_READ)
+    filters = {k: req.query_value(k) for k in ("policy", "role", "authmethod", "servicename")}
+    if sum(1 for v in filters.values() if v) > 1:
+        # Consul's state.ACLTokenList refuses the combination (there as a 500).
+        raise BadRequest(
+            "can only filter by one of policy, role, serviceName, or methodName at a time"
         )
-        if result.value is None:
-            raise ACLNotFound()
-        return json_response(result.value, result, opts)
+    args = {**filters, "now": time.time()}
+    return await read_list(p, req, "acl.tokens", args, authz)
 
-    async def token_create(req: Request) -> Response:
-        enabled(req)
-        body = decode_json_body(req, fields=TOKEN_FIELDS, allow_empty=True) or {}
-        token, ttl = token_from_body(body)
-        if token.auth_method:
-            raise BadRequest("AuthMethod field is disallowed outside of login", "AuthMethod")
-        args = {"token": to_obj(token, ACLToken), "ttl": ttl, "create": True}
-        return await call(req, "ACL.TokenSet", args)
 
-    async def token_read(req: Request) -> Response:
-        enabled(req)
-        authz = _require(req, Permission.ACL_READ)
-        args = {"id": req.path_params["id"], "now": time.time()}
-        return await read_one(req, "acl.token", args, authz)
+# ----------------------------------------------------------- policies
 
-    async def token_update(req: Request) -> Response:
-        enabled(req)
-        body = decode_json_body(req, fields=TOKEN_FIELDS, allow_empty=True) or {}
-        token, ttl = token_from_body(body)
-        accessor = _matching_id(token.accessor_id, req.path_params["id"], "Token Accessor")
-        token = replace(token, accessor_id=accessor)
-        args = {"token": to_obj(token, ACLToken), "ttl": ttl, "create": False}
-        return await call(req, "ACL.TokenSet", args)
 
-    async def token_delete(req: Request) -> Response:
-        enabled(req)
-        args = {"id": req.path_params["id"], "caller": req.token}
-        return await call(req, "ACL.TokenDelete", args)
+async def policy_create(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    policy = policy_from_body(decode_json_body(req, fields=POLICY_FIELDS))
+    if policy.id:
+        raise BadRequest("Cannot specify the ID when creating a new policy", "ID")
+    args = {"policy": to_obj(policy, ACLPolicy), "create": True}
+    return await call(p, req, "ACL.PolicySet", args)
 
-    async def token_clone(req: Request) -> Response:
-        enabled(req)
-        body = decode_json_body(req, fields=TOKEN_FIELDS, allow_empty=True) or {}
-        args = {"id": req.path_params["id"], "description": _str(body, "Description")}
-        return await call(req, "ACL.TokenClone", args)
 
-    async def token_list(req: Request) -> Response:
-        enabled(req)
-        authz = _require(req, Permission.ACL_READ)
-        filters = {k: req.query_value(k) for k in ("policy", "role", "authmethod", "servicename")}
-        if sum(1 for v in filters.values() if v) > 1:
-            # Consul's state.ACLTokenList refuses the combination (there as a 500).
-            raise BadRequest(
-                "can only filter by one of policy, role, serviceName, or methodName at a time"
-            )
-        args = {**filters, "now": time.time()}
-        return await read_list(req, "acl.tokens", args, authz)
+async def policy_update(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    policy = policy_from_body(decode_json_body(req, fields=POLICY_FIELDS))
+    policy_id = _matching_id(policy.id, req.path_params["id"], "Policy")
+    policy = replace(policy, id=policy_id)
+    return await call(p, req, "ACL.PolicySet", {"policy": to_obj(policy, ACLPolicy)})
 
-    # -- policies
 
-    async def policy_create(req: Request) -> Response:
-        enabled(req)
-        policy = policy_from_body(decode_json_body(req, fields=POLICY_FIELDS))
-        if policy.id:
-            raise BadRequest("Cannot specify the ID when creating a new policy", "ID")
-        args = {"policy": to_obj(policy, ACLPolicy), "create": True}
-        return await call(req, "ACL.PolicySet", args)
+async def policy_read(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    authz = require(req, Permission.ACL_READ)
+    return await read_one(p, req, "acl.policy", {"id": req.path_params["id"]}, authz)
 
-    async def policy_update(req: Request) -> Response:
-        enabled(req)
-        policy = policy_from_body(decode_json_body(req, fields=POLICY_FIELDS))
-        policy_id = _matching_id(policy.id, req.path_params["id"], "Policy")
-        policy = replace(policy, id=policy_id)
-        return await call(req, "ACL.PolicySet", {"policy": to_obj(policy, ACLPolicy)})
 
-    async def policy_read(req: Request) -> Response:
-        enabled(req)
-        authz = _require(req, Permission.ACL_READ)
-        return await read_one(req, "acl.policy", {"id": req.path_params["id"]}, authz)
+async def policy_by_name(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    authz = require(req, Permission.ACL_READ)
+    name = req.path_params["name"]
+    if not name:
+        raise BadRequest("Missing policy Name")
+    return await read_one(p, req, "acl.policy_by_name", {"name": name}, authz)
 
-    async def policy_by_name(req: Request) -> Response:
-        enabled(req)
-        authz = _require(req, Permission.ACL_READ)
-        name = req.path_params["name"]
-        if not name:
-            raise BadRequest("Missing policy Name")
-        return await read_one(req, "acl.policy_by_name", {"name": name}, authz)
 
-    async def policy_delete(req: Request) -> Response:
-        enabled(req)
-        return await call(req, "ACL.PolicyDelete", {"id": req.path_params["id"]})
+async def policy_delete(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    return await call(p, req, "ACL.PolicyDelete", {"id": req.path_params["id"]})
 
-    async def policy_list(req: Request) -> Response:
-        enabled(req)
-        authz = _require(req, Permission.ACL_READ)
-        return await read_list(req, "acl.policies", {}, authz)
 
-    # -- roles
+async def policy_list(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    authz = require(req, Permission.ACL_READ)
+    return await read_list(p, req, "acl.policies", {}, authz)
 
-    async def role_create(req: Request) -> Response:
-        enabled(req)
-        role = role_from_body(decode_json_body(req, fields=ROLE_FIELDS))
-        if role.id:
-            raise BadRequest("Cannot specify the ID when creating a new role", "ID")
-        return await call(req, "ACL.RoleSet", {"role": to_obj(role, ACLRole), "create": True})
 
-    async def role_update(req: Request) -> Response:
-        enabled(req)
-        role = role_from_body(decode_json_body(req, fields=ROLE_FIELDS))
-        role_id = _matching_id(role.id, req.path_params["id"], "Role")
-        role = replace(role, id=role_id)
-        return await call(req, "ACL.RoleSet", {"role": to_obj(role, ACLRole)})
+# ----------------------------------------------------------- roles
 
-    async def role_read(req: Request) -> Response:
-        enabled(req)
-        authz = _require(req, Permission.ACL_READ)
-        return await read_one(req, "acl.role", {"id": req.path_params["id"]}, authz)
 
-    async def role_by_name(req: Request) -> Response:
-        enabled(req)
-        authz = _require(req, Permission.ACL_READ)
-        name = req.path_params["name"]
-        if not name:
-            raise BadRequest("Missing role Name")
-        return await read_one(req, "acl.role_by_name", {"name": name}, authz)
+async def role_create(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    role = role_from_body(decode_json_body(req, fields=ROLE_FIELDS))
+    if role.id:
+        raise BadRequest("Cannot specify the ID when creating a new role", "ID")
+    return await call(p, req, "ACL.RoleSet", {"role": to_obj(role, ACLRole), "create": True})
 
-    async def role_delete(req: Request) -> Response:
-        enabled(req)
-        return await call(req, "ACL.RoleDelete", {"id": req.path_params["id"]})
 
-    async def role_list(req: Request) -> Response:
-        enabled(req)
-        authz = _require(req, Permission.ACL_READ)
-        return await read_list(req, "acl.roles", {"policy": req.query_value("policy")}, authz)
+async def role_update(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    role = role_from_body(decode_json_body(req, fields=ROLE_FIELDS))
+    role_id = _matching_id(role.id, req.path_params["id"], "Role")
+    role = replace(role, id=role_id)
+    return await call(p, req, "ACL.RoleSet", {"role": to_obj(role, ACLRole)})
 
-    # -- templated policies
 
-    async def templated_list(req: Request) -> Response:
-        opts = enabled(req)
-        _require(req, Permission.ACL_READ)
-        out = {name: templated_policy_json(name) for name in TEMPLATES}
-        return Response.json(out, pretty=opts.pretty)
+async def role_read(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    authz = require(req, Permission.ACL_READ)
+    return await read_one(p, req, "acl.role", {"id": req.path_params["id"]}, authz)
 
-    async def templated_read(req: Request) -> Response:
-        opts = enabled(req)
-        _require(req, Permission.ACL_READ)
-        return Response.json(templated_policy_json(req.path_params["name"]), pretty=opts.pretty)
 
-    async def templated_preview(req: Request) -> Response:
-        opts = enabled(req)
-        _require(req, Permission.ACL_READ)
-        body = decode_json_body(req, fields=PREVIEW_FIELDS, allow_empty=True) or {}
-        preview = preview_templated_policy(req.path_params["name"], body)
-        return Response.json(preview, pretty=opts.pretty)
+async def role_by_name(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    authz = require(req, Permission.ACL_READ)
+    name = req.path_params["name"]
+    if not name:
+        raise BadRequest("Missing role Name")
+    return await read_one(p, req, "acl.role_by_name", {"name": name}, authz)
 
-    acl_auth.register(
-        router, agent, enabled=enabled, call=call, read_one=read_one, read_list=read_list
-    )
-    add = router.add
-    add("PUT", "/v1/acl/bootstrap", bootstrap, name="acl.bootstrap")
-    add("GET", "/v1/acl/token/self", token_self, name="acl.token.self")
-    add("PUT", "/v1/acl/token", token_create, name="acl.token.create")
-    add("GET", "/v1/acl/token/:id", token_read, name="acl.token.read")
-    add("PUT", "/v1/acl/token/:id", token_update, name="acl.token.update")
-    add("DELETE", "/v1/acl/token/:id", token_delete, name="acl.token.delete")
-    add("PUT", "/v1/acl/token/:id/clone", token_clone, name="acl.token.clone")
-    add("GET", "/v1/acl/tokens", token_list, name="acl.token.list")
-    add("PUT", "/v1/acl/policy", policy_create, name="acl.policy.create")
-    add("GET", "/v1/acl/policy/name/:name", policy_by_name, name="acl.policy.by_name")
-    add("GET", "/v1/acl/policy/:id", policy_read, name="acl.policy.read")
-    add("PUT", "/v1/acl/policy/:id", policy_update, name="acl.policy.update")
-    add("DELETE", "/v1/acl/policy/:id", policy_delete, name="acl.policy.delete")
-    add("GET", "/v1/acl/policies", policy_list, name="acl.policy.list")
-    add("PUT", "/v1/acl/role", role_create, name="acl.role.create")
-    add("GET", "/v1/acl/role/name/:name", role_by_name, name="acl.role.by_name")
-    add("GET", "/v1/acl/role/:id", role_read, name="acl.role.read")
-    add("PUT", "/v1/acl/role/:id", role_update, name="acl.role.update")
-    add("DELETE", "/v1/acl/role/:id", role_delete, name="acl.role.delete")
-    add("GET", "/v1/acl/roles", role_list, name="acl.role.list")
-    add("GET", "/v1/acl/templated-policies", templated_list, name="acl.templated.list")
-    add("GET", "/v1/acl/templated-policy/name/*name", templated_read, name="acl.templated.read")
-    add(
-        "POST",
-        "/v1/acl/templated-policy/preview/*name",
-        templated_preview,
-        name="acl.templated.preview",
-    )
+
+async def role_delete(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    return await call(p, req, "ACL.RoleDelete", {"id": req.path_params["id"]})
+
+
+async def role_list(p: Ports, req: Request) -> Response:
+    enabled(p, req)
+    authz = require(req, Permission.ACL_READ)
+    return await read_list(p, req, "acl.roles", {"policy": req.query_value("policy")}, authz)
+
+
+# ----------------------------------------------------------- templated policies
+
+
+async def templated_list(p: Ports, req: Request) -> Response:
+    opts = enabled(p, req)
+    require(req, Permission.ACL_READ)
+    out = {name: templated_policy_json(name) for name in TEMPLATES}
+    return Response.json(out, pretty=opts.pretty)
+
+
+async def templated_read(p: Ports, req: Request) -> Response:
+    opts = enabled(p, req)
+    require(req, Permission.ACL_READ)
+    return Response.json(templated_policy_json(req.path_params["name"]), pretty=opts.pretty)
+
+
+async def templated_preview(p: Ports, req: Request) -> Response:
+    opts = enabled(p, req)
+    require(req, Permission.ACL_READ)
+    body = decode_json_body(req, fields=PREVIEW_FIELDS, allow_empty=True) or {}
+    preview = preview_templated_policy(req.path_params["name"], body)
+    return Response.json(preview, pretty=opts.pretty)

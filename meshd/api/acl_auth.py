@@ -10,30 +10,23 @@ decoded here (unknown fields are a 400 naming the field); the leader
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
 
 from registry.codec import to_obj
 from registry.records import ACLAuthMethod, ACLBindingRule
 
-from ..acl import ACLAuthorizer, Permission
 from ..durations import parse_duration_ns
 from ..errors import DurationError
 from ..http import (
     BadRequest,
     JSONFields,
-    QueryOptions,
     Request,
     Response,
-    Router,
     decode_json_body,
 )
-from .acl_context import authorizer
-
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+from .acl_base import Ports, call, enabled, read_list, read_one, reader
 
 _TENANCY = ("Namespace", "Partition")
 _STORED = ("CreateIndex", "ModifyIndex")
@@ -66,10 +59,6 @@ BINDING_RULE_FIELDS = JSONFields(
 )
 BIND_VARS_FIELDS = JSONFields(("Name",))
 LOGIN_FIELDS = JSONFields(("AuthMethod", "BearerToken", "Meta", *_TENANCY))
-
-Enabled = Callable[[Request], QueryOptions]
-Call = Callable[[Request, str, Mapping[str, Any]], Awaitable[Response]]
-Read = Callable[[Request, str, Mapping[str, Any], ACLAuthorizer], Awaitable[Response]]
 
 
 def _str(body: Mapping[str, Any], key: str, path: str = "") -> str:
@@ -136,103 +125,85 @@ def binding_rule_from_body(body: Mapping[str, Any]) -> ACLBindingRule:
     )
 
 
-@dataclass(frozen=True)
-class Deps:
-    """What these handlers use of the agent and of api/acl.py's helpers."""
-
-    agent: Agent
-    enabled: Enabled
-    call: Call
-    read_one: Read
-    read_list: Read
-
-    def reader(self, req: Request) -> ACLAuthorizer:
-        """``acl:read`` for the caller, or ``PermissionDenied``."""
-        self.enabled(req)
-        authz = authorizer(req)
-        authz.require(Permission.ACL_READ)
-        return authz
-
-
-async def method_create(d: Deps, req: Request) -> Response:
+async def method_create(p: Ports, req: Request) -> Response:
     """``PUT /v1/acl/auth-method``."""
-    d.enabled(req)
+    enabled(p, req)
     method = auth_method_from_body(decode_json_body(req, fields=AUTH_METHOD_FIELDS))
     args = {"method": to_obj(method, ACLAuthMethod), "create": True}
-    return await d.call(req, "ACL.AuthMethodSet", args)
+    return await call(p, req, "ACL.AuthMethodSet", args)
 
 
-async def method_update(d: Deps, req: Request) -> Response:
+async def method_update(p: Ports, req: Request) -> Response:
     """``PUT /v1/acl/auth-method/:name``."""
-    d.enabled(req)
+    enabled(p, req)
     method = auth_method_from_body(decode_json_body(req, fields=AUTH_METHOD_FIELDS))
     name = req.path_params["name"]
     if method.name and method.name != name:
         raise BadRequest("Auth Method Name in URL and payload do not match")
     method = replace(method, name=name)
-    return await d.call(req, "ACL.AuthMethodSet", {"method": to_obj(method, ACLAuthMethod)})
+    return await call(p, req, "ACL.AuthMethodSet", {"method": to_obj(method, ACLAuthMethod)})
 
 
-async def method_read(d: Deps, req: Request) -> Response:
+async def method_read(p: Ports, req: Request) -> Response:
     """``GET /v1/acl/auth-method/:name``."""
-    authz = d.reader(req)
-    return await d.read_one(req, "acl.auth_method", {"name": req.path_params["name"]}, authz)
+    authz = reader(p, req)
+    return await read_one(p, req, "acl.auth_method", {"name": req.path_params["name"]}, authz)
 
 
-async def method_delete(d: Deps, req: Request) -> Response:
+async def method_delete(p: Ports, req: Request) -> Response:
     """``DELETE /v1/acl/auth-method/:name``."""
-    d.enabled(req)
-    return await d.call(req, "ACL.AuthMethodDelete", {"name": req.path_params["name"]})
+    enabled(p, req)
+    return await call(p, req, "ACL.AuthMethodDelete", {"name": req.path_params["name"]})
 
 
-async def method_list(d: Deps, req: Request) -> Response:
+async def method_list(p: Ports, req: Request) -> Response:
     """``GET /v1/acl/auth-methods`` (stubs, no Config)."""
-    return await d.read_list(req, "acl.auth_methods", {}, d.reader(req))
+    return await read_list(p, req, "acl.auth_methods", {}, reader(p, req))
 
 
-async def rule_create(d: Deps, req: Request) -> Response:
+async def rule_create(p: Ports, req: Request) -> Response:
     """``PUT /v1/acl/binding-rule``."""
-    d.enabled(req)
+    enabled(p, req)
     rule = binding_rule_from_body(decode_json_body(req, fields=BINDING_RULE_FIELDS))
     if rule.id:
         raise BadRequest("Cannot specify the ID when creating a new binding rule", "ID")
     args = {"rule": to_obj(rule, ACLBindingRule), "create": True}
-    return await d.call(req, "ACL.BindingRuleSet", args)
+    return await call(p, req, "ACL.BindingRuleSet", args)
 
 
-async def rule_update(d: Deps, req: Request) -> Response:
+async def rule_update(p: Ports, req: Request) -> Response:
     """``PUT /v1/acl/binding-rule/:id``."""
-    d.enabled(req)
+    enabled(p, req)
     rule = binding_rule_from_body(decode_json_body(req, fields=BINDING_RULE_FIELDS))
     rule_id = req.path_params["id"]
     if rule.id and rule.id != rule_id:
         raise BadRequest("BindingRule ID in URL and payload do not match")
     rule = replace(rule, id=rule_id)
-    return await d.call(req, "ACL.BindingRuleSet", {"rule": to_obj(rule, ACLBindingRule)})
+    return await call(p, req, "ACL.BindingRuleSet", {"rule": to_obj(rule, ACLBindingRule)})
 
 
-async def rule_read(d: Deps, req: Request) -> Response:
+async def rule_read(p: Ports, req: Request) -> Response:
     """``GET /v1/acl/binding-rule/:id``."""
-    authz = d.reader(req)
-    return await d.read_one(req, "acl.binding_rule", {"id": req.path_params["id"]}, authz)
+    authz = reader(p, req)
+    return await read_one(p, req, "acl.binding_rule", {"id": req.path_params["id"]}, authz)
 
 
-async def rule_delete(d: Deps, req: Request) -> Response:
+async def rule_delete(p: Ports, req: Request) -> Response:
     """``DELETE /v1/acl/binding-rule/:id``."""
-    d.enabled(req)
-    return await d.call(req, "ACL.BindingRuleDelete", {"id": req.path_params["id"]})
+    enabled(p, req)
+    return await call(p, req, "ACL.BindingRuleDelete", {"id": req.path_params["id"]})
 
 
-async def rule_list(d: Deps, req: Request) -> Response:
+async def rule_list(p: Ports, req: Request) -> Response:
     """``GET /v1/acl/binding-rules[?authmethod=]``."""
-    authz = d.reader(req)
+    authz = reader(p, req)
     args = {"authmethod": req.query_value("authmethod")}
-    return await d.read_list(req, "acl.binding_rules", args, authz)
+    return await read_list(p, req, "acl.binding_rules", args, authz)
 
 
-async def login(d: Deps, req: Request) -> Response:
+async def login(p: Ports, req: Request) -> Response:
     """``POST /v1/acl/login``: no token needed; the leader validates the JWT."""
-    opts = d.enabled(req)
+    opts = enabled(p, req)
     body = decode_json_body(req, fields=LOGIN_FIELDS)
     _tenancy(body)
     meta = body.get("Meta") or {}
@@ -243,39 +214,13 @@ async def login(d: Deps, req: Request) -> Response:
         "bearer_token": _str(body, "BearerToken"),
         "meta": {str(k): str(v) for k, v in meta.items()},
     }
-    token = await d.agent.server_call("ACL.Login", args)
+    token = await p.server_call("ACL.Login", args)
     return Response.json(token, pretty=opts.pretty)
 
 
-async def logout(d: Deps, req: Request) -> Response:
+async def logout(p: Ports, req: Request) -> Response:
     """``POST /v1/acl/logout``: deletes the request's own (login) token."""
-    opts = d.enabled(req)
-    value = await d.agent.server_call("ACL.Logout", {"auth_token": req.token})
-    d.agent.acl.forget(req.token)
+    opts = enabled(p, req)
+    value = await p.server_call("ACL.Logout", {"auth_token": req.token})
+    p.acl.forget(req.token)
     return Response.json(value, pretty=opts.pretty)
-
-
-ROUTES: list[tuple[str, str, Any, str]] = [
-    ("PUT", "/v1/acl/auth-method", method_create, "acl.auth_method.create"),
-    ("GET", "/v1/acl/auth-method/:name", method_read, "acl.auth_method.read"),
-    ("PUT", "/v1/acl/auth-method/:name", method_update, "acl.auth_method.update"),
-    ("DELETE", "/v1/acl/auth-method/:name", method_delete, "acl.auth_method.delete"),
-    ("GET", "/v1/acl/auth-methods", method_list, "acl.auth_method.list"),
-    ("PUT", "/v1/acl/binding-rule", rule_create, "acl.binding_rule.create"),
-    ("GET", "/v1/acl/binding-rule/:id", rule_read, "acl.binding_rule.read"),
-    ("PUT", "/v1/acl/binding-rule/:id", rule_update, "acl.binding_rule.update"),
-    ("DELETE", "/v1/acl/binding-rule/:id", rule_delete, "acl.binding_rule.delete"),
-    ("GET", "/v1/acl/binding-rules", rule_list, "acl.binding_rule.list"),
-    ("POST", "/v1/acl/login", login, "acl.login"),
-    ("POST", "/v1/acl/logout", logout, "acl.logout"),
-]
-
-
-def register(
-    router: Router, agent: Agent, *, enabled: Enabled, call: Call, read_one: Read, read_list: Read
-) -> None:
-    """Add the auth-method, binding-rule and login routes (``acl.*`` names:
-    their ACL checks are made in the handlers, see ``acl_rules.rule_for``)."""
-    deps = Deps(agent, enabled, call, read_one, read_list)
-    for method, path, handler, name in ROUTES:
-        router.add(method, path, functools.partial(handler, deps), name=name)

@@ -18,7 +18,7 @@ from ..http import Request
 _MANAGE = acl_authorizer.manage_all()
 
 # The authorizer of the request being handled, so the agent's registry reads
-# can filter their answers (Agent.read) without every handler passing it on.
+# can filter their answers (the agent's read) without every handler passing it on.
 # trio tasks inherit it only from the request's own task.
 current: contextvars.ContextVar[ACLAuthorizer | None] = contextvars.ContextVar(
     "meshd_acl_authorizer", default=None

@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
@@ -35,15 +35,24 @@ from ..http import (
     QueryOptions,
     Request,
     Response,
-    Router,
     decode_json_body,
 )
-from . import agent_checks, agent_host
+from . import agent_host, ports
 from .agent_checks import check_scripts
 from .common import check_dc
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(
+    ports.Registry,
+    ports.Servers,
+    ports.LocalAgent,
+    ports.Cluster,
+    ports.ACL,
+    ports.Telemetry,
+    Protocol,
+):
+    """What this module needs from the agent."""
+
 
 SERVICE_MAINTENANCE_PREFIX = "_service_maintenance:"
 NODE_MAINTENANCE = "_node_maintenance"
@@ -89,7 +98,7 @@ def agent_service_json(svc: ServiceInstance, datacenter: str) -> dict[str, Any]:
     return out
 
 
-def validate_for_catalog(agent: Agent, defn: ServiceDefinition, prefix: str = "") -> None:
+def validate_for_catalog(agent: Ports, defn: ServiceDefinition, prefix: str = "") -> None:
     """Refuse here what the catalog would refuse later, so anti-entropy never
     retries a registration that can never succeed."""
     try:
@@ -105,7 +114,7 @@ def validate_for_catalog(agent: Agent, defn: ServiceDefinition, prefix: str = ""
         raise ValidationError(prefix + exc.field, exc.message) from None
 
 
-def registration_targets(agent: Agent, body: Any) -> list[tuple[str, str]]:
+def registration_targets(agent: ports.LocalAgent, body: Any) -> list[tuple[str, str]]:
     """What a token must be allowed to write to register ``body`` on this
     agent (``(kind, name)``, kind ``service`` or ``node``): the service, the
     sidecar it asks for under its real name, the service a proxy fronts, and
@@ -121,7 +130,7 @@ def registration_targets(agent: Agent, body: Any) -> list[tuple[str, str]]:
     )
 
 
-def _keep_old_checks(agent: Agent, defn: ServiceDefinition) -> ServiceDefinition:
+def _keep_old_checks(agent: ports.LocalAgent, defn: ServiceDefinition) -> ServiceDefinition:
     """Without ``?replace-existing-checks`` a re-registered service keeps the
     checks it had that the new definition does not name (Consul does)."""
     old = agent.local.services.get(defn.service.id)
@@ -133,7 +142,7 @@ def _keep_old_checks(agent: Agent, defn: ServiceDefinition) -> ServiceDefinition
 
 
 def _maintenance_check(
-    agent: Agent, check_id: str, name: str, notes: str, svc: ServiceInstance | None
+    agent: Ports, check_id: str, name: str, notes: str, svc: ServiceInstance | None
 ) -> CheckDefinition:
     check = HealthCheck(
         check_id=check_id,
@@ -149,55 +158,42 @@ def _maintenance_check(
     return CheckDefinition(check, "maintenance", {})
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add this area's routes to the one route table."""
-    _register_self(router, agent)
-    _register_services(router, agent)
-    _register_maintenance(router, agent)
-    _register_cluster(router, agent)
-    agent_checks.register(router, agent)
-    agent_host.register(router, agent)
+async def self_(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    public = p.config.to_public_dict()
+    config = {
+        **public["Config"],
+        "NodeName": p.node_name,
+        "NodeID": p.node_id,
+        "Revision": "",
+        "Version": p.version,
+        "BuildDate": "",
+    }
+    body = {
+        "Config": config,
+        "DebugConfig": public["DebugConfig"],
+        "Coord": None,
+        "Member": p.self_member(),
+        "Stats": agent_host.stats(p),
+        "Meta": p.node_meta(),
+        "xDS": None,
+    }
+    return Response.json(body, pretty=opts.pretty)
 
 
-def _register_self(router: Router, agent: Agent) -> None:
-    async def self_(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        public = agent.config.to_public_dict()
-        config = {
-            **public["Config"],
-            "NodeName": agent.node_name,
-            "NodeID": agent.node_id,
-            "Revision": "",
-            "Version": agent.version,
-            "BuildDate": "",
-        }
-        body = {
-            "Config": config,
-            "DebugConfig": public["DebugConfig"],
-            "Coord": None,
-            "Member": agent.self_member(),
-            "Stats": agent_host.stats(agent),
-            "Meta": dict(agent.node_info().meta),
-            "xDS": None,
-        }
-        return Response.json(body, pretty=opts.pretty)
-
-    async def members(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        segment = req.query_value("segment")
-        if segment not in ("", "_all"):
-            raise BadRequest(f"Invalid segment {segment!r}: meshd has only the default one")
-        result: list[dict[str, Any]] = list(await agent.members())
-        if flag(req, "wan"):
-            result = [
-                {**m, "Name": f"{m['Name']}.{m['Tags']['dc']}"}
-                for m in result
-                if m["Tags"].get("role") == "consul"
-            ]
-        return Response.json(apply_filter(result, opts.filter), pretty=opts.pretty)
-
-    router.add("GET", "/v1/agent/self", self_, name="agent.self")
-    router.add("GET", "/v1/agent/members", members, name="agent.members")
+async def members(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    segment = req.query_value("segment")
+    if segment not in ("", "_all"):
+        raise BadRequest(f"Invalid segment {segment!r}: meshd has only the default one")
+    result: list[dict[str, Any]] = list(await p.members())
+    if flag(req, "wan"):
+        result = [
+            {**m, "Name": f"{m['Name']}.{m['Tags']['dc']}"}
+            for m in result
+            if m["Tags"].get("role") == "consul"
+        ]
+    return Response.json(apply_filter(result, opts.filter), pretty=opts.pretty)
 
 
 def _content_hash(body: Any) -> str:
@@ -206,7 +202,7 @@ def _content_hash(body: Any) -> str:
 
 async def _hash_blocking(
     req: Request,
-    agent: Agent,
+    agent: Ports,
     build: Callable[[], Any],
     hasher: Callable[[Any], str] = _content_hash,
 ) -> Response:
@@ -228,140 +224,121 @@ async def _hash_blocking(
     return resp
 
 
-def _register_services(router: Router, agent: Agent) -> None:
-    async def services(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
+async def services(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
 
-        def build() -> Any:
-            items = [
-                (sid, agent_service_json(d.service, agent.datacenter))
-                for sid, d in sorted(agent.local.services.items())
-            ]
-            schema = schema_for("agent.services")
-            return dict(apply_filter(items, opts.filter, schema, getter=lambda item: item[1]))
+    def build() -> Any:
+        items = [
+            (sid, agent_service_json(d.service, p.datacenter))
+            for sid, d in sorted(p.local.services.items())
+        ]
+        schema = schema_for("agent.services")
+        return dict(apply_filter(items, opts.filter, schema, getter=lambda item: item[1]))
 
-        return await _hash_blocking(req, agent, build)
-
-    async def service(req: Request) -> Response:
-        sid = req.path_params["service_id"]
-
-        def build() -> Any:
-            defn = agent.local.services.get(sid)
-            if defn is None:
-                raise NotFound(f"unknown service ID: {sid}")
-            return agent_service_json(defn.service, agent.datacenter)
-
-        return await _hash_blocking(req, agent, build, lambda body: str(body["ContentHash"]))
-
-    async def register_service(req: Request) -> Response:
-        check_dc(agent, QueryOptions.from_request(req))
-        body = decode_json_body(req)
-        defn = parse_service(body, node=agent.node_name)
-        if agent.acl.enabled and not defn.token and req.token:
-            # Anti-entropy writes this service with the token that registered it.
-            defn = replace(defn, token=req.token)
-        check_scripts(agent, defn.checks, in_service=True)
-        parts = registration.expand(defn, agent.local.services, agent.node_name)
-        for part, prefix in parts:
-            validate_for_catalog(agent, part, prefix)
-        registration.check_listeners(parts, agent.local.services)
-        if not flag(req, "replace-existing-checks"):
-            defn = _keep_old_checks(agent, defn)
-        agent.local.add_service(defn)
-        await agent.wait_synced()
-        return Response(200)
-
-    async def deregister_service(req: Request) -> Response:
-        agent.local.remove_service(req.path_params["service_id"])  # NotFoundError: 404
-        await agent.wait_synced()
-        return Response(200)
-
-    router.add("GET", "/v1/agent/services", services, name="agent.services")
-    router.add("GET", "/v1/agent/service/*service_id", service, name="agent.service")
-    router.add("PUT", "/v1/agent/service/register", register_service, name="agent.service.register")
-    router.add(
-        "PUT",
-        "/v1/agent/service/deregister/*service_id",
-        deregister_service,
-        name="agent.service.deregister",
-    )
+    return await _hash_blocking(req, p, build)
 
 
-def _register_maintenance(router: Router, agent: Agent) -> None:
-    async def service_maintenance(req: Request) -> Response:
-        sid = req.path_params["service_id"]
-        if not sid:
-            raise BadRequest("Missing service ID", "service_id")
-        enable = parse_bool(req, "enable")
-        defn = agent.local.services.get(sid)
+async def service(p: Ports, req: Request) -> Response:
+    sid = req.path_params["service_id"]
+
+    def build() -> Any:
+        defn = p.local.services.get(sid)
         if defn is None:
-            raise NotFound(f"No service registered with ID {json.dumps(sid)}")
-        check_id = SERVICE_MAINTENANCE_PREFIX + sid
-        if enable and check_id not in agent.local.checks:  # Consul keeps the first reason
-            reason = req.query_value("reason") or _DEFAULT_SERVICE_REASON
-            name = "Service Maintenance Mode"
-            agent.local.add_check(_maintenance_check(agent, check_id, name, reason, defn.service))
-        elif check_id in agent.local.checks:
-            agent.local.remove_check(check_id)
-        return Response(200)
+            raise NotFound(f"unknown service ID: {sid}")
+        return agent_service_json(defn.service, p.datacenter)
 
-    async def node_maintenance(req: Request) -> Response:
-        enable = parse_bool(req, "enable")
-        if enable and NODE_MAINTENANCE not in agent.local.checks:
-            reason = req.query_value("reason") or _DEFAULT_NODE_REASON
-            name = "Node Maintenance Mode"
-            agent.local.add_check(_maintenance_check(agent, NODE_MAINTENANCE, name, reason, None))
-        elif NODE_MAINTENANCE in agent.local.checks:
-            agent.local.remove_check(NODE_MAINTENANCE)
-        return Response(200)
-
-    router.add(
-        "PUT",
-        "/v1/agent/service/maintenance/*service_id",
-        service_maintenance,
-        name="agent.service.maintenance",
-    )
-    router.add("PUT", "/v1/agent/maintenance", node_maintenance, name="agent.maintenance")
+    return await _hash_blocking(req, p, build, lambda body: str(body["ContentHash"]))
 
 
-def _register_cluster(router: Router, agent: Agent) -> None:
-    async def do_join(req: Request) -> Response:
-        if flag(req, "wan"):
-            raise BadRequest("WAN join is not supported: meshd runs one datacenter", "wan")
-        await agent.join(req.path_params["address"])
-        return Response(200)
+async def register_service(p: Ports, req: Request) -> Response:
+    check_dc(p, QueryOptions.from_request(req))
+    body = decode_json_body(req)
+    defn = parse_service(body, node=p.node_name)
+    if p.acl.enabled and not defn.token and req.token:
+        # Anti-entropy writes this service with the token that registered it.
+        defn = replace(defn, token=req.token)
+    check_scripts(p, defn.checks, in_service=True)
+    parts = registration.expand(defn, p.local.services, p.node_name)
+    for part, prefix in parts:
+        validate_for_catalog(p, part, prefix)
+    registration.check_listeners(parts, p.local.services)
+    if not flag(req, "replace-existing-checks"):
+        defn = _keep_old_checks(p, defn)
+    p.local.add_service(defn)
+    await p.wait_synced()
+    return Response(200)
 
-    async def do_leave(req: Request) -> Response:
-        await agent.leave(delay=0.2)  # let this answer go out before the agent stops
-        return Response(200)
 
-    async def force_leave(req: Request) -> Response:
-        node = req.path_params["node"]
-        if not node:
-            raise BadRequest("Missing node name", "node")
-        await agent.server_call("Operator.ForceLeave", {"node": node, "prune": flag(req, "prune")})
-        return Response(200)
+async def deregister_service(p: Ports, req: Request) -> Response:
+    p.local.remove_service(req.path_params["service_id"])  # NotFoundError: 404
+    await p.wait_synced()
+    return Response(200)
 
-    async def reload(req: Request) -> Response:
-        try:
-            await agent.reload()
-        except ConfigError as exc:
-            raise Internal(f"Failed to reload configs: {exc}") from None
-        return Response(200)
 
-    async def token(req: Request) -> Response:
-        kind = req.path_params["kind"]
-        if kind not in KINDS:
-            raise NotFound(f"Token {json.dumps(kind)} is unknown")
-        body: Mapping[str, Any] = decode_json_body(req, fields=("Token",))
-        value = body.get("Token") or ""
-        if not isinstance(value, str):
-            raise BadRequest("Request decode failed: Token must be a string", "Token")
-        agent.tokens.set(kind, value)
-        return Response(200)
+async def service_maintenance(p: Ports, req: Request) -> Response:
+    sid = req.path_params["service_id"]
+    if not sid:
+        raise BadRequest("Missing service ID", "service_id")
+    enable = parse_bool(req, "enable")
+    defn = p.local.services.get(sid)
+    if defn is None:
+        raise NotFound(f"No service registered with ID {json.dumps(sid)}")
+    check_id = SERVICE_MAINTENANCE_PREFIX + sid
+    if enable and check_id not in p.local.checks:  # Consul keeps the first reason
+        reason = req.query_value("reason") or _DEFAULT_SERVICE_REASON
+        name = "Service Maintenance Mode"
+        p.local.add_check(_maintenance_check(p, check_id, name, reason, defn.service))
+    elif check_id in p.local.checks:
+        p.local.remove_check(check_id)
+    return Response(200)
 
-    router.add("PUT", "/v1/agent/join/:address", do_join, name="agent.join")
-    router.add("PUT", "/v1/agent/leave", do_leave, name="agent.leave")
-    router.add("PUT", "/v1/agent/force-leave/*node", force_leave, name="agent.force_leave")
-    router.add("PUT", "/v1/agent/reload", reload, name="agent.reload")
-    router.add("PUT", "/v1/agent/token/:kind", token, name="agent.token")
+
+async def node_maintenance(p: Ports, req: Request) -> Response:
+    enable = parse_bool(req, "enable")
+    if enable and NODE_MAINTENANCE not in p.local.checks:
+        reason = req.query_value("reason") or _DEFAULT_NODE_REASON
+        name = "Node Maintenance Mode"
+        p.local.add_check(_maintenance_check(p, NODE_MAINTENANCE, name, reason, None))
+    elif NODE_MAINTENANCE in p.local.checks:
+        p.local.remove_check(NODE_MAINTENANCE)
+    return Response(200)
+
+
+async def do_join(p: Ports, req: Request) -> Response:
+    if flag(req, "wan"):
+        raise BadRequest("WAN join is not supported: meshd runs one datacenter", "wan")
+    await p.join(req.path_params["address"])
+    return Response(200)
+
+
+async def do_leave(p: Ports, req: Request) -> Response:
+    await p.leave(delay=0.2)  # let this answer go out before the p stops
+    return Response(200)
+
+
+async def force_leave(p: Ports, req: Request) -> Response:
+    node = req.path_params["node"]
+    if not node:
+        raise BadRequest("Missing node name", "node")
+    await p.server_call("Operator.ForceLeave", {"node": node, "prune": flag(req, "prune")})
+    return Response(200)
+
+
+async def reload(p: Ports, req: Request) -> Response:
+    try:
+        await p.reload()
+    except ConfigError as exc:
+        raise Internal(f"Failed to reload configs: {exc}") from None
+    return Response(200)
+
+
+async def token(p: Ports, req: Request) -> Response:
+    kind = req.path_params["kind"]
+    if kind not in KINDS:
+        raise NotFound(f"Token {json.dumps(kind)} is unknown")
+    body: Mapping[str, Any] = decode_json_body(req, fields=("Token",))
+    value = body.get("Token") or ""
+    if not isinstance(value, str):
+        raise BadRequest("Request decode failed: Token must be a string", "Token")
+    p.tokens.set(kind, value)
+    return Response(200)

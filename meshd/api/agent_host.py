@@ -25,23 +25,23 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
 from registry import shapes
 from registry.records import HealthCheck
 
-from ..agent.live_metrics import agent_metrics
-from ..http import QueryOptions, Request, Response, Router
+from ..http import QueryOptions, Request, Response
 from ..metrics.prometheus import PROMETHEUS_CONTENT_TYPE
-from ..version import RAFT_PROTOCOL
-
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+from . import ports
 
 
-def stats(agent: Agent) -> dict[str, dict[str, str]]:
+class Ports(ports.LocalAgent, ports.Cluster, ports.Telemetry, Protocol):
+    """What this module needs from the agent."""
+
+
+def stats(agent: Ports) -> dict[str, dict[str, str]]:
     """``Stats`` of /v1/agent/self: Consul's sections, every value a string."""
     local = agent.local
     ttls = sum(1 for c in local.checks.values() if c.kind == "ttl")
@@ -53,11 +53,7 @@ def stats(agent: Agent) -> dict[str, dict[str, str]]:
             "services": str(len(local.services)),
         },
         "build": {"prerelease": "", "revision": "", "version": agent.version},
-        "consul": {
-            "acl": "enabled" if agent.config.acl.enabled else "disabled",
-            "server": str(agent.server is not None).lower(),
-            "known_servers": str(len(agent.pool.servers()) if agent.pool else 0),
-        },
+        "consul": agent.consul_stats(),
         "runtime": {
             "arch": platform.machine(),
             "os": sys.platform,
@@ -66,42 +62,10 @@ def stats(agent: Agent) -> dict[str, dict[str, str]]:
             "version": f"python{platform.python_version()}",
         },
     }
-    if agent.server is not None:
-        out["consul"].update(_server_stats(agent))
-        out["raft"] = _raft_stats(agent)
+    raft = agent.raft_stats()
+    if raft is not None:
+        out["raft"] = raft
     return out
-
-
-def _server_stats(agent: Agent) -> dict[str, str]:
-    assert agent.server is not None
-    return {
-        "bootstrap": str(agent.config.bootstrap).lower(),
-        "known_datacenters": "1",
-        "leader": str(agent.server.is_leader()).lower(),
-        "leader_addr": agent.server.leader_address() or "",
-    }
-
-
-def _raft_stats(agent: Agent) -> dict[str, str]:
-    assert agent.server is not None
-    st = agent.server.node.status()
-    core = st.core
-    contact = st.last_contact
-    return {
-        "applied_index": str(st.applied),
-        "commit_index": str(core.commit),
-        "fsm_pending": str(max(core.commit - st.applied, 0)),
-        "last_contact": "never" if contact is None else f"{contact * 1000:.0f}ms",
-        "last_log_index": str(core.last_index),
-        "last_snapshot_index": str(st.snapshot_index),
-        "num_peers": str(max(len(core.configuration.voters()) - 1, 0)),
-        "protocol_version": str(RAFT_PROTOCOL),
-        "state": core.role.value.capitalize(),
-        "term": str(core.term),
-        "latest_configuration": str(
-            [{"ID": s.id, "Address": s.address} for s in core.configuration.servers]
-        ),
-    }
 
 
 # ------------------------------------------------------------------ host
@@ -241,7 +205,7 @@ def aggregated_status(checks: list[HealthCheck]) -> str:
     return max((_check_status(c) for c in checks), key=_RANK.__getitem__, default="passing")
 
 
-def _service_info(agent: Agent, service_id: str) -> tuple[str, dict[str, Any]]:
+def _service_info(agent: Ports, service_id: str) -> tuple[str, dict[str, Any]]:
     from .agent import agent_service_json  # agent.py imports this module
 
     defn = agent.local.services[service_id]
@@ -261,52 +225,45 @@ def _health_answer(req: Request, status: str, body: Any, code: int) -> Response:
     return Response.json(body, status=code, pretty="pretty" in req.query)
 
 
-def _register_health(router: Router, agent: Agent) -> None:
-    async def by_id(req: Request) -> Response:
-        service_id = req.path_params["service_id"]
-        if service_id not in agent.local.services:
-            reason = f"ServiceId {service_id} not found"
-            if req.query_value("format") == "text":
-                return Response.text(reason, status=404)
-            empty = {"AggregatedStatus": "critical", "Service": None, "Checks": None}
-            return Response.json(empty, status=404)
-        status, info = _service_info(agent, service_id)
-        return _health_answer(req, status, info, _STATUS_CODE[status])
-
-    async def by_name(req: Request) -> Response:
-        name = req.path_params["service_name"]
-        ids = sorted(i for i, d in agent.local.services.items() if d.service.service == name)
-        if not ids:
-            reason = f"ServiceName {name} Not Found"
-            if req.query_value("format") == "text":
-                return Response.text(reason, status=404)
-            return Response.json(None, status=404)
-        infos = [_service_info(agent, i) for i in ids]
-        status = max((s for s, _ in infos), key=_RANK.__getitem__)
-        return _health_answer(req, status, [i for _, i in infos], _STATUS_CODE[status])
-
-    router.add("GET", "/v1/agent/health/service/id/*service_id", by_id, name="agent.health.id")
-    router.add(
-        "GET", "/v1/agent/health/service/name/*service_name", by_name, name="agent.health.name"
-    )
+async def by_id(p: Ports, req: Request) -> Response:
+    service_id = req.path_params["service_id"]
+    if service_id not in p.local.services:
+        reason = f"ServiceId {service_id} not found"
+        if req.query_value("format") == "text":
+            return Response.text(reason, status=404)
+        empty = {"AggregatedStatus": "critical", "Service": None, "Checks": None}
+        return Response.json(empty, status=404)
+    status, info = _service_info(p, service_id)
+    return _health_answer(req, status, info, _STATUS_CODE[status])
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add the metrics, host and health-by-service routes to the one route table."""
-    _register_health(router, agent)
+async def by_name(p: Ports, req: Request) -> Response:
+    name = req.path_params["service_name"]
+    ids = sorted(i for i, d in p.local.services.items() if d.service.service == name)
+    if not ids:
+        reason = f"ServiceName {name} Not Found"
+        if req.query_value("format") == "text":
+            return Response.text(reason, status=404)
+        return Response.json(None, status=404)
+    infos = [_service_info(p, i) for i in ids]
+    status = max((s for s, _ in infos), key=_RANK.__getitem__)
+    return _health_answer(req, status, [i for _, i in infos], _STATUS_CODE[status])
 
-    async def metrics(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        registry = agent_metrics(agent)
-        if req.query_value("format") == "prometheus":
-            text = registry.prometheus_text().decode()
-            return Response.text(text, content_type=PROMETHEUS_CONTENT_TYPE)
-        return Response.json(registry.summary(time.time()), pretty=opts.pretty)
 
-    async def host(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        info = await trio.to_thread.run_sync(host_info, agent.config.data_dir or "/")
-        return Response.json(info, pretty=opts.pretty)
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    router.add("GET", "/v1/agent/metrics", metrics, name="agent.metrics")
-    router.add("GET", "/v1/agent/host", host, name="agent.host")
+
+async def metrics(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    registry = p.metrics
+    if req.query_value("format") == "prometheus":
+        text = registry.prometheus_text().decode()
+        return Response.text(text, content_type=PROMETHEUS_CONTENT_TYPE)
+    return Response.json(registry.summary(time.time()), pretty=opts.pretty)
+
+
+async def host(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    info = await trio.to_thread.run_sync(host_info, p.config.data_dir or "/")
+    return Response.json(info, pretty=opts.pretty)

@@ -24,7 +24,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from connect.l7.chain_validate import EntrySet
 from connect.l7.entries_resolver import ServiceResolverEntry
@@ -36,7 +36,6 @@ from registry.records import CANARY_ACTIVE, Canary, CanaryEvent, ConfigEntry
 from ..agent.canary import EVENT_NAME, event_payload, log_event, wall_now
 from ..agent.canary_core import apply, canary_json, splitter_body
 from ..agent.events import UserEvent
-from ..agent.wire import ReadOptions
 from ..durations import parse_duration
 from ..errors import DurationError
 from ..http import (
@@ -46,14 +45,17 @@ from ..http import (
     NotFound,
     Request,
     Response,
-    Router,
     decode_json_body,
 )
+from ..wire import ReadOptions
+from . import ports
 from .common import json_response, read, with_meta
 from .config_typed import check_graph, load_graph, parse_typed, stored_form
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.RawReads, ports.Events, Protocol):
+    """What this module needs from the agent."""
+
 
 DEFAULT_STEPS = (5.0, 10.0, 25.0, 50.0, 100.0)
 MAX_STEPS = 20
@@ -153,7 +155,7 @@ def _with_subsets(graph: EntrySet, spec: Canary) -> Canary:
     return replace(spec, from_subset=frm, history=(started,))
 
 
-async def _record(agent: Agent, service: str) -> Canary | None:
+async def _record(agent: Ports, service: str) -> Canary | None:
     """The stored record, read consistently (so a write may CAS on it)."""
     result = await agent.read(
         "canary.record", {"service": service}, ReadOptions(consistency="consistent")
@@ -161,7 +163,7 @@ async def _record(agent: Agent, service: str) -> Canary | None:
     return None if result.value is None else from_obj(result.value, Canary)
 
 
-async def _splitter_body(agent: Agent, service: str) -> Mapping[str, Any] | None:
+async def _splitter_body(agent: Ports, service: str) -> Mapping[str, Any] | None:
     result = await agent.read(
         "config.get", {"kind": "service-splitter", "name": service}, ReadOptions()
     )
@@ -173,12 +175,12 @@ async def _splitter_body(agent: Agent, service: str) -> Mapping[str, Any] | None
     }
 
 
-async def _announce(agent: Agent, rec: Canary) -> None:
+async def _announce(agent: Ports, rec: Canary) -> None:
     log_event(rec)
     await agent.fire_event(UserEvent.new(EVENT_NAME, event_payload(rec), "", "", ""))
 
 
-async def start(agent: Agent, service: str, body: Any) -> Canary:
+async def start(agent: Ports, service: str, body: Any) -> Canary:
     """Validate and store a new canary of ``service`` with its splitter."""
     spec = parse_spec(service, body, wall_now())
     for _ in range(_TRIES):
@@ -217,7 +219,7 @@ def _refused(error: object, message: str) -> Exception:
 _ALLOWED = {"pause": ("running",), "resume": ("paused",), "abort": CANARY_ACTIVE}
 
 
-async def change(agent: Agent, service: str, kind: str) -> None:
+async def change(agent: Ports, service: str, kind: str) -> None:
     """Pause, resume or abort the canary of ``service`` (one CAS write)."""
     for _ in range(_TRIES):
         rec = await _record(agent, service)
@@ -240,49 +242,52 @@ async def change(agent: Agent, service: str, kind: str) -> None:
     raise Conflict("the canary kept changing during the write; retry")
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add the /v1/internal/canary routes to the one route table."""
-
-    async def get_one(req: Request) -> Response:
-        service = req.path_params["service"]
-        result, opts = await read(agent, req, "canary.get", {"service": service})
-        if result.value is None:  # with X-Consul-Index: a client may block until one starts
-            text = f"no canary for service {_goq(service)}"
-            return with_meta(Response.text(text, status=404), result)
-        return json_response(result.value, result, opts)
-
-    async def list_all(req: Request) -> Response:
-        result, opts = await read(agent, req, "canary.list", {})
-        return json_response(result.value or [], result, opts)
-
-    async def answer(req: Request, service: str) -> Response:
-        opts = ReadOptions(consistency="consistent")
-        result = await agent.read("canary.get", {"service": service}, opts)
-        return Response.json(result.value)
-
-    async def post(req: Request) -> Response:
-        service = req.path_params["service"]
-        await start(agent, service, decode_json_body(req))
-        return await answer(req, service)
-
-    def changer(kind: str) -> Any:
-        async def handler(req: Request) -> Response:
-            service = req.path_params["service"]
-            await change(agent, service, kind)
-            return await answer(req, service)
-
-        return handler
-
-    router.add("GET", "/v1/internal/canary", list_all, name="internal.canary.list")
-    router.add("GET", "/v1/internal/canary/:service", get_one, name="internal.canary.get")
-    router.add("POST", "/v1/internal/canary/:service", post, name="internal.canary.start")
-    for kind in ("pause", "resume", "abort"):
-        router.add(
-            "PUT",
-            f"/v1/internal/canary/:service/{kind}",
-            changer(kind),
-            name=f"internal.canary.{kind}",
-        )
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
 
-__all__ = ["canary_json", "parse_spec", "register"]
+async def get_one(p: Ports, req: Request) -> Response:
+    service = req.path_params["service"]
+    result, opts = await read(p, req, "canary.get", {"service": service})
+    if result.value is None:  # with X-Consul-Index: a client may block until one starts
+        text = f"no canary for service {_goq(service)}"
+        return with_meta(Response.text(text, status=404), result)
+    return json_response(result.value, result, opts)
+
+
+async def list_all(p: Ports, req: Request) -> Response:
+    result, opts = await read(p, req, "canary.list", {})
+    return json_response(result.value or [], result, opts)
+
+
+async def _answer(p: Ports, service: str) -> Response:
+    opts = ReadOptions(consistency="consistent")
+    result = await p.read("canary.get", {"service": service}, opts)
+    return Response.json(result.value)
+
+
+async def post(p: Ports, req: Request) -> Response:
+    service = req.path_params["service"]
+    await start(p, service, decode_json_body(req))
+    return await _answer(p, service)
+
+
+async def _change(p: Ports, req: Request, kind: str) -> Response:
+    service = req.path_params["service"]
+    await change(p, service, kind)
+    return await _answer(p, service)
+
+
+async def pause(p: Ports, req: Request) -> Response:
+    return await _change(p, req, "pause")
+
+
+async def resume(p: Ports, req: Request) -> Response:
+    return await _change(p, req, "resume")
+
+
+async def abort(p: Ports, req: Request) -> Response:
+    return await _change(p, req, "abort")
+
+
+__all__ = ["canary_json", "parse_spec"]

@@ -26,11 +26,11 @@ from ..agent.field_rules import (
 )
 from ..agent.json_bounds import check_json_value
 from ..filter import Schema, compile_filter
-from ..http import QueryOptions, Request, Response, Router, decode_json_body
+from ..http import QueryOptions, Request, Response, decode_json_body
 from .common import NULL, check_dc, read_json
 
 if TYPE_CHECKING:
-    from ..agent.agent import Agent
+    from .ports import Registry
 
 REGISTER_FIELDS = (
     "ID",
@@ -190,85 +190,78 @@ def _check_filter(opts: QueryOptions, schema: Schema) -> None:
         compile_filter(opts.filter, schema)
 
 
-def register(router: Router, agent: Agent) -> None:
-    async def do_register(req: Request) -> Response:
-        body = decode_json_body(req, fields=REGISTER_FIELDS)
-        check_register_body(body)
-        check_dc(agent, QueryOptions.from_request(req))
-        result = await agent.write(register_request(body, agent.datacenter))
-        if not result.ok:
-            raise ValidationError(result.error or "", result.message)
-        return Response.json(True)
+async def register(p: Registry, req: Request) -> Response:
+    body = decode_json_body(req, fields=REGISTER_FIELDS)
+    check_register_body(body)
+    check_dc(p, QueryOptions.from_request(req))
+    result = await p.write(register_request(body, p.datacenter))
+    if not result.ok:
+        raise ValidationError(result.error or "", result.message)
+    return Response.json(True)
 
-    async def do_deregister(req: Request) -> Response:
-        body = decode_json_body(req, fields=DEREGISTER_FIELDS)
-        check_deregister_body(body)
-        node = body.get("Node")
-        if not isinstance(node, str) or not node:
-            raise ValidationError("Node", "Must provide node")
-        cmd = DeregisterRequest(
-            node=node,
-            service_id=str(body.get("ServiceID") or ""),
-            check_id=str(body.get("CheckID") or ""),
-            now=time.time(),
-        )
-        result = await agent.write(cmd)
-        if not result.ok and result.error not in (None, "not_found"):
-            raise ValidationError(result.error or "", result.message)
-        return Response.json(True)
 
-    async def datacenters(req: Request) -> Response:
-        return Response.json([agent.datacenter], pretty=QueryOptions.from_request(req).pretty)
-
-    async def nodes(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        return await read_json(
-            agent, req, "catalog.nodes", {"node_meta": dict(opts.node_meta)}, empty=[]
-        )
-
-    async def services(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        _check_filter(opts, filter_schemas.SERVICE_NODE)
-        return await read_json(
-            agent, req, "catalog.services", {"node_meta": dict(opts.node_meta)}, empty={}
-        )
-
-    async def service(req: Request) -> Response:
-        name = req.path_params["service"]
-        if not name:
-            raise ValidationError("service", "Missing service name")
-        opts = QueryOptions.from_request(req)
-        args = {"name": name, "tags": list(opts.tags), "node_meta": dict(opts.node_meta)}
-        return await read_json(agent, req, "catalog.service", args, empty=[])
-
-    async def connect(req: Request) -> Response:
-        name = req.path_params["service"]
-        if not name:
-            raise ValidationError("service", "Missing service name")
-        return await read_json(agent, req, "catalog.connect", {"name": name}, empty=[])
-
-    async def node(req: Request) -> Response:
-        name = req.path_params["node"]
-        if not name:
-            raise ValidationError("node", "Missing node name")
-        _check_filter(QueryOptions.from_request(req), filter_schemas.NODE_SERVICE)
-        return await read_json(agent, req, "catalog.node", {"name": name}, empty=NULL)
-
-    async def node_services(req: Request) -> Response:
-        name = req.path_params["node"]
-        if not name:
-            raise ValidationError("node", "Missing node name")
-        _check_filter(QueryOptions.from_request(req), filter_schemas.NODE_SERVICE)
-        return await read_json(agent, req, "catalog.node_services", {"name": name}, empty=NULL)
-
-    router.add("PUT", "/v1/catalog/register", do_register, name="catalog.register")
-    router.add("PUT", "/v1/catalog/deregister", do_deregister, name="catalog.deregister")
-    router.add("GET", "/v1/catalog/datacenters", datacenters, name="catalog.datacenters")
-    router.add("GET", "/v1/catalog/nodes", nodes, name="catalog.nodes")
-    router.add("GET", "/v1/catalog/services", services, name="catalog.services")
-    router.add("GET", "/v1/catalog/service/*service", service, name="catalog.service")
-    router.add("GET", "/v1/catalog/connect/*service", connect, name="catalog.connect")
-    router.add("GET", "/v1/catalog/node/*node", node, name="catalog.node")
-    router.add(
-        "GET", "/v1/catalog/node-services/*node", node_services, name="catalog.node_services"
+async def deregister(p: Registry, req: Request) -> Response:
+    body = decode_json_body(req, fields=DEREGISTER_FIELDS)
+    check_deregister_body(body)
+    node = body.get("Node")
+    if not isinstance(node, str) or not node:
+        raise ValidationError("Node", "Must provide node")
+    cmd = DeregisterRequest(
+        node=node,
+        service_id=str(body.get("ServiceID") or ""),
+        check_id=str(body.get("CheckID") or ""),
+        now=time.time(),
     )
+    result = await p.write(cmd)
+    if not result.ok and result.error not in (None, "not_found"):
+        raise ValidationError(result.error or "", result.message)
+    return Response.json(True)
+
+
+async def datacenters(p: Registry, req: Request) -> Response:
+    return Response.json([p.datacenter], pretty=QueryOptions.from_request(req).pretty)
+
+
+async def nodes(p: Registry, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    return await read_json(p, req, "catalog.nodes", {"node_meta": dict(opts.node_meta)}, empty=[])
+
+
+async def services(p: Registry, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    _check_filter(opts, filter_schemas.SERVICE_NODE)
+    return await read_json(
+        p, req, "catalog.services", {"node_meta": dict(opts.node_meta)}, empty={}
+    )
+
+
+async def service(p: Registry, req: Request) -> Response:
+    name = req.path_params["service"]
+    if not name:
+        raise ValidationError("service", "Missing service name")
+    opts = QueryOptions.from_request(req)
+    args = {"name": name, "tags": list(opts.tags), "node_meta": dict(opts.node_meta)}
+    return await read_json(p, req, "catalog.service", args, empty=[])
+
+
+async def connect(p: Registry, req: Request) -> Response:
+    name = req.path_params["service"]
+    if not name:
+        raise ValidationError("service", "Missing service name")
+    return await read_json(p, req, "catalog.connect", {"name": name}, empty=[])
+
+
+async def node(p: Registry, req: Request) -> Response:
+    name = req.path_params["node"]
+    if not name:
+        raise ValidationError("node", "Missing node name")
+    _check_filter(QueryOptions.from_request(req), filter_schemas.NODE_SERVICE)
+    return await read_json(p, req, "catalog.node", {"name": name}, empty=NULL)
+
+
+async def node_services(p: Registry, req: Request) -> Response:
+    name = req.path_params["node"]
+    if not name:
+        raise ValidationError("node", "Missing node name")
+    _check_filter(QueryOptions.from_request(req), filter_schemas.NODE_SERVICE)
+    return await read_json(p, req, "catalog.node_services", {"name": name}, empty=NULL)

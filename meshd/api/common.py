@@ -17,8 +17,6 @@ from registry.errors import (
 )
 
 from ..acl import ACLPermissionDenied
-from ..agent.reads import UnknownRead
-from ..agent.wire import ReadOptions, ReadResult
 from ..errors import (
     Conflict,
     Internal,
@@ -39,9 +37,10 @@ from ..http import (
     Response,
     error_response,
 )
+from ..wire import ReadOptions, ReadResult, UnknownRead
 
 if TYPE_CHECKING:
-    from ..agent.agent import Agent
+    from .ports import Datacenter, Registry
 
 
 FILTERED_HEADER = "X-Consul-Results-Filtered-By-ACLs"
@@ -52,7 +51,7 @@ def read_options(opts: QueryOptions) -> ReadOptions:
     return ReadOptions(opts.index, opts.wait, opts.consistency, opts.max_stale)
 
 
-def check_dc(agent: Agent, opts: QueryOptions) -> None:
+def check_dc(agent: Datacenter, opts: QueryOptions) -> None:
     """Only the local datacenter exists (no WAN federation yet)."""
     if opts.dc and opts.dc != agent.datacenter:
         raise BadRequest(f"No path to datacenter: {opts.dc!r} is not {agent.datacenter!r}")
@@ -84,7 +83,7 @@ def _nothing_like(value: Any) -> Any:
 
 
 async def read(
-    agent: Agent, req: Request, name: str, args: Mapping[str, Any]
+    agent: Registry, req: Request, name: str, args: Mapping[str, Any]
 ) -> tuple[ReadResult, QueryOptions]:
     """Run the registry read ``name`` with the request's query options
     (``?index``/``?wait`` blocking, consistency, ``?filter``). ``?peer=``
@@ -135,7 +134,7 @@ def with_meta(resp: Response, result: ReadResult) -> Response:
 
 
 async def read_json(
-    agent: Agent, req: Request, name: str, args: Mapping[str, Any], *, empty: Any = None
+    agent: Registry, req: Request, name: str, args: Mapping[str, Any], *, empty: Any = None
 ) -> Response:
     """A read answered as JSON; a None result becomes ``empty`` (Consul sends
     ``[]`` for empty lists and 404 for a missing single object)."""
@@ -155,7 +154,7 @@ def no_leader_text(detail: str) -> str:
 
 
 def error_mapping(no_leader_detail: Callable[[], str] | None = None) -> ErrorMapping:
-    """Agent, registry and filter errors as Consul answers them;
+    """Registry, registry and filter errors as Consul answers them;
     ``no_leader_detail`` says what a server without a leader waits for."""
     m = ErrorMapping()
 

@@ -31,7 +31,7 @@ needs the ACL rights its single PUT needs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from connect.l7.entries import ConfigEntry as TypedEntry
 from registry.commands import (
@@ -44,12 +44,15 @@ from registry.errors import ErrorCode
 from registry.records import ConfigEntry
 
 from ..errors import Conflict, Internal
-from ..http import BadRequest, NotFound, Request, Response, Router, decode_json_body
+from ..http import BadRequest, NotFound, Request, Response, decode_json_body
+from . import ports
 from .common import json_response, read, with_meta
 from .config_typed import TYPED_KINDS, check_graph, load_graph, parse_typed, stored_form
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.RawReads, Protocol):
+    """What this module needs from the agent."""
+
 
 NOT_FOUND = "Config entry not found"  # Consul's ConfigEntryNotFoundErr
 # A batch validated against a graph that changed before it applied is
@@ -102,78 +105,78 @@ def _bool_result(ok: bool, error: str | None, message: str) -> Response:
     raise Internal(message or str(error))
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add the /v1/config routes to the one route table."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def apply(req: Request) -> Response:
-        body = decode_json_body(req)
-        entry = entry_from_body(body)
-        cas = _cas(req)
-        if entry.kind in TYPED_KINDS:
-            typed = parse_typed(entry.kind, body)
-            if cas is None:
-                # Validated and stored against the same graph (the guard).
-                return await validated_write([typed], (stored_form(typed),))
-            graph, _ = await load_graph(agent)
-            check_graph(agent, graph, [typed])
-            entry = stored_form(typed)
-        op = "upsert" if cas is None else "upsert-cas"
-        result = await agent.write(ConfigEntryRequest(op=op, entry=entry, cas=cas or 0))
-        return _bool_result(result.ok, result.error, result.message)
 
-    async def get_one(req: Request) -> Response:
-        kind, name = req.path_params["kind"], req.path_params["name"]
-        result, opts = await read(agent, req, "config.get", {"kind": kind.lower(), "name": name})
-        if result.value is None:
-            text = f"{NOT_FOUND} for {_quote(kind)} / {_quote(name)}"
-            return with_meta(Response.text(text, status=404), result)
-        return json_response(result.value, result, opts)
-
-    async def list_kind(req: Request) -> Response:
-        kind = _kind(req.path_params["kind"])
-        result, opts = await read(agent, req, "config.list", {"kind": kind})
-        return json_response(result.value or [], result, opts)
-
-    async def delete(req: Request) -> Response:
-        kind, name = _kind(req.path_params["kind"]), req.path_params["name"]
-        if not name:
-            raise NotFound("Must provide both a kind and name to delete")
-        cas = _cas(req)
-        if kind in TYPED_KINDS:
-            graph, _ = await load_graph(agent)
-            if graph.get(kind, name) is not None:
-                check_graph(agent, graph, deletes=[(kind, name)])
-        op = "delete" if cas is None else "delete-cas"
-        cmd = ConfigEntryRequest(op=op, entry=ConfigEntry(kind, name), cas=cas or 0)
-        result = await agent.write(cmd)
+async def apply(p: Ports, req: Request) -> Response:
+    body = decode_json_body(req)
+    entry = entry_from_body(body)
+    cas = _cas(req)
+    if entry.kind in TYPED_KINDS:
+        typed = parse_typed(entry.kind, body)
         if cas is None:
-            if not result.ok:
-                _bool_result(False, result.error or ErrorCode.INVALID, result.message)
-            return Response.json({})
-        return _bool_result(result.ok, result.error, result.message)
+            # Validated and stored against the same graph (the guard).
+            return await validated_write(p, [typed], (stored_form(typed),))
+        graph, _ = await load_graph(p)
+        check_graph(p, graph, [typed])
+        entry = stored_form(typed)
+    op = "upsert" if cas is None else "upsert-cas"
+    result = await p.write(ConfigEntryRequest(op=op, entry=entry, cas=cas or 0))
+    return _bool_result(result.ok, result.error, result.message)
 
-    async def validated_write(
-        typed: list[TypedEntry], entries: tuple[ConfigEntry, ...]
-    ) -> Response:
-        """Check ``typed`` against the stored graph and store ``entries`` in
-        one command that applies only if the graph has not changed since."""
-        for _ in range(_BATCH_TRIES):
-            graph, index = await load_graph(agent)
-            check_graph(agent, graph, typed)
-            result = await agent.write(ConfigEntryBatch(entries=entries, index=index))
-            if result.ok or result.error != ErrorCode.CAS_CONFLICT:
-                return _bool_result(result.ok, result.error, result.message)
-        raise Conflict("config entries kept changing during the write; retry")
 
-    async def batch(req: Request) -> Response:
-        typed, entries = _batch_entries(decode_json_body(req))
-        return await validated_write(typed, entries)
+async def get_one(p: Ports, req: Request) -> Response:
+    kind, name = req.path_params["kind"], req.path_params["name"]
+    result, opts = await read(p, req, "config.get", {"kind": kind.lower(), "name": name})
+    if result.value is None:
+        text = f"{NOT_FOUND} for {_quote(kind)} / {_quote(name)}"
+        return with_meta(Response.text(text, status=404), result)
+    return json_response(result.value, result, opts)
 
-    router.add("PUT", "/v1/config", apply, name="config.apply")
-    router.add("PUT", "/v1/internal/config/batch", batch, name="config.batch")
-    router.add("GET", "/v1/config/:kind", list_kind, name="config.list")
-    router.add("GET", "/v1/config/:kind/*name", get_one, name="config.get")
-    router.add("DELETE", "/v1/config/:kind/*name", delete, name="config.delete")
+
+async def list_kind(p: Ports, req: Request) -> Response:
+    kind = _kind(req.path_params["kind"])
+    result, opts = await read(p, req, "config.list", {"kind": kind})
+    return json_response(result.value or [], result, opts)
+
+
+async def delete(p: Ports, req: Request) -> Response:
+    kind, name = _kind(req.path_params["kind"]), req.path_params["name"]
+    if not name:
+        raise NotFound("Must provide both a kind and name to delete")
+    cas = _cas(req)
+    if kind in TYPED_KINDS:
+        graph, _ = await load_graph(p)
+        if graph.get(kind, name) is not None:
+            check_graph(p, graph, deletes=[(kind, name)])
+    op = "delete" if cas is None else "delete-cas"
+    cmd = ConfigEntryRequest(op=op, entry=ConfigEntry(kind, name), cas=cas or 0)
+    result = await p.write(cmd)
+    if cas is None:
+        if not result.ok:
+            _bool_result(False, result.error or ErrorCode.INVALID, result.message)
+        return Response.json({})
+    return _bool_result(result.ok, result.error, result.message)
+
+
+async def validated_write(
+    p: Ports, typed: list[TypedEntry], entries: tuple[ConfigEntry, ...]
+) -> Response:
+    """Check ``typed`` against the stored graph and store ``entries`` in
+    one command that applies only if the graph has not changed since."""
+    for _ in range(_BATCH_TRIES):
+        graph, index = await load_graph(p)
+        check_graph(p, graph, typed)
+        result = await p.write(ConfigEntryBatch(entries=entries, index=index))
+        if result.ok or result.error != ErrorCode.CAS_CONFLICT:
+            return _bool_result(result.ok, result.error, result.message)
+    raise Conflict("config entries kept changing during the write; retry")
+
+
+async def batch(p: Ports, req: Request) -> Response:
+    typed, entries = _batch_entries(decode_json_body(req))
+    return await validated_write(p, typed, entries)
 
 
 def _batch_entries(body: Any) -> tuple[list[TypedEntry], tuple[ConfigEntry, ...]]:

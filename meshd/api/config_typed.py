@@ -17,19 +17,22 @@ decode and 500 for its Validate() and graph errors; meshd answers those with
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from connect.l7.chain_validate import EntrySet, validate_entries
 from connect.l7.decode import DecodeError, ValidationError
 from connect.l7.entries import KINDS, ConfigEntry, parse_entry
 from registry.records import ConfigEntry as StoredEntry
 
-from ..agent.wire import ReadOptions
 from ..filter import FilterError, compile_filter
 from ..http import BadRequest
+from ..wire import ReadOptions
+from . import ports
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.RawReads, Protocol):
+    """What this module needs from the agent."""
+
 
 TYPED_KINDS = frozenset(KINDS)
 # Fields a GET answer carries that a PUT body may repeat; the store sets them.
@@ -74,14 +77,14 @@ def stored_form(entry: ConfigEntry) -> StoredEntry:
     return StoredEntry(entry.kind, entry.name, body)
 
 
-async def load_graph(agent: Agent) -> tuple[EntrySet, int]:
+async def load_graph(agent: Ports) -> tuple[EntrySet, int]:
     """Every stored entry of the typed kinds and the config-entries index.
 
     Reads the whole graph (not filtered by the caller's token: a chain may
     read entries the caller cannot see, as Consul's state store does). A
     stored entry that no longer parses (written before typing) is left out.
     """
-    result = await agent.backend.read("config.list", {}, ReadOptions())
+    result = await agent.read_unfiltered("config.list", {}, ReadOptions())
     entries: list[ConfigEntry] = []
     for raw in result.value or []:
         if isinstance(raw, Mapping) and raw.get("Kind") in TYPED_KINDS:
@@ -93,7 +96,7 @@ async def load_graph(agent: Agent) -> tuple[EntrySet, int]:
 
 
 def check_graph(
-    agent: Agent,
+    agent: Ports,
     graph: EntrySet,
     writes: Iterable[ConfigEntry] = (),
     deletes: Iterable[tuple[str, str]] = (),

@@ -10,7 +10,7 @@ its leaf cache with blocking on ``ModifyIndex``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..agent.definitions import check_service_name
 from ..http import (
@@ -19,13 +19,15 @@ from ..http import (
     QueryOptions,
     Request,
     Response,
-    Router,
     decode_json_body,
 )
+from . import ports
 from .common import check_dc, read, read_json, with_meta
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.Servers, ports.ACL, ports.Connect, Protocol):
+    """What this module needs from the agent."""
+
 
 CA_CONFIG_FIELDS = JSONFields(
     (
@@ -49,52 +51,50 @@ def _roots_pem(value: Mapping[str, Any]) -> str:
     return "\n".join(p for p in out if p) + "\n"
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add the CA routes to the one route table."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def roots(req: Request) -> Response:
-        if req.query_value("pem", "") in ("true", "1"):
-            result, _ = await read(agent, req, "ca.roots", {})
-            resp = Response.text(_roots_pem(result.value or {}))
-            resp.set_header("Content-Type", "application/pem-certificate-chain")
-            return with_meta(resp, result)
-        return await read_json(agent, req, "ca.roots", {})
 
-    async def get_config(req: Request) -> Response:
-        return await read_json(agent, req, "ca.config", {})
+async def roots(p: Ports, req: Request) -> Response:
+    if req.query_value("pem", "") in ("true", "1"):
+        result, _ = await read(p, req, "ca.roots", {})
+        resp = Response.text(_roots_pem(result.value or {}))
+        resp.set_header("Content-Type", "application/pem-certificate-chain")
+        return with_meta(resp, result)
+    return await read_json(p, req, "ca.roots", {})
 
-    async def set_config(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        body = decode_json_body(req, fields=CA_CONFIG_FIELDS)
-        config = body.get("Config") or {}
-        if not isinstance(config, Mapping):
-            raise BadRequest("Config must be an object", "Config")
-        provider = body.get("Provider") or "consul"
-        if not isinstance(provider, str):
-            raise BadRequest("Provider must be a string", "Provider")
-        args = {
-            "provider": provider,
-            "config": dict(config),
-            "force_without_cross_signing": bool(body.get("ForceWithoutCrossSigning")),
-        }
-        await agent.server_call("ConnectCA.ConfigurationSet", args)
-        return Response(200)
 
-    async def leaf(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        service = req.path_params["service"]
-        # Refused before the leaf cache starts a signing task for it.
-        check_service_name(service, "service")
-        token = agent.acl.effective_secret(req.token) if agent.acl.enabled else ""
-        cert = await agent.leaf_cache.get(service, opts.index, opts.wait, token=token)
-        resp = Response.json(cert, pretty=opts.pretty)
-        resp.set_header("X-Consul-Index", str(cert["ModifyIndex"]))
-        return resp
+async def get_config(p: Ports, req: Request) -> Response:
+    return await read_json(p, req, "ca.config", {})
 
-    router.add("GET", "/v1/connect/ca/roots", roots, name="connect.ca.roots")
-    router.add("GET", "/v1/agent/connect/ca/roots", roots, name="agent.connect.ca.roots")
-    router.add("GET", "/v1/connect/ca/configuration", get_config, name="connect.ca.config")
-    router.add("PUT", "/v1/connect/ca/configuration", set_config, name="connect.ca.config.set")
-    router.add("GET", "/v1/agent/connect/ca/leaf/*service", leaf, name="agent.connect.ca.leaf")
+
+async def set_config(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    body = decode_json_body(req, fields=CA_CONFIG_FIELDS)
+    config = body.get("Config") or {}
+    if not isinstance(config, Mapping):
+        raise BadRequest("Config must be an object", "Config")
+    provider = body.get("Provider") or "consul"
+    if not isinstance(provider, str):
+        raise BadRequest("Provider must be a string", "Provider")
+    args = {
+        "provider": provider,
+        "config": dict(config),
+        "force_without_cross_signing": bool(body.get("ForceWithoutCrossSigning")),
+    }
+    await p.server_call("ConnectCA.ConfigurationSet", args)
+    return Response(200)
+
+
+async def leaf(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    service = req.path_params["service"]
+    # Refused before the leaf cache starts a signing task for it.
+    check_service_name(service, "service")
+    token = p.acl.effective_secret(req.token) if p.acl.enabled else ""
+    cert = await p.leaf_cache.get(service, opts.index, opts.wait, token=token)
+    resp = Response.json(cert, pretty=opts.pretty)
+    resp.set_header("X-Consul-Index", str(cert["ModifyIndex"]))
+    return resp

@@ -15,20 +15,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..http import (
     BadRequest,
     QueryOptions,
     Request,
     Response,
-    Router,
     decode_json_body,
 )
+from . import ports
 from .common import check_dc, read_json
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.Servers, Protocol):
+    """What this module needs from the agent."""
+
 
 UPDATE_FIELDS = ("Node", "Segment", "Coord", "Datacenter", "Partition", "Token", "WriteRequest")
 COORD_FIELDS = ("Vec", "Error", "Adjustment", "Height")
@@ -70,34 +72,34 @@ def parse_update(body: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
     return node, segment, coord
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add this area's routes to the one route table."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def datacenters(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        body = [{"Datacenter": agent.datacenter, "AreaID": "WAN", "Coordinates": []}]
-        return Response.json(body, pretty=opts.pretty)
 
-    def segment(req: Request) -> dict[str, str]:
-        # Consul's filterCoordinates: ?segment= (even blank) keeps that segment only.
-        return {"segment": req.query_value("segment")} if "segment" in req.query else {}
+async def datacenters(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    body = [{"Datacenter": p.datacenter, "AreaID": "WAN", "Coordinates": []}]
+    return Response.json(body, pretty=opts.pretty)
 
-    async def nodes(req: Request) -> Response:
-        return await read_json(agent, req, "coordinate.nodes", segment(req), empty=[])
 
-    async def node(req: Request) -> Response:
-        args = {"node": req.path_params["node"], **segment(req)}
-        return await read_json(agent, req, "coordinate.node", args)
+def segment(p: Ports, req: Request) -> dict[str, str]:
+    # Consul's filterCoordinates: ?segment= (even blank) keeps that segment only.
+    return {"segment": req.query_value("segment")} if "segment" in req.query else {}
 
-    async def update(req: Request) -> Response:
-        check_dc(agent, QueryOptions.from_request(req))
-        body = decode_json_body(req, fields=UPDATE_FIELDS)
-        node_name, segment, coord = parse_update(body)
-        args = {"node": node_name, "segment": segment, "coord": coord}
-        await agent.server_call("Coordinate.Update", args)
-        return Response(200)
 
-    router.add("GET", "/v1/coordinate/datacenters", datacenters, name="coordinate.datacenters")
-    router.add("GET", "/v1/coordinate/nodes", nodes, name="coordinate.nodes")
-    router.add("GET", "/v1/coordinate/node/*node", node, name="coordinate.node")
-    router.add("PUT", "/v1/coordinate/update", update, name="coordinate.update")
+async def nodes(p: Ports, req: Request) -> Response:
+    return await read_json(p, req, "coordinate.nodes", segment(p, req), empty=[])
+
+
+async def node(p: Ports, req: Request) -> Response:
+    args = {"node": req.path_params["node"], **segment(p, req)}
+    return await read_json(p, req, "coordinate.node", args)
+
+
+async def update(p: Ports, req: Request) -> Response:
+    check_dc(p, QueryOptions.from_request(req))
+    body = decode_json_body(req, fields=UPDATE_FIELDS)
+    node_name, segment, coord = parse_update(body)
+    args = {"node": node_name, "segment": segment, "coord": coord}
+    await p.server_call("Coordinate.Update", args)
+    return Response(200)

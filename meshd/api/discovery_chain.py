@@ -19,11 +19,11 @@ from connect.l7.chain import parse_overrides
 from connect.l7.decode import ValidationError
 
 from ..errors import Internal
-from ..http import BadRequest, Request, Response, Router, decode_json_body
+from ..http import BadRequest, Request, Response, decode_json_body
 from .common import json_response, read
 
 if TYPE_CHECKING:
-    from ..agent.agent import Agent
+    from .ports import Registry
 
 
 def _overrides(req: Request) -> Any:
@@ -39,21 +39,20 @@ def _overrides(req: Request) -> Any:
     return body
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add the discovery-chain routes to the one route table."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def chain(req: Request) -> Response:
-        name = req.path_params.get("service", "")
-        if not name:
-            raise BadRequest("Missing chain name")
-        dc = req.query_value("compile-dc", "") or agent.datacenter
-        if dc != agent.datacenter:
-            raise BadRequest(f"No path to datacenter: {dc!r} is not {agent.datacenter!r}")
-        args = {"name": name, "datacenter": dc, "overrides": _overrides(req)}
-        result, opts = await read(agent, req, "discovery_chain", args)
-        value = result.value or {}
-        if "Error" in value:
-            raise Internal(str(value["Error"]))
-        return json_response(value, result, opts)
 
-    router.add(["GET", "POST"], "/v1/discovery-chain/*service", chain, name="discovery_chain")
+async def chain(p: Registry, req: Request) -> Response:
+    name = req.path_params.get("service", "")
+    if not name:
+        raise BadRequest("Missing chain name")
+    dc = req.query_value("compile-dc", "") or p.datacenter
+    if dc != p.datacenter:
+        raise BadRequest(f"No path to datacenter: {dc!r} is not {p.datacenter!r}")
+    args = {"name": name, "datacenter": dc, "overrides": _overrides(req)}
+    result, opts = await read(p, req, "discovery_chain", args)
+    value = result.value or {}
+    if "Error" in value:
+        raise Internal(str(value["Error"]))
+    return json_response(value, result, opts)

@@ -42,7 +42,7 @@ import functools
 import json
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
@@ -59,13 +59,18 @@ from connect.proxy.l7_samples import (
 from ..acl import Permission
 from ..agent.request_samples import MAX_SAMPLES_PER_PUT, PER_DESTINATION
 from ..agent.traces import ask_peers
-from ..http import BadRequest, Request, Response, Router, decode_json_body
+from ..http import BadRequest, Request, Response, decode_json_body
+from . import ports
 from .common import FILTERED_HEADER
 from .config_entries import _batch_entries, entry_from_body
 from .config_typed import TYPED_KINDS, check_graph, load_graph, parse_typed
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(
+    ports.Registry, ports.RawReads, ports.Configured, ports.Cluster, ports.MeshTelemetry, Protocol
+):
+    """What this module needs from the agent."""
+
 
 SAMPLES_PATH = "/v1/internal/config/samples"
 DRY_RUN_PATH = "/v1/internal/config/dry-run"
@@ -130,69 +135,72 @@ def _peer_samples(answers: Iterable[Any]) -> list[Sample]:
     return out
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add the dry-run and samples routes."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    def local_samples(req: Request, destinations: list[str] | None) -> tuple[list[Sample], bool]:
-        mine = agent.request_samples.samples(destinations)
-        kept = [s for s in mine if _readable(req, (s.source, s.destination))]
-        return kept, len(kept) != len(mine)
 
-    async def all_samples(
-        req: Request, destinations: list[str] | None
-    ) -> tuple[list[Sample], bool]:
-        mine, filtered = local_samples(req, destinations)
-        if "local" in req.query:
-            return mine, filtered
-        query = {"destination": ",".join(destinations)} if destinations is not None else {}
-        members = await agent.members()
-        port = agent.config.ports.http
-        answers = await ask_peers(members, agent.node_name, port, SAMPLES_PATH, query, req.token)
-        return mine + _peer_samples(answers), filtered
+def local_samples(
+    p: Ports, req: Request, destinations: list[str] | None
+) -> tuple[list[Sample], bool]:
+    mine = p.request_samples.samples(destinations)
+    kept = [s for s in mine if _readable(req, (s.source, s.destination))]
+    return kept, len(kept) != len(mine)
 
-    async def put_samples(req: Request) -> Response:
-        try:
-            samples = parse_samples(json.loads(req.body or b"null"))
-        except ValueError as exc:
-            field = exc.field if isinstance(exc, SampleFormatError) else "body"
-            raise BadRequest(f"Request decode failed: {exc}", field) from None
-        authz = getattr(req, "authz", None)
-        if authz is not None:
-            for service in sorted({s.source for s in samples}):
-                authz.require(Permission.SERVICE_WRITE, service)
-        return Response.json({"Accepted": agent.request_samples.ingest(samples)})
 
-    async def get_samples(req: Request) -> Response:
-        raw = req.query_value("destination")
-        destinations = [d for d in raw.split(",") if d] if raw else None
-        samples, filtered = await all_samples(req, destinations)
-        resp = Response.json({"Samples": [sample_to_json(s) for s in samples]})
-        if filtered:
-            resp.set_header(FILTERED_HEADER, "true")
-        return resp
+async def all_samples(
+    p: Ports, req: Request, destinations: list[str] | None
+) -> tuple[list[Sample], bool]:
+    mine, filtered = local_samples(p, req, destinations)
+    if "local" in req.query:
+        return mine, filtered
+    query = {"destination": ",".join(destinations)} if destinations is not None else {}
+    members = await p.members()
+    port = p.config.ports.http
+    answers = await ask_peers(members, p.node_name, port, SAMPLES_PATH, query, req.token)
+    return mine + _peer_samples(answers), filtered
 
-    async def post_dry_run(req: Request) -> Response:
-        typed = proposed_entries(decode_json_body(req))
-        graph, _ = await load_graph(agent)
-        check_graph(agent, graph, typed)  # the write's own refusal, texts and all
-        affected = validate_entries(graph, typed, datacenter=agent.datacenter)
-        everything = any(e.kind in (SERVICE_INTENTIONS, PROXY_DEFAULTS) for e in typed)
-        samples, filtered = await all_samples(req, None if everything else affected)
-        samples = newest_per_destination(samples, PER_DESTINATION)
-        default_allow = agent.config.connect.default_intention_policy == "allow"
-        dc = agent.datacenter
-        before = world_of(graph, datacenter=dc, default_allow=default_allow)
-        after = world_of(graph.with_changes(typed), datacenter=dc, default_allow=default_allow)
-        listed = [s for s in affected if _readable(req, (s,))]
-        # CPU-bound (every distinct request shape decided twice): off the
-        # agent's event loop, so heartbeats and other requests keep going.
-        run = functools.partial(dry_run, samples, before, after, services=listed, now=time.time())
-        answer = await trio.to_thread.run_sync(run)
-        resp = Response.json(answer, pretty="pretty" in req.query)
-        if filtered or len(listed) != len(affected):
-            resp.set_header(FILTERED_HEADER, "true")
-        return resp
 
-    router.add("PUT", SAMPLES_PATH, put_samples, name="internal.config.samples")
-    router.add("GET", SAMPLES_PATH, get_samples, name="internal.config.samples")
-    router.add("POST", DRY_RUN_PATH, post_dry_run, name="internal.config.dry_run")
+async def put_samples(p: Ports, req: Request) -> Response:
+    try:
+        samples = parse_samples(json.loads(req.body or b"null"))
+    except ValueError as exc:
+        field = exc.field if isinstance(exc, SampleFormatError) else "body"
+        raise BadRequest(f"Request decode failed: {exc}", field) from None
+    authz = getattr(req, "authz", None)
+    if authz is not None:
+        for service in sorted({s.source for s in samples}):
+            authz.require(Permission.SERVICE_WRITE, service)
+    return Response.json({"Accepted": p.request_samples.ingest(samples)})
+
+
+async def get_samples(p: Ports, req: Request) -> Response:
+    raw = req.query_value("destination")
+    destinations = [d for d in raw.split(",") if d] if raw else None
+    samples, filtered = await all_samples(p, req, destinations)
+    resp = Response.json({"Samples": [sample_to_json(s) for s in samples]})
+    if filtered:
+        resp.set_header(FILTERED_HEADER, "true")
+    return resp
+
+
+async def post_dry_run(p: Ports, req: Request) -> Response:
+    typed = proposed_entries(decode_json_body(req))
+    graph, _ = await load_graph(p)
+    check_graph(p, graph, typed)  # the write's own refusal, texts and all
+    affected = validate_entries(graph, typed, datacenter=p.datacenter)
+    everything = any(e.kind in (SERVICE_INTENTIONS, PROXY_DEFAULTS) for e in typed)
+    samples, filtered = await all_samples(p, req, None if everything else affected)
+    samples = newest_per_destination(samples, PER_DESTINATION)
+    default_allow = p.config.connect.default_intention_policy == "allow"
+    dc = p.datacenter
+    before = world_of(graph, datacenter=dc, default_allow=default_allow)
+    after = world_of(graph.with_changes(typed), datacenter=dc, default_allow=default_allow)
+    listed = [s for s in affected if _readable(req, (s,))]
+    # CPU-bound (every distinct request shape decided twice): off the
+    # agent's event loop, so heartbeats and other requests keep going.
+    run = functools.partial(dry_run, samples, before, after, services=listed, now=time.time())
+    answer = await trio.to_thread.run_sync(run)
+    resp = Response.json(answer, pretty="pretty" in req.query)
+    if filtered or len(listed) != len(affected):
+        resp.set_header(FILTERED_HEADER, "true")
+    return resp

@@ -11,7 +11,7 @@ until it changes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .. import filter_schemas
 from ..agent.events import MAX_PAYLOAD, UserEvent, compile_filter
@@ -23,12 +23,13 @@ from ..http import (
     QueryOptions,
     Request,
     Response,
-    Router,
 )
+from . import ports
 from .common import check_dc
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Events, ports.Datacenter, Protocol):
+    """What this module needs from the agent."""
 
 
 def _filter(req: Request, name: str) -> str:
@@ -41,39 +42,36 @@ def _filter(req: Request, name: str) -> str:
     return expr
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add this area's routes to the one route table."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def fire(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        name = req.path_params["name"]
-        if not name:
-            raise BadRequest("Missing name", "name")
-        if name.startswith("_"):
-            raise BadRequest(f"Invalid event name {name!r}: names starting with '_' are reserved")
-        if len(req.body) > MAX_PAYLOAD:
-            raise PayloadTooLarge(
-                f"User event payload of {len(req.body)} bytes exceeds the limit of {MAX_PAYLOAD}"
-            )
-        event = UserEvent.new(
-            name, req.body, _filter(req, "node"), _filter(req, "service"), _filter(req, "tag")
+
+async def fire(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    name = req.path_params["name"]
+    if not name:
+        raise BadRequest("Missing name", "name")
+    if name.startswith("_"):
+        raise BadRequest(f"Invalid event name {name!r}: names starting with '_' are reserved")
+    if len(req.body) > MAX_PAYLOAD:
+        raise PayloadTooLarge(
+            f"User event payload of {len(req.body)} bytes exceeds the limit of {MAX_PAYLOAD}"
         )
-        await agent.fire_event(event)
-        # Consul answers before the event gets its Lamport time: LTime is 0 here.
-        return Response.json(event.to_json(), pretty=opts.pretty)
+    event = UserEvent.new(
+        name, req.body, _filter(req, "node"), _filter(req, "service"), _filter(req, "tag")
+    )
+    await p.fire_event(event)
+    # Consul answers before the event gets its Lamport time: LTime is 0 here.
+    return Response.json(event.to_json(), pretty=opts.pretty)
 
-    async def list_events(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        # Consul ignores ?filter here; meshd applies it (400 when invalid).
-        apply_filter([], opts.filter, filter_schemas.EVENT)
-        events, index = await agent.list_events(
-            req.query_value("name"), index=opts.index, wait=opts.wait
-        )
-        listed = apply_filter([e.to_json() for e in events], opts.filter, filter_schemas.EVENT)
-        resp = Response.json(listed, pretty=opts.pretty)
-        return QueryMeta(index=index, effective_consistency="").apply_headers(resp)
 
-    router.add("PUT", "/v1/event/fire/*name", fire, name="event.fire")
-    router.add("GET", "/v1/event/list", list_events, name="event.list")
+async def list_events(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    # Consul ignores ?filter here; meshd applies it (400 when invalid).
+    apply_filter([], opts.filter, filter_schemas.EVENT)
+    events, index = await p.list_events(req.query_value("name"), index=opts.index, wait=opts.wait)
+    listed = apply_filter([e.to_json() for e in events], opts.filter, filter_schemas.EVENT)
+    resp = Response.json(listed, pretty=opts.pretty)
+    return QueryMeta(index=index, effective_consistency="").apply_headers(resp)

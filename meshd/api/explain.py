@@ -43,7 +43,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
@@ -56,13 +56,16 @@ from registry.errors import ValidationError
 
 from ..agent.definitions import check_service_name
 from ..agent.proxy_ejections import Ejection
-from ..agent.wire import ReadOptions
 from ..errors import Internal
-from ..http import BadRequest, NotFound, Request, Response, Router, decode_json_body
+from ..http import BadRequest, NotFound, Request, Response, decode_json_body
+from ..wire import ReadOptions
+from . import ports
 from .explain_intention import intention_decision
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.Connect, ports.Configured, Protocol):
+    """What this module needs from the agent."""
+
 
 PATH = "/v1/internal/explain"
 MAX_BODY = 64 * 1024
@@ -180,11 +183,11 @@ def parse_input(req: Request) -> ExplainInput:
     )
 
 
-async def _read(agent: Agent, name: str, args: Mapping[str, Any]) -> Any:
+async def _read(agent: Ports, name: str, args: Mapping[str, Any]) -> Any:
     return (await agent.read(name, args, ReadOptions())).value
 
 
-async def _check_known(agent: Agent, names: Mapping[str, str]) -> None:
+async def _check_known(agent: Ports, names: Mapping[str, str]) -> None:
     """404 for a service neither in the catalog nor named by a config entry."""
     catalog = await _read(agent, "catalog.services", {}) or {}
     entries = await _read(agent, "config.list", {}) or []
@@ -194,7 +197,7 @@ async def _check_known(agent: Agent, names: Mapping[str, str]) -> None:
             raise NotFound(f'unknown service "{name}" ({field})')
 
 
-async def _chain(agent: Agent, destination: str) -> Mapping[str, Any]:
+async def _chain(agent: Ports, destination: str) -> Mapping[str, Any]:
     args = {"name": destination, "datacenter": agent.datacenter, "overrides": None}
     value = await _read(agent, "discovery_chain", args) or {}
     if "Error" in value:
@@ -203,7 +206,7 @@ async def _chain(agent: Agent, destination: str) -> Mapping[str, Any]:
 
 
 async def _instances(
-    agent: Agent, chain: Mapping[str, Any]
+    agent: Ports, chain: Mapping[str, Any]
 ) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
     """Target id -> healthy instance addresses (as the proxy follows them),
     and address -> instance details."""
@@ -228,7 +231,7 @@ async def _instances(
     return endpoints, details
 
 
-async def _outlier_settings(agent: Agent, source: str, destination: str) -> Any:
+async def _outlier_settings(agent: Ports, source: str, destination: str) -> Any:
     entry = await _read(agent, "config.get", {"kind": "service-defaults", "name": source})
     try:
         limits = upstream_limits(entry, destination)
@@ -280,7 +283,7 @@ def _receiving_service(out: Mapping[str, Any], destination: str) -> str:
     return destination
 
 
-async def explain_request(agent: Agent, q: ExplainInput) -> dict[str, Any]:
+async def explain_request(agent: Ports, q: ExplainInput) -> dict[str, Any]:
     """The explain answer for ``q`` (see the module doc)."""
     await _check_known(agent, {"Source": q.source, "Destination": q.destination})
     chain = await _chain(agent, q.destination)
@@ -314,11 +317,7 @@ async def explain_request(agent: Agent, q: ExplainInput) -> dict[str, Any]:
     return {**head, **out}
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add /v1/internal/explain (GET and POST)."""
-
-    async def handler(req: Request) -> Response:
-        answer = await explain_request(agent, parse_input(req))
-        return Response.json(answer, pretty="pretty" in req.query)
-
-    router.add(["GET", "POST"], PATH, handler, name="internal.explain")
+async def answer(p: Ports, req: Request) -> Response:
+    """``GET``/``POST /v1/internal/explain`` (a row of meshd/api/routes.py ROUTES)."""
+    result = await explain_request(p, parse_input(req))
+    return Response.json(result, pretty="pretty" in req.query)

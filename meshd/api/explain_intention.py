@@ -16,24 +16,26 @@ receives it does (connect/proxy/l7_inbound.py):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from connect.l7.rbac import evaluate, order_sources
 from connect.l7.request import Request as L7Request
 from connect.proxy.l7_inbound import sources_from_entries
 
-from ..agent.wire import ReadOptions
-
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+from ..wire import ReadOptions
+from . import ports
 
 
-async def _read(agent: Agent, name: str, args: dict[str, Any]) -> Any:
+class Ports(ports.Registry, ports.Configured, Protocol):
+    """What this module needs from the agent."""
+
+
+async def _read(agent: Ports, name: str, args: dict[str, Any]) -> Any:
     return (await agent.read(name, args, ReadOptions())).value
 
 
 async def intention_decision(
-    agent: Agent, source: str, destination: str, request: L7Request, *, http: bool
+    agent: Ports, source: str, destination: str, request: L7Request, *, http: bool
 ) -> dict[str, Any]:
     """``{"Destination", "Allowed", "Reason", "Intention", "Permission",
     "Evaluated"}`` for ``request`` from ``source`` to ``destination``.

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..http import BadRequest, QueryOptions, Request, Response, Router
+from ..http import BadRequest, QueryOptions, Request, Response
 from .common import read_json
 
 if TYPE_CHECKING:
-    from ..agent.agent import Agent
+    from .ports import Registry
 
 CHECK_STATES = ("any", "passing", "warning", "critical")
 
@@ -49,65 +49,62 @@ def _path_param(req: Request, name: str, missing: str) -> str:
     return value
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add the /v1/health routes to the one route table."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def node(req: Request) -> Response:
-        name = _path_param(req, "node", "Missing node name")
-        return await read_json(agent, req, "health.node", {"name": name}, empty=[])
 
-    async def checks(req: Request) -> Response:
-        name = _path_param(req, "service", "Missing service name")
-        opts = QueryOptions.from_request(req)
-        args = {"name": name, "node_meta": dict(opts.node_meta)}
-        return await read_json(agent, req, "health.checks", args, empty=[])
+async def node(p: Registry, req: Request) -> Response:
+    name = _path_param(req, "node", "Missing node name")
+    return await read_json(p, req, "health.node", {"name": name}, empty=[])
 
-    async def service_nodes(req: Request, connect: bool) -> Response:
-        name = _path_param(req, "service", "Missing service name")
-        opts = QueryOptions.from_request(req)
-        args: dict[str, Any] = {
-            "name": name,
-            "passing": passing_flag(req),
-            "tags": list(opts.tags),
-            "node_meta": dict(opts.node_meta),
-            "connect": connect,
-        }
-        return await read_json(agent, req, "health.service", args, empty=[])
 
-    async def service(req: Request) -> Response:
-        return await service_nodes(req, connect=False)
+async def checks(p: Registry, req: Request) -> Response:
+    name = _path_param(req, "service", "Missing service name")
+    opts = QueryOptions.from_request(req)
+    args = {"name": name, "node_meta": dict(opts.node_meta)}
+    return await read_json(p, req, "health.checks", args, empty=[])
 
-    async def connect(req: Request) -> Response:
-        return await service_nodes(req, connect=True)
 
-    async def state(req: Request) -> Response:
-        name = _path_param(req, "state", "Missing check state")
-        if name not in CHECK_STATES:
-            raise BadRequest("Invalid check state", "state")
-        opts = QueryOptions.from_request(req)
-        args = {"state": name, "node_meta": dict(opts.node_meta)}
-        return await read_json(agent, req, "health.state", args, empty=[])
+async def service_nodes(p: Registry, req: Request, connect: bool) -> Response:
+    name = _path_param(req, "service", "Missing service name")
+    opts = QueryOptions.from_request(req)
+    args: dict[str, Any] = {
+        "name": name,
+        "passing": passing_flag(req),
+        "tags": list(opts.tags),
+        "node_meta": dict(opts.node_meta),
+        "connect": connect,
+    }
+    return await read_json(p, req, "health.service", args, empty=[])
 
-    async def ingress(req: Request) -> Response:
-        name = _path_param(req, "service", "Missing service name")
-        opts = QueryOptions.from_request(req)
-        args = {"name": name, "passing": passing_flag(req), "tags": list(opts.tags)}
-        return await read_json(agent, req, "health.ingress", args, empty=[])
 
-    async def gateway_services(req: Request) -> Response:
-        name = _path_param(req, "gateway", "Missing gateway name")
-        return await read_json(agent, req, "catalog.gateway_services", {"name": name}, empty=[])
+async def service(p: Registry, req: Request) -> Response:
+    return await service_nodes(p, req, connect=False)
 
-    router.add("GET", "/v1/health/ingress/*service", ingress, name="health.ingress")
-    # Consul's catalog endpoint, served here with the other gateway read.
-    router.add(
-        "GET",
-        "/v1/catalog/gateway-services/*gateway",
-        gateway_services,
-        name="catalog.gateway_services",
-    )
-    router.add("GET", "/v1/health/node/*node", node, name="health.node")
-    router.add("GET", "/v1/health/checks/*service", checks, name="health.checks")
-    router.add("GET", "/v1/health/service/*service", service, name="health.service")
-    router.add("GET", "/v1/health/connect/*service", connect, name="health.connect")
-    router.add("GET", "/v1/health/state/*state", state, name="health.state")
+
+async def connect(p: Registry, req: Request) -> Response:
+    return await service_nodes(p, req, connect=True)
+
+
+async def state(p: Registry, req: Request) -> Response:
+    name = _path_param(req, "state", "Missing check state")
+    if name not in CHECK_STATES:
+        raise BadRequest("Invalid check state", "state")
+    opts = QueryOptions.from_request(req)
+    args = {"state": name, "node_meta": dict(opts.node_meta)}
+    return await read_json(p, req, "health.state", args, empty=[])
+
+
+async def ingress(p: Registry, req: Request) -> Response:
+    name = _path_param(req, "service", "Missing service name")
+    opts = QueryOptions.from_request(req)
+    args = {"name": name, "passing": passing_flag(req), "tags": list(opts.tags)}
+    return await read_json(p, req, "health.ingress", args, empty=[])
+
+
+async def gateway_services(p: Registry, req: Request) -> Response:
+    name = _path_param(req, "gateway", "Missing gateway name")
+    return await read_json(p, req, "catalog.gateway_services", {"name": name}, empty=[])
+
+
+# Consul's catalog endpoint, served here with the other gateway read.

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from connect.errors import SpiffeError
 from connect.l7.entries_intentions import SERVICE_INTENTIONS
@@ -35,7 +35,6 @@ from registry.commands import IntentionDelete, IntentionUpsert
 from registry.errors import ErrorCode
 from registry.records import Intention
 
-from ..agent.wire import ReadOptions, WriteResult
 from ..errors import Internal, RequestError
 from ..http import (
     BadRequest,
@@ -44,14 +43,17 @@ from ..http import (
     QueryOptions,
     Request,
     Response,
-    Router,
     decode_json_body,
 )
+from ..wire import ReadOptions, WriteResult
+from . import ports
 from .common import check_dc, read, read_options, with_meta
 from .config_typed import check_graph, load_graph, parse_typed
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.RawReads, ports.Configured, ports.Servers, Protocol):
+    """What this module needs from the agent."""
+
 
 # Consul's structs.Intention as JSON. The indexes, times, precedence and hash
 # are accepted (a GET body can be PUT back) and ignored.
@@ -197,7 +199,7 @@ def _write_error(result: WriteResult, missing: str) -> RequestError:
 class IntentionWrites:
     """The replicated writes behind the endpoints (validated commands)."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Ports) -> None:
         self.agent = agent
 
     async def upsert(self, ixn: Intention, missing: str = NOT_FOUND) -> WriteResult:
@@ -226,7 +228,7 @@ class IntentionWrites:
         return (await self.agent.read(name, args, ReadOptions())).value
 
 
-async def _read_one(agent: Agent, req: Request, name: str, args: Mapping[str, Any]) -> Response:
+async def _read_one(agent: Ports, req: Request, name: str, args: Mapping[str, Any]) -> Response:
     result, opts = await read(agent, req, name, args)
     if result.value is None:
         return with_meta(Response.text(NOT_FOUND, status=404), result)
@@ -234,7 +236,7 @@ async def _read_one(agent: Agent, req: Request, name: str, args: Mapping[str, An
 
 
 async def _checked_permissions(
-    agent: Agent, source: str, destination: str, ixn: Intention
+    agent: Ports, source: str, destination: str, ixn: Intention
 ) -> tuple[Any, ...]:
     """``ixn``'s Permissions validated and normalised as the source of a
     service-intentions entry (where they are stored), the destination's
@@ -253,142 +255,143 @@ def _exact_pair(req: Request) -> tuple[str, str]:
     return source, destination
 
 
-def _default_allow(agent: Agent) -> bool:
+def _default_allow(agent: Ports) -> bool:
     return agent.config.connect.default_intention_policy == "allow"
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add the /v1/connect/intentions routes and /v1/agent/connect/authorize."""
-    writes = IntentionWrites(agent)
+# ----------------------------------------------------------------------- handlers
+# /v1/connect/intentions* and /v1/agent/connect/authorize: module-level, each
+# takes the ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def list_all(req: Request) -> Response:
-        result, opts = await read(agent, req, "intentions.list", {})
-        return with_meta(Response.json(result.value or [], pretty=opts.pretty), result)
 
-    async def create(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        body = decode_json_body(req, fields=INTENTION_FIELDS)
-        if _str_field(body, "ID"):
-            raise BadRequest("ID must be empty when creating a new intention", "ID")
-        ixn = intention_from_body(body, str(uuid.uuid4()), legacy=True)
-        await writes.upsert(ixn)
-        return Response.json({"ID": ixn.id}, pretty=opts.pretty)
+async def list_all(p: Ports, req: Request) -> Response:
+    result, opts = await read(p, req, "intentions.list", {})
+    return with_meta(Response.json(result.value or [], pretty=opts.pretty), result)
 
-    async def get_by_id(req: Request) -> Response:
-        return await _read_one(agent, req, "intentions.get", {"id": _intention_id(req)})
 
-    async def update_by_id(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        intention_id = _intention_id(req)
-        body = decode_json_body(req, fields=INTENTION_FIELDS)
-        ixn = intention_from_body(body, intention_id, legacy=True)
-        missing = f"Cannot modify non-existent intention: '{intention_id}'"
-        if await writes.lookup("intentions.get", {"id": intention_id}) is None:
-            raise NotFound(missing)
-        await writes.upsert(ixn, missing)
-        return Response.json({"ID": intention_id}, pretty=opts.pretty)
+async def create(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    body = decode_json_body(req, fields=INTENTION_FIELDS)
+    if _str_field(body, "ID"):
+        raise BadRequest("ID must be empty when creating a new intention", "ID")
+    ixn = intention_from_body(body, str(uuid.uuid4()), legacy=True)
+    await IntentionWrites(p).upsert(ixn)
+    return Response.json({"ID": ixn.id}, pretty=opts.pretty)
 
-    async def delete_by_id(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        intention_id = _intention_id(req)
-        await writes.delete(intention_id, f"Cannot delete non-existent intention: '{intention_id}'")
-        return Response.json(True, pretty=opts.pretty)
 
-    async def get_exact(req: Request) -> Response:
-        source, destination = _exact_pair(req)
-        args = {"source": source, "destination": destination}
-        return await _read_one(agent, req, "intentions.exact", args)
+async def get_by_id(p: Ports, req: Request) -> Response:
+    return await _read_one(p, req, "intentions.get", {"id": _intention_id(req)})
 
-    async def put_exact(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        source, destination = _exact_pair(req)
-        body = decode_json_body(req, fields=INTENTION_FIELDS)
-        pair = {"source": source, "destination": destination}
-        # The identity comes from the URL; the body's ID and names are ignored.
-        ixn = intention_from_body(
-            {**body, "SourceName": source, "DestinationName": destination}, "", legacy=False
-        )
-        if ixn.permissions:
-            perms = await _checked_permissions(agent, source, destination, ixn)
-            ixn = replace(ixn, permissions=perms)
-        for attempt in range(2):
-            existing = await writes.lookup("intentions.exact", pair)
-            # An existing source keeps its LegacyID (or none: by name); a
-            # new one gets an ID so the ID endpoints can address it too.
-            ixn_id = existing["ID"] if existing else str(uuid.uuid4())
-            try:
-                await writes.upsert(replace(ixn, id=ixn_id))
-                break
-            except Internal as exc:
-                # Another writer created the pair between our read and our
-                # write: read it again and replace that one.
-                if attempt or not exc.message.startswith(DUPLICATE):
-                    raise
-        return Response.json(True, pretty=opts.pretty)
 
-    async def delete_exact(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        source, destination = _exact_pair(req)
-        # Deleted concurrently (or never there) is the outcome the caller wanted.
-        with suppress(NotFound):
-            await writes.delete("", pair=(source, destination))
-        return Response.json(True, pretty=opts.pretty)
+async def update_by_id(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    intention_id = _intention_id(req)
+    body = decode_json_body(req, fields=INTENTION_FIELDS)
+    ixn = intention_from_body(body, intention_id, legacy=True)
+    missing = f"Cannot modify non-existent intention: '{intention_id}'"
+    if await IntentionWrites(p).lookup("intentions.get", {"id": intention_id}) is None:
+        raise NotFound(missing)
+    await IntentionWrites(p).upsert(ixn, missing)
+    return Response.json({"ID": intention_id}, pretty=opts.pretty)
 
-    async def match(req: Request) -> Response:
-        by = req.query.get("by")
-        if not by or len(by) != 1:
-            raise BadRequest("required query parameter 'by' not set", "by")
-        if by[0] not in ("source", "destination"):
-            raise BadRequest("'by' parameter must be one of 'source' or 'destination'", "by")
-        names = req.query.get("name")
-        if not names:
-            raise BadRequest("required query parameter 'name' not set", "name")
-        parsed = {raw: parse_target(raw, "name") for raw in names}
-        args = {"by": by[0], "names": list(dict.fromkeys(parsed.values()))}
-        result, opts = await read(agent, req, "intentions.match", args)
-        body = {raw: result.value[name] for raw, name in parsed.items()}
-        return with_meta(Response.json(body, pretty=opts.pretty), result)
 
-    async def check(req: Request) -> Response:
-        source_type = req.query_value("source-type", "consul")
-        if source_type != "consul":
-            raise BadRequest(f"source-type {source_type!r} is not supported", "source-type")
-        source, destination = _exact_pair(req)
-        args = {
-            "source": source,
-            "destination": destination,
-            "default_allow": _default_allow(agent),
-        }
-        result, opts = await read(agent, req, "intentions.check", args)
-        return with_meta(Response.json(result.value, pretty=opts.pretty), result)
+async def delete_by_id(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    intention_id = _intention_id(req)
+    await IntentionWrites(p).delete(
+        intention_id, f"Cannot delete non-existent intention: '{intention_id}'"
+    )
+    return Response.json(True, pretty=opts.pretty)
 
-    async def authorize(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        body = decode_json_body(req, fields=AUTHORIZE_FIELDS)
-        answer, result = await authorize_request(agent, body, opts)
-        return with_meta(Response.json(answer, pretty=opts.pretty), result)
 
-    router.add("GET", "/v1/connect/intentions", list_all, name="intentions.list")
-    router.add("POST", "/v1/connect/intentions", create, name="intentions.create")
-    router.add("GET", "/v1/connect/intentions/match", match, name="intentions.match")
-    router.add("GET", "/v1/connect/intentions/check", check, name="intentions.check")
-    router.add("GET", "/v1/connect/intentions/exact", get_exact, name="intentions.exact")
-    router.add("PUT", "/v1/connect/intentions/exact", put_exact, name="intentions.exact")
-    router.add("DELETE", "/v1/connect/intentions/exact", delete_exact, name="intentions.exact")
-    router.add("GET", "/v1/connect/intentions/:uuid", get_by_id, name="intentions.id")
-    router.add("PUT", "/v1/connect/intentions/:uuid", update_by_id, name="intentions.id")
-    router.add("DELETE", "/v1/connect/intentions/:uuid", delete_by_id, name="intentions.id")
-    router.add("POST", "/v1/agent/connect/authorize", authorize, name="agent.connect.authorize")
+async def get_exact(p: Ports, req: Request) -> Response:
+    source, destination = _exact_pair(req)
+    args = {"source": source, "destination": destination}
+    return await _read_one(p, req, "intentions.exact", args)
+
+
+async def put_exact(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    source, destination = _exact_pair(req)
+    body = decode_json_body(req, fields=INTENTION_FIELDS)
+    pair = {"source": source, "destination": destination}
+    # The identity comes from the URL; the body's ID and names are ignored.
+    ixn = intention_from_body(
+        {**body, "SourceName": source, "DestinationName": destination}, "", legacy=False
+    )
+    if ixn.permissions:
+        perms = await _checked_permissions(p, source, destination, ixn)
+        ixn = replace(ixn, permissions=perms)
+    for attempt in range(2):
+        existing = await IntentionWrites(p).lookup("intentions.exact", pair)
+        # An existing source keeps its LegacyID (or none: by name); a
+        # new one gets an ID so the ID endpoints can address it too.
+        ixn_id = existing["ID"] if existing else str(uuid.uuid4())
+        try:
+            await IntentionWrites(p).upsert(replace(ixn, id=ixn_id))
+            break
+        except Internal as exc:
+            # Another writer created the pair between our read and our
+            # write: read it again and replace that one.
+            if attempt or not exc.message.startswith(DUPLICATE):
+                raise
+    return Response.json(True, pretty=opts.pretty)
+
+
+async def delete_exact(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    source, destination = _exact_pair(req)
+    # Deleted concurrently (or never there) is the outcome the caller wanted.
+    with suppress(NotFound):
+        await IntentionWrites(p).delete("", pair=(source, destination))
+    return Response.json(True, pretty=opts.pretty)
+
+
+async def match(p: Ports, req: Request) -> Response:
+    by = req.query.get("by")
+    if not by or len(by) != 1:
+        raise BadRequest("required query parameter 'by' not set", "by")
+    if by[0] not in ("source", "destination"):
+        raise BadRequest("'by' parameter must be one of 'source' or 'destination'", "by")
+    names = req.query.get("name")
+    if not names:
+        raise BadRequest("required query parameter 'name' not set", "name")
+    parsed = {raw: parse_target(raw, "name") for raw in names}
+    args = {"by": by[0], "names": list(dict.fromkeys(parsed.values()))}
+    result, opts = await read(p, req, "intentions.match", args)
+    body = {raw: result.value[name] for raw, name in parsed.items()}
+    return with_meta(Response.json(body, pretty=opts.pretty), result)
+
+
+async def check(p: Ports, req: Request) -> Response:
+    source_type = req.query_value("source-type", "consul")
+    if source_type != "consul":
+        raise BadRequest(f"source-type {source_type!r} is not supported", "source-type")
+    source, destination = _exact_pair(req)
+    args = {
+        "source": source,
+        "destination": destination,
+        "default_allow": _default_allow(p),
+    }
+    result, opts = await read(p, req, "intentions.check", args)
+    return with_meta(Response.json(result.value, pretty=opts.pretty), result)
+
+
+async def authorize(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    body = decode_json_body(req, fields=AUTHORIZE_FIELDS)
+    answer, result = await authorize_request(p, body, opts)
+    return with_meta(Response.json(answer, pretty=opts.pretty), result)
 
 
 async def authorize_request(
-    agent: Agent, body: Mapping[str, Any], opts: QueryOptions
+    agent: Ports, body: Mapping[str, Any], opts: QueryOptions
 ) -> tuple[dict[str, Any], Any]:
     """Consul's ``ConnectAuthorize`` for a decoded request body: returns
     ``({"Authorized", "Reason"}, read result)``.

@@ -19,7 +19,6 @@ from urllib.parse import urlencode
 from registry.commands import MAX_KV_VALUE, KVRequest, validate_kv_key
 from registry.errors import ErrorCode
 
-from ..agent.wire import WriteResult
 from ..errors import Internal
 from ..http import (
     BadRequest,
@@ -27,12 +26,12 @@ from ..http import (
     QueryOptions,
     Request,
     Response,
-    Router,
 )
+from ..wire import WriteResult
 from .common import check_dc, read, read_json, with_meta
 
 if TYPE_CHECKING:
-    from ..agent.agent import Agent
+    from .ports import Registry
 
 KV_MAX_VALUE_SIZE = MAX_KV_VALUE  # Consul's kv_max_value_size default (512 KiB)
 _KV_SIZE_DOC = "https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size"
@@ -157,56 +156,57 @@ def delete_request(req: Request, key: str) -> KVRequest:
     return cmd
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add the /v1/kv routes to the one route table."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def get_raw(req: Request, key: str) -> Response:
-        result, _opts = await read(agent, req, "kv.get", {"key": key})
-        if not result.value:
-            return with_meta(Response(404), result)
-        encoded = result.value[0].get("Value")
-        body = base64.b64decode(encoded) if encoded else b""
-        return with_meta(Response(200, list(_RAW_HEADERS), body), result)
 
-    async def get_keys(req: Request, key: str) -> Response:
-        # Consul still honours its historic misspelling; ?separator wins.
-        sep = req.query_value("seperator")
-        if "separator" in req.query:
-            sep = req.query_value("separator")
-        args = {"key": key, "separator": sep}
-        # An empty listing of the root is [], of any other prefix 404.
-        return await read_json(agent, req, "kv.keys", args, empty=None if key else [])
+async def get_raw(p: Registry, req: Request, key: str) -> Response:
+    result, _opts = await read(p, req, "kv.get", {"key": key})
+    if not result.value:
+        return with_meta(Response(404), result)
+    encoded = result.value[0].get("Value")
+    body = base64.b64decode(encoded) if encoded else b""
+    return with_meta(Response(200, list(_RAW_HEADERS), body), result)
 
-    async def get(req: Request) -> Response:
-        key = request_key(req)
-        query = req.query
-        if "keys" in query:
-            return await get_keys(req, key)
-        if "recurse" in query:
-            return await read_json(agent, req, "kv.list", {"key": key})
-        if not key:
-            raise BadRequest("Missing key name", "key")
-        if "raw" in query:
-            return await get_raw(req, key)
-        return await read_json(agent, req, "kv.get", {"key": key})
 
-    async def put(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        cmd = put_request(req, request_key(req))
-        outcome = write_outcome(await agent.write(cmd), cmd.session)
-        # Consul answers a plain set with true whatever the FSM said.
-        answer: Any = True if cmd.op == "set" else outcome
-        return Response.json(answer, pretty=opts.pretty)
+async def get_keys(p: Registry, req: Request, key: str) -> Response:
+    # Consul still honours its historic misspelling; ?separator wins.
+    sep = req.query_value("seperator")
+    if "separator" in req.query:
+        sep = req.query_value("separator")
+    args = {"key": key, "separator": sep}
+    # An empty listing of the root is [], of any other prefix 404.
+    return await read_json(p, req, "kv.keys", args, empty=None if key else [])
 
-    async def delete(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        cmd = delete_request(req, request_key(req))
-        outcome = write_outcome(await agent.write(cmd))
-        answer: Any = outcome if cmd.op == "delete-cas" else True
-        return Response.json(answer, pretty=opts.pretty)
 
-    router.add("GET", "/v1/kv/*key", get, name="kv.get")
-    router.add("PUT", "/v1/kv/*key", put, name="kv.put")
-    router.add("DELETE", "/v1/kv/*key", delete, name="kv.delete")
+async def get(p: Registry, req: Request) -> Response:
+    key = request_key(req)
+    query = req.query
+    if "keys" in query:
+        return await get_keys(p, req, key)
+    if "recurse" in query:
+        return await read_json(p, req, "kv.list", {"key": key})
+    if not key:
+        raise BadRequest("Missing key name", "key")
+    if "raw" in query:
+        return await get_raw(p, req, key)
+    return await read_json(p, req, "kv.get", {"key": key})
+
+
+async def put(p: Registry, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    cmd = put_request(req, request_key(req))
+    outcome = write_outcome(await p.write(cmd), cmd.session)
+    # Consul answers a plain set with true whatever the FSM said.
+    answer: Any = True if cmd.op == "set" else outcome
+    return Response.json(answer, pretty=opts.pretty)
+
+
+async def delete(p: Registry, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    cmd = delete_request(req, request_key(req))
+    outcome = write_outcome(await p.write(cmd))
+    answer: Any = outcome if cmd.op == "delete-cas" else True
+    return Response.json(answer, pretty=opts.pretty)

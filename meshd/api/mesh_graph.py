@@ -21,18 +21,21 @@ true``.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..acl import Permission
 from ..agent.mesh_stats import DEFAULT_WINDOW, MAX_WINDOW, MIN_WINDOW
 from ..agent.mesh_window import StatsFormatError, parse_push
 from ..durations import parse_duration
 from ..errors import DurationError
-from ..http import BadRequest, Request, Response, Router
+from ..http import BadRequest, Request, Response
+from . import ports
 from .common import FILTERED_HEADER
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Datacenter, ports.MeshTelemetry, Protocol):
+    """What this module needs from the agent."""
+
 
 STATS_PATH = "/v1/internal/telemetry/proxy-stats"
 GRAPH_PATH = "/v1/internal/ui/mesh-graph"
@@ -59,42 +62,41 @@ def _reader(req: Request) -> Any:
     return lambda name: authz.allowed(Permission.SERVICE_READ, name)
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add the proxy-stats and mesh-graph routes."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def put_stats(req: Request) -> Response:
-        try:
-            push = parse_push(json.loads(req.body or b"null"))
-        except StatsFormatError as exc:
-            raise BadRequest(f"Request decode failed: {exc}", exc.field) from None
-        except ValueError as exc:
-            raise BadRequest(f"Request decode failed: {exc}", "body") from None
-        authz = getattr(req, "authz", None)
-        if authz is not None:
-            local = {k[1] if k[0] == "source" else k[2] for k in push.counts}
-            for service in sorted(local):
-                authz.require(Permission.SERVICE_WRITE, service)
-        return Response.json({"Accepted": agent.mesh_stats.ingest(push)})
 
-    async def get_stats(req: Request) -> Response:
-        window = parse_window(req)
-        ok = _reader(req)
-        deltas = agent.mesh_stats.local(window)
-        kept = [d.to_json() for d in deltas if ok(d.key[1]) and ok(d.key[2])]
-        resp = Response.json({"Records": kept})
-        if len(kept) != len(deltas):
-            resp.set_header(FILTERED_HEADER, "true")
-        return resp
+async def put_stats(p: Ports, req: Request) -> Response:
+    try:
+        push = parse_push(json.loads(req.body or b"null"))
+    except StatsFormatError as exc:
+        raise BadRequest(f"Request decode failed: {exc}", exc.field) from None
+    except ValueError as exc:
+        raise BadRequest(f"Request decode failed: {exc}", "body") from None
+    authz = getattr(req, "authz", None)
+    if authz is not None:
+        local = {k[1] if k[0] == "source" else k[2] for k in push.counts}
+        for service in sorted(local):
+            authz.require(Permission.SERVICE_WRITE, service)
+    return Response.json({"Accepted": p.mesh_stats.ingest(push)})
 
-    async def graph(req: Request) -> Response:
-        window = parse_window(req)
-        service = req.query_value("service") or None
-        body = await agent.mesh_stats.graph(window, service, token=req.token, allowed=_reader(req))
-        resp = Response.json(body, pretty="pretty" in req.query)
-        if body["FilteredByACLs"]:
-            resp.set_header(FILTERED_HEADER, "true")
-        return resp
 
-    router.add("PUT", STATS_PATH, put_stats, name="internal.telemetry.proxy_stats")
-    router.add("GET", STATS_PATH, get_stats, name="internal.telemetry.proxy_stats")
-    router.add("GET", GRAPH_PATH, graph, name="internal.ui.mesh_graph")
+async def get_stats(p: Ports, req: Request) -> Response:
+    window = parse_window(req)
+    ok = _reader(req)
+    deltas = p.mesh_stats.local(window)
+    kept = [d.to_json() for d in deltas if ok(d.key[1]) and ok(d.key[2])]
+    resp = Response.json({"Records": kept})
+    if len(kept) != len(deltas):
+        resp.set_header(FILTERED_HEADER, "true")
+    return resp
+
+
+async def graph(p: Ports, req: Request) -> Response:
+    window = parse_window(req)
+    service = req.query_value("service") or None
+    body = await p.mesh_stats.graph(window, service, token=req.token, allowed=_reader(req))
+    resp = Response.json(body, pretty="pretty" in req.query)
+    if body["FilteredByACLs"]:
+        resp.set_header(FILTERED_HEADER, "true")
+    return resp

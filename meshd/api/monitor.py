@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from ..http import BadRequest, Request, Response, Router, StreamingResponse
+from ..http import BadRequest, Request, Response, StreamingResponse
 from .log_stream import fanout, parse_level
 
 if TYPE_CHECKING:
-    from ..agent.agent import Agent
+    from .ports import Configured
 
 
 async def _stream(level: int, as_json: bool) -> AsyncIterator[bytes]:
@@ -31,16 +31,15 @@ async def _stream(level: int, as_json: bool) -> AsyncIterator[bytes]:
         fanout.unsubscribe(sub)
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add this area's routes to the one route table."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def monitor(req: Request) -> Response:
-        name = req.query_value("loglevel") or "INFO"
-        level = parse_level(name)
-        if level is None:
-            raise BadRequest(f"Unknown log level: {name}", "loglevel")
-        as_json = "logjson" in req.query and req.query_value("logjson") not in ("false", "0")
-        content_type = "application/json" if as_json else "text/plain"
-        return StreamingResponse(_stream(level, as_json), headers=[("Content-Type", content_type)])
 
-    router.add("GET", "/v1/agent/monitor", monitor, name="agent.monitor")
+async def monitor(p: Configured, req: Request) -> Response:
+    name = req.query_value("loglevel") or "INFO"
+    level = parse_level(name)
+    if level is None:
+        raise BadRequest(f"Unknown log level: {name}", "loglevel")
+    as_json = "logjson" in req.query and req.query_value("logjson") not in ("false", "0")
+    content_type = "application/json" if as_json else "text/plain"
+    return StreamingResponse(_stream(level, as_json), headers=[("Content-Type", content_type)])

@@ -14,18 +14,21 @@ Consul's shape, derived from the leader's autopilot health.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from registry.commands import AutopilotConfigSet
 from registry.errors import ErrorCode
 from registry.records import AutopilotConfig
 
 from ..durations import parse_duration
-from ..http import BadRequest, JSONFields, QueryOptions, Request, Response, Router, decode_json_body
+from ..http import BadRequest, JSONFields, QueryOptions, Request, Response, decode_json_body
+from . import ports
 from .common import check_dc
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.Servers, Protocol):
+    """What this module needs from the agent."""
+
 
 CONFIG_FIELDS = JSONFields(
     (
@@ -128,39 +131,33 @@ def state_from_health(health: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add this area's routes to the one route table."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def set_configuration(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        body = decode_json_body(req, fields=CONFIG_FIELDS)
-        if not isinstance(body, dict):
-            raise BadRequest("Error parsing autopilot config: expected a JSON object")
-        config = config_from_body(body)
-        cas: int | None = None
-        if "cas" in req.query:
-            raw = req.query_value("cas") or ""
-            if not raw.isdigit():
-                raise BadRequest(f"Error decoding cas value: {raw!r} is not an integer", "cas")
-            cas = int(raw)
-        result = await agent.write(AutopilotConfigSet(config=config, cas=cas))
-        if result.ok:
-            return Response.json(True, pretty=opts.pretty)
-        if result.error == ErrorCode.CAS_CONFLICT:
-            return Response.json(False, pretty=opts.pretty)
-        raise BadRequest(f"Error parsing autopilot config: {result.message}")
 
-    async def state(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        health = await agent.server_call("Operator.AutopilotHealth", {})
-        return Response.json(state_from_health(health), pretty=opts.pretty)
+async def set_configuration(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    body = decode_json_body(req, fields=CONFIG_FIELDS)
+    if not isinstance(body, dict):
+        raise BadRequest("Error parsing autopilot config: expected a JSON object")
+    config = config_from_body(body)
+    cas: int | None = None
+    if "cas" in req.query:
+        raw = req.query_value("cas") or ""
+        if not raw.isdigit():
+            raise BadRequest(f"Error decoding cas value: {raw!r} is not an integer", "cas")
+        cas = int(raw)
+    result = await p.write(AutopilotConfigSet(config=config, cas=cas))
+    if result.ok:
+        return Response.json(True, pretty=opts.pretty)
+    if result.error == ErrorCode.CAS_CONFLICT:
+        return Response.json(False, pretty=opts.pretty)
+    raise BadRequest(f"Error parsing autopilot config: {result.message}")
 
-    router.add(
-        "PUT",
-        "/v1/operator/autopilot/configuration",
-        set_configuration,
-        name="operator.autopilot.configuration",
-    )
-    router.add("GET", "/v1/operator/autopilot/state", state, name="operator.autopilot.state")
+
+async def state(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    health = await p.server_call("Operator.AutopilotHealth", {})
+    return Response.json(state_from_health(health), pretty=opts.pretty)

@@ -14,13 +14,16 @@ format (so ``consul keyring -list`` and clients report the same thing).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from ..http import QueryOptions, Request, Response, Router
+from ..http import QueryOptions, Request, Response
+from . import ports
 from .common import check_dc, read, with_meta
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.Cluster, Protocol):
+    """What this module needs from the agent."""
+
 
 NOT_ENCRYPTED = "Keyring is empty (encryption not enabled)"
 
@@ -33,34 +36,29 @@ def multierror(errors: list[str]) -> str:
     return f"{len(errors)} errors occurred:\n\t* {points}\n\n"
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add the usage and keyring routes to the one route table."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def usage(req: Request) -> Response:
-        result, opts = await read(agent, req, "operator.usage", {"datacenter": agent.datacenter})
-        body = {
-            "Usage": result.value,
-            "Index": result.index,
-            "LastContact": int(result.last_contact * 1_000_000_000),  # a Go Duration
-            "KnownLeader": result.known_leader,
-            "ConsistencyLevel": result.consistency or "leader",
-            "NotModified": False,
-            "Backend": 0,
-            "ResultsFilteredByACLs": False,
-        }
-        return with_meta(Response.json(body, pretty=opts.pretty), result)
 
-    async def keyring(req: Request) -> Response:
-        check_dc(agent, QueryOptions.from_request(req))
-        members = [m for m in await agent.members() if m.get("Status") == 1]
-        names = [str(m["Name"]) for m in members]
-        errors = [
-            f"{agent.datacenter} (LAN) error: {len(names)}/{len(names)} nodes reported failure"
-        ]
-        errors += [f"{name}: {NOT_ENCRYPTED}" for name in names]
-        return Response.text(multierror(errors), status=500)
+async def usage(p: Ports, req: Request) -> Response:
+    result, opts = await read(p, req, "operator.usage", {"datacenter": p.datacenter})
+    body = {
+        "Usage": result.value,
+        "Index": result.index,
+        "LastContact": int(result.last_contact * 1_000_000_000),  # a Go Duration
+        "KnownLeader": result.known_leader,
+        "ConsistencyLevel": result.consistency or "leader",
+        "NotModified": False,
+        "Backend": 0,
+        "ResultsFilteredByACLs": False,
+    }
+    return with_meta(Response.json(body, pretty=opts.pretty), result)
 
-    router.add("GET", "/v1/operator/usage", usage, name="operator.usage")
-    router.add(
-        ("GET", "POST", "PUT", "DELETE"), "/v1/operator/keyring", keyring, name="operator.keyring"
-    )
+
+async def keyring(p: Ports, req: Request) -> Response:
+    check_dc(p, QueryOptions.from_request(req))
+    members = [m for m in await p.members() if m.get("Status") == 1]
+    names = [str(m["Name"]) for m in members]
+    errors = [f"{p.datacenter} (LAN) error: {len(names)}/{len(names)} nodes reported failure"]
+    errors += [f"{name}: {NOT_ENCRYPTED}" for name in names]
+    return Response.text(multierror(errors), status=500)

@@ -39,17 +39,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
-from ..agent.wire import ReadOptions, ReadResult
-from ..http import BadRequest, QueryOptions, Request, Response, Router
+from ..http import BadRequest, QueryOptions, Request, Response
+from ..wire import ReadOptions, ReadResult
+from . import ports
 from .common import check_dc, read_options, with_meta
 from .health import passing_flag
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.LocalAgent, Protocol):
+    """What this module needs from the agent."""
+
 
 KINDS = ("service", "agent", "proxy")
 KIND_LABEL = "__meta_meshd_kind"
@@ -176,7 +179,7 @@ def agent_group(target: str, node: Mapping[str, Any]) -> dict[str, Any]:
     return {"targets": [target], "labels": labels}
 
 
-def agent_groups(agent: Agent, nodes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def agent_groups(agent: Ports, nodes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """This agent's metrics endpoint, and other nodes' that advertise one."""
     out = []
     own = next((n for n in nodes if n.get("Node") == agent.node_name), None)
@@ -201,7 +204,7 @@ def _kinds(req: Request) -> set[str]:
     return set(values)
 
 
-async def wait_for_change(agent: Agent, opts: QueryOptions) -> None:
+async def wait_for_change(agent: Ports, opts: QueryOptions) -> None:
     """For ``?index``: return once services, checks or nodes pass that index
     (or ``?wait`` elapses). The answer's index is the highest of the three,
     so each read blocks from its own current index: blocking each on the
@@ -226,7 +229,7 @@ async def wait_for_change(agent: Agent, opts: QueryOptions) -> None:
 class _Reads:
     """Non-blocking reads, remembering the highest index and ACL filtering."""
 
-    def __init__(self, agent: Agent, opts: QueryOptions) -> None:
+    def __init__(self, agent: Ports, opts: QueryOptions) -> None:
         self.agent = agent
         self.opts = ReadOptions(0, 0, opts.consistency, opts.max_stale)
         self.last: ReadResult | None = None
@@ -241,36 +244,35 @@ class _Reads:
         return result.value
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add GET /v1/prometheus/sd."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def sd(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        kinds = _kinds(req)
-        wanted = set(req.query.get("service") or [])
-        passing = passing_flag(req)
-        await wait_for_change(agent, opts)
-        reads = _Reads(agent, opts)
-        groups: list[dict[str, Any]] = []
-        names = sorted(await reads("catalog.services", {}) or {})
-        if kinds & {"service", "proxy"}:
-            for name in names:
-                if wanted and name not in wanted:
-                    continue
-                rows = await reads("health.service", {"name": name, "passing": passing})
-                groups += service_groups(rows or [], kinds)
-        if "agent" in kinds:
-            groups += agent_groups(agent, await reads("catalog.nodes", {}) or [])
-        assert reads.last is not None
-        result = ReadResult(
-            groups,
-            reads.index,
-            reads.last.known_leader,
-            reads.last.last_contact,
-            reads.last.consistency,
-            reads.filtered,
-        )
-        return with_meta(Response.json(groups, pretty=opts.pretty), result)
 
-    router.add("GET", "/v1/prometheus/sd", sd, name="prometheus.sd")
+async def sd(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    kinds = _kinds(req)
+    wanted = set(req.query.get("service") or [])
+    passing = passing_flag(req)
+    await wait_for_change(p, opts)
+    reads = _Reads(p, opts)
+    groups: list[dict[str, Any]] = []
+    names = sorted(await reads("catalog.services", {}) or {})
+    if kinds & {"service", "proxy"}:
+        for name in names:
+            if wanted and name not in wanted:
+                continue
+            rows = await reads("health.service", {"name": name, "passing": passing})
+            groups += service_groups(rows or [], kinds)
+    if "agent" in kinds:
+        groups += agent_groups(p, await reads("catalog.nodes", {}) or [])
+    assert reads.last is not None
+    result = ReadResult(
+        groups,
+        reads.index,
+        reads.last.known_leader,
+        reads.last.last_contact,
+        reads.last.consistency,
+        reads.filtered,
+    )
+    return with_meta(Response.json(groups, pretty=opts.pretty), result)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
@@ -36,10 +36,13 @@ from ..agent.proxy_ejections import (
     Report,
     parse_rfc3339,
 )
-from ..http import BadRequest, NotFound, Request, Response, Router, decode_json_body
+from ..http import BadRequest, NotFound, Request, Response, decode_json_body
+from . import ports
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.LocalAgent, ports.Connect, Protocol):
+    """What this module needs from the agent."""
+
 
 BASE = "/v1/agent/connect/proxy-ejections"
 MAX_BODY = 1024 * 1024
@@ -130,7 +133,7 @@ def parse_report(body: Any) -> dict[str, list[Ejection]]:
     return out
 
 
-def proxy_destination(agent: Agent, service_id: str) -> str:
+def proxy_destination(agent: Ports, service_id: str) -> str:
     """The destination service of the local proxy ``service_id``; raises
     ``NotFound`` when no such connect proxy is registered here."""
     defn = agent.local.services.get(service_id)
@@ -139,40 +142,38 @@ def proxy_destination(agent: Agent, service_id: str) -> str:
     return defn.service.destination
 
 
-def _report_json(agent: Agent, service_id: str, report: Report | None) -> dict[str, Any]:
+def _report_json(agent: Ports, service_id: str, report: Report | None) -> dict[str, Any]:
     if report is None:
         dest = proxy_destination(agent, service_id)
         return {"ProxyID": service_id, "Service": dest, "ReportedAt": None, "Upstreams": []}
     return report.to_json(time.time())
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add the proxy-ejections routes."""
-    store = agent.proxy_ejections
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def put(req: Request) -> Response:
-        sid = req.path_params.get("service_id", "")
-        dest = proxy_destination(agent, sid)
-        body = decode_json_body(req, fields=("Upstreams",), max_bytes=MAX_BODY, allow_empty=True)
-        upstreams = parse_report(body)
-        store.put(sid, dest, upstreams, now=trio.current_time(), wall=time.time())
-        return Response.json(True)
 
-    async def get_one(req: Request) -> Response:
-        sid = req.path_params.get("service_id", "")
-        proxy_destination(agent, sid)
-        report = store.get(sid, trio.current_time())
-        return Response.json(_report_json(agent, sid, report), pretty="pretty" in req.query)
+async def put(p: Ports, req: Request) -> Response:
+    sid = req.path_params.get("service_id", "")
+    dest = proxy_destination(p, sid)
+    body = decode_json_body(req, fields=("Upstreams",), max_bytes=MAX_BODY, allow_empty=True)
+    upstreams = parse_report(body)
+    p.proxy_ejections.put(sid, dest, upstreams, now=trio.current_time(), wall=time.time())
+    return Response.json(True)
 
-    async def get_all(req: Request) -> Response:
-        now = trio.current_time()
-        proxies = sorted(sid for sid, d in agent.local.services.items() if d.service.destination)
-        reports = [_report_json(agent, sid, store.get(sid, now)) for sid in proxies]
-        return Response.json(reports, pretty="pretty" in req.query)
 
-    router.add("GET", BASE, get_all, name="agent.connect.proxy_ejections")
-    router.add("GET", f"{BASE}/*service_id", get_one, name=NAME_ONE)
-    router.add("PUT", f"{BASE}/*service_id", put, name=NAME_ONE)
+async def get_one(p: Ports, req: Request) -> Response:
+    sid = req.path_params.get("service_id", "")
+    proxy_destination(p, sid)
+    report = p.proxy_ejections.get(sid, trio.current_time())
+    return Response.json(_report_json(p, sid, report), pretty="pretty" in req.query)
+
+
+async def get_all(p: Ports, req: Request) -> Response:
+    now = trio.current_time()
+    proxies = sorted(sid for sid, d in p.local.services.items() if d.service.destination)
+    reports = [_report_json(p, sid, p.proxy_ejections.get(sid, now)) for sid in proxies]
+    return Response.json(reports, pretty="pretty" in req.query)
 
 
 NAME_ONE = "agent.connect.proxy_ejections.one"

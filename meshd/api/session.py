@@ -15,12 +15,11 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from registry.commands import DEFAULT_LOCK_DELAY, SessionCreate, SessionDestroy
 from registry.records import SERF_HEALTH
 
-from ..agent.wire import ReadOptions, WriteResult
 from ..durations import parse_duration_ns
 from ..errors import Internal, RequestError
 from ..http import (
@@ -30,13 +29,16 @@ from ..http import (
     QueryOptions,
     Request,
     Response,
-    Router,
     decode_json_body,
 )
+from ..wire import ReadOptions, WriteResult
+from . import ports
 from .common import check_dc, read_json
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.Servers, Protocol):
+    """What this module needs from the agent."""
+
 
 # Consul's structs.Session as JSON (ID and the indexes are accepted and ignored).
 SESSION_FIELDS = JSONFields(
@@ -172,58 +174,57 @@ def _session_id(req: Request) -> str:
     return session_id
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add the /v1/session routes to the one route table."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def create(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        body = decode_json_body(req, fields=SESSION_FIELDS, allow_empty=True)
-        cmd = create_request(body, agent.node_name, time.time())
-        result = await agent.write(cmd)
-        if not result.ok:
-            raise _refused(result)
-        return Response.json({"ID": cmd.id}, pretty=opts.pretty)
 
-    async def destroy(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        session_id = _session_id(req)
-        cmd = SessionDestroy(id=session_id, now=time.time())
-        cmd.validate()
-        result = await agent.write(cmd)
-        if not result.ok:
-            raise _refused(result)
-        return Response.json(True, pretty=opts.pretty)
+async def create(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    body = decode_json_body(req, fields=SESSION_FIELDS, allow_empty=True)
+    cmd = create_request(body, p.node_name, time.time())
+    result = await p.write(cmd)
+    if not result.ok:
+        raise _refused(result)
+    return Response.json({"ID": cmd.id}, pretty=opts.pretty)
 
-    async def renew(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        session_id = _session_id(req)
-        # Consul's Session.Renew runs on the leader, which restarts the
-        # session's TTL timer there (meshd.agent.session_ttl), and never blocks.
-        renewed = await agent.server_call("Session.Renew", {"id": session_id})
-        result = await agent.read("session.info", {"id": session_id}, ReadOptions())
-        if not (isinstance(renewed, dict) and renewed.get("found")) or not result.value:
-            raise NotFound(f"Session id '{session_id}' not found")
-        return Response.json(result.value, pretty=opts.pretty)
 
-    async def info(req: Request) -> Response:
-        session_id = _session_id(req)
-        return await read_json(agent, req, "session.info", {"id": session_id}, empty=[])
+async def destroy(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    session_id = _session_id(req)
+    cmd = SessionDestroy(id=session_id, now=time.time())
+    cmd.validate()
+    result = await p.write(cmd)
+    if not result.ok:
+        raise _refused(result)
+    return Response.json(True, pretty=opts.pretty)
 
-    async def node(req: Request) -> Response:
-        name = req.path_params["node"]
-        if not name:
-            raise BadRequest("Missing node name", "node")
-        return await read_json(agent, req, "session.node", {"name": name}, empty=[])
 
-    async def list_all(req: Request) -> Response:
-        return await read_json(agent, req, "session.list", {}, empty=[])
+async def renew(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    session_id = _session_id(req)
+    # Consul's Session.Renew runs on the leader, which restarts the
+    # session's TTL timer there (meshd.agent.session_ttl), and never blocks.
+    renewed = await p.server_call("Session.Renew", {"id": session_id})
+    result = await p.read("session.info", {"id": session_id}, ReadOptions())
+    if not (isinstance(renewed, dict) and renewed.get("found")) or not result.value:
+        raise NotFound(f"Session id '{session_id}' not found")
+    return Response.json(result.value, pretty=opts.pretty)
 
-    router.add("PUT", "/v1/session/create", create, name="session.create")
-    router.add("PUT", "/v1/session/destroy/*uuid", destroy, name="session.destroy")
-    router.add("PUT", "/v1/session/renew/*uuid", renew, name="session.renew")
-    router.add("GET", "/v1/session/info/*uuid", info, name="session.info")
-    router.add("GET", "/v1/session/node/*node", node, name="session.node")
-    router.add("GET", "/v1/session/list", list_all, name="session.list")
+
+async def info(p: Ports, req: Request) -> Response:
+    session_id = _session_id(req)
+    return await read_json(p, req, "session.info", {"id": session_id}, empty=[])
+
+
+async def node(p: Ports, req: Request) -> Response:
+    name = req.path_params["node"]
+    if not name:
+        raise BadRequest("Missing node name", "node")
+    return await read_json(p, req, "session.node", {"name": name}, empty=[])
+
+
+async def list_all(p: Ports, req: Request) -> Response:
+    return await read_json(p, req, "session.list", {}, empty=[])

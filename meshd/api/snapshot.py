@@ -16,13 +16,16 @@ both ways (``Snapshot.Chunk`` for a save, ``Snapshot.Upload`` for a restore).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from ..http import BadRequest, QueryMeta, QueryOptions, Request, Response, Router
+from ..http import BadRequest, QueryMeta, QueryOptions, Request, Response
+from . import ports
 from .common import check_dc
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Snapshots, ports.Cluster, ports.Datacenter, Protocol):
+    """What this module needs from the agent."""
+
 
 CONTENT_TYPE = "application/octet-stream"
 # Consul sets no limit of its own; this bounds what one restore holds in memory.
@@ -30,25 +33,24 @@ RESTORE_MAX_BODY = 512 << 20
 BODY_LIMITS = {("PUT", "/v1/snapshot"): RESTORE_MAX_BODY}
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add this area's routes to the one route table."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def save(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        archive, index = await agent.snapshot_save(stale=opts.consistency == "stale")
-        resp = Response(200, [("Content-Type", CONTENT_TYPE)], archive)
-        meta = QueryMeta(
-            index=index, known_leader=bool(await agent.status_leader()), effective_consistency=""
-        )
-        return meta.apply_headers(resp)
 
-    async def restore(req: Request) -> Response:
-        check_dc(agent, QueryOptions.from_request(req))
-        if not req.body:
-            raise BadRequest("Invalid snapshot archive: empty request body", "body")
-        await agent.snapshot_restore(req.body)
-        return Response(200)
+async def save(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    archive, index = await p.snapshot_save(stale=opts.consistency == "stale")
+    resp = Response(200, [("Content-Type", CONTENT_TYPE)], archive)
+    meta = QueryMeta(
+        index=index, known_leader=bool(await p.status_leader()), effective_consistency=""
+    )
+    return meta.apply_headers(resp)
 
-    router.add("GET", "/v1/snapshot", save, name="snapshot.save")
-    router.add("PUT", "/v1/snapshot", restore, name="snapshot.restore")
+
+async def restore(p: Ports, req: Request) -> Response:
+    check_dc(p, QueryOptions.from_request(req))
+    if not req.body:
+        raise BadRequest("Invalid snapshot archive: empty request body", "body")
+    await p.snapshot_restore(req.body)
+    return Response(200)

@@ -6,27 +6,28 @@ so a client that waits for a leader can use the cluster at once."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from ..http import QueryOptions, Request, Response, Router
+from ..http import QueryOptions, Request, Response
+from . import ports
 from .common import check_dc
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Cluster, ports.Readiness, ports.Datacenter, Protocol):
+    """What this module needs from the agent."""
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add this area's routes to the one route table."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def leader(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        return Response.json(await agent.status_leader(), pretty=opts.pretty)
 
-    async def peers(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        return Response.json(await agent.status_peers(), pretty=opts.pretty)
+async def leader(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    return Response.json(await p.status_leader(), pretty=opts.pretty)
 
-    router.add("GET", "/v1/status/leader", leader, name="status.leader")
-    router.add("GET", "/v1/status/peers", peers, name="status.peers")
+
+async def peers(p: Ports, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    return Response.json(await p.status_peers(), pretty=opts.pretty)

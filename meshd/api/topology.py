@@ -19,14 +19,17 @@ cards) need L7 telemetry and are not part of this answer yet.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ..agent.wire import ReadOptions
-from ..http import BadRequest, QueryOptions, Request, Response, Router
+from ..http import BadRequest, QueryOptions, Request, Response
+from ..wire import ReadOptions
+from . import ports
 from .common import check_dc, read_options
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.Registry, ports.Configured, Protocol):
+    """What this module needs from the agent."""
+
 
 WILDCARD = "*"
 SOURCE_REGISTRATION = "proxy-registration"
@@ -124,7 +127,7 @@ def decision(
 
 
 class _Topology:
-    def __init__(self, agent: Agent, opts: ReadOptions) -> None:
+    def __init__(self, agent: Ports, opts: ReadOptions) -> None:
         self.agent = agent
         self.opts = opts
         self.index = 0
@@ -176,46 +179,38 @@ def _service_kind(req: Request) -> None:
         raise BadRequest(f"Unsupported service kind {kind[0]!r}", "kind")
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add GET /v1/internal/ui/service-topology/:service."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def topology(req: Request) -> Response:
-        service = req.path_params.get("service", "")
-        if not service:
-            raise BadRequest("Missing service name", "service")
-        _service_kind(req)
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        t = _Topology(agent, ReadOptions(0, 0, opts.consistency, opts.max_stale))
-        # Blocks (?index) on the service's sidecars: where its upstreams change.
-        connect = await t.read(
-            "health.service", {"name": service, "connect": True}, read_options(opts)
-        )
-        proxies = _proxies(connect or [])
-        default_allow = agent.config.connect.default_intention_policy == "allow"
-        intentions = await t.read("intentions.list", {}) or []
-        modes = [((r.get("Service") or {}).get("Proxy") or {}).get("Mode") for r in proxies]
-        upstreams = await t.summaries(
-            _upstream_names(proxies), lambda up: decision(intentions, service, up, default_allow)
-        )
-        downstreams = await t.summaries(
-            await t.downstream_names(service),
-            lambda down: decision(intentions, down, service, default_allow),
-        )
-        body = {
-            "Protocol": "tcp",
-            "TransparentProxy": bool(modes) and all(m == "transparent" for m in modes),
-            "Upstreams": upstreams,
-            "Downstreams": downstreams,
-            "FilteredByACLs": t.filtered,
-        }
-        resp = Response.json(body, pretty=opts.pretty)
-        resp.set_header("X-Consul-Index", str(t.index))
-        return resp
 
-    router.add(
-        "GET",
-        "/v1/internal/ui/service-topology/*service",
-        topology,
-        name="internal.ui.service_topology",
+async def topology(p: Ports, req: Request) -> Response:
+    service = req.path_params.get("service", "")
+    if not service:
+        raise BadRequest("Missing service name", "service")
+    _service_kind(req)
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    t = _Topology(p, ReadOptions(0, 0, opts.consistency, opts.max_stale))
+    # Blocks (?index) on the service's sidecars: where its upstreams change.
+    connect = await t.read("health.service", {"name": service, "connect": True}, read_options(opts))
+    proxies = _proxies(connect or [])
+    default_allow = p.config.connect.default_intention_policy == "allow"
+    intentions = await t.read("intentions.list", {}) or []
+    modes = [((r.get("Service") or {}).get("Proxy") or {}).get("Mode") for r in proxies]
+    upstreams = await t.summaries(
+        _upstream_names(proxies), lambda up: decision(intentions, service, up, default_allow)
     )
+    downstreams = await t.summaries(
+        await t.downstream_names(service),
+        lambda down: decision(intentions, down, service, default_allow),
+    )
+    body = {
+        "Protocol": "tcp",
+        "TransparentProxy": bool(modes) and all(m == "transparent" for m in modes),
+        "Upstreams": upstreams,
+        "Downstreams": downstreams,
+        "FilteredByACLs": t.filtered,
+    }
+    resp = Response.json(body, pretty=opts.pretty)
+    resp.set_header("X-Consul-Index", str(t.index))
+    return resp

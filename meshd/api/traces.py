@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from connect.telemetry.spans import STATUS_CODE, Span, TraceSummary
 from connect.telemetry.wire import SpanFormatError, span_to_json
@@ -37,11 +37,14 @@ from ..acl import Permission
 from ..agent.traces import ask_peers, parse_breaks, parse_spans, trace_path
 from ..durations import parse_duration
 from ..errors import DurationError
-from ..http import BadRequest, NotFound, PermissionDenied, Request, Response, Router
+from ..http import BadRequest, NotFound, PermissionDenied, Request, Response
+from . import ports
 from .common import FILTERED_HEADER
 
-if TYPE_CHECKING:
-    from ..agent.agent import Agent
+
+class Ports(ports.LocalAgent, ports.Cluster, ports.Telemetry, Protocol):
+    """What this module needs from the agent."""
+
 
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 MAX_LIMIT = 1000
@@ -117,78 +120,79 @@ def _filtered(req: Request, items: list[dict[str, Any]], key: str) -> Response:
     return resp
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add the /v1/internal/traces routes."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    def local(req: Request) -> bool:
-        return "local" in req.query
 
-    async def peers(req: Request, path: str, query: dict[str, str]) -> list[Any]:
-        if local(req):
-            return []
-        members = await agent.members()
-        port = agent.config.ports.http
-        return await ask_peers(members, agent.node_name, port, path, query, req.token)
+def local(p: Ports, req: Request) -> bool:
+    return "local" in req.query
 
-    async def put_spans(req: Request) -> Response:
-        try:
-            body = json.loads(req.body or b"null")
-            spans, breaks = parse_spans(body), parse_breaks(body)
-        except ValueError as exc:
-            field = exc.field if isinstance(exc, SpanFormatError) else "body"
-            raise BadRequest(f"Request decode failed: {exc}", field) from None
-        authz = getattr(req, "authz", None)
-        if authz is not None:
-            for service in sorted({s.service for s in spans} | {b[0] for b in breaks}):
-                authz.require(Permission.SERVICE_WRITE, service)
-        agent.traces.report_breaks(breaks)
-        return Response.json({"Accepted": agent.traces.ingest(spans)})
 
-    async def search(req: Request) -> Response:
-        service, error, code, min_ns, limit = _search_args(req)
-        store = agent.traces.store
-        found = store.search(
-            service=service,
-            error=error,
-            min_duration_ns=min_ns,
-            limit=limit if code is None else max(1, len(store)),
+async def peers(p: Ports, req: Request, path: str, query: dict[str, str]) -> list[Any]:
+    if local(p, req):
+        return []
+    members = await p.members()
+    port = p.config.ports.http
+    return await ask_peers(members, p.node_name, port, path, query, req.token)
+
+
+async def put_spans(p: Ports, req: Request) -> Response:
+    try:
+        body = json.loads(req.body or b"null")
+        spans, breaks = parse_spans(body), parse_breaks(body)
+    except ValueError as exc:
+        field = exc.field if isinstance(exc, SpanFormatError) else "body"
+        raise BadRequest(f"Request decode failed: {exc}", field) from None
+    authz = getattr(req, "authz", None)
+    if authz is not None:
+        for service in sorted({s.service for s in spans} | {b[0] for b in breaks}):
+            authz.require(Permission.SERVICE_WRITE, service)
+    p.traces.report_breaks(breaks)
+    return Response.json({"Accepted": p.traces.ingest(spans)})
+
+
+async def search(p: Ports, req: Request) -> Response:
+    service, error, code, min_ns, limit = _search_args(req)
+    store = p.traces.store
+    found = store.search(
+        service=service,
+        error=error,
+        min_duration_ns=min_ns,
+        limit=limit if code is None else max(1, len(store)),
+    )
+    if code is not None:  # a span of the trace answered with that status
+        found = [t for t in found if _has_code(store.get(t.trace_id), code)][:limit]
+    mine = [_summary_json(s) for s in found]
+    query = {k: v[0] for k, v in req.query.items() if k != "local" and v}
+    others = await peers(p, req, "/v1/internal/traces", query)
+    return _filtered(req, _merge_summaries([mine, *others], limit), "Services")
+
+
+async def lint(p: Ports, req: Request) -> Response:
+    mine = [f.to_json() for f in p.traces.lint.findings()]
+    for other in await peers(p, req, "/v1/internal/traces/lint", {}):
+        names = {m["Service"] for m in mine}
+        mine += [f for f in other if isinstance(f, dict) and f.get("Service") not in names]
+    return _filtered(req, mine, "Service")
+
+
+async def get_trace(p: Ports, req: Request) -> Response:
+    trace_id = req.path_params.get("trace_id", "").lower()
+    if not _TRACE_ID.fullmatch(trace_id):
+        raise BadRequest("trace id must be 32 hex digits", "trace_id")
+    spans = [span_to_json(s) for s in p.traces.store.get(trace_id)]
+    seen = {s["SpanID"] for s in spans}
+    for other in await peers(p, req, trace_path(trace_id), {}):
+        for span in other.get("Spans", []) if isinstance(other, dict) else []:
+            if isinstance(span, dict) and span.get("SpanID") not in seen:
+                seen.add(span.get("SpanID"))
+                spans.append(span)
+    if not spans:
+        raise NotFound(f"trace {trace_id} not found")
+    if not _allowed(req, {str(s.get("Service")) for s in spans}):
+        services = ",".join(sorted({str(s.get("Service")) for s in spans}))
+        raise PermissionDenied(
+            f"token lacks permission 'service:read' on a service of the trace ({services})"
         )
-        if code is not None:  # a span of the trace answered with that status
-            found = [t for t in found if _has_code(store.get(t.trace_id), code)][:limit]
-        mine = [_summary_json(s) for s in found]
-        query = {k: v[0] for k, v in req.query.items() if k != "local" and v}
-        others = await peers(req, "/v1/internal/traces", query)
-        return _filtered(req, _merge_summaries([mine, *others], limit), "Services")
-
-    async def lint(req: Request) -> Response:
-        mine = [f.to_json() for f in agent.traces.lint.findings()]
-        for other in await peers(req, "/v1/internal/traces/lint", {}):
-            names = {m["Service"] for m in mine}
-            mine += [f for f in other if isinstance(f, dict) and f.get("Service") not in names]
-        return _filtered(req, mine, "Service")
-
-    async def get_trace(req: Request) -> Response:
-        trace_id = req.path_params.get("trace_id", "").lower()
-        if not _TRACE_ID.fullmatch(trace_id):
-            raise BadRequest("trace id must be 32 hex digits", "trace_id")
-        spans = [span_to_json(s) for s in agent.traces.store.get(trace_id)]
-        seen = {s["SpanID"] for s in spans}
-        for other in await peers(req, trace_path(trace_id), {}):
-            for span in other.get("Spans", []) if isinstance(other, dict) else []:
-                if isinstance(span, dict) and span.get("SpanID") not in seen:
-                    seen.add(span.get("SpanID"))
-                    spans.append(span)
-        if not spans:
-            raise NotFound(f"trace {trace_id} not found")
-        if not _allowed(req, {str(s.get("Service")) for s in spans}):
-            services = ",".join(sorted({str(s.get("Service")) for s in spans}))
-            raise PermissionDenied(
-                f"token lacks permission 'service:read' on a service of the trace ({services})"
-            )
-        spans.sort(key=lambda s: (int(s.get("StartNs") or 0), s.get("Kind") != "CLIENT"))
-        return Response.json({"TraceID": trace_id, "Spans": spans})
-
-    router.add("PUT", "/v1/internal/traces/spans", put_spans, name="internal.traces.spans")
-    router.add("GET", "/v1/internal/traces/lint", lint, name="internal.traces.lint")
-    router.add("GET", "/v1/internal/traces", search, name="internal.traces")
-    router.add("GET", "/v1/internal/traces/:trace_id", get_trace, name="internal.traces.trace")
+    spans.sort(key=lambda s: (int(s.get("StartNs") or 0), s.get("Kind") != "CLIENT"))
+    return Response.json({"TraceID": trace_id, "Spans": spans})

@@ -52,7 +52,6 @@ from ..agent.field_rules import (
     string_map,
 )
 from ..agent.json_bounds import check_json_value
-from ..agent.wire import ReadOptions
 from ..errors import Internal
 from ..http import (
     BadRequest,
@@ -61,12 +60,12 @@ from ..http import (
     QueryOptions,
     Request,
     Response,
-    Router,
 )
+from ..wire import ReadOptions
 from .common import check_dc, read_options
 
 if TYPE_CHECKING:
-    from ..agent.agent import Agent
+    from .ports import Registry
 
 # Consul's txn_max_req_len default (the suggested Raft entry size).
 TXN_MAX_REQ_LEN = 512 * 1024
@@ -407,32 +406,32 @@ def _txn_response(value: Mapping[str, Any], pretty: bool) -> Response:
     return Response.json(value, status=status, pretty=pretty)
 
 
-def register(router: Router, agent: Agent) -> None:
-    """Add the /v1/txn route to the one route table."""
+# ----------------------------------------------------------------------- handlers
+# Module-level: each takes its ports and the request (rows of meshd/api/routes.py ROUTES).
 
-    async def read_only(ops: tuple[TxnOp, ...], opts: QueryOptions) -> Response:
-        # Consul's Txn.Read honours consistency modes but never blocks, and
-        # reports only KnownLeader and LastContact.
-        base = read_options(opts)
-        ropts = ReadOptions(0, base.wait, base.consistency, base.max_stale)
-        args = {"ops": to_obj(ops, tuple[TxnOp, ...])}
-        result = await agent.read("txn.read", args, ropts)
-        resp = _txn_response(result.value, opts.pretty)
-        resp.set_header("X-Consul-KnownLeader", "true" if result.known_leader else "false")
-        resp.set_header("X-Consul-LastContact", str(max(int(result.last_contact * 1000), 0)))
-        return resp
 
-    async def txn(req: Request) -> Response:
-        opts = QueryOptions.from_request(req)
-        check_dc(agent, opts)
-        ops = decode_ops(req.body, agent.datacenter)
-        if all(op.is_read for op in ops):
-            return await read_only(ops, opts)
-        result = await agent.write(TxnRequest(ops=ops, now=time.time()))
-        if result.ok or result.error == ErrorCode.TXN_FAILED:
-            return _txn_response(result.value, opts.pretty)
-        if result.error == ErrorCode.INVALID:
-            raise BadRequest(f"Invalid request: {result.message}")
-        raise Internal(result.message or str(result.error))
+async def read_only(p: Registry, ops: tuple[TxnOp, ...], opts: QueryOptions) -> Response:
+    # Consul's Txn.Read honours consistency modes but never blocks, and
+    # reports only KnownLeader and LastContact.
+    base = read_options(opts)
+    ropts = ReadOptions(0, base.wait, base.consistency, base.max_stale)
+    args = {"ops": to_obj(ops, tuple[TxnOp, ...])}
+    result = await p.read("txn.read", args, ropts)
+    resp = _txn_response(result.value, opts.pretty)
+    resp.set_header("X-Consul-KnownLeader", "true" if result.known_leader else "false")
+    resp.set_header("X-Consul-LastContact", str(max(int(result.last_contact * 1000), 0)))
+    return resp
 
-    router.add("PUT", "/v1/txn", txn, name="txn")
+
+async def txn(p: Registry, req: Request) -> Response:
+    opts = QueryOptions.from_request(req)
+    check_dc(p, opts)
+    ops = decode_ops(req.body, p.datacenter)
+    if all(op.is_read for op in ops):
+        return await read_only(p, ops, opts)
+    result = await p.write(TxnRequest(ops=ops, now=time.time()))
+    if result.ok or result.error == ErrorCode.TXN_FAILED:
+        return _txn_response(result.value, opts.pretty)
+    if result.error == ErrorCode.INVALID:
+        raise BadRequest(f"Invalid request: {result.message}")
+    raise Internal(result.message or str(result.error))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from ..http import NotFound, Request, Response, Router
 
 if TYPE_CHECKING:
-    from ..agent.agent import Agent
+    from .ports import Configured
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -95,7 +95,7 @@ def serve_file(files: dict[str, StaticFile], path: str, req: Request) -> Respons
     return Response(200, [("Content-Type", item.content_type), *headers], item.body)
 
 
-def register(router: Router, agent: Agent) -> None:
+def register(router: Router, agent: Configured) -> None:
     """Add the UI's routes to the route table when the UI is enabled."""
     if not agent.config.ui_config.enabled:
         return
