@@ -40,7 +40,7 @@ from connect.telemetry.propagation import (
     REQUEST_ID_HEADER,
     TRACE_HEADERS,
     Incoming,
-    extract,
+    extract_collected,
     inject,
 )
 from connect.telemetry.sampling import DEFAULT_PERCENT, Sampler, SamplingError, percent_to_basis
@@ -61,10 +61,9 @@ SINK_INTERVAL = 0.5
 # Header names (bytes, lowercase as h11 gives them): replaced on the way out,
 # and read to extract the caller's context.
 _REPLACED = frozenset(h.encode() for h in TRACE_HEADERS)
-_READ = _REPLACED | {
-    REQUEST_ID_HEADER.encode(),
-    FORCE_TRACE_HEADER.encode(),
-    ENVOY_FORCE_TRACE_HEADER.encode(),
+_READ = {
+    name.encode(): name
+    for name in (*TRACE_HEADERS, REQUEST_ID_HEADER, FORCE_TRACE_HEADER, ENVOY_FORCE_TRACE_HEADER)
 }
 _NOTHING = Incoming()
 
@@ -243,17 +242,18 @@ class ProxyTracing:
     ) -> Hop:
         # One pass: the trace headers are read (extract) and dropped, the rest kept.
         kept: list[tuple[bytes, bytes]] = []
-        seen: list[tuple[bytes, bytes]] = []
+        seen: dict[str, list[str]] = {}  # what ``extract`` collects, read here
         for name, value in headers:
             bname = name.encode("latin-1") if isinstance(name, str) else name
             bvalue = value.encode("latin-1") if isinstance(value, str) else value
             lname = bname.lower()
-            if lname in _READ:
-                seen.append((lname, bvalue))
+            read = _READ.get(lname)
+            if read is not None:
+                seen.setdefault(read, []).append(bvalue.decode("latin-1").strip())
                 if lname in _REPLACED:
                     continue
             kept.append((bname, bvalue))
-        incoming = extract(seen) if seen else _NOTHING
+        incoming = extract_collected(seen) if seen else _NOTHING
         m, path = method.decode("ascii", "replace"), target.decode("latin-1")
         attrs = http_attributes(m, path, "")
         attrs[PEER_SERVICE] = peer
