@@ -599,6 +599,11 @@ RULES: dict[tuple[str, str], Rule] = {
     # meshd explain: service:read on both ends of the described request
     ("internal.explain", "GET"): Rule(check=_explain),
     ("internal.explain", "POST"): Rule(check=_explain),
+    # config write --dry-run (meshd/api/dry_run.py): it reveals traffic, so the
+    # rights the write needs; samples are checked per service in the handlers
+    ("internal.config.dry_run", "POST"): Rule(check=_config_batch),
+    ("internal.config.samples", "PUT"): Rule(handler_checks=True),
+    ("internal.config.samples", "GET"): Rule(handler_checks=True),
 }
 
 
