@@ -243,9 +243,11 @@ def extract(headers: Iterable[Header]) -> Incoming:
     return extract_collected(_collect(headers))
 
 
-def extract_collected(found: dict[str, list[str]]) -> Incoming:
+def extract_collected(found: dict[str, list[str]], *, formats: bool = True) -> Incoming:
     """``extract`` of headers already collected: lowercase names, each with
-    its stripped values in order (every list non-empty)."""
+    its stripped values in order (every list non-empty). ``formats=False``:
+    the caller has no use for ``Incoming.formats``, so a ``b3`` header after
+    a valid ``traceparent`` (which could change nothing else) is not parsed."""
     rid = found.get(REQUEST_ID_HEADER)
     request_id = (rid[0] if rid else "") or None
     force = False
@@ -266,14 +268,14 @@ def extract_collected(found: dict[str, list[str]]) -> Incoming:
             if state:
                 context = replace(context, tracestate=state)
     b3 = found.get("b3")
-    if b3 is not None:
+    if b3 is not None and (formats or context is None):
         single = parse_b3_single(b3[0]) if b3 else None
         if isinstance(single, SpanContext):
             bits |= _B3_SINGLE
             context = context or single
         elif single is False:
             deny = context is None
-    elif context is None and any(n in found for n in _B3_MULTI):
+    elif b3 is None and context is None and any(n in found for n in _B3_MULTI):
         multi = parse_b3_multi(found)
         if multi is not None:
             bits |= _B3_MULTI_BIT
@@ -313,6 +315,32 @@ def inject(ctx: SpanContext, formats: Format = Format.ALL) -> list[tuple[str, st
         else:
             out.append(("x-b3-sampled", "1" if ctx.sampled else "0"))
     return out
+
+
+def inject_all_bytes(
+    trace_id: str,
+    span_id: str,
+    sampled: bool | None,
+    debug: bool,
+    parent_span_id: str | None,
+    tracestate: Sequence[tuple[str, str]],
+) -> list[tuple[bytes, bytes]]:
+    """``inject`` of every format for the context these fields make, as the
+    bytes a proxy writes (names ASCII, values Latin-1): the same headers in
+    the same order, without building a SpanContext (the proxy does this for
+    every request)."""
+    out = [(b"traceparent", f"00-{trace_id}-{span_id}-{'01' if sampled or debug else '00'}")]
+    if tracestate:
+        out.append((b"tracestate", format_tracestate(tracestate)))
+    flag = "d" if debug else ("1" if sampled else "0")
+    single = f"{trace_id}-{span_id}-{flag}-{parent_span_id}" if parent_span_id else None
+    out.append((b"b3", single or f"{trace_id}-{span_id}-{flag}"))
+    out.append((b"x-b3-traceid", trace_id))
+    out.append((b"x-b3-spanid", span_id))
+    if parent_span_id:
+        out.append((b"x-b3-parentspanid", parent_span_id))
+    out.append((b"x-b3-flags", "1") if debug else (b"x-b3-sampled", flag))
+    return [(n, v.encode("latin-1")) for n, v in out]
 
 
 TRACE_HEADERS = frozenset({"traceparent", "tracestate", "b3", *_B3_MULTI})
