@@ -39,7 +39,6 @@ log = logging.getLogger("meshd.proxy")
 # READY=1 goes out at the latest this long after the agent answered: below
 # systemd's default TimeoutStartSec (90 s).
 READY_BOUND = 60.0
-GC_THRESHOLDS = (10_000, 10, 10)  # as the agent's (meshd/agent/agent.py)
 
 
 def _addr(text: str) -> tuple[str, int]:
@@ -152,9 +151,6 @@ async def run_proxy(args: ProxyFlags, token: str) -> None:
         # Startup objects live forever: keep them out of the collector's way.
         gc.collect()
         gc.freeze()
-        # Each request allocates a few hundred short-lived containers: at the
-        # default threshold (700) a young collection ran every request or two.
-        gc.set_threshold(*GC_THRESHOLDS)
         log.info("event=started agent=%s:%s pid=%s", host, port, os.getpid())
         nursery.start_soon(partial(report_ready, proxy, worker=args.worker_id))
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
