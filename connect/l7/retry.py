@@ -155,6 +155,8 @@ def _status_retriable(policy: RetryPolicy, conds: frozenset[str], outcome: Outco
 def is_retriable(policy: RetryPolicy, outcome: Outcome) -> bool:
     """Whether ``outcome`` meets one of the policy's retry conditions."""
     conds = policy.conditions()
+    if not conds:  # no condition to meet (a route without retries): nothing to scan
+        return False
     if outcome.failure is not None:
         return _failure_retriable(conds, outcome.failure)
     return _status_retriable(policy, conds, outcome)
@@ -214,6 +216,11 @@ class RetryDecision:
     retry_number: int = 0
 
 
+# The two verdicts of nearly every request, made once (RetryDecision is frozen).
+_SUCCESS = RetryDecision(Verdict.RESPOND, "success")
+_NOT_RETRIABLE = RetryDecision(Verdict.RESPOND, "not retriable")
+
+
 class RetryState:
     """The retry/timeout state machine of one request.
 
@@ -263,7 +270,7 @@ class RetryState:
             return RetryDecision(Verdict.TIMEOUT, "route timeout")
         if not is_retriable(self.policy, outcome):
             ok = outcome.failure is None and (outcome.status or 500) < 400
-            return RetryDecision(Verdict.RESPOND, "success" if ok else "not retriable")
+            return _SUCCESS if ok else _NOT_RETRIABLE
         if self.method not in IDEMPOTENT_METHODS and not self.policy.retry_non_idempotent:
             return RetryDecision(Verdict.RESPOND, "non-idempotent method")
         if self.retries >= self.policy.max_retries():

@@ -95,15 +95,15 @@ def end_to_end(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     ``Connection`` names)."""
     out: list[tuple[str, str]] = []
     named: set[str] | None = None
-    for n, v in headers:
-        low = n.lower()
+    for pair in headers:
+        low = pair[0].lower()
         if low in HOP_BY_HOP:
             if low == "connection":
                 named = named or set()
-                named.update(t.strip().lower() for t in v.split(","))
+                named.update(t.strip().lower() for t in pair[1].split(","))
             continue
-        out.append((n, v))
-    if named:
+        out.append(pair)
+    if named and not named <= HOP_BY_HOP:  # "keep-alive" names nothing left
         out = [(n, v) for n, v in out if n.lower() not in named]
     return out
 

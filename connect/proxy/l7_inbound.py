@@ -384,12 +384,12 @@ class L7Inbound:
         local app gets the span's trace headers and ``x-request-id``."""
         tracing = self.tracing
         if tracing is None:
-            return await self.handle(self._request(event, source), body)
+            return await self.handle(self._request(event, source), body, event.headers)
         hop = tracing.server_hop(
             self.service, source.service, event.method, event.target, event.headers
         )
         try:
-            resp = await self.handle(self._request(event, source, hop.headers), body)
+            resp = await self.handle(self._request(event, source, hop.headers), body, hop.headers)
         finally:
             tracing.release(hop)
         hop.flags = _local_flags(resp)
@@ -398,11 +398,16 @@ class L7Inbound:
         tracing.finish(hop, resp.status, resp.headers)
         return resp
 
-    async def handle(self, request: Request, body: bytes) -> UpstreamResponse:
+    async def handle(
+        self, request: Request, body: bytes, raw: list[tuple[bytes, bytes]] | None = None
+    ) -> UpstreamResponse:
         """The answer to one request, counted and access-logged as the
-        destination reporter (l7_metrics.py)."""
+        destination reporter (l7_metrics.py). ``raw``: the request's headers
+        as received (``request.headers`` encoded), when the caller has them."""
         target = f"{request.path}?{request.query}" if request.query else request.path
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()]
+        headers = raw
+        if headers is None:
+            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
         ex = self.reporter.begin(
             request.method, target, headers, len(body), request.source_service, self.service
         )

@@ -472,11 +472,10 @@ class L7OutboundHandler:
             ex.flag(Flag.NO_HEALTHY_UPSTREAM)
             return _local(503, NO_HEALTHY_UPSTREAM_BODY)
         raw = hop.headers if hop is not None else event.headers
-        headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw)
         request = Request.build(
             event.method.decode("ascii"),
             event.target.decode("latin-1"),
-            headers.items(),
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw],
             source_service=up.source,
         )
         now = trio.current_time()

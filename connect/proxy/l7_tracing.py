@@ -40,8 +40,8 @@ from connect.telemetry.propagation import (
     REQUEST_ID_HEADER,
     TRACE_HEADERS,
     Incoming,
-    extract,
-    inject,
+    extract_collected,
+    inject_all_bytes,
 )
 from connect.telemetry.sampling import DEFAULT_PERCENT, Sampler, SamplingError, percent_to_basis
 from connect.telemetry.spans import REQUEST_ID, Span, Tracer, http_attributes
@@ -61,10 +61,9 @@ SINK_INTERVAL = 0.5
 # Header names (bytes, lowercase as h11 gives them): replaced on the way out,
 # and read to extract the caller's context.
 _REPLACED = frozenset(h.encode() for h in TRACE_HEADERS)
-_READ = _REPLACED | {
-    REQUEST_ID_HEADER.encode(),
-    FORCE_TRACE_HEADER.encode(),
-    ENVOY_FORCE_TRACE_HEADER.encode(),
+_READ = {
+    name.encode(): name
+    for name in (*TRACE_HEADERS, REQUEST_ID_HEADER, FORCE_TRACE_HEADER, ENVOY_FORCE_TRACE_HEADER)
 }
 _NOTHING = Incoming()
 
@@ -243,17 +242,26 @@ class ProxyTracing:
     ) -> Hop:
         # One pass: the trace headers are read (extract) and dropped, the rest kept.
         kept: list[tuple[bytes, bytes]] = []
-        seen: list[tuple[bytes, bytes]] = []
-        for name, value in headers:
-            bname = name.encode("latin-1") if isinstance(name, str) else name
-            bvalue = value.encode("latin-1") if isinstance(value, str) else value
-            lname = bname.lower()
-            if lname in _READ:
-                seen.append((lname, bvalue))
+        seen: dict[str, list[str]] = {}  # what ``extract`` collects, read here
+        for pair in headers:
+            name, value = pair
+            if name.__class__ is not bytes or value.__class__ is not bytes:
+                name = name.encode("latin-1") if isinstance(name, str) else name
+                value = value.encode("latin-1") if isinstance(value, str) else value
+                pair = (name, value)
+            lname = name.lower()
+            read = _READ.get(lname)
+            if read is not None:
+                values = seen.get(read)
+                text = value.decode("latin-1").strip()
+                if values is None:
+                    seen[read] = [text]
+                else:
+                    values.append(text)
                 if lname in _REPLACED:
                     continue
-            kept.append((bname, bvalue))
-        incoming = extract(seen) if seen else _NOTHING
+            kept.append(pair)
+        incoming = extract_collected(seen, formats=False) if seen else _NOTHING
         m, path = method.decode("ascii", "replace"), target.decode("latin-1")
         attrs = http_attributes(m, path, "")
         attrs[PEER_SERVICE] = peer
@@ -261,7 +269,14 @@ class ProxyTracing:
         name = f"{m} {path.split('?', 1)[0]}"
         start = tracer.start_server if server else tracer.start_client
         span = start(incoming, service, name, attrs)
-        kept += [(n.encode(), v.encode("latin-1")) for n, v in inject(tracer.outbound(span))]
+        kept += inject_all_bytes(
+            span.trace_id,
+            span.span_id,
+            span.sampled,
+            span.debug,
+            span.parent_span_id,
+            span.tracestate,
+        )
         if incoming.request_id is None:
             kept.append((b"x-request-id", str(span.attributes[REQUEST_ID]).encode("latin-1")))
         hop = Hop(span, kept)

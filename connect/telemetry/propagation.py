@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import random
 import re
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Flag, auto
@@ -30,6 +29,7 @@ MAX_TRACESTATE_MEMBERS = 32
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 _HEX2 = re.compile(r"[0-9a-f]{2}")
+_TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 # W3C tracestate: simple key, or multi-tenant `tenant@system`.
@@ -85,6 +85,12 @@ class Incoming:
     formats: Format = field(default=Format(0))
 
 
+# Format as plain bits while extracting (enum.Flag arithmetic costs a
+# microsecond per operation), and the Format of each combination.
+_W3C, _B3_SINGLE, _B3_MULTI_BIT = Format.W3C.value, Format.B3_SINGLE.value, Format.B3_MULTI.value
+_FORMATS = tuple(Format(bits) for bits in range(Format.ALL.value + 1))
+
+
 def _text(value: str | bytes) -> str:
     return value.decode("latin-1") if isinstance(value, bytes) else value
 
@@ -102,7 +108,14 @@ def parse_traceparent(value: str) -> SpanContext | None:
     Version 00 must be exactly 55 characters; a higher version is parsed
     for its first four fields as the spec asks, ``ff`` is invalid.
     """
-    parts = value.strip().split("-")
+    value = value.strip()
+    fast = _TRACEPARENT_00.fullmatch(value)  # the common shape: version 00
+    if fast is not None:
+        trace_id, span_id, flags = fast.groups()
+        if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+            return None
+        return SpanContext(trace_id, span_id, sampled=bool(int(flags, 16) & 1))
+    parts = value.split("-")
     if len(parts) < 4:
         return None
     version, trace_id, span_id, flags = parts[:4]
@@ -227,37 +240,49 @@ def extract(headers: Iterable[Header]) -> Incoming:
     the single ``b3`` header, then the multi ``X-B3-*`` headers. Invalid
     headers are ignored (a new trace starts), never an error.
     """
-    found = _collect(headers)
-    request_id = (found.get(REQUEST_ID_HEADER) or [""])[0] or None
-    force = any(
-        (found.get(name) or [""])[0].lower() in ("1", "true")
-        for name in (FORCE_TRACE_HEADER, ENVOY_FORCE_TRACE_HEADER)
-    )
-    formats = Format(0)
+    return extract_collected(_collect(headers))
+
+
+def extract_collected(found: dict[str, list[str]], *, formats: bool = True) -> Incoming:
+    """``extract`` of headers already collected: lowercase names, each with
+    its stripped values in order (every list non-empty). ``formats=False``:
+    the caller has no use for ``Incoming.formats``, so a ``b3`` header after
+    a valid ``traceparent`` (which could change nothing else) is not parsed."""
+    rid = found.get(REQUEST_ID_HEADER)
+    request_id = (rid[0] if rid else "") or None
+    force = False
+    for name in (FORCE_TRACE_HEADER, ENVOY_FORCE_TRACE_HEADER):
+        forced = found.get(name)
+        if forced and forced[0].lower() in ("1", "true"):
+            force = True
+    bits = 0
     context: SpanContext | None = None
     deny = False
-    if "traceparent" in found:
-        context = parse_traceparent(found["traceparent"][0])
+    parent = found.get("traceparent")
+    if parent:
+        context = parse_traceparent(parent[0])
         if context is not None:
-            formats |= Format.W3C
-            state = parse_tracestate(found.get("tracestate", []))
+            bits |= _W3C
+            lines = found.get("tracestate")
+            state = parse_tracestate(lines) if lines else None
             if state:
                 context = replace(context, tracestate=state)
-    if "b3" in found:
-        single = parse_b3_single(found["b3"][0])
+    b3 = found.get("b3")
+    if b3 is not None and (formats or context is None):
+        single = parse_b3_single(b3[0]) if b3 else None
         if isinstance(single, SpanContext):
-            formats |= Format.B3_SINGLE
+            bits |= _B3_SINGLE
             context = context or single
         elif single is False:
             deny = context is None
-    elif context is None and any(n in found for n in _B3_MULTI):
+    elif b3 is None and context is None and any(n in found for n in _B3_MULTI):
         multi = parse_b3_multi(found)
         if multi is not None:
-            formats |= Format.B3_MULTI
+            bits |= _B3_MULTI_BIT
             context = multi
     if context is not None and context.debug:
         force = True
-    return Incoming(context, deny, force, request_id, formats)
+    return Incoming(context, deny, force, request_id, _FORMATS[bits])
 
 
 def inject(ctx: SpanContext, formats: Format = Format.ALL) -> list[tuple[str, str]]:
@@ -269,17 +294,18 @@ def inject(ctx: SpanContext, formats: Format = Format.ALL) -> list[tuple[str, st
     these, so the request never carries two contexts.
     """
     out: list[tuple[str, str]] = []
-    if Format.W3C in formats:
+    bits = formats.value
+    if bits & _W3C:
         out.append(("traceparent", format_traceparent(ctx)))
         if ctx.tracestate:
             out.append(("tracestate", format_tracestate(ctx.tracestate)))
     flag = "d" if ctx.debug else ("1" if ctx.sampled else "0")
-    if Format.B3_SINGLE in formats:
+    if bits & _B3_SINGLE:
         single = f"{ctx.trace_id}-{ctx.span_id}-{flag}"
         if ctx.parent_span_id:
             single += f"-{ctx.parent_span_id}"
         out.append(("b3", single))
-    if Format.B3_MULTI in formats:
+    if bits & _B3_MULTI_BIT:
         out.append(("x-b3-traceid", ctx.trace_id))
         out.append(("x-b3-spanid", ctx.span_id))
         if ctx.parent_span_id:
@@ -289,6 +315,32 @@ def inject(ctx: SpanContext, formats: Format = Format.ALL) -> list[tuple[str, st
         else:
             out.append(("x-b3-sampled", "1" if ctx.sampled else "0"))
     return out
+
+
+def inject_all_bytes(
+    trace_id: str,
+    span_id: str,
+    sampled: bool | None,
+    debug: bool,
+    parent_span_id: str | None,
+    tracestate: Sequence[tuple[str, str]],
+) -> list[tuple[bytes, bytes]]:
+    """``inject`` of every format for the context these fields make, as the
+    bytes a proxy writes (names ASCII, values Latin-1): the same headers in
+    the same order, without building a SpanContext (the proxy does this for
+    every request)."""
+    out = [(b"traceparent", f"00-{trace_id}-{span_id}-{'01' if sampled or debug else '00'}")]
+    if tracestate:
+        out.append((b"tracestate", format_tracestate(tracestate)))
+    flag = "d" if debug else ("1" if sampled else "0")
+    single = f"{trace_id}-{span_id}-{flag}-{parent_span_id}" if parent_span_id else None
+    out.append((b"b3", single or f"{trace_id}-{span_id}-{flag}"))
+    out.append((b"x-b3-traceid", trace_id))
+    out.append((b"x-b3-spanid", span_id))
+    if parent_span_id:
+        out.append((b"x-b3-parentspanid", parent_span_id))
+    out.append((b"x-b3-flags", "1") if debug else (b"x-b3-sampled", flag))
+    return [(n, v.encode("latin-1")) for n, v in out]
 
 
 TRACE_HEADERS = frozenset({"traceparent", "tracestate", "b3", *_B3_MULTI})
@@ -309,9 +361,15 @@ def new_span_id(rng: random.Random) -> str:
     return f"{rng.randrange(1, 1 << 64):016x}"
 
 
+_UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
+_UUID_V4 = (0x8000 << 48) | (4 << 76)
+
+
 def new_request_id(rng: random.Random) -> str:
     """A UUID-4-shaped ``x-request-id`` (what Envoy generates), from ``rng``."""
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    # What str(uuid.UUID(int=..., version=4)) gives, without the UUID object.
+    h = f"{(rng.getrandbits(128) & _UUID_CLEAR) | _UUID_V4:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def ensure_request_id(incoming: Incoming, rng: random.Random) -> tuple[str, bool]:

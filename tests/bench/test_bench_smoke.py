@@ -118,6 +118,10 @@ def test_proxy_bench_prints_figures_for_direct_meshd_and_envoy(
         r"^meshd l7/envoy l7 req/s c16\s+\d+\.\d+\s+>= 0\.60\s+(met|MISSED)", out, re.M
     )
     assert re.search(r"^90/10 split cost over plain l7 c16\s+-?\d+\.\d+\s+<= 0\.10", out, re.M)
+    for path in ("meshd l7", "envoy l7"):  # the pairs' medians with their CPU per request
+        _rate, _p50, _p99, cpu_us = figure_row(out, f"pair {path} c16", 4)
+        assert float(cpu_us.replace(",", "")) > 0
+    assert re.search(r"^meshd l7/envoy l7 req/s per CPU c16\s+\d+\.\d+\s+>= 0\.60", out, re.M)
     p50, p99, _max = figure_row(out, "config write -> applied, 5 writes", 3)
     assert 0 < float(p50) <= float(p99)
     mb, seconds = figure_row(out, "rss 10 routers", 2)

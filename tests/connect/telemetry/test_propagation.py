@@ -12,7 +12,9 @@ from connect.telemetry.propagation import (
     SpanContext,
     ensure_request_id,
     extract,
+    extract_collected,
     inject,
+    inject_all_bytes,
     new_span_id,
     new_trace_id,
     parse_b3_single,
@@ -191,3 +193,29 @@ def test_request_id_generated_only_when_absent_and_deterministic():
         "keep",
         False,
     )
+
+
+@pytest.mark.parametrize(
+    ("sampled", "debug", "parent", "state"),
+    [
+        (False, False, None, ()),
+        (True, False, SPEC_PARENT, (("congo", "t61rcWkgMzE"),)),
+        (None, True, None, ()),
+        (True, True, SPEC_PARENT, (("a", "1"), ("b", "2"))),
+    ],
+)
+def test_inject_all_bytes_is_inject_of_every_format_in_bytes(sampled, debug, parent, state):
+    ctx = SpanContext(SPEC_TRACE, "b7ad6b7169203331", sampled, debug, parent, state)
+    expected = [(n.encode(), v.encode("latin-1")) for n, v in inject(ctx)]
+    assert inject_all_bytes(SPEC_TRACE, "b7ad6b7169203331", sampled, debug, parent, state) == (
+        expected
+    )
+
+
+def test_extract_without_formats_skips_only_what_formats_needs():
+    both = {"traceparent": [SPEC_TP], "b3": [f"{SPEC_TRACE}-{SPEC_PARENT}-d"]}
+    full, lean = extract_collected(both), extract_collected(both, formats=False)
+    assert full.formats == Format.W3C | Format.B3_SINGLE and lean.formats == Format.W3C
+    assert (lean.context, lean.force, lean.deny) == (full.context, full.force, full.deny)
+    only_b3 = {"b3": ["0"], "x-b3-traceid": [SPEC_TRACE], "x-b3-spanid": [SPEC_PARENT]}
+    assert extract_collected(only_b3, formats=False) == extract_collected(only_b3)
