@@ -204,7 +204,7 @@ async def test_healthy_canary_steps_through_every_step_to_promoted(
         await ok(api, "POST", f"{PATH}/hapi", body)
         done = await wait_state(api, "hapi", "promoted")
         # Two intervals: 10 -> 50, then 50 -> 100 (promoted).
-        assert 4.0 <= trio.current_time() - start <= 5.0
+        assert 4.0 <= round(trio.current_time() - start, 6) <= 5.0
         assert [(h["Step"], h["Weight"], h["Event"]) for h in done["History"]] == [
             (0, 10, "step"),
             (1, 50, "step"),
