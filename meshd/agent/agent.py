@@ -553,7 +553,7 @@ class Agent:
         if self.backend is not None:
             with trio.move_on_after(5):
                 try:
-                    await self.write(DeregisterRequest(node=self.node_name, now=time.time()))
+                    await self.write(DeregisterRequest(node=self.node_name))
                 except MeshdError as exc:
                     log.warning("event=leave_deregister_failed reason=%s", exc)
         if self.server is not None and self.server.is_leader():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -136,7 +135,6 @@ def register_request(body: Mapping[str, Any], datacenter: str = "") -> RegisterR
         service=svc,
         checks=tuple(checks),
         skip_node_update=bool(body.get("SkipNodeUpdate", False)),
-        now=time.time(),
     )
 
 
@@ -210,7 +208,6 @@ async def deregister(p: Registry, req: Request) -> Response:
         node=node,
         service_id=str(body.get("ServiceID") or ""),
         check_id=str(body.get("CheckID") or ""),
-        now=time.time(),
     )
     result = await p.write(cmd)
     if not result.ok and result.error not in (None, "not_found"):

@@ -21,7 +21,6 @@ refused with 400. ``/check`` and ``authorize`` fall back to
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping
 from contextlib import suppress
@@ -204,7 +203,7 @@ class IntentionWrites:
 
     async def upsert(self, ixn: Intention, missing: str = NOT_FOUND) -> WriteResult:
         """Validate and replicate ``ixn``; raises the HTTP error of a refusal."""
-        cmd = IntentionUpsert(intention=ixn, now=time.time())
+        cmd = IntentionUpsert(intention=ixn)
         cmd.validate()
         result = await self.agent.write(cmd)
         if not result.ok:

@@ -12,7 +12,6 @@ another session or in its lock-delay, or a release by a non-holder.
 from __future__ import annotations
 
 import base64
-import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -133,7 +132,6 @@ def put_request(req: Request, key: str) -> KVRequest:
         flags=flags or 0,
         session=session,
         cas=cas or 0,
-        now=time.time(),
     )
     cmd.validate()
     return cmd
@@ -151,7 +149,7 @@ def delete_request(req: Request, key: str) -> KVRequest:
     cas = uint_param(req, "cas")
     if cas is not None:
         op = "delete-cas"
-    cmd = KVRequest(op=op, key=key, cas=cas or 0, now=time.time())
+    cmd = KVRequest(op=op, key=key, cas=cas or 0)
     cmd.validate()
     return cmd
 

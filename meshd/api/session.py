@@ -12,7 +12,6 @@ and returns the session.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -134,7 +133,7 @@ def node_checks(body: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*nodes, *legacy]))
 
 
-def create_request(body: Mapping[str, Any] | None, node: str, now: float) -> SessionCreate:
+def create_request(body: Mapping[str, Any] | None, node: str, now: float = 0.0) -> SessionCreate:
     """The ``SessionCreate`` for a ``PUT /v1/session/create`` body (None when
     the body is empty), with a fresh UUID. Validated; raises ``BadRequest``
     or ``ValidationError`` naming the field."""
@@ -182,7 +181,7 @@ async def create(p: Ports, req: Request) -> Response:
     opts = QueryOptions.from_request(req)
     check_dc(p, opts)
     body = decode_json_body(req, fields=SESSION_FIELDS, allow_empty=True)
-    cmd = create_request(body, p.node_name, time.time())
+    cmd = create_request(body, p.node_name)  # stamped where the write enters
     result = await p.write(cmd)
     if not result.ok:
         raise _refused(result)
@@ -193,7 +192,7 @@ async def destroy(p: Ports, req: Request) -> Response:
     opts = QueryOptions.from_request(req)
     check_dc(p, opts)
     session_id = _session_id(req)
-    cmd = SessionDestroy(id=session_id, now=time.time())
+    cmd = SessionDestroy(id=session_id)
     cmd.validate()
     result = await p.write(cmd)
     if not result.ok:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -429,7 +428,7 @@ async def txn(p: Registry, req: Request) -> Response:
     ops = decode_ops(req.body, p.datacenter)
     if all(op.is_read for op in ops):
         return await read_only(p, ops, opts)
-    result = await p.write(TxnRequest(ops=ops, now=time.time()))
+    result = await p.write(TxnRequest(ops=ops))
     if result.ok or result.error == ErrorCode.TXN_FAILED:
         return _txn_response(result.value, opts.pretty)
     if result.error == ErrorCode.INVALID:
