@@ -799,16 +799,18 @@ class RaftNode(DurableWrites):
         self._reads_ready.clear()
 
     def _fail_proposals(self, error: RaftError) -> None:
-        # In the log already: it may still commit under the next leader (the
-        # caller must not blindly send it again). Still queued: it never
-        # reached the log, and a retry cannot apply it twice.
-        appended = error
-        if not isinstance(error, LeadershipLostError):
-            appended = LeadershipLostError(str(error))
+        # Leadership lost or the node stopping: a proposal in the log already
+        # may still commit under the next leader (the caller must not blindly
+        # send it again); one still queued never reached the log, and a retry
+        # cannot apply it twice. Storage errors say so in their own text.
+        appended, queued = error, error
+        if isinstance(error, ProposalDroppedError):
+            if not isinstance(error, LeadershipLostError):
+                appended = LeadershipLostError(str(error))
+            queued = ProposalDroppedError(f"{error} before the proposal reached the log")
         for _, fut in self._pending.values():
             fut.fail(appended)
         self._pending.clear()
-        queued = ProposalDroppedError(f"{error} before the proposal reached the log")
         for _, fut in self._proposals:
             fut.fail(queued)
         self._proposals.clear()
