@@ -3,7 +3,8 @@
 One load process simulates ``--agents`` client agents (2,000 by default).
 Each is the agent's own client-side machinery, not a stand-in: its own
 ``RPCClient`` (one mTLS connection from its own loopback address, as a host
-would have), a ``ServerPool``, the agent's ``heartbeat_loop``, the agent's
+would have), a ``ServerPool``, heartbeats as the agent's ``heartbeat_loop``
+sends them (all agents' from one timer heap: bench/loadgen/heartbeat_wheel.py), the agent's
 ``AntiEntropy`` over a ``LocalState`` holding 5 services with a TTL check
 each (which also keeps its own node's blocking watch, as an agent does), and
 2 blocking queries on the health of upstream services, as a sidecar does.
@@ -40,10 +41,10 @@ from typing import Any
 import trio
 
 from bench.loadgen.fleet_client import FleetRPCClient
+from bench.loadgen.heartbeat_wheel import Beater, HeartbeatWheel
 from bench.loadgen.meshd_cluster import running_meshd
 from bench.loadgen.procs import cpu_ticks
 from meshd.agent.definitions import parse_service
-from meshd.agent.liveness import heartbeat_loop
 from meshd.agent.local import LocalState
 from meshd.agent.pool import ClientBackend, ServerPool
 from meshd.agent.sync import AntiEntropy, NodeInfo
@@ -86,6 +87,15 @@ class TimedBackend:
 DIALS_AT_ONCE = 16
 
 
+@dataclass
+class Shared:
+    """What the simulated agents share in the load process (not on a fleet)."""
+
+    gate: trio.CapacityLimiter  # dials at once
+    wheel: HeartbeatWheel  # every agent's heartbeats
+    fleet_size: int  # nodes, for anti-entropy's interval scaling
+
+
 class SimAgent:
     """One client agent's RPC side: heartbeats, anti-entropy, two watches."""
 
@@ -120,15 +130,13 @@ class SimAgent:
     def service_name(self, n: int) -> str:
         return f"svc-{n % self.names}"
 
-    async def run(
-        self, nursery: trio.Nursery, ctx: Any, gate: trio.CapacityLimiter, fleet_size: int
-    ) -> None:
+    async def run(self, nursery: trio.Nursery, ctx: Any, shared: Shared) -> None:
         """Join (``Status.Ping`` to a server, as the agent's join does), then
         heartbeat, sync and watch until ``nursery`` is cancelled."""
         rpc = FleetRPCClient(
             nursery,
             ctx,
-            gate=gate,
+            gate=shared.gate,
             server_name="server.dc1.consul",
             local_id=self.node_id,
             source_address=self.source,
@@ -149,27 +157,20 @@ class SimAgent:
             rng=self.rng,
             # Consul's scaling of the 60 s interval by cluster size (5 min
             # at 2,000 nodes); the bench ends before the first periodic pass.
-            cluster_size=lambda: fleet_size,
+            cluster_size=lambda: shared.fleet_size,
         )
-
-        async def timed_call(method: str, args: Mapping[str, Any]) -> Any:
-            start = time.perf_counter()
-            try:
-                result = await pool.call(method, args, timeout=HEARTBEAT_INTERVAL * 2)
-            except Exception:
-                self.stats.heartbeat_failures += 1
-                raise
-            self.stats.heartbeat_ms.append((time.perf_counter() - start) * 1000)
-            self.last_heartbeat_ok = time.time()
-            return result
-
-        nursery.start_soon(
-            lambda: heartbeat_loop(timed_call, self.node, interval=HEARTBEAT_INTERVAL)
-        )
+        shared.wheel.add(Beater(self.node, pool, rpc, self._heartbeat_outcome))
         nursery.start_soon(self.sync.run)
         for k in (1, 2):
             upstream = self.service_name(self.i * SERVICES_PER_AGENT + k * 7)
             nursery.start_soon(self._watch, backend, upstream)
+
+    def _heartbeat_outcome(self, seconds: float | None) -> None:
+        if seconds is None:
+            self.stats.heartbeat_failures += 1
+            return
+        self.stats.heartbeat_ms.append(seconds * 1000)
+        self.last_heartbeat_ok = time.time()
 
     async def _watch(self, backend: TimedBackend, service: str) -> None:
         index = 0
@@ -333,9 +334,12 @@ async def _phases(
 ) -> None:
     """Join, steady state, leader kill; fills ``res`` as it goes."""
     t0 = time.time()
-    gate = trio.CapacityLimiter(DIALS_AT_ONCE)
+    shared = Shared(
+        trio.CapacityLimiter(DIALS_AT_ONCE), HeartbeatWheel(HEARTBEAT_INTERVAL), len(sims) + 3
+    )
+    nursery.start_soon(shared.wheel.run, nursery)
     for sim in sims:
-        nursery.start_soon(sim.run, nursery, ctx, gate, len(sims) + 3)
+        nursery.start_soon(sim.run, nursery, ctx, shared)
     res.join_s = await _until(
         lambda: all(s.synced_since(t0) for s in sims),
         600,

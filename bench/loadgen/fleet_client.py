@@ -116,6 +116,18 @@ class FleetRPCClient(RPCClient):
             framed = await super()._dial(address)
         return _LeanFrames(framed, self._skip)
 
+    def connection(self, address: str) -> Any:
+        """The open connection to ``address``, if there is one."""
+        conn = self._conns.get(address)
+        return conn if conn is not None and conn.broken is None else None
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def drop(self, address: str, conn: Any, reason: str) -> None:
+        """Break ``conn``: its pending calls fail, the next call reconnects."""
+        self._break(address, conn, reason)
+
     async def call(self, address: str, method: str, args: Mapping[str, Any], **kw: Any) -> Any:
         opts = args.get("opts") if method == "Registry.Read" else None
         index_only = isinstance(opts, Mapping) and bool(opts.get("i"))
