@@ -28,6 +28,7 @@ from raft.transport import encode_frame
 
 from .fleet_client import FleetRPCClient
 
+_BUSY_RETRY = 0.002  # seconds until a beat on a busy connection is tried again
 # (latency in seconds, or None for a failure) -> None
 Outcome = Callable[[float | None], None]
 
@@ -54,23 +55,28 @@ class Beater:
         ok = resp is not None and resp.get("ok")
         self.outcome(time.perf_counter() - sent if ok else None)
 
-    def beat(self, nursery: trio.Nursery, timeout: float) -> None:
+    def beat(self, nursery: trio.Nursery, timeout: float) -> bool:
+        """Send this interval's beat; False when the connection is busy
+        sending another frame (a watch, a sync write), to be tried again in
+        a moment, as the agent's call would wait for the send lock."""
         now = time.perf_counter()
         if self._slow:
-            return
+            return True
         if self._pending is not None:
             conn, rid, sent = self._pending
             if now - sent < timeout:
-                return  # the agent's loop would still be waiting for it
+                return True  # the agent's loop would still be waiting for it
             self._pending = None
             conn.waiters.pop(rid, None)
             self.outcome(None)
         servers = self.pool.servers()
         conn = self.rpc.connection(servers[0]) if servers else None
-        if conn is None or conn.send_lock.locked():
+        if conn is not None and conn.send_lock.locked():
+            return False
+        if conn is None:
             self._slow = True
             nursery.start_soon(self._slow_beat, timeout)
-            return
+            return True
         rid = self.rpc.next_id()
         frame = encode_frame(
             {"v": VERSION, "id": rid, "m": "Node.Heartbeat", "a": {"node": self.node}}
@@ -83,6 +89,7 @@ class Beater:
             sent = -1
         if sent != len(frame):  # a frame cut short cannot be finished safely: reconnect
             self.rpc.drop(servers[0], conn, "heartbeat frame not written whole")
+        return True
 
     async def _slow_beat(self, timeout: float) -> None:
         start = time.perf_counter()
@@ -118,7 +125,9 @@ class HeartbeatWheel:
             now = trio.current_time()
             while heap and heap[0][0] <= now:
                 due, n, beater = heapq.heappop(heap)
-                beater.beat(nursery, interval * 2)
+                if not beater.beat(nursery, interval * 2):
+                    heapq.heappush(heap, (now + _BUSY_RETRY, n, beater))
+                    continue
                 # Keeps its phase; one that fell behind starts again from now.
                 heapq.heappush(heap, (max(due + interval, now), n, beater))
             await trio.sleep_until(heap[0][0])
