@@ -212,6 +212,7 @@ class FleetResult:
     leader_cpu_pct: float = 0.0
     rss_mb: dict[str, float] = field(default_factory=dict)
     lag_ms_p99: float = 0.0
+    load_cpu_pct: float = 0.0  # the load process's own CPU while steady
     flapping: int = 0
     new_leader_s: float = 0.0
     resync_s: float = 0.0
@@ -352,9 +353,11 @@ async def _phases(
     pid = cluster.agents[leader].proc.pid  # type: ignore[union-attr]
     stats.heartbeat_ms.clear()
     stats.lag_ms.clear()
-    cpu0, wall0 = _proc_cpu_s(pid), time.monotonic()
+    cpu0, own0, wall0 = _proc_cpu_s(pid), _proc_cpu_s(os.getpid()), time.monotonic()
     await trio.sleep(steady_s)
-    res.leader_cpu_pct = (_proc_cpu_s(pid) - cpu0) / (time.monotonic() - wall0) * 100
+    wall = time.monotonic() - wall0
+    res.leader_cpu_pct = (_proc_cpu_s(pid) - cpu0) / wall * 100
+    res.load_cpu_pct = (_proc_cpu_s(os.getpid()) - own0) / wall * 100
     res.heartbeat_ms = _pcts(stats.heartbeat_ms)
     res.lag_ms_p99 = _pcts(stats.lag_ms)[1]
     for name, a in cluster.agents.items():
@@ -412,6 +415,8 @@ def report(r: FleetResult) -> None:
     for name, mb in sorted(r.rss_mb.items()):
         print(f"{'RSS ' + name + ' (MB)':<64} {mb:>8.0f}")
     print(f"{'load process scheduler lag p99 (ms)':<64} {r.lag_ms_p99:>8.1f}")
+    # CPU time, not wall time: comparable across runs on a shared machine.
+    print(f"{'load process CPU while steady (% of one core)':<64} {r.load_cpu_pct:>8.0f}")
     print(f"{'nodes flapping (serfHealth critical; must be 0)':<64} {r.flapping:>8}")
     print(f"{'leader killed: new leader after (s)':<64} {r.new_leader_s:>8.2f}")
     print(f"{'leader killed: every agent heartbeating, in sync after (s)':<64} {r.resync_s:>8.2f}")
