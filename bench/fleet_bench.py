@@ -3,7 +3,8 @@
 One load process simulates ``--agents`` client agents (2,000 by default).
 Each is the agent's own client-side machinery, not a stand-in: its own
 ``RPCClient`` (one mTLS connection from its own loopback address, as a host
-would have), a ``ServerPool``, the agent's ``heartbeat_loop``, the agent's
+would have), a ``ServerPool``, heartbeats as the agent's ``heartbeat_loop``
+sends them (all agents' from one timer heap: bench/loadgen/heartbeat_wheel.py), the agent's
 ``AntiEntropy`` over a ``LocalState`` holding 5 services with a TTL check
 each (which also keeps its own node's blocking watch, as an agent does), and
 2 blocking queries on the health of upstream services, as a sidecar does.
@@ -39,15 +40,15 @@ from typing import Any
 
 import trio
 
+from bench.loadgen.fleet_client import FleetRPCClient
+from bench.loadgen.heartbeat_wheel import Beater, HeartbeatWheel
 from bench.loadgen.meshd_cluster import running_meshd
 from bench.loadgen.procs import cpu_ticks
 from meshd.agent.definitions import parse_service
-from meshd.agent.liveness import heartbeat_loop
 from meshd.agent.local import LocalState
 from meshd.agent.pool import ClientBackend, ServerPool
 from meshd.agent.sync import AntiEntropy, NodeInfo
 from meshd.agent.wire import ReadOptions, ReadResult, WriteResult
-from meshd.rpc import RPCClient
 from raft.tls import TLSMaterial, client_context_from_pem
 from registry.commands import Command
 from tools.local_cluster import LocalAgentCluster
@@ -80,6 +81,19 @@ class TimedBackend:
 
     async def read(self, name: str, args: Mapping[str, Any], opts: ReadOptions) -> ReadResult:
         return await self.inner.read(name, args, opts)
+
+
+# TLS handshakes the load process runs at once (see bench.loadgen.fleet_client).
+DIALS_AT_ONCE = 16
+
+
+@dataclass
+class Shared:
+    """What the simulated agents share in the load process (not on a fleet)."""
+
+    gate: trio.CapacityLimiter  # dials at once
+    wheel: HeartbeatWheel  # every agent's heartbeats
+    fleet_size: int  # nodes, for anti-entropy's interval scaling
 
 
 class SimAgent:
@@ -116,43 +130,47 @@ class SimAgent:
     def service_name(self, n: int) -> str:
         return f"svc-{n % self.names}"
 
-    async def run(self, nursery: trio.Nursery, ctx: Any) -> None:
-        rpc = RPCClient(
+    async def run(self, nursery: trio.Nursery, ctx: Any, shared: Shared) -> None:
+        """Join (``Status.Ping`` to a server, as the agent's join does), then
+        heartbeat, sync and watch until ``nursery`` is cancelled."""
+        rpc = FleetRPCClient(
             nursery,
             ctx,
+            gate=shared.gate,
             server_name="server.dc1.consul",
             local_id=self.node_id,
             source_address=self.source,
         )
         pool = ServerPool(rpc, self.rng)
         pool.add(self.servers)
+        while True:
+            try:
+                await pool.call("Status.Ping", {}, timeout=60)
+                break
+            except Exception:
+                await trio.sleep(1.0 + self.rng.random())
         backend = TimedBackend(ClientBackend(pool), self.stats)
         self.sync = AntiEntropy(
             self.local,
             backend,
             NodeInfo(self.node, self.node_id, self.source, "dc1", {"lan": self.source}, {}),
             rng=self.rng,
-            cluster_size=lambda: 1,  # the base interval: the bench ends before it
+            # Consul's scaling of the 60 s interval by cluster size (5 min
+            # at 2,000 nodes); the bench ends before the first periodic pass.
+            cluster_size=lambda: shared.fleet_size,
         )
-
-        async def timed_call(method: str, args: Mapping[str, Any]) -> Any:
-            start = time.perf_counter()
-            try:
-                result = await pool.call(method, args, timeout=HEARTBEAT_INTERVAL * 2)
-            except Exception:
-                self.stats.heartbeat_failures += 1
-                raise
-            self.stats.heartbeat_ms.append((time.perf_counter() - start) * 1000)
-            self.last_heartbeat_ok = time.time()
-            return result
-
-        nursery.start_soon(
-            lambda: heartbeat_loop(timed_call, self.node, interval=HEARTBEAT_INTERVAL)
-        )
+        shared.wheel.add(Beater(self.node, pool, rpc, self._heartbeat_outcome))
         nursery.start_soon(self.sync.run)
         for k in (1, 2):
             upstream = self.service_name(self.i * SERVICES_PER_AGENT + k * 7)
             nursery.start_soon(self._watch, backend, upstream)
+
+    def _heartbeat_outcome(self, seconds: float | None) -> None:
+        if seconds is None:
+            self.stats.heartbeat_failures += 1
+            return
+        self.stats.heartbeat_ms.append(seconds * 1000)
+        self.last_heartbeat_ok = time.time()
 
     async def _watch(self, backend: TimedBackend, service: str) -> None:
         index = 0
@@ -194,6 +212,7 @@ class FleetResult:
     leader_cpu_pct: float = 0.0
     rss_mb: dict[str, float] = field(default_factory=dict)
     lag_ms_p99: float = 0.0
+    load_cpu_pct: float = 0.0  # the load process's own CPU while steady
     flapping: int = 0
     new_leader_s: float = 0.0
     resync_s: float = 0.0
@@ -316,8 +335,12 @@ async def _phases(
 ) -> None:
     """Join, steady state, leader kill; fills ``res`` as it goes."""
     t0 = time.time()
+    shared = Shared(
+        trio.CapacityLimiter(DIALS_AT_ONCE), HeartbeatWheel(HEARTBEAT_INTERVAL), len(sims) + 3
+    )
+    nursery.start_soon(shared.wheel.run, nursery)
     for sim in sims:
-        await sim.run(nursery, ctx)
+        nursery.start_soon(sim.run, nursery, ctx, shared)
     res.join_s = await _until(
         lambda: all(s.synced_since(t0) for s in sims),
         600,
@@ -330,9 +353,11 @@ async def _phases(
     pid = cluster.agents[leader].proc.pid  # type: ignore[union-attr]
     stats.heartbeat_ms.clear()
     stats.lag_ms.clear()
-    cpu0, wall0 = _proc_cpu_s(pid), time.monotonic()
+    cpu0, own0, wall0 = _proc_cpu_s(pid), _proc_cpu_s(os.getpid()), time.monotonic()
     await trio.sleep(steady_s)
-    res.leader_cpu_pct = (_proc_cpu_s(pid) - cpu0) / (time.monotonic() - wall0) * 100
+    wall = time.monotonic() - wall0
+    res.leader_cpu_pct = (_proc_cpu_s(pid) - cpu0) / wall * 100
+    res.load_cpu_pct = (_proc_cpu_s(os.getpid()) - own0) / wall * 100
     res.heartbeat_ms = _pcts(stats.heartbeat_ms)
     res.lag_ms_p99 = _pcts(stats.lag_ms)[1]
     for name, a in cluster.agents.items():
@@ -390,6 +415,8 @@ def report(r: FleetResult) -> None:
     for name, mb in sorted(r.rss_mb.items()):
         print(f"{'RSS ' + name + ' (MB)':<64} {mb:>8.0f}")
     print(f"{'load process scheduler lag p99 (ms)':<64} {r.lag_ms_p99:>8.1f}")
+    # CPU time, not wall time: comparable across runs on a shared machine.
+    print(f"{'load process CPU while steady (% of one core)':<64} {r.load_cpu_pct:>8.0f}")
     print(f"{'nodes flapping (serfHealth critical; must be 0)':<64} {r.flapping:>8}")
     print(f"{'leader killed: new leader after (s)':<64} {r.new_leader_s:>8.2f}")
     print(f"{'leader killed: every agent heartbeating, in sync after (s)':<64} {r.resync_s:>8.2f}")

@@ -19,7 +19,7 @@ import contextlib
 import json
 import tempfile
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from bench.etcd_cluster import CLIENT_PORT, EtcdCluster, b64
 from bench.loadgen.install import BASELINE_TOOLS, ensure_commands
 from bench.loadgen.meshd_cluster import running_meshd
 from bench.loadgen.pyspy import recording
+from bench.loadgen.stages import print_stages, scrape, stages
 from bench.loadgen.table import machine, ms, print_table, ratio, verdict
 from bench.loadgen.wrk import Requests, WrkResult, run_wrk
 
@@ -120,14 +121,24 @@ def start_meshd(
     reqs = {op: meshd_requests(op) for op in ("put", "read")}
     target = Target("meshd", reqs, (cluster.agents[name].ip, MESHD_PORT), members)
     proc = cluster.agents[name].proc
-    if profile_dir is not None and proc is not None:
-        pid = proc.pid
+    pid = proc.pid if profile_dir is not None and proc is not None else None
+    bases = {n: a.http for n, a in cluster.agents.items()}
 
-        def around(w: Workload) -> AbstractContextManager[None]:
-            slug = w.label.replace(" ", "").replace(",", "-").replace(">", "")
-            return recording(pid, profile_dir / f"meshd-leader-{slug}.svg", seconds)
+    @contextlib.contextmanager
+    def around(w: Workload) -> Iterator[None]:
+        slug = w.label.replace(" ", "").replace(",", "-").replace(">", "")
+        profile: AbstractContextManager[None] = contextlib.nullcontext()
+        if pid is not None and profile_dir is not None:
+            profile = recording(pid, profile_dir / f"meshd-leader-{slug}.svg", seconds)
+        timed = w.op == "put" and w.connections > 1
+        before = {n: scrape(b) for n, b in bases.items()} if timed else {}
+        with profile:
+            yield
+        if timed:
+            after = {n: scrape(b) for n, b in bases.items()}
+            print_stages(w.label, stages(before, after, name))
 
-        target.around = around
+    target.around = around
     return target
 
 
@@ -223,9 +234,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="then where one 1-connection PUT and read spend their time (bench/kv_stages.py)",
     )
+    p.add_argument("--only", metavar="TEXT", help="only the rows whose label contains TEXT")
     args = p.parse_args(argv)
     ensure_commands(BASELINE_TOOLS)
     workloads = QUICK if args.quick else FULL
+    if args.only:
+        workloads = tuple(w for w in workloads if args.only in w.label)
     seconds = args.seconds or (1.0 if args.quick else 10.0)
     warmup = 1.0 if args.quick else 3.0
     with tempfile.TemporaryDirectory(prefix="meshd-kv-bench-") as tmp:

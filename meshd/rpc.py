@@ -280,11 +280,8 @@ class RPCServer:
             frame["r"] = result
         else:
             frame["e"] = {"code": error.code, "msg": error.message, **error.details}
-        try:
-            async with lock:
-                await framed.send(frame)
-        except TransportError:
-            pass  # the client is gone; nobody is waiting for this answer
+        with contextlib.suppress(TransportError):  # the client is gone: nobody waits for it
+            await _send_locked(lock, framed, frame)
 
 
 class _Pending:
@@ -347,6 +344,21 @@ class _FrameDeadline(trio.abc.Stream):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+async def _send_locked(lock: trio.Lock, framed: FramedStream, frame: Mapping[str, Any]) -> None:
+    """``framed.send(frame)`` holding ``lock``. A free lock is taken without
+    ``Lock.acquire``'s own scheduling round (the send checkpoints anyway):
+    one fewer task switch per call, which 2,000 agents' heartbeats from one
+    process and a busy leader's answers both pay."""
+    try:
+        lock.acquire_nowait()
+    except trio.WouldBlock:
+        await lock.acquire()
+    try:
+        await framed.send(frame)
+    finally:
+        lock.release()
 
 
 class _RefusalLog:
@@ -455,8 +467,7 @@ class RPCClient:
                 if token:
                     frame["t"] = token
                 try:
-                    async with conn.send_lock:
-                        await conn.framed.send(frame)
+                    await _send_locked(conn.send_lock, conn.framed, frame)
                 except TransportError as exc:
                     self._break(address, conn, str(exc))
                 await done.wait()

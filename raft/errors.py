@@ -24,12 +24,19 @@ class NotLeaderError(RaftError):
 
 
 class ProposalDroppedError(RaftError):
-    """The proposal was not accepted: leadership was lost or a transfer is
-    in progress. It may or may not have been committed; retry idempotently."""
+    """The proposal was not accepted: leadership was lost before it reached
+    the log, a transfer is in progress, or another leader's entry committed
+    in its place. Raised as this class exactly, it was certainly not applied
+    and may be sent again; its subclass ``LeadershipLostError`` is the
+    ambiguous case."""
 
 
 class LeadershipLostError(ProposalDroppedError):
-    """Leadership was lost while the proposal or read was in flight."""
+    """Leadership was lost while the proposal or read was in flight. For a
+    proposal: it was in the log already and may still commit under the next
+    leader, so sending it again may apply it twice (hashicorp/raft's
+    ``ErrLeadershipLost``, which Consul returns to the caller instead of
+    retrying)."""
 
 
 class CompactedError(RaftError):

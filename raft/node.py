@@ -240,9 +240,10 @@ class RaftNode(DurableWrites):
         """Replicate ``data`` and return the FSM's result for it.
 
         Raises ``NotLeaderError`` (with the leader's id and address) on a
-        follower, ``ProposalDroppedError`` during a leadership transfer and
-        ``LeadershipLostError`` if leadership was lost before it committed
-        (it may still commit). On cancellation the command stays proposed and
+        follower, ``ProposalDroppedError`` during a leadership transfer or
+        when leadership was lost before the command reached the log (it was
+        not applied), and ``LeadershipLostError`` if leadership was lost
+        after it was appended (it may still commit). On cancellation the command stays proposed and
         may still be applied; only the wait is abandoned.
         """
         self._check_running()
@@ -781,7 +782,8 @@ class RaftNode(DurableWrites):
                         on_commit(committed_at - fut.proposed_at)
                     fut.set(result)
                 else:
-                    fut.fail(LeadershipLostError("another leader's entry committed in its place"))
+                    # Certainly not applied: the index holds another entry for good.
+                    fut.fail(ProposalDroppedError("another leader's entry committed in its place"))
             if entry.kind == EntryKind.CONFIG:
                 self._resolve_conf(entry.index, entry.term)
 
@@ -857,11 +859,20 @@ class RaftNode(DurableWrites):
         self._reads_ready.clear()
 
     def _fail_proposals(self, error: RaftError) -> None:
+        # Leadership lost or the node stopping: a proposal in the log already
+        # may still commit under the next leader (the caller must not blindly
+        # send it again); one still queued never reached the log, and a retry
+        # cannot apply it twice. Storage errors say so in their own text.
+        appended, queued = error, error
+        if isinstance(error, ProposalDroppedError):
+            if not isinstance(error, LeadershipLostError):
+                appended = LeadershipLostError(str(error))
+            queued = ProposalDroppedError(f"{error} before the proposal reached the log")
         for _, fut in self._pending.values():
-            fut.fail(error)
+            fut.fail(appended)
         self._pending.clear()
         for _, fut in self._proposals:
-            fut.fail(error)
+            fut.fail(queued)
         self._proposals.clear()
 
     def _fail_pending_upto(self, index: int) -> None:

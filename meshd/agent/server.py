@@ -22,7 +22,13 @@ from typing import Any
 
 import trio
 
-from raft.errors import NotLeaderError, ProposalDroppedError, RaftError, StorageUnavailableError
+from raft.errors import (
+    LeadershipLostError,
+    NotLeaderError,
+    ProposalDroppedError,
+    RaftError,
+    StorageUnavailableError,
+)
 from raft.node import NodeConfig, RaftNode
 from raft.storage import Storage
 from raft.transport import PeerInfo, Transport, source_address
@@ -36,6 +42,7 @@ from registry.state.watch import Watch, WatchSet
 from ..acl import ACLAuthorizer
 from ..acl.errors import ACLPermissionDenied
 from ..errors import (
+    Internal,
     InvalidArgument,
     NoLeaderError,
     PermissionDenied,
@@ -58,6 +65,7 @@ from .wire import ReadOptions, ReadResult, WriteResult
 from .write_batch import WriteBatcher
 
 log = logging.getLogger("meshd.server")
+FORWARD_PIPELINE = 4  # forwarded-write batches a follower has in flight to the leader
 
 RPCHandler = Callable[[Mapping[str, Any], PeerInfo], Awaitable[Any]]
 
@@ -175,7 +183,11 @@ class MeshServer:
         self._forward_reads = False
         # Writes forwarded to the leader, in batches (write_batch.py); cleared
         # when the leader predates Registry.ApplyBatch (a rolling upgrade).
-        self.write_batcher = WriteBatcher(self._send_write_batch)
+        # Up to 4 batches in flight, pipelined as etcd's followers forward
+        # proposals: with one, a write waited for the batch ahead of it to
+        # commit before its own was sent (kv bench, 64 connections over 3
+        # members: forwarding overhead 38 -> 17 ms, forwarded writes +44%).
+        self.write_batcher = WriteBatcher(self._send_write_batch, max_inflight=FORWARD_PIPELINE)
         self._batch_writes = True
         self._register_rpc()
 
@@ -313,9 +325,11 @@ class MeshServer:
                 return WriteResult.from_result(result, self.node.applied_index)
             except NotLeaderError:
                 return _AGAIN
+            except LeadershipLostError:
+                raise _leadership_lost() from None
             except ProposalDroppedError:
-                # Leadership moved while in flight: Consul reports the
-                # same ambiguity as an error the client may retry.
+                # Certainly not in the log (a transfer, or leadership lost
+                # before it was appended): sending it again is safe.
                 await trio.sleep(0.01)
                 return _AGAIN
 
@@ -366,6 +380,8 @@ class MeshServer:
         applied = self.node.applied_index
         for (i, data), outcome in zip(good, outcomes, strict=True):
             try:
+                if isinstance(outcome, LeadershipLostError):
+                    raise _leadership_lost()
                 if isinstance(outcome, (NotLeaderError, ProposalDroppedError)):
                     await trio.sleep(0.01)
                     result = await self.write_encoded(data)
@@ -696,6 +712,10 @@ class MeshServer:
         return self.node.core.role
 
 
+# hashicorp/raft's ErrLeadershipLost text, which Consul answers with (HTTP 500).
+LEADERSHIP_LOST = "leadership lost while committing log"
+
+
 def _to_rpc(exc: BaseException) -> RPCError | None:
     """Map a handler's exception to the RPC error the caller will re-raise."""
     if isinstance(exc, RequestError):
@@ -710,9 +730,20 @@ def _to_rpc(exc: BaseException) -> RPCError | None:
         return RPCError("NotLeader", str(exc), {"leader": exc.leader_addr})
     if isinstance(exc, RaftError):
         return RPCError("Internal", str(exc))
+    if isinstance(exc, RemoteError):  # passed on with its code, as the leader answered it
+        return RPCError(exc.code, exc.message)
     if isinstance(exc, FilterError):
         return RPCError(InvalidArgument.code, str(exc), {"field": "filter"})
     return None
+
+
+def _leadership_lost() -> Internal:
+    """The write was in the log when leadership moved: it may or may not
+    commit. Consul answers the caller with hashicorp/raft's
+    ``ErrLeadershipLost`` (HTTP 500) rather than retrying, which could apply
+    it twice; the caller decides (e.g. reads back, or repeats an idempotent
+    write)."""
+    return Internal(LEADERSHIP_LOST)
 
 
 def _error_answer(exc: BaseException) -> dict[str, Any]:

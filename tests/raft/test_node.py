@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from raft.errors import NotLeaderError
+from raft.errors import LeadershipLostError, NotLeaderError, ProposalDroppedError
 from raft.node import NodeConfig, RaftNode
 from raft.storage import MemoryStorage, SqliteStorage
 from raft.types import Configuration, Role, Server
@@ -157,6 +157,34 @@ async def test_concurrent_proposals_are_batched_into_few_fsyncs(tmp_path: Path) 
                 n.start_soon(one)
         assert sorted(got) == list(range(1, 201))
         assert saves < 100, f"{saves} saves for 200 proposals: no group commit"
+
+
+async def test_a_proposal_in_the_log_when_leadership_is_lost_fails_as_ambiguous(
+    tmp_path: Path,
+) -> None:
+    """Appended but not committed when the leader steps down (check-quorum,
+    cut off): ``LeadershipLostError`` (it may still commit, so callers must
+    not blindly retry); a proposal refused after that is ``NotLeaderError``."""
+    async with cluster(tmp_path) as c:
+        leader = await c.leader()
+        await leader.apply(incr("n"))
+        c.net.isolate(leader.config.id)
+        outcome: list[BaseException] = []
+
+        async def propose() -> None:
+            try:
+                await leader.apply(incr("n"))
+            except ProposalDroppedError as exc:
+                outcome.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(propose)
+            with trio.fail_after(5):
+                while leader.is_leader() or not outcome:
+                    await trio.sleep(TICK)
+        assert type(outcome[0]) is LeadershipLostError, outcome
+        with pytest.raises(NotLeaderError):
+            await leader.apply(incr("n"))
 
 
 async def test_leader_crash_elects_new_leader_and_keeps_acknowledged_writes(
