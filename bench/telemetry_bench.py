@@ -79,8 +79,9 @@ class Figures:
     server_us: dict[int, list[float]] = field(default_factory=dict)
     agent_us: dict[int, list[float]] = field(default_factory=dict)
     errors: int = 0
-    rss: list[float] = field(default_factory=list)  # agent, client proxy, server proxy (MB)
-    traces: int | None = None  # traces the agent held when the RSS was taken
+    # Per round: RSS (MB) of the agent, the client proxy and the server proxy
+    # at the end of this configuration's run, and the traces the agent held.
+    rss: list[tuple[list[float], int]] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -177,8 +178,8 @@ def run_config(
         run_wrk(GET, [("127.0.0.1", pair.entry)], connections=16, seconds=1)
         for conns in s.connections:
             measure(pair, agent, figs, conns, s.seconds)
-        figs.rss = [sum(tree_rss_mb([pid])) for pid in (agent.proc.pid, *pair.pids)]
-        figs.traces = traces_stored(agent)
+        rss = [sum(tree_rss_mb([pid])) for pid in (agent.proc.pid, *pair.pids)]
+        figs.rss.append((rss, traces_stored(agent)))
     finally:
         pair.stop()
 
@@ -255,12 +256,16 @@ def _pair_us(f: Figures, conns: int) -> float | None:
 
 
 def report_rss(figs: dict[str, Figures]) -> None:
-    rows = [
-        [cfg.name, *(num(mb, 1) for mb in figs[cfg.name].rss), num(figs[cfg.name].traces)]
-        for cfg in CONFIGS
-    ]
+    """The first round (before any 100% run when it goes first: off, 1%,
+    100%) and the last round."""
+    rows = []
+    for cfg in CONFIGS:
+        samples = figs[cfg.name].rss
+        for label, i in (("first", 0), ("last", len(samples) - 1))[: len(samples)]:
+            rss, traces = samples[i]
+            rows.append([f"{cfg.name}, {label} round", *(num(mb, 1) for mb in rss), num(traces)])
     print_table(
-        "RSS after the last round's runs (MB)",
+        "RSS at the end of each configuration's run (MB)",
         ["config", "agent", "client proxy", "server proxy", "traces stored"],
         rows,
     )
