@@ -26,10 +26,17 @@ addresses and instance IDs never become labels (they go to access logs).
 ``Exchange`` is one request's record; the driver calls
 ``Reporter.observe`` once per request and the handler marks flags and the
 upstream instance on the record as it decides.
+
+Switch: ``MESHD_PROXY_REQUEST_METRICS=0`` (or ``false``/``off``) in the
+proxy's environment, read once when it starts, turns the per-request
+families and the graph's edge aggregate off (the TCP families, the L7
+cores' counters and access logs stay); it exists as the telemetry-off
+baseline of bench/telemetry_bench.py.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -64,6 +71,13 @@ REQUEST_LABELS = (
 )
 TCP_LABELS = ("reporter", "source_service", "destination_service", "connection_security_policy")
 EDGE_LABELS = ("source_service", "destination_service")
+REQUEST_METRICS_ENV = "MESHD_PROXY_REQUEST_METRICS"
+
+
+def request_metrics_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """False when ``REQUEST_METRICS_ENV`` is ``0``, ``false``, ``no`` or ``off``."""
+    raw = (os.environ if environ is None else environ).get(REQUEST_METRICS_ENV, "")
+    return raw.strip().lower() not in ("0", "false", "no", "off")
 
 
 class Flag:
@@ -123,6 +137,7 @@ class StandardMetrics:
             registry=r,
         )
         self._children: dict[tuple[str, ...], tuple[Any, Any, Any, Any]] = {}
+        self.per_request = request_metrics_enabled()  # read once, at the proxy's start
         # The mesh graph's per-edge aggregate (l7_stats.py), when the proxy pushes one.
         self.edges: EdgeStats | None = None
         self._tcp(r)
@@ -312,6 +327,12 @@ class Reporter:
         ex.status = status
         ex.response_bytes = response_bytes
         ex.duration_ms = max(0.0, (self.clock() - ex.start) * 1000.0)
+        if self.metrics.per_request:
+            self._count(ex, status, response_bytes)
+        if self.access is not None:
+            self.access.log(self.service, ex)
+
+    def _count(self, ex: Exchange, status: int, response_bytes: int) -> None:
         requests, duration, req_bytes, resp_bytes = self.metrics.children(ex.labels())
         requests.inc()
         duration.observe(ex.duration_ms)
@@ -328,8 +349,6 @@ class Reporter:
                 ex.flags,
                 ex.duration_ms,
             )
-        if self.access is not None:
-            self.access.log(self.service, ex)
 
     async def observe(self, ex: Exchange, handle: Callable[[Exchange], Awaitable[R]]) -> R:
         """``await handle(ex)``, then ``end`` with its answer. A handler that

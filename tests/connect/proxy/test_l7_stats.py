@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
 from connect.proxy.errors import AgentUnavailableError
-from connect.proxy.l7_metrics import Flag, Reporter, StandardMetrics
+from connect.proxy.l7_metrics import REQUEST_METRICS_ENV, Flag, Reporter, StandardMetrics
 from connect.proxy.l7_stats import STATS_PATH, EdgeStats, StatsPusher
 
 
@@ -33,6 +34,18 @@ def test_reporter_and_tcp_counters_feed_the_aggregate() -> None:
     assert edge.buckets[2] == 1 and edge.buckets[8] == 1  # 2 ms in (1, 5]; 300 ms in (250, 500]
     conn = stats.edges[("destination", "web", "db", "", True)]
     assert (conn.connections, conn.bytes_received, conn.bytes_sent) == (1, 100, 2000)
+
+
+def test_request_metrics_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(REQUEST_METRICS_ENV, "0")
+    registry = CollectorRegistry()
+    metrics = StandardMetrics(registry)
+    metrics.edges = stats = EdgeStats()
+    reporter = Reporter(metrics, "source", "web")
+    reporter.end(reporter.begin("GET", "/", [], 0, "web", "api"), 200, 3)
+    counted = [s for m in registry.collect() for s in m.samples if s.name == "meshd_requests_total"]
+    assert counted == []
+    assert stats.edges == {}
 
 
 class FlakyAgent:
