@@ -106,6 +106,12 @@ class RPCUnavailable(RPCError):
         super().__init__("Unavailable", message)
 
 
+class RPCConnectionLost(RPCUnavailable):
+    """The connection broke after the request was sent: the server may have
+    carried it out. A write must not be sent again (to this server or
+    another); a read may."""
+
+
 class RPCTimeout(RPCError, trio.TooSlowError):
     """No answer within the call's timeout; the call may or may not have
     taken effect, so it is not retried. Also a ``trio.TooSlowError``, so a
@@ -436,7 +442,9 @@ class RPCClient:
         acting with ``token`` (else the client's ``token()``, else none).
 
         Raises ``RPCError`` for an error the server answered,
-        ``RPCUnavailable`` if it could not be reached or the connection broke,
+        ``RPCUnavailable`` if it could not be reached or the connection broke
+        before the request was sent, ``RPCConnectionLost`` (a subclass) if it
+        broke after,
         and ``RPCTimeout`` after ``timeout``: trio's and ssl's exceptions stay
         inside the client. On cancellation the call is abandoned (the server
         may still carry it out).
@@ -466,16 +474,20 @@ class RPCClient:
                     token = self._token()
                 if token:
                     frame["t"] = token
+                sent = False
                 try:
                     await _send_locked(conn.send_lock, conn.framed, frame)
+                    sent = True
                 except TransportError as exc:
+                    # Not (wholly) sent: the server cannot have decoded it.
                     self._break(address, conn, str(exc))
                 await done.wait()
             finally:
                 conn.waiters.pop(rid, None)
         resp = slot[0]
         if resp is None:
-            raise RPCUnavailable(f"connection to {address} lost: {conn.broken}")
+            lost = RPCConnectionLost if sent else RPCUnavailable
+            raise lost(f"connection to {address} lost: {conn.broken}")
         if resp.get("ok"):
             return resp.get("r")
         err = dict(resp.get("e") or {})

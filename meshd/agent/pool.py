@@ -15,7 +15,7 @@ from registry.commands import Command, encode_command, stamped
 
 from ..api import acl_context
 from ..errors import NoServersError
-from ..rpc import RPCClient, RPCError, RPCUnavailable
+from ..rpc import RPCClient, RPCConnectionLost, RPCError, RPCUnavailable
 from .server import error_from_rpc
 from .wire import ReadOptions, ReadResult, WriteResult
 
@@ -57,11 +57,15 @@ class ServerPool:
         *,
         timeout: float = 30.0,
         token: str | None = None,
+        idempotent: bool = True,
     ) -> Any:
         """Call ``method`` on the first server that answers, acting with
         ``token`` (default: the RPC client's, i.e. the request's or the
         agent's). Raises ``NoServersError`` when none does, ``RPCError`` for
-        an answered error."""
+        an answered error. A call that is not ``idempotent`` (a write) is
+        not sent again after its connection broke mid-call: it raises that
+        ``RPCConnectionLost`` (the write may have been applied; Consul's
+        agents likewise retry only reads then)."""
         tried = 0
         last: RPCUnavailable | None = None
         while tried < max(1, len(self._servers)) and self._servers:
@@ -69,6 +73,8 @@ class ServerPool:
             try:
                 return await self.rpc.call(addr, method, args, timeout=timeout, token=token)
             except RPCUnavailable as exc:
+                if not idempotent and isinstance(exc, RPCConnectionLost):
+                    raise
                 last = exc
                 log.info("event=server_unreachable server=%s reason=%s", addr, exc.message)
                 if self._servers and self._servers[0] == addr:
@@ -109,7 +115,9 @@ class ClientBackend:
         cmd.validate()
         token = acl_context.secret.get() or self._token()
         try:
-            resp = await self.pool.call("Registry.Apply", {"cmd": encode_command(cmd)}, token=token)
+            resp = await self.pool.call(
+                "Registry.Apply", {"cmd": encode_command(cmd)}, token=token, idempotent=False
+            )
         except RPCError as exc:
             raise error_from_rpc(exc) from None
         return WriteResult.from_wire(resp)

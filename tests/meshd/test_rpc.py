@@ -9,8 +9,17 @@ from typing import Any
 import pytest
 import trio
 
+from meshd.agent.pool import ServerPool
 from meshd.agent_tls import create_ca, create_cert, write_pem
-from meshd.rpc import RPC_KIND, RPCClient, RPCError, RPCServer, RPCTimeout, RPCUnavailable
+from meshd.rpc import (
+    RPC_KIND,
+    RPCClient,
+    RPCConnectionLost,
+    RPCError,
+    RPCServer,
+    RPCTimeout,
+    RPCUnavailable,
+)
 from raft.tls import client_context, server_context
 from raft.transport import PeerInfo, Transport
 
@@ -109,4 +118,71 @@ async def test_unreachable_server_and_foreign_ca_are_unavailable(tmp_path: Path)
             await client.call(addr, "Echo", {}, timeout=3)
         with pytest.raises(RPCUnavailable):
             await client.call("127.0.0.1:1", "Echo", {}, timeout=3)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_write_whose_connection_broke_mid_call_is_not_sent_again(tmp_path: Path) -> None:
+    """A request sent before its connection broke may have been carried out:
+    the client says so (RPCConnectionLost), and the server pool tries the
+    next server only for idempotent calls, never for a write."""
+    ca = create_ca()
+    calls = {"first": 0, "second": 0}
+    arrived = [trio.Event()]
+
+    async def hang(args: Mapping[str, Any], peer: PeerInfo) -> Any:
+        calls["first"] += 1
+        arrived[-1].set()
+        await trio.sleep_forever()
+
+    async def answer(args: Mapping[str, Any], peer: PeerInfo) -> Any:
+        calls["second"] += 1
+        return "second"
+
+    async def serve_first(
+        scope: trio.CancelScope, where: Path, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        with scope:
+            async with trio.open_nursery() as inner:
+                where.mkdir()
+                addr, rpc1 = await start_server(inner, where, ca)
+                rpc1.register("Apply", hang)
+                task_status.started(addr)
+
+    async with trio.open_nursery() as nursery:
+        client_files = certs(tmp_path, "client", "cli", ca)
+        client = RPCClient(
+            nursery, client_context(*client_files), server_name="server.dc1.consul", local_id="c1"
+        )
+        (tmp_path / "b").mkdir()
+        second, rpc2 = await start_server(nursery, tmp_path / "b", ca)
+        rpc2.register("Apply", answer)
+        results = []
+        for idempotent in (False, True):
+            arrived.append(trio.Event())
+            scope = trio.CancelScope()
+            first = await nursery.start(serve_first, scope, tmp_path / f"a{idempotent}")
+            pool = ServerPool(client)
+            pool.replace([first, second])
+            got: list[Any] = []
+
+            async def call(
+                pool: ServerPool = pool, idem: bool = idempotent, got: list[Any] = got
+            ) -> None:
+                try:
+                    got.append(await pool.call("Apply", {}, idempotent=idem))
+                except RPCConnectionLost as exc:
+                    got.append(exc)
+
+            nursery.start_soon(call)
+            with trio.fail_after(10):
+                await arrived[-1].wait()
+            scope.cancel()  # the first server goes away mid-call
+            with trio.fail_after(10):
+                while not got:
+                    await trio.sleep(0.01)
+            results.append(got[0])
+        write, read = results
+        assert isinstance(write, RPCConnectionLost) and "lost" in write.message
+        assert read == "second"
+        assert calls == {"first": 2, "second": 1}
         nursery.cancel_scope.cancel()
