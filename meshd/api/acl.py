@@ -49,7 +49,7 @@ from ..http import (
     Response,
     decode_json_body,
 )
-from .acl_base import Ports, call, enabled, read_list, read_one, require
+from .acl_base import Kind, Ports, call, enabled, read_list, read_one, require
 from .common import json_response, read
 
 _TENANCY = ("Namespace", "Partition")
@@ -383,95 +383,37 @@ async def token_list(p: Ports, req: Request) -> Response:
     return await read_list(p, req, "acl.tokens", args, authz)
 
 
-# ----------------------------------------------------------- policies
+# ----------------------------------------------------------- policies and roles
 
-
-async def policy_create(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    policy = policy_from_body(decode_json_body(req, fields=POLICY_FIELDS))
-    if policy.id:
-        raise BadRequest("Cannot specify the ID when creating a new policy", "ID")
-    args = {"policy": to_obj(policy, ACLPolicy), "create": True}
-    return await call(p, req, "ACL.PolicySet", args)
-
-
-async def policy_update(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    policy = policy_from_body(decode_json_body(req, fields=POLICY_FIELDS))
-    policy_id = _matching_id(policy.id, req.path_params["id"], "Policy")
-    policy = replace(policy, id=policy_id)
-    return await call(p, req, "ACL.PolicySet", {"policy": to_obj(policy, ACLPolicy)})
-
-
-async def policy_read(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    authz = require(req, Permission.ACL_READ)
-    return await read_one(p, req, "acl.policy", {"id": req.path_params["id"]}, authz)
-
-
-async def policy_by_name(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    authz = require(req, Permission.ACL_READ)
-    name = req.path_params["name"]
-    if not name:
-        raise BadRequest("Missing policy Name")
-    return await read_one(p, req, "acl.policy_by_name", {"name": name}, authz)
-
-
-async def policy_delete(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    return await call(p, req, "ACL.PolicyDelete", {"id": req.path_params["id"]})
-
-
-async def policy_list(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    authz = require(req, Permission.ACL_READ)
-    return await read_list(p, req, "acl.policies", {}, authz)
-
-
-# ----------------------------------------------------------- roles
-
-
-async def role_create(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    role = role_from_body(decode_json_body(req, fields=ROLE_FIELDS))
-    if role.id:
-        raise BadRequest("Cannot specify the ID when creating a new role", "ID")
-    return await call(p, req, "ACL.RoleSet", {"role": to_obj(role, ACLRole), "create": True})
-
-
-async def role_update(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    role = role_from_body(decode_json_body(req, fields=ROLE_FIELDS))
-    role_id = _matching_id(role.id, req.path_params["id"], "Role")
-    role = replace(role, id=role_id)
-    return await call(p, req, "ACL.RoleSet", {"role": to_obj(role, ACLRole)})
-
-
-async def role_read(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    authz = require(req, Permission.ACL_READ)
-    return await read_one(p, req, "acl.role", {"id": req.path_params["id"]}, authz)
-
-
-async def role_by_name(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    authz = require(req, Permission.ACL_READ)
-    name = req.path_params["name"]
-    if not name:
-        raise BadRequest("Missing role Name")
-    return await read_one(p, req, "acl.role_by_name", {"name": name}, authz)
-
-
-async def role_delete(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    return await call(p, req, "ACL.RoleDelete", {"id": req.path_params["id"]})
-
-
-async def role_list(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    authz = require(req, Permission.ACL_READ)
-    return await read_list(p, req, "acl.roles", {"policy": req.query_value("policy")}, authz)
+POLICY = Kind(
+    "policy",
+    "policy",
+    "Policy",
+    "acl.policy",
+    "acl.policies",
+    ACLPolicy,
+    POLICY_FIELDS,
+    policy_from_body,
+    "id",
+    "Policy ID in URL and payload do not match",
+)
+ROLE = Kind(
+    "role",
+    "role",
+    "Role",
+    "acl.role",
+    "acl.roles",
+    ACLRole,
+    ROLE_FIELDS,
+    role_from_body,
+    "id",
+    "Role ID in URL and payload do not match",
+    list_query=("policy",),
+)
+policy_create, policy_update, policy_delete = POLICY.create, POLICY.update, POLICY.delete
+policy_read, policy_by_name, policy_list = POLICY.get, POLICY.by_name, POLICY.list
+role_create, role_update, role_delete = ROLE.create, ROLE.update, ROLE.delete
+role_read, role_by_name, role_list = ROLE.get, ROLE.by_name, ROLE.list
 
 
 # ----------------------------------------------------------- templated policies

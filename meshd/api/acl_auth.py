@@ -11,10 +11,8 @@ decoded here (unknown fields are a 400 naming the field); the leader
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
-from registry.codec import to_obj
 from registry.records import ACLAuthMethod, ACLBindingRule
 
 from ..durations import parse_duration_ns
@@ -26,7 +24,7 @@ from ..http import (
     Response,
     decode_json_body,
 )
-from .acl_base import Ports, call, enabled, read_list, read_one, reader
+from .acl_base import Kind, Ports, enabled
 
 _TENANCY = ("Namespace", "Partition")
 _STORED = ("CreateIndex", "ModifyIndex")
@@ -125,80 +123,37 @@ def binding_rule_from_body(body: Mapping[str, Any]) -> ACLBindingRule:
     )
 
 
-async def method_create(p: Ports, req: Request) -> Response:
-    """``PUT /v1/acl/auth-method``."""
-    enabled(p, req)
-    method = auth_method_from_body(decode_json_body(req, fields=AUTH_METHOD_FIELDS))
-    args = {"method": to_obj(method, ACLAuthMethod), "create": True}
-    return await call(p, req, "ACL.AuthMethodSet", args)
-
-
-async def method_update(p: Ports, req: Request) -> Response:
-    """``PUT /v1/acl/auth-method/:name``."""
-    enabled(p, req)
-    method = auth_method_from_body(decode_json_body(req, fields=AUTH_METHOD_FIELDS))
-    name = req.path_params["name"]
-    if method.name and method.name != name:
-        raise BadRequest("Auth Method Name in URL and payload do not match")
-    method = replace(method, name=name)
-    return await call(p, req, "ACL.AuthMethodSet", {"method": to_obj(method, ACLAuthMethod)})
-
-
-async def method_read(p: Ports, req: Request) -> Response:
-    """``GET /v1/acl/auth-method/:name``."""
-    authz = reader(p, req)
-    return await read_one(p, req, "acl.auth_method", {"name": req.path_params["name"]}, authz)
-
-
-async def method_delete(p: Ports, req: Request) -> Response:
-    """``DELETE /v1/acl/auth-method/:name``."""
-    enabled(p, req)
-    return await call(p, req, "ACL.AuthMethodDelete", {"name": req.path_params["name"]})
-
-
-async def method_list(p: Ports, req: Request) -> Response:
-    """``GET /v1/acl/auth-methods`` (stubs, no Config)."""
-    return await read_list(p, req, "acl.auth_methods", {}, reader(p, req))
-
-
-async def rule_create(p: Ports, req: Request) -> Response:
-    """``PUT /v1/acl/binding-rule``."""
-    enabled(p, req)
-    rule = binding_rule_from_body(decode_json_body(req, fields=BINDING_RULE_FIELDS))
-    if rule.id:
-        raise BadRequest("Cannot specify the ID when creating a new binding rule", "ID")
-    args = {"rule": to_obj(rule, ACLBindingRule), "create": True}
-    return await call(p, req, "ACL.BindingRuleSet", args)
-
-
-async def rule_update(p: Ports, req: Request) -> Response:
-    """``PUT /v1/acl/binding-rule/:id``."""
-    enabled(p, req)
-    rule = binding_rule_from_body(decode_json_body(req, fields=BINDING_RULE_FIELDS))
-    rule_id = req.path_params["id"]
-    if rule.id and rule.id != rule_id:
-        raise BadRequest("BindingRule ID in URL and payload do not match")
-    rule = replace(rule, id=rule_id)
-    return await call(p, req, "ACL.BindingRuleSet", {"rule": to_obj(rule, ACLBindingRule)})
-
-
-async def rule_read(p: Ports, req: Request) -> Response:
-    """``GET /v1/acl/binding-rule/:id``."""
-    authz = reader(p, req)
-    return await read_one(p, req, "acl.binding_rule", {"id": req.path_params["id"]}, authz)
-
-
-async def rule_delete(p: Ports, req: Request) -> Response:
-    """``DELETE /v1/acl/binding-rule/:id``."""
-    enabled(p, req)
-    return await call(p, req, "ACL.BindingRuleDelete", {"id": req.path_params["id"]})
-
-
-async def rule_list(p: Ports, req: Request) -> Response:
-    """``GET /v1/acl/binding-rules[?authmethod=]``."""
-    authz = reader(p, req)
-    args = {"authmethod": req.query_value("authmethod")}
-    return await read_list(p, req, "acl.binding_rules", args, authz)
+METHOD = Kind(
+    "auth method",
+    "method",
+    "AuthMethod",
+    "acl.auth_method",
+    "acl.auth_methods",
+    ACLAuthMethod,
+    AUTH_METHOD_FIELDS,
+    auth_method_from_body,
+    "name",
+    "Auth Method Name in URL and payload do not match",
+    no_key_on_create=False,  # Consul's ACL.AuthMethodSet upserts by name
+)
+RULE = Kind(
+    "binding rule",
+    "rule",
+    "BindingRule",
+    "acl.binding_rule",
+    "acl.binding_rules",
+    ACLBindingRule,
+    BINDING_RULE_FIELDS,
+    binding_rule_from_body,
+    "id",
+    "BindingRule ID in URL and payload do not match",
+    list_query=("authmethod",),
+)
+# The list of auth methods is of stubs (no Config); binding rules filter by ?authmethod=.
+method_create, method_update, method_delete = METHOD.create, METHOD.update, METHOD.delete
+method_read, method_list = METHOD.get, METHOD.list
+rule_create, rule_update, rule_delete = RULE.create, RULE.update, RULE.delete
+rule_read, rule_list = RULE.get, RULE.list
 
 
 async def login(p: Ports, req: Request) -> Response:
