@@ -42,7 +42,6 @@ import trio
 
 from raft.transport import PeerInfo
 from registry import queries as q
-from registry.codec import CodecError, from_obj
 from registry.commands import (
     ACLBootstrap,
     ACLPolicyDelete,
@@ -94,7 +93,7 @@ from ..errors import (
     RequestError,
 )
 from ..rpc import caller_token
-from .acl_login import ACLLogin
+from .acl_login import ACLLogin, check_uuid, decode_arg
 from .acl_table_reads import policy_json, role_json, token_json
 
 if TYPE_CHECKING:
@@ -187,20 +186,6 @@ def parse_time(text: str, field: str) -> float:
 def _q(text: str) -> str:
     """``text`` quoted as Go's ``%q`` does (Consul's messages use it)."""
     return json.dumps(text, ensure_ascii=False)
-
-
-def _check_uuid(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value.lower()
-    except ValueError:
-        return False
-
-
-def _decode(args: Mapping[str, Any], key: str, tp: Any) -> Any:
-    try:
-        return from_obj(args.get(key), tp)
-    except CodecError as exc:
-        raise InvalidArgument(f"Request decode failed: {exc}") from None
 
 
 class ACLServer:
@@ -424,7 +409,7 @@ class ACLServer:
                 f"{_q(RESERVED_ID_PREFIX)} are reserved",
                 what,
             )
-        if not _check_uuid(value):
+        if not check_uuid(value):
             raise InvalidArgument(f"Invalid Token: {what} - not a valid UUID", what)
         if self._id_in_use(value):
             raise InvalidArgument(f"Invalid Token: {what} is already in use", what)
@@ -475,7 +460,7 @@ class ACLServer:
 
     def _prepare_update(self, token: ACLToken, ttl: float | None) -> ACLToken:
         accessor = token.accessor_id
-        if not _check_uuid(accessor):
+        if not check_uuid(accessor):
             raise InvalidArgument("AccessorID is not a valid UUID", "AccessorID")
         _, match = q.acl_token_get(self._store, None, accessor)
         if match is None or match.expired(self._clock()):
@@ -522,7 +507,7 @@ class ACLServer:
         return tuple(out.values())
 
     async def _token_set(self, args: Mapping[str, Any]) -> Any:
-        token: ACLToken = _decode(args, "token", ACLToken)
+        token: ACLToken = decode_arg(args, "token", ACLToken)
         ttl = args.get("ttl")
         if ttl is not None and not isinstance(ttl, int | float):
             raise InvalidArgument("ExpirationTTL: must be a duration", "ExpirationTTL")
@@ -576,7 +561,7 @@ class ACLServer:
 
     async def _token_delete(self, args: Mapping[str, Any]) -> Any:
         accessor = str(args.get("id") or "")
-        if not _check_uuid(accessor):
+        if not check_uuid(accessor):
             raise InvalidArgument("Accessor ID is missing or an invalid UUID")
         if accessor == ANONYMOUS_TOKEN_ACCESSOR_ID:
             raise InvalidArgument("Delete operation not permitted on the anonymous token")
@@ -595,7 +580,7 @@ class ACLServer:
     ) -> Any:
         """Consul's ``ACL.PolicySet``/``ACL.RoleSet``: the name checked and
         unique, an ID chosen on create, ``finish`` for what is the kind's own."""
-        record: _R = _decode(args, kind.kind, kind.record)
+        record: _R = decode_arg(args, kind.kind, kind.record)
         existing = self._checked_identity(kind, record)
         if not record.id:
             record = replace(record, id=str(uuid.uuid4()))
@@ -625,7 +610,7 @@ class ACLServer:
                     f"Invalid {label}: A {label} with Name {_q(name)} already exists", "Name"
                 )
             return None
-        if not _check_uuid(record.id):
+        if not check_uuid(record.id):
             raise InvalidArgument(f"{label} ID invalid UUID", "ID")
         _, existing = kind.get(self._store, None, record.id)
         if existing is None:

@@ -260,18 +260,23 @@ def _fmt(func: F) -> F:
     return decorated
 
 
-def _links_options(func: F) -> F:
-    for name, what in (
-        ("policy-id", "ID of a policy to link (repeatable)."),
-        ("policy-name", "Name of a policy to link (repeatable)."),
-        ("role-id", "ID of a role to link (repeatable)."),
-        ("role-name", "Name of a role to link (repeatable)."),
-        ("service-identity", "NAME[:DC1,DC2] service identity (repeatable)."),
-        ("node-identity", "NAME:DC node identity (repeatable)."),
-        ("templated-policy", "builtin/service, builtin/node or builtin/dns (repeatable)."),
-        ("var", "name:VALUE variable of the templated policies."),
-    ):
-        func = option(name, name.replace("-", "_"), multiple=True, help=what)(func)
+_LINK_OPTIONS = (
+    ("policy-id", "ID of a policy to link (repeatable)."),
+    ("policy-name", "Name of a policy to link (repeatable)."),
+    ("role-id", "ID of a role to link (repeatable)."),
+    ("role-name", "Name of a role to link (repeatable)."),
+    ("service-identity", "NAME[:DC1,DC2] service identity (repeatable)."),
+    ("node-identity", "NAME:DC node identity (repeatable)."),
+    ("templated-policy", "builtin/service, builtin/node or builtin/dns (repeatable)."),
+    ("var", "name:VALUE variable of the templated policies."),
+)
+
+
+def _links_options(func: F, *, roles: bool = True) -> F:
+    """The repeatable link options of a token (a role's: ``roles`` false)."""
+    for name, what in _LINK_OPTIONS:
+        if roles or not name.startswith("role-"):
+            func = option(name, name.replace("-", "_"), multiple=True, help=what)(func)
     return func
 
 
@@ -655,16 +660,7 @@ def policy_update(
 
 
 def _role_links(func: F) -> F:
-    for name, what in (
-        ("policy-id", "ID of a policy to link (repeatable)."),
-        ("policy-name", "Name of a policy to link (repeatable)."),
-        ("service-identity", "NAME[:DC1,DC2] service identity (repeatable)."),
-        ("node-identity", "NAME:DC node identity (repeatable)."),
-        ("templated-policy", "builtin/service, builtin/node or builtin/dns (repeatable)."),
-        ("var", "name:VALUE variable of the templated policies."),
-    ):
-        func = option(name, name.replace("-", "_"), multiple=True, help=what)(func)
-    return func
+    return _links_options(func, roles=False)
 
 
 def _role_changes(links: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
