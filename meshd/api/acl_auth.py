@@ -18,15 +18,13 @@ from registry.records import ACLAuthMethod, ACLBindingRule
 from ..durations import parse_duration_ns
 from ..errors import DurationError
 from ..http import (
-    BadRequest,
     JSONFields,
     Request,
     Response,
     decode_json_body,
 )
-from .acl_base import Kind, Ports, enabled
+from .acl_base import TENANCY, Kind, Ports, body_str, check_tenancy, decode_error, enabled
 
-_TENANCY = ("Namespace", "Partition")
 _STORED = ("CreateIndex", "ModifyIndex")
 AUTH_METHOD_FIELDS = JSONFields(
     (
@@ -38,7 +36,7 @@ AUTH_METHOD_FIELDS = JSONFields(
         "TokenLocality",
         "Config",
         "NamespaceRules",
-        *_TENANCY,
+        *TENANCY,
         *_STORED,
     )
 )
@@ -51,27 +49,12 @@ BINDING_RULE_FIELDS = JSONFields(
         "BindType",
         "BindName",
         "BindVars",
-        *_TENANCY,
+        *TENANCY,
         *_STORED,
     )
 )
 BIND_VARS_FIELDS = JSONFields(("Name",))
-LOGIN_FIELDS = JSONFields(("AuthMethod", "BearerToken", "Meta", *_TENANCY))
-
-
-def _str(body: Mapping[str, Any], key: str, path: str = "") -> str:
-    value = body.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise BadRequest(f"Request decode failed: {path}{key}: must be a string", f"{path}{key}")
-    return value
-
-
-def _tenancy(body: Mapping[str, Any]) -> None:
-    for key in _TENANCY:
-        if _str(body, key) not in ("", "default"):
-            raise BadRequest(f"{key}s are a Consul Enterprise feature", key)
+LOGIN_FIELDS = JSONFields(("AuthMethod", "BearerToken", "Meta", *TENANCY))
 
 
 def _duration(raw: Any, field: str) -> float:
@@ -82,44 +65,44 @@ def _duration(raw: Any, field: str) -> float:
         try:
             return parse_duration_ns(raw) / 1e9
         except DurationError as exc:
-            raise BadRequest(f"Request decode failed: {field}: {exc}", field) from None
+            raise decode_error(field, str(exc)) from None
     if isinstance(raw, int) and not isinstance(raw, bool):
         return raw / 1e9
-    raise BadRequest(f"Request decode failed: {field}: must be a duration", field)
+    raise decode_error(field, "must be a duration")
 
 
 def auth_method_from_body(body: Mapping[str, Any]) -> ACLAuthMethod:
     """The auth method a PUT body describes; raises ``BadRequest``."""
-    _tenancy(body)
+    check_tenancy(body)
     config = body.get("Config") or {}
     if not isinstance(config, dict):
-        raise BadRequest("Request decode failed: Config: must be an object", "Config")
+        raise decode_error("Config", "must be an object")
     return ACLAuthMethod(
-        _str(body, "Name"),
-        type=_str(body, "Type"),
-        display_name=_str(body, "DisplayName"),
-        description=_str(body, "Description"),
+        body_str(body, "Name"),
+        type=body_str(body, "Type"),
+        display_name=body_str(body, "DisplayName"),
+        description=body_str(body, "Description"),
         max_token_ttl=_duration(body.get("MaxTokenTTL"), "MaxTokenTTL"),
-        token_locality=_str(body, "TokenLocality"),
+        token_locality=body_str(body, "TokenLocality"),
         config=config,
     )
 
 
 def binding_rule_from_body(body: Mapping[str, Any]) -> ACLBindingRule:
     """The binding rule a PUT body describes; raises ``BadRequest``."""
-    _tenancy(body)
+    check_tenancy(body)
     bind_vars = body.get("BindVars") or {}
     if not isinstance(bind_vars, dict):
-        raise BadRequest("Request decode failed: BindVars: must be an object", "BindVars")
+        raise decode_error("BindVars", "must be an object")
     bind_vars = BIND_VARS_FIELDS.validate(bind_vars, path="BindVars")
     return ACLBindingRule(
-        _str(body, "ID"),
-        description=_str(body, "Description"),
-        auth_method=_str(body, "AuthMethod"),
-        selector=_str(body, "Selector"),
-        bind_type=_str(body, "BindType"),
-        bind_name=_str(body, "BindName"),
-        bind_vars_name=_str(bind_vars, "Name", "BindVars."),
+        body_str(body, "ID"),
+        description=body_str(body, "Description"),
+        auth_method=body_str(body, "AuthMethod"),
+        selector=body_str(body, "Selector"),
+        bind_type=body_str(body, "BindType"),
+        bind_name=body_str(body, "BindName"),
+        bind_vars_name=body_str(bind_vars, "Name", "BindVars."),
     )
 
 
@@ -160,13 +143,13 @@ async def login(p: Ports, req: Request) -> Response:
     """``POST /v1/acl/login``: no token needed; the leader validates the JWT."""
     opts = enabled(p, req)
     body = decode_json_body(req, fields=LOGIN_FIELDS)
-    _tenancy(body)
+    check_tenancy(body)
     meta = body.get("Meta") or {}
     if not isinstance(meta, dict):
-        raise BadRequest("Request decode failed: Meta: must be an object", "Meta")
+        raise decode_error("Meta", "must be an object")
     args = {
-        "auth_method": _str(body, "AuthMethod"),
-        "bearer_token": _str(body, "BearerToken"),
+        "auth_method": body_str(body, "AuthMethod"),
+        "bearer_token": body_str(body, "BearerToken"),
         "meta": {str(k): str(v) for k, v in meta.items()},
     }
     token = await p.server_call("ACL.Login", args)

@@ -21,6 +21,29 @@ from .acl_context import authorizer
 from .common import check_dc, json_response, read
 
 REDACTED = "<hidden>"
+TENANCY = ("Namespace", "Partition")  # accepted when empty or "default"
+
+
+def decode_error(field: str, what: str) -> BadRequest:
+    """Consul's 400 ``Request decode failed: <field>: <what>``."""
+    return BadRequest(f"Request decode failed: {field}: {what}", field)
+
+
+def body_str(body: Mapping[str, Any], key: str, path: str = "") -> str:
+    """``body[key]`` as a string ("" when absent); ``path`` prefixes the field named."""
+    value = body.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise decode_error(f"{path}{key}", "must be a string")
+    return value
+
+
+def check_tenancy(body: Mapping[str, Any], path: str = "") -> None:
+    """A 400 for a namespace or partition other than the default (Enterprise only)."""
+    for key in TENANCY:
+        if body_str(body, key, path) not in ("", "default"):
+            raise BadRequest(f"{key}s are a Consul Enterprise feature", f"{path}{key}")
 
 
 class Ports(ports.Registry, ports.Servers, ports.Configured, ports.ACL, ports.Tokens, Protocol):
