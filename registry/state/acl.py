@@ -229,7 +229,7 @@ def _put_all(
     return OK
 
 
-def _delete_all(tx: WriteTx, store: StateStore, kind: ACLKind[Any], keys: Iterable[str]) -> Result:
+def _delete_all(store: StateStore, tx: WriteTx, kind: ACLKind[Any], keys: Iterable[str]) -> Result:
     """Delete by primary key (unknown ones are ignored, protected ones refused)."""
     for key in keys:
         if key in kind.protected:
@@ -270,7 +270,7 @@ def bootstrap(store: StateStore, tx: WriteTx, cmd: ACLBootstrap) -> Result:
 
 def delete_tokens(store: StateStore, tx: WriteTx, accessor_ids: Iterable[str]) -> Result:
     """Delete tokens by AccessorID (unknown ones are ignored)."""
-    return _delete_all(tx, store, TOKENS, accessor_ids)
+    return _delete_all(store, tx, TOKENS, accessor_ids)
 
 
 def set_policies(store: StateStore, tx: WriteTx, cmd: ACLPolicySet) -> Result:
@@ -280,7 +280,7 @@ def set_policies(store: StateStore, tx: WriteTx, cmd: ACLPolicySet) -> Result:
 
 def delete_policies(store: StateStore, tx: WriteTx, ids: Iterable[str]) -> Result:
     """Delete policies by ID; the builtin global-management policy is refused."""
-    return _delete_all(tx, store, POLICIES, ids)
+    return _delete_all(store, tx, POLICIES, ids)
 
 
 def set_roles(store: StateStore, tx: WriteTx, cmd: ACLRoleSet) -> Result:
@@ -295,7 +295,7 @@ def set_roles(store: StateStore, tx: WriteTx, cmd: ACLRoleSet) -> Result:
 
 def delete_roles(store: StateStore, tx: WriteTx, ids: Iterable[str]) -> Result:
     """Delete roles by ID (unknown ones are ignored)."""
-    return _delete_all(tx, store, ROLES, ids)
+    return _delete_all(store, tx, ROLES, ids)
 
 
 def set_auth_methods(store: StateStore, tx: WriteTx, cmd: ACLAuthMethodSet) -> Result:
@@ -347,7 +347,7 @@ def set_binding_rules(store: StateStore, tx: WriteTx, cmd: ACLBindingRuleSet) ->
 
 def delete_binding_rules(store: StateStore, tx: WriteTx, ids: Iterable[str]) -> Result:
     """Delete binding rules by ID (unknown ones are ignored)."""
-    return _delete_all(tx, store, BINDING_RULES, ids)
+    return _delete_all(store, tx, BINDING_RULES, ids)
 
 
 # -- reads -------------------------------------------------------------------------------------
