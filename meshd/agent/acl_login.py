@@ -62,7 +62,8 @@ from ..errors import (
 from .acl_table_reads import auth_method_json, binding_rule_json
 
 
-def _check_uuid(value: str) -> bool:
+def check_uuid(value: str) -> bool:
+    """Whether ``value`` is a UUID in canonical form (Consul's ``uuid.ParseUUID``)."""
     try:
         return str(uuid.UUID(value)) == value.lower()
     except ValueError:
@@ -136,7 +137,7 @@ class ACLLogin:
             )
 
     async def auth_method_set(self, args: Mapping[str, Any]) -> Any:
-        method: ACLAuthMethod = _decode(args, "method", ACLAuthMethod)
+        method: ACLAuthMethod = decode_arg(args, "method", ACLAuthMethod)
         if not method.name:
             raise InvalidArgument("Invalid Auth Method: no Name is set", "Name")
         if not _METHOD_NAME.fullmatch(method.name):
@@ -179,11 +180,11 @@ class ACLLogin:
     # --------------------------------------------------------- binding rules
 
     async def binding_rule_set(self, args: Mapping[str, Any]) -> Any:
-        rule: ACLBindingRule = _decode(args, "rule", ACLBindingRule)
+        rule: ACLBindingRule = decode_arg(args, "rule", ACLBindingRule)
         if args.get("create"):
             rule = replace(rule, id=str(uuid.uuid4()))
         else:
-            if not _check_uuid(rule.id):
+            if not check_uuid(rule.id):
                 raise InvalidArgument("Binding Rule ID invalid UUID", "ID")
             _, existing = acl_state.acl_binding_rule_get(self._store, None, rule.id)
             if existing is None:
@@ -339,7 +340,8 @@ class ACLLogin:
         return True
 
 
-def _decode(args: Mapping[str, Any], key: str, tp: Any) -> Any:
+def decode_arg(args: Mapping[str, Any], key: str, tp: Any) -> Any:
+    """``args[key]`` decoded as ``tp``; a 400 ``Request decode failed`` otherwise."""
     try:
         return from_obj(args.get(key), tp)
     except CodecError as exc:

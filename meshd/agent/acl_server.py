@@ -33,16 +33,15 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
 from raft.transport import PeerInfo
 from registry import queries as q
-from registry.codec import CodecError, from_obj
 from registry.commands import (
     ACLBootstrap,
     ACLPolicyDelete,
@@ -94,7 +93,7 @@ from ..errors import (
     RequestError,
 )
 from ..rpc import caller_token
-from .acl_login import ACLLogin
+from .acl_login import ACLLogin, check_uuid, decode_arg
 from .acl_table_reads import policy_json, role_json, token_json
 
 if TYPE_CHECKING:
@@ -108,9 +107,53 @@ ANONYMOUS_SECRET = "anonymous"
 BOOTSTRAP_DESCRIPTION = "Bootstrap Token (Global Management)"
 INITIAL_MANAGEMENT_DESCRIPTION = "Initial Management Token"
 ANONYMOUS_DESCRIPTION = "Anonymous Token"
-# acl.IsValidPolicyName / IsValidRoleName.
-_POLICY_NAME = re.compile(r"[A-Za-z0-9\-_]{1,128}")
-_ROLE_NAME = re.compile(r"[A-Za-z0-9\-_]{1,256}")
+_R = TypeVar("_R", ACLPolicy, ACLRole)
+
+
+@dataclass(frozen=True)
+class _Kind(Generic[_R]):
+    """What the policy and role writes differ in; Consul's texts are built
+    from ``kind`` ("cannot find policy ...") and ``label`` ("Invalid Policy: ...")."""
+
+    kind: str  # also the RPC argument holding the record
+    label: str
+    record: type[_R]
+    name_pattern: re.Pattern[str]  # acl.IsValidPolicyName / IsValidRoleName
+    get: Callable[[Any, Any, str], tuple[int, _R | None]]
+    by_name: Callable[[Any, Any, str], tuple[int, _R | None]]
+    set_command: Callable[[tuple[_R, ...]], Command]
+    delete_command: Callable[[tuple[str, ...]], Command]
+    to_json: Callable[[_R], Any]
+    protected: Mapping[str, str] = field(default_factory=dict)  # ID -> why it stays
+
+
+_POLICY: _Kind[ACLPolicy] = _Kind(
+    "policy",
+    "Policy",
+    ACLPolicy,
+    re.compile(r"[A-Za-z0-9\-_]{1,128}"),
+    q.acl_policy_get,
+    q.acl_policy_by_name,
+    lambda policies: ACLPolicySet(policies=policies),
+    lambda ids: ACLPolicyDelete(ids=ids),
+    policy_json,
+    {
+        GLOBAL_MANAGEMENT_POLICY_ID: (
+            "Delete operation not permitted on the builtin global-management policy"
+        )
+    },
+)
+_ROLE: _Kind[ACLRole] = _Kind(
+    "role",
+    "Role",
+    ACLRole,
+    re.compile(r"[A-Za-z0-9\-_]{1,256}"),
+    q.acl_role_get,
+    q.acl_role_by_name,
+    lambda roles: ACLRoleSet(roles=roles),
+    lambda ids: ACLRoleDelete(ids=ids),
+    role_json,
+)
 
 # RPCs that do not take acl:write on ``auth_token``: bootstrap has no token yet,
 # login presents a JWT, logout presents the login token it deletes.
@@ -145,20 +188,6 @@ def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _check_uuid(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value.lower()
-    except ValueError:
-        return False
-
-
-def _decode(args: Mapping[str, Any], key: str, tp: Any) -> Any:
-    try:
-        return from_obj(args.get(key), tp)
-    except CodecError as exc:
-        raise InvalidArgument(f"Request decode failed: {exc}") from None
-
-
 class ACLServer:
     """The ACL RPC methods and the leader's ACL loop of one ``MeshServer``."""
 
@@ -185,9 +214,9 @@ class ACLServer:
             "ACL.TokenClone": self._token_clone,
             "ACL.TokenDelete": self._token_delete,
             "ACL.PolicySet": self._policy_set,
-            "ACL.PolicyDelete": self._policy_delete,
+            "ACL.PolicyDelete": lambda args: self._delete(_POLICY, args),
             "ACL.RoleSet": self._role_set,
-            "ACL.RoleDelete": self._role_delete,
+            "ACL.RoleDelete": lambda args: self._delete(_ROLE, args),
             # Auth methods, binding rules: acl:write. ACL.Login needs no token
             # (the bearer JWT is the credential); ACL.Logout needs the token it
             # deletes (see _NO_ACL_WRITE).
@@ -380,7 +409,7 @@ class ACLServer:
                 f"{_q(RESERVED_ID_PREFIX)} are reserved",
                 what,
             )
-        if not _check_uuid(value):
+        if not check_uuid(value):
             raise InvalidArgument(f"Invalid Token: {what} - not a valid UUID", what)
         if self._id_in_use(value):
             raise InvalidArgument(f"Invalid Token: {what} is already in use", what)
@@ -431,7 +460,7 @@ class ACLServer:
 
     def _prepare_update(self, token: ACLToken, ttl: float | None) -> ACLToken:
         accessor = token.accessor_id
-        if not _check_uuid(accessor):
+        if not check_uuid(accessor):
             raise InvalidArgument("AccessorID is not a valid UUID", "AccessorID")
         _, match = q.acl_token_get(self._store, None, accessor)
         if match is None or match.expired(self._clock()):
@@ -460,27 +489,25 @@ class ACLServer:
             auth_method=match.auth_method,
         )
 
-    def _links(self, links: Iterable[ACLLink], kind: str) -> tuple[ACLLink, ...]:
+    def _links(self, links: Iterable[ACLLink], kind: _Kind[Any]) -> tuple[ACLLink, ...]:
         """Links by ID only (names resolved, deduplicated); Consul's
         ``normalizePolicyLinks``/``normalizeRoleLinks``."""
-        by_id = q.acl_policy_get if kind == "policy" else q.acl_role_get
-        by_name = q.acl_policy_by_name if kind == "policy" else q.acl_role_by_name
         out: dict[str, ACLLink] = {}
         for link in links:
             if link.id:
-                if by_id(self._store, None, link.id)[1] is None:
-                    raise InvalidArgument(f"No such ACL {kind} with ID {_q(link.id)}")
+                if kind.get(self._store, None, link.id)[1] is None:
+                    raise InvalidArgument(f"No such ACL {kind.kind} with ID {_q(link.id)}")
                 link_id = link.id
             else:
-                found = by_name(self._store, None, link.name)[1]
+                found = kind.by_name(self._store, None, link.name)[1]
                 if found is None:
-                    raise InvalidArgument(f"No such ACL {kind} with name {_q(link.name)}")
+                    raise InvalidArgument(f"No such ACL {kind.kind} with name {_q(link.name)}")
                 link_id = found.id
             out.setdefault(link_id, ACLLink(link_id))
         return tuple(out.values())
 
     async def _token_set(self, args: Mapping[str, Any]) -> Any:
-        token: ACLToken = _decode(args, "token", ACLToken)
+        token: ACLToken = decode_arg(args, "token", ACLToken)
         ttl = args.get("ttl")
         if ttl is not None and not isinstance(ttl, int | float):
             raise InvalidArgument("ExpirationTTL: must be a duration", "ExpirationTTL")
@@ -499,8 +526,8 @@ class ACLServer:
     def _normalized_token(self, token: ACLToken) -> ACLToken:
         return replace(
             token,
-            policies=self._links(token.policies, "policy"),
-            roles=self._links(token.roles, "role"),
+            policies=self._links(token.policies, _POLICY),
+            roles=self._links(token.roles, _ROLE),
             service_identities=_service_identities(token.service_identities, token.local, "token"),
             node_identities=_node_identities(token.node_identities, "token"),
             templated_policies=_templated_policies(token.templated_policies, token.local, "token"),
@@ -534,7 +561,7 @@ class ACLServer:
 
     async def _token_delete(self, args: Mapping[str, Any]) -> Any:
         accessor = str(args.get("id") or "")
-        if not _check_uuid(accessor):
+        if not check_uuid(accessor):
             raise InvalidArgument("Accessor ID is missing or an invalid UUID")
         if accessor == ANONYMOUS_TOKEN_ACCESSOR_ID:
             raise InvalidArgument("Delete operation not permitted on the anonymous token")
@@ -546,112 +573,89 @@ class ACLServer:
         await self._apply(ACLTokenDelete(accessor_ids=(accessor,)))
         return True
 
-    # -------------------------------------------------------------- policies
+    # ------------------------------------------------------ policies and roles
 
-    async def _policy_set(self, args: Mapping[str, Any]) -> Any:
-        policy: ACLPolicy = _decode(args, "policy", ACLPolicy)
-        store = self._store
-        if not policy.name:
-            raise InvalidArgument("Invalid Policy: no Name is set", "Name")
-        if not _POLICY_NAME.fullmatch(policy.name):
+    async def _upsert(
+        self, kind: _Kind[_R], args: Mapping[str, Any], finish: Callable[[_R, _R | None], _R]
+    ) -> Any:
+        """Consul's ``ACL.PolicySet``/``ACL.RoleSet``: the name checked and
+        unique, an ID chosen on create, ``finish`` for what is the kind's own."""
+        record: _R = decode_arg(args, kind.kind, kind.record)
+        existing = self._checked_identity(kind, record)
+        if not record.id:
+            record = replace(record, id=str(uuid.uuid4()))
+        record = replace(finish(record, existing), create_index=0, modify_index=0)
+        await self._apply(kind.set_command((record,)))
+        _, stored = kind.get(self._store, None, record.id)
+        if stored is None:
+            raise Internal(f"Failed to retrieve {kind.kind} after insertion")
+        return kind.to_json(stored)
+
+    def _checked_identity(self, kind: _Kind[_R], record: _R) -> _R | None:
+        """The stored record ``record`` updates (None on create), after
+        checking its name and ID as Consul does."""
+        label, name = kind.label, record.name
+        if not name:
+            raise InvalidArgument(f"Invalid {label}: no Name is set", "Name")
+        if not kind.name_pattern.fullmatch(name):
             raise InvalidArgument(
-                "Invalid Policy: invalid Name. Only alphanumeric characters, '-' and '_' "
+                f"Invalid {label}: invalid Name. Only alphanumeric characters, '-' and '_' "
                 "are allowed",
                 "Name",
             )
-        _, name_match = q.acl_policy_by_name(store, None, policy.name)
-        if not policy.id:
+        _, name_match = kind.by_name(self._store, None, name)
+        if not record.id:
             if name_match is not None:
                 raise InvalidArgument(
-                    f"Invalid Policy: A Policy with Name {_q(policy.name)} already exists", "Name"
+                    f"Invalid {label}: A {label} with Name {_q(name)} already exists", "Name"
                 )
-            policy = replace(policy, id=str(uuid.uuid4()))
-        else:
-            if not _check_uuid(policy.id):
-                raise InvalidArgument("Policy ID invalid UUID", "ID")
-            _, id_match = q.acl_policy_get(store, None, policy.id)
-            if id_match is None:
-                raise NotFound(f"cannot find policy {policy.id}")
-            if id_match.name != policy.name and name_match is not None:
-                raise InvalidArgument(
-                    f"Invalid Policy: A policy with name {_q(policy.name)} already exists", "Name"
-                )
-            if policy.id == GLOBAL_MANAGEMENT_POLICY_ID:
-                _check_builtin_policy(policy, id_match)
-        try:
-            parse_rules(policy.rules)
-        except RulesError as exc:
-            raise InvalidArgument(f"Invalid request: Rules: {exc}", "Rules") from None
-        policy = replace(policy, create_index=0, modify_index=0)
-        await self._apply(ACLPolicySet(policies=(policy,)))
-        _, stored = q.acl_policy_get(store, None, policy.id)
-        if stored is None:
-            raise Internal("Failed to retrieve policy after insertion")
-        return policy_json(stored)
-
-    async def _policy_delete(self, args: Mapping[str, Any]) -> Any:
-        policy_id = str(args.get("id") or "")
-        _, policy = q.acl_policy_get(self._store, None, policy_id)
-        if policy is None:
-            return True
-        if policy.id == GLOBAL_MANAGEMENT_POLICY_ID:
+            return None
+        if not check_uuid(record.id):
+            raise InvalidArgument(f"{label} ID invalid UUID", "ID")
+        _, existing = kind.get(self._store, None, record.id)
+        if existing is None:
+            raise NotFound(f"cannot find {kind.kind} {record.id}")
+        if existing.name != name and name_match is not None:
             raise InvalidArgument(
-                "Delete operation not permitted on the builtin global-management policy"
+                f"Invalid {label}: A {kind.kind} with name {_q(name)} already exists", "Name"
             )
-        await self._apply(ACLPolicyDelete(ids=(policy_id,)))
+        return existing
+
+    async def _delete(self, kind: _Kind[Any], args: Mapping[str, Any]) -> Any:
+        """Consul's ``ACL.PolicyDelete``/``ACL.RoleDelete``: an unknown ID is no error."""
+        key = str(args.get("id") or "")
+        _, record = kind.get(self._store, None, key)
+        if record is None:
+            return True
+        if key in kind.protected:
+            raise InvalidArgument(kind.protected[key])
+        await self._apply(kind.delete_command((key,)))
         return True
 
-    # ----------------------------------------------------------------- roles
+    async def _policy_set(self, args: Mapping[str, Any]) -> Any:
+        return await self._upsert(_POLICY, args, _finish_policy)
 
     async def _role_set(self, args: Mapping[str, Any]) -> Any:
-        role: ACLRole = _decode(args, "role", ACLRole)
-        store = self._store
-        if not role.name:
-            raise InvalidArgument("Invalid Role: no Name is set", "Name")
-        if not _ROLE_NAME.fullmatch(role.name):
-            raise InvalidArgument(
-                "Invalid Role: invalid Name. Only alphanumeric characters, '-' and '_' are allowed",
-                "Name",
-            )
-        _, name_match = q.acl_role_by_name(store, None, role.name)
-        if not role.id:
-            if name_match is not None:
-                raise InvalidArgument(
-                    f"Invalid Role: A Role with Name {_q(role.name)} already exists", "Name"
-                )
-            role = replace(role, id=str(uuid.uuid4()))
-        else:
-            if not _check_uuid(role.id):
-                raise InvalidArgument("Role ID invalid UUID", "ID")
-            _, existing = q.acl_role_get(store, None, role.id)
-            if existing is None:
-                raise NotFound(f"cannot find role {role.id}")
-            if existing.name != role.name and name_match is not None:
-                raise InvalidArgument(
-                    f"Invalid Role: A role with name {_q(role.name)} already exists", "Name"
-                )
-        role = replace(
+        return await self._upsert(_ROLE, args, self._finish_role)
+
+    def _finish_role(self, role: ACLRole, _existing: ACLRole | None) -> ACLRole:
+        return replace(
             role,
-            policies=self._links(role.policies, "policy"),
+            policies=self._links(role.policies, _POLICY),
             service_identities=_service_identities(role.service_identities, False, "role"),
             node_identities=_node_identities(role.node_identities, "role"),
             templated_policies=_templated_policies(role.templated_policies, False, "role"),
-            create_index=0,
-            modify_index=0,
         )
-        await self._apply(ACLRoleSet(roles=(role,)))
-        _, stored = q.acl_role_get(store, None, role.id)
-        if stored is None:
-            raise Internal("Failed to retrieve role after insertion")
-        return role_json(stored)
 
-    async def _role_delete(self, args: Mapping[str, Any]) -> Any:
-        role_id = str(args.get("id") or "")
-        _, role = q.acl_role_get(self._store, None, role_id)
-        if role is None:
-            return True
-        await self._apply(ACLRoleDelete(ids=(role_id,)))
-        return True
+
+def _finish_policy(policy: ACLPolicy, existing: ACLPolicy | None) -> ACLPolicy:
+    if existing is not None and policy.id == GLOBAL_MANAGEMENT_POLICY_ID:
+        _check_builtin_policy(policy, existing)
+    try:
+        parse_rules(policy.rules)
+    except RulesError as exc:
+        raise InvalidArgument(f"Invalid request: Rules: {exc}", "Rules") from None
+    return policy
 
 
 def _check_builtin_policy(policy: ACLPolicy, existing: ACLPolicy) -> None:

@@ -49,10 +49,21 @@ from ..http import (
     Response,
     decode_json_body,
 )
-from .acl_base import Ports, call, enabled, read_list, read_one, require
+from .acl_base import (
+    TENANCY,
+    Kind,
+    Ports,
+    body_str,
+    call,
+    check_tenancy,
+    decode_error,
+    enabled,
+    read_list,
+    read_one,
+    require,
+)
 from .common import json_response, read
 
-_TENANCY = ("Namespace", "Partition")
 _STORED = ("Hash", "CreateIndex", "ModifyIndex")  # accepted (a GET body can be PUT back), ignored
 TOKEN_FIELDS = JSONFields(
     (
@@ -69,12 +80,12 @@ TOKEN_FIELDS = JSONFields(
         "ExpirationTTL",
         "CreateTime",
         "AuthMethod",
-        *_TENANCY,
+        *TENANCY,
         *_STORED,
     )
 )
 POLICY_FIELDS = JSONFields(
-    ("ID", "Name", "Description", "Rules", "Datacenters", *_TENANCY, *_STORED)
+    ("ID", "Name", "Description", "Rules", "Datacenters", *TENANCY, *_STORED)
 )
 ROLE_FIELDS = JSONFields(
     (
@@ -85,11 +96,11 @@ ROLE_FIELDS = JSONFields(
         "ServiceIdentities",
         "NodeIdentities",
         "TemplatedPolicies",
-        *_TENANCY,
+        *TENANCY,
         *_STORED,
     )
 )
-LINK_FIELDS = JSONFields(("ID", "Name", *_TENANCY))
+LINK_FIELDS = JSONFields(("ID", "Name", *TENANCY))
 SERVICE_IDENTITY_FIELDS = JSONFields(("ServiceName", "Datacenters"))
 NODE_IDENTITY_FIELDS = JSONFields(("NodeName", "Datacenter"))
 TEMPLATED_POLICY_FIELDS = JSONFields(("TemplateName", "TemplateVariables", "Datacenters"))
@@ -100,25 +111,12 @@ PREVIEW_FIELDS = JSONFields(("Name",))
 # --------------------------------------------------------------------- decoding
 
 
-def _decode_error(field: str, what: str) -> BadRequest:
-    return BadRequest(f"Request decode failed: {field}: {what}", field)
-
-
-def _str(body: Mapping[str, Any], key: str, path: str = "") -> str:
-    value = body.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise _decode_error(f"{path}{key}", "must be a string")
-    return value
-
-
 def _str_list(body: Mapping[str, Any], key: str, path: str = "") -> tuple[str, ...]:
     value = body.get(key)
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _decode_error(f"{path}{key}", "must be a list of strings")
+        raise decode_error(f"{path}{key}", "must be a list of strings")
     return tuple(value)
 
 
@@ -127,22 +125,16 @@ def _objects(body: Mapping[str, Any], key: str, fields: JSONFields) -> list[dict
     if value is None:
         return []
     if not isinstance(value, list):
-        raise _decode_error(key, "must be a list of objects")
+        raise decode_error(key, "must be a list of objects")
     return [fields.validate(item, path=f"{key}[{i}]") for i, item in enumerate(value)]
-
-
-def _check_tenancy(body: Mapping[str, Any], path: str = "") -> None:
-    for key in _TENANCY:
-        if _str(body, key, path) not in ("", "default"):
-            raise BadRequest(f"{key}s are a Consul Enterprise feature", f"{path}{key}")
 
 
 def _links(body: Mapping[str, Any], key: str) -> tuple[ACLLink, ...]:
     out = []
     for i, item in enumerate(_objects(body, key, LINK_FIELDS)):
         path = f"{key}[{i}]."
-        _check_tenancy(item, path)
-        out.append(ACLLink(_str(item, "ID", path), _str(item, "Name", path)))
+        check_tenancy(item, path)
+        out.append(ACLLink(body_str(item, "ID", path), body_str(item, "Name", path)))
     return tuple(out)
 
 
@@ -151,15 +143,15 @@ def _identities(
 ) -> tuple[tuple[ACLServiceIdentity, ...], tuple[ACLNodeIdentity, ...]]:
     services = tuple(
         ACLServiceIdentity(
-            _str(item, "ServiceName", f"ServiceIdentities[{i}]."),
+            body_str(item, "ServiceName", f"ServiceIdentities[{i}]."),
             _str_list(item, "Datacenters", f"ServiceIdentities[{i}]."),
         )
         for i, item in enumerate(_objects(body, "ServiceIdentities", SERVICE_IDENTITY_FIELDS))
     )
     nodes = tuple(
         ACLNodeIdentity(
-            _str(item, "NodeName", f"NodeIdentities[{i}]."),
-            _str(item, "Datacenter", f"NodeIdentities[{i}]."),
+            body_str(item, "NodeName", f"NodeIdentities[{i}]."),
+            body_str(item, "Datacenter", f"NodeIdentities[{i}]."),
         )
         for i, item in enumerate(_objects(body, "NodeIdentities", NODE_IDENTITY_FIELDS))
     )
@@ -174,12 +166,12 @@ def _templated(body: Mapping[str, Any]) -> tuple[ACLTemplatedPolicy, ...]:
         path = f"TemplatedPolicies[{i}]."
         variables = item.get("TemplateVariables") or {}
         if not isinstance(variables, dict):
-            raise _decode_error(f"{path}TemplateVariables", "must be an object")
+            raise decode_error(f"{path}TemplateVariables", "must be an object")
         variables = TEMPLATE_VARIABLE_FIELDS.validate(variables, path=f"{path}TemplateVariables")
         out.append(
             ACLTemplatedPolicy(
-                _str(item, "TemplateName", path),
-                _str(variables, "Name", f"{path}TemplateVariables."),
+                body_str(item, "TemplateName", path),
+                body_str(variables, "Name", f"{path}TemplateVariables."),
                 _str_list(item, "Datacenters", path),
             )
         )
@@ -196,56 +188,56 @@ def _ttl_seconds(raw: Any) -> float | None:
         try:
             return sign * parse_duration_ns(raw.removeprefix("-")) / 1e9
         except DurationError as exc:
-            raise _decode_error("ExpirationTTL", str(exc)) from None
+            raise decode_error("ExpirationTTL", str(exc)) from None
     if isinstance(raw, int | float) and not isinstance(raw, bool):
         return raw / 1e9
-    raise _decode_error("ExpirationTTL", "must be a duration")
+    raise decode_error("ExpirationTTL", "must be a duration")
 
 
 def token_from_body(body: Mapping[str, Any]) -> tuple[ACLToken, float | None]:
     """The token a PUT body describes (links may name policies/roles by name
     only) and its ``ExpirationTTL`` in seconds. Raises ``BadRequest``."""
-    _check_tenancy(body)
+    check_tenancy(body)
     local = body.get("Local", False)
     if not isinstance(local, bool):
-        raise _decode_error("Local", "must be a boolean")
+        raise decode_error("Local", "must be a boolean")
     services, nodes = _identities(body)
     token = ACLToken(
-        _str(body, "AccessorID"),
-        _str(body, "SecretID"),
-        _str(body, "Description"),
+        body_str(body, "AccessorID"),
+        body_str(body, "SecretID"),
+        body_str(body, "Description"),
         policies=_links(body, "Policies"),
         roles=_links(body, "Roles"),
         service_identities=services,
         node_identities=nodes,
         templated_policies=_templated(body),
         local=local,
-        expiration_time=_str(body, "ExpirationTime"),
-        auth_method=_str(body, "AuthMethod"),
+        expiration_time=body_str(body, "ExpirationTime"),
+        auth_method=body_str(body, "AuthMethod"),
     )
     return token, _ttl_seconds(body.get("ExpirationTTL"))
 
 
 def policy_from_body(body: Mapping[str, Any]) -> ACLPolicy:
     """The policy a PUT body describes; raises ``BadRequest``."""
-    _check_tenancy(body)
+    check_tenancy(body)
     return ACLPolicy(
-        _str(body, "ID"),
-        name=_str(body, "Name"),
-        description=_str(body, "Description"),
-        rules=_str(body, "Rules"),
+        body_str(body, "ID"),
+        name=body_str(body, "Name"),
+        description=body_str(body, "Description"),
+        rules=body_str(body, "Rules"),
         datacenters=_str_list(body, "Datacenters"),
     )
 
 
 def role_from_body(body: Mapping[str, Any]) -> ACLRole:
     """The role a PUT body describes; raises ``BadRequest``."""
-    _check_tenancy(body)
+    check_tenancy(body)
     services, nodes = _identities(body)
     return ACLRole(
-        _str(body, "ID"),
-        name=_str(body, "Name"),
-        description=_str(body, "Description"),
+        body_str(body, "ID"),
+        name=body_str(body, "Name"),
+        description=body_str(body, "Description"),
         policies=_links(body, "Policies"),
         service_identities=services,
         node_identities=nodes,
@@ -280,7 +272,7 @@ def preview_templated_policy(name: str, variables: Mapping[str, Any]) -> dict[st
     ``POST /v1/acl/templated-policy/preview/:name``. Raises ``BadRequest``."""
     templated_policy_json(name)
     try:
-        rules = templated_policy_rules(name, _str(variables, "Name"))
+        rules = templated_policy_rules(name, body_str(variables, "Name"))
     except TemplateError as exc:
         raise BadRequest(str(exc), "Name") from None
     try:
@@ -366,7 +358,7 @@ async def token_delete(p: Ports, req: Request) -> Response:
 async def token_clone(p: Ports, req: Request) -> Response:
     enabled(p, req)
     body = decode_json_body(req, fields=TOKEN_FIELDS, allow_empty=True) or {}
-    args = {"id": req.path_params["id"], "description": _str(body, "Description")}
+    args = {"id": req.path_params["id"], "description": body_str(body, "Description")}
     return await call(p, req, "ACL.TokenClone", args)
 
 
@@ -383,95 +375,37 @@ async def token_list(p: Ports, req: Request) -> Response:
     return await read_list(p, req, "acl.tokens", args, authz)
 
 
-# ----------------------------------------------------------- policies
+# ----------------------------------------------------------- policies and roles
 
-
-async def policy_create(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    policy = policy_from_body(decode_json_body(req, fields=POLICY_FIELDS))
-    if policy.id:
-        raise BadRequest("Cannot specify the ID when creating a new policy", "ID")
-    args = {"policy": to_obj(policy, ACLPolicy), "create": True}
-    return await call(p, req, "ACL.PolicySet", args)
-
-
-async def policy_update(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    policy = policy_from_body(decode_json_body(req, fields=POLICY_FIELDS))
-    policy_id = _matching_id(policy.id, req.path_params["id"], "Policy")
-    policy = replace(policy, id=policy_id)
-    return await call(p, req, "ACL.PolicySet", {"policy": to_obj(policy, ACLPolicy)})
-
-
-async def policy_read(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    authz = require(req, Permission.ACL_READ)
-    return await read_one(p, req, "acl.policy", {"id": req.path_params["id"]}, authz)
-
-
-async def policy_by_name(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    authz = require(req, Permission.ACL_READ)
-    name = req.path_params["name"]
-    if not name:
-        raise BadRequest("Missing policy Name")
-    return await read_one(p, req, "acl.policy_by_name", {"name": name}, authz)
-
-
-async def policy_delete(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    return await call(p, req, "ACL.PolicyDelete", {"id": req.path_params["id"]})
-
-
-async def policy_list(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    authz = require(req, Permission.ACL_READ)
-    return await read_list(p, req, "acl.policies", {}, authz)
-
-
-# ----------------------------------------------------------- roles
-
-
-async def role_create(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    role = role_from_body(decode_json_body(req, fields=ROLE_FIELDS))
-    if role.id:
-        raise BadRequest("Cannot specify the ID when creating a new role", "ID")
-    return await call(p, req, "ACL.RoleSet", {"role": to_obj(role, ACLRole), "create": True})
-
-
-async def role_update(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    role = role_from_body(decode_json_body(req, fields=ROLE_FIELDS))
-    role_id = _matching_id(role.id, req.path_params["id"], "Role")
-    role = replace(role, id=role_id)
-    return await call(p, req, "ACL.RoleSet", {"role": to_obj(role, ACLRole)})
-
-
-async def role_read(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    authz = require(req, Permission.ACL_READ)
-    return await read_one(p, req, "acl.role", {"id": req.path_params["id"]}, authz)
-
-
-async def role_by_name(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    authz = require(req, Permission.ACL_READ)
-    name = req.path_params["name"]
-    if not name:
-        raise BadRequest("Missing role Name")
-    return await read_one(p, req, "acl.role_by_name", {"name": name}, authz)
-
-
-async def role_delete(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    return await call(p, req, "ACL.RoleDelete", {"id": req.path_params["id"]})
-
-
-async def role_list(p: Ports, req: Request) -> Response:
-    enabled(p, req)
-    authz = require(req, Permission.ACL_READ)
-    return await read_list(p, req, "acl.roles", {"policy": req.query_value("policy")}, authz)
+POLICY = Kind(
+    "policy",
+    "policy",
+    "Policy",
+    "acl.policy",
+    "acl.policies",
+    ACLPolicy,
+    POLICY_FIELDS,
+    policy_from_body,
+    "id",
+    "Policy ID in URL and payload do not match",
+)
+ROLE = Kind(
+    "role",
+    "role",
+    "Role",
+    "acl.role",
+    "acl.roles",
+    ACLRole,
+    ROLE_FIELDS,
+    role_from_body,
+    "id",
+    "Role ID in URL and payload do not match",
+    list_query=("policy",),
+)
+policy_create, policy_update, policy_delete = POLICY.create, POLICY.update, POLICY.delete
+policy_read, policy_by_name, policy_list = POLICY.get, POLICY.by_name, POLICY.list
+role_create, role_update, role_delete = ROLE.create, ROLE.update, ROLE.delete
+role_read, role_by_name, role_list = ROLE.get, ROLE.by_name, ROLE.list
 
 
 # ----------------------------------------------------------- templated policies

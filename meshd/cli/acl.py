@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -158,6 +159,11 @@ def format_role(role: Mapping[str, Any], indent: str = "") -> str:
     return _block(lines)
 
 
+def format_role_list(roles: list[Mapping[str, Any]]) -> str:
+    """Consul's pretty role list."""
+    return "\n".join(f"{r.get('Name', '')}:\n{format_role(r, '   ')}" for r in roles)
+
+
 def _show(value: Any, fmt: str, pretty: Callable[[Any], str]) -> None:
     if fmt == "json":
         click.echo(json.dumps(value, indent=4))
@@ -254,18 +260,23 @@ def _fmt(func: F) -> F:
     return decorated
 
 
-def _links_options(func: F) -> F:
-    for name, what in (
-        ("policy-id", "ID of a policy to link (repeatable)."),
-        ("policy-name", "Name of a policy to link (repeatable)."),
-        ("role-id", "ID of a role to link (repeatable)."),
-        ("role-name", "Name of a role to link (repeatable)."),
-        ("service-identity", "NAME[:DC1,DC2] service identity (repeatable)."),
-        ("node-identity", "NAME:DC node identity (repeatable)."),
-        ("templated-policy", "builtin/service, builtin/node or builtin/dns (repeatable)."),
-        ("var", "name:VALUE variable of the templated policies."),
-    ):
-        func = option(name, name.replace("-", "_"), multiple=True, help=what)(func)
+_LINK_OPTIONS = (
+    ("policy-id", "ID of a policy to link (repeatable)."),
+    ("policy-name", "Name of a policy to link (repeatable)."),
+    ("role-id", "ID of a role to link (repeatable)."),
+    ("role-name", "Name of a role to link (repeatable)."),
+    ("service-identity", "NAME[:DC1,DC2] service identity (repeatable)."),
+    ("node-identity", "NAME:DC node identity (repeatable)."),
+    ("templated-policy", "builtin/service, builtin/node or builtin/dns (repeatable)."),
+    ("var", "name:VALUE variable of the templated policies."),
+)
+
+
+def _links_options(func: F, *, roles: bool = True) -> F:
+    """The repeatable link options of a token (a role's: ``roles`` false)."""
+    for name, what in _LINK_OPTIONS:
+        if roles or not name.startswith("role-"):
+            func = option(name, name.replace("-", "_"), multiple=True, help=what)(func)
     return func
 
 
@@ -506,7 +517,71 @@ def token_delete(client: AgentClient, accessor_id: str) -> None:
     click.echo(f'Token "{accessor_id}" deleted successfully')
 
 
-# ------------------------------------------------------------------ policies
+# ------------------------------------------------------------ policies and roles
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """How the policy and role commands differ; Consul's texts are built from
+    ``kind`` ("Failed to create new policy") and ``title`` ('Policy "ID" deleted')."""
+
+    kind: str
+    plural: str
+    title: str
+    path: str  # the API path of one: /v1/acl/policy
+    pretty: Callable[[Any], str]
+    pretty_list: Callable[[Any], str]
+
+    def find(self, client: AgentClient, key: str, name: str) -> dict[str, Any]:
+        """The object with ID ``key`` or, when given, named ``name``."""
+        if not key and not name:
+            raise CLIError("Must specify either the -id or -name parameters")
+        path = f"{self.path}/name/{quote_path(name)}" if name else f"{self.path}/{quote_path(key)}"
+        found: dict[str, Any] = _call(
+            client, "GET", path, f"Error reading {self.kind} {key or name!r}"
+        ).json()
+        return found
+
+    def put(self, client: AgentClient, fmt: str, key: str, body: Mapping[str, Any]) -> None:
+        """Create (no ``key``) or update with ``body``, and show the answer."""
+        path, failure = self.path, f"Failed to create new {self.kind}"
+        if key:
+            path, failure = f"{self.path}/{quote_path(key)}", f"Failed to update {self.kind} {key}"
+        _show(_call(client, "PUT", path, failure, json_body=body).json(), fmt, self.pretty)
+
+
+def _kind_commands(group: click.Group, kind: _Kind) -> None:
+    """``list``, ``read`` and ``delete``, the same for policies and roles."""
+
+    @group.command("list", help=f"List {kind.plural}.")
+    @_fmt
+    @agent_options()
+    def list_(client: AgentClient, fmt: str) -> None:
+        try:
+            items = client.get_json(f"{ACL}/{kind.plural}") or []
+        except UnexpectedResponse as exc:
+            raise _fail(f"Failed to retrieve the {kind.kind} list", exc) from None
+        _show(items, fmt, kind.pretty_list)
+
+    @group.command("read", help=f"Show a {kind.kind}.")
+    @option("id", "key", default="", help=f"The {kind.kind}'s ID.")
+    @option("name", "name", default="", help=f"The {kind.kind}'s name.")
+    @_fmt
+    @agent_options()
+    def read(client: AgentClient, fmt: str, key: str, name: str) -> None:
+        _show(kind.find(client, key, name), fmt, kind.pretty)
+
+    @group.command("delete", help=f"Delete a {kind.kind}.")
+    @option("id", "key", default="", help=f"The {kind.kind}'s ID.")
+    @option("name", "name", default="", help=f"The {kind.kind}'s name.")
+    @agent_options()
+    def delete(client: AgentClient, key: str, name: str) -> None:
+        found = kind.find(client, key, name) if name else {"ID": key}
+        if not found["ID"]:
+            raise CLIError("Must specify either the -id or -name parameters")
+        path = f"{kind.path}/{quote_path(found['ID'])}"
+        _call(client, "DELETE", path, f"Error deleting {kind.kind} {found['ID']!r}")
+        click.echo(f'{kind.title} "{found["ID"]}" deleted successfully')
 
 
 @acl.group("policy")
@@ -514,21 +589,20 @@ def policy() -> None:
     """Create, list, read, update and delete policies."""
 
 
+@acl.group("role")
+def role() -> None:
+    """Create, list, read, update and delete roles."""
+
+
+POLICY = _Kind("policy", "policies", "Policy", f"{ACL}/policy", format_policy, format_policy_list)
+ROLE = _Kind("role", "roles", "Role", f"{ACL}/role", format_role, format_role_list)
+_kind_commands(policy, POLICY)
+_kind_commands(role, ROLE)
+
+
 def _rules_options(func: F) -> F:
     func = option("rules", "rules", default="", help="Rules: inline, @FILE or - for stdin.")(func)
     return option("rules-file", "rules_file", default="", help="Read the rules from FILE.")(func)
-
-
-def _policy_by(client: AgentClient, policy_id: str, name: str) -> dict[str, Any]:
-    if not policy_id and not name:
-        raise CLIError("Must specify either the -id or -name parameters")
-    path = (
-        f"{ACL}/policy/name/{quote_path(name)}" if name else f"{ACL}/policy/{quote_path(policy_id)}"
-    )
-    found: dict[str, Any] = _call(
-        client, "GET", path, f"Error reading policy {policy_id or name!r}"
-    ).json()
-    return found
 
 
 @policy.command("create")
@@ -554,32 +628,7 @@ def policy_create(
     body["Rules"] = load_rules(rules, rules_file)
     if datacenters:
         body["Datacenters"] = list(datacenters)
-    created = _call(
-        client, "PUT", f"{ACL}/policy", "Failed to create new policy", json_body=body
-    ).json()
-    _show(created, fmt, format_policy)
-
-
-@policy.command("list")
-@_fmt
-@agent_options()
-def policy_list(client: AgentClient, fmt: str) -> None:
-    """List policies."""
-    try:
-        policies = client.get_json(f"{ACL}/policies") or []
-    except UnexpectedResponse as exc:
-        raise _fail("Failed to retrieve the policy list", exc) from None
-    _show(policies, fmt, format_policy_list)
-
-
-@policy.command("read")
-@option("id", "policy_id", default="", help="The policy's ID.")
-@option("name", "name", default="", help="The policy's name.")
-@_fmt
-@agent_options()
-def policy_read(client: AgentClient, fmt: str, policy_id: str, name: str) -> None:
-    """Show a policy."""
-    _show(_policy_by(client, policy_id, name), fmt, format_policy)
+    POLICY.put(client, fmt, "", body)
 
 
 @policy.command("update")
@@ -599,7 +648,7 @@ def policy_update(
     rules_file: str,
 ) -> None:
     """Update a policy: given fields replace the policy's."""
-    current = _policy_by(client, policy_id, "")
+    current = POLICY.find(client, policy_id, "")
     body = {k: current.get(k) for k in ("ID", "Name", "Description", "Rules", "Datacenters")}
     if name:
         body["Name"] = name
@@ -607,63 +656,11 @@ def policy_update(
         body["Description"] = description
     if rules or rules_file:
         body["Rules"] = load_rules(rules, rules_file)
-    updated = _call(
-        client,
-        "PUT",
-        f"{ACL}/policy/{quote_path(policy_id)}",
-        f"Failed to update policy {policy_id}",
-        json_body=body,
-    ).json()
-    _show(updated, fmt, format_policy)
-
-
-@policy.command("delete")
-@option("id", "policy_id", default="", help="The policy's ID.")
-@option("name", "name", default="", help="The policy's name.")
-@agent_options()
-def policy_delete(client: AgentClient, policy_id: str, name: str) -> None:
-    """Delete a policy."""
-    found = _policy_by(client, policy_id, name) if name else {"ID": policy_id, "Name": ""}
-    if not found["ID"]:
-        raise CLIError("Must specify either the -id or -name parameters")
-    _call(
-        client,
-        "DELETE",
-        f"{ACL}/policy/{quote_path(found['ID'])}",
-        f"Error deleting policy {found['ID']!r}",
-    )
-    click.echo(f'Policy "{found["ID"]}" deleted successfully')
-
-
-# --------------------------------------------------------------------- roles
-
-
-@acl.group("role")
-def role() -> None:
-    """Create, list, read, update and delete roles."""
-
-
-def _role_by(client: AgentClient, role_id: str, name: str) -> dict[str, Any]:
-    if not role_id and not name:
-        raise CLIError("Must specify either the -id or -name parameters")
-    path = f"{ACL}/role/name/{quote_path(name)}" if name else f"{ACL}/role/{quote_path(role_id)}"
-    found: dict[str, Any] = _call(
-        client, "GET", path, f"Error reading role {role_id or name!r}"
-    ).json()
-    return found
+    POLICY.put(client, fmt, policy_id, body)
 
 
 def _role_links(func: F) -> F:
-    for name, what in (
-        ("policy-id", "ID of a policy to link (repeatable)."),
-        ("policy-name", "Name of a policy to link (repeatable)."),
-        ("service-identity", "NAME[:DC1,DC2] service identity (repeatable)."),
-        ("node-identity", "NAME:DC node identity (repeatable)."),
-        ("templated-policy", "builtin/service, builtin/node or builtin/dns (repeatable)."),
-        ("var", "name:VALUE variable of the templated policies."),
-    ):
-        func = option(name, name.replace("-", "_"), multiple=True, help=what)(func)
-    return func
+    return _links_options(func, roles=False)
 
 
 def _role_changes(links: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
@@ -691,37 +688,7 @@ def role_create(
     """Create a role."""
     if not name:
         raise CLIError("Missing required '-name' flag")
-    body = {"Name": name, "Description": description, **_role_changes(links)}
-    created = _call(
-        client, "PUT", f"{ACL}/role", "Failed to create new role", json_body=body
-    ).json()
-    _show(created, fmt, format_role)
-
-
-@role.command("list")
-@_fmt
-@agent_options()
-def role_list(client: AgentClient, fmt: str) -> None:
-    """List roles."""
-    try:
-        roles = client.get_json(f"{ACL}/roles") or []
-    except UnexpectedResponse as exc:
-        raise _fail("Failed to retrieve the role list", exc) from None
-    _show(
-        roles,
-        fmt,
-        lambda rs: "\n".join(f"{r.get('Name', '')}:\n{format_role(r, '   ')}" for r in rs),
-    )
-
-
-@role.command("read")
-@option("id", "role_id", default="", help="The role's ID.")
-@option("name", "name", default="", help="The role's name.")
-@_fmt
-@agent_options()
-def role_read(client: AgentClient, fmt: str, role_id: str, name: str) -> None:
-    """Show a role."""
-    _show(_role_by(client, role_id, name), fmt, format_role)
+    ROLE.put(client, fmt, "", {"Name": name, "Description": description, **_role_changes(links)})
 
 
 @role.command("update")
@@ -740,7 +707,7 @@ def role_update(
     **links: tuple[str, ...],
 ) -> None:
     """Update a role: given fields and links replace the role's."""
-    current = _role_by(client, role_id, "")
+    current = ROLE.find(client, role_id, "")
     keys = (
         "ID",
         "Name",
@@ -756,29 +723,4 @@ def role_update(
     if description:
         body["Description"] = description
     body.update(_role_changes(links))
-    updated = _call(
-        client,
-        "PUT",
-        f"{ACL}/role/{quote_path(role_id)}",
-        f"Failed to update role {role_id}",
-        json_body=body,
-    ).json()
-    _show(updated, fmt, format_role)
-
-
-@role.command("delete")
-@option("id", "role_id", default="", help="The role's ID.")
-@option("name", "name", default="", help="The role's name.")
-@agent_options()
-def role_delete(client: AgentClient, role_id: str, name: str) -> None:
-    """Delete a role."""
-    found = _role_by(client, role_id, name) if name else {"ID": role_id}
-    if not found["ID"]:
-        raise CLIError("Must specify either the -id or -name parameters")
-    _call(
-        client,
-        "DELETE",
-        f"{ACL}/role/{quote_path(found['ID'])}",
-        f"Error deleting role {found['ID']!r}",
-    )
-    click.echo(f'Role "{found["ID"]}" deleted successfully')
+    ROLE.put(client, fmt, role_id, body)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -107,6 +108,44 @@ def _method_body(name: str, method_type: str, **opts: str) -> dict[str, Any]:
     return body
 
 
+@dataclass(frozen=True)
+class _Object:
+    """How the auth-method and binding-rule ``read``/``delete`` commands differ;
+    Consul's texts are built from ``kind`` ("Error reading auth method 'x'")."""
+
+    kind: str
+    path: str  # the API path of one: /v1/acl/auth-method
+    key: str  # the option naming one: -name or -id
+    key_label: str  # "name" or "ID", in the option's help
+    pretty: Callable[[Any], str]
+    deleted: str  # 'Auth-method "x" deleted successfully'
+
+
+def _read_and_delete(group: click.Group, obj: _Object, read_help: str, delete_help: str) -> None:
+    @group.command("read", help=read_help)
+    @option(obj.key, "key", default="", help=f"The {obj.kind}'s {obj.key_label}.")
+    @_fmt
+    @agent_options()
+    def read(client: AgentClient, fmt: str, key: str) -> None:
+        if not key:
+            raise CLIError(f"Must specify the -{obj.key} parameter")
+        path = f"{obj.path}/{quote_path(key)}"
+        _show(
+            _call(client, "GET", path, f"Error reading {obj.kind} {key!r}").json(), fmt, obj.pretty
+        )
+
+    @group.command("delete", help=delete_help)
+    @option(obj.key, "key", default="", help=f"The {obj.kind}'s {obj.key_label}.")
+    @agent_options()
+    def delete(client: AgentClient, key: str) -> None:
+        if not key:
+            raise CLIError(f"Must specify the -{obj.key} parameter")
+        _call(
+            client, "DELETE", f"{obj.path}/{quote_path(key)}", f"Error deleting {obj.kind} {key!r}"
+        )
+        click.echo(f'{obj.deleted} "{key}" deleted successfully')
+
+
 def _put_merged(
     client: AgentClient, path: str, changes: Callable[[], dict[str, Any]], failure: str
 ) -> Any:
@@ -163,37 +202,12 @@ def method_list(client: AgentClient, fmt: str) -> None:
     _show(out, fmt, lambda items: _list(items, "Name", format_auth_method))
 
 
-@auth_method.command("read")
-@option("name", "name", default="", help="The auth method's name.")
-@_fmt
-@agent_options()
-def method_read(client: AgentClient, fmt: str, name: str) -> None:
-    """Show one auth method with its config."""
-    if not name:
-        raise CLIError("Must specify the -name parameter")
-    out = _call(
-        client,
-        "GET",
-        f"{ACL}/auth-method/{quote_path(name)}",
-        f"Error reading auth method {name!r}",
-    ).json()
-    _show(out, fmt, format_auth_method)
-
-
-@auth_method.command("delete")
-@option("name", "name", default="", help="The auth method's name.")
-@agent_options()
-def method_delete(client: AgentClient, name: str) -> None:
-    """Delete an auth method, its binding rules and its login tokens."""
-    if not name:
-        raise CLIError("Must specify the -name parameter")
-    _call(
-        client,
-        "DELETE",
-        f"{ACL}/auth-method/{quote_path(name)}",
-        f"Error deleting auth method {name!r}",
-    )
-    click.echo(f'Auth-method "{name}" deleted successfully')
+_read_and_delete(
+    auth_method,
+    _Object("auth method", f"{ACL}/auth-method", "name", "name", format_auth_method, "Auth-method"),
+    "Show one auth method with its config.",
+    "Delete an auth method, its binding rules and its login tokens.",
+)
 
 
 # ---------------------------------------------------------------- binding rules
@@ -282,34 +296,9 @@ def rule_list(client: AgentClient, fmt: str, method: str) -> None:
     _show(out, fmt, lambda items: _list(items, "ID", format_binding_rule))
 
 
-@binding_rule.command("read")
-@option("id", "rule_id", default="", help="The binding rule's ID.")
-@_fmt
-@agent_options()
-def rule_read(client: AgentClient, fmt: str, rule_id: str) -> None:
-    """Show one binding rule."""
-    if not rule_id:
-        raise CLIError("Must specify the -id parameter")
-    out = _call(
-        client,
-        "GET",
-        f"{ACL}/binding-rule/{quote_path(rule_id)}",
-        f"Error reading binding rule {rule_id!r}",
-    ).json()
-    _show(out, fmt, format_binding_rule)
-
-
-@binding_rule.command("delete")
-@option("id", "rule_id", default="", help="The binding rule's ID.")
-@agent_options()
-def rule_delete(client: AgentClient, rule_id: str) -> None:
-    """Delete a binding rule."""
-    if not rule_id:
-        raise CLIError("Must specify the -id parameter")
-    _call(
-        client,
-        "DELETE",
-        f"{ACL}/binding-rule/{quote_path(rule_id)}",
-        f"Error deleting binding rule {rule_id!r}",
-    )
-    click.echo(f'Binding rule "{rule_id}" deleted successfully')
+_read_and_delete(
+    binding_rule,
+    _Object("binding rule", f"{ACL}/binding-rule", "id", "ID", format_binding_rule, "Binding rule"),
+    "Show one binding rule.",
+    "Delete a binding rule.",
+)
