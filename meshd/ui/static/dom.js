@@ -43,3 +43,16 @@ export function badge(state) {
 export function message(kind, text) {
   return h("p", { class: `msg ${kind}`, role: kind === "error" ? "alert" : "status" }, text);
 }
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+/** The SVG twin of h(): attributes as given, text as text nodes. */
+export function s(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  append(el, children);
+  return el;
+}

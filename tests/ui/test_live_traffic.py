@@ -1,0 +1,282 @@
+"""The UI's live views against a real mesh with traffic: a dev agent, its
+``meshd proxy``, ``api`` v1/v2 backends (tests/e2e/l7_backend.py) and
+``web`` calling ``api`` through its upstream listener (a thread sends
+about 20 requests/s, one in ten answered 503). The service page shows each
+edge's requests/s, error rate and p99; the traffic graph page draws the
+edges (re-read every 5 s only while the page is visible); a canary started
+through the API is aborted from the UI and the splitter goes back to 100%
+of the old version. axe-core on the new pages. Everything binds free ports
+on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.test_l7_mesh import Client
+from tests.ports import free_port
+from tests.ui.conftest import AgentProcess, axe_serious, shot, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+IP = "127.0.0.1"
+BACKEND = Path(__file__).resolve().parents[1] / "e2e" / "l7_backend.py"
+RESOLVER = {
+    "Kind": "service-resolver",
+    "Name": "api",
+    "DefaultSubset": "v1",
+    "Subsets": {
+        "v1": {"Filter": 'Service.Meta.version == "v1"'},
+        "v2": {"Filter": 'Service.Meta.version == "v2"'},
+    },
+}
+
+
+class LiveMesh:
+    """The agent, proxy and backends, and the traffic thread."""
+
+    def __init__(self, agent: AgentProcess) -> None:
+        self.agent = agent
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.upstream = (IP, free_port())
+        self.stop = threading.Event()
+        self.sent = {"ok": 0, "failed": 0}
+        self.thread = threading.Thread(target=self._traffic, daemon=True)
+
+    def spawn(self, name: str, args: list[str]) -> None:
+        log = open(self.agent.root / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
+        self.procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
+
+    def put(self, path: str, body: Any) -> Any:
+        status, out = self.agent.call("PUT", path, body)
+        assert status == 200, f"PUT {path}: {status} {out}"
+        return out
+
+    def start(self) -> None:
+        for version in ("v1", "v2"):
+            port = free_port()
+            name = f"api-{version}"
+            self.spawn(name, [sys.executable, str(BACKEND), IP, str(port), name])
+            sidecar = {"Port": free_port(), "Proxy": {"LocalServiceAddress": IP}}
+            self.put("/v1/agent/service/register", {
+                "Name": "api", "ID": name, "Address": IP, "Port": port,
+                "Meta": {"version": version},
+                "Check": {"HTTP": f"http://{IP}:{port}/health", "Interval": "1s"},
+                "Connect": {"SidecarService": sidecar},
+            })  # fmt: skip
+        up = {"DestinationName": "api", "LocalBindAddress": IP, "LocalBindPort": self.upstream[1]}
+        self.put("/v1/agent/service/register", {
+            "Name": "web", "Address": IP, "Port": free_port(),
+            "Connect": {"SidecarService": {"Port": free_port(), "Proxy": {"Upstreams": [up]}}},
+        })  # fmt: skip
+        self.put("/v1/connect/intentions/exact?source=web&destination=api", {"Action": "allow"})
+        for entry in ({"Kind": "service-defaults", "Name": "api", "Protocol": "http"}, RESOLVER):
+            assert self.put("/v1/config", entry) is True
+        http = f"{IP}:{self.agent.port}"
+        self.spawn("proxy", [sys.executable, "-m", "meshd", "proxy", "--http-addr", http,
+                             "--metrics-addr", f"{IP}:{free_port()}"])  # fmt: skip
+        wait_until(
+            lambda: len(self.agent.call("GET", "/v1/health/connect/api?passing")[1]) == 2,
+            60,
+            "both api sidecars healthy",
+        )
+        wait_until(self._answers, 60, "web -> api through the proxy")
+        self.thread.start()
+
+    def _answers(self) -> bool:
+        c = Client(self.upstream)
+        try:
+            return c.request("/")[0] == 200
+        finally:
+            c.close()
+
+    def _traffic(self) -> None:
+        """~20 requests/s from web to api, every tenth to /status/503."""
+        i = 0
+        client: Client | None = None
+        while not self.stop.wait(0.05):
+            try:
+                client = client or Client(self.upstream)
+                status = client.request("/status/503" if i % 10 == 9 else "/")[0]
+                self.sent["ok" if status == 200 else "failed"] += 1
+            except OSError:
+                client = None
+            i += 1
+        if client:
+            client.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(10)
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveMesh]:
+    agent = AgentProcess(tmp_path_factory.mktemp("ui-live"), acl=False)
+    m = LiveMesh(agent)
+    try:
+        m.start()
+        yield m
+    finally:
+        m.close()
+        agent.stop()
+    proxy_log = (agent.root / "proxy.log").read_text(errors="replace")
+    assert "Traceback" not in proxy_log, proxy_log
+
+
+def rate(text: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?) req/s", text.strip())
+    assert m, f"not a rate: {text!r}"
+    return float(m.group(1))
+
+
+def edge_cells(page: Any, table: str, edge: str) -> dict[str, str]:
+    """The cells of one edge's row, by column header."""
+    row = page.locator(f'{table} tr[data-edge="{edge}"]')
+    heads = page.locator(f"{table} thead th").all_inner_texts()
+    cells = row.locator("th, td").all_inner_texts()
+    return dict(zip(heads, cells, strict=True))
+
+
+def wait_for_traffic(page: Any, table: str, edge: str) -> dict[str, str]:
+    """Poll the page (it re-reads every 5 s) until the edge has requests."""
+    page.locator(f'{table} tr[data-edge="{edge}"]').wait_for(timeout=60_000)
+    page.wait_for_function(
+        """([t, e]) => { const r = document.querySelector(`${t} tr[data-edge="${e}"]`);
+           return r && /^[0-9.]+ req\\/s$/.test(r.textContent.match(/[0-9.]+ req\\/s/)?.[0] || "")
+             && !/^0(\\.0+)? req\\/s/.test(r.textContent.match(/[0-9.]+ req\\/s/)[0]); }""",
+        arg=[table, edge],
+        timeout=60_000,
+    )
+    return edge_cells(page, table, edge)
+
+
+def test_service_page_shows_live_edges_with_nonzero_rates(page: Any, mesh: LiveMesh) -> None:
+    page.goto(mesh.agent.url + "/ui/#/services/web")
+    cells = wait_for_traffic(page, "#edges", "web>api")
+    assert cells["Direction"] == "upstream", cells
+    assert rate(cells["Requests/s"]) > 0, cells
+    assert re.fullmatch(r"\d+(\.\d+)?%", cells["Error rate"]) and cells["Error rate"] != "0%", cells
+    assert re.fullmatch(r"\d+(\.\d+)? (ms|s)", cells["p99"]), cells
+    page.locator('#edges tr[data-edge="web>api"]').get_by_text("allowed by intention").wait_for()
+    shot(page, "live-service-web-edges")
+    page.goto(mesh.agent.url + "/ui/#/services/api")
+    cells = wait_for_traffic(page, "#edges", "web>api")
+    assert cells["Direction"] == "downstream" and rate(cells["Requests/s"]) > 0, cells
+    shot(page, "live-service-api-edges")
+    assert mesh.sent["ok"] > 0 and mesh.sent["failed"] > 0, mesh.sent
+
+
+def _graph_reads(page: Any) -> int:
+    return sum("/v1/internal/ui/mesh-graph" in u for u in page.urls)
+
+
+def _set_hidden(page: Any, hidden: bool) -> None:
+    page.evaluate(
+        """(h) => { Object.defineProperty(document, "hidden", {configurable: true, get: () => h});
+                    document.dispatchEvent(new Event("visibilitychange")); }""",
+        hidden,
+    )
+
+
+def test_mesh_graph_page_draws_the_edges_and_polls_only_while_visible(
+    page: Any, mesh: LiveMesh
+) -> None:
+    page.goto(mesh.agent.url + "/ui/#/services")
+    page.get_by_role("link", name="Traffic graph").click()
+    cells = wait_for_traffic(page, "#graph-edges", "web>api")
+    assert rate(cells["Requests/s"]) > 0 and cells["mTLS"] == "yes", cells
+    assert cells["Intention"].startswith("allowed"), cells
+    edge = page.locator('#graph g.edge[data-edge="web>api"]')
+    classes = edge.get_attribute("class") or ""
+    assert "warn" in classes or "error" in classes, classes  # one in ten answered 503
+    assert "req/s" in page.locator('#graph text.edge-label[data-edge="web>api"]').inner_text()
+    api_node = page.locator('#graph a[data-service="api"]')
+    assert "v1, v2" in api_node.inner_text(), api_node.inner_text()
+    shot(page, "live-mesh-graph")
+    assert axe_serious(page) == []
+    # Re-read every 5 s while visible, never while hidden.
+    reads = _graph_reads(page)
+    wait_until(lambda: _graph_reads(page) > reads, 15, "a second read of the graph")
+    _set_hidden(page, True)
+    page.wait_for_timeout(500)  # a read already in flight may land
+    hidden_reads = _graph_reads(page)
+    page.wait_for_timeout(6_000)
+    assert _graph_reads(page) == hidden_reads
+    _set_hidden(page, False)
+    wait_until(lambda: _graph_reads(page) > hidden_reads, 3, "a read as soon as it shows")
+    # A node is a link to its service page, reachable with the keyboard.
+    api_node.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/ui/#/services/api")
+    page.get_by_role("heading", name="api", exact=True).wait_for()
+
+
+CANARY = {
+    "From": "v1",
+    "To": "v2",
+    "Steps": [5, 50, 100],
+    "Interval": "30m",  # never steps during the test
+    "MaxErrorRate": 0.5,
+    "MaxP99": "5s",
+    "MinRequests": 1,
+}
+
+
+def test_abort_a_canary_from_the_ui(page: Any, mesh: LiveMesh) -> None:
+    started = mesh.agent.call("POST", "/v1/internal/canary/api", CANARY)
+    assert started[0] == 200, started
+    wait_until(
+        lambda: mesh.agent.call("GET", "/v1/config/service-splitter/api")[0] == 200,
+        30,
+        "the canary's splitter written",
+    )
+    page.goto(mesh.agent.url + "/ui/#/services/api")
+    page.locator("#canary-link").get_by_role(
+        "link", name=re.compile("Canary v1 → v2: running")
+    ).click()
+    page.wait_for_url("**/ui/#/canaries/api")
+    expect(page.locator("#canary-state")).to_contain_text("running")
+    expect(page.locator("ol.steps li[aria-current=step]")).to_have_text(re.compile("^5% to v2"))
+    assert "at least 1" in page.locator("#canary-bounds").inner_text()
+    assert axe_serious(page) == []
+    shot(page, "canary-running")
+    # Dismissing the confirmation changes nothing.
+    page.once("dialog", lambda d: d.dismiss())
+    page.get_by_role("button", name="Abort").click()
+    assert mesh.agent.call("GET", "/v1/internal/canary/api")[1]["State"] == "running"
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Abort").click()
+    expect(page.locator("#canary-state")).to_contain_text("aborted")
+    expect(page.get_by_role("button", name="Abort")).to_be_disabled()
+    expect(page.get_by_role("button", name="Pause")).to_be_disabled()
+    page.locator("#canary-history").get_by_role("rowheader", name="abort").wait_for()
+    shot(page, "canary-aborted")
+    status, splitter = mesh.agent.call("GET", "/v1/config/service-splitter/api")
+    assert status == 200, splitter
+    weights = {s.get("ServiceSubset", ""): s["Weight"] for s in splitter["Splits"] if s["Weight"]}
+    assert weights == {"v1": 100}, splitter
+    assert mesh.agent.call("GET", "/v1/internal/canary/api")[1]["State"] == "aborted"
+    # The list page shows it too.
+    page.get_by_role("link", name="All canaries").click()
+    row = page.locator("#canaries-table tbody tr").filter(has_text="api")
+    expect(row).to_contain_text("aborted")
+    assert axe_serious(page) == []
+    shot(page, "canaries-list")
