@@ -33,11 +33,14 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from connect.l7.retry import Failure, Verdict
+
+if TYPE_CHECKING:
+    from .l7_stats import EdgeStats
 
 # Istio's default buckets for istio_request_duration_milliseconds.
 DURATION_BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
@@ -120,6 +123,8 @@ class StandardMetrics:
             registry=r,
         )
         self._children: dict[tuple[str, ...], tuple[Any, Any, Any, Any]] = {}
+        # The mesh graph's per-edge aggregate (l7_stats.py), when the proxy pushes one.
+        self.edges: EdgeStats | None = None
         self._tcp(r)
         self._resilience(r)
 
@@ -189,6 +194,8 @@ class TcpReport:
 
     def opened(self) -> None:
         self.metrics.tcp_opened.labels(*self.labels).inc()
+        if self.metrics.edges is not None:
+            self.metrics.edges.tcp(self.labels[0], self.labels[1], self.labels[2], opened=1)
 
     def closed(self) -> None:
         self.metrics.tcp_closed.labels(*self.labels).inc()
@@ -198,6 +205,9 @@ class TcpReport:
             self.metrics.tcp_received.labels(*self.labels).inc(received)
         if sent:
             self.metrics.tcp_sent.labels(*self.labels).inc(sent)
+        if self.metrics.edges is not None and (received or sent):
+            labels = self.labels
+            self.metrics.edges.tcp(labels[0], labels[1], labels[2], received=received, sent=sent)
 
 
 @dataclass(slots=True)
@@ -307,6 +317,17 @@ class Reporter:
         duration.observe(ex.duration_ms)
         req_bytes.observe(ex.request_bytes)
         resp_bytes.observe(response_bytes)
+        edges = self.metrics.edges
+        if edges is not None:
+            edges.request(
+                ex.reporter,
+                ex.source or UNKNOWN,
+                ex.destination or UNKNOWN,
+                ex.subset,
+                status,
+                ex.flags,
+                ex.duration_ms,
+            )
         if self.access is not None:
             self.access.log(self.service, ex)
 

@@ -34,6 +34,7 @@ from .inbound import Gatekeeper, InboundHandler, follow_intentions
 from .l7_inbound import L7Inbound, follow_l7_inbound
 from .l7_metrics import Reporter
 from .l7_outbound import L7OutboundHandler, L7Upstream, follow_chain, follow_limits
+from .l7_stats import EdgeStats, StatsPusher
 from .l7_tracing import ProxyTracing
 from .logfmt import emit
 from .metrics import ProxyMetrics
@@ -123,6 +124,9 @@ class Proxy:
         self.gate = Gatekeeper(client, self.metrics)
         self.access = AccessLogger()
         self.tracing = ProxyTracing(client, self.metrics.registry)
+        # The per-edge aggregate behind the agent's mesh graph (l7_stats.py).
+        self.metrics.standard.edges = EdgeStats()
+        self.stats = StatsPusher(client, self.metrics.standard.edges, self.metrics.registry)
         self.running: dict[tuple[str, int], _Running] = {}
         self.applied = 0
         self._changed = trio.Event()
@@ -142,6 +146,7 @@ class Proxy:
             nursery.start_soon(follow_access_logs, hub, self.access.settings)
             nursery.start_soon(self.tracing.run, hub)
             nursery.start_soon(self.ejections.run)
+            nursery.start_soon(self.stats.run)
             task_status.started()
             version = 0
             while True:

@@ -65,6 +65,7 @@ from .live_metrics import metrics_for_agent
 from .liveness import LivenessTracker, heartbeat_loop
 from .local import LocalState
 from .members import SEGMENT_META, MemberInfo, member_json
+from .mesh_stats import MeshStats
 from .peer_wait import PeerWait, known_members
 from .pool import ClientBackend, ServerPool
 from .preflight import (
@@ -164,6 +165,12 @@ class Agent:
         # Reads the agent only when scraped, so it can exist before anything runs.
         self.metrics = metrics_for_agent(self)
         self.traces = AgentTraces(config.tracing)  # spans of the local proxies (traces.py)
+        # The local proxies' per-edge figures and the mesh graph (mesh_stats.py).
+        self.mesh_stats = MeshStats(
+            self,
+            lambda: self.config.ports.http,
+            lambda: self.config.connect.default_intention_policy == "allow",
+        )
         self.heartbeat_interval = 1.0 * config.performance.raft_multiplier
         self.rpc_address = f"{config.advertise_addr}:{config.ports.server}"
         self._server_ssl, self._client_ssl = self._tls_contexts()

@@ -596,6 +596,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("internal.traces", "GET"): Rule(handler_checks=True),
     ("internal.traces.lint", "GET"): Rule(handler_checks=True),
     ("internal.traces.trace", "GET"): Rule(handler_checks=True),
+    # the mesh graph (meshd/api/mesh_graph.py): the handlers check each edge's services
+    ("internal.telemetry.proxy_stats", "PUT"): Rule(handler_checks=True),
+    ("internal.telemetry.proxy_stats", "GET"): Rule(handler_checks=True),
+    ("internal.ui.mesh_graph", "GET"): Rule(handler_checks=True),
     # meshd explain: service:read on both ends of the described request
     ("internal.explain", "GET"): Rule(check=_explain),
     ("internal.explain", "POST"): Rule(check=_explain),
