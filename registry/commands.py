@@ -23,6 +23,7 @@ from . import validation as v
 from .codec import CodecError, from_obj, pack, to_obj, unpack
 from .errors import CorruptCommandError, ValidationError
 from .records import (
+    CANARY_STATES,
     CHECK_STATUSES,
     KIND_CONNECT_PROXY,
     SERF_HEALTH,
@@ -34,6 +35,7 @@ from .records import (
     ACLToken,
     AutopilotConfig,
     CAConfig,
+    Canary,
     CARoot,
     ConfigEntry,
     Coordinate,
@@ -731,6 +733,45 @@ class CoordinateBatchUpdate(Command):
                 raise ValidationError(f"Coordinates[{i}].Coord", "components must be finite")
 
 
+# meshd extension (issue 19): canary releases, types 80+.
+MAX_CANARY_HISTORY = 64
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CanarySet(Command):
+    """Store a canary record and, with ``splitter``, its service-splitter
+    entry, in one command (a canary's step, rollback, pause or start).
+
+    Applies only if the stored canary of the service has ModifyIndex
+    ``cas`` (0: none stored yet), so two controllers (an old and a new
+    leader) can neither lose nor repeat a step. With ``config_index`` set it
+    also applies only if no config entry changed after that index (the
+    splitter was validated against that graph, as ``ConfigEntryBatch``).
+    """
+
+    TYPE: ClassVar[int] = 80
+    canary: Canary
+    splitter: ConfigEntry | None = None
+    cas: int = 0
+    config_index: int = 0
+    now: float = 0.0
+
+    def validate(self) -> None:
+        c = self.canary
+        v.require(c.service, "Service", "must be set")
+        v.require(c.to_subset, "To", "must be set")
+        v.one_of(c.state, CANARY_STATES, "State")
+        if not c.steps:
+            raise ValidationError("Steps", "must not be empty")
+        if not 0 <= c.step < len(c.steps):
+            raise ValidationError("Step", f"must be between 0 and {len(c.steps) - 1}")
+        if len(c.history) > MAX_CANARY_HISTORY:
+            raise ValidationError("History", f"more than {MAX_CANARY_HISTORY} entries")
+        s = self.splitter
+        if s is not None and (s.kind, s.name) != ("service-splitter", c.service):
+            raise ValidationError("Splitter", "must be the service-splitter of the service")
+
+
 COMMAND_TYPES: dict[int, type[Command]] = {
     cls.TYPE: cls
     for cls in (
@@ -762,6 +803,7 @@ COMMAND_TYPES: dict[int, type[Command]] = {
         AutopilotConfigSet,
         CoordinateBatchUpdate,
         IntentionsMigrate,
+        CanarySet,
     )
 }
 

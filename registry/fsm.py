@@ -31,6 +31,7 @@ from .commands import (
     ACLTokenSet,
     AutopilotConfigSet,
     CAConfigSet,
+    CanarySet,
     CARootsSet,
     Command,
     ConfigEntryBatch,
@@ -55,6 +56,7 @@ from .state import (
     acl,
     autopilot,
     ca,
+    canaries,
     catalog,
     config_entries,
     coordinates,
@@ -116,6 +118,7 @@ HANDLERS: dict[type[Command], Handler] = {
     ACLBindingRuleDelete: lambda s, tx, c: acl.delete_binding_rules(s, tx, c.ids),
     AutopilotConfigSet: autopilot.set_config,
     CoordinateBatchUpdate: coordinates.batch_update,
+    CanarySet: canaries.set_canary,
 }
 
 

@@ -25,6 +25,7 @@ from .state.acl import (
     acl_token_list,
 )
 from .state.ca import ca_config, ca_config_internal, ca_roots, ca_roots_internal
+from .state.canaries import canary_get, canary_list
 from .state.catalog import (
     catalog_connect_service_nodes,
     catalog_node,
@@ -68,6 +69,8 @@ __all__ = [
     "ca_config_internal",
     "ca_roots",
     "ca_roots_internal",
+    "canary_get",
+    "canary_list",
     "catalog_connect_service_nodes",
     "catalog_node",
     "catalog_nodes",

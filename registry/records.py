@@ -475,3 +475,58 @@ class Coordinate:
     error: float = 0.0
     adjustment: float = 0.0
     height: float = 0.0
+
+
+# Canary states (meshd extension, issue 19): running and paused are active.
+CANARY_STATES = ("running", "paused", "promoted", "rolled_back", "aborted")
+CANARY_ACTIVE = ("running", "paused")
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryEvent:
+    """One line of a canary's History: a step, pause, resume, promote,
+    rollback or abort, with the figures it was decided on (wall seconds)."""
+
+    time: float
+    step: int
+    weight: float
+    event: str
+    reason: str = ""
+    requests: int = 0
+    errors: int = 0
+    error_rate: float = 0.0
+    p99_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Canary:
+    """A canary release of ``service``: the splitter's weight on ``to_subset``
+    follows ``steps[step]`` while the leader's controller finds its figures
+    in bounds (durations in seconds, times in wall seconds). One row per
+    service; the controller replaces it at every step."""
+
+    service: str
+    from_subset: str
+    to_subset: str
+    steps: tuple[float, ...]
+    step: int = 0
+    state: str = "running"
+    interval: float = 30.0
+    max_error_rate: float = 0.01
+    max_p99: float = 0.3
+    min_requests: int = 20
+    step_started_at: float = 0.0
+    reason: str = ""
+    last: CanaryEvent | None = None
+    history: tuple[CanaryEvent, ...] = ()
+    create_index: int = 0
+    modify_index: int = 0
+
+    @property
+    def weight(self) -> float:
+        """The canary's current share (percent) of the service's traffic."""
+        if self.state in ("rolled_back", "aborted"):
+            return 0.0
+        if self.state == "promoted":
+            return 100.0
+        return self.steps[self.step] if self.steps else 0.0

@@ -56,6 +56,7 @@ from .acl_resolver import ACLResolver, TokenScopedReader
 from .acl_server import ACLServer
 from .alias_source import CatalogAliasSource
 from .ca_server import CAServer, settings_from_agent
+from .canary import CanaryController
 from .consul_service import ConsulServiceReconciler
 from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
 from .events import EventRing, UserEvent, accepts, merge, uuid_to_index
@@ -195,6 +196,7 @@ class Agent:
         self._config_checks: set[str] = set()
         self.ca: CAServer | None = None
         self.acl_server: ACLServer | None = None
+        self.canaries: CanaryController | None = None  # the leader's canary controller
         self.leaf_cache = LeafCache(
             lambda method, args: self.server_call(method, args),
             self.read,
@@ -506,6 +508,12 @@ class Agent:
             nursery.start_soon(self.acl_server.run)
         if self.ca is not None:
             nursery.start_soon(self.ca.run)
+        self.canaries = CanaryController(
+            self.server,
+            getattr(self, "mesh_stats", None),
+            fire=lambda name, data: self.fire_event(UserEvent.new(name, data, "", "", "")),
+        )
+        nursery.start_soon(self.canaries.run)
         self.backend = self.server
         self.events = self.server.events
 

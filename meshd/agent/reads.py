@@ -254,6 +254,7 @@ READS["txn.read"] = txn_read
 
 def _connect_reads() -> None:
     from .acl_table_reads import ACL_READS  # one table; these areas keep theirs apart
+    from .canary import CANARY_READS
     from .reads_chain import CHAIN_READS
     from .reads_config import CONFIG_READS
     from .reads_connect import CONNECT_READS
@@ -264,6 +265,7 @@ def _connect_reads() -> None:
     READS.update(CONFIG_READS)
     READS.update(GATEWAY_READS)
     READS.update(CHAIN_READS)
+    READS.update(CANARY_READS)
 
 
 _connect_reads()

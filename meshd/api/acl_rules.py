@@ -466,6 +466,10 @@ async def _agent_health_by_id(agent: Agent, req: Request, authz: ACLAuthorizer) 
     authz.require(P.SERVICE_READ, _service_of_id(agent, req.path_params.get("service_id", "")))
 
 
+def filter_canaries(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
+    return _keep(value or [], lambda c: authz.service_read(str(c.get("Service") or "")))
+
+
 PUBLIC = Rule(public=True)
 FILTERED = Rule()
 
@@ -603,6 +607,13 @@ RULES: dict[tuple[str, str], Rule] = {
     # meshd explain: service:read on both ends of the described request
     ("internal.explain", "GET"): Rule(check=_explain),
     ("internal.explain", "POST"): Rule(check=_explain),
+    # canaries (issue 19): service rights on the canary's service
+    ("internal.canary.list", "GET"): Rule(response_filter=filter_canaries),
+    ("internal.canary.get", "GET"): need(P.SERVICE_READ, param("service")),
+    ("internal.canary.start", "POST"): need(P.SERVICE_WRITE, param("service")),
+    ("internal.canary.pause", "PUT"): need(P.SERVICE_WRITE, param("service")),
+    ("internal.canary.resume", "PUT"): need(P.SERVICE_WRITE, param("service")),
+    ("internal.canary.abort", "PUT"): need(P.SERVICE_WRITE, param("service")),
 }
 
 

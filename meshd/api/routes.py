@@ -14,6 +14,7 @@ from . import (
     acl,
     acl_context,
     agent,
+    canary,
     catalog,
     config_entries,
     connect_ca,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 MODULES = [
     acl,
     agent,
+    canary,
     catalog,
     config_entries,
     connect_ca,

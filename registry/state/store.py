@@ -28,6 +28,7 @@ from ..errors import CorruptSnapshotError
 from .acl import ACLTables
 from .autopilot import AutopilotTables
 from .ca import CATables
+from .canaries import CanaryTables
 from .catalog import CatalogTables
 from .config_entries import ConfigEntryTables
 from .coordinates import CoordinateTables
@@ -43,7 +44,7 @@ SNAPSHOT_VERSION = 1
 # Tables added after snapshots of this version were first written: a snapshot
 # from an older meshd lacks them and restores with them empty (upgrades).
 TABLES_ADDED_LATER = frozenset(
-    {"acl_auth_methods", "acl_binding_rules", "autopilot_config", "coordinates"}
+    {"acl_auth_methods", "acl_binding_rules", "autopilot_config", "coordinates", "canaries"}
 )
 
 
@@ -132,6 +133,7 @@ class StateStore:
         self.liveness = LivenessTables()
         self.autopilot = AutopilotTables()
         self.coordinates = CoordinateTables()
+        self.canaries = CanaryTables()
 
     def _tables(self) -> list[Table[Any]]:
         return [
@@ -145,6 +147,7 @@ class StateStore:
             *self.liveness.tables(),
             *self.autopilot.tables(),
             *self.coordinates.tables(),
+            *self.canaries.tables(),
         ]
 
     def begin(self, index: int, now: float = 0.0) -> WriteTx:
@@ -205,6 +208,7 @@ class StateStore:
         self.liveness = fresh.liveness
         self.autopilot = fresh.autopilot
         self.coordinates = fresh.coordinates
+        self.canaries = fresh.canaries
         self.watches.fire_all()
 
     @staticmethod

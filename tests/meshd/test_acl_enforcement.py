@@ -395,6 +395,15 @@ ROWS: dict[tuple[str, str], Row] = {
     ("internal.explain", "POST"): Row(
         "/v1/internal/explain", svc("web") + svc("temp"), {"Source": "web", "Destination": "temp"}
     ),
+    # canaries (issue 19): seeded with a running canary of "cany"
+    ("internal.canary.list", "GET"): Row("/v1/internal/canary", svc("cany"), kind="filtered"),
+    ("internal.canary.get", "GET"): Row("/v1/internal/canary/cany", svc("cany")),
+    ("internal.canary.start", "POST"): Row(
+        "/v1/internal/canary/cany", svc("cany", "write"), {"To": "v2"}
+    ),
+    ("internal.canary.pause", "PUT"): Row("/v1/internal/canary/cany/pause", svc("cany", "write")),
+    ("internal.canary.resume", "PUT"): Row("/v1/internal/canary/cany/resume", svc("cany", "write")),
+    ("internal.canary.abort", "PUT"): Row("/v1/internal/canary/cany/abort", svc("cany", "write")),
 }
 # Run last: leaving stops the agent.
 LAST = ("agent.leave", "PUT")
@@ -486,6 +495,16 @@ async def seed(w: World, admin: APIClient | InprocClient) -> None:
     )
     await ok("PUT", "/v1/event/fire/deploy")
     await ok("PUT", "/v1/internal/traces/spans", {"Spans": TRACE_SEED})
+    await ok("PUT", "/v1/config", {"Kind": "service-defaults", "Name": "cany", "Protocol": "http"})
+    subsets = {"v1": {"Filter": 'Service.Meta.v == "1"'}, "v2": {"Filter": 'Service.Meta.v == "2"'}}
+    resolver = {
+        "Kind": "service-resolver",
+        "Name": "cany",
+        "DefaultSubset": "v1",
+        "Subsets": subsets,
+    }
+    await ok("PUT", "/v1/config", resolver)
+    await ok("POST", "/v1/internal/canary/cany", {"To": "v2"})
     w.ids["web_api"] = (
         await ok(
             "POST",

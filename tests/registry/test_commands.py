@@ -15,6 +15,7 @@ from registry.commands import (
     ACLTokenSet,
     AutopilotConfigSet,
     CAConfigSet,
+    CanarySet,
     CARootsSet,
     ConfigEntryBatch,
     ConfigEntryRequest,
@@ -42,6 +43,8 @@ from registry.records import (
     ACLToken,
     AutopilotConfig,
     CAConfig,
+    Canary,
+    CanaryEvent,
     CARoot,
     ConfigEntry,
     Coordinate,
@@ -102,6 +105,20 @@ SAMPLES = [
     ),
     AutopilotConfigSet(config=AutopilotConfig(last_contact_threshold=0.25), cas=4),
     CoordinateBatchUpdate(updates=(Coordinate("n1", "seg", (0.1,) * 8, 0.2, -0.1, 1e-5),)),
+    CanarySet(
+        canary=Canary(
+            "api",
+            "v1",
+            "v2",
+            (5.0, 100.0),
+            last=CanaryEvent(time=2.0, step=0, weight=5.0, event="step", p99_ms=1.5),
+            history=(CanaryEvent(time=2.0, step=0, weight=5.0, event="step"),),
+        ),
+        splitter=ConfigEntry("service-splitter", "api", {"Splits": []}),
+        cas=7,
+        config_index=3,
+        now=2.0,
+    ),
 ]
 
 
@@ -113,7 +130,7 @@ def test_round_trip(cmd: object) -> None:
 
 
 def test_every_command_type_has_a_unique_code() -> None:
-    assert len(COMMAND_TYPES) == len({c.__name__ for c in COMMAND_TYPES.values()}) == 28
+    assert len(COMMAND_TYPES) == len({c.__name__ for c in COMMAND_TYPES.values()}) == 29
 
 
 @pytest.mark.parametrize(

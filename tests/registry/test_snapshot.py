@@ -16,6 +16,7 @@ from registry.commands import (
     ACLTokenSet,
     AutopilotConfigSet,
     CAConfigSet,
+    CanarySet,
     CARootsSet,
     ConfigEntryRequest,
     CoordinateBatchUpdate,
@@ -36,6 +37,8 @@ from registry.records import (
     ACLToken,
     AutopilotConfig,
     CAConfig,
+    Canary,
+    CanaryEvent,
     CARoot,
     ConfigEntry,
     Coordinate,
@@ -112,6 +115,10 @@ def populate(log: Log) -> None:
     log.ok(LivenessSet(node="n1", status="alive"))
     log.ok(CoordinateBatchUpdate(updates=(Coordinate("n1", vec=(0.5,) * 8, height=1e-5),)))
     log.ok(AutopilotConfigSet(config=AutopilotConfig(cleanup_dead_servers=False, min_quorum=3)))
+    step = CanaryEvent(time=1.5, step=0, weight=5, event="step", requests=3, p99_ms=None)
+    canary = Canary("web", "v1", "v2", (5, 100), step_started_at=1.5, last=step, history=(step,))
+    splitter = ConfigEntry("service-splitter", "web", {"Splits": [{"Weight": 100}]})
+    log.ok(CanarySet(canary=canary, splitter=splitter))
 
 
 def test_restore_reproduces_every_table_and_index(log: Log) -> None:
@@ -122,7 +129,7 @@ def test_restore_reproduces_every_table_and_index(log: Log) -> None:
         "nodes", "services", "checks", "kvs", "tombstones", "lock_delays", "sessions",
         "intentions", "config_entries", "ca_roots", "ca_config", "acl_tokens",
         "acl_policies", "acl_roles", "acl_auth_methods", "acl_binding_rules", "liveness",
-        "autopilot_config", "coordinates",
+        "autopilot_config", "coordinates", "canaries",
     }  # fmt: skip
     fresh = RegistryFSM()
     fresh.restore(snap)
@@ -141,6 +148,7 @@ def test_restore_reproduces_every_table_and_index(log: Log) -> None:
         lambda s: queries.config_entry_list(s, None),
         lambda s: autopilot_state.autopilot_config(s, None),
         lambda s: coordinate_state.coordinate_list(s, None),
+        lambda s: queries.canary_list(s, None),
     ):
         assert query(fresh.store) == query(log.store)
 
