@@ -5,6 +5,7 @@
 // abort asks first, since it sends all traffic back to the old version).
 import { api, describeError, watch } from "../api.js";
 import { clear, h, message } from "../dom.js";
+import { parseDurationMs } from "../durations.js";
 
 const q = encodeURIComponent;
 const TERMINAL = new Set(["promoted", "rolled_back", "aborted"]);
@@ -15,10 +16,13 @@ export function stateText(c) {
   return STATE_TEXT[c.State] || c.State;
 }
 
-/** "step 3 of 5 (25% to v2)", the step counted from 1. */
+/** "step 3 of 5 (25% to v2)", the step counted from 1; how it ended once it has. */
 export function progressText(c) {
   const n = (c.Steps || []).length;
-  return `step ${(Number(c.Step) || 0) + 1} of ${n} (${c.Weight}% to ${c.To})`;
+  const at = `step ${(Number(c.Step) || 0) + 1} of ${n}`;
+  if (c.State === "promoted") return `promoted: all traffic to ${c.To}`;
+  if (c.State === "aborted" || c.State === "rolled_back") return `stopped at ${at}: all traffic back to ${c.From}`;
+  return `${at} (${c.Weight}% to ${c.To})`;
 }
 
 function pct(x) {
@@ -27,6 +31,11 @@ function pct(x) {
 
 function ms(x) {
   return x === null || x === undefined ? "–" : `${Number(x).toFixed(1)} ms`;
+}
+
+function fmtTime(iso) {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? String(iso || "") : d.toISOString().slice(0, 19).replace("T", " ") + " UTC";
 }
 
 function stateBadge(c) {
@@ -111,13 +120,15 @@ function drawCanary(el, c) {
       h("dt", {}, "State"), h("dd", { id: "canary-state" }, stateBadge(c), c.Reason ? ` ${c.Reason}` : ""),
       h("dt", {}, "Release"), h("dd", {}, `${c.From} → ${c.To}`),
       h("dt", {}, "Progress"), h("dd", {}, progressText(c)),
-      h("dt", {}, "Interval"), h("dd", {}, `${c.Interval} per step`, c.StepStartedAt ? ` (this step since ${c.StepStartedAt})` : "")),
+      h("dt", {}, "Interval"), h("dd", {}, `${c.Interval} per step`, c.StepStartedAt ? ` (this step since ${fmtTime(c.StepStartedAt)})` : "")),
     h("h2", { id: "steps-h" }, "Steps"),
     h("progress", { max: 100, value: Number(c.Weight) || 0, "aria-labelledby": "steps-h", id: "canary-progress" }),
     h("ol", { class: "steps", "aria-labelledby": "steps-h" }, steps.map((w, i) => {
-      const where = i < c.Step ? "done" : i === c.Step ? "current" : "todo";
+      const ended = TERMINAL.has(c.State) && c.State !== "promoted";
+      const where = i < c.Step || c.State === "promoted" ? "done" : i === c.Step ? (ended ? "stopped" : "current") : "todo";
+      const spoken = { done: "done", current: "current", stopped: `stopped here, ${stateText(c)}`, todo: "to do" }[where];
       return h("li", { class: where, "aria-current": where === "current" ? "step" : null },
-        `${w}% to ${c.To}`, h("span", { class: "sr-only" }, ` (${where === "todo" ? "to do" : where})`));
+        `${w}% to ${c.To}`, h("span", { class: "sr-only" }, ` (${spoken})`));
     })),
     h("h2", { id: "bounds-h" }, "Last measurement against the bounds"),
     boundsTable(c),
@@ -142,20 +153,13 @@ function boundsTable(c) {
       h("td", {}, h("span", { class: `badge ${ok === false ? "critical" : ok ? "passing" : ""}` }, verdict(ok)))))));
 }
 
-/** "300ms" / "1.5s" / "2m" → milliseconds (null when unreadable). */
-export function parseDurationMs(text) {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|us|µs)$/.exec(String(text || "").trim());
-  if (!m) return null;
-  return Number(m[1]) * { us: 0.001, "µs": 0.001, ms: 1, s: 1000, m: 60000, h: 3600000 }[m[2]];
-}
-
 function historyTable(history) {
   if (history.length === 0) return h("p", {}, "No events yet.");
   return h("table", { class: "list", id: "canary-history" },
     h("caption", { class: "sr-only" }, "What the canary did, oldest first"),
     h("thead", {}, h("tr", {}, ["Time", "Event", "Step", "Requests", "Error rate", "p99", "Reason"].map((x) => h("th", { scope: "col" }, x)))),
     h("tbody", {}, history.map((e) => h("tr", { class: `event ${e.Event}` },
-      h("td", { class: "mono" }, e.Time), h("th", { scope: "row" }, e.Event),
+      h("td", { class: "mono" }, fmtTime(e.Time)), h("th", { scope: "row" }, e.Event),
       h("td", {}, `${(Number(e.Step) || 0) + 1} (${e.Weight}%)`),
       h("td", { class: "num" }, e.Requests ?? "–"), h("td", { class: "num" }, pct(e.ErrorRate)),
       h("td", { class: "num" }, ms(e.P99Ms)), h("td", {}, e.Reason || "")))));

@@ -9,6 +9,7 @@
 // while the page is visible (poll.js).
 import { api, describeError } from "../api.js";
 import { clear, field, h, message, s } from "../dom.js";
+import { parseDurationMs } from "../durations.js";
 import { pollWhileVisible } from "../poll.js";
 
 export const GRAPH_MS = 5000;
@@ -79,7 +80,7 @@ export function renderGraph(main) {
         clear(alert, filtered ? message("warn", "Some services are hidden: this token may not read them.") : null);
         drawGraph(picture, graph);
         drawEdgeTable(table, graph.Edges || []);
-        status.textContent = `${(graph.Nodes || []).length} services, ${(graph.Edges || []).length} connections over the ${label(graph.Window || win.value)}` +
+        status.textContent = `${plural((graph.Nodes || []).length, "service")}, ${plural((graph.Edges || []).length, "connection")} over the ${label(graph.Window || win.value)}` +
           ` · computed ${fmtClock(graph.GeneratedAt)} · re-read every ${GRAPH_MS / 1000} s while this page is visible`;
       } catch (err) {
         if (err.name === "AbortError") return;
@@ -96,8 +97,13 @@ export function renderGraph(main) {
 }
 
 function label(window) {
-  const found = WINDOWS.find(([v]) => v === window);
+  const ms = parseDurationMs(window);
+  const found = WINDOWS.find(([v]) => parseDurationMs(v) === ms);
   return found ? found[1] : `last ${window}`;
+}
+
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
 function fmtClock(iso) {
