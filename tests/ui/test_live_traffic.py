@@ -236,6 +236,8 @@ def test_mesh_graph_page_draws_the_edges_and_polls_only_while_visible(
     assert _reads_after(page, hidden_reads, 3_000), "no read as soon as the page shows"
     # A node is a link to its service page, reachable with the keyboard.
     api_node.focus()
+    stroke = api_node.locator("rect").evaluate("r => getComputedStyle(r).stroke")
+    assert stroke == "rgb(240, 160, 0)", stroke  # the focus colour, visible
     page.keyboard.press("Enter")
     page.wait_for_url("**/ui/#/services/api")
     page.get_by_role("heading", name="api", exact=True).wait_for()
@@ -275,7 +277,8 @@ def test_abort_a_canary_from_the_ui(page: Any, mesh: LiveMesh) -> None:
     page.get_by_role("button", name="Abort").click()
     assert mesh.agent.call("GET", "/v1/internal/canary/api")[1]["State"] == "running"
     page.once("dialog", lambda d: d.accept())
-    page.get_by_role("button", name="Abort").click()
+    page.get_by_role("button", name="Abort").focus()
+    page.keyboard.press("Enter")  # the keyboard alone
     expect(page.locator("#canary-state")).to_contain_text("aborted")
     expect(page.get_by_role("button", name="Abort")).to_be_disabled()
     expect(page.get_by_role("button", name="Pause")).to_be_disabled()

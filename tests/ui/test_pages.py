@@ -592,9 +592,10 @@ def test_trace_with_a_service_the_token_may_not_read_shows_the_403(
     shot(page, "trace-forbidden")
 
 
-def test_canary_pause_without_write_permission_shows_the_403(
+def test_read_only_token_gets_the_403_on_pause_and_a_filtered_graph(
     page: Any, catalog: AgentProcess
 ) -> None:
+    register(catalog, "node-b", {"ID": "pay-1", "Service": "pay", "Port": 7000})
     subsets = {v: {"Filter": f'Service.Meta.version == "{v}"'} for v in ("v1", "v2")}
     for entry in (
         {"Kind": "service-defaults", "Name": "pay", "Protocol": "http"},
@@ -614,3 +615,8 @@ def test_canary_pause_without_write_permission_shows_the_403(
     shot(page, "canary-pause-forbidden")
     assert catalog.call("GET", "/v1/internal/canary/pay")[1]["State"] == "running"
     assert axe_serious(page) == []
+    # The graph leaves out the services the token may not read.
+    page.get_by_role("link", name="Traffic graph").click()
+    expect(page.locator('#graph a[data-service="pay"]')).to_have_count(1)
+    expect(page.locator("#graph a.node")).to_have_count(1)
+    shot(page, "graph-filtered")
