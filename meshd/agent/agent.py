@@ -171,6 +171,7 @@ class Agent:
             self,
             lambda: self.config.ports.http,
             lambda: self.config.connect.default_intention_policy == "allow",
+            own_token=lambda: self.tokens.get("agent") or self.tokens.get("default"),
         )
         self.heartbeat_interval = 1.0 * config.performance.raft_multiplier
         self.rpc_address = f"{config.advertise_addr}:{config.ports.server}"

@@ -112,8 +112,10 @@ class MeshStats:
         default_allow: Callable[[], bool],
         clock: Callable[[], float] = trio.current_time,
         wall: Callable[[], float] | None = None,
+        own_token: Callable[[], str] = lambda: "",
     ) -> None:
         self.ports = ports
+        self.own_token = own_token
         self.http_port = http_port
         self.default_allow = default_allow
         self.clock = clock
@@ -128,13 +130,24 @@ class MeshStats:
         self._expire(now)
         series = self.series.get(push.id)
         if series is None:
-            if len(self.series) >= MAX_PROXIES:
+            if len(self.series) >= MAX_PROXIES and not self._evict_idle():
                 self.refused += 1
                 return False
             series = self.series[push.id] = ProxySeries(started=now - push.age)
-        series.add(Snapshot(now, push.counts))
+        # On the proxy's own time line (its age at the snapshot), so that
+        # transit delays do not stretch or shrink the span a rate divides by.
+        at = min(now, series.started + push.age)
+        series.add(Snapshot(max(at, series.last.time) if series.recent else at, push.counts))
         self.received += 1
         return True
+
+    def _evict_idle(self) -> bool:
+        """Make room by forgetting a proxy that never reported an edge."""
+        for pid, s in self.series.items():
+            if not s.last.counts:
+                del self.series[pid]
+                return True
+        return False
 
     def _expire(self, now: float) -> None:
         gone = [pid for pid, s in self.series.items() if s.last.time < now - EXPIRE]
@@ -149,13 +162,16 @@ class MeshStats:
             out += series.window(now, window, FRESH)
         return out
 
-    async def deltas(self, window: float, token: str = "") -> list[Delta]:
-        """Every agent's deltas (this one's and its live peers')."""
+    async def deltas(self, window: float, token: str | None = None) -> list[Delta]:
+        """Every agent's deltas (this one's and its live peers'). ``token``:
+        what the peers are asked with (None: this agent's own token, for
+        internal callers; an API request passes its own, even empty)."""
         out = self.local(window)
         members = await self.ports.members()
         query = {"window": format_duration(window)}
+        secret = self.own_token() if token is None else token
         answers = await ask_peers(
-            members, self.ports.node_name, self.http_port(), PEER_PATH, query, token
+            members, self.ports.node_name, self.http_port(), PEER_PATH, query, secret
         )
         for answer in answers:
             records = answer.get("Records") if isinstance(answer, dict) else None
@@ -167,7 +183,7 @@ class MeshStats:
         return out
 
     async def subset_stats(
-        self, service: str, subset: str, window: float, token: str = ""
+        self, service: str, subset: str, window: float, token: str | None = None
     ) -> SubsetStats:
         """Requests sent to ``service``'s ``subset`` in the last ``window`` seconds."""
         counts, rps = subset_figures(await self.deltas(window, token), service, subset)
@@ -185,17 +201,18 @@ class MeshStats:
         window: float,
         service: str | None = None,
         *,
-        token: str = "",
+        token: str | None = None,
         allowed: Callable[[str], bool] | None = None,
     ) -> dict[str, Any]:
         """The mesh graph (the API's JSON); with ``allowed``, services it
         refuses are left out and ``FilteredByACLs`` says so."""
-        edges = build_edges(await self.deltas(window, token))
+        deltas = await self.deltas(window, token)
         if service:
-            edges = [e for e in edges if service in (e["Source"], e["Destination"])]
+            deltas = [d for d in deltas if service in (d.key[1], d.key[2])]
         ok = allowed or (lambda _name: True)
-        kept = [e for e in edges if ok(e["Source"]) and ok(e["Destination"])]
-        filtered = len(kept) != len(edges)
+        readable = [d for d in deltas if ok(d.key[1]) and ok(d.key[2])]
+        filtered = len(readable) != len(deltas)
+        kept = build_edges(readable)
         intentions = await self._read("intentions.list", {}) or []
         for edge in kept:
             edge["Intention"] = _decision(

@@ -22,7 +22,9 @@ every agent and turns them into the graph's edges.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import operator
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +68,7 @@ class Counts:
         return Counts(
             self.requests - base.requests,
             max(0, self.errors - base.errors),
-            tuple(max(0, a - b) for a, b in zip(self.buckets, base.buckets, strict=True)),
+            tuple(x if x > 0 else 0 for x in map(operator.sub, self.buckets, base.buckets)),
             max(0.0, self.duration_sum_ms - base.duration_sum_ms),
             self.connections - base.connections,
             max(0, self.bytes_received - base.bytes_received),
@@ -76,7 +78,7 @@ class Counts:
     def add(self, other: Counts) -> None:
         self.requests += other.requests
         self.errors += other.errors
-        self.buckets = tuple(a + b for a, b in zip(self.buckets, other.buckets, strict=True))
+        self.buckets = tuple(map(operator.add, self.buckets, other.buckets))
         self.duration_sum_ms += other.duration_sum_ms
         self.connections += other.connections
         self.bytes_received += other.bytes_received
@@ -279,7 +281,8 @@ def merge(deltas: Iterable[Delta]) -> dict[Key, Delta]:
     for d in deltas:
         have = out.get(d.key)
         if have is None:
-            out[d.key] = have = Delta(d.key, Counts())
+            out[d.key] = Delta(d.key, dataclasses.replace(d.counts), d.rps, d.cps)
+            continue
         have.counts.add(d.counts)
         have.rps += d.rps
         have.cps += d.cps

@@ -53,6 +53,7 @@ COMMANDS: Mapping[str, str] = {
     "services": "services:services",
     "snapshot": "snapshot:snapshot",
     "tls": "tls:tls",
+    "top": "top:top",
     "validate": "validate:validate",
     "version": "version:version",
     "watch": "watch:watch",

@@ -90,6 +90,12 @@ def _trace_span(trace: str, service: str, peer: str, start: int) -> dict[str, An
 
 # edge -> web traced (trace 1) while web starts trace 2: web drops the headers.
 TRACE_SEED = [_trace_span("1", "edge", "web", 1000), _trace_span("2", "web", "api", 1050)]
+STATS_SEED = {
+    "ID": "seed-proxy",
+    "StartedAt": 0,
+    "Time": 0,
+    "Edges": [{"Reporter": "source", "Source": "web", "Destination": "api", "Requests": 1}],
+}
 
 ROWS: dict[tuple[str, str], Row] = {
     ("agent.self", "GET"): Row("/v1/agent/self", f'agent "{NODE}" {{ policy = "read" }}'),
@@ -389,6 +395,16 @@ ROWS: dict[tuple[str, str], Row] = {
     ("internal.traces", "GET"): Row("/v1/internal/traces", svc("web"), kind="filtered"),
     ("internal.traces.lint", "GET"): Row("/v1/internal/traces/lint", svc("web"), kind="filtered"),
     ("internal.traces.trace", "GET"): Row("/v1/internal/traces/" + "2" * 32, svc("web")),
+    # the mesh graph: seeded with STATS_SEED (one web -> api edge)
+    ("internal.telemetry.proxy_stats", "PUT"): Row(
+        "/v1/internal/telemetry/proxy-stats", svc("web", "write"), STATS_SEED
+    ),
+    ("internal.telemetry.proxy_stats", "GET"): Row(
+        "/v1/internal/telemetry/proxy-stats", svc("web") + svc("api"), kind="filtered"
+    ),
+    ("internal.ui.mesh_graph", "GET"): Row(
+        "/v1/internal/ui/mesh-graph", svc("web"), kind="filtered"
+    ),
     ("internal.explain", "GET"): Row(
         "/v1/internal/explain?source=web&destination=temp", svc("web") + svc("temp")
     ),
@@ -505,6 +521,7 @@ async def seed(w: World, admin: APIClient | InprocClient) -> None:
     }
     await ok("PUT", "/v1/config", resolver)
     await ok("POST", "/v1/internal/canary/cany", {"To": "v2"})
+    await ok("PUT", "/v1/internal/telemetry/proxy-stats", STATS_SEED)
     w.ids["web_api"] = (
         await ok(
             "POST",

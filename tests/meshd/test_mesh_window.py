@@ -151,6 +151,9 @@ def test_a_proxy_snapshot_round_trips_through_the_push_parser() -> None:
     assert (tcp.connections, tcp.bytes_received, tcp.bytes_sent) == (1, 5, 7)
 
 
+NEGATIVE = {"Reporter": "source", "Source": "a", "Destination": "b", "Requests": -1}
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -159,15 +162,7 @@ def test_a_proxy_snapshot_round_trips_through_the_push_parser() -> None:
         ({"ID": "p", "Edges": {}}, "Edges"),
         ({"ID": "p", "Edges": [{"Reporter": "x", "Source": "a", "Destination": "b"}]}, "Reporter"),
         ({"ID": "p", "Edges": [{"Reporter": "source", "Source": "a"}]}, "Edges[0]"),
-        (
-            {
-                "ID": "p",
-                "Edges": [
-                    {"Reporter": "source", "Source": "a", "Destination": "b", "Requests": -1}
-                ],
-            },  # fmt: skip
-            "Requests",
-        ),
+        ({"ID": "p", "Edges": [NEGATIVE]}, "Requests"),
         ({"ID": "p", "BucketsMs": [1, 2]}, "BucketsMs"),
     ],
 )
