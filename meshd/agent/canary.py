@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 from trio.lowlevel import RunVar
@@ -42,10 +42,12 @@ from .canary_core import (
     CHECK_EVERY,
     Decision,
     StatsSource,
+    SubsetFigures,
     apply,
     canary_json,
     decide,
     event_json,
+    overdue_intervals,
     splitter_body,
     stats_window,
 )
@@ -99,6 +101,25 @@ def event_payload(rec: Canary) -> bytes:
     return json.dumps({"Service": rec.service, **event_json(rec.history[-1])}).encode()
 
 
+class TokenStats(Protocol):
+    """``MeshStats``: asks the other agents with a token (ACLs filter their answers)."""
+
+    async def subset_stats(
+        self, service: str, subset: str, window: float, token: str = ""
+    ) -> SubsetFigures: ...
+
+
+class StatsWithToken:
+    """A ``StatsSource`` over ``MeshStats`` that asks with ``token()`` (the
+    agent's token: with ACLs on, other agents leave out what it cannot read)."""
+
+    def __init__(self, stats: TokenStats, token: Callable[[], str]) -> None:
+        self.stats, self.token = stats, token
+
+    async def subset_stats(self, service: str, subset: str, window: float) -> SubsetFigures:
+        return await self.stats.subset_stats(service, subset, window, token=self.token())
+
+
 class CanaryController:
     """Steps the running canaries while this server leads."""
 
@@ -113,7 +134,8 @@ class CanaryController:
         self.stats = stats
         self.fire = fire
         self.clock = clock
-        self._held: dict[tuple[str, int, float], float] = {}
+        self._held: dict[tuple[str, int, float], int] = {}
+        self._tasks: trio.Nursery | None = None  # event deliveries, while leading
 
     async def run(self) -> None:
         """Lead the canaries during every term this server leads; until cancelled."""
@@ -123,6 +145,7 @@ class CanaryController:
                 await node.wait_state_change(1.0)
                 continue
             async with trio.open_nursery() as nursery:
+                self._tasks = nursery
                 nursery.start_soon(self._lead)
                 while self.server.is_leader():
                     await node.wait_state_change(1.0)
@@ -174,17 +197,20 @@ class CanaryController:
         if decision.kind in ("none", "wait"):
             return decision.next_check
         if decision.kind == "hold":
-            self._log_hold(rec, decision)
+            self._log_hold(rec, decision, overdue_intervals(rec, now))
             return decision.next_check
         new = apply(rec, decision.kind, decision.reason, now, stats)
         await self.commit(rec, new)
         return now
 
-    def _log_hold(self, rec: Canary, decision: Decision) -> None:
+    def _log_hold(self, rec: Canary, decision: Decision, overdue: int) -> None:
+        """Log a held step once per interval it is held."""
         key = (rec.service, rec.step, rec.step_started_at)
-        if self._held.get(key) == decision.next_check:
+        if self._held.get(key) == overdue:
             return
-        self._held = {key: decision.next_check}
+        if len(self._held) > 1000:
+            self._held.clear()
+        self._held[key] = overdue
         log.info(
             "event=canary_hold service=%s step=%d reason=%s",
             rec.service,
@@ -198,8 +224,9 @@ class CanaryController:
         ok = await write_canary(self.server.write, self.server.store, new, cas=old.modify_index)
         if ok:
             log_event(new)
-            if self.fire is not None:
-                await self.fire(EVENT_NAME, event_payload(new))
+            if self.fire is not None and self._tasks is not None:
+                # Delivered aside: a server that does not answer must not stall the steps.
+                self._tasks.start_soon(self.fire, EVENT_NAME, event_payload(new))
         return ok
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "canary_json",
     "decide",
     "event_json",
+    "overdue_intervals",
     "splitter_body",
     "stats_window",
 ]
@@ -100,6 +101,12 @@ def step_due(rec: Canary) -> float:
     return rec.step_started_at + rec.interval
 
 
+def overdue_intervals(rec: Canary, now: float) -> int:
+    """How many whole intervals past its end the current step is (a held
+    step is logged once per interval)."""
+    return max(0, math.floor((now - step_due(rec)) / rec.interval))
+
+
 def stats_window(rec: Canary, now: float) -> float:
     """The window to ask figures for: the time spent on this step so far."""
     return min(max(now - rec.step_started_at, 1.0), MAX_WINDOW)
@@ -118,10 +125,9 @@ def decide(rec: Canary, stats: SubsetFigures, now: float) -> Decision:
     if now < due:
         return Decision("wait", next_check=min(due, now + CHECK_EVERY))
     if not enough:
-        # Stay on the step; the next look covers the longer window since it began.
-        missed = math.floor((now - due) / rec.interval) + 1
+        # Stay on the step: it is judged once the window since it began holds enough.
         reason = f"too few requests: {stats.requests} < MinRequests {rec.min_requests}"
-        return Decision("hold", reason, due + missed * rec.interval)
+        return Decision("hold", reason, now + CHECK_EVERY)
     nxt = rec.step + 1
     if nxt >= len(rec.steps) or rec.steps[nxt] >= 100:
         return Decision("promote", f"all steps passed; {rec.to_subset} at 100%")

@@ -49,7 +49,7 @@ from ..http import (
     Router,
     decode_json_body,
 )
-from .common import json_response, read
+from .common import json_response, read, with_meta
 from .config_typed import check_graph, load_graph, parse_typed, stored_form
 
 if TYPE_CHECKING:
@@ -136,13 +136,17 @@ def _with_subsets(graph: EntrySet, spec: Canary) -> Canary:
     found = graph.get("service-resolver", spec.service)
     resolver = found if isinstance(found, ServiceResolverEntry) else None
     subsets = resolver.subsets if resolver is not None else {}
-    frm = spec.from_subset or (resolver.default_subset if resolver is not None else "")
-    if not frm:
-        raise _bad("From", f"service {_goq(spec.service)} has no DefaultSubset: set From")
-    for field, name in (("To", spec.to_subset), ("From", frm)):
+
+    def check(field: str, name: str) -> None:
         if name not in subsets:
             text = f"service {_goq(spec.service)} does not have a subset named {_goq(name)}"
             raise _bad(field, text)
+
+    check("To", spec.to_subset)
+    frm = spec.from_subset or (resolver.default_subset if resolver is not None else "")
+    if not frm:
+        raise _bad("From", f"service {_goq(spec.service)} has no DefaultSubset: set From")
+    check("From", frm)
     if frm == spec.to_subset:
         raise _bad("From", "must differ from To")
     started = CanaryEvent(spec.step_started_at, 0, spec.steps[0], "step", "started")
@@ -235,8 +239,9 @@ def register(router: Router, agent: Agent) -> None:
     async def get_one(req: Request) -> Response:
         service = req.path_params["service"]
         result, opts = await read(agent, req, "canary.get", {"service": service})
-        if result.value is None:
-            raise NotFound(f"no canary for service {_goq(service)}")
+        if result.value is None:  # with X-Consul-Index: a client may block until one starts
+            text = f"no canary for service {_goq(service)}"
+            return with_meta(Response.text(text, status=404), result)
         return json_response(result.value, result, opts)
 
     async def list_all(req: Request) -> Response:

@@ -30,6 +30,7 @@ COMMANDS: Mapping[str, str] = {
     "acl": "acl:acl",
     "agent": "agent:agent",
     "ca": "ca:ca",
+    "canary": "canary:canary",
     "catalog": "catalog:catalog",
     "config": "config:config",
     "connect": "connect:connect",

@@ -26,7 +26,7 @@ SECTIONS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("Catalog & KV", ("services", "catalog", "kv", "watch", "lock", "event", "config")),
-    ("Connect", ("connect", "intention", "explain", "top", "ca", "proxy", "tls")),
+    ("Connect", ("connect", "intention", "explain", "top", "canary", "ca", "proxy", "tls")),
     ("ACL", ("acl", "login", "logout")),
     ("Operator", ("operator", "snapshot")),
 ]

@@ -3,8 +3,9 @@
 ``python tests/e2e/l7_backend.py HOST PORT NAME`` answers ``NAME <path>``
 to every request, and on purpose misbehaves on some paths:
 ``/slow`` answers after 1 s, ``/delay`` after 0.5 s, ``/flaky`` answers 503 to 30% of requests
-(random), ``/status/NNN`` answers status NNN, ``/health`` always 200, and a
-backend named ``bad...`` answers 500 to everything else. A mirrored copy
+(random), ``/status/NNN`` answers status NNN, ``/health`` always 200, a
+backend named ``bad...`` answers 500 to everything else and one whose name
+ends in ``-err20`` answers 500 to 20% of it (random). A mirrored copy
 (Host ending in ``-shadow``) of ``/mirror/hang...`` answers after 3 s, of
 ``/mirror/error...`` with 500. ``/_seen?prefix=P`` (asked directly, not
 through the mesh) lists the ``[host, path]`` of every request so far whose
@@ -63,6 +64,8 @@ def make_handler(name: str) -> type[BaseHTTPRequestHandler]:
                 status = int(self.path[8:11])
             if name.startswith("bad") and not self.path.startswith("/health"):
                 status = 500
+            if name.endswith("-err20") and not self.path.startswith("/health"):
+                status = 500 if random.random() < 0.2 else status
             self.reply(status, f"{name} {self.path}\n".encode())
 
         do_GET = _answer
