@@ -244,8 +244,13 @@ def test_mesh_graph_page_draws_the_edges_and_polls_only_while_visible(
     assert _reads_after(page, hidden_reads, 3_000), "no read as soon as the page shows"
     # A node is a link to its service page, reachable with the keyboard.
     api_node.focus()
+    # The focus outlives the re-reads that redraw the graph, and shows.
+    assert _reads_after(page, _graph_reads(page), 8_000), "no re-read while focused"
+    page.wait_for_timeout(300)  # the answer drawn
+    focused = "() => document.activeElement.getAttribute('data-service')"
+    assert page.evaluate(focused) == "api"
     stroke = api_node.locator("rect").evaluate("r => getComputedStyle(r).stroke")
-    assert stroke == "rgb(240, 160, 0)", stroke  # the focus colour, visible
+    assert stroke == "rgb(240, 160, 0)", stroke  # the focus colour
     page.keyboard.press("Enter")
     page.wait_for_url("**/ui/#/services/api")
     page.get_by_role("heading", name="api", exact=True).wait_for()

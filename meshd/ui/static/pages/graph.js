@@ -8,7 +8,7 @@
 // over recent traffic, not a blocking query, so it is re-read every 5 s
 // while the page is visible (poll.js).
 import { api, describeError } from "../api.js";
-import { clear, field, h, message, s } from "../dom.js";
+import { clear, field, h, message, redrawKeepingFocus, s } from "../dom.js";
 import { parseDurationMs } from "../durations.js";
 import { pollWhileVisible } from "../poll.js";
 
@@ -78,8 +78,8 @@ export function renderGraph(main) {
       try {
         const { graph, filtered } = await readGraph(win.value, "", signal);
         clear(alert, filtered ? message("warn", "Some services are hidden: this token may not read them.") : null);
-        drawGraph(picture, graph);
-        drawEdgeTable(table, graph.Edges || []);
+        redrawKeepingFocus(picture, () => drawGraph(picture, graph));
+        redrawKeepingFocus(table, () => drawEdgeTable(table, graph.Edges || []));
         status.textContent = `${plural((graph.Nodes || []).length, "service")}, ${plural((graph.Edges || []).length, "connection")} over the ${label(graph.Window || win.value)}` +
           ` · computed ${fmtClock(graph.GeneratedAt)} · re-read every ${GRAPH_MS / 1000} s while this page is visible`;
       } catch (err) {

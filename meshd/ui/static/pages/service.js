@@ -1,5 +1,5 @@
 import { api, describeError, watch } from "../api.js";
-import { badge, clear, h, message } from "../dom.js";
+import { badge, clear, h, message, redrawKeepingFocus } from "../dom.js";
 import { pollWhileVisible } from "../poll.js";
 import { progressText, stateText } from "./canaries.js";
 import { explainPanel } from "./explain.js";
@@ -49,7 +49,7 @@ export function renderService(main, name) {
     );
     if (seq !== topoSeq) return;
     Object.assign(live, { decided, hasSidecar: state.sidecars.length > 0 });
-    drawEdges(topo, name, live);
+    redrawKeepingFocus(topo, () => drawEdges(topo, name, live));
   };
   const fail = (err) => { state.error = describeError(err); draw(); };
   const stops = [
@@ -70,7 +70,7 @@ export function renderService(main, name) {
         }),
         drawCanaryLink(canary, name, signal),
       ]);
-      if (!signal.aborted) drawEdges(topo, name, live);
+      if (!signal.aborted) redrawKeepingFocus(topo, () => drawEdges(topo, name, live));
     }, GRAPH_MS),
   ];
   draw();
