@@ -156,7 +156,7 @@ function drawEdges(el, name, live) {
   }
   const stat = (e, fmt) => {
     const t = traffic.get(`${e.src}>${e.dst}`);
-    if (live.traffic === null) return "…";
+    if (live.traffic === null) return live.trafficError ? "–" : "…";
     return t ? fmt(t) : fmt({ RequestsPerSecond: 0, Requests: 0, P99Ms: null });
   };
   const decision = (e) => e.decision ? (e.decision.error ? e.decision.error : decisionText(e.decision)) : intentionShort(e.fromTraffic);
@@ -176,6 +176,7 @@ function drawEdges(el, name, live) {
   clear(el,
     h("h2", { id: "topo-h" }, "Upstreams and downstreams"),
     !live.hasSidecar ? h("p", {}, "This service has no sidecar proxy registered: no upstreams are known.") : null,
+    h("p", { class: "meta" }, "Requests/s, error rate and p99 over the last minute, measured by the proxies; re-read every 5 s."),
     live.trafficError ? message("warn", `Traffic figures are not available. ${live.trafficError}`) : null,
     edges.length === 0 ? h("p", {}, "No edges.") : h("table", { class: "list", id: "edges" },
       h("caption", { class: "sr-only" }, `Connections of ${name}, their traffic over the last minute and the intention deciding each`),
