@@ -232,6 +232,9 @@ def test_mesh_graph_page_draws_the_edges_and_polls_only_while_visible(
     assert "v1, v2" in (api_node.text_content() or ""), api_node.text_content()  # SVG: no innerText
     shot(page, "live-mesh-graph")
     assert axe_serious(page) == []
+    page.get_by_label("Time window").select_option("5m")
+    expect(page.locator("#graph-status")).to_contain_text("over the last 5 minutes")
+    assert page.url.endswith("#/graph?window=5m")
     # A node is a link, reachable with the keyboard; the focus outlives the
     # re-read (every 5 s while visible) that redraws the graph, and shows.
     api_node.focus()
