@@ -9,15 +9,31 @@ code.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import ClassVar
 
 __all__ = [
+    "REQUEST_ERRORS",
+    "ACLDisabled",
+    "ACLNotFound",
     "ConfigError",
+    "Conflict",
     "DurationError",
+    "Internal",
+    "InvalidArgument",
     "MeshdError",
     "NoLeaderError",
     "NoServersError",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
     "RemoteError",
+    "RequestError",
     "StartupError",
+    "TooManyRequests",
+    "Unavailable",
+    "Unimplemented",
+    "request_error",
 ]
 
 
@@ -94,20 +110,182 @@ class DurationError(MeshdError, ValueError):
         return f"invalid duration {json.dumps(self.text, ensure_ascii=False)}: {self.reason}"
 
 
-class NoLeaderError(MeshdError):
-    """No cluster leader could be found within the hold timeout; the HTTP API
-    answers 500 "No cluster leader" as Consul does."""
+class RequestError(MeshdError):
+    """A request cannot be served as asked, and ``code`` says why.
 
-    def __init__(self, message: str = "No cluster leader") -> None:
-        super().__init__(message)
+    Domain and server code raise these; they know nothing of HTTP. ``code``
+    is also the RPC error code a server answers with, so a forwarded request
+    fails on the agent that received it with the same error it raised on the
+    server. Only ``meshd.http.errors.status_for`` turns a code into an HTTP
+    status. ``message`` is Consul's text, verbatim (clients match on it);
+    ``field`` names the input at fault; ``headers`` are extra response
+    headers (``Retry-After``...).
+    """
+
+    code: ClassVar[str] = "Internal"
+    default_message: ClassVar[str] = "Internal error"
+    # True when the caller can fix it (its input, token or timing), as opposed
+    # to the cluster failing to serve a valid request.
+    caller_fault: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str | None = None,
+        field: str | None = None,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        text = self.default_message if message is None else message
+        super().__init__(text)
+        self.message = text
+        self.field = field
+        self.headers = tuple(headers)
+
+    def detail(self) -> str:
+        """The text a client is answered with."""
+        return self.message
 
 
-class NoServersError(MeshdError):
-    """A client agent knows no reachable server to send its request to; the
-    HTTP API answers 500 "No known Consul servers" as Consul does."""
+class InvalidArgument(RequestError):
+    """The request or one of its fields is invalid. When the message does not
+    already mention ``field``, the answer appends `` (field "<field>")`` so
+    every such error names what to fix."""
 
-    def __init__(self, message: str = "No known Consul servers") -> None:
-        super().__init__(message)
+    code = "InvalidArgument"
+    caller_fault = True
+    default_message = "Bad request"
+
+    def detail(self) -> str:
+        field = self.field
+        if field and field.lower() not in self.message.lower():
+            return f'{self.message} (field "{field}")'
+        return self.message
+
+
+class PermissionDenied(RequestError):
+    """The token lacks a permission; answered as ``Permission denied: <message>``
+    (Consul's text, e.g. ``token with AccessorID '...' lacks permission
+    'service:write' on "db"``)."""
+
+    code = "PermissionDenied"
+    caller_fault = True
+    default_message = ""
+    PREFIX = "Permission denied"
+
+    def detail(self) -> str:
+        if self.message.startswith(self.PREFIX):
+            return self.message
+        return f"{self.PREFIX}: {self.message}" if self.message else self.PREFIX
+
+
+class NotFound(RequestError):
+    """No such resource."""
+
+    code = "NotFound"
+    caller_fault = True
+    default_message = "Not Found"
+
+
+class Conflict(RequestError):
+    """The request conflicts with the current state."""
+
+    code = "Conflict"
+    caller_fault = True
+    default_message = "Conflict"
+
+
+class PayloadTooLarge(RequestError):
+    """The request body is larger than the endpoint accepts."""
+
+    code = "PayloadTooLarge"
+    caller_fault = True
+    default_message = "Request body too large"
+
+
+class TooManyRequests(RequestError):
+    """A rate or connection limit was exceeded."""
+
+    code = "TooManyRequests"
+    caller_fault = True
+    default_message = "rate limit exceeded"
+
+
+class Unavailable(RequestError):
+    """This agent cannot serve the request now (starting, shutting down, overloaded)."""
+
+    code = "Unavailable"
+    default_message = "Service Unavailable"
+
+
+class ACLNotFound(RequestError):
+    """The token is unknown or expired: Consul's 403 ``ACL not found`` (no
+    "Permission denied" prefix; clients match on the text)."""
+
+    code = "ACLNotFound"
+    caller_fault = True
+    default_message = "ACL not found"
+
+
+class ACLDisabled(RequestError):
+    """An ACL endpoint was called while ACLs are off: Consul's 401 ``ACL support disabled``."""
+
+    code = "ACLDisabled"
+    caller_fault = True
+    default_message = "ACL support disabled"
+
+
+class Unimplemented(RequestError):
+    """This build does not do what was asked (Consul's 501s)."""
+
+    code = "Unimplemented"
+    default_message = "Not Implemented"
+
+
+class Internal(RequestError):
+    """The request failed for a reason that is not the caller's (Consul's 500s
+    such as ``Failed to retrieve token after insertion``)."""
+
+
+class NoLeaderError(RequestError):
+    """No cluster leader could be found within the hold timeout; answered
+    "No cluster leader" as Consul does."""
+
+    code = "NoLeader"
+    default_message = "No cluster leader"
+
+
+class NoServersError(RequestError):
+    """A client agent knows no reachable server to send its request to;
+    answered "No known Consul servers" as Consul does."""
+
+    default_message = "No known Consul servers"
+
+
+# Every code a request error can carry, and its class (RPC answers use the codes).
+REQUEST_ERRORS: dict[str, type[RequestError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgument,
+        PermissionDenied,
+        NotFound,
+        Conflict,
+        PayloadTooLarge,
+        TooManyRequests,
+        Unavailable,
+        NoLeaderError,
+        ACLNotFound,
+        ACLDisabled,
+        Unimplemented,
+        Internal,
+    )
+}
+
+
+def request_error(code: str, message: str, field: str | None = None) -> RequestError | None:
+    """The request error of ``code`` (as an RPC answer carries it), or None
+    when ``code`` is not one of ``REQUEST_ERRORS``."""
+    cls = REQUEST_ERRORS.get(code)
+    return None if cls is None else cls(message, field)
 
 
 class RemoteError(MeshdError):

@@ -79,14 +79,22 @@ class RPCError(Exception):
 
 CODES = (
     "NotLeader",  # details: leader (address or None)
-    "NoLeader",
     "Validation",  # details: field
-    "NotFound",
-    "PermissionDenied",
-    "TooManyRequests",
     "UnknownMethod",
-    "BadRequest",
+    # meshd.errors.REQUEST_ERRORS: the agent re-raises the same error class.
+    "InvalidArgument",  # details: field
+    "PermissionDenied",
+    "ACLNotFound",
+    "ACLDisabled",
+    "NotFound",
+    "Conflict",
+    "PayloadTooLarge",
+    "TooManyRequests",
+    "NoLeader",
+    "Unavailable",
+    "Unimplemented",
     "Internal",
+    "Timeout",  # raised by the client itself (RPCTimeout)
 )
 
 
@@ -96,6 +104,15 @@ class RPCUnavailable(RPCError):
 
     def __init__(self, message: str) -> None:
         super().__init__("Unavailable", message)
+
+
+class RPCTimeout(RPCError, trio.TooSlowError):
+    """No answer within the call's timeout; the call may or may not have
+    taken effect, so it is not retried. Also a ``trio.TooSlowError``, so a
+    caller's own deadline and the call's are caught alike."""
+
+    def __init__(self, message: str) -> None:
+        RPCError.__init__(self, "Timeout", message)
 
 
 Handler = Callable[[Mapping[str, Any], PeerInfo], Awaitable[Any]]
@@ -234,7 +251,7 @@ class RPCServer:
         name = req.get("m")
         args = req.get("a", {})
         if not isinstance(name, str) or not isinstance(args, Mapping):
-            return None, RPCError("BadRequest", "malformed request frame")
+            return None, RPCError("InvalidArgument", "malformed request frame")
         method = self._methods.get(name)
         if method is None:
             return None, RPCError("UnknownMethod", f"unknown method {name!r}")
@@ -408,9 +425,23 @@ class RPCClient:
 
         Raises ``RPCError`` for an error the server answered,
         ``RPCUnavailable`` if it could not be reached or the connection broke,
-        and ``trio.TooSlowError`` after ``timeout``. On cancellation the call
-        is abandoned (the server may still carry it out).
+        and ``RPCTimeout`` after ``timeout``: trio's and ssl's exceptions stay
+        inside the client. On cancellation the call is abandoned (the server
+        may still carry it out).
         """
+        try:
+            return await self._call(address, method, args, timeout, token)
+        except trio.TooSlowError:
+            raise RPCTimeout(f"{method} to {address}: no answer within {timeout:g}s") from None
+
+    async def _call(
+        self,
+        address: str,
+        method: str,
+        args: Mapping[str, Any],
+        timeout: float,
+        token: str | None,
+    ) -> Any:
         with trio.fail_after(timeout):
             conn = await self._connection(address)
             rid = next(self._ids)

@@ -16,8 +16,8 @@ FSM never reads a clock.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, TypeVar
 
 from . import validation as v
 from .codec import CodecError, from_obj, pack, to_obj, unpack
@@ -103,6 +103,18 @@ class Command:
 
     def validate(self) -> None:
         """Raise ``ValidationError`` if a field is invalid; the default accepts all."""
+
+
+CommandT = TypeVar("CommandT", bound=Command)
+
+
+def stamped(cmd: CommandT, now: float) -> CommandT:
+    """``cmd`` with ``now`` as its time when it has a ``now`` field the caller
+    left unset (0.0). Writes call this where they enter an agent or a server,
+    so a command's time is read once, at the edge, and a test can set it."""
+    if getattr(cmd, "now", None) == 0.0:
+        return replace(cmd, now=now)  # type: ignore[type-var]
+    return cmd
 
 
 def _validate_service(svc: ServiceInstance, prefix: str) -> None:

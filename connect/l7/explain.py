@@ -31,7 +31,7 @@ import random
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from connect.l7.decide import Decider, Decision
+from connect.l7.decide import Decider, Decision, Table
 from connect.l7.request import Request
 from connect.l7.table import table_from_chain
 
@@ -122,11 +122,15 @@ def explain(
     request: Request,
     *,
     rng: random.Random,
+    table: Table | None = None,
 ) -> dict[str, JSON]:
     """The decision for ``request`` on ``chain`` with ``endpoints`` (target
     id -> healthy instance addresses) and ``ejected`` (target id -> ejected
-    addresses), as JSON. Raises ``TableError``."""
-    table = table_from_chain(chain, endpoints)
+    addresses), as JSON. ``table``: ``table_from_chain(chain, endpoints)``
+    already built (a caller deciding many requests on one chain). Raises
+    ``TableError``."""
+    if table is None:
+        table = table_from_chain(chain, endpoints)
     decision = Decider(table).decide(request, rng=rng, excluded=lambda tid: ejected.get(tid, ()))
     protocol = str(chain.get("Protocol") or "tcp")
     l7 = protocol in HTTP_PROTOCOLS

@@ -70,6 +70,7 @@ from .http_pool import (
 )
 from .l7_metrics import Exchange, Flag, Reporter, StandardMetrics, mark_attempt, mark_target
 from .l7_mirror import MirrorSender
+from .l7_samples import RequestSamples
 from .l7_tracing import Hop, ProxyTracing
 from .logfmt import emit
 from .outbound import HANDSHAKE_TIMEOUT, OutboundHandler
@@ -344,6 +345,7 @@ class L7OutboundHandler:
         self.pool = Pool(self._dial)
         self._listener: Listener | None = None
         self.tracing: ProxyTracing | None = None
+        self.samples: RequestSamples | None = None  # for config write --dry-run
         metrics = getattr(l4, "metrics", None)
         if metrics is not None:
             counter = metrics.mirror_requests
@@ -400,6 +402,10 @@ class L7OutboundHandler:
         (l7_tracing.py) and counted and access-logged as the source reporter
         (l7_metrics.py)."""
         tracing, up = self.tracing, self.up
+        if self.samples is not None:
+            self.samples.record(
+                up.source, up.destination, event.method, event.target, event.headers
+            )
         hop = None
         if tracing is not None:
             hop = tracing.client_hop(

@@ -34,6 +34,7 @@ from .inbound import Gatekeeper, InboundHandler, follow_intentions
 from .l7_inbound import L7Inbound, follow_l7_inbound
 from .l7_metrics import Reporter
 from .l7_outbound import L7OutboundHandler, L7Upstream, follow_chain, follow_limits
+from .l7_samples import RequestSamples
 from .l7_stats import EdgeStats, StatsPusher
 from .l7_tracing import ProxyTracing
 from .logfmt import emit
@@ -127,6 +128,7 @@ class Proxy:
         # The per-edge aggregate behind the agent's mesh graph (l7_stats.py).
         self.metrics.standard.edges = EdgeStats()
         self.stats = StatsPusher(client, self.metrics.standard.edges, self.metrics.registry)
+        self.samples = RequestSamples(client)  # recent request shapes (l7_samples.py)
         self.running: dict[tuple[str, int], _Running] = {}
         self.applied = 0
         self._changed = trio.Event()
@@ -145,6 +147,7 @@ class Proxy:
             cell = hub.acquire(services_resource(), _services)
             nursery.start_soon(follow_access_logs, hub, self.access.settings)
             nursery.start_soon(self.tracing.run, hub)
+            nursery.start_soon(self.samples.run)
             nursery.start_soon(self.ejections.run)
             nursery.start_soon(self.stats.run)
             task_status.started()
@@ -259,6 +262,7 @@ class Proxy:
             )
             handler = L7OutboundHandler(creds, l7, l4, reporter)
             handler.tracing = self.tracing
+            handler.samples = self.samples
         listener = Listener(
             spec, handler, reuse_port=self.options.reuse_port, on_reject=self._rejected
         )

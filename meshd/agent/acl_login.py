@@ -52,7 +52,13 @@ from registry.state import acl as acl_state
 from ..acl import jwt_auth
 from ..acl.binding import BindingError, bind, validate_rule
 from ..durations import format_duration
-from ..http import BadRequest, HTTPError, PermissionDenied
+from ..errors import (
+    ACLNotFound,
+    Conflict,
+    Internal,
+    InvalidArgument,
+    PermissionDenied,
+)
 from .acl_table_reads import auth_method_json, binding_rule_json
 
 
@@ -75,11 +81,6 @@ JWKS_CACHE_TTL = 300.0
 # Logins with bad signatures must not turn into a stream of JWKS fetches.
 JWKS_MIN_REFRESH = 1.0
 LOGIN_DESCRIPTION = "token created via login"
-
-
-class _ACLNotFound(HTTPError):
-    def __init__(self, detail: str = "") -> None:
-        super().__init__(403, f"ACL not found: {detail}" if detail else "ACL not found")
 
 
 def _fetch(url: str) -> bytes:
@@ -124,12 +125,12 @@ class ACLLogin:
         cfg = self.acl.config
         low, high = cfg.token_min_expiration_ttl, cfg.token_max_expiration_ttl
         if ttl and ttl > high:
-            raise BadRequest(
+            raise InvalidArgument(
                 f"MaxTokenTTL {format_duration(ttl)} cannot be more than {format_duration(high)}",
                 "MaxTokenTTL",
             )
         if ttl and ttl < low:
-            raise BadRequest(
+            raise InvalidArgument(
                 f"MaxTokenTTL {format_duration(ttl)} cannot be less than {format_duration(low)}",
                 "MaxTokenTTL",
             )
@@ -137,9 +138,9 @@ class ACLLogin:
     async def auth_method_set(self, args: Mapping[str, Any]) -> Any:
         method: ACLAuthMethod = _decode(args, "method", ACLAuthMethod)
         if not method.name:
-            raise BadRequest("Invalid Auth Method: no Name is set", "Name")
+            raise InvalidArgument("Invalid Auth Method: no Name is set", "Name")
         if not _METHOD_NAME.fullmatch(method.name):
-            raise BadRequest(
+            raise InvalidArgument(
                 "Invalid Auth Method: invalid Name. Only alphanumeric characters, '-' and '_' "
                 "are allowed",
                 "Name",
@@ -149,11 +150,11 @@ class ACLLogin:
         if existing is not None and not method.type:
             method = replace(method, type=existing.type)
         if existing is not None and existing.type != method.type:
-            raise BadRequest("the Type field of an Auth Method is immutable", "Type")
+            raise InvalidArgument("the Type field of an Auth Method is immutable", "Type")
         if method.type not in AUTH_METHOD_TYPES:
-            raise BadRequest("Invalid Auth Method: Type should be one of: [jwt]", "Type")
+            raise InvalidArgument("Invalid Auth Method: Type should be one of: [jwt]", "Type")
         if method.token_locality not in ("", "local", "global"):
-            raise BadRequest(
+            raise InvalidArgument(
                 "Invalid Auth Method: TokenLocality should be one of 'local' or 'global'",
                 "TokenLocality",
             )
@@ -161,11 +162,11 @@ class ACLLogin:
         try:
             jwt_auth.parse_config(method.config)
         except jwt_auth.JWTConfigError as exc:
-            raise BadRequest(f"Invalid Auth Method: {exc}", "Config") from None
+            raise InvalidArgument(f"Invalid Auth Method: {exc}", "Config") from None
         await self._apply(ACLAuthMethodSet(methods=(method,)))
         _, stored = acl_state.acl_auth_method_get(self._store, None, method.name)
         if stored is None:
-            raise HTTPError(500, "Failed to retrieve auth method after insertion")
+            raise Internal("Failed to retrieve auth method after insertion")
         return auth_method_json(stored)
 
     async def auth_method_delete(self, args: Mapping[str, Any]) -> Any:
@@ -183,20 +184,20 @@ class ACLLogin:
             rule = replace(rule, id=str(uuid.uuid4()))
         else:
             if not _check_uuid(rule.id):
-                raise BadRequest("Binding Rule ID invalid UUID", "ID")
+                raise InvalidArgument("Binding Rule ID invalid UUID", "ID")
             _, existing = acl_state.acl_binding_rule_get(self._store, None, rule.id)
             if existing is None:
-                raise BadRequest(f"cannot find binding rule {rule.id}", "ID")
+                raise InvalidArgument(f"cannot find binding rule {rule.id}", "ID")
             rule = replace(rule, auth_method=rule.auth_method or existing.auth_method)
             if rule.auth_method != existing.auth_method:
-                raise BadRequest(
+                raise InvalidArgument(
                     "the AuthMethod field of an Binding Rule is immutable", "AuthMethod"
                 )
         if not rule.auth_method:
-            raise BadRequest("Invalid Binding Rule: no AuthMethod is set", "AuthMethod")
+            raise InvalidArgument("Invalid Binding Rule: no AuthMethod is set", "AuthMethod")
         _, method = acl_state.acl_auth_method_get(self._store, None, rule.auth_method)
         if method is None:
-            raise BadRequest(
+            raise InvalidArgument(
                 f"cannot find auth method with name {json.dumps(rule.auth_method)}", "AuthMethod"
             )
         cfg = jwt_auth.parse_config(method.config)
@@ -209,11 +210,11 @@ class ACLLogin:
                 cfg.claim_mappings.values(),
             )
         except BindingError as exc:
-            raise BadRequest(str(exc)) from None
+            raise InvalidArgument(str(exc)) from None
         await self._apply(ACLBindingRuleSet(rules=(rule,)))
         _, stored = acl_state.acl_binding_rule_get(self._store, None, rule.id)
         if stored is None:
-            raise HTTPError(500, "Failed to retrieve binding rule after insertion")
+            raise Internal("Failed to retrieve binding rule after insertion")
         return binding_rule_json(stored)
 
     async def binding_rule_delete(self, args: Mapping[str, Any]) -> Any:
@@ -227,7 +228,7 @@ class ACLLogin:
 
     async def _jwks(self, url: str, *, refresh: bool = False) -> list[Any]:
         """The keys at ``url``, cached for ``JWKS_CACHE_TTL`` (``refresh``:
-        fetch again, as after a key rotation). Raises ``HTTPError`` 500."""
+        fetch again, as after a key rotation). Raises ``RequestError`` 500."""
         now = trio.current_time()
         cached = self._jwks_cache.get(url)
         if cached is not None:
@@ -238,7 +239,7 @@ class ACLLogin:
             document = await trio.to_thread.run_sync(_fetch, url)
             keys = jwt_auth.jwks_keys(document)
         except (OSError, ValueError) as exc:  # JWTLoginError is a ValueError
-            raise HTTPError(500, f"failed to fetch JWKS from {url}: {exc}") from None
+            raise Internal(f"failed to fetch JWKS from {url}: {exc}") from None
         if len(self._jwks_cache) >= 64:
             self._jwks_cache.clear()
         self._jwks_cache[url] = (now, keys)
@@ -306,17 +307,17 @@ class ACLLogin:
         name = str(args.get("auth_method") or "")
         bearer = str(args.get("bearer_token") or "")
         if not name:
-            raise BadRequest("Invalid Login: no AuthMethod is set", "AuthMethod")
+            raise InvalidArgument("Invalid Login: no AuthMethod is set", "AuthMethod")
         if not bearer:
-            raise BadRequest("Invalid Login: no BearerToken is set", "BearerToken")
+            raise InvalidArgument("Invalid Login: no BearerToken is set", "BearerToken")
         _, method = acl_state.acl_auth_method_get(self._store, None, name)
         if method is None:
-            raise _ACLNotFound(f"auth method {json.dumps(name)} not found")
+            raise ACLNotFound(f"ACL not found: auth method {json.dumps(name)} not found")
         claims = await self._claims(method, bearer)  # outside the lock: may fetch a JWKS
         async with self.acl._lock:
             _, current = acl_state.acl_auth_method_get(self._store, None, name)
             if current is None or current.modify_index != method.modify_index:
-                raise HTTPError(409, f"auth method {json.dumps(name)} changed during login")
+                raise Conflict(f"auth method {json.dumps(name)} changed during login")
             token = self._bound_token(method, claims, args.get("meta"))
             token = self.acl._prepare_create(token, method.max_token_ttl or None)
             token = self.acl._normalized_token(token)
@@ -327,10 +328,10 @@ class ACLLogin:
     async def logout(self, args: Mapping[str, Any]) -> Any:
         secret = str(args.get("auth_token") or "")
         if not secret:
-            raise _ACLNotFound()
+            raise ACLNotFound()
         _, token = q.acl_token_by_secret(self._store, None, secret)
         if token is None or token.expired(self.acl._clock()):
-            raise _ACLNotFound()
+            raise ACLNotFound()
         if not token.auth_method:  # only a login's token can log out
             raise PermissionDenied("")
         await self._apply(ACLTokenDelete(accessor_ids=(token.accessor_id,)))
@@ -342,4 +343,4 @@ def _decode(args: Mapping[str, Any], key: str, tp: Any) -> Any:
     try:
         return from_obj(args.get(key), tp)
     except CodecError as exc:
-        raise BadRequest(f"Request decode failed: {exc}") from None
+        raise InvalidArgument(f"Request decode failed: {exc}") from None

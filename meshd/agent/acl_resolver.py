@@ -46,8 +46,14 @@ from ..acl import (
 from ..acl.errors import ACLError
 from ..acl.templated import TemplateError, templated_policy
 from ..api import acl_context
-from ..errors import MeshdError, NoLeaderError, NoServersError
-from ..http import HTTPError
+from ..errors import (
+    ACLNotFound,
+    MeshdError,
+    NoLeaderError,
+    NoServersError,
+    PermissionDenied,
+    RequestError,
+)
 from .wire import ReadOptions, ReadResult
 
 if TYPE_CHECKING:
@@ -64,13 +70,6 @@ RECOVERY_ACCESSOR = "agent-recovery-token"
 # bound, meshd/api/routes.py), and how often it looks.
 ESTABLISHMENT_WAIT = 5.0
 ESTABLISHMENT_POLL = 0.01
-
-
-class ACLNotFound(HTTPError):
-    """The token is unknown or expired (Consul: 403 "ACL not found")."""
-
-    def __init__(self) -> None:
-        super().__init__(403, "ACL not found")
 
 
 def resolve_in_store(store: Any, secret: str, now: float) -> dict[str, Any]:
@@ -221,8 +220,8 @@ class ACLResolver:
             answer = await self._call("ACL.Resolve", {"secret": secret})
         except (NoServersError, NoLeaderError) as exc:
             return self._down(secret, cached, exc)
-        except HTTPError as exc:
-            if exc.status == 403:
+        except RequestError as exc:
+            if isinstance(exc, ACLNotFound | PermissionDenied):
                 self._cache.pop(secret, None)
                 if secret == ANONYMOUS_SECRET:  # not created yet: the default alone
                     return self._compile({"accessor_id": ANONYMOUS_TOKEN_ACCESSOR_ID})

@@ -83,8 +83,16 @@ from ..acl.builtin import (
 from ..acl.errors import IdentityError, RulesError
 from ..acl.templated import TEMPLATES, TemplateError, validate_templated_policy
 from ..durations import format_duration
-from ..errors import MeshdError
-from ..http import BadRequest, Conflict, HTTPError, NotFound, PermissionDenied
+from ..errors import (
+    ACLNotFound,
+    Conflict,
+    Internal,
+    InvalidArgument,
+    MeshdError,
+    NotFound,
+    PermissionDenied,
+    RequestError,
+)
 from ..rpc import caller_token
 from .acl_login import ACLLogin
 from .acl_table_reads import policy_json, role_json, token_json
@@ -122,11 +130,11 @@ def rfc3339(seconds: float) -> str:
 
 
 def parse_time(text: str, field: str) -> float:
-    """An RFC 3339 time as seconds since the epoch; raises ``BadRequest``."""
+    """An RFC 3339 time as seconds since the epoch; raises ``InvalidArgument``."""
     try:
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise BadRequest(f"{field}: invalid RFC 3339 time {_q(text)}", field) from None
+        raise InvalidArgument(f"{field}: invalid RFC 3339 time {_q(text)}", field) from None
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     return at.timestamp()
@@ -148,7 +156,7 @@ def _decode(args: Mapping[str, Any], key: str, tp: Any) -> Any:
     try:
         return from_obj(args.get(key), tp)
     except CodecError as exc:
-        raise BadRequest(f"Request decode failed: {exc}") from None
+        raise InvalidArgument(f"Request decode failed: {exc}") from None
 
 
 class ACLServer:
@@ -225,7 +233,7 @@ class ACLServer:
         message = result.message or str(result.error)
         if result.error in (ErrorCode.CONFLICT, ErrorCode.CAS_CONFLICT):
             raise Conflict(message)
-        raise BadRequest(message)
+        raise InvalidArgument(message)
 
     # ---------------------------------------------------------------- leader
 
@@ -239,7 +247,7 @@ class ACLServer:
             await self._reap()
 
         await self.srv.while_leader(
-            step, event="acl_leader_step", expected=(MeshdError, HTTPError), lock=self._lock
+            step, event="acl_leader_step", expected=(MeshdError, RequestError), lock=self._lock
         )
 
     async def initialize(self) -> None:
@@ -328,7 +336,7 @@ class ACLServer:
                     f"(reset index: {reset_index})"
                 )
             if specified != reset_index:
-                raise BadRequest(
+                raise InvalidArgument(
                     f"Invalid bootstrap reset index (specified {specified}, "
                     f"reset index: {reset_index})"
                 )
@@ -345,14 +353,14 @@ class ACLServer:
         if not result.ok:
             if result.error is ErrorCode.CONFLICT:
                 raise PermissionDenied(f"Permission denied: {result.message}")
-            raise BadRequest(result.message or str(result.error))
+            raise InvalidArgument(result.message or str(result.error))
         log.info("event=acl_bootstrap_completed accessor=%s", token.accessor_id)
         return self._token_json(token.accessor_id)
 
     def _token_json(self, accessor_id: str) -> Any:
         _, token = q.acl_token_get(self._store, None, accessor_id)
         if token is None:
-            raise HTTPError(500, "Failed to retrieve token after insertion")
+            raise Internal("Failed to retrieve token after insertion")
         return token_json(token)
 
     # ---------------------------------------------------------------- tokens
@@ -367,15 +375,15 @@ class ACLServer:
         if not value:
             return str(uuid.uuid4())
         if value.startswith(RESERVED_ID_PREFIX):
-            raise BadRequest(
+            raise InvalidArgument(
                 f"Invalid Token: {what} - UUIDs with the prefix "
                 f"{_q(RESERVED_ID_PREFIX)} are reserved",
                 what,
             )
         if not _check_uuid(value):
-            raise BadRequest(f"Invalid Token: {what} - not a valid UUID", what)
+            raise InvalidArgument(f"Invalid Token: {what} - not a valid UUID", what)
         if self._id_in_use(value):
-            raise BadRequest(f"Invalid Token: {what} is already in use", what)
+            raise InvalidArgument(f"Invalid Token: {what} is already in use", what)
         return value
 
     def _prepare_create(self, token: ACLToken, ttl: float | None) -> ACLToken:
@@ -386,27 +394,29 @@ class ACLServer:
         low = self.config.token_min_expiration_ttl
         high = self.config.token_max_expiration_ttl
         if ttl is not None and ttl < 0:
-            raise BadRequest(
+            raise InvalidArgument(
                 f"Token Expiration TTL '{format_duration(ttl)}' should be > 0", "ExpirationTTL"
             )
         expires_in = 0.0
         if ttl:
             if expiration:
-                raise BadRequest("Token Expiration TTL and Expiration Time cannot both be set")
+                raise InvalidArgument("Token Expiration TTL and Expiration Time cannot both be set")
             expiration, expires_in = rfc3339(now + ttl), ttl
         elif expiration:
             expires_in = parse_time(expiration, "ExpirationTime") - now
         if expiration:
             if expires_in < 0:
-                raise BadRequest("ExpirationTime cannot be before CreateTime", "ExpirationTime")
+                raise InvalidArgument(
+                    "ExpirationTime cannot be before CreateTime", "ExpirationTime"
+                )
             if expires_in > high:
-                raise BadRequest(
+                raise InvalidArgument(
                     f"ExpirationTime cannot be more than {format_duration(high)} "
                     f"in the future (was {format_duration(expires_in)})",
                     "ExpirationTime",
                 )
             if expires_in < low:
-                raise BadRequest(
+                raise InvalidArgument(
                     f"ExpirationTime cannot be less than {format_duration(low)} "
                     f"in the future (was {format_duration(expires_in)})",
                     "ExpirationTime",
@@ -422,24 +432,26 @@ class ACLServer:
     def _prepare_update(self, token: ACLToken, ttl: float | None) -> ACLToken:
         accessor = token.accessor_id
         if not _check_uuid(accessor):
-            raise BadRequest("AccessorID is not a valid UUID", "AccessorID")
+            raise InvalidArgument("AccessorID is not a valid UUID", "AccessorID")
         _, match = q.acl_token_get(self._store, None, accessor)
         if match is None or match.expired(self._clock()):
             raise NotFound(f"Cannot find token {_q(accessor)}")
         if token.secret_id and token.secret_id != match.secret_id:
-            raise BadRequest("Changing a token's SecretID is not permitted", "SecretID")
+            raise InvalidArgument("Changing a token's SecretID is not permitted", "SecretID")
         if token.local != match.local:
-            raise BadRequest(f"Cannot toggle local mode of {accessor}", "Local")
+            raise InvalidArgument(f"Cannot toggle local mode of {accessor}", "Local")
         if ttl:
-            raise BadRequest(f"Cannot change expiration time of {accessor}", "ExpirationTTL")
+            raise InvalidArgument(f"Cannot change expiration time of {accessor}", "ExpirationTTL")
         if token.auth_method and token.auth_method != match.auth_method:
-            raise BadRequest(f"Cannot change AuthMethod of {accessor}", "AuthMethod")
+            raise InvalidArgument(f"Cannot change AuthMethod of {accessor}", "AuthMethod")
         if token.expiration_time:
             same = match.expiration_time and parse_time(
                 token.expiration_time, "ExpirationTime"
             ) == parse_time(match.expiration_time, "ExpirationTime")
             if not same:
-                raise BadRequest(f"Cannot change expiration time of {accessor}", "ExpirationTime")
+                raise InvalidArgument(
+                    f"Cannot change expiration time of {accessor}", "ExpirationTime"
+                )
         return replace(
             token,
             secret_id=match.secret_id,
@@ -457,12 +469,12 @@ class ACLServer:
         for link in links:
             if link.id:
                 if by_id(self._store, None, link.id)[1] is None:
-                    raise BadRequest(f"No such ACL {kind} with ID {_q(link.id)}")
+                    raise InvalidArgument(f"No such ACL {kind} with ID {_q(link.id)}")
                 link_id = link.id
             else:
                 found = by_name(self._store, None, link.name)[1]
                 if found is None:
-                    raise BadRequest(f"No such ACL {kind} with name {_q(link.name)}")
+                    raise InvalidArgument(f"No such ACL {kind} with name {_q(link.name)}")
                 link_id = found.id
             out.setdefault(link_id, ACLLink(link_id))
         return tuple(out.values())
@@ -471,10 +483,12 @@ class ACLServer:
         token: ACLToken = _decode(args, "token", ACLToken)
         ttl = args.get("ttl")
         if ttl is not None and not isinstance(ttl, int | float):
-            raise BadRequest("ExpirationTTL: must be a duration", "ExpirationTTL")
+            raise InvalidArgument("ExpirationTTL: must be a duration", "ExpirationTTL")
         if args.get("create") or not token.accessor_id:
             if token.auth_method:
-                raise BadRequest("AuthMethod field is disallowed outside of login", "AuthMethod")
+                raise InvalidArgument(
+                    "AuthMethod field is disallowed outside of login", "AuthMethod"
+                )
             token = self._prepare_create(token, ttl)
         else:
             token = self._prepare_update(token, ttl)
@@ -498,9 +512,9 @@ class ACLServer:
         accessor = str(args.get("id") or "")
         _, match = q.acl_token_get(self._store, None, accessor)
         if match is None or match.expired(self._clock()):
-            raise HTTPError(403, "ACL not found")  # Consul's acl.ErrNotFound
+            raise ACLNotFound()  # Consul's acl.ErrNotFound
         if match.auth_method:
-            raise BadRequest("Cannot clone a token created from an auth method")
+            raise InvalidArgument("Cannot clone a token created from an auth method")
         description = str(args.get("description") or "") or match.description
         clone = ACLToken(
             "",
@@ -521,14 +535,14 @@ class ACLServer:
     async def _token_delete(self, args: Mapping[str, Any]) -> Any:
         accessor = str(args.get("id") or "")
         if not _check_uuid(accessor):
-            raise BadRequest("Accessor ID is missing or an invalid UUID")
+            raise InvalidArgument("Accessor ID is missing or an invalid UUID")
         if accessor == ANONYMOUS_TOKEN_ACCESSOR_ID:
-            raise BadRequest("Delete operation not permitted on the anonymous token")
+            raise InvalidArgument("Delete operation not permitted on the anonymous token")
         _, token = q.acl_token_get(self._store, None, accessor)
         if token is None:
             return True
         if args.get("caller") and args.get("caller") == token.secret_id:
-            raise BadRequest("Deletion of the request's authorization token is not permitted")
+            raise InvalidArgument("Deletion of the request's authorization token is not permitted")
         await self._apply(ACLTokenDelete(accessor_ids=(accessor,)))
         return True
 
@@ -538,9 +552,9 @@ class ACLServer:
         policy: ACLPolicy = _decode(args, "policy", ACLPolicy)
         store = self._store
         if not policy.name:
-            raise BadRequest("Invalid Policy: no Name is set", "Name")
+            raise InvalidArgument("Invalid Policy: no Name is set", "Name")
         if not _POLICY_NAME.fullmatch(policy.name):
-            raise BadRequest(
+            raise InvalidArgument(
                 "Invalid Policy: invalid Name. Only alphanumeric characters, '-' and '_' "
                 "are allowed",
                 "Name",
@@ -548,18 +562,18 @@ class ACLServer:
         _, name_match = q.acl_policy_by_name(store, None, policy.name)
         if not policy.id:
             if name_match is not None:
-                raise BadRequest(
+                raise InvalidArgument(
                     f"Invalid Policy: A Policy with Name {_q(policy.name)} already exists", "Name"
                 )
             policy = replace(policy, id=str(uuid.uuid4()))
         else:
             if not _check_uuid(policy.id):
-                raise BadRequest("Policy ID invalid UUID", "ID")
+                raise InvalidArgument("Policy ID invalid UUID", "ID")
             _, id_match = q.acl_policy_get(store, None, policy.id)
             if id_match is None:
                 raise NotFound(f"cannot find policy {policy.id}")
             if id_match.name != policy.name and name_match is not None:
-                raise BadRequest(
+                raise InvalidArgument(
                     f"Invalid Policy: A policy with name {_q(policy.name)} already exists", "Name"
                 )
             if policy.id == GLOBAL_MANAGEMENT_POLICY_ID:
@@ -567,12 +581,12 @@ class ACLServer:
         try:
             parse_rules(policy.rules)
         except RulesError as exc:
-            raise BadRequest(f"Invalid request: Rules: {exc}", "Rules") from None
+            raise InvalidArgument(f"Invalid request: Rules: {exc}", "Rules") from None
         policy = replace(policy, create_index=0, modify_index=0)
         await self._apply(ACLPolicySet(policies=(policy,)))
         _, stored = q.acl_policy_get(store, None, policy.id)
         if stored is None:
-            raise HTTPError(500, "Failed to retrieve policy after insertion")
+            raise Internal("Failed to retrieve policy after insertion")
         return policy_json(stored)
 
     async def _policy_delete(self, args: Mapping[str, Any]) -> Any:
@@ -581,7 +595,7 @@ class ACLServer:
         if policy is None:
             return True
         if policy.id == GLOBAL_MANAGEMENT_POLICY_ID:
-            raise BadRequest(
+            raise InvalidArgument(
                 "Delete operation not permitted on the builtin global-management policy"
             )
         await self._apply(ACLPolicyDelete(ids=(policy_id,)))
@@ -593,27 +607,27 @@ class ACLServer:
         role: ACLRole = _decode(args, "role", ACLRole)
         store = self._store
         if not role.name:
-            raise BadRequest("Invalid Role: no Name is set", "Name")
+            raise InvalidArgument("Invalid Role: no Name is set", "Name")
         if not _ROLE_NAME.fullmatch(role.name):
-            raise BadRequest(
+            raise InvalidArgument(
                 "Invalid Role: invalid Name. Only alphanumeric characters, '-' and '_' are allowed",
                 "Name",
             )
         _, name_match = q.acl_role_by_name(store, None, role.name)
         if not role.id:
             if name_match is not None:
-                raise BadRequest(
+                raise InvalidArgument(
                     f"Invalid Role: A Role with Name {_q(role.name)} already exists", "Name"
                 )
             role = replace(role, id=str(uuid.uuid4()))
         else:
             if not _check_uuid(role.id):
-                raise BadRequest("Role ID invalid UUID", "ID")
+                raise InvalidArgument("Role ID invalid UUID", "ID")
             _, existing = q.acl_role_get(store, None, role.id)
             if existing is None:
                 raise NotFound(f"cannot find role {role.id}")
             if existing.name != role.name and name_match is not None:
-                raise BadRequest(
+                raise InvalidArgument(
                     f"Invalid Role: A role with name {_q(role.name)} already exists", "Name"
                 )
         role = replace(
@@ -628,7 +642,7 @@ class ACLServer:
         await self._apply(ACLRoleSet(roles=(role,)))
         _, stored = q.acl_role_get(store, None, role.id)
         if stored is None:
-            raise HTTPError(500, "Failed to retrieve role after insertion")
+            raise Internal("Failed to retrieve role after insertion")
         return role_json(stored)
 
     async def _role_delete(self, args: Mapping[str, Any]) -> Any:
@@ -643,12 +657,12 @@ class ACLServer:
 def _check_builtin_policy(policy: ACLPolicy, existing: ACLPolicy) -> None:
     """Only the name and description of global-management may change."""
     if policy.datacenters:
-        raise BadRequest(
+        raise InvalidArgument(
             "Changing the Datacenters of the builtin global-management policy is not permitted",
             "Datacenters",
         )
     if policy.rules != existing.rules:
-        raise BadRequest(
+        raise InvalidArgument(
             "Changing the Rules for the builtin global-management policy is not permitted",
             "Rules",
         )
@@ -663,15 +677,17 @@ def _service_identities(
     for ident in identities:
         name = ident.service_name
         if not name:
-            raise BadRequest(f"Service identity is missing the service name field on this {owner}")
+            raise InvalidArgument(
+                f"Service identity is missing the service name field on this {owner}"
+            )
         if local and ident.datacenters:
-            raise BadRequest(
+            raise InvalidArgument(
                 f"Service identity {_q(name)} cannot specify a list of datacenters on a local token"
             )
         try:
             validate_identity_name("Service", name)
         except IdentityError as exc:
-            raise BadRequest(str(exc), "ServiceIdentities") from None
+            raise InvalidArgument(str(exc), "ServiceIdentities") from None
         dcs = merged.setdefault(name, [])
         dcs.extend(dc for dc in ident.datacenters if dc not in dcs)
     return tuple(ACLServiceIdentity(name, tuple(dcs)) for name, dcs in merged.items())
@@ -684,13 +700,13 @@ def _node_identities(
     out: dict[tuple[str, str], ACLNodeIdentity] = {}
     for ident in identities:
         if not ident.node_name:
-            raise BadRequest(f"Node identity is missing the node name field on this {owner}")
+            raise InvalidArgument(f"Node identity is missing the node name field on this {owner}")
         if not ident.datacenter:
-            raise BadRequest(f"Node identity is missing the datacenter field on this {owner}")
+            raise InvalidArgument(f"Node identity is missing the datacenter field on this {owner}")
         try:
             validate_identity_name("Node", ident.node_name)
         except IdentityError:
-            raise BadRequest(
+            raise InvalidArgument(
                 "Node identity has an invalid name. Only lowercase alphanumeric characters, "
                 "'-' and '_' are allowed",
                 "NodeIdentities",
@@ -707,18 +723,18 @@ def _templated_policies(
     out: dict[tuple[str, str], list[str]] = {}
     for tp in templated:
         if not tp.template_name:
-            raise BadRequest(
+            raise InvalidArgument(
                 f"templated policy is missing the template name field on this {owner}",
                 "TemplatedPolicies",
             )
         if tp.template_name not in TEMPLATES:
-            raise BadRequest(
+            raise InvalidArgument(
                 f"templated policy with an invalid templated name: {tp.template_name} "
                 f"for this {owner}",
                 "TemplatedPolicies",
             )
         if local and tp.datacenters:
-            raise BadRequest(
+            raise InvalidArgument(
                 f"templated policy {_q(tp.template_name)} cannot specify a list of "
                 "datacenters on a local token",
                 "TemplatedPolicies",
@@ -726,7 +742,7 @@ def _templated_policies(
         try:
             validate_templated_policy(tp.template_name, tp.name)
         except TemplateError as exc:
-            raise BadRequest(
+            raise InvalidArgument(
                 f"encountered templated policy variables validation error: {exc}",
                 "TemplatedPolicies",
             ) from None

@@ -45,9 +45,17 @@ from ..config.addresses import join_address
 from ..config.values import Invalid
 from ..dns import DNSSettings, serve_dns
 from ..dns.agent_lookup import AgentLookup
-from ..errors import ConfigError, MeshdError, NoLeaderError, NoServersError, StartupError
+from ..errors import (
+    ConfigError,
+    Internal,
+    InvalidArgument,
+    MeshdError,
+    NoLeaderError,
+    NoServersError,
+    RequestError,
+    StartupError,
+)
 from ..http.app import App
-from ..http.errors import BadRequest, HTTPError
 from ..rpc import RPCClient, RPCError, RPCUnavailable
 from ..version import meshd_version
 from . import join
@@ -79,6 +87,7 @@ from .preflight import (
 )
 from .proxy_ejections import ProxyEjections
 from .readiness import cluster_initialized
+from .request_samples import SampleStore
 from .server import MeshServer, ServerSettings, http_error_from_rpc
 from .server_ops import fetch_archive
 from .session_ttl import SessionTTLController
@@ -173,6 +182,7 @@ class Agent:
             lambda: self.config.connect.default_intention_policy == "allow",
             own_token=lambda: self.tokens.get("agent") or self.tokens.get("default"),
         )
+        self.request_samples = SampleStore()  # for config write --dry-run (request_samples.py)
         self.heartbeat_interval = 1.0 * config.performance.raft_multiplier
         self.rpc_address = f"{config.advertise_addr}:{config.ports.server}"
         self._server_ssl, self._client_ssl = self._tls_contexts()
@@ -660,7 +670,7 @@ class Agent:
         self, method: str, args: Mapping[str, Any], *, timeout: float = 60.0
     ) -> Any:
         """Run the server RPC ``method``: in-process on a server, through the
-        pool on a client. Raises the ``HTTPError`` the server raised,
+        pool on a client. Raises the ``RequestError`` the server raised,
         ``NoServersError`` and ``NoLeaderError``."""
         if self.server is not None:
             return await self.server.call_local(method, args)
@@ -757,8 +767,8 @@ class Agent:
                 return list(await self.server_call("Agent.Members", {}, timeout=5.0))
             except (NoLeaderError, NoServersError) as exc:
                 log.debug("event=members_local reason=%s", exc)
-            except HTTPError as exc:
-                if exc.status < 500:
+            except RequestError as exc:
+                if exc.caller_fault:
                     raise
                 log.debug("event=members_local reason=%s", exc)
         servers = {}
@@ -769,20 +779,19 @@ class Agent:
 
     async def join(self, address: str) -> None:
         """Join the cluster through the server at ``address`` (``host[:port]``,
-        port 8300 by default). Raises ``BadRequest`` for a bad address and
-        ``HTTPError`` 500 when no server of this datacenter answers there."""
+        port 8300 by default). Raises ``InvalidArgument`` for a bad address and
+        ``Internal`` when no server of this datacenter answers there."""
         try:
             target = str(join_address(address))
         except Invalid as exc:
-            raise BadRequest(f"Invalid address {address!r}: {exc.reason}", "address") from None
+            raise InvalidArgument(f"Invalid address {address!r}: {exc.reason}", "address") from None
         if self.rpc is None or self.pool is None:
-            raise HTTPError(500, "agent: not running yet")
+            raise Internal("agent: not running yet")
         peer = await join.ping(self.rpc, target)
         if peer is None:
-            raise HTTPError(500, f"agent: failed to join {target}: no meshd server answered")
+            raise Internal(f"agent: failed to join {target}: no meshd server answered")
         if peer.datacenter != self.datacenter:
-            raise HTTPError(
-                500,
+            raise Internal(
                 f"agent: failed to join {target}: it is in datacenter {peer.datacenter!r}, "
                 f"not {self.datacenter!r}",
             )
@@ -854,8 +863,8 @@ class Agent:
 
     async def snapshot_restore(self, archive: bytes) -> int:
         """Restore the registry from ``archive``; returns the Raft index it
-        was restored at. Raises ``BadRequest`` for a corrupt archive and
-        ``HTTPError`` 501 where restore is not supported; nothing changes then."""
+        was restored at. Raises ``InvalidArgument`` for a corrupt archive and
+        ``Unimplemented`` where restore is not supported; nothing changes then."""
 
         async def call(method: str, args: Mapping[str, Any]) -> Any:
             return await self.server_call(method, args, timeout=300)
@@ -866,7 +875,7 @@ class Agent:
             try:  # do not ship garbage to the servers
                 await trio.to_thread.run_sync(decode_archive, archive)
             except ArchiveError as exc:
-                raise BadRequest(f"Invalid snapshot archive: {exc}", "archive") from None
+                raise InvalidArgument(f"Invalid snapshot archive: {exc}", "archive") from None
             # In chunks when larger than one RPC frame takes (Consul streams it).
             result = await push_archive(call, archive)
         if self.sync is not None:
@@ -912,7 +921,7 @@ class Agent:
                 "Event.List", {"index": index, "wait": wait}, timeout=wait + 30
             )
             return [UserEvent.from_wire(e) for e in r["events"]], int(r["index"])
-        except (MeshdError, RPCUnavailable, trio.TooSlowError, HTTPError, ValueError) as exc:
+        except (MeshdError, RPCUnavailable, trio.TooSlowError, RequestError, ValueError) as exc:
             log.debug("event=user_event_list_failed reason=%s", exc)
             await trio.sleep(min(wait, 1.0))
             return None

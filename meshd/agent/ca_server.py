@@ -37,8 +37,14 @@ from registry.records import CAConfig
 
 from ..acl import ACLAuthorizer, Permission
 from ..durations import format_duration, parse_duration
-from ..errors import DurationError, MeshdError
-from ..http import BadRequest, HTTPError
+from ..errors import (
+    DurationError,
+    Internal,
+    InvalidArgument,
+    MeshdError,
+    TooManyRequests,
+    Unavailable,
+)
 from ..rpc import caller_token
 from .ca_records import records_from_roots, roots_from_records
 
@@ -113,9 +119,9 @@ def _duration(config: Mapping[str, Any], key: str, default: float) -> float:
     try:
         seconds = parse_duration(raw) if isinstance(raw, str) else float(raw) / 1e9
     except (DurationError, ValueError, TypeError):
-        raise BadRequest(f"Config.{key}: invalid duration {raw!r}", f"Config.{key}") from None
+        raise InvalidArgument(f"Config.{key}: invalid duration {raw!r}", f"Config.{key}") from None
     if seconds <= 0:
-        raise BadRequest(f"Config.{key}: must be positive", f"Config.{key}")
+        raise InvalidArgument(f"Config.{key}: must be positive", f"Config.{key}")
     return seconds
 
 
@@ -123,7 +129,7 @@ def _key_spec(config: Mapping[str, Any], base: ProviderSettings) -> tuple[str, i
     key_type = config.get("PrivateKeyType", base.key_type) or base.key_type
     if key_type not in ("ec", "rsa"):
         reason = f"Config.PrivateKeyType: must be 'ec' or 'rsa', got {key_type!r}"
-        raise BadRequest(reason, "Config.PrivateKeyType")
+        raise InvalidArgument(reason, "Config.PrivateKeyType")
     default_bits = base.key_bits
     if key_type != base.key_type:
         default_bits = 256 if key_type == "ec" else 2048
@@ -131,24 +137,24 @@ def _key_spec(config: Mapping[str, Any], base: ProviderSettings) -> tuple[str, i
     if isinstance(bits, str) and bits.isdigit():
         bits = int(bits)
     if isinstance(bits, bool) or not isinstance(bits, int):
-        raise BadRequest("Config.PrivateKeyBits: must be an integer", "Config.PrivateKeyBits")
+        raise InvalidArgument("Config.PrivateKeyBits: must be an integer", "Config.PrivateKeyBits")
     if key_type == "ec" and bits not in _EC_BITS:
         reason = f"Config.PrivateKeyBits: ec keys must be 224, 256, 384 or 521 bits, got {bits}"
-        raise BadRequest(reason, "Config.PrivateKeyBits")
+        raise InvalidArgument(reason, "Config.PrivateKeyBits")
     if key_type == "rsa" and bits not in (2048, 3072, 4096):
         reason = f"Config.PrivateKeyBits: rsa keys must be 2048, 3072 or 4096 bits, got {bits}"
-        raise BadRequest(reason, "Config.PrivateKeyBits")
+        raise InvalidArgument(reason, "Config.PrivateKeyBits")
     return str(key_type), int(bits)
 
 
 def parse_provider_config(config: Mapping[str, Any], base: ProviderSettings) -> ProviderSettings:
     """Validate a ``Config`` object of ``PUT /v1/connect/ca/configuration``;
-    unset keys keep ``base``. Raises ``BadRequest`` naming ``Config.<Key>``."""
+    unset keys keep ``base``. Raises ``InvalidArgument`` naming ``Config.<Key>``."""
     unknown = sorted(set(config) - _KNOWN_KEYS)
     if unknown:
-        raise BadRequest(f"Config: unknown key {unknown[0]!r}", f"Config.{unknown[0]}")
+        raise InvalidArgument(f"Config: unknown key {unknown[0]!r}", f"Config.{unknown[0]}")
     if config.get("RootCert"):
-        raise BadRequest(
+        raise InvalidArgument(
             "Config.RootCert: an external root is not supported by the built-in provider",
             "Config.RootCert",
         )
@@ -156,20 +162,22 @@ def parse_provider_config(config: Mapping[str, Any], base: ProviderSettings) -> 
     root = _duration(config, "RootCertTTL", base.root_ttl)
     inter = _duration(config, "IntermediateCertTTL", base.intermediate_ttl)
     if not 3600 <= leaf <= 8760 * 3600:
-        raise BadRequest("Config.LeafCertTTL: must be between 1h and 8760h", "Config.LeafCertTTL")
+        raise InvalidArgument(
+            "Config.LeafCertTTL: must be between 1h and 8760h", "Config.LeafCertTTL"
+        )
     if root < inter:
-        raise BadRequest(
+        raise InvalidArgument(
             "Config.RootCertTTL: must not be shorter than IntermediateCertTTL",
             "Config.RootCertTTL",
         )
     key_type, bits = _key_spec(config, base)
     private_key = config.get("PrivateKey") or None
     if private_key is not None and not isinstance(private_key, str):
-        raise BadRequest("Config.PrivateKey: must be a PEM string", "Config.PrivateKey")
+        raise InvalidArgument("Config.PrivateKey: must be a PEM string", "Config.PrivateKey")
     rate = config.get("CSRMaxPerSecond", base.csr_max_per_second)
     if isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0:
         reason = "Config.CSRMaxPerSecond: must be a number >= 0 (0 = unlimited)"
-        raise BadRequest(reason, "Config.CSRMaxPerSecond")
+        raise InvalidArgument(reason, "Config.CSRMaxPerSecond")
     return ProviderSettings(leaf, root, inter, key_type, bits, private_key, float(rate))
 
 
@@ -177,7 +185,7 @@ def settings_from_stored(config: CAConfig, base: ProviderSettings) -> ProviderSe
     """The settings in force, from the replicated configuration."""
     try:
         return parse_provider_config(config.config, base)
-    except BadRequest:
+    except InvalidArgument:
         return base
 
 
@@ -205,7 +213,8 @@ class RateLimiter:
         return True
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
+    """The wall clock the CA dates certificates with (whole seconds, UTC)."""
     return datetime.now(UTC).replace(microsecond=0)
 
 
@@ -220,8 +229,12 @@ class CAServer:
         datacenter: str,
         rng: random.Random | None = None,
         resolve: Callable[[str], Awaitable[ACLAuthorizer]] | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.srv = server
+        # Every "now" of the CA (root dates, rotation, pruning, leaf validity)
+        # comes from here, so root rotation can be driven by a test's clock.
+        self.clock = clock
         self._resolve = resolve  # with ACLs on: only service:write on S signs S's leaf
         self.base = base
         self.datacenter = datacenter
@@ -296,7 +309,7 @@ class CAServer:
                 key_type=settings.key_type,
                 bits=settings.key_bits,
                 root_ttl=timedelta(seconds=settings.root_ttl),
-                now=_now(),
+                now=self.clock(),
                 serial=self._serial(),
                 key_pem=settings.private_key,
             )
@@ -312,7 +325,9 @@ class CAServer:
         if config is None or not any(not r.active for r in roots):
             return
         settings = settings_from_stored(config, self.base)
-        kept = rotation.prune(roots, now=_now(), leaf_ttl=timedelta(seconds=settings.leaf_ttl))
+        kept = rotation.prune(
+            roots, now=self.clock(), leaf_ttl=timedelta(seconds=settings.leaf_ttl)
+        )
         if len(kept) != len(roots):
             await self._write(CARootsSet(roots=records_from_roots(kept), cas=roots_index))
             dropped = {r.id for r in roots} - {r.id for r in kept}
@@ -331,23 +346,25 @@ class CAServer:
     async def _set_config(self, args: Mapping[str, Any]) -> Any:
         provider = args.get("provider") or "consul"
         if provider != "consul":
-            raise BadRequest(f"Provider: only 'consul' is supported, got {provider!r}", "Provider")
+            raise InvalidArgument(
+                f"Provider: only 'consul' is supported, got {provider!r}", "Provider"
+            )
         raw = args.get("config") or {}
         if not isinstance(raw, Mapping):
-            raise BadRequest("Config: must be an object", "Config")
+            raise InvalidArgument("Config: must be an object", "Config")
         roots_index, config, roots = self._state()
         if config is None:
-            raise HTTPError(500, "CA has not finished initializing")
+            raise Internal("CA has not finished initializing")
         current = settings_from_stored(config, self.base)
         new = parse_provider_config(raw, current)
         active = next((r for r in roots if r.active), None)
         if active is None:
-            raise HTTPError(500, "CA has no active root")
+            raise Internal("CA has no active root")
         rotate = rotation.needs_rotation(
             active, key_type=new.key_type, bits=new.key_bits, key_pem=new.private_key
         )
         if rotate and args.get("force_without_cross_signing"):
-            raise BadRequest(
+            raise InvalidArgument(
                 "ForceWithoutCrossSigning: the built-in CA always cross-signs",
                 "ForceWithoutCrossSigning",
             )
@@ -359,7 +376,7 @@ class CAServer:
                     key_type=new.key_type,
                     bits=new.key_bits,
                     root_ttl=timedelta(seconds=new.root_ttl),
-                    now=_now(),
+                    now=self.clock(),
                     serial=self._serial(),
                     key_pem=new.private_key,
                 )
@@ -377,13 +394,13 @@ class CAServer:
         _, config, roots = self._state()
         active = next((r for r in roots if r.active), None)
         if config is None or active is None or not active.signing_key:
-            raise HTTPError(503, "CA is not initialized yet; try again")
+            raise Unavailable("CA is not initialized yet; try again")
         settings = settings_from_stored(config, self.base)
         if not self._limiter.allow(settings.csr_max_per_second):
-            raise HTTPError(429, "rate limit reached, try again later")
+            raise TooManyRequests("rate limit reached, try again later")
         csr = args.get("csr")
         if not isinstance(csr, str):
-            raise BadRequest("CSR: missing", "CSR")
+            raise InvalidArgument("CSR: missing", "CSR")
         service = args.get("service")
         try:
             info = ca_core.parse_csr(csr)
@@ -401,11 +418,11 @@ class CAServer:
                 signing_cert_pem=active.signing_cert or active.root_cert,
                 signing_key_pem=active.signing_key,
                 ttl=timedelta(seconds=settings.leaf_ttl),
-                now=_now(),
+                now=self.clock(),
                 serial=self._serial(120),
             )
         except CSRError as exc:
-            raise BadRequest(f"CSR: {exc}", "CSR") from None
+            raise InvalidArgument(f"CSR: {exc}", "CSR") from None
         self.signed += 1
         chain = ca_core.cert_pem_chain(leaf.cert_pem, *active.intermediate_certs)
         return {

@@ -21,8 +21,7 @@ import trio
 from registry.commands import CoordinateBatchUpdate
 from registry.records import Coordinate
 
-from ..errors import MeshdError
-from ..http.errors import HTTPError
+from ..errors import MeshdError, TooManyRequests
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ class CoordinateBatcher:
         """Keep ``c`` for the next flush (replacing an older one for its key)."""
         key = (c.node, c.segment)
         if key not in self._pending and len(self._pending) >= MAX_PENDING:
-            raise HTTPError(429, "coordinate update rate limit exceeded, increase batch size")
+            raise TooManyRequests("coordinate update rate limit exceeded, increase batch size")
         self._pending[key] = c
 
     async def flush(self) -> None:

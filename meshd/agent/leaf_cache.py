@@ -29,8 +29,7 @@ from connect.rotation import parse_rfc3339
 from connect.spiffe import ServiceID
 
 from ..acl.errors import ACLPermissionDenied
-from ..errors import MeshdError
-from ..http import HTTPError
+from ..errors import Internal, MeshdError, RequestError
 from .wire import ReadOptions, ReadResult
 
 log = logging.getLogger("meshd.leaf")
@@ -96,7 +95,7 @@ class LeafCache:
     ) -> dict[str, Any]:
         """The current leaf of ``service`` as Consul's ``IssuedCert`` JSON.
         With ``index`` > 0, wait up to ``wait`` seconds for one whose
-        ``ModifyIndex`` is higher. Raises the ``HTTPError`` signing failed
+        ``ModifyIndex`` is higher. Raises the ``RequestError`` signing failed
         with when there is no certificate yet (e.g. 429 when rate limited)."""
         entry = self._entries.get(service)
         if entry is None:
@@ -114,7 +113,7 @@ class LeafCache:
         if entry.cert is None:
             if entry.error is not None:
                 raise entry.error
-            raise HTTPError(500, f"no leaf certificate for {service!r} yet; the CA is not ready")
+            raise Internal(f"no leaf certificate for {service!r} yet; the CA is not ready")
         return entry.cert
 
     # -------------------------------------------------------------- roots
@@ -124,7 +123,7 @@ class LeafCache:
         while True:
             try:
                 result = await self._read("ca.roots", {}, ReadOptions(index=index, wait=300.0))
-            except (MeshdError, HTTPError) as exc:
+            except (MeshdError, RequestError) as exc:
                 log.warning("event=leaf_roots_watch_failed reason=%s", exc)
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -153,9 +152,9 @@ class LeafCache:
             try:
                 await self._sign(entry)
                 backoff = 0.5
-            except (MeshdError, HTTPError, ValueError) as exc:
-                keep = isinstance(exc, HTTPError | ACLPermissionDenied)
-                entry.error = exc if keep else HTTPError(500, str(exc))
+            except (MeshdError, RequestError, ValueError) as exc:
+                keep = isinstance(exc, RequestError | ACLPermissionDenied)
+                entry.error = exc if keep else Internal(str(exc))
                 self._wake(entry)
                 log.warning("event=leaf_sign_failed service=%s reason=%s", entry.service, exc)
                 with trio.move_on_after(backoff * (0.5 + self._rng.random())):

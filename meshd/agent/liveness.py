@@ -19,7 +19,6 @@ heartbeat a second were 2,000 forwarded calls a second before).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -121,9 +120,7 @@ class LivenessTracker:
         return None
 
     async def _set(self, node: str, status: str) -> None:
-        cmd = RegisterRequest(
-            node=node, checks=(serf_check(node, status),), skip_node_update=True, now=time.time()
-        )
+        cmd = RegisterRequest(node=node, checks=(serf_check(node, status),), skip_node_update=True)
         result = await self.server.write(cmd)
         if not result.ok:
             raise MeshdError(f"liveness write for {node} refused: {result.message}")

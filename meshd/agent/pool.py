@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import trio
 
-from registry.commands import Command, encode_command
+from registry.commands import Command, encode_command, stamped
 
 from ..api import acl_context
 from ..errors import NoServersError
@@ -90,14 +91,21 @@ class ServerPool:
 class ClientBackend:
     """Reads and writes of a client agent, forwarded to a server."""
 
-    def __init__(self, pool: ServerPool, token: Callable[[], str] = lambda: "") -> None:
+    def __init__(
+        self,
+        pool: ServerPool,
+        token: Callable[[], str] = lambda: "",
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.pool = pool
         self._token = token
+        self.wall_clock = wall_clock  # a command's unset ``now`` (see MeshServer.write)
 
     async def write(self, cmd: Command) -> WriteResult:
         """Forward ``cmd`` to a server, with the token of the request being
         handled, else the agent's own (``token()``): the server checks the
         command against it when ACLs are on."""
+        cmd = stamped(cmd, self.wall_clock())
         cmd.validate()
         token = acl_context.secret.get() or self._token()
         try:

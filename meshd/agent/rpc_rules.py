@@ -115,7 +115,7 @@ def _apply(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, store: Any
     try:
         cmd = decode_command(data)
     except RegistryError as exc:
-        raise RPCError("BadRequest", f"cmd: {exc}", {"field": "cmd"}) from None
+        raise RPCError("InvalidArgument", f"cmd: {exc}", {"field": "cmd"}) from None
     authorize_command(authz, cmd, store)
 
 

@@ -28,16 +28,22 @@ from raft.storage import Storage
 from raft.transport import PeerInfo, Transport, source_address
 from raft.types import Configuration, Role
 from registry.blocking import wait_for_change
-from registry.commands import Command, CoordinateBatchUpdate, encode_command
+from registry.commands import Command, CoordinateBatchUpdate, encode_command, stamped
 from registry.errors import ValidationError
 from registry.fsm import RegistryFSM
 from registry.state.watch import Watch, WatchSet
 
 from ..acl import ACLAuthorizer
 from ..acl.errors import ACLPermissionDenied
-from ..errors import NoLeaderError, RemoteError
+from ..errors import (
+    InvalidArgument,
+    NoLeaderError,
+    PermissionDenied,
+    RemoteError,
+    RequestError,
+    request_error,
+)
 from ..filter import FilterError
-from ..http.errors import BadRequest, HTTPError
 from ..rpc import RPC_KIND, RPCClient, RPCError, RPCServer, RPCUnavailable, caller_token
 from .autopilot import HealthTracker
 from .coordinates import CoordinateBatcher, coordinate_from_args
@@ -103,9 +109,13 @@ class MeshServer:
         *,
         bootstrap: Configuration | None = None,
         rng: random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.rng = rng or random.Random()
+        # The time a write carries (``now`` of its command), read once where
+        # the write enters this server (``write``), never in handlers.
+        self.wall_clock = wall_clock
         self.fsm = RegistryFSM()
         self.transport = Transport(
             settings.node_id,
@@ -286,7 +296,9 @@ class MeshServer:
         ``StorageUnavailable``) when this server leads but cannot persist its
         log (a full disk): a ``MeshdError``, which anti-entropy and leave
         handle like any failed write instead of stopping the agent.
+        A command whose ``now`` is unset gets this server's ``wall_clock()``.
         """
+        cmd = stamped(cmd, self.wall_clock())
         cmd.validate()
         try:
             return await self.write_encoded(encode_command(cmd))
@@ -343,7 +355,7 @@ class MeshServer:
         ``{"e": code, "m": message, "d": details}``). A command Raft did not
         take (leadership moving) is retried as a single forwarded write is."""
         out: list[dict[str, Any]] = [
-            _error_answer(RPCError("BadRequest", "cmd: expected bytes")) for _ in cmds
+            _error_answer(RPCError("InvalidArgument", "cmd: expected bytes")) for _ in cmds
         ]
         good = [(i, c) for i, c in enumerate(cmds) if isinstance(c, bytes)]
         try:
@@ -523,9 +535,9 @@ class MeshServer:
             update = coordinate_from_args(args)
             CoordinateBatchUpdate(updates=(update,)).validate()
         except ValidationError as exc:
-            raise BadRequest(str(exc), exc.field) from None
+            raise InvalidArgument(str(exc), exc.field) from None
         except (AttributeError, TypeError, ValueError) as exc:
-            raise BadRequest(f"invalid coordinate: {exc}", "Coord") from None
+            raise InvalidArgument(f"invalid coordinate: {exc}", "Coord") from None
         self.coordinates.queue(update)
         return True
 
@@ -624,7 +636,7 @@ class MeshServer:
     async def _rpc_apply(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
         data = args.get("cmd")
         if not isinstance(data, bytes):
-            raise RPCError("BadRequest", "cmd: expected bytes")
+            raise RPCError("InvalidArgument", "cmd: expected bytes")
         if args.get("fwd") and not self.is_leader():
             # Forwarded once already: answer with the leader instead of hopping again.
             raise RPCError("NotLeader", "not the leader", {"leader": self.leader_address()})
@@ -636,7 +648,7 @@ class MeshServer:
         enforced each command's ACL rule with its caller's token)."""
         cmds = args.get("cmds")
         if not isinstance(cmds, list):
-            raise RPCError("BadRequest", "cmds: expected a list", {"field": "cmds"})
+            raise RPCError("InvalidArgument", "cmds: expected a list", {"field": "cmds"})
         if not self.is_leader():
             # Forwarded once already: answer with the leader instead of hopping again.
             raise RPCError("NotLeader", "not the leader", {"leader": self.leader_address()})
@@ -646,16 +658,16 @@ class MeshServer:
         try:
             opts = ReadOptions.from_wire(args.get("opts") or {})
         except (ValueError, TypeError) as exc:
-            raise RPCError("BadRequest", f"opts: {exc}") from None
+            raise RPCError("InvalidArgument", f"opts: {exc}") from None
         if args.get("fwd") and opts.consistency != "stale" and not self.is_leader():
             raise RPCError("NotLeader", "not the leader", {"leader": self.leader_address()})
         name, read_args = str(args.get("name")), args.get("args") or {}
         if not isinstance(read_args, Mapping):
-            raise RPCError("BadRequest", "args: expected a map", {"field": "args"})
+            raise RPCError("InvalidArgument", "args: expected a map", {"field": "args"})
         try:
             result = await self.read(name, read_args, opts)
         except (KeyError, TypeError) as exc:  # a caller's missing or mistyped argument
-            raise RPCError("BadRequest", f"args: bad arguments for {name}: {exc!r}") from None
+            raise RPCError("InvalidArgument", f"args: bad arguments for {name}: {exc!r}") from None
         return result.to_wire()
 
     async def _rpc_read_index(self, args: Mapping[str, Any], peer: PeerInfo) -> Any:
@@ -683,22 +695,14 @@ class MeshServer:
         return self.node.core.role
 
 
-_STATUS_CODES = {400: "BadRequest", 404: "NotFound", 403: "PermissionDenied"}
-
-
 def _to_rpc(exc: BaseException) -> RPCError | None:
     """Map a handler's exception to the RPC error the caller will re-raise."""
-    if isinstance(exc, HTTPError):
-        details: dict[str, Any] = {"status": exc.status}
-        if isinstance(exc, BadRequest) and exc.field:
-            details["field"] = exc.field
-        return RPCError(_STATUS_CODES.get(exc.status, "Internal"), exc.message, details)
+    if isinstance(exc, RequestError):
+        return RPCError(exc.code, exc.message, {"field": exc.field} if exc.field else None)
     if isinstance(exc, ValidationError):
         return RPCError("Validation", exc.message, {"field": exc.field})
     if isinstance(exc, ACLPermissionDenied):
-        return RPCError("PermissionDenied", str(exc), {"status": 403})
-    if isinstance(exc, NoLeaderError):
-        return RPCError("NoLeader", str(exc))
+        return RPCError(PermissionDenied.code, str(exc))
     if isinstance(exc, UnknownRead):
         return RPCError("UnknownMethod", f"unknown read {exc.args[0]!r}")
     if isinstance(exc, NotLeaderError):
@@ -706,7 +710,7 @@ def _to_rpc(exc: BaseException) -> RPCError | None:
     if isinstance(exc, RaftError):
         return RPCError("Internal", str(exc))
     if isinstance(exc, FilterError):
-        return RPCError("BadRequest", str(exc), {"field": "filter"})
+        return RPCError(InvalidArgument.code, str(exc), {"field": "filter"})
     return None
 
 
@@ -722,20 +726,21 @@ def error_from_rpc(exc: RPCError) -> Exception:
     """The local exception for an error a server answered."""
     if exc.code == "Validation":
         return ValidationError(str(exc.details.get("field", "")), exc.message)
-    if exc.code in ("NoLeader", "NotLeader"):
+    if exc.code == NoLeaderError.code:
+        return NoLeaderError(exc.message or None)
+    if exc.code == "NotLeader":
         return NoLeaderError()
-    if exc.code == "BadRequest" and exc.details.get("field") == "filter":
-        return BadRequest(exc.message, field="filter")
+    if exc.code == InvalidArgument.code and exc.details.get("field") == "filter":
+        return InvalidArgument(exc.message, field="filter")
     return RemoteError(exc.code, exc.message)
 
 
 def http_error_from_rpc(exc: RPCError) -> Exception:
-    """Like ``error_from_rpc``, but an error that carries an HTTP status
-    (an ``HTTPError`` raised on the server) comes back as that ``HTTPError``."""
-    status = exc.details.get("status")
-    if isinstance(status, int) and 400 <= status <= 599:
-        if status == 400:
-            field = exc.details.get("field")
-            return BadRequest(exc.message, str(field) if field else None)
-        return HTTPError(status, exc.message)
+    """Like ``error_from_rpc``, but a ``RequestError`` the server raised comes
+    back as the same error (its code names it), not as a ``RemoteError``."""
+    if exc.code not in ("Validation", "NotLeader"):
+        field = exc.details.get("field")
+        same = request_error(exc.code, exc.message, str(field) if field else None)
+        if same is not None:
+            return same
     return error_from_rpc(exc)

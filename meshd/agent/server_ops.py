@@ -36,8 +36,7 @@ from registry.commands import DeregisterRequest
 from registry.errors import CorruptSnapshotError
 from registry.state.autopilot import autopilot_config
 
-from ..errors import NoLeaderError
-from ..http.errors import BadRequest, HTTPError
+from ..errors import Internal, InvalidArgument, NoLeaderError, Unimplemented
 from .autopilot import AutopilotSettings, raft_configuration_json
 from .events import UserEvent
 from .members import LEAVING_WATCH, LeavingMarks, cluster_members, is_live
@@ -69,7 +68,7 @@ async def fetch_archive(call: Call, stale: bool) -> tuple[bytes, int]:
     while len(data) < total:
         part = await call("Snapshot.Chunk", {"id": first["id"], "offset": len(data)})
         if not part["data"]:
-            raise HTTPError(500, "snapshot transfer ended early; take it again")
+            raise Internal("snapshot transfer ended early; take it again")
         data += part["data"]
     return bytes(data), int(first["index"])
 
@@ -144,11 +143,11 @@ class ServerOps:
                 target = next((s for s in conf.servers if s.address == address), None)
                 missing = f"address {_quoted(address)} was not found in the Raft configuration"
             if target is None:
-                raise HTTPError(500, missing)
+                raise Internal(missing)
             try:
                 await self.srv.node.remove_server(target.id)
             except RaftError as exc:
-                raise HTTPError(500, f"cannot remove {target.id}: {exc}") from None
+                raise Internal(f"cannot remove {target.id}: {exc}") from None
             log.info("event=raft_peer_removed id=%s address=%s", target.id, target.address)
             return {"removed": target.id}
 
@@ -161,7 +160,7 @@ class ServerOps:
             try:
                 chosen = await self.srv.node.transfer_leadership(target)
             except (RaftError, trio.TooSlowError, TimeoutError) as exc:
-                raise HTTPError(500, f"cannot transfer leadership: {exc}") from None
+                raise Internal(f"cannot transfer leadership: {exc}") from None
             log.info("event=leadership_transferred to=%s", chosen)
             return {"Success": True}
 
@@ -240,7 +239,7 @@ class ServerOps:
                 while self.srv.is_leader():
                     if not self._live_member(node):
                         self._remember_left(node)
-                        await self.srv.write(DeregisterRequest(node=node, now=time.time()))
+                        await self.srv.write(DeregisterRequest(node=node))
                         log.info("event=force_leave_left node=%s", node)
                         return
                     await trio.sleep(0.5)
@@ -251,7 +250,7 @@ class ServerOps:
         """Deregister ``node`` from the catalog and, for a server, remove it
         from the Raft configuration; a failed member stays listed as left
         unless ``prune``. A live client member is only marked leaving (see
-        ``members.LeavingMarks``). Raises ``HTTPError`` (500, Consul's text)
+        ``members.LeavingMarks``). Raises ``RequestError`` (500, Consul's text)
         for an unknown node and 400 for the leader itself."""
         conf = self.srv.node.core.configuration
         _, nodes = q.catalog_nodes(self.srv.store, None)
@@ -261,7 +260,7 @@ class ServerOps:
             named = (i for i, nm in self.names().items() if nm == node and conf.get(i))
             server_id = next(named, None)
         if target is None and server_id is None:
-            raise HTTPError(500, f"agent: No node found with name '{node}'")
+            raise Internal(f"agent: No node found with name '{node}'")
         if server_id is None and self._live_member(node):
             # Consul marks a live member leaving and it refutes; nothing is deregistered.
             self.leaving.mark(node, trio.current_time())
@@ -269,16 +268,18 @@ class ServerOps:
             log.info("event=force_leave node=%s live=true", node)
             return {"node": node, "raft": None}
         if server_id == self.srv.settings.node_id:
-            raise BadRequest("cannot force-leave the leader; transfer leadership first", "node")
+            raise InvalidArgument(
+                "cannot force-leave the leader; transfer leadership first", "node"
+            )
         if server_id is not None:
             try:
                 await self.srv.node.remove_server(server_id)
             except RaftError as exc:
-                raise HTTPError(500, f"cannot remove {server_id} from Raft: {exc}") from None
+                raise Internal(f"cannot remove {server_id} from Raft: {exc}") from None
         if target is not None:
             if not prune:  # ?prune drops it from the member list at once, as Consul
                 self._remember_left(node)
-            await self.srv.write(DeregisterRequest(node=node, now=time.time()))
+            await self.srv.write(DeregisterRequest(node=node))
         log.info("event=force_leave node=%s raft_server=%s", node, server_id)
         return {"node": node, "raft": server_id}
 
@@ -344,7 +345,7 @@ class ServerOps:
         self.srv.check_forwarded(args)
         entry = self._archives.get(str(args.get("id")))
         if entry is None:
-            raise HTTPError(500, "snapshot archive expired or unknown; take the snapshot again")
+            raise Internal("snapshot archive expired or unknown; take the snapshot again")
         archive = entry[0]
         offset = int(args.get("offset", 0))
         if offset + CHUNK >= len(archive):
@@ -360,15 +361,15 @@ class ServerOps:
         else:
             archive = args.get("archive")
         if not isinstance(archive, bytes):
-            raise BadRequest("archive: expected bytes", "archive")
+            raise InvalidArgument("archive: expected bytes", "archive")
         if len(archive) > CHUNK and len(self.srv.node.core.configuration.servers) != 1:
             # What the leader would answer (400, else 501); an archive this
             # large might not fit in the one frame that forwards it there.
             try:
                 await trio.to_thread.run_sync(decode_archive, archive)
             except ArchiveError as exc:
-                raise BadRequest(f"Invalid snapshot archive: {exc}", "archive") from None
-            raise HTTPError(501, RESTORE_UNSUPPORTED)
+                raise InvalidArgument(f"Invalid snapshot archive: {exc}", "archive") from None
+            raise Unimplemented(RESTORE_UNSUPPORTED)
 
         async def local() -> Any:
             return {"index": await self.restore(archive)}
@@ -380,19 +381,19 @@ class ServerOps:
         """Replace the registry state with ``archive``'s (leader of a single-
         server cluster only) and make it durable as a Raft snapshot.
 
-        Raises ``BadRequest`` for a corrupt archive and ``HTTPError`` 501 on a
+        Raises ``InvalidArgument`` for a corrupt archive and ``RequestError`` 501 on a
         multi-server cluster; in both cases nothing changes.
         """
         try:
             meta, state = await trio.to_thread.run_sync(decode_archive, archive)
         except ArchiveError as exc:
-            raise BadRequest(f"Invalid snapshot archive: {exc}", "archive") from None
+            raise InvalidArgument(f"Invalid snapshot archive: {exc}", "archive") from None
         if len(self.srv.node.core.configuration.servers) != 1:
-            raise HTTPError(501, RESTORE_UNSUPPORTED)
+            raise Unimplemented(RESTORE_UNSUPPORTED)
         try:
             self.srv.fsm.restore(state)  # all or nothing: a bad state leaves the store as it was
         except CorruptSnapshotError as exc:
-            raise BadRequest(f"Invalid snapshot archive: {exc}", "archive") from None
+            raise InvalidArgument(f"Invalid snapshot archive: {exc}", "archive") from None
         index = self.srv.node.applied_index
         await self._persist_restored(state, index)
         log.info("event=snapshot_restored from_index=%d at_index=%d", meta.index, index)
@@ -421,7 +422,7 @@ class ServerOps:
         try:
             event = UserEvent.from_wire(args.get("event") or {})
         except ValueError as exc:
-            raise BadRequest(str(exc), "event") from None
+            raise InvalidArgument(str(exc), "event") from None
         stored = self.srv.events.add(event)
         return {"ltime": stored.ltime}
 

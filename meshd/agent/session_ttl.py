@@ -18,7 +18,6 @@ expiry but never lose it. Expiry is written through Raft as the same
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -188,7 +187,7 @@ class SessionTTLController:
         for session_id in self.timers.expired():
             if not self.server.is_leader():
                 return
-            result = await self.server.write(SessionDestroy(id=session_id, now=time.time()))
+            result = await self.server.write(SessionDestroy(id=session_id))
             if not result.ok:
                 raise MeshdError(f"session {session_id} expiry refused: {result.message}")
             self.timers.forget(session_id)

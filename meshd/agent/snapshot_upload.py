@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..http.errors import BadRequest
+from ..errors import InvalidArgument
 
 __all__ = ["CHUNK", "MAX_UPLOAD", "Uploads", "push_archive"]
 
@@ -67,7 +67,7 @@ class Uploads:
 
     def add_chunk(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """Append one ``Snapshot.Upload`` chunk; returns ``{"id", "received"}``.
-        Raises ``BadRequest`` naming the bad argument (the upload is dropped)."""
+        Raises ``InvalidArgument`` naming the bad argument (the upload is dropped)."""
         now = self._clock()
         for key in [k for k, u in self._uploads.items() if u.expires < now]:
             del self._uploads[key]
@@ -75,20 +75,20 @@ class Uploads:
         key = str(args.get("id") or "")
         if not isinstance(data, bytes) or not 0 < len(data) <= CHUNK:
             self._uploads.pop(key, None)
-            raise BadRequest(f"data: expected 1 to {CHUNK} bytes", "data")
+            raise InvalidArgument(f"data: expected 1 to {CHUNK} bytes", "data")
         if not key:
             if not isinstance(size, int) or not 0 < size <= MAX_UPLOAD:
-                raise BadRequest(f"size: expected 1 to {MAX_UPLOAD} bytes", "size")
+                raise InvalidArgument(f"size: expected 1 to {MAX_UPLOAD} bytes", "size")
             while len(self._uploads) >= MAX_UPLOADS:
                 del self._uploads[next(iter(self._uploads))]
             key = str(uuid.uuid4())
             self._uploads[key] = _Upload(size, now + UPLOAD_TTL)
         upload = self._uploads.get(key)
         if upload is None:
-            raise BadRequest("id: unknown or expired snapshot upload; restore again", "id")
+            raise InvalidArgument("id: unknown or expired snapshot upload; restore again", "id")
         if offset != len(upload.data) or len(upload.data) + len(data) > upload.size:
             del self._uploads[key]
-            raise BadRequest(
+            raise InvalidArgument(
                 f"offset: chunk at {offset} does not follow the {len(upload.data)} bytes "
                 f"received of {upload.size}; restore again",
                 "offset",
@@ -99,12 +99,14 @@ class Uploads:
 
     def take(self, key: str) -> bytes:
         """The complete archive of upload ``key``, forgotten here. Raises
-        ``BadRequest`` if it is unknown or incomplete (then dropped)."""
+        ``InvalidArgument`` if it is unknown or incomplete (then dropped)."""
         upload = self._uploads.pop(key, None)
         if upload is None:
-            raise BadRequest("upload: unknown or expired snapshot upload; restore again", "upload")
+            raise InvalidArgument(
+                "upload: unknown or expired snapshot upload; restore again", "upload"
+            )
         if len(upload.data) != upload.size:
-            raise BadRequest(
+            raise InvalidArgument(
                 f"upload: incomplete snapshot upload ({len(upload.data)} of {upload.size} "
                 "bytes); restore again",
                 "upload",

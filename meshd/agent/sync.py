@@ -36,7 +36,9 @@ log = logging.getLogger("meshd.sync")
 _IGNORED = ("CreateIndex", "ModifyIndex")
 # Server answers that refuse one item for good (retrying cannot help until
 # the item or the token changes): sync skips that item and keeps going.
-_REFUSAL_CODES = frozenset({"PermissionDenied", "Validation", "BadRequest", "NotFound"})
+_REFUSAL_CODES = frozenset(
+    {"PermissionDenied", "ACLNotFound", "Validation", "InvalidArgument", "NotFound"}
+)
 
 
 class WriteRefused(MeshdError):
@@ -237,12 +239,12 @@ class AntiEntropy:
         services.pop(CONSUL_SERVICE, None)
         for sid in services:
             # The agent token: the service (and its token) is gone locally.
-            dereg = DeregisterRequest(node=self.node.name, service_id=sid, now=time.time())
+            dereg = DeregisterRequest(node=self.node.name, service_id=sid)
             writes += await self._write_item(f"deregister-service:{sid}", dereg)
         for cid, have_check in checks.items():
             if cid == SERF_HEALTH or have_check.get("ServiceID") in services:
                 continue
-            dereg = DeregisterRequest(node=self.node.name, check_id=cid, now=time.time())
+            dereg = DeregisterRequest(node=self.node.name, check_id=cid)
             writes += await self._write_item(f"deregister-check:{cid}", dereg)
         self._forget_refusals()
         self.synced_version = version

@@ -41,10 +41,9 @@ from ..acl.errors import RulesError
 from ..acl.templated import TEMPLATES, TemplateError, templated_policy_rules
 from ..agent.acl_table_reads import policy_hash
 from ..durations import parse_duration_ns
-from ..errors import DurationError
+from ..errors import ACLDisabled, ACLNotFound, DurationError, Internal
 from ..http import (
     BadRequest,
-    HTTPError,
     JSONFields,
     QueryOptions,
     Request,
@@ -294,7 +293,7 @@ def preview_templated_policy(name: str, variables: Mapping[str, Any]) -> dict[st
     try:
         parse_rules(rules)
     except RulesError as exc:  # a template bug, not the caller's
-        raise HTTPError(500, f"templated policy {name}: {exc}") from None
+        raise Internal(f"templated policy {name}: {exc}") from None
     policy_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"meshd:{name}:{rules}"))
     policy = ACLPolicy(
         policy_id,
@@ -328,19 +327,12 @@ def _redact(token: dict[str, Any], authz: ACLAuthorizer) -> dict[str, Any]:
     return token
 
 
-class _NotFound(HTTPError):
-    """Consul's ``acl.ErrNotFound``: 403 ``ACL not found``."""
-
-    def __init__(self) -> None:
-        super().__init__(403, "ACL not found")
-
-
 def register(router: Router, agent: Agent) -> None:
     """Add the /v1/acl routes to the one route table."""
 
     def enabled(req: Request) -> QueryOptions:
         if not agent.config.acl.enabled:
-            raise HTTPError(401, "ACL support disabled")
+            raise ACLDisabled()
         opts = QueryOptions.from_request(req)
         check_dc(agent, opts)
         return opts
@@ -350,7 +342,7 @@ def register(router: Router, agent: Agent) -> None:
     ) -> Response:
         result, opts = await read(agent, req, name, args)
         if result.value is None:
-            raise _NotFound()
+            raise ACLNotFound()
         value = result.value
         if name.startswith("acl.token"):
             value = _redact(value, authz)
@@ -384,12 +376,12 @@ def register(router: Router, agent: Agent) -> None:
         enabled(req)
         secret = req.token or agent.tokens.get("default")
         if not secret:
-            raise _NotFound()
+            raise ACLNotFound()
         result, opts = await read(
             agent, req, "acl.token_self", {"secret": secret, "now": time.time()}
         )
         if result.value is None:
-            raise _NotFound()
+            raise ACLNotFound()
         return json_response(result.value, result, opts)
 
     async def token_create(req: Request) -> Response:

@@ -614,6 +614,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("internal.canary.pause", "PUT"): need(P.SERVICE_WRITE, param("service")),
     ("internal.canary.resume", "PUT"): need(P.SERVICE_WRITE, param("service")),
     ("internal.canary.abort", "PUT"): need(P.SERVICE_WRITE, param("service")),
+    # config write --dry-run (meshd/api/dry_run.py): it reveals traffic, so the
+    # rights the write needs; samples are checked per service in the handlers
+    ("internal.config.dry_run", "POST"): Rule(check=_config_batch),
+    ("internal.config.samples", "PUT"): Rule(handler_checks=True),
+    ("internal.config.samples", "GET"): Rule(handler_checks=True),
 }
 
 

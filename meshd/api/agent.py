@@ -26,12 +26,11 @@ from registry.records import CRITICAL, HealthCheck, ServiceInstance
 from ..agent import registration
 from ..agent.definitions import CheckDefinition, ServiceDefinition, parse_service
 from ..agent.tokens import KINDS
-from ..errors import ConfigError
+from ..errors import ConfigError, Internal
 from ..filter import apply_filter
 from ..filter_schemas import schema_for
 from ..http import (
     BadRequest,
-    HTTPError,
     NotFound,
     QueryOptions,
     Request,
@@ -347,7 +346,7 @@ def _register_cluster(router: Router, agent: Agent) -> None:
         try:
             await agent.reload()
         except ConfigError as exc:
-            raise HTTPError(500, f"Failed to reload configs: {exc}") from None
+            raise Internal(f"Failed to reload configs: {exc}") from None
         return Response(200)
 
     async def token(req: Request) -> Response:

@@ -19,7 +19,16 @@ from registry.errors import (
 from ..acl import ACLPermissionDenied
 from ..agent.reads import UnknownRead
 from ..agent.wire import ReadOptions, ReadResult
-from ..errors import NoLeaderError, NoServersError, RemoteError
+from ..errors import (
+    Conflict,
+    Internal,
+    InvalidArgument,
+    NoLeaderError,
+    NotFound,
+    PermissionDenied,
+    RemoteError,
+    RequestError,
+)
 from ..filter import FilterError
 from ..http import (
     BadRequest,
@@ -28,6 +37,7 @@ from ..http import (
     QueryOptions,
     Request,
     Response,
+    error_response,
 )
 
 if TYPE_CHECKING:
@@ -149,22 +159,24 @@ def error_mapping(no_leader_detail: Callable[[], str] | None = None) -> ErrorMap
     ``no_leader_detail`` says what a server without a leader waits for."""
     m = ErrorMapping()
 
-    def no_leader(_: Exception) -> Response:
+    def no_leader(exc: NoLeaderError) -> Response:
         detail = no_leader_detail() if no_leader_detail is not None else ""
-        return Response.text(no_leader_text(detail), status=500)
+        return error_response(exc, no_leader_text(detail))
 
-    m.register(ACLPermissionDenied, lambda e: Response.text(str(e), status=403))
-    m.register(ValidationError, lambda e: Response.text(f"Invalid request: {e}", status=400))
-    m.register(FilterError, lambda e: Response.text(str(e), status=400))
-    m.register(NotFoundError, lambda e: Response.text(str(e), status=404))
-    m.register(CASConflict, lambda e: Response.text(str(e), status=409))
-    m.register(ConflictError, lambda e: Response.text(str(e), status=409))
-    m.register(RegistryError, lambda e: Response.text(str(e), status=400))
+    def text(error: type[RequestError]) -> Callable[[Exception], Response]:
+        return lambda e: error_response(error(str(e)))
+
+    m.register(ACLPermissionDenied, text(PermissionDenied))
+    m.register(ValidationError, lambda e: error_response(InvalidArgument(f"Invalid request: {e}")))
+    m.register(FilterError, text(InvalidArgument))
+    m.register(NotFoundError, text(NotFound))
+    m.register(CASConflict, text(Conflict))
+    m.register(ConflictError, text(Conflict))
+    m.register(RegistryError, text(InvalidArgument))
     m.register(NoLeaderError, no_leader)
-    m.register(NoServersError, lambda e: Response.text(str(e), status=500))
-    m.register(RemoteError, lambda e: Response.text(e.message, status=500))
-    m.register(UnknownRead, lambda e: Response.text("unknown read", status=500))
+    m.register(RemoteError, lambda e: error_response(Internal(e.message)))
+    m.register(UnknownRead, lambda e: error_response(Internal("unknown read")))
     # A leader that cannot persist its log (a full disk) refuses the write:
     # Consul's 500 for a failed apply, with the reason rather than "Internal error".
-    m.register(StorageError, lambda e: Response.text(str(e), status=500))
+    m.register(StorageError, text(Internal))
     return m

@@ -43,7 +43,8 @@ from registry.commands import (
 from registry.errors import ErrorCode
 from registry.records import ConfigEntry
 
-from ..http import BadRequest, HTTPError, NotFound, Request, Response, Router, decode_json_body
+from ..errors import Conflict, Internal
+from ..http import BadRequest, NotFound, Request, Response, Router, decode_json_body
 from .common import json_response, read, with_meta
 from .config_typed import TYPED_KINDS, check_graph, load_graph, parse_typed, stored_form
 
@@ -98,7 +99,7 @@ def _bool_result(ok: bool, error: str | None, message: str) -> Response:
         return Response.json(False)
     if error == ErrorCode.INVALID:
         raise BadRequest(f"Invalid request: {message}")
-    raise HTTPError(500, message or str(error))
+    raise Internal(message or str(error))
 
 
 def register(router: Router, agent: Agent) -> None:
@@ -162,7 +163,7 @@ def register(router: Router, agent: Agent) -> None:
             result = await agent.write(ConfigEntryBatch(entries=entries, index=index))
             if result.ok or result.error != ErrorCode.CAS_CONFLICT:
                 return _bool_result(result.ok, result.error, result.message)
-        raise HTTPError(409, "config entries kept changing during the write; retry")
+        raise Conflict("config entries kept changing during the write; retry")
 
     async def batch(req: Request) -> Response:
         typed, entries = _batch_entries(decode_json_body(req))

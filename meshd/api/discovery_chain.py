@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from connect.l7.chain import parse_overrides
 from connect.l7.decode import ValidationError
 
-from ..http import BadRequest, HTTPError, Request, Response, Router, decode_json_body
+from ..errors import Internal
+from ..http import BadRequest, Request, Response, Router, decode_json_body
 from .common import json_response, read
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def register(router: Router, agent: Agent) -> None:
         result, opts = await read(agent, req, "discovery_chain", args)
         value = result.value or {}
         if "Error" in value:
-            raise HTTPError(500, str(value["Error"]))
+            raise Internal(str(value["Error"]))
         return json_response(value, result, opts)
 
     router.add(["GET", "POST"], "/v1/discovery-chain/*service", chain, name="discovery_chain")

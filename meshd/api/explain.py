@@ -57,7 +57,8 @@ from registry.errors import ValidationError
 from ..agent.definitions import check_service_name
 from ..agent.proxy_ejections import Ejection
 from ..agent.wire import ReadOptions
-from ..http import BadRequest, HTTPError, NotFound, Request, Response, Router, decode_json_body
+from ..errors import Internal
+from ..http import BadRequest, NotFound, Request, Response, Router, decode_json_body
 from .explain_intention import intention_decision
 
 if TYPE_CHECKING:
@@ -197,7 +198,7 @@ async def _chain(agent: Agent, destination: str) -> Mapping[str, Any]:
     args = {"name": destination, "datacenter": agent.datacenter, "overrides": None}
     value = await _read(agent, "discovery_chain", args) or {}
     if "Error" in value:
-        raise HTTPError(500, str(value["Error"]))
+        raise Internal(str(value["Error"]))
     return dict(value["Chain"])
 
 
@@ -292,7 +293,7 @@ async def explain_request(agent: Agent, q: ExplainInput) -> dict[str, Any]:
     try:
         out = explain(chain, endpoints, ejected, request, rng=rng)
     except TableError as exc:
-        raise HTTPError(500, str(exc)) from None
+        raise Internal(str(exc)) from None
     _decorate(out, details, ejections)
     reporters = [r.proxy_id for r in agent.proxy_ejections.all(now) if r.service == q.source]
     head: dict[str, Any] = {

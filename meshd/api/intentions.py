@@ -36,9 +36,9 @@ from registry.errors import ErrorCode
 from registry.records import Intention
 
 from ..agent.wire import ReadOptions, WriteResult
+from ..errors import Internal, RequestError
 from ..http import (
     BadRequest,
-    HTTPError,
     JSONFields,
     NotFound,
     QueryOptions,
@@ -185,13 +185,13 @@ def _intention_id(req: Request) -> str:
     return raw
 
 
-def _write_error(result: WriteResult, missing: str) -> HTTPError:
+def _write_error(result: WriteResult, missing: str) -> RequestError:
     if result.error == ErrorCode.NOT_FOUND:
         return NotFound(missing)
     if result.error == ErrorCode.INVALID:
         return BadRequest(f"Invalid request: {result.message}")
     # CONFLICT (a duplicate pair) included: Consul answers 500 with the text.
-    return HTTPError(500, result.message or str(result.error))
+    return Internal(result.message or str(result.error))
 
 
 class IntentionWrites:
@@ -323,7 +323,7 @@ def register(router: Router, agent: Agent) -> None:
             try:
                 await writes.upsert(replace(ixn, id=ixn_id))
                 break
-            except HTTPError as exc:
+            except Internal as exc:
                 # Another writer created the pair between our read and our
                 # write: read it again and replace that one.
                 if attempt or not exc.message.startswith(DUPLICATE):
@@ -394,7 +394,7 @@ async def authorize_request(
     ``({"Authorized", "Reason"}, read result)``.
 
     Raises ``BadRequest`` for a missing Target or a ClientCertURI that is not
-    a service SPIFFE ID, and ``HTTPError`` 500 while the CA has no trust
+    a service SPIFFE ID, and ``Internal`` while the CA has no trust
     domain yet. An identity from another trust domain is not authorized
     (reason given; Consul 1.2's check); otherwise the highest-precedence
     intention for Target that applies to the identity's namespace and name
@@ -427,7 +427,7 @@ async def authorize_request(
     decision = result.value
     trust_domain = decision["TrustDomain"]
     if not trust_domain:
-        raise HTTPError(500, CA_NOT_READY)
+        raise Internal(CA_NOT_READY)
     if trust_domain.lower() != ident.trust_domain.lower():
         reason = f"Identity from an external trust domain: {ident.trust_domain}"
         return {"Authorized": False, "Reason": reason}, result

@@ -20,9 +20,9 @@ from registry.commands import MAX_KV_VALUE, KVRequest, validate_kv_key
 from registry.errors import ErrorCode
 
 from ..agent.wire import WriteResult
+from ..errors import Internal
 from ..http import (
     BadRequest,
-    HTTPError,
     PayloadTooLarge,
     QueryOptions,
     Request,
@@ -87,7 +87,7 @@ def reject_conflicting(req: Request, *flags: str) -> None:
 def write_outcome(result: WriteResult, session: str = "") -> bool:
     """Consul's JSON answer of a KV write: True, False, or an error.
 
-    Raises ``HTTPError`` 500 ``invalid session "<id>"`` for a lock on an
+    Raises ``Internal`` ``invalid session "<id>"`` for a lock on an
     unknown session (Consul's state store error) and ``BadRequest`` for a
     command the FSM refused as invalid.
     """
@@ -96,10 +96,10 @@ def write_outcome(result: WriteResult, session: str = "") -> bool:
     if result.error in _FALSE_OUTCOMES:
         return False
     if result.error == ErrorCode.INVALID_SESSION:
-        raise HTTPError(500, f'invalid session "{session}"')
+        raise Internal(f'invalid session "{session}"')
     if result.error == ErrorCode.INVALID:
         raise BadRequest(f"Invalid request: {result.message}")
-    raise HTTPError(500, result.message or str(result.error))
+    raise Internal(result.message or str(result.error))
 
 
 def put_request(req: Request, key: str) -> KVRequest:

@@ -22,9 +22,9 @@ from registry.records import SERF_HEALTH
 
 from ..agent.wire import ReadOptions, WriteResult
 from ..durations import parse_duration_ns
+from ..errors import Internal, RequestError
 from ..http import (
     BadRequest,
-    HTTPError,
     JSONFields,
     NotFound,
     QueryOptions,
@@ -158,11 +158,11 @@ def create_request(body: Mapping[str, Any] | None, node: str, now: float) -> Ses
     return cmd
 
 
-def _refused(result: WriteResult) -> HTTPError:
+def _refused(result: WriteResult) -> RequestError:
     # The command was validated here already, so the FSM refused it for the
     # state it found (node not registered, a check missing or critical):
     # Consul answers such a Session.Apply error with its text and 500.
-    return HTTPError(500, result.message or str(result.error))
+    return Internal(result.message or str(result.error))
 
 
 def _session_id(req: Request) -> str:

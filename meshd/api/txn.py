@@ -53,9 +53,9 @@ from ..agent.field_rules import (
 )
 from ..agent.json_bounds import check_json_value
 from ..agent.wire import ReadOptions
+from ..errors import Internal
 from ..http import (
     BadRequest,
-    HTTPError,
     JSONFields,
     PayloadTooLarge,
     QueryOptions,
@@ -433,6 +433,6 @@ def register(router: Router, agent: Agent) -> None:
             return _txn_response(result.value, opts.pretty)
         if result.error == ErrorCode.INVALID:
             raise BadRequest(f"Invalid request: {result.message}")
-        raise HTTPError(500, result.message or str(result.error))
+        raise Internal(result.message or str(result.error))
 
     router.add("PUT", "/v1/txn", txn, name="txn")

@@ -12,6 +12,11 @@ an ordering like "router before the protocol it needs" never fails
 half-way: all entries are written, or none. Messages are Consul's:
 ``Config entry written: service-defaults/web``, ``Config entry not written:
 ...`` (a lost CAS, exit 1), ``Config entry deleted: ...``.
+
+``write --dry-run FILE...`` (meshd) writes nothing: it prints how the
+requests the proxies recently saw would be routed, split or denied under
+the entries compared with now (``POST /v1/internal/config/dry-run``;
+``-format=json`` prints the whole answer); bad entries fail as a write does.
 https://developer.hashicorp.com/consul/commands/config
 """
 
@@ -26,9 +31,13 @@ import click
 
 from .client import AgentClient, quote_path
 from .errors import CLIError, UnexpectedResponse
-from .options import agent_options, flag, option
+from .options import agent_options, flag, format_option, option
 
 CAS_HELP = "Check-and-set: only act if the entry's ModifyIndex is -modify-index."
+DRY_RUN_HELP = (
+    "Write nothing: report how recent requests would be routed, split or denied "
+    "under these entries compared with now (meshd)."
+)
 
 
 @click.group()
@@ -120,18 +129,30 @@ def _check_cas(cas: bool, modify_index: int | None) -> None:
 @click.argument("sources", nargs=-1)
 @flag("cas", CAS_HELP)
 @option("modify-index", "modify_index", type=click.IntRange(0), default=None, help="With -cas.")
+@flag("dry-run", DRY_RUN_HELP, dest="dry_run")
+@format_option
 @agent_options()
 def write(
-    client: AgentClient, sources: tuple[str, ...], cas: bool, modify_index: int | None
+    client: AgentClient,
+    sources: tuple[str, ...],
+    cas: bool,
+    modify_index: int | None,
+    dry_run: bool,
+    fmt: str,
 ) -> None:
     """Create or replace the config entry in FILE (HCL or JSON; - for stdin).
 
-    Several FILEs are written atomically, validated together (meshd)."""
+    Several FILEs are written atomically, validated together (meshd).
+    With -dry-run nothing is written: the summary says how the recent
+    requests the proxies recorded would fare (-format=json: the whole answer)."""
     if not sources:
         raise CLIError(
             "Must provide exactly one positional argument to specify the config entry to write"
         )
     _check_cas(cas, modify_index)
+    if dry_run:
+        _dry_run(client, [_load_entry(source) for source in sources], fmt)
+        return
     if len(sources) > 1:
         if cas:
             raise CLIError("Cannot use -cas with several config entry files")
@@ -149,6 +170,28 @@ def write(
     if written is False:
         raise CLIError(f"Config entry not written: {kind}/{name}")
     click.echo(f"Config entry written: {kind}/{name}")
+
+
+def _dry_run(client: AgentClient, entries: list[dict[str, Any]], fmt: str) -> None:
+    """POST ``entries`` to the dry run and print its summary (or JSON)."""
+    names = [_kind_name(entry) for entry in entries]
+    try:
+        resp = client.request("POST", "/v1/internal/config/dry-run", json_body=entries)
+    except UnexpectedResponse as exc:
+        if len(names) == 1:
+            kind, name = names[0]
+            raise CLIError(f"Error writing config entry {kind}/{name}: {exc.message}") from None
+        raise CLIError(f"Error writing config entries (none written): {exc.message}") from None
+    answer = resp.json()
+    if fmt == "json":
+        click.echo(json.dumps(answer, indent=4))
+        return
+    for line in answer.get("Summary") or []:
+        click.echo(line)
+    click.echo(
+        f"Dry run: nothing written ({answer.get('Samples', 0)} recent requests, "
+        f"last {answer.get('Window', '0s')})"
+    )
 
 
 @config.command("apply")

@@ -1,36 +1,63 @@
-"""HTTP-facing errors and the one place where exceptions become responses.
+r"""The one place where errors become HTTP responses.
 
-Handlers raise these (or their own package's errors); ``App`` turns whatever
-escapes a handler into a response through an ``ErrorMapping``. Bodies are
-``text/plain; charset=utf-8`` like Consul's (agent/http.go ``wrap``):
+Domain and server code raise ``meshd.errors.RequestError``\ s, which carry a
+code and no status; ``status_for`` is the only function that knows which
+HTTP status a code gets. Bodies are ``text/plain; charset=utf-8`` like
+Consul's (agent/http.go ``wrap``):
 
-===================  ======  =================================================
-exception            status  body
-===================  ======  =================================================
-BadRequest           400     the message, verbatim ("Invalid wait time")
-PermissionDenied     403     "Permission denied: <message>"
-NotFound             404     the message
-MethodNotAllowed     405     "method PUT not allowed" + ``Allow`` header
-Conflict             409     the message
-PayloadTooLarge      413     the message
-TooManyRequests      429     the message
-NoLeader             500     "No cluster leader"
-Unavailable          503     the message
-anything else        500     "Internal error" (logged with the request id)
-===================  ======  =================================================
+================  ======  ===============================================
+error (= code)    status  body
+================  ======  ===============================================
+InvalidArgument   400     the message, verbatim ("Invalid wait time")
+ACLDisabled       401     "ACL support disabled"
+PermissionDenied  403     "Permission denied: <message>"
+ACLNotFound       403     "ACL not found"
+NotFound          404     the message
+MethodNotAllowed  405     "method PUT not allowed" + ``Allow`` (HTTP only)
+Conflict          409     the message
+PayloadTooLarge   413     the message
+TooManyRequests   429     the message
+NoLeaderError     500     "No cluster leader" (code ``NoLeader``)
+Internal          500     the message
+Unimplemented     501     the message
+Unavailable       503     the message
+anything else     500     "Internal error" (logged with the request id)
+================  ======  ===============================================
+
+``BadRequest`` and ``NoLeader`` are the API handlers' names for
+``InvalidArgument`` and ``NoLeaderError`` (the same classes). ``HTTPError``
+is for what only exists in HTTP: a status of the handler's choosing
+(``MethodNotAllowed``, a redirect-like answer).
 
 Errors of other packages (``registry.errors.ValidationError``, raft's
 ``NotLeaderError``) are mapped by registering a mapper at agent start-up, so
 this package never imports them::
 
-    register_error_mapper(ValidationError, lambda e: BadRequest(str(e), e.field).to_response())
+    register_error_mapper(
+        ValidationError, lambda e: error_response(InvalidArgument(str(e), e.field))
+    )
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from meshd.errors import (
+    ACLDisabled,
+    ACLNotFound,
+    Conflict,
+    Internal,
+    InvalidArgument,
+    NoLeaderError,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    RequestError,
+    TooManyRequests,
+    Unavailable,
+    Unimplemented,
+)
 from meshd.http.message import Response
 
 __all__ = [
@@ -39,21 +66,59 @@ __all__ = [
     "Conflict",
     "ErrorMapping",
     "HTTPError",
+    "Internal",
     "MethodNotAllowed",
     "NoLeader",
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
+    "RequestError",
     "TooManyRequests",
     "Unavailable",
+    "error_response",
     "register_error_mapper",
+    "status_for",
 ]
 
 E = TypeVar("E", bound=BaseException)
 
+BadRequest = InvalidArgument
+NoLeader = NoLeaderError
+
+# The HTTP status of each request error code (Consul's statuses).
+_STATUS: Mapping[str, int] = {
+    InvalidArgument.code: 400,
+    ACLDisabled.code: 401,
+    PermissionDenied.code: 403,
+    ACLNotFound.code: 403,
+    NotFound.code: 404,
+    Conflict.code: 409,
+    PayloadTooLarge.code: 413,
+    TooManyRequests.code: 429,
+    NoLeaderError.code: 500,
+    Internal.code: 500,
+    Unimplemented.code: 501,
+    Unavailable.code: 503,
+}
+
+
+def status_for(code: str) -> int:
+    """The HTTP status answering a request error of ``code`` (500 for an unknown one)."""
+    return _STATUS.get(code, 500)
+
+
+def error_response(exc: RequestError, text: str | None = None) -> Response:
+    """``exc`` as a ``text/plain`` response: its status, ``text`` (default: the
+    error's own answer text) and its extra headers."""
+    body = exc.detail() if text is None else text
+    response = Response.text(body, status_for(exc.code))
+    response.headers.extend(exc.headers)
+    return response
+
 
 class HTTPError(Exception):
-    """An error with a definite HTTP status and a plain-text body (Consul's ``HTTPError``)."""
+    """An answer that only exists in HTTP: a status of the raiser's choosing
+    and a plain-text body (Consul's ``HTTPError``)."""
 
     def __init__(
         self,
@@ -67,61 +132,11 @@ class HTTPError(Exception):
         self.message = message
         self.headers = tuple(headers)
 
-    def body_text(self) -> str:
-        """The text sent as the response body."""
-        return self.message
-
     def to_response(self) -> Response:
         """Render this error as a ``text/plain`` response with its extra headers."""
-        response = Response.text(self.body_text(), self.status)
+        response = Response.text(self.message, self.status)
         response.headers.extend(self.headers)
         return response
-
-
-class BadRequest(HTTPError):
-    """400: the request is malformed or a field is invalid.
-
-    The body is ``message`` verbatim, because Consul clients and scripts match
-    on exact texts such as ``Invalid wait time`` or ``Request decode failed:
-    ...``. ``field`` names the offending input (query parameter, header or
-    JSON field); when the message does not already mention it, the body gets
-    `` (field "<field>")`` appended so every 400 names what to fix.
-    """
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(400, message)
-        self.field = field
-
-    def body_text(self) -> str:
-        field = self.field
-        if field and field.lower() not in self.message.lower():
-            return f'{self.message} (field "{field}")'
-        return self.message
-
-
-class PermissionDenied(HTTPError):
-    """403: the token lacks a permission. Body ``Permission denied: <message>``.
-
-    Consul's text, e.g. ``Permission denied: token with AccessorID '...'
-    lacks permission 'service:write' on "db"``.
-    """
-
-    PREFIX = "Permission denied"
-
-    def __init__(self, message: str = "") -> None:
-        super().__init__(403, message)
-
-    def body_text(self) -> str:
-        if self.message.startswith(self.PREFIX):
-            return self.message
-        return f"{self.PREFIX}: {self.message}" if self.message else self.PREFIX
-
-
-class NotFound(HTTPError):
-    """404: no such resource (or, from the router, no such endpoint)."""
-
-    def __init__(self, message: str = "Not Found") -> None:
-        super().__init__(404, message)
 
 
 class MethodNotAllowed(HTTPError):
@@ -137,41 +152,6 @@ class MethodNotAllowed(HTTPError):
         )
 
 
-class Conflict(HTTPError):
-    """409: the request conflicts with the current state."""
-
-    def __init__(self, message: str = "Conflict") -> None:
-        super().__init__(409, message)
-
-
-class PayloadTooLarge(HTTPError):
-    """413: the request body is larger than the endpoint accepts."""
-
-    def __init__(self, message: str = "Request body too large") -> None:
-        super().__init__(413, message)
-
-
-class TooManyRequests(HTTPError):
-    """429: rate or connection limit exceeded."""
-
-    def __init__(self, message: str = "rate limit exceeded") -> None:
-        super().__init__(429, message)
-
-
-class NoLeader(HTTPError):
-    """500 ``No cluster leader``: what Consul answers while the servers elect a leader."""
-
-    def __init__(self, message: str = "No cluster leader") -> None:
-        super().__init__(500, message)
-
-
-class Unavailable(HTTPError):
-    """503: the agent cannot serve this request now (starting, shutting down, overloaded)."""
-
-    def __init__(self, message: str = "Service Unavailable") -> None:
-        super().__init__(503, message)
-
-
 ErrorMapper = Callable[[Any], Response]
 
 
@@ -179,16 +159,27 @@ def _map_http_error(exc: HTTPError) -> Response:
     return exc.to_response()
 
 
+def _map_request_error(exc: RequestError) -> Response:
+    return error_response(exc)
+
+
+_ALWAYS: Mapping[type[BaseException], ErrorMapper] = {
+    HTTPError: _map_http_error,
+    RequestError: _map_request_error,
+}
+
+
 class ErrorMapping:
     """Exception type -> response, looked up along the exception's MRO.
 
     The most specific registered type wins, so a package can map its base
-    error and override one subclass. ``HTTPError`` is always mapped.
+    error and override one subclass. ``HTTPError`` and ``RequestError`` are
+    always mapped.
     Lookups are cached per concrete type; registering clears the cache.
     """
 
     def __init__(self) -> None:
-        self._mappers: dict[type[BaseException], ErrorMapper] = {HTTPError: _map_http_error}
+        self._mappers: dict[type[BaseException], ErrorMapper] = dict(_ALWAYS)
         self._resolved: dict[type[BaseException], ErrorMapper | None] = {}
 
     def register(self, exc_type: type[E], fn: Callable[[E], Response]) -> None:
@@ -197,14 +188,15 @@ class ErrorMapping:
         Raises ``ValueError`` if ``exc_type`` already has a mapper: two
         packages disagreeing on one error's status is a bug worth seeing.
         """
-        if exc_type in self._mappers and exc_type is not HTTPError:
+        if exc_type in self._mappers and exc_type not in _ALWAYS:
             raise ValueError(f"an error mapper for {exc_type.__qualname__} is already registered")
         self._mappers[exc_type] = fn
         self._resolved.clear()
 
     def unregister(self, exc_type: type[BaseException]) -> None:
-        """Remove the mapper of ``exc_type`` (no-op when none); ``HTTPError``'s stays."""
-        if exc_type is not HTTPError:
+        """Remove the mapper of ``exc_type`` (no-op when none); ``HTTPError``'s
+        and ``RequestError``'s stay."""
+        if exc_type not in _ALWAYS:
             self._mappers.pop(exc_type, None)
             self._resolved.clear()
 

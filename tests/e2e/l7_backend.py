@@ -70,6 +70,7 @@ def make_handler(name: str) -> type[BaseHTTPRequestHandler]:
 
         do_GET = _answer
         do_POST = _answer
+        do_DELETE = _answer
 
     return Handler
 

@@ -89,6 +89,7 @@ def _trace_span(trace: str, service: str, peer: str, start: int) -> dict[str, An
 
 
 # edge -> web traced (trace 1) while web starts trace 2: web drops the headers.
+SAMPLE_SEED = {"Source": "web", "Destination": "api", "Method": "GET", "Path": "/"}
 TRACE_SEED = [_trace_span("1", "edge", "web", 1000), _trace_span("2", "web", "api", 1050)]
 STATS_SEED = {
     "ID": "seed-proxy",
@@ -420,7 +421,19 @@ ROWS: dict[tuple[str, str], Row] = {
     ("internal.canary.pause", "PUT"): Row("/v1/internal/canary/cany/pause", svc("cany", "write")),
     ("internal.canary.resume", "PUT"): Row("/v1/internal/canary/cany/resume", svc("cany", "write")),
     ("internal.canary.abort", "PUT"): Row("/v1/internal/canary/cany/abort", svc("cany", "write")),
+    ("internal.config.dry_run", "POST"): Row(
+        "/v1/internal/config/dry-run",
+        svc("api", "write"),
+        [{"Kind": "service-defaults", "Name": "api"}],
+    ),
+    ("internal.config.samples", "PUT"): Row(
+        "/v1/internal/config/samples", svc("web", "write"), {"Samples": [SAMPLE_SEED]}
+    ),
+    ("internal.config.samples", "GET"): Row(
+        "/v1/internal/config/samples", svc("web") + svc("api"), kind="filtered"
+    ),
 }
+
 # Run last: leaving stops the agent.
 LAST = ("agent.leave", "PUT")
 
@@ -522,6 +535,7 @@ async def seed(w: World, admin: APIClient | InprocClient) -> None:
     await ok("PUT", "/v1/config", resolver)
     await ok("POST", "/v1/internal/canary/cany", {"To": "v2"})
     await ok("PUT", "/v1/internal/telemetry/proxy-stats", STATS_SEED)
+    await ok("PUT", "/v1/internal/config/samples", {"Samples": [SAMPLE_SEED]})
     w.ids["web_api"] = (
         await ok(
             "POST",

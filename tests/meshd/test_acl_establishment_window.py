@@ -13,9 +13,10 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from meshd.agent.acl_resolver import ESTABLISHMENT_WAIT, ACLNotFound, ACLResolver
+from meshd.agent.acl_resolver import ESTABLISHMENT_WAIT, ACLResolver
 from meshd.agent.tokens import TokenStore
 from meshd.config.model import ACLConfig
+from meshd.errors import ACLNotFound
 from registry.commands import ACLTokenSet
 from registry.fsm import RegistryFSM
 from registry.records import ACLToken

@@ -11,11 +11,10 @@ import pytest
 
 from meshd.acl import Permission
 from meshd.acl.errors import ACLPermissionDenied
-from meshd.agent.acl_resolver import ACLNotFound, ACLResolver
+from meshd.agent.acl_resolver import ACLResolver
 from meshd.agent.tokens import TokenStore
 from meshd.config.model import ACLConfig, ACLTokens
-from meshd.errors import NoServersError
-from meshd.http import HTTPError
+from meshd.errors import ACLNotFound, NoServersError
 
 KV_READER = {
     "accessor_id": "acc-1",
@@ -38,7 +37,7 @@ class FakeServers:
             raise NoServersError()
         answer = self.known.get(args["secret"])
         if answer is None:
-            raise HTTPError(403, "ACL not found")
+            raise ACLNotFound()
         return answer
 
 
@@ -72,7 +71,7 @@ async def test_unknown_token_is_acl_not_found() -> None:
     r, _ = resolver(FakeServers(), [0.0])
     with pytest.raises(ACLNotFound) as info:
         await r.resolve("nope")
-    assert info.value.status == 403 and info.value.message == "ACL not found"
+    assert info.value.code == "ACLNotFound" and info.value.message == "ACL not found"
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,8 @@ from trio.testing import MockClock
 from meshd.acl import ANONYMOUS_TOKEN_ACCESSOR_ID, GLOBAL_MANAGEMENT_POLICY_ID
 from meshd.agent.agent import Agent
 from meshd.api import acl as acl_api
-from meshd.http import BadRequest, HTTPError
+from meshd.errors import PermissionDenied
+from meshd.http import BadRequest
 from registry import queries as q
 from tests.meshd.harness import APIClient, dev_agent
 from tests.meshd.inproc import InprocClient, inproc_agent
@@ -473,10 +474,10 @@ async def test_server_rechecks_the_token_of_forwarded_writes(
         reader = await limited_token(api, 'acl = "read"')
         assert agent.server is not None
         args = {"policy": {"id": "", "name": "sneaky"}, "create": True}
-        with pytest.raises(HTTPError) as info:
+        with pytest.raises(PermissionDenied) as info:
             denied = {**args, "auth_token": reader["SecretID"]}
             await agent.server.call_local("ACL.PolicySet", denied)
-        assert info.value.status == 403 and "lacks permission 'acl:write'" in info.value.message
+        assert "lacks permission 'acl:write'" in info.value.message
         made = await agent.server.call_local("ACL.PolicySet", {**args, "auth_token": ROOT})
         assert made["Name"] == "sneaky"
 

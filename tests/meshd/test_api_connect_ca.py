@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from trio.testing import MockClock
 
 from connect.ca import split_pem_chain
 from connect.spiffe import ServiceID, parse_spiffe_id
-from meshd.agent.ca_server import RateLimiter
+from meshd.agent.ca_server import RateLimiter, utc_now
 from tests.meshd.harness import APIClient, dev_agent
 from tests.meshd.inproc import InprocClient, inproc_agent
 
@@ -146,6 +147,26 @@ async def test_rotation_cross_signs_and_wakes_leaf_watchers(autojump_clock: Mock
         assert handshake(leaf, [r["RootCert"] for r in new_roots["Roots"]]) == "TLSv1.3"
         config = (await api.get("/v1/connect/ca/configuration")).json()
         assert config["Config"]["PrivateKeyBits"] == 384
+
+
+async def test_rotated_out_root_is_pruned_when_the_ca_clock_passes_two_leaf_ttls(
+    autojump_clock: MockClock,
+) -> None:
+    async with inproc_agent() as (agent, api):
+        body = {"Provider": "consul", "Config": {"PrivateKeyType": "ec", "PrivateKeyBits": 384}}
+        assert (await api.put("/v1/connect/ca/configuration", body)).status == 200
+        assert len((await roots_of(api))["Roots"]) == 2
+        assert agent.ca is not None
+        # Nothing is dropped while the old root's leaves may still be in use
+        # (the leader loop runs its step every few seconds of trio time).
+        await trio.sleep(30)
+        assert len((await roots_of(api))["Roots"]) == 2
+        later = utc_now() + timedelta(hours=2 * 72 + 1)  # two default leaf TTLs
+        agent.ca.clock = lambda: later
+        with trio.fail_after(120):
+            while len((await roots_of(api))["Roots"]) != 1:
+                await trio.sleep(1)
+        assert (await roots_of(api))["Roots"][0]["Active"] is True
 
 
 @pytest.mark.parametrize(

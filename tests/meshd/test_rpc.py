@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from meshd.agent_tls import create_ca, create_cert, write_pem
-from meshd.rpc import RPC_KIND, RPCClient, RPCError, RPCServer, RPCUnavailable
+from meshd.rpc import RPC_KIND, RPCClient, RPCError, RPCServer, RPCTimeout, RPCUnavailable
 from raft.tls import client_context, server_context
 from raft.transport import PeerInfo, Transport
 
@@ -82,6 +82,12 @@ async def test_calls_are_multiplexed_and_errors_carry_code_and_details(tmp_path:
         with pytest.raises(RPCError) as info:
             await client.call(addr, "Nope", {})
         assert info.value.code == "UnknownMethod"
+        # A call that outlives its timeout fails with the client's own error
+        # (trio's TooSlowError stays inside the client); the connection stays usable.
+        with pytest.raises(RPCTimeout) as timed_out:
+            await client.call(addr, "Slow", {}, timeout=0.05)
+        assert timed_out.value.code == "Timeout" and "Slow to " in timed_out.value.message
+        assert (await client.call(addr, "Echo", {"x": 1}))["echo"] == 1
         release.set()
         with trio.fail_after(2):
             while not slow_result:

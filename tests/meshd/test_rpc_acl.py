@@ -329,7 +329,7 @@ async def test_calls_with_a_sufficient_token_pass_the_rule(tmp_path: Path) -> No
         assert await w.code("Coordinate.Update", other, node_writer) == DENIED
         for coord in ({"Vec": ["x"] * 8}, "not an object", {"Vec": [float("nan")] * 8}):
             bad = {**update, "coord": coord}
-            assert await w.code("Coordinate.Update", bad, node_writer) == "BadRequest"
+            assert await w.code("Coordinate.Update", bad, node_writer) == "InvalidArgument"
         kv_reader = await w.token_with('key_prefix "app/" { policy = "read" }')
         await w.api.put("/v1/kv/app/a", "1")
         await w.api.put("/v1/kv/other/b", "2")
@@ -337,9 +337,9 @@ async def test_calls_with_a_sufficient_token_pass_the_rule(tmp_path: Path) -> No
         listed = await w.call("Registry.Read", read, kv_reader)
         assert [e["Key"] for e in listed["r"]] == ["app/a"] and listed["f"] is True
         assert await w.code("Registry.Apply", {"cmd": KV_SET}, kv_reader) == DENIED
-        assert await w.code("Registry.Apply", {"cmd": b"garbage"}, MGMT) == "BadRequest"
+        assert await w.code("Registry.Apply", {"cmd": b"garbage"}, MGMT) == "InvalidArgument"
         no_state = {"name": "health.state", "args": {}, "opts": {}}
-        assert await w.code("Registry.Read", no_state, MGMT) == "BadRequest"
+        assert await w.code("Registry.Read", no_state, MGMT) == "InvalidArgument"
         operator = await w.token_with('operator = "read"')
         conf = await w.call("Operator.RaftConfiguration", {}, operator)
         assert conf["Servers"][0]["Node"] == "dev-node"
@@ -383,10 +383,10 @@ async def test_ca_configuration_set_needs_operator_write(tmp_path: Path) -> None
         root = await w.root_id()
         args = {"provider": "consul", "config": {"PrivateKey": NEW_KEY}}
         reader = await w.token_with('operator = "read"')
-        for token in (None, reader, "not-a-token"):
+        for token, code in ((None, DENIED), (reader, DENIED), ("not-a-token", "ACLNotFound")):
             with pytest.raises(RPCError) as info:
                 await w.call("ConnectCA.ConfigurationSet", args, token)
-            assert info.value.code == DENIED
+            assert info.value.code == code
             assert await w.root_id() == root
         writer = await w.token_with('operator = "write"')
         assert (await w.call("ConnectCA.ConfigurationSet", args, writer))["rotated"] is True

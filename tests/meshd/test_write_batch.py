@@ -97,7 +97,7 @@ async def test_the_leader_answers_each_command_of_a_batch(autojump_clock: Any) -
         assert res[0]["w"]["ok"] is True and res[2]["w"]["ok"] is True
         assert res[1]["w"]["ok"] is False and res[1]["w"]["e"] == "cas_conflict"
         assert res[3]["w"]["ok"] is False and res[3]["w"]["e"] == "invalid", res[3]
-        assert res[4]["e"] == "BadRequest"
+        assert res[4]["e"] == "InvalidArgument"
         assert res[5]["w"]["ok"] is True
         assert server.node.applied_index >= index_before + 5
         got = await api.get("/v1/kv/b/k")

@@ -23,6 +23,7 @@ from meshd.http import (
     Router,
     TooManyRequests,
     Unavailable,
+    error_response,
     register_error_mapper,
 )
 
@@ -78,7 +79,7 @@ async def _get(app: App, target: str, method: str = "GET") -> Response:
     ],
 )
 async def test_http_errors_map_to_status_and_plain_text_body(
-    exc: HTTPError, status: int, body: str
+    exc: Exception, status: int, body: str
 ) -> None:
     response = await _get(_app_raising(exc), "/v1/boom")
     assert response.status == status
@@ -104,7 +105,7 @@ async def test_registered_mapper_maps_foreign_errors_and_subclasses() -> None:
     errors = ErrorMapping()
     errors.register(
         ValidationError,
-        lambda e: BadRequest(f"Invalid {e.field}: {e.message}", e.field).to_response(),
+        lambda e: error_response(BadRequest(f"Invalid {e.field}: {e.message}", e.field)),
     )
     response = await _get(
         _app_raising(StrictValidationError("Port", "too big"), errors=errors), "/v1/boom"
@@ -131,7 +132,7 @@ async def test_register_error_mapper_applies_to_apps_using_the_default_mapping()
     class NotLeaderError(Exception):
         pass
 
-    register_error_mapper(NotLeaderError, lambda e: NoLeader().to_response())
+    register_error_mapper(NotLeaderError, lambda e: error_response(NoLeader()))
     try:
         app = App(_app_raising(NotLeaderError()).router)  # default mapping
         response = await _get(app, "/v1/boom")

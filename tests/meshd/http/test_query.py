@@ -17,6 +17,8 @@ from meshd.http import (
     Request,
     Response,
     decode_json_body,
+    error_response,
+    status_for,
     validate_fields,
 )
 
@@ -50,7 +52,7 @@ def test_wait_durations(query: str, wait: float) -> None:
 def test_bad_wait_is_400_invalid_wait_time(bad: str) -> None:
     with pytest.raises(BadRequest) as info:
         _opts(f"/v1/x?wait={bad}")
-    assert info.value.to_response().body == b"Invalid wait time"
+    assert error_response(info.value).body == b"Invalid wait time"
     assert info.value.field == "wait"
 
 
@@ -68,7 +70,7 @@ def test_index(query: str, index: int) -> None:
 def test_bad_index_is_400_invalid_index(bad: str) -> None:
     with pytest.raises(BadRequest) as info:
         _opts(f"/v1/x?index={bad}")
-    assert info.value.to_response().body == b"Invalid index"
+    assert error_response(info.value).body == b"Invalid index"
 
 
 @pytest.mark.parametrize(
@@ -114,7 +116,7 @@ def test_consistency_modes(query: str, consistency: str) -> None:
 def test_conflicts_and_invalid_values_are_400(query: str, message: str) -> None:
     with pytest.raises(BadRequest) as info:
         _opts(f"/v1/x?{query}")
-    assert info.value.to_response().body.decode() == message
+    assert error_response(info.value).body.decode() == message
 
 
 def test_default_namespace_and_partition_are_accepted() -> None:
@@ -158,7 +160,7 @@ def test_cache_control_header() -> None:
     assert _opts("/v1/x", [("Cache-Control", "max-age=0")]).must_revalidate
     with pytest.raises(BadRequest) as info:
         _opts("/v1/x", [("Cache-Control", "max-age=soon")])
-    assert info.value.to_response().body == b"Invalid Cache-Control header."
+    assert error_response(info.value).body == b"Invalid Cache-Control header."
 
 
 def test_query_meta_headers() -> None:
@@ -206,8 +208,8 @@ def _body(data: bytes) -> Request:
 def test_json_decode_errors_name_the_problem(body: bytes, fragment: str) -> None:
     with pytest.raises(BadRequest) as info:
         decode_json_body(_body(body))
-    assert fragment in info.value.to_response().body.decode()
-    assert info.value.status == 400
+    assert fragment in error_response(info.value).body.decode()
+    assert status_for(info.value.code) == 400
 
 
 def test_json_decode_ok_and_empty_allowed() -> None:
@@ -218,7 +220,7 @@ def test_json_decode_ok_and_empty_allowed() -> None:
 def test_json_body_over_limit_is_413() -> None:
     with pytest.raises(PayloadTooLarge) as info:
         decode_json_body(_body(b'"' + b"x" * 100 + b'"'), max_bytes=10)
-    assert info.value.status == 413
+    assert status_for(info.value.code) == 413
     assert "max size: 10 bytes" in info.value.message
 
 
@@ -228,7 +230,7 @@ SERVICE_FIELDS = JSONFields(["ID", "Name", "Tags", "Port", "Meta", "Check"])
 def test_unknown_field_is_rejected_like_go() -> None:
     with pytest.raises(BadRequest) as info:
         decode_json_body(_body(b'{"Name": "web", "Foo": 1}'), fields=SERVICE_FIELDS)
-    assert info.value.to_response().body == b'Request decode failed: json: unknown field "Foo"'
+    assert error_response(info.value).body == b'Request decode failed: json: unknown field "Foo"'
     assert info.value.field == "Foo"
 
 
@@ -249,7 +251,7 @@ def test_nested_validation_reports_the_path() -> None:
     with pytest.raises(BadRequest) as info:
         validate_fields({"HTTP": "x", "Intervl": "10s"}, check_fields, path="Check")
     assert info.value.field == "Check.Intervl"
-    assert b'unknown field "Intervl"' in info.value.to_response().body
+    assert b'unknown field "Intervl"' in error_response(info.value).body
 
 
 @pytest.mark.parametrize(

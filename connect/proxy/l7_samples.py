@@ -1,0 +1,221 @@
+"""Recent request shapes for ``meshd config write --dry-run``, sent to the local agent.
+
+The L7 outbound path calls ``RequestSamples.record`` for every request it
+serves (before routing). A sample is the request's *shape* — source and
+destination service, method, path, query string and a bounded set of
+headers — never its body. Kept per sample:
+
+- the path and the query string, each cut at ``MAX_TARGET`` bytes;
+- at most ``MAX_HEADERS`` headers, names lowercased, values cut at
+  ``MAX_VALUE``; hop-by-hop, length and trace-context headers are left out
+  (no router or intention has a use for them), and credentials
+  (``authorization``, ``cookie``...) keep their name with an empty value, so
+  a ``Present`` match still sees them and no secret leaves the proxy.
+
+Samples wait in a bounded queue (``MAX_PENDING``; when the agent cannot take
+them the oldest are dropped, counted in ``dropped``) and are posted to the
+agent (``PUT /v1/internal/config/samples``) every ``PUSH_INTERVAL`` seconds
+in batches of at most ``MAX_BATCH``. ``record`` never blocks and never
+fails a request. The agent keeps the last ``N`` per destination (see
+meshd/agent/request_samples.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import trio
+
+from connect.l7.dryrun import Sample
+
+from .agent_client import AgentClient
+from .errors import AgentError
+from .logfmt import emit
+
+SAMPLES_PATH = "/v1/internal/config/samples"
+MAX_PENDING = 2000
+MAX_BATCH = 500
+PUSH_INTERVAL = 1.0
+MAX_HEADERS = 16
+MAX_NAME = 64
+MAX_VALUE = 256
+MAX_TARGET = 1024
+MAX_SERVICE = 256
+_SKIPPED = frozenset(
+    {
+        "host",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "content-length",
+        "expect",
+        "traceparent",
+        "tracestate",
+        "b3",
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-parentspanid",
+        "x-b3-sampled",
+        "x-b3-flags",
+        "x-request-id",
+        "x-meshd-force-trace",
+        "x-envoy-force-trace",
+    }
+)
+_REDACTED = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token"}
+)
+
+
+class SampleFormatError(ValueError):
+    """A sample that does not decode; ``field`` names where."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def kept_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
+    """The headers a sample keeps (see the module rules)."""
+    out: list[tuple[str, str]] = []
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1").lower()
+        if name in _SKIPPED or len(name) > MAX_NAME:
+            continue
+        value = "" if name in _REDACTED else raw_value.decode("latin-1")[:MAX_VALUE]
+        out.append((name, value))
+        if len(out) >= MAX_HEADERS:
+            break
+    return tuple(out)
+
+
+def sample_of(
+    source: str,
+    destination: str,
+    method: bytes,
+    target: bytes,
+    headers: Iterable[tuple[bytes, bytes]],
+    now: float,
+) -> Sample:
+    """The shape of one request as ``record`` keeps it."""
+    path, _, query = target.decode("latin-1").partition("?")
+    return Sample(
+        source,
+        destination,
+        method.decode("ascii", "replace"),
+        path[:MAX_TARGET],
+        query[:MAX_TARGET],
+        kept_headers(headers),
+        now,
+    )
+
+
+def sample_to_json(s: Sample) -> dict[str, Any]:
+    return {
+        "Source": s.source,
+        "Destination": s.destination,
+        "Method": s.method,
+        "Path": s.path,
+        "Query": s.query,
+        "Headers": [[k, v] for k, v in s.headers],
+        "Time": s.time,
+    }
+
+
+def _text(raw: Mapping[str, Any], key: str, limit: int, *, required: bool = True) -> str:
+    value = raw.get(key, "" if not required else None)
+    if not isinstance(value, str) or (required and not value) or len(value) > limit:
+        raise SampleFormatError(key, f"must be a {'non-empty ' if required else ''}string")
+    return value
+
+
+def sample_from_json(raw: Any) -> Sample:
+    """A ``Sample`` from its JSON; raises ``SampleFormatError`` naming the field."""
+    if not isinstance(raw, Mapping):
+        raise SampleFormatError("Sample", "must be an object")
+    headers = raw.get("Headers") or []
+    if not isinstance(headers, list) or len(headers) > MAX_HEADERS:
+        raise SampleFormatError("Headers", f"must be a list of at most {MAX_HEADERS} pairs")
+    pairs: list[tuple[str, str]] = []
+    for pair in headers:
+        ok = isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)
+        if not ok or len(pair[0]) > MAX_NAME or len(pair[1]) > MAX_VALUE:
+            raise SampleFormatError("Headers", "each header must be [name, value]")
+        pairs.append((pair[0].lower(), pair[1]))
+    when = raw.get("Time", 0.0)
+    if isinstance(when, bool) or not isinstance(when, int | float):
+        raise SampleFormatError("Time", "must be a number (seconds since the epoch)")
+    return Sample(
+        _text(raw, "Source", MAX_SERVICE),
+        _text(raw, "Destination", MAX_SERVICE),
+        _text(raw, "Method", 32),
+        _text(raw, "Path", MAX_TARGET),
+        _text(raw, "Query", MAX_TARGET, required=False),
+        tuple(pairs),
+        float(when),
+    )
+
+
+_Raw = tuple[str, str, bytes, bytes, Iterable[tuple[bytes, bytes]], float]
+
+
+class RequestSamples:
+    """The proxy's queue of recent request shapes, posted to its agent."""
+
+    def __init__(
+        self,
+        client: AgentClient | None,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_pending: int = MAX_PENDING,
+    ) -> None:
+        self.client = client
+        self.clock = clock
+        # Raw (source, destination, method, target, headers, time): the shape
+        # is cut out when posted, off the request's path.
+        self.pending: deque[_Raw] = deque(maxlen=max_pending)
+        self.sent = 0
+        self.dropped = 0
+
+    def record(
+        self,
+        source: str,
+        destination: str,
+        method: bytes,
+        target: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+    ) -> None:
+        """Queue the shape of one request (never blocks; a full queue drops the oldest)."""
+        if len(self.pending) == self.pending.maxlen:
+            self.dropped += 1
+        self.pending.append((source, destination, method, target, tuple(headers), self.clock()))
+
+    def take(self, limit: int = MAX_BATCH) -> list[Sample]:
+        """Up to ``limit`` of the oldest queued requests, as samples."""
+        out: list[Sample] = []
+        while self.pending and len(out) < limit:
+            out.append(sample_of(*self.pending.popleft()))
+        return out
+
+    async def run(self) -> None:
+        """Post the queued samples every ``PUSH_INTERVAL`` until cancelled."""
+        while True:
+            await trio.sleep(PUSH_INTERVAL)
+            while self.client is not None and self.pending:
+                batch = self.take()
+                body = {"Samples": [sample_to_json(s) for s in batch]}
+                try:
+                    await self.client.request("PUT", SAMPLES_PATH, body=body, timeout=5.0)
+                except AgentError as exc:
+                    self.dropped += len(batch)
+                    emit(30, "request_samples_dropped", count=len(batch), reason=str(exc))
+                    break
+                self.sent += len(batch)

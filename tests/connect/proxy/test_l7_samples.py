@@ -1,0 +1,46 @@
+"""The proxy's request-shape samples: what is kept of a request (no trace
+ids, no credentials' values, cut lengths), and the queue's bound."""
+
+from __future__ import annotations
+
+from connect.proxy.l7_samples import (
+    MAX_HEADERS,
+    MAX_TARGET,
+    RequestSamples,
+    sample_from_json,
+    sample_to_json,
+)
+
+
+def test_a_sample_keeps_the_shape_and_drops_secrets_and_trace_ids() -> None:
+    samples = RequestSamples(None, clock=lambda: 12.5)
+    headers = [
+        (b"Host", b"api"),
+        (b"X-Version", b"2"),
+        (b"Authorization", b"Bearer secret"),
+        (b"traceparent", b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01"),
+        (b"x-request-id", b"r1"),
+        (b"user-agent", b"x" * 1000),
+    ]
+    samples.record("web", "api", b"GET", b"/a/b?q=1&r=2", headers)
+    [s] = samples.take()
+    assert (s.source, s.destination, s.method, s.path, s.query) == (
+        "web",
+        "api",
+        "GET",
+        "/a/b",
+        "q=1&r=2",
+    )
+    assert s.headers == (("x-version", "2"), ("authorization", ""), ("user-agent", "x" * 256))
+    assert s.time == 12.5
+    assert sample_from_json(sample_to_json(s)) == s
+
+
+def test_the_queue_and_each_sample_are_bounded() -> None:
+    samples = RequestSamples(None, max_pending=3)
+    many = [(f"x-h{i}".encode(), b"v") for i in range(40)]
+    for i in range(5):
+        samples.record("web", "api", b"GET", b"/" + b"p" * 5000 + str(i).encode(), many)
+    assert len(samples.pending) == 3 and samples.dropped == 2
+    kept = samples.take()
+    assert len(kept[0].path) == MAX_TARGET and len(kept[0].headers) == MAX_HEADERS
