@@ -64,7 +64,7 @@ from .acl_resolver import ACLResolver, TokenScopedReader
 from .acl_server import ACLServer
 from .alias_source import CatalogAliasSource
 from .ca_server import CAServer, settings_from_agent
-from .canary import CanaryController, StatsWithToken
+from .canary import CanaryController
 from .consul_service import ConsulServiceReconciler
 from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
 from .events import EventRing, UserEvent, accepts, merge, uuid_to_index
@@ -521,9 +521,7 @@ class Agent:
             nursery.start_soon(self.ca.run)
         self.canaries = CanaryController(
             self.server,
-            StatsWithToken(
-                self.mesh_stats, lambda: self.tokens.get("agent") or self.tokens.get("default")
-            ),
+            self.mesh_stats,  # asks the other agents with this agent's token
             fire=lambda name, data: self.fire_event(UserEvent.new(name, data, "", "", "")),
         )
         nursery.start_soon(self.canaries.run)

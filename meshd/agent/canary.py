@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import trio
 from trio.lowlevel import RunVar
@@ -42,7 +42,6 @@ from .canary_core import (
     CHECK_EVERY,
     Decision,
     StatsSource,
-    SubsetFigures,
     apply,
     canary_json,
     decide,
@@ -101,25 +100,6 @@ def event_payload(rec: Canary) -> bytes:
     return json.dumps({"Service": rec.service, **event_json(rec.history[-1])}).encode()
 
 
-class TokenStats(Protocol):
-    """``MeshStats``: asks the other agents with a token (ACLs filter their answers)."""
-
-    async def subset_stats(
-        self, service: str, subset: str, window: float, token: str = ""
-    ) -> SubsetFigures: ...
-
-
-class StatsWithToken:
-    """A ``StatsSource`` over ``MeshStats`` that asks with ``token()`` (the
-    agent's token: with ACLs on, other agents leave out what it cannot read)."""
-
-    def __init__(self, stats: TokenStats, token: Callable[[], str]) -> None:
-        self.stats, self.token = stats, token
-
-    async def subset_stats(self, service: str, subset: str, window: float) -> SubsetFigures:
-        return await self.stats.subset_stats(service, subset, window, token=self.token())
-
-
 class CanaryController:
     """Steps the running canaries while this server leads."""
 
@@ -153,11 +133,15 @@ class CanaryController:
             log.info("event=canary_controller_stopped reason=leadership_lost")
 
     async def _lead(self) -> None:
-        try:
-            await self.server.node.read_barrier()
-        except RaftError as exc:
-            log.warning("event=canary_controller_not_started reason=%s", exc)
-            return
+        """This term's work: once the state holds every earlier commit, tend
+        the running canaries whenever one is due or a record changes."""
+        while True:
+            try:
+                await self.server.node.read_barrier()
+                break
+            except RaftError as exc:  # not leading after all, or lost meanwhile: retry
+                log.warning("event=canary_controller_waiting reason=%s", exc)
+                await trio.sleep(1.0)
         log.info("event=canary_controller_started")
         while True:
             ws = WatchSet()
@@ -165,14 +149,19 @@ class CanaryController:
             next_check = math.inf
             for rec in records:
                 if rec.state == "running":
-                    try:
-                        next_check = min(next_check, await self.tend(rec))
-                    except (MeshdError, RaftError, OSError) as exc:
-                        log.warning(
-                            "event=canary_tend_failed service=%s reason=%s", rec.service, exc
-                        )
-                        next_check = min(next_check, self.clock() + CHECK_EVERY)
+                    next_check = min(next_check, await self._tend_guarded(rec))
             await self._wait(ws, next_check)
+
+    async def _tend_guarded(self, rec: Canary) -> float:
+        """``tend``; an error (expected or a bug) is logged and retried
+        shortly, since one canary must not stop the others or the agent."""
+        try:
+            return await self.tend(rec)
+        except (MeshdError, RaftError, OSError) as exc:
+            log.warning("event=canary_tend_failed service=%s reason=%s", rec.service, exc)
+        except Exception:
+            log.exception("event=canary_tend_crashed service=%s", rec.service)
+        return self.clock() + CHECK_EVERY
 
     async def _wait(self, ws: WatchSet, until: float) -> None:
         """Until a canary record changes or the wall clock reaches ``until``."""

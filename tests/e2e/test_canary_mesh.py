@@ -103,6 +103,16 @@ class CanaryMesh:
 
         return wait_for(check, WAIT, what)
 
+    def canary_log(self) -> str:
+        """Every agent's canary lines, for failure messages."""
+        lines = [
+            f"{name}: {line}"
+            for name in self.cluster.agents
+            for line in self.cluster.logs(name).splitlines()
+            if "event=canary" in line
+        ]
+        return "\n".join(lines)
+
     def sample(self, n: int) -> list[str]:
         c = Client(self.upstream)
         try:
@@ -202,8 +212,8 @@ def test_healthy_canary_reaches_100_through_every_step(mesh: CanaryMesh) -> None
     with Traffic(mesh.upstream) as traffic:
         _start(mesh, "v2", [10, 50, 100], "2s")
         done = mesh.wait_canary(lambda c: c["State"] != "running", "the canary finished")
+        assert done["State"] == "promoted", f"{done}\n{mesh.canary_log()}"
         wait_for(lambda: set(mesh.sample(20)) == {"api-v2"}, 30, "everything on v2")
-    assert done["State"] == "promoted", done
     assert _steps(done) == [(0, "step"), (1, "step"), (2, "promote")]
     assert all(h["Requests"] >= 5 for h in done["History"][1:]), done["History"]
     assert _splits(mesh) == [("v1", 0), ("v2", 100)]
@@ -217,8 +227,8 @@ def test_erroring_canary_is_rolled_back_within_one_interval(mesh: CanaryMesh) ->
     with Traffic(mesh.upstream) as traffic:
         _start(mesh, "v3", [10, 50, 100], "5s", MinRequests=10)
         done = mesh.wait_canary(lambda c: c["State"] != "running", "the canary finished")
+        assert done["State"] == "rolled_back", f"{done}\n{mesh.canary_log()}"
         wait_for(lambda: set(mesh.sample(20)) == {"api-v1"}, 30, "everything back on v1")
-    assert done["State"] == "rolled_back", done
     assert _steps(done) == [(0, "step"), (0, "rollback")]
     started, rolled = (_t(h["Time"]) for h in done["History"])
     assert rolled - started <= 5.0, f"rolled back {rolled - started:.1f}s into a 5s step"
@@ -239,7 +249,7 @@ def test_killing_the_leader_mid_canary_neither_loses_nor_repeats_a_step(
         leader = c.leader()
         c.kill(leader)
         done = mesh.wait_canary(lambda x: x["State"] != "running", "the canary finished")
-    assert done["State"] == "promoted", done
+    assert done["State"] == "promoted", f"{done}\n{mesh.canary_log()}"
     assert _steps(done) == [(0, "step"), (1, "step"), (2, "step"), (3, "promote")]
     times = [_t(h["Time"]) for h in done["History"]]
     assert times == sorted(times)

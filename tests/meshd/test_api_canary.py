@@ -45,12 +45,15 @@ class Figures:
 class FakeStats:
     """v2 answers ``requests`` per window with ``errors`` failures."""
 
-    def __init__(self, requests: int = 100, errors: int = 0) -> None:
+    def __init__(self, requests: int = 100, errors: int = 0, failures: int = 0) -> None:
         self.requests, self.errors = requests, errors
+        self.failures = failures  # the first calls raise (a peer down, a bug)
         self.asked: list[tuple[str, str, float]] = []
 
     async def subset_stats(self, service: str, subset: str, window: float) -> Figures:
         self.asked.append((service, subset, window))
+        if len(self.asked) <= self.failures:
+            raise (OSError if len(self.asked) % 2 else RuntimeError)("figures unavailable")
         rate = self.errors / self.requests if self.requests else 0.0
         return Figures(self.requests, self.errors, 5.0, self.requests / window, rate)
 
@@ -253,3 +256,18 @@ async def test_too_few_requests_keep_the_canary_on_its_step(
         holds = [r.getMessage() for r in caplog.records if "event=canary_hold" in r.getMessage()]
         assert len(holds) == 3, holds
         assert 'reason="too few requests: 3 < MinRequests 20"' in holds[0]
+
+
+async def test_a_failing_figures_source_is_retried_and_never_fatal(
+    autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with inproc_agent() as (agent, api):
+        await seed(api, "xapi")
+        _controller(agent, FakeStats(failures=4))
+        body = {"To": "v2", "Steps": [50, 100], "Interval": "2s", "MinRequests": 1}
+        await ok(api, "POST", f"{PATH}/xapi", body)
+        done = await wait_state(api, "xapi", "promoted")
+        assert [h["Event"] for h in done["History"]] == ["step", "promote"]
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("event=canary_tend_failed service=xapi" in m for m in messages)
+        assert any("event=canary_tend_crashed service=xapi" in m for m in messages)
