@@ -22,6 +22,12 @@ which sends it in the background; the caller never waits for it.
 
 Endpoints of each chain target come from ``/v1/health/connect/<service>``
 with the target's subset filter as ``?filter=`` (the agent evaluates it).
+A new chain that brings new targets (a splitter sending a share to a
+subset nothing went to before) is applied once each new target's first
+endpoints answer has arrived, at most ``WARM_WAIT`` later, as Envoy warms
+a new cluster before routes use it: until then the previous chain keeps
+serving, so a config change never answers ``no healthy upstream`` for a
+subset whose instances are up.
 
 ``MESHD_L7_SEED`` (an integer) seeds each upstream's decision randomness,
 so a test's split counts are reproducible; unset, it is unpredictable.
@@ -80,6 +86,7 @@ from .verdict import receive as receive_verdict
 from .watchers import Resource, WatchHub
 
 CHAIN_WAIT = 2.0  # how long a connection waits for the first chain answer
+WARM_WAIT = 5.0  # how long a new chain waits for its new targets' first endpoints
 PEEK_LIMIT = 65536
 PEEK_TIMEOUT = 10.0
 OVERFLOW_BODY = "upstream connect error or disconnect/reset before headers. reset reason: overflow"
@@ -109,6 +116,17 @@ def target_health_resource(service: str, subset_filter: str) -> Resource:
     return Resource("health", service, f"/v1/health/connect/{path_segment(service)}", query)
 
 
+def chain_targets(chain: Mapping[str, Any] | None) -> dict[str, tuple[str, str]]:
+    """Target id -> (service, subset filter) of ``chain`` ({} unless http)."""
+    if chain is None or str(chain.get("Protocol") or "tcp") not in HTTP_PROTOCOLS:
+        return {}
+    out: dict[str, tuple[str, str]] = {}
+    for tid, t in (chain.get("Targets") or {}).items():
+        subset = t.get("Subset") or {}
+        out[tid] = (str(t.get("Service") or ""), str(subset.get("Filter") or ""))
+    return out
+
+
 def _chain_from_body(body: Any) -> Mapping[str, Any]:
     chain = body.get("Chain") if isinstance(body, Mapping) else None
     if not isinstance(chain, Mapping):
@@ -126,6 +144,7 @@ class L7Upstream:
         self.chain: Mapping[str, Any] | None = None
         self.known = trio.Event()
         self.endpoints: dict[str, list[Endpoint]] = {}
+        self._endpoints_changed = trio.Event()
         self.by_address: dict[str, Endpoint] = {}
         self.service_of: dict[str, str] = {}  # endpoint -> the service it fronts
         self.mirrors = MirrorSender(destination)
@@ -153,6 +172,15 @@ class L7Upstream:
             out[tid] = (str(t.get("Service") or ""), str(subset.get("Filter") or ""))
         return out
 
+    async def warm(self, target_ids: Collection[str], timeout: float = WARM_WAIT) -> bool:
+        """Wait until every target of ``target_ids`` has had an endpoints
+        answer (empty counts), at most ``timeout``; whether they all did."""
+        with trio.move_on_after(timeout):
+            while any(tid not in self.endpoints for tid in target_ids):
+                await self._endpoints_changed.wait()
+            return True
+        return False
+
     def set_chain(self, chain: Mapping[str, Any]) -> None:
         self.chain = chain
         self.rebuild()
@@ -173,6 +201,8 @@ class L7Upstream:
     def set_endpoints(self, target_id: str, endpoints: list[Endpoint]) -> None:
         self.endpoints[target_id] = endpoints
         self.rebuild()
+        self._endpoints_changed.set()
+        self._endpoints_changed = trio.Event()
 
     def rebuild(self) -> None:
         """Recompute the decision table from the chain and endpoints."""
@@ -224,17 +254,21 @@ async def follow_chain(hub: WatchHub, up: L7Upstream) -> None:
             version = 0
             while True:
                 chain, version = await cell.wait_newer(version)
-                up.set_chain(chain)
-                wanted = up.targets() if up.is_http else {}
-                for tid in list(scopes):
-                    if scopes[tid][0] != wanted.get(tid):
+                wanted = chain_targets(chain)
+                fresh = [tid for tid, spec in wanted.items() if scopes.get(tid, (None,))[0] != spec]
+                for tid in fresh:
+                    if tid in scopes:  # its filter changed: its endpoints are not the target's
                         scopes.pop(tid)[1].cancel()
                         up.endpoints.pop(tid, None)
-                for tid, spec in wanted.items():
-                    if tid not in scopes:
-                        scope = trio.CancelScope()
-                        scopes[tid] = (spec, scope)
-                        nursery.start_soon(_follow_target, hub, up, tid, spec, scope)
+                    scope = trio.CancelScope()
+                    scopes[tid] = (wanted[tid], scope)
+                    nursery.start_soon(_follow_target, hub, up, tid, wanted[tid], scope)
+                if up.chain is not None and fresh and not await up.warm(fresh):
+                    emit(30, "upstream_chain_cold", destination=up.destination, targets=fresh)
+                up.set_chain(chain)
+                for tid in [t for t in scopes if t not in wanted]:
+                    scopes.pop(tid)[1].cancel()
+                    up.endpoints.pop(tid, None)
                 emit(20, "upstream_chain", destination=up.destination, protocol=up.protocol)
     finally:
         hub.release(res)

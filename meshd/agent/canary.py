@@ -130,6 +130,7 @@ class CanaryController:
                 while self.server.is_leader():
                     await node.wait_state_change(1.0)
                 nursery.cancel_scope.cancel()
+            self._tasks = None
             log.info("event=canary_controller_stopped reason=leadership_lost")
 
     async def _lead(self) -> None:

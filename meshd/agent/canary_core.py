@@ -2,9 +2,10 @@
 themselves).
 
 Given a canary record, the canary subset's figures over the current step and
-the wall time, ``decide`` says what the leader does now: wait, hold (too few
-requests: stay on the step and look again an interval later), move to the
-next step, promote (the next step is 100 %), or roll back (a bound is
+the wall time, ``decide`` says what the leader does now: wait, hold (the
+interval is over but the step has fewer than ``MinRequests`` requests: stay
+on it and judge it once the window since it began holds enough), move to
+the next step, promote (the next step is 100 %), or roll back (a bound is
 exceeded). A rollback does not wait for the interval's end: the controller
 looks every ``CHECK_EVERY`` seconds and rolls back as soon as the step has
 ``MinRequests`` requests and a bound is exceeded. ``apply`` builds the next
@@ -230,13 +231,12 @@ def canary_json(rec: Canary) -> dict[str, Any]:
         "MinRequests": rec.min_requests,
         "StepStartedAt": rfc3339(rec.step_started_at),
         "Reason": rec.reason,
-        "Last": None
-        if last is None
-        else {
-            "Requests": last.requests,
-            "Errors": last.errors,
-            "ErrorRate": last.error_rate,
-            "P99Ms": last.p99_ms,
+        # Always an object (zeros before the first judged step), so readers need no null check.
+        "Last": {
+            "Requests": last.requests if last else 0,
+            "Errors": last.errors if last else 0,
+            "ErrorRate": last.error_rate if last else 0.0,
+            "P99Ms": last.p99_ms if last else None,
         },
         "History": [event_json(e) for e in rec.history],
         "CreateIndex": rec.create_index,

@@ -203,8 +203,15 @@ async def start(agent: Agent, service: str, body: Any) -> Canary:
             await _announce(agent, rec)
             return rec
         if result.error != ErrorCode.CAS_CONFLICT:
-            raise HTTPError(500, result.message or str(result.error))
+            raise _refused(result.error, result.message)
     raise Conflict("the canary or config entries kept changing during the write; retry")
+
+
+def _refused(error: object, message: str) -> Exception:
+    """A write the servers refused for another reason than a lost CAS."""
+    if error == ErrorCode.INVALID:
+        return BadRequest(f"Invalid request: {message}")
+    return HTTPError(500, message or str(error))
 
 
 _ALLOWED = {"pause": ("running",), "resume": ("paused",), "abort": CANARY_ACTIVE}
@@ -229,7 +236,7 @@ async def change(agent: Agent, service: str, kind: str) -> None:
             await _announce(agent, new)
             return
         if result.error != ErrorCode.CAS_CONFLICT:
-            raise HTTPError(500, result.message or str(result.error))
+            raise _refused(result.error, result.message)
     raise Conflict("the canary kept changing during the write; retry")
 
 

@@ -202,7 +202,9 @@ def _splits(m: CanaryMesh) -> list[tuple[str, float]]:
 
 def _start(m: CanaryMesh, to: str, steps: list[int], interval: str, **extra: Any) -> Any:
     body = {"To": to, "From": "v1", "Steps": steps, "Interval": interval, "MinRequests": 5}
-    body.update({"MaxP99": "2s", **extra})
+    # Latency is not what these tests judge: a loaded CI machine may take a
+    # second or two on a few requests, and a step is judged on a handful.
+    body.update({"MaxP99": "10s", **extra})
     status, out, _ = m.cluster.request(CLIENT, "POST", "/v1/internal/canary/api", body, 30)
     assert status == 200, out
     return out
@@ -244,7 +246,7 @@ def test_killing_the_leader_mid_canary_neither_loses_nor_repeats_a_step(
 ) -> None:
     c = mesh.cluster
     with Traffic(mesh.upstream) as traffic:
-        _start(mesh, "v2", [10, 25, 50, 100], "3s")
+        _start(mesh, "v2", [10, 25, 50, 100], "2s")
         mesh.wait_canary(lambda x: x["Step"] >= 1, "the canary at step 1")
         leader = c.leader()
         c.kill(leader)
@@ -255,3 +257,10 @@ def test_killing_the_leader_mid_canary_neither_loses_nor_repeats_a_step(
     assert times == sorted(times)
     failed = [r for r in traffic.results if r[0] != 200]
     assert not failed, f"{len(failed)} of {len(traffic.results)} failed: {failed[:5]}"
+    # The killed server, restarted, holds the same record (its log or a snapshot).
+    c.start(leader)
+    c.wait_until(
+        lambda: c.get(leader, "/v1/internal/canary/api?stale")[1] == done,
+        60,
+        "the restarted server's copy of the canary",
+    )

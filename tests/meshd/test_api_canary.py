@@ -103,6 +103,7 @@ async def test_start_stores_the_canary_and_its_splitter_in_one_write(
             0.01,
         )
         assert [(h["Step"], h["Event"]) for h in out["History"]] == [(0, "step")]
+        assert out["Last"] == {"Requests": 0, "Errors": 0, "ErrorRate": 0.0, "P99Ms": None}
         splitter = await ok(api, "GET", "/v1/config/service-splitter/api")
         assert splits(splitter) == [("v1", 90), ("v2", 10)]
         assert splitter["ModifyIndex"] == out["ModifyIndex"] == out["CreateIndex"]

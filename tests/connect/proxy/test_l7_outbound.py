@@ -5,16 +5,26 @@ follows, and an upstream's table rebuilt from its chain and endpoints."""
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from connect.l7.chain import compile_chain
 from connect.l7.chain_validate import EntrySet
 from connect.l7.entries import parse_entry
 from connect.proxy.balancer import Endpoint
 from connect.proxy.http_pool import end_to_end
-from connect.proxy.l7_outbound import L7Upstream, target_health_resource, wants_l4
+from connect.proxy.l7_outbound import (
+    WARM_WAIT,
+    L7Upstream,
+    chain_resource,
+    follow_chain,
+    target_health_resource,
+    wants_l4,
+)
+from connect.proxy.watchers import Resource, Watched
 
 
 async def _sniff(first: bytes, later: bytes = b"") -> tuple[bool, bytes]:
@@ -89,3 +99,72 @@ async def test_upstream_is_l7_only_for_an_http_chain_and_rebuilds_with_endpoints
     up.set_endpoints("api.default.default.dc1", [Endpoint("127.0.0.1", 31000)])
     assert up.decider is not None
     assert up.decider.table.targets["api.default.default.dc1"].endpoints == ("127.0.0.1:31000",)
+
+
+class FakeHub:
+    """``WatchHub`` without an agent: the test publishes each resource's value."""
+
+    def __init__(self) -> None:
+        self.cells: dict[Resource, Watched[Any]] = {}
+
+    def acquire(self, res: Resource, parse: Any) -> Watched[Any]:
+        return self.cells.setdefault(res, Watched())
+
+    def release(self, res: Resource) -> None:
+        pass
+
+    def health(self, subset: str) -> Watched[Any]:
+        return self.cells[target_health_resource("api", f'Service.Meta.version == "{subset}"')]
+
+
+def _chain(*entries: dict[str, Any]) -> dict[str, Any]:
+    base = [
+        {"Kind": "service-defaults", "Name": "api", "Protocol": "http"},
+        {
+            "Kind": "service-resolver",
+            "Name": "api",
+            "DefaultSubset": "v1",
+            "Subsets": {
+                v: {"Filter": f'Service.Meta.version == "{v}"'} for v in ("v1", "v2", "v3")
+            },
+        },
+    ]
+    lookup = EntrySet.of([parse_entry(e) for e in [*base, *entries]])
+    return compile_chain("api", lookup, "dc1", "consul").to_json()
+
+
+def _split(to: str) -> dict[str, Any]:
+    splits = [{"Weight": 50, "ServiceSubset": "v1"}, {"Weight": 50, "ServiceSubset": to}]
+    return {"Kind": "service-splitter", "Name": "api", "Splits": splits}
+
+
+async def test_a_new_target_is_warmed_before_the_chain_that_splits_to_it_applies(
+    autojump_clock: MockClock,
+) -> None:
+    hub, up = FakeHub(), L7Upstream("web", "api")
+    chains: Watched[Any] = hub.acquire(chain_resource("api"), None)
+    v1, v2 = "v1.api.default.default.dc1", "v2.api.default.default.dc1"
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(follow_chain, hub, up)  # type: ignore[arg-type]
+        chains.set(_chain())
+        await trio.sleep(0.1)
+        hub.health("v1").set([Endpoint("127.0.0.1", 31001)])
+        await trio.sleep(0.1)
+        assert set(up.targets()) == {v1} and up.endpoints[v1]
+        # The splitter to v2 waits for v2's endpoints: the old chain keeps serving.
+        chains.set(_chain(_split("v2")))
+        await trio.sleep(1.0)
+        assert set(up.targets()) == {v1}
+        hub.health("v2").set([Endpoint("127.0.0.1", 31002)])
+        await trio.sleep(0.1)
+        assert set(up.targets()) == {v1, v2}
+        assert up.decider is not None
+        assert up.decider.table.targets[v2].endpoints == ("127.0.0.1:31002",)
+        # A target whose endpoints never come is applied after WARM_WAIT anyway.
+        start = trio.current_time()
+        chains.set(_chain(_split("v3")))
+        while "v3.api.default.default.dc1" not in up.targets():
+            await trio.sleep(0.1)
+        assert WARM_WAIT <= trio.current_time() - start <= WARM_WAIT + 0.2
+        assert v2 not in up.endpoints  # the dropped target's watch ended
+        nursery.cancel_scope.cancel()
