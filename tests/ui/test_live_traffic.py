@@ -285,7 +285,9 @@ def test_abort_a_canary_from_the_ui(page: Any, mesh: LiveMesh) -> None:
     page.wait_for_url("**/ui/#/canaries/api")
     expect(page.locator("#canary-state")).to_contain_text("running")
     expect(page.locator("ol.steps li[aria-current=step]")).to_have_text(re.compile("^5% to v2"))
-    assert "at least 1" in page.locator("#canary-bounds").inner_text()
+    bounds = page.locator("#canary-bounds")
+    expect(bounds).to_contain_text("at least 1 to judge a step")
+    assert "out of bounds" not in bounds.inner_text()  # nothing judged yet
     assert axe_serious(page) == []
     shot(page, "canary-running")
     # Dismissing the confirmation changes nothing.

@@ -136,21 +136,30 @@ function drawCanary(el, c) {
     historyTable(c.History || []));
 }
 
+/**
+ * The last judged figures against the bounds. Fewer requests than
+ * MinRequests is "too few to judge" (the canary holds the step), not a
+ * breach; before any request (Last all zeros) nothing is measured.
+ */
 function boundsTable(c) {
   const last = c.Last || {};
+  const n = Number(last.Requests) || 0;
   const maxP99 = parseDurationMs(c.MaxP99);
+  const measured = (v) => n > 0 && v !== null && v !== undefined;
   const rows = [
-    ["Requests", String(last.Requests ?? "–"), `at least ${c.MinRequests} to judge a step`, last.Requests === undefined ? null : last.Requests >= c.MinRequests],
-    ["Error rate", pct(last.ErrorRate), `at most ${pct(c.MaxErrorRate)}`, last.ErrorRate === undefined ? null : last.ErrorRate <= c.MaxErrorRate],
-    ["p99 latency", ms(last.P99Ms), `at most ${c.MaxP99}`, last.P99Ms === null || last.P99Ms === undefined || maxP99 === null ? null : last.P99Ms <= maxP99],
+    ["Requests", String(n), `at least ${c.MinRequests} to judge a step`, n >= c.MinRequests ? "within" : n > 0 ? "too few" : "none"],
+    ["Error rate", n > 0 ? pct(last.ErrorRate) : "–", `at most ${pct(c.MaxErrorRate)}`,
+      !measured(last.ErrorRate) ? "none" : last.ErrorRate <= c.MaxErrorRate ? "within" : "out"],
+    ["p99 latency", n > 0 ? ms(last.P99Ms) : "–", `at most ${c.MaxP99}`,
+      !measured(last.P99Ms) || maxP99 === null ? "none" : last.P99Ms <= maxP99 ? "within" : "out"],
   ];
-  const verdict = (ok) => ok === null ? "not measured" : ok ? "within" : "out of bounds";
+  const verdict = { within: ["passing", "within"], out: ["critical", "out of bounds"], "too few": ["warning", "too few to judge"], none: ["", "not measured"] };
   return h("table", { class: "list", id: "canary-bounds" },
     h("caption", { class: "sr-only" }, "The canary's last measured figures and its bounds"),
     h("thead", {}, h("tr", {}, ["Figure", "Last", "Bound", "Verdict"].map((x) => h("th", { scope: "col" }, x)))),
-    h("tbody", {}, rows.map(([name, value, bound, ok]) => h("tr", {},
+    h("tbody", {}, rows.map(([name, value, bound, v]) => h("tr", {},
       h("th", { scope: "row" }, name), h("td", { class: "num" }, value), h("td", {}, bound),
-      h("td", {}, h("span", { class: `badge ${ok === false ? "critical" : ok ? "passing" : ""}` }, verdict(ok)))))));
+      h("td", {}, h("span", { class: `badge ${verdict[v][0]}` }, verdict[v][1]))))));
 }
 
 function historyTable(history) {
