@@ -277,7 +277,7 @@ def traces(catalog: AgentProcess) -> AgentProcess:
 
 PAGES = ["services", "services/web", "services/api", "nodes", "kv/", "kv/app/config/limit",
          "intentions", "intentions/new", "config", "config/service-router/api", "config/new",
-         "traces", f"traces/{T1}", "login"]  # fmt: skip
+         "traces", f"traces/{T1}", "graph", "canaries", "login"]  # fmt: skip
 # What a page shows once its data is in, where that is what axe should see.
 RENDERED = {"services/api": "#routing .chain", "config": "#config-kinds",
             "config/service-router/api": "text=ModifyIndex", "traces": "#traces-table",
@@ -590,3 +590,33 @@ def test_trace_with_a_service_the_token_may_not_read_shows_the_403(
     expect(alert).to_contain_text("Permission denied")
     assert "service:read" in alert.inner_text()
     shot(page, "trace-forbidden")
+
+
+def test_read_only_token_gets_the_403_on_pause_and_a_filtered_graph(
+    page: Any, catalog: AgentProcess
+) -> None:
+    register(catalog, "node-b", {"ID": "pay-1", "Service": "pay", "Port": 7000})
+    subsets = {v: {"Filter": f'Service.Meta.version == "{v}"'} for v in ("v1", "v2")}
+    for entry in (
+        {"Kind": "service-defaults", "Name": "pay", "Protocol": "http"},
+        {"Kind": "service-resolver", "Name": "pay", "Subsets": subsets},
+    ):
+        assert catalog.call("PUT", "/v1/config", entry) == (200, True)
+    body = {"From": "v1", "To": "v2", "Interval": "30m"}  # never steps during the test
+    status, out = catalog.call("POST", "/v1/internal/canary/pay", body)
+    assert status == 200, out
+    login(page, catalog, make_token(catalog, "ui-pay-reader", 'service "pay" { policy = "read" }'))
+    page.get_by_role("link", name="Canaries").click()
+    page.locator("#canaries-table").get_by_role("link", name="pay").click()
+    expect(page.locator("#canary-state")).to_contain_text("running")
+    page.get_by_role("button", name="Pause").click()
+    alert = page.locator("#canary-message").get_by_role("alert")
+    expect(alert).to_contain_text("Permission denied")
+    shot(page, "canary-pause-forbidden")
+    assert catalog.call("GET", "/v1/internal/canary/pay")[1]["State"] == "running"
+    assert axe_serious(page) == []
+    # The graph leaves out the services the token may not read.
+    page.get_by_role("link", name="Traffic graph").click()
+    expect(page.locator('#graph a[data-service="pay"]')).to_have_count(1)
+    expect(page.locator("#graph a.node")).to_have_count(1)
+    shot(page, "graph-filtered")

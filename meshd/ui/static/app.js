@@ -3,7 +3,9 @@
 // blocking queries when the user leaves it.
 import { api, getToken, onStatus, setToken, status } from "./api.js";
 import { clear, h } from "./dom.js";
+import { renderCanaries, renderCanary } from "./pages/canaries.js";
 import { renderConfigEdit, renderConfigKinds, renderConfigList, renderConfigNew } from "./pages/config.js";
+import { renderGraph } from "./pages/graph.js";
 import { renderIntentions, renderIntentionEdit } from "./pages/intentions.js";
 import { renderKV } from "./pages/kv.js";
 import { renderLogin } from "./pages/login.js";
@@ -12,7 +14,7 @@ import { renderService } from "./pages/service.js";
 import { renderServices } from "./pages/services.js";
 import { renderTrace, renderTraces } from "./pages/traces.js";
 
-// [pattern, page, title]; new pages (traces, canaries, graph) add a row.
+// [pattern, page, title]; a new page adds a row.
 const ROUTES = [
   [/^\/login$/, renderLogin, "Log in"],
   [/^\/services$/, renderServices, "Services"],
@@ -29,6 +31,9 @@ const ROUTES = [
   [/^\/config\/([^/]+)\/(.+)$/, renderConfigEdit, "Config entry"],
   [/^\/traces(?:\?.*)?$/, renderTraces, "Traces"], // ?service=&status=&min_duration=&limit=
   [/^\/traces\/([0-9a-fA-F]{32})$/, renderTrace, "Trace"],
+  [/^\/graph(?:\?.*)?$/, renderGraph, "Traffic graph"], // ?window=
+  [/^\/canaries$/, renderCanaries, "Canaries"],
+  [/^\/canaries\/([^/?]+)$/, renderCanary, "Canary"],
 ];
 
 let cleanup = null;

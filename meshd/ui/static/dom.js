@@ -43,3 +43,37 @@ export function badge(state) {
 export function message(kind, text) {
   return h("p", { class: `msg ${kind}`, role: kind === "error" ? "alert" : "status" }, text);
 }
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+/** The SVG twin of h(): attributes as given, text as text nodes. */
+export function s(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  append(el, children);
+  return el;
+}
+
+/**
+ * Run `draw()` (which rebuilds `el`'s content) and put the keyboard focus
+ * back on the matching link or control, so views re-drawn on a timer do not
+ * throw a keyboard user back to the top of the page.
+ */
+export function redrawKeepingFocus(el, draw) {
+  const a = document.activeElement;
+  let sel = null;
+  let nth = 0;
+  if (a && a !== el && el.contains(a)) {
+    const href = a.getAttribute("href");
+    if (href) sel = `[href="${CSS.escape(href)}"]`;
+    else if (a.id) sel = `#${CSS.escape(a.id)}`;
+    if (sel) nth = [...el.querySelectorAll(sel)].indexOf(a);
+  }
+  draw();
+  if (!sel) return;
+  const again = el.querySelectorAll(sel)[Math.max(nth, 0)] || el.querySelector(sel);
+  if (again) again.focus({ preventScroll: true });
+}
