@@ -114,7 +114,11 @@ class RequestSeries(Collector):
 
     def collect(self) -> Iterable[Metric]:
         created = prometheus_client.metrics._use_created
-        items = [(dict(zip(self.labelnames, k, strict=True)), s) for k, s in self.series.items()]
+        # list(): one C-level copy, so a request counted meanwhile cannot
+        # change the dict under the loop.
+        items = [
+            (dict(zip(self.labelnames, k, strict=True)), s) for k, s in list(self.series.items())
+        ]
         requests = Metric(REQUESTS[0], REQUESTS[1], "counter")
         for labels, s in items:
             requests.add_sample(REQUESTS[0] + "_total", labels, float(s.count))
