@@ -6,8 +6,14 @@ counter and three histogram observations on a cached label set), with
 access logs off, on with the default JSON line, and on with an Envoy text
 format; lines go to /dev/null so the figure is the formatting, not a disk.
 Baseline: a plain L7 decision (the 20-route router of l7_cores_bench), the
-per-request work the L7 path does anyway. Microseconds per request, best
-of the rounds. Prints figures and ratios; never asserts.
+per-request work the L7 path does anyway. Also, to isolate the metric
+families: the same loop with per-request metrics off (``Exchange``, clock
+and trio only), with the graph's edge aggregate (l7_stats.py) on as in a
+pushing proxy, with prometheus-client's own children (the implementation
+``--workers N`` keeps, and the one before request_series.py), and the
+families' ``observe`` alone on a fixed label tuple, both ways.
+Microseconds per request, best of the rounds. Prints figures and ratios;
+never asserts.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import time
 from collections.abc import Callable
 
 import trio
+from prometheus_client import CollectorRegistry
 
 from bench.l7_cores_bench import table
 from bench.loadgen.table import machine, print_table, ratio
@@ -26,7 +33,8 @@ from connect.l7.access_logs import AccessLogs
 from connect.l7.decide import Decider
 from connect.l7.request import Request
 from connect.proxy.access_log import AccessLogger
-from connect.proxy.l7_metrics import Exchange, Reporter
+from connect.proxy.l7_metrics import Exchange, Reporter, StandardMetrics
+from connect.proxy.l7_stats import EdgeStats
 from connect.proxy.metrics import ProxyMetrics
 
 CALLS = 20_000
@@ -44,11 +52,20 @@ async def _handle(ex: Exchange) -> _Resp:
     return _Resp()
 
 
-def _recording(settings: AccessLogs | None) -> Callable[[int], float]:
+def _standard(fast: bool = True, per_request: bool = True, edges: bool = False) -> StandardMetrics:
+    standard = StandardMetrics(CollectorRegistry(), fast)
+    standard.per_request = per_request
+    standard.edges = EdgeStats() if edges else None
+    return standard
+
+
+def _recording(
+    settings: AccessLogs | None, standard: StandardMetrics | None = None
+) -> Callable[[int], float]:
     logger = AccessLogger()
     if settings is not None:
         logger.settings.global_ = settings
-    reporter = Reporter(ProxyMetrics().standard, "source", "web", logger)
+    reporter = Reporter(standard or ProxyMetrics().standard, "source", "web", logger)
 
     async def run(calls: int) -> float:
         start = time.perf_counter()
@@ -73,14 +90,32 @@ def _decide() -> Callable[[int], float]:
     return run
 
 
+def _observe_only(fast: bool) -> Callable[[int], float]:
+    series = _standard(fast).series
+    labels = ("source", "web", "api", "v1", "GET", "200", "-", "mutual_tls")
+
+    def run(calls: int) -> float:
+        start = time.perf_counter()
+        for i in range(calls):
+            series.observe(labels, 3.0 + (i & 7), 0, 64)
+        return time.perf_counter() - start
+
+    return run
+
+
 def measure(calls: int, rounds: int) -> dict[str, float]:
     json_line = AccessLogs(enabled=True, type="file", path="/dev/null")
     text_line = AccessLogs(enabled=True, type="file", path="/dev/null", text_format=TEXT)
     cases = {
         "baseline: L7 decision (plain route)": _decide(),
+        "per-request metrics off": _recording(None, _standard(per_request=False)),
         "metrics, access logs off": _recording(None),
+        "metrics (prometheus-client children)": _recording(None, _standard(fast=False)),
+        "metrics + graph edges": _recording(None, _standard(edges=True)),
         "metrics + access log (JSON)": _recording(json_line),
         "metrics + access log (text)": _recording(text_line),
+        "families' observe only": _observe_only(True),
+        "families' observe only (prometheus-client)": _observe_only(False),
     }
     samples: dict[str, list[float]] = {k: [] for k in cases}
     names = list(cases)

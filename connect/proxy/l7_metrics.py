@@ -42,9 +42,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
 
 from connect.l7.retry import Failure, Verdict
+
+from .request_series import ClientSeries, RequestSeries, multiprocess_mode
 
 if TYPE_CHECKING:
     from .l7_stats import EdgeStats
@@ -110,33 +112,19 @@ def flags_label(flags: set[str]) -> str:
 class StandardMetrics:
     """The metric families above, registered in the proxy's registry."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, fast: bool | None = None) -> None:
+        """``fast``: the plain-object series (default: unless prometheus-client
+        is in multiprocess mode)."""
         r = registry
-        self.requests = Counter(
-            "meshd_requests", "HTTP requests, by both reporters.", REQUEST_LABELS, registry=r
-        )
-        self.duration = Histogram(
-            "meshd_request_duration_milliseconds",
-            "Time to answer: whole request read to response ready, in ms.",
-            REQUEST_LABELS,
-            buckets=DURATION_BUCKETS_MS,
-            registry=r,
-        )
-        self.request_bytes = Histogram(
-            "meshd_request_bytes",
-            "Request body sizes in bytes.",
-            REQUEST_LABELS,
-            buckets=BYTES_BUCKETS,
-            registry=r,
-        )
-        self.response_bytes = Histogram(
-            "meshd_response_bytes",
-            "Response body sizes in bytes.",
-            REQUEST_LABELS,
-            buckets=BYTES_BUCKETS,
-            registry=r,
-        )
-        self._children: dict[tuple[str, ...], tuple[Any, Any, Any, Any]] = {}
+        # The four per-request families (request_series.py): plain objects
+        # exported at scrape time, or prometheus-client's own metrics where
+        # its multiprocess files (--workers N) must carry them.
+        self.series: RequestSeries | ClientSeries
+        if fast if fast is not None else not multiprocess_mode():
+            self.series = RequestSeries(REQUEST_LABELS, DURATION_BUCKETS_MS, BYTES_BUCKETS)
+            r.register(self.series)
+        else:
+            self.series = ClientSeries(r, REQUEST_LABELS, DURATION_BUCKETS_MS, BYTES_BUCKETS)
         self.per_request = request_metrics_enabled()  # read once, at the proxy's start
         # The mesh graph's per-edge aggregate (l7_stats.py), when the proxy pushes one.
         self.edges: EdgeStats | None = None
@@ -182,19 +170,6 @@ class StandardMetrics:
             (*EDGE_LABELS, "kind"),
             registry=r,
         )
-
-    def children(self, labels: tuple[str, ...]) -> tuple[Any, Any, Any, Any]:
-        """The four request series of one label set (cached: ``labels()``
-        costs a lock and a dict lookup per family; the set is bounded)."""
-        found = self._children.get(labels)
-        if found is None:
-            found = self._children[labels] = (
-                self.requests.labels(*labels),
-                self.duration.labels(*labels),
-                self.request_bytes.labels(*labels),
-                self.response_bytes.labels(*labels),
-            )
-        return found
 
     def tcp(self, reporter: str, source: str, destination: str) -> TcpReport:
         """A bound recorder for one TCP connection's labels."""
@@ -333,11 +308,7 @@ class Reporter:
             self.access.log(self.service, ex)
 
     def _count(self, ex: Exchange, status: int, response_bytes: int) -> None:
-        requests, duration, req_bytes, resp_bytes = self.metrics.children(ex.labels())
-        requests.inc()
-        duration.observe(ex.duration_ms)
-        req_bytes.observe(ex.request_bytes)
-        resp_bytes.observe(response_bytes)
+        self.metrics.series.observe(ex.labels(), ex.duration_ms, ex.request_bytes, response_bytes)
         edges = self.metrics.edges
         if edges is not None:
             edges.request(

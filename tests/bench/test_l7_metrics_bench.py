@@ -17,6 +17,11 @@ def test_l7_metrics_bench_prints_each_case(capsys: pytest.CaptureFixture[str]) -
         "metrics, access logs off",
         "metrics + access log (JSON)",
         "metrics + access log (text)",
+        "per-request metrics off",
+        "metrics (prometheus-client children)",
+        "metrics + graph edges",
+        "families' observe only",
+        "families' observe only (prometheus-client)",
     ):
         match = re.search(rf"^{re.escape(label)}\s+(\d+\.\d+)\s+\d+\.\d+x$", out, re.M)
         assert match and float(match.group(1)) > 0, out

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from trio.testing import MockClock
 
 from connect.proxy.metrics import ProxyMetrics
+from connect.proxy.request_series import RequestSeries
 from meshd.agent.live_metrics import agent_metrics
 from tests.meshd.inproc import inproc_agent
 
@@ -46,6 +47,8 @@ def exposed(text: str, objects: list[Any]) -> Reference:
     for obj in objects:
         if isinstance(obj, Counter | Gauge | Histogram):
             declared[obj._name] = frozenset(obj._labelnames)
+        elif isinstance(obj, RequestSeries):  # the proxy's per-request families
+            declared.update((m.name, frozenset(obj.labelnames)) for m in obj.describe())
     out: Reference = {}
     for family in text_string_to_metric_families(text):
         seen = {k for s in family.samples for k in s.labels} - {"le"}
