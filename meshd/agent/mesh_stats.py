@@ -235,14 +235,19 @@ class MeshStats:
         self, edges: Sequence[Mapping[str, Any]], service: str | None, ok: Callable[[str], bool]
     ) -> tuple[list[dict[str, Any]], bool]:
         names = {e["Source"] for e in edges} | {e["Destination"] for e in edges}
+        hidden = False
         if service:
             names.add(service)
         else:
-            names |= set(await self._read("catalog.services", {}) or {}) - {CONSUL_SERVICE}
+            # The read is filtered by the request's token (ACL context): what
+            # it leaves out is hidden too, though never seen by ``ok``.
+            services = await self.ports.read("catalog.services", {}, _NOW_READ)
+            hidden = services.filtered
+            names |= set(services.value or {}) - {CONSUL_SERVICE}
         seen: dict[str, set[str]] = {}
         for e in edges:
             seen.setdefault(e["Destination"], set()).update(s["Subset"] for s in e["Subsets"])
-        out, hidden = [], False
+        out: list[dict[str, Any]] = []
         for name in sorted(names):
             if not ok(name):
                 hidden = True

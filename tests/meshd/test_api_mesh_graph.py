@@ -126,6 +126,12 @@ async def test_acl_leaves_out_edges_and_nodes_the_token_cannot_read(
         body = r.json()
         assert [(e["Source"], e["Destination"]) for e in body["Edges"]] == [("web", "api")]
         assert {n["Name"] for n in body["Nodes"]} == {"web", "api"}
+        # No traffic in the window: db is hidden by the catalog read alone.
+        await trio.sleep(30)
+        quiet = await api.get(f"{GRAPH}?window=5s", headers={"X-Consul-Token": token["SecretID"]})
+        assert quiet.json()["Edges"] == [] and quiet.headers.get(FILTERED) == "true"
+        assert {n["Name"] for n in quiet.json()["Nodes"]} == {"web", "api"}
+        assert quiet.json()["FilteredByACLs"] is True
         full = (await api.get(GRAPH)).json()  # the management token
         assert len(full["Edges"]) == 2 and FILTERED not in (await api.get(GRAPH)).headers
         r = await api.put(STATS, EdgeStats().snapshot(), headers={"X-Consul-Token": "nope"})
@@ -142,6 +148,7 @@ class FakePorts:
     async def read(self, name: str, args: Any, opts: Any) -> Any:
         class Result:
             value: Any = [] if name != "catalog.services" else {}
+            filtered = False
 
         return Result()
 
