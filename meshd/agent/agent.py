@@ -36,9 +36,9 @@ from raft.types import Configuration
 from raft.types import Server as RaftServer
 from registry.commands import Command, DeregisterRequest
 
+from ..acl import request as acl_context
+from ..acl.read_filters import filter_read
 from ..agent_tls import create_ca, create_cert
-from ..api import acl_context
-from ..api.acl_rules import filter_read
 from ..api.routes import build_app
 from ..checks import CheckRunner
 from ..config import AgentConfig

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import trio
 
 from ..durations import format_duration
+from ..intention_decision import decision
 from .mesh_window import (
     Delta,
     ProxySeries,
@@ -257,7 +258,5 @@ class MeshStats:
 def _decision(
     intentions: Sequence[Mapping[str, Any]], source: str, destination: str, default_allow: bool
 ) -> dict[str, Any]:
-    from ..api.topology import decision  # the same decision service-topology reports
-
     full = decision(intentions, source, destination, default_allow)
     return {k: full[k] for k in ("Allowed", "HasPermissions", "DefaultAllow", "HasExact")}

@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..acl import ACLAuthorizer, Permission
+from ..acl.request import authorizer
 from ..errors import ACLDisabled, ACLNotFound
 from ..http import QueryOptions, Request, Response
 from . import ports
-from .acl_context import authorizer
 from .common import check_dc, json_response, read
 
 REDACTED = "<hidden>"

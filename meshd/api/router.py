@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..acl import ACLAuthorizer
+from ..acl import request as acl_context
+from ..acl.read_filters import ItemFilter
 from ..http import AfterResponseHook, Handler, Request, Response, Route, Router
 from ..metrics.recorder import Recorder
-from . import acl_context
-from .acl_rules import ItemFilter, Rule, rule_for
+from .acl_rules import Rule, rule_for
 from .common import FILTERED_HEADER
 
 if TYPE_CHECKING:

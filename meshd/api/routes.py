@@ -16,6 +16,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..acl import Permission as P
+from ..acl.read_filters import (
+    filter_agent_checks,
+    filter_agent_services,
+    filter_canaries,
+    filter_coordinates,
+    filter_events,
+    filter_members,
+    filter_proxy_reports,
+)
 from ..http import App, Router
 from ..metrics.recorder import Recorder
 from . import (
@@ -69,13 +78,6 @@ from .acl_rules import (
     config_batch,
     config_entry,
     explain_check,
-    filter_agent_checks,
-    filter_agent_services,
-    filter_canaries,
-    filter_coordinates,
-    filter_events,
-    filter_members,
-    filter_proxy_reports,
     intention_by_id,
     intention_exact,
     kv_delete,
