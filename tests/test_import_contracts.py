@@ -4,8 +4,8 @@ DESIGN.md: raft, registry and connect import nothing of each other or of
 meshd; meshd.api reaches the agent only through the protocols of
 meshd/api/ports.py, never the ``Agent`` class; meshd.agent imports nothing of
 meshd.api (but meshd.agent.agent, which builds the App), and the shared
-types below both (meshd.acl, meshd.wire, meshd.intention_decision) import
-neither. The first test runs the
+types below both (meshd.acl, meshd.defs, meshd.wire,
+meshd.intention_decision) and meshd.dns import neither. The first test runs the
 contracts on the tree; the others copy the four packages into a temporary
 directory, add one forbidden import, and show `lint-imports` failing on it
 with the offending import named, so the check demonstrably can fail (also
@@ -74,13 +74,13 @@ VIOLATIONS = [
     (
         "meshd/agent/_violation.py",
         "def lazy() -> None:\n    from meshd.api import topology  # noqa: F401\n",
-        "meshd.agent imports nothing of meshd.api (but meshd.agent.agent, which builds",
+        "meshd.agent imports meshd.api only in meshd.agent.agent (the App) BROKEN",
         "meshd.agent._violation -> meshd.api.topology",
     ),
     (
         "meshd/acl/_violation.py",
         "from meshd.agent.tokens import KINDS  # noqa: F401\n",
-        "meshd.acl, meshd.wire and meshd.intention_decision import neither meshd.agent",
+        "shared types and meshd.dns import neither meshd.agent nor meshd.api BROKEN",
         "meshd.acl._violation -> meshd.agent.tokens",
     ),
 ]

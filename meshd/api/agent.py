@@ -24,8 +24,8 @@ from registry.errors import ValidationError
 from registry.records import CRITICAL, HealthCheck, ServiceInstance
 
 from ..agent import registration
-from ..agent.definitions import CheckDefinition, ServiceDefinition, parse_service
 from ..agent.tokens import KINDS
+from ..defs.definitions import CheckDefinition, ServiceDefinition, parse_service
 from ..errors import ConfigError, Internal
 from ..filter import apply_filter
 from ..filter_schemas import schema_for

@@ -54,8 +54,8 @@ from connect.l7.table import TableError, upstream_limits
 from connect.proxy.balancer import endpoints_from_health
 from registry.errors import ValidationError
 
-from ..agent.definitions import check_service_name
 from ..agent.proxy_ejections import Ejection
+from ..defs.definitions import check_service_name
 from ..errors import Internal
 from ..http import BadRequest, NotFound, Request, Response, decode_json_body
 from ..wire import ReadOptions
