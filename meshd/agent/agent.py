@@ -132,21 +132,37 @@ class Agent:
     the HTTP API answers and (for --dev) a leader is elected."""
 
     def __init__(self, config: AgentConfig, *, rng: random.Random | None = None) -> None:
-        """Raises ``StartupError`` for a data_dir or TLS files it cannot use."""
+        """Raises ``StartupError`` for a data_dir or TLS files it cannot use.
+
+        Builds the parts in named steps (the order matters only where a step
+        says so); nothing runs until ``run``."""
         if config.data_dir:
             check_data_dir(config.data_dir)
+        data_dir = Path(config.data_dir) if config.data_dir else None
+        self._init_identity(config, rng)
+        self._init_unstarted()
+        self._build_local_state(data_dir)
+        self._build_observers()
+        self._server_ssl, self._client_ssl = self._tls_contexts()
+        self._build_cluster_services()
+        self._build_acl(data_dir)
+        self._build_leaf_cache()
+        self.reloader = Reloader(self)  # after tokens, local and sync exist
+
+    def _init_identity(self, config: AgentConfig, rng: random.Random | None) -> None:
+        """Who this agent is: node id and name, datacenter, addresses, version."""
         self.config = config
         self.rng = rng or random.Random()
         self.node_id = _node_id(config)
         self.node_name = config.node_name or socket.gethostname()
         self.datacenter = config.datacenter
         self.started_at = time.time()
-        data_dir = Path(config.data_dir) if config.data_dir else None
-        # -dev keeps everything on loopback, sidecar public listeners included.
-        sidecars_at = config.advertise_addr if config.dev else ""
-        self.local = LocalState(self.node_name, data_dir, sidecar_address=sidecars_at)
-        # Outlier ejections the local proxies report (meshd/api/proxy_ejections.py).
-        self.proxy_ejections = ProxyEjections(self._is_local_proxy)
+        self.version = meshd_version()
+        self.heartbeat_interval = 1.0 * config.performance.raft_multiplier
+        self.rpc_address = f"{config.advertise_addr}:{config.ports.server}"
+
+    def _init_unstarted(self) -> None:
+        """The parts ``run`` starts (by role) and the state of the run itself."""
         self.server: MeshServer | None = None
         self.pool: ServerPool | None = None
         self.backend: Any = None
@@ -156,8 +172,27 @@ class Agent:
         self.dns_addresses: list[tuple[str, int]] = []
         self.liveness: LivenessTracker | None = None
         self.session_ttl: SessionTTLController | None = None
+        self.rpc: RPCClient | None = None
+        self.ca: CAServer | None = None
+        self.acl_server: ACLServer | None = None
+        self.canaries: CanaryController | None = None  # the leader's canary controller
         self._initialized = False
         self._leader_seen_at = 0.0
+        self._nursery: trio.Nursery | None = None
+        self.shutdown = trio.Event()
+        self.left = False
+        # Re-reads the configuration sources for ``reload`` (the CLI sets it).
+        self.config_loader: Callable[[], AgentConfig] | None = None
+        self._sync_scope = trio.CancelScope()  # leave() stops anti-entropy first
+
+    def _build_local_state(self, data_dir: Path | None) -> None:
+        """The local services and checks, their check runner, proxy reports."""
+        config = self.config
+        # -dev keeps everything on loopback, sidecar public listeners included.
+        sidecars_at = config.advertise_addr if config.dev else ""
+        self.local = LocalState(self.node_name, data_dir, sidecar_address=sidecars_at)
+        # Outlier ejections the local proxies report (meshd/api/proxy_ejections.py).
+        self.proxy_ejections = ProxyEjections(self._is_local_proxy)
         self.peer_wait = PeerWait(self.node_name, config.bootstrap_expect)
         self.checks = CheckRunner(
             self.local,
@@ -168,9 +203,12 @@ class Agent:
             alias_source=CatalogAliasSource(self.read),
             on_result=lambda kind, status, secs: self.metrics.check_result(kind, status, secs),
         )
+
+    def _build_observers(self) -> None:
+        """Metrics, the local proxies' traces, edge figures and request samples."""
         # Reads the agent only when scraped, so it can exist before anything runs.
         self.metrics = metrics_for_agent(self)
-        self.traces = AgentTraces(config.tracing)  # spans of the local proxies (traces.py)
+        self.traces = AgentTraces(self.config.tracing)  # spans of the local proxies (traces.py)
         # The local proxies' per-edge figures and the mesh graph (mesh_stats.py).
         self.mesh_stats = MeshStats(
             self,
@@ -179,38 +217,32 @@ class Agent:
             own_token=lambda: self.tokens.get("agent") or self.tokens.get("default"),
         )
         self.request_samples = SampleStore()  # for config write --dry-run (request_samples.py)
-        self.heartbeat_interval = 1.0 * config.performance.raft_multiplier
-        self.rpc_address = f"{config.advertise_addr}:{config.ports.server}"
-        self._server_ssl, self._client_ssl = self._tls_contexts()
-        self._nursery: trio.Nursery | None = None
-        self.shutdown = trio.Event()
-        self.left = False
-        self.version = meshd_version()
-        # Re-reads the configuration sources for ``reload`` (the CLI sets it).
-        self.config_loader: Callable[[], AgentConfig] | None = None
-        self.rpc: RPCClient | None = None
-        self.events = EventRing()  # a server's agent shares the server's ring
+
+    def _build_cluster_services(self) -> None:
+        """User events (a server's agent shares the server's ring) and membership."""
+        self.events = EventRing()
         self.membership = Membership(self)
         self.user_events = UserEvents(self)
-        self.tokens = TokenStore(config.acl, data_dir)
+
+    def _build_acl(self, data_dir: Path | None) -> None:
+        """The agent's tokens and the resolver of request tokens."""
+        self.tokens = TokenStore(self.config.acl, data_dir)
         self.acl = ACLResolver(
-            config.acl,
+            self.config.acl,
             self.tokens,
             node=self.node_name,
-            datacenter=config.datacenter,
+            datacenter=self.config.datacenter,
             call=lambda method, args: self.server_call(method, args),
         )
-        self._sync_scope = trio.CancelScope()  # leave() stops anti-entropy first
-        self.ca: CAServer | None = None
-        self.acl_server: ACLServer | None = None
-        self.canaries: CanaryController | None = None  # the leader's canary controller
+
+    def _build_leaf_cache(self) -> None:
+        """Connect leaf certificates of the local services, renewed before expiry."""
         self.leaf_cache = LeafCache(
             lambda method, args: self.server_call(method, args),
             self.read,
-            config.datacenter,
+            self.config.datacenter,
             rng=self.rng,
         )
-        self.reloader = Reloader(self)  # after tokens, local and sync exist
 
     # ------------------------------------------------------------ building
 

@@ -322,12 +322,7 @@ def body_field(name: str) -> Callable[[Ports, Request], str]:
 # The rules of the routes not in meshd/api/routes.py's ROUTES rows (their
 # modules still add routes with ``register``: ``Legacy`` rows), by (route
 # name, method). A module added the old way puts its routes' rules here.
-RULES: dict[tuple[str, str], Rule] = {
-    # the web UI's static files (meshd/api/ui.py): the pages' API calls carry the token
-    ("ui.index", "GET"): Rule(public=True, ignores_token=True),
-    ("ui.redirect", "GET"): Rule(public=True, ignores_token=True),
-    ("ui.static", "GET"): Rule(public=True, ignores_token=True),
-}
+RULES: dict[tuple[str, str], Rule] = {}
 
 
 # /v1/acl/* decide inside their handlers, as Consul's ACL endpoints do: the

@@ -36,6 +36,9 @@ class Endpoint:
     handler: PortHandler
     name: str
     rule: Rule
+    # Whether the route exists for these ports (decided when the router is
+    # built, e.g. the UI's rows with ``ui_config.enabled``); None: always.
+    enabled: Callable[[Any], bool] | None = None
 
 
 @dataclass(frozen=True)

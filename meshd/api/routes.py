@@ -6,9 +6,10 @@ and ``build_router`` fails for a route without one).
 
 A handler is a module-level ``async def handler(ports, request) -> Response``
 typed against the ports of meshd/api/ports.py it uses; the name labels the
-request's metrics and logs. Only the web UI is still ``Legacy``: its routes
-exist only when ``ui_config.enabled``. New modules from other branches may
-arrive as ``Legacy`` rows and be converted later.
+request's metrics and logs; a row with ``enabled`` exists only when that
+says so for the agent's configuration (the web UI's, ``ui_config.enabled``).
+No module is ``Legacy`` now; new modules from other branches may arrive as
+``Legacy`` rows and be converted later.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ if TYPE_CHECKING:
     from .ports import AgentPorts
 
 E = Endpoint
+UI_FILES = Rule(public=True, ignores_token=True)
 ACL = HANDLER_CHECKS  # /v1/acl/* check acl:read / acl:write in the handler
 
 ROUTES: list[Endpoint | Legacy] = [
@@ -773,8 +775,11 @@ ROUTES: list[Endpoint | Legacy] = [
         "internal.canary.abort",
         need(P.SERVICE_WRITE, param("service")),
     ),
-    # the UI's routes exist only with ui_config.enabled: its register() decides
-    Legacy(ui.register),
+    # the web UI (meshd/api/ui.py): its static files need no ACL (the pages'
+    # API calls carry the token); the rows exist only with ui_config.enabled
+    E("GET", "/", ui.redirect, "ui.index", UI_FILES, enabled=ui.enabled),
+    E("GET", "/ui", ui.redirect, "ui.redirect", UI_FILES, enabled=ui.enabled),
+    E("GET", "/ui/*path", ui.static, "ui.static", UI_FILES, enabled=ui.enabled),
 ]
 
 
@@ -783,7 +788,8 @@ def build_router(agent_: AgentPorts, metrics: Recorder | None = None) -> Router:
     router = WrappingRouter(agent_, metrics)
     for row in ROUTES:
         if isinstance(row, Endpoint):
-            router.add_endpoint(row)
+            if row.enabled is None or row.enabled(agent_):
+                router.add_endpoint(row)
         else:
             row.register(router, agent_)
     return router
