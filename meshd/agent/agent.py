@@ -53,6 +53,9 @@ from ..errors import (
 )
 from ..http.app import App
 from ..rpc import RPCClient, RPCError
+from ..values.ejections import ProxyEjections
+from ..values.events import EventRing, UserEvent, accepts
+from ..values.request_samples import SampleStore
 from ..version import meshd_version
 from ..wire import ReadOptions, ReadResult, WriteResult
 from . import gc_pauses, server_stats
@@ -63,7 +66,6 @@ from .alias_source import CatalogAliasSource
 from .ca_server import CAServer, settings_from_agent
 from .canary import CanaryController
 from .consul_service import ConsulServiceReconciler
-from .events import EventRing, UserEvent, accepts
 from .intention_migrate import IntentionMigrator
 from .leaf_cache import LeafCache
 from .live_metrics import instrument, metrics_for_agent
@@ -82,10 +84,8 @@ from .preflight import (
     listening,
     rpc_listener,
 )
-from .proxy_ejections import ProxyEjections
 from .readiness import cluster_initialized
 from .reloader import Reloader
-from .request_samples import SampleStore
 from .server import MeshServer, ServerSettings, http_error_from_rpc
 from .server_ops import fetch_archive
 from .session_ttl import SessionTTLController
@@ -216,7 +216,9 @@ class Agent:
             lambda: self.config.connect.default_intention_policy == "allow",
             own_token=lambda: self.tokens.get("agent") or self.tokens.get("default"),
         )
-        self.request_samples = SampleStore()  # for config write --dry-run (request_samples.py)
+        self.request_samples = (
+            SampleStore()
+        )  # for config write --dry-run (meshd/values/request_samples.py)
 
     def _build_cluster_services(self) -> None:
         """User events (a server's agent shares the server's ring) and membership."""

@@ -3,7 +3,7 @@
 Local proxies ``PUT /v1/internal/telemetry/proxy-stats`` their cumulative
 per-edge counters every few seconds (connect/proxy/l7_stats.py);
 ``MeshStats`` keeps a bounded ring of snapshots per proxy process
-(mesh_window.py) and answers for a window:
+(meshd/values/mesh_window.py) and answers for a window:
 
 * ``local(window)``: this agent's proxies' deltas (what a peer asks for,
   ``GET /v1/internal/telemetry/proxy-stats?window=``);
@@ -29,7 +29,7 @@ import trio
 
 from ..durations import format_duration
 from ..intention_decision import decision
-from .mesh_window import (
+from ..values.mesh_window import (
     Delta,
     ProxySeries,
     Push,

@@ -35,7 +35,6 @@ from registry.records import CANARY_ACTIVE, Canary, CanaryEvent, ConfigEntry
 
 from ..agent.canary import EVENT_NAME, event_payload, log_event, wall_now
 from ..agent.canary_core import apply, canary_json, splitter_body
-from ..agent.events import UserEvent
 from ..durations import parse_duration
 from ..errors import DurationError
 from ..http import (
@@ -47,6 +46,7 @@ from ..http import (
     Response,
     decode_json_body,
 )
+from ..values.events import UserEvent
 from ..wire import ReadOptions
 from . import ports
 from .common import json_response, read, with_meta

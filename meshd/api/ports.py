@@ -36,15 +36,15 @@ from ..wire import ReadOptions, ReadResult, WriteResult
 
 if TYPE_CHECKING:
     from ..acl import ACLAuthorizer
-    from ..agent.events import EventRing, UserEvent
     from ..agent.local import LocalState
     from ..agent.mesh_stats import MeshStats
-    from ..agent.proxy_ejections import ProxyEjections
-    from ..agent.request_samples import SampleStore
     from ..agent.tokens import TokenStore
     from ..agent.traces import AgentTraces
     from ..config import AgentConfig
     from ..metrics.prometheus import Metrics
+    from ..values.ejections import ProxyEjections
+    from ..values.events import EventRing, UserEvent
+    from ..values.request_samples import SampleStore
 
 
 class Datacenter(Protocol):
