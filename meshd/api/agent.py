@@ -23,8 +23,8 @@ from registry.commands import RegisterRequest
 from registry.errors import ValidationError
 from registry.records import CRITICAL, HealthCheck, ServiceInstance
 
-from ..agent import registration
 from ..agent.tokens import KINDS
+from ..defs import registration
 from ..defs.definitions import CheckDefinition, ServiceDefinition, parse_service
 from ..errors import ConfigError, Internal
 from ..filter import apply_filter

@@ -17,15 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..acl import Permission as P
-from ..acl.read_filters import (
-    filter_agent_checks,
-    filter_agent_services,
-    filter_canaries,
-    filter_coordinates,
-    filter_events,
-    filter_members,
-    filter_proxy_reports,
-)
+from ..acl import read_filters as rf
 from ..http import App, Router
 from ..metrics.recorder import Recorder
 from . import (
@@ -106,7 +98,7 @@ if TYPE_CHECKING:
     from .ports import AgentPorts
 
 E = Endpoint
-UI_FILES = Rule(public=True, ignores_token=True)
+UI_FILES = Rule(public=True, ignores_token=True)  # the pages' API calls carry the token
 ACL = HANDLER_CHECKS  # /v1/acl/* check acl:read / acl:write in the handler
 
 ROUTES: list[Endpoint | Legacy] = [
@@ -359,7 +351,7 @@ ROUTES: list[Endpoint | Legacy] = [
         "/v1/event/list",
         event.list_events,
         "event.list",
-        Rule(response_filter=filter_events),
+        Rule(response_filter=rf.filter_events),
     ),
     # operator (meshd/api/operator.py)
     E(
@@ -509,7 +501,7 @@ ROUTES: list[Endpoint | Legacy] = [
         "/v1/coordinate/nodes",
         coordinate.nodes,
         "coordinate.nodes",
-        Rule(response_filter=filter_coordinates),
+        Rule(response_filter=rf.filter_coordinates),
     ),
     E(
         "GET",
@@ -536,7 +528,7 @@ ROUTES: list[Endpoint | Legacy] = [
         proxy_ejections.BASE,
         proxy_ejections.get_all,
         "agent.connect.proxy_ejections",
-        Rule(response_filter=filter_proxy_reports),
+        Rule(response_filter=rf.filter_proxy_reports),
     ),
     E(
         "GET",
@@ -559,14 +551,14 @@ ROUTES: list[Endpoint | Legacy] = [
         "/v1/agent/members",
         agent.members,
         "agent.members",
-        Rule(response_filter=filter_members),
+        Rule(response_filter=rf.filter_members),
     ),
     E(
         "GET",
         "/v1/agent/services",
         agent.services,
         "agent.services",
-        Rule(response_filter=filter_agent_services),
+        Rule(response_filter=rf.filter_agent_services),
     ),
     E(
         "GET",
@@ -620,7 +612,7 @@ ROUTES: list[Endpoint | Legacy] = [
         "/v1/agent/checks",
         agent_checks.checks,
         "agent.checks",
-        Rule(response_filter=filter_agent_checks),
+        Rule(response_filter=rf.filter_agent_checks),
     ),
     E(
         "PUT",
@@ -738,7 +730,7 @@ ROUTES: list[Endpoint | Legacy] = [
         "/v1/internal/canary",
         canary.list_all,
         "internal.canary.list",
-        Rule(response_filter=filter_canaries),
+        Rule(response_filter=rf.filter_canaries),
     ),
     E(
         "GET",
@@ -775,8 +767,7 @@ ROUTES: list[Endpoint | Legacy] = [
         "internal.canary.abort",
         need(P.SERVICE_WRITE, param("service")),
     ),
-    # the web UI (meshd/api/ui.py): its static files need no ACL (the pages'
-    # API calls carry the token); the rows exist only with ui_config.enabled
+    # the web UI (meshd/api/ui.py): rows only with ui_config.enabled; public files
     E("GET", "/", ui.redirect, "ui.index", UI_FILES, enabled=ui.enabled),
     E("GET", "/ui", ui.redirect, "ui.redirect", UI_FILES, enabled=ui.enabled),
     E("GET", "/ui/*path", ui.static, "ui.static", UI_FILES, enabled=ui.enabled),

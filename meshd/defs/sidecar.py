@@ -23,8 +23,8 @@ from typing import Any
 
 from registry.errors import ValidationError
 
-from ..defs.definitions import SERVICE_FIELDS, ServiceDefinition, parse_service
-from ..defs.field_rules import SERVICE_RULES, check_fields, normalise_nested
+from .definitions import SERVICE_FIELDS, ServiceDefinition, parse_service
+from .field_rules import SERVICE_RULES, check_fields, normalise_nested
 
 SIDECAR_SUFFIX = "-sidecar-proxy"
 PORT_RANGE = (21000, 21255)  # Consul's ports.sidecar_min_port / sidecar_max_port

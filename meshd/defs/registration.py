@@ -25,8 +25,8 @@ from typing import Any
 from registry.errors import ValidationError
 from registry.records import ServiceInstance
 
-from ..defs.definitions import CheckDefinition, ServiceDefinition
 from . import sidecar
+from .definitions import CheckDefinition, ServiceDefinition
 
 SERVICE = "service"
 NODE = "node"
