@@ -30,6 +30,7 @@ import trio
 from ..durations import format_duration
 from ..intention_decision import decision
 from ..values.mesh_window import (
+    MAX_WINDOW,
     Delta,
     ProxySeries,
     Push,
@@ -44,7 +45,6 @@ from .traces import ask_peers
 from .wire import ReadOptions
 
 PEER_PATH = "/v1/internal/telemetry/proxy-stats"
-MIN_WINDOW, MAX_WINDOW, DEFAULT_WINDOW = 1.0, 3600.0, 60.0
 MAX_PROXIES = 1024
 FRESH = 20.0  # a proxy whose last push is older than this has stopped (4 pushes missed)
 EXPIRE = MAX_WINDOW + 120.0  # a series silent this long is forgotten
