@@ -29,6 +29,7 @@ import trio
 
 from ..durations import format_duration
 from ..intention_decision import decision
+from ..peers import ask_peers
 from ..values.mesh_window import (
     MAX_WINDOW,
     Delta,
@@ -41,7 +42,6 @@ from ..values.mesh_window import (
     quantile,
     subset_figures,
 )
-from .traces import ask_peers
 from .wire import ReadOptions
 
 PEER_PATH = "/v1/internal/telemetry/proxy-stats"

@@ -23,7 +23,7 @@ from registry.commands import RegisterRequest
 from registry.errors import ValidationError
 from registry.records import CRITICAL, HealthCheck, ServiceInstance
 
-from ..agent.tokens import KINDS
+from ..acl.token_kinds import KINDS
 from ..defs import registration
 from ..defs.definitions import CheckDefinition, ServiceDefinition, parse_service
 from ..errors import ConfigError, Internal
