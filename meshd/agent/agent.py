@@ -339,28 +339,7 @@ class Agent:
             await nursery.start(self.checks.run)
             if cfg.server:
                 await self._start_server(nursery)
-            rpc = RPCClient(
-                nursery,
-                self._client_ssl,
-                server_name=f"server.{cfg.datacenter}.{cfg.domain}",
-                local_id=self.node_id,
-                source_address=source_address(cfg.bind_addr),
-                token=self.rpc_token,
-            )
-            self.rpc = rpc
-            self.pool = ServerPool(rpc, self.rng)
-            if self.server is not None:
-                self.pool.add([self.rpc_address])
-            else:
-                self.backend = ClientBackend(
-                    self.pool, lambda: self.tokens.get("agent") or self.tokens.get("default")
-                )
-            pool = self.pool
-            nursery.start_soon(
-                functools.partial(heartbeat_loop, interval=self.heartbeat_interval),
-                lambda method, args: pool.call(method, args, timeout=self.heartbeat_interval * 2),
-                self.node_name,
-            )
+            rpc = self._start_server_path(nursery)
             self.sync = AntiEntropy(
                 self.local,
                 self.backend,
@@ -396,6 +375,33 @@ class Agent:
             task_status.started()
             await self.shutdown.wait()
             nursery.cancel_scope.cancel()
+
+    def _start_server_path(self, nursery: trio.Nursery) -> RPCClient:
+        """The RPC client, the pool of servers (a server's own address, or the
+        client backend that forwards to servers) and the liveness heartbeat."""
+        cfg = self.config
+        rpc = RPCClient(
+            nursery,
+            self._client_ssl,
+            server_name=f"server.{cfg.datacenter}.{cfg.domain}",
+            local_id=self.node_id,
+            source_address=source_address(cfg.bind_addr),
+            token=self.rpc_token,
+        )
+        self.rpc = rpc
+        pool = self.pool = ServerPool(rpc, self.rng)
+        if self.server is not None:
+            pool.add([self.rpc_address])
+        else:
+            self.backend = ClientBackend(
+                pool, lambda: self.tokens.get("agent") or self.tokens.get("default")
+            )
+        nursery.start_soon(
+            functools.partial(heartbeat_loop, interval=self.heartbeat_interval),
+            lambda method, args: pool.call(method, args, timeout=self.heartbeat_interval * 2),
+            self.node_name,
+        )
+        return rpc
 
     async def _start_http(self, nursery: trio.Nursery, app: App) -> None:
         """HTTP on every client address, unless ports.http is -1 (then only
