@@ -31,28 +31,9 @@ from registry.state.store import StateStore
 
 from ..acl import ACLAuthorizer, Permission
 from ..acl.errors import ACLPermissionDenied
+from ..acl.permissions import config_entry_write, kv_txn_permission
 
 P = Permission
-_KV_READ = frozenset({"get", "get-tree", "check-index", "check-session", "check-not-exists"})
-
-
-_SERVICE_KINDS = ("service-defaults", "service-router", "service-splitter", "service-resolver")
-
-
-def config_permission(kind: str, write: bool) -> Permission:
-    """The permission a config entry of ``kind`` needs to be read or written
-    (the same at the HTTP edge and on the servers)."""
-    if kind in _SERVICE_KINDS:
-        return P.SERVICE_WRITE if write else P.SERVICE_READ
-    if kind == "service-intentions":
-        return P.INTENTION_WRITE if write else P.INTENTION_READ
-    return P.MESH_WRITE if write else P.MESH_READ
-
-
-def config_entry_write(authz: ACLAuthorizer, kind: str, name: str) -> None:
-    """Raise ``ACLPermissionDenied`` unless ``authz`` may write entry kind/name."""
-    permission = config_permission(kind, True)
-    authz.require(permission, "" if permission is P.MESH_WRITE else name)
 
 
 def _existing_service(store: StateStore | None, node: str, service_id: str) -> str | None:
@@ -86,16 +67,6 @@ def _register(authz: ACLAuthorizer, cmd: RegisterRequest, store: StateStore | No
         if check.service_id and (cmd.service is None or check.service_id != cmd.service.id):
             other = _existing_service(store, cmd.node, check.service_id)
             authz.require(P.SERVICE_WRITE, other or check.service_name or check.service_id)
-
-
-def kv_txn_permission(verb: str) -> Permission:
-    """What a transaction's KV op with ``verb`` needs on its key (Consul's
-    txn endpoint): the same at the HTTP edge and on the servers."""
-    if verb == "delete-tree":
-        return P.KEY_WRITE_PREFIX
-    if verb == "get-tree":
-        return P.KEY_LIST
-    return P.KEY_READ if verb in _KV_READ else P.KEY_WRITE
 
 
 def _txn_op(authz: ACLAuthorizer, op: TxnOp, store: StateStore | None) -> None:

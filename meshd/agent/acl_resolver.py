@@ -43,9 +43,9 @@ from ..acl import (
     parse_rules,
     service_identity_policy,
 )
+from ..acl import request as acl_context
 from ..acl.errors import ACLError
 from ..acl.templated import TemplateError, templated_policy
-from ..api import acl_context
 from ..errors import (
     ACLNotFound,
     MeshdError,

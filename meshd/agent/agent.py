@@ -36,9 +36,9 @@ from raft.types import Configuration
 from raft.types import Server as RaftServer
 from registry.commands import Command, DeregisterRequest
 
+from ..acl import request as acl_context
+from ..acl.read_filters import filter_read
 from ..agent_tls import create_ca, create_cert
-from ..api import acl_context
-from ..api.acl_rules import filter_read
 from ..api.routes import build_app
 from ..checks import CheckRunner
 from ..config import AgentConfig
@@ -53,6 +53,9 @@ from ..errors import (
 )
 from ..http.app import App
 from ..rpc import RPCClient, RPCError
+from ..values.ejections import ProxyEjections
+from ..values.events import EventRing, UserEvent, accepts
+from ..values.request_samples import SampleStore
 from ..version import meshd_version
 from ..wire import ReadOptions, ReadResult, WriteResult
 from . import gc_pauses, server_stats
@@ -63,7 +66,6 @@ from .alias_source import CatalogAliasSource
 from .ca_server import CAServer, settings_from_agent
 from .canary import CanaryController
 from .consul_service import ConsulServiceReconciler
-from .events import EventRing, UserEvent, accepts
 from .intention_migrate import IntentionMigrator
 from .leaf_cache import LeafCache
 from .live_metrics import instrument, metrics_for_agent
@@ -82,10 +84,8 @@ from .preflight import (
     listening,
     rpc_listener,
 )
-from .proxy_ejections import ProxyEjections
 from .readiness import cluster_initialized
 from .reloader import Reloader
-from .request_samples import SampleStore
 from .server import MeshServer, ServerSettings, http_error_from_rpc
 from .server_ops import fetch_archive
 from .session_ttl import SessionTTLController
@@ -132,21 +132,37 @@ class Agent:
     the HTTP API answers and (for --dev) a leader is elected."""
 
     def __init__(self, config: AgentConfig, *, rng: random.Random | None = None) -> None:
-        """Raises ``StartupError`` for a data_dir or TLS files it cannot use."""
+        """Raises ``StartupError`` for a data_dir or TLS files it cannot use.
+
+        Builds the parts in named steps (the order matters only where a step
+        says so); nothing runs until ``run``."""
         if config.data_dir:
             check_data_dir(config.data_dir)
+        data_dir = Path(config.data_dir) if config.data_dir else None
+        self._init_identity(config, rng)
+        self._init_unstarted()
+        self._build_local_state(data_dir)
+        self._build_observers()
+        self._server_ssl, self._client_ssl = self._tls_contexts()
+        self._build_cluster_services()
+        self._build_acl(data_dir)
+        self._build_leaf_cache()
+        self.reloader = Reloader(self)  # after tokens, local and sync exist
+
+    def _init_identity(self, config: AgentConfig, rng: random.Random | None) -> None:
+        """Who this agent is: node id and name, datacenter, addresses, version."""
         self.config = config
         self.rng = rng or random.Random()
         self.node_id = _node_id(config)
         self.node_name = config.node_name or socket.gethostname()
         self.datacenter = config.datacenter
         self.started_at = time.time()
-        data_dir = Path(config.data_dir) if config.data_dir else None
-        # -dev keeps everything on loopback, sidecar public listeners included.
-        sidecars_at = config.advertise_addr if config.dev else ""
-        self.local = LocalState(self.node_name, data_dir, sidecar_address=sidecars_at)
-        # Outlier ejections the local proxies report (meshd/api/proxy_ejections.py).
-        self.proxy_ejections = ProxyEjections(self._is_local_proxy)
+        self.version = meshd_version()
+        self.heartbeat_interval = 1.0 * config.performance.raft_multiplier
+        self.rpc_address = f"{config.advertise_addr}:{config.ports.server}"
+
+    def _init_unstarted(self) -> None:
+        """The parts ``run`` starts (by role) and the state of the run itself."""
         self.server: MeshServer | None = None
         self.pool: ServerPool | None = None
         self.backend: Any = None
@@ -156,8 +172,27 @@ class Agent:
         self.dns_addresses: list[tuple[str, int]] = []
         self.liveness: LivenessTracker | None = None
         self.session_ttl: SessionTTLController | None = None
+        self.rpc: RPCClient | None = None
+        self.ca: CAServer | None = None
+        self.acl_server: ACLServer | None = None
+        self.canaries: CanaryController | None = None  # the leader's canary controller
         self._initialized = False
         self._leader_seen_at = 0.0
+        self._nursery: trio.Nursery | None = None
+        self.shutdown = trio.Event()
+        self.left = False
+        # Re-reads the configuration sources for ``reload`` (the CLI sets it).
+        self.config_loader: Callable[[], AgentConfig] | None = None
+        self._sync_scope = trio.CancelScope()  # leave() stops anti-entropy first
+
+    def _build_local_state(self, data_dir: Path | None) -> None:
+        """The local services and checks, their check runner, proxy reports."""
+        config = self.config
+        # -dev keeps everything on loopback, sidecar public listeners included.
+        sidecars_at = config.advertise_addr if config.dev else ""
+        self.local = LocalState(self.node_name, data_dir, sidecar_address=sidecars_at)
+        # Outlier ejections the local proxies report (meshd/api/proxy_ejections.py).
+        self.proxy_ejections = ProxyEjections(self._is_local_proxy)
         self.peer_wait = PeerWait(self.node_name, config.bootstrap_expect)
         self.checks = CheckRunner(
             self.local,
@@ -168,9 +203,12 @@ class Agent:
             alias_source=CatalogAliasSource(self.read),
             on_result=lambda kind, status, secs: self.metrics.check_result(kind, status, secs),
         )
+
+    def _build_observers(self) -> None:
+        """Metrics, the local proxies' traces, edge figures and request samples."""
         # Reads the agent only when scraped, so it can exist before anything runs.
         self.metrics = metrics_for_agent(self)
-        self.traces = AgentTraces(config.tracing)  # spans of the local proxies (traces.py)
+        self.traces = AgentTraces(self.config.tracing)  # spans of the local proxies (traces.py)
         # The local proxies' per-edge figures and the mesh graph (mesh_stats.py).
         self.mesh_stats = MeshStats(
             self,
@@ -178,39 +216,35 @@ class Agent:
             lambda: self.config.connect.default_intention_policy == "allow",
             own_token=lambda: self.tokens.get("agent") or self.tokens.get("default"),
         )
-        self.request_samples = SampleStore()  # for config write --dry-run (request_samples.py)
-        self.heartbeat_interval = 1.0 * config.performance.raft_multiplier
-        self.rpc_address = f"{config.advertise_addr}:{config.ports.server}"
-        self._server_ssl, self._client_ssl = self._tls_contexts()
-        self._nursery: trio.Nursery | None = None
-        self.shutdown = trio.Event()
-        self.left = False
-        self.version = meshd_version()
-        # Re-reads the configuration sources for ``reload`` (the CLI sets it).
-        self.config_loader: Callable[[], AgentConfig] | None = None
-        self.rpc: RPCClient | None = None
-        self.events = EventRing()  # a server's agent shares the server's ring
+        self.request_samples = (
+            SampleStore()
+        )  # for config write --dry-run (meshd/values/request_samples.py)
+
+    def _build_cluster_services(self) -> None:
+        """User events (a server's agent shares the server's ring) and membership."""
+        self.events = EventRing()
         self.membership = Membership(self)
         self.user_events = UserEvents(self)
-        self.tokens = TokenStore(config.acl, data_dir)
+
+    def _build_acl(self, data_dir: Path | None) -> None:
+        """The agent's tokens and the resolver of request tokens."""
+        self.tokens = TokenStore(self.config.acl, data_dir)
         self.acl = ACLResolver(
-            config.acl,
+            self.config.acl,
             self.tokens,
             node=self.node_name,
-            datacenter=config.datacenter,
+            datacenter=self.config.datacenter,
             call=lambda method, args: self.server_call(method, args),
         )
-        self._sync_scope = trio.CancelScope()  # leave() stops anti-entropy first
-        self.ca: CAServer | None = None
-        self.acl_server: ACLServer | None = None
-        self.canaries: CanaryController | None = None  # the leader's canary controller
+
+    def _build_leaf_cache(self) -> None:
+        """Connect leaf certificates of the local services, renewed before expiry."""
         self.leaf_cache = LeafCache(
             lambda method, args: self.server_call(method, args),
             self.read,
-            config.datacenter,
+            self.config.datacenter,
             rng=self.rng,
         )
-        self.reloader = Reloader(self)  # after tokens, local and sync exist
 
     # ------------------------------------------------------------ building
 
@@ -305,28 +339,7 @@ class Agent:
             await nursery.start(self.checks.run)
             if cfg.server:
                 await self._start_server(nursery)
-            rpc = RPCClient(
-                nursery,
-                self._client_ssl,
-                server_name=f"server.{cfg.datacenter}.{cfg.domain}",
-                local_id=self.node_id,
-                source_address=source_address(cfg.bind_addr),
-                token=self.rpc_token,
-            )
-            self.rpc = rpc
-            self.pool = ServerPool(rpc, self.rng)
-            if self.server is not None:
-                self.pool.add([self.rpc_address])
-            else:
-                self.backend = ClientBackend(
-                    self.pool, lambda: self.tokens.get("agent") or self.tokens.get("default")
-                )
-            pool = self.pool
-            nursery.start_soon(
-                functools.partial(heartbeat_loop, interval=self.heartbeat_interval),
-                lambda method, args: pool.call(method, args, timeout=self.heartbeat_interval * 2),
-                self.node_name,
-            )
+            rpc = self._start_server_path(nursery)
             self.sync = AntiEntropy(
                 self.local,
                 self.backend,
@@ -362,6 +375,33 @@ class Agent:
             task_status.started()
             await self.shutdown.wait()
             nursery.cancel_scope.cancel()
+
+    def _start_server_path(self, nursery: trio.Nursery) -> RPCClient:
+        """The RPC client, the pool of servers (a server's own address, or the
+        client backend that forwards to servers) and the liveness heartbeat."""
+        cfg = self.config
+        rpc = RPCClient(
+            nursery,
+            self._client_ssl,
+            server_name=f"server.{cfg.datacenter}.{cfg.domain}",
+            local_id=self.node_id,
+            source_address=source_address(cfg.bind_addr),
+            token=self.rpc_token,
+        )
+        self.rpc = rpc
+        pool = self.pool = ServerPool(rpc, self.rng)
+        if self.server is not None:
+            pool.add([self.rpc_address])
+        else:
+            self.backend = ClientBackend(
+                pool, lambda: self.tokens.get("agent") or self.tokens.get("default")
+            )
+        nursery.start_soon(
+            functools.partial(heartbeat_loop, interval=self.heartbeat_interval),
+            lambda method, args: pool.call(method, args, timeout=self.heartbeat_interval * 2),
+            self.node_name,
+        )
+        return rpc
 
     async def _start_http(self, nursery: trio.Nursery, app: App) -> None:
         """HTTP on every client address, unless ports.http is -1 (then only

@@ -1,5 +1,5 @@
 """The canary controller: runs on the leader only and steps every running
-canary (issue 19; the decisions are ``canary_core``'s).
+canary (issue 19; the decisions are meshd/values/canary_core.py's).
 
 It starts when this server becomes leader, once its state holds every entry
 committed before (a ReadIndex round, Raft §6.4), and stops when leadership
@@ -22,12 +22,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
-from trio.lowlevel import RunVar
 
 from raft.errors import RaftError
 from registry import queries as q
@@ -38,18 +36,18 @@ from registry.records import Canary, ConfigEntry
 from registry.state.watch import WatchSet
 
 from ..errors import MeshdError
-from .canary_core import (
+from ..values.canary_core import (
     CHECK_EVERY,
     Decision,
     StatsSource,
     apply,
     canary_json,
     decide,
-    event_json,
     overdue_intervals,
     splitter_body,
     stats_window,
 )
+from ..values.canary_events import EVENT_NAME, event_payload, log_event, wall_now
 
 if TYPE_CHECKING:
     from registry.state.store import StateStore
@@ -58,46 +56,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("meshd.canary")
 
-EVENT_NAME = "meshd-canary"
 FireEvent = Callable[[str, bytes], Awaitable[object]]
-
-_ANCHOR: RunVar[tuple[float, float]] = RunVar("meshd_canary_wall_anchor")
-
-
-def wall_now() -> float:
-    """Wall seconds, read from the system clock once per trio run and then
-    advanced by trio's (monotonic) clock."""
-    try:
-        wall, base = _ANCHOR.get()
-    except LookupError:
-        wall, base = time.time(), trio.current_time()
-        _ANCHOR.set((wall, base))
-    return wall + trio.current_time() - base
-
-
-def log_event(rec: Canary) -> None:
-    """One log line for the last History entry of ``rec``."""
-    ev = rec.history[-1]
-    p99 = "" if ev.p99_ms is None else f"{ev.p99_ms:.1f}"
-    log.info(
-        "event=canary_%s service=%s step=%d weight=%g state=%s requests=%d errors=%d "
-        "error_rate=%.4f p99_ms=%s reason=%s",
-        ev.event,
-        rec.service,
-        ev.step,
-        ev.weight,
-        rec.state,
-        ev.requests,
-        ev.errors,
-        ev.error_rate,
-        p99,
-        json.dumps(ev.reason),
-    )
-
-
-def event_payload(rec: Canary) -> bytes:
-    """The ``meshd-canary`` user event's payload: the service and its last event."""
-    return json.dumps({"Service": rec.service, **event_json(rec.history[-1])}).encode()
 
 
 class CanaryController:

@@ -22,8 +22,8 @@ from registry.codec import from_obj, to_obj
 from registry.errors import NotFoundError
 from registry.records import HealthCheck, ServiceInstance
 
-from . import sidecar
-from .definitions import CheckDefinition, ServiceDefinition
+from ..defs import sidecar
+from ..defs.definitions import CheckDefinition, ServiceDefinition
 
 log = logging.getLogger("meshd.local")
 OUTPUT_LIMIT = 4096

@@ -3,7 +3,7 @@
 Local proxies ``PUT /v1/internal/telemetry/proxy-stats`` their cumulative
 per-edge counters every few seconds (connect/proxy/l7_stats.py);
 ``MeshStats`` keeps a bounded ring of snapshots per proxy process
-(mesh_window.py) and answers for a window:
+(meshd/values/mesh_window.py) and answers for a window:
 
 * ``local(window)``: this agent's proxies' deltas (what a peer asks for,
   ``GET /v1/internal/telemetry/proxy-stats?window=``);
@@ -28,7 +28,10 @@ from typing import Any, Protocol
 import trio
 
 from ..durations import format_duration
-from .mesh_window import (
+from ..intention_decision import decision
+from ..peers import ask_peers
+from ..values.mesh_window import (
+    MAX_WINDOW,
     Delta,
     ProxySeries,
     Push,
@@ -39,11 +42,9 @@ from .mesh_window import (
     quantile,
     subset_figures,
 )
-from .traces import ask_peers
 from .wire import ReadOptions
 
 PEER_PATH = "/v1/internal/telemetry/proxy-stats"
-MIN_WINDOW, MAX_WINDOW, DEFAULT_WINDOW = 1.0, 3600.0, 60.0
 MAX_PROXIES = 1024
 FRESH = 20.0  # a proxy whose last push is older than this has stopped (4 pushes missed)
 EXPIRE = MAX_WINDOW + 120.0  # a series silent this long is forgotten
@@ -262,7 +263,5 @@ class MeshStats:
 def _decision(
     intentions: Sequence[Mapping[str, Any]], source: str, destination: str, default_allow: bool
 ) -> dict[str, Any]:
-    from ..api.topology import decision  # the same decision service-topology reports
-
     full = decision(intentions, source, destination, default_allow)
     return {k: full[k] for k in ("Allowed", "HasPermissions", "DefaultAllow", "HasExact")}

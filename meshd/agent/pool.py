@@ -13,7 +13,7 @@ import trio
 
 from registry.commands import Command, encode_command, stamped
 
-from ..api import acl_context
+from ..acl import request as acl_context
 from ..errors import NoServersError
 from ..rpc import RPCClient, RPCConnectionLost, RPCError, RPCUnavailable
 from .server import error_from_rpc

@@ -21,8 +21,8 @@ from typing import Protocol
 import trio
 
 from ..config import AgentConfig
+from ..defs.definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
 from ..errors import ConfigError
-from .definitions import CheckDefinition, ServiceDefinition, parse_check, parse_service
 from .local import LocalState
 from .sync import AntiEntropy, NodeInfo
 from .tokens import TokenStore

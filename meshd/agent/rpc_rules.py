@@ -40,9 +40,10 @@ from registry.errors import RegistryError
 
 from ..acl import ACLAuthorizer, Permission
 from ..acl.errors import ACLPermissionDenied
-from ..api.acl_rules import READ_FILTERS, filter_members, filter_read
+from ..acl.permissions import config_permission
+from ..acl.read_filters import READ_FILTERS, filter_members, filter_read
 from ..rpc import RPCError
-from .acl_commands import authorize_command, config_permission
+from .acl_commands import authorize_command
 
 P = Permission
 REDACTED = "<hidden>"  # Consul's redacted SecretID

@@ -52,10 +52,10 @@ from ..errors import (
 )
 from ..filter import FilterError
 from ..rpc import RPC_KIND, RPCClient, RPCError, RPCServer, RPCUnavailable, caller_token
+from ..values.events import EventRing
 from ..wire import UnknownRead
 from .autopilot import HealthTracker
 from .coordinates import CoordinateBatcher, coordinate_from_args
-from .events import EventRing
 from .members import MemberInfo
 from .read_index import ReadIndexRounds
 from .reads import ReadFn, lookup

@@ -37,8 +37,8 @@ from registry.errors import CorruptSnapshotError
 from registry.state.autopilot import autopilot_config
 
 from ..errors import Internal, InvalidArgument, NoLeaderError, Unimplemented
+from ..values.events import UserEvent
 from .autopilot import AutopilotSettings, raft_configuration_json
-from .events import UserEvent
 from .members import LEAVING_WATCH, LeavingMarks, cluster_members, is_live
 from .snapshot_archive import ArchiveError, ArchiveMeta, decode_archive, encode_archive
 from .snapshot_upload import CHUNK, Uploads

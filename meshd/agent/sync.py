@@ -23,8 +23,8 @@ from registry.commands import Command, DeregisterRequest, RegisterRequest
 from registry.errors import RegistryError
 from registry.records import HealthCheck, ServiceInstance
 
+from ..acl import request as acl_context
 from ..acl.errors import ACLError
-from ..api import acl_context
 from ..errors import MeshdError, RemoteError
 from ..metrics.recorder import NO_METRICS, Recorder
 from .consul_service import CONSUL_SERVICE

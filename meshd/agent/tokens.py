@@ -14,26 +14,13 @@ import logging
 import os
 from pathlib import Path
 
+from ..acl.token_kinds import KINDS
 from ..config import ACLConfig
 
 __all__ = ["KINDS", "TokenStore"]
 
 log = logging.getLogger("meshd.agent")
 
-# URL kind -> stored kind. Legacy names (Consul < 1.11) are aliases.
-KINDS = {
-    "default": "default",
-    "acl_token": "default",
-    "agent": "agent",
-    "acl_agent_token": "agent",
-    "agent_recovery": "agent_recovery",
-    "agent_master": "agent_recovery",
-    "acl_agent_master_token": "agent_recovery",
-    "replication": "replication",
-    "acl_replication_token": "replication",
-    "config_file_service_registration": "config_file_service_registration",
-    "dns": "dns",
-}
 FILE_NAME = "acl-tokens.json"
 
 

@@ -20,7 +20,7 @@ import trio
 
 from ..errors import MeshdError, RequestError
 from ..rpc import RPCClient, RPCError, RPCUnavailable
-from .events import EventRing, UserEvent, merge, uuid_to_index
+from ..values.events import EventRing, UserEvent, merge, uuid_to_index
 from .server import MeshServer
 
 log = logging.getLogger("meshd.agent")

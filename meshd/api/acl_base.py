@@ -14,10 +14,10 @@ from typing import Any, Protocol
 from registry.codec import to_obj
 
 from ..acl import ACLAuthorizer, Permission
+from ..acl.request import authorizer
 from ..errors import ACLDisabled, ACLNotFound
 from ..http import BadRequest, JSONFields, QueryOptions, Request, Response, decode_json_body
 from . import ports
-from .acl_context import authorizer
 from .common import check_dc, json_response, read
 
 REDACTED = "<hidden>"

@@ -6,7 +6,7 @@ theirs in ``RULES`` by (route name, method). A rule holds checks that must pass
 before the handler runs (a ``PermissionDenied`` becomes Consul's 403), and
 for list endpoints how results are filtered to what the token may read
 (``X-Consul-Results-Filtered-By-ACLs: true`` when something was removed).
-Registry reads are filtered by read name (``READ_FILTERS``), agent-local
+Registry reads are filtered by read name (meshd.acl.read_filters), agent-local
 answers by the route's ``response_filter``. A route without a rule makes
 ``build_router`` fail, so no endpoint can ship without one. The
 permissions follow Consul's endpoint code and its API docs' "ACL Required"
@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..acl import ACLAuthorizer, Permission
-from ..agent.acl_commands import config_entry_write, config_permission, kv_txn_permission
+from ..acl.permissions import config_entry_write, config_permission, kv_txn_permission
+from ..acl.read_filters import ItemFilter
+from ..acl.read_filters import filter_service_names as filter_service_names  # bench/acl_bench.py
 from ..wire import ReadOptions
 from . import ports
 from .agent import registration_targets
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
 
 P = Permission
 Check = Callable[[Ports, "Request", ACLAuthorizer], Awaitable[None]]
-ItemFilter = Callable[[ACLAuthorizer, Any], tuple[Any, bool]]
 
 
 @dataclass(frozen=True)
@@ -86,152 +87,6 @@ def own_node(agent: Ports, req: Request) -> str:
 
 def query(name: str) -> Callable[[Ports, Request], str]:
     return lambda agent, req: req.query_value(name, "")
-
-
-# ------------------------------------------------------------------ filters
-
-
-def _keep(items: list[Any], ok: Callable[[Any], bool]) -> tuple[list[Any], bool]:
-    kept = [i for i in items if ok(i)]
-    return kept, len(kept) != len(items)
-
-
-def _svc_node_ok(authz: ACLAuthorizer, row: Any, svc: str, node: str) -> bool:
-    return authz.service_read(str(row.get(svc) or "")) and authz.node_read(str(row.get(node) or ""))
-
-
-def filter_nodes(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    return _keep(value or [], lambda n: authz.node_read(str(n.get("Node") or "")))
-
-
-def filter_service_names(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    items = list((value or {}).items())
-    allowed = authz.allowed_names(P.SERVICE_READ, (k for k, _ in items))
-    kept = {k: v for (k, v), ok in zip(items, allowed, strict=True) if ok}
-    return kept, len(kept) != len(items)
-
-
-def filter_service_nodes(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    return _keep(value or [], lambda r: _svc_node_ok(authz, r, "ServiceName", "Node"))
-
-
-def filter_health_rows(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    def ok(row: Any) -> bool:
-        return authz.node_read(str((row.get("Node") or {}).get("Node") or "")) and (
-            authz.service_read(str((row.get("Service") or {}).get("Service") or ""))
-        )
-
-    return _keep(value or [], ok)
-
-
-def filter_checks(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    def ok(c: Any) -> bool:
-        svc = str(c.get("ServiceName") or "")
-        return authz.node_read(str(c.get("Node") or "")) and (not svc or authz.service_read(svc))
-
-    return _keep(value or [], ok)
-
-
-def filter_node_services(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    if not value:
-        return value, False
-    node = value.get("Node") or {}
-    if not authz.node_read(str(node.get("Node") or "")):
-        return None, True
-    services = value.get("Services")
-    if isinstance(services, Mapping):
-        kept_map = {k: v for k, v in services.items() if authz.service_read(v.get("Service", ""))}
-        return {**value, "Services": kept_map}, len(kept_map) != len(services)
-    if isinstance(services, list):
-        kept, filtered = _keep(services, lambda s: authz.service_read(s.get("Service", "")))
-        return {**value, "Services": kept}, filtered
-    return value, False
-
-
-def filter_kv(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    return _keep(value or [], lambda e: authz.key_read(str(e.get("Key") or "")))
-
-
-def filter_keys(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    return _keep(value or [], lambda k: authz.key_read(str(k)))
-
-
-def filter_sessions(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    return _keep(value or [], lambda s: authz.session_read(str(s.get("Node") or "")))
-
-
-def filter_intentions(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    return _keep(value or [], lambda i: authz.intention_read(str(i.get("DestinationName") or "")))
-
-
-def filter_intention_match(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    out, filtered = {}, False
-    for name, items in (value or {}).items():
-        out[name], dropped = filter_intentions(authz, items)
-        filtered = filtered or dropped
-    return out, filtered
-
-
-def filter_agent_services(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    kept = {k: v for k, v in (value or {}).items() if authz.service_read(v.get("Service", ""))}
-    return kept, len(kept) != len(value or {})
-
-
-def filter_agent_checks(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    kept = {k: v for k, v in (value or {}).items() if filter_checks(authz, [v])[0]}
-    return kept, len(kept) != len(value or {})
-
-
-def filter_members(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    return _keep(value or [], lambda m: authz.node_read(str(m.get("Name") or "")))
-
-
-def filter_events(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    return _keep(value or [], lambda e: authz.event_read(str(e.get("Name") or "")))
-
-
-def filter_coordinates(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    return _keep(value or [], lambda c: authz.node_read(str(c.get("Node") or "")))
-
-
-READ_FILTERS: dict[str, ItemFilter] = {
-    "coordinate.nodes": filter_coordinates,
-    "catalog.nodes": filter_nodes,
-    "catalog.services": filter_service_names,
-    "catalog.service": filter_service_nodes,
-    "catalog.connect": filter_service_nodes,
-    "catalog.node": filter_node_services,
-    "catalog.node_services": filter_node_services,
-    "health.node": filter_checks,
-    "health.checks": filter_checks,
-    "health.service": filter_health_rows,
-    "health.state": filter_checks,
-    "kv.get": filter_kv,
-    "kv.list": filter_kv,
-    "kv.keys": filter_keys,
-    "session.info": filter_sessions,
-    "session.node": filter_sessions,
-    "session.list": filter_sessions,
-    "intentions.list": filter_intentions,
-    "intentions.match": filter_intention_match,
-}
-
-
-# Reads whose answers hold only services and nodes: a token that may read
-# every service and node (Consul's ServiceReadAll/NodeReadAll) keeps them whole.
-_CATALOG_READS = frozenset(
-    name for name in READ_FILTERS if name.startswith(("catalog.", "health."))
-)
-
-
-def filter_read(name: str, authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    """``value`` of read ``name`` with what ``authz`` may not read removed."""
-    fn = READ_FILTERS.get(name)
-    if fn is None or value is None:
-        return value, False
-    if name in _CATALOG_READS and authz.service_read_all() and authz.node_read_all():
-        return value, False
-    return fn(authz, value)
 
 
 # ------------------------------------------------------------- checks
@@ -305,10 +160,6 @@ async def explain_check(agent: Ports, req: Request, authz: ACLAuthorizer) -> Non
         name = _field(body, key) or req.query_value(key.lower(), "")
         if name:
             authz.require(P.SERVICE_READ, name)
-
-
-def filter_proxy_reports(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    return _keep(value or [], lambda r: authz.service_read(str(r.get("Service") or "")))
 
 
 async def agent_service_read(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
@@ -455,26 +306,8 @@ async def config_batch(agent: Ports, req: Request, authz: ACLAuthorizer) -> None
         config_entry_write(authz, kind, name)
 
 
-def filter_config_entries(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    def ok(e: Any) -> bool:
-        permission = config_permission(str(e.get("Kind") or ""), False)
-        if permission == P.MESH_READ:
-            return authz.allowed(permission, "")
-        return authz.allowed(permission, str(e.get("Name") or ""))
-
-    return _keep(value or [], ok)
-
-
-READ_FILTERS["config.list"] = filter_config_entries
-READ_FILTERS["health.ingress"] = filter_health_rows
-
-
 async def agent_health_by_id(agent: Ports, req: Request, authz: ACLAuthorizer) -> None:
     authz.require(P.SERVICE_READ, _service_of_id(agent, req.path_params.get("service_id", "")))
-
-
-def filter_canaries(authz: ACLAuthorizer, value: Any) -> tuple[Any, bool]:
-    return _keep(value or [], lambda c: authz.service_read(str(c.get("Service") or "")))
 
 
 PUBLIC = Rule(public=True)
@@ -489,12 +322,7 @@ def body_field(name: str) -> Callable[[Ports, Request], str]:
 # The rules of the routes not in meshd/api/routes.py's ROUTES rows (their
 # modules still add routes with ``register``: ``Legacy`` rows), by (route
 # name, method). A module added the old way puts its routes' rules here.
-RULES: dict[tuple[str, str], Rule] = {
-    # the web UI's static files (meshd/api/ui.py): the pages' API calls carry the token
-    ("ui.index", "GET"): Rule(public=True, ignores_token=True),
-    ("ui.redirect", "GET"): Rule(public=True, ignores_token=True),
-    ("ui.static", "GET"): Rule(public=True, ignores_token=True),
-}
+RULES: dict[tuple[str, str], Rule] = {}
 
 
 # /v1/acl/* decide inside their handlers, as Consul's ACL endpoints do: the

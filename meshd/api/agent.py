@@ -23,9 +23,9 @@ from registry.commands import RegisterRequest
 from registry.errors import ValidationError
 from registry.records import CRITICAL, HealthCheck, ServiceInstance
 
-from ..agent import registration
-from ..agent.definitions import CheckDefinition, ServiceDefinition, parse_service
-from ..agent.tokens import KINDS
+from ..acl.token_kinds import KINDS
+from ..defs import registration
+from ..defs.definitions import CheckDefinition, ServiceDefinition, parse_service
 from ..errors import ConfigError, Internal
 from ..filter import apply_filter
 from ..filter_schemas import schema_for

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from registry import shapes
 from registry.errors import NotFoundError, ValidationError
 
-from ..agent import registration
-from ..agent.definitions import CheckDefinition, parse_check
+from ..defs import registration
+from ..defs.definitions import CheckDefinition, parse_check
 from ..filter import apply_filter
 from ..filter_schemas import schema_for
 from ..http import (

@@ -33,9 +33,6 @@ from registry.commands import CanarySet
 from registry.errors import ErrorCode
 from registry.records import CANARY_ACTIVE, Canary, CanaryEvent, ConfigEntry
 
-from ..agent.canary import EVENT_NAME, event_payload, log_event, wall_now
-from ..agent.canary_core import apply, canary_json, splitter_body
-from ..agent.events import UserEvent
 from ..durations import parse_duration
 from ..errors import DurationError
 from ..http import (
@@ -47,6 +44,9 @@ from ..http import (
     Response,
     decode_json_body,
 )
+from ..values.canary_core import apply, canary_json, splitter_body
+from ..values.canary_events import EVENT_NAME, event_payload, log_event, wall_now
+from ..values.events import UserEvent
 from ..wire import ReadOptions
 from . import ports
 from .common import json_response, read, with_meta

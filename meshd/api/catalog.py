@@ -10,8 +10,8 @@ from registry.errors import ValidationError
 from registry.records import HealthCheck, ServiceInstance
 
 from .. import filter_schemas
-from ..agent.definitions import parse_service
-from ..agent.field_rules import (
+from ..defs.definitions import parse_service
+from ..defs.field_rules import (
     ADDRESS_MAX,
     CHECK_RULES,
     NAME_MAX,
@@ -23,7 +23,7 @@ from ..agent.field_rules import (
     string,
     string_map,
 )
-from ..agent.json_bounds import check_json_value
+from ..defs.json_bounds import check_json_value
 from ..filter import Schema, compile_filter
 from ..http import QueryOptions, Request, Response, decode_json_body
 from .common import NULL, check_dc, read_json

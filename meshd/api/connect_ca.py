@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from ..agent.definitions import check_service_name
+from ..defs.definitions import check_service_name
 from ..http import (
     BadRequest,
     JSONFields,

@@ -57,9 +57,9 @@ from connect.proxy.l7_samples import (
 )
 
 from ..acl import Permission
-from ..agent.request_samples import MAX_SAMPLES_PER_PUT, PER_DESTINATION
-from ..agent.traces import ask_peers
 from ..http import BadRequest, Request, Response, decode_json_body
+from ..peers import ask_peers
+from ..values.request_samples import MAX_SAMPLES_PER_PUT, PER_DESTINATION
 from . import ports
 from .common import FILTERED_HEADER
 from .config_entries import _batch_entries, entry_from_body

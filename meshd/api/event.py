@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Protocol
 
 from .. import filter_schemas
-from ..agent.events import MAX_PAYLOAD, UserEvent, compile_filter
 from ..filter import apply_filter
 from ..http import (
     BadRequest,
@@ -24,6 +23,7 @@ from ..http import (
     Request,
     Response,
 )
+from ..values.events import MAX_PAYLOAD, UserEvent, compile_filter
 from . import ports
 from .common import check_dc
 

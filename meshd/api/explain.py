@@ -54,10 +54,10 @@ from connect.l7.table import TableError, upstream_limits
 from connect.proxy.balancer import endpoints_from_health
 from registry.errors import ValidationError
 
-from ..agent.definitions import check_service_name
-from ..agent.proxy_ejections import Ejection
+from ..defs.definitions import check_service_name
 from ..errors import Internal
 from ..http import BadRequest, NotFound, Request, Response, decode_json_body
+from ..values.ejections import Ejection
 from ..wire import ReadOptions
 from . import ports
 from .explain_intention import intention_decision

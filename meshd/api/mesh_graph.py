@@ -24,11 +24,16 @@ import json
 from typing import Any, Protocol
 
 from ..acl import Permission
-from ..agent.mesh_stats import DEFAULT_WINDOW, MAX_WINDOW, MIN_WINDOW
-from ..agent.mesh_window import StatsFormatError, parse_push
 from ..durations import parse_duration
 from ..errors import DurationError
 from ..http import BadRequest, Request, Response
+from ..values.mesh_window import (
+    DEFAULT_WINDOW,
+    MAX_WINDOW,
+    MIN_WINDOW,
+    StatsFormatError,
+    parse_push,
+)
 from . import ports
 from .common import FILTERED_HEADER
 

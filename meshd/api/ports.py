@@ -5,8 +5,11 @@ API modules type against the ports they use and never name the agent class:
 that where ``build_app`` is called). A handler that needs two areas declares
 a local protocol inheriting both. The value types the ports carry live below
 api/ and the agent's composition root: ``meshd.wire`` (reads and writes),
-``meshd.config``, and the agent's small leaf modules (local state, tokens,
-events, ejection reports, traces).
+``meshd.config``, ``meshd.values`` (events, ejection reports, request
+samples, mesh windows) and connect's telemetry types; the agent's stores
+that the API only calls are narrow protocols here (``TokenStore``,
+``TraceSink``, ``MeshFigures``). Only ``LocalState`` is still the agent's
+class (meshd.agent.local): the API reads much of it.
 
 Ports (Consul's agent/http.go reaches one big ``*Agent``; these are its parts):
 
@@ -35,16 +38,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..wire import ReadOptions, ReadResult, WriteResult
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from connect.telemetry.lint import PropagationLint
+    from connect.telemetry.spans import Span, TraceStore
+
     from ..acl import ACLAuthorizer
-    from ..agent.events import EventRing, UserEvent
     from ..agent.local import LocalState
-    from ..agent.mesh_stats import MeshStats
-    from ..agent.proxy_ejections import ProxyEjections
-    from ..agent.request_samples import SampleStore
-    from ..agent.tokens import TokenStore
-    from ..agent.traces import AgentTraces
     from ..config import AgentConfig
     from ..metrics.prometheus import Metrics
+    from ..values.ejections import ProxyEjections
+    from ..values.events import EventRing, UserEvent
+    from ..values.mesh_window import Delta, Push
+    from ..values.request_samples import SampleStore
 
 
 class Datacenter(Protocol):
@@ -83,6 +89,14 @@ class Servers(Protocol):
 class Configured(Protocol):
     @property
     def config(self) -> AgentConfig: ...
+
+
+class TokenStore(Protocol):
+    """The agent's own tokens by URL kind (meshd.agent.tokens.TokenStore)."""
+
+    def get(self, kind: str) -> str: ...
+
+    def set(self, kind: str, token: str) -> None: ...
 
 
 class Tokens(Protocol):
@@ -189,12 +203,43 @@ class ACL(Protocol):
     def acl(self) -> TokenResolver: ...
 
 
+class TraceSink(Protocol):
+    """The local proxies' spans (meshd.agent.traces.AgentTraces)."""
+
+    @property
+    def store(self) -> TraceStore: ...
+
+    @property
+    def lint(self) -> PropagationLint: ...
+
+    def ingest(self, spans: Iterable[Span]) -> int: ...
+
+    def report_breaks(self, breaks: Iterable[tuple[str, str, int]]) -> None: ...
+
+
+class MeshFigures(Protocol):
+    """The local proxies' per-edge figures (meshd.agent.mesh_stats.MeshStats)."""
+
+    def ingest(self, push: Push) -> bool: ...
+
+    def local(self, window: float) -> list[Delta]: ...
+
+    async def graph(
+        self,
+        window: float,
+        service: str | None = None,
+        *,
+        token: str | None = None,
+        allowed: Callable[[str], bool] | None = None,
+    ) -> dict[str, Any]: ...
+
+
 class Telemetry(Protocol):
     @property
     def metrics(self) -> Metrics: ...
 
     @property
-    def traces(self) -> AgentTraces: ...
+    def traces(self) -> TraceSink: ...
 
 
 class MeshTelemetry(Protocol):
@@ -202,7 +247,7 @@ class MeshTelemetry(Protocol):
     (config write --dry-run)."""
 
     @property
-    def mesh_stats(self) -> MeshStats: ...
+    def mesh_stats(self) -> MeshFigures: ...
 
     @property
     def request_samples(self) -> SampleStore: ...

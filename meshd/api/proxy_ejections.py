@@ -17,7 +17,7 @@ ejected and why, hashicorp/consul#11422). Routes:
 - ``GET /v1/agent/connect/proxy-ejections/:service_id`` -- one proxy's
   (service:read on its destination service; 404 for an unknown proxy ID).
 
-Reports live in memory only (meshd/agent/proxy_ejections.py): dropped when
+Reports live in memory only (meshd/values/ejections.py): dropped when
 the proxy is deregistered or after a TTL without refresh.
 """
 
@@ -29,14 +29,14 @@ from typing import Any, Protocol
 
 import trio
 
-from ..agent.proxy_ejections import (
+from ..http import BadRequest, NotFound, Request, Response, decode_json_body
+from ..values.ejections import (
     MAX_EJECTIONS,
     MAX_UPSTREAMS,
     Ejection,
     Report,
     parse_rfc3339,
 )
-from ..http import BadRequest, NotFound, Request, Response, decode_json_body
 from . import ports
 
 

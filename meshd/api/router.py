@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..acl import ACLAuthorizer
+from ..acl import request as acl_context
+from ..acl.read_filters import ItemFilter
 from ..http import AfterResponseHook, Handler, Request, Response, Route, Router
 from ..metrics.recorder import Recorder
-from . import acl_context
-from .acl_rules import ItemFilter, Rule, rule_for
+from .acl_rules import Rule, rule_for
 from .common import FILTERED_HEADER
 
 if TYPE_CHECKING:
@@ -35,6 +36,9 @@ class Endpoint:
     handler: PortHandler
     name: str
     rule: Rule
+    # Whether the route exists for these ports (decided when the router is
+    # built, e.g. the UI's rows with ``ui_config.enabled``); None: always.
+    enabled: Callable[[Any], bool] | None = None
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ and ``build_router`` fails for a route without one).
 
 A handler is a module-level ``async def handler(ports, request) -> Response``
 typed against the ports of meshd/api/ports.py it uses; the name labels the
-request's metrics and logs. Only the web UI is still ``Legacy``: its routes
-exist only when ``ui_config.enabled``. New modules from other branches may
-arrive as ``Legacy`` rows and be converted later.
+request's metrics and logs; a row with ``enabled`` exists only when that
+says so for the agent's configuration (the web UI's, ``ui_config.enabled``).
+No module is ``Legacy`` now; new modules from other branches may arrive as
+``Legacy`` rows and be converted later.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..acl import Permission as P
+from ..acl import read_filters as rf
 from ..http import App, Router
 from ..metrics.recorder import Recorder
 from . import (
@@ -69,13 +71,6 @@ from .acl_rules import (
     config_batch,
     config_entry,
     explain_check,
-    filter_agent_checks,
-    filter_agent_services,
-    filter_canaries,
-    filter_coordinates,
-    filter_events,
-    filter_members,
-    filter_proxy_reports,
     intention_by_id,
     intention_exact,
     kv_delete,
@@ -103,6 +98,7 @@ if TYPE_CHECKING:
     from .ports import AgentPorts
 
 E = Endpoint
+UI_FILES = Rule(public=True, ignores_token=True)  # the pages' API calls carry the token
 ACL = HANDLER_CHECKS  # /v1/acl/* check acl:read / acl:write in the handler
 
 ROUTES: list[Endpoint | Legacy] = [
@@ -355,7 +351,7 @@ ROUTES: list[Endpoint | Legacy] = [
         "/v1/event/list",
         event.list_events,
         "event.list",
-        Rule(response_filter=filter_events),
+        Rule(response_filter=rf.filter_events),
     ),
     # operator (meshd/api/operator.py)
     E(
@@ -505,7 +501,7 @@ ROUTES: list[Endpoint | Legacy] = [
         "/v1/coordinate/nodes",
         coordinate.nodes,
         "coordinate.nodes",
-        Rule(response_filter=filter_coordinates),
+        Rule(response_filter=rf.filter_coordinates),
     ),
     E(
         "GET",
@@ -532,7 +528,7 @@ ROUTES: list[Endpoint | Legacy] = [
         proxy_ejections.BASE,
         proxy_ejections.get_all,
         "agent.connect.proxy_ejections",
-        Rule(response_filter=filter_proxy_reports),
+        Rule(response_filter=rf.filter_proxy_reports),
     ),
     E(
         "GET",
@@ -555,14 +551,14 @@ ROUTES: list[Endpoint | Legacy] = [
         "/v1/agent/members",
         agent.members,
         "agent.members",
-        Rule(response_filter=filter_members),
+        Rule(response_filter=rf.filter_members),
     ),
     E(
         "GET",
         "/v1/agent/services",
         agent.services,
         "agent.services",
-        Rule(response_filter=filter_agent_services),
+        Rule(response_filter=rf.filter_agent_services),
     ),
     E(
         "GET",
@@ -616,7 +612,7 @@ ROUTES: list[Endpoint | Legacy] = [
         "/v1/agent/checks",
         agent_checks.checks,
         "agent.checks",
-        Rule(response_filter=filter_agent_checks),
+        Rule(response_filter=rf.filter_agent_checks),
     ),
     E(
         "PUT",
@@ -734,7 +730,7 @@ ROUTES: list[Endpoint | Legacy] = [
         "/v1/internal/canary",
         canary.list_all,
         "internal.canary.list",
-        Rule(response_filter=filter_canaries),
+        Rule(response_filter=rf.filter_canaries),
     ),
     E(
         "GET",
@@ -771,8 +767,10 @@ ROUTES: list[Endpoint | Legacy] = [
         "internal.canary.abort",
         need(P.SERVICE_WRITE, param("service")),
     ),
-    # the UI's routes exist only with ui_config.enabled: its register() decides
-    Legacy(ui.register),
+    # the web UI (meshd/api/ui.py): rows only with ui_config.enabled; public files
+    E("GET", "/", ui.redirect, "ui.index", UI_FILES, enabled=ui.enabled),
+    E("GET", "/ui", ui.redirect, "ui.redirect", UI_FILES, enabled=ui.enabled),
+    E("GET", "/ui/*path", ui.static, "ui.static", UI_FILES, enabled=ui.enabled),
 ]
 
 
@@ -781,7 +779,8 @@ def build_router(agent_: AgentPorts, metrics: Recorder | None = None) -> Router:
     router = WrappingRouter(agent_, metrics)
     for row in ROUTES:
         if isinstance(row, Endpoint):
-            router.add_endpoint(row)
+            if row.enabled is None or row.enabled(agent_):
+                router.add_endpoint(row)
         else:
             row.register(router, agent_)
     return router

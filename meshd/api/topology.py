@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ..http import BadRequest, QueryOptions, Request, Response
+from ..intention_decision import decision
 from ..wire import ReadOptions
 from . import ports
 from .common import check_dc, read_options
@@ -31,7 +32,6 @@ class Ports(ports.Registry, ports.Configured, Protocol):
     """What this module needs from the agent."""
 
 
-WILDCARD = "*"
 SOURCE_REGISTRATION = "proxy-registration"
 
 
@@ -94,36 +94,6 @@ def summary(
         "TransparentProxy": bool(modes) and all(m == "transparent" for m in modes),
         "ConnectNative": native,
     }
-
-
-def decision(
-    intentions: Sequence[Mapping[str, Any]], source: str, destination: str, default_allow: bool
-) -> dict[str, Any]:
-    """Consul's IntentionDecisionSummary for ``source`` => ``destination``
-    (state store IntentionDecision): the highest-precedence intention that
-    applies, else the default; with L7 permissions ``Allowed`` is false (only
-    a request can be judged); ``HasExact`` when the winner names both sides."""
-    applying = [
-        i
-        for i in intentions
-        if i.get("SourceName") in (source, WILDCARD)
-        and i.get("DestinationName") in (destination, WILDCARD)
-    ]
-    out = {
-        "DefaultAllow": default_allow,
-        "Allowed": default_allow,
-        "HasPermissions": False,
-        "ExternalSource": "",
-        "HasExact": False,
-    }
-    if applying:
-        best = max(applying, key=lambda i: int(i.get("Precedence") or 0))
-        has_permissions = bool(best.get("Permissions"))
-        out["Allowed"] = best.get("Action") == "allow" and not has_permissions
-        out["HasPermissions"] = has_permissions
-        out["ExternalSource"] = str((best.get("Meta") or {}).get("external-source") or "")
-        out["HasExact"] = WILDCARD not in (best.get("SourceName"), best.get("DestinationName"))
-    return out
 
 
 class _Topology:

@@ -34,10 +34,11 @@ from connect.telemetry.spans import STATUS_CODE, Span, TraceSummary
 from connect.telemetry.wire import SpanFormatError, span_to_json
 
 from ..acl import Permission
-from ..agent.traces import ask_peers, parse_breaks, parse_spans, trace_path
 from ..durations import parse_duration
 from ..errors import DurationError
 from ..http import BadRequest, NotFound, PermissionDenied, Request, Response
+from ..peers import ask_peers
+from ..values.spans import parse_breaks, parse_spans, trace_path
 from . import ports
 from .common import FILTERED_HEADER
 

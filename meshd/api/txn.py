@@ -37,8 +37,8 @@ from registry.commands import (
 from registry.errors import ErrorCode
 from registry.records import HealthCheck, Node, ServiceInstance, Weights
 
-from ..agent.definitions import tagged_addresses
-from ..agent.field_rules import (
+from ..defs.definitions import tagged_addresses
+from ..defs.field_rules import (
     ADDRESS_MAX,
     CHECK_RULES,
     COUNT_MAX,
@@ -50,7 +50,7 @@ from ..agent.field_rules import (
     string,
     string_map,
 )
-from ..agent.json_bounds import check_json_value
+from ..defs.json_bounds import check_json_value
 from ..errors import Internal
 from ..http import (
     BadRequest,

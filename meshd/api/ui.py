@@ -2,7 +2,7 @@
 when ``ui_config.enabled`` or ``-ui`` is set (on in ``-dev``).
 
 The files are plain HTML/CSS/ES modules shipped in ``meshd/ui/static``: no
-build step. They are read once when the routes are registered, so a request
+build step. They are read once (on the first request) and kept, so a request
 can only name a file of that fixed set (no directory traversal: a path is a
 dictionary key, never joined onto the file system). Each answer carries a
 strong ``ETag`` (a hash of the bytes) and ``Cache-Control: no-cache``, so a
@@ -13,13 +13,14 @@ session storage; the static files themselves need no ACL, as in Consul.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING
 
-from ..http import NotFound, Request, Response, Router
+from ..http import NotFound, Request, Response
 
 if TYPE_CHECKING:
     from .ports import Configured
@@ -95,18 +96,21 @@ def serve_file(files: dict[str, StaticFile], path: str, req: Request) -> Respons
     return Response(200, [("Content-Type", item.content_type), *headers], item.body)
 
 
-def register(router: Router, agent: Configured) -> None:
-    """Add the UI's routes to the route table when the UI is enabled."""
-    if not agent.config.ui_config.enabled:
-        return
-    files = load_static()
+def enabled(agent: Configured) -> bool:
+    """Whether the UI's rows of the route table exist (``ui_config.enabled``)."""
+    return agent.config.ui_config.enabled
 
-    async def redirect(req: Request) -> Response:
-        return Response(301, [("Location", "/ui/")])
 
-    async def static(req: Request) -> Response:
-        return serve_file(files, req.path_params.get("path", ""), req)
+@functools.cache
+def _files() -> dict[str, StaticFile]:
+    return load_static()
 
-    router.add("GET", "/", redirect, name="ui.index")
-    router.add("GET", "/ui", redirect, name="ui.redirect")
-    router.add("GET", "/ui/*path", static, name="ui.static")
+
+async def redirect(agent: Configured, req: Request) -> Response:
+    """``GET /`` and ``GET /ui``: to the UI's index."""
+    return Response(301, [("Location", "/ui/")])
+
+
+async def static(agent: Configured, req: Request) -> Response:
+    """``GET /ui/*path``: one of the shipped files."""
+    return serve_file(_files(), req.path_params.get("path", ""), req)

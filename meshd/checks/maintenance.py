@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from registry.errors import NotFoundError
 from registry.records import HealthCheck
 
-from ..agent.definitions import CheckDefinition
+from ..defs.definitions import CheckDefinition
 from .base import CRITICAL
 
 if TYPE_CHECKING:

@@ -35,8 +35,8 @@ import trio
 
 from registry.errors import NotFoundError, ValidationError
 
-from ..agent.definitions import CheckDefinition
 from ..agent.local import LocalState
+from ..defs.definitions import CheckDefinition
 from ..durations import format_duration
 from . import alias as alias_mod
 from .base import (

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from ..agent.definitions import CHECK_FIELDS, SERVICE_FIELDS
+from ..defs.definitions import CHECK_FIELDS, SERVICE_FIELDS
 from .client import AgentClient, quote_path
 from .errors import CLIError, UnexpectedResponse
 from .options import agent_options, option

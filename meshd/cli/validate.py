@@ -24,7 +24,7 @@ def _check(paths: tuple[str, ...]) -> list[str]:
     Raises ``CLIError`` with the first problem."""
     # Imported here: the loader and the definitions parser are not needed by
     # any other command, and ``meshd --help`` stays fast.
-    from ..agent.definitions import parse_check, parse_service
+    from ..defs.definitions import parse_check, parse_service
     from ..errors import ConfigError
 
     files = [p for p in paths if not Path(p).is_dir()]

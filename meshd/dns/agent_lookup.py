@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from meshd.agent.wire import ReadOptions
+from meshd.wire import ReadOptions
 
 from .records import Row
 from .settings import DNSSettings
 
 if TYPE_CHECKING:
-    from meshd.agent.wire import ReadResult
+    from meshd.wire import ReadResult
 
 __all__ = ["AgentLookup", "Reader"]
 

@@ -160,7 +160,7 @@ class Request:
         self._query: dict[str, list[str]] | None = None
         self._token: str | None = None
         # The caller's ACL authorizer, set by the ACL layer before routing
-        # (meshd.api.acl_context); None until then.
+        # (meshd.acl.request); None until then.
         self.authz: Any = None
 
     @classmethod

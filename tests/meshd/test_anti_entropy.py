@@ -7,10 +7,10 @@ from typing import Any
 
 import trio
 
-from meshd.agent.definitions import parse_service
 from meshd.agent.local import LocalState
 from meshd.agent.sync import AntiEntropy, NodeInfo
 from meshd.agent.wire import ReadOptions, ReadResult, WriteResult
+from meshd.defs.definitions import parse_service
 from registry.commands import Command
 
 

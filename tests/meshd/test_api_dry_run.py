@@ -10,8 +10,8 @@ from typing import Any
 
 from connect.l7.dryrun import Sample
 from connect.proxy.l7_samples import sample_to_json
-from meshd.agent.request_samples import SampleStore
 from meshd.api.dry_run import newest_per_destination
+from meshd.values.request_samples import SampleStore
 from tests.meshd.inproc import InprocClient, inproc_agent
 
 DRY = "/v1/internal/config/dry-run"

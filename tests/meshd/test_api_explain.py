@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from meshd.agent.proxy_ejections import rfc3339
+from meshd.values.ejections import rfc3339
 from tests.meshd.inproc import InprocClient, inproc_agent
 
 PATH = "/v1/internal/explain"

@@ -160,7 +160,7 @@ async def test_graph_merges_the_other_agents_part_asked_with_the_right_token(
     autojump_clock: Any, monkeypatch: Any
 ) -> None:
     from meshd.agent import mesh_stats
-    from meshd.agent.mesh_window import parse_push
+    from meshd.values.mesh_window import parse_push
 
     def stats(edges: list[tuple[str, str, str, int]]) -> mesh_stats.MeshStats:
         ms = mesh_stats.MeshStats(FakePorts(), lambda: 8500, lambda: True, own_token=lambda: "own")

@@ -7,7 +7,7 @@ import base64
 import pytest
 from trio.testing import MockClock
 
-from meshd.agent.events import EventRing, UserEvent, accepts, uuid_to_index
+from meshd.values.events import EventRing, UserEvent, accepts, uuid_to_index
 from tests.meshd.harness import dev_agent
 from tests.meshd.inproc import inproc_agent
 

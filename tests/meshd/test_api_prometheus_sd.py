@@ -11,7 +11,7 @@ import trio
 from trio.testing import MockClock
 
 from meshd.api.prometheus_sd import agent_groups, instance_labels, proxy_metrics_target
-from meshd.api.topology import decision
+from meshd.intention_decision import decision
 from tests.meshd.harness import APIClient, dev_agent
 from tests.meshd.inproc import InprocClient, block_then_write, inproc_agent
 

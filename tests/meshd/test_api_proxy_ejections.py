@@ -8,7 +8,7 @@ from typing import Any
 
 import trio
 
-from meshd.agent.proxy_ejections import TTL, rfc3339
+from meshd.values.ejections import TTL, rfc3339
 from tests.meshd.inproc import InprocClient, inproc_agent
 
 BASE = "/v1/agent/connect/proxy-ejections"

@@ -81,3 +81,25 @@ def test_each_route_has_its_acl_rule_in_one_place() -> None:
     router = build_router(_A())  # type: ignore[arg-type]
     built = {(m, r.pattern, r.name) for r in router.routes() for m in r.methods}
     assert {(r.method, r.path, r.name) for r in rows} <= built
+
+
+@pytest.mark.parametrize("ui_enabled", [True, False])
+def test_the_ui_rows_exist_only_with_the_ui_enabled(ui_enabled: bool) -> None:
+    """The web UI's routes are rows of ROUTES; ``ui_config.enabled`` decides
+    when the router is built whether they exist (GET / is then a 404)."""
+
+    class _A:
+        proxy_ejections = None
+
+        class acl:
+            enabled = False
+
+        class config:
+            class ui_config:
+                enabled = ui_enabled
+
+    ui_rows = {r.name for r in ROUTES if isinstance(r, Endpoint) and r.name.startswith("ui.")}
+    assert ui_rows == {"ui.index", "ui.redirect", "ui.static"}
+    router = build_router(_A())  # type: ignore[arg-type]
+    built = {r.name for r in router.routes()}
+    assert (ui_rows <= built) is ui_enabled and (ui_rows & built == set()) is not ui_enabled

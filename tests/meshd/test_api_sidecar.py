@@ -10,8 +10,8 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from meshd.agent.definitions import parse_service
-from meshd.agent.sidecar import expand
+from meshd.defs.definitions import parse_service
+from meshd.defs.sidecar import expand
 from registry.errors import ValidationError
 from tests.meshd.harness import dev_agent
 from tests.meshd.inproc import inproc_agent

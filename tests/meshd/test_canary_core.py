@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from meshd.agent.canary_core import (
+from meshd.values.canary_core import (
     apply,
     canary_json,
     decide,

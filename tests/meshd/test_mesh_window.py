@@ -1,4 +1,4 @@
-"""The mesh graph's arithmetic (meshd/agent/mesh_window.py): window deltas
+"""The mesh graph's arithmetic (meshd/values/mesh_window.py): window deltas
 from proxy snapshots, rates, Prometheus-style quantiles, edges from both
 reporters. Pure: times are numbers."""
 
@@ -8,7 +8,7 @@ import pytest
 
 from connect.proxy.l7_metrics import DURATION_BUCKETS_MS
 from connect.proxy.l7_stats import EdgeStats, is_error
-from meshd.agent.mesh_window import (
+from meshd.values.mesh_window import (
     BUCKETS_MS,
     NBUCKETS,
     Counts,

@@ -23,8 +23,8 @@ from trio.testing import MockClock
 from meshd.acl import GLOBAL_MANAGEMENT_POLICY_ID
 from meshd.acl.builtin import GLOBAL_MANAGEMENT_RULES
 from meshd.agent.agent import Agent
-from meshd.agent.definitions import parse_service
 from meshd.agent.sync import _refusal
+from meshd.defs.definitions import parse_service
 from meshd.errors import NoLeaderError, RemoteError
 from registry.commands import ACLPolicySet, ACLTokenSet
 from registry.errors import ValidationError

@@ -22,11 +22,11 @@ import trio
 
 from connect import ca as ca_core
 from connect.spiffe import ServiceID
+from meshd.acl.read_filters import READ_FILTERS
 from meshd.agent.agent import Agent
 from meshd.agent.reads import READS
 from meshd.agent.rpc_rules import READ_RULES, RULES, UnruledRPC
 from meshd.agent_tls import create_ca, create_cert, write_pem
-from meshd.api.acl_rules import READ_FILTERS
 from meshd.rpc import RPCClient, RPCError
 from raft.tls import client_context
 from registry.commands import AutopilotConfigSet, KVRequest, encode_command

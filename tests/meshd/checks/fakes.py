@@ -8,9 +8,9 @@ from typing import Any
 
 import trio
 
-from meshd.agent.definitions import parse_check, parse_service
 from meshd.agent.local import LocalState
 from meshd.checks.base import CRITICAL, PASSING, CheckOptions, CheckResult
+from meshd.defs.definitions import parse_check, parse_service
 
 NODE = "n1"
 

@@ -38,6 +38,8 @@ COARSE = 128  # one snapshot per COARSE_SPACING beyond that (1 h+)
 COARSE_SPACING = 30.0
 MAX_EDGES_PER_PROXY = 4096
 REPORTERS = ("source", "destination")
+# The windows the mesh graph answers for (seconds): ?window= bounds and default.
+MIN_WINDOW, MAX_WINDOW, DEFAULT_WINDOW = 1.0, 3600.0, 60.0
 
 Key = tuple[str, str, str, str, bool]  # reporter, source, destination, subset, mtls
 

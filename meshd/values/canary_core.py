@@ -10,7 +10,7 @@ exceeded). A rollback does not wait for the interval's end: the controller
 looks every ``CHECK_EVERY`` seconds and rolls back as soon as the step has
 ``MinRequests`` requests and a bound is exceeded. ``apply`` builds the next
 record and ``splitter_body`` the service-splitter that goes with it; the
-driver (``canary.py``) writes both in one ``CanarySet`` command.
+driver (meshd/agent/canary.py) writes both in one ``CanarySet`` command.
 
 No clock, no I/O: time comes in as ``now`` (wall seconds).
 """
