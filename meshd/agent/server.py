@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import ssl
 import time
@@ -169,6 +170,9 @@ class MeshServer:
         self._handlers: dict[str, RPCHandler] = {}
         # Blocking-query answers shared by the waiters a change wakes together.
         self._answers: dict[tuple[str, str, int], _SharedAnswer] = {}
+        # Answer keys name this server's state: the API's encoded-body cache
+        # is per process, and a process may run several agents (tests).
+        self._answer_space = f"{os.urandom(6).hex()}/"
         # With ACLs on: the authorizer of an RPC caller's token (rpc_rules).
         self.token_resolver: Callable[[str], Awaitable[ACLAuthorizer]] | None = None
         # Whether a leader is known and has established leadership (the
@@ -485,10 +489,11 @@ class MeshServer:
         """
         key_args = json.dumps(args, sort_keys=True, default=str)
         cache = self._answers
-        last = [(name, key_args, 0)]
+        spaced = self._answer_space + name
+        last = [(spaced, key_args, 0)]
 
         def query(ws: WatchSet) -> tuple[int, Any]:
-            key = last[0] = (name, key_args, self.node.applied_index)
+            key = last[0] = (spaced, key_args, self.node.applied_index)
             hit = cache.get(key)
             if hit is not None:
                 answer, watches = hit
