@@ -46,8 +46,13 @@ async def test_two_followers_commit_while_the_leaders_own_write_is_slow(
         storage.slow = True
         with trio.fail_after(2):  # well before the stalled write gives up
             await leader.apply(put("k", 2))
-        # Committed and applied by the leader while its own append still waits.
-        assert storage.stalled.is_set() and not storage.release.is_set()
+        # Committed and applied by the leader while its own append has not
+        # finished: it is waiting for ``release`` (or its worker thread has
+        # not even started it yet, on a loaded machine).
+        with trio.fail_after(2):
+            while not storage.stalled.is_set():
+                await trio.sleep(0.01)
+        assert not storage.release.is_set()
         storage.slow = False
         storage.release.set()
         with trio.fail_after(5):
