@@ -313,3 +313,33 @@ def test_abort_a_canary_from_the_ui(page: Any, mesh: LiveMesh) -> None:
     expect(row).to_contain_text("aborted")
     assert axe_serious(page) == []
     shot(page, "canaries-list")
+
+
+def test_intention_set_to_deny_in_the_ui_makes_the_proxy_deny_the_traffic(
+    page: Any, mesh: LiveMesh
+) -> None:
+    """Last in the module: the UI turns web -> api into a deny and the proxy
+    answers web's next requests with Envoy's 403 ``RBAC: access denied``."""
+    page.goto(mesh.agent.url + "/ui/#/intentions")
+    page.get_by_role("link", name="Edit web to api").click()
+    page.wait_for_function("() => document.querySelector('select[name=action]').value === 'allow'")
+    page.get_by_label("Action").select_option("deny")
+    page.get_by_label("Description").fill("web may not call api")
+    page.get_by_role("button", name="Save").click()
+    page.locator("#intentions-table").get_by_text("web may not call api").wait_for()
+    shot(page, "intention-deny-from-ui")
+    got = mesh.agent.call("GET", "/v1/connect/intentions/exact?source=web&destination=api")[1]
+    assert got["Action"] == "deny"
+
+    def denied() -> bool:
+        client = Client(mesh.upstream)
+        try:
+            status, _headers, body = client.request("/")
+            return status == 403 and "RBAC: access denied" in body
+        except OSError:
+            return False
+        finally:
+            client.close()
+
+    wait_until(denied, 30, "the proxy denying web -> api")
+    mesh.put("/v1/connect/intentions/exact?source=web&destination=api", {"Action": "allow"})
