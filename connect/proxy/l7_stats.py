@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 from prometheus_client import CollectorRegistry, Counter
@@ -52,6 +52,43 @@ ERROR_FLAGS = frozenset({"UT", "UO", "UF", "UR", "URX", "NR", "UH"})
 BUCKETS_MS = DURATION_BUCKETS_MS
 
 EdgeKey = tuple[str, str, str, str, bool]  # reporter, source, destination, subset, mtls
+
+
+class EdgeFigures(Protocol):
+    """An edge's counters: the proxy's cumulative ones, or an agent's window of them."""
+
+    @property
+    def requests(self) -> int: ...
+    @property
+    def errors(self) -> int: ...
+    @property
+    def buckets(self) -> Iterable[int]: ...
+    @property
+    def duration_sum_ms(self) -> float: ...
+    @property
+    def connections(self) -> int: ...
+    @property
+    def bytes_received(self) -> int: ...
+    @property
+    def bytes_sent(self) -> int: ...
+
+
+def edge_json(key: EdgeKey, c: EdgeFigures) -> dict[str, Any]:
+    """One edge in the push body's wire form (and in the agents' answers to each other)."""
+    return {
+        "Reporter": key[0],
+        "Source": key[1],
+        "Destination": key[2],
+        "Subset": key[3],
+        "MTLS": key[4],
+        "Requests": c.requests,
+        "Errors": c.errors,
+        "Buckets": list(c.buckets),
+        "DurationSumMs": c.duration_sum_ms,
+        "Connections": c.connections,
+        "BytesReceived": c.bytes_received,
+        "BytesSent": c.bytes_sent,
+    }
 
 
 def is_error(status: int, flags: Iterable[str]) -> bool:
@@ -130,23 +167,7 @@ class EdgeStats:
 
     def snapshot(self) -> dict[str, Any]:
         """The push body: every edge's cumulative counters."""
-        edges = [
-            {
-                "Reporter": k[0],
-                "Source": k[1],
-                "Destination": k[2],
-                "Subset": k[3],
-                "MTLS": k[4],
-                "Requests": c.requests,
-                "Errors": c.errors,
-                "Buckets": list(c.buckets),
-                "DurationSumMs": c.duration_sum_ms,
-                "Connections": c.connections,
-                "BytesReceived": c.bytes_received,
-                "BytesSent": c.bytes_sent,
-            }
-            for k, c in self.edges.items()
-        ]
+        edges = [edge_json(k, c) for k, c in self.edges.items()]
         return {
             "ID": self.id,
             "StartedAt": self.started_at,

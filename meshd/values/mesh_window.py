@@ -30,8 +30,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# Istio's buckets, as connect.proxy.l7_metrics.DURATION_BUCKETS_MS.
-BUCKETS_MS: tuple[float, ...] = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+from connect.proxy.l7_metrics import DURATION_BUCKETS_MS
+from connect.proxy.l7_stats import edge_json
+
+# The proxies' buckets (Istio's, as meshd_request_duration_milliseconds).
+BUCKETS_MS: tuple[float, ...] = tuple(DURATION_BUCKETS_MS)
 NBUCKETS = len(BUCKETS_MS) + 1  # the last one is +Inf
 RECENT = 128  # snapshots kept as pushed (10+ min at 5 s)
 COARSE = 128  # one snapshot per COARSE_SPACING beyond that (1 h+)
@@ -106,20 +109,8 @@ class Delta:
     cps: float = 0.0  # TCP connections per second
 
     def to_json(self) -> dict[str, Any]:
-        c = self.counts
         return {
-            "Reporter": self.key[0],
-            "Source": self.key[1],
-            "Destination": self.key[2],
-            "Subset": self.key[3],
-            "MTLS": self.key[4],
-            "Requests": c.requests,
-            "Errors": c.errors,
-            "Buckets": list(c.buckets),
-            "DurationSumMs": c.duration_sum_ms,
-            "Connections": c.connections,
-            "BytesReceived": c.bytes_received,
-            "BytesSent": c.bytes_sent,
+            **edge_json(self.key, self.counts),
             "RequestsPerSecond": self.rps,
             "ConnectionsPerSecond": self.cps,
         }
