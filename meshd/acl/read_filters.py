@@ -164,6 +164,7 @@ READ_FILTERS: dict[str, ItemFilter] = {
     "intentions.match": filter_intention_match,
     "config.list": filter_config_entries,
     "health.ingress": filter_health_rows,
+    "canary.list": filter_canaries,
 }
 
 

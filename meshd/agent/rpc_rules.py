@@ -183,13 +183,6 @@ def _config_get(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, value
     return value
 
 
-def _canary_list(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, value: Any) -> Any:
-    """``GET /v1/internal/canary``: the canaries of services the token may read."""
-    if not isinstance(value, list):
-        return value
-    return [c for c in value if authz.allowed(P.SERVICE_READ, str(c.get("Service") or ""))]
-
-
 # Reads not filtered by READ_FILTERS: each checks (raising ACLPermissionDenied)
 # or trims its answer, as the HTTP endpoint that serves it does.
 READ_RULES: dict[str, Answer] = {
@@ -221,7 +214,6 @@ READ_RULES: dict[str, Answer] = {
     "discovery_chain": _need_read(P.SERVICE_READ, "name"),  # DiscoveryChain.Get
     "canary.get": _need_read(P.SERVICE_READ, "service"),
     "canary.record": _need_read(P.SERVICE_READ, "service"),
-    "canary.list": _canary_list,
 }
 
 

@@ -730,7 +730,7 @@ ROUTES: list[Endpoint | Legacy] = [
         "/v1/internal/canary",
         canary.list_all,
         "internal.canary.list",
-        Rule(response_filter=rf.filter_canaries),
+        FILTERED,
     ),
     E(
         "GET",
