@@ -14,6 +14,7 @@ from __future__ import annotations
 from registry import queries as q
 from registry.commands import (
     AutopilotConfigSet,
+    CanarySet,
     Command,
     ConfigEntryBatch,
     ConfigEntryRequest,
@@ -130,6 +131,12 @@ def authorize_command(authz: ACLAuthorizer, cmd: Command, store: StateStore) -> 
         else:
             dest = cmd.destination
         authz.require(P.INTENTION_WRITE, dest)
+    elif isinstance(cmd, CanarySet):
+        # POST/PUT /v1/internal/canary/:service: service:write on the service,
+        # and the splitter it carries as its own config entry write.
+        authz.require(P.SERVICE_WRITE, cmd.canary.service)
+        if cmd.splitter is not None:
+            config_entry_write(authz, cmd.splitter.kind, cmd.splitter.name)
     elif isinstance(cmd, AutopilotConfigSet):
         # Consul's Operator.AutopilotSetConfiguration: operator:write.
         authz.require(P.OPERATOR_WRITE, "")

@@ -29,8 +29,8 @@ from meshd.agent.rpc_rules import READ_RULES, RULES, UnruledRPC
 from meshd.agent_tls import create_ca, create_cert, write_pem
 from meshd.rpc import RPCClient, RPCError
 from raft.tls import client_context
-from registry.commands import AutopilotConfigSet, KVRequest, encode_command
-from registry.records import AutopilotConfig
+from registry.commands import AutopilotConfigSet, CanarySet, KVRequest, encode_command
+from registry.records import AutopilotConfig, Canary, ConfigEntry
 from tests.meshd.harness import APIClient, dev_agent
 
 pytestmark = pytest.mark.e2e
@@ -406,6 +406,29 @@ async def test_autopilot_configuration_set_needs_operator_write(tmp_path: Path) 
         writer = await w.token_with('operator = "write"')
         await w.call("Registry.Apply", {"cmd": cmd}, writer)
         assert (await w.call("Registry.Read", read, reader))["r"]["MinQuorum"] == 3
+
+
+async def test_canary_set_needs_service_write_as_its_http_endpoint(tmp_path: Path) -> None:
+    """A client agent forwards POST /v1/internal/canary/:service as a
+    CanarySet; the server checks the endpoint's rule, service:write on the
+    service (and the splitter's own config entry write)."""
+    async with world(tmp_path) as w:
+        splits = [{"Weight": 90, "ServiceSubset": "v1"}, {"Weight": 10, "ServiceSubset": "v2"}]
+        cmd = encode_command(
+            CanarySet(
+                canary=Canary("cany", "v1", "v2", (10.0, 100.0)),
+                splitter=ConfigEntry("service-splitter", "cany", {"Splits": splits}),
+            )
+        )
+        other = await w.token_with('service "web" { policy = "write" }')
+        reader = await w.token_with('service "cany" { policy = "read" }')
+        for token in (None, other, reader):
+            assert await w.code("Registry.Apply", {"cmd": cmd}, token) == DENIED
+        read = {"name": "canary.get", "args": {"service": "cany"}, "opts": {"c": "stale"}}
+        assert (await w.call("Registry.Read", read, reader))["r"] is None  # nothing stored
+        writer = await w.token_with('service "cany" { policy = "write" }')
+        assert await w.code("Registry.Apply", {"cmd": cmd}, writer) == "ok"
+        assert (await w.call("Registry.Read", read, reader))["r"]["Service"] == "cany"
 
 
 async def test_register_rpc_refuses_a_method_without_a_rule(tmp_path: Path) -> None:
