@@ -126,3 +126,21 @@ async def test_one_heap_entry_per_connection_and_an_earlier_deadline_wins(
     assert exp.heap == []
     a.close()
     b.close()
+
+
+async def test_a_dial_still_running_at_the_deadline_expires(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def hang(_: str) -> ssl.SSLSocket:
+        await trio.sleep_forever()
+        raise AssertionError
+
+    pool = Pool(hang)
+    start = trio.current_time()
+    try:
+        with trio.fail_after(5):
+            await pool.request("a:1", "GET", "/", [("host", "a")], b"", start + 0.3)
+        raise AssertionError("no Expired")
+    except Expired:
+        pass
+    assert trio.current_time() == start + 0.3
