@@ -152,27 +152,31 @@ async def recv_into_view(sock: socket.socket, *, wait_first: bool = False) -> me
     ``wait_first``: the bytes are most likely not there yet (an answer just
     asked for), so wait for readability before the first ``recv`` instead of
     paying for one that fails (a syscall and an exception). Bytes OpenSSL
-    has already decrypted are read at once."""
+    has already decrypted are read at once. TLS reads go straight to the
+    ``_ssl`` object, as pump.py's do (``SSLSocket.recv_into`` adds two
+    Python frames per call); a ragged EOF is an EOF, as it is there."""
     fd = sock.fileno()
-    if wait_first and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+    sslobj = getattr(sock, "_sslobj", None)
+    if wait_first and not (sslobj is not None and sslobj.pending()):
         await wait_fd(fd, readable=True)
     while True:
         try:
-            n = sock.recv_into(_RECV_BUF)
+            n = sock.recv_into(_RECV_BUF) if sslobj is None else sslobj.read(RECV_SIZE, _RECV_BUF)
             return _RECV_VIEW[:n]
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
             await wait_fd(fd, readable=True)
         except ssl.SSLWantWriteError:
             await wait_fd(fd, readable=False)
-        except ssl.SSLZeroReturnError:
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
             return _RECV_VIEW[:0]
 
 
 async def send_bytes(sock: socket.socket, data: bytes) -> None:
     """All of ``data`` to ``sock``. Raises OSError/ssl.SSLError."""
     if data:
+        sslobj = getattr(sock, "_sslobj", None)
         try:  # the common case: the whole of it goes at once
-            sent = sock.send(data)
+            sent = sock.send(data) if sslobj is None else sslobj.write(data)
         except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             sent = 0
         if sent < len(data):

@@ -16,11 +16,15 @@ byte was read.
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import trio
+
+from .expiry import Expired, expiry
 from .http1 import (
     HOP_BY_HOP,
     MAX_BODY,
@@ -41,6 +45,7 @@ from .sockets import close
 __all__ = [
     "HOP_BY_HOP",
     "MAX_BODY",
+    "Expired",
     "Pool",
     "UpstreamConn",
     "UpstreamReset",
@@ -78,15 +83,22 @@ async def recv_some(sock: socket.socket) -> bytes:
 
 
 class UpstreamConn:
-    """One keep-alive connection to an upstream proxy."""
+    """One keep-alive connection to an upstream proxy (``expiry.Timed``:
+    the deadline of the exchange running on it, if any)."""
 
-    __slots__ = ("endpoint", "reader", "sock", "uses")
+    __slots__ = ("deadline", "endpoint", "expired", "reader", "sock", "timer_at", "uses")
 
     def __init__(self, sock: ssl.SSLSocket, endpoint: str) -> None:
         self.sock = sock
         self.endpoint = endpoint
         self.reader = ResponseReader(sock)
         self.uses = 0
+        self.deadline = math.inf
+        self.timer_at = math.inf
+        self.expired = False
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
 
 
 @dataclass(frozen=True)
@@ -157,15 +169,20 @@ class Pool:
         self._dial = dial
         self._idle: dict[str, list[UpstreamConn]] = {}
 
-    async def get(self, endpoint: str) -> UpstreamConn:
+    async def get(self, endpoint: str, deadline: float = math.inf) -> UpstreamConn:
         """An idle connection to ``endpoint`` or a new one (its dial errors
-        propagate: OSError, ssl.SSLError, trio.TooSlowError, identity errors)."""
+        propagate: OSError, ssl.SSLError, trio.TooSlowError, identity errors;
+        a dial still running at ``deadline`` raises ``Expired``)."""
         idle = self._idle.get(endpoint)
         while idle:
             conn = idle.pop()
             if conn.sock.fileno() >= 0:
                 return conn
-        return UpstreamConn(await self._dial(endpoint), endpoint)
+        if deadline == math.inf:
+            return UpstreamConn(await self._dial(endpoint), endpoint)
+        with trio.move_on_at(deadline):  # only a dial pays for a cancel scope
+            return UpstreamConn(await self._dial(endpoint), endpoint)
+        raise Expired("deadline passed while connecting")
 
     def put(self, conn: UpstreamConn) -> None:
         """Keep ``conn`` for reuse when another request may follow on it."""
@@ -197,13 +214,19 @@ class Pool:
         target: str,
         headers: list[tuple[str, str]],
         body: bytes,
+        deadline: float = math.inf,
     ) -> UpstreamResponse:
         """One exchange with ``endpoint``; a stale pooled connection is
-        replaced once. Raises UpstreamReset, or the dial errors of ``get``."""
+        replaced once. Raises UpstreamReset, the dial errors of ``get``, or
+        ``Expired`` when the exchange is still running at ``deadline`` (trio
+        clock; expiry.py keeps it without a cancel scope per exchange)."""
+        timed = deadline != math.inf
         for _ in range(2):
-            conn = await self.get(endpoint)
+            conn = await self.get(endpoint, deadline)
             reused = conn.uses > 0
             conn.uses += 1
+            if timed:
+                expiry().arm(conn, deadline)
             try:
                 resp = await _exchange(conn, method, target, headers, body)
             except UpstreamReset as exc:
@@ -211,9 +234,16 @@ class Pool:
                 if reused and exc.before_response:
                     continue
                 raise
+            except trio.ClosedResourceError:
+                close(conn.sock)
+                if conn.expired:
+                    raise Expired("deadline passed") from None
+                raise
             except BaseException:
                 close(conn.sock)
                 raise
+            finally:
+                conn.deadline = math.inf  # expiry's disarm, inlined
             self.put(conn)
             return resp
         raise UpstreamReset("connection reset", before_response=True)

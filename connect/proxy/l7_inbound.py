@@ -71,6 +71,7 @@ from .authz import intentions_from_match
 from .errors import AgentError, AgentResponseError
 from .http1 import ParsedRequest, ProtocolError, RequestReader, send_bytes
 from .http_pool import (
+    Expired,
     Pool,
     UpstreamReset,
     UpstreamResponse,
@@ -427,17 +428,21 @@ class L7Inbound:
         if body or request.method in ("POST", "PUT", "PATCH"):
             headers.append(("content-length", str(len(body))))
         ex.upstream = self._local_address()
-        with trio.move_on_after(LOCAL_REQUEST_TIMEOUT):
-            try:
-                return await self.pool.request(ex.upstream, request.method, target, headers, body)
-            except UpstreamReset as exc:
-                ex.flag(Flag.UPSTREAM_RESET)
-                return _local(503, RESET_BODY + str(exc))
-            except (OSError, ssl.SSLError, trio.TooSlowError):
-                ex.flag(Flag.CONNECT_FAILURE)
-                return _local(503, CONNECT_FAILURE_BODY)
-        ex.flag(Flag.TIMEOUT)
-        return _local(504, TIMEOUT_BODY)
+        # The timeout is kept by the pool (expiry.py), not a cancel scope.
+        deadline = trio.current_time() + LOCAL_REQUEST_TIMEOUT
+        try:
+            return await self.pool.request(
+                ex.upstream, request.method, target, headers, body, deadline
+            )
+        except Expired:
+            ex.flag(Flag.TIMEOUT)
+            return _local(504, TIMEOUT_BODY)
+        except UpstreamReset as exc:
+            ex.flag(Flag.UPSTREAM_RESET)
+            return _local(503, RESET_BODY + str(exc))
+        except (OSError, ssl.SSLError, trio.TooSlowError):
+            ex.flag(Flag.CONNECT_FAILURE)
+            return _local(503, CONNECT_FAILURE_BODY)
 
     async def _upgrade(self, tls: ssl.SSLSocket, source: PeerID, first: bytes) -> None:
         """Judge an Upgrade/CONNECT request, then splice it to the local app (L4)."""

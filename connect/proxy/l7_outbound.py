@@ -36,6 +36,7 @@ so a test's split counts are reproducible; unset, it is unpredictable.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import random
 import socket
@@ -68,6 +69,7 @@ from .credentials import Credentials
 from .errors import PeerIdentityError, ProxyConfigError
 from .http1 import ParsedRequest, RequestReader
 from .http_pool import (
+    Expired,
     Pool,
     UpstreamReset,
     UpstreamResponse,
@@ -620,17 +622,23 @@ class L7OutboundHandler:
         body: bytes,
         per_try: float | None,
     ) -> tuple[UpstreamResponse | None, Outcome]:
-        if per_try is None:  # no cancel scope when there is no deadline to keep
-            return await self._exchange(endpoint, method, target, headers, body)
-        with trio.move_on_after(per_try):
-            return await self._exchange(endpoint, method, target, headers, body)
-        return None, Outcome(failure=Failure.PER_TRY_TIMEOUT)
+        # The deadline is kept by the pool (expiry.py), not a cancel scope.
+        deadline = math.inf if per_try is None else trio.current_time() + per_try
+        return await self._exchange(endpoint, method, target, headers, body, deadline)
 
     async def _exchange(
-        self, endpoint: str, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+        self,
+        endpoint: str,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        deadline: float = math.inf,
     ) -> tuple[UpstreamResponse | None, Outcome]:
         try:
-            resp = await self.pool.request(endpoint, method, target, headers, body)
+            resp = await self.pool.request(endpoint, method, target, headers, body, deadline)
+        except Expired:
+            return None, Outcome(failure=Failure.PER_TRY_TIMEOUT)
         except UpstreamReset:
             return None, Outcome(failure=Failure.RESET)
         except (OSError, ssl.SSLError, trio.TooSlowError, PeerIdentityError, VerdictError):

@@ -4,6 +4,7 @@ answered from the primary at once, with the copy's Host ``-shadow``."""
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -85,7 +86,13 @@ class _Pool:
         self.calls: list[tuple[str, str, dict[str, str]]] = []
 
     async def request(
-        self, endpoint: str, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+        self,
+        endpoint: str,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        deadline: float = math.inf,
     ) -> UpstreamResponse:
         self.calls.append((endpoint, target, dict(headers)))
         if endpoint == MIRROR:
