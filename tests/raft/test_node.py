@@ -115,6 +115,44 @@ async def test_apply_batch_proposes_together_in_order_and_answers_each() -> None
         nursery.cancel_scope.cancel()
 
 
+class _StepCounter(trio.abc.Instrument):
+    """How many times each task ran (one step per scheduler round it ran in)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[trio.lowlevel.Task, int] = {}
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps[task] = self.steps.get(task, 0) + 1
+
+
+async def test_apply_batch_is_answered_in_one_wake_not_one_per_command() -> None:
+    """A forwarded batch's answer waits for its commit, not for a scheduler
+    round per command on top (each round of a loaded server costs ms)."""
+    conf = Configuration((Server("a", "a:1"),))
+    node = RaftNode(
+        NodeConfig("a", "a:1", tick_interval=TICK), MemoryStorage(), KVFSM(), bootstrap=conf
+    )
+    counter = _StepCounter()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await node.wait_for_leader(2)
+        got: list[object] = []
+
+        async def batch() -> None:
+            got.extend(await node.apply_batch([incr("n") for _ in range(50)]))
+
+        trio.lowlevel.add_instrument(counter)
+        try:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(batch, name="batch")
+        finally:
+            trio.lowlevel.remove_instrument(counter)
+        assert got == list(range(1, 51))
+        steps = [n for task, n in counter.steps.items() if task.name == "batch"]
+        assert steps and steps[0] <= 4, f"apply_batch ran {steps} steps for 50 commands"
+        nursery.cancel_scope.cancel()
+
+
 async def test_three_nodes_replicate_and_follower_refuses_with_leader_hint(tmp_path: Path) -> None:
     async with cluster(tmp_path) as c:
         leader = await c.leader()
