@@ -50,6 +50,10 @@ class _Future:
     def done(self) -> bool:
         return self._done.is_set()
 
+    async def wait_done(self) -> None:
+        """Until it is set or failed (without raising its error)."""
+        await self._done.wait()
+
     async def wait(self) -> Any:
         await self._done.wait()
         if self.error is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import trio
 from raft.errors import LeadershipLostError, NotLeaderError, ProposalDroppedError
 from raft.node import NodeConfig, RaftNode
 from raft.storage import MemoryStorage, SqliteStorage
-from raft.types import Configuration, Role, Server
+from raft.types import Configuration, Message, MessageType, Role, Server
 from tests.raft.kvfsm import KVFSM, incr, put
 from tests.raft.local_net import LocalNetwork
 
@@ -115,6 +115,44 @@ async def test_apply_batch_proposes_together_in_order_and_answers_each() -> None
         nursery.cancel_scope.cancel()
 
 
+class _StepCounter(trio.abc.Instrument):
+    """How many times each task ran (one step per scheduler round it ran in)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[trio.lowlevel.Task, int] = {}
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps[task] = self.steps.get(task, 0) + 1
+
+
+async def test_apply_batch_is_answered_in_one_wake_not_one_per_command() -> None:
+    """A forwarded batch's answer waits for its commit, not for a scheduler
+    round per command on top (each round of a loaded server costs ms)."""
+    conf = Configuration((Server("a", "a:1"),))
+    node = RaftNode(
+        NodeConfig("a", "a:1", tick_interval=TICK), MemoryStorage(), KVFSM(), bootstrap=conf
+    )
+    counter = _StepCounter()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await node.wait_for_leader(2)
+        got: list[object] = []
+
+        async def batch() -> None:
+            got.extend(await node.apply_batch([incr("n") for _ in range(50)]))
+
+        trio.lowlevel.add_instrument(counter)
+        try:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(batch, name="batch")
+        finally:
+            trio.lowlevel.remove_instrument(counter)
+        assert got == list(range(1, 51))
+        steps = [n for task, n in counter.steps.items() if task.name == "batch"]
+        assert steps and steps[0] <= 4, f"apply_batch ran {steps} steps for 50 commands"
+        nursery.cancel_scope.cancel()
+
+
 async def test_three_nodes_replicate_and_follower_refuses_with_leader_hint(tmp_path: Path) -> None:
     async with cluster(tmp_path) as c:
         leader = await c.leader()
@@ -157,6 +195,61 @@ async def test_concurrent_proposals_are_batched_into_few_fsyncs(tmp_path: Path) 
                 n.start_soon(one)
         assert sorted(got) == list(range(1, 201))
         assert saves < 100, f"{saves} saves for 200 proposals: no group commit"
+
+
+async def test_entries_proposed_while_the_append_window_is_full_share_one_append(
+    tmp_path: Path,
+) -> None:
+    """With ``max_inflight`` appends unacknowledged, proposals arriving one
+    by one wait and go out together with the next acknowledgement (what the
+    meshd server relies on: one AppendEntries, fsync and ack for many)."""
+    async with cluster(tmp_path, max_inflight=2) as c:
+        leader = await c.leader()
+        await leader.apply(incr("n"))
+        lid = leader.config.id
+        held: list[Message] = []
+        hold = True
+        appends: dict[str, int] = {}
+        leader_send = c.net.transports[lid].send
+
+        def count_appends(msg: Message) -> None:
+            if msg.type == MessageType.APP and msg.entries:
+                appends[msg.dst] = appends.get(msg.dst, 0) + 1
+            leader_send(msg)
+
+        c.net.transports[lid].send = count_appends  # type: ignore[method-assign]
+        for nid in c.ids:
+            if nid == lid:
+                continue
+            real = c.net.transports[nid].send
+
+            def holding(msg: Message, real: Callable[[Message], None] = real) -> None:
+                if hold and msg.type == MessageType.APP_RESP:
+                    held.append(msg)
+                else:
+                    real(msg)
+
+            c.net.transports[nid].send = holding  # type: ignore[method-assign]
+        got: list[int] = []
+
+        async def one() -> None:
+            got.append(await leader.apply(incr("n")))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(40):  # one proposal per scheduler round
+                nursery.start_soon(one)
+                await trio.lowlevel.checkpoint()
+            for _ in range(5):
+                await trio.lowlevel.checkpoint()
+            hold = False
+            for msg in held:
+                c.net.transports[msg.src].send(msg)
+        assert sorted(got) == list(range(2, 42))
+        followers = [nid for nid in c.ids if nid != lid]
+        # 2 in the window, 1-2 after the acks, and one more per heartbeat
+        # answered while the window was full (it lets one through): never
+        # one per proposal.
+        assert all(0 < appends.get(f, 0) <= 8 for f in followers), appends
 
 
 async def test_a_proposal_in_the_log_when_leadership_is_lost_fails_as_ambiguous(
