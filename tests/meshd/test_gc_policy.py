@@ -123,6 +123,7 @@ async def test_watcher_churn_leaves_no_frozen_garbage(autojump_clock: Any) -> No
             await _park_then_wake(api, f"n{r}", 300)
             counts.append(gc.get_freeze_count())
         assert policies[0].freezes >= 8
+        assert policies[0].young_passes >= 8  # after the wake batches (after_batches)
         # 300 watchers x ~60 objects: 18,000 a round, 108,000 over six if leaked
         assert max(counts[2:]) - min(counts[2:]) < 6_000, counts
     assert not any(isinstance(cb, gc_policy.GcPolicy) for cb in gc.callbacks)
