@@ -98,9 +98,12 @@ class GcPolicy:
 
     def young_pass(self) -> None:
         """A generation 1 pass (its survivors are then frozen): after a
-        round that ran a batch of blocking queries."""
-        gc.collect(1)
-        self.young_passes += 1
+        round that ran a batch of blocking queries. Not while the collector
+        is paused (a snapshot's copy of the store is alive: registry/state/
+        frozen.py), so as not to scan that copy."""
+        if gc.isenabled():
+            gc.collect(1)
+            self.young_passes += 1
 
     def complete_pass(self) -> int:
         """Collect every object, frozen ones included, then freeze the
@@ -136,7 +139,8 @@ class GcPolicy:
                 woke = time.monotonic() + interval
                 await trio.sleep(interval)
                 late = time.monotonic() - woke > BUSY_LATENESS
-                if self.due(busy=late or blocking.seconds_since_batch() < QUIET):
+                busy = late or blocking.seconds_since_batch() < QUIET
+                if gc.isenabled() and self.due(busy=busy):  # not during a snapshot
                     self.complete_pass()
         finally:
             self._users -= 1

@@ -50,6 +50,19 @@ def test_a_full_pass_scans_only_what_survived_no_young_pass(
     del kept
 
 
+def test_no_young_pass_while_the_collector_is_paused(policy: gc_policy.GcPolicy) -> None:
+    """A snapshot pauses the collector while its copy of the store is alive
+    (registry/state/frozen.py); the wake-batch young pass respects that."""
+    gc.disable()
+    try:
+        policy.young_pass()
+        assert policy.young_passes == 0
+    finally:
+        gc.enable()
+    policy.young_pass()
+    assert policy.young_passes == 1
+
+
 def test_frozen_cycles_dropped_are_freed_by_the_complete_pass_once_due(
     policy: gc_policy.GcPolicy,
 ) -> None:
