@@ -16,6 +16,9 @@ them to answer. The batch adapts to how long the last round took (at most
 per round: on a loaded machine each answer costs more, and a fixed count
 would let one round outlast a Raft election timeout. ``admit`` puts other
 bursts of work through the same queue (an HTTP server's request dispatch).
+After each round that ran a batch, the functions given to ``after_batches``
+run (the agent's young garbage collection: it then scans one batch's
+objects, where CPython's own count let a whole wake-up's pile up).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import trio
 from .state.watch import WatchSet
 
 T = TypeVar("T")
+# Called after every scheduler round that ran a batch (``after_batches``).
+_AFTER_BATCH: list[Callable[[], None]] = []
 
 MAX_WAIT = 600.0  # Consul caps ?wait= at 10 minutes
 DEFAULT_WAIT = 300.0  # Consul's wait when ?index= is given without ?wait=
@@ -88,6 +93,7 @@ class _Timers:
         self.started = 0  # blocking queries started without queueing since the last batch
         self.batch = WAKE_BATCH  # waiters rescheduled per round, adapted to ROUND_BUDGET
         self.released_at: float | None = None  # when the last batch was rescheduled
+        self.busy_at = -math.inf  # perf_counter when a batch last ran
 
     def enqueue(self, waker: _Waker) -> None:
         """A fired waiter: the system task reschedules it (in batches)."""
@@ -121,13 +127,17 @@ class _Timers:
             queue = self.queue
             self.started = 0
             self._adapt()
-            for _ in range(min(len(queue), self.batch)):
+            released = min(len(queue), self.batch)
+            for _ in range(released):
                 waker = queue.popleft()
                 if not waker.aborted:
                     trio.lowlevel.reschedule(waker.task)
             self.released_at = time.perf_counter() if queue else None
-            if queue:
-                await trio.lowlevel.checkpoint()
+            if released:
+                await trio.lowlevel.checkpoint()  # the batch runs meanwhile
+                self.busy_at = time.perf_counter()
+                for hook in _AFTER_BATCH:
+                    hook()
 
     def _adapt(self) -> None:
         """Resize the batch from how long the round that ran the last one
@@ -153,6 +163,21 @@ def _timers() -> _Timers:
         _TIMERS.set(timers)
         trio.lowlevel.spawn_system_task(timers.run, name="registry.blocking.timers")
         return timers
+
+
+def after_batches(hook: Callable[[], None]) -> Callable[[], None]:
+    """Call ``hook`` after every scheduler round that ran a batch of woken or
+    admitted tasks, in every trio run of this process; returns a function
+    that removes it. ``hook`` must be quick and must not raise."""
+    _AFTER_BATCH.append(hook)
+    return lambda: _AFTER_BATCH.remove(hook) if hook in _AFTER_BATCH else None
+
+
+def seconds_since_batch() -> float:
+    """Real seconds since a batch of woken or admitted tasks last ran in
+    this trio run (infinite if none has): how long the loop has been free
+    of bursts."""
+    return time.perf_counter() - _timers().busy_at
 
 
 async def admit() -> None:

@@ -9,7 +9,6 @@ for clients (``pool``), the local state and anti-entropy (``local``,
 from __future__ import annotations
 
 import functools
-import gc
 import logging
 import random
 import socket
@@ -58,7 +57,7 @@ from ..values.events import EventRing, UserEvent, accepts
 from ..values.request_samples import SampleStore
 from ..version import meshd_version
 from ..wire import ReadOptions, ReadResult, WriteResult
-from . import gc_pauses, server_stats
+from . import gc_pauses, gc_policy, server_stats
 from .acl_commands import authorize_command
 from .acl_resolver import ACLResolver, TokenScopedReader
 from .acl_server import ACLServer
@@ -97,15 +96,6 @@ from .traces import AgentTraces
 from .user_events import UserEvents
 
 log = logging.getLogger("meshd.agent")
-# A full (generation 2) collection scans every live object while the event
-# loop, and the Raft driver on it, waits: with 10,000 open connections that
-# is 0.3-1.3 s on a loaded 2-core machine, longer than an election timeout
-# (watch bench, issue 18). CPython runs one after 10 generation-1 passes,
-# each after 10 generation-0 passes of 700 allocations: every few seconds
-# while connections ramp up. A larger first threshold makes every pass
-# rarer (each young pass still scans only ~10,000 objects, ~1 ms); raising
-# only the last one made the rare full pass last 7 s instead.
-GC_THRESHOLDS = (10_000, 10, 10)
 # How often a request waiting for the leader's establishment looks again.
 READY_POLL = 0.005
 # After a leader is known, how long a server waits to see its establishment
@@ -357,8 +347,8 @@ class Agent:
                 # and for its ACL and CA set-up, so the API is usable at once
                 await self.wait_leadership_ready(5)
             nursery.start_soon(self._run_sync)
-            gc.freeze()  # long-lived startup objects leave the collector's young generations
-            gc.set_threshold(*GC_THRESHOLDS)
+            # Full GC passes scan only what is new (issue 18): gc_policy.py.
+            nursery.start_soon(gc_policy.install().govern)
             gc_pauses.install()
             instrument(self.metrics, self)
             self.app = build_app(self)

@@ -338,6 +338,10 @@ class _Connection:
             if self._linger:
                 await _linger_close(self._stream)
         finally:
+            # The parser holds our bound callbacks: a cycle that only a full
+            # GC pass would free, and the agent's GC policy freezes
+            # long-lived objects (agent/gc_policy.py): break it here.
+            del self._parser
             await _close_stream(self._stream)
 
     async def _after_cancel(self) -> None:

@@ -195,3 +195,43 @@ def test_the_wake_batch_shrinks_after_a_long_round_and_grows_back() -> None:
         timers.released_at = time.perf_counter()
         timers._adapt()
     assert timers.batch == WAKE_BATCH
+
+
+async def test_after_batches_hooks_run_once_per_round_that_ran_a_batch(
+    log: Log, autojump_clock: trio.abc.Clock
+) -> None:
+    """1,000 readers woken by one write run in a few batches; a hook given
+    to ``after_batches`` runs after each of them (the agent's young GC pass),
+    and not while nothing is woken; ``seconds_since_batch`` then counts from
+    the last batch."""
+    from registry.blocking import WAKE_BATCH, after_batches, seconds_since_batch
+
+    log.ok(reg("n1", svc("web")))
+    rounds: list[int] = []
+    answered: list[int] = []
+    remove = after_batches(lambda: rounds.append(len(answered)))
+
+    async def reader() -> None:
+        idx, _ = await wait_for_change(_web(log), 1, 300, rng=random.Random(1))
+        answered.append(idx)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for _ in range(1000):
+                nursery.start_soon(reader)
+            await trio.sleep(5)
+            parked = len(rounds)  # starting the readers went through admit() batches
+            await trio.sleep(50)
+            assert len(rounds) == parked  # nothing woken: no hook
+            log.ok(reg("n2", svc("web")))
+        assert len(answered) == 1000
+        woken = rounds[parked:]
+        assert 1000 // WAKE_BATCH <= len(woken) <= 1000 // 16 + 2, woken
+        # the last runs once its batch was scheduled: most of it has answered
+        assert woken == sorted(woken) and woken[-1] >= 1000 - WAKE_BATCH, woken
+        assert 0 <= seconds_since_batch() < 5
+    finally:
+        remove()
+    rounds.clear()
+    log.ok(reg("n3", svc("web")))
+    assert rounds == []  # removed
