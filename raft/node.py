@@ -149,6 +149,7 @@ class RaftNode(DurableWrites):
         self._write_wake = trio.Event()
         self._write_lock = trio.Lock()
         self._in_memory = isinstance(storage, MemoryStorage)
+        self._inline_after = -math.inf
         self._stages = Stages.from_env()  # None unless a benchmark asks
 
     # ---------------------------------------------------------------- start
