@@ -176,6 +176,24 @@ class DurableWrites:
                     self._stages.stamp(pending[1], stage)
                 self._stages.stamp(("f", e.index), stage)  # a follower's append
 
+    def _inline_write_ok(self) -> bool:
+        """Whether a log write may block the loop's thread now: nothing else
+        is ready to run and no recent write showed the disk slow."""
+        return (
+            trio.lowlevel.current_statistics().tasks_runnable == 0
+            and trio.current_time() >= self._inline_after
+        )
+
+    async def _write_now(self, write: _Write) -> bool:
+        """The leader's own write, by the loop itself, when no write is queued
+        or running (the caller checked); returns whether it is durable, as
+        ``_write_durably`` does."""
+        self._write_lock.acquire_nowait()
+        try:
+            return await self._write_durably([write])
+        finally:
+            self._write_lock.release()
+
     def _timed_save(self, hard_state: HardState | None, entries: list[Entry]) -> float:
         """``storage.save``; returns the seconds it took (on whichever thread)."""
         started = time.perf_counter()
@@ -226,10 +244,7 @@ class DurableWrites:
             if self._in_memory:
                 self.storage.save(save_hs, save_entries)
                 await trio.lowlevel.checkpoint()
-            elif (
-                trio.lowlevel.current_statistics().tasks_runnable == 0
-                and trio.current_time() >= self._inline_after
-            ):
+            elif self._inline_write_ok():
                 self._note_save_time(self._timed_save(save_hs, save_entries))
                 await trio.lowlevel.checkpoint()
             else:
