@@ -699,13 +699,17 @@ class RaftNode(DurableWrites):
             durable = True
             if rd.entries or hs is not None or rd.snapshot is not None or self._backlog:
                 # Written here, after anything still queued, rather than by the
-                # writer task: one scheduler round less on a follower's path.
+                # writer task, and acknowledged right after the write: no
+                # scheduler round on a follower's path while idle.
                 if st is not None:
                     self._stage_follower(rd.entries, st, "stepped")
-                async with self._write_lock:
+                await self._acquire_write_lock()
+                try:
                     batch, self._writes = self._writes, []
                     batch.append(_Write(hs, list(rd.entries), rd.snapshot))
-                    durable = await self._write_durably(batch)
+                    durable = await self._write_durably(batch, by_loop=True)
+                finally:
+                    self._write_lock.release()
                 self._check_running()
             # Unwritten, its votes and acknowledgements would promise what is
             # not on disk: it says nothing (Raft tolerates the loss) until it is.

@@ -134,12 +134,15 @@ class DurableWrites:
                             w.done.set()
                     raise
 
-    async def _write_durably(self, batch: list[_Write]) -> bool:
+    async def _write_durably(self, batch: list[_Write], *, by_loop: bool = False) -> bool:
         """Write the backlog, then ``batch``; returns whether all of it is on
         disk. On a failure that can pass, keeps it all as the backlog, refuses
         proposals and steps down (an idle follower's acknowledgements are
         held back by the caller). Before the backoff's retry time, it does
-        not even try. Raises ``StorageError`` for any other failure."""
+        not even try. ``by_loop``: the Raft loop writes, and sends or commits
+        right after (no scheduler round after an inline write: the loop
+        yields at the end of its pass). Raises ``StorageError`` for any
+        other failure."""
         batch = self._backlog + batch
         self._backlog = []
         if not batch:
@@ -149,7 +152,7 @@ class DurableWrites:
             self._backlog = batch
             return False
         try:
-            await self._write_batch(batch)
+            await self._write_batch(batch, by_loop)
         except StorageUnavailableError as exc:
             self._backlog = batch
             role = self._core.role.value if self._core else "?"
@@ -190,9 +193,16 @@ class DurableWrites:
         ``_write_durably`` does."""
         self._write_lock.acquire_nowait()
         try:
-            return await self._write_durably([write])
+            return await self._write_durably([write], by_loop=True)
         finally:
             self._write_lock.release()
+
+    async def _acquire_write_lock(self) -> None:
+        """Take the write lock; at once (no scheduler round) when it is free."""
+        if self._write_lock.locked():
+            await self._write_lock.acquire()
+        else:
+            self._write_lock.acquire_nowait()
 
     def _timed_save(self, hard_state: HardState | None, entries: list[Entry]) -> float:
         """``storage.save``; returns the seconds it took (on whichever thread)."""
@@ -216,7 +226,7 @@ class DurableWrites:
                 )
             self._inline_after = trio.current_time() + SLOW_DISK_PAUSE
 
-    async def _write_batch(self, batch: list[_Write]) -> None:
+    async def _write_batch(self, batch: list[_Write], by_loop: bool = False) -> None:
         hs: HardState | None = None
         entries: list[Entry] = []
 
@@ -241,12 +251,13 @@ class DurableWrites:
             # loop after sending). When other tasks are waiting (HTTP and RPC
             # work on a busy server, many proposers), blocking them for the
             # fsync would cost more: a thread lets them run meanwhile.
-            if self._in_memory:
-                self.storage.save(save_hs, save_entries)
-                await trio.lowlevel.checkpoint()
-            elif self._inline_write_ok():
-                self._note_save_time(self._timed_save(save_hs, save_entries))
-                await trio.lowlevel.checkpoint()
+            if self._in_memory or self._inline_write_ok():
+                if self._in_memory:
+                    self.storage.save(save_hs, save_entries)
+                else:
+                    self._note_save_time(self._timed_save(save_hs, save_entries))
+                if not by_loop:
+                    await trio.lowlevel.checkpoint()
             else:
                 took = await trio.to_thread.run_sync(self._timed_save, save_hs, save_entries)
                 self._note_save_time(took)
