@@ -6,7 +6,8 @@ from the start of a write (``RaftNode.apply`` called by the HTTP handler), a
 read (``read_barrier``) or a follower's append (its AppendEntries received)
 to every stage it passes (medians of 50; raft/stages.py). One client on one
 keep-alive connection then sends ``PUT /v1/kv/<key>`` and ``GET /v1/kv/<key>?consistent``
-to the leader one at a time and times each answer; the difference between the
+to the leader one at a time and times each answer (and the CPU each server
+used per operation); the difference between the
 client's time and the driver's is HTTP, the handler and the task switches
 around Raft. A raw 220-byte append + fdatasync in the same directory shows
 what the disk alone costs. Prints one table; never asserts.
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 from bench.loadgen.meshd_cluster import running_meshd
+from bench.loadgen.procs import cpu_ticks
 from bench.loadgen.pyspy import py_spy
 
 VALUE = b"v" * 100
@@ -186,10 +188,15 @@ def main(argv: list[str] | None = None) -> None:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
+            pids = {n: a.proc.pid for n, a in cluster.agents.items() if a.proc is not None}
+            before = {n: cpu_ticks(pid) for n, pid in pids.items()}
             puts = client_latencies(host, 8500, "PUT", args.seconds)
+            put_cpu = {n: cpu_ticks(pid) - before[n] for n, pid in pids.items()}
             if spy is not None:
                 spy.wait(timeout=60)
+            before = {n: cpu_ticks(pid) for n, pid in pids.items()}
             reads = client_latencies(host, 8500, "GET", args.seconds)
+            read_cpu = {n: cpu_ticks(pid) - before[n] for n, pid in pids.items()}
             disk = disk_fdatasync(root)
             logs = {name: cluster.logs(name) for name in cluster.agents}
     if args.logs:
@@ -200,10 +207,15 @@ def main(argv: list[str] | None = None) -> None:
         f"one client, one connection, to the leader ({len(puts)} PUTs, {len(reads)} reads);"
         f" disk: 220-byte append + fdatasync median {disk * 1e6:.0f} us"
     )
-    for op, lat in (("PUT", puts), ("GET ?consistent", reads)):
+    tick = 1e6 / os.sysconf("SC_CLK_TCK")
+    for op, lat, cpu in (("PUT", puts, put_cpu), ("GET ?consistent", reads, read_cpu)):
+        followers = sum(t for n, t in cpu.items() if n != leader) / max(1, len(cpu) - 1)
         print(
             f"  client {op}: p50 {statistics.median(lat) * 1e6:.0f} us,"
-            f" mean {statistics.mean(lat) * 1e6:.0f} us"
+            f" mean {statistics.mean(lat) * 1e6:.0f} us; CPU (utime+stime) per op:"
+            f" leader {cpu.get(leader, 0) * tick / len(lat):.0f} us,"
+            f" follower {followers * tick / len(lat):.0f} us"
+            f" (load average {os.getloadavg()[0]:.2f})"
         )
     if args.profile and args.profile.exists():
         print("\nleader CPU profile during the PUTs (py-spy --gil): inclusive %, self %")

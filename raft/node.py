@@ -149,6 +149,7 @@ class RaftNode(DurableWrites):
         self._write_wake = trio.Event()
         self._write_lock = trio.Lock()
         self._in_memory = isinstance(storage, MemoryStorage)
+        self._inline_after = -math.inf
         self._stages = Stages.from_env()  # None unless a benchmark asks
 
     # ---------------------------------------------------------------- start
@@ -674,9 +675,10 @@ class RaftNode(DurableWrites):
     async def _handle_ready(self, core: RaftCore, rd: Ready) -> bool:
         """Persist, send, apply; returns whether ``rd.entries`` are durable yet.
 
-        A leader sends its appends first and leaves its own write to the
-        writer task (thesis §10.2.1): it counts itself towards commitment
-        only once the writer reports the entries persisted. Everyone else
+        A leader sends its appends first and, when other tasks are waiting
+        to run, leaves its own write to the writer task (thesis §10.2.1): it
+        counts itself towards commitment only once the writer reports the
+        entries persisted. An idle leader writes them here. Everyone else
         waits for the write before sending, since their messages (votes,
         append acknowledgements) promise durability.
         """
@@ -694,18 +696,30 @@ class RaftNode(DurableWrites):
             if st is not None:
                 self._stage_entries(rd.entries, st, "sent")
             if rd.entries or hs is not None:
-                self._queue_write(_Write(hs, list(rd.entries)))
+                write = _Write(hs, list(rd.entries))
+                if self._writes or self._backlog or self._write_lock.locked():
+                    self._queue_write(write)  # after the writes before it
+                elif self._in_memory or self._inline_write_ok():
+                    # Idle: written here, with nothing else to run meanwhile,
+                    # rather than by the writer task a scheduler round later.
+                    durable = await self._write_now(write)
+                else:
+                    self._queue_write(write)
         else:
             durable = True
             if rd.entries or hs is not None or rd.snapshot is not None or self._backlog:
                 # Written here, after anything still queued, rather than by the
-                # writer task: one scheduler round less on a follower's path.
+                # writer task, and acknowledged right after the write: no
+                # scheduler round on a follower's path while idle.
                 if st is not None:
                     self._stage_follower(rd.entries, st, "stepped")
-                async with self._write_lock:
+                await self._acquire_write_lock()
+                try:
                     batch, self._writes = self._writes, []
                     batch.append(_Write(hs, list(rd.entries), rd.snapshot))
-                    durable = await self._write_durably(batch)
+                    durable = await self._write_durably(batch, by_loop=True)
+                finally:
+                    self._write_lock.release()
                 self._check_running()
             # Unwritten, its votes and acknowledgements would promise what is
             # not on disk: it says nothing (Raft tolerates the loss) until it is.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,12 @@ from .types import Entry, HardState, HardStateWriter, Role, Snapshot
 
 log = logging.getLogger("raft.node")
 _DROP_ALL = 1 << 62
+# An inline log write (on the loop's thread) that took longer than this means
+# a slow or stalled disk: for ``SLOW_DISK_PAUSE`` seconds after it, writes go
+# to a worker thread, so that heartbeats and acknowledgements keep flowing
+# while the disk is slow (a healthy fsync takes well under a millisecond).
+SLOW_INLINE_WRITE = 0.02
+SLOW_DISK_PAUSE = 10.0
 
 
 class _Future:
@@ -87,6 +94,7 @@ class DurableWrites:
     _events: list[tuple[str, Any]]
     _calls: list[tuple[Callable[[RaftCore], Any], _Future]]
     _in_memory: bool
+    _inline_after: float  # trio time before which log writes go to a thread
     _fatal: BaseException | None
     _stages: Stages | None
     _pending: dict[int, tuple[int, _Future]]
@@ -119,7 +127,7 @@ class DurableWrites:
                 try:
                     async with self._write_lock:
                         batch, self._writes = self._writes, []
-                        if not await self._write_durably(batch, inline_ok=False):
+                        if not await self._write_durably(batch):
                             break
                 except RaftError as exc:
                     self._fatal = exc
@@ -130,12 +138,15 @@ class DurableWrites:
                             w.done.set()
                     raise
 
-    async def _write_durably(self, batch: list[_Write], *, inline_ok: bool = True) -> bool:
+    async def _write_durably(self, batch: list[_Write], *, by_loop: bool = False) -> bool:
         """Write the backlog, then ``batch``; returns whether all of it is on
         disk. On a failure that can pass, keeps it all as the backlog, refuses
         proposals and steps down (an idle follower's acknowledgements are
         held back by the caller). Before the backoff's retry time, it does
-        not even try. Raises ``StorageError`` for any other failure."""
+        not even try. ``by_loop``: the Raft loop writes, and sends or commits
+        right after (no scheduler round after an inline write: the loop
+        yields at the end of its pass). Raises ``StorageError`` for any
+        other failure."""
         batch = self._backlog + batch
         self._backlog = []
         if not batch:
@@ -145,7 +156,7 @@ class DurableWrites:
             self._backlog = batch
             return False
         try:
-            await self._write_batch(batch, inline_ok)
+            await self._write_batch(batch, by_loop)
         except StorageUnavailableError as exc:
             self._backlog = batch
             role = self._core.role.value if self._core else "?"
@@ -172,7 +183,54 @@ class DurableWrites:
                     self._stages.stamp(pending[1], stage)
                 self._stages.stamp(("f", e.index), stage)  # a follower's append
 
-    async def _write_batch(self, batch: list[_Write], inline_ok: bool = True) -> None:
+    def _inline_write_ok(self) -> bool:
+        """Whether a log write may block the loop's thread now: nothing else
+        is ready to run and no recent write showed the disk slow."""
+        return (
+            trio.lowlevel.current_statistics().tasks_runnable == 0
+            and trio.current_time() >= self._inline_after
+        )
+
+    async def _write_now(self, write: _Write) -> bool:
+        """The leader's own write, by the loop itself, when no write is queued
+        or running (the caller checked); returns whether it is durable, as
+        ``_write_durably`` does."""
+        self._write_lock.acquire_nowait()
+        try:
+            return await self._write_durably([write], by_loop=True)
+        finally:
+            self._write_lock.release()
+
+    async def _acquire_write_lock(self) -> None:
+        """Take the write lock; at once (no scheduler round) when it is free."""
+        if self._write_lock.locked():
+            await self._write_lock.acquire()
+        else:
+            self._write_lock.acquire_nowait()
+
+    def _timed_save(self, hard_state: HardState | None, entries: list[Entry]) -> float:
+        """``storage.save``; returns the seconds it took (on whichever thread)."""
+        started = time.perf_counter()
+        self.storage.save(hard_state, entries)
+        return time.perf_counter() - started
+
+    def _note_save_time(self, took: float) -> None:
+        """After a log write slower than ``SLOW_INLINE_WRITE`` (inline or on a
+        thread: the disk is slow either way), the next ``SLOW_DISK_PAUSE``
+        seconds of writes go to a worker thread, so a slow disk holds the
+        loop (heartbeats, acknowledgements) for one write, not for each."""
+        if took > SLOW_INLINE_WRITE:
+            if trio.current_time() >= self._inline_after:
+                log.warning(
+                    "event=raft_slow_log_write id=%s took_ms=%.0f action=thread_writes "
+                    "pause_s=%.0f",
+                    self.config.id,
+                    took * 1000,
+                    SLOW_DISK_PAUSE,
+                )
+            self._inline_after = trio.current_time() + SLOW_DISK_PAUSE
+
+    async def _write_batch(self, batch: list[_Write], by_loop: bool = False) -> None:
         hs: HardState | None = None
         entries: list[Entry] = []
 
@@ -183,26 +241,30 @@ class DurableWrites:
             save_hs, save_entries = hs, entries
             self._stage_write(save_entries, "own_save_start")
             # A log append is one small transaction and one fsync (~0.2 ms
-            # on an idle disk, several ms on a busy one). A follower's append
-            # sits on the commit path whole (its acknowledgement waits for it),
-            # and handing it to a worker thread costs more than the write
-            # (trio.to_thread: ~0.12 ms for a no-op; a save taking ~0.19 ms
-            # inline took ~0.45 ms), so when nothing else is ready to run it
-            # is written on the loop's thread. When other tasks are waiting
-            # (HTTP and RPC work on a busy server), blocking them for the fsync
-            # would cost more: a thread lets them run meanwhile. The leader's
-            # own write (``inline_ok`` False: the writer task, §10.2.1) always
-            # goes to a thread: while it runs the loop takes the followers'
-            # acknowledgements, and two of them commit the entry without it
-            # (kv_stages: a follower's ack often arrives while the leader's
-            # own fsync is still running).
-            if self._in_memory or (
-                inline_ok and trio.lowlevel.current_statistics().tasks_runnable == 0
-            ):
-                self.storage.save(save_hs, save_entries)
-                await trio.lowlevel.checkpoint()
+            # on an idle disk, several ms on a busy one), and handing it to a
+            # worker thread costs more than the write (trio.to_thread: ~0.12
+            # ms for a no-op each way, plus the GIL handover; kv_stages: a
+            # leader's own save of ~0.2 ms took 0.75 ms through a thread).
+            # So when nothing else is ready to run it is written on the loop's
+            # thread. That holds for the leader's own write too (§10.2.1):
+            # its AppendEntries are already on the wire (the transport writes
+            # an idle connection at once), and a follower's acknowledgement
+            # needs the follower's own fsync plus a round trip, so it arrives
+            # after the leader's inline fsync anyway and waits in the socket
+            # buffer meanwhile (etcd's leader, too, saves its WAL in its raft
+            # loop after sending). When other tasks are waiting (HTTP and RPC
+            # work on a busy server, many proposers), blocking them for the
+            # fsync would cost more: a thread lets them run meanwhile.
+            if self._in_memory or self._inline_write_ok():
+                if self._in_memory:
+                    self.storage.save(save_hs, save_entries)
+                else:
+                    self._note_save_time(self._timed_save(save_hs, save_entries))
+                if not by_loop:
+                    await trio.lowlevel.checkpoint()
             else:
-                await trio.to_thread.run_sync(self.storage.save, save_hs, save_entries)
+                took = await trio.to_thread.run_sync(self._timed_save, save_hs, save_entries)
+                self._note_save_time(took)
             self._stage_write(save_entries, "own_save_done")
             if save_hs is not None:
                 self._hard.persisted = save_hs

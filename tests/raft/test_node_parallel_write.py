@@ -1,19 +1,24 @@
-"""The leader's own log write runs beside replication (thesis §10.2.1): two
-followers' acknowledgements commit an entry while the leader's fsync is
-still running, instead of waiting behind it on the loop's thread."""
+"""The leader's own log write (thesis §10.2.1): an idle leader writes on the
+loop's thread (cheaper than a worker thread's round trip), but once a write
+showed its disk slow, writes run beside replication on a worker thread, and
+two followers' acknowledgements commit an entry while the leader's fsync is
+still running instead of waiting behind it on the loop's thread."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import trio
 
+from raft.node import NodeConfig, RaftNode
 from raft.storage import SqliteStorage
-from raft.types import Entry, HardState
-from tests.raft.kvfsm import put
+from raft.types import Configuration, Entry, HardState, Server
+from raft.writes import SLOW_INLINE_WRITE
+from tests.raft.kvfsm import KVFSM, put
 from tests.raft.test_node import cluster
 
 
@@ -24,10 +29,13 @@ class SlowStorage(SqliteStorage):
     def __init__(self, directory: Path) -> None:
         super().__init__(directory)
         self.slow = False
+        self.delay = 0.0  # seconds every log append takes
         self.release = threading.Event()
         self.stalled = threading.Event()  # an append is waiting for ``release``
 
     def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
+        if entries:
+            time.sleep(self.delay)
         if self.slow and entries:
             self.stalled.set()
             self.release.wait(3)
@@ -43,6 +51,11 @@ async def test_two_followers_commit_while_the_leaders_own_write_is_slow(
         await leader.apply(put("warm", 1))
         storage = leader.storage
         assert isinstance(storage, SlowStorage)
+        # One write slower than SLOW_INLINE_WRITE shows the disk slow: the
+        # writes after it go to a worker thread.
+        storage.delay = SLOW_INLINE_WRITE * 2
+        await leader.apply(put("slow-disk", 1))
+        storage.delay = 0.0
         storage.slow = True
         with trio.fail_after(2):  # well before the stalled write gives up
             await leader.apply(put("k", 2))
@@ -63,3 +76,52 @@ async def test_two_followers_commit_while_the_leaders_own_write_is_slow(
 def _stored_last(storage: SqliteStorage) -> int:
     entries = storage.load().entries
     return entries[-1].index if entries else 0
+
+
+class ThreadRecordingStorage(SqliteStorage):
+    """SqliteStorage that records which thread ran each log append, each
+    taking at least ``delay`` seconds."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.delay = 0.0
+        self.threads: list[int] = []
+
+    def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
+        if entries:
+            self.threads.append(threading.get_ident())
+            time.sleep(self.delay)
+        super().save(hard_state, entries)
+
+
+async def test_idle_leader_writes_inline_until_one_write_is_slow(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An idle leader writes its own log on the loop's thread (a worker
+    # thread's round trip costs more than the fsync); one write slower than
+    # SLOW_INLINE_WRITE sends the writes after it to a worker thread, so a
+    # slow disk does not hold the loop (heartbeats, acknowledgements) again.
+    storage = ThreadRecordingStorage(tmp_path)
+    conf = Configuration((Server("a", "a:1"),))
+    node = RaftNode(NodeConfig("a", "a:1", tick_interval=0.5), storage, KVFSM(), bootstrap=conf)
+    main = threading.get_ident()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await node.wait_for_leader(2)
+        await node.apply(put("warm", 0))
+        storage.threads.clear()
+        for i in range(5):
+            await node.apply(put("k", i))
+        # The ticker (every 0.5 s) is the only other task that could be
+        # runnable at the moment of a write; all but a rare one are inline.
+        assert storage.threads.count(main) >= 4, storage.threads
+        storage.delay = SLOW_INLINE_WRITE * 2
+        await node.apply(put("slow", 1))
+        assert storage.threads[-1] == main  # this one still inline: it was not known slow
+        storage.delay = 0.0
+        storage.threads.clear()
+        for i in range(3):
+            await node.apply(put("after", i))
+        assert storage.threads and main not in storage.threads, storage.threads
+        assert "event=raft_slow_log_write id=a" in caplog.text
+        nursery.cancel_scope.cancel()
