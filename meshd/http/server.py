@@ -232,7 +232,6 @@ _BAD_REQUEST = (400, "400 Bad Request")
 _HEAD_TOO_LARGE = (431, "431 Request Header Fields Too Large")
 # RFC 9110 5.1 field names are tokens; values must not break the framing.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
 
 
 class _InvalidResponse(Exception):
@@ -621,25 +620,43 @@ def _response_head(
     framing = (
         b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % len(response.body)
     )
-    lines = [
-        b"HTTP/1.1 %d %s\r\n%s\r\nDate: %s\r\n"
-        % (status, _REASONS.get(status, b""), framing, _date.get())
-    ]
+    parts = []
     close_sent = False
     for name, value in response.headers:
-        lower = name.lower()
+        lower = _HEADER_NAMES.get(name) or _checked_name(name)
         if lower in _FRAMING_HEADERS:
             continue
-        if not _TOKEN.fullmatch(name) or _UNSAFE_VALUE.search(value):
+        if "\r" in value or "\n" in value or "\x00" in value:
             raise _InvalidResponse(f"invalid response header {name!r}")
         if lower == "connection" and "close" in value.lower():
             keep_alive = False
             close_sent = True
-        lines.append(f"{name}: {value}\r\n".encode())
+        parts.append(f"{name}: {value}\r\n")
     if not keep_alive and not close_sent:
-        lines.append(b"Connection: close\r\n")
-    lines.append(b"\r\n")
-    return b"".join(lines), keep_alive
+        parts.append("Connection: close\r\n")
+    parts.append("\r\n")
+    head = b"HTTP/1.1 %d %s\r\n%s\r\nDate: %s\r\n" % (
+        status,
+        _REASONS.get(status, b""),
+        framing,
+        _date.get(),
+    )
+    return head + "".join(parts).encode(), keep_alive
+
+
+# Response header names already checked against RFC 9110's token rule,
+# with their lower-case form: handlers send the same few names every time.
+_HEADER_NAMES: dict[str, str] = {}
+
+
+def _checked_name(name: str) -> str:
+    """``name`` lower-cased; raises ``_InvalidResponse`` if it is not a token."""
+    if not _TOKEN.fullmatch(name):
+        raise _InvalidResponse(f"invalid response header {name!r}")
+    lower = name.lower()
+    if len(_HEADER_NAMES) < 1024:
+        _HEADER_NAMES[name] = lower
+    return lower
 
 
 def _origin_form_path(target: str) -> str:
