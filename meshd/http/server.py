@@ -42,6 +42,7 @@ import itertools
 import logging
 import math
 import re
+import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -161,6 +162,16 @@ def _peer_address(stream: trio.abc.Stream) -> tuple[str, int] | None:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return str(peer[0]), int(peer[1])
     return None
+
+
+def _raw_socket(stream: trio.abc.Stream) -> socket.socket | None:
+    """The standard-library socket under a plain ``trio.SocketStream``, for
+    the connection's own non-blocking reads and writes; None for TLS or any
+    other stream (those go through trio's stream methods)."""
+    if type(stream) is not trio.SocketStream:
+        return None
+    raw = getattr(stream.socket, "_sock", None)
+    return raw if isinstance(raw, socket.socket) else None
 
 
 def _simple_response(status: int, text: str) -> bytes:
@@ -293,6 +304,7 @@ class _Connection:
         scheme: str,
     ) -> None:
         self._stream = stream
+        self._sock = _raw_socket(stream)
         self._app = app
         self._limits = limits
         self._peer = peer
@@ -358,12 +370,11 @@ class _Connection:
 
     async def _read_loop(self) -> None:
         """Feed everything the peer sends into the parser; on EOF, cancel the responder."""
-        stream = self._stream
         while True:
             while self._read_ahead >= _READ_AHEAD:
                 await self._reader_wakeup.park()
             try:
-                data = await stream.receive_some(_RECV_SIZE)
+                data = await self._receive()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
             if not data:
@@ -379,6 +390,46 @@ class _Connection:
                 await admit()
                 self._feed(bytes(data))
             self._data_arrived.unpark_all()
+
+    async def _receive(self) -> bytes:
+        """The next bytes from the peer (b"" at EOF or reset).
+
+        On a plain TCP connection: wait until the socket is readable, then
+        one ``recv``. trio's ``receive_some`` tries a ``recv`` first (which
+        fails between requests), and after a successful one spends a whole
+        scheduler round in a checkpoint; each request paid both. Waiting is
+        the checkpoint here (one per read, so a flood cannot hold the loop).
+        """
+        sock = self._sock
+        if sock is None:
+            return await self._stream.receive_some(_RECV_SIZE)
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                return sock.recv(_RECV_SIZE)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return b""  # reset by the peer: as EOF
+
+    async def _send_all(self, data: bytes) -> None:
+        """Write ``data``: on a plain TCP connection at once when the socket
+        takes it all (the usual case: an answer fits its buffer), without
+        trio's checkpoint after the write; otherwise, or once the client is
+        gone (the scope cancelled: nothing more is written), through
+        ``send_all``, which waits, raises ``BrokenResourceError`` for a dead
+        peer and ``Cancelled`` for a cancelled scope."""
+        sock = self._sock
+        if sock is not None and not self._scope.cancel_called:
+            try:
+                sent = sock.send(data)
+            except OSError:
+                sent = 0  # send_all meets the error again and maps it
+            if sent == len(data):
+                return
+            if sent:
+                data = data[sent:]
+        await self._stream.send_all(data)
 
     def _feed(self, data: bytes) -> None:
         try:
@@ -490,7 +541,7 @@ class _Connection:
             self._phase = _BODY
             self._scope.deadline = trio.current_time() + self._limits.request_timeout
             if item.expect_continue:
-                await self._stream.send_all(_CONTINUE)
+                await self._send_all(_CONTINUE)
             while not item.complete and item.failure is None:
                 await self._wait_for_data()
         if item.failure is not None:
@@ -579,7 +630,7 @@ class _Connection:
         body = response.body
         if body and method != "HEAD" and response.status not in _NO_BODY_STATUSES:
             head += body
-        await self._stream.send_all(head)
+        await self._send_all(head)
         return keep_alive
 
     async def _send_stream(self, response: StreamingResponse) -> None:
