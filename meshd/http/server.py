@@ -388,7 +388,7 @@ class _Connection:
                 # watchers re-arming) in one round holds the loop as long as
                 # handling them would: parse a batch per round too.
                 await admit()
-                self._feed(bytes(data))
+                self._feed(data)
             self._data_arrived.unpark_all()
 
     async def _receive(self) -> bytes:
@@ -402,7 +402,7 @@ class _Connection:
         """
         sock = self._sock
         if sock is None:
-            return await self._stream.receive_some(_RECV_SIZE)
+            return bytes(await self._stream.receive_some(_RECV_SIZE))
         while True:
             await trio.lowlevel.wait_readable(sock)
             try:
