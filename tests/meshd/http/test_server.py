@@ -342,6 +342,23 @@ async def test_idle_connection_is_closed_silently() -> None:
         assert await client.at_eof(timeout=2)
 
 
+async def test_idle_and_request_timeouts_spare_a_handler_that_outlasts_them() -> None:
+    async def slow(req: Request) -> Response:
+        await trio.sleep(0.4)
+        return Response.text("done")
+
+    router = echo_router()
+    router.add("GET", "/v1/slow", slow, name="slow")
+    async with running(_app(router), idle_timeout=0.1, request_timeout=0.1) as port:
+        client = await RawClient.connect(port)
+        started = trio.current_time()
+        r = await client.request("GET", "/v1/slow")
+        assert (r.status, r.body) == (200, b"done")
+        # The idle timeout runs again from the answer: the connection then closes.
+        assert await client.at_eof(timeout=2)
+        assert trio.current_time() - started >= 0.4
+
+
 async def test_slow_request_is_408() -> None:
     async with running(_app(), request_timeout=0.2) as port:
         client = await RawClient.connect(port)
