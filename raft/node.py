@@ -119,6 +119,8 @@ class RaftNode(DurableWrites):
         self._read_waiters: list[_Future] = []
         self._read_rounds: dict[bytes, list[_Future]] = {}
         self._read_seq = 0
+        self._read_round_at = 0.0  # when the latest ReadIndex round started
+        self._read_round_patience = config.tick_interval * config.heartbeat_ticks
         self._reads_ready: list[tuple[int, list[_Future]]] = []
         self._applied_waiters: list[tuple[int, _Future]] = []
         self._applied = 0
@@ -557,6 +559,8 @@ class RaftNode(DurableWrites):
                 persisted = await self._handle_ready(core, rd)
                 core.advance(rd, persisted=persisted)
                 self._after_advance(core)
+                if self._read_waiters and not self._read_rounds:
+                    self._start_read_round(core)  # the round they waited for ended
             # Lease reads need no Ready at all: settle them on every pass.
             self._after_advance(core)
             if core.lost_state:
@@ -641,19 +645,34 @@ class RaftNode(DurableWrites):
             except RaftError as exc:
                 fut.fail(exc)
         self._propose(core)
-        if self._read_waiters:
-            waiters, self._read_waiters = self._read_waiters, []
-            self._read_seq += 1
-            ctx = self._read_seq.to_bytes(8, "big")
-            try:
-                core.read_index(ctx)
-                self._read_rounds[ctx] = waiters
-                if self._stages is not None:
-                    for fut in waiters:
-                        self._stages.stamp(fut, "round_started")
-            except RaftError as exc:
-                for fut in waiters:
-                    fut.fail(exc)
+        self._start_read_round(core)
+
+    def _start_read_round(self, core: RaftCore) -> None:
+        """One ReadIndex round (§6.4) for every read waiting, while none is in
+        flight: reads arriving during a round wait for it to end and share the
+        next one, as etcd batches its read-index requests, so 64 concurrent
+        readers cost a few heartbeat rounds, not one each. A round in flight
+        for a heartbeat interval (its heartbeats lost: the core's periodic
+        ones confirm it later) no longer holds the next one back."""
+        if not self._read_waiters:
+            return
+        now = trio.current_time()
+        if self._read_rounds and now - self._read_round_at < self._read_round_patience:
+            return
+        waiters, self._read_waiters = self._read_waiters, []
+        self._read_seq += 1
+        ctx = self._read_seq.to_bytes(8, "big")
+        try:
+            core.read_index(ctx)
+        except RaftError as exc:
+            for fut in waiters:
+                fut.fail(exc)
+            return
+        self._read_rounds[ctx] = waiters
+        self._read_round_at = now
+        if self._stages is not None:
+            for fut in waiters:
+                self._stages.stamp(fut, "round_started")
 
     def _propose(self, core: RaftCore) -> None:
         if not self._proposals:

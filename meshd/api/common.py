@@ -31,11 +31,11 @@ from ..filter import FilterError
 from ..http import (
     BadRequest,
     ErrorMapping,
-    QueryMeta,
     QueryOptions,
     Request,
     Response,
     error_response,
+    set_meta_headers,
 )
 from ..wire import ReadOptions, ReadResult, UnknownRead
 
@@ -124,13 +124,14 @@ def json_response(
 
 def with_meta(resp: Response, result: ReadResult) -> Response:
     """``resp`` with the X-Consul-* headers describing ``result``."""
-    return QueryMeta(
-        index=result.index,
-        known_leader=result.known_leader,
-        last_contact=result.last_contact,
-        effective_consistency=result.consistency,
+    return set_meta_headers(
+        resp,
+        result.index,
+        result.known_leader,
+        result.last_contact,
+        result.consistency,
         results_filtered_by_acls=result.filtered,
-    ).apply_headers(resp)
+    )
 
 
 async def read_json(

@@ -151,7 +151,10 @@ def _filtered(resp: Response, fn: ItemFilter, authz: ACLAuthorizer, req: Request
 
 def _count_blocking(handler: Handler, metrics: Recorder) -> Handler:
     async def counted(req: Request) -> Response:
-        if not req.query_string or req.query_value("index", "0") in ("", "0"):
+        qs = req.query_string
+        # No "index" in the raw query (nor an escape that could spell it):
+        # not blocking, and no need to parse the query here.
+        if ("index" not in qs and "%" not in qs) or req.query_value("index", "0") in ("", "0"):
             return await handler(req)
         with metrics.blocking_query("http"):
             return await handler(req)

@@ -33,6 +33,7 @@ from meshd.http.query import (
     QueryMeta,
     QueryOptions,
     decode_json_body,
+    set_meta_headers,
     validate_fields,
 )
 from meshd.http.server import ServerLimits, open_http_listeners, serve_http
@@ -75,6 +76,7 @@ __all__ = [
     "open_http_listeners",
     "register_error_mapper",
     "serve_http",
+    "set_meta_headers",
     "status_for",
     "validate_fields",
 ]

@@ -84,6 +84,24 @@ class Headers:
 _NO_HEADERS = Headers(())
 
 
+def _parse_query(qs: str) -> dict[str, list[str]]:
+    """``parse_qs(qs, keep_blank_values=True)``; query strings with nothing
+    to unquote (``consistent``, ``index=12&wait=5s``: nearly all of them)
+    are split here, at a fraction of parse_qs's cost on every read."""
+    if "%" in qs or "+" in qs:
+        return parse_qs(qs, keep_blank_values=True)
+    out: dict[str, list[str]] = {}
+    for item in qs.split("&"):
+        if item:
+            name, _, value = item.partition("=")
+            values = out.get(name)
+            if values is None:
+                out[name] = [value]
+            else:
+                values.append(value)
+    return out
+
+
 def _bearer_token(authorization: str) -> str | None:
     # Mirrors Consul's parseTokenFromHeaders: "<scheme> <value>", scheme
     # compared case-insensitively, only the first word of the value is used.
@@ -189,7 +207,7 @@ class Request:
         """Query parameters: name -> every value, blank values kept."""
         q = self._query
         if q is None:
-            q = parse_qs(self.query_string, keep_blank_values=True) if self.query_string else {}
+            q = _parse_query(self.query_string) if self.query_string else {}
             self._query = q
         return q
 

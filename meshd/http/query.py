@@ -144,6 +144,11 @@ def _parse_node_meta(values: Iterable[str]) -> dict[str, str]:
     return result
 
 
+# QueryOptions.from_request's parsed options by (query string, token, headers).
+_PARSED: dict[tuple[str, str, str | None, str | None, str | None], QueryOptions] = {}
+_PARSED_MAX = 512
+
+
 @dataclass(frozen=True, slots=True)
 class QueryOptions:
     """Options common to Consul's read endpoints (consul/api ``QueryOptions`` on the wire).
@@ -184,8 +189,29 @@ class QueryOptions:
         Cache-Control header.``, ``Cannot specify ?stale with ?consistent,
         conflicting semantics.`` (and the same for ``?cached``), and the
         Enterprise-feature message for a namespace or partition other than
-        "default". Pure function of the request.
+        "default". Pure function of the request's query string, token and
+        ``Cache-Control``/``X-Consul-Namespace``/``X-Consul-Partition``
+        headers: parsed once per distinct combination (every read asks, and
+        clients repeat the same few queries), the value shared (frozen).
         """
+        headers = req.headers
+        key = (
+            req.query_string,
+            req.token,
+            headers.get("cache-control"),
+            headers.get("x-consul-namespace"),
+            headers.get("x-consul-partition"),
+        )
+        opts = _PARSED.get(key)
+        if opts is None:
+            opts = cls._parse(req)
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[key] = opts
+        return opts
+
+    @classmethod
+    def _parse(cls, req: Request) -> QueryOptions:
         q = req.query
         cache_header = req.headers.get("cache-control")
         cache = _parse_cache_control(cache_header) if cache_header else _CacheControl()
@@ -261,18 +287,42 @@ class QueryMeta:
         ``X-Consul-Index`` is never 0: a client blocking on index 0 would
         never block and would spin, so 0 is sent as 1 (Consul's setIndex).
         """
-        headers = [(n, v) for n, v in response.headers if n.lower() not in _META_HEADERS]
-        headers.append(("X-Consul-Index", str(max(self.index, 1))))
-        headers.append(("X-Consul-KnownLeader", "true" if self.known_leader else "false"))
-        headers.append(("X-Consul-LastContact", str(max(int(self.last_contact * 1000), 0))))
-        if self.effective_consistency:
-            headers.append(("X-Consul-Effective-Consistency", self.effective_consistency))
-        if self.query_backend:
-            headers.append(("X-Consul-Query-Backend", self.query_backend))
-        if self.results_filtered_by_acls:
-            headers.append(("X-Consul-Results-Filtered-By-ACLs", "true"))
-        response.headers = headers
-        return response
+        return set_meta_headers(
+            response,
+            self.index,
+            self.known_leader,
+            self.last_contact,
+            self.effective_consistency,
+            self.query_backend,
+            self.results_filtered_by_acls,
+        )
+
+
+def set_meta_headers(
+    response: Response,
+    index: int,
+    known_leader: bool,
+    last_contact: float,
+    effective_consistency: str = "leader",
+    query_backend: str = "",
+    results_filtered_by_acls: bool = False,
+) -> Response:
+    """``QueryMeta(...).apply_headers(response)`` without building the
+    QueryMeta: every read answer sets these."""
+    headers = [(n, v) for n, v in response.headers if n.lower() not in _META_HEADERS]
+    headers.append(("X-Consul-Index", str(index) if index > 1 else "1"))
+    headers.append(("X-Consul-KnownLeader", "true" if known_leader else "false"))
+    headers.append(
+        ("X-Consul-LastContact", str(int(last_contact * 1000)) if last_contact > 0 else "0")
+    )
+    if effective_consistency:
+        headers.append(("X-Consul-Effective-Consistency", effective_consistency))
+    if query_backend:
+        headers.append(("X-Consul-Query-Backend", query_backend))
+    if results_filtered_by_acls:
+        headers.append(("X-Consul-Results-Filtered-By-ACLs", "true"))
+    response.headers = headers
+    return response
 
 
 class JSONFields:

@@ -41,13 +41,12 @@ import collections
 import itertools
 import logging
 import math
-import re
+import socket
 import ssl
 import time
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from email.utils import formatdate
 from http import HTTPStatus
 from typing import NoReturn
 
@@ -56,8 +55,10 @@ import trio
 
 from meshd.http.accept import RateLimitedLog, serve_listeners
 from meshd.http.app import App
+from meshd.http.deadlines import DeadlineSweeper
 from meshd.http.message import TEXT_PLAIN, Headers, Request, Response, StreamingResponse
 from meshd.http.request_log import log_request
+from meshd.http.response_head import InvalidResponse, response_head
 from registry.blocking import admit
 
 __all__ = ["ServerLimits", "open_http_listeners", "serve_http"]
@@ -69,10 +70,7 @@ _READ_AHEAD = 256 * 1024
 _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 16 * 1024 * 1024
 _CLOSE_TIMEOUT = 1.0
-_REASONS = {int(s): s.phrase.encode() for s in HTTPStatus}
 _NO_BODY_STATUSES = frozenset({204, 304})
-# Framing is the server's business; a handler's own values would corrupt it.
-_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 _connection_ids = itertools.count(1)
 _NETWORK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
 # Refused connections answered (and lingered on) at once; more are just closed.
@@ -89,27 +87,6 @@ class ServerLimits:
     request_timeout: float = 30.0
     max_connections: int = 4096
     per_client_max_connections: int = 200
-
-
-class _DateCache:
-    """The ``Date`` header value, formatted once per second."""
-
-    __slots__ = ("_second", "_value")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
-
-    def get(self) -> bytes:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._value = formatdate(now, usegmt=True).encode()
-        return self._value
-
-
-_date = _DateCache()
 
 
 class _Admission:
@@ -161,6 +138,16 @@ def _peer_address(stream: trio.abc.Stream) -> tuple[str, int] | None:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return str(peer[0]), int(peer[1])
     return None
+
+
+def _raw_socket(stream: trio.abc.Stream) -> socket.socket | None:
+    """The standard-library socket under a plain ``trio.SocketStream``, for
+    the connection's own non-blocking reads and writes; None for TLS or any
+    other stream (those go through trio's stream methods)."""
+    if type(stream) is not trio.SocketStream:
+        return None
+    raw = getattr(stream.socket, "_sock", None)
+    return raw if isinstance(raw, socket.socket) else None
 
 
 def _simple_response(status: int, text: str) -> bytes:
@@ -230,13 +217,6 @@ _HEAD, _BODY, _HANDLER, _SEND = range(4)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _BAD_REQUEST = (400, "400 Bad Request")
 _HEAD_TOO_LARGE = (431, "431 Request Header Fields Too Large")
-# RFC 9110 5.1 field names are tokens; values must not break the framing.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
-
-
-class _InvalidResponse(Exception):
-    """A handler's response cannot be written (bad header, informational status)."""
 
 
 class _Incoming:
@@ -278,7 +258,9 @@ class _Connection:
     order before the error.
 
     A single cancel scope covers the responder; its deadline moves with the
-    phase (cheaper than a scope per step, which shows in the profile):
+    phase (a float the server's ``DeadlineSweeper`` checks: cheaper than a
+    scope per step, or than moving the scope's deadline, which both show in
+    the profile):
     waiting for a request head -> ``idle_timeout`` after the previous
     response started; reading a body -> ``request_timeout``; running the
     handler -> none; writing the response -> ``idle_timeout``. The reader
@@ -292,8 +274,11 @@ class _Connection:
         limits: ServerLimits,
         peer: tuple[str, int] | None,
         scheme: str,
+        sweeper: DeadlineSweeper,
     ) -> None:
         self._stream = stream
+        self._sweeper = sweeper
+        self._sock = _raw_socket(stream)
         self._app = app
         self._limits = limits
         self._peer = peer
@@ -314,7 +299,8 @@ class _Connection:
         self._read_ahead = 0
         self._eof = False
         self._phase = _HEAD
-        self._scope = trio.CancelScope(deadline=trio.current_time() + limits.idle_timeout)
+        self._deadline = trio.current_time() + limits.idle_timeout
+        self._scope = trio.CancelScope()
         self._linger = False
 
     async def run(self) -> None:
@@ -323,6 +309,7 @@ class _Connection:
         Cancellation (server shutdown) closes the connection at once,
         cancelling any handler in progress.
         """
+        self._sweeper.add(self)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read_loop)
@@ -342,7 +329,13 @@ class _Connection:
             # GC pass would free, and the agent's GC policy freezes
             # long-lived objects (agent/gc_policy.py): break it here.
             del self._parser
+            self._sweeper.discard(self)
             await _close_stream(self._stream)
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the server's ``DeadlineSweeper``: the phase's time is up."""
+        if now >= self._deadline:
+            self._scope.cancel()
 
     async def _after_cancel(self) -> None:
         if self._eof:
@@ -359,12 +352,11 @@ class _Connection:
 
     async def _read_loop(self) -> None:
         """Feed everything the peer sends into the parser; on EOF, cancel the responder."""
-        stream = self._stream
         while True:
             while self._read_ahead >= _READ_AHEAD:
                 await self._reader_wakeup.park()
             try:
-                data = await stream.receive_some(_RECV_SIZE)
+                data = await self._receive()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
             if not data:
@@ -378,8 +370,48 @@ class _Connection:
                 # watchers re-arming) in one round holds the loop as long as
                 # handling them would: parse a batch per round too.
                 await admit()
-                self._feed(bytes(data))
+                self._feed(data)
             self._data_arrived.unpark_all()
+
+    async def _receive(self) -> bytes:
+        """The next bytes from the peer (b"" at EOF or reset).
+
+        On a plain TCP connection: wait until the socket is readable, then
+        one ``recv``. trio's ``receive_some`` tries a ``recv`` first (which
+        fails between requests), and after a successful one spends a whole
+        scheduler round in a checkpoint; each request paid both. Waiting is
+        the checkpoint here (one per read, so a flood cannot hold the loop).
+        """
+        sock = self._sock
+        if sock is None:
+            return bytes(await self._stream.receive_some(_RECV_SIZE))
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                return sock.recv(_RECV_SIZE)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return b""  # reset by the peer: as EOF
+
+    async def _send_all(self, data: bytes) -> None:
+        """Write ``data``: on a plain TCP connection at once when the socket
+        takes it all (the usual case: an answer fits its buffer), without
+        trio's checkpoint after the write; otherwise, or once the client is
+        gone (the scope cancelled: nothing more is written), through
+        ``send_all``, which waits, raises ``BrokenResourceError`` for a dead
+        peer and ``Cancelled`` for a cancelled scope."""
+        sock = self._sock
+        if sock is not None and not self._scope.cancel_called:
+            try:
+                sent = sock.send(data)
+            except OSError:
+                sent = 0  # send_all meets the error again and maps it
+            if sent == len(data):
+                return
+            if sent:
+                data = data[sent:]
+        await self._stream.send_all(data)
 
     def _feed(self, data: bytes) -> None:
         try:
@@ -489,9 +521,9 @@ class _Connection:
             return None
         if not item.complete and item.failure is None:
             self._phase = _BODY
-            self._scope.deadline = trio.current_time() + self._limits.request_timeout
+            self._deadline = trio.current_time() + self._limits.request_timeout
             if item.expect_continue:
-                await self._stream.send_all(_CONTINUE)
+                await self._send_all(_CONTINUE)
             while not item.complete and item.failure is None:
                 await self._wait_for_data()
         if item.failure is not None:
@@ -543,7 +575,7 @@ class _Connection:
                 return
             request, keep_alive = got
             self._phase = _HANDLER
-            self._scope.deadline = math.inf
+            self._deadline = math.inf
             started = time.monotonic()
             # Thousands of requests read in one round (watchers re-arming
             # after a change) are dispatched a batch per round, so the round
@@ -566,29 +598,29 @@ class _Connection:
         # One deadline covers writing this answer and waiting for the next
         # request: a peer that stops reading is dropped after idle_timeout.
         self._phase = _SEND
-        self._scope.deadline = trio.current_time() + self._limits.idle_timeout
+        self._deadline = trio.current_time() + self._limits.idle_timeout
         try:
-            head, keep_alive = _response_head(response, keep_alive)
-        except (_InvalidResponse, UnicodeEncodeError):
+            head, keep_alive = response_head(response, keep_alive)
+        except (InvalidResponse, UnicodeEncodeError):
             # The handler's bug, answered like any other one.
             log.exception("http invalid response status=%r conn=%x", response.status, self._id)
             response = Response.text("Internal error", 500)
-            head, keep_alive = _response_head(response, keep_alive)
+            head, keep_alive = response_head(response, keep_alive)
         if isinstance(response, StreamingResponse) and method != "HEAD":
             await self._send_stream(response)
             return False
         body = response.body
         if body and method != "HEAD" and response.status not in _NO_BODY_STATUSES:
             head += body
-        await self._stream.send_all(head)
+        await self._send_all(head)
         return keep_alive
 
     async def _send_stream(self, response: StreamingResponse) -> None:
         """Write a chunked body as it is produced, for as long as it lasts
         (no deadline: it ends when the iterator does, the client goes away
         or the server stops)."""
-        head, _ = _response_head(response, False, chunked=True)
-        self._scope.deadline = math.inf
+        head, _ = response_head(response, False, chunked=True)
+        self._deadline = math.inf
         await self._stream.send_all(head)
         async for chunk in response.chunks:
             if chunk:
@@ -604,42 +636,6 @@ class _Connection:
             await self._send_response("", response, False)
         finally:
             self._phase = phase
-
-
-def _response_head(
-    response: Response, keep_alive: bool, *, chunked: bool = False
-) -> tuple[bytes, bool]:
-    """The encoded status line and headers of ``response`` with the framing
-    headers set by the server, and whether the connection stays open (not if
-    the request or the handler said ``Connection: close``).
-
-    Raises ``_InvalidResponse`` for a header or status that cannot be sent.
-    """
-    status = response.status
-    if status < 200 or status > 999:
-        raise _InvalidResponse(f"handlers cannot send status {status}")
-    framing = (
-        b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % len(response.body)
-    )
-    lines = [
-        b"HTTP/1.1 %d %s\r\n%s\r\nDate: %s\r\n"
-        % (status, _REASONS.get(status, b""), framing, _date.get())
-    ]
-    close_sent = False
-    for name, value in response.headers:
-        lower = name.lower()
-        if lower in _FRAMING_HEADERS:
-            continue
-        if not _TOKEN.fullmatch(name) or _UNSAFE_VALUE.search(value):
-            raise _InvalidResponse(f"invalid response header {name!r}")
-        if lower == "connection" and "close" in value.lower():
-            keep_alive = False
-            close_sent = True
-        lines.append(f"{name}: {value}\r\n".encode())
-    if not keep_alive and not close_sent:
-        lines.append(b"Connection: close\r\n")
-    lines.append(b"\r\n")
-    return b"".join(lines), keep_alive
 
 
 def _origin_form_path(target: str) -> str:
@@ -739,10 +735,13 @@ async def serve_http(
             await refuse(stream, host, rejected)
             return
         try:
-            await _Connection(stream, app, limits, peer, scheme).run()
+            await _Connection(stream, app, limits, peer, scheme, sweeper).run()
         except Exception:
             log.exception("http connection failed from=%s", host)
         finally:
             admission.release(host)
 
-    await serve_listeners(handle, active, limiter=limiter, task_status=task_status)
+    sweeper = DeadlineSweeper(limits.idle_timeout, limits.request_timeout)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sweeper.run)
+        await serve_listeners(handle, active, limiter=limiter, task_status=task_status)

@@ -368,3 +368,55 @@ async def test_follower_applies_a_leaders_read_index_promptly(tmp_path: Path) ->
         with trio.fail_after(10 * TICK):  # a heartbeat is 50 ticks away
             await follower.wait_applied(index)
         assert c.fsms[follower.config.id].data == {"a": 1}
+
+
+async def test_reads_arriving_during_a_round_share_the_next_one(tmp_path: Path) -> None:
+    """While a ReadIndex round is in flight, new reads wait for it and then
+    share one round (etcd's batching), each still seeing every write
+    committed before it started."""
+    async with cluster(tmp_path) as c:
+        leader = await c.leader()
+        await leader.apply(put("k", 0))
+        for nid, node in c.nodes.items():  # the followers answer heartbeats late
+            if node is not leader:
+                t = c.net.transports[nid]
+
+                def late(msg: Message, send: Callable[[Message], None] = t.send) -> None:
+                    if msg.type != MessageType.HEARTBEAT_RESP:
+                        return send(msg)
+
+                    async def deliver() -> None:
+                        await trio.sleep(3 * TICK)
+                        send(msg)
+
+                    c.nursery.start_soon(deliver)
+                    return None
+
+                t.send = late  # type: ignore[method-assign]
+        contexts: set[bytes] = set()
+        lt = c.net.transports[leader.config.id]
+
+        def counting(msg: Message, send: Callable[[Message], None] = lt.send) -> None:
+            if msg.type == MessageType.HEARTBEAT and msg.context:
+                contexts.add(msg.context)
+            send(msg)
+
+        lt.send = counting  # type: ignore[method-assign]
+        seen: list[tuple[int, int]] = []
+
+        async def reader(i: int) -> None:
+            for _ in range(i):  # one arrival per scheduler round
+                await trio.lowlevel.checkpoint()
+            if i % 5 == 0:
+                await leader.apply(put("k", i))
+            committed = leader.core.log.commit
+            seen.append((committed, await leader.read_barrier()))
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as n:
+                for i in range(30):
+                    n.start_soon(reader, i)
+        assert len(seen) == 30
+        assert all(index >= committed for committed, index in seen)
+        # Unbatched, nearly every arrival started its own round (~30).
+        assert 1 <= len(contexts) <= 6, contexts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -46,6 +47,14 @@ def test_query_keeps_blank_values_and_repeats() -> None:
     assert req.query == {"recurse": [""], "tag": ["x", "y"], "dc": [""]}
     assert req.query_value("tag") == "x"
     assert req.query_value("absent", "d") == "d"
+
+
+@pytest.mark.parametrize(
+    "qs",
+    ["a=1&&b", "=x&a=b=c&a", "a+b=c%20d&e", "x=%ZZ&y=1", "&", "k=&k=v", "a;b=c"],
+)
+def test_query_matches_parse_qs_with_and_without_escapes(qs: str) -> None:
+    assert Request.build("GET", f"/v1/kv/a?{qs}").query == parse_qs(qs, keep_blank_values=True)
 
 
 def test_path_is_decoded_and_raw_path_kept() -> None:

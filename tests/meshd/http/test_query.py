@@ -262,3 +262,15 @@ def test_non_object_body_is_rejected_when_fields_expected(value: Any, kind: str)
     with pytest.raises(BadRequest) as info:
         validate_fields(value, SERVICE_FIELDS)
     assert f"expected a JSON object, got {kind}" in info.value.message
+
+
+def test_options_parsed_once_per_query_token_and_headers() -> None:
+    plain = _opts("/v1/kv/a?consistent&index=7")
+    assert _opts("/v1/kv/a?consistent&index=7") is plain  # shared, not re-parsed
+    assert (plain.consistency, plain.index, plain.token) == ("consistent", 7, "")
+    tok = _opts("/v1/kv/a?consistent&index=7", [("X-Consul-Token", "t1")])
+    assert tok.token == "t1" and plain.token == ""
+    cached = _opts("/v1/kv/a?consistent&index=7", [("Cache-Control", "max-age=5")])
+    assert (cached.max_age, plain.max_age) == (5.0, None)
+    with pytest.raises(BadRequest, match="Enterprise"):
+        _opts("/v1/kv/a?consistent&index=7", [("X-Consul-Namespace", "team")])

@@ -342,6 +342,23 @@ async def test_idle_connection_is_closed_silently() -> None:
         assert await client.at_eof(timeout=2)
 
 
+async def test_idle_and_request_timeouts_spare_a_handler_that_outlasts_them() -> None:
+    async def slow(req: Request) -> Response:
+        await trio.sleep(0.4)
+        return Response.text("done")
+
+    router = echo_router()
+    router.add("GET", "/v1/slow", slow, name="slow")
+    async with running(_app(router), idle_timeout=0.1, request_timeout=0.1) as port:
+        client = await RawClient.connect(port)
+        started = trio.current_time()
+        r = await client.request("GET", "/v1/slow")
+        assert (r.status, r.body) == (200, b"done")
+        # The idle timeout runs again from the answer: the connection then closes.
+        assert await client.at_eof(timeout=2)
+        assert trio.current_time() - started >= 0.4
+
+
 async def test_slow_request_is_408() -> None:
     async with running(_app(), request_timeout=0.2) as port:
         client = await RawClient.connect(port)
@@ -620,3 +637,22 @@ async def test_a_burst_of_requests_is_dispatched_in_bounded_batches_per_round(
     # Per round: a batch let through the queue and one started directly;
     # the probe may see two rounds in one step (trio varies the order).
     assert handled == 200 and max(steps) <= 4 * 8, steps
+
+
+async def test_answer_larger_than_the_socket_buffer_arrives_whole_then_keep_alive() -> None:
+    # The first write takes only part of it; the rest waits for the reader.
+    big = bytes(range(256)) * (16 * 1024)  # 4 MiB
+
+    async def large(req: Request) -> Response:
+        return Response(200, [("Content-Type", "application/octet-stream")], big)
+
+    router = echo_router()
+    router.add("GET", "/v1/large", large, name="large")
+    async with running(_app(router)) as port:
+        client = await RawClient.connect(port)
+        await client.send(encode_request("GET", "/v1/large"))
+        await trio.sleep(0.05)  # let the server fill the socket buffer first
+        r = await client.read_response()
+        assert r is not None and r.status == 200 and r.body == big
+        assert (await client.request("GET", "/v1/json")).status == 200
+        await client.aclose()
