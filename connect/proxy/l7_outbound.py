@@ -454,7 +454,7 @@ class L7OutboundHandler:
             up.destination,
         )
         if hop is not None:
-            ex.trace_id = hop.span.trace_id
+            ex.trace_id = hop.trace_id
         handle = functools.partial(self._handle, event, body, hop)
         resp = await self.reporter.observe(ex, handle)
         if tracing is not None and hop is not None:
