@@ -85,9 +85,13 @@ class SplitStep:
     picked: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Decision:
-    """Everything decided for one request; ``outcome`` "ok" or why not."""
+    """Everything decided for one request; ``outcome`` "ok" or why not.
+
+    Read-only by convention: not frozen, as a frozen dataclass pays an
+    ``object.__setattr__`` per field on every request.
+    """
 
     outcome: str  # ok | bad_path | no_route | unknown_node | no_healthy_upstream
     path: str | None = None
@@ -148,12 +152,10 @@ class Decision:
     @property
     def status_if_local(self) -> int | None:
         """The status the proxy answers itself, or None when it forwards."""
-        return {
-            "bad_path": 400,
-            "no_route": 404,
-            "unknown_node": 503,
-            "no_healthy_upstream": 503,
-        }.get(self.outcome)
+        return _LOCAL_STATUS.get(self.outcome)
+
+
+_LOCAL_STATUS = {"bad_path": 400, "no_route": 404, "unknown_node": 503, "no_healthy_upstream": 503}
 
 
 Excluded = Callable[[str], Collection[str]]

@@ -28,6 +28,7 @@ then closes.
 from __future__ import annotations
 
 import collections
+import operator
 import socket
 import ssl
 from http import HTTPStatus
@@ -54,6 +55,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 _STATUS_LINES: dict[int, bytes] = {}
+_NAME = operator.itemgetter(0)
 _RECV_BUF = bytearray(RECV_SIZE)  # one receive buffer for every connection (one thread)
 _RECV_VIEW = memoryview(_RECV_BUF)
 
@@ -93,19 +95,17 @@ def status_line(status: int) -> bytes:
 def end_to_end(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """``headers`` without hop-by-hop and framing headers (and those that
     ``Connection`` names)."""
-    out: list[tuple[str, str]] = []
-    named: set[str] | None = None
-    for pair in headers:
-        low = pair[0].lower()
-        if low in HOP_BY_HOP:
-            if low == "connection":
-                named = named or set()
-                named.update(t.strip().lower() for t in pair[1].split(","))
-            continue
-        out.append(pair)
-    if named and not named <= HOP_BY_HOP:  # "keep-alive" names nothing left
-        out = [(n, v) for n, v in out if n.lower() not in named]
-    return out
+    # Per request: the lowercase names in C loops, and a copy when nothing
+    # goes (most requests); responses lose at least their framing.
+    lows = list(map(str.lower, map(_NAME, headers)))
+    if HOP_BY_HOP.isdisjoint(lows):
+        return list(headers)
+    drop: set[str] = set(HOP_BY_HOP)
+    if "connection" in lows:
+        for pair, low in zip(headers, lows, strict=True):
+            if low == "connection":  # "keep-alive" names nothing left
+                drop.update(t.strip().lower() for t in pair[1].split(","))
+    return [pair for pair, low in zip(headers, lows, strict=True) if low not in drop]
 
 
 def _head(first: bytes, headers: list[tuple[str, str]]) -> bytes:

@@ -622,7 +622,8 @@ class L7OutboundHandler:
     ) -> tuple[UpstreamResponse | None, Outcome]:
         if per_try is None:  # no cancel scope when there is no deadline to keep
             return await self._exchange(endpoint, method, target, headers, body)
-        with trio.move_on_after(per_try):
+        # A bare CancelScope: move_on_after's contextmanager wrapper costs ~2 us.
+        with trio.CancelScope(deadline=trio.current_time() + per_try):
             return await self._exchange(endpoint, method, target, headers, body)
         return None, Outcome(failure=Failure.PER_TRY_TIMEOUT)
 
