@@ -12,7 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import repeat
+from operator import itemgetter
 from urllib.parse import parse_qsl
+
+_NAME, _VALUE = itemgetter(0), itemgetter(1)
 
 
 class Headers:
@@ -22,6 +26,16 @@ class Headers:
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = [(k, v) for k, v in items]
+
+    @classmethod
+    def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
+        """Headers of ``raw`` (bytes as parsed, decoded Latin-1) in one pass."""
+        h = cls.__new__(cls)
+        raw = raw if isinstance(raw, list) else list(raw)
+        names = map(str, map(_NAME, raw), repeat("latin-1"))  # str(b, enc): decoded in C
+        values = map(str, map(_VALUE, raw), repeat("latin-1"))
+        h._items = list(zip(names, values, strict=True))
+        return h
 
     def get(self, name: str) -> str | None:
         """All values of ``name`` joined with "," (as Envoy matches them), or None."""
@@ -102,6 +116,25 @@ class Request:
             headers=Headers(headers),
             source_service=source_service,
             source_ip=source_ip,
+        )
+
+    @classmethod
+    def from_raw(
+        cls,
+        method: bytes,
+        target: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+        *,
+        source_service: str = "",
+    ) -> Request:
+        """``build`` for a request as parsed (bytes), with one copy of the headers."""
+        path, _, query = target.decode("latin-1").partition("?")
+        return cls(
+            method.decode("ascii").upper(),
+            path,
+            query,
+            Headers.from_raw(headers),
+            source_service,
         )
 
     def query_params(self) -> dict[str, list[str]]:

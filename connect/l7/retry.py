@@ -89,9 +89,7 @@ class RetryPolicy:
     base_interval_ms: int = BASE_INTERVAL_MS
     max_interval_ms: int | None = None  # None = 10 x base (Envoy)
     # conditions(), read on every attempt: computed once (the policy is frozen).
-    _conditions: frozenset[str] = field(
-        init=False, repr=False, compare=False, default=frozenset()
-    )
+    _conditions: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
 
     def __post_init__(self) -> None:
         for cond in self.retry_on:

@@ -109,10 +109,14 @@ def end_to_end(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def _head(first: bytes, headers: list[tuple[str, str]]) -> bytes:
-    text = "".join([f"{n}: {v}\r\n" for n, v in headers])
-    if text.count("\n") != len(headers) or text.count("\r") != len(headers):
+    try:  # "name: value" lines joined in C
+        text = "\r\n".join(map(": ".join, headers))
+    except TypeError:  # a value that is not a str
+        text = "\r\n".join([f"{n}: {v}" for n, v in headers])
+    lines = len(headers)  # n lines have n - 1 separators (none without a header)
+    if lines and (text.count("\n") + 1 != lines or text.count("\r") + 1 != lines):
         raise ProtocolError(502, "header with a line break")
-    return first + text.encode("latin-1") + b"\r\n"
+    return first + text.encode("latin-1") + (b"\r\n\r\n" if headers else b"\r\n")
 
 
 def response_bytes(

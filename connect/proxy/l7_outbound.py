@@ -472,12 +472,7 @@ class L7OutboundHandler:
             ex.flag(Flag.NO_HEALTHY_UPSTREAM)
             return _local(503, NO_HEALTHY_UPSTREAM_BODY)
         raw = hop.headers if hop is not None else event.headers
-        request = Request.build(
-            event.method.decode("ascii"),
-            event.target.decode("latin-1"),
-            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw],
-            source_service=up.source,
-        )
+        request = Request.from_raw(event.method, event.target, raw, source_service=up.source)
         now = trio.current_time()
         decision = decider.decide(request, rng=up.rng, excluded=up.excluded(now))
         mark_target(ex, up.chain, decision.target)

@@ -24,10 +24,12 @@ dropped and counted in ``meshd_proxy_trace_spans_dropped``.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import trio
@@ -39,12 +41,15 @@ from connect.telemetry.propagation import (
     FORCE_TRACE_HEADER,
     REQUEST_ID_HEADER,
     TRACE_HEADERS,
+    Format,
     Incoming,
     extract_collected,
     inject_all_bytes,
     new_request_id,
     new_span_id,
     new_trace_id,
+    parse_traceparent,
+    parse_tracestate,
 )
 from connect.telemetry.sampling import DEFAULT_PERCENT, Sampler, SamplingError, percent_to_basis
 from connect.telemetry.spans import REQUEST_ID, Span, SpanKind, Tracer, http_attributes
@@ -69,6 +74,9 @@ _READ = {
     for name in (*TRACE_HEADERS, REQUEST_ID_HEADER, FORCE_TRACE_HEADER, ENVOY_FORCE_TRACE_HEADER)
 }
 _NOTHING = Incoming()
+_NAME = operator.itemgetter(0)
+_FORCE, _ENVOY_FORCE = FORCE_TRACE_HEADER.encode(), ENVOY_FORCE_TRACE_HEADER.encode()
+_ALL = b""  # (not a header name) the request's headers and their lowercase names
 
 
 def proxy_defaults_resource() -> Resource:
@@ -206,30 +214,56 @@ def _span(hop: Hop, method: str, path: str, start_ns: int, sampled: bool, debug:
     )
 
 
-def _scan(headers: Any) -> tuple[list[tuple[bytes, bytes]], dict[str, list[str]]]:
-    """One pass over a request's headers: those to keep (as bytes, trace
-    headers dropped) and the values ``extract_collected`` reads."""
-    kept: list[tuple[bytes, bytes]] = []
-    seen: dict[str, list[str]] = {}
-    for pair in headers:
-        name, value = pair
-        if name.__class__ is not bytes or value.__class__ is not bytes:
-            name = name.encode("latin-1") if isinstance(name, str) else name
-            value = value.encode("latin-1") if isinstance(value, str) else value
-            pair = (name, value)
-        lname = name.lower()
-        read = _READ.get(lname)
-        if read is not None:
-            values = seen.get(read)
-            text = value.decode("latin-1").strip()
-            if values is None:
-                seen[read] = [text]
-            else:
-                values.append(text)
-            if lname in _REPLACED:
-                continue
-        kept.append(pair)
-    return kept, seen
+def _as_bytes(headers: Any) -> list[tuple[bytes, bytes]]:
+    def b(x: str | bytes) -> bytes:
+        return x.encode("latin-1") if isinstance(x, str) else x
+
+    return [(b(n), b(v)) for n, v in headers]
+
+
+def _scan(headers: Any) -> tuple[list[tuple[bytes, bytes]], dict[bytes, Any]]:
+    """The request's headers to keep (as bytes, trace headers dropped) and
+    each read header's first (name, value) by lowercase name ({} when the
+    request carries none: a new trace starts). C loops only."""
+    if set(map(type, itertools.chain.from_iterable(headers))) - {bytes}:
+        headers = _as_bytes(headers)  # str pairs (tests, callers other than the parser)
+    lows = list(map(bytes.lower, map(_NAME, headers)))
+    if _READ.keys().isdisjoint(lows):
+        return list(headers), {}
+    kept = list(itertools.compress(headers, map(operator.not_, map(_REPLACED.__contains__, lows))))
+    first = dict(
+        zip(reversed(lows), reversed(headers), strict=True)
+    )  # reversed: the first one wins
+    first[_ALL] = (headers, lows)
+    return kept, first
+
+
+def _values(first: dict[bytes, Any], name: bytes) -> list[str]:
+    """Every value of header ``name`` in order, decoded and stripped."""
+    headers, lows = first[_ALL]
+    return [
+        p[1].decode("latin-1").strip() for p, low in zip(headers, lows, strict=True) if low == name
+    ]
+
+
+def _incoming(first: dict[bytes, Any]) -> Incoming:
+    """``extract_collected(..., formats=False)`` of the request's headers; a
+    valid ``traceparent`` (nearly every traced request) is read without
+    decoding the other formats' headers, which it makes irrelevant."""
+    if not first:
+        return _NOTHING
+    parent = first.get(b"traceparent")
+    forced = _FORCE in first or _ENVOY_FORCE in first
+    ctx = parse_traceparent(parent[1].decode("latin-1")) if parent and not forced else None
+    if ctx is not None:
+        state = parse_tracestate(_values(first, b"tracestate")) if b"tracestate" in first else None
+        if state:
+            ctx = replace(ctx, tracestate=state)
+        rid = first.get(b"x-request-id")
+        request_id = rid[1].decode("latin-1").strip() if rid else ""
+        return Incoming(ctx, False, False, request_id or None, Format.W3C)
+    seen = {_READ[n]: _values(first, n) for n in _READ if n in first}
+    return extract_collected(seen, formats=False)
 
 
 class AgentSpanSink:
@@ -345,7 +379,7 @@ class ProxyTracing:
         self, server: bool, service: str, peer: str, method: bytes, target: bytes, headers: Any
     ) -> Hop:
         kept, seen = _scan(headers)
-        incoming = extract_collected(seen, formats=False) if seen else _NOTHING
+        incoming = _incoming(seen)
         tracer = self._tracer(service)
         # The ids, the sampling decision and the request id are drawn from
         # the rng in the order Tracer.start_* draws them; only a sampled
