@@ -28,6 +28,7 @@ then closes.
 from __future__ import annotations
 
 import collections
+import itertools
 import operator
 import socket
 import ssl
@@ -100,12 +101,17 @@ def end_to_end(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     lows = list(map(str.lower, map(_NAME, headers)))
     if HOP_BY_HOP.isdisjoint(lows):
         return list(headers)
-    drop: set[str] = set(HOP_BY_HOP)
+    drop: frozenset[str] | set[str] = HOP_BY_HOP
     if "connection" in lows:
-        for pair, low in zip(headers, lows, strict=True):
-            if low == "connection":  # "keep-alive" names nothing left
-                drop.update(t.strip().lower() for t in pair[1].split(","))
-    return [pair for pair, low in zip(headers, lows, strict=True) if low not in drop]
+        named = {
+            t.strip().lower()
+            for pair, low in zip(headers, lows, strict=True)
+            if low == "connection"
+            for t in pair[1].split(",")
+        }
+        if not named <= HOP_BY_HOP:  # "keep-alive" names nothing left
+            drop = HOP_BY_HOP | named
+    return list(itertools.compress(headers, map(operator.not_, map(drop.__contains__, lows))))
 
 
 def _head(first: bytes, headers: list[tuple[str, str]]) -> bytes:

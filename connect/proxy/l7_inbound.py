@@ -421,7 +421,7 @@ class L7Inbound:
         if body or request.method in ("POST", "PUT", "PATCH"):
             headers.append(("content-length", str(len(body))))
         ex.upstream = self._local_address()
-        with trio.move_on_after(LOCAL_REQUEST_TIMEOUT):
+        with trio.CancelScope(deadline=trio.current_time() + LOCAL_REQUEST_TIMEOUT):
             try:
                 return await self.pool.request(ex.upstream, request.method, target, headers, body)
             except UpstreamReset as exc:

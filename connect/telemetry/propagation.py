@@ -353,12 +353,20 @@ def without_trace_headers(headers: Iterable[Header]) -> list[Header]:
 
 def new_trace_id(rng: random.Random) -> str:
     """A random, non-zero 128-bit trace id as 32 lowercase hex characters."""
-    return f"{rng.randrange(1, 1 << 128):032x}"
+    # getrandbits less its one zero: uniform as randrange(1, 2**128), a
+    # fraction of its cost (this runs for every request that starts a trace).
+    n = rng.getrandbits(128)
+    while not n:
+        n = rng.getrandbits(128)
+    return f"{n:032x}"
 
 
 def new_span_id(rng: random.Random) -> str:
     """A random, non-zero 64-bit span id as 16 lowercase hex characters."""
-    return f"{rng.randrange(1, 1 << 64):016x}"
+    n = rng.getrandbits(64)  # as new_trace_id: uniform over the non-zero ids
+    while not n:
+        n = rng.getrandbits(64)
+    return f"{n:016x}"
 
 
 _UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
