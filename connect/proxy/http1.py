@@ -103,12 +103,8 @@ def end_to_end(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         return list(headers)
     drop: frozenset[str] | set[str] = HOP_BY_HOP
     if "connection" in lows:
-        named = {
-            t.strip().lower()
-            for pair, low in zip(headers, lows, strict=True)
-            if low == "connection"
-            for t in pair[1].split(",")
-        }
+        values = [pair[1] for pair, low in zip(headers, lows, strict=True) if low == "connection"]
+        named = set(map(str.strip, ",".join(values).lower().split(",")))
         if not named <= HOP_BY_HOP:  # "keep-alive" names nothing left
             drop = HOP_BY_HOP | named
     return list(itertools.compress(headers, map(operator.not_, map(drop.__contains__, lows))))
