@@ -28,6 +28,14 @@ class Headers:
         self._items: list[tuple[str, str]] = [(k, v) for k, v in items]
 
     @classmethod
+    def view(cls, items: list[tuple[str, str]]) -> Headers:
+        """Headers over ``items`` without a copy: for reading (an ``add``
+        would append to ``items``)."""
+        h = cls.__new__(cls)
+        h._items = items
+        return h
+
+    @classmethod
     def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
         """Headers of ``raw`` (bytes as parsed, decoded Latin-1) in one pass."""
         h = cls.__new__(cls)

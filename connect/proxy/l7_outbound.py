@@ -631,7 +631,7 @@ class L7OutboundHandler:
             return None, Outcome(failure=Failure.RESET)
         except (OSError, ssl.SSLError, trio.TooSlowError, PeerIdentityError, VerdictError):
             return None, Outcome(failure=Failure.CONNECT_FAILURE)
-        return resp, Outcome(status=resp.status, headers=Headers(resp.headers))
+        return resp, Outcome(resp.status, None, Headers.view(resp.headers))  # read only
 
     def _repick(self, decider: Decider, target_id: str, request: Request, last: str) -> str:
         target = decider.table.targets.get(target_id)
