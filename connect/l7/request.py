@@ -12,11 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import repeat
-from operator import itemgetter
 from urllib.parse import parse_qsl
-
-_NAME, _VALUE = itemgetter(0), itemgetter(1)
 
 
 class Headers:
@@ -39,10 +35,7 @@ class Headers:
     def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
         """Headers of ``raw`` (bytes as parsed, decoded Latin-1) in one pass."""
         h = cls.__new__(cls)
-        raw = raw if isinstance(raw, list) else list(raw)
-        names = map(str, map(_NAME, raw), repeat("latin-1"))  # str(b, enc): decoded in C
-        values = map(str, map(_VALUE, raw), repeat("latin-1"))
-        h._items = list(zip(names, values, strict=True))
+        h._items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
         return h
 
     def get(self, name: str) -> str | None:

@@ -28,8 +28,6 @@ then closes.
 from __future__ import annotations
 
 import collections
-import itertools
-import operator
 import socket
 import ssl
 from http import HTTPStatus
@@ -56,7 +54,6 @@ HOP_BY_HOP = frozenset(
     }
 )
 _STATUS_LINES: dict[int, bytes] = {}
-_NAME = operator.itemgetter(0)
 _RECV_BUF = bytearray(RECV_SIZE)  # one receive buffer for every connection (one thread)
 _RECV_VIEW = memoryview(_RECV_BUF)
 
@@ -96,29 +93,26 @@ def status_line(status: int) -> bytes:
 def end_to_end(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """``headers`` without hop-by-hop and framing headers (and those that
     ``Connection`` names)."""
-    # Per request: the lowercase names in C loops, and a copy when nothing
-    # goes (most requests); responses lose at least their framing.
-    lows = list(map(str.lower, map(_NAME, headers)))
-    if HOP_BY_HOP.isdisjoint(lows):
-        return list(headers)
-    drop: frozenset[str] | set[str] = HOP_BY_HOP
-    if "connection" in lows:
-        values = [pair[1] for pair, low in zip(headers, lows, strict=True) if low == "connection"]
-        named = set(map(str.strip, ",".join(values).lower().split(",")))
-        if not named <= HOP_BY_HOP:  # "keep-alive" names nothing left
-            drop = HOP_BY_HOP | named
-    return list(itertools.compress(headers, map(operator.not_, map(drop.__contains__, lows))))
+    out: list[tuple[str, str]] = []
+    named: set[str] | None = None
+    for pair in headers:
+        low = pair[0].lower()
+        if low in HOP_BY_HOP:
+            if low == "connection":
+                named = named or set()
+                named.update(t.strip().lower() for t in pair[1].split(","))
+            continue
+        out.append(pair)
+    if named and not named <= HOP_BY_HOP:  # "keep-alive" names nothing left
+        out = [(n, v) for n, v in out if n.lower() not in named]
+    return out
 
 
 def _head(first: bytes, headers: list[tuple[str, str]]) -> bytes:
-    try:  # "name: value" lines joined in C
-        text = "\r\n".join(map(": ".join, headers))
-    except TypeError:  # a value that is not a str
-        text = "\r\n".join([f"{n}: {v}" for n, v in headers])
-    lines = len(headers)  # n lines have n - 1 separators (none without a header)
-    if lines and (text.count("\n") + 1 != lines or text.count("\r") + 1 != lines):
+    text = "".join([f"{n}: {v}\r\n" for n, v in headers])
+    if text.count("\n") != len(headers) or text.count("\r") != len(headers):
         raise ProtocolError(502, "header with a line break")
-    return first + text.encode("latin-1") + (b"\r\n\r\n" if headers else b"\r\n")
+    return first + text.encode("latin-1") + b"\r\n"
 
 
 def response_bytes(

@@ -24,8 +24,6 @@ dropped and counted in ``meshd_proxy_trace_spans_dropped``.
 
 from __future__ import annotations
 
-import itertools
-import operator
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -74,9 +72,8 @@ _READ = {
     for name in (*TRACE_HEADERS, REQUEST_ID_HEADER, FORCE_TRACE_HEADER, ENVOY_FORCE_TRACE_HEADER)
 }
 _NOTHING = Incoming()
-_NAME = operator.itemgetter(0)
 _FORCE, _ENVOY_FORCE = FORCE_TRACE_HEADER.encode(), ENVOY_FORCE_TRACE_HEADER.encode()
-_ALL = b""  # (not a header name) the request's headers and their lowercase names
+_ALL = b""  # (not a header name) the request's headers
 
 
 def proxy_defaults_resource() -> Resource:
@@ -224,26 +221,28 @@ def _as_bytes(headers: Any) -> list[tuple[bytes, bytes]]:
 def _scan(headers: Any) -> tuple[list[tuple[bytes, bytes]], dict[bytes, Any]]:
     """The request's headers to keep (as bytes, trace headers dropped) and
     each read header's first (name, value) by lowercase name ({} when the
-    request carries none: a new trace starts). C loops only."""
-    if set(map(type, itertools.chain.from_iterable(headers))) - {bytes}:
-        headers = _as_bytes(headers)  # str pairs (tests, callers other than the parser)
-    lows = list(map(bytes.lower, map(_NAME, headers)))
-    if _READ.keys().isdisjoint(lows):
-        return list(headers), {}
-    kept = list(itertools.compress(headers, map(operator.not_, map(_REPLACED.__contains__, lows))))
-    first = dict(
-        zip(reversed(lows), reversed(headers), strict=True)
-    )  # reversed: the first one wins
-    first[_ALL] = (headers, lows)
+    request carries none: a new trace starts)."""
+    kept: list[tuple[bytes, bytes]] = []
+    first: dict[bytes, Any] = {}
+    for pair in headers:
+        name, value = pair
+        if name.__class__ is not bytes or value.__class__ is not bytes:
+            return _scan(_as_bytes(headers))  # str pairs (tests, other callers)
+        low = name.lower()
+        if low in _READ:
+            if low not in first:
+                first[low] = pair
+            if low in _REPLACED:
+                continue
+        kept.append(pair)
+    if first:
+        first[_ALL] = headers
     return kept, first
 
 
 def _values(first: dict[bytes, Any], name: bytes) -> list[str]:
     """Every value of header ``name`` in order, decoded and stripped."""
-    headers, lows = first[_ALL]
-    return [
-        p[1].decode("latin-1").strip() for p, low in zip(headers, lows, strict=True) if low == name
-    ]
+    return [v.decode("latin-1").strip() for n, v in first[_ALL] if n.lower() == name]
 
 
 def _incoming(first: dict[bytes, Any]) -> Incoming:
