@@ -27,7 +27,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -39,14 +39,12 @@ from connect.telemetry.propagation import (
     FORCE_TRACE_HEADER,
     REQUEST_ID_HEADER,
     TRACE_HEADERS,
-    Format,
     Incoming,
     extract_collected,
     inject_all_bytes,
     new_request_id,
     new_span_id,
     new_trace_id,
-    parse_traceparent,
     parse_tracestate,
 )
 from connect.telemetry.sampling import DEFAULT_PERCENT, Sampler, SamplingError, percent_to_basis
@@ -73,6 +71,8 @@ _READ = {
 }
 _NOTHING = Incoming()
 _FORCE, _ENVOY_FORCE = FORCE_TRACE_HEADER.encode(), ENVOY_FORCE_TRACE_HEADER.encode()
+_HEX = b"0123456789abcdef"
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 _ALL = b""  # (not a header name) the request's headers
 
 
@@ -245,22 +245,49 @@ def _values(first: dict[bytes, Any], name: bytes) -> list[str]:
     return [v.decode("latin-1").strip() for n, v in first[_ALL] if n.lower() == name]
 
 
+class _W3C:
+    """A request's valid version-00 ``traceparent`` in its exact 55-byte form
+    (no force header): what ``_hop`` reads of it, as ``Incoming`` and as its
+    context at once."""
+
+    __slots__ = ("request_id", "sampled", "span_id", "trace_id", "tracestate")
+    force = False
+
+    def __init__(self, trace_id: str, span_id: str, sampled: bool) -> None:
+        self.trace_id, self.span_id, self.sampled = trace_id, span_id, sampled
+        self.tracestate: tuple[tuple[str, str], ...] = ()
+        self.request_id: str | None = None
+
+    @property
+    def context(self) -> _W3C:
+        return self
+
+    @classmethod
+    def read(cls, first: dict[bytes, Any]) -> _W3C | None:
+        parent = first.get(b"traceparent")
+        if parent is None or _FORCE in first or _ENVOY_FORCE in first:
+            return None
+        v = parent[1]
+        if len(v) != 55 or v[:3] != b"00-" or v[35] != 45 or v[52] != 45:  # 45: "-"
+            return None
+        if v[3:35].strip(_HEX) or v[36:52].strip(_HEX) or v[53:].strip(_HEX):
+            return None  # (all of it lowercase hex: nothing left)
+        trace_id, span_id = v[3:35].decode("ascii"), v[36:52].decode("ascii")
+        if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+            return None
+        w3c = cls(trace_id, span_id, bool(int(v[53:], 16) & 1))
+        if b"tracestate" in first:
+            w3c.tracestate = parse_tracestate(_values(first, b"tracestate")) or ()
+        rid = first.get(b"x-request-id")
+        w3c.request_id = (rid[1].decode("latin-1").strip() if rid else "") or None
+        return w3c
+
+
 def _incoming(first: dict[bytes, Any]) -> Incoming:
-    """``extract_collected(..., formats=False)`` of the request's headers; a
-    valid ``traceparent`` (nearly every traced request) is read without
-    decoding the other formats' headers, which it makes irrelevant."""
+    """``extract_collected(..., formats=False)`` of the request's headers
+    (those ``_W3C.read`` leaves: none, B3, a forced or unusual traceparent)."""
     if not first:
         return _NOTHING
-    parent = first.get(b"traceparent")
-    forced = _FORCE in first or _ENVOY_FORCE in first
-    ctx = parse_traceparent(parent[1].decode("latin-1")) if parent and not forced else None
-    if ctx is not None:
-        state = parse_tracestate(_values(first, b"tracestate")) if b"tracestate" in first else None
-        if state:
-            ctx = replace(ctx, tracestate=state)
-        rid = first.get(b"x-request-id")
-        request_id = rid[1].decode("latin-1").strip() if rid else ""
-        return Incoming(ctx, False, False, request_id or None, Format.W3C)
     seen = {_READ[n]: _values(first, n) for n in _READ if n in first}
     return extract_collected(seen, formats=False)
 
@@ -378,8 +405,10 @@ class ProxyTracing:
         self, server: bool, service: str, peer: str, method: bytes, target: bytes, headers: Any
     ) -> Hop:
         kept, seen = _scan(headers)
-        incoming = _incoming(seen)
         tracer = self._tracer(service)
+        # The common traced request: a plain W3C traceparent, read without
+        # building a SpanContext and an Incoming (its sampled flag decides).
+        incoming: Any = _W3C.read(seen) or _incoming(seen)
         # The ids, the sampling decision and the request id are drawn from
         # the rng in the order Tracer.start_* draws them; only a sampled
         # hop builds its span (name, attributes, start time).
@@ -395,7 +424,10 @@ class ProxyTracing:
             ctx.tracestate if ctx else (),
             "",
         )
-        sampled = tracer.sampler.decide(incoming)
+        if incoming.__class__ is _W3C:
+            sampled = incoming.sampled  # the caller's decision, as Sampler.decide honours it
+        else:
+            sampled = tracer.sampler.decide(incoming)
         hop.request_id = incoming.request_id or new_request_id(rng)
         if sampled:
             hop.sampled = True

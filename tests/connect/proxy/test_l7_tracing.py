@@ -242,6 +242,10 @@ _TRACE_VARIANTS = [
     (b"traceparent", f"00-{TRACE}-{PARENT}-01".encode()),
     (b"traceparent", f"00-{TRACE}-{PARENT}-00".encode()),
     (b"traceparent", b"00-zz-bad-01"),
+    (b"traceparent", f"00-{TRACE.upper()}-{PARENT}-01".encode()),
+    (b"traceparent", f" 00-{TRACE}-{PARENT}-03 ".encode()),
+    (b"traceparent", f"00-{'0' * 32}-{PARENT}-01".encode()),
+    (b"traceparent", f"01-{TRACE}-{PARENT}-00-future".encode()),
     (b"Tracestate", b"vendor=x,other=y"),
     (b"b3", f"{TRACE}-{PARENT}-1-{'b' * 16}".encode()),
     (b"b3", f"{TRACE}-{PARENT}-0".encode()),
@@ -259,7 +263,7 @@ _TRACE_VARIANTS = [
 ]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     headers=st.lists(st.sampled_from(_TRACE_VARIANTS), max_size=6),
     basis=st.sampled_from([0, 100, 5_000, 10_000]),
