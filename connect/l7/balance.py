@@ -170,16 +170,38 @@ class _Pick:
 
 
 class RandomBalancer(Balancer):
-    def _pick(self, p: _Pick) -> str:
-        return p.random_healthy()
+    def pick(
+        self,
+        hosts: Sequence[str],
+        *,
+        rng: random.Random,
+        request: Request | None = None,
+        excluded: Collection[str] = (),
+        active: Mapping[str, int] | None = None,
+    ) -> str | None:
+        # Balancer.pick without the _Pick record (this runs per request).
+        healthy = [h for h in hosts if h not in excluded] if excluded else hosts
+        return healthy[rng.randrange(len(healthy))] if healthy else None
 
 
 class RoundRobinBalancer(Balancer):
     def __init__(self) -> None:
         self.index = 0
 
-    def _pick(self, p: _Pick) -> str:
-        host = p.healthy[self.index % len(p.healthy)]
+    def pick(
+        self,
+        hosts: Sequence[str],
+        *,
+        rng: random.Random,
+        request: Request | None = None,
+        excluded: Collection[str] = (),
+        active: Mapping[str, int] | None = None,
+    ) -> str | None:
+        # Balancer.pick without the _Pick record (this runs per request).
+        healthy = [h for h in hosts if h not in excluded] if excluded else hosts
+        if not healthy:
+            return None
+        host = healthy[self.index % len(healthy)]
         self.index += 1
         return host
 

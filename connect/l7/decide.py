@@ -85,9 +85,13 @@ class SplitStep:
     picked: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Decision:
-    """Everything decided for one request; ``outcome`` "ok" or why not."""
+    """Everything decided for one request; ``outcome`` "ok" or why not.
+
+    Read-only by convention: not frozen, as a frozen dataclass pays an
+    ``object.__setattr__`` per field on every request.
+    """
 
     outcome: str  # ok | bad_path | no_route | unknown_node | no_healthy_upstream
     path: str | None = None
@@ -148,12 +152,10 @@ class Decision:
     @property
     def status_if_local(self) -> int | None:
         """The status the proxy answers itself, or None when it forwards."""
-        return {
-            "bad_path": 400,
-            "no_route": 404,
-            "unknown_node": 503,
-            "no_healthy_upstream": 503,
-        }.get(self.outcome)
+        return _LOCAL_STATUS.get(self.outcome)
+
+
+_LOCAL_STATUS = {"bad_path": 400, "no_route": 404, "unknown_node": 503, "no_healthy_upstream": 503}
 
 
 Excluded = Callable[[str], Collection[str]]
@@ -188,6 +190,18 @@ class Decider:
     def __init__(self, table: Table) -> None:
         self.table = table
         self._balancers: dict[str, Balancer] = {}
+        # No router, no splitter, one target without hash cookie or fault
+        # (a plain upstream): its decisions differ only by the endpoint.
+        start = table.targets.get(table.start)
+        self._direct: Target | None = None
+        if (
+            table.router is None
+            and table.start not in table.splitters
+            and start is not None
+            and start.fault is None
+            and not start.load_balancer.hash_policies
+        ):
+            self._direct = start
 
     def balancer(self, target: Target) -> Balancer:
         lb = self._balancers.get(target.id)
@@ -231,6 +245,33 @@ class Decider:
         active: Mapping[str, int] | None = None,
     ) -> Decision:
         """The whole decision for ``request`` (see the module rules)."""
+        direct = self._direct
+        if direct is not None and not excluded(direct.id):
+            endpoint = self.balancer(direct).pick(
+                direct.endpoints, rng=rng, request=request, active=active
+            )
+            if endpoint is not None:  # else: failover, as the full path does
+                timeout = direct.request_timeout_s
+                return Decision(
+                    "ok",
+                    target=direct.id,
+                    tried_targets=(direct.id,),
+                    endpoint=endpoint,
+                    eligible=direct.endpoints,
+                    request_headers=request.headers,
+                    timeout_s=(ENVOY_DEFAULT_TIMEOUT_S if timeout is None else timeout) or None,
+                    retry=_DEFAULT_POLICY.retry,
+                )
+        return self._decide(request, rng, excluded, active)
+
+    def _decide(
+        self,
+        request: Request,
+        rng: random.Random,
+        excluded: Excluded,
+        active: Mapping[str, int] | None,
+    ) -> Decision:
+        """``decide`` through every step (the shortcut's reference)."""
         r = self._route(request, rng)
         if isinstance(r, Decision):
             return r

@@ -143,6 +143,20 @@ def normalize_path(
     """
     if not raw.startswith("/") and not raw.startswith("\\"):
         return None
+    # Most paths have nothing to normalise: no escape, backslash, dot
+    # segment (a "." or ".." segment follows a "/") or repeated slash.
+    if (
+        "%" not in raw
+        and "\\" not in raw
+        and "/." not in raw
+        and (not merge_slashes or "//" not in raw)
+    ):
+        return raw
+    return _normalize_full(raw, merge_slashes, unescape_slashes)
+
+
+def _normalize_full(raw: str, merge_slashes: bool, unescape_slashes: bool) -> str | None:
+    """``normalize_path`` without its shortcut (for a path starting with / or \\)."""
     decoded = _decode_percents(raw, unescape_slashes)
     if decoded is None:
         return None

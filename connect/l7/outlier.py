@@ -72,6 +72,9 @@ class Ejection:
     last_status: int | None
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 class _HostState:
     __slots__ = ("consecutive", "ejected_at", "last_status", "multiplier", "until")
 
@@ -91,11 +94,15 @@ class OutlierDetector:
         self.rng = rng
         self._hosts: dict[str, _HostState] = {}
         self.last_sweep: float | None = None
+        # Hosts ejected now: while 0 (nearly always), a report or an
+        # exclusion check walks no host.
+        self._ejected = 0
 
     def set_hosts(self, hosts: Iterable[str]) -> None:
         """Track exactly ``hosts``; state of hosts still present is kept."""
         wanted = list(hosts)
         self._hosts = {h: self._hosts.get(h) or _HostState() for h in wanted}
+        self._ejected = sum(1 for s in self._hosts.values() if s.ejected_at is not None)
 
     def _state(self, host: str) -> _HostState:
         state = self._hosts.get(host)
@@ -105,11 +112,14 @@ class OutlierDetector:
 
     def _uneject_expired(self, now: float) -> list[str]:
         back: list[str] = []
+        if not self._ejected:
+            return back
         for host, state in self._hosts.items():
             if state.ejected_at is not None and now >= state.until:
                 state.ejected_at = None
                 state.consecutive = 0
                 back.append(host)
+        self._ejected -= len(back)
         return back
 
     def _may_eject(self) -> bool:
@@ -147,6 +157,7 @@ class OutlierDetector:
         duration = min(cfg.base_ejection_time_s * state.multiplier, cfg.max_ejection_time_s)
         state.ejected_at = now
         state.until = now + duration
+        self._ejected += 1
         return self._ejection(host, state)
 
     def sweep(self, now: float) -> list[str]:
@@ -176,6 +187,8 @@ class OutlierDetector:
 
     def ejected(self, now: float) -> frozenset[str]:
         self._uneject_expired(now)
+        if not self._ejected:
+            return _NONE
         return frozenset(h for h, s in self._hosts.items() if s.ejected_at is not None)
 
     def _ejection(self, host: str, state: _HostState) -> Ejection:

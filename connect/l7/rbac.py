@@ -114,6 +114,11 @@ def _default(allowed: bool, label: str, why: str) -> RbacDecision:
     )
 
 
+# The answer when no intention names the source (every request of a mesh
+# without intentions): one record each, made once (RbacDecision is frozen).
+_NO_MATCH = {a: _default(a, DEFAULT, "No intention matched") for a in (True, False)}
+
+
 def evaluate(
     sources: Iterable[SourceIntention],
     request: Request,
@@ -158,7 +163,7 @@ def evaluate(
                     f"Matched L7 intention {label} permission {i} (Action: {perm.action})",
                 )
         return _default(default_allow, label, f"No permission of L7 intention {label} matched")
-    return _default(default_allow, DEFAULT, "No intention matched")
+    return _NO_MATCH[default_allow]
 
 
 def order_sources(sources: Iterable[SourceIntention]) -> list[SourceIntention]:

@@ -23,6 +23,21 @@ class Headers:
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = [(k, v) for k, v in items]
 
+    @classmethod
+    def view(cls, items: list[tuple[str, str]]) -> Headers:
+        """Headers over ``items`` without a copy: for reading (an ``add``
+        would append to ``items``)."""
+        h = cls.__new__(cls)
+        h._items = items
+        return h
+
+    @classmethod
+    def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
+        """Headers of ``raw`` (bytes as parsed, decoded Latin-1) in one pass."""
+        h = cls.__new__(cls)
+        h._items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+        return h
+
     def get(self, name: str) -> str | None:
         """All values of ``name`` joined with "," (as Envoy matches them), or None."""
         values = self.get_all(name)
@@ -102,6 +117,25 @@ class Request:
             headers=Headers(headers),
             source_service=source_service,
             source_ip=source_ip,
+        )
+
+    @classmethod
+    def from_raw(
+        cls,
+        method: bytes,
+        target: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+        *,
+        source_service: str = "",
+    ) -> Request:
+        """``build`` for a request as parsed (bytes), with one copy of the headers."""
+        path, _, query = target.decode("latin-1").partition("?")
+        return cls(
+            method.decode("ascii").upper(),
+            path,
+            query,
+            Headers.from_raw(headers),
+            source_service,
         )
 
     def query_params(self) -> dict[str, list[str]]:

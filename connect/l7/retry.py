@@ -88,11 +88,14 @@ class RetryPolicy:
     per_try_timeout_s: float | None = None
     base_interval_ms: int = BASE_INTERVAL_MS
     max_interval_ms: int | None = None  # None = 10 x base (Envoy)
+    # conditions(), read on every attempt: computed once (the policy is frozen).
+    _conditions: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
 
     def __post_init__(self) -> None:
         for cond in self.retry_on:
             if cond not in RETRY_CONDITIONS:
                 raise ValueError(f"contains an invalid retry condition: {cond!r}")
+        object.__setattr__(self, "_conditions", self._compute_conditions())
 
     def has_retry_features(self) -> bool:
         return bool(
@@ -109,6 +112,9 @@ class RetryPolicy:
         return ENVOY_DEFAULT_NUM_RETRIES if self.num_retries is None else self.num_retries
 
     def conditions(self) -> frozenset[str]:
+        return self._conditions
+
+    def _compute_conditions(self) -> frozenset[str]:
         conds = set(self.retry_on)
         if self.retry_on_connect_failure:
             conds.add("connect-failure")

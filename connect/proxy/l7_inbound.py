@@ -344,13 +344,7 @@ class L7Inbound:
         self, event: ParsedRequest, source: PeerID, raw: list[tuple[bytes, bytes]] | None = None
     ) -> Request:
         pairs = event.headers if raw is None else raw
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in pairs]
-        return Request.build(
-            event.method.decode("ascii"),
-            event.target.decode("latin-1"),
-            headers,
-            source_service=source.service,
-        )
+        return Request.from_raw(event.method, event.target, pairs, source_service=source.service)
 
     async def _requests(self, tls: ssl.SSLSocket, source: PeerID, first: bytes) -> None:
         reader = RequestReader(tls)

@@ -456,7 +456,7 @@ class L7OutboundHandler:
             up.destination,
         )
         if hop is not None:
-            ex.trace_id = hop.span.trace_id
+            ex.trace_id = hop.trace_id
         handle = functools.partial(self._handle, event, body, hop)
         resp = await self.reporter.observe(ex, handle)
         if tracing is not None and hop is not None:
@@ -474,12 +474,7 @@ class L7OutboundHandler:
             ex.flag(Flag.NO_HEALTHY_UPSTREAM)
             return _local(503, NO_HEALTHY_UPSTREAM_BODY)
         raw = hop.headers if hop is not None else event.headers
-        request = Request.build(
-            event.method.decode("ascii"),
-            event.target.decode("latin-1"),
-            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw],
-            source_service=up.source,
-        )
+        request = Request.from_raw(event.method, event.target, raw, source_service=up.source)
         now = trio.current_time()
         decision = decider.decide(request, rng=up.rng, excluded=up.excluded(now))
         mark_target(ex, up.chain, decision.target)
@@ -643,7 +638,7 @@ class L7OutboundHandler:
             return None, Outcome(failure=Failure.RESET)
         except (OSError, ssl.SSLError, trio.TooSlowError, PeerIdentityError, VerdictError):
             return None, Outcome(failure=Failure.CONNECT_FAILURE)
-        return resp, Outcome(status=resp.status, headers=Headers(resp.headers))
+        return resp, Outcome(resp.status, None, Headers.view(resp.headers))  # read only
 
     def _repick(self, decider: Decider, target_id: str, request: Request, last: str) -> str:
         target = decider.table.targets.get(target_id)

@@ -42,9 +42,13 @@ from connect.telemetry.propagation import (
     Incoming,
     extract_collected,
     inject_all_bytes,
+    new_request_id,
+    new_span_id,
+    new_trace_id,
+    parse_tracestate,
 )
 from connect.telemetry.sampling import DEFAULT_PERCENT, Sampler, SamplingError, percent_to_basis
-from connect.telemetry.spans import REQUEST_ID, Span, Tracer, http_attributes
+from connect.telemetry.spans import REQUEST_ID, Span, SpanKind, Tracer, http_attributes
 from connect.telemetry.wire import span_to_json
 
 from .agent_client import AgentClient
@@ -66,6 +70,10 @@ _READ = {
     for name in (*TRACE_HEADERS, REQUEST_ID_HEADER, FORCE_TRACE_HEADER, ENVOY_FORCE_TRACE_HEADER)
 }
 _NOTHING = Incoming()
+_FORCE, _ENVOY_FORCE = FORCE_TRACE_HEADER.encode(), ENVOY_FORCE_TRACE_HEADER.encode()
+_HEX = b"0123456789abcdef"
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+_ALL = b""  # (not a header name) the request's headers
 
 
 def proxy_defaults_resource() -> Resource:
@@ -115,17 +123,173 @@ class SamplingSettings:
         return self.per_service.get(service, self.default)
 
 
-@dataclass
 class Hop:
-    """One request's span and what the handler learns while serving it."""
+    """One request's trace context and what the handler learns while serving it.
 
-    span: Span
-    headers: list[tuple[bytes, bytes]]
-    upstream: str = ""
-    attempts: int = 0
-    from_upstream: bool = False
-    flags: str = ""
-    traced_inbound: bool = False  # a SERVER hop whose request carried a trace
+    A sampled hop holds its ``Span`` from the start. An unsampled one (99 %
+    of requests at the default 1 %) holds only the ids its headers carry:
+    its span is never recorded, so none is built per request (``span``
+    makes one on demand, without times, for callers that want to look).
+    """
+
+    __slots__ = (
+        "_span",
+        "attempts",
+        "flags",
+        "from_upstream",
+        "headers",
+        "kind",
+        "method",
+        "parent_span_id",
+        "path",
+        "peer",
+        "request_id",
+        "sampled",
+        "service",
+        "span_id",
+        "trace_id",
+        "traced_inbound",
+        "tracestate",
+        "upstream",
+    )
+
+    def __init__(
+        self,
+        headers: list[tuple[bytes, bytes]],
+        kind: SpanKind,
+        service: str,
+        peer: str,
+        trace_id: str,
+        span_id: str,
+        parent_span_id: str | None,
+        tracestate: tuple[tuple[str, str], ...],
+        request_id: str,
+    ) -> None:
+        self.headers = headers
+        self.kind = kind
+        self.service = service
+        self.peer = peer
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_span_id = parent_span_id
+        self.tracestate = tracestate
+        self.request_id = request_id
+        self.sampled = False
+        self.method = self.path = ""
+        self._span: Span | None = None
+        self.upstream = ""
+        self.attempts = 0
+        self.from_upstream = False
+        self.flags = ""
+        self.traced_inbound = False  # a SERVER hop whose request carried a trace
+
+    @property
+    def span(self) -> Span:
+        """The hop's span (an unsampled hop's is made here, not recorded)."""
+        if self._span is None:
+            self._span = _span(self, self.method, self.path, 0, False, False)
+        return self._span
+
+
+def _span(hop: Hop, method: str, path: str, start_ns: int, sampled: bool, debug: bool) -> Span:
+    """The span ``Tracer.start_*`` makes for ``hop`` (same fields, same ids)."""
+    attrs = http_attributes(method, path, "")
+    attrs[PEER_SERVICE] = hop.peer
+    attrs[REQUEST_ID] = hop.request_id
+    return Span(
+        trace_id=hop.trace_id,
+        span_id=hop.span_id,
+        parent_span_id=hop.parent_span_id,
+        name=f"{method} {path.split('?', 1)[0]}",
+        kind=hop.kind,
+        service=hop.service,
+        start_ns=start_ns,
+        attributes=attrs,
+        sampled=sampled,
+        debug=debug,
+        tracestate=hop.tracestate,
+    )
+
+
+def _as_bytes(headers: Any) -> list[tuple[bytes, bytes]]:
+    def b(x: str | bytes) -> bytes:
+        return x.encode("latin-1") if isinstance(x, str) else x
+
+    return [(b(n), b(v)) for n, v in headers]
+
+
+def _scan(headers: Any) -> tuple[list[tuple[bytes, bytes]], dict[bytes, Any]]:
+    """The request's headers to keep (as bytes, trace headers dropped) and
+    each read header's first (name, value) by lowercase name ({} when the
+    request carries none: a new trace starts)."""
+    kept: list[tuple[bytes, bytes]] = []
+    first: dict[bytes, Any] = {}
+    for pair in headers:
+        name, value = pair
+        if name.__class__ is not bytes or value.__class__ is not bytes:
+            return _scan(_as_bytes(headers))  # str pairs (tests, other callers)
+        low = name.lower()
+        if low in _READ:
+            if low not in first:
+                first[low] = pair
+            if low in _REPLACED:
+                continue
+        kept.append(pair)
+    if first:
+        first[_ALL] = headers
+    return kept, first
+
+
+def _values(first: dict[bytes, Any], name: bytes) -> list[str]:
+    """Every value of header ``name`` in order, decoded and stripped."""
+    return [v.decode("latin-1").strip() for n, v in first[_ALL] if n.lower() == name]
+
+
+class _W3C:
+    """A request's valid version-00 ``traceparent`` in its exact 55-byte form
+    (no force header): what ``_hop`` reads of it, as ``Incoming`` and as its
+    context at once."""
+
+    __slots__ = ("request_id", "sampled", "span_id", "trace_id", "tracestate")
+    force = False
+
+    def __init__(self, trace_id: str, span_id: str, sampled: bool) -> None:
+        self.trace_id, self.span_id, self.sampled = trace_id, span_id, sampled
+        self.tracestate: tuple[tuple[str, str], ...] = ()
+        self.request_id: str | None = None
+
+    @property
+    def context(self) -> _W3C:
+        return self
+
+    @classmethod
+    def read(cls, first: dict[bytes, Any]) -> _W3C | None:
+        parent = first.get(b"traceparent")
+        if parent is None or _FORCE in first or _ENVOY_FORCE in first:
+            return None
+        v = parent[1]
+        if len(v) != 55 or v[:3] != b"00-" or v[35] != 45 or v[52] != 45:  # 45: "-"
+            return None
+        if v[3:35].strip(_HEX) or v[36:52].strip(_HEX) or v[53:].strip(_HEX):
+            return None  # (all of it lowercase hex: nothing left)
+        trace_id, span_id = v[3:35].decode("ascii"), v[36:52].decode("ascii")
+        if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+            return None
+        w3c = cls(trace_id, span_id, bool(int(v[53:], 16) & 1))
+        if b"tracestate" in first:
+            w3c.tracestate = parse_tracestate(_values(first, b"tracestate")) or ()
+        rid = first.get(b"x-request-id")
+        w3c.request_id = (rid[1].decode("latin-1").strip() if rid else "") or None
+        return w3c
+
+
+def _incoming(first: dict[bytes, Any]) -> Incoming:
+    """``extract_collected(..., formats=False)`` of the request's headers
+    (those ``_W3C.read`` leaves: none, B3, a forced or unusual traceparent)."""
+    if not first:
+        return _NOTHING
+    seen = {_READ[n]: _values(first, n) for n in _READ if n in first}
+    return extract_collected(seen, formats=False)
 
 
 class AgentSpanSink:
@@ -240,50 +404,46 @@ class ProxyTracing:
     def _hop(
         self, server: bool, service: str, peer: str, method: bytes, target: bytes, headers: Any
     ) -> Hop:
-        # One pass: the trace headers are read (extract) and dropped, the rest kept.
-        kept: list[tuple[bytes, bytes]] = []
-        seen: dict[str, list[str]] = {}  # what ``extract`` collects, read here
-        for pair in headers:
-            name, value = pair
-            if name.__class__ is not bytes or value.__class__ is not bytes:
-                name = name.encode("latin-1") if isinstance(name, str) else name
-                value = value.encode("latin-1") if isinstance(value, str) else value
-                pair = (name, value)
-            lname = name.lower()
-            read = _READ.get(lname)
-            if read is not None:
-                values = seen.get(read)
-                text = value.decode("latin-1").strip()
-                if values is None:
-                    seen[read] = [text]
-                else:
-                    values.append(text)
-                if lname in _REPLACED:
-                    continue
-            kept.append(pair)
-        incoming = extract_collected(seen, formats=False) if seen else _NOTHING
-        m, path = method.decode("ascii", "replace"), target.decode("latin-1")
-        attrs = http_attributes(m, path, "")
-        attrs[PEER_SERVICE] = peer
+        kept, seen = _scan(headers)
         tracer = self._tracer(service)
-        name = f"{m} {path.split('?', 1)[0]}"
-        start = tracer.start_server if server else tracer.start_client
-        span = start(incoming, service, name, attrs)
+        # The common traced request: a plain W3C traceparent, read without
+        # building a SpanContext and an Incoming (its sampled flag decides).
+        incoming: Any = _W3C.read(seen) or _incoming(seen)
+        # The ids, the sampling decision and the request id are drawn from
+        # the rng in the order Tracer.start_* draws them; only a sampled
+        # hop builds its span (name, attributes, start time).
+        ctx, rng = incoming.context, tracer.rng
+        hop = Hop(
+            kept,
+            SpanKind.SERVER if server else SpanKind.CLIENT,
+            service,
+            peer,
+            ctx.trace_id if ctx else new_trace_id(rng),
+            new_span_id(rng),
+            ctx.span_id if ctx else None,
+            ctx.tracestate if ctx else (),
+            "",
+        )
+        if incoming.__class__ is _W3C:
+            sampled = incoming.sampled  # the caller's decision, as Sampler.decide honours it
+        else:
+            sampled = tracer.sampler.decide(incoming)
+        hop.request_id = incoming.request_id or new_request_id(rng)
+        if sampled:
+            hop.sampled = True
+            m, path = method.decode("ascii", "replace"), target.decode("latin-1")
+            hop._span = _span(hop, m, path, tracer.clock_ns(), True, incoming.force)
+        else:
+            hop.method, hop.path = method.decode("ascii", "replace"), target.decode("latin-1")
         kept += inject_all_bytes(
-            span.trace_id,
-            span.span_id,
-            span.sampled,
-            span.debug,
-            span.parent_span_id,
-            span.tracestate,
+            hop.trace_id, hop.span_id, sampled, incoming.force, hop.parent_span_id, hop.tracestate
         )
         if incoming.request_id is None:
-            kept.append((b"x-request-id", str(span.attributes[REQUEST_ID]).encode("latin-1")))
-        hop = Hop(span, kept)
-        if server and incoming.context is not None:
+            kept.append((b"x-request-id", hop.request_id.encode("latin-1")))
+        if server and ctx is not None:
             hop.traced_inbound = True
             self.inflight[service] = self.inflight.get(service, 0) + 1
-        elif not server and incoming.context is None and self.inflight.get(service):
+        elif not server and ctx is None and self.inflight.get(service):
             self._broken(service, peer)
         return hop
 
@@ -311,26 +471,30 @@ class ProxyTracing:
         if not hop.traced_inbound:
             return
         hop.traced_inbound = False
-        left = self.inflight.get(hop.span.service, 0) - 1
+        left = self.inflight.get(hop.service, 0) - 1
         if left > 0:
-            self.inflight[hop.span.service] = left
+            self.inflight[hop.service] = left
         else:
-            self.inflight.pop(hop.span.service, None)
+            self.inflight.pop(hop.service, None)
 
-    def finish(self, hop: Hop, status: int, headers: Iterable[tuple[str, str]] = ()) -> Span:
-        """End ``hop``'s span with the answer and hand it to the sink."""
+    def finish(self, hop: Hop, status: int, headers: Iterable[tuple[str, str]] = ()) -> Span | None:
+        """End ``hop``'s span with the answer and hand it to the sink; None
+        for an unsampled hop (nothing to record)."""
         self.release(hop)
+        span = hop._span
+        if not hop.sampled or span is None:
+            return None
         flags = hop.flags
         if not flags and not hop.from_upstream:
             flags = local_reply_flags(status, headers)
-        tracer = self._tracer(hop.span.service)
+        tracer = self._tracer(hop.service)
         retries = max(0, hop.attempts - 1)
         span = tracer.end(
-            hop.span, status_code=status, flags=flags, upstream=hop.upstream, retries=retries
+            span, status_code=status, flags=flags, upstream=hop.upstream, retries=retries
         )
         if self.sink is not None:
             self.sink.record(span)
-        elif span.sampled:
+        else:
             self.finished.append(span)
         return span
 

@@ -329,18 +329,20 @@ def inject_all_bytes(
     bytes a proxy writes (names ASCII, values Latin-1): the same headers in
     the same order, without building a SpanContext (the proxy does this for
     every request)."""
-    out = [(b"traceparent", f"00-{trace_id}-{span_id}-{'01' if sampled or debug else '00'}")]
+    tid, sid = trace_id.encode("latin-1"), span_id.encode("latin-1")
+    flag = b"d" if debug else (b"1" if sampled else b"0")
+    out = [(b"traceparent", b"00-%s-%s-%s" % (tid, sid, b"01" if sampled or debug else b"00"))]
     if tracestate:
-        out.append((b"tracestate", format_tracestate(tracestate)))
-    flag = "d" if debug else ("1" if sampled else "0")
-    single = f"{trace_id}-{span_id}-{flag}-{parent_span_id}" if parent_span_id else None
-    out.append((b"b3", single or f"{trace_id}-{span_id}-{flag}"))
-    out.append((b"x-b3-traceid", trace_id))
-    out.append((b"x-b3-spanid", span_id))
+        out.append((b"tracestate", format_tracestate(tracestate).encode("latin-1")))
     if parent_span_id:
-        out.append((b"x-b3-parentspanid", parent_span_id))
-    out.append((b"x-b3-flags", "1") if debug else (b"x-b3-sampled", flag))
-    return [(n, v.encode("latin-1")) for n, v in out]
+        pid = parent_span_id.encode("latin-1")
+        out.append((b"b3", b"%s-%s-%s-%s" % (tid, sid, flag, pid)))
+        out += ((b"x-b3-traceid", tid), (b"x-b3-spanid", sid), (b"x-b3-parentspanid", pid))
+    else:
+        out.append((b"b3", b"%s-%s-%s" % (tid, sid, flag)))
+        out += ((b"x-b3-traceid", tid), (b"x-b3-spanid", sid))
+    out.append((b"x-b3-flags", b"1") if debug else (b"x-b3-sampled", flag))
+    return out
 
 
 TRACE_HEADERS = frozenset({"traceparent", "tracestate", "b3", *_B3_MULTI})
@@ -353,12 +355,20 @@ def without_trace_headers(headers: Iterable[Header]) -> list[Header]:
 
 def new_trace_id(rng: random.Random) -> str:
     """A random, non-zero 128-bit trace id as 32 lowercase hex characters."""
-    return f"{rng.randrange(1, 1 << 128):032x}"
+    # getrandbits less its one zero: uniform as randrange(1, 2**128), a
+    # fraction of its cost (this runs for every request that starts a trace).
+    n = rng.getrandbits(128)
+    while not n:
+        n = rng.getrandbits(128)
+    return f"{n:032x}"
 
 
 def new_span_id(rng: random.Random) -> str:
     """A random, non-zero 64-bit span id as 16 lowercase hex characters."""
-    return f"{rng.randrange(1, 1 << 64):016x}"
+    n = rng.getrandbits(64)  # as new_trace_id: uniform over the non-zero ids
+    while not n:
+        n = rng.getrandbits(64)
+    return f"{n:016x}"
 
 
 _UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)

@@ -6,6 +6,9 @@ import json
 import random
 from collections import Counter
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from connect.l7.balance import HashPolicy, LoadBalancerConfig
 from connect.l7.decide import Decider, RoutePolicy, Table, Target
 from connect.l7.fault import AbortFault, FaultConfig
@@ -187,3 +190,36 @@ def test_explain_names_route_buckets_target_endpoints_and_retries() -> None:
     assert out["Target"] == V1.id  # the 90% bucket for this seed
     assert out["Ejected"] == ["10.0.0.1:80"] and out["Endpoint"] == "10.0.0.2:80"
     assert json.loads(json.dumps(out)) == out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    endpoints=st.lists(st.sampled_from(["a:1", "b:1", "c:1"]), unique=True, max_size=3),
+    out=st.sets(st.sampled_from(["a:1", "b:1", "c:1"])),
+    timeout=st.sampled_from([None, 0.0, 2.5]),
+    policy=st.sampled_from(["round_robin", "random", "least_request"]),
+    failover=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_a_plain_upstream_shortcut_decides_as_the_full_path(
+    endpoints: list[str],
+    out: set[str],
+    timeout: float | None,
+    policy: str,
+    failover: bool,
+    seed: int,
+) -> None:
+    lb = LoadBalancerConfig(policy=policy)
+    target = Target("t", tuple(endpoints), lb, ("f",) if failover else (), timeout)
+    t = Table(start="t", targets={"t": target, "f": Target("f", ("f:1",))})
+    fast, full = Decider(t), Decider(t)
+    assert fast._direct is target
+
+    def excluded(target_id: str) -> set[str]:
+        return out if target_id == "t" else set()
+
+    request = Request.build("GET", "/x", [("host", "api")])
+    rng_a, rng_b = random.Random(seed), random.Random(seed)
+    for _ in range(3):  # balancer state (round robin) advances alike
+        got = fast.decide(request, rng=rng_a, excluded=excluded)
+        assert got == full._decide(request, rng_b, excluded, None)

@@ -14,6 +14,7 @@ from connect.l7.match import (
     Route,
     RouteMatchError,
     Router,
+    _normalize_full,
     apply_header_modifiers,
     compile_regex,
     literal_prefix,
@@ -67,6 +68,15 @@ def test_normalized_path_has_no_dot_segments_or_double_slashes(raw: str) -> None
         assert "//" not in path
         assert "/../" not in path + "/" and "/./" not in path + "/"
         assert normalize_path(path) == path
+
+
+@given(st.text(alphabet="/\\.%2eEfF~_-a", max_size=30), st.booleans(), st.booleans())
+def test_the_shortcut_for_plain_paths_normalizes_as_the_full_rules(
+    raw: str, merge: bool, unescape: bool
+) -> None:
+    for path in ("/" + raw, "\\" + raw):
+        want = _normalize_full(path, merge, unescape)
+        assert normalize_path(path, merge_slashes=merge, unescape_slashes=unescape) == want
 
 
 def test_encoded_dot_dot_cannot_bypass_a_prefix_rule() -> None:

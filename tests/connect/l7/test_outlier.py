@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connect.l7.outlier import OutlierConfig, OutlierDetector
 
@@ -123,3 +126,32 @@ def test_invalid_config_uses_consul_texts() -> None:
         OutlierConfig(max_ejection_percent=101)
     with pytest.raises(ValueError, match="interval cannot be negative"):
         OutlierConfig(interval_s=-1)
+
+
+_STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["report", "sweep", "hosts", "ejected"]),
+        st.sampled_from(["a", "b", "c", "d"]),
+        st.sampled_from([200, 500, 503, None]),
+        st.floats(0, 20),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_STEPS)
+def test_the_ejected_count_shortcut_agrees_with_the_hosts_state(steps: list[Any]) -> None:
+    det = detector(max_failures=2, base_ejection_time_s=3.0, max_ejection_percent=100)
+    now = 0.0
+    for op, host, status, dt in steps:
+        now += dt
+        if op == "report":
+            det.report(host, status, now)
+        elif op == "sweep":
+            det.sweep(now)
+        elif op == "hosts":
+            det.set_hosts(h for h in ("a", "b", "c", "d") if h != host)
+        want = {h for h, s in det._hosts.items() if s.ejected_at is not None and now < s.until}
+        assert det.ejected(now) == want
+        assert det._ejected == len(want)

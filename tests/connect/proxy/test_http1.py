@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connect.proxy.http1 import (
     CONTINUE,
@@ -203,3 +205,29 @@ def test_upstream_responses_chunked_1xx_eof_and_reuse() -> None:
     assert trio.run(_responses, b"") == (("connection closed", True), False)
     switch = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n"
     assert trio.run(_responses, switch) == (("upgrade refused", True), False)
+
+
+def _end_to_end_reference(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """RFC 9110 7.6.1 spelled out: hop-by-hop and Connection-named fields go."""
+    named = {
+        t.strip().lower() for n, v in headers if n.lower() == "connection" for t in v.split(",")
+    }
+    drop = {"keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
+    drop |= {"connection", "content-length"} | named
+    return [(n, v) for n, v in headers if n.lower() not in drop]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["Host", "x-a", "X-B", "Connection", "keep-alive", "TE", "upgrade"]),
+            st.sampled_from(["1", "x-a", "X-B, close", "keep-alive", " x-b ,te"]),
+        ),
+        max_size=6,
+    )
+)
+def test_end_to_end_drops_exactly_the_hop_by_hop_and_connection_named_fields(
+    headers: list[tuple[str, str]],
+) -> None:
+    assert end_to_end(headers) == _end_to_end_reference(headers)

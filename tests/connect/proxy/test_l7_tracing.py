@@ -10,12 +10,16 @@ from typing import Any
 import h11
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connect.l7.decode import ValidationError
 from connect.l7.entries import parse_entry
 from connect.l7.entries_defaults import SAMPLING_KEY
 from connect.proxy.agent_client import AgentClient
 from connect.proxy.l7_tracing import ProxyTracing, SamplingSettings, local_reply_flags
+from connect.telemetry.propagation import extract
+from connect.telemetry.sampling import Sampler
 from connect.telemetry.spans import (
     RESEND_COUNT,
     RESPONSE_FLAGS,
@@ -23,6 +27,8 @@ from connect.telemetry.spans import (
     UPSTREAM_INSTANCE,
     SpanKind,
     Status,
+    Tracer,
+    http_attributes,
 )
 from connect.telemetry.wire import span_from_json, span_to_json
 from tests.meshd.harness import free_port
@@ -228,3 +234,58 @@ def test_an_outbound_call_starting_a_trace_while_serving_a_traced_request_is_cou
     t.client_hop("legacy", "db", b"GET", b"/", [])  # inbound had no trace to forward
     t.release(untraced)
     assert t.breaks == {("legacy", "db"): 1} and t.inflight == {}
+
+
+# The hop builds a span only when sampled; its ids, headers and (sampled)
+# span must be those the tracer's own path gives, drawn from the same rng.
+_TRACE_VARIANTS = [
+    (b"traceparent", f"00-{TRACE}-{PARENT}-01".encode()),
+    (b"traceparent", f"00-{TRACE}-{PARENT}-00".encode()),
+    (b"traceparent", b"00-zz-bad-01"),
+    (b"traceparent", f"00-{TRACE.upper()}-{PARENT}-01".encode()),
+    (b"traceparent", f" 00-{TRACE}-{PARENT}-03 ".encode()),
+    (b"traceparent", f"00-{'0' * 32}-{PARENT}-01".encode()),
+    (b"traceparent", f"01-{TRACE}-{PARENT}-00-future".encode()),
+    (b"Tracestate", b"vendor=x,other=y"),
+    (b"b3", f"{TRACE}-{PARENT}-1-{'b' * 16}".encode()),
+    (b"b3", f"{TRACE}-{PARENT}-0".encode()),
+    (b"b3", b"0"),
+    (b"b3", b"d"),
+    (b"X-B3-TraceId", PARENT.encode()),
+    (b"x-b3-spanid", b"c" * 16),
+    (b"x-b3-sampled", b"0"),
+    (b"x-b3-flags", b"1"),
+    (b"x-request-id", b"req-7"),
+    (b"x-meshd-force-trace", b"1"),
+    (b"x-envoy-force-trace", b"true"),
+    (b"host", b"api"),
+    ("Accept", "text/plain"),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    headers=st.lists(st.sampled_from(_TRACE_VARIANTS), max_size=6),
+    basis=st.sampled_from([0, 100, 5_000, 10_000]),
+    server=st.booleans(),
+    seed=st.integers(0, 2**32),
+)
+def test_a_hop_matches_the_tracers_own_span_and_headers(
+    headers: list[tuple[Any, Any]], basis: int, server: bool, seed: int
+) -> None:
+    t = ProxyTracing(None, rng=random.Random(seed), clock_ns=lambda: 5)
+    t.settings.default = basis
+    hop = (t.server_hop if server else t.client_hop)("api", "web", b"GET", b"/a?q=1", headers)
+    rng = random.Random(seed)
+    tracer = Tracer(rng, lambda: 5, Sampler(rng, basis))
+    attrs = {**http_attributes("GET", "/a?q=1", ""), "peer.service": "web"}
+    start = tracer.start_server if server else tracer.start_client
+    want = start(extract(headers), "api", "GET /a", attrs)
+    assert hop.headers == tracer.forward_headers(want, headers)
+    got = hop.span
+    if not want.sampled:
+        got.start_ns = want.start_ns  # an unsampled hop's span has no times
+    assert got == want and hop.sampled == want.sampled
+    assert hop.trace_id == want.trace_id
+    finished = t.finish(hop, 200)
+    assert (finished is not None) == want.sampled and len(t.finished) == int(want.sampled)
