@@ -11,7 +11,7 @@ request, apart from the socket I/O, the TLS records and the scheduler's waits.
 Rows remove one part at a time, so the differences say what each part costs:
 tracing (span, trace headers in and out; the 1% default sampling), the
 metrics (``Reporter.observe``), the attempt machinery (retry state, per-try
-cancel scope, outlier report) and the routing decision. Also the parsing and
+deadline, outlier report) and the routing decision. Also the parsing and
 serialisation of one request and one response (http1.py). Prints figures;
 never asserts.
 """
@@ -56,7 +56,9 @@ WRK_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:20000\r\n\r\n"
 SOURCE = types.SimpleNamespace(service="web", namespace="default")
 
 
-async def _canned(endpoint: str, method: str, target: str, headers: Any, body: bytes) -> Any:
+async def _canned(
+    endpoint: str, method: str, target: str, headers: Any, body: bytes, deadline: float = 0.0
+) -> Any:
     return NGINX
 
 
