@@ -27,10 +27,14 @@ Send = Callable[[str, Sequence[bytes]], Awaitable[Sequence[Any]]]
 
 
 class _Slot:
-    __slots__ = ("done", "error", "result")
+    """One write waiting in the queue: its leader, command and answer."""
 
-    def __init__(self) -> None:
-        self.done = trio.Event()
+    __slots__ = ("addr", "data", "done", "error", "result")
+
+    def __init__(self, addr: str, data: bytes) -> None:
+        self.addr = addr
+        self.data = data
+        self.done = trio.Event()  # the writer's wake: the only per-write object besides this
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -39,61 +43,76 @@ class WriteBatcher:
     """``submit(leader address, command)`` returns that command's own answer
     from ``send(address, commands)`` (one answer per command, in order), or
     raises the exception the whole call failed with. At most ``max_inflight``
-    calls are in flight; writes gather meanwhile. Start ``run`` in a nursery."""
+    calls are in flight; writes gather meanwhile. Start ``run`` in a nursery.
+
+    ``run`` keeps ``max_inflight`` sender tasks (no task spawned per batch);
+    a write wakes one idle sender, and none while all are busy: a busy
+    sender takes what gathered when its call returns."""
 
     def __init__(self, send: Send, *, max_inflight: int = 1, max_batch: int = MAX_BATCH) -> None:
         self._send = send
         self._max_batch = max_batch
-        self._slots = trio.Semaphore(max_inflight)
-        self._queue: list[tuple[str, bytes, _Slot]] = []
-        self._wake = trio.Event()
+        self._inflight = max_inflight
+        self._queue: list[_Slot] = []
+        self._idle: list[trio.Event] = []  # one per sender waiting for a write
+        self._waking = False  # a sender is woken and has not taken the queue yet
         self.batches = 0
 
     async def submit(self, addr: str, data: bytes) -> Any:
-        slot = _Slot()
-        self._queue.append((addr, data, slot))
-        self._wake.set()
+        slot = _Slot(addr, data)
+        self._queue.append(slot)
+        if self._idle and not self._waking:
+            self._waking = True
+            self._idle.pop().set()
         await slot.done.wait()
         if slot.error is not None:
             raise slot.error
         return slot.result
 
-    def _take(self) -> tuple[str, list[tuple[str, bytes, _Slot]]]:
+    def _take(self) -> tuple[str, list[_Slot]]:
         """The longest head of the queue bound for one address, within limits."""
-        addr, size, n = self._queue[0][0], 0, 0
-        for item_addr, data, _ in self._queue:
-            if item_addr != addr or n >= self._max_batch:
+        queue = self._queue
+        addr, size, n = queue[0].addr, 0, 0
+        for slot in queue:
+            if slot.addr != addr or n >= self._max_batch:
                 break
-            if n and size + len(data) > MAX_BATCH_BYTES:
+            if n and size + len(slot.data) > MAX_BATCH_BYTES:
                 break
-            size += len(data)
+            size += len(slot.data)
             n += 1
-        batch, self._queue = self._queue[:n], self._queue[n:]
-        return addr, batch
+        if n == len(queue):
+            self._queue = []
+            return addr, queue
+        self._queue = queue[n:]
+        return addr, queue[:n]
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
-            while True:
-                await self._slots.acquire()
-                while not self._queue:
-                    self._wake = trio.Event()
-                    await self._wake.wait()
-                addr, batch = self._take()
-                self.batches += 1
-                nursery.start_soon(self._deliver, addr, batch)
+            for _ in range(self._inflight):
+                nursery.start_soon(self._sender)
 
-    async def _deliver(self, addr: str, batch: list[tuple[str, bytes, _Slot]]) -> None:
+    async def _sender(self) -> None:
+        while True:
+            if not self._queue:
+                idle = trio.Event()
+                self._idle.append(idle)
+                await idle.wait()
+                self._waking = False
+                continue  # another sender may have taken the write meanwhile
+            addr, batch = self._take()
+            self.batches += 1
+            await self._deliver(addr, batch)
+
+    async def _deliver(self, addr: str, batch: list[_Slot]) -> None:
         try:
-            answers = await self._send(addr, [data for _, data, _ in batch])
+            answers = await self._send(addr, [slot.data for slot in batch])
             if len(answers) != len(batch):
                 raise RuntimeError(f"{len(answers)} answers for {len(batch)} forwarded writes")
         except Exception as exc:  # every write of this batch gets it
-            for _, _, slot in batch:
+            for slot in batch:
                 slot.error = exc
                 slot.done.set()
         else:
-            for (_, _, slot), answer in zip(batch, answers, strict=True):
+            for slot, answer in zip(batch, answers, strict=True):
                 slot.result = answer
                 slot.done.set()
-        finally:
-            self._slots.release()

@@ -53,6 +53,40 @@ async def test_writes_gather_while_a_batch_is_in_flight(autojump_clock: Any) -> 
     assert len(answers) == 201
 
 
+async def test_an_idle_sender_sends_at_once_and_busy_ones_gather(autojump_clock: Any) -> None:
+    """With two calls allowed in flight, a write finding a sender idle goes
+    at once; writes arriving while both are busy go together in the next."""
+    calls: list[tuple[float, list[bytes]]] = []
+
+    async def send(addr: str, batch: Sequence[bytes]) -> Sequence[Any]:
+        calls.append((trio.current_time(), list(batch)))
+        await trio.sleep(0.005)
+        return [{"w": d} for d in batch]
+
+    batcher = WriteBatcher(send, max_inflight=2)
+    answers: list[Any] = []
+
+    async def write(data: bytes) -> None:
+        answers.append(await batcher.submit("leader:8300", data))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(batcher.run)
+        await trio.sleep(0.001)
+        t0 = trio.current_time()
+        async with trio.open_nursery() as writers:
+            for data in (b"a", b"b", b"c", b"d"):
+                writers.start_soon(write, data)
+                await trio.sleep(0.001)  # a at t0, b at +1 ms, c +2 ms, d +3 ms
+        nursery.cancel_scope.cancel()
+    assert [(round((t - t0) * 1000), b) for t, b in calls] == [
+        (0, [b"a"]),
+        (1, [b"b"]),
+        (5, [b"c", b"d"]),  # when a's call returned
+    ]
+    assert sorted(a["w"] for a in answers) == [b"a", b"b", b"c", b"d"]
+    assert batcher.batches == 3
+
+
 async def test_a_failed_call_fails_only_the_writes_it_carried(autojump_clock: Any) -> None:
     fail = [True]
 
