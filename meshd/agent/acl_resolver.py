@@ -20,6 +20,7 @@ logged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -178,18 +179,32 @@ class ACLResolver:
         """Raises ``ACLNotFound``. Right after an election the leader may not
         have written the ``initial_management`` token yet: an unknown token
         waits (at most ``ESTABLISHMENT_WAIT``) for the establishment and is
-        looked up again, so a client agent's first request does not fail."""
+        looked up again, so a client agent's first request does not fail.
+        A token unknown to a follower may be one the leader committed a moment
+        ago (created through another server): it is looked up again once this
+        server has applied everything committed before the call, so a token
+        works on every agent as soon as its create has answered."""
         assert self._server is not None
         secret = str(args.get("secret") or "")
         try:
             return resolve_in_store(self._server.store, secret, self._wall())
         except ACLNotFound:
             if self._initialized():
-                raise
+                if self._server.is_leader():
+                    raise
+                await self._catch_up()
+                return resolve_in_store(self._server.store, secret, self._wall())
         with trio.move_on_after(ESTABLISHMENT_WAIT):
             while not self._initialized():
                 await trio.sleep(ESTABLISHMENT_POLL)
         return resolve_in_store(self._server.store, secret, self._wall())
+
+    async def _catch_up(self) -> None:
+        """Apply what the leader had committed when this was called (bounded
+        by ``ESTABLISHMENT_WAIT``; no leader: look up what is here)."""
+        assert self._server is not None
+        with trio.move_on_after(ESTABLISHMENT_WAIT), contextlib.suppress(NoLeaderError):
+            await self._server.barrier(strict=False)
 
     def _acl_version(self) -> int:
         if self._server is None:

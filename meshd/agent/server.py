@@ -421,7 +421,7 @@ class MeshServer:
             if self._forward_reads and not self.is_leader():
                 return await self._forward_read(name, args, opts)
             try:
-                await self._barrier(strict=opts.consistency == "consistent")
+                await self.barrier(strict=opts.consistency == "consistent")
             except _ForwardReads:
                 return await self._forward_read(name, args, opts)
         shared: tuple[str, str, int] | None = None
@@ -433,7 +433,7 @@ class MeshServer:
             idx, value = fn(self.store, None, args)
         return ReadResult(value, idx, *self._leader_meta(opts.consistency), shared=shared)
 
-    async def _barrier(self, *, strict: bool) -> None:
+    async def barrier(self, *, strict: bool) -> None:
         """Until this server's state holds every write committed before the
         call: the leader's ReadIndex round (or lease, unless ``strict``) on
         the leader; on a follower the leader's read index, then applying up

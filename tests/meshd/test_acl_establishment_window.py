@@ -33,6 +33,16 @@ class FakeServer:
         self.store = self.fsm.store
         self.handlers: dict[str, Any] = {}
         self.token_resolver: Any = None
+        self.leader = True
+        self.pending: ACLToken | None = None  # committed, not yet applied here
+
+    def is_leader(self) -> bool:
+        return self.leader
+
+    async def barrier(self, *, strict: bool) -> None:
+        await trio.sleep(0.01)  # the leader's read index, then applying up to it
+        if self.pending is not None:
+            assert self.fsm.apply_command(2, ACLTokenSet(tokens=(self.pending,))).ok
 
     def register_rpc(self, name: str, handler: Any, *, blocking: bool = False) -> None:
         self.handlers[name] = handler
@@ -85,6 +95,20 @@ async def test_an_unknown_token_after_establishment_fails_at_once(
     with pytest.raises(ACLNotFound):
         await server.handlers["ACL.Resolve"]({"secret": SECRET}, None)
     assert trio.current_time() == start
+
+
+async def test_a_follower_applies_what_was_committed_before_saying_not_found(
+    autojump_clock: MockClock,
+) -> None:
+    """A token created through another server a moment ago works here too."""
+    server = _resolver(lambda: True)
+    server.leader = False
+    server.pending = ACLToken("00000000-0000-4000-8000-0000000000bb", SECRET)
+    answer = await server.handlers["ACL.Resolve"]({"secret": SECRET}, None)
+    assert answer["accessor_id"] == "00000000-0000-4000-8000-0000000000bb"
+    server.pending = None
+    with pytest.raises(ACLNotFound):
+        await server.handlers["ACL.Resolve"]({"secret": "no-such-secret"}, None)
 
 
 async def test_status_leader_rpc_names_no_leader_until_establishment(
