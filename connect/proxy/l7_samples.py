@@ -27,6 +27,7 @@ fails a request (see meshd/values/request_samples.py).
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -170,6 +171,22 @@ def sample_from_json(raw: Any) -> Sample:
     )
 
 
+ENCODE_CHUNK = 100  # samples encoded per step of the proxy's loop
+
+
+async def encode_samples(batch: list[Sample]) -> bytes:
+    """``{"Samples": [...]}`` as JSON, ``ENCODE_CHUNK`` samples per loop step
+    (a checkpoint between chunks: the requests being served wait for at
+    most one chunk, not the whole batch)."""
+    parts: list[str] = []
+    for start in range(0, len(batch), ENCODE_CHUNK):
+        if start:
+            await trio.sleep(0)
+        chunk = [sample_to_json(s) for s in batch[start : start + ENCODE_CHUNK]]
+        parts.append(json.dumps(chunk)[1:-1])
+    return ('{"Samples": [' + ", ".join(parts) + "]}").encode()
+
+
 _Raw = tuple[str, str, bytes, bytes, Iterable[tuple[bytes, bytes]], float]
 
 
@@ -243,7 +260,7 @@ class RequestSamples:
             if self.client is None or not self.pending:
                 continue
             batch = self.take()
-            body = {"Samples": [sample_to_json(s) for s in batch]}
+            body = await encode_samples(batch)
             try:
                 await self.client.request("PUT", SAMPLES_PATH, body=body, timeout=5.0)
             except AgentError as exc:

@@ -3,12 +3,16 @@ ids, no credentials' values, cut lengths), and the queue's bound."""
 
 from __future__ import annotations
 
+import json
 import random
+
+import trio
 
 from connect.proxy.l7_samples import (
     MAX_HEADERS,
     MAX_TARGET,
     RequestSamples,
+    encode_samples,
     sample_from_json,
     sample_to_json,
 )
@@ -66,3 +70,14 @@ def test_a_busy_interval_posts_a_uniform_reservoir_oldest_first() -> None:
     assert samples.pending == [] and samples.seen == 0
     samples.record("web", "api", b"GET", b"/next", [])
     assert [s.path for s in samples.take()] == ["/next"]
+
+
+def test_the_batch_is_encoded_in_chunks_as_one_json_body() -> None:
+    samples = RequestSamples(None, clock=lambda: 1.0)
+    for i in range(250):
+        samples.record("web", "api", b"GET", f"/{i}?q".encode(), [(b"x-v", b"2")])
+    batch = samples.take()
+    body = json.loads(trio.run(encode_samples, batch))
+    assert body == {"Samples": [sample_to_json(s) for s in batch]}
+    assert [sample_from_json(raw).path for raw in body["Samples"]][-1] == "/249"
+    assert json.loads(trio.run(encode_samples, [])) == {"Samples": []}
