@@ -102,7 +102,10 @@ class AgentClient:
         connection is closed, never reused.
         """
         target = path + query_string(query or {})
-        payload = b"" if body is None else json.dumps(body).encode()
+        if body is None or isinstance(body, bytes):  # bytes: JSON encoded already
+            payload = body or b""
+        else:
+            payload = json.dumps(body).encode()
         headers = [("Host", self.address), *request_headers("meshd-proxy", self.token).items()]
         if body is not None:
             headers += [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]

@@ -12,18 +12,25 @@ headers — never its body. Kept per sample:
   (``authorization``, ``cookie``...) keep their name with an empty value, so
   a ``Present`` match still sees them and no secret leaves the proxy.
 
-Samples wait in a bounded queue (``MAX_PENDING``; when the agent cannot take
-them the oldest are dropped, counted in ``dropped``) and are posted to the
-agent (``PUT /v1/internal/config/samples``) every ``PUSH_INTERVAL`` seconds
-in batches of at most ``MAX_BATCH``. ``record`` never blocks and never
-fails a request. The agent keeps the last ``N`` per destination (see
-meshd/agent/request_samples.py).
+Of the requests of each ``PUSH_INTERVAL`` a uniform random reservoir of at
+most ``MAX_PENDING`` is kept (Vitter's algorithm L: past the first
+``MAX_PENDING`` a request costs a counter compare, and only the few that
+are picked are copied; the others are counted in ``dropped``), posted to
+the agent (``PUT /v1/internal/config/samples``) at the end of the interval,
+oldest first. A busy proxy used to post every request it could (up to
+2,000 a second, several JSON batches of 500 that held its loop for
+milliseconds, its tail latency); the agent keeps only the last 2,000 per
+destination anyway, which the reservoir now spreads over minutes of
+traffic instead of the last second. ``record`` never blocks and never
+fails a request (see meshd/values/request_samples.py).
 """
 
 from __future__ import annotations
 
+import json
+import math
+import random
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -36,7 +43,7 @@ from .errors import AgentError
 from .logfmt import emit
 
 SAMPLES_PATH = "/v1/internal/config/samples"
-MAX_PENDING = 2000
+MAX_PENDING = 500  # the reservoir: samples per PUSH_INTERVAL (one batch)
 MAX_BATCH = 500
 PUSH_INTERVAL = 1.0
 MAX_HEADERS = 16
@@ -164,11 +171,27 @@ def sample_from_json(raw: Any) -> Sample:
     )
 
 
+ENCODE_CHUNK = 100  # samples encoded per step of the proxy's loop
+
+
+async def encode_samples(batch: list[Sample]) -> bytes:
+    """``{"Samples": [...]}`` as JSON, ``ENCODE_CHUNK`` samples per loop step
+    (a checkpoint between chunks: the requests being served wait for at
+    most one chunk, not the whole batch)."""
+    parts: list[str] = []
+    for start in range(0, len(batch), ENCODE_CHUNK):
+        if start:
+            await trio.sleep(0)
+        chunk = [sample_to_json(s) for s in batch[start : start + ENCODE_CHUNK]]
+        parts.append(json.dumps(chunk)[1:-1])
+    return ('{"Samples": [' + ", ".join(parts) + "]}").encode()
+
+
 _Raw = tuple[str, str, bytes, bytes, Iterable[tuple[bytes, bytes]], float]
 
 
 class RequestSamples:
-    """The proxy's queue of recent request shapes, posted to its agent."""
+    """The proxy's reservoir of recent request shapes, posted to its agent."""
 
     def __init__(
         self,
@@ -176,14 +199,20 @@ class RequestSamples:
         *,
         clock: Callable[[], float] = time.time,
         max_pending: int = MAX_PENDING,
+        rng: random.Random | None = None,
     ) -> None:
         self.client = client
         self.clock = clock
+        self.size = max(1, max_pending)
+        self.rng = rng or random.Random()
         # Raw (source, destination, method, target, headers, time): the shape
         # is cut out when posted, off the request's path.
-        self.pending: deque[_Raw] = deque(maxlen=max_pending)
+        self.pending: list[_Raw] = []
+        self.seen = 0  # requests recorded since the last take
+        self._next = 0  # (full reservoir) the next request that replaces one
+        self._w = 1.0
         self.sent = 0
-        self.dropped = 0
+        self.dropped = 0  # requests not posted (not picked, or refused)
 
     def record(
         self,
@@ -193,29 +222,49 @@ class RequestSamples:
         target: bytes,
         headers: Iterable[tuple[bytes, bytes]],
     ) -> None:
-        """Queue the shape of one request (never blocks; a full queue drops the oldest)."""
-        if len(self.pending) == self.pending.maxlen:
-            self.dropped += 1
-        self.pending.append((source, destination, method, target, tuple(headers), self.clock()))
+        """Offer one request to the reservoir (never blocks, never fails)."""
+        self.seen += 1
+        pending = self.pending
+        if len(pending) < self.size:
+            pending.append((source, destination, method, target, tuple(headers), self.clock()))
+            if len(pending) == self.size:
+                self._w = math.exp(math.log(1.0 - self.rng.random()) / self.size)
+                self._skip()
+            return
+        self.dropped += 1  # this request, or the one it replaces
+        if self.seen < self._next:
+            return
+        raw = (source, destination, method, target, tuple(headers), self.clock())
+        pending[self.rng.randrange(self.size)] = raw
+        self._w *= math.exp(math.log(1.0 - self.rng.random()) / self.size)
+        self._skip()
+
+    def _skip(self) -> None:
+        """Algorithm L: the index of the next request to keep."""
+        w = min(self._w, 1.0 - 1e-12)
+        gap = math.floor(math.log(1.0 - self.rng.random()) / math.log(1.0 - w))
+        self._next = self.seen + gap + 1
 
     def take(self, limit: int = MAX_BATCH) -> list[Sample]:
-        """Up to ``limit`` of the oldest queued requests, as samples."""
-        out: list[Sample] = []
-        while self.pending and len(out) < limit:
-            out.append(sample_of(*self.pending.popleft()))
-        return out
+        """The reservoir's requests (at most ``limit``), oldest first, as
+        samples; the next interval starts an empty reservoir."""
+        picked, self.pending, self.seen = self.pending, [], 0
+        picked.sort(key=lambda raw: raw[5])
+        self.dropped += max(0, len(picked) - limit)
+        return [sample_of(*raw) for raw in picked[-limit:]] if limit > 0 else []
 
     async def run(self) -> None:
-        """Post the queued samples every ``PUSH_INTERVAL`` until cancelled."""
+        """Post each interval's reservoir every ``PUSH_INTERVAL`` until cancelled."""
         while True:
             await trio.sleep(PUSH_INTERVAL)
-            while self.client is not None and self.pending:
-                batch = self.take()
-                body = {"Samples": [sample_to_json(s) for s in batch]}
-                try:
-                    await self.client.request("PUT", SAMPLES_PATH, body=body, timeout=5.0)
-                except AgentError as exc:
-                    self.dropped += len(batch)
-                    emit(30, "request_samples_dropped", count=len(batch), reason=str(exc))
-                    break
-                self.sent += len(batch)
+            if self.client is None or not self.pending:
+                continue
+            batch = self.take()
+            body = await encode_samples(batch)
+            try:
+                await self.client.request("PUT", SAMPLES_PATH, body=body, timeout=5.0)
+            except AgentError as exc:
+                self.dropped += len(batch)
+                emit(30, "request_samples_dropped", count=len(batch), reason=str(exc))
+                continue
+            self.sent += len(batch)
