@@ -556,7 +556,11 @@ def test_mirror_copies_every_request_and_the_caller_never_sees_the_mirror(mesh: 
             30,
             "every hanging copy at v2",
         )
-        assert sorted(p for _, p in _seen(mesh, "api-v2", "/mirror/error")) == sorted(bad[20:])
+        wait_for(
+            lambda: sorted(p for _, p in _seen(mesh, "api-v2", "/mirror/e")) == sorted(bad[20:]),
+            30,
+            "every error copy at v2",
+        )
         assert {h for h, _ in _seen(mesh, "api-v2", "/mirror/")} == {"api-shadow"}
         assert sorted(p for h, p in _seen(mesh, "api-v1", "/mirror/o") if h == "api") == sorted(ok)
         # v2's 500s to copies did not eject it from the hidden release.
