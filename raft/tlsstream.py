@@ -25,8 +25,11 @@ crashed leader from one that closed the connection on purpose.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import socket
 import ssl
+import struct
+import termios
 from typing import Any
 
 import trio
@@ -35,6 +38,15 @@ __all__ = ["TLSSocketStream", "open_tls_stream", "wait_fd", "wrap_server_stream"
 
 _WANT_READ = (ssl.SSLWantReadError, BlockingIOError, InterruptedError)
 _POLL = 0.001  # while another task holds the same readiness
+_FIONREAD_BUF = b"\0\0\0\0"
+
+
+def _unread_bytes(fd: int) -> int:
+    """Bytes the kernel holds for ``fd`` (FIONREAD); 1 if it cannot tell."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, _FIONREAD_BUF))[0])
+    except OSError:
+        return 1
 
 
 async def wait_fd(fd: int, *, readable: bool) -> None:
@@ -205,6 +217,11 @@ class TLSSocketStream(trio.abc.Stream):
         n = len(data)
         self._drained = False
         while n < size:
+            if not self._pending() and not _unread_bytes(self._fd):
+                # Nothing in OpenSSL's buffer or the kernel's: cheaper to ask
+                # than a read failing with an exception.
+                self._drained = True
+                break
             try:
                 more = self._read(size - n)
             except (*_WANT_READ, ssl.SSLWantWriteError):
