@@ -149,9 +149,14 @@ class TLSSocketStream(trio.abc.Stream):
         offset, as OpenSSL requires) with ``send_all``. Raises like
         ``send_all``."""
         self._check_open()
-        view = memoryview(data)
-        total = 0
         send = self._write
+        try:  # the common case: a small frame goes in one write
+            total: int = send(data)
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"send failed: {exc}") from exc
+        view = memoryview(data)
         while total < len(view):
             try:
                 total += send(view[total:])
