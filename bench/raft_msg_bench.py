@@ -97,10 +97,14 @@ async def _run(ctx: tuple[object, object], kind: str, followers: int, rounds: in
             nursery.start_soon(_follower, drivers[n])
         leader = drivers["L"]
 
+        sends: list[float] = []
+
         async def one_round(i: int) -> float:
+            msgs = [_message(kind, "L", f, i) for f in names[1:]]
             start = time.perf_counter()
-            for f in names[1:]:
-                leader.transport.send(_message(kind, "L", f, i))
+            for m in msgs:
+                leader.transport.send(m)
+            sends.append(time.perf_counter() - start)
             while True:
                 batch = await leader.next_batch()
                 if any(m.index == i or m.context == i.to_bytes(8, "big") for m in batch):
@@ -116,6 +120,7 @@ async def _run(ctx: tuple[object, object], kind: str, followers: int, rounds: in
             await trio.sleep(0)  # late answers are read outside the timed part
         t1 = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (t1.ru_utime - t0.ru_utime) + (t1.ru_stime - t0.ru_stime)
+        out.append(statistics.median(sends[-rounds:]))
         out.append(cpu / rounds)
         nursery.cancel_scope.cancel()
     return out
@@ -137,14 +142,16 @@ def main(argv: list[str] | None = None) -> int:
             write_pem(files[name][1], key, private=True)
         ca_file = files["ca"][0]
         ctx = (server_context(ca_file, *files["srv"]), client_context(ca_file, *files["srv"]))
-        print(f"{'kind':<10} {'followers':>9} {'rtt p50 us':>11} {'cpu/round us':>13}  load")
+        head = f"{'kind':<10} {'followers':>9} {'rtt p50 us':>11} {'cpu/round us':>13}"
+        print(f"{head} {'send p50 us':>12}  load")
         for kind in args.kinds:
             for n in args.followers:
                 res = trio.run(_run, ctx, kind, n, args.rounds)
-                cpu, lat = res[-1], res[:-1]
+                cpu, send, lat = res[-1], res[-2], res[:-2]
                 load = os.getloadavg()[0]
                 p50 = statistics.median(lat) * 1e6
-                print(f"{kind:<10} {n:>9} {p50:>11.1f} {cpu * 1e6:>13.1f}  {load:.2f}")
+                row = f"{kind:<10} {n:>9} {p50:>11.1f} {cpu * 1e6:>13.1f} {send * 1e6:>12.1f}"
+                print(f"{row}  {load:.2f}")
     return 0
 
 
