@@ -43,14 +43,19 @@ class _Driver:
         self.transport = transport
         self.inbox: list[Message] = []
         self.wake = trio.Event()
+        self.handed_at = 0.0
+        self.hops: list[float] = []  # on_message -> the driver task resumes
         transport.on_message = self._on_message
 
     def _on_message(self, msg: Message) -> None:
+        if not self.inbox:
+            self.handed_at = time.perf_counter()
         self.inbox.append(msg)
         self.wake.set()
 
     async def next_batch(self) -> list[Message]:
         await self.wake.wait()
+        self.hops.append(time.perf_counter() - self.handed_at)
         self.wake = trio.Event()
         batch, self.inbox = self.inbox, []
         return batch
@@ -120,6 +125,7 @@ async def _run(ctx: tuple[object, object], kind: str, followers: int, rounds: in
             await trio.sleep(0)  # late answers are read outside the timed part
         t1 = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (t1.ru_utime - t0.ru_utime) + (t1.ru_stime - t0.ru_stime)
+        out.append(statistics.median(leader.hops[-rounds:]))
         out.append(statistics.median(sends[-rounds:]))
         out.append(cpu / rounds)
         nursery.cancel_scope.cancel()
@@ -143,14 +149,15 @@ def main(argv: list[str] | None = None) -> int:
         ca_file = files["ca"][0]
         ctx = (server_context(ca_file, *files["srv"]), client_context(ca_file, *files["srv"]))
         head = f"{'kind':<10} {'followers':>9} {'rtt p50 us':>11} {'cpu/round us':>13}"
-        print(f"{head} {'send p50 us':>12}  load")
+        print(f"{head} {'send p50 us':>12} {'hop p50 us':>11}  load")
         for kind in args.kinds:
             for n in args.followers:
                 res = trio.run(_run, ctx, kind, n, args.rounds)
-                cpu, send, lat = res[-1], res[-2], res[:-2]
+                cpu, send, hop, lat = res[-1], res[-2], res[-3], res[:-3]
                 load = os.getloadavg()[0]
                 p50 = statistics.median(lat) * 1e6
-                row = f"{kind:<10} {n:>9} {p50:>11.1f} {cpu * 1e6:>13.1f} {send * 1e6:>12.1f}"
+                row = f"{kind:<10} {n:>9} {p50:>11.1f} {cpu * 1e6:>13.1f}"
+                row += f" {send * 1e6:>12.1f} {hop * 1e6:>11.1f}"
                 print(f"{row}  {load:.2f}")
     return 0
 
