@@ -229,9 +229,11 @@ class TLSSocketStream(trio.abc.Stream):
                 break
             try:
                 more = self._read(size - n)
-            except (*_WANT_READ, ssl.SSLWantWriteError):
+            except _WANT_READ:
                 self._drained = True
                 break
+            except ssl.SSLWantWriteError:
+                break  # the next receive reads first, and waits for what TLS wants
             except OSError as exc:  # ssl.SSLError included
                 self._deferred = exc
                 break
