@@ -169,6 +169,10 @@ class _Pick:
         return self.healthy[self.rng.randrange(len(self.healthy))]
 
 
+def _not_excluded(hosts: Sequence[str], excluded: Collection[str]) -> Sequence[str]:
+    return [h for h in hosts if h not in excluded] if excluded else hosts
+
+
 class RandomBalancer(Balancer):
     def pick(
         self,
@@ -179,8 +183,7 @@ class RandomBalancer(Balancer):
         excluded: Collection[str] = (),
         active: Mapping[str, int] | None = None,
     ) -> str | None:
-        # Balancer.pick without the _Pick record (this runs per request).
-        healthy = [h for h in hosts if h not in excluded] if excluded else hosts
+        healthy = _not_excluded(hosts, excluded)  # no _Pick record: this runs per request
         return healthy[rng.randrange(len(healthy))] if healthy else None
 
 
@@ -197,8 +200,7 @@ class RoundRobinBalancer(Balancer):
         excluded: Collection[str] = (),
         active: Mapping[str, int] | None = None,
     ) -> str | None:
-        # Balancer.pick without the _Pick record (this runs per request).
-        healthy = [h for h in hosts if h not in excluded] if excluded else hosts
+        healthy = _not_excluded(hosts, excluded)  # no _Pick record: this runs per request
         if not healthy:
             return None
         host = healthy[self.index % len(healthy)]
