@@ -330,14 +330,17 @@ class MeshServer:
         cmd = stamped(cmd, self.wall_clock())
         cmd.validate()
         try:
-            return await self.write_encoded(encode_command(cmd))
+            return await self.write_encoded(encode_command(cmd), decoded=cmd)
         except StorageUnavailableError as exc:
             raise RemoteError("StorageUnavailable", str(exc)) from None
 
-    async def write_encoded(self, data: bytes) -> WriteResult:
+    async def write_encoded(self, data: bytes, *, decoded: Command | None = None) -> WriteResult:
+        """``data`` (an encoded command; ``decoded`` what it encodes, if at
+        hand) applied through Raft, as ``write``."""
+
         async def local() -> Any:
             try:
-                result = await self.node.apply(data)
+                result = await self.node.apply(data, decoded=decoded)
                 return WriteResult.from_result(result, self.node.applied_index)
             except NotLeaderError:
                 return _AGAIN
