@@ -616,8 +616,11 @@ class RaftCore(Membership):
             if self._maybe_commit():
                 self._on_commit()
             else:
-                # A follower that was paused may not know the commit index yet.
-                self._send_append(m.src, send_empty=old_paused)
+                self._send_append(m.src, send_empty=False)
+                if old_paused and pr.commit_sent < self.log.commit:
+                    # A follower that was paused may not know the commit index
+                    # yet: told at the end of the round unless entries go first.
+                    self._commit_notice = True
             if m.src in self.promote_when_caught_up:
                 self._maybe_promote(m.src, pr)
             if m.src == self.transferee and pr.match == self.log.last_index():
