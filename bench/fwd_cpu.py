@@ -7,6 +7,8 @@ load average. Repeat with ``--rounds`` to get a median; run it from another
 source tree (``PYTHONPATH``) for the before figure.
 
     timeout 300 .venv/bin/python -m bench.fwd_cpu --subnet 127.0.83 --rounds 3
+
+``--to-leader --connections 64``: the leader's CPU per PUT sent to it directly.
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ def _measure(cluster: LocalAgentCluster, a: argparse.Namespace) -> None:
     leader = cluster.leader()
     pids = {n: ag.proc.pid for n, ag in cluster.agents.items() if ag.proc}
     followers = [n for n in pids if n != leader]
-    targets = [(cluster.agents[n].ip, 8500) for n in followers]
+    sent_to = [leader] if a.to_leader else followers
+    targets = [(cluster.agents[n].ip, 8500) for n in sent_to]
     run_wrk(PUTS, targets, connections=a.connections, seconds=1)  # warm up
     fol, lead = [], []
     for i in range(a.rounds):
-        spy = _spy(pids[followers[0]], a.seconds, a.py_spy) if a.py_spy and i == 0 else None
+        spy = _spy(pids[sent_to[0]], a.seconds, a.py_spy) if a.py_spy and i == 0 else None
         before = {n: cpu_ticks(pid) for n, pid in pids.items()}
         res = run_wrk(PUTS, targets, connections=a.connections, seconds=a.seconds)
         used = {n: (cpu_ticks(pid) - before[n]) * TICK_US for n, pid in pids.items()}
@@ -68,7 +71,10 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--py-spy", type=Path, help="raw py-spy samples of one follower (1st round)")
+    p.add_argument(
+        "--to-leader", action="store_true", help="PUTs to the leader (kv_bench's 64-conn row)"
+    )
+    p.add_argument("--py-spy", type=Path, help="raw py-spy samples of the first target (1st round)")
     a = p.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="meshd-fwdcpu-") as tmp,

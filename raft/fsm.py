@@ -28,6 +28,17 @@ class StateMachine(Protocol):
         ...
 
 
+class DecodedStateMachine(StateMachine, Protocol):
+    """A state machine that can apply a command already decoded: the server
+    that proposed it still holds the object it encoded, and applying that
+    saves decoding the bytes again. Its result must equal ``apply``'s on the
+    bytes (a command must decode to what was encoded)."""
+
+    def apply_decoded(self, index: int, command: Any) -> Any:
+        """Apply one committed command given as its decoded form."""
+        ...
+
+
 class SnapshotView(Protocol):
     """A state frozen at one moment, serialized in bounded steps."""
 

@@ -105,6 +105,8 @@ class RaftNode(DurableWrites):
         self.config = config
         self.storage = storage
         self.fsm = fsm
+        # A state machine may apply a proposer's decoded command (see apply).
+        self._apply_decoded: Callable[[int, Any], Any] | None = getattr(fsm, "apply_decoded", None)
         self.transport = transport
         self._rng = rng or random.Random()
         self._bootstrap = bootstrap
@@ -239,8 +241,14 @@ class RaftNode(DurableWrites):
         srv = core.configuration.get(core.leader)
         return core.leader, srv.address if srv else None
 
-    async def apply(self, data: bytes) -> Any:
+    async def apply(self, data: bytes, *, decoded: Any = None) -> Any:
         """Replicate ``data`` and return the FSM's result for it.
+
+        ``decoded``: what ``data`` decodes to, when the caller has it (it
+        encoded it): a state machine with ``apply_decoded`` then applies that
+        here instead of decoding ``data`` again. Only this entry's own
+        proposal carries it (same index and term), so every other server,
+        and this one replaying its log, still decodes the bytes.
 
         Raises ``NotLeaderError`` (with the leader's id and address) on a
         follower, ``ProposalDroppedError`` during a leadership transfer or
@@ -258,7 +266,7 @@ class RaftNode(DurableWrites):
                 f"this server cannot persist its raft log ({self._storage.error}); "
                 "writes are refused until it can"
             )
-        fut = _Future()
+        fut = _Future(decoded)
         self._proposals.append((data, fut))
         self._wake.set()
         if (st := self._stages) is None:
@@ -812,7 +820,15 @@ class RaftNode(DurableWrites):
                 if self._stages is not None and pending is not None:
                     self._stages.stamp(pending[1], "committed")
                 started = trio.current_time() if on_apply is not None else 0.0
-                result = self.fsm.apply(entry.index, entry.data)
+                if (
+                    pending is not None
+                    and pending[1].decoded is not None
+                    and pending[0] == entry.term
+                    and self._apply_decoded is not None
+                ):
+                    result = self._apply_decoded(entry.index, pending[1].decoded)
+                else:
+                    result = self.fsm.apply(entry.index, entry.data)
                 if on_apply is not None:
                     on_apply(trio.current_time() - started)
                 if self._stages is not None and pending is not None:

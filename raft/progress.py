@@ -21,6 +21,7 @@ class ProgressState(enum.Enum):
 
 class Progress:
     __slots__ = (
+        "commit_sent",
         "inflight",
         "last_ack_tick",
         "match",
@@ -47,6 +48,9 @@ class Progress:
         self.max_inflight = max_inflight
         # Last index of each unacknowledged append message, oldest first.
         self.inflight: deque[int] = deque()
+        # The highest commit index sent to this follower (in an append or a
+        # heartbeat): a commit notice is owed only while it lags the leader's.
+        self.commit_sent = 0
 
     def become_probe(self) -> None:
         if self.state == ProgressState.SNAPSHOT:

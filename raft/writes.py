@@ -36,13 +36,15 @@ SLOW_DISK_PAUSE = 10.0
 
 
 class _Future:
-    __slots__ = ("_done", "error", "proposed_at", "result")
+    __slots__ = ("_done", "decoded", "error", "proposed_at", "result")
 
-    def __init__(self) -> None:
+    def __init__(self, decoded: Any = None) -> None:
         self._done = trio.Event()
         self.result: Any = None
         self.error: BaseException | None = None
         self.proposed_at = 0.0
+        # The proposer's own decoded form of the command (see Node.apply).
+        self.decoded = decoded
 
     def set(self, result: Any) -> None:
         if not self._done.is_set():

@@ -50,7 +50,7 @@ from .commands import (
     TxnRequest,
     decode_command,
 )
-from .errors import ErrorCode, ValidationError
+from .errors import CorruptCommandError, ErrorCode, ValidationError
 from .results import Result, failed
 from .state import (
     acl,
@@ -136,8 +136,17 @@ class RegistryFSM:
         """
         return self.apply_command(index, decode_command(data))
 
+    def apply_decoded(self, index: int, command: Any) -> Result:
+        """raft's ``DecodedStateMachine``: the leader applies the command it
+        encoded itself rather than decoding its log entry again. Anything
+        but a ``Command`` is refused (the bytes are the truth)."""
+        if not isinstance(command, Command):
+            raise CorruptCommandError(f"not a command: {type(command).__name__}")
+        return self.apply_command(index, command)
+
     def apply_command(self, index: int, cmd: Command) -> Result:
-        """Apply an already decoded command (tests and the single-node dev path)."""
+        """Apply an already decoded command (tests, the single-node dev path
+        and the leader's own proposals)."""
         try:
             cmd.validate()
         except ValidationError as exc:

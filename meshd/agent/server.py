@@ -35,7 +35,13 @@ from raft.storage import Storage
 from raft.transport import PeerInfo, Transport, source_address
 from raft.types import Configuration, Role
 from registry.blocking import wait_for_change
-from registry.commands import Command, CoordinateBatchUpdate, encode_command, stamped
+from registry.commands import (
+    Command,
+    CoordinateBatchUpdate,
+    KVRequest,
+    encode_command,
+    stamped,
+)
 from registry.errors import ValidationError
 from registry.fsm import RegistryFSM
 from registry.state.watch import Watch, WatchSet
@@ -329,15 +335,23 @@ class MeshServer:
         """
         cmd = stamped(cmd, self.wall_clock())
         cmd.validate()
+        # A KV write (scalars only) is applied on this server, when it leads,
+        # as the object itself: no decode. Other commands may hold the
+        # caller's mutable objects (anti-entropy's local state), which the
+        # store must not keep: they go through the bytes like on followers.
+        decoded = cmd if type(cmd) is KVRequest else None
         try:
-            return await self.write_encoded(encode_command(cmd))
+            return await self.write_encoded(encode_command(cmd), decoded=decoded)
         except StorageUnavailableError as exc:
             raise RemoteError("StorageUnavailable", str(exc)) from None
 
-    async def write_encoded(self, data: bytes) -> WriteResult:
+    async def write_encoded(self, data: bytes, *, decoded: Command | None = None) -> WriteResult:
+        """``data`` (an encoded command; ``decoded`` what it encodes, if at
+        hand) applied through Raft, as ``write``."""
+
         async def local() -> Any:
             try:
-                result = await self.node.apply(data)
+                result = await self.node.apply(data, decoded=decoded)
                 return WriteResult.from_result(result, self.node.applied_index)
             except NotLeaderError:
                 return _AGAIN

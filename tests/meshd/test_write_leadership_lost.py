@@ -21,9 +21,9 @@ async def test_ambiguous_writes_are_answered_not_retried(autojump_clock: Any) ->
         real_apply, real_batch = server.node.apply, server.node.apply_batch
         applies: list[bytes] = []
 
-        async def lost_after_append(data: bytes) -> Any:
+        async def lost_after_append(data: bytes, **kw: Any) -> Any:
             applies.append(data)
-            await real_apply(data)  # in the log and committed: a retry would apply it twice
+            await real_apply(data, **kw)  # in the log and committed: a retry would apply it twice
             raise LeadershipLostError("leadership lost")
 
         server.node.apply = lost_after_append  # type: ignore[method-assign]
@@ -56,11 +56,11 @@ async def test_a_write_raft_did_not_take_is_sent_again(autojump_clock: Any) -> N
         real_apply = server.node.apply
         calls: list[bytes] = []
 
-        async def dropped_once(data: bytes) -> Any:
+        async def dropped_once(data: bytes, **kw: Any) -> Any:
             calls.append(data)
             if len(calls) == 1:
                 raise ProposalDroppedError("leadership lost before the proposal reached the log")
-            return await real_apply(data)
+            return await real_apply(data, **kw)
 
         server.node.apply = dropped_once  # type: ignore[method-assign]
         resp = await api.put("/v1/kv/again/k?cas=0", raw=b"v")  # create-only: applied once

@@ -33,6 +33,7 @@ from registry.commands import (
     encode_command,
 )
 from registry.errors import CorruptCommandError, ValidationError
+from registry.fsm import RegistryFSM
 from registry.records import (
     KIND_CONNECT_PROXY,
     ACLAuthMethod,
@@ -187,3 +188,13 @@ def test_validation_names_the_consul_field(cmd: object, field: str) -> None:
     with pytest.raises(ValidationError) as err:
         cmd.validate()  # type: ignore[attr-defined]
     assert err.value.field == field
+
+
+def test_fsm_apply_decoded_matches_apply_of_the_bytes_and_refuses_non_commands() -> None:
+    cmd = KVRequest(op="set", key="a/b", value=b"v", flags=7, now=5.0)
+    by_bytes, by_object = RegistryFSM(), RegistryFSM()
+    assert by_bytes.apply(3, encode_command(cmd)) == by_object.apply_decoded(3, cmd)
+    assert by_bytes.snapshot() == by_object.snapshot()
+    with pytest.raises(CorruptCommandError):
+        by_object.apply_decoded(4, {"op": "set"})
+    assert by_bytes.snapshot() == by_object.snapshot()
