@@ -347,13 +347,15 @@ class Agent:
                 # and for its ACL and CA set-up, so the API is usable at once
                 await self.wait_leadership_ready(5)
             nursery.start_soon(self._run_sync)
-            # Full GC passes scan only what is new (issue 18): gc_policy.py.
-            nursery.start_soon(gc_policy.install().govern)
-            gc_pauses.install()
             instrument(self.metrics, self)
             self.app = build_app(self)
             await self._start_http(nursery, self.app)
             await self._start_dns(nursery)
+            # Full GC passes scan only what is new (issue 18): gc_policy.py.
+            # Installed once the listeners are up, so a start that fails on a
+            # busy port stays one line on stderr (no pause logged behind it).
+            nursery.start_soon(gc_policy.install().govern)
+            gc_pauses.install()
             log.info(
                 "event=agent_started node=%s id=%s server=%s http=%s rpc=%s",
                 self.node_name,
