@@ -147,7 +147,7 @@ class Balancer:
         excluded: Collection[str] = (),
         active: Mapping[str, int] | None = None,
     ) -> str | None:
-        healthy = [h for h in hosts if h not in excluded] if excluded else list(hosts)
+        healthy = _not_excluded(hosts, excluded)
         if not healthy:
             return None
         return self._pick(_Pick(hosts, healthy, rng, request, excluded, active or {}))
@@ -159,7 +159,7 @@ class Balancer:
 @dataclass(frozen=True, slots=True)
 class _Pick:
     hosts: Sequence[str]
-    healthy: list[str]
+    healthy: Sequence[str]
     rng: random.Random
     request: Request | None
     excluded: Collection[str]
