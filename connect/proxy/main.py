@@ -43,7 +43,8 @@ READY_BOUND = 60.0
 # Young-generation threshold of the cyclic collector once started: with the
 # default 700, a collection ran every few requests, and with many requests in
 # flight (wrk c64) their objects survived into the older generations, whose
-# passes then cost ~7% of the L7 proxy's CPU (perf); the agent uses the same.
+# passes then cost ~7% of the L7 proxy's CPU (perf). (The agent starts at the same
+# young threshold and freezes survivors: meshd/agent/gc_policy.py.)
 GC_THRESHOLDS = (10_000, 10, 10)
 
 
