@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from raft import writes as raft_writes
 from raft.node import NodeConfig, RaftNode
 from raft.storage import SqliteStorage
 from raft.types import Configuration, Entry, HardState, Server
@@ -95,12 +96,16 @@ class ThreadRecordingStorage(SqliteStorage):
 
 
 async def test_idle_leader_writes_inline_until_one_write_is_slow(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An idle leader writes its own log on the loop's thread (a worker
     # thread's round trip costs more than the fsync); one write slower than
     # SLOW_INLINE_WRITE sends the writes after it to a worker thread, so a
     # slow disk does not hold the loop (heartbeats, acknowledgements) again.
+    # Until the deliberately slow write, no real fsync may count as slow (on
+    # a loaded machine one can take over 20 ms and rightly move the writes
+    # after it to a thread, which is not what the first half checks).
+    monkeypatch.setattr(raft_writes, "SLOW_INLINE_WRITE", 60.0)
     storage = ThreadRecordingStorage(tmp_path)
     conf = Configuration((Server("a", "a:1"),))
     node = RaftNode(NodeConfig("a", "a:1", tick_interval=0.5), storage, KVFSM(), bootstrap=conf)
@@ -115,6 +120,7 @@ async def test_idle_leader_writes_inline_until_one_write_is_slow(
         # The ticker (every 0.5 s) is the only other task that could be
         # runnable at the moment of a write; all but a rare one are inline.
         assert storage.threads.count(main) >= 4, storage.threads
+        monkeypatch.setattr(raft_writes, "SLOW_INLINE_WRITE", SLOW_INLINE_WRITE)
         storage.delay = SLOW_INLINE_WRITE * 2
         await node.apply(put("slow", 1))
         assert storage.threads[-1] == main  # this one still inline: it was not known slow
