@@ -71,6 +71,10 @@ RECOVERY_ACCESSOR = "agent-recovery-token"
 # bound, meshd/api/routes.py), and how often it looks.
 ESTABLISHMENT_WAIT = 5.0
 ESTABLISHMENT_POLL = 0.01
+# How long after a logout through this agent the token is resolved with
+# ``consistent`` (read-your-writes across servers), and how many are kept.
+FORGOTTEN_FOR = 60.0
+FORGOTTEN_MAX = 1_000
 
 
 def resolve_in_store(store: Any, secret: str, now: float) -> dict[str, Any]:
@@ -149,6 +153,7 @@ class ACLResolver:
         self._clock = clock
         self._wall = wall
         self._cache: dict[str, _Cached] = {}
+        self._forgotten: dict[str, float] = {}  # secret -> when it was forgotten
         self._policies: dict[tuple[str, int], Policy] = {}
         self._default_allow = config.default_policy == "allow"
 
@@ -183,9 +188,14 @@ class ACLResolver:
         A token unknown to a follower may be one the leader committed a moment
         ago (created through another server): it is looked up again once this
         server has applied everything committed before the call, so a token
-        works on every agent as soon as its create has answered."""
+        works on every agent as soon as its create has answered. A caller
+        that just deleted the token (a logout through a client agent) asks
+        with ``consistent``: a follower first applies what the leader had
+        committed, so the token it deleted is not found here still."""
         assert self._server is not None
         secret = str(args.get("secret") or "")
+        if args.get("consistent") and self._initialized() and not self._server.is_leader():
+            await self._catch_up()
         try:
             return resolve_in_store(self._server.store, secret, self._wall())
         except ACLNotFound:
@@ -231,8 +241,11 @@ class ACLResolver:
         now = self._clock()
         if cached is not None and self._fresh(cached, now):
             return cached.authz
+        args: dict[str, Any] = {"secret": secret}
+        if self._forgotten_recently(secret, now):
+            args["consistent"] = True
         try:
-            answer = await self._call("ACL.Resolve", {"secret": secret})
+            answer = await self._call("ACL.Resolve", args)
         except (NoServersError, NoLeaderError) as exc:
             return self._down(secret, cached, exc)
         except RequestError as exc:
@@ -253,8 +266,22 @@ class ACLResolver:
 
     def forget(self, secret: str) -> None:
         """Drop ``secret``'s cached authorizer (after a logout through this
-        agent, as Consul purges its identity cache)."""
+        agent, as Consul purges its identity cache). For a while after,
+        this agent asks servers to resolve it consistently: a follower that
+        has not applied the logout yet must not bring the token back."""
         self._cache.pop(secret, None)
+        self._forgotten[secret] = self._clock()
+        if len(self._forgotten) > FORGOTTEN_MAX:
+            self._forgotten.pop(next(iter(self._forgotten)))
+
+    def _forgotten_recently(self, secret: str, now: float) -> bool:
+        at = self._forgotten.get(secret)
+        if at is None:
+            return False
+        if now - at < FORGOTTEN_FOR:
+            return True
+        del self._forgotten[secret]
+        return False
 
     def _fresh(self, cached: _Cached, now: float) -> bool:
         if expired_at(cached.expiration, self._wall()):

@@ -17,7 +17,7 @@ from meshd.agent.acl_resolver import ESTABLISHMENT_WAIT, ACLResolver
 from meshd.agent.tokens import TokenStore
 from meshd.config.model import ACLConfig
 from meshd.errors import ACLNotFound
-from registry.commands import ACLTokenSet
+from registry.commands import ACLTokenDelete, ACLTokenSet
 from registry.fsm import RegistryFSM
 from registry.records import ACLToken
 from tests.meshd.inproc import inproc_agent
@@ -35,6 +35,7 @@ class FakeServer:
         self.token_resolver: Any = None
         self.leader = True
         self.pending: ACLToken | None = None  # committed, not yet applied here
+        self.pending_delete: str | None = None  # a token's delete, the same
 
     def is_leader(self) -> bool:
         return self.leader
@@ -43,6 +44,9 @@ class FakeServer:
         await trio.sleep(0.01)  # the leader's read index, then applying up to it
         if self.pending is not None:
             assert self.fsm.apply_command(2, ACLTokenSet(tokens=(self.pending,))).ok
+        if self.pending_delete is not None:
+            delete = ACLTokenDelete(accessor_ids=(self.pending_delete,))
+            assert self.fsm.apply_command(3, delete).ok
 
     def register_rpc(self, name: str, handler: Any, *, blocking: bool = False) -> None:
         self.handlers[name] = handler
@@ -109,6 +113,23 @@ async def test_a_follower_applies_what_was_committed_before_saying_not_found(
     server.pending = None
     with pytest.raises(ACLNotFound):
         await server.handlers["ACL.Resolve"]({"secret": "no-such-secret"}, None)
+
+
+async def test_a_consistent_resolve_on_a_follower_sees_a_logout_committed_before_it(
+    autojump_clock: MockClock,
+) -> None:
+    """A client agent that logged a token out asks with ``consistent``: the
+    follower applies the committed delete first instead of answering from
+    its state before it (a plain resolve may still find the token)."""
+    server = _resolver(lambda: True)
+    accessor = "00000000-0000-4000-8000-0000000000cc"
+    assert server.fsm.apply_command(1, ACLTokenSet(tokens=(ACLToken(accessor, SECRET),))).ok
+    server.leader = False
+    server.pending_delete = accessor
+    answer = await server.handlers["ACL.Resolve"]({"secret": SECRET}, None)
+    assert answer["accessor_id"] == accessor  # not consistent: this server's state
+    with pytest.raises(ACLNotFound):
+        await server.handlers["ACL.Resolve"]({"secret": SECRET, "consistent": True}, None)
 
 
 async def test_status_leader_rpc_names_no_leader_until_establishment(

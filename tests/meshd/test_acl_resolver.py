@@ -27,12 +27,14 @@ KV_READER = {
 class FakeServers:
     def __init__(self) -> None:
         self.calls = 0
+        self.consistent: list[bool] = []
         self.down = False
         self.known: dict[str, Mapping[str, Any]] = {"s-reader": KV_READER}
 
     async def call(self, method: str, args: Mapping[str, Any]) -> Any:
         assert method == "ACL.Resolve"
         self.calls += 1
+        self.consistent.append(bool(args.get("consistent")))
         if self.down:
             raise NoServersError()
         answer = self.known.get(args["secret"])
@@ -160,3 +162,22 @@ async def test_templated_policies_in_an_answer_are_enforced() -> None:
     authz = await r.resolve("s-tmpl")
     assert authz.service_write("api") and not authz.service_write("web")
     assert not authz.node_write("n7")  # only in dc2
+
+
+async def test_after_a_logout_here_the_token_is_resolved_consistently_for_a_while() -> None:
+    """Read-your-writes across servers: a follower that has not applied the
+    logout yet must not bring the token back on the agent that logged out."""
+    servers, now = FakeServers(), [0.0]
+    r, _ = resolver(servers, now, token_ttl=30.0)
+    await r.resolve("s-reader")
+    r.forget("s-reader")
+    del servers.known["s-reader"]
+    for at in (1.0, 59.0):
+        now[0] = at
+        with pytest.raises(ACLNotFound):
+            await r.resolve("s-reader")
+    assert servers.consistent == [False, True, True]
+    now[0] = 61.0
+    with pytest.raises(ACLNotFound):
+        await r.resolve("s-reader")
+    assert servers.consistent[-1] is False
