@@ -201,9 +201,50 @@ class FramedStream:
             self._buf += chunk
         return True
 
+    async def receive_batch(self) -> list[dict[str, Any]]:
+        """The next frame's map and every later one already buffered (one
+        read of the socket often brings several); ``[]`` at a clean EOF.
+        Raises like ``receive``; a bad frame behind good ones is raised by
+        the next call, after the good ones were returned."""
+        obj = await self._next()
+        if obj is None:
+            return []
+        batch = [obj]
+        while self._broken is None:
+            try:
+                more = self._take()
+            except TransportError:
+                break  # the stream is broken: the next call raises
+            if more is None:
+                break
+            batch.append(more)
+        return batch
+
+    def _take(self) -> dict[str, Any] | None:
+        """The next frame's map if all of it is buffered, else None (an
+        oversized frame is left for ``_next``, which closes the stream)."""
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos < _HEADER.size:
+            return None
+        (size,) = _HEADER.unpack_from(buf, pos)
+        start = pos + _HEADER.size
+        if size > self.max_frame or len(buf) - start < size:
+            return None
+        payload = bytes(buf[start : start + size])
+        self._pos = start + size
+        try:
+            obj = unpack(payload)
+        except CodecError as exc:
+            raise self._fail(f"bad_frame: {exc}") from exc
+        if not isinstance(obj, dict):
+            raise self._fail("bad_frame: not a map")
+        return obj
+
     async def _next(self) -> dict[str, Any] | None:
         if self._broken is not None:
             raise TransportError(f"stream broken: {self._broken}")
+        if (obj := self._take()) is not None:
+            return obj  # whole frame buffered: no read
         if not await self._fill(_HEADER.size):
             if self._pos != len(self._buf):
                 raise self._fail("eof_mid_frame")
@@ -215,15 +256,8 @@ class FramedStream:
             raise error
         if not await self._fill(_HEADER.size + size):
             raise self._fail("eof_mid_frame")
-        start = self._pos + _HEADER.size
-        payload = bytes(self._buf[start : start + size])
-        self._pos = start + size
-        try:
-            obj = unpack(payload)
-        except CodecError as exc:
-            raise self._fail(f"bad_frame: {exc}") from exc
-        if not isinstance(obj, dict):
-            raise self._fail("bad_frame: not a map")
+        obj = self._take()
+        assert obj is not None  # the whole frame is buffered now
         return obj
 
 
@@ -798,14 +832,16 @@ class Transport:
         return msg
 
     async def _receive_messages(self, framed: FramedStream, peer_id: str) -> None:
-        async for obj in framed:
-            msg = self._decode(obj, peer_id)
-            if msg.type == MessageType.SNAP:
-                raise TransportError("protocol: SNAP on a raft connection")
-            if msg.dst != self.local_id:  # misrouted: a peer has a stale address
-                self._stat(peer_id).dropped += 1
-                continue
-            await self._deliver(peer_id, msg)
+        # Every frame one read brought is decoded and delivered in one go.
+        while batch := await framed.receive_batch():
+            for obj in batch:
+                msg = self._decode(obj, peer_id)
+                if msg.type == MessageType.SNAP:
+                    raise TransportError("protocol: SNAP on a raft connection")
+                if msg.dst != self.local_id:  # misrouted: a peer has a stale address
+                    self._stat(peer_id).dropped += 1
+                    continue
+                await self._deliver(peer_id, msg)
 
     async def _receive_snapshot(self, framed: FramedStream, peer_id: str) -> None:
         header = await self._timed("read", framed.receive())
