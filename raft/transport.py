@@ -138,6 +138,13 @@ class FramedStream:
         self._pos = 0
         self._broken: str | None = None
 
+    @property
+    def buffered(self) -> int:
+        """Bytes already read from the stream and not yet returned as frames
+        (the start of the next frame, if non-zero: one read can bring the end
+        of one frame and the start of the next)."""
+        return len(self._buf) - self._pos
+
     async def send(self, obj: Mapping[str, Any]) -> None:
         """Send one map as one frame. Raises ``TransportError`` if it is over
         ``max_frame`` (nothing is written; the stream stays usable) or the
