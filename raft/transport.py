@@ -197,12 +197,13 @@ class FramedStream:
             if self._pos > _READ_SIZE or (self._pos and self._pos == len(self._buf)):
                 del self._buf[: self._pos]
                 self._pos = 0
+            want = need - (len(self._buf) - self._pos)
+            # Errors mapped here rather than by ``_mapped``: no context
+            # manager built per read on every Raft message's receive path.
             try:
-                with _mapped("receive"):
-                    want = need - (len(self._buf) - self._pos)
-                    chunk = await self.stream.receive_some(min(max(_READ_SIZE, want), 1 << 20))
-            except TransportError as exc:
-                raise self._fail(str(exc)) from exc
+                chunk = await self.stream.receive_some(min(max(_READ_SIZE, want), 1 << 20))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise self._fail(f"receive: {_reason(exc)}") from exc
             if not chunk:
                 return False
             self._buf += chunk
@@ -250,21 +251,21 @@ class FramedStream:
     async def _next(self) -> dict[str, Any] | None:
         if self._broken is not None:
             raise TransportError(f"stream broken: {self._broken}")
-        if (obj := self._take()) is not None:
-            return obj  # whole frame buffered: no read
-        if not await self._fill(_HEADER.size):
-            if self._pos != len(self._buf):
-                raise self._fail("eof_mid_frame")
-            return None
-        (size,) = _HEADER.unpack_from(self._buf, self._pos)
-        if size > self.max_frame:
-            error = self._fail(f"frame_too_large: {size} > {self.max_frame}")
-            await trio.aclose_forcefully(self.stream)
-            raise error
-        if not await self._fill(_HEADER.size + size):
-            raise self._fail("eof_mid_frame")
-        obj = self._take()
-        assert obj is not None  # the whole frame is buffered now
+        # One read usually brings the whole frame: take, read, take.
+        while (obj := self._take()) is None:
+            buffered = len(self._buf) - self._pos
+            need = _HEADER.size
+            if buffered >= _HEADER.size:
+                (size,) = _HEADER.unpack_from(self._buf, self._pos)
+                if size > self.max_frame:
+                    error = self._fail(f"frame_too_large: {size} > {self.max_frame}")
+                    await trio.aclose_forcefully(self.stream)
+                    raise error
+                need += size
+            if not await self._fill(need):
+                if buffered:
+                    raise self._fail("eof_mid_frame")
+                return None
         return obj
 
 
