@@ -209,7 +209,7 @@ class RPCServer:
         async with trio.open_nursery() as nursery:
             try:
                 while True:
-                    with deadline.scope():
+                    with deadline.scope(framed.buffered):
                         req = await framed.receive()
                     if deadline.expired:
                         self._refusals.note("frame_timeout", peer.address)
@@ -301,7 +301,8 @@ class _Pending:
 class _FrameDeadline(trio.abc.Stream):
     """The stream under a server's ``FramedStream``: once bytes of a frame
     arrive, the frame must be complete within ``timeout`` (``scope`` arms
-    the deadline at the first bytes a ``receive`` reads), so a client cannot
+    the deadline at the first bytes a ``receive`` reads, or at once when the
+    ``FramedStream`` already holds the frame's first bytes), so a client cannot
     hold a half-sent frame's buffer for ever. Waiting between frames is free.
     The bytes of frames still arriving count against ``pending`` (shared by
     the server's connections): a frame past ``SMALL_FRAME`` that would take
@@ -312,13 +313,21 @@ class _FrameDeadline(trio.abc.Stream):
         self.timeout = timeout
         self._pending = pending
         self._scope: trio.CancelScope | None = None
-        self._held = 0  # bytes read during the current receive
+        self._held = 0  # bytes held or read during the current receive
         self.expired = False
         self.over_budget = False
 
     @contextlib.contextmanager
-    def scope(self) -> Any:
+    def scope(self, buffered: int = 0) -> Any:
+        """Cover one ``receive``. ``buffered``: bytes of the next frame the
+        ``FramedStream`` already holds (read together with an earlier frame or
+        the hello): the frame has started, so the deadline starts now, as no
+        read in this receive would see its first bytes."""
         scope = self._scope = trio.CancelScope()
+        if buffered:
+            scope.deadline = trio.current_time() + self.timeout
+            self._held = buffered
+            self._pending.used += buffered
         try:
             with scope:
                 yield

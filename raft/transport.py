@@ -138,6 +138,13 @@ class FramedStream:
         self._pos = 0
         self._broken: str | None = None
 
+    @property
+    def buffered(self) -> int:
+        """Bytes already read from the stream and not yet returned as frames
+        (the start of the next frame, if non-zero: one read can bring the end
+        of one frame and the start of the next)."""
+        return len(self._buf) - self._pos
+
     async def send(self, obj: Mapping[str, Any]) -> None:
         """Send one map as one frame. Raises ``TransportError`` if it is over
         ``max_frame`` (nothing is written; the stream stays usable) or the
@@ -190,33 +197,48 @@ class FramedStream:
             if self._pos > _READ_SIZE or (self._pos and self._pos == len(self._buf)):
                 del self._buf[: self._pos]
                 self._pos = 0
+            want = need - (len(self._buf) - self._pos)
+            # Errors mapped here rather than by ``_mapped``: no context
+            # manager built per read on every Raft message's receive path.
             try:
-                with _mapped("receive"):
-                    want = need - (len(self._buf) - self._pos)
-                    chunk = await self.stream.receive_some(min(max(_READ_SIZE, want), 1 << 20))
-            except TransportError as exc:
-                raise self._fail(str(exc)) from exc
+                chunk = await self.stream.receive_some(min(max(_READ_SIZE, want), 1 << 20))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise self._fail(f"receive: {_reason(exc)}") from exc
             if not chunk:
                 return False
             self._buf += chunk
         return True
 
-    async def _next(self) -> dict[str, Any] | None:
-        if self._broken is not None:
-            raise TransportError(f"stream broken: {self._broken}")
-        if not await self._fill(_HEADER.size):
-            if self._pos != len(self._buf):
-                raise self._fail("eof_mid_frame")
+    async def receive_batch(self) -> list[dict[str, Any]]:
+        """The next frame's map and every later one already buffered (one
+        read of the socket often brings several); ``[]`` at a clean EOF.
+        Raises like ``receive``; a bad frame behind good ones is raised by
+        the next call, after the good ones were returned."""
+        obj = await self._next()
+        if obj is None:
+            return []
+        batch = [obj]
+        while self._broken is None:
+            try:
+                more = self._take()
+            except TransportError:
+                break  # the stream is broken: the next call raises
+            if more is None:
+                break
+            batch.append(more)
+        return batch
+
+    def _take(self) -> dict[str, Any] | None:
+        """The next frame's map if all of it is buffered, else None (an
+        oversized frame is left for ``_next``, which closes the stream)."""
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos < _HEADER.size:
             return None
-        (size,) = _HEADER.unpack_from(self._buf, self._pos)
-        if size > self.max_frame:
-            error = self._fail(f"frame_too_large: {size} > {self.max_frame}")
-            await trio.aclose_forcefully(self.stream)
-            raise error
-        if not await self._fill(_HEADER.size + size):
-            raise self._fail("eof_mid_frame")
-        start = self._pos + _HEADER.size
-        payload = bytes(self._buf[start : start + size])
+        (size,) = _HEADER.unpack_from(buf, pos)
+        start = pos + _HEADER.size
+        if size > self.max_frame or len(buf) - start < size:
+            return None
+        payload = bytes(buf[start : start + size])
         self._pos = start + size
         try:
             obj = unpack(payload)
@@ -224,6 +246,26 @@ class FramedStream:
             raise self._fail(f"bad_frame: {exc}") from exc
         if not isinstance(obj, dict):
             raise self._fail("bad_frame: not a map")
+        return obj
+
+    async def _next(self) -> dict[str, Any] | None:
+        if self._broken is not None:
+            raise TransportError(f"stream broken: {self._broken}")
+        # One read usually brings the whole frame: take, read, take.
+        while (obj := self._take()) is None:
+            buffered = len(self._buf) - self._pos
+            need = _HEADER.size
+            if buffered >= _HEADER.size:
+                (size,) = _HEADER.unpack_from(self._buf, self._pos)
+                if size > self.max_frame:
+                    error = self._fail(f"frame_too_large: {size} > {self.max_frame}")
+                    await trio.aclose_forcefully(self.stream)
+                    raise error
+                need += size
+            if not await self._fill(need):
+                if buffered:
+                    raise self._fail("eof_mid_frame")
+                return None
         return obj
 
 
@@ -798,14 +840,16 @@ class Transport:
         return msg
 
     async def _receive_messages(self, framed: FramedStream, peer_id: str) -> None:
-        async for obj in framed:
-            msg = self._decode(obj, peer_id)
-            if msg.type == MessageType.SNAP:
-                raise TransportError("protocol: SNAP on a raft connection")
-            if msg.dst != self.local_id:  # misrouted: a peer has a stale address
-                self._stat(peer_id).dropped += 1
-                continue
-            await self._deliver(peer_id, msg)
+        # Every frame one read brought is decoded and delivered in one go.
+        while batch := await framed.receive_batch():
+            for obj in batch:
+                msg = self._decode(obj, peer_id)
+                if msg.type == MessageType.SNAP:
+                    raise TransportError("protocol: SNAP on a raft connection")
+                if msg.dst != self.local_id:  # misrouted: a peer has a stale address
+                    self._stat(peer_id).dropped += 1
+                    continue
+                await self._deliver(peer_id, msg)
 
     async def _receive_snapshot(self, framed: FramedStream, peer_id: str) -> None:
         header = await self._timed("read", framed.receive())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import ssl
+import struct
+import termios
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -130,3 +133,33 @@ async def test_a_close_without_close_notify_reads_as_broken(tmp_path: Path) -> N
             server.socket.close()  # no SSL_shutdown: what kill -9 leaves behind
             with pytest.raises(trio.BrokenResourceError):
                 await client.receive_some(10)
+
+
+def _unread(stream: TLSSocketStream) -> int:
+    return struct.unpack("i", fcntl.ioctl(stream.socket.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+
+
+async def test_one_receive_takes_every_record_already_here_then_the_eof(tmp_path: Path) -> None:
+    """A burst of small frames (one TLS record each) is one wake of the
+    reader, not one per record; an EOF met behind them comes next time."""
+    server_ctx, client_ctx, _ = _contexts(tmp_path)
+    with trio.fail_after(5):
+        for goodbye in ("close_notify", "ragged"):
+            async with _pair(server_ctx, client_ctx) as (client, accepted):
+                server = await accepted.receive()
+                assert isinstance(server, TLSSocketStream)
+                for part in (b"a", b"bc", b"def"):
+                    assert client.send_nowait(part) == len(part)  # one record each
+                if goodbye == "ragged":
+                    client.socket.close()  # FIN without close_notify
+                else:
+                    await client.aclose()
+                records = 3 * 22 + 6 + (24 if goodbye == "close_notify" else 0)
+                while _unread(server) < records:  # all of it is in the kernel
+                    await trio.sleep(0.01)
+                assert await server.receive_some(1024) == b"abcdef"
+                if goodbye == "ragged":
+                    with pytest.raises(trio.BrokenResourceError, match="close_notify"):
+                        await server.receive_some(1024)
+                else:
+                    assert await server.receive_some(1024) == b""

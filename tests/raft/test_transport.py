@@ -80,6 +80,22 @@ async def test_framed_stream_garbage_and_non_map_frames_raise_and_break_the_stre
         await d.receive()
 
 
+async def test_receive_batch_takes_every_buffered_frame_and_a_bad_one_comes_next() -> None:
+    a, b = _pair()
+    good = b"".join(encode_frame({"n": i}) for i in range(3))
+    await a.stream.send_all(good + struct.pack(">I", 1) + b"\xc1")
+    assert await b.receive_batch() == [{"n": 0}, {"n": 1}, {"n": 2}]
+    with pytest.raises(TransportError, match="bad_frame"):
+        await b.receive_batch()
+    c, d = _pair()
+    await c.stream.send_all(encode_frame({"n": 1}) + encode_frame({"n": 2})[:-1])
+    assert await d.receive_batch() == [{"n": 1}]  # the torn one is not waited for
+    await c.stream.send_all(encode_frame({"n": 2})[-1:])
+    await c.aclose()
+    assert await d.receive_batch() == [{"n": 2}]
+    assert await d.receive_batch() == []  # clean EOF
+
+
 async def test_oversized_frame_is_refused_on_receive_and_connection_closed() -> None:
     a, b = _pair(max_frame=1024)
     await a.stream.send_all(struct.pack(">I", 4096) + b"x" * 10)
