@@ -8,9 +8,11 @@ upstream exchange replaced by a canned nginx answer, and times them with the
 process's CPU clock (best of the rounds): what the proxy's Python costs per
 request, apart from the socket I/O, the TLS records and the scheduler's waits.
 
-Rows remove one part at a time, so the differences say what each part costs:
-tracing (span, trace headers in and out; the 1% default sampling), the
-metrics (``Reporter.observe``), the attempt machinery (retry state, per-try
+The split row is the client side of proxy_bench's ``l7 split`` path (a
+90/10 ``service-splitter`` over two subsets): what a split costs over the
+plain route. The other rows remove one part at a time, so the differences
+say what each part costs: tracing (span, trace headers in and out; the 1%
+default sampling), the metrics (``Reporter.observe``), the attempt machinery (retry state, per-try
 deadline, outlier report) and the routing decision. Also the parsing and
 serialisation of one request and one response (http1.py). Prints figures;
 never asserts.
@@ -66,12 +68,31 @@ async def _unobserved(ex: Exchange, handle: Callable[[Exchange], Awaitable[Any]]
     return await handle(ex)
 
 
-def outbound() -> L7OutboundHandler:
-    """web's upstream listener for an ``http`` api with one instance."""
+SPLIT_ENTRIES = [
+    {
+        "Kind": "service-resolver",
+        "Name": "api",
+        "DefaultSubset": "v1",
+        "Subsets": {v: {"Filter": 'Service.Meta.version == "v1"'} for v in ("v1", "v2")},
+    },
+    {
+        "Kind": "service-splitter",
+        "Name": "api",
+        "Splits": [{"Weight": 90, "ServiceSubset": "v1"}, {"Weight": 10, "ServiceSubset": "v2"}],
+    },
+]
+
+
+def outbound(split: bool = False) -> L7OutboundHandler:
+    """web's upstream listener for an ``http`` api with one instance; with
+    ``split``, proxy_bench's 90/10 splitter over two subsets of it."""
     up = L7Upstream("web", "api")
-    entries = [parse_entry({"Kind": "service-defaults", "Name": "api", "Protocol": "http"})]
-    up.set_chain(compile_chain("api", EntrySet.of(entries), "dc1", "consul").to_json())
-    up.set_endpoints("api.default.default.dc1", [Endpoint("127.0.0.1", 21000)])
+    raw = [{"Kind": "service-defaults", "Name": "api", "Protocol": "http"}]
+    entries = [parse_entry(e) for e in raw + (SPLIT_ENTRIES if split else [])]
+    chain = compile_chain("api", EntrySet.of(entries), "dc1", "consul").to_json()
+    up.set_chain(chain)
+    for target in chain["Targets"]:
+        up.set_endpoints(target, [Endpoint("127.0.0.1", 21000)])
     metrics = ProxyMetrics()
     l4: Any = types.SimpleNamespace(metrics=metrics)
     handler = L7OutboundHandler(None, up, l4, Reporter(metrics.standard, "source", "web"))  # type: ignore[arg-type]
@@ -127,6 +148,7 @@ async def outbound_rows(calls: int, rounds: int) -> list[tuple[str, float]]:
 
     handler = outbound()
     await measure("client side, whole", handler)
+    await measure("  the 90/10 split route instead", outbound(split=True))
     handler.tracing = None
     await measure("  without tracing", handler)
     handler.reporter.observe = _unobserved  # type: ignore[method-assign]

@@ -172,6 +172,49 @@ def _no_exclusions(target_id: str) -> Collection[str]:
     return ()
 
 
+@dataclass(frozen=True, slots=True)
+class _Leg:
+    """One bucket of a start splitter whose splits all name targets: what
+    the full path builds for it per request, built once per table."""
+
+    target: Target
+    splits: tuple[SplitStep, ...]
+    request_mods: HeaderModifiers | None  # None: nothing to apply
+    response_mods: tuple[HeaderModifiers, ...]
+    timeout_s: float | None  # as Decision.timeout_s
+
+
+def _split_legs(table: Table) -> tuple[Splitter, tuple[_Leg, ...]] | None:
+    """The start splitter and a leg per split when the table is a plain
+    split (no router; the start splitter's splits all name targets without
+    hash cookie or fault), else None."""
+    splitter = table.splitters.get(table.start) if table.router is None else None
+    if splitter is None:
+        return None
+    legs: list[_Leg] = []
+    for i, split in enumerate(splitter.splits):
+        target = table.targets.get(split.next_node)
+        if (
+            target is None
+            or split.next_node in table.splitters
+            or target.fault is not None
+            or target.load_balancer.hash_policies
+        ):
+            return None
+        timeout = target.request_timeout_s
+        req = split.request_headers
+        legs.append(
+            _Leg(
+                target,
+                (SplitStep(table.start, splitter.buckets, i),),
+                None if req.is_empty() else req,
+                (split.response_headers,),
+                (ENVOY_DEFAULT_TIMEOUT_S if timeout is None else timeout) or None,
+            )
+        )
+    return splitter, tuple(legs)
+
+
 @dataclass(slots=True)
 class _Routed:
     node: str
@@ -202,6 +245,9 @@ class Decider:
             and not start.load_balancer.hash_policies
         ):
             self._direct = start
+        # A plain split (no router; one splitter over targets): per request
+        # only the pick and the endpoint differ, the rest is built here.
+        self._split = _split_legs(table)
 
     def balancer(self, target: Target) -> Balancer:
         lb = self._balancers.get(target.id)
@@ -262,7 +308,48 @@ class Decider:
                     timeout_s=(ENVOY_DEFAULT_TIMEOUT_S if timeout is None else timeout) or None,
                     retry=_DEFAULT_POLICY.retry,
                 )
+        if self._split is not None:
+            return self._decide_split(self._split, request, rng, excluded, active)
         return self._decide(request, rng, excluded, active)
+
+    def _decide_split(
+        self,
+        split: tuple[Splitter, tuple[_Leg, ...]],
+        request: Request,
+        rng: random.Random,
+        excluded: Excluded,
+        active: Mapping[str, int] | None,
+    ) -> Decision:
+        """``decide`` for a plain split: the same draws from ``rng`` in the
+        same order as the full path (the split pick, then the balancer's),
+        which it continues from the pick when the target has exclusions or
+        no endpoint."""
+        leg = split[1][split[0].pick(rng)]
+        target = leg.target
+        headers = request.headers
+        if leg.request_mods is not None:
+            headers = apply_header_modifiers(headers, leg.request_mods)
+        if target.endpoints and not excluded(target.id):
+            endpoint = self.balancer(target).pick(
+                target.endpoints, rng=rng, request=request, active=active
+            )
+            if endpoint is not None:  # always, with endpoints and none excluded
+                return Decision(
+                    "ok",
+                    splits=leg.splits,
+                    target=target.id,
+                    tried_targets=(target.id,),
+                    endpoint=endpoint,
+                    eligible=target.endpoints,
+                    request_headers=headers,
+                    response_modifiers=leg.response_mods,
+                    timeout_s=leg.timeout_s,
+                    retry=_DEFAULT_POLICY.retry,
+                )
+        r = _Routed(target.id, _DEFAULT_POLICY, headers)
+        r.splits.extend(leg.splits)
+        r.response_mods.extend(leg.response_mods)
+        return self._finish(r, request, rng, excluded, active)
 
     def _decide(
         self,
@@ -271,10 +358,22 @@ class Decider:
         excluded: Excluded,
         active: Mapping[str, int] | None,
     ) -> Decision:
-        """``decide`` through every step (the shortcut's reference)."""
+        """``decide`` through every step (the shortcuts' reference)."""
         r = self._route(request, rng)
         if isinstance(r, Decision):
             return r
+        return self._finish(r, request, rng, excluded, active)
+
+    def _finish(
+        self,
+        r: _Routed,
+        request: Request,
+        rng: random.Random,
+        excluded: Excluded,
+        active: Mapping[str, int] | None,
+    ) -> Decision:
+        """The decision once routed to ``r.node``: hash cookie, target and
+        endpoint (failover), timeout, mirror and fault."""
         policy = r.policy
         request, set_cookie = self._hash_cookie(r.node, request, rng)
         target, tried, endpoint, out = self._resolve(r.node, request, rng, excluded, active)

@@ -509,11 +509,13 @@ class L7OutboundHandler:
             resp = UpstreamResponse(
                 resp.status, [*resp.headers, ("set-cookie", decision.set_cookie)], resp.body
             )
-        if not decision.response_modifiers:
-            return resp
-        out = Headers(resp.headers)
+        out = None
         for mods in decision.response_modifiers:
-            out = apply_header_modifiers(out, mods)
+            if not mods.is_empty():  # a split without ResponseHeaders: nothing to copy
+                base = Headers.view(resp.headers) if out is None else out  # applying copies
+                out = apply_header_modifiers(base, mods)
+        if out is None:
+            return resp
         return UpstreamResponse(resp.status, out.items(), resp.body)
 
     def _mirror(

@@ -14,6 +14,7 @@ def test_l7_request_bench_prints_both_sides_and_their_parts(
     out = run_quick(l7_request_bench.main, capsys)
     for label in (
         "client side, whole",
+        "  the 90/10 split route instead",
         "  ... and without the attempt machinery",
         "server side, whole",
         "  ... and without metrics",

@@ -223,3 +223,96 @@ def test_a_plain_upstream_shortcut_decides_as_the_full_path(
     for _ in range(3):  # balancer state (round robin) advances alike
         got = fast.decide(request, rng=rng_a, excluded=excluded)
         assert got == full._decide(request, rng_b, excluded, None)
+
+
+def _split_table(
+    weights: list[int], endpoints: list[list[str]], timeouts: list[float | None], policy: str
+) -> Table:
+    targets = {
+        f"t{i}": Target(f"t{i}", tuple(eps), LoadBalancerConfig(policy=policy), ("f",), timeouts[i])
+        for i, eps in enumerate(endpoints)
+    }
+    targets["f"] = Target("f", ("f:1",))
+    splits = [
+        Split(
+            w,
+            f"t{i}",
+            request_headers=HeaderModifiers(set={"x-split": f"t{i}"})
+            if i % 2
+            else HeaderModifiers(),
+            response_headers=HeaderModifiers(add={"x-leg": str(i)}),
+        )
+        for i, w in enumerate(weights)
+    ]
+    return Table(
+        start="splitter:api", splitters={"splitter:api": Splitter(splits)}, targets=targets
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    legs=st.integers(1, 3),
+    cut=st.integers(0, 100),
+    endpoints=st.lists(
+        st.lists(st.sampled_from(["a:1", "b:1", "c:1"]), unique=True, max_size=3),
+        min_size=3,
+        max_size=3,
+    ),
+    out=st.sets(st.sampled_from(["a:1", "b:1", "c:1"])),
+    ejected_leg=st.integers(0, 3),
+    timeouts=st.lists(st.sampled_from([None, 0.0, 2.5]), min_size=3, max_size=3),
+    policy=st.sampled_from(["round_robin", "random", "least_request"]),
+    seed=st.integers(0, 1000),
+)
+def test_a_plain_split_shortcut_decides_as_the_full_path(
+    legs: int,
+    cut: int,
+    endpoints: list[list[str]],
+    out: set[str],
+    ejected_leg: int,
+    timeouts: list[float | None],
+    policy: str,
+    seed: int,
+) -> None:
+    weights = [cut, 100 - cut, 0][:legs] if legs > 1 else [100]
+    t = _split_table(weights, endpoints[:legs], timeouts, policy)
+    fast, full = Decider(t), Decider(t)
+    assert fast._split is not None
+
+    def excluded(target_id: str) -> set[str]:
+        return out if target_id == f"t{ejected_leg}" else set()
+
+    request = Request.build("GET", "/x", [("host", "api"), ("x-split", "caller")])
+    rng_a, rng_b = random.Random(seed), random.Random(seed)
+    for _ in range(4):  # the same draws: split picks and balancer state advance alike
+        got = fast.decide(request, rng=rng_a, excluded=excluded)
+        want = full._decide(request, rng_b, excluded, None)
+        assert got == want
+        assert got.explain() == want.explain()
+    assert rng_a.random() == rng_b.random()
+
+
+def test_the_split_shortcut_is_off_where_a_split_needs_more_than_a_pick() -> None:
+    plain = _split_table([90, 10], [["a:1"], ["b:1"]], [None, None], "")
+    assert Decider(plain)._split is not None
+    nested = Table(
+        start="s",
+        splitters={"s": Splitter([Split(100, "splitter:api")]), **plain.splitters},
+        targets=plain.targets,
+    )
+    hashed = dict(plain.targets)
+    hashed["t0"] = Target(
+        "t0",
+        ("a:1",),
+        LoadBalancerConfig("ring_hash", hash_policies=(HashPolicy("header", "x-user"),)),
+    )
+    faulty = dict(plain.targets)
+    faulty["t1"] = Target("t1", ("b:1",), fault=FaultConfig(abort=AbortFault(503, None, 50.0)))
+    for table_ in (
+        nested,
+        Table(start=plain.start, splitters=plain.splitters, targets=hashed),
+        Table(start=plain.start, splitters=plain.splitters, targets=faulty),
+        Table(start=plain.start, splitters=plain.splitters, targets={"t0": plain.targets["t0"]}),
+        table(start="splitter:api"),  # with a router
+    ):
+        assert Decider(table_)._split is None

@@ -4,7 +4,9 @@ follows, and an upstream's table rebuilt from its chain and endpoints."""
 
 from __future__ import annotations
 
+import random
 import socket
+import types
 from typing import Any
 
 import pytest
@@ -15,15 +17,19 @@ from connect.l7.chain import compile_chain
 from connect.l7.chain_validate import EntrySet
 from connect.l7.entries import parse_entry
 from connect.proxy.balancer import Endpoint
-from connect.proxy.http_pool import end_to_end
+from connect.proxy.http1 import ParsedRequest
+from connect.proxy.http_pool import UpstreamResponse, end_to_end
+from connect.proxy.l7_metrics import Reporter
 from connect.proxy.l7_outbound import (
     WARM_WAIT,
+    L7OutboundHandler,
     L7Upstream,
     chain_resource,
     follow_chain,
     target_health_resource,
     wants_l4,
 )
+from connect.proxy.metrics import ProxyMetrics
 from connect.proxy.watchers import Resource, Watched
 
 
@@ -168,3 +174,42 @@ async def test_a_new_target_is_warmed_before_the_chain_that_splits_to_it_applies
         assert WARM_WAIT <= trio.current_time() - start <= WARM_WAIT + 0.2
         assert v2 not in up.endpoints  # the dropped target's watch ended
         nursery.cancel_scope.cancel()
+
+
+async def test_split_response_headers_apply_to_their_leg_only_and_leave_the_answer_intact() -> None:
+    splitter = {
+        "Kind": "service-splitter",
+        "Name": "api",
+        "Splits": [
+            {
+                "Weight": 50,
+                "ServiceSubset": "v1",
+                "ResponseHeaders": {"Set": {"x-leg": "v1"}, "Remove": ["server"]},
+            },
+            {"Weight": 50, "ServiceSubset": "v2"},
+        ],
+    }
+    up = L7Upstream("web", "api", random.Random(7))
+    up.set_chain(_chain(splitter))
+    for i, subset in enumerate(("v1", "v2")):
+        up.set_endpoints(f"{subset}.api.default.default.dc1", [Endpoint("127.0.0.1", 31001 + i)])
+    assert up.decider is not None and up.decider._split is not None  # the shortcut serves it
+    answer = [("server", "nginx"), ("content-length", "2")]
+    seen: list[str] = []
+
+    async def pool_request(endpoint: str, *args: Any, **kw: Any) -> UpstreamResponse:
+        seen.append(endpoint)
+        return UpstreamResponse(200, answer, b"ok")
+
+    metrics = ProxyMetrics()
+    l4: Any = types.SimpleNamespace(metrics=metrics)
+    handler = L7OutboundHandler(None, up, l4, Reporter(metrics.standard, "source", "web"))  # type: ignore[arg-type]
+    handler.pool.request = pool_request  # type: ignore[method-assign]
+    legs: dict[str, list[list[tuple[str, str]]]] = {}
+    for _ in range(40):
+        resp = await handler.handle(ParsedRequest(b"GET", b"/", [(b"host", b"api")]), b"")
+        legs.setdefault(seen[-1], []).append(resp.headers)
+    assert set(legs) == {"127.0.0.1:31001", "127.0.0.1:31002"}
+    assert all(h == [("content-length", "2"), ("x-leg", "v1")] for h in legs["127.0.0.1:31001"])
+    assert all(h == answer for h in legs["127.0.0.1:31002"])
+    assert answer == [("server", "nginx"), ("content-length", "2")]  # never modified in place
