@@ -515,6 +515,25 @@ class SqliteStorage:
             raise StorageError(f"{self._dir}: {exc}") from None
         return PersistentState(hard_state, meta, entries)
 
+    def export(self) -> tuple[HardState, list[Entry]]:
+        """The stored hard state and every log row (to migrate to another format).
+
+        Raises:
+            StorageError: closed, unreadable database, or a gap in the log.
+        """
+        with self._lock:
+            conn = self._live_conn()
+            try:
+                row = conn.execute("SELECT value FROM kv WHERE key = 'hard_state'").fetchone()
+                hard_state = codec.decode_hard_state(bytes(row[0])) if row else HardState()
+                rows = conn.execute("SELECT idx, term, kind, data FROM log ORDER BY idx").fetchall()
+                entries = [Entry(i, t, EntryKind(k), bytes(d)) for i, t, k, d in rows]
+            except (sqlite3.Error, CodecError, ValueError) as exc:
+                raise StorageError(f"cannot read raft state from {self._db}: {exc}") from exc
+        if hole := _first_hole(entries):
+            raise StorageError(f"{self._db}: raft log has a gap: index {hole[1]} follows {hole[0]}")
+        return hard_state, entries
+
     def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
         """In one transaction (one fsync): delete stored entries with index >=
         ``entries[0].index``, insert ``entries`` and store ``hard_state``
