@@ -1,0 +1,261 @@
+"""SegmentLogStorage's own format (raft/wal.py): torn tails, corruption,
+segments, compaction, the hard state file and the migration from sqlite.
+The semantics it shares with the other storages are in test_storage.py."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from raft.errors import StorageError, StorageUnavailableError
+from raft.storage import PersistentState, SqliteStorage
+from raft.types import Configuration, Entry, HardState, Server, Snapshot, SnapshotMeta
+from raft.wal import SegmentLogStorage
+
+CONF = Configuration((Server("a", "a:1"),))
+
+
+def entries(first: int, last: int, term: int = 1, size: int = 40) -> list[Entry]:
+    return [Entry(i, term, data=b"%d-" % i + b"x" * size) for i in range(first, last + 1)]
+
+
+def snap(index: int) -> Snapshot:
+    return Snapshot(SnapshotMeta(index, 1, CONF), b"state-%d" % index)
+
+
+def segments(d: Path) -> list[Path]:
+    return sorted((d / "wal").glob("wal-*.log"))
+
+
+def reopen(d: Path, **kw: int) -> PersistentState:
+    s = SegmentLogStorage(d, **kw)
+    try:
+        return s.load()
+    finally:
+        s.close()
+
+
+def indexes(state: PersistentState) -> list[int]:
+    return [e.index for e in state.entries]
+
+
+def ten_saves(d: Path) -> list[int]:
+    """Entries 1..10, one save each; returns the segment size after each."""
+    s = SegmentLogStorage(d)
+    sizes = []
+    for i in range(1, 11):
+        s.save(HardState(1, "a", i - 1), entries(i, i))
+        sizes.append(segments(d)[-1].stat().st_size)
+    s.close()
+    return sizes
+
+
+@pytest.mark.parametrize("cut", [1, 7, 30, 60])
+def test_a_torn_last_frame_is_cut_off_and_appends_go_on_after_it(tmp_path: Path, cut: int) -> None:
+    sizes = ten_saves(tmp_path)
+    seg = segments(tmp_path)[-1]
+    os.truncate(seg, sizes[-1] - cut)  # the crash hit the 10th save's write
+    state = reopen(tmp_path)
+    assert indexes(state) == list(range(1, 10))
+    assert seg.stat().st_size == sizes[-2]  # the torn bytes are gone
+    s = SegmentLogStorage(tmp_path)
+    s.save(None, entries(10, 11, term=2))
+    s.close()
+    state = reopen(tmp_path)
+    assert indexes(state) == list(range(1, 12))
+    assert state.entries[-1].term == 2
+
+
+def test_a_tail_of_zeros_is_a_torn_write(tmp_path: Path) -> None:
+    ten_saves(tmp_path)
+    seg = segments(tmp_path)[-1]
+    with open(seg, "ab") as f:  # size grew, the data blocks never made it
+        f.write(b"\0" * 4096)
+    assert indexes(reopen(tmp_path)) == list(range(1, 11))
+
+
+def test_a_bad_frame_followed_by_more_frames_is_an_error_naming_file_and_offset(
+    tmp_path: Path,
+) -> None:
+    sizes = ten_saves(tmp_path)
+    seg = segments(tmp_path)[-1]
+    raw = bytearray(seg.read_bytes())
+    raw[sizes[4] + 50] ^= 0x01  # inside the 6th frame's payload
+    seg.write_bytes(bytes(raw))
+    with pytest.raises(StorageError) as info:
+        SegmentLogStorage(tmp_path)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert f"{seg} is corrupt at offset {sizes[4]}: checksum mismatch" in msg
+    assert seg.read_bytes() == bytes(raw)  # nothing cut off
+
+
+def test_damage_in_an_older_segment_is_an_error_even_at_its_end(tmp_path: Path) -> None:
+    s = SegmentLogStorage(tmp_path, segment_size=1024)
+    for i in range(1, 41):
+        s.save(None, entries(i, i))
+    s.close()
+    older = segments(tmp_path)[0]
+    assert len(segments(tmp_path)) > 2
+    size = older.stat().st_size
+    os.truncate(older, size - 3)
+    with pytest.raises(StorageError, match=rf"{older} is corrupt at offset \d+: frame runs past"):
+        SegmentLogStorage(tmp_path, segment_size=1024)
+
+
+def test_segments_rotate_and_a_snapshot_deletes_the_whole_ones_below_it(tmp_path: Path) -> None:
+    s = SegmentLogStorage(tmp_path, segment_size=1024)
+    for i in range(1, 101):
+        s.save(HardState(1, "a", i), entries(i, i))
+    before = segments(tmp_path)
+    assert len(before) >= 8
+    s.save_snapshot(snap(40), compact_upto=30)  # the first: nothing to fall back to
+    assert segments(tmp_path) == before
+    s.save_snapshot(snap(60), compact_upto=50)  # the log is kept after the one at 40
+    after = segments(tmp_path)
+    assert set(after) < set(before) and after[-1] == before[-1]
+    s.close()
+    state = reopen(tmp_path, segment_size=1024)
+    assert state.snapshot == snap(60).meta
+    assert indexes(state) == list(range(61, 101))
+    assert state.hard_state == HardState(1, "a", 100)
+    first_kept = int(after[0].name.split("-")[2].split(".")[0])
+    assert 30 < first_kept <= 41  # whole segments below 40 went, none above it
+
+
+def test_a_conflicting_suffix_written_across_segments_replaces_the_old_one(
+    tmp_path: Path,
+) -> None:
+    s = SegmentLogStorage(tmp_path, segment_size=1024)
+    s.save(None, entries(1, 40, term=1, size=10))
+    for i in range(41, 60):
+        s.save(None, entries(i, i, term=1))
+    s.save(None, entries(30, 31, term=2))  # a new leader's entries from index 30
+    s.close()
+    state = reopen(tmp_path, segment_size=1024)
+    assert indexes(state) == list(range(1, 32))
+    assert [e.term for e in state.entries[28:]] == [1, 2, 2]
+
+
+def test_term_and_vote_go_to_the_hard_state_file_only_when_they_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import raft.wal
+
+    writes: list[HardState] = []
+    real = raft.wal.write_hard_state
+    monkeypatch.setattr(
+        raft.wal, "write_hard_state", lambda p, hs: (writes.append(hs), real(p, hs))
+    )
+    s = SegmentLogStorage(tmp_path)
+    s.save(HardState(2, "a", 0), entries(1, 1))
+    for i in range(2, 6):
+        s.save(HardState(2, "a", i - 1), entries(i, i))  # commit only
+    s.save(HardState(3, None, 4), [])
+    s.close()
+    assert writes == [HardState(2, "a", 0), HardState(3, None, 4)]
+    assert reopen(tmp_path).hard_state == HardState(3, None, 4)
+
+
+def test_a_save_is_one_write_and_one_fdatasync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = SegmentLogStorage(tmp_path)
+    s.save(HardState(1, "a", 0), entries(1, 1))
+    calls: list[str] = []
+    real_pwrite, real_sync = os.pwrite, os.fdatasync
+    monkeypatch.setattr(os, "pwrite", lambda *a: (calls.append("pwrite"), real_pwrite(*a))[1])
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (calls.append("fdatasync"), real_sync(fd))[1])
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync"))
+    s.save(HardState(1, "a", 1), entries(2, 4))
+    monkeypatch.undo()
+    s.close()
+    assert calls == ["pwrite", "fdatasync"]
+    assert reopen(tmp_path).hard_state == HardState(1, "a", 1)
+
+
+def test_a_failed_write_leaves_no_garbage_and_the_next_save_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = SegmentLogStorage(tmp_path)
+    s.save(HardState(1, "a", 0), entries(1, 3))
+    size = segments(tmp_path)[-1].stat().st_size
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", full)
+    with pytest.raises(StorageUnavailableError, match="No space left"):
+        s.save(None, entries(4, 40))
+    monkeypatch.undo()
+    assert segments(tmp_path)[-1].stat().st_size == size
+    s.save(None, entries(4, 5))
+    s.close()
+    assert indexes(reopen(tmp_path)) == [1, 2, 3, 4, 5]
+
+
+def test_a_corrupt_hard_state_file_is_a_one_line_error(tmp_path: Path) -> None:
+    s = SegmentLogStorage(tmp_path)
+    s.save(HardState(1, "a", 0), entries(1, 1))
+    s.close()
+    hs = tmp_path / "wal" / "hardstate"
+    raw = bytearray(hs.read_bytes())
+    raw[-1] ^= 0x01
+    hs.write_bytes(bytes(raw))
+    with pytest.raises(StorageError, match=f"{hs} is corrupt: bad header or checksum"):
+        SegmentLogStorage(tmp_path)
+
+
+def _sqlite_dir(d: Path) -> PersistentState:
+    old = SqliteStorage(d)
+    old.save(HardState(4, "b", 25), entries(1, 30, term=4))
+    old.save_snapshot(snap(20), compact_upto=10)
+    state = old.load()
+    old.close()
+    return state
+
+
+def test_a_sqlite_directory_is_migrated_on_first_open(tmp_path: Path) -> None:
+    expected = _sqlite_dir(tmp_path)
+    assert reopen(tmp_path) == expected
+    assert not (tmp_path / "raft.db").exists()
+    assert (tmp_path / "raft.db.migrated").exists()
+    assert not (tmp_path / "wal.tmp").exists()
+    s = SegmentLogStorage(tmp_path)
+    s.save(None, entries(31, 32, term=4))
+    s.close()
+    assert indexes(reopen(tmp_path)) == list(range(21, 33))
+
+
+def test_a_migration_interrupted_before_its_rename_starts_again(tmp_path: Path) -> None:
+    expected = _sqlite_dir(tmp_path)
+    (tmp_path / "wal.tmp").mkdir()
+    (tmp_path / "wal.tmp" / "wal-0000000000000001-00000000000000000001.log").write_bytes(b"half")
+    assert reopen(tmp_path) == expected
+    assert not (tmp_path / "wal.tmp").exists()
+
+
+def test_a_migration_interrupted_after_its_rename_keeps_the_segments(tmp_path: Path) -> None:
+    expected = _sqlite_dir(tmp_path)
+    reopen(tmp_path)
+    os.replace(tmp_path / "raft.db.migrated", tmp_path / "raft.db")  # crash before that rename
+    s = SegmentLogStorage(tmp_path)
+    s.save(None, entries(31, 31, term=4))
+    s.close()
+    assert indexes(reopen(tmp_path)) == [*indexes(expected), 31]  # not migrated twice
+    assert not (tmp_path / "raft.db").exists()
+
+
+def test_a_sqlite_log_with_a_gap_is_not_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    _sqlite_dir(tmp_path)
+    with sqlite3.connect(tmp_path / "raft.db") as db:
+        db.execute("DELETE FROM log WHERE idx = 25")
+    with pytest.raises(StorageError, match="index 26 follows 24"):
+        SegmentLogStorage(tmp_path)
+    assert (tmp_path / "raft.db").exists()
+    assert not (tmp_path / "wal").exists()
