@@ -40,6 +40,7 @@ once durable, and only then ``raft.db`` is renamed to ``raft.db.migrated``.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -118,6 +119,13 @@ class _Replay:
                 log.clear()  # appended after a snapshot ahead of the log
             log.extend(frame.entries)
         self.commit = max(self.commit, frame.commit)
+
+
+def _io_error(message: str, exc: OSError) -> StorageError:
+    """``_storage_error``, saying "disk is full" (as sqlite did) when it is."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        message += ": disk is full"
+    return _storage_error(message, exc)
 
 
 def encode_frame(entries: Sequence[Entry], commit: int, compact: int = 0) -> bytes:
@@ -552,7 +560,7 @@ class SegmentLogStorage:
             try:
                 self._save_locked(hard_state, batch)
             except OSError as exc:
-                raise _storage_error(f"save of {self._wal_dir} failed", exc) from exc
+                raise _io_error(f"save of {self._wal_dir} failed", exc) from exc
 
     def _save_locked(self, hard_state: HardState | None, batch: list[Entry]) -> None:
         commit = self._commit
@@ -601,7 +609,7 @@ class SegmentLogStorage:
                     if self._last <= upto:
                         self._last = None
             except OSError as exc:
-                raise _storage_error(f"log compaction of {self._wal_dir} failed", exc) from exc
+                raise _io_error(f"log compaction of {self._wal_dir} failed", exc) from exc
             self._segments.delete_through(upto)
             self._snaps.prune(keep=path)
 
