@@ -188,7 +188,7 @@ def test_a_failed_write_leaves_no_garbage_and_the_next_save_works(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fdatasync", full)
-    with pytest.raises(StorageUnavailableError, match="disk is full: .*No space left"):
+    with pytest.raises(StorageUnavailableError, match=r"disk is full: .*No space left"):
         s.save(None, entries(4, 40))
     monkeypatch.undo()
     assert segments(tmp_path)[-1].stat().st_size == size
