@@ -49,6 +49,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +74,12 @@ logger = logging.getLogger("raft.storage")
 SEGMENT_MAGIC = b"MESHWAL1"
 SEGMENT_VERSION = 1
 SEGMENT_SIZE = 64 * 2**20
+# The last segment is extended this far ahead of its data with
+# posix_fallocate: an fdatasync of a write inside the file's size need not
+# also commit the file size (ext4 here: a 300-byte save ~130 vs ~430 us
+# median). The zeros after the data end the segment; a smaller chunk wastes
+# less space and leaves less room to write into once the disk is full.
+PREALLOCATE = 2**20
 MIGRATION_FRAME = 4 * 2**20  # bytes of entries per frame when migrating from sqlite
 
 _SEG_HEADER = struct.Struct(">8sI")
@@ -178,14 +185,17 @@ def _read_frame(raw: bytes, off: int) -> tuple[_Frame | None, int, str]:
     return _Frame(first, commit, compact, entries), end, ""
 
 
+def _zeros_from(raw: bytes, off: int) -> bool:
+    """Whether every byte of ``raw`` from ``off`` on is zero."""
+    return off >= len(raw) or raw.count(0, off) == len(raw) - off
+
+
 def _is_torn(raw: bytes, off: int, claimed_end: int) -> bool:
     """Whether a bad frame at ``off`` is what a crash in the middle of the last
-    write leaves: it reaches (or would reach) the end of the file, or it and
-    everything after it is still zeros (data blocks not yet written)."""
-    if claimed_end >= len(raw):
-        return True
+    write leaves: nothing was written after the end it claims (or its header
+    is still zeros: data blocks written out of order)."""
     header = raw[off : off + _FRAME.size]
-    return not header.strip(b"\0") or not raw[off:].strip(b"\0")
+    return _zeros_from(raw, claimed_end) or not header.strip(b"\0")
 
 
 def scan_segment(path: Path, raw: bytes, *, last: bool) -> tuple[list[_Frame], int]:
@@ -210,6 +220,8 @@ def scan_segment(path: Path, raw: bytes, *, last: bool) -> tuple[list[_Frame], i
     while off < len(raw):
         frame, end, problem = _read_frame(raw, off)
         if frame is None:
+            if last and _zeros_from(raw, off):
+                return frames, off  # the preallocated rest of the last segment
             if last and _is_torn(raw, off, end):
                 logger.warning(
                     "event=wal_torn_tail file=%s offset=%d dropped_bytes=%d reason=%s",
@@ -286,12 +298,14 @@ class _SegmentWriter:
     """The segment files of one directory: replay, append, rotate, delete.
     Not thread-safe: the storage holds its lock around every call."""
 
-    def __init__(self, directory: Path, segment_size: int) -> None:
+    def __init__(self, directory: Path, segment_size: int, preallocate: int = PREALLOCATE) -> None:
         self.dir = directory
         self.segment_size = segment_size
+        self.preallocate = preallocate
         self.segments: list[_Segment] = []
         self._fd = -1
         self._offset = 0  # where the next frame goes in the last segment
+        self._size = 0  # of the last segment's file (its data, then zeros)
         self._dirty = False  # a failed write may have left bytes after _offset
 
     def replay(self) -> _Replay:
@@ -311,38 +325,63 @@ class _SegmentWriter:
                 if frame.entries:
                     seg.max_index = max(seg.max_index, frame.entries[-1].index)
             if seg is segments[-1]:
-                self._open_last(seg, end, len(raw))
+                self._open_last(seg, end, len(raw), _zeros_from(raw, end))
         self.segments = segments
         if not segments:
             self._new_segment(1)
         return replay
 
-    def _open_last(self, seg: _Segment, end: int, size: int) -> None:
+    def _open_last(self, seg: _Segment, end: int, size: int, clean: bool) -> None:
         self._fd = os.open(seg.path, os.O_WRONLY | os.O_CLOEXEC)
+        self._offset, self._size = end, size
         if end == 0:  # no durable header yet: write it
+            self._offset = _SEG_HEADER.size
+            self._reset_tail()
             _write_all(self._fd, _SEG_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION), 0)
-            end = _SEG_HEADER.size
-        if size != end:
-            os.ftruncate(self._fd, end)
-        if size != end or end == _SEG_HEADER.size:
             os.fdatasync(self._fd)
-        self._offset = end
+        elif not clean:  # a torn frame: zeros again, or a shorter frame would end in its bytes
+            self._reset_tail()
+            os.fdatasync(self._fd)
+
+    def _reset_tail(self) -> None:
+        """Cut the last segment at ``_offset`` and extend it with zeros again."""
+        os.ftruncate(self._fd, self._offset)
+        self._size = self._offset
+        self._extend(self._size + self.preallocate)
+
+    def _extend(self, size: int) -> None:
+        """Preallocate the last segment up to ``size`` (best effort but for a
+        full disk: then the write that needs the room fails anyway)."""
+        if size <= self._size or not self.preallocate:
+            return
+        try:
+            os.posix_fallocate(self._fd, self._size, size - self._size)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                os.ftruncate(self._fd, self._size)  # fallocate may leave part of it
+                raise
+            logger.info("event=wal_preallocate_unsupported dir=%s reason=%s", self.dir, exc)
+            self.preallocate = 0
+            return
+        self._size = size
 
     def _new_segment(self, first_index: int) -> None:
         seq = self.segments[-1].seq + 1 if self.segments else 1
         path = self.dir / f"wal-{seq:016d}-{first_index:020d}.log"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            _write_all(fd, _SEG_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION), 0)
-            os.fdatasync(fd)
-            _fsync_dir(self.dir)
-        except BaseException:
-            os.close(fd)
-            raise
-        if self._fd >= 0:
+        if self._fd >= 0:  # the old one ends at its data: no zeros in older segments
+            os.ftruncate(self._fd, self._offset)
+            os.fdatasync(self._fd)
             os.close(self._fd)
+            self._fd = -1
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         self.segments.append(_Segment(seq, path))
-        self._fd, self._offset, self._dirty = fd, _SEG_HEADER.size, False
+        self._fd, self._offset, self._size, self._dirty = fd, _SEG_HEADER.size, 0, False
+        _write_all(fd, _SEG_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION), 0)
+        self._size = _SEG_HEADER.size
+        with suppress(OSError):  # a full disk: the first write will say so
+            self._extend(_SEG_HEADER.size + self.preallocate)
+        os.fdatasync(fd)
+        _fsync_dir(self.dir)
 
     def append(self, frame: bytes, first_index: int, last_index: int) -> None:
         """Write ``frame`` and fdatasync it, in a new segment if this one is
@@ -352,22 +391,24 @@ class _SegmentWriter:
             OSError: the write, the sync or the rotation failed.
         """
         if self._dirty:
-            os.ftruncate(self._fd, self._offset)
+            self._reset_tail()
             self._dirty = False
         if self._offset + len(frame) > self.segment_size and self._offset > _SEG_HEADER.size:
             self._new_segment(first_index)
+        end = self._offset + len(frame)
         try:
+            if end > self._size:
+                self._extend(max(end, self._size + self.preallocate))
             _write_all(self._fd, frame, self._offset)
             os.fdatasync(self._fd)
         except BaseException:
             self._dirty = True
-            try:
-                os.ftruncate(self._fd, self._offset)
+            with suppress(OSError):  # else retried before the next write
+                self._reset_tail()
                 self._dirty = False
-            except OSError:
-                pass  # retried before the next write
             raise
-        self._offset += len(frame)
+        self._offset = end
+        self._size = max(self._size, end)
         if last_index:
             seg = self.segments[-1]
             seg.max_index = max(seg.max_index, last_index)

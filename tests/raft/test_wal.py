@@ -30,6 +30,11 @@ def segments(d: Path) -> list[Path]:
     return sorted((d / "wal").glob("wal-*.log"))
 
 
+def data_end(seg: Path) -> int:
+    """Where a segment's frames end (the file is preallocated with zeros after)."""
+    return len(seg.read_bytes().rstrip(b"\0"))
+
+
 def reopen(d: Path, **kw: int) -> PersistentState:
     s = SegmentLogStorage(d, **kw)
     try:
@@ -43,24 +48,34 @@ def indexes(state: PersistentState) -> list[int]:
 
 
 def ten_saves(d: Path) -> list[int]:
-    """Entries 1..10, one save each; returns the segment size after each."""
+    """Entries 1..10, one save each; returns the segment's data end after each."""
     s = SegmentLogStorage(d)
     sizes = []
     for i in range(1, 11):
         s.save(HardState(1, "a", i - 1), entries(i, i))
-        sizes.append(segments(d)[-1].stat().st_size)
+        sizes.append(data_end(segments(d)[-1]))
     s.close()
     return sizes
 
 
+@pytest.mark.parametrize("how", ["truncated", "zeroed"])
 @pytest.mark.parametrize("cut", [1, 7, 30, 60])
-def test_a_torn_last_frame_is_cut_off_and_appends_go_on_after_it(tmp_path: Path, cut: int) -> None:
+def test_a_torn_last_frame_is_cut_off_and_appends_go_on_after_it(
+    tmp_path: Path, cut: int, how: str
+) -> None:
     sizes = ten_saves(tmp_path)
     seg = segments(tmp_path)[-1]
-    os.truncate(seg, sizes[-1] - cut)  # the crash hit the 10th save's write
+    # The crash hit the 10th save's write: the file ends inside its frame
+    # (appended) or the frame's last bytes never left the page cache (zeros).
+    if how == "truncated":
+        os.truncate(seg, sizes[-1] - cut)
+    else:
+        with open(seg, "r+b") as f:
+            f.seek(sizes[-1] - cut)
+            f.write(b"\0" * cut)
     state = reopen(tmp_path)
     assert indexes(state) == list(range(1, 10))
-    assert seg.stat().st_size == sizes[-2]  # the torn bytes are gone
+    assert data_end(seg) == sizes[-2]  # the torn bytes are gone
     s = SegmentLogStorage(tmp_path)
     s.save(None, entries(10, 11, term=2))
     s.close()
@@ -182,7 +197,7 @@ def test_a_failed_write_leaves_no_garbage_and_the_next_save_works(
 ) -> None:
     s = SegmentLogStorage(tmp_path)
     s.save(HardState(1, "a", 0), entries(1, 3))
-    size = segments(tmp_path)[-1].stat().st_size
+    size = data_end(segments(tmp_path)[-1])
 
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -191,7 +206,7 @@ def test_a_failed_write_leaves_no_garbage_and_the_next_save_works(
     with pytest.raises(StorageUnavailableError, match=r"disk is full: .*No space left"):
         s.save(None, entries(4, 40))
     monkeypatch.undo()
-    assert segments(tmp_path)[-1].stat().st_size == size
+    assert data_end(segments(tmp_path)[-1]) == size
     s.save(None, entries(4, 5))
     s.close()
     assert indexes(reopen(tmp_path)) == [1, 2, 3, 4, 5]
@@ -259,3 +274,32 @@ def test_a_sqlite_log_with_a_gap_is_not_migrated(tmp_path: Path) -> None:
         SegmentLogStorage(tmp_path)
     assert (tmp_path / "raft.db").exists()
     assert not (tmp_path / "wal").exists()
+
+
+def test_the_last_segment_is_preallocated_and_older_ones_end_at_their_data(
+    tmp_path: Path,
+) -> None:
+    s = SegmentLogStorage(tmp_path, segment_size=4096)
+    for i in range(1, 120):
+        s.save(None, entries(i, i))
+    *older, last = segments(tmp_path)
+    assert older
+    assert all(p.stat().st_size == data_end(p) for p in older)
+    assert last.stat().st_size >= data_end(last) + 2**19
+    s.close()
+    assert indexes(reopen(tmp_path, segment_size=4096)) == list(range(1, 120))
+
+
+def test_without_fallocate_segments_are_appended_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unsupported(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    s = SegmentLogStorage(tmp_path)
+    s.save(HardState(1, "a", 0), entries(1, 5))
+    s.close()
+    seg = segments(tmp_path)[-1]
+    assert seg.stat().st_size == data_end(seg)
+    assert indexes(reopen(tmp_path)) == [1, 2, 3, 4, 5]
