@@ -24,14 +24,14 @@ from raft.wal import SegmentLogStorage
 DATA = b"p" * 220
 
 
-def _raw(directory: Path, saves: int) -> tuple[list[float], float]:
+def _raw(directory: Path, saves: int, batch: int) -> tuple[list[float], float]:
     fd = os.open(directory / "raw", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     times = []
     cpu0 = time.process_time()
     try:
         for _ in range(saves):
             t0 = time.perf_counter()
-            os.write(fd, DATA)
+            os.write(fd, DATA * batch)
             os.fdatasync(fd)
             times.append(time.perf_counter() - t0)
     finally:
@@ -39,16 +39,20 @@ def _raw(directory: Path, saves: int) -> tuple[list[float], float]:
     return times, (time.process_time() - cpu0) / saves
 
 
-def _storage(make: Callable[[Path], object]) -> Callable[[Path, int], tuple[list[float], float]]:
-    def run(directory: Path, saves: int) -> tuple[list[float], float]:
+Run = Callable[[Path, int, int], tuple[list[float], float]]
+
+
+def _storage(make: Callable[[Path], object]) -> Run:
+    def run(directory: Path, saves: int, batch: int) -> tuple[list[float], float]:
         s = make(directory)
         assert isinstance(s, SqliteStorage | SegmentLogStorage)
         s.save(HardState(1, "a", 0), [Entry(1, 1, data=DATA)])
         times = []
         cpu0 = time.process_time()
-        for i in range(2, saves + 2):
+        for i in range(2, saves * batch + 2, batch):
+            entries = [Entry(j, 1, data=DATA) for j in range(i, i + batch)]
             t0 = time.perf_counter()
-            s.save(HardState(1, "a", i - 1), [Entry(i, 1, data=DATA)])
+            s.save(HardState(1, "a", i - 1), entries)
             times.append(time.perf_counter() - t0)
         cpu = (time.process_time() - cpu0) / saves
         s.close()
@@ -57,7 +61,7 @@ def _storage(make: Callable[[Path], object]) -> Callable[[Path, int], tuple[list
     return run
 
 
-KINDS: dict[str, Callable[[Path, int], tuple[list[float], float]]] = {
+KINDS: dict[str, Run] = {
     "raw write+fdatasync": _raw,
     "sqlite (before)": _storage(SqliteStorage),
     "segments (after)": _storage(SegmentLogStorage),
@@ -68,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=6, help="A B A B ... rounds")
     p.add_argument("--saves", type=int, default=300, help="saves per storage per round")
+    p.add_argument("--batch", type=int, default=1, help="entries per save")
     p.add_argument("--dir", type=Path, help="where to write (default: a temp dir)")
     args = p.parse_args(argv)
     walls: dict[str, list[float]] = {k: [] for k in KINDS}
@@ -78,13 +83,12 @@ def main(argv: list[str] | None = None) -> None:
             for kind, run in KINDS.items():
                 d = Path(tmp) / f"{r}-{kind.split()[0]}"
                 d.mkdir()
-                times, cpu = run(d, args.saves)
+                times, cpu = run(d, args.saves, args.batch)
                 walls[kind].append(statistics.median(times))
                 cpus[kind].append(cpu)
             loads.append(os.getloadavg()[0])
-    print(
-        f"{args.rounds} rounds x {args.saves} saves; load average {min(loads):.1f}-{max(loads):.1f}"
-    )
+    spread = f"{min(loads):.1f}-{max(loads):.1f}"
+    print(f"{args.rounds} rounds x {args.saves} saves of {args.batch}; load average {spread}")
     print(f"{'':22} {'median save us':>15} {'p90 of rounds':>14} {'CPU/save us':>12}")
     for kind in KINDS:
         w = sorted(walls[kind])
