@@ -11,8 +11,9 @@ cost a transaction: ~2x the time of a raw write + fdatasync). A segment is
 (integers big-endian)::
 
     magic b"MESHWAL1" | u32 version
-    frame*: u32 payload length | u32 crc32(rest of header + payload)
-            | u64 first index | u32 count | u64 commit | u64 compacted through
+    frame*: magic d5 1a 4c 46 | u32 payload length | u32 crc32(rest of
+            header + payload) | u64 first index | u32 count | u64 commit
+            | u64 compacted through
             payload: count x (u64 term | u8 kind | u32 data length | data)
 
 One frame per save, so a save is atomic: a crash leaves the last frame whole
@@ -30,8 +31,11 @@ two wins at load); it is volatile Raft state and a lower one is safe anyway.
 
 At open the last segment's torn tail (a crash during a save) is cut off, as
 etcd and raft-wal do. Damage anywhere else — an older segment, or a bad
-frame followed by more data — is an error naming the file and offset: the
+frame followed by more data or by a valid frame (found by its magic, in
+case the damage hit a length) — is an error naming the file and offset: the
 entries it holds may have been acknowledged and must not vanish silently.
+The last segment is preallocated ahead of its data (zeros end the data);
+rotation cuts the old one at its data.
 
 A directory that still holds the sqlite log (``raft.db``) is migrated on
 first open: the log is written to ``wal.tmp/``, which is renamed to ``wal/``
@@ -83,7 +87,10 @@ PREALLOCATE = 2**20
 MIGRATION_FRAME = 4 * 2**20  # bytes of entries per frame when migrating from sqlite
 
 _SEG_HEADER = struct.Struct(">8sI")
-_FRAME = struct.Struct(">IIQIQQ")  # length, crc, first, count, commit, compacted through
+# magic, length, crc, first, count, commit, compacted through
+_FRAME = struct.Struct(">4sIIQIQQ")
+_FRAME_MAGIC = b"\xd5\x1a\x4c\x46"  # lets a scan find the frames after a bad one
+_CRC_FROM = 12  # the crc covers the header from here on, and the payload
 _ENTRY = struct.Struct(">QBI")  # term, kind, data length
 _HS_HEADER = struct.Struct(">4sI")  # magic, crc32 of the encoded hard state
 _HS_MAGIC = b"MHS1"
@@ -143,9 +150,9 @@ def encode_frame(entries: Sequence[Entry], commit: int, compact: int = 0) -> byt
         parts.append(e.data)
     payload = b"".join(parts)
     first = entries[0].index if entries else 0
-    tail = _FRAME.pack(len(payload), 0, first, len(entries), commit, compact)[8:]
+    tail = _FRAME.pack(_FRAME_MAGIC, 0, 0, first, len(entries), commit, compact)[_CRC_FROM:]
     crc = zlib.crc32(payload, zlib.crc32(tail))
-    return struct.pack(">II", len(payload), crc) + tail + payload
+    return struct.pack(">4sII", _FRAME_MAGIC, len(payload), crc) + tail + payload
 
 
 def _decode_entries(payload: bytes, first: int, count: int) -> list[Entry]:
@@ -169,12 +176,14 @@ def _read_frame(raw: bytes, off: int) -> tuple[_Frame | None, int, str]:
     """(frame, end offset, "") or (None, claimed end, what is wrong)."""
     if len(raw) - off < _FRAME.size:
         return None, len(raw) + 1, "truncated frame header"
-    length, crc, first, count, commit, compact = _FRAME.unpack_from(raw, off)
+    magic, length, crc, first, count, commit, compact = _FRAME.unpack_from(raw, off)
     end = off + _FRAME.size + length
+    if magic != _FRAME_MAGIC:
+        return None, end, "bad frame magic"
     if end > len(raw):
         return None, end, "frame runs past the end of the file"
     payload = raw[off + _FRAME.size : end]
-    if zlib.crc32(payload, zlib.crc32(raw[off + 8 : off + _FRAME.size])) != crc:
+    if zlib.crc32(payload, zlib.crc32(raw[off + _CRC_FROM : off + _FRAME.size])) != crc:
         return None, end, "checksum mismatch"
     if count and first == 0:
         return None, end, "entries without a first index"
@@ -190,12 +199,25 @@ def _zeros_from(raw: bytes, off: int) -> bool:
     return off >= len(raw) or raw.count(0, off) == len(raw) - off
 
 
+def _frame_after(raw: bytes, off: int) -> int:
+    """Offset of the first whole, valid frame after ``off`` (-1 if none)."""
+    pos = raw.find(_FRAME_MAGIC, off + 1)
+    while pos >= 0:
+        if _read_frame(raw, pos)[0] is not None:
+            return pos
+        pos = raw.find(_FRAME_MAGIC, pos + 1)
+    return -1
+
+
 def _is_torn(raw: bytes, off: int, claimed_end: int) -> bool:
     """Whether a bad frame at ``off`` is what a crash in the middle of the last
     write leaves: nothing was written after the end it claims (or its header
-    is still zeros: data blocks written out of order)."""
+    is still zeros: data blocks written out of order), and no valid frame
+    follows (a damaged length could claim an end past them)."""
     header = raw[off : off + _FRAME.size]
-    return _zeros_from(raw, claimed_end) or not header.strip(b"\0")
+    if not (_zeros_from(raw, claimed_end) or not header.strip(b"\0")):
+        return False
+    return _frame_after(raw, off) < 0
 
 
 def scan_segment(path: Path, raw: bytes, *, last: bool) -> tuple[list[_Frame], int]:

@@ -108,6 +108,16 @@ def test_a_bad_frame_followed_by_more_frames_is_an_error_naming_file_and_offset(
     assert seg.read_bytes() == bytes(raw)  # nothing cut off
 
 
+def test_a_damaged_length_claiming_past_the_data_is_still_an_error(tmp_path: Path) -> None:
+    sizes = ten_saves(tmp_path)
+    seg = segments(tmp_path)[-1]
+    raw = bytearray(seg.read_bytes())
+    raw[sizes[2] + 4 : sizes[2] + 8] = (2**31).to_bytes(4, "big")  # the 4th frame's length
+    seg.write_bytes(bytes(raw))
+    with pytest.raises(StorageError, match=f"{seg} is corrupt at offset {sizes[2]}: frame runs"):
+        SegmentLogStorage(tmp_path)
+
+
 def test_damage_in_an_older_segment_is_an_error_even_at_its_end(tmp_path: Path) -> None:
     s = SegmentLogStorage(tmp_path, segment_size=1024)
     for i in range(1, 41):
