@@ -34,8 +34,10 @@ etcd and raft-wal do. Damage anywhere else — an older segment, or a bad
 frame followed by more data or by a valid frame (found by its magic, in
 case the damage hit a length) — is an error naming the file and offset: the
 entries it holds may have been acknowledged and must not vanish silently.
-The last segment is preallocated ahead of its data (zeros end the data);
-rotation cuts the old one at its data.
+The last segment is preallocated ahead of its data: zeros end a segment's
+data (rotation cuts the old one at its data, but a crash may come first).
+A log that lost entries anyway does not load: they are missing between the
+snapshot and the rest of the log.
 
 A directory that still holds the sqlite log (``raft.db``) is migrated on
 first open: the log is written to ``wal.tmp/``, which is renamed to ``wal/``
@@ -242,8 +244,8 @@ def scan_segment(path: Path, raw: bytes, *, last: bool) -> tuple[list[_Frame], i
     while off < len(raw):
         frame, end, problem = _read_frame(raw, off)
         if frame is None:
-            if last and _zeros_from(raw, off):
-                return frames, off  # the preallocated rest of the last segment
+            if _zeros_from(raw, off):
+                return frames, off  # preallocated, or cut at rotation before a crash
             if last and _is_torn(raw, off, end):
                 logger.warning(
                     "event=wal_torn_tail file=%s offset=%d dropped_bytes=%d reason=%s",
@@ -369,7 +371,8 @@ class _SegmentWriter:
         """Cut the last segment at ``_offset`` and extend it with zeros again."""
         os.ftruncate(self._fd, self._offset)
         self._size = self._offset
-        self._extend(self._size + self.preallocate)
+        with suppress(OSError):  # a full disk: the next write will say so
+            self._extend(self._size + self.preallocate)
 
     def _extend(self, size: int) -> None:
         """Preallocate the last segment up to ``size`` (best effort but for a
@@ -388,22 +391,33 @@ class _SegmentWriter:
         self._size = size
 
     def _new_segment(self, first_index: int) -> None:
+        """Start the next segment: durable (header, directory entry) before
+        anything goes into it; on failure it is removed and nothing changed.
+        The old one is then cut at its data (only space: zeros end any
+        segment's data)."""
         seq = self.segments[-1].seq + 1 if self.segments else 1
         path = self.dir / f"wal-{seq:016d}-{first_index:020d}.log"
-        if self._fd >= 0:  # the old one ends at its data: no zeros in older segments
-            os.ftruncate(self._fd, self._offset)
-            os.fdatasync(self._fd)
-            os.close(self._fd)
-            self._fd = -1
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        old = (self._fd, self._offset, self._size)
+        self._fd, self._offset, self._size = fd, _SEG_HEADER.size, 0
+        try:
+            _write_all(fd, _SEG_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION), 0)
+            self._size = _SEG_HEADER.size
+            with suppress(OSError):  # a full disk: the first write will say so
+                self._extend(_SEG_HEADER.size + self.preallocate)
+            os.fdatasync(fd)
+            _fsync_dir(self.dir)
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            self._fd, self._offset, self._size = old
+            raise
         self.segments.append(_Segment(seq, path))
-        self._fd, self._offset, self._size, self._dirty = fd, _SEG_HEADER.size, 0, False
-        _write_all(fd, _SEG_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION), 0)
-        self._size = _SEG_HEADER.size
-        with suppress(OSError):  # a full disk: the first write will say so
-            self._extend(_SEG_HEADER.size + self.preallocate)
-        os.fdatasync(fd)
-        _fsync_dir(self.dir)
+        self._dirty = False
+        if old[0] >= 0:
+            with suppress(OSError):
+                os.ftruncate(old[0], old[1])
+            os.close(old[0])
 
     def append(self, frame: bytes, first_index: int, last_index: int) -> None:
         """Write ``frame`` and fdatasync it, in a new segment if this one is

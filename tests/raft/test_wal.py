@@ -313,3 +313,52 @@ def test_without_fallocate_segments_are_appended_to(
     seg = segments(tmp_path)[-1]
     assert seg.stat().st_size == data_end(seg)
     assert indexes(reopen(tmp_path)) == [1, 2, 3, 4, 5]
+
+
+def test_an_older_segment_not_yet_cut_at_its_data_loads(tmp_path: Path) -> None:
+    s = SegmentLogStorage(tmp_path, segment_size=4096)
+    for i in range(1, 60):
+        s.save(None, entries(i, i))
+    s.close()
+    older = segments(tmp_path)[0]
+    with open(older, "ab") as f:  # the crash came before rotation cut its zeros
+        f.write(b"\0" * 8192)
+    assert indexes(reopen(tmp_path, segment_size=4096)) == list(range(1, 60))
+
+
+def test_a_missing_segment_in_the_middle_does_not_load(tmp_path: Path) -> None:
+    s = SegmentLogStorage(tmp_path, segment_size=2048)
+    for i in range(1, 80):
+        s.save(None, entries(i, i))
+    s.close()
+    middle = segments(tmp_path)[1]
+    middle.unlink()
+    with pytest.raises(StorageError, match=r"entries 1\.\.\d+ are missing"):
+        reopen(tmp_path, segment_size=2048)
+
+
+def test_a_failed_rotation_changes_nothing_and_the_next_save_rotates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = SegmentLogStorage(tmp_path, segment_size=2048)
+    i = 1
+    while len(segments(tmp_path)) == 1:
+        s.save(None, entries(i, i))
+        i += 1
+    before = segments(tmp_path)
+    real = os.fdatasync
+    calls = []
+
+    def fail_the_new_segment(fd: int) -> None:
+        calls.append(fd)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", fail_the_new_segment)
+    with pytest.raises(StorageUnavailableError, match="Input/output error"):
+        s.save(None, entries(i, i + 40))  # too big for the last segment: rotates
+    monkeypatch.setattr(os, "fdatasync", real)
+    assert calls and segments(tmp_path) == before
+    s.save(None, entries(i, i + 40))
+    s.close()
+    assert len(segments(tmp_path)) == len(before) + 1
+    assert indexes(reopen(tmp_path, segment_size=2048)) == list(range(1, i + 41))
