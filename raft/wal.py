@@ -560,17 +560,16 @@ class SegmentLogStorage:
         try:
             self._snaps.open(self._dir)
             self._open_wal_dir(segment_size)
-            self._hard = read_hard_state(self._hs_path)
-            replay = self._segments.replay()
-            self._snap_index = self._snaps.newest_index()
+            self._hard, self._commit, self._snap_index = HardState(), 0, 0
+            self._last: int | None = None
+            # Kept for the first load, unless a write comes first.
+            self._fresh: _Replay | None = self._replay()
         except OSError as exc:
             self._segments.close()
             raise StorageError(f"cannot open raft storage in {self._dir}: {exc}") from exc
         except BaseException:
             self._segments.close()
             raise
-        self._commit = max(self._hard.commit, replay.commit)
-        self._last: int | None = replay.entries[-1].index if replay.entries else None
 
     def _open_wal_dir(self, segment_size: int) -> None:
         if self._wal_dir.is_dir():
@@ -597,15 +596,10 @@ class SegmentLogStorage:
         with self._lock:
             self._check_open()
             snapshot, corrupt_index = self._snaps.latest_valid()
-            try:
-                hard = read_hard_state(self._hs_path)
-                replay = self._segments.replay()
-            except OSError as exc:
-                raise StorageError(f"cannot load raft state from {self._wal_dir}: {exc}") from exc
-            self._hard = hard
-            self._commit = max(hard.commit, replay.commit)
-            self._last = replay.entries[-1].index if replay.entries else None
-            self._snap_index = self._snaps.newest_index()
+            replay, self._fresh = self._fresh, None
+            if replay is None:
+                replay = self._replay()
+            hard = HardState(self._hard.term, self._hard.vote, self._commit)
         meta = snapshot.meta if snapshot is not None else None
         after = meta.index if meta is not None else 0
         entries = replay.entries
@@ -615,8 +609,19 @@ class SegmentLogStorage:
             _check_recovered(entries, meta, corrupt_index)
         except StorageError as exc:
             raise StorageError(f"{self._dir}: {exc}") from None
-        hard_state = HardState(hard.term, hard.vote, self._commit)
-        return PersistentState(hard_state, meta, entries)
+        return PersistentState(hard, meta, entries)
+
+    def _replay(self) -> _Replay:
+        """Re-read the hard state and every segment; update what saves use."""
+        try:
+            self._hard = read_hard_state(self._hs_path)
+            replay = self._segments.replay()
+        except OSError as exc:
+            raise StorageError(f"cannot load raft state from {self._wal_dir}: {exc}") from exc
+        self._commit = max(self._hard.commit, replay.commit)
+        self._last = replay.entries[-1].index if replay.entries else None
+        self._snap_index = self._snaps.newest_index()
+        return replay
 
     def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
         """Durably append ``entries`` (replacing stored entries from
@@ -633,6 +638,7 @@ class SegmentLogStorage:
             self._check_open()
             if not batch and hard_state is None:
                 return
+            self._fresh = None
             _check_append(batch, _history_end(self._last, self._snap_index))
             try:
                 self._save_locked(hard_state, batch)
@@ -678,6 +684,7 @@ class SegmentLogStorage:
         index = snapshot.meta.index
         with self._lock:
             self._check_open()
+            self._fresh = None
             self._snap_index = max(self._snap_index, index)
             upto = min(self._snaps.compact_floor(path, compact_upto, index), _MAX_U64)
             try:
