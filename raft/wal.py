@@ -85,7 +85,7 @@ SEGMENT_SIZE = 64 * 2**20
 # also commit the file size (ext4 here: a 300-byte save ~130 vs ~430 us
 # median). The zeros after the data end the segment; a smaller chunk wastes
 # less space and leaves less room to write into once the disk is full.
-PREALLOCATE = 2**20
+PREALLOCATE = 2**18
 MIGRATION_FRAME = 4 * 2**20  # bytes of entries per frame when migrating from sqlite
 
 _SEG_HEADER = struct.Struct(">8sI")
