@@ -300,19 +300,28 @@ def test_the_last_segment_is_preallocated_and_older_ones_end_at_their_data(
     assert indexes(reopen(tmp_path, segment_size=4096)) == list(range(1, 120))
 
 
-def test_without_fallocate_segments_are_appended_to(
+def test_a_full_disk_while_filling_ahead_fails_the_save_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def unsupported(fd: int, offset: int, length: int) -> None:
-        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
-
-    monkeypatch.setattr(os, "posix_fallocate", unsupported)
     s = SegmentLogStorage(tmp_path)
-    s.save(HardState(1, "a", 0), entries(1, 5))
-    s.close()
+    s.save(HardState(1, "a", 0), entries(1, 3))
     seg = segments(tmp_path)[-1]
-    assert seg.stat().st_size == data_end(seg)
-    assert indexes(reopen(tmp_path)) == [1, 2, 3, 4, 5]
+    end = data_end(seg)
+    real = os.pwrite
+
+    def full_for_zeros(fd: int, data: bytes, offset: int) -> int:
+        if not bytes(data).strip(b"\0"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", full_for_zeros)
+    with pytest.raises(StorageUnavailableError, match="disk is full"):
+        s.save(None, entries(4, 400, size=1000))  # more than the room filled ahead
+    monkeypatch.undo()
+    assert data_end(seg) == end  # nothing of the failed save left
+    s.save(None, entries(4, 400, size=1000))
+    s.close()
+    assert indexes(reopen(tmp_path)) == list(range(1, 401))
 
 
 def test_an_older_segment_not_yet_cut_at_its_data_loads(tmp_path: Path) -> None:
