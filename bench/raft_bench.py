@@ -1,6 +1,6 @@
 """Raft commit throughput and latency on this machine, against the disk's ceiling.
 
-Three raft.kvserver processes (loopback mTLS, sqlite with synchronous=FULL)
+Three raft.kvserver processes (loopback mTLS, the segmented log, fdatasync per batch)
 commit 100-byte puts from 1 and from 64 closed-loop proposers running inside
 the leader process. The baseline, measured in the same run on the same disk:
 the raw fsync rate (one write + fsync per commit would be capped there) and
@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         fsyncs = fsync_rate(root, min(seconds, 2))
         inserts = sqlite_batched_rate(root, min(seconds, 2))
         runs = trio.run(raft_run, root / "cluster", seconds)
-    print("raft_bench: 3 servers, loopback mTLS, sqlite WAL synchronous=FULL, 100-byte puts")
+    log = os.environ.get("MESHD_RAFT_LOG", "segments")  # raft/wal.py open_durable_storage
+    print(f"raft_bench: 3 servers, loopback mTLS, {log} log, 100-byte puts")
     print(f"  baseline  fsync (write+fsync)       {fsyncs:10.0f} /s")
     print(f"  baseline  sqlite batched inserts    {inserts:10.0f} rows/s")
     for proposers, r in runs.items():

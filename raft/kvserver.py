@@ -1,6 +1,6 @@
 """A small replicated key/value server on raft/: the library's runnable example.
 
-Each process is one Raft server (sqlite storage, mTLS transport) with a
+Each process is one Raft server (segmented log storage, mTLS transport) with a
 client port on loopback speaking framed msgpack (``raft.transport.FramedStream``)::
 
     {"op": "put", "key": k, "value": v}      -> {"ok": true, "index": i}
@@ -32,10 +32,10 @@ import trio
 
 from .errors import NotLeaderError, RaftError
 from .node import NodeConfig, RaftNode
-from .storage import SqliteStorage
 from .tls import client_context, server_context
 from .transport import FramedStream, Transport
 from .types import Configuration, Server
+from .wal import open_durable_storage
 
 log = logging.getLogger("raft.kvserver")
 
@@ -214,7 +214,7 @@ async def serve(args: argparse.Namespace) -> None:
             snapshot_threshold=args.snapshot_threshold,
             trailing_logs=args.trailing_logs,
         ),
-        SqliteStorage(Path(args.data_dir)),
+        open_durable_storage(Path(args.data_dir)),
         fsm,
         transport,
         rng=random.Random(),

@@ -217,6 +217,119 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+class SnapshotFiles:
+    """The snapshot files of one storage directory (``<dir>/snapshots``),
+    shared by every durable storage: write (temp file, fsync, rename, fsync
+    dir), verify, fall back past corrupt files, prune to ``retain``."""
+
+    def __init__(self, directory: Path, retain: int) -> None:
+        if retain < 1:
+            raise ValueError("retain_snapshots must be at least 1")
+        self.dir = directory
+        self.retain = retain
+
+    def open(self, parent: Path) -> None:
+        """Create the directory (fsyncing ``parent`` if new) and remove temp
+        files a crash left behind. Raises OSError."""
+        created = not self.dir.is_dir()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if created:
+            _fsync_dir(parent)
+        # A crash between writing and renaming a snapshot leaves a temp file.
+        for path in self.dir.iterdir():
+            if path.name.endswith(_TMP_SUFFIX):
+                path.unlink()
+                logger.info("event=snapshot_tmp_removed file=%s", _kv(path))
+
+    def newest_index(self) -> int:
+        """Index of the newest snapshot file by name (0 if none); cheap, unverified."""
+        files = self.files()
+        return files[-1][0] if files else 0
+
+    def files(self) -> list[tuple[int, int, Path]]:
+        """(index, term, path) of every snapshot file, oldest first."""
+        named = ((_SNAP_NAME.match(p.name), p) for p in self.dir.iterdir())
+        return sorted((int(m[2]), int(m[1]), p) for m, p in named if m)
+
+    def latest_valid(self) -> tuple[Snapshot | None, int]:
+        """Return the newest snapshot that verifies and the index of the newest
+        corrupt file newer than it (0 if none), logging each corrupt file."""
+        try:
+            files = self.files()
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.dir}: {exc}") from exc
+        corrupt_index = 0
+        for index, _term, path in reversed(files):
+            try:
+                return read_snapshot_file(path), corrupt_index
+            except _CorruptSnapshotFile as exc:
+                logger.warning(
+                    "event=snapshot_corrupt file=%s reason=%s action=fallback_to_previous",
+                    _kv(path),
+                    _kv(exc.reason),
+                )
+                corrupt_index = max(corrupt_index, index)
+        return None, corrupt_index
+
+    def write(self, snapshot: Snapshot) -> Path:
+        """Durably write ``snapshot``; returns its path. Raises OSError."""
+        meta = snapshot.meta
+        final = self.dir / f"snapshot-{meta.term}-{meta.index}.snap"
+        tmp = final.with_name(final.name + _TMP_SUFFIX)
+        data, sha = snapshot.data, hashlib.sha256(snapshot.data).digest()
+        header = codec.pack({"meta": codec.meta_to_obj(meta), "size": len(data), "sha256": sha})
+        prefix = _PREFIX.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, len(header), zlib.crc32(header))
+        try:
+            with open(tmp, "wb") as f:
+                f.write(prefix)
+                f.write(header)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)  # atomic rename over any file with the same name
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.dir)
+        return final
+
+    def compact_floor(self, newest: Path, compact_upto: int, snapshot_index: int) -> int:
+        """How far the log may be compacted after writing ``newest``.
+
+        A ``compact_upto`` below the snapshot's index (trailing logs kept for
+        slow followers) never passes the oldest retained snapshot but
+        ``newest`` (0 — keep it all — when there is none), so that if
+        ``newest`` turns out corrupt that snapshot plus the log rebuild the
+        state. One at or beyond it (a snapshot from the leader, a restore)
+        replaces the history and is returned as is."""
+        if compact_upto >= snapshot_index:
+            return compact_upto
+        try:
+            files = self.files()
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.dir}: {exc}") from exc
+        older = [index for index, _t, path in files[-self.retain :] if path != newest]
+        return min(compact_upto, min(older, default=0))
+
+    def prune(self, keep: Path) -> None:
+        """Delete snapshot files beyond ``retain`` (never ``keep``); failures
+        are logged, the new snapshot is durable and this is only space."""
+        try:
+            files = self.files()
+            doomed = [path for _i, _t, path in files[: -self.retain] if path != keep]
+            for path in doomed:
+                try:
+                    path.unlink()
+                except OSError as exc:
+                    logger.warning(
+                        "event=snapshot_prune_failed file=%s reason=%s", _kv(path), _kv(exc)
+                    )
+            if doomed:
+                _fsync_dir(self.dir)
+        except OSError as exc:
+            logger.warning("event=snapshot_prune_failed reason=%s", _kv(exc))
+
+
 class MemoryStorage:
     """Storage with the same semantics as ``SqliteStorage`` but nothing on disk
     (tests and ``--dev``). ``close`` makes every later call raise StorageError."""
@@ -290,12 +403,9 @@ class SqliteStorage:
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, retain_snapshots: int = 2) -> None:
-        if retain_snapshots < 1:
-            raise ValueError("retain_snapshots must be at least 1")
         self._dir = Path(directory)
-        self._snap_dir = self._dir / "snapshots"
+        self._snaps = SnapshotFiles(self._dir / "snapshots", retain_snapshots)
         self._db = self._dir / "raft.db"
-        self._retain = retain_snapshots
         self._lock = threading.RLock()
         self._closed = False
         # Where stored history ends, known after the first save and kept up to
@@ -303,11 +413,7 @@ class SqliteStorage:
         # the commit path: no query or directory listing to find it each time.
         self._end: tuple[int | None, int] | None = None  # (log last, snapshot index)
         try:
-            created = not self._snap_dir.is_dir()
-            self._snap_dir.mkdir(parents=True, exist_ok=True)
-            if created:
-                _fsync_dir(self._dir)
-            self._remove_temp_files()
+            self._snaps.open(self._dir)
             self._conn = sqlite3.connect(
                 self._dir / "raft.db", isolation_level=None, check_same_thread=False
             )
@@ -318,13 +424,6 @@ class SqliteStorage:
         except BaseException:
             self._conn.close()
             raise
-
-    def _remove_temp_files(self) -> None:
-        # A crash between writing and renaming a snapshot leaves a temp file.
-        for path in self._snap_dir.iterdir():
-            if path.name.endswith(_TMP_SUFFIX):
-                path.unlink()
-                logger.info("event=snapshot_tmp_removed file=%s", _kv(path))
 
     def _init_db(self) -> None:
         try:
@@ -386,79 +485,6 @@ class SqliteStorage:
             except (sqlite3.Error, OSError) as exc:
                 raise _storage_error(f"{what} of {self._db} failed", exc) from exc
 
-    def _snapshot_index(self) -> int:
-        """Index of the newest snapshot file by name (0 if none); cheap, unverified."""
-        files = self._snapshot_files()
-        return files[-1][0] if files else 0
-
-    def _snapshot_files(self) -> list[tuple[int, int, Path]]:
-        """(index, term, path) of every snapshot file, oldest first."""
-        named = ((_SNAP_NAME.match(p.name), p) for p in self._snap_dir.iterdir())
-        return sorted((int(m[2]), int(m[1]), p) for m, p in named if m)
-
-    def _latest_valid_snapshot(self) -> tuple[Snapshot | None, int]:
-        """Return the newest snapshot that verifies and the index of the newest
-        corrupt file newer than it (0 if none), logging each corrupt file."""
-        try:
-            files = self._snapshot_files()
-        except OSError as exc:
-            raise StorageError(f"cannot list {self._snap_dir}: {exc}") from exc
-        corrupt_index = 0
-        for index, _term, path in reversed(files):
-            try:
-                return read_snapshot_file(path), corrupt_index
-            except _CorruptSnapshotFile as exc:
-                logger.warning(
-                    "event=snapshot_corrupt file=%s reason=%s action=fallback_to_previous",
-                    _kv(path),
-                    _kv(exc.reason),
-                )
-                corrupt_index = max(corrupt_index, index)
-        return None, corrupt_index
-
-    def _write_snapshot_file(self, snapshot: Snapshot) -> Path:
-        meta = snapshot.meta
-        final = self._snap_dir / f"snapshot-{meta.term}-{meta.index}.snap"
-        tmp = final.with_name(final.name + _TMP_SUFFIX)
-        data, sha = snapshot.data, hashlib.sha256(snapshot.data).digest()
-        header = codec.pack({"meta": codec.meta_to_obj(meta), "size": len(data), "sha256": sha})
-        prefix = _PREFIX.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, len(header), zlib.crc32(header))
-        try:
-            with open(tmp, "wb") as f:
-                f.write(prefix)
-                f.write(header)
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)  # atomic rename over any file with the same name
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(self._snap_dir)
-        return final
-
-    def _fallback_floor(self, newest: Path) -> int:
-        """The index the log must be kept after so that, if ``newest`` turns
-        out corrupt, the oldest snapshot still retained plus the log rebuild
-        the state (0 — keep it all — when there is no older snapshot)."""
-        try:
-            files = self._snapshot_files()
-        except OSError as exc:
-            raise StorageError(f"cannot list {self._snap_dir}: {exc}") from exc
-        older = [index for index, _t, path in files[-self._retain :] if path != newest]
-        return min(older, default=0)
-
-    def _prune_snapshots(self, keep: Path) -> None:
-        files = self._snapshot_files()
-        doomed = [path for _i, _t, path in files[: -self._retain] if path != keep]
-        for path in doomed:
-            try:
-                path.unlink()
-            except OSError as exc:  # the new snapshot is durable; this is only space
-                logger.warning("event=snapshot_prune_failed file=%s reason=%s", _kv(path), _kv(exc))
-        if doomed:
-            _fsync_dir(self._snap_dir)
-
     def load(self) -> PersistentState:
         """Return the hard state, the latest valid snapshot's meta and the log
         after it. Corrupt snapshot files are logged and skipped.
@@ -471,7 +497,7 @@ class SqliteStorage:
         self._end = None
         with self._lock:
             conn = self._live_conn()
-            snapshot, corrupt_index = self._latest_valid_snapshot()
+            snapshot, corrupt_index = self._snaps.latest_valid()
             meta = snapshot.meta if snapshot is not None else None
             after = meta.index if meta is not None else 0
             try:
@@ -488,6 +514,25 @@ class SqliteStorage:
         except StorageError as exc:
             raise StorageError(f"{self._dir}: {exc}") from None
         return PersistentState(hard_state, meta, entries)
+
+    def export(self) -> tuple[HardState, list[Entry]]:
+        """The stored hard state and every log row (to migrate to another format).
+
+        Raises:
+            StorageError: closed, unreadable database, or a gap in the log.
+        """
+        with self._lock:
+            conn = self._live_conn()
+            try:
+                row = conn.execute("SELECT value FROM kv WHERE key = 'hard_state'").fetchone()
+                hard_state = codec.decode_hard_state(bytes(row[0])) if row else HardState()
+                rows = conn.execute("SELECT idx, term, kind, data FROM log ORDER BY idx").fetchall()
+                entries = [Entry(i, t, EntryKind(k), bytes(d)) for i, t, k, d in rows]
+            except (sqlite3.Error, CodecError, ValueError) as exc:
+                raise StorageError(f"cannot read raft state from {self._db}: {exc}") from exc
+        if hole := _first_hole(entries):
+            raise StorageError(f"{self._db}: raft log has a gap: index {hole[1]} follows {hole[0]}")
+        return hard_state, entries
 
     def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
         """In one transaction (one fsync): delete stored entries with index >=
@@ -511,7 +556,7 @@ class SqliteStorage:
                         end = self._end
                     else:
                         last = conn.execute("SELECT MAX(idx) FROM log").fetchone()[0]
-                        end = (last, self._snapshot_index())
+                        end = (last, self._snaps.newest_index())
                     self._end = None  # unknown until this transaction commits
                     _check_append(batch, _history_end(*end))
                     if end[0] is not None and batch[0].index <= end[0]:
@@ -548,20 +593,15 @@ class SqliteStorage:
         # path) are not held up by a large snapshot; only compaction and
         # pruning touch shared state.
         try:
-            path = self._write_snapshot_file(snapshot)
+            path = self._snaps.write(snapshot)
         except OSError as exc:
-            raise _storage_error(f"cannot write snapshot to {self._snap_dir}", exc) from exc
+            raise _storage_error(f"cannot write snapshot to {self._snaps.dir}", exc) from exc
         with self._lock:
             self._end = None  # the log and the snapshot index change
-            upto = min(compact_upto, _MAX_SQLITE_INT)
-            if upto < snapshot.meta.index:
-                upto = min(upto, self._fallback_floor(path))
+            upto = self._snaps.compact_floor(path, compact_upto, snapshot.meta.index)
             with self._transaction("log compaction") as conn:
-                conn.execute("DELETE FROM log WHERE idx <= ?", (upto,))
-            try:
-                self._prune_snapshots(keep=path)
-            except OSError as exc:
-                logger.warning("event=snapshot_prune_failed reason=%s", _kv(exc))
+                conn.execute("DELETE FROM log WHERE idx <= ?", (min(upto, _MAX_SQLITE_INT),))
+            self._snaps.prune(keep=path)
 
     def load_snapshot(self) -> Snapshot | None:
         """Return the latest snapshot that verifies, with its data, or None.
@@ -572,7 +612,7 @@ class SqliteStorage:
         """
         with self._lock:
             self._live_conn()
-            return self._latest_valid_snapshot()[0]
+            return self._snaps.latest_valid()[0]
 
     def close(self) -> None:
         """Close the database; idempotent. Later calls raise StorageError."""

@@ -2,7 +2,7 @@
 
 Used by ``make run`` (until the agent exists), by the real-process tests and
 by ``bench/raft_bench.py``. Every server gets a certificate from a fresh agent
-CA, its own loopback address (127.0.1.N) and its own sqlite directory.
+CA, its own loopback address (127.0.1.N) and its own data directory.
 """
 
 from __future__ import annotations

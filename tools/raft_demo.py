@@ -1,6 +1,6 @@
 """``python -m tools.raft_demo``: a live 3-server Raft cluster on loopback, over mTLS.
 
-Starts three ``raft.kvserver`` processes (127.0.1.1-3, sqlite under
+Starts three ``raft.kvserver`` processes (127.0.1.1-3, segmented log under
 ``.demo/``), increments a replicated counter through whichever server leads,
 and prints the cluster's state every second. Kill the leader from another
 terminal and watch a new one take over without losing an increment.
@@ -63,7 +63,7 @@ async def _run(root: Path) -> None:
                 for sid in cluster.servers:
                     if sid not in cluster.alive():
                         cluster.start(sid, bootstrap=False)
-                        print(f"  (restarted {sid} from its sqlite files)")
+                        print(f"  (restarted {sid} from its log files)")
             await trio.sleep(0.2)
     finally:
         cluster.stop_all()

@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from raft.storage import MemoryStorage, SqliteStorage, Storage
+from raft.storage import MemoryStorage, Storage
 from raft.tls import (
     TLSConfigError,
     TLSMaterial,
@@ -33,6 +33,7 @@ from raft.tls import (
 from raft.transport import source_address
 from raft.types import Configuration
 from raft.types import Server as RaftServer
+from raft.wal import open_durable_storage
 from registry.commands import Command, DeregisterRequest
 
 from ..acl import request as acl_context
@@ -267,7 +268,7 @@ class Agent:
     def _storage(self) -> Storage:
         if self.config.data_dir is None:
             return MemoryStorage()
-        return SqliteStorage(Path(self.config.data_dir) / "raft")
+        return open_durable_storage(Path(self.config.data_dir) / "raft")
 
     def _server_settings(self) -> ServerSettings:
         cfg = self.config

@@ -2,8 +2,9 @@
 
 A corrupt newest snapshot falls back to the previous one and the log after
 it, with meshd's defaults' ratio of trailing logs to snapshot threshold
-(trailing < threshold); a corrupt ``raft.db`` page stops the server with one
-line naming the file and the recovery command, and running that command
+(trailing < threshold); a corrupt frame in the middle of the Raft log
+(raft/wal.py) stops the server with one line naming the segment file, the
+offset and the recovery command, and running that command
 brings the server back, caught up by a snapshot from the leader.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,19 +82,17 @@ def test_corrupt_newest_snapshot_falls_back_to_the_previous_one_and_the_log(
     assert "event=raft_follower_lost_state" not in c.logs(leader)
 
 
-def test_corrupt_raft_db_refuses_in_one_line_and_its_recovery_command_works(
+def test_a_corrupt_raft_log_refuses_in_one_line_and_its_recovery_command_works(
     cluster: tuple[LocalAgentCluster, str],
 ) -> None:
     c, leader = cluster
     follower = sorted(n for n in c.agents if n != leader)[-1]
     stop(c, follower)
-    db = c.agents[follower].data_dir / "raft" / "raft.db"
-    with sqlite3.connect(db) as conn:  # every page into raft.db, none left in the WAL
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    with open(db, "r+b") as f:
-        f.seek(4096)  # page 2: a table's root page
-        f.write(b"\xde\xad\xbe\xef" * 1024)
+    seg = sorted((c.agents[follower].data_dir / "raft" / "wal").glob("wal-*.log"))[-1]
+    assert seg.stat().st_size > 4096  # frames after the damage: not a torn tail
+    with open(seg, "r+b") as f:
+        f.seek(64)  # inside the segment's first frames
+        f.write(b"\xde\xad\xbe\xef" * 16)
     log_file = c.agents[follower].log_file
     assert log_file is not None
     before = len(c.logs(follower))
@@ -105,7 +103,7 @@ def test_corrupt_raft_db_refuses_in_one_line_and_its_recovery_command_works(
     output = c.logs(follower)[before:]
     assert "Traceback" not in output
     [line] = [ln for ln in output.splitlines() if ln.startswith("Error: ")]
-    assert str(db) in line and "database disk image is malformed" in line
+    assert re.search(rf"{re.escape(str(seg))} is corrupt at offset \d+: ", line), line
     command = re.search(r"`(mv [^`]+)`", line)
     assert command is not None, line
     subprocess.run(shlex.split(command[1]), check=True)

@@ -1,4 +1,4 @@
-"""Three raft.kvserver processes over real mTLS on loopback with sqlite:
+"""Three raft.kvserver processes over real mTLS on loopback with the segmented log:
 they elect a leader, commit 10,000 entries, survive kill -9 of the leader,
 and a server restarted from disk far behind catches up by snapshot."""
 
@@ -64,7 +64,7 @@ async def test_three_servers_commit_survive_leader_kill_and_catch_up_by_snapshot
         assert resp == {"ok": True, "result": 1}
 
         # The old leader, far behind after 5,000 more entries, restarts from
-        # its sqlite files and catches up by InstallSnapshot.
+        # its log files and catches up by InstallSnapshot.
         await commit(c, new, 5_000)
         c.start(leader, bootstrap=False)
         await wait_ready(c, [leader])

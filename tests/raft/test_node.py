@@ -12,8 +12,9 @@ import trio
 
 from raft.errors import LeadershipLostError, NotLeaderError, ProposalDroppedError
 from raft.node import NodeConfig, RaftNode
-from raft.storage import MemoryStorage, SqliteStorage
+from raft.storage import MemoryStorage
 from raft.types import Configuration, Message, MessageType, Role, Server
+from raft.wal import SegmentLogStorage
 from tests.raft.kvfsm import KVFSM, incr, put
 from tests.raft.local_net import LocalNetwork
 
@@ -36,7 +37,7 @@ class Cluster:
         fsm = KVFSM()
         node = RaftNode(
             NodeConfig(id=nid, address=f"{nid}:8300", tick_interval=TICK, **self.cfg),
-            SqliteStorage(self.tmp / nid),
+            SegmentLogStorage(self.tmp / nid),
             fsm,
             self.net.transport(nid),
             rng=random.Random(nid),

@@ -16,15 +16,15 @@ import trio
 
 from raft import writes as raft_writes
 from raft.node import NodeConfig, RaftNode
-from raft.storage import SqliteStorage
 from raft.types import Configuration, Entry, HardState, Server
+from raft.wal import SegmentLogStorage
 from raft.writes import SLOW_INLINE_WRITE
 from tests.raft.kvfsm import KVFSM, put
 from tests.raft.test_node import cluster
 
 
-class SlowStorage(SqliteStorage):
-    """SqliteStorage whose log appends take up to 3 s (a very slow disk)
+class SlowStorage(SegmentLogStorage):
+    """SegmentLogStorage whose log appends take up to 3 s (a very slow disk)
     while ``slow`` is set, until ``release`` is."""
 
     def __init__(self, directory: Path) -> None:
@@ -46,7 +46,7 @@ class SlowStorage(SqliteStorage):
 async def test_two_followers_commit_while_the_leaders_own_write_is_slow(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tests.raft.test_node.SqliteStorage", SlowStorage)
+    monkeypatch.setattr("tests.raft.test_node.SegmentLogStorage", SlowStorage)
     async with cluster(tmp_path) as c:
         leader = await c.leader()
         await leader.apply(put("warm", 1))
@@ -74,13 +74,13 @@ async def test_two_followers_commit_while_the_leaders_own_write_is_slow(
                 await trio.sleep(0.01)
 
 
-def _stored_last(storage: SqliteStorage) -> int:
+def _stored_last(storage: SegmentLogStorage) -> int:
     entries = storage.load().entries
     return entries[-1].index if entries else 0
 
 
-class ThreadRecordingStorage(SqliteStorage):
-    """SqliteStorage that records which thread ran each log append, each
+class ThreadRecordingStorage(SegmentLogStorage):
+    """SegmentLogStorage that records which thread ran each log append, each
     taking at least ``delay`` seconds."""
 
     def __init__(self, directory: Path) -> None:

@@ -17,15 +17,15 @@ import trio
 
 from raft.errors import NotLeaderError, ProposalDroppedError, StorageUnavailableError
 from raft.node import NodeConfig, RaftNode
-from raft.storage import SqliteStorage
 from raft.types import Configuration, Entry, HardState, Role, Server, Snapshot
+from raft.wal import SegmentLogStorage
 from tests.raft.kvfsm import KVFSM, put
 from tests.raft.local_net import LocalNetwork
 from tests.raft.test_node import TICK, cluster
 
 
-class FillableStorage(SqliteStorage):
-    """SqliteStorage whose writes fail as on a full disk while ``full``."""
+class FillableStorage(SegmentLogStorage):
+    """SegmentLogStorage whose writes fail as on a full disk while ``full``."""
 
     def __init__(self, directory: Path) -> None:
         super().__init__(directory)
@@ -56,7 +56,7 @@ async def wait_for(predicate: object, timeout: float = 5) -> None:
 async def test_a_leader_that_cannot_persist_steps_down_stays_up_and_catches_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tests.raft.test_node.SqliteStorage", FillableStorage)
+    monkeypatch.setattr("tests.raft.test_node.SegmentLogStorage", FillableStorage)
     async with cluster(tmp_path) as c:
         old = await c.leader()
         for i in range(5):
@@ -124,7 +124,7 @@ async def test_a_lone_server_refuses_writes_while_full_and_recovers(tmp_path: Pa
                     await trio.sleep(0.05)
         assert fsm.data["a"] == 1 and fsm.data["b"] == 2
         nursery.cancel_scope.cancel()
-    state = SqliteStorage(tmp_path / "a").load()
+    state = SegmentLogStorage(tmp_path / "a").load()
     assert state.hard_state.term >= 1 and len(state.entries) >= 3
 
 

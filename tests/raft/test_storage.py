@@ -1,4 +1,6 @@
-"""Tests for raft/storage.py: MemoryStorage and SqliteStorage."""
+"""Tests for raft/storage.py and raft/wal.py: MemoryStorage, SqliteStorage and
+SegmentLogStorage (the semantics and durability tests run on every storage
+that has them; tests/raft/test_wal.py has the segment format's own)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from raft.types import (
     SnapshotMeta,
     Suffrage,
 )
+from raft.wal import SegmentLogStorage
 
 CONF = Configuration(
     (Server("a", "10.0.0.1:8300"), Server("b", "10.0.0.2:8300", Suffrage.NONVOTER))
@@ -47,11 +50,24 @@ def snap_files(directory: Path) -> list[str]:
     return sorted(p.name for p in (directory / "snapshots").iterdir())
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+DurableStorage = SqliteStorage | SegmentLogStorage
+DURABLE: dict[str, Callable[..., DurableStorage]] = {
+    "sqlite": SqliteStorage,
+    "segments": SegmentLogStorage,
+}
+
+
+@pytest.fixture(params=["memory", "sqlite", "segments"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    s: Storage = MemoryStorage() if request.param == "memory" else SqliteStorage(tmp_path / "d")
+    s: Storage = MemoryStorage() if request.param == "memory" else DURABLE[request.param](tmp_path)
     yield s
     s.close()
+
+
+@pytest.fixture(params=sorted(DURABLE))
+def durable(request: pytest.FixtureRequest) -> Callable[..., DurableStorage]:
+    """The class of each storage that keeps its state on disk."""
+    return DURABLE[request.param]
 
 
 # -- semantics shared by both implementations ------------------------------
@@ -143,11 +159,13 @@ def test_closed_storage_refuses_calls(storage: Storage) -> None:
 # -- SqliteStorage durability ------------------------------------------------
 
 
-def test_hard_state_and_log_survive_close_and_reopen(tmp_path: Path) -> None:
-    s = SqliteStorage(tmp_path)
+def test_hard_state_and_log_survive_close_and_reopen(
+    durable: Callable[..., DurableStorage], tmp_path: Path
+) -> None:
+    s = durable(tmp_path)
     s.save(HardState(term=5, vote="c", commit=3), entries(1, 4, term=5))
     s.close()
-    s = SqliteStorage(tmp_path)
+    s = durable(tmp_path)
     state = s.load()
     s.close()
     assert state == PersistentState(HardState(term=5, vote="c", commit=3), None, entries(1, 4, 5))
@@ -190,8 +208,10 @@ def test_compaction_never_passes_the_oldest_retained_snapshot(tmp_path: Path) ->
     s.close()
 
 
-def test_only_the_newest_n_snapshots_are_retained(tmp_path: Path) -> None:
-    s = SqliteStorage(tmp_path, retain_snapshots=3)
+def test_only_the_newest_n_snapshots_are_retained(
+    durable: Callable[..., DurableStorage], tmp_path: Path
+) -> None:
+    s = durable(tmp_path, retain_snapshots=3)
     s.save(None, entries(1, 50))
     for i in (10, 20, 30, 40, 50):
         s.save_snapshot(snap(i), compact_upto=0)
@@ -204,9 +224,9 @@ def test_only_the_newest_n_snapshots_are_retained(tmp_path: Path) -> None:
     s.close()
 
 
-def _two_snapshots(tmp_path: Path) -> Path:
+def _two_snapshots(tmp_path: Path, durable: Callable[..., DurableStorage]) -> Path:
     """Snapshots at 10 and 20, log 1..30 intact; returns the newest file."""
-    s = SqliteStorage(tmp_path)
+    s = durable(tmp_path)
     s.save(HardState(term=1, commit=30), entries(1, 30))
     s.save_snapshot(snap(10), compact_upto=0)
     s.save_snapshot(snap(20), compact_upto=0)
@@ -244,11 +264,14 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
 
 @pytest.mark.parametrize("how", ["flipped-data-byte", "truncated"])
 def test_corrupt_newest_snapshot_falls_back_to_previous_and_logs(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
+    durable: Callable[..., DurableStorage],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    how: str,
 ) -> None:
-    newest = _two_snapshots(tmp_path)
+    newest = _two_snapshots(tmp_path, durable)
     CORRUPTIONS[how][0](newest)
-    s = SqliteStorage(tmp_path)
+    s = durable(tmp_path)
     with caplog.at_level(logging.WARNING, logger="raft.storage"):
         state = s.load()
         loaded = s.load_snapshot()
@@ -264,8 +287,10 @@ def test_corrupt_newest_snapshot_falls_back_to_previous_and_logs(
 
 
 @pytest.mark.parametrize("how", sorted(CORRUPTIONS))
-def test_read_snapshot_file_raises_on_corruption(tmp_path: Path, how: str) -> None:
-    newest = _two_snapshots(tmp_path)
+def test_read_snapshot_file_raises_on_corruption(
+    durable: Callable[..., DurableStorage], tmp_path: Path, how: str
+) -> None:
+    newest = _two_snapshots(tmp_path, durable)
     assert read_snapshot_file(newest) == snap(20)
     damage, reason = CORRUPTIONS[how]
     damage(newest)
@@ -283,29 +308,32 @@ def test_read_snapshot_file_raises_on_empty_and_missing_files(tmp_path: Path) ->
         read_snapshot_file(tmp_path / "missing.snap")
 
 
-def test_leftover_temp_files_are_removed_at_open(tmp_path: Path) -> None:
-    _two_snapshots(tmp_path)
+def test_leftover_temp_files_are_removed_at_open(
+    durable: Callable[..., DurableStorage], tmp_path: Path
+) -> None:
+    _two_snapshots(tmp_path, durable)
     leftover = tmp_path / "snapshots" / "snapshot-1-30.snap.tmp"
     leftover.write_bytes(b"half a snapshot")
-    s = SqliteStorage(tmp_path)
+    s = durable(tmp_path)
     assert snap_files(tmp_path) == ["snapshot-1-10.snap", "snapshot-1-20.snap"]
     assert s.load_snapshot() == snap(20)
     s.close()
 
 
 def test_corrupt_newest_snapshot_falls_back_with_trailing_logs_below_the_threshold(
+    durable: Callable[..., DurableStorage],
     tmp_path: Path,
 ) -> None:
     """The defaults (trailing logs 10,240 < snapshot threshold 16,384) in
     small: each snapshot compacts to 5 entries behind it, yet the log since
     the previous snapshot stays, so the fallback rebuilds every entry."""
-    s = SqliteStorage(tmp_path)
+    s = durable(tmp_path)
     s.save(HardState(term=1, commit=30), entries(1, 30))
     s.save_snapshot(snap(10), compact_upto=5)
     s.save_snapshot(snap(20), compact_upto=15)
     s.close()
     _flip_last_byte(tmp_path / "snapshots" / "snapshot-1-20.snap")
-    s = SqliteStorage(tmp_path)
+    s = durable(tmp_path)
     state = s.load()
     s.close()
     assert state.snapshot == snap(10).meta
@@ -327,13 +355,15 @@ def test_load_fails_when_log_was_compacted_past_the_valid_snapshot(tmp_path: Pat
     s.close()
 
 
-def test_load_fails_when_newest_snapshot_is_corrupt_and_log_is_empty(tmp_path: Path) -> None:
-    s = SqliteStorage(tmp_path)
+def test_load_fails_when_newest_snapshot_is_corrupt_and_log_is_empty(
+    durable: Callable[..., DurableStorage], tmp_path: Path
+) -> None:
+    s = durable(tmp_path)
     s.save_snapshot(snap(10), compact_upto=2**63)
     s.save_snapshot(snap(20), compact_upto=2**63)  # installed from a leader
     s.close()
     _truncate(tmp_path / "snapshots" / "snapshot-1-20.snap")
-    s = SqliteStorage(tmp_path)
+    s = durable(tmp_path)
     with pytest.raises(StorageError, match=r"index 20.* is corrupt"):
         s.load()
     s.close()
@@ -429,8 +459,10 @@ def test_sqlite_errors_are_wrapped_and_the_transaction_rolled_back(
     s.close()
 
 
-def test_os_errors_writing_a_snapshot_are_wrapped_and_log_kept(tmp_path: Path) -> None:
-    s = SqliteStorage(tmp_path)
+def test_os_errors_writing_a_snapshot_are_wrapped_and_log_kept(
+    durable: Callable[..., DurableStorage], tmp_path: Path
+) -> None:
+    s = durable(tmp_path)
     s.save(None, entries(1, 10))
     snapdir = tmp_path / "snapshots"
     snapdir.rmdir()
@@ -452,12 +484,12 @@ def test_unknown_format_version_is_refused(tmp_path: Path) -> None:
         SqliteStorage(tmp_path)
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "segments"])
 def test_append_after_a_snapshot_ahead_of_the_log_is_accepted(kind: str, tmp_path: Path) -> None:
     """A leader may snapshot entries it applied before its own write of them
     landed; after a crash the log ends before the snapshot, and the next
     append (right after the snapshot) must be accepted (found by tests/sim)."""
-    storage: Storage = MemoryStorage() if kind == "memory" else SqliteStorage(tmp_path)
+    storage: Storage = MemoryStorage() if kind == "memory" else DURABLE[kind](tmp_path)
     storage.save(HardState(1, None, 5), [Entry(i, 1) for i in range(1, 6)])
     conf = Configuration((Server("a", "a:1"),))
     storage.save_snapshot(Snapshot(SnapshotMeta(6, 1, conf), b"state"), compact_upto=0)
