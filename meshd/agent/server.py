@@ -38,11 +38,14 @@ from registry.blocking import wait_for_change
 from registry.commands import (
     Command,
     CoordinateBatchUpdate,
+    DecodedBatch,
+    ForwardedBatch,
     KVRequest,
+    decode_command,
     encode_command,
     stamped,
 )
-from registry.errors import ValidationError
+from registry.errors import CorruptCommandError, ValidationError
 from registry.fsm import RegistryFSM
 from registry.state.watch import Watch, WatchSet
 
@@ -395,32 +398,60 @@ class MeshServer:
         return answers
 
     async def _apply_forwarded(self, cmds: Sequence[Any]) -> list[dict[str, Any]]:
-        """The leader's side of a follower's batch: its commands proposed in
-        one step, each answered on its own (``{"w": WriteResult}`` or
-        ``{"e": code, "m": message, "d": details}``). A command Raft did not
-        take (leadership moving) is retried as a single forwarded write is."""
+        """The leader's side of a follower's batch: its commands proposed as
+        one Raft entry (a ``ForwardedBatch``: one entry to append, replicate,
+        store and apply instead of one per command), each answered on its
+        own (``{"w": WriteResult}`` or ``{"e": code, "m": message, "d":
+        details}``). A command that does not decode fails alone and is not
+        stored: the leader does not trust a follower's bytes into the log.
+        A batch Raft did not take (leadership moving) is retried command by
+        command, as a single forwarded write is."""
         out: list[dict[str, Any]] = [_NOT_BYTES] * len(cmds)
-        good = [(i, c) for i, c in enumerate(cmds) if isinstance(c, bytes)]
+        good: list[tuple[int, bytes, Command]] = []
+        for i, data in enumerate(cmds):
+            if isinstance(data, bytes):
+                try:
+                    cmd = decode_command(data)
+                except CorruptCommandError as exc:
+                    out[i] = _error_answer(InvalidArgument(f"cmd: {exc}", "cmds"))
+                    continue
+                if type(cmd) is ForwardedBatch:
+                    out[i] = _error_answer(InvalidArgument("cmd: a batch in a batch", "cmds"))
+                    continue
+                good.append((i, data, cmd))
+        if not good:
+            return out
+        if len(good) == 1:
+            _, data, decoded = good[0]
+            entry: tuple[bytes, Any] = (data, decoded)
+        else:
+            batch = ForwardedBatch(cmds=tuple(data for _, data, _ in good))
+            entry = (encode_command(batch), DecodedBatch(tuple(c for _, _, c in good)))
         try:
-            outcomes = await self.node.apply_batch([c for _, c in good])
-        except RaftError as exc:  # not the leader, or storage unavailable: all alike
-            outcomes = [exc] * len(good)
+            result = await self.node.apply(entry[0], decoded=entry[1])
+        except (NotLeaderError, ProposalDroppedError):
+            await trio.sleep(0.01)  # certainly not in the log: each is sent again
+            for i, data, _ in good:
+                out[i] = await self._answer_forwarded(self.write_encoded(data))
+            return out
+        except Exception as exc:  # leadership lost, storage unavailable: all alike
+            failure = _leadership_lost() if isinstance(exc, LeadershipLostError) else exc
+            for i, _, _ in good:
+                out[i] = _error_answer(failure)
+            return out
         applied = self.node.applied_index
-        for (i, data), outcome in zip(good, outcomes, strict=True):
-            try:
-                if isinstance(outcome, LeadershipLostError):
-                    raise _leadership_lost()
-                if isinstance(outcome, (NotLeaderError, ProposalDroppedError)):
-                    await trio.sleep(0.01)
-                    result = await self.write_encoded(data)
-                elif isinstance(outcome, BaseException):
-                    raise outcome
-                else:
-                    result = WriteResult.from_result(outcome, applied)
-                out[i] = {"w": result.to_wire()}
-            except Exception as exc:
-                out[i] = _error_answer(exc)
+        results = result.value if len(good) > 1 else (result,)
+        for (i, _, _), one in zip(good, results, strict=True):
+            out[i] = {"w": WriteResult.from_result(one, applied).to_wire()}
         return out
+
+    @staticmethod
+    async def _answer_forwarded(write: Awaitable[WriteResult]) -> dict[str, Any]:
+        """One command's answer in a batch: its result, or its own error."""
+        try:
+            return {"w": (await write).to_wire()}
+        except Exception as exc:
+            return _error_answer(exc)
 
     # -------------------------------------------------------------- reads
 
