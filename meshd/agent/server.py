@@ -87,6 +87,12 @@ FORWARD_PIPELINE = 2
 # many small batches (followers' forwards, direct PUTs), so AppendEntries per
 # entry doubled: kv_bench spread puts 0.50 -> 0.35 appends per entry with 4.
 RAFT_MAX_INFLIGHT = 4
+# Batches of the leader's own writes in flight (see MeshServer.local_batcher);
+# many, so that a write never waits for a batch ahead of it to commit: the
+# batching comes from writes arriving in the same scheduler round. 0: off.
+# In process, 48 writers on the leader (bench/fwd_inproc --to-leader
+# --memory): CPU per write 84 / 88 / 68 -> 56 / 51 / 46 us.
+LOCAL_PIPELINE = 64
 
 RPCHandler = Callable[[Mapping[str, Any], PeerInfo], Awaitable[Any]]
 
@@ -214,6 +220,13 @@ class MeshServer:
         # members: forwarding overhead 38 -> 17 ms, forwarded writes +44%).
         self.write_batcher = WriteBatcher(self._send_write_batch, max_inflight=FORWARD_PIPELINE)
         self._batch_writes = True
+        # The leader's own KV writes (HTTP PUTs sent to it), gathered per
+        # scheduler round into one Raft entry like a follower's batch: one
+        # append, replication and apply per round instead of one per write.
+        self.local_batcher = WriteBatcher(
+            self._apply_local_batch, max_inflight=LOCAL_PIPELINE, size=_local_size
+        )
+        self._local_busy = 0  # own writes in flight, proposed alone or batched
         self._register_rpc()
 
     @property
@@ -236,6 +249,7 @@ class MeshServer:
             nursery.start_soon(self._read_index.run)
             nursery.start_soon(self.coordinates.run)
             nursery.start_soon(self.write_batcher.run)
+            nursery.start_soon(self.local_batcher.run)
             log.info(
                 "event=server_started node=%s id=%s rpc=%s",
                 self.settings.node_name,
@@ -354,7 +368,10 @@ class MeshServer:
 
         async def local() -> Any:
             try:
-                result = await self.node.apply(data, decoded=decoded)
+                if decoded is None or not LOCAL_PIPELINE:
+                    result = await self.node.apply(data, decoded=decoded)
+                else:
+                    result = await self._apply_local(data, decoded)
                 return WriteResult.from_result(result, self.node.applied_index)
             except NotLeaderError:
                 return _AGAIN
@@ -389,6 +406,33 @@ class MeshServer:
                 return await self._forward_write(addr, data)
             raise error_from_rpc(exc) from None
         return WriteResult.from_wire(resp)
+
+    async def _apply_local(self, data: bytes, decoded: Command) -> Any:
+        """One of this leader's own writes: proposed at once while none is
+        in flight (a lone writer waits for nothing), else gathered with the
+        others that arrive meanwhile into one entry (``local_batcher``)."""
+        busy = self._local_busy
+        self._local_busy = busy + 1
+        try:
+            if not busy:
+                return await self.node.apply(data, decoded=decoded)
+            return await self.local_batcher.submit("", (data, decoded))
+        finally:
+            self._local_busy -= 1
+
+    async def _apply_local_batch(
+        self, addr: str, batch: Sequence[tuple[bytes, Command]]
+    ) -> Sequence[Any]:
+        """This leader's own writes gathered by ``local_batcher``: one alone
+        as it is, several as one ``ForwardedBatch`` entry (each its own
+        result). Raises what ``node.apply`` raises, for every write alike."""
+        if len(batch) == 1:
+            data, decoded = batch[0]
+            return [await self.node.apply(data, decoded=decoded)]
+        entry = encode_command(ForwardedBatch(cmds=tuple(data for data, _ in batch)))
+        result = await self.node.apply(entry, decoded=DecodedBatch(tuple(c for _, c in batch)))
+        results: Sequence[Any] = result.value
+        return results
 
     async def _send_write_batch(self, addr: str, batch: Sequence[bytes]) -> Sequence[Any]:
         assert self.rpc_client is not None
@@ -804,6 +848,10 @@ def _leadership_lost() -> Internal:
     it twice; the caller decides (e.g. reads back, or repeats an idempotent
     write)."""
     return Internal(LEADERSHIP_LOST)
+
+
+def _local_size(write: tuple[bytes, Command]) -> int:
+    return len(write[0])
 
 
 def _error_answer(exc: BaseException) -> dict[str, Any]:

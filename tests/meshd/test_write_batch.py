@@ -167,3 +167,32 @@ async def test_commands_raft_did_not_take_are_retried_once_each(autojump_clock: 
         assert indexes == sorted(indexes)  # retried in order
         for i in range(3):
             assert (await api.get(f"/v1/kv/once/{i}")).status == 200
+
+
+async def test_the_leaders_own_writes_of_one_round_share_an_entry(autojump_clock: Any) -> None:
+    """KV writes sent to the leader at once: the first is proposed alone,
+    the others gathered into one entry, each with its own answer (a failed
+    CAS fails alone) and every value stored; a lone write goes alone."""
+    async with inproc_agent() as (agent, api):
+        server = agent.server
+        assert server is not None
+        batches_before = server.local_batcher.batches
+        answers: dict[int, Any] = {}
+
+        async def put(i: int) -> None:
+            path = f"/v1/kv/own/{i:02d}" + ("?cas=999999" if i == 7 else "")
+            answers[i] = (await api.put(path, raw=str(i).encode())).json()
+
+        async with trio.open_nursery() as writers:
+            for i in range(20):
+                writers.start_soon(put, i)
+        assert answers == {i: i != 7 for i in range(20)}
+        assert server.local_batcher.batches == batches_before + 1
+        stored = (await api.get("/v1/kv/own/?recurse")).json()
+        assert {e["Key"]: base64.b64decode(e["Value"]) for e in stored} == {
+            f"own/{i:02d}": str(i).encode() for i in range(20) if i != 7
+        }
+        indexes = {e["ModifyIndex"] for e in stored}
+        assert len(indexes) == 2, indexes  # the first alone, the other 18 in one entry
+        r = await api.put("/v1/kv/own/alone", raw=b"x")
+        assert r.json() is True and server.local_batcher.batches == batches_before + 1
