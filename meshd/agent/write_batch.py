@@ -4,9 +4,11 @@ A follower used to forward every write as its own ``Registry.Apply`` call,
 which cost the leader about twice a direct write. ``WriteBatcher`` sends a
 write at once when no batch is in flight (one write alone waits for nothing)
 and gathers the writes that arrive while one is, for the next call: the
-pipelining etcd's followers do. The leader proposes a batch's commands to
-Raft in one step (``RaftNode.apply_batch``: one log append, one fsync round)
-and answers each command on its own: a failed command fails only itself.
+pipelining etcd's followers do. The leader proposes a batch's commands as
+one Raft entry (``registry.commands.ForwardedBatch``: one append, one
+replication, one apply) and answers each command on its own: a failed
+command fails only itself. The leader gathers its own KV writes the same way
+(``MeshServer.local_batcher``; ``send`` then proposes the batch itself).
 
 The forwarding server has enforced each write's ACL rule with its caller's
 token, exactly as for a forwarded ``Registry.Apply``; the method is server
