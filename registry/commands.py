@@ -796,6 +796,32 @@ class CanarySet(Command):
             raise ValidationError("Splitter", "must be the service-splitter of the service")
 
 
+# meshd extension (issue 18): writes a follower forwarded, types 90+.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardedBatch(Command):
+    """A follower's forwarded writes in one Raft entry (etcd batches the
+    proposals its followers forward, too): ``cmds`` are the commands'
+    encoded bytes, applied in order at the entry's index, each in its own
+    write transaction with its own result, so a failing command fails only
+    itself. The commands share the index, as the operations of one Consul
+    transaction do. The leader builds it only from bytes that decode to a
+    command that is not itself a batch (see ``DecodedBatch``)."""
+
+    TYPE: ClassVar[int] = 90
+    cmds: tuple[bytes, ...]
+
+
+class DecodedBatch:
+    """The leader's decoded form of a ``ForwardedBatch`` it proposes (raft's
+    decoded apply): the commands as it decoded them from the follower's
+    bytes, so its apply does not decode them a second time."""
+
+    __slots__ = ("commands",)
+
+    def __init__(self, commands: tuple[Command, ...]) -> None:
+        self.commands = commands
+
+
 COMMAND_TYPES: dict[int, type[Command]] = {
     cls.TYPE: cls
     for cls in (
@@ -828,6 +854,7 @@ COMMAND_TYPES: dict[int, type[Command]] = {
         CoordinateBatchUpdate,
         IntentionsMigrate,
         CanarySet,
+        ForwardedBatch,
     )
 }
 

@@ -37,7 +37,9 @@ from .commands import (
     ConfigEntryBatch,
     ConfigEntryRequest,
     CoordinateBatchUpdate,
+    DecodedBatch,
     DeregisterRequest,
+    ForwardedBatch,
     IntentionDelete,
     IntentionsMigrate,
     IntentionUpsert,
@@ -134,15 +136,33 @@ class RegistryFSM:
         Returns a ``Result`` (domain errors included). Raises
         ``CorruptCommandError`` if ``data`` is not a command.
         """
-        return self.apply_command(index, decode_command(data))
+        cmd = decode_command(data)
+        if type(cmd) is ForwardedBatch:
+            return self._apply_batch(index, tuple(decode_command(b) for b in cmd.cmds))
+        return self.apply_command(index, cmd)
 
     def apply_decoded(self, index: int, command: Any) -> Result:
         """raft's ``DecodedStateMachine``: the leader applies the command it
-        encoded itself rather than decoding its log entry again. Anything
-        but a ``Command`` is refused (the bytes are the truth)."""
+        encoded itself (or a ``DecodedBatch`` of the commands it decoded)
+        rather than decoding its log entry again. Anything else is refused
+        (the bytes are the truth)."""
+        if type(command) is DecodedBatch:
+            return self._apply_batch(index, command.commands)
         if not isinstance(command, Command):
             raise CorruptCommandError(f"not a command: {type(command).__name__}")
         return self.apply_command(index, command)
+
+    def _apply_batch(self, index: int, cmds: tuple[Command, ...]) -> Result:
+        """A ``ForwardedBatch``'s commands, in order, each in its own write
+        at ``index``: ``Result(True, value=(each command's Result, ...))``.
+        A batch inside a batch is refused (the leader never builds one)."""
+        results = tuple(
+            failed(ErrorCode.INVALID, "a forwarded batch cannot hold a batch")
+            if type(cmd) is ForwardedBatch
+            else self.apply_command(index, cmd)
+            for cmd in cmds
+        )
+        return Result(True, results)
 
     def apply_command(self, index: int, cmd: Command) -> Result:
         """Apply an already decoded command (tests, the single-node dev path
@@ -151,7 +171,9 @@ class RegistryFSM:
             cmd.validate()
         except ValidationError as exc:
             return failed(ErrorCode.INVALID, str(exc))
-        handler = HANDLERS[type(cmd)]
+        handler = HANDLERS.get(type(cmd))
+        if handler is None:  # a ForwardedBatch applied as one command
+            return failed(ErrorCode.INVALID, f"{type(cmd).__name__} is not applied alone")
         tx = self.store.begin(index, float(getattr(cmd, "now", 0.0)))
         try:
             result = handler(self.store, tx, cmd)

@@ -38,11 +38,14 @@ from registry.blocking import wait_for_change
 from registry.commands import (
     Command,
     CoordinateBatchUpdate,
+    DecodedBatch,
+    ForwardedBatch,
     KVRequest,
+    decode_command,
     encode_command,
     stamped,
 )
-from registry.errors import ValidationError
+from registry.errors import CorruptCommandError, ValidationError
 from registry.fsm import RegistryFSM
 from registry.state.watch import Watch, WatchSet
 
@@ -84,6 +87,12 @@ FORWARD_PIPELINE = 2
 # many small batches (followers' forwards, direct PUTs), so AppendEntries per
 # entry doubled: kv_bench spread puts 0.50 -> 0.35 appends per entry with 4.
 RAFT_MAX_INFLIGHT = 4
+# Batches of the leader's own writes in flight (see MeshServer.local_batcher);
+# many, so that a write never waits for a batch ahead of it to commit: the
+# batching comes from writes arriving in the same scheduler round. 0: off.
+# In process, 48 writers on the leader (bench/fwd_inproc --to-leader
+# --memory): CPU per write 84 / 88 / 68 -> 56 / 51 / 46 us.
+LOCAL_PIPELINE = 64
 
 RPCHandler = Callable[[Mapping[str, Any], PeerInfo], Awaitable[Any]]
 
@@ -211,6 +220,13 @@ class MeshServer:
         # members: forwarding overhead 38 -> 17 ms, forwarded writes +44%).
         self.write_batcher = WriteBatcher(self._send_write_batch, max_inflight=FORWARD_PIPELINE)
         self._batch_writes = True
+        # The leader's own KV writes (HTTP PUTs sent to it), gathered per
+        # scheduler round into one Raft entry like a follower's batch: one
+        # append, replication and apply per round instead of one per write.
+        self.local_batcher = WriteBatcher(
+            self._apply_local_batch, max_inflight=LOCAL_PIPELINE, size=_local_size
+        )
+        self._local_busy = 0  # own writes in flight, proposed alone or batched
         self._register_rpc()
 
     @property
@@ -233,6 +249,7 @@ class MeshServer:
             nursery.start_soon(self._read_index.run)
             nursery.start_soon(self.coordinates.run)
             nursery.start_soon(self.write_batcher.run)
+            nursery.start_soon(self.local_batcher.run)
             log.info(
                 "event=server_started node=%s id=%s rpc=%s",
                 self.settings.node_name,
@@ -351,7 +368,10 @@ class MeshServer:
 
         async def local() -> Any:
             try:
-                result = await self.node.apply(data, decoded=decoded)
+                if decoded is None or not LOCAL_PIPELINE:
+                    result = await self.node.apply(data, decoded=decoded)
+                else:
+                    result = await self._apply_local(data, decoded)
                 return WriteResult.from_result(result, self.node.applied_index)
             except NotLeaderError:
                 return _AGAIN
@@ -387,6 +407,33 @@ class MeshServer:
             raise error_from_rpc(exc) from None
         return WriteResult.from_wire(resp)
 
+    async def _apply_local(self, data: bytes, decoded: Command) -> Any:
+        """One of this leader's own writes: proposed at once while none is
+        in flight (a lone writer waits for nothing), else gathered with the
+        others that arrive meanwhile into one entry (``local_batcher``)."""
+        busy = self._local_busy
+        self._local_busy = busy + 1
+        try:
+            if not busy:
+                return await self.node.apply(data, decoded=decoded)
+            return await self.local_batcher.submit("", (data, decoded))
+        finally:
+            self._local_busy -= 1
+
+    async def _apply_local_batch(
+        self, addr: str, batch: Sequence[tuple[bytes, Command]]
+    ) -> Sequence[Any]:
+        """This leader's own writes gathered by ``local_batcher``: one alone
+        as it is, several as one ``ForwardedBatch`` entry (each its own
+        result). Raises what ``node.apply`` raises, for every write alike."""
+        if len(batch) == 1:
+            data, decoded = batch[0]
+            return [await self.node.apply(data, decoded=decoded)]
+        entry = encode_command(ForwardedBatch(cmds=tuple(data for data, _ in batch)))
+        result = await self.node.apply(entry, decoded=DecodedBatch(tuple(c for _, c in batch)))
+        results: Sequence[Any] = result.value
+        return results
+
     async def _send_write_batch(self, addr: str, batch: Sequence[bytes]) -> Sequence[Any]:
         assert self.rpc_client is not None
         args = {"cmds": list(batch), "fwd": True}
@@ -395,32 +442,60 @@ class MeshServer:
         return answers
 
     async def _apply_forwarded(self, cmds: Sequence[Any]) -> list[dict[str, Any]]:
-        """The leader's side of a follower's batch: its commands proposed in
-        one step, each answered on its own (``{"w": WriteResult}`` or
-        ``{"e": code, "m": message, "d": details}``). A command Raft did not
-        take (leadership moving) is retried as a single forwarded write is."""
+        """The leader's side of a follower's batch: its commands proposed as
+        one Raft entry (a ``ForwardedBatch``: one entry to append, replicate,
+        store and apply instead of one per command), each answered on its
+        own (``{"w": WriteResult}`` or ``{"e": code, "m": message, "d":
+        details}``). A command that does not decode fails alone and is not
+        stored: the leader does not trust a follower's bytes into the log.
+        A batch Raft did not take (leadership moving) is retried command by
+        command, as a single forwarded write is."""
         out: list[dict[str, Any]] = [_NOT_BYTES] * len(cmds)
-        good = [(i, c) for i, c in enumerate(cmds) if isinstance(c, bytes)]
+        good: list[tuple[int, bytes, Command]] = []
+        for i, data in enumerate(cmds):
+            if isinstance(data, bytes):
+                try:
+                    cmd = decode_command(data)
+                except CorruptCommandError as exc:
+                    out[i] = _error_answer(InvalidArgument(f"cmd: {exc}", "cmds"))
+                    continue
+                if type(cmd) is ForwardedBatch:
+                    out[i] = _error_answer(InvalidArgument("cmd: a batch in a batch", "cmds"))
+                    continue
+                good.append((i, data, cmd))
+        if not good:
+            return out
+        if len(good) == 1:
+            _, data, decoded = good[0]
+            entry: tuple[bytes, Any] = (data, decoded)
+        else:
+            batch = ForwardedBatch(cmds=tuple(data for _, data, _ in good))
+            entry = (encode_command(batch), DecodedBatch(tuple(c for _, _, c in good)))
         try:
-            outcomes = await self.node.apply_batch([c for _, c in good])
-        except RaftError as exc:  # not the leader, or storage unavailable: all alike
-            outcomes = [exc] * len(good)
+            result = await self.node.apply(entry[0], decoded=entry[1])
+        except (NotLeaderError, ProposalDroppedError):
+            await trio.sleep(0.01)  # certainly not in the log: each is sent again
+            for i, data, _ in good:
+                out[i] = await self._answer_forwarded(self.write_encoded(data))
+            return out
+        except Exception as exc:  # leadership lost, storage unavailable: all alike
+            failure = _leadership_lost() if isinstance(exc, LeadershipLostError) else exc
+            for i, _, _ in good:
+                out[i] = _error_answer(failure)
+            return out
         applied = self.node.applied_index
-        for (i, data), outcome in zip(good, outcomes, strict=True):
-            try:
-                if isinstance(outcome, LeadershipLostError):
-                    raise _leadership_lost()
-                if isinstance(outcome, (NotLeaderError, ProposalDroppedError)):
-                    await trio.sleep(0.01)
-                    result = await self.write_encoded(data)
-                elif isinstance(outcome, BaseException):
-                    raise outcome
-                else:
-                    result = WriteResult.from_result(outcome, applied)
-                out[i] = {"w": result.to_wire()}
-            except Exception as exc:
-                out[i] = _error_answer(exc)
+        results = result.value if len(good) > 1 else (result,)
+        for (i, _, _), one in zip(good, results, strict=True):
+            out[i] = {"w": WriteResult.from_result(one, applied).to_wire()}
         return out
+
+    @staticmethod
+    async def _answer_forwarded(write: Awaitable[WriteResult]) -> dict[str, Any]:
+        """One command's answer in a batch: its result, or its own error."""
+        try:
+            return {"w": (await write).to_wire()}
+        except Exception as exc:
+            return _error_answer(exc)
 
     # -------------------------------------------------------------- reads
 
@@ -773,6 +848,10 @@ def _leadership_lost() -> Internal:
     it twice; the caller decides (e.g. reads back, or repeats an idempotent
     write)."""
     return Internal(LEADERSHIP_LOST)
+
+
+def _local_size(write: tuple[bytes, Command]) -> int:
+    return len(write[0])
 
 
 def _error_answer(exc: BaseException) -> dict[str, Any]:

@@ -4,9 +4,11 @@ A follower used to forward every write as its own ``Registry.Apply`` call,
 which cost the leader about twice a direct write. ``WriteBatcher`` sends a
 write at once when no batch is in flight (one write alone waits for nothing)
 and gathers the writes that arrive while one is, for the next call: the
-pipelining etcd's followers do. The leader proposes a batch's commands to
-Raft in one step (``RaftNode.apply_batch``: one log append, one fsync round)
-and answers each command on its own: a failed command fails only itself.
+pipelining etcd's followers do. The leader proposes a batch's commands as
+one Raft entry (``registry.commands.ForwardedBatch``: one append, one
+replication, one apply) and answers each command on its own: a failed
+command fails only itself. The leader gathers its own KV writes the same way
+(``MeshServer.local_batcher``; ``send`` then proposes the batch itself).
 
 The forwarding server has enforced each write's ACL rule with its caller's
 token, exactly as for a forwarded ``Registry.Apply``; the method is server
@@ -23,7 +25,7 @@ import trio
 MAX_BATCH = 256  # commands per call (a KV value is at most 512 KiB; frames 8 MiB)
 MAX_BATCH_BYTES = 4 << 20
 
-Send = Callable[[str, Sequence[bytes]], Awaitable[Sequence[Any]]]
+Send = Callable[[str, Sequence[Any]], Awaitable[Sequence[Any]]]
 
 
 class _Slot:
@@ -31,7 +33,7 @@ class _Slot:
 
     __slots__ = ("addr", "data", "done", "error", "result")
 
-    def __init__(self, addr: str, data: bytes) -> None:
+    def __init__(self, addr: str, data: Any) -> None:
         self.addr = addr
         self.data = data
         self.done = trio.Event()  # the writer's wake: the only per-write object besides this
@@ -49,8 +51,16 @@ class WriteBatcher:
     a write wakes one idle sender, and none while all are busy: a busy
     sender takes what gathered when its call returns."""
 
-    def __init__(self, send: Send, *, max_inflight: int = 1, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        send: Send,
+        *,
+        max_inflight: int = 1,
+        max_batch: int = MAX_BATCH,
+        size: Callable[[Any], int] = len,
+    ) -> None:
         self._send = send
+        self._size = size  # of one write, for MAX_BATCH_BYTES
         self._max_batch = max_batch
         self._inflight = max_inflight
         self._queue: list[_Slot] = []
@@ -58,7 +68,7 @@ class WriteBatcher:
         self._waking = False  # a sender is woken and has not taken the queue yet
         self.batches = 0
 
-    async def submit(self, addr: str, data: bytes) -> Any:
+    async def submit(self, addr: str, data: Any) -> Any:
         slot = _Slot(addr, data)
         self._queue.append(slot)
         if self._idle and not self._waking:
@@ -71,14 +81,15 @@ class WriteBatcher:
 
     def _take(self) -> tuple[str, list[_Slot]]:
         """The longest head of the queue bound for one address, within limits."""
-        queue = self._queue
+        queue, measure = self._queue, self._size
         addr, size, n = queue[0].addr, 0, 0
         for slot in queue:
             if slot.addr != addr or n >= self._max_batch:
                 break
-            if n and size + len(slot.data) > MAX_BATCH_BYTES:
+            one = measure(slot.data)
+            if n and size + one > MAX_BATCH_BYTES:
                 break
-            size += len(slot.data)
+            size += one
             n += 1
         if n == len(queue):
             self._queue = []

@@ -111,8 +111,9 @@ def _kv(op: str, key: str, value: bytes = b"", cas: int = 0) -> bytes:
 
 
 async def test_the_leader_answers_each_command_of_a_batch(autojump_clock: Any) -> None:
-    """Proposed together, in order; a failed CAS, an invalid command and a
-    non-command fail alone."""
+    """Proposed together as one Raft entry, in order; a failed CAS, an
+    invalid command, a non-command and bytes that are no command fail alone
+    (those two are not stored)."""
     async with inproc_agent() as (agent, api):
         server = agent.server
         assert server is not None
@@ -123,20 +124,22 @@ async def test_the_leader_answers_each_command_of_a_batch(autojump_clock: Any) -
             _kv("set", "", b"x"),  # invalid: no key
             "not bytes",
             _kv("cas", "b/new", b"3", cas=0),  # create-only
+            b"\x93\x03\x01\xc0",  # no command: must not reach the log
         ]
-        index_before = server.node.applied_index
         answer = await server.call_local("Registry.ApplyBatch", {"cmds": cmds, "fwd": True})
         res = answer["results"]
-        assert len(res) == 6
+        assert len(res) == 7
         assert res[0]["w"]["ok"] is True and res[2]["w"]["ok"] is True
         assert res[1]["w"]["ok"] is False and res[1]["w"]["e"] == "cas_conflict"
         assert res[3]["w"]["ok"] is False and res[3]["w"]["e"] == "invalid", res[3]
         assert res[4]["e"] == "InvalidArgument"
         assert res[5]["w"]["ok"] is True
-        assert server.node.applied_index >= index_before + 5
-        got = await api.get("/v1/kv/b/k")
-        assert base64.b64decode(got.json()[0]["Value"]) == b"2"  # order kept
-        assert (await api.get("/v1/kv/b/new")).status == 200
+        assert res[6]["e"] == "InvalidArgument" and res[6]["d"] == {"field": "cmds"}
+        got = (await api.get("/v1/kv/b/k")).json()[0]
+        assert base64.b64decode(got["Value"]) == b"2"  # order kept
+        new = (await api.get("/v1/kv/b/new")).json()[0]
+        # One entry: the batch's writes share its index.
+        assert got["ModifyIndex"] == new["ModifyIndex"] <= res[0]["w"]["i"]
 
 
 async def test_commands_raft_did_not_take_are_retried_once_each(autojump_clock: Any) -> None:
@@ -146,21 +149,54 @@ async def test_commands_raft_did_not_take_are_retried_once_each(autojump_clock: 
     async with inproc_agent() as (agent, api):
         server = agent.server
         assert server is not None
-        real = server.node.apply_batch
-        dropped: list[int] = []
+        real = server.node.apply
+        dropped: list[Any] = []
 
-        async def transfer_once(batch: Sequence[bytes]) -> list[Any]:
+        async def transfer_once(data: bytes, *, decoded: Any = None) -> Any:
             if not dropped:
-                dropped.append(len(batch))
+                dropped.append(decoded)
                 raise ProposalDroppedError("leadership transfer in progress")
-            return await real(batch)
+            return await real(data, decoded=decoded)
 
-        server.node.apply_batch = transfer_once  # type: ignore[method-assign]
+        server.node.apply = transfer_once  # type: ignore[method-assign]
         cmds = [_kv("cas", f"once/{i}", b"v", cas=0) for i in range(3)]
         answer = await server.call_local("Registry.ApplyBatch", {"cmds": cmds, "fwd": True})
-        assert dropped == [3]
+        assert [len(d.commands) for d in dropped] == [3]  # the whole batch, as one entry
         assert [r["w"]["ok"] for r in answer["results"]] == [True, True, True]
         indexes = [r["w"]["i"] for r in answer["results"]]
         assert indexes == sorted(indexes)  # retried in order
         for i in range(3):
             assert (await api.get(f"/v1/kv/once/{i}")).status == 200
+
+
+async def test_the_leaders_own_writes_of_one_round_share_an_entry(autojump_clock: Any) -> None:
+    """KV writes sent to the leader at once: the first is proposed alone,
+    the others gathered into shared entries, each with its own answer (a
+    failed CAS fails alone) and every value stored; a lone write goes alone."""
+    async with inproc_agent() as (agent, api):
+        server = agent.server
+        assert server is not None
+        batches_before = server.local_batcher.batches
+        answers: dict[int, Any] = {}
+
+        async def put(i: int) -> None:
+            path = f"/v1/kv/own/{i:02d}" + ("?cas=999999" if i == 7 else "")
+            answers[i] = (await api.put(path, raw=str(i).encode())).json()
+
+        async with trio.open_nursery() as writers:
+            for i in range(20):
+                writers.start_soon(put, i)
+        assert answers == {i: i != 7 for i in range(20)}
+        batches = server.local_batcher.batches - batches_before
+        assert batches >= 1
+        stored = (await api.get("/v1/kv/own/?recurse")).json()
+        assert {e["Key"]: base64.b64decode(e["Value"]) for e in stored} == {
+            f"own/{i:02d}": str(i).encode() for i in range(20) if i != 7
+        }
+        indexes = {e["ModifyIndex"] for e in stored}
+        # The first alone, the others gathered (a writer that arrives after
+        # the first committed may go alone too): far fewer entries than writes.
+        assert len(indexes) < 10, indexes
+        r = await api.put("/v1/kv/own/alone", raw=b"x")
+        assert r.json() is True
+        assert server.local_batcher.batches - batches_before == batches  # sent alone

@@ -5,12 +5,11 @@ certainly did not take is sent again as before."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from meshd.agent.server import LEADERSHIP_LOST
 from raft.errors import LeadershipLostError, ProposalDroppedError
-from registry.commands import KVRequest, encode_command
+from registry.commands import ForwardedBatch, KVRequest, decode_command, encode_command
 from tests.meshd.inproc import inproc_agent
 
 
@@ -18,7 +17,7 @@ async def test_ambiguous_writes_are_answered_not_retried(autojump_clock: Any) ->
     async with inproc_agent() as (agent, api):
         server = agent.server
         assert server is not None
-        real_apply, real_batch = server.node.apply, server.node.apply_batch
+        real_apply = server.node.apply
         applies: list[bytes] = []
 
         async def lost_after_append(data: bytes, **kw: Any) -> Any:
@@ -32,21 +31,19 @@ async def test_ambiguous_writes_are_answered_not_retried(autojump_clock: Any) ->
         assert resp.text == LEADERSHIP_LOST
         assert len(applies) == 1
 
-        # A follower's forwarded batch: the ambiguous command is answered with
-        # the same error, the command Raft never took is retried and applied.
-        async def mixed(batch: Sequence[bytes]) -> list[Any]:
-            return [LeadershipLostError("leadership lost"), ProposalDroppedError("transfer")]
-
-        server.node.apply_batch = mixed  # type: ignore[method-assign]
-        server.node.apply = real_apply  # type: ignore[method-assign]
-        cmds = [encode_command(KVRequest(op="set", key=f"amb/{k}", value=b"v")) for k in "ab"]
+        # A follower's forwarded batch is one entry: in the log when
+        # leadership moved, each of its commands is answered with the same
+        # error and none is sent again (create-only CAS: applied once each).
+        applies.clear()
+        cmds = [
+            encode_command(KVRequest(op="cas", key=f"amb/{k}", value=b"v", cas=0)) for k in "ab"
+        ]
         answer = await server.call_local("Registry.ApplyBatch", {"cmds": cmds, "fwd": True})
-        first, second = answer["results"]
-        assert first["e"] == "Internal" and first["m"] == LEADERSHIP_LOST
-        assert second["w"]["ok"] is True
-        server.node.apply_batch = real_batch  # type: ignore[method-assign]
-        assert (await api.get("/v1/kv/amb/a")).status == 404
-        assert (await api.get("/v1/kv/amb/b")).status == 200
+        assert [(r["e"], r["m"]) for r in answer["results"]] == [("Internal", LEADERSHIP_LOST)] * 2
+        assert [type(decode_command(d)) for d in applies].count(ForwardedBatch) == 1
+        server.node.apply = real_apply  # type: ignore[method-assign]
+        for k in "ab":  # it did commit, once
+            assert (await api.get(f"/v1/kv/amb/{k}")).status == 200
 
 
 async def test_a_write_raft_did_not_take_is_sent_again(autojump_clock: Any) -> None:

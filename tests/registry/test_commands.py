@@ -20,7 +20,9 @@ from registry.commands import (
     ConfigEntryBatch,
     ConfigEntryRequest,
     CoordinateBatchUpdate,
+    DecodedBatch,
     DeregisterRequest,
+    ForwardedBatch,
     IntentionUpsert,
     KVRequest,
     LivenessSet,
@@ -32,7 +34,7 @@ from registry.commands import (
     decode_command,
     encode_command,
 )
-from registry.errors import CorruptCommandError, ValidationError
+from registry.errors import CorruptCommandError, ErrorCode, ValidationError
 from registry.fsm import RegistryFSM
 from registry.records import (
     KIND_CONNECT_PROXY,
@@ -51,6 +53,7 @@ from registry.records import (
     Coordinate,
     Intention,
 )
+from registry.state.kv import kv_list
 
 from .builders import chk, reg, svc
 
@@ -120,6 +123,7 @@ SAMPLES = [
         config_index=3,
         now=2.0,
     ),
+    ForwardedBatch(cmds=(encode_command(KVRequest(op="set", key="k", value=b"v")), b"")),
 ]
 
 
@@ -131,7 +135,7 @@ def test_round_trip(cmd: object) -> None:
 
 
 def test_every_command_type_has_a_unique_code() -> None:
-    assert len(COMMAND_TYPES) == len({c.__name__ for c in COMMAND_TYPES.values()}) == 29
+    assert len(COMMAND_TYPES) == len({c.__name__ for c in COMMAND_TYPES.values()}) == 30
 
 
 @pytest.mark.parametrize(
@@ -198,3 +202,34 @@ def test_fsm_apply_decoded_matches_apply_of_the_bytes_and_refuses_non_commands()
     with pytest.raises(CorruptCommandError):
         by_object.apply_decoded(4, {"op": "set"})
     assert by_bytes.snapshot() == by_object.snapshot()
+
+
+def test_a_forwarded_batch_applies_each_command_on_its_own_at_one_index() -> None:
+    """Replayed from the bytes or applied as the leader's decoded batch: the
+    same state and results; a failing command fails alone, a nested batch
+    is refused, and the writes share the entry's index."""
+    cmds = (
+        KVRequest(op="set", key="fb/a", value=b"1", now=1.0),
+        KVRequest(op="cas", key="fb/a", value=b"lost", cas=999, now=1.0),  # plain false
+        KVRequest(op="set", key="", value=b"x", now=1.0),  # invalid: no key
+        KVRequest(op="set", key="fb/b", value=b"2", now=1.0),
+    )
+    encoded = tuple(encode_command(c) for c in cmds)
+    nested = encode_command(ForwardedBatch(cmds=encoded[:1]))
+    by_bytes, by_object = RegistryFSM(), RegistryFSM()
+    data = encode_command(ForwardedBatch(cmds=(*encoded, nested)))
+    got = by_bytes.apply(9, data)
+    assert got == by_object.apply_decoded(
+        9, DecodedBatch((*cmds, ForwardedBatch(cmds=encoded[:1])))
+    )
+    assert by_bytes.snapshot() == by_object.snapshot()
+    results = got.value
+    assert [r.ok for r in results] == [True, False, False, True, False]
+    assert results[1].error is ErrorCode.CAS_CONFLICT
+    assert results[2].error is ErrorCode.INVALID and "Key" in results[2].message
+    assert results[4].error is ErrorCode.INVALID
+    _, entries = kv_list(by_bytes.store, None, "fb/")
+    assert [(e.key, e.value, e.modify_index) for e in entries] == [
+        ("fb/a", b"1", 9),
+        ("fb/b", b"2", 9),
+    ]
