@@ -272,8 +272,15 @@ class DurableWrites:
                 self._hard.persisted = save_hs
             if save_entries:
                 last = save_entries[-1]
-                self._events.append(("persisted", (last.index, last.term)))
-                self._wake.set()
+                if by_loop and self._core is not None:
+                    # The loop wrote them itself and owns the core: told now.
+                    # An event would cost a whole extra pass of the loop per
+                    # write (on the leader and every follower), only to
+                    # repeat what ``advance(persisted=True)`` reports.
+                    self._core.persisted(last.index, last.term)
+                else:
+                    self._events.append(("persisted", (last.index, last.term)))
+                    self._wake.set()
             hs, entries = None, []
 
         for w in batch:

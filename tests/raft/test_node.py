@@ -420,3 +420,27 @@ async def test_reads_arriving_during_a_round_share_the_next_one(tmp_path: Path) 
         assert all(index >= committed for committed, index in seen)
         # Unbatched, nearly every arrival started its own round (~30).
         assert 1 <= len(contexts) <= 6, contexts
+
+
+async def test_loop_runs_one_pass_per_write_on_an_idle_leader() -> None:
+    """The leader's own inline log write is reported to the core by the loop
+    that wrote it, not by an event that wakes the loop for another pass: one
+    scheduler step of the driver per write (each pass cost ~50 us of CPU)."""
+    conf = Configuration((Server("a", "a:1"),))
+    node = RaftNode(
+        NodeConfig("a", "a:1", tick_interval=60.0), MemoryStorage(), KVFSM(), bootstrap=conf
+    )
+    counter = _StepCounter()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run, name="driver")
+        await node.wait_for_leader(2)
+        await node.apply(incr("n"))  # warm-up
+        trio.lowlevel.add_instrument(counter)
+        try:
+            for _ in range(20):
+                await node.apply(incr("n"))
+        finally:
+            trio.lowlevel.remove_instrument(counter)
+        steps = sum(n for task, n in counter.steps.items() if task.name == "driver")
+        assert 20 <= steps <= 22, f"the driver ran {steps} steps for 20 writes"
+        nursery.cancel_scope.cancel()
