@@ -1,0 +1,23 @@
+"""The in-process driver benchmark runs and prints its per-write figures."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bench import raft_driver_bench
+
+
+def test_raft_driver_bench_prints_cpu_steps_and_messages_per_write(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    raft_driver_bench.main(["--quick"])
+    out = capsys.readouterr().out
+    m = re.search(
+        r"CPU (\d+) us/write .* leader ([\d.]+), follower ([\d.]+); messages ([\d.]+)/write", out
+    )
+    assert m, out
+    assert int(m[1]) > 0
+    # One append and one commit notice to each follower, one answer from each.
+    assert float(m[4]) == pytest.approx(6.0, abs=0.5)
