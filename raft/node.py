@@ -786,11 +786,14 @@ class RaftNode(DurableWrites):
         Each send to a follower on loopback costs ~50-150 us of wall time
         (the syscall, and the woken follower taking the CPU), and at one
         connection a commit's Ready holds nothing but the two notices: they
-        went out before the apply, so every PUT waited for them. Nothing
-        waits for a notice (followers learn the commit from the next append
-        or heartbeat anyway), so it goes after the proposer's answer."""
+        went out before the apply, so every PUT waited for them. Now they
+        go after the proposer's answer: a follower learns the commit two
+        scheduler rounds later (its reads and blocking queries wait that
+        much longer), and with the next append in any case."""
+        if self.transport is None or self._nursery is None:
+            return rd.messages
         pending = self._pending
-        if self._nursery is None or not any(e.index in pending for e in rd.committed_entries):
+        if not any(e.index in pending for e in rd.committed_entries):
             return rd.messages
         send: list[Message] = []
         for msg in rd.messages:
