@@ -18,7 +18,7 @@ from typing import Any, Protocol, cast
 import trio
 
 from .backoff import Backoff, StorageHealth
-from .core import CoreConfig, CoreStatus, InitialState, RaftCore
+from .core import COMMIT_NOTICE, CoreConfig, CoreStatus, InitialState, RaftCore
 from .errors import (
     LeadershipLostError,
     NotLeaderError,
@@ -840,7 +840,14 @@ class RaftNode(DurableWrites):
             return
         if self._deferred:
             deferred, self._deferred = self._deferred, []
-            messages = [*deferred, *messages]
+            # A held-back commit notice to a follower that an append now
+            # reaches is redundant: the append carries a commit index at
+            # least as new (busy leaders: most of them).
+            appended = {m.dst for m in messages if m.type == MessageType.APP}
+            messages = [
+                *(m for m in deferred if m.context != COMMIT_NOTICE or m.dst not in appended),
+                *messages,
+            ]
         for msg in messages:
             if msg.type == MessageType.SNAP and self._nursery is not None:
                 self._nursery.start_soon(self._send_snapshot, msg)

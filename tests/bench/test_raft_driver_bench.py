@@ -19,5 +19,7 @@ def test_raft_driver_bench_prints_cpu_steps_and_messages_per_write(
     )
     assert m, out
     assert int(m[1]) > 0
-    # One append and one commit notice to each follower, one answer from each.
-    assert float(m[4]) == pytest.approx(6.0, abs=0.5)
+    # An append to each follower and one answer from each, plus a commit
+    # notice to each unless the next append carried the commit first (8 when
+    # followers answered notices too).
+    assert 4.0 <= float(m[4]) <= 6.5

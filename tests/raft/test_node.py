@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from raft.core import COMMIT_NOTICE
 from raft.errors import LeadershipLostError, NotLeaderError, ProposalDroppedError
 from raft.node import NodeConfig, RaftNode
 from raft.storage import MemoryStorage, SqliteStorage
@@ -476,3 +478,31 @@ async def test_commit_notices_go_out_after_the_proposer_resumed(tmp_path: Path) 
                 await trio.sleep(TICK)
         assert ("notice", last) in events
         assert all(f.data["k4"] == 4 for f in c.fsms.values())
+
+
+def test_a_held_back_commit_notice_is_dropped_when_an_append_reaches_its_follower() -> None:
+    """A commit notice still held back when the loop sends the follower an
+    append is not sent: the append carries a commit index as new. Other
+    followers' notices, and other held-back messages, go first."""
+    sent: list[Message] = []
+
+    class Capture:
+        def send(self, msg: Message) -> None:
+            sent.append(msg)
+
+    node = RaftNode(NodeConfig("a", "a:1"), MemoryStorage(), KVFSM())
+    node.transport = Capture()  # type: ignore[assignment]
+    notice = Message(MessageType.APP, "a", "b", 2, log_term=2, index=5, commit=5)
+    node._deferred = [
+        dataclasses.replace(notice, context=COMMIT_NOTICE),
+        dataclasses.replace(notice, dst="c", context=COMMIT_NOTICE),
+        notice,  # an empty append that is not a notice (a probe): kept
+    ]
+    append = Message(MessageType.APP, "a", "b", 2, log_term=2, index=5, commit=6)
+    node._send([append])
+    assert [(m.dst, m.context, m.commit) for m in sent] == [
+        ("c", COMMIT_NOTICE, 5),
+        ("b", b"", 5),
+        ("b", b"", 6),
+    ]
+    assert node._deferred == []
