@@ -138,6 +138,7 @@ class RaftNode(DurableWrites):
         self._events: list[tuple[str, Any]] = []
         # Commit notices held back until the proposers they answer have run.
         self._deferred: list[Message] = []
+        self._claimed: list[Message] = []  # deferred ones _notice_sender sends next
         self._deferred_wake = trio.Event()
         self.observers: list[Callable[[SoftState], None]] = []
         # Optional instrumentation, set by the application (raft knows no metrics
@@ -780,15 +781,16 @@ class RaftNode(DurableWrites):
 
     def _split_notices(self, rd: Ready, notices: list[Message]) -> Sequence[Message]:
         """The messages a leader sends before applying ``rd``; moves the
-        empty appends (commit notices, §3.5: followers learn the new commit
-        index) to ``notices`` when this Ready answers a local proposer.
+        commit notices (``COMMIT_NOTICE`` empty appends, §3.5: followers
+        learn the new commit index) to ``notices`` when this Ready answers a
+        local proposer.
 
         Each send to a follower on loopback costs ~50-150 us of wall time
         (the syscall, and the woken follower taking the CPU), and at one
         connection a commit's Ready holds nothing but the two notices: they
         went out before the apply, so every PUT waited for them. Now they
-        go after the proposer's answer: a follower learns the commit two
-        scheduler rounds later (its reads and blocking queries wait that
+        go after the proposer's answer: a follower learns the commit two or
+        three scheduler rounds later (its reads and blocking queries wait that
         much longer), and with the next append in any case."""
         if self.transport is None or self._nursery is None:
             return rd.messages
@@ -797,7 +799,7 @@ class RaftNode(DurableWrites):
             return rd.messages
         send: list[Message] = []
         for msg in rd.messages:
-            if msg.type == MessageType.APP and not msg.entries:
+            if msg.type == MessageType.APP and msg.context == COMMIT_NOTICE:
                 notices.append(msg)
             else:
                 send.append(msg)
@@ -809,16 +811,22 @@ class RaftNode(DurableWrites):
 
     async def _notice_sender(self) -> None:
         """Send the deferred commit notices once the proposers the apply
-        resumed have run. They were woken in the same round as this task,
-        and trio runs a round's tasks in either order: one more round makes
-        sure they ran first (a PUT's handler answers in that step). Any
-        send by the loop meanwhile sends them first (``_send``), so a
-        follower never gets them after a later append."""
+        resumed have run. It claims the notices held back so far: their
+        proposers were woken in this scheduler round or before, so they run
+        in the next round at the latest, and trio runs a round's tasks in
+        either order: the claimed notices go out two rounds later (a PUT's
+        handler answers in its step). Notices held back after the claim
+        wait for the next one. An append the loop sends a follower
+        meanwhile makes its notice redundant (``_send`` drops it)."""
         while True:
             await self._deferred_wake.wait()
             self._deferred_wake = trio.Event()
+            self._claimed.extend(self._deferred)
+            self._deferred = []
             await trio.lowlevel.checkpoint()
-            self._send(())
+            await trio.lowlevel.checkpoint()
+            claimed, self._claimed = self._claimed, []
+            self._transmit(claimed)
 
     def _stage_entries(self, entries: Sequence[Entry], st: Stages, stage: str) -> None:
         for e in entries:
@@ -838,16 +846,20 @@ class RaftNode(DurableWrites):
     def _send(self, messages: Sequence[Message]) -> None:
         if self.transport is None:
             return
-        if self._deferred:
-            deferred, self._deferred = self._deferred, []
+        if self._claimed or self._deferred:
             # A held-back commit notice to a follower that an append now
             # reaches is redundant: the append carries a commit index at
-            # least as new (busy leaders: most of them).
+            # least as new (busy leaders: most of them). So one never
+            # arrives after a later append either (harmless, but useless).
             appended = {m.dst for m in messages if m.type == MessageType.APP}
-            messages = [
-                *(m for m in deferred if m.context != COMMIT_NOTICE or m.dst not in appended),
-                *messages,
-            ]
+            if appended:
+                self._claimed = [m for m in self._claimed if m.dst not in appended]
+                self._deferred = [m for m in self._deferred if m.dst not in appended]
+        self._transmit(messages)
+
+    def _transmit(self, messages: Sequence[Message]) -> None:
+        if self.transport is None:
+            return
         for msg in messages:
             if msg.type == MessageType.SNAP and self._nursery is not None:
                 self._nursery.start_soon(self._send_snapshot, msg)
