@@ -53,6 +53,13 @@ from .types import (
 
 MT = MessageType
 TRANSFER_CONTEXT = b"transfer"
+# The context of an empty append that only tells a replicating follower the
+# new commit index (§3.5). The follower applies it and does not answer: its
+# answer would repeat the match the leader already has, and at one write at
+# a time these answers were half of all the messages a follower sent (each a
+# send, a receive and a step on a loaded loopback). A notice that does not
+# match the follower's log is answered (rejected) as any append.
+COMMIT_NOTICE = b"commit"
 
 
 @dataclass(frozen=True)
@@ -520,7 +527,8 @@ class RaftCore(Membership):
             return
         last_new = self.log.maybe_append(m.index, m.log_term, m.commit, m.entries)
         if last_new is not None:
-            self._send(Message(MT.APP_RESP, self.id, m.src, self.term, index=last_new))
+            if m.entries or m.context != COMMIT_NOTICE:
+                self._send(Message(MT.APP_RESP, self.id, m.src, self.term, index=last_new))
             return
         hint = self.log.find_conflict_by_term(min(m.index, self.log.last_index()), m.log_term)
         self._send(
@@ -700,13 +708,13 @@ class RaftCore(Membership):
         commit = self.log.commit
         for sid in sorted(self.progress):
             if sid != self.id and self.progress[sid].commit_sent < commit:
-                self._send_append(sid)
+                self._send_append(sid, notice=True)
 
-    def _send_append(self, to: str, *, send_empty: bool = True) -> None:
+    def _send_append(self, to: str, *, send_empty: bool = True, notice: bool = False) -> None:
         pr = self.progress.get(to)
         if pr is None or pr.is_paused():
             return
-        if not self._send_entries(to, pr, send_empty=send_empty):
+        if not self._send_entries(to, pr, send_empty=send_empty, notice=notice):
             return
         # Keep a replicating follower's pipeline full in one step.
         while (
@@ -716,9 +724,13 @@ class RaftCore(Membership):
         ):
             self._send_entries(to, pr, send_empty=False)
 
-    def _send_entries(self, to: str, pr: Progress, *, send_empty: bool) -> bool:
+    def _send_entries(
+        self, to: str, pr: Progress, *, send_empty: bool, notice: bool = False
+    ) -> bool:
         """One append from ``pr.next`` on (or a snapshot when that was
-        compacted); returns whether an append went out."""
+        compacted); returns whether an append went out. ``notice``: an empty
+        one to a replicating follower is a ``COMMIT_NOTICE`` (unanswered, so
+        it takes no slot of the in-flight window)."""
         prev = pr.next - 1
         prev_term = self.log.term(prev)
         if prev_term is None or prev < self.log.offset:
@@ -727,6 +739,7 @@ class RaftCore(Membership):
         entries = self.log.slice(pr.next, self.log.last_index() + 1, self.cfg.max_entries_bytes)
         if not entries and not send_empty:
             return False
+        notice = notice and not entries and pr.state == ProgressState.REPLICATE
         self._send(
             Message(
                 MT.APP,
@@ -737,10 +750,12 @@ class RaftCore(Membership):
                 index=prev,
                 entries=tuple(entries),
                 commit=self.log.commit,
+                context=COMMIT_NOTICE if notice else b"",
             )
         )
         pr.commit_sent = self.log.commit
-        pr.sent(entries[-1].index if entries else prev)
+        if not notice:
+            pr.sent(entries[-1].index if entries else prev)
         return True
 
     def _send_snapshot(self, to: str, pr: Progress) -> None:

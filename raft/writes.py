@@ -34,6 +34,27 @@ _DROP_ALL = 1 << 62
 SLOW_INLINE_WRITE = 0.02
 SLOW_DISK_PAUSE = 10.0
 
+try:  # trio's run context: the length of its run queue costs nothing to read
+    from trio._core import _run as _trio_run
+
+    _TRIO_RUN: object = getattr(_trio_run, "GLOBAL_RUN_CONTEXT", None)
+except ImportError:  # pragma: no cover - a trio that moved it
+    _TRIO_RUN = None
+
+
+def tasks_runnable() -> int:
+    """How many trio tasks are ready to run in this run (this one aside).
+
+    ``trio.lowlevel.current_statistics().tasks_runnable`` says the same but
+    also counts the tasks waiting on every registered file descriptor: ~75
+    ns per descriptor, 0.15 ms per call at 2,000 connections, and every log
+    write on every server asked. Read from trio's run queue directly, with
+    the public call as the fallback should a trio release move it."""
+    runq = getattr(getattr(_TRIO_RUN, "runner", None), "runq", None)
+    if runq is None:
+        return trio.lowlevel.current_statistics().tasks_runnable
+    return len(runq)
+
 
 class _Future:
     __slots__ = ("_done", "decoded", "error", "proposed_at", "result")
@@ -188,10 +209,7 @@ class DurableWrites:
     def _inline_write_ok(self) -> bool:
         """Whether a log write may block the loop's thread now: nothing else
         is ready to run and no recent write showed the disk slow."""
-        return (
-            trio.lowlevel.current_statistics().tasks_runnable == 0
-            and trio.current_time() >= self._inline_after
-        )
+        return tasks_runnable() == 0 and trio.current_time() >= self._inline_after
 
     async def _write_now(self, write: _Write) -> bool:
         """The leader's own write, by the loop itself, when no write is queued
@@ -272,8 +290,15 @@ class DurableWrites:
                 self._hard.persisted = save_hs
             if save_entries:
                 last = save_entries[-1]
-                self._events.append(("persisted", (last.index, last.term)))
-                self._wake.set()
+                if by_loop and self._core is not None:
+                    # The loop wrote them itself and owns the core: told now.
+                    # An event would cost a whole extra pass of the loop per
+                    # write (on the leader and every follower), only to
+                    # repeat what ``advance(persisted=True)`` reports.
+                    self._core.persisted(last.index, last.term)
+                else:
+                    self._events.append(("persisted", (last.index, last.term)))
+                    self._wake.set()
             hs, entries = None, []
 
         for w in batch:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from raft.core import COMMIT_NOTICE
 from raft.errors import LeadershipLostError, NotLeaderError, ProposalDroppedError
 from raft.node import NodeConfig, RaftNode
 from raft.storage import MemoryStorage
@@ -421,3 +423,94 @@ async def test_reads_arriving_during_a_round_share_the_next_one(tmp_path: Path) 
         assert all(index >= committed for committed, index in seen)
         # Unbatched, nearly every arrival started its own round (~30).
         assert 1 <= len(contexts) <= 6, contexts
+
+
+async def test_loop_runs_one_pass_per_write_on_an_idle_leader() -> None:
+    """The leader's own inline log write is reported to the core by the loop
+    that wrote it, not by an event that wakes the loop for another pass: one
+    scheduler step of the driver per write (each pass cost ~50 us of CPU)."""
+    conf = Configuration((Server("a", "a:1"),))
+    node = RaftNode(
+        NodeConfig("a", "a:1", tick_interval=60.0), MemoryStorage(), KVFSM(), bootstrap=conf
+    )
+    counter = _StepCounter()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run, name="driver")
+        await node.wait_for_leader(2)
+        await node.apply(incr("n"))  # warm-up
+        trio.lowlevel.add_instrument(counter)
+        try:
+            for _ in range(20):
+                await node.apply(incr("n"))
+        finally:
+            trio.lowlevel.remove_instrument(counter)
+        steps = sum(n for task, n in counter.steps.items() if task.name == "driver")
+        assert 20 <= steps <= 22, f"the driver ran {steps} steps for 20 writes"
+        nursery.cancel_scope.cancel()
+
+
+async def test_commit_notices_go_out_after_the_proposer_resumed(tmp_path: Path) -> None:
+    """The empty appends that tell followers the new commit index are sent
+    once the proposer the commit answers has run (on loopback each send
+    costs a PUT ~0.1 ms), and still reach the followers."""
+    async with cluster(tmp_path) as c:
+        leader = await c.leader()
+        await leader.apply(put("warm", 0))
+        events: list[tuple[str, int]] = []
+        transport = c.net.transports[leader.config.id]
+        real_send = transport.send
+
+        def send(msg: Message) -> None:
+            if msg.type == MessageType.APP and msg.context == COMMIT_NOTICE:
+                events.append(("notice", msg.commit))
+            real_send(msg)
+
+        transport.send = send  # type: ignore[method-assign]
+
+        async def proposer(p: int) -> None:
+            # Concurrent proposers: commits in consecutive scheduler rounds.
+            for i in range(5):
+                await leader.apply(put(f"k{i}", p * 10 + i))
+                events.append(("resumed", leader.applied_index))
+
+        async with trio.open_nursery() as n:
+            for p in range(3):
+                n.start_soon(proposer, p)
+        # One at a time: nothing overtakes these notices (concurrent
+        # proposers' appends may carry every commit index instead).
+        await proposer(9)
+        for n, (kind, index) in enumerate(events):
+            if kind == "resumed":
+                early = [e for e in events[:n] if e[0] == "notice" and e[1] >= index]
+                assert not early, f"notices {early} sent before the proposer of {index} resumed"
+        last = leader.applied_index
+        with trio.fail_after(5):
+            while any(n.applied_index < last for n in c.nodes.values()):
+                await trio.sleep(TICK)
+        assert any(kind == "notice" and index > 15 for kind, index in events[-10:])
+        assert len({str(f.data) for f in c.fsms.values()}) == 1
+
+
+def test_a_held_back_commit_notice_is_dropped_when_an_append_reaches_its_follower() -> None:
+    """A commit notice still held back when the loop sends the follower an
+    append is never sent: the append carries a commit index as new. Other
+    followers' notices stay held for the notice sender."""
+    sent: list[Message] = []
+
+    class Capture:
+        def send(self, msg: Message) -> None:
+            sent.append(msg)
+
+    node = RaftNode(NodeConfig("a", "a:1"), MemoryStorage(), KVFSM())
+    node.transport = Capture()  # type: ignore[assignment]
+    notice = Message(
+        MessageType.APP, "a", "b", 2, log_term=2, index=5, commit=5, context=COMMIT_NOTICE
+    )
+    to_c = dataclasses.replace(notice, dst="c")
+    node._claimed = [notice]
+    node._deferred = [dataclasses.replace(notice, commit=6), to_c]
+    append = Message(MessageType.APP, "a", "b", 2, log_term=2, index=5, commit=6)
+    node._send([append])
+    assert sent == [append]
+    assert node._claimed == []
+    assert node._deferred == [to_c]

@@ -131,3 +131,15 @@ async def test_idle_leader_writes_inline_until_one_write_is_slow(
         assert storage.threads and main not in storage.threads, storage.threads
         assert "event=raft_slow_log_write id=a" in caplog.text
         nursery.cancel_scope.cancel()
+
+
+async def test_tasks_runnable_reads_trios_run_queue_not_every_descriptor() -> None:
+    """The inline-write check counts what trio would run next, as
+    ``current_statistics`` does, without walking every registered socket."""
+    base = raft_writes.tasks_runnable()
+    assert base == trio.lowlevel.current_statistics().tasks_runnable
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(trio.sleep, 0)  # queued, not run yet
+        assert raft_writes.tasks_runnable() == base + 3
+        assert raft_writes.tasks_runnable() == trio.lowlevel.current_statistics().tasks_runnable
