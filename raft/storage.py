@@ -398,8 +398,9 @@ class SqliteStorage:
     ``<directory>/snapshots/``. One instance owns the directory.
 
     Raises:
-        StorageError: the directory or database cannot be opened, or it holds
-            an unknown format version.
+        StorageError: the directory or database cannot be opened, it holds
+            an unknown format version, or the directory holds the segmented
+            log (``wal/``) instead.
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, retain_snapshots: int = 2) -> None:
@@ -412,6 +413,12 @@ class SqliteStorage:
         # date by this object (the only writer); None until then. Saves are on
         # the commit path: no query or directory listing to find it each time.
         self._end: tuple[int | None, int] | None = None  # (log last, snapshot index)
+        if (self._dir / "wal").is_dir():  # raft/wal.py's log: this one would start empty
+            raise StorageError(
+                f"{self._dir} holds the segmented raft log (wal/), not a sqlite one: "
+                "unset MESHD_RAFT_LOG=sqlite (the sqlite log from before the migration "
+                "is raft.db.migrated)"
+            )
         try:
             self._snaps.open(self._dir)
             self._conn = sqlite3.connect(

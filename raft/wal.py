@@ -41,7 +41,12 @@ snapshot and the rest of the log.
 
 A directory that still holds the sqlite log (``raft.db``) is migrated on
 first open: the log is written to ``wal.tmp/``, which is renamed to ``wal/``
-once durable, and only then ``raft.db`` is renamed to ``raft.db.migrated``.
+once durable, and only then ``raft.db`` is renamed to ``raft.db.migrated``
+(``.migrated.<n>`` if that exists) and replaced by a short text file
+(MOVED_MARKER) that an older build fails to open instead of starting with an
+empty log; ``wal/MIGRATING`` marks those last steps as unfinished. A live
+sqlite ``raft.db`` next to ``wal/`` otherwise is an error (SqliteStorage
+refuses a directory with ``wal/``).
 """
 
 from __future__ import annotations
@@ -489,17 +494,54 @@ def _frames_of(entries: Sequence[Entry], limit: int) -> Iterable[list[Entry]]:
         yield run
 
 
+_SQLITE_FILES = ("raft.db", "raft.db-wal", "raft.db-shm")
+# What raft.db holds after a migration: not a sqlite database, so that an
+# older build (which only looks at raft.db) fails to open it instead of
+# starting with an empty log next to the snapshots.
+MOVED_MARKER = b"meshd: this raft log moved to wal/ (raft.db.migrated* is the old sqlite log)\n"
+# In wal/ from the migration until raft.db is renamed away and the marker written.
+_MIGRATING = "MIGRATING"
+
+
+def _is_marker(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(MOVED_MARKER) + 1) == MOVED_MARKER
+
+
+def _backup_suffix(directory: Path) -> str:
+    """``.migrated``, or ``.migrated.<n>`` if a backup of that name exists."""
+    n = 0
+    while True:
+        suffix = ".migrated" if n == 0 else f".migrated.{n}"
+        if not any((directory / (name + suffix)).exists() for name in _SQLITE_FILES):
+            return suffix
+        n += 1
+
+
 def _rename_sqlite_away(directory: Path) -> None:
-    """After a migration: raft.db (and its -wal/-shm files) -> *.migrated."""
-    renamed = False
-    for name in ("raft.db", "raft.db-wal", "raft.db-shm"):
-        path = directory / name
-        if path.exists():
-            os.replace(path, path.with_name(name + ".migrated"))
-            renamed = True
-    if renamed:
+    """After a migration: raft.db (and its -wal/-shm files) -> *.migrated
+    (never over an earlier backup), then raft.db = MOVED_MARKER."""
+    db = directory / "raft.db"
+    if db.exists() and not _is_marker(db):
+        suffix = _backup_suffix(directory)
+        for name in _SQLITE_FILES:
+            path = directory / name
+            if path.exists():
+                os.rename(path, path.with_name(name + suffix))
         _fsync_dir(directory)
-        logger.info("event=raft_log_migrated dir=%s from=sqlite to=segments", _kv(directory))
+        logger.info(
+            "event=raft_log_migrated dir=%s from=sqlite to=segments backup=%s",
+            _kv(directory),
+            _kv("raft.db" + suffix),
+        )
+    if not db.exists():
+        _write_file_durably(db, MOVED_MARKER)
+
+
+def _finish_migration(directory: Path) -> None:
+    _rename_sqlite_away(directory)
+    (directory / "wal" / _MIGRATING).unlink(missing_ok=True)
+    _fsync_dir(directory / "wal")
 
 
 def migrate_sqlite(directory: Path, segment_size: int = SEGMENT_SIZE) -> None:
@@ -518,6 +560,7 @@ def migrate_sqlite(directory: Path, segment_size: int = SEGMENT_SIZE) -> None:
     finally:
         old.close()
     tmp.mkdir()
+    _write_file_durably(tmp / _MIGRATING, b"")
     write_hard_state(tmp / "hardstate", hard_state)
     writer = _SegmentWriter(tmp, segment_size)
     try:
@@ -529,7 +572,7 @@ def migrate_sqlite(directory: Path, segment_size: int = SEGMENT_SIZE) -> None:
         writer.close()
     os.replace(tmp, directory / "wal")
     _fsync_dir(directory)
-    _rename_sqlite_away(directory)
+    _finish_migration(directory)
 
 
 class SegmentLogStorage:
@@ -571,9 +614,19 @@ class SegmentLogStorage:
             raise
 
     def _open_wal_dir(self, segment_size: int) -> None:
+        db = self._dir / "raft.db"
         if self._wal_dir.is_dir():
-            _rename_sqlite_away(self._dir)  # a migration that crashed at its very end
-        elif (self._dir / "raft.db").exists():
+            if (self._wal_dir / _MIGRATING).exists():  # crashed at its very end
+                _finish_migration(self._dir)
+            elif db.exists() and not _is_marker(db):
+                raise StorageError(
+                    f"{self._dir} holds both the segmented raft log (wal/) and a sqlite "
+                    "raft.db written after the migration (MESHD_RAFT_LOG=sqlite or an older "
+                    "meshd): refusing to pick one; move raft.db away to keep wal/"
+                )
+            elif not db.exists():  # migrated by an older build: make older ones fail
+                _write_file_durably(db, MOVED_MARKER)
+        elif db.exists():
             migrate_sqlite(self._dir, segment_size)
         else:
             self._wal_dir.mkdir()

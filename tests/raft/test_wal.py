@@ -13,7 +13,7 @@ import pytest
 from raft.errors import StorageError, StorageUnavailableError
 from raft.storage import PersistentState, SqliteStorage
 from raft.types import Configuration, Entry, HardState, Server, Snapshot, SnapshotMeta
-from raft.wal import PREALLOCATE, SegmentLogStorage
+from raft.wal import MOVED_MARKER, PREALLOCATE, SegmentLogStorage
 
 CONF = Configuration((Server("a", "a:1"),))
 
@@ -246,9 +246,10 @@ def _sqlite_dir(d: Path) -> PersistentState:
 def test_a_sqlite_directory_is_migrated_on_first_open(tmp_path: Path) -> None:
     expected = _sqlite_dir(tmp_path)
     assert reopen(tmp_path) == expected
-    assert not (tmp_path / "raft.db").exists()
+    assert (tmp_path / "raft.db").read_bytes() == MOVED_MARKER
     assert (tmp_path / "raft.db.migrated").exists()
     assert not (tmp_path / "wal.tmp").exists()
+    assert not (tmp_path / "wal" / "MIGRATING").exists()
     s = SegmentLogStorage(tmp_path)
     s.save(None, entries(31, 32, term=4))
     s.close()
@@ -263,15 +264,80 @@ def test_a_migration_interrupted_before_its_rename_starts_again(tmp_path: Path) 
     assert not (tmp_path / "wal.tmp").exists()
 
 
-def test_a_migration_interrupted_after_its_rename_keeps_the_segments(tmp_path: Path) -> None:
+@pytest.mark.parametrize("crash", ["before raft.db was renamed", "before the marker"])
+def test_a_migration_interrupted_after_its_rename_keeps_the_segments(
+    tmp_path: Path, crash: str
+) -> None:
     expected = _sqlite_dir(tmp_path)
     reopen(tmp_path)
-    os.replace(tmp_path / "raft.db.migrated", tmp_path / "raft.db")  # crash before that rename
+    (tmp_path / "wal" / "MIGRATING").write_bytes(b"")  # the crash came before its removal
+    if crash == "before raft.db was renamed":
+        os.replace(tmp_path / "raft.db.migrated", tmp_path / "raft.db")
+    else:
+        (tmp_path / "raft.db").unlink()
     s = SegmentLogStorage(tmp_path)
     s.save(None, entries(31, 31, term=4))
     s.close()
     assert indexes(reopen(tmp_path)) == [*indexes(expected), 31]  # not migrated twice
-    assert not (tmp_path / "raft.db").exists()
+    assert (tmp_path / "raft.db").read_bytes() == MOVED_MARKER
+    assert sorted(p.name for p in tmp_path.glob("raft.db*")) == ["raft.db", "raft.db.migrated"]
+    assert not (tmp_path / "wal" / "MIGRATING").exists()
+
+
+def test_sqlite_storage_refuses_a_migrated_directory_and_an_older_build_fails_loudly(
+    tmp_path: Path,
+) -> None:
+    _sqlite_dir(tmp_path)
+    reopen(tmp_path)
+    # MESHD_RAFT_LOG=sqlite: an empty log next to the snapshots, term 0, no vote.
+    with pytest.raises(StorageError) as info:
+        SqliteStorage(tmp_path)
+    msg = str(info.value)
+    assert "\n" not in msg and f"{tmp_path} holds the segmented raft log (wal/)" in msg
+    assert "unset MESHD_RAFT_LOG=sqlite" in msg
+    # An older build only looks at raft.db: it must not open it as a fresh log.
+    os.rename(tmp_path / "wal", tmp_path / "wal.aside")
+    with pytest.raises(StorageError, match=r"raft\.db: file is not a database"):
+        SqliteStorage(tmp_path)
+    assert (tmp_path / "raft.db").read_bytes() == MOVED_MARKER
+
+
+def test_a_live_raft_db_next_to_the_segments_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    expected = _sqlite_dir(tmp_path)
+    reopen(tmp_path)
+    (tmp_path / "raft.db").unlink()  # an older build then started a fresh sqlite log
+    with sqlite3.connect(tmp_path / "raft.db") as db:
+        db.execute("CREATE TABLE log (idx INTEGER PRIMARY KEY)")
+    db.close()
+    backup = (tmp_path / "raft.db.migrated").read_bytes()
+    with pytest.raises(StorageError) as info:
+        SegmentLogStorage(tmp_path)
+    assert f"{tmp_path} holds both the segmented raft log (wal/) and a sqlite raft.db" in str(
+        info.value
+    )
+    assert (tmp_path / "raft.db.migrated").read_bytes() == backup  # nothing renamed
+    assert (tmp_path / "raft.db").read_bytes()[:16] == b"SQLite format 3\0"
+    os.rename(tmp_path / "raft.db", tmp_path / "raft.db.fresh")  # the fix the error names
+    assert reopen(tmp_path) == expected
+
+
+def test_a_second_migration_keeps_the_first_backup(tmp_path: Path) -> None:
+    (tmp_path / "raft.db.migrated").write_bytes(b"an earlier backup")
+    expected = _sqlite_dir(tmp_path)
+    assert reopen(tmp_path) == expected
+    assert (tmp_path / "raft.db.migrated").read_bytes() == b"an earlier backup"
+    assert (tmp_path / "raft.db.migrated.1").read_bytes()[:16] == b"SQLite format 3\0"
+    assert (tmp_path / "raft.db").read_bytes() == MOVED_MARKER
+
+
+def test_a_directory_migrated_by_an_older_build_gets_the_marker(tmp_path: Path) -> None:
+    expected = _sqlite_dir(tmp_path)
+    reopen(tmp_path)
+    (tmp_path / "raft.db").unlink()  # this morning's build left no raft.db
+    assert reopen(tmp_path) == expected
+    assert (tmp_path / "raft.db").read_bytes() == MOVED_MARKER
 
 
 def test_a_sqlite_log_with_a_gap_is_not_migrated(tmp_path: Path) -> None:
