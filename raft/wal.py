@@ -32,7 +32,9 @@ two wins at load); it is volatile Raft state and a lower one is safe anyway.
 At open the last segment's torn tail (a crash during a save) is cut off, as
 etcd and raft-wal do. Damage anywhere else — an older segment, or a bad
 frame followed by more data or by a valid frame (found by its magic, in
-case the damage hit a length) — is an error naming the file and offset: the
+case the damage hit a length; one inside the torn frame's own extent counts
+only if the torn frame's checksum says that is where it really ends, since
+a stored value may hold a frame's bytes) — is an error naming the file and offset: the
 entries it holds may have been acknowledged and must not vanish silently.
 The last segment is preallocated ahead of its data: zeros end a segment's
 data (rotation cuts the old one at its data, but a crash may come first).
@@ -222,11 +224,27 @@ def _is_torn(raw: bytes, off: int, claimed_end: int) -> bool:
     """Whether a bad frame at ``off`` is what a crash in the middle of the last
     write leaves: nothing was written after the end it claims (or its header
     is still zeros: data blocks written out of order), and no valid frame
-    follows (a damaged length could claim an end past them)."""
+    follows (a damaged length could claim an end past them).
+
+    A header with the frame magic and nothing after its claimed end: a valid
+    frame inside that extent may be its own data (a stored value can hold a
+    frame's bytes), or the next frame if the length was damaged. The checksum
+    covers all but magic and length, so it tells which: with the length that
+    the frame found implies, the bad frame would check out."""
     header = raw[off : off + _FRAME.size]
     if not (_zeros_from(raw, claimed_end) or not header.strip(b"\0")):
         return False
-    return _frame_after(raw, off) < 0
+    pos = _frame_after(raw, off)
+    if pos < 0:
+        return True
+    if header[: len(_FRAME_MAGIC)] != _FRAME_MAGIC or len(header) < _FRAME.size:
+        return False  # no length to trust
+    crc = _FRAME.unpack_from(raw, off)[2]
+    while pos >= 0:
+        if pos >= claimed_end or zlib.crc32(raw[off + _CRC_FROM : pos]) == crc:
+            return False  # a whole frame with a damaged length, then more frames
+        pos = _frame_after(raw, pos)
+    return True
 
 
 def scan_segment(path: Path, raw: bytes, *, last: bool) -> tuple[list[_Frame], int]:

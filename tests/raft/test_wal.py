@@ -13,7 +13,7 @@ import pytest
 from raft.errors import StorageError, StorageUnavailableError
 from raft.storage import PersistentState, SqliteStorage
 from raft.types import Configuration, Entry, HardState, Server, Snapshot, SnapshotMeta
-from raft.wal import MOVED_MARKER, PREALLOCATE, SegmentLogStorage
+from raft.wal import MOVED_MARKER, PREALLOCATE, SegmentLogStorage, encode_frame
 
 CONF = Configuration((Server("a", "a:1"),))
 
@@ -84,6 +84,26 @@ def test_a_torn_last_frame_is_cut_off_and_appends_go_on_after_it(
     assert state.entries[-1].term == 2
 
 
+@pytest.mark.parametrize("how", ["truncated", "zeroed"])
+def test_a_torn_frame_whose_value_holds_a_valid_frame_is_a_torn_tail(
+    tmp_path: Path, how: str
+) -> None:
+    ten_saves(tmp_path)
+    inner = encode_frame(entries(11, 11), 10)  # a stored value may hold a frame's bytes
+    s = SegmentLogStorage(tmp_path)
+    s.save(None, [Entry(11, 1, data=b"v" * 10 + inner + b"w" * 100)])
+    s.close()
+    seg = segments(tmp_path)[-1]
+    end = data_end(seg)
+    if how == "truncated":  # the crash came after the inner frame's bytes were written
+        os.truncate(seg, end - 50)
+    else:
+        with open(seg, "r+b") as f:
+            f.seek(end - 50)
+            f.write(b"\0" * 50)
+    assert indexes(reopen(tmp_path)) == list(range(1, 11))
+
+
 def test_a_tail_of_zeros_is_a_torn_write(tmp_path: Path) -> None:
     ten_saves(tmp_path)
     seg = segments(tmp_path)[-1]
@@ -108,13 +128,18 @@ def test_a_bad_frame_followed_by_more_frames_is_an_error_naming_file_and_offset(
     assert seg.read_bytes() == bytes(raw)  # nothing cut off
 
 
-def test_a_damaged_length_claiming_past_the_data_is_still_an_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("past", ["the file", "the data, into the zeros"])
+def test_a_damaged_length_claiming_past_the_data_is_still_an_error(
+    tmp_path: Path, past: str
+) -> None:
     sizes = ten_saves(tmp_path)
     seg = segments(tmp_path)[-1]
     raw = bytearray(seg.read_bytes())
-    raw[sizes[2] + 4 : sizes[2] + 8] = (2**31).to_bytes(4, "big")  # the 4th frame's length
+    length = 2**31 if past == "the file" else sizes[-1] + 100 - sizes[2] - 40
+    raw[sizes[2] + 4 : sizes[2] + 8] = length.to_bytes(4, "big")  # the 4th frame's length
     seg.write_bytes(bytes(raw))
-    with pytest.raises(StorageError, match=f"{seg} is corrupt at offset {sizes[2]}: frame runs"):
+    problem = "frame runs" if past == "the file" else "checksum mismatch"
+    with pytest.raises(StorageError, match=f"{seg} is corrupt at offset {sizes[2]}: {problem}"):
         SegmentLogStorage(tmp_path)
 
 
