@@ -390,14 +390,16 @@ class _SegmentWriter:
             os.fdatasync(self._fd)
         elif not clean:  # a torn frame: zeros again, or a shorter frame would end in its bytes
             self._reset_tail()
-            os.fdatasync(self._fd)
 
     def _reset_tail(self) -> None:
-        """Cut the last segment at ``_offset`` and extend it with zeros again."""
+        """Cut the last segment at ``_offset``, extend it with zeros again and
+        fdatasync: once a rotation makes it an older segment, bytes of a
+        failed write still on disk after a crash would be "corrupt"."""
         os.ftruncate(self._fd, self._offset)
         self._size = self._offset
         with suppress(OSError):  # a full disk: the next write will say so
             self._extend(self._size + self.preallocate)
+        os.fdatasync(self._fd)
 
     def _extend(self, size: int) -> None:
         """Fill the last segment with zeros up to ``size``. Raises OSError

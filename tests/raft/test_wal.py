@@ -247,6 +247,34 @@ def test_a_failed_write_leaves_no_garbage_and_the_next_save_works(
     assert indexes(reopen(tmp_path)) == [1, 2, 3, 4, 5]
 
 
+def test_the_tail_a_failed_write_left_is_cut_back_durably(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = SegmentLogStorage(tmp_path)
+    s.save(None, entries(1, 3))
+    calls: list[str] = []
+    real_truncate, real_sync = os.ftruncate, os.fdatasync
+
+    def sync(fd: int) -> None:
+        calls.append("fdatasync")
+        if calls.count("fdatasync") == 1:
+            raise OSError(errno.EIO, "I/O error")
+        real_sync(fd)
+
+    monkeypatch.setattr(
+        os, "ftruncate", lambda fd, n: (calls.append("ftruncate"), real_truncate(fd, n))[1]
+    )
+    monkeypatch.setattr(os, "fdatasync", sync)
+    with pytest.raises(StorageError, match="I/O error"):
+        s.save(None, entries(4, 5))
+    monkeypatch.undo()
+    s.close()
+    # the frame's sync failed; the cut back to before it is synced before the
+    # save returns (a rotation next would sync only the new segment)
+    assert calls == ["fdatasync", "ftruncate", "fdatasync"]
+    assert indexes(reopen(tmp_path)) == [1, 2, 3]
+
+
 def test_a_corrupt_hard_state_file_is_a_one_line_error(tmp_path: Path) -> None:
     s = SegmentLogStorage(tmp_path)
     s.save(HardState(1, "a", 0), entries(1, 1))
