@@ -3,16 +3,13 @@
 Rules of a connection (everything that decides when to read, answer or close
 lives in ``_Connection``):
 
-- Two tasks per connection share two roles: the reader (the only one that
-  calls ``receive_some``, feeding the parser) and the answerer (requests
-  strictly in order: keep-alive and pipelining). A reader that completes a
-  request while no one answers becomes the answerer itself and wakes the
-  other task to read: the request is handled in the scheduler round its
-  bytes arrived in (a hand-over to a separate answering task cost one round
-  per request). Because someone is always reading, a client that goes away
-  (EOF or reset) is noticed while its handler runs and the connection's
-  cancel scope is cancelled: a blocking query stops as soon as its client is
-  gone, as Go's request context does for Consul. No answer is written after that.
+- One task per connection answers requests strictly in order (keep-alive and
+  pipelining); a second task, the reader, owns ``receive_some`` for the whole
+  life of the connection and feeds the parser. Because someone is always reading,
+  a client that goes away (EOF or reset) is noticed while its handler runs
+  and the answering task's cancel scope is cancelled: a blocking query stops
+  as soon as its client is gone, as Go's request context does for Consul.
+  No answer is written after that.
 - The reader reads at most ``_READ_AHEAD`` bytes beyond what the answering
   task asked for, so pipelining cannot buffer without bound.
 - Limits: request head larger than ``max_header_bytes`` -> 431; body larger
@@ -252,7 +249,7 @@ class _Incoming:
 
 
 class _Connection:
-    """One HTTP/1.1 connection: two tasks taking the reader and answerer roles (module docstring).
+    """One HTTP/1.1 connection: a reader task feeding the parser and an in-order responder.
 
     The parser is llhttp (through ``httptools``), driven by the reader: it
     queues each request once its head is complete and fills in the body as
@@ -260,7 +257,7 @@ class _Connection:
     after the requests before it, so pipelined requests are answered in
     order before the error.
 
-    A single cancel scope covers both tasks; its deadline moves with the
+    A single cancel scope covers the responder; its deadline moves with the
     phase (a float the server's ``DeadlineSweeper`` checks: cheaper than a
     scope per step, or than moving the scope's deadline, which both show in
     the profile):
@@ -299,9 +296,6 @@ class _Connection:
         self._stopped = False  # the parser failed or the connection was upgraded
         self._data_arrived = trio.lowlevel.ParkingLot()
         self._reader_wakeup = trio.lowlevel.ParkingLot()
-        self._idle = trio.lowlevel.ParkingLot()  # a task with no role
-        self._reading = False  # a task holds the reader role
-        self._answering = False  # a task holds the answerer role
         self._read_ahead = 0
         self._eof = False
         self._phase = _HEAD
@@ -317,10 +311,15 @@ class _Connection:
         """
         self._sweeper.add(self)
         try:
-            with self._scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._worker, nursery.cancel_scope)
-                    nursery.start_soon(self._worker, nursery.cancel_scope)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_loop)
+                try:
+                    with self._scope:
+                        await self._serve_requests()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, _ClientGone):
+                    pass
+                finally:
+                    nursery.cancel_scope.cancel()
             if self._scope.cancelled_caught:
                 await self._after_cancel()
             if self._linger:
@@ -349,58 +348,30 @@ class _Connection:
             with trio.move_on_after(_CLOSE_TIMEOUT), suppress(*_NETWORK_ERRORS, _ClientGone):
                 await self._send_error(408, "408 Request Timeout")
 
-    async def _worker(self, done: trio.CancelScope) -> None:
-        """Take whichever role is free: answer what is queued, else read, else
-        wait. Ending the connection (or a network error) stops both tasks."""
-        try:
-            # A task woken in the round the other one ended the connection
-            # must not answer or read again.
-            while not done.cancel_called:
-                if self._queue and not self._answering:
-                    self._answering = True
-                    if not self._reading:
-                        self._idle.unpark_all()  # the other task reads meanwhile
-                    try:
-                        if not await self._serve_requests():
-                            return
-                    finally:
-                        self._answering = False
-                elif not self._reading:
-                    self._reading = True
-                    try:
-                        await self._read_once()
-                    finally:
-                        self._reading = False
-                else:
-                    await self._idle.park()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, _ClientGone):
-            pass
-        finally:
-            done.cancel()
-
     # -- reading ---------------------------------------------------------
 
-    async def _read_once(self) -> None:
-        """Feed what the peer sends next into the parser; on EOF, cancel the connection."""
-        while self._read_ahead >= _READ_AHEAD:
-            await self._reader_wakeup.park()
-        try:
-            data = await self._receive()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            data = b""
-        if not data:
-            self._eof = True
+    async def _read_loop(self) -> None:
+        """Feed everything the peer sends into the parser; on EOF, cancel the responder."""
+        while True:
+            while self._read_ahead >= _READ_AHEAD:
+                await self._reader_wakeup.park()
+            try:
+                data = await self._receive()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                self._eof = True
+                self._data_arrived.unpark_all()
+                self._scope.cancel()
+                return
+            self._read_ahead += len(data)
+            if not self._stopped:
+                # Parsing thousands of requests that arrived together (10,000
+                # watchers re-arming) in one round holds the loop as long as
+                # handling them would: parse a batch per round too.
+                await admit()
+                self._feed(data)
             self._data_arrived.unpark_all()
-            self._scope.cancel()
-            await trio.sleep_forever()  # the cancel ends both tasks
-        self._read_ahead += len(data)
-        if not self._stopped:
-            # Parsing thousands of requests that arrived together (10,000
-            # watchers re-arming) in one round holds the loop as long as
-            # handling them would: parse a batch per round too.
-            await admit()
-            self._feed(data)
-        self._data_arrived.unpark_all()
 
     async def _receive(self) -> bytes:
         """The next bytes from the peer (b"" at EOF or reset).
@@ -597,12 +568,11 @@ class _Connection:
             valid_utf8=valid_utf8,
         )
 
-    async def _serve_requests(self) -> bool:
-        """Answer the queued requests in order; False when the connection ends."""
-        while self._queue:
+    async def _serve_requests(self) -> None:
+        while True:
             got = await self._read_request()
             if got is None:
-                return False
+                return
             request, keep_alive = got
             self._phase = _HANDLER
             self._deadline = math.inf
@@ -620,13 +590,8 @@ class _Connection:
             elapsed = time.monotonic() - started
             log_request(request.method, request.path, response.status, elapsed, self._peer)
             if not kept:
-                return False
+                return
             self._phase = _HEAD
-        # Everything read so far is answered (a partial head is bounded by
-        # max_header_bytes): the reader may read ahead again.
-        self._read_ahead = 0
-        self._reader_wakeup.unpark_all()
-        return True
 
     async def _send_response(self, method: str, response: Response, keep_alive: bool) -> bool:
         """Write ``response``; returns whether the connection stays open."""
