@@ -38,8 +38,13 @@ SLOW_DISK_PAUSE = 10.0
 # other tasks are ready to run: handing the write to a worker thread and
 # back costs more CPU than the write holds them up (issue #18's spread puts:
 # ~+39 us CPU per put, and twice the fsyncs per put, on every server whose
-# HTTP tasks were ready when it wrote). The average follows the last ~8 saves.
+# HTTP tasks were ready when it wrote). The average follows the last ~8
+# inline saves only: a save on a worker thread is timed with its wait for the
+# GIL after the fsync (up to the 5 ms switch interval on a busy loop), which
+# would keep a busy server on threads for good; so while the average says
+# slow, every ``PROBE_EVERY``-th write is inline again, to time the disk anew.
 FAST_SAVE = 0.0005
+PROBE_EVERY = 32
 _SAVE_AVERAGE_WEIGHT = 0.125
 
 try:  # trio's run context: the length of its run queue costs nothing to read
@@ -128,6 +133,7 @@ class DurableWrites:
     _inline_after: float  # trio time before which log writes go to a thread
     # Moving average of the recent log saves' seconds (inf: none timed yet).
     _save_average: float = float("inf")
+    _thread_saves = 0  # log saves on worker threads since the last inline one
     _fatal: BaseException | None
     _stages: Stages | None
     _pending: dict[int, tuple[int, _Future]]
@@ -222,7 +228,9 @@ class DurableWrites:
         or the recent writes were fast (``FAST_SAVE``)."""
         if trio.current_time() < self._inline_after:
             return False
-        return self._save_average <= FAST_SAVE or tasks_runnable() == 0
+        if self._save_average <= FAST_SAVE or self._thread_saves >= PROBE_EVERY:
+            return True
+        return tasks_runnable() == 0
 
     async def _write_now(self, write: _Write) -> bool:
         """The leader's own write, by the loop itself, when no write is queued
@@ -247,17 +255,21 @@ class DurableWrites:
         self.storage.save(hard_state, entries)
         return time.perf_counter() - started
 
-    def _note_save_time(self, took: float) -> None:
+    def _note_save_time(self, took: float, *, inline: bool) -> None:
         """After a log write slower than ``SLOW_INLINE_WRITE`` (inline or on a
         thread: the disk is slow either way), the next ``SLOW_DISK_PAUSE``
         seconds of writes go to a worker thread, so a slow disk holds the
         loop (heartbeats, acknowledgements) for one write, not for each.
         Also keeps the moving average that ``_inline_write_ok`` reads."""
-        average = self._save_average
-        if average == float("inf"):
-            self._save_average = took
+        if inline:
+            self._thread_saves = 0
+            average = self._save_average
+            if average == float("inf"):
+                self._save_average = took
+            else:
+                self._save_average = average + (took - average) * _SAVE_AVERAGE_WEIGHT
         else:
-            self._save_average = average + (took - average) * _SAVE_AVERAGE_WEIGHT
+            self._thread_saves += 1
         if took > SLOW_INLINE_WRITE:
             if trio.current_time() >= self._inline_after:
                 log.warning(
@@ -298,12 +310,12 @@ class DurableWrites:
                 if self._in_memory:
                     self.storage.save(save_hs, save_entries)
                 else:
-                    self._note_save_time(self._timed_save(save_hs, save_entries))
+                    self._note_save_time(self._timed_save(save_hs, save_entries), inline=True)
                 if not by_loop:
                     await trio.lowlevel.checkpoint()
             else:
                 took = await trio.to_thread.run_sync(self._timed_save, save_hs, save_entries)
-                self._note_save_time(took)
+                self._note_save_time(took, inline=False)
             self._stage_write(save_entries, "own_save_done")
             if save_hs is not None:
                 self._hard.persisted = save_hs

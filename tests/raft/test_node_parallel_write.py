@@ -179,16 +179,33 @@ async def test_busy_leader_writes_inline_while_its_saves_are_fast(
         nursery.cancel_scope.cancel()
 
 
-def test_save_average_follows_recent_saves() -> None:
+def test_save_average_follows_inline_saves_and_probes_after_thread_saves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(raft_writes, "tasks_runnable", lambda: 4)  # a busy loop
     writes = raft_writes.DurableWrites()
     assert writes._save_average == float("inf")  # none timed: not known fast
     writes._inline_after = -1.0
 
     async def main() -> None:
-        writes._note_save_time(0.0001)
+        assert not writes._inline_write_ok()
+        writes._note_save_time(0.0001, inline=True)
         assert writes._save_average == pytest.approx(0.0001)
+        assert writes._inline_write_ok()
         for _ in range(40):  # a disk that became slow: the average follows
-            writes._note_save_time(0.004)
+            writes._note_save_time(0.004, inline=True)
         assert writes._save_average > raft_writes.FAST_SAVE
+        assert not writes._inline_write_ok()
+        # Saves on a worker thread (timed with their wait for the GIL) leave
+        # the average alone; every PROBE_EVERY-th write is inline to retime.
+        slow = writes._save_average
+        for _ in range(raft_writes.PROBE_EVERY - 1):
+            writes._note_save_time(0.0001, inline=False)
+            assert not writes._inline_write_ok()
+        assert writes._save_average == slow
+        writes._note_save_time(0.0001, inline=False)
+        assert writes._inline_write_ok()
+        writes._note_save_time(0.0001, inline=True)  # the probe: fast again
+        assert writes._save_average < slow and writes._thread_saves == 0
 
     trio.run(main)
