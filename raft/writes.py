@@ -34,18 +34,21 @@ _DROP_ALL = 1 << 62
 SLOW_INLINE_WRITE = 0.02
 SLOW_DISK_PAUSE = 10.0
 # A disk whose recent log writes took under this on average (a segment-log
-# append and fsync: ~0.1 ms on a healthy disk, 1-2 ms on the loaded 2-core
-# machine) is written inline even while other tasks are ready to run: handing
-# the write to a worker thread and back costs more CPU than the write holds
-# them up (issue #18's spread puts, bench/fwd_cpu --spread at load 6-9, all
-# writes inline vs through threads: CPU per put over the 3 servers 305 -> 230
-# us, puts/s +25-40%; the threads' fsyncs coalesce more: 0.18 vs 0.22 a put).
+# append and fsync: ~0.1 ms on a healthy quiet disk) is written inline even
+# while other tasks are ready to run: handing the write to a worker thread
+# and back costs CPU (issue #18's spread puts: ~+39 us per put, spreadfw's
+# profile). bench/fwd_cpu --spread at load 3-10, 9 alternated pairs, inline
+# vs threads: syscalls per put 7.4 -> 6.7, futex 0.5 -> ~0.05, switches 1.45
+# -> 1.15, but fsyncs per put 0.175 -> 0.21 (threads' saves coalesce more)
+# and CPU per put within the noise (medians 275 vs 275 us over the 3
+# servers). 2 ms (engaging on that loaded machine, fsyncs 1-2 ms) showed no
+# clear gain either, so slower disks keep the threads.
 # The average follows the last ~8 inline saves only: a save on a worker
 # thread is timed with its wait for the GIL after the fsync (up to the 5 ms
 # switch interval on a busy loop), which would keep a busy server on threads
 # for good; so while the average says slow, every ``PROBE_EVERY``-th write is
 # inline again, to time the disk anew.
-FAST_SAVE = 0.002
+FAST_SAVE = 0.0005
 PROBE_EVERY = 32
 _SAVE_AVERAGE_WEIGHT = 0.125
 
