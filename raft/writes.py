@@ -33,6 +33,24 @@ _DROP_ALL = 1 << 62
 # while the disk is slow (a healthy fsync takes well under a millisecond).
 SLOW_INLINE_WRITE = 0.02
 SLOW_DISK_PAUSE = 10.0
+# A disk whose recent log writes took under this on average (a segment-log
+# append and fsync: ~0.1 ms on a healthy quiet disk) is written inline even
+# while other tasks are ready to run: handing the write to a worker thread
+# and back costs CPU (issue #18's spread puts: ~+39 us per put, spreadfw's
+# profile). bench/fwd_cpu --spread at load 3-10, 9 alternated pairs, inline
+# vs threads: syscalls per put 7.4 -> 6.7, futex 0.5 -> ~0.05, switches 1.45
+# -> 1.15, but fsyncs per put 0.175 -> 0.21 (threads' saves coalesce more)
+# and CPU per put within the noise (medians 275 vs 275 us over the 3
+# servers). 2 ms (engaging on that loaded machine, fsyncs 1-2 ms) showed no
+# clear gain either, so slower disks keep the threads.
+# The average follows the last ~8 inline saves only: a save on a worker
+# thread is timed with its wait for the GIL after the fsync (up to the 5 ms
+# switch interval on a busy loop), which would keep a busy server on threads
+# for good; so while the average says slow, every ``PROBE_EVERY``-th write is
+# inline again, to time the disk anew.
+FAST_SAVE = 0.0005
+PROBE_EVERY = 32
+_SAVE_AVERAGE_WEIGHT = 0.125
 
 try:  # trio's run context: the length of its run queue costs nothing to read
     from trio._core import _run as _trio_run
@@ -118,6 +136,9 @@ class DurableWrites:
     _calls: list[tuple[Callable[[RaftCore], Any], _Future]]
     _in_memory: bool
     _inline_after: float  # trio time before which log writes go to a thread
+    # Moving average of the recent log saves' seconds (inf: none timed yet).
+    _save_average: float = float("inf")
+    _thread_saves = 0  # log saves on worker threads since the last inline one
     _fatal: BaseException | None
     _stages: Stages | None
     _pending: dict[int, tuple[int, _Future]]
@@ -207,9 +228,14 @@ class DurableWrites:
                 self._stages.stamp(("f", e.index), stage)  # a follower's append
 
     def _inline_write_ok(self) -> bool:
-        """Whether a log write may block the loop's thread now: nothing else
-        is ready to run and no recent write showed the disk slow."""
-        return tasks_runnable() == 0 and trio.current_time() >= self._inline_after
+        """Whether a log write may block the loop's thread now: no recent
+        write showed the disk slow, and either nothing else is ready to run
+        or the recent writes were fast (``FAST_SAVE``)."""
+        if trio.current_time() < self._inline_after:
+            return False
+        if self._save_average <= FAST_SAVE or self._thread_saves >= PROBE_EVERY:
+            return True
+        return tasks_runnable() == 0
 
     async def _write_now(self, write: _Write) -> bool:
         """The leader's own write, by the loop itself, when no write is queued
@@ -234,11 +260,21 @@ class DurableWrites:
         self.storage.save(hard_state, entries)
         return time.perf_counter() - started
 
-    def _note_save_time(self, took: float) -> None:
+    def _note_save_time(self, took: float, *, inline: bool) -> None:
         """After a log write slower than ``SLOW_INLINE_WRITE`` (inline or on a
         thread: the disk is slow either way), the next ``SLOW_DISK_PAUSE``
         seconds of writes go to a worker thread, so a slow disk holds the
-        loop (heartbeats, acknowledgements) for one write, not for each."""
+        loop (heartbeats, acknowledgements) for one write, not for each.
+        Also keeps the moving average that ``_inline_write_ok`` reads."""
+        if inline:
+            self._thread_saves = 0
+            average = self._save_average
+            if average == float("inf"):
+                self._save_average = took
+            else:
+                self._save_average = average + (took - average) * _SAVE_AVERAGE_WEIGHT
+        else:
+            self._thread_saves += 1
         if took > SLOW_INLINE_WRITE:
             if trio.current_time() >= self._inline_after:
                 log.warning(
@@ -279,12 +315,12 @@ class DurableWrites:
                 if self._in_memory:
                     self.storage.save(save_hs, save_entries)
                 else:
-                    self._note_save_time(self._timed_save(save_hs, save_entries))
+                    self._note_save_time(self._timed_save(save_hs, save_entries), inline=True)
                 if not by_loop:
                     await trio.lowlevel.checkpoint()
             else:
                 took = await trio.to_thread.run_sync(self._timed_save, save_hs, save_entries)
-                self._note_save_time(took)
+                self._note_save_time(took, inline=False)
             self._stage_write(save_entries, "own_save_done")
             if save_hs is not None:
                 self._hard.persisted = save_hs

@@ -143,3 +143,69 @@ async def test_tasks_runnable_reads_trios_run_queue_not_every_descriptor() -> No
             nursery.start_soon(trio.sleep, 0)  # queued, not run yet
         assert raft_writes.tasks_runnable() == base + 3
         assert raft_writes.tasks_runnable() == trio.lowlevel.current_statistics().tasks_runnable
+
+
+async def test_busy_leader_writes_inline_while_its_saves_are_fast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue #18: with other tasks ready to run (HTTP work on a busy server),
+    # a disk whose recent saves averaged under FAST_SAVE is still written on
+    # the loop's thread (a worker thread's round trip costs more CPU than the
+    # write holds the tasks up); once the average is over it, writes go to a
+    # worker thread while the tasks run. FAST_SAVE is set either side of
+    # every real save here (fsyncs on a loaded machine vary too much).
+    monkeypatch.setattr(raft_writes, "SLOW_INLINE_WRITE", 60.0)
+    monkeypatch.setattr(raft_writes, "FAST_SAVE", 60.0)
+    storage = ThreadRecordingStorage(tmp_path)
+    conf = Configuration((Server("a", "a:1"),))
+    node = RaftNode(NodeConfig("a", "a:1", tick_interval=0.5), storage, KVFSM(), bootstrap=conf)
+    main = threading.get_ident()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await node.wait_for_leader(2)
+        await node.apply(put("warm", 0))
+        # Other tasks ready at every write (which of them trio has queued at
+        # that instant depends on the order it runs a batch in).
+        monkeypatch.setattr(raft_writes, "tasks_runnable", lambda: 4)
+        storage.threads.clear()
+        for i in range(5):
+            await node.apply(put("fast", i))
+        assert storage.threads and set(storage.threads) == {main}, storage.threads
+        monkeypatch.setattr(raft_writes, "FAST_SAVE", 1e-9)
+        storage.threads.clear()
+        for i in range(5):
+            await node.apply(put("slower", i))
+        assert storage.threads and main not in storage.threads, storage.threads
+        nursery.cancel_scope.cancel()
+
+
+def test_save_average_follows_inline_saves_and_probes_after_thread_saves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(raft_writes, "tasks_runnable", lambda: 4)  # a busy loop
+    writes = raft_writes.DurableWrites()
+    assert writes._save_average == float("inf")  # none timed: not known fast
+    writes._inline_after = -1.0
+
+    async def main() -> None:
+        assert not writes._inline_write_ok()
+        writes._note_save_time(0.0001, inline=True)
+        assert writes._save_average == pytest.approx(0.0001)
+        assert writes._inline_write_ok()
+        for _ in range(40):  # a disk that became slow: the average follows
+            writes._note_save_time(0.004, inline=True)
+        assert writes._save_average > raft_writes.FAST_SAVE
+        assert not writes._inline_write_ok()
+        # Saves on a worker thread (timed with their wait for the GIL) leave
+        # the average alone; every PROBE_EVERY-th write is inline to retime.
+        slow = writes._save_average
+        for _ in range(raft_writes.PROBE_EVERY - 1):
+            writes._note_save_time(0.0001, inline=False)
+            assert not writes._inline_write_ok()
+        assert writes._save_average == slow
+        writes._note_save_time(0.0001, inline=False)
+        assert writes._inline_write_ok()
+        writes._note_save_time(0.0001, inline=True)  # the probe: fast again
+        assert writes._save_average < slow and writes._thread_saves == 0
+
+    trio.run(main)
