@@ -41,6 +41,7 @@ from registry.commands import (
     DecodedBatch,
     ForwardedBatch,
     KVRequest,
+    command_type,
     decode_command,
     encode_command,
     stamped,
@@ -364,7 +365,12 @@ class MeshServer:
 
     async def write_encoded(self, data: bytes, *, decoded: Command | None = None) -> WriteResult:
         """``data`` (an encoded command; ``decoded`` what it encodes, if at
-        hand) applied through Raft, as ``write``."""
+        hand) applied through Raft, as ``write``. A ``ForwardedBatch`` is
+        refused (``InvalidArgument``): only the leader builds one, from
+        commands it decoded (``_apply_forwarded``, ``_apply_local_batch``)."""
+        kind = decoded.TYPE if decoded is not None else command_type(data)
+        if kind == ForwardedBatch.TYPE:
+            raise InvalidArgument(_NO_BATCH, "cmd")
 
         async def local() -> Any:
             try:
@@ -761,6 +767,12 @@ class MeshServer:
         if args.get("fwd") and not self.is_leader():
             # Forwarded once already: answer with the leader instead of hopping again.
             raise RPCError("NotLeader", "not the leader", {"leader": self.leader_address()})
+        try:  # never propose bytes that every server would fail to apply
+            kind = type(decode_command(data))
+        except CorruptCommandError as exc:
+            raise RPCError("InvalidArgument", f"cmd: {exc}", {"field": "cmd"}) from None
+        if kind is ForwardedBatch:
+            raise RPCError("InvalidArgument", _NO_BATCH, {"field": "cmd"})
         result = await self.write_encoded(data)
         return result.to_wire()
 
@@ -887,4 +899,5 @@ def http_error_from_rpc(exc: RPCError) -> Exception:
 
 
 # A batch's entry that is not a command's bytes (the same answer for each).
+_NO_BATCH = "cmd: a ForwardedBatch is built by the leader only"
 _NOT_BYTES = _error_answer(RPCError("InvalidArgument", "cmd: expected bytes", {"field": "cmds"}))
