@@ -460,6 +460,9 @@ class MeshServer:
             return [[item] for item in items]
         return split_entries(items, command)
 
+    def _voter_ids(self) -> frozenset[str]:
+        return self.node.core.configuration.voters()
+
     def _batch_entries_ok(self) -> bool:
         """Whether a ``ForwardedBatch`` entry may be proposed: every voter of
         the configuration advertises that it applies one (``batch_capable``;
@@ -468,7 +471,7 @@ class MeshServer:
         now = trio.current_time()
         if self._fb_ok is not None and now < self._fb_until:
             return self._fb_ok
-        voters = self.node.core.configuration.voters()
+        voters = self._voter_ids()
         nodes = self.store.catalog.nodes
         found = [nodes.get(self.node_names.get(v, "")) for v in voters]
         known = [n for n in found if n is not None and n.id in voters]

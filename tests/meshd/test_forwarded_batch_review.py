@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
+import trio
 
+from meshd.agent.members import BATCH_META, batch_capable
 from meshd.agent.rpc_rules import rule_for
 from meshd.errors import InvalidArgument, MeshdError
 from registry.batch_split import split_entries
@@ -23,7 +25,7 @@ from registry.commands import (
     command_type,
     encode_command,
 )
-from registry.records import ACLToken
+from registry.records import ACLToken, Node
 from tests.meshd.inproc import inproc_agent
 
 GARBAGE_BATCH = encode_command(ForwardedBatch(cmds=(b"\xc1garbage",)))
@@ -122,3 +124,62 @@ def test_entries_are_cut_at_a_rewritten_key_and_around_index_answers() -> None:
         ["d/"],
         ["d/y", "e"],
     ]
+
+
+def test_batch_support_needs_every_other_voter_to_advertise_it() -> None:
+    def node(name: str, node_id: str, fb: bool) -> Node:
+        return Node(node=name, id=node_id, meta={BATCH_META: "1"} if fb else {})
+
+    voters = {"me", "s2", "s3"}
+    assert batch_capable({"me"}, "me", [])  # a lone server: itself only
+    assert batch_capable(voters, "me", [node("b", "s2", True), node("c", "s3", True)])
+    assert not batch_capable(voters, "me", [node("b", "s2", True), node("c", "s3", False)])
+    assert not batch_capable(voters, "me", [node("b", "s2", True)])  # s3 unknown
+    assert not batch_capable(voters, "me", [node("b", "s2", True), node("s3", "other", True)])
+
+
+async def test_a_voter_without_the_tag_gets_no_batch_entry(autojump_clock: Any) -> None:
+    """A leader whose configuration has a voter that does not advertise fb
+    (an old server mid-upgrade) proposes one entry per command, never a
+    type-90 entry; once that voter's node advertises it, a batch is one
+    entry again. This server's member tags show fb=1."""
+    async with inproc_agent() as (agent, api):
+        server = agent.server
+        assert server is not None
+        voters = frozenset({server.settings.node_id, "0c1d4c1e-0000-4000-8000-000000000001"})
+        server._voter_ids = lambda: voters  # type: ignore[method-assign]
+        proposed: list[int | None] = []
+        real_apply, real_batch = server.node.apply, server.node.apply_batch
+
+        async def apply(data: bytes, *, decoded: Any = None) -> Any:
+            proposed.append(command_type(data))
+            return await real_apply(data, decoded=decoded)
+
+        async def apply_batch(batch: Any) -> Any:
+            proposed.extend(command_type(d) for d in batch)
+            return await real_batch(batch)
+
+        server.node.apply = apply  # type: ignore[method-assign]
+        server.node.apply_batch = apply_batch  # type: ignore[method-assign]
+
+        async def forwarded(prefix: str) -> list[int]:
+            cmds = [_kv(f"{prefix}/{i}") for i in range(3)]
+            answer = await server.call_local("Registry.ApplyBatch", {"cmds": cmds, "fwd": True})
+            assert [r["w"]["ok"] for r in answer["results"]] == [True] * 3
+            got = (await api.get(f"/v1/kv/{prefix}/?recurse")).json()
+            return sorted({e["ModifyIndex"] for e in got})
+
+        await trio.sleep(2)  # past BATCH_CHECK_EVERY: the new voter set is seen
+        assert len(await forwarded("old")) == 3
+        assert ForwardedBatch.TYPE not in proposed and len(proposed) == 3
+        old = {"Node": "old", "ID": "0c1d4c1e-0000-4000-8000-000000000001", "Address": "127.0.0.2"}
+        assert (await api.put("/v1/catalog/register", old)).json() is True
+
+        new = {**old, "NodeMeta": {BATCH_META: "1"}}
+        assert (await api.put("/v1/catalog/register", new)).json() is True
+        await trio.sleep(2)
+        proposed.clear()
+        assert len(await forwarded("new")) == 1  # one entry: one index
+        assert proposed == [ForwardedBatch.TYPE]
+        members = {m["Name"]: m for m in (await api.get("/v1/agent/members")).json()}
+        assert members[agent.node_name]["Tags"]["fb"] == "1"
