@@ -548,10 +548,12 @@ class MeshServer:
             outcomes = await self._propose([(data, cmd) for _, data, cmd in group])
         except Exception as exc:
             outcomes = [exc] * len(group)
-        applied = self.node.applied_index
+        applied, slept = self.node.applied_index, False
         for (i, data, _), one in zip(group, outcomes, strict=True):
             if isinstance(one, (NotLeaderError, ProposalDroppedError)):
-                await trio.sleep(0.01)  # certainly not in the log: sent again
+                if not slept:  # certainly not in the log: each is sent again
+                    await trio.sleep(0.01)
+                    slept = True
                 out[i] = await self._answer_forwarded(self.write_encoded(data))
             elif isinstance(one, Exception):  # leadership lost, storage unavailable
                 out[i] = _error_answer(
