@@ -50,29 +50,12 @@ ALONE: frozenset[type[Command]] = frozenset(
 )
 
 
-class _Written:
-    """The KV keys and trees written so far in one group."""
-
-    __slots__ = ("keys", "trees")
-
-    def __init__(self) -> None:
-        self.keys: set[str] = set()
-        self.trees: list[str] = []
-
-    def clashes(self, key: str, tree: bool) -> bool:
-        if key in self.keys or any(key.startswith(t) for t in self.trees):
-            return True
-        if tree:
-            return any(k.startswith(key) for k in self.keys) or any(
-                t.startswith(key) for t in self.trees
-            )
-        return False
-
-    def add(self, key: str, tree: bool) -> None:
-        if tree:
-            self.trees.append(key)
-        else:
-            self.keys.add(key)
+def _clash(key: str, tree: bool, keys: set[str], trees: list[str]) -> bool:
+    """Whether a write of ``key`` (a delete-tree of prefix ``key`` if
+    ``tree``) touches a key or tree already written in the group."""
+    if key in keys or (trees and any(key.startswith(t) for t in trees)):
+        return True
+    return tree and (any(k.startswith(key) for k in keys) or any(t.startswith(key) for t in trees))
 
 
 def split_entries(items: Sequence[T], command: Callable[[T], Command]) -> list[list[T]]:
@@ -80,22 +63,27 @@ def split_entries(items: Sequence[T], command: Callable[[T], Command]) -> list[l
     groups that may each share one entry."""
     groups: list[list[T]] = []
     current: list[T] = []
-    written = _Written()
+    keys: set[str] = set()
+    trees: list[str] = []
     for item in items:
         cmd = command(item)
-        alone = type(cmd) in ALONE
-        kv = cmd if type(cmd) is KVRequest else None
-        tree = kv is not None and kv.op == "delete-tree"
-        if alone or (kv is not None and written.clashes(kv.key, tree)):
+        if type(cmd) is KVRequest:  # the common case: plain, no method calls
+            key, tree = cmd.key, cmd.op == "delete-tree"
+            if current and _clash(key, tree, keys, trees):
+                groups.append(current)
+                current, keys, trees = [], set(), []
+            if tree:
+                trees.append(key)
+            else:
+                keys.add(key)
+            current.append(item)
+        elif type(cmd) in ALONE:
             if current:
                 groups.append(current)
-            current, written = [], _Written()
-        if alone:
+                current, keys, trees = [], set(), []
             groups.append([item])
-            continue
-        if kv is not None:
-            written.add(kv.key, tree)
-        current.append(item)
+        else:
+            current.append(item)
     if current:
         groups.append(current)
     return groups

@@ -550,17 +550,17 @@ class MeshServer:
             outcomes = [exc] * len(group)
         applied, slept = self.node.applied_index, False
         for (i, data, _), one in zip(group, outcomes, strict=True):
-            if isinstance(one, (NotLeaderError, ProposalDroppedError)):
+            if not isinstance(one, Exception):
+                out[i] = {"w": WriteResult.from_result(one, applied).to_wire()}
+            elif isinstance(one, (NotLeaderError, ProposalDroppedError)):
                 if not slept:  # certainly not in the log: each is sent again
                     await trio.sleep(0.01)
                     slept = True
                 out[i] = await self._answer_forwarded(self.write_encoded(data))
-            elif isinstance(one, Exception):  # leadership lost, storage unavailable
+            else:  # leadership lost, storage unavailable
                 out[i] = _error_answer(
                     _leadership_lost() if isinstance(one, LeadershipLostError) else one
                 )
-            else:
-                out[i] = {"w": WriteResult.from_result(one, applied).to_wire()}
 
     @staticmethod
     async def _answer_forwarded(write: Awaitable[WriteResult]) -> dict[str, Any]:
