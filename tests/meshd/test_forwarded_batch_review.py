@@ -172,6 +172,16 @@ async def test_a_voter_without_the_tag_gets_no_batch_entry(autojump_clock: Any) 
         await trio.sleep(2)  # past BATCH_CHECK_EVERY: the new voter set is seen
         assert len(await forwarded("old")) == 3
         assert ForwardedBatch.TYPE not in proposed and len(proposed) == 3
+        local_batches = server.local_batcher.batches
+
+        async def put(i: int) -> None:  # the leader's own writes, gathered
+            assert (await api.put(f"/v1/kv/own/{i}", raw=b"x")).json() is True
+
+        async with trio.open_nursery() as writers:
+            for i in range(10):
+                writers.start_soon(put, i)
+        assert server.local_batcher.batches > local_batches
+        assert ForwardedBatch.TYPE not in proposed and len(proposed) == 13
         old = {"Node": "old", "ID": "0c1d4c1e-0000-4000-8000-000000000001", "Address": "127.0.0.2"}
         assert (await api.put("/v1/catalog/register", old)).json() is True
 
