@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
+import msgpack
+
 from . import validation as v
 from .codec import CodecError, from_obj, pack, to_obj, unpack
 from .errors import CorruptCommandError, ValidationError
@@ -888,3 +890,20 @@ def decode_command(data: bytes) -> Command:
     except CodecError as exc:
         raise CorruptCommandError(f"{cls.__name__}: {exc}") from exc
     return cmd
+
+
+def command_type(data: bytes) -> int | None:
+    """The type code of encoded command ``data`` without decoding its body
+    (None when ``data`` does not start as ``[type, version, body]``): how
+    the server refuses a ``ForwardedBatch`` from outside cheaply."""
+    if len(data) >= 2 and data[0] == 0x93 and data[1] < 0x80:
+        return data[1]  # what encode_command writes: a fixarray of 3, a fixint
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+    unpacker.feed(data)
+    try:
+        if unpacker.read_array_header() != 3:
+            return None
+        code = unpacker.unpack()
+    except Exception:  # msgpack raises several unrelated types
+        return None
+    return code if type(code) is int else None

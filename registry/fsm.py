@@ -124,6 +124,16 @@ HANDLERS: dict[type[Command], Handler] = {
 }
 
 
+def _decode_inner(data: bytes) -> Command | Result:
+    """One command of a ``ForwardedBatch``: bytes that do not decode fail
+    that command alone (every server alike) instead of stopping the
+    servers, which an undecodable entry does (``CorruptCommandError``)."""
+    try:
+        return decode_command(data)
+    except CorruptCommandError as exc:
+        return failed(ErrorCode.INVALID, f"a forwarded command does not decode: {exc}")
+
+
 class RegistryFSM:
     """The registry's replicated state machine; reads go to ``self.store``."""
 
@@ -138,7 +148,7 @@ class RegistryFSM:
         """
         cmd = decode_command(data)
         if type(cmd) is ForwardedBatch:
-            return self._apply_batch(index, tuple(decode_command(b) for b in cmd.cmds))
+            return self._apply_batch(index, tuple(_decode_inner(b) for b in cmd.cmds))
         return self.apply_command(index, cmd)
 
     def apply_decoded(self, index: int, command: Any) -> Result:
@@ -152,12 +162,15 @@ class RegistryFSM:
             raise CorruptCommandError(f"not a command: {type(command).__name__}")
         return self.apply_command(index, command)
 
-    def _apply_batch(self, index: int, cmds: tuple[Command, ...]) -> Result:
+    def _apply_batch(self, index: int, cmds: tuple[Command | Result, ...]) -> Result:
         """A ``ForwardedBatch``'s commands, in order, each in its own write
         at ``index``: ``Result(True, value=(each command's Result, ...))``.
-        A batch inside a batch is refused (the leader never builds one)."""
+        A batch inside a batch is refused (the leader never builds one); an
+        inner command that did not decode arrives as its failed ``Result``."""
         results = tuple(
-            failed(ErrorCode.INVALID, "a forwarded batch cannot hold a batch")
+            cmd
+            if isinstance(cmd, Result)
+            else failed(ErrorCode.INVALID, "a forwarded batch cannot hold a batch")
             if type(cmd) is ForwardedBatch
             else self.apply_command(index, cmd)
             for cmd in cmds

@@ -71,7 +71,7 @@ from .leaf_cache import LeafCache
 from .live_metrics import instrument, metrics_for_agent
 from .liveness import LivenessTracker, heartbeat_loop
 from .local import LocalState
-from .members import SEGMENT_META
+from .members import BATCH_META, SEGMENT_META
 from .membership import Membership
 from .mesh_stats import MeshStats
 from .peer_wait import PeerWait
@@ -317,7 +317,8 @@ class Agent:
             datacenter=cfg.datacenter,
             tagged_addresses={"lan": cfg.advertise_addr, "wan": cfg.advertise_addr},
             # Consul agents mark their own node so; /v1/agent/members relies on it.
-            meta={SEGMENT_META: "", **cfg.node_meta},
+            # A server also marks that it can apply batch entries (members.py).
+            meta={SEGMENT_META: "", **cfg.node_meta, **({BATCH_META: "1"} if cfg.server else {})},
         )
 
     # -------------------------------------------------------------- running

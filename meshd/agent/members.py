@@ -26,6 +26,7 @@ from ..version import PROTOCOL_MAX, PROTOCOL_MIN, PROTOCOL_VERSION, RAFT_PROTOCO
 
 __all__ = [
     "ALIVE",
+    "BATCH_META",
     "FAILED",
     "LEAVING",
     "LEAVING_WATCH",
@@ -33,12 +34,18 @@ __all__ = [
     "SEGMENT_META",
     "LeavingMarks",
     "MemberInfo",
+    "batch_capable",
     "cluster_members",
     "member_json",
 ]
 
 ALIVE, LEAVING, LEFT, FAILED = 1, 2, 3, 4
 SEGMENT_META = "consul-network-segment"  # node meta every agent registers itself with
+# Node meta a server registers its own node with when it can apply a
+# ForwardedBatch (Raft command type 90, issue 18): its member tags then show
+# "fb": "1". The leader builds batch entries only when every voter has it
+# (an older server stops on an entry it cannot apply: rolling upgrades).
+BATCH_META = "meshd-fb"
 SERF_LAN_PORT = 8301  # what clients show as their port: Consul's serf_lan default
 # How long a force-left live member shows as leaving: about as long as a
 # Consul member takes to refute the leave intent and show alive again.
@@ -136,6 +143,17 @@ def _tags(info: MemberInfo, node_id: str, server_port: int | None) -> dict[str, 
     return tags
 
 
+def batch_capable(voters: Iterable[str], self_id: str, nodes: Iterable[Node]) -> bool:
+    """Whether every voter other than ``self_id`` is known to apply a
+    ForwardedBatch: its catalog node (matched by node ID) carries
+    ``BATCH_META``. A voter without a catalog node yet is unknown: no."""
+    others = set(voters) - {self_id}
+    if not others:
+        return True
+    able = {n.id for n in nodes if n.id in others and n.meta.get(BATCH_META) == "1"}
+    return able == others
+
+
 def member_json(
     name: str,
     addr: str,
@@ -203,6 +221,8 @@ def cluster_members(
                 status=status,
             )
         )
+        if srv is not None and n.meta.get(BATCH_META) == "1":
+            out[-1]["Tags"]["fb"] = "1"
         if srv is not None:
             seen.add(srv.id)
     for srv in conf.servers:

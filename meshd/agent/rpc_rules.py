@@ -35,7 +35,7 @@ from connect import ca as ca_core
 from connect.errors import CSRError
 from registry import queries as q
 from registry.codec import CodecError, from_obj
-from registry.commands import TxnOp, TxnRequest, decode_command
+from registry.commands import ForwardedBatch, TxnOp, TxnRequest, decode_command
 from registry.errors import RegistryError
 
 from ..acl import ACLAuthorizer, Permission
@@ -117,6 +117,8 @@ def _apply(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, store: Any
         cmd = decode_command(data)
     except RegistryError as exc:
         raise RPCError("InvalidArgument", f"cmd: {exc}", {"field": "cmd"}) from None
+    if type(cmd) is ForwardedBatch:  # its commands would pass unchecked: the leader builds it
+        raise RPCError("InvalidArgument", "cmd: a ForwardedBatch is built by the leader only")
     authorize_command(authz, cmd, store)
 
 

@@ -19,7 +19,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -34,6 +34,7 @@ from raft.node import NodeConfig, RaftNode
 from raft.storage import Storage
 from raft.transport import PeerInfo, Transport, source_address
 from raft.types import Configuration, Role
+from registry.batch_split import split_entries
 from registry.blocking import wait_for_change
 from registry.commands import (
     Command,
@@ -41,6 +42,7 @@ from registry.commands import (
     DecodedBatch,
     ForwardedBatch,
     KVRequest,
+    command_type,
     decode_command,
     encode_command,
     stamped,
@@ -66,7 +68,7 @@ from ..values.events import EventRing
 from ..wire import UnknownRead
 from .autopilot import HealthTracker
 from .coordinates import CoordinateBatcher, coordinate_from_args
-from .members import MemberInfo
+from .members import MemberInfo, batch_capable
 from .read_index import ReadIndexRounds
 from .reads import ReadFn, lookup
 from .rpc_rules import RPCRule, rule_for
@@ -75,6 +77,9 @@ from .wire import ReadOptions, ReadResult, WriteResult
 from .write_batch import WriteBatcher
 
 log = logging.getLogger("meshd.server")
+T = TypeVar("T")
+# How long the leader trusts what it found about its voters' batch support.
+BATCH_CHECK_EVERY = 1.0
 # Forwarded-write batches a follower has in flight to the leader. 2 rather
 # than 4: batches of 7-8 writes instead of 5-6 under a spread load, and each
 # batch costs both ends a TLS round trip and event-loop wakes (bench/fwd_cpu).
@@ -227,6 +232,9 @@ class MeshServer:
             self._apply_local_batch, max_inflight=LOCAL_PIPELINE, size=_local_size
         )
         self._local_busy = 0  # own writes in flight, proposed alone or batched
+        # Whether every voter can apply a ForwardedBatch (``_batch_entries_ok``).
+        self._fb_ok: bool | None = None
+        self._fb_until = -1.0
         self._register_rpc()
 
     @property
@@ -364,7 +372,12 @@ class MeshServer:
 
     async def write_encoded(self, data: bytes, *, decoded: Command | None = None) -> WriteResult:
         """``data`` (an encoded command; ``decoded`` what it encodes, if at
-        hand) applied through Raft, as ``write``."""
+        hand) applied through Raft, as ``write``. A ``ForwardedBatch`` is
+        refused (``InvalidArgument``): only the leader builds one, from
+        commands it decoded (``_apply_forwarded``, ``_apply_local_batch``)."""
+        kind = decoded.TYPE if decoded is not None else command_type(data)
+        if kind == ForwardedBatch.TYPE:
+            raise InvalidArgument(_NO_BATCH, "cmd")
 
         async def local() -> Any:
             try:
@@ -416,21 +429,80 @@ class MeshServer:
         try:
             if not busy:
                 return await self.node.apply(data, decoded=decoded)
-            return await self.local_batcher.submit("", (data, decoded))
+            result = await self.local_batcher.submit("", (data, decoded))
         finally:
             self._local_busy -= 1
+        if isinstance(result, _Raised):
+            raise result.exc
+        return result
 
     async def _apply_local_batch(
         self, addr: str, batch: Sequence[tuple[bytes, Command]]
     ) -> Sequence[Any]:
-        """This leader's own writes gathered by ``local_batcher``: one alone
-        as it is, several as one ``ForwardedBatch`` entry (each its own
-        result). Raises what ``node.apply`` raises, for every write alike."""
-        if len(batch) == 1:
-            data, decoded = batch[0]
+        """This leader's own writes gathered by ``local_batcher``, in order,
+        in as few entries as ``split_entries`` allows: one alone as it is,
+        several as one ``ForwardedBatch`` entry (each its own result). What
+        ``node.apply`` raises for an entry comes back, as ``_Raised``, for
+        that entry's writes only (the others' outcomes stand)."""
+        out: list[Any] = []
+        for group in self._entries(batch, lambda item: item[1]):
+            try:
+                outcomes = await self._propose(group)
+            except Exception as exc:
+                outcomes = [exc] * len(group)
+            out.extend(_Raised(o) if isinstance(o, Exception) else o for o in outcomes)
+        return out
+
+    def _entries(self, items: Sequence[T], command: Callable[[T], Command]) -> list[list[T]]:
+        """``items`` cut into the groups that may share one entry (a batch
+        entry only when every voter can apply one: else one entry each)."""
+        if not self._batch_entries_ok():
+            return [[item] for item in items]
+        return split_entries(items, command)
+
+    def _voter_ids(self) -> frozenset[str]:
+        return self.node.core.configuration.voters()
+
+    def _batch_entries_ok(self) -> bool:
+        """Whether a ``ForwardedBatch`` entry may be proposed: every voter of
+        the configuration advertises that it applies one (``batch_capable``;
+        an older server would stop on it, a rolling upgrade has some).
+        Looked at again every ``BATCH_CHECK_EVERY`` seconds."""
+        now = trio.current_time()
+        if self._fb_ok is not None and now < self._fb_until:
+            return self._fb_ok
+        voters = self._voter_ids()
+        nodes = self.store.catalog.nodes
+        found = [nodes.get(self.node_names.get(v, "")) for v in voters]
+        known = [n for n in found if n is not None and n.id in voters]
+        ok = batch_capable(
+            voters,
+            self.settings.node_id,
+            known if len(known) == len(voters) else nodes.values(),
+        )
+        if ok != self._fb_ok:
+            log.info(
+                "event=raft_batch_entries on=%s voters=%d%s",
+                ok,
+                len(voters),
+                "" if ok else " reason=a voter does not advertise fb",
+            )
+        self._fb_ok, self._fb_until = ok, now + BATCH_CHECK_EVERY
+        return ok
+
+    async def _propose(self, group: Sequence[tuple[bytes, Command]]) -> Sequence[Any]:
+        """``group`` proposed in one step, in order: one command as itself,
+        several as one ``ForwardedBatch`` entry when the cluster can apply
+        one, else one entry each (``node.apply_batch``). Each command's
+        outcome: its result, or the exception it failed with. Raises what
+        ``node.apply`` raises when nothing was proposed."""
+        if len(group) == 1:
+            data, decoded = group[0]
             return [await self.node.apply(data, decoded=decoded)]
-        entry = encode_command(ForwardedBatch(cmds=tuple(data for data, _ in batch)))
-        result = await self.node.apply(entry, decoded=DecodedBatch(tuple(c for _, c in batch)))
+        if not self._batch_entries_ok():
+            return await self.node.apply_batch([data for data, _ in group])
+        entry = encode_command(ForwardedBatch(cmds=tuple(data for data, _ in group)))
+        result = await self.node.apply(entry, decoded=DecodedBatch(tuple(c for _, c in group)))
         results: Sequence[Any] = result.value
         return results
 
@@ -463,31 +535,32 @@ class MeshServer:
                     out[i] = _error_answer(InvalidArgument("cmd: a batch in a batch", "cmds"))
                     continue
                 good.append((i, data, cmd))
-        if not good:
-            return out
-        if len(good) == 1:
-            _, data, decoded = good[0]
-            entry: tuple[bytes, Any] = (data, decoded)
-        else:
-            batch = ForwardedBatch(cmds=tuple(data for _, data, _ in good))
-            entry = (encode_command(batch), DecodedBatch(tuple(c for _, _, c in good)))
-        try:
-            result = await self.node.apply(entry[0], decoded=entry[1])
-        except (NotLeaderError, ProposalDroppedError):
-            await trio.sleep(0.01)  # certainly not in the log: each is sent again
-            for i, data, _ in good:
-                out[i] = await self._answer_forwarded(self.write_encoded(data))
-            return out
-        except Exception as exc:  # leadership lost, storage unavailable: all alike
-            failure = _leadership_lost() if isinstance(exc, LeadershipLostError) else exc
-            for i, _, _ in good:
-                out[i] = _error_answer(failure)
-            return out
-        applied = self.node.applied_index
-        results = result.value if len(good) > 1 else (result,)
-        for (i, _, _), one in zip(good, results, strict=True):
-            out[i] = {"w": WriteResult.from_result(one, applied).to_wire()}
+        for group in self._entries(good, lambda item: item[2]):
+            await self._apply_forwarded_group(group, out)
         return out
+
+    async def _apply_forwarded_group(
+        self, group: Sequence[tuple[int, bytes, Command]], out: list[dict[str, Any]]
+    ) -> None:
+        """One step of a follower's batch (see ``_apply_forwarded``): each
+        command's answer into ``out`` at its position."""
+        try:
+            outcomes = await self._propose([(data, cmd) for _, data, cmd in group])
+        except Exception as exc:
+            outcomes = [exc] * len(group)
+        applied, slept = self.node.applied_index, False
+        for (i, data, _), one in zip(group, outcomes, strict=True):
+            if not isinstance(one, Exception):
+                out[i] = {"w": WriteResult.from_result(one, applied).to_wire()}
+            elif isinstance(one, (NotLeaderError, ProposalDroppedError)):
+                if not slept:  # certainly not in the log: each is sent again
+                    await trio.sleep(0.01)
+                    slept = True
+                out[i] = await self._answer_forwarded(self.write_encoded(data))
+            else:  # leadership lost, storage unavailable
+                out[i] = _error_answer(
+                    _leadership_lost() if isinstance(one, LeadershipLostError) else one
+                )
 
     @staticmethod
     async def _answer_forwarded(write: Awaitable[WriteResult]) -> dict[str, Any]:
@@ -761,6 +834,12 @@ class MeshServer:
         if args.get("fwd") and not self.is_leader():
             # Forwarded once already: answer with the leader instead of hopping again.
             raise RPCError("NotLeader", "not the leader", {"leader": self.leader_address()})
+        try:  # never propose bytes that every server would fail to apply
+            kind = type(decode_command(data))
+        except CorruptCommandError as exc:
+            raise RPCError("InvalidArgument", f"cmd: {exc}", {"field": "cmd"}) from None
+        if kind is ForwardedBatch:
+            raise RPCError("InvalidArgument", _NO_BATCH, {"field": "cmd"})
         result = await self.write_encoded(data)
         return result.to_wire()
 
@@ -887,4 +966,14 @@ def http_error_from_rpc(exc: RPCError) -> Exception:
 
 
 # A batch's entry that is not a command's bytes (the same answer for each).
+class _Raised:
+    """What ``node.apply`` raised for one entry of ``local_batcher``'s batch."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
+_NO_BATCH = "cmd: a ForwardedBatch is built by the leader only"
 _NOT_BYTES = _error_answer(RPCError("InvalidArgument", "cmd: expected bytes", {"field": "cmds"}))

@@ -24,6 +24,16 @@ async def test_writes_through_a_follower_are_batched_in_order(tmp_path: Path) ->
         follower = next(n for n in nodes if n.name.startswith("s") and n is not leader)
         server = follower.agent.server
         assert server is not None and not server.is_leader()
+        lead = leader.agent.server
+        assert lead is not None
+
+        async def every_server_advertises_batches() -> bool:
+            r = await leader.api.get("/v1/agent/members")
+            fb = [m["Tags"].get("fb") for m in r.json() if m["Tags"]["role"] == "consul"]
+            return fb == ["1"] * 3 and lead._batch_entries_ok()
+
+        # A current cluster batches: every voter advertises fb (issue 18 review).
+        await wait_for(every_server_advertises_batches, 30)
         batches_before = server.write_batcher.batches
 
         # 100 concurrent writes through the follower: few calls, each its own answer.
@@ -74,6 +84,9 @@ async def test_writes_through_a_follower_are_batched_in_order(tmp_path: Path) ->
             return values.items() >= want.items() and values["fw/chain"] == b"4"
 
         await wait_for(on_leader, 15)
+        entries = (await leader.api.get("/v1/kv/fw/0?recurse")).json()
+        indexes = {e["ModifyIndex"] for e in entries if e["Key"] != "fw/000"}
+        assert len(indexes) < 99, len(indexes)  # writes shared batch entries
 
         # A batch that reaches a server that does not lead is refused whole
         # (the follower then reports "No cluster leader" for each write, as

@@ -233,3 +233,22 @@ def test_a_forwarded_batch_applies_each_command_on_its_own_at_one_index() -> Non
         ("fb/a", b"1", 9),
         ("fb/b", b"2", 9),
     ]
+
+
+def test_a_batch_command_that_does_not_decode_fails_alone() -> None:
+    """Bytes in a ForwardedBatch that are no command fail that command (the
+    same on every server) instead of raising CorruptCommandError, which
+    would stop every server and replay on restart."""
+    fsm = RegistryFSM()
+    good = encode_command(KVRequest(op="set", key="fb/ok", value=b"1", now=1.0))
+    data = encode_command(ForwardedBatch(cmds=(b"\xc1junk", good, b"\x93\x03\x01\xc0")))
+    got = fsm.apply(5, data)
+    assert got.ok
+    assert [(r.ok, r.error) for r in got.value] == [
+        (False, ErrorCode.INVALID),
+        (True, None),
+        (False, ErrorCode.INVALID),
+    ]
+    assert "does not decode" in got.value[0].message
+    _, entries = kv_list(fsm.store, None, "fb/")
+    assert [(e.key, e.modify_index) for e in entries] == [("fb/ok", 5)]
