@@ -47,6 +47,9 @@ from .acl_commands import authorize_command
 
 P = Permission
 REDACTED = "<hidden>"  # Consul's redacted SecretID
+# Why a ForwardedBatch from outside is refused (here and in MeshServer): only
+# the leader builds one, from commands it decoded and checked itself.
+NO_BATCH = "cmd: a ForwardedBatch is built by the leader only"
 
 # check(authz, args, token, store): raise ACLPermissionDenied unless allowed.
 Check = Callable[[ACLAuthorizer, Mapping[str, Any], str, Any], None]
@@ -118,7 +121,7 @@ def _apply(authz: ACLAuthorizer, args: Mapping[str, Any], token: str, store: Any
     except RegistryError as exc:
         raise RPCError("InvalidArgument", f"cmd: {exc}", {"field": "cmd"}) from None
     if type(cmd) is ForwardedBatch:  # its commands would pass unchecked: the leader builds it
-        raise RPCError("InvalidArgument", "cmd: a ForwardedBatch is built by the leader only")
+        raise RPCError("InvalidArgument", NO_BATCH)
     authorize_command(authz, cmd, store)
 
 

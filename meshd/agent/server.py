@@ -71,7 +71,7 @@ from .coordinates import CoordinateBatcher, coordinate_from_args
 from .members import MemberInfo, batch_capable
 from .read_index import ReadIndexRounds
 from .reads import ReadFn, lookup
-from .rpc_rules import RPCRule, rule_for
+from .rpc_rules import NO_BATCH, RPCRule, rule_for
 from .server_ops import ServerOps
 from .wire import ReadOptions, ReadResult, WriteResult
 from .write_batch import WriteBatcher
@@ -377,7 +377,7 @@ class MeshServer:
         commands it decoded (``_apply_forwarded``, ``_apply_local_batch``)."""
         kind = decoded.TYPE if decoded is not None else command_type(data)
         if kind == ForwardedBatch.TYPE:
-            raise InvalidArgument(_NO_BATCH, "cmd")
+            raise InvalidArgument(NO_BATCH, "cmd")
 
         async def local() -> Any:
             try:
@@ -839,7 +839,7 @@ class MeshServer:
         except CorruptCommandError as exc:
             raise RPCError("InvalidArgument", f"cmd: {exc}", {"field": "cmd"}) from None
         if kind is ForwardedBatch:
-            raise RPCError("InvalidArgument", _NO_BATCH, {"field": "cmd"})
+            raise RPCError("InvalidArgument", NO_BATCH, {"field": "cmd"})
         result = await self.write_encoded(data)
         return result.to_wire()
 
@@ -965,7 +965,6 @@ def http_error_from_rpc(exc: RPCError) -> Exception:
     return error_from_rpc(exc)
 
 
-# A batch's entry that is not a command's bytes (the same answer for each).
 class _Raised:
     """What ``node.apply`` raised for one entry of ``local_batcher``'s batch."""
 
@@ -975,5 +974,5 @@ class _Raised:
         self.exc = exc
 
 
-_NO_BATCH = "cmd: a ForwardedBatch is built by the leader only"
+# A batch's entry that is not a command's bytes (the same answer for each).
 _NOT_BYTES = _error_answer(RPCError("InvalidArgument", "cmd: expected bytes", {"field": "cmds"}))
