@@ -184,6 +184,14 @@ class _Leg:
     timeout_s: float | None  # as Decision.timeout_s
 
 
+def _target_timeout_s(target: Target) -> float | None:
+    """``Decision.timeout_s`` for ``target`` reached with no route timeout
+    (the shortcuts): its resolver's RequestTimeout, else Envoy's default;
+    0 disables it."""
+    timeout = target.request_timeout_s
+    return (ENVOY_DEFAULT_TIMEOUT_S if timeout is None else timeout) or None
+
+
 def _split_legs(table: Table) -> tuple[Splitter, tuple[_Leg, ...]] | None:
     """The start splitter and a leg per split when the table is a plain
     split (no router; the start splitter's splits all name targets without
@@ -201,7 +209,6 @@ def _split_legs(table: Table) -> tuple[Splitter, tuple[_Leg, ...]] | None:
             or target.load_balancer.hash_policies
         ):
             return None
-        timeout = target.request_timeout_s
         req = split.request_headers
         legs.append(
             _Leg(
@@ -209,7 +216,7 @@ def _split_legs(table: Table) -> tuple[Splitter, tuple[_Leg, ...]] | None:
                 (SplitStep(table.start, splitter.buckets, i),),
                 None if req.is_empty() else req,
                 (split.response_headers,),
-                (ENVOY_DEFAULT_TIMEOUT_S if timeout is None else timeout) or None,
+                _target_timeout_s(target),
             )
         )
     return splitter, tuple(legs)
@@ -297,7 +304,6 @@ class Decider:
                 direct.endpoints, rng=rng, request=request, active=active
             )
             if endpoint is not None:  # else: failover, as the full path does
-                timeout = direct.request_timeout_s
                 return Decision(
                     "ok",
                     target=direct.id,
@@ -305,7 +311,7 @@ class Decider:
                     endpoint=endpoint,
                     eligible=direct.endpoints,
                     request_headers=request.headers,
-                    timeout_s=(ENVOY_DEFAULT_TIMEOUT_S if timeout is None else timeout) or None,
+                    timeout_s=_target_timeout_s(direct),
                     retry=_DEFAULT_POLICY.retry,
                 )
         if self._split is not None:
