@@ -102,6 +102,9 @@ class PeerStatus:
     # Term of the leader's entry at ``match`` (0 when unknown or compacted):
     # autopilot's LastTerm, which must equal the leader's term to be healthy.
     match_term: int = 0
+    # The index a follower that lost its state must reach again before it
+    # holds what it once acknowledged (0 when it does).
+    regaining: int = 0
 
 
 @dataclass(frozen=True)
@@ -958,6 +961,7 @@ class RaftCore(Membership):
                     pr.state.value if pr else "",
                     self.now - pr.last_ack_tick if pr else -1,
                     (self.log.term(pr.match) or 0) if pr and pr.match else 0,
+                    pr.lost_upto if pr and pr.match < pr.lost_upto else 0,
                 )
             )
         return CoreStatus(

@@ -24,6 +24,7 @@ class Progress:
         "commit_sent",
         "inflight",
         "last_ack_tick",
+        "lost_upto",
         "match",
         "max_inflight",
         "next",
@@ -45,6 +46,11 @@ class Progress:
         # The tick of the last ``regress``: a report from a heartbeat sent
         # before it is stale (a duplicate) and must not reset progress again.
         self.regressed_tick = -1
+        # What the follower had acknowledged before it lost its state (0
+        # when it never did): until ``match`` reaches it again the follower
+        # does not hold everything it once held, though it may trail the
+        # leader by less than autopilot's max_trailing_logs.
+        self.lost_upto = 0
         self.max_inflight = max_inflight
         # Last index of each unacknowledged append message, oldest first.
         self.inflight: deque[int] = deque()
@@ -78,6 +84,7 @@ class Progress:
         acknowledged: it lost its durable state (restarted with an empty or
         older data directory). Probe it again from there; if those entries
         are compacted, that probe becomes a snapshot."""
+        self.lost_upto = max(self.lost_upto, self.match)
         self.match = last_index
         self.next = last_index + 1
         self.state = ProgressState.PROBE

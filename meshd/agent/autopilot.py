@@ -137,9 +137,13 @@ class HealthTracker:
             # A server the leader is probing (just back, or its log end is
             # unknown) or sending a snapshot is not caught up, whatever its
             # last acknowledged index says.
+            # One that lost its state must also hold again everything it had
+            # acknowledged: trailing by a few entries after a snapshot, it
+            # lacks data it served before.
             replicating = is_self or peer.state == "replicate"
             caught_up = (
                 replicating
+                and peer.regaining == 0
                 and st.last_index - match <= self.settings.max_trailing_logs
                 and last_term == st.term
             )

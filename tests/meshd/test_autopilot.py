@@ -34,6 +34,16 @@ def test_a_follower_that_lost_its_log_is_not_healthy_though_within_trailing_logs
     assert (b["Healthy"], b["LastIndex"], b["LastTerm"]) == (False, 0, 0)
 
 
+def test_a_follower_that_lost_its_log_is_not_healthy_until_it_holds_what_it_had() -> None:
+    # Sent a snapshot at 35 and replicating again, 5 entries behind (within
+    # MaxTrailingLogs), but it had acknowledged 40 before its data went: it
+    # lacks entries it once served.
+    b = health_of_b(PeerStatus("b", "x", Suffrage.VOTER, 35, 41, "replicate", 1, 7, 40))
+    assert b["Healthy"] is False
+    b = health_of_b(PeerStatus("b", "x", Suffrage.VOTER, 40, 41, "replicate", 1, 7, 0))
+    assert b["Healthy"] is True
+
+
 def test_a_follower_without_this_terms_entries_is_not_healthy() -> None:
     b = health_of_b(PeerStatus("b", "x", Suffrage.VOTER, 38, 39, "replicate", 1, 6))
     assert (b["Healthy"], b["LastTerm"]) == (False, 6)

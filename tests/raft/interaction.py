@@ -267,6 +267,7 @@ class Cluster:
             st = self.nodes[nid].core.status()
             peers = " ".join(
                 f"{p.id}{'' if p.suffrage == Suffrage.VOTER else '(nv)'}:{p.match}/{p.state}"
+                + (f"<{p.regaining}" if p.regaining else "")
                 for p in st.peers
             )
             self.out.append(
