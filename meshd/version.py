@@ -14,6 +14,12 @@ PROTOCOL_MIN = 2
 PROTOCOL_MAX = 3
 # The Raft protocol servers report (raft_vsn, ProtocolVersion, raft.protocol_version).
 RAFT_PROTOCOL = 3
+# Node meta a server registers its own node with when it can apply a
+# ForwardedBatch (Raft command type 90, issue 18): its member tags then show
+# "fb": "1". The leader builds batch entries only when every voter has it
+# (an older server stops on an entry it cannot apply: rolling upgrades), so
+# no configuration may set it.
+BATCH_META = "meshd-fb"
 
 
 def meshd_version() -> str:

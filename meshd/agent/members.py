@@ -22,7 +22,7 @@ from typing import Any
 from raft.types import Configuration
 from registry.records import SERF_HEALTH, HealthCheck, Liveness, Node
 
-from ..version import PROTOCOL_MAX, PROTOCOL_MIN, PROTOCOL_VERSION, RAFT_PROTOCOL
+from ..version import BATCH_META, PROTOCOL_MAX, PROTOCOL_MIN, PROTOCOL_VERSION, RAFT_PROTOCOL
 
 __all__ = [
     "ALIVE",
@@ -41,11 +41,6 @@ __all__ = [
 
 ALIVE, LEAVING, LEFT, FAILED = 1, 2, 3, 4
 SEGMENT_META = "consul-network-segment"  # node meta every agent registers itself with
-# Node meta a server registers its own node with when it can apply a
-# ForwardedBatch (Raft command type 90, issue 18): its member tags then show
-# "fb": "1". The leader builds batch entries only when every voter has it
-# (an older server stops on an entry it cannot apply: rolling upgrades).
-BATCH_META = "meshd-fb"
 SERF_LAN_PORT = 8301  # what clients show as their port: Consul's serf_lan default
 # How long a force-left live member shows as leaving: about as long as a
 # Consul member takes to refute the leave intent and show alive again.

@@ -19,6 +19,7 @@ from typing import Any
 
 from meshd.durations import parse_duration
 from meshd.errors import DurationError
+from meshd.version import BATCH_META
 
 Parser = Callable[[object], Any]
 
@@ -250,6 +251,16 @@ def node_meta_key(name: object) -> str:
     return name
 
 
+def own_node_meta_key(name: object) -> str:
+    """A key of the agent's own ``node_meta``: also not one meshd sets itself."""
+    key = node_meta_key(name)
+    if key == BATCH_META:
+        raise Invalid(f'"{BATCH_META}" is reserved: each server sets it on its own node')
+    return key
+
+
 # Consul: at most 64 pairs, keys <= 128 characters, values <= 512.
 NODE_META_MAX_KEYS = 64
-node_meta = map_of(string(max_len=512, empty=True), key=node_meta_key, max_keys=NODE_META_MAX_KEYS)
+node_meta = map_of(
+    string(max_len=512, empty=True), key=own_node_meta_key, max_keys=NODE_META_MAX_KEYS
+)

@@ -111,6 +111,14 @@ def test_config_dir_picks_up_hcl_files(tmp_path: Path) -> None:
     assert dict(cfg.node_meta) == {"rack": "r1"}
 
 
+def test_node_meta_refuses_the_key_servers_set_themselves(tmp_path: Path) -> None:
+    # "meshd-fb" tells the leader a server applies batched writes: set on an
+    # older server by hand, it would stop that server on the first batch.
+    write(tmp_path, "a.json", {"node_meta": {"meshd-fb": "1"}})
+    with pytest.raises(ConfigError, match=r'node_meta.*"meshd-fb" is reserved'):
+        load([str(tmp_path / "a.json")], [], {"data_dir": "/d"})
+
+
 # -- merging ---------------------------------------------------------------------
 
 
