@@ -383,9 +383,10 @@ class MeshServer:
             try:
                 if decoded is None or not LOCAL_PIPELINE:
                     result = await self.node.apply(data, decoded=decoded)
+                    index = self.node.applied_index
                 else:
-                    result = await self._apply_local(data, decoded)
-                return WriteResult.from_result(result, self.node.applied_index)
+                    result, index = await self._apply_local(data, decoded)
+                return WriteResult.from_result(result, index)
             except NotLeaderError:
                 return _AGAIN
             except LeadershipLostError:
@@ -420,37 +421,42 @@ class MeshServer:
             raise error_from_rpc(exc) from None
         return WriteResult.from_wire(resp)
 
-    async def _apply_local(self, data: bytes, decoded: Command) -> Any:
+    async def _apply_local(self, data: bytes, decoded: Command) -> tuple[Any, int]:
         """One of this leader's own writes: proposed at once while none is
         in flight (a lone writer waits for nothing), else gathered with the
-        others that arrive meanwhile into one entry (``local_batcher``)."""
+        others that arrive meanwhile into one entry (``local_batcher``).
+        Its result and the applied index its answer names."""
         busy = self._local_busy
         self._local_busy = busy + 1
         try:
             if not busy:
-                return await self.node.apply(data, decoded=decoded)
+                return await self.node.apply(data, decoded=decoded), self.node.applied_index
             result = await self.local_batcher.submit("", (data, decoded))
         finally:
             self._local_busy -= 1
         if isinstance(result, _Raised):
             raise result.exc
-        return result
+        applied: tuple[Any, int] = result
+        return applied
 
     async def _apply_local_batch(
         self, addr: str, batch: Sequence[tuple[bytes, Command]]
     ) -> Sequence[Any]:
         """This leader's own writes gathered by ``local_batcher``, in order,
         in as few entries as ``split_entries`` allows: one alone as it is,
-        several as one ``ForwardedBatch`` entry (each its own result). What
-        ``node.apply`` raises for an entry comes back, as ``_Raised``, for
-        that entry's writes only (the others' outcomes stand)."""
+        several as one ``ForwardedBatch`` entry: each write's ``(result,
+        applied index once its entry applied)``, as a write proposed alone
+        (a later entry of the batch does not move an earlier one's index).
+        What ``node.apply`` raises for an entry comes back, as ``_Raised``,
+        for that entry's writes only (the others' outcomes stand)."""
         out: list[Any] = []
         for group in self._entries(batch, lambda item: item[1]):
             try:
                 outcomes = await self._propose(group)
             except Exception as exc:
                 outcomes = [exc] * len(group)
-            out.extend(_Raised(o) if isinstance(o, Exception) else o for o in outcomes)
+            index = self.node.applied_index
+            out.extend(_Raised(o) if isinstance(o, Exception) else (o, index) for o in outcomes)
         return out
 
     def _entries(self, items: Sequence[T], command: Callable[[T], Command]) -> list[list[T]]:
@@ -535,6 +541,9 @@ class MeshServer:
                     out[i] = _error_answer(InvalidArgument("cmd: a batch in a batch", "cmds"))
                     continue
                 good.append((i, data, cmd))
+        if LOCAL_PIPELINE:  # local_batcher cuts the entries (split_entries)
+            await self._apply_forwarded_group(good, out)
+            return out
         for group in self._entries(good, lambda item: item[2]):
             await self._apply_forwarded_group(group, out)
         return out
@@ -543,15 +552,31 @@ class MeshServer:
         self, group: Sequence[tuple[int, bytes, Command]], out: list[dict[str, Any]]
     ) -> None:
         """One step of a follower's batch (see ``_apply_forwarded``): each
-        command's answer into ``out`` at its position."""
-        try:
-            outcomes = await self._propose([(data, cmd) for _, data, cmd in group])
-        except Exception as exc:
-            outcomes = [exc] * len(group)
-        applied, slept = self.node.applied_index, False
+        command's answer into ``out`` at its position. With ``local_batcher``
+        on, the commands join this leader's own writes of the same scheduler
+        round (and the other followers' batches) in its entries: fewer, larger
+        entries to append, replicate and apply (in process, spread writes: 0.36
+        -> 0.14 entries per write)."""
+        items = [(data, cmd) for _, data, cmd in group]
+        outcomes: Sequence[Any]
+        if LOCAL_PIPELINE:
+            self._local_busy += 1  # own writes arriving meanwhile gather too
+            try:
+                outcomes = await self.local_batcher.submit_many("", items)
+            finally:
+                self._local_busy -= 1
+            outcomes = [o.exc if isinstance(o, _Raised) else o for o in outcomes]
+        else:
+            try:
+                results = await self._propose(items)
+                index = self.node.applied_index
+                outcomes = [r if isinstance(r, Exception) else (r, index) for r in results]
+            except Exception as exc:
+                outcomes = [exc] * len(group)
+        slept = False
         for (i, data, _), one in zip(group, outcomes, strict=True):
             if not isinstance(one, Exception):
-                out[i] = {"w": WriteResult.from_result(one, applied).to_wire()}
+                out[i] = {"w": WriteResult.from_result(one[0], one[1]).to_wire()}
             elif isinstance(one, (NotLeaderError, ProposalDroppedError)):
                 if not slept:  # certainly not in the log: each is sent again
                     await trio.sleep(0.01)

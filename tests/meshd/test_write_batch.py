@@ -202,3 +202,54 @@ async def test_the_leaders_own_writes_of_one_round_share_an_entry(autojump_clock
         r = await api.put("/v1/kv/own/alone", raw=b"x")
         assert r.json() is True
         assert server.local_batcher.batches - batches_before == batches  # sent alone
+
+
+async def test_each_gathered_write_answers_its_own_entrys_index(autojump_clock: Any) -> None:
+    """Writes gathered into one call but cut into two entries (a key written
+    twice): each answers the index its own entry applied at, not the call's
+    last one."""
+    async with inproc_agent() as (agent, api):
+        server = agent.server
+        assert server is not None
+        cmds = [
+            KVRequest(op="set", key=key, value=str(i).encode())
+            for i, key in enumerate(("idx/a", "idx/b", "idx/b"))
+        ]
+        answers = await server.local_batcher.submit_many("", [(encode_command(c), c) for c in cmds])
+        assert [result.ok for result, _ in answers] == [True] * 3
+        (_, a), (_, b1), (_, b2) = answers
+        got = (await api.get("/v1/kv/idx/b")).json()[0]
+        assert base64.b64decode(got["Value"]) == b"2" and got["ModifyIndex"] == b2
+        assert a == b1 < b2  # idx/a shares the first entry; the rewrite is the next one
+
+
+async def test_a_followers_batch_joins_the_leaders_own_writes(autojump_clock: Any) -> None:
+    """A follower's batch arriving while the leader's own writes gather goes
+    into the same entries: fewer entries to append, replicate and apply.
+    Every write keeps its own answer."""
+    async with inproc_agent() as (agent, api):
+        server = agent.server
+        assert server is not None
+        own: list[Any] = []
+        forwarded: list[Any] = []
+
+        async def write(i: int) -> None:
+            own.append(await server.write(KVRequest(op="set", key=f"mix/own{i}", value=b"o")))
+
+        async def forward() -> None:
+            cmds = [_kv("set", f"mix/fwd{i}", b"f") for i in range(3)]
+            answer = await server.call_local("Registry.ApplyBatch", {"cmds": cmds, "fwd": True})
+            forwarded.extend(r["w"] for r in answer["results"])
+
+        async with trio.open_nursery() as nursery:
+            for i in range(3):
+                nursery.start_soon(write, i)
+            nursery.start_soon(forward)
+        assert [r["ok"] for r in forwarded] == [True] * 3 and all(r.ok for r in own)
+        stored = (await api.get("/v1/kv/mix/?recurse")).json()
+        assert len(stored) == 6
+        entries = {e["ModifyIndex"] for e in stored}
+        # One write may go alone (the first, proposed at once); the rest
+        # share one entry: the forwarded writes with the leader's own.
+        assert len(entries) <= 2, entries
+        assert {r["i"] for r in forwarded} <= {r.index for r in own}
