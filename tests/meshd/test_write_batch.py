@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from meshd.agent.write_batch import WriteBatcher
 from meshd.errors import NoLeaderError
@@ -224,12 +225,20 @@ async def test_each_gathered_write_answers_its_own_entrys_index(autojump_clock: 
 
 
 async def test_a_followers_batch_joins_the_leaders_own_writes(autojump_clock: Any) -> None:
-    """A follower's batch arriving while the leader's own writes gather goes
-    into the same entries: fewer entries to append, replicate and apply.
-    Every write keeps its own answer."""
+    """A follower's batch arriving while the leader's own writes gather (one
+    of its writes in flight) goes into the same entry: fewer entries to
+    append, replicate and apply. Every write keeps its own answer."""
     async with inproc_agent() as (agent, api):
         server = agent.server
         assert server is not None
+        real, gate = server.node.apply, trio.Event()
+
+        async def held_first(data: bytes, *, decoded: Any = None) -> Any:
+            if not gate.is_set():
+                await gate.wait()  # the first write stays in flight
+            return await real(data, decoded=decoded)
+
+        server.node.apply = held_first  # type: ignore[method-assign]
         own: list[Any] = []
         forwarded: list[Any] = []
 
@@ -242,14 +251,16 @@ async def test_a_followers_batch_joins_the_leaders_own_writes(autojump_clock: An
             forwarded.extend(r["w"] for r in answer["results"])
 
         async with trio.open_nursery() as nursery:
-            for i in range(3):
+            nursery.start_soon(write, 0)
+            await trio.testing.wait_all_tasks_blocked()  # own0 proposed, held
+            for i in (1, 2):
                 nursery.start_soon(write, i)
             nursery.start_soon(forward)
+            await trio.testing.wait_all_tasks_blocked()
+            gate.set()
         assert [r["ok"] for r in forwarded] == [True] * 3 and all(r.ok for r in own)
-        stored = (await api.get("/v1/kv/mix/?recurse")).json()
+        stored = {e["Key"]: e["ModifyIndex"] for e in (await api.get("/v1/kv/mix/?recurse")).json()}
         assert len(stored) == 6
-        entries = {e["ModifyIndex"] for e in stored}
-        # One write may go alone (the first, proposed at once); the rest
-        # share one entry: the forwarded writes with the leader's own.
-        assert len(entries) <= 2, entries
-        assert {r["i"] for r in forwarded} <= {r.index for r in own}
+        # own0 alone; own1, own2 and the follower's three share one entry.
+        assert stored["mix/own0"] != stored["mix/own1"] == stored["mix/own2"]
+        assert {stored[f"mix/fwd{i}"] for i in range(3)} == {stored["mix/own1"]}
