@@ -541,36 +541,23 @@ class MeshServer:
                     out[i] = _error_answer(InvalidArgument("cmd: a batch in a batch", "cmds"))
                     continue
                 good.append((i, data, cmd))
-        await self._apply_forwarded_group(good, out)
+        for group in self._entries(good, lambda item: item[2]):
+            await self._apply_forwarded_group(group, out)
         return out
 
     async def _apply_forwarded_group(
         self, group: Sequence[tuple[int, bytes, Command]], out: list[dict[str, Any]]
     ) -> None:
         """One step of a follower's batch (see ``_apply_forwarded``): each
-        command's answer into ``out`` at its position. Proposed at once
-        while none of this leader's writes is in flight; else the commands
-        join the leader's own writes of the same scheduler round (and the
-        other followers' batches) in ``local_batcher``'s entries: fewer,
-        larger entries to append, replicate and apply (kv_bench's spread
-        row: 0.13 -> 0.08 entries per put)."""
-        items = [(data, cmd) for _, data, cmd in group]
-        outcomes: Sequence[Any]
-        busy = self._local_busy
-        self._local_busy = busy + 1  # own writes arriving meanwhile gather too
+        command's answer into ``out`` at its position."""
         try:
-            if busy and LOCAL_PIPELINE:
-                outcomes = await self.local_batcher.submit_many("", items)
-            else:
-                outcomes = await self._apply_local_batch("", items)
-        finally:
-            self._local_busy -= 1
-        slept = False
+            outcomes = await self._propose([(data, cmd) for _, data, cmd in group])
+        except Exception as exc:
+            outcomes = [exc] * len(group)
+        applied, slept = self.node.applied_index, False
         for (i, data, _), one in zip(group, outcomes, strict=True):
-            if isinstance(one, _Raised):
-                one = one.exc
             if not isinstance(one, Exception):
-                out[i] = {"w": WriteResult.from_result(one[0], one[1]).to_wire()}
+                out[i] = {"w": WriteResult.from_result(one, applied).to_wire()}
             elif isinstance(one, (NotLeaderError, ProposalDroppedError)):
                 if not slept:  # certainly not in the log: each is sent again
                     await trio.sleep(0.01)

@@ -28,31 +28,15 @@ MAX_BATCH_BYTES = 4 << 20
 Send = Callable[[str, Sequence[Any]], Awaitable[Sequence[Any]]]
 
 
-class _Countdown:
-    """One wake for a group of writes (``submit_many``): set once all of
-    them are answered, whichever calls carried them."""
-
-    __slots__ = ("event", "left")
-
-    def __init__(self, n: int) -> None:
-        self.left = n
-        self.event = trio.Event()
-
-    def set(self) -> None:
-        self.left -= 1
-        if not self.left:
-            self.event.set()
-
-
 class _Slot:
     """One write waiting in the queue: its leader, command and answer."""
 
     __slots__ = ("addr", "data", "done", "error", "result")
 
-    def __init__(self, addr: str, data: Any, done: trio.Event | _Countdown) -> None:
+    def __init__(self, addr: str, data: Any) -> None:
         self.addr = addr
         self.data = data
-        self.done = done  # the writer's wake: the only per-write object besides this
+        self.done = trio.Event()  # the writer's wake: the only per-write object besides this
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -85,35 +69,15 @@ class WriteBatcher:
         self.batches = 0
 
     async def submit(self, addr: str, data: Any) -> Any:
-        done = trio.Event()
-        slot = _Slot(addr, data, done)
+        slot = _Slot(addr, data)
         self._queue.append(slot)
-        self._wake()
-        await done.wait()
-        if slot.error is not None:
-            raise slot.error
-        return slot.result
-
-    async def submit_many(self, addr: str, items: Sequence[Any]) -> list[Any]:
-        """``items`` queued together (in order, so they share a call with each
-        other and with whatever else gathered) and answered with one wake:
-        each item's answer, or the exception its call failed with (returned,
-        not raised: the others' answers stand)."""
-        if not items:
-            return []
-        done = _Countdown(len(items))
-        slots = [_Slot(addr, data, done) for data in items]
-        self._queue.extend(slots)
-        self._wake()
-        await done.event.wait()
-        return [slot.result if slot.error is None else slot.error for slot in slots]
-
-    def _wake(self) -> None:
-        """One idle sender woken for what was just queued (none while one
-        is already woken: it takes the whole queue)."""
         if self._idle and not self._waking:
             self._waking = True
             self._idle.pop().set()
+        await slot.done.wait()
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
 
     def _take(self) -> tuple[str, list[_Slot]]:
         """The longest head of the queue bound for one address, within limits."""

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import trio
-import trio.testing
 
 from meshd.agent.write_batch import WriteBatcher
 from meshd.errors import NoLeaderError
@@ -216,51 +215,21 @@ async def test_each_gathered_write_answers_its_own_entrys_index(autojump_clock: 
             KVRequest(op="set", key=key, value=str(i).encode())
             for i, key in enumerate(("idx/a", "idx/b", "idx/b"))
         ]
-        answers = await server.local_batcher.submit_many("", [(encode_command(c), c) for c in cmds])
-        assert [result.ok for result, _ in answers] == [True] * 3
-        (_, a), (_, b1), (_, b2) = answers
-        got = (await api.get("/v1/kv/idx/b")).json()[0]
-        assert base64.b64decode(got["Value"]) == b"2" and got["ModifyIndex"] == b2
-        assert a == b1 < b2  # idx/a shares the first entry; the rewrite is the next one
+        batches = server.local_batcher.batches
+        answers: list[Any] = [None] * 3
 
-
-async def test_a_followers_batch_joins_the_leaders_own_writes(autojump_clock: Any) -> None:
-    """A follower's batch arriving while the leader's own writes gather (one
-    of its writes in flight) goes into the same entry: fewer entries to
-    append, replicate and apply. Every write keeps its own answer."""
-    async with inproc_agent() as (agent, api):
-        server = agent.server
-        assert server is not None
-        real, gate = server.node.apply, trio.Event()
-
-        async def held_first(data: bytes, *, decoded: Any = None) -> Any:
-            if not gate.is_set():
-                await gate.wait()  # the first write stays in flight
-            return await real(data, decoded=decoded)
-
-        server.node.apply = held_first  # type: ignore[method-assign]
-        own: list[Any] = []
-        forwarded: list[Any] = []
-
-        async def write(i: int) -> None:
-            own.append(await server.write(KVRequest(op="set", key=f"mix/own{i}", value=b"o")))
-
-        async def forward() -> None:
-            cmds = [_kv("set", f"mix/fwd{i}", b"f") for i in range(3)]
-            answer = await server.call_local("Registry.ApplyBatch", {"cmds": cmds, "fwd": True})
-            forwarded.extend(r["w"] for r in answer["results"])
+        async def submit(i: int) -> None:  # all three queued before the sender runs
+            answers[i] = await server.local_batcher.submit("", (encode_command(cmds[i]), cmds[i]))
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(write, 0)
-            await trio.testing.wait_all_tasks_blocked()  # own0 proposed, held
-            for i in (1, 2):
-                nursery.start_soon(write, i)
-            nursery.start_soon(forward)
-            await trio.testing.wait_all_tasks_blocked()
-            gate.set()
-        assert [r["ok"] for r in forwarded] == [True] * 3 and all(r.ok for r in own)
-        stored = {e["Key"]: e["ModifyIndex"] for e in (await api.get("/v1/kv/mix/?recurse")).json()}
-        assert len(stored) == 6
-        # own0 alone; own1, own2 and the follower's three share one entry.
-        assert stored["mix/own0"] != stored["mix/own1"] == stored["mix/own2"]
-        assert {stored[f"mix/fwd{i}"] for i in range(3)} == {stored["mix/own1"]}
+            for i in range(3):
+                nursery.start_soon(submit, i)
+        assert server.local_batcher.batches == batches + 1  # one call
+        assert [result.ok for result, _ in answers] == [True] * 3
+        index = [i for _, i in answers]
+        assert len(set(index)) == 2  # a key written twice: two entries
+        got = (await api.get("/v1/kv/idx/b")).json()[0]
+        last = int(base64.b64decode(got["Value"]))  # the idx/b write queued last
+        first = 3 - last  # the other one (1 or 2)
+        assert index[last] == got["ModifyIndex"]
+        assert index[first] < index[last]  # its own entry's index, not the call's last
