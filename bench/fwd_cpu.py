@@ -90,10 +90,13 @@ class _Round:
     def __init__(self, pids: dict[str, int], leader: str, a: argparse.Namespace, http: str) -> None:
         self.pids, self.leader, self.a, self.http = pids, leader, a, http
 
-    def _batches(self) -> float:
-        """``Registry.ApplyBatch`` calls the leader answered so far."""
+    def _batches(self) -> tuple[float, float]:
+        """``Registry.ApplyBatch`` calls the leader answered and Raft entries
+        it applied, so far."""
+        sample = scrape(self.http)
         key = ("meshd_rpc_request_duration_seconds", 'method="Registry.ApplyBatch"')
-        return scrape(self.http).get(key, (0.0, 0.0))[1]
+        entries = sample.get(("meshd_raft_fsm_apply_seconds", ""), (0.0, 0.0))[1]
+        return sample.get(key, (0.0, 0.0))[1], entries
 
     def run(self, mode: str, targets: list[tuple[str, int]], first: bool) -> tuple[float, float]:
         a, pids = self.a, self.pids
@@ -107,11 +110,11 @@ class _Round:
             if a.perf:
                 out = Path(tempfile.mkdtemp(prefix="fwdcpu-perf-")) / f"{n}.txt"
                 procs.append((n, _perf(pid, a.seconds, out), out))
-        batches = self._batches()
+        before_rpc = self._batches()
         before = {n: _user_sys(pid) for n, pid in pids.items()}
         res = run_wrk(PUTS, targets, connections=a.connections, seconds=a.seconds)
         after = {n: _user_sys(pid) for n, pid in pids.items()}
-        batches = self._batches() - batches
+        batches, entries = (b - a for a, b in zip(before_rpc, self._batches(), strict=True))
         counts: dict[str, float] = {}
         for n, proc, out in procs:
             proc.wait(timeout=30)
@@ -125,6 +128,7 @@ class _Round:
         fol = sum(used[n] for n in pids if n != self.leader) * TICK_US / writes
         lead = used[self.leader] * TICK_US / writes
         counts["batches"] = batches
+        counts["entries"] = entries
         per_put = " ".join(f"{k} {v / writes:.3f}" for k, v in counts.items())
         print(
             f"{mode:9s} {res.rate:7.0f} puts/s p50 {res.p50_ms:5.1f} ms err {res.errors}: "

@@ -202,3 +202,34 @@ async def test_the_leaders_own_writes_of_one_round_share_an_entry(autojump_clock
         r = await api.put("/v1/kv/own/alone", raw=b"x")
         assert r.json() is True
         assert server.local_batcher.batches - batches_before == batches  # sent alone
+
+
+async def test_each_gathered_write_answers_its_own_entrys_index(autojump_clock: Any) -> None:
+    """Writes gathered into one call but cut into two entries (a key written
+    twice): each answers the index its own entry applied at, not the call's
+    last one."""
+    async with inproc_agent() as (agent, api):
+        server = agent.server
+        assert server is not None
+        cmds = [
+            KVRequest(op="set", key=key, value=str(i).encode())
+            for i, key in enumerate(("idx/a", "idx/b", "idx/b"))
+        ]
+        batches = server.local_batcher.batches
+        answers: list[Any] = [None] * 3
+
+        async def submit(i: int) -> None:  # all three queued before the sender runs
+            answers[i] = await server.local_batcher.submit("", (encode_command(cmds[i]), cmds[i]))
+
+        async with trio.open_nursery() as nursery:
+            for i in range(3):
+                nursery.start_soon(submit, i)
+        assert server.local_batcher.batches == batches + 1  # one call
+        assert [result.ok for result, _ in answers] == [True] * 3
+        index = [i for _, i in answers]
+        assert len(set(index)) == 2  # a key written twice: two entries
+        got = (await api.get("/v1/kv/idx/b")).json()[0]
+        last = int(base64.b64decode(got["Value"]))  # the idx/b write queued last
+        first = 3 - last  # the other one (1 or 2)
+        assert index[last] == got["ModifyIndex"]
+        assert index[first] < index[last]  # its own entry's index, not the call's last
