@@ -18,6 +18,16 @@ socket back.
 Jobs whose source may hold bytes OpenSSL decrypted but the kernel no
 longer reports (a step that stopped at its budget) are stepped again on
 the next round without waiting, so no data sits unseen.
+
+The L7 path's keep-alive sockets (a client's connection, a pooled one to an
+upstream) wait for readability twice per request. Through trio each wait
+re-arms the fd (an ``epoll_ctl``, trio registers one-shot) and costs trio's
+registration bookkeeping; here such a socket is registered once, for its
+life, edge-triggered (``watch``), and ``Readiness.wait`` parks its task
+until the reactor's next round sees an edge. An edge seen while nobody
+waits is kept (``ready``), so the next wait returns at once and the read
+finds the bytes (or, rarely, nothing: then it waits again). Rounds that
+only wake such tasks are not repeated (the woken tasks have not run yet).
 """
 
 from __future__ import annotations
@@ -47,12 +57,55 @@ class Job(Protocol):
 AGAIN = object()
 
 
+class Readiness:
+    """A watched socket's readability (``Reactor.watch``): one task waits at a time."""
+
+    __slots__ = ("closed", "fd", "interrupted", "ready", "task")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.ready = False  # an edge came while nobody waited
+        self.task: trio.lowlevel.Task | None = None
+        self.closed = False  # unwatched: every wait raises
+        self.interrupted = False  # the waiting task was woken by ``closing``
+
+    async def wait(self) -> None:
+        """Until the socket is readable (an edge since the last wait; not a
+        checkpoint when one is already there). Raises
+        ``trio.ClosedResourceError`` when ``closing`` wakes it (as
+        ``trio.lowlevel.notify_closing`` does) or once unwatched;
+        cancellation ends the wait."""
+        if self.closed:
+            raise trio.ClosedResourceError("socket closed")
+        if self.ready:
+            self.ready = False
+            return
+        self.task = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self.task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        if self.interrupted:
+            self.interrupted = False
+            raise trio.ClosedResourceError("socket closed while waiting")
+
+    def wake(self) -> None:
+        task, self.task = self.task, None
+        if task is None:
+            self.ready = True
+        else:
+            trio.lowlevel.reschedule(task)
+
+
 class Reactor:
     """The run's epoll set and the system task serving it."""
 
     def __init__(self) -> None:
         self.ep = select.epoll()
         self.jobs: dict[int, tuple[Job, trio.lowlevel.Task]] = {}
+        self.watched: dict[int, Readiness] = {}
         self.again: list[Job] = []
         self.results: dict[int, Any] = {}  # fd -> what its task gets
 
@@ -82,6 +135,37 @@ class Reactor:
         await trio.lowlevel.wait_task_rescheduled(abort)
         return _unwrap(self.results.pop(fd))
 
+    def watch(self, fd: int) -> Readiness:
+        """Keep ``fd`` (a socket nobody pumps) in the set, edge-triggered,
+        until ``unwatch``: its readability is then ``Readiness.wait``.
+        Raises OSError for a bad fd."""
+        flags = select.EPOLLIN | select.EPOLLET
+        try:
+            self.ep.register(fd, flags)
+        except FileExistsError:  # a closed fd's number, reused
+            self.ep.modify(fd, flags)
+        w = self.watched[fd] = Readiness(fd)
+        return w
+
+    def unwatch(self, fd: int) -> None:
+        """Forget ``fd`` (before it is closed); a task still waiting on it
+        gets ``trio.ClosedResourceError``."""
+        w = self.watched.pop(fd, None)
+        if w is None:
+            return
+        w.closed = True
+        self.closing(fd, w)
+        with contextlib.suppress(OSError, ValueError):
+            self.ep.unregister(fd)
+
+    def closing(self, fd: int, w: Readiness | None = None) -> None:
+        """``trio.lowlevel.notify_closing`` for a watched ``fd``: the task
+        waiting on it (if any) wakes with ``trio.ClosedResourceError``."""
+        w = w or self.watched.get(fd)
+        if w is not None and w.task is not None:
+            w.interrupted = True
+            w.wake()
+
     def _drop(self, fd: int) -> None:
         self.jobs.pop(fd, None)
         with contextlib.suppress(OSError, ValueError):
@@ -107,17 +191,23 @@ class Reactor:
             self.ep.close()
 
     def _round(self) -> bool:
-        """Step every ready job once; whether any was ready."""
+        """Step every ready job once and wake the tasks of ready watched
+        sockets; whether any job was ready (worth another round at once)."""
         ready = [fd for fd, _ in self.ep.poll(0)]
         again, self.again = self.again, []
         if not ready and not again:
             return False
         now = trio.current_time()
         ready += [j.fd for j in again if j.fd not in ready]
+        stepped = False
         for fd in ready:
             entry = self.jobs.get(fd)
             if entry is None:
+                w = self.watched.get(fd)
+                if w is not None:
+                    w.wake()
                 continue
+            stepped = True
             job, task = entry
             result = _safe_step(job, now)
             if result is None:
@@ -128,7 +218,7 @@ class Reactor:
             self._drop(fd)
             self.results[fd] = result
             trio.lowlevel.reschedule(task)
-        return True
+        return stepped
 
 
 class _Raised:
@@ -152,6 +242,29 @@ def _unwrap(result: Any) -> Any:
 
 
 _REACTOR: trio.lowlevel.RunVar[Reactor] = trio.lowlevel.RunVar("proxy_reactor")
+
+
+def _running() -> Reactor | None:
+    try:
+        return _REACTOR.get()
+    except (LookupError, RuntimeError):  # none yet; outside a trio run
+        return None
+
+
+def notify_closing(fd: int) -> None:
+    """Wake a task waiting on ``fd`` through this run's reactor (if any)
+    with ``trio.ClosedResourceError``, as ``trio.lowlevel.notify_closing``
+    does for trio's own waits."""
+    r = _running()
+    if r is not None:
+        r.closing(fd)
+
+
+def unwatch(fd: int) -> None:
+    """``Reactor.unwatch`` on this run's reactor, if any (call before closing ``fd``)."""
+    r = _running()
+    if r is not None:
+        r.unwatch(fd)
 
 
 def reactor() -> Reactor:
