@@ -42,6 +42,13 @@ import trio
 STEP_BUDGET = 16
 # Rounds run back to back while sockets keep being ready, before yielding.
 EXTRA_ROUNDS = 3
+# Watched sockets (see Readiness) are in the set while a reactor round wakes
+# at least BATCH of their tasks on average, over JUDGE rounds that wake any;
+# below that they are waited for through trio, and TRIAL_EVERY waits later
+# the set is tried again.
+BATCH = 2.0
+JUDGE = 64
+TRIAL_EVERY = 4096
 
 
 class Job(Protocol):
@@ -58,25 +65,44 @@ AGAIN = object()
 
 
 class Readiness:
-    """A watched socket's readability (``Reactor.watch``): one task waits at a time."""
+    """A watched socket's readability (``Reactor.watch``): one task waits at a time.
 
-    __slots__ = ("closed", "fd", "interrupted", "ready", "task")
+    In the reactor's set (edge-triggered) while the reactor is in its
+    batching mode (``Reactor.batching``); otherwise waited for through trio
+    directly, as any other fd. A socket joins or leaves the set at the start
+    of a wait."""
 
-    def __init__(self, fd: int) -> None:
+    __slots__ = ("closed", "fd", "in_set", "interrupted", "reactor", "ready", "task")
+
+    def __init__(self, reactor: Reactor, fd: int) -> None:
+        self.reactor = reactor
         self.fd = fd
+        self.in_set = False  # registered in the reactor's epoll set
         self.ready = False  # an edge came while nobody waited
         self.task: trio.lowlevel.Task | None = None
         self.closed = False  # unwatched: every wait raises
         self.interrupted = False  # the waiting task was woken by ``closing``
 
     async def wait(self) -> None:
-        """Until the socket is readable (an edge since the last wait; not a
-        checkpoint when one is already there). Raises
-        ``trio.ClosedResourceError`` when ``closing`` wakes it (as
-        ``trio.lowlevel.notify_closing`` does) or once unwatched;
-        cancellation ends the wait."""
+        """Until the socket is readable (in the set: an edge since the last
+        wait, not a checkpoint when one is already there). Raises
+        ``trio.ClosedResourceError`` when ``closing`` (or trio's
+        ``notify_closing``) wakes it, or once unwatched; cancellation ends
+        the wait. OSError when the fd cannot join the set."""
         if self.closed:
             raise trio.ClosedResourceError("socket closed")
+        r = self.reactor
+        r.waits += 1
+        if self.in_set is not r.batching:
+            if self.in_set:
+                r.leave(self)
+            else:
+                r.join(self)
+        elif r.waits >= r.trial_at and not r.batching:
+            r.start_trial()
+        if not self.in_set:
+            await trio.lowlevel.wait_readable(self.fd)
+            return
         if self.ready:
             self.ready = False
             return
@@ -106,6 +132,11 @@ class Reactor:
         self.ep = select.epoll()
         self.jobs: dict[int, tuple[Job, trio.lowlevel.Task]] = {}
         self.watched: dict[int, Readiness] = {}
+        # The batching mode of watched sockets (see Readiness, _judge).
+        self.batching = False
+        self.waits = 0  # waits on watched sockets so far
+        self.trial_at = 0  # the wait count at which the next trial starts
+        self.rounds = self.woken = 0  # this trial's rounds that woke tasks, and wakes
         self.again: list[Job] = []
         self.results: dict[int, Any] = {}  # fd -> what its task gets
 
@@ -136,16 +167,43 @@ class Reactor:
         return _unwrap(self.results.pop(fd))
 
     def watch(self, fd: int) -> Readiness:
-        """Keep ``fd`` (a socket nobody pumps) in the set, edge-triggered,
-        until ``unwatch``: its readability is then ``Readiness.wait``.
-        Raises OSError for a bad fd."""
+        """Follow ``fd`` (a socket nobody pumps) until ``unwatch``: its
+        readability is then ``Readiness.wait``."""
+        w = self.watched[fd] = Readiness(self, fd)
+        return w
+
+    def join(self, w: Readiness) -> None:
+        """``w``'s fd into the set, edge-triggered (its current readability
+        is reported too). Raises OSError for a bad fd."""
         flags = select.EPOLLIN | select.EPOLLET
         try:
-            self.ep.register(fd, flags)
+            self.ep.register(w.fd, flags)
         except FileExistsError:  # a closed fd's number, reused
-            self.ep.modify(fd, flags)
-        w = self.watched[fd] = Readiness(fd)
-        return w
+            self.ep.modify(w.fd, flags)
+        w.in_set = True
+
+    def leave(self, w: Readiness) -> None:
+        """``w``'s fd out of the set (waited for through trio from now on)."""
+        w.in_set = False
+        w.ready = False  # trio reports a readable fd at once anyway
+        with contextlib.suppress(OSError, ValueError):
+            self.ep.unregister(w.fd)
+
+    def start_trial(self) -> None:
+        """Try the batching mode again (judged after JUDGE rounds)."""
+        self.batching = True
+        self.rounds = self.woken = 0
+
+    def _judge(self, woken: int) -> None:
+        """Count a round that woke ``woken`` watched tasks; every JUDGE such
+        rounds, keep the batching mode only if it paid (BATCH per round)."""
+        self.rounds += 1
+        self.woken += woken
+        if self.rounds >= JUDGE:
+            if self.woken < BATCH * self.rounds:
+                self.batching = False
+                self.trial_at = self.waits + TRIAL_EVERY
+            self.rounds = self.woken = 0
 
     def unwatch(self, fd: int) -> None:
         """Forget ``fd`` (before it is closed); a task still waiting on it
@@ -155,8 +213,8 @@ class Reactor:
             return
         w.closed = True
         self.closing(fd, w)
-        with contextlib.suppress(OSError, ValueError):
-            self.ep.unregister(fd)
+        if w.in_set:
+            self.leave(w)
 
     def closing(self, fd: int, w: Readiness | None = None) -> None:
         """``trio.lowlevel.notify_closing`` for a watched ``fd``: the task
@@ -200,11 +258,13 @@ class Reactor:
         now = trio.current_time()
         ready += [j.fd for j in again if j.fd not in ready]
         stepped = False
+        woken = 0
         for fd in ready:
             entry = self.jobs.get(fd)
             if entry is None:
                 w = self.watched.get(fd)
-                if w is not None:
+                if w is not None and w.in_set:
+                    woken += w.task is not None
                     w.wake()
                 continue
             stepped = True
@@ -218,6 +278,8 @@ class Reactor:
             self._drop(fd)
             self.results[fd] = result
             trio.lowlevel.reschedule(task)
+        if woken:
+            self._judge(woken)
         return stepped
 
 
