@@ -22,12 +22,16 @@ the next round without waiting, so no data sits unseen.
 The L7 path's keep-alive sockets (a client's connection, a pooled one to an
 upstream) wait for readability twice per request. Through trio each wait
 re-arms the fd (an ``epoll_ctl``, trio registers one-shot) and costs trio's
-registration bookkeeping; here such a socket is registered once, for its
-life, edge-triggered (``watch``), and ``Readiness.wait`` parks its task
-until the reactor's next round sees an edge. An edge seen while nobody
-waits is kept (``ready``), so the next wait returns at once and the read
-finds the bytes (or, rarely, nothing: then it waits again). Rounds that
-only wake such tasks are not repeated (the woken tasks have not run yet).
+registration bookkeeping; here such a socket (``watch``) can stay in the
+set, edge-triggered, and ``Readiness.wait`` parks its task until the
+reactor's next round sees an edge. An edge seen while nobody waits is kept
+(``ready``), so the next wait returns at once and the read finds the bytes
+(or, rarely, nothing: then it waits again). Rounds that only wake such
+tasks are not repeated (the woken tasks have not run yet). That pays only
+when a round wakes several tasks (many busy connections); one at a time,
+the hop through the reactor's task costs more than the re-arm it saves, so
+the sockets are in the set only while rounds wake ``BATCH`` tasks on
+average, and wait through trio otherwise (``Reactor.batching``).
 """
 
 from __future__ import annotations
