@@ -102,7 +102,7 @@ class UpstreamConn:
         return self.sock.fileno()
 
     def close(self) -> None:
-        """Close the socket (out of the reactor's set first)."""
+        """Close the socket (unwatched by the reactor first)."""
         if self.reader.ready is not None:
             self.reader.ready = None
             unwatch(self.sock.fileno())
@@ -147,7 +147,8 @@ async def serve_requests(
     """Read requests from ``sock`` one at a time and send each ``answer``,
     until the client closes, asks to, or sends what cannot be read (answered
     with ``local_error``). The loop of both L7 sides. ``sock`` stays in the
-    reactor's set while it runs (reactor.py: no epoll re-arm per wait)."""
+    reactor's watch while it runs (reactor.py: no epoll re-arm per wait
+    while many connections are busy)."""
     fd = sock.fileno()
     reader.ready = reactor().watch(fd)
     try:
@@ -273,7 +274,8 @@ class Pool:
 
 
 def _watched(conn: UpstreamConn) -> UpstreamConn:
-    """``conn`` in the reactor's set for its life (its answers are waited for there)."""
+    """``conn`` watched by the reactor for its life (reactor.py: its answers
+    are waited for in the reactor's set while many connections are busy)."""
     conn.reader.ready = reactor().watch(conn.sock.fileno())
     return conn
 
