@@ -146,8 +146,8 @@ async def serve_requests(
 ) -> None:
     """Read requests from ``sock`` one at a time and send each ``answer``,
     until the client closes, asks to, or sends what cannot be read (answered
-    with ``local_error``). The loop of both L7 sides. ``sock`` stays in the
-    reactor's watch while it runs (reactor.py: no epoll re-arm per wait
+    with ``local_error``). The loop of both L7 sides. ``sock`` is watched by the
+    reactor while it runs (reactor.py: no epoll re-arm per wait
     while many connections are busy)."""
     fd = sock.fileno()
     reader.ready = reactor().watch(fd)
