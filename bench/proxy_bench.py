@@ -26,7 +26,9 @@ router on both sides, mTLS between them; the time from a config write to
 the proxy applying it (p50/p99) and a proxy's RSS with 100 services'
 routers loaded. The L7 paths get more rounds (``--l7-rounds``, 5), each
 path's medians are printed side by side with the CPU microseconds per
-request of its proxies and the load average before and after, and every
+request of its proxies, their system calls per request (``perf stat`` of
+the ``raw_syscalls:sys_enter`` tracepoint, when perf may count it here) and
+the load average before and after, and every
 L7 ratio also comes in its CPU form (Envoy's CPU per request over meshd's:
 on this CPU-bound 2-core machine the req/s ratio it predicts, much less
 disturbed by other processes than req/s itself). Prints figures, ratios and
@@ -38,12 +40,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import shutil
+import signal
 import socket
 import statistics
+import subprocess
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +106,7 @@ class Path_:
     errors: dict[int, int] = field(default_factory=dict)
     cpu_us: dict[int, list[float]] = field(default_factory=dict)  # proxies, per request
     nginx_us: dict[int, list[float]] = field(default_factory=dict)  # backend, per request
+    syscalls: dict[int, list[float]] = field(default_factory=dict)  # proxies, per request (L7)
     bulk: list[float] = field(default_factory=list)  # MB/s
     rss: list[float] = field(default_factory=list)  # MB per process, after the load
     l7: bool = False  # an HTTP-aware pair: no bulk download (bodies are buffered)
@@ -139,13 +145,48 @@ def probe(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"GET / through port {port} not answered 200 in {timeout:g}s: {last}")
 
 
+@contextlib.contextmanager
+def counting_syscalls(pids: Sequence[int]) -> Iterator[list[float]]:
+    """The system calls of ``pids`` inside the block (``perf stat`` on the
+    ``raw_syscalls:sys_enter`` tracepoint), appended to the yielded list when
+    it ends; nothing when perf is missing or may not count them here."""
+    out: list[float] = []
+    if not pids or shutil.which("perf") is None:
+        yield out
+        return
+    with tempfile.NamedTemporaryFile("r", prefix="meshd-perf-", suffix=".csv") as f:
+        argv = ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-o", f.name]
+        proc = subprocess.Popen(
+            [*argv, "-p", ",".join(map(str, pids))],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.2)  # attached before the load starts
+        try:
+            yield out
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for line in f.read().splitlines():
+            fields = line.split(",")
+            if len(fields) > 2 and fields[2] == "raw_syscalls:sys_enter" and fields[0].isdigit():
+                out.append(float(fields[0]))
+
+
 def measure_round(path: Path_, nginx: Nginx, s: Settings) -> None:
     """wrk at each connection count (16 only for L7 paths in a quick run),
     then one bulk download, over ``path``."""
     for conns in s.l7_connections if path.l7 else CONNECTIONS:
-        cpu0, ng0 = tree_cpu_seconds(path.pids), tree_cpu_seconds([nginx.proc.pid])
-        r = run_wrk(GET, [("127.0.0.1", path.entry)], connections=conns, seconds=s.seconds)
-        cpu1, ng1 = tree_cpu_seconds(path.pids), tree_cpu_seconds([nginx.proc.pid])
+        with counting_syscalls(path.pids if path.l7 else []) as calls:
+            cpu0, ng0 = tree_cpu_seconds(path.pids), tree_cpu_seconds([nginx.proc.pid])
+            r = run_wrk(GET, [("127.0.0.1", path.entry)], connections=conns, seconds=s.seconds)
+            cpu1, ng1 = tree_cpu_seconds(path.pids), tree_cpu_seconds([nginx.proc.pid])
+        if calls and r.requests:
+            path.syscalls.setdefault(conns, []).append(calls[0] / r.requests)
         path.rates.setdefault(conns, []).append(r.rate)
         path.p50.setdefault(conns, []).append(r.p50_ms)
         path.p99.setdefault(conns, []).append(r.p99_ms)
@@ -513,13 +554,14 @@ def report_l7_pairs(run: Run) -> None:
                     lat(median(path.p50.get(conns))),
                     lat(median(path.p99.get(conns))),
                     num(median(path.cpu_us.get(conns)), 1),
+                    num(median(path.syscalls.get(conns)), 2),
                     str(len(path.rates.get(conns, []))),
                 ]
             )
     print_table(
         f"L7 pairs, median of {run.settings.l7_rounds} alternating rounds"
         f" (load {'; '.join(run.l7_load) or '-'})",
-        ["pair", "req/s", "p50 ms", "p99 ms", "cpu-us/req", "runs"],
+        ["pair", "req/s", "p50 ms", "p99 ms", "cpu-us/req", "syscalls/req", "runs"],
         rows,
     )
 

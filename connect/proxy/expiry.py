@@ -30,6 +30,8 @@ from typing import Protocol
 
 import trio
 
+from .reactor import notify_closing
+
 RECHECK = 0.01  # an expired exchange not parked yet is nudged again this often
 
 
@@ -88,6 +90,7 @@ class Expiry:
                 fd = conn.fileno()
                 if fd >= 0:
                     trio.lowlevel.notify_closing(fd)
+                    notify_closing(fd)  # a wait in the reactor (reactor.py)
                 deadline = now + RECHECK
             self._push(conn, deadline)
 

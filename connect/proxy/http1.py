@@ -35,6 +35,7 @@ from http import HTTPStatus
 import httptools
 
 from .pump import send_all, wait_fd
+from .reactor import Readiness
 
 RECV_SIZE = 65536
 MAX_BODY = 64 * 1024 * 1024
@@ -145,7 +146,9 @@ def request_bytes(method: str, target: str, headers: list[tuple[str, str]], body
     return _head(f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), headers) + body
 
 
-async def recv_into_view(sock: socket.socket, *, wait_first: bool = False) -> memoryview:
+async def recv_into_view(
+    sock: socket.socket, *, wait_first: bool = False, ready: Readiness | None = None
+) -> memoryview:
     """The next bytes of a non-blocking (TLS) socket, in the shared buffer
     (valid until the next call); empty at EOF.
 
@@ -154,17 +157,28 @@ async def recv_into_view(sock: socket.socket, *, wait_first: bool = False) -> me
     paying for one that fails (a syscall and an exception). Bytes OpenSSL
     has already decrypted are read at once. TLS reads go straight to the
     ``_ssl`` object, as pump.py's do (``SSLSocket.recv_into`` adds two
-    Python frames per call); a ragged EOF is an EOF, as it is there."""
+    Python frames per call); a ragged EOF is an EOF, as it is there.
+
+    ``ready``: the socket is watched by the reactor (reactor.py): its
+    readability is waited for there, without re-arming the fd each time.
+    Raises OSError, ssl.SSLError, trio.ClosedResourceError (the fd is being
+    closed)."""
     fd = sock.fileno()
     sslobj = getattr(sock, "_sslobj", None)
     if wait_first and not (sslobj is not None and sslobj.pending()):
-        await wait_fd(fd, readable=True)
+        if ready is None:
+            await wait_fd(fd, readable=True)
+        else:
+            await ready.wait()
     while True:
         try:
             n = sock.recv_into(_RECV_BUF) if sslobj is None else sslobj.read(RECV_SIZE, _RECV_BUF)
             return _RECV_VIEW[:n]
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
-            await wait_fd(fd, readable=True)
+            if ready is None:
+                await wait_fd(fd, readable=True)
+            else:
+                await ready.wait()
         except ssl.SSLWantWriteError:
             await wait_fd(fd, readable=False)
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
@@ -204,6 +218,7 @@ class RequestReader:
     def __init__(self, sock: socket.socket, max_body: int = MAX_BODY) -> None:
         self.sock = sock
         self.max_body = max_body
+        self.ready: Readiness | None = None  # set while the reactor watches ``sock``
         self._parser = httptools.HttpRequestParser(self)
         self._ready: collections.deque[ParsedRequest] = collections.deque()
         self._current: ParsedRequest | None = None
@@ -277,7 +292,7 @@ class RequestReader:
                     await send_bytes(self.sock, CONTINUE)
             # Past the first read, a peer sends its next request only after
             # our answer: the bytes are rarely there already.
-            data = await recv_into_view(self.sock, wait_first=self._reads > 0)
+            data = await recv_into_view(self.sock, wait_first=self._reads > 0, ready=self.ready)
             self._reads += 1
             if not data:
                 self._eof = True
@@ -370,6 +385,7 @@ class ResponseReader:
         "_parts",
         "_size",
         "_status",
+        "ready",
         "reusable",
         "sock",
     )
@@ -387,6 +403,7 @@ class ResponseReader:
         self._in_body = False
         self._keep_alive = True
         self.reusable = True  # another request may follow on this connection
+        self.ready: Readiness | None = None  # set while the reactor watches ``sock``
 
     async def read(self, head_only: bool) -> tuple[int, list[tuple[str, str]], bytes]:
         """The (final) response to the request just sent.
@@ -398,7 +415,7 @@ class ResponseReader:
         self._head_only = head_only
         wait_first = True  # the request was just sent
         while not self._done:
-            data = await recv_into_view(self.sock, wait_first=wait_first)
+            data = await recv_into_view(self.sock, wait_first=wait_first, ready=self.ready)
             wait_first = False
             if not data:
                 self.reusable = False

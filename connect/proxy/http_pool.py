@@ -40,6 +40,7 @@ from .http1 import (
     send_bytes,
 )
 from .pump import wait_fd
+from .reactor import reactor, unwatch
 from .sockets import close
 
 __all__ = [
@@ -100,6 +101,13 @@ class UpstreamConn:
     def fileno(self) -> int:
         return self.sock.fileno()
 
+    def close(self) -> None:
+        """Close the socket (unwatched by the reactor first)."""
+        if self.reader.ready is not None:
+            self.reader.ready = None
+            unwatch(self.sock.fileno())
+        close(self.sock)
+
 
 @dataclass(frozen=True)
 class UpstreamResponse:
@@ -138,7 +146,23 @@ async def serve_requests(
 ) -> None:
     """Read requests from ``sock`` one at a time and send each ``answer``,
     until the client closes, asks to, or sends what cannot be read (answered
-    with ``local_error``). The loop of both L7 sides."""
+    with ``local_error``). The loop of both L7 sides. ``sock`` is watched by the
+    reactor while it runs (reactor.py: no epoll re-arm per wait
+    while many connections are busy)."""
+    fd = sock.fileno()
+    reader.ready = reactor().watch(fd)
+    try:
+        await _serve(sock, reader, answer)
+    finally:
+        reader.ready = None
+        unwatch(fd)
+
+
+async def _serve(
+    sock: socket.socket,
+    reader: RequestReader,
+    answer: Callable[[ParsedRequest], Awaitable[UpstreamResponse]],
+) -> None:
     while True:
         try:
             event = await reader.next_request()
@@ -179,9 +203,9 @@ class Pool:
             if conn.sock.fileno() >= 0:
                 return conn
         if deadline == math.inf:
-            return UpstreamConn(await self._dial(endpoint), endpoint)
+            return _watched(UpstreamConn(await self._dial(endpoint), endpoint))
         with trio.move_on_at(deadline):  # only a dial pays for a cancel scope
-            return UpstreamConn(await self._dial(endpoint), endpoint)
+            return _watched(UpstreamConn(await self._dial(endpoint), endpoint))
         raise Expired("deadline passed while connecting")
 
     def put(self, conn: UpstreamConn) -> None:
@@ -193,18 +217,18 @@ class Pool:
             if len(idle) < MAX_IDLE:
                 idle.append(conn)
                 return
-        close(conn.sock)
+        conn.close()
 
     def retain(self, endpoints: set[str]) -> None:
         """Close idle connections to endpoints no longer in ``endpoints``."""
         for ep in [e for e in self._idle if e not in endpoints]:
             for conn in self._idle.pop(ep):
-                close(conn.sock)
+                conn.close()
 
     def close_all(self) -> None:
         for conns in self._idle.values():
             for conn in conns:
-                close(conn.sock)
+                conn.close()
         self._idle.clear()
 
     async def request(
@@ -230,23 +254,30 @@ class Pool:
             try:
                 resp = await _exchange(conn, method, target, headers, body)
             except UpstreamReset as exc:
-                close(conn.sock)
+                conn.close()
                 if reused and exc.before_response:
                     continue
                 raise
             except trio.ClosedResourceError:
-                close(conn.sock)
+                conn.close()
                 if conn.expired:
                     raise Expired("deadline passed") from None
                 raise
             except BaseException:
-                close(conn.sock)
+                conn.close()
                 raise
             finally:
                 conn.deadline = math.inf  # expiry's disarm, inlined
             self.put(conn)
             return resp
         raise UpstreamReset("connection reset", before_response=True)
+
+
+def _watched(conn: UpstreamConn) -> UpstreamConn:
+    """``conn`` watched by the reactor for its life (reactor.py: its answers
+    are waited for in the reactor's set while many connections are busy)."""
+    conn.reader.ready = reactor().watch(conn.sock.fileno())
+    return conn
 
 
 async def _exchange(

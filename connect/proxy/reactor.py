@@ -18,6 +18,20 @@ socket back.
 Jobs whose source may hold bytes OpenSSL decrypted but the kernel no
 longer reports (a step that stopped at its budget) are stepped again on
 the next round without waiting, so no data sits unseen.
+
+The L7 path's keep-alive sockets (a client's connection, a pooled one to an
+upstream) wait for readability twice per request. Through trio each wait
+re-arms the fd (an ``epoll_ctl``, trio registers one-shot) and costs trio's
+registration bookkeeping; here such a socket (``watch``) can stay in the
+set, edge-triggered, and ``Readiness.wait`` parks its task until the
+reactor's next round sees an edge. An edge seen while nobody waits is kept
+(``ready``), so the next wait returns at once and the read finds the bytes
+(or, rarely, nothing: then it waits again). Rounds that only wake such
+tasks are not repeated (the woken tasks have not run yet). That pays only
+when a round wakes several tasks (many busy connections); one at a time,
+the hop through the reactor's task costs more than the re-arm it saves, so
+the sockets are in the set only while rounds wake ``BATCH`` tasks on
+average, and wait through trio otherwise (``Reactor.batching``).
 """
 
 from __future__ import annotations
@@ -32,6 +46,13 @@ import trio
 STEP_BUDGET = 16
 # Rounds run back to back while sockets keep being ready, before yielding.
 EXTRA_ROUNDS = 3
+# Watched sockets (see Readiness) are in the set while a reactor round wakes
+# at least BATCH of their tasks on average, over JUDGE rounds that wake any;
+# below that they are waited for through trio, and TRIAL_EVERY waits later
+# the set is tried again.
+BATCH = 2.0
+JUDGE = 64
+TRIAL_EVERY = 4096
 
 
 class Job(Protocol):
@@ -47,12 +68,79 @@ class Job(Protocol):
 AGAIN = object()
 
 
+class Readiness:
+    """A watched socket's readability (``Reactor.watch``): one task waits at a time.
+
+    In the reactor's set (edge-triggered) while the reactor is in its
+    batching mode (``Reactor.batching``); otherwise waited for through trio
+    directly, as any other fd. A socket joins or leaves the set at the start
+    of a wait."""
+
+    __slots__ = ("closed", "fd", "in_set", "interrupted", "reactor", "ready", "task")
+
+    def __init__(self, reactor: Reactor, fd: int) -> None:
+        self.reactor = reactor
+        self.fd = fd
+        self.in_set = False  # registered in the reactor's epoll set
+        self.ready = False  # an edge came while nobody waited
+        self.task: trio.lowlevel.Task | None = None
+        self.closed = False  # unwatched: every wait raises
+        self.interrupted = False  # the waiting task was woken by ``closing``
+
+    async def wait(self) -> None:
+        """Until the socket is readable (in the set: an edge since the last
+        wait, not a checkpoint when one is already there). Raises
+        ``trio.ClosedResourceError`` when ``closing`` (or trio's
+        ``notify_closing``) wakes it, or once unwatched; cancellation ends
+        the wait. OSError when the fd cannot join the set."""
+        if self.closed:
+            raise trio.ClosedResourceError("socket closed")
+        r = self.reactor
+        r.waits += 1
+        if self.in_set is not r.batching:
+            if self.in_set:
+                r.leave(self)
+            else:
+                r.join(self)
+        elif r.waits >= r.trial_at and not r.batching:
+            r.start_trial()
+        if not self.in_set:
+            await trio.lowlevel.wait_readable(self.fd)
+            return
+        if self.ready:
+            self.ready = False
+            return
+        self.task = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self.task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        if self.interrupted:
+            self.interrupted = False
+            raise trio.ClosedResourceError("socket closed while waiting")
+
+    def wake(self) -> None:
+        task, self.task = self.task, None
+        if task is None:
+            self.ready = True
+        else:
+            trio.lowlevel.reschedule(task)
+
+
 class Reactor:
     """The run's epoll set and the system task serving it."""
 
     def __init__(self) -> None:
         self.ep = select.epoll()
         self.jobs: dict[int, tuple[Job, trio.lowlevel.Task]] = {}
+        self.watched: dict[int, Readiness] = {}
+        # The batching mode of watched sockets (see Readiness, _judge).
+        self.batching = False
+        self.waits = 0  # waits on watched sockets so far
+        self.trial_at = 0  # the wait count at which the next trial starts
+        self.rounds = self.woken = 0  # this trial's rounds that woke tasks, and wakes
         self.again: list[Job] = []
         self.results: dict[int, Any] = {}  # fd -> what its task gets
 
@@ -82,6 +170,64 @@ class Reactor:
         await trio.lowlevel.wait_task_rescheduled(abort)
         return _unwrap(self.results.pop(fd))
 
+    def watch(self, fd: int) -> Readiness:
+        """Follow ``fd`` (a socket nobody pumps) until ``unwatch``: its
+        readability is then ``Readiness.wait``."""
+        w = self.watched[fd] = Readiness(self, fd)
+        return w
+
+    def join(self, w: Readiness) -> None:
+        """``w``'s fd into the set, edge-triggered (its current readability
+        is reported too). Raises OSError for a bad fd."""
+        flags = select.EPOLLIN | select.EPOLLET
+        try:
+            self.ep.register(w.fd, flags)
+        except FileExistsError:  # a closed fd's number, reused
+            self.ep.modify(w.fd, flags)
+        w.in_set = True
+
+    def leave(self, w: Readiness) -> None:
+        """``w``'s fd out of the set (waited for through trio from now on)."""
+        w.in_set = False
+        w.ready = False  # trio reports a readable fd at once anyway
+        with contextlib.suppress(OSError, ValueError):
+            self.ep.unregister(w.fd)
+
+    def start_trial(self) -> None:
+        """Try the batching mode again (judged after JUDGE rounds)."""
+        self.batching = True
+        self.rounds = self.woken = 0
+
+    def _judge(self, woken: int) -> None:
+        """Count a round that woke ``woken`` watched tasks; every JUDGE such
+        rounds, keep the batching mode only if it paid (BATCH per round)."""
+        self.rounds += 1
+        self.woken += woken
+        if self.rounds >= JUDGE:
+            if self.woken < BATCH * self.rounds:
+                self.batching = False
+                self.trial_at = self.waits + TRIAL_EVERY
+            self.rounds = self.woken = 0
+
+    def unwatch(self, fd: int) -> None:
+        """Forget ``fd`` (before it is closed); a task still waiting on it
+        gets ``trio.ClosedResourceError``."""
+        w = self.watched.pop(fd, None)
+        if w is None:
+            return
+        w.closed = True
+        self.closing(fd, w)
+        if w.in_set:
+            self.leave(w)
+
+    def closing(self, fd: int, w: Readiness | None = None) -> None:
+        """``trio.lowlevel.notify_closing`` for a watched ``fd``: the task
+        waiting on it (if any) wakes with ``trio.ClosedResourceError``."""
+        w = w or self.watched.get(fd)
+        if w is not None and w.task is not None:
+            w.interrupted = True
+            w.wake()
+
     def _drop(self, fd: int) -> None:
         self.jobs.pop(fd, None)
         with contextlib.suppress(OSError, ValueError):
@@ -107,17 +253,25 @@ class Reactor:
             self.ep.close()
 
     def _round(self) -> bool:
-        """Step every ready job once; whether any was ready."""
+        """Step every ready job once and wake the tasks of ready watched
+        sockets; whether any job was ready (worth another round at once)."""
         ready = [fd for fd, _ in self.ep.poll(0)]
         again, self.again = self.again, []
         if not ready and not again:
             return False
         now = trio.current_time()
         ready += [j.fd for j in again if j.fd not in ready]
+        stepped = False
+        woken = 0
         for fd in ready:
             entry = self.jobs.get(fd)
             if entry is None:
+                w = self.watched.get(fd)
+                if w is not None and w.in_set:
+                    woken += w.task is not None
+                    w.wake()
                 continue
+            stepped = True
             job, task = entry
             result = _safe_step(job, now)
             if result is None:
@@ -128,7 +282,9 @@ class Reactor:
             self._drop(fd)
             self.results[fd] = result
             trio.lowlevel.reschedule(task)
-        return True
+        if woken:
+            self._judge(woken)
+        return stepped
 
 
 class _Raised:
@@ -152,6 +308,29 @@ def _unwrap(result: Any) -> Any:
 
 
 _REACTOR: trio.lowlevel.RunVar[Reactor] = trio.lowlevel.RunVar("proxy_reactor")
+
+
+def _running() -> Reactor | None:
+    try:
+        return _REACTOR.get()
+    except (LookupError, RuntimeError):  # none yet; outside a trio run
+        return None
+
+
+def notify_closing(fd: int) -> None:
+    """Wake a task waiting on ``fd`` through this run's reactor (if any)
+    with ``trio.ClosedResourceError``, as ``trio.lowlevel.notify_closing``
+    does for trio's own waits."""
+    r = _running()
+    if r is not None:
+        r.closing(fd)
+
+
+def unwatch(fd: int) -> None:
+    """``Reactor.unwatch`` on this run's reactor, if any (call before closing ``fd``)."""
+    r = _running()
+    if r is not None:
+        r.unwatch(fd)
 
 
 def reactor() -> Reactor:
