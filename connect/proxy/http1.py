@@ -147,7 +147,11 @@ def request_bytes(method: str, target: str, headers: list[tuple[str, str]], body
 
 
 async def recv_into_view(
-    sock: socket.socket, *, wait_first: bool = False, ready: Readiness | None = None
+    sock: socket.socket,
+    *,
+    wait_first: bool = False,
+    ready: Readiness | None = None,
+    peer_waits: bool = False,
 ) -> memoryview:
     """The next bytes of a non-blocking (TLS) socket, in the shared buffer
     (valid until the next call); empty at EOF.
@@ -161,6 +165,13 @@ async def recv_into_view(
 
     ``ready``: the socket is watched by the reactor (reactor.py): its
     readability is waited for there, without re-arming the fd each time.
+    In the reactor's set it is edge-triggered: a wait before a read is only
+    safe once nothing is left of the bytes that came, so ``wait_first`` is
+    ignored while ``ready.more`` says some may be. A plain read that filled
+    the buffer may have left some; a TLS read returns one record, so it may
+    have left some unless ``peer_waits`` (the read ended a message and the
+    peer sends nothing before our next one: a response; a client may
+    pipeline requests).
     Raises OSError, ssl.SSLError, trio.ClosedResourceError (the fd is being
     closed)."""
     fd = sock.fileno()
@@ -168,16 +179,19 @@ async def recv_into_view(
     if wait_first and not (sslobj is not None and sslobj.pending()):
         if ready is None:
             await wait_fd(fd, readable=True)
-        else:
+        elif not (ready.more and ready.in_set):
             await ready.wait()
     while True:
         try:
             n = sock.recv_into(_RECV_BUF) if sslobj is None else sslobj.read(RECV_SIZE, _RECV_BUF)
+            if ready is not None:
+                ready.more = n == RECV_SIZE if sslobj is None else not peer_waits
             return _RECV_VIEW[:n]
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
             if ready is None:
                 await wait_fd(fd, readable=True)
             else:
+                ready.more = False
                 await ready.wait()
         except ssl.SSLWantWriteError:
             await wait_fd(fd, readable=False)
@@ -415,7 +429,9 @@ class ResponseReader:
         self._head_only = head_only
         wait_first = True  # the request was just sent
         while not self._done:
-            data = await recv_into_view(self.sock, wait_first=wait_first, ready=self.ready)
+            data = await recv_into_view(
+                self.sock, wait_first=wait_first, ready=self.ready, peer_waits=True
+            )
             wait_first = False
             if not data:
                 self.reusable = False

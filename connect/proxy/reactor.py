@@ -76,7 +76,7 @@ class Readiness:
     directly, as any other fd. A socket joins or leaves the set at the start
     of a wait."""
 
-    __slots__ = ("closed", "fd", "in_set", "interrupted", "reactor", "ready", "task")
+    __slots__ = ("closed", "fd", "in_set", "interrupted", "more", "reactor", "ready", "task")
 
     def __init__(self, reactor: Reactor, fd: int) -> None:
         self.reactor = reactor
@@ -86,6 +86,9 @@ class Readiness:
         self.task: trio.lowlevel.Task | None = None
         self.closed = False  # unwatched: every wait raises
         self.interrupted = False  # the waiting task was woken by ``closing``
+        # The last read may have left bytes in the socket (its reader says,
+        # http1.recv_into_view): edge-triggered, a wait then may never end.
+        self.more = False
 
     async def wait(self) -> None:
         """Until the socket is readable (in the set: an edge since the last

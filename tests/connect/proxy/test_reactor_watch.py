@@ -5,8 +5,10 @@ real socketpairs."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import socket
 import ssl
+import tempfile
 from typing import cast
 
 import pytest
@@ -18,6 +20,8 @@ from connect.proxy.expiry import Expired
 from connect.proxy.http1 import RequestReader
 from connect.proxy.http_pool import Pool, UpstreamResponse, serve_requests
 from connect.proxy.reactor import Reactor, Readiness, notify_closing, reactor
+
+from .pki import TestCA
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 
@@ -232,3 +236,59 @@ async def test_the_set_is_kept_while_rounds_wake_several_tasks_and_left_when_the
         near.close()
         far.close()
     assert r.watched == {}
+
+
+def _tls_pair() -> tuple[ssl.SSLSocket, ssl.SSLSocket]:
+    """A connected TLS pair (handshake done), both non-blocking."""
+    ca = TestCA()
+    leaf = ca.leaf("api")
+    with tempfile.NamedTemporaryFile("w", suffix=".pem") as fh:
+        fh.write(leaf.cert_pem + leaf.key_pem)
+        fh.flush()
+        server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_ctx.load_cert_chain(fh.name)
+    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_ctx.check_hostname = False
+    client_ctx.load_verify_locations(cadata=ca.root.cert_pem)
+    a, b = socket.socketpair()
+    server = server_ctx.wrap_socket(a, server_side=True, do_handshake_on_connect=False)
+    client = client_ctx.wrap_socket(b, do_handshake_on_connect=False)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        done = pool.submit(server.do_handshake)
+        client.do_handshake()
+        done.result(timeout=5)
+    server.setblocking(False)
+    client.setblocking(False)
+    return server, client
+
+
+async def test_bytes_left_by_a_read_are_read_without_a_new_edge(keep_batching: None) -> None:
+    """Edge-triggered, a wait is safe only once the socket is drained: a body
+    longer than one read (plain), and a second pipelined request whose TLS
+    record came with the first one's, are read without more bytes arriving."""
+    r = _batching()
+    near, far = _pair()
+    reader = RequestReader(near)
+    reader.ready = r.watch(near.fileno())
+    body = b"x" * 150_000
+    far.setblocking(True)
+    far.sendall(b"POST /x HTTP/1.1\r\nhost: h\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+    with trio.fail_after(5):
+        req = await reader.next_request()
+    assert req is not None and len(req.body) == len(body)
+    r.unwatch(near.fileno())
+
+    server, client = _tls_pair()
+    reader = RequestReader(server)
+    reader.ready = r.watch(server.fileno())
+    client.setblocking(True)
+    client.sendall(b"GET /a HTTP/1.1\r\nhost: h\r\n\r\n")  # one TLS record each,
+    client.sendall(b"GET /b HTTP/1.1\r\nhost: h\r\n\r\n")  # both in the socket now
+    with trio.fail_after(5):
+        first = await reader.next_request()
+        second = await reader.next_request()
+    assert first is not None and second is not None
+    assert (first.target, second.target) == (b"/a", b"/b")
+    r.unwatch(server.fileno())
+    for s in (near, far, server, client):
+        s.close()
