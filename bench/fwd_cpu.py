@@ -184,6 +184,40 @@ def _top(raw: Path, n: int = 60) -> None:
             print(f"{100 * c / total:5.1f}%  {f}")
 
 
+# Where a server's samples go, by the first of these found on the stack
+# (``--top RAW --groups``): the follower's forwarding against the rest.
+# "senders": a WriteBatcher's sender outside the forwarding call (answering
+# writers; on the leader also local_batcher's proposals).
+GROUPS = (
+    ("forwarding", ("_forward_write", "_send_write_batch", "RPCClient.")),
+    ("senders", ("WriteBatcher._sender",)),
+    ("rpc server", ("RPCServer.",)),
+    ("wal threads", ("to_thread_run_sync", "start_thread_soon")),
+    ("gc", ("GcPolicy.", "PauseLog.")),
+    ("http", ("serve_http", "meshd/http/")),
+    ("raft", ("RaftNode.", "Transport.", "raft/")),
+)
+
+
+def _groups(raw: Path) -> None:
+    """A raw profile's samples by ``GROUPS`` (percent of the samples; the
+    rest is the scheduler, epoll and smaller tasks)."""
+    counts = {name: 0 for name, _ in GROUPS}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        total += int(count)
+        for name, marks in GROUPS:
+            if any(m in stack for m in marks):
+                counts[name] += int(count)
+                break
+    shares = " ".join(f"{k} {100 * v / max(total, 1):.1f}%" for k, v in counts.items())
+    rest = 100 * (total - sum(counts.values())) / max(total, 1)
+    print(f"{raw.name}: {total} samples: {shares} other {rest:.1f}%")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--subnet", default="127.0.83")
@@ -198,9 +232,10 @@ def main() -> None:
     p.add_argument("--py-spy", type=Path, metavar="DIR", help="raw py-spy samples, 1st round")
     p.add_argument("--perf", action="store_true", help="syscalls and switches per put (perf)")
     p.add_argument("--top", type=Path, metavar="RAW", help="print a raw profile's top functions")
+    p.add_argument("--groups", action="store_true", help="with --top: samples by GROUPS")
     a = p.parse_args()
     if a.top:
-        _top(a.top)
+        _groups(a.top) if a.groups else _top(a.top)
         return
     with (
         tempfile.TemporaryDirectory(prefix="meshd-fwdcpu-") as tmp,
