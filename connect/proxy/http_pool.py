@@ -104,8 +104,8 @@ class UpstreamConn:
     def close(self) -> None:
         """Close the socket (unwatched by the reactor first)."""
         if self.reader.ready is not None:
-            self.reader.ready = None
-            unwatch(self.sock.fileno())
+            ready, self.reader.ready = self.reader.ready, None
+            unwatch(self.sock.fileno(), ready)
         close(self.sock)
 
 
@@ -150,12 +150,12 @@ async def serve_requests(
     reactor while it runs (reactor.py: no epoll re-arm per wait
     while many connections are busy)."""
     fd = sock.fileno()
-    reader.ready = reactor().watch(fd)
+    ready = reader.ready = reactor().watch(fd)
     try:
         await _serve(sock, reader, answer)
     finally:
         reader.ready = None
-        unwatch(fd)
+        unwatch(fd, ready)
 
 
 async def _serve(

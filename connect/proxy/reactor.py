@@ -66,6 +66,8 @@ class Job(Protocol):
 
 
 AGAIN = object()
+# What ends a watched socket for good (EPOLLRDHUP: the peer's FIN).
+_HUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 
 
 class Readiness:
@@ -76,7 +78,17 @@ class Readiness:
     directly, as any other fd. A socket joins or leaves the set at the start
     of a wait."""
 
-    __slots__ = ("closed", "fd", "in_set", "interrupted", "more", "reactor", "ready", "task")
+    __slots__ = (
+        "closed",
+        "fd",
+        "hup",
+        "in_set",
+        "interrupted",
+        "more",
+        "reactor",
+        "ready",
+        "task",
+    )
 
     def __init__(self, reactor: Reactor, fd: int) -> None:
         self.reactor = reactor
@@ -89,6 +101,11 @@ class Readiness:
         # The last read may have left bytes in the socket (its reader says,
         # http1.recv_into_view): edge-triggered, a wait then may never end.
         self.more = False
+        # The peer shut its side (or the socket failed): permanent, so every
+        # later wait returns at once. Edge-triggered, a FIN that came with
+        # the last bytes is one edge; a read that took the bytes would
+        # otherwise leave the EOF unseen.
+        self.hup = False
 
     async def wait(self) -> None:
         """Until the socket is readable (in the set: an edge since the last
@@ -110,7 +127,7 @@ class Readiness:
         if not self.in_set:
             await trio.lowlevel.wait_readable(self.fd)
             return
-        if self.ready:
+        if self.ready or self.hup:
             self.ready = False
             return
         self.task = trio.lowlevel.current_task()
@@ -182,10 +199,10 @@ class Reactor:
     def join(self, w: Readiness) -> None:
         """``w``'s fd into the set, edge-triggered (its current readability
         is reported too). Raises OSError for a bad fd."""
-        flags = select.EPOLLIN | select.EPOLLET
+        flags = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
         try:
             self.ep.register(w.fd, flags)
-        except FileExistsError:  # a closed fd's number, reused
+        except FileExistsError:  # still registered (the same open file)
             self.ep.modify(w.fd, flags)
         w.in_set = True
 
@@ -212,13 +229,16 @@ class Reactor:
                 self.trial_at = self.waits + TRIAL_EVERY
             self.rounds = self.woken = 0
 
-    def unwatch(self, fd: int) -> None:
+    def unwatch(self, fd: int, which: Readiness | None = None) -> None:
         """Forget ``fd`` (before it is closed); a task still waiting on it
-        gets ``trio.ClosedResourceError``."""
-        w = self.watched.pop(fd, None)
-        if w is None:
+        gets ``trio.ClosedResourceError``. With ``which``, only that watch
+        (the fd's number may be another socket's by now)."""
+        w = self.watched.get(fd)
+        if w is None or (which is not None and w is not which):
             return
+        del self.watched[fd]
         w.closed = True
+        w.hup = False
         self.closing(fd, w)
         if w.in_set:
             self.leave(w)
@@ -258,7 +278,13 @@ class Reactor:
     def _round(self) -> bool:
         """Step every ready job once and wake the tasks of ready watched
         sockets; whether any job was ready (worth another round at once)."""
-        ready = [fd for fd, _ in self.ep.poll(0)]
+        events = self.ep.poll(0)
+        ready = [fd for fd, _ in events]
+        for fd, mask in events:
+            if mask & _HUP:
+                w = self.watched.get(fd)
+                if w is not None:
+                    w.hup = True
         again, self.again = self.again, []
         if not ready and not again:
             return False
@@ -329,11 +355,11 @@ def notify_closing(fd: int) -> None:
         r.closing(fd)
 
 
-def unwatch(fd: int) -> None:
+def unwatch(fd: int, which: Readiness | None = None) -> None:
     """``Reactor.unwatch`` on this run's reactor, if any (call before closing ``fd``)."""
     r = _running()
     if r is not None:
-        r.unwatch(fd)
+        r.unwatch(fd, which)
 
 
 def reactor() -> Reactor:

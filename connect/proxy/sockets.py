@@ -17,6 +17,7 @@ import trio
 
 from .config import ListenerSpec
 from .logfmt import emit
+from .reactor import notify_closing
 
 BACKLOG = 1024
 Handler = Callable[["Listener", socket.socket], Awaitable[None]]
@@ -77,6 +78,7 @@ def close(sock: socket.socket) -> None:
         return
     with contextlib.suppress(RuntimeError):
         trio.lowlevel.notify_closing(sock)
+    notify_closing(sock.fileno())  # a wait parked in the reactor's set, too
     sock.close()
 
 

@@ -292,3 +292,58 @@ async def test_bytes_left_by_a_read_are_read_without_a_new_edge(keep_batching: N
     r.unwatch(server.fileno())
     for s in (near, far, server, client):
         s.close()
+
+
+async def test_bytes_and_a_fin_in_one_edge_still_end_the_connection(keep_batching: None) -> None:
+    """Edge-triggered, a FIN arriving with the last bytes is one edge: the
+    client's last request and half-close end serve_requests, and a pooled
+    connection whose upstream half-closed with its answer is not reused."""
+    client, server_side = _pair()
+    r = _batching()
+    req = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"
+
+    async def answer(event: object) -> UpstreamResponse:
+        return UpstreamResponse(200, [], b"ok")
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve_requests, server_side, RequestReader(server_side), answer)
+            client.send(req)
+            await trio.lowlevel.wait_readable(client)
+            client.recv(65536)
+            await trio.testing.wait_all_tasks_blocked()
+            assert r.watched[server_side.fileno()].task is not None  # parked in the set
+            client.send(req)
+            client.shutdown(socket.SHUT_WR)  # the last request and the FIN: one edge
+    assert server_side.fileno() not in r.watched  # the loop ended
+
+    peers: list[socket.socket] = []
+
+    async def dial(_: str) -> ssl.SSLSocket:
+        near, far = _pair()
+        peers.append(far)
+        return cast(ssl.SSLSocket, near)
+
+    async def upstream(n: int, half_close: bool) -> None:
+        while len(peers) < n:
+            await trio.sleep(0.001)
+        await trio.lowlevel.wait_readable(peers[n - 1])
+        peers[n - 1].recv(65536)
+        peers[n - 1].send(OK)
+        if half_close:
+            peers[n - 1].shutdown(socket.SHUT_WR)
+
+    pool = Pool(dial)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(upstream, 1, True)
+            first = await pool.request("a:1", "GET", "/", [("host", "a")], b"")
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(upstream, 2, False)
+            second = await pool.request(
+                "a:1", "GET", "/", [("host", "a")], b"", trio.current_time() + 2
+            )
+    assert (first.status, second.status, len(peers)) == (200, 200, 2)
+    pool.close_all()
+    for s in (client, server_side, *peers):
+        s.close()
