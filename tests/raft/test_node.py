@@ -340,7 +340,11 @@ async def test_lagging_follower_catches_up_by_snapshot(tmp_path: Path) -> None:
 
 
 async def test_add_voter_remove_server_and_transfer_leadership(tmp_path: Path) -> None:
-    async with cluster(tmp_path) as c:
+    # An election timeout of 0.5 s, not 0.1 (the first election takes 0.5 s
+    # longer): the whole cluster runs in this process, so a stall of it (a GC
+    # pass, a loaded CI) is a stall of every server at once, and one over an
+    # election timeout timed the transfer out (it must happen within one).
+    async with cluster(tmp_path, election_ticks=50) as c:
         leader = await c.leader()
         await leader.apply(put("a", 1))
         new = await c.start("s4", bootstrap=False)
