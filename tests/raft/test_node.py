@@ -385,9 +385,19 @@ async def test_follower_applies_a_leaders_read_index_promptly(tmp_path: Path) ->
     async with cluster(tmp_path, heartbeat_ticks=50, election_ticks=100) as c:
         leader = await c.leader()
         follower = next(n for n in c.nodes.values() if n is not leader)
+        lt = c.net.transports[leader.config.id]
+
+        def no_heartbeats(msg: Message, send: Callable[[Message], None] = lt.send) -> None:
+            if msg.type != MessageType.HEARTBEAT:  # no commit index from them
+                send(msg)
+
+        lt.send = no_heartbeats  # type: ignore[method-assign]
         await leader.apply(put("a", 1))
         index = leader.applied_index  # no ReadIndex round: its heartbeat would tell them
-        with trio.fail_after(10 * TICK):  # a heartbeat is 50 ticks away
+        # Less than the election timeout (1-2 s) that would otherwise end the
+        # wait; a wall-clock bound of a few ticks failed when the machine
+        # stalled the test's process that long.
+        with trio.fail_after(50 * TICK):
             await follower.wait_applied(index)
         assert c.fsms[follower.config.id].data == {"a": 1}
 
