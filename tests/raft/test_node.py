@@ -395,8 +395,8 @@ async def test_follower_applies_a_leaders_read_index_promptly(tmp_path: Path) ->
         await leader.apply(put("a", 1))
         index = leader.applied_index  # no ReadIndex round: its heartbeat would tell them
         # Less than the election timeout (1-2 s) that would otherwise end the
-        # wait; a wall-clock bound of a few ticks failed when the machine
-        # stalled the test's process that long.
+        # wait; a wall-clock bound of a few ticks fails whenever the machine
+        # stalls the test's process that long.
         with trio.fail_after(50 * TICK):
             await follower.wait_applied(index)
         assert c.fsms[follower.config.id].data == {"a": 1}
