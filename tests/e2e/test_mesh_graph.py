@@ -8,8 +8,8 @@ web -> api, api -> db. Everything binds free ports on 127.0.0.1 (the
 sidecars' ports are given at registration), so no loopback subnet is owned.
 The load is paced: ``RATE`` requests/s for ``SECONDS``; the graph must show
 exactly those three edges with exactly ``RATE * SECONDS`` requests each
-(destination reporter), and requests/s within 10% of ``RATE`` over a
-window inside the load.
+(destination reporter), and requests/s within 10% of the load's rate over
+a window inside it (``RATE``, unless the machine cannot keep the schedule).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -37,6 +38,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 IP = "127.0.0.1"
 BACKEND = Path(__file__).with_name("trace_backend.py")
 RATE, SECONDS = 10, 12
+WORKERS = 8  # connections sharing the schedule: an answer may take 0.8 s
 RATE_WINDOW, RATE_AT = 5.0, 9.0  # the rate is read over the last 5 s, 9 s into the load
 EDGES = {("client", "web"), ("web", "api"), ("api", "db")}
 
@@ -158,28 +160,46 @@ def graph(m: GraphMesh, window: float) -> dict[str, Any]:
     return out
 
 
-def _load(m: GraphMesh) -> dict[str, Any]:
-    """``RATE * SECONDS`` requests on a schedule; the graph read ``RATE_AT`` s in."""
-    client, during = Client(m.entry), {}
+def _load(m: GraphMesh) -> tuple[dict[str, Any], float]:
+    """``RATE * SECONDS`` requests on a schedule, from ``WORKERS`` connections
+    (on a loaded machine an answer took up to 1 s: one connection fell behind
+    the schedule, to 3 requests/s); the graph read ``RATE_AT`` s in, and the
+    rate the load had over its window (requests sent in it / its length)."""
     start = time.monotonic()
+    sent: list[float] = []
+    statuses: list[int] = []
+
+    def worker(first: int) -> None:
+        client = Client(m.entry)
+        try:
+            for i in range(first, RATE * SECONDS, WORKERS):
+                delay = start + i / RATE - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                sent.append(time.monotonic())
+                statuses.append(client.request("/orders")[0])
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(WORKERS)]
+    for t in threads:
+        t.start()
     try:
-        for i in range(RATE * SECONDS):
-            delay = start + i / RATE - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            status, _, _ = client.request("/orders")
-            assert status == 200
-            if not during and time.monotonic() - start >= RATE_AT:
-                during = graph(m, RATE_WINDOW)
+        time.sleep(max(0.0, start + RATE_AT - time.monotonic()))
+        read_at = time.monotonic()
+        during = graph(m, RATE_WINDOW)
     finally:
-        client.close()
-    return during
+        for t in threads:
+            t.join(60)
+    assert statuses == [200] * (RATE * SECONDS), statuses
+    offered = sum(read_at - RATE_WINDOW <= t < read_at for t in sent) / RATE_WINDOW
+    return during, offered
 
 
 def test_the_graph_shows_the_three_edges_with_exact_counts_and_rates(mesh: GraphMesh) -> None:
     time.sleep(3)  # every proxy pushed after the warm-up requests: they fall before the window
     t0 = time.monotonic()
-    during = _load(mesh)
+    during, offered = _load(mesh)
     n = RATE * SECONDS
 
     def settled() -> dict[str, Any] | None:
@@ -203,5 +223,7 @@ def test_the_graph_shows_the_three_edges_with_exact_counts_and_rates(mesh: Graph
     assert nodes["api"]["Versions"] == ["v1"] and nodes["api"]["Instances"] == 1
     rates = {(e["Source"], e["Destination"]): e["RequestsPerSecond"] for e in during["Edges"]}
     assert set(rates) == EDGES, during
+    # The load keeps to its schedule unless the machine cannot: then the
+    # graph must show the rate it had, not the one it was meant to have.
     for key, rps in rates.items():
-        assert math.isclose(rps, RATE, rel_tol=0.10), (key, rps, during)
+        assert math.isclose(rps, offered, rel_tol=0.10), (key, rps, offered, during)
