@@ -334,8 +334,15 @@ def test_root_rotation_under_continuous_traffic_loses_no_request(mesh: Mesh) -> 
     threads = [threading.Thread(target=f) for f in (new_connections, long_lived, long_lived)]
     for t in threads:
         t.start()
+
+    # Traffic before and after the rotation is counted, not timed: on a
+    # loaded machine 3 s of it were once 84 requests on the long connections.
+    def flowing(new: int, long: int) -> bool:
+        return bool(failures) or (counts["new"] >= new and counts["long"] >= long)
+
     try:
         time.sleep(1.0)
+        wait_for(lambda: flowing(5, 20), 30, "traffic before the rotation")
         config = {"Config": {"PrivateKeyType": "ec", "PrivateKeyBits": 384}}
         mesh.api("server-1", "PUT", "/v1/connect/ca/configuration", config)
 
@@ -345,6 +352,9 @@ def test_root_rotation_under_continuous_traffic_loses_no_request(mesh: Mesh) -> 
 
         wait_for(renewed, 10, "web's leaf re-signed by the new root")
         time.sleep(2.0)  # traffic continues on the new leaves
+        at = dict(counts)
+        more = (max(21, at["new"] + 5), max(101, at["long"] + 20))
+        wait_for(lambda: flowing(*more), 30, "traffic after the rotation")
     finally:
         stop.set()
         for t in threads:
@@ -364,10 +374,12 @@ def test_killing_one_api_instance_moves_new_connections_to_the_other(mesh: Mesh)
     def only_api2() -> bool:
         return all(via_upstream().startswith("api-2") for _ in range(10))
 
-    wait_for(only_api2, 10, "all new connections on api-2")
+    # Check interval 1 s + anti-entropy + the proxy's blocking query: under
+    # 3 s on a quiet machine, 4.8 s once under load (3 test workers and a
+    # busy core on the 2); a path slower than the health check's (a 10 s
+    # sidecar check, a periodic refresh) still fails the deadline.
+    wait_for(only_api2, 8, "all new connections on api-2")
     took = time.monotonic() - start
-    # Check interval 1 s + anti-entropy + the proxy's blocking query.
-    assert took < 3.0, f"took {took:.2f}s"
     metrics = mesh.cluster.request("client-1", "GET", "/v1/agent/self")[0]
     assert metrics == 200
     print(json.dumps({"failover_seconds": round(took, 2)}))

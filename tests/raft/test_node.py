@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from raft.core import COMMIT_NOTICE
 from raft.errors import LeadershipLostError, NotLeaderError, ProposalDroppedError
@@ -201,15 +202,25 @@ async def test_concurrent_proposals_are_batched_into_few_fsyncs(tmp_path: Path) 
 
 
 async def test_entries_proposed_while_the_append_window_is_full_share_one_append(
-    tmp_path: Path,
+    tmp_path: Path, mock_clock: MockClock
 ) -> None:
     """With ``max_inflight`` appends unacknowledged, proposals arriving one
     by one wait and go out together with the next acknowledgement (what the
     meshd server relies on: one AppendEntries, fsync and ack for many)."""
+    mock_clock.rate = 1  # real time, except while the window is held (below)
     async with cluster(tmp_path, max_inflight=2) as c:
         leader = await c.leader()
         await leader.apply(incr("n"))
         lid = leader.config.id
+        # Both followers have acknowledged everything, so each window starts
+        # empty (a follower slow to answer would still be full with the
+        # earlier appends, and the proposals commit without it).
+        with trio.fail_after(5):
+            while any(
+                pr.match < leader.core.log.last_index() or pr.inflight
+                for pr in leader.core.progress.values()
+            ):
+                await trio.sleep(TICK)
         held: list[Message] = []
         hold = True
         appends: dict[str, int] = {}
@@ -239,6 +250,11 @@ async def test_entries_proposed_while_the_append_window_is_full_share_one_append
             got.append(await leader.apply(incr("n")))
 
         async with trio.open_nursery() as nursery:
+            # The clock stands still while the acks are held: a heartbeat
+            # answered while the window is full lets one append through, and
+            # how many ticks the hold spans depends on how busy the machine is
+            # (on a loaded CI it spanned enough to exceed the bound below).
+            mock_clock.rate = 0
             for _ in range(40):  # one proposal per scheduler round
                 nursery.start_soon(one)
                 await trio.lowlevel.checkpoint()
@@ -247,11 +263,10 @@ async def test_entries_proposed_while_the_append_window_is_full_share_one_append
             hold = False
             for msg in held:
                 c.net.transports[msg.src].send(msg)
+            mock_clock.rate = 1
         assert sorted(got) == list(range(2, 42))
         followers = [nid for nid in c.ids if nid != lid]
-        # 2 in the window, 1-2 after the acks, and one more per heartbeat
-        # answered while the window was full (it lets one through): never
-        # one per proposal.
+        # 2 in the window, 1-2 after the acks: never one per proposal.
         assert all(0 < appends.get(f, 0) <= 8 for f in followers), appends
 
 
@@ -325,7 +340,11 @@ async def test_lagging_follower_catches_up_by_snapshot(tmp_path: Path) -> None:
 
 
 async def test_add_voter_remove_server_and_transfer_leadership(tmp_path: Path) -> None:
-    async with cluster(tmp_path) as c:
+    # An election timeout of 0.5 s, not 0.1 (the first election takes 0.5 s
+    # longer): the whole cluster runs in this process, so a stall of it (a GC
+    # pass, a loaded CI) is a stall of every server at once, and one over an
+    # election timeout timed the transfer out (it must happen within one).
+    async with cluster(tmp_path, election_ticks=50) as c:
         leader = await c.leader()
         await leader.apply(put("a", 1))
         new = await c.start("s4", bootstrap=False)
@@ -366,9 +385,19 @@ async def test_follower_applies_a_leaders_read_index_promptly(tmp_path: Path) ->
     async with cluster(tmp_path, heartbeat_ticks=50, election_ticks=100) as c:
         leader = await c.leader()
         follower = next(n for n in c.nodes.values() if n is not leader)
+        lt = c.net.transports[leader.config.id]
+
+        def no_heartbeats(msg: Message, send: Callable[[Message], None] = lt.send) -> None:
+            if msg.type != MessageType.HEARTBEAT:  # no commit index from them
+                send(msg)
+
+        lt.send = no_heartbeats  # type: ignore[method-assign]
         await leader.apply(put("a", 1))
         index = leader.applied_index  # no ReadIndex round: its heartbeat would tell them
-        with trio.fail_after(10 * TICK):  # a heartbeat is 50 ticks away
+        # Less than the election timeout (1-2 s) that would otherwise end the
+        # wait; a wall-clock bound of a few ticks fails whenever the machine
+        # stalls the test's process that long.
+        with trio.fail_after(50 * TICK):
             await follower.wait_applied(index)
         assert c.fsms[follower.config.id].data == {"a": 1}
 

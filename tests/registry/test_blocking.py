@@ -6,6 +6,7 @@ import functools
 import itertools
 import random
 
+import pytest
 import trio
 
 from registry import queries
@@ -176,25 +177,32 @@ async def test_a_burst_of_blocking_queries_starts_in_bounded_rounds(
     assert len([s for s in steps if s]) >= 2000 // (2 * WAKE_BATCH)
 
 
-def test_the_wake_batch_shrinks_after_a_long_round_and_grows_back() -> None:
+def test_the_wake_batch_shrinks_after_a_long_round_and_grows_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """On a loaded machine every answer costs more: a round that ran 10x over
     the budget lets a tenth as many through next time (never fewer than
     MIN_BATCH), and quick rounds grow the batch back to WAKE_BATCH."""
-    import time
-
+    from registry import blocking
     from registry.blocking import MIN_BATCH, ROUND_BUDGET, WAKE_BATCH, _Timers
 
+    # A still clock: on the real one, the test's own process losing its core
+    # for over ROUND_BUDGET between two lines made a "quick" round a long one.
+    now = 1000.0
+    monkeypatch.setattr(blocking.time, "perf_counter", lambda: now)
     timers = _Timers()
-    timers.released_at = time.perf_counter() - 10 * ROUND_BUDGET
+    timers.released_at = now - 10 * ROUND_BUDGET
     timers._adapt()
     assert MIN_BATCH <= timers.batch <= WAKE_BATCH // 10
-    timers.released_at = time.perf_counter() - 1000 * ROUND_BUDGET
+    timers.released_at = now - 1000 * ROUND_BUDGET
     timers._adapt()
     assert timers.batch == MIN_BATCH
+    grown = []
     for _ in range(40):
-        timers.released_at = time.perf_counter()
+        timers.released_at = now - ROUND_BUDGET / 4
         timers._adapt()
-    assert timers.batch == WAKE_BATCH
+        grown.append(timers.batch)
+    assert grown[0] > MIN_BATCH and timers.batch == WAKE_BATCH, grown
 
 
 async def test_after_batches_hooks_run_once_per_round_that_ran_a_batch(

@@ -15,9 +15,9 @@ from .builders import Log
 
 
 def test_oversize_key_is_refused_by_the_fsm_quickly_and_stores_nothing(log: Log) -> None:
-    start = time.perf_counter()
+    start = time.process_time()  # the work, not the wait for a core on a loaded CI
     result = log.apply(KVRequest(op="set", key="k" * 400_000, value=b"v"))
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     assert not result.ok and result.error == ErrorCode.INVALID
     assert "Key" in result.message and str(MAX_KV_KEY) in result.message
     assert queries.kv_list(log.store, None, "")[1] == []

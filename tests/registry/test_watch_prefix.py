@@ -64,14 +64,16 @@ def test_400kb_key_write_and_delete_take_well_under_a_second() -> None:
     store = StateStore()
     fired = _watch_prefixes(store, ["", "k", "k" * 100, "x"])
     key = "k" * 400_000
-    start = time.perf_counter()
+    # CPU time, not wall time: the bound is on the work, and on a loaded CI
+    # the process can wait longer than that for a core.
+    start = time.process_time()
     tx = store.begin(1)
     kv_set(store, tx, key, b"v", 0)
     tx.commit()
     tx = store.begin(2)
     kv_delete_key(store, tx, key)
     tx.commit()
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert elapsed < 1.0, elapsed  # was 34 s on the probe's servers
     assert [len(f) for f in fired] == [1, 1, 1, 0]
 
