@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -165,3 +166,28 @@ async def test_closed_http_connections_leave_no_cyclic_garbage() -> None:
         gc.garbage.clear()
         gc.collect()
     assert leaked == []
+
+
+def test_uninstall_restores_the_thresholds_and_frees_the_cycles_the_frozen_heap_kept() -> None:
+    """A process that goes on after its agents stopped (tests with agents in
+    process) does not inherit the thresholds, nor a full pass over every
+    cycle kept frozen, in the middle of what it runs next."""
+    before, thresholds = list(gc.callbacks), gc.get_threshold()
+    gc.callbacks[:] = [cb for cb in before if not isinstance(cb, gc_policy.GcPolicy)]
+    gc.set_threshold(700, 10, 10)
+    try:
+        gc_policy.install()
+        node = Node()
+        gc.collect(1)  # survives a young pass: frozen
+        assert gc.get_freeze_count() > 0
+        gone = weakref.ref(node)
+        del node  # garbage now, but a frozen cycle: kept
+        gc.collect()
+        assert gone() is not None
+        gc_policy.uninstall()
+        assert gone() is None
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc_policy.uninstall()
+        gc.callbacks[:] = before
+        gc.set_threshold(*thresholds)
