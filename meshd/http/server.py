@@ -59,6 +59,7 @@ from meshd.http.deadlines import DeadlineSweeper
 from meshd.http.message import TEXT_PLAIN, Headers, Request, Response, StreamingResponse
 from meshd.http.request_log import log_request
 from meshd.http.response_head import InvalidResponse, response_head
+from raft.stages import CURRENT, Sample, Stages
 from registry.blocking import admit
 
 __all__ = ["ServerLimits", "open_http_listeners", "serve_http"]
@@ -75,6 +76,10 @@ _connection_ids = itertools.count(1)
 _NETWORK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
 # Refused connections answered (and lingered on) at once; more are just closed.
 _MAX_REJECTING = 64
+# With MESHD_RAFT_STAGES (benchmarks): a request carrying this header (the
+# client's CLOCK_MONOTONIC time in ns when it started sending) is timed stage
+# by stage (raft/stages.py, path ``http_<method>``; bench/kv_stages.py).
+_STAGES_HEADER = b"x-meshd-stages"
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +236,7 @@ class _Incoming:
         "keep_alive",
         "limit",
         "method",
+        "read_ns",
         "size",
         "target",
     )
@@ -246,6 +252,7 @@ class _Incoming:
         self.keep_alive = True
         self.expect_continue = False
         self.failure: tuple[int, str] | None = None  # refused while its body arrived
+        self.read_ns = 0  # when its last bytes were read (only while timing stages)
 
 
 class _Connection:
@@ -275,8 +282,11 @@ class _Connection:
         peer: tuple[str, int] | None,
         scheme: str,
         sweeper: DeadlineSweeper,
+        stages: Stages | None = None,
     ) -> None:
         self._stream = stream
+        self._stages = stages
+        self._read_ns = 0
         self._sweeper = sweeper
         self._sock = _raw_socket(stream)
         self._app = app
@@ -302,6 +312,7 @@ class _Connection:
         self._deadline = trio.current_time() + limits.idle_timeout
         self._scope = trio.CancelScope()
         self._linger = False
+        self._sample: Sample | None = None  # the next request's, when timed
 
     async def run(self) -> None:
         """Serve requests until the connection ends; never raises on network errors.
@@ -365,6 +376,8 @@ class _Connection:
                 self._scope.cancel()
                 return
             self._read_ahead += len(data)
+            if self._stages is not None:
+                self._read_ns = time.perf_counter_ns()
             if not self._stopped:
                 # Parsing thousands of requests that arrived together (10,000
                 # watchers re-arming) in one round holds the loop as long as
@@ -497,6 +510,7 @@ class _Connection:
         self._in_message = False
         if self._current is not None:
             self._current.complete = True
+            self._current.read_ns = self._read_ns
             self._current = None
 
     # -- answering -------------------------------------------------------
@@ -531,7 +545,20 @@ class _Connection:
             return None
         queue.popleft()
         keep_alive = item.keep_alive and not (self._stopped and not queue)
+        if self._stages is not None:
+            self._open_sample(item)
         return self._build_request(item), keep_alive
+
+    def _open_sample(self, item: _Incoming) -> None:
+        """Time this request's stages when its client asked (``_STAGES_HEADER``)."""
+        assert self._stages is not None
+        self._sample = None
+        for name, value in item.headers:
+            if name == _STAGES_HEADER and value.isdigit():
+                sample = self._stages.begin((self._id, self._seq + 1), int(value))
+                if sample is not None:
+                    sample += [("read", item.read_ns), ("dequeued", time.perf_counter_ns())]
+                    self._sample = sample
 
     def _too_large(self, limit: int) -> str:
         return f"Request body too large, max size: {limit} bytes"
@@ -581,17 +608,41 @@ class _Connection:
             # after a change) are dispatched a batch per round, so the round
             # stays short for the Raft driver sharing this loop.
             await admit()
-            try:
-                response = await self._app.handle(request)
-            except Exception:
-                log.exception("http app failed request_id=%s", request.request_id)
-                response = Response.text("Internal error", 500)
-            kept = await self._send_response(request.method, response, keep_alive)
+            if self._stages is not None and self._sample is not None:
+                response, kept = await self._staged(request, keep_alive, self._sample)
+            else:
+                try:
+                    response = await self._app.handle(request)
+                except Exception:
+                    log.exception("http app failed request_id=%s", request.request_id)
+                    response = Response.text("Internal error", 500)
+                kept = await self._send_response(request.method, response, keep_alive)
             elapsed = time.monotonic() - started
             log_request(request.method, request.path, response.status, elapsed, self._peer)
             if not kept:
                 return
             self._phase = _HEAD
+
+    async def _staged(
+        self, request: Request, keep_alive: bool, sample: Sample
+    ) -> tuple[Response, bool]:
+        """Answer ``request`` as ``_serve_requests`` does, stamping its stages
+        (a benchmark asked: ``_STAGES_HEADER``); ``CURRENT`` lets the handler
+        and the Raft driver stamp theirs into the same sample."""
+        assert self._stages is not None
+        self._sample = None
+        token = CURRENT.set(sample)
+        try:
+            response = await self._app.handle(request)
+        except Exception:
+            log.exception("http app failed request_id=%s", request.request_id)
+            response = Response.text("Internal error", 500)
+        finally:
+            CURRENT.reset(token)
+        sample.append(("answered", time.perf_counter_ns()))
+        kept = await self._send_response(request.method, response, keep_alive)
+        self._stages.end((self._id, self._seq), f"http_{request.method.lower()}", "written")
+        return response, kept
 
     async def _send_response(self, method: str, response: Response, keep_alive: bool) -> bool:
         """Write ``response``; returns whether the connection stays open."""
@@ -735,13 +786,14 @@ async def serve_http(
             await refuse(stream, host, rejected)
             return
         try:
-            await _Connection(stream, app, limits, peer, scheme, sweeper).run()
+            await _Connection(stream, app, limits, peer, scheme, sweeper, stages).run()
         except Exception:
             log.exception("http connection failed from=%s", host)
         finally:
             admission.release(host)
 
     sweeper = DeadlineSweeper(limits.idle_timeout, limits.request_timeout)
+    stages = Stages.from_env()  # None unless a benchmark asks
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sweeper.run)
         await serve_listeners(handle, active, limiter=limiter, task_status=task_status)
