@@ -51,9 +51,7 @@ async def test_a_writer_is_answered_without_the_reader_tasks_round_per_request()
         await client.aclose()
 
 
-async def test_after_solo_writes_a_blocking_query_is_still_cancelled_when_its_client_goes() -> (
-    None
-):
+async def test_after_solo_writes_a_blocking_query_is_still_cancelled_when_its_client_goes() -> None:
     started = trio.Event()
     cancelled = trio.Event()
 
