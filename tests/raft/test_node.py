@@ -516,3 +516,42 @@ def test_a_held_back_commit_notice_is_dropped_when_an_append_reaches_its_followe
     assert sent == [append]
     assert node._claimed == []
     assert node._deferred == [to_c]
+
+
+async def test_an_idle_leader_sends_the_append_from_the_proposers_own_step(
+    tmp_path: Path,
+) -> None:
+    """On an idle leader ``apply`` places the entry and sends its appends
+    itself, a scheduler round before the loop's task would run (the
+    followers' fsync starts that much sooner); the loop then finishes that
+    Ready (own write, apply, advance) and every write still commits."""
+    async with cluster(tmp_path) as c:
+        leader = await c.leader()
+        await leader.apply(put("warm", 0))
+        transport = c.net.transports[leader.config.id]
+        real_send = transport.send
+        senders: dict[int, str] = {}
+
+        def send(msg: Message) -> None:
+            if msg.type == MessageType.APP and msg.entries:
+                senders.setdefault(msg.entries[-1].index, trio.lowlevel.current_task().name)
+            real_send(msg)
+
+        transport.send = send  # type: ignore[method-assign]
+        indexes: list[int] = []
+
+        async def proposer() -> None:
+            for i in range(10):
+                await leader.apply(put(f"k{i}", i))
+                indexes.append(leader.applied_index)
+
+        async with trio.open_nursery() as n:
+            n.start_soon(proposer, name="proposer")
+        by_proposer = [i for i in indexes if senders.get(i) == "proposer"]
+        assert len(by_proposer) >= 5, (indexes, senders)
+        last = leader.applied_index
+        with trio.fail_after(5):
+            while any(n.applied_index < last for n in c.nodes.values()):
+                await trio.sleep(TICK)
+        assert all(f.data == c.fsms[leader.config.id].data for f in c.fsms.values())
+        assert c.fsms[leader.config.id].data["k9"] == 9
