@@ -709,7 +709,9 @@ class RaftNode(DurableWrites):
 
     def _quiet(self) -> bool:
         """Nothing but proposals waits for the loop: no message, tick, event,
-        call or read, no write queued or running, no Ready held."""
+        call or read, no Ready held, no failed write being retried. (A write
+        still queued or running does not matter: the loop queues this
+        Ready's own write after it, as it would have.)"""
         return not (
             self._early is not None
             or self._inbox
@@ -717,9 +719,7 @@ class RaftNode(DurableWrites):
             or self._events
             or self._calls
             or self._read_waiters
-            or self._writes
             or self._backlog
-            or self._write_lock.locked()
             or self._fatal is not None
             or self._nursery is None
         )
