@@ -39,10 +39,12 @@ _LINE = re.compile(r"event=raft_stages path=(\w+) n=(\d+) (.*)")
 
 STAGE_TEXT = {
     "leader_put": {
-        "proposed": "driver loop picked it up, entry placed in the log (propose)",
+        "proposed": "entry placed in the log (by apply() on an idle leader, else the loop)",
         "ready": "core.ready() returned the Ready holding it",
         "sent1": "first message of that Ready written to the transport (TLS send)",
         "sent2": "second message written",
+        "sent3": "third (a held-back commit notice, in some samples only)",
+        "sent4": "fourth (the same)",
         "sent": "AppendEntries handed to the transport (before the own write, §10.2.1)",
         "own_save_start": "leader's own log append starts",
         "own_save_done": "leader's own log append + fsync done",
