@@ -131,3 +131,36 @@ async def test_a_writer_that_goes_away_between_requests_frees_its_connection() -
                     break
                 assert r.status == 503
                 await trio.sleep(0.05)
+
+
+async def test_malformed_input_and_upgrades_after_solo_writes_are_answered_as_always() -> None:
+    async with running(App(echo_router(), errors=ErrorMapping())) as port:
+        client = await RawClient.connect(port)
+        assert (await client.request("PUT", "/v1/kv/a", body=b"1")).status == 200
+        r = await client.request(
+            "GET", "/v1/json", headers=[("Connection", "Upgrade"), ("Upgrade", "websocket")]
+        )
+        assert (r.status, r.header("connection")) == (200, "close")
+        assert await client.at_eof()
+
+        client = await RawClient.connect(port)
+        assert (await client.request("PUT", "/v1/kv/a", body=b"1")).status == 200
+        await client.send(b"NOT HTTP AT ALL\r\n\r\n")
+        r = await client.read_response()
+        assert r is not None and r.status == 400
+        assert await client.at_eof()
+
+
+async def test_a_solo_writer_gets_the_idle_close_and_the_408_as_always() -> None:
+    app = App(echo_router(), errors=ErrorMapping())
+    async with running(app, idle_timeout=0.2, request_timeout=0.2) as port:
+        client = await RawClient.connect(port)
+        assert (await client.request("PUT", "/v1/kv/a", body=b"1")).status == 200
+        assert await client.at_eof(timeout=2)  # idle: closed silently
+
+        client = await RawClient.connect(port)
+        assert (await client.request("PUT", "/v1/kv/a", body=b"1")).status == 200
+        await client.send(b"PUT /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        r = await client.read_response()
+        assert r is not None and r.status == 408
+        assert await client.at_eof()
