@@ -39,7 +39,7 @@ _LINE = re.compile(r"event=raft_stages path=(\w+) n=(\d+) (.*)")
 
 STAGE_TEXT = {
     "leader_put": {
-        "proposed": "entry placed in the log (by apply() on an idle leader, else the loop)",
+        "proposed": "driver loop picked it up, entry placed in the log (propose)",
         "ready": "core.ready() returned the Ready holding it",
         "sent1": "first message of that Ready written to the transport (TLS send)",
         "sent2": "second message written",

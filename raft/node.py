@@ -27,7 +27,7 @@ from .errors import (
     StorageUnavailableError,
 )
 from .fsm import SnapshotView, SnapshotViewMachine, StateMachine
-from .stages import CURRENT, Sample, Stages
+from .stages import CURRENT, Stages
 from .storage import MemoryStorage, Storage
 from .types import (
     Configuration,
@@ -160,12 +160,6 @@ class RaftNode(DurableWrites):
         self._in_memory = isinstance(storage, MemoryStorage)
         self._inline_after = -math.inf
         self._stages = Stages.from_env()  # None unless a benchmark asks
-        # The loop waits for work with nothing pending (see ``_propose_now``).
-        self._idle = False
-        # A Ready taken and sent by ``_propose_now``, for the loop to finish:
-        # (ready, its hard state, the commit notices held back).
-        # None in place of the notices: not sent (the loop handles it whole).
-        self._early: tuple[Ready, HardState | None, list[Message] | None] | None = None
 
     # ---------------------------------------------------------------- start
 
@@ -268,9 +262,6 @@ class RaftNode(DurableWrites):
         not applied), and ``LeadershipLostError`` if leadership was lost
         after it was appended (it may still commit). On cancellation the command stays proposed and
         may still be applied; only the wait is abandoned.
-
-        On an idle leader the proposal is placed and its appends sent here,
-        in the caller's step (``_propose_now``), not a scheduler round later.
         """
         self._check_running()
         if self.core.role != Role.LEADER:
@@ -282,26 +273,22 @@ class RaftNode(DurableWrites):
                 "writes are refused until it can"
             )
         fut = _Future(decoded)
-        st = self._stages
-        outer = CURRENT.get() if st is not None else None
-        if st is not None:
-            if outer is None:
-                st.begin(fut)
-            else:
-                st.adopt(fut, outer)
-                st.stamp(fut, "apply")
         self._proposals.append((data, fut))
-        if self._idle and self._quiet():
-            self._propose_now(self.core)
         self._wake.set()
-        if st is None:
+        if (st := self._stages) is None:
             return await fut.wait()
-        return await self._staged_wait(st, fut, outer)
+        return await self._staged_apply(st, fut)
 
-    async def _staged_wait(self, st: Stages, fut: _Future, outer: Sample | None) -> Any:
+    async def _staged_apply(self, st: Stages, fut: _Future) -> Any:
         """``fut.wait()`` timed stage by stage (benchmarks): in the caller's
         request sample when it has one (``stages.CURRENT``), else in one of
         its own (``leader_put``)."""
+        outer = CURRENT.get()
+        if outer is None:
+            st.begin(fut)
+        else:
+            st.adopt(fut, outer)
+            st.stamp(fut, "apply")
         try:
             return await fut.wait()
         finally:
@@ -601,18 +588,10 @@ class RaftNode(DurableWrites):
     async def _loop(self) -> None:
         core = self.core
         while True:
-            self._idle = True
             await self._wake.wait()
-            self._idle = False
             if self._ticks > 1:
                 await self._drain_readable()
             self._wake = trio.Event()
-            if self._early is not None:
-                rd, hs, notices = self._early
-                self._early = None
-                persisted = await self._handle_ready(core, rd, early=(hs, notices))
-                core.advance(rd, persisted=persisted)
-                self._after_advance(core)
             self._feed(core)
             while core.has_ready():
                 rd = core.ready()
@@ -707,45 +686,6 @@ class RaftNode(DurableWrites):
         self._propose(core)
         self._start_read_round(core)
 
-    def _quiet(self) -> bool:
-        """Nothing but proposals waits for the loop: no message, tick, event,
-        call or read, no Ready held, no failed write being retried. (A write
-        still queued or running does not matter: the loop queues this
-        Ready's own write after it, as it would have.)"""
-        return not (
-            self._early is not None
-            or self._inbox
-            or self._ticks
-            or self._events
-            or self._calls
-            or self._read_waiters
-            or self._backlog
-            or self._fatal is not None
-            or self._nursery is None
-        )
-
-    def _propose_now(self, core: RaftCore) -> None:
-        """The idle loop's first step, by the proposer itself (``apply``): place
-        the proposals in the log and send the Ready's appends at once, instead
-        of a scheduler round later when the loop's task runs (the followers'
-        fsync, which the commit waits for, starts that much sooner). The loop
-        finishes that Ready first when it runs (``_early``): the leader's own
-        write, the apply, ``advance``. Synchronous, so a cancelled proposer
-        cannot leave it half done; only a leader's Ready that may be sent
-        before its own write (``_handle_ready``'s background case) is sent
-        here, any other is left to the loop whole."""
-        self._idle = False
-        self._propose(core)
-        if not core.has_ready():
-            return
-        rd = core.ready()
-        hs = self._hard.for_ready(rd)
-        notices: list[Message] | None = None
-        if self._background(core, rd, hs):
-            notices = []
-            self._send_ready(rd, notices)
-        self._early = (rd, hs, notices)
-
     def _start_read_round(self, core: RaftCore) -> None:
         """One ReadIndex round (§6.4) for every read waiting, while none is in
         flight: reads arriving during a round wait for it to end and share the
@@ -790,13 +730,7 @@ class RaftNode(DurableWrites):
             if self._stages is not None:
                 self._stages.stamp(fut, "proposed")
 
-    async def _handle_ready(
-        self,
-        core: RaftCore,
-        rd: Ready,
-        *,
-        early: tuple[HardState | None, list[Message] | None] | None = None,
-    ) -> bool:
+    async def _handle_ready(self, core: RaftCore, rd: Ready) -> bool:
         """Persist, send, apply; returns whether ``rd.entries`` are durable yet.
 
         A leader sends its appends first and, when other tasks are waiting
@@ -806,19 +740,21 @@ class RaftNode(DurableWrites):
         waits for the write before sending, since their messages (votes,
         append acknowledgements) promise durability.
         """
-        notices: list[Message] = []
-        if early is None:
-            hs = self._hard.for_ready(rd)
-            background = self._background(core, rd, hs)
-            if background:
-                self._send_ready(rd, notices)
-        else:  # taken and, when background, sent by ``_propose_now``
-            hs, sent = early
-            background = sent is not None
-            notices = sent if sent is not None else notices
+        hs = self._hard.for_ready(rd)
+        persisted = self._hard.persisted
+        background = (
+            core.role == Role.LEADER
+            and rd.snapshot is None
+            and (hs is None or (hs.term, hs.vote) == (persisted.term, persisted.vote))
+        )
         durable = False
         st = self._stages
+        notices: list[Message] = []
         if background:
+            if st is None:
+                self._send(self._split_notices(rd, notices))
+            else:
+                self._staged_send(self._split_notices(rd, notices), rd.entries, st)
             if rd.entries or hs is not None:
                 write = _Write(hs, list(rd.entries))
                 if self._writes or self._backlog or self._write_lock.locked():
@@ -868,23 +804,6 @@ class RaftNode(DurableWrites):
                 for fut in waiters:
                     st.stamp(fut, "quorum")
         return durable
-
-    def _background(self, core: RaftCore, rd: Ready, hs: HardState | None) -> bool:
-        """Whether ``rd`` may be sent before it is written: a leader's, with
-        no snapshot and no new term or vote to persist first (§10.2.1)."""
-        persisted = self._hard.persisted
-        return (
-            core.role == Role.LEADER
-            and rd.snapshot is None
-            and (hs is None or (hs.term, hs.vote) == (persisted.term, persisted.vote))
-        )
-
-    def _send_ready(self, rd: Ready, notices: list[Message]) -> None:
-        """Send ``rd``'s messages, holding back its commit notices in ``notices``."""
-        if self._stages is None:
-            self._send(self._split_notices(rd, notices))
-        else:
-            self._staged_send(self._split_notices(rd, notices), rd.entries, self._stages)
 
     def _split_notices(self, rd: Ready, notices: list[Message]) -> Sequence[Message]:
         """The messages a leader sends before applying ``rd``; moves the
