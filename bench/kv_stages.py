@@ -43,8 +43,6 @@ STAGE_TEXT = {
         "ready": "core.ready() returned the Ready holding it",
         "sent1": "first message of that Ready written to the transport (TLS send)",
         "sent2": "second message written",
-        "sent3": "third (a held-back commit notice, in some samples only)",
-        "sent4": "fourth (the same)",
         "sent": "AppendEntries handed to the transport (before the own write, §10.2.1)",
         "own_save_start": "leader's own log append starts",
         "own_save_done": "leader's own log append + fsync done",
