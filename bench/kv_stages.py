@@ -7,10 +7,15 @@ read (``read_barrier``) or a follower's append (its AppendEntries received)
 to every stage it passes (medians of 50; raft/stages.py). One client on one
 keep-alive connection then sends ``PUT /v1/kv/<key>`` and ``GET /v1/kv/<key>?consistent``
 to the leader one at a time and times each answer (and the CPU each server
-used per operation); the difference between the
-client's time and the driver's is HTTP, the handler and the task switches
-around Raft. A raw 220-byte append + fdatasync in the same directory shows
-what the disk alone costs. Prints one table; never asserts.
+used per operation). Each request carries the client's CLOCK_MONOTONIC send
+time (``X-Meshd-Stages``; comparable across processes on one host), so the
+leader also times the whole request in one sample (``http_put``,
+``http_get``): bytes read by the connection's reader, the request handed to
+the answering task, routed, the KV command built, ``RaftNode.apply`` called,
+the driver's stages, the handler resumed, the answer built and written; the
+client's own receive time closes the table. A raw 220-byte append + fdatasync
+in the same directory shows what the disk alone costs. Prints tables; never
+asserts.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ _LINE = re.compile(r"event=raft_stages path=(\w+) n=(\d+) (.*)")
 STAGE_TEXT = {
     "leader_put": {
         "proposed": "driver loop picked it up, entry placed in the log (propose)",
+        "ready": "core.ready() returned the Ready holding it",
+        "sent1": "first message of that Ready written to the transport (TLS send)",
+        "sent2": "second message written",
         "sent": "AppendEntries handed to the transport (before the own write, §10.2.1)",
         "own_save_start": "leader's own log append starts",
         "own_save_done": "leader's own log append + fsync done",
@@ -56,6 +64,20 @@ STAGE_TEXT = {
         "resumed": "the HTTP handler's task resumes (then reads the state store)",
     },
 }
+_HTTP_TEXT = {
+    "read": "request bytes read by the connection's reader task (client send -> here)",
+    "dequeued": "the answering task has the parsed request (a task switch)",
+    "routed": "routed, ACL wrapper passed: the route's handler starts",
+    "command": "KV handler: query parsed, command built and validated",
+    "apply": "RaftNode.apply called (server.write: stamp, encode, leader check)",
+    "barrier": "RaftNode.read_barrier called",
+    "answered": "the handler's response built (App.handle returned)",
+    "written": "response head + body written to the socket",
+    "received": "client has read the whole answer (its p50 over the run)",
+}
+STAGE_TEXT["http_put"] = {**_HTTP_TEXT, **STAGE_TEXT["leader_put"]}
+STAGE_TEXT["http_get"] = {**_HTTP_TEXT, **STAGE_TEXT["leader_read"]}
+STAGE_TEXT["http_put"]["resumed"] = "the HTTP handler's task resumes with the result"
 
 
 def client_latencies(host: str, port: int, method: str, seconds: float) -> list[float]:
@@ -66,11 +88,12 @@ def client_latencies(host: str, port: int, method: str, seconds: float) -> list[
     i = 0
     while time.monotonic() < deadline:
         path = f"/v1/kv/stages/{i % 100:04d}" + ("?consistent" if method == "GET" else "")
-        t = time.perf_counter()
-        conn.request(method, path, body=VALUE if method == "PUT" else None)
+        t = time.perf_counter_ns()  # CLOCK_MONOTONIC, as the server's stamps
+        headers = {"X-Meshd-Stages": str(t)}
+        conn.request(method, path, body=VALUE if method == "PUT" else None, headers=headers)
         resp = conn.getresponse()
         resp.read()
-        out.append(time.perf_counter() - t)
+        out.append((time.perf_counter_ns() - t) / 1e9)
         if resp.status != 200:
             raise RuntimeError(f"{method} {path}: HTTP {resp.status}")
         i += 1
@@ -131,7 +154,7 @@ def stage_lines(log_text: str, skip: int = 2) -> dict[str, dict[str, float]]:
     for m in _LINE.finditer(log_text):
         path, n = m[1], int(m[2])
         seen[path] = seen.get(path, 0) + 1
-        if seen[path] <= skip and path != "leader_read":
+        if seen[path] <= skip and path not in ("leader_read", "http_get"):
             continue
         counts[path] = counts.get(path, 0) + n
         acc = sums.setdefault(path, {})
@@ -222,9 +245,13 @@ def main(argv: list[str] | None = None) -> None:
         for f, inc, own in top_frames(args.profile):
             print(f"  {inc:5.1f} {own:5.1f}  {f}")
     lead = stage_lines(logs[leader])
-    for path in ("leader_put", "leader_read"):
+    client = {"http_put": puts, "http_get": reads}
+    for path in ("http_put", "http_get", "leader_put", "leader_read"):
         if path in lead:
-            print_path(f"{path} (leader {leader}, median)", lead[path], STAGE_TEXT[path])
+            stages = dict(lead[path])
+            if path in client:
+                stages["received"] = statistics.median(client[path]) * 1e6
+            print_path(f"{path} (leader {leader}, median)", stages, STAGE_TEXT[path])
     for name, text in logs.items():
         if name != leader and "follower_append" in (fol := stage_lines(text)):
             print_path(

@@ -11,6 +11,13 @@ stage (``bench/kv_stages.py`` reads these lines)::
 Stages are cumulative offsets from the start, not sums: the leader's own
 fsync runs in parallel with replication (thesis §10.2.1), so only offsets
 show which one the commit waited for.
+
+An application may time more of a request than the driver sees: it opens a
+sample of its own (``begin(key, start_ns)``) and publishes it in ``CURRENT``
+for the task that handles the request; ``RaftNode.apply`` called from that
+task then stamps the driver's stages into that sample (``adopt``) instead of
+opening one of its own, and the application ends it (its own path name) once
+the answer is written.
 """
 
 from __future__ import annotations
@@ -20,8 +27,23 @@ import os
 import statistics
 import time
 from collections.abc import Hashable
+from contextvars import ContextVar
 
 log = logging.getLogger("raft.stages")
+
+Sample = list[tuple[str, int]]  # (stage, perf_counter_ns), the start first
+
+# The sample of the request the current task is handling (benchmarks only):
+# set by the application around one request, read by ``RaftNode.apply``.
+CURRENT: ContextVar[Sample | None] = ContextVar("raft_stages_current", default=None)
+
+
+def stamp(stage: str) -> None:
+    """Stamp ``stage`` in the sample of the request this task handles, if
+    one is being timed (``CURRENT``); costs a context-variable read when not."""
+    sample = CURRENT.get()
+    if sample is not None:
+        sample.append((stage, time.perf_counter_ns()))
 
 
 class Stages:
@@ -39,9 +61,24 @@ class Stages:
         raw = os.environ.get("MESHD_RAFT_STAGES", "")
         return cls(int(raw)) if raw.isdigit() and int(raw) > 0 else None
 
-    def begin(self, key: Hashable) -> None:
-        if len(self._open) < 100_000:  # a bench with many in flight: bounded
-            self._open[key] = [("start", time.perf_counter_ns())]
+    def begin(self, key: Hashable, start_ns: int | None = None) -> Sample | None:
+        """Open a sample for ``key`` starting now (or at ``start_ns``, a
+        ``perf_counter_ns``/``CLOCK_MONOTONIC`` time, possibly taken by
+        another process on this host); returns it, or None when too many
+        are open."""
+        if len(self._open) >= 100_000:  # a bench with many in flight: bounded
+            return None
+        sample: Sample = [("start", time.perf_counter_ns() if start_ns is None else start_ns)]
+        self._open[key] = sample
+        return sample
+
+    def adopt(self, key: Hashable, sample: Sample) -> None:
+        """Stamps for ``key`` go to ``sample``, opened by someone else (who
+        ends it); ``drop(key)`` forgets the alias."""
+        self._open[key] = sample
+
+    def drop(self, key: Hashable) -> None:
+        self._open.pop(key, None)
 
     def stamp(self, key: Hashable, stage: str) -> None:
         stamps = self._open.get(key)

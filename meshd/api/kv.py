@@ -15,6 +15,7 @@ import base64
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from raft.stages import stamp
 from registry.commands import MAX_KV_VALUE, KVRequest, validate_kv_key
 from registry.errors import ErrorCode
 
@@ -195,6 +196,7 @@ async def put(p: Registry, req: Request) -> Response:
     opts = QueryOptions.from_request(req)
     check_dc(p, opts)
     cmd = put_request(req, request_key(req))
+    stamp("command")  # benchmarks only (raft/stages.py)
     outcome = write_outcome(await p.write(cmd), cmd.session)
     # Consul answers a plain set with true whatever the FSM said.
     answer: Any = True if cmd.op == "set" else outcome

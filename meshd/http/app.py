@@ -38,6 +38,7 @@ from meshd.http.errors import (
     NotFound,
 )
 from meshd.http.message import Request, Response
+from raft.stages import stamp
 
 __all__ = [
     "AfterResponseHook",
@@ -302,6 +303,7 @@ class App:
             early = await hook(request)
             if early is not None:
                 return early
+        stamp("routed")  # benchmarks only (raft/stages.py)
         return await route.handler(request)
 
     def _error_response(self, request: Request, exc: Exception) -> Response:

@@ -277,7 +277,10 @@ class Response:
         Raises ``TypeError`` for objects JSON cannot represent and
         ``ValueError`` for NaN/infinity (Go refuses them too).
         """
-        if pretty:
+        if obj is True or obj is False:
+            # Every KV PUT and DELETE answers one of these: no encoder call.
+            body = (b"true" if obj else b"false") + (b"\n" if pretty else b"")
+        elif pretty:
             body = (_PRETTY_JSON.encode(obj) + "\n").encode()
         else:
             body = _COMPACT_JSON.encode(obj).encode()

@@ -10,6 +10,14 @@ lives in ``_Connection``):
   and the answering task's cancel scope is cancelled: a blocking query stops
   as soon as its client is gone, as Go's request context does for Consul.
   No answer is written after that.
+- Except for writes on plain TCP: once the answering task is idle and the
+  only request waiting is a complete ``PUT`` or ``DELETE``, the reader parks
+  and the answering task reads the next requests itself ("solo"), saving the
+  reader's scheduler round on every request of a writer (kv_bench ``put, 1
+  conn``); it hands the socket back before it answers anything else. A
+  write's handler is bounded (the hold for a leader) and its outcome does
+  not depend on the client staying, so nobody watching for its client to go
+  away during that handler changes nothing but when the connection closes.
 - The reader reads at most ``_READ_AHEAD`` bytes beyond what the answering
   task asked for, so pipelining cannot buffer without bound.
 - Limits: request head larger than ``max_header_bytes`` -> 431; body larger
@@ -59,6 +67,7 @@ from meshd.http.deadlines import DeadlineSweeper
 from meshd.http.message import TEXT_PLAIN, Headers, Request, Response, StreamingResponse
 from meshd.http.request_log import log_request
 from meshd.http.response_head import InvalidResponse, response_head
+from raft.stages import CURRENT, Sample, Stages
 from registry.blocking import admit
 
 __all__ = ["ServerLimits", "open_http_listeners", "serve_http"]
@@ -75,6 +84,12 @@ _connection_ids = itertools.count(1)
 _NETWORK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
 # Refused connections answered (and lingered on) at once; more are just closed.
 _MAX_REJECTING = 64
+# Requests whose handler runs with nobody watching the socket (see "solo").
+_SOLO_METHODS = frozenset({b"PUT", b"DELETE"})
+# With MESHD_RAFT_STAGES (benchmarks): a request carrying this header (the
+# client's CLOCK_MONOTONIC time in ns when it started sending) is timed stage
+# by stage (raft/stages.py, path ``http_<method>``; bench/kv_stages.py).
+_STAGES_HEADER = b"x-meshd-stages"
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +246,7 @@ class _Incoming:
         "keep_alive",
         "limit",
         "method",
+        "read_ns",
         "size",
         "target",
     )
@@ -246,6 +262,7 @@ class _Incoming:
         self.keep_alive = True
         self.expect_continue = False
         self.failure: tuple[int, str] | None = None  # refused while its body arrived
+        self.read_ns = 0  # when its last bytes were read (only while timing stages)
 
 
 class _Connection:
@@ -275,8 +292,11 @@ class _Connection:
         peer: tuple[str, int] | None,
         scheme: str,
         sweeper: DeadlineSweeper,
+        stages: Stages | None = None,
     ) -> None:
         self._stream = stream
+        self._stages = stages
+        self._read_ns = 0
         self._sweeper = sweeper
         self._sock = _raw_socket(stream)
         self._app = app
@@ -297,11 +317,13 @@ class _Connection:
         self._data_arrived = trio.lowlevel.ParkingLot()
         self._reader_wakeup = trio.lowlevel.ParkingLot()
         self._read_ahead = 0
+        self._solo = False  # the answering task reads the socket, the reader is parked
         self._eof = False
         self._phase = _HEAD
         self._deadline = trio.current_time() + limits.idle_timeout
         self._scope = trio.CancelScope()
         self._linger = False
+        self._sample: Sample | None = None  # the next request's, when timed
 
     async def run(self) -> None:
         """Serve requests until the connection ends; never raises on network errors.
@@ -353,7 +375,7 @@ class _Connection:
     async def _read_loop(self) -> None:
         """Feed everything the peer sends into the parser; on EOF, cancel the responder."""
         while True:
-            while self._read_ahead >= _READ_AHEAD:
+            while self._read_ahead >= _READ_AHEAD or self._solo:
                 await self._reader_wakeup.park()
             try:
                 data = await self._receive()
@@ -365,13 +387,46 @@ class _Connection:
                 self._scope.cancel()
                 return
             self._read_ahead += len(data)
+            if self._stages is not None:
+                self._read_ns = time.perf_counter_ns()
             if not self._stopped:
                 # Parsing thousands of requests that arrived together (10,000
                 # watchers re-arming) in one round holds the loop as long as
                 # handling them would: parse a batch per round too.
                 await admit()
                 self._feed(data)
+                self._solo = self._may_go_solo()
             self._data_arrived.unpark_all()
+
+    def _may_go_solo(self) -> bool:
+        """Whether the answering task can read the socket itself from now on:
+        plain TCP, it is idle, and all that waits is one complete write
+        (nothing half-read that the reader would have to finish)."""
+        queue = self._queue
+        if self._sock is None or self._phase != _HEAD or len(queue) != 1:
+            return False
+        item = queue[0]
+        return (
+            isinstance(item, _Incoming)
+            and item.complete
+            and item.method in _SOLO_METHODS
+            and self._current is None
+            and not self._in_message
+            and not self._stopped
+        )
+
+    async def _read_directly(self) -> None:
+        """Solo: the answering task's own read (what the reader's loop does
+        with one chunk); raises ``_ClientGone`` at EOF or on a reset."""
+        data = await self._receive()
+        if not data:
+            self._eof = True
+            raise _ClientGone
+        if self._stages is not None:
+            self._read_ns = time.perf_counter_ns()
+        if not self._stopped:
+            await admit()
+            self._feed(data)
 
     async def _receive(self) -> bytes:
         """The next bytes from the peer (b"" at EOF or reset).
@@ -497,6 +552,7 @@ class _Connection:
         self._in_message = False
         if self._current is not None:
             self._current.complete = True
+            self._current.read_ns = self._read_ns
             self._current = None
 
     # -- answering -------------------------------------------------------
@@ -504,6 +560,9 @@ class _Connection:
     async def _wait_for_data(self) -> None:
         if self._eof:
             raise _ClientGone
+        if self._solo:
+            await self._read_directly()
+            return
         self._read_ahead = 0
         self._reader_wakeup.unpark_all()
         await self._data_arrived.park()
@@ -530,8 +589,25 @@ class _Connection:
             await self._send_error(*item.failure)
             return None
         queue.popleft()
+        if self._solo and item.method not in _SOLO_METHODS:
+            # Its handler may wait (a blocking query): the reader watches again.
+            self._solo = False
+            self._reader_wakeup.unpark_all()
         keep_alive = item.keep_alive and not (self._stopped and not queue)
+        if self._stages is not None:
+            self._open_sample(item)
         return self._build_request(item), keep_alive
+
+    def _open_sample(self, item: _Incoming) -> None:
+        """Time this request's stages when its client asked (``_STAGES_HEADER``)."""
+        assert self._stages is not None
+        self._sample = None
+        for name, value in item.headers:
+            if name == _STAGES_HEADER and value.isdigit():
+                sample = self._stages.begin((self._id, self._seq + 1), int(value))
+                if sample is not None:
+                    sample += [("read", item.read_ns), ("dequeued", time.perf_counter_ns())]
+                    self._sample = sample
 
     def _too_large(self, limit: int) -> str:
         return f"Request body too large, max size: {limit} bytes"
@@ -581,17 +657,41 @@ class _Connection:
             # after a change) are dispatched a batch per round, so the round
             # stays short for the Raft driver sharing this loop.
             await admit()
-            try:
-                response = await self._app.handle(request)
-            except Exception:
-                log.exception("http app failed request_id=%s", request.request_id)
-                response = Response.text("Internal error", 500)
-            kept = await self._send_response(request.method, response, keep_alive)
+            if self._stages is not None and self._sample is not None:
+                response, kept = await self._staged(request, keep_alive, self._sample)
+            else:
+                try:
+                    response = await self._app.handle(request)
+                except Exception:
+                    log.exception("http app failed request_id=%s", request.request_id)
+                    response = Response.text("Internal error", 500)
+                kept = await self._send_response(request.method, response, keep_alive)
             elapsed = time.monotonic() - started
             log_request(request.method, request.path, response.status, elapsed, self._peer)
             if not kept:
                 return
             self._phase = _HEAD
+
+    async def _staged(
+        self, request: Request, keep_alive: bool, sample: Sample
+    ) -> tuple[Response, bool]:
+        """Answer ``request`` as ``_serve_requests`` does, stamping its stages
+        (a benchmark asked: ``_STAGES_HEADER``); ``CURRENT`` lets the handler
+        and the Raft driver stamp theirs into the same sample."""
+        assert self._stages is not None
+        self._sample = None
+        token = CURRENT.set(sample)
+        try:
+            response = await self._app.handle(request)
+        except Exception:
+            log.exception("http app failed request_id=%s", request.request_id)
+            response = Response.text("Internal error", 500)
+        finally:
+            CURRENT.reset(token)
+        sample.append(("answered", time.perf_counter_ns()))
+        kept = await self._send_response(request.method, response, keep_alive)
+        self._stages.end((self._id, self._seq), f"http_{request.method.lower()}", "written")
+        return response, kept
 
     async def _send_response(self, method: str, response: Response, keep_alive: bool) -> bool:
         """Write ``response``; returns whether the connection stays open."""
@@ -735,13 +835,14 @@ async def serve_http(
             await refuse(stream, host, rejected)
             return
         try:
-            await _Connection(stream, app, limits, peer, scheme, sweeper).run()
+            await _Connection(stream, app, limits, peer, scheme, sweeper, stages).run()
         except Exception:
             log.exception("http connection failed from=%s", host)
         finally:
             admission.release(host)
 
     sweeper = DeadlineSweeper(limits.idle_timeout, limits.request_timeout)
+    stages = Stages.from_env()  # None unless a benchmark asks
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sweeper.run)
         await serve_listeners(handle, active, limiter=limiter, task_status=task_status)

@@ -82,6 +82,16 @@ def test_pretty_json_matches_go_marshal_indent() -> None:
     assert json.loads(r.body) == {"A": [1, 2], "B": {}}
 
 
+def test_json_booleans_as_go_marshals_them_and_numbers_stay_numbers() -> None:
+    # KV PUT/DELETE answers: written without the encoder, same bytes.
+    assert Response.json(True).body == b"true"
+    assert Response.json(False, status=200).body == b"false"
+    assert Response.json(True, pretty=True).body == b"true\n"
+    assert Response.json(False, pretty=True).body == b"false\n"
+    assert (Response.json(1).body, Response.json(0).body) == (b"1", b"0")
+    assert Response.json(True).get_header("Content-Type") == "application/json"
+
+
 def test_json_refuses_nan_like_go() -> None:
     with pytest.raises(ValueError):
         Response.json({"x": float("nan")})

@@ -6,6 +6,7 @@ import datetime
 import ipaddress
 import logging
 import ssl
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from meshd.http import (
     Router,
     decode_json_body,
 )
+from raft.stages import stamp
 from tests.meshd.http._support import RawClient, echo, echo_router, encode_request, running
 
 pytestmark = pytest.mark.e2e
@@ -656,3 +658,33 @@ async def test_answer_larger_than_the_socket_buffer_arrives_whole_then_keep_aliv
         assert r is not None and r.status == 200 and r.body == big
         assert (await client.request("GET", "/v1/json")).status == 200
         await client.aclose()
+
+
+async def test_a_request_asking_for_stage_timing_is_timed_from_its_clients_send(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Benchmarks only (bench/kv_stages.py): off unless MESHD_RAFT_STAGES is set.
+    monkeypatch.setenv("MESHD_RAFT_STAGES", "1")
+
+    async def timed(req: Request) -> Response:
+        stamp("command")  # what a handler (meshd/api/kv.py) stamps
+        return Response.text("ok")
+
+    router = echo_router()
+    router.add("PUT", "/v1/timed", timed, name="timed")
+    with caplog.at_level(logging.INFO, logger="raft.stages"):
+        async with running(_app(router)) as port:
+            client = await RawClient.connect(port)
+            sent = str(time.perf_counter_ns())
+            r = await client.request("PUT", "/v1/timed", headers=[("X-Meshd-Stages", sent)])
+            assert (r.status, r.body) == (200, b"ok")
+            r = await client.request("PUT", "/v1/timed")  # not asked: not timed
+            assert r.status == 200
+            await client.aclose()
+    lines = [r.getMessage() for r in caplog.records if "raft_stages" in r.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].startswith("event=raft_stages path=http_put n=1 ")
+    fields = dict(kv.split("=") for kv in lines[0].split()[3:])
+    assert list(fields) == ["read", "dequeued", "routed", "command", "answered", "written"]
+    offsets = [float(v) for v in fields.values()]
+    assert offsets[0] > 0 and offsets == sorted(offsets)
