@@ -49,9 +49,6 @@ class _DateCache:
 _date = _DateCache()
 
 
-_date = _DateCache()
-
-
 def response_head(
     response: Response, keep_alive: bool, *, chunked: bool = False
 ) -> tuple[bytes, bool]:
