@@ -26,6 +26,7 @@ serial and behaves the same. What a test file must follow:
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Generator
 from typing import Any
 
@@ -72,3 +73,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> Generator[None, o
     slow = {scope_of(item.nodeid) for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: scope_of(item.nodeid) not in slow)
     return result
+
+
+@pytest.fixture(autouse=True)
+def _collect_after_agents_stopped() -> Generator[None, None, None]:
+    """After a test (or the module before it) stopped the last agent run in
+    this worker, the complete GC pass over what its frozen heap kept runs
+    here, between tests, not inside whichever timed test comes next
+    (meshd/agent/gc_policy.py, uninstall)."""
+    from meshd.agent import gc_policy
+
+    yield
+    if gc_policy.uninstalls != _collected[0]:
+        gc.collect()
+        _collected[0] = gc_policy.uninstalls
+
+
+_collected = [0]  # gc_policy.uninstalls at this worker's last collection

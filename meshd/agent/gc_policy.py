@@ -59,7 +59,8 @@ log = logging.getLogger("meshd.gc")
 # 5 of those (so it scans at most ~50,000 objects, ~30 ms of CPU); full
 # passes as CPython schedules them, now as cheap as a young pass.
 THRESHOLDS = (10_000, 5, 10)
-_thresholds_before: tuple[int, int, int] = gc.get_threshold()
+_thresholds_before: tuple[int, int, int] = gc.get_threshold()  # set by install
+uninstalls = 0  # policies removed in this process so far
 # A server ramping up to 3,300 watchers (a third of the watch bench's) grows
 # from ~300,000 to ~950,000 blocks: no complete pass on the way; one with
 # 10,000 passes the bound once (~1.6M blocks), then not again below ~4M.
@@ -167,11 +168,13 @@ def install(growth: float = GROWTH, floor: int = FLOOR) -> GcPolicy:
 
 def uninstall() -> None:
     """Back to CPython's collector (its thresholds as before ``install``):
-    no freezing, everything scanned again. The complete pass that follows
-    runs here: a process that goes on after its agents stopped (a test run
-    with agents in process) would otherwise pay it, with every cycle the
-    frozen heap kept since the last one (seen: 8.6 s, 1.25M objects, on a
-    loaded test worker), in the middle of whatever runs next."""
+    no freezing, everything scanned again. Not collected here (that would
+    hold the loop while the agent shuts down): a process that goes on after
+    its agents stopped (a test run with agents in process) should run the
+    complete pass itself when ``uninstalls`` moved, or CPython runs it, with
+    every cycle the frozen heap kept (seen: 8.6 s, 1.25M objects, on a loaded
+    test worker), in the middle of whatever runs next."""
+    global uninstalls
     installed = False
     for cb in gc.callbacks:
         if isinstance(cb, GcPolicy):
@@ -182,4 +185,4 @@ def uninstall() -> None:
     gc.unfreeze()
     if installed:
         gc.set_threshold(*_thresholds_before)
-        gc.collect()
+        uninstalls += 1

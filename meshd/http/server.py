@@ -603,7 +603,9 @@ class _Connection:
         assert self._stages is not None
         self._sample = None
         for name, value in item.headers:
-            if name == _STAGES_HEADER and value.isdigit():
+            # A monotonic ns timestamp: digits only, and few (int() refuses
+            # over 4,300 of them, and nothing needs more than 20).
+            if name == _STAGES_HEADER and len(value) <= 20 and value.isdigit():
                 sample = self._stages.begin((self._id, self._seq + 1), int(value))
                 if sample is not None:
                     sample += [("read", item.read_ns), ("dequeued", time.perf_counter_ns())]
@@ -680,17 +682,22 @@ class _Connection:
         and the Raft driver stamp theirs into the same sample."""
         assert self._stages is not None
         self._sample = None
+        key = (self._id, self._seq)
         token = CURRENT.set(sample)
         try:
-            response = await self._app.handle(request)
-        except Exception:
-            log.exception("http app failed request_id=%s", request.request_id)
-            response = Response.text("Internal error", 500)
-        finally:
-            CURRENT.reset(token)
-        sample.append(("answered", time.perf_counter_ns()))
-        kept = await self._send_response(request.method, response, keep_alive)
-        self._stages.end((self._id, self._seq), f"http_{request.method.lower()}", "written")
+            try:
+                response = await self._app.handle(request)
+            except Exception:
+                log.exception("http app failed request_id=%s", request.request_id)
+                response = Response.text("Internal error", 500)
+            finally:
+                CURRENT.reset(token)
+            sample.append(("answered", time.perf_counter_ns()))
+            kept = await self._send_response(request.method, response, keep_alive)
+        except BaseException:  # cancelled, or the write failed: no sample left open
+            self._stages.drop(key)
+            raise
+        self._stages.end(key, f"http_{request.method.lower()}", "written")
         return response, kept
 
     async def _send_response(self, method: str, response: Response, keep_alive: bool) -> bool:

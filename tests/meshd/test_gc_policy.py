@@ -168,7 +168,7 @@ async def test_closed_http_connections_leave_no_cyclic_garbage() -> None:
     assert leaked == []
 
 
-def test_uninstall_restores_the_thresholds_and_frees_the_cycles_the_frozen_heap_kept() -> None:
+def test_uninstall_restores_the_thresholds_and_unfreezes_the_cycles_the_frozen_heap_kept() -> None:
     """A process that goes on after its agents stopped (tests with agents in
     process) does not inherit the thresholds, nor a full pass over every
     cycle kept frozen, in the middle of what it runs next."""
@@ -184,7 +184,10 @@ def test_uninstall_restores_the_thresholds_and_frees_the_cycles_the_frozen_heap_
         del node  # garbage now, but a frozen cycle: kept
         gc.collect()
         assert gone() is not None
+        uninstalls = gc_policy.uninstalls
         gc_policy.uninstall()
+        assert gc_policy.uninstalls == uninstalls + 1  # tests/conftest.py collects then
+        gc.collect()
         assert gone() is None
         assert gc.get_threshold() == (700, 10, 10)
     finally:
