@@ -177,7 +177,7 @@ def register_routers(agent: MeshdAgent, count: int) -> list[int]:
             {"Match": {"HTTP": {"PathExact": "/health", "Methods": ["GET"]}}},
         ]
         agent.call("PUT", "/v1/config", {"Kind": "service-router", "Name": name, "Routes": routes})
-    ports = distinct_ports(count)
+    ports = distinct_ports(count, taken=registered_ports(agent))
     upstreams = [
         {"DestinationName": f"r{i}", "LocalBindAddress": "127.0.0.1", "LocalBindPort": port}
         for i, port in enumerate(ports)
@@ -191,13 +191,26 @@ def register_routers(agent: MeshdAgent, count: int) -> list[int]:
     return ports
 
 
-def distinct_ports(count: int) -> list[int]:
+def distinct_ports(count: int, taken: set[int] | None = None) -> list[int]:
     """``count`` different free loopback ports (the kernel may hand the same
-    one out twice once it is closed again)."""
+    one out twice once it is closed again), none of ``taken``."""
     ports: dict[int, None] = {}
     while len(ports) < count:
-        ports[free_port()] = None
+        port = free_port()
+        if port not in (taken or ()):
+            ports[port] = None
     return list(ports)
+
+
+def registered_ports(agent: MeshdAgent) -> set[int]:
+    """The ports the agent's services already claim (a stopped proxy's
+    public port is free to bind, but the agent refuses it twice)."""
+    taken: set[int] = set()
+    for svc in agent.call("GET", "/v1/agent/services").values():
+        taken.add(int(svc.get("Port") or 0))
+        for up in (svc.get("Proxy") or {}).get("Upstreams") or []:
+            taken.add(int(up.get("LocalBindPort") or 0))
+    return taken
 
 
 def rss_with_routers(root: Path, agent: MeshdAgent, count: int) -> tuple[float, float]:
