@@ -662,17 +662,21 @@ class _Connection:
             if self._stages is not None and self._sample is not None:
                 response, kept = await self._staged(request, keep_alive, self._sample)
             else:
-                try:
-                    response = await self._app.handle(request)
-                except Exception:
-                    log.exception("http app failed request_id=%s", request.request_id)
-                    response = Response.text("Internal error", 500)
+                response = await self._answer(request)
                 kept = await self._send_response(request.method, response, keep_alive)
             elapsed = time.monotonic() - started
             log_request(request.method, request.path, response.status, elapsed, self._peer)
             if not kept:
                 return
             self._phase = _HEAD
+
+    async def _answer(self, request: Request) -> Response:
+        """The app's response; a handler's bug is logged and answered 500."""
+        try:
+            return await self._app.handle(request)
+        except Exception:
+            log.exception("http app failed request_id=%s", request.request_id)
+            return Response.text("Internal error", 500)
 
     async def _staged(
         self, request: Request, keep_alive: bool, sample: Sample
@@ -686,10 +690,7 @@ class _Connection:
         token = CURRENT.set(sample)
         try:
             try:
-                response = await self._app.handle(request)
-            except Exception:
-                log.exception("http app failed request_id=%s", request.request_id)
-                response = Response.text("Internal error", 500)
+                response = await self._answer(request)
             finally:
                 CURRENT.reset(token)
             sample.append(("answered", time.perf_counter_ns()))

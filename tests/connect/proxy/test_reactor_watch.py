@@ -9,6 +9,7 @@ import concurrent.futures
 import socket
 import ssl
 import tempfile
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 import pytest
@@ -36,6 +37,17 @@ def _batching() -> Reactor:
     r = reactor()
     r.start_trial()
     return r
+
+
+def _dialer(peers: list[socket.socket]) -> Callable[[str], Awaitable[ssl.SSLSocket]]:
+    """A pool's dial over socketpairs; the far ends go to ``peers``."""
+
+    async def dial(_: str) -> ssl.SSLSocket:
+        near, far = _pair()
+        peers.append(far)
+        return cast(ssl.SSLSocket, near)
+
+    return dial
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
@@ -129,11 +141,7 @@ async def test_keep_alive_requests_and_pooled_answers_leave_the_set_empty_when_d
     client, server_side = _pair()
     peers: list[socket.socket] = []
 
-    async def dial(_: str) -> ssl.SSLSocket:
-        near, far = _pair()
-        peers.append(far)
-        return cast(ssl.SSLSocket, near)
-
+    dial = _dialer(peers)
     pool = Pool(dial)
     r = _batching()
 
@@ -177,11 +185,7 @@ async def test_an_exchange_waiting_in_the_set_past_its_deadline_expires(
     """expiry.py's notify_closing reaches a wait parked in the reactor."""
     peers: list[socket.socket] = []
 
-    async def dial(_: str) -> ssl.SSLSocket:
-        near, far = _pair()
-        peers.append(far)
-        return cast(ssl.SSLSocket, near)
-
+    dial = _dialer(peers)
     pool = Pool(dial)
     r = _batching()
     start = trio.current_time()
@@ -319,10 +323,7 @@ async def test_bytes_and_a_fin_in_one_edge_still_end_the_connection(keep_batchin
 
     peers: list[socket.socket] = []
 
-    async def dial(_: str) -> ssl.SSLSocket:
-        near, far = _pair()
-        peers.append(far)
-        return cast(ssl.SSLSocket, near)
+    dial = _dialer(peers)
 
     async def upstream(n: int, half_close: bool) -> None:
         while len(peers) < n:

@@ -133,6 +133,24 @@ async def echo(req: Request) -> Response:
     )
 
 
+class BlockingQuery:
+    """A handler that waits until cancelled, as a blocking query does; its
+    events say it started and that it was cancelled."""
+
+    def __init__(self) -> None:
+        self.started = trio.Event()
+        self.cancelled = trio.Event()
+
+    async def __call__(self, req: Request) -> Response:
+        self.started.set()
+        try:
+            await trio.sleep(600)
+        except trio.Cancelled:
+            self.cancelled.set()
+            raise
+        return Response.text("too late")
+
+
 def echo_router() -> Router:
     router = Router()
     router.add(["GET", "PUT"], "/v1/kv/*key", echo, name="kv")

@@ -27,7 +27,14 @@ from meshd.http import (
     decode_json_body,
 )
 from raft.stages import stamp
-from tests.meshd.http._support import RawClient, echo, echo_router, encode_request, running
+from tests.meshd.http._support import (
+    BlockingQuery,
+    RawClient,
+    echo,
+    echo_router,
+    encode_request,
+    running,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -262,28 +269,17 @@ async def test_invalid_response_from_handler_becomes_500() -> None:
 
 
 async def test_client_disconnect_cancels_a_long_handler() -> None:
-    started = trio.Event()
-    cancelled = trio.Event()
-
-    async def blocking_query(req: Request) -> Response:
-        started.set()
-        try:
-            await trio.sleep(600)
-        except trio.Cancelled:
-            cancelled.set()
-            raise
-        return Response.text("too late")
-
+    query = BlockingQuery()
     router = echo_router()
-    router.add("GET", "/v1/block", blocking_query, name="block")
+    router.add("GET", "/v1/block", query, name="block")
     async with running(_app(router)) as port:
         client = await RawClient.connect(port)
         await client.send(encode_request("GET", "/v1/block?index=5&wait=10m"))
         with trio.fail_after(2):
-            await started.wait()
+            await query.started.wait()
         await client.aclose()
         with trio.fail_after(1):
-            await cancelled.wait()
+            await query.cancelled.wait()
         # The server is still fine afterwards.
         fresh = await RawClient.connect(port)
         assert (await fresh.request("GET", "/v1/json")).status == 200

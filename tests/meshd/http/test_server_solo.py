@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from meshd.http import App, ErrorMapping, Request, Response
-from tests.meshd.http._support import RawClient, echo_router, encode_request, running
+from tests.meshd.http._support import BlockingQuery, RawClient, echo_router, encode_request, running
 
 pytestmark = pytest.mark.e2e
 
@@ -52,30 +52,19 @@ async def test_a_writer_is_answered_without_the_reader_tasks_round_per_request()
 
 
 async def test_after_solo_writes_a_blocking_query_is_still_cancelled_when_its_client_goes() -> None:
-    started = trio.Event()
-    cancelled = trio.Event()
-
-    async def blocking_query(req: Request) -> Response:
-        started.set()
-        try:
-            await trio.sleep(600)
-        except trio.Cancelled:
-            cancelled.set()
-            raise
-        return Response.text("too late")
-
+    query = BlockingQuery()
     router = echo_router()
-    router.add("GET", "/v1/block", blocking_query, name="block")
+    router.add("GET", "/v1/block", query, name="block")
     async with running(App(router, errors=ErrorMapping())) as port:
         client = await RawClient.connect(port)
         for i in range(3):
             assert (await client.request("PUT", f"/v1/kv/k{i}", body=b"v")).status == 200
         await client.send(encode_request("GET", "/v1/block?index=5&wait=10m"))
         with trio.fail_after(2):
-            await started.wait()
+            await query.started.wait()
         await client.aclose()
         with trio.fail_after(2):
-            await cancelled.wait()
+            await query.cancelled.wait()
 
 
 async def test_pipelined_writes_and_reads_are_answered_in_order_across_hand_overs() -> None:
