@@ -590,8 +590,10 @@ class _Connection:
             return None
         queue.popleft()
         if self._solo and item.method not in _SOLO_METHODS:
-            # Its handler may wait (a blocking query): the reader watches again.
+            # Its handler may wait (a blocking query): the reader watches again
+            # (read-ahead counted afresh, or it could stay parked meanwhile).
             self._solo = False
+            self._read_ahead = 0
             self._reader_wakeup.unpark_all()
         keep_alive = item.keep_alive and not (self._stopped and not queue)
         if self._stages is not None:
