@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,21 @@ class ThreadRecordingStorage(SegmentLogStorage):
         super().save(hard_state, entries)
 
 
+@asynccontextmanager
+async def lone_leader(tmp: Path) -> AsyncIterator[tuple[RaftNode, ThreadRecordingStorage]]:
+    """A one-server cluster on ``ThreadRecordingStorage``, leader and past
+    its first write."""
+    storage = ThreadRecordingStorage(tmp)
+    conf = Configuration((Server("a", "a:1"),))
+    node = RaftNode(NodeConfig("a", "a:1", tick_interval=0.5), storage, KVFSM(), bootstrap=conf)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await node.wait_for_leader(2)
+        await node.apply(put("warm", 0))
+        yield node, storage
+        nursery.cancel_scope.cancel()
+
+
 async def test_idle_leader_writes_inline_until_one_write_is_slow(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -106,14 +122,8 @@ async def test_idle_leader_writes_inline_until_one_write_is_slow(
     # a loaded machine one can take over 20 ms and rightly move the writes
     # after it to a thread, which is not what the first half checks).
     monkeypatch.setattr(raft_writes, "SLOW_INLINE_WRITE", 60.0)
-    storage = ThreadRecordingStorage(tmp_path)
-    conf = Configuration((Server("a", "a:1"),))
-    node = RaftNode(NodeConfig("a", "a:1", tick_interval=0.5), storage, KVFSM(), bootstrap=conf)
     main = threading.get_ident()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(node.run)
-        await node.wait_for_leader(2)
-        await node.apply(put("warm", 0))
+    async with lone_leader(tmp_path) as (node, storage):
         storage.threads.clear()
         for i in range(5):
             await node.apply(put("k", i))
@@ -130,7 +140,6 @@ async def test_idle_leader_writes_inline_until_one_write_is_slow(
             await node.apply(put("after", i))
         assert storage.threads and main not in storage.threads, storage.threads
         assert "event=raft_slow_log_write id=a" in caplog.text
-        nursery.cancel_scope.cancel()
 
 
 async def test_tasks_runnable_reads_trios_run_queue_not_every_descriptor() -> None:
@@ -156,14 +165,8 @@ async def test_busy_leader_writes_inline_while_its_saves_are_fast(
     # every real save here (fsyncs on a loaded machine vary too much).
     monkeypatch.setattr(raft_writes, "SLOW_INLINE_WRITE", 60.0)
     monkeypatch.setattr(raft_writes, "FAST_SAVE", 60.0)
-    storage = ThreadRecordingStorage(tmp_path)
-    conf = Configuration((Server("a", "a:1"),))
-    node = RaftNode(NodeConfig("a", "a:1", tick_interval=0.5), storage, KVFSM(), bootstrap=conf)
     main = threading.get_ident()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(node.run)
-        await node.wait_for_leader(2)
-        await node.apply(put("warm", 0))
+    async with lone_leader(tmp_path) as (node, storage):
         # Other tasks ready at every write (which of them trio has queued at
         # that instant depends on the order it runs a batch in).
         monkeypatch.setattr(raft_writes, "tasks_runnable", lambda: 4)
@@ -176,7 +179,6 @@ async def test_busy_leader_writes_inline_while_its_saves_are_fast(
         for i in range(5):
             await node.apply(put("slower", i))
         assert storage.threads and main not in storage.threads, storage.threads
-        nursery.cancel_scope.cancel()
 
 
 def test_save_average_follows_inline_saves_and_probes_after_thread_saves(
