@@ -169,3 +169,17 @@ async def running(app: App, **kwargs: Any) -> AsyncIterator[int]:
         await nursery.start(partial(serve_http, listeners, app, **kwargs))
         yield port
         nursery.cancel_scope.cancel()
+
+
+async def wait_until_served(port: int, refused: int, timeout: float) -> None:
+    """Until a new connection's GET /v1/json is answered 200 (a connection
+    slot freed up); every other answer meanwhile must be ``refused``."""
+    with trio.fail_after(timeout):
+        while True:
+            fresh = await RawClient.connect(port)
+            r = await fresh.request("GET", "/v1/json")
+            await fresh.aclose()
+            if r.status == 200:
+                return
+            assert r.status == refused, r.status
+            await trio.sleep(0.01)

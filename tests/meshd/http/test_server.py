@@ -34,6 +34,7 @@ from tests.meshd.http._support import (
     echo_router,
     encode_request,
     running,
+    wait_until_served,
 )
 
 pytestmark = pytest.mark.e2e
@@ -311,14 +312,7 @@ async def test_per_client_connection_limit_is_429() -> None:
         assert await third.at_eof()
         await first.aclose()
         # A slot freed up: a new connection is served again.
-        with trio.fail_after(2):
-            while True:
-                fourth = await RawClient.connect(port)
-                r = await fourth.request("GET", "/v1/json")
-                await fourth.aclose()
-                if r.status == 200:
-                    break
-                await trio.sleep(0.01)
+        await wait_until_served(port, refused=429, timeout=2)
         await second.aclose()
 
 

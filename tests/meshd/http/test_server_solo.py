@@ -8,7 +8,14 @@ import pytest
 import trio
 
 from meshd.http import App, ErrorMapping, Request, Response
-from tests.meshd.http._support import BlockingQuery, RawClient, echo_router, encode_request, running
+from tests.meshd.http._support import (
+    BlockingQuery,
+    RawClient,
+    echo_router,
+    encode_request,
+    running,
+    wait_until_served,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -111,15 +118,7 @@ async def test_a_writer_that_goes_away_between_requests_frees_its_connection() -
         for i in range(2):
             assert (await client.request("PUT", f"/v1/kv/k{i}", body=b"v")).status == 200
         await client.aclose()
-        with trio.fail_after(5):
-            while True:
-                fresh = await RawClient.connect(port)
-                r = await fresh.request("GET", "/v1/json")
-                await fresh.aclose()
-                if r.status == 200:
-                    break
-                assert r.status == 503
-                await trio.sleep(0.05)
+        await wait_until_served(port, refused=503, timeout=5)
 
 
 async def test_malformed_input_and_upgrades_after_solo_writes_are_answered_as_always() -> None:
