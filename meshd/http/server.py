@@ -387,16 +387,20 @@ class _Connection:
                 self._scope.cancel()
                 return
             self._read_ahead += len(data)
-            if self._stages is not None:
-                self._read_ns = time.perf_counter_ns()
-            if not self._stopped:
-                # Parsing thousands of requests that arrived together (10,000
-                # watchers re-arming) in one round holds the loop as long as
-                # handling them would: parse a batch per round too.
-                await admit()
-                self._feed(data)
-                self._solo = self._may_go_solo()
+            await self._take(data)
+            self._solo = self._may_go_solo()  # (the reader runs only while not solo)
             self._data_arrived.unpark_all()
+
+    async def _take(self, data: bytes) -> None:
+        """Parse one chunk from the peer (the reader's, or a solo read's)."""
+        if self._stages is not None:
+            self._read_ns = time.perf_counter_ns()
+        if not self._stopped:
+            # Parsing thousands of requests that arrived together (10,000
+            # watchers re-arming) in one round holds the loop as long as
+            # handling them would: parse a batch per round too.
+            await admit()
+            self._feed(data)
 
     def _may_go_solo(self) -> bool:
         """Whether the answering task can read the socket itself from now on:
@@ -422,11 +426,7 @@ class _Connection:
         if not data:
             self._eof = True
             raise _ClientGone
-        if self._stages is not None:
-            self._read_ns = time.perf_counter_ns()
-        if not self._stopped:
-            await admit()
-            self._feed(data)
+        await self._take(data)
 
     async def _receive(self) -> bytes:
         """The next bytes from the peer (b"" at EOF or reset).
