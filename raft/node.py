@@ -27,7 +27,7 @@ from .errors import (
     StorageUnavailableError,
 )
 from .fsm import SnapshotView, SnapshotViewMachine, StateMachine
-from .stages import CURRENT, Stages
+from .stages import Stages
 from .storage import MemoryStorage, Storage
 from .types import (
     Configuration,
@@ -283,20 +283,11 @@ class RaftNode(DurableWrites):
         """``fut.wait()`` timed stage by stage (benchmarks): in the caller's
         request sample when it has one (``stages.CURRENT``), else in one of
         its own (``leader_put``)."""
-        outer = CURRENT.get()
-        if outer is None:
-            st.begin(fut)
-        else:
-            st.adopt(fut, outer)
-            st.stamp(fut, "apply")
+        outer = st.enter(fut, "apply")
         try:
             return await fut.wait()
         finally:
-            if outer is None:
-                st.end(fut, "leader_put", "resumed")
-            else:
-                st.stamp(fut, "resumed")
-                st.drop(fut)
+            st.leave(fut, "leader_put", outer)
 
     async def apply_batch(self, batch: Sequence[bytes]) -> list[Any]:
         """Propose every command of ``batch`` in one step, in order (one log
@@ -358,25 +349,17 @@ class RaftNode(DurableWrites):
             raise NotLeaderError(leader_id, addr)
         fut = _Future()
         st = self._stages
-        outer = CURRENT.get() if st is not None else None
+        outer = None
         if allow_lease and core.lease_valid():
             self._reads_ready.append((core.log.commit, [fut]))
         else:
             self._read_waiters.append(fut)
             if st is not None:
-                if outer is None:
-                    st.begin(fut)
-                else:
-                    st.adopt(fut, outer)
-                    st.stamp(fut, "barrier")
+                outer = st.enter(fut, "barrier")
         self._wake.set()
         result: int = await fut.wait()
         if st is not None:
-            if outer is None:
-                st.end(fut, "leader_read", "resumed")
-            else:
-                st.stamp(fut, "resumed")
-                st.drop(fut)
+            st.leave(fut, "leader_read", outer)
         return result
 
     async def wait_applied(self, index: int) -> None:

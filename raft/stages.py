@@ -80,6 +80,28 @@ class Stages:
     def drop(self, key: Hashable) -> None:
         self._open.pop(key, None)
 
+    def enter(self, key: Hashable, stage: str) -> Sample | None:
+        """Start timing ``key``: in the sample of the request this task
+        handles (``CURRENT``, stamping ``stage``), which it returns, else in
+        a sample of its own (None). ``leave`` ends either."""
+        outer = CURRENT.get()
+        if outer is None:
+            self.begin(key)
+        else:
+            self.adopt(key, outer)
+            self.stamp(key, stage)
+        return outer
+
+    def leave(self, key: Hashable, path: str, outer: Sample | None) -> None:
+        """Stamp ``resumed`` for ``key`` entered with ``enter`` (which gave
+        ``outer``): its own sample ends under ``path``; a request's stays
+        open for the application to end."""
+        if outer is None:
+            self.end(key, path, "resumed")
+        else:
+            self.stamp(key, "resumed")
+            self.drop(key)
+
     def stamp(self, key: Hashable, stage: str) -> None:
         stamps = self._open.get(key)
         if stamps is not None and all(s != stage for s, _ in stamps):
