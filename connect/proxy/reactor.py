@@ -177,10 +177,7 @@ class Reactor:
             await trio.lowlevel.checkpoint()
             return _unwrap(result)
         fd = job.fd
-        try:
-            self.ep.register(fd, select.EPOLLIN)
-        except FileExistsError:  # a closed fd's number, reused
-            self.ep.modify(fd, select.EPOLLIN)
+        self._register(fd, select.EPOLLIN)
         self.jobs[fd] = (job, trio.lowlevel.current_task())
 
         def abort(_: Any) -> trio.lowlevel.Abort:
@@ -199,19 +196,25 @@ class Reactor:
     def join(self, w: Readiness) -> None:
         """``w``'s fd into the set, edge-triggered (its current readability
         is reported too). Raises OSError for a bad fd."""
-        flags = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
-        try:
-            self.ep.register(w.fd, flags)
-        except FileExistsError:  # still registered (the same open file)
-            self.ep.modify(w.fd, flags)
+        self._register(w.fd, select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET)
         w.in_set = True
+
+    def _register(self, fd: int, flags: int) -> None:
+        """``fd`` in the set with ``flags``. Raises OSError for a bad fd."""
+        try:
+            self.ep.register(fd, flags)
+        except FileExistsError:  # still registered (the same open file)
+            self.ep.modify(fd, flags)
+
+    def _unregister(self, fd: int) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.ep.unregister(fd)
 
     def leave(self, w: Readiness) -> None:
         """``w``'s fd out of the set (waited for through trio from now on)."""
         w.in_set = False
         w.ready = False  # trio reports a readable fd at once anyway
-        with contextlib.suppress(OSError, ValueError):
-            self.ep.unregister(w.fd)
+        self._unregister(w.fd)
 
     def start_trial(self) -> None:
         """Try the batching mode again (judged after JUDGE rounds)."""
@@ -253,8 +256,7 @@ class Reactor:
 
     def _drop(self, fd: int) -> None:
         self.jobs.pop(fd, None)
-        with contextlib.suppress(OSError, ValueError):
-            self.ep.unregister(fd)
+        self._unregister(fd)
 
     async def serve(self) -> None:
         """Step the ready jobs until cancelled (the end of the trio run),
