@@ -89,8 +89,7 @@ class Expiry:
                 conn.expired = True
                 fd = conn.fileno()
                 if fd >= 0:
-                    trio.lowlevel.notify_closing(fd)
-                    notify_closing(fd)  # a wait in the reactor (reactor.py)
+                    notify_closing(fd)  # trio's waits and the reactor's
                 deadline = now + RECHECK
             self._push(conn, deadline)
 

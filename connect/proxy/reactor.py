@@ -349,9 +349,11 @@ def _running() -> Reactor | None:
 
 
 def notify_closing(fd: int) -> None:
-    """Wake a task waiting on ``fd`` through this run's reactor (if any)
-    with ``trio.ClosedResourceError``, as ``trio.lowlevel.notify_closing``
-    does for trio's own waits."""
+    """Wake every task waiting on ``fd`` with ``trio.ClosedResourceError``:
+    through trio (``trio.lowlevel.notify_closing``) and through this run's
+    reactor (a watched socket's wait in its set). Raises RuntimeError
+    outside a trio run, as trio's does."""
+    trio.lowlevel.notify_closing(fd)
     r = _running()
     if r is not None:
         r.closing(fd)

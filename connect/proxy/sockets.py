@@ -76,9 +76,8 @@ def close(sock: socket.socket) -> None:
     """Close ``sock``, waking any task still parked on it (no-op if detached)."""
     if sock.fileno() < 0:
         return
-    with contextlib.suppress(RuntimeError):
-        trio.lowlevel.notify_closing(sock)
-    notify_closing(sock.fileno())  # a wait parked in the reactor's set, too
+    with contextlib.suppress(RuntimeError):  # outside a trio run
+        notify_closing(sock.fileno())  # trio's waits and the reactor's
     sock.close()
 
 
