@@ -24,6 +24,7 @@ import msgpack
 from . import validation as v
 from .codec import CodecError, from_obj, pack, to_obj, unpack
 from .errors import CorruptCommandError, ValidationError
+from .kv_codec import kv_body, kv_from_body
 from .records import (
     CANARY_STATES,
     CHECK_STATUSES,
@@ -863,7 +864,7 @@ COMMAND_TYPES: dict[int, type[Command]] = {
 
 def encode_command(cmd: Command) -> bytes:
     """Encode a command as ``[type, version, body]`` msgpack bytes."""
-    body: Any = to_obj(cmd, type(cmd))
+    body: Any = kv_body(cmd) if type(cmd) is KVRequest else to_obj(cmd, type(cmd))
     return pack([cmd.TYPE, cmd.VERSION, body])
 
 
@@ -885,6 +886,10 @@ def decode_command(data: bytes) -> Command:
         raise CorruptCommandError(f"unknown command type {type_code!r}")
     if type(version) is not int or not 1 <= version <= cls.VERSION:
         raise CorruptCommandError(f"{cls.__name__}: unsupported version {version!r}")
+    if cls is KVRequest:  # most writes: their own decoder (kv_codec.py)
+        kv = kv_from_body(body, KVRequest)
+        if kv is not None:
+            return kv
     try:
         cmd: Command = from_obj(body, cls)
     except CodecError as exc:
