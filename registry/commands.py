@@ -117,6 +117,17 @@ def stamped(cmd: CommandT, now: float) -> CommandT:
     so a command's time is read once, at the edge, and a test can set it."""
     if getattr(cmd, "now", None) != 0.0:
         return cmd
+    if isinstance(cmd, KVRequest) and type(cmd) is KVRequest:  # most writes: no field table
+        kv = KVRequest(
+            op=cmd.op,
+            key=cmd.key,
+            value=cmd.value,
+            flags=cmd.flags,
+            session=cmd.session,
+            cas=cmd.cas,
+            now=now,
+        )
+        return kv  # type: ignore[return-value]
     # ``dataclasses.replace`` rebuilds its keyword arguments from ``fields()``
     # on every call: 3 us of a leader's ~100 us per KV PUT; the field names
     # are cached per class instead (the same constructor runs).
