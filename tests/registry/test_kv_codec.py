@@ -11,8 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from registry.codec import from_obj, pack, to_obj
-from registry.commands import KVRequest, decode_command, encode_command
-from registry.errors import CorruptCommandError
+from registry.commands import (
+    MAX_KV_KEY,
+    MAX_KV_VALUE,
+    KVRequest,
+    decode_command,
+    encode_command,
+)
+from registry.errors import CorruptCommandError, ValidationError
 from registry.kv_codec import kv_body, kv_from_body
 
 from .strategies import kv_requests
@@ -70,3 +76,35 @@ def test_anything_unusual_is_left_to_the_generic_decoder(body: object) -> None:
     assert kv_from_body(body, KVRequest) is None
     with pytest.raises(CorruptCommandError, match="KVRequest"):
         decode_command(msgpack.packb([KVRequest.TYPE, 1, body], use_bin_type=True))
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"key": "k" * MAX_KV_KEY}, None),
+        ({"key": "k" * (MAX_KV_KEY + 1)}, "Key"),
+        ({"key": "é" * (MAX_KV_KEY // 2)}, None),  # 2 bytes each: at the limit
+        ({"key": "é" * (MAX_KV_KEY // 2 + 1)}, "Key"),
+        ({"key": "\ud800"}, "Key"),  # not encodable as UTF-8
+        ({"key": ""}, "Key"),
+        ({"key": "", "op": "delete-tree"}, None),
+        ({"value": b"v" * (MAX_KV_VALUE + 1)}, "Value"),
+        ({"flags": 2**64}, "Flags"),
+        ({"flags": -1}, "Flags"),
+        ({"cas": 2**64, "op": "cas"}, "Cas"),
+        ({"op": "lock"}, "Session"),
+        ({"op": "lock", "session": "s1"}, None),
+        ({"op": "bogus"}, "Op"),
+    ],
+)
+def test_a_kv_write_is_validated_as_before_on_either_path(
+    fields: dict[str, object], field: str | None
+) -> None:
+    args: dict[str, object] = {"op": "set", "key": "k", **fields}
+    cmd = KVRequest(**args)  # type: ignore[arg-type]
+    if field is None:
+        cmd.validate()
+    else:
+        with pytest.raises(ValidationError) as err:
+            cmd.validate()
+        assert err.value.field == field
