@@ -3,6 +3,7 @@ what the generic map-form converters give, and leave anything unusual to them.""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import msgpack
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from registry import kv_codec
 from registry.codec import from_obj, pack, to_obj
 from registry.commands import (
     MAX_KV_KEY,
@@ -108,3 +110,13 @@ def test_a_kv_write_is_validated_as_before_on_either_path(
         with pytest.raises(ValidationError) as err:
             cmd.validate()
         assert err.value.field == field
+
+
+def test_the_fast_paths_know_every_field_of_a_kv_write() -> None:
+    # kv_body, kv_from_body and stamped() name KVRequest's fields one by one:
+    # a new field must be added there too (this fails until it is).
+    names = {f.name for f in dataclasses.fields(KVRequest)}
+    assert names == set(kv_codec._FIELDS)
+    full = KVRequest(op="lock", key="k", value=b"v", flags=1, session="s", cas=2, now=3.0)
+    assert all(getattr(full, f.name) != f.default for f in dataclasses.fields(KVRequest))
+    assert kv_from_body(kv_body(full), KVRequest) == full
