@@ -116,11 +116,14 @@ class _Round:
         after = {n: _user_sys(pid) for n, pid in pids.items()}
         batches, entries = (b - a for a, b in zip(before_rpc, self._batches(), strict=True))
         counts: dict[str, float] = {}
+        by_role: dict[str, dict[str, float]] = {"leader": {}, "followers": {}}
         for n, proc, out in procs:
             proc.wait(timeout=30)
             if n != "spy":
+                role = by_role["leader" if n == self.leader else "followers"]
                 for k, v in _perf_counts(out).items():
                     counts[k] = counts.get(k, 0) + v
+                    role[k] = role.get(k, 0) + v
         writes = max(res.requests, 1)
         used = {n: sum(after[n]) - sum(before[n]) for n in pids}
         usr = sum(after[n][0] - before[n][0] for n in pids) * TICK_US / writes
@@ -130,6 +133,10 @@ class _Round:
         counts["batches"] = batches
         counts["entries"] = entries
         per_put = " ".join(f"{k} {v / writes:.3f}" for k, v in counts.items())
+        for who, role_counts in by_role.items():  # --perf: where the syscalls are
+            if role_counts:
+                each = " ".join(f"{k} {v / writes:.3f}" for k, v in role_counts.items())
+                per_put += f"\n          {who}: {each}"
         print(
             f"{mode:9s} {res.rate:7.0f} puts/s p50 {res.p50_ms:5.1f} ms err {res.errors}: "
             f"followers {fol:6.1f} us CPU/put, leader {lead:6.1f} us CPU/put"

@@ -94,6 +94,16 @@ class WriteResult:
     def to_wire(self) -> dict[str, Any]:
         return {"ok": self.ok, "v": self.value, "e": self.error, "m": self.message, "i": self.index}
 
+    @staticmethod
+    def wire_of(result: Result, index: int) -> dict[str, Any]:
+        """``from_result(result, index).to_wire()`` without building the
+        object in between: how a leader answers each forwarded write."""
+        value = result.value
+        if isinstance(value, TxnResponse):
+            value = shapes.txn_response_json(value)
+        error = result.error.value if result.error else None
+        return {"ok": result.ok, "v": value, "e": error, "m": result.message, "i": index}
+
     @classmethod
     def from_wire(cls, o: Mapping[str, Any]) -> WriteResult:
         return cls(bool(o["ok"]), o.get("v"), o.get("e"), str(o.get("m", "")), int(o.get("i", 0)))

@@ -239,7 +239,7 @@ class BatchedWrites:
         applied, slept = self.node.applied_index, False
         for (i, data, _), one in zip(group, outcomes, strict=True):
             if not isinstance(one, Exception):
-                out[i] = {"w": WriteResult.from_result(one, applied).to_wire()}
+                out[i] = {"w": WriteResult.wire_of(one, applied)}
             elif isinstance(one, (NotLeaderError, ProposalDroppedError)):
                 if not slept:  # certainly not in the log: each is sent again
                     await trio.sleep(0.01)

@@ -13,6 +13,7 @@ import trio
 from meshd.agent.members import BATCH_META, batch_capable
 from meshd.agent.rpc_rules import rule_for
 from meshd.errors import InvalidArgument, MeshdError
+from meshd.wire import WriteResult
 from registry.batch_split import split_entries
 from registry.commands import (
     ACLTokenSet,
@@ -26,6 +27,7 @@ from registry.commands import (
     encode_command,
 )
 from registry.records import ACLToken, Node
+from registry.results import ErrorCode, Result, TxnResponse, failed
 from tests.meshd.inproc import inproc_agent
 
 GARBAGE_BATCH = encode_command(ForwardedBatch(cmds=(b"\xc1garbage",)))
@@ -193,3 +195,18 @@ async def test_a_voter_without_the_tag_gets_no_batch_entry(autojump_clock: Any) 
         assert proposed == [ForwardedBatch.TYPE]
         members = {m["Name"]: m for m in (await api.get("/v1/agent/members")).json()}
         assert members[agent.node_name]["Tags"]["fb"] == "1"
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        Result(True, True),
+        Result(False, None),
+        failed(ErrorCode.INVALID, "bad key"),
+        Result(True, TxnResponse()),
+    ],
+    ids=["ok", "cas-false", "error", "txn"],
+)
+def test_a_forwarded_write_is_answered_as_write_result_to_wire(result: Result) -> None:
+    assert WriteResult.wire_of(result, 42) == WriteResult.from_result(result, 42).to_wire()
+    assert WriteResult.from_wire(WriteResult.wire_of(result, 42)).index == 42
