@@ -13,7 +13,10 @@ leader also times the whole request in one sample (``http_put``,
 ``http_get``): bytes read by the connection's reader, the request handed to
 the answering task, routed, the KV command built, ``RaftNode.apply`` called,
 the driver's stages, the handler resumed, the answer built and written; the
-client's own receive time closes the table. A raw 220-byte append + fdatasync
+client's own receive time closes the table. The followers' stages for the
+same write (its log index) or read round are joined in, per sample, from
+the servers' ``raft_stages_raw`` lines (``s1:decoded``: follower server-1
+decoded the AppendEntries, in us from the client's send). A raw 220-byte append + fdatasync
 in the same directory shows what the disk alone costs. Prints tables; never
 asserts.
 """
@@ -36,6 +39,7 @@ from bench.loadgen.pyspy import py_spy
 
 VALUE = b"v" * 100
 _LINE = re.compile(r"event=raft_stages path=(\w+) n=(\d+) (.*)")
+_RAW = re.compile(r"event=raft_stages_raw path=(\w+) samples=(\S+)")
 
 STAGE_TEXT = {
     "leader_put": {
@@ -46,20 +50,29 @@ STAGE_TEXT = {
         "sent": "AppendEntries handed to the transport (before the own write, §10.2.1)",
         "own_save_start": "leader's own log append starts",
         "own_save_done": "leader's own log append + fsync done",
-        "first_ack": "first follower's acknowledgement received (its append + fsync)",
+        "ack_read": "first follower's acknowledgement: its bytes read by the transport",
+        "first_ack": "first follower's acknowledgement decoded, handed to the driver",
+        "ack_stepped": "that acknowledgement stepped by the leader's core",
         "committed": "commit: the driver applies it",
         "applied": "FSM applied",
         "resumed": "the HTTP handler's task resumes with the result",
     },
     "follower_append": {
+        "read": "AppendEntries bytes read by the follower's transport",
+        "decoded": "decoded, handed to the follower's driver",
         "stepped": "AppendEntries stepped by the follower's core",
+        "ready": "core.ready() returned the Ready holding it",
         "own_save_start": "its log append starts",
         "own_save_done": "its log append + fsync done",
         "acked": "acknowledgement handed to the transport",
     },
     "leader_read": {
         "round_started": "ReadIndex round started (heartbeats queued)",
-        "first_heartbeat_ack": "first follower's heartbeat answer received",
+        "hb_sent1": "first heartbeat of the round written to the transport (TLS send)",
+        "hb_sent2": "second heartbeat written",
+        "hb_ack_read": "first follower's heartbeat answer: its bytes read",
+        "first_heartbeat_ack": "first follower's heartbeat answer decoded",
+        "hb_ack_stepped": "that answer stepped by the leader's core",
         "quorum": "quorum confirmed: read index known",
         "resumed": "the HTTP handler's task resumes (then reads the state store)",
     },
@@ -74,6 +87,12 @@ _HTTP_TEXT = {
     "answered": "the handler's response built (App.handle returned)",
     "written": "response head + body written to the socket",
     "received": "client has read the whole answer (its p50 over the run)",
+}
+STAGE_TEXT["follower_heartbeat"] = {
+    "read": "heartbeat (ReadIndex round) bytes read by the follower's transport",
+    "decoded": "decoded, handed to the follower's driver",
+    "stepped": "stepped by the follower's core",
+    "acked": "its answer handed to the transport",
 }
 STAGE_TEXT["http_put"] = {**_HTTP_TEXT, **STAGE_TEXT["leader_put"]}
 STAGE_TEXT["http_get"] = {**_HTTP_TEXT, **STAGE_TEXT["leader_read"]}
@@ -164,6 +183,62 @@ def stage_lines(log_text: str, skip: int = 2) -> dict[str, dict[str, float]]:
     return {p: {k: v / counts[p] for k, v in acc.items()} for p, acc in sums.items()}
 
 
+def raw_samples(log_text: str, path: str, label: str) -> dict[int, dict[str, int]]:
+    """A server's ``raft_stages_raw`` samples of ``path`` by their ``#label``
+    (a log index, a read round): stage -> absolute ns (``start`` first)."""
+    out: dict[int, dict[str, int]] = {}
+    for m in _RAW.finditer(log_text):
+        if m[1] != path:
+            continue
+        for sample in m[2].split(";"):
+            stamps = {k: int(v) for k, _, v in (kv.partition("=") for kv in sample.split(","))}
+            key = stamps.pop("#" + label, None)
+            if key is not None:
+                out[key] = stamps
+    return out
+
+
+def joined(
+    leader: dict[int, dict[str, int]], follower: dict[int, dict[str, int]], prefix: str
+) -> dict[str, float]:
+    """The follower's stages of the samples both servers have, in us from the
+    leader's sample's start (medians; ``start`` is renamed ``read``)."""
+    offsets: dict[str, list[int]] = {}
+    for key, lead in leader.items():
+        if (fol := follower.get(key)) is not None:
+            for stage, at in fol.items():
+                name = prefix + ("read" if stage == "start" else stage)
+                offsets.setdefault(name, []).append(at - lead["start"])
+    return {k: statistics.median(v) / 1000 for k, v in offsets.items()}
+
+
+def commit_race(
+    leader: dict[int, dict[str, int]], followers: list[dict[int, dict[str, int]]]
+) -> dict[str, float] | None:
+    """Per write (joined by log index), what its commit waited for: the
+    leader's own fsync or the first follower's acknowledgement (it needs
+    both, of 3 servers). Medians in us from the client's send: the later of
+    the two (``both_ready``), the ack's bytes read on the leader after that
+    (``ack_read_after``), and the share of writes whose own fsync was last."""
+    rows = []
+    for key, lead in leader.items():
+        acks = [f[key]["acked"] for f in followers if key in f and "acked" in f[key]]
+        if not acks or "own_save_done" not in lead or "ack_read" not in lead:
+            continue
+        ready = max(lead["own_save_done"], min(acks))
+        rows.append(
+            (ready - lead["start"], lead["ack_read"] - ready, lead["own_save_done"] > min(acks))
+        )
+    if not rows:
+        return None
+    return {
+        "writes": len(rows),
+        "both_ready": statistics.median(r[0] for r in rows) / 1000,
+        "ack_read_after": statistics.median(r[1] for r in rows) / 1000,
+        "own_fsync_last": sum(r[2] for r in rows) / len(rows),
+    }
+
+
 def print_path(title: str, stages: dict[str, float], texts: dict[str, str]) -> None:
     print(f"\n{title}")
     print(f"  {'stage':<20} {'us from start':>13} {'us since prev':>13}  meaning")
@@ -173,12 +248,37 @@ def print_path(title: str, stages: dict[str, float], texts: dict[str, str]) -> N
         prev = at
 
 
+def _spy(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy recording ``pid`` (GIL samples, raw collapsed stacks) to ``out``."""
+    return subprocess.Popen(
+        [
+            py_spy(),
+            "record",
+            "--gil",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "-r",
+            "500",
+            "-d",
+            str(int(seconds)),
+            "-o",
+            str(out),
+            "-p",
+            str(pid),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=5.0, help="per operation")
     p.add_argument("--subnet", default="127.0.10")
     p.add_argument("--every", type=int, default=50, help="samples per logged median")
     p.add_argument("--profile", type=Path, help="py-spy raw profile of the leader's PUTs here")
+    p.add_argument("--profile-follower", type=Path, help="the same of a follower, here")
     p.add_argument("--logs", type=Path, help="copy the servers' logs here")
     args = p.parse_args(argv)
     os.environ["MESHD_RAFT_STAGES"] = str(args.every)
@@ -188,34 +288,17 @@ def main(argv: list[str] | None = None) -> None:
             leader = cluster.leader()
             host = cluster.agents[leader].ip
             client_latencies(host, 8500, "PUT", 2.0)  # warm-up: every key exists
-            proc = cluster.agents[leader].proc
-            spy = None
-            if args.profile and proc is not None:
-                spy = subprocess.Popen(
-                    [
-                        py_spy(),
-                        "record",
-                        "--gil",
-                        "--nonblocking",
-                        "--format",
-                        "raw",
-                        "-r",
-                        "500",
-                        "-d",
-                        str(int(args.seconds)),
-                        "-o",
-                        str(args.profile),
-                        "-p",
-                        str(proc.pid),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
             pids = {n: a.proc.pid for n, a in cluster.agents.items() if a.proc is not None}
+            follower = next((n for n in sorted(pids) if n != leader), leader)
+            spies = [
+                _spy(pids[server], out, args.seconds)
+                for server, out in ((leader, args.profile), (follower, args.profile_follower))
+                if out is not None and server in pids
+            ]
             before = {n: cpu_ticks(pid) for n, pid in pids.items()}
             puts = client_latencies(host, 8500, "PUT", args.seconds)
             put_cpu = {n: cpu_ticks(pid) - before[n] for n, pid in pids.items()}
-            if spy is not None:
+            for spy in spies:
                 spy.wait(timeout=60)
             before = {n: cpu_ticks(pid) for n, pid in pids.items()}
             reads = client_latencies(host, 8500, "GET", args.seconds)
@@ -240,25 +323,48 @@ def main(argv: list[str] | None = None) -> None:
             f" follower {followers * tick / len(lat):.0f} us"
             f" (load average {os.getloadavg()[0]:.2f})"
         )
-    if args.profile and args.profile.exists():
-        print("\nleader CPU profile during the PUTs (py-spy --gil): inclusive %, self %")
-        for f, inc, own in top_frames(args.profile):
-            print(f"  {inc:5.1f} {own:5.1f}  {f}")
+    for who, out in (("leader", args.profile), ("a follower", args.profile_follower)):
+        if out is not None and out.exists():
+            print(f"\n{who}'s CPU profile during the PUTs (py-spy --gil): inclusive %, self %")
+            for f, inc, own in top_frames(out):
+                print(f"  {inc:5.1f} {own:5.1f}  {f}")
     lead = stage_lines(logs[leader])
     client = {"http_put": puts, "http_get": reads}
+    # The followers' samples of the same write (index) or read round.
+    theirs = {"http_put": ("follower_append", "index"), "http_get": ("follower_heartbeat", "round")}
     for path in ("http_put", "http_get", "leader_put", "leader_read"):
         if path in lead:
             stages = dict(lead[path])
+            texts = dict(STAGE_TEXT[path])
             if path in client:
                 stages["received"] = statistics.median(client[path]) * 1e6
-            print_path(f"{path} (leader {leader}, median)", stages, STAGE_TEXT[path])
+                fpath, label = theirs[path]
+                mine = raw_samples(logs[leader], path, label)
+                for name, text in logs.items():
+                    if name != leader:
+                        short = "s" + name.rsplit("-", 1)[-1] + ":"
+                        stages.update(joined(mine, raw_samples(text, fpath, label), short))
+                        texts.update({short + k: v for k, v in STAGE_TEXT[fpath].items()})
+            print_path(f"{path} (leader {leader}, median)", stages, texts)
+            if path == "http_put":
+                others = [
+                    raw_samples(t, "follower_append", "index")
+                    for n, t in logs.items()
+                    if n != leader
+                ]
+                race = commit_race(raw_samples(logs[leader], path, "index"), others)
+                if race is not None:
+                    print(
+                        f"  per write ({race['writes']:.0f}): own fsync done and first follower"
+                        f" ack sent by {race['both_ready']:.0f} us (median); the ack's bytes read"
+                        f" {race['ack_read_after']:.0f} us after that; own fsync was the later"
+                        f" one in {race['own_fsync_last']:.0%} of writes"
+                    )
     for name, text in logs.items():
-        if name != leader and "follower_append" in (fol := stage_lines(text)):
-            print_path(
-                f"follower_append ({name}, median)",
-                fol["follower_append"],
-                STAGE_TEXT["follower_append"],
-            )
+        fol = stage_lines(text) if name != leader else {}
+        for path in ("follower_append", "follower_heartbeat"):
+            if path in fol:
+                print_path(f"{path} ({name}, median)", fol[path], STAGE_TEXT[path])
 
 
 if __name__ == "__main__":

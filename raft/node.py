@@ -179,6 +179,9 @@ class RaftNode(DurableWrites):
                 self.transport.on_unreachable = self._on_unreachable
                 self.transport.on_message = self._on_message
                 self.transport.on_peer_lost = self._on_peer_lost
+                if self._stages is not None and hasattr(self.transport, "stamp_reads"):
+                    transport: Any = self.transport
+                    transport.stamp_reads = True  # bytes-read times (benchmarks)
             self._sync_peers()
             self._campaign_if_alone()
             async with trio.open_nursery() as nursery:
@@ -558,15 +561,42 @@ class RaftNode(DurableWrites):
                 self._stage_message(msg, self._stages)
 
     def _stage_message(self, msg: Message, st: Stages) -> None:
+        """A message delivered (benchmarks): a follower's append sample starts
+        when its bytes were read (the transport's ``read_ns``); an
+        acknowledgement stamps the leader's writes it covers."""
+        read_ns = getattr(self.transport, "read_ns", 0) or None
         if msg.type == MessageType.APP and msg.entries:
-            st.begin(("f", msg.entries[-1].index))
+            fkey = ("f", msg.entries[-1].index)
+            st.begin(fkey, read_ns)
+            st.label(fkey, "index", msg.entries[-1].index)
+            st.stamp(fkey, "decoded")
         elif msg.type == MessageType.APP_RESP and not msg.reject:
             for index, (_, fut) in self._pending.items():
                 if index <= msg.index:
+                    st.stamp(fut, "ack_read", read_ns)
                     st.stamp(fut, "first_ack")
+        elif msg.type == MessageType.HEARTBEAT and msg.context:
+            key = ("h", msg.context)
+            st.begin(key, read_ns)
+            st.label(key, "round", int.from_bytes(msg.context, "big"))
+            st.stamp(key, "decoded")
         elif msg.type == MessageType.HEARTBEAT_RESP and msg.context:
             for fut in self._read_rounds.get(msg.context, ()):
+                st.stamp(fut, "hb_ack_read", read_ns)
                 st.stamp(fut, "first_heartbeat_ack")
+
+    def _stage_stepped(self, msg: Message, st: Stages) -> None:
+        if msg.type == MessageType.APP and msg.entries:
+            st.stamp(("f", msg.entries[-1].index), "stepped")
+        elif msg.type == MessageType.HEARTBEAT and msg.context:
+            st.stamp(("h", msg.context), "stepped")
+        elif msg.type == MessageType.APP_RESP and not msg.reject:
+            for index, (_, fut) in self._pending.items():
+                if index <= msg.index:
+                    st.stamp(fut, "ack_stepped")
+        elif msg.type == MessageType.HEARTBEAT_RESP and msg.context:
+            for fut in self._read_rounds.get(msg.context, ()):
+                st.stamp(fut, "hb_ack_stepped")
 
     async def _loop(self) -> None:
         core = self.core
@@ -631,10 +661,13 @@ class RaftNode(DurableWrites):
         # heard from its quorum would step down. Leases are safe either way:
         # they run from the tick a heartbeat was sent, echoed back.
         inbox, self._inbox = self._inbox, []
+        st = self._stages
         for msg in inbox:
             core.step(msg)
             if msg.src == core.leader and core.role == Role.FOLLOWER:
                 self._last_contact = trio.current_time()
+            if st is not None:
+                self._stage_stepped(msg, st)
         ticks, self._ticks = self._ticks, 0
         # Beyond two election timeouts more ticks change nothing (every lease
         # and timer has expired). One batch: the core evaluates check-quorum
@@ -695,6 +728,7 @@ class RaftNode(DurableWrites):
         if self._stages is not None:
             for fut in waiters:
                 self._stages.stamp(fut, "round_started")
+                self._stages.label(fut, "round", self._read_seq)
 
     def _propose(self, core: RaftCore) -> None:
         if not self._proposals:
@@ -712,6 +746,7 @@ class RaftNode(DurableWrites):
             self._pending[index] = (term, fut)
             if self._stages is not None:
                 self._stages.stamp(fut, "proposed")
+                self._stages.label(fut, "index", index)
 
     async def _handle_ready(self, core: RaftCore, rd: Ready) -> bool:
         """Persist, send, apply; returns whether ``rd.entries`` are durable yet.
@@ -755,7 +790,7 @@ class RaftNode(DurableWrites):
                 # writer task, and acknowledged right after the write: no
                 # scheduler round on a follower's path while idle.
                 if st is not None:
-                    self._stage_follower(rd.entries, st, "stepped")
+                    self._stage_follower(rd.entries, st, "ready")
                 await self._acquire_write_lock()
                 try:
                     batch, self._writes = self._writes, []
@@ -770,6 +805,9 @@ class RaftNode(DurableWrites):
                 self._send(rd.messages)
                 if st is not None:
                     self._stage_follower(rd.entries, st, "acked", end=True)
+                    for m in rd.messages:
+                        if m.type == MessageType.HEARTBEAT_RESP and m.context:
+                            st.end(("h", m.context), "follower_heartbeat", "acked")
         if rd.snapshot is not None:
             self.fsm.restore(rd.snapshot.data)
             self._applied = self._snapshot_index = rd.snapshot.meta.index
@@ -848,6 +886,9 @@ class RaftNode(DurableWrites):
             self._send([msg])
             if i < 2:  # one per follower of 3 servers; more only in a few samples
                 self._stage_entries(entries, st, f"sent{i + 1}")
+                if msg.type == MessageType.HEARTBEAT and msg.context:
+                    for fut in self._read_rounds.get(msg.context, ()):
+                        st.stamp(fut, f"hb_sent{i + 1}")
         self._stage_entries(entries, st, "sent")
 
     def _stage_entries(self, entries: Sequence[Entry], st: Stages, stage: str) -> None:

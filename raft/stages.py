@@ -12,6 +12,15 @@ Stages are cumulative offsets from the start, not sums: the leader's own
 fsync runs in parallel with replication (thesis §10.2.1), so only offsets
 show which one the commit waited for.
 
+A sample may carry labels (``label``: ``#index=…``, the log index it is
+about). With each median line a ``raft_stages_raw`` line then lists the
+path's samples with their absolute ``perf_counter_ns`` stamps (one line per
+flush, not per sample), so that a benchmark can join one write's samples
+across processes by index: the leader's request and each follower's append
+(CLOCK_MONOTONIC is shared by the processes of one host)::
+
+    event=raft_stages_raw path=follower_append samples=start=1,#index=7,decoded=3;...
+
 An application may time more of a request than the driver sees: it opens a
 sample of its own (``begin(key, start_ns)``) and publishes it in ``CURRENT``
 for the task that handles the request; ``RaftNode.apply`` called from that
@@ -55,6 +64,7 @@ class Stages:
         self._open: dict[Hashable, list[tuple[str, int]]] = {}
         self._offsets: dict[str, dict[str, list[int]]] = {}  # path -> stage -> ns from start
         self._counts: dict[str, int] = {}
+        self._raw: dict[str, list[str]] = {}  # path -> labelled samples, absolute
 
     @classmethod
     def from_env(cls) -> Stages | None:
@@ -102,10 +112,16 @@ class Stages:
             self.stamp(key, "resumed")
             self.drop(key)
 
-    def stamp(self, key: Hashable, stage: str) -> None:
+    def stamp(self, key: Hashable, stage: str, at_ns: int | None = None) -> None:
+        """Stamp ``stage`` (its first time only) now, or at ``at_ns``."""
         stamps = self._open.get(key)
         if stamps is not None and all(s != stage for s, _ in stamps):
-            stamps.append((stage, time.perf_counter_ns()))
+            stamps.append((stage, time.perf_counter_ns() if at_ns is None else at_ns))
+
+    def label(self, key: Hashable, name: str, value: int) -> None:
+        """Tag ``key``'s sample (``#name=value``, e.g. its log index): not a
+        stage; it makes the sample listed whole in the raw line."""
+        self.stamp(key, "#" + name, value)
 
     def rekey(self, old: Hashable, new: Hashable) -> None:
         stamps = self._open.pop(old, None)
@@ -119,8 +135,15 @@ class Stages:
             return
         start = stamps[0][1]
         offsets = self._offsets.setdefault(path, {})
+        labelled = False
         for name, at in stamps[1:]:
-            offsets.setdefault(name, []).append(at - start)
+            if name[0] == "#":
+                labelled = True
+            else:
+                offsets.setdefault(name, []).append(at - start)
+        if labelled:
+            raw = ",".join(f"{name}={at}" for name, at in stamps)
+            self._raw.setdefault(path, []).append(raw)
         n = self._counts[path] = self._counts.get(path, 0) + 1
         if n >= self.every:
             self.flush(path)
@@ -132,3 +155,5 @@ class Stages:
                 f"{name}={statistics.median(ns) / 1000:.0f}" for name, ns in offsets.items()
             )
             log.info("event=raft_stages path=%s n=%d %s", path, n, fields)
+        if raw := self._raw.pop(path, None):
+            log.info("event=raft_stages_raw path=%s samples=%s", path, ";".join(raw))

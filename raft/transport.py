@@ -32,6 +32,7 @@ import logging
 import random
 import ssl
 import struct
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -137,6 +138,10 @@ class FramedStream:
         self._buf = bytearray()
         self._pos = 0
         self._broken: str | None = None
+        # Benchmarks (raft/stages.py): when each read returned, so a frame's
+        # "bytes read" time is known to whoever decodes it.
+        self.stamp_reads = False
+        self.read_ns = 0
 
     @property
     def buffered(self) -> int:
@@ -206,6 +211,8 @@ class FramedStream:
                 raise self._fail(f"receive: {_reason(exc)}") from exc
             if not chunk:
                 return False
+            if self.stamp_reads:
+                self.read_ns = time.perf_counter_ns()
             self._buf += chunk
         return True
 
@@ -406,6 +413,11 @@ class Transport:
         # Called with the peer id when a peer's incoming raft connection breaks
         # (reset, or closed without TLS close_notify): its process may have died.
         self.on_peer_lost: Callable[[str], None] | None = None
+        # Benchmarks (raft/stages.py): with ``stamp_reads``, ``read_ns`` is
+        # when the bytes of the message being delivered were read (its
+        # ``perf_counter_ns``), while ``on_message`` runs.
+        self.stamp_reads = False
+        self.read_ns = 0
 
     # -- public API -------------------------------------------------------
 
@@ -841,7 +853,9 @@ class Transport:
 
     async def _receive_messages(self, framed: FramedStream, peer_id: str) -> None:
         # Every frame one read brought is decoded and delivered in one go.
+        framed.stamp_reads = self.stamp_reads
         while batch := await framed.receive_batch():
+            self.read_ns = framed.read_ns
             for obj in batch:
                 msg = self._decode(obj, peer_id)
                 if msg.type == MessageType.SNAP:

@@ -68,13 +68,45 @@ async def test_apply_stamps_the_driver_stages_into_the_callers_request_sample(
             outer.end("req", "http_put", "written")
         nursery.cancel_scope.cancel()
     lines = [r.getMessage() for r in caplog.records]
-    assert [line.split()[1] for line in lines] == ["path=leader_put", "path=http_put"]
-    fields = dict(kv.split("=") for kv in lines[1].split()[3:])
+    assert [line.split()[:2] for line in lines] == [
+        ["event=raft_stages", "path=leader_put"],
+        ["event=raft_stages_raw", "path=leader_put"],  # labelled with their log index
+        ["event=raft_stages", "path=http_put"],
+        ["event=raft_stages_raw", "path=http_put"],
+    ]
+    assert ",#index=" in lines[3]
+    fields = dict(kv.split("=") for kv in lines[2].split()[3:])
     assert list(fields)[:2] == ["apply", "proposed"]
     assert list(fields)[-3:] == ["resumed", "answered", "written"]
     assert {"committed", "applied"} <= set(fields)
     offsets = [float(v) for v in fields.values()]
     assert offsets == sorted(offsets)
+
+
+def test_labelled_samples_are_listed_whole_with_absolute_stamps(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    st = Stages(2)
+    with caplog.at_level(logging.INFO, logger="raft.stages"):
+        st.begin("a", 1_000)
+        st.label("a", "index", 7)
+        st.stamp("a", "read", 5_000)  # a time taken elsewhere (the transport's read)
+        st.end("a", "follower_append", "acked")
+        st.begin("b", 2_000)  # no label: in the medians only
+        st.stamp("b", "read", 4_000)
+        st.end("b", "follower_append", "acked")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    fields = dict(kv.split("=") for kv in lines[0].split()[3:])
+    assert list(fields) == ["read", "acked"]  # labels are not stages
+    assert fields["read"] == "3"  # median of 4 us and 2 us
+    raw = lines[1].split()
+    assert raw[:2] == ["event=raft_stages_raw", "path=follower_append"]
+    (sample,) = raw[2].removeprefix("samples=").split(";")
+    stamps = dict(kv.split("=") for kv in sample.split(","))
+    assert list(stamps)[:3] == ["start", "#index", "read"]
+    assert (stamps["start"], stamps["#index"], stamps["read"]) == ("1000", "7", "5000")
+    assert int(stamps["acked"]) > 5000
 
 
 def test_stamp_outside_a_timed_request_does_nothing() -> None:

@@ -9,6 +9,7 @@ import logging
 import random
 import ssl
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,18 @@ async def test_framed_stream_round_trips_maps_in_order() -> None:
     await a.send_many([{"n": i} for i in range(3)])
     assert await b.receive() == {"v": 1, "x": b"\x00\xff"}
     assert [await b.receive() for _ in range(3)] == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+async def test_framed_stream_stamps_each_reads_time_only_when_asked() -> None:
+    a, b = _pair()
+    await a.send({"n": 1})
+    assert await b.receive() == {"n": 1}
+    assert b.read_ns == 0  # off: no clock read per socket read
+    b.stamp_reads = True
+    await a.send({"n": 2})
+    before = time.perf_counter_ns()
+    assert await b.receive() == {"n": 2}
+    assert before <= b.read_ns <= time.perf_counter_ns()
 
 
 async def test_framed_stream_iteration_stops_at_clean_eof() -> None:
