@@ -38,15 +38,24 @@ class CodecError(Exception):
 _local = threading.local()
 
 
+# A result above this size drops the thread's Packer, so its buffer (kept at
+# its largest size) does not pin a big transaction's memory for good.
+_PACKER_KEEP = 1 << 20
+
+
 def pack(obj: Any) -> bytes:
     """Encode plain data (already converted) with msgpack: one ``Packer``
     per thread, reused (``packb`` builds one per call, half the cost of
-    packing a KV write's command; snapshots pack in worker threads)."""
+    packing a KV write's command). Not re-entrant: no Python code runs while
+    it packs (plain dicts, lists and scalars, no ``default`` hook)."""
     try:
         packer = _local.packer
     except AttributeError:
         packer = _local.packer = msgpack.Packer(use_bin_type=True)
-    return packer.pack(obj)  # type: ignore[no-any-return]
+    out: bytes = packer.pack(obj)
+    if len(out) > _PACKER_KEEP:
+        del _local.packer
+    return out
 
 
 def unpack(data: bytes) -> Any:

@@ -65,7 +65,8 @@ MAX_LOCK_DELAY = 60.0
 DEFAULT_LOCK_DELAY = 15.0
 
 KV_OPS = ("set", "cas", "delete", "delete-cas", "delete-tree", "lock", "unlock")
-# KV ops whose only rules are the common ones (a key is required; no session).
+# KV ops whose only rules are the common ones (a key; a session is neither
+# required nor refused).
 _PLAIN_KV_OPS = frozenset(("set", "cas", "delete", "delete-cas"))
 _U64 = 2**64 - 1
 TXN_KV_VERBS = (
@@ -270,6 +271,7 @@ class KVRequest(Command):
         key = self.key
         if (
             self.op in _PLAIN_KV_OPS
+            and key.__class__ is str
             and key
             and key.isascii()
             and len(key) <= MAX_KV_KEY

@@ -112,6 +112,22 @@ def test_a_kv_write_is_validated_as_before_on_either_path(
         assert err.value.field == field
 
 
+def test_a_key_that_is_not_text_never_takes_the_shortcut() -> None:
+    # bytes has isascii() too: such a key must meet the full checks, which
+    # refuse it, not reach the log as an entry no server can decode.
+    with pytest.raises((ValidationError, AttributeError)):
+        KVRequest(op="set", key=b"k").validate()  # type: ignore[arg-type]
+
+
+def test_a_big_result_does_not_keep_the_threads_packer() -> None:
+    from registry import codec
+
+    assert msgpack.unpackb(pack(b"x" * (codec._PACKER_KEEP + 1))) == b"x" * (codec._PACKER_KEEP + 1)
+    assert not hasattr(codec._local, "packer")
+    assert msgpack.unpackb(pack([1, "a"])) == [1, "a"]
+    assert hasattr(codec._local, "packer")
+
+
 def test_the_fast_paths_know_every_field_of_a_kv_write() -> None:
     # kv_body, kv_from_body and stamped() name KVRequest's fields one by one:
     # a new field must be added there too (this fails until it is).
