@@ -52,6 +52,7 @@ __all__ = [
     "UpstreamReset",
     "UpstreamResponse",
     "end_to_end",
+    "end_to_end_raw",
     "local_error",
     "recv_some",
     "send_bytes",
@@ -59,6 +60,41 @@ __all__ = [
 ]
 
 MAX_IDLE = 64
+
+
+# Request headers as text, or as the parser's bytes (sent on as they came).
+Fields = list[tuple[str, str]] | list[tuple[bytes, bytes]]
+_HOP_BY_HOP_RAW = frozenset(name.encode("ascii") for name in HOP_BY_HOP)
+
+
+def end_to_end_raw(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``end_to_end`` of headers as bytes (the same pairs kept, in order)."""
+    out: list[tuple[bytes, bytes]] = []
+    named: set[bytes] | None = None
+    for pair in headers:
+        low = pair[0].lower()
+        if low in _HOP_BY_HOP_RAW:
+            if low == b"connection":  # its tokens as end_to_end reads them
+                named = named or set()
+                tokens = pair[1].decode("latin-1").split(",")
+                named.update(t.strip().lower().encode("latin-1") for t in tokens)
+            continue
+        out.append(pair)
+    if named and not named <= _HOP_BY_HOP_RAW:
+        out = [(n, v) for n, v in out if n.lower() not in named]
+    return out
+
+
+def request_head_bytes(method: str, target: str, headers: Fields, body: bytes) -> bytes:
+    """``request_bytes`` for headers as text or as bytes (the same bytes)."""
+    if not headers or headers[0][0].__class__ is str:
+        return request_bytes(method, target, headers, body)  # type: ignore[arg-type]
+    fields = b"".join([b"%s: %s\r\n" % pair for pair in headers])  # type: ignore[str-format]
+    n = len(headers)
+    if fields.count(b"\n") != n or fields.count(b"\r") != n:
+        raise ProtocolError(502, "header with a line break")
+    first = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+    return first + fields + b"\r\n" + body
 
 
 class UpstreamReset(Exception):
@@ -236,14 +272,15 @@ class Pool:
         endpoint: str,
         method: str,
         target: str,
-        headers: list[tuple[str, str]],
+        headers: Fields,
         body: bytes,
         deadline: float = math.inf,
     ) -> UpstreamResponse:
-        """One exchange with ``endpoint``; a stale pooled connection is
-        replaced once. Raises UpstreamReset, the dial errors of ``get``, or
-        ``Expired`` when the exchange is still running at ``deadline`` (trio
-        clock; expiry.py keeps it without a cancel scope per exchange)."""
+        """One exchange with ``endpoint`` (``headers`` as text, or bytes as
+        parsed); a stale pooled connection is replaced once. Raises
+        UpstreamReset, the dial errors of ``get``, or ``Expired`` when the
+        exchange is still running at ``deadline`` (trio clock; expiry.py
+        keeps it without a cancel scope per exchange)."""
         timed = deadline != math.inf
         for _ in range(2):
             conn = await self.get(endpoint, deadline)
@@ -281,10 +318,10 @@ def _watched(conn: UpstreamConn) -> UpstreamConn:
 
 
 async def _exchange(
-    conn: UpstreamConn, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    conn: UpstreamConn, method: str, target: str, headers: Fields, body: bytes
 ) -> UpstreamResponse:
     try:
-        await send_bytes(conn.sock, request_bytes(method, target, headers, body))
+        await send_bytes(conn.sock, request_head_bytes(method, target, headers, body))
     except (OSError, ssl.SSLError, ProtocolError) as exc:
         raise UpstreamReset(str(exc) or "send failed", before_response=True) from None
     try:

@@ -42,7 +42,7 @@ import random
 import socket
 import ssl
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, cast
 
 import trio
 from prometheus_client import CollectorRegistry
@@ -52,7 +52,7 @@ from connect.l7.decide import NO_HEALTHY_UPSTREAM_BODY, Decider, Decision
 from connect.l7.match import apply_header_modifiers
 from connect.l7.mirror import shadow_headers
 from connect.l7.outlier import OutlierConfig, OutlierDetector
-from connect.l7.request import Headers, Request
+from connect.l7.request import Headers, RawHeaders, Request
 from connect.l7.retry import (
     TIMEOUT_BODY,
     Failure,
@@ -70,10 +70,12 @@ from .errors import PeerIdentityError, ProxyConfigError
 from .http1 import ParsedRequest, RequestReader
 from .http_pool import (
     Expired,
+    Fields,
     Pool,
     UpstreamReset,
     UpstreamResponse,
     end_to_end,
+    end_to_end_raw,
     serve_requests,
 )
 from .l7_metrics import Exchange, Flag, Reporter, StandardMetrics, mark_attempt, mark_target
@@ -342,14 +344,23 @@ async def wants_l4(sock: socket.socket) -> bool:
     return False
 
 
-def _outgoing(
-    decision: Decision, request: Request, body: bytes
-) -> tuple[str, list[tuple[str, str]]]:
-    """The request line target and headers to send upstream."""
+def _outgoing(decision: Decision, request: Request, body: bytes) -> tuple[str, Fields]:
+    """The request line target and headers to send upstream: the headers
+    as they came (bytes) when nothing read or changed them, and no mirror
+    copies them (it sends text)."""
     path = decision.forward_path or request.path
     target_line = f"{path}?{request.query}" if request.query else path
-    out_headers = end_to_end(decision.request_headers.items())
-    if body or request.method in ("POST", "PUT", "PATCH"):
+    headers = decision.request_headers
+    framed = body or request.method in ("POST", "PUT", "PATCH")
+    if headers.__class__ is RawHeaders and not decision.mirror:
+        assert isinstance(headers, RawHeaders)
+        if not headers.decoded:
+            raw = end_to_end_raw(headers.raw)
+            if framed:
+                raw.append((b"content-length", b"%d" % len(body)))
+            return target_line, raw
+    out_headers = end_to_end(headers.items())
+    if framed:
         out_headers.append(("content-length", str(len(body))))
     return target_line, out_headers
 
@@ -498,8 +509,9 @@ class L7OutboundHandler:
                     hop.flags = "FI"
                 return UpstreamResponse(abort[0], abort[1], abort[2].encode())
             target_line, out_headers = _outgoing(decision, request, body)
-            if decision.mirror:
-                self._mirror(decider, decision, request, target_line, out_headers, body)
+            if decision.mirror:  # (its headers are text: _outgoing)
+                copied = cast(list[tuple[str, str]], out_headers)
+                self._mirror(decider, decision, request, target_line, copied, body)
             resp = await self._attempts(
                 decider, decision, request, target_line, out_headers, body, hop, ex
             )
@@ -555,7 +567,7 @@ class L7OutboundHandler:
         decision: Decision,
         request: Request,
         target_line: str,
-        out_headers: list[tuple[str, str]],
+        out_headers: Fields,
         body: bytes,
         hop: Hop | None,
         ex: Exchange,
@@ -615,7 +627,7 @@ class L7OutboundHandler:
         endpoint: str,
         method: str,
         target: str,
-        headers: list[tuple[str, str]],
+        headers: Fields,
         body: bytes,
         per_try: float | None,
     ) -> tuple[UpstreamResponse | None, Outcome]:
@@ -628,7 +640,7 @@ class L7OutboundHandler:
         endpoint: str,
         method: str,
         target: str,
-        headers: list[tuple[str, str]],
+        headers: Fields,
         body: bytes,
         deadline: float = math.inf,
     ) -> tuple[UpstreamResponse | None, Outcome]:
