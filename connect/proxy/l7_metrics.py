@@ -363,6 +363,37 @@ def mark_target(ex: Exchange, chain: Mapping[str, Any] | None, target_id: str | 
         ex.subset = str(target.get("ServiceSubset") or "")
 
 
+class TargetMarks:
+    """``mark_target`` for the requests of one upstream: each target's
+    labels are read from the chain once per chain, not per request."""
+
+    __slots__ = ("_chain", "_marks")
+
+    def __init__(self) -> None:
+        self._chain: Mapping[str, Any] | None = None
+        # target id -> (Service, ServiceSubset), None for no such target.
+        self._marks: dict[str, tuple[str, str] | None] = {}
+
+    def mark(self, ex: Exchange, chain: Mapping[str, Any] | None, target_id: str | None) -> None:
+        """What ``mark_target(ex, chain, target_id)`` does."""
+        if chain is not self._chain:
+            self._chain, self._marks = chain, {}
+        key = target_id or ""
+        if key in self._marks:
+            found = self._marks[key]
+        else:
+            target = ((chain or {}).get("Targets") or {}).get(key)
+            found = None
+            if isinstance(target, Mapping):
+                service = target.get("Service")
+                found = (str(service) if service else "", str(target.get("ServiceSubset") or ""))
+            self._marks[key] = found
+        if found is not None:
+            if found[0]:
+                ex.destination = found[0]
+            ex.subset = found[1]
+
+
 def mark_attempt(ex: Exchange, verdict: Verdict, reason: str, failure: Failure | None) -> None:
     """Flags for an attempt's outcome once the retry core has ruled on it."""
     if verdict is Verdict.TIMEOUT:

@@ -78,7 +78,7 @@ from .http_pool import (
     end_to_end_raw,
     serve_requests,
 )
-from .l7_metrics import Exchange, Flag, Reporter, StandardMetrics, mark_attempt, mark_target
+from .l7_metrics import Exchange, Flag, Reporter, StandardMetrics, TargetMarks, mark_attempt
 from .l7_mirror import MirrorSender
 from .l7_samples import RequestSamples
 from .l7_tracing import Hop, ProxyTracing
@@ -390,6 +390,7 @@ class L7OutboundHandler:
             StandardMetrics(CollectorRegistry()), "source", up.source
         )
         self.pool = Pool(self._dial)
+        self._marks = TargetMarks()
         self._listener: Listener | None = None
         self.tracing: ProxyTracing | None = None
         self.samples: RequestSamples | None = None  # for config write --dry-run
@@ -488,7 +489,7 @@ class L7OutboundHandler:
         request = Request.from_raw(event.method, event.target, raw, source_service=up.source)
         now = trio.current_time()
         decision = decider.decide(request, rng=up.rng, excluded=up.excluded(now))
-        mark_target(ex, up.chain, decision.target)
+        self._marks.mark(ex, up.chain, decision.target)
         status = decision.status_if_local
         if status is not None:
             text = NO_HEALTHY_UPSTREAM_BODY if status == 503 else ""
@@ -512,8 +513,10 @@ class L7OutboundHandler:
             if decision.mirror:  # (its headers are text: _outgoing)
                 copied = cast(list[tuple[str, str]], out_headers)
                 self._mirror(decider, decision, request, target_line, copied, body)
+            if fault.delay_s:  # (else no await since ``now``: it is still the time)
+                now = trio.current_time()
             resp = await self._attempts(
-                decider, decision, request, target_line, out_headers, body, hop, ex
+                decider, decision, request, target_line, out_headers, body, hop, ex, now
             )
         finally:
             up.breaker.release_request()
@@ -571,13 +574,16 @@ class L7OutboundHandler:
         body: bytes,
         hop: Hop | None,
         ex: Exchange,
+        now: float,
     ) -> UpstreamResponse:
+        """The attempts of one request from ``now`` (the trio clock's time,
+        read by the caller with no await since) until an answer to give."""
         up = self.up
         assert decision.endpoint is not None and decision.target is not None
         state = RetryState(
             decision.retry,
             request.method,
-            start=trio.current_time(),
+            start=now,
             timeout_s=decision.timeout_s,
             rng=up.rng,
             budget=up.budget,
@@ -586,15 +592,17 @@ class L7OutboundHandler:
         up.budget.request_started()
         try:
             while True:
-                per_try = state.start_attempt(trio.current_time())
+                per_try = state.start_attempt(now)
                 if isinstance(per_try, Verdict):
                     ex.flag(Flag.TIMEOUT)
                     return _local(504, TIMEOUT_BODY)
                 ex.upstream = endpoint
                 if hop is not None:
                     hop.upstream, hop.attempts = endpoint, hop.attempts + 1
-                resp, outcome = await self._attempt(
-                    endpoint, request.method, target_line, out_headers, body, per_try
+                # The deadline is kept by the pool (expiry.py), not a cancel scope.
+                deadline = math.inf if per_try is None else now + per_try
+                resp, outcome = await self._exchange(
+                    endpoint, request.method, target_line, out_headers, body, deadline
                 )
                 now = trio.current_time()
                 ejected = up.outlier(target_id).report(endpoint, outcome.status, now)
@@ -617,23 +625,11 @@ class L7OutboundHandler:
                     return _local(503, RESET_BODY + reason)
                 self.reporter.retried(ex)
                 await trio.sleep(verdict.delay_s)
-                endpoint = self._repick(decider, target_id, request, endpoint)
+                now = trio.current_time()
+                endpoint = self._repick(decider, target_id, request, endpoint, now)
         finally:
             state.finish()
             up.budget.request_finished()
-
-    async def _attempt(
-        self,
-        endpoint: str,
-        method: str,
-        target: str,
-        headers: Fields,
-        body: bytes,
-        per_try: float | None,
-    ) -> tuple[UpstreamResponse | None, Outcome]:
-        # The deadline is kept by the pool (expiry.py), not a cancel scope.
-        deadline = math.inf if per_try is None else trio.current_time() + per_try
-        return await self._exchange(endpoint, method, target, headers, body, deadline)
 
     async def _exchange(
         self,
@@ -654,11 +650,12 @@ class L7OutboundHandler:
             return None, Outcome(failure=Failure.CONNECT_FAILURE)
         return resp, Outcome(resp.status, None, Headers.view(resp.headers))  # read only
 
-    def _repick(self, decider: Decider, target_id: str, request: Request, last: str) -> str:
+    def _repick(
+        self, decider: Decider, target_id: str, request: Request, last: str, now: float
+    ) -> str:
         target = decider.table.targets.get(target_id)
         if target is None:
             return last
-        now = trio.current_time()
         picked = decider.balancer(target).pick(
             target.endpoints,
             rng=self.up.rng,
