@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import trio
 
+from connect.l7.request import Headers, RawHeaders
+
 from .expiry import Expired, expiry
 from .http1 import (
     HOP_BY_HOP,
@@ -53,6 +55,7 @@ __all__ = [
     "UpstreamResponse",
     "end_to_end",
     "end_to_end_raw",
+    "forward_fields",
     "local_error",
     "recv_some",
     "send_bytes",
@@ -83,6 +86,25 @@ def end_to_end_raw(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byte
     if named and not named <= _HOP_BY_HOP_RAW:
         out = [(n, v) for n, v in out if n.lower() not in named]
     return out
+
+
+def forward_fields(headers: Headers, method: str, body: bytes, *, as_text: bool = False) -> Fields:
+    """The end-to-end ``headers`` to forward with ``body`` (Content-Length
+    added for a body or a method that has one): the parser's bytes as they
+    came when nothing read or changed them (``RawHeaders``) unless
+    ``as_text``, else text."""
+    framed = body or method in ("POST", "PUT", "PATCH")
+    if not as_text and headers.__class__ is RawHeaders:
+        assert isinstance(headers, RawHeaders)
+        if not headers.decoded:
+            raw = end_to_end_raw(headers.raw)
+            if framed:
+                raw.append((b"content-length", b"%d" % len(body)))
+            return raw
+    text = end_to_end(headers.items())
+    if framed:
+        text.append(("content-length", str(len(body))))
+    return text
 
 
 def request_head_bytes(method: str, target: str, headers: Fields, body: bytes) -> bytes:

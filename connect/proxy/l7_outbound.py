@@ -52,7 +52,7 @@ from connect.l7.decide import NO_HEALTHY_UPSTREAM_BODY, Decider, Decision
 from connect.l7.match import apply_header_modifiers
 from connect.l7.mirror import shadow_headers
 from connect.l7.outlier import OutlierConfig, OutlierDetector
-from connect.l7.request import Headers, RawHeaders, Request
+from connect.l7.request import Headers, Request
 from connect.l7.retry import (
     TIMEOUT_BODY,
     Failure,
@@ -74,8 +74,7 @@ from .http_pool import (
     Pool,
     UpstreamReset,
     UpstreamResponse,
-    end_to_end,
-    end_to_end_raw,
+    forward_fields,
     serve_requests,
 )
 from .l7_metrics import Exchange, Flag, Reporter, StandardMetrics, TargetMarks, mark_attempt
@@ -345,24 +344,12 @@ async def wants_l4(sock: socket.socket) -> bool:
 
 
 def _outgoing(decision: Decision, request: Request, body: bytes) -> tuple[str, Fields]:
-    """The request line target and headers to send upstream: the headers
-    as they came (bytes) when nothing read or changed them, and no mirror
-    copies them (it sends text)."""
+    """The request line target and headers to send upstream (as text when
+    a mirror copies them)."""
     path = decision.forward_path or request.path
     target_line = f"{path}?{request.query}" if request.query else path
-    headers = decision.request_headers
-    framed = body or request.method in ("POST", "PUT", "PATCH")
-    if headers.__class__ is RawHeaders and not decision.mirror:
-        assert isinstance(headers, RawHeaders)
-        if not headers.decoded:
-            raw = end_to_end_raw(headers.raw)
-            if framed:
-                raw.append((b"content-length", b"%d" % len(body)))
-            return target_line, raw
-    out_headers = end_to_end(headers.items())
-    if framed:
-        out_headers.append(("content-length", str(len(body))))
-    return target_line, out_headers
+    fields = forward_fields(decision.request_headers, request.method, body, as_text=decision.mirror)
+    return target_line, fields
 
 
 def _local(
