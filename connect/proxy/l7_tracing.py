@@ -175,7 +175,7 @@ class Hop:
         self.tracestate = tracestate
         self.request_id = request_id
         self.sampled = False
-        self.method = self.path = ""
+        self.method = self.path = b""  # as received; decoded only for a span
         self._span: Span | None = None
         self.upstream = ""
         self.attempts = 0
@@ -187,7 +187,8 @@ class Hop:
     def span(self) -> Span:
         """The hop's span (an unsampled hop's is made here, not recorded)."""
         if self._span is None:
-            self._span = _span(self, self.method, self.path, 0, False, False)
+            method, path = self.method.decode("ascii", "replace"), self.path.decode("latin-1")
+            self._span = _span(self, method, path, 0, False, False)
         return self._span
 
 
@@ -408,7 +409,8 @@ class ProxyTracing:
         tracer = self._tracer(service)
         # The common traced request: a plain W3C traceparent, read without
         # building a SpanContext and an Incoming (its sampled flag decides).
-        incoming: Any = _W3C.read(seen) or _incoming(seen)
+        # No trace header at all (a new trace): nothing to read.
+        incoming: Any = (_W3C.read(seen) or _incoming(seen)) if seen else _NOTHING
         # The ids, the sampling decision and the request id are drawn from
         # the rng in the order Tracer.start_* draws them; only a sampled
         # hop builds its span (name, attributes, start time).
@@ -434,7 +436,7 @@ class ProxyTracing:
             m, path = method.decode("ascii", "replace"), target.decode("latin-1")
             hop._span = _span(hop, m, path, tracer.clock_ns(), True, incoming.force)
         else:
-            hop.method, hop.path = method.decode("ascii", "replace"), target.decode("latin-1")
+            hop.method, hop.path = method, target
         kept += inject_all_bytes(
             hop.trace_id, hop.span_id, sampled, incoming.force, hop.parent_span_id, hop.tracestate
         )
