@@ -300,16 +300,17 @@ class Reporter:
         source: str,
         destination: str,
     ) -> Exchange:
+        # Positional, in the fields' order (keywords cost more per request).
         return Exchange(
-            reporter=self.reporter,
-            source=source,
-            destination=destination,
-            method=method,
-            path=target.partition("?")[0],
-            headers=headers,
-            request_bytes=request_bytes,
-            start=self.clock(),
-            started_at=self.wall(),
+            self.reporter,
+            source,
+            destination,
+            method,
+            target.partition("?")[0],
+            headers,
+            request_bytes,
+            self.clock(),
+            self.wall(),
         )
 
     def end(self, ex: Exchange, status: int, response_bytes: int) -> None:
