@@ -72,19 +72,17 @@ _HOP_BY_HOP_RAW = frozenset(name.encode("ascii") for name in HOP_BY_HOP)
 
 def end_to_end_raw(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """``end_to_end`` of headers as bytes (the same pairs kept, in order)."""
-    out: list[tuple[bytes, bytes]] = []
-    named: set[bytes] | None = None
-    for pair in headers:
-        low = pair[0].lower()
-        if low in _HOP_BY_HOP_RAW:
-            if low == b"connection":  # its tokens as end_to_end reads them
-                named = named or set()
-                tokens = pair[1].decode("latin-1").split(",")
-                named.update(t.strip().lower().encode("latin-1") for t in tokens)
-            continue
-        out.append(pair)
-    if named and not named <= _HOP_BY_HOP_RAW:
-        out = [(n, v) for n, v in out if n.lower() not in named]
+    out = [pair for pair in headers if pair[0].lower() not in _HOP_BY_HOP_RAW]
+    if len(out) == len(headers):  # no Connection header either
+        return out
+    named: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":  # its tokens as end_to_end reads them
+            tokens = value.decode("latin-1").split(",")
+            named.update(t.strip().lower().encode("latin-1") for t in tokens)
+    named -= _HOP_BY_HOP_RAW  # "keep-alive" names nothing left
+    if named:
+        out = [pair for pair in out if pair[0].lower() not in named]
     return out
 
 
