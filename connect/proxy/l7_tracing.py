@@ -72,6 +72,7 @@ _READ = {
 _NOTHING = Incoming()
 _FORCE, _ENVOY_FORCE = FORCE_TRACE_HEADER.encode(), ENVOY_FORCE_TRACE_HEADER.encode()
 _HEX = b"0123456789abcdef"
+_ODD_HEX = b"13579bdf"  # hex digits with the low bit set
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 _ALL = b""  # (not a header name) the request's headers
 
@@ -271,12 +272,12 @@ class _W3C:
         v = parent[1]
         if len(v) != 55 or v[:3] != b"00-" or v[35] != 45 or v[52] != 45:  # 45: "-"
             return None
-        if v[3:35].strip(_HEX) or v[36:52].strip(_HEX) or v[53:].strip(_HEX):
-            return None  # (all of it lowercase hex: nothing left)
+        if v.translate(None, _HEX) != b"---":
+            return None  # (the rest all lowercase hex: only the dashes left)
         trace_id, span_id = v[3:35].decode("ascii"), v[36:52].decode("ascii")
         if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
             return None
-        w3c = cls(trace_id, span_id, bool(int(v[53:], 16) & 1))
+        w3c = cls(trace_id, span_id, v[54] in _ODD_HEX)  # the flags' sampled bit
         if b"tracestate" in first:
             w3c.tracestate = parse_tracestate(_values(first, b"tracestate")) or ()
         rid = first.get(b"x-request-id")
