@@ -313,6 +313,7 @@ class Decider:
                     request_headers=request.headers,
                     timeout_s=_target_timeout_s(direct),
                     retry=_DEFAULT_POLICY.retry,
+                    fault=_NO_FAULT,  # (the default factory builds a new one)
                 )
         if self._split is not None:
             return self._decide_split(self._split, request, rng, excluded, active)
@@ -351,6 +352,7 @@ class Decider:
                     response_modifiers=leg.response_mods,
                     timeout_s=leg.timeout_s,
                     retry=_DEFAULT_POLICY.retry,
+                    fault=_NO_FAULT,
                 )
         r = _Routed(target.id, _DEFAULT_POLICY, headers)
         r.splits.extend(leg.splits)

@@ -33,10 +33,9 @@ class Headers:
 
     @classmethod
     def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
-        """Headers of ``raw`` (bytes as parsed, decoded Latin-1) in one pass."""
-        h = cls.__new__(cls)
-        h._items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
-        return h
+        """Headers of ``raw`` (bytes as parsed, decoded Latin-1 when first
+        read: ``RawHeaders``)."""
+        return RawHeaders(raw)
 
     def get(self, name: str) -> str | None:
         """All values of ``name`` joined with "," (as Envoy matches them), or None."""
@@ -87,6 +86,39 @@ class Headers:
         return f"Headers({self._items!r})"
 
 
+class RawHeaders(Headers):
+    """``Headers`` over the bytes a parser gave, decoded (Latin-1) on first use.
+
+    A proxy forwarding a request no matcher or modifier looked at never
+    needs its headers as text: while ``decoded`` is False, ``raw`` is exactly
+    what the view holds and can be sent on as it came (l7_outbound.py).
+    Any read or change decodes first, so ``raw`` is never used stale.
+    ``raw`` must not change afterwards (it is the caller's list, not a copy).
+    """
+
+    __slots__ = ("_text", "raw")
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        self.raw = raw if isinstance(raw, list) else list(raw)
+        self._text: list[tuple[str, str]] | None = None
+
+    @property
+    def _items(self) -> list[tuple[str, str]]:
+        text = self._text
+        if text is None:
+            text = self._text = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw]
+        return text
+
+    @_items.setter
+    def _items(self, items: list[tuple[str, str]]) -> None:
+        self._text = items
+
+    @property
+    def decoded(self) -> bool:
+        """Whether the headers were read (or changed) as text."""
+        return self._text is not None
+
+
 @dataclass(frozen=True)
 class Request:
     """One HTTP request as the decision cores see it."""
@@ -130,13 +162,18 @@ class Request:
     ) -> Request:
         """``build`` for a request as parsed (bytes), with one copy of the headers."""
         path, _, query = target.decode("latin-1").partition("?")
-        return cls(
-            method.decode("ascii").upper(),
-            path,
-            query,
-            Headers.from_raw(headers),
-            source_service,
+        # The fields set as the frozen __init__ would (it pays an
+        # object.__setattr__ per field; the proxy builds one per request).
+        request = cls.__new__(cls)
+        request.__dict__.update(
+            method=method.decode("ascii").upper(),
+            path=path,
+            query=query,
+            headers=RawHeaders(headers),
+            source_service=source_service,
+            source_ip="",
         )
+        return request
 
     def query_params(self) -> dict[str, list[str]]:
         """Percent-decoded query parameters, each name with its values in order.

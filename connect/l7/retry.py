@@ -62,9 +62,13 @@ class Failure(enum.Enum):
     PER_TRY_TIMEOUT = "per-try-timeout"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
-    """How one attempt ended: an upstream status (with headers) or a Failure."""
+    """How one attempt ended: an upstream status (with headers) or a Failure.
+
+    Read-only by convention: not frozen, as a frozen dataclass pays an
+    ``object.__setattr__`` per field (the proxy makes one per attempt).
+    """
 
     status: int | None = None
     failure: Failure | None = None
@@ -235,6 +239,8 @@ class RetryState:
     do with the attempt's outcome. The route deadline ``start + timeout``
     includes every attempt and backoff; ``timeout_s`` 0 or None disables it.
     """
+
+    __slots__ = ("budget", "deadline", "holding_budget", "method", "policy", "retries", "rng")
 
     def __init__(
         self,

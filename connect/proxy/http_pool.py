@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import trio
 
+from connect.l7.request import Headers, RawHeaders
+
 from .expiry import Expired, expiry
 from .http1 import (
     HOP_BY_HOP,
@@ -52,6 +54,8 @@ __all__ = [
     "UpstreamReset",
     "UpstreamResponse",
     "end_to_end",
+    "end_to_end_raw",
+    "forward_fields",
     "local_error",
     "recv_some",
     "send_bytes",
@@ -59,6 +63,58 @@ __all__ = [
 ]
 
 MAX_IDLE = 64
+
+
+# Request headers as text, or as the parser's bytes (sent on as they came).
+Fields = list[tuple[str, str]] | list[tuple[bytes, bytes]]
+_HOP_BY_HOP_RAW = frozenset(name.encode("ascii") for name in HOP_BY_HOP)
+
+
+def end_to_end_raw(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``end_to_end`` of headers as bytes (the same pairs kept, in order)."""
+    out = [pair for pair in headers if pair[0].lower() not in _HOP_BY_HOP_RAW]
+    if len(out) == len(headers):  # no Connection header either
+        return out
+    named: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":  # its tokens as end_to_end reads them
+            tokens = value.decode("latin-1").split(",")
+            named.update(t.strip().lower().encode("latin-1") for t in tokens)
+    named -= _HOP_BY_HOP_RAW  # "keep-alive" names nothing left
+    if named:
+        out = [pair for pair in out if pair[0].lower() not in named]
+    return out
+
+
+def forward_fields(headers: Headers, method: str, body: bytes, *, as_text: bool = False) -> Fields:
+    """The end-to-end ``headers`` to forward with ``body`` (Content-Length
+    added for a body or a method that has one): the parser's bytes as they
+    came when nothing read or changed them (``RawHeaders``) unless
+    ``as_text``, else text."""
+    framed = body or method in ("POST", "PUT", "PATCH")
+    if not as_text and headers.__class__ is RawHeaders:
+        assert isinstance(headers, RawHeaders)
+        if not headers.decoded:
+            raw = end_to_end_raw(headers.raw)
+            if framed:
+                raw.append((b"content-length", b"%d" % len(body)))
+            return raw
+    text = end_to_end(headers.items())
+    if framed:
+        text.append(("content-length", str(len(body))))
+    return text
+
+
+def request_head_bytes(method: str, target: str, headers: Fields, body: bytes) -> bytes:
+    """``request_bytes`` for headers as text or as bytes (the same bytes)."""
+    if not headers or headers[0][0].__class__ is str:
+        return request_bytes(method, target, headers, body)  # type: ignore[arg-type]
+    fields = b"".join([b"%s: %s\r\n" % pair for pair in headers])  # type: ignore[str-format]
+    n = len(headers)
+    if fields.count(b"\n") != n or fields.count(b"\r") != n:
+        raise ProtocolError(502, "header with a line break")
+    first = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+    return first + fields + b"\r\n" + body
 
 
 class UpstreamReset(Exception):
@@ -236,14 +292,15 @@ class Pool:
         endpoint: str,
         method: str,
         target: str,
-        headers: list[tuple[str, str]],
+        headers: Fields,
         body: bytes,
         deadline: float = math.inf,
     ) -> UpstreamResponse:
-        """One exchange with ``endpoint``; a stale pooled connection is
-        replaced once. Raises UpstreamReset, the dial errors of ``get``, or
-        ``Expired`` when the exchange is still running at ``deadline`` (trio
-        clock; expiry.py keeps it without a cancel scope per exchange)."""
+        """One exchange with ``endpoint`` (``headers`` as text, or bytes as
+        parsed); a stale pooled connection is replaced once. Raises
+        UpstreamReset, the dial errors of ``get``, or ``Expired`` when the
+        exchange is still running at ``deadline`` (trio clock; expiry.py
+        keeps it without a cancel scope per exchange)."""
         timed = deadline != math.inf
         for _ in range(2):
             conn = await self.get(endpoint, deadline)
@@ -281,10 +338,10 @@ def _watched(conn: UpstreamConn) -> UpstreamConn:
 
 
 async def _exchange(
-    conn: UpstreamConn, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    conn: UpstreamConn, method: str, target: str, headers: Fields, body: bytes
 ) -> UpstreamResponse:
     try:
-        await send_bytes(conn.sock, request_bytes(method, target, headers, body))
+        await send_bytes(conn.sock, request_head_bytes(method, target, headers, body))
     except (OSError, ssl.SSLError, ProtocolError) as exc:
         raise UpstreamReset(str(exc) or "send failed", before_response=True) from None
     try:

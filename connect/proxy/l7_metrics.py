@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -49,7 +50,7 @@ from connect.l7.retry import Failure, Verdict
 from .request_series import ClientSeries, RequestSeries, multiprocess_mode
 
 if TYPE_CHECKING:
-    from .l7_stats import EdgeStats
+    from .l7_stats import EdgeCounts, EdgeStats
 
 # Istio's default buckets for istio_request_duration_milliseconds.
 DURATION_BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
@@ -74,6 +75,7 @@ REQUEST_LABELS = (
 TCP_LABELS = ("reporter", "source_service", "destination_service", "connection_security_policy")
 EDGE_LABELS = ("source_service", "destination_service")
 REQUEST_METRICS_ENV = "MESHD_PROXY_REQUEST_METRICS"
+HOT_LABELS = 1024  # label sets Reporter keeps looked up
 
 
 def request_metrics_enabled(environ: Mapping[str, str] | None = None) -> bool:
@@ -107,6 +109,16 @@ def method_class(method: str) -> str:
 
 def flags_label(flags: set[str]) -> str:
     return ",".join(sorted(flags)) if flags else NO_FLAGS
+
+
+def count_request(edge: EdgeCounts, error: bool, duration_ms: float) -> None:
+    """One finished request on a graph ``edge`` (l7_stats.py; ``error``:
+    ``is_error`` of it)."""
+    edge.requests += 1
+    if error:
+        edge.errors += 1
+    edge.buckets[bisect_left(DURATION_BUCKETS_MS, duration_ms)] += 1
+    edge.duration_sum_ms += duration_ms
 
 
 class StandardMetrics:
@@ -274,6 +286,10 @@ class Reporter:
         self.access = access
         self.clock = clock
         self.wall = wall
+        # (reporter, source, destination, subset, method, status) of unflagged
+        # requests -> (labels, edge): what _count looks up per request, once.
+        self._hot: dict[tuple[str, str, str, str, str, int], tuple[tuple[str, ...], Any]] = {}
+        self._hot_edges: EdgeStats | None = None
 
     def begin(
         self,
@@ -284,16 +300,17 @@ class Reporter:
         source: str,
         destination: str,
     ) -> Exchange:
+        # Positional, in the fields' order (keywords cost more per request).
         return Exchange(
-            reporter=self.reporter,
-            source=source,
-            destination=destination,
-            method=method,
-            path=target.partition("?")[0],
-            headers=headers,
-            request_bytes=request_bytes,
-            start=self.clock(),
-            started_at=self.wall(),
+            self.reporter,
+            source,
+            destination,
+            method,
+            target.partition("?")[0],
+            headers,
+            request_bytes,
+            self.clock(),
+            self.wall(),
         )
 
     def end(self, ex: Exchange, status: int, response_bytes: int) -> None:
@@ -308,8 +325,23 @@ class Reporter:
             self.access.log(self.service, ex)
 
     def _count(self, ex: Exchange, status: int, response_bytes: int) -> None:
-        self.metrics.series.observe(ex.labels(), ex.duration_ms, ex.request_bytes, response_bytes)
         edges = self.metrics.edges
+        if edges is not self._hot_edges:  # (set once, when the proxy pushes its graph)
+            self._hot, self._hot_edges = {}, edges
+        if not ex.flags:  # nearly every request: its labels and edge looked up once
+            key = (ex.reporter, ex.source, ex.destination, ex.subset, ex.method, status)
+            hot = self._hot.get(key)
+            if hot is None:
+                hot = self._hot_entry(key, ex, edges)
+            if hot is not None:
+                labels, edge = hot
+                self.metrics.series.observe(
+                    labels, ex.duration_ms, ex.request_bytes, response_bytes
+                )
+                if edge is not None:  # l7_stats.is_error without flags:
+                    count_request(edge, status >= 500 or status <= 0, ex.duration_ms)
+                return
+        self.metrics.series.observe(ex.labels(), ex.duration_ms, ex.request_bytes, response_bytes)
         if edges is not None:
             edges.request(
                 ex.reporter,
@@ -320,6 +352,24 @@ class Reporter:
                 ex.flags,
                 ex.duration_ms,
             )
+
+    def _hot_entry(
+        self, key: tuple[str, str, str, str, str, int], ex: Exchange, edges: EdgeStats | None
+    ) -> tuple[tuple[str, ...], EdgeCounts | None] | None:
+        """The labels and edge of requests like ``ex`` (no flags), kept for
+        the next ones; None when its edge is beyond the graph's limit (each
+        request is counted as dropped there, by the general path)."""
+        edge = None
+        if edges is not None:
+            edge = edges.request_edge(
+                ex.reporter, ex.source or UNKNOWN, ex.destination or UNKNOWN, ex.subset
+            )
+            if edge is None:  # the general path counts each request's drop
+                return None
+        if len(self._hot) >= HOT_LABELS:  # raw methods are unbounded: start over
+            self._hot.clear()
+        hot = self._hot[key] = (ex.labels(), edge)
+        return hot
 
     async def observe(self, ex: Exchange, handle: Callable[[Exchange], Awaitable[R]]) -> R:
         """``await handle(ex)``, then ``end`` with its answer. A handler that
@@ -361,6 +411,37 @@ def mark_target(ex: Exchange, chain: Mapping[str, Any] | None, target_id: str | 
     if isinstance(target, Mapping):
         ex.destination = str(target.get("Service") or ex.destination)
         ex.subset = str(target.get("ServiceSubset") or "")
+
+
+class TargetMarks:
+    """``mark_target`` for the requests of one upstream: each target's
+    labels are read from the chain once per chain, not per request."""
+
+    __slots__ = ("_chain", "_marks")
+
+    def __init__(self) -> None:
+        self._chain: Mapping[str, Any] | None = None
+        # target id -> (Service, ServiceSubset), None for no such target.
+        self._marks: dict[str, tuple[str, str] | None] = {}
+
+    def mark(self, ex: Exchange, chain: Mapping[str, Any] | None, target_id: str | None) -> None:
+        """What ``mark_target(ex, chain, target_id)`` does."""
+        if chain is not self._chain:
+            self._chain, self._marks = chain, {}
+        key = target_id or ""
+        if key in self._marks:
+            found = self._marks[key]
+        else:
+            target = ((chain or {}).get("Targets") or {}).get(key)
+            found = None
+            if isinstance(target, Mapping):
+                service = target.get("Service")
+                found = (str(service) if service else "", str(target.get("ServiceSubset") or ""))
+            self._marks[key] = found
+        if found is not None:
+            if found[0]:
+                ex.destination = found[0]
+            ex.subset = found[1]
 
 
 def mark_attempt(ex: Exchange, verdict: Verdict, reason: str, failure: Failure | None) -> None:

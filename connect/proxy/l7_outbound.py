@@ -42,7 +42,7 @@ import random
 import socket
 import ssl
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, cast
 
 import trio
 from prometheus_client import CollectorRegistry
@@ -70,13 +70,14 @@ from .errors import PeerIdentityError, ProxyConfigError
 from .http1 import ParsedRequest, RequestReader
 from .http_pool import (
     Expired,
+    Fields,
     Pool,
     UpstreamReset,
     UpstreamResponse,
-    end_to_end,
+    forward_fields,
     serve_requests,
 )
-from .l7_metrics import Exchange, Flag, Reporter, StandardMetrics, mark_attempt, mark_target
+from .l7_metrics import Exchange, Flag, Reporter, StandardMetrics, TargetMarks, mark_attempt
 from .l7_mirror import MirrorSender
 from .l7_samples import RequestSamples
 from .l7_tracing import Hop, ProxyTracing
@@ -342,16 +343,13 @@ async def wants_l4(sock: socket.socket) -> bool:
     return False
 
 
-def _outgoing(
-    decision: Decision, request: Request, body: bytes
-) -> tuple[str, list[tuple[str, str]]]:
-    """The request line target and headers to send upstream."""
+def _outgoing(decision: Decision, request: Request, body: bytes) -> tuple[str, Fields]:
+    """The request line target and headers to send upstream (as text when
+    a mirror copies them)."""
     path = decision.forward_path or request.path
     target_line = f"{path}?{request.query}" if request.query else path
-    out_headers = end_to_end(decision.request_headers.items())
-    if body or request.method in ("POST", "PUT", "PATCH"):
-        out_headers.append(("content-length", str(len(body))))
-    return target_line, out_headers
+    fields = forward_fields(decision.request_headers, request.method, body, as_text=decision.mirror)
+    return target_line, fields
 
 
 def _local(
@@ -379,6 +377,7 @@ class L7OutboundHandler:
             StandardMetrics(CollectorRegistry()), "source", up.source
         )
         self.pool = Pool(self._dial)
+        self._marks = TargetMarks()
         self._listener: Listener | None = None
         self.tracing: ProxyTracing | None = None
         self.samples: RequestSamples | None = None  # for config write --dry-run
@@ -477,7 +476,7 @@ class L7OutboundHandler:
         request = Request.from_raw(event.method, event.target, raw, source_service=up.source)
         now = trio.current_time()
         decision = decider.decide(request, rng=up.rng, excluded=up.excluded(now))
-        mark_target(ex, up.chain, decision.target)
+        self._marks.mark(ex, up.chain, decision.target)
         status = decision.status_if_local
         if status is not None:
             text = NO_HEALTHY_UPSTREAM_BODY if status == 503 else ""
@@ -498,10 +497,13 @@ class L7OutboundHandler:
                     hop.flags = "FI"
                 return UpstreamResponse(abort[0], abort[1], abort[2].encode())
             target_line, out_headers = _outgoing(decision, request, body)
-            if decision.mirror:
-                self._mirror(decider, decision, request, target_line, out_headers, body)
+            if decision.mirror:  # (its headers are text: _outgoing)
+                copied = cast(list[tuple[str, str]], out_headers)
+                self._mirror(decider, decision, request, target_line, copied, body)
+            if fault.delay_s:  # (else no await since ``now``: it is still the time)
+                now = trio.current_time()
             resp = await self._attempts(
-                decider, decision, request, target_line, out_headers, body, hop, ex
+                decider, decision, request, target_line, out_headers, body, hop, ex, now
             )
         finally:
             up.breaker.release_request()
@@ -555,17 +557,20 @@ class L7OutboundHandler:
         decision: Decision,
         request: Request,
         target_line: str,
-        out_headers: list[tuple[str, str]],
+        out_headers: Fields,
         body: bytes,
         hop: Hop | None,
         ex: Exchange,
+        now: float,
     ) -> UpstreamResponse:
+        """The attempts of one request from ``now`` (the trio clock's time,
+        read by the caller with no await since) until an answer to give."""
         up = self.up
         assert decision.endpoint is not None and decision.target is not None
         state = RetryState(
             decision.retry,
             request.method,
-            start=trio.current_time(),
+            start=now,
             timeout_s=decision.timeout_s,
             rng=up.rng,
             budget=up.budget,
@@ -574,15 +579,17 @@ class L7OutboundHandler:
         up.budget.request_started()
         try:
             while True:
-                per_try = state.start_attempt(trio.current_time())
+                per_try = state.start_attempt(now)
                 if isinstance(per_try, Verdict):
                     ex.flag(Flag.TIMEOUT)
                     return _local(504, TIMEOUT_BODY)
                 ex.upstream = endpoint
                 if hop is not None:
                     hop.upstream, hop.attempts = endpoint, hop.attempts + 1
-                resp, outcome = await self._attempt(
-                    endpoint, request.method, target_line, out_headers, body, per_try
+                # The deadline is kept by the pool (expiry.py), not a cancel scope.
+                deadline = math.inf if per_try is None else now + per_try
+                resp, outcome = await self._exchange(
+                    endpoint, request.method, target_line, out_headers, body, deadline
                 )
                 now = trio.current_time()
                 ejected = up.outlier(target_id).report(endpoint, outcome.status, now)
@@ -605,30 +612,18 @@ class L7OutboundHandler:
                     return _local(503, RESET_BODY + reason)
                 self.reporter.retried(ex)
                 await trio.sleep(verdict.delay_s)
-                endpoint = self._repick(decider, target_id, request, endpoint)
+                now = trio.current_time()
+                endpoint = self._repick(decider, target_id, request, endpoint, now)
         finally:
             state.finish()
             up.budget.request_finished()
-
-    async def _attempt(
-        self,
-        endpoint: str,
-        method: str,
-        target: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        per_try: float | None,
-    ) -> tuple[UpstreamResponse | None, Outcome]:
-        # The deadline is kept by the pool (expiry.py), not a cancel scope.
-        deadline = math.inf if per_try is None else trio.current_time() + per_try
-        return await self._exchange(endpoint, method, target, headers, body, deadline)
 
     async def _exchange(
         self,
         endpoint: str,
         method: str,
         target: str,
-        headers: list[tuple[str, str]],
+        headers: Fields,
         body: bytes,
         deadline: float = math.inf,
     ) -> tuple[UpstreamResponse | None, Outcome]:
@@ -642,11 +637,12 @@ class L7OutboundHandler:
             return None, Outcome(failure=Failure.CONNECT_FAILURE)
         return resp, Outcome(resp.status, None, Headers.view(resp.headers))  # read only
 
-    def _repick(self, decider: Decider, target_id: str, request: Request, last: str) -> str:
+    def _repick(
+        self, decider: Decider, target_id: str, request: Request, last: str, now: float
+    ) -> str:
         target = decider.table.targets.get(target_id)
         if target is None:
             return last
-        now = trio.current_time()
         picked = decider.balancer(target).pick(
             target.endpoints,
             rng=self.up.rng,

@@ -24,7 +24,6 @@ failed itself: Envoy's response flags in ``ERROR_FLAGS``.
 
 from __future__ import annotations
 
-import bisect
 import os
 import time
 import uuid
@@ -37,7 +36,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from .agent_client import AgentClient
 from .errors import AgentError
-from .l7_metrics import DURATION_BUCKETS_MS
+from .l7_metrics import DURATION_BUCKETS_MS, count_request
 from .logfmt import emit
 
 STATS_PATH = "/v1/internal/telemetry/proxy-stats"
@@ -141,11 +140,18 @@ class EdgeStats:
         edge = self._edge((reporter, source, destination, subset, mtls))
         if edge is None:
             return
-        edge.requests += 1
-        if is_error(status, flags):
-            edge.errors += 1
-        edge.buckets[bisect.bisect_left(BUCKETS_MS, duration_ms)] += 1
-        edge.duration_sum_ms += duration_ms
+        count_request(edge, is_error(status, flags), duration_ms)
+
+    def request_edge(
+        self, reporter: str, source: str, destination: str, subset: str, mtls: bool = True
+    ) -> EdgeCounts | None:
+        """The edge ``request`` counts these labels' requests on, for a
+        caller that counts many on it with ``count_request``; None beyond
+        ``MAX_EDGES`` (nothing counted: ``request`` counts each drop)."""
+        key = (reporter, source, destination, subset, mtls)
+        if key not in self.edges and len(self.edges) >= MAX_EDGES:
+            return None
+        return self._edge(key)
 
     def tcp(
         self,

@@ -72,6 +72,7 @@ _READ = {
 _NOTHING = Incoming()
 _FORCE, _ENVOY_FORCE = FORCE_TRACE_HEADER.encode(), ENVOY_FORCE_TRACE_HEADER.encode()
 _HEX = b"0123456789abcdef"
+_ODD_HEX = b"13579bdf"  # hex digits with the low bit set
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 _ALL = b""  # (not a header name) the request's headers
 
@@ -175,7 +176,7 @@ class Hop:
         self.tracestate = tracestate
         self.request_id = request_id
         self.sampled = False
-        self.method = self.path = ""
+        self.method = self.path = b""  # as received; decoded only for a span
         self._span: Span | None = None
         self.upstream = ""
         self.attempts = 0
@@ -187,7 +188,8 @@ class Hop:
     def span(self) -> Span:
         """The hop's span (an unsampled hop's is made here, not recorded)."""
         if self._span is None:
-            self._span = _span(self, self.method, self.path, 0, False, False)
+            method, path = self.method.decode("ascii", "replace"), self.path.decode("latin-1")
+            self._span = _span(self, method, path, 0, False, False)
         return self._span
 
 
@@ -270,12 +272,12 @@ class _W3C:
         v = parent[1]
         if len(v) != 55 or v[:3] != b"00-" or v[35] != 45 or v[52] != 45:  # 45: "-"
             return None
-        if v[3:35].strip(_HEX) or v[36:52].strip(_HEX) or v[53:].strip(_HEX):
-            return None  # (all of it lowercase hex: nothing left)
+        if v.translate(None, _HEX) != b"---":
+            return None  # (the rest all lowercase hex: only the dashes left)
         trace_id, span_id = v[3:35].decode("ascii"), v[36:52].decode("ascii")
         if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
             return None
-        w3c = cls(trace_id, span_id, bool(int(v[53:], 16) & 1))
+        w3c = cls(trace_id, span_id, v[54] in _ODD_HEX)  # the flags' sampled bit
         if b"tracestate" in first:
             w3c.tracestate = parse_tracestate(_values(first, b"tracestate")) or ()
         rid = first.get(b"x-request-id")
@@ -408,7 +410,8 @@ class ProxyTracing:
         tracer = self._tracer(service)
         # The common traced request: a plain W3C traceparent, read without
         # building a SpanContext and an Incoming (its sampled flag decides).
-        incoming: Any = _W3C.read(seen) or _incoming(seen)
+        # No trace header at all (a new trace): nothing to read.
+        incoming: Any = (_W3C.read(seen) or _incoming(seen)) if seen else _NOTHING
         # The ids, the sampling decision and the request id are drawn from
         # the rng in the order Tracer.start_* draws them; only a sampled
         # hop builds its span (name, attributes, start time).
@@ -434,7 +437,7 @@ class ProxyTracing:
             m, path = method.decode("ascii", "replace"), target.decode("latin-1")
             hop._span = _span(hop, m, path, tracer.clock_ns(), True, incoming.force)
         else:
-            hop.method, hop.path = method.decode("ascii", "replace"), target.decode("latin-1")
+            hop.method, hop.path = method, target
         kept += inject_all_bytes(
             hop.trace_id, hop.span_id, sampled, incoming.force, hop.parent_span_id, hop.tracestate
         )

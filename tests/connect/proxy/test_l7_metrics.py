@@ -25,6 +25,7 @@ from connect.proxy.l7_metrics import (
     Exchange,
     Flag,
     Reporter,
+    TargetMarks,
     mark_attempt,
     mark_target,
     method_class,
@@ -134,6 +135,30 @@ def test_flags_for_attempt_outcomes_and_targets() -> None:
     ex.flag(Flag.FAULT_DELAY)
     ex.flag(Flag.FAULT_ABORT)
     assert ex.labels()[6] == "DI,FI"
+
+
+def test_target_marks_label_as_mark_target_does_and_follow_a_new_chain() -> None:
+    rep = Reporter(ProxyMetrics().standard, "source", "web")
+    chain: dict[str, object] = {
+        "Targets": {
+            "v2.api": {"Service": "api", "ServiceSubset": "v2"},
+            "db.x": {"Service": "db"},
+            "anon": {"ServiceSubset": "s"},
+        }
+    }
+    marks = TargetMarks()
+    for target in ("v2.api", "db.x", "anon", "missing", None, "v2.api"):
+        want, got = _exchange(rep), _exchange(rep)
+        mark_target(want, chain, target)
+        marks.mark(got, chain, target)
+        assert (got.destination, got.subset) == (want.destination, want.subset)
+    moved = {"Targets": {"v2.api": {"Service": "api2", "ServiceSubset": "v3"}}}
+    ex = _exchange(rep)
+    marks.mark(ex, moved, "v2.api")  # a new chain object: read again
+    assert (ex.destination, ex.subset) == ("api2", "v3")
+    ex = _exchange(rep)
+    marks.mark(ex, None, "v2.api")
+    assert (ex.destination, ex.subset) == ("api", "")
 
 
 def test_core_counters_are_per_edge() -> None:

@@ -16,9 +16,15 @@ from trio.testing import MockClock
 from connect.l7.chain import compile_chain
 from connect.l7.chain_validate import EntrySet
 from connect.l7.entries import parse_entry
+from connect.l7.request import Headers, RawHeaders
 from connect.proxy.balancer import Endpoint
-from connect.proxy.http1 import ParsedRequest
-from connect.proxy.http_pool import UpstreamResponse, end_to_end
+from connect.proxy.http1 import ParsedRequest, ProtocolError, request_bytes
+from connect.proxy.http_pool import (
+    UpstreamResponse,
+    end_to_end,
+    end_to_end_raw,
+    request_head_bytes,
+)
 from connect.proxy.l7_metrics import Reporter
 from connect.proxy.l7_outbound import (
     WARM_WAIT,
@@ -213,3 +219,77 @@ async def test_split_response_headers_apply_to_their_leg_only_and_leave_the_answ
     assert all(h == [("content-length", "2"), ("x-leg", "v1")] for h in legs["127.0.0.1:31001"])
     assert all(h == answer for h in legs["127.0.0.1:31002"])
     assert answer == [("server", "nginx"), ("content-length", "2")]  # never modified in place
+
+
+def test_raw_headers_decode_on_first_read_and_a_change_never_leaves_raw_stale() -> None:
+    raw = [(b"Host", b"api"), (b"X-Name", b"caf\xe9")]
+    headers = Headers.from_raw(raw)
+    assert isinstance(headers, RawHeaders) and not headers.decoded
+    assert headers.get("x-name") == "café" and headers.decoded  # Latin-1, read as text
+    changed = Headers.from_raw(raw)
+    changed.add("x-added", "1")
+    assert changed.decoded and changed.items()[-1] == ("x-added", "1")
+    assert raw == [(b"Host", b"api"), (b"X-Name", b"caf\xe9")]  # the parser's list untouched
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [(b"Host", b"api"), (b"User-Agent", b"wrk"), (b"x-v", b"caf\xe9")],
+        [
+            (b"Host", b"api"),
+            (b"Connection", b"keep-alive, X-Private"),
+            (b"x-private", b"1"),
+            (b"TE", b"trailers"),
+            (b"x-v", b"2"),
+        ],
+        [(b"Connection", b"close"), (b"Upgrade", b"h2c"), (b"Keep-Alive", b"timeout=5")],
+        [],
+    ],
+)
+def test_headers_sent_as_bytes_are_the_bytes_the_text_path_sends(
+    raw: list[tuple[bytes, bytes]],
+) -> None:
+    text = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+    kept = end_to_end_raw(raw)
+    assert [(k.decode("latin-1"), v.decode("latin-1")) for k, v in kept] == end_to_end(text)
+    sent = request_head_bytes("GET", "/a?b=1", [*kept, (b"content-length", b"2")], b"ok")
+    assert sent == request_bytes(
+        "GET", "/a?b=1", [*end_to_end(text), ("content-length", "2")], b"ok"
+    )
+    with pytest.raises(ProtocolError):
+        request_head_bytes("GET", "/", [(b"x-bad", b"a\r\nx-smuggled: 1")], b"")
+
+
+async def test_a_request_nothing_read_goes_upstream_as_it_came_and_a_modified_one_as_text() -> None:
+    splitter = {
+        "Kind": "service-splitter",
+        "Name": "api",
+        "Splits": [
+            {"Weight": 50, "ServiceSubset": "v1", "RequestHeaders": {"Set": {"x-leg": "v1"}}},
+            {"Weight": 50, "ServiceSubset": "v2"},
+        ],
+    }
+    up = L7Upstream("web", "api", random.Random(3))
+    up.set_chain(_chain(splitter))
+    for i, subset in enumerate(("v1", "v2")):
+        up.set_endpoints(f"{subset}.api.default.default.dc1", [Endpoint("127.0.0.1", 31001 + i)])
+    sent: dict[str, list[bytes]] = {}
+
+    async def pool_request(
+        endpoint: str, method: str, target: str, headers: Any, body: bytes, *a: Any
+    ) -> UpstreamResponse:
+        sent.setdefault(endpoint, []).append(request_head_bytes(method, target, headers, body))
+        return UpstreamResponse(200, [], b"ok")
+
+    metrics = ProxyMetrics()
+    l4: Any = types.SimpleNamespace(metrics=metrics)
+    handler = L7OutboundHandler(None, up, l4, Reporter(metrics.standard, "source", "web"))  # type: ignore[arg-type]
+    handler.pool.request = pool_request  # type: ignore[method-assign]
+    raw = [(b"Host", b"api"), (b"Connection", b"keep-alive"), (b"X-Name", b"caf\xe9")]
+    for _ in range(30):
+        await handler.handle(ParsedRequest(b"POST", b"/p?q=1", list(raw)), b"ok")
+    plain = b"POST /p?q=1 HTTP/1.1\r\nHost: api\r\nX-Name: caf\xe9\r\ncontent-length: 2\r\n\r\nok"
+    assert set(sent["127.0.0.1:31002"]) == {plain}  # v2: the parsed bytes, framed anew
+    set_leg = plain.replace(b"X-Name: caf\xe9\r\n", b"X-Name: caf\xe9\r\nx-leg: v1\r\n")
+    assert set(sent["127.0.0.1:31001"]) == {set_leg}  # v1: Set applied, as text

@@ -10,6 +10,7 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
+from connect.proxy import l7_stats
 from connect.proxy.errors import AgentUnavailableError
 from connect.proxy.l7_metrics import REQUEST_METRICS_ENV, Flag, Reporter, StandardMetrics
 from connect.proxy.l7_stats import STATS_PATH, EdgeStats, StatsPusher
@@ -34,6 +35,25 @@ def test_reporter_and_tcp_counters_feed_the_aggregate() -> None:
     assert edge.buckets[2] == 1 and edge.buckets[8] == 1  # 2 ms in (1, 5]; 300 ms in (250, 500]
     conn = stats.edges[("destination", "web", "db", "", True)]
     assert (conn.connections, conn.bytes_received, conn.bytes_sent) == (1, 100, 2000)
+
+
+def test_repeated_requests_count_as_the_first_and_edges_beyond_the_limit_as_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(l7_stats, "MAX_EDGES", 2)
+    metrics = StandardMetrics(CollectorRegistry(), fast=True)
+    metrics.edges = stats = EdgeStats()
+    reporter = Reporter(metrics, "source", "web", clock=lambda: 0.0)
+    for destination, status in [("api", 200), ("api", 503), ("db", 200), ("x", 200)] * 3:
+        reporter.end(reporter.begin("get", "/", [], 0, "web", destination), status, 2)
+    api = stats.edges[("source", "web", "api", "", True)]
+    assert (api.requests, api.errors) == (6, 3)
+    assert stats.edges[("source", "web", "db", "", True)].requests == 3
+    assert len(stats.edges) == 2 and stats.dropped == 3  # x: every request, not once
+    series = metrics.series.series  # type: ignore[union-attr]
+    key = ("source", "web", "api", "unknown", "GET", "503", "-", "mutual_tls")
+    assert series[key].count == 3 and series[key].resp_sum == 6
+    assert sum(s.count for s in series.values()) == 12
 
 
 def test_request_metrics_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import uuid
 
 import pytest
 
@@ -15,6 +16,7 @@ from connect.telemetry.propagation import (
     extract_collected,
     inject,
     inject_all_bytes,
+    new_request_id,
     new_span_id,
     new_trace_id,
     parse_b3_single,
@@ -219,3 +221,11 @@ def test_extract_without_formats_skips_only_what_formats_needs():
     assert (lean.context, lean.force, lean.deny) == (full.context, full.force, full.deny)
     only_b3 = {"b3": ["0"], "x-b3-traceid": [SPEC_TRACE], "x-b3-spanid": [SPEC_PARENT]}
     assert extract_collected(only_b3, formats=False) == extract_collected(only_b3)
+
+
+def test_ids_are_the_hex_of_the_rng_draws_and_the_request_id_a_uuid4() -> None:
+    ids, draws = random.Random(11), random.Random(11)
+    for _ in range(200):
+        assert new_trace_id(ids) == f"{draws.getrandbits(128):032x}"
+        assert new_span_id(ids) == f"{draws.getrandbits(64):016x}"
+        assert new_request_id(ids) == str(uuid.UUID(int=draws.getrandbits(128), version=4))
