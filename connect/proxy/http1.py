@@ -27,10 +27,13 @@ then closes.
 
 from __future__ import annotations
 
+import array
 import collections
 import socket
 import ssl
+from fcntl import ioctl
 from http import HTTPStatus
+from termios import FIONREAD
 
 import httptools
 
@@ -57,6 +60,7 @@ HOP_BY_HOP = frozenset(
 _STATUS_LINES: dict[int, bytes] = {}
 _RECV_BUF = bytearray(RECV_SIZE)  # one receive buffer for every connection (one thread)
 _RECV_VIEW = memoryview(_RECV_BUF)
+_UNREAD = array.array("i", [0])  # FIONREAD's answer (one thread)
 
 
 class ProtocolError(Exception):
@@ -171,7 +175,8 @@ async def recv_into_view(
     the buffer may have left some; a TLS read returns one record, so it may
     have left some unless ``peer_waits`` (the read ended a message and the
     peer sends nothing before our next one: a response; a client may
-    pipeline requests).
+    pipeline requests); before such a wait, the kernel's count of unread
+    bytes (``_unread``) says whether a read would find any.
     Raises OSError, ssl.SSLError, trio.ClosedResourceError (the fd is being
     closed)."""
     fd = sock.fileno()
@@ -179,7 +184,7 @@ async def recv_into_view(
     if wait_first and not (sslobj is not None and sslobj.pending()):
         if ready is None:
             await wait_fd(fd, readable=True)
-        elif not (ready.more and ready.in_set):
+        elif not (ready.more and ready.in_set and (sslobj is None or _unread(fd))):
             await ready.wait()
     while True:
         try:
@@ -197,6 +202,21 @@ async def recv_into_view(
             await wait_fd(fd, readable=False)
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
             return _RECV_VIEW[:0]
+
+
+def _unread(fd: int) -> bool:
+    """Whether the kernel holds bytes of ``fd`` not read yet (FIONREAD).
+
+    What a TLS read that may have left a record behind checks before a
+    wait: one ioctl instead of a read that fails (a syscall, OpenSSL's
+    error path and an ``SSLWantReadError``; the common case on a keep-alive
+    connection, whose peer waits for our answer). Bytes that arrive after
+    the check make a new edge, so the wait that follows still sees them."""
+    try:
+        ioctl(fd, FIONREAD, _UNREAD, True)
+    except OSError:
+        return True  # let the read report it
+    return _UNREAD[0] > 0
 
 
 async def send_bytes(sock: socket.socket, data: bytes) -> None:
