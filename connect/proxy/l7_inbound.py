@@ -101,6 +101,7 @@ RESET_BODY = "upstream connect error or disconnect/reset before headers. reset r
 LOCAL_REQUEST_TIMEOUT = 15.0  # Envoy's default route timeout
 HEAD_LIMIT = 65536
 HEAD_TIMEOUT = 10.0
+_BY_SOURCE_MAX = 4096  # sources whose decision is kept (one per calling service)
 # A permission no request escapes: what an intention whose Permissions the
 # proxy cannot read gets (fail closed).
 _DENY_ALL = IntentionPermission("deny", IntentionHTTPPermission(path_prefix="/"))
@@ -185,6 +186,8 @@ def _local(status: int, body: str) -> UpstreamResponse:
 
 def _local_flags(resp: UpstreamResponse) -> str:
     """Envoy's response flag of a reply this proxy made itself ("" for the app's)."""
+    if resp.status not in _LOCAL_STATUSES:  # most answers: no body to look at
+        return ""
     body = resp.body.decode("latin-1")
     if resp.status == 403 and body == RBAC_DENIED_BODY:
         return "RBAC"
@@ -195,6 +198,9 @@ def _local_flags(resp: UpstreamResponse) -> str:
     if resp.status == 504 and body == TIMEOUT_BODY:
         return "UT"
     return ""
+
+
+_LOCAL_STATUSES = frozenset({403, 503, 504})
 
 
 def _head_wants_l4(data: bytes) -> bool:
@@ -216,7 +222,13 @@ class L7Inbound:
         self.entry_sources: list[SourceIntention] = []
         self.table_sources: list[SourceIntention] = []
         self.rules: tuple[SourceIntention, ...] = ()
-        self.default_allow = False
+        self._default_allow = False
+        # The decision for a source whose winning rule cannot look at the
+        # request (an L4 rule, or none: the default), by source service;
+        # None: an L7 rule, each request is judged. Emptied when the rules
+        # or the default change.
+        self._by_source: dict[str, RbacDecision | None] = {}
+        self._local: tuple[object, str] | None = None  # (spec, "host:port")
         self.pool = Pool(self._dial_local)
         self._listener: Listener | None = None
         self.tracing: ProxyTracing | None = None
@@ -248,6 +260,16 @@ class L7Inbound:
         self.table_sources = [source_from_intention(i) for i in intentions]
         self._rebuild()
 
+    @property
+    def default_allow(self) -> bool:
+        """The agent's ``connect.default_intention_policy`` is ``allow``."""
+        return self._default_allow
+
+    @default_allow.setter
+    def default_allow(self, allow: bool) -> None:
+        self._default_allow = allow
+        self._by_source = {}
+
     def _rebuild(self) -> None:
         # The intentions API and the entries are one store (an agent of
         # meshd >= the unified store lists every entry source there too):
@@ -257,6 +279,7 @@ class L7Inbound:
         table = [s for s in self.table_sources if _rule_key(s) not in seen]
         # One tuple swapped at once: a request sees the old rules or the new.
         self.rules = tuple(order_sources([*self.entry_sources, *table]))
+        self._by_source = {}
 
     def connection_decision(self, source: PeerID) -> Decision | None:
         """How a connection from ``source`` is decided before any request.
@@ -290,6 +313,27 @@ class L7Inbound:
             source_namespace=namespace,
         )
 
+    def _judge(self, request: Request) -> RbacDecision:
+        """``decide`` for a request whose path normalises (checked by the
+        caller), from the per-source cache when its winning rule is not an
+        L7 one: such a decision cannot change until the rules or the
+        default do (which empty the cache)."""
+        source = request.source_service
+        try:
+            known = self._by_source[source]
+        except KeyError:
+            known = self._by_source_decision(request)
+        return self.decide(request) if known is None else known
+
+    def _by_source_decision(self, request: Request) -> RbacDecision | None:
+        source = request.source_service
+        winner = next((s for s in self.rules if source_matches(s, source, "default")), None)
+        decision = None if winner is not None and winner.permissions else self.decide(request)
+        if len(self._by_source) >= _BY_SOURCE_MAX:
+            self._by_source = {}
+        self._by_source[source] = decision
+        return decision
+
     async def _dial_local(self, address: str) -> ssl.SSLSocket:
         host, _, port = address.rpartition(":")
         assert self._listener is not None
@@ -301,8 +345,11 @@ class L7Inbound:
 
     def _local_address(self) -> str:
         assert self._listener is not None
-        spec = self._listener.spec
-        return f"{spec.local_address}:{spec.local_port}"
+        spec = self._listener.spec  # replaced (not changed) by an update
+        local = self._local
+        if local is None or local[0] is not spec:
+            local = self._local = (spec, f"{spec.local_address}:{spec.local_port}")
+        return local[1]
 
     async def serve(self, listener: Listener, tls: ssl.SSLSocket, source: PeerID) -> None:
         """Serve one accepted, authenticated connection until it ends."""
@@ -413,7 +460,7 @@ class L7Inbound:
         path = normalize_path(request.path)
         if path is None:  # Envoy's path normalisation refuses it before any filter
             return _local(400, "Bad Request")
-        decision = self.decide(request)
+        decision = self._judge(request)
         if not decision.allowed:
             ex.flag(Flag.RBAC_DENIED)
             return self._deny(request, decision)
