@@ -34,6 +34,7 @@ import ssl
 from fcntl import ioctl
 from http import HTTPStatus
 from termios import FIONREAD
+from typing import AnyStr, cast
 
 import httptools
 
@@ -57,6 +58,10 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
+_HOP_BY_HOP_RAW = frozenset(name.encode() for name in HOP_BY_HOP)
+# A request's header fields: str pairs, or bytes ones as parsed.
+HeaderList = list[tuple[str, str]] | list[tuple[bytes, bytes]]
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})  # else until EOF
 _STATUS_LINES: dict[int, bytes] = {}
 _RECV_BUF = bytearray(RECV_SIZE)  # one receive buffer for every connection (one thread)
 _RECV_VIEW = memoryview(_RECV_BUF)
@@ -98,24 +103,38 @@ def status_line(status: int) -> bytes:
 def end_to_end(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """``headers`` without hop-by-hop and framing headers (and those that
     ``Connection`` names)."""
-    out: list[tuple[str, str]] = []
-    named: set[str] | None = None
-    for pair in headers:
-        low = pair[0].lower()
-        if low in HOP_BY_HOP:
-            if low == "connection":
-                named = named or set()
-                named.update(t.strip().lower() for t in pair[1].split(","))
-            continue
-        out.append(pair)
-    if named and not named <= HOP_BY_HOP:  # "keep-alive" names nothing left
-        out = [(n, v) for n, v in out if n.lower() not in named]
+    return _end_to_end(headers, HOP_BY_HOP, "connection", ",")
+
+
+def end_to_end_raw(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``end_to_end`` for headers as parsed (bytes): forwarded without a
+    decode and an encode."""
+    return _end_to_end(headers, _HOP_BY_HOP_RAW, b"connection", b",")
+
+
+def _end_to_end(
+    headers: list[tuple[AnyStr, AnyStr]], hop: frozenset[AnyStr], connection: AnyStr, comma: AnyStr
+) -> list[tuple[AnyStr, AnyStr]]:
+    out = [pair for pair in headers if pair[0].lower() not in hop]
+    if len(out) == len(headers):  # no Connection header either
+        return out
+    named = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == connection
+        for token in value.split(comma)
+    }
+    named -= hop  # "keep-alive" names nothing left
+    if named:
+        out = [pair for pair in out if pair[0].lower() not in named]
     return out
 
 
-def _head(first: bytes, headers: list[tuple[str, str]]) -> bytes:
-    text = "".join([f"{n}: {v}\r\n" for n, v in headers])
-    if text.count("\n") != len(headers) or text.count("\r") != len(headers):
+def _head(first: bytes, headers: list[tuple[str, str]], tail: str = "", lines: int = 0) -> bytes:
+    """``first``, then ``headers`` and ``tail`` (``lines`` more header lines)."""
+    text = "".join([f"{n}: {v}\r\n" for n, v in headers]) + tail
+    lines += len(headers)
+    if text.count("\n") != lines or text.count("\r") != lines:
         raise ProtocolError(502, "header with a line break")
     return first + text.encode("latin-1") + b"\r\n"
 
@@ -134,20 +153,25 @@ def response_bytes(
     Content-Length is the body's, or ``length`` (what the upstream said)
     for an answer to HEAD, which carries no body; ``close`` adds
     ``connection: close``."""
-    out = list(headers)
-    if close:
-        out.append(("connection", "close"))
+    tail = "connection: close\r\n" if close else ""
     if not head:
-        out.append(("content-length", str(len(body))))
+        tail += f"content-length: {len(body)}\r\n"
     elif length is not None:
-        out.append(("content-length", length))
-    data = _head(status_line(status), out)
+        tail += f"content-length: {length}\r\n"
+    data = _head(status_line(status), headers, tail, tail.count("\n"))
     return data + body if body and not head else data
 
 
-def request_bytes(method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
-    """A whole request; ``headers`` carry its framing (Content-Length) already."""
-    return _head(f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), headers) + body
+def request_bytes(method: str, target: str, headers: HeaderList, body: bytes) -> bytes:
+    """A whole request; ``headers`` carry its framing (Content-Length)
+    already: str pairs, or bytes ones as parsed (``end_to_end_raw``)."""
+    first = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+    if not headers or isinstance(headers[0][0], str):
+        return _head(first, cast("list[tuple[str, str]]", headers)) + body
+    text = b"".join([n + b": " + v + b"\r\n" for n, v in headers])
+    if text.count(b"\n") != len(headers) or text.count(b"\r") != len(headers):
+        raise ProtocolError(502, "header with a line break")
+    return first + text + b"\r\n" + body
 
 
 async def recv_into_view(
@@ -428,7 +452,7 @@ class ResponseReader:
         self.sock = sock
         self._parser = httptools.HttpResponseParser(self)
         self._status = 0
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers: list[tuple[str, str]] = []  # decoded as they come
         self._parts: list[bytes] = []
         self._size = 0
         self._head_only = False
@@ -474,9 +498,8 @@ class ResponseReader:
                 raise UpstreamClosed(reason, before_response=not self._status) from None
         if not self._keep_alive:
             self.reusable = False
-        hdrs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._headers]
         body = b"".join(self._parts) if len(self._parts) != 1 else self._parts[0]
-        return self._status, hdrs, body
+        return self._status, self._headers, body
 
     @property
     def got_head(self) -> bool:
@@ -496,9 +519,13 @@ class ResponseReader:
         self._headers = []
         self._parts = []
         self._size = 0
+        self._framed = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        key = name.lower()
+        if key in _FRAMING:
+            self._framed = True
+        self._headers.append((key.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -507,9 +534,6 @@ class ResponseReader:
             return  # 1xx: skipped (its message completes at once)
         self._status = status
         self._keep_alive = parser.should_keep_alive()
-        self._framed = any(
-            n == b"content-length" or n == b"transfer-encoding" for n, _ in self._headers
-        )
         self._in_body = True
         if self._head_only:
             # llhttp does not know the request was HEAD: stop here, and do

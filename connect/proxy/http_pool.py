@@ -29,6 +29,7 @@ from .http1 import (
     HOP_BY_HOP,
     MAX_BODY,
     RECV_SIZE,
+    HeaderList,
     ParsedRequest,
     ProtocolError,
     RequestReader,
@@ -236,7 +237,7 @@ class Pool:
         endpoint: str,
         method: str,
         target: str,
-        headers: list[tuple[str, str]],
+        headers: HeaderList,
         body: bytes,
         deadline: float = math.inf,
     ) -> UpstreamResponse:
@@ -281,7 +282,7 @@ def _watched(conn: UpstreamConn) -> UpstreamConn:
 
 
 async def _exchange(
-    conn: UpstreamConn, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    conn: UpstreamConn, method: str, target: str, headers: HeaderList, body: bytes
 ) -> UpstreamResponse:
     try:
         await send_bytes(conn.sock, request_bytes(method, target, headers, body))

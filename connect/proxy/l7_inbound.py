@@ -69,13 +69,12 @@ from connect.l7.retry import TIMEOUT_BODY
 from .agent_client import AgentClient
 from .authz import intentions_from_match
 from .errors import AgentError, AgentResponseError
-from .http1 import ParsedRequest, ProtocolError, RequestReader, send_bytes
+from .http1 import ParsedRequest, ProtocolError, RequestReader, end_to_end_raw, send_bytes
 from .http_pool import (
     Expired,
     Pool,
     UpstreamReset,
     UpstreamResponse,
-    end_to_end,
     recv_some,
     serialize,
     serve_requests,
@@ -453,10 +452,14 @@ class L7Inbound:
         ex = self.reporter.begin(
             request.method, target, headers, len(body), request.source_service, self.service
         )
-        return await self.reporter.observe(ex, functools.partial(self._handle, request, body))
+        handle = functools.partial(self._handle, request, body, headers)
+        return await self.reporter.observe(ex, handle)
 
-    async def _handle(self, request: Request, body: bytes, ex: Exchange) -> UpstreamResponse:
-        """The answer to one request: 403 from the intentions, or the local app's."""
+    async def _handle(
+        self, request: Request, body: bytes, raw: list[tuple[bytes, bytes]], ex: Exchange
+    ) -> UpstreamResponse:
+        """The answer to one request: 403 from the intentions, or the local
+        app's (``raw``, the headers as received, forwarded as they are)."""
         path = normalize_path(request.path)
         if path is None:  # Envoy's path normalisation refuses it before any filter
             return _local(400, "Bad Request")
@@ -465,9 +468,9 @@ class L7Inbound:
             ex.flag(Flag.RBAC_DENIED)
             return self._deny(request, decision)
         target = f"{path}?{request.query}" if request.query else path
-        headers = end_to_end(request.headers.items())
+        headers = end_to_end_raw(raw)
         if body or request.method in ("POST", "PUT", "PATCH"):
-            headers.append(("content-length", str(len(body))))
+            headers.append((b"content-length", b"%d" % len(body)))
         ex.upstream = self._local_address()
         # The timeout is kept by the pool (expiry.py), not a cancel scope.
         deadline = trio.current_time() + LOCAL_REQUEST_TIMEOUT
