@@ -34,7 +34,7 @@ import ssl
 from fcntl import ioctl
 from http import HTTPStatus
 from termios import FIONREAD
-from typing import AnyStr, cast
+from typing import cast
 
 import httptools
 
@@ -103,38 +103,42 @@ def status_line(status: int) -> bytes:
 def end_to_end(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """``headers`` without hop-by-hop and framing headers (and those that
     ``Connection`` names)."""
-    return _end_to_end(headers, HOP_BY_HOP, "connection", ",")
+    out: list[tuple[str, str]] = []
+    named: set[str] | None = None
+    for pair in headers:
+        low = pair[0].lower()
+        if low in HOP_BY_HOP:
+            if low == "connection":
+                named = named or set()
+                named.update(t.strip().lower() for t in pair[1].split(","))
+            continue
+        out.append(pair)
+    if named and not named <= HOP_BY_HOP:  # "keep-alive" names nothing left
+        out = [(n, v) for n, v in out if n.lower() not in named]
+    return out
 
 
 def end_to_end_raw(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """``end_to_end`` for headers as parsed (bytes): forwarded without a
     decode and an encode."""
-    return _end_to_end(headers, _HOP_BY_HOP_RAW, b"connection", b",")
-
-
-def _end_to_end(
-    headers: list[tuple[AnyStr, AnyStr]], hop: frozenset[AnyStr], connection: AnyStr, comma: AnyStr
-) -> list[tuple[AnyStr, AnyStr]]:
-    out = [pair for pair in headers if pair[0].lower() not in hop]
-    if len(out) == len(headers):  # no Connection header either
-        return out
-    named = {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == connection
-        for token in value.split(comma)
-    }
-    named -= hop  # "keep-alive" names nothing left
-    if named:
-        out = [pair for pair in out if pair[0].lower() not in named]
+    out: list[tuple[bytes, bytes]] = []
+    named: set[bytes] | None = None
+    for pair in headers:
+        low = pair[0].lower()
+        if low in _HOP_BY_HOP_RAW:
+            if low == b"connection":
+                named = named or set()
+                named.update(t.strip().lower() for t in pair[1].split(b","))
+            continue
+        out.append(pair)
+    if named and not named <= _HOP_BY_HOP_RAW:
+        out = [(n, v) for n, v in out if n.lower() not in named]
     return out
 
 
-def _head(first: bytes, headers: list[tuple[str, str]], tail: str = "", lines: int = 0) -> bytes:
-    """``first``, then ``headers`` and ``tail`` (``lines`` more header lines)."""
-    text = "".join([f"{n}: {v}\r\n" for n, v in headers]) + tail
-    lines += len(headers)
-    if text.count("\n") != lines or text.count("\r") != lines:
+def _head(first: bytes, headers: list[tuple[str, str]]) -> bytes:
+    text = "".join([f"{n}: {v}\r\n" for n, v in headers])
+    if text.count("\n") != len(headers) or text.count("\r") != len(headers):
         raise ProtocolError(502, "header with a line break")
     return first + text.encode("latin-1") + b"\r\n"
 
@@ -153,12 +157,14 @@ def response_bytes(
     Content-Length is the body's, or ``length`` (what the upstream said)
     for an answer to HEAD, which carries no body; ``close`` adds
     ``connection: close``."""
-    tail = "connection: close\r\n" if close else ""
+    out = list(headers)
+    if close:
+        out.append(("connection", "close"))
     if not head:
-        tail += f"content-length: {len(body)}\r\n"
+        out.append(("content-length", str(len(body))))
     elif length is not None:
-        tail += f"content-length: {length}\r\n"
-    data = _head(status_line(status), headers, tail, tail.count("\n"))
+        out.append(("content-length", length))
+    data = _head(status_line(status), out)
     return data + body if body and not head else data
 
 

@@ -63,7 +63,7 @@ from connect.l7.rbac import (
     order_sources,
     source_matches,
 )
-from connect.l7.request import Request
+from connect.l7.request import Headers, Request
 from connect.l7.retry import TIMEOUT_BODY
 
 from .agent_client import AgentClient
@@ -207,6 +207,40 @@ def _head_wants_l4(data: bytes) -> bool:
     return data.startswith(b"CONNECT ") or b"\nupgrade:" in head.lower()
 
 
+class _Parsed:
+    """What the inbound path reads of every request; the ``Request`` (its
+    headers decoded) is made only when something needs it: a rule that
+    looks at the request, a denial's log line."""
+
+    __slots__ = ("_request", "method", "path", "query", "raw", "source")
+
+    def __init__(
+        self, method: str, target: str, raw: list[tuple[bytes, bytes]], source: str
+    ) -> None:
+        self.method = method
+        self.path, _, self.query = target.partition("?")
+        self.raw = raw
+        self.source = source
+        self._request: Request | None = None
+
+    @classmethod
+    def of(cls, request: Request, raw: list[tuple[bytes, bytes]] | None = None) -> _Parsed:
+        """``request`` (``raw``: its headers as received, when known)."""
+        if raw is None:
+            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
+        parsed = cls(request.method, request.path, raw, request.source_service)
+        parsed.query = request.query
+        parsed._request = request
+        return parsed
+
+    def request(self) -> Request:
+        if self._request is None:
+            self._request = Request(
+                self.method, self.path, self.query, Headers.from_raw(self.raw), self.source
+            )
+        return self._request
+
+
 class L7Inbound:
     """One local service's L7 inbound state and the driver of its requests."""
 
@@ -312,22 +346,23 @@ class L7Inbound:
             source_namespace=namespace,
         )
 
-    def _judge(self, request: Request) -> RbacDecision:
+    def _judge(self, parsed: _Parsed) -> RbacDecision:
         """``decide`` for a request whose path normalises (checked by the
         caller), from the per-source cache when its winning rule is not an
         L7 one: such a decision cannot change until the rules or the
         default do (which empty the cache)."""
-        source = request.source_service
         try:
-            known = self._by_source[source]
+            known = self._by_source[parsed.source]
         except KeyError:
-            known = self._by_source_decision(request)
-        return self.decide(request) if known is None else known
+            known = self._by_source_decision(parsed)
+        return self.decide(parsed.request()) if known is None else known
 
-    def _by_source_decision(self, request: Request) -> RbacDecision | None:
-        source = request.source_service
+    def _by_source_decision(self, parsed: _Parsed) -> RbacDecision | None:
+        source = parsed.source
         winner = next((s for s in self.rules if source_matches(s, source, "default")), None)
-        decision = None if winner is not None and winner.permissions else self.decide(request)
+        decision = None
+        if winner is None or not winner.permissions:
+            decision = self.decide(parsed.request())
         if len(self._by_source) >= _BY_SOURCE_MAX:
             self._by_source = {}
         self._by_source[source] = decision
@@ -424,13 +459,15 @@ class L7Inbound:
         """``handle`` inside a SERVER span when tracing is on (l7_tracing): the
         local app gets the span's trace headers and ``x-request-id``."""
         tracing = self.tracing
+        method = event.method.decode("ascii").upper()
+        target = event.target.decode("latin-1")
         if tracing is None:
-            return await self.handle(self._request(event, source), body, event.headers)
+            return await self._answer(_Parsed(method, target, event.headers, source.service), body)
         hop = tracing.server_hop(
             self.service, source.service, event.method, event.target, event.headers
         )
         try:
-            resp = await self.handle(self._request(event, source, hop.headers), body, hop.headers)
+            resp = await self._answer(_Parsed(method, target, hop.headers, source.service), body)
         finally:
             tracing.release(hop)
         hop.flags = _local_flags(resp)
@@ -445,38 +482,36 @@ class L7Inbound:
         """The answer to one request, counted and access-logged as the
         destination reporter (l7_metrics.py). ``raw``: the request's headers
         as received (``request.headers`` encoded), when the caller has them."""
-        target = f"{request.path}?{request.query}" if request.query else request.path
-        headers = raw
-        if headers is None:
-            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
-        ex = self.reporter.begin(
-            request.method, target, headers, len(body), request.source_service, self.service
-        )
-        handle = functools.partial(self._handle, request, body, headers)
-        return await self.reporter.observe(ex, handle)
+        return await self._answer(_Parsed.of(request, raw), body)
 
-    async def _handle(
-        self, request: Request, body: bytes, raw: list[tuple[bytes, bytes]], ex: Exchange
-    ) -> UpstreamResponse:
+    async def _answer(self, parsed: _Parsed, body: bytes) -> UpstreamResponse:
+        """``handle`` for a request as parsed."""
+        target = f"{parsed.path}?{parsed.query}" if parsed.query else parsed.path
+        ex = self.reporter.begin(
+            parsed.method, target, parsed.raw, len(body), parsed.source, self.service
+        )
+        return await self.reporter.observe(ex, functools.partial(self._handle, parsed, body))
+
+    async def _handle(self, parsed: _Parsed, body: bytes, ex: Exchange) -> UpstreamResponse:
         """The answer to one request: 403 from the intentions, or the local
-        app's (``raw``, the headers as received, forwarded as they are)."""
-        path = normalize_path(request.path)
+        app's (its headers as received, forwarded as they are)."""
+        path = normalize_path(parsed.path)
         if path is None:  # Envoy's path normalisation refuses it before any filter
             return _local(400, "Bad Request")
-        decision = self._judge(request)
+        decision = self._judge(parsed)
         if not decision.allowed:
             ex.flag(Flag.RBAC_DENIED)
-            return self._deny(request, decision)
-        target = f"{path}?{request.query}" if request.query else path
-        headers = end_to_end_raw(raw)
-        if body or request.method in ("POST", "PUT", "PATCH"):
+            return self._deny(parsed.request(), decision)
+        target = f"{path}?{parsed.query}" if parsed.query else path
+        headers = end_to_end_raw(parsed.raw)
+        if body or parsed.method in ("POST", "PUT", "PATCH"):
             headers.append((b"content-length", b"%d" % len(body)))
         ex.upstream = self._local_address()
         # The timeout is kept by the pool (expiry.py), not a cancel scope.
         deadline = trio.current_time() + LOCAL_REQUEST_TIMEOUT
         try:
             return await self.pool.request(
-                ex.upstream, request.method, target, headers, body, deadline
+                ex.upstream, parsed.method, target, headers, body, deadline
             )
         except Expired:
             ex.flag(Flag.TIMEOUT)

@@ -20,6 +20,7 @@ from connect.l7.request import Request
 from connect.proxy.identity import PeerID
 from connect.proxy.l7_inbound import (
     L7Inbound,
+    _Parsed,
     source_from_intention,
     sources_from_entries,
 )
@@ -225,7 +226,7 @@ def test_a_decision_kept_per_source_follows_every_rule_and_default_change() -> N
     svc = L7Inbound("api", ProxyMetrics())
 
     def judged(path: str, source: str = "web") -> tuple[bool, str]:
-        d = svc._judge(Request.build("GET", path, source_service=source))
+        d = svc._judge(_Parsed.of(Request.build("GET", path, source_service=source)))
         return d.allowed, d.reason
 
     assert judged("/a")[0] is False  # default deny until known
