@@ -30,6 +30,7 @@ from typing import Any
 import trio
 
 from bench.loadgen.table import machine, print_table
+from connect.intentions import Intention
 from connect.l7.chain import compile_chain
 from connect.l7.chain_validate import EntrySet
 from connect.l7.entries import parse_entry
@@ -102,9 +103,20 @@ def outbound(split: bool = False) -> L7OutboundHandler:
 
 
 def inbound() -> L7Inbound:
-    """api's sidecar inbound, allowing by default, the app at 127.0.0.1:8080."""
+    """api's sidecar inbound, the app at 127.0.0.1:8080; as in proxy_bench,
+    an (L4) intention allows web (default deny)."""
     svc = L7Inbound("api", ProxyMetrics())
-    svc.default_allow = True
+    svc.set_table(
+        [
+            Intention(
+                id="ixn-web-api",
+                source_name="web",
+                destination_name="api",
+                precedence=9,
+                action="allow",
+            )
+        ]
+    )
     svc.pool.request = _canned  # type: ignore[method-assign]
     svc.tracing = ProxyTracing(None)
     spec = types.SimpleNamespace(local_address="127.0.0.1", local_port=8080)

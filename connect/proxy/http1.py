@@ -27,10 +27,14 @@ then closes.
 
 from __future__ import annotations
 
+import array
 import collections
 import socket
 import ssl
+from fcntl import ioctl
 from http import HTTPStatus
+from termios import FIONREAD
+from typing import cast
 
 import httptools
 
@@ -54,9 +58,14 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
+_HOP_BY_HOP_RAW = frozenset(name.encode() for name in HOP_BY_HOP)
+# A request's header fields: str pairs, or bytes ones as parsed.
+HeaderList = list[tuple[str, str]] | list[tuple[bytes, bytes]]
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})  # else until EOF
 _STATUS_LINES: dict[int, bytes] = {}
 _RECV_BUF = bytearray(RECV_SIZE)  # one receive buffer for every connection (one thread)
 _RECV_VIEW = memoryview(_RECV_BUF)
+_UNREAD = array.array("i", [0])  # FIONREAD's answer (one thread)
 
 
 class ProtocolError(Exception):
@@ -109,6 +118,23 @@ def end_to_end(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
+def end_to_end_raw(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``end_to_end`` for headers as parsed (bytes), the same pairs kept in
+    order: forwarded without a decode and an encode."""
+    out = [pair for pair in headers if pair[0].lower() not in _HOP_BY_HOP_RAW]
+    if len(out) == len(headers):  # no Connection header either
+        return out
+    named: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":  # its tokens as end_to_end reads them
+            tokens = value.decode("latin-1").split(",")
+            named.update(t.strip().lower().encode("latin-1") for t in tokens)
+    named -= _HOP_BY_HOP_RAW  # "keep-alive" names nothing left
+    if named:
+        out = [pair for pair in out if pair[0].lower() not in named]
+    return out
+
+
 def _head(first: bytes, headers: list[tuple[str, str]]) -> bytes:
     text = "".join([f"{n}: {v}\r\n" for n, v in headers])
     if text.count("\n") != len(headers) or text.count("\r") != len(headers):
@@ -141,9 +167,16 @@ def response_bytes(
     return data + body if body and not head else data
 
 
-def request_bytes(method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
-    """A whole request; ``headers`` carry its framing (Content-Length) already."""
-    return _head(f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), headers) + body
+def request_bytes(method: str, target: str, headers: HeaderList, body: bytes) -> bytes:
+    """A whole request; ``headers`` carry its framing (Content-Length)
+    already: str pairs, or bytes ones as parsed (``end_to_end_raw``)."""
+    first = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+    if not headers or isinstance(headers[0][0], str):
+        return _head(first, cast("list[tuple[str, str]]", headers)) + body
+    text = b"".join([n + b": " + v + b"\r\n" for n, v in headers])
+    if text.count(b"\n") != len(headers) or text.count(b"\r") != len(headers):
+        raise ProtocolError(502, "header with a line break")
+    return first + text + b"\r\n" + body
 
 
 async def recv_into_view(
@@ -171,7 +204,8 @@ async def recv_into_view(
     the buffer may have left some; a TLS read returns one record, so it may
     have left some unless ``peer_waits`` (the read ended a message and the
     peer sends nothing before our next one: a response; a client may
-    pipeline requests).
+    pipeline requests); before such a wait, the kernel's count of unread
+    bytes (``_unread``) says whether a read would find any.
     Raises OSError, ssl.SSLError, trio.ClosedResourceError (the fd is being
     closed)."""
     fd = sock.fileno()
@@ -179,7 +213,7 @@ async def recv_into_view(
     if wait_first and not (sslobj is not None and sslobj.pending()):
         if ready is None:
             await wait_fd(fd, readable=True)
-        elif not (ready.more and ready.in_set):
+        elif not (ready.more and ready.in_set and (sslobj is None or _unread(fd))):
             await ready.wait()
     while True:
         try:
@@ -197,6 +231,21 @@ async def recv_into_view(
             await wait_fd(fd, readable=False)
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
             return _RECV_VIEW[:0]
+
+
+def _unread(fd: int) -> bool:
+    """Whether the kernel holds bytes of ``fd`` not read yet (FIONREAD).
+
+    What a TLS read that may have left a record behind checks before a
+    wait: one ioctl instead of a read that fails (a syscall, OpenSSL's
+    error path and an ``SSLWantReadError``; the common case on a keep-alive
+    connection, whose peer waits for our answer). Bytes that arrive after
+    the check make a new edge, so the wait that follows still sees them."""
+    try:
+        ioctl(fd, FIONREAD, _UNREAD, True)
+    except OSError:
+        return True  # let the read report it
+    return _UNREAD[0] > 0
 
 
 async def send_bytes(sock: socket.socket, data: bytes) -> None:
@@ -408,7 +457,7 @@ class ResponseReader:
         self.sock = sock
         self._parser = httptools.HttpResponseParser(self)
         self._status = 0
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers: list[tuple[str, str]] = []  # decoded as they come
         self._parts: list[bytes] = []
         self._size = 0
         self._head_only = False
@@ -454,9 +503,8 @@ class ResponseReader:
                 raise UpstreamClosed(reason, before_response=not self._status) from None
         if not self._keep_alive:
             self.reusable = False
-        hdrs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._headers]
         body = b"".join(self._parts) if len(self._parts) != 1 else self._parts[0]
-        return self._status, hdrs, body
+        return self._status, self._headers, body
 
     @property
     def got_head(self) -> bool:
@@ -476,9 +524,13 @@ class ResponseReader:
         self._headers = []
         self._parts = []
         self._size = 0
+        self._framed = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        key = name.lower()
+        if key in _FRAMING:
+            self._framed = True
+        self._headers.append((key.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -487,9 +539,6 @@ class ResponseReader:
             return  # 1xx: skipped (its message completes at once)
         self._status = status
         self._keep_alive = parser.should_keep_alive()
-        self._framed = any(
-            n == b"content-length" or n == b"transfer-encoding" for n, _ in self._headers
-        )
         self._in_body = True
         if self._head_only:
             # llhttp does not know the request was HEAD: stop here, and do

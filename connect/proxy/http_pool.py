@@ -31,12 +31,14 @@ from .http1 import (
     HOP_BY_HOP,
     MAX_BODY,
     RECV_SIZE,
+    HeaderList,
     ParsedRequest,
     ProtocolError,
     RequestReader,
     ResponseReader,
     UpstreamClosed,
     end_to_end,
+    end_to_end_raw,
     request_bytes,
     response_bytes,
     send_bytes,
@@ -54,7 +56,6 @@ __all__ = [
     "UpstreamReset",
     "UpstreamResponse",
     "end_to_end",
-    "end_to_end_raw",
     "forward_fields",
     "local_error",
     "recv_some",
@@ -65,28 +66,9 @@ __all__ = [
 MAX_IDLE = 64
 
 
-# Request headers as text, or as the parser's bytes (sent on as they came).
-Fields = list[tuple[str, str]] | list[tuple[bytes, bytes]]
-_HOP_BY_HOP_RAW = frozenset(name.encode("ascii") for name in HOP_BY_HOP)
-
-
-def end_to_end_raw(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """``end_to_end`` of headers as bytes (the same pairs kept, in order)."""
-    out = [pair for pair in headers if pair[0].lower() not in _HOP_BY_HOP_RAW]
-    if len(out) == len(headers):  # no Connection header either
-        return out
-    named: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":  # its tokens as end_to_end reads them
-            tokens = value.decode("latin-1").split(",")
-            named.update(t.strip().lower().encode("latin-1") for t in tokens)
-    named -= _HOP_BY_HOP_RAW  # "keep-alive" names nothing left
-    if named:
-        out = [pair for pair in out if pair[0].lower() not in named]
-    return out
-
-
-def forward_fields(headers: Headers, method: str, body: bytes, *, as_text: bool = False) -> Fields:
+def forward_fields(
+    headers: Headers, method: str, body: bytes, *, as_text: bool = False
+) -> HeaderList:
     """The end-to-end ``headers`` to forward with ``body`` (Content-Length
     added for a body or a method that has one): the parser's bytes as they
     came when nothing read or changed them (``RawHeaders``) unless
@@ -103,18 +85,6 @@ def forward_fields(headers: Headers, method: str, body: bytes, *, as_text: bool 
     if framed:
         text.append(("content-length", str(len(body))))
     return text
-
-
-def request_head_bytes(method: str, target: str, headers: Fields, body: bytes) -> bytes:
-    """``request_bytes`` for headers as text or as bytes (the same bytes)."""
-    if not headers or headers[0][0].__class__ is str:
-        return request_bytes(method, target, headers, body)  # type: ignore[arg-type]
-    fields = b"".join([b"%s: %s\r\n" % pair for pair in headers])  # type: ignore[str-format]
-    n = len(headers)
-    if fields.count(b"\n") != n or fields.count(b"\r") != n:
-        raise ProtocolError(502, "header with a line break")
-    first = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
-    return first + fields + b"\r\n" + body
 
 
 class UpstreamReset(Exception):
@@ -292,7 +262,7 @@ class Pool:
         endpoint: str,
         method: str,
         target: str,
-        headers: Fields,
+        headers: HeaderList,
         body: bytes,
         deadline: float = math.inf,
     ) -> UpstreamResponse:
@@ -338,10 +308,10 @@ def _watched(conn: UpstreamConn) -> UpstreamConn:
 
 
 async def _exchange(
-    conn: UpstreamConn, method: str, target: str, headers: Fields, body: bytes
+    conn: UpstreamConn, method: str, target: str, headers: HeaderList, body: bytes
 ) -> UpstreamResponse:
     try:
-        await send_bytes(conn.sock, request_head_bytes(method, target, headers, body))
+        await send_bytes(conn.sock, request_bytes(method, target, headers, body))
     except (OSError, ssl.SSLError, ProtocolError) as exc:
         raise UpstreamReset(str(exc) or "send failed", before_response=True) from None
     try:

@@ -63,19 +63,18 @@ from connect.l7.rbac import (
     order_sources,
     source_matches,
 )
-from connect.l7.request import Request
+from connect.l7.request import Headers, Request
 from connect.l7.retry import TIMEOUT_BODY
 
 from .agent_client import AgentClient
 from .authz import intentions_from_match
 from .errors import AgentError, AgentResponseError
-from .http1 import ParsedRequest, ProtocolError, RequestReader, send_bytes
+from .http1 import ParsedRequest, ProtocolError, RequestReader, end_to_end_raw, send_bytes
 from .http_pool import (
     Expired,
     Pool,
     UpstreamReset,
     UpstreamResponse,
-    end_to_end,
     recv_some,
     serialize,
     serve_requests,
@@ -101,6 +100,7 @@ RESET_BODY = "upstream connect error or disconnect/reset before headers. reset r
 LOCAL_REQUEST_TIMEOUT = 15.0  # Envoy's default route timeout
 HEAD_LIMIT = 65536
 HEAD_TIMEOUT = 10.0
+_BY_SOURCE_MAX = 4096  # sources whose decision is kept (one per calling service)
 # A permission no request escapes: what an intention whose Permissions the
 # proxy cannot read gets (fail closed).
 _DENY_ALL = IntentionPermission("deny", IntentionHTTPPermission(path_prefix="/"))
@@ -185,6 +185,8 @@ def _local(status: int, body: str) -> UpstreamResponse:
 
 def _local_flags(resp: UpstreamResponse) -> str:
     """Envoy's response flag of a reply this proxy made itself ("" for the app's)."""
+    if resp.status not in _LOCAL_STATUSES:  # most answers: no body to look at
+        return ""
     body = resp.body.decode("latin-1")
     if resp.status == 403 and body == RBAC_DENIED_BODY:
         return "RBAC"
@@ -197,9 +199,46 @@ def _local_flags(resp: UpstreamResponse) -> str:
     return ""
 
 
+_LOCAL_STATUSES = frozenset({403, 503, 504})
+
+
 def _head_wants_l4(data: bytes) -> bool:
     head = data.partition(b"\r\n\r\n")[0]
     return data.startswith(b"CONNECT ") or b"\nupgrade:" in head.lower()
+
+
+class _Parsed:
+    """What the inbound path reads of every request; the ``Request`` (its
+    headers decoded) is made only when something needs it: a rule that
+    looks at the request, a denial's log line."""
+
+    __slots__ = ("_request", "method", "path", "query", "raw", "source")
+
+    def __init__(
+        self, method: str, target: str, raw: list[tuple[bytes, bytes]], source: str
+    ) -> None:
+        self.method = method
+        self.path, _, self.query = target.partition("?")
+        self.raw = raw
+        self.source = source
+        self._request: Request | None = None
+
+    @classmethod
+    def of(cls, request: Request, raw: list[tuple[bytes, bytes]] | None = None) -> _Parsed:
+        """``request`` (``raw``: its headers as received, when known)."""
+        if raw is None:
+            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
+        parsed = cls(request.method, request.path, raw, request.source_service)
+        parsed.query = request.query
+        parsed._request = request
+        return parsed
+
+    def request(self) -> Request:
+        if self._request is None:
+            self._request = Request(
+                self.method, self.path, self.query, Headers.from_raw(self.raw), self.source
+            )
+        return self._request
 
 
 class L7Inbound:
@@ -216,7 +255,13 @@ class L7Inbound:
         self.entry_sources: list[SourceIntention] = []
         self.table_sources: list[SourceIntention] = []
         self.rules: tuple[SourceIntention, ...] = ()
-        self.default_allow = False
+        self._default_allow = False
+        # The decision for a source whose winning rule cannot look at the
+        # request (an L4 rule, or none: the default), by source service;
+        # None: an L7 rule, each request is judged. Emptied when the rules
+        # or the default change.
+        self._by_source: dict[str, RbacDecision | None] = {}
+        self._local: tuple[object, str] | None = None  # (spec, "host:port")
         self.pool = Pool(self._dial_local)
         self._listener: Listener | None = None
         self.tracing: ProxyTracing | None = None
@@ -248,6 +293,16 @@ class L7Inbound:
         self.table_sources = [source_from_intention(i) for i in intentions]
         self._rebuild()
 
+    @property
+    def default_allow(self) -> bool:
+        """The agent's ``connect.default_intention_policy`` is ``allow``."""
+        return self._default_allow
+
+    @default_allow.setter
+    def default_allow(self, allow: bool) -> None:
+        self._default_allow = allow
+        self._by_source = {}
+
     def _rebuild(self) -> None:
         # The intentions API and the entries are one store (an agent of
         # meshd >= the unified store lists every entry source there too):
@@ -257,6 +312,7 @@ class L7Inbound:
         table = [s for s in self.table_sources if _rule_key(s) not in seen]
         # One tuple swapped at once: a request sees the old rules or the new.
         self.rules = tuple(order_sources([*self.entry_sources, *table]))
+        self._by_source = {}
 
     def connection_decision(self, source: PeerID) -> Decision | None:
         """How a connection from ``source`` is decided before any request.
@@ -290,6 +346,28 @@ class L7Inbound:
             source_namespace=namespace,
         )
 
+    def _judge(self, parsed: _Parsed) -> RbacDecision:
+        """``decide`` for a request whose path normalises (checked by the
+        caller), from the per-source cache when its winning rule is not an
+        L7 one: such a decision cannot change until the rules or the
+        default do (which empty the cache)."""
+        try:
+            known = self._by_source[parsed.source]
+        except KeyError:
+            known = self._by_source_decision(parsed)
+        return self.decide(parsed.request()) if known is None else known
+
+    def _by_source_decision(self, parsed: _Parsed) -> RbacDecision | None:
+        source = parsed.source
+        winner = next((s for s in self.rules if source_matches(s, source, "default")), None)
+        decision = None
+        if winner is None or not winner.permissions:
+            decision = self.decide(parsed.request())
+        if len(self._by_source) >= _BY_SOURCE_MAX:
+            self._by_source = {}
+        self._by_source[source] = decision
+        return decision
+
     async def _dial_local(self, address: str) -> ssl.SSLSocket:
         host, _, port = address.rpartition(":")
         assert self._listener is not None
@@ -301,8 +379,11 @@ class L7Inbound:
 
     def _local_address(self) -> str:
         assert self._listener is not None
-        spec = self._listener.spec
-        return f"{spec.local_address}:{spec.local_port}"
+        spec = self._listener.spec  # replaced (not changed) by an update
+        local = self._local
+        if local is None or local[0] is not spec:
+            local = self._local = (spec, f"{spec.local_address}:{spec.local_port}")
+        return local[1]
 
     async def serve(self, listener: Listener, tls: ssl.SSLSocket, source: PeerID) -> None:
         """Serve one accepted, authenticated connection until it ends."""
@@ -378,13 +459,15 @@ class L7Inbound:
         """``handle`` inside a SERVER span when tracing is on (l7_tracing): the
         local app gets the span's trace headers and ``x-request-id``."""
         tracing = self.tracing
+        method = event.method.decode("ascii").upper()
+        target = event.target.decode("latin-1")
         if tracing is None:
-            return await self.handle(self._request(event, source), body, event.headers)
+            return await self._answer(_Parsed(method, target, event.headers, source.service), body)
         hop = tracing.server_hop(
             self.service, source.service, event.method, event.target, event.headers
         )
         try:
-            resp = await self.handle(self._request(event, source, hop.headers), body, hop.headers)
+            resp = await self._answer(_Parsed(method, target, hop.headers, source.service), body)
         finally:
             tracing.release(hop)
         hop.flags = _local_flags(resp)
@@ -399,34 +482,36 @@ class L7Inbound:
         """The answer to one request, counted and access-logged as the
         destination reporter (l7_metrics.py). ``raw``: the request's headers
         as received (``request.headers`` encoded), when the caller has them."""
-        target = f"{request.path}?{request.query}" if request.query else request.path
-        headers = raw
-        if headers is None:
-            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
-        ex = self.reporter.begin(
-            request.method, target, headers, len(body), request.source_service, self.service
-        )
-        return await self.reporter.observe(ex, functools.partial(self._handle, request, body))
+        return await self._answer(_Parsed.of(request, raw), body)
 
-    async def _handle(self, request: Request, body: bytes, ex: Exchange) -> UpstreamResponse:
-        """The answer to one request: 403 from the intentions, or the local app's."""
-        path = normalize_path(request.path)
+    async def _answer(self, parsed: _Parsed, body: bytes) -> UpstreamResponse:
+        """``handle`` for a request as parsed."""
+        target = f"{parsed.path}?{parsed.query}" if parsed.query else parsed.path
+        ex = self.reporter.begin(
+            parsed.method, target, parsed.raw, len(body), parsed.source, self.service
+        )
+        return await self.reporter.observe(ex, functools.partial(self._handle, parsed, body))
+
+    async def _handle(self, parsed: _Parsed, body: bytes, ex: Exchange) -> UpstreamResponse:
+        """The answer to one request: 403 from the intentions, or the local
+        app's (its headers as received, forwarded as they are)."""
+        path = normalize_path(parsed.path)
         if path is None:  # Envoy's path normalisation refuses it before any filter
             return _local(400, "Bad Request")
-        decision = self.decide(request)
+        decision = self._judge(parsed)
         if not decision.allowed:
             ex.flag(Flag.RBAC_DENIED)
-            return self._deny(request, decision)
-        target = f"{path}?{request.query}" if request.query else path
-        headers = end_to_end(request.headers.items())
-        if body or request.method in ("POST", "PUT", "PATCH"):
-            headers.append(("content-length", str(len(body))))
+            return self._deny(parsed.request(), decision)
+        target = f"{path}?{parsed.query}" if parsed.query else path
+        headers = end_to_end_raw(parsed.raw)
+        if body or parsed.method in ("POST", "PUT", "PATCH"):
+            headers.append((b"content-length", b"%d" % len(body)))
         ex.upstream = self._local_address()
         # The timeout is kept by the pool (expiry.py), not a cancel scope.
         deadline = trio.current_time() + LOCAL_REQUEST_TIMEOUT
         try:
             return await self.pool.request(
-                ex.upstream, request.method, target, headers, body, deadline
+                ex.upstream, parsed.method, target, headers, body, deadline
             )
         except Expired:
             ex.flag(Flag.TIMEOUT)

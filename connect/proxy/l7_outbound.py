@@ -67,10 +67,9 @@ from .agent_client import path_segment
 from .balancer import Endpoint, endpoints_from_health
 from .credentials import Credentials
 from .errors import PeerIdentityError, ProxyConfigError
-from .http1 import ParsedRequest, RequestReader
+from .http1 import HeaderList, ParsedRequest, RequestReader
 from .http_pool import (
     Expired,
-    Fields,
     Pool,
     UpstreamReset,
     UpstreamResponse,
@@ -343,7 +342,7 @@ async def wants_l4(sock: socket.socket) -> bool:
     return False
 
 
-def _outgoing(decision: Decision, request: Request, body: bytes) -> tuple[str, Fields]:
+def _outgoing(decision: Decision, request: Request, body: bytes) -> tuple[str, HeaderList]:
     """The request line target and headers to send upstream (as text when
     a mirror copies them)."""
     path = decision.forward_path or request.path
@@ -557,7 +556,7 @@ class L7OutboundHandler:
         decision: Decision,
         request: Request,
         target_line: str,
-        out_headers: Fields,
+        out_headers: HeaderList,
         body: bytes,
         hop: Hop | None,
         ex: Exchange,
@@ -623,7 +622,7 @@ class L7OutboundHandler:
         endpoint: str,
         method: str,
         target: str,
-        headers: Fields,
+        headers: HeaderList,
         body: bytes,
         deadline: float = math.inf,
     ) -> tuple[UpstreamResponse | None, Outcome]:

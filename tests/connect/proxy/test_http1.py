@@ -18,6 +18,7 @@ from connect.proxy.http1 import (
     ResponseReader,
     UpstreamClosed,
     end_to_end,
+    end_to_end_raw,
     request_bytes,
     response_bytes,
 )
@@ -164,6 +165,12 @@ def test_serialised_responses_keep_spelling_and_frame_anew() -> None:
     assert request_bytes("POST", "/p", [("Host", "h"), ("content-length", "1")], b"z") == (
         b"POST /p HTTP/1.1\r\nHost: h\r\ncontent-length: 1\r\n\r\nz"
     )
+    # Headers as parsed (bytes) are forwarded the same way, checked the same way.
+    assert request_bytes("POST", "/p", [(b"Host", b"h"), (b"content-length", b"1")], b"z") == (
+        b"POST /p HTTP/1.1\r\nHost: h\r\ncontent-length: 1\r\n\r\nz"
+    )
+    with pytest.raises(ProtocolError):
+        request_bytes("GET", "/", [(b"x-bad", b"a\nInjected: 1")], b"")
 
 
 async def _responses(data: bytes, head: bool = False) -> tuple[Any, bool]:
@@ -231,3 +238,5 @@ def test_end_to_end_drops_exactly_the_hop_by_hop_and_connection_named_fields(
     headers: list[tuple[str, str]],
 ) -> None:
     assert end_to_end(headers) == _end_to_end_reference(headers)
+    raw = [(n.encode(), v.encode()) for n, v in headers]
+    assert end_to_end_raw(raw) == [(n.encode(), v.encode()) for n, v in end_to_end(headers)]

@@ -5,6 +5,7 @@ from config entries and /v1/connect/intentions answers."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import socket
@@ -19,6 +20,7 @@ from connect.l7.request import Request
 from connect.proxy.identity import PeerID
 from connect.proxy.l7_inbound import (
     L7Inbound,
+    _Parsed,
     source_from_intention,
     sources_from_entries,
 )
@@ -215,3 +217,27 @@ def test_an_intention_seen_as_entry_source_and_by_match_is_one_rule() -> None:
         ]
     )
     assert [(s.name, s.precedence) for s in svc.rules] == [("web", 9), ("*", 8)]
+
+
+def test_a_decision_kept_per_source_follows_every_rule_and_default_change() -> None:
+    """The decision of a source no L7 rule names is kept (cached) per source;
+    a new default, a new table or new entries apply to the very next request,
+    and an L7 rule still judges each request."""
+    svc = L7Inbound("api", ProxyMetrics())
+
+    def judged(path: str, source: str = "web") -> tuple[bool, str]:
+        d = svc._judge(_Parsed.of(Request.build("GET", path, source_service=source)))
+        return d.allowed, d.reason
+
+    assert judged("/a")[0] is False  # default deny until known
+    svc.default_allow = True
+    assert judged("/a")[0] is True
+    deny = Intention(id="i-1", source_name="web", destination_name="api", precedence=9)
+    svc.set_table([dataclasses.replace(deny, action="deny")])
+    assert judged("/a") == (False, "Matched L4 intention i-1 (Action: deny)")
+    assert judged("/a", "ops")[0] is True  # another source: the default
+    svc.set_entry_sources(sources_from_entries([ENTRY], "api"))  # L7, precedence 9 first
+    assert [judged(p)[0] for p in ("/api/x", "/admin", "/api/y")] == [True, False, True]
+    svc.set_entry_sources([])
+    svc.default_allow = False
+    assert (judged("/api/x")[0], judged("/a", "ops")[0]) == (False, False)

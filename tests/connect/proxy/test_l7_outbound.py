@@ -18,12 +18,10 @@ from connect.l7.chain_validate import EntrySet
 from connect.l7.entries import parse_entry
 from connect.l7.request import Headers, RawHeaders
 from connect.proxy.balancer import Endpoint
-from connect.proxy.http1 import ParsedRequest, ProtocolError, request_bytes
+from connect.proxy.http1 import ParsedRequest, ProtocolError, end_to_end_raw, request_bytes
 from connect.proxy.http_pool import (
     UpstreamResponse,
     end_to_end,
-    end_to_end_raw,
-    request_head_bytes,
 )
 from connect.proxy.l7_metrics import Reporter
 from connect.proxy.l7_outbound import (
@@ -253,12 +251,12 @@ def test_headers_sent_as_bytes_are_the_bytes_the_text_path_sends(
     text = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
     kept = end_to_end_raw(raw)
     assert [(k.decode("latin-1"), v.decode("latin-1")) for k, v in kept] == end_to_end(text)
-    sent = request_head_bytes("GET", "/a?b=1", [*kept, (b"content-length", b"2")], b"ok")
+    sent = request_bytes("GET", "/a?b=1", [*kept, (b"content-length", b"2")], b"ok")
     assert sent == request_bytes(
         "GET", "/a?b=1", [*end_to_end(text), ("content-length", "2")], b"ok"
     )
     with pytest.raises(ProtocolError):
-        request_head_bytes("GET", "/", [(b"x-bad", b"a\r\nx-smuggled: 1")], b"")
+        request_bytes("GET", "/", [(b"x-bad", b"a\r\nx-smuggled: 1")], b"")
 
 
 async def test_a_request_nothing_read_goes_upstream_as_it_came_and_a_modified_one_as_text() -> None:
@@ -279,7 +277,7 @@ async def test_a_request_nothing_read_goes_upstream_as_it_came_and_a_modified_on
     async def pool_request(
         endpoint: str, method: str, target: str, headers: Any, body: bytes, *a: Any
     ) -> UpstreamResponse:
-        sent.setdefault(endpoint, []).append(request_head_bytes(method, target, headers, body))
+        sent.setdefault(endpoint, []).append(request_bytes(method, target, headers, body))
         return UpstreamResponse(200, [], b"ok")
 
     metrics = ProxyMetrics()
