@@ -1,0 +1,119 @@
+"""CPU per KV PUT in the whole HTTP app, the Raft write stubbed (issue #18).
+
+A ``--dev`` agent runs in this trio process with in-memory Raft storage; its
+registry write is replaced by a stub that stamps and validates the
+command as ``MeshServer.write`` does and answers ``ok`` at once, so what is
+measured is everything between a PUT's bytes and its answer: the HTTP server
+(parse, response), ``App`` (routing, hooks, metrics), the ACL wrapper and
+``meshd/api/kv.py`` (query, validation, command, ``true``). Two rows:
+
+- ``app``: ``Request.build`` + ``App.handle`` in a loop (no sockets);
+- ``server``: the agent's app behind ``serve_http`` on a free loopback port,
+  driven by bench/http_server_bench.py's raw-socket client (1 connection).
+
+Prints the process's CPU (utime + stime) per PUT, medians of ``--rounds``
+with the load average. Run it from another source tree (``cd`` there, with
+``PYTHONPATH=.``) for the before figure, alternating A B A B; never asserts.
+
+    .venv/bin/python -m bench.kv_app_bench [--puts 20000] [--rounds 5] [--only app]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import trio
+
+from bench.http_server_bench import CLIENT
+from meshd.agent.agent import Agent
+from meshd.config import load_config
+from meshd.http import Request, open_http_listeners, serve_http
+from meshd.wire import WriteResult
+from raft.storage import MemoryStorage
+from registry.commands import stamped
+from tests.meshd.harness import free_port
+
+_OK = WriteResult(True, True, None, "", 1)
+_BODY = b"v" * 100
+
+
+async def _stub_write(cmd: Any) -> WriteResult:
+    # What MeshServer.write does before Raft: stamp and validate.
+    stamped(cmd, time.time()).validate()
+    return _OK
+
+
+async def _app_row(agent: Agent, puts: int) -> float:
+    app = agent.app
+    assert app is not None
+    paths = [f"/v1/kv/bench/{i:04d}" for i in range(1000)]
+    cpu = time.process_time()
+    for i in range(puts):
+        req = Request.build("PUT", paths[i % 1000], body=_BODY, remote_addr=("127.0.0.1", 5000))
+        resp = await app.handle(req)
+        if resp.status != 200:
+            raise RuntimeError(f"PUT answered {resp.status}: {resp.body!r}")
+    return (time.process_time() - cpu) / puts * 1e6
+
+
+async def _server_row(agent: Agent, puts: int) -> float:
+    assert agent.app is not None
+    listeners = await open_http_listeners([("127.0.0.1", 0)])
+    port = listeners[0].socket.getsockname()[1]  # type: ignore[attr-defined]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve_http, listeners, agent.app)
+        cpu = time.process_time()
+        await trio.run_process(
+            [sys.executable, "-c", CLIENT, str(port), str(puts), "1"],
+            capture_stdout=True,
+            stderr=subprocess.DEVNULL,
+        )
+        cpu = time.process_time() - cpu
+        nursery.cancel_scope.cancel()
+    return cpu / puts * 1e6
+
+
+async def _run(a: argparse.Namespace) -> dict[str, list[float]]:
+    Agent._storage = lambda self: MemoryStorage()  # type: ignore[method-assign]
+    flags = {"http_port": -1, "dns_port": -1, "server_port": free_port(), "node": "bench"}
+    config, _ = load_config([], [], flags, dev=True)
+    agent = Agent(config)
+    rows: dict[str, list[float]] = {"app": [], "server": []}
+    async with trio.open_nursery() as nursery:
+        await nursery.start(agent.run)
+        await agent.wait_synced(5)
+        agent.backend.write = _stub_write  # type: ignore[union-attr]
+        for r in range(a.rounds + 1):  # the first round warms up
+            for name, row in (("app", _app_row), ("server", _server_row)):
+                if a.only in (None, name):
+                    figure = await row(agent, a.puts)
+                    if r:
+                        rows[name].append(figure)
+        nursery.cancel_scope.cancel()
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--puts", type=int, default=20000, help="per round and row")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--only", choices=("app", "server"))
+    a = p.parse_args()
+    for name, figures in trio.run(_run, a).items():
+        if figures:
+            print(
+                f"KV PUT {name:6s} (stub write): CPU {statistics.median(figures):.1f} us/PUT"
+                f" (median of {len(figures)}: {' '.join(f'{f:.1f}' for f in figures)};"
+                f" load average {os.getloadavg()[0]:.2f})",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
