@@ -18,6 +18,10 @@ with the load average. Run it from another source tree (``cd`` there, with
     .venv/bin/python -m bench.kv_app_bench [--puts 20000] [--rounds 5] [--only app] [--acl]
 
 ``--acl``: ACLs on with default deny, every PUT carrying a management token.
+
+The ``server`` row is bimodal on a loaded 2-core machine (~35 or ~55 us,
+by where the scheduler puts the client and the server): run it under
+``taskset -c 1`` (both processes on one core) for steady figures.
 """
 
 from __future__ import annotations
