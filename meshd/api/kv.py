@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from raft.stages import stamp
-from registry.commands import MAX_KV_VALUE, KVRequest, validate_kv_key
+from registry.commands import MAX_KV_KEY, MAX_KV_VALUE, KVRequest, validate_kv_key
 from registry.errors import ErrorCode
+from registry.kv_codec import new_kv
 
 from ..errors import Internal
 from ..http import (
@@ -111,6 +112,17 @@ def put_request(req: Request, key: str) -> KVRequest:
     """
     if not key:
         raise BadRequest("Missing key name", "key")
+    body = req.body
+    if (
+        not req.query_string
+        and key.isascii()
+        and len(key) <= MAX_KV_KEY
+        and len(body) <= KV_MAX_VALUE_SIZE
+    ):
+        # The common PUT (no parameters, an ASCII key within limits): a plain
+        # set, valid as built (KVRequest.validate's own fast check), so built
+        # by slots and not validated again here (the write path validates).
+        return new_kv(KVRequest, "set", key, body, 0, "", 0, 0.0)
     validate_kv_key(key, "key")  # at most MAX_KV_KEY bytes (16 KiB) of UTF-8
     reject_conflicting(req, "cas", "acquire", "release")
     flags = uint_param(req, "flags")

@@ -194,6 +194,10 @@ class Router:
             if route is not None:
                 return route, {}
         segments = path[1:].split("/") if path.startswith("/") else None
+        if segments is not None:
+            found = _first_static(self._root, segments, method)
+            if found is not None:
+                return found
         allowed: list[str] = []
         if segments is not None:
             for candidates, params in _candidates(self._root, segments, 0, ()):
@@ -208,6 +212,26 @@ class Router:
         if allowed:
             raise MethodNotAllowed(method, ["OPTIONS", *allowed])
         raise NotFound(_NOT_FOUND_API if "/v1/" in path else _NOT_FOUND_OTHER)
+
+
+def _first_static(
+    node: _Node, segments: list[str], method: str
+) -> tuple[Route, dict[str, str]] | None:
+    """The best match when it is found by walking static segments only, up to
+    a ``*rest`` at a node with no ``:param`` (``/v1/kv/*key``): the first
+    candidate ``_candidates`` would yield, without its generators. None when
+    the walk needs anything else (the full search then decides)."""
+    for i, seg in enumerate(segments):
+        child = node.static.get(seg)
+        if child is None:
+            if node.param is not None or not node.rest_routes:
+                return None
+            route = node.rest_routes.get(method)
+            if route is None:
+                return None
+            return route, {node.rest_name: "/".join(segments[i:])}
+        node = child
+    return None
 
 
 def _candidates(

@@ -58,6 +58,32 @@ def response_head(
 
     Raises ``InvalidResponse`` for a header or status that cannot be sent.
     """
+    headers = response.headers
+    if chunked or len(headers) != 1 or type(headers[0]) is not tuple:
+        return _build_head(response, keep_alive, chunked)
+    # One header (Content-Type): every KV PUT's ``true`` and most errors. The
+    # same few heads repeat within a second: built once per second each.
+    date = _date.get()
+    key = (date, response.status, len(response.body), keep_alive, headers[0])
+    try:
+        found = _HEADS.get(key)
+    except TypeError:  # a value that is not a str (and unhashable): no cache
+        return _build_head(response, keep_alive, chunked)
+    if found is None:
+        found = _build_head(response, keep_alive, chunked)
+        if len(_HEADS) >= _HEADS_MAX:
+            _HEADS.clear()
+        _HEADS[key] = found
+    return found
+
+
+# Heads of one-header responses by (Date, status, body length, keep-alive,
+# header); cleared when full (a new second's keys replace the last's).
+_HEADS: dict[tuple[bytes, int, int, bool, tuple[str, str]], tuple[bytes, bool]] = {}
+_HEADS_MAX = 256
+
+
+def _build_head(response: Response, keep_alive: bool, chunked: bool) -> tuple[bytes, bool]:
     status = response.status
     if status < 200 or status > 999:
         raise InvalidResponse(f"handlers cannot send status {status}")

@@ -76,3 +76,35 @@ async def test_invalid_utf8_keys_are_refused_and_never_alias(autojump_clock: Moc
         assert (await api.put("/v1/kv/a%C3%A9", raw=b"1")).status == 200
         assert (await api.put("/v1/kv/a%C3%A8", raw=b"2")).status == 200
         assert await _keys(api) == ["aè", "aé"]
+
+
+@pytest.mark.parametrize(
+    ("key", "body"),
+    [
+        ("a", b""),
+        ("app/config/x", b"v" * 100),
+        ("k" * MAX_KV_KEY, b"v"),  # at the limit: still the fast path
+        ("k" * (MAX_KV_KEY + 1), b"v"),  # over it: the checks that name the field
+        ("é/ключ", b"v"),  # not ASCII: the full checks
+        ("a", b"v" * (512 * 1024 + 1)),  # too large: 413
+    ],
+)
+def test_put_without_parameters_builds_what_the_full_path_builds(key: str, body: bytes) -> None:
+    """A PUT with no query string skips the parameter parsing and the second
+    validation: the command (or the error) is the one ``?flags=0`` gets."""
+    from meshd.api.kv import put_request
+    from meshd.http import Request
+
+    def outcome(target: str) -> object:
+        try:
+            return put_request(Request.build("PUT", target, body=body), key)
+        except Exception as exc:
+            return (type(exc).__name__, str(exc))
+
+    plain = outcome(f"/v1/kv/{key}")
+    assert plain == outcome(f"/v1/kv/{key}?flags=0")
+    if len(body) <= 512 * 1024 and len(key) <= MAX_KV_KEY:
+        assert getattr(plain, "op", None) == "set"
+        assert getattr(plain, "value", None) == body
+    else:
+        assert isinstance(plain, tuple)

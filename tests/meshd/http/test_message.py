@@ -104,3 +104,26 @@ def test_text_response_and_header_helpers() -> None:
     r.add_header("x-a", "2")
     r.set_header("X-a", "3")
     assert [v for n, v in r.headers if n.lower() == "x-a"] == ["3"]
+
+
+def test_cached_response_heads_match_a_fresh_build_and_bad_ones_still_fail() -> None:
+    from meshd.http.response_head import InvalidResponse, _build_head, response_head
+
+    cases = [
+        (Response.json(True), True),
+        (Response.json(False), False),
+        (Response.text("Missing key name", 400), True),
+        (Response(200, [("Connection", "close")], b"x"), True),
+    ]
+    for _ in range(2):  # the second round answers from the cache
+        for resp, keep in cases:
+            head, kept = response_head(resp, keep)
+            assert (head, kept) == _build_head(resp, keep, False)
+            assert b"\r\nDate: " in head and head.endswith(b"\r\n\r\n")
+    assert response_head(cases[3][0], True)[1] is False
+    assert b"Content-Length: 5\r\n" in response_head(Response.json(False), True)[0]
+    for _ in range(2):
+        with pytest.raises(InvalidResponse):
+            response_head(Response(200, [("X-Bad", "a\r\nb")], b""), True)
+        with pytest.raises(InvalidResponse):
+            response_head(Response(101, [("Content-Type", "text/plain")], b""), True)

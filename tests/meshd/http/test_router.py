@@ -132,3 +132,55 @@ def test_route_name_cannot_name_two_patterns() -> None:
         router.add("GET", "/v1/other", _h, name="kv")
     router.add("POST", "/v1/kv/*key", _h, name="kv")  # same pattern, more methods: fine
     assert [r.name for r in router.routes()].count("kv") == 2
+
+
+def _full_search(r: Router, method: str, path: str) -> tuple[str, dict[str, str]] | None:
+    """The match by ``_candidates`` alone (what resolve did before its fast path)."""
+    from meshd.http.app import _candidates
+
+    for table, params in _candidates(r._root, path[1:].split("/"), 0, ()):
+        if method in table:
+            return table[method].name, dict(params)
+    return None
+
+
+def test_static_walk_fast_path_agrees_with_the_full_search() -> None:
+    # Overlaps where a static walk must not decide: a deeper static route
+    # beside a *rest, a :param beside a *rest, a method only the rest has.
+    r = _router()
+    r.add("GET", "/v1/kv/special/:x", _h, name="kv_special")
+    r.add("GET", "/v1/a/:p", _h, name="a_param")
+    r.add("PUT", "/v1/a/*rest", _h, name="a_rest")
+    r.add("PUT", "/v1/c/:p", _h, name="c_param")
+    r.add("PUT", "/v1/c/*rest", _h, name="c_rest")
+    r.add("GET", "/v1/b/static/x", _h, name="b_static")
+    r.add("GET", "/v1/b/*rest", _h, name="b_rest")
+    paths = [
+        "/v1/kv/a/b",
+        "/v1/kv/",
+        "/v1/kv/special/1",
+        "/v1/kv/special",
+        "/v1/kv/special/1/2",
+        "/v1/a/1",
+        "/v1/a/1/2",
+        "/v1/b/static/x",
+        "/v1/b/static/y",
+        "/v1/b/other",
+        "/v1/c/1",
+        "/v1/c/1/2",
+        "/v1/catalog/service/web",
+        "/v1/query/q/execute",
+    ]
+    seen = set()
+    for path in paths:
+        for method in ("GET", "PUT", "DELETE"):
+            want = _full_search(r, method, path)
+            if want is None:
+                with pytest.raises((NotFound, MethodNotAllowed)):
+                    r.resolve(method, path)
+                continue
+            route, params = r.resolve(method, path)
+            assert (route.name, params) == want, (method, path)
+            seen.add(want[0])
+    names = {"kv", "kv_special", "a_param", "a_rest", "b_static", "b_rest", "c_param", "c_rest"}
+    assert names <= seen
