@@ -240,7 +240,10 @@ def _unread(fd: int) -> bool:
     wait: one ioctl instead of a read that fails (a syscall, OpenSSL's
     error path and an ``SSLWantReadError``; the common case on a keep-alive
     connection, whose peer waits for our answer). Bytes that arrive after
-    the check make a new edge, so the wait that follows still sees them."""
+    the check make a new edge, so the wait that follows still sees them.
+    Sound only while OpenSSL takes one record at a time from the kernel
+    (Python's ssl never turns read-ahead on; no kTLS, no MemoryBIO here):
+    then what ``pending()`` does not hold is still in the kernel."""
     try:
         ioctl(fd, FIONREAD, _UNREAD, True)
     except OSError:

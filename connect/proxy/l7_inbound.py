@@ -224,10 +224,10 @@ class _Parsed:
         self._request: Request | None = None
 
     @classmethod
-    def of(cls, request: Request, raw: list[tuple[bytes, bytes]] | None = None) -> _Parsed:
-        """``request`` (``raw``: its headers as received, when known)."""
-        if raw is None:
-            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
+    def of(cls, request: Request) -> _Parsed:
+        """``request`` as built by a caller: its headers (as they are now,
+        changes included) forwarded encoded."""
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
         parsed = cls(request.method, request.path, raw, request.source_service)
         parsed.query = request.query
         parsed._request = request
@@ -476,13 +476,10 @@ class L7Inbound:
         tracing.finish(hop, resp.status, resp.headers)
         return resp
 
-    async def handle(
-        self, request: Request, body: bytes, raw: list[tuple[bytes, bytes]] | None = None
-    ) -> UpstreamResponse:
+    async def handle(self, request: Request, body: bytes) -> UpstreamResponse:
         """The answer to one request, counted and access-logged as the
-        destination reporter (l7_metrics.py). ``raw``: the request's headers
-        as received (``request.headers`` encoded), when the caller has them."""
-        return await self._answer(_Parsed.of(request, raw), body)
+        destination reporter (l7_metrics.py)."""
+        return await self._answer(_Parsed.of(request), body)
 
     async def _answer(self, parsed: _Parsed, body: bytes) -> UpstreamResponse:
         """``handle`` for a request as parsed."""

@@ -499,7 +499,7 @@ class L7OutboundHandler:
             if decision.mirror:  # (its headers are text: _outgoing)
                 copied = cast(list[tuple[str, str]], out_headers)
                 self._mirror(decider, decision, request, target_line, copied, body)
-            if fault.delay_s:  # (else no await since ``now``: it is still the time)
+            if fault.delay_s:  # (else ``now``, read before the decision, is a few us old)
                 now = trio.current_time()
             resp = await self._attempts(
                 decider, decision, request, target_line, out_headers, body, hop, ex, now
