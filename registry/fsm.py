@@ -180,6 +180,12 @@ class RegistryFSM:
     def apply_command(self, index: int, cmd: Command) -> Result:
         """Apply an already decoded command (tests, the single-node dev path
         and the leader's own proposals)."""
+        if type(cmd) is KVRequest and cmd.op in kv.PLAIN_OPS:  # most writes: no WriteTx
+            try:
+                cmd.validate()
+            except ValidationError as exc:
+                return failed(ErrorCode.INVALID, str(exc))
+            return kv.apply_plain(self.store, index, cmd.op, cmd.key, cmd.value, cmd.flags, cmd.cas)
         try:
             cmd.validate()
         except ValidationError as exc:

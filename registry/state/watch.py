@@ -137,6 +137,10 @@ class WatchRegistry:
         for watch in watches.values():
             watch.fire()
 
+    def __len__(self) -> int:
+        """How many keys are watched now (0: a write has nothing to fire)."""
+        return len(self._watches)
+
     def has(self, key: WatchKey) -> bool:
         """True if a reader currently watches ``key``."""
         return key in self._watches
