@@ -45,12 +45,14 @@ from .commands import (
     IntentionUpsert,
     KVRequest,
     LivenessSet,
+    PlainKV,
     RegisterRequest,
     SessionCreate,
     SessionDestroy,
     TombstoneReap,
     TxnRequest,
     decode_command,
+    decode_plain_kv,
 )
 from .errors import CorruptCommandError, ErrorCode, ValidationError
 from .results import Result, failed
@@ -124,10 +126,14 @@ HANDLERS: dict[type[Command], Handler] = {
 }
 
 
-def _decode_inner(data: bytes) -> Command | Result:
+def _decode_inner(data: bytes) -> Command | Result | PlainKV:
     """One command of a ``ForwardedBatch``: bytes that do not decode fail
     that command alone (every server alike) instead of stopping the
-    servers, which an undecodable entry does (``CorruptCommandError``)."""
+    servers, which an undecodable entry does (``CorruptCommandError``).
+    A plain KV write comes as its fields (``decode_plain_kv``)."""
+    plain = decode_plain_kv(data)
+    if plain is not None:
+        return plain
     try:
         return decode_command(data)
     except CorruptCommandError as exc:
@@ -146,6 +152,9 @@ class RegistryFSM:
         Returns a ``Result`` (domain errors included). Raises
         ``CorruptCommandError`` if ``data`` is not a command.
         """
+        plain = decode_plain_kv(data)  # most entries: a KV write, applied from its fields
+        if plain is not None:
+            return kv.apply_plain(self.store, index, *plain)
         cmd = decode_command(data)
         if type(cmd) is ForwardedBatch:
             return self._apply_batch(index, tuple(_decode_inner(b) for b in cmd.cmds))
@@ -162,13 +171,16 @@ class RegistryFSM:
             raise CorruptCommandError(f"not a command: {type(command).__name__}")
         return self.apply_command(index, command)
 
-    def _apply_batch(self, index: int, cmds: tuple[Command | Result, ...]) -> Result:
+    def _apply_batch(self, index: int, cmds: tuple[Command | Result | PlainKV, ...]) -> Result:
         """A ``ForwardedBatch``'s commands, in order, each in its own write
         at ``index``: ``Result(True, value=(each command's Result, ...))``.
         A batch inside a batch is refused (the leader never builds one); an
-        inner command that did not decode arrives as its failed ``Result``."""
+        inner command that did not decode arrives as its failed ``Result``,
+        a plain KV write as its fields."""
         results = tuple(
-            cmd
+            kv.apply_plain(self.store, index, *cmd)
+            if isinstance(cmd, tuple)
+            else cmd
             if isinstance(cmd, Result)
             else failed(ErrorCode.INVALID, "a forwarded batch cannot hold a batch")
             if type(cmd) is ForwardedBatch

@@ -7,9 +7,22 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import sys
+
+import msgpack
+import pytest
 
 from registry import fsm as fsm_mod
-from registry.commands import KVRequest, SessionCreate, SessionDestroy
+from registry.commands import (
+    ForwardedBatch,
+    KVRequest,
+    SessionCreate,
+    SessionDestroy,
+    decode_command,
+    decode_plain_kv,
+    encode_command,
+)
+from registry.errors import CorruptCommandError, ValidationError
 from registry.fsm import RegistryFSM
 from registry.records import KVEntry, Tombstone
 from registry.results import Result
@@ -129,3 +142,76 @@ def test_records_built_by_slots_have_the_fields_the_setters_set() -> None:
     assert not hasattr(KVEntry, "__post_init__") and not hasattr(Tombstone, "__post_init__")
     assert kv._entry("k", b"v", 1, "s", 2, 3, 4) == KVEntry("k", b"v", 1, "s", 2, 3, 4)
     assert kv._tombstone("k", 9) == Tombstone("k", 9)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"op": "set", "key": "k", "value": b"v", "flags": 3, "session": "s", "now": 2},
+        {"op": "cas", "key": "k", "cas": 7, "now": 1.5},
+        {"op": "delete", "key": "a/b"},
+        {"op": "delete-cas", "key": "a/b", "cas": 2**64 - 1},
+        {"op": "delete-tree", "key": "a/"},  # not plain
+        {"op": "lock", "key": "k", "session": "s"},  # not plain
+        {"op": "set", "key": "é"},  # valid, but not the shortcut's
+        {"op": "set", "key": ""},  # invalid
+        {"op": "set", "key": "k", "flags": -1},  # invalid
+        {"op": "set", "key": "k", "flags": True},  # does not decode
+        {"op": "set", "key": "k", "now": "1"},  # does not decode
+        {"op": "set", "key": "k", "session": None},  # does not decode
+        {"op": "set", "key": "k", "bogus": 1},  # does not decode
+        {"op": "set"},  # does not decode
+        ["set", "k"],  # does not decode
+    ],
+)
+def test_plain_fields_only_where_the_command_decodes_and_validates_as_plain(body: object) -> None:
+    data = msgpack.packb([KVRequest.TYPE, 1, body], use_bin_type=True)
+    plain = decode_plain_kv(data)
+    try:
+        cmd = decode_command(data)
+        cmd.validate()
+    except (CorruptCommandError, ValidationError):
+        assert plain is None
+        return
+    assert isinstance(cmd, KVRequest)
+    if cmd.op in kv.PLAIN_OPS and cmd.key.isascii():
+        assert plain == (cmd.op, cmd.key, cmd.value, cmd.flags, cmd.cas)
+        assert plain[1] is sys.intern(cmd.key)
+    else:
+        assert plain is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        msgpack.packb([KVRequest.TYPE, 2, {"op": "set", "key": "k"}], use_bin_type=True),
+        msgpack.packb([KVRequest.TYPE, 1, {"op": "set", "key": "k"}, 4], use_bin_type=True),
+        msgpack.packb([2, 1, {"op": "set", "key": "k"}], use_bin_type=True),
+        encode_command(SessionDestroy(id=S1)),
+        b"\x93\x03\x01",
+        b"\x93\x03",
+        b"",
+    ],
+)
+def test_other_bytes_are_left_to_decode_command(data: bytes) -> None:
+    assert decode_plain_kv(data) is None
+
+
+def test_log_bytes_and_batches_apply_as_the_decoded_commands() -> None:
+    rng = random.Random(3)
+    by_bytes, by_command = RegistryFSM(), RegistryFSM()
+    _setup(by_bytes)
+    _setup(by_command)
+    for index in range(4, 120):
+        cmds = [_random_op(rng, index) for _ in range(rng.choice((1, 1, 3)))]
+        if rng.random() < 0.1:
+            cmds.append(KVRequest(op="delete-tree", key="a/"))
+        if len(cmds) == 1:
+            got = by_bytes.apply(index, encode_command(cmds[0]))
+            want = _generic(by_command, index, cmds[0])
+        else:
+            batch = ForwardedBatch(cmds=tuple(encode_command(c) for c in cmds))
+            got = by_bytes.apply(index, encode_command(batch))
+            want = Result(True, tuple(_generic(by_command, index, c) for c in cmds))
+        assert got == want, cmds
+    assert by_bytes.snapshot() == by_command.snapshot()
