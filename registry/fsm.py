@@ -5,7 +5,10 @@ Dispatch goes through ``HANDLERS``, a table from command class to handler
 ``WriteTx`` at the entry's raft index: a result that is not ok aborts it, so
 a failed command changes nothing; an ok result commits it, bumping indexes
 and firing watches. Domain errors are results; only undecodable bytes raise
-(``CorruptCommandError``), which raft/ treats as fatal.
+(``CorruptCommandError``), which raft/ treats as fatal. A plain KV write
+(set, cas, delete, delete-cas: most entries) skips the ``WriteTx``: it
+checks everything before its one change, so ``kv.apply_plain`` makes the
+change and bumps and fires what the commit would have.
 
 ``apply`` is deterministic: no clock, no randomness, no iteration over
 unordered containers that could leak into the state. It is called on the
