@@ -24,7 +24,7 @@ import msgpack
 from . import validation as v
 from .codec import CodecError, from_obj, pack, to_obj, unpack
 from .errors import CorruptCommandError, ValidationError
-from .kv_codec import kv_body, kv_from_body, new_kv
+from .kv_codec import kv_body, kv_from_body, kv_plain_fields, new_kv
 from .records import (
     CANARY_STATES,
     CHECK_STATUSES,
@@ -246,6 +246,22 @@ class DeregisterRequest(Command):
         v.require(self.node, "Node", "must provide node")
 
 
+def _plain_kv_valid(op: str, key: str, value: bytes, flags: int, cas: int) -> bool:
+    """True for a set/cas/delete/delete-cas that ``KVRequest.validate``
+    accepts without its full checks (an ASCII key's UTF-8 size is its
+    length); False says nothing (the full checks decide)."""
+    return (
+        op in _PLAIN_KV_OPS
+        and key.__class__ is str
+        and bool(key)
+        and key.isascii()
+        and len(key) <= MAX_KV_KEY
+        and len(value) <= MAX_KV_VALUE
+        and 0 <= flags <= _U64
+        and 0 <= cas <= _U64
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KVRequest(Command):
     """A KV write (Consul KVSRequest): set, cas, delete, delete-cas, delete-tree, lock, unlock.
@@ -266,19 +282,9 @@ class KVRequest(Command):
     def validate(self) -> None:
         # Every KV PUT is validated ~5 times over a cluster (the API, the
         # server it entered, each server's apply): the common case, checked
-        # at once (an ASCII key's UTF-8 size is its length); anything else
-        # goes through the full checks below, which name what is wrong.
-        key = self.key
-        if (
-            self.op in _PLAIN_KV_OPS
-            and key.__class__ is str
-            and key
-            and key.isascii()
-            and len(key) <= MAX_KV_KEY
-            and len(self.value) <= MAX_KV_VALUE
-            and 0 <= self.flags <= _U64
-            and 0 <= self.cas <= _U64
-        ):
+        # at once; anything else goes through the full checks below, which
+        # name what is wrong.
+        if _plain_kv_valid(self.op, self.key, self.value, self.flags, self.cas):
             return
         v.one_of(self.op, KV_OPS, "Op")
         _validate_kv(self.key, self.value, self.flags, self.op, "")
@@ -919,6 +925,33 @@ def decode_command(data: bytes) -> Command:
     except CodecError as exc:
         raise CorruptCommandError(f"{cls.__name__}: {exc}") from exc
     return cmd
+
+
+PlainKV = tuple[str, str, bytes, int, int]
+
+
+def decode_plain_kv(data: bytes) -> PlainKV | None:
+    """``(op, key, value, flags, cas)`` of encoded command ``data`` when it
+    is a KVRequest set/cas/delete/delete-cas that decodes and validates as
+    the common case does, for ``kv.apply_plain``: a server applying a KV
+    write from its log skips building the command (issue #18). ``None`` for
+    anything else (a write of another type first: its own one-byte test),
+    which ``decode_command`` and ``validate`` then decide."""
+    if len(data) < 3 or data[0] != 0x93 or data[1] != KVRequest.TYPE:
+        return None
+    try:
+        obj = unpack(data)
+    except CodecError:
+        return None
+    if type(obj) is not list or len(obj) != 3:
+        return None
+    _, version, body = obj
+    if version.__class__ is not int or not 1 <= version <= KVRequest.VERSION:
+        return None
+    kv = kv_plain_fields(body)
+    if kv is None or not _plain_kv_valid(*kv):
+        return None
+    return kv
 
 
 def command_type(data: bytes) -> int | None:

@@ -5,7 +5,10 @@ Dispatch goes through ``HANDLERS``, a table from command class to handler
 ``WriteTx`` at the entry's raft index: a result that is not ok aborts it, so
 a failed command changes nothing; an ok result commits it, bumping indexes
 and firing watches. Domain errors are results; only undecodable bytes raise
-(``CorruptCommandError``), which raft/ treats as fatal.
+(``CorruptCommandError``), which raft/ treats as fatal. A plain KV write
+(set, cas, delete, delete-cas: most entries) skips the ``WriteTx``: it
+checks everything before its one change, so ``kv.apply_plain`` makes the
+change and bumps and fires what the commit would have.
 
 ``apply`` is deterministic: no clock, no randomness, no iteration over
 unordered containers that could leak into the state. It is called on the
@@ -45,12 +48,14 @@ from .commands import (
     IntentionUpsert,
     KVRequest,
     LivenessSet,
+    PlainKV,
     RegisterRequest,
     SessionCreate,
     SessionDestroy,
     TombstoneReap,
     TxnRequest,
     decode_command,
+    decode_plain_kv,
 )
 from .errors import CorruptCommandError, ErrorCode, ValidationError
 from .results import Result, failed
@@ -124,10 +129,14 @@ HANDLERS: dict[type[Command], Handler] = {
 }
 
 
-def _decode_inner(data: bytes) -> Command | Result:
+def _decode_inner(data: bytes) -> Command | Result | PlainKV:
     """One command of a ``ForwardedBatch``: bytes that do not decode fail
     that command alone (every server alike) instead of stopping the
-    servers, which an undecodable entry does (``CorruptCommandError``)."""
+    servers, which an undecodable entry does (``CorruptCommandError``).
+    A plain KV write comes as its fields (``decode_plain_kv``)."""
+    plain = decode_plain_kv(data)
+    if plain is not None:
+        return plain
     try:
         return decode_command(data)
     except CorruptCommandError as exc:
@@ -146,6 +155,9 @@ class RegistryFSM:
         Returns a ``Result`` (domain errors included). Raises
         ``CorruptCommandError`` if ``data`` is not a command.
         """
+        plain = decode_plain_kv(data)  # most entries: a KV write, applied from its fields
+        if plain is not None:
+            return kv.apply_plain(self.store, index, *plain)
         cmd = decode_command(data)
         if type(cmd) is ForwardedBatch:
             return self._apply_batch(index, tuple(_decode_inner(b) for b in cmd.cmds))
@@ -162,13 +174,16 @@ class RegistryFSM:
             raise CorruptCommandError(f"not a command: {type(command).__name__}")
         return self.apply_command(index, command)
 
-    def _apply_batch(self, index: int, cmds: tuple[Command | Result, ...]) -> Result:
+    def _apply_batch(self, index: int, cmds: tuple[Command | Result | PlainKV, ...]) -> Result:
         """A ``ForwardedBatch``'s commands, in order, each in its own write
         at ``index``: ``Result(True, value=(each command's Result, ...))``.
         A batch inside a batch is refused (the leader never builds one); an
-        inner command that did not decode arrives as its failed ``Result``."""
+        inner command that did not decode arrives as its failed ``Result``,
+        a plain KV write as its fields."""
         results = tuple(
-            cmd
+            kv.apply_plain(self.store, index, *cmd)
+            if isinstance(cmd, tuple)
+            else cmd
             if isinstance(cmd, Result)
             else failed(ErrorCode.INVALID, "a forwarded batch cannot hold a batch")
             if type(cmd) is ForwardedBatch
@@ -180,6 +195,12 @@ class RegistryFSM:
     def apply_command(self, index: int, cmd: Command) -> Result:
         """Apply an already decoded command (tests, the single-node dev path
         and the leader's own proposals)."""
+        if type(cmd) is KVRequest and cmd.op in kv.PLAIN_OPS:  # most writes: no WriteTx
+            try:
+                cmd.validate()
+            except ValidationError as exc:
+                return failed(ErrorCode.INVALID, str(exc))
+            return kv.apply_plain(self.store, index, cmd.op, cmd.key, cmd.value, cmd.flags, cmd.cas)
         try:
             cmd.validate()
         except ValidationError as exc:

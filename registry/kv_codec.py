@@ -67,6 +67,29 @@ def kv_from_body(body: Any, cls: type[KVRequest]) -> KVRequest | None:
     return new_kv(cls, _intern(op), _intern(key), value, flags, _intern(session), cas, now)
 
 
+def kv_plain_fields(body: Any) -> tuple[str, str, bytes, int, int] | None:
+    """``(op, key, value, flags, cas)`` of a well-formed KV write's map, as
+    ``kv_from_body`` would read them (``key`` interned alike, the session and
+    time checked and left out: a plain write does not use them); ``None``
+    where ``kv_from_body`` gives ``None``."""
+    if type(body) is not dict or not body.keys() <= _FIELDS:
+        return None
+    get = body.get
+    op, key = get("op"), get("key")
+    value, flags, cas = get("value", b""), get("flags", 0), get("cas", 0)
+    if (
+        type(op) is not str
+        or type(key) is not str
+        or type(value) is not bytes
+        or type(flags) is not int
+        or type(cas) is not int
+        or type(get("session", "")) is not str
+        or type(get("now", 0.0)) not in (float, int)
+    ):
+        return None
+    return op, _intern(key), value, flags, cas
+
+
 _SLOTS: dict[type, tuple[Any, ...]] = {}  # per class: its fields' slot setters, in _ORDER
 
 

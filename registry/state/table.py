@@ -117,6 +117,33 @@ class Table(Generic[R]):
                         bucket[key] = record
         return old
 
+    def replace(self, key: Hashable, old: R | None, record: R | None) -> None:
+        """Make ``key`` hold ``record`` (None deletes) with no undo recorded:
+        for a write that changes its rows only once it cannot fail any more
+        (a plain KV set or delete, ``kv.apply_plain``). ``old`` is the row
+        ``key`` holds now (the caller has just read it).
+
+        Replacing a row by one filed under the same index values (a KV
+        entry keeping its session) updates the buckets in place, and an
+        ordered table's existing key is set without its sorted-key list.
+        """
+        if old is None or record is None:
+            self._set(key, record)
+            return
+        indexes = self._indexes
+        for name, fn in self.index_fns.items():
+            values = fn(record)
+            if values != fn(old):
+                self._set(key, record)
+                return
+            buckets = indexes[name]
+            for value in values:
+                buckets[value][key] = record
+        if self.ordered:  # the key is there: SortedDict's own __setitem__ adds nothing
+            dict.__setitem__(self.rows, key, record)
+        else:
+            self.rows[key] = record
+
     def undo(self, key: Hashable, old: R | None) -> None:
         """Restore ``key`` to ``old`` (used by ``WriteTx.abort``)."""
         self._set(key, old)

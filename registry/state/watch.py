@@ -21,7 +21,7 @@ that key in time linear in the key's length (``prefix_keys``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable
 
 Callback = Callable[[], None]
 WatchKey = Hashable
@@ -124,8 +124,12 @@ class WatchRegistry:
         """Fire the watches of ``keys`` that have one; returns how many fired."""
         fired = 0
         for key in keys:
-            watch = self._discard(key)
+            # _discard inlined: most keys of a write have no watch
+            watch = self._watches.pop(key, None)
             if watch is not None:
+                prefix = self._prefix_of(key)
+                if prefix is not None:
+                    self._prefixes[prefix[0]].discard(prefix[1])
                 watch.fire()
                 fired += 1
         return fired
@@ -137,15 +141,19 @@ class WatchRegistry:
         for watch in watches.values():
             watch.fire()
 
+    def __len__(self) -> int:
+        """How many keys are watched now (0: a write has nothing to fire)."""
+        return len(self._watches)
+
     def has(self, key: WatchKey) -> bool:
         """True if a reader currently watches ``key``."""
         return key in self._watches
 
-    def prefix_keys(self, kind: str, text: str) -> Iterator[WatchKey]:
+    def prefix_keys(self, kind: str, text: str) -> list[WatchKey]:
         """The watched keys ``(kind, p)`` (``kind`` in ``PREFIX_KINDS``) with
         ``text.startswith(p)``, shortest first; linear in ``len(text)``."""
         index = self._prefixes.get(kind)
-        return index.along(text) if index is not None else iter(())
+        return index.along(text) if index is not None else []
 
 
 class WatchSet:
@@ -280,15 +288,17 @@ class PrefixIndex:
             del parent.edges[first]
             node = parent
 
-    def along(self, key: str) -> Iterator[WatchKey]:
-        """The values of the indexed texts that are prefixes of ``key``, shortest first."""
-        node, i = self._root, 0
-        if node.value is not None:
-            yield node.value
-        while i < len(key):
+    def along(self, key: str) -> list[WatchKey]:
+        """The values of the indexed texts that are prefixes of ``key``, shortest first.
+
+        A list, not a generator: every KV write asks, and mostly gets none."""
+        node, i, size = self._root, 0, len(key)
+        found = [] if node.value is None else [node.value]
+        while i < size:
             edge = node.edges.get(key[i])
             if edge is None or not key.startswith(edge[0], i):
-                return
+                break
             node, i = edge[1], i + len(edge[0])
             if node.value is not None:
-                yield node.value
+                found.append(node.value)
+        return found
