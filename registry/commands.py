@@ -246,7 +246,7 @@ class DeregisterRequest(Command):
         v.require(self.node, "Node", "must provide node")
 
 
-def _plain_kv_valid(op: str, key: str, value: bytes, flags: int, cas: int) -> bool:
+def plain_kv_valid(op: str, key: str, value: bytes, flags: int, cas: int) -> bool:
     """True for a set/cas/delete/delete-cas that ``KVRequest.validate``
     accepts without its full checks (an ASCII key's UTF-8 size is its
     length); False says nothing (the full checks decide)."""
@@ -284,7 +284,7 @@ class KVRequest(Command):
         # server it entered, each server's apply): the common case, checked
         # at once; anything else goes through the full checks below, which
         # name what is wrong.
-        if _plain_kv_valid(self.op, self.key, self.value, self.flags, self.cas):
+        if plain_kv_valid(self.op, self.key, self.value, self.flags, self.cas):
             return
         v.one_of(self.op, KV_OPS, "Op")
         _validate_kv(self.key, self.value, self.flags, self.op, "")
@@ -949,7 +949,7 @@ def decode_plain_kv(data: bytes) -> PlainKV | None:
     if version.__class__ is not int or not 1 <= version <= KVRequest.VERSION:
         return None
     kv = kv_plain_fields(body)
-    if kv is None or not _plain_kv_valid(*kv):
+    if kv is None or not plain_kv_valid(*kv):
         return None
     return kv
 

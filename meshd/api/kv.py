@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from raft.stages import stamp
-from registry.commands import MAX_KV_KEY, MAX_KV_VALUE, KVRequest, validate_kv_key
+from registry.commands import MAX_KV_VALUE, KVRequest, plain_kv_valid, validate_kv_key
 from registry.errors import ErrorCode
 from registry.kv_codec import new_kv
 
@@ -103,7 +103,8 @@ def write_outcome(result: WriteResult, session: str = "") -> bool:
 
 
 def put_request(req: Request, key: str) -> KVRequest:
-    """The KV command of ``PUT /v1/kv/<key>`` (validated).
+    """The KV command of ``PUT /v1/kv/<key>`` (validated, or one that
+    ``KVRequest.validate`` accepts as built: ``plain_kv_valid``).
 
     Raises ``BadRequest`` for a missing key, conflicting or malformed
     parameters, ``PayloadTooLarge`` for a value over 512 KiB and
@@ -113,15 +114,10 @@ def put_request(req: Request, key: str) -> KVRequest:
     if not key:
         raise BadRequest("Missing key name", "key")
     body = req.body
-    if (
-        not req.query_string
-        and key.isascii()
-        and len(key) <= MAX_KV_KEY
-        and len(body) <= KV_MAX_VALUE_SIZE
-    ):
+    if not req.query_string and plain_kv_valid("set", key, body, 0, 0):
         # The common PUT (no parameters, an ASCII key within limits): a plain
-        # set, valid as built (KVRequest.validate's own fast check), so built
-        # by slots and not validated again here (the write path validates).
+        # set, valid as built (the same check as KVRequest.validate's own
+        # fast one), so built by slots and not validated again here.
         return new_kv(KVRequest, "set", key, body, 0, "", 0, 0.0)
     validate_kv_key(key, "key")  # at most MAX_KV_KEY bytes (16 KiB) of UTF-8
     reject_conflicting(req, "cas", "acquire", "release")

@@ -60,7 +60,7 @@ def response_head(
     """
     headers = response.headers
     if chunked or len(headers) != 1 or type(headers[0]) is not tuple:
-        return _build_head(response, keep_alive, chunked)
+        return _build_head(response, keep_alive, chunked, _date.get())
     # One header (Content-Type): every KV PUT's ``true`` and most errors. The
     # same few heads repeat within a second: built once per second each.
     date = _date.get()
@@ -68,9 +68,9 @@ def response_head(
     try:
         found = _HEADS.get(key)
     except TypeError:  # a value that is not a str (and unhashable): no cache
-        return _build_head(response, keep_alive, chunked)
+        return _build_head(response, keep_alive, chunked, date)
     if found is None:
-        found = _build_head(response, keep_alive, chunked)
+        found = _build_head(response, keep_alive, chunked, date)  # the key's Date
         if len(_HEADS) >= _HEADS_MAX:
             _HEADS.clear()
         _HEADS[key] = found
@@ -83,7 +83,9 @@ _HEADS: dict[tuple[bytes, int, int, bool, tuple[str, str]], tuple[bytes, bool]] 
 _HEADS_MAX = 256
 
 
-def _build_head(response: Response, keep_alive: bool, chunked: bool) -> tuple[bytes, bool]:
+def _build_head(
+    response: Response, keep_alive: bool, chunked: bool, date: bytes
+) -> tuple[bytes, bool]:
     status = response.status
     if status < 200 or status > 999:
         raise InvalidResponse(f"handlers cannot send status {status}")
@@ -109,7 +111,7 @@ def _build_head(response: Response, keep_alive: bool, chunked: bool) -> tuple[by
         status,
         _REASONS.get(status, b""),
         framing,
-        _date.get(),
+        date,
     )
     return head + "".join(parts).encode(), keep_alive
 

@@ -107,7 +107,7 @@ def test_text_response_and_header_helpers() -> None:
 
 
 def test_cached_response_heads_match_a_fresh_build_and_bad_ones_still_fail() -> None:
-    from meshd.http.response_head import InvalidResponse, _build_head, response_head
+    from meshd.http.response_head import InvalidResponse, _build_head, _date, response_head
 
     cases = [
         (Response.json(True), True),
@@ -118,8 +118,12 @@ def test_cached_response_heads_match_a_fresh_build_and_bad_ones_still_fail() -> 
     for _ in range(2):  # the second round answers from the cache
         for resp, keep in cases:
             head, kept = response_head(resp, keep)
-            assert (head, kept) == _build_head(resp, keep, False)
+            assert (head, kept) == _build_head(resp, keep, False, _date.get())
             assert b"\r\nDate: " in head and head.endswith(b"\r\n\r\n")
+    # A head is stored under the Date it carries, even when the second
+    # turns between reading the key's Date and building it.
+    _build_date = _date.get()
+    assert _build_date in _build_head(Response.json(True), True, False, _build_date)[0]
     assert response_head(cases[3][0], True)[1] is False
     assert b"Content-Length: 5\r\n" in response_head(Response.json(False), True)[0]
     for _ in range(2):
