@@ -127,8 +127,8 @@ class Table(Generic[R]):
         entry keeping its session) updates the buckets in place, and an
         ordered table's existing key is set without its sorted-key list.
         """
-        if old is None or record is None:
-            self._set(key, record)
+        if old is None or record is None or self.rows.get(key) is not old:
+            self._set(key, record)  # (a stale ``old``: the general path)
             return
         indexes = self._indexes
         for name, fn in self.index_fns.items():
