@@ -86,7 +86,6 @@ _ALL = b""  # (not a header name) the request's headers
 # fills 32-bit words from the low end, so its bits are, from the low end,
 # the trace id (128), the span id (64), random()'s two words (its 53 bits:
 # the first word's top 27, the second's top 26) and the request id (128).
-_M64, _M128 = (1 << 64) - 1, (1 << 128) - 1
 _TWO53 = 1.0 / 9007199254740992.0  # random(): (a * 2**26 + b) / 2**53
 _UUID_CLEAR = ~(((0xC000 << 48) | (0xF000 << 64)) << 256) & ((1 << 384) - 1)
 _UUID_V4 = ((0x8000 << 48) | (4 << 76)) << 256
@@ -262,36 +261,30 @@ def _values(first: dict[bytes, Any], name: bytes) -> list[str]:
     return [v.decode("latin-1").strip() for n, v in first[_ALL] if n.lower() == name]
 
 
-class _W3C:
+_W3C = tuple[str, str, bool, tuple[tuple[str, str], ...], str | None]
+
+
+def _read_w3c(first: dict[bytes, Any]) -> _W3C | None:
     """A request's valid version-00 ``traceparent`` in its exact 55-byte form
-    (no force header): what ``ProxyTracing._continued`` reads of it."""
-
-    __slots__ = ("request_id", "sampled", "span_id", "trace_id", "tracestate")
-
-    def __init__(self, trace_id: str, span_id: str, sampled: bool) -> None:
-        self.trace_id, self.span_id, self.sampled = trace_id, span_id, sampled
-        self.tracestate: tuple[tuple[str, str], ...] = ()
-        self.request_id: str | None = None
-
-    @classmethod
-    def read(cls, first: dict[bytes, Any]) -> _W3C | None:
-        parent = first.get(b"traceparent")
-        if parent is None or _FORCE in first or _ENVOY_FORCE in first:
-            return None
-        v = parent[1]
-        if len(v) != 55 or v[:3] != b"00-" or v[35] != 45 or v[52] != 45:  # 45: "-"
-            return None
-        if v.translate(None, _HEX) != b"---":
-            return None  # (the rest all lowercase hex: only the dashes left)
-        trace_id, span_id = v[3:35].decode("ascii"), v[36:52].decode("ascii")
-        if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
-            return None
-        w3c = cls(trace_id, span_id, v[54] in _ODD_HEX)  # the flags' sampled bit
-        if b"tracestate" in first:
-            w3c.tracestate = parse_tracestate(_values(first, b"tracestate")) or ()
-        rid = first.get(b"x-request-id")
-        w3c.request_id = (rid[1].decode("latin-1").strip() if rid else "") or None
-        return w3c
+    (and no force header): its trace id, span id, sampled flag, tracestate
+    and request id (None: none came), what ``ProxyTracing._continued`` reads."""
+    parent = first.get(b"traceparent")
+    if parent is None or _FORCE in first or _ENVOY_FORCE in first:
+        return None
+    v = parent[1]
+    if len(v) != 55 or v[:3] != b"00-" or v[35] != 45 or v[52] != 45:  # 45: "-"
+        return None
+    if v.translate(None, _HEX) != b"---":
+        return None  # (the rest all lowercase hex: only the dashes left)
+    trace_id, span_id = v[3:35].decode("ascii"), v[36:52].decode("ascii")
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    state = (
+        (parse_tracestate(_values(first, b"tracestate")) or ()) if b"tracestate" in first else ()
+    )
+    rid = first.get(b"x-request-id")
+    request_id = (rid[1].decode("latin-1").strip() if rid else "") or None
+    return trace_id, span_id, v[54] in _ODD_HEX, state, request_id  # (flags' sampled bit)
 
 
 def _incoming(first: dict[bytes, Any]) -> Incoming:
@@ -311,12 +304,13 @@ def _fresh(rng: random.Random, basis: int) -> tuple[str, str, bool, str] | None:
     the float arithmetic of ``random()`` exactly). None for a zero trace or
     span id (2**-64 odds: the caller draws them one by one, redrawing)."""
     n = rng.getrandbits(384)
-    if not n & _M128 or not (n >> 128) & _M64:
+    h = ((n & _UUID_CLEAR) | _UUID_V4).to_bytes(48, "big").hex()  # request id first
+    trace_id, span_id = h[64:], h[48:64]
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
         return None
     r = ((n >> 197) & 0x7FFFFFF) * 67108864.0 + ((n >> 230) & 0x3FFFFFF)
-    h = ((n & _UUID_CLEAR) | _UUID_V4).to_bytes(48, "big").hex()  # request id first
     rid = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
-    return h[64:], h[48:64], r * _TWO53 * RESOLUTION < basis, rid
+    return trace_id, span_id, r * _TWO53 * RESOLUTION < basis, rid
 
 
 class AgentSpanSink:
@@ -437,7 +431,7 @@ class ProxyTracing:
             if fresh is not None:
                 return self._new_trace(server, service, peer, method, target, kept, fresh)
         else:  # the common traced request: a plain W3C traceparent
-            w3c = _W3C.read(seen)
+            w3c = _read_w3c(seen)
             if w3c is not None:
                 return self._continued(server, service, peer, method, target, kept, w3c)
         tracer = self._tracer(service)
@@ -526,17 +520,16 @@ class ProxyTracing:
         """``_hop`` for a request with a plain W3C traceparent (and no force
         header): its sampled flag decides, no SpanContext, Incoming or
         tracer; the headers ``inject_all_bytes`` writes, formatted as text."""
-        rng, parent = self.rng, w3c.span_id
-        span_id = new_span_id(rng)
-        request_id = w3c.request_id or new_request_id(rng)
+        trace_id, parent, sampled, state, incoming_rid = w3c
+        span_id = new_span_id(self.rng)
+        request_id = incoming_rid or new_request_id(self.rng)
         kind = SpanKind.SERVER if server else SpanKind.CLIENT
-        ts = w3c.tracestate
-        hop = Hop(kept, kind, service, peer, w3c.trace_id, span_id, parent, ts, request_id)
-        flag = "1" if w3c.sampled else "0"
-        b3 = f"{w3c.trace_id}-{span_id}-{flag}-{parent}".encode()  # its parts: the b3 headers
-        kept.append((b"traceparent", f"00-{w3c.trace_id}-{span_id}-0{flag}".encode()))
-        if w3c.tracestate:
-            kept.append((b"tracestate", format_tracestate(w3c.tracestate).encode("latin-1")))
+        hop = Hop(kept, kind, service, peer, trace_id, span_id, parent, state, request_id)
+        flag = "1" if sampled else "0"
+        b3 = f"{trace_id}-{span_id}-{flag}-{parent}".encode()  # its parts: the b3 headers
+        kept.append((b"traceparent", f"00-{trace_id}-{span_id}-0{flag}".encode()))
+        if state:
+            kept.append((b"tracestate", format_tracestate(state).encode("latin-1")))
         kept += (
             (b"b3", b3),
             (b"x-b3-traceid", b3[:32]),
@@ -544,9 +537,9 @@ class ProxyTracing:
             (b"x-b3-parentspanid", b3[52:]),
             (b"x-b3-sampled", b3[50:51]),
         )
-        if w3c.request_id is None:
+        if incoming_rid is None:
             kept.append((b"x-request-id", request_id.encode("latin-1")))
-        if w3c.sampled:
+        if sampled:
             hop.sampled = True
             m, path = method.decode("ascii", "replace"), target.decode("latin-1")
             hop._span = _span(hop, m, path, self.clock_ns(), True, False)
@@ -590,7 +583,8 @@ class ProxyTracing:
     def finish(self, hop: Hop, status: int, headers: Iterable[tuple[str, str]] = ()) -> Span | None:
         """End ``hop``'s span with the answer and hand it to the sink; None
         for an unsampled hop (nothing to record)."""
-        self.release(hop)
+        if hop.traced_inbound:
+            self.release(hop)
         span = hop._span
         if not hop.sampled or span is None:
             return None
