@@ -308,9 +308,31 @@ def _fresh(rng: random.Random, basis: int) -> tuple[str, str, bool, str] | None:
     trace_id, span_id = h[64:], h[48:64]
     if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
         return None
-    r = ((n >> 197) & 0x7FFFFFF) * 67108864.0 + ((n >> 230) & 0x3FFFFFF)
     rid = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
-    return trace_id, span_id, r * _TWO53 * RESOLUTION < basis, rid
+    a, b = _BELOW.get(basis) or _below(basis)
+    first = (n >> 197) & 0x7FFFFFF  # random()'s first 27 bits
+    sampled = first < a if first != a else (n >> 230) & 0x3FFFFFF < b
+    return trace_id, span_id, sampled, rid
+
+
+_BELOW: dict[int, tuple[int, int]] = {}  # basis -> _below(basis)
+
+
+def _below(basis: int) -> tuple[int, int]:
+    """The least 53-bit draw ``k`` of ``random()`` (``a * 2**26 + b``: ``a``
+    its first word's top 27 bits, ``b`` its second's top 26) that
+    ``Sampler.decide`` does NOT sample at ``basis``, as ``(a, b)``: a draw
+    samples iff its ``(a, b)`` is below, the float arithmetic of
+    ``random() * RESOLUTION < basis`` (monotone in ``k``) done once per basis."""
+    lo, hi = 0, 1 << 53  # every k < lo samples; hi does not (or is 2**53)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ((mid >> 26) * 67108864.0 + (mid & 0x3FFFFFF)) * _TWO53 * RESOLUTION < basis:
+            lo = mid + 1
+        else:
+            hi = mid
+    _BELOW[basis] = lo >> 26, lo & 0x3FFFFFF
+    return _BELOW[basis]
 
 
 class AgentSpanSink:

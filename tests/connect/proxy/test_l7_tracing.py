@@ -302,7 +302,7 @@ def test_a_new_traces_draws_at_once_are_the_tracers_one_by_one() -> None:
     # Sampler.decide (random()'s float arithmetic) and new_request_id exactly,
     # and leave the rng where they leave it (seeded runs stay reproducible).
     for seed in range(300):
-        for basis in (1, 100, 5_000, 9_999):
+        for basis in (0, 1, 100, 5_000, 9_999, 10_000):
             got_rng, want_rng = random.Random(seed), random.Random(seed)
             got = _fresh(got_rng, basis)
             want = (
