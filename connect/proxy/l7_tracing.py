@@ -244,7 +244,7 @@ def _scan(headers: Any) -> tuple[list[tuple[bytes, bytes]], dict[bytes, Any]]:
         name, value = pair
         if name.__class__ is not bytes or value.__class__ is not bytes:
             return _scan(_as_bytes(headers))  # str pairs (tests, other callers)
-        low = name.lower()
+        low = name if name.islower() else name.lower()  # (no copy: most are lowercase)
         if low in _READ:
             if low not in first:
                 first[low] = pair
