@@ -82,6 +82,7 @@ _HEX = b"0123456789abcdef"
 _ODD_HEX = b"13579bdf"  # hex digits with the low bit set
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 _ALL = b""  # (not a header name) the request's headers
+_B3_SAMPLED = {False: (b"x-b3-sampled", b"0"), True: (b"x-b3-sampled", b"1")}
 # A new trace's draws as one 384-bit number (_fresh): CPython's getrandbits
 # fills 32-bit words from the low end, so its bits are, from the low end,
 # the trace id (128), the span id (64), random()'s two words (its 53 bits:
@@ -516,7 +517,7 @@ class ProxyTracing:
             (b"b3", b3),
             (b"x-b3-traceid", b3[:32]),
             (b"x-b3-spanid", b3[33:49]),
-            (b"x-b3-sampled", b3[50:]),
+            _B3_SAMPLED[sampled],
             (b"x-request-id", request_id.encode()),
         )
         if sampled:
@@ -543,7 +544,9 @@ class ProxyTracing:
         header): its sampled flag decides, no SpanContext, Incoming or
         tracer; the headers ``inject_all_bytes`` writes, formatted as text."""
         trace_id, parent, sampled, state, incoming_rid = w3c
-        span_id = new_span_id(self.rng)
+        span_id = self.rng.getrandbits(64).to_bytes(8, "big").hex()  # new_span_id inline:
+        if span_id == _ZERO_SPAN:
+            span_id = new_span_id(self.rng)  # its redraw of a zero id
         request_id = incoming_rid or new_request_id(self.rng)
         kind = SpanKind.SERVER if server else SpanKind.CLIENT
         hop = Hop(kept, kind, service, peer, trace_id, span_id, parent, state, request_id)
@@ -557,7 +560,7 @@ class ProxyTracing:
             (b"x-b3-traceid", b3[:32]),
             (b"x-b3-spanid", b3[33:49]),
             (b"x-b3-parentspanid", b3[52:]),
-            (b"x-b3-sampled", b3[50:51]),
+            _B3_SAMPLED[sampled],
         )
         if incoming_rid is None:
             kept.append((b"x-request-id", request_id.encode("latin-1")))
