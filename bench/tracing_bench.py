@@ -4,7 +4,9 @@ Proxy side (``connect/proxy/l7_tracing.py``), microseconds per request,
 best of the rounds: what the L7 handler adds per request, ``client_hop``
 (extract, start a span, rewrite the headers) then ``finish``, for a request
 with 8 ordinary headers, at 0%, 1% and 100% sampling, and with an incoming
-``traceparent`` (the middle of a chain); the baseline is copying those
+``traceparent`` (the middle of a chain); ``server_hop`` then ``finish`` for
+the headers an unsampled client hop forwards (the server side of 99% of
+requests at the default 1%); the baseline is copying those
 headers once (the least a proxy does with them).
 
 Agent side (``meshd/agent/traces.py``), microseconds per span: keeping it
@@ -54,17 +56,27 @@ def _timed(fn: Callable[[], object], calls: int) -> float:
         gc.enable()
 
 
-def _proxy_case(basis: int, headers: list[tuple[bytes, bytes]]) -> Callable[[], object]:
+def _proxy_case(
+    basis: int, headers: list[tuple[bytes, bytes]], *, server: bool = False
+) -> Callable[[], object]:
     tracing = ProxyTracing(None, rng=random.Random(1))
     tracing.settings.default = basis
+    hop_of = tracing.server_hop if server else tracing.client_hop
 
     def one() -> object:
-        hop = tracing.client_hop("web", "api", b"GET", b"/orders/42?x=1", headers)
+        hop = hop_of("web", "api", b"GET", b"/orders/42?x=1", headers)
         span = tracing.finish(hop, 200)
         tracing.finished.clear()
         return span
 
     return one
+
+
+def _forwarded() -> list[tuple[bytes, bytes]]:
+    """HEADERS as an unsampled client hop forwards them (trace headers added)."""
+    tracing = ProxyTracing(None, rng=random.Random(3))
+    tracing.settings.default = 0
+    return tracing.client_hop("web", "api", b"GET", b"/orders/42?x=1", HEADERS).headers
 
 
 def proxy_figures(calls: int, rounds: int) -> dict[str, float]:
@@ -74,6 +86,8 @@ def proxy_figures(calls: int, rounds: int) -> dict[str, float]:
         "trace, 1% sampled": _proxy_case(100, HEADERS),
         "trace, 100% sampled": _proxy_case(10_000, HEADERS),
         "trace, traceparent in, 100%": _proxy_case(10_000, [*HEADERS, TRACEPARENT]),
+        # The server side of the 99%: what an unsampled client hop sends on.
+        "server, client's unsampled headers in": _proxy_case(100, _forwarded(), server=True),
     }
     samples: dict[str, list[float]] = {k: [] for k in cases}
     names = list(cases)

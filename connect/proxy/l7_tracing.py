@@ -41,13 +41,20 @@ from connect.telemetry.propagation import (
     TRACE_HEADERS,
     Incoming,
     extract_collected,
+    format_tracestate,
     inject_all_bytes,
     new_request_id,
     new_span_id,
     new_trace_id,
     parse_tracestate,
 )
-from connect.telemetry.sampling import DEFAULT_PERCENT, Sampler, SamplingError, percent_to_basis
+from connect.telemetry.sampling import (
+    DEFAULT_PERCENT,
+    RESOLUTION,
+    Sampler,
+    SamplingError,
+    percent_to_basis,
+)
 from connect.telemetry.spans import REQUEST_ID, Span, SpanKind, Tracer, http_attributes
 from connect.telemetry.wire import span_to_json
 
@@ -75,6 +82,14 @@ _HEX = b"0123456789abcdef"
 _ODD_HEX = b"13579bdf"  # hex digits with the low bit set
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 _ALL = b""  # (not a header name) the request's headers
+_B3_SAMPLED = {False: (b"x-b3-sampled", b"0"), True: (b"x-b3-sampled", b"1")}
+# A new trace's draws as one 384-bit number (_fresh): CPython's getrandbits
+# fills 32-bit words from the low end, so its bits are, from the low end,
+# the trace id (128), the span id (64), random()'s two words (its 53 bits:
+# the first word's top 27, the second's top 26) and the request id (128).
+_TWO53 = 1.0 / 9007199254740992.0  # random(): (a * 2**26 + b) / 2**53
+_UUID_CLEAR = ~(((0xC000 << 48) | (0xF000 << 64)) << 256) & ((1 << 384) - 1)
+_UUID_V4 = ((0x8000 << 48) | (4 << 76)) << 256
 
 
 def proxy_defaults_resource() -> Resource:
@@ -230,7 +245,7 @@ def _scan(headers: Any) -> tuple[list[tuple[bytes, bytes]], dict[bytes, Any]]:
         name, value = pair
         if name.__class__ is not bytes or value.__class__ is not bytes:
             return _scan(_as_bytes(headers))  # str pairs (tests, other callers)
-        low = name.lower()
+        low = name if name.islower() else name.lower()  # (no copy: most are lowercase)
         if low in _READ:
             if low not in first:
                 first[low] = pair
@@ -247,42 +262,30 @@ def _values(first: dict[bytes, Any], name: bytes) -> list[str]:
     return [v.decode("latin-1").strip() for n, v in first[_ALL] if n.lower() == name]
 
 
-class _W3C:
+_W3C = tuple[str, str, bool, tuple[tuple[str, str], ...], str | None]
+
+
+def _read_w3c(first: dict[bytes, Any]) -> _W3C | None:
     """A request's valid version-00 ``traceparent`` in its exact 55-byte form
-    (no force header): what ``_hop`` reads of it, as ``Incoming`` and as its
-    context at once."""
-
-    __slots__ = ("request_id", "sampled", "span_id", "trace_id", "tracestate")
-    force = False
-
-    def __init__(self, trace_id: str, span_id: str, sampled: bool) -> None:
-        self.trace_id, self.span_id, self.sampled = trace_id, span_id, sampled
-        self.tracestate: tuple[tuple[str, str], ...] = ()
-        self.request_id: str | None = None
-
-    @property
-    def context(self) -> _W3C:
-        return self
-
-    @classmethod
-    def read(cls, first: dict[bytes, Any]) -> _W3C | None:
-        parent = first.get(b"traceparent")
-        if parent is None or _FORCE in first or _ENVOY_FORCE in first:
-            return None
-        v = parent[1]
-        if len(v) != 55 or v[:3] != b"00-" or v[35] != 45 or v[52] != 45:  # 45: "-"
-            return None
-        if v.translate(None, _HEX) != b"---":
-            return None  # (the rest all lowercase hex: only the dashes left)
-        trace_id, span_id = v[3:35].decode("ascii"), v[36:52].decode("ascii")
-        if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
-            return None
-        w3c = cls(trace_id, span_id, v[54] in _ODD_HEX)  # the flags' sampled bit
-        if b"tracestate" in first:
-            w3c.tracestate = parse_tracestate(_values(first, b"tracestate")) or ()
-        rid = first.get(b"x-request-id")
-        w3c.request_id = (rid[1].decode("latin-1").strip() if rid else "") or None
-        return w3c
+    (and no force header): its trace id, span id, sampled flag, tracestate
+    and request id (None: none came), what ``ProxyTracing._continued`` reads."""
+    parent = first.get(b"traceparent")
+    if parent is None or _FORCE in first or _ENVOY_FORCE in first:
+        return None
+    v = parent[1]
+    if len(v) != 55 or v[:3] != b"00-" or v[35] != 45 or v[52] != 45:  # 45: "-"
+        return None
+    if v.translate(None, _HEX) != b"---":
+        return None  # (the rest all lowercase hex: only the dashes left)
+    trace_id, span_id = v[3:35].decode("ascii"), v[36:52].decode("ascii")
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    state = (
+        (parse_tracestate(_values(first, b"tracestate")) or ()) if b"tracestate" in first else ()
+    )
+    rid = first.get(b"x-request-id")
+    request_id = (rid[1].decode("latin-1").strip() if rid else "") or None
+    return trace_id, span_id, v[54] in _ODD_HEX, state, request_id  # (flags' sampled bit)
 
 
 def _incoming(first: dict[bytes, Any]) -> Incoming:
@@ -292,6 +295,45 @@ def _incoming(first: dict[bytes, Any]) -> Incoming:
         return _NOTHING
     seen = {_READ[n]: _values(first, n) for n in _READ if n in first}
     return extract_collected(seen, formats=False)
+
+
+def _fresh(rng: random.Random, basis: int) -> tuple[str, str, bool, str] | None:
+    """A new trace's trace id, span id, sampling decision (at ``basis``
+    hundredths of a percent) and request id: what ``new_trace_id``,
+    ``new_span_id``, ``Sampler.decide`` and ``new_request_id`` draw from
+    ``rng`` in that order, from one getrandbits and one hex (the numbers and
+    the float arithmetic of ``random()`` exactly). None for a zero trace or
+    span id (2**-64 odds: the caller draws them one by one, redrawing)."""
+    n = rng.getrandbits(384)
+    h = ((n & _UUID_CLEAR) | _UUID_V4).to_bytes(48, "big").hex()  # request id first
+    trace_id, span_id = h[64:], h[48:64]
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    rid = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+    a, b = _BELOW.get(basis) or _below(basis)
+    first = (n >> 197) & 0x7FFFFFF  # random()'s first 27 bits
+    sampled = first < a if first != a else (n >> 230) & 0x3FFFFFF < b
+    return trace_id, span_id, sampled, rid
+
+
+_BELOW: dict[int, tuple[int, int]] = {}  # basis -> _below(basis)
+
+
+def _below(basis: int) -> tuple[int, int]:
+    """The least 53-bit draw ``k`` of ``random()`` (``a * 2**26 + b``: ``a``
+    its first word's top 27 bits, ``b`` its second's top 26) that
+    ``Sampler.decide`` does NOT sample at ``basis``, as ``(a, b)``: a draw
+    samples iff its ``(a, b)`` is below, the float arithmetic of
+    ``random() * RESOLUTION < basis`` (monotone in ``k``) done once per basis."""
+    lo, hi = 0, 1 << 53  # every k < lo samples; hi does not (or is 2**53)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ((mid >> 26) * 67108864.0 + (mid & 0x3FFFFFF)) * _TWO53 * RESOLUTION < basis:
+            lo = mid + 1
+        else:
+            hi = mid
+    _BELOW[basis] = lo >> 26, lo & 0x3FFFFFF
+    return _BELOW[basis]
 
 
 class AgentSpanSink:
@@ -407,11 +449,16 @@ class ProxyTracing:
         self, server: bool, service: str, peer: str, method: bytes, target: bytes, headers: Any
     ) -> Hop:
         kept, seen = _scan(headers)
+        if not seen:  # no trace header (a new trace): most client hops
+            fresh = _fresh(self.rng, self.settings.basis(service))
+            if fresh is not None:
+                return self._new_trace(server, service, peer, method, target, kept, fresh)
+        else:  # the common traced request: a plain W3C traceparent
+            w3c = _read_w3c(seen)
+            if w3c is not None:
+                return self._continued(server, service, peer, method, target, kept, w3c)
         tracer = self._tracer(service)
-        # The common traced request: a plain W3C traceparent, read without
-        # building a SpanContext and an Incoming (its sampled flag decides).
-        # No trace header at all (a new trace): nothing to read.
-        incoming: Any = (_W3C.read(seen) or _incoming(seen)) if seen else _NOTHING
+        incoming: Any = _incoming(seen) if seen else _NOTHING
         # The ids, the sampling decision and the request id are drawn from
         # the rng in the order Tracer.start_* draws them; only a sampled
         # hop builds its span (name, attributes, start time).
@@ -427,10 +474,7 @@ class ProxyTracing:
             ctx.tracestate if ctx else (),
             "",
         )
-        if incoming.__class__ is _W3C:
-            sampled = incoming.sampled  # the caller's decision, as Sampler.decide honours it
-        else:
-            sampled = tracer.sampler.decide(incoming)
+        sampled = tracer.sampler.decide(incoming)
         hop.request_id = incoming.request_id or new_request_id(rng)
         if sampled:
             hop.sampled = True
@@ -448,6 +492,87 @@ class ProxyTracing:
             self.inflight[service] = self.inflight.get(service, 0) + 1
         elif not server and ctx is None and self.inflight.get(service):
             self._broken(service, peer)
+        return hop
+
+    def _new_trace(
+        self,
+        server: bool,
+        service: str,
+        peer: str,
+        method: bytes,
+        target: bytes,
+        kept: list[tuple[bytes, bytes]],
+        fresh: tuple[str, str, bool, str],
+    ) -> Hop:
+        """``_hop`` for a request without any header it reads: the ids and
+        the decision drawn at once, the headers ``inject_all_bytes`` writes
+        (no parent, no tracestate, no debug) formatted as text once."""
+        trace_id, span_id, sampled, request_id = fresh
+        kind = SpanKind.SERVER if server else SpanKind.CLIENT
+        hop = Hop(kept, kind, service, peer, trace_id, span_id, None, (), request_id)
+        flag = "1" if sampled else "0"
+        b3 = f"{trace_id}-{span_id}-{flag}".encode()  # its parts are the b3 headers
+        kept += (
+            (b"traceparent", f"00-{trace_id}-{span_id}-0{flag}".encode()),
+            (b"b3", b3),
+            (b"x-b3-traceid", b3[:32]),
+            (b"x-b3-spanid", b3[33:49]),
+            _B3_SAMPLED[sampled],
+            (b"x-request-id", request_id.encode()),
+        )
+        if sampled:
+            hop.sampled = True
+            m, path = method.decode("ascii", "replace"), target.decode("latin-1")
+            hop._span = _span(hop, m, path, self.clock_ns(), True, False)
+        else:
+            hop.method, hop.path = method, target
+        if not server and self.inflight.get(service):
+            self._broken(service, peer)
+        return hop
+
+    def _continued(
+        self,
+        server: bool,
+        service: str,
+        peer: str,
+        method: bytes,
+        target: bytes,
+        kept: list[tuple[bytes, bytes]],
+        w3c: _W3C,
+    ) -> Hop:
+        """``_hop`` for a request with a plain W3C traceparent (and no force
+        header): its sampled flag decides, no SpanContext, Incoming or
+        tracer; the headers ``inject_all_bytes`` writes, formatted as text."""
+        trace_id, parent, sampled, state, incoming_rid = w3c
+        span_id = self.rng.getrandbits(64).to_bytes(8, "big").hex()  # new_span_id inline:
+        if span_id == _ZERO_SPAN:
+            span_id = new_span_id(self.rng)  # its redraw of a zero id
+        request_id = incoming_rid or new_request_id(self.rng)
+        kind = SpanKind.SERVER if server else SpanKind.CLIENT
+        hop = Hop(kept, kind, service, peer, trace_id, span_id, parent, state, request_id)
+        flag = "1" if sampled else "0"
+        b3 = f"{trace_id}-{span_id}-{flag}-{parent}".encode()  # its parts: the b3 headers
+        kept.append((b"traceparent", f"00-{trace_id}-{span_id}-0{flag}".encode()))
+        if state:
+            kept.append((b"tracestate", format_tracestate(state).encode("latin-1")))
+        kept += (
+            (b"b3", b3),
+            (b"x-b3-traceid", b3[:32]),
+            (b"x-b3-spanid", b3[33:49]),
+            (b"x-b3-parentspanid", b3[52:]),
+            _B3_SAMPLED[sampled],
+        )
+        if incoming_rid is None:
+            kept.append((b"x-request-id", request_id.encode("latin-1")))
+        if sampled:
+            hop.sampled = True
+            m, path = method.decode("ascii", "replace"), target.decode("latin-1")
+            hop._span = _span(hop, m, path, self.clock_ns(), True, False)
+        else:
+            hop.method, hop.path = method, target
+        if server:
+            hop.traced_inbound = True
+            self.inflight[service] = self.inflight.get(service, 0) + 1
         return hop
 
     def _broken(self, service: str, upstream: str) -> None:
@@ -483,7 +608,8 @@ class ProxyTracing:
     def finish(self, hop: Hop, status: int, headers: Iterable[tuple[str, str]] = ()) -> Span | None:
         """End ``hop``'s span with the answer and hand it to the sink; None
         for an unsampled hop (nothing to record)."""
-        self.release(hop)
+        if hop.traced_inbound:
+            self.release(hop)
         span = hop._span
         if not hop.sampled or span is None:
             return None

@@ -17,8 +17,14 @@ from connect.l7.decode import ValidationError
 from connect.l7.entries import parse_entry
 from connect.l7.entries_defaults import SAMPLING_KEY
 from connect.proxy.agent_client import AgentClient
-from connect.proxy.l7_tracing import ProxyTracing, SamplingSettings, local_reply_flags
-from connect.telemetry.propagation import extract
+from connect.proxy.l7_tracing import ProxyTracing, SamplingSettings, _fresh, local_reply_flags
+from connect.telemetry.propagation import (
+    Incoming,
+    extract,
+    new_request_id,
+    new_span_id,
+    new_trace_id,
+)
 from connect.telemetry.sampling import Sampler
 from connect.telemetry.spans import (
     RESEND_COUNT,
@@ -289,3 +295,20 @@ def test_a_hop_matches_the_tracers_own_span_and_headers(
     assert hop.trace_id == want.trace_id
     finished = t.finish(hop, 200)
     assert (finished is not None) == want.sampled and len(t.finished) == int(want.sampled)
+
+
+def test_a_new_traces_draws_at_once_are_the_tracers_one_by_one() -> None:
+    # _fresh's one getrandbits(384) must give new_trace_id, new_span_id,
+    # Sampler.decide (random()'s float arithmetic) and new_request_id exactly,
+    # and leave the rng where they leave it (seeded runs stay reproducible).
+    for seed in range(300):
+        for basis in (0, 1, 100, 5_000, 9_999, 10_000):
+            got_rng, want_rng = random.Random(seed), random.Random(seed)
+            got = _fresh(got_rng, basis)
+            want = (
+                new_trace_id(want_rng),
+                new_span_id(want_rng),
+                Sampler(want_rng, basis).decide(Incoming()),
+                new_request_id(want_rng),
+            )
+            assert got == want and got_rng.getstate() == want_rng.getstate()
