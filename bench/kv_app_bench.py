@@ -146,13 +146,16 @@ async def _run(a: argparse.Namespace) -> dict[str, list[float]]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--puts", type=int, default=20000, help="per round and row")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--only", choices=("app", "server"))
     p.add_argument("--acl", action="store_true", help="ACLs on (default deny), a management token")
-    a = p.parse_args()
+    p.add_argument("--quick", action="store_true", help="CI smoke run: 2,000 PUTs, 1 round")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.puts, a.rounds = 2000, 1
     for name, figures in trio.run(_run, a).items():
         if figures:
             print(

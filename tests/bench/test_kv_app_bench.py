@@ -1,0 +1,19 @@
+"""The KV-PUT-through-the-app benchmark runs and prints its per-PUT figures."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bench import kv_app_bench
+
+
+def test_kv_app_bench_prints_cpu_per_put_for_the_app_and_the_server(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    kv_app_bench.main(["--quick"])
+    out = capsys.readouterr().out
+    rows = re.findall(r"KV PUT (app|server) \(stub write\): CPU ([\d.]+) us/PUT", out)
+    assert [name for name, _ in rows] == ["app", "server"], out
+    assert all(float(cpu) > 0 for _, cpu in rows)
