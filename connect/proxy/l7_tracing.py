@@ -290,7 +290,7 @@ def _read_w3c(first: dict[bytes, Any]) -> _W3C | None:
 
 def _incoming(first: dict[bytes, Any]) -> Incoming:
     """``extract_collected(..., formats=False)`` of the request's headers
-    (those ``_W3C.read`` leaves: none, B3, a forced or unusual traceparent)."""
+    (those ``_read_w3c`` leaves: none, B3, a forced or unusual traceparent)."""
     if not first:
         return _NOTHING
     seen = {_READ[n]: _values(first, n) for n in _READ if n in first}
