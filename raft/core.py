@@ -927,21 +927,24 @@ class RaftCore(Membership):
         committed entries in it count as handed out for application."""
         if self._commit_notice:
             self._send_commit_notices()
-        rd = Ready()
+        # Built at the end with every field (Ready() makes four lists that
+        # would only be replaced).
+        soft = hard = None
         if self._soft_changed():
-            rd.soft_state = self._prev_soft = self.soft_state()
+            soft = self._prev_soft = self.soft_state()
         if self._hard_changed():
-            rd.hard_state = self._prev_hard = self.hard_state()
-        rd.entries = self.log.unstable()
-        if rd.entries:
-            self.log.persisting = rd.entries[-1].index
-        rd.snapshot, self.pending_snapshot = self.pending_snapshot, None
-        rd.messages, self.msgs = self.msgs, []
-        rd.committed_entries = self.log.next_committed(self.cfg.max_apply_batch)
-        if rd.committed_entries:
-            self.log.applied_to(rd.committed_entries[-1].index)
-        rd.read_states, self.read_states = self.read_states, []
-        return rd
+            hard = self._prev_hard = self.hard_state()
+        log = self.log
+        entries = log.unstable()
+        if entries:
+            log.persisting = entries[-1].index
+        snapshot, self.pending_snapshot = self.pending_snapshot, None
+        messages, self.msgs = self.msgs, []
+        committed = log.next_committed(self.cfg.max_apply_batch)
+        if committed:
+            log.applied_to(committed[-1].index)
+        read_states, self.read_states = self.read_states, []
+        return Ready(soft, hard, entries, snapshot, messages, committed, read_states)
 
     def advance(self, rd: Ready, *, persisted: bool = True) -> None:
         """The driver handled ``rd``. With ``persisted=False`` its entries are
