@@ -675,7 +675,8 @@ class RaftCore(Membership):
             for ctx in waiting:
                 self._start_read(ctx)
         conf = self.configuration
-        if self.id not in conf.ids() and self.pending_conf_index <= self.log.commit:
+        # get(), not ids(): runs on every commit, and ids() builds a frozenset.
+        if conf.get(self.id) is None and self.pending_conf_index <= self.log.commit:
             # Our removal is committed: step down (§4.2.2).
             self.become_follower(self.term, None)
 
