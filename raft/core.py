@@ -718,6 +718,11 @@ class RaftCore(Membership):
         pr = self.progress.get(to)
         if pr is None or pr.is_paused():
             return
+        if not send_empty and pr.next == self.log.last_index() + 1:
+            # Caught up, nothing to send: what _send_entries would find
+            # (the term at the last index is always known), without the
+            # lookups. Every acknowledgement asks, for each follower.
+            return
         if not self._send_entries(to, pr, send_empty=send_empty, notice=notice):
             return
         # Keep a replicating follower's pipeline full in one step.
