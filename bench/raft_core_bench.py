@@ -76,7 +76,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--writes", type=int, default=10000)
     p.add_argument("--rounds", type=int, default=5, help="medians over this many runs")
+    p.add_argument("--quick", action="store_true", help="CI smoke run: 200 writes, 1 run")
     args = p.parse_args(argv)
+    if args.quick:
+        args.writes, args.rounds = 200, 1
     plain = sorted(measure(args.writes, through_codec=False) for _ in range(args.rounds))
     coded = sorted(measure(args.writes, through_codec=True) for _ in range(args.rounds))
     mid = args.rounds // 2

@@ -10,7 +10,7 @@ from bench import raft_core_bench
 
 
 def test_raft_core_bench_prints_cpu_per_write(capsys: pytest.CaptureFixture[str]) -> None:
-    raft_core_bench.main(["--writes", "200", "--rounds", "1"])
+    raft_core_bench.main(["--quick"])
     out = capsys.readouterr().out
     m = re.search(r"core ([\d.]+) us/write, core\+codec ([\d.]+) us/write", out)
     assert m, out
