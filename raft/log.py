@@ -32,6 +32,10 @@ class RaftLog:
         self.persisting = self.stable
         self.commit = offset
         self.applied = offset
+        # Bumped whenever held entries are replaced (a follower's conflicting
+        # append, a snapshot restore): callers caching facts about the
+        # entries (the core's configuration history) recheck them then.
+        self.truncations = 0
 
     # -- reading -----------------------------------------------------------
 
@@ -122,6 +126,8 @@ class RaftLog:
             raise RaftInvariantError(f"truncating committed entry {first} (commit {self.commit})")
         if first <= self.offset:
             raise RaftInvariantError(f"truncating compacted entry {first}")
+        if first <= self.last_index():
+            self.truncations += 1
         del self.entries[first - self.offset - 1 :]
         self.entries.extend(entries)
         self.stable = min(self.stable, first - 1)
@@ -135,6 +141,12 @@ class RaftLog:
         if not self.match_term(prev_index, prev_term):
             return None
         last_new = prev_index + len(entries)
+        if entries and entries[0].index == self.offset + len(self.entries) + 1:
+            # The common case: they follow the last entry (what the loop
+            # below would find at its first entry, without a term lookup).
+            self.entries.extend(entries)
+            self.commit_to(min(commit, last_new))
+            return last_new
         for i, e in enumerate(entries):
             t = self.term(e.index)
             if t is None and e.index <= self.offset:
@@ -176,5 +188,6 @@ class RaftLog:
     def restore(self, index: int, term: int) -> None:
         """Reset to an empty log that starts after a received snapshot."""
         self.entries = []
+        self.truncations += 1
         self.offset, self.offset_term = index, term
         self.commit = self.applied = self.stable = self.persisting = index

@@ -114,10 +114,14 @@ class Membership:
         self._conf_history = [(1, configuration)]
         self.configuration = configuration
 
-    def _conf_history_stale(self, appended: Sequence[Entry]) -> bool:
-        """Whether an append added a configuration or truncated one away."""
+    def _conf_history_stale(self, appended: Sequence[Entry], truncated: bool = True) -> bool:
+        """Whether an append added a configuration or truncated one away
+        (``truncated``: whether it replaced any entry; entries that were only
+        appended leave the history's entries where they were)."""
         if any(e.kind == EntryKind.CONFIG for e in appended):
             return True
+        if not truncated:
+            return False
         return any(
             self.log.term(i) is None
             or i > self.log.last_index()

@@ -6,8 +6,48 @@ boundary, and everything can be encoded by ``raft.codec``.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+
+def _fast_init(cls: type[_T]) -> type[_T]:
+    """Replace a frozen slotted dataclass's ``__init__`` with one that sets
+    each slot through its descriptor: the generated one goes through
+    ``object.__setattr__`` per field (a Message: ~0.95 -> ~0.55 us; the Raft
+    path builds several per write on every server). Same signature, same
+    defaults (taken from the fields), so ``cls(...)``, ``replace()`` and
+    mypy's view are unchanged. Only for classes without ``__post_init__``
+    and whose fields are all plain ``init`` fields."""
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    if hasattr(cls, "__post_init__") or any(
+        not f.init or f.default_factory is not dataclasses.MISSING for f in fields
+    ):
+        raise TypeError(f"{cls.__name__}: _fast_init needs plain init fields")
+    env: dict[str, Any] = {}
+    params = []
+    for f in fields:
+        env[f"_s_{f.name}"] = getattr(cls, f.name).__set__
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            env[f"_d_{f.name}"] = f.default
+            params.append(f"{f.name}=_d_{f.name}")
+    body = "".join(f"        _s_{f.name}(self, {f.name})\n" for f in fields)
+    src = (
+        f"def _make({', '.join(env)}):\n"
+        f"    def __init__(self, {', '.join(params)}):\n{body}"
+        "    return __init__\n"
+    )
+    ns: dict[str, Any] = {}
+    exec(src, ns)  # built from the class's own field names, as dataclasses does
+    init = ns["_make"](**env)
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    setattr(cls, "__init__", init)  # noqa: B010 - mypy refuses a method assignment
+    return cls
 
 
 class EntryKind(enum.IntEnum):
@@ -16,6 +56,7 @@ class EntryKind(enum.IntEnum):
     CONFIG = 2  # data is an encoded Configuration (single-server change, Raft §4.1)
 
 
+@_fast_init
 @dataclass(frozen=True, slots=True)
 class Entry:
     index: int
@@ -29,6 +70,7 @@ class Suffrage(enum.IntEnum):
     NONVOTER = 1
 
 
+@_fast_init
 @dataclass(frozen=True, slots=True)
 class Server:
     id: str
@@ -69,6 +111,7 @@ class Configuration:
         return Configuration(tuple(s for s in self.servers if s.id != server_id))
 
 
+@_fast_init
 @dataclass(frozen=True, slots=True)
 class HardState:
     """What must be durable before any message that depends on it is sent."""
@@ -78,6 +121,7 @@ class HardState:
     commit: int = 0
 
 
+@_fast_init
 @dataclass(frozen=True, slots=True)
 class SnapshotMeta:
     index: int
@@ -85,6 +129,7 @@ class SnapshotMeta:
     configuration: Configuration
 
 
+@_fast_init
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     meta: SnapshotMeta
@@ -104,6 +149,7 @@ class MessageType(enum.IntEnum):
     TIMEOUT_NOW = 10  # leadership transfer (§3.10)
 
 
+@_fast_init
 @dataclass(frozen=True, slots=True)
 class Message:
     """One Raft RPC or response. Unused fields keep their defaults.
@@ -141,6 +187,7 @@ class Role(enum.Enum):
     LEADER = "leader"
 
 
+@_fast_init
 @dataclass(frozen=True, slots=True)
 class SoftState:
     """Volatile state the driver reports to observers."""
@@ -150,6 +197,7 @@ class SoftState:
     term: int
 
 
+@_fast_init
 @dataclass(frozen=True, slots=True)
 class ReadState:
     """A ReadIndex read is safe once the FSM has applied ``index``."""
