@@ -24,7 +24,8 @@ def _fast_init(cls: type[_T]) -> type[_T]:
     and whose fields are all plain ``init`` fields."""
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     if hasattr(cls, "__post_init__") or any(
-        not f.init or f.default_factory is not dataclasses.MISSING for f in fields
+        not f.init or f.kw_only is True or f.default_factory is not dataclasses.MISSING
+        for f in fields
     ):
         raise TypeError(f"{cls.__name__}: _fast_init needs plain init fields")
     env: dict[str, Any] = {}
@@ -42,7 +43,7 @@ def _fast_init(cls: type[_T]) -> type[_T]:
         f"    def __init__(self, {', '.join(params)}):\n{body}"
         "    return __init__\n"
     )
-    ns: dict[str, Any] = {}
+    ns: dict[str, Any] = {"__name__": cls.__module__}
     exec(src, ns)  # built from the class's own field names, as dataclasses does
     init = ns["_make"](**env)
     init.__qualname__ = f"{cls.__qualname__}.__init__"

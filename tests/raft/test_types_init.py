@@ -78,6 +78,10 @@ def test_refuses_classes_it_would_break() -> None:
     class Factory:
         x: list[int] = dataclasses.field(default_factory=list)
 
-    for cls in (Post, Factory):
+    @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+    class KwOnly:  # its generated __init__ would take them positionally
+        x: int
+
+    for cls in (Post, Factory, KwOnly):
         with pytest.raises(TypeError):
             _fast_init(cls)
