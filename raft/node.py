@@ -196,7 +196,12 @@ class RaftNode(DurableWrites):
             self._fail_all(stopped)
             for _, fut in self._applied_waiters:
                 fut.fail(stopped)
-            await trio.to_thread.run_sync(self.storage.close)
+            # Shielded: a node stops by being cancelled (every agent does), and
+            # an await in a cancelled scope raises at once: the storage was
+            # never closed (its segment file left open, a second owner of the
+            # directory when the server is started again in the process).
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.storage.close)
 
     async def _load(self) -> RaftCore:
         state = await trio.to_thread.run_sync(self.storage.load)

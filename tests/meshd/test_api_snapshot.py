@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import struct
 import tarfile
 from pathlib import Path
@@ -187,8 +188,19 @@ async def test_stale_save_is_answered_locally(autojump_clock: MockClock) -> None
         decode_archive(r.body)
 
 
+def _files(root: Path) -> list[tuple[str, int]]:
+    found = (p for p in root.rglob("*") if p.is_file())
+    return sorted((str(p.relative_to(root)), p.stat().st_size) for p in found)
+
+
 @pytest.mark.e2e
-async def test_a_restored_state_survives_a_restart(tmp_path: Path) -> None:
+async def test_a_restored_state_survives_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It failed once in a loaded full run with the restarted server seeing an
+    # empty state (a new CA, only its own node): what its data dir held at
+    # the stop and what the restart loaded are in the message should it again.
+    caplog.set_level(logging.INFO, logger="raft.node")
     flags = dev_flags(data_dir=str(tmp_path), node_id="0f8d2f0c-3b7a-4d6e-8a52-2f4c1e9b7d10")
     async with dev_agent(**flags) as (_agent, api):
         await api.put("/v1/catalog/register", EXT[0])
@@ -198,9 +210,12 @@ async def test_a_restored_state_survives_a_restart(tmp_path: Path) -> None:
         assert (await api.put("/v1/snapshot", raw=archive)).status == 200
         await api.put("/v1/catalog/register", {"Node": "ext-5", "Address": "10.0.0.5"})
         expected = await catalog(api)
+    at_stop = _files(tmp_path)
     async with dev_agent(**flags) as (_agent, api):
         nodes, services = await catalog(api)
-        assert nodes == expected[0] and services == expected[1]
+        loaded = [r.getMessage() for r in caplog.records if "raft_loaded" in r.getMessage()]
+        why = f"files at the stop: {at_stop}; at the check: {_files(tmp_path)}; loaded: {loaded}"
+        assert nodes == expected[0] and services == expected[1], why
         assert "ext-2" not in {n for n, _ in nodes}
 
 

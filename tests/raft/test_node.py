@@ -13,7 +13,12 @@ import trio
 from trio.testing import MockClock
 
 from raft.core import COMMIT_NOTICE
-from raft.errors import LeadershipLostError, NotLeaderError, ProposalDroppedError
+from raft.errors import (
+    LeadershipLostError,
+    NotLeaderError,
+    ProposalDroppedError,
+    StorageError,
+)
 from raft.node import NodeConfig, RaftNode
 from raft.storage import MemoryStorage
 from raft.types import Configuration, Message, MessageType, Role, Server
@@ -94,6 +99,23 @@ async def test_single_node_applies_and_returns_fsm_result() -> None:
         assert await node.read_barrier() >= 2
         assert fsm.data == {"n": 2}
         nursery.cancel_scope.cancel()
+
+
+async def test_a_node_stopped_by_cancellation_closes_its_storage(tmp_path: Path) -> None:
+    # How every agent stops (its nursery cancelled): the storage must be
+    # closed on the way out, not left open (its segment file descriptor
+    # leaked, a second owner of the directory) because the close itself was
+    # an await in an already cancelled scope.
+    storage = SegmentLogStorage(tmp_path)
+    conf = Configuration((Server("a", "a:1"),))
+    node = RaftNode(NodeConfig("a", "a:1", tick_interval=TICK), storage, KVFSM(), bootstrap=conf)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await node.wait_for_leader(2)
+        await node.apply(incr("n"))
+        nursery.cancel_scope.cancel()
+    with pytest.raises(StorageError, match="closed"):
+        storage.load()
 
 
 async def test_apply_batch_proposes_together_in_order_and_answers_each() -> None:
