@@ -45,6 +45,27 @@ def kv_from_body(body: Any, cls: type[KVRequest]) -> KVRequest | None:
     """``from_obj(body, cls)`` (``cls``: KVRequest) when ``body`` is a well-formed KV
     write's map; ``None`` for anything else (the caller decodes it the
     generic way, which names what is wrong)."""
+    fields = _kv_fields(body)
+    if fields is None:
+        return None
+    op, key, value, flags, session, cas, now = fields
+    return new_kv(cls, _intern(op), _intern(key), value, flags, _intern(session), cas, now)
+
+
+def kv_plain_fields(body: Any) -> tuple[str, str, bytes, int, int] | None:
+    """``(op, key, value, flags, cas)`` of a well-formed KV write's map, as
+    ``kv_from_body`` would read them (``key`` interned alike, the session and
+    time checked and left out: a plain write does not use them); ``None``
+    where ``kv_from_body`` gives ``None``."""
+    fields = _kv_fields(body)
+    if fields is None:
+        return None
+    return fields[0], _intern(fields[1]), fields[2], fields[3], fields[5]
+
+
+def _kv_fields(body: Any) -> tuple[str, str, bytes, int, str, int, float] | None:
+    """A KV write map's fields, each of its exact type (an int time as a
+    float), or ``None``."""
     if type(body) is not dict or not body.keys() <= _FIELDS:
         return None
     get = body.get
@@ -64,30 +85,7 @@ def kv_from_body(body: Any, cls: type[KVRequest]) -> KVRequest | None:
         if type(now) is not int:
             return None
         now = float(now)
-    return new_kv(cls, _intern(op), _intern(key), value, flags, _intern(session), cas, now)
-
-
-def kv_plain_fields(body: Any) -> tuple[str, str, bytes, int, int] | None:
-    """``(op, key, value, flags, cas)`` of a well-formed KV write's map, as
-    ``kv_from_body`` would read them (``key`` interned alike, the session and
-    time checked and left out: a plain write does not use them); ``None``
-    where ``kv_from_body`` gives ``None``."""
-    if type(body) is not dict or not body.keys() <= _FIELDS:
-        return None
-    get = body.get
-    op, key = get("op"), get("key")
-    value, flags, cas = get("value", b""), get("flags", 0), get("cas", 0)
-    if (
-        type(op) is not str
-        or type(key) is not str
-        or type(value) is not bytes
-        or type(flags) is not int
-        or type(cas) is not int
-        or type(get("session", "")) is not str
-        or type(get("now", 0.0)) not in (float, int)
-    ):
-        return None
-    return op, _intern(key), value, flags, cas
+    return op, key, value, flags, session, cas, now
 
 
 _SLOTS: dict[type, tuple[Any, ...]] = {}  # per class: its fields' slot setters, in _ORDER

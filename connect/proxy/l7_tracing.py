@@ -520,12 +520,7 @@ class ProxyTracing:
             _B3_SAMPLED[sampled],
             (b"x-request-id", request_id.encode()),
         )
-        if sampled:
-            hop.sampled = True
-            m, path = method.decode("ascii", "replace"), target.decode("latin-1")
-            hop._span = _span(hop, m, path, self.clock_ns(), True, False)
-        else:
-            hop.method, hop.path = method, target
+        self._span_or_names(hop, sampled, method, target)
         if not server and self.inflight.get(service):
             self._broken(service, peer)
         return hop
@@ -564,16 +559,21 @@ class ProxyTracing:
         )
         if incoming_rid is None:
             kept.append((b"x-request-id", request_id.encode("latin-1")))
+        self._span_or_names(hop, sampled, method, target)
+        if server:
+            hop.traced_inbound = True
+            self.inflight[service] = self.inflight.get(service, 0) + 1
+        return hop
+
+    def _span_or_names(self, hop: Hop, sampled: bool, method: bytes, target: bytes) -> None:
+        """A sampled hop's span (no force header); an unsampled one keeps
+        the method and target as bytes (decoded only if looked at)."""
         if sampled:
             hop.sampled = True
             m, path = method.decode("ascii", "replace"), target.decode("latin-1")
             hop._span = _span(hop, m, path, self.clock_ns(), True, False)
         else:
             hop.method, hop.path = method, target
-        if server:
-            hop.traced_inbound = True
-            self.inflight[service] = self.inflight.get(service, 0) + 1
-        return hop
 
     def _broken(self, service: str, upstream: str) -> None:
         key = (service, upstream)
