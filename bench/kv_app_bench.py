@@ -120,7 +120,16 @@ def _client(token: str) -> str:
 
 
 async def _run(a: argparse.Namespace) -> dict[str, list[float]]:
+    real = Agent._storage
     Agent._storage = lambda self: MemoryStorage()  # type: ignore[method-assign]
+    try:
+        return await _rows(a)
+    finally:  # the class is shared: every later agent of this process (a test
+        # worker's) must write its real data dir again
+        Agent._storage = real  # type: ignore[method-assign]
+
+
+async def _rows(a: argparse.Namespace) -> dict[str, list[float]]:
     flags = {"http_port": -1, "dns_port": -1, "server_port": free_port(), "node": "bench"}
     files = []
     with tempfile.TemporaryDirectory(prefix="meshd-kvapp-") as tmp:
