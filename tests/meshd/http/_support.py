@@ -160,6 +160,18 @@ def echo_router() -> Router:
     return router
 
 
+def slow_router(delay: float, body: str = "slow") -> Router:
+    """``echo_router`` plus ``GET /v1/slow``: ``body`` after ``delay`` seconds."""
+
+    async def slow(req: Request) -> Response:
+        await trio.sleep(delay)
+        return Response.text(body)
+
+    router = echo_router()
+    router.add("GET", "/v1/slow", slow, name="slow")
+    return router
+
+
 @asynccontextmanager
 async def running(app: App, **kwargs: Any) -> AsyncIterator[int]:
     """Serve ``app`` on an ephemeral 127.0.0.1 port for the block; yield the port."""

@@ -34,6 +34,7 @@ from tests.meshd.http._support import (
     echo_router,
     encode_request,
     running,
+    slow_router,
     wait_until_served,
 )
 
@@ -81,13 +82,7 @@ async def test_keep_alive_serves_two_requests_on_one_connection() -> None:
 
 
 async def test_pipelined_requests_are_answered_in_order() -> None:
-    async def slow(req: Request) -> Response:
-        await trio.sleep(0.05)
-        return Response.text("slow")
-
-    router = echo_router()
-    router.add("GET", "/v1/slow", slow, name="slow")
-    async with running(_app(router)) as port:
+    async with running(_app(slow_router(0.05))) as port:
         client = await RawClient.connect(port)
         await client.send(
             encode_request("GET", "/v1/slow")
@@ -335,13 +330,9 @@ async def test_idle_connection_is_closed_silently() -> None:
 
 
 async def test_idle_and_request_timeouts_spare_a_handler_that_outlasts_them() -> None:
-    async def slow(req: Request) -> Response:
-        await trio.sleep(0.4)
-        return Response.text("done")
-
-    router = echo_router()
-    router.add("GET", "/v1/slow", slow, name="slow")
-    async with running(_app(router), idle_timeout=0.1, request_timeout=0.1) as port:
+    async with running(
+        _app(slow_router(0.4, "done")), idle_timeout=0.1, request_timeout=0.1
+    ) as port:
         client = await RawClient.connect(port)
         started = trio.current_time()
         r = await client.request("GET", "/v1/slow")

@@ -7,17 +7,25 @@ from __future__ import annotations
 import pytest
 import trio
 
-from meshd.http import App, ErrorMapping, Request, Response
+from meshd.http import App, ErrorMapping
 from tests.meshd.http._support import (
     BlockingQuery,
     RawClient,
     echo_router,
     encode_request,
     running,
+    slow_router,
     wait_until_served,
 )
 
 pytestmark = pytest.mark.e2e
+
+
+async def _solo_client(port: int) -> RawClient:
+    """A connection whose first request, a PUT, put it in solo mode."""
+    client = await RawClient.connect(port)
+    assert (await client.request("PUT", "/v1/kv/a", body=b"1")).status == 200
+    return client
 
 
 class _ReaderSteps(trio.abc.Instrument):
@@ -75,13 +83,7 @@ async def test_after_solo_writes_a_blocking_query_is_still_cancelled_when_its_cl
 
 
 async def test_pipelined_writes_and_reads_are_answered_in_order_across_hand_overs() -> None:
-    async def slow(req: Request) -> Response:
-        await trio.sleep(0.02)
-        return Response.text("slow")
-
-    router = echo_router()
-    router.add("GET", "/v1/slow", slow, name="slow")
-    async with running(App(router, errors=ErrorMapping())) as port:
+    async with running(App(slow_router(0.02), errors=ErrorMapping())) as port:
         client = await RawClient.connect(port)
         assert (await client.request("PUT", "/v1/kv/first", body=b"1")).status == 200
         await client.send(
@@ -123,16 +125,14 @@ async def test_a_writer_that_goes_away_between_requests_frees_its_connection() -
 
 async def test_malformed_input_and_upgrades_after_solo_writes_are_answered_as_always() -> None:
     async with running(App(echo_router(), errors=ErrorMapping())) as port:
-        client = await RawClient.connect(port)
-        assert (await client.request("PUT", "/v1/kv/a", body=b"1")).status == 200
+        client = await _solo_client(port)
         r = await client.request(
             "GET", "/v1/json", headers=[("Connection", "Upgrade"), ("Upgrade", "websocket")]
         )
         assert (r.status, r.header("connection")) == (200, "close")
         assert await client.at_eof()
 
-        client = await RawClient.connect(port)
-        assert (await client.request("PUT", "/v1/kv/a", body=b"1")).status == 200
+        client = await _solo_client(port)
         await client.send(b"NOT HTTP AT ALL\r\n\r\n")
         r = await client.read_response()
         assert r is not None and r.status == 400
@@ -142,12 +142,10 @@ async def test_malformed_input_and_upgrades_after_solo_writes_are_answered_as_al
 async def test_a_solo_writer_gets_the_idle_close_and_the_408_as_always() -> None:
     app = App(echo_router(), errors=ErrorMapping())
     async with running(app, idle_timeout=0.2, request_timeout=0.2) as port:
-        client = await RawClient.connect(port)
-        assert (await client.request("PUT", "/v1/kv/a", body=b"1")).status == 200
+        client = await _solo_client(port)
         assert await client.at_eof(timeout=2)  # idle: closed silently
 
-        client = await RawClient.connect(port)
-        assert (await client.request("PUT", "/v1/kv/a", body=b"1")).status == 200
+        client = await _solo_client(port)
         await client.send(b"PUT /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
         r = await client.read_response()
         assert r is not None and r.status == 408
